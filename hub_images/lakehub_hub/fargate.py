@@ -1,0 +1,915 @@
+"""FargateSpawner: each user's server runs as its own ECS task on Fargate with the tier role.
+
+Per-user mode of a tier: a small hub task launches one task per user server from the tier's
+user-server task definition (its task role is the tier role, so the server reaches only the
+tier's S3 prefixes), in the private subnets, with a security group that only the hub can reach.
+
+Configuration comes from traitlets; every trait has a default read from an environment
+variable that the tier template sets on the hub task:
+
+=============================== ==========================================================
+LAKEHUB_CLUSTER                 ECS cluster name or ARN (required)
+LAKEHUB_USER_TASK_DEFINITION    user-server task definition family, family:revision or ARN
+                                (required)
+LAKEHUB_USER_SUBNETS            comma-separated private subnet ids (required)
+LAKEHUB_USER_SECURITY_GROUPS    comma-separated security group ids (required)
+LAKEHUB_USER_CAPACITY           FARGATE (default) or FARGATE_SPOT
+LAKEHUB_USER_SPOT_FALLBACK      "true" (default) / "false": fall back to FARGATE when Spot
+                                has no capacity
+LAKEHUB_USER_PROFILES           JSON list of {"name", "display", "cpu", "memory"}, Fargate
+                                units (cpu 1024 = 1 vCPU, memory in MiB)
+LAKEHUB_USER_CONTAINER          name of the server container in the task definition
+                                (default "notebook")
+LAKEHUB_USER_SERVER_PORT        port the server listens on inside the task (default 8888)
+LAKEHUB_TIER                    tier name (tags, startedBy) (required)
+LAKEHUB_HUB_ID                  which hub launched the task (tag lakehub:hub; default: tier)
+LAKEHUB_START_TIMEOUT           seconds to wait for a cold Fargate start (default 300)
+LAKEHUB_ECS_ENDPOINT_URL        emulator only: ECS endpoint (also turns on waiting for the
+                                local agent's endpoint tag, see below)
+AWS_REGION / AWS_DEFAULT_REGION region (default us-east-1)
+=============================== ==========================================================
+
+Tags on every task: ``lakehub:user``, ``lakehub:server`` (named server, "" for the default),
+``lakehub:tier``, ``lakehub:hub``, plus ECS managed tags and the task definition's tags
+(``propagateTags=TASK_DEFINITION``); ``startedBy`` is ``lakehub-<tier>``.
+
+Local environment: the emulator's tasks do not run and their private IPs are fake. The local
+agent (``lakehub.local.agent``) runs each task as a local process on 127.0.0.1 and tags the task
+with ``lakehub:local-endpoint`` = ``127.0.0.1:PORT``. The spawner always prefers that tag when
+present, and with ``wait_for_local_endpoint`` (on when LAKEHUB_ECS_ENDPOINT_URL is set) waits
+for it before it reports the server started.
+
+Hub start-up: ``reconcile_orphans()`` stops this tier's/hub's tasks that no spawner in the hub's
+database owns (``known_task_arns_from_db()``), so no orphan task keeps costing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import re
+import threading
+import time
+from typing import Any, Iterable
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from jupyterhub.spawner import Spawner
+from traitlets import Bool, Float, Integer, List, Unicode, default, validate
+
+# Tag keys: one definition, used by the spawner, the reconciliation and the local agent.
+TAG_USER = "lakehub:user"
+TAG_SERVER = "lakehub:server"
+TAG_TIER = "lakehub:tier"
+TAG_HUB = "lakehub:hub"
+TAG_LOCAL_ENDPOINT = "lakehub:local-endpoint"
+
+FARGATE = "FARGATE"
+FARGATE_SPOT = "FARGATE_SPOT"
+CAPACITY_PROVIDERS = (FARGATE, FARGATE_SPOT)
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_CONTAINER = "notebook"
+DEFAULT_PORT = 8888
+DEFAULT_START_TIMEOUT = 300
+
+# Sizes offered at spawn when LAKEHUB_USER_PROFILES is not set (Fargate units).
+DEFAULT_PROFILES: list[dict[str, Any]] = [
+    {"name": "small", "display": "Small: 1 vCPU, 4 GB", "cpu": 1024, "memory": 4096},
+    {"name": "medium", "display": "Medium: 2 vCPU, 8 GB", "cpu": 2048, "memory": 8192},
+    {"name": "large", "display": "Large: 4 vCPU, 16 GB", "cpu": 4096, "memory": 16384},
+    {"name": "xlarge", "display": "Extra large: 8 vCPU, 32 GB", "cpu": 8192, "memory": 32768},
+]
+
+# Valid Fargate task sizes (Linux): cpu units -> (min MiB, max MiB, step MiB).
+FARGATE_SIZES = {
+    256: (512, 2048, None),  # 512, 1024, 2048
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+
+# ECS task statuses, in lifecycle order, with what the user is told while waiting.
+STATUS_MESSAGES = {
+    "PROVISIONING": (30, "Fargate is finding capacity and attaching the network interface"),
+    "PENDING": (50, "Pulling the image and starting the container"),
+    "ACTIVATING": (70, "Container started; registering the task"),
+    "RUNNING": (80, "Task running; waiting for the server to answer"),
+}
+
+# Characters ECS allows in tag values; everything else becomes "_".
+_TAG_VALUE_BAD = re.compile(r"[^\w .:/=+\-@]", re.UNICODE)
+
+
+class FargateSpawnError(Exception):
+    """A spawn failure the user sees: JupyterHub shows `jupyterhub_message` on the spawn page."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.jupyterhub_message = message
+
+
+class ConfigurationError(ValueError):
+    """The hub's spawner settings are wrong (names the setting and the fix)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Settings helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value in ("1", "true", "yes", "on")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name}={value!r} is not a whole number") from None
+
+
+def region_from_env() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def tag_value(value: str) -> str:
+    """A string as an ECS tag value (allowed characters, at most 256)."""
+    return _TAG_VALUE_BAD.sub("_", value)[:256]
+
+
+def started_by(tier: str) -> str:
+    """ECS `startedBy` for a tier's user tasks (at most 36 characters, ECS's limit)."""
+    return f"lakehub-{tier}"[:36]
+
+
+def validate_fargate_size(cpu: int, memory: int) -> None:
+    """Raise ConfigurationError unless (cpu, memory) is a valid Fargate task size."""
+    if cpu not in FARGATE_SIZES:
+        raise ConfigurationError(
+            f"cpu {cpu} is not a Fargate size; use one of {sorted(FARGATE_SIZES)} (1024 = 1 vCPU)"
+        )
+    low, high, step = FARGATE_SIZES[cpu]
+    ok = low <= memory <= high and (
+        memory in (512, 1024, 2048) if step is None else (memory - low) % step == 0
+    )
+    if not ok:
+        raise ConfigurationError(
+            f"memory {memory} MiB does not go with cpu {cpu} on Fargate; "
+            f"use {low}-{high} MiB" + (f" in steps of {step}" if step else "")
+        )
+
+
+def parse_profiles(value: Any) -> list[dict[str, Any]]:
+    """Profiles from JSON text or a list; validated, with `display` filled in when missing."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"LAKEHUB_USER_PROFILES is not valid JSON: {exc}") from None
+    if not isinstance(value, list) or not value:
+        raise ConfigurationError(
+            'LAKEHUB_USER_PROFILES must be a non-empty JSON list of {"name","display","cpu","memory"}'
+        )
+    profiles, names = [], set()
+    for item in value:
+        if not isinstance(item, dict) or not item.get("name"):
+            raise ConfigurationError(f"profile {item!r} needs at least a name, cpu and memory")
+        try:
+            cpu, memory = int(item["cpu"]), int(item["memory"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigurationError(
+                f"profile {item.get('name')!r}: cpu and memory must be whole numbers (Fargate units)"
+            ) from None
+        try:
+            validate_fargate_size(cpu, memory)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"profile {item['name']!r}: {exc}") from None
+        name = str(item["name"])
+        if name in names:
+            raise ConfigurationError(f"profile name {name!r} appears twice")
+        names.add(name)
+        display = item.get("display") or f"{name}: {cpu / 1024:g} vCPU, {memory / 1024:g} GB"
+        profiles.append({"name": name, "display": str(display), "cpu": cpu, "memory": memory})
+    return profiles
+
+
+# --------------------------------------------------------------------------------------------
+# ECS client and task helpers (synchronous; the spawner runs them in a thread)
+# --------------------------------------------------------------------------------------------
+
+_clients: dict[tuple, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def ecs_client(region: str | None = None, endpoint_url: str | None = None):
+    """A cached boto3 ECS client (clients are thread-safe; sessions are not)."""
+    region = region or region_from_env()
+    endpoint_url = endpoint_url or os.environ.get("LAKEHUB_ECS_ENDPOINT_URL") or None
+    key = (region, endpoint_url)
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = boto3.session.Session().client(
+                "ecs",
+                region_name=region,
+                endpoint_url=endpoint_url,
+                config=BotoConfig(retries={"max_attempts": 5, "mode": "standard"}),
+            )
+        return _clients[key]
+
+
+def task_tags(task: dict) -> dict[str, str]:
+    return {t["key"]: t.get("value", "") for t in task.get("tags") or []}
+
+
+def task_private_ip(task: dict) -> str | None:
+    """The task's private IPv4 from its ENI attachment (or its containers' interfaces)."""
+    for attachment in task.get("attachments") or []:
+        if attachment.get("type") != "ElasticNetworkInterface":
+            continue
+        for detail in attachment.get("details") or []:
+            if detail.get("name") == "privateIPv4Address" and detail.get("value"):
+                return detail["value"]
+    for container in task.get("containers") or []:
+        for eni in container.get("networkInterfaces") or []:
+            if eni.get("privateIpv4Address"):
+                return eni["privateIpv4Address"]
+    return None
+
+
+def describe_tasks(ecs, cluster: str, arns: list[str], include_tags: bool = True) -> list[dict]:
+    """describe_tasks in batches of 100 (the API's limit)."""
+    tasks: list[dict] = []
+    for i in range(0, len(arns), 100):
+        kwargs: dict[str, Any] = {"cluster": cluster, "tasks": arns[i : i + 100]}
+        if include_tags:
+            kwargs["include"] = ["TAGS"]
+        tasks.extend(ecs.describe_tasks(**kwargs).get("tasks", []))
+    return tasks
+
+
+def list_tier_tasks(
+    cluster: str,
+    tier: str,
+    hub: str | None = None,
+    ecs=None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+) -> list[dict]:
+    """The cluster's live (desired RUNNING) user tasks of a tier (and hub), with their tags."""
+    ecs = ecs or ecs_client(region, endpoint_url)
+    arns: list[str] = []
+    kwargs = {"cluster": cluster, "startedBy": started_by(tier), "desiredStatus": "RUNNING"}
+    for page in ecs.get_paginator("list_tasks").paginate(**kwargs):
+        arns.extend(page.get("taskArns", []))
+    found = []
+    for task in describe_tasks(ecs, cluster, arns):
+        tags = task_tags(task)
+        if tags.get(TAG_TIER) != tag_value(tier) or TAG_USER not in tags:
+            continue
+        if hub is not None and tags.get(TAG_HUB) != tag_value(hub):
+            continue
+        if task.get("lastStatus") == "STOPPED" or task.get("desiredStatus") == "STOPPED":
+            continue
+        found.append(task)
+    return found
+
+
+def reconcile_orphans(
+    cluster: str | None = None,
+    tier: str | None = None,
+    known_task_arns: Iterable[str] = (),
+    hub: str | None = None,
+    ecs=None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    log=None,
+) -> list[str]:
+    """Stop this tier's (and hub's) user tasks that no spawner owns; return their ARNs.
+
+    Call once at hub start-up, before spawners are restored, with the task ARNs recorded in the
+    hub's database (`known_task_arns_from_db`). Tasks in that set are left alone: JupyterHub's
+    start-up poll takes them back. Defaults come from LAKEHUB_CLUSTER, LAKEHUB_TIER and
+    LAKEHUB_HUB_ID (hub defaults to the tier). Does not wait for the tasks to stop.
+    """
+    cluster = cluster or os.environ.get("LAKEHUB_CLUSTER", "")
+    tier = tier or os.environ.get("LAKEHUB_TIER", "")
+    if not cluster or not tier:
+        raise ConfigurationError("reconcile_orphans needs a cluster and a tier (LAKEHUB_CLUSTER, LAKEHUB_TIER)")
+    if hub is None:
+        hub = os.environ.get("LAKEHUB_HUB_ID") or tier
+    ecs = ecs or ecs_client(region, endpoint_url)
+    known = set(known_task_arns)
+    stopped = []
+    for task in list_tier_tasks(cluster, tier, hub, ecs=ecs):
+        arn = task["taskArn"]
+        if arn in known:
+            continue
+        user = task_tags(task).get(TAG_USER, "?")
+        try:
+            ecs.stop_task(
+                cluster=cluster,
+                task=arn,
+                reason=f"lakehub: orphan user server (user {user}) stopped at hub start-up",
+            )
+        except ClientError as exc:  # already gone: nothing to stop
+            if log:
+                log.warning("could not stop orphan task %s: %s", arn, exc)
+            continue
+        if log:
+            log.info("Stopped orphan user task %s (user %s)", arn, user)
+        stopped.append(arn)
+    return stopped
+
+
+def known_task_arns_from_db(db_url: str | None = None) -> set[str]:
+    """Task ARNs that the hub's database records in spawner state (`task_arn`).
+
+    Reads JupyterHub's `spawners` table directly, so it works in jupyterhub_config.py before
+    the hub has started. A missing database (first start) gives an empty set.
+    """
+    db_url = db_url if isinstance(db_url, str) and db_url else "sqlite:///jupyterhub.sqlite"
+    if db_url.startswith("sqlite:///"):
+        path = db_url[len("sqlite:///") :]
+        if path and path != ":memory:" and not os.path.exists(path):
+            return set()
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(db_url)
+    arns: set[str] = set()
+    try:
+        with engine.connect() as conn:
+            if not sqlalchemy.inspect(conn).has_table("spawners"):
+                return arns
+            for (state,) in conn.execute(sqlalchemy.text("SELECT state FROM spawners")):
+                if isinstance(state, (bytes, str)) and state:
+                    try:
+                        state = json.loads(state)
+                    except ValueError:
+                        continue
+                if isinstance(state, dict) and state.get("task_arn"):
+                    arns.add(state["task_arn"])
+    finally:
+        engine.dispose()
+    return arns
+
+
+def hub_connect_url_from_metadata(port: int = 8081, timeout: float = 2.0) -> str | None:
+    """http://<this task's private IP>:<port> from the ECS task metadata endpoint, or None.
+
+    The hub task sets `c.JupyterHub.hub_connect_url` to this so that user tasks reach the
+    hub API across the VPC (the hub itself listens on 0.0.0.0).
+    """
+    import urllib.request
+
+    base = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if not base:
+        return None
+    try:
+        with urllib.request.urlopen(f"{base}/task", timeout=timeout) as resp:
+            meta = json.load(resp)
+    except (OSError, ValueError):
+        return None
+    for container in meta.get("Containers", []):
+        for network in container.get("Networks", []):
+            for address in network.get("IPv4Addresses", []):
+                return f"http://{address}:{port}"
+    return None
+
+
+def _is_capacity_failure(reason: str) -> bool:
+    text = reason.lower()
+    return "capacity" in text or "spot" in text
+
+
+# --------------------------------------------------------------------------------------------
+# The spawner
+# --------------------------------------------------------------------------------------------
+
+
+class FargateSpawner(Spawner):
+    """Start each user's server as an ECS task on Fargate (or Fargate Spot)."""
+
+    cluster = Unicode(config=True, help="ECS cluster name or ARN (LAKEHUB_CLUSTER).")
+    task_definition = Unicode(
+        config=True,
+        help="User-server task definition: family, family:revision or ARN. Its task role is "
+        "the tier role (LAKEHUB_USER_TASK_DEFINITION).",
+    )
+    subnets = List(Unicode(), config=True, help="Private subnets for user tasks (LAKEHUB_USER_SUBNETS).")
+    security_groups = List(
+        Unicode(), config=True, help="Security groups for user tasks (LAKEHUB_USER_SECURITY_GROUPS)."
+    )
+    capacity_provider = Unicode(
+        config=True, help="FARGATE or FARGATE_SPOT (LAKEHUB_USER_CAPACITY)."
+    )
+    spot_fallback = Bool(
+        config=True,
+        help="When Spot has no capacity, start on FARGATE instead of failing (LAKEHUB_USER_SPOT_FALLBACK).",
+    )
+    profiles = List(config=True, help="Sizes offered at spawn (LAKEHUB_USER_PROFILES, JSON).")
+    container_name = Unicode(config=True, help="Server container's name (LAKEHUB_USER_CONTAINER).")
+    server_port = Integer(config=True, help="Port the server listens on in the task.")
+    tier = Unicode(config=True, help="Tier name (LAKEHUB_TIER).")
+    hub_id = Unicode(config=True, help="Value of the lakehub:hub tag (LAKEHUB_HUB_ID; default: tier).")
+    region = Unicode(config=True, help="AWS region (AWS_REGION).")
+    ecs_endpoint_url = Unicode(
+        config=True, help="ECS endpoint, emulator only (LAKEHUB_ECS_ENDPOINT_URL)."
+    )
+    wait_for_local_endpoint = Bool(
+        config=True,
+        help="Wait for the local agent's lakehub:local-endpoint tag before reporting the server "
+        "started (default: on when ecs_endpoint_url is set).",
+    )
+    poll_interval = Float(2.0, config=True, help="Seconds between describe_tasks calls while waiting.")
+    stop_timeout = Integer(120, config=True, help="Seconds stop() waits for the task to reach STOPPED.")
+
+    # The server listens on every interface of its own task (the hub reaches it by private IP).
+    @default("ip")
+    def _default_ip(self):
+        return "0.0.0.0"
+
+    @default("port")
+    def _default_port(self):
+        return self.server_port
+
+    @default("start_timeout")
+    def _default_start_timeout(self):
+        return _env_int("LAKEHUB_START_TIMEOUT", DEFAULT_START_TIMEOUT)
+
+    # After RUNNING the server still has to import and start: more than the 30 s default.
+    @default("http_timeout")
+    def _default_http_timeout(self):
+        return 120
+
+    @default("cluster")
+    def _default_cluster(self):
+        return os.environ.get("LAKEHUB_CLUSTER", "")
+
+    @default("task_definition")
+    def _default_task_definition(self):
+        return os.environ.get("LAKEHUB_USER_TASK_DEFINITION", "")
+
+    @default("subnets")
+    def _default_subnets(self):
+        return _env_list("LAKEHUB_USER_SUBNETS")
+
+    @default("security_groups")
+    def _default_security_groups(self):
+        return _env_list("LAKEHUB_USER_SECURITY_GROUPS")
+
+    @default("capacity_provider")
+    def _default_capacity_provider(self):
+        return os.environ.get("LAKEHUB_USER_CAPACITY", "").strip() or FARGATE
+
+    @validate("capacity_provider")
+    def _validate_capacity_provider(self, proposal):
+        value = proposal["value"].strip().upper()
+        if value not in CAPACITY_PROVIDERS:
+            raise ConfigurationError(
+                f"capacity provider {proposal['value']!r} is not FARGATE or FARGATE_SPOT (LAKEHUB_USER_CAPACITY)"
+            )
+        return value
+
+    @default("spot_fallback")
+    def _default_spot_fallback(self):
+        return _env_bool("LAKEHUB_USER_SPOT_FALLBACK", True)
+
+    @default("profiles")
+    def _default_profiles(self):
+        raw = os.environ.get("LAKEHUB_USER_PROFILES", "").strip()
+        return parse_profiles(raw) if raw else [dict(p) for p in DEFAULT_PROFILES]
+
+    @validate("profiles")
+    def _validate_profiles(self, proposal):
+        return parse_profiles(proposal["value"])
+
+    @default("container_name")
+    def _default_container_name(self):
+        return os.environ.get("LAKEHUB_USER_CONTAINER", "").strip() or DEFAULT_CONTAINER
+
+    @default("server_port")
+    def _default_server_port(self):
+        return _env_int("LAKEHUB_USER_SERVER_PORT", DEFAULT_PORT)
+
+    @default("tier")
+    def _default_tier(self):
+        return os.environ.get("LAKEHUB_TIER", "")
+
+    @default("hub_id")
+    def _default_hub_id(self):
+        return os.environ.get("LAKEHUB_HUB_ID", "").strip() or self.tier
+
+    @default("region")
+    def _default_region(self):
+        return region_from_env()
+
+    @default("ecs_endpoint_url")
+    def _default_ecs_endpoint_url(self):
+        return os.environ.get("LAKEHUB_ECS_ENDPOINT_URL", "")
+
+    @default("wait_for_local_endpoint")
+    def _default_wait_for_local_endpoint(self):
+        return bool(self.ecs_endpoint_url)
+
+    # ---- state ------------------------------------------------------------------------------
+
+    task_arn = Unicode("", help="ARN of the running task (persisted in the hub's database).")
+    capacity_used = Unicode("", help="Capacity provider the task was started on.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._progress_events: list[dict] = []
+        self._start_done = True
+
+    def get_state(self):
+        state = super().get_state()
+        if self.task_arn:
+            state["task_arn"] = self.task_arn
+            state["capacity"] = self.capacity_used
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.task_arn = state.get("task_arn", "")
+        self.capacity_used = state.get("capacity", "")
+
+    def clear_state(self):
+        super().clear_state()
+        self.task_arn = ""
+        self.capacity_used = ""
+
+    # ---- options ----------------------------------------------------------------------------
+
+    @default("options_form")
+    def _default_options_form(self):
+        # A function, so the form reflects profiles set after the spawner was made.
+        return lambda spawner: spawner.profiles_form()
+
+    def profiles_form(self) -> str:
+        """HTML radio buttons, one per profile; no form when there is only one size."""
+        if len(self.profiles) <= 1:
+            return ""
+        rows = []
+        for i, profile in enumerate(self.profiles):
+            name = html.escape(profile["name"], quote=True)
+            checked = " checked" if i == 0 else ""
+            rows.append(
+                '<div class="radio"><label>'
+                f'<input type="radio" name="profile" value="{name}"{checked}> '
+                f"{html.escape(profile['display'])}"
+                "</label></div>"
+            )
+        return (
+            '<div class="form-group"><label>Server size</label>'
+            + "".join(rows)
+            + "<p class=\"help-block\">Bigger servers cost more while they run; "
+            "an idle server is stopped automatically.</p></div>"
+        )
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        def from_form(formdata, spawner=None):
+            values = formdata.get("profile") or []
+            return {"profile": values[0]} if values else {}
+
+        return from_form
+
+    def selected_profile(self) -> dict[str, Any]:
+        """The profile from user_options (form or REST API), else the first one."""
+        wanted = (self.user_options or {}).get("profile")
+        if not wanted:
+            return self.profiles[0]
+        for profile in self.profiles:
+            if profile["name"] == wanted:
+                return profile
+        names = ", ".join(p["name"] for p in self.profiles)
+        raise FargateSpawnError(f"Unknown server size {wanted!r}; choose one of: {names}.")
+
+    # ---- ECS calls (run in a thread) --------------------------------------------------------
+
+    @property
+    def ecs(self):
+        return ecs_client(self.region, self.ecs_endpoint_url or None)
+
+    async def _ecs(self, method: str, **kwargs):
+        return await asyncio.to_thread(getattr(self.ecs, method), **kwargs)
+
+    def _call_run_task(self, request: dict) -> dict:
+        """Call ecs:RunTask (synchronous; runs in a thread).
+
+        The one hook for tests and emulators: a subclass may return a response that the
+        emulator cannot produce (for example `failures` with reason "Capacity is unavailable
+        at this time" for FARGATE_SPOT) and call super() otherwise.
+        """
+        return self.ecs.run_task(**request)
+
+    def check_settings(self) -> None:
+        missing = [
+            env
+            for value, env in (
+                (self.cluster, "LAKEHUB_CLUSTER"),
+                (self.task_definition, "LAKEHUB_USER_TASK_DEFINITION"),
+                (self.subnets, "LAKEHUB_USER_SUBNETS"),
+                (self.security_groups, "LAKEHUB_USER_SECURITY_GROUPS"),
+                (self.tier, "LAKEHUB_TIER"),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                "FargateSpawner is missing settings: "
+                + ", ".join(missing)
+                + " (set them on the hub task, or the matching c.FargateSpawner traits)"
+            )
+
+    def task_tag_list(self) -> list[dict[str, str]]:
+        return [
+            {"key": TAG_USER, "value": tag_value(self.user.name)},
+            {"key": TAG_SERVER, "value": tag_value(self.name or "")},
+            {"key": TAG_TIER, "value": tag_value(self.tier)},
+            {"key": TAG_HUB, "value": tag_value(self.hub_id)},
+        ]
+
+    def task_environment(self, profile: dict[str, Any]) -> dict[str, str]:
+        """Environment for the server container: JupyterHub's plus the lakehub values."""
+        # MEM_LIMIT / CPU_LIMIT tell the server (and resource-usage extensions) its size.
+        self.cpu_limit = profile["cpu"] / 1024
+        self.mem_limit = profile["memory"] * 1024 * 1024
+        env = self.get_env()
+        env["LAKEHUB_TIER"] = self.tier
+        env["LAKEHUB_PROFILE"] = profile["name"]
+        return {k: str(v) for k, v in env.items() if v is not None}
+
+    def run_task_request(self, profile: dict[str, Any], capacity: str, env: dict[str, str]) -> dict:
+        container: dict[str, Any] = {
+            "name": self.container_name,
+            "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        }
+        # The task definition's command runs unless the hub configures another command or
+        # extra arguments (Spawner.cmd / Spawner.args).
+        cmd, args = list(self.cmd or []), list(self.get_args())
+        if cmd != ["jupyterhub-singleuser"] or args:
+            container["command"] = (cmd or ["jupyterhub-singleuser"]) + args
+        return {
+            "cluster": self.cluster,
+            "taskDefinition": self.task_definition,
+            "count": 1,
+            "capacityProviderStrategy": [{"capacityProvider": capacity, "weight": 1, "base": 0}],
+            "networkConfiguration": {
+                "awsvpcConfiguration": {
+                    "subnets": list(self.subnets),
+                    "securityGroups": list(self.security_groups),
+                    "assignPublicIp": "DISABLED",
+                }
+            },
+            "overrides": {
+                "cpu": str(profile["cpu"]),
+                "memory": str(profile["memory"]),
+                "containerOverrides": [container],
+            },
+            "tags": self.task_tag_list(),
+            "enableECSManagedTags": True,
+            "propagateTags": "TASK_DEFINITION",
+            "startedBy": started_by(self.tier),
+        }
+
+    # ---- progress ---------------------------------------------------------------------------
+
+    def _emit(self, progress: int, message: str) -> None:
+        self.log.info("%s: %s", self._log_name, message)
+        self._progress_events.append({"progress": progress, "message": message})
+
+    async def progress(self):
+        """Yield the events start() records, until start() is done (bounded)."""
+        sent = 0
+        deadline = time.monotonic() + self.start_timeout + 30
+        while time.monotonic() < deadline:
+            events = self._progress_events
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            if self._start_done:
+                break
+            await asyncio.sleep(0.2)
+
+    # ---- start ------------------------------------------------------------------------------
+
+    async def start(self):
+        self.check_settings()
+        self._progress_events = []
+        self._start_done = False
+        try:
+            return await self._start()
+        finally:
+            self._start_done = True
+
+    async def _start(self):
+        profile = self.selected_profile()
+        if self.task_arn:
+            # A task from an earlier spawn that the hub lost track of: do not leave it running.
+            await self._stop_task_quietly(self.task_arn, "Replaced by a new spawn of the same server")
+            self.clear_state()
+        env = self.task_environment(profile)
+        capacity = self.capacity_provider
+        self._emit(
+            10,
+            f"Requesting a {profile['display']} server on {'Fargate Spot' if capacity == FARGATE_SPOT else 'Fargate'}",
+        )
+        task = await self._run_task(profile, capacity, env)
+        self.task_arn = task["taskArn"]
+        self.capacity_used = task.get("capacityProviderName") or self.capacity_used
+        self._emit(20, f"Task {self.task_arn.rsplit('/', 1)[-1]} submitted on {self.capacity_used}")
+        try:
+            url = await self._wait_until_running(task)
+        except BaseException:
+            # Timed out, stopped or cancelled: make sure nothing keeps running (and costing).
+            await self._stop_task_quietly(self.task_arn, "Spawn failed or was cancelled")
+            raise
+        self._emit(90, f"Server at {url}; waiting for it to answer")
+        return url
+
+    async def _run_task(self, profile: dict, capacity: str, env: dict[str, str]) -> dict:
+        attempts = [capacity]
+        if capacity == FARGATE_SPOT and self.spot_fallback:
+            attempts.append(FARGATE)
+        last_reason = ""
+        for i, provider in enumerate(attempts):
+            request = self.run_task_request(profile, provider, env)
+            try:
+                response = await asyncio.to_thread(self._call_run_task, request)
+            except ClientError as exc:
+                err = exc.response.get("Error", {})
+                reason = f"{err.get('Code', 'Error')}: {err.get('Message', exc)}"
+                if provider == FARGATE_SPOT and _is_capacity_failure(reason):
+                    response = {"tasks": [], "failures": [{"reason": reason}]}
+                else:
+                    self.log.error("RunTask failed for %s: %s", self._log_name, reason)
+                    raise FargateSpawnError(
+                        f"The hub could not start your server on Fargate ({reason}). "
+                        "Try again; if it keeps failing, tell the platform admins."
+                    ) from exc
+            except BotoCoreError as exc:
+                raise FargateSpawnError(
+                    f"The hub could not reach ECS to start your server ({exc}). Try again shortly."
+                ) from exc
+            tasks = response.get("tasks") or []
+            if tasks:
+                task = tasks[0]
+                if not task.get("capacityProviderName"):
+                    task["capacityProviderName"] = provider
+                return task
+            failures = response.get("failures") or [{"reason": "no task and no reason returned"}]
+            last_reason = "; ".join(
+                str(f.get("reason", "")) + (f" ({f['detail']})" if f.get("detail") else "")
+                for f in failures
+            )
+            self.log.warning("RunTask on %s for %s failed: %s", provider, self._log_name, last_reason)
+            if provider == FARGATE_SPOT and _is_capacity_failure(last_reason):
+                if i + 1 < len(attempts):
+                    self._emit(15, "Fargate Spot has no capacity right now; starting on on-demand Fargate instead")
+                    continue
+                raise FargateSpawnError(
+                    "Fargate Spot has no spare capacity right now, and this tier does not fall back "
+                    "to on-demand Fargate. Try again in a few minutes, pick a smaller size, or ask "
+                    f"the platform admins to allow the fallback. (ECS said: {last_reason})"
+                )
+            raise FargateSpawnError(
+                f"ECS could not start your server on {provider}: {last_reason}. "
+                "Try again; if it keeps failing, tell the platform admins."
+            )
+        raise FargateSpawnError(f"ECS could not start your server: {last_reason}")
+
+    async def _describe(self, arn: str, include_tags: bool = True) -> dict | None:
+        kwargs: dict[str, Any] = {"cluster": self.cluster, "tasks": [arn]}
+        if include_tags:
+            kwargs["include"] = ["TAGS"]
+        response = await self._ecs("describe_tasks", **kwargs)
+        tasks = response.get("tasks") or []
+        return tasks[0] if tasks else None
+
+    def _stopped_error(self, task: dict) -> FargateSpawnError:
+        reason = task.get("stoppedReason") or "no reason given"
+        details = []
+        for container in task.get("containers") or []:
+            if container.get("reason"):
+                details.append(f"{container.get('name')}: {container['reason']}")
+            if container.get("exitCode") not in (None, 0) and container.get("name") == self.container_name:
+                details.append(f"exit code {container['exitCode']}")
+        extra = f" ({'; '.join(details)})" if details else ""
+        return FargateSpawnError(
+            f"Your server's task stopped before it was ready: {reason}{extra}. "
+            "Try again; if it keeps failing, tell the platform admins."
+        )
+
+    def server_url(self, task: dict) -> str | None:
+        """http://host:port for a task: the local agent's endpoint tag wins, else the private IP."""
+        local = task_tags(task).get(TAG_LOCAL_ENDPOINT)
+        if local:
+            return f"http://{local}"
+        if self.wait_for_local_endpoint:
+            return None
+        ip = task_private_ip(task)
+        return f"http://{ip}:{self.port}" if ip else None
+
+    async def _wait_until_running(self, task: dict) -> str:
+        deadline = time.monotonic() + self.start_timeout
+        seen = None
+        waited_for_agent = False
+        while True:
+            status = task.get("lastStatus", "")
+            if status == "STOPPED" or task.get("desiredStatus") == "STOPPED":
+                raise self._stopped_error(task)
+            if status != seen:
+                seen = status
+                if status in STATUS_MESSAGES:
+                    pct, message = STATUS_MESSAGES[status]
+                    self._emit(pct, f"Task {status}: {message}")
+            if status == "RUNNING":
+                url = self.server_url(task)
+                if url:
+                    return url
+                if self.wait_for_local_endpoint and not waited_for_agent:
+                    waited_for_agent = True
+                    self._emit(85, "Waiting for the local agent to run the task's server")
+            if time.monotonic() >= deadline:
+                raise FargateSpawnError(
+                    f"Your server did not start within {self.start_timeout} s "
+                    f"(task status {status or 'unknown'}). It has been stopped; try again, or pick "
+                    "a smaller size if this keeps happening."
+                )
+            await asyncio.sleep(self.poll_interval)
+            described = await self._describe(self.task_arn)
+            if described is None:
+                raise FargateSpawnError(
+                    "Your server's task disappeared while it was starting. Try again."
+                )
+            task = described
+
+    # ---- poll and stop ----------------------------------------------------------------------
+
+    async def poll(self):
+        """None while the task runs (or starts); an exit status once it is stopping or gone."""
+        if not self.task_arn:
+            return 0
+        try:
+            task = await self._describe(self.task_arn, include_tags=False)
+        except ClientError as exc:
+            self.log.warning("describe_tasks for %s failed: %s", self._log_name, exc)
+            # Unknown cluster or task: treat as gone; other errors: assume still running.
+            code = exc.response.get("Error", {}).get("Code", "")
+            return 0 if code in ("ClusterNotFoundException", "InvalidParameterException") else None
+        except BotoCoreError as exc:
+            self.log.warning("describe_tasks for %s failed: %s", self._log_name, exc)
+            return None
+        if task is None:
+            return 0
+        if task.get("lastStatus") == "STOPPED" or task.get("desiredStatus") == "STOPPED":
+            for container in task.get("containers") or []:
+                if container.get("name") == self.container_name and isinstance(
+                    container.get("exitCode"), int
+                ):
+                    return container["exitCode"]
+            return 0
+        return None
+
+    async def _stop_task_quietly(self, arn: str, reason: str) -> None:
+        try:
+            await self._ecs("stop_task", cluster=self.cluster, task=arn, reason=reason[:255])
+        except (ClientError, BotoCoreError) as exc:
+            self.log.warning("stop_task %s for %s: %s", arn, self._log_name, exc)
+
+    async def stop(self, now=False):
+        """Stop the task; wait (bounded) until ECS reports it STOPPED unless `now`."""
+        if not self.task_arn:
+            return
+        arn = self.task_arn
+        await self._stop_task_quietly(arn, f"Stopped by JupyterHub ({self._log_name})")
+        if now:
+            return
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline:
+            try:
+                task = await self._describe(arn, include_tags=False)
+            except (ClientError, BotoCoreError):
+                return
+            if task is None or task.get("lastStatus") == "STOPPED":
+                return
+            await asyncio.sleep(self.poll_interval)
+        self.log.warning("Task %s of %s not STOPPED after %s s", arn, self._log_name, self.stop_timeout)

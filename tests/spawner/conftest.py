@@ -1,0 +1,143 @@
+"""Fixtures for the Fargate spawner tests: a VPC, roles, an ECS cluster and a user-server task
+definition in moto (server mode), and spawners bound to them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import urllib.request
+from types import SimpleNamespace
+
+import pytest
+from jupyterhub.objects import Hub
+
+from lakehub_hub import fargate
+
+_counter = itertools.count()
+
+# Fake role trust policy for ECS tasks (moto stores it; nothing assumes these roles here).
+ECS_TASKS_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+
+
+def keep_tasks_running(endpoint_url: str) -> None:
+    """moto advances an ECS task one state towards STOPPED on every describe_tasks by default;
+    make tasks stay RUNNING until stop_task, like ECS (lakehub.local.agent does the same)."""
+    body = json.dumps(
+        {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}}
+    ).encode()
+    req = urllib.request.Request(
+        f"{endpoint_url}/moto-api/state-manager/set-transition", data=body, method="POST"
+    )
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+@pytest.fixture
+def ecs_world(aws_client, moto_server, monkeypatch):
+    """One tier's per-user infrastructure in the emulator, and the hub task's env pointing at it."""
+    keep_tasks_running(moto_server.endpoint_url)
+    n = next(_counter)
+    ec2, ecs, iam = aws_client("ec2"), aws_client("ecs"), aws_client("iam")
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    # moto only gives an ENI a private DNS name (which an awsvpc task needs) with DNS hostnames on.
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)
+    ]
+    sg = ec2.create_security_group(
+        GroupName=f"lakehub-users-{n}", Description="user servers, from the hub only", VpcId=vpc
+    )["GroupId"]
+    tier = f"pii{n}"
+    tier_role = iam.create_role(RoleName=f"lakehub-{tier}-tier", AssumeRolePolicyDocument=ECS_TASKS_TRUST)["Role"]["Arn"]
+    exec_role = iam.create_role(RoleName=f"lakehub-{tier}-exec", AssumeRolePolicyDocument=ECS_TASKS_TRUST)["Role"]["Arn"]
+    cluster = f"lakehub-test-{n}"
+    ecs.create_cluster(clusterName=cluster, capacityProviders=["FARGATE", "FARGATE_SPOT"])
+    family = f"lakehub-{tier}-user"
+    td = ecs.register_task_definition(
+        family=family,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="4096",
+        taskRoleArn=tier_role,
+        executionRoleArn=exec_role,
+        containerDefinitions=[
+            {
+                "name": "notebook",
+                "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/lakehub-hub:latest",
+                "essential": True,
+                # moto needs a container memory figure; a soft limit lets the task size grow.
+                "memoryReservation": 512,
+                "command": ["jupyterhub-singleuser"],
+                "portMappings": [{"containerPort": 8888}],
+            }
+        ],
+        tags=[{"key": "lakehub:component", "value": "user-server"}],
+    )["taskDefinition"]
+    env = {
+        "LAKEHUB_CLUSTER": cluster,
+        "LAKEHUB_USER_TASK_DEFINITION": family,
+        "LAKEHUB_USER_SUBNETS": ",".join(subnets),
+        "LAKEHUB_USER_SECURITY_GROUPS": sg,
+        "LAKEHUB_USER_CAPACITY": "FARGATE",
+        "LAKEHUB_TIER": tier,
+        "LAKEHUB_ECS_ENDPOINT_URL": moto_server.endpoint_url,
+        "AWS_REGION": "us-east-1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("LAKEHUB_USER_PROFILES", "LAKEHUB_HUB_ID", "LAKEHUB_START_TIMEOUT", "LAKEHUB_USER_SPOT_FALLBACK"):
+        monkeypatch.delenv(key, raising=False)
+    return SimpleNamespace(
+        ecs=ecs,
+        ec2=ec2,
+        cluster=cluster,
+        tier=tier,
+        family=family,
+        task_definition_arn=td["taskDefinitionArn"],
+        tier_role=tier_role,
+        exec_role=exec_role,
+        subnets=subnets,
+        security_group=sg,
+        env=env,
+        endpoint_url=moto_server.endpoint_url,
+    )
+
+
+class FakeUser:
+    """What a Spawner reads from JupyterHub's User outside a running hub."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.escaped_name = name
+        self.url = f"/user/{name}/"
+
+    def progress_url(self, server_name=""):
+        return f"/hub/api/users/{self.name}/server/progress"
+
+
+def _make_spawner(cls=fargate.FargateSpawner, user: str = "alice", **traits):
+    """A spawner the way JupyterHub makes one: user, hub, token; traits like the hub config's."""
+    hub = Hub(ip="127.0.0.1", port=8081, base_url="/hub/")
+    traits.setdefault("poll_interval", 0.1)
+    traits.setdefault("wait_for_local_endpoint", False)
+    return cls(
+        user=FakeUser(user),
+        hub=hub,
+        api_token=f"test-token-{user}",
+        oauth_client_id=f"jupyterhub-user-{user}",
+        hub_connect_url="http://10.20.1.10:8081",
+        **traits,
+    )
+
+
+@pytest.fixture
+def make_spawner():
+    """Factory: make_spawner(cls=FargateSpawner, user="alice", **traits)."""
+    return _make_spawner

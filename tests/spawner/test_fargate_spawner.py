@@ -1,0 +1,341 @@
+"""FargateSpawner against moto's ECS in server mode: the real boto3 calls, the real task records.
+
+What moto cannot produce (a Spot capacity failure) is injected through the spawner's one
+documented hook, `_call_run_task`; a task stopping during start is driven through the
+emulator's own stop_task while start() is waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from lakehub_hub import fargate
+from lakehub_hub.fargate import FargateSpawnError, FargateSpawner
+
+pytestmark = pytest.mark.e2e  # starts the emulator
+
+
+class RecordingSpawner(FargateSpawner):
+    """Records every RunTask request it sends (then sends it to the emulator unchanged)."""
+
+    requests: list
+
+    def _call_run_task(self, request):
+        self.requests = getattr(self, "requests", []) + [request]
+        return super()._call_run_task(request)
+
+
+class NoSpotCapacitySpawner(RecordingSpawner):
+    """Fargate Spot out of capacity, as ECS reports it: a `failures` entry and no task."""
+
+    def _call_run_task(self, request):
+        provider = request["capacityProviderStrategy"][0]["capacityProvider"]
+        if provider == "FARGATE_SPOT":
+            self.requests = getattr(self, "requests", []) + [request]
+            return {"tasks": [], "failures": [{"arn": "", "reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone"}]}
+        return super()._call_run_task(request)
+
+
+class SpotThrottledSpawner(RecordingSpawner):
+    """Fargate Spot out of capacity reported as an API error instead of a failure entry."""
+
+    def _call_run_task(self, request):
+        if request["capacityProviderStrategy"][0]["capacityProvider"] == "FARGATE_SPOT":
+            self.requests = getattr(self, "requests", []) + [request]
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "FARGATE_SPOT capacity is not available"}},
+                "RunTask",
+            )
+        return super()._call_run_task(request)
+
+
+def describe(world, arn):
+    return world.ecs.describe_tasks(cluster=world.cluster, tasks=[arn], include=["TAGS"])["tasks"][0]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def start_with_progress(spawner):
+    """Run start() and progress() together, as JupyterHub does; return (url, messages)."""
+    spawner._start_done = False  # JupyterHub may ask for progress before start() runs
+    events = []
+
+    async def collect():
+        async for event in spawner.progress():
+            events.append(event)
+
+    collector = asyncio.ensure_future(collect())
+    try:
+        url = await spawner.start()
+    finally:
+        await asyncio.wait_for(collector, 10)
+    return url, [e["message"] for e in events], [e["progress"] for e in events]
+
+
+def test_start_runs_the_tier_task_with_configured_role_network_size_and_tags(make_spawner, ecs_world):
+    spawner = make_spawner(RecordingSpawner, user="alice", user_options={"profile": "medium"})
+    url = run(spawner.start())
+
+    task = describe(ecs_world, spawner.task_arn)
+    # The task definition is the tier's user-server one, so its task role is the tier role.
+    assert task["taskDefinitionArn"] == ecs_world.task_definition_arn
+    td = ecs_world.ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+    assert td["taskRoleArn"] == ecs_world.tier_role
+    assert task["lastStatus"] == "RUNNING"
+    assert task["capacityProviderName"] == "FARGATE"
+    assert task["startedBy"] == f"lakehub-{ecs_world.tier}"
+    # Size from the chosen profile.
+    assert task["overrides"]["cpu"] == "2048" and task["overrides"]["memory"] == "8192"
+    # Tags: user, server, tier, hub.
+    tags = fargate.task_tags(task)
+    assert tags["lakehub:user"] == "alice"
+    assert tags["lakehub:tier"] == ecs_world.tier
+    assert tags["lakehub:hub"] == ecs_world.tier
+    assert tags["lakehub:server"] == ""
+    # Network: the configured private subnet and security group, no public IP.
+    eni_id = {d["name"]: d["value"] for d in task["attachments"][0]["details"]}["networkInterfaceId"]
+    eni = ecs_world.ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"][0]
+    assert eni["SubnetId"] in ecs_world.subnets
+    assert [g["GroupId"] for g in eni["Groups"]] == [ecs_world.security_group]
+    (request,) = spawner.requests
+    assert request["networkConfiguration"]["awsvpcConfiguration"] == {
+        "subnets": ecs_world.subnets,
+        "securityGroups": [ecs_world.security_group],
+        "assignPublicIp": "DISABLED",
+    }
+    assert request["enableECSManagedTags"] is True and request["propagateTags"] == "TASK_DEFINITION"
+    # The server in the task reaches the hub API through hub_connect_url and gets its token.
+    (container,) = task["overrides"]["containerOverrides"]
+    assert container["name"] == "notebook"
+    assert "command" not in container  # the task definition's command runs
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["JUPYTERHUB_API_URL"] == "http://10.20.1.10:8081/hub/api"
+    assert env["JUPYTERHUB_API_TOKEN"] == "test-token-alice"
+    assert env["JUPYTERHUB_USER"] == "alice"
+    assert env["JUPYTERHUB_SERVICE_URL"].startswith("http://0.0.0.0:8888")
+    assert env["LAKEHUB_TIER"] == ecs_world.tier and env["LAKEHUB_PROFILE"] == "medium"
+    assert env["MEM_LIMIT"] == str(8192 * 1024 * 1024)
+    # The URL the hub's proxy uses: the task's private IP and the server port.
+    assert url == f"http://{fargate.task_private_ip(task)}:8888"
+    assert spawner.get_state()["task_arn"] == spawner.task_arn
+
+
+def test_spot_capacity_setting_starts_on_fargate_spot(make_spawner, ecs_world, monkeypatch):
+    monkeypatch.setenv("LAKEHUB_USER_CAPACITY", "FARGATE_SPOT")
+    spawner = make_spawner(user="spotty")
+    run(spawner.start())
+    assert describe(ecs_world, spawner.task_arn)["capacityProviderName"] == "FARGATE_SPOT"
+    assert spawner.get_state()["capacity"] == "FARGATE_SPOT"
+
+
+def test_progress_reports_each_step_until_the_task_runs(make_spawner, ecs_world):
+    spawner = make_spawner(user="prog")
+    url, messages, progress = run(start_with_progress(spawner))
+    assert messages[0].startswith("Requesting a Small: 1 vCPU, 4 GB server on Fargate")
+    assert any("submitted on FARGATE" in m for m in messages)
+    assert any(m.startswith("Task RUNNING") for m in messages)
+    assert messages[-1] == f"Server at {url}; waiting for it to answer"
+    assert progress == sorted(progress)
+
+
+def test_poll_is_none_while_running_and_stop_stops_the_task(make_spawner, ecs_world):
+    spawner = make_spawner(user="stopper")
+    run(spawner.start())
+    assert run(spawner.poll()) is None
+    arn = spawner.task_arn
+    run(spawner.stop())
+    task = describe(ecs_world, arn)
+    assert task["lastStatus"] == "STOPPED"
+    assert "Stopped by JupyterHub" in task["stoppedReason"]
+    assert run(spawner.poll()) == 0
+
+
+def test_poll_reports_a_task_stopped_outside_the_hub(make_spawner, ecs_world):
+    spawner = make_spawner(user="interrupted")
+    run(spawner.start())
+    ecs_world.ecs.stop_task(cluster=ecs_world.cluster, task=spawner.task_arn, reason="Spot interruption")
+    assert run(spawner.poll()) == 0
+
+
+def test_a_new_hub_takes_back_a_running_task_from_its_saved_state(make_spawner, ecs_world):
+    before = make_spawner(user="carol")
+    url = run(before.start())
+    state = json.loads(json.dumps(before.get_state()))  # as stored in the hub's database
+
+    after = make_spawner(user="carol")  # hub restarted: a fresh spawner object
+    after.load_state(state)
+    assert after.task_arn == before.task_arn
+    assert run(after.poll()) is None
+    found = fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)
+    (task,) = [t for t in found if fargate.task_tags(t)["lakehub:user"] == "carol"]
+    assert after.server_url(task) == url
+    run(after.stop())
+    assert run(after.poll()) == 0
+
+
+def test_reconcile_orphans_stops_only_tasks_no_user_owns(make_spawner, ecs_world, monkeypatch):
+    kept = make_spawner(user="dave")
+    orphan = make_spawner(user="erin")
+    run(kept.start())
+    run(orphan.start())
+    other_hub = make_spawner(user="frank", hub_id="another-hub")
+    run(other_hub.start())
+
+    stopped = fargate.reconcile_orphans(known_task_arns={kept.task_arn}, ecs=ecs_world.ecs)
+
+    assert stopped == [orphan.task_arn]
+    assert describe(ecs_world, orphan.task_arn)["lastStatus"] == "STOPPED"
+    assert "orphan" in describe(ecs_world, orphan.task_arn)["stoppedReason"]
+    assert run(kept.poll()) is None
+    assert run(other_hub.poll()) is None  # another hub's users are not this hub's to stop
+    # Idempotent: a second pass finds nothing more to stop.
+    assert fargate.reconcile_orphans(known_task_arns={kept.task_arn}, ecs=ecs_world.ecs) == []
+
+
+def test_known_task_arns_come_from_the_hub_database(tmp_path):
+    from jupyterhub import orm
+
+    db_url = f"sqlite:///{tmp_path}/jupyterhub.sqlite"
+    db = orm.new_session_factory(db_url)()
+    user = orm.User(name="gina")
+    db.add(user)
+    db.commit()
+    db.add(orm.Spawner(user=user, name="", state={"task_arn": "arn:aws:ecs:us-east-1:1:task/c/abc"}))
+    db.add(orm.Spawner(user=user, name="other", state={}))
+    db.commit()
+    db.close()
+    assert fargate.known_task_arns_from_db(db_url) == {"arn:aws:ecs:us-east-1:1:task/c/abc"}
+    assert fargate.known_task_arns_from_db(f"sqlite:///{tmp_path}/missing.sqlite") == set()
+
+
+@pytest.mark.parametrize("cls", [NoSpotCapacitySpawner, SpotThrottledSpawner])
+def test_spot_without_capacity_falls_back_to_on_demand_fargate(make_spawner, ecs_world, monkeypatch, cls):
+    monkeypatch.setenv("LAKEHUB_USER_CAPACITY", "FARGATE_SPOT")
+    spawner = make_spawner(cls, user="henry")
+    url, messages, _ = run(start_with_progress(spawner))
+    assert [r["capacityProviderStrategy"][0]["capacityProvider"] for r in spawner.requests] == [
+        "FARGATE_SPOT",
+        "FARGATE",
+    ]
+    assert describe(ecs_world, spawner.task_arn)["capacityProviderName"] == "FARGATE"
+    assert any("Spot has no capacity" in m and "on-demand" in m for m in messages)
+    assert url.endswith(":8888")
+
+
+def test_spot_without_capacity_and_no_fallback_tells_the_user(make_spawner, ecs_world, monkeypatch):
+    monkeypatch.setenv("LAKEHUB_USER_CAPACITY", "FARGATE_SPOT")
+    monkeypatch.setenv("LAKEHUB_USER_SPOT_FALLBACK", "false")
+    spawner = make_spawner(NoSpotCapacitySpawner, user="irene")
+    with pytest.raises(FargateSpawnError) as err:
+        run(spawner.start())
+    assert "Fargate Spot has no spare capacity" in err.value.jupyterhub_message
+    assert "Capacity is unavailable" in err.value.jupyterhub_message
+    assert len(spawner.requests) == 1 and not spawner.task_arn
+
+
+def test_a_task_that_stops_during_start_gives_the_user_its_reason(make_spawner, ecs_world):
+    # Waiting for the local agent keeps start() waiting: no agent runs here, so the task stays
+    # "starting" until the test stops it through the emulator, as ECS would after a failed pull.
+    spawner = make_spawner(user="judy", wait_for_local_endpoint=True)
+    reason = "CannotPullContainerError: pull image manifest has been retried 5 time(s)"
+
+    async def scenario():
+        start = asyncio.ensure_future(spawner.start())
+        for _ in range(100):
+            if spawner.task_arn:
+                break
+            await asyncio.sleep(0.05)
+        assert spawner.task_arn, "start() never submitted a task"
+        await asyncio.to_thread(
+            ecs_world.ecs.stop_task, cluster=ecs_world.cluster, task=spawner.task_arn, reason=reason
+        )
+        with pytest.raises(FargateSpawnError) as err:
+            await asyncio.wait_for(start, 20)
+        return err.value
+
+    error = run(scenario())
+    assert error.jupyterhub_message.startswith("Your server's task stopped before it was ready")
+    assert reason in error.jupyterhub_message
+
+
+def test_start_timeout_stops_the_task_and_says_so(make_spawner, ecs_world, monkeypatch):
+    monkeypatch.setenv("LAKEHUB_START_TIMEOUT", "1")
+    spawner = make_spawner(user="kim", wait_for_local_endpoint=True)
+    with pytest.raises(FargateSpawnError, match="did not start within 1 s"):
+        run(spawner.start())
+    assert describe(ecs_world, spawner.task_arn)["lastStatus"] == "STOPPED"
+
+
+def test_the_local_agent_endpoint_tag_is_the_server_url(make_spawner, ecs_world):
+    spawner = make_spawner(user="lee", wait_for_local_endpoint=True)
+
+    async def scenario():
+        start = asyncio.ensure_future(spawner.start())
+        for _ in range(100):
+            if spawner.task_arn:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(
+            ecs_world.ecs.tag_resource,
+            resourceArn=spawner.task_arn,
+            tags=[{"key": fargate.TAG_LOCAL_ENDPOINT, "value": "127.0.0.1:45678"}],
+        )
+        return await asyncio.wait_for(start, 20)
+
+    assert run(scenario()) == "http://127.0.0.1:45678"
+
+
+def test_defaults_come_from_the_hub_task_environment(ecs_world, monkeypatch):
+    monkeypatch.setenv("LAKEHUB_USER_PROFILES", json.dumps([{"name": "tiny", "cpu": 512, "memory": 1024}]))
+    monkeypatch.setenv("LAKEHUB_USER_SERVER_PORT", "9999")
+    monkeypatch.setenv("LAKEHUB_HUB_ID", "hub-a")
+    spawner = FargateSpawner()
+    assert spawner.cluster == ecs_world.cluster
+    assert spawner.subnets == ecs_world.subnets
+    assert spawner.security_groups == [ecs_world.security_group]
+    assert spawner.profiles == [{"name": "tiny", "display": "tiny: 0.5 vCPU, 1 GB", "cpu": 512, "memory": 1024}]
+    assert spawner.port == 9999 and spawner.ip == "0.0.0.0"
+    assert spawner.start_timeout == 300
+    assert spawner.hub_id == "hub-a"
+    assert spawner.wait_for_local_endpoint is True  # emulator endpoint set
+    assert spawner.profiles_form() == ""  # one size: no form
+
+
+def test_the_form_offers_the_profiles_and_rejects_unknown_ones(make_spawner, ecs_world):
+    spawner = make_spawner(user="mia")
+    form = spawner.profiles_form()
+    for profile in fargate.DEFAULT_PROFILES:
+        assert f'value="{profile["name"]}"' in form and profile["display"] in form
+    assert spawner.run_options_from_form({"profile": ["large"]}) == {"profile": "large"}
+    spawner.user_options = {"profile": "huge"}
+    with pytest.raises(FargateSpawnError, match="Unknown server size 'huge'"):
+        spawner.selected_profile()
+
+
+@pytest.mark.parametrize(
+    "profiles, message",
+    [
+        ('[{"name": "x", "cpu": 1024, "memory": 1024}]', "memory 1024 MiB does not go with cpu 1024"),
+        ('[{"name": "x", "cpu": 3000, "memory": 4096}]', "cpu 3000 is not a Fargate size"),
+        ("not json", "not valid JSON"),
+        ("[]", "non-empty JSON list"),
+    ],
+)
+def test_bad_profiles_are_refused_with_the_fix(profiles, message):
+    with pytest.raises(fargate.ConfigurationError, match=message):
+        fargate.parse_profiles(profiles)
+
+
+def test_missing_settings_name_the_variables(make_spawner, monkeypatch):
+    for key in ("LAKEHUB_CLUSTER", "LAKEHUB_USER_SUBNETS", "LAKEHUB_USER_SECURITY_GROUPS",
+                "LAKEHUB_USER_TASK_DEFINITION", "LAKEHUB_TIER", "LAKEHUB_ECS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    spawner = make_spawner(user="nobody")
+    with pytest.raises(fargate.ConfigurationError, match="LAKEHUB_CLUSTER, LAKEHUB_USER_TASK_DEFINITION"):
+        run(spawner.start())
