@@ -1,0 +1,255 @@
+"""Custom::SeedNotebooks: lay out each tier's folders in the notebook bucket and copy the
+example notebooks into them.
+
+Properties
+  NotebookBucket   the notebook bucket
+  Tiers            [{"Name": "pii", "NotebookPrefix": "tiers/pii", "DataBucket": "...",
+                     "DataPrefixes": ["pii/"]}, ...]
+  ExamplesVersion  changes when the examples change (only there to trigger an Update)
+
+For each tier it writes the folder markers `<NotebookPrefix>/shared/` and `<NotebookPrefix>/users/`
+and copies every file under `notebooks/` (shipped in the function's zip; the folder
+hub_images/notebooks) to `<NotebookPrefix>/shared/examples/<file>`, with `{{DATA_BUCKET}}`,
+`{{DATA_PREFIX}}` (the tier's first data prefix), `{{DATA_PREFIXES}}` (comma separated) and
+`{{TIER_NAME}}` filled in.
+
+A user's work is never overwritten. Every example is written with the SHA-256 of what was written
+in its metadata (`lakehub-seed-sha256`). An existing object is replaced only when its current
+content still hashes to that value (nobody changed it since it was seeded) and the new example
+differs; an object without the metadata, or whose content no longer matches it, is a user's and is
+left alone. This does not depend on ETags (which are not MD5s under SSE-KMS).
+
+Delete leaves everything in place (notebooks are users' data) and succeeds.
+Data: SeededKeys (objects written by this request), SkippedKeys (objects kept as they were),
+UserModifiedKeys (examples left alone because a user changed them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import ClientError
+from crhelper import CfnResource
+
+logger = logging.getLogger(__name__)
+
+helper = CfnResource(
+    json_logging=False,
+    log_level="INFO",
+    boto_level="CRITICAL",
+    sleep_on_delete=5,
+    polling_interval=1,
+)
+
+SEED_HASH_KEY = "lakehub-seed-sha256"
+EXAMPLES_VERSION_KEY = "lakehub-examples-version"
+FOLDERS = ("shared/", "users/")
+EXAMPLES_FOLDER = "shared/examples/"
+TEXT_SUFFIXES = {".ipynb", ".py", ".r", ".R", ".md", ".txt", ".json", ".csv", ".sql", ".yaml", ".yml"}
+PLACEHOLDER = re.compile(r"\{\{(DATA_BUCKET|DATA_PREFIX|DATA_PREFIXES|TIER_NAME)\}\}")
+MAX_REASON = 256
+
+
+def _notebooks_dir() -> Path:
+    """The example notebooks: `notebooks/` beside this file in the zip; LAKEHUB_NOTEBOOKS_DIR
+    overrides it (tests, the local runner); from a source checkout, hub_images/notebooks."""
+    override = os.environ.get("LAKEHUB_NOTEBOOKS_DIR")
+    if override:
+        return Path(override)
+    here = Path(__file__).resolve().parent
+    packaged = here / "notebooks"
+    if packaged.is_dir():
+        return packaged
+    return here.parents[1] / "hub_images" / "notebooks"
+
+
+try:
+    # boto3 honours AWS_ENDPOINT_URL (tests and the local runner point it at the emulator).
+    s3 = boto3.client("s3")
+except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every request
+    helper.init_failure(exc)
+
+
+class PropertyError(ValueError):
+    """A missing or invalid resource property."""
+
+
+def _fail(message: str) -> PropertyError:
+    return PropertyError(message[:MAX_REASON])
+
+
+def _tiers(props: dict) -> tuple[str, list[dict]]:
+    bucket = props.get("NotebookBucket")
+    if not isinstance(bucket, str) or not bucket.strip():
+        raise _fail("Invalid property NotebookBucket: a bucket name is required")
+    tiers = props.get("Tiers")
+    if not isinstance(tiers, list) or not tiers:
+        raise _fail("Invalid property Tiers: a non-empty list of tiers is required")
+    result = []
+    seen = set()
+    for i, tier in enumerate(tiers):
+        if not isinstance(tier, dict):
+            raise _fail(f"Invalid property Tiers[{i}]: expected an object, got {type(tier).__name__}")
+        name = tier.get("Name")
+        prefix = tier.get("NotebookPrefix")
+        data_bucket = tier.get("DataBucket")
+        data_prefixes = tier.get("DataPrefixes")
+        if not isinstance(name, str) or not name:
+            raise _fail(f"Invalid property Tiers[{i}].Name: a tier name is required")
+        if not isinstance(prefix, str) or not prefix.strip("/"):
+            raise _fail(f"Invalid property Tiers[{i}].NotebookPrefix of tier {name}: a prefix is required")
+        if not isinstance(data_bucket, str) or not data_bucket:
+            raise _fail(f"Invalid property Tiers[{i}].DataBucket of tier {name}: a bucket name is required")
+        if isinstance(data_prefixes, str):
+            data_prefixes = [data_prefixes]
+        if not isinstance(data_prefixes, list) or not all(isinstance(p, str) for p in data_prefixes):
+            raise _fail(f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: a list of prefixes is required")
+        prefix = prefix.strip("/") + "/"
+        if prefix in seen:
+            raise _fail(f"Invalid property Tiers: NotebookPrefix {prefix} is used by two tiers")
+        seen.add(prefix)
+        result.append(
+            {"Name": name, "Prefix": prefix, "DataBucket": data_bucket, "DataPrefixes": data_prefixes}
+        )
+    return bucket.strip(), result
+
+
+def _examples() -> list[tuple[str, bytes]]:
+    """(relative path, content) of every example file, sorted."""
+    base = _notebooks_dir()
+    if not base.is_dir():
+        return []
+    files = []
+    for path in sorted(base.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith("."):
+            files.append((path.relative_to(base).as_posix(), path.read_bytes()))
+    return files
+
+
+def _render(relpath: str, content: bytes, tier: dict) -> bytes:
+    if Path(relpath).suffix not in TEXT_SUFFIXES:
+        return content
+    values = {
+        "DATA_BUCKET": tier["DataBucket"],
+        "DATA_PREFIX": tier["DataPrefixes"][0] if tier["DataPrefixes"] else "",
+        "DATA_PREFIXES": ",".join(tier["DataPrefixes"]),
+        "TIER_NAME": tier["Name"],
+    }
+    text = content.decode("utf-8")
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text).encode("utf-8")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _get(bucket: str, key: str) -> tuple[bytes, dict] | None:
+    """(content, metadata) of an object, or None when it does not exist."""
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+    return obj["Body"].read(), obj.get("Metadata", {})
+
+
+def _content_type(key: str) -> str:
+    if key.endswith("/"):
+        return "application/x-directory"
+    if key.endswith(".ipynb"):
+        return "application/x-ipynb+json"
+    return "text/plain; charset=utf-8" if Path(key).suffix in TEXT_SUFFIXES else "application/octet-stream"
+
+
+def _put(bucket: str, key: str, body: bytes, version: str) -> None:
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=body,
+        ContentType=_content_type(key),
+        Metadata={SEED_HASH_KEY: _sha256(body), EXAMPLES_VERSION_KEY: version},
+    )
+
+
+def _check_bucket(bucket: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise _fail(f"Notebook bucket {bucket} does not exist") from exc
+        if code in ("403", "AccessDenied"):
+            raise _fail(f"Access denied to notebook bucket {bucket}: the function's role needs s3:ListBucket") from exc
+        raise
+
+
+def seed(props: dict) -> str:
+    """Write what is missing; returns the physical id. Never overwrites a user's change."""
+    bucket, tiers = _tiers(props)
+    version = str(props.get("ExamplesVersion", ""))[:200]
+    _check_bucket(bucket)
+    examples = _examples()
+    written, skipped, user_modified = 0, 0, 0
+    for tier in tiers:
+        for folder in FOLDERS:
+            key = tier["Prefix"] + folder
+            if _get(bucket, key) is None:
+                _put(bucket, key, b"", version)
+                written += 1
+            else:
+                skipped += 1
+        for relpath, raw in examples:
+            key = tier["Prefix"] + EXAMPLES_FOLDER + relpath
+            body = _render(relpath, raw, tier)
+            current = _get(bucket, key)
+            if current is None:
+                _put(bucket, key, body, version)
+                written += 1
+                continue
+            content, metadata = current
+            if content == body:
+                skipped += 1
+            elif metadata.get(SEED_HASH_KEY) == _sha256(content):
+                # Still exactly what we seeded: the example itself changed, update it.
+                _put(bucket, key, body, version)
+                written += 1
+            else:
+                logger.info("keeping %s: changed since it was seeded", key)
+                user_modified += 1
+    helper.Data.update(
+        {
+            "SeededKeys": written,
+            "SkippedKeys": skipped,
+            "UserModifiedKeys": user_modified,
+            "NotebookBucket": bucket,
+        }
+    )
+    logger.info("seeded s3://%s: %d written, %d kept, %d user-modified", bucket, written, skipped, user_modified)
+    return f"seed-{bucket}"
+
+
+@helper.create
+def create(event, _context):
+    return seed(event.get("ResourceProperties") or {})
+
+
+@helper.update
+def update(event, _context):
+    return seed(event.get("ResourceProperties") or {})
+
+
+@helper.delete
+def delete(event, _context):
+    # Notebooks are users' data: leave them. Nothing to undo, so nothing can be "already gone".
+    logger.info("leaving notebooks in place for %s", event.get("PhysicalResourceId"))
+
+
+def handler(event, context):
+    helper(event, context)

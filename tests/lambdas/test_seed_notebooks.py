@@ -1,0 +1,222 @@
+"""Custom::SeedNotebooks driven with CloudFormation events against the emulator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+FUNCTION = "lakehub-seed-notebooks"
+TYPE = "Custom::SeedNotebooks"
+BUCKET = "lakehub-notebooks-test"
+
+PY_NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": [
+                "import pandas as pd\n",
+                "df = pd.read_csv('s3://{{DATA_BUCKET}}/{{DATA_PREFIX}}sample.csv')\n",
+            ],
+            "outputs": [],
+            "execution_count": None,
+        }
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+R_NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": ["library(dplyr)\n", "path <- 's3://{{DATA_BUCKET}}/{{DATA_PREFIX}}'  # tier {{TIER_NAME}}\n"],
+            "outputs": [],
+            "execution_count": None,
+        }
+    ],
+    "metadata": {"kernelspec": {"name": "ir", "display_name": "R", "language": "R"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def tiers():
+    return [
+        {"Name": "pii", "NotebookPrefix": "tiers/pii", "DataBucket": "lake-data", "DataPrefixes": ["pii/"]},
+        {"Name": "nonpii", "NotebookPrefix": "tiers/nonpii", "DataBucket": "lake-data", "DataPrefixes": ["nonpii/", "public/"]},
+    ]
+
+
+@pytest.fixture
+def examples(tmp_path, monkeypatch):
+    folder = tmp_path / "notebooks"
+    (folder / "r").mkdir(parents=True)
+    (folder / "pandas-example.ipynb").write_text(json.dumps(PY_NOTEBOOK, indent=1))
+    (folder / "r" / "dplyr-example.ipynb").write_text(json.dumps(R_NOTEBOOK, indent=1))
+    monkeypatch.setenv("LAKEHUB_NOTEBOOKS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def s3(client):
+    s3 = client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return s3
+
+
+@pytest.fixture
+def seed(load_handler, make_event, invoke, examples, s3):
+    module = load_handler("seed_notebooks")
+
+    def run(request_type, props=None, **kwargs):
+        props = props if props is not None else {"NotebookBucket": BUCKET, "Tiers": tiers(), "ExamplesVersion": "v1"}
+        event = make_event(request_type, TYPE, props, function=FUNCTION, **kwargs)
+        return invoke(module, event, function=FUNCTION)
+
+    run.module = module
+    return run
+
+
+def versions(s3) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for v in s3.list_object_versions(Bucket=BUCKET).get("Versions", []):
+        out.setdefault(v["Key"], []).append(v["VersionId"])
+    return out
+
+
+def read(s3, key) -> str:
+    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+
+
+def test_create_lays_out_each_tier_and_fills_in_its_data_location(seed, s3):
+    answer = seed("Create")
+    assert answer["Status"] == "SUCCESS", answer
+    assert answer["PhysicalResourceId"] == f"seed-{BUCKET}"
+    assert answer["Data"]["SeededKeys"] == 2 * (2 + 2)
+    keys = set(versions(s3))
+    for tier in ("pii", "nonpii"):
+        assert f"tiers/{tier}/shared/" in keys
+        assert f"tiers/{tier}/users/" in keys
+    pii = read(s3, "tiers/pii/shared/examples/pandas-example.ipynb")
+    assert "s3://lake-data/pii/sample.csv" in pii and "{{" not in pii
+    json.loads(pii)  # still a notebook
+    nonpii_r = read(s3, "tiers/nonpii/shared/examples/r/dplyr-example.ipynb")
+    assert "s3://lake-data/nonpii/" in nonpii_r and "tier nonpii" in nonpii_r
+    assert "pii/" not in nonpii_r.replace("nonpii/", "")
+
+
+def test_create_twice_changes_nothing(seed, s3):
+    assert seed("Create")["Status"] == "SUCCESS"
+    before = versions(s3)
+    again = seed("Create")
+    assert again["Status"] == "SUCCESS"
+    assert again["Data"]["SeededKeys"] == 0
+    assert again["PhysicalResourceId"] == f"seed-{BUCKET}"
+    assert versions(s3) == before  # not one new object version
+
+
+def test_update_with_same_properties_changes_nothing(seed, s3):
+    props = {"NotebookBucket": BUCKET, "Tiers": tiers(), "ExamplesVersion": "v1"}
+    seed("Create", props)
+    before = versions(s3)
+    answer = seed("Update", props, old_properties=props, physical_id=f"seed-{BUCKET}")
+    assert answer["Status"] == "SUCCESS"
+    assert answer["PhysicalResourceId"] == f"seed-{BUCKET}"
+    assert answer["Data"]["SeededKeys"] == 0
+    assert versions(s3) == before
+
+
+def test_update_keeps_a_notebook_a_user_edited_and_refreshes_the_others(seed, s3, examples):
+    old = {"NotebookBucket": BUCKET, "Tiers": tiers(), "ExamplesVersion": "v1"}
+    seed("Create", old)
+    edited_key = "tiers/pii/shared/examples/pandas-example.ipynb"
+    s3.put_object(Bucket=BUCKET, Key=edited_key, Body=b'{"cells": [], "note": "my analysis"}')
+    s3.delete_object(Bucket=BUCKET, Key="tiers/nonpii/shared/examples/r/dplyr-example.ipynb")
+    # A new release of the examples.
+    changed = dict(PY_NOTEBOOK, metadata={**PY_NOTEBOOK["metadata"], "lakehub": "v2"})
+    (examples / "pandas-example.ipynb").write_text(json.dumps(changed, indent=1))
+    new = dict(old, ExamplesVersion="v2")
+
+    answer = seed("Update", new, old_properties=old, physical_id=f"seed-{BUCKET}")
+
+    assert answer["Status"] == "SUCCESS", answer
+    assert answer["Data"]["UserModifiedKeys"] == 1
+    assert "my analysis" in read(s3, edited_key)  # the user's work survives
+    assert '"lakehub": "v2"' in read(s3, "tiers/nonpii/shared/examples/pandas-example.ipynb")  # untouched copy refreshed
+    assert "s3://lake-data/nonpii/" in read(s3, "tiers/nonpii/shared/examples/r/dplyr-example.ipynb")  # re-added
+    # Refreshed pandas in nonpii + re-added R in nonpii + refreshed... pandas in pii is the user's.
+    assert answer["Data"]["SeededKeys"] == 2
+
+
+def test_update_adds_a_new_tier(seed, s3):
+    old = {"NotebookBucket": BUCKET, "Tiers": tiers()[:1], "ExamplesVersion": "v1"}
+    seed("Create", old)
+    new = dict(old, Tiers=tiers())
+    answer = seed("Update", new, old_properties=old, physical_id=f"seed-{BUCKET}")
+    assert answer["Status"] == "SUCCESS"
+    assert answer["Data"]["SeededKeys"] == 4
+    assert "tiers/nonpii/users/" in versions(s3)
+
+
+@pytest.mark.parametrize(
+    "props, cause",
+    [
+        ({"Tiers": tiers()}, "NotebookBucket"),
+        ({"NotebookBucket": BUCKET}, "Tiers"),
+        ({"NotebookBucket": BUCKET, "Tiers": "pii"}, "Tiers"),
+        ({"NotebookBucket": BUCKET, "Tiers": [{"Name": "pii"}]}, "Tiers[0].NotebookPrefix"),
+        ({"NotebookBucket": BUCKET, "Tiers": [dict(tiers()[0], DataBucket="")]}, "Tiers[0].DataBucket"),
+        ({"NotebookBucket": BUCKET, "Tiers": [dict(tiers()[0], DataPrefixes=[1])]}, "DataPrefixes"),
+        ({"NotebookBucket": BUCKET, "Tiers": [tiers()[0], tiers()[0]]}, "used by two tiers"),
+    ],
+)
+def test_missing_or_invalid_properties_fail_create_with_the_cause(seed, failed, props, cause):
+    failed(seed("Create", props), "Invalid property", cause)
+
+
+def test_create_fails_when_the_bucket_does_not_exist(seed, failed):
+    answer = seed("Create", {"NotebookBucket": "no-such-bucket-here", "Tiers": tiers()})
+    failed(answer, "no-such-bucket-here", "does not exist")
+
+
+def test_update_fails_with_the_cause_when_the_bucket_is_gone(seed, failed):
+    props = {"NotebookBucket": "gone-bucket-xyz", "Tiers": tiers()}
+    answer = seed("Update", props, old_properties=props, physical_id="seed-gone-bucket-xyz")
+    failed(answer, "gone-bucket-xyz", "does not exist")
+    assert answer["PhysicalResourceId"] == "seed-gone-bucket-xyz"  # CloudFormation keeps the old one
+
+
+def test_delete_leaves_the_notebooks_and_succeeds(seed, s3):
+    seed("Create")
+    before = versions(s3)
+    answer = seed("Delete", physical_id=f"seed-{BUCKET}")
+    assert answer["Status"] == "SUCCESS"
+    assert answer["PhysicalResourceId"] == f"seed-{BUCKET}"
+    assert versions(s3) == before
+
+
+def test_delete_succeeds_when_the_bucket_is_already_gone(seed):
+    props = {"NotebookBucket": "bucket-that-was-deleted", "Tiers": tiers()}
+    answer = seed("Delete", props, physical_id="seed-bucket-that-was-deleted")
+    assert answer["Status"] == "SUCCESS"
+
+
+def test_delete_after_a_failed_create_succeeds(seed):
+    failed_create = seed("Create", {"NotebookBucket": BUCKET})
+    assert failed_create["Status"] == "FAILED"
+    generated = failed_create["PhysicalResourceId"]  # crhelper made one up
+    assert generated.startswith("lakehub-test_TestResource_")
+    answer = seed("Delete", {"NotebookBucket": BUCKET}, physical_id=generated)
+    assert answer["Status"] == "SUCCESS"
+    assert answer["PhysicalResourceId"] == generated
+
+
+def test_seeds_only_folders_when_there_are_no_examples(seed, s3, examples, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAKEHUB_NOTEBOOKS_DIR", str(tmp_path / "empty"))
+    answer = seed("Create")
+    assert answer["Status"] == "SUCCESS"
+    assert answer["Data"]["SeededKeys"] == 4
