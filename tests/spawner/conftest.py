@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import urllib.request
 from types import SimpleNamespace
 
 import pytest
 from jupyterhub.objects import Hub
 
+from lakehub.local.agent import keep_tasks_running
 from lakehub_hub import fargate
 
 _counter = itertools.count()
@@ -24,18 +24,6 @@ ECS_TASKS_TRUST = json.dumps(
         ],
     }
 )
-
-
-def keep_tasks_running(endpoint_url: str) -> None:
-    """moto advances an ECS task one state towards STOPPED on every describe_tasks by default;
-    make tasks stay RUNNING until stop_task, like ECS (lakehub.local.agent does the same)."""
-    body = json.dumps(
-        {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}}
-    ).encode()
-    req = urllib.request.Request(
-        f"{endpoint_url}/moto-api/state-manager/set-transition", data=body, method="POST"
-    )
-    urllib.request.urlopen(req, timeout=10).read()
 
 
 @pytest.fixture

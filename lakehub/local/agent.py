@@ -1,0 +1,370 @@
+"""Local agent: runs the emulator's per-user ECS tasks as local processes.
+
+In the local environment the AWS emulator (moto) records ECS tasks but runs nothing, and the
+private IPs it reports are fake. This agent watches the emulator's ECS tasks and, for each live
+task of a lakehub user server (a task tagged ``lakehub:user``, as FargateSpawner tags them):
+
+1. reads the container's command and environment from the task definition and the task's
+   overrides (as ECS would merge them),
+2. gives the process the task role's credentials (assumed on the emulator, or taken from a
+   prepared map when IAM enforcement is on), ``AWS_ENDPOINT_URL`` = the emulator and
+   ``AWS_REGION``, the way ECS gives a task its role,
+3. runs it on 127.0.0.1 with a free port: ``JUPYTERHUB_SERVICE_URL`` gets that host and port,
+   and ``PORT`` / ``LAKEHUB_LOCAL_PORT`` carry the port for other commands,
+4. reports the endpoint by tagging the task ``lakehub:local-endpoint`` = ``127.0.0.1:PORT``;
+   FargateSpawner prefers that tag to the task's private IP (and waits for it when its
+   ``wait_for_local_endpoint`` is on, the default with LAKEHUB_ECS_ENDPOINT_URL set).
+
+It stops the process when the task is stopped, and stops the task (reason "Essential container
+in task exited", like ECS) when the process exits on its own. It also tells the emulator to keep
+ECS tasks RUNNING until they are stopped (moto otherwise moves a task one state towards
+STOPPED on every describe).
+
+Local differences from Fargate, on purpose: no image (the command runs with this machine's
+packages, the agent's Python environment first on PATH); `jupyterhub-singleuser` gets
+`--allow-root` when the agent runs as root; the container's cpu/memory are not enforced.
+
+Use from Python (``LocalAgent(endpoint_url).start()`` ... ``.stop()``) or as a command:
+``python -m lakehub.local.agent --endpoint-url http://127.0.0.1:PORT [--cluster NAME]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lakehub.emulator import DEFAULT_REGION, LOOPBACK, free_port
+from lakehub.errors import LakehubError
+
+log = logging.getLogger("lakehub.local.agent")
+
+# The same keys FargateSpawner uses (hub_images/lakehub_hub/fargate.py); repeated here so the
+# agent does not import the hub package (and JupyterHub) to run.
+TAG_USER = "lakehub:user"
+TAG_LOCAL_ENDPOINT = "lakehub:local-endpoint"
+
+RoleCredentials = Callable[[str, str], dict]
+
+
+def keep_tasks_running(endpoint_url: str) -> None:
+    """Make the emulator keep ECS tasks RUNNING until stop_task (moto's default advances a task
+    one state towards STOPPED on every describe_tasks)."""
+    body = json.dumps(
+        {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}}
+    ).encode()
+    req = urllib.request.Request(
+        f"{endpoint_url}/moto-api/state-manager/set-transition", data=body, method="POST"
+    )
+    try:
+        urllib.request.urlopen(req, timeout=10).read()
+    except OSError as exc:
+        raise LakehubError(
+            f"the AWS emulator at {endpoint_url} did not answer ({exc}); start it first (lakehub local up)"
+        ) from None
+
+
+@dataclass
+class LocalTask:
+    """A task the agent runs."""
+
+    arn: str
+    cluster: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+    workdir: Path
+
+
+def _tags(task: dict) -> dict:
+    return {t["key"]: t.get("value", "") for t in task.get("tags") or []}
+
+
+def _pairs(items) -> dict:
+    return {i["name"]: i.get("value", "") for i in items or []}
+
+
+class LocalAgent:
+    """Watch the emulator's ECS tasks and run lakehub user-server tasks as local processes."""
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        clusters: list[str] | None = None,
+        region: str = DEFAULT_REGION,
+        work_dir: Path | str | None = None,
+        poll_interval: float = 0.5,
+        role_credentials: dict | RoleCredentials | None = None,
+        host: str = LOOPBACK,
+    ):
+        self.endpoint_url = endpoint_url
+        self.clusters = list(clusters or [])
+        self.region = region
+        self.poll_interval = poll_interval
+        self.host = host
+        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="lakehub-agent-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._role_credentials = role_credentials
+        self._credential_cache: dict[str, dict] = {}
+        self.tasks: dict[str, LocalTask] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        session = boto3.session.Session()
+        self.ecs = session.client("ecs", region_name=region, endpoint_url=endpoint_url)
+        self.sts = session.client("sts", region_name=region, endpoint_url=endpoint_url)
+        self._task_definitions: dict[str, dict] = {}
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> "LocalAgent":
+        """Configure the emulator and watch in a background thread."""
+        keep_tasks_running(self.endpoint_url)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="lakehub-local-agent", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, stop_tasks: bool = True) -> None:
+        """Stop watching; end every process it runs (and, by default, stop their tasks)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+        for arn in list(self.tasks):
+            local = self.tasks.pop(arn)
+            self._terminate(local)
+            if stop_tasks:
+                self._stop_task(local, "lakehub local agent stopped")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("local agent: emulator call failed: %s", exc)
+            except Exception:  # keep watching; the next pass may succeed
+                log.exception("local agent: unexpected error")
+            self._stop.wait(self.poll_interval)
+
+    # ---- one pass ---------------------------------------------------------------------------
+
+    def _cluster_names(self) -> list[str]:
+        if self.clusters:
+            return self.clusters
+        arns = []
+        for page in self.ecs.get_paginator("list_clusters").paginate():
+            arns.extend(page.get("clusterArns", []))
+        return arns
+
+    def run_once(self) -> None:
+        """Start processes for new tasks, end those of stopped tasks, report exited ones."""
+        live: set[str] = set()
+        for cluster in self._cluster_names():
+            arns = []
+            for page in self.ecs.get_paginator("list_tasks").paginate(
+                cluster=cluster, desiredStatus="RUNNING"
+            ):
+                arns.extend(page.get("taskArns", []))
+            for i in range(0, len(arns), 100):
+                described = self.ecs.describe_tasks(
+                    cluster=cluster, tasks=arns[i : i + 100], include=["TAGS"]
+                ).get("tasks", [])
+                for task in described:
+                    if TAG_USER not in _tags(task):
+                        continue
+                    if task.get("lastStatus") == "STOPPED" or task.get("desiredStatus") == "STOPPED":
+                        continue
+                    live.add(task["taskArn"])
+                    if task["taskArn"] not in self.tasks:
+                        self._launch(cluster, task)
+        for arn, local in list(self.tasks.items()):
+            if arn not in live:
+                log.info("local agent: task %s stopped; ending its process", arn)
+                self._terminate(local)
+                del self.tasks[arn]
+            elif local.process.poll() is not None:
+                code = local.process.returncode
+                log.info("local agent: process of %s exited with %s; stopping the task", arn, code)
+                del self.tasks[arn]
+                self._stop_task(local, f"Essential container in task exited (exit code {code})")
+
+    # ---- running a task ---------------------------------------------------------------------
+
+    def _task_definition(self, arn: str) -> dict:
+        if arn not in self._task_definitions:
+            self._task_definitions[arn] = self.ecs.describe_task_definition(taskDefinition=arn)[
+                "taskDefinition"
+            ]
+        return self._task_definitions[arn]
+
+    def _credentials(self, role_arn: str, session_name: str) -> dict:
+        source = self._role_credentials
+        if isinstance(source, dict):
+            creds = source.get(role_arn)
+            if not creds:
+                raise LakehubError(f"no prepared credentials for role {role_arn}")
+            return creds
+        if callable(source):
+            return source(role_arn, session_name)
+        if role_arn not in self._credential_cache:
+            self._credential_cache[role_arn] = self.sts.assume_role(
+                RoleArn=role_arn, RoleSessionName=session_name[:64]
+            )["Credentials"]
+        return self._credential_cache[role_arn]
+
+    def _command(self, container_def: dict, override: dict) -> list[str]:
+        command = override.get("command") or container_def.get("command") or []
+        entry = container_def.get("entryPoint") or []
+        argv = list(entry) + list(command)
+        if not argv:
+            raise LakehubError("the task's container has no command (set one in the task definition)")
+        bin_dir = Path(sys.executable).parent
+        exe = argv[0]
+        if exe in ("python", "python3"):
+            argv[0] = sys.executable
+        elif "/" not in exe:
+            argv[0] = str(bin_dir / exe) if (bin_dir / exe).exists() else (shutil.which(exe) or exe)
+        if Path(argv[0]).name == "jupyterhub-singleuser" and os.geteuid() == 0 and "--allow-root" not in argv:
+            argv.append("--allow-root")
+        return argv
+
+    def _environment(self, container_def: dict, override: dict, task_def: dict, task_id: str, port: int) -> dict:
+        bin_dir = str(Path(sys.executable).parent)
+        env = {
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+        }
+        env.update(_pairs(container_def.get("environment")))
+        env.update(_pairs(override.get("environment")))
+        service_url = env.get("JUPYTERHUB_SERVICE_URL")
+        if service_url:
+            parts = urlsplit(service_url)
+            env["JUPYTERHUB_SERVICE_URL"] = urlunsplit(parts._replace(netloc=f"{self.host}:{port}"))
+        env["PORT"] = env["LAKEHUB_LOCAL_PORT"] = str(port)
+        env["AWS_ENDPOINT_URL"] = self.endpoint_url
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.region
+        role = task_def.get("taskRoleArn")
+        if role:
+            creds = self._credentials(role, f"lakehub-local-{task_id}")
+            env["AWS_ACCESS_KEY_ID"] = creds["AccessKeyId"]
+            env["AWS_SECRET_ACCESS_KEY"] = creds["SecretAccessKey"]
+            if creds.get("SessionToken"):
+                env["AWS_SESSION_TOKEN"] = creds["SessionToken"]
+        return env
+
+    def _launch(self, cluster: str, task: dict) -> None:
+        arn = task["taskArn"]
+        task_id = arn.rsplit("/", 1)[-1]
+        task_def = self._task_definition(task["taskDefinitionArn"])
+        containers = task_def.get("containerDefinitions") or []
+        overrides = {o.get("name"): o for o in (task.get("overrides") or {}).get("containerOverrides") or []}
+        container_def = next((c for c in containers if c.get("essential", True)), containers[0] if containers else {})
+        override = overrides.get(container_def.get("name"), {})
+        workdir = self.work_dir / task_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        log_path = self.work_dir / f"{task_id}.log"
+        port = free_port()
+        try:
+            argv = self._command(container_def, override)
+            env = self._environment(container_def, override, task_def, task_id, port)
+            env.setdefault("HOME", str(workdir))
+            out = open(log_path, "ab")
+            try:
+                process = subprocess.Popen(
+                    argv, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+            finally:
+                out.close()
+        except (LakehubError, ClientError, OSError) as exc:
+            log.warning("local agent: cannot run task %s: %s", arn, exc)
+            local = LocalTask(arn, cluster, port, None, log_path, workdir)  # type: ignore[arg-type]
+            self._stop_task(local, f"CannotStartContainerError: lakehub local agent: {exc}")
+            return
+        local = LocalTask(arn, cluster, port, process, log_path, workdir)
+        self.tasks[arn] = local
+        log.info("local agent: task %s runs as pid %s on %s:%s (log %s)", arn, process.pid, self.host, port, log_path)
+        self.ecs.tag_resource(
+            resourceArn=arn, tags=[{"key": TAG_LOCAL_ENDPOINT, "value": f"{self.host}:{port}"}]
+        )
+
+    def _terminate(self, local: LocalTask, timeout: float = 10) -> None:
+        proc = local.process
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=timeout)
+
+    def _stop_task(self, local: LocalTask, reason: str) -> None:
+        try:
+            self.ecs.stop_task(cluster=local.cluster, task=local.arn, reason=reason[:255])
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("local agent: could not stop task %s: %s", local.arn, exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lakehub.local.agent",
+        description="Run the AWS emulator's lakehub user-server ECS tasks as local processes.",
+    )
+    parser.add_argument("--endpoint-url", required=True, help="the emulator, e.g. http://127.0.0.1:5000")
+    parser.add_argument("--cluster", action="append", default=[], help="cluster to watch (default: all)")
+    parser.add_argument("--region", default=DEFAULT_REGION)
+    parser.add_argument("--work-dir", help="where task folders and logs go (default: a temporary folder)")
+    parser.add_argument(
+        "--role-credentials",
+        help="JSON file {role ARN: {AccessKeyId, SecretAccessKey, SessionToken}} prepared before "
+        "IAM enforcement was turned on (default: assume each task role on the emulator)",
+    )
+    parser.add_argument("--poll-interval", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    creds = None
+    if args.role_credentials:
+        try:
+            creds = json.loads(Path(args.role_credentials).read_text())
+        except (OSError, ValueError) as exc:
+            print(f"lakehub agent: error: cannot read {args.role_credentials}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        agent = LocalAgent(
+            args.endpoint_url, args.cluster, args.region, args.work_dir, args.poll_interval, creds
+        ).start()
+    except LakehubError as exc:
+        print(f"lakehub agent: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The local agent runs the emulator's user-server tasks as local processes, and the spawner
+reaches them through the agent's endpoint tag. A plain `python -m http.server` stands in for
+the user server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+
+import boto3
+import pytest
+
+from lakehub.emulator import port_in_use
+from lakehub.local.agent import LocalAgent
+from lakehub_hub import fargate
+
+pytestmark = pytest.mark.e2e
+
+# The stand-in server: records its environment, then serves the task folder on its port.
+SERVER_CMD = ["sh", "-c", 'env > env.txt && exec python -m http.server --bind 127.0.0.1 "$PORT"']
+
+
+def wait_for(predicate, timeout=20.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def http_ok(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def agent(ecs_world, tmp_path):
+    agent = LocalAgent(ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path, poll_interval=0.1)
+    agent.start()
+    yield agent
+    agent.stop()
+
+
+def test_agent_runs_a_spawned_task_locally_and_ends_it_on_stop(make_spawner, ecs_world, agent, tmp_path):
+    spawner = make_spawner(user="olga", wait_for_local_endpoint=True, cmd=SERVER_CMD)
+    url = asyncio.run(spawner.start())
+    host_port = url.removeprefix("http://")
+    assert host_port.startswith("127.0.0.1:")
+    port = int(host_port.split(":")[1])
+    wait_for(lambda: http_ok(url + "/env.txt"))
+
+    # The process got the hub's environment, its own port, and the tier role's credentials.
+    task_id = spawner.task_arn.rsplit("/", 1)[-1]
+    env = dict(
+        line.split("=", 1) for line in (tmp_path / task_id / "env.txt").read_text().splitlines() if "=" in line
+    )
+    assert env["JUPYTERHUB_USER"] == "olga"
+    assert env["JUPYTERHUB_API_TOKEN"] == "test-token-olga"
+    assert env["JUPYTERHUB_SERVICE_URL"] == f"http://127.0.0.1:{port}/"
+    assert env["AWS_ENDPOINT_URL"] == ecs_world.endpoint_url
+    sts = boto3.client(
+        "sts",
+        endpoint_url=ecs_world.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env["AWS_SESSION_TOKEN"],
+    )
+    assert f"assumed-role/lakehub-{ecs_world.tier}-tier/" in sts.get_caller_identity()["Arn"]
+
+    assert asyncio.run(spawner.poll()) is None
+    asyncio.run(spawner.stop())
+    wait_for(lambda: not port_in_use(port))
+    assert spawner.task_arn not in agent.tasks
+
+
+def test_agent_stops_the_task_when_its_process_exits(make_spawner, ecs_world, agent):
+    spawner = make_spawner(user="pete", wait_for_local_endpoint=True, cmd=["sh", "-c", "sleep 0.5; exit 3"])
+    asyncio.run(spawner.start())
+    wait_for(lambda: asyncio.run(spawner.poll()) is not None)
+    task = ecs_world.ecs.describe_tasks(cluster=ecs_world.cluster, tasks=[spawner.task_arn])["tasks"][0]
+    assert task["lastStatus"] == "STOPPED"
+    assert task["stoppedReason"] == "Essential container in task exited (exit code 3)"
+
+
+def test_agent_leaves_tasks_that_are_not_user_servers_alone(ecs_world, agent):
+    other = ecs_world.ecs.run_task(
+        cluster=ecs_world.cluster,
+        taskDefinition=ecs_world.family,
+        capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
+        networkConfiguration={"awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}},
+    )["tasks"][0]["taskArn"]
+    time.sleep(0.5)
+    assert other not in agent.tasks
+    tags = ecs_world.ecs.list_tags_for_resource(resourceArn=other)["tags"]
+    assert fargate.TAG_LOCAL_ENDPOINT not in {t["key"] for t in tags}
+
+
+def test_stopping_the_agent_ends_its_processes_and_their_tasks(make_spawner, ecs_world, tmp_path):
+    agent = LocalAgent(ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path, poll_interval=0.1).start()
+    try:
+        spawner = make_spawner(user="quinn", wait_for_local_endpoint=True, cmd=SERVER_CMD)
+        url = asyncio.run(spawner.start())
+        wait_for(lambda: http_ok(url))
+    finally:
+        agent.stop()
+    assert not port_in_use(int(url.rsplit(":", 1)[1]))
+    assert asyncio.run(spawner.poll()) == 0
