@@ -103,6 +103,28 @@ STATUS_MESSAGES = {
     "RUNNING": (80, "Task running; waiting for the server to answer"),
 }
 
+# Hub-task variables that must never reach a user task: ECS gives each task its own
+# credentials, metadata endpoint and image PATH; copying the hub's (for example through the
+# hub config's Spawner.env_keep) would hand the user server the hub's identity or a wrong PATH.
+TASK_ENV_EXCLUDE = (
+    "PATH",
+    "HOME",
+    "HOSTNAME",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "ECS_CONTAINER_METADATA_URI",
+    "ECS_CONTAINER_METADATA_URI_V4",
+    "ECS_AGENT_URI",
+    "AWS_EXECUTION_ENV",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+)
+
 # Characters ECS allows in tag values; everything else becomes "_".
 _TAG_VALUE_BAD = re.compile(r"[^\w .:/=+\-@]", re.UNICODE)
 
@@ -437,6 +459,13 @@ class FargateSpawner(Spawner):
         help="Wait for the local agent's lakehub:local-endpoint tag before reporting the server "
         "started (default: on when ecs_endpoint_url is set).",
     )
+    task_env_exclude = List(
+        Unicode(),
+        default_value=list(TASK_ENV_EXCLUDE),
+        config=True,
+        help="Variables left out of the task's environment override even when env_keep or "
+        "environment name them (credentials, metadata endpoint, PATH come from ECS and the image).",
+    )
     poll_interval = Float(2.0, config=True, help="Seconds between describe_tasks calls while waiting.")
     stop_timeout = Integer(120, config=True, help="Seconds stop() waits for the task to reach STOPPED.")
 
@@ -655,7 +684,8 @@ class FargateSpawner(Spawner):
         env = self.get_env()
         env["LAKEHUB_TIER"] = self.tier
         env["LAKEHUB_PROFILE"] = profile["name"]
-        return {k: str(v) for k, v in env.items() if v is not None}
+        excluded = set(self.task_env_exclude)
+        return {k: str(v) for k, v in env.items() if v is not None and k not in excluded}
 
     def run_task_request(self, profile: dict[str, Any], capacity: str, env: dict[str, str]) -> dict:
         container: dict[str, Any] = {

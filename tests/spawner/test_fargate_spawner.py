@@ -126,6 +126,21 @@ def test_start_runs_the_tier_task_with_configured_role_network_size_and_tags(mak
     assert spawner.get_state()["task_arn"] == spawner.task_arn
 
 
+def test_the_hub_tasks_credentials_and_path_never_reach_a_user_task(make_spawner, ecs_world, monkeypatch):
+    # The hub config keeps these for shared mode (env_keep); a user task gets its own from ECS.
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/hub-task-creds")
+    monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/hub")
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    keep = ["PATH", "TZ", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "ECS_CONTAINER_METADATA_URI_V4"]
+    spawner = make_spawner(user="tess", env_keep=keep, environment={"AWS_ACCESS_KEY_ID": "AKIAHUBKEY", "LAKEHUB_X": "1"})
+    run(spawner.start())
+    (container,) = describe(ecs_world, spawner.task_arn)["overrides"]["containerOverrides"]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["TZ"] == "Europe/Paris" and env["LAKEHUB_X"] == "1"
+    for name in ("PATH", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "ECS_CONTAINER_METADATA_URI_V4", "AWS_ACCESS_KEY_ID"):
+        assert name not in env
+
+
 def test_spot_capacity_setting_starts_on_fargate_spot(make_spawner, ecs_world, monkeypatch):
     monkeypatch.setenv("LAKEHUB_USER_CAPACITY", "FARGATE_SPOT")
     spawner = make_spawner(user="spotty")
