@@ -1,0 +1,74 @@
+# lakehub: set-up and common commands. `make local` runs the main job, `make test` every test.
+# Everything is installed from the package registries (PyPI, npm, Debian) on a fresh machine.
+
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TASKCAT_VENV := .venv-taskcat
+CHECKOV_VENV := .venv-checkov
+STAMP := build/.stamps
+DEBIAN_PACKAGES := slapd ldap-utils r-base-core r-cran-irkernel r-cran-dplyr r-cran-ggplot2 r-cran-jsonlite r-cran-httr r-cran-reticulate
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup python-packages node-packages system-packages scanners templates check-templates test local local-down bench clean
+
+setup: python-packages node-packages system-packages scanners
+
+$(STAMP):
+	mkdir -p $(STAMP)
+
+python-packages: $(STAMP)/python
+$(STAMP)/python: pyproject.toml | $(STAMP)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,hub,dev]'
+	touch $@
+
+node-packages: $(STAMP)/node
+$(STAMP)/node: package.json | $(STAMP)
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian packages: OpenLDAP (loopback identity provider for tests and local mode) and R.
+system-packages: $(STAMP)/debian
+$(STAMP)/debian: | $(STAMP)
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	touch $@
+
+# taskcat and checkov pin packages that break moto: each gets its own virtual environment.
+scanners: $(STAMP)/scanners
+$(STAMP)/scanners: | $(STAMP)
+	test -x $(TASKCAT_VENV)/bin/python || $(PY) -m venv $(TASKCAT_VENV)
+	$(TASKCAT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TASKCAT_VENV)/bin/python -m pip install --quiet 'taskcat==0.9.58'
+	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==3.3.30'
+	touch $@
+
+templates: python-packages
+	$(BIN)/python build_templates.py
+
+check-templates: python-packages
+	$(BIN)/python build_templates.py --check
+
+test: setup
+	$(BIN)/python -m pytest
+
+local: setup
+	$(BIN)/lakehub local up
+
+local-down: python-packages
+	$(BIN)/lakehub local down
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf build node_modules $(VENV) $(TASKCAT_VENV) $(CHECKOV_VENV)

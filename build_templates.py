@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Generate lakehub's CloudFormation templates into templates/ (see lakehub/build.py)."""
+
+import sys
+
+from lakehub.build import main
+
+if __name__ == "__main__":
+    sys.exit(main())

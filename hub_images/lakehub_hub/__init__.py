@@ -1,0 +1,1 @@
+"""Hub-side code installed in the hub image (spawners, helpers)."""

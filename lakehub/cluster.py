@@ -1,0 +1,347 @@
+"""cluster.template.yaml: ECS cluster, load balancer, certificate, sign-in, platform values.
+
+The load balancer is the only thing on the internet: HTTPS with a modern TLS policy, port 80
+only redirects, unknown hosts get a fixed 404, invalid header fields are dropped. Tasks sit in
+private subnets behind a security group that admits the load balancer only. Every value a tier
+needs is published in SSM under /lakehub/<platform>/, so a tier stack works the same nested
+under main or launched on its own from Service Catalog.
+"""
+
+from __future__ import annotations
+
+from awacs import elasticloadbalancing as awacs_elb
+from awacs.aws import Allow, Statement
+from troposphere import (
+    Equals,
+    GetAtt,
+    If,
+    Not,
+    Ref,
+    Sub,
+    certificatemanager,
+    cognito,
+    ec2,
+    ecs,
+    elasticloadbalancingv2 as elb,
+    logs,
+    ssm,
+)
+
+from lakehub import names
+from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.functions import add_function
+from lakehub.settings import Settings
+
+AUTH_MODES = ("cognito", "oidc", "ldap")
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+def add_parameters(b: Builder, settings: Settings) -> None:
+    add_platform_name_param(b)
+    add_assets_params(b)
+    add_domain_params(b)
+    b.param(
+        names.AUTH_MODE,
+        "Sign-in",
+        "Sign-in mode",
+        "cognito: the platform's Cognito user pool; oidc: your OpenID Connect provider; ldap: your LDAP or Active Directory",
+        Default="cognito",
+        AllowedValues=list(AUTH_MODES),
+        ConstraintDescription="cognito, oidc or ldap",
+    )
+    g = "Network (from the network stack or your VPC)"
+    b.param(names.VPC_ID, g, "VPC", "VPC of the platform", type="AWS::EC2::VPC::Id")
+    b.param(
+        names.VPC_CIDR,
+        g,
+        "VPC CIDR block",
+        "CIDR block of the VPC (the load balancer may reach the hub port inside it only)",
+        AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$",
+        ConstraintDescription="a CIDR block such as 10.20.0.0/16",
+    )
+    for name, label in (
+        (names.PUBLIC_SUBNET_1_ID, "Public subnet 1"),
+        (names.PUBLIC_SUBNET_2_ID, "Public subnet 2"),
+        (names.PRIVATE_SUBNET_1_ID, "Private subnet 1"),
+        (names.PRIVATE_SUBNET_2_ID, "Private subnet 2"),
+    ):
+        b.param(name, g, label, f"{label} ({'load balancer' if 'Public' in name else 'tasks'}), in its own AZ", type="AWS::EC2::Subnet::Id")
+    g = "Storage and image (from the storage and pipeline stacks)"
+    b.param(names.NOTEBOOK_BUCKET_NAME, g, "Notebook bucket", "Bucket that stores notebooks", AllowedPattern=r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$", ConstraintDescription="an S3 bucket name")
+    b.param(names.DATA_BUCKET_NAME, g, "Data-lake bucket", "Bucket of the data lake", AllowedPattern=r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$", ConstraintDescription="an S3 bucket name")
+    b.param(names.DATA_KMS_KEY_ARN, g, "Data-lake KMS key", "KMS key ARN of the data lake, or 'none'", Default="none", AllowedPattern=r"^none$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$", ConstraintDescription="none, or a KMS key ARN")
+    b.param(names.SEED_FUNCTION_ARN, g, "Seeding function", "ARN of the function that seeds tier folders", AllowedPattern=r"^arn:aws[a-z-]*:lambda:.+$", ConstraintDescription="a Lambda function ARN")
+    b.param(names.IMAGE_REPOSITORY_URI, g, "Hub image repository", "URI of the hub image ECR repository", AllowedPattern=r"^\S+$", ConstraintDescription="an ECR repository URI")
+    add_log_retention_param(b, settings.log_retention_days, "Logging")
+
+
+def add_domain_params(b: Builder) -> None:
+    g = "Domain and certificate"
+    b.param(
+        names.DOMAIN_NAME,
+        g,
+        "Domain name",
+        "Domain under which each tier gets a host name (<tier>.<domain>), for example lakehub.example.com",
+        AllowedPattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        ConstraintDescription="a lower-case DNS name such as lakehub.example.com",
+    )
+    b.param(
+        names.HOSTED_ZONE_ID,
+        g,
+        "Route 53 hosted zone",
+        "Public hosted zone of the domain (tier records and certificate validation go here)",
+        type="AWS::Route53::HostedZone::Id",
+    )
+    b.param(
+        names.CERTIFICATE_ARN,
+        g,
+        "Existing certificate ARN",
+        "ACM certificate for *.<domain>; leave empty to create one validated through the hosted zone",
+        Default="",
+        AllowedPattern=r"^$|^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$",
+        ConstraintDescription="empty, or an ACM certificate ARN",
+    )
+    b.param(
+        names.ALLOWED_CIDR,
+        g,
+        "Allowed client CIDR",
+        "Address range that may reach the load balancer on ports 443 and 80 (0.0.0.0/0 for anyone)",
+        Default="0.0.0.0/0",
+        AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$",
+        ConstraintDescription="a CIDR block such as 203.0.113.0/24",
+    )
+
+
+def add_security_groups(b: Builder):
+    alb_sg = b.add(
+        ec2.SecurityGroup(
+            "LoadBalancerSecurityGroup",
+            GroupDescription="lakehub load balancer: HTTPS and HTTP (redirect) from the allowed range",
+            VpcId=Ref(names.VPC_ID),
+            SecurityGroupIngress=[
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp=Ref(names.ALLOWED_CIDR), Description="HTTPS from clients"),
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp=Ref(names.ALLOWED_CIDR), Description="HTTP from clients (redirected to HTTPS)"),
+            ],
+            SecurityGroupEgress=[
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=names.HUB_PORT, ToPort=names.HUB_PORT, CidrIp=Ref(names.VPC_CIDR), Description="to hub tasks"),
+            ],
+            Tags=platform_tags(("Name", Sub("${PlatformName}-alb"))),
+        )
+    )
+    task_sg = b.add(
+        ec2.SecurityGroup(
+            "TaskSecurityGroup",
+            GroupDescription="lakehub hub tasks: the hub port from the load balancer only",
+            VpcId=Ref(names.VPC_ID),
+            SecurityGroupIngress=[
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=names.HUB_PORT,
+                    ToPort=names.HUB_PORT,
+                    SourceSecurityGroupId=Ref(alb_sg),
+                    Description="hub port from the load balancer",
+                )
+            ],
+            SecurityGroupEgress=[
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS: AWS APIs, image pulls, identity provider, package indexes"),
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS (ldap sign-in mode)"),
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=0, ToPort=65535, CidrIp=Ref(names.VPC_CIDR), Description="inside the VPC: per-user servers, DNS"),
+                ec2.SecurityGroupRule(IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"),
+            ],
+            Tags=platform_tags(("Name", Sub("${PlatformName}-hub-tasks"))),
+        )
+    )
+    return alb_sg, task_sg
+
+
+def add_load_balancer(b: Builder, alb_sg):
+    lb = b.add(
+        elb.LoadBalancer(
+            "LoadBalancer",
+            Name=Sub("${PlatformName}-alb"),
+            Scheme="internet-facing",
+            Type="application",
+            IpAddressType="ipv4",
+            Subnets=[Ref(names.PUBLIC_SUBNET_1_ID), Ref(names.PUBLIC_SUBNET_2_ID)],
+            SecurityGroups=[Ref(alb_sg)],
+            LoadBalancerAttributes=[
+                elb.LoadBalancerAttributes(Key="routing.http.drop_invalid_header_fields.enabled", Value="true"),
+                elb.LoadBalancerAttributes(Key="routing.http.desync_mitigation_mode", Value="strictest"),
+                elb.LoadBalancerAttributes(Key="idle_timeout.timeout_seconds", Value="300"),
+            ],
+            Tags=platform_tags(),
+        )
+    )
+    cert = b.add(
+        certificatemanager.Certificate(
+            "Certificate",
+            Condition="CreateCertificate",
+            DomainName=Sub("*.${DomainName}"),
+            SubjectAlternativeNames=[Ref(names.DOMAIN_NAME)],
+            ValidationMethod="DNS",
+            DomainValidationOptions=[
+                certificatemanager.DomainValidationOption(DomainName=Sub("*.${DomainName}"), HostedZoneId=Ref(names.HOSTED_ZONE_ID)),
+                certificatemanager.DomainValidationOption(DomainName=Ref(names.DOMAIN_NAME), HostedZoneId=Ref(names.HOSTED_ZONE_ID)),
+            ],
+            Tags=platform_tags(),
+        )
+    )
+    https = b.add(
+        elb.Listener(
+            "HttpsListener",
+            LoadBalancerArn=Ref(lb),
+            Port=443,
+            Protocol="HTTPS",
+            SslPolicy=TLS_POLICY,
+            Certificates=[elb.Certificate(CertificateArn=If("CreateCertificate", Ref(cert), Ref(names.CERTIFICATE_ARN)))],
+            DefaultActions=[
+                elb.Action(
+                    Type="fixed-response",
+                    FixedResponseConfig=elb.FixedResponseConfig(StatusCode="404", ContentType="text/plain", MessageBody="No lakehub tier here."),
+                )
+            ],
+        )
+    )
+    b.add(
+        elb.Listener(
+            "HttpListener",
+            LoadBalancerArn=Ref(lb),
+            Port=80,
+            Protocol="HTTP",
+            DefaultActions=[
+                elb.Action(
+                    Type="redirect",
+                    RedirectConfig=elb.RedirectConfig(Protocol="HTTPS", Port="443", Host="#{host}", Path="/#{path}", Query="#{query}", StatusCode="HTTP_301"),
+                )
+            ],
+        )
+    )
+    return lb, https
+
+
+def add_user_pool(b: Builder):
+    pool = b.add(
+        cognito.UserPool(
+            "UserPool",
+            Condition="UseCognito",
+            UserPoolName=Sub("${PlatformName}-users"),
+            AdminCreateUserConfig=cognito.AdminCreateUserConfig(AllowAdminCreateUserOnly=True),
+            UsernameAttributes=["email"],
+            AutoVerifiedAttributes=["email"],
+            MfaConfiguration="OPTIONAL",
+            EnabledMfas=["SOFTWARE_TOKEN_MFA"],
+            Policies=cognito.Policies(
+                PasswordPolicy=cognito.PasswordPolicy(
+                    MinimumLength=12, RequireLowercase=True, RequireUppercase=True, RequireNumbers=True, RequireSymbols=True, TemporaryPasswordValidityDays=3
+                )
+            ),
+            AccountRecoverySetting=cognito.AccountRecoverySetting(
+                RecoveryMechanisms=[cognito.RecoveryOption(Name="verified_email", Priority=1)]
+            ),
+            DeletionProtection="ACTIVE",
+            UserPoolTags={names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)},
+        )
+    )
+    pool.DeletionPolicy = "Retain"
+    pool.UpdateReplacePolicy = "Retain"
+    domain = b.add(
+        cognito.UserPoolDomain(
+            "UserPoolDomain",
+            Condition="UseCognito",
+            UserPoolId=Ref(pool),
+            Domain=Sub("${PlatformName}-${AWS::AccountId}"),
+        )
+    )
+    return pool, domain
+
+
+def build_cluster(settings: Settings):
+    b = Builder("lakehub cluster: ECS on Fargate, HTTPS load balancer, certificate, sign-in, platform values in SSM")
+    add_parameters(b, settings)
+    t = b.t
+    t.add_condition("CreateCertificate", Equals(Ref(names.CERTIFICATE_ARN), ""))
+    t.add_condition("UseCognito", Equals(Ref(names.AUTH_MODE), "cognito"))
+
+    cluster = b.add(
+        ecs.Cluster(
+            "Cluster",
+            ClusterName=Sub("${PlatformName}"),
+            CapacityProviders=["FARGATE", "FARGATE_SPOT"],
+            DefaultCapacityProviderStrategy=[ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE", Weight=1)],
+            ClusterSettings=[ecs.ClusterSetting(Name="containerInsights", Value="disabled")],
+            Tags=platform_tags(),
+        )
+    )
+    cluster.Metadata = {
+        "checkov": {"skip": [{"id": "CKV_AWS_65", "comment": "Container Insights costs about $0.30 per task-month plus logs; off by default for low cost, enable it in the console when needed"}]}
+    }
+    alb_sg, task_sg = add_security_groups(b)
+    lb, https = add_load_balancer(b, alb_sg)
+    log_group = b.add(
+        logs.LogGroup("TaskLogGroup", LogGroupName=Sub("/lakehub/${PlatformName}/tasks"), RetentionInDays=Ref(names.LOG_RETENTION_DAYS))
+    )
+    pool, domain = add_user_pool(b)
+
+    priority_fn = add_function(
+        b,
+        "ListenerPriorityFunction",
+        "listener_priority",
+        "lakehub: allocates a free rule priority on the platform's HTTPS listener",
+        statements=[
+            # DescribeRules supports no resource-level permission: it needs "*".
+            Statement(Sid="ReadRules", Effect=Allow, Action=[awacs_elb.DescribeRules], Resource=["*"]),
+        ],
+        retention=Ref(names.LOG_RETENTION_DAYS),
+        timeout=60,
+    )
+
+    values = {
+        names.VPC_ID: Ref(names.VPC_ID),
+        names.VPC_CIDR: Ref(names.VPC_CIDR),
+        names.PRIVATE_SUBNET_1_ID: Ref(names.PRIVATE_SUBNET_1_ID),
+        names.PRIVATE_SUBNET_2_ID: Ref(names.PRIVATE_SUBNET_2_ID),
+        names.NOTEBOOK_BUCKET_NAME: Ref(names.NOTEBOOK_BUCKET_NAME),
+        names.DATA_BUCKET_NAME: Ref(names.DATA_BUCKET_NAME),
+        names.DATA_KMS_KEY_ARN: Ref(names.DATA_KMS_KEY_ARN),
+        names.SEED_FUNCTION_ARN: Ref(names.SEED_FUNCTION_ARN),
+        names.IMAGE_REPOSITORY_URI: Ref(names.IMAGE_REPOSITORY_URI),
+        names.CLUSTER_NAME: Ref(cluster),
+        names.HTTPS_LISTENER_ARN: Ref(https),
+        names.LOAD_BALANCER_DNS_NAME: GetAtt(lb, "DNSName"),
+        names.LOAD_BALANCER_HOSTED_ZONE_ID: GetAtt(lb, "CanonicalHostedZoneID"),
+        names.LOAD_BALANCER_FULL_NAME: GetAtt(lb, "LoadBalancerFullName"),
+        names.TASK_SECURITY_GROUP_ID: Ref(task_sg),
+        names.LISTENER_PRIORITY_FUNCTION_ARN: GetAtt(priority_fn, "Arn"),
+        names.LOG_GROUP_NAME: Ref(log_group),
+        names.USER_POOL_ID: If("UseCognito", Ref(pool), "none"),
+        names.USER_POOL_DOMAIN_URL: If("UseCognito", Sub("https://${UserPoolDomain}.auth.${AWS::Region}.amazoncognito.com"), "none"),
+        names.AUTH_MODE: Ref(names.AUTH_MODE),
+        names.DOMAIN_NAME: Ref(names.DOMAIN_NAME),
+        names.HOSTED_ZONE_ID: Ref(names.HOSTED_ZONE_ID),
+    }
+    missing = set(names.PLATFORM_SSM_VALUES) - set(values)
+    assert not missing, f"platform values not published: {missing}"
+    for name, value in values.items():
+        b.add(
+            ssm.Parameter(
+                f"Platform{name}Parameter",
+                Name=Sub(names.SSM_NAME_SUB + name),
+                Type="String",
+                Value=value,
+                Description=f"lakehub platform value: {names.PLATFORM_SSM_VALUES[name]}",
+                Tags={names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)},
+            )
+        )
+
+    b.output(names.CLUSTER_NAME, Ref(cluster), "ECS cluster that runs the tiers")
+    b.output(names.CLUSTER_ARN, GetAtt(cluster, "Arn"), "ARN of the ECS cluster")
+    b.output(names.HTTPS_LISTENER_ARN, Ref(https), "HTTPS listener that routes <tier>.<domain> to the tiers")
+    b.output(names.LOAD_BALANCER_DNS_NAME, GetAtt(lb, "DNSName"), "DNS name of the load balancer")
+    b.output(names.LOAD_BALANCER_HOSTED_ZONE_ID, GetAtt(lb, "CanonicalHostedZoneID"), "Hosted zone of the load balancer (alias records)")
+    b.output(names.LOAD_BALANCER_SECURITY_GROUP_ID, Ref(alb_sg), "Security group of the load balancer")
+    b.output(names.TASK_SECURITY_GROUP_ID, Ref(task_sg), "Security group of hub tasks")
+    b.output(names.LOG_GROUP_NAME, Ref(log_group), "Log group of the platform's tasks")
+    b.output(names.USER_POOL_ID, If("UseCognito", Ref(pool), "none"), "Cognito user pool (cognito sign-in), or 'none'")
+    b.output(names.LISTENER_PRIORITY_FUNCTION_ARN, GetAtt(priority_fn, "Arn"), "Function that allocates listener-rule priorities (ServiceToken)")
+    b.output("PlatformParameterPath", Sub(names.SSM_NAME_SUB), "SSM path under which the platform publishes its values")
+    return b.finish()

@@ -1,0 +1,100 @@
+"""crhelper custom-resource functions inside templates: role, log group, function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from awacs import logs as awacs_logs
+from awacs.aws import Allow, PolicyDocument, Principal, Statement
+from awacs.sts import AssumeRole
+from troposphere import GetAtt, Ref, Sub, iam, logs
+from troposphere import awslambda
+
+from lakehub import names
+from lakehub.common import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, Builder, function_code_key, platform_tags
+
+
+def lambda_trust() -> PolicyDocument:
+    return PolicyDocument(
+        Version="2012-10-17",
+        Statement=[
+            Statement(
+                Effect=Allow,
+                Principal=Principal("Service", "lambda.amazonaws.com"),
+                Action=[AssumeRole],
+            )
+        ],
+    )
+
+
+def add_function(
+    b: Builder,
+    logical_id: str,
+    function: str,
+    description: str,
+    statements: list[Statement],
+    retention: Any,
+    timeout: int = 120,
+    memory: int = 256,
+    environment: dict | None = None,
+    condition: str | None = None,
+) -> awslambda.Function:
+    """A crhelper function `function` (folder lambdas/<function>) with its own least-privilege
+    role and a log group with retention. Its name is <platform>-<stack-unique suffix>."""
+    suffix = function.replace("_", "-")
+    fn_name = Sub("${" + names.PLATFORM_NAME + "}-" + suffix)
+    log_group = b.add(
+        logs.LogGroup(
+            f"{logical_id}LogGroup",
+            LogGroupName=Sub("/aws/lambda/${" + names.PLATFORM_NAME + "}-" + suffix),
+            RetentionInDays=retention,
+            **({"Condition": condition} if condition else {}),
+        )
+    )
+    log_statement = Statement(
+        Effect=Allow,
+        Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
+        Resource=[Sub("${" + log_group.title + ".Arn}")],
+    )
+    role = b.add(
+        iam.Role(
+            f"{logical_id}Role",
+            AssumeRolePolicyDocument=lambda_trust(),
+            Policies=[
+                iam.Policy(
+                    PolicyName="function",
+                    PolicyDocument=PolicyDocument(
+                        Version="2012-10-17", Statement=[log_statement, *statements]
+                    ),
+                )
+            ],
+            Tags=platform_tags(),
+            **({"Condition": condition} if condition else {}),
+        )
+    )
+    kwargs: dict[str, Any] = {}
+    if environment:
+        kwargs["Environment"] = awslambda.Environment(Variables=environment)
+    if condition:
+        kwargs["Condition"] = condition
+    return b.add(
+        awslambda.Function(
+            logical_id,
+            FunctionName=fn_name,
+            Description=description,
+            Runtime=LAMBDA_RUNTIME,
+            Architectures=[LAMBDA_ARCHITECTURE],
+            Handler="index.handler",
+            Code=awslambda.Code(
+                S3Bucket=Ref(names.ASSETS_BUCKET_NAME),
+                S3Key=function_code_key(function),
+            ),
+            Role=GetAtt(role, "Arn"),
+            Timeout=timeout,
+            MemorySize=memory,
+            ReservedConcurrentExecutions=2,
+            LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
+            Tags=platform_tags(),
+            **kwargs,
+        )
+    )

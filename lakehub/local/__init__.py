@@ -1,0 +1,1 @@
+"""The local environment: the whole platform on one machine on the AWS emulator."""

@@ -1,0 +1,134 @@
+"""Names that cross stacks, defined once.
+
+A value that one stack hands to another has one name: the child's Output, the child's
+Parameter and the parent's key are the same string (see DESIGN.md). Platform values are also
+published as SSM parameters at `ssm_name(platform, NAME)`, so a tier stack launched on its own
+(from Service Catalog) finds them without the parent.
+"""
+
+from __future__ import annotations
+
+# -- entry-point parameters --------------------------------------------------------------
+PLATFORM_NAME = "PlatformName"
+ASSETS_BUCKET_NAME = "AssetsBucketName"
+ASSETS_KEY_PREFIX = "AssetsKeyPrefix"
+DOMAIN_NAME = "DomainName"
+HOSTED_ZONE_ID = "HostedZoneId"
+CERTIFICATE_ARN = "CertificateArn"
+ALLOWED_CIDR = "AllowedCidr"
+AUTH_MODE = "AuthMode"
+LOG_RETENTION_DAYS = "LogRetentionDays"
+DATA_LAKE_BUCKET_NAME = "DataLakeBucketName"
+DATA_LAKE_KMS_KEY_ARN = "DataLakeKmsKeyArn"
+SOURCE_TYPE = "SourceType"
+SOURCE_BUCKET_NAME = "SourceBucketName"
+SOURCE_OBJECT_KEY = "SourceObjectKey"
+EGRESS_MODE = "EgressMode"
+
+# -- network -----------------------------------------------------------------------------
+VPC_CIDR = "VpcCidr"
+VPC_ID = "VpcId"
+PUBLIC_SUBNET_1_ID = "PublicSubnet1Id"
+PUBLIC_SUBNET_2_ID = "PublicSubnet2Id"
+PRIVATE_SUBNET_1_ID = "PrivateSubnet1Id"
+PRIVATE_SUBNET_2_ID = "PrivateSubnet2Id"
+
+# -- storage -----------------------------------------------------------------------------
+NOTEBOOK_BUCKET_NAME = "NotebookBucketName"
+DATA_BUCKET_NAME = "DataBucketName"  # the lake in use: existing or demo
+DATA_KMS_KEY_ARN = "DataKmsKeyArn"  # "" when the lake uses SSE-S3
+SEED_FUNCTION_ARN = "SeedFunctionArn"
+
+# -- pipeline ----------------------------------------------------------------------------
+IMAGE_REPOSITORY_NAME = "ImageRepositoryName"
+IMAGE_REPOSITORY_URI = "ImageRepositoryUri"
+IMAGE_REPOSITORY_ARN = "ImageRepositoryArn"
+BUILD_PROJECT_NAME = "BuildProjectName"
+IMAGE_TAG = "ImageTag"
+
+# -- cluster -----------------------------------------------------------------------------
+CLUSTER_NAME = "ClusterName"
+CLUSTER_ARN = "ClusterArn"
+HTTPS_LISTENER_ARN = "HttpsListenerArn"
+LOAD_BALANCER_DNS_NAME = "LoadBalancerDnsName"
+LOAD_BALANCER_HOSTED_ZONE_ID = "LoadBalancerHostedZoneId"
+LOAD_BALANCER_FULL_NAME = "LoadBalancerFullName"
+TASK_SECURITY_GROUP_ID = "TaskSecurityGroupId"
+LOAD_BALANCER_SECURITY_GROUP_ID = "LoadBalancerSecurityGroupId"
+LISTENER_PRIORITY_FUNCTION_ARN = "ListenerPriorityFunctionArn"
+LOG_GROUP_NAME = "LogGroupName"
+USER_POOL_ID = "UserPoolId"
+USER_POOL_ARN = "UserPoolArn"
+USER_POOL_DOMAIN_URL = "UserPoolDomainUrl"
+
+# Values the platform publishes in SSM for tier stacks (name -> description).
+PLATFORM_SSM_VALUES: dict[str, str] = {
+    VPC_ID: "VPC of the platform",
+    VPC_CIDR: "CIDR block of the VPC",
+    PRIVATE_SUBNET_1_ID: "First private subnet (tasks)",
+    PRIVATE_SUBNET_2_ID: "Second private subnet (tasks)",
+    NOTEBOOK_BUCKET_NAME: "Notebook bucket",
+    DATA_BUCKET_NAME: "Data-lake bucket",
+    DATA_KMS_KEY_ARN: "KMS key of the data lake, or 'none'",
+    SEED_FUNCTION_ARN: "Function that seeds a tier's notebook folders",
+    IMAGE_REPOSITORY_URI: "ECR repository of the hub image",
+    CLUSTER_NAME: "ECS cluster",
+    HTTPS_LISTENER_ARN: "HTTPS listener of the load balancer",
+    LOAD_BALANCER_DNS_NAME: "DNS name of the load balancer",
+    LOAD_BALANCER_HOSTED_ZONE_ID: "Hosted zone of the load balancer (alias target)",
+    LOAD_BALANCER_FULL_NAME: "Load balancer full name (metrics)",
+    TASK_SECURITY_GROUP_ID: "Security group of hub tasks (reachable from the load balancer only)",
+    LISTENER_PRIORITY_FUNCTION_ARN: "Function that allocates a free listener-rule priority",
+    LOG_GROUP_NAME: "Log group for tasks",
+    USER_POOL_ID: "Cognito user pool, or 'none'",
+    USER_POOL_DOMAIN_URL: "Cognito hosted sign-in URL, or 'none'",
+    AUTH_MODE: "Sign-in mode: cognito, oidc or ldap",
+    DOMAIN_NAME: "Domain under which tiers get host names",
+    HOSTED_ZONE_ID: "Route 53 hosted zone of the domain",
+}
+
+# Where platform values live in SSM. One path per platform name.
+SSM_ROOT = "/lakehub"
+
+
+def ssm_path(platform: str) -> str:
+    return f"{SSM_ROOT}/{platform}/"
+
+
+def ssm_name(platform: str, name: str) -> str:
+    """SSM parameter name of a platform value, e.g. /lakehub/lakehub/ClusterName."""
+    return f"{SSM_ROOT}/{platform}/{name}"
+
+
+SSM_NAME_SUB = SSM_ROOT + "/${" + PLATFORM_NAME + "}/"  # Fn::Sub prefix
+
+# -- tier --------------------------------------------------------------------------------
+TIER_NAME = "TierName"
+TIER_ROLE_ARN = "TierRoleArn"
+TIER_URL = "TierUrl"
+TIER_SERVICE_NAME = "ServiceName"
+TIER_DATA_PREFIXES = "DataPrefixes"
+TIER_DATA_ACCESS = "DataAccess"
+TIER_ALLOWED_GROUPS = "AllowedGroups"
+TIER_HOST_NAME = "HostName"
+TIER_SERVER_MODE = "ServerMode"
+
+# -- templates ---------------------------------------------------------------------------
+MAIN_TEMPLATE = "main.template.yaml"
+MAIN_EXISTING_VPC_TEMPLATE = "main-existing-vpc.template.yaml"
+NETWORK_TEMPLATE = "network.template.yaml"
+STORAGE_TEMPLATE = "storage.template.yaml"
+PIPELINE_TEMPLATE = "pipeline.template.yaml"
+CLUSTER_TEMPLATE = "cluster.template.yaml"
+TIER_TEMPLATE = "tier.template.yaml"
+CATALOG_TEMPLATE = "catalog.template.yaml"
+HUB_INSTANCE_TEMPLATE = "hub-instance.template.yaml"
+
+# Tag keys
+TAG_PLATFORM = "lakehub:platform"
+TAG_TIER = "lakehub:tier"
+
+# The hub's port inside the task (the proxy's public port). TLS ends at the load balancer.
+HUB_PORT = 8000
+HUB_HEALTH_PATH = "/hub/health"
+NOTEBOOK_TIERS_ROOT = "tiers"  # notebook bucket layout: tiers/<tier>/shared, tiers/<tier>/users/<u>

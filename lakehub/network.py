@@ -1,0 +1,285 @@
+"""network.template.yaml: a VPC over two Availability Zones.
+
+Public subnets hold the load balancer (and the NAT instance or gateways); private subnets hold
+every task. An S3 gateway endpoint (free) sits on every route table, so notebook and data-lake
+traffic never crosses the NAT. Egress for private subnets is a choice:
+- `nat-instance` (default): one t4g.nano NAT instance in an Auto Scaling group of one, which
+  heals itself; a few dollars a month.
+- `nat-gateway`: one managed NAT gateway per AZ (highly available, about $33 a month each).
+"""
+
+from __future__ import annotations
+
+from awacs import ec2 as awacs_ec2
+from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.sts import AssumeRole
+from troposphere import (
+    Base64,
+    Cidr,
+    Equals,
+    GetAtt,
+    GetAZs,
+    If,
+    Not,
+    Ref,
+    Select,
+    Sub,
+    autoscaling,
+    ec2,
+    iam,
+)
+
+from lakehub import names
+from lakehub.common import Builder, add_platform_name_param, platform_tags
+from lakehub.settings import Settings
+
+EGRESS_MODES = ("nat-instance", "nat-gateway")
+NAT_INSTANCE_AMI_SSM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+
+NAT_USER_DATA = """#!/bin/bash
+# lakehub NAT instance: forward and masquerade traffic from the private subnets, then point the
+# private route tables at this instance (it replaces the previous one after a heal).
+set -euo pipefail
+dnf install -y iptables-nft >/dev/null
+sysctl -w net.ipv4.ip_forward=1
+echo 'net.ipv4.ip_forward=1' > /etc/sysctl.d/90-nat.conf
+IFACE=$(ip route show default | awk '{print $5; exit}')
+iptables -t nat -A POSTROUTING -o "$IFACE" -s ${VpcCidr} -j MASQUERADE
+TOKEN=$(curl -s -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')
+ID=$(curl -s -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/instance-id)
+aws ec2 modify-instance-attribute --region ${AWS::Region} --instance-id "$ID" --no-source-dest-check
+for RT in ${PrivateRouteTable1} ${PrivateRouteTable2}; do
+  aws ec2 replace-route --region ${AWS::Region} --route-table-id "$RT" --destination-cidr-block 0.0.0.0/0 --instance-id "$ID" \\
+    || aws ec2 create-route --region ${AWS::Region} --route-table-id "$RT" --destination-cidr-block 0.0.0.0/0 --instance-id "$ID"
+done
+"""
+
+
+def add_parameters(b: Builder) -> None:
+    add_platform_name_param(b)
+    b.param(
+        names.VPC_CIDR,
+        "Network",
+        "VPC CIDR block",
+        "Address range of the new VPC (/16 to /18); four /20 subnets are cut from its start",
+        Default="10.20.0.0/16",
+        AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/1[6-8]$",
+        ConstraintDescription="a CIDR block from /16 to /18, such as 10.20.0.0/16",
+    )
+    b.param(
+        names.EGRESS_MODE,
+        "Network",
+        "Egress for private subnets",
+        "nat-instance: one small self-healing NAT instance (cheapest); nat-gateway: a managed NAT gateway per AZ",
+        Default="nat-instance",
+        AllowedValues=list(EGRESS_MODES),
+        ConstraintDescription="nat-instance or nat-gateway",
+    )
+
+
+def add_vpc(b: Builder) -> ec2.VPC:
+    return b.add(
+        ec2.VPC(
+            "Vpc",
+            CidrBlock=Ref(names.VPC_CIDR),
+            EnableDnsHostnames=True,
+            EnableDnsSupport=True,
+            Tags=platform_tags(("Name", Sub("${PlatformName}-vpc"))),
+        )
+    )
+
+
+def add_subnet(b: Builder, vpc: ec2.VPC, logical_id: str, az: int, index: int, public: bool) -> ec2.Subnet:
+    return b.add(
+        ec2.Subnet(
+            logical_id,
+            VpcId=Ref(vpc),
+            AvailabilityZone=Select(az, GetAZs("")),
+            CidrBlock=Select(index, Cidr(GetAtt(vpc, "CidrBlock"), 4, SUBNET_BITS)),
+            MapPublicIpOnLaunch=False,
+            Tags=platform_tags(("Name", Sub("${PlatformName}-" + ("public" if public else "private") + f"-{az + 1}"))),
+        )
+    )
+
+
+# Every subnet is a /20 (4,091 usable addresses; Fn::Cidr takes host bits), so the VPC must be
+# a /16 to /18 to hold four of them.
+SUBNET_BITS = "12"
+
+
+def build_network(settings: Settings) -> object:
+    b = Builder("lakehub network: VPC over two AZs, public and private subnets, S3 gateway endpoint, NAT egress")
+    add_parameters(b)
+    t = b.t
+    t.add_condition("UseNatGateway", Equals(Ref(names.EGRESS_MODE), "nat-gateway"))
+    t.add_condition("UseNatInstance", Not(Equals(Ref(names.EGRESS_MODE), "nat-gateway")))
+
+    vpc = add_vpc(b)
+    igw = b.add(ec2.InternetGateway("InternetGateway", Tags=platform_tags()))
+    attach = b.add(ec2.VPCGatewayAttachment("InternetGatewayAttachment", VpcId=Ref(vpc), InternetGatewayId=Ref(igw)))
+
+    public = [add_subnet(b, vpc, f"PublicSubnet{i + 1}", i, i, True) for i in range(2)]
+    private = [add_subnet(b, vpc, f"PrivateSubnet{i + 1}", i, i + 2, False) for i in range(2)]
+
+    public_rt = b.add(ec2.RouteTable("PublicRouteTable", VpcId=Ref(vpc), Tags=platform_tags(("Name", Sub("${PlatformName}-public")))))
+    b.add(
+        ec2.Route(
+            "PublicDefaultRoute",
+            DependsOn=[attach.title],
+            RouteTableId=Ref(public_rt),
+            DestinationCidrBlock="0.0.0.0/0",
+            GatewayId=Ref(igw),
+        )
+    )
+    for i, subnet in enumerate(public):
+        b.add(ec2.SubnetRouteTableAssociation(f"PublicSubnet{i + 1}RouteTableAssociation", SubnetId=Ref(subnet), RouteTableId=Ref(public_rt)))
+
+    private_rts = []
+    for i, subnet in enumerate(private):
+        rt = b.add(ec2.RouteTable(f"PrivateRouteTable{i + 1}", VpcId=Ref(vpc), Tags=platform_tags(("Name", Sub(f"${{PlatformName}}-private-{i + 1}")))))
+        private_rts.append(rt)
+        b.add(ec2.SubnetRouteTableAssociation(f"PrivateSubnet{i + 1}RouteTableAssociation", SubnetId=Ref(subnet), RouteTableId=Ref(rt)))
+        eip = b.add(ec2.EIP(f"NatGateway{i + 1}Eip", Condition="UseNatGateway", DependsOn=[attach.title], Domain="vpc", Tags=platform_tags()))
+        nat = b.add(
+            ec2.NatGateway(
+                f"NatGateway{i + 1}",
+                Condition="UseNatGateway",
+                AllocationId=GetAtt(eip, "AllocationId"),
+                SubnetId=Ref(public[i]),
+                Tags=platform_tags(),
+            )
+        )
+        b.add(
+            ec2.Route(
+                f"PrivateDefaultRoute{i + 1}",
+                Condition="UseNatGateway",
+                RouteTableId=Ref(rt),
+                DestinationCidrBlock="0.0.0.0/0",
+                NatGatewayId=Ref(nat),
+            )
+        )
+
+    b.add(
+        ec2.VPCEndpoint(
+            "S3GatewayEndpoint",
+            VpcId=Ref(vpc),
+            ServiceName=Sub("com.amazonaws.${AWS::Region}.s3"),
+            VpcEndpointType="Gateway",
+            RouteTableIds=[Ref(public_rt)] + [Ref(rt) for rt in private_rts],
+        )
+    )
+    add_nat_instance(b, vpc, public, private_rts)
+
+    b.output(names.VPC_ID, Ref(vpc), "ID of the VPC")
+    b.output(names.PUBLIC_SUBNET_1_ID, Ref(public[0]), "Public subnet in the first AZ (load balancer)")
+    b.output(names.PUBLIC_SUBNET_2_ID, Ref(public[1]), "Public subnet in the second AZ (load balancer)")
+    b.output(names.PRIVATE_SUBNET_1_ID, Ref(private[0]), "Private subnet in the first AZ (tasks)")
+    b.output(names.PRIVATE_SUBNET_2_ID, Ref(private[1]), "Private subnet in the second AZ (tasks)")
+    b.output(names.VPC_CIDR, GetAtt(vpc, "CidrBlock"), "CIDR block of the VPC")
+    return b.finish()
+
+
+def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoScalingGroup:
+    """A self-healing NAT instance: an Auto Scaling group of one t4g.nano in the public subnets."""
+    sg = b.add(
+        ec2.SecurityGroup(
+            "NatInstanceSecurityGroup",
+            Condition="UseNatInstance",
+            GroupDescription="lakehub NAT instance: traffic from the VPC only",
+            VpcId=Ref(vpc),
+            SecurityGroupIngress=[
+                ec2.SecurityGroupRule(IpProtocol="-1", CidrIp=GetAtt(vpc, "CidrBlock"), Description="forward traffic from the VPC")
+            ],
+            SecurityGroupEgress=[
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp="0.0.0.0/0", Description="HTTP egress for the private subnets"),
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS egress for the private subnets"),
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS egress (ldap sign-in mode)"),
+            ],
+            Tags=platform_tags(("Name", Sub("${PlatformName}-nat"))),
+        )
+    )
+    route_table_arns = [
+        Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:route-table/${RT}", RT=Ref(rt)) for rt in private_rts
+    ]
+    role = b.add(
+        iam.Role(
+            "NatInstanceRole",
+            Condition="UseNatInstance",
+            AssumeRolePolicyDocument=PolicyDocument(
+                Version="2012-10-17",
+                Statement=[Statement(Effect=Allow, Principal=Principal("Service", "ec2.amazonaws.com"), Action=[AssumeRole])],
+            ),
+            Policies=[
+                iam.Policy(
+                    PolicyName="nat",
+                    PolicyDocument=PolicyDocument(
+                        Version="2012-10-17",
+                        Statement=[
+                            Statement(
+                                Effect=Allow,
+                                Action=[awacs_ec2.ReplaceRoute, awacs_ec2.CreateRoute],
+                                Resource=route_table_arns,
+                            ),
+                            Statement(
+                                Effect=Allow,
+                                Action=[awacs_ec2.ModifyInstanceAttribute],
+                                Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")],
+                                Condition=Condition(StringEquals({"aws:ResourceTag/" + names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)})),
+                            ),
+                        ],
+                    ),
+                )
+            ],
+            Tags=platform_tags(),
+        )
+    )
+    profile = b.add(iam.InstanceProfile("NatInstanceProfile", Condition="UseNatInstance", Roles=[Ref(role)]))
+    lt = b.add(
+        ec2.LaunchTemplate(
+            "NatInstanceLaunchTemplate",
+            Condition="UseNatInstance",
+            LaunchTemplateData=ec2.LaunchTemplateData(
+                ImageId="{{resolve:ssm:" + NAT_INSTANCE_AMI_SSM + "}}",
+                InstanceType="t4g.nano",
+                IamInstanceProfile=ec2.IamInstanceProfile(Arn=GetAtt(profile, "Arn")),
+                MetadataOptions=ec2.MetadataOptions(HttpTokens="required", HttpEndpoint="enabled", HttpPutResponseHopLimit=1),
+                NetworkInterfaces=[
+                    ec2.NetworkInterfaces(DeviceIndex=0, AssociatePublicIpAddress=True, Groups=[Ref(sg)], DeleteOnTermination=True)
+                ],
+                BlockDeviceMappings=[
+                    ec2.LaunchTemplateBlockDeviceMapping(
+                        DeviceName="/dev/xvda",
+                        Ebs=ec2.EBSBlockDevice(VolumeType="gp3", VolumeSize=8, Encrypted=True, DeleteOnTermination=True),
+                    )
+                ],
+                UserData=Base64(
+                    Sub(
+                        NAT_USER_DATA,
+                        VpcCidr=GetAtt(vpc, "CidrBlock"),
+                        PrivateRouteTable1=Ref(private_rts[0]),
+                        PrivateRouteTable2=Ref(private_rts[1]),
+                    )
+                ),
+                TagSpecifications=[
+                    ec2.TagSpecifications(ResourceType="instance", Tags=platform_tags(("Name", Sub("${PlatformName}-nat")))),
+                ],
+            ),
+        )
+    )
+    return b.add(
+        autoscaling.AutoScalingGroup(
+            "NatInstanceGroup",
+            Condition="UseNatInstance",
+            MinSize="1",
+            MaxSize="1",
+            DesiredCapacity="1",
+            LaunchTemplate=autoscaling.LaunchTemplateSpecification(
+                LaunchTemplateId=Ref(lt), Version=GetAtt(lt, "LatestVersionNumber")
+            ),
+            VPCZoneIdentifier=[Ref(s) for s in public],
+            HealthCheckType="EC2",
+            Tags=[
+                autoscaling.Tag(names.TAG_PLATFORM, Ref(names.PLATFORM_NAME), True),
+            ],
+        )
+    )

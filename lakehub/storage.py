@@ -1,0 +1,188 @@
+"""storage.template.yaml: the notebook bucket, the data lake, and the seeding function.
+
+Every bucket here blocks public access, is versioned and encrypted, refuses plain HTTP, logs
+access to a log bucket, and is retained when the stack is deleted or the bucket replaced:
+notebooks and data are users' work, never collateral of a stack operation.
+"""
+
+from __future__ import annotations
+
+from awacs import kms as awacs_kms
+from awacs import s3 as awacs_s3
+from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from troposphere import Equals, GetAtt, If, Not, Ref, Sub, s3
+
+from lakehub import names
+from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.functions import add_function
+from lakehub.policies import bucket_arn, objects_arn, tls_only_bucket_policy
+from lakehub.settings import Settings
+
+NONCURRENT_DAYS = "NoncurrentVersionDays"
+
+
+def add_parameters(b: Builder, settings: Settings) -> None:
+    add_platform_name_param(b)
+    add_assets_params(b)
+    b.param(
+        names.DATA_LAKE_BUCKET_NAME,
+        "Data lake",
+        "Existing data-lake bucket",
+        "Name of the existing S3 data-lake bucket; leave empty to create a demo lake bucket",
+        Default="",
+        AllowedPattern=r"^$|^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$",
+        ConstraintDescription="empty, or an S3 bucket name",
+    )
+    b.param(
+        names.DATA_LAKE_KMS_KEY_ARN,
+        "Data lake",
+        "Data-lake KMS key ARN",
+        "ARN of the KMS key the data lake is encrypted with (SSE-KMS); leave empty for SSE-S3",
+        Default="",
+        AllowedPattern=r"^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$",
+        ConstraintDescription="empty, or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
+    )
+    b.param(
+        NONCURRENT_DAYS,
+        "Notebook storage",
+        "Keep old notebook versions (days)",
+        "Days to keep a notebook's previous versions after it is overwritten or deleted",
+        type="Number",
+        Default=90,
+        MinValue=1,
+        MaxValue=3650,
+        ConstraintDescription="1 to 3650 days",
+    )
+    add_log_retention_param(b, settings.log_retention_days, "Logging")
+
+
+def add_protected_bucket(
+    b: Builder,
+    logical_id: str,
+    description: str,
+    log_bucket=None,
+    log_prefix: str = "",
+    condition: str | None = None,
+    lifecycle: list | None = None,
+    access_log_target: bool = False,
+) -> s3.Bucket:
+    """A bucket with public access blocked, versioning, encryption, a TLS-only policy, access
+    logging, noncurrent-version expiry and Retain on delete and replace."""
+    rules = [
+        s3.LifecycleRule(
+            Id="ExpireOldVersions",
+            Status="Enabled",
+            NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=Ref(NONCURRENT_DAYS)),
+            AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=7),
+        )
+    ] + (lifecycle or [])
+    kwargs = {}
+    if condition:
+        kwargs["Condition"] = condition
+    if log_bucket is not None:
+        kwargs["LoggingConfiguration"] = s3.LoggingConfiguration(
+            DestinationBucketName=Ref(log_bucket), LogFilePrefix=log_prefix
+        )
+    if access_log_target:
+        kwargs["OwnershipControls"] = s3.OwnershipControls(
+            Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
+        )
+    bucket = b.add(
+        s3.Bucket(
+            logical_id,
+            DeletionPolicy="Retain",
+            UpdateReplacePolicy="Retain",
+            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
+                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
+            ),
+            VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+            BucketEncryption=s3.BucketEncryption(
+                ServerSideEncryptionConfiguration=[
+                    s3.ServerSideEncryptionRule(
+                        ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"),
+                        BucketKeyEnabled=True,
+                    )
+                ]
+            ),
+            LifecycleConfiguration=s3.LifecycleConfiguration(Rules=rules),
+            Tags=platform_tags(("lakehub:purpose", description)),
+            **kwargs,
+        )
+    )
+    policy = tls_only_bucket_policy(Ref(bucket))
+    if access_log_target:
+        policy.Statement.append(
+            Statement(
+                Sid="AllowServerAccessLogs",
+                Effect=Allow,
+                Principal=Principal("Service", "logging.s3.amazonaws.com"),
+                Action=[awacs_s3.PutObject],
+                Resource=[objects_arn(Ref(bucket))],
+                Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+            )
+        )
+    b.add(
+        s3.BucketPolicy(
+            f"{logical_id}Policy",
+            Bucket=Ref(bucket),
+            PolicyDocument=policy,
+            **({"Condition": condition} if condition else {}),
+        )
+    )
+    return bucket
+
+
+def build_storage(settings: Settings):
+    b = Builder("lakehub storage: notebook bucket, data lake (existing or demo), access logs, notebook seeding function")
+    add_parameters(b, settings)
+    t = b.t
+    t.add_condition("CreateDemoLake", Equals(Ref(names.DATA_LAKE_BUCKET_NAME), ""))
+    t.add_condition("HasKmsKey", Not(Equals(Ref(names.DATA_LAKE_KMS_KEY_ARN), "")))
+
+    logs_bucket = add_protected_bucket(
+        b,
+        "AccessLogsBucket",
+        "access-logs",
+        access_log_target=True,
+        lifecycle=[s3.LifecycleRule(Id="ExpireAccessLogs", Status="Enabled", ExpirationInDays=365)],
+    )
+    notebooks = add_protected_bucket(b, "NotebookBucket", "notebooks", log_bucket=logs_bucket, log_prefix="notebooks/")
+    add_protected_bucket(b, "DemoLakeBucket", "demo-data-lake", log_bucket=logs_bucket, log_prefix="demo-lake/", condition="CreateDemoLake")
+    data_bucket = If("CreateDemoLake", Ref("DemoLakeBucket"), Ref(names.DATA_LAKE_BUCKET_NAME))
+
+    seed = add_function(
+        b,
+        "SeedNotebooksFunction",
+        "seed_notebooks",
+        "lakehub: creates tier folders and example notebooks in the notebook bucket",
+        statements=[
+            Statement(
+                Sid="ListTierFolders",
+                Effect=Allow,
+                Action=[awacs_s3.ListBucket],
+                Resource=[bucket_arn(Ref(notebooks))],
+            ),
+            Statement(
+                Sid="SeedTierFolders",
+                Effect=Allow,
+                Action=[awacs_s3.GetObject, awacs_s3.PutObject],
+                Resource=[objects_arn(Ref(notebooks), names.NOTEBOOK_TIERS_ROOT + "/")],
+            ),
+        ],
+        retention=Ref(names.LOG_RETENTION_DAYS),
+        timeout=300,
+    )
+
+    b.output(names.NOTEBOOK_BUCKET_NAME, Ref(notebooks), "Bucket where notebooks are stored (tiers/<tier>/shared and tiers/<tier>/users/<user>)")
+    b.output(names.DATA_BUCKET_NAME, data_bucket, "Data-lake bucket the tiers read (the existing one, or the demo lake)")
+    b.output(names.DATA_KMS_KEY_ARN, If("HasKmsKey", Ref(names.DATA_LAKE_KMS_KEY_ARN), "none"), "KMS key of the data lake, or 'none' for SSE-S3")
+    b.output(names.SEED_FUNCTION_ARN, GetAtt(seed, "Arn"), "Function that seeds a tier's folders and example notebooks (ServiceToken)")
+    b.output("AccessLogsBucketName", Ref(logs_bucket), "Bucket that receives S3 server access logs")
+    return b.finish()
+
+
+def kms_statement(key_arn_param: str, write: bool) -> Statement:
+    actions = [awacs_kms.Decrypt, awacs_kms.DescribeKey]
+    if write:
+        actions += [awacs_kms.GenerateDataKey, awacs_kms.Encrypt]
+    return Statement(Sid="DataLakeKey", Effect=Allow, Action=actions, Resource=[Ref(key_arn_param)])

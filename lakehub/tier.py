@@ -1,0 +1,869 @@
+"""tier.template.yaml: one data-access tier (for example `pii` or `nonpii`).
+
+A tier is a hub on ECS Fargate behind the platform's load balancer at <host>.<domain>, whose
+users reach only the tier's data-lake prefixes and its own notebook folder. The stack reads
+the platform's values from SSM (/lakehub/<platform>/...), so the same template runs nested
+under main or launched alone from Service Catalog.
+
+Two server modes:
+- `per-user` (default): a small hub task; each user's server is its own Fargate task started
+  by the hub with the tier role, so capacity and cost follow the people using it.
+- `shared`: the reference design: users' servers are processes (one Unix user each) inside the
+  tier's hub task(s); fast to start, sized for the whole team.
+"""
+
+from __future__ import annotations
+
+import json
+
+from awacs import ecr as awacs_ecr
+from awacs import ecs as awacs_ecs
+from awacs import iam as awacs_iam
+from awacs import logs as awacs_logs
+from awacs import s3 as awacs_s3
+from awacs import secretsmanager as awacs_sm
+from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
+from awacs.sts import AssumeRole
+from troposphere import (
+    And,
+    Equals,
+    GetAtt,
+    If,
+    Join,
+    Not,
+    Or,
+    Ref,
+    Select,
+    Split,
+    Sub,
+    applicationautoscaling as aas,
+    cloudformation,
+    cognito,
+    ec2,
+    ecs,
+    elasticloadbalancingv2 as elb,
+    iam,
+    route53,
+    secretsmanager,
+)
+
+from lakehub import names
+from lakehub.assets import function_hash
+from lakehub.common import Builder, platform_tags
+from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, objects_arn
+from lakehub.settings import DEFAULT_USER_PROFILES, FARGATE_SIZES, Settings
+
+USER_SERVER_PORT = 8888
+HUB_API_PORT = 8081
+DEFAULT_IDLE_TIMEOUT = 3600
+
+# Platform values the tier reads from SSM (parameter name -> label).
+TIER_SSM_PARAMS = {
+    names.VPC_ID: "VPC",
+    names.VPC_CIDR: "VPC CIDR block",
+    names.PRIVATE_SUBNET_1_ID: "Private subnet 1",
+    names.PRIVATE_SUBNET_2_ID: "Private subnet 2",
+    names.CLUSTER_NAME: "ECS cluster",
+    names.HTTPS_LISTENER_ARN: "HTTPS listener",
+    names.LOAD_BALANCER_DNS_NAME: "Load balancer DNS name",
+    names.LOAD_BALANCER_HOSTED_ZONE_ID: "Load balancer hosted zone",
+    names.TASK_SECURITY_GROUP_ID: "Hub task security group",
+    names.LISTENER_PRIORITY_FUNCTION_ARN: "Listener priority function",
+    names.LOG_GROUP_NAME: "Task log group",
+    names.NOTEBOOK_BUCKET_NAME: "Notebook bucket",
+    names.DATA_BUCKET_NAME: "Data-lake bucket",
+    names.DATA_KMS_KEY_ARN: "Data-lake KMS key",
+    names.SEED_FUNCTION_ARN: "Seeding function",
+    names.IMAGE_REPOSITORY_URI: "Hub image repository",
+    names.AUTH_MODE: "Sign-in mode",
+    names.USER_POOL_ID: "Cognito user pool",
+    names.USER_POOL_DOMAIN_URL: "Cognito sign-in URL",
+    names.DOMAIN_NAME: "Domain name",
+    names.HOSTED_ZONE_ID: "Hosted zone",
+}
+
+PLATFORM_GROUP = "Platform values (SSM parameter names; keep the defaults)"
+
+# Sign-in settings for the oidc and ldap modes (cognito needs none: the stack makes a client).
+OIDC_ISSUER = "OidcIssuer"
+OAUTH_CLIENT_ID = "OAuthClientId"
+OAUTH_CLIENT_SECRET_ARN = "OAuthClientSecretName"
+LDAP_URL = "LdapUrl"
+LDAP_BIND_DN = "LdapBindDn"
+LDAP_BIND_PASSWORD_SECRET_ARN = "LdapBindPasswordSecretName"
+LDAP_USER_SEARCH_BASE = "LdapUserSearchBase"
+LDAP_GROUP_SEARCH_BASE = "LdapGroupSearchBase"
+SIGN_IN_PARAMS = (OIDC_ISSUER, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET_ARN, LDAP_URL, LDAP_BIND_DN, LDAP_BIND_PASSWORD_SECRET_ARN, LDAP_USER_SEARCH_BASE, LDAP_GROUP_SEARCH_BASE)
+
+TASK_CPU = "TaskCpu"
+TASK_MEMORY = "TaskMemory"
+MIN_TASKS = "MinTasks"
+MAX_TASKS = "MaxTasks"
+USE_SPOT = "UseSpot"
+USER_SPOT = "UserServersOnSpot"
+LISTENER_PRIORITY = "ListenerPriority"
+IDLE_TIMEOUT = "IdleTimeoutSeconds"
+USER_PROFILES = "UserServerSizes"
+
+SECRET_NAME_PATTERN = r"^$|^[A-Za-z0-9/_+=.@-]{1,512}$"
+
+
+def add_parameters(b: Builder, settings: Settings) -> None:
+    b.param(
+        names.PLATFORM_NAME,
+        "Tier",
+        "Platform name",
+        "Name of the lakehub platform this tier joins",
+        Default=settings.platform_name,
+        AllowedPattern=r"^[a-z][a-z0-9-]{1,19}$",
+        ConstraintDescription="2-20 lower-case letters, digits or hyphens, starting with a letter",
+    )
+    b.param(
+        names.TIER_NAME,
+        "Tier",
+        "Tier name",
+        "Short name of the tier, for example pii or nonpii",
+        AllowedPattern=r"^[a-z][a-z0-9]{0,15}$",
+        ConstraintDescription="1-16 lower-case letters or digits, starting with a letter",
+    )
+    b.param(
+        names.TIER_DATA_PREFIXES,
+        "Tier",
+        "Data-lake prefixes",
+        "Comma-separated key prefixes (at most 4) of the data lake this tier may reach, each ending in '/' (for example pii/)",
+        type="CommaDelimitedList",
+        AllowedPattern=r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$",
+        ConstraintDescription="key prefixes ending in '/', separated by commas",
+    )
+    b.param(
+        names.TIER_DATA_ACCESS,
+        "Tier",
+        "Data access",
+        "read-only: users read the prefixes; read-write: they may also write and delete there",
+        Default="read-only",
+        AllowedValues=["read-only", "read-write"],
+        ConstraintDescription="read-only or read-write",
+    )
+    b.param(
+        names.TIER_ALLOWED_GROUPS,
+        "Tier",
+        "Allowed sign-in groups",
+        "Comma-separated groups (Cognito, OIDC groups claim or LDAP) whose members may sign in to this tier",
+        type="CommaDelimitedList",
+        AllowedPattern=r"^[A-Za-z0-9_.@+-]{1,128}$",
+        ConstraintDescription="group names of letters, digits and _.@+- separated by commas",
+    )
+    b.param(
+        names.TIER_HOST_NAME,
+        "Tier",
+        "Host name",
+        "Host label of the tier: users open https://<host>.<domain>",
+        AllowedPattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        ConstraintDescription="a DNS label: lower-case letters, digits and hyphens",
+    )
+    b.param(
+        names.TIER_SERVER_MODE,
+        "Capacity",
+        "Server mode",
+        "per-user: a small hub starts one Fargate task per user (cost follows use); shared: users' servers run inside the hub task(s)",
+        Default="per-user",
+        AllowedValues=["per-user", "shared"],
+        ConstraintDescription="per-user or shared",
+    )
+    b.param(
+        TASK_CPU,
+        "Capacity",
+        "Hub task CPU units",
+        "CPU of each hub task (1024 = 1 vCPU); in shared mode the whole team's servers share it",
+        Default="256",
+        AllowedValues=[str(c) for c in FARGATE_SIZES],
+        ConstraintDescription="a Fargate CPU size up to 4096",
+    )
+    all_memory = sorted({m for ms in FARGATE_SIZES.values() for m in ms})
+    b.param(
+        TASK_MEMORY,
+        "Capacity",
+        "Hub task memory (MiB)",
+        "Memory of each hub task; must be valid for the CPU size (Fargate task sizes)",
+        Default="512",
+        AllowedValues=[str(m) for m in all_memory],
+        ConstraintDescription="a Fargate memory size up to 30720 MiB",
+    )
+    b.param(MIN_TASKS, "Capacity", "Minimum hub tasks", "Fewest hub tasks (0 stops the tier; per-user mode runs exactly one)", type="Number", Default=1, MinValue=0, MaxValue=20, ConstraintDescription="0 to 20")
+    b.param(MAX_TASKS, "Capacity", "Maximum hub tasks", "Most hub tasks in shared mode (each is an independent hub; sessions stick to one)", type="Number", Default=1, MinValue=1, MaxValue=20, ConstraintDescription="1 to 20")
+    b.param(USE_SPOT, "Capacity", "Hub on Fargate Spot", "Run hub tasks on Fargate Spot (about 70% cheaper; may be interrupted with two minutes' notice)", Default="false", AllowedValues=["true", "false"], ConstraintDescription="true or false")
+    b.param(USER_SPOT, "Capacity", "User servers on Fargate Spot", "Per-user mode: start users' servers on Fargate Spot, falling back to on-demand when Spot has no capacity", Default="true", AllowedValues=["true", "false"], ConstraintDescription="true or false")
+    b.param(
+        USER_PROFILES,
+        "Capacity",
+        "User server sizes",
+        "Per-user mode: sizes offered at spawn, as name:cpu:memory items separated by commas",
+        Default=",".join(f"{p.name}:{p.cpu}:{p.memory}" for p in DEFAULT_USER_PROFILES),
+        AllowedPattern=r"^[a-z0-9-]+:\d+:\d+(,[a-z0-9-]+:\d+:\d+)*$",
+        ConstraintDescription="name:cpu:memory items separated by commas, e.g. small:1024:4096",
+    )
+    b.param(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", type="Number", Default=DEFAULT_IDLE_TIMEOUT, MinValue=300, MaxValue=86400, ConstraintDescription="300 to 86400 seconds")
+    b.param(names.IMAGE_TAG, "Capacity", "Hub image tag", "Tag of the hub image in the platform's repository", Default="latest", AllowedPattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", ConstraintDescription="a Docker image tag")
+    b.param(LISTENER_PRIORITY, "Capacity", "Listener rule priority", "Priority of the tier's rule on the HTTPS listener; 0 picks the lowest free one", type="Number", Default=0, MinValue=0, MaxValue=50000, ConstraintDescription="0 to 50000")
+
+    g = "Sign-in (oidc and ldap modes only)"
+    b.param(OIDC_ISSUER, g, "OIDC issuer URL", "oidc mode: issuer URL of your OpenID Connect provider", Default="", AllowedPattern=r"^$|^https://\S+$", ConstraintDescription="empty, or an https URL")
+    b.param(OAUTH_CLIENT_ID, g, "OIDC client ID", "oidc mode: client ID registered for https://<host>.<domain>/hub/oauth_callback", Default="", AllowedPattern=r"^[\w.@:/-]*$", ConstraintDescription="a client ID")
+    b.param(OAUTH_CLIENT_SECRET_ARN, g, "OIDC client secret (Secrets Manager name)", "oidc mode: name of the Secrets Manager secret (this account and region) holding the client secret", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret name")
+    b.param(LDAP_URL, g, "LDAP URL", "ldap mode: ldaps://host:636 of your directory", Default="", AllowedPattern=r"^$|^ldaps?://[A-Za-z0-9.-]+(:\d+)?$", ConstraintDescription="empty, or ldaps://host[:port]")
+    b.param(LDAP_BIND_DN, g, "LDAP bind DN", "ldap mode: DN of the service account that searches users and groups", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
+    b.param(LDAP_BIND_PASSWORD_SECRET_ARN, g, "LDAP bind password (Secrets Manager name)", "ldap mode: name of the Secrets Manager secret (this account and region) holding the bind password", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret name")
+    b.param(LDAP_USER_SEARCH_BASE, g, "LDAP user search base", "ldap mode: where users are searched, e.g. ou=people,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
+    b.param(LDAP_GROUP_SEARCH_BASE, g, "LDAP group search base", "ldap mode: where groups are searched, e.g. ou=groups,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
+
+    for name, label in TIER_SSM_PARAMS.items():
+        b.param(
+            name,
+            PLATFORM_GROUP,
+            label,
+            f"SSM parameter holding the platform's {label.lower()}",
+            type="AWS::SSM::Parameter::Value<String>",
+            Default=names.ssm_name(settings.platform_name, name),
+        )
+
+
+def add_conditions(b: Builder) -> None:
+    t = b.t
+    t.add_condition("IsPerUser", Equals(Ref(names.TIER_SERVER_MODE), "per-user"))
+    for i in range(1, MAX_DATA_PREFIXES):
+        t.add_condition(f"HasDataPrefix{i + 1}", Not(Equals(data_prefix(i), "")))
+    t.add_condition("IsReadWrite", Equals(Ref(names.TIER_DATA_ACCESS), "read-write"))
+    t.add_condition("HasKmsKey", Not(Equals(Ref(names.DATA_KMS_KEY_ARN), "none")))
+    t.add_condition("UseCognito", Equals(Ref(names.AUTH_MODE), "cognito"))
+    t.add_condition("UseOidc", Equals(Ref(names.AUTH_MODE), "oidc"))
+    t.add_condition("UseLdap", Equals(Ref(names.AUTH_MODE), "ldap"))
+    t.add_condition("UseOAuth", Or(Equals(Ref(names.AUTH_MODE), "cognito"), Equals(Ref(names.AUTH_MODE), "oidc")))
+    t.add_condition("AutoPriority", Equals(Ref(LISTENER_PRIORITY), 0))
+    t.add_condition("HubOnSpot", Equals(Ref(USE_SPOT), "true"))
+    t.add_condition("Sticky", Not(Equals(Ref(MAX_TASKS), 1)))
+    t.add_condition("ScaleOnCpu", And(Not(Equals(Ref(names.TIER_SERVER_MODE), "per-user")), Not(Equals(Ref(MAX_TASKS), 1))))
+
+
+def add_rules(b: Builder) -> None:
+    """Template rules: only valid Fargate CPU/memory pairs; sign-in settings for the mode."""
+    rules = {}
+    for cpu, memories in FARGATE_SIZES.items():
+        rules[f"ValidMemoryFor{cpu}Cpu"] = {
+            "RuleCondition": {"Fn::Equals": [{"Ref": TASK_CPU}, str(cpu)]},
+            "Assertions": [
+                {
+                    "Assert": {"Fn::Contains": [[str(m) for m in memories], {"Ref": TASK_MEMORY}]},
+                    "AssertDescription": f"With {cpu} CPU units, memory must be one of {memories[0]}-{memories[-1]} MiB (Fargate task sizes)",
+                }
+            ],
+        }
+    rules["PerUserRunsOneHub"] = {
+        "RuleCondition": {"Fn::Equals": [{"Ref": names.TIER_SERVER_MODE}, "per-user"]},
+        "Assertions": [
+            {
+                "Assert": {"Fn::Equals": [{"Ref": MAX_TASKS}, "1"]},
+                "AssertDescription": "A per-user tier runs exactly one hub task: set MaxTasks to 1, or ServerMode to shared",
+            }
+        ],
+    }
+    for name, rule in rules.items():
+        b.t.add_rule(name, rule)
+
+
+def ecs_trust() -> PolicyDocument:
+    return PolicyDocument(
+        Version="2012-10-17",
+        Statement=[
+            Statement(
+                Effect=Allow,
+                Principal=Principal("Service", "ecs-tasks.amazonaws.com"),
+                Action=[AssumeRole],
+                Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+            )
+        ],
+    )
+
+
+def add_tier_role(b: Builder) -> iam.Role:
+    """The tier role: the tier's data-lake prefixes, its notebook folder, the lake's KMS key."""
+    data_bucket = Ref(names.DATA_BUCKET_NAME)
+    notebook_bucket = Ref(names.NOTEBOOK_BUCKET_NAME)
+    notebook_prefix = Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/")
+    # IAM needs one ARN per prefix and CloudFormation has no loop: the list is padded to
+    # MAX_DATA_PREFIXES and the empty slots dropped by conditions (HasDataPrefix2...).
+    data_objects = [
+        _if_prefix(i, Sub("arn:${AWS::Partition}:s3:::${B}/${P}*", B=data_bucket, P=data_prefix(i)))
+        for i in range(MAX_DATA_PREFIXES)
+    ]
+    list_patterns = []
+    for i in range(MAX_DATA_PREFIXES):
+        list_patterns += [_if_prefix(i, data_prefix(i)), _if_prefix(i, Sub("${P}*", P=data_prefix(i)))]
+    statements = [
+        Statement(
+            Sid="ListDataPrefixes",
+            Effect=Allow,
+            Action=[awacs_s3.ListBucket],
+            Resource=[bucket_arn(data_bucket)],
+            Condition=Condition(StringLike("s3:prefix", list_patterns)),
+        ),
+        Statement(Sid="ReadData", Effect=Allow, Action=S3_READ, Resource=data_objects),
+        Statement(
+            Sid="ListNotebooks",
+            Effect=Allow,
+            Action=[awacs_s3.ListBucket],
+            Resource=[bucket_arn(notebook_bucket)],
+            Condition=Condition(StringLike("s3:prefix", [notebook_prefix, Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/*")])),
+        ),
+        Statement(Sid="ReadWriteNotebooks", Effect=Allow, Action=S3_READ + S3_WRITE, Resource=[objects_arn(notebook_bucket, notebook_prefix)]),
+    ]
+    policies = [
+        iam.Policy(PolicyName="tier-data", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements)),
+        If(
+            "IsReadWrite",
+            iam.Policy(
+                PolicyName="tier-data-write",
+                PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[Statement(Sid="WriteData", Effect=Allow, Action=S3_WRITE, Resource=data_objects)]),
+            ),
+            Ref("AWS::NoValue"),
+        ),
+        If(
+            "HasKmsKey",
+            iam.Policy(
+                PolicyName="tier-data-key",
+                PolicyDocument=PolicyDocument(
+                    Version="2012-10-17",
+                    Statement=[
+                        Statement(
+                            Sid="UseDataLakeKey",
+                            Effect=Allow,
+                            Action=[awacs_kms_action("Decrypt"), awacs_kms_action("DescribeKey"), awacs_kms_action("GenerateDataKey")],
+                            Resource=[Ref(names.DATA_KMS_KEY_ARN)],
+                            Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
+                        )
+                    ],
+                ),
+            ),
+            Ref("AWS::NoValue"),
+        ),
+    ]
+    return b.add(
+        iam.Role(
+            "TierRole",
+            RoleName=Sub("${PlatformName}-${TierName}-tier"),
+            Description=Sub("lakehub tier ${TierName}: its data-lake prefixes and notebook folder only"),
+            AssumeRolePolicyDocument=ecs_trust(),
+            MaxSessionDuration=3600,
+            Policies=policies,
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+
+
+MAX_DATA_PREFIXES = 4
+
+
+def data_prefix(i: int):
+    """The i-th data-lake prefix of the tier, or "" past the end of the list."""
+    padded = Split(",", Join(",", [Join(",", Ref(names.TIER_DATA_PREFIXES))] + [""] * (MAX_DATA_PREFIXES - 1)))
+    return Select(i, padded)
+
+
+def _if_prefix(i: int, value):
+    return value if i == 0 else If(f"HasDataPrefix{i + 1}", value, Ref("AWS::NoValue"))
+
+
+def awacs_kms_action(name: str):
+    from awacs import kms
+
+    return getattr(kms, name)
+
+
+def add_secrets(b: Builder):
+    cookie = b.add(
+        secretsmanager.Secret(
+            "CookieSecret",
+            Name=Sub("${PlatformName}/${TierName}/cookie-secret"),
+            Description="lakehub hub cookie secret (signs users' sessions)",
+            GenerateSecretString=secretsmanager.GenerateSecretString(PasswordLength=64, ExcludePunctuation=True),
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+    client = b.add(
+        cognito.UserPoolClient(
+            "UserPoolClient",
+            Condition="UseCognito",
+            UserPoolId=Ref(names.USER_POOL_ID),
+            ClientName=Sub("${PlatformName}-${TierName}"),
+            GenerateSecret=True,
+            AllowedOAuthFlowsUserPoolClient=True,
+            AllowedOAuthFlows=["code"],
+            AllowedOAuthScopes=["openid", "email", "profile"],
+            CallbackURLs=[Sub("https://${HostName}.${DomainName}/hub/oauth_callback")],
+            LogoutURLs=[Sub("https://${HostName}.${DomainName}/hub/logout")],
+            SupportedIdentityProviders=["COGNITO"],
+            PreventUserExistenceErrors="ENABLED",
+            EnableTokenRevocation=True,
+            AccessTokenValidity=1,
+            IdTokenValidity=1,
+            RefreshTokenValidity=1,
+            TokenValidityUnits=cognito.TokenValidityUnits(AccessToken="hours", IdToken="hours", RefreshToken="days"),
+        )
+    )
+    client_secret = b.add(
+        secretsmanager.Secret(
+            "CognitoClientSecret",
+            Condition="UseCognito",
+            Name=Sub("${PlatformName}/${TierName}/cognito-client-secret"),
+            Description="lakehub: the tier's Cognito app client secret",
+            SecretString=GetAtt(client, "ClientSecret"),
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+    b.add(
+        cognito.UserPoolGroup(
+            "SignInGroup",
+            Condition="UseCognito",
+            UserPoolId=Ref(names.USER_POOL_ID),
+            GroupName=Select(0, Ref(names.TIER_ALLOWED_GROUPS)),
+            Description=Sub("Members may sign in to the lakehub ${TierName} tier"),
+        )
+    )
+    return cookie, client, client_secret
+
+
+def secret_name_arn(param: str) -> Sub:
+    """IAM resource for a secret given by name (Secrets Manager appends 6 random characters)."""
+    return Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + param + "}-??????")
+
+
+def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
+    secret_arns = [
+        Ref(cookie),
+        If("UseCognito", Ref(client_secret), Ref("AWS::NoValue")),
+        If("UseOidc", secret_name_arn(OAUTH_CLIENT_SECRET_ARN), Ref("AWS::NoValue")),
+        If("UseLdap", secret_name_arn(LDAP_BIND_PASSWORD_SECRET_ARN), Ref("AWS::NoValue")),
+    ]
+    repo_arn = Sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${PlatformName}/hub")
+    return b.add(
+        iam.Role(
+            "ExecutionRole",
+            Description=Sub("lakehub tier ${TierName}: pull the hub image, write logs, read the tier's secrets"),
+            AssumeRolePolicyDocument=ecs_trust(),
+            Policies=[
+                iam.Policy(
+                    PolicyName="task-execution",
+                    PolicyDocument=PolicyDocument(
+                        Version="2012-10-17",
+                        Statement=[
+                            Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
+                            Statement(
+                                Sid="PullHubImage",
+                                Effect=Allow,
+                                Action=[awacs_ecr.BatchCheckLayerAvailability, awacs_ecr.BatchGetImage, awacs_ecr.GetDownloadUrlForLayer],
+                                Resource=[repo_arn],
+                            ),
+                            Statement(
+                                Sid="WriteLogs",
+                                Effect=Allow,
+                                Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
+                                Resource=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${LogGroupName}:*")],
+                            ),
+                            Statement(Sid="ReadTierSecrets", Effect=Allow, Action=[awacs_sm.GetSecretValue], Resource=secret_arns),
+                        ],
+                    ),
+                )
+            ],
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+
+
+def add_security_groups(b: Builder):
+    hub_sg = b.add(
+        ec2.SecurityGroup(
+            "HubSecurityGroup",
+            GroupDescription="lakehub tier hub tasks (this tier only)",
+            VpcId=Ref(names.VPC_ID),
+            SecurityGroupEgress=[
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=USER_SERVER_PORT, ToPort=USER_SERVER_PORT, CidrIp=Ref(names.VPC_CIDR), Description="to users' servers (per-user mode)"),
+            ],
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME)), ("Name", Sub("${PlatformName}-${TierName}-hub"))),
+        )
+    )
+    user_sg = b.add(
+        ec2.SecurityGroup(
+            "UserServerSecurityGroup",
+            Condition="IsPerUser",
+            GroupDescription="lakehub per-user servers: reachable from the hub of the tier only",
+            VpcId=Ref(names.VPC_ID),
+            SecurityGroupIngress=[
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=USER_SERVER_PORT,
+                    ToPort=USER_SERVER_PORT,
+                    SourceSecurityGroupId=Ref(hub_sg),
+                    Description="single-user server port from the tier's hub",
+                )
+            ],
+            SecurityGroupEgress=[
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS: S3, AWS APIs, package indexes"),
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=HUB_API_PORT, ToPort=HUB_API_PORT, CidrIp=Ref(names.VPC_CIDR), Description="to the hub API"),
+                ec2.SecurityGroupRule(IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"),
+            ],
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME)), ("Name", Sub("${PlatformName}-${TierName}-users"))),
+        )
+    )
+    b.add(
+        ec2.SecurityGroupIngress(
+            "HubApiFromUserServers",
+            Condition="IsPerUser",
+            GroupId=Ref(hub_sg),
+            IpProtocol="tcp",
+            FromPort=HUB_API_PORT,
+            ToPort=HUB_API_PORT,
+            SourceSecurityGroupId=Ref(user_sg),
+            Description="users' servers report activity to the hub API",
+        )
+    )
+    return hub_sg, user_sg
+
+
+def hub_environment(client) -> list:
+    """Environment of the hub container: names and meaning in docs/HUB_ENV.md. No secret here."""
+    env = {
+        "LAKEHUB_TIER": Ref(names.TIER_NAME),
+        "LAKEHUB_AUTH_MODE": Ref(names.AUTH_MODE),
+        "LAKEHUB_ALLOWED_GROUPS": Join(",", Ref(names.TIER_ALLOWED_GROUPS)),
+        "LAKEHUB_NOTEBOOK_BUCKET": Ref(names.NOTEBOOK_BUCKET_NAME),
+        "LAKEHUB_NOTEBOOK_PREFIX": Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}"),
+        "LAKEHUB_PUBLIC_URL": Sub("https://${HostName}.${DomainName}"),
+        "LAKEHUB_DATA_BUCKET": Ref(names.DATA_BUCKET_NAME),
+        "LAKEHUB_DATA_PREFIXES": Join(",", Ref(names.TIER_DATA_PREFIXES)),
+        "LAKEHUB_HUB_PORT": str(names.HUB_PORT),
+        "LAKEHUB_IDLE_TIMEOUT": Ref(IDLE_TIMEOUT),
+        "LAKEHUB_SERVER_MODE": Ref(names.TIER_SERVER_MODE),
+        "AWS_REGION": Ref("AWS::Region"),
+        "LAKEHUB_COGNITO_DOMAIN": Ref(names.USER_POOL_DOMAIN_URL),
+        "LAKEHUB_OAUTH_CLIENT_ID": If("UseCognito", Ref(client), Ref(OAUTH_CLIENT_ID)),
+        "LAKEHUB_OIDC_ISSUER": If(
+            "UseCognito",
+            Sub("https://cognito-idp.${AWS::Region}.amazonaws.com/${UserPoolId}"),
+            Ref(OIDC_ISSUER),
+        ),
+        "LAKEHUB_LDAP_URL": Ref(LDAP_URL),
+        "LAKEHUB_LDAP_BIND_DN": Ref(LDAP_BIND_DN),
+        "LAKEHUB_LDAP_USER_SEARCH_BASE": Ref(LDAP_USER_SEARCH_BASE),
+        "LAKEHUB_LDAP_GROUP_SEARCH_BASE": Ref(LDAP_GROUP_SEARCH_BASE),
+        # per-user mode: what the Fargate spawner needs
+        "LAKEHUB_CLUSTER": Ref(names.CLUSTER_NAME),
+        "LAKEHUB_USER_TASK_DEFINITION": Sub("${PlatformName}-${TierName}-user"),
+        "LAKEHUB_USER_SUBNETS": Join(",", [Ref(names.PRIVATE_SUBNET_1_ID), Ref(names.PRIVATE_SUBNET_2_ID)]),
+        "LAKEHUB_USER_SECURITY_GROUPS": If("IsPerUser", Ref("UserServerSecurityGroup"), ""),
+        "LAKEHUB_USER_CAPACITY": If("UserSpotOn", "FARGATE_SPOT", "FARGATE"),
+        "LAKEHUB_USER_PROFILES": Ref(USER_PROFILES),
+        "LAKEHUB_USER_SERVER_PORT": str(USER_SERVER_PORT),
+        "LAKEHUB_HUB_API_PORT": str(HUB_API_PORT),
+    }
+    return [ecs.Environment(Name=k, Value=v) for k, v in env.items()]
+
+
+def hub_secrets(cookie, client_secret) -> list:
+    return [
+        ecs.Secret(Name="LAKEHUB_COOKIE_SECRET", ValueFrom=Ref(cookie)),
+        If(
+            "UseOAuth",
+            ecs.Secret(Name="LAKEHUB_OAUTH_CLIENT_SECRET", ValueFrom=If("UseCognito", Ref(client_secret), Ref(OAUTH_CLIENT_SECRET_ARN))),
+            Ref("AWS::NoValue"),
+        ),
+        If("UseLdap", ecs.Secret(Name="LAKEHUB_LDAP_BIND_PASSWORD", ValueFrom=Ref(LDAP_BIND_PASSWORD_SECRET_ARN)), Ref("AWS::NoValue")),
+    ]
+
+
+def log_config(stream_prefix: str) -> ecs.LogConfiguration:
+    return ecs.LogConfiguration(
+        LogDriver="awslogs",
+        Options={
+            "awslogs-group": Ref(names.LOG_GROUP_NAME),
+            "awslogs-region": Ref("AWS::Region"),
+            "awslogs-stream-prefix": Sub("${TierName}-" + stream_prefix),
+        },
+    )
+
+
+def add_hub_role(b: Builder, tier_role, execution_role) -> iam.Role:
+    """Per-user mode: the hub may run, watch and stop tasks of the tier's user-server family in
+    the platform cluster, and pass exactly the tier role and execution role to ECS tasks."""
+    cluster_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:cluster/${ClusterName}")
+    family_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${PlatformName}-${TierName}-user:*")
+    task_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/${ClusterName}/*")
+    statements = [
+        Statement(
+            Sid="RunUserServers",
+            Effect=Allow,
+            Action=[awacs_ecs.RunTask],
+            Resource=[family_arn],
+            Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
+        ),
+        Statement(
+            Sid="TagUserServersAtLaunch",
+            Effect=Allow,
+            Action=[awacs_ecs.TagResource],
+            Resource=[task_arn],
+            Condition=Condition(StringEquals("ecs:CreateAction", "RunTask")),
+        ),
+        Statement(
+            Sid="WatchAndStopUserServers",
+            Effect=Allow,
+            Action=[awacs_ecs.DescribeTasks, awacs_ecs.StopTask],
+            Resource=[task_arn],
+            Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
+        ),
+        Statement(
+            Sid="FindUserServers",
+            Effect=Allow,
+            Action=[awacs_ecs.ListTasks],
+            Resource=[Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:container-instance/${ClusterName}/*")],
+            Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
+        ),
+        Statement(
+            Sid="PassTierRoles",
+            Effect=Allow,
+            Action=[awacs_iam.PassRole],
+            Resource=[GetAtt(tier_role, "Arn"), GetAtt(execution_role, "Arn")],
+            Condition=Condition(StringEquals("iam:PassedToService", "ecs-tasks.amazonaws.com")),
+        ),
+    ]
+    return b.add(
+        iam.Role(
+            "HubRole",
+            Condition="IsPerUser",
+            Description=Sub("lakehub tier ${TierName} hub (per-user mode): starts and stops users' server tasks"),
+            AssumeRolePolicyDocument=ecs_trust(),
+            Policies=[iam.Policy(PolicyName="spawn-user-servers", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+
+
+def add_task_definitions(b: Builder, tier_role, execution_role, hub_role, client, cookie, client_secret):
+    image = Sub("${ImageRepositoryUri}:${ImageTag}")
+    hub = b.add(
+        ecs.TaskDefinition(
+            "HubTaskDefinition",
+            Family=Sub("${PlatformName}-${TierName}-hub"),
+            Cpu=Ref(TASK_CPU),
+            Memory=Ref(TASK_MEMORY),
+            NetworkMode="awsvpc",
+            RequiresCompatibilities=["FARGATE"],
+            RuntimePlatform=ecs.RuntimePlatform(CpuArchitecture="ARM64", OperatingSystemFamily="LINUX"),
+            ExecutionRoleArn=GetAtt(execution_role, "Arn"),
+            TaskRoleArn=If("IsPerUser", GetAtt("HubRole", "Arn"), GetAtt(tier_role, "Arn")),
+            ContainerDefinitions=[
+                ecs.ContainerDefinition(
+                    Name="hub",
+                    Image=image,
+                    Essential=True,
+                    PortMappings=[
+                        ecs.PortMapping(ContainerPort=names.HUB_PORT, Protocol="tcp"),
+                        ecs.PortMapping(ContainerPort=HUB_API_PORT, Protocol="tcp"),
+                    ],
+                    Environment=hub_environment(client),
+                    Secrets=hub_secrets(cookie, client_secret),
+                    LogConfiguration=log_config("hub"),
+                    # The hub creates one Unix user per data scientist (shared mode) and keeps
+                    # its database under /srv/jupyterhub, so the root filesystem stays writable.
+                    ReadonlyRootFilesystem=False,
+                    HealthCheck=ecs.HealthCheck(
+                        Command=["CMD-SHELL", f"curl -fsS http://127.0.0.1:{names.HUB_PORT}{names.HUB_HEALTH_PATH} || exit 1"],
+                        Interval=30,
+                        Timeout=5,
+                        Retries=3,
+                        StartPeriod=60,
+                    ),
+                )
+            ],
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+    user = b.add(
+        ecs.TaskDefinition(
+            "UserServerTaskDefinition",
+            Condition="IsPerUser",
+            Family=Sub("${PlatformName}-${TierName}-user"),
+            Cpu="1024",
+            Memory="4096",
+            NetworkMode="awsvpc",
+            RequiresCompatibilities=["FARGATE"],
+            RuntimePlatform=ecs.RuntimePlatform(CpuArchitecture="ARM64", OperatingSystemFamily="LINUX"),
+            ExecutionRoleArn=GetAtt(execution_role, "Arn"),
+            TaskRoleArn=GetAtt(tier_role, "Arn"),
+            ContainerDefinitions=[
+                ecs.ContainerDefinition(
+                    Name="notebook",
+                    Image=image,
+                    Essential=True,
+                    User="1000",
+                    Command=["lakehub-singleuser"],
+                    PortMappings=[ecs.PortMapping(ContainerPort=USER_SERVER_PORT, Protocol="tcp")],
+                    Environment=[
+                        ecs.Environment(Name="LAKEHUB_TIER", Value=Ref(names.TIER_NAME)),
+                        ecs.Environment(Name="LAKEHUB_NOTEBOOK_BUCKET", Value=Ref(names.NOTEBOOK_BUCKET_NAME)),
+                        ecs.Environment(Name="LAKEHUB_NOTEBOOK_PREFIX", Value=Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}")),
+                        ecs.Environment(Name="LAKEHUB_DATA_BUCKET", Value=Ref(names.DATA_BUCKET_NAME)),
+                        ecs.Environment(Name="LAKEHUB_DATA_PREFIXES", Value=Join(",", Ref(names.TIER_DATA_PREFIXES))),
+                        ecs.Environment(Name="AWS_REGION", Value=Ref("AWS::Region")),
+                    ],
+                    LogConfiguration=log_config("user"),
+                    ReadonlyRootFilesystem=False,
+                )
+            ],
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+    return hub, user
+
+
+def build_tier(settings: Settings):
+    b = Builder("lakehub tier: a hub on ECS Fargate whose users reach only the tier's data-lake prefixes")
+    add_parameters(b, settings)
+    add_conditions(b)
+    b.t.add_condition("UserSpotOn", Equals(Ref(USER_SPOT), "true"))
+    add_rules(b)
+
+    tier_role = add_tier_role(b)
+    cookie, client, client_secret = add_secrets(b)
+    execution_role = add_execution_role(b, cookie, client_secret)
+    hub_sg, user_sg = add_security_groups(b)
+    hub_role = add_hub_role(b, tier_role, execution_role)
+    hub_td, user_td = add_task_definitions(b, tier_role, execution_role, hub_role, client, cookie, client_secret)
+
+    tg = b.add(
+        elb.TargetGroup(
+            "TargetGroup",
+            TargetType="ip",
+            Protocol="HTTP",
+            Port=names.HUB_PORT,
+            VpcId=Ref(names.VPC_ID),
+            HealthCheckPath=names.HUB_HEALTH_PATH,
+            HealthCheckIntervalSeconds=15,
+            HealthyThresholdCount=2,
+            UnhealthyThresholdCount=3,
+            Matcher=elb.Matcher(HttpCode="200"),
+            TargetGroupAttributes=[
+                elb.TargetGroupAttribute(Key="deregistration_delay.timeout_seconds", Value="30"),
+                elb.TargetGroupAttribute(Key="stickiness.enabled", Value=If("Sticky", "true", "false")),
+                elb.TargetGroupAttribute(Key="stickiness.type", Value="lb_cookie"),
+                elb.TargetGroupAttribute(Key="stickiness.lb_cookie.duration_seconds", Value="86400"),
+            ],
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+    priority = b.add(
+        cloudformation.CustomResource(
+            "ListenerRulePriority",
+            Condition="AutoPriority",
+            ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
+            ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
+        )
+    )
+    priority.resource_type = "Custom::ListenerPriority"
+    rule = b.add(
+        elb.ListenerRule(
+            "ListenerRule",
+            ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
+            Priority=If("AutoPriority", GetAtt(priority, "Priority"), Ref(LISTENER_PRIORITY)),
+            Conditions=[elb.Condition(Field="host-header", HostHeaderConfig=elb.HostHeaderConfig(Values=[Sub("${HostName}.${DomainName}")]))],
+            Actions=[elb.ListenerRuleAction(Type="forward", TargetGroupArn=Ref(tg))],
+        )
+    )
+    service = b.add(
+        ecs.Service(
+            "Service",
+            DependsOn=[rule.title],
+            ServiceName=Sub("${TierName}-hub"),
+            Cluster=Ref(names.CLUSTER_NAME),
+            TaskDefinition=Ref(hub_td),
+            DesiredCount=Ref(MIN_TASKS),
+            CapacityProviderStrategy=[
+                ecs.CapacityProviderStrategyItem(CapacityProvider=If("HubOnSpot", "FARGATE_SPOT", "FARGATE"), Weight=1)
+            ],
+            NetworkConfiguration=ecs.NetworkConfiguration(
+                AwsvpcConfiguration=ecs.AwsvpcConfiguration(
+                    AssignPublicIp="DISABLED",
+                    Subnets=[Ref(names.PRIVATE_SUBNET_1_ID), Ref(names.PRIVATE_SUBNET_2_ID)],
+                    SecurityGroups=[Ref(names.TASK_SECURITY_GROUP_ID), Ref(hub_sg)],
+                )
+            ),
+            LoadBalancers=[ecs.LoadBalancer(ContainerName="hub", ContainerPort=names.HUB_PORT, TargetGroupArn=Ref(tg))],
+            HealthCheckGracePeriodSeconds=120,
+            DeploymentConfiguration=ecs.DeploymentConfiguration(
+                DeploymentCircuitBreaker=ecs.DeploymentCircuitBreaker(Enable=True, Rollback=True),
+                MinimumHealthyPercent=0,
+                MaximumPercent=100,
+            ),
+            PropagateTags="SERVICE",
+            EnableECSManagedTags=True,
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+    target = b.add(
+        aas.ScalableTarget(
+            "ScalableTarget",
+            ServiceNamespace="ecs",
+            ScalableDimension="ecs:service:DesiredCount",
+            ResourceId=Sub("service/${ClusterName}/${Service.Name}"),
+            MinCapacity=Ref(MIN_TASKS),
+            MaxCapacity=Ref(MAX_TASKS),
+        )
+    )
+    b.add(
+        aas.ScalingPolicy(
+            "CpuScalingPolicy",
+            Condition="ScaleOnCpu",
+            PolicyName=Sub("${PlatformName}-${TierName}-cpu"),
+            PolicyType="TargetTrackingScaling",
+            ScalingTargetId=Ref(target),
+            TargetTrackingScalingPolicyConfiguration=aas.TargetTrackingScalingPolicyConfiguration(
+                TargetValue=60.0,
+                ScaleInCooldown=1800,
+                ScaleOutCooldown=120,
+                PredefinedMetricSpecification=aas.PredefinedMetricSpecification(PredefinedMetricType="ECSServiceAverageCPUUtilization"),
+            ),
+        )
+    )
+    b.add(
+        route53.RecordSetType(
+            "DnsRecord",
+            HostedZoneId=Ref(names.HOSTED_ZONE_ID),
+            Name=Sub("${HostName}.${DomainName}"),
+            Type="A",
+            AliasTarget=route53.AliasTarget(DNSName=Ref(names.LOAD_BALANCER_DNS_NAME), HostedZoneId=Ref(names.LOAD_BALANCER_HOSTED_ZONE_ID)),
+        )
+    )
+    seed = b.add(
+        cloudformation.CustomResource(
+            "NotebookFolders",
+            ServiceToken=Ref(names.SEED_FUNCTION_ARN),
+            NotebookBucket=Ref(names.NOTEBOOK_BUCKET_NAME),
+            Tiers=[
+                {
+                    "Name": Ref(names.TIER_NAME),
+                    "NotebookPrefix": Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}"),
+                    "DataBucket": Ref(names.DATA_BUCKET_NAME),
+                    "DataPrefixes": Ref(names.TIER_DATA_PREFIXES),
+                }
+            ],
+            ExamplesVersion=function_hash("seed_notebooks"),
+        )
+    )
+    seed.resource_type = "Custom::SeedNotebooks"
+
+    b.output(names.TIER_URL, Sub("https://${HostName}.${DomainName}"), "Where the tier's users sign in")
+    b.output(names.TIER_ROLE_ARN, GetAtt(tier_role, "Arn"), "IAM role of the tier's servers (its data-lake prefixes only)")
+    b.output(names.TIER_SERVICE_NAME, GetAtt(service, "Name"), "ECS service of the tier's hub")
+    b.output("ExecutionRoleArn", GetAtt(execution_role, "Arn"), "Task execution role (image pull, logs, secrets)")
+    b.output("HubTaskDefinitionArn", Ref(hub_td), "Task definition of the tier's hub")
+    b.output("UserServerTaskDefinitionArn", If("IsPerUser", Ref("UserServerTaskDefinition"), "none"), "Task definition of users' servers (per-user mode), or 'none'")
+    b.output("ListenerRulePriorityUsed", If("AutoPriority", GetAtt(priority, "Priority"), Ref(LISTENER_PRIORITY)), "Priority of the tier's listener rule")
+    b.output("NotebookPrefix", Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"), "Where the tier's notebooks are stored")
+    return b.finish()
