@@ -298,3 +298,9 @@ def assert_reason(response: dict, *needles: str) -> None:
 def failed():
     """failed(response, *needles): assert a FAILED answer naming the cause in its first 256 chars."""
     return assert_reason
+
+
+@pytest.fixture
+def lambda_context():
+    """The Lambda-like context class: lambda_context(function_name, remaining_ms)."""
+    return LambdaContext
