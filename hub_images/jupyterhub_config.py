@@ -1,0 +1,507 @@
+"""lakehub hub configuration: one image for every tier, configured at run time.
+
+Every value comes from an environment variable that the tier's ECS task definition sets (secrets
+through ECS Secrets). The variables, their defaults and meaning are listed in docs/HUB_ENV.md;
+keep that table and this file in step.
+
+Layout:
+  1. read and check the environment (a mistake ends the hub with one line on stderr, exit 2)
+  2. hub, proxy and state
+  3. sign-in: cognito | oidc | ldap, and tier authorization by group
+  4. user servers: one Unix user per data scientist (shared mode) or one task each (per-user)
+  5. idle culler service
+  6. site hooks from jupyterhub_config.d/*.py (sorted), which run last and may override anything
+"""
+
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+c = get_config()  # noqa: F821 (provided by JupyterHub's config loader)
+
+HERE = Path(__file__).resolve().parent
+ENV_DOC = "docs/HUB_ENV.md"
+
+
+# --------------------------------------------------------------------------------------------
+# 1. environment
+# --------------------------------------------------------------------------------------------
+def fail(message):
+    """A mistake in the tier's settings: one line on stderr and exit 2, never a traceback."""
+    print(f"lakehub hub: {message} (see {ENV_DOC})", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def required(name, meaning):
+    value = os.environ.get(name, "").strip()
+    if not value:
+        fail(f"missing required environment variable {name} ({meaning}); set it in the tier's task definition")
+    return value
+
+
+def optional(name, default=""):
+    value = os.environ.get(name, "").strip()
+    return value if value else default
+
+
+def as_list(value):
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def as_int(name, default, minimum=0):
+    raw = optional(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        fail(f"{name} must be a whole number, got {raw!r}")
+    if value < minimum:
+        fail(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def as_bool(name, default=False):
+    raw = optional(name, "true" if default else "false").lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    fail(f"{name} must be true or false, got {raw!r}")
+
+
+def https_url(name, value, allow_http_loopback=True):
+    """An absolute URL without a trailing slash; plain http only on loopback (tests, local mode)."""
+    parsed = urllib.parse.urlparse(value)
+    loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        fail(f"{name} must be an absolute https:// URL, got {value!r}")
+    if parsed.scheme == "http" and not (allow_http_loopback and loopback):
+        fail(f"{name} must use https:// (plain http is only accepted on loopback), got {value!r}")
+    return value.rstrip("/")
+
+
+AUTH_MODES = ("cognito", "oidc", "ldap")
+SERVER_MODES = ("shared", "per-user")
+
+TIER = required("LAKEHUB_TIER", "the tier name, e.g. pii")
+if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", TIER):
+    fail(f"LAKEHUB_TIER must be lower-case letters, digits and dashes, got {TIER!r}")
+AUTH_MODE = required("LAKEHUB_AUTH_MODE", "how users sign in: cognito, oidc or ldap").lower()
+if AUTH_MODE not in AUTH_MODES:
+    fail(f"LAKEHUB_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {AUTH_MODE!r}")
+ALLOWED_GROUPS = as_list(required("LAKEHUB_ALLOWED_GROUPS", "comma-separated groups allowed into this tier"))
+ADMIN_GROUPS = as_list(optional("LAKEHUB_ADMIN_GROUPS"))
+NOTEBOOK_BUCKET = required("LAKEHUB_NOTEBOOK_BUCKET", "the S3 bucket that holds notebooks")
+NOTEBOOK_PREFIX = required("LAKEHUB_NOTEBOOK_PREFIX", "the tier's root in the notebook bucket, e.g. tiers/pii").strip("/")
+PUBLIC_URL = https_url("LAKEHUB_PUBLIC_URL", required("LAKEHUB_PUBLIC_URL", "the tier's address, e.g. https://pii.example.com"))
+
+DATA_BUCKET = optional("LAKEHUB_DATA_BUCKET")
+DATA_PREFIXES = as_list(optional("LAKEHUB_DATA_PREFIXES"))
+HUB_IP = optional("LAKEHUB_HUB_IP", "0.0.0.0")
+HUB_PORT = as_int("LAKEHUB_HUB_PORT", 8000, minimum=1)
+IDLE_TIMEOUT = as_int("LAKEHUB_IDLE_TIMEOUT", 3600)
+SERVER_MODE = optional("LAKEHUB_SERVER_MODE", "shared").lower()
+if SERVER_MODE not in SERVER_MODES:
+    fail(f"LAKEHUB_SERVER_MODE must be one of {', '.join(SERVER_MODES)}, got {SERVER_MODE!r}")
+STATE_DIR = Path(optional("LAKEHUB_STATE_DIR", "/srv/jupyterhub"))
+S3_ENDPOINT_URL = optional("LAKEHUB_S3_ENDPOINT_URL")
+AWS_REGION = optional("AWS_REGION", optional("AWS_DEFAULT_REGION", "us-east-1"))
+HOME_ROOT = Path(optional("LAKEHUB_HOME_ROOT", "/home"))
+UNIX_USER_PREFIX = optional("LAKEHUB_UNIX_USER_PREFIX", "lh-")
+if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,15}", UNIX_USER_PREFIX):
+    fail(f"LAKEHUB_UNIX_USER_PREFIX must start with a letter and be at most 16 characters, got {UNIX_USER_PREFIX!r}")
+SINGLEUSER_CONFIG_DIR = Path(optional("LAKEHUB_SINGLEUSER_CONFIG_DIR", str(HERE / "singleuser")))
+EXTRA_KEEP_ENV = as_list(optional("LAKEHUB_KEEP_ENV"))
+
+# Non-secret settings the single-user servers need (see singleuser/jupyter_server_config.py).
+USER_ENV = {
+    "LAKEHUB_TIER": TIER,
+    "LAKEHUB_NOTEBOOK_BUCKET": NOTEBOOK_BUCKET,
+    "LAKEHUB_NOTEBOOK_PREFIX": NOTEBOOK_PREFIX,
+    "LAKEHUB_DATA_BUCKET": DATA_BUCKET,
+    "LAKEHUB_DATA_PREFIXES": ",".join(DATA_PREFIXES),
+    "AWS_REGION": AWS_REGION,
+    "AWS_DEFAULT_REGION": AWS_REGION,
+}
+if S3_ENDPOINT_URL:
+    USER_ENV["LAKEHUB_S3_ENDPOINT_URL"] = S3_ENDPOINT_URL
+    # boto3, s3fs and pandas in users' notebooks read this one (botocore's service endpoint variable).
+    USER_ENV["AWS_ENDPOINT_URL_S3"] = S3_ENDPOINT_URL
+
+
+# --------------------------------------------------------------------------------------------
+# 2. hub, proxy, state
+# --------------------------------------------------------------------------------------------
+c.JupyterHub.ip = HUB_IP
+c.JupyterHub.port = HUB_PORT
+# The ALB terminates TLS and forwards to HUB_PORT; public_url is what users (and the OAuth
+# provider's redirect) see.
+c.JupyterHub.public_url = PUBLIC_URL
+# The hub's own REST API: user servers in this task reach it on loopback; per-user servers run
+# in other tasks and need it on the task's address.
+c.JupyterHub.hub_ip = "127.0.0.1" if SERVER_MODE == "shared" else "0.0.0.0"
+try:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+except OSError as exc:
+    fail(f"cannot create LAKEHUB_STATE_DIR {STATE_DIR}: {exc.strerror}")
+c.JupyterHub.db_url = f"sqlite:///{STATE_DIR / 'jupyterhub.sqlite'}"
+c.JupyterHub.pid_file = str(STATE_DIR / "jupyterhub.pid")
+cookie_secret = os.environ.get("LAKEHUB_COOKIE_SECRET", "")
+if cookie_secret:
+    # Any string from Secrets Manager; JupyterHub wants 32 random bytes.
+    c.JupyterHub.cookie_secret = hashlib.sha256(cookie_secret.encode()).digest()
+else:
+    # One task per tier: a secret generated on first start is enough (sessions end on a new task).
+    c.JupyterHub.cookie_secret_file = str(STATE_DIR / "jupyterhub_cookie_secret")
+# configurable-http-proxy is started by the hub (on PATH); its API stays on loopback.
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:8001"
+c.ConfigurableHTTPProxy.should_start = True
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.template_vars = {"lakehub_tier": TIER}
+c.JupyterHub.shutdown_on_logout = False
+
+
+# --------------------------------------------------------------------------------------------
+# 3. sign-in and tier authorization
+# --------------------------------------------------------------------------------------------
+REFUSAL = (
+    f"Your account is not a member of a group allowed into the '{TIER}' tier "
+    f"({', '.join(ALLOWED_GROUPS)}). Ask your administrator to add you to one of them, "
+    "or sign in to the tier you belong to."
+)
+
+
+def configure_oauth(authenticator_name, authorize_url, token_url, userdata_url, groups_claim,
+                    username_claim, from_id_token, scopes, login_service, logout_url=""):
+    c.JupyterHub.authenticator_class = "generic-oauth"
+    a = c.GenericOAuthenticator
+    a.client_id = required("LAKEHUB_OAUTH_CLIENT_ID", "the OAuth app client id")
+    a.client_secret = required("LAKEHUB_OAUTH_CLIENT_SECRET", "the OAuth app client secret, an ECS Secret")
+    a.oauth_callback_url = f"{PUBLIC_URL}/hub/oauth_callback"
+    a.authorize_url = authorize_url
+    a.token_url = token_url
+    if from_id_token:
+        # Groups come from the id_token the hub receives directly from the token endpoint over TLS.
+        a.userdata_from_id_token = True
+    else:
+        a.userdata_url = userdata_url
+    a.username_claim = username_claim
+    a.scope = scopes
+    a.login_service = login_service
+    # Tier authorization: group memberships from the claim become JupyterHub groups, and only
+    # members of the allowed (or admin) groups get in.
+    a.manage_groups = True
+    a.auth_state_groups_key = lambda auth_state: list((auth_state.get("oauth_user") or {}).get(groups_claim) or [])
+    a.allowed_groups = set(ALLOWED_GROUPS)
+    a.admin_groups = set(ADMIN_GROUPS)
+    a.custom_403_message = REFUSAL
+    if logout_url:
+        a.logout_redirect_url = logout_url
+    c.Authenticator.refresh_pre_spawn = False
+
+
+def discover(issuer):
+    """The provider's endpoints from its discovery document (bounded wait, one-line failure)."""
+    url = f"{issuer}/.well-known/openid-configuration"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            doc = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        fail(f"cannot read the OpenID Connect discovery document {url}: {getattr(exc, 'reason', exc)}; "
+             "check LAKEHUB_OIDC_ISSUER, or set LAKEHUB_OIDC_AUTHORIZE_URL, LAKEHUB_OIDC_TOKEN_URL "
+             "and LAKEHUB_OIDC_USERINFO_URL to skip discovery")
+    missing = [k for k in ("authorization_endpoint", "token_endpoint") if k not in doc]
+    if missing:
+        fail(f"the discovery document {url} has no {', '.join(missing)}")
+    return doc
+
+
+if AUTH_MODE == "cognito":
+    domain = https_url("LAKEHUB_COGNITO_DOMAIN", required(
+        "LAKEHUB_COGNITO_DOMAIN", "the user pool's hosted domain, https://<prefix>.auth.<region>.amazoncognito.com"))
+    client_id = optional("LAKEHUB_OAUTH_CLIENT_ID")
+    configure_oauth(
+        "cognito",
+        authorize_url=f"{domain}/oauth2/authorize",
+        token_url=f"{domain}/oauth2/token",
+        userdata_url=f"{domain}/oauth2/userInfo",
+        # Cognito puts group membership in the id_token only (not in /oauth2/userInfo).
+        groups_claim="cognito:groups",
+        username_claim=optional("LAKEHUB_COGNITO_USERNAME_CLAIM", "cognito:username"),
+        from_id_token=True,
+        scopes=["openid", "email", "profile"],
+        login_service=optional("LAKEHUB_LOGIN_SERVICE", "your organisation's account"),
+        logout_url=(f"{domain}/logout?client_id={urllib.parse.quote(client_id)}"
+                    f"&logout_uri={urllib.parse.quote(PUBLIC_URL + '/hub/login', safe='')}"),
+    )
+elif AUTH_MODE == "oidc":
+    issuer = https_url("LAKEHUB_OIDC_ISSUER", required("LAKEHUB_OIDC_ISSUER", "the OpenID Connect issuer URL"))
+    endpoints = {
+        "authorization_endpoint": optional("LAKEHUB_OIDC_AUTHORIZE_URL"),
+        "token_endpoint": optional("LAKEHUB_OIDC_TOKEN_URL"),
+        "userinfo_endpoint": optional("LAKEHUB_OIDC_USERINFO_URL"),
+    }
+    from_id_token = as_bool("LAKEHUB_OIDC_USERDATA_FROM_ID_TOKEN", False)
+    needed = ["authorization_endpoint", "token_endpoint"] + ([] if from_id_token else ["userinfo_endpoint"])
+    if not all(endpoints[k] for k in needed):
+        found = discover(issuer)
+        endpoints = {k: endpoints[k] or found.get(k, "") for k in endpoints}
+        if not from_id_token and not endpoints["userinfo_endpoint"]:
+            fail(f"the provider at {issuer} has no userinfo_endpoint; set LAKEHUB_OIDC_USERDATA_FROM_ID_TOKEN=true")
+    configure_oauth(
+        "oidc",
+        authorize_url=endpoints["authorization_endpoint"],
+        token_url=endpoints["token_endpoint"],
+        userdata_url=endpoints["userinfo_endpoint"],
+        groups_claim=optional("LAKEHUB_OIDC_GROUPS_CLAIM", "groups"),
+        username_claim=optional("LAKEHUB_OIDC_USERNAME_CLAIM", "preferred_username"),
+        from_id_token=from_id_token,
+        scopes=as_list(optional("LAKEHUB_OIDC_SCOPES", "openid,profile,email,groups")),
+        login_service=optional("LAKEHUB_LOGIN_SERVICE", "your organisation's account"),
+        logout_url=optional("LAKEHUB_OIDC_LOGOUT_URL"),
+    )
+else:  # ldap
+    from ldapauthenticator import LDAPAuthenticator
+    from tornado import web
+
+    ldap_url = urllib.parse.urlparse(required("LAKEHUB_LDAP_URL", "ldaps://host:636, or ldap://host:389 with LAKEHUB_LDAP_STARTTLS=true"))
+    if ldap_url.scheme not in ("ldap", "ldaps") or not ldap_url.hostname:
+        fail(f"LAKEHUB_LDAP_URL must look like ldaps://host:636 or ldap://host:389, got {ldap_url.geturl()!r}")
+    starttls = as_bool("LAKEHUB_LDAP_STARTTLS", False)
+    insecure = as_bool("LAKEHUB_LDAP_ALLOW_PLAINTEXT", False)
+    if ldap_url.scheme == "ldaps":
+        tls_strategy = "on_connect"
+    elif starttls:
+        tls_strategy = "before_bind"
+    elif insecure and ldap_url.hostname in ("127.0.0.1", "localhost", "::1"):
+        tls_strategy = "insecure"  # loopback tests only: passwords never cross a network
+    else:
+        fail("LAKEHUB_LDAP_URL is ldap:// without TLS; use ldaps://, or set LAKEHUB_LDAP_STARTTLS=true")
+    group_base = optional("LAKEHUB_LDAP_GROUP_SEARCH_BASE")
+
+    def group_dn(name):
+        if "=" in name:
+            return name  # already a DN
+        if not group_base:
+            fail(f"LAKEHUB_ALLOWED_GROUPS/LAKEHUB_ADMIN_GROUPS name {name!r} is not a DN; "
+                 "set LAKEHUB_LDAP_GROUP_SEARCH_BASE (e.g. ou=groups,dc=example,dc=org) or give full DNs")
+        return f"cn={name},{group_base}"
+
+    allowed_dns = [group_dn(g) for g in ALLOWED_GROUPS]
+    admin_dns = [group_dn(g) for g in ADMIN_GROUPS]
+
+    class LakehubLDAPAuthenticator(LDAPAuthenticator):
+        """LDAPAuthenticator that says why a correct password is refused, and maps admin groups."""
+
+        async def authenticate(self, handler, data):
+            model = await super().authenticate(handler, data)
+            if model:
+                groups = set((model.get("auth_state") or {}).get("ldap_groups") or [])
+                if admin_dns:
+                    model["admin"] = bool(groups & set(admin_dns))
+            return model
+
+        async def check_allowed(self, username, auth_model):
+            groups = set(((auth_model or {}).get("auth_state") or {}).get("ldap_groups") or [])
+            if groups & (set(allowed_dns) | set(admin_dns)):
+                return True
+            self.log.warning("refused %s: not in %s", username, ", ".join(allowed_dns))
+            raise web.HTTPError(403, REFUSAL)
+
+    c.JupyterHub.authenticator_class = LakehubLDAPAuthenticator
+    a = c.LakehubLDAPAuthenticator
+    a.server_address = ldap_url.hostname
+    a.server_port = ldap_url.port or (636 if ldap_url.scheme == "ldaps" else 389)
+    a.tls_strategy = tls_strategy
+    tls_kwargs = {"validate": ssl.CERT_REQUIRED}
+    ca_file = optional("LAKEHUB_LDAP_CA_FILE")
+    if ca_file:
+        if not os.path.isfile(ca_file):
+            fail(f"LAKEHUB_LDAP_CA_FILE {ca_file} does not exist")
+        tls_kwargs["ca_certs_file"] = ca_file
+    a.tls_kwargs = tls_kwargs
+    template = optional("LAKEHUB_LDAP_BIND_DN_TEMPLATE")
+    if template:
+        # Direct bind: uid={username},ou=people,dc=example,dc=org
+        a.bind_dn_template = [template]
+    else:
+        # Look the user up with a service account (Active Directory style).
+        a.lookup_dn = True
+        a.user_search_base = required("LAKEHUB_LDAP_USER_SEARCH_BASE", "where users live, e.g. ou=people,dc=example,dc=org")
+        a.user_attribute = optional("LAKEHUB_LDAP_USER_ATTRIBUTE", "uid")
+        a.lookup_dn_search_user = required("LAKEHUB_LDAP_BIND_DN", "the service account DN used to look users up")
+        a.lookup_dn_search_password = required("LAKEHUB_LDAP_BIND_PASSWORD", "the service account password, an ECS Secret")
+        a.lookup_dn_user_dn_attribute = optional("LAKEHUB_LDAP_USER_ATTRIBUTE", "uid")
+        a.escape_userdn = False
+    a.allowed_groups = allowed_dns + admin_dns
+    a.valid_username_regex = r"^[a-z][.a-z0-9_-]{0,63}$"
+    c.Authenticator.login_service = optional("LAKEHUB_LOGIN_SERVICE", "your directory account")
+
+# No user list, password or key lives in the image: group membership decides.
+c.Authenticator.allow_all = False
+c.Authenticator.allow_existing_users = False
+c.Authenticator.enable_auth_state = False
+
+
+# --------------------------------------------------------------------------------------------
+# 4. user servers
+# --------------------------------------------------------------------------------------------
+# What reaches a user server's environment. ECS hands the task role's credentials to processes
+# through the container-credential variables; JupyterHub drops them unless kept, and then the
+# user servers would have no S3 access at all (the reference design's reason for static keys).
+ENV_KEEP = [
+    "PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "LD_LIBRARY_PATH", "VIRTUAL_ENV",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "ECS_CONTAINER_METADATA_URI_V4",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+] + EXTRA_KEEP_ENV
+c.Spawner.env_keep = ENV_KEEP
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 60
+
+if SERVER_MODE == "per-user":
+    # One Fargate task per user: written and configured (from its own variables) elsewhere.
+    c.JupyterHub.spawner_class = "lakehub_hub.fargate.FargateSpawner"
+    c.Spawner.environment = dict(USER_ENV)
+else:
+    from jupyterhub.spawner import LocalProcessSpawner
+
+    RUN_AS_ROOT = os.geteuid() == 0
+
+    def unix_username(hub_name, prefix=UNIX_USER_PREFIX):
+        """Hub user name -> Unix user name: prefix + [a-z0-9-], at most 32 characters; a short hash
+        keeps names apart when cleaning changed them (alice.b@x.org and alice-b@x.org)."""
+        clean = re.sub(r"[^a-z0-9-]+", "-", hub_name.lower()).strip("-") or "user"
+        name = prefix + clean
+        if clean != hub_name or len(name) > 32:
+            digest = hashlib.sha256(hub_name.encode()).hexdigest()[:6]
+            name = f"{prefix}{clean[:31 - len(prefix) - 6]}-{digest}"
+        return name
+
+    def stable_uid(unix_name):
+        """The same uid for a user on every task, so a persistent home (EFS) keeps its owner."""
+        return 200000 + int(hashlib.sha256(unix_name.encode()).hexdigest(), 16) % 1_000_000_000
+
+    class UnixUserSpawner(LocalProcessSpawner):
+        """Runs each user's server as their own Unix user, created on first spawn.
+
+        The hub runs as root only to create users and switch to them; user servers never run as
+        root. Without root (developer machines) servers run as the hub's own user.
+        """
+
+        def _unix_name(self):
+            return unix_username(self.user.name) if RUN_AS_ROOT else pwd.getpwuid(os.geteuid()).pw_name
+
+        def ensure_unix_user(self):
+            name = self._unix_name()
+            if not RUN_AS_ROOT:
+                return pwd.getpwnam(name)
+            home = HOME_ROOT / name
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                uid = stable_uid(name)
+                taken = True
+                try:
+                    pwd.getpwuid(uid)
+                except KeyError:
+                    taken = False
+                cmd = ["useradd", "--home-dir", str(home), "--shell", "/bin/bash", "--user-group",
+                       "--comment", f"lakehub {self.user.name}"[:60], "--no-create-home"]
+                if not taken:
+                    cmd += ["--uid", str(uid)]
+                subprocess.run(cmd + [name], check=True, capture_output=True, timeout=30)
+                entry = pwd.getpwnam(name)
+            if entry.pw_uid == 0:
+                raise RuntimeError(f"refusing to run {self.user.name}'s server as root")
+            # A private home: pip --user packages and the R library live here (see HUB_ENV.md).
+            for folder, mode in ((home, 0o700), (home / ".local", 0o755), (home / "R" / "library", 0o755)):
+                folder.mkdir(parents=True, exist_ok=True)
+                if folder.stat().st_uid != entry.pw_uid:
+                    os.chown(folder, entry.pw_uid, entry.pw_gid)
+                if folder == home:
+                    folder.chmod(mode)
+            return entry
+
+        async def start(self):
+            entry = self.ensure_unix_user()
+            self._entry = entry
+            return await super().start()
+
+        def make_preexec_fn(self, name):
+            if not RUN_AS_ROOT:
+                return None
+            from jupyterhub.spawner import set_user_setuid
+
+            return set_user_setuid(self._unix_name())
+
+        def user_env(self, env):
+            entry = getattr(self, "_entry", None) or pwd.getpwnam(self._unix_name())
+            env["USER"] = entry.pw_name
+            env["HOME"] = entry.pw_dir
+            env["SHELL"] = entry.pw_shell or "/bin/bash"
+            # Users' own packages: pip install --user -> ~/.local, R -> ~/R/library.
+            env["PYTHONUSERBASE"] = f"{entry.pw_dir}/.local"
+            env["R_LIBS_USER"] = f"{entry.pw_dir}/R/library"
+            if sys.prefix == sys.base_prefix:
+                env["PIP_USER"] = "1"  # in the image: `pip install x` lands in ~/.local
+            return env
+
+    c.JupyterHub.spawner_class = UnixUserSpawner
+    # The hub's own interpreter runs the single-user server (no PATH surprises).
+    c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    c.Spawner.notebook_dir = "~"
+    c.Spawner.environment = dict(
+        USER_ENV,
+        # The single-user server's config (S3 contents) lives beside this file / in /etc/jupyter.
+        JUPYTER_CONFIG_PATH=str(SINGLEUSER_CONFIG_DIR),
+        # R's reticulate uses the same Python (boto3) to read S3.
+        RETICULATE_PYTHON=sys.executable,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 5. idle culler
+# --------------------------------------------------------------------------------------------
+if IDLE_TIMEOUT > 0:
+    c.JupyterHub.services = [
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable, "-m", "jupyterhub_idle_culler",
+                f"--timeout={IDLE_TIMEOUT}",
+                f"--cull-every={max(30, min(300, IDLE_TIMEOUT // 2))}",
+            ],
+        }
+    ]
+    c.JupyterHub.load_roles = [
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }
+    ]
+else:
+    c.JupyterHub.services = []
+
+
+# --------------------------------------------------------------------------------------------
+# 6. site hooks
+# --------------------------------------------------------------------------------------------
+HOOK_DIR = Path(optional("LAKEHUB_CONFIG_D", str(HERE / "jupyterhub_config.d")))
+if HOOK_DIR.is_dir():
+    for hook in sorted(HOOK_DIR.glob("*.py")):
+        exec(compile(hook.read_text(), str(hook), "exec"), {"c": c, "get_config": lambda: c, "__file__": str(hook)})  # noqa: S102
