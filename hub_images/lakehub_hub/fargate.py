@@ -620,6 +620,21 @@ class FargateSpawner(Spawner):
 
         return from_form
 
+    if "apply_user_options" in Spawner.class_trait_names():  # JupyterHub 5.3+
+
+        @default("apply_user_options")
+        def _default_apply_user_options(self):
+            # Checks the size before the spawn starts: an unknown one is a 400 with the choices.
+            def apply(spawner, user_options):
+                from tornado import web
+
+                try:
+                    spawner.selected_profile()
+                except FargateSpawnError as exc:
+                    raise web.HTTPError(400, str(exc)) from None
+
+            return apply
+
     def selected_profile(self) -> dict[str, Any]:
         """The profile from user_options (form or REST API), else the first one."""
         wanted = (self.user_options or {}).get("profile")

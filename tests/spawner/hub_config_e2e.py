@@ -1,0 +1,43 @@
+"""Minimal JupyterHub config for tests/spawner/test_hub_e2e.py: FargateSpawner on the emulator.
+
+Only what the spawner needs; the product's hub config (hub_images/jupyterhub_config.py) has its
+own tests. Users are created and servers started through the REST API with a test service token.
+"""
+
+import os
+
+from lakehub_hub.fargate import known_task_arns_from_db, reconcile_orphans
+
+c = get_config()  # noqa: F821
+
+work = os.environ["LAKEHUB_E2E_DIR"]
+c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ['LAKEHUB_E2E_PORT']}"
+hub_url = f"http://127.0.0.1:{os.environ['LAKEHUB_E2E_HUB_PORT']}"
+c.JupyterHub.hub_bind_url = hub_url
+# What a user task uses to reach the hub API (on AWS: hub_connect_url_from_metadata()).
+c.JupyterHub.hub_connect_url = hub_url
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ['LAKEHUB_E2E_PROXY_API_PORT']}"
+c.JupyterHub.db_url = f"sqlite:///{work}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = f"{work}/cookie_secret"
+c.JupyterHub.pid_file = f"{work}/jupyterhub.pid"
+# Per-user mode: a hub restart leaves user tasks running; start-up takes them back (poll) or,
+# when no user owns them, stops them (reconcile_orphans below).
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.cleanup_proxy = True
+c.JupyterHub.spawner_class = "lakehub_hub.fargate.FargateSpawner"
+c.FargateSpawner.poll_interval = 0.5
+c.FargateSpawner.http_timeout = 60
+# Users come from the REST API; the null authenticator allows no browser sign-in.
+c.JupyterHub.authenticator_class = "null"
+c.Authenticator.allow_all = True
+c.JupyterHub.services = [{"name": "e2e", "api_token": os.environ["LAKEHUB_E2E_TOKEN"]}]
+c.JupyterHub.load_roles = [
+    {
+        "name": "e2e",
+        "scopes": ["admin:users", "admin:servers", "access:servers", "read:users:activity"],
+        "services": ["e2e"],
+    }
+]
+
+stopped = reconcile_orphans(known_task_arns=known_task_arns_from_db(c.JupyterHub.db_url))
+print(f"lakehub: reconcile_orphans stopped {len(stopped)} task(s): {stopped}", flush=True)
