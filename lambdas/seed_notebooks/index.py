@@ -20,6 +20,7 @@ differs; an object without the metadata, or whose content no longer matches it, 
 left alone. This does not depend on ETags (which are not MD5s under SSE-KMS).
 
 Delete leaves everything in place (notebooks are users' data) and succeeds.
+PhysicalResourceId: `seed-<bucket>-<hash of the tiers' notebook prefixes>`.
 Data: SeededKeys (objects written by this request), SkippedKeys (objects kept as they were),
 UserModifiedKeys (examples left alone because a user changed them).
 """
@@ -232,7 +233,10 @@ def seed(props: dict) -> str:
         }
     )
     logger.info("seeded s3://%s: %d written, %d kept, %d user-modified", bucket, written, skipped, user_modified)
-    return f"seed-{bucket}"
+    # Stable while the bucket and the tiers' prefixes stay the same; other stacks seeding other
+    # tiers of the same bucket get other ids.
+    prefixes = hashlib.sha256("\n".join(sorted(t["Prefix"] for t in tiers)).encode()).hexdigest()[:12]
+    return f"seed-{bucket}-{prefixes}"
 
 
 @helper.create

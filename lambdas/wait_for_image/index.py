@@ -136,7 +136,9 @@ def _image(p: dict) -> dict | None:
         raise WaitError(f"ECR DescribeImages on {repo} failed: {code}") from exc
     if not images:
         return None
-    repo_uri = ecr.describe_repositories(repositoryNames=[repo])["repositories"][0]["repositoryUri"]
+    # The repository URI from the registry id (spares the role ecr:DescribeRepositories).
+    suffix = "amazonaws.com.cn" if ecr.meta.partition == "aws-cn" else "amazonaws.com"
+    repo_uri = f"{images[0]['registryId']}.dkr.ecr.{ecr.meta.region_name}.{suffix}/{repo}"
     digest = images[0]["imageDigest"]
     return {"digest": digest, "uri": f"{repo_uri}:{p['ImageTag']}", "digest_uri": f"{repo_uri}@{digest}"}
 

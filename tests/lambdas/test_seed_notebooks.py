@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -81,6 +82,11 @@ def seed(load_handler, make_event, invoke, examples, s3):
     return run
 
 
+def physical_id(tier_list=None, bucket=BUCKET) -> str:
+    prefixes = sorted(t["NotebookPrefix"].strip("/") + "/" for t in (tier_list or tiers()))
+    return f"seed-{bucket}-" + hashlib.sha256("\n".join(prefixes).encode()).hexdigest()[:12]
+
+
 def versions(s3) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for v in s3.list_object_versions(Bucket=BUCKET).get("Versions", []):
@@ -95,7 +101,7 @@ def read(s3, key) -> str:
 def test_create_lays_out_each_tier_and_fills_in_its_data_location(seed, s3):
     answer = seed("Create")
     assert answer["Status"] == "SUCCESS", answer
-    assert answer["PhysicalResourceId"] == f"seed-{BUCKET}"
+    assert answer["PhysicalResourceId"] == physical_id()
     assert answer["Data"]["SeededKeys"] == 2 * (2 + 2)
     keys = set(versions(s3))
     for tier in ("pii", "nonpii"):
@@ -115,7 +121,7 @@ def test_create_twice_changes_nothing(seed, s3):
     again = seed("Create")
     assert again["Status"] == "SUCCESS"
     assert again["Data"]["SeededKeys"] == 0
-    assert again["PhysicalResourceId"] == f"seed-{BUCKET}"
+    assert again["PhysicalResourceId"] == physical_id()
     assert versions(s3) == before  # not one new object version
 
 
@@ -123,9 +129,9 @@ def test_update_with_same_properties_changes_nothing(seed, s3):
     props = {"NotebookBucket": BUCKET, "Tiers": tiers(), "ExamplesVersion": "v1"}
     seed("Create", props)
     before = versions(s3)
-    answer = seed("Update", props, old_properties=props, physical_id=f"seed-{BUCKET}")
+    answer = seed("Update", props, old_properties=props, physical_id=physical_id())
     assert answer["Status"] == "SUCCESS"
-    assert answer["PhysicalResourceId"] == f"seed-{BUCKET}"
+    assert answer["PhysicalResourceId"] == physical_id()
     assert answer["Data"]["SeededKeys"] == 0
     assert versions(s3) == before
 
@@ -141,7 +147,7 @@ def test_update_keeps_a_notebook_a_user_edited_and_refreshes_the_others(seed, s3
     (examples / "pandas-example.ipynb").write_text(json.dumps(changed, indent=1))
     new = dict(old, ExamplesVersion="v2")
 
-    answer = seed("Update", new, old_properties=old, physical_id=f"seed-{BUCKET}")
+    answer = seed("Update", new, old_properties=old, physical_id=physical_id())
 
     assert answer["Status"] == "SUCCESS", answer
     assert answer["Data"]["UserModifiedKeys"] == 1
@@ -156,10 +162,12 @@ def test_update_adds_a_new_tier(seed, s3):
     old = {"NotebookBucket": BUCKET, "Tiers": tiers()[:1], "ExamplesVersion": "v1"}
     seed("Create", old)
     new = dict(old, Tiers=tiers())
-    answer = seed("Update", new, old_properties=old, physical_id=f"seed-{BUCKET}")
+    answer = seed("Update", new, old_properties=old, physical_id=physical_id())
     assert answer["Status"] == "SUCCESS"
     assert answer["Data"]["SeededKeys"] == 4
     assert "tiers/nonpii/users/" in versions(s3)
+    # Another set of tiers is another resource (the old one's Delete leaves everything).
+    assert answer["PhysicalResourceId"] == physical_id(tiers()) != physical_id(tiers()[:1])
 
 
 @pytest.mark.parametrize(
@@ -193,9 +201,9 @@ def test_update_fails_with_the_cause_when_the_bucket_is_gone(seed, failed):
 def test_delete_leaves_the_notebooks_and_succeeds(seed, s3):
     seed("Create")
     before = versions(s3)
-    answer = seed("Delete", physical_id=f"seed-{BUCKET}")
+    answer = seed("Delete", physical_id=physical_id())
     assert answer["Status"] == "SUCCESS"
-    assert answer["PhysicalResourceId"] == f"seed-{BUCKET}"
+    assert answer["PhysicalResourceId"] == physical_id()
     assert versions(s3) == before
 
 
