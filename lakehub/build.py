@@ -79,8 +79,17 @@ def render(template: Template) -> str:
     return HEADER + template.to_yaml(clean_up=False, long_form=False)
 
 
+PARAMETERS_DOC = "PARAMETERS.md"  # in docs/, generated with the templates
+
+
 def render_all(settings: Settings) -> dict[str, str]:
     return {name: render(t) for name, t in build_all(settings).items()}
+
+
+def render_docs(settings: Settings) -> dict[str, str]:
+    from lakehub.paramdoc import render as render_params
+
+    return {PARAMETERS_DOC: render_params(build_all(settings))}
 
 
 def write_all(rendered: dict[str, str], out_dir: Path = TEMPLATES_DIR) -> list[str]:
@@ -113,6 +122,24 @@ def drift(rendered: dict[str, str], out_dir: Path = TEMPLATES_DIR) -> list[str]:
     return differ
 
 
+DOCS_DIR = TEMPLATES_DIR.parent / "docs"
+
+
+def write_docs(docs: dict[str, str]) -> list[str]:
+    DOCS_DIR.mkdir(exist_ok=True)
+    written = []
+    for name, text in docs.items():
+        path = DOCS_DIR / name
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            written.append(name)
+    return written
+
+
+def drift_docs(docs: dict[str, str]) -> list[str]:
+    return [n for n, text in docs.items() if not (DOCS_DIR / n).exists() or (DOCS_DIR / n).read_text() != text]
+
+
 def lint(paths: list[Path], regions: tuple[str, ...] = LINT_REGIONS) -> list[str]:
     """cfn-lint with errors, warnings and informational findings, for each region.
     Returns the findings as lines; settings come from .cfnlintrc."""
@@ -139,8 +166,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     settings = load_settings(args.settings)
     rendered = render_all(settings)
+    docs = render_docs(settings)
     if args.check:
-        differ = drift(rendered)
+        differ = drift(rendered) + [f"docs/{n}" for n in drift_docs(docs)]
         if differ:
             print(
                 "templates differ from what the code generates: " + ", ".join(differ) + "; run `python build_templates.py` and commit templates/",
@@ -150,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"templates up to date ({len(rendered)} files)")
         return 0
     written = write_all(rendered)
-    print(f"wrote {len(written)} of {len(rendered)} templates to {TEMPLATES_DIR.relative_to(Path.cwd()) if TEMPLATES_DIR.is_relative_to(Path.cwd()) else TEMPLATES_DIR}" + (f": {', '.join(written)}" if written else " (unchanged)"))
+    written += [f"docs/{n}" for n in write_docs(docs)]
+    print(f"wrote {len(written)} of {len(rendered) + len(docs)} files (templates/, docs/{PARAMETERS_DOC}) to {TEMPLATES_DIR.relative_to(Path.cwd()) if TEMPLATES_DIR.is_relative_to(Path.cwd()) else TEMPLATES_DIR}" + (f": {', '.join(written)}" if written else " (unchanged)"))
     if args.package:
         zips = package_functions()
         if zips:

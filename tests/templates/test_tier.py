@@ -1,0 +1,186 @@
+"""The tier stack: what a tier's role reaches, how its tasks are exposed."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def statements(resources, role="TierRole"):
+    out = []
+    for policy in resources[role]["Properties"]["Policies"]:
+        out += policy["PolicyDocument"]["Statement"]
+    return out
+
+
+def s3_resources(stmts, action):
+    found = []
+    for s in stmts:
+        if action in s["Action"]:
+            found += s["Resource"]
+    return found
+
+
+def test_tier_role_reads_only_its_own_data_prefixes(resolve_tier):
+    res = resolve_tier(TierName="pii", DataPrefixes="pii/,shared-pii/").resources()
+    stmts = statements(res)
+    assert sorted(s3_resources(stmts, "s3:GetObject")) == sorted(
+        [
+            "arn:aws:s3:::example-lake/pii/*",
+            "arn:aws:s3:::example-lake/shared-pii/*",
+            "arn:aws:s3:::example-notebooks/tiers/pii/*",
+        ]
+    )
+
+
+def test_tier_role_cannot_read_other_tier(resolve_tier):
+    pii = statements(resolve_tier(TierName="pii", DataPrefixes="pii/").resources())
+    nonpii = statements(resolve_tier(TierName="nonpii", DataPrefixes="nonpii/", HostName="nonpii").resources())
+    pii_arns = set(s3_resources(pii, "s3:GetObject"))
+    nonpii_arns = set(s3_resources(nonpii, "s3:GetObject"))
+    assert not pii_arns & nonpii_arns
+    assert not any("nonpii" in a for a in pii_arns)
+    assert all("/pii/" not in a for a in nonpii_arns)
+
+
+def test_list_bucket_is_limited_by_prefix_condition(resolve_tier):
+    stmts = statements(resolve_tier(DataPrefixes="pii/,claims/").resources())
+    listing = [s for s in stmts if "s3:ListBucket" in s["Action"]]
+    assert len(listing) == 2
+    for s in listing:
+        prefixes = s["Condition"]["StringLike"]["s3:prefix"]
+        assert prefixes, "ListBucket must carry an s3:prefix condition"
+        assert all(p.startswith(("pii/", "claims/", "tiers/pii/")) for p in prefixes)
+    data = next(s for s in listing if s["Resource"] == ["arn:aws:s3:::example-lake"])
+    assert data["Condition"]["StringLike"]["s3:prefix"] == ["pii/", "pii/*", "claims/", "claims/*"]
+
+
+def test_read_only_tier_cannot_write_data(resolve_tier):
+    ro = statements(resolve_tier(DataAccess="read-only").resources())
+    rw = statements(resolve_tier(DataAccess="read-write").resources())
+    assert "arn:aws:s3:::example-lake/pii/*" not in s3_resources(ro, "s3:PutObject")
+    assert "arn:aws:s3:::example-lake/pii/*" in s3_resources(rw, "s3:PutObject")
+    # notebooks stay writable in both
+    assert "arn:aws:s3:::example-notebooks/tiers/pii/*" in s3_resources(ro, "s3:PutObject")
+
+
+def test_kms_key_only_when_the_lake_has_one(resolve_tier):
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    without = statements(resolve_tier(DataKmsKeyArn="none").resources())
+    with_key = statements(resolve_tier(DataKmsKeyArn=key).resources())
+    assert not [s for s in without if any(a.startswith("kms:") for a in s["Action"])]
+    kms = [s for s in with_key if any(a.startswith("kms:") for a in s["Action"])]
+    assert kms and kms[0]["Resource"] == [key]
+
+
+def test_tier_role_has_no_wildcard_actions(resolve_tier):
+    for s in statements(resolve_tier().resources()):
+        assert all(a != "*" and not a.endswith(":*") for a in s["Action"])
+        assert "*" not in s["Resource"]
+
+
+@pytest.mark.parametrize("mode", ["per-user", "shared"])
+def test_no_task_gets_a_public_ip(resolve_tier, mode):
+    res = resolve_tier(ServerMode=mode).resources()
+    services = [r for r in res.values() if r["Type"] == "AWS::ECS::Service"]
+    assert services
+    for svc in services:
+        cfg = svc["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+        assert cfg["AssignPublicIp"] == "DISABLED"
+        assert cfg["Subnets"] == ["<ssm:PrivateSubnet1Id>", "<ssm:PrivateSubnet2Id>"]
+
+
+def test_secrets_arrive_through_ecs_secrets_never_environment(resolve_tier):
+    for mode in ("cognito", "oidc", "ldap"):
+        res = resolve_tier(AuthMode=mode, OAuthClientSecretName="oidc-secret", LdapBindPasswordSecretName="ldap-secret").resources()
+        for td in (r for r in res.values() if r["Type"] == "AWS::ECS::TaskDefinition"):
+            for c in td["Properties"]["ContainerDefinitions"]:
+                env_names = {e["Name"] for e in c.get("Environment", [])}
+                assert not {n for n in env_names if any(w in n for w in ("SECRET", "PASSWORD", "TOKEN"))}
+        hub = res["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+        secret_names = {s["Name"] for s in hub["Secrets"]}
+        assert "LAKEHUB_COOKIE_SECRET" in secret_names
+        if mode in ("cognito", "oidc"):
+            assert "LAKEHUB_OAUTH_CLIENT_SECRET" in secret_names
+        else:
+            assert "LAKEHUB_LDAP_BIND_PASSWORD" in secret_names
+
+
+def test_tasks_run_on_graviton(resolve_tier):
+    res = resolve_tier().resources()
+    for td in (r for r in res.values() if r["Type"] == "AWS::ECS::TaskDefinition"):
+        assert td["Properties"]["RuntimePlatform"]["CpuArchitecture"] == "ARM64"
+
+
+def test_service_rolls_back_a_failed_deployment(resolve_tier):
+    svc = resolve_tier().resources()["Service"]["Properties"]
+    breaker = svc["DeploymentConfiguration"]["DeploymentCircuitBreaker"]
+    assert breaker == {"Enable": True, "Rollback": True}
+
+
+def test_sticky_sessions_only_when_several_hub_tasks(resolve_tier):
+    def sticky(**kw):
+        attrs = resolve_tier(**kw).resources()["TargetGroup"]["Properties"]["TargetGroupAttributes"]
+        return {a["Key"]: a["Value"] for a in attrs}["stickiness.enabled"]
+
+    assert sticky(ServerMode="shared", MaxTasks="3") == "true"
+    assert sticky(ServerMode="per-user", MaxTasks="1") == "false"
+
+
+def test_target_group_checks_hub_health(resolve_tier):
+    tg = resolve_tier().resources()["TargetGroup"]["Properties"]
+    assert tg["HealthCheckPath"] == "/hub/health"
+    assert tg["TargetType"] == "ip"
+
+
+def test_listener_rule_routes_the_tier_host(resolve_tier):
+    res = resolve_tier(HostName="pii").resources()
+    rule = res["ListenerRule"]["Properties"]
+    assert rule["Conditions"][0]["HostHeaderConfig"]["Values"] == ["pii.lakehub.example.com"]
+    assert rule["Priority"] == "<ListenerRulePriority.Priority>"
+    fixed = resolve_tier(ListenerPriority="42").resources()
+    assert fixed["ListenerRule"]["Properties"]["Priority"] == "42"
+    assert "ListenerRulePriority" not in fixed
+
+
+def test_per_user_hub_passes_only_tier_roles_to_ecs_tasks(resolve_tier):
+    res = resolve_tier(ServerMode="per-user").resources()
+    stmts = statements(res, "HubRole")
+    pass_role = [s for s in stmts if "iam:PassRole" in s["Action"]]
+    assert len(pass_role) == 1
+    assert sorted(pass_role[0]["Resource"]) == ["<ExecutionRole.Arn>", "<TierRole.Arn>"]
+    assert pass_role[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    run = next(s for s in stmts if "ecs:RunTask" in s["Action"])
+    assert run["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task-definition/lakehub-pii-user:*"]
+    # the hub task runs with the hub role, users' tasks with the tier role
+    assert res["HubTaskDefinition"]["Properties"]["TaskRoleArn"] == "<HubRole.Arn>"
+    assert res["UserServerTaskDefinition"]["Properties"]["TaskRoleArn"] == "<TierRole.Arn>"
+
+
+def test_shared_mode_hub_runs_with_the_tier_role(resolve_tier):
+    res = resolve_tier(ServerMode="shared").resources()
+    assert res["HubTaskDefinition"]["Properties"]["TaskRoleArn"] == "<TierRole.Arn>"
+    assert "HubRole" not in res and "UserServerTaskDefinition" not in res
+
+
+def test_user_servers_reachable_from_their_hub_only(resolve_tier):
+    res = resolve_tier(ServerMode="per-user").resources()
+    ingress = res["UserServerSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert ingress == [
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 8888,
+            "ToPort": 8888,
+            "SourceSecurityGroupId": "<HubSecurityGroup>",
+            "Description": ingress[0]["Description"],
+        }
+    ]
+
+
+def test_only_valid_fargate_sizes_are_accepted(templates):
+    from lakehub.settings import FARGATE_SIZES
+
+    rules = templates["tier.template.yaml"]["Rules"]
+    for cpu, memories in FARGATE_SIZES.items():
+        rule = rules[f"ValidMemoryFor{cpu}Cpu"]
+        assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "TaskCpu"}, str(cpu)]}
+        assert rule["Assertions"][0]["Assert"]["Fn::Contains"][0] == [str(m) for m in memories]
