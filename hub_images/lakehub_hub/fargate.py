@@ -95,6 +95,9 @@ FARGATE_SIZES = {
     16384: (32768, 122880, 8192),
 }
 
+# RunTask accepts at most 8192 characters of overrides (JSON included).
+MAX_OVERRIDES_CHARS = 8192
+
 # ECS task statuses, in lifecycle order, with what the user is told while waiting.
 STATUS_MESSAGES = {
     "PROVISIONING": (30, "Fargate is finding capacity and attaching the network interface"),
@@ -177,8 +180,8 @@ def tag_value(value: str) -> str:
 
 
 def started_by(tier: str) -> str:
-    """ECS `startedBy` for a tier's user tasks (at most 36 characters, ECS's limit)."""
-    return f"lakehub-{tier}"[:36]
+    """ECS `startedBy` for a tier's user tasks: at most 36 letters, digits, `-`, `_`, `/`."""
+    return re.sub(r"[^A-Za-z0-9_/-]", "-", f"lakehub-{tier}")[:36]
 
 
 def validate_fargate_size(cpu: int, memory: int) -> None:
@@ -712,6 +715,19 @@ class FargateSpawner(Spawner):
         cmd, args = list(self.cmd or []), list(self.get_args())
         if cmd != ["jupyterhub-singleuser"] or args:
             container["command"] = (cmd or ["jupyterhub-singleuser"]) + args
+        overrides = {
+            "cpu": str(profile["cpu"]),
+            "memory": str(profile["memory"]),
+            "containerOverrides": [container],
+        }
+        size = len(json.dumps(overrides, separators=(",", ":")))
+        if size > MAX_OVERRIDES_CHARS:
+            biggest = sorted(env, key=lambda k: len(env[k]), reverse=True)[:3]
+            raise FargateSpawnError(
+                f"The server's settings are too large for ECS ({size} characters, the limit is "
+                f"{MAX_OVERRIDES_CHARS}); the platform admins should move settings into the task "
+                f"definition (largest: {', '.join(biggest)})."
+            )
         return {
             "cluster": self.cluster,
             "taskDefinition": self.task_definition,
@@ -724,11 +740,7 @@ class FargateSpawner(Spawner):
                     "assignPublicIp": "DISABLED",
                 }
             },
-            "overrides": {
-                "cpu": str(profile["cpu"]),
-                "memory": str(profile["memory"]),
-                "containerOverrides": [container],
-            },
+            "overrides": overrides,
             "tags": self.task_tag_list(),
             "enableECSManagedTags": True,
             "propagateTags": "TASK_DEFINITION",

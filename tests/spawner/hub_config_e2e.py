@@ -5,6 +5,7 @@ own tests. Users are created and servers started through the REST API with a tes
 """
 
 import os
+import sys
 
 from lakehub_hub.fargate import known_task_arns_from_db, reconcile_orphans
 
@@ -38,6 +39,24 @@ c.JupyterHub.load_roles = [
         "services": ["e2e"],
     }
 ]
+
+cull_timeout = os.environ.get("LAKEHUB_E2E_CULL_TIMEOUT")
+if cull_timeout:
+    # The idle culler stops servers idle longer than the timeout: a user's task runs only while used.
+    c.JupyterHub.services.append(
+        {
+            "name": "idle-culler",
+            "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                        f"--timeout={cull_timeout}", "--cull-every=1"],
+        }
+    )
+    c.JupyterHub.load_roles.append(
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }
+    )
 
 stopped = reconcile_orphans(known_task_arns=known_task_arns_from_db(c.JupyterHub.db_url))
 print(f"lakehub: reconcile_orphans stopped {len(stopped)} task(s): {stopped}", flush=True)

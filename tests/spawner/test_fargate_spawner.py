@@ -110,6 +110,8 @@ def test_start_runs_the_tier_task_with_configured_role_network_size_and_tags(mak
         "assignPublicIp": "DISABLED",
     }
     assert request["enableECSManagedTags"] is True and request["propagateTags"] == "TASK_DEFINITION"
+    # ECS refuses overrides over 8192 characters: JupyterHub's own variables leave ample room.
+    assert len(json.dumps(request["overrides"], separators=(",", ":"))) < 4096
     # The server in the task reaches the hub API through hub_connect_url and gets its token.
     (container,) = task["overrides"]["containerOverrides"]
     assert container["name"] == "notebook"
@@ -345,6 +347,19 @@ def test_the_form_offers_the_profiles_and_rejects_unknown_ones(make_spawner, ecs
 def test_bad_profiles_are_refused_with_the_fix(profiles, message):
     with pytest.raises(fargate.ConfigurationError, match=message):
         fargate.parse_profiles(profiles)
+
+
+def test_oversized_environment_is_refused_before_calling_ecs(make_spawner, ecs_world):
+    spawner = make_spawner(RecordingSpawner, user="ola", environment={"LAKEHUB_BIG": "x" * 9000})
+    with pytest.raises(FargateSpawnError, match="too large for ECS.*LAKEHUB_BIG"):
+        run(spawner.start())
+    assert not getattr(spawner, "requests", None)
+
+
+def test_started_by_fits_ecs_rules():
+    assert fargate.started_by("pii") == "lakehub-pii"
+    assert fargate.started_by("data science.eu") == "lakehub-data-science-eu"
+    assert len(fargate.started_by("x" * 80)) == 36
 
 
 def test_missing_settings_name_the_variables(make_spawner, monkeypatch):

@@ -148,3 +148,29 @@ def test_two_users_get_two_tasks_that_survive_a_hub_restart(ecs_world, hub_env, 
     finally:
         hub.stop()
         agent.stop()
+
+
+def test_the_idle_culler_stops_an_idle_users_task(ecs_world, hub_env, tmp_path):
+    agent = LocalAgent(ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path / "tasks",
+                       poll_interval=0.2).start()
+    hub = Hub(dict(hub_env, LAKEHUB_E2E_CULL_TIMEOUT="3"), tmp_path)
+    try:
+        hub.start()
+        assert hub.call("POST", "/users", json={"usernames": ["cora"]}).status_code == 201
+        assert hub.call("POST", "/users/cora/server", json={}).status_code in (201, 202)
+        hub.wait_ready("cora")
+        (task,) = [t for t in fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)
+                   if fargate.task_tags(t)["lakehub:user"] == "cora"]
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            described = ecs_world.ecs.describe_tasks(cluster=ecs_world.cluster, tasks=[task["taskArn"]])["tasks"][0]
+            if described["lastStatus"] == "STOPPED":
+                break
+            time.sleep(0.5)
+        assert described["lastStatus"] == "STOPPED", hub.log()[-3000:]
+        assert "Stopped by JupyterHub" in described["stoppedReason"]
+        assert "culling" in hub.log().lower() or "idle-culler" in hub.log()
+        assert not hub.call("GET", "/users/cora").json()["servers"]
+    finally:
+        hub.stop()
+        agent.stop()
