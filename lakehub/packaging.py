@@ -128,8 +128,9 @@ def zip_entries(name: str, deps: Path | None) -> list[tuple[str, Path]]:
     return sorted(entries.items())
 
 
-def write_zip(entries: list[tuple[str, Path]], dest: Path) -> None:
-    """Write a byte-for-byte reproducible zip (atomically)."""
+def write_zip(entries: list[tuple[str, Path]], dest: Path, modes: dict[str, int] | None = None) -> None:
+    """Write a byte-for-byte reproducible zip (atomically). `modes`: external attributes by
+    archive name (default: a regular 0644 file)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     os.close(fd)
@@ -138,7 +139,7 @@ def write_zip(entries: list[tuple[str, Path]], dest: Path) -> None:
             for arcname, path in entries:
                 info = zipfile.ZipInfo(arcname, date_time=FIXED_DATE_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = FILE_MODE
+                info.external_attr = (modes or {}).get(arcname, FILE_MODE)
                 info.create_system = 3  # unix, whatever the build machine
                 zf.writestr(info, path.read_bytes(), compresslevel=COMPRESS_LEVEL)
         os.replace(tmp_name, dest)
@@ -166,6 +167,43 @@ def build_function(name: str, *, out_dir: Path | None = None, force: bool = Fals
         return dest
     write_zip(zip_entries(name, install_requirements(name)), dest)
     _remove_stale(name, dest, out_dir)
+    return dest
+
+
+# The hub image's build source for the pipeline's S3 source type: buildspec.yml and hub_images/,
+# at the key the pipeline template's SourceObjectKey parameter defaults to.
+SOURCE_ZIP_KEY = "source/hub-image.zip"
+SOURCE_PATHS = ("buildspec.yml", "hub_images")
+SOURCE_BUILD_DIR = assets.BUILD_DIR / "source"
+EXEC_MODE = 0o100755 << 16
+
+
+def _source_zip_entries() -> list[tuple[str, Path]]:
+    entries = []
+    for rel in SOURCE_PATHS:
+        base = assets.ROOT / rel
+        paths = [base] if base.is_file() else sorted(base.rglob("*")) if base.is_dir() else []
+        for path in paths:
+            parts = path.relative_to(assets.ROOT).parts
+            if not path.is_file() or path.is_symlink():
+                continue
+            if any(p in ("__pycache__", ".ipynb_checkpoints", ".pytest_cache") or p.endswith(".egg-info") for p in parts):
+                continue
+            if path.suffix in (".pyc", ".pyo"):
+                continue
+            entries.append(("/".join(parts), path))
+    return sorted(entries)
+
+
+def build_source_zip(out_dir: Path | None = None) -> Path:
+    """The hub image's build source (buildspec.yml + hub_images/), reproducible; executable
+    files keep their executable bit (entry-point scripts)."""
+    dest = (out_dir or SOURCE_BUILD_DIR) / Path(SOURCE_ZIP_KEY).name
+    entries = _source_zip_entries()
+    if not entries:
+        raise LakehubError("nothing to pack for the hub image source: buildspec.yml and hub_images/ are missing")
+    modes = {arc: EXEC_MODE if os.access(path, os.X_OK) else FILE_MODE for arc, path in entries}
+    write_zip(entries, dest, modes=modes)
     return dest
 
 
