@@ -425,6 +425,10 @@ else:
                     cmd += ["--uid", str(uid)]
                 subprocess.run(cmd + [name], check=True, capture_output=True, timeout=30)
                 entry = pwd.getpwnam(name)
+            if entry.pw_dir != str(home):
+                # LAKEHUB_HOME_ROOT moved (or the user predates it): follow it.
+                subprocess.run(["usermod", "--home", str(home), name], check=True, capture_output=True, timeout=30)
+                entry = pwd.getpwnam(name)
             if entry.pw_uid == 0:
                 raise RuntimeError(f"refusing to run {self.user.name}'s server as root")
             # A private home: pip --user packages and the R library live here (see HUB_ENV.md).

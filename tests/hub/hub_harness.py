@@ -293,6 +293,11 @@ class UserServer:
 # ------------------------------------------------------------------------------------------
 # Unix users made by the hub (tests run as root): find and remove them afterwards
 # ------------------------------------------------------------------------------------------
+def unix_username_guess(hub_name: str, prefix: str = UNIX_PREFIX) -> str:
+    """The Unix name hub_images/jupyterhub_config.py gives a plain lower-case hub user name."""
+    return prefix + hub_name
+
+
 def unix_users_with_prefix(prefix: str = UNIX_PREFIX) -> set[str]:
     return {p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(prefix) and p.pw_gecos.startswith("lakehub ")}
 

@@ -1,0 +1,196 @@
+"""End to end on loopback, no mocks: JupyterHub with hub_images/jupyterhub_config.py, the
+configurable-http-proxy from node_modules, moto in server mode as S3, and a real identity provider
+process (the OpenID Connect provider in lakehub/idp/oidc.py, or slapd over LDAPS) holding users in
+two groups. Users sign in through the provider's own login form with a real HTTP client.
+
+User servers get AWS credentials only the way ECS hands them out: AWS_CONTAINER_CREDENTIALS_FULL_URI
+(served here by a loopback endpoint); the hub's environment has no AWS keys.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+import hub_harness as H
+from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+TIER_GROUP, OTHER_GROUP = "analysts", "marketing"
+MEMBERS, OUTSIDER = ("alice", "bob"), "carol"
+NOTEBOOKS = H.ROOT / "hub_images" / "notebooks"
+
+
+def _require_tools():
+    missing = [t for t in ("slapd", "ldapadd", "R") if not (shutil.which(t) or os.path.exists(f"/usr/sbin/{t}"))]
+    if not (H.NODE_BIN / "configurable-http-proxy").exists():
+        missing.append("configurable-http-proxy (npm install)")
+    if missing:
+        pytest.fail(f"missing tools for the hub end-to-end tests: {', '.join(missing)}; run `make setup`")
+
+
+@pytest.fixture(scope="module")
+def lake(moto_server):
+    """Buckets in the emulator, the container-credentials endpoint, and (as root) reachable Python."""
+    _require_tools()
+    run = uuid.uuid4().hex[:8]
+    s3 = boto3.client("s3", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
+                      aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
+    notebook_bucket, data_bucket = f"lakehub-notebooks-{run}", f"lakehub-data-{run}"
+    s3.create_bucket(Bucket=notebook_bucket)
+    s3.create_bucket(Bucket=data_bucket)
+    rows = [("region", "amount")] + [(r, i) for i, r in enumerate(["north", "south", "north", "east", "south", "north"])]
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    s3.put_object(Bucket=data_bucket, Key="pii/sales/2026.csv", Body=buf.getvalue().encode())
+    s3.put_object(Bucket=data_bucket, Key="other-tier/secret.csv", Body=b"a,b\n1,2\n")
+    creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
+    changed = H.open_interpreter_path() if os.geteuid() == 0 else []
+    before = H.unix_users_with_prefix()
+    yield {"s3": s3, "notebook_bucket": notebook_bucket, "data_bucket": data_bucket, "creds": creds,
+           "endpoint": moto_server.endpoint_url}
+    creds.stop()
+    H.remove_unix_users(H.unix_users_with_prefix() - before)
+    H.restore_modes(changed)
+
+
+@pytest.fixture(scope="module", params=["oidc", "ldap"])
+def tier(request, lake):
+    """One hub per sign-in mode, with its identity provider; users and their API tokens cached."""
+    mode = request.param
+    work = Path(tempfile.mkdtemp(prefix=f"lakehub-e2e-{mode}-"))
+    work.chmod(0o755)
+    port = H.free_port()
+    passwords = {u: "pw-" + secrets.token_urlsafe(12) for u in (*MEMBERS, OUTSIDER)}
+    groups = {TIER_GROUP: list(MEMBERS), OTHER_GROUP: [OUTSIDER]}
+    prefix = f"tiers/{mode}-e2e"
+    if mode == "oidc":
+        from lakehub.idp.oidc import start_oidc
+
+        idp = start_oidc(passwords, groups, redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"],
+                         workdir=work)
+        extra = {"LAKEHUB_AUTH_MODE": "oidc", "LAKEHUB_OIDC_ISSUER": idp.issuer,
+                 "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id, "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret}
+        sign_in = H.oidc_sign_in
+    else:
+        from lakehub.idp.ldap import start_ldap
+
+        idp = start_ldap(passwords, groups)
+        extra = {"LAKEHUB_AUTH_MODE": "ldap", "LAKEHUB_LDAP_URL": idp.url, "LAKEHUB_LDAP_CA_FILE": str(idp.ca_file),
+                 "LAKEHUB_LDAP_USER_SEARCH_BASE": idp.people_dn, "LAKEHUB_LDAP_BIND_DN": idp.bind_dn,
+                 "LAKEHUB_LDAP_BIND_PASSWORD": idp.bind_password, "LAKEHUB_LDAP_GROUP_SEARCH_BASE": idp.groups_dn}
+        sign_in = H.ldap_sign_in
+    extra.update(LAKEHUB_ALLOWED_GROUPS=TIER_GROUP, LAKEHUB_DATA_BUCKET=lake["data_bucket"],
+                 LAKEHUB_DATA_PREFIXES="pii/")
+    env = H.base_hub_env(f"{mode}-e2e", lake["notebook_bucket"], prefix, port, work, lake["endpoint"],
+                         lake["creds"].url, extra)
+    hub = None
+    try:
+        hub = H.start_hub(env, work)
+        hub.unix_users.update(H.unix_username_guess(u) for u in (*MEMBERS, OUTSIDER))
+        state = {"mode": mode, "hub": hub, "idp": idp, "passwords": passwords, "prefix": prefix, "sign_in": sign_in,
+                 "servers": {}, "env": env}
+
+        def server_for(user):
+            if user not in state["servers"]:
+                session, response = sign_in(hub.url, user, passwords[user])
+                assert response.status_code == 200, f"{user} sign-in: {response.status_code} {response.url}\n{hub.log()[-3000:]}"
+                token = H.api_token(session, hub.url, user)
+                try:
+                    H.wait_ready(hub.url, user, token)
+                except TimeoutError as exc:
+                    raise AssertionError(f"{exc}\n--- hub log ---\n{hub.log()[-6000:]}") from None
+                state["servers"][user] = H.UserServer(hub.url, user, token)
+            return state["servers"][user]
+
+        state["server_for"] = server_for
+        yield state
+    finally:
+        if hub:
+            hub.stop()
+            H.remove_unix_users(hub.unix_users & H.unix_users_with_prefix())
+        idp.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_tier_member_signs_in_and_gets_own_server_as_own_unix_user(tier):
+    alice = tier["server_for"]("alice")
+    out = alice.run("python3", "import os, json; print(json.dumps({'uid': os.getuid(), 'user': os.environ.get('USER'), "
+                               "'home': os.environ.get('HOME'), 'env': sorted(os.environ)}))")
+    info = json.loads(out.strip().splitlines()[-1])
+    env_names = set(info["env"])
+    if os.geteuid() == 0:
+        assert info["uid"] != 0, "a user server must never run as root"
+        assert info["user"] == H.unix_username_guess("alice")
+        assert oct(os.stat(info["home"]).st_mode & 0o777) == oct(0o700), "homes are private"
+    # The task role's credentials reach the user server; no secret of the hub does.
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in env_names
+    assert not env_names & {"LAKEHUB_OAUTH_CLIENT_SECRET", "LAKEHUB_LDAP_BIND_PASSWORD", "LAKEHUB_COOKIE_SECRET",
+                            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CONFIGPROXY_AUTH_TOKEN"}
+
+
+def test_saved_notebook_lands_under_tier_prefix_and_another_member_opens_it_from_shared(tier, lake):
+    alice, prefix = tier["server_for"]("alice"), tier["prefix"]
+    root = alice.api("GET", "contents/").json()
+    assert sorted(item["name"] for item in root["content"]) == ["alice", "shared"]
+    alice.save_notebook("alice/mine.ipynb", ["x = 1"])
+    alice.save_notebook("shared/report.ipynb", ["print('quarterly report')"])
+    keys = {o["Key"] for o in lake["s3"].list_objects_v2(Bucket=lake["notebook_bucket"], Prefix=prefix + "/")["Contents"]}
+    assert f"{prefix}/users/alice/mine.ipynb" in keys
+    assert f"{prefix}/shared/report.ipynb" in keys
+
+    bob = tier["server_for"]("bob")
+    assert sorted(item["name"] for item in bob.api("GET", "contents/").json()["content"]) == ["bob", "shared"]
+    shared = bob.api("GET", "contents/shared").json()
+    assert "report.ipynb" in [item["name"] for item in shared["content"]]
+    nb = bob.api("GET", "contents/shared/report.ipynb").json()
+    assert nb["type"] == "notebook"
+    assert nb["content"]["cells"][0]["source"] == "print('quarterly report')"
+    assert bob.api("GET", "contents/alice/mine.ipynb").status_code == 404  # not in bob's view
+    # bob edits the shared notebook; alice sees the change
+    bob.save_notebook("shared/report.ipynb", ["print('quarterly report, reviewed')"])
+    again = alice.api("GET", "contents/shared/report.ipynb").json()
+    assert "reviewed" in again["content"]["cells"][0]["source"]
+
+
+def test_member_of_other_group_is_refused_with_a_clear_message(tier):
+    hub = tier["hub"]
+    session, response = tier["sign_in"](hub.url, OUTSIDER, tier["passwords"][OUTSIDER])
+    assert response.status_code == 403
+    assert "not a member of a group allowed into the" in response.text
+    assert TIER_GROUP in response.text
+    # and a wrong password is not mistaken for a refusal
+    _, wrong = tier["sign_in"](hub.url, "alice", "not-the-password")
+    assert "not a member of a group" not in wrong.text
+
+
+def test_kernels_run_python_and_r_on_the_tier_data_lake(tier, lake):
+    alice = tier["server_for"]("alice")
+    py = alice.run("python3", "import pandas as pd, numpy as np, pyarrow, matplotlib, s3fs\n"
+                              "print(int(pd.DataFrame({'a': np.arange(4)})['a'].sum()))")
+    assert py.strip().splitlines()[-1] == "6"
+    r = alice.run("ir", "suppressPackageStartupMessages(library(dplyr)); cat(nrow(filter(mtcars, cyl == 4)))")
+    assert r.strip().endswith("11")
+    # The example notebooks (hub_images/notebooks) run as they are, reading the data lake with the
+    # container credentials: pandas via boto3 and s3fs, R via reticulate + boto3 with dplyr.
+    py_nb = json.loads((NOTEBOOKS / "python_data_lake.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in py_nb["cells"] if c["cell_type"] == "code")
+    out = alice.run("python3", code + "\nprint('ROWS', len(df), len(df2))")
+    assert "ROWS 6 6" in out
+    assert "pii/" in out and "other-tier" not in out
+    r_nb = json.loads((NOTEBOOKS / "r_data_lake.ipynb").read_text())
+    r_code = "\n".join("".join(c["source"]) for c in r_nb["cells"] if c["cell_type"] == "code")
+    r_out = alice.run("ir", r_code + "\ncat('NROW', nrow(df), 'GROUPS', nrow(summary_df), '\\n')", timeout=120)
+    assert "NROW 6 GROUPS 3" in r_out
+    assert lake["creds"].hits > 0, "credentials came from the container-credentials endpoint"
