@@ -113,6 +113,12 @@ TIER_ALLOWED_GROUPS = "AllowedGroups"
 TIER_HOST_NAME = "HostName"
 TIER_SERVER_MODE = "ServerMode"
 
+# -- self-service (Service Catalog products) -------------------------------------------------
+OWNER = "Owner"
+PRINCIPAL_ARNS = "PrincipalArns"
+# IAM path of roles made by self-service products: their launch roles may manage only these.
+IAM_PATH_SUB = "/" + "lakehub" + "/${" + PLATFORM_NAME + "}/"
+
 # -- templates ---------------------------------------------------------------------------
 MAIN_TEMPLATE = "main.template.yaml"
 MAIN_EXISTING_VPC_TEMPLATE = "main-existing-vpc.template.yaml"
@@ -127,6 +133,7 @@ HUB_INSTANCE_TEMPLATE = "hub-instance.template.yaml"
 # Tag keys
 TAG_PLATFORM = "lakehub:platform"
 TAG_TIER = "lakehub:tier"
+TAG_OWNER = "lakehub:owner"
 
 # The hub's port inside the task (the proxy's public port). TLS ends at the load balancer.
 HUB_PORT = 8000

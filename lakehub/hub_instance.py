@@ -1,0 +1,854 @@
+"""hub-instance.template.yaml: an on-demand JupyterHub on one EC2 instance (a Service Catalog product).
+
+A data scientist launches it for ad-hoc or very large work on any instance family (general,
+memory-heavy, GPU) and pays only while it runs:
+
+- the instance runs the platform's hub image (from the platform's ECR repository, found in
+  SSM) with docker, configured through the same environment contract as a tier's hub task
+  (tier.hub_environment(), docs/HUB_ENV.md), in `shared` server mode: users' servers are
+  processes on the instance;
+- its instance role reaches only one tier's data-lake prefixes and that tier's notebook
+  folder. The tier is chosen at launch from the tiers of the build-time settings, whose
+  prefixes, groups and access are baked into the template as a Mapping (no SSM look-up);
+- no inbound port by default: users open it through SSM Session Manager port forwarding (the
+  `PortForwardCommand` output); optionally a host rule on the platform's load balancer, with
+  the platform's hub-task security group (whose only source is the load balancer's group);
+- IMDSv2 only, encrypted gp3 root volume, an owner tag;
+- a CloudWatch alarm stops the instance when its CPU stays below IdleCpuPercent for
+  IdleMinutes, so an idle hub costs only its volume.
+"""
+
+from __future__ import annotations
+
+from awacs import ecr as awacs_ecr
+from awacs import kms as awacs_kms
+from awacs import logs as awacs_logs
+from awacs import secretsmanager as awacs_sm
+from awacs import ssm as awacs_ssm
+from awacs import ssmmessages as awacs_ssmmessages
+from awacs import s3 as awacs_s3
+from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
+from awacs.sts import AssumeRole
+from troposphere import Condition as Condition_
+from troposphere import (
+    And,
+    Base64,
+    Equals,
+    FindInMap,
+    GetAtt,
+    If,
+    Join,
+    Not,
+    Ref,
+    Sub,
+    cloudformation,
+    cloudwatch,
+    cognito,
+    ec2,
+    elasticloadbalancingv2 as elb,
+    iam,
+    route53,
+    secretsmanager,
+)
+from troposphere.policies import CreationPolicy, ResourceSignal
+
+from lakehub import names
+from lakehub import tier as tier_mod
+from lakehub.common import Builder, platform_tags
+from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, objects_arn
+from lakehub.settings import Settings
+
+# -- parameter names (this template only) --------------------------------------------------
+INSTANCE_TYPE = "InstanceType"
+VOLUME_SIZE = "VolumeSize"
+IDLE_CPU_PERCENT = "IdleCpuPercent"
+IDLE_MINUTES = "IdleMinutes"
+SUBNET_CHOICE = "SubnetChoice"
+ACCESS_MODE = "AccessMode"
+LOCAL_PORT = "LocalPort"
+AMI_ARM64 = "AmiArm64"
+AMI_X86 = "AmiX86"
+AMI_GPU_X86 = "AmiGpuX86"
+
+# -- output names -----------------------------------------------------------------------------
+INSTANCE_ID = "InstanceId"
+PORT_FORWARD_COMMAND = "PortForwardCommand"
+HUB_URL = "HubUrl"
+INSTANCE_ROLE_ARN = "InstanceRoleArn"
+
+ACCESS_SSM = "ssm"
+ACCESS_LOAD_BALANCER = "load-balancer"
+
+# Instance types offered at launch: family -> (architecture, kind). The hub image is built for
+# linux/arm64 (the pipeline's CodeBuild runs on ARM): x86 types need the image published for
+# linux/amd64 too; the instance reports that at launch (cfn-signal) instead of failing silently.
+INSTANCE_FAMILIES: dict[str, tuple[str, str]] = {
+    "t4g": ("arm64", "general"),
+    "m7g": ("arm64", "general"),
+    "m6i": ("x86_64", "general"),
+    "r7g": ("arm64", "memory"),
+    "r6i": ("x86_64", "memory"),
+    "g5": ("x86_64", "gpu"),
+    "g6": ("x86_64", "gpu"),
+}
+INSTANCE_TYPES: tuple[str, ...] = (
+    "t4g.medium", "t4g.large", "t4g.xlarge", "t4g.2xlarge",
+    "m7g.large", "m7g.xlarge", "m7g.2xlarge", "m7g.4xlarge", "m7g.8xlarge",
+    "m6i.large", "m6i.xlarge", "m6i.2xlarge", "m6i.4xlarge", "m6i.8xlarge",
+    "r7g.large", "r7g.xlarge", "r7g.2xlarge", "r7g.4xlarge", "r7g.8xlarge", "r7g.16xlarge",
+    "r6i.large", "r6i.xlarge", "r6i.2xlarge", "r6i.4xlarge", "r6i.8xlarge", "r6i.16xlarge",
+    "g5.xlarge", "g5.2xlarge", "g5.4xlarge", "g5.8xlarge",
+    "g6.xlarge", "g6.2xlarge", "g6.4xlarge", "g6.8xlarge",
+)
+DEFAULT_INSTANCE_TYPE = "t4g.large"
+
+# Root volume sizes (GiB); GPU types boot the Deep Learning Base AMI, which needs the larger ones.
+VOLUME_SIZES = ("32", "64", "128", "256", "512", "1024")
+GPU_VOLUME_SIZES = ("128", "256", "512", "1024")
+
+# Idle period -> 5-minute alarm periods (basic monitoring, free).
+ALARM_PERIOD_SECONDS = 300
+IDLE_MINUTES_CHOICES = ("15", "30", "45", "60", "90", "120", "180", "240")
+
+# Public AMI parameters (SSM) per architecture.
+AMI_PARAMETERS = {
+    AMI_ARM64: ("Amazon Linux 2023 (arm64)", "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"),
+    AMI_X86: ("Amazon Linux 2023 (x86_64)", "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"),
+    AMI_GPU_X86: (
+        "Deep Learning Base GPU AMI (x86_64)",
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id",
+    ),
+}
+
+# Platform values (SSM) this template reads: a subset of the tier's.
+HUB_SSM_PARAMS = (
+    names.VPC_ID,
+    names.VPC_CIDR,
+    names.PRIVATE_SUBNET_1_ID,
+    names.PRIVATE_SUBNET_2_ID,
+    names.NOTEBOOK_BUCKET_NAME,
+    names.DATA_BUCKET_NAME,
+    names.DATA_KMS_KEY_ARN,
+    names.IMAGE_REPOSITORY_URI,
+    names.LOG_GROUP_NAME,
+    names.AUTH_MODE,
+    names.USER_POOL_ID,
+    names.USER_POOL_DOMAIN_URL,
+    names.HTTPS_LISTENER_ARN,
+    names.LOAD_BALANCER_DNS_NAME,
+    names.LOAD_BALANCER_HOSTED_ZONE_ID,
+    names.TASK_SECURITY_GROUP_ID,
+    names.LISTENER_PRIORITY_FUNCTION_ARN,
+    names.DOMAIN_NAME,
+    names.HOSTED_ZONE_ID,
+)
+
+TIERS_MAP = "Tiers"
+IDLE_MAP = "IdlePeriods"
+TYPES_MAP = "InstanceTypes"
+CONTAINER_NAME = "lakehub-hub"
+ENV_FILE = "/etc/lakehub/hub.env"
+SIGNAL_TIMEOUT = "PT25M"
+
+
+def instance_arch(instance_type: str) -> tuple[str, str]:
+    return INSTANCE_FAMILIES[instance_type.split(".")[0]]
+
+
+def add_parameters(b: Builder, settings: Settings) -> None:
+    g = "On-demand hub"
+    b.param(
+        names.PLATFORM_NAME,
+        g,
+        "Platform name",
+        "Name of the lakehub platform this hub belongs to",
+        Default=settings.platform_name,
+        AllowedPattern=r"^[a-z][a-z0-9-]{1,19}$",
+        ConstraintDescription="2-20 lower-case letters, digits or hyphens, starting with a letter",
+    )
+    b.param(
+        names.TIER_NAME,
+        g,
+        "Tier",
+        "Data-access tier: the hub reaches only this tier's data-lake prefixes and notebook folder, and only its groups may sign in",
+        Default=settings.tiers[0].name,
+        AllowedValues=[t.name for t in settings.tiers],
+        ConstraintDescription="one of the platform's tiers: " + ", ".join(t.name for t in settings.tiers),
+    )
+    b.param(
+        names.OWNER,
+        g,
+        "Owner",
+        "Who this hub belongs to (user name or e-mail); tagged on every resource for cost allocation",
+        AllowedPattern=r"^[A-Za-z0-9][A-Za-z0-9._%+@-]{0,127}$",
+        ConstraintDescription="a user name or e-mail address: letters, digits and ._%+@-",
+    )
+    b.param(
+        INSTANCE_TYPE,
+        g,
+        "Instance type",
+        "General (t4g, m7g, m6i), memory-optimised (r7g, r6i) or GPU (g5, g6); billed only while running",
+        Default=DEFAULT_INSTANCE_TYPE,
+        AllowedValues=list(INSTANCE_TYPES),
+        ConstraintDescription="one of the listed instance types",
+    )
+    b.param(
+        VOLUME_SIZE,
+        g,
+        "Disk size (GiB)",
+        "Encrypted gp3 root volume; GPU types need at least 128 GiB. Kept (and billed) while the hub is stopped",
+        Default="64",
+        AllowedValues=list(VOLUME_SIZES),
+        ConstraintDescription="one of " + ", ".join(VOLUME_SIZES),
+    )
+    g = "Auto-stop"
+    b.param(
+        IDLE_CPU_PERCENT,
+        g,
+        "Idle CPU threshold (%)",
+        "The hub counts as idle while its average CPU stays below this percentage",
+        type="Number",
+        Default=5,
+        MinValue=1,
+        MaxValue=50,
+        ConstraintDescription="1 to 50",
+    )
+    b.param(
+        IDLE_MINUTES,
+        g,
+        "Idle minutes before stopping",
+        "Stop the instance after this many minutes below the idle CPU threshold; idle servers are culled after the same time",
+        Default="60",
+        AllowedValues=list(IDLE_MINUTES_CHOICES),
+        ConstraintDescription="one of " + ", ".join(IDLE_MINUTES_CHOICES),
+    )
+    g = "Access"
+    b.param(
+        ACCESS_MODE,
+        g,
+        "Access",
+        "ssm: no inbound port, open the hub through Session Manager port forwarding; load-balancer: also https://<host>.<domain> on the platform's load balancer",
+        Default=ACCESS_SSM,
+        AllowedValues=[ACCESS_SSM, ACCESS_LOAD_BALANCER],
+        ConstraintDescription="ssm or load-balancer",
+    )
+    b.param(
+        LOCAL_PORT,
+        g,
+        "Local port",
+        "ssm access: the port on your computer that forwards to the hub (http://localhost:<port>)",
+        type="Number",
+        Default=names.HUB_PORT,
+        MinValue=1024,
+        MaxValue=65535,
+        ConstraintDescription="1024 to 65535",
+    )
+    b.param(
+        names.TIER_HOST_NAME,
+        g,
+        "Host name",
+        "load-balancer access: host label, the hub answers at https://<host>.<domain>",
+        Default="",
+        AllowedPattern=r"^$|^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        ConstraintDescription="empty, or a DNS label: lower-case letters, digits and hyphens",
+    )
+    b.param(
+        tier_mod.LISTENER_PRIORITY,
+        g,
+        "Listener rule priority",
+        "load-balancer access: priority of the hub's rule on the HTTPS listener; 0 picks the lowest free one",
+        type="Number",
+        Default=0,
+        MinValue=0,
+        MaxValue=50000,
+        ConstraintDescription="0 to 50000",
+    )
+    g = "Placement and image"
+    b.param(
+        SUBNET_CHOICE,
+        g,
+        "Private subnet",
+        "Which of the platform's private subnets (availability zones) to launch in; try the other when a type has no capacity",
+        Default="1",
+        AllowedValues=["1", "2"],
+        ConstraintDescription="1 or 2",
+    )
+    b.param(
+        names.IMAGE_TAG,
+        g,
+        "Hub image tag",
+        "Tag of the hub image in the platform's repository",
+        Default="latest",
+        AllowedPattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+        ConstraintDescription="a Docker image tag",
+    )
+    for name, (label, path) in AMI_PARAMETERS.items():
+        b.param(
+            name,
+            g,
+            f"{label} image",
+            f"Public SSM parameter of the {label} machine image (keep the default)",
+            type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+            Default=path,
+        )
+    # Sign-in settings for the oidc and ldap modes: the same parameters as a tier.
+    tier_template = tier_mod.build_tier(settings)
+    group = "Sign-in (oidc and ldap modes only)"
+    for name in tier_mod.SIGN_IN_PARAMS:
+        p = tier_template.parameters[name]
+        props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
+        b.param(name, group, tier_template.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"][name]["default"], p.properties["Description"], **props)
+    for name in HUB_SSM_PARAMS:
+        label = tier_mod.TIER_SSM_PARAMS[name]
+        b.param(
+            name,
+            tier_mod.PLATFORM_GROUP,
+            label,
+            f"SSM parameter holding the platform's {label.lower()}",
+            type="AWS::SSM::Parameter::Value<String>",
+            Default=names.ssm_name(settings.platform_name, name),
+        )
+
+
+def add_mappings(b: Builder, settings: Settings) -> None:
+    b.t.add_mapping(
+        TIERS_MAP,
+        {
+            t.name: {
+                "DataPrefixes": ",".join(t.data_prefixes),
+                "AllowedGroups": ",".join(t.allowed_groups),
+                "DataAccess": t.data_access,
+            }
+            for t in settings.tiers
+        },
+    )
+    b.t.add_mapping(
+        IDLE_MAP,
+        {m: {"EvaluationPeriods": int(m) * 60 // ALARM_PERIOD_SECONDS, "Seconds": int(m) * 60} for m in IDLE_MINUTES_CHOICES},
+    )
+    b.t.add_mapping(
+        TYPES_MAP,
+        {t: {"Architecture": instance_arch(t)[0], "Kind": instance_arch(t)[1]} for t in INSTANCE_TYPES},
+    )
+
+
+def tier_condition(tier: str) -> str:
+    return f"Is{tier.capitalize()}Tier"
+
+
+def by_tier(settings: Settings, value):
+    """value(tier) for the tier chosen at launch: nested Fn::If over the build-time tiers."""
+    tiers = list(settings.tiers)
+    result = value(tiers[-1])
+    for t in reversed(tiers[:-1]):
+        result = If(tier_condition(t.name), value(t), result)
+    return result
+
+
+def data_object_arns(tier, bucket) -> list:
+    return [Sub("arn:${AWS::Partition}:s3:::${B}/" + p + "*", B=bucket) for p in tier.data_prefixes]
+
+
+def tier_value(key: str) -> FindInMap:
+    return FindInMap(TIERS_MAP, Ref(names.TIER_NAME), key)
+
+
+def add_conditions(b: Builder, settings: Settings) -> None:
+    t = b.t
+    for tier in settings.tiers[:-1]:
+        t.add_condition(tier_condition(tier.name), Equals(Ref(names.TIER_NAME), tier.name))
+    t.add_condition("IsArm", Equals(FindInMap(TYPES_MAP, Ref(INSTANCE_TYPE), "Architecture"), "arm64"))
+    t.add_condition("IsGpu", Equals(FindInMap(TYPES_MAP, Ref(INSTANCE_TYPE), "Kind"), "gpu"))
+    t.add_condition("IsReadWrite", Equals(tier_value("DataAccess"), "read-write"))
+    t.add_condition("HasKmsKey", Not(Equals(Ref(names.DATA_KMS_KEY_ARN), "none")))
+    t.add_condition("UseCognito", Equals(Ref(names.AUTH_MODE), "cognito"))
+    t.add_condition("UseOidc", Equals(Ref(names.AUTH_MODE), "oidc"))
+    t.add_condition("UseLdap", Equals(Ref(names.AUTH_MODE), "ldap"))
+    t.add_condition("UseLoadBalancer", Equals(Ref(ACCESS_MODE), ACCESS_LOAD_BALANCER))
+    t.add_condition("PriorityIsAuto", Equals(Ref(tier_mod.LISTENER_PRIORITY), 0))
+    t.add_condition("AutoPriority", And(Condition_("UseLoadBalancer"), Condition_("PriorityIsAuto")))
+    t.add_condition("InSubnet1", Equals(Ref(SUBNET_CHOICE), "1"))
+
+
+def add_rules(b: Builder) -> None:
+    gpu_types = [t for t in INSTANCE_TYPES if instance_arch(t)[1] == "gpu"]
+    b.t.add_rule(
+        "GpuNeedsLargerDisk",
+        {
+            "RuleCondition": {"Fn::Contains": [gpu_types, {"Ref": INSTANCE_TYPE}]},
+            "Assertions": [
+                {
+                    "Assert": {"Fn::Contains": [list(GPU_VOLUME_SIZES), {"Ref": VOLUME_SIZE}]},
+                    "AssertDescription": "GPU instance types boot the Deep Learning Base AMI: choose a disk of at least 128 GiB",
+                }
+            ],
+        },
+    )
+    b.t.add_rule(
+        "LoadBalancerNeedsHostName",
+        {
+            "RuleCondition": {"Fn::Equals": [{"Ref": ACCESS_MODE}, ACCESS_LOAD_BALANCER]},
+            "Assertions": [
+                {
+                    "Assert": {"Fn::Not": [{"Fn::Equals": [{"Ref": names.TIER_HOST_NAME}, ""]}]},
+                    "AssertDescription": "load-balancer access needs a HostName (the hub answers at https://<host>.<domain>)",
+                }
+            ],
+        },
+    )
+
+
+def ec2_trust() -> PolicyDocument:
+    return PolicyDocument(
+        Version="2012-10-17",
+        Statement=[Statement(Effect=Allow, Principal=Principal("Service", "ec2.amazonaws.com"), Action=[AssumeRole])],
+    )
+
+
+def role_path() -> Sub:
+    """IAM path of the roles this product makes: the launch role may manage only these."""
+    return Sub(names.IAM_PATH_SUB)
+
+
+def add_instance_role(b: Builder, settings: Settings, secrets: list) -> iam.Role:
+    """The instance role: one tier's data-lake prefixes and notebook folder (as the tier role),
+    the hub image, the platform log group, this hub's secrets, and Session Manager."""
+    data_bucket = Ref(names.DATA_BUCKET_NAME)
+    notebook_bucket = Ref(names.NOTEBOOK_BUCKET_NAME)
+    # The tiers' prefixes are build-time settings: each statement's values are literal lists,
+    # chosen by tier with conditions (IAM needs one ARN per prefix; CloudFormation has no loop).
+    data = [
+        Statement(
+            Sid="DataList",
+            Effect=Allow,
+            Action=[awacs_s3.ListBucket],
+            Resource=[bucket_arn(data_bucket)],
+            Condition=Condition(StringLike("s3:prefix", by_tier(settings, lambda t: [v for p in t.data_prefixes for v in (p, p + "*")]))),
+        ),
+        Statement(Sid="DataRead", Effect=Allow, Action=S3_READ, Resource=by_tier(settings, lambda t: data_object_arns(t, data_bucket))),
+    ]
+    data_write = by_tier(settings, lambda t: data_object_arns(t, data_bucket))
+    # The tier's notebook folder, as the tier role has it.
+    notebook_prefix = Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/")
+    notebooks = [
+        Statement(
+            Sid="NotebooksList",
+            Effect=Allow,
+            Action=[awacs_s3.ListBucket],
+            Resource=[bucket_arn(notebook_bucket)],
+            Condition=Condition(StringLike("s3:prefix", [notebook_prefix, Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/*")])),
+        ),
+        Statement(Sid="NotebooksObjects", Effect=Allow, Action=S3_READ + S3_WRITE, Resource=[objects_arn(notebook_bucket, notebook_prefix)]),
+    ]
+    repo_arn = Sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${PlatformName}/hub")
+    statements = [
+        *data,
+        *notebooks,
+        Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
+        Statement(
+            Sid="PullHubImage",
+            Effect=Allow,
+            Action=[awacs_ecr.BatchCheckLayerAvailability, awacs_ecr.BatchGetImage, awacs_ecr.GetDownloadUrlForLayer],
+            Resource=[repo_arn],
+        ),
+        Statement(
+            Sid="WriteHubLogs",
+            Effect=Allow,
+            Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
+            Resource=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${LogGroupName}:*")],
+        ),
+        Statement(Sid="ReadHubSecrets", Effect=Allow, Action=[awacs_sm.GetSecretValue], Resource=secrets),
+        # Session Manager (the documented minimum for sessions and port forwarding; the
+        # managed AmazonSSMManagedInstanceCore policy grants much more).
+        Statement(
+            Sid="SessionManager",
+            Effect=Allow,
+            Action=[
+                awacs_ssm.UpdateInstanceInformation,
+                awacs_ssmmessages.CreateControlChannel,
+                awacs_ssmmessages.CreateDataChannel,
+                awacs_ssmmessages.OpenControlChannel,
+                awacs_ssmmessages.OpenDataChannel,
+            ],
+            Resource=["*"],
+        ),
+    ]
+    policies = [
+        iam.Policy(PolicyName="hub-instance", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements)),
+        If(
+            "IsReadWrite",
+            iam.Policy(
+                PolicyName="tier-data-write",
+                PolicyDocument=PolicyDocument(
+                    Version="2012-10-17",
+                    Statement=[Statement(Sid="DataWrite", Effect=Allow, Action=S3_WRITE, Resource=data_write)],
+                ),
+            ),
+            Ref("AWS::NoValue"),
+        ),
+        If(
+            "HasKmsKey",
+            iam.Policy(
+                PolicyName="tier-data-key",
+                PolicyDocument=PolicyDocument(
+                    Version="2012-10-17",
+                    Statement=[
+                        Statement(
+                            Sid="UseDataLakeKey",
+                            Effect=Allow,
+                            Action=[awacs_kms.Decrypt, awacs_kms.DescribeKey, awacs_kms.GenerateDataKey],
+                            Resource=[Ref(names.DATA_KMS_KEY_ARN)],
+                            Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
+                        )
+                    ],
+                ),
+            ),
+            Ref("AWS::NoValue"),
+        ),
+    ]
+    return b.add(
+        iam.Role(
+            "InstanceRole",
+            Path=role_path(),
+            Description=Sub("lakehub on-demand hub (tier ${TierName}, owner ${Owner}): the tier's data-lake prefixes and notebook folder only"),
+            AssumeRolePolicyDocument=ec2_trust(),
+            MaxSessionDuration=3600,
+            Policies=policies,
+            Tags=hub_tags(),
+        )
+    )
+
+
+def hub_tags(*extra):
+    return platform_tags((names.TAG_TIER, Ref(names.TIER_NAME)), (names.TAG_OWNER, Ref(names.OWNER)), *extra)
+
+
+def add_secrets(b: Builder):
+    cookie = b.add(
+        secretsmanager.Secret(
+            "CookieSecret",
+            Name=Sub("${PlatformName}/hubs/${AWS::StackName}/cookie-secret"),
+            Description="lakehub on-demand hub cookie secret (signs users' sessions)",
+            GenerateSecretString=secretsmanager.GenerateSecretString(PasswordLength=64, ExcludePunctuation=True),
+            Tags=hub_tags(),
+        )
+    )
+    callbacks = [
+        Sub("http://localhost:${LocalPort}/hub/oauth_callback"),
+        If("UseLoadBalancer", Sub("https://${HostName}.${DomainName}/hub/oauth_callback"), Ref("AWS::NoValue")),
+    ]
+    client = b.add(
+        cognito.UserPoolClient(
+            "UserPoolClient",
+            Condition="UseCognito",
+            UserPoolId=Ref(names.USER_POOL_ID),
+            ClientName=Sub("${PlatformName}-${TierName}-hub-${Owner}"),
+            GenerateSecret=True,
+            AllowedOAuthFlowsUserPoolClient=True,
+            AllowedOAuthFlows=["code"],
+            AllowedOAuthScopes=["openid", "email", "profile"],
+            # Cognito accepts plain http only for localhost: the Session Manager tunnel.
+            CallbackURLs=callbacks,
+            LogoutURLs=[Sub("http://localhost:${LocalPort}/hub/login"), If("UseLoadBalancer", Sub("https://${HostName}.${DomainName}/hub/login"), Ref("AWS::NoValue"))],
+            SupportedIdentityProviders=["COGNITO"],
+            PreventUserExistenceErrors="ENABLED",
+            EnableTokenRevocation=True,
+            AccessTokenValidity=1,
+            IdTokenValidity=1,
+            RefreshTokenValidity=1,
+            TokenValidityUnits=cognito.TokenValidityUnits(AccessToken="hours", IdToken="hours", RefreshToken="days"),
+        )
+    )
+    client_secret = b.add(
+        secretsmanager.Secret(
+            "CognitoClientSecret",
+            Condition="UseCognito",
+            Name=Sub("${PlatformName}/hubs/${AWS::StackName}/cognito-client-secret"),
+            Description="lakehub on-demand hub: its Cognito app client secret",
+            SecretString=GetAtt(client, "ClientSecret"),
+            Tags=hub_tags(),
+        )
+    )
+    return cookie, client, client_secret
+
+
+def add_security_group(b: Builder) -> ec2.SecurityGroup:
+    """No inbound rule at all: Session Manager needs none. Outbound HTTPS (AWS APIs, ECR, the
+    identity provider, package indexes), LDAPS, and DNS inside the VPC."""
+    return b.add(
+        ec2.SecurityGroup(
+            "InstanceSecurityGroup",
+            GroupDescription="lakehub on-demand hub: no inbound port (Session Manager)",
+            VpcId=Ref(names.VPC_ID),
+            SecurityGroupEgress=[
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS: AWS APIs, image pulls, identity provider, package indexes"),
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS (ldap sign-in mode)"),
+                ec2.SecurityGroupRule(IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"),
+                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS over TCP (VPC resolver)"),
+            ],
+            Tags=hub_tags(("Name", Sub("${PlatformName}-${TierName}-hub-${Owner}"))),
+        )
+    )
+
+
+def hub_env() -> dict:
+    """The hub's environment: the same names and meaning as a tier's hub task
+    (tier.hub_environment(), docs/HUB_ENV.md), in shared mode. Secrets are added at boot."""
+    return {
+        "LAKEHUB_TIER": Ref(names.TIER_NAME),
+        "LAKEHUB_AUTH_MODE": Ref(names.AUTH_MODE),
+        "LAKEHUB_ALLOWED_GROUPS": tier_value("AllowedGroups"),
+        "LAKEHUB_NOTEBOOK_BUCKET": Ref(names.NOTEBOOK_BUCKET_NAME),
+        "LAKEHUB_NOTEBOOK_PREFIX": Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}"),
+        "LAKEHUB_PUBLIC_URL": hub_url(),
+        "LAKEHUB_DATA_BUCKET": Ref(names.DATA_BUCKET_NAME),
+        "LAKEHUB_DATA_PREFIXES": tier_value("DataPrefixes"),
+        "LAKEHUB_HUB_IP": If("UseLoadBalancer", "0.0.0.0", "127.0.0.1"),
+        "LAKEHUB_HUB_PORT": str(names.HUB_PORT),
+        "LAKEHUB_IDLE_TIMEOUT": FindInMap(IDLE_MAP, Ref(IDLE_MINUTES), "Seconds"),
+        "LAKEHUB_SERVER_MODE": "shared",
+        "AWS_REGION": Ref("AWS::Region"),
+        "LAKEHUB_COGNITO_DOMAIN": Ref(names.USER_POOL_DOMAIN_URL),
+        "LAKEHUB_OAUTH_CLIENT_ID": If("UseCognito", Ref("UserPoolClient"), Ref(tier_mod.OAUTH_CLIENT_ID)),
+        "LAKEHUB_OIDC_ISSUER": If(
+            "UseCognito",
+            Sub("https://cognito-idp.${AWS::Region}.amazonaws.com/${UserPoolId}"),
+            Ref(tier_mod.OIDC_ISSUER),
+        ),
+        "LAKEHUB_LDAP_URL": Ref(tier_mod.LDAP_URL),
+        "LAKEHUB_LDAP_BIND_DN": Ref(tier_mod.LDAP_BIND_DN),
+        "LAKEHUB_LDAP_USER_SEARCH_BASE": Ref(tier_mod.LDAP_USER_SEARCH_BASE),
+        "LAKEHUB_LDAP_GROUP_SEARCH_BASE": Ref(tier_mod.LDAP_GROUP_SEARCH_BASE),
+    }
+
+
+USER_DATA = r"""#!/bin/bash
+# lakehub on-demand hub: run the platform's hub image with the tier's configuration.
+# Log: /var/log/lakehub-hub.log. The launch fails (cfn-signal) with the reason if the hub
+# does not come up.
+set -uo pipefail
+exec >>/var/log/lakehub-hub.log 2>&1
+REGION='${AWS::Region}'
+signal() {
+  /opt/aws/bin/cfn-signal --exit-code "$1" --reason "$2" --stack '${AWS::StackName}' --resource Instance --region "$REGION" || true
+}
+fail() { echo "lakehub: $1"; signal 1 "$1"; exit 1; }
+
+dnf install -y -q docker aws-cfn-bootstrap || fail "cannot install docker (no route to the package repositories?)"
+systemctl enable --now docker || fail "cannot start docker"
+
+IMAGE='${ImageRepositoryUri}:${ImageTag}'
+REGISTRY="$(echo "$IMAGE" | cut -d/ -f1)"
+aws ecr get-login-password --region "$REGION" | docker login --username AWS --password-stdin "$REGISTRY" \
+  || fail "cannot sign in to $REGISTRY (instance role, or no route to ECR)"
+docker pull -q "$IMAGE" \
+  || fail "cannot pull $IMAGE for $(uname -m): it must exist for this architecture (x86 types need a linux/amd64 image)"
+
+secret() { aws secretsmanager get-secret-value --region "$REGION" --secret-id "$1" --query SecretString --output text; }
+umask 077
+mkdir -p /etc/lakehub
+cat > ${EnvFile} <<'LAKEHUB_ENV'
+${Environment}
+LAKEHUB_ENV
+value="$(secret '${CookieSecret}')" || fail "cannot read the cookie secret"
+echo "LAKEHUB_COOKIE_SECRET=$value" >> ${EnvFile}
+OAUTH_SECRET='${OAuthSecretId}'
+if [ -n "$OAUTH_SECRET" ]; then
+  value="$(secret "$OAUTH_SECRET")" || fail "cannot read the OAuth client secret $OAUTH_SECRET"
+  echo "LAKEHUB_OAUTH_CLIENT_SECRET=$value" >> ${EnvFile}
+fi
+LDAP_SECRET='${LdapSecretId}'
+if [ -n "$LDAP_SECRET" ]; then
+  value="$(secret "$LDAP_SECRET")" || fail "cannot read the LDAP bind password $LDAP_SECRET"
+  echo "LAKEHUB_LDAP_BIND_PASSWORD=$value" >> ${EnvFile}
+fi
+unset value
+
+docker rm -f ${Container} >/dev/null 2>&1 || true
+# Host networking: the hub binds LAKEHUB_HUB_IP only, and the instance role reaches the
+# container through IMDSv2 with a hop limit of 1. The container survives stop and start.
+docker run -d --name ${Container} --restart unless-stopped --network host ${GpuFlag} \
+  --env-file ${EnvFile} \
+  --log-driver awslogs --log-opt awslogs-region="$REGION" --log-opt awslogs-group='${LogGroupName}' \
+  --log-opt awslogs-stream='hubs/${TierName}/${AWS::StackName}' \
+  "$IMAGE" || fail "cannot start the hub container"
+
+for attempt in $(seq 1 60); do
+  if curl -fsS -o /dev/null http://127.0.0.1:${HubPort}${HealthPath}; then
+    signal 0 "hub is up"
+    exit 0
+  fi
+  sleep 5
+done
+fail "the hub did not answer ${HealthPath} within 5 minutes; see log group ${LogGroupName}, stream hubs/${TierName}/${AWS::StackName}"
+"""
+
+
+def user_data(cookie, client_secret) -> Base64:
+    env_lines = []
+    variables: dict = {}
+    for i, (key, value) in enumerate(hub_env().items()):
+        var = f"Env{i}"
+        env_lines.append(f"{key}=${{{var}}}")
+        variables[var] = value
+    text = USER_DATA.replace("${Environment}", "\n".join(env_lines))
+    variables.update(
+        {
+            "EnvFile": ENV_FILE,
+            "Container": CONTAINER_NAME,
+            "HubPort": str(names.HUB_PORT),
+            "HealthPath": names.HUB_HEALTH_PATH,
+            "CookieSecret": Ref(cookie),
+            "OAuthSecretId": If("UseCognito", Ref(client_secret), If("UseOidc", Ref(tier_mod.OAUTH_CLIENT_SECRET_ARN), "")),
+            "LdapSecretId": If("UseLdap", Ref(tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN), ""),
+            "GpuFlag": If("IsGpu", "--gpus all", ""),
+        }
+    )
+    return Base64(Sub(text, **variables))
+
+
+def secret_name_arn(param: str) -> Sub:
+    return tier_mod.secret_name_arn(param)
+
+
+def add_instance(b: Builder, profile, sg, cookie, client_secret) -> ec2.Instance:
+    image = If("IsGpu", Ref(AMI_GPU_X86), If("IsArm", Ref(AMI_ARM64), Ref(AMI_X86)))
+    return b.add(
+        ec2.Instance(
+            "Instance",
+            ImageId=image,
+            InstanceType=Ref(INSTANCE_TYPE),
+            IamInstanceProfile=Ref(profile),
+            SubnetId=If("InSubnet1", Ref(names.PRIVATE_SUBNET_1_ID), Ref(names.PRIVATE_SUBNET_2_ID)),
+            SecurityGroupIds=[Ref(sg), If("UseLoadBalancer", Ref(names.TASK_SECURITY_GROUP_ID), Ref("AWS::NoValue"))],
+            BlockDeviceMappings=[
+                ec2.BlockDeviceMapping(
+                    DeviceName="/dev/xvda",
+                    Ebs=ec2.EbsBlockDevice(VolumeType="gp3", VolumeSize=Ref(VOLUME_SIZE), Encrypted=True, DeleteOnTermination=True),
+                )
+            ],
+            MetadataOptions=ec2.MetadataOptions(HttpTokens="required", HttpEndpoint="enabled", HttpPutResponseHopLimit=1),
+            Monitoring=False,
+            PropagateTagsToVolumeOnCreation=True,
+            UserData=user_data(cookie, client_secret),
+            Tags=hub_tags(("Name", Sub("lakehub ${TierName} hub (${Owner})"))),
+            CreationPolicy=CreationPolicy(ResourceSignal=ResourceSignal(Count=1, Timeout=SIGNAL_TIMEOUT)),
+        )
+    )
+
+
+def add_idle_alarm(b: Builder, instance) -> cloudwatch.Alarm:
+    return b.add(
+        cloudwatch.Alarm(
+            "IdleStopAlarm",
+            AlarmDescription=Sub("Stops the lakehub on-demand hub ${Instance} (owner ${Owner}) when its CPU stays below ${IdleCpuPercent}% for ${IdleMinutes} minutes"),
+            Namespace="AWS/EC2",
+            MetricName="CPUUtilization",
+            Dimensions=[cloudwatch.MetricDimension(Name="InstanceId", Value=Ref(instance))],
+            Statistic="Average",
+            Period=ALARM_PERIOD_SECONDS,
+            EvaluationPeriods=FindInMap(IDLE_MAP, Ref(IDLE_MINUTES), "EvaluationPeriods"),
+            DatapointsToAlarm=FindInMap(IDLE_MAP, Ref(IDLE_MINUTES), "EvaluationPeriods"),
+            Threshold=Ref(IDLE_CPU_PERCENT),
+            ComparisonOperator="LessThanThreshold",
+            # A stopped instance sends nothing: that is not "busy", and must not re-alarm.
+            TreatMissingData="notBreaching",
+            AlarmActions=[Sub("arn:${AWS::Partition}:automate:${AWS::Region}:ec2:stop")],
+        )
+    )
+
+
+def add_load_balancer_access(b: Builder, instance) -> None:
+    """Optional: https://<host>.<domain> on the platform's load balancer. The instance joins the
+    platform's hub-task security group, whose only inbound source is the load balancer's group."""
+    tg = b.add(
+        elb.TargetGroup(
+            "TargetGroup",
+            Condition="UseLoadBalancer",
+            TargetType="instance",
+            Protocol="HTTP",
+            Port=names.HUB_PORT,
+            VpcId=Ref(names.VPC_ID),
+            Targets=[elb.TargetDescription(Id=Ref(instance), Port=names.HUB_PORT)],
+            HealthCheckPath=names.HUB_HEALTH_PATH,
+            HealthCheckIntervalSeconds=15,
+            HealthyThresholdCount=2,
+            UnhealthyThresholdCount=3,
+            Matcher=elb.Matcher(HttpCode="200"),
+            TargetGroupAttributes=[elb.TargetGroupAttribute(Key="deregistration_delay.timeout_seconds", Value="30")],
+            Tags=hub_tags(),
+        )
+    )
+    priority = b.add(
+        cloudformation.CustomResource(
+            "ListenerRulePriority",
+            Condition="AutoPriority",
+            ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
+            ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
+        )
+    )
+    priority.resource_type = "Custom::ListenerPriority"
+    b.add(
+        elb.ListenerRule(
+            "ListenerRule",
+            Condition="UseLoadBalancer",
+            ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
+            Priority=If("PriorityIsAuto", GetAtt(priority, "Priority"), Ref(tier_mod.LISTENER_PRIORITY)),
+            Conditions=[elb.Condition(Field="host-header", HostHeaderConfig=elb.HostHeaderConfig(Values=[Sub("${HostName}.${DomainName}")]))],
+            Actions=[elb.ListenerRuleAction(Type="forward", TargetGroupArn=Ref(tg))],
+        )
+    )
+    b.add(
+        route53.RecordSetType(
+            "DnsRecord",
+            Condition="UseLoadBalancer",
+            HostedZoneId=Ref(names.HOSTED_ZONE_ID),
+            Name=Sub("${HostName}.${DomainName}"),
+            Type="A",
+            AliasTarget=route53.AliasTarget(DNSName=Ref(names.LOAD_BALANCER_DNS_NAME), HostedZoneId=Ref(names.LOAD_BALANCER_HOSTED_ZONE_ID)),
+        )
+    )
+
+
+def port_forward_command() -> Sub:
+    return Sub(
+        "aws ssm start-session --region ${AWS::Region} --target ${Instance}"
+        " --document-name AWS-StartPortForwardingSession"
+        " --parameters '{\"portNumber\":[\"" + str(names.HUB_PORT) + "\"],\"localPortNumber\":[\"${LocalPort}\"]}'"
+    )
+
+
+def build_hub_instance(settings: Settings):
+    b = Builder("lakehub on-demand hub: JupyterHub on one EC2 instance with one tier's data access; stops itself when idle")
+    add_parameters(b, settings)
+    add_mappings(b, settings)
+    add_conditions(b, settings)
+    add_rules(b)
+
+    cookie, client, client_secret = add_secrets(b)
+    secrets = [
+        Ref(cookie),
+        If("UseCognito", Ref(client_secret), Ref("AWS::NoValue")),
+        If("UseOidc", secret_name_arn(tier_mod.OAUTH_CLIENT_SECRET_ARN), Ref("AWS::NoValue")),
+        If("UseLdap", secret_name_arn(tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN), Ref("AWS::NoValue")),
+    ]
+    role = add_instance_role(b, settings, secrets)
+    profile = b.add(iam.InstanceProfile("InstanceProfile", Path=role_path(), Roles=[Ref(role)]))
+    sg = add_security_group(b)
+    instance = add_instance(b, profile, sg, cookie, client_secret)
+    add_idle_alarm(b, instance)
+    add_load_balancer_access(b, instance)
+
+    b.output(INSTANCE_ID, Ref(instance), "EC2 instance of the hub (start it again with aws ec2 start-instances)")
+    b.output(PORT_FORWARD_COMMAND, port_forward_command(), "Run this, then open HubUrl in your browser (needs the Session Manager plugin)")
+    b.output(HUB_URL, hub_url(), "Where the hub answers (through the port forward, or the load balancer)")
+    b.output("StopCommand", Sub("aws ec2 stop-instances --region ${AWS::Region} --instance-ids ${Instance}"), "Stop the hub now (it also stops itself when idle); only the volume is billed while stopped")
+    b.output("StartCommand", Sub("aws ec2 start-instances --region ${AWS::Region} --instance-ids ${Instance}"), "Start a stopped hub again")
+    b.output(INSTANCE_ROLE_ARN, GetAtt(role, "Arn"), "IAM role of the hub (the tier's data-lake prefixes and notebook folder only)")
+    b.output("NotebookPrefix", Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"), "Where the hub's notebooks are stored (the tier's folder)")
+    b.output("IdleStopAlarmName", Ref("IdleStopAlarm"), "CloudWatch alarm that stops the hub when idle")
+    return b.finish()
+
+
+def hub_url():
+    return If("UseLoadBalancer", Sub("https://${HostName}.${DomainName}"), Sub("http://localhost:${LocalPort}"))
