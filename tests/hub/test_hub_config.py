@@ -1,0 +1,258 @@
+"""hub_images/jupyterhub_config.py loaded the way JupyterHub loads it, with sample environments.
+
+Each load runs in a subprocess (tests/hub/load_hub_config.py, JupyterHub's own load_config_file),
+so environments do not leak between cases. Missing or wrong settings are checked through the real
+`jupyterhub -f` command: one line on stderr, exit 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "hub_images" / "jupyterhub_config.py"
+LOADER = Path(__file__).with_name("load_hub_config.py")
+
+CONTAINER_CREDENTIAL_VARS = {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"}
+
+
+def base_env(tmp_path: Path, **extra) -> dict:
+    env = {
+        "PATH": os.environ["PATH"],
+        "LAKEHUB_TIER": "pii",
+        "LAKEHUB_ALLOWED_GROUPS": "pii-analysts, pii-engineers",
+        "LAKEHUB_NOTEBOOK_BUCKET": "acme-lakehub-notebooks",
+        "LAKEHUB_NOTEBOOK_PREFIX": "tiers/pii/",
+        "LAKEHUB_PUBLIC_URL": "https://pii.example.com/",
+        "LAKEHUB_STATE_DIR": str(tmp_path / "state"),
+        "LAKEHUB_IDLE_TIMEOUT": "1800",
+        "AWS_REGION": "eu-west-1",
+        "LAKEHUB_CONFIG_D": str(tmp_path / "no-hooks"),
+    }
+    env.update(extra)
+    return env
+
+
+COGNITO = {
+    "LAKEHUB_AUTH_MODE": "cognito",
+    "LAKEHUB_COGNITO_DOMAIN": "https://acme-lakehub.auth.eu-west-1.amazoncognito.com",
+    "LAKEHUB_OAUTH_CLIENT_ID": "cognito-client-id",
+    "LAKEHUB_OAUTH_CLIENT_SECRET": "sample-not-a-secret",
+}
+OIDC = {
+    "LAKEHUB_AUTH_MODE": "oidc",
+    "LAKEHUB_OIDC_ISSUER": "https://login.example.com/realms/acme",
+    "LAKEHUB_OIDC_AUTHORIZE_URL": "https://login.example.com/realms/acme/auth",
+    "LAKEHUB_OIDC_TOKEN_URL": "https://login.example.com/realms/acme/token",
+    "LAKEHUB_OIDC_USERINFO_URL": "https://login.example.com/realms/acme/userinfo",
+    "LAKEHUB_OAUTH_CLIENT_ID": "oidc-client-id",
+    "LAKEHUB_OAUTH_CLIENT_SECRET": "sample-not-a-secret",
+    "LAKEHUB_OIDC_GROUPS_CLAIM": "roles",
+}
+LDAP = {
+    "LAKEHUB_AUTH_MODE": "ldap",
+    "LAKEHUB_LDAP_URL": "ldaps://ldap.example.com:636",
+    "LAKEHUB_LDAP_USER_SEARCH_BASE": "ou=people,dc=example,dc=com",
+    "LAKEHUB_LDAP_BIND_DN": "cn=jupyterhub,ou=services,dc=example,dc=com",
+    "LAKEHUB_LDAP_BIND_PASSWORD": "sample-not-a-secret",
+    "LAKEHUB_LDAP_GROUP_SEARCH_BASE": "ou=groups,dc=example,dc=com",
+}
+
+
+def without_urls(mode: dict) -> dict:
+    return {k: v for k, v in mode.items() if not k.endswith("_URL")}
+
+
+def load(env: dict, sample_auth_state: dict | None = None) -> dict:
+    env = dict(env, SAMPLE_AUTH_STATE=json.dumps(sample_auth_state or {}))
+    result = subprocess.run([sys.executable, str(LOADER), str(CONFIG)], env=env, capture_output=True,
+                            text=True, timeout=120, cwd=str(ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = [x for x in result.stdout.splitlines() if x.startswith("LAKEHUB-CONFIG ")][-1]
+    return json.loads(line.split(" ", 1)[1])
+
+
+def run_jupyterhub(env: dict) -> subprocess.CompletedProcess:
+    """The real command: `jupyterhub -f hub_images/jupyterhub_config.py`."""
+    return subprocess.run([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=str(ROOT))
+
+
+def assert_common(cfg: dict):
+    # kept env variables: the task role's credentials must reach user servers
+    assert CONTAINER_CREDENTIAL_VARS <= set(cfg["env_keep"])
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "LAKEHUB_OAUTH_CLIENT_SECRET",
+                "LAKEHUB_LDAP_BIND_PASSWORD", "LAKEHUB_COOKIE_SECRET"} & set(cfg["env_keep"])
+    assert not any("SECRET" in k or "PASSWORD" in k for k in cfg["spawner_environment"])
+    # the culler, as a hub service with the timeout from the environment, and its role
+    (culler,) = [s for s in cfg["services"] if s["name"] == "idle-culler"]
+    assert culler["command"][1:3] == ["-m", "jupyterhub_idle_culler"]
+    assert "--timeout=1800" in culler["command"]
+    (role,) = [r for r in cfg["roles"] if r["name"] == "idle-culler"]
+    assert {"delete:servers", "read:users:activity"} <= set(role["scopes"])
+    # notebooks in S3: the tier's shared folder and the user's own, under the tier prefix
+    assert cfg["contents_manager"].endswith("TierContentsManager")
+    assert "jupyter_server.services.contents.manager.ContentsManager" in cfg["contents_manager_bases"]
+    assert cfg["contents_mounts"] == {"shared": "tiers/pii/shared", "alice": "tiers/pii/users/alice"}
+    assert cfg["contents_bucket"] == "acme-lakehub-notebooks"
+    assert cfg["contents_endpoint"] == "https://s3.eu-west-1.amazonaws.com"
+    # shared mode: one Unix user per data scientist, servers run by the hub's Python
+    assert cfg["spawner"].endswith("UnixUserSpawner")
+    assert cfg["spawner_cmd"][1:] == ["-m", "jupyterhub.singleuser"]
+    assert cfg["public_url"] == "https://pii.example.com"
+    assert (cfg["ip"], cfg["port"], cfg["hub_ip"]) == ("0.0.0.0", 8000, "127.0.0.1")
+    assert cfg["allow_all"] is False
+
+
+def test_cognito_mode_uses_generic_oauth_with_cognito_groups_claim(tmp_path):
+    cfg = load(base_env(tmp_path, **COGNITO),
+               {"oauth_user": {"cognito:groups": ["pii-analysts", "x"], "groups": ["ignored"]}})
+    assert cfg["authenticator"] == "oauthenticator.generic.GenericOAuthenticator"
+    assert cfg["allowed_groups"] == ["pii-analysts", "pii-engineers"]
+    assert cfg["manage_groups"] is True
+    assert cfg["groups_from_sample"] == ["pii-analysts", "x"]
+    assert cfg["authorize_url"] == "https://acme-lakehub.auth.eu-west-1.amazoncognito.com/oauth2/authorize"
+    assert cfg["token_url"] == "https://acme-lakehub.auth.eu-west-1.amazoncognito.com/oauth2/token"
+    assert cfg["userdata_from_id_token"] is True  # cognito:groups is only in the id_token
+    assert cfg["username_claim"] == "cognito:username"
+    assert cfg["oauth_callback_url"] == "https://pii.example.com/hub/oauth_callback"
+    assert cfg["logout_redirect_url"].startswith("https://acme-lakehub.auth.eu-west-1.amazoncognito.com/logout?client_id=")
+    assert "'pii' tier" in cfg["custom_403_message"]
+    assert_common(cfg)
+
+
+def test_oidc_mode_with_explicit_endpoints_and_custom_groups_claim(tmp_path):
+    cfg = load(base_env(tmp_path, **OIDC, LAKEHUB_ADMIN_GROUPS="platform-admins"),
+               {"oauth_user": {"roles": ["pii-engineers"], "groups": ["ignored"]}})
+    assert cfg["authenticator"] == "oauthenticator.generic.GenericOAuthenticator"
+    assert cfg["allowed_groups"] == ["pii-analysts", "pii-engineers"]
+    assert cfg["admin_groups"] == ["platform-admins"]
+    assert cfg["groups_from_sample"] == ["pii-engineers"]
+    assert cfg["userdata_url"] == "https://login.example.com/realms/acme/userinfo"
+    assert cfg["userdata_from_id_token"] is False
+    assert cfg["username_claim"] == "preferred_username"
+    assert cfg["client_id"] == "oidc-client-id"
+    assert_common(cfg)
+
+
+def test_oidc_mode_discovers_endpoints_from_a_real_provider(tmp_path):
+    from lakehub.idp.oidc import start_oidc
+
+    idp = start_oidc({"alice": "x"}, {"pii-analysts": ["alice"]}, workdir=tmp_path)
+    try:
+        env = base_env(tmp_path, **dict(without_urls(OIDC), LAKEHUB_OIDC_ISSUER=idp.issuer))
+        cfg = load(env)
+    finally:
+        idp.stop()
+    assert cfg["authorize_url"] == f"{idp.issuer}/authorize"
+    assert cfg["token_url"] == f"{idp.issuer}/token"
+    assert cfg["userdata_url"] == f"{idp.issuer}/userinfo"
+
+
+def test_ldap_mode_uses_ldaps_with_certificate_checks_and_group_dns(tmp_path):
+    cfg = load(base_env(tmp_path, **LDAP))
+    assert cfg["authenticator"].endswith("LakehubLDAPAuthenticator")
+    assert "ldapauthenticator.ldapauthenticator.LDAPAuthenticator" in cfg["authenticator_bases"]
+    assert cfg["allowed_groups"] == ["cn=pii-analysts,ou=groups,dc=example,dc=com",
+                                     "cn=pii-engineers,ou=groups,dc=example,dc=com"]
+    assert (cfg["server_address"], cfg["server_port"], cfg["tls_strategy"]) == ("ldap.example.com", 636, "on_connect")
+    assert cfg["tls_kwargs"]["validate"] in ("2", "VerifyMode.CERT_REQUIRED")  # ssl.CERT_REQUIRED
+    assert cfg["lookup_dn"] is True
+    assert cfg["user_search_base"] == "ou=people,dc=example,dc=com"
+    assert_common(cfg)
+
+
+def test_ldap_starttls_and_bind_template(tmp_path):
+    env = base_env(tmp_path, **dict(LDAP, LAKEHUB_LDAP_URL="ldap://ldap.example.com",
+                                    LAKEHUB_LDAP_STARTTLS="true",
+                                    LAKEHUB_LDAP_BIND_DN_TEMPLATE="uid={username},ou=people,dc=example,dc=com"))
+    cfg = load(env)
+    assert (cfg["server_port"], cfg["tls_strategy"]) == (389, "before_bind")
+    assert cfg["bind_dn_template"] == ["uid={username},ou=people,dc=example,dc=com"]
+    assert cfg["lookup_dn"] is False
+
+
+def test_per_user_mode_selects_the_fargate_spawner_by_name(tmp_path):
+    cfg = load(base_env(tmp_path, **COGNITO, LAKEHUB_SERVER_MODE="per-user"))
+    assert cfg["spawner"] == "lakehub_hub.fargate.FargateSpawner"
+    assert cfg["hub_ip"] == "0.0.0.0"
+    assert CONTAINER_CREDENTIAL_VARS <= set(cfg["env_keep"])
+
+
+def test_cookie_secret_is_hashed_to_32_bytes_and_state_dir_holds_the_database(tmp_path):
+    cfg = load(base_env(tmp_path, **COGNITO, LAKEHUB_COOKIE_SECRET="any string from secrets manager"))
+    assert cfg["cookie_secret_len"] == 32
+    assert cfg["db_url"] == f"sqlite:///{tmp_path / 'state' / 'jupyterhub.sqlite'}"
+
+
+def test_emulator_endpoint_reaches_user_servers(tmp_path):
+    cfg = load(base_env(tmp_path, **COGNITO, LAKEHUB_S3_ENDPOINT_URL="http://127.0.0.1:5000",
+                        LAKEHUB_DATA_BUCKET="acme-lake", LAKEHUB_DATA_PREFIXES="pii/,shared/"))
+    env = cfg["spawner_environment"]
+    assert env["LAKEHUB_S3_ENDPOINT_URL"] == env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:5000"
+    assert env["LAKEHUB_DATA_BUCKET"] == "acme-lake"
+    assert env["LAKEHUB_DATA_PREFIXES"] == "pii/,shared/"
+    assert cfg["contents_endpoint"] == "http://127.0.0.1:5000"
+
+
+def test_idle_timeout_zero_turns_the_culler_off(tmp_path):
+    cfg = load(base_env(tmp_path, **COGNITO, LAKEHUB_IDLE_TIMEOUT="0"))
+    assert cfg["services"] == []
+
+
+def test_hooks_in_config_d_run_last_in_name_order(tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "10-first.py").write_text("c.Spawner.start_timeout = 11\n")
+    (hooks / "20-second.py").write_text("c.Spawner.environment['SITE_FLAG'] = str(c.Spawner.start_timeout)\n")
+    cfg = load(base_env(tmp_path, **COGNITO, LAKEHUB_CONFIG_D=str(hooks)))
+    assert cfg["spawner_environment"]["SITE_FLAG"] == "11"
+
+
+REQUIRED = ["LAKEHUB_TIER", "LAKEHUB_AUTH_MODE", "LAKEHUB_ALLOWED_GROUPS", "LAKEHUB_NOTEBOOK_BUCKET",
+            "LAKEHUB_NOTEBOOK_PREFIX", "LAKEHUB_PUBLIC_URL"]
+
+
+@pytest.mark.parametrize("missing", REQUIRED + ["LAKEHUB_COGNITO_DOMAIN", "LAKEHUB_OAUTH_CLIENT_SECRET"])
+def test_missing_required_variable_is_one_clear_line(tmp_path, missing):
+    env = base_env(tmp_path, **COGNITO)
+    del env[missing]
+    result = run_jupyterhub(env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert missing in lines[0] and "docs/HUB_ENV.md" in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("name,value,words", [
+    ("LAKEHUB_AUTH_MODE", "saml", "cognito, oidc, ldap"),
+    ("LAKEHUB_PUBLIC_URL", "http://pii.example.com", "https://"),
+    ("LAKEHUB_IDLE_TIMEOUT", "an hour", "whole number"),
+    ("LAKEHUB_SERVER_MODE", "dedicated", "shared, per-user"),
+])
+def test_wrong_values_are_one_clear_line(tmp_path, name, value, words):
+    result = run_jupyterhub(base_env(tmp_path, **dict(COGNITO, **{name: value})))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
+
+
+def test_ldap_without_tls_is_refused(tmp_path):
+    result = run_jupyterhub(base_env(tmp_path, **dict(LDAP, LAKEHUB_LDAP_URL="ldap://ldap.example.com")))
+    assert result.returncode == 2
+    assert "LAKEHUB_LDAP_STARTTLS" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_oidc_issuer_is_one_clear_line(tmp_path):
+    from lakehub.emulator import free_port
+
+    env = base_env(tmp_path, **dict(without_urls(OIDC), LAKEHUB_OIDC_ISSUER=f"http://127.0.0.1:{free_port()}"))
+    result = run_jupyterhub(env)
+    assert result.returncode == 2
+    assert "discovery document" in result.stderr and len(result.stderr.strip().splitlines()) == 1
