@@ -201,6 +201,16 @@ def validate_fargate_size(cpu: int, memory: int) -> None:
         )
 
 
+def parse_capacity(value: str) -> str:
+    """FARGATE or FARGATE_SPOT (any case), else ConfigurationError."""
+    capacity = value.strip().upper()
+    if capacity not in CAPACITY_PROVIDERS:
+        raise ConfigurationError(
+            f"capacity provider {value!r} is not FARGATE or FARGATE_SPOT (LAKEHUB_USER_CAPACITY)"
+        )
+    return capacity
+
+
 def parse_profiles(value: Any) -> list[dict[str, Any]]:
     """Profiles from JSON text or a list; validated, with `display` filled in when missing."""
     if isinstance(value, str):
@@ -469,7 +479,10 @@ class FargateSpawner(Spawner):
         help="Variables left out of the task's environment override even when env_keep or "
         "environment name them (credentials, metadata endpoint, PATH come from ECS and the image).",
     )
-    poll_interval = Float(2.0, config=True, help="Seconds between describe_tasks calls while waiting.")
+    # Not "poll_interval": that is JupyterHub's interval for poll() on running servers (30 s).
+    describe_interval = Float(
+        2.0, config=True, help="Seconds between describe_tasks calls while a task starts or stops."
+    )
     stop_timeout = Integer(120, config=True, help="Seconds stop() waits for the task to reach STOPPED.")
 
     # The server listens on every interface of its own task (the hub reaches it by private IP).
@@ -506,18 +519,14 @@ class FargateSpawner(Spawner):
     def _default_security_groups(self):
         return _env_list("LAKEHUB_USER_SECURITY_GROUPS")
 
+    # traitlets does not run @validate on dynamic defaults: defaults check their own values.
     @default("capacity_provider")
     def _default_capacity_provider(self):
-        return os.environ.get("LAKEHUB_USER_CAPACITY", "").strip() or FARGATE
+        return parse_capacity(os.environ.get("LAKEHUB_USER_CAPACITY", "").strip() or FARGATE)
 
     @validate("capacity_provider")
     def _validate_capacity_provider(self, proposal):
-        value = proposal["value"].strip().upper()
-        if value not in CAPACITY_PROVIDERS:
-            raise ConfigurationError(
-                f"capacity provider {proposal['value']!r} is not FARGATE or FARGATE_SPOT (LAKEHUB_USER_CAPACITY)"
-            )
-        return value
+        return parse_capacity(proposal["value"])
 
     @default("spot_fallback")
     def _default_spot_fallback(self):
@@ -685,6 +694,14 @@ class FargateSpawner(Spawner):
                 + ", ".join(missing)
                 + " (set them on the hub task, or the matching c.FargateSpawner traits)"
             )
+
+    @classmethod
+    def validate_environment(cls) -> None:
+        """Check the hub task's settings at hub start-up (one ConfigurationError naming them),
+        rather than at the first user's spawn."""
+        spawner = cls()
+        spawner.check_settings()
+        _ = spawner.profiles, spawner.capacity_provider, spawner.server_port, spawner.start_timeout
 
     def task_tag_list(self) -> list[dict[str, str]]:
         return [
@@ -911,7 +928,7 @@ class FargateSpawner(Spawner):
                     f"(task status {status or 'unknown'}). It has been stopped; try again, or pick "
                     "a smaller size if this keeps happening."
                 )
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(self.describe_interval)
             described = await self._describe(self.task_arn)
             if described is None:
                 raise FargateSpawnError(
@@ -968,5 +985,5 @@ class FargateSpawner(Spawner):
                 return
             if task is None or task.get("lastStatus") == "STOPPED":
                 return
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(self.describe_interval)
         self.log.warning("Task %s of %s not STOPPED after %s s", arn, self._log_name, self.stop_timeout)

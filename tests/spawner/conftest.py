@@ -113,7 +113,7 @@ class FakeUser:
 def _make_spawner(cls=fargate.FargateSpawner, user: str = "alice", **traits):
     """A spawner the way JupyterHub makes one: user, hub, token; traits like the hub config's."""
     hub = Hub(ip="127.0.0.1", port=8081, base_url="/hub/")
-    traits.setdefault("poll_interval", 0.1)
+    traits.setdefault("describe_interval", 0.1)
     traits.setdefault("wait_for_local_endpoint", False)
     return cls(
         user=FakeUser(user),

@@ -26,7 +26,7 @@ c.JupyterHub.pid_file = f"{work}/jupyterhub.pid"
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.cleanup_proxy = True
 c.JupyterHub.spawner_class = "lakehub_hub.fargate.FargateSpawner"
-c.FargateSpawner.poll_interval = 0.5
+c.FargateSpawner.describe_interval = 0.5
 c.FargateSpawner.http_timeout = 60
 # Users come from the REST API; the null authenticator allows no browser sign-in.
 c.JupyterHub.authenticator_class = "null"

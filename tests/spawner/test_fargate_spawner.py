@@ -319,6 +319,7 @@ def test_defaults_come_from_the_hub_task_environment(ecs_world, monkeypatch):
     assert spawner.profiles == [{"name": "tiny", "display": "tiny: 0.5 vCPU, 1 GB", "cpu": 512, "memory": 1024}]
     assert spawner.port == 9999 and spawner.ip == "0.0.0.0"
     assert spawner.start_timeout == 300
+    assert spawner.describe_interval == 2.0 and spawner.poll_interval == 30  # JupyterHub's own
     assert spawner.hub_id == "hub-a"
     assert spawner.wait_for_local_endpoint is True  # emulator endpoint set
     assert spawner.profiles_form() == ""  # one size: no form
@@ -369,3 +370,47 @@ def test_missing_settings_name_the_variables(make_spawner, monkeypatch):
     spawner = make_spawner(user="nobody")
     with pytest.raises(fargate.ConfigurationError, match="LAKEHUB_CLUSTER, LAKEHUB_USER_TASK_DEFINITION"):
         run(spawner.start())
+
+
+def test_settings_are_checked_at_hub_start_up(ecs_world, monkeypatch):
+    FargateSpawner.validate_environment()  # the fixture's settings are complete
+    monkeypatch.setenv("LAKEHUB_USER_CAPACITY", "SPOTTY")
+    with pytest.raises(fargate.ConfigurationError, match="'SPOTTY' is not FARGATE or FARGATE_SPOT"):
+        FargateSpawner.validate_environment()
+    monkeypatch.setenv("LAKEHUB_USER_CAPACITY", "fargate_spot")
+    monkeypatch.setenv("LAKEHUB_USER_PROFILES", '[{"name": "x", "cpu": 1024, "memory": 999}]')
+    with pytest.raises(fargate.ConfigurationError, match="profile 'x': memory 999 MiB"):
+        FargateSpawner.validate_environment()
+    monkeypatch.delenv("LAKEHUB_USER_PROFILES")
+    monkeypatch.delenv("LAKEHUB_USER_SUBNETS")
+    with pytest.raises(fargate.ConfigurationError, match="missing settings: LAKEHUB_USER_SUBNETS"):
+        FargateSpawner.validate_environment()
+
+
+def test_hub_connect_url_comes_from_the_task_metadata_endpoint(monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Metadata(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"Containers": [{"Networks": [{"NetworkMode": "awsvpc",
+                                                             "IPv4Addresses": ["10.0.3.17"]}]}]}).encode()
+            self.send_response(200 if self.path == "/v4/abc/task" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", f"http://127.0.0.1:{server.server_address[1]}/v4/abc")
+        assert fargate.hub_connect_url_from_metadata(8081) == "http://10.0.3.17:8081"
+        monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4")
+        assert fargate.hub_connect_url_from_metadata(8081) is None
+    finally:
+        server.shutdown()
+        server.server_close()
