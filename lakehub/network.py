@@ -6,6 +6,12 @@ traffic never crosses the NAT. Egress for private subnets is a choice:
 - `nat-instance` (default): one t4g.nano NAT instance in an Auto Scaling group of one, which
   heals itself; a few dollars a month.
 - `nat-gateway`: one managed NAT gateway per AZ (highly available, about $33 a month each).
+
+Off-hours schedule (shared with the tier template, same parameter names and defaults): with
+`Schedule` = business-hours the NAT instance's group scales to 0 outside business hours, in
+`ScheduleTimezone`. It starts on the hour, five minutes before the tiers' hubs, and stops a
+quarter of an hour after them, so hubs can reach AWS APIs while they start and stop users'
+servers. NAT gateways cannot be stopped: with `nat-gateway` the schedule only affects tiers.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from awacs import ec2 as awacs_ec2
 from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
 from awacs.sts import AssumeRole
 from troposphere import (
+    And,
     Base64,
+    Condition as CfnCondition,
     Cidr,
     Equals,
     GetAtt,
@@ -34,6 +42,94 @@ from lakehub.common import Builder, add_platform_name_param, platform_tags
 from lakehub.settings import Settings
 
 EGRESS_MODES = ("nat-instance", "nat-gateway")
+
+# Off-hours schedule parameters: one definition, used by this template and the tier template.
+SCHEDULE = "Schedule"
+SCHEDULE_TIMEZONE = "ScheduleTimezone"
+BUSINESS_HOURS_START = "BusinessHoursStart"
+BUSINESS_HOURS_END = "BusinessHoursEnd"
+BUSINESS_DAYS = "BusinessDays"
+SCHEDULES = ("business-hours", "always")
+BUSINESS_DAY_CHOICES = ("MON-FRI", "MON-SAT", "SUN-SAT")
+DEFAULT_SCHEDULE = "business-hours"
+DEFAULT_HOURS = (7, 19)  # 07:00-19:00: room for an 8-hour day in staggered teams
+SCHEDULE_GROUP = "Off-hours schedule"
+# Minutes past the hour: the NAT starts before the hubs and stops after them.
+NAT_START_MINUTE, HUB_START_MINUTE, HUB_STOP_MINUTE, NAT_STOP_MINUTE = 0, 5, 0, 15
+
+
+def add_schedule_params(b: Builder, what: str) -> None:
+    """Schedule, time zone, business hours and days; `what` names what the schedule stops."""
+    b.param(
+        SCHEDULE,
+        SCHEDULE_GROUP,
+        "Schedule",
+        f"business-hours: {what} outside business hours (scheduled scaling to 0); always: runs 24x7",
+        Default=DEFAULT_SCHEDULE,
+        AllowedValues=list(SCHEDULES),
+        ConstraintDescription="business-hours or always",
+    )
+    b.param(
+        SCHEDULE_TIMEZONE,
+        SCHEDULE_GROUP,
+        "Time zone",
+        "IANA time zone of the business hours, for example Europe/London or America/New_York",
+        Default="UTC",
+        AllowedPattern=r"^[A-Za-z][A-Za-z0-9_+/-]{1,63}$",
+        ConstraintDescription="an IANA time zone name such as Europe/Paris",
+    )
+    b.param(
+        BUSINESS_HOURS_START,
+        SCHEDULE_GROUP,
+        "Business hours start (hour)",
+        "Hour of the day (0-23, in the time zone) when hubs start on business days",
+        type="Number",
+        Default=DEFAULT_HOURS[0],
+        MinValue=0,
+        MaxValue=23,
+        ConstraintDescription="a whole hour from 0 to 23",
+    )
+    b.param(
+        BUSINESS_HOURS_END,
+        SCHEDULE_GROUP,
+        "Business hours end (hour)",
+        "Hour of the day (1-23, in the time zone, later than the start) when hubs stop and users' servers with them",
+        type="Number",
+        Default=DEFAULT_HOURS[1],
+        MinValue=1,
+        MaxValue=23,
+        ConstraintDescription="a whole hour from 1 to 23",
+    )
+    b.param(
+        BUSINESS_DAYS,
+        SCHEDULE_GROUP,
+        "Business days",
+        "Days on which hubs run",
+        Default=BUSINESS_DAY_CHOICES[0],
+        AllowedValues=list(BUSINESS_DAY_CHOICES),
+        ConstraintDescription="MON-FRI, MON-SAT or SUN-SAT",
+    )
+
+
+def add_schedule_conditions_and_rules(b: Builder) -> None:
+    b.t.add_condition("UseSchedule", Equals(Ref(SCHEDULE), "business-hours"))
+    b.t.add_rule(
+        "BusinessHoursEndAfterStart",
+        {
+            "RuleCondition": {"Fn::Equals": [{"Ref": SCHEDULE}, "business-hours"]},
+            "Assertions": [
+                {
+                    "Assert": {"Fn::Not": [{"Fn::Equals": [{"Ref": BUSINESS_HOURS_START}, {"Ref": BUSINESS_HOURS_END}]}]},
+                    "AssertDescription": "BusinessHoursEnd must differ from BusinessHoursStart (and be later in the day)",
+                }
+            ],
+        },
+    )
+
+
+def unix_cron_days():
+    """Business days in Unix cron form (EC2 Auto Scaling: 0 = Sunday; names cannot form ranges)."""
+    return If("DaysEveryDay", "0-6", If("DaysMonSat", "1-6", "1-5"))
 NAT_INSTANCE_AMI_SSM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 
 NAT_USER_DATA = """#!/bin/bash
@@ -110,9 +206,14 @@ SUBNET_BITS = "12"
 def build_network(settings: Settings) -> object:
     b = Builder("lakehub network: VPC over two AZs, public and private subnets, S3 gateway endpoint, NAT egress")
     add_parameters(b)
+    add_schedule_params(b, "the NAT instance stops")
+    add_schedule_conditions_and_rules(b)
     t = b.t
+    t.add_condition("DaysMonSat", Equals(Ref(BUSINESS_DAYS), "MON-SAT"))
+    t.add_condition("DaysEveryDay", Equals(Ref(BUSINESS_DAYS), "SUN-SAT"))
     t.add_condition("UseNatGateway", Equals(Ref(names.EGRESS_MODE), "nat-gateway"))
     t.add_condition("UseNatInstance", Not(Equals(Ref(names.EGRESS_MODE), "nat-gateway")))
+    t.add_condition("UseNatInstanceOnSchedule", And(CfnCondition("UseNatInstance"), CfnCondition("UseSchedule")))
 
     vpc = add_vpc(b)
     igw = b.add(ec2.InternetGateway("InternetGateway", Tags=platform_tags()))
@@ -266,7 +367,7 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
             ),
         )
     )
-    return b.add(
+    group = b.add(
         autoscaling.AutoScalingGroup(
             "NatInstanceGroup",
             Condition="UseNatInstance",
@@ -283,3 +384,26 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
             ],
         )
     )
+    add_nat_schedule(b, group)
+    return group
+
+
+def add_nat_schedule(b: Builder, group) -> None:
+    """Business-hours schedule: the NAT instance runs only while the hubs may need egress."""
+    days = unix_cron_days()
+    for logical_id, minute, hour, size in (
+        ("NatInstanceStart", NAT_START_MINUTE, BUSINESS_HOURS_START, 1),
+        ("NatInstanceStop", NAT_STOP_MINUTE, BUSINESS_HOURS_END, 0),
+    ):
+        b.add(
+            autoscaling.ScheduledAction(
+                logical_id,
+                Condition="UseNatInstanceOnSchedule",
+                AutoScalingGroupName=Ref(group),
+                Recurrence=Sub(f"{minute} ${{{hour}}} * * ${{Days}}", Days=days),
+                TimeZone=Ref(SCHEDULE_TIMEZONE),
+                MinSize=size,
+                MaxSize=size,
+                DesiredCapacity=size,
+            )
+        )

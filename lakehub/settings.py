@@ -82,8 +82,16 @@ class TierSettings:
     memory: int = 512
     min_tasks: int = 1
     max_tasks: int = 1
-    spot: bool = False  # hub/shared task on Fargate Spot
+    # Hub/shared task on Fargate Spot. Default: on in per-user mode (a small hub whose
+    # interruption ends sessions but loses no notebook: they live in S3; it keeps the idle cost
+    # under a third of the reference design's, see docs/COST.md), off in shared mode (Spot would
+    # take every user's kernels with the task).
+    spot: bool | None = None
     user_spot: bool = True  # per-user servers on Fargate Spot (falls back to on-demand)
+
+    def __post_init__(self) -> None:
+        if self.spot is None:
+            object.__setattr__(self, "spot", self.server_mode == "per-user")
 
     @property
     def host(self) -> str:

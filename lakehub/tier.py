@@ -10,6 +10,12 @@ Two server modes:
   by the hub with the tier role, so capacity and cost follow the people using it.
 - `shared`: the reference design: users' servers are processes (one Unix user each) inside the
   tier's hub task(s); fast to start, sized for the whole team.
+
+Off-hours schedule (`Schedule` = business-hours, the default): Application Auto Scaling
+scheduled actions on the service's scalable target set it to 0 tasks outside business hours
+(`BusinessHoursStart`/`End`, `BusinessDays`, in `ScheduleTimezone`) and back to MinTasks/MaxTasks
+at the start; the hub stops users' servers when it stops. Same parameters as the network's NAT
+instance schedule (lakehub.network), which runs a little longer on each side.
 """
 
 from __future__ import annotations
@@ -50,6 +56,16 @@ from troposphere import (
 from lakehub import names
 from lakehub.assets import function_hash
 from lakehub.common import Builder, platform_tags
+from lakehub.network import (
+    BUSINESS_DAYS,
+    BUSINESS_HOURS_END,
+    BUSINESS_HOURS_START,
+    HUB_START_MINUTE,
+    HUB_STOP_MINUTE,
+    SCHEDULE_TIMEZONE,
+    add_schedule_conditions_and_rules,
+    add_schedule_params,
+)
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, objects_arn
 from lakehub.settings import DEFAULT_USER_PROFILES, FARGATE_SIZES, Settings
 
@@ -203,6 +219,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         ConstraintDescription="name:cpu:memory items separated by commas, e.g. small:1024:4096",
     )
     b.param(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", type="Number", Default=DEFAULT_IDLE_TIMEOUT, MinValue=300, MaxValue=86400, ConstraintDescription="300 to 86400 seconds")
+    add_schedule_params(b, "the tier's hub (and in per-user mode its users' servers) stops")
     b.param(names.IMAGE_TAG, "Capacity", "Hub image tag", "Tag of the hub image in the platform's repository", Default="latest", AllowedPattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", ConstraintDescription="a Docker image tag")
     b.param(LISTENER_PRIORITY, "Capacity", "Listener rule priority", "Priority of the tier's rule on the HTTPS listener; 0 picks the lowest free one", type="Number", Default=0, MinValue=0, MaxValue=50000, ConstraintDescription="0 to 50000")
 
@@ -723,12 +740,33 @@ def add_task_definitions(b: Builder, tier_role, execution_role, hub_role, client
     return hub, user
 
 
+def business_hours_actions() -> list:
+    """Scale the hub service to MinTasks/MaxTasks when business hours start and to 0 when they end
+    (Application Auto Scaling cron: minutes hours day-of-month month day-of-week year)."""
+    days = Ref(BUSINESS_DAYS)
+    return [
+        aas.ScheduledAction(
+            ScheduledActionName="business-hours-start",
+            Schedule=Sub(f"cron({HUB_START_MINUTE} ${{{BUSINESS_HOURS_START}}} ? * ${{Days}} *)", Days=days),
+            Timezone=Ref(SCHEDULE_TIMEZONE),
+            ScalableTargetAction=aas.ScalableTargetAction(MinCapacity=Ref(MIN_TASKS), MaxCapacity=Ref(MAX_TASKS)),
+        ),
+        aas.ScheduledAction(
+            ScheduledActionName="business-hours-end",
+            Schedule=Sub(f"cron({HUB_STOP_MINUTE} ${{{BUSINESS_HOURS_END}}} ? * ${{Days}} *)", Days=days),
+            Timezone=Ref(SCHEDULE_TIMEZONE),
+            ScalableTargetAction=aas.ScalableTargetAction(MinCapacity=0, MaxCapacity=0),
+        ),
+    ]
+
+
 def build_tier(settings: Settings):
     b = Builder("lakehub tier: a hub on ECS Fargate whose users reach only the tier's data-lake prefixes")
     add_parameters(b, settings)
     add_conditions(b)
     b.t.add_condition("UserSpotOn", Equals(Ref(USER_SPOT), "true"))
     add_rules(b)
+    add_schedule_conditions_and_rules(b)
 
     tier_role = add_tier_role(b)
     cookie, client, client_secret = add_secrets(b)
@@ -814,6 +852,7 @@ def build_tier(settings: Settings):
             ResourceId=Sub("service/${ClusterName}/${Service.Name}"),
             MinCapacity=Ref(MIN_TASKS),
             MaxCapacity=Ref(MAX_TASKS),
+            ScheduledActions=If("UseSchedule", business_hours_actions(), Ref("AWS::NoValue")),
         )
     )
     b.add(

@@ -1,0 +1,897 @@
+"""`lakehub cost`: what a configuration costs a month, estimated from the generated templates.
+
+The estimate reads templates/*.yaml (not a copy of their settings): the entry-point template's
+parameters and the parameters it passes to each nested stack, overridden with
+`--parameter Key=Value`; each child template is resolved for those values (conditions,
+intrinsics), and the resources that remain are priced with lakehub/data/prices.yaml:
+
+- load balancer, its public IPv4 addresses (one per subnet), the NAT instance (instance type,
+  public IPv4, root volume) or NAT gateways (and their Elastic IPs);
+- each tier's hub tasks: size, CPU architecture, capacity provider (Fargate or Fargate Spot) and
+  the hours its scheduled actions leave it running (the NAT instance's group likewise);
+- in per-user mode, users' servers: size, architecture and capacity from the user-server task
+  definition and the hub's environment;
+- secrets, the hosted zone, logs (retention from the log group), notebook storage (noncurrent
+  version expiry from the bucket), ECR (lifecycle) and CodeBuild (compute type).
+
+Quantities the templates cannot give (image size, log volume, notebook volume...) are the
+price file's `assumptions`. The figures are set beside the reference design (two 1 vCPU / 2 GB
+x86 tasks 24x7 behind an ALB) and SageMaker Studio for the same usage; docs/COST.md explains
+the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lakehub import names
+from lakehub.assets import TEMPLATES_DIR
+from lakehub.cfn_template import Resolver, load
+from lakehub.errors import LakehubError
+
+PRICES_FILE = Path(__file__).resolve().parent / "data" / "prices.yaml"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_SERVER_SIZE = "2048/8192"
+HOURS_PER_WEEK = 168
+
+# Components, in the order the table shows them.
+COMPONENTS = {
+    "alb": "Application Load Balancer",
+    "public_ipv4": "Public IPv4 addresses",
+    "egress": "Egress (NAT)",
+    "hub_tasks": "Hub tasks",
+    "user_capacity": "User capacity",
+    "route53": "Route 53 hosted zone",
+    "secrets": "Secrets Manager",
+    "logs": "CloudWatch Logs",
+    "notebook_storage": "Notebook storage (S3)",
+    "ecr": "ECR image storage",
+    "codebuild": "CodeBuild image builds",
+}
+
+# The design lakehub replaces (docs/COST.md): per tier one 1 vCPU / 2 GB x86 task 24x7, one
+# ALB with a public IPv4 address per AZ, one hosted zone. Prices come from the same file.
+REFERENCE = {"tiers": 2, "task_vcpu": 1.0, "task_gb": 2.0, "alb": 1, "public_ipv4": 2, "hosted_zones": 1}
+
+
+class CostError(LakehubError):
+    """A bad cost input: the message names the cause and the fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# prices
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Prices:
+    region: str
+    items: dict[str, dict]
+    assumptions: dict[str, float]
+    hours_per_month: float
+    path: Path
+
+    def usd(self, key: str) -> float:
+        return float(self.items[key]["usd"])
+
+    def by(self, key: str, sub: str, kind: str) -> float:
+        table = self.items[key][sub]
+        if kind not in table:
+            raise CostError(f"{self.path.name} has no {key} price for {kind!r} in {self.region}; add it (with its source) or change the template")
+        value = table[kind]
+        return float(value["usd"] if isinstance(value, dict) else value)
+
+    @property
+    def spot_discount(self) -> float:
+        return float(self.items["fargate_spot_discount"]["fraction"])
+
+    def fargate_hour(self, vcpu: float, gb: float, arch: str = "ARM64", spot: float = 0.0) -> float:
+        """Price of one task-hour; `spot` is the share of the task on Fargate Spot (0..1)."""
+        kind = "arm" if arch.upper() == "ARM64" else "x86"
+        on_demand = vcpu * self.usd(f"fargate_{kind}_vcpu_hour") + gb * self.usd(f"fargate_{kind}_gb_hour")
+        return on_demand * (1 - spot * self.spot_discount)
+
+    def a(self, key: str) -> float:
+        return float(self.assumptions[key])
+
+
+def load_prices(region: str = DEFAULT_REGION, path: str | Path | None = None) -> Prices:
+    p = Path(path) if path else PRICES_FILE
+    if not p.is_file():
+        raise CostError(f"price file {str(p)!r} not found; give the path of a prices YAML file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError:
+        raise CostError(f"price file {p.name} is not valid YAML; fix its syntax") from None
+    regions = data.get("regions") or {}
+    if region not in regions:
+        raise CostError(f"no prices for region {region!r} in {p.name} (it has {', '.join(sorted(regions))}); use --region {' or '.join(sorted(regions))}, or add the region's prices with their sources")
+    items = regions[region]
+    for key, item in items.items():
+        if not item.get("source") or not item.get("recorded"):
+            raise CostError(f"{p.name}: {region}.{key} has no source or recorded date; every price needs both")
+    assumptions = {k: float(v["value"]) for k, v in (data.get("assumptions") or {}).items()}
+    return Prices(region, items, assumptions, float(data.get("hours_per_month", 730)), p)
+
+
+# --------------------------------------------------------------------------------------------
+# usage profile
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Profile:
+    users: int = 20
+    hours_per_day: float = 8.0
+    days_per_month: float = 21.0
+    server_size: str = DEFAULT_SERVER_SIZE
+
+    @property
+    def user_hours(self) -> float:
+        return self.users * self.hours_per_day * self.days_per_month
+
+    def check(self) -> None:
+        if self.users < 0:
+            raise CostError(f"--users {self.users}: the number of users cannot be negative; give 0 or more")
+        if not 0 <= self.hours_per_day <= 24:
+            raise CostError(f"--hours-per-day {self.hours_per_day:g}: must be between 0 and 24")
+        if not 0 <= self.days_per_month <= 31:
+            raise CostError(f"--days-per-month {self.days_per_month:g}: must be between 0 and 31")
+
+
+def parse_size(text: str, profiles: dict[str, tuple[int, int]]) -> tuple[int, int, str]:
+    """`2048/8192` (CPU units / MiB) or a profile name offered by the tier -> (cpu, memory, label)."""
+    m = re.fullmatch(r"(\d+)\s*[/:x]\s*(\d+)", text.strip())
+    if m:
+        cpu, mem = int(m.group(1)), int(m.group(2))
+        if cpu <= 0 or mem <= 0:
+            raise CostError(f"--server-size {text}: CPU units and memory must be positive, e.g. 2048/8192")
+        return cpu, mem, f"{cpu / 1024:g} vCPU / {mem / 1024:g} GB"
+    if text in profiles:
+        cpu, mem = profiles[text]
+        return cpu, mem, f"{text} ({cpu / 1024:g} vCPU / {mem / 1024:g} GB)"
+    offered = ", ".join(profiles) or "none"
+    raise CostError(f"--server-size {text!r}: not CPU/MEMORY (e.g. 2048/8192) nor a size the tiers offer ({offered})")
+
+
+def parse_profiles(text: str) -> dict[str, tuple[int, int]]:
+    out = {}
+    for item in str(text or "").split(","):
+        parts = item.split(":")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            out[parts[0]] = (int(parts[1]), int(parts[2]))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# schedules: weekly running hours from cron expressions
+# --------------------------------------------------------------------------------------------
+DOW_NAMES = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
+
+
+def _field(text: str, lo: int, hi: int, names_map: dict[str, int] | None = None, offset: int = 0) -> set[int]:
+    """Values of one cron field: *, ?, numbers or names, a-b ranges, lists, /steps."""
+    values: set[int] = set()
+    for part in text.split(","):
+        step = 1
+        if "/" in part:
+            part, s = part.split("/", 1)
+            step = int(s)
+        if part in ("*", "?"):
+            start, end = lo, hi
+        else:
+            bounds = part.split("-")
+
+            def num(v: str) -> int:
+                v = v.upper()
+                if names_map and v in names_map:
+                    return names_map[v]
+                return int(v) - offset
+
+            start = num(bounds[0])
+            end = num(bounds[1]) if len(bounds) > 1 else (hi if step > 1 else start)
+        values.update(range(start, end + 1, step))
+    return {v % (hi + 1) if names_map else v for v in values}
+
+
+def parse_cron(expr: str) -> tuple[set[int], set[int], set[int]]:
+    """(minutes, hours, weekdays 0=Sunday) of an Application Auto Scaling `cron(...)` (6 fields,
+    weekday 1-7 = SUN-SAT) or an EC2 Auto Scaling Unix cron (5 fields, weekday 0-6 = SUN-SAT).
+    Day-of-month and month must be `*` or `?`: a weekly pattern is what a month is made of."""
+    text = expr.strip()
+    aas = text.startswith("cron(") and text.endswith(")")
+    fields_ = text[5:-1].split() if aas else text.split()
+    if len(fields_) != (6 if aas else 5):
+        raise CostError(f"schedule {expr!r}: cannot read this cron expression; use minutes, hours and days of the week only")
+    minute, hour, dom, month, dow = fields_[:5]
+    if dom not in ("*", "?") or month not in ("*", "?") or (aas and fields_[5] != "*"):
+        raise CostError(f"schedule {expr!r}: the estimate handles weekly schedules only (day of month, month and year must be * or ?)")
+    try:
+        days = _field(dow, 0, 6, DOW_NAMES, offset=1 if aas else 0)
+        return _field(minute, 0, 59), _field(hour, 0, 23), days
+    except ValueError:
+        raise CostError(f"schedule {expr!r}: cannot read this cron expression") from None
+
+
+def weekly_hours(actions: list[tuple[str, float]], initial: float) -> float:
+    """Capacity-hours in a week for scheduled actions (cron, capacity), e.g. tasks or instances.
+    The capacity before the first action of the week is the one the last action left."""
+    events: dict[int, float] = {}
+    for expr, capacity in actions:
+        minutes, hours, days = parse_cron(expr)
+        for d in days:
+            for h in hours:
+                for m in minutes:
+                    events[(d * 24 + h) * 60 + m] = capacity
+    if not events:
+        return initial * HOURS_PER_WEEK
+    week = 7 * 24 * 60
+    state = events[max(events)]
+    total = 0.0
+    for minute in range(week):
+        state = events.get(minute, state)
+        total += state
+    return total / 60
+
+
+def active_days(actions: list[tuple[str, float]]) -> int:
+    days: set[int] = set()
+    for expr, capacity in actions:
+        if capacity > 0:
+            days |= parse_cron(expr)[2]
+    return len(days)
+
+
+# --------------------------------------------------------------------------------------------
+# reading the templates
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Stack:
+    name: str  # logical id in main (or "main")
+    filename: str
+    template: dict
+    params: dict[str, Any]
+
+    def resolver(self, region: str) -> Resolver:
+        return Resolver(self.template, self.params, pseudo={"AWS::Region": region})
+
+    def resources(self, region: str) -> dict[str, dict]:
+        return self.resolver(region).resources()
+
+
+def _check_value(key: str, value: str, spec: dict, where: str) -> None:
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and str(value) not in [str(a) for a in allowed]:
+        raise CostError(f"--parameter {key}={value}: not allowed by {where}; use one of {', '.join(map(str, allowed))}")
+    pattern = spec.get("AllowedPattern")
+    if pattern and spec.get("Type", "String") == "String" and not re.fullmatch(pattern, str(value)):
+        raise CostError(f"--parameter {key}={value}: {spec.get('ConstraintDescription', 'does not match ' + pattern)} ({where})")
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise CostError(f"--parameter {key}={value}: must be a number ({where})") from None
+        if "MinValue" in spec and number < float(spec["MinValue"]) or "MaxValue" in spec and number > float(spec["MaxValue"]):
+            raise CostError(f"--parameter {key}={value}: {spec.get('ConstraintDescription', 'out of range')} ({where})")
+
+
+def _rule_value(resolver: Resolver, node: Any) -> Any:
+    if isinstance(node, dict) and len(node) == 1:
+        (k, arg), = node.items()
+        if k == "Fn::Contains":
+            return str(_rule_value(resolver, arg[1])) in [str(v) for v in _rule_value(resolver, arg[0])]
+        if k == "Fn::Equals":
+            return str(_rule_value(resolver, arg[0])) == str(_rule_value(resolver, arg[1]))
+        if k == "Fn::Not":
+            return not _rule_value(resolver, arg[0])
+        if k == "Fn::And":
+            return all(_rule_value(resolver, a) for a in arg)
+        if k == "Fn::Or":
+            return any(_rule_value(resolver, a) for a in arg)
+        return resolver.resolve(node)
+    if isinstance(node, list):
+        return [_rule_value(resolver, n) for n in node]
+    return node
+
+
+def check_rules(stack: Stack, region: str) -> None:
+    """The template's Rules (e.g. valid Fargate sizes), as CloudFormation would check them."""
+    r = stack.resolver(region)
+    for name, rule in (stack.template.get("Rules") or {}).items():
+        if "RuleCondition" in rule and not _rule_value(r, rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions", []):
+            if not _rule_value(r, assertion["Assert"]):
+                raise CostError(f"{stack.filename} ({stack.name}): {assertion.get('AssertDescription', name)}")
+
+
+def read_configuration(templates_dir: Path, main_file: str, overrides: dict[str, str], region: str) -> dict[str, Stack]:
+    """main and each nested stack, with the parameter values CloudFormation would give them."""
+    main_path = templates_dir / main_file
+    if not main_path.is_file():
+        raise CostError(f"template {main_path} not found; run `python build_templates.py` or give --templates")
+    main_t = load(main_path)
+    main_params = {k: v.get("Default", f"<{k}>") for k, v in main_t.get("Parameters", {}).items()}
+
+    children: dict[str, tuple[str, dict, dict]] = {}
+    for logical, res in main_t.get("Resources", {}).items():
+        if res.get("Type") != "AWS::CloudFormation::Stack":
+            continue
+        url = json.dumps(res["Properties"]["TemplateURL"])
+        m = re.search(r"([a-z-]+\.template\.yaml)", url)
+        if not m or not (templates_dir / m.group(1)).is_file():
+            raise CostError(f"{main_file}: nested stack {logical} points at a template not in {templates_dir}; rebuild the templates")
+        children[logical] = (m.group(1), load(templates_dir / m.group(1)), res["Properties"].get("Parameters", {}))
+
+    # Apply overrides: to main if it has the parameter, else to every child that has it.
+    unknown = []
+    child_overrides: dict[str, dict[str, str]] = {k: {} for k in children}
+    for key, value in overrides.items():
+        placed = False
+        if key in main_params:
+            _check_value(key, value, main_t["Parameters"][key], main_file)
+            main_params[key] = value
+            placed = True
+        else:
+            for logical, (fname, tmpl, _) in children.items():
+                spec = tmpl.get("Parameters", {}).get(key)
+                if spec is not None:
+                    _check_value(key, value, spec, fname)
+                    child_overrides[logical][key] = value
+                    placed = True
+        if not placed:
+            unknown.append(key)
+    if unknown:
+        raise CostError(f"--parameter {', '.join(unknown)}: no such parameter in {main_file} or the stacks it nests; see docs/PARAMETERS.md")
+
+    main_stack = Stack("main", main_file, main_t, main_params)
+    check_rules(main_stack, region)
+    main_r = main_stack.resolver(region)
+    stacks = {"main": main_stack}
+    for logical, (fname, tmpl, passed) in children.items():
+        resolved = main_r.resolve(passed)
+        params = {}
+        for key, spec in tmpl.get("Parameters", {}).items():
+            if key in child_overrides[logical]:
+                params[key] = child_overrides[logical][key]
+            elif spec.get("Type", "").startswith("AWS::SSM::Parameter::Value"):
+                # A platform value read from SSM at deploy time: main's own value where it has one.
+                params[key] = main_params.get(key, f"<ssm:{key}>")
+            elif key in resolved:
+                params[key] = resolved[key]
+            else:
+                params[key] = spec.get("Default", f"<{key}>")
+        stack = Stack(logical, fname, tmpl, params)
+        check_rules(stack, region)
+        stacks[logical] = stack
+    return stacks
+
+
+def _strip(ref: Any) -> str:
+    return str(ref).strip("<>")
+
+
+def _env(container: dict) -> dict[str, Any]:
+    return {e["Name"]: e.get("Value") for e in container.get("Environment", []) if isinstance(e, dict)}
+
+
+def _spot_share(strategy: list[dict] | None) -> float:
+    items = [s for s in (strategy or []) if isinstance(s, dict)]
+    if not items:
+        return 0.0
+    total = sum(float(s.get("Weight", 1)) for s in items) or 1.0
+    return sum(float(s.get("Weight", 1)) for s in items if s.get("CapacityProvider") == "FARGATE_SPOT") / total
+
+
+# --------------------------------------------------------------------------------------------
+# the estimate
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Component:
+    idle: float = 0.0  # $ per month with nobody signed in
+    per_user_hour: float = 0.0  # $ per active user-hour
+    profile: float | None = None  # $ per month for the profile (None: idle + user-hours x per-hour)
+    detail: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Tier:
+    name: str
+    mode: str
+    hub_vcpu: float
+    hub_gb: float
+    hub_arch: str
+    hub_spot: float
+    min_tasks: int
+    max_tasks: int
+    hub_task_hours: float  # per month, the MinTasks floor under its schedule
+    business_hours_per_day: float | None  # hours the hub runs on an active day (None: 24x7)
+    business_days_per_week: int
+    user_arch: str
+    user_spot: float
+    profiles: dict[str, tuple[int, int]]
+
+
+class Estimate:
+    def __init__(self, stacks: dict[str, Stack], prices: Prices, profile: Profile):
+        self.stacks = stacks
+        self.p = prices
+        self.profile = profile
+        self.c = {k: Component() for k in COMPONENTS}
+        self.notes: list[str] = []
+        self.tiers: list[Tier] = []
+        self.hours = prices.hours_per_month
+        self.weeks = self.hours / HOURS_PER_WEEK
+        self.egress_mode = "existing VPC"
+        self.schedule: dict[str, Any] = {}
+        self._run()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _stacks(self, filename: str) -> list[Stack]:
+        return [s for s in self.stacks.values() if s.filename == filename]
+
+    def _res(self, filename: str) -> list[dict[str, dict]]:
+        return [s.resources(self.p.region) for s in self._stacks(filename)]
+
+    # -- components ---------------------------------------------------------------------------
+    def _cluster(self) -> None:
+        for res in self._res(names.CLUSTER_TEMPLATE):
+            for r in res.values():
+                props = r["Properties"]
+                if r["Type"] == "AWS::ElasticLoadBalancingV2::LoadBalancer" and props.get("Type", "application") == "application":
+                    self.c["alb"].idle += self.p.usd("alb_hour") * self.hours
+                    self.c["alb"].detail.append(f"1 ALB x {self.hours:g} h")
+                    if props.get("Scheme", "internet-facing") == "internet-facing":
+                        n = len(props.get("Subnets") or props.get("SubnetMappings") or [])
+                        self.c["public_ipv4"].idle += n * self.p.usd("public_ipv4_hour") * self.hours
+                        self.c["public_ipv4"].detail.append(f"{n} for the ALB (one per AZ) x {self.hours:g} h")
+                if r["Type"] == "AWS::Logs::LogGroup" and "tasks" in str(props.get("LogGroupName", "")):
+                    self.log_retention_days = int(props.get("RetentionInDays", 3653))
+        self.c["alb"].per_user_hour += self.p.a("alb_lcu_per_active_user") * self.p.usd("alb_lcu_hour")
+        self.c["alb"].detail.append(f"{self.p.a('alb_lcu_per_active_user'):g} LCU per active user")
+        main = self.stacks["main"].template.get("Parameters", {})
+        if names.HOSTED_ZONE_ID in main:
+            self.c["route53"].idle += self.p.usd("route53_hosted_zone_month")
+            self.c["route53"].detail.append("the hosted zone of the domain (alias records to the ALB: queries free)")
+
+    def _network(self) -> None:
+        nets = self._res(names.NETWORK_TEMPLATE)
+        if not nets:
+            self.notes.append("existing VPC: its egress (NAT) is yours and not counted")
+            return
+        res = nets[0]
+        net_params = self._stacks(names.NETWORK_TEMPLATE)[0].params
+        self.egress_mode = str(net_params.get(names.EGRESS_MODE, "?"))
+        eips = [k for k, r in res.items() if r["Type"] == "AWS::EC2::EIP"]
+        gws = [k for k, r in res.items() if r["Type"] == "AWS::EC2::NatGateway"]
+        e = self.c["egress"]
+        if gws:
+            e.idle += len(gws) * self.p.usd("nat_gateway_hour") * self.hours
+            e.detail.append(f"{len(gws)} NAT gateway(s) x {self.hours:g} h")
+            e.per_user_hour += self.p.a("nat_gb_per_user_hour") * self.p.usd("nat_gateway_gb")
+            e.detail.append(f"{self.p.a('nat_gb_per_user_hour'):g} GB processed per user-hour")
+        if eips:
+            self.c["public_ipv4"].idle += len(eips) * self.p.usd("public_ipv4_hour") * self.hours
+            self.c["public_ipv4"].detail.append(f"{len(eips)} Elastic IP(s) of the NAT gateways x {self.hours:g} h")
+        for name, r in res.items():
+            if r["Type"] != "AWS::AutoScaling::AutoScalingGroup":
+                continue
+            props = r["Properties"]
+            lt = res[_strip(props["LaunchTemplate"]["LaunchTemplateId"])]["Properties"]["LaunchTemplateData"]
+            itype = lt["InstanceType"]
+            desired = float(props.get("DesiredCapacity", props.get("MinSize", 1)))
+            actions = [
+                (a["Properties"]["Recurrence"], float(a["Properties"].get("DesiredCapacity", a["Properties"].get("MinSize", 0))))
+                for a in res.values()
+                if a["Type"] == "AWS::AutoScaling::ScheduledAction" and _strip(a["Properties"]["AutoScalingGroupName"]) == name
+            ]
+            inst_hours = weekly_hours(actions, desired) * self.weeks
+            self.schedule["nat_instance_hours_per_month"] = round(inst_hours, 2)
+            e.idle += inst_hours * self.p.by("ec2_instance_hour", "usd_by_type", itype)
+            e.detail.append(f"{itype} NAT instance x {inst_hours:.0f} h" + (" (scheduled)" if actions else ""))
+            ebs = sum(float(m.get("Ebs", {}).get("VolumeSize", 0)) for m in lt.get("BlockDeviceMappings", []))
+            e.idle += ebs * self.p.usd("ebs_gp3_gb_month") * inst_hours / self.hours
+            e.detail.append(f"{ebs:g} GB gp3 root volume while it runs")
+            public = sum(1 for ni in lt.get("NetworkInterfaces", []) if ni.get("AssociatePublicIpAddress") in (True, "true"))
+            if public:
+                self.c["public_ipv4"].idle += public * inst_hours * self.p.usd("public_ipv4_hour")
+                self.c["public_ipv4"].detail.append(f"{public} for the NAT instance x {inst_hours:.0f} h")
+
+    def _tiers(self) -> None:
+        for stack in self._stacks(names.TIER_TEMPLATE):
+            res = stack.resources(self.p.region)
+            params = stack.params
+            service = next(r for r in res.values() if r["Type"] == "AWS::ECS::Service")["Properties"]
+            hub_td = res[_strip(service["TaskDefinition"])]["Properties"]
+            target = next((r for r in res.values() if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"), None)
+            min_tasks = int(float(target["Properties"]["MinCapacity"])) if target else int(float(service.get("DesiredCount", 1)))
+            max_tasks = int(float(target["Properties"]["MaxCapacity"])) if target else min_tasks
+            actions = [
+                (a["Schedule"], float(a["ScalableTargetAction"].get("MinCapacity", 0)))
+                for a in (target["Properties"].get("ScheduledActions") or [] if target else [])
+            ]
+            weekly = weekly_hours(actions, min_tasks)
+            days = active_days(actions) if actions else 7
+            per_day = (weekly / max(min_tasks, 1) / days) if actions and days else None
+            user_td = next((r["Properties"] for k, r in res.items() if r["Type"] == "AWS::ECS::TaskDefinition" and k != _strip(service["TaskDefinition"])), None)
+            env = _env(hub_td["ContainerDefinitions"][0])
+            mode = "per-user" if user_td else "shared"
+            tier = Tier(
+                name=str(params.get(names.TIER_NAME, stack.name)),
+                mode=mode,
+                hub_vcpu=int(hub_td["Cpu"]) / 1024,
+                hub_gb=int(hub_td["Memory"]) / 1024,
+                hub_arch=(hub_td.get("RuntimePlatform") or {}).get("CpuArchitecture", "X86_64"),
+                hub_spot=_spot_share(service.get("CapacityProviderStrategy")),
+                min_tasks=min_tasks,
+                max_tasks=max_tasks,
+                hub_task_hours=weekly * self.weeks,
+                business_hours_per_day=per_day,
+                business_days_per_week=days,
+                user_arch=((user_td or {}).get("RuntimePlatform") or {}).get("CpuArchitecture", "X86_64"),
+                user_spot=1.0 if env.get("LAKEHUB_USER_CAPACITY") == "FARGATE_SPOT" else 0.0,
+                profiles=parse_profiles(env.get("LAKEHUB_USER_PROFILES", "")),
+            )
+            self.tiers.append(tier)
+            self.c["secrets"].idle += sum(1 for r in res.values() if r["Type"] == "AWS::SecretsManager::Secret") * self.p.usd("secrets_manager_secret_month")
+        if not self.tiers:
+            raise CostError("the templates define no tier; rebuild them with at least one tier")
+        n = sum(1 for r in self._res(names.TIER_TEMPLATE) for x in r.values() if x["Type"] == "AWS::SecretsManager::Secret")
+        self.c["secrets"].detail.append(f"{n} secrets (cookie secrets, sign-in client secrets)")
+
+    def _capacity(self) -> None:
+        prof = self.profile
+        all_profiles: dict[str, tuple[int, int]] = {}
+        for t in self.tiers:
+            all_profiles.update(t.profiles)
+        cpu, mem, self.size_label = parse_size(prof.server_size, all_profiles)
+        self.server_cpu, self.server_mem = cpu, mem
+        vcpu, gb = cpu / 1024, mem / 1024
+        users_per_tier = prof.users / len(self.tiers)
+        hub, user = self.c["hub_tasks"], self.c["user_capacity"]
+        per_hour_weighted = 0.0
+        user_profile_cost = 0.0
+        for t in self.tiers:
+            price = self.p.fargate_hour(t.hub_vcpu, t.hub_gb, t.hub_arch, t.hub_spot)
+            hub.idle += price * t.hub_task_hours
+            spot = f" {'Spot' if t.hub_spot == 1 else 'on-demand' if t.hub_spot == 0 else f'{t.hub_spot:.0%} Spot'}"
+            hub.detail.append(f"{t.name}: {t.min_tasks} x {t.hub_vcpu:g} vCPU / {t.hub_gb:g} GB {t.hub_arch}{spot} x {t.hub_task_hours / max(t.min_tasks, 1):.0f} h")
+            if t.business_hours_per_day is not None:
+                if prof.hours_per_day > t.business_hours_per_day + 1e-9:
+                    self.notes.append(f"{t.name}: the profile's {prof.hours_per_day:g} h a day exceed the {t.business_hours_per_day:.1f} h the schedule keeps the hub up; widen BusinessHoursStart/End or use Schedule=always")
+                max_days = t.business_days_per_week * self.weeks
+                if prof.days_per_month > max_days + 1e-9:
+                    self.notes.append(f"{t.name}: the profile's {prof.days_per_month:g} days a month exceed the {max_days:.1f} business days of the schedule")
+            if t.mode == "per-user":
+                if t.profiles and (cpu, mem) not in t.profiles.values():
+                    self.notes.append(f"{t.name}: {cpu}/{mem} is not one of the sizes the tier offers ({', '.join(t.profiles)}); set UserServerSizes")
+                rate = self.p.fargate_hour(vcpu, gb, t.user_arch, t.user_spot)
+                per_hour_weighted += rate * users_per_tier
+                user_profile_cost += rate * users_per_tier * prof.hours_per_day * prof.days_per_month
+                user.detail.append(f"{t.name}: one {vcpu:g} vCPU / {gb:g} GB {t.user_arch} {'Spot' if t.user_spot else 'on-demand'} task per active user (${rate:.4f}/h)")
+            else:
+                fit = int(min(t.hub_vcpu / vcpu, t.hub_gb / gb))
+                if fit < 1:
+                    self.notes.append(f"{t.name} (shared): a {vcpu:g} vCPU / {gb:g} GB server does not fit in a {t.hub_vcpu:g} vCPU / {t.hub_gb:g} GB task; counted as one user per task (raise TaskCpu/TaskMemory)")
+                    fit = 1
+                share = price / fit
+                per_hour_weighted += share * users_per_tier
+                needed = math.ceil(users_per_tier / fit) if users_per_tier else 0
+                if needed > t.max_tasks:
+                    self.notes.append(f"{t.name} (shared): {users_per_tier:g} concurrent users need {needed} tasks of {fit} servers; MaxTasks is {t.max_tasks}, so users would share less than the size asked")
+                    needed = t.max_tasks
+                extra = max(0, needed - t.min_tasks)
+                user_profile_cost += extra * price * prof.hours_per_day * prof.days_per_month
+                user.detail.append(f"{t.name} (shared): {fit} server(s) per task; {extra} task(s) beyond MinTasks while users work")
+        self.users_per_tier = users_per_tier
+        user.per_user_hour = per_hour_weighted / prof.users if prof.users else (per_hour_weighted or self._per_hour_one_user(vcpu, gb))
+        user.profile = user_profile_cost
+
+    def _per_hour_one_user(self, vcpu: float, gb: float) -> float:
+        """Per user-hour with no users in the profile: the rate of the first tier."""
+        t = self.tiers[0]
+        if t.mode == "per-user":
+            return self.p.fargate_hour(vcpu, gb, t.user_arch, t.user_spot)
+        fit = max(1, int(min(t.hub_vcpu / vcpu, t.hub_gb / gb)))
+        return self.p.fargate_hour(t.hub_vcpu, t.hub_gb, t.hub_arch, t.hub_spot) / fit
+
+    def _logs(self) -> None:
+        retention = getattr(self, "log_retention_days", 30)
+        months_kept = min(retention / 30.0, 1.0)  # steady state: about a month of logs at most is stored per month ingested
+        hub_gb = sum(t.hub_task_hours for t in self.tiers) / self.hours * self.p.a("hub_log_gb_per_task_month")
+        l = self.c["logs"]
+        l.idle += hub_gb * (self.p.usd("logs_ingest_gb") + months_kept * self.p.usd("logs_store_gb_month"))
+        l.per_user_hour += self.p.a("user_log_gb_per_user_hour") * (self.p.usd("logs_ingest_gb") + months_kept * self.p.usd("logs_store_gb_month"))
+        l.detail.append(f"{hub_gb:.3f} GB/month from hubs, {self.p.a('user_log_gb_per_user_hour'):g} GB per user-hour, kept {retention} days")
+
+    def _storage(self) -> None:
+        days = 0
+        for res in self._res(names.STORAGE_TEMPLATE):
+            for r in res.values():
+                if r["Type"] != "AWS::S3::Bucket":
+                    continue
+                for rule in (r["Properties"].get("LifecycleConfiguration") or {}).get("Rules", []):
+                    nc = rule.get("NoncurrentVersionExpiration") or {}
+                    if "NoncurrentDays" in nc and "otebook" in json.dumps(r["Properties"].get("Tags", "")) + json.dumps(r["Properties"].get("BucketName", "")) + str(rule.get("Id", "")):
+                        days = max(days, int(nc["NoncurrentDays"]))
+                    elif "NoncurrentDays" in nc and not days:
+                        days = int(nc["NoncurrentDays"])
+        if not days:
+            days = 365
+            self.notes.append("notebook bucket: no noncurrent-version expiry found; a year of old versions counted")
+        per_user_gb = self.p.a("notebook_gb_per_user") + self.p.a("noncurrent_gb_per_user_per_day") * days
+        s = self.c["notebook_storage"]
+        s.idle = self.profile.users * per_user_gb * self.p.usd("s3_standard_gb_month")
+        s.per_user_hour = self.p.a("notebook_puts_per_user_hour") / 1000 * self.p.usd("s3_put_per_1000") + self.p.a("notebook_gets_per_user_hour") / 1000 * self.p.usd("s3_get_per_1000")
+        s.detail.append(f"{per_user_gb:g} GB per user ({days}-day noncurrent-version expiry); autosave PUTs per user-hour")
+
+    def _pipeline(self) -> None:
+        for res in self._res(names.PIPELINE_TEMPLATE):
+            for r in res.values():
+                props = r["Properties"]
+                if r["Type"] == "AWS::ECR::Repository":
+                    keep = 20
+                    policy = (props.get("LifecyclePolicy") or {}).get("LifecyclePolicyText")
+                    if policy:
+                        for rule in json.loads(policy).get("rules", []):
+                            sel = rule.get("selection", {})
+                            if sel.get("countType") == "imageCountMoreThan":
+                                keep = int(sel["countNumber"])
+                    else:
+                        keep = 100
+                        self.notes.append("ECR: no lifecycle policy; 100 images counted")
+                    gb = self.p.a("image_gb") + self.p.a("image_delta_gb_per_build") * (keep - 1)
+                    self.c["ecr"].idle += gb * self.p.usd("ecr_gb_month")
+                    self.c["ecr"].detail.append(f"{gb:.1f} GB: one image plus the layers of up to {keep} kept images")
+                if r["Type"] == "AWS::CodeBuild::Project":
+                    env = props["Environment"]
+                    kind = f"{env.get('Type', 'LINUX_CONTAINER')}/{env.get('ComputeType')}"
+                    minutes = self.p.a("builds_per_month") * self.p.a("build_minutes")
+                    self.c["codebuild"].idle += minutes * self.p.by("codebuild_minute", "usd_by_compute", kind)
+                    self.c["codebuild"].detail.append(f"{minutes:g} build minutes on {kind}")
+
+    def _run(self) -> None:
+        self._cluster()
+        self._network()
+        self._tiers()
+        self._capacity()
+        self._logs()
+        self._storage()
+        self._pipeline()
+        if any(t.business_hours_per_day is not None for t in self.tiers) and self.egress_mode == "nat-instance" and "nat_instance_hours_per_month" in self.schedule:
+            nat_h = self.schedule["nat_instance_hours_per_month"]
+            for t in self.tiers:
+                if t.hub_task_hours / max(t.min_tasks, 1) > nat_h + 1:
+                    self.notes.append(f"{t.name}: the hub runs {t.hub_task_hours / max(t.min_tasks, 1):.0f} h a month but the NAT instance only {nat_h:.0f} h; give the network stack the same Schedule")
+        t0 = self.tiers[0]
+        self.schedule.update(
+            {
+                "hub_hours_per_month": round(t0.hub_task_hours / max(t0.min_tasks, 1), 2),
+                "business_hours_per_day": t0.business_hours_per_day,
+                "business_days_per_week": t0.business_days_per_week,
+            }
+        )
+
+    # -- totals -------------------------------------------------------------------------------
+    def component_profile(self, c: Component) -> float:
+        return c.profile + c.idle if c.profile is not None else c.idle + self.profile.user_hours * c.per_user_hour
+
+    @property
+    def idle(self) -> float:
+        return sum(c.idle for c in self.c.values())
+
+    @property
+    def per_user_hour(self) -> float:
+        return sum(c.per_user_hour for c in self.c.values())
+
+    @property
+    def profile_month(self) -> float:
+        return sum(self.component_profile(c) for c in self.c.values())
+
+    # reference design and SageMaker, same prices
+    def reference(self) -> dict[str, float]:
+        p, ref = self.p, REFERENCE
+        idle = (
+            ref["tiers"] * p.fargate_hour(ref["task_vcpu"], ref["task_gb"], "X86_64") * self.hours
+            + ref["alb"] * p.usd("alb_hour") * self.hours
+            + ref["public_ipv4"] * p.usd("public_ipv4_hour") * self.hours
+            + ref["hosted_zones"] * p.usd("route53_hosted_zone_month")
+        )
+        per_hour = p.fargate_hour(self.server_cpu / 1024, self.server_mem / 1024, "X86_64")
+        return {
+            "idle_monthly_usd": idle,
+            "per_user_hour_usd": per_hour,
+            "profile_monthly_usd": idle + self.profile.user_hours * per_hour,
+            "servers_24x7_monthly_usd": self.profile.users * per_hour * self.hours,
+        }
+
+    def sagemaker(self) -> dict[str, Any]:
+        table = self.p.items["sagemaker_instance_hour"]["by_type"]
+        vcpu, gb = self.server_cpu / 1024, self.server_mem / 1024
+        fits = [(v["usd"], k) for k, v in table.items() if not v.get("burstable") and v["vcpu"] >= vcpu and v["memory_gb"] >= gb]
+        if not fits:
+            return {"instance": None, "per_user_hour_usd": None, "profile_monthly_usd": None, "idle_monthly_usd": 0.0}
+        usd, kind = min(fits)
+        return {"instance": kind, "idle_monthly_usd": 0.0, "per_user_hour_usd": usd, "profile_monthly_usd": usd * self.profile.user_hours}
+
+    def to_dict(self) -> dict[str, Any]:
+        ref = self.reference()
+        sm = self.sagemaker()
+        r4 = lambda x: None if x is None else round(x, 4)  # noqa: E731
+        r6 = lambda x: None if x is None else round(x, 6)  # noqa: E731
+        return {
+            "region": self.p.region,
+            "profile": {
+                "users": self.profile.users,
+                "hours_per_day": self.profile.hours_per_day,
+                "days_per_month": self.profile.days_per_month,
+                "server_size": self.size_label,
+                "user_hours_per_month": round(self.profile.user_hours, 2),
+            },
+            "configuration": {
+                "egress_mode": self.egress_mode,
+                "tiers": [
+                    {
+                        "name": t.name,
+                        "server_mode": t.mode,
+                        "hub_task": f"{t.hub_vcpu:g} vCPU / {t.hub_gb:g} GB {t.hub_arch}",
+                        "hub_spot_share": t.hub_spot,
+                        "min_tasks": t.min_tasks,
+                        "max_tasks": t.max_tasks,
+                        "hub_hours_per_month": round(t.hub_task_hours / max(t.min_tasks, 1), 2),
+                        "user_servers": None if t.mode == "shared" else f"{t.user_arch} {'Spot' if t.user_spot else 'on-demand'}",
+                    }
+                    for t in self.tiers
+                ],
+                "schedule": self.schedule,
+            },
+            "idle_monthly_usd": r4(self.idle),
+            "per_user_hour_usd": r6(self.per_user_hour),
+            "profile_monthly_usd": r4(self.profile_month),
+            "reference_idle_monthly_usd": r4(ref["idle_monthly_usd"]),
+            "reference_per_user_hour_usd": r6(ref["per_user_hour_usd"]),
+            "reference_profile_monthly_usd": r4(ref["profile_monthly_usd"]),
+            "reference_servers_24x7_monthly_usd": r4(ref["servers_24x7_monthly_usd"]),
+            "idle_vs_reference": round(self.idle / ref["idle_monthly_usd"], 4),
+            "sagemaker": {"instance": sm["instance"], "per_user_hour_usd": r6(sm["per_user_hour_usd"]), "profile_monthly_usd": r4(sm["profile_monthly_usd"])},
+            "components": {
+                key: {
+                    "label": COMPONENTS[key],
+                    "idle_monthly_usd": r4(c.idle),
+                    "per_user_hour_usd": r6(c.per_user_hour),
+                    "profile_monthly_usd": r4(self.component_profile(c)),
+                    "detail": "; ".join(c.detail),
+                }
+                for key, c in self.c.items()
+            },
+            "notes": self.notes,
+            "prices": str(self.p.path),
+        }
+
+
+def estimate(
+    templates_dir: str | Path = TEMPLATES_DIR,
+    parameters: dict[str, str] | None = None,
+    profile: Profile | None = None,
+    region: str = DEFAULT_REGION,
+    prices_path: str | Path | None = None,
+    main_file: str = names.MAIN_TEMPLATE,
+) -> dict[str, Any]:
+    """The estimate as a dict (the `--format json` output)."""
+    profile = profile or Profile()
+    profile.check()
+    prices = load_prices(region, prices_path)
+    stacks = read_configuration(Path(templates_dir), main_file, dict(parameters or {}), region)
+    return Estimate(stacks, prices, profile).to_dict()
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+def _money(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"${x:,.{digits}f}"
+
+
+def print_table(result: dict[str, Any], file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file or sys.stdout, width=140)
+    prof = result["profile"]
+    title = (
+        f"lakehub cost, {result['region']}: {prof['users']} users x {prof['hours_per_day']:g} h x {prof['days_per_month']:g} days "
+        f"({prof['user_hours_per_month']:,.0f} user-hours), {prof['server_size']} servers, egress {result['configuration']['egress_mode']}"
+    )
+    t = Table(title=title, title_justify="left")
+    t.add_column("Component")
+    t.add_column("Nobody signed in\n$/month", justify="right")
+    t.add_column("Per active\nuser-hour", justify="right")
+    t.add_column("Profile\n$/month", justify="right")
+    t.add_column("What is counted", overflow="fold", max_width=60)
+    for c in result["components"].values():
+        t.add_row(c["label"], _money(c["idle_monthly_usd"]), _money(c["per_user_hour_usd"], 4), _money(c["profile_monthly_usd"]), c["detail"])
+    t.add_section()
+    t.add_row("Total", _money(result["idle_monthly_usd"]), _money(result["per_user_hour_usd"], 4), _money(result["profile_monthly_usd"]), "", style="bold")
+    console.print(t)
+
+    sm = result["sagemaker"]
+    cmp = Table(title="Side by side, same prices and usage", title_justify="left")
+    cmp.add_column("")
+    cmp.add_column("Nobody signed in\n$/month", justify="right")
+    cmp.add_column("Per active\nuser-hour", justify="right")
+    cmp.add_column("Profile\n$/month", justify="right")
+    cmp.add_row("lakehub (this configuration)", _money(result["idle_monthly_usd"]), _money(result["per_user_hour_usd"], 4), _money(result["profile_monthly_usd"]), style="bold")
+    cmp.add_row(
+        "Reference design (2 x 1 vCPU / 2 GB x86 24x7, ALB)",
+        _money(result["reference_idle_monthly_usd"]),
+        _money(result["reference_per_user_hour_usd"], 4),
+        _money(result["reference_profile_monthly_usd"]),
+    )
+    cmp.add_row(f"SageMaker Studio ({sm['instance'] or 'no matching size'})", _money(0.0), _money(sm["per_user_hour_usd"], 4), _money(sm["profile_monthly_usd"]))
+    console.print(cmp)
+    console.print(f"Idle cost is {result['idle_vs_reference']:.0%} of the reference design's. Prices: {result['prices']}.")
+    for note in result["notes"]:
+        console.print(f"note: {note}", highlight=False)
+
+
+def _parameters(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item or not item.split("=", 1)[0]:
+            raise CostError(f"--parameter {item!r}: write Key=Value, e.g. EgressMode=nat-gateway")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _as_number(option: str, text: str, kind=float):
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise CostError(f"{option} {text!r}: not a {'whole ' if kind is int else ''}number") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    profile = Profile(
+        users=_as_number("--users", args.users, int),
+        hours_per_day=_as_number("--hours-per-day", args.hours_per_day),
+        days_per_month=_as_number("--days-per-month", args.days_per_month),
+        server_size=args.server_size,
+    )
+    result = estimate(
+        templates_dir=args.templates,
+        parameters=_parameters(args.parameter),
+        profile=profile,
+        region=args.region,
+        prices_path=args.prices,
+        main_file=args.main,
+    )
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parameter", "-p", action="append", metavar="KEY=VALUE", help="a template parameter, e.g. EgressMode=nat-gateway, ServerMode=shared, TaskCpu=1024, Schedule=always (repeatable)")
+    p.add_argument("--users", default="20", help="data scientists in the profile (default 20)")
+    p.add_argument("--hours-per-day", default="8", help="active hours per user per working day (default 8)")
+    p.add_argument("--days-per-month", default="21", help="working days per month (default 21)")
+    p.add_argument("--server-size", default=DEFAULT_SERVER_SIZE, help="each user's server: CPU/MEMORY in Fargate units (2048/8192 = 2 vCPU / 8 GB) or a size name the tiers offer (small, medium...)")
+    p.add_argument("--region", default=DEFAULT_REGION, help="price region (must be in the price file; default us-east-1)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    p.add_argument("--templates", type=Path, default=TEMPLATES_DIR, help="folder of generated templates (default templates/)")
+    p.add_argument("--main", default=names.MAIN_TEMPLATE, choices=(names.MAIN_TEMPLATE, names.MAIN_EXISTING_VPC_TEMPLATE), help="entry-point template")
+    p.add_argument("--prices", type=Path, default=None, help="price file (default lakehub/data/prices.yaml)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("cost", help="estimate the monthly cost of a configuration from the generated templates", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
