@@ -32,19 +32,31 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _packed(path: Path, base: Path) -> bool:
+    """Whether a file under base belongs in a function: not caches, not hidden files or folders
+    (.ipynb_checkpoints, .DS_Store, editors' swap files)."""
+    rel = path.relative_to(base)
+    return (
+        path.is_file()
+        and "__pycache__" not in rel.parts
+        and path.suffix not in (".pyc", ".pyo")
+        and not any(part.startswith(".") for part in rel.parts)
+    )
+
+
 def _source_files(name: str) -> list[tuple[str, Path]]:
-    """(archive name, path) for every source file of a function, sorted."""
+    """(archive name, path) for every source file of a function, sorted by archive name."""
     files: list[tuple[str, Path]] = []
     folder = LAMBDAS_DIR / name
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+        if _packed(path, folder):
             files.append((path.relative_to(folder).as_posix(), path))
     for extra in FUNCTIONS[name]:
         base = ROOT / extra
         for path in sorted(base.rglob("*")) if base.exists() else []:
-            if path.is_file() and "__pycache__" not in path.parts:
+            if _packed(path, base):
                 files.append(((Path(base.name) / path.relative_to(base)).as_posix(), path))
-    return files
+    return sorted(files)
 
 
 def function_hash(name: str) -> str:

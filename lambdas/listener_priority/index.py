@@ -18,6 +18,7 @@ the rule exists); the second rule then fails with PriorityInUse and a retry pick
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -42,6 +43,7 @@ except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every req
     helper.init_failure(exc)
 
 MAX_PRIORITY = 50000
+MAX_REASON = 256
 LISTENER_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener/(.+)$")
 
 
@@ -104,13 +106,32 @@ def _answer(arn: str, priority: int) -> str:
     return f"{_listener_id(arn)}/{priority}"
 
 
+
+def _short_reason(func):
+    """Fail with at most 256 characters, cut at the end: crhelper cuts a longer reason at its
+    beginning, which is where the cause is named."""
+
+    @functools.wraps(func)
+    def wrapper(event, context):
+        try:
+            return func(event, context)
+        except Exception as exc:
+            message = str(exc) or type(exc).__name__
+            if len(message) > MAX_REASON:
+                raise RuntimeError(message[: MAX_REASON - 3] + "...") from exc
+            raise
+
+    return wrapper
+
 @helper.create
+@_short_reason
 def create(event, _context):
     arn, preferred = _props(event)
     return _allocate(arn, preferred)
 
 
 @helper.update
+@_short_reason
 def update(event, _context):
     arn, preferred = _props(event)
     old_arn = (event.get("OldResourceProperties") or {}).get("ListenerArn")
@@ -124,6 +145,7 @@ def update(event, _context):
 
 
 @helper.delete
+@_short_reason
 def delete(event, _context):
     # Nothing to release: the priority is free once the tier's listener rule is deleted.
     logger.info("nothing to delete for %s", event.get("PhysicalResourceId"))

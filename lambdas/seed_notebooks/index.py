@@ -28,6 +28,7 @@ UserModifiedKeys (examples left alone because a user changed them).
 from __future__ import annotations
 
 import hashlib
+import functools
 import logging
 import os
 import re
@@ -127,8 +128,9 @@ def _examples() -> list[tuple[str, bytes]]:
         return []
     files = []
     for path in sorted(base.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith("."):
-            files.append((path.relative_to(base).as_posix(), path.read_bytes()))
+        rel = path.relative_to(base)
+        if path.is_file() and "__pycache__" not in rel.parts and not any(p.startswith(".") for p in rel.parts):
+            files.append((rel.as_posix(), path.read_bytes()))
     return files
 
 
@@ -239,17 +241,37 @@ def seed(props: dict) -> str:
     return f"seed-{bucket}-{prefixes}"
 
 
+
+def _short_reason(func):
+    """Fail with at most 256 characters, cut at the end: crhelper cuts a longer reason at its
+    beginning, which is where the cause is named."""
+
+    @functools.wraps(func)
+    def wrapper(event, context):
+        try:
+            return func(event, context)
+        except Exception as exc:
+            message = str(exc) or type(exc).__name__
+            if len(message) > MAX_REASON:
+                raise RuntimeError(message[: MAX_REASON - 3] + "...") from exc
+            raise
+
+    return wrapper
+
 @helper.create
+@_short_reason
 def create(event, _context):
     return seed(event.get("ResourceProperties") or {})
 
 
 @helper.update
+@_short_reason
 def update(event, _context):
     return seed(event.get("ResourceProperties") or {})
 
 
 @helper.delete
+@_short_reason
 def delete(event, _context):
     # Notebooks are users' data: leave them. Nothing to undo, so nothing can be "already gone".
     logger.info("leaving notebooks in place for %s", event.get("PhysicalResourceId"))

@@ -21,6 +21,7 @@ Data: ImageUri (repository URI:tag), ImageUriDigest (repository URI@digest), Ima
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -189,7 +190,25 @@ def _log_link(build: dict) -> str:
     return logs.get("deepLink") or "(no log link)"
 
 
+
+def _short_reason(func):
+    """Fail with at most 256 characters, cut at the end: crhelper cuts a longer reason at its
+    beginning, which is where the cause is named."""
+
+    @functools.wraps(func)
+    def wrapper(event, context):
+        try:
+            return func(event, context)
+        except Exception as exc:
+            message = str(exc) or type(exc).__name__
+            if len(message) > MAX_REASON:
+                raise RuntimeError(message[: MAX_REASON - 3] + "...") from exc
+            raise
+
+    return wrapper
+
 @helper.create
+@_short_reason
 def create(event, _context):
     p = _props(event)
     image = _image(p)
@@ -211,6 +230,7 @@ def _stack_status(stack_id: str) -> str:
 
 
 @helper.update
+@_short_reason
 def update(event, _context):
     p = _props(event)
     old = event.get("OldResourceProperties") or {}
@@ -231,6 +251,7 @@ def update(event, _context):
     return _physical_id(p)
 
 
+@_short_reason
 def _poll(event, _context):
     p = _props(event)
     data = helper.Data
@@ -267,6 +288,7 @@ helper.poll_update(_poll)
 
 
 @helper.delete
+@_short_reason
 def delete(event, _context):
     # The image belongs to the repository (and outlives the stack); nothing to undo.
     logger.info("nothing to delete for %s", event.get("PhysicalResourceId"))

@@ -101,3 +101,23 @@ def test_helper_settings(name, load_handler):
     assert 0 < helper._sleep_on_delete <= 10
     assert helper._json_logging is False and helper._log_level == "INFO" and helper._boto_level == "CRITICAL"
     assert helper._polling_interval == 1
+
+
+class LongBoom:
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            raise RuntimeError(f"Emulator unreachable during {name}: " + "arn:aws:x:" * 60)
+
+        return call
+
+
+@pytest.mark.parametrize("name", sorted(HANDLERS))
+def test_a_long_error_keeps_its_beginning_in_the_reason(name, load_handler, make_event, invoke, failed, monkeypatch):
+    resource_type, clients, props = HANDLERS[name]
+    module = load_handler(name)
+    for attr in clients:
+        monkeypatch.setattr(module, attr, LongBoom())
+    event = make_event("Create", resource_type, props, function=f"fn-{name}")
+    answer = invoke(module, event, function=f"fn-{name}")
+    failed(answer, "Emulator unreachable during")
+    assert answer["Reason"].startswith("Emulator unreachable during") and answer["Reason"].endswith("...")

@@ -1,0 +1,48 @@
+"""The function as shipped: unpack the built zip and run it, with the notebooks it carries."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import uuid
+import zipfile
+
+from lakehub import packaging
+
+FUNCTION = "lakehub-seed-notebooks"
+
+
+def test_the_seed_zip_seeds_the_notebooks_it_carries(tmp_path, monkeypatch, client, make_event, invoke):
+    monkeypatch.delenv("LAKEHUB_NOTEBOOKS_DIR", raising=False)
+    zip_path = packaging.build_function("seed_notebooks", out_dir=tmp_path / "functions")
+    code = tmp_path / "code"
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(code)
+        examples = sorted(n[len("notebooks/"):] for n in zf.namelist() if n.startswith("notebooks/"))
+    monkeypatch.syspath_prepend(str(code))  # crhelper from the zip, as in Lambda
+    for mod in [m for m in sys.modules if m == "crhelper" or m.startswith("crhelper.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    name = f"packaged_seed_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, code / "index.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    assert str(code) in sys.modules["crhelper"].__file__
+
+    s3 = client("s3")
+    s3.create_bucket(Bucket="packaged-notebooks")
+    props = {
+        "NotebookBucket": "packaged-notebooks",
+        "Tiers": [{"Name": "pii", "NotebookPrefix": "tiers/pii", "DataBucket": "lake-data", "DataPrefixes": ["pii/"]}],
+        "ExamplesVersion": "zip",
+    }
+    answer = invoke(module, make_event("Create", "Custom::SeedNotebooks", props, function=FUNCTION), function=FUNCTION)
+
+    assert answer["Status"] == "SUCCESS", answer
+    assert answer["Data"]["SeededKeys"] == 2 + len(examples)
+    for rel in examples:
+        body = s3.get_object(Bucket="packaged-notebooks", Key=f"tiers/pii/shared/examples/{rel}")["Body"].read().decode()
+        assert "{{DATA_BUCKET}}" not in body and "{{DATA_PREFIX}}" not in body, rel
+        if rel.endswith(".ipynb"):
+            json.loads(body)  # placeholders filled in without breaking the notebook
