@@ -35,9 +35,10 @@ Tags on every task: ``lakehub:user``, ``lakehub:server`` (named server, "" for t
 
 Local environment: the emulator's tasks do not run and their private IPs are fake. The local
 agent (``lakehub.local.agent``) runs each task as a local process on 127.0.0.1 and tags the task
-with ``lakehub:local-endpoint`` = ``127.0.0.1:PORT``. The spawner always prefers that tag when
-present, and with ``wait_for_local_endpoint`` (on when LAKEHUB_ECS_ENDPOINT_URL is set) waits
-for it before it reports the server started.
+with ``lakehub:local-endpoint`` = ``127.0.0.1:PORT``. On the emulator (LAKEHUB_ECS_ENDPOINT_URL
+set) the spawner prefers that tag to the private IP, and with ``wait_for_local_endpoint`` (on by
+default there) waits for it before it reports the server started. On AWS the tag is ignored,
+so a tag can never point the hub's proxy at another address.
 
 Hub start-up: ``reconcile_orphans()`` stops this tier's/hub's tasks that no spawner in the hub's
 database owns (``known_task_arns_from_db()``), so no orphan task keeps costing.
@@ -892,9 +893,15 @@ class FargateSpawner(Spawner):
             "Try again; if it keeps failing, tell the platform admins."
         )
 
+    @property
+    def local_mode(self) -> bool:
+        """On the emulator: the local agent's endpoint tag is the server's address. On AWS the
+        tag is ignored, so no tag can ever point the hub's proxy somewhere else."""
+        return bool(self.ecs_endpoint_url) or self.wait_for_local_endpoint
+
     def server_url(self, task: dict) -> str | None:
-        """http://host:port for a task: the local agent's endpoint tag wins, else the private IP."""
-        local = task_tags(task).get(TAG_LOCAL_ENDPOINT)
+        """http://host:port for a task: locally the agent's endpoint tag, else the private IP."""
+        local = task_tags(task).get(TAG_LOCAL_ENDPOINT) if self.local_mode else None
         if local:
             return f"http://{local}"
         if self.wait_for_local_endpoint:
@@ -929,7 +936,7 @@ class FargateSpawner(Spawner):
                     "a smaller size if this keeps happening."
                 )
             await asyncio.sleep(self.describe_interval)
-            described = await self._describe(self.task_arn)
+            described = await self._describe(self.task_arn, include_tags=self.local_mode)
             if described is None:
                 raise FargateSpawnError(
                     "Your server's task disappeared while it was starting. Try again."

@@ -308,6 +308,15 @@ def test_the_local_agent_endpoint_tag_is_the_server_url(make_spawner, ecs_world)
     assert run(scenario()) == "http://127.0.0.1:45678"
 
 
+def test_on_aws_the_local_endpoint_tag_is_ignored(make_spawner, monkeypatch):
+    monkeypatch.delenv("LAKEHUB_ECS_ENDPOINT_URL", raising=False)
+    spawner = make_spawner(user="una")
+    task = {"tags": [{"key": fargate.TAG_LOCAL_ENDPOINT, "value": "198.51.100.7:80"}],
+            "attachments": [{"type": "ElasticNetworkInterface",
+                             "details": [{"name": "privateIPv4Address", "value": "10.0.5.9"}]}]}
+    assert spawner.server_url(task) == "http://10.0.5.9:8888"
+
+
 def test_defaults_come_from_the_hub_task_environment(ecs_world, monkeypatch):
     monkeypatch.setenv("LAKEHUB_USER_PROFILES", json.dumps([{"name": "tiny", "cpu": 512, "memory": 1024}]))
     monkeypatch.setenv("LAKEHUB_USER_SERVER_PORT", "9999")
