@@ -741,6 +741,7 @@ def add_idle_alarm(b: Builder, instance) -> cloudwatch.Alarm:
     return b.add(
         cloudwatch.Alarm(
             "IdleStopAlarm",
+            AlarmName=Sub("${PlatformName}-hub-${AWS::StackName}-idle-stop"),
             AlarmDescription=Sub("Stops the lakehub on-demand hub ${Instance} (owner ${Owner}) when its CPU stays below ${IdleCpuPercent}% for ${IdleMinutes} minutes"),
             Namespace="AWS/EC2",
             MetricName="CPUUtilization",
@@ -780,14 +781,13 @@ def add_load_balancer_access(b: Builder, instance) -> None:
         )
     )
     priority = b.add(
-        cloudformation.CustomResource(
+        ListenerPriority(
             "ListenerRulePriority",
             Condition="AutoPriority",
             ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
             ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
         )
     )
-    priority.resource_type = "Custom::ListenerPriority"
     b.add(
         elb.ListenerRule(
             "ListenerRule",
@@ -808,6 +808,14 @@ def add_load_balancer_access(b: Builder, instance) -> None:
             AliasTarget=route53.AliasTarget(DNSName=Ref(names.LOAD_BALANCER_DNS_NAME), HostedZoneId=Ref(names.LOAD_BALANCER_HOSTED_ZONE_ID)),
         )
     )
+
+
+class ListenerPriority(cloudformation.CustomResource):
+    """The platform's listener-priority function (lambdas/listener_priority): the lowest free
+    rule priority on the listener."""
+
+    resource_type = "Custom::ListenerPriority"
+    props = {"ServiceToken": (str, True), "ListenerArn": (str, True)}
 
 
 def port_forward_command() -> Sub:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from troposphere import GetAtt, Ref, Sub, Template, cloudformation
+from troposphere import GetAtt, Join, Ref, Sub, Template, cloudformation
 
 from lakehub import names
 from lakehub import tier as tier_mod
@@ -189,6 +189,35 @@ def tier_parameters(tier: TierSettings, image_tag: Any) -> dict[str, Any]:
     return params
 
 
+def add_catalog(b: Builder, children: dict[str, Template]) -> None:
+    """The self-service portfolio (tier and on-demand hub products), once the platform's values
+    are in SSM; who may launch comes from PrincipalArns."""
+    b.param(
+        names.PRINCIPAL_ARNS,
+        "Self-service",
+        "Who may launch from Service Catalog",
+        "Comma-separated ARNs of IAM roles or groups given the self-service portfolio; empty: associate principals later",
+        type="CommaDelimitedList",
+        Default="",
+        AllowedPattern=r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$",
+        ConstraintDescription="IAM role or group ARNs, separated by commas",
+    )
+    nested_stack(
+        b,
+        "CatalogStack",
+        children[names.CATALOG_TEMPLATE],
+        names.CATALOG_TEMPLATE,
+        {
+            names.PLATFORM_NAME: Ref(names.PLATFORM_NAME),
+            names.ASSETS_BUCKET_NAME: Ref(names.ASSETS_BUCKET_NAME),
+            names.ASSETS_KEY_PREFIX: Ref(names.ASSETS_KEY_PREFIX),
+            names.PRINCIPAL_ARNS: Join(",", Ref(names.PRINCIPAL_ARNS)),
+        },
+        depends_on=["ClusterStack"],
+    )
+    b.output("PortfolioId", out("CatalogStack", "PortfolioId"), "Service Catalog portfolio (tier and on-demand hub products)")
+
+
 def build_main(settings: Settings, children: dict[str, Template], existing_vpc: bool = False) -> Template:
     what = "an existing VPC" if existing_vpc else "a new VPC"
     tiers = ", ".join(t.name for t in settings.tiers)
@@ -265,6 +294,9 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         )
         b.output(f"Tier{tier.name.capitalize()}Url", out(logical, names.TIER_URL), f"Sign-in URL of the {tier.name} tier")
         b.output(f"Tier{tier.name.capitalize()}RoleArn", out(logical, names.TIER_ROLE_ARN), f"IAM role of the {tier.name} tier's servers")
+
+    if names.CATALOG_TEMPLATE in children:
+        add_catalog(b, children)
 
     b.output(names.NOTEBOOK_BUCKET_NAME, out("StorageStack", names.NOTEBOOK_BUCKET_NAME), "Bucket where notebooks are stored")
     b.output(names.DATA_BUCKET_NAME, out("StorageStack", names.DATA_BUCKET_NAME), "Data-lake bucket the tiers read")

@@ -1,0 +1,689 @@
+"""catalog.template.yaml: the self-service portfolio (AWS Service Catalog).
+
+Two products, both loaded from the assets bucket (the same URL scheme as nested stacks):
+- **tier**: a data-access tier on ECS (tier.template.yaml). It asks only for tier settings;
+  platform values come from SSM (/lakehub/<platform>/...).
+- **on-demand hub**: JupyterHub on one EC2 instance (hub-instance.template.yaml).
+
+End users need only Service Catalog rights: each product has a launch role constraint, a role
+that Service Catalog (and CloudFormation) use to create exactly the product's resources. The
+launch roles are derived from the product templates themselves: every resource type in a
+product template maps to the actions CloudFormation needs to create, update and delete it
+(RESOURCE_PERMISSIONS), scoped to the platform's names where the service allows; a template
+that gains a type with no entry fails the build. `iam:PassRole` is granted only for the roles
+the product passes, and only to the service that receives them.
+
+A template constraint pins each product's PlatformName to this portfolio's platform, principal
+associations come from the PrincipalArns parameter, and tag options (cost-center, team) let
+launches carry cost-allocation tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from awacs.aws import Action, Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.sts import AssumeRole
+from troposphere import Equals, GetAtt, Join, Not, Ref, Select, Split, Sub, Template, iam
+from troposphere import servicecatalog as sc
+
+from lakehub import __version__, names
+from lakehub.common import Builder, add_assets_params, add_platform_name_param, platform_tags, template_url
+from lakehub.settings import Settings
+
+MAX_PRINCIPALS = 10
+MAX_TAG_VALUES = 10
+COST_CENTERS = "CostCenters"
+TEAMS = "Teams"
+PROVIDER_NAME = "PortfolioProvider"
+TAG_OPTION_KEYS = {COST_CENTERS: "cost-center", TEAMS: "team"}
+LAUNCH_ROLE_PATH = "/lakehub-launch/"  # matches none of the IAM resources the launch roles manage
+
+PARTITION = "${AWS::Partition}"
+REGION = "${AWS::Region}"
+ACCOUNT = "${AWS::AccountId}"
+PLATFORM = "${" + names.PLATFORM_NAME + "}"
+SC_STACK = f"SC-{ACCOUNT}-pp-*"  # stacks and generated names of provisioned products
+
+
+def _arn(text: str) -> str:
+    return f"arn:{PARTITION}:{text}"
+
+
+@dataclass(frozen=True)
+class Product:
+    key: str  # logical-ID stem: TierProduct, TierLaunchRole, ...
+    filename: str
+    name: str  # display name after the platform name
+    description: str
+    role_arns: tuple[str, ...]  # IAM roles the product's template creates (Fn::Sub patterns)
+    passed_to: str  # the service those roles are passed to
+    instance_profiles: tuple[str, ...] = ()
+    extra_ssm: tuple[str, ...] = ()  # public SSM parameters it reads (Fn::Sub patterns)
+
+
+PRODUCTS: tuple[Product, ...] = (
+    Product(
+        key="Tier",
+        filename=names.TIER_TEMPLATE,
+        name="tier (JupyterHub on ECS)",
+        description="A data-access tier: a JupyterHub on ECS Fargate at https://<host>.<domain> whose users reach only the tier's data-lake prefixes",
+        # The tier role is named <platform>-<tier>-tier; the execution and hub roles get
+        # CloudFormation-generated names that start with the provisioned product's stack name.
+        role_arns=(_arn(f"iam::{ACCOUNT}:role/{PLATFORM}-*-tier"), _arn(f"iam::{ACCOUNT}:role/{SC_STACK}")),
+        passed_to="ecs-tasks.amazonaws.com",
+    ),
+    Product(
+        key="Hub",
+        filename=names.HUB_INSTANCE_TEMPLATE,
+        name="on-demand hub (JupyterHub on EC2)",
+        description="JupyterHub on one EC2 instance of your choice (general, memory or GPU) with one tier's data access; stops itself when idle",
+        role_arns=(_arn(f"iam::{ACCOUNT}:role" + names.IAM_PATH_SUB + "*"),),
+        passed_to="ec2.amazonaws.com",
+        instance_profiles=(_arn(f"iam::{ACCOUNT}:instance-profile" + names.IAM_PATH_SUB + "*"),),
+        extra_ssm=(
+            _arn(f"ssm:{REGION}::parameter/aws/service/ami-amazon-linux-latest/*"),
+            _arn(f"ssm:{REGION}::parameter/aws/service/deeplearning/ami/*"),
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Actions on resources (Fn::Sub patterns), with an optional condition."""
+
+    sid: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...] = ("*",)
+    condition: dict[str, dict[str, Any]] | None = None  # {operator: {key: value}}
+
+
+Grants = Callable[[Product], list[Grant]]
+
+
+def _in_account(service: str, resource: str) -> str:
+    return _arn(f"{service}:{REGION}:{ACCOUNT}:{resource}")
+
+
+def _platform_tagged() -> dict:
+    return {"StringEquals": {f"aws:ResourceTag/{names.TAG_PLATFORM}": PLATFORM}}
+
+
+def _iam_role(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageProductRoles",
+            (
+                "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateRole", "iam:UpdateRoleDescription",
+                "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
+                "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:TagRole", "iam:UntagRole",
+            ),
+            p.role_arns,
+        )
+    ]
+
+
+def _iam_instance_profile(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageInstanceProfiles",
+            ("iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile", "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile"),
+            p.instance_profiles,
+        )
+    ]
+
+
+def _secret(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageSecrets",
+            (
+                "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret",
+                "secretsmanager:UpdateSecret", "secretsmanager:GetSecretValue", "secretsmanager:TagResource", "secretsmanager:UntagResource",
+            ),
+            (_in_account("secretsmanager", f"secret:{PLATFORM}/*"),),
+        ),
+        Grant("GenerateSecretValues", ("secretsmanager:GetRandomPassword",)),
+    ]
+
+
+def _user_pool_client(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageSignInClients",
+            ("cognito-idp:CreateUserPoolClient", "cognito-idp:DeleteUserPoolClient", "cognito-idp:DescribeUserPoolClient", "cognito-idp:UpdateUserPoolClient"),
+            (_in_account("cognito-idp", "userpool/*"),),
+        )
+    ]
+
+
+def _user_pool_group(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageSignInGroups",
+            ("cognito-idp:CreateGroup", "cognito-idp:DeleteGroup", "cognito-idp:GetGroup", "cognito-idp:UpdateGroup"),
+            (_in_account("cognito-idp", "userpool/*"),),
+        )
+    ]
+
+
+def _security_group(p: Product) -> list[Grant]:
+    return [
+        Grant("CreateSecurityGroups", ("ec2:CreateSecurityGroup",), (_in_account("ec2", "security-group/*"), _in_account("ec2", "vpc/*"))),
+        Grant(
+            "ManagePlatformSecurityGroups",
+            (
+                "ec2:DeleteSecurityGroup", "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress",
+                "ec2:UpdateSecurityGroupRuleDescriptionsIngress", "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+            ),
+            (_in_account("ec2", "security-group/*"),),
+            _platform_tagged(),
+        ),
+        Grant("TagEc2Resources", ("ec2:CreateTags", "ec2:DeleteTags"), (_in_account("ec2", "*"),)),
+        Grant("DescribeSecurityGroups", ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules", "ec2:DescribeInstances")),
+    ]
+
+
+def _security_group_ingress(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManagePlatformSecurityGroups",
+            ("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:UpdateSecurityGroupRuleDescriptionsIngress"),
+            (_in_account("ec2", "security-group/*"),),
+            _platform_tagged(),
+        ),
+        Grant("DescribeSecurityGroups", ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules")),
+    ]
+
+
+def _instance(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "RunInstances",
+            ("ec2:RunInstances",),
+            (
+                _in_account("ec2", "instance/*"),
+                _in_account("ec2", "volume/*"),
+                _in_account("ec2", "network-interface/*"),
+                _in_account("ec2", "security-group/*"),
+                _in_account("ec2", "subnet/*"),
+                _arn(f"ec2:{REGION}::image/*"),
+            ),
+        ),
+        Grant(
+            "ManagePlatformInstances",
+            (
+                "ec2:TerminateInstances", "ec2:StopInstances", "ec2:StartInstances", "ec2:ModifyInstanceAttribute",
+                "ec2:ModifyInstanceMetadataOptions", "ec2:ModifyInstanceCreditSpecification", "ec2:MonitorInstances", "ec2:UnmonitorInstances",
+                "ec2:AssociateIamInstanceProfile", "ec2:ReplaceIamInstanceProfileAssociation", "ec2:DisassociateIamInstanceProfile",
+            ),
+            (_in_account("ec2", "instance/*"),),
+            _platform_tagged(),
+        ),
+        Grant("TagEc2Resources", ("ec2:CreateTags", "ec2:DeleteTags"), (_in_account("ec2", "*"),)),
+        Grant(
+            "DescribeInstances",
+            (
+                "ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:DescribeInstanceCreditSpecifications",
+                "ec2:DescribeIamInstanceProfileAssociations", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVolumes",
+                "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeSecurityGroups", "ec2:DescribeKeyPairs",
+                "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions",
+            ),
+        ),
+    ]
+
+
+def _alarm(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageIdleAlarms",
+            ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource", "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource"),
+            (_in_account("cloudwatch", f"alarm:{PLATFORM}-*"),),
+        ),
+        Grant("DescribeAlarms", ("cloudwatch:DescribeAlarms",)),
+        # The first alarm with an EC2 action in an account creates CloudWatch's service-linked role.
+        Grant(
+            "AlarmActionsServiceRole",
+            ("iam:CreateServiceLinkedRole",),
+            (_arn(f"iam::{ACCOUNT}:role/aws-service-role/events.amazonaws.com/AWSServiceRoleForCloudWatchEvents*"),),
+            {"StringEquals": {"iam:AWSServiceName": "events.amazonaws.com"}},
+        ),
+    ]
+
+
+def _target_group(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageTargetGroups",
+            (
+                "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:ModifyTargetGroup",
+                "elasticloadbalancing:ModifyTargetGroupAttributes", "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets",
+                "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
+            ),
+            (_in_account("elasticloadbalancing", "targetgroup/*"),),
+        ),
+        Grant(
+            "DescribeLoadBalancing",
+            (
+                "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
+                "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTags", "ec2:DescribeVpcs",
+            ),
+        ),
+    ]
+
+
+def _listener_rule(p: Product) -> list[Grant]:
+    alb = f"app/{PLATFORM}-alb/*"
+    return [
+        Grant(
+            "ManagePlatformListenerRules",
+            (
+                "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule", "elasticloadbalancing:ModifyRule",
+                "elasticloadbalancing:SetRulePriorities", "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
+            ),
+            (_in_account("elasticloadbalancing", f"listener/{alb}"), _in_account("elasticloadbalancing", f"listener-rule/{alb}")),
+        ),
+        Grant("DescribeListenerRules", ("elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTags")),
+    ]
+
+
+def _record_set(p: Product) -> list[Grant]:
+    return [
+        Grant("ChangeRecords", ("route53:ChangeResourceRecordSets", "route53:GetHostedZone", "route53:ListResourceRecordSets"), (_arn("route53:::hostedzone/*"),)),
+        Grant("WatchRecordChanges", ("route53:GetChange",), (_arn("route53:::change/*"),)),
+        Grant("FindHostedZones", ("route53:ListHostedZones",)),
+    ]
+
+
+def _task_definition(p: Product) -> list[Grant]:
+    return [
+        # RegisterTaskDefinition, DescribeTaskDefinition and DeregisterTaskDefinition take no
+        # resource-level permissions.
+        Grant("RegisterTaskDefinitions", ("ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition")),
+        Grant(
+            "TagTaskDefinitions",
+            ("ecs:TagResource", "ecs:UntagResource", "ecs:ListTagsForResource"),
+            (_in_account("ecs", f"task-definition/{PLATFORM}-*"), _in_account("ecs", f"service/{PLATFORM}/*")),
+        ),
+    ]
+
+
+def _service(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManagePlatformServices",
+            (
+                "ecs:CreateService", "ecs:UpdateService", "ecs:DeleteService", "ecs:DescribeServices",
+                "ecs:TagResource", "ecs:UntagResource", "ecs:ListTagsForResource",
+                "ecs:DescribeServiceDeployments", "ecs:ListServiceDeployments",
+            ),
+            (_in_account("ecs", f"service/{PLATFORM}/*"), _in_account("ecs", f"service-deployment/{PLATFORM}/*")),
+        ),
+    ]
+
+
+def _scalable_target(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageScaling",
+            (
+                "application-autoscaling:RegisterScalableTarget", "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:DescribeScalableTargets", "application-autoscaling:TagResource",
+                "application-autoscaling:UntagResource", "application-autoscaling:ListTagsForResource",
+            ),
+        ),
+        Grant(
+            "ScalingServiceRole",
+            ("iam:CreateServiceLinkedRole",),
+            (_arn(f"iam::{ACCOUNT}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService"),),
+            {"StringEquals": {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"}},
+        ),
+    ]
+
+
+def _scaling_policy(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageScalingPolicies",
+            ("application-autoscaling:PutScalingPolicy", "application-autoscaling:DeleteScalingPolicy", "application-autoscaling:DescribeScalingPolicies", "cloudwatch:GetMetricData"),
+        )
+    ]
+
+
+# What CloudFormation needs to create, update and delete each resource type the products use.
+# Checked against the resource providers' handler permissions in tests/test_catalog.py.
+RESOURCE_PERMISSIONS: dict[str, Grants] = {
+    "AWS::IAM::Role": _iam_role,
+    "AWS::IAM::InstanceProfile": _iam_instance_profile,
+    "AWS::SecretsManager::Secret": _secret,
+    "AWS::Cognito::UserPoolClient": _user_pool_client,
+    "AWS::Cognito::UserPoolGroup": _user_pool_group,
+    "AWS::EC2::SecurityGroup": _security_group,
+    "AWS::EC2::SecurityGroupIngress": _security_group_ingress,
+    "AWS::EC2::Instance": _instance,
+    "AWS::CloudWatch::Alarm": _alarm,
+    "AWS::ElasticLoadBalancingV2::TargetGroup": _target_group,
+    "AWS::ElasticLoadBalancingV2::ListenerRule": _listener_rule,
+    "AWS::Route53::RecordSet": _record_set,
+    "AWS::ECS::TaskDefinition": _task_definition,
+    "AWS::ECS::Service": _service,
+    "AWS::ApplicationAutoScaling::ScalableTarget": _scalable_target,
+    "AWS::ApplicationAutoScaling::ScalingPolicy": _scaling_policy,
+}
+
+# Custom resources: the platform function behind each ServiceToken parameter.
+CUSTOM_RESOURCE_FUNCTIONS: dict[str, str] = {
+    names.SEED_FUNCTION_ARN: "seed_notebooks",
+    names.LISTENER_PRIORITY_FUNCTION_ARN: "listener_priority",
+}
+CUSTOM_TYPE = "AWS::CloudFormation::CustomResource"
+
+
+class CatalogError(Exception):
+    """A product template uses a resource type the launch roles have no permissions for."""
+
+
+def is_custom(resource_type: str) -> bool:
+    return resource_type == CUSTOM_TYPE or resource_type.startswith("Custom::")
+
+
+def resource_types(template: Template) -> list[str]:
+    """The resource types of a template (custom resources count as one type)."""
+    return sorted({CUSTOM_TYPE if is_custom(r.resource_type) else r.resource_type for r in template.resources.values()})
+
+
+def custom_functions(template: Template) -> list[str]:
+    """The platform functions a template's custom resources invoke (from their ServiceToken)."""
+    found = set()
+    for logical_id, r in template.resources.items():
+        if not is_custom(r.resource_type):
+            continue
+        token = r.properties.get("ServiceToken")
+        ref = token.data.get("Ref") if isinstance(token, Ref) else None
+        if ref not in CUSTOM_RESOURCE_FUNCTIONS:
+            raise CatalogError(f"custom resource {logical_id}: ServiceToken must be a Ref to one of {', '.join(sorted(CUSTOM_RESOURCE_FUNCTIONS))}")
+        found.add(CUSTOM_RESOURCE_FUNCTIONS[ref])
+    return sorted(found)
+
+
+def custom_grants(template: Template) -> list[Grant]:
+    functions = custom_functions(template)
+    if not functions:
+        return []
+    return [
+        Grant(
+            "RunPlatformFunctions",
+            ("lambda:InvokeFunction",),
+            tuple(_in_account("lambda", f"function:{PLATFORM}-{f.replace('_', '-')}") for f in functions),
+        )
+    ]
+
+
+ASSETS_TEMPLATES = "arn:${AWS::Partition}:s3:::${" + names.ASSETS_BUCKET_NAME + "}/${" + names.ASSETS_KEY_PREFIX + "}templates/*"
+
+
+def base_grants(p: Product) -> list[Grant]:
+    """What every launch needs besides the resources: the provisioned product's stack, the
+    product template, and the SSM parameters its parameters resolve."""
+    stack = _in_account("cloudformation", f"stack/{SC_STACK}/*")
+    grants = [
+        Grant(
+            "ProvisionedProductStacks",
+            (
+                "cloudformation:CreateStack", "cloudformation:UpdateStack", "cloudformation:DeleteStack",
+                "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents", "cloudformation:SetStackPolicy",
+                "cloudformation:TagResource", "cloudformation:UntagResource",
+            ),
+            (stack,),
+        ),
+        # No resource-level permissions for these two.
+        Grant("ReadTemplates", ("cloudformation:GetTemplateSummary", "cloudformation:ValidateTemplate")),
+        Grant("ReadProductTemplate", ("s3:GetObject",), (ASSETS_TEMPLATES,)),
+        # Service Catalog's own copy of the template (its documented launch-role condition).
+        Grant("ReadServiceCatalogCopy", ("s3:GetObject",), ("*",), {"StringEquals": {"s3:ExistingObjectTag/servicecatalog:provisioning": "true"}}),
+        Grant(
+            "ReadPlatformValues",
+            ("ssm:GetParameters",),
+            (_in_account("ssm", "parameter" + names.SSM_ROOT + f"/{PLATFORM}/*"), *p.extra_ssm),
+        ),
+        Grant(
+            "PassProductRoles",
+            ("iam:PassRole",),
+            p.role_arns,
+            {"StringEquals": {"iam:PassedToService": p.passed_to}},
+        ),
+    ]
+    return grants
+
+
+def launch_grants(p: Product, template: Template) -> list[Grant]:
+    """Every grant of a product's launch role, merged by Sid (deterministic order)."""
+    missing = [t for t in resource_types(template) if t not in RESOURCE_PERMISSIONS and t != CUSTOM_TYPE]
+    if missing:
+        raise CatalogError(
+            f"{p.filename} uses {', '.join(missing)}, for which the {p.key} launch role has no permissions; "
+            "add them to lakehub.catalog.RESOURCE_PERMISSIONS"
+        )
+    merged: dict[str, Grant] = {}
+    typed = [g for t in resource_types(template) if t != CUSTOM_TYPE for g in RESOURCE_PERMISSIONS[t](p)]
+    for grant in base_grants(p) + typed + custom_grants(template):
+        if grant.sid in merged:
+            prev = merged[grant.sid]
+            if prev.resources != grant.resources or prev.condition != grant.condition:
+                raise CatalogError(f"grant {grant.sid} is defined twice with different resources or conditions")
+            actions = prev.actions + tuple(a for a in grant.actions if a not in prev.actions)
+            merged[grant.sid] = Grant(grant.sid, actions, prev.resources, prev.condition)
+        else:
+            merged[grant.sid] = grant
+    return list(merged.values())
+
+
+def _statement(g: Grant) -> Statement:
+    kwargs: dict[str, Any] = {}
+    if g.condition:
+        conds = []
+        for op, pairs in g.condition.items():
+            if op != "StringEquals":
+                raise CatalogError(f"grant {g.sid}: unsupported condition operator {op}")
+            for key, value in pairs.items():
+                conds.append(StringEquals(Sub(key) if "${" in key else key, Sub(value) if "${" in value else value))
+        kwargs["Condition"] = Condition(conds)
+    return Statement(
+        Sid=g.sid,
+        Effect=Allow,
+        Action=[Action(*a.split(":", 1)) for a in sorted(g.actions)],
+        Resource=[r if r == "*" else Sub(r) for r in g.resources],
+        **kwargs,
+    )
+
+
+def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
+    statements = [_statement(g) for g in launch_grants(p, template)]
+    return b.add(
+        iam.Role(
+            f"{p.key}LaunchRole",
+            Path=LAUNCH_ROLE_PATH,
+            Description=Sub("lakehub " + PLATFORM + f": Service Catalog launch role of the {p.name} product (its resources only)"),
+            AssumeRolePolicyDocument=PolicyDocument(
+                Version="2012-10-17",
+                Statement=[
+                    Statement(
+                        Effect=Allow,
+                        Principal=Principal("Service", "servicecatalog.amazonaws.com"),
+                        Action=[AssumeRole],
+                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+                    )
+                ],
+            ),
+            MaxSessionDuration=3600,
+            Policies=[iam.Policy(PolicyName="launch", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+            Tags=platform_tags(),
+        )
+    )
+
+
+def artifact_version(template: Template) -> str:
+    """Version of a product's provisioning artifact: the package version and a hash of the
+    template, so a changed template adds a new version and an unchanged one keeps its own."""
+    text = template.to_yaml(clean_up=False, long_form=False)
+    return f"v{__version__}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def add_parameters(b: Builder) -> None:
+    add_platform_name_param(b)
+    add_assets_params(b)
+    g = "Self-service portfolio"
+    b.param(
+        PROVIDER_NAME,
+        g,
+        "Portfolio provider",
+        "Who provides the portfolio (shown to users in Service Catalog)",
+        Default="Data platform team",
+        AllowedPattern=r"^[\w .@,&()-]{1,50}$",
+        ConstraintDescription="1-50 letters, digits, spaces and .@,&()-",
+    )
+    b.param(
+        names.PRINCIPAL_ARNS,
+        g,
+        "Who may launch",
+        f"Comma-separated ARNs of IAM roles or groups (at most {MAX_PRINCIPALS}) given the portfolio; empty: associate principals later",
+        type="CommaDelimitedList",
+        Default="",
+        AllowedPattern=r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$",
+        ConstraintDescription="IAM role or group ARNs, separated by commas",
+    )
+    for name, key in TAG_OPTION_KEYS.items():
+        b.param(
+            name,
+            "Cost allocation",
+            f"{key} values",
+            f"Comma-separated values (at most {MAX_TAG_VALUES}) users pick for the {key} tag at launch; empty: none",
+            type="CommaDelimitedList",
+            Default="",
+            AllowedPattern=r"^$|^[\w .:/=+@-]{1,256}$",
+            ConstraintDescription="values of letters, digits, spaces and .:/=+@- separated by commas",
+        )
+
+
+def _padded(param: str, slots: int):
+    """The list parameter's items padded with empty strings to `slots` items."""
+    return Split(",", Join(",", [Join(",", Ref(param))] + [""] * (slots - 1)))
+
+
+def add_principals(b: Builder, portfolio) -> None:
+    items = _padded(names.PRINCIPAL_ARNS, MAX_PRINCIPALS)
+    for i in range(MAX_PRINCIPALS):
+        cond = f"HasPrincipal{i + 1}"
+        b.t.add_condition(cond, Not(Equals(Select(i, items), "")))
+        b.add(
+            sc.PortfolioPrincipalAssociation(
+                f"PrincipalAssociation{i + 1}",
+                Condition=cond,
+                PortfolioId=Ref(portfolio),
+                PrincipalARN=Select(i, items),
+                PrincipalType="IAM",
+            )
+        )
+
+
+def add_tag_options(b: Builder, portfolio) -> None:
+    for param, key in TAG_OPTION_KEYS.items():
+        items = _padded(param, MAX_TAG_VALUES)
+        stem = "".join(part.capitalize() for part in key.split("-"))
+        for i in range(MAX_TAG_VALUES):
+            cond = f"Has{stem}{i + 1}"
+            b.t.add_condition(cond, Not(Equals(Select(i, items), "")))
+            option = b.add(sc.TagOption(f"{stem}TagOption{i + 1}", Condition=cond, Key=key, Value=Select(i, items), Active=True))
+            b.add(sc.TagOptionAssociation(f"{stem}TagOption{i + 1}Association", Condition=cond, ResourceId=Ref(portfolio), TagOptionId=Ref(option)))
+
+
+def platform_rule() -> Sub:
+    """A template constraint: launches use this portfolio's platform."""
+    return Sub(
+        '{"SamePlatform": {"Assertions": [{"Assert": {"Fn::Equals": [{"Ref": "'
+        + names.PLATFORM_NAME
+        + '"}, "${'
+        + names.PLATFORM_NAME
+        + '}"]}, "AssertDescription": "This portfolio launches into the ${'
+        + names.PLATFORM_NAME
+        + '} platform: keep PlatformName ${'
+        + names.PLATFORM_NAME
+        + '}"}]}}'
+    )
+
+
+def add_product(b: Builder, portfolio, p: Product, template: Template) -> sc.CloudFormationProduct:
+    version = artifact_version(template)
+    product = b.add(
+        sc.CloudFormationProduct(
+            f"{p.key}Product",
+            Name=Sub(PLATFORM + " " + p.name),
+            Owner=Ref(PROVIDER_NAME),
+            Description=p.description,
+            Distributor="lakehub",
+            SupportDescription="See docs/SELF_SERVICE.md of the lakehub repository",
+            ProvisioningArtifactParameters=[
+                sc.ProvisioningArtifactProperties(
+                    Name=version,
+                    Description=f"{p.filename} {version}",
+                    Type="CLOUD_FORMATION_TEMPLATE",
+                    Info=sc.Info(LoadTemplateFromURL=template_url(p.filename)),
+                )
+            ],
+            Tags=platform_tags(),
+        )
+    )
+    association = b.add(
+        sc.PortfolioProductAssociation(f"{p.key}ProductAssociation", PortfolioId=Ref(portfolio), ProductId=Ref(product))
+    )
+    role = add_launch_role(b, p, template)
+    b.add(
+        sc.LaunchRoleConstraint(
+            f"{p.key}LaunchConstraint",
+            DependsOn=[association.title],
+            PortfolioId=Ref(portfolio),
+            ProductId=Ref(product),
+            RoleArn=GetAtt(role, "Arn"),
+            Description=f"Launch the {p.name} with its own least-privilege role",
+        )
+    )
+    b.add(
+        sc.LaunchTemplateConstraint(
+            f"{p.key}PlatformConstraint",
+            DependsOn=[association.title],
+            PortfolioId=Ref(portfolio),
+            ProductId=Ref(product),
+            Rules=platform_rule(),
+            Description="Launches join this portfolio's platform",
+        )
+    )
+    b.output(f"{p.key}ProductId", Ref(product), f"Service Catalog product: {p.name}")
+    b.output(f"{p.key}ProvisioningArtifactName", version, f"Version of the {p.name} product")
+    b.output(f"{p.key}LaunchRoleArn", GetAtt(role, "Arn"), f"Launch role of the {p.name} product")
+    return product
+
+
+def build_catalog(settings: Settings, children: dict[str, Template]) -> Template:
+    b = Builder("lakehub self-service: a Service Catalog portfolio with a tier product and an on-demand hub product")
+    add_parameters(b)
+    portfolio = b.add(
+        sc.Portfolio(
+            "Portfolio",
+            DisplayName=Sub(PLATFORM + " data science"),
+            ProviderName=Ref(PROVIDER_NAME),
+            Description="lakehub: launch a data-access tier (JupyterHub on ECS) or your own on-demand JupyterHub on EC2",
+            Tags=platform_tags(),
+        )
+    )
+    for p in PRODUCTS:
+        if p.filename not in children:
+            raise CatalogError(f"the {p.key} product needs {p.filename}, which this build does not generate")
+        add_product(b, portfolio, p, children[p.filename])
+    add_principals(b, portfolio)
+    add_tag_options(b, portfolio)
+    b.output("PortfolioId", Ref(portfolio), "Service Catalog portfolio of the platform")
+    return b.finish()
