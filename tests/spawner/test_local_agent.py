@@ -112,3 +112,18 @@ def test_stopping_the_agent_ends_its_processes_and_their_tasks(make_spawner, ecs
         agent.stop()
     assert not port_in_use(int(url.rsplit(":", 1)[1]))
     assert asyncio.run(spawner.poll()) == 0
+
+
+def test_agent_command_names_an_unreachable_emulator_in_one_line():
+    import subprocess
+    import sys
+
+    from lakehub.emulator import free_port
+
+    result = subprocess.run(
+        [sys.executable, "-m", "lakehub.local.agent", "--endpoint-url", f"http://127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("lakehub agent: error: the AWS emulator at http://127.0.0.1:")
+    assert "Traceback" not in result.stderr
