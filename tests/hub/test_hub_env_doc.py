@@ -1,0 +1,27 @@
+"""docs/HUB_ENV.md lists exactly the LAKEHUB_* variables the hub configuration reads."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "hub_images" / "jupyterhub_config.py"
+DOC = ROOT / "docs" / "HUB_ENV.md"
+READERS = r"(?:required|optional|as_int|as_bool|os\.environ\.get|os\.environ\[)\(?\s*\"(LAKEHUB_[A-Z0-9_]+)\""
+
+
+def documented() -> set[str]:
+    return set(re.findall(r"^\| `(LAKEHUB_[A-Z0-9_]+)` \|", DOC.read_text(), re.M))
+
+
+def test_every_variable_the_config_reads_is_documented_and_nothing_else():
+    read = set(re.findall(READERS, CONFIG.read_text()))
+    assert {"LAKEHUB_TIER", "LAKEHUB_AUTH_MODE", "LAKEHUB_OAUTH_CLIENT_SECRET"} <= read
+    assert read - documented() == set(), "read by the config but missing from docs/HUB_ENV.md"
+    assert documented() - read == set(), "documented but no longer read by the config"
+
+
+def test_secrets_are_marked_as_ecs_secrets():
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(LAKEHUB_[A-Z0-9_]+)` \|.*$", DOC.read_text(), re.M)}
+    for name in ("LAKEHUB_OAUTH_CLIENT_SECRET", "LAKEHUB_LDAP_BIND_PASSWORD", "LAKEHUB_COOKIE_SECRET"):
+        assert "**yes**" in rows[name], f"{name} must be listed as an ECS Secret"
+    assert "**yes**" not in rows["LAKEHUB_TIER"]
