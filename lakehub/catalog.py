@@ -154,7 +154,10 @@ def _user_pool_client(p: Product) -> list[Grant]:
     return [
         Grant(
             "ManageSignInClients",
-            ("cognito-idp:CreateUserPoolClient", "cognito-idp:DeleteUserPoolClient", "cognito-idp:DescribeUserPoolClient", "cognito-idp:UpdateUserPoolClient"),
+            (
+                "cognito-idp:CreateUserPoolClient", "cognito-idp:DeleteUserPoolClient", "cognito-idp:DescribeUserPoolClient",
+                "cognito-idp:UpdateUserPoolClient", "cognito-idp:ListUserPoolClientSecrets",
+            ),
             (_in_account("cognito-idp", "userpool/*"),),
         )
     ]
@@ -319,7 +322,7 @@ def _service(p: Product) -> list[Grant]:
             (
                 "ecs:CreateService", "ecs:UpdateService", "ecs:DeleteService", "ecs:DescribeServices",
                 "ecs:TagResource", "ecs:UntagResource", "ecs:ListTagsForResource",
-                "ecs:DescribeServiceDeployments", "ecs:ListServiceDeployments",
+                "ecs:DescribeServiceDeployments", "ecs:ListServiceDeployments", "ecs:StopServiceDeployment",
             ),
             (_in_account("ecs", f"service/{PLATFORM}/*"), _in_account("ecs", f"service-deployment/{PLATFORM}/*")),
         ),
@@ -332,10 +335,17 @@ def _scalable_target(p: Product) -> list[Grant]:
             "ManageScaling",
             (
                 "application-autoscaling:RegisterScalableTarget", "application-autoscaling:DeregisterScalableTarget",
-                "application-autoscaling:DescribeScalableTargets", "application-autoscaling:TagResource",
-                "application-autoscaling:UntagResource", "application-autoscaling:ListTagsForResource",
+                "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScheduledActions",
+                "application-autoscaling:TagResource", "application-autoscaling:UntagResource", "application-autoscaling:ListTagsForResource",
             ),
         ),
+        # Target tracking's alarms, named after the platform's services.
+        Grant(
+            "ManageScalingAlarms",
+            ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"),
+            (_in_account("cloudwatch", f"alarm:TargetTracking-service/{PLATFORM}/*"),),
+        ),
+        Grant("DescribeAlarms", ("cloudwatch:DescribeAlarms",)),
         Grant(
             "ScalingServiceRole",
             ("iam:CreateServiceLinkedRole",),

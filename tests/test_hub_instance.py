@@ -1,0 +1,293 @@
+"""The on-demand hub product (hub-instance.template.yaml): what its role reaches, how it is
+reached, and how it stops itself."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from lakehub import hub_instance as hi
+from lakehub import names
+from lakehub.assets import TEMPLATES_DIR
+from lakehub.build import render
+from lakehub.cfn_template import Resolver, load
+from lakehub.settings import TierSettings, default_settings, validate
+
+TEMPLATE = TEMPLATES_DIR / names.HUB_INSTANCE_TEMPLATE
+
+PLATFORM_VALUES = {name: f"<ssm:{name}>" for name in hi.HUB_SSM_PARAMS}
+PLATFORM_VALUES.update(
+    {
+        "DataBucketName": "example-lake",
+        "NotebookBucketName": "example-notebooks",
+        "DataKmsKeyArn": "none",
+        "AuthMode": "cognito",
+        "DomainName": "lakehub.example.com",
+        "VpcCidr": "10.20.0.0/16",
+        "LogGroupName": "/lakehub/lakehub/tasks",
+        "ImageRepositoryUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/lakehub/hub",
+        "AmiArm64": "ami-arm64",
+        "AmiX86": "ami-x86",
+        "AmiGpuX86": "ami-gpu",
+    }
+)
+
+
+class MapResolver(Resolver):
+    """The shared Resolver, plus Fn::FindInMap (this template's tiers and idle periods)."""
+
+    def _resolve(self, node):
+        if isinstance(node, dict) and len(node) == 1 and "Fn::FindInMap" in node:
+            m, top, second = (self.resolve(x) for x in node["Fn::FindInMap"])
+            return self.template["Mappings"][m][str(top)][second]
+        return super()._resolve(node)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return load(TEMPLATE)
+
+
+def resolve(template, **params) -> MapResolver:
+    return MapResolver(template, {**PLATFORM_VALUES, "Owner": "alice", **params})
+
+
+def role_statements(resources) -> list[dict]:
+    out = []
+    for policy in resources["InstanceRole"]["Properties"]["Policies"]:
+        out += policy["PolicyDocument"]["Statement"]
+    return out
+
+
+def actions_on(stmts, action) -> list[str]:
+    found = []
+    for s in stmts:
+        if action in s["Action"]:
+            found += s["Resource"]
+    return found
+
+
+def test_imdsv2_is_required(template):
+    options = template["Resources"]["Instance"]["Properties"]["MetadataOptions"]
+    assert options["HttpTokens"] == "required"
+    assert options["HttpPutResponseHopLimit"] == 1  # the container uses host networking
+
+
+@pytest.mark.parametrize("access", [hi.ACCESS_SSM, hi.ACCESS_LOAD_BALANCER])
+def test_no_inbound_rule_from_anywhere(template, access):
+    res = resolve(template, AccessMode=access, HostName="alice").resources()
+    for name, r in res.items():
+        if r["Type"] == "AWS::EC2::SecurityGroup":
+            assert not r["Properties"].get("SecurityGroupIngress"), f"{name} has an inbound rule"
+        assert r["Type"] != "AWS::EC2::SecurityGroupIngress", f"{name} opens a port"
+        for rule in r["Properties"].get("SecurityGroupIngress", []):
+            assert rule.get("CidrIp") != "0.0.0.0/0" and rule.get("CidrIpv6") != "::/0"
+
+
+def test_load_balancer_access_only_through_the_platform_task_group(template):
+    ssm = resolve(template).resources()
+    assert ssm["Instance"]["Properties"]["SecurityGroupIds"] == ["<InstanceSecurityGroup>"]
+    assert not {"TargetGroup", "ListenerRule", "DnsRecord", "ListenerRulePriority"} & set(ssm)
+    lb = resolve(template, AccessMode="load-balancer", HostName="alice", ListenerPriority="120").resources()
+    # The platform's hub-task group: its only inbound source is the load balancer's group.
+    assert lb["Instance"]["Properties"]["SecurityGroupIds"] == ["<InstanceSecurityGroup>", "<ssm:TaskSecurityGroupId>"]
+    rule = lb["ListenerRule"]["Properties"]
+    assert rule["Priority"] == "120"
+    assert rule["Conditions"][0]["HostHeaderConfig"]["Values"] == ["alice.lakehub.example.com"]
+    assert lb["TargetGroup"]["Properties"]["Targets"] == [{"Id": "<Instance>", "Port": names.HUB_PORT}]
+    assert "ListenerRulePriority" not in lb  # a fixed priority needs no look-up
+    auto = resolve(template, AccessMode="load-balancer", HostName="alice").resources()
+    assert auto["ListenerRulePriority"]["Type"] == "Custom::ListenerPriority"
+
+
+def test_load_balancer_access_needs_a_host_name(template):
+    rule = template["Rules"]["LoadBalancerNeedsHostName"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "AccessMode"}, "load-balancer"]}
+
+
+def test_idle_alarm_stops_the_instance_with_the_launch_parameters(template):
+    alarm = template["Resources"]["IdleStopAlarm"]["Properties"]
+    assert alarm["AlarmActions"] == [{"Fn::Sub": "arn:${AWS::Partition}:automate:${AWS::Region}:ec2:stop"}]
+    assert alarm["Threshold"] == {"Ref": "IdleCpuPercent"}
+    assert alarm["ComparisonOperator"] == "LessThanThreshold"
+    assert alarm["Namespace"] == "AWS/EC2" and alarm["MetricName"] == "CPUUtilization"
+    assert alarm["Dimensions"] == [{"Name": "InstanceId", "Value": {"Ref": "Instance"}}]
+    assert alarm["EvaluationPeriods"] == {"Fn::FindInMap": ["IdlePeriods", {"Ref": "IdleMinutes"}, "EvaluationPeriods"]}
+    assert alarm["TreatMissingData"] == "notBreaching"  # a stopped hub must not count as busy
+
+
+@pytest.mark.parametrize("minutes", hi.IDLE_MINUTES_CHOICES)
+def test_idle_alarm_window_equals_idle_minutes(template, minutes):
+    alarm = resolve(template, IdleMinutes=minutes, IdleCpuPercent="7").resources()["IdleStopAlarm"]["Properties"]
+    assert alarm["Threshold"] == "7"
+    assert int(alarm["EvaluationPeriods"]) * int(alarm["Period"]) == int(minutes) * 60
+    assert alarm["DatapointsToAlarm"] == alarm["EvaluationPeriods"]
+    assert template["Parameters"]["IdleMinutes"]["AllowedValues"] == list(hi.IDLE_MINUTES_CHOICES)
+
+
+def test_root_volume_is_encrypted_gp3(template):
+    (mapping,) = template["Resources"]["Instance"]["Properties"]["BlockDeviceMappings"]
+    ebs = mapping["Ebs"]
+    assert ebs["Encrypted"] is True and ebs["VolumeType"] == "gp3" and ebs["DeleteOnTermination"] is True
+    assert ebs["VolumeSize"] == {"Ref": "VolumeSize"}
+
+
+def test_instance_types_span_general_memory_and_gpu_families(template):
+    offered = template["Parameters"]["InstanceType"]["AllowedValues"]
+    families = {t.split(".")[0] for t in offered}
+    assert {"t4g", "m7g", "m6i", "r7g", "r6i", "g5", "g6"} <= families
+
+
+@pytest.mark.parametrize(
+    "instance_type, ami",
+    [("t4g.large", "ami-arm64"), ("r7g.4xlarge", "ami-arm64"), ("m6i.large", "ami-x86"), ("r6i.2xlarge", "ami-x86"), ("g5.xlarge", "ami-gpu"), ("g6.2xlarge", "ami-gpu")],
+)
+def test_machine_image_follows_the_instance_family(template, instance_type, ami):
+    props = resolve(template, InstanceType=instance_type, VolumeSize="128").resources()["Instance"]["Properties"]
+    assert props["ImageId"] == ami
+    gpu = "--gpus all" in props["UserData"]
+    assert gpu == instance_type.startswith("g")
+
+
+def test_gpu_types_need_the_larger_disk(template):
+    rule = template["Rules"]["GpuNeedsLargerDisk"]
+    gpu_types = rule["RuleCondition"]["Fn::Contains"][0]
+    assert sorted(gpu_types) == sorted(t for t in hi.INSTANCE_TYPES if t.startswith("g"))
+    assert "64" not in rule["Assertions"][0]["Assert"]["Fn::Contains"][0]
+
+
+def test_tier_is_chosen_from_the_build_time_tiers(template):
+    settings = default_settings()
+    assert template["Parameters"]["TierName"]["AllowedValues"] == [t.name for t in settings.tiers]
+
+
+def test_hub_role_reads_only_the_chosen_tiers_prefixes(template):
+    pii = role_statements(resolve(template, TierName="pii").resources())
+    nonpii = role_statements(resolve(template, TierName="nonpii").resources())
+    assert sorted(actions_on(pii, "s3:GetObject")) == ["arn:aws:s3:::example-lake/pii/*", "arn:aws:s3:::example-notebooks/tiers/pii/*"]
+    assert sorted(actions_on(nonpii, "s3:GetObject")) == ["arn:aws:s3:::example-lake/nonpii/*", "arn:aws:s3:::example-notebooks/tiers/nonpii/*"]
+    listing = [s for s in pii if "s3:ListBucket" in s["Action"]]
+    assert {tuple(s["Resource"]) for s in listing} == {("arn:aws:s3:::example-lake",), ("arn:aws:s3:::example-notebooks",)}
+    for s in listing:
+        assert all(p.startswith(("pii/", "tiers/pii/")) for p in s["Condition"]["StringLike"]["s3:prefix"])
+
+
+def test_read_only_tier_hub_cannot_write_data():
+    settings = validate(
+        default_settings().__class__(
+            tiers=(
+                TierSettings(name="pii", data_prefixes=("pii/", "claims/"), allowed_groups=("pii-users",), data_access="read-only"),
+                TierSettings(name="nonpii", data_prefixes=("nonpii/",), allowed_groups=("nonpii-users",), data_access="read-write"),
+            )
+        )
+    )
+    import yaml
+
+    from lakehub.cfn_template import _Loader
+
+    template = yaml.load(render(hi.build_hub_instance(settings)), Loader=_Loader)
+    ro = role_statements(resolve(template, TierName="pii").resources())
+    rw = role_statements(resolve(template, TierName="nonpii").resources())
+    assert sorted(actions_on(ro, "s3:GetObject")) == [
+        "arn:aws:s3:::example-lake/claims/*",
+        "arn:aws:s3:::example-lake/pii/*",
+        "arn:aws:s3:::example-notebooks/tiers/pii/*",
+    ]
+    assert actions_on(ro, "s3:PutObject") == ["arn:aws:s3:::example-notebooks/tiers/pii/*"]
+    assert "arn:aws:s3:::example-lake/nonpii/*" in actions_on(rw, "s3:PutObject")
+
+
+def test_hub_role_has_no_wildcard_actions_and_only_session_manager_on_star(template):
+    stmts = role_statements(resolve(template).resources())
+    for s in stmts:
+        for action in s["Action"]:
+            assert "*" not in action, action
+        if s["Resource"] == ["*"]:
+            assert set(s["Action"]) <= {
+                "ecr:GetAuthorizationToken",
+                "ssm:UpdateInstanceInformation",
+                "ssmmessages:CreateControlChannel",
+                "ssmmessages:CreateDataChannel",
+                "ssmmessages:OpenControlChannel",
+                "ssmmessages:OpenDataChannel",
+            }, s
+
+
+def test_owner_and_tier_are_tagged(template):
+    res = resolve(template, Owner="alice@example.com", TierName="nonpii").resources()
+    for name in ("Instance", "InstanceRole", "InstanceSecurityGroup", "CookieSecret"):
+        tags = {t["Key"]: t["Value"] for t in res[name]["Properties"]["Tags"]}
+        assert tags[names.TAG_OWNER] == "alice@example.com", name
+        assert tags[names.TAG_TIER] == "nonpii", name
+        assert tags[names.TAG_PLATFORM] == "lakehub", name
+    assert res["Instance"]["Properties"]["PropagateTagsToVolumeOnCreation"] is True
+
+
+def test_port_forward_command_output(template):
+    out = resolve(template, LocalPort="8890").resolve(template["Outputs"]["PortForwardCommand"]["Value"])
+    assert out == (
+        "aws ssm start-session --region us-east-1 --target <Instance> --document-name AWS-StartPortForwardingSession"
+        ' --parameters \'{"portNumber":["8000"],"localPortNumber":["8890"]}\''
+    )
+    url = resolve(template, LocalPort="8890").resolve(template["Outputs"]["HubUrl"]["Value"])
+    assert url == "http://localhost:8890"
+
+
+def hub_env_from_user_data(user_data: str) -> dict[str, str]:
+    block = user_data.split("<<'LAKEHUB_ENV'\n", 1)[1].split("\nLAKEHUB_ENV\n", 1)[0]
+    return dict(line.split("=", 1) for line in block.splitlines())
+
+
+def test_hub_gets_the_tier_hub_environment_contract(template):
+    """Every variable a tier's hub task sets is set on the instance too, except the ones only
+    the per-user (Fargate) spawner reads."""
+    tier = load(TEMPLATES_DIR / names.TIER_TEMPLATE)
+    container = tier["Resources"]["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    tier_env = {e["Name"] for e in container["Environment"]}
+    per_user_only = {n for n in tier_env if n.startswith("LAKEHUB_USER_")} | {"LAKEHUB_CLUSTER", "LAKEHUB_HUB_API_PORT"}
+    user_data = resolve(template, TierName="nonpii").resources()["Instance"]["Properties"]["UserData"]
+    env = hub_env_from_user_data(user_data)
+    assert tier_env - per_user_only <= set(env), sorted(tier_env - per_user_only - set(env))
+    assert env["LAKEHUB_SERVER_MODE"] == "shared"
+    assert env["LAKEHUB_ALLOWED_GROUPS"] == "nonpii-users"
+    assert env["LAKEHUB_DATA_PREFIXES"] == "nonpii/"
+    assert env["LAKEHUB_NOTEBOOK_PREFIX"] == "tiers/nonpii"
+    assert env["LAKEHUB_HUB_IP"] == "127.0.0.1"  # ssm access: only the tunnel reaches it
+    assert env["LAKEHUB_PUBLIC_URL"] == "http://localhost:8000"
+    assert not any(k.endswith(("SECRET", "PASSWORD")) for k in env), "secrets are read at boot, never in the template"
+
+
+def test_hub_listens_on_all_addresses_only_behind_the_load_balancer(template):
+    user_data = resolve(template, AccessMode="load-balancer", HostName="alice").resources()["Instance"]["Properties"]["UserData"]
+    env = hub_env_from_user_data(user_data)
+    assert env["LAKEHUB_HUB_IP"] == "0.0.0.0"
+    assert env["LAKEHUB_PUBLIC_URL"] == "https://alice.lakehub.example.com"
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+@pytest.mark.parametrize("auth", ["cognito", "oidc", "ldap"])
+def test_user_data_is_valid_bash(template, tmp_path, auth):
+    user_data = resolve(template, AuthMode=auth).resources()["Instance"]["Properties"]["UserData"]
+    assert user_data.startswith("#!/bin/bash\n")
+    assert not re.search(r"\$\{[A-Za-z:]+\}", user_data.replace("${!", "")), "unresolved Fn::Sub variable"
+    script = tmp_path / "user-data.sh"
+    script.write_text(user_data)
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_launch_fails_with_the_reason_when_the_hub_does_not_come_up(template):
+    instance = template["Resources"]["Instance"]
+    assert instance["CreationPolicy"]["ResourceSignal"] == {"Count": 1, "Timeout": hi.SIGNAL_TIMEOUT}
+    user_data = resolve(template).resources()["Instance"]["Properties"]["UserData"]
+    assert "cfn-signal --exit-code" in user_data
+    assert "x86 types need a linux/amd64 image" in user_data
+
+
+def test_roles_live_under_the_platform_path(template):
+    res = resolve(template, PlatformName="lakehub").resources()
+    assert res["InstanceRole"]["Properties"]["Path"] == "/lakehub/lakehub/"
+    assert res["InstanceProfile"]["Properties"]["Path"] == "/lakehub/lakehub/"
