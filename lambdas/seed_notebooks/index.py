@@ -8,7 +8,8 @@ Properties
   ExamplesVersion  changes when the examples change (only there to trigger an Update)
 
 For each tier it writes the folder markers `<NotebookPrefix>/shared/` and `<NotebookPrefix>/users/`
-and copies every file under `notebooks/` (shipped in the function's zip; the folder
+(plus s3contents' `.s3keep` in shared/, users/, shared/examples/ and its sub-folders: without it
+JupyterLab does not list a folder) and copies every file under `notebooks/` (shipped in the function's zip; the folder
 hub_images/notebooks) to `<NotebookPrefix>/shared/examples/<file>`, with `{{DATA_BUCKET}}`,
 `{{DATA_PREFIX}}` (the tier's first data prefix), `{{DATA_PREFIXES}}` (comma separated) and
 `{{TIER_NAME}}` filled in.
@@ -51,6 +52,7 @@ helper = CfnResource(
 SEED_HASH_KEY = "lakehub-seed-sha256"
 EXAMPLES_VERSION_KEY = "lakehub-examples-version"
 FOLDERS = ("shared/", "users/")
+DIR_KEEP_FILE = ".s3keep"  # s3contents' folder marker
 EXAMPLES_FOLDER = "shared/examples/"
 TEXT_SUFFIXES = {".ipynb", ".py", ".r", ".R", ".md", ".txt", ".json", ".csv", ".sql", ".yaml", ".yml"}
 PLACEHOLDER = re.compile(r"\{\{(DATA_BUCKET|DATA_PREFIX|DATA_PREFIXES|TIER_NAME)\}\}")
@@ -107,8 +109,8 @@ def _tiers(props: dict) -> tuple[str, list[dict]]:
             raise _fail(f"Invalid property Tiers[{i}].NotebookPrefix of tier {name}: a prefix is required")
         if not isinstance(data_bucket, str) or not data_bucket:
             raise _fail(f"Invalid property Tiers[{i}].DataBucket of tier {name}: a bucket name is required")
-        if isinstance(data_prefixes, str):
-            data_prefixes = [data_prefixes]
+        if isinstance(data_prefixes, str):  # a comma-separated string, as from a String parameter
+            data_prefixes = [p.strip() for p in data_prefixes.split(",") if p.strip()]
         if not isinstance(data_prefixes, list) or not all(isinstance(p, str) for p in data_prefixes):
             raise _fail(f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: a list of prefixes is required")
         prefix = prefix.strip("/") + "/"
@@ -193,6 +195,19 @@ def _check_bucket(bucket: str) -> None:
         raise
 
 
+def _markers(examples: list[tuple[str, bytes]]) -> list[str]:
+    """Folder markers, relative to a tier's prefix: the `shared/` and `users/` keys (what the S3
+    console shows as folders) and s3contents' `.s3keep` in every folder it should list (it shows
+    a folder only when that file is in it)."""
+    folders = {*FOLDERS, EXAMPLES_FOLDER}
+    for relpath, _ in examples:
+        parent = Path(relpath).parent
+        while parent != Path("."):
+            folders.add(f"{EXAMPLES_FOLDER}{parent.as_posix()}/")
+            parent = parent.parent
+    return sorted({*FOLDERS, *(folder + DIR_KEEP_FILE for folder in folders)})
+
+
 def seed(props: dict) -> str:
     """Write what is missing; returns the physical id. Never overwrites a user's change."""
     bucket, tiers = _tiers(props)
@@ -201,8 +216,8 @@ def seed(props: dict) -> str:
     examples = _examples()
     written, skipped, user_modified = 0, 0, 0
     for tier in tiers:
-        for folder in FOLDERS:
-            key = tier["Prefix"] + folder
+        for marker in _markers(examples):
+            key = tier["Prefix"] + marker
             if _get(bucket, key) is None:
                 _put(bucket, key, b"", version)
                 written += 1

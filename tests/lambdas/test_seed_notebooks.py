@@ -10,6 +10,9 @@ import pytest
 FUNCTION = "lakehub-seed-notebooks"
 TYPE = "Custom::SeedNotebooks"
 BUCKET = "lakehub-notebooks-test"
+# Per tier: shared/, users/, and s3contents' .s3keep in shared/, users/, shared/examples/ and
+# shared/examples/r/ (the examples below have one sub-folder).
+MARKERS = 6
 
 PY_NOTEBOOK = {
     "cells": [
@@ -102,7 +105,7 @@ def test_create_lays_out_each_tier_and_fills_in_its_data_location(seed, s3):
     answer = seed("Create")
     assert answer["Status"] == "SUCCESS", answer
     assert answer["PhysicalResourceId"] == physical_id()
-    assert answer["Data"]["SeededKeys"] == 2 * (2 + 2)
+    assert answer["Data"]["SeededKeys"] == 2 * (MARKERS + 2)
     keys = set(versions(s3))
     for tier in ("pii", "nonpii"):
         assert f"tiers/{tier}/shared/" in keys
@@ -164,7 +167,7 @@ def test_update_adds_a_new_tier(seed, s3):
     new = dict(old, Tiers=tiers())
     answer = seed("Update", new, old_properties=old, physical_id=physical_id())
     assert answer["Status"] == "SUCCESS"
-    assert answer["Data"]["SeededKeys"] == 4
+    assert answer["Data"]["SeededKeys"] == MARKERS + 2
     assert "tiers/nonpii/users/" in versions(s3)
     # Another set of tiers is another resource (the old one's Delete leaves everything).
     assert answer["PhysicalResourceId"] == physical_id(tiers()) != physical_id(tiers()[:1])
@@ -227,4 +230,27 @@ def test_seeds_only_folders_when_there_are_no_examples(seed, s3, examples, tmp_p
     monkeypatch.setenv("LAKEHUB_NOTEBOOKS_DIR", str(tmp_path / "empty"))
     answer = seed("Create")
     assert answer["Status"] == "SUCCESS"
-    assert answer["Data"]["SeededKeys"] == 4
+    # shared/, users/ and .s3keep in shared/, users/, shared/examples/, for two tiers
+    assert answer["Data"]["SeededKeys"] == 2 * 5
+
+
+def test_jupyterlab_lists_the_seeded_folders_and_examples(seed, s3, emulator):
+    s3contents = pytest.importorskip("s3contents")
+    assert seed("Create")["Status"] == "SUCCESS"
+
+    def listing(prefix, path=""):
+        manager = s3contents.S3ContentsManager(
+            bucket=BUCKET, prefix=prefix, endpoint_url=emulator, access_key_id="x", secret_access_key="y"
+        )
+        return sorted((m["name"], m["type"]) for m in manager.get(path, content=True)["content"])
+
+    assert listing("tiers/pii/shared") == [("examples", "directory")]
+    assert listing("tiers/pii/shared", "examples") == [("pandas-example.ipynb", "notebook"), ("r", "directory")]
+    assert listing("tiers/pii/shared", "examples/r") == [("dplyr-example.ipynb", "notebook")]
+
+
+def test_data_prefixes_may_come_as_a_comma_separated_string(seed, s3):
+    tier = dict(tiers()[1], DataPrefixes="nonpii/, public/")
+    answer = seed("Create", {"NotebookBucket": BUCKET, "Tiers": [tier]})
+    assert answer["Status"] == "SUCCESS"
+    assert "s3://lake-data/nonpii/sample.csv" in read(s3, "tiers/nonpii/shared/examples/pandas-example.ipynb")
