@@ -53,6 +53,16 @@ class SpotThrottledSpawner(RecordingSpawner):
         return super()._call_run_task(request)
 
 
+class ColdStartSpawner(RecordingSpawner):
+    """RunTask answers PROVISIONING, as ECS does (moto answers RUNNING at once)."""
+
+    def _call_run_task(self, request):
+        response = super()._call_run_task(request)
+        for task in response["tasks"]:
+            task["lastStatus"] = "PROVISIONING"
+        return response
+
+
 def describe(world, arn):
     return world.ecs.describe_tasks(cluster=world.cluster, tasks=[arn], include=["TAGS"])["tasks"][0]
 
@@ -159,6 +169,14 @@ def test_progress_reports_each_step_until_the_task_runs(make_spawner, ecs_world)
     assert any(m.startswith("Task RUNNING") for m in messages)
     assert messages[-1] == f"Server at {url}; waiting for it to answer"
     assert progress == sorted(progress)
+
+
+def test_progress_follows_the_task_from_provisioning_to_running(make_spawner, ecs_world):
+    spawner = make_spawner(ColdStartSpawner, user="cold")
+    _, messages, _ = run(start_with_progress(spawner))
+    statuses = [m.split(":")[0] for m in messages if m.startswith("Task ") and ":" in m]
+    assert statuses == ["Task PROVISIONING", "Task RUNNING"]
+    assert any(m.startswith("Task PROVISIONING: Fargate is finding capacity") for m in messages)
 
 
 def test_poll_is_none_while_running_and_stop_stops_the_task(make_spawner, ecs_world):
