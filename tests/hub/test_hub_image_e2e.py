@@ -134,6 +134,8 @@ def test_tier_member_signs_in_and_gets_own_server_as_own_unix_user(tier):
         assert info["uid"] != 0, "a user server must never run as root"
         assert info["user"] == H.unix_username_guess("alice")
         assert oct(os.stat(info["home"]).st_mode & 0o777) == oct(0o700), "homes are private"
+    # The idle culler runs as a managed hub service.
+    assert "Starting managed service idle-culler" in tier["hub"].log()
     # The task role's credentials reach the user server; no secret of the hub does.
     assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in env_names
     assert not env_names & {"LAKEHUB_OAUTH_CLIENT_SECRET", "LAKEHUB_LDAP_BIND_PASSWORD", "LAKEHUB_COOKIE_SECRET",
