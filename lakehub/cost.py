@@ -23,6 +23,7 @@ the model.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -35,7 +36,8 @@ import yaml
 
 from lakehub import names
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn_template import Resolver, load
+from lakehub.cfn_template import Resolver
+from lakehub.cfn_template import load as _load_template
 from lakehub.errors import LakehubError
 
 PRICES_FILE = Path(__file__).resolve().parent / "data" / "prices.yaml"
@@ -250,6 +252,19 @@ def active_days(actions: list[tuple[str, float]]) -> int:
 # --------------------------------------------------------------------------------------------
 # reading the templates
 # --------------------------------------------------------------------------------------------
+_LOADED: dict[str, dict] = {}
+
+
+def load(path: Path) -> dict:
+    """A template as a dict; parsed once per content (the estimate never changes it)."""
+    key = hashlib.sha256(path.read_bytes()).hexdigest()
+    if key not in _LOADED:
+        if len(_LOADED) > 64:
+            _LOADED.clear()
+        _LOADED[key] = _load_template(path)
+    return _LOADED[key]
+
+
 @dataclass
 class Stack:
     name: str  # logical id in main (or "main")
@@ -415,6 +430,7 @@ class Tier:
     user_arch: str
     user_spot: float
     profiles: dict[str, tuple[int, int]]
+    idle_timeout_h: float  # the idle culler stops a server this long after its last activity
 
 
 class Estimate:
@@ -440,6 +456,12 @@ class Estimate:
 
     # -- components ---------------------------------------------------------------------------
     def _cluster(self) -> None:
+        for stack in self._stacks(names.CLUSTER_TEMPLATE):
+            # Task logs: the log group the cluster's LogGroupName output names.
+            output = (stack.template.get("Outputs") or {}).get(names.LOG_GROUP_NAME, {}).get("Value", {})
+            group = stack.resources(self.p.region).get(output.get("Ref", "") if isinstance(output, dict) else "")
+            if group:
+                self.log_retention_days = int(group["Properties"].get("RetentionInDays", 3653))
         for res in self._res(names.CLUSTER_TEMPLATE):
             for r in res.values():
                 props = r["Properties"]
@@ -450,8 +472,7 @@ class Estimate:
                         n = len(props.get("Subnets") or props.get("SubnetMappings") or [])
                         self.c["public_ipv4"].idle += n * self.p.usd("public_ipv4_hour") * self.hours
                         self.c["public_ipv4"].detail.append(f"{n} for the ALB (one per AZ) x {self.hours:g} h")
-                if r["Type"] == "AWS::Logs::LogGroup" and "tasks" in str(props.get("LogGroupName", "")):
-                    self.log_retention_days = int(props.get("RetentionInDays", 3653))
+
         self.c["alb"].per_user_hour += self.p.a("alb_lcu_per_active_user") * self.p.usd("alb_lcu_hour")
         self.c["alb"].detail.append(f"{self.p.a('alb_lcu_per_active_user'):g} LCU per active user")
         main = self.stacks["main"].template.get("Parameters", {})
@@ -536,6 +557,7 @@ class Estimate:
                 user_arch=((user_td or {}).get("RuntimePlatform") or {}).get("CpuArchitecture", "X86_64"),
                 user_spot=1.0 if env.get("LAKEHUB_USER_CAPACITY") == "FARGATE_SPOT" else 0.0,
                 profiles=parse_profiles(env.get("LAKEHUB_USER_PROFILES", "")),
+                idle_timeout_h=float(env.get("LAKEHUB_IDLE_TIMEOUT") or 0) / 3600,
             )
             self.tiers.append(tier)
             self.c["secrets"].idle += sum(1 for r in res.values() if r["Type"] == "AWS::SecretsManager::Secret") * self.p.usd("secrets_manager_secret_month")
@@ -572,8 +594,13 @@ class Estimate:
                     self.notes.append(f"{t.name}: {cpu}/{mem} is not one of the sizes the tier offers ({', '.join(t.profiles)}); set UserServerSizes")
                 rate = self.p.fargate_hour(vcpu, gb, t.user_arch, t.user_spot)
                 per_hour_weighted += rate * users_per_tier
-                user_profile_cost += rate * users_per_tier * prof.hours_per_day * prof.days_per_month
-                user.detail.append(f"{t.name}: one {vcpu:g} vCPU / {gb:g} GB {t.user_arch} {'Spot' if t.user_spot else 'on-demand'} task per active user (${rate:.4f}/h)")
+                # After the last activity of a session the server runs until the culler stops it.
+                tail_h = self.p.a("sessions_per_user_day") * t.idle_timeout_h
+                user_profile_cost += rate * users_per_tier * (prof.hours_per_day + tail_h) * prof.days_per_month
+                user.detail.append(
+                    f"{t.name}: one {vcpu:g} vCPU / {gb:g} GB {t.user_arch} {'Spot' if t.user_spot else 'on-demand'} task per active user (${rate:.4f}/h)"
+                    + (f", plus {tail_h:g} h a day until the idle culler stops it" if tail_h else "")
+                )
             else:
                 fit = int(min(t.hub_vcpu / vcpu, t.hub_gb / gb))
                 if fit < 1:
@@ -611,16 +638,14 @@ class Estimate:
 
     def _storage(self) -> None:
         days = 0
-        for res in self._res(names.STORAGE_TEMPLATE):
-            for r in res.values():
-                if r["Type"] != "AWS::S3::Bucket":
-                    continue
-                for rule in (r["Properties"].get("LifecycleConfiguration") or {}).get("Rules", []):
-                    nc = rule.get("NoncurrentVersionExpiration") or {}
-                    if "NoncurrentDays" in nc and "otebook" in json.dumps(r["Properties"].get("Tags", "")) + json.dumps(r["Properties"].get("BucketName", "")) + str(rule.get("Id", "")):
-                        days = max(days, int(nc["NoncurrentDays"]))
-                    elif "NoncurrentDays" in nc and not days:
-                        days = int(nc["NoncurrentDays"])
+        for stack in self._stacks(names.STORAGE_TEMPLATE):
+            # The notebook bucket is the one the stack's NotebookBucketName output names.
+            output = (stack.template.get("Outputs") or {}).get(names.NOTEBOOK_BUCKET_NAME, {}).get("Value", {})
+            bucket = stack.resources(self.p.region).get(output.get("Ref", "") if isinstance(output, dict) else "")
+            for rule in ((bucket or {}).get("Properties", {}).get("LifecycleConfiguration") or {}).get("Rules", []):
+                nc = rule.get("NoncurrentVersionExpiration") or {}
+                if rule.get("Status", "Enabled") == "Enabled" and "NoncurrentDays" in nc:
+                    days = int(nc["NoncurrentDays"])
         if not days:
             days = 365
             self.notes.append("notebook bucket: no noncurrent-version expiry found; a year of old versions counted")
@@ -834,7 +859,7 @@ def print_table(result: dict[str, Any], file=None) -> None:
     )
     cmp.add_row(f"SageMaker Studio ({sm['instance'] or 'no matching size'})", _money(0.0), _money(sm["per_user_hour_usd"], 4), _money(sm["profile_monthly_usd"]))
     console.print(cmp)
-    console.print(f"Idle cost is {result['idle_vs_reference']:.0%} of the reference design's. Prices: {result['prices']}.")
+    console.print(f"Idle cost is {result['idle_vs_reference']:.1%} of the reference design's. Prices: {result['prices']}.")
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False)
 

@@ -81,7 +81,9 @@ def test_default_configuration_matches_hand_computed_figures():
     assert r["components"]["egress"]["idle_monthly_usd"] == pytest.approx(NAT_HOURS * NANO + 8 * 0.08 * NAT_HOURS / HOURS, abs=1e-3)
     assert r["idle_monthly_usd"] == pytest.approx(idle, abs=1e-3)
     assert r["per_user_hour_usd"] == pytest.approx(per_hour, abs=1e-5)
-    assert r["profile_monthly_usd"] == pytest.approx(idle + 20 * 8 * 21 * per_hour, abs=1e-2)
+    # plus one idle-culler timeout (IdleTimeoutSeconds 3600) a user and working day
+    tail = 20 * 21 * 1 * 1.0 * arm(2, 8) * SPOT
+    assert r["profile_monthly_usd"] == pytest.approx(idle + 20 * 8 * 21 * per_hour + tail, abs=1e-2)
 
 
 def test_nat_gateway_always_on_demand_matches_hand_computed_figures():
@@ -93,7 +95,8 @@ def test_nat_gateway_always_on_demand_matches_hand_computed_figures():
     per_hour = arm(1, 4) + common_per_hour() + A["nat_gb_per_user_hour"] * P["nat_gateway_gb"]
     assert r["idle_monthly_usd"] == pytest.approx(idle, abs=1e-3)
     assert r["per_user_hour_usd"] == pytest.approx(per_hour, abs=1e-5)
-    assert r["profile_monthly_usd"] == pytest.approx(idle + 10 * 6 * 20 * per_hour, abs=1e-2)
+    tail = 10 * 20 * 1 * 1.0 * arm(1, 4)  # one culler timeout a user and day, on-demand
+    assert r["profile_monthly_usd"] == pytest.approx(idle + 10 * 6 * 20 * per_hour + tail, abs=1e-2)
 
 
 def test_shared_mode_matches_hand_computed_figures():
