@@ -187,7 +187,7 @@ def _security_group(p: Product) -> list[Grant]:
             _platform_tagged(),
         ),
         Grant("TagEc2Resources", ("ec2:CreateTags", "ec2:DeleteTags"), (_in_account("ec2", "*"),)),
-        Grant("DescribeSecurityGroups", ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules", "ec2:DescribeInstances")),
+        Grant("DescribeSecurityGroups", ("ec2:DescribeSecurityGroups", "ec2:DescribeInstances")),
     ]
 
 

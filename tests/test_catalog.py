@@ -1,0 +1,344 @@
+"""The self-service portfolio (catalog.template.yaml): products, launch roles, principals,
+tag options, and main's nesting.
+
+The launch roles are checked against an authority independent of lakehub: the CloudFormation
+resource provider schemas shipped with cfn-lint, whose `handlers` list the permissions
+CloudFormation needs to create, read, update and delete each resource type.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from troposphere import Template, sqs
+
+from lakehub import catalog, names
+from lakehub.assets import TEMPLATES_DIR
+from lakehub.cfn_template import Resolver, load
+from lakehub.settings import default_settings
+
+ACCOUNT = "123456789012"
+PSEUDO = {"AWS::AccountId": ACCOUNT, "AWS::Region": "us-east-1", "AWS::Partition": "aws"}
+
+# Handler permissions a product does not need, because its template does not set the property
+# that calls them. Anything here is refused to the launch role.
+NOT_NEEDED: dict[str, dict[str, str]] = {
+    "AWS::IAM::Role": {
+        "iam:AttachRolePolicy": "no ManagedPolicyArns: inline policies only",
+        "iam:DetachRolePolicy": "no ManagedPolicyArns",
+        "iam:PutRolePermissionsBoundary": "no PermissionsBoundary",
+        "iam:DeleteRolePermissionsBoundary": "no PermissionsBoundary",
+    },
+    "AWS::EC2::Instance": {
+        "ssm:CreateAssociation": "no SsmAssociations",
+        "ssm:DeleteAssociation": "no SsmAssociations",
+        "ssm:DescribeAssociation": "no SsmAssociations",
+        "ssm:ListAssociations": "no SsmAssociations",
+        "ec2:AttachVolume": "no Volumes",
+        "ec2:DetachVolume": "no Volumes",
+        "ec2:ModifyInstancePlacement": "no Affinity, HostId or Tenancy",
+        "ec2:ModifyPrivateDnsNameOptions": "no PrivateDnsNameOptions",
+        "ec2:ModifyInstanceMaintenanceOptions": "no MaintenanceOptions",
+    },
+    "AWS::Cognito::UserPoolClient": {
+        "iam:CreateServiceLinkedRole": "no AnalyticsConfiguration",
+        "iam:PassRole": "no AnalyticsConfiguration",
+        "iam:PutRolePolicy": "no AnalyticsConfiguration",
+        "iam:DeleteRolePolicy": "no AnalyticsConfiguration",
+    },
+    "AWS::Cognito::UserPoolGroup": {
+        "iam:PassRole": "no RoleArn",
+        "iam:PutRolePolicy": "no RoleArn",
+    },
+    "AWS::ApplicationAutoScaling::ScalableTarget": {
+        "application-autoscaling:PutScheduledAction": "no ScheduledActions",
+        "application-autoscaling:DeleteScheduledAction": "no ScheduledActions",
+        "iam:PassRole": "no RoleARN: the service-linked role is used",
+        "lambda:PutProvisionedConcurrencyConfig": "an ECS service, not a Lambda alias",
+        "lambda:GetProvisionedConcurrencyConfig": "an ECS service, not a Lambda alias",
+        "lambda:DeleteProvisionedConcurrencyConfig": "an ECS service, not a Lambda alias",
+    },
+    "AWS::ECS::Service": {"iam:PassRole": "no Role: the ECS service-linked role is used"},
+    "AWS::SecretsManager::Secret": {
+        "secretsmanager:ReplicateSecretToRegions": "no ReplicaRegions",
+        "secretsmanager:RemoveRegionsFromReplication": "no ReplicaRegions",
+    },
+}
+
+# Actions a launch needs that belong to no resource type.
+BASE_ACTIONS = {
+    "cloudformation:CreateStack": "the provisioned product's stack",
+    "cloudformation:UpdateStack": "updates of the provisioned product",
+    "cloudformation:DeleteStack": "termination",
+    "cloudformation:DescribeStacks": "stack status",
+    "cloudformation:DescribeStackEvents": "stack status",
+    "cloudformation:SetStackPolicy": "Service Catalog sets a stack policy",
+    "cloudformation:TagResource": "launch tags (tag options)",
+    "cloudformation:UntagResource": "launch tags (tag options)",
+    "cloudformation:GetTemplateSummary": "template parameters",
+    "cloudformation:ValidateTemplate": "template validation",
+    "s3:GetObject": "the product template",
+    "ssm:GetParameters": "SSM-typed parameters (platform values, public AMI ids)",
+    "iam:PassRole": "roles the product hands to ECS tasks or EC2",
+    "lambda:InvokeFunction": "custom resources (the platform's functions)",
+    "iam:CreateServiceLinkedRole": "CloudWatch's role for alarm EC2 actions; Application Auto Scaling's role for ECS",
+}
+
+
+@lru_cache(maxsize=1)
+def schemas() -> dict[str, dict]:
+    import cfnlint
+
+    base = Path(cfnlint.__file__).parent / "data" / "schemas"
+    index = json.loads((base / "providers" / "us-east-1.json").read_text())
+    return {t: base / "resources" / f"{h}.json" for t, h in index.items()}
+
+
+def handler_permissions(resource_type: str) -> set[str]:
+    path = schemas()[resource_type]
+    handlers = json.loads(Path(path).read_text()).get("handlers", {})
+    perms: set[str] = set()
+    for op in ("create", "read", "update", "delete"):
+        perms |= set(handlers.get(op, {}).get("permissions", []))
+    return perms
+
+
+@pytest.fixture(scope="module")
+def templates() -> dict[str, dict]:
+    return {p.name: load(p) for p in sorted(TEMPLATES_DIR.glob("*.template.yaml"))}
+
+
+@pytest.fixture(scope="module")
+def cat(templates) -> dict:
+    return templates[names.CATALOG_TEMPLATE]
+
+
+def launch_statements(cat: dict, product: catalog.Product) -> list[dict]:
+    role = cat["Resources"][f"{product.key}LaunchRole"]["Properties"]
+    out = []
+    for policy in role["Policies"]:
+        out += policy["PolicyDocument"]["Statement"]
+    return out
+
+
+def product_types(template: dict) -> set[str]:
+    return {catalog.CUSTOM_TYPE if catalog.is_custom(r["Type"]) else r["Type"] for r in template["Resources"].values()}
+
+
+def granted_actions(stmts) -> set[str]:
+    return {a for s in stmts for a in s["Action"]}
+
+
+def resolved(value, platform="lakehub") -> str:
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    return re.sub(r"\$\{([^}]+)\}", lambda m: {**PSEUDO, "PlatformName": platform}.get(m.group(1), f"<{m.group(1)}>"), text)
+
+
+@pytest.mark.parametrize("product", catalog.PRODUCTS, ids=lambda p: p.key)
+def test_launch_role_can_create_update_and_delete_every_resource_of_its_product(cat, templates, product):
+    stmts = launch_statements(cat, product)
+    granted = granted_actions(stmts)
+    for rtype in sorted(product_types(templates[product.filename])):
+        if rtype == catalog.CUSTOM_TYPE:
+            assert "lambda:InvokeFunction" in granted
+            continue
+        needed = handler_permissions(rtype) - set(NOT_NEEDED.get(rtype, {}))
+        missing = needed - granted
+        assert not missing, f"{product.key} launch role cannot handle {rtype}: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("product", catalog.PRODUCTS, ids=lambda p: p.key)
+def test_launch_role_has_nothing_its_product_does_not_need(cat, templates, product):
+    types = product_types(templates[product.filename]) - {catalog.CUSTOM_TYPE}
+    allowed = set(BASE_ACTIONS)
+    for rtype in types:
+        allowed |= handler_permissions(rtype) - set(NOT_NEEDED.get(rtype, {}))
+    extra = granted_actions(launch_statements(cat, product)) - allowed
+    assert not extra, f"{product.key} launch role grants actions no resource of {product.filename} needs: {sorted(extra)}"
+
+
+@pytest.mark.parametrize("product", catalog.PRODUCTS, ids=lambda p: p.key)
+def test_launch_role_has_no_wildcard_actions(cat, product):
+    for s in launch_statements(cat, product):
+        assert s["Effect"] == "Allow"
+        for action in s["Action"]:
+            assert "*" not in action, f"{s['Sid']}: {action}"
+            assert not action.startswith("iam:*")
+        assert "NotAction" not in s and "NotResource" not in s
+
+
+@pytest.mark.parametrize("product", catalog.PRODUCTS, ids=lambda p: p.key)
+def test_mutating_iam_is_scoped_to_the_products_own_roles(cat, product):
+    for s in launch_statements(cat, product):
+        iam_actions = [a for a in s["Action"] if a.startswith("iam:")]
+        if not iam_actions:
+            continue
+        assert s["Resource"] != ["*"], s["Sid"]
+        for r in s["Resource"]:
+            arn = resolved(r)
+            assert arn.startswith(f"arn:aws:iam::{ACCOUNT}:"), arn
+            if iam_actions == ["iam:CreateServiceLinkedRole"]:
+                assert ":role/aws-service-role/" in arn
+                assert "iam:AWSServiceName" in s["Condition"]["StringEquals"]
+            else:
+                assert arn in {resolved(x) for x in product.role_arns + product.instance_profiles}, arn
+
+
+@pytest.mark.parametrize("product", catalog.PRODUCTS, ids=lambda p: p.key)
+def test_pass_role_only_for_the_roles_the_product_passes(cat, templates, product):
+    passing = [s for s in launch_statements(cat, product) if "iam:PassRole" in s["Action"]]
+    assert len(passing) == 1
+    (s,) = passing
+    assert s["Action"] == ["iam:PassRole"]
+    assert s["Condition"] == {"StringEquals": {"iam:PassedToService": product.passed_to}}
+    patterns = [resolved(r) for r in s["Resource"]]
+    # Every role the product template makes, under the name CloudFormation gives it in a
+    # Service Catalog launch, is passable; nothing else in the account is.
+    stack = f"SC-{ACCOUNT}-pp-abcdefghijklm"
+    roles = {k: r for k, r in templates[product.filename]["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert roles
+    for logical, role in roles.items():
+        props = role["Properties"]
+        name = resolved(props["RoleName"]).replace("${TierName}", "pii").replace("<TierName>", "pii") if "RoleName" in props else f"{stack}-{logical}-ABCDEF123456"
+        path = resolved(props["Path"]) if "Path" in props else "/"
+        arn = f"arn:aws:iam::{ACCOUNT}:role{path}{name}"
+        assert any(fnmatch.fnmatchcase(arn, p) for p in patterns), f"{logical} ({arn}) cannot be passed"
+    for other in (f"arn:aws:iam::{ACCOUNT}:role/Admin", f"arn:aws:iam::{ACCOUNT}:role/OrganizationAccountAccessRole", f"arn:aws:iam::{ACCOUNT}:role/lakehub-other"):
+        assert not any(fnmatch.fnmatchcase(other, p) for p in patterns), other
+
+
+def test_products_pass_roles_only_to_their_service(templates):
+    tier = templates[names.TIER_TEMPLATE]["Resources"]
+    for r in tier.values():
+        if r["Type"] == "AWS::ECS::TaskDefinition":
+            assert {"TaskRoleArn", "ExecutionRoleArn"} & set(r["Properties"])
+    passed = [k for k, r in tier.items() if r["Type"] in ("AWS::EC2::Instance", "AWS::IAM::InstanceProfile", "AWS::Lambda::Function")]
+    assert not passed
+    hub = templates[names.HUB_INSTANCE_TEMPLATE]["Resources"]
+    assert not [k for k, r in hub.items() if r["Type"] in ("AWS::ECS::TaskDefinition", "AWS::Lambda::Function")]
+
+
+def test_launch_roles_cannot_change_themselves_or_each_other(cat):
+    """No launch role's IAM resources match a launch role: a platform or stack named like the
+    catalog's stack must not let a product rewrite its own permissions."""
+    launch_arns = [
+        f"arn:aws:iam::{ACCOUNT}:role{catalog.LAUNCH_ROLE_PATH}lakehub-prod-CatalogStack-1AB-{p.key}LaunchRole-XYZ" for p in catalog.PRODUCTS
+    ] + [f"arn:aws:iam::{ACCOUNT}:role{catalog.LAUNCH_ROLE_PATH}SC-{ACCOUNT}-pp-x-{p.key}LaunchRole-XYZ" for p in catalog.PRODUCTS]
+    for p in catalog.PRODUCTS:
+        assert cat["Resources"][f"{p.key}LaunchRole"]["Properties"]["Path"] == catalog.LAUNCH_ROLE_PATH
+        for s in launch_statements(cat, p):
+            if not any(a.startswith("iam:") for a in s["Action"]):
+                continue
+            for r in s["Resource"]:
+                for arn in launch_arns:
+                    assert not fnmatch.fnmatchcase(arn, resolved(r)), (s["Sid"], arn)
+
+
+def test_launch_roles_trust_only_service_catalog(cat):
+    for p in catalog.PRODUCTS:
+        (stmt,) = cat["Resources"][f"{p.key}LaunchRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert stmt["Principal"] == {"Service": "servicecatalog.amazonaws.com"}
+        assert stmt["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_each_product_has_its_launch_role_constraint(cat):
+    res = cat["Resources"]
+    for p in catalog.PRODUCTS:
+        c = res[f"{p.key}LaunchConstraint"]
+        assert c["Type"] == "AWS::ServiceCatalog::LaunchRoleConstraint"
+        assert c["Properties"]["RoleArn"] == {"Fn::GetAtt": [f"{p.key}LaunchRole", "Arn"]}
+        assert c["Properties"]["ProductId"] == {"Ref": f"{p.key}Product"}
+        assert c["DependsOn"] == [f"{p.key}ProductAssociation"]
+
+
+def test_products_load_versioned_artifacts_from_the_assets_bucket(cat, templates):
+    for p in catalog.PRODUCTS:
+        product = cat["Resources"][f"{p.key}Product"]["Properties"]
+        (artifact,) = product["ProvisioningArtifactParameters"]
+        assert artifact["Type"] == "CLOUD_FORMATION_TEMPLATE"
+        assert artifact["Info"]["LoadTemplateFromURL"] == {
+            "Fn::Sub": "https://${AssetsBucketName}.s3.${AWS::Region}.${AWS::URLSuffix}/${AssetsKeyPrefix}templates/" + p.filename
+        }
+        assert re.fullmatch(r"v\d+\.\d+\.\d+-[0-9a-f]{10}", artifact["Name"])
+
+
+def test_artifact_version_follows_the_template():
+    a = Template()
+    a.add_resource(sqs.Queue("Q"))
+    b = Template()
+    b.add_resource(sqs.Queue("Q", DelaySeconds=5))
+    assert catalog.artifact_version(a) == catalog.artifact_version(a)
+    assert catalog.artifact_version(a) != catalog.artifact_version(b)
+
+
+def test_unknown_resource_type_fails_the_build():
+    from lakehub.build import _children
+
+    settings = default_settings()
+    children = _children(settings)
+    from lakehub.hub_instance import build_hub_instance
+
+    hub = build_hub_instance(settings)
+    hub.add_resource(sqs.Queue("Surprise"))
+    children[names.HUB_INSTANCE_TEMPLATE] = hub
+    with pytest.raises(catalog.CatalogError, match="AWS::SQS::Queue"):
+        catalog.build_catalog(settings, children)
+
+
+def catalog_resolver(cat, **params) -> Resolver:
+    return Resolver(cat, {"AssetsBucketName": "assets-bucket", **params}, pseudo=PSEUDO)
+
+
+def test_principals_come_from_the_parameter(cat):
+    arns = f"arn:aws:iam::{ACCOUNT}:role/DataScientists,arn:aws:iam::{ACCOUNT}:group/analysts"
+    res = catalog_resolver(cat, PrincipalArns=arns).resources()
+    assoc = sorted(r["Properties"]["PrincipalARN"] for r in res.values() if r["Type"] == "AWS::ServiceCatalog::PortfolioPrincipalAssociation")
+    assert assoc == sorted(arns.split(","))
+    for r in res.values():
+        if r["Type"] == "AWS::ServiceCatalog::PortfolioPrincipalAssociation":
+            assert r["Properties"]["PrincipalType"] == "IAM"
+            assert r["Properties"]["PortfolioId"] == "<Portfolio>"
+    empty = catalog_resolver(cat).resources()
+    assert not [r for r in empty.values() if r["Type"] == "AWS::ServiceCatalog::PortfolioPrincipalAssociation"]
+
+
+def test_principal_parameter_accepts_role_and_group_arns_only(cat):
+    pattern = re.compile(cat["Parameters"]["PrincipalArns"]["AllowedPattern"])
+    assert pattern.match(f"arn:aws:iam::{ACCOUNT}:role/team/DataScientists")
+    assert pattern.match(f"arn:aws:iam::{ACCOUNT}:group/analysts")
+    assert pattern.match("")
+    assert not pattern.match(f"arn:aws:iam::{ACCOUNT}:user/alice")
+    assert not pattern.match("*")
+
+
+def test_cost_tag_options_are_associated_with_the_portfolio(cat):
+    res = catalog_resolver(cat, CostCenters="cc-100,cc-200", Teams="risk").resources()
+    options = {name: r["Properties"] for name, r in res.items() if r["Type"] == "AWS::ServiceCatalog::TagOption"}
+    assert sorted((o["Key"], o["Value"]) for o in options.values()) == [("cost-center", "cc-100"), ("cost-center", "cc-200"), ("team", "risk")]
+    assocs = [r["Properties"] for r in res.values() if r["Type"] == "AWS::ServiceCatalog::TagOptionAssociation"]
+    assert len(assocs) == 3
+    assert all(a["ResourceId"] == "<Portfolio>" for a in assocs)
+    assert {a["TagOptionId"] for a in assocs} == {f"<{n}>" for n in options}
+
+
+def test_launches_are_pinned_to_the_portfolios_platform(cat):
+    for p in catalog.PRODUCTS:
+        rules = catalog_resolver(cat, PlatformName="analytics").resolve(cat["Resources"][f"{p.key}PlatformConstraint"]["Properties"]["Rules"])
+        doc = json.loads(rules)
+        assert doc["SamePlatform"]["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "PlatformName"}, "analytics"]}
+
+
+def test_main_nests_the_catalog(templates):
+    for name in (names.MAIN_TEMPLATE, names.MAIN_EXISTING_VPC_TEMPLATE):
+        main = templates[name]
+        stack = main["Resources"]["CatalogStack"]
+        assert stack["Properties"]["TemplateURL"]["Fn::Sub"].endswith("templates/" + names.CATALOG_TEMPLATE)
+        assert stack["Properties"]["Parameters"][names.PRINCIPAL_ARNS] == {"Fn::Join": [",", {"Ref": names.PRINCIPAL_ARNS}]}
+        assert "ClusterStack" in stack["DependsOn"]
+        assert main["Parameters"][names.PRINCIPAL_ARNS]["Type"] == "CommaDelimitedList"
+        assert set(stack["Properties"]["Parameters"]) <= set(templates[names.CATALOG_TEMPLATE]["Parameters"])
