@@ -16,7 +16,15 @@ from lakehub import names
 from lakehub import tier as tier_mod
 from lakehub.cluster import AUTH_MODES, add_domain_params
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags, template_url
-from lakehub.network import EGRESS_MODES
+from lakehub.network import (
+    BUSINESS_DAYS,
+    BUSINESS_HOURS_END,
+    BUSINESS_HOURS_START,
+    EGRESS_MODES,
+    SCHEDULE,
+    SCHEDULE_TIMEZONE,
+    add_schedule_params,
+)
 from lakehub.pipeline import SOURCE_TYPES
 from lakehub.settings import Settings, TierSettings
 
@@ -148,7 +156,11 @@ def add_common_parameters(b: Builder, settings: Settings, existing_vpc: bool) ->
         AllowedPattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
         ConstraintDescription="a Docker image tag",
     )
+    add_schedule_params(b, "the tiers' hubs (and users' servers) and the NAT instance stop")
     add_log_retention_param(b, settings.log_retention_days, "Logging")
+
+
+SCHEDULE_PARAMS = (SCHEDULE, SCHEDULE_TIMEZONE, BUSINESS_HOURS_START, BUSINESS_HOURS_END, BUSINESS_DAYS)
 
 
 def _label(name: str) -> str:
@@ -182,7 +194,7 @@ def tier_parameters(tier: TierSettings, image_tag: Any) -> dict[str, Any]:
         tier_mod.USER_SPOT: str(tier.user_spot).lower(),
         names.IMAGE_TAG: image_tag,
     }
-    for name in tier_mod.SIGN_IN_PARAMS:
+    for name in tier_mod.SIGN_IN_PARAMS + SCHEDULE_PARAMS:
         params[name] = Ref(name)
     for name in tier_mod.TIER_SSM_PARAMS:
         params[name] = Sub(names.SSM_NAME_SUB + name)
@@ -241,7 +253,12 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
             "NetworkStack",
             children[names.NETWORK_TEMPLATE],
             names.NETWORK_TEMPLATE,
-            {names.PLATFORM_NAME: Ref(names.PLATFORM_NAME), names.VPC_CIDR: Ref(names.VPC_CIDR), names.EGRESS_MODE: Ref(names.EGRESS_MODE)},
+            {
+                names.PLATFORM_NAME: Ref(names.PLATFORM_NAME),
+                names.VPC_CIDR: Ref(names.VPC_CIDR),
+                names.EGRESS_MODE: Ref(names.EGRESS_MODE),
+                **{n: Ref(n) for n in SCHEDULE_PARAMS},
+            },
         )
         net = {
             n: out("NetworkStack", n)

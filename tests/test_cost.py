@@ -205,7 +205,8 @@ def test_a_bigger_hub_task_in_the_settings_raises_the_estimate(tmp_path):
 def test_shorter_business_hours_in_the_template_lower_the_estimate(tmp_path):
     d = copy_templates(tmp_path)
     base = estimate(templates_dir=d)
-    for name in (names.TIER_TEMPLATE, names.NETWORK_TEMPLATE):
+    # main passes its own schedule parameters to the network and tier stacks
+    for name in (names.MAIN_TEMPLATE, names.TIER_TEMPLATE, names.NETWORK_TEMPLATE):
         set_default(d / name, "BusinessHoursEnd", "19", "17")
     shorter = estimate(templates_dir=d)
     two_hours = 2 * 5 * WEEKS
