@@ -1,0 +1,488 @@
+"""`lakehub deploy`: create or update the main stack through a change set.
+
+    lakehub deploy --parameter AssetsBucketName=my-assets --parameter DomainName=lakehub.example.com \\
+                   --parameter HostedZoneId=Z123 [--parameters-file params.json] [--endpoint-url URL]
+
+1. The template: by default the published main template in the assets bucket
+   (https://<AssetsBucketName>.s3.<region>.amazonaws.com/<AssetsKeyPrefix>templates/main.template.yaml,
+   run `lakehub publish` first: the nested stacks and function zips are read from there too);
+   `--template-file` sends a local file as the template body instead.
+2. A change set of type CREATE (no stack yet) or UPDATE (the stack exists), with the IAM and
+   auto-expand capabilities; a change set without changes ends here ("no changes").
+3. Execute it and wait (bounded by --timeout), showing the latest stack events of the main
+   stack and its nested stacks (the most recent few, so the display stays small).
+4. Print the stack's outputs (a table, or JSON with --format json).
+
+`lakehub local up` calls `deploy()` with the emulator's endpoint: the same code path.
+Errors a user can cause (no credentials, an unknown parameter, a failed stack) are one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+import yaml
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from lakehub import names
+from lakehub.assets import TEMPLATES_DIR, template_key
+from lakehub.errors import LakehubError
+
+DEFAULT_STACK_NAME = "lakehub"
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+TEMPLATE_BODY_LIMIT = 51_200  # CloudFormation's limit for TemplateBody
+DEFAULT_TIMEOUT = 3600
+EVENTS_SHOWN = 12
+POLL_SECONDS = 2.0
+
+FAILED_STATES = {
+    "CREATE_FAILED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED", "ROLLBACK_COMPLETE",
+    "DELETE_FAILED", "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_FAILED",
+    "UPDATE_ROLLBACK_COMPLETE", "UPDATE_FAILED", "IMPORT_ROLLBACK_COMPLETE",
+}
+DONE_STATES = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
+NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+
+
+@dataclass
+class DeployResult:
+    stack_name: str
+    stack_id: str
+    status: str
+    change_set_type: str  # CREATE, UPDATE, or NONE (no changes)
+    outputs: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------
+# parameters
+# ------------------------------------------------------------------------------------------
+def parse_parameter(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise LakehubError(f"--parameter {text!r} is not Key=Value; write it as --parameter DomainName=lakehub.example.com")
+    return key.strip(), value
+
+
+def read_parameters_file(path: str | Path) -> dict[str, str]:
+    """A JSON or YAML file: {"Key": "Value"} or CloudFormation's [{"ParameterKey", "ParameterValue"}]."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise LakehubError(f"cannot read the parameters file {p}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise LakehubError(f"the parameters file {p} is not valid JSON or YAML: {str(exc).splitlines()[0]}") from None
+    if isinstance(data, list):
+        try:
+            return {str(i["ParameterKey"]): _text(i["ParameterValue"]) for i in data}
+        except (TypeError, KeyError):
+            raise LakehubError(f"the parameters file {p}: every item needs ParameterKey and ParameterValue") from None
+    if isinstance(data, dict):
+        return {str(k): _text(v) for k, v in data.items()}
+    raise LakehubError(f"the parameters file {p} must hold a mapping Key: Value or a list of ParameterKey/ParameterValue")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def template_parameters(template_text: str) -> dict[str, dict]:
+    data = yaml.load(template_text, Loader=_CfnLoader)  # noqa: S506 - our own loader, safe subclass
+    return dict((data or {}).get("Parameters") or {})
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation YAML (short-form tags such as !Ref) without interpreting it."""
+
+
+_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def check_parameters(params: dict[str, str], declared: dict[str, dict], existing: set[str]) -> None:
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise LakehubError(
+            f"the main template has no parameter {', '.join(unknown)}; known: {', '.join(sorted(declared))}"
+        )
+    missing = sorted(k for k, p in declared.items() if "Default" not in p and k not in params and k not in existing)
+    if missing:
+        raise LakehubError(f"missing parameter {', '.join(missing)}; pass --parameter {missing[0]}=VALUE")
+
+
+# ------------------------------------------------------------------------------------------
+# the deploy
+# ------------------------------------------------------------------------------------------
+def cfn_client(region: str | None, endpoint_url: str | None, session: boto3.session.Session | None = None):
+    session = session or boto3.session.Session()
+    # An emulator runs the whole change set inside one call: allow it time.
+    config = Config(read_timeout=900 if endpoint_url else 60, retries={"total_max_attempts": 1 if endpoint_url else 8, "mode": "standard"})
+    try:
+        return session.client("cloudformation", region_name=region, endpoint_url=endpoint_url, config=config)
+    except NoRegionError:
+        raise LakehubError("no AWS region set; pass --region or set AWS_REGION") from None
+
+
+def template_url_for(params: dict[str, str], region: str, declared: dict[str, dict]) -> str:
+    bucket = params.get(names.ASSETS_BUCKET_NAME)
+    if not bucket:
+        raise LakehubError(
+            f"no {names.ASSETS_BUCKET_NAME}: pass --parameter {names.ASSETS_BUCKET_NAME}=BUCKET "
+            "(the bucket `lakehub publish` uploaded to), or --template-file"
+        )
+    prefix = params.get(names.ASSETS_KEY_PREFIX, str((declared.get(names.ASSETS_KEY_PREFIX) or {}).get("Default", "")))
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{bucket}.s3.{region}.{suffix}/{prefix}{template_key(names.MAIN_TEMPLATE)}"
+
+
+def _stack(cfn, name: str) -> dict | None:
+    try:
+        return cfn.describe_stacks(StackName=name)["Stacks"][0]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+
+
+def _error_line(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', 'Error')}: {err.get('Message', str(exc))}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+class EventWatcher:
+    """Collects new stack events of a stack and its nested stacks (bounded memory)."""
+
+    def __init__(self, cfn, stack_id: str, since: float, emulator: bool = False):
+        self.cfn = cfn
+        self.stack_id = stack_id
+        self.stack_name = stack_id.split("/")[1] if stack_id.startswith("arn:") else stack_id
+        self.since = since
+        self.emulator = emulator
+        self.seen: set[str] = set()
+        self.latest: deque = deque(maxlen=EVENTS_SHOWN)
+
+    def _stacks(self) -> list[str]:
+        ids = [self.stack_id]
+        try:
+            if self.emulator:
+                # moto builds resources lazily: ListStackResources or DescribeStacks during the
+                # change set's run would create some a second time. ListStacks reads nothing lazy.
+                for page in self.cfn.get_paginator("list_stacks").paginate():
+                    for s in page.get("StackSummaries", []):
+                        if s["StackName"].startswith(self.stack_name + "-") and s["StackStatus"] != "DELETE_COMPLETE":
+                            ids.append(s["StackId"])
+            else:
+                for page in self.cfn.get_paginator("list_stack_resources").paginate(StackName=self.stack_id):
+                    for r in page.get("StackResourceSummaries", []):
+                        if r.get("ResourceType") == "AWS::CloudFormation::Stack" and r.get("PhysicalResourceId"):
+                            ids.append(r["PhysicalResourceId"])
+        except (ClientError, BotoCoreError):
+            pass
+        return ids[:50]
+
+    def poll(self) -> list[dict]:
+        new = []
+        for sid in self._stacks():
+            try:
+                events = self.cfn.describe_stack_events(StackName=sid).get("StackEvents", [])[:100]
+            except (ClientError, BotoCoreError):
+                continue
+            for e in events:
+                if e["EventId"] in self.seen:
+                    continue
+                self.seen.add(e["EventId"])
+                ts = e.get("Timestamp")
+                if ts is not None and ts.timestamp() < self.since - 5:
+                    continue
+                new.append(e)
+        new.sort(key=lambda e: e.get("Timestamp"))
+        self.latest.extend(new)
+        return new
+
+
+def _events_table(watcher: EventWatcher, title: str):
+    from rich.table import Table
+
+    table = Table(title=title, expand=False, show_lines=False)
+    table.add_column("time")
+    table.add_column("stack")
+    table.add_column("resource")
+    table.add_column("status")
+    table.add_column("reason", overflow="fold", max_width=60)
+    for e in watcher.latest:
+        status = e.get("ResourceStatus", "")
+        style = "red" if "FAILED" in status or "ROLLBACK" in status else ("green" if status.endswith("COMPLETE") else "")
+        table.add_row(
+            e["Timestamp"].strftime("%H:%M:%S") if e.get("Timestamp") else "",
+            e.get("StackName", "")[-40:],
+            e.get("LogicalResourceId", ""),
+            f"[{style}]{status}[/]" if style else status,
+            (e.get("ResourceStatusReason") or "")[:200],
+        )
+    return table
+
+
+def deploy(
+    parameters: dict[str, str],
+    stack_name: str = DEFAULT_STACK_NAME,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    template_file: str | Path | None = None,
+    template_url: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    session: boto3.session.Session | None = None,
+    console=None,
+    progress: Callable[[str], None] | None = None,
+    tags: dict[str, str] | None = None,
+) -> DeployResult:
+    """Create or update `stack_name` through a change set; returns its outputs.
+
+    `console` (a rich Console) shows a live table of the latest events; `progress` (a callback
+    taking one line) is told of each new event instead, for callers with their own display.
+    """
+    started = time.time()
+    session = session or boto3.session.Session()
+    region = region or session.region_name
+    if not region:
+        raise LakehubError("no AWS region set; pass --region or set AWS_REGION")
+    local_text = Path(template_file or TEMPLATES_DIR / names.MAIN_TEMPLATE)
+    try:
+        declared = template_parameters(local_text.read_text())
+    except OSError as exc:
+        raise LakehubError(f"cannot read the template {local_text}: {exc.strerror}; run `python build_templates.py`") from None
+    cfn = cfn_client(region, endpoint_url, session)
+    try:
+        return _deploy(cfn, parameters, stack_name, region, declared, local_text, template_file, template_url,
+                       timeout, started, console, progress, tags)
+    except NoCredentialsError:
+        raise LakehubError(
+            "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+            "(or run `aws sso login`), or pass --endpoint-url for an emulator"
+        ) from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"):
+            raise LakehubError(f"AWS refused the credentials ({code}); refresh them (for example `aws sso login`) and retry") from None
+        if code == "AccessDenied" or code == "AccessDeniedException":
+            raise LakehubError(f"AWS denied a CloudFormation call: {_error_line(exc)}") from None
+        raise LakehubError(f"CloudFormation: {_error_line(exc)}") from None
+    except BotoCoreError as exc:
+        raise LakehubError(f"cannot reach CloudFormation ({endpoint_url or region}): {_error_line(exc)}") from None
+
+
+def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_file, template_url,
+            timeout, started, console, progress, tags) -> DeployResult:
+    existing = _stack(cfn, stack_name)
+    if existing and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
+        existing_params: set[str] = set()
+        change_set_type = "CREATE"  # a change set was made before but never run
+    elif existing:
+        status = existing["StackStatus"]
+        if status.endswith("_IN_PROGRESS"):
+            raise LakehubError(f"stack {stack_name} is busy ({status}); wait for it to finish and retry")
+        if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED"):
+            raise LakehubError(f"stack {stack_name} failed to create ({status}); delete it and deploy again")
+        existing_params = {p["ParameterKey"] for p in existing.get("Parameters", [])}
+        change_set_type = "UPDATE"
+    else:
+        existing_params = set()
+        change_set_type = "CREATE"
+    check_parameters(parameters, declared, existing_params)
+
+    cf_params = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())]
+    if change_set_type == "UPDATE":
+        # Parameters not given keep their current value (CloudFormation's UsePreviousValue).
+        for key in sorted(existing_params - set(parameters)):
+            if key in declared:
+                cf_params.append({"ParameterKey": key, "UsePreviousValue": True})
+    args: dict[str, Any] = {
+        "StackName": stack_name,
+        "ChangeSetName": f"lakehub-{time.strftime('%Y%m%d-%H%M%S')}",
+        "ChangeSetType": change_set_type,
+        "Parameters": cf_params,
+        "Capabilities": CAPABILITIES,
+        "Description": "lakehub deploy",
+        "Tags": [{"Key": k, "Value": v} for k, v in sorted((tags or {names.TAG_PLATFORM: parameters.get(names.PLATFORM_NAME, "lakehub")}).items())],
+    }
+    if template_file:
+        body = Path(template_file).read_text()
+        if len(body.encode()) > TEMPLATE_BODY_LIMIT:
+            raise LakehubError(
+                f"{template_file} is over CloudFormation's {TEMPLATE_BODY_LIMIT}-byte template body limit; "
+                "publish it (lakehub publish) and deploy without --template-file"
+            )
+        args["TemplateBody"] = body
+    else:
+        args["TemplateURL"] = template_url or template_url_for(parameters, region, declared)
+
+    _say(progress, console, f"{change_set_type.lower()} change set for stack {stack_name}")
+    created = cfn.create_change_set(**args)
+    cs_id, stack_id = created["Id"], created["StackId"]
+    deadline = time.monotonic() + min(timeout, 600)
+    while True:
+        cs = cfn.describe_change_set(ChangeSetName=cs_id, StackName=stack_id)
+        status = cs.get("Status")
+        if status == "CREATE_COMPLETE":
+            break
+        if status == "FAILED":
+            reason = cs.get("StatusReason") or ""
+            if any(text in reason for text in NO_CHANGES):
+                _safe(lambda: cfn.delete_change_set(ChangeSetName=cs_id, StackName=stack_id))
+                _say(progress, console, f"stack {stack_name}: no changes")
+                stack = _stack(cfn, stack_name) or {}
+                return DeployResult(stack_name, stack_id, stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started)
+            raise LakehubError(f"the change set for {stack_name} failed: {reason}")
+        if time.monotonic() > deadline:
+            raise LakehubError(f"the change set for {stack_name} was not ready within 10 minutes ({status})")
+        time.sleep(1.0)
+    n = len(cs.get("Changes", []))
+    _say(progress, console, f"change set ready: {n} change{'s' if n != 1 else ''}; executing")
+
+    # An emulator executes the whole change set inside this call, so it runs in a thread while
+    # this one shows the events; on AWS the call returns at once.
+    failure: list[BaseException] = []
+
+    def execute():
+        try:
+            cfn.execute_change_set(ChangeSetName=cs_id, StackName=stack_id)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
+            failure.append(exc)
+
+    runner = threading.Thread(target=execute, name="execute-change-set", daemon=True)
+    runner.start()
+    emulator = bool(cfn.meta.endpoint_url) and not cfn.meta.endpoint_url.endswith(".amazonaws.com")
+    watcher = EventWatcher(cfn, stack_id, started, emulator=emulator)
+    status = _wait(cfn, stack_id, runner, failure, watcher, timeout, console, progress, stack_name, emulator)
+    stack = _stack(cfn, stack_id) or {}
+    if status not in DONE_STATES:
+        reasons = [e.get("ResourceStatusReason") for e in watcher.latest if "FAILED" in (e.get("ResourceStatus") or "") and e.get("ResourceStatusReason")]
+        detail = f": {reasons[0]}" if reasons else ""
+        raise LakehubError(f"stack {stack_name} ended {status}{detail}")
+    return DeployResult(stack_name, stack_id, status, change_set_type, _outputs(stack), time.time() - started)
+
+
+def _wait(cfn, stack_id, runner, failure, watcher, timeout, console, progress, stack_name, emulator=False) -> str:
+    deadline = time.monotonic() + timeout
+    live = None
+    if console is not None:
+        from rich.live import Live
+
+        live = Live(_events_table(watcher, f"stack {stack_name}"), console=console, refresh_per_second=4, transient=False)
+        live.start()
+    try:
+        while True:
+            runner.join(timeout=POLL_SECONDS)
+            for e in watcher.poll():
+                if progress:
+                    progress(f"{e.get('LogicalResourceId')} {e.get('ResourceStatus')}")
+            if live is not None:
+                live.update(_events_table(watcher, f"stack {stack_name}"))
+            if failure:
+                exc = failure[0]
+                if isinstance(exc, (ClientError, BotoCoreError)):
+                    raise LakehubError(f"stack {stack_name}: {_error_line(exc)}")
+                raise exc
+            if emulator and runner.is_alive():
+                if time.monotonic() > deadline:
+                    raise LakehubError(f"stack {stack_name} did not finish within {timeout:.0f} s in the emulator")
+                continue  # see EventWatcher._stacks: no DescribeStacks while moto runs it
+            stack = _stack(cfn, stack_id) or {}
+            status = stack.get("StackStatus", "")
+            if not runner.is_alive() and status and not status.endswith("_IN_PROGRESS"):
+                return status
+            if time.monotonic() > deadline:
+                raise LakehubError(f"stack {stack_name} did not finish within {timeout:.0f} s (now {status}); see the CloudFormation console")
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def _outputs(stack: dict) -> dict[str, str]:
+    return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs") or []}
+
+
+def _say(progress, console, line: str) -> None:
+    if progress:
+        progress(line)
+    elif console is not None:
+        console.print(f"[bold]lakehub[/]: {line}")
+
+
+def _safe(fn) -> None:
+    try:
+        fn()
+    except (ClientError, BotoCoreError):
+        pass
+
+
+# ------------------------------------------------------------------------------------------
+# the command
+# ------------------------------------------------------------------------------------------
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "deploy",
+        help="create or update the main stack through a change set",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--stack-name", default=DEFAULT_STACK_NAME, help=f"stack name (default {DEFAULT_STACK_NAME})")
+    p.add_argument("--parameter", "-p", action="append", default=[], metavar="KEY=VALUE", help="a template parameter (repeatable)")
+    p.add_argument("--parameters-file", metavar="FILE", help="JSON or YAML: {Key: Value} or [{ParameterKey, ParameterValue}]; --parameter wins")
+    p.add_argument("--region", help="AWS region (default: AWS_REGION / the profile's)")
+    p.add_argument("--endpoint-url", help="an AWS emulator's endpoint, e.g. http://127.0.0.1:4750")
+    p.add_argument("--template-file", help="send this file as the template body instead of the published main template")
+    p.add_argument("--template-url", help="deploy this template URL instead of the published main template")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the stack (default 3600)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the outputs")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    params: dict[str, str] = {}
+    if args.parameters_file:
+        params.update(read_parameters_file(args.parameters_file))
+    for item in args.parameter:
+        k, v = parse_parameter(item)
+        params[k] = v
+    as_json = args.format == "json"
+    console = Console(stderr=as_json)
+    result = deploy(
+        params,
+        stack_name=args.stack_name,
+        region=args.region,
+        endpoint_url=args.endpoint_url,
+        template_file=args.template_file,
+        template_url=args.template_url,
+        timeout=args.timeout,
+        console=console if console.is_terminal else None,
+        progress=None if console.is_terminal else (lambda line: print(f"lakehub: {line}", file=sys.stderr)),
+    )
+    if as_json:
+        print(json.dumps({"stack_name": result.stack_name, "stack_id": result.stack_id, "status": result.status,
+                          "change_set_type": result.change_set_type, "outputs": result.outputs}, indent=2))
+        return 0
+    table = Table(title=f"stack {result.stack_name}: {result.status} ({result.seconds:.0f} s)")
+    table.add_column("output")
+    table.add_column("value", overflow="fold")
+    for k, v in sorted(result.outputs.items()):
+        table.add_row(k, v)
+    Console().print(table)
+    return 0

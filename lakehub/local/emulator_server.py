@@ -1,0 +1,552 @@
+"""The local environment's AWS emulator: moto in server mode, plus a local Lambda runner.
+
+    python -m lakehub.local.emulator_server --port 4750 --work-dir .lakehub/local/emulator
+
+moto runs Lambda functions only in Docker, and there is no Docker engine here. This process
+imports moto, changes three things, and serves moto's app on 127.0.0.1:
+
+1. Custom resources (``AWS::CloudFormation::CustomResource`` and ``Custom::*``) are run by a
+   small local Lambda runner: the function's code zip (which moto took from the emulator's S3
+   when the stack created the function) is unpacked and its handler (``index.handler``) is
+   called in a child Python process, with ``AWS_ENDPOINT_URL`` pointing back at this emulator,
+   the function's environment variables and a Lambda-like context. The call is synchronous, so
+   an attribute of a custom resource (``!GetAtt ListenerRulePriority.Priority``) is known
+   before the resources that use it are created, as in CloudFormation.
+2. crhelper answers only over HTTPS, so the ResponseURL given to the function is a loopback
+   HTTPS relay (certificate from a throw-away CA the child process trusts through
+   SSL_CERT_FILE). The relay records the answer on moto's stack like moto's own
+   ``cfnresponse`` endpoint does; a FAILED answer fails the stack operation with its reason.
+3. IAM enforcement: moto evaluates the Resource element of a policy only for S3, where it
+   knows the request's resource. For other services it asks about resource ``*``, which no
+   resource-scoped statement matches, so every least-privilege role would be refused. Here a
+   request whose resource moto does not know is checked on its action only. S3 (the tier
+   isolation the local environment shows) is evaluated in full.
+
+The emulator has no build service: before ``Custom::WaitForImage`` runs, a placeholder image
+manifest is pushed to its repository under the wanted tag (the local hubs run from this
+machine's Python environment, not from an image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK
+
+log = logging.getLogger("lakehub.local.emulator")
+
+# Longest a custom resource may take locally (a Lambda function's own limit is 900 s).
+MAX_FUNCTION_SECONDS = 900
+
+
+class _Answers:
+    """Custom-resource answers received by the relay, by RequestId."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._answers: dict[str, dict] = {}
+        self._events: dict[str, threading.Event] = {}
+
+    def expect(self, request_id: str) -> threading.Event:
+        with self._lock:
+            return self._events.setdefault(request_id, threading.Event())
+
+    def put(self, request_id: str, body: dict) -> None:
+        with self._lock:
+            self._answers[request_id] = body
+            event = self._events.setdefault(request_id, threading.Event())
+        event.set()
+
+    def get(self, request_id: str) -> dict | None:
+        with self._lock:
+            return self._answers.get(request_id)
+
+
+ANSWERS = _Answers()
+
+
+def _record_answer(body: dict) -> None:
+    """Apply a crhelper answer to moto's stack (what moto's cfnresponse endpoint does, plus the
+    physical id and FAILED answers, which moto ignores)."""
+    from moto.cloudformation import cloudformation_backends
+
+    stack_id = body.get("StackId", "")
+    parts = stack_id.split(":")
+    region, account = (parts[3], parts[4]) if len(parts) > 5 else (DEFAULT_REGION, "123456789012")
+    stack = cloudformation_backends[account][region].get_stack(stack_id)
+    resource = stack.get_custom_resource(body["LogicalResourceId"])
+    if body.get("Status") == "SUCCESS":
+        if body.get("PhysicalResourceId"):
+            resource.resource_name = body["PhysicalResourceId"]
+        # No stack.verify_readiness() here (moto's endpoint calls it): the resource is still
+        # being created by this same synchronous call, and moto's readiness check would
+        # create it again. The stack's create or update checks readiness when it ends.
+        resource.set_data(body.get("Data") or {})
+    ANSWERS.put(body.get("RequestId", ""), body)
+
+
+class _RelayHandler(BaseHTTPRequestHandler):
+    def log_message(self, fmt, *args):
+        log.debug("relay: " + fmt, *args)
+
+    def do_PUT(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw or b"{}")
+            _record_answer(body)
+            status, reply = 200, b""
+        except Exception as exc:  # noqa: BLE001 - the function is told; the stack fails below
+            log.exception("relay: cannot record an answer")
+            status, reply = 400, str(exc).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+
+class LambdaRunner:
+    """Runs a moto Lambda function's code in a child process (see the module docstring)."""
+
+    def __init__(self, endpoint_url: str, work_dir: Path):
+        from lakehub.idp.ldap import make_ca_and_cert
+
+        self.endpoint_url = endpoint_url
+        self.work_dir = work_dir
+        self.functions_dir = work_dir / "functions"
+        self.functions_dir.mkdir(parents=True, exist_ok=True)
+        tls = work_dir / "relay-tls"
+        tls.mkdir(parents=True, exist_ok=True)
+        self.ca_file, cert, key = make_ca_and_cert(tls, hostnames=("localhost",), ips=(LOOPBACK,))
+        self.relay = ThreadingHTTPServer((LOOPBACK, 0), _RelayHandler)
+        self.relay.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.relay.socket = ctx.wrap_socket(self.relay.socket, server_side=True)
+        self.relay_port = self.relay.server_address[1]
+        threading.Thread(target=self.relay.serve_forever, name="cfn-response-relay", daemon=True).start()
+
+    def response_url(self, region: str, stack_id: str) -> str:
+        from urllib.parse import quote
+
+        return f"https://{LOOPBACK}:{self.relay_port}/cloudformation_{region}/cfnresponse?stack={quote(stack_id, safe='')}"
+
+    def _code_dir(self, fn) -> Path:
+        digest = hashlib.sha256(fn.code_bytes).hexdigest()[:16]
+        folder = self.functions_dir / f"{fn.function_name}-{digest}"
+        if not folder.is_dir():
+            tmp = folder.with_name(folder.name + ".tmp")
+            with zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as zf:
+                zf.extractall(tmp)
+            tmp.rename(folder)
+        return folder
+
+    def invoke(self, fn, event: dict, region: str) -> subprocess.CompletedProcess:
+        code_dir = self._code_dir(fn)
+        timeout = min(int(getattr(fn, "timeout", 3) or 3), MAX_FUNCTION_SECONDS)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "HOME": str(code_dir),
+            "PYTHONPATH": str(code_dir),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(getattr(fn, "memory_size", 128)),
+            # crhelper's HTTPS answer goes to the relay, whose CA only this process trusts.
+            "SSL_CERT_FILE": str(self.ca_file),
+        }
+        env.update({k: str(v) for k, v in (getattr(fn, "environment_vars", None) or {}).items()})
+        context = {
+            "function_name": fn.function_name,
+            "invoked_function_arn": fn.function_arn,
+            "memory_limit_in_mb": str(getattr(fn, "memory_size", 128)),
+            "timeout": timeout,
+            "log_group_name": f"/aws/lambda/{fn.function_name}",
+        }
+        payload = json.dumps({"event": event, "context": context, "handler": fn.handler or "index.handler"})
+        log_path = self.work_dir / "functions" / f"{fn.function_name}.log"
+        with open(log_path, "ab") as out:
+            out.write(f"--- {time.strftime('%H:%M:%S')} {event.get('RequestType')} {event.get('LogicalResourceId')}\n".encode())
+            out.flush()
+            return subprocess.run(
+                [sys.executable, "-m", "lakehub.local.lambda_bootstrap"],
+                input=payload.encode(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(code_dir),
+                timeout=timeout + 30,
+            )
+
+
+RUNNER: LambdaRunner | None = None
+
+
+def _placeholder_image(account_id: str, region: str, properties: dict) -> None:
+    """The emulator builds nothing: give Custom::WaitForImage the tag it waits for."""
+    from moto.ecr.models import ecr_backends
+
+    repo = properties.get("RepositoryName")
+    tag = properties.get("ImageTag") or "latest"
+    if not repo:
+        return
+    backend = ecr_backends[account_id][region]
+    try:
+        backend.describe_images(repo, None, [{"imageTag": tag}])
+        return
+    except Exception:  # noqa: BLE001 - not there yet
+        pass
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                   "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()},
+        "layers": [],
+    }
+    backend.put_image(repo, json.dumps(manifest), tag)
+
+
+def _create_custom_resource(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    """Replacement for moto's CustomModel.create_from_cloudformation_json: synchronous, local."""
+    from moto.awslambda.utils import get_backend as get_lambda_backend
+    from moto.cloudformation import cloudformation_backends
+    from moto.cloudformation.custom_model import CustomModel
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.moto_api._internal import mock_random
+
+    logical_id = kwargs["LogicalId"]
+    stack_id = kwargs["StackId"]
+    resource_type = kwargs["ResourceType"]
+    properties = cloudformation_json["Properties"]
+    service_token = properties["ServiceToken"]
+    fn = get_lambda_backend(account_id, region_name).get_function(service_token)
+    request_id = str(mock_random.uuid4())
+    resource = CustomModel(region_name, request_id, logical_id, resource_name)
+    stack = cloudformation_backends[account_id][region_name].get_stack(stack_id)
+    stack.add_custom_resource(resource)
+    if resource_type == "Custom::WaitForImage" or {"ProjectName", "RepositoryName"} <= set(properties):
+        _placeholder_image(account_id, region_name, properties)
+    event = {
+        "RequestType": "Create",
+        "ServiceToken": service_token,
+        "ResponseURL": RUNNER.response_url(region_name, stack_id),
+        "StackId": stack_id,
+        "RequestId": request_id,
+        "LogicalResourceId": logical_id,
+        "ResourceType": resource_type,
+        "ResourceProperties": properties,
+    }
+    done = ANSWERS.expect(request_id)
+    try:
+        proc = RUNNER.invoke(fn, event, region_name)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        code = "timeout"
+    done.wait(timeout=5)
+    answer = ANSWERS.get(request_id)
+    if answer is None:
+        raise ValidationError(
+            message=f"custom resource {logical_id} ({resource_type}): function {fn.function_name} "
+            f"sent no answer (exit {code}); see the emulator's functions/{fn.function_name}.log"
+        )
+    if answer.get("Status") != "SUCCESS":
+        raise ValidationError(
+            message=f"custom resource {logical_id} ({resource_type}) failed: {answer.get('Reason') or 'no reason given'}"
+        )
+    return resource
+
+
+def install_lambda_runner(endpoint_url: str, work_dir: Path) -> LambdaRunner:
+    global RUNNER
+    from moto.cloudformation.custom_model import CustomModel
+
+    RUNNER = LambdaRunner(endpoint_url, work_dir)
+    CustomModel.create_from_cloudformation_json = classmethod(_create_custom_resource)
+    return RUNNER
+
+
+def install_action_only_iam_for_unknown_resources() -> None:
+    """See point 3 of the module docstring."""
+    from moto.iam.access_control import IAMPolicyStatement
+
+    original = IAMPolicyStatement._check_element_matches
+
+    def check(self, statement_element, value):
+        if statement_element == "Resource" and value == "*":
+            return True
+        return original(self, statement_element, value)
+
+    IAMPolicyStatement._check_element_matches = check
+
+
+def install_nested_stack_outputs() -> None:
+    """`!GetAtt NestedStack.Outputs.Name`: moto's Stack model has no get_cfn_attribute, so a
+    parent stack cannot read a nested stack's outputs (it fails with an internal error)."""
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.cloudformation.models import Stack
+
+    def get_cfn_attribute(self, attribute_name):
+        if attribute_name.startswith("Outputs."):
+            key = attribute_name[len("Outputs."):]
+            for output in self.output_map.values():
+                if output and output.key == key:
+                    return output.value
+            raise ValidationError(message=f"stack {self.name} has no output {key}")
+        raise ValidationError(message=f"stack {self.name} has no attribute {attribute_name}")
+
+    Stack.get_cfn_attribute = get_cfn_attribute
+
+    # moto's YAML reader splits `!GetAtt A.Outputs.B` on every dot; CloudFormation splits on
+    # the first one only (the attribute is `Outputs.B`).
+    import moto.cloudformation.models as cfn_models
+    import moto.cloudformation.utils as cfn_utils
+
+    original = cfn_utils.yaml_tag_constructor
+
+    import yaml
+
+    def yaml_tag_constructor(loader, tag, node):
+        key = "Ref" if tag == "!Ref" else f"Fn::{tag[1:]}"
+        if tag == "!GetAtt" and isinstance(node, yaml.ScalarNode):
+            return {key: node.value.split(".", 1)}
+        # moto returns raw YAML nodes for a short-form tag on a mapping (`!Base64 {Fn::Sub: ...}`).
+        if isinstance(node, yaml.MappingNode):
+            return {key: loader.construct_mapping(node, deep=True)}
+        if isinstance(node, yaml.SequenceNode):
+            return {key: loader.construct_sequence(node, deep=True)}
+        return original(loader, tag, node)
+
+    import moto.cloudformation.responses as cfn_responses
+
+    cfn_utils.yaml_tag_constructor = yaml_tag_constructor
+    cfn_models.yaml_tag_constructor = yaml_tag_constructor
+    cfn_responses.yaml_tag_constructor = yaml_tag_constructor
+
+
+# Resource types moto does not model, seen while deploying (type -> logical ids).
+PLACEHOLDERS: dict[str, set[str]] = {}
+
+
+def _placeholder_class():
+    from moto.core.common_models import CloudFormationModel
+
+    class Placeholder(CloudFormationModel):
+        """A resource of a type moto does not model: it gets a name, an ARN-shaped Arn and
+        nothing else, so Ref and GetAtt on it resolve and the stack completes. Local mode
+        lists these types (see lakehub.local.unmodelled)."""
+
+        __module__ = "lakehub.placeholders"  # moto's model registry keys models by module
+
+        def __init__(self, name: str, resource_type: str, account_id: str, region_name: str):
+            self.name = name
+            self.resource_type = resource_type
+            service = resource_type.split("::")[1].lower() if "::" in resource_type else "unknown"
+            kind = resource_type.rsplit("::", 1)[-1].lower()
+            self.arn = f"arn:aws:{service}:{region_name}:{account_id}:{kind}/{name}"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "?"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+            rtype = kwargs.get("ResourceType", "?")
+            PLACEHOLDERS.setdefault(rtype, set()).add(kwargs.get("LogicalId", resource_name))
+            props = cloudformation_json.get("Properties") or {}
+            name = next((props[k] for k in ("Name", "ProjectName", "RoleName") if isinstance(props.get(k), str)), resource_name)
+            return cls(name, rtype, account_id, region_name)
+
+        @classmethod
+        def update_from_cloudformation_json(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+            return original_resource
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+            return None
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return True
+
+        def get_cfn_attribute(self, attribute_name: str):
+            if attribute_name == "Arn" or attribute_name.endswith("Arn"):
+                return self.arn
+            return self.name
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.name
+
+    return Placeholder
+
+
+def install_generic_custom_resource_type() -> None:
+    """moto knows `Custom::*` but not the generic AWS::CloudFormation::CustomResource type."""
+    import moto.cloudformation.parsing as parsing
+    from moto.cloudformation.custom_model import CustomModel
+
+    Placeholder = _placeholder_class()
+
+    original = parsing.resource_class_from_type
+
+    def resource_class_from_type(resource_type):
+        if resource_type == "AWS::CloudFormation::CustomResource":
+            return CustomModel
+        found = original(resource_type)
+        if found is None and resource_type not in parsing.NULL_MODELS:
+            return Placeholder
+        return found
+
+    parsing.resource_class_from_type = resource_class_from_type
+
+
+def install_security_group_rule_defaults() -> None:
+    """A rule with IpProtocol -1 (all traffic) has no ports in CloudFormation; moto's security
+    group model requires FromPort/ToPort."""
+    from moto.ec2.models.security_groups import SecurityGroup
+
+    original = SecurityGroup.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        props = cloudformation_json.get("Properties") or {}
+        for rule in list(props.get("SecurityGroupIngress") or []) + list(props.get("SecurityGroupEgress") or []):
+            if isinstance(rule, dict):
+                rule.setdefault("FromPort", -1)
+                rule.setdefault("ToPort", -1)
+        return original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    SecurityGroup.create_from_cloudformation_json = classmethod(create)
+
+
+def install_ssm_parameter_tags() -> None:
+    """AWS::SSM::Parameter's Tags is a JSON map in CloudFormation; moto expects a list."""
+    from moto.ssm.models import Parameter
+
+    original = Parameter.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        props = cloudformation_json.get("Properties") or {}
+        if isinstance(props.get("Tags"), dict):
+            props["Tags"] = [{"Key": k, "Value": v} for k, v in props["Tags"].items()]
+        return original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    Parameter.create_from_cloudformation_json = classmethod(create)
+
+
+def install_change_set_outputs() -> None:
+    """After a change set runs, moto keeps the stack's template dict and outputs of the change
+    set's creation (empty for a CREATE change set): refresh them as an update does."""
+    from moto.cloudformation.models import CloudFormationBackend
+
+    original = CloudFormationBackend.execute_change_set
+
+    def execute_change_set(self, change_set_name, stack_name=None):
+        original(self, change_set_name, stack_name)
+        change_set = self.change_sets.get(change_set_name) or next(
+            (cs for cs in self.change_sets.values() if cs.change_set_name == change_set_name), None
+        )
+        if change_set is not None:
+            stack = self.stacks[change_set.stack_id]
+            stack._parse_template()
+            stack.description = stack.template_dict.get("Description")
+            stack.output_map = stack._create_output_map()
+
+    CloudFormationBackend.execute_change_set = execute_change_set
+
+
+def install_role_policy_documents() -> None:
+    """A role's inline policies from a template reach moto as dicts, which moto's IAM
+    enforcement cannot read (it expects the JSON text that the IAM API stores)."""
+    from moto.iam.models import Role
+
+    original = Role.put_policy
+
+    def put_policy(self, policy_name, policy_json):
+        if not isinstance(policy_json, str):
+            policy_json = json.dumps(policy_json)
+        return original(self, policy_name, policy_json)
+
+    Role.put_policy = put_policy
+
+
+def install_cidr_function() -> None:
+    """Fn::Cidr, which moto's template parser lacks (it returns the unresolved mapping), and
+    AWS::NoValue inside lists."""
+    import ipaddress
+
+    import moto.cloudformation.parsing as parsing
+
+    original = parsing.clean_json
+
+    def clean_json(resource_json, resources_map):
+        if isinstance(resource_json, dict) and "Fn::Cidr" in resource_json:
+            block, count, bits = (original(v, resources_map) for v in resource_json["Fn::Cidr"])
+            network = ipaddress.ip_network(str(block), strict=False)
+            prefix = network.max_prefixlen - int(bits)
+            subnets = network.subnets(new_prefix=prefix)
+            return [str(next(subnets)) for _ in range(int(count))]
+        result = original(resource_json, resources_map)
+        if isinstance(resource_json, list) and isinstance(result, list):
+            # CloudFormation drops list items that are AWS::NoValue (`!If [c, x, !Ref AWS::NoValue]`).
+            return [item for item in result if item is not None]
+        return result
+
+    parsing.clean_json = clean_json
+
+
+def serve(port: int, work_dir: Path) -> None:
+    from werkzeug.serving import make_server
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    endpoint = f"http://{LOOPBACK}:{port}"
+    install_lambda_runner(endpoint, work_dir)
+    install_action_only_iam_for_unknown_resources()
+    install_nested_stack_outputs()
+    install_generic_custom_resource_type()
+    install_security_group_rule_defaults()
+    install_cidr_function()
+    install_ssm_parameter_tags()
+    install_change_set_outputs()
+    install_role_policy_documents()
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(LOOPBACK, port, app, threaded=True)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    log.info("emulator on %s (relay https://%s:%s)", endpoint, LOOPBACK, RUNNER.relay_port)
+    server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lakehub.local.emulator_server", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--work-dir", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    work_dir = Path(args.work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    serve(args.port, work_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
