@@ -343,7 +343,8 @@ else:  # ldap
         a.lookup_dn_user_dn_attribute = optional("LAKEHUB_LDAP_USER_ATTRIBUTE", "uid")
         a.escape_userdn = False
     a.allowed_groups = allowed_dns + admin_dns
-    a.valid_username_regex = r"^[a-z][.a-z0-9_-]{0,63}$"
+    # Letters, digits, . _ - (user ids and sAMAccountNames); also keeps LDAP filter syntax out.
+    a.valid_username_regex = r"^[A-Za-z][.A-Za-z0-9_-]{0,63}$"
     c.Authenticator.login_service = optional("LAKEHUB_LOGIN_SERVICE", "your directory account")
 
 # No user list, password or key lives in the image: group membership decides.
@@ -375,7 +376,8 @@ c.Spawner.http_timeout = 60
 if SERVER_MODE == "per-user":
     # One Fargate task per user: written and configured (from its own variables) elsewhere.
     c.JupyterHub.spawner_class = "lakehub_hub.fargate.FargateSpawner"
-    c.Spawner.environment = dict(USER_ENV)
+    # User tasks run this image too: the single-user config is at the same path there.
+    c.Spawner.environment = dict(USER_ENV, JUPYTER_CONFIG_PATH=str(SINGLEUSER_CONFIG_DIR))
 else:
     from jupyterhub.spawner import LocalProcessSpawner
 
