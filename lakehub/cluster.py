@@ -29,7 +29,8 @@ from troposphere import (
 
 from lakehub import names
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
-from lakehub.functions import add_function
+from lakehub.functions import LOGS_AWS_KEY, add_function
+from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings
 
 AUTH_MODES = ("cognito", "oidc", "ldap")
@@ -128,6 +129,11 @@ def add_security_groups(b: Builder):
             Tags=platform_tags(("Name", Sub("${PlatformName}-alb"))),
         )
     )
+    add_checkov_skip(
+        alb_sg,
+        "CKV_AWS_260",
+        "Port 80 only answers with a redirect to HTTPS (listener HttpListener; rule load-balancer-https-only), so plain-HTTP links still reach the tiers; AllowedCidr narrows both ports",
+    )
     task_sg = b.add(
         ec2.SecurityGroup(
             "TaskSecurityGroup",
@@ -172,6 +178,11 @@ def add_load_balancer(b: Builder, alb_sg):
             Tags=platform_tags(),
         )
     )
+    add_checkov_skip(
+        lb,
+        "CKV_AWS_91",
+        "Deferred: the hub logs every sign-in, spawn and request with the user name to CloudWatch (TaskLogGroup); ALB access logs need the log bucket to admit the region's ELB log-delivery account, not wired yet",
+    )
     cert = b.add(
         certificatemanager.Certificate(
             "Certificate",
@@ -185,6 +196,11 @@ def add_load_balancer(b: Builder, alb_sg):
             ],
             Tags=platform_tags(),
         )
+    )
+    add_checkov_skip(
+        cert,
+        "CKV2_AWS_71",
+        "Tiers are added at run time (Service Catalog) as <tier>.<domain>; one wildcard for the platform's own sub-domain saves a certificate and a DNS validation per tier. Use CertificateArn for named certificates",
     )
     https = b.add(
         elb.Listener(
@@ -280,6 +296,7 @@ def build_cluster(settings: Settings):
     log_group = b.add(
         logs.LogGroup("TaskLogGroup", LogGroupName=Sub("/lakehub/${PlatformName}/tasks"), RetentionInDays=Ref(names.LOG_RETENTION_DAYS))
     )
+    add_checkov_skip(log_group, "CKV_AWS_158", LOGS_AWS_KEY)
     pool, domain = add_user_pool(b)
 
     priority_fn = add_function(

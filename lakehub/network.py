@@ -39,6 +39,7 @@ from troposphere import (
 
 from lakehub import names
 from lakehub.common import Builder, add_platform_name_param, platform_tags
+from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings
 
 EGRESS_MODES = ("nat-instance", "nat-gateway")
@@ -366,6 +367,11 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
                 ],
             ),
         )
+    )
+    add_checkov_skip(
+        lt,
+        "CKV_AWS_88",
+        "A NAT instance forwards the private subnets' traffic to the internet and needs a public address for it; its security group admits only the VPC's range and it requires IMDSv2",
     )
     group = b.add(
         autoscaling.AutoScalingGroup(

@@ -39,7 +39,8 @@ from troposphere import cloudformation
 
 from lakehub import names
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
-from lakehub.functions import add_function
+from lakehub.functions import LOGS_AWS_KEY, add_function
+from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings
 
 SOURCE_TYPES = ("s3", "codecommit")
@@ -126,6 +127,16 @@ def build_pipeline(settings: Settings):
     # Images are the platform's releases: kept when the stack goes (delete them by hand).
     repo.DeletionPolicy = "Retain"
     repo.UpdateReplacePolicy = "Retain"
+    add_checkov_skip(
+        repo,
+        "CKV_AWS_136",
+        "Images hold code and packages only, never data or credentials (tests/security scan the image files); ECR encrypts them at rest with AES-256, and a KMS key would add cost and a key policy for no reader it keeps out",
+    )
+    add_checkov_skip(
+        repo,
+        "CKV_AWS_51",
+        "Each build pushes the commit-id tag once and moves 'latest', the tiers' default ImageTag; set ImageTag to a commit id to pin a tier to an image",
+    )
     source_repo = b.add(
         codecommit.Repository(
             "SourceRepository",
@@ -142,6 +153,7 @@ def build_pipeline(settings: Settings):
             RetentionInDays=Ref(names.LOG_RETENTION_DAYS),
         )
     )
+    add_checkov_skip(build_logs, "CKV_AWS_158", LOGS_AWS_KEY)
     source_object_arn = Sub(
         "arn:${AWS::Partition}:s3:::${" + names.ASSETS_BUCKET_NAME + "}/${" + names.ASSETS_KEY_PREFIX + "}${" + names.SOURCE_OBJECT_KEY + "}"
     )

@@ -55,6 +55,20 @@ def check_template(template: dict) -> list[Violation]:
     return out
 
 
+def add_checkov_skip(resource: Any, check_id: str, comment: str) -> Any:
+    """Record a deliberate checkov exception in the resource's Metadata (checkov reads
+    Metadata.checkov.skip). Every skip needs its row in docs/SECURITY.md (a test checks)."""
+    try:
+        metadata = dict(resource.Metadata)
+    except AttributeError:
+        metadata = {}
+    skips = list(metadata.get("checkov", {}).get("skip", []))
+    skips.append({"id": check_id, "comment": comment})
+    metadata["checkov"] = {**metadata.get("checkov", {}), "skip": skips}
+    resource.Metadata = metadata
+    return resource
+
+
 # ---------------------------------------------------------------------------------------------
 # reading templates
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from lakehub import names
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
 from lakehub.functions import add_function
 from lakehub.policies import bucket_arn, objects_arn, tls_only_bucket_policy
+from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings
 
 NONCURRENT_DAYS = "NoncurrentVersionDays"
@@ -109,6 +110,12 @@ def add_protected_bucket(
             **kwargs,
         )
     )
+    if access_log_target:
+        add_checkov_skip(
+            bucket,
+            "CKV_AWS_18",
+            "This is the target of the other buckets' server access logs; logging it into itself would log its own log writes without end",
+        )
     policy = tls_only_bucket_policy(Ref(bucket))
     if access_log_target:
         policy.Statement.append(

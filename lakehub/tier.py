@@ -67,6 +67,7 @@ from lakehub.network import (
     add_schedule_params,
 )
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, objects_arn
+from lakehub.rules import add_checkov_skip
 from lakehub.settings import DEFAULT_USER_PROFILES, FARGATE_SIZES, Settings
 
 USER_SERVER_PORT = 8888
@@ -404,6 +405,11 @@ def add_secrets(b: Builder):
             GenerateSecretString=secretsmanager.GenerateSecretString(PasswordLength=64, ExcludePunctuation=True),
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
         )
+    )
+    add_checkov_skip(
+        cookie,
+        "CKV_AWS_149",
+        "Encrypted with the account's aws/secretsmanager key; only the tier's execution role may read it (ReadTierSecrets), and it never leaves the account, so a customer-managed key (needed for cross-account sharing) adds cost only",
     )
     client = b.add(
         cognito.UserPoolClient(
