@@ -18,7 +18,6 @@ import json
 import os
 import pwd
 import re
-import shutil
 import ssl
 import subprocess
 import sys
@@ -145,7 +144,7 @@ c.JupyterHub.ip = HUB_IP
 c.JupyterHub.port = HUB_PORT
 # The ALB terminates TLS and forwards to HUB_PORT; public_url is what users (and the OAuth
 # provider's redirect) see.
-c.JupyterHub.public_url = PUBLIC_URL
+c.JupyterHub.public_url = PUBLIC_URL + "/"  # with JupyterHub's base_url, /
 # The hub's own REST API: user servers in this task reach it on loopback; per-user servers run
 # in other tasks and need it on the task's address.
 c.JupyterHub.hub_ip = "127.0.0.1" if SERVER_MODE == "shared" else "0.0.0.0"

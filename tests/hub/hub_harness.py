@@ -226,6 +226,17 @@ def wait_ready(hub_url: str, username: str, token: str, timeout: float = 90.0) -
     raise TimeoutError(f"{username}'s server was not ready within {timeout:.0f} s: {last}")
 
 
+def wait_stopped(hub_url: str, username: str, token: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"token {token}"}
+    while time.monotonic() < deadline:
+        info = requests.get(f"{hub_url}/hub/api/users/{username}", headers=headers, timeout=10).json()
+        if not info.get("servers") and not info.get("pending"):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{username}'s server did not stop within {timeout:.0f} s")
+
+
 # ------------------------------------------------------------------------------------------
 # the user's server
 # ------------------------------------------------------------------------------------------

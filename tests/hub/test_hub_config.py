@@ -105,7 +105,7 @@ def assert_common(cfg: dict):
     # shared mode: one Unix user per data scientist, servers run by the hub's Python
     assert cfg["spawner"].endswith("UnixUserSpawner")
     assert cfg["spawner_cmd"][1:] == ["-m", "jupyterhub.singleuser"]
-    assert cfg["public_url"] == "https://pii.example.com"
+    assert cfg["public_url"] == "https://pii.example.com/"
     assert (cfg["ip"], cfg["port"], cfg["hub_ip"]) == ("0.0.0.0", 8000, "127.0.0.1")
     assert cfg["allow_all"] is False
 

@@ -196,3 +196,31 @@ def test_kernels_run_python_and_r_on_the_tier_data_lake(tier, lake):
     r_out = alice.run("ir", r_code + "\ncat('NROW', nrow(df), 'GROUPS', nrow(summary_df), '\\n')", timeout=120)
     assert "NROW 6 GROUPS 3" in r_out
     assert lake["creds"].hits > 0, "credentials came from the container-credentials endpoint"
+
+
+def test_users_own_r_package_survives_a_server_restart(tier):
+    """install.packages() lands in ~/R/library (R_LIBS_USER), which outlives the server process.
+    (Python's `pip install --user` -> ~/.local works the same way in the image; the test machine
+    runs servers from a virtualenv, where Python turns the user site off.)"""
+    alice = tier["server_for"]("alice")
+    pkg = f"lakehubhello{tier['mode']}"
+    install = (
+        f'd <- file.path(tempdir(), "{pkg}"); dir.create(file.path(d, "R"), recursive = TRUE)\n'
+        f'writeLines(c("Package: {pkg}", "Version: 0.1", "Title: t", "Description: t.", '
+        f'"License: MIT", "Author: t", "Maintainer: t <t@example.com>"), file.path(d, "DESCRIPTION"))\n'
+        f'writeLines("export(hello)", file.path(d, "NAMESPACE"))\n'
+        f'writeLines("hello <- function() \\"hello from my library\\"", file.path(d, "R", "hello.R"))\n'
+        f'suppressMessages(install.packages(d, repos = NULL, type = "source", quiet = TRUE))\n'
+        f'cat(.libPaths()[1])'
+    )
+    lib = alice.run("ir", install, timeout=120).strip().splitlines()[-1]
+    assert lib.endswith("/R/library")
+    hub, token = tier["hub"], alice.token
+    headers = {"Authorization": f"token {token}"}
+    import requests
+
+    requests.delete(f"{hub.url}/hub/api/users/alice/server", headers=headers, timeout=60)
+    H.wait_stopped(hub.url, "alice", token)
+    H.wait_ready(hub.url, "alice", token)  # starts it again
+    out = alice.run("ir", f"library({pkg}); cat(hello())")
+    assert "hello from my library" in out
