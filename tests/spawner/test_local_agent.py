@@ -76,8 +76,8 @@ def test_agent_runs_a_spawned_task_locally_and_ends_it_on_stop(make_spawner, ecs
 
     assert asyncio.run(spawner.poll()) is None
     asyncio.run(spawner.stop())
-    wait_for(lambda: not port_in_use(port))
-    assert spawner.task_arn not in agent.tasks
+    # The agent notices the stopped task, ends the process (the port closes) and forgets it.
+    wait_for(lambda: not port_in_use(port) and spawner.task_arn not in agent.tasks)
 
 
 def test_agent_stops_the_task_when_its_process_exits(make_spawner, ecs_world, agent):
