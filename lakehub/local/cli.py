@@ -1,0 +1,274 @@
+"""`lakehub local up | status | down | resource-types`: the whole platform on this machine.
+
+`up` starts a supervisor process in the background (it owns the emulator, the identity
+provider, the local agent and the hubs, and writes its progress to the state folder), shows the
+progress, and returns once every hub answers, with a table of tiers, URLs, demo users and
+passwords. `--foreground` runs the supervisor in this process instead, until Ctrl-C.
+`down` exports the notebook bucket to <state>/notebooks-export/ and stops everything; the next
+`up` puts those notebooks back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lakehub.errors import LakehubError
+from lakehub.local.state import LOG_FILE, StateDir, already_running
+
+UP_TIMEOUT = 600
+DOWN_TIMEOUT = 60
+
+
+def register(subparsers) -> None:
+    local = subparsers.add_parser("local", help="run the whole platform on this machine (AWS emulator)",
+                                  description=__doc__.split("\n\n")[0])
+    sub = local.add_subparsers(dest="local_command", metavar="ACTION")
+    common = {"help": "state folder (default .lakehub/local, or LAKEHUB_LOCAL_DIR)"}
+
+    up = sub.add_parser("up", help="start the local platform (in the background; --foreground to stay attached)")
+    up.add_argument("--state-dir", **common)
+    up.add_argument("--base-port", type=int, default=None,
+                    help="first of the fixed loopback ports: emulator = base, identity provider = base+1, "
+                         "credentials = base+2, hubs = base+10.. (default 8700)")
+    up.add_argument("--server-mode", choices=("per-user", "shared"), default="per-user",
+                    help="per-user: each user's server is an emulated ECS task run by the local agent (the "
+                         "templates' default); shared: servers are processes of the hub")
+    up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C (then stop everything)")
+    up.add_argument("--timeout", type=float, default=UP_TIMEOUT, help="seconds to wait for every hub (default 600)")
+    up.set_defaults(func=cmd_up)
+
+    st = sub.add_parser("status", help="what runs: tiers, URLs, demo users, emulator endpoint")
+    st.add_argument("--state-dir", **common)
+    st.add_argument("--format", choices=("table", "json"), default="table")
+    st.set_defaults(func=cmd_status)
+
+    down = sub.add_parser("down", help="export the notebooks and stop everything")
+    down.add_argument("--state-dir", **common)
+    down.add_argument("--no-export", action="store_true", help="stop without exporting the notebook bucket")
+    down.set_defaults(func=cmd_down)
+
+    rt = sub.add_parser("resource-types", help="template resource types the emulator does not model")
+    rt.add_argument("--format", choices=("table", "json"), default="table")
+    rt.set_defaults(func=cmd_resource_types)
+
+    local.set_defaults(func=lambda args: (local.print_help(), 2)[1])
+
+
+# ------------------------------------------------------------------------------------------
+# up
+# ------------------------------------------------------------------------------------------
+def cmd_up(args) -> int:
+    from rich.console import Console
+
+    from lakehub.local.platform import DEFAULT_BASE_PORT, check_ports, plan_ports, supervise, tiers_from_template
+
+    state = StateDir(args.state_dir)
+    if state.running_pid():
+        raise already_running(state)
+    base = args.base_port or DEFAULT_BASE_PORT
+    check_ports(plan_ports(base, tiers_from_template()))
+    console = Console(stderr=True)
+    state.ensure()
+    os.chmod(state.path, 0o755)
+
+    if args.foreground:
+        console.print(f"[bold]lakehub local[/]: starting in the foreground (Ctrl-C stops everything); state in {state.path}")
+        return supervise(state, base, args.server_mode, run_id="foreground",
+                         say=lambda line: console.print(f"  {line}"),
+                         on_ready=lambda: print_ready(state.read(), console))
+
+    run_id = secrets.token_hex(8)
+    log_path = state.file(LOG_FILE)
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lakehub.local.platform", "--state-dir", str(state.path), "--base-port", str(base),
+             "--server-mode", args.server_mode, "--run-id", run_id],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=str(Path(__file__).resolve().parents[2]),
+        )
+    return _watch(state, proc, run_id, args.timeout, console)
+
+
+def _watch(state: StateDir, proc: subprocess.Popen, run_id: str, timeout: float, console) -> int:
+    shown = 0
+    deadline = time.monotonic() + timeout
+    with console.status("starting the local platform", spinner="dots") as status:
+        while True:
+            current = state.read()
+            mine = current.get("run_id") == run_id
+            if mine:
+                lines = current.get("progress", [])
+                for item in lines[shown:]:
+                    console.print(f"  {item['line']}")
+                    status.update(item["line"][:100])
+                shown = len(lines)
+                if current.get("phase") == "ready":
+                    break
+                if current.get("phase") in ("failed", "stopping", "stopped"):
+                    _reap(proc)
+                    raise LakehubError(current.get("error") or f"the local platform stopped while starting; see {state.file(LOG_FILE)}")
+            code = proc.poll()
+            if code is not None:
+                if code == 3 and not mine:
+                    raise already_running(state)
+                raise LakehubError(f"the local platform exited while starting (code {code}); see {state.file(LOG_FILE)}")
+            if time.monotonic() > deadline:
+                _stop_pid(proc.pid)
+                raise LakehubError(f"the local platform was not ready within {timeout:.0f} s; see {state.file(LOG_FILE)}")
+            time.sleep(0.3)
+    print_ready(state.read(), console)
+    return 0
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        _stop_pid(proc.pid)
+
+
+def print_ready(current: dict, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    out = Console()
+    missing = current.get("unmodelled") or []
+    if missing:
+        t = Table(title="Not modelled by the emulator (placeholders only; see docs/LOCAL.md)", title_justify="left")
+        t.add_column("resource type")
+        t.add_column("in local mode")
+        for row in missing:
+            t.add_row(row["type"], row["local"])
+        out.print(t)
+    table = Table(title=f"lakehub local: ready in {current.get('ready_seconds', 0):.0f} s "
+                        f"({current.get('server_mode')} servers; emulator {current.get('emulator_endpoint')})",
+                  title_justify="left")
+    table.add_column("tier")
+    table.add_column("URL")
+    table.add_column("demo user")
+    table.add_column("password")
+    table.add_column("groups")
+    for tier in current.get("tiers", []):
+        for i, user in enumerate(tier["users"]):
+            table.add_row(tier["name"] if i == 0 else "", tier["url"] if i == 0 else "", user["username"],
+                          user["password"], ",".join(user["groups"]))
+    out.print(table)
+    out.print("Stop with `lakehub local down` (notebooks are exported and come back on the next `up`).")
+
+
+# ------------------------------------------------------------------------------------------
+# status
+# ------------------------------------------------------------------------------------------
+def status_json(state: StateDir) -> dict:
+    current = state.read()
+    return {"tiers": current.get("tiers", []), "emulator_endpoint": current.get("emulator_endpoint", "")}
+
+
+def cmd_status(args) -> int:
+    state = StateDir(args.state_dir)
+    pid = state.running_pid()
+    current = state.read()
+    if not pid or current.get("phase") != "ready":
+        if args.format == "json":
+            print(json.dumps({"tiers": [], "emulator_endpoint": ""}))
+        phase = current.get("phase") if pid else "not running"
+        raise LakehubError(f"no local platform is ready ({phase}); start it with `lakehub local up`")
+    if args.format == "json":
+        print(json.dumps(status_json(state), indent=2))
+        return 0
+    print_ready(current)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# down
+# ------------------------------------------------------------------------------------------
+def export_notebooks(current: dict, dest: Path) -> int:
+    """Copy every object of the notebook bucket to `dest` (replaced as a whole)."""
+    import boto3
+
+    admin = current.get("admin") or {}
+    bucket = (current.get("outputs") or {}).get("NotebookBucketName")
+    if not admin or not bucket:
+        return 0
+    s3 = boto3.client("s3", endpoint_url=current["emulator_endpoint"], region_name="us-east-1",
+                      aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"])
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if key.endswith("/") or ".." in key.split("/"):
+                continue
+            target = tmp / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            count += 1
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return count
+
+
+def _stop_pid(pid: int, timeout: float = DOWN_TIMEOUT) -> bool:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # our own child (foreground tests): reap it
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return False
+
+
+def cmd_down(args) -> int:
+    state = StateDir(args.state_dir)
+    pid = state.running_pid()
+    if not pid:
+        print(f"lakehub local: nothing is running from {state.path}")
+        return 0
+    current = state.read()
+    if not args.no_export and current.get("phase") == "ready":
+        try:
+            n = export_notebooks(current, state.export_dir)
+            print(f"lakehub local: exported {n} notebook files to {state.export_dir}")
+        except Exception as exc:  # noqa: BLE001 - still stop; say what was not saved
+            print(f"lakehub local: warning: could not export the notebooks ({exc}); stopping anyway", file=sys.stderr)
+    clean = _stop_pid(pid)
+    print(f"lakehub local: stopped{'' if clean else ' (forced)'}")
+    return 0
+
+
+def cmd_resource_types(args) -> int:
+    from lakehub.local.unmodelled import unmodelled
+
+    rows = unmodelled()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['type']:52} {row['local']}")
+    return 0

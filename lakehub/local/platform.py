@@ -1,0 +1,512 @@
+"""The local platform's supervisor: brings every part up in order, owns the child processes,
+and stops them all on SIGTERM (what `lakehub local down` sends) or Ctrl-C (--foreground).
+
+    python -m lakehub.local.platform --state-dir .lakehub/local --base-port 8700
+
+Order (each step is a progress line in state.json, which `lakehub local up` shows):
+ 1. the emulator (lakehub.local.emulator_server: moto + the local Lambda runner) on base port
+ 2. templates and function zips published to an assets bucket there (lakehub.publish)
+ 3. demo users with passwords generated now, and the loopback OpenID Connect provider
+ 4. a hosted zone for lakehub.localhost, a certificate from the emulator's ACM, the OIDC client
+    secret in Secrets Manager
+ 5. `lakehub deploy` of main.template.yaml (the same code path as for AWS)
+ 6. the demo data lake (CSV files under pii/ and nonpii/), notebooks restored from the last
+    `down`, an admin IAM user for the platform's own calls, each tier's role (and, in
+    per-user mode, each hub's role) assumed, then IAM enforcement on
+ 7. the container-credentials endpoint, the local agent (per-user mode), one JupyterHub per
+    tier with hub_images/jupyterhub_config.py, each waited for on /hub/health
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import yaml
+
+from lakehub import names
+from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
+from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
+from lakehub.errors import LakehubError
+from lakehub.local.state import LOG_FILE, StateDir
+
+log = logging.getLogger("lakehub.local")
+
+DEFAULT_BASE_PORT = 8700
+DOMAIN = "lakehub.localhost"
+ASSETS_BUCKET = "lakehub-local-assets"
+ASSETS_PREFIX = "lakehub/"
+OIDC_SECRET_NAME = "lakehub-local/oidc-client-secret"
+STACK_NAME = "lakehub"
+SERVER_MODES = ("per-user", "shared")
+HUB_START_TIMEOUT = 120
+ROLE_SESSION_SECONDS = 43200
+# Demo users per tier (names for the reference tiers; others get <tier>-user1, <tier>-user2).
+DEMO_USERS = {"pii": ("alice", "bob"), "nonpii": ("carol", "dave")}
+DEMO_DATA = {
+    "pii/customers.csv": "customer_id,name,email,birth_date\n1,Ada Example,ada@example.com,1990-01-02\n"
+                         "2,Ben Example,ben@example.com,1985-05-06\n3,Cy Example,cy@example.com,1979-09-10\n",
+    "pii/claims/2024.csv": "claim_id,customer_id,amount\n10,1,120.50\n11,2,99.00\n12,3,310.25\n",
+    "nonpii/sales.csv": "region,month,revenue\nnorth,2024-01,1200\nsouth,2024-01,950\nnorth,2024-02,1330\n",
+    "nonpii/products/catalog.csv": "sku,category,price\nA1,tools,9.99\nB2,garden,19.50\nC3,kitchen,4.25\n",
+}
+
+
+# ------------------------------------------------------------------------------------------
+# what the platform will hold: tiers, ports
+# ------------------------------------------------------------------------------------------
+@dataclass
+class Tier:
+    name: str
+    groups: list[str]
+    index: int
+    port: int = 0
+    api_port: int = 0
+    proxy_port: int = 0
+    users: list[dict] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_multi_constructor("!", lambda loader, suffix, node: {"tag": suffix, "value": None})
+
+
+def tiers_from_template(templates_dir: Path = TEMPLATES_DIR) -> list[Tier]:
+    """The tiers main.template.yaml nests (TierXStack) and their sign-in groups."""
+    data = yaml.load((templates_dir / names.MAIN_TEMPLATE).read_text(), Loader=_Loader) or {}  # noqa: S506
+    tiers = []
+    for logical, res in (data.get("Resources") or {}).items():
+        params = ((res or {}).get("Properties") or {}).get("Parameters") or {}
+        if res.get("Type") == "AWS::CloudFormation::Stack" and isinstance(params.get(names.TIER_NAME), str):
+            groups = params.get(names.TIER_ALLOWED_GROUPS)
+            tiers.append(Tier(params[names.TIER_NAME], [g for g in str(groups or "").split(",") if g], len(tiers)))
+    if not tiers:
+        raise LakehubError(f"{names.MAIN_TEMPLATE} nests no tier stack; run `python build_templates.py`")
+    return tiers
+
+
+def plan_ports(base: int, tiers: list[Tier]) -> dict[int, str]:
+    """Fixed ports from the base port, so a clash is found before anything starts."""
+    ports = {base: "the AWS emulator", base + 1: "the identity provider", base + 2: "the credentials endpoint"}
+    for t in tiers:
+        t.port, t.api_port, t.proxy_port = base + 10 + t.index, base + 30 + t.index, base + 50 + t.index
+        ports[t.port] = f"the {t.name} hub"
+        ports[t.api_port] = f"the {t.name} hub API"
+        ports[t.proxy_port] = f"the {t.name} proxy API"
+    return ports
+
+
+def check_ports(ports: dict[int, str]) -> None:
+    for port, what in sorted(ports.items()):
+        if not 1024 <= port <= 65535:
+            raise LakehubError(f"port {port} ({what}) is out of range; pass --base-port between 1024 and 65400")
+        if port_in_use(port):
+            raise LakehubError(
+                f"port {port} on {LOOPBACK} (for {what}) is already in use; stop what holds it or pass --base-port N"
+            )
+
+
+# ------------------------------------------------------------------------------------------
+# the supervisor
+# ------------------------------------------------------------------------------------------
+class LocalPlatform:
+    def __init__(self, state: StateDir, base_port: int = DEFAULT_BASE_PORT, server_mode: str = "per-user",
+                 say=None, run_id: str = ""):
+        self.state = state
+        self.base_port = base_port
+        self.server_mode = server_mode
+        self.run_id = run_id
+        self._say = say
+        self.endpoint = f"http://{LOOPBACK}:{base_port}"
+        self.tiers = tiers_from_template()
+        self.ports = plan_ports(base_port, self.tiers)
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.idp = None
+        self.creds = None
+        self.agent = None
+        self.admin: dict = {}
+        self.outputs: dict = {}
+        self.stop_event = threading.Event()
+        self.started = time.time()
+
+    # -- progress -------------------------------------------------------------------------
+    def say(self, line: str) -> None:
+        log.info(line)
+        self.state.progress(line)
+        if self._say:
+            self._say(line)
+
+    # -- children -------------------------------------------------------------------------
+    def _spawn(self, name: str, cmd: list[str], env: dict, cwd: Path, log_path: Path) -> subprocess.Popen:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self.children.append((name, proc))
+        return proc
+
+    def _wait_http(self, name: str, url: str, proc: subprocess.Popen | None, timeout: float, log_path: Path) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            if proc is not None and proc.poll() is not None:
+                raise LakehubError(f"{name} exited at start with code {proc.returncode}; see {log_path}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise LakehubError(f"{name} did not answer on {url} within {timeout:.0f} s; see {log_path}")
+
+    # -- steps ------------------------------------------------------------------------------
+    def start_emulator(self) -> None:
+        self.say(f"starting the AWS emulator on {self.endpoint}")
+        work = self.state.path / "emulator"
+        shutil.rmtree(work, ignore_errors=True)
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        for key in ("AWS_ENDPOINT_URL", "INITIAL_NO_AUTH_ACTION_COUNT"):
+            env.pop(key, None)
+        proc = self._spawn("emulator", [sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(self.base_port),
+                                        "--work-dir", str(work)], env, ROOT, self.state.path / "emulator.log")
+        self._wait_http("the AWS emulator", f"{self.endpoint}/moto-api/", proc, 60, self.state.path / "emulator.log")
+        # The platform's own calls: dummy keys until the admin user exists.
+        os.environ.update(AWS_ACCESS_KEY_ID=EMULATOR_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_SECRET_KEY,
+                          AWS_DEFAULT_REGION=DEFAULT_REGION, AWS_REGION=DEFAULT_REGION)
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+            os.environ.pop(key, None)
+
+    def client(self, service: str, creds: dict | None = None):
+        kwargs = {}
+        if creds:
+            kwargs = dict(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                          aws_session_token=creds.get("SessionToken"))
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=DEFAULT_REGION, **kwargs)
+
+    def publish_assets(self) -> None:
+        from lakehub.publish import publish
+
+        self.say("publishing templates and function zips to the emulator's assets bucket")
+        self.client("s3").create_bucket(Bucket=ASSETS_BUCKET)
+        keys = publish(ASSETS_BUCKET, ASSETS_PREFIX, DEFAULT_REGION, self.endpoint)
+        self.say(f"published {len(keys)} files to s3://{ASSETS_BUCKET}/{ASSETS_PREFIX}")
+
+    def start_identity_provider(self) -> None:
+        from lakehub.idp.oidc import start_oidc
+
+        users, groups = {}, {}
+        for t in self.tiers:
+            t.users = []
+            for name in DEMO_USERS.get(t.name, (f"{t.name}-user1", f"{t.name}-user2")):
+                password = secrets.token_urlsafe(12)  # generated now, kept in state.json only
+                users[name] = password
+                t.users.append({"username": name, "password": password, "groups": list(t.groups)})
+                for g in t.groups:
+                    groups.setdefault(g, []).append(name)
+        self.say(f"starting the identity provider with {len(users)} demo users")
+        workdir = self.state.path / "idp"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.idp = start_oidc(users, groups, port=self.base_port + 1,
+                              redirect_uris=[f"{t.url}/hub/oauth_callback" for t in self.tiers], workdir=workdir)
+
+    def prepare_account(self) -> dict[str, str]:
+        zone = self.client("route53").create_hosted_zone(Name=DOMAIN, CallerReference=f"lakehub-local-{time.time()}")
+        zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
+        cert = self.client("acm").request_certificate(DomainName=f"*.{DOMAIN}", SubjectAlternativeNames=[DOMAIN],
+                                                      ValidationMethod="DNS")["CertificateArn"]
+        self.client("secretsmanager").create_secret(Name=OIDC_SECRET_NAME, SecretString=self.idp.client_secret)
+        return {
+            names.ASSETS_BUCKET_NAME: ASSETS_BUCKET,
+            names.ASSETS_KEY_PREFIX: ASSETS_PREFIX,
+            names.DOMAIN_NAME: DOMAIN,
+            names.HOSTED_ZONE_ID: zone_id,
+            names.CERTIFICATE_ARN: cert,
+            names.AUTH_MODE: "oidc",
+            # The template accepts only https issuers; the hubs are pointed at the loopback
+            # provider's plain-http address (allowed on loopback) below.
+            "OidcIssuer": f"https://{LOOPBACK}:{self.base_port + 1}",
+            "OAuthClientId": self.idp.client_id,
+            "OAuthClientSecretName": OIDC_SECRET_NAME,
+        }
+
+    def deploy(self, parameters: dict[str, str]) -> None:
+        from lakehub.deploy import deploy
+
+        self.say("deploying main.template.yaml (change set)")
+        result = deploy(parameters, stack_name=STACK_NAME, region=DEFAULT_REGION, endpoint_url=self.endpoint,
+                        progress=lambda line: self.say(f"  {line}"), timeout=900)
+        self.outputs = result.outputs
+        self.say(f"stack {STACK_NAME} {result.status} in {result.seconds:.1f} s")
+
+    def tier_stack_resources(self, tier: Tier) -> dict[str, str]:
+        cfn = self.client("cloudformation")
+        logical = f"Tier{tier.name.capitalize()}Stack"
+        stack = next(r["PhysicalResourceId"] for r in cfn.list_stack_resources(StackName=STACK_NAME)["StackResourceSummaries"]
+                     if r["LogicalResourceId"] == logical)
+        resources = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])}
+        return {"stack": stack, **{f"resource:{k}": v for k, v in resources.items()}, **outputs}
+
+    def seed_data(self) -> None:
+        s3 = self.client("s3")
+        lake = self.outputs[names.DATA_BUCKET_NAME]
+        for key, body in DEMO_DATA.items():
+            s3.put_object(Bucket=lake, Key=key, Body=body.encode())
+        self.say(f"demo data lake: {len(DEMO_DATA)} CSV files under pii/ and nonpii/ in s3://{lake}")
+        export = self.state.export_dir
+        if export.is_dir():
+            bucket = self.outputs[names.NOTEBOOK_BUCKET_NAME]
+            files = [p for p in sorted(export.rglob("*")) if p.is_file()]
+            for path in files:
+                s3.put_object(Bucket=bucket, Key=path.relative_to(export).as_posix(), Body=path.read_bytes())
+            self.say(f"restored {len(files)} notebook files from {export}")
+
+    def secure(self) -> dict[str, dict]:
+        """Admin user, roles assumed, then IAM enforcement on. Returns {role arn: credentials}."""
+        iam = self.client("iam")
+        iam.create_user(UserName="lakehub-local-admin")
+        iam.put_user_policy(UserName="lakehub-local-admin", PolicyName="everything", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="lakehub-local-admin")["AccessKey"]
+        self.admin = {"AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"]}
+        os.environ.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"])
+        sts = self.client("sts", self.admin)
+        roles: dict[str, dict] = {}
+        for t in self.tiers:
+            info = self.tier_stack_resources(t)
+            t_role = info[names.TIER_ROLE_ARN]
+            wanted = [t_role]
+            hub_role_name = info.get("resource:HubRole")
+            if hub_role_name:
+                hub_arn = self.client("iam").get_role(RoleName=hub_role_name)["Role"]["Arn"]
+                wanted.append(hub_arn)
+                setattr(t, "hub_role_arn", hub_arn)
+            setattr(t, "role_arn", t_role)
+            setattr(t, "hub_task_definition", info.get("HubTaskDefinitionArn"))
+            for arn in wanted:
+                creds = sts.assume_role(RoleArn=arn, RoleSessionName=f"lakehub-local-{t.name}",
+                                        DurationSeconds=ROLE_SESSION_SECONDS)["Credentials"]
+                roles[arn] = {k: creds[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+        req = urllib.request.Request(f"{self.endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+                                     headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(req, timeout=10).read()
+        self.say(f"IAM enforcement on ({len(roles)} roles assumed before it)")
+        return roles
+
+    def hub_environment(self, tier: Tier) -> dict[str, str]:
+        ecs = self.client("ecs", self.admin)
+        td = ecs.describe_task_definition(taskDefinition=tier.hub_task_definition)["taskDefinition"]
+        container = td["containerDefinitions"][0]
+        env = {e["name"]: e.get("value", "") for e in container.get("environment") or []}
+        # ECS Secrets: ECS reads them with the execution role; here the platform reads the one
+        # local mode created (the OIDC client secret). Generated secrets are not modelled.
+        sm = self.client("secretsmanager", self.admin)
+        for secret in container.get("secrets") or []:
+            try:
+                env[secret["name"]] = sm.get_secret_value(SecretId=secret["valueFrom"])["SecretString"]
+            except Exception:  # noqa: BLE001 - AWS::SecretsManager::Secret has no model in the emulator
+                pass
+        hub_dir = self.state.path / "hubs" / tier.name
+        profiles = env.get("LAKEHUB_USER_PROFILES", "")
+        if profiles and not profiles.lstrip().startswith("["):
+            # The template's name:cpu:memory list; the spawner reads JSON.
+            items = [p.split(":") for p in profiles.split(",") if p.count(":") == 2]
+            env["LAKEHUB_USER_PROFILES"] = json.dumps([{"name": n, "cpu": int(c), "memory": int(m)} for n, c, m in items])
+        env.update({
+            "LAKEHUB_PUBLIC_URL": tier.url,
+            "LAKEHUB_HUB_IP": LOOPBACK,
+            "LAKEHUB_HUB_PORT": str(tier.port),
+            "LAKEHUB_STATE_DIR": str(hub_dir / "state"),
+            "LAKEHUB_S3_ENDPOINT_URL": self.endpoint,
+            "LAKEHUB_OIDC_ISSUER": self.idp.issuer,
+            "LAKEHUB_SERVER_MODE": self.server_mode,
+            "LAKEHUB_CONFIG_D": str(Path(__file__).parent / "hub_config.d"),
+            "LAKEHUB_HOME_ROOT": str(self.state.path / "homes"),
+            "LAKEHUB_LOCAL_HUB_API_PORT": str(tier.api_port),
+            "LAKEHUB_LOCAL_PROXY_API_PORT": str(tier.proxy_port),
+            "LAKEHUB_ECS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": DEFAULT_REGION,
+            "AWS_DEFAULT_REGION": DEFAULT_REGION,
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"),
+                                     os.environ.get("PATH", "/usr/bin:/bin")]),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "HOME": str(hub_dir),
+            "PYTHONPATH": str(HUB_IMAGES_DIR),
+        })
+        if not env.get("LAKEHUB_COOKIE_SECRET"):
+            env.pop("LAKEHUB_COOKIE_SECRET", None)  # the hub keeps a generated one in its state dir
+        role = getattr(tier, "hub_role_arn", None) if self.server_mode == "per-user" else None
+        env.update(self.creds.add_role(f"{tier.name}-hub", self.roles[role or tier.role_arn], role or tier.role_arn))
+        return env
+
+    def start_agent(self) -> None:
+        from lakehub.local.agent import LocalAgent
+
+        cluster = self.outputs.get(names.CLUSTER_NAME)
+        bin_dir = self.state.path / "bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        shim = bin_dir / "lakehub-singleuser"
+        allow_root = " --allow-root" if os.geteuid() == 0 else ""
+        # The image's entry point for user servers; here: this machine's Python.
+        shim.write_text(
+            "#!/bin/sh\n"
+            f"JUPYTER_CONFIG_PATH='{HUB_IMAGES_DIR / 'singleuser'}'; export JUPYTER_CONFIG_PATH\n"
+            f"exec '{sys.executable}' -m jupyterhub.singleuser{allow_root} \"$@\"\n"
+        )
+        shim.chmod(0o755)
+        os.environ["PATH"] = str(bin_dir) + os.pathsep + os.environ.get("PATH", "")
+        tier_roles = {t.role_arn: self.roles[t.role_arn] for t in self.tiers}
+        self.agent = LocalAgent(self.endpoint, clusters=[cluster] if cluster else None, region=DEFAULT_REGION,
+                                work_dir=self.state.path / "agent", role_credentials=tier_roles).start()
+        self.say("local agent watching the emulator's ECS tasks (per-user servers)")
+
+    def start_hubs(self) -> None:
+        from lakehub.local.credentials import CredentialsServer
+
+        self.creds = CredentialsServer(self.base_port + 2).start()
+        procs = []
+        for t in self.tiers:
+            hub_dir = self.state.path / "hubs" / t.name
+            shutil.rmtree(hub_dir, ignore_errors=True)
+            hub_dir.mkdir(parents=True)
+            env = self.hub_environment(t)
+            cmd = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(HUB_IMAGES_DIR / "jupyterhub_config.py")]
+            procs.append((t, self._spawn(f"{t.name} hub", cmd, env, hub_dir, hub_dir / "hub.log")))
+            self.say(f"starting the {t.name} hub on {t.url} ({self.server_mode} mode)")
+        for t, proc in procs:
+            self._wait_http(f"the {t.name} hub", f"{t.url}/hub/health", proc, HUB_START_TIMEOUT,
+                            self.state.path / "hubs" / t.name / "hub.log")
+            self.say(f"the {t.name} hub answers on {t.url}")
+
+    # -- the whole thing ----------------------------------------------------------------------
+    def status(self) -> dict:
+        return {
+            "tiers": [{"name": t.name, "url": t.url, "users": t.users} for t in self.tiers],
+            "emulator_endpoint": self.endpoint,
+        }
+
+    def run(self) -> None:
+        from lakehub.local.unmodelled import unmodelled
+
+        self.state.write({"run_id": self.run_id, "phase": "starting", "pid": os.getpid(), "progress": [],
+                          "started": self.started, "server_mode": self.server_mode, "base_port": self.base_port})
+        check_ports(self.ports)
+        self.start_emulator()
+        self.publish_assets()
+        self.start_identity_provider()
+        params = self.prepare_account()
+        self.deploy(params)
+        self.seed_data()
+        self.roles = self.secure()
+        if self.server_mode == "per-user":
+            self.start_agent()
+        self.start_hubs()
+        missing = unmodelled()
+        seconds = time.time() - self.started
+        self.say(f"ready in {seconds:.1f} s")
+        self.state.update(phase="ready", ready_seconds=round(seconds, 2), **self.status(), admin=self.admin,
+                          outputs=self.outputs, unmodelled=missing,
+                          children={name: p.pid for name, p in self.children})
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.agent is not None:
+            try:
+                self.agent.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("stopping the agent")
+        for name, proc in reversed(self.children):
+            _terminate(proc)
+        if self.idp is not None:
+            self.idp.stop()
+        if self.creds is not None:
+            self.creds.stop()
+
+
+def _terminate(proc: subprocess.Popen, timeout: float = 15) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=timeout)
+
+
+def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "", say=None, on_ready=None) -> int:
+    """Run the platform until SIGTERM/SIGINT. Returns the exit code."""
+    state.acquire()  # raises LakehubError when another supervisor holds it (state untouched)
+    platform = None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id)
+        try:
+            platform.run()
+        except LakehubError as exc:
+            state.update(phase="failed", error=str(exc))
+            return exc.exit_code
+        except Exception as exc:  # noqa: BLE001 - reported as one line; the log has the rest
+            log.error("local platform failed:\n%s", traceback.format_exc())
+            state.update(phase="failed", error=f"{type(exc).__name__}: {exc} (see {state.file(LOG_FILE)})")
+            return 1
+        if on_ready:
+            on_ready()
+        while not stop.wait(1.0):
+            for name, proc in platform.children:
+                if proc.poll() is not None and not stop.is_set():
+                    log.warning("%s exited with %s", name, proc.returncode)
+        return 0
+    finally:
+        if platform is not None:
+            state.update(phase="stopping")
+            platform.stop()
+        state.update(phase="stopped", stopped=time.time())
+        state.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lakehub.local.platform", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
+    parser.add_argument("--server-mode", choices=SERVER_MODES, default="per-user")
+    parser.add_argument("--run-id", default="")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return supervise(StateDir(args.state_dir), args.base_port, args.server_mode, args.run_id)
+    except LakehubError as exc:
+        print(f"lakehub: error: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
