@@ -282,7 +282,7 @@ def test_a_task_that_stops_during_start_gives_the_user_its_reason(make_spawner, 
 
     async def scenario():
         start = asyncio.ensure_future(spawner.start())
-        for _ in range(100):
+        for _ in range(400):  # up to 20 s on a loaded machine
             if spawner.task_arn:
                 break
             await asyncio.sleep(0.05)
@@ -312,7 +312,7 @@ def test_the_local_agent_endpoint_tag_is_the_server_url(make_spawner, ecs_world)
 
     async def scenario():
         start = asyncio.ensure_future(spawner.start())
-        for _ in range(100):
+        for _ in range(400):  # up to 20 s on a loaded machine
             if spawner.task_arn:
                 break
             await asyncio.sleep(0.05)
