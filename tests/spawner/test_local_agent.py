@@ -89,6 +89,15 @@ def test_agent_stops_the_task_when_its_process_exits(make_spawner, ecs_world, ag
     assert task["stoppedReason"] == "Essential container in task exited (exit code 3)"
 
 
+def test_a_server_that_cannot_start_gives_the_user_the_reason(make_spawner, ecs_world, agent):
+    spawner = make_spawner(user="rita", wait_for_local_endpoint=True, cmd=["lakehub-no-such-server"])
+    with pytest.raises(fargate.FargateSpawnError) as err:
+        asyncio.run(spawner.start())
+    message = err.value.jupyterhub_message
+    assert message.startswith("Your server's task stopped before it was ready: CannotStartContainerError")
+    assert "lakehub-no-such-server" in message
+
+
 def test_agent_leaves_tasks_that_are_not_user_servers_alone(ecs_world, agent):
     other = ecs_world.ecs.run_task(
         cluster=ecs_world.cluster,
