@@ -51,6 +51,7 @@ import html
 import json
 import os
 import re
+import sys
 import threading
 import time
 from typing import Any, Iterable
@@ -427,6 +428,54 @@ def hub_connect_url_from_metadata(port: int = 8081, timeout: float = 2.0) -> str
             for address in network.get("IPv4Addresses", []):
                 return f"http://{address}:{port}"
     return None
+
+
+def configure_per_user_hub(c, fail=None, log=None) -> list[str]:
+    """Everything jupyterhub_config.py needs for per-user mode, in one call; returns the ARNs of
+    orphan tasks it stopped.
+
+    - FargateSpawner as the spawner, its settings checked now (a mistake calls `fail(message)`,
+      or raises ConfigurationError when no `fail` is given);
+    - the hub API on LAKEHUB_HUB_API_PORT (8081), bound to 0.0.0.0 on AWS (user tasks reach it
+      across the VPC) and to 127.0.0.1 on the emulator; `hub_connect_url` from
+      LAKEHUB_HUB_CONNECT_URL, else this task's private IP (ECS task metadata), else loopback;
+    - a start timeout for a cold Fargate start (LAKEHUB_START_TIMEOUT, 300 s) and a longer
+      HTTP timeout, set on FargateSpawner so that c.Spawner values for shared mode do not apply;
+    - `cleanup_servers = False`: a hub restart leaves user tasks running, and start-up takes
+      back those its database records and stops the others (`reconcile_orphans`).
+
+    Call it after `c.JupyterHub.db_url` is set.
+    """
+    say = log or (lambda message: print(f"lakehub hub: {message}", file=sys.stderr, flush=True))
+    try:
+        FargateSpawner.validate_environment()
+        port = _env_int("LAKEHUB_HUB_API_PORT", 8081)
+    except ConfigurationError as exc:
+        if fail is None:
+            raise
+        fail(str(exc))
+        return []
+    local = bool(os.environ.get("LAKEHUB_ECS_ENDPOINT_URL"))
+    c.JupyterHub.spawner_class = FargateSpawner
+    c.JupyterHub.hub_ip = "127.0.0.1" if local else "0.0.0.0"
+    c.JupyterHub.hub_port = port
+    c.JupyterHub.hub_connect_url = (
+        os.environ.get("LAKEHUB_HUB_CONNECT_URL", "").strip()
+        or hub_connect_url_from_metadata(port)
+        or f"http://127.0.0.1:{port}"
+    )
+    c.FargateSpawner.start_timeout = _env_int("LAKEHUB_START_TIMEOUT", DEFAULT_START_TIMEOUT)
+    c.FargateSpawner.http_timeout = 120
+    c.JupyterHub.cleanup_servers = False
+    db_url = c.JupyterHub.db_url if isinstance(c.JupyterHub.db_url, str) else None
+    try:
+        stopped = reconcile_orphans(known_task_arns=known_task_arns_from_db(db_url))
+    except Exception as exc:  # the hub still starts; a spawn reports ECS errors itself
+        say(f"could not check for orphan user tasks ({exc}); they will be checked at the next start")
+        return []
+    if stopped:
+        say(f"stopped {len(stopped)} orphan user task(s) that no user owns")
+    return stopped
 
 
 def _is_capacity_failure(reason: str) -> bool:

@@ -7,27 +7,18 @@ own tests. Users are created and servers started through the REST API with a tes
 import os
 import sys
 
-from lakehub_hub.fargate import known_task_arns_from_db, reconcile_orphans
+from lakehub_hub.fargate import configure_per_user_hub
 
 c = get_config()  # noqa: F821
 
 work = os.environ["LAKEHUB_E2E_DIR"]
 c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ['LAKEHUB_E2E_PORT']}"
-hub_url = f"http://127.0.0.1:{os.environ['LAKEHUB_E2E_HUB_PORT']}"
-c.JupyterHub.hub_bind_url = hub_url
-# What a user task uses to reach the hub API (on AWS: hub_connect_url_from_metadata()).
-c.JupyterHub.hub_connect_url = hub_url
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ['LAKEHUB_E2E_PROXY_API_PORT']}"
 c.JupyterHub.db_url = f"sqlite:///{work}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = f"{work}/cookie_secret"
 c.JupyterHub.pid_file = f"{work}/jupyterhub.pid"
-# Per-user mode: a hub restart leaves user tasks running; start-up takes them back (poll) or,
-# when no user owns them, stops them (reconcile_orphans below).
-c.JupyterHub.cleanup_servers = False
 c.JupyterHub.cleanup_proxy = True
-c.JupyterHub.spawner_class = "lakehub_hub.fargate.FargateSpawner"
 c.FargateSpawner.describe_interval = 0.5
-c.FargateSpawner.http_timeout = 60
 # Users come from the REST API; the null authenticator allows no browser sign-in.
 c.JupyterHub.authenticator_class = "null"
 c.Authenticator.allow_all = True
@@ -58,5 +49,7 @@ if cull_timeout:
         }
     )
 
-stopped = reconcile_orphans(known_task_arns=known_task_arns_from_db(c.JupyterHub.db_url))
+# What the product's hub config calls in per-user mode (after db_url): spawner, hub API address
+# (LAKEHUB_HUB_API_PORT, LAKEHUB_HUB_CONNECT_URL), timeouts, cleanup_servers=False, orphans.
+stopped = configure_per_user_hub(c)
 print(f"lakehub: reconcile_orphans stopped {len(stopped)} task(s): {stopped}", flush=True)

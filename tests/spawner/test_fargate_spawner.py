@@ -441,3 +441,29 @@ def test_hub_connect_url_comes_from_the_task_metadata_endpoint(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_configure_per_user_hub_sets_up_the_hub_and_stops_orphans(make_spawner, ecs_world, monkeypatch, tmp_path):
+    from traitlets.config import Config
+
+    orphan = make_spawner(user="xavi")
+    run(orphan.start())
+    monkeypatch.setenv("LAKEHUB_HUB_API_PORT", "8181")
+    monkeypatch.setenv("LAKEHUB_START_TIMEOUT", "400")
+    c = Config()
+    c.JupyterHub.db_url = f"sqlite:///{tmp_path}/jupyterhub.sqlite"  # first start: no database yet
+    messages = []
+    stopped = fargate.configure_per_user_hub(c, log=messages.append)
+    assert stopped == [orphan.task_arn] and "stopped 1 orphan" in messages[0]
+    assert c.JupyterHub.spawner_class is FargateSpawner
+    assert (c.JupyterHub.hub_ip, c.JupyterHub.hub_port) == ("127.0.0.1", 8181)  # emulator: loopback
+    assert c.JupyterHub.hub_connect_url == "http://127.0.0.1:8181"
+    assert c.FargateSpawner.start_timeout == 400 and c.JupyterHub.cleanup_servers is False
+
+    monkeypatch.delenv("LAKEHUB_ECS_ENDPOINT_URL")
+    monkeypatch.setenv("LAKEHUB_HUB_CONNECT_URL", "http://10.0.1.5:8181")
+    monkeypatch.delenv("LAKEHUB_CLUSTER")
+    failures = []
+    assert fargate.configure_per_user_hub(Config(), fail=failures.append) == []
+    assert failures == ["FargateSpawner is missing settings: LAKEHUB_CLUSTER (set them on the hub task, "
+                        "or the matching c.FargateSpawner traits)"]

@@ -90,7 +90,7 @@ def hub_env(ecs_world, moto_server, tmp_path):
         PATH=os.pathsep.join([str(CHP.parent), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
         LAKEHUB_E2E_DIR=str(tmp_path),
         LAKEHUB_E2E_PORT=str(free_port()),
-        LAKEHUB_E2E_HUB_PORT=str(free_port()),
+        LAKEHUB_HUB_API_PORT=str(free_port()),
         LAKEHUB_E2E_PROXY_API_PORT=str(free_port()),
         LAKEHUB_E2E_TOKEN=secrets.token_hex(16),
         LAKEHUB_START_TIMEOUT="90",
