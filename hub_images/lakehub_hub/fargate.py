@@ -40,8 +40,16 @@ set) the spawner prefers that tag to the private IP, and with ``wait_for_local_e
 default there) waits for it before it reports the server started. On AWS the tag is ignored,
 so a tag can never point the hub's proxy at another address.
 
-Hub start-up: ``reconcile_orphans()`` stops this tier's/hub's tasks that no spawner in the hub's
-database owns (``known_task_arns_from_db()``), so no orphan task keeps costing.
+Hub configuration: ``configure_per_user_hub(c, fail=fail)`` in jupyterhub_config.py (after
+``db_url``) does everything per-user mode needs: the spawner, the hub API address user tasks use
+(LAKEHUB_HUB_API_PORT, LAKEHUB_HUB_CONNECT_URL or the task metadata), the timeouts,
+``cleanup_servers = False`` and, at start-up, ``reconcile_orphans()``: it stops this tier's and
+hub's tasks that no spawner in the hub's database owns (``known_task_arns_from_db()``), so no
+orphan task keeps costing; JupyterHub's own start-up poll takes back the others.
+
+Known trade-off: the server's JupyterHub API token travels in the RunTask container override,
+so principals allowed ecs:DescribeTasks on the cluster (and CloudTrail's RunTask records) can read
+it. JupyterHub issues a new token per spawn and deletes it when the server stops.
 """
 
 from __future__ import annotations
