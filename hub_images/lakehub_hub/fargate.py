@@ -27,6 +27,9 @@ LAKEHUB_START_TIMEOUT           seconds to wait for a cold Fargate start (defaul
 LAKEHUB_ECS_ENDPOINT_URL        emulator only: ECS endpoint (also turns on waiting for the
                                 local agent's endpoint tag, see below)
 AWS_REGION / AWS_DEFAULT_REGION region (default us-east-1)
+LAKEHUB_HUB_API_PORT            (configure_per_user_hub) hub API port user tasks call (8081)
+LAKEHUB_HUB_CONNECT_URL         (configure_per_user_hub) hub API URL for user tasks (default:
+                                this task's private IP from ECS task metadata, else loopback)
 =============================== ==========================================================
 
 Tags on every task: ``lakehub:user``, ``lakehub:server`` (named server, "" for the default),
