@@ -20,7 +20,7 @@ from lakehub import assets, packaging
 from lakehub.errors import LakehubError
 
 DEFAULT_PREFIX = "lakehub/"  # the templates' AssetsKeyPrefix default
-PREFIX_PATTERN = re.compile(r"^([0-9a-zA-Z!_.*'()-]+/)*$")  # the templates' AllowedPattern
+PREFIX_PATTERN = re.compile(r"^([0-9a-zA-Z!_.'()-]+/)*$")  # the templates' AllowedPattern (no '*': IAM wildcard)
 BUCKET_PATTERN = re.compile(r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$")
 CONTENT_TYPES = {".yaml": "application/x-yaml", ".yml": "application/x-yaml", ".json": "application/json", ".zip": "application/zip"}
 
@@ -33,7 +33,7 @@ def normalize_prefix(prefix: str | None) -> str:
         prefix += "/"
     if not PREFIX_PATTERN.match(prefix):
         raise LakehubError(
-            f"--prefix {prefix!r} is not a valid AssetsKeyPrefix: use key segments of letters, digits and !_.*'()- each followed by '/', such as lakehub/"
+            f"--prefix {prefix!r} is not a valid AssetsKeyPrefix: use key segments of letters, digits and !_.'()- each followed by '/', such as lakehub/"
         )
     return prefix
 
@@ -190,10 +190,13 @@ def _print(bucket: str, prefix: str, keys: list[str]) -> None:
 
 
 def register(subparsers) -> None:
+    import argparse
+
     p = subparsers.add_parser(
         "publish",
         help="upload templates and function zips to an assets bucket",
-        description=__doc__,
+        description=__doc__.replace("`lakehub publish`: ", "", 1),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--bucket", help="assets bucket (the templates' AssetsBucketName)")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"key prefix (the templates' AssetsKeyPrefix; default {DEFAULT_PREFIX})")
