@@ -9,7 +9,8 @@ Properties
   TimeoutSeconds   bound on the wait (default 1800, at most 3300 so CloudFormation's own one
                    hour limit is never the one that fires)
 
-Create: if the tag is already in ECR, answer at once. Otherwise start the build and poll (crhelper
+Create: if the tag is already in ECR, answer at once. Otherwise start the build (or wait for the
+project's build already in progress, when the role may call codebuild:ListBuildsForProject) and poll (crhelper
 polling, once a minute) until the tag appears, the build fails (FAILED/FAULT/STOPPED/TIMED_OUT:
 the reason names the build id and links its log), or the timeout passes.
 Update: build again only when SourceVersion, ImageTag, ProjectName or RepositoryName changed;
@@ -158,15 +159,27 @@ def _answer(p: dict, image: dict, build_id: str) -> str:
     return _physical_id(p)
 
 
-def _start_build(p: dict, previous: dict | None) -> None:
+def _running_build(project: str) -> str:
+    """The newest build of the project still in progress, or "" (also when the role may not
+    list builds: codebuild:ListBuildsForProject is optional)."""
     try:
-        build = codebuild.start_build(projectName=p["ProjectName"])["build"]
+        ids = codebuild.list_builds_for_project(projectName=project, sortOrder="DESCENDING").get("ids", [])[:5]
+        builds = codebuild.batch_get_builds(ids=ids).get("builds", []) if ids else []
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        if code == "ResourceNotFoundException":
-            raise WaitError(f"CodeBuild project {p['ProjectName']} does not exist") from exc
-        raise WaitError(f"CodeBuild StartBuild on {p['ProjectName']} failed: {code}: {exc}") from exc
-    logger.info("started build %s; waiting up to %d s for %s", build["id"], p["TimeoutSeconds"], _physical_id(p))
+        logger.info("not reusing a running build of %s: %s", project, exc)
+        return ""
+    running = [b for b in builds if b.get("buildStatus") == "IN_PROGRESS"]
+    return running[0]["id"] if running else ""
+
+
+def _start_build(p: dict, previous: dict | None, reuse_running: bool = False) -> None:
+    build_id = _running_build(p["ProjectName"]) if reuse_running else ""
+    if build_id:
+        logger.info("build %s is already running: waiting for it instead of starting another", build_id)
+        build = {"id": build_id}
+    else:
+        build = _start(p)
+    logger.info("waiting up to %d s for %s (build %s)", p["TimeoutSeconds"], _physical_id(p), build["id"])
     helper.Data.update(
         {
             "BuildId": build["id"],
@@ -175,6 +188,16 @@ def _start_build(p: dict, previous: dict | None) -> None:
             "WaitPreviousDigest": previous["digest"] if previous else "",
         }
     )
+
+
+def _start(p: dict) -> dict:
+    try:
+        return codebuild.start_build(projectName=p["ProjectName"])["build"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ResourceNotFoundException":
+            raise WaitError(f"CodeBuild project {p['ProjectName']} does not exist") from exc
+        raise WaitError(f"CodeBuild StartBuild on {p['ProjectName']} failed: {code}: {exc}") from exc
 
 
 def _log_link(build: dict) -> str:
@@ -216,7 +239,8 @@ def create(event, _context):
         logger.info("%s already in ECR: nothing to build", image["uri"])
         helper.finished = True
         return _answer(p, image, "")
-    _start_build(p, None)
+    # A repeated Create (or a build already started by a commit) is waited for, not duplicated.
+    _start_build(p, None, reuse_running=True)
     return _physical_id(p)
 
 

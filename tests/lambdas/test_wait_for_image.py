@@ -276,3 +276,25 @@ def test_delete_after_a_failed_create_succeeds(wait):
     _, answer = wait("Delete", props(TimeoutSeconds="0"), physical_id=created["PhysicalResourceId"])
     assert answer["Status"] == "SUCCESS"
     assert answer["PhysicalResourceId"] == created["PhysicalResourceId"]
+
+
+def test_create_twice_waits_for_the_running_build_instead_of_starting_another(wait, aws):
+    first_event, _ = wait("Create")
+    [build_id] = aws.codebuild.list_builds()["ids"]
+    second_event, answer = wait("Create", logical_id="FirstImage")
+    assert answer is None
+    assert aws.codebuild.list_builds()["ids"] == [build_id]  # still one build
+    polled = wait.next_poll_event(second_event)
+    assert polled["CrHelperData"]["BuildId"] == build_id
+
+
+def test_a_role_that_may_not_list_builds_just_starts_one(wait, aws, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    def denied(**kwargs):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "ListBuildsForProject")
+
+    monkeypatch.setattr(wait.module.codebuild, "list_builds_for_project", denied)
+    _, answer = wait("Create")
+    assert answer is None
+    assert len(aws.codebuild.list_builds()["ids"]) == 1
