@@ -132,8 +132,9 @@ def add_assets_params(b: Builder, group: str = "Assets (templates and functions)
         "Assets key prefix",
         "Key prefix of the assets in the bucket, ending with '/' (for example lakehub/)",
         Default="lakehub/",
-        AllowedPattern=r"^([0-9a-zA-Z!_.*'()-]+/)*$",
-        ConstraintDescription="empty, or key segments each followed by '/', such as lakehub/",
+        # No '*': the prefix is part of IAM resource ARNs (build and launch roles), where it is a wildcard.
+        AllowedPattern=r"^([0-9a-zA-Z!_.'()-]+/)*$",
+        ConstraintDescription="empty, or key segments (letters, digits, !_.'()-) each followed by '/', such as lakehub/",
     )
 
 

@@ -84,8 +84,9 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Source zip key",
         "Key of the source zip in the assets bucket (s3 source), relative to the assets key prefix",
         Default="source/hub-image.zip",
-        AllowedPattern=r"^[0-9a-zA-Z!_.*'()/-]+\.zip$",
-        ConstraintDescription="an S3 key ending in .zip",
+        # No '*': the key is part of the build role's IAM resource ARN, where it is a wildcard.
+        AllowedPattern=r"^[0-9a-zA-Z!_.'()/-]+\.zip$",
+        ConstraintDescription="an S3 key ending in .zip (letters, digits, !_.'()/- ; no '*')",
     )
     b.param(
         names.IMAGE_TAG,

@@ -591,6 +591,31 @@ def instances_require_imdsv2(template: dict) -> list[Violation]:
     return out
 
 
+# Containers that may run as root, each with its reason (task definition, container name).
+ROOT_CONTAINERS: dict[tuple[str, str], str] = {
+    ("HubTaskDefinition", "hub"): (
+        "the hub creates one Unix user per data scientist and starts each server as that user "
+        "(shared mode, uid >= 200000, never 0); it runs no user code itself"
+    ),
+}
+
+
+@rule("containers-run-as-non-root", "ECS containers (users' servers above all) run as a non-root user")
+def containers_run_as_non_root(template: dict) -> list[Violation]:
+    out: list[Violation] = []
+    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
+        for container in items(props(res).get("ContainerDefinitions")):
+            if not isinstance(container, dict):
+                continue
+            cname = str(container.get("Name"))
+            if (name, cname) in ROOT_CONTAINERS:
+                continue
+            users = alternatives(container.get("User"))
+            if not users or any(not isinstance(u, str) or is_root_user(u) for u in users):
+                out.append(Violation("containers-run-as-non-root", name, f"container {cname} runs as {users or 'root (no User)'}"))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # IAM
 # ---------------------------------------------------------------------------------------------
@@ -743,6 +768,45 @@ def iam_trust_named_principals(template: dict) -> list[Violation]:
         for s in statements(doc.document):
             if s.get("Effect") == "Allow" and (_wildcard_principal(s.get("Principal")) or "NotPrincipal" in s):
                 out.append(Violation("iam-trust-named-principals", f"{doc.resource} ({doc.name})", "anyone may assume the role"))
+    return out
+
+
+# Values a parameter that ends up inside an IAM ARN must refuse: IAM reads '*' and '?' there as
+# wildcards, so such a value would widen the policy (a tier prefix "*/" reaches every tier).
+WILDCARD_PROBES = ("*", "?", "*/", "a*", "a*/", "a/*/", "a?/", "*.zip", "a/*.zip", "arn:aws:iam::123456789012:role/*")
+
+
+def _admits_wildcards(spec: dict) -> str | None:
+    if str(spec.get("Type", "")).startswith("AWS::SSM::Parameter::Value"):
+        return None  # written by the platform stacks, not typed in at launch
+    if spec.get("Type") == "Number":
+        return None
+    if "AllowedValues" in spec:
+        bad = [v for v in spec["AllowedValues"] if "*" in str(v) or "?" in str(v)]
+        return f"allowed value {bad[0]!r}" if bad else None
+    pattern = spec.get("AllowedPattern")
+    if pattern is None:
+        return "no AllowedPattern: any value, '*' included"
+    for probe in WILDCARD_PROBES:
+        if re.fullmatch(pattern, probe):
+            return f"its AllowedPattern accepts {probe!r}"
+    return None
+
+
+@rule("iam-arn-parameters-admit-no-wildcards", "parameters that become part of IAM resource ARNs refuse '*' and '?'")
+def iam_arn_parameters_admit_no_wildcards(template: dict) -> list[Violation]:
+    params = template.get("Parameters") or {}
+    out: list[Violation] = []
+    reported: set[tuple[str, str]] = set()
+    for doc in policy_documents(template.get("Resources") or {}):
+        for s in statements(doc.document):
+            for resource in items(s.get("Resource")) + items(s.get("NotResource")):
+                for name in sorted(refs(resource) & set(params)):
+                    why = _admits_wildcards(params[name])
+                    if why and (doc.resource, name) not in reported:
+                        reported.add((doc.resource, name))
+                        out.append(Violation("iam-arn-parameters-admit-no-wildcards", f"{doc.resource} ({doc.name})",
+                                             f"parameter {name} is part of a resource ARN and {why}"))
     return out
 
 
@@ -1052,27 +1116,3 @@ def dockerfile_final_user(text: str) -> str | None:
 
 def is_root_user(user: str | None) -> bool:
     return user is None or user.split(":")[0] in ("root", "0")
-
-
-# Credential patterns for files (config, Dockerfile, buildspec): each with what it finds.
-FILE_SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("AWS access key id", AWS_ACCESS_KEY_ID),
-    ("private key", PRIVATE_KEY),
-    ("password or secret assigned a literal", re.compile(
-        r"""(?ix)\b[\w.]*(password|passwd|secret|api_?key|token)\w*\s*[:=]\s*["']([^"'\s$%{}<>]{6,})["']""")),
-    ("password in a URL", re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@$]{3,}@", re.I)),
-    ("ENV or ARG with a secret name and a value", re.compile(
-        r"(?im)^\s*(ENV|ARG)\s+\w*(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_KEY)\w*\s*[= ]\s*\S+")),
-]
-
-
-def scan_text_for_secrets(text: str, allow: Callable[[str], bool] | None = None) -> list[str]:
-    """Lines of `text` that look like plaintext credentials (`allow(line)` exempts a line)."""
-    found = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        for what, pattern in FILE_SECRET_PATTERNS:
-            if pattern.search(line) and not (allow and allow(line)):
-                found.append(f"line {lineno}: {what}: {line.strip()[:120]}")
-        if looks_like_aws_secret_key(line) and not (allow and allow(line)):
-            found.append(f"line {lineno}: what looks like an AWS secret access key")
-    return found

@@ -41,7 +41,9 @@ FARGATE_USER_SIZES: dict[int, tuple[int, ...]] = {
 
 TIER_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 PLATFORM_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
-PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
+# No '*' (or '?'): a prefix becomes part of the tier role's IAM resource ARNs, where it is a
+# wildcard ("*/" would reach every prefix of the lake, other tiers' included).
+PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.'()-]+(/[A-Za-z0-9!_.'()-]+)*/$")
 GROUP_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DATA_ACCESS = ("read-only", "read-write")

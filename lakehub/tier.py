@@ -149,8 +149,9 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Data-lake prefixes",
         "Comma-separated key prefixes (at most 4) of the data lake this tier may reach, each ending in '/' (for example pii/)",
         type="CommaDelimitedList",
-        AllowedPattern=r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$",
-        ConstraintDescription="key prefixes ending in '/', separated by commas",
+        # No '*': in the tier role's ARNs it would be a wildcard reaching other tiers' prefixes.
+        AllowedPattern=r"^[A-Za-z0-9!_.'()-]+(/[A-Za-z0-9!_.'()-]+)*/$",
+        ConstraintDescription="key prefixes ending in '/' (letters, digits and !_.'()- ; no '*'), separated by commas",
     )
     b.param(
         names.TIER_DATA_ACCESS,
