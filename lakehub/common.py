@@ -95,6 +95,15 @@ class Builder:
         return self.t
 
 
+def custom_resource(logical_id: str, type_name: str, **properties: Any) -> AWSObject:
+    """A custom resource declared with its own type (Custom::<Name>), which names it in the
+    console and in events, served by the ServiceToken in `properties`."""
+    from troposphere import cloudformation
+
+    cls = type(type_name.replace("Custom::", ""), (cloudformation.CustomResource,), {"resource_type": type_name})
+    return cls(logical_id, **properties)
+
+
 def platform_tags(*extra: tuple[str, Any]) -> Tags:
     """Tags every taggable resource carries: the platform name (cost allocation)."""
     pairs: dict[str, Any] = {names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)}

@@ -38,7 +38,7 @@ from troposphere import (
 from troposphere import cloudformation
 
 from lakehub import names
-from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.common import Builder, custom_resource, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
 from lakehub.functions import LOGS_AWS_KEY, add_function
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings
@@ -282,7 +282,8 @@ def build_pipeline(settings: Settings):
     )
 
     fn_arn = Sub("arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${PlatformName}-wait-for-image")
-    rule_arn = Sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/${AWS::StackName}*")
+    # crhelper names its polling rule after the custom resource's logical ID.
+    rule_arn = Sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/FirstImage*")
     wait_fn = add_function(
         b,
         "WaitForImageFunction",
@@ -304,8 +305,9 @@ def build_pipeline(settings: Settings):
         timeout=300,
     )
     first = b.add(
-        cloudformation.CustomResource(
+        custom_resource(
             "FirstImage",
+            "Custom::WaitForImage",
             ServiceToken=GetAtt(wait_fn, "Arn"),
             ProjectName=Ref(project),
             RepositoryName=Ref(repo),
@@ -314,7 +316,6 @@ def build_pipeline(settings: Settings):
             TimeoutSeconds=WAIT_TIMEOUT_SECONDS,
         )
     )
-    first.resource_type = "Custom::WaitForImage"
 
     b.output(names.IMAGE_REPOSITORY_NAME, Ref(repo), "ECR repository of the hub image")
     b.output(names.IMAGE_REPOSITORY_URI, GetAtt(repo, "RepositoryUri"), "URI of the hub image repository")

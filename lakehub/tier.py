@@ -55,7 +55,7 @@ from troposphere import (
 
 from lakehub import names
 from lakehub.assets import function_hash
-from lakehub.common import Builder, platform_tags
+from lakehub.common import Builder, custom_resource, platform_tags
 from lakehub.network import (
     BUSINESS_DAYS,
     BUSINESS_HOURS_END,
@@ -804,14 +804,14 @@ def build_tier(settings: Settings):
         )
     )
     priority = b.add(
-        cloudformation.CustomResource(
+        custom_resource(
             "ListenerRulePriority",
+            "Custom::ListenerPriority",
             Condition="AutoPriority",
             ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
             ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
         )
     )
-    priority.resource_type = "Custom::ListenerPriority"
     rule = b.add(
         elb.ListenerRule(
             "ListenerRule",
@@ -887,8 +887,9 @@ def build_tier(settings: Settings):
         )
     )
     seed = b.add(
-        cloudformation.CustomResource(
+        custom_resource(
             "NotebookFolders",
+            "Custom::SeedNotebooks",
             ServiceToken=Ref(names.SEED_FUNCTION_ARN),
             NotebookBucket=Ref(names.NOTEBOOK_BUCKET_NAME),
             Tiers=[
@@ -902,7 +903,6 @@ def build_tier(settings: Settings):
             ExamplesVersion=function_hash("seed_notebooks"),
         )
     )
-    seed.resource_type = "Custom::SeedNotebooks"
 
     b.output(names.TIER_URL, Sub("https://${HostName}.${DomainName}"), "Where the tier's users sign in")
     b.output(names.TIER_ROLE_ARN, GetAtt(tier_role, "Arn"), "IAM role of the tier's servers (its data-lake prefixes only)")
