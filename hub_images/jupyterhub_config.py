@@ -488,7 +488,7 @@ if IDLE_TIMEOUT > 0:
             "command": [
                 sys.executable, "-m", "jupyterhub_idle_culler",
                 f"--timeout={IDLE_TIMEOUT}",
-                f"--cull-every={max(30, min(300, IDLE_TIMEOUT // 2))}",
+                f"--cull-every={max(5, min(300, IDLE_TIMEOUT // 2))}",
             ],
         }
     ]

@@ -224,3 +224,36 @@ def test_users_own_r_package_survives_a_server_restart(tier):
     H.wait_ready(hub.url, "alice", token)  # starts it again
     out = alice.run("ir", f"library({pkg}); cat(hello())")
     assert "hello from my library" in out
+
+
+def test_idle_culler_stops_an_idle_server(lake, tmp_path):
+    """The culler service, with its role, really stops servers idle longer than LAKEHUB_IDLE_TIMEOUT."""
+    from lakehub.idp.oidc import start_oidc
+
+    work = Path(tempfile.mkdtemp(prefix="lakehub-e2e-cull-"))
+    work.chmod(0o755)
+    port = H.free_port()
+    password = "pw-" + secrets.token_urlsafe(12)
+    idp = start_oidc({"dora": password}, {TIER_GROUP: ["dora"]},
+                     redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"], workdir=work)
+    env = H.base_hub_env("cull-e2e", lake["notebook_bucket"], "tiers/cull-e2e", port, work, lake["endpoint"],
+                         lake["creds"].url, {
+                             "LAKEHUB_AUTH_MODE": "oidc", "LAKEHUB_OIDC_ISSUER": idp.issuer,
+                             "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id, "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret,
+                             "LAKEHUB_ALLOWED_GROUPS": TIER_GROUP, "LAKEHUB_IDLE_TIMEOUT": "10"})
+    hub = None
+    try:
+        hub = H.start_hub(env, work)
+        hub.unix_users.add(H.unix_username_guess("dora"))
+        session, response = H.oidc_sign_in(hub.url, "dora", password)
+        assert response.status_code == 200
+        token = H.api_token(session, hub.url, "dora")
+        H.wait_ready(hub.url, "dora", token)
+        H.wait_stopped(hub.url, "dora", token, timeout=90)
+        assert "Culling server dora" in hub.log()  # the culler's own log line: it, not a crash, stopped it
+    finally:
+        if hub:
+            hub.stop()
+            H.remove_unix_users(hub.unix_users & H.unix_users_with_prefix())
+        idp.stop()
+        shutil.rmtree(work, ignore_errors=True)
