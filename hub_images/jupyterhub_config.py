@@ -179,7 +179,7 @@ REFUSAL = (
 )
 
 
-def configure_oauth(authenticator_name, authorize_url, token_url, userdata_url, groups_claim,
+def configure_oauth(authorize_url, token_url, userdata_url, groups_claim,
                     username_claim, from_id_token, scopes, login_service, logout_url=""):
     c.JupyterHub.authenticator_class = "generic-oauth"
     a = c.GenericOAuthenticator
@@ -229,7 +229,6 @@ if AUTH_MODE == "cognito":
         "LAKEHUB_COGNITO_DOMAIN", "the user pool's hosted domain, https://<prefix>.auth.<region>.amazoncognito.com"))
     client_id = optional("LAKEHUB_OAUTH_CLIENT_ID")
     configure_oauth(
-        "cognito",
         authorize_url=f"{domain}/oauth2/authorize",
         token_url=f"{domain}/oauth2/token",
         userdata_url=f"{domain}/oauth2/userInfo",
@@ -257,7 +256,6 @@ elif AUTH_MODE == "oidc":
         if not from_id_token and not endpoints["userinfo_endpoint"]:
             fail(f"the provider at {issuer} has no userinfo_endpoint; set LAKEHUB_OIDC_USERDATA_FROM_ID_TOKEN=true")
     configure_oauth(
-        "oidc",
         authorize_url=endpoints["authorization_endpoint"],
         token_url=endpoints["token_endpoint"],
         userdata_url=endpoints["userinfo_endpoint"],
