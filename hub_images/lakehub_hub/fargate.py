@@ -16,8 +16,9 @@ LAKEHUB_USER_SECURITY_GROUPS    comma-separated security group ids (required)
 LAKEHUB_USER_CAPACITY           FARGATE (default) or FARGATE_SPOT
 LAKEHUB_USER_SPOT_FALLBACK      "true" (default) / "false": fall back to FARGATE when Spot
                                 has no capacity
-LAKEHUB_USER_PROFILES           JSON list of {"name", "display", "cpu", "memory"}, Fargate
-                                units (cpu 1024 = 1 vCPU, memory in MiB)
+LAKEHUB_USER_PROFILES           sizes offered at spawn: name:cpu:memory items separated by
+                                commas, or a JSON list of {"name", "display", "cpu",
+                                "memory"}; Fargate units (cpu 1024 = 1 vCPU, memory in MiB)
 LAKEHUB_USER_CONTAINER          name of the server container in the task definition
                                 (default "notebook")
 LAKEHUB_USER_SERVER_PORT        port the server listens on inside the task (default 8888)
@@ -225,15 +226,30 @@ def parse_capacity(value: str) -> str:
 
 
 def parse_profiles(value: Any) -> list[dict[str, Any]]:
-    """Profiles from JSON text or a list; validated, with `display` filled in when missing."""
+    """Profiles from a list, JSON text (`[{"name","display","cpu","memory"}, ...]`) or the tier
+    template's compact form (`small:1024:4096,large:4096:16384`); validated, with `display`
+    filled in when missing."""
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"LAKEHUB_USER_PROFILES is not valid JSON: {exc}") from None
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(f"LAKEHUB_USER_PROFILES is not valid JSON: {exc}") from None
+        else:
+            value = []
+            for item in filter(None, (i.strip() for i in text.split(","))):
+                parts = item.split(":")
+                if len(parts) != 3:
+                    raise ConfigurationError(
+                        f"LAKEHUB_USER_PROFILES item {item!r} is not name:cpu:memory (e.g. small:1024:4096), "
+                        'nor is the value a JSON list of {"name","display","cpu","memory"}'
+                    )
+                value.append({"name": parts[0], "cpu": parts[1], "memory": parts[2]})
     if not isinstance(value, list) or not value:
         raise ConfigurationError(
-            'LAKEHUB_USER_PROFILES must be a non-empty JSON list of {"name","display","cpu","memory"}'
+            "LAKEHUB_USER_PROFILES must list at least one size: name:cpu:memory items separated "
+            'by commas, or a JSON list of {"name","display","cpu","memory"}'
         )
     profiles, names = [], set()
     for item in value:
@@ -253,7 +269,7 @@ def parse_profiles(value: Any) -> list[dict[str, Any]]:
         if name in names:
             raise ConfigurationError(f"profile name {name!r} appears twice")
         names.add(name)
-        display = item.get("display") or f"{name}: {cpu / 1024:g} vCPU, {memory / 1024:g} GB"
+        display = item.get("display") or f"{name[:1].upper()}{name[1:]}: {cpu / 1024:g} vCPU, {memory / 1024:g} GB"
         profiles.append({"name": name, "display": str(display), "cpu": cpu, "memory": memory})
     return profiles
 

@@ -343,7 +343,7 @@ def test_defaults_come_from_the_hub_task_environment(ecs_world, monkeypatch):
     assert spawner.cluster == ecs_world.cluster
     assert spawner.subnets == ecs_world.subnets
     assert spawner.security_groups == [ecs_world.security_group]
-    assert spawner.profiles == [{"name": "tiny", "display": "tiny: 0.5 vCPU, 1 GB", "cpu": 512, "memory": 1024}]
+    assert spawner.profiles == [{"name": "tiny", "display": "Tiny: 0.5 vCPU, 1 GB", "cpu": 512, "memory": 1024}]
     assert spawner.port == 9999 and spawner.ip == "0.0.0.0"
     assert spawner.start_timeout == 300
     assert spawner.describe_interval == 2.0 and spawner.poll_interval == 30  # JupyterHub's own
@@ -368,8 +368,11 @@ def test_the_form_offers_the_profiles_and_rejects_unknown_ones(make_spawner, ecs
     [
         ('[{"name": "x", "cpu": 1024, "memory": 1024}]', "memory 1024 MiB does not go with cpu 1024"),
         ('[{"name": "x", "cpu": 3000, "memory": 4096}]', "cpu 3000 is not a Fargate size"),
-        ("not json", "not valid JSON"),
-        ("[]", "non-empty JSON list"),
+        ("[not json", "not valid JSON"),
+        ("[]", "at least one size"),
+        ("", "at least one size"),
+        ("small:1024", "'small:1024' is not name:cpu:memory"),
+        ("small:1024:999", "profile 'small': memory 999 MiB"),
     ],
 )
 def test_bad_profiles_are_refused_with_the_fix(profiles, message):
@@ -388,6 +391,16 @@ def test_started_by_fits_ecs_rules():
     assert fargate.started_by("pii") == "lakehub-pii"
     assert fargate.started_by("data science.eu") == "lakehub-data-science-eu"
     assert len(fargate.started_by("x" * 80)) == 36
+
+
+def test_profiles_in_the_tier_templates_compact_form(monkeypatch):
+    # The tier template's parameter: name:cpu:memory items separated by commas.
+    assert fargate.parse_profiles("small:1024:4096, large:4096:16384") == [
+        {"name": "small", "display": "Small: 1 vCPU, 4 GB", "cpu": 1024, "memory": 4096},
+        {"name": "large", "display": "Large: 4 vCPU, 16 GB", "cpu": 4096, "memory": 16384},
+    ]
+    monkeypatch.setenv("LAKEHUB_USER_PROFILES", "small:1024:4096,xlarge:8192:32768")
+    assert [p["name"] for p in FargateSpawner().profiles] == ["small", "xlarge"]
 
 
 def test_missing_settings_name_the_variables(make_spawner, monkeypatch):
