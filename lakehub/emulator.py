@@ -68,8 +68,12 @@ class MotoServer:
 
     def enforce_iam(self) -> None:
         """Turn on IAM enforcement now (moto spends no more free set-up calls)."""
+        # moto reads the count from a plain-text body (a form body arrives empty: HTTP 500).
         req = urllib.request.Request(
-            f"{self.endpoint_url}/moto-api/reset-auth", data=b"0", method="POST"
+            f"{self.endpoint_url}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},
         )
         urllib.request.urlopen(req, timeout=10).read()
 

@@ -726,8 +726,13 @@ def add_task_definitions(b: Builder, tier_role, execution_role, hub_role, client
                     Name="notebook",
                     Image=image,
                     Essential=True,
+                    # The hub image's unprivileged user (uid 1000); the hub's JUPYTERHUB_* values and
+                    # the single-user settings arrive as overrides at RunTask.
                     User="1000",
-                    Command=["lakehub-singleuser"],
+                    Command=["python", "-m", "jupyterhub.singleuser"],
+                    # A soft limit only: the spawner sizes each task per user (overrides), so
+                    # no hard container memory caps the larger sizes.
+                    MemoryReservation=512,
                     PortMappings=[ecs.PortMapping(ContainerPort=USER_SERVER_PORT, Protocol="tcp")],
                     Environment=[
                         ecs.Environment(Name="LAKEHUB_TIER", Value=Ref(names.TIER_NAME)),
@@ -736,6 +741,7 @@ def add_task_definitions(b: Builder, tier_role, execution_role, hub_role, client
                         ecs.Environment(Name="LAKEHUB_DATA_BUCKET", Value=Ref(names.DATA_BUCKET_NAME)),
                         ecs.Environment(Name="LAKEHUB_DATA_PREFIXES", Value=Join(",", Ref(names.TIER_DATA_PREFIXES))),
                         ecs.Environment(Name="AWS_REGION", Value=Ref("AWS::Region")),
+                        ecs.Environment(Name="JUPYTER_CONFIG_PATH", Value="/etc/jupyterhub/singleuser"),
                     ],
                     LogConfiguration=log_config("user"),
                     ReadonlyRootFilesystem=False,
