@@ -31,6 +31,7 @@ from troposphere import servicecatalog as sc
 
 from lakehub import __version__, names
 from lakehub.common import Builder, add_assets_params, add_platform_name_param, platform_tags, template_url
+from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings
 
 MAX_PRINCIPALS = 10
@@ -512,8 +513,9 @@ def _statement(g: Grant) -> Statement:
 
 
 def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
-    statements = [_statement(g) for g in launch_grants(p, template)]
-    return b.add(
+    grants = launch_grants(p, template)
+    statements = [_statement(g) for g in grants]
+    role = b.add(
         iam.Role(
             f"{p.key}LaunchRole",
             Path=LAUNCH_ROLE_PATH,
@@ -534,6 +536,17 @@ def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
             Tags=platform_tags(),
         )
     )
+    # Writes on "*": only where AWS names the resource at creation (docs/SECURITY.md, P5/P6).
+    unnamed_writes = ("application-autoscaling:", "ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition")
+    if any(tuple(g.resources) == ("*",) and any(a.startswith(unnamed_writes) for a in g.actions) for g in grants):
+        add_checkov_skip(
+            role,
+            "CKV_AWS_111",
+            "Application Auto Scaling targets and policies and new ECS task-definition revisions get their ARNs when "
+            "CloudFormation creates them, so these writes cannot name a resource; the role is assumable by Service "
+            "Catalog only and runs only this product's template",
+        )
+    return role
 
 
 def artifact_version(template: Template) -> str:

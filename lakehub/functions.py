@@ -24,8 +24,9 @@ NO_VPC = (
     "serves no network clients; inside the VPC it would need NAT or interface endpoints and gain nothing"
 )
 LOGS_AWS_KEY = (
-    "CloudWatch Logs encrypts every log group at rest with AWS-managed keys; these logs hold no data-lake "
-    "content, and a customer-managed key would add a key (USD 1 a month) and a key policy to every stack"
+    "CloudWatch Logs encrypts every log group at rest with AWS-managed keys; these groups hold service "
+    "messages, sign-ins and user names, not data-lake objects, and reading them takes IAM rights on the group; "
+    "a customer-managed key would add USD 1 a month and a key policy to every stack"
 )
 
 
