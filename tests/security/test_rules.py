@@ -3,6 +3,8 @@ rule fails on a fixture written to break it, so none can silently stop working."
 
 from __future__ import annotations
 
+import random
+import string
 from datetime import date
 
 import pytest
@@ -19,6 +21,23 @@ def fixture_for(rule_name: str):
     return FIXTURES / f"bad_{rule_name.replace('-', '_')}.yaml"
 
 
+def fake_keys() -> dict[str, str]:
+    """Key-shaped strings made up at run time, so no file holds one."""
+    rng = random.Random()
+    key_id = "AKIA" + "".join(rng.choice(string.ascii_uppercase + string.digits) for _ in range(16))
+    secret = "aB3" + "".join(rng.choice(string.ascii_letters + string.digits + "/+") for _ in range(37))
+    return {"@FAKE_ACCESS_KEY_ID@": key_id, "@FAKE_SECRET_KEY@": secret}
+
+
+def load_fixture(path, tmp_path):
+    text = path.read_text()
+    for placeholder, value in fake_keys().items():
+        text = text.replace(placeholder, value)
+    copy = tmp_path / path.name
+    copy.write_text(text)
+    return load(copy)
+
+
 def flagged(violations) -> set[str]:
     # IAM rules name "<Resource> (<policy>)": the logical id is the first word.
     return {v.resource.split(" ")[0] for v in violations}
@@ -31,10 +50,10 @@ def test_generated_templates_pass_rule(rule_name, generated_templates):
 
 
 @pytest.mark.parametrize("rule_name", RULE_NAMES)
-def test_rule_fails_on_its_bad_fixture(rule_name):
+def test_rule_fails_on_its_bad_fixture(rule_name, tmp_path):
     path = fixture_for(rule_name)
     assert path.exists(), f"rule {rule_name} has no failing fixture {path.name}"
-    template = load(path)
+    template = load_fixture(path, tmp_path)
     expect = template["Metadata"]["Expect"]
     violations = rules.RULES[rule_name](template)
     got = flagged(violations)
@@ -106,5 +125,6 @@ def test_secret_names(name, secret):
 
 def test_sha1_hashes_are_not_mistaken_for_secret_keys():
     assert not rules.looks_like_aws_secret_key("0123456789abcdef0123456789abcdef01234567")
-    # the documented AWS example secret key (not a real one)
-    assert rules.looks_like_aws_secret_key("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    keys = fake_keys()
+    assert rules.looks_like_aws_secret_key(keys["@FAKE_SECRET_KEY@"])
+    assert rules.AWS_ACCESS_KEY_ID.search(keys["@FAKE_ACCESS_KEY_ID@"])
