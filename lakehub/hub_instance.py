@@ -37,7 +37,6 @@ from troposphere import (
     FindInMap,
     GetAtt,
     If,
-    Join,
     Not,
     Ref,
     Sub,
@@ -473,39 +472,23 @@ def add_instance_role(b: Builder, settings: Settings, secrets: list) -> iam.Role
             Resource=["*"],
         ),
     ]
-    policies = [
-        iam.Policy(PolicyName="hub-instance", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements)),
-        If(
-            "IsReadWrite",
-            iam.Policy(
-                PolicyName="tier-data-write",
-                PolicyDocument=PolicyDocument(
-                    Version="2012-10-17",
-                    Statement=[Statement(Sid="DataWrite", Effect=Allow, Action=S3_WRITE, Resource=data_write)],
-                ),
-            ),
-            Ref("AWS::NoValue"),
-        ),
+    # Conditional statements sit inside the one policy (CloudFormation drops AWS::NoValue items).
+    statements += [
+        If("IsReadWrite", Statement(Sid="DataWrite", Effect=Allow, Action=S3_WRITE, Resource=data_write), Ref("AWS::NoValue")),
         If(
             "HasKmsKey",
-            iam.Policy(
-                PolicyName="tier-data-key",
-                PolicyDocument=PolicyDocument(
-                    Version="2012-10-17",
-                    Statement=[
-                        Statement(
-                            Sid="UseDataLakeKey",
-                            Effect=Allow,
-                            Action=[awacs_kms.Decrypt, awacs_kms.DescribeKey, awacs_kms.GenerateDataKey],
-                            Resource=[Ref(names.DATA_KMS_KEY_ARN)],
-                            Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
-                        )
-                    ],
-                ),
+            Statement(
+                Sid="UseDataLakeKey",
+                Effect=Allow,
+                Action=[awacs_kms.Decrypt, awacs_kms.DescribeKey, awacs_kms.GenerateDataKey],
+                Resource=[Ref(names.DATA_KMS_KEY_ARN)],
+                Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
             ),
             Ref("AWS::NoValue"),
         ),
     ]
+    # (a plain mapping: awacs' PolicyDocument refuses an Fn::If among its statements)
+    policies = [iam.Policy(PolicyName="hub-instance", PolicyDocument={"Version": "2012-10-17", "Statement": statements})]
     return b.add(
         iam.Role(
             "InstanceRole",
@@ -533,10 +516,9 @@ def add_secrets(b: Builder):
             Tags=hub_tags(),
         )
     )
-    callbacks = [
-        Sub("http://localhost:${LocalPort}/hub/oauth_callback"),
-        If("UseLoadBalancer", Sub("https://${HostName}.${DomainName}/hub/oauth_callback"), Ref("AWS::NoValue")),
-    ]
+    local, public = Sub("http://localhost:${LocalPort}/hub"), Sub("https://${HostName}.${DomainName}/hub")
+    callbacks = If("UseLoadBalancer", [Sub("${U}/oauth_callback", U=local), Sub("${U}/oauth_callback", U=public)], [Sub("${U}/oauth_callback", U=local)])
+    logouts = If("UseLoadBalancer", [Sub("${U}/login", U=local), Sub("${U}/login", U=public)], [Sub("${U}/login", U=local)])
     client = b.add(
         cognito.UserPoolClient(
             "UserPoolClient",
@@ -549,7 +531,7 @@ def add_secrets(b: Builder):
             AllowedOAuthScopes=["openid", "email", "profile"],
             # Cognito accepts plain http only for localhost: the Session Manager tunnel.
             CallbackURLs=callbacks,
-            LogoutURLs=[Sub("http://localhost:${LocalPort}/hub/login"), If("UseLoadBalancer", Sub("https://${HostName}.${DomainName}/hub/login"), Ref("AWS::NoValue"))],
+            LogoutURLs=logouts,
             SupportedIdentityProviders=["COGNITO"],
             PreventUserExistenceErrors="ENABLED",
             EnableTokenRevocation=True,
@@ -720,7 +702,7 @@ def add_instance(b: Builder, profile, sg, cookie, client_secret) -> ec2.Instance
             InstanceType=Ref(INSTANCE_TYPE),
             IamInstanceProfile=Ref(profile),
             SubnetId=If("InSubnet1", Ref(names.PRIVATE_SUBNET_1_ID), Ref(names.PRIVATE_SUBNET_2_ID)),
-            SecurityGroupIds=[Ref(sg), If("UseLoadBalancer", Ref(names.TASK_SECURITY_GROUP_ID), Ref("AWS::NoValue"))],
+            SecurityGroupIds=If("UseLoadBalancer", [Ref(sg), Ref(names.TASK_SECURITY_GROUP_ID)], [Ref(sg)]),
             BlockDeviceMappings=[
                 ec2.BlockDeviceMapping(
                     DeviceName="/dev/xvda",
@@ -834,11 +816,10 @@ def build_hub_instance(settings: Settings):
     add_rules(b)
 
     cookie, client, client_secret = add_secrets(b)
+    # The cookie secret and the sign-in mode's secret (every mode has exactly one).
     secrets = [
         Ref(cookie),
-        If("UseCognito", Ref(client_secret), Ref("AWS::NoValue")),
-        If("UseOidc", secret_name_arn(tier_mod.OAUTH_CLIENT_SECRET_ARN), Ref("AWS::NoValue")),
-        If("UseLdap", secret_name_arn(tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN), Ref("AWS::NoValue")),
+        If("UseCognito", Ref(client_secret), If("UseOidc", secret_name_arn(tier_mod.OAUTH_CLIENT_SECRET_ARN), secret_name_arn(tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN))),
     ]
     role = add_instance_role(b, settings, secrets)
     profile = b.add(iam.InstanceProfile("InstanceProfile", Path=role_path(), Roles=[Ref(role)]))
