@@ -234,6 +234,7 @@ def test_seeds_only_folders_when_there_are_no_examples(seed, s3, examples, tmp_p
     assert answer["Data"]["SeededKeys"] == 2 * 5
 
 
+@pytest.mark.filterwarnings("ignore:Passing unrecognized arguments:DeprecationWarning")  # s3contents' own
 def test_jupyterlab_lists_the_seeded_folders_and_examples(seed, s3, emulator):
     s3contents = pytest.importorskip("s3contents")
     assert seed("Create")["Status"] == "SUCCESS"
