@@ -371,10 +371,15 @@ c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 60
 
 if SERVER_MODE == "per-user":
-    # One Fargate task per user: written and configured (from its own variables) elsewhere.
-    c.JupyterHub.spawner_class = "lakehub_hub.fargate.FargateSpawner"
+    # One Fargate task per user: lakehub_hub.fargate.FargateSpawner, configured from its own
+    # variables (LAKEHUB_CLUSTER, LAKEHUB_USER_*; see that module). configure_per_user_hub sets the
+    # spawner class, the hub API address user tasks call back, the timeouts, keeps user tasks
+    # across a hub restart and stops orphan tasks; a missing setting ends the hub through fail().
+    from lakehub_hub.fargate import configure_per_user_hub
+
     # User tasks run this image too: the single-user config is at the same path there.
     c.Spawner.environment = dict(USER_ENV, JUPYTER_CONFIG_PATH=str(SINGLEUSER_CONFIG_DIR))
+    configure_per_user_hub(c, fail=fail)
 else:
     from jupyterhub.spawner import LocalProcessSpawner
 

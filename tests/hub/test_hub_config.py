@@ -178,11 +178,33 @@ def test_ldap_starttls_and_bind_template(tmp_path):
     assert cfg["lookup_dn"] is False
 
 
-def test_per_user_mode_selects_the_fargate_spawner_by_name(tmp_path):
-    cfg = load(base_env(tmp_path, **COGNITO, LAKEHUB_SERVER_MODE="per-user"))
+PER_USER = {
+    "LAKEHUB_SERVER_MODE": "per-user",
+    "LAKEHUB_CLUSTER": "lakehub-cluster",
+    "LAKEHUB_USER_TASK_DEFINITION": "lakehub-pii-user",
+    "LAKEHUB_USER_SUBNETS": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "LAKEHUB_USER_SECURITY_GROUPS": "sg-0123456789abcdef0",
+}
+
+
+def test_per_user_mode_hands_over_to_the_fargate_spawner(tmp_path, moto_server):
+    # the spawner's start-up reconciliation lists this tier's tasks: on the emulator, none
+    env = base_env(tmp_path, **COGNITO, **PER_USER, LAKEHUB_ECS_ENDPOINT_URL=moto_server.endpoint_url,
+                   **moto_server.client_env())
+    env.pop("AWS_ENDPOINT_URL")
+    cfg = load(env)
     assert cfg["spawner"] == "lakehub_hub.fargate.FargateSpawner"
-    assert cfg["hub_ip"] == "0.0.0.0"
+    assert cfg["hub_ip"] == "127.0.0.1"  # emulator; 0.0.0.0 on AWS
+    assert cfg["spawner_environment"]["JUPYTER_CONFIG_PATH"].endswith("singleuser")
     assert CONTAINER_CREDENTIAL_VARS <= set(cfg["env_keep"])
+
+
+def test_per_user_mode_without_the_spawner_settings_is_one_clear_line(tmp_path):
+    env = base_env(tmp_path, **COGNITO, **dict(PER_USER, LAKEHUB_CLUSTER=""))
+    result = run_jupyterhub(env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "LAKEHUB_CLUSTER" in lines[0], result.stderr
 
 
 def test_cookie_secret_is_hashed_to_32_bytes_and_state_dir_holds_the_database(tmp_path):
