@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from awacs.aws import Action, Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import Action, Allow, BoolIfExists, Condition, PolicyDocument, Principal, Statement, StringEquals
 from awacs.sts import AssumeRole
 from troposphere import Equals, GetAtt, Join, Not, Ref, Select, Split, Sub, Template, iam
 from troposphere import servicecatalog as sc
@@ -500,8 +500,7 @@ def _statement(g: Grant) -> Statement:
         for op, pairs in g.condition.items():
             if op != "StringEquals":
                 raise CatalogError(f"grant {g.sid}: unsupported condition operator {op}")
-            for key, value in pairs.items():
-                conds.append(StringEquals(Sub(key) if "${" in key else key, Sub(value) if "${" in value else value))
+            conds.append(StringEquals({key: Sub(value) if "${" in value else value for key, value in pairs.items()}))
         kwargs["Condition"] = Condition(conds)
     return Statement(
         Sid=g.sid,
@@ -690,6 +689,66 @@ def add_product(b: Builder, portfolio, p: Product, template: Template) -> sc.Clo
     return product
 
 
+def add_hub_user_policy(b: Builder) -> iam.ManagedPolicy:
+    """What a data scientist needs besides Service Catalog's end-user access to use an
+    on-demand hub: port forwarding (only: no shell) to the platform's on-demand hubs, their own
+    sessions, and stopping and starting those hubs. Attach it to the launching principals."""
+    from lakehub.hub_instance import PRODUCT_TAG_VALUE
+
+    hubs = Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")
+    on_demand_hubs = StringEquals(
+        {f"aws:ResourceTag/{names.TAG_PLATFORM}": Ref(names.PLATFORM_NAME), f"aws:ResourceTag/{names.TAG_PRODUCT}": PRODUCT_TAG_VALUE}
+    )
+    statements = [
+        Statement(
+            Sid="PortForwardToOnDemandHubs",
+            Effect=Allow,
+            Action=[Action("ssm", "StartSession")],
+            Resource=[hubs],
+            Condition=Condition(
+                [
+                    StringEquals(
+                        {f"ssm:resourceTag/{names.TAG_PLATFORM}": Ref(names.PLATFORM_NAME), f"ssm:resourceTag/{names.TAG_PRODUCT}": PRODUCT_TAG_VALUE}
+                    ),
+                    # Only with a session document the policy names: port forwarding, no shell.
+                    BoolIfExists("ssm:SessionDocumentAccessCheck", "true"),
+                ]
+            ),
+        ),
+        Statement(
+            Sid="PortForwardingDocument",
+            Effect=Allow,
+            Action=[Action("ssm", "StartSession")],
+            Resource=[Sub("arn:${AWS::Partition}:ssm:${AWS::Region}::document/AWS-StartPortForwardingSession")],
+        ),
+        Statement(
+            Sid="OwnSessions",
+            Effect=Allow,
+            Action=[Action("ssm", "TerminateSession"), Action("ssm", "ResumeSession")],
+            # ${aws:userid} is an IAM policy variable (the caller's id), inserted literally.
+            Resource=[Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:session/${Caller}-*", Caller="${aws:userid}")],
+        ),
+        Statement(
+            Sid="StopAndStartOnDemandHubs",
+            Effect=Allow,
+            Action=[Action("ec2", "StopInstances"), Action("ec2", "StartInstances")],
+            Resource=[hubs],
+            Condition=Condition(on_demand_hubs),
+        ),
+        Statement(Sid="SeeHubState", Effect=Allow, Action=[Action("ec2", "DescribeInstances")], Resource=["*"]),
+    ]
+    policy = b.add(
+        iam.ManagedPolicy(
+            "HubUserPolicy",
+            Description=Sub("lakehub " + PLATFORM + ": open (port forwarding only), stop and start on-demand hubs"),
+            Path=LAUNCH_ROLE_PATH,
+            PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements),
+        )
+    )
+    b.output("HubUserPolicyArn", Ref(policy), "Attach to the launching roles or groups (with AWSServiceCatalogEndUserFullAccess): open, stop and start on-demand hubs")
+    return policy
+
+
 def build_catalog(settings: Settings, children: dict[str, Template]) -> Template:
     b = Builder("lakehub self-service: a Service Catalog portfolio with a tier product and an on-demand hub product")
     add_parameters(b)
@@ -708,5 +767,6 @@ def build_catalog(settings: Settings, children: dict[str, Template]) -> Template
         add_product(b, portfolio, p, children[p.filename])
     add_principals(b, portfolio)
     add_tag_options(b, portfolio)
+    add_hub_user_policy(b)
     b.output("PortfolioId", Ref(portfolio), "Service Catalog portfolio of the platform")
     return b.finish()

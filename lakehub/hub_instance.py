@@ -54,6 +54,7 @@ from troposphere.policies import CreationPolicy, ResourceSignal
 from lakehub import names
 from lakehub import tier as tier_mod
 from lakehub.common import Builder, platform_tags
+from lakehub.rules import add_checkov_skip
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, objects_arn
 from lakehub.settings import Settings
 
@@ -75,6 +76,7 @@ PORT_FORWARD_COMMAND = "PortForwardCommand"
 HUB_URL = "HubUrl"
 INSTANCE_ROLE_ARN = "InstanceRoleArn"
 
+PRODUCT_TAG_VALUE = "on-demand-hub"  # names.TAG_PRODUCT on the instance: end users may reach only these
 ACCESS_SSM = "ssm"
 ACCESS_LOAD_BALANCER = "load-balancer"
 
@@ -516,6 +518,11 @@ def add_secrets(b: Builder):
             Tags=hub_tags(),
         )
     )
+    add_checkov_skip(
+        cookie,
+        "CKV_AWS_149",
+        "Encrypted with the account's aws/secretsmanager key; only this hub's instance role may read it (ReadHubSecrets), and it never leaves the account, so a customer-managed key (needed for cross-account sharing) adds cost only",
+    )
     local, public = Sub("http://localhost:${LocalPort}/hub"), Sub("https://${HostName}.${DomainName}/hub")
     callbacks = If("UseLoadBalancer", [Sub("${U}/oauth_callback", U=local), Sub("${U}/oauth_callback", U=public)], [Sub("${U}/oauth_callback", U=local)])
     logouts = If("UseLoadBalancer", [Sub("${U}/login", U=local), Sub("${U}/login", U=public)], [Sub("${U}/login", U=local)])
@@ -713,7 +720,7 @@ def add_instance(b: Builder, profile, sg, cookie, client_secret) -> ec2.Instance
             Monitoring=False,
             PropagateTagsToVolumeOnCreation=True,
             UserData=user_data(cookie, client_secret),
-            Tags=hub_tags(("Name", Sub("lakehub ${TierName} hub (${Owner})"))),
+            Tags=hub_tags(("Name", Sub("lakehub ${TierName} hub (${Owner})")), (names.TAG_PRODUCT, PRODUCT_TAG_VALUE)),
             CreationPolicy=CreationPolicy(ResourceSignal=ResourceSignal(Count=1, Timeout=SIGNAL_TIMEOUT)),
         )
     )

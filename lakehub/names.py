@@ -134,6 +134,7 @@ HUB_INSTANCE_TEMPLATE = "hub-instance.template.yaml"
 TAG_PLATFORM = "lakehub:platform"
 TAG_TIER = "lakehub:tier"
 TAG_OWNER = "lakehub:owner"
+TAG_PRODUCT = "lakehub:product"  # what made a resource, e.g. on-demand-hub
 
 # The hub's port inside the task (the proxy's public port). TLS ends at the load balancer.
 HUB_PORT = 8000

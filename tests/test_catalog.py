@@ -342,3 +342,35 @@ def test_main_nests_the_catalog(templates):
         assert "ClusterStack" in stack["DependsOn"]
         assert main["Parameters"][names.PRINCIPAL_ARNS]["Type"] == "CommaDelimitedList"
         assert set(stack["Properties"]["Parameters"]) <= set(templates[names.CATALOG_TEMPLATE]["Parameters"])
+
+
+def test_launch_and_hub_policies_fit_iam_size_limits(cat, templates):
+    """IAM counts policy text without whitespace: 10,240 characters of inline policy per role,
+    6,144 per managed policy."""
+    res = catalog_resolver(cat).resources()
+    for p in catalog.PRODUCTS:
+        policies = res[f"{p.key}LaunchRole"]["Properties"]["Policies"]
+        size = sum(len(json.dumps(x["PolicyDocument"], separators=(",", ":"))) for x in policies)
+        assert size < 10_240, f"{p.key} launch role: {size} characters"
+    managed = res["HubUserPolicy"]["Properties"]["PolicyDocument"]
+    assert len(json.dumps(managed, separators=(",", ":"))) < 6_144
+
+
+def test_hub_users_may_only_port_forward_stop_and_start_on_demand_hubs(cat):
+    from lakehub.hub_instance import PRODUCT_TAG_VALUE
+
+    doc = catalog_resolver(cat, PlatformName="analytics").resources()["HubUserPolicy"]["Properties"]["PolicyDocument"]
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    actions = {a for s in doc["Statement"] for a in s["Action"]}
+    assert actions == {"ssm:StartSession", "ssm:TerminateSession", "ssm:ResumeSession", "ec2:StopInstances", "ec2:StartInstances", "ec2:DescribeInstances"}
+    start = by_sid["PortForwardToOnDemandHubs"]
+    assert start["Condition"]["BoolIfExists"] == {"ssm:SessionDocumentAccessCheck": "true"}, "no shell sessions"
+    assert start["Condition"]["StringEquals"] == {"ssm:resourceTag/lakehub:platform": "analytics", "ssm:resourceTag/lakehub:product": PRODUCT_TAG_VALUE}
+    assert by_sid["PortForwardingDocument"]["Resource"] == ["arn:aws:ssm:us-east-1::document/AWS-StartPortForwardingSession"]
+    # ${aws:userid} stays for IAM, which fills in the caller's id: only their own sessions.
+    assert by_sid["OwnSessions"]["Resource"] == [f"arn:aws:ssm:us-east-1:{ACCOUNT}:session/${{aws:userid}}-*"]
+    stop = by_sid["StopAndStartOnDemandHubs"]
+    assert stop["Condition"]["StringEquals"] == {"aws:ResourceTag/lakehub:platform": "analytics", "aws:ResourceTag/lakehub:product": PRODUCT_TAG_VALUE}
+    for s in doc["Statement"]:
+        if s["Resource"] == ["*"]:
+            assert s["Action"] == ["ec2:DescribeInstances"]

@@ -224,6 +224,8 @@ def test_owner_and_tier_are_tagged(template):
         assert tags[names.TAG_TIER] == "nonpii", name
         assert tags[names.TAG_PLATFORM] == "lakehub", name
     assert res["Instance"]["Properties"]["PropagateTagsToVolumeOnCreation"] is True
+    tags = {t["Key"]: t["Value"] for t in res["Instance"]["Properties"]["Tags"]}
+    assert tags[names.TAG_PRODUCT] == hi.PRODUCT_TAG_VALUE  # end users may reach instances with this tag only
 
 
 def test_port_forward_command_output(template):
