@@ -12,6 +12,9 @@ from __future__ import annotations
 from awacs import elasticloadbalancing as awacs_elb
 from awacs.aws import Allow, Statement
 from troposphere import (
+    FindInMap,
+    Or,
+    s3,
     Equals,
     GetAtt,
     If,
@@ -30,10 +33,41 @@ from troposphere import (
 from lakehub import names
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
 from lakehub.functions import LOGS_AWS_KEY, add_function
+from lakehub.policies import tls_only_bucket_policy
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings
 
 AUTH_MODES = ("cognito", "oidc", "ldap")
+
+# Load-balancer access logs are written by a regional Elastic Load Balancing account in Regions
+# opened before August 2022, and by the logdelivery.elasticloadbalancing.amazonaws.com service
+# principal in later ones (AWS: "Enable access logs for your Application Load Balancer").
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021",
+    "us-east-2": "033677994240",
+    "us-west-1": "027434742980",
+    "us-west-2": "797873946194",
+    "af-south-1": "098369216593",
+    "ap-east-1": "754344448648",
+    "ap-south-1": "718504428378",
+    "ap-northeast-1": "582318560864",
+    "ap-northeast-2": "600734575887",
+    "ap-northeast-3": "383597477331",
+    "ap-southeast-1": "114774131450",
+    "ap-southeast-2": "783225319266",
+    "ca-central-1": "985666609251",
+    "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806",
+    "eu-west-2": "652711504416",
+    "eu-west-3": "009996457667",
+    "eu-south-1": "635631232127",
+    "eu-north-1": "897822967062",
+    "me-south-1": "076674570225",
+    "sa-east-1": "507241528517",
+}
+ELB_LOG_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
+ALB_LOG_PREFIX = "alb"
+ALB_LOG_DAYS = 365
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 
@@ -160,7 +194,74 @@ def add_security_groups(b: Builder):
     return alb_sg, task_sg
 
 
+def add_load_balancer_logs(b: Builder) -> s3.Bucket:
+    """A bucket for the load balancer's access logs (who reached which tier, when, from where),
+    protected like every lakehub bucket, written only by Elastic Load Balancing log delivery."""
+    t = b.t
+    t.add_mapping("ElbLogDelivery", {region: {"AccountId": account} for region, account in sorted(ELB_LOG_ACCOUNTS.items())})
+    regions = sorted(ELB_LOG_ACCOUNTS)
+    groups = [regions[i:i + 10] for i in range(0, len(regions), 10)]
+    t.add_condition(
+        "ElbLogsFromRegionalAccount",
+        Or(*[Or(*[Equals(Ref("AWS::Region"), r) for r in g]) if len(g) > 1 else Equals(Ref("AWS::Region"), g[0]) for g in groups]),
+    )
+    bucket = b.add(
+        s3.Bucket(
+            "LoadBalancerLogsBucket",
+            DeletionPolicy="Retain",
+            UpdateReplacePolicy="Retain",
+            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
+                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
+            ),
+            VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+            # Load-balancer log delivery supports SSE-S3 only.
+            BucketEncryption=s3.BucketEncryption(
+                ServerSideEncryptionConfiguration=[
+                    s3.ServerSideEncryptionRule(ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"))
+                ]
+            ),
+            OwnershipControls=s3.OwnershipControls(Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]),
+            LifecycleConfiguration=s3.LifecycleConfiguration(
+                Rules=[
+                    s3.LifecycleRule(
+                        Id="ExpireAccessLogs",
+                        Status="Enabled",
+                        ExpirationInDays=ALB_LOG_DAYS,
+                        NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=30),
+                        AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=7),
+                    )
+                ]
+            ),
+            Tags=platform_tags(("lakehub:purpose", "load-balancer-logs")),
+        )
+    )
+    add_checkov_skip(
+        bucket,
+        "CKV_AWS_18",
+        "This bucket holds the load balancer's access logs; logging the log bucket's own access would log its own log writes without end",
+    )
+    tls_only = tls_only_bucket_policy(Ref(bucket))
+    policy = {"Version": tls_only.Version, "Statement": list(tls_only.Statement)}
+    policy["Statement"].append(
+        {
+            "Sid": "AllowLoadBalancerLogDelivery",
+            "Effect": "Allow",
+            # (a plain mapping: awacs' Principal cannot hold an Fn::If)
+            "Principal": If(
+                "ElbLogsFromRegionalAccount",
+                {"AWS": Sub("arn:${AWS::Partition}:iam::${Account}:root", Account=FindInMap("ElbLogDelivery", Ref("AWS::Region"), "AccountId"))},
+                {"Service": ELB_LOG_SERVICE},
+            ),
+            "Action": ["s3:PutObject"],
+            "Resource": [Sub("arn:${AWS::Partition}:s3:::${B}/" + ALB_LOG_PREFIX + "/AWSLogs/${AWS::AccountId}/*", B=Ref(bucket))],
+        }
+    )
+    bucket_policy = b.add(s3.BucketPolicy("LoadBalancerLogsBucketPolicy", Bucket=Ref(bucket), PolicyDocument=policy))
+    return bucket, bucket_policy
+
+
 def add_load_balancer(b: Builder, alb_sg):
+    logs_bucket, logs_policy = add_load_balancer_logs(b)
     lb = b.add(
         elb.LoadBalancer(
             "LoadBalancer",
@@ -174,14 +275,14 @@ def add_load_balancer(b: Builder, alb_sg):
                 elb.LoadBalancerAttributes(Key="routing.http.drop_invalid_header_fields.enabled", Value="true"),
                 elb.LoadBalancerAttributes(Key="routing.http.desync_mitigation_mode", Value="strictest"),
                 elb.LoadBalancerAttributes(Key="idle_timeout.timeout_seconds", Value="300"),
+                elb.LoadBalancerAttributes(Key="access_logs.s3.enabled", Value="true"),
+                elb.LoadBalancerAttributes(Key="access_logs.s3.bucket", Value=Ref(logs_bucket)),
+                elb.LoadBalancerAttributes(Key="access_logs.s3.prefix", Value=ALB_LOG_PREFIX),
             ],
             Tags=platform_tags(),
+            # Elastic Load Balancing checks that it may write to the bucket when logging is enabled.
+            DependsOn=[logs_policy.title],
         )
-    )
-    add_checkov_skip(
-        lb,
-        "CKV_AWS_91",
-        "Deferred: the hub logs every sign-in, spawn and request with the user name to CloudWatch (TaskLogGroup); ALB access logs need the log bucket to admit the region's ELB log-delivery account, not wired yet",
     )
     cert = b.add(
         certificatemanager.Certificate(
