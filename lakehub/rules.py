@@ -1116,3 +1116,27 @@ def dockerfile_final_user(text: str) -> str | None:
 
 def is_root_user(user: str | None) -> bool:
     return user is None or user.split(":")[0] in ("root", "0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lakehub.rules [TEMPLATE...]`: every rule over the given (default: the
+    generated) templates; one line per violation, exit status 1 when there is any."""
+    import sys
+    from pathlib import Path
+
+    from lakehub.assets import TEMPLATES_DIR
+    from lakehub.cfn_template import load
+
+    args = sys.argv[1:] if argv is None else argv
+    paths = [Path(a) for a in args] or sorted(TEMPLATES_DIR.glob("*.template.yaml"))
+    found = 0
+    for path in paths:
+        for v in check_template(load(path)):
+            print(f"{path.name}: {v}")
+            found += 1
+    print(f"{len(RULES)} rules, {len(paths)} templates, {found} violations", file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

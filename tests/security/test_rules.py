@@ -128,3 +128,10 @@ def test_sha1_hashes_are_not_mistaken_for_secret_keys():
     keys = fake_keys()
     assert rules.looks_like_aws_secret_key(keys["@FAKE_SECRET_KEY@"])
     assert rules.AWS_ACCESS_KEY_ID.search(keys["@FAKE_ACCESS_KEY_ID@"])
+
+
+def test_command_line_reports_violations_and_exit_status(capsys):
+    assert rules.main([]) == 0
+    assert rules.main([str(fixture_for("ecr-scans-on-push"))]) == 1
+    out = capsys.readouterr().out
+    assert "BadUnscannedRepository" in out and "GoodRepository" not in out
