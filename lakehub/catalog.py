@@ -39,6 +39,7 @@ MAX_TAG_VALUES = 10
 COST_CENTERS = "CostCenters"
 TEAMS = "Teams"
 PROVIDER_NAME = "PortfolioProvider"
+SELF_SERVICE_PREFIXES = "SelfServiceDataPrefixes"
 TAG_OPTION_KEYS = {COST_CENTERS: "cost-center", TEAMS: "team"}
 LAUNCH_ROLE_PATH = "/lakehub-launch/"  # matches none of the IAM resources the launch roles manage
 
@@ -578,6 +579,17 @@ def add_parameters(b: Builder) -> None:
         AllowedPattern=r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$",
         ConstraintDescription="IAM role or group ARNs, separated by commas",
     )
+    b.param(
+        SELF_SERVICE_PREFIXES,
+        g,
+        "Data-lake prefixes teams may claim",
+        "Comma-separated data-lake prefixes (each ending in '/') that a tier launched from the catalog may reach; "
+        "a launch asking for any other prefix is refused. Empty: no tier can be launched from the catalog",
+        type="CommaDelimitedList",
+        Default="",
+        AllowedPattern=r"^$|^[A-Za-z0-9!_.'()-]+(/[A-Za-z0-9!_.'()-]+)*/$",
+        ConstraintDescription="key prefixes ending in '/' (no wildcards), separated by commas",
+    )
     for name, key in TAG_OPTION_KEYS.items():
         b.param(
             name,
@@ -638,6 +650,17 @@ def platform_rule() -> Sub:
     )
 
 
+def prefixes_rule() -> Sub:
+    """A template constraint: every DataPrefixes item is one of SelfServiceDataPrefixes."""
+    return Sub(
+        '{"ListedDataPrefixesOnly": {"Assertions": [{"Assert": {"Fn::EachMemberIn": [{"Ref": "'
+        + names.TIER_DATA_PREFIXES
+        + '"}, ["${Listed}"]]}, "AssertDescription": "DataPrefixes may only name prefixes the platform team lists for self-service tiers: ${Shown}"}]}}',
+        Listed=Join('", "', Ref(SELF_SERVICE_PREFIXES)),
+        Shown=Join(", ", Ref(SELF_SERVICE_PREFIXES)),
+    )
+
+
 def add_product(b: Builder, portfolio, p: Product, template: Template) -> sc.CloudFormationProduct:
     version = artifact_version(template)
     product = b.add(
@@ -683,6 +706,19 @@ def add_product(b: Builder, portfolio, p: Product, template: Template) -> sc.Clo
             Description="Launches join this portfolio's platform",
         )
     )
+    if p.key == "Tier":
+        # A tier's role reaches the prefixes its launcher names: only those the platform team
+        # listed may be named (Fn::EachMemberIn: each asked prefix must be one of them).
+        b.add(
+            sc.LaunchTemplateConstraint(
+                "TierDataPrefixesConstraint",
+                DependsOn=[association.title],
+                PortfolioId=Ref(portfolio),
+                ProductId=Ref(product),
+                Rules=prefixes_rule(),
+                Description="Tiers launched from the catalog reach only the data-lake prefixes the platform team lists",
+            )
+        )
     b.output(f"{p.key}ProductId", Ref(product), f"Service Catalog product: {p.name}")
     b.output(f"{p.key}ProvisioningArtifactName", version, f"Version of the {p.name} product")
     b.output(f"{p.key}LaunchRoleArn", GetAtt(role, "Arn"), f"Launch role of the {p.name} product")

@@ -214,6 +214,16 @@ def add_catalog(b: Builder, children: dict[str, Template]) -> None:
         AllowedPattern=r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$",
         ConstraintDescription="IAM role or group ARNs, separated by commas",
     )
+    from lakehub import catalog as catalog_mod
+
+    passed = {names.PRINCIPAL_ARNS: Join(",", Ref(names.PRINCIPAL_ARNS))}
+    child = children[names.CATALOG_TEMPLATE]
+    for name in (catalog_mod.SELF_SERVICE_PREFIXES, *catalog_mod.TAG_OPTION_KEYS):
+        p = child.parameters[name]
+        props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
+        label = child.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"][name]["default"]
+        b.param(name, "Self-service", label, p.properties["Description"], type=p.properties["Type"], **props)
+        passed[name] = Join(",", Ref(name))
     nested_stack(
         b,
         "CatalogStack",
@@ -223,7 +233,7 @@ def add_catalog(b: Builder, children: dict[str, Template]) -> None:
             names.PLATFORM_NAME: Ref(names.PLATFORM_NAME),
             names.ASSETS_BUCKET_NAME: Ref(names.ASSETS_BUCKET_NAME),
             names.ASSETS_KEY_PREFIX: Ref(names.ASSETS_KEY_PREFIX),
-            names.PRINCIPAL_ARNS: Join(",", Ref(names.PRINCIPAL_ARNS)),
+            **passed,
         },
         depends_on=["ClusterStack"],
     )

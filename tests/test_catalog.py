@@ -338,7 +338,9 @@ def test_main_nests_the_catalog(templates):
         main = templates[name]
         stack = main["Resources"]["CatalogStack"]
         assert stack["Properties"]["TemplateURL"]["Fn::Sub"].endswith("templates/" + names.CATALOG_TEMPLATE)
-        assert stack["Properties"]["Parameters"][names.PRINCIPAL_ARNS] == {"Fn::Join": [",", {"Ref": names.PRINCIPAL_ARNS}]}
+        for name in (names.PRINCIPAL_ARNS, catalog.SELF_SERVICE_PREFIXES, *catalog.TAG_OPTION_KEYS):
+            assert stack["Properties"]["Parameters"][name] == {"Fn::Join": [",", {"Ref": name}]}
+            assert main["Parameters"][name]["Type"] == "CommaDelimitedList"
         assert "ClusterStack" in stack["DependsOn"]
         assert main["Parameters"][names.PRINCIPAL_ARNS]["Type"] == "CommaDelimitedList"
         assert set(stack["Properties"]["Parameters"]) <= set(templates[names.CATALOG_TEMPLATE]["Parameters"])
@@ -374,3 +376,35 @@ def test_hub_users_may_only_port_forward_stop_and_start_on_demand_hubs(cat):
     for s in doc["Statement"]:
         if s["Resource"] == ["*"]:
             assert s["Action"] == ["ec2:DescribeInstances"]
+
+
+def tier_prefix_rule(cat, listed: str) -> dict:
+    res = catalog_resolver(cat, SelfServiceDataPrefixes=listed).resources()
+    return json.loads(res["TierDataPrefixesConstraint"]["Properties"]["Rules"])
+
+
+def each_member_in(members: list[str], allowed: list[str]) -> bool:
+    """Fn::EachMemberIn as Service Catalog evaluates a template constraint."""
+    return all(m in allowed for m in members)
+
+
+def test_tier_launches_may_claim_only_listed_prefixes(cat):
+    """A tier's role reaches the prefixes its launcher names: the catalog refuses any prefix the
+    platform team did not list, so no team can launch a tier onto another tier's data."""
+    rule = tier_prefix_rule(cat, "claims/,marketing/")
+    (assertion,) = rule["ListedDataPrefixesOnly"]["Assertions"]
+    ref, allowed = assertion["Assert"]["Fn::EachMemberIn"]
+    assert ref == {"Ref": names.TIER_DATA_PREFIXES}
+    assert allowed == ["claims/", "marketing/"]
+    assert each_member_in(["claims/"], allowed)
+    assert not each_member_in(["claims/", "pii/"], allowed)
+    assert not each_member_in(["claims/sub/"], allowed), "only the listed prefixes themselves"
+    # Nothing listed: every launch is refused.
+    (empty,) = tier_prefix_rule(cat, "")["ListedDataPrefixesOnly"]["Assertions"]
+    assert not each_member_in(["pii/"], empty["Assert"]["Fn::EachMemberIn"][1])
+    constraint = cat["Resources"]["TierDataPrefixesConstraint"]
+    assert constraint["Type"] == "AWS::ServiceCatalog::LaunchTemplateConstraint"
+    assert constraint["Properties"]["ProductId"] == {"Ref": "TierProduct"}
+    # Listed prefixes are literal: no wildcard can sneak in.
+    pattern = re.compile(cat["Parameters"]["SelfServiceDataPrefixes"]["AllowedPattern"])
+    assert pattern.match("claims/") and not pattern.match("*/") and not pattern.match("claims*/")

@@ -198,6 +198,41 @@ def published(aws, platform) -> dict[str, str]:
     return urls
 
 
+LISTED_PREFIXES = "claims/,claims-archive/"  # the platform team's SelfServiceDataPrefixes
+
+
+def constraints_allow(product: catalog.Product, template: dict, params: dict[str, str]) -> list[str]:
+    """Service Catalog's template constraints on a launch, evaluated as it does before it
+    provisions: returns the AssertDescription of every failed assertion."""
+    res = catalog_resolver(SelfServiceDataPrefixes=LISTED_PREFIXES).resources()
+    values = {k: p.get("Default") for k, p in template["Parameters"].items()} | params
+
+    def ev(node):
+        if isinstance(node, dict) and len(node) == 1:
+            (fn, arg), = node.items()
+            if fn == "Ref":
+                spec = template["Parameters"][arg]
+                v = values[arg]
+                return v.split(",") if spec["Type"] == "CommaDelimitedList" else v
+            if fn == "Fn::Equals":
+                return ev(arg[0]) == ev(arg[1])
+            if fn == "Fn::EachMemberIn":
+                return all(m in ev(arg[1]) for m in ev(arg[0]))
+            if fn == "Fn::Not":
+                return not ev(arg[0])
+            raise AssertionError(f"rule function {fn} not evaluated here")
+        return node
+
+    failed = []
+    for r in res.values():
+        if r["Type"] == "AWS::ServiceCatalog::LaunchTemplateConstraint" and r["Properties"]["ProductId"] == f"<{product.key}Product>":
+            for rule in json.loads(r["Properties"]["Rules"]).values():
+                for a in rule["Assertions"]:
+                    if not ev(a["Assert"]):
+                        failed.append(a["AssertDescription"])
+    return failed
+
+
 def launch_role(aws, product: catalog.Product) -> str:
     """The product's launch role, made in the emulator from the catalog's own definition."""
     props = catalog_resolver().resources()[f"{product.key}LaunchRole"]["Properties"]
@@ -228,7 +263,10 @@ def product_template(aws, url: str) -> dict:
 
 
 def provision(aws, product: catalog.Product, template: dict, params: dict[str, str], tags: dict[str, str] | None = None) -> dict:
-    """CreateStack as Service Catalog calls it; returns the finished stack."""
+    """CreateStack as Service Catalog calls it, once its template constraints allow the launch;
+    returns the finished stack."""
+    refused = constraints_allow(product, template, params)
+    assert not refused, refused
     cfn = aws("cloudformation")
     stack_name = f"SC-{ACCOUNT}-pp-{uuid.uuid4().hex[:13]}"
     cfn.create_stack(
@@ -432,6 +470,9 @@ def tier_launch(aws, platform, published, tmp_path_factory):
     assert set(TIER_PARAMS) <= set(template["Parameters"])
     asked = [k for k, p in template["Parameters"].items() if "Default" not in p]
     assert sorted(asked) == sorted([names.TIER_NAME, names.TIER_DATA_PREFIXES, names.TIER_ALLOWED_GROUPS, names.TIER_HOST_NAME]), "the tier product asks only for tier settings"
+    # Service Catalog refuses a tier onto prefixes the platform team did not list.
+    assert constraints_allow(TIER, template, {**TIER_PARAMS, names.TIER_DATA_PREFIXES: "claims/,pii/"})
+    assert constraints_allow(TIER, template, {**TIER_PARAMS, names.PLATFORM_NAME: "other"})
     stack = provision(aws, TIER, template, TIER_PARAMS, tags={"team": "claims"})
     # The emulator cannot run the seeding function: its request goes to the real code here.
     seeding = run_seed_function(aws, template, stack, tmp_path_factory.mktemp("seed"))
