@@ -238,6 +238,7 @@ def add_catalog(b: Builder, children: dict[str, Template]) -> None:
         depends_on=["ClusterStack"],
     )
     b.output("PortfolioId", out("CatalogStack", "PortfolioId"), "Service Catalog portfolio (tier and on-demand hub products)")
+    b.output("HubUserPolicyArn", out("CatalogStack", "HubUserPolicyArn"), "Attach to data scientists' roles or groups: open, stop and start on-demand hubs")
 
 
 def build_main(settings: Settings, children: dict[str, Template], existing_vpc: bool = False) -> Template:

@@ -342,6 +342,7 @@ def test_main_nests_the_catalog(templates):
             assert stack["Properties"]["Parameters"][name] == {"Fn::Join": [",", {"Ref": name}]}
             assert main["Parameters"][name]["Type"] == "CommaDelimitedList"
         assert "ClusterStack" in stack["DependsOn"]
+        assert main["Outputs"]["HubUserPolicyArn"]["Value"] == {"Fn::GetAtt": ["CatalogStack", "Outputs.HubUserPolicyArn"]}
         assert main["Parameters"][names.PRINCIPAL_ARNS]["Type"] == "CommaDelimitedList"
         assert set(stack["Properties"]["Parameters"]) <= set(templates[names.CATALOG_TEMPLATE]["Parameters"])
 
