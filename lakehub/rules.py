@@ -793,14 +793,22 @@ def _admits_wildcards(spec: dict) -> str | None:
     return None
 
 
-@rule("iam-arn-parameters-admit-no-wildcards", "parameters that become part of IAM resource ARNs refuse '*' and '?'")
+@rule(
+    "iam-arn-parameters-admit-no-wildcards",
+    "parameters that become part of IAM resource ARNs or *Like condition patterns refuse '*' and '?'",
+)
 def iam_arn_parameters_admit_no_wildcards(template: dict) -> list[Violation]:
     params = template.get("Parameters") or {}
     out: list[Violation] = []
     reported: set[tuple[str, str]] = set()
     for doc in policy_documents(template.get("Resources") or {}):
         for s in statements(doc.document):
-            for resource in items(s.get("Resource")) + items(s.get("NotResource")):
+            # resource ARNs, and the values of *Like conditions (s3:prefix patterns and the like)
+            patterns = items(s.get("Resource")) + items(s.get("NotResource"))
+            for operator, tests in (s.get("Condition") or {}).items():
+                if "Like" in operator and isinstance(tests, dict):
+                    patterns += [v for values in tests.values() for v in items(values)]
+            for resource in patterns:
                 for name in sorted(refs(resource) & set(params)):
                     why = _admits_wildcards(params[name])
                     if why and (doc.resource, name) not in reported:
