@@ -221,6 +221,15 @@ def tasks_get_no_public_ip(template: dict) -> list[Violation]:
     return out
 
 
+@rule("no-ecs-exec", "ECS services do not enable ECS Exec (a shell in a task is the task's role: a tier's data)")
+def no_ecs_exec(template: dict) -> list[Violation]:
+    out = []
+    for name, res in resources_of(template, "AWS::ECS::Service"):
+        if any(is_true(v) for v in alternatives(props(res).get("EnableExecuteCommand"))):
+            out.append(Violation("no-ecs-exec", name, "EnableExecuteCommand lets anyone with ecs:ExecuteCommand open a shell with the task's role"))
+    return out
+
+
 WORLD = {"0.0.0.0/0", "::/0"}
 ALB_OPEN_PORTS = {80, 443}
 
