@@ -489,9 +489,72 @@ def install_role_policy_documents() -> None:
     Role.put_policy = put_policy
 
 
+def install_fargate_task_memory() -> None:
+    """RunTask of a Fargate task definition whose containers leave memory to the task level
+    (valid for Fargate) fails in moto, which adds up per-container memory."""
+    import copy
+
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend._calculate_task_resource_requirements  # a staticmethod
+
+    def calculate(task_definition):
+        view = copy.copy(task_definition)
+        task_memory = int(getattr(task_definition, "memory", None) or 0)
+        containers = []
+        for c in task_definition.container_definitions:
+            c = dict(c)
+            if not any(c.get(k) for k in ("Memory", "MemoryReservation", "memory", "memoryReservation")):
+                c["memory"] = task_memory // max(1, len(task_definition.container_definitions))
+            containers.append(c)
+        view.container_definitions = containers
+        return original(view)
+
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(calculate)
+
+
+def install_task_definition_properties() -> None:
+    """moto's AWS::ECS::TaskDefinition keeps only family, containers, volumes and memory: the
+    task role (what the local agent gives a user server), execution role, CPU, network mode,
+    compatibilities, platform and tags are dropped. Pass them through."""
+    from moto.ecs.models import TaskDefinition, ecs_backends
+    from moto.moto_api._internal import mock_random
+    from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        p = cloudformation_json["Properties"]
+        tags = p.get("Tags") or []
+        if isinstance(tags, dict):
+            tags = [{"Key": k, "Value": v} for k, v in tags.items()]
+        return ecs_backends[account_id][region_name].register_task_definition(
+            family=p.get("Family", f"task-definition-{int(mock_random.random() * 10**6)}"),
+            container_definitions=remap_nested_keys(p.get("ContainerDefinitions", []), pascal_to_camelcase),
+            volumes=remap_nested_keys(p.get("Volumes", []), pascal_to_camelcase),
+            network_mode=p.get("NetworkMode"),
+            tags=[{"key": t["Key"], "value": t["Value"]} for t in tags],
+            requires_compatibilities=p.get("RequiresCompatibilities"),
+            cpu=p.get("Cpu"),
+            memory=p.get("Memory"),
+            task_role_arn=p.get("TaskRoleArn"),
+            execution_role_arn=p.get("ExecutionRoleArn"),
+            runtime_platform=remap_nested_keys(p["RuntimePlatform"], pascal_to_camelcase) if p.get("RuntimePlatform") else None,
+        )
+
+    TaskDefinition.create_from_cloudformation_json = classmethod(create)
+
+
+def install_eni_dns_name() -> None:
+    """moto's awsvpc RunTask reads an ENI's private DNS name, which it sets only when the VPC
+    has DNS host names on in moto's model (its CloudFormation VPC leaves them off)."""
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+
+    if not hasattr(NetworkInterface, "private_dns_name"):
+        NetworkInterface.private_dns_name = ""
+
+
 def install_cidr_function() -> None:
-    """Fn::Cidr, which moto's template parser lacks (it returns the unresolved mapping), and
-    AWS::NoValue inside lists."""
+    """Fn::Cidr, which moto's template parser lacks (it returns the unresolved mapping),
+    AWS::NoValue inside lists, and Fn::Sub's variable map taken literally."""
     import ipaddress
 
     import moto.cloudformation.parsing as parsing
@@ -505,6 +568,19 @@ def install_cidr_function() -> None:
             prefix = network.max_prefixlen - int(bits)
             subnets = network.subnets(new_prefix=prefix)
             return [str(next(subnets)) for _ in range(int(count))]
+        if isinstance(resource_json, dict) and isinstance(resource_json.get("Fn::Sub"), list) and len(resource_json["Fn::Sub"]) == 2:
+            # moto substitutes the variable map first, then reads the result as a template again,
+            # so a value such as the IAM policy variable ${aws:userid} becomes a Ref to nothing.
+            template, variables = resource_json["Fn::Sub"]
+            values = {}
+            for i, (key, value) in enumerate((variables or {}).items()):
+                token = f"LAKEHUBSUBVALUE{i}X"
+                template = template.replace("${" + key + "}", token)
+                values[token] = str(clean_json(value, resources_map))
+            text = original({"Fn::Sub": template}, resources_map)
+            for token, value in values.items():
+                text = text.replace(token, value)
+            return text
         result = original(resource_json, resources_map)
         if isinstance(resource_json, list) and isinstance(result, list):
             # CloudFormation drops list items that are AWS::NoValue (`!If [c, x, !Ref AWS::NoValue]`).
@@ -529,6 +605,9 @@ def serve(port: int, work_dir: Path) -> None:
     install_ssm_parameter_tags()
     install_change_set_outputs()
     install_role_policy_documents()
+    install_fargate_task_memory()
+    install_task_definition_properties()
+    install_eni_dns_name()
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(LOOPBACK, port, app, threaded=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())

@@ -345,6 +345,7 @@ class LocalPlatform:
             "LAKEHUB_LOCAL_HUB_API_PORT": str(tier.api_port),
             "LAKEHUB_LOCAL_PROXY_API_PORT": str(tier.proxy_port),
             "LAKEHUB_ECS_ENDPOINT_URL": self.endpoint,
+            "LAKEHUB_LOCAL_EXTRA_CONFIG_PATH": self.user_server_config_dir(),
             "AWS_REGION": DEFAULT_REGION,
             "AWS_DEFAULT_REGION": DEFAULT_REGION,
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"),
@@ -359,22 +360,20 @@ class LocalPlatform:
         env.update(self.creds.add_role(f"{tier.name}-hub", self.roles[role or tier.role_arn], role or tier.role_arn))
         return env
 
+    def user_server_config_dir(self) -> str:
+        """Local processes run as this machine's user; under root (CI) the user servers need
+        allow_root, which the extension-mode server takes from a config file only."""
+        if os.geteuid() != 0:
+            return ""
+        root_dir = self.state.path / "singleuser-root"
+        root_dir.mkdir(parents=True, exist_ok=True)
+        (root_dir / "jupyter_server_config.py").write_text("c = get_config()  # noqa: F821\nc.ServerApp.allow_root = True\n")
+        return str(root_dir)
+
     def start_agent(self) -> None:
         from lakehub.local.agent import LocalAgent
 
         cluster = self.outputs.get(names.CLUSTER_NAME)
-        bin_dir = self.state.path / "bin"
-        bin_dir.mkdir(parents=True, exist_ok=True)
-        shim = bin_dir / "lakehub-singleuser"
-        allow_root = " --allow-root" if os.geteuid() == 0 else ""
-        # The image's entry point for user servers; here: this machine's Python.
-        shim.write_text(
-            "#!/bin/sh\n"
-            f"JUPYTER_CONFIG_PATH='{HUB_IMAGES_DIR / 'singleuser'}'; export JUPYTER_CONFIG_PATH\n"
-            f"exec '{sys.executable}' -m jupyterhub.singleuser{allow_root} \"$@\"\n"
-        )
-        shim.chmod(0o755)
-        os.environ["PATH"] = str(bin_dir) + os.pathsep + os.environ.get("PATH", "")
         tier_roles = {t.role_arn: self.roles[t.role_arn] for t in self.tiers}
         self.agent = LocalAgent(self.endpoint, clusters=[cluster] if cluster else None, region=DEFAULT_REGION,
                                 work_dir=self.state.path / "agent", role_credentials=tier_roles).start()
