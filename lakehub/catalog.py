@@ -338,6 +338,7 @@ def _scalable_target(p: Product) -> list[Grant]:
             (
                 "application-autoscaling:RegisterScalableTarget", "application-autoscaling:DeregisterScalableTarget",
                 "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScheduledActions",
+                "application-autoscaling:PutScheduledAction", "application-autoscaling:DeleteScheduledAction",
                 "application-autoscaling:TagResource", "application-autoscaling:UntagResource", "application-autoscaling:ListTagsForResource",
             ),
         ),

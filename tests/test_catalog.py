@@ -26,49 +26,63 @@ ACCOUNT = "123456789012"
 PSEUDO = {"AWS::AccountId": ACCOUNT, "AWS::Region": "us-east-1", "AWS::Partition": "aws"}
 
 # Handler permissions a product does not need, because its template does not set the property
-# that calls them. Anything here is refused to the launch role.
-NOT_NEEDED: dict[str, dict[str, str]] = {
+# whose handling calls them: {type: {action: (property, reason)}}. The tests check that no
+# resource of the type sets the property; if one does, the action is needed after all.
+NOT_NEEDED: dict[str, dict[str, tuple[str, str]]] = {
     "AWS::IAM::Role": {
-        "iam:AttachRolePolicy": "no ManagedPolicyArns: inline policies only",
-        "iam:DetachRolePolicy": "no ManagedPolicyArns",
-        "iam:PutRolePermissionsBoundary": "no PermissionsBoundary",
-        "iam:DeleteRolePermissionsBoundary": "no PermissionsBoundary",
+        "iam:AttachRolePolicy": ("ManagedPolicyArns", "inline policies only"),
+        "iam:DetachRolePolicy": ("ManagedPolicyArns", "inline policies only"),
+        "iam:PutRolePermissionsBoundary": ("PermissionsBoundary", "no boundary"),
+        "iam:DeleteRolePermissionsBoundary": ("PermissionsBoundary", "no boundary"),
     },
     "AWS::EC2::Instance": {
-        "ssm:CreateAssociation": "no SsmAssociations",
-        "ssm:DeleteAssociation": "no SsmAssociations",
-        "ssm:DescribeAssociation": "no SsmAssociations",
-        "ssm:ListAssociations": "no SsmAssociations",
-        "ec2:AttachVolume": "no Volumes",
-        "ec2:DetachVolume": "no Volumes",
-        "ec2:ModifyInstancePlacement": "no Affinity, HostId or Tenancy",
-        "ec2:ModifyPrivateDnsNameOptions": "no PrivateDnsNameOptions",
-        "ec2:ModifyInstanceMaintenanceOptions": "no MaintenanceOptions",
+        "ssm:CreateAssociation": ("SsmAssociations", "no SSM associations"),
+        "ssm:DeleteAssociation": ("SsmAssociations", "no SSM associations"),
+        "ssm:DescribeAssociation": ("SsmAssociations", "no SSM associations"),
+        "ssm:ListAssociations": ("SsmAssociations", "no SSM associations"),
+        "ec2:AttachVolume": ("Volumes", "root volume only"),
+        "ec2:DetachVolume": ("Volumes", "root volume only"),
+        "ec2:ModifyInstancePlacement": ("Tenancy", "default placement"),
+        "ec2:ModifyPrivateDnsNameOptions": ("PrivateDnsNameOptions", "default DNS names"),
+        "ec2:ModifyInstanceMaintenanceOptions": ("MaintenanceOptions", "default maintenance options"),
     },
     "AWS::Cognito::UserPoolClient": {
-        "iam:CreateServiceLinkedRole": "no AnalyticsConfiguration",
-        "iam:PassRole": "no AnalyticsConfiguration",
-        "iam:PutRolePolicy": "no AnalyticsConfiguration",
-        "iam:DeleteRolePolicy": "no AnalyticsConfiguration",
+        "iam:CreateServiceLinkedRole": ("AnalyticsConfiguration", "no Pinpoint analytics"),
+        "iam:PassRole": ("AnalyticsConfiguration", "no Pinpoint analytics"),
+        "iam:PutRolePolicy": ("AnalyticsConfiguration", "no Pinpoint analytics"),
+        "iam:DeleteRolePolicy": ("AnalyticsConfiguration", "no Pinpoint analytics"),
     },
     "AWS::Cognito::UserPoolGroup": {
-        "iam:PassRole": "no RoleArn",
-        "iam:PutRolePolicy": "no RoleArn",
+        "iam:PassRole": ("RoleArn", "no group role"),
+        "iam:PutRolePolicy": ("RoleArn", "no group role"),
     },
     "AWS::ApplicationAutoScaling::ScalableTarget": {
-        "application-autoscaling:PutScheduledAction": "no ScheduledActions",
-        "application-autoscaling:DeleteScheduledAction": "no ScheduledActions",
-        "iam:PassRole": "no RoleARN: the service-linked role is used",
-        "lambda:PutProvisionedConcurrencyConfig": "an ECS service, not a Lambda alias",
-        "lambda:GetProvisionedConcurrencyConfig": "an ECS service, not a Lambda alias",
-        "lambda:DeleteProvisionedConcurrencyConfig": "an ECS service, not a Lambda alias",
+        "iam:PassRole": ("RoleARN", "the service-linked role is used"),
+        "lambda:PutProvisionedConcurrencyConfig": ("ServiceNamespace=lambda", "an ECS service, not a Lambda alias"),
+        "lambda:GetProvisionedConcurrencyConfig": ("ServiceNamespace=lambda", "an ECS service, not a Lambda alias"),
+        "lambda:DeleteProvisionedConcurrencyConfig": ("ServiceNamespace=lambda", "an ECS service, not a Lambda alias"),
     },
-    "AWS::ECS::Service": {"iam:PassRole": "no Role: the ECS service-linked role is used"},
+    "AWS::ECS::Service": {"iam:PassRole": ("Role", "the ECS service-linked role is used")},
     "AWS::SecretsManager::Secret": {
-        "secretsmanager:ReplicateSecretToRegions": "no ReplicaRegions",
-        "secretsmanager:RemoveRegionsFromReplication": "no ReplicaRegions",
+        "secretsmanager:ReplicateSecretToRegions": ("ReplicaRegions", "no replicas"),
+        "secretsmanager:RemoveRegionsFromReplication": ("ReplicaRegions", "no replicas"),
     },
 }
+
+
+def uses(template: dict, rtype: str, prop: str) -> bool:
+    """Whether any resource of the type sets the property (`Name=value` compares the value)."""
+    name, _, value = prop.partition("=")
+    for r in template["Resources"].values():
+        if r["Type"] == rtype and name in r.get("Properties", {}):
+            if not value or r["Properties"][name] == value:
+                return True
+    return False
+
+
+def not_needed(template: dict, rtype: str) -> set[str]:
+    return {a for a, (prop, _) in NOT_NEEDED.get(rtype, {}).items() if not uses(template, rtype, prop)}
+
 
 # Actions a launch needs that belong to no resource type.
 BASE_ACTIONS = {
@@ -147,17 +161,18 @@ def test_launch_role_can_create_update_and_delete_every_resource_of_its_product(
         if rtype == catalog.CUSTOM_TYPE:
             assert "lambda:InvokeFunction" in granted
             continue
-        needed = handler_permissions(rtype) - set(NOT_NEEDED.get(rtype, {}))
+        needed = handler_permissions(rtype) - not_needed(templates[product.filename], rtype)
         missing = needed - granted
         assert not missing, f"{product.key} launch role cannot handle {rtype}: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("product", catalog.PRODUCTS, ids=lambda p: p.key)
 def test_launch_role_has_nothing_its_product_does_not_need(cat, templates, product):
-    types = product_types(templates[product.filename]) - {catalog.CUSTOM_TYPE}
+    template = templates[product.filename]
+    types = product_types(template) - {catalog.CUSTOM_TYPE}
     allowed = set(BASE_ACTIONS)
     for rtype in types:
-        allowed |= handler_permissions(rtype) - set(NOT_NEEDED.get(rtype, {}))
+        allowed |= handler_permissions(rtype) - not_needed(template, rtype)
     extra = granted_actions(launch_statements(cat, product)) - allowed
     assert not extra, f"{product.key} launch role grants actions no resource of {product.filename} needs: {sorted(extra)}"
 
