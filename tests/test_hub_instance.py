@@ -293,3 +293,94 @@ def test_roles_live_under_the_platform_path(template):
     res = resolve(template, PlatformName="lakehub").resources()
     assert res["InstanceRole"]["Properties"]["Path"] == "/lakehub/lakehub/"
     assert res["InstanceProfile"]["Properties"]["Path"] == "/lakehub/lakehub/"
+
+
+def test_user_data_fits_the_ec2_limit(template):
+    for auth in ("cognito", "oidc", "ldap"):
+        user_data = resolve(template, AuthMode=auth, AccessMode="load-balancer", HostName="alice").resources()["Instance"]["Properties"]["UserData"]
+        assert len(user_data.encode()) < 16 * 1024
+
+
+# --------------------------------------------------------------------------- the boot script, run
+STUBS = {
+    # Each stub records its arguments; `aws` answers the calls the script makes.
+    "dnf": "exit 0",
+    "systemctl": "exit 0",
+    "uname": 'echo aarch64',
+    "sleep": "exit 0",
+    "aws": """case "$1 $2" in
+  "ecr get-login-password") echo ecr-token ;;
+  "secretsmanager get-secret-value") echo "value-of-$6" ;;
+  *) exit 3 ;;
+esac""",
+    "docker": """[ "$1" = pull ] && [ -n "${FAIL_PULL:-}" ] && exit 1
+[ "$1" = login ] && cat >/dev/null
+exit 0""",
+    "curl": 'exit "${CURL_EXIT:-0}"',
+    "cfn-signal": "exit 0",
+}
+
+
+def run_boot_script(template, tmp_path, env_extra=None, **params):
+    """The hub's user data, run with stub commands in place of dnf, docker, aws, curl and
+    cfn-signal, and its fixed paths moved under tmp_path. Returns (exit code, calls, files)."""
+    user_data = resolve(template, **params).resources()["Instance"]["Properties"]["UserData"]
+    bin_dir, root = tmp_path / "bin", tmp_path / "root"
+    bin_dir.mkdir()
+    (root / "etc").mkdir(parents=True)
+    calls = tmp_path / "calls.log"
+    for name, body in STUBS.items():
+        stub = bin_dir / name
+        stub.write_text(f'#!/bin/bash\necho "{name} $*" >> {calls}\n{body}\n')
+        stub.chmod(0o755)
+    script = (
+        user_data.replace("/opt/aws/bin/cfn-signal", str(bin_dir / "cfn-signal"))
+        .replace("/var/log/lakehub-hub.log", str(root / "hub.log"))
+        .replace("/etc/lakehub", str(root / "etc" / "lakehub"))
+    )
+    (tmp_path / "user-data.sh").write_text(script)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), **(env_extra or {})}
+    proc = subprocess.run(["bash", str(tmp_path / "user-data.sh")], env=env, capture_output=True, text=True, timeout=60)
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return proc.returncode, lines, root
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_boot_script_runs_the_hub_image_and_signals_success(template, tmp_path):
+    code, calls, root = run_boot_script(
+        template, tmp_path, TierName="nonpii", InstanceType="g5.xlarge", VolumeSize="128", AuthMode="ldap", LdapBindPasswordSecretName="lakehub/ldap-bind"
+    )
+    assert code == 0, (root / "hub.log").read_text()
+    image = f"{PLATFORM_VALUES['ImageRepositoryUri']}:latest"
+    (run,) = [c for c in calls if c.startswith("docker run ")]
+    assert "--network host" in run and "--restart unless-stopped" in run and "--gpus all" in run
+    assert run.endswith(image)
+    assert f"docker pull -q {image}" in calls
+    assert "awslogs-group=/lakehub/lakehub/tasks" in run
+    signals = [c for c in calls if c.startswith("cfn-signal")]
+    assert len(signals) == 1 and "--exit-code 0" in signals[0]
+    env_file = root / "etc" / "lakehub" / "hub.env"
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600", "the file holds secrets"
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert env["LAKEHUB_TIER"] == "nonpii"
+    assert env["LAKEHUB_COOKIE_SECRET"] == "value-of-<CookieSecret>"
+    assert env["LAKEHUB_LDAP_BIND_PASSWORD"] == "value-of-lakehub/ldap-bind"
+    assert "LAKEHUB_OAUTH_CLIENT_SECRET" not in env
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_boot_script_fails_the_launch_with_the_reason(template, tmp_path):
+    code, calls, _ = run_boot_script(template, tmp_path, env_extra={"FAIL_PULL": "1"}, InstanceType="m6i.large")
+    assert code != 0
+    (signal,) = [c for c in calls if c.startswith("cfn-signal")]
+    assert "--exit-code 1" in signal and "x86 types need a linux/amd64 image" in signal
+    assert not [c for c in calls if c.startswith("docker run ")]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_boot_script_fails_when_the_hub_never_answers(template, tmp_path):
+    code, calls, _ = run_boot_script(template, tmp_path, env_extra={"CURL_EXIT": "7"})
+    assert code != 0
+    (signal,) = [c for c in calls if c.startswith("cfn-signal")]
+    assert "--exit-code 1" in signal and "did not answer /hub/health" in signal
+    assert len([c for c in calls if c.startswith("curl ")]) == 60
