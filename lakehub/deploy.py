@@ -332,7 +332,14 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
         args["TemplateURL"] = template_url or template_url_for(parameters, region, declared)
 
     _say(progress, console, f"{change_set_type.lower()} change set for stack {stack_name}")
-    created = cfn.create_change_set(**args)
+    try:
+        created = cfn.create_change_set(**args)
+    except ClientError as exc:
+        if not any(text in _error_line(exc) for text in NO_CHANGES):
+            raise
+        _say(progress, console, f"stack {stack_name}: no changes")
+        stack = _stack(cfn, stack_name) or {}
+        return DeployResult(stack_name, stack.get("StackId", ""), stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started)
     cs_id, stack_id = created["Id"], created["StackId"]
     deadline = time.monotonic() + min(timeout, 600)
     while True:

@@ -1,0 +1,201 @@
+"""End to end through `lakehub local up`: the real templates deployed into the emulator, the
+custom resources run by the local Lambda runner, IAM enforcement on, one hub per tier with the
+real hub config, per-user servers run by the local agent with the tier roles the templates made.
+
+One `up` is shared by the module's tests (CI time); the last test takes it down and up again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+from lakehub.emulator import port_in_use
+from lakehub.local.platform import plan_ports, tiers_from_template
+
+from .helpers import user_server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = """
+import boto3, botocore
+s3 = boto3.client("s3")
+def probe(key):
+    try:
+        s3.get_object(Bucket="{bucket}", Key=key)["Body"].read()
+        return "read"
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+print("pii:", probe("pii/customers.csv"), "nonpii:", probe("nonpii/sales.csv"))
+"""
+
+
+def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith("AWS_"):
+            env.pop(key)
+    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+def free_base_port() -> int:
+    tiers = tiers_from_template()
+    for _ in range(50):
+        base = random.randrange(20000, 40000, 100)
+        if not any(port_in_use(p) for p in plan_ports(base, tiers)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+class Platform:
+    def __init__(self, state_dir: Path, base: int):
+        self.state_dir = state_dir
+        self.base = base
+
+    def up(self) -> subprocess.CompletedProcess:
+        return lakehub("local", "up", "--state-dir", str(self.state_dir), "--base-port", str(self.base))
+
+    def down(self) -> subprocess.CompletedProcess:
+        return lakehub("local", "down", "--state-dir", str(self.state_dir), timeout=180)
+
+    def status(self) -> dict:
+        proc = lakehub("local", "status", "--state-dir", str(self.state_dir), "--format", "json", timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    def state(self) -> dict:
+        return json.loads((self.state_dir / "state.json").read_text())
+
+    def tier(self, name: str) -> dict:
+        return next(t for t in self.status()["tiers"] if t["name"] == name)
+
+    def admin_s3(self):
+        state = self.state()
+        return boto3.client("s3", endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
+                            aws_access_key_id=state["admin"]["AccessKeyId"],
+                            aws_secret_access_key=state["admin"]["SecretAccessKey"])
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    p = Platform(tmp_path_factory.mktemp("lakehub-local"), free_base_port())
+    started = time.monotonic()
+    proc = p.up()
+    assert proc.returncode == 0, proc.stdout + proc.stderr + _logs(p)
+    p.up_seconds = time.monotonic() - started
+    yield p
+    p.down()
+
+
+def _logs(p: Platform) -> str:
+    log = p.state_dir / "supervisor.log"
+    return log.read_text()[-3000:] if log.exists() else ""
+
+
+def test_up_ends_with_tiers_urls_users_and_the_emulator(platform):
+    status = platform.status()
+    assert set(status) == {"tiers", "emulator_endpoint"}
+    assert status["emulator_endpoint"] == f"http://127.0.0.1:{platform.base}"
+    assert {t["name"] for t in status["tiers"]} == {"pii", "nonpii"}
+    for tier in status["tiers"]:
+        assert set(tier) == {"name", "url", "users"}
+        assert requests.get(f"{tier['url']}/hub/health", timeout=10).status_code == 200
+        assert tier["users"]
+        for user in tier["users"]:
+            assert set(user) == {"username", "password", "groups"}
+            assert len(user["password"]) >= 12
+            assert user["groups"] == [f"{tier['name']}-users"]
+
+
+def test_pii_member_reads_pii_and_is_refused_nonpii(platform):
+    tier = platform.tier("pii")
+    server = user_server(tier, tier["users"][0])
+    out = server.run(PROBE.format(bucket=platform.state()["outputs"]["DataBucketName"]))
+    assert out.split() == ["pii:", "read", "nonpii:", "AccessDenied"]
+
+
+def test_nonpii_member_reads_nonpii_and_is_refused_pii(platform):
+    tier = platform.tier("nonpii")
+    server = user_server(tier, tier["users"][0])
+    out = server.run(PROBE.format(bucket=platform.state()["outputs"]["DataBucketName"]))
+    assert out.split() == ["pii:", "AccessDenied", "nonpii:", "read"]
+
+
+def test_user_servers_run_with_the_tier_role_from_the_templates(platform):
+    tier = platform.tier("pii")
+    server = user_server(tier, tier["users"][0])
+    out = server.run("import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])")
+    role_arn = platform.state()["outputs"]["TierPiiRoleArn"]
+    assert f":assumed-role/{role_arn.rsplit('/', 1)[-1]}/" in out
+
+
+def test_saved_notebook_lands_in_the_notebook_bucket_under_its_tier(platform):
+    tier = platform.tier("pii")
+    user = tier["users"][0]
+    server = user_server(tier, user)
+    server.save_notebook(f"{user['username']}/saved-by-test.ipynb", "print('kept')")
+    bucket = platform.state()["outputs"]["NotebookBucketName"]
+    key = f"tiers/pii/users/{user['username']}/saved-by-test.ipynb"
+    body = json.loads(platform.admin_s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert body["cells"][0]["source"] == "print('kept')"
+
+
+def test_a_second_up_fails_in_one_line_and_leaves_the_running_one(platform):
+    before = platform.status()
+    proc = platform.up()
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "already running" in lines[0], proc.stderr
+    assert platform.status() == before
+    for tier in before["tiers"]:
+        assert requests.get(f"{tier['url']}/hub/health", timeout=10).status_code == 200
+
+
+def test_a_port_in_use_fails_in_one_line_and_leaves_the_running_one(platform, tmp_path):
+    # Another state folder on the running platform's ports; and a port held by something else.
+    other = Platform(tmp_path / "other", platform.base)
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        busy = blocker.getsockname()[1]
+        third = lakehub("local", "up", "--state-dir", str(tmp_path / "third"), "--base-port", str(busy))
+    proc = other.up()
+    for result in (proc, third):
+        assert result.returncode != 0
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "already in use" in lines[0], result.stderr
+    for tier in platform.status()["tiers"]:
+        assert requests.get(f"{tier['url']}/hub/health", timeout=10).status_code == 200
+
+
+def test_up_save_down_up_keeps_the_notebook(platform):
+    tier = platform.tier("nonpii")
+    user = tier["users"][0]
+    server = user_server(tier, user)
+    server.save_notebook(f"{user['username']}/survives.ipynb", "print('still here')")
+    down = platform.down()
+    assert down.returncode == 0, down.stderr
+    assert (platform.state_dir / "notebooks-export" / "tiers" / "nonpii" / "users" / user["username"] / "survives.ipynb").is_file()
+    for t in platform.state()["tiers"]:
+        with pytest.raises(requests.RequestException):
+            requests.get(f"{t['url']}/hub/health", timeout=3)
+    up = platform.up()
+    assert up.returncode == 0, up.stdout + up.stderr + _logs(platform)
+    tier = platform.tier("nonpii")
+    user = next(u for u in tier["users"] if u["username"] == user["username"])  # new password
+    server = user_server(tier, user)
+    r = server.api("GET", f"contents/{user['username']}/survives.ipynb")
+    assert r.status_code == 200, r.text
+    assert r.json()["content"]["cells"][0]["source"] == "print('still here')"
