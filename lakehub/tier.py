@@ -568,6 +568,8 @@ def hub_environment(client) -> list:
         "LAKEHUB_SERVER_MODE": Ref(names.TIER_SERVER_MODE),
         "AWS_REGION": Ref("AWS::Region"),
         "LAKEHUB_COGNITO_DOMAIN": Ref(names.USER_POOL_DOMAIN_URL),
+        # the platform's user pool signs users in by email (its sub is a UUID)
+        "LAKEHUB_COGNITO_USERNAME_CLAIM": "email",
         "LAKEHUB_OAUTH_CLIENT_ID": If("UseCognito", Ref(client), Ref(OAUTH_CLIENT_ID)),
         "LAKEHUB_OIDC_ISSUER": If(
             "UseCognito",

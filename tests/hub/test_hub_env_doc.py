@@ -1,10 +1,12 @@
-"""docs/HUB_ENV.md lists exactly the LAKEHUB_* variables the hub configuration reads."""
+"""docs/HUB_ENV.md lists exactly the LAKEHUB_* variables the hub image reads (the hub
+configuration and, in per-user mode, lakehub_hub.fargate)."""
 
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "hub_images" / "jupyterhub_config.py"
+SPAWNER = ROOT / "hub_images" / "lakehub_hub" / "fargate.py"
 DOC = ROOT / "docs" / "HUB_ENV.md"
 READERS = r"(?:required|optional|as_int|as_bool|os\.environ\.get|os\.environ\[)\(?\s*\"(LAKEHUB_[A-Z0-9_]+)\""
 
@@ -15,6 +17,7 @@ def documented() -> set[str]:
 
 def test_every_variable_the_config_reads_is_documented_and_nothing_else():
     read = set(re.findall(READERS, CONFIG.read_text()))
+    read |= set(re.findall(r"(?:environ\.get|_env_int|_env_list|_env_bool)\(\"(LAKEHUB_[A-Z0-9_]+)\"", SPAWNER.read_text()))
     assert {"LAKEHUB_TIER", "LAKEHUB_AUTH_MODE", "LAKEHUB_OAUTH_CLIENT_SECRET"} <= read
     assert read - documented() == set(), "read by the config but missing from docs/HUB_ENV.md"
     assert documented() - read == set(), "documented but no longer read by the config"
