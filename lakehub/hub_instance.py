@@ -40,7 +40,6 @@ from troposphere import (
     Not,
     Ref,
     Sub,
-    cloudformation,
     cloudwatch,
     cognito,
     ec2,
@@ -53,7 +52,7 @@ from troposphere.policies import CreationPolicy, ResourceSignal
 
 from lakehub import names
 from lakehub import tier as tier_mod
-from lakehub.common import Builder, platform_tags
+from lakehub.common import Builder, custom_resource, platform_tags
 from lakehub.rules import add_checkov_skip
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, objects_arn
 from lakehub.settings import Settings
@@ -769,9 +768,11 @@ def add_load_balancer_access(b: Builder, instance) -> None:
             Tags=hub_tags(),
         )
     )
+    # The platform's function (lambdas/listener_priority) picks the lowest free rule priority.
     priority = b.add(
-        ListenerPriority(
+        custom_resource(
             "ListenerRulePriority",
+            "Custom::ListenerPriority",
             Condition="AutoPriority",
             ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
             ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
@@ -797,14 +798,6 @@ def add_load_balancer_access(b: Builder, instance) -> None:
             AliasTarget=route53.AliasTarget(DNSName=Ref(names.LOAD_BALANCER_DNS_NAME), HostedZoneId=Ref(names.LOAD_BALANCER_HOSTED_ZONE_ID)),
         )
     )
-
-
-class ListenerPriority(cloudformation.CustomResource):
-    """The platform's listener-priority function (lambdas/listener_priority): the lowest free
-    rule priority on the listener."""
-
-    resource_type = "Custom::ListenerPriority"
-    props = {"ServiceToken": (str, True), "ListenerArn": (str, True)}
 
 
 def port_forward_command() -> Sub:
