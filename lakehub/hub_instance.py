@@ -597,6 +597,8 @@ def hub_env() -> dict:
         "LAKEHUB_SERVER_MODE": "shared",
         "AWS_REGION": Ref("AWS::Region"),
         "LAKEHUB_COGNITO_DOMAIN": Ref(names.USER_POOL_DOMAIN_URL),
+        # as the tiers: the platform's user pool signs users in by email (its sub is a UUID)
+        "LAKEHUB_COGNITO_USERNAME_CLAIM": "email",
         "LAKEHUB_OAUTH_CLIENT_ID": If("UseCognito", Ref("UserPoolClient"), Ref(tier_mod.OAUTH_CLIENT_ID)),
         "LAKEHUB_OIDC_ISSUER": If(
             "UseCognito",
