@@ -424,3 +424,25 @@ def test_tier_launches_may_claim_only_listed_prefixes(cat):
     # Listed prefixes are literal: no wildcard can sneak in.
     pattern = re.compile(cat["Parameters"]["SelfServiceDataPrefixes"]["AllowedPattern"])
     assert pattern.match("claims/") and not pattern.match("*/") and not pattern.match("claims*/")
+
+
+def _ingress_rules(node):
+    """Every inbound rule in a template fragment, in every branch of every Fn::If."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "SecurityGroupIngress":
+                yield from (value if isinstance(value, list) else [value])
+            yield from _ingress_rules(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _ingress_rules(item)
+
+
+@pytest.mark.parametrize("product", catalog.PRODUCTS, ids=lambda p: p.key)
+def test_products_open_no_port_to_the_internet(templates, product):
+    template = templates[product.filename]
+    rules = list(_ingress_rules(template["Resources"]))
+    rules += [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::EC2::SecurityGroupIngress"]
+    for rule in rules:
+        text = json.dumps(rule)
+        assert "0.0.0.0/0" not in text and "::/0" not in text, rule
