@@ -47,7 +47,7 @@ so a tag can never point the hub's proxy at another address.
 Hub configuration: ``configure_per_user_hub(c, fail=fail)`` in jupyterhub_config.py (after
 ``db_url``) does everything per-user mode needs: the spawner, the hub API address user tasks use
 (LAKEHUB_HUB_API_PORT, LAKEHUB_HUB_CONNECT_URL or the task metadata), the timeouts,
-``cleanup_servers = False`` and, at start-up, ``reconcile_orphans()``: it stops this tier's and
+``cleanup_servers`` (True unless LAKEHUB_KEEP_SERVERS_ON_HUB_STOP=true) and, at start-up, ``reconcile_orphans()``: it stops this tier's and
 hub's tasks that no spawner in the hub's database owns (``known_task_arns_from_db()``), so no
 orphan task keeps costing; JupyterHub's own start-up poll takes back the others.
 
@@ -468,8 +468,9 @@ def configure_per_user_hub(c, fail=None, log=None) -> list[str]:
       LAKEHUB_HUB_CONNECT_URL, else this task's private IP (ECS task metadata), else loopback;
     - a start timeout for a cold Fargate start (LAKEHUB_START_TIMEOUT, 300 s) and a longer
       HTTP timeout, set on FargateSpawner so that c.Spawner values for shared mode do not apply;
-    - `cleanup_servers = False`: a hub restart leaves user tasks running, and start-up takes
-      back those its database records and stops the others (`reconcile_orphans`).
+    - `cleanup_servers`: a clean hub stop stops users' tasks, unless
+      LAKEHUB_KEEP_SERVERS_ON_HUB_STOP=true (a persistent hub database); either way, start-up
+      takes back the tasks its database records and stops the others (`reconcile_orphans`).
 
     Call it after `c.JupyterHub.db_url` is set.
     """
@@ -493,7 +494,11 @@ def configure_per_user_hub(c, fail=None, log=None) -> list[str]:
     )
     c.FargateSpawner.start_timeout = _env_int("LAKEHUB_START_TIMEOUT", DEFAULT_START_TIMEOUT)
     c.FargateSpawner.http_timeout = 120
-    c.JupyterHub.cleanup_servers = False
+    # Stopping the hub (nightly scale-to-0, a Spot interruption, a deployment) stops users'
+    # tasks by default: the hub's database lives in the task, so a new hub could not take them
+    # back, and a task left running would cost all night. Keep them only when the hub's state
+    # directory is persistent (EFS): LAKEHUB_KEEP_SERVERS_ON_HUB_STOP=true.
+    c.JupyterHub.cleanup_servers = not _env_bool("LAKEHUB_KEEP_SERVERS_ON_HUB_STOP", False)
     db_url = c.JupyterHub.db_url if isinstance(c.JupyterHub.db_url, str) else None
     try:
         stopped = reconcile_orphans(known_task_arns=known_task_arns_from_db(db_url))

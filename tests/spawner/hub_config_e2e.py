@@ -50,6 +50,6 @@ if cull_timeout:
     )
 
 # What the product's hub config calls in per-user mode (after db_url): spawner, hub API address
-# (LAKEHUB_HUB_API_PORT, LAKEHUB_HUB_CONNECT_URL), timeouts, cleanup_servers=False, orphans.
+# (LAKEHUB_HUB_API_PORT, LAKEHUB_HUB_CONNECT_URL), timeouts, cleanup_servers (kept here: LAKEHUB_KEEP_SERVERS_ON_HUB_STOP), orphans.
 stopped = configure_per_user_hub(c)
 print(f"lakehub: reconcile_orphans stopped {len(stopped)} task(s): {stopped}", flush=True)

@@ -471,7 +471,13 @@ def test_configure_per_user_hub_sets_up_the_hub_and_stops_orphans(make_spawner, 
     assert c.JupyterHub.spawner_class is FargateSpawner
     assert (c.JupyterHub.hub_ip, c.JupyterHub.hub_port) == ("127.0.0.1", 8181)  # emulator: loopback
     assert c.JupyterHub.hub_connect_url == "http://127.0.0.1:8181"
-    assert c.FargateSpawner.start_timeout == 400 and c.JupyterHub.cleanup_servers is False
+    # a stopping hub stops users' tasks unless its database is persistent
+    assert c.FargateSpawner.start_timeout == 400 and c.JupyterHub.cleanup_servers is True
+    monkeypatch.setenv("LAKEHUB_KEEP_SERVERS_ON_HUB_STOP", "true")
+    kept = Config()
+    kept.JupyterHub.db_url = c.JupyterHub.db_url
+    fargate.configure_per_user_hub(kept, log=messages.append)
+    assert kept.JupyterHub.cleanup_servers is False
 
     monkeypatch.delenv("LAKEHUB_ECS_ENDPOINT_URL")
     monkeypatch.setenv("LAKEHUB_HUB_CONNECT_URL", "http://10.0.1.5:8181")

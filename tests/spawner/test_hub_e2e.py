@@ -94,6 +94,8 @@ def hub_env(ecs_world, moto_server, tmp_path):
         LAKEHUB_E2E_PROXY_API_PORT=str(free_port()),
         LAKEHUB_E2E_TOKEN=secrets.token_hex(16),
         LAKEHUB_START_TIMEOUT="90",
+        # the hub's database survives its restart here (same folder), as with EFS
+        LAKEHUB_KEEP_SERVERS_ON_HUB_STOP="true",
     )
     return env
 
