@@ -141,6 +141,8 @@ def print_ready(current: dict, console=None) -> None:
 
     console = console or Console()
     out = Console()
+    if not out.is_terminal:
+        out = Console(width=160)  # logs and pipes: keep URLs and passwords on one line
     missing = current.get("unmodelled") or []
     if missing:
         t = Table(title="Not modelled by the emulator (placeholders only; see docs/LOCAL.md)", title_justify="left")

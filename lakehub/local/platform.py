@@ -405,8 +405,6 @@ class LocalPlatform:
         }
 
     def run(self) -> None:
-        from lakehub.local.unmodelled import unmodelled
-
         self.state.write({"run_id": self.run_id, "phase": "starting", "pid": os.getpid(), "progress": [],
                           "started": self.started, "server_mode": self.server_mode, "base_port": self.base_port})
         check_ports(self.ports)
@@ -420,7 +418,7 @@ class LocalPlatform:
         if self.server_mode == "per-user":
             self.start_agent()
         self.start_hubs()
-        missing = unmodelled()
+        missing = unmodelled_types()
         seconds = time.time() - self.started
         self.say(f"ready in {seconds:.1f} s")
         self.state.update(phase="ready", ready_seconds=round(seconds, 2), **self.status(), admin=self.admin,
@@ -440,6 +438,17 @@ class LocalPlatform:
             self.idp.stop()
         if self.creds is not None:
             self.creds.stop()
+
+
+def unmodelled_types() -> list[dict]:
+    """lakehub.local.unmodelled in a short-lived process: it imports moto's model registry,
+    which the supervisor (alive as long as the platform) should not keep in memory."""
+    proc = subprocess.run([sys.executable, "-m", "lakehub.local.unmodelled", "--format", "json"],
+                          capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        return []
 
 
 def _terminate(proc: subprocess.Popen, timeout: float = 15) -> None:
