@@ -473,12 +473,23 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
     state.acquire()  # raises LakehubError when another supervisor holds it (state untouched)
     platform = None
     stop = threading.Event()
+    starting = threading.Event()
+    starting.set()
+
+    def on_signal(*_):
+        stop.set()
+        if starting.is_set():
+            raise KeyboardInterrupt  # interrupt the start-up where it is; `finally` cleans up
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     try:
         platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id)
         try:
             platform.run()
+        except KeyboardInterrupt:
+            state.update(phase="failed", error="the local platform was stopped while starting")
+            return 130
         except LakehubError as exc:
             state.update(phase="failed", error=str(exc))
             return exc.exit_code
@@ -486,6 +497,8 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
             log.error("local platform failed:\n%s", traceback.format_exc())
             state.update(phase="failed", error=f"{type(exc).__name__}: {exc} (see {state.file(LOG_FILE)})")
             return 1
+        finally:
+            starting.clear()
         if on_ready:
             on_ready()
         while not stop.wait(1.0):

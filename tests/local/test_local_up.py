@@ -141,6 +141,28 @@ def test_user_servers_run_with_the_tier_role_from_the_templates(platform):
     assert f":assumed-role/{role_arn.rsplit('/', 1)[-1]}/" in out
 
 
+def test_two_users_of_one_tier_get_two_tasks_with_the_tier_role(platform):
+    tier = platform.tier("pii")
+    for user in tier["users"][:2]:
+        user_server(tier, user)
+    state = platform.state()
+    ecs = boto3.client("ecs", endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
+                       aws_access_key_id=state["admin"]["AccessKeyId"], aws_secret_access_key=state["admin"]["SecretAccessKey"])
+    cluster = state["outputs"]["ClusterName"]
+    arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"]
+    owners = {}
+    for task in tasks:
+        tags = {t["key"]: t["value"] for t in task.get("tags", [])}
+        if tags.get("lakehub:tier") == "pii":
+            owners.setdefault(tags.get("lakehub:user"), []).append(task)
+    assert {u["username"] for u in tier["users"][:2]} <= set(owners)
+    for user in tier["users"][:2]:
+        (task,) = owners[user["username"]]
+        definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+        assert definition["taskRoleArn"] == state["outputs"]["TierPiiRoleArn"]
+
+
 def test_saved_notebook_lands_in_the_notebook_bucket_under_its_tier(platform):
     tier = platform.tier("pii")
     user = tier["users"][0]
