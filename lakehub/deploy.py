@@ -19,7 +19,6 @@ Errors a user can cause (no credentials, an unknown parameter, a failed stack) a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import threading

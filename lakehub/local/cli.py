@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -164,7 +163,8 @@ def print_ready(current: dict, console=None) -> None:
             table.add_row(tier["name"] if i == 0 else "", tier["url"] if i == 0 else "", user["username"],
                           user["password"], ",".join(user["groups"]))
     out.print(table)
-    out.print("Stop with `lakehub local down` (notebooks are exported and come back on the next `up`).")
+    how = "Ctrl-C" if current.get("run_id") == "foreground" else "`lakehub local down`"
+    out.print(f"Stop with {how} (notebooks are exported and come back on the next `up`).")
 
 
 # ------------------------------------------------------------------------------------------
@@ -194,34 +194,6 @@ def cmd_status(args) -> int:
 # ------------------------------------------------------------------------------------------
 # down
 # ------------------------------------------------------------------------------------------
-def export_notebooks(current: dict, dest: Path) -> int:
-    """Copy every object of the notebook bucket to `dest` (replaced as a whole)."""
-    import boto3
-
-    admin = current.get("admin") or {}
-    bucket = (current.get("outputs") or {}).get("NotebookBucketName")
-    if not admin or not bucket:
-        return 0
-    s3 = boto3.client("s3", endpoint_url=current["emulator_endpoint"], region_name="us-east-1",
-                      aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"])
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            key = obj["Key"]
-            if key.endswith("/") or ".." in key.split("/"):
-                continue
-            target = tmp / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            count += 1
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return count
-
-
 def _stop_pid(pid: int, timeout: float = DOWN_TIMEOUT) -> bool:
     try:
         os.kill(pid, signal.SIGTERM)
@@ -252,14 +224,14 @@ def cmd_down(args) -> int:
     if not pid:
         print(f"lakehub local: nothing is running from {state.path}")
         return 0
+    # The supervisor exports the notebook bucket as it stops (also on Ctrl-C in --foreground).
+    state.update(no_export=bool(args.no_export), exported=None)
+    clean = _stop_pid(pid, timeout=DOWN_TIMEOUT + 60)
     current = state.read()
-    if not args.no_export and current.get("phase") == "ready":
-        try:
-            n = export_notebooks(current, state.export_dir)
-            print(f"lakehub local: exported {n} notebook files to {state.export_dir}")
-        except Exception as exc:  # noqa: BLE001 - still stop; say what was not saved
-            print(f"lakehub local: warning: could not export the notebooks ({exc}); stopping anyway", file=sys.stderr)
-    clean = _stop_pid(pid)
+    if current.get("exported") is not None:
+        print(f"lakehub local: exported {current['exported']} notebook files to {state.export_dir}")
+    elif current.get("export_error"):
+        print(f"lakehub local: warning: the notebooks were not exported: {current['export_error']}", file=sys.stderr)
     print(f"lakehub local: stopped{'' if clean else ' (forced)'}")
     return 0
 

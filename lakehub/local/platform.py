@@ -440,6 +440,34 @@ class LocalPlatform:
             self.creds.stop()
 
 
+def export_notebooks(current: dict, dest: Path) -> int:
+    """Copy every object of the notebook bucket to `dest` (replaced as a whole)."""
+    import boto3
+
+    admin = current.get("admin") or {}
+    bucket = (current.get("outputs") or {}).get("NotebookBucketName")
+    if not admin or not bucket:
+        return 0
+    s3 = boto3.client("s3", endpoint_url=current["emulator_endpoint"], region_name="us-east-1",
+                      aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"])
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if key.endswith("/") or ".." in key.split("/"):
+                continue
+            target = tmp / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            count += 1
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return count
+
+
 def unmodelled_types() -> list[dict]:
     """lakehub.local.unmodelled in a short-lived process: it imports moto's model registry,
     which the supervisor (alive as long as the platform) should not keep in memory."""
@@ -507,6 +535,13 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
                     log.warning("%s exited with %s", name, proc.returncode)
         return 0
     finally:
+        current = state.read()
+        if platform is not None and current.get("phase") == "ready" and not current.get("no_export"):
+            try:
+                state.update(exported=export_notebooks(current, state.export_dir))
+            except Exception as exc:  # noqa: BLE001 - still stop everything; say what was not saved
+                log.exception("exporting the notebooks")
+                state.update(export_error=str(exc))
         if platform is not None:
             state.update(phase="stopping")
             platform.stop()
