@@ -75,7 +75,9 @@ PORT_FORWARD_COMMAND = "PortForwardCommand"
 HUB_URL = "HubUrl"
 INSTANCE_ROLE_ARN = "InstanceRoleArn"
 
-PRODUCT_TAG_VALUE = "on-demand-hub"  # names.TAG_PRODUCT on the instance: end users may reach only these
+PRODUCT_TAG_VALUE = "on-demand-hub"
+HOST_PREFIX = "hub-"  # load-balancer access: hub-<HostName>.<domain>, never a tier's host
+PUBLIC_HOST = HOST_PREFIX + "${HostName}.${DomainName}"  # names.TAG_PRODUCT on the instance: end users may reach only these
 ACCESS_SSM = "ssm"
 ACCESS_LOAD_BALANCER = "load-balancer"
 
@@ -247,10 +249,10 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         names.TIER_HOST_NAME,
         g,
         "Host name",
-        "load-balancer access: host label, the hub answers at https://<host>.<domain>",
+        "load-balancer access: the hub answers at https://hub-<host>.<domain> (the hub- prefix keeps hubs off the tiers' host names)",
         Default="",
-        AllowedPattern=r"^$|^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
-        ConstraintDescription="empty, or a DNS label: lower-case letters, digits and hyphens",
+        AllowedPattern=r"^$|^[a-z0-9]([a-z0-9-]{0,57}[a-z0-9])?$",
+        ConstraintDescription="empty, or a DNS label of at most 59 characters: lower-case letters, digits and hyphens",
     )
     b.param(
         tier_mod.LISTENER_PRIORITY,
@@ -391,7 +393,7 @@ def add_rules(b: Builder) -> None:
             "Assertions": [
                 {
                     "Assert": {"Fn::Not": [{"Fn::Equals": [{"Ref": names.TIER_HOST_NAME}, ""]}]},
-                    "AssertDescription": "load-balancer access needs a HostName (the hub answers at https://<host>.<domain>)",
+                    "AssertDescription": "load-balancer access needs a HostName (the hub answers at https://hub-<host>.<domain>)",
                 }
             ],
         },
@@ -522,7 +524,7 @@ def add_secrets(b: Builder):
         "CKV_AWS_149",
         "Encrypted with the account's aws/secretsmanager key; only this hub's instance role may read it (ReadHubSecrets), and it never leaves the account, so a customer-managed key (needed for cross-account sharing) adds cost only",
     )
-    local, public = Sub("http://localhost:${LocalPort}/hub"), Sub("https://${HostName}.${DomainName}/hub")
+    local, public = Sub("http://localhost:${LocalPort}/hub"), Sub("https://" + PUBLIC_HOST + "/hub")
     callbacks = If("UseLoadBalancer", [Sub("${U}/oauth_callback", U=local), Sub("${U}/oauth_callback", U=public)], [Sub("${U}/oauth_callback", U=local)])
     logouts = If("UseLoadBalancer", [Sub("${U}/login", U=local), Sub("${U}/login", U=public)], [Sub("${U}/login", U=local)])
     client = b.add(
@@ -786,7 +788,7 @@ def add_load_balancer_access(b: Builder, instance) -> None:
             Condition="UseLoadBalancer",
             ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
             Priority=If("PriorityIsAuto", GetAtt(priority, "Priority"), Ref(tier_mod.LISTENER_PRIORITY)),
-            Conditions=[elb.Condition(Field="host-header", HostHeaderConfig=elb.HostHeaderConfig(Values=[Sub("${HostName}.${DomainName}")]))],
+            Conditions=[elb.Condition(Field="host-header", HostHeaderConfig=elb.HostHeaderConfig(Values=[Sub(PUBLIC_HOST)]))],
             Actions=[elb.ListenerRuleAction(Type="forward", TargetGroupArn=Ref(tg))],
         )
     )
@@ -795,7 +797,7 @@ def add_load_balancer_access(b: Builder, instance) -> None:
             "DnsRecord",
             Condition="UseLoadBalancer",
             HostedZoneId=Ref(names.HOSTED_ZONE_ID),
-            Name=Sub("${HostName}.${DomainName}"),
+            Name=Sub(PUBLIC_HOST),
             Type="A",
             AliasTarget=route53.AliasTarget(DNSName=Ref(names.LOAD_BALANCER_DNS_NAME), HostedZoneId=Ref(names.LOAD_BALANCER_HOSTED_ZONE_ID)),
         )
@@ -842,4 +844,4 @@ def build_hub_instance(settings: Settings):
 
 
 def hub_url():
-    return If("UseLoadBalancer", Sub("https://${HostName}.${DomainName}"), Sub("http://localhost:${LocalPort}"))
+    return If("UseLoadBalancer", Sub("https://" + PUBLIC_HOST), Sub("http://localhost:${LocalPort}"))

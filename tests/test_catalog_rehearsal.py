@@ -427,12 +427,12 @@ def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_t
 
 
 def test_hub_launch_behind_the_load_balancer(aws, platform, hub_template):
-    params = {"Owner": "bob", "TierName": "pii", "InstanceType": "m7g.large", "AccessMode": "load-balancer", "HostName": "bob-hub", "ListenerPriority": "210", "SubnetChoice": "2"}
+    params = {"Owner": "bob", "TierName": "pii", "InstanceType": "m7g.large", "AccessMode": "load-balancer", "HostName": "bob", "ListenerPriority": "210", "SubnetChoice": "2"}
     stack = provision(aws, HUB, hub_template, params)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     assert_only_emulator_gaps_skipped(stack, resolved_resources(aws, hub_template, params))
     out = outputs(stack)
-    assert out[hi.HUB_URL] == f"https://bob-hub.{DOMAIN}"
+    assert out[hi.HUB_URL] == f"https://hub-bob.{DOMAIN}"
     ec2 = aws("ec2")
     (instance,) = ec2.describe_instances(InstanceIds=[out["InstanceId"]])["Reservations"][0]["Instances"]
     assert instance["SubnetId"] == platform[names.PRIVATE_SUBNET_2_ID]
@@ -441,12 +441,12 @@ def test_hub_launch_behind_the_load_balancer(aws, platform, hub_template):
     elb = aws("elbv2")
     rules = elb.describe_rules(ListenerArn=platform[names.HTTPS_LISTENER_ARN])["Rules"]
     (rule,) = [r for r in rules if r["Priority"] == "210"]
-    assert rule["Conditions"][0]["HostHeaderConfig"]["Values"] == [f"bob-hub.{DOMAIN}"]
+    assert rule["Conditions"][0]["HostHeaderConfig"]["Values"] == [f"hub-bob.{DOMAIN}"]
     assert rule["Actions"][0]["TargetGroupArn"] == stack["Made"]["TargetGroup"]["PhysicalResourceId"]
     # (moto's CloudFormation ignores a target group's Targets: test_hub_instance.py checks that
     # the instance is the target.)
     records = aws("route53").list_resource_record_sets(HostedZoneId=platform[names.HOSTED_ZONE_ID])["ResourceRecordSets"]
-    assert any(r["Name"].rstrip(".") == f"bob-hub.{DOMAIN}" and r["Type"] == "A" for r in records)
+    assert any(r["Name"].rstrip(".") == f"hub-bob.{DOMAIN}" and r["Type"] == "A" for r in records)
     user_data = base64.b64decode(ec2.describe_instance_attribute(InstanceId=out["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
     assert "LAKEHUB_HUB_IP=0.0.0.0" in user_data.splitlines()
     assert "LAKEHUB_ALLOWED_GROUPS=pii-users" in user_data.splitlines()

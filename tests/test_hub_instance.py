@@ -96,7 +96,7 @@ def test_load_balancer_access_only_through_the_platform_task_group(template):
     assert lb["Instance"]["Properties"]["SecurityGroupIds"] == ["<InstanceSecurityGroup>", "<ssm:TaskSecurityGroupId>"]
     rule = lb["ListenerRule"]["Properties"]
     assert rule["Priority"] == "120"
-    assert rule["Conditions"][0]["HostHeaderConfig"]["Values"] == ["alice.lakehub.example.com"]
+    assert rule["Conditions"][0]["HostHeaderConfig"]["Values"] == ["hub-alice.lakehub.example.com"]
     assert lb["TargetGroup"]["Properties"]["Targets"] == [{"Id": "<Instance>", "Port": names.HUB_PORT}]
     assert "ListenerRulePriority" not in lb  # a fixed priority needs no look-up
     auto = resolve(template, AccessMode="load-balancer", HostName="alice").resources()
@@ -266,7 +266,7 @@ def test_hub_listens_on_all_addresses_only_behind_the_load_balancer(template):
     user_data = resolve(template, AccessMode="load-balancer", HostName="alice").resources()["Instance"]["Properties"]["UserData"]
     env = hub_env_from_user_data(user_data)
     assert env["LAKEHUB_HUB_IP"] == "0.0.0.0"
-    assert env["LAKEHUB_PUBLIC_URL"] == "https://alice.lakehub.example.com"
+    assert env["LAKEHUB_PUBLIC_URL"] == "https://hub-alice.lakehub.example.com"
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
