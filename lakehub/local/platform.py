@@ -448,8 +448,11 @@ def export_notebooks(current: dict, dest: Path) -> int:
     bucket = (current.get("outputs") or {}).get("NotebookBucketName")
     if not admin or not bucket:
         return 0
+    from botocore.config import Config
+
     s3 = boto3.client("s3", endpoint_url=current["emulator_endpoint"], region_name="us-east-1",
-                      aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"])
+                      aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"],
+                      config=Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 2}))
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -499,6 +502,9 @@ def _terminate(proc: subprocess.Popen, timeout: float = 15) -> None:
 def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "", say=None, on_ready=None) -> int:
     """Run the platform until SIGTERM/SIGINT. Returns the exit code."""
     state.acquire()  # raises LakehubError when another supervisor holds it (state untouched)
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: where is it stuck?
     platform = None
     stop = threading.Event()
     starting = threading.Event()
