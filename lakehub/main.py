@@ -25,7 +25,7 @@ from lakehub.network import (
     SCHEDULE_TIMEZONE,
     add_schedule_params,
 )
-from lakehub.pipeline import SOURCE_TYPES
+from lakehub.pipeline import IMAGE_PLATFORMS, SOURCE_TYPES, build_pipeline
 from lakehub.settings import Settings, TierSettings
 
 SIGN_IN_GROUP = "Sign-in"
@@ -156,6 +156,9 @@ def add_common_parameters(b: Builder, settings: Settings, existing_vpc: bool) ->
         AllowedPattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
         ConstraintDescription="a Docker image tag",
     )
+    pipeline_template = build_pipeline(settings)
+    p = pipeline_template.parameters[IMAGE_PLATFORMS]
+    b.param(IMAGE_PLATFORMS, g, "Image platforms", p.properties["Description"], **{k: v for k, v in p.properties.items() if k not in ("Type", "Description")})
     add_schedule_params(b, "the tiers' hubs (and users' servers) and the NAT instance stop")
     add_log_retention_param(b, settings.log_retention_days, "Logging")
 
@@ -288,7 +291,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         "PipelineStack",
         children[names.PIPELINE_TEMPLATE],
         names.PIPELINE_TEMPLATE,
-        {**common, names.SOURCE_TYPE: Ref(names.SOURCE_TYPE), names.IMAGE_TAG: Ref(names.IMAGE_TAG)},
+        {**common, names.SOURCE_TYPE: Ref(names.SOURCE_TYPE), names.IMAGE_TAG: Ref(names.IMAGE_TAG), IMAGE_PLATFORMS: Ref(IMAGE_PLATFORMS)},
     )
     nested_stack(
         b,

@@ -97,7 +97,19 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
         ConstraintDescription="a Docker image tag",
     )
+    b.param(
+        IMAGE_PLATFORMS,
+        "Hub image source",
+        "Image platforms",
+        "linux/arm64: Graviton only (Fargate tiers, t4g/m7g/r7g hubs); add linux/amd64 for x86 and GPU on-demand hubs (an emulated build, slower)",
+        Default="linux/arm64",
+        AllowedValues=["linux/arm64", "linux/arm64,linux/amd64"],
+        ConstraintDescription="linux/arm64, or linux/arm64,linux/amd64",
+    )
     add_log_retention_param(b, settings.log_retention_days, "Logging")
+
+
+IMAGE_PLATFORMS = "ImagePlatforms"
 
 
 def trust(service: str) -> PolicyDocument:
@@ -230,6 +242,7 @@ def build_pipeline(settings: Settings):
                 EnvironmentVariables=[
                     codebuild.EnvironmentVariable(Name="REPOSITORY_URI", Value=GetAtt(repo, "RepositoryUri"), Type="PLAINTEXT"),
                     codebuild.EnvironmentVariable(Name="IMAGE_TAG", Value=Ref(names.IMAGE_TAG), Type="PLAINTEXT"),
+                    codebuild.EnvironmentVariable(Name="IMAGE_PLATFORM", Value=Ref(IMAGE_PLATFORMS), Type="PLAINTEXT"),
                 ],
             ),
             LogsConfig=codebuild.LogsConfig(
