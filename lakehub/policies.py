@@ -13,9 +13,8 @@ from awacs.aws import (
     PolicyDocument,
     Principal,
     Statement,
-    StringLike,
 )
-from troposphere import Join, Sub
+from troposphere import Sub
 
 S3_READ = [awacs_s3.GetObject, awacs_s3.GetObjectVersion, awacs_s3.GetObjectTagging]
 S3_WRITE = [awacs_s3.PutObject, awacs_s3.DeleteObject, awacs_s3.AbortMultipartUpload, awacs_s3.PutObjectTagging]
