@@ -1,0 +1,180 @@
+"""The local environment's parts, without bringing the whole platform up: the state folder's
+lock, the container-credentials endpoint (read by botocore itself), the unmodelled-types list,
+and the emulator's local Lambda runner answering CloudFormation for a custom resource."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import boto3
+import botocore.session
+import pytest
+
+from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, free_port
+from lakehub.errors import LakehubError
+from lakehub.local.credentials import CredentialsServer
+from lakehub.local.state import StateDir
+from lakehub.local.unmodelled import template_types, unmodelled
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_second_supervisor_cannot_take_the_state_folder(tmp_path):
+    first = StateDir(tmp_path)
+    first.acquire()
+    try:
+        assert StateDir(tmp_path).running_pid() == int((tmp_path / "supervisor.pid").read_text())
+        child = subprocess.run(
+            [sys.executable, "-c", "from lakehub.local.state import StateDir; import sys; StateDir(sys.argv[1]).acquire()", str(tmp_path)],
+            capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert child.returncode != 0 and "already running" in child.stderr
+    finally:
+        first.release()
+    assert StateDir(tmp_path).running_pid() is None
+
+
+def test_state_file_is_private(tmp_path):
+    s = StateDir(tmp_path)
+    s.write({"tiers": []})
+    assert (tmp_path / "state.json").stat().st_mode & 0o077 == 0
+
+
+def test_botocore_reads_the_tier_role_from_the_credentials_endpoint(monkeypatch):
+    server = CredentialsServer(0).start()
+    try:
+        env = server.add_role("pii-hub", {"AccessKeyId": "ASIALOCALTEST", "SecretAccessKey": "not-a-secret", "SessionToken": "tok"})
+        assert env["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        creds = botocore.session.Session().get_credentials().get_frozen_credentials()
+        assert (creds.access_key, creds.secret_key, creds.token) == ("ASIALOCALTEST", "not-a-secret", "tok")
+        # Without the token (or with another role's), nothing.
+        req = urllib.request.Request(env["AWS_CONTAINER_CREDENTIALS_FULL_URI"])
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)
+        assert refused.value.code == 403
+    finally:
+        server.stop()
+
+
+def test_unmodelled_types_come_from_the_templates_and_moto():
+    from moto.cloudformation.parsing import get_model_map
+
+    rows = unmodelled()
+    types = {r["type"] for r in rows}
+    assert "AWS::CodeBuild::Project" in types and "AWS::S3::BucketPolicy" in types
+    assert not types & set(get_model_map())
+    assert types <= set(template_types())
+    assert not any(t.startswith("Custom::") or t == "AWS::CloudFormation::CustomResource" for t in types)
+    assert all(r["local"] and r["templates"] for r in rows)
+
+
+# ------------------------------------------------------------------------------------------
+# the local Lambda runner
+# ------------------------------------------------------------------------------------------
+HANDLER = '''
+import json, urllib.request
+
+def handler(event, context):
+    props = event["ResourceProperties"]
+    ok = props.get("Fail") != "yes"
+    body = {"Status": "SUCCESS" if ok else "FAILED", "Reason": "asked to fail by the test",
+            "PhysicalResourceId": "thing-" + props.get("Name", ""), "StackId": event["StackId"],
+            "RequestId": event["RequestId"], "LogicalResourceId": event["LogicalResourceId"],
+            "Data": {"Greeting": "hello " + props.get("Name", ""), "Remaining": context.get_remaining_time_in_millis() > 0}}
+    req = urllib.request.Request(event["ResponseURL"], data=json.dumps(body).encode(), method="PUT")
+    assert event["ResponseURL"].startswith("https://")  # as CloudFormation's pre-signed URL
+    urllib.request.urlopen(req, timeout=10).read()
+'''
+
+TEMPLATE = '''
+Parameters:
+  Fail: {Type: String, Default: "no"}
+Resources:
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Version: "2012-10-17"
+        Statement: [{Effect: Allow, Principal: {Service: lambda.amazonaws.com}, Action: sts:AssumeRole}]
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      Runtime: python3.12
+      Handler: index.handler
+      Role: !GetAtt Role.Arn
+      Code: {S3Bucket: runner-test, S3Key: fn.zip}
+  Thing:
+    Type: AWS::CloudFormation::CustomResource
+    Properties:
+      ServiceToken: !GetAtt Fn.Arn
+      Name: world
+      Fail: !Ref Fail
+  Tag:
+    Type: AWS::SSM::Parameter
+    Properties:
+      Type: String
+      Name: !Sub "/runner-test/${AWS::StackName}"
+      Value: !GetAtt Thing.Greeting
+Outputs:
+  Greeting: {Value: !GetAtt Thing.Greeting}
+  Physical: {Value: !Ref Thing}
+'''
+
+
+@pytest.fixture(scope="module")
+def local_emulator(tmp_path_factory):
+    port = free_port()
+    work = tmp_path_factory.mktemp("emulator")
+    proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work)],
+                            cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.e2e
+def test_custom_resource_runs_locally_and_its_data_feeds_the_stack(local_emulator, monkeypatch, tmp_path):
+    from lakehub.deploy import deploy
+
+    for key, value in {"AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3", endpoint_url=local_emulator, region_name="us-east-1")
+    s3.create_bucket(Bucket="runner-test")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("index.py", HANDLER)
+    s3.put_object(Bucket="runner-test", Key="fn.zip", Body=buf.getvalue())
+    template = Path(tmp_path) / "runner.yaml"
+    template.write_text(TEMPLATE)
+    try:
+        ok = deploy({}, stack_name="runner-ok", region="us-east-1", endpoint_url=local_emulator, template_file=template)
+        # The answer's Data reached a resource created after it, as in CloudFormation.
+        assert ok.outputs == {"Greeting": "hello world", "Physical": "thing-world"}
+        ssm = boto3.client("ssm", endpoint_url=local_emulator, region_name="us-east-1")
+        assert ssm.get_parameter(Name="/runner-test/runner-ok")["Parameter"]["Value"] == "hello world"
+        with pytest.raises(LakehubError, match="Thing .* failed: asked to fail by the test"):
+            deploy({"Fail": "yes"}, stack_name="runner-fail", region="us-east-1", endpoint_url=local_emulator,
+                   template_file=template)
+    finally:
+        template.unlink(missing_ok=True)
