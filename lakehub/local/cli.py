@@ -72,6 +72,11 @@ def cmd_up(args) -> int:
     state = StateDir(args.state_dir)
     if state.running_pid():
         raise already_running(state)
+    if args.server_mode == "shared" and os.geteuid() == 0:
+        raise LakehubError(
+            "--server-mode shared as root would create a Unix user on this machine for each data scientist "
+            "(as the hub image does); run it as a normal user, or use the default per-user mode"
+        )
     base = args.base_port or DEFAULT_BASE_PORT
     check_ports(plan_ports(base, tiers_from_template()))
     console = Console(stderr=True)
