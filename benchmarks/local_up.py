@@ -35,14 +35,14 @@ import psutil  # noqa: E402
 import requests  # noqa: E402
 
 from lakehub.emulator import port_in_use  # noqa: E402
-from lakehub.local.platform import plan_ports, tiers_from_template  # noqa: E402
+from lakehub.local.platform import can_bind, plan_ports, tiers_from_template  # noqa: E402
 
 
 def free_base() -> int:
     tiers = tiers_from_template()
     for _ in range(50):
-        base = random.randrange(20000, 40000, 100)
-        if not any(port_in_use(p) for p in plan_ports(base, tiers)):
+        base = random.randrange(10000, 32000, 100)  # below the ephemeral port range
+        if not any(port_in_use(p) or not can_bind(p) for p in plan_ports(base, tiers)):
             return base
     raise RuntimeError("no free block of loopback ports")
 

@@ -116,11 +116,24 @@ def plan_ports(base: int, tiers: list[Tier]) -> dict[int, str]:
     return ports
 
 
+def can_bind(port: int) -> bool:
+    """A listener or a connection's local end may hold a port; only binding tells."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
 def check_ports(ports: dict[int, str]) -> None:
     for port, what in sorted(ports.items()):
         if not 1024 <= port <= 65535:
             raise LakehubError(f"port {port} ({what}) is out of range; pass --base-port between 1024 and 65400")
-        if port_in_use(port):
+        if port_in_use(port) or not can_bind(port):
             raise LakehubError(
                 f"port {port} on {LOOPBACK} (for {what}) is already in use; stop what holds it or pass --base-port N"
             )
