@@ -33,8 +33,8 @@ from pathlib import Path
 from lakehub import assets
 from lakehub.errors import LakehubError
 
-# The Lambda runtime the zips are built for (the templates choose python3.12+ on arm64).
-LAMBDA_PYTHON_VERSION = "3.12"
+# The Lambda runtime the zips are built for (lakehub.common.LAMBDA_RUNTIME: python3.13, arm64).
+LAMBDA_PYTHON_VERSION = "3.13"
 LAMBDA_PLATFORM = "manylinux2014_aarch64"
 # Bump when the zip layout changes, so cached requirement trees are rebuilt.
 PACKAGING_VERSION = "1"
