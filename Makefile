@@ -11,7 +11,7 @@ STAMP := build/.stamps
 DEBIAN_PACKAGES := slapd ldap-utils r-base-core r-cran-irkernel r-cran-dplyr r-cran-ggplot2 r-cran-jsonlite r-cran-httr r-cran-reticulate
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup python-packages node-packages system-packages scanners templates check-templates test local local-down bench clean
+.PHONY: setup python-packages node-packages system-packages scanners templates check-templates test local local-down bench taskcat clean
 
 setup: python-packages node-packages system-packages scanners
 
@@ -66,6 +66,12 @@ local: setup
 
 local-down: python-packages
 	$(BIN)/lakehub local down
+
+# Regional tests in real AWS accounts (needs credentials): publish into a staging folder, run taskcat.
+taskcat: python-packages scanners
+	$(BIN)/lakehub publish --stage-dir build/taskcat
+	cp .taskcat.yml build/taskcat/
+	$(TASKCAT_VENV)/bin/taskcat test run --project-root build/taskcat
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from awacs import cloudformation as awacs_cfn
 from awacs import codebuild as awacs_codebuild
 from awacs import codecommit as awacs_codecommit
 from awacs import ecr as awacs_ecr
@@ -303,7 +304,15 @@ def build_pipeline(settings: Settings):
         "wait_for_image",
         "lakehub: starts the first hub-image build and waits until the image is in ECR",
         statements=[
-            Statement(Sid="StartBuild", Effect=Allow, Action=[awacs_codebuild.StartBuild, awacs_codebuild.BatchGetBuilds], Resource=[GetAtt(project, "Arn")]),
+            # ListBuildsForProject: a repeated Create waits for the running build, not a new one.
+            Statement(
+                Sid="StartBuild",
+                Effect=Allow,
+                Action=[awacs_codebuild.StartBuild, awacs_codebuild.BatchGetBuilds, awacs_codebuild.ListBuildsForProject],
+                Resource=[GetAtt(project, "Arn")],
+            ),
+            # During a rollback the function answers at once instead of building again.
+            Statement(Sid="SeeRollback", Effect=Allow, Action=[awacs_cfn.DescribeStacks], Resource=[Ref("AWS::StackId")]),
             Statement(Sid="FindImage", Effect=Allow, Action=[awacs_ecr.DescribeImages], Resource=[GetAtt(repo, "Arn")]),
             # crhelper polls through a scheduled EventBridge rule that invokes the function.
             Statement(
