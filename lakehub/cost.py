@@ -369,6 +369,9 @@ def read_configuration(templates_dir: Path, main_file: str, overrides: dict[str,
     main_r = main_stack.resolver(region)
     stacks = {"main": main_stack}
     for logical, (fname, tmpl, passed) in children.items():
+        condition = main_t["Resources"][logical].get("Condition")
+        if condition and not main_r.condition(condition):
+            continue  # a stack main leaves out (e.g. DeployNonpiiTier=false) costs nothing
         resolved = main_r.resolve(passed)
         params = {}
         for key, spec in tmpl.get("Parameters", {}).items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from troposphere import GetAtt, Join, Ref, Sub, Template, cloudformation
+from troposphere import Equals, GetAtt, If, Join, Ref, Sub, Template, cloudformation
 
 from lakehub import names
 from lakehub import tier as tier_mod
@@ -35,7 +35,7 @@ class WiringError(Exception):
     """A nested stack is given a key its template does not have, or misses a required one."""
 
 
-def nested_stack(b: Builder, logical_id: str, child: Template, filename: str, params: dict[str, Any], depends_on: list[str] | None = None) -> cloudformation.Stack:
+def nested_stack(b: Builder, logical_id: str, child: Template, filename: str, params: dict[str, Any], depends_on: list[str] | None = None, condition: str | None = None) -> cloudformation.Stack:
     child_params = child.parameters
     unknown = sorted(set(params) - set(child_params))
     if unknown:
@@ -47,6 +47,8 @@ def nested_stack(b: Builder, logical_id: str, child: Template, filename: str, pa
     kwargs: dict[str, Any] = {}
     if depends_on:
         kwargs["DependsOn"] = depends_on
+    if condition:
+        kwargs["Condition"] = condition
     return b.add(
         cloudformation.Stack(
             logical_id,
@@ -315,6 +317,20 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
     )
     for tier in settings.tiers:
         logical = f"Tier{tier.name.capitalize()}Stack"
+        # Each default tier can be left out at launch (Deploy<Name>Tier=false), e.g. to start
+        # with one tier or to test a single tier regionally.
+        switch = f"Deploy{tier.name.capitalize()}Tier"
+        b.param(
+            switch,
+            "Tiers",
+            f"Deploy the {tier.name} tier",
+            f"Create the {tier.name} tier (data prefixes {', '.join(tier.data_prefixes)}; groups {', '.join(tier.allowed_groups)})",
+            Default="true",
+            AllowedValues=["true", "false"],
+            ConstraintDescription="true or false",
+        )
+        condition = f"{switch}Enabled"
+        b.t.add_condition(condition, Equals(Ref(switch), "true"))
         nested_stack(
             b,
             logical,
@@ -322,9 +338,10 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
             names.TIER_TEMPLATE,
             tier_parameters(tier, out("PipelineStack", names.IMAGE_TAG)),
             depends_on=["ClusterStack"],
+            condition=condition,
         )
-        b.output(f"Tier{tier.name.capitalize()}Url", out(logical, names.TIER_URL), f"Sign-in URL of the {tier.name} tier")
-        b.output(f"Tier{tier.name.capitalize()}RoleArn", out(logical, names.TIER_ROLE_ARN), f"IAM role of the {tier.name} tier's servers")
+        b.output(f"Tier{tier.name.capitalize()}Url", If(condition, out(logical, names.TIER_URL), "not deployed"), f"Sign-in URL of the {tier.name} tier")
+        b.output(f"Tier{tier.name.capitalize()}RoleArn", If(condition, out(logical, names.TIER_ROLE_ARN), "not deployed"), f"IAM role of the {tier.name} tier's servers")
 
     if names.CATALOG_TEMPLATE in children:
         add_catalog(b, children)

@@ -280,3 +280,11 @@ def test_every_price_has_a_source_and_a_date():
     for region, items in RAW["regions"].items():
         for key, item in items.items():
             assert item.get("source") and item.get("recorded"), f"{region}.{key}"
+
+
+def test_a_tier_left_out_at_launch_costs_nothing():
+    both = estimate()
+    one = estimate(parameters={"DeployNonpiiTier": "false"})
+    assert [t["name"] for t in one["configuration"]["tiers"]] == ["pii"]
+    assert one["components"]["hub_tasks"]["idle_monthly_usd"] == pytest.approx(both["components"]["hub_tasks"]["idle_monthly_usd"] / 2, abs=1e-3)
+    assert one["idle_monthly_usd"] < both["idle_monthly_usd"]
