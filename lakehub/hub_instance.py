@@ -20,10 +20,7 @@ memory-heavy, GPU) and pays only while it runs:
 
 from __future__ import annotations
 
-from awacs import ecr as awacs_ecr
 from awacs import kms as awacs_kms
-from awacs import logs as awacs_logs
-from awacs import secretsmanager as awacs_sm
 from awacs import ssm as awacs_ssm
 from awacs import ssmmessages as awacs_ssmmessages
 from awacs import s3 as awacs_s3
@@ -54,7 +51,7 @@ from lakehub import names
 from lakehub import tier as tier_mod
 from lakehub.common import Builder, custom_resource, platform_tags
 from lakehub.rules import add_checkov_skip
-from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, objects_arn
+from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
 from lakehub.settings import Settings
 
 # -- parameter names (this template only) --------------------------------------------------
@@ -430,36 +427,12 @@ def add_instance_role(b: Builder, settings: Settings, secrets: list) -> iam.Role
         Statement(Sid="DataRead", Effect=Allow, Action=S3_READ, Resource=by_tier(settings, lambda t: data_object_arns(t, data_bucket))),
     ]
     data_write = by_tier(settings, lambda t: data_object_arns(t, data_bucket))
-    # The tier's notebook folder, as the tier role has it.
-    notebook_prefix = Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/")
-    notebooks = [
-        Statement(
-            Sid="NotebooksList",
-            Effect=Allow,
-            Action=[awacs_s3.ListBucket],
-            Resource=[bucket_arn(notebook_bucket)],
-            Condition=Condition(StringLike("s3:prefix", [notebook_prefix, Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/*")])),
-        ),
-        Statement(Sid="NotebooksObjects", Effect=Allow, Action=S3_READ + S3_WRITE, Resource=[objects_arn(notebook_bucket, notebook_prefix)]),
-    ]
-    repo_arn = Sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${PlatformName}/hub")
     statements = [
         *data,
-        *notebooks,
-        Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
-        Statement(
-            Sid="PullHubImage",
-            Effect=Allow,
-            Action=[awacs_ecr.BatchCheckLayerAvailability, awacs_ecr.BatchGetImage, awacs_ecr.GetDownloadUrlForLayer],
-            Resource=[repo_arn],
-        ),
-        Statement(
-            Sid="WriteHubLogs",
-            Effect=Allow,
-            Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
-            Resource=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${LogGroupName}:*")],
-        ),
-        Statement(Sid="ReadHubSecrets", Effect=Allow, Action=[awacs_sm.GetSecretValue], Resource=secrets),
+        # The tier's notebook folder, as the tier role has it.
+        *tier_notebook_statements(notebook_bucket),
+        # Pull and run the hub image, as a tier's execution role does.
+        *hub_runtime_statements(secrets),
         # Session Manager (the documented minimum for sessions and port forwarding; the
         # managed AmazonSSMManagedInstanceCore policy grants much more).
         Statement(

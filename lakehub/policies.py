@@ -43,3 +43,49 @@ def tls_only_bucket_policy(bucket: Any) -> PolicyDocument:
             )
         ],
     )
+
+
+def tier_notebook_statements(notebook_bucket: Any) -> list[Statement]:
+    """The tier's notebook folder (tiers/<TierName>/): list it, read and write its objects.
+    Used by the tier role and the on-demand hub's instance role alike."""
+    from awacs.aws import StringLike
+
+    from lakehub import names
+
+    prefix = Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/")
+    return [
+        Statement(
+            Sid="ListNotebooks",
+            Effect=Allow,
+            Action=[awacs_s3.ListBucket],
+            Resource=[bucket_arn(notebook_bucket)],
+            Condition=Condition(StringLike("s3:prefix", [prefix, Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/*")])),
+        ),
+        Statement(Sid="ReadWriteNotebooks", Effect=Allow, Action=S3_READ + S3_WRITE, Resource=[objects_arn(notebook_bucket, prefix)]),
+    ]
+
+
+def hub_runtime_statements(secret_arns: list) -> list[Statement]:
+    """What runs the hub image: log in to ECR, pull the platform's hub image, write to the
+    platform's log group (LogGroupName), read the hub's own secrets."""
+    from awacs import ecr as awacs_ecr
+    from awacs import logs as awacs_logs
+    from awacs import secretsmanager as awacs_sm
+
+    repo_arn = Sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${PlatformName}/hub")
+    return [
+        Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
+        Statement(
+            Sid="PullHubImage",
+            Effect=Allow,
+            Action=[awacs_ecr.BatchCheckLayerAvailability, awacs_ecr.BatchGetImage, awacs_ecr.GetDownloadUrlForLayer],
+            Resource=[repo_arn],
+        ),
+        Statement(
+            Sid="WriteLogs",
+            Effect=Allow,
+            Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
+            Resource=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${LogGroupName}:*")],
+        ),
+        Statement(Sid="ReadHubSecrets", Effect=Allow, Action=[awacs_sm.GetSecretValue], Resource=secret_arns),
+    ]

@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import json
 
-from awacs import ecr as awacs_ecr
 from awacs import ecs as awacs_ecs
 from awacs import iam as awacs_iam
-from awacs import logs as awacs_logs
 from awacs import s3 as awacs_s3
-from awacs import secretsmanager as awacs_sm
 from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
 from awacs.sts import AssumeRole
 from troposphere import (
@@ -66,7 +63,7 @@ from lakehub.network import (
     add_schedule_conditions_and_rules,
     add_schedule_params,
 )
-from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, objects_arn
+from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import DEFAULT_USER_PROFILES, FARGATE_SIZES, Settings
 
@@ -307,7 +304,6 @@ def add_tier_role(b: Builder) -> iam.Role:
     """The tier role: the tier's data-lake prefixes, its notebook folder, the lake's KMS key."""
     data_bucket = Ref(names.DATA_BUCKET_NAME)
     notebook_bucket = Ref(names.NOTEBOOK_BUCKET_NAME)
-    notebook_prefix = Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/")
     # IAM needs one ARN per prefix and CloudFormation has no loop: the list is padded to
     # MAX_DATA_PREFIXES and the empty slots dropped by conditions (HasDataPrefix2...).
     data_objects = [
@@ -326,14 +322,7 @@ def add_tier_role(b: Builder) -> iam.Role:
             Condition=Condition(StringLike("s3:prefix", list_patterns)),
         ),
         Statement(Sid="ReadData", Effect=Allow, Action=S3_READ, Resource=data_objects),
-        Statement(
-            Sid="ListNotebooks",
-            Effect=Allow,
-            Action=[awacs_s3.ListBucket],
-            Resource=[bucket_arn(notebook_bucket)],
-            Condition=Condition(StringLike("s3:prefix", [notebook_prefix, Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/*")])),
-        ),
-        Statement(Sid="ReadWriteNotebooks", Effect=Allow, Action=S3_READ + S3_WRITE, Resource=[objects_arn(notebook_bucket, notebook_prefix)]),
+        *tier_notebook_statements(notebook_bucket),
     ]
     policies = [
         iam.Policy(PolicyName="tier-data", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements)),
@@ -467,7 +456,6 @@ def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
         If("UseOidc", secret_name_arn(OAUTH_CLIENT_SECRET_ARN), Ref("AWS::NoValue")),
         If("UseLdap", secret_name_arn(LDAP_BIND_PASSWORD_SECRET_ARN), Ref("AWS::NoValue")),
     ]
-    repo_arn = Sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${PlatformName}/hub")
     return b.add(
         iam.Role(
             "ExecutionRole",
@@ -478,22 +466,7 @@ def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
                     PolicyName="task-execution",
                     PolicyDocument=PolicyDocument(
                         Version="2012-10-17",
-                        Statement=[
-                            Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
-                            Statement(
-                                Sid="PullHubImage",
-                                Effect=Allow,
-                                Action=[awacs_ecr.BatchCheckLayerAvailability, awacs_ecr.BatchGetImage, awacs_ecr.GetDownloadUrlForLayer],
-                                Resource=[repo_arn],
-                            ),
-                            Statement(
-                                Sid="WriteLogs",
-                                Effect=Allow,
-                                Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
-                                Resource=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${LogGroupName}:*")],
-                            ),
-                            Statement(Sid="ReadTierSecrets", Effect=Allow, Action=[awacs_sm.GetSecretValue], Resource=secret_arns),
-                        ],
+                        Statement=hub_runtime_statements(secret_arns),
                     ),
                 )
             ],
