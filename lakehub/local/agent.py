@@ -238,8 +238,9 @@ class LocalAgent:
             argv[0] = sys.executable
         elif "/" not in exe:
             argv[0] = str(bin_dir / exe) if (bin_dir / exe).exists() else (shutil.which(exe) or exe)
-        if Path(argv[0]).name == "jupyterhub-singleuser" and os.geteuid() == 0 and "--allow-root" not in argv:
-            argv.append("--allow-root")
+        singleuser = Path(argv[0]).name == "jupyterhub-singleuser" or argv[1:3] == ["-m", "jupyterhub.singleuser"]
+        if singleuser and os.geteuid() == 0 and "--allow-root" not in argv:
+            argv.append("--allow-root")  # the emulator's tasks run as this machine's user
         return argv
 
     def _environment(self, container_def: dict, override: dict, task_def: dict, task_id: str, port: int) -> dict:
