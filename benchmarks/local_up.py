@@ -127,7 +127,7 @@ def one_run(with_servers: bool) -> dict:
                       supervisor_ready_s=state.get("ready_seconds"), platform_rss_mb=round(rss / 2**20, 1),
                       processes=count, tiers=len(tiers))
         if with_servers:
-            sys.path.insert(0, str(ROOT))
+            sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
             from tests.local.helpers import user_server
 
             for tier in state["tiers"]:

@@ -122,21 +122,21 @@ def test_up_ends_with_tiers_urls_users_and_the_emulator(platform):
 def test_pii_member_reads_pii_and_is_refused_nonpii(platform):
     tier = platform.tier("pii")
     server = user_server(tier, tier["users"][0])
-    out = server.run(PROBE.format(bucket=platform.state()["outputs"]["DataBucketName"]))
+    out = server.run("python3", PROBE.format(bucket=platform.state()["outputs"]["DataBucketName"]))
     assert out.split() == ["pii:", "read", "nonpii:", "AccessDenied"]
 
 
 def test_nonpii_member_reads_nonpii_and_is_refused_pii(platform):
     tier = platform.tier("nonpii")
     server = user_server(tier, tier["users"][0])
-    out = server.run(PROBE.format(bucket=platform.state()["outputs"]["DataBucketName"]))
+    out = server.run("python3", PROBE.format(bucket=platform.state()["outputs"]["DataBucketName"]))
     assert out.split() == ["pii:", "AccessDenied", "nonpii:", "read"]
 
 
 def test_user_servers_run_with_the_tier_role_from_the_templates(platform):
     tier = platform.tier("pii")
     server = user_server(tier, tier["users"][0])
-    out = server.run("import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])")
+    out = server.run("python3", "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])")
     role_arn = platform.state()["outputs"]["TierPiiRoleArn"]
     assert f":assumed-role/{role_arn.rsplit('/', 1)[-1]}/" in out
 
