@@ -38,19 +38,16 @@ from troposphere import (
     Ref,
     Sub,
     cloudwatch,
-    cognito,
     ec2,
     elasticloadbalancingv2 as elb,
     iam,
     route53,
-    secretsmanager,
 )
 from troposphere.policies import CreationPolicy, ResourceSignal
 
 from lakehub import names
 from lakehub import tier as tier_mod
 from lakehub.common import Builder, custom_resource, platform_tags
-from lakehub.rules import add_checkov_skip
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
 from lakehub.settings import Settings
 
@@ -483,56 +480,20 @@ def hub_tags(*extra):
 
 
 def add_secrets(b: Builder):
-    cookie = b.add(
-        secretsmanager.Secret(
-            "CookieSecret",
-            Name=Sub("${PlatformName}/hubs/${AWS::StackName}/cookie-secret"),
-            Description="lakehub on-demand hub cookie secret (signs users' sessions)",
-            GenerateSecretString=secretsmanager.GenerateSecretString(PasswordLength=64, ExcludePunctuation=True),
-            Tags=hub_tags(),
-        )
-    )
-    add_checkov_skip(
-        cookie,
-        "CKV_AWS_149",
-        "Encrypted with the account's aws/secretsmanager key; only this hub's instance role may read it (ReadHubSecrets), and it never leaves the account, so a customer-managed key (needed for cross-account sharing) adds cost only",
-    )
+    # Cognito accepts plain http only for localhost: the Session Manager tunnel.
     local, public = Sub("http://localhost:${LocalPort}/hub"), Sub("https://" + PUBLIC_HOST + "/hub")
     callbacks = If("UseLoadBalancer", [Sub("${U}/oauth_callback", U=local), Sub("${U}/oauth_callback", U=public)], [Sub("${U}/oauth_callback", U=local)])
     logouts = If("UseLoadBalancer", [Sub("${U}/login", U=local), Sub("${U}/login", U=public)], [Sub("${U}/login", U=local)])
-    client = b.add(
-        cognito.UserPoolClient(
-            "UserPoolClient",
-            Condition="UseCognito",
-            UserPoolId=Ref(names.USER_POOL_ID),
-            ClientName=Sub("${PlatformName}-${TierName}-hub-${Owner}"),
-            GenerateSecret=True,
-            AllowedOAuthFlowsUserPoolClient=True,
-            AllowedOAuthFlows=["code"],
-            AllowedOAuthScopes=["openid", "email", "profile"],
-            # Cognito accepts plain http only for localhost: the Session Manager tunnel.
-            CallbackURLs=callbacks,
-            LogoutURLs=logouts,
-            SupportedIdentityProviders=["COGNITO"],
-            PreventUserExistenceErrors="ENABLED",
-            EnableTokenRevocation=True,
-            AccessTokenValidity=1,
-            IdTokenValidity=1,
-            RefreshTokenValidity=1,
-            TokenValidityUnits=cognito.TokenValidityUnits(AccessToken="hours", IdToken="hours", RefreshToken="days"),
-        )
+    return tier_mod.add_hub_secrets(
+        b,
+        "${PlatformName}/hubs/${AWS::StackName}",
+        "lakehub on-demand hub",
+        "this hub's instance role",
+        Sub("${PlatformName}-${TierName}-hub-${Owner}"),
+        callbacks,
+        logouts,
+        hub_tags(),
     )
-    client_secret = b.add(
-        secretsmanager.Secret(
-            "CognitoClientSecret",
-            Condition="UseCognito",
-            Name=Sub("${PlatformName}/hubs/${AWS::StackName}/cognito-client-secret"),
-            Description="lakehub on-demand hub: its Cognito app client secret",
-            SecretString=GetAtt(client, "ClientSecret"),
-            Tags=hub_tags(),
-        )
-    )
-    return cookie, client, client_secret
 
 
 def add_security_group(b: Builder) -> ec2.SecurityGroup:
@@ -672,10 +633,6 @@ def user_data(cookie, client_secret) -> Base64:
     return Base64(Sub(text, **variables))
 
 
-def secret_name_arn(param: str) -> Sub:
-    return tier_mod.secret_name_arn(param)
-
-
 def add_instance(b: Builder, profile, sg, cookie, client_secret) -> ec2.Instance:
     image = If("IsGpu", Ref(AMI_GPU_X86), If("IsArm", Ref(AMI_ARM64), Ref(AMI_X86)))
     return b.add(
@@ -796,7 +753,7 @@ def build_hub_instance(settings: Settings):
     # The cookie secret and the sign-in mode's secret (every mode has exactly one).
     secrets = [
         Ref(cookie),
-        If("UseCognito", Ref(client_secret), If("UseOidc", secret_name_arn(tier_mod.OAUTH_CLIENT_SECRET_ARN), secret_name_arn(tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN))),
+        If("UseCognito", Ref(client_secret), If("UseOidc", tier_mod.secret_name_arn(tier_mod.OAUTH_CLIENT_SECRET_ARN), tier_mod.secret_name_arn(tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN))),
     ]
     role = add_instance_role(b, settings, secrets)
     profile = b.add(iam.InstanceProfile("InstanceProfile", Path=role_path(), Roles=[Ref(role)]))

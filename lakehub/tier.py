@@ -386,33 +386,36 @@ def awacs_kms_action(name: str):
     return getattr(kms, name)
 
 
-def add_secrets(b: Builder):
+def add_hub_secrets(b: Builder, secret_path: str, what: str, reader: str, client_name: Sub, callbacks, logouts, tags):
+    """A hub's sign-in secrets: its generated cookie secret and, in cognito mode, its app client
+    on the platform's user pool with the client secret kept in Secrets Manager. Shared by the
+    tier (ECS) and the on-demand hub (EC2). `secret_path` is the Sub prefix of the secrets' names."""
     cookie = b.add(
         secretsmanager.Secret(
             "CookieSecret",
-            Name=Sub("${PlatformName}/${TierName}/cookie-secret"),
-            Description="lakehub hub cookie secret (signs users' sessions)",
+            Name=Sub(secret_path + "/cookie-secret"),
+            Description=f"{what} cookie secret (signs users' sessions)",
             GenerateSecretString=secretsmanager.GenerateSecretString(PasswordLength=64, ExcludePunctuation=True),
-            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+            Tags=tags,
         )
     )
     add_checkov_skip(
         cookie,
         "CKV_AWS_149",
-        "Encrypted with the account's aws/secretsmanager key; only the tier's execution role may read it (ReadTierSecrets), and it never leaves the account, so a customer-managed key (needed for cross-account sharing) adds cost only",
+        f"Encrypted with the account's aws/secretsmanager key; only {reader} may read it (ReadHubSecrets), and it never leaves the account, so a customer-managed key (needed for cross-account sharing) adds cost only",
     )
     client = b.add(
         cognito.UserPoolClient(
             "UserPoolClient",
             Condition="UseCognito",
             UserPoolId=Ref(names.USER_POOL_ID),
-            ClientName=Sub("${PlatformName}-${TierName}"),
+            ClientName=client_name,
             GenerateSecret=True,
             AllowedOAuthFlowsUserPoolClient=True,
             AllowedOAuthFlows=["code"],
             AllowedOAuthScopes=["openid", "email", "profile"],
-            CallbackURLs=[Sub("https://${HostName}.${DomainName}/hub/oauth_callback")],
-            LogoutURLs=[Sub("https://${HostName}.${DomainName}/hub/logout")],
+            CallbackURLs=callbacks,
+            LogoutURLs=logouts,
             SupportedIdentityProviders=["COGNITO"],
             PreventUserExistenceErrors="ENABLED",
             EnableTokenRevocation=True,
@@ -426,11 +429,25 @@ def add_secrets(b: Builder):
         secretsmanager.Secret(
             "CognitoClientSecret",
             Condition="UseCognito",
-            Name=Sub("${PlatformName}/${TierName}/cognito-client-secret"),
-            Description="lakehub: the tier's Cognito app client secret",
+            Name=Sub(secret_path + "/cognito-client-secret"),
+            Description=f"{what}: its Cognito app client secret",
             SecretString=GetAtt(client, "ClientSecret"),
-            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+            Tags=tags,
         )
+    )
+    return cookie, client, client_secret
+
+
+def add_secrets(b: Builder):
+    cookie, client, client_secret = add_hub_secrets(
+        b,
+        "${PlatformName}/${TierName}",
+        "lakehub tier hub",
+        "the tier's execution role",
+        Sub("${PlatformName}-${TierName}"),
+        [Sub("https://${HostName}.${DomainName}/hub/oauth_callback")],
+        [Sub("https://${HostName}.${DomainName}/hub/logout")],
+        platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
     )
     b.add(
         cognito.UserPoolGroup(
