@@ -51,6 +51,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lakehub.emulator import DEFAULT_REGION, LOOPBACK, free_port
 from lakehub.errors import LakehubError
+from lakehub.local.processes import terminate_group
 
 log = logging.getLogger("lakehub.local.agent")
 
@@ -146,7 +147,7 @@ class LocalAgent:
             self._thread.join(timeout=30)
         for arn in list(self.tasks):
             local = self.tasks.pop(arn)
-            self._terminate(local)
+            terminate_group(local.process, timeout=10)
             if stop_tasks:
                 self._stop_task(local, "lakehub local agent stopped")
 
@@ -194,7 +195,7 @@ class LocalAgent:
         for arn, local in list(self.tasks.items()):
             if arn not in live:
                 log.info("local agent: task %s stopped; ending its process", arn)
-                self._terminate(local)
+                terminate_group(local.process, timeout=10)
                 del self.tasks[arn]
             elif local.process.poll() is not None:
                 code = local.process.returncode
@@ -302,23 +303,6 @@ class LocalAgent:
         self.ecs.tag_resource(
             resourceArn=arn, tags=[{"key": TAG_LOCAL_ENDPOINT, "value": f"{self.host}:{port}"}]
         )
-
-    def _terminate(self, local: LocalTask, timeout: float = 10) -> None:
-        proc = local.process
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=timeout)
 
     def _stop_task(self, local: LocalTask, reason: str) -> None:
         try:

@@ -42,6 +42,7 @@ from lakehub import names
 from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
 from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
 from lakehub.errors import LakehubError
+from lakehub.local.processes import terminate_group
 from lakehub.local.state import LOG_FILE, StateDir
 
 log = logging.getLogger("lakehub.local")
@@ -446,7 +447,7 @@ class LocalPlatform:
             except Exception:  # noqa: BLE001 - keep stopping the rest
                 log.exception("stopping the agent")
         for name, proc in reversed(self.children):
-            _terminate(proc)
+            terminate_group(proc)
         if self.idp is not None:
             self.idp.stop()
         if self.creds is not None:
@@ -493,23 +494,6 @@ def unmodelled_types() -> list[dict]:
         return json.loads(proc.stdout)
     except ValueError:
         return []
-
-
-def _terminate(proc: subprocess.Popen, timeout: float = 15) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=timeout)
 
 
 def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "", say=None, on_ready=None) -> int:
