@@ -28,6 +28,34 @@ def moto_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def local_emulator(tmp_path_factory):
+    """The local environment's emulator (moto plus the local Lambda runner and its fixes,
+    lakehub.local.emulator_server) on loopback; its endpoint URL. Tests use unique stack names."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from lakehub.emulator import free_port
+
+    port = free_port()
+    work = tmp_path_factory.mktemp("local-emulator")
+    proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work)],
+                            cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
 @pytest.fixture
 def aws_env(moto_server, monkeypatch):
     """Point boto3 in this process at the emulator with dummy credentials."""

@@ -10,14 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from lakehub.deploy import check_parameters, deploy, parse_parameter, read_parameters_file, template_url_for
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, free_port
+from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from lakehub.errors import LakehubError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,32 +104,13 @@ def test_without_credentials_deploy_says_so_in_one_line(tmp_path, monkeypatch):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    port = free_port()
-    work = tmp_path_factory.mktemp("emulator")
-    proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work)],
-                            cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 @pytest.fixture
-def emulator_env(emulator, monkeypatch):
+def emulator_env(local_emulator, monkeypatch):
     for key, value in {"AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return emulator
+    return local_emulator
 
 
 @pytest.mark.e2e

@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import boto3
 import botocore.session
 import pytest
 
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, free_port
+from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from lakehub.errors import LakehubError
 from lakehub.local.credentials import CredentialsServer
 from lakehub.local.state import StateDir
@@ -131,25 +130,6 @@ Outputs:
   Greeting: {Value: !GetAtt Thing.Greeting}
   Physical: {Value: !Ref Thing}
 '''
-
-
-@pytest.fixture(scope="module")
-def local_emulator(tmp_path_factory):
-    port = free_port()
-    work = tmp_path_factory.mktemp("emulator")
-    proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work)],
-                            cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 @pytest.mark.e2e
