@@ -27,10 +27,8 @@ Where the emulator differs from AWS, the rehearsal says so instead of papering o
 from __future__ import annotations
 
 import base64
-import datetime
 import importlib.util
 import io
-import ipaddress
 import json
 import ssl
 import sys
@@ -52,6 +50,7 @@ from lakehub import hub_instance as hi
 from lakehub import tier as tier_mod
 from lakehub.assets import TEMPLATES_DIR
 from lakehub.cfn_template import Resolver, load
+from lakehub.idp.ldap import make_ca_and_cert
 from lakehub.settings import default_settings
 
 pytestmark = pytest.mark.e2e
@@ -544,38 +543,12 @@ def test_tier_launch_makes_the_tier_on_the_platform(aws, platform, tier_launch):
 
 
 # --------------------------------------------------------------------------- the seeding function
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return tmp / "cert.pem", tmp / "key.pem"
-
-
 class ResponseURL:
     """CloudFormation's pre-signed response URL, on loopback over HTTPS (crhelper answers
     only over HTTPS); keeps the answers."""
 
     def __init__(self, tmp: Path):
-        self.cert, key = _self_signed(tmp)
+        self.cert, server_cert, key = make_ca_and_cert(tmp)  # self.cert: the CA clients trust
         self.answers: list[dict] = []
         outer = self
 
@@ -592,7 +565,7 @@ class ResponseURL:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, key)
+        ctx.load_cert_chain(server_cert, key)
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/cloudformation-custom-resource-response/{uuid.uuid4()}?X-Amz-Signature=rehearsal"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

@@ -17,10 +17,8 @@
 
 from __future__ import annotations
 
-import datetime
 import importlib.util
 import io
-import ipaddress
 import json
 import ssl
 import sys
@@ -33,6 +31,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+
+from lakehub.idp.ldap import make_ca_and_cert
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS = ROOT / "lambdas"
@@ -82,37 +82,6 @@ def client(emulator):
 
 
 # --------------------------------------------------------------------------- response URL
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=4))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cfn-response.pem", tmp / "cfn-response.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 class ResponseServer:
     """Records what CloudFormation's response URL receives."""
 
@@ -160,9 +129,9 @@ class ResponseServer:
 
 @pytest.fixture(scope="session")
 def _response_server(tmp_path_factory):
-    cert, key = _self_signed(tmp_path_factory.mktemp("cfn-response"))
+    ca, cert, key = make_ca_and_cert(tmp_path_factory.mktemp("cfn-response"))
     server = ResponseServer(cert, key)
-    server.cert = cert
+    server.cert = ca  # what the handlers trust (SSL_CERT_FILE)
     yield server
     server.stop()
 
