@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakehub.errors import LakehubError
+from lakehub.processes import terminate_group
 
 LOOPBACK = "127.0.0.1"
 # Dummy credentials: moto accepts any key; these work nowhere real.
@@ -78,13 +79,7 @@ class MotoServer:
         urllib.request.urlopen(req, timeout=10).read()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        terminate_group(self.process, timeout=10)
 
 
 def moto_server_command() -> list[str]:

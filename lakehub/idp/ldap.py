@@ -23,7 +23,6 @@ import ipaddress
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakehub.errors import LakehubError
+from lakehub.processes import terminate_group
 
 LOOPBACK = "127.0.0.1"
 BASE_DN = "dc=lakehub,dc=test"
@@ -134,16 +134,7 @@ class LdapServer:
         return env
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        terminate_group(self.process, timeout=10)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

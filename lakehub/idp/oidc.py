@@ -294,16 +294,9 @@ class OidcServer:
     url = issuer
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        from lakehub.processes import terminate_group  # here: this file also runs as the provider itself
+
+        terminate_group(self.process, timeout=10)
         config = self.workdir / "oidc.json"
         config.unlink(missing_ok=True)
 

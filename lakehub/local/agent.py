@@ -51,7 +51,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lakehub.emulator import DEFAULT_REGION, LOOPBACK, free_port
 from lakehub.errors import LakehubError
-from lakehub.local.processes import terminate_group
+from lakehub.processes import terminate_group
 
 log = logging.getLogger("lakehub.local.agent")
 

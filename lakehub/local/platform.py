@@ -42,7 +42,7 @@ from lakehub import names
 from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
 from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
 from lakehub.errors import LakehubError
-from lakehub.local.processes import terminate_group
+from lakehub.processes import terminate_group
 from lakehub.local.state import LOG_FILE, StateDir
 
 log = logging.getLogger("lakehub.local")

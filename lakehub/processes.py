@@ -1,4 +1,4 @@
-"""Stopping the local environment's child processes, each the leader of its own process group."""
+"""Stopping child processes that lead their own process group (servers started with start_new_session=True)."""
 
 from __future__ import annotations
 
