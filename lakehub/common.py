@@ -147,6 +147,22 @@ def add_assets_params(b: Builder, group: str = "Assets (templates and functions)
     )
 
 
+IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+
+
+def add_image_tag_param(b: Builder, group: str, label: str = "Hub image tag", description: str = "Tag of the hub image in the platform's repository") -> Parameter:
+    """The hub image tag (main, pipeline, tier and on-demand hub share its constraint)."""
+    return b.param(
+        names.IMAGE_TAG,
+        group,
+        label,
+        description,
+        Default="latest",
+        AllowedPattern=IMAGE_TAG_PATTERN,
+        ConstraintDescription="a Docker image tag",
+    )
+
+
 def add_log_retention_param(b: Builder, default: int, group: str) -> Parameter:
     from lakehub.settings import LOG_RETENTION_CHOICES
 

@@ -47,7 +47,7 @@ from troposphere.policies import CreationPolicy, ResourceSignal
 
 from lakehub import names
 from lakehub import tier as tier_mod
-from lakehub.common import Builder, custom_resource, platform_tags
+from lakehub.common import Builder, add_image_tag_param, custom_resource, platform_tags
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
 from lakehub.settings import Settings
 
@@ -269,15 +269,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedValues=["1", "2"],
         ConstraintDescription="1 or 2",
     )
-    b.param(
-        names.IMAGE_TAG,
-        g,
-        "Hub image tag",
-        "Tag of the hub image in the platform's repository",
-        Default="latest",
-        AllowedPattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
-        ConstraintDescription="a Docker image tag",
-    )
+    add_image_tag_param(b, g)
     for name, (label, path) in AMI_PARAMETERS.items():
         b.param(
             name,

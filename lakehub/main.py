@@ -15,7 +15,7 @@ from troposphere import Equals, GetAtt, If, Join, Ref, Sub, Template, cloudforma
 from lakehub import names
 from lakehub import tier as tier_mod
 from lakehub.cluster import AUTH_MODES, add_domain_params
-from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags, template_url
+from lakehub.common import Builder, add_image_tag_param, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags, template_url
 from lakehub.network import (
     BUSINESS_DAYS,
     BUSINESS_HOURS_END,
@@ -149,15 +149,7 @@ def add_common_parameters(b: Builder, settings: Settings, existing_vpc: bool) ->
         AllowedValues=list(SOURCE_TYPES),
         ConstraintDescription="s3 or codecommit",
     )
-    b.param(
-        names.IMAGE_TAG,
-        g,
-        "Hub image tag",
-        "Tag of the hub image the tiers run; the first deploy builds it",
-        Default="latest",
-        AllowedPattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
-        ConstraintDescription="a Docker image tag",
-    )
+    add_image_tag_param(b, g, description="Tag of the hub image the tiers run; the first deploy builds it")
     pipeline_template = build_pipeline(settings)
     p = pipeline_template.parameters[IMAGE_PLATFORMS]
     b.param(IMAGE_PLATFORMS, g, "Image platforms", p.properties["Description"], **{k: v for k, v in p.properties.items() if k not in ("Type", "Description")})

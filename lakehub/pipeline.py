@@ -39,7 +39,7 @@ from troposphere import (
 from troposphere import cloudformation
 
 from lakehub import names
-from lakehub.common import Builder, custom_resource, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.common import Builder, add_image_tag_param, custom_resource, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
 from lakehub.functions import LOGS_AWS_KEY, add_function
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings
@@ -89,15 +89,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[0-9a-zA-Z!_.'()/-]+\.zip$",
         ConstraintDescription="an S3 key ending in .zip (letters, digits, !_.'()/- ; no '*')",
     )
-    b.param(
-        names.IMAGE_TAG,
-        "Hub image source",
-        "Image tag to wait for",
-        "Tag of the hub image the tiers run; the first deploy builds it",
-        Default="latest",
-        AllowedPattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
-        ConstraintDescription="a Docker image tag",
-    )
+    add_image_tag_param(b, "Hub image source", "Image tag to wait for", "Tag of the hub image the tiers run; the first deploy builds it")
     b.param(
         IMAGE_PLATFORMS,
         "Hub image source",

@@ -52,7 +52,7 @@ from troposphere import (
 
 from lakehub import names
 from lakehub.assets import function_hash
-from lakehub.common import Builder, custom_resource, platform_tags
+from lakehub.common import Builder, add_image_tag_param, custom_resource, platform_tags
 from lakehub.network import (
     BUSINESS_DAYS,
     BUSINESS_HOURS_END,
@@ -219,7 +219,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     )
     b.param(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", type="Number", Default=DEFAULT_IDLE_TIMEOUT, MinValue=300, MaxValue=86400, ConstraintDescription="300 to 86400 seconds")
     add_schedule_params(b, "the tier's hub (and in per-user mode its users' servers) stops")
-    b.param(names.IMAGE_TAG, "Capacity", "Hub image tag", "Tag of the hub image in the platform's repository", Default="latest", AllowedPattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", ConstraintDescription="a Docker image tag")
+    add_image_tag_param(b, "Capacity")
     b.param(LISTENER_PRIORITY, "Capacity", "Listener rule priority", "Priority of the tier's rule on the HTTPS listener; 0 picks the lowest free one", type="Number", Default=0, MinValue=0, MaxValue=50000, ConstraintDescription="0 to 50000")
 
     g = "Sign-in (oidc and ldap modes only)"
