@@ -62,6 +62,13 @@ class Builder:
         self._labels[name] = label
         return p
 
+    def copy_param(self, child: Template, name: str, group: str) -> Parameter:
+        """Declare a parameter exactly as a nested template declares it (type, constraints,
+        description, label), for an entry point that passes it down unchanged."""
+        props = dict(child.parameters[name].properties)
+        labels = child.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"]
+        return self.param(name, group, labels[name]["default"], props.pop("Description"), type=props.pop("Type"), **props)
+
     def output(self, name: str, value: Any, description: str, export: bool = False) -> Output:
         kwargs: dict[str, Any] = {"Description": description, "Value": value}
         if export:

@@ -14,18 +14,17 @@ from troposphere import Equals, GetAtt, If, Join, Ref, Sub, Template, cloudforma
 
 from lakehub import names
 from lakehub import tier as tier_mod
-from lakehub.cluster import AUTH_MODES, add_domain_params
-from lakehub.common import Builder, add_image_tag_param, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags, template_url
+from lakehub.cluster import add_domain_params
+from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags, template_url
 from lakehub.network import (
     BUSINESS_DAYS,
     BUSINESS_HOURS_END,
     BUSINESS_HOURS_START,
-    EGRESS_MODES,
     SCHEDULE,
     SCHEDULE_TIMEZONE,
     add_schedule_params,
 )
-from lakehub.pipeline import IMAGE_PLATFORMS, SOURCE_TYPES, build_pipeline
+from lakehub.pipeline import IMAGE_PLATFORMS
 from lakehub.settings import Settings, TierSettings
 
 SIGN_IN_GROUP = "Sign-in"
@@ -64,25 +63,15 @@ def out(stack: str, name: str) -> GetAtt:
     return GetAtt(stack, f"Outputs.{name}")
 
 
-def add_common_parameters(b: Builder, settings: Settings, existing_vpc: bool) -> None:
+def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Template], existing_vpc: bool) -> None:
+    """main's parameters: most are a nested template's own, copied as it declares them."""
     add_platform_name_param(b)
     add_assets_params(b)
     add_domain_params(b)
-    b.param(
-        names.AUTH_MODE,
-        SIGN_IN_GROUP,
-        "Sign-in mode",
-        "cognito: a Cognito user pool made by the platform; oidc: your OpenID Connect provider; ldap: your LDAP or Active Directory",
-        Default="cognito",
-        AllowedValues=list(AUTH_MODES),
-        ConstraintDescription="cognito, oidc or ldap",
-    )
+    b.copy_param(children[names.CLUSTER_TEMPLATE], names.AUTH_MODE, SIGN_IN_GROUP)
     # oidc / ldap settings, handed to every tier
-    tier_template = tier_mod.build_tier(settings)
     for name in tier_mod.SIGN_IN_PARAMS:
-        p = tier_template.parameters[name]
-        props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
-        b.param(name, SIGN_IN_GROUP, _label(name), p.properties["Description"], **props)
+        b.copy_param(children[names.TIER_TEMPLATE], name, SIGN_IN_GROUP)
     g = "Network"
     if existing_vpc:
         b.param(names.VPC_ID, g, "VPC", "Your VPC", type="AWS::EC2::VPC::Id")
@@ -102,76 +91,18 @@ def add_common_parameters(b: Builder, settings: Settings, existing_vpc: bool) ->
         ):
             b.param(name, g, label, f"Your {what}", type="AWS::EC2::Subnet::Id")
     else:
-        b.param(
-            names.VPC_CIDR,
-            g,
-            "VPC CIDR block",
-            "Address range of the new VPC (/16 to /18); four /20 subnets are cut from its start",
-            Default="10.20.0.0/16",
-            AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/1[6-8]$",
-            ConstraintDescription="a CIDR block from /16 to /18, such as 10.20.0.0/16",
-        )
-        b.param(
-            names.EGRESS_MODE,
-            g,
-            "Egress for private subnets",
-            "nat-instance: one small self-healing NAT instance (cheapest); nat-gateway: a managed NAT gateway per AZ",
-            Default="nat-instance",
-            AllowedValues=list(EGRESS_MODES),
-            ConstraintDescription="nat-instance or nat-gateway",
-        )
-    g = "Data lake"
-    b.param(
-        names.DATA_LAKE_BUCKET_NAME,
-        g,
-        "Existing data-lake bucket",
-        "Name of your S3 data-lake bucket; leave empty to create a demo lake bucket",
-        Default="",
-        AllowedPattern=r"^$|^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$",
-        ConstraintDescription="empty, or an S3 bucket name",
-    )
-    b.param(
-        names.DATA_LAKE_KMS_KEY_ARN,
-        g,
-        "Data-lake KMS key ARN",
-        "KMS key the data lake is encrypted with (SSE-KMS); leave empty for SSE-S3",
-        Default="",
-        AllowedPattern=r"^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$",
-        ConstraintDescription="empty, or a KMS key ARN",
-    )
+        b.copy_param(children[names.NETWORK_TEMPLATE], names.VPC_CIDR, g)
+        b.copy_param(children[names.NETWORK_TEMPLATE], names.EGRESS_MODE, g)
+    for name in (names.DATA_LAKE_BUCKET_NAME, names.DATA_LAKE_KMS_KEY_ARN):
+        b.copy_param(children[names.STORAGE_TEMPLATE], name, "Data lake")
     g = "Hub image"
-    b.param(
-        names.SOURCE_TYPE,
-        g,
-        "Source of the hub image",
-        "s3: a zip in the assets bucket (lakehub publish uploads one); codecommit: a new CodeCommit repository",
-        Default="s3",
-        AllowedValues=list(SOURCE_TYPES),
-        ConstraintDescription="s3 or codecommit",
-    )
-    add_image_tag_param(b, g, description="Tag of the hub image the tiers run; the first deploy builds it")
-    pipeline_template = build_pipeline(settings)
-    p = pipeline_template.parameters[IMAGE_PLATFORMS]
-    b.param(IMAGE_PLATFORMS, g, "Image platforms", p.properties["Description"], **{k: v for k, v in p.properties.items() if k not in ("Type", "Description")})
+    for name in (names.SOURCE_TYPE, names.IMAGE_TAG, IMAGE_PLATFORMS):
+        b.copy_param(children[names.PIPELINE_TEMPLATE], name, g)
     add_schedule_params(b, "the tiers' hubs (and users' servers) and the NAT instance stop")
     add_log_retention_param(b, settings.log_retention_days, "Logging")
 
 
 SCHEDULE_PARAMS = (SCHEDULE, SCHEDULE_TIMEZONE, BUSINESS_HOURS_START, BUSINESS_HOURS_END, BUSINESS_DAYS)
-
-
-def _label(name: str) -> str:
-    labels = {
-        tier_mod.OIDC_ISSUER: "OIDC issuer URL",
-        tier_mod.OAUTH_CLIENT_ID: "OIDC client ID",
-        tier_mod.OAUTH_CLIENT_SECRET_ARN: "OIDC client secret (Secrets Manager name)",
-        tier_mod.LDAP_URL: "LDAP URL",
-        tier_mod.LDAP_BIND_DN: "LDAP bind DN",
-        tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN: "LDAP bind password (Secrets Manager name)",
-        tier_mod.LDAP_USER_SEARCH_BASE: "LDAP user search base",
-        tier_mod.LDAP_GROUP_SEARCH_BASE: "LDAP group search base",
-    }
-    return labels[name]
 
 
 def tier_parameters(tier: TierSettings, image_tag: Any) -> dict[str, Any]:
@@ -242,7 +173,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
     what = "an existing VPC" if existing_vpc else "a new VPC"
     tiers = ", ".join(t.name for t in settings.tiers)
     b = Builder(f"lakehub: multi-tenant JupyterHub over an S3 data lake on ECS Fargate, in {what}; tiers: {tiers}")
-    add_common_parameters(b, settings, existing_vpc)
+    add_common_parameters(b, settings, children, existing_vpc)
 
     common = {
         names.PLATFORM_NAME: Ref(names.PLATFORM_NAME),

@@ -89,7 +89,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[0-9a-zA-Z!_.'()/-]+\.zip$",
         ConstraintDescription="an S3 key ending in .zip (letters, digits, !_.'()/- ; no '*')",
     )
-    add_image_tag_param(b, "Hub image source", "Image tag to wait for", "Tag of the hub image the tiers run; the first deploy builds it")
+    add_image_tag_param(b, "Hub image source", description="Tag of the hub image the tiers run; the first deploy builds it")
     b.param(
         IMAGE_PLATFORMS,
         "Hub image source",
