@@ -89,23 +89,7 @@ def main(argv=None) -> int:
         s3.create_bucket(Bucket=bucket)
         creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
         port = H.free_port()
-        if args.idp == "oidc":
-            from lakehub.idp.oidc import start_oidc
-
-            idp = start_oidc(passwords, groups, redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"],
-                             workdir=work)
-            extra = {"LAKEHUB_AUTH_MODE": "oidc", "LAKEHUB_OIDC_ISSUER": idp.issuer,
-                     "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id, "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret}
-            sign_in = H.oidc_sign_in
-        else:
-            from lakehub.idp.ldap import start_ldap
-
-            idp = start_ldap(passwords, groups)
-            extra = {"LAKEHUB_AUTH_MODE": "ldap", "LAKEHUB_LDAP_URL": idp.url, "LAKEHUB_LDAP_CA_FILE": str(idp.ca_file),
-                     "LAKEHUB_LDAP_USER_SEARCH_BASE": idp.people_dn, "LAKEHUB_LDAP_BIND_DN": idp.bind_dn,
-                     "LAKEHUB_LDAP_BIND_PASSWORD": idp.bind_password,
-                     "LAKEHUB_LDAP_GROUP_SEARCH_BASE": idp.groups_dn}
-            sign_in = H.ldap_sign_in
+        idp, extra, sign_in = H.start_idp(args.idp, passwords, groups, port, work)
         extra["LAKEHUB_ALLOWED_GROUPS"] = "analysts"
         env = H.base_hub_env("bench", bucket, "tiers/bench", port, work, moto.endpoint_url, creds.url, extra)
         t0 = time.monotonic()

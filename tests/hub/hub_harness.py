@@ -166,6 +166,25 @@ def start_hub(env: dict, workdir: Path, timeout: float = 60.0) -> Hub:
     raise RuntimeError(f"jupyterhub did not answer within {timeout:.0f} s:\n{hub.log()[-4000:]}")
 
 
+def start_idp(mode: str, passwords: dict, groups: dict, hub_port: int, workdir: Path):
+    """A real identity provider on loopback for a hub on `hub_port`: (provider, the hub's sign-in
+    environment for it, the matching sign-in function). mode: oidc or ldap (LDAPS)."""
+    if mode == "oidc":
+        from lakehub.idp.oidc import start_oidc
+
+        idp = start_oidc(passwords, groups, redirect_uris=[f"http://127.0.0.1:{hub_port}/hub/oauth_callback"], workdir=workdir)
+        env = {"LAKEHUB_AUTH_MODE": "oidc", "LAKEHUB_OIDC_ISSUER": idp.issuer,
+               "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id, "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret}
+        return idp, env, oidc_sign_in
+    from lakehub.idp.ldap import start_ldap
+
+    idp = start_ldap(passwords, groups)
+    env = {"LAKEHUB_AUTH_MODE": "ldap", "LAKEHUB_LDAP_URL": idp.url, "LAKEHUB_LDAP_CA_FILE": str(idp.ca_file),
+           "LAKEHUB_LDAP_USER_SEARCH_BASE": idp.people_dn, "LAKEHUB_LDAP_BIND_DN": idp.bind_dn,
+           "LAKEHUB_LDAP_BIND_PASSWORD": idp.bind_password, "LAKEHUB_LDAP_GROUP_SEARCH_BASE": idp.groups_dn}
+    return idp, env, ldap_sign_in
+
+
 # ------------------------------------------------------------------------------------------
 # signing in, tokens, waiting for servers, the user's server: the shared client
 # ------------------------------------------------------------------------------------------

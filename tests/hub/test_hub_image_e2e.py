@@ -75,22 +75,7 @@ def tier(request, lake):
     passwords = {u: "pw-" + secrets.token_urlsafe(12) for u in (*MEMBERS, OUTSIDER)}
     groups = {TIER_GROUP: list(MEMBERS), OTHER_GROUP: [OUTSIDER]}
     prefix = f"tiers/{mode}-e2e"
-    if mode == "oidc":
-        from lakehub.idp.oidc import start_oidc
-
-        idp = start_oidc(passwords, groups, redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"],
-                         workdir=work)
-        extra = {"LAKEHUB_AUTH_MODE": "oidc", "LAKEHUB_OIDC_ISSUER": idp.issuer,
-                 "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id, "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret}
-        sign_in = H.oidc_sign_in
-    else:
-        from lakehub.idp.ldap import start_ldap
-
-        idp = start_ldap(passwords, groups)
-        extra = {"LAKEHUB_AUTH_MODE": "ldap", "LAKEHUB_LDAP_URL": idp.url, "LAKEHUB_LDAP_CA_FILE": str(idp.ca_file),
-                 "LAKEHUB_LDAP_USER_SEARCH_BASE": idp.people_dn, "LAKEHUB_LDAP_BIND_DN": idp.bind_dn,
-                 "LAKEHUB_LDAP_BIND_PASSWORD": idp.bind_password, "LAKEHUB_LDAP_GROUP_SEARCH_BASE": idp.groups_dn}
-        sign_in = H.ldap_sign_in
+    idp, extra, sign_in = H.start_idp(mode, passwords, groups, port, work)
     extra.update(LAKEHUB_ALLOWED_GROUPS=TIER_GROUP, LAKEHUB_DATA_BUCKET=lake["data_bucket"],
                  LAKEHUB_DATA_PREFIXES="pii/")
     env = H.base_hub_env(f"{mode}-e2e", lake["notebook_bucket"], prefix, port, work, lake["endpoint"],
