@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TASKCAT_VENV := .venv-taskcat
 CHECKOV_VENV := .venv-checkov
 STAMP := build/.stamps
-DEBIAN_PACKAGES := slapd ldap-utils r-base-core r-cran-irkernel r-cran-dplyr r-cran-ggplot2 r-cran-jsonlite r-cran-httr r-cran-reticulate
+DEBIAN_PACKAGES := slapd ldap-utils chromium r-base-core r-cran-irkernel r-cran-dplyr r-cran-ggplot2 r-cran-jsonlite r-cran-httr r-cran-reticulate
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup python-packages node-packages system-packages scanners templates check-templates test local local-down bench taskcat clean
@@ -30,9 +30,11 @@ $(STAMP)/node: package.json | $(STAMP)
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian packages: OpenLDAP (loopback identity provider for tests and local mode) and R.
+# Debian packages: OpenLDAP (loopback identity provider for tests and local mode), R, and
+# chromium (the browser that tests/browser drives through Playwright; Playwright's own browser
+# download cannot reach its host from here).
 system-packages: $(STAMP)/debian
-$(STAMP)/debian: | $(STAMP)
+$(STAMP)/debian: Makefile | $(STAMP)
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
