@@ -1,0 +1,831 @@
+"""Notebooks in S3 for the single-user servers: one S3 contents manager per mount, and the router.
+
+`TierContentsManager` is the server's contents manager (hub_images/singleuser/
+jupyter_server_config.py configures it). It mounts one `LakehubS3ContentsManager` per top-level
+folder -- `shared/` and the user's own folder -- and the root is a read-only listing of the
+mounts. Every call below a mount is handed to that mount with all of its arguments
+(`require_hash` included); moving and copying between mounts is done here, server-side in S3.
+
+`LakehubS3ContentsManager` extends s3contents' `S3ContentsManager` with what jupyter_server 2.x
+and JupyterLab 4 ask of a contents manager. We stay on s3contents 0.11.2: it is the last
+release for Python 3.11 (0.12+ implement `require_hash` but require Python >= 3.12), and both
+the hub image's Python and this project's are 3.11. What 0.11.2 lacks or gets wrong, and is
+done here instead:
+
+- `get(..., require_hash=True)`: `hash`/`hash_algorithm` (sha256 of the stored bytes, from the
+  same read as the content); the keys are always present (None unless asked), as in
+  FileContentsManager. 0.11.2 drops the flag and JupyterLab 4.6 cannot open any notebook.
+- deletes and renames: s3contents deletes through s3fs's `rm`, which sends a multi-object delete
+  (DeleteObjects) even for one key and ignores the per-key `Errors` of its 200 answer. The
+  emulator (moto) authorizes DeleteObjects against the bucket ARN, not per key as AWS does, so a
+  tier role allowed `s3:DeleteObject` only under its prefix gets every key back as AccessDenied
+  in a 200 -- and the file stayed, while s3contents reported success (a rename was a copy that
+  left the old name). Here one file is deleted with DeleteObject, and a folder with
+  DeleteObjects whose per-key errors raise an HTTP error. No version id is ever sent: on the
+  versioned notebook bucket a delete is a delete marker and old versions stay recoverable.
+- hidden files and folders (a name starting with ".") are refused (400 on writes, 404 on
+  reads) and not listed unless `allow_hidden`, as FileContentsManager does.
+- copy of files and folders (server-side CopyObject), to another mount as well.
+- chunked uploads (JupyterLab sends 1 MiB base64 chunks numbered 1, 2, ... and -1 for the last)
+  are streamed into an S3 multipart upload instead of being held in memory.
+- checkpoints live in S3 beside the file (`<folder>/.ipynb_checkpoints/<name>-checkpoint<ext>`
+  in the same mount), not on the task's local disk (s3contents' default).
+- s3fs's listing cache is not used: every answer is read from S3 (several servers share a tier
+  prefix, and another user's save must show up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import hashlib
+import mimetypes
+import posixpath
+import time
+
+import nbformat
+from fsspec.asyn import sync
+from jupyter_server.files.handlers import FilesHandler
+from jupyter_server.services.contents.checkpoints import Checkpoints
+from jupyter_server.services.contents.manager import ContentsManager, copy_pat
+from s3contents import S3ContentsManager
+from tornado.web import HTTPError
+from traitlets import Bool, Dict, Int, Unicode, default, observe
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+HASH_ALGORITHM = "sha256"
+DIR_KEEP_FILE = ".s3keep"  # s3contents' folder marker
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+COPY_CONCURRENCY = 16
+STALE_UPLOAD_SECONDS = 3600
+MAX_SINGLE_COPY = 5 * 1024**3  # CopyObject's limit
+
+
+def _norm(path: str | None) -> str:
+    """An API path without leading/trailing slashes; 404 for `.`/`..` segments (no escaping)."""
+    path = (path or "").strip("/")
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise HTTPError(404, f"No such file or directory: {path}")
+    return "/".join(parts)
+
+
+def _split_parent(path: str) -> tuple[str, str]:
+    return tuple(path.rsplit("/", 1)) if "/" in path else ("", path)  # type: ignore[return-value]
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def _seconds(ts: datetime.datetime | None) -> datetime.datetime:
+    """S3 timestamps to whole seconds in UTC (listings and HEAD differ in precision)."""
+    if ts is None:
+        return EPOCH
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=datetime.timezone.utc)
+    return ts.astimezone(datetime.timezone.utc).replace(microsecond=0)
+
+
+class S3Checkpoints(Checkpoints):
+    """One checkpoint per file (id "checkpoint", like FileCheckpoints), kept in S3 next to the
+    file under `.ipynb_checkpoints/` of the same mount; created and restored by server-side copy."""
+
+    checkpoint_dir = Unicode(".ipynb_checkpoints", config=True)
+    checkpoint_id = "checkpoint"
+
+    def checkpoint_path(self, checkpoint_id: str, path: str) -> str:
+        parent, name = _split_parent(_norm(path))
+        base, ext = posixpath.splitext(name)
+        return _join(parent, self.checkpoint_dir, f"{base}-{checkpoint_id}{ext}")
+
+    def _model(self, head: dict) -> dict:
+        return {"id": self.checkpoint_id, "last_modified": _seconds(head.get("LastModified"))}
+
+    def create_checkpoint(self, contents_mgr, path):
+        cp = self.checkpoint_path(self.checkpoint_id, path)
+        contents_mgr._copy_key(contents_mgr._key(path), contents_mgr, contents_mgr._key(cp))
+        return self._model(contents_mgr._head(cp))
+
+    def restore_checkpoint(self, contents_mgr, checkpoint_id, path):
+        cp = self.checkpoint_path(checkpoint_id, path)
+        if contents_mgr._head(cp) is None:
+            raise HTTPError(404, f"checkpoint does not exist: {path}@{checkpoint_id}")
+        contents_mgr._copy_key(contents_mgr._key(cp), contents_mgr, contents_mgr._key(path))
+
+    def rename_checkpoint(self, checkpoint_id, old_path, new_path):
+        self.move_checkpoint(checkpoint_id, old_path, self, new_path)
+
+    def move_checkpoint(self, checkpoint_id, old_path, target: S3Checkpoints, new_path):
+        """Move a checkpoint to `new_path` of `target` (the same or another mount's)."""
+        mgr, to_mgr = self.parent, target.parent
+        old_cp = self.checkpoint_path(checkpoint_id, old_path)
+        new_cp = target.checkpoint_path(checkpoint_id, new_path)
+        if mgr._head(old_cp) is None:
+            return
+        mgr._copy_key(mgr._key(old_cp), to_mgr, to_mgr._key(new_cp))
+        mgr._delete_key(mgr._key(old_cp))
+
+    def delete_checkpoint(self, checkpoint_id, path):
+        mgr = self.parent
+        cp = self.checkpoint_path(checkpoint_id, path)
+        if mgr._head(cp) is None:
+            raise HTTPError(404, f"checkpoint does not exist: {path}@{checkpoint_id}")
+        mgr._delete_key(mgr._key(cp))
+
+    def list_checkpoints(self, path):
+        head = self.parent._head(self.checkpoint_path(self.checkpoint_id, path))
+        return [] if head is None else [self._model(head)]
+
+
+class _Upload:
+    """A chunked upload in progress: an S3 multipart upload fed part by part."""
+
+    def __init__(self, key: str, upload_id: str | None):
+        self.key, self.upload_id = key, upload_id
+        self.buffer = bytearray()
+        self.parts: list[dict] = []
+        self.last_chunk = 0
+        self.started = time.monotonic()
+
+
+class LakehubS3ContentsManager(S3ContentsManager):
+    """s3contents' S3ContentsManager completed for jupyter_server 2.x (see the module docstring)."""
+
+    hash_algorithm = Unicode(HASH_ALGORITHM, help="Hash of the stored bytes in get(require_hash=True); fixed.")
+    max_copy_folder_size_mb = Int(500, config=True, help="The largest folder (MB) that can be copied.")
+    delete_to_trash = Bool(
+        True,
+        config=True,
+        help="On the versioned notebook bucket a delete leaves old versions (S3's trash): deleting a "
+        "non-empty folder is then allowed. False (with always_delete_dir False) refuses non-empty "
+        "folders, as FileContentsManager does without a trash.",
+    )
+    always_delete_dir = Bool(False, config=True, help="Delete non-empty folders even when delete_to_trash is False.")
+    upload_part_bytes = Int(8 * 1024 * 1024, config=True, help="Multipart part size for chunked uploads (S3: >= 5 MiB).")
+
+    files_handler_class = FilesHandler  # /files/ reads through get(), from S3
+    files_handler_params = {}
+
+    @default("checkpoints_class")
+    def _default_checkpoints_class(self):
+        return S3Checkpoints
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._uploads: dict[str, _Upload] = {}
+
+    # --- S3 primitives (no s3fs listing cache) ---------------------------------------------
+    @property
+    def _s3(self):
+        return self.fs.fs  # the s3fs.S3FileSystem s3contents built (credentials, endpoint)
+
+    @property
+    def _root_key(self) -> str:
+        return self.prefix.strip("/")
+
+    def _key(self, path: str) -> str:
+        return _join(self._root_key, path)
+
+    def _dir_key(self, path: str) -> str:
+        key = self._key(path)
+        return f"{key}/" if key else ""
+
+    def _call(self, method: str, **kwargs):
+        return sync(self._s3.loop, self._s3._call_s3, method, **kwargs)
+
+    def _head(self, path: str, key: str | None = None) -> dict | None:
+        try:
+            return self._call("head_object", Bucket=self.bucket, Key=key or self._key(path))
+        except FileNotFoundError:  # s3fs translates 404/NoSuchKey; AccessDenied stays an error
+            return None
+
+    def _read(self, path: str) -> tuple[bytes, dict] | None:
+        async def read():
+            try:
+                resp = await self._s3._call_s3("get_object", Bucket=self.bucket, Key=self._key(path))
+            except FileNotFoundError:
+                return None
+            try:
+                return await resp["Body"].read(), resp
+            finally:
+                resp["Body"].close()
+
+        return sync(self._s3.loop, read)
+
+    def _put(self, path: str, data: bytes) -> None:
+        self._call("put_object", Bucket=self.bucket, Key=self._key(path), Body=data)
+
+    def _list(self, path: str, recursive: bool = False):
+        """(sub-folder names, object dicts) directly under `path`, or every object below it."""
+        prefix, dirs, objects, token = self._dir_key(path), [], [], None
+        while True:
+            kwargs = {"Bucket": self.bucket, "Prefix": prefix}
+            if not recursive:
+                kwargs["Delimiter"] = "/"
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self._call("list_objects_v2", **kwargs)
+            dirs += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            objects += page.get("Contents", [])
+            if not page.get("IsTruncated"):
+                return dirs, objects
+            token = page["NextContinuationToken"]
+
+    def _is_file(self, path: str) -> bool:
+        return bool(path) and posixpath.basename(path) != DIR_KEEP_FILE and self._head(path) is not None
+
+    def _is_dir(self, path: str) -> bool:
+        if not path:
+            return True
+        page = self._call("list_objects_v2", Bucket=self.bucket, Prefix=self._dir_key(path), MaxKeys=1)
+        return page.get("KeyCount", 0) > 0
+
+    async def _acopy(self, src_key: str, target: LakehubS3ContentsManager, dst_key: str) -> None:
+        # CopyObject (no s3fs cache lookups); s3fs's managed multipart copy above 5 GB.
+        head = await self._s3._call_s3("head_object", Bucket=self.bucket, Key=src_key)
+        size = head.get("ContentLength", 0)
+        if size <= MAX_SINGLE_COPY:
+            await self._s3._call_s3(
+                "copy_object", Bucket=target.bucket, Key=dst_key, CopySource={"Bucket": self.bucket, "Key": src_key}
+            )
+        else:
+            await self._s3._copy_managed(f"{self.bucket}/{src_key}", f"{target.bucket}/{dst_key}", size)
+
+    def _copy_key(self, src_key: str, target: LakehubS3ContentsManager, dst_key: str) -> None:
+        sync(self._s3.loop, self._acopy, src_key, target, dst_key)
+
+    def _copy_keys(self, pairs: list[tuple[str, str]], target: LakehubS3ContentsManager) -> None:
+        async def copy_all():
+            sem = asyncio.Semaphore(COPY_CONCURRENCY)
+
+            async def one(src, dst):
+                async with sem:
+                    await self._acopy(src, target, dst)
+
+            await asyncio.gather(*(one(s, d) for s, d in pairs))
+
+        sync(self._s3.loop, copy_all)
+
+    def _delete_key(self, key: str) -> None:
+        # DeleteObject: authorized per key (AWS and the emulator alike); no version id, so the
+        # versioned bucket keeps the old versions behind a delete marker.
+        self._call("delete_object", Bucket=self.bucket, Key=key)
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        """DeleteObjects in batches; any per-key error in its 200 answer is an HTTP error."""
+        failed = []
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch = keys[i : i + DELETE_BATCH]
+            out = self._call(
+                "delete_objects",
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            failed += out.get("Errors", [])
+        if failed:
+            shown = ", ".join(f"{e.get('Key')} ({e.get('Code')}: {e.get('Message')})" for e in failed[:5])
+            more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+            raise HTTPError(500, f"S3 did not delete {len(failed)} object(s): {shown}{more}")
+
+    # --- models ---------------------------------------------------------------------------
+    def _hidden(self, path: str) -> bool:
+        return not self.allow_hidden and self.is_hidden(path)
+
+    def is_hidden(self, path):
+        return any(part.startswith(".") for part in _norm(path).split("/") if part)
+
+    def file_exists(self, path):
+        return self._is_file(_norm(path))
+
+    def dir_exists(self, path):
+        return self._is_dir(_norm(path))
+
+    def exists(self, path):
+        path = _norm(path)
+        return self._is_file(path) or self._is_dir(path)
+
+    def _base(self, path: str, kind: str, last_modified, size) -> dict:
+        ts = _seconds(last_modified)
+        return {
+            "name": path.rsplit("/", 1)[-1],
+            "path": path,
+            "type": kind,
+            "writable": True,
+            "created": ts,  # S3 keeps no creation time
+            "last_modified": ts,
+            "content": None,
+            "format": None,
+            "mimetype": mimetypes.guess_type(path)[0] if kind == "file" else None,
+            "size": size,
+            "hash": None,
+            "hash_algorithm": None,
+        }
+
+    def _dir_times(self, path: str):
+        head = self._head("", key=_join(self._key(path), DIR_KEEP_FILE))
+        return head["LastModified"] if head else None
+
+    def _dir_model(self, path: str, content: bool) -> dict:
+        model = self._base(path, "directory", self._dir_times(path), None)
+        if not content:
+            return model
+        dirs, objects = self._list(path)
+        prefix = self._dir_key(path)
+        entries = []
+        for name in dirs:
+            if self.should_list(name) and (self.allow_hidden or not name.startswith(".")):
+                entries.append(name)
+        sub_times = dict(zip(entries, self._many_dir_times([_join(path, n) for n in entries])))
+        children = [self._base(_join(path, n), "directory", sub_times[n], None) for n in entries]
+        for obj in objects:
+            name = obj["Key"][len(prefix):]
+            if not name or name == DIR_KEEP_FILE or "/" in name:
+                continue
+            if not self.should_list(name) or (not self.allow_hidden and name.startswith(".")):
+                continue
+            child = _join(path, name)
+            kind = "notebook" if name.endswith(".ipynb") else "file"
+            children.append(self._base(child, kind, obj.get("LastModified"), obj.get("Size")))
+        model.update(content=children, format="json")
+        return model
+
+    def _many_dir_times(self, paths: list[str]) -> list:
+        async def heads():
+            async def one(p):
+                try:
+                    h = await self._s3._call_s3("head_object", Bucket=self.bucket, Key=_join(self._key(p), DIR_KEEP_FILE))
+                    return h["LastModified"]
+                except FileNotFoundError:
+                    return None
+
+            return await asyncio.gather(*(one(p) for p in paths))
+
+        return sync(self._s3.loop, heads) if paths else []
+
+    def get(self, path, content=True, type=None, format=None, require_hash=False, **kwargs):
+        path = _norm(path)
+        if self._hidden(path):
+            raise HTTPError(404, f"file or directory does not exist: {path!r}")
+        if type not in (None, "directory", "notebook", "file"):
+            raise HTTPError(400, f"Unknown type passed: {type!r}")
+        read = None
+        if path and (content or require_hash):
+            read = self._read(path)
+            head = read[1] if read else None
+        else:
+            head = self._head(path) if path else None
+        if head is None or posixpath.basename(path) == DIR_KEEP_FILE:
+            if not self._is_dir(path):
+                raise HTTPError(404, f"file or directory does not exist: {path!r}")
+            if type not in (None, "directory"):
+                raise HTTPError(400, f"{path} is a directory, not a {type}", reason="bad type")
+            model = self._dir_model(path, content)
+        else:
+            if type == "directory":
+                raise HTTPError(400, f"{path} is not a directory", reason="bad type")
+            kind = "notebook" if type == "notebook" or (type is None and path.endswith(".ipynb")) else "file"
+            model = self._base(path, kind, head.get("LastModified"), head.get("ContentLength"))
+            if read is not None:
+                data = read[0]
+                if content:
+                    self._fill_content(model, data, format)
+                if require_hash:
+                    model.update(hash=hashlib.sha256(data).hexdigest(), hash_algorithm=HASH_ALGORITHM)
+        self.emit(data={"action": "get", "path": path})
+        return model
+
+    def _fill_content(self, model: dict, data: bytes, format: str | None) -> None:
+        path = model["path"]
+        if model["type"] == "notebook":
+            validation_error: dict = {}
+            try:
+                nb = nbformat.reads(data.decode("utf-8"), as_version=4, capture_validation_error=validation_error)
+            except Exception as e:
+                raise HTTPError(400, f"Unreadable Notebook: {path} {e!r}") from e
+            self.mark_trusted_cells(nb, path)
+            model.update(content=nb, format="json")
+            self.validate_notebook_model(model, validation_error=validation_error)
+            return
+        if format in (None, "text", "json"):
+            try:
+                model.update(content=data.decode("utf-8"), format="text")
+            except UnicodeError as e:
+                if format in ("text", "json"):
+                    raise HTTPError(400, f"{path} is not UTF-8 encoded", reason="bad format") from e
+        if model["content"] is None:
+            model.update(content=base64.b64encode(data).decode("ascii"), format="base64")
+        if model["mimetype"] is None:
+            model["mimetype"] = "text/plain" if model["format"] == "text" else "application/octet-stream"
+
+    # --- saving ---------------------------------------------------------------------------
+    def _check_writable(self, path: str, what: str = "create") -> None:
+        if not path:
+            raise HTTPError(400, f"Cannot {what} the root folder")
+        if self._hidden(path):
+            raise HTTPError(400, f"Cannot {what} hidden file or directory {path!r}")
+        parent = _split_parent(path)[0]
+        if parent and not self._is_dir(parent):
+            raise HTTPError(404, f"No such directory: {parent}")
+
+    @staticmethod
+    def _decode(model: dict, path: str) -> bytes:
+        fmt, content = model.get("format"), model.get("content")
+        try:
+            if fmt == "text":
+                return content.encode("utf-8")
+            if fmt == "base64":
+                return base64.b64decode(content.encode("ascii"))
+        except Exception as e:
+            raise HTTPError(400, f"Encoding error saving {path}: {e}") from e
+        raise HTTPError(400, "Must specify format of file contents as 'text' or 'base64'")
+
+    def save(self, model, path=""):
+        path = _norm(path)
+        if model.get("chunk") is not None:
+            return self._save_chunk(model, path)
+        if "type" not in model:
+            raise HTTPError(400, "No file type provided")
+        if "content" not in model and model["type"] != "directory":
+            raise HTTPError(400, "No file content provided")
+        if model["type"] not in ("notebook", "file", "directory"):
+            raise HTTPError(400, f"Unhandled contents type: {model['type']}")
+        self._check_writable(path)
+        self.run_pre_save_hooks(model=model, path=path)
+
+        validation_error: dict = {}
+        if model["type"] == "notebook":
+            nb = nbformat.from_dict(model["content"])
+            self.check_and_sign(nb, path)
+            text = nbformat.writes(nb, version=nbformat.NO_CONVERT, capture_validation_error=validation_error)
+            self._put(path, text.encode("utf-8"))
+            # One checkpoint always exists for a notebook (as FileContentsManager keeps one).
+            if not self.checkpoints.list_checkpoints(path):
+                self.create_checkpoint(path)
+        elif model["type"] == "file":
+            self._put(path, self._decode(model, path))
+        else:
+            if self._is_file(path):
+                raise HTTPError(400, f"Not a directory: {path}")
+            if self._head("", key=_join(self._key(path), DIR_KEEP_FILE)) is None:
+                self._put(_join(path, DIR_KEEP_FILE), b"")
+
+        message = None
+        if model["type"] == "notebook":
+            self.validate_notebook_model(model, validation_error=validation_error)
+            message = model.get("message")
+        out = self.get(path, content=False)
+        if message:
+            out["message"] = message
+        self.run_post_save_hook(model=out, s3_path=self._key(path))
+        self.emit(data={"action": "save", "path": path})
+        return out
+
+    def _save_chunk(self, model: dict, path: str) -> dict:
+        """Chunked upload (chunk 1, 2, ..., -1 for the last): parts of an S3 multipart upload."""
+        chunk = int(model["chunk"])
+        if model.get("type") != "file":
+            raise HTTPError(400, f'File type "{model.get("type")}" is not supported for large file transfer')
+        if "content" not in model:
+            raise HTTPError(400, "No file content provided")
+        self._prune_uploads()
+        upload = self._uploads.get(path)
+        if chunk == 1 or (chunk == -1 and upload is None):
+            self._check_writable(path)
+            if upload is not None:  # a new upload of the same file replaces an unfinished one
+                self._abort(path)
+            self.run_pre_save_hooks(model=model, path=path)
+            upload = _Upload(self._key(path), None)
+            self._uploads[path] = upload
+        elif upload is None or (chunk != -1 and chunk != upload.last_chunk + 1):
+            raise HTTPError(400, f"Unexpected chunk {chunk} for {path}: upload from chunk 1")
+        try:
+            upload.buffer += self._decode(model, path)
+            upload.last_chunk = chunk
+            while len(upload.buffer) >= self.upload_part_bytes:
+                self._upload_part(upload, bytes(upload.buffer[: self.upload_part_bytes]))
+                del upload.buffer[: self.upload_part_bytes]
+            if chunk == -1:
+                if upload.upload_id is None:  # it all fitted in one part: one PUT
+                    self._put(path, bytes(upload.buffer))
+                else:
+                    if upload.buffer:
+                        self._upload_part(upload, bytes(upload.buffer))
+                    self._call(
+                        "complete_multipart_upload",
+                        Bucket=self.bucket,
+                        Key=upload.key,
+                        UploadId=upload.upload_id,
+                        MultipartUpload={"Parts": upload.parts},
+                    )
+                del self._uploads[path]
+        except Exception:
+            self._abort(path)
+            raise
+        out = self.get(path, content=False)
+        if chunk == -1:
+            self.run_post_save_hook(model=out, s3_path=self._key(path))
+            self.emit(data={"action": "save", "path": path})
+        return out
+
+    def _upload_part(self, upload: _Upload, data: bytes) -> None:
+        if upload.upload_id is None:
+            upload.upload_id = self._call("create_multipart_upload", Bucket=self.bucket, Key=upload.key)["UploadId"]
+        number = len(upload.parts) + 1
+        out = self._call(
+            "upload_part", Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, PartNumber=number, Body=data
+        )
+        upload.parts.append({"PartNumber": number, "ETag": out["ETag"]})
+
+    def _abort(self, path: str) -> None:
+        upload = self._uploads.pop(path, None)
+        if upload and upload.upload_id:
+            try:
+                self._call("abort_multipart_upload", Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id)
+            except Exception:  # best effort; a lifecycle rule or the next upload cleans up
+                self.log.warning("could not abort the multipart upload of %s", path, exc_info=True)
+
+    def _prune_uploads(self) -> None:
+        now = time.monotonic()
+        for path in [p for p, u in self._uploads.items() if now - u.started > STALE_UPLOAD_SECONDS]:
+            self._abort(path)
+
+    # --- delete, rename, copy -------------------------------------------------------------
+    def delete_file(self, path):
+        path = _norm(path)
+        if not path:
+            raise HTTPError(400, "Can't delete root")
+        if self._hidden(path):
+            raise HTTPError(400, f"Cannot delete hidden file or directory {path!r}")
+        if self._is_file(path):
+            self._delete_key(self._key(path))
+            return
+        if not self._is_dir(path):
+            raise HTTPError(404, f"file or directory does not exist: {path!r}")
+        _, objects = self._list(path, recursive=True)
+        keys = [o["Key"] for o in objects]
+        if not self.delete_to_trash and not self.always_delete_dir:
+            own = {_join(self._key(path), DIR_KEEP_FILE)}
+            cp_dir = self._dir_key(_join(path, self.checkpoints.checkpoint_dir))
+            if any(k not in own and not k.startswith(cp_dir) for k in keys):
+                raise HTTPError(400, f"Directory {path} not empty")
+        self._delete_keys(keys)
+
+    def rename_file(self, old_path, new_path):
+        self.move(old_path, self, new_path)
+
+    def move(self, old_path: str, target: LakehubS3ContentsManager, new_path: str) -> None:
+        """Rename/move a file or folder to `new_path` in `target` (this mount or another)."""
+        old_path, new_path = _norm(old_path), _norm(new_path)
+        if target is self and old_path == new_path:
+            return
+        if not old_path or not new_path:
+            raise HTTPError(400, "Cannot rename the root folder")
+        if self._hidden(old_path) or target._hidden(new_path):
+            raise HTTPError(400, f"Cannot rename file or directory {old_path!r}")
+        is_file = self._is_file(old_path)
+        if not is_file and not self._is_dir(old_path):
+            raise HTTPError(404, f"File or directory does not exist: {old_path}")
+        if target.exists(new_path):
+            raise HTTPError(409, f"File already exists: {new_path}")
+        if target is self and new_path.startswith(old_path + "/"):
+            raise HTTPError(400, f"Cannot move {old_path} into itself")
+        parent = _split_parent(new_path)[0]
+        if parent and not target._is_dir(parent):
+            raise HTTPError(404, f"No such directory: {parent}")
+        if is_file:
+            self._copy_key(self._key(old_path), target, target._key(new_path))
+            self._delete_key(self._key(old_path))
+            return
+        _, objects = self._list(old_path, recursive=True)
+        src_prefix, dst_prefix = self._dir_key(old_path), target._dir_key(new_path)
+        keys = [o["Key"] for o in objects]
+        self._copy_keys([(k, dst_prefix + k[len(src_prefix):]) for k in keys], target)
+        self._delete_keys(keys)
+
+    def copy(self, from_path, to_path=None, target: LakehubS3ContentsManager | None = None):
+        """Copy a file or folder (server-side); `to_path` a folder (the copy gets a free
+        "-Copy<n>" name there) or a new path; `target` another mount's manager (default: this)."""
+        target = target or self
+        path = _norm(from_path)
+        to_path = None if to_path is None else _norm(to_path)
+        if not path:
+            raise HTTPError(400, "Cannot copy the root folder")
+        if self._hidden(path) or (to_path and target._hidden(to_path)):
+            raise HTTPError(400, f"Cannot copy hidden file or directory {path!r}")
+        from_dir, from_name = _split_parent(path)
+        is_file = self._is_file(path)
+        if not is_file and not self._is_dir(path):
+            raise HTTPError(404, f"file or directory does not exist: {path!r}")
+        specified = to_path is not None
+        if not specified:
+            to_path = from_dir
+        if target._is_dir(to_path):
+            to_name = target.increment_filename(copy_pat.sub(".", from_name), to_path, insert="-Copy")
+            dest = _join(to_path, to_name)
+        elif is_file and specified:
+            parent = _split_parent(to_path)[0]
+            if parent and not target._is_dir(parent):
+                raise HTTPError(404, f"No such parent directory: {parent} to copy file in")
+            dest = to_path
+        elif not is_file and specified:  # a folder into a new folder (as FileContentsManager)
+            dest = _join(to_path, from_name)
+        else:
+            raise HTTPError(404, f"No such directory: {to_path}")
+        if is_file:
+            self._copy_key(self._key(path), target, target._key(dest))
+        else:
+            _, objects = self._list(path, recursive=True)
+            size = sum(o.get("Size", 0) for o in objects)
+            if size > self.max_copy_folder_size_mb * 1024 * 1024:
+                raise HTTPError(400, f"Can't copy folders larger than {self.max_copy_folder_size_mb}MB, {path!r} is {size} bytes")
+            src_prefix, dst_prefix = self._dir_key(path), target._dir_key(dest)
+            self._copy_keys([(o["Key"], dst_prefix + o["Key"][len(src_prefix):]) for o in objects], target)
+        target.emit(data={"action": "copy", "path": dest, "source_path": path})
+        return target.get(dest, content=False)
+
+    def get_kernel_path(self, path, model=None):
+        return ""
+
+
+class TierContentsManager(ContentsManager):
+    """Mounts one LakehubS3ContentsManager per top-level folder: `shared` and the user's own.
+
+    The root is a read-only listing of the mounts; everything below a mount is handed to that
+    mount's manager (paths made relative to it) with every argument, checkpoints included.
+    Renames and copies between mounts are server-side S3 copies (then a delete, for a move).
+    """
+
+    mounts = Dict(help="folder name -> S3 prefix (relative to the bucket)").tag(config=True)
+    bucket = Unicode().tag(config=True)
+    endpoint_url = Unicode().tag(config=True)
+    region_name = Unicode().tag(config=True)
+    hash_algorithm = Unicode(HASH_ALGORITHM)
+    mount_class = LakehubS3ContentsManager
+
+    # /files/<path> must read through this manager, not from the local disk.
+    files_handler_class = FilesHandler
+    files_handler_params = {}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._managers = {
+            name: self.mount_class(
+                parent=self,
+                log=self.log,
+                bucket=self.bucket,
+                prefix=prefix,
+                endpoint_url=self.endpoint_url,
+                region_name=self.region_name,
+                allow_hidden=self.allow_hidden,
+            )
+            for name, prefix in self.mounts.items()
+        }
+
+    @observe("allow_hidden")
+    def _allow_hidden_changed(self, change):
+        for mgr in getattr(self, "_managers", {}).values():
+            mgr.allow_hidden = change["new"]
+
+    # --- mount resolution (the one place paths are mapped) ----------------------------------
+    def _split(self, path, write=False):
+        """(mount name, its manager, path inside it) for an API path below a mount."""
+        path = _norm(path)
+        head, _, rest = path.partition("/")
+        if head not in self._managers:
+            if write:
+                raise HTTPError(403, f"{path or '/'}: the top level is read-only; save in {' or '.join(sorted(self._managers))}/")
+            raise HTTPError(404, f"{path or '/'}: notebooks live in {' or '.join(sorted(self._managers))}/")
+        return head, self._managers[head], rest
+
+    @staticmethod
+    def _outer(mount, path):
+        """The API path of `path` inside `mount`."""
+        return f"{mount}/{path}" if path else mount
+
+    def _prefix(self, mount, model):
+        model["path"] = self._outer(mount, model["path"])
+        model["name"] = model["path"].rsplit("/", 1)[-1]
+        if model.get("type") == "directory" and isinstance(model.get("content"), list):
+            for child in model["content"]:
+                self._prefix(mount, child)
+        return model
+
+    def _root_model(self, content):
+        model = {
+            "name": "", "path": "", "type": "directory", "writable": False, "created": EPOCH,
+            "last_modified": EPOCH, "mimetype": None, "format": None, "content": None, "size": None,
+            "hash": None, "hash_algorithm": None,
+        }
+        if content:
+            children = []
+            for name in sorted(self._managers):
+                child = self._prefix(name, self._managers[name].get("", content=False))
+                children.append(child)
+            model.update(format="json", content=children)
+        return model
+
+    @staticmethod
+    def _is_root(path):
+        return not (path or "").strip("/")
+
+    # --- queries ----------------------------------------------------------------------------
+    def dir_exists(self, path):
+        if self._is_root(path):
+            return True
+        try:
+            mount, mgr, rest = self._split(path)
+        except HTTPError:
+            return False
+        return mgr.dir_exists(rest)
+
+    def file_exists(self, path=""):
+        try:
+            mount, mgr, rest = self._split(path)
+        except HTTPError:
+            return False
+        return bool(rest) and mgr.file_exists(rest)
+
+    def is_hidden(self, path):
+        if self._is_root(path):
+            return False
+        try:
+            mount, mgr, rest = self._split(path)
+        except HTTPError:
+            return False
+        return mgr.is_hidden(rest)
+
+    def get(self, path, content=True, type=None, format=None, require_hash=False, **kwargs):
+        if self._is_root(path):
+            if type not in (None, "directory"):
+                raise HTTPError(400, f"/ is a directory, not a {type}", reason="bad type")
+            return self._root_model(content)
+        mount, mgr, rest = self._split(path)
+        model = mgr.get(rest, content=content, type=type, format=format, require_hash=require_hash, **kwargs)
+        return self._prefix(mount, model)
+
+    def get_kernel_path(self, path, model=None):
+        return ""  # kernels start in the user's home directory
+
+    # --- changes ----------------------------------------------------------------------------
+    def save(self, model, path="", **kwargs):
+        mount, mgr, rest = self._split(path, write=True)
+        if not rest:
+            raise HTTPError(400, f"{mount}/ is a mount point and cannot be replaced")
+        return self._prefix(mount, mgr.save(model, rest, **kwargs))
+
+    def delete(self, path):
+        if self._is_root(path):
+            raise HTTPError(400, "Can't delete root")
+        mount, mgr, rest = self._split(path, write=True)
+        if not rest:
+            raise HTTPError(400, f"{mount}/ cannot be deleted")
+        mgr.delete(rest)
+
+    def delete_file(self, path):
+        self.delete(path)
+
+    def rename(self, old_path, new_path):
+        old_mount, old_mgr, old_rest = self._split(old_path, write=True)
+        new_mount, new_mgr, new_rest = self._split(new_path, write=True)
+        if not old_rest or not new_rest:
+            raise HTTPError(400, "the top-level folders cannot be renamed")
+        if old_mgr is new_mgr:
+            old_mgr.rename(old_rest, new_rest)  # moves its checkpoints too
+        else:
+            was_file = old_mgr.file_exists(old_rest)
+            old_mgr.move(old_rest, new_mgr, new_rest)  # a folder's checkpoints move inside it
+            if was_file:
+                old_mgr.checkpoints.move_checkpoint(S3Checkpoints.checkpoint_id, old_rest, new_mgr.checkpoints, new_rest)
+        self.emit(data={"action": "rename", "path": _norm(new_path), "source_path": _norm(old_path)})
+
+    def rename_file(self, old_path, new_path):
+        self.rename(old_path, new_path)
+
+    def copy(self, from_path, to_path=None):
+        """JupyterLab's copy (POST /api/contents/<dir> {"copy_from": path}), also across mounts."""
+        from_mount, from_mgr, from_rest = self._split(from_path)
+        if not from_rest:
+            raise HTTPError(400, f"{from_mount}/ is a mount point and cannot be copied")
+        if to_path is None:
+            to_path = _split_parent(_norm(from_path))[0]
+        to_mount, to_mgr, to_rest = self._split(to_path, write=True)
+        return self._prefix(to_mount, from_mgr.copy(from_rest, to_rest, target=to_mgr))
+
+    # --- checkpoints: each mount keeps its own ----------------------------------------------
+    def create_checkpoint(self, path):
+        mount, mgr, rest = self._split(path)
+        return mgr.create_checkpoint(rest)
+
+    def list_checkpoints(self, path):
+        mount, mgr, rest = self._split(path)
+        return mgr.list_checkpoints(rest)
+
+    def restore_checkpoint(self, checkpoint_id, path):
+        mount, mgr, rest = self._split(path, write=True)
+        return mgr.restore_checkpoint(checkpoint_id, rest)
+
+    def delete_checkpoint(self, checkpoint_id, path):
+        mount, mgr, rest = self._split(path, write=True)
+        return mgr.delete_checkpoint(checkpoint_id, rest)
