@@ -11,7 +11,7 @@ STAMP := build/.stamps
 DEBIAN_PACKAGES := slapd ldap-utils chromium r-base-core r-cran-irkernel r-cran-dplyr r-cran-ggplot2 r-cran-jsonlite r-cran-httr r-cran-reticulate
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup python-packages node-packages system-packages scanners templates check-templates test local local-down bench taskcat clean
+.PHONY: setup python-packages node-packages system-packages scanners contract-suite templates check-templates test local local-down bench taskcat clean
 
 setup: python-packages node-packages system-packages scanners
 
@@ -60,7 +60,20 @@ templates: python-packages
 check-templates: python-packages
 	$(BIN)/python build_templates.py --check
 
-test: setup
+# jupyter_server's own contents-manager contract tests (tests/contents runs them against the
+# project's manager): the tests/ folder of the sdist of the installed jupyter_server, fetched once
+# per checkout, again when the Python packages change.
+JS_TESTS := build/jupyter_server-tests
+contract-suite: $(STAMP)/jupyter-server-tests
+$(STAMP)/jupyter-server-tests: $(STAMP)/python | $(STAMP)
+	set -e; v=$$($(BIN)/python -c 'import jupyter_server; print(jupyter_server.__version__)'); \
+	tmp=$$(mktemp -d build/sdist.XXXXXX); \
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: --dest $$tmp "jupyter_server==$$v"; \
+	tar -xzf $$tmp/jupyter_server-$$v.tar.gz -C $$tmp jupyter_server-$$v/tests; \
+	rm -rf $(JS_TESTS); mv $$tmp/jupyter_server-$$v/tests $(JS_TESTS); echo $$v > $(JS_TESTS)/VERSION; rm -rf $$tmp
+	touch $@
+
+test: setup contract-suite
 	$(BIN)/python -m pytest
 
 local: setup
