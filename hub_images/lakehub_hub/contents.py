@@ -53,7 +53,7 @@ from s3contents import S3ContentsManager
 from tornado.web import HTTPError
 from traitlets import Bool, Dict, Int, Unicode, default, observe
 
-EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 HASH_ALGORITHM = "sha256"
 DIR_KEEP_FILE = ".s3keep"  # s3contents' folder marker
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -84,8 +84,8 @@ def _seconds(ts: datetime.datetime | None) -> datetime.datetime:
     if ts is None:
         return EPOCH
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=datetime.timezone.utc)
-    return ts.astimezone(datetime.timezone.utc).replace(microsecond=0)
+        ts = ts.replace(tzinfo=datetime.UTC)
+    return ts.astimezone(datetime.UTC).replace(microsecond=0)
 
 
 class S3Checkpoints(Checkpoints):
@@ -146,7 +146,6 @@ class _Upload:
         self.key, self.upload_id = key, upload_id
         self.buffer = bytearray()
         self.parts: list[dict] = []
-        self.last_chunk = 0
         self.started = time.monotonic()
 
 
@@ -165,8 +164,13 @@ class LakehubS3ContentsManager(S3ContentsManager):
     always_delete_dir = Bool(False, config=True, help="Delete non-empty folders even when delete_to_trash is False.")
     upload_part_bytes = Int(8 * 1024 * 1024, config=True, help="Multipart part size for chunked uploads (S3: >= 5 MiB).")
 
-    files_handler_class = FilesHandler  # /files/ reads through get(), from S3
-    files_handler_params = {}
+    @default("files_handler_class")
+    def _default_files_handler_class(self):
+        return FilesHandler  # /files/ reads through get(), from S3 (s3contents': the local disk)
+
+    @default("files_handler_params")
+    def _default_files_handler_params(self):
+        return {}
 
     @default("checkpoints_class")
     def _default_checkpoints_class(self):
@@ -485,10 +489,13 @@ class LakehubS3ContentsManager(S3ContentsManager):
     def _save_chunk(self, model: dict, path: str) -> dict:
         """Chunked upload (chunk 1, 2, ..., -1 for the last): parts of an S3 multipart upload."""
         chunk = int(model["chunk"])
-        if model.get("type") != "file":
-            raise HTTPError(400, f'File type "{model.get("type")}" is not supported for large file transfer')
+        if "type" not in model:
+            raise HTTPError(400, "No file type provided")
+        if model["type"] != "file":
+            raise HTTPError(400, f'File type "{model["type"]}" is not supported for large file transfer')
         if "content" not in model:
             raise HTTPError(400, "No file content provided")
+        data = self._decode(model, path)
         self._prune_uploads()
         upload = self._uploads.get(path)
         if chunk == 1 or (chunk == -1 and upload is None):
@@ -498,11 +505,11 @@ class LakehubS3ContentsManager(S3ContentsManager):
             self.run_pre_save_hooks(model=model, path=path)
             upload = _Upload(self._key(path), None)
             self._uploads[path] = upload
-        elif upload is None or (chunk != -1 and chunk != upload.last_chunk + 1):
-            raise HTTPError(400, f"Unexpected chunk {chunk} for {path}: upload from chunk 1")
+        elif upload is None:
+            # The parts so far lived in another server process (restarted): start again.
+            raise HTTPError(400, f"Chunk {chunk} of {path} has no upload in progress: upload the file again")
         try:
-            upload.buffer += self._decode(model, path)
-            upload.last_chunk = chunk
+            upload.buffer += data
             while len(upload.buffer) >= self.upload_part_bytes:
                 self._upload_part(upload, bytes(upload.buffer[: self.upload_part_bytes]))
                 del upload.buffer[: self.upload_part_bytes]
@@ -665,8 +672,13 @@ class TierContentsManager(ContentsManager):
     mount_class = LakehubS3ContentsManager
 
     # /files/<path> must read through this manager, not from the local disk.
-    files_handler_class = FilesHandler
-    files_handler_params = {}
+    @default("files_handler_class")
+    def _default_files_handler_class(self):
+        return FilesHandler
+
+    @default("files_handler_params")
+    def _default_files_handler_params(self):
+        return {}
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -735,14 +747,14 @@ class TierContentsManager(ContentsManager):
         if self._is_root(path):
             return True
         try:
-            mount, mgr, rest = self._split(path)
+            _mount, mgr, rest = self._split(path)
         except HTTPError:
             return False
         return mgr.dir_exists(rest)
 
     def file_exists(self, path=""):
         try:
-            mount, mgr, rest = self._split(path)
+            _mount, mgr, rest = self._split(path)
         except HTTPError:
             return False
         return bool(rest) and mgr.file_exists(rest)
@@ -751,7 +763,7 @@ class TierContentsManager(ContentsManager):
         if self._is_root(path):
             return False
         try:
-            mount, mgr, rest = self._split(path)
+            _mount, mgr, rest = self._split(path)
         except HTTPError:
             return False
         return mgr.is_hidden(rest)
@@ -787,8 +799,8 @@ class TierContentsManager(ContentsManager):
         self.delete(path)
 
     def rename(self, old_path, new_path):
-        old_mount, old_mgr, old_rest = self._split(old_path, write=True)
-        new_mount, new_mgr, new_rest = self._split(new_path, write=True)
+        _old_mount, old_mgr, old_rest = self._split(old_path, write=True)
+        _new_mount, new_mgr, new_rest = self._split(new_path, write=True)
         if not old_rest or not new_rest:
             raise HTTPError(400, "the top-level folders cannot be renamed")
         if old_mgr is new_mgr:
@@ -815,17 +827,17 @@ class TierContentsManager(ContentsManager):
 
     # --- checkpoints: each mount keeps its own ----------------------------------------------
     def create_checkpoint(self, path):
-        mount, mgr, rest = self._split(path)
+        _mount, mgr, rest = self._split(path)
         return mgr.create_checkpoint(rest)
 
     def list_checkpoints(self, path):
-        mount, mgr, rest = self._split(path)
+        _mount, mgr, rest = self._split(path)
         return mgr.list_checkpoints(rest)
 
     def restore_checkpoint(self, checkpoint_id, path):
-        mount, mgr, rest = self._split(path, write=True)
+        _mount, mgr, rest = self._split(path, write=True)
         return mgr.restore_checkpoint(checkpoint_id, rest)
 
     def delete_checkpoint(self, checkpoint_id, path):
-        mount, mgr, rest = self._split(path, write=True)
+        _mount, mgr, rest = self._split(path, write=True)
         return mgr.delete_checkpoint(checkpoint_id, rest)
