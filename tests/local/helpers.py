@@ -1,8 +1,22 @@
-"""Sign in to a local tier hub and get its user's server (the client itself: tests/hubclient.py)."""
+"""Drive `lakehub local up/status/down` from tests, and sign in to a local tier hub and get its
+user's server (the client itself: tests/hubclient.py). Used by tests/local and tests/browser."""
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
 from hubclient import UserServer, api_token, oidc_sign_in, wait_ready
+
+from lakehub.emulator import port_in_use
+from lakehub.local.platform import can_bind, plan_ports, tiers_from_template
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sign_in(hub_url: str, username: str, password: str):
@@ -16,3 +30,50 @@ def user_server(tier: dict, user: dict) -> UserServer:
     token = api_token(session, tier["url"], user["username"])
     wait_ready(tier["url"], user["username"], token, timeout=120.0)
     return UserServer(tier["url"], user["username"], token)
+
+
+def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith("AWS_"):
+            env.pop(key)
+    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+def free_base_port() -> int:
+    tiers = tiers_from_template()
+    for _ in range(50):
+        base = random.randrange(10000, 32000, 100)  # below the ephemeral port range
+        if not any(port_in_use(p) or not can_bind(p) for p in plan_ports(base, tiers)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+class Platform:
+    def __init__(self, state_dir: Path, base: int):
+        self.state_dir = state_dir
+        self.base = base
+
+    def up(self) -> subprocess.CompletedProcess:
+        return lakehub("local", "up", "--state-dir", str(self.state_dir), "--base-port", str(self.base))
+
+    def down(self) -> subprocess.CompletedProcess:
+        return lakehub("local", "down", "--state-dir", str(self.state_dir), timeout=180)
+
+    def status(self) -> dict:
+        proc = lakehub("local", "status", "--state-dir", str(self.state_dir), "--format", "json", timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    def state(self) -> dict:
+        return json.loads((self.state_dir / "state.json").read_text())
+
+    def tier(self, name: str) -> dict:
+        return next(t for t in self.status()["tiers"] if t["name"] == name)
+
+    def admin_s3(self):
+        state = self.state()
+        return boto3.client("s3", endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
+                            aws_access_key_id=state["admin"]["AccessKeyId"],
+                            aws_secret_access_key=state["admin"]["SecretAccessKey"])

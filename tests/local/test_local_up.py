@@ -8,11 +8,7 @@ One `up` is shared by the module's tests (CI time); the last test takes it down 
 from __future__ import annotations
 
 import json
-import os
-import random
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,10 +16,7 @@ import boto3
 import pytest
 import requests
 
-from lakehub.emulator import port_in_use
-from lakehub.local.platform import can_bind, plan_ports, tiers_from_template
-
-from .helpers import user_server
+from .helpers import Platform, free_base_port, lakehub, user_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -39,53 +32,6 @@ def probe(key):
         return e.response["Error"]["Code"]
 print("pii:", probe("pii/customers.csv"), "nonpii:", probe("nonpii/sales.csv"))
 """
-
-
-def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    for key in list(env):
-        if key.startswith("AWS_"):
-            env.pop(key)
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
-
-
-def free_base_port() -> int:
-    tiers = tiers_from_template()
-    for _ in range(50):
-        base = random.randrange(10000, 32000, 100)  # below the ephemeral port range
-        if not any(port_in_use(p) or not can_bind(p) for p in plan_ports(base, tiers)):
-            return base
-    raise RuntimeError("no free block of ports")
-
-
-class Platform:
-    def __init__(self, state_dir: Path, base: int):
-        self.state_dir = state_dir
-        self.base = base
-
-    def up(self) -> subprocess.CompletedProcess:
-        return lakehub("local", "up", "--state-dir", str(self.state_dir), "--base-port", str(self.base))
-
-    def down(self) -> subprocess.CompletedProcess:
-        return lakehub("local", "down", "--state-dir", str(self.state_dir), timeout=180)
-
-    def status(self) -> dict:
-        proc = lakehub("local", "status", "--state-dir", str(self.state_dir), "--format", "json", timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
-
-    def state(self) -> dict:
-        return json.loads((self.state_dir / "state.json").read_text())
-
-    def tier(self, name: str) -> dict:
-        return next(t for t in self.status()["tiers"] if t["name"] == name)
-
-    def admin_s3(self):
-        state = self.state()
-        return boto3.client("s3", endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
-                            aws_access_key_id=state["admin"]["AccessKeyId"],
-                            aws_secret_access_key=state["admin"]["SecretAccessKey"])
 
 
 @pytest.fixture(scope="module")

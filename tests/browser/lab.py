@@ -1,0 +1,277 @@
+"""What a data scientist does in JupyterLab, driven in a real browser (Playwright + Debian's
+chromium): sign in through the identity provider's own form, open, create, run, save, rename and
+copy notebooks through the file browser and the menus. Every step takes a screenshot; the
+timings of the steps a person waits for are recorded. Used by tests/browser and
+benchmarks/browser_journey.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, expect
+
+CHROMIUM = "/usr/bin/chromium"
+# Chromium as root in a sandbox with no internet: no sandbox, no GPU, and none of the background
+# connections (updates, sync, field trials) that a closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+STDERR = 'application/vnd.jupyter.stderr'
+SPAWN_TIMEOUT_MS = 180_000
+RUN_TIMEOUT_MS = 120_000
+
+
+class LabError(AssertionError):
+    pass
+
+
+def launch(playwright) -> Browser:
+    if not Path(CHROMIUM).exists():
+        raise LabError(f"{CHROMIUM} is missing: install Debian's chromium (make setup)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+class Lab:
+    """One person in one browser context, signed in to one hub."""
+
+    def __init__(self, browser: Browser, hub_url: str, username: str, shots: Path):
+        self.hub_url = hub_url.rstrip("/")
+        self.username = username
+        self.shots = shots
+        self.shots.mkdir(parents=True, exist_ok=True)
+        self.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        self.context.set_default_timeout(60_000)
+        self.page: Page = self.context.new_page()
+        self.console_errors: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        self.timings: dict[str, float] = {}
+        self._step = 0
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def shot(self, name: str) -> Path:
+        self._step += 1
+        path = self.shots / f"{self._step:02d}-{self.username}-{name}.png"
+        try:
+            self.page.screenshot(path=str(path))
+        except Exception:  # noqa: BLE001 - a screenshot must never hide the real failure
+            pass
+        return path
+
+    @contextmanager
+    def step(self, name: str, timed: str | None = None):
+        started = time.monotonic()
+        try:
+            yield
+        except Exception:
+            self.shot(f"{name}-FAILED")
+            raise
+        if timed:
+            self.timings[timed] = round(time.monotonic() - started, 2)
+        self.shot(name)
+
+    def close(self):
+        self.context.close()
+
+    # -- signing in -------------------------------------------------------------------------
+    def sign_in(self, password: str, login: str = "oidc") -> None:
+        page = self.page
+        with self.step("login-form"):
+            page.goto(f"{self.hub_url}/hub/oauth_login" if login == "oidc" else f"{self.hub_url}/hub/login")
+            page.fill("input[name=username]", self.username)
+            page.fill("input[name=password]", password)
+        with self.step("lab-open", timed="sign_in_to_lab_s"):
+            page.locator("button[type=submit], input[type=submit]").first.click()
+            page.wait_for_load_state()
+            if "/hub/spawn" in page.url and page.locator("form#spawn_form, form[action*='spawn']").count():
+                page.locator("form input[type=submit], form button[type=submit]").first.click()
+            page.wait_for_url(re.compile(r".*/user/[^/]+/lab.*"), timeout=SPAWN_TIMEOUT_MS)
+            page.locator(".jp-DirListing-content").wait_for(timeout=SPAWN_TIMEOUT_MS)
+        self.fail_on_dialog("after sign-in")
+
+    # -- dialogs ----------------------------------------------------------------------------
+    def dialog_text(self) -> str | None:
+        dialog = self.page.locator(".jp-Dialog")
+        if dialog.count() and dialog.first.is_visible():
+            return dialog.first.inner_text()
+        return None
+
+    def fail_on_dialog(self, when: str) -> None:
+        text = self.dialog_text()
+        if text:
+            self.shot("unexpected-dialog")
+            raise LabError(f"JupyterLab showed a dialog {when}: {text!r}")
+
+    def no_news_prompt(self) -> None:
+        """A managed environment never asks to fetch news from the internet."""
+        toast = self.page.get_by_text("official Jupyter news")
+        if toast.count() and toast.first.is_visible():
+            self.shot("news-prompt")
+            raise LabError("JupyterLab asks whether to fetch Jupyter news from the internet")
+
+    # -- the file browser -------------------------------------------------------------------
+    def listing_names(self) -> list[str]:
+        return [t.strip() for t in self.page.locator(".jp-DirListing-item .jp-DirListing-itemText").all_inner_texts()]
+
+    def go_to_folder(self, path: str) -> None:
+        """Walk there through the file browser: the breadcrumb's home, then double-click each folder."""
+        page = self.page
+        page.locator(".jp-BreadCrumbs-home").first.click()
+        page.locator(".jp-DirListing-item").first.wait_for()
+        for part in [p for p in path.strip("/").split("/") if p]:
+            item = self.item(part)
+            item.dblclick()
+            expect(page.locator(".jp-BreadCrumbs")).to_contain_text(part)
+            page.wait_for_timeout(300)
+
+    def item(self, name: str):
+        return self.page.locator(".jp-DirListing-item", has=self.page.locator(
+            ".jp-DirListing-itemText", has_text=re.compile(rf"^{re.escape(name)}$")))
+
+    def wait_for_item(self, name: str, timeout_ms: int = 30_000) -> None:
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            if name in self.listing_names():
+                return
+            self.page.locator("button[title='Refresh the file browser.'], [data-command='filebrowser:refresh']").first.click()
+            self.page.wait_for_timeout(500)
+        raise LabError(f"{name} did not appear in the file browser; it shows {self.listing_names()}")
+
+    # -- notebooks --------------------------------------------------------------------------
+    def current_panel(self):
+        return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").last
+
+    def open_from_browser(self, folder: str, name: str) -> None:
+        with self.step(f"open-{name}", timed=f"open_{name}_s"):
+            self.go_to_folder(folder)
+            self.item(name).dblclick()
+            self.wait_notebook_ready(name, has_content=True)
+
+    def wait_notebook_ready(self, name: str, has_content: bool = False) -> None:
+        """The tab is there, the notebook's cells are shown (an existing notebook: with their text),
+        its kernel is idle, and no dialog (such as "File Load Error") came up on the way."""
+        page = self.page
+        tab = page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabLabel")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self.fail_on_dialog(f"opening {name}")
+            cells = self.current_panel().locator(".jp-Cell")
+            if tab.count() and tab.first.inner_text().strip() == name and cells.count():
+                if not has_content or cells.first.inner_text().strip():
+                    break
+            page.wait_for_timeout(250)
+        else:
+            self.fail_on_dialog(f"opening {name}")
+            raise LabError(f"{name} did not open in JupyterLab (current tab: {tab.all_inner_texts()})")
+        self.wait_kernel_idle()
+        self.fail_on_dialog(f"opening {name}")
+
+    def wait_kernel_idle(self, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+        indicator = self.current_panel().locator(".jp-Notebook-ExecutionIndicator")
+        expect(indicator).to_have_attribute("data-status", "idle", timeout=timeout_ms)
+
+    def menu(self, top: str, entry: str) -> None:
+        self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(rf"^{re.escape(top)}$")).click()
+        self.page.locator(".lm-Menu-item:not(.lm-mod-disabled) .lm-Menu-itemLabel",
+                          has_text=re.compile(rf"^{re.escape(entry)}")).first.click()
+
+    def run_all(self, name: str) -> None:
+        with self.step(f"run-all-{name}", timed=f"run_all_{name}_s"):
+            self.menu("Run", "Run All Cells")
+            self.wait_all_executed()
+
+    def wait_all_executed(self, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+        panel = self.current_panel()
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            prompts = panel.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+            if prompts and all(re.search(r"\[\d+\]", p) for p in prompts):
+                break
+            self.page.wait_for_timeout(300)
+        else:
+            raise LabError(f"cells did not finish running: prompts {panel.locator('.jp-CodeCell .jp-InputPrompt').all_inner_texts()}")
+        self.wait_kernel_idle()
+
+    def error_outputs(self) -> list[str]:
+        """Tracebacks and anything written to stderr (warnings included): a person sees them red."""
+        return self.current_panel().locator(f".jp-OutputArea-output[data-mime-type='{STDERR}']").all_inner_texts()
+
+    def outputs_text(self) -> str:
+        return "\n".join(self.current_panel().locator(".jp-OutputArea-output").all_inner_texts())
+
+    def new_notebook_from_launcher(self, folder: str) -> None:
+        page = self.page
+        with self.step("launcher-new-notebook"):
+            self.go_to_folder(folder)
+            page.locator(".jp-FileBrowser-toolbar button[title^='New Launcher'], "
+                         "[data-command='launcher:create']").first.click()
+            page.locator(".jp-LauncherCard[title^='Python 3']").first.click()
+            page.wait_for_timeout(500)
+            self.wait_notebook_ready(self.current_tab())
+
+    def current_tab(self) -> str:
+        return self.page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabLabel").first.inner_text().strip()
+
+    def type_and_run_cell(self, code: str, expect_text: str) -> str:
+        page = self.page
+        with self.step("type-cell"):
+            editor = self.current_panel().locator(".jp-Cell").last.locator(".cm-content")
+            editor.click()
+            page.keyboard.insert_text(code)
+        with self.step("first-cell-result", timed="first_cell_result_s"):
+            page.keyboard.press("Shift+Enter")
+            output = self.current_panel().locator(".jp-Cell").first.locator(".jp-OutputArea-output")
+            expect(output.first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+            self.wait_kernel_idle()
+        text = self.outputs_text()
+        if expect_text not in text:
+            raise LabError(f"the cell's output {text!r} lacks {expect_text!r}; errors: {self.error_outputs()}")
+        return text
+
+    def save_with_name(self, name: str) -> None:
+        """Ctrl+S on a new notebook: JupyterLab 4 asks for its name on the first save (a rename)."""
+        page = self.page
+        with self.step("save-first-time"):
+            self.current_panel().click()
+            page.keyboard.press("Control+s")
+            dialog = page.locator(".jp-Dialog")
+            dialog.wait_for()
+            field = dialog.locator("input")
+            field.fill(name)
+            dialog.locator("button.jp-mod-accept").click()
+            dialog.wait_for(state="detached")
+            expect(page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabLabel").first).to_have_text(name)
+            self.wait_saved()
+
+    def wait_saved(self) -> None:
+        expect(self.page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty")).to_have_count(0, timeout=30_000)
+        self.fail_on_dialog("saving")
+
+    def rename_current(self, new_name: str) -> None:
+        page = self.page
+        with self.step("rename"):
+            self.menu("File", "Rename Notebook")
+            dialog = page.locator(".jp-Dialog")
+            dialog.wait_for()
+            dialog.locator("input").fill(new_name)
+            dialog.locator("button.jp-mod-accept").click()
+            dialog.wait_for(state="detached")
+            expect(page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabLabel").first).to_have_text(new_name)
+        self.fail_on_dialog("renaming")
+
+    def copy_into(self, folder: str, name: str, target: str) -> None:
+        """Right-click > Copy in the file browser, then Paste in the target folder."""
+        page = self.page
+        with self.step(f"copy-to-{target}"):
+            self.go_to_folder(folder)
+            self.item(name).click(button="right")
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Copy$")).click()
+            self.go_to_folder(target)
+            page.locator(".jp-DirListing-content").click(button="right", position={"x": 60, "y": 200})
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Paste$")).click()
+            self.wait_for_item(name)
+        self.fail_on_dialog("pasting")

@@ -1,0 +1,101 @@
+"""A data scientist in a real browser (Playwright, Debian's chromium) on each server mode: signs in,
+opens the example notebook from shared/examples/ and runs it, creates a notebook from the launcher
+in their own folder, reads the tier's data with pandas, saves (JupyterLab asks for a name),
+renames, copies it into shared/; a colleague of the same tier opens that copy and sees the saved
+output; the R example runs. REST calls alone missed that no notebook opened in JupyterLab.
+
+The tests of one mode run in order on one signed-in browser per person (module-scoped): a later
+step needs what an earlier one made. Screenshots of each step: build/test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .lab import Lab
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(900)]
+
+TYPED_CELL = """import os, boto3, pandas as pd
+bucket = os.environ["LAKEHUB_DATA_BUCKET"]
+prefix = os.environ["LAKEHUB_DATA_PREFIXES"].split(",")[0]
+listing = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+key = sorted(o["Key"] for o in listing if o["Key"].endswith(".csv"))[0]
+endpoint = os.environ.get("AWS_ENDPOINT_URL_S3")
+df = pd.read_csv(f"s3://{bucket}/{key}", storage_options={"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {})
+print("rows in the tier's data:", len(df))"""
+NAME, RENAMED = "analysis.ipynb", "quarterly-analysis.ipynb"
+
+
+@pytest.fixture(scope="module")
+def people(tier, chromium):
+    labs = {}
+
+    def person(index: int) -> Lab:
+        if index not in labs:
+            username, password = tier.members[index]
+            lab = Lab(chromium, tier.url, username, tier.artifacts)
+            lab.sign_in(password)
+            tier.timings.setdefault(f"{username}", {}).update(lab.timings)
+            labs[index] = lab
+        return labs[index]
+
+    yield person
+    for index, lab in labs.items():
+        tier.timings.setdefault(lab.username, {}).update(lab.timings)
+        lab.close()
+
+
+def test_member_signs_in_and_lab_opens_in_their_folder_without_a_news_prompt(tier, people):
+    alice = people(0)
+    assert alice.page.url.rstrip("/").endswith(f"/lab/tree/{alice.username}")
+    alice.page.wait_for_timeout(1500)  # the news prompt, when on, shows shortly after start
+    alice.no_news_prompt()
+    alice.go_to_folder("")
+    assert sorted(alice.listing_names()) == sorted([alice.username, "shared"])
+
+
+def test_example_notebook_opens_from_the_file_browser_and_runs_without_errors(tier, people):
+    alice = people(0)
+    alice.open_from_browser("shared/examples", "python_data_lake.ipynb")
+    alice.run_all("python_data_lake.ipynb")
+    assert alice.error_outputs() == []
+    assert "CSV files" in alice.outputs_text()
+
+
+def test_new_notebook_from_the_launcher_reads_tier_data_saves_and_renames_to_one_file(tier, people):
+    alice = people(0)
+    alice.new_notebook_from_launcher(alice.username)
+    output = alice.type_and_run_cell(TYPED_CELL, "rows in the tier's data:")
+    assert output.strip().endswith(tier.expected_rows), output
+    alice.save_with_name(NAME)
+    assert tier.notebook_keys(f"users/{alice.username}") >= {NAME}
+    alice.rename_current(RENAMED)
+    alice.go_to_folder(alice.username)
+    alice.wait_for_item(RENAMED)
+    names = alice.listing_names()
+    assert RENAMED in names and NAME not in names and not [n for n in names if n.startswith("Untitled")], names
+    keys = tier.notebook_keys(f"users/{alice.username}")
+    assert RENAMED in keys and NAME not in keys and not [k for k in keys if k.startswith("Untitled")], keys
+
+
+def test_copy_in_shared_is_opened_by_a_colleague_with_the_saved_output(tier, people):
+    alice = people(0)
+    alice.copy_into(alice.username, RENAMED, "shared")
+    assert RENAMED in tier.notebook_keys("shared")
+    assert RENAMED in tier.notebook_keys(f"users/{alice.username}")  # a copy: the original stays
+
+    bob = people(1)
+    bob.open_from_browser("shared", RENAMED)
+    text = bob.outputs_text()
+    assert f"rows in the tier's data: {tier.expected_rows}" in text, text
+    assert bob.error_outputs() == []
+
+
+def test_r_example_runs_without_errors(tier, people):
+    bob = people(1)
+    bob.open_from_browser("shared/examples", "r_data_lake.ipynb")
+    bob.run_all("r_data_lake.ipynb")
+    assert bob.error_outputs() == [], bob.error_outputs()
+    assert "rows:" in bob.outputs_text()
+    assert bob.current_panel().locator(".jp-RenderedImage img").count() >= 1  # the ggplot chart
