@@ -342,7 +342,7 @@ class LakehubS3ContentsManager(S3ContentsManager):
             if self.should_list(name) and (self.allow_hidden or not name.startswith(".")):
                 entries.append(name)
         sub_times = dict(zip(entries, self._many_dir_times([_join(path, n) for n in entries])))
-        children = [self._base(_join(path, n), "directory", sub_times[n], None) for n in entries]
+        children = [self._base(_join(path, n), "directory", sub_times[n], None) for n in entries if sub_times[n] is not False]
         for obj in objects:
             name = obj["Key"][len(prefix):]
             if not name or name == DIR_KEEP_FILE or "/" in name:
@@ -356,13 +356,18 @@ class LakehubS3ContentsManager(S3ContentsManager):
         return model
 
     def _many_dir_times(self, paths: list[str]) -> list:
+        """Each folder's time (its marker's), None without a marker, False if it holds no live
+        object: the emulator (moto) still reports a folder whose objects are all behind delete
+        markers (versioned bucket) as a CommonPrefix; S3 does not."""
+
         async def heads():
             async def one(p):
                 try:
                     h = await self._s3._call_s3("head_object", Bucket=self.bucket, Key=_join(self._key(p), DIR_KEEP_FILE))
                     return h["LastModified"]
                 except FileNotFoundError:
-                    return None
+                    page = await self._s3._call_s3("list_objects_v2", Bucket=self.bucket, Prefix=self._dir_key(p), MaxKeys=1)
+                    return None if page.get("KeyCount", 0) else False
 
             return await asyncio.gather(*(one(p) for p in paths))
 
@@ -459,21 +464,27 @@ class LakehubS3ContentsManager(S3ContentsManager):
         self.run_pre_save_hooks(model=model, path=path)
 
         validation_error: dict = {}
-        if model["type"] == "notebook":
-            nb = nbformat.from_dict(model["content"])
-            self.check_and_sign(nb, path)
-            text = nbformat.writes(nb, version=nbformat.NO_CONVERT, capture_validation_error=validation_error)
-            self._put(path, text.encode("utf-8"))
-            # One checkpoint always exists for a notebook (as FileContentsManager keeps one).
-            if not self.checkpoints.list_checkpoints(path):
-                self.create_checkpoint(path)
-        elif model["type"] == "file":
-            self._put(path, self._decode(model, path))
-        else:
-            if self._is_file(path):
-                raise HTTPError(400, f"Not a directory: {path}")
-            if self._head("", key=_join(self._key(path), DIR_KEEP_FILE)) is None:
-                self._put(_join(path, DIR_KEEP_FILE), b"")
+        try:
+            if model["type"] == "notebook":
+                nb = nbformat.from_dict(model["content"])
+                self.check_and_sign(nb, path)
+                text = nbformat.writes(nb, version=nbformat.NO_CONVERT, capture_validation_error=validation_error)
+                self._put(path, text.encode("utf-8"))
+                # One checkpoint always exists for a notebook (as FileContentsManager keeps one).
+                if not self.checkpoints.list_checkpoints(path):
+                    self.create_checkpoint(path)
+            elif model["type"] == "file":
+                self._put(path, self._decode(model, path))
+            else:
+                if self._is_file(path):
+                    raise HTTPError(400, f"Not a directory: {path}")
+                if self._head("", key=_join(self._key(path), DIR_KEEP_FILE)) is None:
+                    self._put(_join(path, DIR_KEEP_FILE), b"")
+        except HTTPError:
+            raise
+        except Exception as e:
+            self.log.exception("Error while saving file: %s", path)
+            raise HTTPError(500, f"Unexpected error while saving file: {path} {e}") from e
 
         message = None
         if model["type"] == "notebook":
@@ -670,6 +681,12 @@ class TierContentsManager(ContentsManager):
     region_name = Unicode().tag(config=True)
     hash_algorithm = Unicode(HASH_ALGORITHM)
     mount_class = LakehubS3ContentsManager
+    # Settings of the mounts, set once here for all of them (names as FileContentsManager's).
+    max_copy_folder_size_mb = Int(500, config=True, help="The largest folder (MB) that can be copied.")
+    delete_to_trash = Bool(True, config=True, help="See LakehubS3ContentsManager.delete_to_trash.")
+    always_delete_dir = Bool(False, config=True, help="See LakehubS3ContentsManager.always_delete_dir.")
+    # ... and one notary (notebook trust signatures) for the router and every mount.
+    _MOUNT_SETTINGS = ("allow_hidden", "max_copy_folder_size_mb", "delete_to_trash", "always_delete_dir", "notary")
 
     # /files/<path> must read through this manager, not from the local disk.
     @default("files_handler_class")
@@ -690,15 +707,15 @@ class TierContentsManager(ContentsManager):
                 prefix=prefix,
                 endpoint_url=self.endpoint_url,
                 region_name=self.region_name,
-                allow_hidden=self.allow_hidden,
+                **{name: getattr(self, name) for name in self._MOUNT_SETTINGS},
             )
             for name, prefix in self.mounts.items()
         }
 
-    @observe("allow_hidden")
-    def _allow_hidden_changed(self, change):
+    @observe(*_MOUNT_SETTINGS)
+    def _mount_setting_changed(self, change):
         for mgr in getattr(self, "_managers", {}).values():
-            mgr.allow_hidden = change["new"]
+            setattr(mgr, change["name"], change["new"])
 
     # --- mount resolution (the one place paths are mapped) ----------------------------------
     def _split(self, path, write=False):
