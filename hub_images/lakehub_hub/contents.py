@@ -60,6 +60,7 @@ DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 COPY_CONCURRENCY = 16
 STALE_UPLOAD_SECONDS = 3600
 MAX_SINGLE_COPY = 5 * 1024**3  # CopyObject's limit
+FILES_HANDLER_ROOT = "/nonexistent/lakehub-files-come-from-s3"
 
 
 def _norm(path: str | None) -> str:
@@ -170,7 +171,9 @@ class LakehubS3ContentsManager(S3ContentsManager):
 
     @default("files_handler_params")
     def _default_files_handler_params(self):
-        return {}
+        # FilesHandler is a StaticFileHandler whose get() reads through the manager; tornado still
+        # wants a root folder: one that holds nothing, so the local disk is never served.
+        return {"path": FILES_HANDLER_ROOT}
 
     @default("checkpoints_class")
     def _default_checkpoints_class(self):
@@ -541,6 +544,8 @@ class LakehubS3ContentsManager(S3ContentsManager):
         except Exception:
             self._abort(path)
             raise
+        if chunk != -1:  # the object exists only once the upload completes
+            return self._base(path, "file", datetime.datetime.now(datetime.UTC), None)
         out = self.get(path, content=False)
         if chunk == -1:
             self.run_post_save_hook(model=out, s3_path=self._key(path))
@@ -695,7 +700,9 @@ class TierContentsManager(ContentsManager):
 
     @default("files_handler_params")
     def _default_files_handler_params(self):
-        return {}
+        # FilesHandler is a StaticFileHandler whose get() reads through the manager; tornado still
+        # wants a root folder: one that holds nothing, so the local disk is never served.
+        return {"path": FILES_HANDLER_ROOT}
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
