@@ -281,7 +281,10 @@ class LakehubS3ContentsManager(S3ContentsManager):
         self._call("delete_object", Bucket=self.bucket, Key=key)
 
     def _delete_keys(self, keys: list[str]) -> None:
-        """DeleteObjects in batches; any per-key error in its 200 answer is an HTTP error."""
+        """DeleteObjects in batches. S3 reports refused keys in the Errors of a 200 answer: each is
+        tried once more alone with DeleteObject (the emulator authorizes DeleteObjects against the
+        bucket, not per key as AWS does, and refuses them all), and what is still refused is an
+        HTTP error -- never a false success."""
         failed = []
         for i in range(0, len(keys), DELETE_BATCH):
             batch = keys[i : i + DELETE_BATCH]
@@ -291,10 +294,16 @@ class LakehubS3ContentsManager(S3ContentsManager):
                 Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
             )
             failed += out.get("Errors", [])
-        if failed:
-            shown = ", ".join(f"{e.get('Key')} ({e.get('Code')}: {e.get('Message')})" for e in failed[:5])
-            more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-            raise HTTPError(500, f"S3 did not delete {len(failed)} object(s): {shown}{more}")
+        still = []
+        for error in failed:
+            try:
+                self._delete_key(error["Key"])
+            except Exception as e:  # AccessDenied and the like, translated by s3fs
+                still.append({**error, "Message": f"{error.get('Message')}; alone: {e}"})
+        if still:
+            shown = ", ".join(f"{e.get('Key')} ({e.get('Code')}: {e.get('Message')})" for e in still[:5])
+            more = f" and {len(still) - 5} more" if len(still) > 5 else ""
+            raise HTTPError(500, f"S3 did not delete {len(still)} object(s): {shown}{more}")
 
     # --- models ---------------------------------------------------------------------------
     def _hidden(self, path: str) -> bool:

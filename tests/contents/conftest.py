@@ -5,6 +5,8 @@ for the REST tests and jupyter_server's own contract suite."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 import uuid
 
 import boto3
@@ -60,3 +62,50 @@ def tier_manager(tier_config):
     from lakehub_hub.contents import TierContentsManager
 
     return TierContentsManager(**tier_config)
+
+
+@pytest.fixture
+def tier_role_env(moto_server, notebook_bucket, tier_prefix, monkeypatch):
+    """The user server's credentials as in the product: an identity allowed s3:DeleteObject (and
+    the other object actions) only under the tier's prefix, with the emulator enforcing IAM (as
+    local mode does); the test's own `s3` client gets an admin user. Enforcement is turned off
+    again afterwards (the session's emulator is shared)."""
+    import s3fs
+
+    iam = boto3.client("iam", region_name="us-east-1", **_creds(moto_server))
+    suffix = uuid.uuid4().hex[:8]
+
+    def user(name, statements):
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": statements}))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return key["AccessKeyId"], key["SecretAccessKey"]
+
+    admin = user(f"admin-{suffix}", [{"Effect": "Allow", "Action": "*", "Resource": "*"}])
+    tier = user(f"tier-{suffix}", [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+         "Resource": f"arn:aws:s3:::{notebook_bucket}/{tier_prefix}/*"},
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{notebook_bucket}"},
+    ])
+    for key, value in moto_server.client_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", tier[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", tier[1])
+    s3fs.S3FileSystem.clear_instance_cache()  # s3fs keeps one client per settings: take these keys
+    moto_server.enforce_iam()
+    try:
+        yield boto3.client("s3", region_name="us-east-1", endpoint_url=moto_server.endpoint_url,
+                           aws_access_key_id=admin[0], aws_secret_access_key=admin[1])
+    finally:
+        urllib.request.urlopen(urllib.request.Request(f"{moto_server.endpoint_url}/moto-api/reset-auth", data=b"inf",
+                                                      method="POST", headers={"Content-Type": "text/plain"}), timeout=10).read()
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def tier_role_manager(tier_role_env, tier_mounts, notebook_bucket, moto_server):
+    from lakehub_hub.contents import TierContentsManager
+
+    return TierContentsManager(bucket=notebook_bucket, endpoint_url=moto_server.endpoint_url,
+                               region_name="us-east-1", mounts=tier_mounts)

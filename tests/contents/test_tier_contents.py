@@ -76,8 +76,8 @@ async def test_rest_get_with_hash_1_answers_hash_and_algorithm(tier_manager, api
 
 
 # --- rename and delete --------------------------------------------------------------------------
-def test_rename_leaves_exactly_one_object(tier_manager, s3, tier_mounts, notebook_bucket):
-    cm = tier_manager
+def test_rename_leaves_exactly_one_object(tier_role_manager, tier_role_env, tier_mounts, notebook_bucket):
+    cm, s3 = tier_role_manager, tier_role_env
     nb = cm.new_untitled(USER, type="notebook")
     cm.rename(nb["path"], f"{USER}/analysis.ipynb")
     keys = _keys(s3, notebook_bucket, tier_mounts[USER])
@@ -86,10 +86,13 @@ def test_rename_leaves_exactly_one_object(tier_manager, s3, tier_mounts, noteboo
     assert cm.list_checkpoints(f"{USER}/analysis.ipynb")  # the checkpoint followed
 
 
-def test_delete_removes_from_listing_and_keeps_an_old_version(tier_manager, s3, tier_mounts, notebook_bucket):
-    cm = tier_manager
+def test_delete_removes_from_listing_and_keeps_an_old_version(tier_role_manager, tier_role_env, tier_mounts, notebook_bucket):
+    cm, s3 = tier_role_manager, tier_role_env
     nb = cm.new_untitled(USER, type="notebook")
+    cm.save({"type": "directory"}, f"{USER}/old")
+    cm.save({"type": "file", "format": "text", "content": "x"}, f"{USER}/old/a.txt")
     cm.delete(nb["path"])
+    cm.delete(f"{USER}/old")
     assert _names(cm, USER) == []
     assert not cm.file_exists(nb["path"])
     key = f"{tier_mounts[USER]}/Untitled.ipynb"
@@ -98,8 +101,8 @@ def test_delete_removes_from_listing_and_keeps_an_old_version(tier_manager, s3, 
     assert [m["Key"] for m in versions.get("DeleteMarkers", [])] == [key]
 
 
-async def test_folder_delete_with_per_key_errors_is_an_http_error(tier_manager, api, s3, tier_mounts, notebook_bucket):
-    cm = tier_manager
+async def test_folder_delete_with_per_key_errors_is_an_http_error(tier_role_manager, tier_role_env, api, tier_mounts, notebook_bucket):
+    cm, s3 = tier_role_manager, tier_role_env
     cm.save({"type": "directory"}, f"{USER}/locked")
     cm.save({"type": "file", "format": "text", "content": "x"}, f"{USER}/locked/a.txt")
     # S3 answers a multi-object delete with 200 and an Errors list when some keys are refused.
@@ -124,8 +127,13 @@ async def test_copy_from_own_folder_into_shared(tier_manager, api):
     assert copied["path"] == "shared/report.ipynb"
     again = await api("POST", "shared", {"copy_from": f"{USER}/report.ipynb"})
     assert again["path"] == "shared/report-Copy1.ipynb"
-    assert _names(cm, "shared") == ["report-Copy1.ipynb", "report.ipynb"]
-    assert _names(cm, USER) == ["report.ipynb"]
+    cm.save({"type": "directory"}, f"{USER}/project")
+    cm.new(path=f"{USER}/project/step1.ipynb")
+    folder = await api("POST", "shared", {"copy_from": f"{USER}/project"})  # JupyterLab copies folders too
+    assert folder["path"] == "shared/project"
+    assert _names(cm, "shared") == ["project", "report-Copy1.ipynb", "report.ipynb"]
+    assert _names(cm, "shared/project") == ["step1.ipynb"]
+    assert _names(cm, USER) == ["project", "report.ipynb"]
     assert cm.get("shared/report.ipynb")["content"] == cm.get(f"{USER}/report.ipynb")["content"]
 
 
@@ -188,10 +196,14 @@ async def test_root_lists_the_two_mounts_read_only(tier_manager, api):
     root = await api("GET", "")
     assert root["writable"] is False
     assert sorted(c["name"] for c in root["content"]) == ["alice", "shared"]
-    for method, path, body in (("PUT", "x.ipynb", {"type": "notebook", "content": nbformat.v4.new_notebook()}),
-                               ("POST", "", {"type": "notebook"}), ("DELETE", "shared", None),
-                               ("PATCH", "shared", {"path": "renamed"})):
+    # Writing at the top level is forbidden (403), not "not found"; the mounts stay (400).
+    for method, path, body, code in (
+        ("PUT", "x.ipynb", {"type": "notebook", "content": nbformat.v4.new_notebook()}, 403),
+        ("POST", "", {"type": "notebook"}, 403),
+        ("PATCH", "shared", {"path": "renamed"}, 403),
+        ("DELETE", "shared", None, 400),
+    ):
         with pytest.raises(tornado.httpclient.HTTPClientError) as e:
             await api(method, path, body)
-        assert e.value.code in (400, 403, 404), (method, path)
+        assert e.value.code == code, (method, path)
     assert sorted(c["name"] for c in (await api("GET", ""))["content"]) == ["alice", "shared"]
