@@ -209,7 +209,7 @@ class Lab:
             self.go_to_folder(folder)
             page.locator(".jp-FileBrowser-toolbar button[title^='New Launcher'], "
                          "[data-command='launcher:create']").first.click()
-            page.locator(".jp-LauncherCard[title^='Python 3']").first.click()
+            page.locator(".jp-Launcher:visible .jp-LauncherCard[data-category='Notebook'][title^='Python 3']").first.click()
             page.wait_for_timeout(500)
             self.wait_notebook_ready(self.current_tab())
 
@@ -240,7 +240,7 @@ class Lab:
             page.keyboard.press("Control+s")
             dialog = page.locator(".jp-Dialog")
             dialog.wait_for()
-            field = dialog.locator("input")
+            field = dialog.locator("input:not([type=checkbox])")
             field.fill(name)
             dialog.locator("button.jp-mod-accept").click()
             dialog.wait_for(state="detached")
@@ -257,7 +257,7 @@ class Lab:
             self.menu("File", "Rename Notebook")
             dialog = page.locator(".jp-Dialog")
             dialog.wait_for()
-            dialog.locator("input").fill(new_name)
+            dialog.locator("input:not([type=checkbox])").fill(new_name)
             dialog.locator("button.jp-mod-accept").click()
             dialog.wait_for(state="detached")
             expect(page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabLabel").first).to_have_text(new_name)
