@@ -45,6 +45,7 @@ import posixpath
 import time
 
 import nbformat
+from botocore.exceptions import ClientError
 from fsspec.asyn import sync
 from jupyter_server.files.handlers import FilesHandler
 from jupyter_server.services.contents.checkpoints import Checkpoints
@@ -298,7 +299,7 @@ class LakehubS3ContentsManager(S3ContentsManager):
         for error in failed:
             try:
                 self._delete_key(error["Key"])
-            except Exception as e:  # AccessDenied and the like, translated by s3fs
+            except (OSError, ClientError) as e:  # AccessDenied (s3fs: PermissionError) and the like
                 still.append({**error, "Message": f"{error.get('Message')}; alone: {e}"})
         if still:
             shown = ", ".join(f"{e.get('Key')} ({e.get('Code')}: {e.get('Message')})" for e in still[:5])
