@@ -100,6 +100,15 @@ def _pairs(items) -> dict:
     return {i["name"]: i.get("value", "") for i in items or []}
 
 
+def image_environment() -> dict[str, str]:
+    """The hub image's ENV for its containers (hub_images/Dockerfile), with this machine's
+    interpreter standing in for the image's /usr/local/bin/python. RETICULATE_PYTHON matters:
+    without it R's reticulate searches the folders above the working directory for a Python
+    project, and a server started under a checkout finds the project's pyproject.toml and prints
+    a Poetry warning in every R notebook (tests/browser saw it)."""
+    return {"RETICULATE_PYTHON": sys.executable, "PYTHONUNBUFFERED": "1"}
+
+
 class LocalAgent:
     """Watch the emulator's ECS tasks and run lakehub user-server tasks as local processes."""
 
@@ -250,6 +259,7 @@ class LocalAgent:
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
         }
+        env.update(image_environment())  # what the image gives every container; the task's own wins
         env.update(_pairs(container_def.get("environment")))
         env.update(_pairs(override.get("environment")))
         service_url = env.get("JUPYTERHUB_SERVICE_URL")

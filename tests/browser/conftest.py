@@ -68,7 +68,10 @@ def chromium():
 
 
 def _per_user(tmp_path_factory):
-    platform = Platform(tmp_path_factory.mktemp("lakehub-browser"), free_base_port())
+    # Inside the checkout, as `make local`'s default state folder (.lakehub/local) is: what runs
+    # there must not pick up the project's own files (its pyproject.toml, .git).
+    state_dir = ROOT / "build" / f"browser-local-{uuid.uuid4().hex[:8]}"
+    platform = Platform(state_dir, free_base_port())
     proc = platform.up()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     try:
@@ -86,6 +89,7 @@ def _per_user(tmp_path_factory):
         yield Tier("per-user", tier["url"], members, keys, rows)
     finally:
         platform.down()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _first_csv_rows(s3, platform) -> str:

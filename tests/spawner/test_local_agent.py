@@ -5,14 +5,17 @@ the user server."""
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 import time
+from pathlib import Path
 import urllib.request
 
 import boto3
 import pytest
 
 from lakehub.emulator import port_in_use
-from lakehub.local.agent import LocalAgent
+from lakehub.local.agent import LocalAgent, image_environment
 from lakehub_hub import fargate
 
 pytestmark = pytest.mark.e2e
@@ -64,6 +67,8 @@ def test_agent_runs_a_spawned_task_locally_and_ends_it_on_stop(make_spawner, ecs
     assert env["JUPYTERHUB_API_TOKEN"] == "test-token-olga"
     assert env["JUPYTERHUB_SERVICE_URL"] == f"http://127.0.0.1:{port}/"
     assert env["AWS_ENDPOINT_URL"] == ecs_world.endpoint_url
+    # ...and what the image's ENV gives every container (R finds Python without searching).
+    assert env["RETICULATE_PYTHON"] == sys.executable
     sts = boto3.client(
         "sts",
         endpoint_url=ecs_world.endpoint_url,
@@ -136,3 +141,14 @@ def test_agent_command_names_an_unreachable_emulator_in_one_line():
     assert result.returncode == 2
     assert result.stderr.startswith("lakehub agent: error: the AWS emulator at http://127.0.0.1:")
     assert "Traceback" not in result.stderr
+
+
+def test_agent_gives_processes_the_environment_the_image_gives_its_containers():
+    """The agent stands in for the image: every variable it sets is one the Dockerfile's ENV sets."""
+    dockerfile = (Path(__file__).resolve().parents[2] / "hub_images" / "Dockerfile").read_text()
+    env_block = re.search(r"^ENV (.+?)(?=^\S)", dockerfile.split("FROM ${PYTHON_IMAGE} AS hub", 1)[1], re.S | re.M)
+    assert env_block, "the hub stage of hub_images/Dockerfile has no ENV"
+    image_keys = set(re.findall(r"(\w+)=", env_block.group(1)))
+    assert set(image_environment()) <= image_keys
+    assert "RETICULATE_PYTHON" in image_environment()
+
