@@ -160,9 +160,9 @@ class Lab:
         while time.monotonic() < deadline:
             self.fail_on_dialog(f"opening {name}")
             cells = self.current_panel().locator(".jp-Cell")
-            if tab.count() and tab.first.inner_text().strip() == name and cells.count():
-                if not has_content or cells.first.inner_text().strip():
-                    break
+            shown = tab.count() and tab.first.inner_text().strip() == name and cells.count()
+            if shown and (not has_content or cells.first.inner_text().strip()):
+                break
             page.wait_for_timeout(250)
         else:
             self.fail_on_dialog(f"opening {name}")
@@ -275,3 +275,19 @@ class Lab:
             page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Paste$")).click()
             self.wait_for_item(name)
         self.fail_on_dialog("pasting")
+
+    def delete(self, folder: str, name: str) -> None:
+        """Right-click > Delete in the file browser ("Move to Trash" where the manager keeps
+        deleted files: the notebook bucket's versions), and confirm."""
+        page = self.page
+        with self.step(f"delete-{name}"):
+            self.go_to_folder(folder)
+            self.item(name).click(button="right")
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^(Delete|Move to Trash)$")).first.click()
+            dialog = page.locator(".jp-Dialog")
+            dialog.wait_for()
+            dialog.locator("button.jp-mod-accept").click()
+            dialog.wait_for(state="detached")
+            expect(self.item(name)).to_have_count(0, timeout=30_000)
+        self.fail_on_dialog("deleting")
+

@@ -2,7 +2,8 @@
 opens the example notebook from shared/examples/ and runs it, creates a notebook from the launcher
 in their own folder, reads the tier's data with pandas, saves (JupyterLab asks for a name),
 renames, copies it into shared/; a colleague of the same tier opens that copy and sees the saved
-output; the R example runs. REST calls alone missed that no notebook opened in JupyterLab.
+output; the owner deletes their own copy (gone from the file browser and the bucket's
+listing); the R example runs. REST calls alone missed that no notebook opened in JupyterLab.
 
 The tests of one mode run in order on one signed-in browser per person (module-scoped): a later
 step needs what an earlier one made. Screenshots of each step: build/test-artifacts/browser/.
@@ -27,6 +28,9 @@ print("rows in the tier's data:", len(df))"""
 NAME, RENAMED = "analysis.ipynb", "quarterly-analysis.ipynb"
 
 
+ROLES = ("member", "colleague")  # the two people of one tier, in the order they sign in
+
+
 @pytest.fixture(scope="module")
 def people(tier, chromium):
     labs = {}
@@ -34,15 +38,13 @@ def people(tier, chromium):
     def person(index: int) -> Lab:
         if index not in labs:
             username, password = tier.members[index]
-            lab = Lab(chromium, tier.url, username, tier.artifacts)
-            lab.sign_in(password)
-            tier.timings.setdefault(f"{username}", {}).update(lab.timings)
-            labs[index] = lab
+            labs[index] = Lab(chromium, tier.url, username, tier.artifacts)
+            labs[index].sign_in(password)
         return labs[index]
 
     yield person
     for index, lab in labs.items():
-        tier.timings.setdefault(lab.username, {}).update(lab.timings)
+        tier.timings[ROLES[index]] = dict(lab.timings, username=lab.username)
         lab.close()
 
 
@@ -90,6 +92,17 @@ def test_copy_in_shared_is_opened_by_a_colleague_with_the_saved_output(tier, peo
     text = bob.outputs_text()
     assert f"rows in the tier's data: {tier.expected_rows}" in text, text
     assert bob.error_outputs() == []
+
+
+def test_deleting_from_the_file_browser_removes_the_notebook(tier, people):
+    alice = people(0)
+    alice.delete(alice.username, RENAMED)
+    alice.page.reload()
+    alice.page.locator(".jp-DirListing-content").wait_for()
+    alice.go_to_folder(alice.username)
+    assert RENAMED not in alice.listing_names()
+    assert RENAMED not in tier.notebook_keys(f"users/{alice.username}")
+    assert RENAMED in tier.notebook_keys("shared")  # the colleague's copy is another object
 
 
 def test_r_example_runs_without_errors(tier, people):
