@@ -55,8 +55,11 @@ class Tier:
         return ARTIFACTS / self.mode
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """Playwright's sync API keeps an event loop running in this thread while it is open: close it
+    with the module, or every later test that runs asyncio (jupyter_server's, the spawner's) fails
+    with "This event loop is already running"."""
     from playwright.sync_api import sync_playwright
 
     from browser.lab import launch
