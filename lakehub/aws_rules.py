@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from lakehub.rules import Violation, alternatives, is_root_user, items, props, resources_of
+from lakehub.rules import Violation, alternatives, is_root_user, items, props, refs, resources_of
 
 Rule = Callable[[dict], list[Violation]]
 AWS_RULES: dict[str, Rule] = {}
@@ -101,6 +101,23 @@ def _is_arn(template: dict, value: Any) -> bool:
     return False
 
 
+def _arn_guarded(template: dict, value: Any) -> list[Any]:
+    """The values of `value` that may not be ARNs: Fn::If branches expanded, except a `Ref P`
+    branch whose condition tests that P starts with "arn:" (Equals(Select(0, Split(":", P...)), "arn"))."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        cond, a, b = value["Fn::If"]
+        test = (template.get("Conditions") or {}).get(cond)
+        guarded = None
+        if isinstance(test, dict) and "Fn::Equals" in test:
+            left, right = test["Fn::Equals"]
+            if right == "arn" and isinstance(left, dict) and "Fn::Select" in left:
+                names = refs(left) & set(template.get("Parameters") or {})
+                guarded = next(iter(names)) if len(names) == 1 else None
+        keep_a = [] if (guarded and a == {"Ref": guarded}) else _arn_guarded(template, a)
+        return keep_a + _arn_guarded(template, b)
+    return alternatives(value)
+
+
 @aws_rule(
     "ecs-secrets-by-arn",
     "ECS Secrets[].ValueFrom is the ARN of a Secrets Manager secret (a bare name is read as an SSM parameter)",
@@ -117,7 +134,7 @@ def ecs_secrets_by_arn(template: dict) -> list[Violation]:
             for secret in secrets:
                 if not isinstance(secret, dict):
                     continue
-                for value in alternatives(secret.get("ValueFrom")):
+                for value in _arn_guarded(template, secret.get("ValueFrom")):
                     if not _is_arn(template, value):
                         out.append(Violation("ecs-secrets-by-arn", name, f"secret {secret.get('Name')} takes ValueFrom {value!r}, which may be a name: ECS reads a name as an SSM parameter"))
     return out

@@ -739,6 +739,7 @@ def build_hub_instance(settings: Settings):
     add_parameters(b, settings)
     add_mappings(b, settings)
     add_conditions(b, settings)
+    tier_mod.add_secret_arn_conditions(b)
     add_rules(b)
 
     cookie, client, client_secret = add_secrets(b)

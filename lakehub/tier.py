@@ -119,7 +119,8 @@ LISTENER_PRIORITY = "ListenerPriority"
 IDLE_TIMEOUT = "IdleTimeoutSeconds"
 USER_PROFILES = "UserServerSizes"
 
-SECRET_NAME_PATTERN = r"^$|^[A-Za-z0-9/_+=.@-]{1,512}$"
+# A Secrets Manager secret's name, or its ARN (preferred: the full ARN, with the 6-character suffix).
+SECRET_NAME_PATTERN = r"^$|^[A-Za-z0-9/_+=.@-]{1,512}$|^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
@@ -225,10 +226,10 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     g = "Sign-in (oidc and ldap modes only)"
     b.param(OIDC_ISSUER, g, "OIDC issuer URL", "oidc mode: issuer URL of your OpenID Connect provider", Default="", AllowedPattern=r"^$|^https://\S+$", ConstraintDescription="empty, or an https URL")
     b.param(OAUTH_CLIENT_ID, g, "OIDC client ID", "oidc mode: client ID registered for https://<host>.<domain>/hub/oauth_callback", Default="", AllowedPattern=r"^[\w.@:/-]*$", ConstraintDescription="a client ID")
-    b.param(OAUTH_CLIENT_SECRET_ARN, g, "OIDC client secret (Secrets Manager name)", "oidc mode: name of the Secrets Manager secret (this account and region) holding the client secret", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret name")
+    b.param(OAUTH_CLIENT_SECRET_ARN, g, "OIDC client secret (Secrets Manager ARN or name)", "oidc mode: ARN (preferred) or name of the Secrets Manager secret (this account and region) holding the client secret; the hub task receives it by ARN", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret ARN or name")
     b.param(LDAP_URL, g, "LDAP URL", "ldap mode: ldaps://host:636 of your directory", Default="", AllowedPattern=r"^$|^ldaps?://[A-Za-z0-9.-]+(:\d+)?$", ConstraintDescription="empty, or ldaps://host[:port]")
     b.param(LDAP_BIND_DN, g, "LDAP bind DN", "ldap mode: DN of the service account that searches users and groups", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
-    b.param(LDAP_BIND_PASSWORD_SECRET_ARN, g, "LDAP bind password (Secrets Manager name)", "ldap mode: name of the Secrets Manager secret (this account and region) holding the bind password", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret name")
+    b.param(LDAP_BIND_PASSWORD_SECRET_ARN, g, "LDAP bind password (Secrets Manager ARN or name)", "ldap mode: ARN (preferred) or name of the Secrets Manager secret (this account and region) holding the bind password; the hub task receives it by ARN", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret ARN or name")
     b.param(LDAP_USER_SEARCH_BASE, g, "LDAP user search base", "ldap mode: where users are searched, e.g. ou=people,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
     b.param(LDAP_GROUP_SEARCH_BASE, g, "LDAP group search base", "ldap mode: where groups are searched, e.g. ou=groups,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
 
@@ -461,9 +462,34 @@ def add_secrets(b: Builder):
     return cookie, client, client_secret
 
 
-def secret_name_arn(param: str) -> Sub:
-    """IAM resource for a secret given by name (Secrets Manager appends 6 random characters)."""
-    return Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + param + "}-??????")
+def secret_is_arn_condition(param: str) -> str:
+    return f"{param}IsArn"
+
+
+def add_secret_arn_conditions(b: Builder) -> None:
+    for param in (OAUTH_CLIENT_SECRET_ARN, LDAP_BIND_PASSWORD_SECRET_ARN):
+        b.t.add_condition(secret_is_arn_condition(param), Equals(Select(0, Split(":", Join("", [Ref(param), ":"]))), "arn"))
+
+
+def secret_name_arn(param: str):
+    """IAM resource for a secret given by ARN or by name (Secrets Manager appends 6 random
+    characters to a name)."""
+    return If(
+        secret_is_arn_condition(param),
+        Ref(param),
+        Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + param + "}-??????"),
+    )
+
+
+def secret_value_from(param: str):
+    """ECS Secrets ValueFrom for a secret given by ARN or name: always an ARN. ECS reads a value
+    that is not an ARN as the name of an SSM parameter (docs/AWS_NOTES.md); a name becomes the
+    secret's partial ARN (no 6-character suffix), which Secrets Manager resolves."""
+    return If(
+        secret_is_arn_condition(param),
+        Ref(param),
+        Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + param + "}"),
+    )
 
 
 def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
@@ -588,10 +614,10 @@ def hub_secrets(cookie, client_secret) -> list:
         ecs.Secret(Name="LAKEHUB_COOKIE_SECRET", ValueFrom=Ref(cookie)),
         If(
             "UseOAuth",
-            ecs.Secret(Name="LAKEHUB_OAUTH_CLIENT_SECRET", ValueFrom=If("UseCognito", Ref(client_secret), Ref(OAUTH_CLIENT_SECRET_ARN))),
+            ecs.Secret(Name="LAKEHUB_OAUTH_CLIENT_SECRET", ValueFrom=If("UseCognito", Ref(client_secret), secret_value_from(OAUTH_CLIENT_SECRET_ARN))),
             Ref("AWS::NoValue"),
         ),
-        If("UseLdap", ecs.Secret(Name="LAKEHUB_LDAP_BIND_PASSWORD", ValueFrom=Ref(LDAP_BIND_PASSWORD_SECRET_ARN)), Ref("AWS::NoValue")),
+        If("UseLdap", ecs.Secret(Name="LAKEHUB_LDAP_BIND_PASSWORD", ValueFrom=secret_value_from(LDAP_BIND_PASSWORD_SECRET_ARN)), Ref("AWS::NoValue")),
     ]
 
 
@@ -769,6 +795,7 @@ def build_tier(settings: Settings):
     b = Builder("lakehub tier: a hub on ECS Fargate whose users reach only the tier's data-lake prefixes")
     add_parameters(b, settings)
     add_conditions(b)
+    add_secret_arn_conditions(b)
     b.t.add_condition("UserSpotOn", Equals(Ref(USER_SPOT), "true"))
     add_rules(b)
     add_schedule_conditions_and_rules(b)
