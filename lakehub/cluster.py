@@ -288,12 +288,13 @@ def add_load_balancer(b: Builder, alb_sg):
         certificatemanager.Certificate(
             "Certificate",
             Condition="CreateCertificate",
+            # The wildcard only: every tier (and an on-demand hub behind the load balancer) is
+            # <host>.<domain>; nothing is served at the apex. A wildcard and its apex share one
+            # DNS validation record, so listing both asks for that record twice.
             DomainName=Sub("*.${DomainName}"),
-            SubjectAlternativeNames=[Ref(names.DOMAIN_NAME)],
             ValidationMethod="DNS",
             DomainValidationOptions=[
                 certificatemanager.DomainValidationOption(DomainName=Sub("*.${DomainName}"), HostedZoneId=Ref(names.HOSTED_ZONE_ID)),
-                certificatemanager.DomainValidationOption(DomainName=Ref(names.DOMAIN_NAME), HostedZoneId=Ref(names.HOSTED_ZONE_ID)),
             ],
             Tags=platform_tags(),
         )

@@ -64,10 +64,12 @@ from lakehub.network import (
     add_schedule_params,
 )
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
+from lakehub.aws_rules import HUB_LOGOUT_RETURN_PATH, IMAGE_USER_HOMES
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import DEFAULT_USER_PROFILES, FARGATE_SIZES, Settings
 
 USER_SERVER_PORT = 8888
+USER_SERVER_HOME = IMAGE_USER_HOMES["1000"]  # hub_images/Dockerfile: useradd --uid 1000 --home-dir
 HUB_API_PORT = 8081
 DEFAULT_IDLE_TIMEOUT = 3600
 
@@ -447,7 +449,9 @@ def add_secrets(b: Builder):
         "the tier's execution role",
         Sub("${PlatformName}-${TierName}"),
         [Sub("https://${HostName}.${DomainName}/hub/oauth_callback")],
-        [Sub("https://${HostName}.${DomainName}/hub/logout")],
+        # Where the hub sends Cognito's /logout back to (logout_uri, jupyterhub_config.py): Cognito
+        # redirects only to a registered sign-out URL (rule cognito-logout-urls-registered).
+        [Sub("https://${HostName}.${DomainName}" + HUB_LOGOUT_RETURN_PATH)],
         platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
     )
     b.add(
@@ -660,11 +664,13 @@ def add_hub_role(b: Builder, tier_role, execution_role) -> iam.Role:
             Resource=[task_arn],
             Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
         ),
+        # ListTasks without a container-instance filter (how the hub lists its users' tasks) is
+        # authorized against "*": a container-instance ARN here would deny it (docs/AWS_NOTES.md).
         Statement(
             Sid="FindUserServers",
             Effect=Allow,
             Action=[awacs_ecs.ListTasks],
-            Resource=[Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:container-instance/${ClusterName}/*")],
+            Resource=["*"],
             Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
         ),
         Statement(
@@ -747,6 +753,10 @@ def add_task_definitions(b: Builder, tier_role, execution_role, hub_role, client
                     # The hub image's unprivileged user (uid 1000); the hub's JUPYTERHUB_* values and
                     # the single-user settings arrive as overrides at RunTask.
                     User="1000",
+                    # The image's WORKDIR (/srv/jupyterhub, root's, 0700) is closed to uid 1000, and
+                    # jupyterhub.singleuser serves its working directory: every kernel start would
+                    # fail with Permission denied. Its own home instead.
+                    WorkingDirectory=USER_SERVER_HOME,
                     Command=["python", "-m", "jupyterhub.singleuser"],
                     # A soft limit only: the spawner sizes each task per user (overrides), so
                     # no hard container memory caps the larger sizes.
