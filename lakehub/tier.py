@@ -472,7 +472,7 @@ def secret_is_arn_condition(param: str) -> str:
 
 def add_secret_arn_conditions(b: Builder) -> None:
     for param in (OAUTH_CLIENT_SECRET_ARN, LDAP_BIND_PASSWORD_SECRET_ARN):
-        b.t.add_condition(secret_is_arn_condition(param), Equals(Select(0, Split(":", Join("", [Ref(param), ":"]))), "arn"))
+        b.t.add_condition(secret_is_arn_condition(param), Equals(Select(0, Split(":", Sub("${" + param + "}:"))), "arn"))
 
 
 def secret_name_arn(param: str):
