@@ -702,6 +702,9 @@ def add_load_balancer_access(b: Builder, instance) -> None:
             Condition="AutoPriority",
             ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
             ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
+            # Claimed atomically in SSM: stacks launched at the same moment never share one.
+            ClaimParameterPrefix=Sub(names.LISTENER_PRIORITY_CLAIMS_SUB),
+            Minimum=str(names.AUTO_PRIORITY_MINIMUM),
         )
     )
     b.add(

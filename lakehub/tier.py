@@ -223,7 +223,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     b.param(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", type="Number", Default=DEFAULT_IDLE_TIMEOUT, MinValue=300, MaxValue=86400, ConstraintDescription="300 to 86400 seconds")
     add_schedule_params(b, "the tier's hub (and in per-user mode its users' servers) stops")
     add_image_tag_param(b, "Capacity")
-    b.param(LISTENER_PRIORITY, "Capacity", "Listener rule priority", "Priority of the tier's rule on the HTTPS listener; 0 picks the lowest free one", type="Number", Default=0, MinValue=0, MaxValue=50000, ConstraintDescription="0 to 50000")
+    b.param(LISTENER_PRIORITY, "Capacity", "Listener rule priority", f"Priority of the tier's rule on the HTTPS listener; 0 claims the lowest free one from {names.AUTO_PRIORITY_MINIMUM} (1-{names.AUTO_PRIORITY_MINIMUM - 1} are the main stack's own tiers')", type="Number", Default=0, MinValue=0, MaxValue=50000, ConstraintDescription="0 to 50000")
 
     g = "Sign-in (oidc and ldap modes only)"
     b.param(OIDC_ISSUER, g, "OIDC issuer URL", "oidc mode: issuer URL of your OpenID Connect provider", Default="", AllowedPattern=r"^$|^https://\S+$", ConstraintDescription="empty, or an https URL")
@@ -845,6 +845,9 @@ def build_tier(settings: Settings):
             Condition="AutoPriority",
             ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
             ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
+            # Claimed atomically in SSM: stacks launched at the same moment never share one.
+            ClaimParameterPrefix=Sub(names.LISTENER_PRIORITY_CLAIMS_SUB),
+            Minimum=str(names.AUTO_PRIORITY_MINIMUM),
         )
     )
     rule = b.add(
