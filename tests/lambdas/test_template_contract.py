@@ -18,7 +18,7 @@ CONTRACT = {
         {"ProjectName", "RepositoryName", "ImageTag", "SourceVersion", "TimeoutSeconds"},
         {"ProjectName", "RepositoryName"},
     ),
-    "Custom::ListenerPriority": ({"ListenerArn", "Preferred"}, {"ListenerArn"}),
+    "Custom::ListenerPriority": ({"ListenerArn", "Preferred", "Minimum", "ClaimParameterPrefix"}, {"ListenerArn"}),
 }
 TIER_KEYS = {"Name", "NotebookPrefix", "DataBucket", "DataPrefixes"}
 
