@@ -75,3 +75,13 @@ def test_command_line_reports_violations_and_exit_status(capsys):
     assert aws_rules.main([str(fixture_for("no-reserved-concurrency"))]) == 1
     out = capsys.readouterr().out
     assert "BadReservedFunction" in out and "GoodFunction" not in out
+
+
+def test_build_lint_runs_the_aws_rules_and_fails_on_a_violation(tmp_path):
+    from lakehub.build import aws_findings
+
+    assert aws_findings(sorted((FIXTURES.parent.parent.parent / "templates").glob("*.template.yaml"))) == []
+    bad = tmp_path / "bad.template.yaml"
+    bad.write_text(fixture_for("ecs-secrets-by-arn").read_text())
+    findings = aws_findings([bad])
+    assert findings and all(f.startswith("bad.template.yaml: ecs-secrets-by-arn: ") for f in findings)

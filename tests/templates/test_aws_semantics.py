@@ -143,3 +143,21 @@ def test_the_certificate_is_the_wildcard_only_and_nothing_uses_the_apex(template
     # every name the platform serves is one label under the domain
     served = [r["Properties"]["Name"] for t in templates.values() for r in t.get("Resources", {}).values() if r["Type"] == "AWS::Route53::RecordSet"]
     assert served and all(isinstance(n, dict) and n["Fn::Sub"].endswith(".${DomainName}") and n["Fn::Sub"].count(".") == 1 for n in served), served
+
+
+# --- minor items ----------------------------------------------------------------------------------
+
+
+def test_the_ldap_url_must_be_ldaps_on_the_port_the_security_groups_open(templates):
+    pattern = templates["tier.template.yaml"]["Parameters"]["LdapUrl"]["AllowedPattern"]
+    for ok in ("", "ldaps://ldap.example.com", "ldaps://ldap.example.com:636"):
+        assert re.fullmatch(pattern, ok), ok
+    for refused in ("ldap://ldap.example.com", "ldap://ldap.example.com:389", "ldaps://ldap.example.com:389"):
+        assert not re.fullmatch(pattern, refused), refused
+    egress = templates["cluster.template.yaml"]["Resources"]["TaskSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert {r["FromPort"] for r in egress if r["CidrIp"] == "0.0.0.0/0"} == {443, 636}
+
+
+def test_codecommit_is_offered_with_its_closure_said(templates):
+    spec = templates["pipeline.template.yaml"]["Parameters"]["SourceType"]
+    assert "codecommit" in spec["AllowedValues"] and "closed to new customers" in spec["Description"]
