@@ -161,3 +161,17 @@ def test_the_ldap_url_must_be_ldaps_on_the_port_the_security_groups_open(templat
 def test_codecommit_is_offered_with_its_closure_said(templates):
     spec = templates["pipeline.template.yaml"]["Parameters"]["SourceType"]
     assert "codecommit" in spec["AllowedValues"] and "closed to new customers" in spec["Description"]
+
+
+def test_the_readme_says_precisely_what_survives_a_restart():
+    # Defect 12: per-user servers start in a new task; shared homes are lost every night.
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert "these survive a server restart" not in text
+    assert "do **not** survive in per-user mode" in text and "every night" in text
+    assert "notebooks always (they live in S3)" in text
+
+
+def test_every_aws_rule_is_in_the_notes():
+    notes = (ROOT / "docs" / "AWS_NOTES.md").read_text()
+    for name in aws_rules.AWS_RULES:
+        assert f"`{name}`" in notes, name
