@@ -4,7 +4,6 @@ image build does in a real account, minus the registry: defects 2, 7 and 10 of i
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import zipfile
