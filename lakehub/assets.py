@@ -29,6 +29,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "seed_notebooks": ("hub_images/notebooks",),
     "wait_for_image": (),
     "listener_priority": (),
+    "nat_egress": (),
 }
 
 

@@ -439,6 +439,73 @@ def buildspec_variables_exist_for_source(template: dict) -> list[Violation]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Egress that a schedule stops, for instances that run outside the schedule
+# ---------------------------------------------------------------------------------------------
+
+EC2_STATE_CHANGE = "EC2 Instance State-change Notification"
+STARTING_STATES = {"pending", "running"}
+ENDING_STATES = {"stopped", "terminated"}
+
+
+def _zero(value: Any) -> bool:
+    return any(str(v) == "0" for v in alternatives(value))
+
+
+def _state_change_functions(template: dict) -> dict[str, set[str]]:
+    """{function logical id: EC2 states of the EventBridge rules that invoke it}."""
+    out: dict[str, set[str]] = {}
+    for _, res in resources_of(template, "AWS::Events::Rule"):
+        pattern = props(res).get("EventPattern")
+        if not isinstance(pattern, dict) or "aws.ec2" not in (pattern.get("source") or []):
+            continue
+        if EC2_STATE_CHANGE not in (pattern.get("detail-type") or []):
+            continue
+        states = set((pattern.get("detail") or {}).get("state") or [])
+        for target in items(props(res).get("Targets")):
+            if isinstance(target, dict):
+                for fn in refs(target.get("Arn")):
+                    if _resource_type(template, fn) == "AWS::Lambda::Function":
+                        out.setdefault(fn, set()).update(states)
+    return out
+
+
+@aws_rule(
+    "scheduled-egress-follows-on-demand-instances",
+    "a schedule that stops an Auto Scaling group (the NAT instance) lowers its floor only, and an EC2 state-change "
+    "rule invokes a function that manages that group, so instances launched outside business hours get egress",
+)
+def scheduled_egress_follows_on_demand_instances(template: dict) -> list[Violation]:
+    rule = "scheduled-egress-follows-on-demand-instances"
+    out = []
+    keepers = _state_change_functions(template)
+    stopped_groups: dict[str, list[str]] = {}
+    for name, res in resources_of(template, "AWS::AutoScaling::ScheduledAction"):
+        p = props(res)
+        if not (_zero(p.get("MinSize")) or _zero(p.get("DesiredCapacity")) or _zero(p.get("MaxSize"))):
+            continue
+        for group in refs(p.get("AutoScalingGroupName")):
+            stopped_groups.setdefault(group, []).append(name)
+        if _zero(p.get("DesiredCapacity")):
+            out.append(Violation(rule, name, "sets DesiredCapacity 0: it stops the instance even while an on-demand hub needs egress, fighting the function that keeps it up; lower MinSize only"))
+        if _zero(p.get("MaxSize")):
+            out.append(Violation(rule, name, "sets MaxSize 0: nothing can start the instance for an on-demand hub until the next business day; lower MinSize only"))
+    for group, actions in sorted(stopped_groups.items()):
+        managing = [
+            fn for fn, states in keepers.items()
+            if STARTING_STATES <= states and ENDING_STATES <= states
+            and group in refs((props((template.get("Resources") or {})[fn]).get("Environment") or {}))
+        ]
+        if not managing:
+            out.append(Violation(
+                rule, group,
+                f"scheduled actions {', '.join(sorted(actions))} stop it, but no EventBridge rule on '{EC2_STATE_CHANGE}' "
+                "(pending, running, stopped, terminated) invokes a function that manages it: an on-demand hub launched "
+                "outside business hours has no egress (Session Manager, ECR, Secrets Manager, cfn-signal)",
+            ))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m lakehub.aws_rules [TEMPLATE...]`: one line per violation, exit 1 when any."""
     import sys

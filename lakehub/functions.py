@@ -59,9 +59,11 @@ def add_function(
     memory: int = 256,
     environment: dict | None = None,
     condition: str | None = None,
+    skip_reasons: dict[str, str] | None = None,
 ) -> awslambda.Function:
-    """A crhelper function `function` (folder lambdas/<function>) with its own least-privilege
-    role and a log group with retention. Its name is <platform>-<stack-unique suffix>."""
+    """A function `function` (folder lambdas/<function>; a crhelper custom resource unless
+    `skip_reasons` argues the checkov exceptions for another kind) with its own least-privilege
+    role and a log group with retention. Its name is <platform>-<function name>."""
     suffix = function.replace("_", "-")
     fn_name = Sub("${" + names.PLATFORM_NAME + "}-" + suffix)
     log_group = b.add(
@@ -119,7 +121,7 @@ def add_function(
             **kwargs,
         )
     )
-    add_checkov_skip(fn, "CKV_AWS_116", NO_DLQ)
-    add_checkov_skip(fn, "CKV_AWS_117", NO_VPC)
-    add_checkov_skip(fn, "CKV_AWS_115", NO_RESERVED_CONCURRENCY)
+    reasons = {"CKV_AWS_116": NO_DLQ, "CKV_AWS_117": NO_VPC, "CKV_AWS_115": NO_RESERVED_CONCURRENCY, **(skip_reasons or {})}
+    for check, reason in reasons.items():
+        add_checkov_skip(fn, check, reason)
     return fn

@@ -196,7 +196,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
             children[names.NETWORK_TEMPLATE],
             names.NETWORK_TEMPLATE,
             {
-                names.PLATFORM_NAME: Ref(names.PLATFORM_NAME),
+                **common,
                 names.VPC_CIDR: Ref(names.VPC_CIDR),
                 names.EGRESS_MODE: Ref(names.EGRESS_MODE),
                 **{n: Ref(n) for n in SCHEDULE_PARAMS},

@@ -135,6 +135,7 @@ TAG_PLATFORM = "lakehub:platform"
 TAG_TIER = "lakehub:tier"
 TAG_OWNER = "lakehub:owner"
 TAG_PRODUCT = "lakehub:product"  # what made a resource, e.g. on-demand-hub
+ON_DEMAND_HUB_PRODUCT = "on-demand-hub"  # TAG_PRODUCT of on-demand hub instances (the NAT keeps egress up for them)
 
 # The hub's port inside the task (the proxy's public port). TLS ends at the load balancer.
 HUB_PORT = 8000

@@ -31,6 +31,7 @@ def test_the_rule_set_covers_each_aws_fact():
         "cognito-logout-urls-registered",
         "containers-work-where-their-user-can-enter",
         "buildspec-variables-exist-for-source",
+        "scheduled-egress-follows-on-demand-instances",
     }
 
 
