@@ -30,6 +30,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "wait_for_image": (),
     "listener_priority": (),
     "nat_egress": (),
+    "product_template": (),
 }
 
 

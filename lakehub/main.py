@@ -164,6 +164,7 @@ def add_catalog(b: Builder, children: dict[str, Template]) -> None:
             names.PLATFORM_NAME: Ref(names.PLATFORM_NAME),
             names.ASSETS_BUCKET_NAME: Ref(names.ASSETS_BUCKET_NAME),
             names.ASSETS_KEY_PREFIX: Ref(names.ASSETS_KEY_PREFIX),
+            names.LOG_RETENTION_DAYS: Ref(names.LOG_RETENTION_DAYS),
             **passed,
         },
         depends_on=["ClusterStack"],
