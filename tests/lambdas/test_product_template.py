@@ -3,8 +3,6 @@ copy of a product template whose defaults name the catalog's own platform."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from lakehub import catalog, names
