@@ -29,6 +29,8 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "seed_notebooks": ("hub_images/notebooks",),
     "wait_for_image": (),
     "listener_priority": (),
+    "nat_egress": (),
+    "product_template": (),
 }
 
 

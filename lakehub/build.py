@@ -21,6 +21,8 @@ from troposphere import Template
 
 from lakehub import names
 from lakehub.assets import TEMPLATES_DIR
+from lakehub.aws_rules import AWS_RULES
+from lakehub.aws_rules import check_template as check_aws
 from lakehub.errors import LakehubError
 from lakehub.settings import Settings, load_settings
 
@@ -154,6 +156,13 @@ def lint(paths: list[Path], regions: tuple[str, ...] = LINT_REGIONS) -> list[str
     return lines
 
 
+def aws_findings(paths: list[Path]) -> list[str]:
+    """The AWS-behaviour rules (lakehub.aws_rules) over templates: one line per violation."""
+    from lakehub.cfn_template import load
+
+    return [f"{p.name}: {v}" for p in paths if p.name.endswith(".template.yaml") for v in check_aws(load(p))]
+
+
 def package_functions() -> list[Path]:
     try:
         from lakehub import packaging
@@ -191,6 +200,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"cfn-lint: {len(findings)} findings", file=sys.stderr)
             return 1
         print(f"cfn-lint: 0 findings over {len(rendered)} templates in {', '.join(LINT_REGIONS)}")
+        aws = aws_findings([TEMPLATES_DIR / n for n in rendered])
+        if aws:
+            print("\n".join(aws), file=sys.stderr)
+            print(f"AWS rules: {len(aws)} findings (docs/AWS_NOTES.md)", file=sys.stderr)
+            return 1
+        print(f"AWS rules: 0 findings ({len(AWS_RULES)} rules: what cfn-lint and the emulator do not check)")
     print(f"done in {time.monotonic() - started:.1f} s")
     return 0
 
@@ -198,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", metavar="FILE", help="YAML build-time settings (default tiers); see settings.example.yaml")
     parser.add_argument("--check", action="store_true", help="only compare templates/ with what the code generates; exit 1 and name the files that differ")
-    parser.add_argument("--lint", action="store_true", help="run cfn-lint over every template for several regions")
+    parser.add_argument("--lint", action="store_true", help="run cfn-lint over every template for several regions, then the AWS-behaviour rules (lakehub/aws_rules.py)")
     parser.add_argument("--no-package", dest="package", action="store_false", help="do not build the function zips")
 
 

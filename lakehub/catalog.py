@@ -13,7 +13,10 @@ product template maps to the actions CloudFormation needs to create, update and 
 that gains a type with no entry fails the build. `iam:PassRole` is granted only for the roles
 the product passes, and only to the service that receives them.
 
-A template constraint pins each product's PlatformName to this portfolio's platform, principal
+Each product loads this platform's copy of its template (Custom::ProductTemplate,
+lambdas/product_template, under <prefix>templates/platforms/<platform>/), whose PlatformName and
+SSM-name defaults name this platform (a template's own defaults name the platform it was built
+for). A template constraint pins each product's PlatformName to this portfolio's platform, principal
 associations come from the PrincipalArns parameter, and tag options (cost-center, team) let
 launches carry cost-allocation tags.
 """
@@ -30,7 +33,8 @@ from troposphere import Equals, GetAtt, Join, Not, Ref, Select, Split, Sub, Temp
 from troposphere import servicecatalog as sc
 
 from lakehub import __version__, names
-from lakehub.common import Builder, add_assets_params, add_platform_name_param, platform_tags, template_url
+from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, custom_resource, platform_tags, template_url
+from lakehub.functions import add_function
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings
 
@@ -662,7 +666,59 @@ def prefixes_rule() -> Sub:
     )
 
 
-def add_product(b: Builder, portfolio, p: Product, template: Template) -> sc.CloudFormationProduct:
+PLATFORM_TEMPLATES = "templates/platforms/"  # under AssetsKeyPrefix: <platform>/<product file>
+
+
+def platform_defaults(template: Template, build_platform: str) -> dict[str, Any]:
+    """The defaults a product's copy gets: PlatformName, and every SSM-typed parameter whose
+    default is a platform value's SSM name (the public AMI parameters keep theirs)."""
+    out: dict[str, Any] = {names.PLATFORM_NAME: Ref(names.PLATFORM_NAME)}
+    for name, param in template.parameters.items():
+        props = param.properties
+        if props.get("Type", "").startswith("AWS::SSM::Parameter::Value") and props.get("Default") == names.ssm_name(build_platform, name):
+            out[name] = Sub(names.SSM_NAME_SUB + name)
+    return out
+
+
+def add_product_template_function(b: Builder) -> Any:
+    assets = "arn:${AWS::Partition}:s3:::${" + names.ASSETS_BUCKET_NAME + "}/${" + names.ASSETS_KEY_PREFIX + "}"
+    return add_function(
+        b,
+        "ProductTemplateFunction",
+        "product_template",
+        "lakehub: writes this platform's copy of each Service Catalog product template (its SSM defaults name the platform)",
+        [
+            Statement(Effect=Allow, Action=[Action("s3", "GetObject")], Resource=[Sub(assets + "templates/*.template.yaml")]),
+            Statement(
+                Effect=Allow,
+                Action=[Action("s3", "PutObject"), Action("s3", "DeleteObject")],
+                Resource=[Sub(assets + PLATFORM_TEMPLATES + PLATFORM + "/*")],
+            ),
+        ],
+        Ref(names.LOG_RETENTION_DAYS),
+        timeout=60,
+        memory=128,
+    )
+
+
+def add_product_template(b: Builder, p: Product, template: Template, version: str, build_platform: str) -> Any:
+    from lakehub.assets import template_key
+
+    return b.add(
+        custom_resource(
+            f"{p.key}ProductTemplate",
+            "Custom::ProductTemplate",
+            ServiceToken=GetAtt("ProductTemplateFunction", "Arn"),
+            Bucket=Ref(names.ASSETS_BUCKET_NAME),
+            SourceKey=Sub("${" + names.ASSETS_KEY_PREFIX + "}" + template_key(p.filename)),
+            TargetKey=Sub("${" + names.ASSETS_KEY_PREFIX + "}" + PLATFORM_TEMPLATES + PLATFORM + "/" + p.filename),
+            Defaults=platform_defaults(template, build_platform),
+            Version=version,
+        )
+    )
+
+
+def add_product(b: Builder, portfolio, p: Product, template: Template, build_platform: str) -> sc.CloudFormationProduct:
     version = artifact_version(template)
     product = b.add(
         sc.CloudFormationProduct(
@@ -677,7 +733,8 @@ def add_product(b: Builder, portfolio, p: Product, template: Template) -> sc.Clo
                     Name=version,
                     Description=f"{p.filename} {version}",
                     Type="CLOUD_FORMATION_TEMPLATE",
-                    Info=sc.Info(LoadTemplateFromURL=template_url(p.filename)),
+                    # This platform's copy of the template (its SSM defaults name this platform).
+                    Info=sc.Info(LoadTemplateFromURL=GetAtt(add_product_template(b, p, template, version, build_platform), "TemplateUrl")),
                 )
             ],
             Tags=platform_tags(),
@@ -789,6 +846,8 @@ def add_hub_user_policy(b: Builder) -> iam.ManagedPolicy:
 def build_catalog(settings: Settings, children: dict[str, Template]) -> Template:
     b = Builder("lakehub self-service: a Service Catalog portfolio with a tier product and an on-demand hub product")
     add_parameters(b)
+    add_log_retention_param(b, settings.log_retention_days, "Logging")
+    add_product_template_function(b)
     portfolio = b.add(
         sc.Portfolio(
             "Portfolio",
@@ -801,7 +860,7 @@ def build_catalog(settings: Settings, children: dict[str, Template]) -> Template
     for p in PRODUCTS:
         if p.filename not in children:
             raise CatalogError(f"the {p.key} product needs {p.filename}, which this build does not generate")
-        add_product(b, portfolio, p, children[p.filename])
+        add_product(b, portfolio, p, children[p.filename], settings.platform_name)
     add_principals(b, portfolio)
     add_tag_options(b, portfolio)
     add_hub_user_policy(b)

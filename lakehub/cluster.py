@@ -10,6 +10,7 @@ under main or launched on its own from Service Catalog.
 from __future__ import annotations
 
 from awacs import elasticloadbalancing as awacs_elb
+from awacs import ssm as awacs_ssm
 from awacs.aws import Allow, Statement
 from troposphere import (
     FindInMap,
@@ -288,12 +289,13 @@ def add_load_balancer(b: Builder, alb_sg):
         certificatemanager.Certificate(
             "Certificate",
             Condition="CreateCertificate",
+            # The wildcard only: every tier (and an on-demand hub behind the load balancer) is
+            # <host>.<domain>; nothing is served at the apex. A wildcard and its apex share one
+            # DNS validation record, so listing both asks for that record twice.
             DomainName=Sub("*.${DomainName}"),
-            SubjectAlternativeNames=[Ref(names.DOMAIN_NAME)],
             ValidationMethod="DNS",
             DomainValidationOptions=[
                 certificatemanager.DomainValidationOption(DomainName=Sub("*.${DomainName}"), HostedZoneId=Ref(names.HOSTED_ZONE_ID)),
-                certificatemanager.DomainValidationOption(DomainName=Ref(names.DOMAIN_NAME), HostedZoneId=Ref(names.HOSTED_ZONE_ID)),
             ],
             Tags=platform_tags(),
         )
@@ -408,6 +410,13 @@ def build_cluster(settings: Settings):
         statements=[
             # DescribeRules supports no resource-level permission: it needs "*".
             Statement(Sid="ReadRules", Effect=Allow, Action=[awacs_elb.DescribeRules], Resource=["*"]),
+            # Claims: one SSM parameter per priority in use, put without Overwrite (atomic).
+            Statement(
+                Sid="ClaimPriorities",
+                Effect=Allow,
+                Action=[awacs_ssm.PutParameter, awacs_ssm.GetParameter, awacs_ssm.DeleteParameter],
+                Resource=[Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter" + names.LISTENER_PRIORITY_CLAIMS_SUB + "/*")],
+            ),
         ],
         retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=60,

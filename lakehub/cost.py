@@ -44,6 +44,7 @@ PRICES_FILE = Path(__file__).resolve().parent / "data" / "prices.yaml"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_SERVER_SIZE = "2048/8192"
 HOURS_PER_WEEK = 168
+MAX_MONTH_HOURS = 744  # 31 days
 
 # Components, in the order the table shows them.
 COMPONENTS = {
@@ -132,6 +133,9 @@ class Profile:
     hours_per_day: float = 8.0
     days_per_month: float = 21.0
     server_size: str = DEFAULT_SERVER_SIZE
+    # Hours a month on-demand EC2 hubs run outside business hours (together: overlapping hubs
+    # count once); the NAT instance runs for them (lambdas/nat_egress).
+    off_hours_hub_hours: float = 0.0
 
     @property
     def user_hours(self) -> float:
@@ -144,6 +148,8 @@ class Profile:
             raise CostError(f"--hours-per-day {self.hours_per_day:g}: must be between 0 and 24")
         if not 0 <= self.days_per_month <= 31:
             raise CostError(f"--days-per-month {self.days_per_month:g}: must be between 0 and 31")
+        if not 0 <= self.off_hours_hub_hours <= MAX_MONTH_HOURS:
+            raise CostError(f"--off-hours-hub-hours {self.off_hours_hub_hours:g}: must be between 0 and {MAX_MONTH_HOURS} (a month's hours)")
 
 
 def parse_size(text: str, profiles: dict[str, tuple[int, int]]) -> tuple[int, int, str]:
@@ -414,6 +420,7 @@ class Component:
     idle: float = 0.0  # $ per month with nobody signed in
     per_user_hour: float = 0.0  # $ per active user-hour
     profile: float | None = None  # $ per month for the profile (None: idle + user-hours x per-hour)
+    off_hours: float = 0.0  # $ per month the profile's on-demand hubs add outside business hours
     detail: list[str] = field(default_factory=list)
 
 
@@ -448,6 +455,7 @@ class Estimate:
         self.weeks = self.hours / HOURS_PER_WEEK
         self.egress_mode = "existing VPC"
         self.schedule: dict[str, Any] = {}
+        self._nat_instance: dict[str, Any] | None = None
         self._run()
 
     # -- helpers ------------------------------------------------------------------------------
@@ -516,15 +524,21 @@ class Estimate:
             ]
             inst_hours = weekly_hours(actions, desired) * self.weeks
             self.schedule["nat_instance_hours_per_month"] = round(inst_hours, 2)
+            ebs_gb = sum(float(m.get("Ebs", {}).get("VolumeSize", 0)) for m in lt.get("BlockDeviceMappings", []))
+            public_ips = sum(1 for ni in lt.get("NetworkInterfaces", []) if ni.get("AssociatePublicIpAddress") in (True, "true"))
+            self._nat_instance = {
+                "type": itype,
+                "hours": inst_hours,
+                "instance_hour": self.p.by("ec2_instance_hour", "usd_by_type", itype) + ebs_gb * self.p.usd("ebs_gp3_gb_month") / self.hours,
+                "ipv4_hour": public_ips * self.p.usd("public_ipv4_hour"),
+            }
             e.idle += inst_hours * self.p.by("ec2_instance_hour", "usd_by_type", itype)
             e.detail.append(f"{itype} NAT instance x {inst_hours:.0f} h" + (" (scheduled)" if actions else ""))
-            ebs = sum(float(m.get("Ebs", {}).get("VolumeSize", 0)) for m in lt.get("BlockDeviceMappings", []))
-            e.idle += ebs * self.p.usd("ebs_gp3_gb_month") * inst_hours / self.hours
-            e.detail.append(f"{ebs:g} GB gp3 root volume while it runs")
-            public = sum(1 for ni in lt.get("NetworkInterfaces", []) if ni.get("AssociatePublicIpAddress") in (True, "true"))
-            if public:
-                self.c["public_ipv4"].idle += public * inst_hours * self.p.usd("public_ipv4_hour")
-                self.c["public_ipv4"].detail.append(f"{public} for the NAT instance x {inst_hours:.0f} h")
+            e.idle += ebs_gb * self.p.usd("ebs_gp3_gb_month") * inst_hours / self.hours
+            e.detail.append(f"{ebs_gb:g} GB gp3 root volume while it runs")
+            if public_ips:
+                self.c["public_ipv4"].idle += public_ips * inst_hours * self.p.usd("public_ipv4_hour")
+                self.c["public_ipv4"].detail.append(f"{public_ips} for the NAT instance x {inst_hours:.0f} h")
 
     def _tiers(self) -> None:
         for stack in self._stacks(names.TIER_TEMPLATE):
@@ -691,6 +705,7 @@ class Estimate:
         self._logs()
         self._storage()
         self._pipeline()
+        self._off_hours_hubs()
         if any(t.business_hours_per_day is not None for t in self.tiers) and self.egress_mode == "nat-instance" and "nat_instance_hours_per_month" in self.schedule:
             nat_h = self.schedule["nat_instance_hours_per_month"]
             for t in self.tiers:
@@ -705,9 +720,36 @@ class Estimate:
             }
         )
 
+    def _off_hours_hubs(self) -> None:
+        """On-demand EC2 hubs outside business hours keep the NAT instance running (the NAT
+        egress function): those NAT hours are the profile's, not the idle platform's."""
+        asked = self.profile.off_hours_hub_hours
+        if asked <= 0:
+            return
+        nat = self._nat_instance
+        if self.egress_mode == "existing VPC":
+            self.notes.append("on-demand hubs outside business hours: egress is your VPC's and not counted")
+            return
+        if nat is None or nat["hours"] >= self.hours - 1e-6:
+            self.notes.append(f"on-demand hubs outside business hours add nothing: egress ({self.egress_mode}) runs all month anyway")
+            return
+        spare = max(self.hours - nat["hours"], 0.0)
+        hours = min(asked, spare)
+        if asked > spare + 1e-9:
+            self.notes.append(f"--off-hours-hub-hours {asked:g}: only {spare:.0f} h a month are outside the NAT instance's schedule; counted {hours:.0f} h")
+        self.schedule["nat_instance_hours_for_hubs_per_month"] = round(hours, 2)
+        if hours <= 0:
+            return
+        self.c["egress"].off_hours += hours * nat["instance_hour"]
+        self.c["egress"].detail.append(f"+ {nat['type']} NAT instance and its volume x {hours:.0f} h for on-demand hubs outside business hours (profile)")
+        if nat["ipv4_hour"]:
+            self.c["public_ipv4"].off_hours += hours * nat["ipv4_hour"]
+            self.c["public_ipv4"].detail.append(f"+ the NAT instance's x {hours:.0f} h for on-demand hubs outside business hours (profile)")
+
     # -- totals -------------------------------------------------------------------------------
     def component_profile(self, c: Component) -> float:
-        return c.profile + c.idle if c.profile is not None else c.idle + self.profile.user_hours * c.per_user_hour
+        base = c.profile + c.idle if c.profile is not None else c.idle + self.profile.user_hours * c.per_user_hour
+        return base + c.off_hours
 
     @property
     def idle(self) -> float:
@@ -760,6 +802,7 @@ class Estimate:
                 "days_per_month": self.profile.days_per_month,
                 "server_size": self.size_label,
                 "user_hours_per_month": round(self.profile.user_hours, 2),
+                "off_hours_hub_hours_per_month": self.profile.off_hours_hub_hours,
             },
             "configuration": {
                 "egress_mode": self.egress_mode,
@@ -834,6 +877,7 @@ def print_table(result: dict[str, Any], file=None) -> None:
     title = (
         f"lakehub cost, {result['region']}: {prof['users']} users x {prof['hours_per_day']:g} h x {prof['days_per_month']:g} days "
         f"({prof['user_hours_per_month']:,.0f} user-hours), {prof['server_size']} servers, egress {result['configuration']['egress_mode']}"
+        + (f", on-demand hubs {prof['off_hours_hub_hours_per_month']:g} h outside business hours" if prof.get("off_hours_hub_hours_per_month") else "")
     )
     t = Table(title=title, title_justify="left")
     t.add_column("Component")
@@ -890,6 +934,7 @@ def run(args: argparse.Namespace) -> int:
         hours_per_day=_as_number("--hours-per-day", args.hours_per_day),
         days_per_month=_as_number("--days-per-month", args.days_per_month),
         server_size=args.server_size,
+        off_hours_hub_hours=_as_number("--off-hours-hub-hours", args.off_hours_hub_hours),
     )
     result = estimate(
         templates_dir=args.templates,
@@ -911,6 +956,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--users", default="20", help="data scientists in the profile (default 20)")
     p.add_argument("--hours-per-day", default="8", help="active hours per user per working day (default 8)")
     p.add_argument("--days-per-month", default="21", help="working days per month (default 21)")
+    p.add_argument("--off-hours-hub-hours", default="0", help="hours a month on-demand EC2 hubs run outside business hours (overlapping hubs count once); the NAT instance runs for them (default 0)")
     p.add_argument("--server-size", default=DEFAULT_SERVER_SIZE, help="each user's server: CPU/MEMORY in Fargate units (2048/8192 = 2 vCPU / 8 GB) or a size name the tiers offer (small, medium...)")
     p.add_argument("--region", default=DEFAULT_REGION, help="price region (must be in the price file; default us-east-1)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")

@@ -69,7 +69,7 @@ PORT_FORWARD_COMMAND = "PortForwardCommand"
 HUB_URL = "HubUrl"
 INSTANCE_ROLE_ARN = "InstanceRoleArn"
 
-PRODUCT_TAG_VALUE = "on-demand-hub"
+PRODUCT_TAG_VALUE = names.ON_DEMAND_HUB_PRODUCT
 HOST_PREFIX = "hub-"  # load-balancer access: hub-<HostName>.<domain>, never a tier's host
 PUBLIC_HOST = HOST_PREFIX + "${HostName}.${DomainName}"  # names.TAG_PRODUCT on the instance: end users may reach only these
 ACCESS_SSM = "ssm"
@@ -145,6 +145,8 @@ TYPES_MAP = "InstanceTypes"
 CONTAINER_NAME = "lakehub-hub"
 ENV_FILE = "/etc/lakehub/hub.env"
 SIGNAL_TIMEOUT = "PT25M"
+# Boot waits for egress up to 120 x (5 s + up to 5 s): the NAT instance may be starting.
+EGRESS_WAIT_ATTEMPTS = 120
 
 
 def instance_arch(instance_type: str) -> tuple[str, str]:
@@ -552,6 +554,19 @@ signal() {
 }
 fail() { echo "lakehub: $1"; signal 1 "$1"; exit 1; }
 
+# Egress first: outside business hours the platform's NAT instance starts because this
+# instance is pending (lambdas/nat_egress); it takes a few minutes. Any HTTP answer from the
+# regional CloudFormation endpoint (which cfn-signal needs too) means the route is up.
+for attempt in $(seq 1 ${EgressWaitAttempts}); do
+  if curl -sS -o /dev/null --max-time 5 'https://cloudformation.${AWS::Region}.${AWS::URLSuffix}/'; then
+    break
+  fi
+  if [ "$attempt" -eq ${EgressWaitAttempts} ]; then
+    fail "no egress from the private subnet: the regional CloudFormation endpoint did not answer in ${EgressWaitAttempts} attempts (is the platform's NAT instance running?)"
+  fi
+  sleep 5
+done
+
 dnf install -y -q docker aws-cfn-bootstrap || fail "cannot install docker (no route to the package repositories?)"
 systemctl enable --now docker || fail "cannot start docker"
 
@@ -615,6 +630,7 @@ def user_data(cookie, client_secret) -> Base64:
             "EnvFile": ENV_FILE,
             "Container": CONTAINER_NAME,
             "HubPort": str(names.HUB_PORT),
+            "EgressWaitAttempts": str(EGRESS_WAIT_ATTEMPTS),
             "HealthPath": names.HUB_HEALTH_PATH,
             "CookieSecret": Ref(cookie),
             "OAuthSecretId": If("UseCognito", Ref(client_secret), If("UseOidc", Ref(tier_mod.OAUTH_CLIENT_SECRET_ARN), "")),
@@ -702,6 +718,9 @@ def add_load_balancer_access(b: Builder, instance) -> None:
             Condition="AutoPriority",
             ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
             ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
+            # Claimed atomically in SSM: stacks launched at the same moment never share one.
+            ClaimParameterPrefix=Sub(names.LISTENER_PRIORITY_CLAIMS_SUB),
+            Minimum=str(names.AUTO_PRIORITY_MINIMUM),
         )
     )
     b.add(
@@ -739,6 +758,7 @@ def build_hub_instance(settings: Settings):
     add_parameters(b, settings)
     add_mappings(b, settings)
     add_conditions(b, settings)
+    tier_mod.add_secret_arn_conditions(b)
     add_rules(b)
 
     cookie, client, client_secret = add_secrets(b)

@@ -105,8 +105,11 @@ def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Te
 SCHEDULE_PARAMS = (SCHEDULE, SCHEDULE_TIMEZONE, BUSINESS_HOURS_START, BUSINESS_HOURS_END, BUSINESS_DAYS)
 
 
-def tier_parameters(tier: TierSettings, image_tag: Any) -> dict[str, Any]:
+def tier_parameters(tier: TierSettings, image_tag: Any, priority: int) -> dict[str, Any]:
+    """`priority`: the tier's own listener rule priority. CloudFormation creates the tier stacks
+    in parallel, so none may pick "the lowest free one" (they would all pick the same)."""
     params: dict[str, Any] = {
+        tier_mod.LISTENER_PRIORITY: str(priority),
         names.PLATFORM_NAME: Ref(names.PLATFORM_NAME),
         names.TIER_NAME: tier.name,
         names.TIER_DATA_PREFIXES: ",".join(tier.data_prefixes),
@@ -161,6 +164,7 @@ def add_catalog(b: Builder, children: dict[str, Template]) -> None:
             names.PLATFORM_NAME: Ref(names.PLATFORM_NAME),
             names.ASSETS_BUCKET_NAME: Ref(names.ASSETS_BUCKET_NAME),
             names.ASSETS_KEY_PREFIX: Ref(names.ASSETS_KEY_PREFIX),
+            names.LOG_RETENTION_DAYS: Ref(names.LOG_RETENTION_DAYS),
             **passed,
         },
         depends_on=["ClusterStack"],
@@ -193,7 +197,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
             children[names.NETWORK_TEMPLATE],
             names.NETWORK_TEMPLATE,
             {
-                names.PLATFORM_NAME: Ref(names.PLATFORM_NAME),
+                **common,
                 names.VPC_CIDR: Ref(names.VPC_CIDR),
                 names.EGRESS_MODE: Ref(names.EGRESS_MODE),
                 **{n: Ref(n) for n in SCHEDULE_PARAMS},
@@ -238,7 +242,9 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
             names.IMAGE_REPOSITORY_URI: out("PipelineStack", names.IMAGE_REPOSITORY_URI),
         },
     )
-    for tier in settings.tiers:
+    if len(settings.tiers) >= names.AUTO_PRIORITY_MINIMUM:
+        raise WiringError(f"at most {names.AUTO_PRIORITY_MINIMUM - 1} default tiers: listener priorities from {names.AUTO_PRIORITY_MINIMUM} are claimed by launched tiers")
+    for index, tier in enumerate(settings.tiers):
         logical = f"Tier{tier.name.capitalize()}Stack"
         # Each default tier can be left out at launch (Deploy<Name>Tier=false), e.g. to start
         # with one tier or to test a single tier regionally.
@@ -259,7 +265,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
             logical,
             children[names.TIER_TEMPLATE],
             names.TIER_TEMPLATE,
-            tier_parameters(tier, out("PipelineStack", names.IMAGE_TAG)),
+            tier_parameters(tier, out("PipelineStack", names.IMAGE_TAG), index + 1),
             depends_on=["ClusterStack"],
             condition=condition,
         )

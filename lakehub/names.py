@@ -135,8 +135,16 @@ TAG_PLATFORM = "lakehub:platform"
 TAG_TIER = "lakehub:tier"
 TAG_OWNER = "lakehub:owner"
 TAG_PRODUCT = "lakehub:product"  # what made a resource, e.g. on-demand-hub
+ON_DEMAND_HUB_PRODUCT = "on-demand-hub"  # TAG_PRODUCT of on-demand hub instances (the NAT keeps egress up for them)
 
 # The hub's port inside the task (the proxy's public port). TLS ends at the load balancer.
 HUB_PORT = 8000
 HUB_HEALTH_PATH = "/hub/health"
 NOTEBOOK_TIERS_ROOT = "tiers"  # notebook bucket layout: tiers/<tier>/shared, tiers/<tier>/users/<u>
+
+# Listener rule priorities: main's own tiers take explicit ones below AUTO_PRIORITY_MINIMUM (in
+# settings order); tiers and hubs launched later claim the lowest free one from it, atomically,
+# under this SSM path (Custom::ListenerPriority, rule listener-priorities-by-construction).
+LISTENER_PRIORITY_CLAIMS = "listener-priorities"
+LISTENER_PRIORITY_CLAIMS_SUB = SSM_NAME_SUB + LISTENER_PRIORITY_CLAIMS
+AUTO_PRIORITY_MINIMUM = 100

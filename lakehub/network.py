@@ -9,13 +9,20 @@ traffic never crosses the NAT. Egress for private subnets is a choice:
 
 Off-hours schedule (shared with the tier template, same parameter names and defaults): with
 `Schedule` = business-hours the NAT instance's group scales to 0 outside business hours, in
-`ScheduleTimezone`. It starts on the hour, five minutes before the tiers' hubs, and stops a
-quarter of an hour after them, so hubs can reach AWS APIs while they start and stop users'
-servers. NAT gateways cannot be stopped: with `nat-gateway` the schedule only affects tiers.
+`ScheduleTimezone`, unless an on-demand hub runs. It starts on the hour, five minutes before the
+tiers' hubs (MinSize, MaxSize and DesiredCapacity 1), and a quarter of an hour after them its
+floor drops to 0 (MinSize only: the scheduled action never sets DesiredCapacity at night, so it
+cannot fight what follows). The NAT egress function (lambdas/nat_egress), invoked by EventBridge
+on every EC2 instance state change and every few minutes, sets DesiredCapacity to 1 while the
+floor is 1 or any on-demand hub of the platform (tags lakehub:platform, lakehub:product) is
+pending or running, else 0: a hub launched or started at night brings egress up (Session
+Manager, ECR, Secrets Manager, cfn-signal) and the NAT stops once the last hub stops.
+NAT gateways cannot be stopped: with `nat-gateway` the schedule only affects tiers.
 """
 
 from __future__ import annotations
 
+from awacs import autoscaling as awacs_autoscaling
 from awacs import ec2 as awacs_ec2
 from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
 from awacs.sts import AssumeRole
@@ -33,12 +40,15 @@ from troposphere import (
     Select,
     Sub,
     autoscaling,
+    awslambda,
     ec2,
+    events,
     iam,
 )
 
 from lakehub import names
-from lakehub.common import Builder, add_platform_name_param, platform_tags
+from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.functions import add_function
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings
 
@@ -207,8 +217,11 @@ SUBNET_BITS = "12"
 def build_network(settings: Settings) -> object:
     b = Builder("lakehub network: VPC over two AZs, public and private subnets, S3 gateway endpoint, NAT egress")
     add_parameters(b)
-    add_schedule_params(b, "the NAT instance stops")
+    add_schedule_params(b, "the NAT instance stops (it keeps running while an on-demand hub runs)")
     add_schedule_conditions_and_rules(b)
+    # The NAT egress function's code and logs.
+    add_assets_params(b)
+    add_log_retention_param(b, settings.log_retention_days, "Logging")
     t = b.t
     t.add_condition("DaysMonSat", Equals(Ref(BUSINESS_DAYS), "MON-SAT"))
     t.add_condition("DaysEveryDay", Equals(Ref(BUSINESS_DAYS), "SUN-SAT"))
@@ -391,25 +404,141 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
         )
     )
     add_nat_schedule(b, group)
+    add_nat_egress_function(b, group)
     return group
 
 
 def add_nat_schedule(b: Builder, group) -> None:
-    """Business-hours schedule: the NAT instance runs only while the hubs may need egress."""
+    """Business-hours schedule. The start raises the floor, the maximum and the desired capacity
+    to 1; the stop lowers only the floor (MinSize 0): whether the NAT keeps running after hours
+    is the NAT egress function's decision (any on-demand hub pending or running)."""
     days = unix_cron_days()
-    for logical_id, minute, hour, size in (
-        ("NatInstanceStart", NAT_START_MINUTE, BUSINESS_HOURS_START, 1),
-        ("NatInstanceStop", NAT_STOP_MINUTE, BUSINESS_HOURS_END, 0),
-    ):
+    b.add(
+        autoscaling.ScheduledAction(
+            "NatInstanceStart",
+            Condition="UseNatInstanceOnSchedule",
+            AutoScalingGroupName=Ref(group),
+            Recurrence=Sub(f"{NAT_START_MINUTE} ${{{BUSINESS_HOURS_START}}} * * ${{Days}}", Days=days),
+            TimeZone=Ref(SCHEDULE_TIMEZONE),
+            MinSize=1,
+            MaxSize=1,
+            DesiredCapacity=1,
+        )
+    )
+    b.add(
+        autoscaling.ScheduledAction(
+            "NatInstanceStop",
+            Condition="UseNatInstanceOnSchedule",
+            AutoScalingGroupName=Ref(group),
+            Recurrence=Sub(f"{NAT_STOP_MINUTE} ${{{BUSINESS_HOURS_END}}} * * ${{Days}}", Days=days),
+            TimeZone=Ref(SCHEDULE_TIMEZONE),
+            MinSize=0,
+        )
+    )
+
+
+# The function runs this often besides EC2 state changes: it lowers the NAT after business
+# hours (within this many minutes of the stop action) and recovers from a missed event.
+NAT_EGRESS_RECONCILE_MINUTES = 5
+# EC2 instance states that start or end a hub's need for egress (all six).
+EC2_STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
+
+
+# Deliberate checkov exceptions for the NAT egress function (docs/SECURITY.md lists each).
+NAT_EGRESS_SKIPS = {
+    "CKV_AWS_116": (
+        "EventBridge invokes the function asynchronously and Lambda retries a failed run twice; every later EC2 state "
+        f"change and the run every {NAT_EGRESS_RECONCILE_MINUTES} minutes decide again from the current state, so a dead-letter queue "
+        "would hold events no one needs to replay"
+    ),
+    "CKV_AWS_117": (
+        "The function starts and stops the NAT instance: inside the VPC it would reach the Auto Scaling and EC2 APIs only "
+        "through the NAT it stops (or through interface endpoints that cost more than the NAT); it serves no network clients"
+    ),
+    "CKV_AWS_115": (
+        "Reserving concurrency fails the stack in accounts whose Lambda concurrency quota is low (new accounts: the account "
+        "must keep 100 unreserved); concurrent runs reach the same decision from the same state, so a reservation protects "
+        "nothing (rule no-reserved-concurrency, docs/AWS_NOTES.md)"
+    ),
+    "CKV_AWS_173": (
+        "The environment holds the NAT group's name, the platform name and a tag value, no secret; Lambda encrypts "
+        "environment variables at rest with an AWS-managed key, and a customer-managed key would add cost and a key policy"
+    ),
+}
+
+
+def add_nat_egress_function(b: Builder, group) -> awslambda.Function:
+    """The NAT egress function and what invokes it: EC2 state changes and a periodic run."""
+    condition = "UseNatInstanceOnSchedule"
+    fn = add_function(
+        b,
+        "NatEgressFunction",
+        "nat_egress",
+        "lakehub: keeps the NAT instance up while business hours or any on-demand hub of the platform need egress",
+        [
+            Statement(
+                Effect=Allow,
+                Action=[awacs_autoscaling.SetDesiredCapacity],
+                Resource=[
+                    Sub(
+                        "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/${Group}",
+                        Group=Ref(group),
+                    )
+                ],
+            ),
+            # Describe calls support no resource-level permissions.
+            Statement(
+                Effect=Allow,
+                Action=[awacs_autoscaling.DescribeAutoScalingGroups, awacs_ec2.DescribeInstances],
+                Resource=["*"],
+            ),
+        ],
+        Ref(names.LOG_RETENTION_DAYS),
+        timeout=60,
+        memory=128,
+        environment={
+            "NAT_GROUP_NAME": Ref(group),
+            "PLATFORM_NAME": Ref(names.PLATFORM_NAME),
+            "HUB_PRODUCT": names.ON_DEMAND_HUB_PRODUCT,
+        },
+        condition=condition,
+        skip_reasons=NAT_EGRESS_SKIPS,
+    )
+    rules = [
         b.add(
-            autoscaling.ScheduledAction(
-                logical_id,
-                Condition="UseNatInstanceOnSchedule",
-                AutoScalingGroupName=Ref(group),
-                Recurrence=Sub(f"{minute} ${{{hour}}} * * ${{Days}}", Days=days),
-                TimeZone=Ref(SCHEDULE_TIMEZONE),
-                MinSize=size,
-                MaxSize=size,
-                DesiredCapacity=size,
+            events.Rule(
+                "NatEgressOnInstanceStateRule",
+                Condition=condition,
+                Description=Sub("lakehub ${PlatformName}: an EC2 instance changed state; the NAT egress function decides whether egress stays up"),
+                EventPattern={
+                    "source": ["aws.ec2"],
+                    "detail-type": ["EC2 Instance State-change Notification"],
+                    "detail": {"state": list(EC2_STATES)},
+                },
+                State="ENABLED",
+                Targets=[events.Target(Id="NatEgressFunction", Arn=GetAtt(fn, "Arn"))],
+            )
+        ),
+        b.add(
+            events.Rule(
+                "NatEgressReconcileRule",
+                Condition=condition,
+                Description=Sub("lakehub ${PlatformName}: lowers the NAT after business hours once no on-demand hub runs"),
+                ScheduleExpression=f"rate({NAT_EGRESS_RECONCILE_MINUTES} minutes)",
+                State="ENABLED",
+                Targets=[events.Target(Id="NatEgressFunction", Arn=GetAtt(fn, "Arn"))],
+            )
+        ),
+    ]
+    for rule in rules:
+        b.add(
+            awslambda.Permission(
+                rule.title.replace("Rule", "Permission"),
+                Condition=condition,
+                Action="lambda:InvokeFunction",
+                FunctionName=Ref(fn),
+                Principal="events.amazonaws.com",
+                SourceArn=GetAtt(rule, "Arn"),
             )
         )
+    return fn

@@ -203,8 +203,26 @@ def build_source_zip(out_dir: Path | None = None) -> Path:
     if not entries:
         raise LakehubError("nothing to pack for the hub image source: buildspec.yml and hub_images/ are missing")
     modes = {arc: EXEC_MODE if os.access(path, os.X_OK) else FILE_MODE for arc, path in entries}
+    # The build's stable version: CodeBuild sets no resolved source version for an S3 source,
+    # so buildspec.yml tags the image with this digest of the files it builds from.
+    version_file = dest.parent / SOURCE_VERSION_FILE
+    version_file.parent.mkdir(parents=True, exist_ok=True)
+    version_file.write_text(source_digest(entries) + "\n")
+    entries = sorted([*entries, (SOURCE_VERSION_FILE, version_file)])
     write_zip(entries, dest, modes=modes)
     return dest
+
+
+SOURCE_VERSION_FILE = "SOURCE_VERSION"
+
+
+def source_digest(entries: list[tuple[str, Path]]) -> str:
+    """sha256 over the archive names and contents, in order: the same files give the same
+    version, whatever the zip's timestamps."""
+    digest = hashlib.sha256()
+    for arcname, path in sorted(entries):
+        digest.update(arcname.encode() + b"\0" + path.read_bytes() + b"\0")
+    return "src-" + digest.hexdigest()[:40]
 
 
 def build_all(*, out_dir: Path | None = None, force: bool = False) -> dict[str, Path]:

@@ -74,7 +74,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         names.SOURCE_TYPE,
         "Hub image source",
         "Source of the hub image",
-        "s3: a zip of hub_images/ and buildspec.yml in S3 (lakehub publish uploads one); codecommit: a new CodeCommit repository",
+        "s3: a zip of hub_images/ and buildspec.yml in S3 (lakehub publish uploads one); codecommit: a new CodeCommit repository (CodeCommit has been closed to new customers since July 2024: only accounts that already use it can create one)",
         Default="s3",
         AllowedValues=list(SOURCE_TYPES),
         ConstraintDescription="s3 or codecommit",
@@ -141,7 +141,7 @@ def build_pipeline(settings: Settings):
     add_checkov_skip(
         repo,
         "CKV_AWS_51",
-        "Each build pushes the commit-id tag once and moves 'latest', the tiers' default ImageTag; set ImageTag to a commit id to pin a tier to an image",
+        "Each build pushes its source-version tag once and moves 'latest' (and the ImageTag it was asked for), the tiers' default ImageTag; set ImageTag to a source version to pin a tier to an image",
     )
     source_repo = b.add(
         codecommit.Repository(

@@ -64,10 +64,12 @@ from lakehub.network import (
     add_schedule_params,
 )
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
+from lakehub.aws_rules import HUB_LOGOUT_RETURN_PATH, IMAGE_USER_HOMES
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import DEFAULT_USER_PROFILES, FARGATE_SIZES, Settings
 
 USER_SERVER_PORT = 8888
+USER_SERVER_HOME = IMAGE_USER_HOMES["1000"]  # hub_images/Dockerfile: useradd --uid 1000 --home-dir
 HUB_API_PORT = 8081
 DEFAULT_IDLE_TIMEOUT = 3600
 
@@ -119,7 +121,8 @@ LISTENER_PRIORITY = "ListenerPriority"
 IDLE_TIMEOUT = "IdleTimeoutSeconds"
 USER_PROFILES = "UserServerSizes"
 
-SECRET_NAME_PATTERN = r"^$|^[A-Za-z0-9/_+=.@-]{1,512}$"
+# A Secrets Manager secret's name, or its ARN (preferred: the full ARN, with the 6-character suffix).
+SECRET_NAME_PATTERN = r"^$|^[A-Za-z0-9/_+=.@-]{1,512}$|^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
@@ -220,15 +223,16 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     b.param(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", type="Number", Default=DEFAULT_IDLE_TIMEOUT, MinValue=300, MaxValue=86400, ConstraintDescription="300 to 86400 seconds")
     add_schedule_params(b, "the tier's hub (and in per-user mode its users' servers) stops")
     add_image_tag_param(b, "Capacity")
-    b.param(LISTENER_PRIORITY, "Capacity", "Listener rule priority", "Priority of the tier's rule on the HTTPS listener; 0 picks the lowest free one", type="Number", Default=0, MinValue=0, MaxValue=50000, ConstraintDescription="0 to 50000")
+    b.param(LISTENER_PRIORITY, "Capacity", "Listener rule priority", f"Priority of the tier's rule on the HTTPS listener; 0 claims the lowest free one from {names.AUTO_PRIORITY_MINIMUM} (1-{names.AUTO_PRIORITY_MINIMUM - 1} are the main stack's own tiers')", type="Number", Default=0, MinValue=0, MaxValue=50000, ConstraintDescription="0 to 50000")
 
     g = "Sign-in (oidc and ldap modes only)"
     b.param(OIDC_ISSUER, g, "OIDC issuer URL", "oidc mode: issuer URL of your OpenID Connect provider", Default="", AllowedPattern=r"^$|^https://\S+$", ConstraintDescription="empty, or an https URL")
     b.param(OAUTH_CLIENT_ID, g, "OIDC client ID", "oidc mode: client ID registered for https://<host>.<domain>/hub/oauth_callback", Default="", AllowedPattern=r"^[\w.@:/-]*$", ConstraintDescription="a client ID")
-    b.param(OAUTH_CLIENT_SECRET_ARN, g, "OIDC client secret (Secrets Manager name)", "oidc mode: name of the Secrets Manager secret (this account and region) holding the client secret", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret name")
-    b.param(LDAP_URL, g, "LDAP URL", "ldap mode: ldaps://host:636 of your directory", Default="", AllowedPattern=r"^$|^ldaps?://[A-Za-z0-9.-]+(:\d+)?$", ConstraintDescription="empty, or ldaps://host[:port]")
+    b.param(OAUTH_CLIENT_SECRET_ARN, g, "OIDC client secret (Secrets Manager ARN or name)", "oidc mode: ARN (preferred) or name of the Secrets Manager secret (this account and region) holding the client secret; the hub task receives it by ARN", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret ARN or name")
+    # ldaps:// only: the hub tasks' and the NAT's security groups open 636 (LDAPS), not 389.
+    b.param(LDAP_URL, g, "LDAP URL", "ldap mode: ldaps://host[:636] of your directory (LDAPS only: port 636 is the one the security groups open)", Default="", AllowedPattern=r"^$|^ldaps://[A-Za-z0-9.-]+(:636)?$", ConstraintDescription="empty, or ldaps://host[:636]")
     b.param(LDAP_BIND_DN, g, "LDAP bind DN", "ldap mode: DN of the service account that searches users and groups", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
-    b.param(LDAP_BIND_PASSWORD_SECRET_ARN, g, "LDAP bind password (Secrets Manager name)", "ldap mode: name of the Secrets Manager secret (this account and region) holding the bind password", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret name")
+    b.param(LDAP_BIND_PASSWORD_SECRET_ARN, g, "LDAP bind password (Secrets Manager ARN or name)", "ldap mode: ARN (preferred) or name of the Secrets Manager secret (this account and region) holding the bind password; the hub task receives it by ARN", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret ARN or name")
     b.param(LDAP_USER_SEARCH_BASE, g, "LDAP user search base", "ldap mode: where users are searched, e.g. ou=people,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
     b.param(LDAP_GROUP_SEARCH_BASE, g, "LDAP group search base", "ldap mode: where groups are searched, e.g. ou=groups,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
 
@@ -446,7 +450,9 @@ def add_secrets(b: Builder):
         "the tier's execution role",
         Sub("${PlatformName}-${TierName}"),
         [Sub("https://${HostName}.${DomainName}/hub/oauth_callback")],
-        [Sub("https://${HostName}.${DomainName}/hub/logout")],
+        # Where the hub sends Cognito's /logout back to (logout_uri, jupyterhub_config.py): Cognito
+        # redirects only to a registered sign-out URL (rule cognito-logout-urls-registered).
+        [Sub("https://${HostName}.${DomainName}" + HUB_LOGOUT_RETURN_PATH)],
         platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
     )
     b.add(
@@ -461,9 +467,34 @@ def add_secrets(b: Builder):
     return cookie, client, client_secret
 
 
-def secret_name_arn(param: str) -> Sub:
-    """IAM resource for a secret given by name (Secrets Manager appends 6 random characters)."""
-    return Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + param + "}-??????")
+def secret_is_arn_condition(param: str) -> str:
+    return f"{param}IsArn"
+
+
+def add_secret_arn_conditions(b: Builder) -> None:
+    for param in (OAUTH_CLIENT_SECRET_ARN, LDAP_BIND_PASSWORD_SECRET_ARN):
+        b.t.add_condition(secret_is_arn_condition(param), Equals(Select(0, Split(":", Sub("${" + param + "}:"))), "arn"))
+
+
+def secret_name_arn(param: str):
+    """IAM resource for a secret given by ARN or by name (Secrets Manager appends 6 random
+    characters to a name)."""
+    return If(
+        secret_is_arn_condition(param),
+        Ref(param),
+        Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + param + "}-??????"),
+    )
+
+
+def secret_value_from(param: str):
+    """ECS Secrets ValueFrom for a secret given by ARN or name: always an ARN. ECS reads a value
+    that is not an ARN as the name of an SSM parameter (docs/AWS_NOTES.md); a name becomes the
+    secret's partial ARN (no 6-character suffix), which Secrets Manager resolves."""
+    return If(
+        secret_is_arn_condition(param),
+        Ref(param),
+        Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + param + "}"),
+    )
 
 
 def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
@@ -588,10 +619,10 @@ def hub_secrets(cookie, client_secret) -> list:
         ecs.Secret(Name="LAKEHUB_COOKIE_SECRET", ValueFrom=Ref(cookie)),
         If(
             "UseOAuth",
-            ecs.Secret(Name="LAKEHUB_OAUTH_CLIENT_SECRET", ValueFrom=If("UseCognito", Ref(client_secret), Ref(OAUTH_CLIENT_SECRET_ARN))),
+            ecs.Secret(Name="LAKEHUB_OAUTH_CLIENT_SECRET", ValueFrom=If("UseCognito", Ref(client_secret), secret_value_from(OAUTH_CLIENT_SECRET_ARN))),
             Ref("AWS::NoValue"),
         ),
-        If("UseLdap", ecs.Secret(Name="LAKEHUB_LDAP_BIND_PASSWORD", ValueFrom=Ref(LDAP_BIND_PASSWORD_SECRET_ARN)), Ref("AWS::NoValue")),
+        If("UseLdap", ecs.Secret(Name="LAKEHUB_LDAP_BIND_PASSWORD", ValueFrom=secret_value_from(LDAP_BIND_PASSWORD_SECRET_ARN)), Ref("AWS::NoValue")),
     ]
 
 
@@ -634,11 +665,13 @@ def add_hub_role(b: Builder, tier_role, execution_role) -> iam.Role:
             Resource=[task_arn],
             Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
         ),
+        # ListTasks without a container-instance filter (how the hub lists its users' tasks) is
+        # authorized against "*": a container-instance ARN here would deny it (docs/AWS_NOTES.md).
         Statement(
             Sid="FindUserServers",
             Effect=Allow,
             Action=[awacs_ecs.ListTasks],
-            Resource=[Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:container-instance/${ClusterName}/*")],
+            Resource=["*"],
             Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
         ),
         Statement(
@@ -721,6 +754,10 @@ def add_task_definitions(b: Builder, tier_role, execution_role, hub_role, client
                     # The hub image's unprivileged user (uid 1000); the hub's JUPYTERHUB_* values and
                     # the single-user settings arrive as overrides at RunTask.
                     User="1000",
+                    # The image's WORKDIR (/srv/jupyterhub, root's, 0700) is closed to uid 1000, and
+                    # jupyterhub.singleuser serves its working directory: every kernel start would
+                    # fail with Permission denied. Its own home instead.
+                    WorkingDirectory=USER_SERVER_HOME,
                     Command=["python", "-m", "jupyterhub.singleuser"],
                     # A soft limit only: the spawner sizes each task per user (overrides), so
                     # no hard container memory caps the larger sizes.
@@ -769,6 +806,7 @@ def build_tier(settings: Settings):
     b = Builder("lakehub tier: a hub on ECS Fargate whose users reach only the tier's data-lake prefixes")
     add_parameters(b, settings)
     add_conditions(b)
+    add_secret_arn_conditions(b)
     b.t.add_condition("UserSpotOn", Equals(Ref(USER_SPOT), "true"))
     add_rules(b)
     add_schedule_conditions_and_rules(b)
@@ -808,6 +846,9 @@ def build_tier(settings: Settings):
             Condition="AutoPriority",
             ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
             ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
+            # Claimed atomically in SSM: stacks launched at the same moment never share one.
+            ClaimParameterPrefix=Sub(names.LISTENER_PRIORITY_CLAIMS_SUB),
+            Minimum=str(names.AUTO_PRIORITY_MINIMUM),
         )
     )
     rule = b.add(

@@ -271,15 +271,39 @@ def test_each_product_has_its_launch_role_constraint(cat):
         assert c["DependsOn"] == [f"{p.key}ProductAssociation"]
 
 
-def test_products_load_versioned_artifacts_from_the_assets_bucket(cat, templates):
+def test_products_load_versioned_artifacts_from_the_platforms_copy(cat, templates):
     for p in catalog.PRODUCTS:
         product = cat["Resources"][f"{p.key}Product"]["Properties"]
         (artifact,) = product["ProvisioningArtifactParameters"]
         assert artifact["Type"] == "CLOUD_FORMATION_TEMPLATE"
-        assert artifact["Info"]["LoadTemplateFromURL"] == {
-            "Fn::Sub": "https://${AssetsBucketName}.s3.${AWS::Region}.${AWS::URLSuffix}/${AssetsKeyPrefix}templates/" + p.filename
-        }
+        assert artifact["Info"]["LoadTemplateFromURL"] == {"Fn::GetAtt": [f"{p.key}ProductTemplate", "TemplateUrl"]}
         assert re.fullmatch(r"v\d+\.\d+\.\d+-[0-9a-f]{10}", artifact["Name"])
+        copy = cat["Resources"][f"{p.key}ProductTemplate"]["Properties"]
+        assert copy["SourceKey"] == {"Fn::Sub": "${AssetsKeyPrefix}templates/" + p.filename}
+        assert copy["TargetKey"] == {"Fn::Sub": "${AssetsKeyPrefix}templates/platforms/${PlatformName}/" + p.filename}
+        assert copy["Version"] == artifact["Name"], "a new template version renders a new copy"
+
+
+@pytest.mark.parametrize("platform", ["analytics", "lakehub"])
+def test_catalog_products_default_to_the_ssm_names_of_their_own_platform(platform, templates):
+    """Minor defect of issue 13: the products' platform values defaulted to the SSM names of the
+    platform `lakehub` whatever the catalog's platform. What Service Catalog launches is the
+    product template with the catalog's Defaults applied: every platform value's SSM name, and
+    PlatformName, must be the catalog's platform."""
+    res = catalog_resolver(templates[names.CATALOG_TEMPLATE], PlatformName=platform).resources()
+    for p in catalog.PRODUCTS:
+        (artifact,) = res[f"{p.key}Product"]["Properties"]["ProvisioningArtifactParameters"]
+        url = artifact["Info"]["LoadTemplateFromURL"]
+        # The published template itself, or the catalog's copy (the function applies Defaults).
+        copy = url.startswith("<") and url.endswith(".TemplateUrl>")
+        defaults = res[url[1:].split(".")[0]]["Properties"]["Defaults"] if copy else {}
+        product = templates[p.filename]["Parameters"]
+        launched = {k: defaults.get(k, spec.get("Default")) for k, spec in product.items()}
+        assert launched[names.PLATFORM_NAME] == platform, f"{p.filename}: PlatformName defaults to {launched[names.PLATFORM_NAME]}"
+        platform_values = [k for k, spec in product.items() if spec["Type"] == "AWS::SSM::Parameter::Value<String>"]
+        assert platform_values, p.filename
+        for k in platform_values:
+            assert launched[k] == names.ssm_name(platform, k), f"{p.filename} {k}: {launched[k]}"
 
 
 def test_artifact_version_follows_the_template():

@@ -58,7 +58,10 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "eu-central-1"  # no other test uses it: the shared emulator stays tidy
 ACCOUNT = "123456789012"  # moto's default account
-PLATFORM = default_settings().platform_name  # the products' SSM defaults name the build's platform
+# Not the build's platform name (lakehub): the catalog's copy of each product template must name
+# the catalog's own platform in its SSM defaults (issue 13, minor defect).
+PLATFORM = "analytics"
+assert PLATFORM != default_settings().platform_name
 DOMAIN = "rehearsal.example.com"
 ASSETS_BUCKET = "lakehub-rehearsal-assets"
 NOTEBOOK_BUCKET = "lakehub-rehearsal-notebooks"
@@ -176,24 +179,36 @@ def platform(aws) -> dict[str, str]:
 def catalog_resolver(**params) -> Resolver:
     return Resolver(
         load(TEMPLATES_DIR / names.CATALOG_TEMPLATE),
-        {names.ASSETS_BUCKET_NAME: ASSETS_BUCKET, **params},
+        {names.ASSETS_BUCKET_NAME: ASSETS_BUCKET, names.PLATFORM_NAME: PLATFORM, **params},
         pseudo={"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"},
     )
 
 
 @pytest.fixture(scope="module")
 def published(aws, platform) -> dict[str, str]:
-    """`lakehub publish`: every template at its key in the assets bucket. Returns the artifact
-    URL of each product, as the catalog's provisioning artifacts give it."""
+    """`lakehub publish`: every template at its key in the assets bucket; then the catalog's
+    Custom::ProductTemplate resources, run by the real lambdas/product_template code in this
+    process against the emulator, write the platform's copy of each product template. Returns
+    the artifact URL of each product, as the catalog's provisioning artifacts give it."""
     s3 = aws("s3")
     for path in sorted(TEMPLATES_DIR.glob("*.template.yaml")):
         key = catalog_resolver().resolve({"Fn::Sub": "${AssetsKeyPrefix}templates/" + path.name})
         s3.put_object(Bucket=ASSETS_BUCKET, Key=key, Body=path.read_bytes())
     res = catalog_resolver().resources()
     urls = {}
-    for p in catalog.PRODUCTS:
-        (artifact,) = res[f"{p.key}Product"]["Properties"]["ProvisioningArtifactParameters"]
-        urls[p.key] = artifact["Info"]["LoadTemplateFromURL"]
+    pytest.importorskip("crhelper")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {**aws.env, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}.items():
+            mp.setenv(key, value)
+        spec = importlib.util.spec_from_file_location(f"rehearsal_product_template_{uuid.uuid4().hex[:8]}", ROOT / "lambdas" / "product_template" / "index.py")
+        module = importlib.util.module_from_spec(spec)
+        mp.setitem(sys.modules, spec.name, module)
+        spec.loader.exec_module(module)
+        for p in catalog.PRODUCTS:
+            (artifact,) = res[f"{p.key}Product"]["Properties"]["ProvisioningArtifactParameters"]
+            assert artifact["Info"]["LoadTemplateFromURL"] == f"<{p.key}ProductTemplate.TemplateUrl>"
+            module._write({"ResourceProperties": res[f"{p.key}ProductTemplate"]["Properties"]})
+            urls[p.key] = module.helper.Data["TemplateUrl"]
     return urls
 
 
@@ -344,10 +359,15 @@ def hub_template(aws, published):
     return product_template(aws, published["Hub"])
 
 
-def test_artifact_urls_serve_the_committed_templates(aws, published):
+def test_artifact_urls_serve_the_platforms_copy_of_the_committed_templates(aws, published):
     for p in catalog.PRODUCTS:
         assert urllib.parse.urlsplit(published[p.key]).hostname == f"{ASSETS_BUCKET}.s3.{REGION}.amazonaws.com"
-        assert product_template(aws, published[p.key])["Description"] == load(TEMPLATES_DIR / p.filename)["Description"]
+        assert f"/templates/platforms/{PLATFORM}/" in published[p.key]
+        copy = product_template(aws, published[p.key])
+        assert copy["Description"] == load(TEMPLATES_DIR / p.filename)["Description"]
+        assert copy["Parameters"][names.PLATFORM_NAME]["Default"] == PLATFORM
+        for name in (names.VPC_ID, names.AUTH_MODE, names.IMAGE_REPOSITORY_URI):
+            assert copy["Parameters"][name]["Default"] == names.ssm_name(PLATFORM, name)
 
 
 def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_template):

@@ -257,6 +257,9 @@ def test_cron_forms_of_both_scaling_services():
         (["--parameter", "TaskCpu=512"], "memory must be"),
         (["--server-size", "huge"], "--server-size"),
         (["--parameter", "Schedule"], "Key=Value"),
+        (["--off-hours-hub-hours", "-3"], "--off-hours-hub-hours"),
+        (["--off-hours-hub-hours", "800"], "--off-hours-hub-hours"),
+        (["--off-hours-hub-hours", "evenings"], "--off-hours-hub-hours"),
     ],
 )
 def test_bad_input_is_one_line_and_a_non_zero_exit(capsys, argv, says):
@@ -288,3 +291,43 @@ def test_a_tier_left_out_at_launch_costs_nothing():
     assert [t["name"] for t in one["configuration"]["tiers"]] == ["pii"]
     assert one["components"]["hub_tasks"]["idle_monthly_usd"] == pytest.approx(both["components"]["hub_tasks"]["idle_monthly_usd"] / 2, abs=1e-3)
     assert one["idle_monthly_usd"] < both["idle_monthly_usd"]
+
+
+# --------------------------------------------------------------------------------------------
+# on-demand hubs outside business hours keep the NAT instance running (defect 11)
+# --------------------------------------------------------------------------------------------
+NAT_HOUR_BY_HAND = NANO + 8 * P["ebs_gp3_gb_month"] / HOURS + P["public_ipv4_hour"]  # instance, its 8 GB, its IPv4
+
+
+def test_off_hours_hub_hours_add_the_nat_instance_hours_to_the_profile():
+    base = estimate()
+    late = estimate(profile=Profile(off_hours_hub_hours=40))
+    assert late["idle_monthly_usd"] == base["idle_monthly_usd"], "an idle platform runs no hub"
+    assert late["profile_monthly_usd"] - base["profile_monthly_usd"] == pytest.approx(40 * NAT_HOUR_BY_HAND, abs=1e-3)
+    egress = late["components"]["egress"]["profile_monthly_usd"] - base["components"]["egress"]["profile_monthly_usd"]
+    assert egress == pytest.approx(40 * (NANO + 8 * P["ebs_gp3_gb_month"] / HOURS), abs=1e-4)
+    assert late["configuration"]["schedule"]["nat_instance_hours_for_hubs_per_month"] == 40
+    assert "outside business hours" in late["components"]["egress"]["detail"]
+
+
+def test_off_hours_beyond_the_schedules_gap_are_capped_and_said():
+    r = estimate(profile=Profile(off_hours_hub_hours=700))
+    gap = HOURS - NAT_HOURS
+    assert r["configuration"]["schedule"]["nat_instance_hours_for_hubs_per_month"] == pytest.approx(gap, abs=0.01)
+    assert r["profile_monthly_usd"] - estimate()["profile_monthly_usd"] == pytest.approx(gap * NAT_HOUR_BY_HAND, abs=1e-3)
+    assert any("--off-hours-hub-hours 700" in n for n in r["notes"])
+
+
+@pytest.mark.parametrize("params", [{"Schedule": "always"}, {"EgressMode": "nat-gateway"}])
+def test_off_hours_hubs_add_nothing_where_egress_runs_all_month(params):
+    base = estimate(parameters=params)
+    late = estimate(parameters=params, profile=Profile(off_hours_hub_hours=40))
+    assert late["profile_monthly_usd"] == base["profile_monthly_usd"]
+    assert any("add nothing" in n for n in late["notes"])
+
+
+def test_off_hours_hub_hours_on_the_command_line(capsys):
+    assert cli_main(["cost", "--format", "json", "--off-hours-hub-hours", "40"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["profile"]["off_hours_hub_hours_per_month"] == 40
+    assert data["configuration"]["schedule"]["nat_instance_hours_for_hubs_per_month"] == 40

@@ -316,7 +316,16 @@ esac""",
     "docker": """[ "$1" = pull ] && [ -n "${FAIL_PULL:-}" ] && exit 1
 [ "$1" = login ] && cat >/dev/null
 exit 0""",
-    "curl": 'exit "${CURL_EXIT:-0}"',
+    # The egress probe (regional CloudFormation endpoint) answers after EGRESS_DOWN failures
+    # (never with EGRESS_DOWN=all); the hub's health check answers with CURL_EXIT.
+    "curl": """case "$*" in
+  *cloudformation.*)
+    n=$(( $(cat "$HOME/egress-probes" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$HOME/egress-probes"
+    [ "${EGRESS_DOWN:-0}" = all ] && exit 7
+    [ "$n" -le "${EGRESS_DOWN:-0}" ] && exit 7
+    exit 0 ;;
+  *) exit "${CURL_EXIT:-0}" ;;
+esac""",
     "cfn-signal": "exit 0",
 }
 
@@ -383,4 +392,26 @@ def test_boot_script_fails_when_the_hub_never_answers(template, tmp_path):
     assert code != 0
     (signal,) = [c for c in calls if c.startswith("cfn-signal")]
     assert "--exit-code 1" in signal and "did not answer /hub/health" in signal
-    assert len([c for c in calls if c.startswith("curl ")]) == 60
+    assert len([c for c in calls if c.startswith("curl ") and "/hub/health" in c]) == 60
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_boot_script_waits_for_egress_before_it_needs_it(template, tmp_path):
+    """Outside business hours the NAT instance starts because this hub is pending: the boot
+    waits for egress (probing the endpoint cfn-signal needs) before dnf, ECR and secrets."""
+    code, calls, root = run_boot_script(template, tmp_path, env_extra={"EGRESS_DOWN": "7"})
+    assert code == 0, (root / "hub.log").read_text()
+    probes = [i for i, c in enumerate(calls) if c.startswith("curl ") and "cloudformation." in c]
+    assert len(probes) == 8
+    first_dnf = next(i for i, c in enumerate(calls) if c.startswith("dnf "))
+    assert probes[-1] < first_dnf
+    assert "https://cloudformation.us-east-1.amazonaws.com/" in calls[probes[0]]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_boot_script_without_egress_fails_with_the_reason(template, tmp_path):
+    code, calls, root = run_boot_script(template, tmp_path, env_extra={"EGRESS_DOWN": "all"})
+    assert code != 0
+    assert len([c for c in calls if c.startswith("curl ") and "cloudformation." in c]) == hi.EGRESS_WAIT_ATTEMPTS
+    assert not [c for c in calls if c.startswith(("dnf ", "docker "))]
+    assert "no egress from the private subnet" in (root / "hub.log").read_text()

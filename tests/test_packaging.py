@@ -40,6 +40,17 @@ def two_cold_builds(tmp_path_factory):
     return results
 
 
+def uses_crhelper(name: str) -> bool:
+    """Custom resources list crhelper in their requirements; event-driven functions do not."""
+    req = assets.LAMBDAS_DIR / name / "requirements.txt"
+    return any(line.split("#", 1)[0].strip().startswith("crhelper") for line in req.read_text().splitlines())
+
+
+def test_custom_resources_carry_crhelper_and_the_nat_egress_function_needs_nothing():
+    assert {n for n in assets.FUNCTIONS if uses_crhelper(n)} == {"seed_notebooks", "wait_for_image", "listener_priority", "product_template"}
+    assert not uses_crhelper("nat_egress")
+
+
 def test_two_builds_are_byte_identical(two_cold_builds):
     (first, _), (second, _) = two_cold_builds
     assert sorted(first) == sorted(assets.FUNCTIONS)
@@ -57,8 +68,11 @@ def test_zip_holds_the_function_its_requirements_and_nothing_variable(two_cold_b
             assert zf.testzip() is None
         assert names == sorted(names), "entries are not sorted"
         assert "index.py" in names and "requirements.txt" in names
-        assert "crhelper/resource_helper.py" in names
-        assert any(n.startswith("crhelper-2.0.12.dist-info/") for n in names)
+        if uses_crhelper(name):
+            assert "crhelper/resource_helper.py" in names
+            assert any(n.startswith("crhelper-2.0.12.dist-info/") for n in names)
+        else:
+            assert not any(n.startswith("crhelper") for n in names), f"{name} lists no crhelper and must not carry it"
         assert not any(n.startswith(("boto3/", "botocore/")) for n in names), "boto3 comes from the runtime"
         for info in infos:
             assert info.date_time == (1980, 1, 1, 0, 0, 0)
@@ -86,7 +100,7 @@ def test_the_packaged_handler_imports_with_only_its_zip(two_cold_builds, tmp_pat
             "import sys; sys.path.insert(0, sys.argv[1]); import index, crhelper; "
             "assert crhelper.__file__.startswith(sys.argv[1]), crhelper.__file__; "
             "assert callable(index.handler)"
-        )
+        ) if uses_crhelper(name) else "import sys; sys.path.insert(0, sys.argv[1]); import index; assert callable(index.handler)"
         env = {"PATH": "/usr/bin:/bin", "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
         # -S: no site-packages (crhelper must come from the zip); boto3 added explicitly.
         import boto3

@@ -111,7 +111,13 @@ def references(template: dict, params: dict):
                     yield from walk(branch, parent)
                 return
             for key, value in node.items():
-                if key in ("TemplateURL", "LoadTemplateFromURL"):
+                if key == "LoadTemplateFromURL" and isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+                    continue  # the platform's copy (Custom::ProductTemplate): its SourceKey is followed
+                if key == "SourceKey" and "Bucket" in node and "TargetKey" in node:
+                    # Custom::ProductTemplate copies this published template at deploy time.
+                    for bucket, k in itertools.product(candidates(node["Bucket"], params), candidates(value, params)):
+                        yield "template", f"https://{bucket}.s3.{REGION}.amazonaws.com/{k}", node
+                elif key in ("TemplateURL", "LoadTemplateFromURL"):
                     for url in candidates(value, params):
                         yield "template", url, node
                 elif key == "S3Key" and "S3Bucket" in node:

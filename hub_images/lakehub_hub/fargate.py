@@ -392,8 +392,10 @@ def reconcile_orphans(
                 task=arn,
                 reason=f"lakehub: orphan user server (user {user}) stopped at hub start-up",
             )
-        except ClientError as exc:  # already gone: nothing to stop
-            if log:
+        except ClientError as exc:
+            if is_access_denied(exc):
+                raise  # a role that cannot stop the task would leave it running (and billing)
+            if log:  # already gone: nothing to stop
                 log.warning("could not stop orphan task %s: %s", arn, exc)
             continue
         if log:
@@ -502,12 +504,32 @@ def configure_per_user_hub(c, fail=None, log=None) -> list[str]:
     db_url = c.JupyterHub.db_url if isinstance(c.JupyterHub.db_url, str) else None
     try:
         stopped = reconcile_orphans(known_task_arns=known_task_arns_from_db(db_url))
-    except Exception as exc:  # the hub still starts; a spawn reports ECS errors itself
+    except ClientError as exc:
+        if not is_access_denied(exc):  # a passing fault (throttling, ECS unavailable): next start
+            say(f"could not check for orphan user tasks ({exc}); they will be checked at the next start")
+            return []
+        # Denied: no start would ever find a task a crashed hub left behind, and such a task
+        # runs (and bills) until someone stops it by hand. The hub role needs ecs:ListTasks on
+        # "*" with the ecs:cluster condition, and ecs:StopTask on the cluster's tasks.
+        message = (f"cannot find or stop orphan user tasks: {exc}; the hub's task role needs ecs:ListTasks on '*' "
+                   "(condition ecs:cluster) and ecs:StopTask on the cluster's tasks")
+        if fail is None:
+            raise ConfigurationError(message) from None
+        fail(message)
+        return []
+    except Exception as exc:  # noqa: BLE001 - a passing fault: the hub still starts; a spawn reports ECS errors itself
         say(f"could not check for orphan user tasks ({exc}); they will be checked at the next start")
         return []
     if stopped:
         say(f"stopped {len(stopped)} orphan user task(s) that no user owns")
     return stopped
+
+
+ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}
+
+
+def is_access_denied(exc: ClientError) -> bool:
+    return str(exc.response.get("Error", {}).get("Code")) in ACCESS_DENIED_CODES
 
 
 def _is_capacity_failure(reason: str) -> bool:

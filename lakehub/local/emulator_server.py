@@ -11,7 +11,9 @@ imports moto, changes three things, and serves moto's app on 127.0.0.1:
    called in a child Python process, with ``AWS_ENDPOINT_URL`` pointing back at this emulator,
    the function's environment variables and a Lambda-like context. The call is synchronous, so
    an attribute of a custom resource (``!GetAtt ListenerRulePriority.Priority``) is known
-   before the resources that use it are created, as in CloudFormation.
+   before the resources that use it are created, as in CloudFormation. Sibling nested stacks
+   are created concurrently (``install_parallel_nested_stacks``), as CloudFormation does, so
+   their custom resources reach the runner at the same time and races between them show.
 2. crhelper answers only over HTTPS, so the ResponseURL given to the function is a loopback
    HTTPS relay (certificate from a throw-away CA the child process trusts through
    SSL_CERT_FILE). The relay records the answer on moto's stack like moto's own
@@ -44,6 +46,7 @@ import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK
 
@@ -589,6 +592,84 @@ def install_cidr_function() -> None:
     parsing.clean_json = clean_json
 
 
+NESTED_STACK = "AWS::CloudFormation::Stack"
+
+
+def install_parallel_nested_stacks() -> None:
+    """Sibling nested stacks are created at the same time, as CloudFormation does.
+
+    moto creates a stack's resources one after another, so two tier stacks never overlap and a
+    race between them (two custom resources reading the listener before either rule exists:
+    issue 13's priority defect) cannot show. Here a run of nested stacks whose dependencies are
+    all created already (a "wave") is created in threads, and their custom resources reach the
+    local Lambda runner concurrently. Everything else keeps moto's order.
+    """
+    from moto.cloudformation.parsing import ResourceMap
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.core import TaggedEC2Resource
+
+    from lakehub.rules import refs
+
+    if getattr(ResourceMap, "_lakehub_parallel", False):
+        return
+
+    def create(self, template):
+        self._template = template
+        self._resource_json_map = template["Resources"]
+        self.tags.update({"aws:cloudformation:stack-name": self["AWS::StackName"], "aws:cloudformation:stack-id": self["AWS::StackId"]})
+        names = set(self._resource_json_map)
+
+        def deps(name: str) -> set[str]:
+            res = self._resource_json_map[name]
+            depends = res.get("DependsOn") or []
+            return (refs(res.get("Properties") or {}) | set([depends] if isinstance(depends, str) else depends)) & names
+
+        def finish(name: str, instance) -> bool:
+            if isinstance(instance, TaggedEC2Resource):
+                self.tags["aws:cloudformation:logical-id"] = name
+                ec2_backends[self._account_id][self._region_name].create_tags([instance.physical_resource_id], self.tags)
+            return not (instance and not instance.is_created())
+
+        order = self._ResourceMap__get_resources_in_dependency_order()
+        created: set[str] = set()
+        ready = True
+        i = 0
+        while i < len(order):
+            wave = [order[i]]
+            if self._resource_json_map[order[i]].get("Type") == NESTED_STACK:
+                j = i + 1
+                while j < len(order) and self._resource_json_map[order[j]].get("Type") == NESTED_STACK and deps(order[j]) <= created:
+                    wave.append(order[j])
+                    j += 1
+            if len(wave) == 1:
+                ready = finish(wave[0], self[wave[0]]) and ready
+            else:
+                results: dict[str, Any] = {}
+                errors: list[BaseException] = []
+
+                def one(name: str) -> None:
+                    try:
+                        results[name] = self[name]
+                    except BaseException as exc:  # noqa: BLE001 - re-raised below, in order
+                        errors.append(exc)
+
+                threads = [threading.Thread(target=one, args=(n,), name=f"nested-{n}") for n in wave]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(timeout=MAX_FUNCTION_SECONDS * 4)
+                if errors:
+                    raise errors[0]
+                for name in wave:
+                    ready = finish(name, results.get(name)) and ready
+            created.update(wave)
+            i += len(wave)
+        return ready
+
+    ResourceMap.create = create
+    ResourceMap._lakehub_parallel = True
+
+
 def serve(port: int, work_dir: Path) -> None:
     from werkzeug.serving import make_server
 
@@ -598,6 +679,7 @@ def serve(port: int, work_dir: Path) -> None:
     install_lambda_runner(endpoint, work_dir)
     install_action_only_iam_for_unknown_resources()
     install_nested_stack_outputs()
+    install_parallel_nested_stacks()
     install_generic_custom_resource_type()
     install_security_group_rule_defaults()
     install_cidr_function()

@@ -149,3 +149,61 @@ def test_delete_after_a_failed_create_succeeds(allocate):
     assert created["Status"] == "FAILED"
     answer = allocate("Delete", {"ListenerArn": "nope"}, physical_id=created["PhysicalResourceId"])
     assert answer["Status"] == "SUCCESS" and answer["PhysicalResourceId"] == created["PhysicalResourceId"]
+
+
+# --- defect 1 of issue 13: tiers created at the same moment --------------------------------
+
+PREFIX = "/lakehub/test/listener-priorities"
+
+
+def _race(module, arn, owners, prefix):
+    import threading
+
+    start = threading.Barrier(len(owners), timeout=30)
+    got: dict[str, int] = {}
+
+    def one(owner):
+        start.wait()
+        got[owner] = module.choose(arn, 0, 100, prefix, owner)
+
+    threads = [threading.Thread(target=one, args=(o,)) for o in owners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return got
+
+
+def test_tiers_created_at_the_same_moment_get_distinct_priorities(load_handler, alb, allocate):
+    module = load_handler("listener_priority")
+    owners = [f"arn:aws:cloudformation:us-east-1:123456789012:stack/SC-{i}/id|ListenerRulePriority" for i in range(4)]
+    got = _race(module, alb.arn, owners, PREFIX)
+    assert len(got) == 4 and len(set(got.values())) == 4, got
+    assert min(got.values()) >= 100  # below 100: main's tiers' explicit priorities
+
+
+def test_without_a_claim_the_same_moment_gives_the_same_priority(load_handler, alb, allocate):
+    # The defect itself: reading the listener's rules reserves nothing.
+    module = load_handler("listener_priority")
+    got = _race(module, alb.arn, ["a", "b"], None)
+    assert got["a"] == got["b"] == 100
+
+
+def test_a_claim_is_kept_by_a_repeated_create_and_released_by_delete(allocate, alb, client):
+    ssm = client("ssm")
+    props = {"ListenerArn": alb.arn, "ClaimParameterPrefix": PREFIX, "Minimum": "100"}
+    first = allocate("Create", props)
+    assert first["Data"]["Priority"] == "100", first
+    assert allocate("Create", props)["Data"]["Priority"] == "100"  # same owner: same claim
+    assert ssm.get_parameter(Name=f"{PREFIX}/100")["Parameter"]["Value"].endswith("|ListenerRulePriority")
+    assert allocate("Delete", props, physical_id=first["PhysicalResourceId"])["Status"] == "SUCCESS"
+    assert ssm.get_parameters_by_path(Path=PREFIX)["Parameters"] == []
+    # a claim another stack holds is never released by this one
+    ssm.put_parameter(Name=f"{PREFIX}/100", Value="someone-else", Type="String")
+    assert allocate("Delete", props, physical_id=first["PhysicalResourceId"])["Status"] == "SUCCESS"
+    assert ssm.get_parameter(Name=f"{PREFIX}/100")["Parameter"]["Value"] == "someone-else"
+    assert allocate("Create", props)["Data"]["Priority"] == "101"
+
+
+def test_an_invalid_claim_prefix_fails_with_the_cause(allocate, alb, failed):
+    failed(allocate("Create", {"ListenerArn": alb.arn, "ClaimParameterPrefix": "no-slash"}), "Invalid property ClaimParameterPrefix")

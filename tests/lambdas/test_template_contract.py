@@ -18,7 +18,8 @@ CONTRACT = {
         {"ProjectName", "RepositoryName", "ImageTag", "SourceVersion", "TimeoutSeconds"},
         {"ProjectName", "RepositoryName"},
     ),
-    "Custom::ListenerPriority": ({"ListenerArn", "Preferred"}, {"ListenerArn"}),
+    "Custom::ListenerPriority": ({"ListenerArn", "Preferred", "Minimum", "ClaimParameterPrefix"}, {"ListenerArn"}),
+    "Custom::ProductTemplate": ({"Bucket", "SourceKey", "TargetKey", "Defaults", "Version"}, {"Bucket", "SourceKey", "TargetKey", "Defaults"}),
 }
 TIER_KEYS = {"Name", "NotebookPrefix", "DataBucket", "DataPrefixes"}
 

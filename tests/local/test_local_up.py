@@ -65,6 +65,25 @@ def test_up_ends_with_tiers_urls_users_and_the_emulator(platform):
             assert user["groups"] == [f"{tier['name']}-users"]
 
 
+def test_both_default_tiers_get_distinct_listener_priorities(platform):
+    """Issue 13, defect 1: the tier stacks are created concurrently (as CloudFormation does,
+    and the emulator now does too), and each tier's rule holds its own priority."""
+    state = platform.state()
+    kwargs = dict(endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
+                  aws_access_key_id=state["admin"]["AccessKeyId"], aws_secret_access_key=state["admin"]["SecretAccessKey"])
+    cfn, elbv2 = boto3.client("cloudformation", **kwargs), boto3.client("elbv2", **kwargs)
+    priorities, listeners = {}, set()
+    for stack in cfn.describe_stacks()["Stacks"]:
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        if "ListenerRulePriorityUsed" in outputs and "TierUrl" in outputs:
+            priorities[outputs["TierUrl"]] = int(outputs["ListenerRulePriorityUsed"])
+    assert len(priorities) == 2 and len(set(priorities.values())) == 2, priorities
+    for lb in elbv2.describe_load_balancers()["LoadBalancers"]:
+        listeners |= {x["ListenerArn"] for x in elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"] if x["Port"] == 443}
+    held = sorted(int(r["Priority"]) for arn in listeners for r in elbv2.describe_rules(ListenerArn=arn)["Rules"] if r["Priority"] != "default")
+    assert held == sorted(priorities.values())
+
+
 def test_pii_member_reads_pii_and_is_refused_nonpii(platform):
     tier = platform.tier("pii")
     server = user_server(tier, tier["users"][0])

@@ -104,8 +104,8 @@ def test_s3_gateway_endpoint_on_every_route_table(templates):
 
 def test_private_subnets_route_through_the_chosen_egress(templates):
     net = templates["network.template.yaml"]
-    gw = Resolver(net, {"EgressMode": "nat-gateway"}).resources()
-    inst = Resolver(net, {"EgressMode": "nat-instance"}).resources()
+    gw = Resolver(net, {"EgressMode": "nat-gateway", "AssetsBucketName": "assets"}).resources()
+    inst = Resolver(net, {"EgressMode": "nat-instance", "AssetsBucketName": "assets"}).resources()
     assert sum(r["Type"] == "AWS::EC2::NatGateway" for r in gw.values()) == 2
     assert not any(r["Type"] == "AWS::EC2::NatGateway" for r in inst.values())
     asg = inst["NatInstanceGroup"]["Properties"]

@@ -1,0 +1,173 @@
+"""Custom::ProductTemplate: a Service Catalog product's template with this platform's defaults.
+
+A product template (tier, on-demand hub) reads the platform's values through SSM-typed
+parameters whose defaults are SSM names under /lakehub/<platform>/. CloudFormation defaults are
+literals, so the published template carries the platform name it was built for; a platform
+deployed under another name would launch products that read (or miss) another platform's values.
+The catalog stack gives each product a copy of its template whose defaults name its own platform.
+
+Properties
+  Bucket       the assets bucket
+  SourceKey    the published template (YAML, as lakehub build writes it)
+  TargetKey    where the copy goes (under <prefix>templates/platforms/<platform>/)
+  Defaults     {parameter name: new default}; every name must be a parameter of the template
+               with a Default, or the request fails naming it
+  Version      optional; a new value (the source template's digest) renders again
+
+Create/Update: read SourceKey, replace the `Default:` line of each named parameter in the
+template's top-level Parameters section (nothing else changes), write TargetKey.
+Delete: remove TargetKey (succeeds when it is already gone). A new TargetKey on Update gives a
+new physical id, so CloudFormation deletes the old copy.
+Data: TemplateUrl (https://<bucket>.s3.<region>.<suffix>/<TargetKey>), TargetKey.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+
+import boto3
+from botocore.exceptions import ClientError
+from crhelper import CfnResource
+
+logger = logging.getLogger(__name__)
+
+helper = CfnResource(json_logging=False, log_level="INFO", boto_level="CRITICAL", sleep_on_delete=5, polling_interval=1)
+
+try:
+    # boto3 honours AWS_ENDPOINT_URL (tests and the local runner point it at the emulator).
+    s3 = boto3.client("s3")
+except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every request
+    helper.init_failure(exc)
+
+MAX_REASON = 256
+MAX_TEMPLATE_BYTES = 1_000_000  # CloudFormation's limit for a template in S3
+PARAMETER_NAME = re.compile(r"^[A-Za-z0-9]{1,255}$")
+SIMPLE_DEFAULT = re.compile(r"^[A-Za-z0-9/_.:-]{0,2048}$")
+
+
+class RenderError(ValueError):
+    """A failure whose message is the CloudFormation reason (kept within 256 characters)."""
+
+    def __init__(self, message: str):
+        super().__init__(message if len(message) <= MAX_REASON else message[: MAX_REASON - 3] + "...")
+
+
+def _props(event) -> dict:
+    props = event.get("ResourceProperties") or {}
+    out = {}
+    for key in ("Bucket", "SourceKey", "TargetKey"):
+        value = props.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise RenderError(f"Invalid property {key}: a non-empty string is required")
+        out[key] = value.strip()
+    if out["TargetKey"] == out["SourceKey"]:
+        raise RenderError("Invalid property TargetKey: it must differ from SourceKey (the published template stays as built)")
+    defaults = props.get("Defaults")
+    if not isinstance(defaults, dict) or not defaults:
+        raise RenderError("Invalid property Defaults: a mapping of parameter names to defaults is required")
+    for name, value in defaults.items():
+        if not PARAMETER_NAME.match(str(name)) or not isinstance(value, str) or not SIMPLE_DEFAULT.match(value):
+            raise RenderError(f"Invalid property Defaults: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a plain default")
+    out["Defaults"] = defaults
+    return out
+
+
+def render(text: str, defaults: dict[str, str]) -> str:
+    """The template text with the Default of each named top-level parameter replaced."""
+    lines = text.splitlines(keepends=True)
+    try:
+        start = next(i for i, line in enumerate(lines) if line.rstrip("\r\n") == "Parameters:")
+    except StopIteration:
+        raise RenderError("the template has no Parameters section") from None
+    current, done = None, set()
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
+        if line.strip() and not line.startswith(" "):
+            break  # the next top-level section
+        m = re.match(r"^  ([A-Za-z0-9]+):\s*$", line)
+        if m:
+            current = m.group(1)
+            continue
+        m = re.match(r"^(    Default: ).*?(\r?\n)?$", line)
+        if m and current in defaults:
+            lines[i] = m.group(1) + json.dumps(defaults[current]) + (m.group(2) or "")
+            done.add(current)
+    missing = sorted(set(defaults) - done)
+    if missing:
+        raise RenderError(f"the template has no parameter with a Default named {', '.join(missing)}")
+    return "".join(lines)
+
+
+def _template_url(bucket: str, key: str) -> str:
+    suffix = "amazonaws.com.cn" if s3.meta.partition == "aws-cn" else "amazonaws.com"
+    return f"https://{bucket}.s3.{s3.meta.region_name}.{suffix}/{key}"
+
+
+def _short_reason(func):
+    """Fail with at most 256 characters, cut at the end: crhelper cuts a longer reason at its
+    beginning, which is where the cause is named."""
+
+    @functools.wraps(func)
+    def wrapper(event, context):
+        try:
+            return func(event, context)
+        except RenderError:
+            raise
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise RenderError(f"S3 {exc.operation_name} failed: {code}") from exc
+        except Exception as exc:
+            raise RenderError(str(exc) or type(exc).__name__) from exc
+
+    return wrapper
+
+
+def _write(event) -> str:
+    p = _props(event)
+    try:
+        obj = s3.get_object(Bucket=p["Bucket"], Key=p["SourceKey"])
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise RenderError(f"cannot read s3://{p['Bucket']}/{p['SourceKey']} ({code}): run lakehub publish first") from exc
+    body = obj["Body"].read()
+    if len(body) > MAX_TEMPLATE_BYTES:
+        raise RenderError(f"s3://{p['Bucket']}/{p['SourceKey']} is over {MAX_TEMPLATE_BYTES} bytes")
+    text = render(body.decode("utf-8"), p["Defaults"])
+    s3.put_object(Bucket=p["Bucket"], Key=p["TargetKey"], Body=text.encode("utf-8"), ContentType="application/x-yaml")
+    helper.Data.update({"TemplateUrl": _template_url(p["Bucket"], p["TargetKey"]), "TargetKey": p["TargetKey"]})
+    return f"s3://{p['Bucket']}/{p['TargetKey']}"
+
+
+@helper.create
+@_short_reason
+def create(event, _context):
+    return _write(event)
+
+
+@helper.update
+@_short_reason
+def update(event, _context):
+    return _write(event)
+
+
+@helper.delete
+@_short_reason
+def delete(event, _context):
+    physical = str(event.get("PhysicalResourceId") or "")
+    m = re.match(r"^s3://([^/]+)/(.+)$", physical)
+    if not m:
+        return physical  # a failed Create: nothing was written
+    bucket, key = m.groups()
+    try:
+        s3.delete_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchBucket", "NoSuchKey", "404"):
+            raise
+    return physical
+
+
+def handler(event, context):
+    helper(event, context)

@@ -1,0 +1,44 @@
+"""Defect 9: a hub role denied ecs:ListTasks must not start quietly, or a task left by a crashed
+hub runs (and bills) forever; a passing fault still lets the hub start."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+from traitlets.config import Config
+
+from lakehub_hub import fargate
+
+
+def client_error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": f"{code} on ecs:ListTasks"}}, "ListTasks")
+
+
+@pytest.fixture
+def hub_env(ecs_world, monkeypatch, tmp_path):
+    monkeypatch.setenv("LAKEHUB_HUB_API_PORT", "8181")
+    c = Config()
+    c.JupyterHub.db_url = f"sqlite:///{tmp_path}/jupyterhub.sqlite"
+    return c
+
+
+def test_a_denied_orphan_check_stops_the_hub_with_the_fix(hub_env, monkeypatch):
+    def denied(*args, **kwargs):
+        raise client_error("AccessDeniedException")
+
+    monkeypatch.setattr(fargate, "list_tier_tasks", denied)
+    failures, messages = [], []
+    assert fargate.configure_per_user_hub(hub_env, fail=failures.append, log=messages.append) == []
+    assert len(failures) == 1 and "ecs:ListTasks on '*'" in failures[0] and "AccessDeniedException" in failures[0]
+    with pytest.raises(fargate.ConfigurationError, match="ecs:ListTasks"):
+        fargate.configure_per_user_hub(Config(), log=messages.append)
+
+
+def test_a_passing_fault_lets_the_hub_start_and_says_so(hub_env, monkeypatch):
+    def throttled(*args, **kwargs):
+        raise client_error("ThrottlingException")
+
+    monkeypatch.setattr(fargate, "list_tier_tasks", throttled)
+    failures, messages = [], []
+    assert fargate.configure_per_user_hub(hub_env, fail=failures.append, log=messages.append) == []
+    assert failures == [] and "checked at the next start" in messages[0]

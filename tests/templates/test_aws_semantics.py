@@ -1,0 +1,177 @@
+"""Defects only a real AWS account shows (issue 13), each pinned on the generated templates,
+the hub configuration or the buildspec. The AWS facts behind them: docs/AWS_NOTES.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from lakehub import aws_rules
+
+
+def hub_secrets(resolve_tier, **params) -> dict[str, str]:
+    res = resolve_tier(**params).resources()
+    [hub] = res["HubTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    return {s["Name"]: s["ValueFrom"] for s in hub["Secrets"]}
+
+
+@pytest.mark.parametrize(
+    "mode, param, variable",
+    [("oidc", "OAuthClientSecretName", "LAKEHUB_OAUTH_CLIENT_SECRET"), ("ldap", "LdapBindPasswordSecretName", "LAKEHUB_LDAP_BIND_PASSWORD")],
+)
+def test_a_secret_given_by_name_reaches_ecs_as_its_arn(resolve_tier, mode, param, variable):
+    # Defect 3: ECS reads a ValueFrom that is not an ARN as an SSM parameter name.
+    by_name = hub_secrets(resolve_tier, AuthMode=mode, **{param: "lakehub/idp-secret"})
+    assert by_name[variable] == "arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/idp-secret"
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/idp-secret-AbCdEf"
+    assert hub_secrets(resolve_tier, AuthMode=mode, **{param: arn})[variable] == arn
+
+
+def test_the_execution_role_may_read_a_secret_given_by_arn(resolve_tier):
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/ldap-AbCdEf"
+    res = resolve_tier(AuthMode="ldap", LdapBindPasswordSecretName=arn).resources()
+    docs = [p["PolicyDocument"] for p in res["ExecutionRole"]["Properties"]["Policies"]]
+    resources = [r for d in docs for s in d["Statement"] for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+    assert arn in resources
+
+
+def test_functions_reserve_no_concurrency(templates):
+    # Defect 4: a reservation fails the stack where the account's quota is below 100 + it.
+    functions = [r for t in templates.values() for r in t.get("Resources", {}).values() if r["Type"] == "AWS::Lambda::Function"]
+    assert len(functions) >= 3
+    assert all("ReservedConcurrentExecutions" not in f["Properties"] for f in functions)
+
+
+# --- defect 8: Cognito sign-out ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def hub_logout_uri(tmp_path, public_url: str) -> str:
+    """What the real hub configuration sends Cognito's /logout as logout_uri."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "LAKEHUB_TIER": "pii",
+        "LAKEHUB_ALLOWED_GROUPS": "pii-users",
+        "LAKEHUB_NOTEBOOK_BUCKET": "example-notebooks",
+        "LAKEHUB_NOTEBOOK_PREFIX": "tiers/pii/",
+        "LAKEHUB_PUBLIC_URL": public_url,
+        "LAKEHUB_STATE_DIR": str(tmp_path / "state"),
+        "LAKEHUB_CONFIG_D": str(tmp_path / "no-hooks"),
+        "AWS_REGION": "us-east-1",
+        "LAKEHUB_AUTH_MODE": "cognito",
+        "LAKEHUB_COGNITO_DOMAIN": "https://lakehub-123456789012.auth.us-east-1.amazoncognito.com",
+        "LAKEHUB_OAUTH_CLIENT_ID": "client-id",
+        "LAKEHUB_OAUTH_CLIENT_SECRET": "sample-not-a-secret",
+        "SAMPLE_AUTH_STATE": "{}",
+    }
+    loader, config = ROOT / "tests" / "hub" / "load_hub_config.py", ROOT / "hub_images" / "jupyterhub_config.py"
+    result = subprocess.run([sys.executable, str(loader), str(config)], env=env, capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = [x for x in result.stdout.splitlines() if x.startswith("LAKEHUB-CONFIG ")][-1]
+    redirect = json.loads(line.split(" ", 1)[1])["logout_redirect_url"]
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(redirect).query)
+    assert query["client_id"] == ["client-id"]
+    return query["logout_uri"][0]
+
+
+def test_the_sign_out_url_the_hub_sends_is_registered_on_the_tier_client(resolve_tier, tmp_path):
+    res = resolve_tier(HostName="pii", DomainName="lakehub.example.com").resources()
+    props = res["UserPoolClient"]["Properties"]
+    public_url = "https://pii.lakehub.example.com"
+    assert props["CallbackURLs"] == [public_url + "/hub/oauth_callback"]
+    sent = hub_logout_uri(tmp_path, public_url)
+    assert sent in props["LogoutURLs"], f"the hub signs out to {sent}; Cognito refuses unregistered {props['LogoutURLs']}"
+    assert urllib.parse.urlsplit(sent).path == aws_rules.HUB_LOGOUT_RETURN_PATH
+
+
+def test_the_sign_out_url_is_not_the_hub_logout_page(resolve_tier):
+    # /hub/logout would send the user straight back to Cognito's /logout: a redirect loop.
+    res = resolve_tier().resources()
+    assert all(not u.endswith("/hub/logout") for u in res["UserPoolClient"]["Properties"]["LogoutURLs"])
+
+
+# --- defect 5: per-user containers' working directory ---------------------------------------
+
+
+def dockerfile() -> str:
+    return (ROOT / "hub_images" / "Dockerfile").read_text()
+
+
+def test_the_user_server_runs_in_the_home_of_its_user(resolve_tier):
+    res = resolve_tier(ServerMode="per-user").resources()
+    [notebook] = res["UserServerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert notebook["User"] == "1000"
+    assert notebook["WorkingDirectory"] == "/home/lakehub"
+
+
+def test_the_image_gives_uid_1000_that_home_and_keeps_its_workdir_closed():
+    text = dockerfile()
+    useradd = re.search(r"useradd --uid (\d+) .*?--home-dir (\S+)", text, re.S)
+    assert useradd and useradd.groups() == ("1000", aws_rules.IMAGE_USER_HOMES["1000"]) and "--create-home" in text
+    # Why the task definition must say so: the image's WORKDIR is root's and closed to others.
+    assert re.findall(r"^WORKDIR (\S+)", text, re.M)[-1] == "/srv/jupyterhub"
+    assert "chmod 0700 /srv/jupyterhub" in text
+
+
+# --- defect 9: ecs:ListTasks authorization ----------------------------------------------------
+
+
+def test_the_hub_may_list_tasks_on_any_resource_in_its_cluster_only(resolve_tier):
+    res = resolve_tier(ServerMode="per-user").resources()
+    [policy] = res["HubRole"]["Properties"]["Policies"]
+    [listing] = [s for s in policy["PolicyDocument"]["Statement"] if "ecs:ListTasks" in s["Action"]]
+    assert listing["Resource"] == ["*"]
+    assert listing["Condition"] == {"ArnEquals": {"ecs:cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/lakehub"}}
+
+
+# --- defect 6: certificate ----------------------------------------------------------------------
+
+
+def test_the_certificate_is_the_wildcard_only_and_nothing_uses_the_apex(templates):
+    cert = templates["cluster.template.yaml"]["Resources"]["Certificate"]["Properties"]
+    assert cert["DomainName"] == {"Fn::Sub": "*.${DomainName}"}
+    assert "SubjectAlternativeNames" not in cert
+    assert [o["DomainName"] for o in cert["DomainValidationOptions"]] == [{"Fn::Sub": "*.${DomainName}"}]
+    # every name the platform serves is one label under the domain
+    served = [r["Properties"]["Name"] for t in templates.values() for r in t.get("Resources", {}).values() if r["Type"] == "AWS::Route53::RecordSet"]
+    assert served and all(isinstance(n, dict) and n["Fn::Sub"].endswith(".${DomainName}") and n["Fn::Sub"].count(".") == 1 for n in served), served
+
+
+# --- minor items ----------------------------------------------------------------------------------
+
+
+def test_the_ldap_url_must_be_ldaps_on_the_port_the_security_groups_open(templates):
+    pattern = templates["tier.template.yaml"]["Parameters"]["LdapUrl"]["AllowedPattern"]
+    for ok in ("", "ldaps://ldap.example.com", "ldaps://ldap.example.com:636"):
+        assert re.fullmatch(pattern, ok), ok
+    for refused in ("ldap://ldap.example.com", "ldap://ldap.example.com:389", "ldaps://ldap.example.com:389"):
+        assert not re.fullmatch(pattern, refused), refused
+    egress = templates["cluster.template.yaml"]["Resources"]["TaskSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert {r["FromPort"] for r in egress if r["CidrIp"] == "0.0.0.0/0"} == {443, 636}
+
+
+def test_codecommit_is_offered_with_its_closure_said(templates):
+    spec = templates["pipeline.template.yaml"]["Parameters"]["SourceType"]
+    assert "codecommit" in spec["AllowedValues"] and "closed to new customers" in spec["Description"]
+
+
+def test_the_readme_says_precisely_what_survives_a_restart():
+    # Defect 12: per-user servers start in a new task; shared homes are lost every night.
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert "these survive a server restart" not in text
+    assert "do **not** survive in per-user mode" in text and "every night" in text
+    assert "notebooks always (they live in S3)" in text
+
+
+def test_every_aws_rule_is_in_the_notes():
+    notes = (ROOT / "docs" / "AWS_NOTES.md").read_text()
+    for name in aws_rules.AWS_RULES:
+        assert f"`{name}`" in notes, name
