@@ -7,7 +7,6 @@ One `up` is shared by the module's tests (CI time); the last test takes it down 
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from pathlib import Path
