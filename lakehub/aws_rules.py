@@ -12,34 +12,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import yaml
 
-from lakehub.rules import Violation, alternatives, is_root_user, items, props, refs, resources_of
+from lakehub.names import HUB_LOGOUT_RETURN_PATH, IMAGE_USER_HOMES
+from lakehub.rules import RuleSet, Violation, alternatives, is_root_user, items, props, refs, resources_of
 
-Rule = Callable[[dict], list[Violation]]
-AWS_RULES: dict[str, Rule] = {}
-AWS_RULE_DOCS: dict[str, str] = {}
+AWS = RuleSet("AWS rules")
+AWS_RULES = AWS.rules
+AWS_RULE_DOCS = AWS.docs
+aws_rule = AWS.rule
+check_template = AWS.check_template
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def aws_rule(name: str, doc: str):
-    def register(fn: Rule) -> Rule:
-        AWS_RULES[name] = fn
-        AWS_RULE_DOCS[name] = doc
-        fn.rule_name = name  # type: ignore[attr-defined]
-        return fn
-
-    return register
-
-
-def check_template(template: dict) -> list[Violation]:
-    out: list[Violation] = []
-    for fn in AWS_RULES.values():
-        out += fn(template)
-    return out
 
 
 def _parameter(template: dict, value: Any) -> dict | None:
@@ -260,11 +246,6 @@ def listener_priorities_by_construction(template: dict) -> list[Violation]:
 # Cognito sign-out
 # ---------------------------------------------------------------------------------------------
 
-# Where the hub asks Cognito's /logout to send users back (logout_uri): hub_images/
-# jupyterhub_config.py, checked by tests/templates/test_aws_semantics.py.
-HUB_LOGOUT_RETURN_PATH = "/hub/login"
-
-
 @aws_rule(
     "cognito-logout-urls-registered",
     f"every Cognito app client registers the sign-out URL the hub sends (<hub URL>{HUB_LOGOUT_RETURN_PATH}); Cognito redirects only to registered ones",
@@ -291,12 +272,6 @@ def cognito_logout_urls_registered(template: dict) -> list[Violation]:
 # ---------------------------------------------------------------------------------------------
 # Container working directories
 # ---------------------------------------------------------------------------------------------
-
-# Non-root users of lakehub's images and the directory each owns (hub_images/Dockerfile creates
-# them; tests/templates/test_aws_semantics.py checks the Dockerfile still does). The image's own
-# WORKDIR (/srv/jupyterhub, root's, 0700) is not enterable by them.
-IMAGE_USER_HOMES = {"1000": "/home/lakehub", "lakehub": "/home/lakehub"}
-
 
 @aws_rule(
     "containers-work-where-their-user-can-enter",
@@ -508,20 +483,7 @@ def scheduled_egress_follows_on_demand_instances(template: dict) -> list[Violati
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m lakehub.aws_rules [TEMPLATE...]`: one line per violation, exit 1 when any."""
-    import sys
-
-    from lakehub.assets import TEMPLATES_DIR
-    from lakehub.cfn_template import load
-
-    args = sys.argv[1:] if argv is None else argv
-    paths = [Path(a) for a in args] or sorted(TEMPLATES_DIR.glob("*.template.yaml"))
-    found = 0
-    for path in paths:
-        for v in check_template(load(path)):
-            print(f"{path.name}: {v}")
-            found += 1
-    print(f"{len(AWS_RULES)} AWS rules, {len(paths)} templates, {found} violations", file=sys.stderr)
-    return 1 if found else 0
+    return AWS.main(argv)
 
 
 if __name__ == "__main__":

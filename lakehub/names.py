@@ -148,3 +148,12 @@ NOTEBOOK_TIERS_ROOT = "tiers"  # notebook bucket layout: tiers/<tier>/shared, ti
 LISTENER_PRIORITY_CLAIMS = "listener-priorities"
 LISTENER_PRIORITY_CLAIMS_SUB = SSM_NAME_SUB + LISTENER_PRIORITY_CLAIMS
 AUTO_PRIORITY_MINIMUM = 100
+
+# Where the hub asks Cognito's /logout to send users back (logout_uri in
+# hub_images/jupyterhub_config.py): every tier client registers it (rule cognito-logout-urls-registered).
+HUB_LOGOUT_RETURN_PATH = "/hub/login"
+# Non-root users of lakehub's image and the directory each owns (hub_images/Dockerfile creates
+# them; tests/templates/test_aws_semantics.py checks it still does). The image's own WORKDIR
+# (/srv/jupyterhub, root's, 0700) is not enterable by them.
+IMAGE_USER_HOMES = {"1000": "/home/lakehub", "lakehub": "/home/lakehub"}
+

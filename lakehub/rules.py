@@ -33,26 +33,58 @@ class Violation:
 
 
 Rule = Callable[[dict], list[Violation]]
-RULES: dict[str, Rule] = {}
-RULE_DOCS: dict[str, str] = {}
 
 
-def rule(name: str, doc: str):
-    def register(fn: Rule) -> Rule:
-        RULES[name] = fn
-        RULE_DOCS[name] = doc
-        fn.rule_name = name  # type: ignore[attr-defined]
-        return fn
+class RuleSet:
+    """A named set of template rules: register with `@rules.rule(name, doc)`, run them all with
+    `check_template`, or from the command line with `main` (one line per violation, exit 1)."""
 
-    return register
+    def __init__(self, label: str):
+        self.label = label
+        self.rules: dict[str, Rule] = {}
+        self.docs: dict[str, str] = {}
+
+    def rule(self, name: str, doc: str):
+        def register(fn: Rule) -> Rule:
+            self.rules[name] = fn
+            self.docs[name] = doc
+            fn.rule_name = name  # type: ignore[attr-defined]
+            return fn
+
+        return register
+
+    def check_template(self, template: dict) -> list[Violation]:
+        """Every rule of the set over one template."""
+        out: list[Violation] = []
+        for fn in self.rules.values():
+            out += fn(template)
+        return out
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """Every rule over the given (default: the generated) templates."""
+        import sys
+        from pathlib import Path
+
+        from lakehub.assets import TEMPLATES_DIR
+        from lakehub.cfn_template import load
+
+        args = sys.argv[1:] if argv is None else argv
+        paths = [Path(a) for a in args] or sorted(TEMPLATES_DIR.glob("*.template.yaml"))
+        found = 0
+        for path in paths:
+            for v in self.check_template(load(path)):
+                print(f"{path.name}: {v}")
+                found += 1
+        print(f"{len(self.rules)} {self.label}, {len(paths)} templates, {found} violations", file=sys.stderr)
+        return 1 if found else 0
 
 
-def check_template(template: dict) -> list[Violation]:
-    """Every rule over one template."""
-    out: list[Violation] = []
-    for fn in RULES.values():
-        out += fn(template)
-    return out
+# The project's security rules.
+SECURITY = RuleSet("rules")
+RULES = SECURITY.rules
+RULE_DOCS = SECURITY.docs
+rule = SECURITY.rule
+check_template = SECURITY.check_template
 
 
 def add_checkov_skip(resource: Any, check_id: str, comment: str) -> Any:
@@ -1138,21 +1170,7 @@ def is_root_user(user: str | None) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """`python -m lakehub.rules [TEMPLATE...]`: every rule over the given (default: the
     generated) templates; one line per violation, exit status 1 when there is any."""
-    import sys
-    from pathlib import Path
-
-    from lakehub.assets import TEMPLATES_DIR
-    from lakehub.cfn_template import load
-
-    args = sys.argv[1:] if argv is None else argv
-    paths = [Path(a) for a in args] or sorted(TEMPLATES_DIR.glob("*.template.yaml"))
-    found = 0
-    for path in paths:
-        for v in check_template(load(path)):
-            print(f"{path.name}: {v}")
-            found += 1
-    print(f"{len(RULES)} rules, {len(paths)} templates, {found} violations", file=sys.stderr)
-    return 1 if found else 0
+    return SECURITY.main(argv)
 
 
 if __name__ == "__main__":

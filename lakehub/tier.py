@@ -64,12 +64,11 @@ from lakehub.network import (
     add_schedule_params,
 )
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
-from lakehub.aws_rules import HUB_LOGOUT_RETURN_PATH, IMAGE_USER_HOMES
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import DEFAULT_USER_PROFILES, FARGATE_SIZES, Settings
 
 USER_SERVER_PORT = 8888
-USER_SERVER_HOME = IMAGE_USER_HOMES["1000"]  # hub_images/Dockerfile: useradd --uid 1000 --home-dir
+USER_SERVER_HOME = names.IMAGE_USER_HOMES["1000"]  # hub_images/Dockerfile: useradd --uid 1000 --home-dir
 HUB_API_PORT = 8081
 DEFAULT_IDLE_TIMEOUT = 3600
 
@@ -452,7 +451,7 @@ def add_secrets(b: Builder):
         [Sub("https://${HostName}.${DomainName}/hub/oauth_callback")],
         # Where the hub sends Cognito's /logout back to (logout_uri, jupyterhub_config.py): Cognito
         # redirects only to a registered sign-out URL (rule cognito-logout-urls-registered).
-        [Sub("https://${HostName}.${DomainName}" + HUB_LOGOUT_RETURN_PATH)],
+        [Sub("https://${HostName}.${DomainName}" + names.HUB_LOGOUT_RETURN_PATH)],
         platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
     )
     b.add(

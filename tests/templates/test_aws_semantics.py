@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehub import aws_rules
+from lakehub import aws_rules, names
 
 
 def hub_secrets(resolve_tier, **params) -> dict[str, str]:
@@ -89,7 +89,7 @@ def test_the_sign_out_url_the_hub_sends_is_registered_on_the_tier_client(resolve
     assert props["CallbackURLs"] == [public_url + "/hub/oauth_callback"]
     sent = hub_logout_uri(tmp_path, public_url)
     assert sent in props["LogoutURLs"], f"the hub signs out to {sent}; Cognito refuses unregistered {props['LogoutURLs']}"
-    assert urllib.parse.urlsplit(sent).path == aws_rules.HUB_LOGOUT_RETURN_PATH
+    assert urllib.parse.urlsplit(sent).path == names.HUB_LOGOUT_RETURN_PATH
 
 
 def test_the_sign_out_url_is_not_the_hub_logout_page(resolve_tier):
@@ -115,7 +115,7 @@ def test_the_user_server_runs_in_the_home_of_its_user(resolve_tier):
 def test_the_image_gives_uid_1000_that_home_and_keeps_its_workdir_closed():
     text = dockerfile()
     useradd = re.search(r"useradd --uid (\d+) .*?--home-dir (\S+)", text, re.S)
-    assert useradd and useradd.groups() == ("1000", aws_rules.IMAGE_USER_HOMES["1000"]) and "--create-home" in text
+    assert useradd and useradd.groups() == ("1000", names.IMAGE_USER_HOMES["1000"]) and "--create-home" in text
     # Why the task definition must say so: the image's WORKDIR is root's and closed to others.
     assert re.findall(r"^WORKDIR (\S+)", text, re.M)[-1] == "/srv/jupyterhub"
     assert "chmod 0700 /srv/jupyterhub" in text
