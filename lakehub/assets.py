@@ -25,12 +25,14 @@ TEMPLATES_KEY = "templates/"
 FUNCTIONS_KEY = "functions/"
 
 # Custom-resource functions and the extra source folders (relative to ROOT) packed with them.
+# lambdas/lakehub_cr: what the crhelper functions share (packed as lakehub_cr/ into each zip).
+CR_SHARED = "lambdas/lakehub_cr"
 FUNCTIONS: dict[str, tuple[str, ...]] = {
-    "seed_notebooks": ("hub_images/notebooks",),
-    "wait_for_image": (),
-    "listener_priority": (),
+    "seed_notebooks": (CR_SHARED, "hub_images/notebooks"),
+    "wait_for_image": (CR_SHARED,),
+    "listener_priority": (CR_SHARED,),
     "nat_egress": (),
-    "product_template": (),
+    "product_template": (CR_SHARED,),
 }
 
 

@@ -27,11 +27,9 @@ Where the emulator differs from AWS, the rehearsal says so instead of papering o
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import ssl
-import sys
 import tempfile
 import threading
 import time
@@ -44,6 +42,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from function_loader import load_function
 
 from lakehub import catalog, names
 from lakehub import hub_instance as hi
@@ -200,10 +199,7 @@ def published(aws, platform) -> dict[str, str]:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {**aws.env, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}.items():
             mp.setenv(key, value)
-        spec = importlib.util.spec_from_file_location(f"rehearsal_product_template_{uuid.uuid4().hex[:8]}", ROOT / "lambdas" / "product_template" / "index.py")
-        module = importlib.util.module_from_spec(spec)
-        mp.setitem(sys.modules, spec.name, module)
-        spec.loader.exec_module(module)
+        module = load_function("product_template", mp)
         for p in catalog.PRODUCTS:
             (artifact,) = res[f"{p.key}Product"]["Properties"]["ProvisioningArtifactParameters"]
             assert artifact["Info"]["LoadTemplateFromURL"] == f"<{p.key}ProductTemplate.TemplateUrl>"
@@ -615,10 +611,7 @@ def run_seed_function(aws, template: dict, stack: dict, tmp: Path) -> dict:
         with pytest.MonkeyPatch.context() as mp:
             for key, value in env.items():
                 mp.setenv(key, value)
-            spec = importlib.util.spec_from_file_location(f"rehearsal_seed_{uuid.uuid4().hex[:8]}", ROOT / "lambdas" / "seed_notebooks" / "index.py")
-            module = importlib.util.module_from_spec(spec)
-            mp.setitem(sys.modules, spec.name, module)
-            spec.loader.exec_module(module)
+            module = load_function("seed_notebooks", mp)
             event = {
                 "RequestType": "Create",
                 "ServiceToken": props["ServiceToken"],

@@ -27,13 +27,13 @@ PriorityInUse; CloudFormation does not retry.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 
 import boto3
 from botocore.exceptions import ClientError
 from crhelper import CfnResource
+from lakehub_cr import short_reason
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every req
     helper.init_failure(exc)
 
 MAX_PRIORITY = 50000
-MAX_REASON = 256
 CLAIM_PREFIX = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 LISTENER_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener/(.+)$")
 
@@ -171,31 +170,15 @@ def _answer(arn: str, priority: int) -> str:
 
 
 
-def _short_reason(func):
-    """Fail with at most 256 characters, cut at the end: crhelper cuts a longer reason at its
-    beginning, which is where the cause is named."""
-
-    @functools.wraps(func)
-    def wrapper(event, context):
-        try:
-            return func(event, context)
-        except Exception as exc:
-            message = str(exc) or type(exc).__name__
-            if len(message) > MAX_REASON:
-                raise RuntimeError(message[: MAX_REASON - 3] + "...") from exc
-            raise
-
-    return wrapper
-
 @helper.create
-@_short_reason
+@short_reason
 def create(event, _context):
     arn, preferred = _props(event)
     return _allocate(arn, preferred, event)
 
 
 @helper.update
-@_short_reason
+@short_reason
 def update(event, _context):
     arn, preferred = _props(event)
     old_arn = (event.get("OldResourceProperties") or {}).get("ListenerArn")
@@ -209,7 +192,7 @@ def update(event, _context):
 
 
 @helper.delete
-@_short_reason
+@short_reason
 def delete(event, _context):
     # The rule is gone (or going) with the stack: release this resource's claim, if any.
     props = event.get("ResourceProperties") or {}

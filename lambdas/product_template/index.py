@@ -23,7 +23,6 @@ Data: TemplateUrl (https://<bucket>.s3.<region>.<suffix>/<TargetKey>), TargetKey
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -31,6 +30,7 @@ import re
 import boto3
 from botocore.exceptions import ClientError
 from crhelper import CfnResource
+from lakehub_cr import short, short_reason
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ try:
 except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every request
     helper.init_failure(exc)
 
-MAX_REASON = 256
 MAX_TEMPLATE_BYTES = 1_000_000  # CloudFormation's limit for a template in S3
 PARAMETER_NAME = re.compile(r"^[A-Za-z0-9]{1,255}$")
 SIMPLE_DEFAULT = re.compile(r"^[A-Za-z0-9/_.:-]{0,2048}$")
@@ -52,7 +51,7 @@ class RenderError(ValueError):
     """A failure whose message is the CloudFormation reason (kept within 256 characters)."""
 
     def __init__(self, message: str):
-        super().__init__(message if len(message) <= MAX_REASON else message[: MAX_REASON - 3] + "...")
+        super().__init__(short(message))
 
 
 def _props(event) -> dict:
@@ -106,25 +105,6 @@ def _template_url(bucket: str, key: str) -> str:
     return f"https://{bucket}.s3.{s3.meta.region_name}.{suffix}/{key}"
 
 
-def _short_reason(func):
-    """Fail with at most 256 characters, cut at the end: crhelper cuts a longer reason at its
-    beginning, which is where the cause is named."""
-
-    @functools.wraps(func)
-    def wrapper(event, context):
-        try:
-            return func(event, context)
-        except RenderError:
-            raise
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "error")
-            raise RenderError(f"S3 {exc.operation_name} failed: {code}") from exc
-        except Exception as exc:
-            raise RenderError(str(exc) or type(exc).__name__) from exc
-
-    return wrapper
-
-
 def _write(event) -> str:
     p = _props(event)
     try:
@@ -142,19 +122,19 @@ def _write(event) -> str:
 
 
 @helper.create
-@_short_reason
+@short_reason
 def create(event, _context):
     return _write(event)
 
 
 @helper.update
-@_short_reason
+@short_reason
 def update(event, _context):
     return _write(event)
 
 
 @helper.delete
-@_short_reason
+@short_reason
 def delete(event, _context):
     physical = str(event.get("PhysicalResourceId") or "")
     m = re.match(r"^s3://([^/]+)/(.+)$", physical)

@@ -29,7 +29,6 @@ UserModifiedKeys (examples left alone because a user changed them).
 from __future__ import annotations
 
 import hashlib
-import functools
 import logging
 import os
 import re
@@ -38,6 +37,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import ClientError
 from crhelper import CfnResource
+from lakehub_cr import short, short_reason
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ DIR_KEEP_FILE = ".s3keep"  # s3contents' folder marker
 EXAMPLES_FOLDER = "shared/examples/"
 TEXT_SUFFIXES = {".ipynb", ".py", ".r", ".R", ".md", ".txt", ".json", ".csv", ".sql", ".yaml", ".yml"}
 PLACEHOLDER = re.compile(r"\{\{(DATA_BUCKET|DATA_PREFIX|DATA_PREFIXES|TIER_NAME)\}\}")
-MAX_REASON = 256
 
 
 def _notebooks_dir() -> Path:
@@ -84,7 +83,7 @@ class PropertyError(ValueError):
 
 
 def _fail(message: str) -> PropertyError:
-    return PropertyError(message[:MAX_REASON])
+    return PropertyError(short(message))
 
 
 def _tiers(props: dict) -> tuple[str, list[dict]]:
@@ -257,36 +256,20 @@ def seed(props: dict) -> str:
 
 
 
-def _short_reason(func):
-    """Fail with at most 256 characters, cut at the end: crhelper cuts a longer reason at its
-    beginning, which is where the cause is named."""
-
-    @functools.wraps(func)
-    def wrapper(event, context):
-        try:
-            return func(event, context)
-        except Exception as exc:
-            message = str(exc) or type(exc).__name__
-            if len(message) > MAX_REASON:
-                raise RuntimeError(message[: MAX_REASON - 3] + "...") from exc
-            raise
-
-    return wrapper
-
 @helper.create
-@_short_reason
+@short_reason
 def create(event, _context):
     return seed(event.get("ResourceProperties") or {})
 
 
 @helper.update
-@_short_reason
+@short_reason
 def update(event, _context):
     return seed(event.get("ResourceProperties") or {})
 
 
 @helper.delete
-@_short_reason
+@short_reason
 def delete(event, _context):
     # Notebooks are users' data: leave them. Nothing to undo, so nothing can be "already gone".
     logger.info("leaving notebooks in place for %s", event.get("PhysicalResourceId"))

@@ -22,7 +22,6 @@ Data: ImageUri (repository URI:tag), ImageUriDigest (repository URI@digest), Ima
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -31,6 +30,7 @@ from urllib.parse import quote
 import boto3
 from botocore.exceptions import ClientError
 from crhelper import CfnResource
+from lakehub_cr import short, short_reason
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,6 @@ MAX_TIMEOUT = 3300
 MIN_TIMEOUT = 60
 FAILED_STATUSES = {"FAILED", "FAULT", "STOPPED", "TIMED_OUT"}
 TRIGGERS = ("SourceVersion", "ImageTag", "ProjectName", "RepositoryName")
-MAX_REASON = 256
 # Internal state carried between polls in crhelper's CrHelperData; removed before answering.
 _STATE_KEYS = ("WaitDeadline", "WaitPreviousDigest", "WaitTimeout")
 
@@ -87,9 +86,7 @@ class WaitError(RuntimeError):
     crhelper never cuts off its beginning)."""
 
     def __init__(self, message: str):
-        if len(message) > MAX_REASON:
-            message = message[: MAX_REASON - 3] + "..."
-        super().__init__(message)
+        super().__init__(short(message))
 
 
 def _props(event) -> dict:
@@ -214,24 +211,8 @@ def _log_link(build: dict) -> str:
 
 
 
-def _short_reason(func):
-    """Fail with at most 256 characters, cut at the end: crhelper cuts a longer reason at its
-    beginning, which is where the cause is named."""
-
-    @functools.wraps(func)
-    def wrapper(event, context):
-        try:
-            return func(event, context)
-        except Exception as exc:
-            message = str(exc) or type(exc).__name__
-            if len(message) > MAX_REASON:
-                raise RuntimeError(message[: MAX_REASON - 3] + "...") from exc
-            raise
-
-    return wrapper
-
 @helper.create
-@_short_reason
+@short_reason
 def create(event, _context):
     p = _props(event)
     image = _image(p)
@@ -254,7 +235,7 @@ def _stack_status(stack_id: str) -> str:
 
 
 @helper.update
-@_short_reason
+@short_reason
 def update(event, _context):
     p = _props(event)
     old = event.get("OldResourceProperties") or {}
@@ -275,7 +256,7 @@ def update(event, _context):
     return _physical_id(p)
 
 
-@_short_reason
+@short_reason
 def _poll(event, _context):
     p = _props(event)
     data = helper.Data
@@ -312,7 +293,7 @@ helper.poll_update(_poll)
 
 
 @helper.delete
-@_short_reason
+@short_reason
 def delete(event, _context):
     # The image belongs to the repository (and outlives the stack); nothing to undo.
     logger.info("nothing to delete for %s", event.get("PhysicalResourceId"))

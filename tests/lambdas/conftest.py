@@ -17,11 +17,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import ssl
-import sys
 import threading
 import urllib.request
 import uuid
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from function_loader import load_function
 
 from lakehub.idp.ldap import make_ca_and_cert
 
@@ -197,14 +196,7 @@ def load_handler(emulator, monkeypatch):
     """Import lambdas/<name>/index.py afresh (module-level clients bind to this test's endpoint)."""
 
     def load(name: str):
-        path = LAMBDAS / name / "index.py"
-        module_name = f"lakehub_test_lambda_{name}_{uuid.uuid4().hex[:8]}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        monkeypatch.setitem(sys.modules, module_name, module)
-        spec.loader.exec_module(module)
-        return module
+        return load_function(name, monkeypatch)
 
     return load
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-import uuid
 import zipfile
+
+from function_loader import load_function
 
 from lakehub import packaging
 
@@ -20,15 +20,11 @@ def test_the_seed_zip_seeds_the_notebooks_it_carries(tmp_path, monkeypatch, clie
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(code)
         examples = sorted(n[len("notebooks/"):] for n in zf.namelist() if n.startswith("notebooks/"))
-    monkeypatch.syspath_prepend(str(code))  # crhelper from the zip, as in Lambda
     for mod in [m for m in sys.modules if m == "crhelper" or m.startswith("crhelper.")]:
         monkeypatch.delitem(sys.modules, mod)
-    name = f"packaged_seed_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, code / "index.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
+    module = load_function("seed_notebooks", monkeypatch, code=code)  # crhelper and lakehub_cr from the zip, as in Lambda
     assert str(code) in sys.modules["crhelper"].__file__
+    assert str(code) in sys.modules["lakehub_cr"].__file__
 
     s3 = client("s3")
     s3.create_bucket(Bucket="packaged-notebooks")
