@@ -6,7 +6,7 @@ holds:
   - its requirements, installed for the Lambda runtime (`pip install --target`, arm64 wheels,
     `--no-compile`; boto3 is left to the runtime),
   - the extra folders listed in `assets.FUNCTIONS` (the shared `lakehub_cr/` for the crhelper
-    functions; the example notebooks, as `notebooks/`),
+    functions; the example notebooks, as `notebooks/`).
 
 The same sources always give the same bytes: entries sorted, fixed timestamps (1980-01-01),
 fixed permissions (0644), fixed compression level, no .pyc, and none of pip's per-install

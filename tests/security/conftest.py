@@ -21,3 +21,23 @@ def template_paths() -> list[Path]:
 @pytest.fixture(scope="session")
 def generated_templates() -> dict[str, dict]:
     return {p.name: load(p) for p in template_paths()}
+
+
+def flagged(violations) -> set[str]:
+    # IAM rules name "<Resource> (<policy>)": the logical id is the first word.
+    return {v.resource.split(" ")[0] for v in violations}
+
+
+def assert_rule_meets_fixture(rule_name: str, rule_fn, template: dict) -> None:
+    """A rule over its bad fixture flags every resource the fixture's Metadata.Expect.Violations
+    names, none of its Expect.Clean ones, and names itself with a message on each violation."""
+    expect = template["Metadata"]["Expect"]
+    violations = rule_fn(template)
+    got = flagged(violations)
+    missing = set(expect["Violations"]) - got
+    assert not missing, f"{rule_name} did not flag {sorted(missing)}; it reported: {[str(v) for v in violations]}"
+    wrongly = got & set(expect.get("Clean", []))
+    assert not wrongly, f"{rule_name} flagged compliant resources {sorted(wrongly)}: {[str(v) for v in violations]}"
+    for v in violations:
+        assert v.rule == rule_name and v.message
+

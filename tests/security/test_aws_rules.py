@@ -8,7 +8,7 @@ import pytest
 from lakehub import aws_rules
 from lakehub.cfn_template import load
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, assert_rule_meets_fixture
 
 AWS_FIXTURES = FIXTURES / "aws"
 RULE_NAMES = sorted(aws_rules.AWS_RULES)
@@ -16,10 +16,6 @@ RULE_NAMES = sorted(aws_rules.AWS_RULES)
 
 def fixture_for(rule_name: str):
     return AWS_FIXTURES / f"bad_{rule_name.replace('-', '_')}.yaml"
-
-
-def flagged(violations) -> set[str]:
-    return {v.resource.split(" ")[0] for v in violations}
 
 
 def test_the_rule_set_covers_each_aws_fact():
@@ -45,16 +41,7 @@ def test_generated_templates_pass_aws_rule(rule_name, generated_templates):
 def test_aws_rule_fails_on_its_bad_fixture(rule_name):
     path = fixture_for(rule_name)
     assert path.exists(), f"rule {rule_name} has no failing fixture {path.name}"
-    template = load(path)
-    expect = template["Metadata"]["Expect"]
-    violations = aws_rules.AWS_RULES[rule_name](template)
-    got = flagged(violations)
-    missing = set(expect["Violations"]) - got
-    assert not missing, f"{rule_name} did not flag {sorted(missing)}; it reported: {[str(v) for v in violations]}"
-    wrongly = got & set(expect.get("Clean", []))
-    assert not wrongly, f"{rule_name} flagged compliant resources {sorted(wrongly)}: {[str(v) for v in violations]}"
-    for v in violations:
-        assert v.rule == rule_name and v.message
+    assert_rule_meets_fixture(rule_name, aws_rules.AWS_RULES[rule_name], load(path))
 
 
 def test_every_aws_fixture_belongs_to_a_rule():

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from lakehub.assets import TEMPLATES_DIR
-
 from .conftest import ROOT, SECURITY_MD, template_paths
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"

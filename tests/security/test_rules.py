@@ -12,7 +12,7 @@ import pytest
 from lakehub import rules
 from lakehub.cfn_template import load
 
-from .conftest import FIXTURES, template_paths
+from .conftest import FIXTURES, assert_rule_meets_fixture, template_paths
 
 RULE_NAMES = sorted(rules.RULES)
 
@@ -38,11 +38,6 @@ def load_fixture(path, tmp_path):
     return load(copy)
 
 
-def flagged(violations) -> set[str]:
-    # IAM rules name "<Resource> (<policy>)": the logical id is the first word.
-    return {v.resource.split(" ")[0] for v in violations}
-
-
 @pytest.mark.parametrize("rule_name", RULE_NAMES)
 def test_generated_templates_pass_rule(rule_name, generated_templates):
     found = [f"{name}: {v}" for name, t in generated_templates.items() for v in rules.RULES[rule_name](t)]
@@ -53,16 +48,7 @@ def test_generated_templates_pass_rule(rule_name, generated_templates):
 def test_rule_fails_on_its_bad_fixture(rule_name, tmp_path):
     path = fixture_for(rule_name)
     assert path.exists(), f"rule {rule_name} has no failing fixture {path.name}"
-    template = load_fixture(path, tmp_path)
-    expect = template["Metadata"]["Expect"]
-    violations = rules.RULES[rule_name](template)
-    got = flagged(violations)
-    missing = set(expect["Violations"]) - got
-    assert not missing, f"{rule_name} did not flag {sorted(missing)}; it reported: {[str(v) for v in violations]}"
-    wrongly = got & set(expect.get("Clean", []))
-    assert not wrongly, f"{rule_name} flagged compliant resources {sorted(wrongly)}: {[str(v) for v in violations]}"
-    for v in violations:
-        assert v.rule == rule_name and v.message
+    assert_rule_meets_fixture(rule_name, rules.RULES[rule_name], load_fixture(path, tmp_path))
 
 
 def test_every_fixture_belongs_to_a_rule():
