@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -34,17 +33,7 @@ sys.path[:0] = [str(ROOT)]
 import psutil  # noqa: E402
 import requests  # noqa: E402
 
-from lakehub.emulator import port_in_use  # noqa: E402
-from lakehub.local.platform import can_bind, plan_ports, tiers_from_template  # noqa: E402
-
-
-def free_base() -> int:
-    tiers = tiers_from_template()
-    for _ in range(50):
-        base = random.randrange(10000, 32000, 100)  # below the ephemeral port range
-        if not any(port_in_use(p) or not can_bind(p) for p in plan_ports(base, tiers)):
-            return base
-    raise RuntimeError("no free block of loopback ports")
+from lakehub.local.platform import free_base_port, plan_ports, tiers_from_template  # noqa: E402
 
 
 def _label(p: psutil.Process) -> str:
@@ -86,7 +75,7 @@ def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def one_run(with_servers: bool) -> dict:
     state_dir = Path(tempfile.mkdtemp(prefix="lakehub-bench-local-"))
-    base = free_base()
+    base = free_base_port()
     tiers = tiers_from_template()
     plan_ports(base, tiers)
     urls = [f"http://127.0.0.1:{t.port}/hub/health" for t in tiers]

@@ -130,6 +130,19 @@ def can_bind(port: int) -> bool:
     return True
 
 
+def free_base_port(attempts: int = 50) -> int:
+    """A base port whose whole block (plan_ports) is free, below the ephemeral port range: for
+    tests and benchmarks that run a platform beside others."""
+    import random
+
+    tiers = tiers_from_template()
+    for _ in range(attempts):
+        base = random.randrange(10000, 32000, 100)
+        if not any(port_in_use(p) or not can_bind(p) for p in plan_ports(base, tiers)):
+            return base
+    raise LakehubError("no free block of loopback ports between 10000 and 32000")
+
+
 def check_ports(ports: dict[int, str]) -> None:
     for port, what in sorted(ports.items()):
         if not 1024 <= port <= 65535:

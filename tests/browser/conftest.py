@@ -29,10 +29,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "hub"))
 
-import hub_harness as H
-from local.helpers import Platform, free_base_port
+import hub_harness as H  # noqa: E402
+from local.helpers import Platform  # noqa: E402
 
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY  # noqa: E402
+from lakehub.local.platform import free_base_port  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("LAKEHUB_TEST_ARTIFACTS") or ROOT / "build" / "test-artifacts") / "browser"
 NOTEBOOKS = ROOT / "hub_images" / "notebooks"

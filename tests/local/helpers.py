@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import boto3
 from hubclient import UserServer, api_token, oidc_sign_in, wait_ready
-
-from lakehub.emulator import port_in_use
-from lakehub.local.platform import can_bind, plan_ports, tiers_from_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,15 +35,6 @@ def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
             env.pop(key)
     return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=env)
-
-
-def free_base_port() -> int:
-    tiers = tiers_from_template()
-    for _ in range(50):
-        base = random.randrange(10000, 32000, 100)  # below the ephemeral port range
-        if not any(port_in_use(p) or not can_bind(p) for p in plan_ports(base, tiers)):
-            return base
-    raise RuntimeError("no free block of ports")
 
 
 class Platform:

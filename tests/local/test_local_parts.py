@@ -5,7 +5,6 @@ and the emulator's local Lambda runner answering CloudFormation for a custom res
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 import urllib.request

@@ -16,7 +16,9 @@ import nbformat
 import pytest
 import requests
 
-from .helpers import Platform, free_base_port, lakehub, user_server
+from lakehub.local.platform import free_base_port
+
+from .helpers import Platform, lakehub, user_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
