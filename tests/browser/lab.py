@@ -171,8 +171,12 @@ class Lab:
         self.fail_on_dialog(f"opening {name}")
 
     def wait_kernel_idle(self, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+        """The notebook's kernel is connected and idle: the status bar says "<kernel> | Idle" (the
+        toolbar's execution indicator alone also reads idle while the kernel is still starting)."""
         indicator = self.current_panel().locator(".jp-Notebook-ExecutionIndicator")
         expect(indicator).to_have_attribute("data-status", "idle", timeout=timeout_ms)
+        status = self.page.locator(".jp-StatusBar-Item", has_text=re.compile(r"\S \| Idle$"))
+        expect(status.first).to_be_visible(timeout=timeout_ms)
 
     def menu(self, top: str, entry: str) -> None:
         self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(rf"^{re.escape(top)}$")).click()
@@ -180,8 +184,17 @@ class Lab:
                           has_text=re.compile(rf"^{re.escape(entry)}")).first.click()
 
     def run_all(self, name: str) -> None:
+        """Run > Run All Cells. A click that reaches no cell (no prompt turns to [*] or [n] within
+        10 s: the menu closed before its command ran) is made again, at most twice."""
         with self.step(f"run-all-{name}", timed=f"run_all_{name}_s"):
-            self.menu("Run", "Run All Cells")
+            prompts = self.current_panel().locator(".jp-CodeCell .jp-InputPrompt")
+            for _ in range(3):
+                self.menu("Run", "Run All Cells")
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not any(re.search(r"\[(\*|\d+)\]", p) for p in prompts.all_inner_texts()):
+                    self.page.wait_for_timeout(200)
+                if any(re.search(r"\[(\*|\d+)\]", p) for p in prompts.all_inner_texts()):
+                    break
             self.wait_all_executed()
 
     def wait_all_executed(self, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
