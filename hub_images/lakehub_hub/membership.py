@@ -127,10 +127,12 @@ class MembershipWatcher:
                     asyncio.ensure_future(self.stop_servers(user))
                 return False
             self._revoked.discard(user.name)
-            if background and verdict.model:
+            if verdict.model:
+                # Saved before the lock is released: a rotated refresh token must be stored before
+                # the next check of this user reads it (JupyterHub would save it only later).
                 await self._save(user, verdict.model)
             user._auth_refreshed = time.monotonic()
-            return verdict.model or True
+            return True
 
     async def _save(self, user, model: dict) -> None:
         """Keep what the refresh returned (new tokens, groups, admin), as a sign-in would."""
@@ -142,8 +144,8 @@ class MembershipWatcher:
             user.sync_groups(model["groups"])
         if model.get("admin") is not None and model["admin"] != user.admin:
             user.admin = model["admin"]
-            roles.assign_default_roles(self.app.db, entity=user)
-            self.app.db.commit()
+            roles.assign_default_roles(user.db, entity=user)
+            user.db.commit()
 
     async def revoke(self, user, reason: str) -> None:
         await self.end_sessions(user, reason)
