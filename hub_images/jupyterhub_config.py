@@ -349,7 +349,7 @@ else:  # ldap
 
         async def lakehub_membership(self, user):
             # The service account looks the user's groups up (the user's password is not kept).
-            return await ldap_membership(self, user, LDAP_BIND_DN, LDAP_BIND_PASSWORD)
+            return await ldap_membership(self, user, LDAP_BIND_DN, LDAP_BIND_PASSWORD, admin_dns)
 
     c.JupyterHub.authenticator_class = with_membership_checks(LakehubLDAPAuthenticator, MEMBERSHIP_CHECK_SECONDS)
     a = c.LakehubLDAPAuthenticator

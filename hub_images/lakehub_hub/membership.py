@@ -118,6 +118,8 @@ class MembershipWatcher:
             if verdict.state == UNKNOWN:
                 self.log.warning("membership: cannot check %s with the identity provider (%s); "
                                  "access stays until the next check in %d s", user.name, verdict.reason, self.interval)
+                # requests do not ask again before the next round: an outage must not slow every request
+                user._auth_refreshed = time.monotonic()
                 return True
             if verdict.state == REMOVED:
                 if background:
@@ -322,12 +324,16 @@ def ldap_lookup(authenticator, username: str, bind_dn: str, bind_password: str, 
     return Verdict(MEMBER, model={"name": username, "auth_state": {"ldap_groups": groups}})
 
 
-async def ldap_membership(authenticator, user, bind_dn: str, bind_password: str) -> Verdict:
+async def ldap_membership(authenticator, user, bind_dn: str, bind_password: str, admin_groups=()) -> Verdict:
     from tornado import web
 
     found = await asyncio.to_thread(ldap_lookup, authenticator, user.name, bind_dn, bind_password)
     if found.state != MEMBER:
         return found
     verdict = await _decide(authenticator, user.name, found.model, web)
-    # LDAP auth state is not kept (nothing in it needs refreshing): only the decision counts.
-    return Verdict(verdict.state, verdict.reason, None)
+    if verdict.state != MEMBER:
+        return verdict
+    # LDAP auth state is not kept (nothing in it needs refreshing); admin follows the admin groups.
+    groups = set(found.model["auth_state"]["ldap_groups"])
+    admin = bool(groups & set(admin_groups)) if admin_groups else None
+    return Verdict(MEMBER, model={"name": user.name, "admin": admin})
