@@ -59,6 +59,7 @@ class MembershipWatcher:
         self._locks: dict[str, asyncio.Lock] = {}
         self._revoked: set[str] = set()
         self._task = None
+        self._stopping: set = set()  # stops started from requests (kept so they are not collected)
 
     # -- lifecycle ------------------------------------------------------------------------
     def attach(self, app) -> None:
@@ -126,7 +127,9 @@ class MembershipWatcher:
                     await self.revoke(user, verdict.reason)
                 else:  # in a request: cut sessions and tokens now, stop servers without holding the request
                     await self.end_sessions(user, verdict.reason)
-                    asyncio.ensure_future(self.stop_servers(user))
+                    stopping = asyncio.ensure_future(self.stop_servers(user))
+                    self._stopping.add(stopping)
+                    stopping.add_done_callback(self._stopping.discard)
                 return False
             self._revoked.discard(user.name)
             if verdict.model:
