@@ -396,8 +396,9 @@ def ec2_trust() -> PolicyDocument:
 
 
 def role_path() -> Sub:
-    """IAM path of the roles this product makes: the launch role may manage only these."""
-    return Sub(names.IAM_PATH_SUB)
+    """IAM path of the roles this product makes: /lakehub/<platform>/<tier>/. The launch role of
+    a tier's hub product may manage only these (lakehub.catalog)."""
+    return Sub(names.IAM_PATH_SUB + "${" + names.TIER_NAME + "}/")
 
 
 def add_instance_role(b: Builder, settings: Settings, secrets: list) -> iam.Role:
@@ -480,7 +481,8 @@ def add_secrets(b: Builder):
     logouts = If("UseLoadBalancer", [Sub("${U}/login", U=local), Sub("${U}/login", U=public)], [Sub("${U}/login", U=local)])
     return tier_mod.add_hub_secrets(
         b,
-        "${PlatformName}/hubs/${AWS::StackName}",
+        # In the tier's secret namespace: the hub product of a tier manages only secrets there.
+        tier_mod.TIER_SECRET_PATH + "/hubs/${AWS::StackName}",
         "lakehub on-demand hub",
         "this hub's instance role",
         Sub("${PlatformName}-${TierName}-hub-${Owner}"),
@@ -633,8 +635,9 @@ def user_data(cookie, client_secret) -> Base64:
             "EgressWaitAttempts": str(EGRESS_WAIT_ATTEMPTS),
             "HealthPath": names.HUB_HEALTH_PATH,
             "CookieSecret": Ref(cookie),
-            "OAuthSecretId": If("UseCognito", Ref(client_secret), If("UseOidc", Ref(tier_mod.OAUTH_CLIENT_SECRET_ARN), "")),
-            "LdapSecretId": If("UseLdap", Ref(tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN), ""),
+            # The platform team's sign-in secrets of the tier, at their fixed names (never a parameter).
+            "OAuthSecretId": If("UseCognito", Ref(client_secret), If("UseOidc", tier_mod.platform_secret_name(tier_mod.OIDC_CLIENT_SECRET), "")),
+            "LdapSecretId": If("UseLdap", tier_mod.platform_secret_name(tier_mod.LDAP_BIND_PASSWORD), ""),
             "GpuFlag": If("IsGpu", "--gpus all", ""),
         }
     )
@@ -758,14 +761,17 @@ def build_hub_instance(settings: Settings):
     add_parameters(b, settings)
     add_mappings(b, settings)
     add_conditions(b, settings)
-    tier_mod.add_secret_arn_conditions(b)
     add_rules(b)
 
     cookie, client, client_secret = add_secrets(b)
     # The cookie secret and the sign-in mode's secret (every mode has exactly one).
     secrets = [
         Ref(cookie),
-        If("UseCognito", Ref(client_secret), If("UseOidc", tier_mod.secret_name_arn(tier_mod.OAUTH_CLIENT_SECRET_ARN), tier_mod.secret_name_arn(tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN))),
+        If(
+            "UseCognito",
+            Ref(client_secret),
+            If("UseOidc", tier_mod.platform_secret_arn(tier_mod.OIDC_CLIENT_SECRET), tier_mod.platform_secret_arn(tier_mod.LDAP_BIND_PASSWORD)),
+        ),
     ]
     role = add_instance_role(b, settings, secrets)
     profile = b.add(iam.InstanceProfile("InstanceProfile", Path=role_path(), Roles=[Ref(role)]))

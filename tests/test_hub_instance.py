@@ -289,10 +289,12 @@ def test_launch_fails_with_the_reason_when_the_hub_does_not_come_up(template):
     assert "x86 types need a linux/amd64 image" in user_data
 
 
-def test_roles_live_under_the_platform_path(template):
-    res = resolve(template, PlatformName="lakehub").resources()
-    assert res["InstanceRole"]["Properties"]["Path"] == "/lakehub/lakehub/"
-    assert res["InstanceProfile"]["Properties"]["Path"] == "/lakehub/lakehub/"
+def test_roles_live_under_the_platform_and_tier_path(template):
+    """/lakehub/<platform>/<tier>/: the launch role of one tier's hub product manages only these."""
+    for tier in ("pii", "nonpii"):
+        res = resolve(template, PlatformName="lakehub", TierName=tier).resources()
+        assert res["InstanceRole"]["Properties"]["Path"] == f"/lakehub/lakehub/{tier}/"
+        assert res["InstanceProfile"]["Properties"]["Path"] == f"/lakehub/lakehub/{tier}/"
 
 
 def test_user_data_fits_the_ec2_limit(template):
@@ -357,7 +359,7 @@ def run_boot_script(template, tmp_path, env_extra=None, **params):
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
 def test_boot_script_runs_the_hub_image_and_signals_success(template, tmp_path):
     code, calls, root = run_boot_script(
-        template, tmp_path, TierName="nonpii", InstanceType="g5.xlarge", VolumeSize="128", AuthMode="ldap", LdapBindPasswordSecretName="lakehub/ldap-bind"
+        template, tmp_path, TierName="nonpii", InstanceType="g5.xlarge", VolumeSize="128", AuthMode="ldap"
     )
     assert code == 0, (root / "hub.log").read_text()
     image = f"{PLATFORM_VALUES['ImageRepositoryUri']}:latest"
@@ -373,7 +375,8 @@ def test_boot_script_runs_the_hub_image_and_signals_success(template, tmp_path):
     env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
     assert env["LAKEHUB_TIER"] == "nonpii"
     assert env["LAKEHUB_COOKIE_SECRET"] == "value-of-<CookieSecret>"
-    assert env["LAKEHUB_LDAP_BIND_PASSWORD"] == "value-of-lakehub/ldap-bind"
+    # The platform team's bind password of the tier, at its fixed name (no parameter names it).
+    assert env["LAKEHUB_LDAP_BIND_PASSWORD"] == "value-of-lakehub/nonpii/ldap_bind_password"
     assert "LAKEHUB_OAUTH_CLIENT_SECRET" not in env
 
 

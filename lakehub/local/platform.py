@@ -43,6 +43,7 @@ from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
 from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
 from lakehub.errors import LakehubError
 from lakehub.processes import terminate_group
+from lakehub.settings import default_settings
 from lakehub.local.state import LOG_FILE, StateDir
 
 log = logging.getLogger("lakehub.local")
@@ -51,7 +52,9 @@ DEFAULT_BASE_PORT = 8700
 DOMAIN = "lakehub.localhost"
 ASSETS_BUCKET = "lakehub-local-assets"
 ASSETS_PREFIX = "lakehub/"
-OIDC_SECRET_NAME = "lakehub-local/oidc-client-secret"
+# The platform team's OIDC client secret, one per tier at its fixed name <platform>/<tier>/...
+# (lakehub.tier.OIDC_CLIENT_SECRET): created before the deploy, as docs/SELF_SERVICE.md says.
+PLATFORM_NAME = default_settings().platform_name
 STACK_NAME = "lakehub"
 SERVER_MODES = ("per-user", "shared")
 HUB_START_TIMEOUT = 120
@@ -261,7 +264,10 @@ class LocalPlatform:
         zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
         cert = self.client("acm").request_certificate(DomainName=f"*.{DOMAIN}", SubjectAlternativeNames=[DOMAIN],
                                                       ValidationMethod="DNS")["CertificateArn"]
-        self.client("secretsmanager").create_secret(Name=OIDC_SECRET_NAME, SecretString=self.idp.client_secret)
+        from lakehub.tier import OIDC_CLIENT_SECRET
+
+        for t in self.tiers:
+            self.client("secretsmanager").create_secret(Name=f"{PLATFORM_NAME}/{t.name}/{OIDC_CLIENT_SECRET}", SecretString=self.idp.client_secret)
         return {
             names.ASSETS_BUCKET_NAME: ASSETS_BUCKET,
             names.ASSETS_KEY_PREFIX: ASSETS_PREFIX,
@@ -273,7 +279,6 @@ class LocalPlatform:
             # provider's plain-http address (allowed on loopback) below.
             "OidcIssuer": f"https://{LOOPBACK}:{self.base_port + 1}",
             "OAuthClientId": self.idp.client_id,
-            "OAuthClientSecretName": OIDC_SECRET_NAME,
         }
 
     def deploy(self, parameters: dict[str, str]) -> None:

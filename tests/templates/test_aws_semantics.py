@@ -3,6 +3,7 @@ the hub configuration or the buildspec. The AWS facts behind them: docs/AWS_NOTE
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -22,24 +23,45 @@ def hub_secrets(resolve_tier, **params) -> dict[str, str]:
     return {s["Name"]: s["ValueFrom"] for s in hub["Secrets"]}
 
 
-@pytest.mark.parametrize(
-    "mode, param, variable",
-    [("oidc", "OAuthClientSecretName", "LAKEHUB_OAUTH_CLIENT_SECRET"), ("ldap", "LdapBindPasswordSecretName", "LAKEHUB_LDAP_BIND_PASSWORD")],
-)
-def test_a_secret_given_by_name_reaches_ecs_as_its_arn(resolve_tier, mode, param, variable):
-    # Defect 3: ECS reads a ValueFrom that is not an ARN as an SSM parameter name.
-    by_name = hub_secrets(resolve_tier, AuthMode=mode, **{param: "lakehub/idp-secret"})
-    assert by_name[variable] == "arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/idp-secret"
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/idp-secret-AbCdEf"
-    assert hub_secrets(resolve_tier, AuthMode=mode, **{param: arn})[variable] == arn
+# What a launcher tried to pass before issue 14: a secret of their choosing, which the hub would
+# send to the token endpoint or LDAP server they also chose.
+ATTACKER_SECRETS = {"OAuthClientSecretName": "lakehub/pii/cookie-secret", "LdapBindPasswordSecretName": "payroll/db-password"}
 
 
-def test_the_execution_role_may_read_a_secret_given_by_arn(resolve_tier):
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/ldap-AbCdEf"
-    res = resolve_tier(AuthMode="ldap", LdapBindPasswordSecretName=arn).resources()
+def given(templates, **params) -> dict:
+    """Only the parameters the tier template still has (the secret names are gone)."""
+    return {k: v for k, v in params.items() if k in templates["tier.template.yaml"]["Parameters"]}
+
+
+@pytest.mark.parametrize("mode, variable, leaf", [("oidc", "LAKEHUB_OAUTH_CLIENT_SECRET", "oidc_client_secret"), ("ldap", "LAKEHUB_LDAP_BIND_PASSWORD", "ldap_bind_password")])
+def test_the_sign_in_secret_reaches_ecs_as_an_arn_in_the_tiers_namespace(templates, resolve_tier, mode, variable, leaf):
+    # Defect 3: ECS reads a ValueFrom that is not an ARN as an SSM parameter name. Issue 14: the
+    # secret is the platform team's, at a fixed name under <platform>/<tier>/, whatever a launch says.
+    secrets = hub_secrets(resolve_tier, AuthMode=mode, TierName="nonpii", **given(templates, **ATTACKER_SECRETS))
+    assert secrets[variable] == f"arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/nonpii/{leaf}"
+
+
+@pytest.mark.parametrize("mode", ["cognito", "oidc", "ldap"])
+def test_the_execution_role_reads_secrets_of_its_tier_namespace_only(templates, resolve_tier, mode):
+    """Issue 14 (high): the execution role read `secret:<any name a launcher gave>-??????`. It
+    may read only secrets under <platform>/<tier>/."""
+    res = resolve_tier(AuthMode=mode, TierName="nonpii", **given(templates, **ATTACKER_SECRETS)).resources()
     docs = [p["PolicyDocument"] for p in res["ExecutionRole"]["Properties"]["Policies"]]
-    resources = [r for d in docs for s in d["Statement"] for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
-    assert arn in resources
+    readable = [
+        r for d in docs for s in d["Statement"] if "secretsmanager:GetSecretValue" in s["Action"]
+        for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    ]
+    assert readable
+    prefix = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+    for r in readable:
+        # A Ref to a secret the stack makes stands for its ARN (<CookieSecret>): named under the namespace.
+        if r.startswith("<"):
+            name = res[r.strip("<>")]["Properties"]["Name"]
+            assert name.startswith("lakehub/nonpii/"), name
+            continue
+        assert r.startswith(prefix + "lakehub/nonpii/"), r
+    others = [prefix + n for n in ("lakehub/pii/cookie-secret-AbCdEf", "payroll/db-password-AbCdEf", "lakehub/nonpii-x/oidc_client_secret-AbCdEf")]
+    assert not [o for o in others for r in readable if fnmatch.fnmatchcase(o, r)]
 
 
 def test_functions_reserve_no_concurrency(templates):
