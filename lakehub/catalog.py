@@ -865,6 +865,7 @@ def add_product_template(b: Builder, p: Product, template: Template, version: st
 def add_product(b: Builder, portfolio, p: Product, template: Template, settings: Settings) -> sc.CloudFormationProduct:
     build_platform = settings.platform_name
     version = artifact_version(template)
+    copy = add_product_template(b, p, template, version, build_platform)
     product = b.add(
         sc.CloudFormationProduct(
             f"{p.key}Product",
@@ -875,11 +876,13 @@ def add_product(b: Builder, portfolio, p: Product, template: Template, settings:
             SupportDescription="See docs/SELF_SERVICE.md of the lakehub repository",
             ProvisioningArtifactParameters=[
                 sc.ProvisioningArtifactProperties(
-                    Name=version,
+                    # The build's version and the digest of this platform's copy: a change of the
+                    # pinned sign-in values (main's parameters) is a new version of the product.
+                    Name=Sub("${Version}-${Digest}", Version=version, Digest=GetAtt(copy, "Digest")),
                     Description=f"{p.filename} {version}",
                     Type="CLOUD_FORMATION_TEMPLATE",
                     # This platform's copy of the template (its SSM defaults name this platform).
-                    Info=sc.Info(LoadTemplateFromURL=GetAtt(add_product_template(b, p, template, version, build_platform), "TemplateUrl")),
+                    Info=sc.Info(LoadTemplateFromURL=GetAtt(copy, "TemplateUrl")),
                 )
             ],
             Tags=platform_tags(),
@@ -945,7 +948,7 @@ def add_product(b: Builder, portfolio, p: Product, template: Template, settings:
             )
         )
     b.output(f"{p.key}ProductId", Ref(product), f"Service Catalog product: {p.name}")
-    b.output(f"{p.key}ProvisioningArtifactName", version, f"Version of the {p.name} product")
+    b.output(f"{p.key}ProvisioningArtifactName", Sub("${Version}-${Digest}", Version=version, Digest=GetAtt(copy, "Digest")), f"Version of the {p.name} product")
     b.output(f"{p.key}LaunchRoleArn", GetAtt(role, "Arn"), f"Launch role of the {p.name} product")
     return product
 

@@ -279,11 +279,13 @@ def test_products_load_versioned_artifacts_from_the_platforms_copy(cat, template
         (artifact,) = product["ProvisioningArtifactParameters"]
         assert artifact["Type"] == "CLOUD_FORMATION_TEMPLATE"
         assert artifact["Info"]["LoadTemplateFromURL"] == {"Fn::GetAtt": [f"{p.key}ProductTemplate", "TemplateUrl"]}
-        assert re.fullmatch(r"v\d+\.\d+\.\d+-[0-9a-f]{10}", artifact["Name"])
+        template, values = artifact["Name"]["Fn::Sub"]
+        assert template == "${Version}-${Digest}"
+        assert re.fullmatch(r"v\d+\.\d+\.\d+-[0-9a-f]{10}", values["Version"])
         copy = cat["Resources"][f"{p.key}ProductTemplate"]["Properties"]
         assert copy["SourceKey"] == {"Fn::Sub": "${AssetsKeyPrefix}templates/" + p.filename}
         assert copy["TargetKey"] == {"Fn::Sub": "${AssetsKeyPrefix}templates/platforms/${PlatformName}/" + catalog.copy_filename(p)}
-        assert copy["Version"] == artifact["Name"], "a new template version renders a new copy"
+        assert copy["Version"] == values["Version"], "a new template version renders a new copy"
 
 
 @pytest.mark.parametrize("platform", ["analytics", "lakehub"])
@@ -536,3 +538,13 @@ def test_launch_roles_can_neither_rewrite_main_tiers_roles_nor_read_platform_sec
         # What the tier product does make stays possible: a self-service tier's roles and secrets.
         assert allowed(cat, product, "iam:PutRolePolicy", f"{ROLE}lakehub-claims-tier")
         assert allowed(cat, product, "secretsmanager:CreateSecret", f"{SECRET}lakehub/claims/cookie-secret-AbCdEf")
+
+
+def test_a_products_version_name_carries_the_digest_of_its_platform_copy(cat):
+    """Pinned sign-in values are deploy-time values: the version name must change with them."""
+    products = {k: r for k, r in cat["Resources"].items() if r["Type"] == "AWS::ServiceCatalog::CloudFormationProduct"}
+    assert products
+    for logical_id, product in products.items():
+        name = product["Properties"]["ProvisioningArtifactParameters"][0]["Name"]
+        copy = logical_id.replace("Product", "ProductTemplate")
+        assert name["Fn::Sub"][1]["Digest"] == {"Fn::GetAtt": [copy, "Digest"]}, logical_id

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import hashlib
 import re
 
 import boto3
@@ -149,7 +150,10 @@ def _write(event) -> str:
         raise RenderError(f"s3://{p['Bucket']}/{p['SourceKey']} is over {MAX_TEMPLATE_BYTES} bytes")
     text = render(body.decode("utf-8"), p["Defaults"], p["Pins"])
     s3.put_object(Bucket=p["Bucket"], Key=p["TargetKey"], Body=text.encode("utf-8"), ContentType="application/x-yaml")
-    helper.Data.update({"TemplateUrl": _template_url(p["Bucket"], p["TargetKey"]), "TargetKey": p["TargetKey"]})
+    # Digest: the written copy's hash. The product's version name carries it, so a change of the
+    # platform's pinned values (sign-in) gives the product a new version, read from this copy.
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+    helper.Data.update({"TemplateUrl": _template_url(p["Bucket"], p["TargetKey"]), "TargetKey": p["TargetKey"], "Digest": digest})
     return f"s3://{p['Bucket']}/{p['TargetKey']}"
 
 

@@ -11,7 +11,7 @@ import pytest
 
 HANDLERS = {
     # name: (resource type, client attributes, valid properties for the emulator-less failure)
-    "seed_notebooks": ("Custom::SeedNotebooks", ("s3",), {"NotebookBucket": "b-x", "Tiers": [{"Name": "pii", "NotebookPrefix": "tiers/pii", "DataBucket": "d", "DataPrefixes": ["pii/"]}]}),
+    "seed_notebooks": ("Custom::SeedNotebooks", ("s3",), {"NotebookBucket": "b-x", "Tiers": [{"Name": "pii", "NotebookPrefix": "tiers/pii", "DataBucket": "data-lake", "DataPrefixes": ["pii/"]}]}),
     "wait_for_image": ("Custom::WaitForImage", ("ecr", "codebuild", "cloudformation"), {"ProjectName": "p", "RepositoryName": "r"}),
     "listener_priority": ("Custom::ListenerPriority", ("elbv2",), {"ListenerArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/a/1/2"}),
     "product_template": ("Custom::ProductTemplate", ("s3",), {"Bucket": "b", "SourceKey": "t/x.template.yaml", "TargetKey": "t/platforms/p/x.template.yaml", "Defaults": {"PlatformName": "p"}}),

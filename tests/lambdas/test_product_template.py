@@ -82,6 +82,20 @@ def test_pinned_parameters_allow_only_the_platforms_value(filename, tier, fn, pu
     assert copy == original, "only the pinned parameters and the named defaults change"
 
 
+def test_a_change_of_the_platforms_sign_in_gives_the_copy_a_new_digest(fn, published, make_event, invoke):
+    """The product's version name carries the copy's Digest (catalog.add_product): a new
+    identity provider on main must reach the product as a new version, not stay in the old copy."""
+    key = "lakehub/templates/platforms/p/tier.template.yaml"
+    base = {"Bucket": BUCKET, "SourceKey": "lakehub/templates/tier.template.yaml", "TargetKey": key, "Defaults": {"PlatformName": "p"}}
+    digests = []
+    for issuer in ("https://login.example.com/a", "https://login.example.com/a", "https://login.example.com/b"):
+        props = dict(base, Pins=dict(SIGN_IN, OidcIssuer=issuer))
+        answer = invoke(fn, make_event("Create", "Custom::ProductTemplate", props, function=FUNCTION), function=FUNCTION)
+        assert answer["Status"] == "SUCCESS", answer
+        digests.append(answer["Data"]["Digest"])
+    assert digests[0] == digests[1] != digests[2]
+
+
 def test_update_writes_again_and_delete_removes_the_copy(fn, published, make_event, invoke):
     props = {"Bucket": BUCKET, "SourceKey": "lakehub/templates/hub-instance.template.yaml", "TargetKey": "lakehub/templates/platforms/a1/hub-instance.template.yaml", "Defaults": {"PlatformName": "a1"}}
     created = invoke(fn, make_event("Create", "Custom::ProductTemplate", props, function=FUNCTION), function=FUNCTION)
