@@ -492,7 +492,7 @@ if USER_ROLE_ARN:
         fail("LAKEHUB_USER_ROLE_ARN is for shared mode (an on-demand hub); per-user tasks get their task role")
     from lakehub_hub.credentials import configure_user_credentials
 
-    configure_user_credentials(c, USER_ROLE_ARN)
+    configure_user_credentials(c, USER_ROLE_ARN, AWS_REGION)
 
 
 # --------------------------------------------------------------------------------------------

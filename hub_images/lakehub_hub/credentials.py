@@ -56,8 +56,9 @@ def session_name(user: str) -> str:
 class UserRoleSessions:
     """One cached session of the user role per hub user."""
 
-    def __init__(self, role_arn: str, sts_client=None, clock=time.time):
+    def __init__(self, role_arn: str, region: str, sts_client=None, clock=time.time):
         self.role_arn = role_arn
+        self.region = region
         self._sts = sts_client
         self._clock = clock
         self._cache: dict[str, dict] = {}
@@ -68,7 +69,7 @@ class UserRoleSessions:
             import boto3
 
             # The hub's own credentials (the instance role, through IMDS as root).
-            self._sts = boto3.client("sts")
+            self._sts = boto3.client("sts", region_name=self.region)  # the regional endpoint
         return self._sts
 
     def get(self, user: str) -> dict:
@@ -146,9 +147,9 @@ def make_handler(sessions: UserRoleSessions):
     return AwsCredentialsHandler
 
 
-def configure_user_credentials(c, role_arn: str, sts_client=None) -> UserRoleSessions:
+def configure_user_credentials(c, role_arn: str, region: str, sts_client=None) -> UserRoleSessions:
     """Serve the user role's credentials to users' servers (shared mode on an EC2 hub)."""
-    sessions = UserRoleSessions(role_arn, sts_client)
+    sessions = UserRoleSessions(role_arn, region, sts_client)
     c.JupyterHub.extra_handlers = [(ROUTE, make_handler(sessions))]
     environment = dict(c.Spawner.environment or {})
     # Where and how each server asks: the hub API on loopback, with the server's own token.
