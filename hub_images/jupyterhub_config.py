@@ -520,6 +520,20 @@ else:
     )
 
 
+# On-demand (EC2) hub: the instance role holds the hub's secrets, and only root may reach IMDS
+# (the instance's firewall). Users' servers get the hub's *user role* instead, one session per
+# user, from the hub's loopback credential endpoint (lakehub_hub.credentials).
+USER_ROLE_ARN = optional("LAKEHUB_USER_ROLE_ARN")
+if USER_ROLE_ARN:
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", USER_ROLE_ARN):
+        fail(f"LAKEHUB_USER_ROLE_ARN must be an IAM role ARN, got {USER_ROLE_ARN!r}")
+    if SERVER_MODE != "shared":
+        fail("LAKEHUB_USER_ROLE_ARN is for shared mode (an on-demand hub); per-user tasks get their task role")
+    from lakehub_hub.credentials import configure_user_credentials
+
+    configure_user_credentials(c, USER_ROLE_ARN, AWS_REGION)
+
+
 # --------------------------------------------------------------------------------------------
 # 5. idle culler
 # --------------------------------------------------------------------------------------------

@@ -416,6 +416,7 @@ def _scaling_policy(p: Product) -> list[Grant]:
 RESOURCE_PERMISSIONS: dict[str, Grants] = {
     "AWS::IAM::Role": _iam_role,
     "AWS::IAM::InstanceProfile": _iam_instance_profile,
+    "AWS::IAM::RolePolicy": _iam_role,  # an inline policy of a product role: PutRolePolicy on it
     "AWS::SecretsManager::Secret": _secret,
     "AWS::Cognito::UserPoolClient": _user_pool_client,
     "AWS::Cognito::UserPoolGroup": _user_pool_group,
