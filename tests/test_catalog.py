@@ -536,3 +536,13 @@ def test_launch_roles_can_neither_rewrite_main_tiers_roles_nor_read_platform_sec
         # What the tier product does make stays possible: a self-service tier's roles and secrets.
         assert allowed(cat, product, "iam:PutRolePolicy", f"{ROLE}lakehub-claims-tier")
         assert allowed(cat, product, "secretsmanager:CreateSecret", f"{SECRET}lakehub/claims/cookie-secret-AbCdEf")
+
+
+def test_the_tier_launch_role_may_run_the_secret_lookup_of_its_platform_only(cat):
+    """A tier in oidc/ldap mode looks its sign-in secret's full ARN up with the platform's
+    Custom::SecretArn (ECS takes full ARNs): its launch role must invoke that function, and
+    no other platform's."""
+    [tier] = [p for p in catalog.PRODUCTS if p.filename == "tier.template.yaml"]
+    fn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:"
+    assert allowed(cat, tier, "lambda:InvokeFunction", fn + "lakehub-secret-arn")
+    assert not allowed(cat, tier, "lambda:InvokeFunction", fn + "other-secret-arn")
