@@ -437,6 +437,7 @@ RESOURCE_PERMISSIONS: dict[str, Grants] = {
 CUSTOM_RESOURCE_FUNCTIONS: dict[str, str] = {
     names.SEED_FUNCTION_ARN: "seed_notebooks",
     names.LISTENER_PRIORITY_FUNCTION_ARN: "listener_priority",
+    names.SECRET_ARN_FUNCTION_ARN: "secret_arn",
 }
 CUSTOM_TYPE = "AWS::CloudFormation::CustomResource"
 

@@ -84,6 +84,7 @@ TIER_SSM_PARAMS = {
     names.LOAD_BALANCER_HOSTED_ZONE_ID: "Load balancer hosted zone",
     names.TASK_SECURITY_GROUP_ID: "Hub task security group",
     names.LISTENER_PRIORITY_FUNCTION_ARN: "Listener priority function",
+    names.SECRET_ARN_FUNCTION_ARN: "Secret ARN lookup function",
     names.LOG_GROUP_NAME: "Task log group",
     names.NOTEBOOK_BUCKET_NAME: "Notebook bucket",
     names.DATA_BUCKET_NAME: "Data-lake bucket",
@@ -116,6 +117,13 @@ SIGN_IN_PARAMS = (OIDC_ISSUER, OAUTH_CLIENT_ID, LDAP_URL, LDAP_BIND_DN, LDAP_USE
 TIER_SECRET_PATH = "${PlatformName}/${TierName}"
 OIDC_CLIENT_SECRET = "oidc_client_secret"
 LDAP_BIND_PASSWORD = "ldap_bind_password"
+# ECS takes them by full ARN (name + "-" + 6 random characters, docs/AWS_NOTES.md): the tier looks
+# each up with the platform's Custom::SecretArn (lambdas/secret_arn), only in the mode that uses it.
+# secret leaf -> (logical id of the lookup, its condition)
+SECRET_LOOKUPS = {
+    OIDC_CLIENT_SECRET: ("OidcClientSecretArn", "UseOidc"),
+    LDAP_BIND_PASSWORD: ("LdapBindPasswordArn", "UseLdap"),
+}
 
 TASK_CPU = "TaskCpu"
 TASK_MEMORY = "TaskMemory"
@@ -478,10 +486,27 @@ def platform_secret_arn(leaf: str, path: str = TIER_SECRET_PATH) -> Sub:
     return Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:" + path + "/" + leaf + "-??????")
 
 
-def platform_secret_value_from(leaf: str, path: str = TIER_SECRET_PATH) -> Sub:
-    """ECS Secrets ValueFrom of that secret: an ARN (ECS reads a bare name as an SSM parameter,
-    docs/AWS_NOTES.md), here the partial ARN without the random suffix."""
-    return Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:" + path + "/" + leaf)
+def add_platform_secret_lookups(b: Builder) -> dict:
+    """The full ARN of each sign-in secret of the platform team for this tier, looked up by its
+    fixed name (Custom::SecretArn), under the condition of the mode that reads it."""
+    return {
+        leaf: b.add(
+            custom_resource(
+                logical_id,
+                "Custom::SecretArn",
+                Condition=condition,
+                ServiceToken=Ref(names.SECRET_ARN_FUNCTION_ARN),
+                SecretName=platform_secret_name(leaf),
+            )
+        )
+        for leaf, (logical_id, condition) in SECRET_LOOKUPS.items()
+    }
+
+
+def platform_secret_value_from(leaf: str) -> GetAtt:
+    """The full ARN of that secret (add_platform_secret_lookups): what ECS Secrets ValueFrom and
+    the execution role take. Use it only under the lookup's condition."""
+    return GetAtt(SECRET_LOOKUPS[leaf][0], "Arn")
 
 
 def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
@@ -490,8 +515,8 @@ def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
         If("UseCognito", Ref(client_secret), Ref("AWS::NoValue")),
         # The platform team's sign-in secret for this tier: its namespace only, never a name
         # a launcher gives.
-        If("UseOidc", platform_secret_arn(OIDC_CLIENT_SECRET), Ref("AWS::NoValue")),
-        If("UseLdap", platform_secret_arn(LDAP_BIND_PASSWORD), Ref("AWS::NoValue")),
+        If("UseOidc", platform_secret_value_from(OIDC_CLIENT_SECRET), Ref("AWS::NoValue")),
+        If("UseLdap", platform_secret_value_from(LDAP_BIND_PASSWORD), Ref("AWS::NoValue")),
     ]
     return b.add(
         iam.Role(
@@ -608,6 +633,7 @@ def hub_secrets(cookie, client_secret) -> list:
         ecs.Secret(Name="LAKEHUB_COOKIE_SECRET", ValueFrom=Ref(cookie)),
         If(
             "UseOAuth",
+            # cognito: the stack's app client secret; oidc: the platform team's, looked up.
             ecs.Secret(Name="LAKEHUB_OAUTH_CLIENT_SECRET", ValueFrom=If("UseCognito", Ref(client_secret), platform_secret_value_from(OIDC_CLIENT_SECRET))),
             Ref("AWS::NoValue"),
         ),
@@ -801,6 +827,7 @@ def build_tier(settings: Settings):
 
     tier_role = add_tier_role(b)
     cookie, client, client_secret = add_secrets(b)
+    add_platform_secret_lookups(b)
     execution_role = add_execution_role(b, cookie, client_secret)
     hub_sg, user_sg = add_security_groups(b)
     hub_role = add_hub_role(b, tier_role, execution_role)

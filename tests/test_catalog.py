@@ -548,3 +548,13 @@ def test_a_products_version_name_carries_the_digest_of_its_platform_copy(cat):
         name = product["Properties"]["ProvisioningArtifactParameters"][0]["Name"]
         copy = logical_id.replace("Product", "ProductTemplate")
         assert name["Fn::Sub"][1]["Digest"] == {"Fn::GetAtt": [copy, "Digest"]}, logical_id
+
+
+def test_the_tier_launch_role_may_run_the_secret_lookup_of_its_platform_only(cat):
+    """A tier in oidc/ldap mode looks its sign-in secret's full ARN up with the platform's
+    Custom::SecretArn (ECS takes full ARNs): its launch role must invoke that function, and
+    no other platform's."""
+    [tier] = [p for p in catalog.PRODUCTS if p.filename == "tier.template.yaml"]
+    fn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:"
+    assert allowed(cat, tier, "lambda:InvokeFunction", fn + "lakehub-secret-arn")
+    assert not allowed(cat, tier, "lambda:InvokeFunction", fn + "other-secret-arn")

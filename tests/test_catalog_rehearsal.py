@@ -161,6 +161,7 @@ def platform(aws) -> dict[str, str]:
         names.LOAD_BALANCER_FULL_NAME: lb["LoadBalancerArn"].split(":loadbalancer/")[1],
         names.TASK_SECURITY_GROUP_ID: task_sg,
         names.LISTENER_PRIORITY_FUNCTION_ARN: _stub_function(aws, f"{PLATFORM}-listener-priority"),
+        names.SECRET_ARN_FUNCTION_ARN: _stub_function(aws, f"{PLATFORM}-secret-arn"),
         names.LOG_GROUP_NAME: f"/lakehub/{PLATFORM}/tasks",
         names.USER_POOL_ID: pool,
         names.USER_POOL_DOMAIN_URL: f"https://{PLATFORM}-rehearsal.auth.{REGION}.amazoncognito.com",
@@ -401,7 +402,9 @@ def test_a_launch_can_set_neither_the_identity_provider_nor_a_secret_name(aws, p
         assert refused, f"{key}: a launch could set {name}={value}"
     for name in tier_mod.SIGN_IN_PARAMS:
         assert copy["Parameters"][name]["AllowedValues"] == [""] and copy["Parameters"][name]["Default"] == ""
-    assert not [n for n in copy["Parameters"] if "Secret" in n or "Password" in n]
+    # (SecretArnFunctionArn is a platform value, the SSM name of the platform's lookup function; the
+    # launch role may invoke only the platform's functions and read only its SSM values.)
+    assert not [n for n in copy["Parameters"] if ("Secret" in n or "Password" in n) and n != names.SECRET_ARN_FUNCTION_ARN]
 
 
 def test_a_tier_bound_hub_product_cannot_launch_for_another_tier(aws, published, hub_templates):

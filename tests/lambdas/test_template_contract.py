@@ -19,6 +19,7 @@ CONTRACT = {
         {"ProjectName", "RepositoryName"},
     ),
     "Custom::ListenerPriority": ({"ListenerArn", "Preferred", "Minimum", "ClaimParameterPrefix"}, {"ListenerArn"}),
+    "Custom::SecretArn": ({"SecretName"}, {"SecretName"}),
     "Custom::ProductTemplate": ({"Bucket", "SourceKey", "TargetKey", "Defaults", "Pins", "Version"}, {"Bucket", "SourceKey", "TargetKey", "Defaults"}),
 }
 TIER_KEYS = {"Name", "NotebookPrefix", "DataBucket", "DataPrefixes"}

@@ -33,12 +33,57 @@ def given(templates, **params) -> dict:
     return {k: v for k, v in params.items() if k in templates["tier.template.yaml"]["Parameters"]}
 
 
-@pytest.mark.parametrize("mode, variable, leaf", [("oidc", "LAKEHUB_OAUTH_CLIENT_SECRET", "oidc_client_secret"), ("ldap", "LAKEHUB_LDAP_BIND_PASSWORD", "ldap_bind_password")])
-def test_the_sign_in_secret_reaches_ecs_as_an_arn_in_the_tiers_namespace(templates, resolve_tier, mode, variable, leaf):
+SIGN_IN_SECRETS = [("oidc", "LAKEHUB_OAUTH_CLIENT_SECRET", "oidc_client_secret"), ("ldap", "LAKEHUB_LDAP_BIND_PASSWORD", "ldap_bind_password")]
+
+
+@pytest.mark.parametrize("mode, variable, leaf", SIGN_IN_SECRETS)
+def test_the_sign_in_secret_reaches_ecs_as_its_looked_up_full_arn_in_the_tiers_namespace(templates, resolve_tier, mode, variable, leaf):
     # Defect 3: ECS reads a ValueFrom that is not an ARN as an SSM parameter name. Issue 14: the
-    # secret is the platform team's, at a fixed name under <platform>/<tier>/, whatever a launch says.
+    # secret is the platform team's, at a fixed name under <platform>/<tier>/, whatever a launch
+    # says; ECS asks for its *full* ARN (name + 6 random characters), which only a lookup knows.
+    res = resolve_tier(AuthMode=mode, TierName="nonpii", **given(templates, **ATTACKER_SECRETS)).resources()
     secrets = hub_secrets(resolve_tier, AuthMode=mode, TierName="nonpii", **given(templates, **ATTACKER_SECRETS))
-    assert secrets[variable] == f"arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/nonpii/{leaf}"
+    value_from = secrets[variable]
+    assert re.fullmatch(r"<\w+\.Arn>", value_from), f"{variable} takes {value_from}, not a looked-up ARN"
+    lookup = value_from.strip("<>").split(".")[0]
+    assert res[lookup]["Type"] == "Custom::SecretArn"
+    assert res[lookup]["Properties"]["SecretName"] == f"lakehub/nonpii/{leaf}"
+    assert res[lookup]["Properties"]["ServiceToken"] == "<ssm:" + names.SECRET_ARN_FUNCTION_ARN + ">"  # the platform value
+    # The execution role reads exactly that ARN.
+    readable = [r for p in res["ExecutionRole"]["Properties"]["Policies"] for st in p["PolicyDocument"]["Statement"]
+                if "secretsmanager:GetSecretValue" in st["Action"] for r in st["Resource"]]
+    assert value_from in readable
+
+
+@pytest.mark.parametrize("mode, variable, leaf", SIGN_IN_SECRETS)
+def test_a_tier_looks_up_only_the_secret_of_its_mode(resolve_tier, mode, variable, leaf):
+    raw = resolve_tier().template["Resources"]
+    lookups = {n: r for n, r in raw.items() if r["Type"] == "Custom::SecretArn"}
+    assert len(lookups) == 2
+    [(name, lookup)] = [(n, r) for n, r in lookups.items() if r["Properties"]["SecretName"]["Fn::Sub"].endswith("/" + leaf)]
+    assert lookup["Condition"] == {"oidc": "UseOidc", "ldap": "UseLdap"}[mode]
+    # Only in its own mode: in cognito mode (no platform secret to find) and the other mode
+    # no lookup exists, so none can fail the stack.
+    other = {"oidc": "ldap", "ldap": "oidc"}[mode]
+    assert name in resolve_tier(AuthMode=mode).resources()
+    for absent in ("cognito", other):
+        assert name not in resolve_tier(AuthMode=absent).resources()
+
+
+def test_the_platform_publishes_the_lookup_function_that_reads_only_its_own_secrets(templates):
+    cluster = templates["cluster.template.yaml"]["Resources"]
+    fn = cluster["SecretArnFunction"]["Properties"]
+    assert fn["Environment"]["Variables"]["LAKEHUB_PLATFORM_NAME"] == {"Ref": names.PLATFORM_NAME}
+    [policy] = cluster["SecretArnFunctionRole"]["Properties"]["Policies"]
+    grants = [st for st in policy["PolicyDocument"]["Statement"] if not any(a.startswith("logs:") for a in st["Action"])]
+    assert grants == [{
+        "Sid": "DescribePlatformSecrets", "Effect": "Allow", "Action": ["secretsmanager:DescribeSecret"],
+        "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${PlatformName}/*"}],
+    }]
+    published = {r["Properties"]["Name"]["Fn::Sub"]: r["Properties"]["Value"] for r in cluster.values() if r["Type"] == "AWS::SSM::Parameter"}
+    assert published[names.SSM_NAME_SUB + names.SECRET_ARN_FUNCTION_ARN] == {"Fn::GetAtt": ["SecretArnFunction", "Arn"]}
+    tier = templates["tier.template.yaml"]["Parameters"][names.SECRET_ARN_FUNCTION_ARN]
+    assert tier["Type"] == "AWS::SSM::Parameter::Value<String>" and tier["Default"].endswith("/" + names.SECRET_ARN_FUNCTION_ARN)
 
 
 @pytest.mark.parametrize("mode", ["cognito", "oidc", "ldap"])
@@ -54,9 +99,12 @@ def test_the_execution_role_reads_secrets_of_its_tier_namespace_only(templates, 
     assert readable
     prefix = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
     for r in readable:
-        # A Ref to a secret the stack makes stands for its ARN (<CookieSecret>): named under the namespace.
+        # A Ref to a secret the stack makes stands for its ARN (<CookieSecret>), the Arn of a
+        # Custom::SecretArn for the full ARN it looked up (<OidcClientSecretArn.Arn>): named under the namespace.
         if r.startswith("<"):
-            name = res[r.strip("<>")]["Properties"]["Name"]
+            logical = r.strip("<>").removesuffix(".Arn")
+            props = res[logical]["Properties"]
+            name = props["SecretName"] if res[logical]["Type"] == "Custom::SecretArn" else props["Name"]
             assert name.startswith("lakehub/nonpii/"), name
             continue
         assert r.startswith(prefix + "lakehub/nonpii/"), r
