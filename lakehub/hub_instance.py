@@ -48,6 +48,7 @@ from troposphere.policies import CreationPolicy, ResourceSignal
 from lakehub import names
 from lakehub import tier as tier_mod
 from lakehub.common import Builder, add_image_tag_param, custom_resource, platform_tags
+from lakehub.rules import add_checkov_skip
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
 from lakehub.settings import Settings
 
@@ -496,17 +497,21 @@ def add_instance_role(b: Builder, secrets: list) -> iam.Role:
             Resource=["*"],
         ),
     ]
-    return b.add(
-        iam.Role(
-            "InstanceRole",
-            Path=role_path(),
-            Description=Sub("lakehub on-demand hub (tier ${TierName}, owner ${Owner}): the hub image, its logs and secrets, Session Manager; no data"),
-            AssumeRolePolicyDocument=ec2_trust(),
-            MaxSessionDuration=3600,
-            Policies=[iam.Policy(PolicyName="hub-instance", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
-            Tags=hub_tags(),
-        )
+    role = iam.Role(
+        "InstanceRole",
+        Path=role_path(),
+        Description=Sub("lakehub on-demand hub (tier ${TierName}, owner ${Owner}): the hub image, its logs and secrets, Session Manager; no data"),
+        AssumeRolePolicyDocument=ec2_trust(),
+        MaxSessionDuration=3600,
+        Policies=[iam.Policy(PolicyName="hub-instance", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+        Tags=hub_tags(),
     )
+    add_checkov_skip(
+        role,
+        "CKV_AWS_111",
+        "ssm:UpdateInstanceInformation on * is Session Manager's documented minimum for an instance (AWS's AmazonSSMManagedInstanceCore grants it on *); it registers this instance with Systems Manager and writes no data; only root on the instance reaches this role (IMDS firewall)",
+    )
+    return b.add(role)
 
 
 def add_assume_user_role(b: Builder, instance_role: iam.Role, user_role: iam.Role) -> iam.RolePolicy:
