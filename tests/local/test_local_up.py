@@ -217,7 +217,7 @@ def test_code_in_a_kernel_cannot_switch_enforcement_off_nor_read_keys(platform):
     state = platform.state()
     code = f"ENDPOINT = {state['emulator_endpoint']!r}\nSTATE = {str(platform.state_dir)!r}\n" + ATTACK
     seen = json.loads(server.run("python3", code).strip().splitlines()[-1])
-    assert seen["uid"] != 0
+    assert seen["uid"] != 0, seen
     assert (seen["reset_auth"], seen["data_json"]) == (403, 403), seen
     assert (seen["state.json"], seen["control-token"]) == ("PermissionError", "PermissionError"), seen
     assert seen["found"] == [], seen
