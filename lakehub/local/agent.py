@@ -195,8 +195,9 @@ class LocalAgent:
 
     def _clean_up_isolation(self) -> None:
         for account in self._accounts.values():
-            _kill_account_processes(account.uid)
-            accounts.remove_account(account)
+            if account.created:  # an account that predates the agent may run other things
+                _kill_account_processes(account.uid)
+                accounts.remove_account(account)
         self._accounts.clear()
         if self._task_root_fd is not None:
             os.close(self._task_root_fd)
