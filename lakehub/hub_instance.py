@@ -552,7 +552,7 @@ def add_secrets(b: Builder):
         # In the tier's secret namespace: the hub product of a tier manages only secrets there.
         tier_mod.TIER_SECRET_PATH + "/hubs/${AWS::StackName}",
         "lakehub on-demand hub",
-        "this hub's instance role",
+        "this hub's instance role (root on the instance only: IMDS firewall)",
         Sub("${PlatformName}-${TierName}-hub-${Owner}"),
         callbacks,
         logouts,

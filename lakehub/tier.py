@@ -415,7 +415,7 @@ def add_hub_secrets(b: Builder, secret_path: str, what: str, reader: str, client
     add_checkov_skip(
         cookie,
         "CKV_AWS_149",
-        f"Encrypted with the account's aws/secretsmanager key; only {reader} may read it (ReadHubSecrets), and it never leaves the account, so a customer-managed key (needed for cross-account sharing) adds cost only",
+        f"Encrypted with the account's aws/secretsmanager key. Readers: {reader} (ReadHubSecrets), the product's launch role (CloudFormation's secret handlers; Service Catalog assumes it only to run this template) and account admins; no user server's role. It never leaves the account, so a customer-managed key (for cross-account sharing) adds cost only",
     )
     client = b.add(
         cognito.UserPoolClient(
