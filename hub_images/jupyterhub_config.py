@@ -7,13 +7,14 @@ keep that table and this file in step.
 Layout:
   1. read and check the environment (a mistake ends the hub with one line on stderr, exit 2)
   2. hub, proxy and state
-  3. sign-in: cognito | oidc | ldap, and tier authorization by group
+  3. sign-in: cognito | oidc | ldap, tier authorization by group, and membership re-checks
   4. user servers: one Unix user per data scientist (shared mode) or one task each (per-user)
   5. idle culler service
   6. site hooks from jupyterhub_config.d/*.py (sorted), which run last and may override anything
 """
 
 import hashlib
+import hmac
 import json
 import os
 import pwd
@@ -174,6 +175,16 @@ c.JupyterHub.shutdown_on_logout = False
 # --------------------------------------------------------------------------------------------
 # 3. sign-in and tier authorization
 # --------------------------------------------------------------------------------------------
+# Removing someone from the tier's groups ends their access within this many seconds: sessions,
+# tokens and servers of that one user (lakehub_hub.membership). Also the age after which a
+# request re-checks its user, and every spawn re-checks first.
+MEMBERSHIP_CHECK_SECONDS = as_int("LAKEHUB_MEMBERSHIP_CHECK_SECONDS", 900, minimum=1)
+if MEMBERSHIP_CHECK_SECONDS > 3600:
+    fail(f"LAKEHUB_MEMBERSHIP_CHECK_SECONDS must be at most 3600 (one hour), got {MEMBERSHIP_CHECK_SECONDS}")
+# API tokens a user makes (token page, REST API) live at most this long; a removed user's tokens
+# are revoked at once anyway.
+TOKEN_MAX_AGE_SECONDS = 7 * 24 * 3600
+
 REFUSAL = (
     f"Your account is not a member of a group allowed into the '{TIER}' tier "
     f"({', '.join(ALLOWED_GROUPS)}). Ask your administrator to add you to one of them, "
@@ -181,9 +192,31 @@ REFUSAL = (
 )
 
 
+def auth_state_key():
+    """32 bytes for JupyterHub's CryptKeeper (auth state holds each user's refresh token). Derived
+    from the cookie secret the platform generates (HMAC-SHA256 with its own label, so neither key
+    reveals the other); without one, generated once into the state folder like the cookie secret."""
+    if cookie_secret:
+        return hmac.new(cookie_secret.encode(), b"lakehub auth state key", hashlib.sha256).digest()
+    path = STATE_DIR / "jupyterhub_auth_state_key"
+    try:
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(os.urandom(32).hex())
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read or create the auth state key {path}: {exc}; set LAKEHUB_AUTH_STATE_SECRET")
+
+
 def configure_oauth(authorize_url, token_url, userdata_url, groups_claim,
                     username_claim, from_id_token, scopes, login_service, logout_url=""):
-    c.JupyterHub.authenticator_class = "generic-oauth"
+    from lakehub_hub.membership import oauth_authenticator_class, with_membership_checks
+
+    # Membership is re-checked with the refresh token kept (encrypted) in each user's auth state.
+    c.JupyterHub.authenticator_class = with_membership_checks(oauth_authenticator_class(), MEMBERSHIP_CHECK_SECONDS)
+    c.Authenticator.enable_auth_state = True
+    c.CryptKeeper.keys = [auth_state_key()]
     a = c.GenericOAuthenticator
     a.client_id = required("LAKEHUB_OAUTH_CLIENT_ID", "the OAuth app client id")
     a.client_secret = required("LAKEHUB_OAUTH_CLIENT_SECRET", "the OAuth app client secret, an ECS Secret")
@@ -207,7 +240,6 @@ def configure_oauth(authorize_url, token_url, userdata_url, groups_claim,
     a.custom_403_message = REFUSAL
     if logout_url:
         a.logout_redirect_url = logout_url
-    c.Authenticator.refresh_pre_spawn = False
 
 
 def discover(issuer):
@@ -270,6 +302,7 @@ elif AUTH_MODE == "oidc":
     )
 else:  # ldap
     from ldapauthenticator import LDAPAuthenticator
+    from lakehub_hub.membership import ldap_membership, with_membership_checks
     from tornado import web
 
     ldap_url = urllib.parse.urlparse(required("LAKEHUB_LDAP_URL", "ldaps://host:636, or ldap://host:389 with LAKEHUB_LDAP_STARTTLS=true"))
@@ -316,7 +349,11 @@ else:  # ldap
             self.log.warning("refused %s: not in %s", username, ", ".join(allowed_dns))
             raise web.HTTPError(403, REFUSAL)
 
-    c.JupyterHub.authenticator_class = LakehubLDAPAuthenticator
+        async def lakehub_membership(self, user):
+            # The service account looks the user's groups up (the user's password is not kept).
+            return await ldap_membership(self, user, LDAP_BIND_DN, LDAP_BIND_PASSWORD, admin_dns)
+
+    c.JupyterHub.authenticator_class = with_membership_checks(LakehubLDAPAuthenticator, MEMBERSHIP_CHECK_SECONDS)
     a = c.LakehubLDAPAuthenticator
     a.server_address = ldap_url.hostname
     a.server_port = ldap_url.port or (636 if ldap_url.scheme == "ldaps" else 389)
@@ -329,6 +366,9 @@ else:  # ldap
         tls_kwargs["ca_certs_file"] = ca_file
     a.tls_kwargs = tls_kwargs
     template = optional("LAKEHUB_LDAP_BIND_DN_TEMPLATE")
+    # The service account looks users up (without a template) and re-checks group membership.
+    LDAP_BIND_DN = required("LAKEHUB_LDAP_BIND_DN", "the service account DN that looks users and their groups up")
+    LDAP_BIND_PASSWORD = required("LAKEHUB_LDAP_BIND_PASSWORD", "the service account password, an ECS Secret")
     if template:
         # Direct bind: uid={username},ou=people,dc=example,dc=org
         a.bind_dn_template = [template]
@@ -337,8 +377,8 @@ else:  # ldap
         a.lookup_dn = True
         a.user_search_base = required("LAKEHUB_LDAP_USER_SEARCH_BASE", "where users live, e.g. ou=people,dc=example,dc=org")
         a.user_attribute = optional("LAKEHUB_LDAP_USER_ATTRIBUTE", "uid")
-        a.lookup_dn_search_user = required("LAKEHUB_LDAP_BIND_DN", "the service account DN used to look users up")
-        a.lookup_dn_search_password = required("LAKEHUB_LDAP_BIND_PASSWORD", "the service account password, an ECS Secret")
+        a.lookup_dn_search_user = LDAP_BIND_DN
+        a.lookup_dn_search_password = LDAP_BIND_PASSWORD
         a.lookup_dn_user_dn_attribute = optional("LAKEHUB_LDAP_USER_ATTRIBUTE", "uid")
         a.escape_userdn = False
     a.allowed_groups = allowed_dns + admin_dns
@@ -349,7 +389,15 @@ else:  # ldap
 # No user list, password or key lives in the image: group membership decides.
 c.Authenticator.allow_all = False
 c.Authenticator.allow_existing_users = False
-c.Authenticator.enable_auth_state = False
+# Membership re-checks (lakehub_hub.membership): a request whose user was checked longer ago than
+# the interval checks again, every spawn checks first, and a user whose check says "removed" is
+# refused on API tokens too (strict), not only on browser sessions.
+c.Authenticator.auth_refresh_age = MEMBERSHIP_CHECK_SECONDS
+c.Authenticator.refresh_pre_spawn = True
+c.Authenticator.auth_refresh_strict = True
+if AUTH_MODE == "ldap":
+    c.Authenticator.enable_auth_state = False  # nothing to keep: the service account re-checks
+c.JupyterHub.token_expires_in_max_seconds = TOKEN_MAX_AGE_SECONDS
 
 
 # --------------------------------------------------------------------------------------------

@@ -133,6 +133,19 @@ class LdapServer:
             env["LDAPTLS_CACERT"] = str(self.ca_file)
         return env
 
+    def set_members(self, group: str, members: list[str]) -> None:
+        """Replace a group's members while slapd runs (as the directory's administrator)."""
+        member_dns = [self.user_dn(m) for m in members] or [self.bind_dn]  # groupOfNames needs one
+        ldif = f"dn: {self.group_dn(group)}\nchangetype: modify\nreplace: member\n" + \
+            "".join(f"member: {dn}\n" for dn in member_dns)
+        result = subprocess.run(
+            [_find("ldapmodify"), "-x", "-H", self.url, "-D", self.root_dn, "-w", self.root_password],
+            input=ldif, capture_output=True, text=True, env=self.client_env(), timeout=30,
+        )
+        if result.returncode != 0:
+            raise LakehubError(f"ldapmodify of {group} failed (exit {result.returncode}): {result.stderr.strip()}")
+        self.groups[group] = list(members)
+
     def stop(self) -> None:
         terminate_group(self.process, timeout=10)
         if self._own_workdir:

@@ -11,10 +11,16 @@ What it speaks (enough for any standard relying party, e.g. OAuthenticator):
   GET  /jwks                               the RS256 signing key
   GET  /authorize                          authorization code flow: shows a login form
   POST /authorize                          checks the password, redirects with ?code&state
-  POST /token                              code -> access_token + signed id_token
-                                           (client_secret_basic or client_secret_post; PKCE S256)
+  POST /token                              code -> access_token + refresh_token + signed id_token
+                                           (client_secret_basic or client_secret_post; PKCE S256);
+                                           refresh_token -> fresh tokens with the user's current
+                                           groups (the refresh token rotates: each works once)
   GET  /userinfo                           claims for a bearer access token
 Claims: sub, preferred_username, email, name, groups (the user's groups).
+
+Users and groups can change while it runs: `handle.set_groups({...})` / `handle.set_users({...})`
+rewrite its config file, which the provider re-reads when it changes (a removed user's refresh
+tokens are then refused, as a real provider refuses a disabled account's).
 
 Run as `python -m lakehub.idp.oidc <config.json>`; `start_oidc` writes that file, starts the
 process in its own process group and waits for discovery to answer.
@@ -44,6 +50,7 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 CODE_TTL = 120
 TOKEN_TTL = 3600
+REFRESH_TTL = 86400
 
 
 # ------------------------------------------------------------------------------------------
@@ -56,12 +63,29 @@ class Provider:
         self.issuer = config["issuer"]
         self.users = config["users"]  # name -> password
         self.groups = config["groups"]  # group -> [names]
+        self.path = config.get("path")  # the config file, re-read when it changes
+        self.mtime = os.stat(self.path).st_mtime_ns if self.path else None
+        self.refresh_tokens: dict[str, dict] = {}
         self.clients = {c["client_id"]: c for c in config["clients"]}
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = secrets.token_hex(8)
         self.codes: dict[str, dict] = {}
         self.tokens: dict[str, dict] = {}
         self.lock = threading.Lock()
+
+    def reload(self) -> None:
+        """Pick up users and groups changed by the handle (set_groups, set_users)."""
+        if not self.path:
+            return
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+            if mtime == self.mtime:
+                return
+            config = json.loads(Path(self.path).read_text())
+        except (OSError, ValueError):
+            return
+        with self.lock:
+            self.users, self.groups, self.mtime = config["users"], config["groups"], mtime
 
     def claims(self, name: str) -> dict:
         return {
@@ -82,7 +106,7 @@ class Provider:
             "userinfo_endpoint": f"{i}/userinfo",
             "jwks_uri": f"{i}/jwks",
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "scopes_supported": ["openid", "profile", "email", "groups"],
@@ -163,6 +187,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urllib.parse.urlparse(self.path)
         p = self.provider
+        p.reload()
         if url.path == "/.well-known/openid-configuration":
             return self._json(200, p.discovery())
         if url.path == "/jwks":
@@ -195,6 +220,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         url = urllib.parse.urlparse(self.path)
+        self.provider.reload()
         if url.path == "/authorize":
             return self._login(self._form())
         if url.path == "/token":
@@ -238,6 +264,8 @@ class Handler(BaseHTTPRequestHandler):
         client = p.clients.get(client_id)
         if not client or not secrets.compare_digest(client["client_secret"].encode(), client_secret.encode()):
             return self._json(401, {"error": "invalid_client"})
+        if form.get("grant_type") == "refresh_token":
+            return self._refresh(client_id, form)
         if form.get("grant_type") != "authorization_code":
             return self._json(400, {"error": "unsupported_grant_type"})
         with p.lock:
@@ -254,15 +282,32 @@ class Handler(BaseHTTPRequestHandler):
                 computed = verifier
             if not secrets.compare_digest(computed, grant["challenge"]):
                 return self._json(400, {"error": "invalid_grant", "error_description": "PKCE verification failed"})
-        access = secrets.token_urlsafe(32)
+        return self._issue(grant["user"], client_id, grant["scope"], grant["nonce"])
+
+    def _refresh(self, client_id: str, form: dict):
+        p = self.provider
         with p.lock:
-            p.tokens[access] = {"user": grant["user"], "exp": time.time() + TOKEN_TTL}
+            grant = p.refresh_tokens.pop(form.get("refresh_token", ""), None)
+        if not grant or grant["client_id"] != client_id or grant["exp"] < time.time():
+            return self._json(400, {"error": "invalid_grant"})
+        if grant["user"] not in p.users:  # the account is gone
+            return self._json(400, {"error": "invalid_grant", "error_description": "the account no longer exists"})
+        return self._issue(grant["user"], client_id, grant["scope"], None)
+
+    def _issue(self, user: str, client_id: str, scope: str, nonce: str | None):
+        p = self.provider
+        access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        with p.lock:
+            p.tokens[access] = {"user": user, "exp": time.time() + TOKEN_TTL}
+            p.refresh_tokens[refresh] = {"user": user, "client_id": client_id, "scope": scope,
+                                         "exp": time.time() + REFRESH_TTL}
         return self._json(200, {
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": TOKEN_TTL,
-            "scope": grant["scope"],
-            "id_token": p.id_token(grant["user"], client_id, grant["nonce"]),
+            "refresh_token": refresh,
+            "scope": scope,
+            "id_token": p.id_token(user, client_id, nonce),
         })
 
 
@@ -292,6 +337,28 @@ class OidcServer:
         return f"http://{LOOPBACK}:{self.port}"
 
     url = issuer
+
+    def set_groups(self, groups: dict[str, list[str]]) -> None:
+        """Change group membership while the provider runs (it re-reads its config file)."""
+        self.groups = {g: list(m) for g, m in groups.items()}
+        self._rewrite()
+
+    def set_users(self, users: dict[str, str]) -> None:
+        """Change the accounts (a missing one can no longer sign in or refresh its tokens)."""
+        self.users = dict(users)
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        path = self.workdir / "oidc.json"
+        config = json.loads(path.read_text())
+        config.update(users=self.users, groups=self.groups)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(config))
+        tmp.chmod(0o600)
+        os.replace(tmp, path)
+        # make sure the change is seen even when it lands within the file system's mtime resolution
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
 
     def stop(self) -> None:
         from lakehub.processes import terminate_group  # here: this file also runs as the provider itself
@@ -327,6 +394,7 @@ def start_oidc(
     config = {
         "issuer": f"http://{LOOPBACK}:{port}",
         "port": port,
+        "path": str(workdir / "oidc.json"),
         "users": users,
         "groups": groups,
         "clients": [{"client_id": client_id, "client_secret": client_secret,

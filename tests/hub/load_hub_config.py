@@ -44,6 +44,13 @@ out = {
     "hub_ip": cfg.JupyterHub.hub_ip,
     "db_url": cfg.JupyterHub.db_url,
     "cookie_secret_len": len(cfg.JupyterHub.cookie_secret) if "cookie_secret" in cfg.JupyterHub else None,
+    "enable_auth_state": auth.enable_auth_state,
+    "auth_refresh_age": auth.auth_refresh_age,
+    "refresh_pre_spawn": auth.refresh_pre_spawn,
+    "auth_refresh_strict": auth.auth_refresh_strict,
+    "crypt_key_lens": [len(k) for k in cfg.CryptKeeper.get("keys", [])],
+    "token_expires_in_max_seconds": hub.token_expires_in_max_seconds,
+    "has_membership_check": callable(getattr(auth, "lakehub_membership", None)),
 }
 if hasattr(auth, "oauth_callback_url"):
     out.update(

@@ -108,12 +108,18 @@ def assert_common(cfg: dict):
     assert cfg["public_url"] == "https://pii.example.com/"
     assert (cfg["ip"], cfg["port"], cfg["hub_ip"]) == ("0.0.0.0", 8000, "127.0.0.1")
     assert cfg["allow_all"] is False
+    # membership is re-checked: every 15 minutes by default, before every spawn, and a removed
+    # user is refused on API tokens too; tokens users make live at most a week
+    assert cfg["has_membership_check"]
+    assert cfg["auth_refresh_age"] == 900
+    assert cfg["refresh_pre_spawn"] is True and cfg["auth_refresh_strict"] is True
+    assert 0 < cfg["token_expires_in_max_seconds"] <= 7 * 24 * 3600
 
 
 def test_cognito_mode_uses_generic_oauth_with_cognito_groups_claim(tmp_path):
     cfg = load(base_env(tmp_path, **COGNITO),
                {"oauth_user": {"cognito:groups": ["pii-analysts", "x"], "groups": ["ignored"]}})
-    assert cfg["authenticator"] == "oauthenticator.generic.GenericOAuthenticator"
+    assert "oauthenticator.generic.GenericOAuthenticator" in cfg["authenticator_bases"]
     assert cfg["allowed_groups"] == ["pii-analysts", "pii-engineers"]
     assert cfg["manage_groups"] is True
     assert cfg["groups_from_sample"] == ["pii-analysts", "x"]
@@ -130,7 +136,7 @@ def test_cognito_mode_uses_generic_oauth_with_cognito_groups_claim(tmp_path):
 def test_oidc_mode_with_explicit_endpoints_and_custom_groups_claim(tmp_path):
     cfg = load(base_env(tmp_path, **OIDC, LAKEHUB_ADMIN_GROUPS="platform-admins"),
                {"oauth_user": {"roles": ["pii-engineers"], "groups": ["ignored"]}})
-    assert cfg["authenticator"] == "oauthenticator.generic.GenericOAuthenticator"
+    assert "oauthenticator.generic.GenericOAuthenticator" in cfg["authenticator_bases"]
     assert cfg["allowed_groups"] == ["pii-analysts", "pii-engineers"]
     assert cfg["admin_groups"] == ["platform-admins"]
     assert cfg["groups_from_sample"] == ["pii-engineers"]
@@ -278,3 +284,35 @@ def test_unreachable_oidc_issuer_is_one_clear_line(tmp_path):
     result = run_jupyterhub(env)
     assert result.returncode == 2
     assert "discovery document" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_oauth_modes_keep_encrypted_auth_state_with_a_key_derived_from_the_cookie_secret(tmp_path):
+    """The refresh token that re-checks membership lives in auth state, encrypted with a 32-byte
+    key; the key comes from the platform's cookie secret (never the cookie secret itself)."""
+    cfg = load(base_env(tmp_path, LAKEHUB_COOKIE_SECRET="sample-cookie-secret", **OIDC))
+    assert cfg["enable_auth_state"] is True and cfg["crypt_key_lens"] == [32]
+    ldap = load(base_env(tmp_path, **LDAP))
+    assert ldap["enable_auth_state"] is False  # the service account re-checks; nothing to keep
+    env = base_env(tmp_path, **COGNITO)  # no cookie secret: a key generated once into the state folder
+    assert load(env)["crypt_key_lens"] == [32]
+    key_file = tmp_path / "state" / "jupyterhub_auth_state_key"
+    assert oct(key_file.stat().st_mode & 0o777) == oct(0o600)
+    first = key_file.read_text()
+    load(env)
+    assert key_file.read_text() == first
+
+
+@pytest.mark.parametrize("value,words", [("0", "at least 1"), ("7200", "at most 3600"), ("soon", "whole number")])
+def test_membership_interval_out_of_range_is_one_clear_line(tmp_path, value, words):
+    result = run_jupyterhub(base_env(tmp_path, **dict(COGNITO, LAKEHUB_MEMBERSHIP_CHECK_SECONDS=value)))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "LAKEHUB_MEMBERSHIP_CHECK_SECONDS" in lines[0] and words in lines[0], result.stderr
+
+
+def test_ldap_bind_template_still_needs_the_service_account_to_re_check_groups(tmp_path):
+    env = base_env(tmp_path, **dict(LDAP, LAKEHUB_LDAP_BIND_DN_TEMPLATE="uid={username},ou=people,dc=example,dc=com"))
+    del env["LAKEHUB_LDAP_BIND_DN"]
+    result = run_jupyterhub(env)
+    assert result.returncode == 2 and "LAKEHUB_LDAP_BIND_DN" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -245,3 +245,21 @@ def test_every_aws_rule_is_in_the_notes():
     notes = (ROOT / "docs" / "AWS_NOTES.md").read_text()
     for name in aws_rules.AWS_RULES:
         assert f"`{name}`" in notes, name
+
+
+# --- issue 14: membership re-checks refresh Cognito tokens ----------------------------------
+
+UNIT_SECONDS = {"minutes": 60, "hours": 3600, "days": 86400}
+
+
+@pytest.mark.parametrize("template", ["tier.template.yaml", "hub-instance.template.yaml"])
+def test_the_cognito_client_gives_the_hub_refresh_tokens_that_outlive_a_membership_check(templates, template):
+    """The hub re-checks each user's groups by refreshing their Cognito tokens (the new ID token
+    carries cognito:groups). Only the authorization-code grant returns a refresh token, and one
+    that lapses before the next check ends a member's access like a removal (docs/AWS_NOTES.md)."""
+    [client] = [r["Properties"] for r in templates[template]["Resources"].values() if r["Type"] == "AWS::Cognito::UserPoolClient"]
+    assert client["AllowedOAuthFlows"] == ["code"]
+    assert "ALLOW_REFRESH_TOKEN_AUTH" in client.get("ExplicitAuthFlows", ["ALLOW_REFRESH_TOKEN_AUTH"])
+    unit = (client.get("TokenValidityUnits") or {}).get("RefreshToken", "days")
+    lifetime = client.get("RefreshTokenValidity", 30) * UNIT_SECONDS[unit]
+    assert lifetime >= 3600, "refresh tokens must outlive the longest check interval (LAKEHUB_MEMBERSHIP_CHECK_SECONDS <= 3600)"
