@@ -434,7 +434,9 @@ def add_hub_secrets(b: Builder, secret_path: str, what: str, reader: str, client
             EnableTokenRevocation=True,
             AccessTokenValidity=1,
             IdTokenValidity=1,
-            RefreshTokenValidity=1,
+            # The hub re-checks group membership with the refresh token (lakehub_hub.membership):
+            # a session lasts as long as it, like the hub's API tokens (7 days), not 1 day.
+            RefreshTokenValidity=7,
             TokenValidityUnits=cognito.TokenValidityUnits(AccessToken="hours", IdToken="hours", RefreshToken="days"),
         )
     )
