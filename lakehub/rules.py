@@ -673,6 +673,9 @@ class PolicyDoc:
 # Where each resource type keeps its policy documents.
 POLICY_PROPERTIES: dict[str, tuple[str, str]] = {
     "AWS::IAM::Policy": ("PolicyDocument", "identity"),
+    "AWS::IAM::RolePolicy": ("PolicyDocument", "identity"),
+    "AWS::IAM::UserPolicy": ("PolicyDocument", "identity"),
+    "AWS::IAM::GroupPolicy": ("PolicyDocument", "identity"),
     "AWS::IAM::ManagedPolicy": ("PolicyDocument", "identity"),
     "AWS::S3::BucketPolicy": ("PolicyDocument", "resource"),
     "AWS::SQS::QueuePolicy": ("PolicyDocument", "resource"),
