@@ -18,7 +18,9 @@ import json
 import os
 import pwd
 import re
+import shutil
 import ssl
+import stat
 import subprocess
 import sys
 import urllib.error
@@ -399,6 +401,25 @@ else:
         """The same uid for a user on every task, so a persistent home (EFS) keeps its owner."""
         return 200000 + int(hashlib.sha256(unix_name.encode()).hexdigest(), 16) % 1_000_000_000
 
+    USER_TMP = ".tmp"  # under the home: TMPDIR of the user's server
+
+    def prepare_home_as_user(home):
+        """In the server's process after it became the user, before the server starts: the
+        folders the user's packages and temporary files go to. Running as the user, a link the
+        user made can only lead where the user may write anyway. A fresh temporary folder per
+        server start (as systemd's PrivateTmp gives a service)."""
+        for folder in (".local", "R/library"):
+            try:
+                os.makedirs(os.path.join(home, folder), exist_ok=True)
+            except OSError:
+                pass  # the server still starts; pip/R say where they cannot write
+        tmp = os.path.join(home, USER_TMP)
+        shutil.rmtree(tmp, ignore_errors=True)  # (imported at the top: no import after fork)
+        try:
+            os.mkdir(tmp, 0o700)
+        except OSError:
+            pass
+
     class UnixUserSpawner(LocalProcessSpawner):
         """Runs each user's server as their own Unix user, created on first spawn.
 
@@ -435,13 +456,20 @@ else:
                 entry = pwd.getpwnam(name)
             if entry.pw_uid == 0:
                 raise RuntimeError(f"refusing to run {self.user.name}'s server as root")
-            # A private home: pip --user packages and the R library live here (see HUB_ENV.md).
-            for folder, mode in ((home, 0o700), (home / ".local", 0o755), (home / "R" / "library", 0o755)):
-                folder.mkdir(parents=True, exist_ok=True)
-                if folder.stat().st_uid != entry.pw_uid:
-                    os.chown(folder, entry.pw_uid, entry.pw_gid)
-                if folder == home:
-                    folder.chmod(mode)
+            # A private home. Root touches the home folder only (its parent, HOME_ROOT, is root's,
+            # so a user cannot put a link in its place) and never follows a link: what is inside
+            # the home is the user's, and is made as the user (prepare_home_as_user).
+            try:
+                home.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+            st = os.lstat(home)
+            if not stat.S_ISDIR(st.st_mode):
+                raise RuntimeError(f"refusing to start {self.user.name}'s server: {home} is not a folder")
+            if (st.st_uid, st.st_gid) != (entry.pw_uid, entry.pw_gid):
+                os.chown(home, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+            if stat.S_IMODE(st.st_mode) != 0o700:
+                os.chmod(home, 0o700)  # a folder, not a link (checked above)
             return entry
 
         async def start(self):
@@ -454,7 +482,14 @@ else:
                 return None
             from jupyterhub.spawner import set_user_setuid
 
-            return set_user_setuid(self._unix_name())
+            become_user = set_user_setuid(self._unix_name())
+            home = str(HOME_ROOT / self._unix_name())
+
+            def preexec():
+                become_user()
+                prepare_home_as_user(home)
+
+            return preexec
 
         def user_env(self, env):
             entry = getattr(self, "_entry", None) or pwd.getpwnam(self._unix_name())
@@ -464,6 +499,10 @@ else:
             # Users' own packages: pip install --user -> ~/.local, R -> ~/R/library.
             env["PYTHONUSERBASE"] = f"{entry.pw_dir}/.local"
             env["R_LIBS_USER"] = f"{entry.pw_dir}/R/library"
+            if RUN_AS_ROOT:
+                # A private temporary folder (Python's tempfile, R's tempdir(), most tools): the
+                # host's /tmp is shared by every user, and may not be writable by them at all.
+                env["TMPDIR"] = f"{entry.pw_dir}/{USER_TMP}"
             if sys.prefix == sys.base_prefix:
                 env["PIP_USER"] = "1"  # in the image: `pip install x` lands in ~/.local
             return env
@@ -479,6 +518,20 @@ else:
         # R's reticulate uses the same Python (boto3) to read S3.
         RETICULATE_PYTHON=sys.executable,
     )
+
+
+# On-demand (EC2) hub: the instance role holds the hub's secrets, and only root may reach IMDS
+# (the instance's firewall). Users' servers get the hub's *user role* instead, one session per
+# user, from the hub's loopback credential endpoint (lakehub_hub.credentials).
+USER_ROLE_ARN = optional("LAKEHUB_USER_ROLE_ARN")
+if USER_ROLE_ARN:
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", USER_ROLE_ARN):
+        fail(f"LAKEHUB_USER_ROLE_ARN must be an IAM role ARN, got {USER_ROLE_ARN!r}")
+    if SERVER_MODE != "shared":
+        fail("LAKEHUB_USER_ROLE_ARN is for shared mode (an on-demand hub); per-user tasks get their task role")
+    from lakehub_hub.credentials import configure_user_credentials
+
+    configure_user_credentials(c, USER_ROLE_ARN, AWS_REGION)
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "listener_priority": (CR_SHARED,),
     "nat_egress": (),
     "product_template": (CR_SHARED,),
+    "secret_arn": (CR_SHARED,),
 }
 
 

@@ -68,45 +68,48 @@ def sub_text(value: Any) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _is_arn(template: dict, value: Any) -> bool:
-    """Whether a ValueFrom is certainly an ARN: a Ref to a Secrets Manager secret (its Ref is the
-    ARN), an ARN attribute, ARN-shaped text, or a parameter that admits only ARNs."""
+# A Secrets Manager ARN names the secret plus "-" and 6 random characters; without them it is a
+# partial ARN, which ECS does not document (docs/AWS_NOTES.md).
+_FULL_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+-[A-Za-z0-9]{6}$")
+_SSM_PARAMETER_ARN = re.compile(r"^arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter/.+$")
+SECRET_LOOKUP_TYPE = "Custom::SecretArn"  # lambdas/secret_arn: its Data Arn is the full ARN
+
+
+def _full_arn_problem(template: dict, value: Any) -> str | None:
+    """Why a ValueFrom may not be a full ARN (None when it certainly is one): a Ref to a Secrets
+    Manager secret or its Id (its full ARN), GetAtt Arn of Custom::SecretArn, a literal full
+    secret ARN or SSM parameter ARN. A name, a partial ARN (Fn::Sub cannot know the 6 random
+    characters) and a parameter (it admits either, and is a launcher's choice) are not."""
     if isinstance(value, str):
-        return value.startswith("arn:")
+        if _FULL_SECRET_ARN.match(value) or _SSM_PARAMETER_ARN.match(value):
+            return None
+        return "a partial secret ARN (no '-' and 6 random characters)" if ":secretsmanager:" in value else "a name: ECS reads a name as an SSM parameter"
     if isinstance(value, dict) and set(value) == {"Ref"}:
-        target = value["Ref"]
-        if _resource_type(template, target) == "AWS::SecretsManager::Secret":
-            return True
-        spec = _parameter(template, value)
-        return bool(spec) and str(spec.get("AllowedPattern", "")).startswith("^arn:")
+        if _resource_type(template, value["Ref"]) == "AWS::SecretsManager::Secret":
+            return None
+        if _parameter(template, value) is not None:
+            return "a parameter, which may hold a name or a partial ARN"
+        return "not a secret's ARN"
     if isinstance(value, dict) and "Fn::GetAtt" in value:
-        attr = value["Fn::GetAtt"][1] if isinstance(value["Fn::GetAtt"], list) else str(value["Fn::GetAtt"]).split(".", 1)[-1]
-        return attr.endswith("Arn")
+        arg = value["Fn::GetAtt"]
+        name, attr = arg if isinstance(arg, list) else str(arg).split(".", 1)
+        rtype = _resource_type(template, name)
+        if (rtype, attr) in ((SECRET_LOOKUP_TYPE, "Arn"), ("AWS::SecretsManager::Secret", "Id")):
+            return None
+        return f"attribute {attr} of a {rtype or 'missing resource'}, not a looked-up secret ARN ({SECRET_LOOKUP_TYPE})"
     if isinstance(value, dict) and "Fn::Sub" in value:
-        return all(t.startswith("arn:") for t in sub_text(value))
-    return False
-
-
-def _arn_guarded(template: dict, value: Any) -> list[Any]:
-    """The values of `value` that may not be ARNs: Fn::If branches expanded, except a `Ref P`
-    branch whose condition tests that P starts with "arn:" (Equals(Select(0, Split(":", P...)), "arn"))."""
-    if isinstance(value, dict) and set(value) == {"Fn::If"}:
-        cond, a, b = value["Fn::If"]
-        test = (template.get("Conditions") or {}).get(cond)
-        guarded = None
-        if isinstance(test, dict) and "Fn::Equals" in test:
-            left, right = test["Fn::Equals"]
-            if right == "arn" and isinstance(left, dict) and "Fn::Select" in left:
-                names = refs(left) & set(template.get("Parameters") or {})
-                guarded = next(iter(names)) if len(names) == 1 else None
-        keep_a = [] if (guarded and a == {"Ref": guarded}) else _arn_guarded(template, a)
-        return keep_a + _arn_guarded(template, b)
-    return alternatives(value)
+        shapes = sub_text(value)
+        if shapes and all(t.startswith("arn:") and ":ssm:" in t and ":parameter/" in t for t in shapes):
+            return None
+        if any(":secretsmanager:" in t for t in shapes):
+            return "a partial secret ARN built with Fn::Sub (the 6 random characters are known only by lookup: Custom::SecretArn)"
+        return "a name: ECS reads a name as an SSM parameter"
+    return "not known to be a full ARN"
 
 
 @aws_rule(
     "ecs-secrets-by-arn",
-    "ECS Secrets[].ValueFrom is the ARN of a Secrets Manager secret (a bare name is read as an SSM parameter)",
+    "ECS Secrets[].ValueFrom is the full ARN of a Secrets Manager secret (a Ref to a secret, GetAtt Arn of Custom::SecretArn) or of an SSM parameter: a bare name is read as an SSM parameter, a partial ARN is undocumented",
 )
 def ecs_secrets_by_arn(template: dict) -> list[Violation]:
     out: list[Violation] = []
@@ -120,9 +123,10 @@ def ecs_secrets_by_arn(template: dict) -> list[Violation]:
             for secret in secrets:
                 if not isinstance(secret, dict):
                     continue
-                for value in _arn_guarded(template, secret.get("ValueFrom")):
-                    if not _is_arn(template, value):
-                        out.append(Violation("ecs-secrets-by-arn", name, f"secret {secret.get('Name')} takes ValueFrom {value!r}, which may be a name: ECS reads a name as an SSM parameter"))
+                for value in alternatives(secret.get("ValueFrom")):
+                    problem = _full_arn_problem(template, value)
+                    if problem:
+                        out.append(Violation("ecs-secrets-by-arn", name, f"secret {secret.get('Name')} takes ValueFrom {value!r}: {problem}"))
     return out
 
 

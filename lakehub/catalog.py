@@ -24,10 +24,11 @@ launches carry cost-allocation tags.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from awacs.aws import Action, Allow, BoolIfExists, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import Action, Allow, BoolIfExists, Condition, Deny, PolicyDocument, Principal, Statement, StringEquals
 from awacs.sts import AssumeRole
 from troposphere import Equals, GetAtt, Join, Not, Ref, Select, Split, Sub, Template, iam
 from troposphere import servicecatalog as sc
@@ -36,7 +37,7 @@ from lakehub import __version__, names
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, custom_resource, platform_tags, template_url
 from lakehub.functions import add_function
 from lakehub.rules import add_checkov_skip
-from lakehub.settings import Settings
+from lakehub.settings import Settings, default_settings
 
 MAX_PRINCIPALS = 10
 MAX_TAG_VALUES = 10
@@ -60,18 +61,30 @@ def _arn(text: str) -> str:
 
 @dataclass(frozen=True)
 class Product:
-    key: str  # logical-ID stem: TierProduct, TierLaunchRole, ...
+    key: str  # logical-ID stem: TierProduct, TierLaunchRole, HubPiiProduct, ...
     filename: str
     name: str  # display name after the platform name
     description: str
     role_arns: tuple[str, ...]  # IAM roles the product's template creates (Fn::Sub patterns)
     passed_to: str  # the service those roles are passed to
+    secrets: tuple[str, ...]  # Secrets Manager secrets the product's template creates (Fn::Sub patterns)
     instance_profiles: tuple[str, ...] = ()
     extra_ssm: tuple[str, ...] = ()  # public SSM parameters it reads (Fn::Sub patterns)
+    tier: str = ""  # the settings tier a hub product launches for ("" for the tier product)
+    # Resources of the main stack's own tiers (Fn::Sub patterns) the launch role may never change.
+    denied: tuple[str, ...] = ()
 
 
-PRODUCTS: tuple[Product, ...] = (
-    Product(
+def _secret_arn(name: str) -> str:
+    return _arn(f"secretsmanager:{REGION}:{ACCOUNT}:secret:{name}")
+
+
+def tier_product(settings: Settings) -> Product:
+    """The self-service tier product. Its tiers take any name but a settings tier's (a template
+    constraint refuses those), and its launch role is denied the settings tiers' roles and
+    secrets besides."""
+    settings_tiers = [t.name for t in settings.tiers]
+    return Product(
         key="Tier",
         filename=names.TIER_TEMPLATE,
         name="tier (JupyterHub on ECS)",
@@ -80,21 +93,46 @@ PRODUCTS: tuple[Product, ...] = (
         # CloudFormation-generated names that start with the provisioned product's stack name.
         role_arns=(_arn(f"iam::{ACCOUNT}:role/{PLATFORM}-*-tier"), _arn(f"iam::{ACCOUNT}:role/{SC_STACK}")),
         passed_to="ecs-tasks.amazonaws.com",
-    ),
-    Product(
-        key="Hub",
+        # The tier's own generated secrets (<platform>/<tier>/...), never the platform team's
+        # sign-in secrets beside them.
+        secrets=(_secret_arn(f"{PLATFORM}/*/cookie-secret-??????"), _secret_arn(f"{PLATFORM}/*/cognito-client-secret-??????")),
+        denied=tuple(_arn(f"iam::{ACCOUNT}:role/{PLATFORM}-{t}-tier") for t in settings_tiers)
+        + tuple(_secret_arn(f"{PLATFORM}/{t}/*") for t in settings_tiers),
+    )
+
+
+def hub_product(tier: str) -> Product:
+    """The on-demand hub product of one settings tier: its copy pins TierName, its roles live
+    under /lakehub/<platform>/<tier>/ and its secrets under <platform>/<tier>/hubs/."""
+    path = names.IAM_PATH_SUB + tier + "/"
+    return Product(
+        key=f"Hub{tier.capitalize()}",
         filename=names.HUB_INSTANCE_TEMPLATE,
-        name="on-demand hub (JupyterHub on EC2)",
-        description="JupyterHub on one EC2 instance of your choice (general, memory or GPU) with one tier's data access; stops itself when idle",
-        role_arns=(_arn(f"iam::{ACCOUNT}:role" + names.IAM_PATH_SUB + "*"),),
+        name=f"{tier} on-demand hub (JupyterHub on EC2)",
+        description=f"JupyterHub on one EC2 instance of your choice (general, memory or GPU) with the {tier} tier's data access; stops itself when idle",
+        role_arns=(_arn(f"iam::{ACCOUNT}:role" + path + "*"),),
         passed_to="ec2.amazonaws.com",
-        instance_profiles=(_arn(f"iam::{ACCOUNT}:instance-profile" + names.IAM_PATH_SUB + "*"),),
+        secrets=(_secret_arn(f"{PLATFORM}/{tier}/hubs/*"),),
+        instance_profiles=(_arn(f"iam::{ACCOUNT}:instance-profile" + path + "*"),),
         extra_ssm=(
             _arn(f"ssm:{REGION}::parameter/aws/service/ami-amazon-linux-latest/*"),
             _arn(f"ssm:{REGION}::parameter/aws/service/deeplearning/ami/*"),
         ),
-    ),
-)
+        tier=tier,
+    )
+
+
+def products(settings: Settings) -> tuple[Product, ...]:
+    """The tier product and one on-demand hub product per settings tier."""
+    return (tier_product(settings), *(hub_product(t.name) for t in settings.tiers))
+
+
+def hub_principals_param(tier: str) -> str:
+    """Parameter naming who may launch on-demand hubs of a settings tier."""
+    return f"{tier.capitalize()}HubPrincipalArns"
+
+
+PRODUCTS: tuple[Product, ...] = products(default_settings())  # of the default settings (tests, docs)
 
 
 @dataclass(frozen=True)
@@ -144,13 +182,15 @@ def _iam_instance_profile(p: Product) -> list[Grant]:
 
 def _secret(p: Product) -> list[Grant]:
     return [
+        # Only the secrets the product creates (GetSecretValue: CloudFormation's read and update
+        # handlers of AWS::SecretsManager::Secret call it), never the platform's sign-in secrets.
         Grant(
             "ManageSecrets",
             (
                 "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret",
                 "secretsmanager:UpdateSecret", "secretsmanager:GetSecretValue", "secretsmanager:TagResource", "secretsmanager:UntagResource",
             ),
-            (_in_account("secretsmanager", f"secret:{PLATFORM}/*"),),
+            p.secrets,
         ),
         Grant("GenerateSecretValues", ("secretsmanager:GetRandomPassword",)),
     ]
@@ -376,6 +416,7 @@ def _scaling_policy(p: Product) -> list[Grant]:
 RESOURCE_PERMISSIONS: dict[str, Grants] = {
     "AWS::IAM::Role": _iam_role,
     "AWS::IAM::InstanceProfile": _iam_instance_profile,
+    "AWS::IAM::RolePolicy": _iam_role,  # an inline policy of a product role: PutRolePolicy on it
     "AWS::SecretsManager::Secret": _secret,
     "AWS::Cognito::UserPoolClient": _user_pool_client,
     "AWS::Cognito::UserPoolGroup": _user_pool_group,
@@ -396,6 +437,7 @@ RESOURCE_PERMISSIONS: dict[str, Grants] = {
 CUSTOM_RESOURCE_FUNCTIONS: dict[str, str] = {
     names.SEED_FUNCTION_ARN: "seed_notebooks",
     names.LISTENER_PRIORITY_FUNCTION_ARN: "listener_priority",
+    names.SECRET_ARN_FUNCTION_ARN: "secret_arn",
 }
 CUSTOM_TYPE = "AWS::CloudFormation::CustomResource"
 
@@ -517,9 +559,30 @@ def _statement(g: Grant) -> Statement:
     )
 
 
+# What a launch role may never do to the main stack's own tiers (Product.denied): change their
+# roles or pass them, or touch the secrets in their namespaces.
+DENIED_ACTIONS = (
+    "iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRole", "iam:DeleteRolePolicy", "iam:PassRole", "iam:PutRolePolicy",
+    "iam:TagRole", "iam:UntagRole", "iam:UpdateAssumeRolePolicy", "iam:UpdateRole", "iam:UpdateRoleDescription",
+    "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue", "secretsmanager:TagResource", "secretsmanager:UntagResource", "secretsmanager:UpdateSecret",
+)
+
+
+def deny_statement(p: Product) -> Statement:
+    return Statement(
+        Sid="KeepOffPlatformTiers",
+        Effect=Deny,
+        Action=[Action(*a.split(":", 1)) for a in DENIED_ACTIONS],
+        Resource=[Sub(r) for r in p.denied],
+    )
+
+
 def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
     grants = launch_grants(p, template)
     statements = [_statement(g) for g in grants]
+    if p.denied:
+        statements.append(deny_statement(p))
     role = b.add(
         iam.Role(
             f"{p.key}LaunchRole",
@@ -561,9 +624,26 @@ def artifact_version(template: Template) -> str:
     return f"v{__version__}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
-def add_parameters(b: Builder) -> None:
+PRINCIPALS_PATTERN = r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$"
+
+
+def add_sign_in_params(b: Builder) -> None:
+    """The platform's sign-in settings (the main stack's own parameters, passed through): every
+    product copy pins them, so no launch chooses an identity provider."""
+    from lakehub import tier as tier_mod
+
+    tier_template = tier_mod.build_tier(default_settings())
+    labels = tier_template.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"]
+    for name in tier_mod.SIGN_IN_PARAMS:
+        p = tier_template.parameters[name]
+        props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
+        b.param(name, "Platform sign-in (pinned in every product)", labels[name]["default"], p.properties["Description"], **props)
+
+
+def add_parameters(b: Builder, settings: Settings) -> None:
     add_platform_name_param(b)
     add_assets_params(b)
+    add_sign_in_params(b)
     g = "Self-service portfolio"
     b.param(
         PROVIDER_NAME,
@@ -577,13 +657,25 @@ def add_parameters(b: Builder) -> None:
     b.param(
         names.PRINCIPAL_ARNS,
         g,
-        "Who may launch",
-        f"Comma-separated ARNs of IAM roles or groups (at most {MAX_PRINCIPALS}) given the portfolio; empty: associate principals later",
+        "Who may launch tiers",
+        f"Comma-separated ARNs of IAM roles or groups (at most {MAX_PRINCIPALS}) given the tier portfolio; empty: associate principals later",
         type="CommaDelimitedList",
         Default="",
-        AllowedPattern=r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$",
+        AllowedPattern=PRINCIPALS_PATTERN,
         ConstraintDescription="IAM role or group ARNs, separated by commas",
     )
+    for tier in settings.tiers:
+        b.param(
+            hub_principals_param(tier.name),
+            g,
+            f"Who may launch {tier.name} on-demand hubs",
+            f"Comma-separated ARNs of IAM roles or groups (at most {MAX_PRINCIPALS}) given the {tier.name} hub portfolio: "
+            f"their hubs reach the {tier.name} tier's data; empty: nobody (associate principals later)",
+            type="CommaDelimitedList",
+            Default="",
+            AllowedPattern=PRINCIPALS_PATTERN,
+            ConstraintDescription="IAM role or group ARNs, separated by commas",
+        )
     b.param(
         SELF_SERVICE_PREFIXES,
         g,
@@ -613,14 +705,14 @@ def _padded(param: str, slots: int):
     return Split(",", Join(",", [Join(",", Ref(param))] + [""] * (slots - 1)))
 
 
-def add_principals(b: Builder, portfolio) -> None:
-    items = _padded(names.PRINCIPAL_ARNS, MAX_PRINCIPALS)
+def add_principals(b: Builder, portfolio, param: str = names.PRINCIPAL_ARNS, stem: str = "") -> None:
+    items = _padded(param, MAX_PRINCIPALS)
     for i in range(MAX_PRINCIPALS):
-        cond = f"HasPrincipal{i + 1}"
+        cond = f"Has{stem}Principal{i + 1}"
         b.t.add_condition(cond, Not(Equals(Select(i, items), "")))
         b.add(
             sc.PortfolioPrincipalAssociation(
-                f"PrincipalAssociation{i + 1}",
+                f"{stem}PrincipalAssociation{i + 1}",
                 Condition=cond,
                 PortfolioId=Ref(portfolio),
                 PrincipalARN=Select(i, items),
@@ -629,7 +721,9 @@ def add_principals(b: Builder, portfolio) -> None:
         )
 
 
-def add_tag_options(b: Builder, portfolio) -> None:
+def add_tag_options(b: Builder, portfolios: dict[str, Any]) -> None:
+    """Tag options, associated with every portfolio ({logical-ID stem: portfolio}; "" for the
+    tier portfolio, whose association IDs predate the hub portfolios)."""
     for param, key in TAG_OPTION_KEYS.items():
         items = _padded(param, MAX_TAG_VALUES)
         stem = "".join(part.capitalize() for part in key.split("-"))
@@ -637,7 +731,8 @@ def add_tag_options(b: Builder, portfolio) -> None:
             cond = f"Has{stem}{i + 1}"
             b.t.add_condition(cond, Not(Equals(Select(i, items), "")))
             option = b.add(sc.TagOption(f"{stem}TagOption{i + 1}", Condition=cond, Key=key, Value=Select(i, items), Active=True))
-            b.add(sc.TagOptionAssociation(f"{stem}TagOption{i + 1}Association", Condition=cond, ResourceId=Ref(portfolio), TagOptionId=Ref(option)))
+            for owner, portfolio in portfolios.items():
+                b.add(sc.TagOptionAssociation(f"{owner}{stem}TagOption{i + 1}Association", Condition=cond, ResourceId=Ref(portfolio), TagOptionId=Ref(option)))
 
 
 def platform_rule() -> Sub:
@@ -666,6 +761,40 @@ def prefixes_rule() -> Sub:
     )
 
 
+def same_tier_rule(tier: str) -> str:
+    """A template constraint: a tier's hub product launches for that tier only."""
+    return json.dumps(
+        {
+            "SameTier": {
+                "Assertions": [
+                    {
+                        "Assert": {"Fn::Equals": [{"Ref": names.TIER_NAME}, tier]},
+                        "AssertDescription": f"This product launches hubs of the {tier} tier only: keep TierName {tier}",
+                    }
+                ]
+            }
+        }
+    )
+
+
+def not_a_platform_tier_rule(settings: Settings) -> str:
+    """A template constraint: a self-service tier never takes the name of one of main's tiers
+    (their roles, secrets and notebook folders are named after it)."""
+    taken = [t.name for t in settings.tiers]
+    return json.dumps(
+        {
+            "NotAPlatformTier": {
+                "Assertions": [
+                    {
+                        "Assert": {"Fn::Not": [{"Fn::Contains": [taken, {"Ref": names.TIER_NAME}]}]},
+                        "AssertDescription": f"TierName may not be one of the platform's own tiers ({', '.join(taken)})",
+                    }
+                ]
+            }
+        }
+    )
+
+
 PLATFORM_TEMPLATES = "templates/platforms/"  # under AssetsKeyPrefix: <platform>/<product file>
 
 
@@ -678,6 +807,11 @@ def platform_defaults(template: Template, build_platform: str) -> dict[str, Any]
         if props.get("Type", "").startswith("AWS::SSM::Parameter::Value") and props.get("Default") == names.ssm_name(build_platform, name):
             out[name] = Sub(names.SSM_NAME_SUB + name)
     return out
+
+
+def copy_filename(p: Product) -> str:
+    """File name of a product's copy (hub products of several tiers copy one template)."""
+    return p.filename if not p.tier else p.filename.replace(".template.yaml", f"-{p.tier}.template.yaml")
 
 
 def add_product_template_function(b: Builder) -> Any:
@@ -701,6 +835,17 @@ def add_product_template_function(b: Builder) -> Any:
     )
 
 
+def platform_pins(p: Product) -> dict[str, Any]:
+    """The parameters a product's copy allows one value for: the platform's sign-in settings,
+    and a hub product's tier."""
+    from lakehub import tier as tier_mod
+
+    pins: dict[str, Any] = {name: Ref(name) for name in tier_mod.SIGN_IN_PARAMS}
+    if p.tier:
+        pins[names.TIER_NAME] = p.tier
+    return pins
+
+
 def add_product_template(b: Builder, p: Product, template: Template, version: str, build_platform: str) -> Any:
     from lakehub.assets import template_key
 
@@ -711,15 +856,18 @@ def add_product_template(b: Builder, p: Product, template: Template, version: st
             ServiceToken=GetAtt("ProductTemplateFunction", "Arn"),
             Bucket=Ref(names.ASSETS_BUCKET_NAME),
             SourceKey=Sub("${" + names.ASSETS_KEY_PREFIX + "}" + template_key(p.filename)),
-            TargetKey=Sub("${" + names.ASSETS_KEY_PREFIX + "}" + PLATFORM_TEMPLATES + PLATFORM + "/" + p.filename),
+            TargetKey=Sub("${" + names.ASSETS_KEY_PREFIX + "}" + PLATFORM_TEMPLATES + PLATFORM + "/" + copy_filename(p)),
             Defaults=platform_defaults(template, build_platform),
+            Pins=platform_pins(p),
             Version=version,
         )
     )
 
 
-def add_product(b: Builder, portfolio, p: Product, template: Template, build_platform: str) -> sc.CloudFormationProduct:
+def add_product(b: Builder, portfolio, p: Product, template: Template, settings: Settings) -> sc.CloudFormationProduct:
+    build_platform = settings.platform_name
     version = artifact_version(template)
+    copy = add_product_template(b, p, template, version, build_platform)
     product = b.add(
         sc.CloudFormationProduct(
             f"{p.key}Product",
@@ -730,11 +878,13 @@ def add_product(b: Builder, portfolio, p: Product, template: Template, build_pla
             SupportDescription="See docs/SELF_SERVICE.md of the lakehub repository",
             ProvisioningArtifactParameters=[
                 sc.ProvisioningArtifactProperties(
-                    Name=version,
+                    # The build's version and the digest of this platform's copy: a change of the
+                    # pinned sign-in values (main's parameters) is a new version of the product.
+                    Name=Sub("${Version}-${Digest}", Version=version, Digest=GetAtt(copy, "Digest")),
                     Description=f"{p.filename} {version}",
                     Type="CLOUD_FORMATION_TEMPLATE",
                     # This platform's copy of the template (its SSM defaults name this platform).
-                    Info=sc.Info(LoadTemplateFromURL=GetAtt(add_product_template(b, p, template, version, build_platform), "TemplateUrl")),
+                    Info=sc.Info(LoadTemplateFromURL=GetAtt(copy, "TemplateUrl")),
                 )
             ],
             Tags=platform_tags(),
@@ -764,7 +914,29 @@ def add_product(b: Builder, portfolio, p: Product, template: Template, build_pla
             Description="Launches join this portfolio's platform",
         )
     )
+    if p.tier:
+        # Also pinned in the copy (AllowedValues): a launch for another tier is refused twice.
+        b.add(
+            sc.LaunchTemplateConstraint(
+                f"{p.key}TierConstraint",
+                DependsOn=[association.title],
+                PortfolioId=Ref(portfolio),
+                ProductId=Ref(product),
+                Rules=same_tier_rule(p.tier),
+                Description=f"Hubs of this product reach the {p.tier} tier only",
+            )
+        )
     if p.key == "Tier":
+        b.add(
+            sc.LaunchTemplateConstraint(
+                "TierNameConstraint",
+                DependsOn=[association.title],
+                PortfolioId=Ref(portfolio),
+                ProductId=Ref(product),
+                Rules=not_a_platform_tier_rule(settings),
+                Description="Tiers launched from the catalog never take the name of one of the platform's own tiers",
+            )
+        )
         # A tier's role reaches the prefixes its launcher names: only those the platform team
         # listed may be named (Fn::EachMemberIn: each asked prefix must be one of them).
         b.add(
@@ -778,7 +950,7 @@ def add_product(b: Builder, portfolio, p: Product, template: Template, build_pla
             )
         )
     b.output(f"{p.key}ProductId", Ref(product), f"Service Catalog product: {p.name}")
-    b.output(f"{p.key}ProvisioningArtifactName", version, f"Version of the {p.name} product")
+    b.output(f"{p.key}ProvisioningArtifactName", Sub("${Version}-${Digest}", Version=version, Digest=GetAtt(copy, "Digest")), f"Version of the {p.name} product")
     b.output(f"{p.key}LaunchRoleArn", GetAtt(role, "Arn"), f"Launch role of the {p.name} product")
     return product
 
@@ -844,8 +1016,8 @@ def add_hub_user_policy(b: Builder) -> iam.ManagedPolicy:
 
 
 def build_catalog(settings: Settings, children: dict[str, Template]) -> Template:
-    b = Builder("lakehub self-service: a Service Catalog portfolio with a tier product and an on-demand hub product")
-    add_parameters(b)
+    b = Builder("lakehub self-service: Service Catalog portfolios: a tier product, and an on-demand hub product per platform tier")
+    add_parameters(b, settings)
     add_log_retention_param(b, settings.log_retention_days, "Logging")
     add_product_template_function(b)
     portfolio = b.add(
@@ -853,16 +1025,33 @@ def build_catalog(settings: Settings, children: dict[str, Template]) -> Template
             "Portfolio",
             DisplayName=Sub(PLATFORM + " data science"),
             ProviderName=Ref(PROVIDER_NAME),
-            Description="lakehub: launch a data-access tier (JupyterHub on ECS) or your own on-demand JupyterHub on EC2",
+            Description="lakehub: launch a data-access tier (JupyterHub on ECS) with the data-lake prefixes the platform team lists",
             Tags=platform_tags(),
         )
     )
-    for p in PRODUCTS:
+    portfolios = {"": portfolio}
+    for p in products(settings):
         if p.filename not in children:
             raise CatalogError(f"the {p.key} product needs {p.filename}, which this build does not generate")
-        add_product(b, portfolio, p, children[p.filename], settings.platform_name)
+        owner = portfolio
+        if p.tier:
+            # One portfolio per platform tier: who may launch hubs that reach a tier's data is the
+            # platform team's decision (its own principal parameter), not the launcher's.
+            owner = b.add(
+                sc.Portfolio(
+                    f"{p.key}Portfolio",
+                    DisplayName=Sub(PLATFORM + f" {p.tier} on-demand hubs"),
+                    ProviderName=Ref(PROVIDER_NAME),
+                    Description=f"lakehub: your own JupyterHub on EC2 with the {p.tier} tier's data access",
+                    Tags=platform_tags(),
+                )
+            )
+            portfolios[p.key] = owner
+            add_principals(b, owner, hub_principals_param(p.tier), p.key)
+            b.output(f"{p.key}PortfolioId", Ref(owner), f"Service Catalog portfolio of {p.tier} on-demand hubs")
+        add_product(b, owner, p, children[p.filename], settings)
     add_principals(b, portfolio)
-    add_tag_options(b, portfolio)
+    add_tag_options(b, portfolios)
     add_hub_user_policy(b)
-    b.output("PortfolioId", Ref(portfolio), "Service Catalog portfolio of the platform")
+    b.output("PortfolioId", Ref(portfolio), "Service Catalog portfolio of the platform (tier product)")
     return b.finish()

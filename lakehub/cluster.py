@@ -10,6 +10,7 @@ under main or launched on its own from Service Catalog.
 from __future__ import annotations
 
 from awacs import elasticloadbalancing as awacs_elb
+from awacs import secretsmanager as awacs_secretsmanager
 from awacs import ssm as awacs_ssm
 from awacs.aws import Allow, Statement
 from troposphere import (
@@ -70,6 +71,17 @@ ELB_LOG_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 ALB_LOG_PREFIX = "alb"
 ALB_LOG_DAYS = 365
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+# Deliberate checkov exceptions of the secret lookup function (docs/SECURITY.md lists every one).
+SECRET_ARN_NO_VPC = (
+    "The function calls only Secrets Manager's DescribeSecret (names and ARNs, never a value) with its own "
+    "least-privilege role and serves no network clients; inside the VPC it would need NAT or an interface endpoint and gain nothing"
+)
+SECRET_ARN_ENV_AWS_KEY = (
+    "The environment holds only the platform name (LAKEHUB_PLATFORM_NAME), no secret; Lambda encrypts environment "
+    "variables at rest with an AWS-managed key, and a customer-managed key would add cost and a key policy"
+)
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
@@ -422,6 +434,31 @@ def build_cluster(settings: Settings):
         timeout=60,
     )
 
+    # ECS takes a Secrets Manager secret by its full ARN (docs/AWS_NOTES.md): tiers look the
+    # platform team's sign-in secrets up by name with this function. It reads only names under
+    # the platform's own (its environment, not a property, says which platform).
+    secret_arn_fn = add_function(
+        b,
+        "SecretArnFunction",
+        "secret_arn",
+        "lakehub: looks up the full ARN of a sign-in secret under the platform's name",
+        statements=[
+            Statement(
+                Sid="DescribePlatformSecrets",
+                Effect=Allow,
+                Action=[awacs_secretsmanager.DescribeSecret],
+                Resource=[Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + names.PLATFORM_NAME + "}/*")],
+            ),
+        ],
+        retention=Ref(names.LOG_RETENTION_DAYS),
+        timeout=60,
+        environment={"LAKEHUB_PLATFORM_NAME": Ref(names.PLATFORM_NAME)},
+        skip_reasons={
+            "CKV_AWS_117": SECRET_ARN_NO_VPC,
+            "CKV_AWS_173": SECRET_ARN_ENV_AWS_KEY,
+        },
+    )
+
     values = {
         names.VPC_ID: Ref(names.VPC_ID),
         names.VPC_CIDR: Ref(names.VPC_CIDR),
@@ -439,6 +476,7 @@ def build_cluster(settings: Settings):
         names.LOAD_BALANCER_FULL_NAME: GetAtt(lb, "LoadBalancerFullName"),
         names.TASK_SECURITY_GROUP_ID: Ref(task_sg),
         names.LISTENER_PRIORITY_FUNCTION_ARN: GetAtt(priority_fn, "Arn"),
+        names.SECRET_ARN_FUNCTION_ARN: GetAtt(secret_arn_fn, "Arn"),
         names.LOG_GROUP_NAME: Ref(log_group),
         names.USER_POOL_ID: If("UseCognito", Ref(pool), "none"),
         names.USER_POOL_DOMAIN_URL: If("UseCognito", Sub("https://${UserPoolDomain}.auth.${AWS::Region}.amazoncognito.com"), "none"),
@@ -470,5 +508,6 @@ def build_cluster(settings: Settings):
     b.output(names.LOG_GROUP_NAME, Ref(log_group), "Log group of the platform's tasks")
     b.output(names.USER_POOL_ID, If("UseCognito", Ref(pool), "none"), "Cognito user pool (cognito sign-in), or 'none'")
     b.output(names.LISTENER_PRIORITY_FUNCTION_ARN, GetAtt(priority_fn, "Arn"), "Function that allocates listener-rule priorities (ServiceToken)")
+    b.output(names.SECRET_ARN_FUNCTION_ARN, GetAtt(secret_arn_fn, "Arn"), "Function that looks up the full ARN of a sign-in secret (ServiceToken)")
     b.output("PlatformParameterPath", Sub(names.SSM_NAME_SUB), "SSM path under which the platform publishes its values")
     return b.finish()

@@ -25,7 +25,7 @@ from awacs import ssm as awacs_ssm
 from awacs import ssmmessages as awacs_ssmmessages
 from awacs import s3 as awacs_s3
 from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
-from awacs.sts import AssumeRole
+from awacs.sts import AssumeRole, SetSourceIdentity
 from troposphere import Condition as Condition_
 from troposphere import (
     And,
@@ -48,6 +48,7 @@ from troposphere.policies import CreationPolicy, ResourceSignal
 from lakehub import names
 from lakehub import tier as tier_mod
 from lakehub.common import Builder, add_image_tag_param, custom_resource, platform_tags
+from lakehub.rules import add_checkov_skip
 from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
 from lakehub.settings import Settings
 
@@ -68,6 +69,7 @@ INSTANCE_ID = "InstanceId"
 PORT_FORWARD_COMMAND = "PortForwardCommand"
 HUB_URL = "HubUrl"
 INSTANCE_ROLE_ARN = "InstanceRoleArn"
+USER_ROLE_ARN = "UserRoleArn"
 
 PRODUCT_TAG_VALUE = names.ON_DEMAND_HUB_PRODUCT
 HOST_PREFIX = "hub-"  # load-balancer access: hub-<HostName>.<domain>, never a tier's host
@@ -144,6 +146,8 @@ IDLE_MAP = "IdlePeriods"
 TYPES_MAP = "InstanceTypes"
 CONTAINER_NAME = "lakehub-hub"
 ENV_FILE = "/etc/lakehub/hub.env"
+IMDS_GUARD = "/usr/local/sbin/lakehub-imds-guard"
+IMDS_GUARD_UNIT = "/etc/systemd/system/lakehub-imds-guard.service"
 SIGNAL_TIMEOUT = "PT25M"
 # Boot waits for egress up to 120 x (5 s + up to 5 s): the NAT instance may be starting.
 EGRESS_WAIT_ATTEMPTS = 120
@@ -396,13 +400,15 @@ def ec2_trust() -> PolicyDocument:
 
 
 def role_path() -> Sub:
-    """IAM path of the roles this product makes: the launch role may manage only these."""
-    return Sub(names.IAM_PATH_SUB)
+    """IAM path of the roles this product makes: /lakehub/<platform>/<tier>/. The launch role of
+    a tier's hub product may manage only these (lakehub.catalog)."""
+    return Sub(names.IAM_PATH_SUB + "${" + names.TIER_NAME + "}/")
 
 
-def add_instance_role(b: Builder, settings: Settings, secrets: list) -> iam.Role:
-    """The instance role: one tier's data-lake prefixes and notebook folder (as the tier role),
-    the hub image, the platform log group, this hub's secrets, and Session Manager."""
+def add_user_role(b: Builder, settings: Settings, instance_role: iam.Role) -> iam.Role:
+    """The user role: what users' servers run with (one tier's data-lake prefixes and notebook
+    folder, as the tier role), and nothing of the hub's. Only the instance role may assume it
+    (the hub does, per user, with the user as SourceIdentity: lakehub_hub.credentials)."""
     data_bucket = Ref(names.DATA_BUCKET_NAME)
     notebook_bucket = Ref(names.NOTEBOOK_BUCKET_NAME)
     # The tiers' prefixes are build-time settings: each statement's values are literal lists,
@@ -422,22 +428,6 @@ def add_instance_role(b: Builder, settings: Settings, secrets: list) -> iam.Role
         *data,
         # The tier's notebook folder, as the tier role has it.
         *tier_notebook_statements(notebook_bucket),
-        # Pull and run the hub image, as a tier's execution role does.
-        *hub_runtime_statements(secrets),
-        # Session Manager (the documented minimum for sessions and port forwarding; the
-        # managed AmazonSSMManagedInstanceCore policy grants much more).
-        Statement(
-            Sid="SessionManager",
-            Effect=Allow,
-            Action=[
-                awacs_ssm.UpdateInstanceInformation,
-                awacs_ssmmessages.CreateControlChannel,
-                awacs_ssmmessages.CreateDataChannel,
-                awacs_ssmmessages.OpenControlChannel,
-                awacs_ssmmessages.OpenDataChannel,
-            ],
-            Resource=["*"],
-        ),
     ]
     # Conditional statements sit inside the one policy (CloudFormation drops AWS::NoValue items).
     statements += [
@@ -455,16 +445,95 @@ def add_instance_role(b: Builder, settings: Settings, secrets: list) -> iam.Role
         ),
     ]
     # (a plain mapping: awacs' PolicyDocument refuses an Fn::If among its statements)
-    policies = [iam.Policy(PolicyName="hub-instance", PolicyDocument={"Version": "2012-10-17", "Statement": statements})]
+    policies = [iam.Policy(PolicyName="hub-users", PolicyDocument={"Version": "2012-10-17", "Statement": statements})]
     return b.add(
         iam.Role(
-            "InstanceRole",
+            "UserRole",
             Path=role_path(),
-            Description=Sub("lakehub on-demand hub (tier ${TierName}, owner ${Owner}): the tier's data-lake prefixes and notebook folder only"),
-            AssumeRolePolicyDocument=ec2_trust(),
+            Description=Sub("lakehub on-demand hub users' servers (tier ${TierName}, owner ${Owner}): the tier's data-lake prefixes and notebook folder only"),
+            AssumeRolePolicyDocument=user_role_trust(instance_role),
+            # Role chaining (instance role -> user role) caps a session at one hour anyway.
             MaxSessionDuration=3600,
             Policies=policies,
             Tags=hub_tags(),
+        )
+    )
+
+
+def user_role_trust(instance_role: iam.Role) -> PolicyDocument:
+    """Only this hub's instance role, and it must be allowed to set the SourceIdentity it sends
+    (AssumeRole with SourceIdentity fails unless the trust policy allows sts:SetSourceIdentity)."""
+    return PolicyDocument(
+        Version="2012-10-17",
+        Statement=[
+            Statement(
+                Effect=Allow,
+                Principal=Principal("AWS", GetAtt(instance_role, "Arn")),
+                Action=[AssumeRole, SetSourceIdentity],
+            )
+        ],
+    )
+
+
+def add_instance_role(b: Builder, secrets: list) -> iam.Role:
+    """The instance role: what the hub itself needs (the hub image, the platform log group, this
+    hub's secrets, Session Manager), no data. Only root on the instance reaches it (the user
+    data's IMDS firewall); users' servers get the user role instead."""
+    statements = [
+        # Pull and run the hub image, as a tier's execution role does.
+        *hub_runtime_statements(secrets),
+        # Session Manager (the documented minimum for sessions and port forwarding; the
+        # managed AmazonSSMManagedInstanceCore policy grants much more).
+        Statement(
+            Sid="SessionManager",
+            Effect=Allow,
+            Action=[
+                awacs_ssm.UpdateInstanceInformation,
+                awacs_ssmmessages.CreateControlChannel,
+                awacs_ssmmessages.CreateDataChannel,
+                awacs_ssmmessages.OpenControlChannel,
+                awacs_ssmmessages.OpenDataChannel,
+            ],
+            Resource=["*"],
+        ),
+    ]
+    role = iam.Role(
+        "InstanceRole",
+        Path=role_path(),
+        Description=Sub("lakehub on-demand hub (tier ${TierName}, owner ${Owner}): the hub image, its logs and secrets, Session Manager; no data"),
+        AssumeRolePolicyDocument=ec2_trust(),
+        MaxSessionDuration=3600,
+        Policies=[iam.Policy(PolicyName="hub-instance", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+        Tags=hub_tags(),
+    )
+    add_checkov_skip(
+        role,
+        "CKV_AWS_111",
+        "ssm:UpdateInstanceInformation on * is Session Manager's documented minimum for an instance (AWS's AmazonSSMManagedInstanceCore grants it on *); it registers this instance with Systems Manager and writes no data; only root on the instance reaches this role (IMDS firewall)",
+    )
+    return b.add(role)
+
+
+def add_assume_user_role(b: Builder, instance_role: iam.Role, user_role: iam.Role) -> iam.RolePolicy:
+    """The instance role may assume the user role (a policy of its own: the two roles name each
+    other, and CloudFormation cannot create a cycle)."""
+    return b.add(
+        iam.RolePolicy(
+            "InstanceAssumesUserRole",
+            RoleName=Ref(instance_role),
+            PolicyName="assume-user-role",
+            # (a plain mapping: this resource type's PolicyDocument is typed as a dict)
+            PolicyDocument={
+                "Version": "2012-10-17",
+                "Statement": [
+                    Statement(
+                        Sid="ServeUsersTheUserRole",
+                        Effect=Allow,
+                        Action=[AssumeRole, SetSourceIdentity],
+                        Resource=[GetAtt(user_role, "Arn")],
+                    )
+                ],
+            },
         )
     )
 
@@ -480,9 +549,10 @@ def add_secrets(b: Builder):
     logouts = If("UseLoadBalancer", [Sub("${U}/login", U=local), Sub("${U}/login", U=public)], [Sub("${U}/login", U=local)])
     return tier_mod.add_hub_secrets(
         b,
-        "${PlatformName}/hubs/${AWS::StackName}",
+        # In the tier's secret namespace: the hub product of a tier manages only secrets there.
+        tier_mod.TIER_SECRET_PATH + "/hubs/${AWS::StackName}",
         "lakehub on-demand hub",
-        "this hub's instance role",
+        "this hub's instance role (root on the instance only: IMDS firewall)",
         Sub("${PlatformName}-${TierName}-hub-${Owner}"),
         callbacks,
         logouts,
@@ -525,6 +595,8 @@ def hub_env() -> dict:
         "LAKEHUB_HUB_PORT": str(names.HUB_PORT),
         "LAKEHUB_IDLE_TIMEOUT": FindInMap(IDLE_MAP, Ref(IDLE_MINUTES), "Seconds"),
         "LAKEHUB_SERVER_MODE": "shared",
+        # users' servers get this role from the hub (lakehub_hub.credentials), never the instance role
+        "LAKEHUB_USER_ROLE_ARN": GetAtt("UserRole", "Arn"),
         "AWS_REGION": Ref("AWS::Region"),
         "LAKEHUB_COGNITO_DOMAIN": Ref(names.USER_POOL_DOMAIN_URL),
         # as the tiers: the platform's user pool signs users in by email (its sub is a UUID)
@@ -567,7 +639,38 @@ for attempt in $(seq 1 ${EgressWaitAttempts}); do
   sleep 5
 done
 
-dnf install -y -q docker aws-cfn-bootstrap || fail "cannot install docker (no route to the package repositories?)"
+dnf install -y -q docker aws-cfn-bootstrap iptables-nft || fail "cannot install docker (no route to the package repositories?)"
+
+# Only root reaches the instance metadata service (IMDS, the instance role's credentials): the
+# hub runs as root in its container; users' servers are other uids on the same (host) network
+# and get the user role from the hub instead. A unit that docker requires puts the rule back
+# before docker (and so the hub) starts on every boot: the idle alarm stops and starts the hub.
+cat > ${ImdsGuard} <<'LAKEHUB_GUARD'
+#!/bin/bash
+set -e
+iptables -N LAKEHUB-IMDS 2>/dev/null || true
+iptables -F LAKEHUB-IMDS
+iptables -A LAKEHUB-IMDS -m owner --uid-owner 0 -j RETURN
+iptables -A LAKEHUB-IMDS -j REJECT
+iptables -C OUTPUT -d 169.254.169.254/32 -j LAKEHUB-IMDS 2>/dev/null || iptables -I OUTPUT 1 -d 169.254.169.254/32 -j LAKEHUB-IMDS
+LAKEHUB_GUARD
+chmod 0755 ${ImdsGuard}
+cat > ${ImdsGuardUnit} <<'LAKEHUB_UNIT'
+[Unit]
+Description=lakehub: only root may reach the instance metadata service
+Before=docker.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=${ImdsGuard}
+[Install]
+WantedBy=multi-user.target
+RequiredBy=docker.service
+LAKEHUB_UNIT
+systemctl daemon-reload
+systemctl enable --now lakehub-imds-guard.service || fail "cannot install the firewall rule that keeps users off the instance metadata service"
+iptables -C OUTPUT -d 169.254.169.254/32 -j LAKEHUB-IMDS || fail "the firewall rule that keeps users off the instance metadata service is missing"
+
 systemctl enable --now docker || fail "cannot start docker"
 
 IMAGE='${ImageRepositoryUri}:${ImageTag}'
@@ -580,6 +683,8 @@ docker pull -q "$IMAGE" \
 secret() { aws secretsmanager get-secret-value --region "$REGION" --secret-id "$1" --query SecretString --output text; }
 umask 077
 mkdir -p /etc/lakehub
+# Root only (0600): the hub's secrets are added below.
+install -m 0600 /dev/null ${EnvFile}
 cat > ${EnvFile} <<'LAKEHUB_ENV'
 ${Environment}
 LAKEHUB_ENV
@@ -598,8 +703,9 @@ fi
 unset value
 
 docker rm -f ${Container} >/dev/null 2>&1 || true
-# Host networking: the hub binds LAKEHUB_HUB_IP only, and the instance role reaches the
-# container through IMDSv2 with a hop limit of 1. The container survives stop and start.
+# Host networking: the hub binds LAKEHUB_HUB_IP only; the hub (root) reaches the instance role
+# through IMDSv2 with a hop limit of 1, users' servers cannot (the firewall rule above). The
+# container survives stop and start.
 docker run -d --name ${Container} --restart unless-stopped --network host ${GpuFlag} \
   --env-file ${EnvFile} \
   --log-driver awslogs --log-opt awslogs-region="$REGION" --log-opt awslogs-group='${LogGroupName}' \
@@ -628,13 +734,16 @@ def user_data(cookie, client_secret) -> Base64:
     variables.update(
         {
             "EnvFile": ENV_FILE,
+            "ImdsGuard": IMDS_GUARD,
+            "ImdsGuardUnit": IMDS_GUARD_UNIT,
             "Container": CONTAINER_NAME,
             "HubPort": str(names.HUB_PORT),
             "EgressWaitAttempts": str(EGRESS_WAIT_ATTEMPTS),
             "HealthPath": names.HUB_HEALTH_PATH,
             "CookieSecret": Ref(cookie),
-            "OAuthSecretId": If("UseCognito", Ref(client_secret), If("UseOidc", Ref(tier_mod.OAUTH_CLIENT_SECRET_ARN), "")),
-            "LdapSecretId": If("UseLdap", Ref(tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN), ""),
+            # The platform team's sign-in secrets of the tier, at their fixed names (never a parameter).
+            "OAuthSecretId": If("UseCognito", Ref(client_secret), If("UseOidc", tier_mod.platform_secret_name(tier_mod.OIDC_CLIENT_SECRET), "")),
+            "LdapSecretId": If("UseLdap", tier_mod.platform_secret_name(tier_mod.LDAP_BIND_PASSWORD), ""),
             "GpuFlag": If("IsGpu", "--gpus all", ""),
         }
     )
@@ -657,7 +766,8 @@ def add_instance(b: Builder, profile, sg, cookie, client_secret) -> ec2.Instance
                     Ebs=ec2.EbsBlockDevice(VolumeType="gp3", VolumeSize=Ref(VOLUME_SIZE), Encrypted=True, DeleteOnTermination=True),
                 )
             ],
-            MetadataOptions=ec2.MetadataOptions(HttpTokens="required", HttpEndpoint="enabled", HttpPutResponseHopLimit=1),
+            # IMDSv2 only; the IPv6 endpoint stays off (the user data's firewall rule is IPv4).
+            MetadataOptions=ec2.MetadataOptions(HttpTokens="required", HttpEndpoint="enabled", HttpPutResponseHopLimit=1, HttpProtocolIpv6="disabled"),
             Monitoring=False,
             PropagateTagsToVolumeOnCreation=True,
             UserData=user_data(cookie, client_secret),
@@ -758,19 +868,25 @@ def build_hub_instance(settings: Settings):
     add_parameters(b, settings)
     add_mappings(b, settings)
     add_conditions(b, settings)
-    tier_mod.add_secret_arn_conditions(b)
     add_rules(b)
 
     cookie, client, client_secret = add_secrets(b)
     # The cookie secret and the sign-in mode's secret (every mode has exactly one).
     secrets = [
         Ref(cookie),
-        If("UseCognito", Ref(client_secret), If("UseOidc", tier_mod.secret_name_arn(tier_mod.OAUTH_CLIENT_SECRET_ARN), tier_mod.secret_name_arn(tier_mod.LDAP_BIND_PASSWORD_SECRET_ARN))),
+        If(
+            "UseCognito",
+            Ref(client_secret),
+            If("UseOidc", tier_mod.platform_secret_arn(tier_mod.OIDC_CLIENT_SECRET), tier_mod.platform_secret_arn(tier_mod.LDAP_BIND_PASSWORD)),
+        ),
     ]
-    role = add_instance_role(b, settings, secrets)
+    role = add_instance_role(b, secrets)
+    user_role = add_user_role(b, settings, role)
+    assume = add_assume_user_role(b, role, user_role)
     profile = b.add(iam.InstanceProfile("InstanceProfile", Path=role_path(), Roles=[Ref(role)]))
     sg = add_security_group(b)
     instance = add_instance(b, profile, sg, cookie, client_secret)
+    instance.DependsOn = [assume.title]  # users' first spawn assumes the user role
     add_idle_alarm(b, instance)
     add_load_balancer_access(b, instance)
 
@@ -779,7 +895,8 @@ def build_hub_instance(settings: Settings):
     b.output(HUB_URL, hub_url(), "Where the hub answers (through the port forward, or the load balancer)")
     b.output("StopCommand", Sub("aws ec2 stop-instances --region ${AWS::Region} --instance-ids ${Instance}"), "Stop the hub now (it also stops itself when idle); only the volume is billed while stopped")
     b.output("StartCommand", Sub("aws ec2 start-instances --region ${AWS::Region} --instance-ids ${Instance}"), "Start a stopped hub again")
-    b.output(INSTANCE_ROLE_ARN, GetAtt(role, "Arn"), "IAM role of the hub (the tier's data-lake prefixes and notebook folder only)")
+    b.output(INSTANCE_ROLE_ARN, GetAtt(role, "Arn"), "IAM role of the hub instance (image, logs, this hub's secrets; no data)")
+    b.output(USER_ROLE_ARN, GetAtt(user_role, "Arn"), "IAM role of users' servers (the tier's data-lake prefixes and notebook folder only)")
     b.output("NotebookPrefix", Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"), "Where the hub's notebooks are stored (the tier's folder)")
     b.output("IdleStopAlarmName", Ref("IdleStopAlarm"), "CloudWatch alarm that stops the hub when idle")
     return b.finish()

@@ -138,8 +138,8 @@ def add_catalog(b: Builder, children: dict[str, Template]) -> None:
     b.param(
         names.PRINCIPAL_ARNS,
         "Self-service",
-        "Who may launch from Service Catalog",
-        "Comma-separated ARNs of IAM roles or groups given the self-service portfolio; empty: associate principals later",
+        "Who may launch tiers from Service Catalog",
+        "Comma-separated ARNs of IAM roles or groups given the self-service tier portfolio (on-demand hubs: one portfolio per tier, below); empty: associate principals later",
         type="CommaDelimitedList",
         Default="",
         AllowedPattern=r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$",
@@ -148,8 +148,11 @@ def add_catalog(b: Builder, children: dict[str, Template]) -> None:
     from lakehub import catalog as catalog_mod
 
     passed = {names.PRINCIPAL_ARNS: Join(",", Ref(names.PRINCIPAL_ARNS))}
+    # The platform's sign-in settings: the catalog pins every product copy to them.
+    passed.update({name: Ref(name) for name in tier_mod.SIGN_IN_PARAMS})
     child = children[names.CATALOG_TEMPLATE]
-    for name in (catalog_mod.SELF_SERVICE_PREFIXES, *catalog_mod.TAG_OPTION_KEYS):
+    hub_principals = [n for n in child.parameters if n.endswith("HubPrincipalArns")]
+    for name in (*hub_principals, catalog_mod.SELF_SERVICE_PREFIXES, *catalog_mod.TAG_OPTION_KEYS):
         p = child.parameters[name]
         props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
         label = child.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"][name]["default"]

@@ -892,6 +892,7 @@ PLAUSIBLE_PARAMETERS: dict[str, str] = {
     "TaskSecurityGroupId": "sg-0123456789abcdef0",
     "ListenerPriorityFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lakehub-listener-priority",
     "SeedFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lakehub-seed-notebooks",
+    "SecretArnFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lakehub-secret-arn",
     "LogGroupName": "/lakehub/lakehub/tasks",
     "UserPoolId": f"{REGION}_Example01",
     "UserPoolDomainUrl": f"https://lakehub-{ACCOUNT}.auth.{REGION}.amazoncognito.com",
@@ -974,6 +975,8 @@ _ARN_FORMATS = {
     "AWS::Cognito::UserPool": "arn:aws:cognito-idp:{r}:{a}:userpool/{r}_Example01",
     "AWS::Events::Rule": "arn:aws:events:{r}:{a}:rule/lakehub-{n}",
     "AWS::ServiceCatalog::Portfolio": "arn:aws:catalog:{r}:{a}:portfolio/port-example",
+    # lambdas/secret_arn: the full ARN of a secret the platform team created (name + 6 characters).
+    "Custom::SecretArn": "arn:aws:secretsmanager:{r}:{a}:secret:lakehub/pii/{n}-AbCdEf",
 }
 
 

@@ -84,6 +84,7 @@ TIER_SSM_PARAMS = {
     names.LOAD_BALANCER_HOSTED_ZONE_ID: "Load balancer hosted zone",
     names.TASK_SECURITY_GROUP_ID: "Hub task security group",
     names.LISTENER_PRIORITY_FUNCTION_ARN: "Listener priority function",
+    names.SECRET_ARN_FUNCTION_ARN: "Secret ARN lookup function",
     names.LOG_GROUP_NAME: "Task log group",
     names.NOTEBOOK_BUCKET_NAME: "Notebook bucket",
     names.DATA_BUCKET_NAME: "Data-lake bucket",
@@ -102,13 +103,27 @@ PLATFORM_GROUP = "Platform values (SSM parameter names; keep the defaults)"
 # Sign-in settings for the oidc and ldap modes (cognito needs none: the stack makes a client).
 OIDC_ISSUER = "OidcIssuer"
 OAUTH_CLIENT_ID = "OAuthClientId"
-OAUTH_CLIENT_SECRET_ARN = "OAuthClientSecretName"
 LDAP_URL = "LdapUrl"
 LDAP_BIND_DN = "LdapBindDn"
-LDAP_BIND_PASSWORD_SECRET_ARN = "LdapBindPasswordSecretName"
 LDAP_USER_SEARCH_BASE = "LdapUserSearchBase"
 LDAP_GROUP_SEARCH_BASE = "LdapGroupSearchBase"
-SIGN_IN_PARAMS = (OIDC_ISSUER, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET_ARN, LDAP_URL, LDAP_BIND_DN, LDAP_BIND_PASSWORD_SECRET_ARN, LDAP_USER_SEARCH_BASE, LDAP_GROUP_SEARCH_BASE)
+# The platform team sets these once on the main stack; Service Catalog copies pin each to the
+# platform's value (lakehub.catalog), so no launch chooses an identity provider.
+SIGN_IN_PARAMS = (OIDC_ISSUER, OAUTH_CLIENT_ID, LDAP_URL, LDAP_BIND_DN, LDAP_USER_SEARCH_BASE, LDAP_GROUP_SEARCH_BASE)
+
+# Secrets of the sign-in modes: never a parameter. The platform team creates them, one per tier,
+# at fixed names in the tier's namespace <platform>/<tier>/ (docs/SELF_SERVICE.md); everything a
+# tier or an on-demand hub reads lives under that namespace.
+TIER_SECRET_PATH = "${PlatformName}/${TierName}"
+OIDC_CLIENT_SECRET = "oidc_client_secret"
+LDAP_BIND_PASSWORD = "ldap_bind_password"
+# ECS takes them by full ARN (name + "-" + 6 random characters, docs/AWS_NOTES.md): the tier looks
+# each up with the platform's Custom::SecretArn (lambdas/secret_arn), only in the mode that uses it.
+# secret leaf -> (logical id of the lookup, its condition)
+SECRET_LOOKUPS = {
+    OIDC_CLIENT_SECRET: ("OidcClientSecretArn", "UseOidc"),
+    LDAP_BIND_PASSWORD: ("LdapBindPasswordArn", "UseLdap"),
+}
 
 TASK_CPU = "TaskCpu"
 TASK_MEMORY = "TaskMemory"
@@ -119,9 +134,6 @@ USER_SPOT = "UserServersOnSpot"
 LISTENER_PRIORITY = "ListenerPriority"
 IDLE_TIMEOUT = "IdleTimeoutSeconds"
 USER_PROFILES = "UserServerSizes"
-
-# A Secrets Manager secret's name, or its ARN (preferred: the full ARN, with the 6-character suffix).
-SECRET_NAME_PATTERN = r"^$|^[A-Za-z0-9/_+=.@-]{1,512}$|^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
@@ -227,11 +239,9 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     g = "Sign-in (oidc and ldap modes only)"
     b.param(OIDC_ISSUER, g, "OIDC issuer URL", "oidc mode: issuer URL of your OpenID Connect provider", Default="", AllowedPattern=r"^$|^https://\S+$", ConstraintDescription="empty, or an https URL")
     b.param(OAUTH_CLIENT_ID, g, "OIDC client ID", "oidc mode: client ID registered for https://<host>.<domain>/hub/oauth_callback", Default="", AllowedPattern=r"^[\w.@:/-]*$", ConstraintDescription="a client ID")
-    b.param(OAUTH_CLIENT_SECRET_ARN, g, "OIDC client secret (Secrets Manager ARN or name)", "oidc mode: ARN (preferred) or name of the Secrets Manager secret (this account and region) holding the client secret; the hub task receives it by ARN", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret ARN or name")
     # ldaps:// only: the hub tasks' and the NAT's security groups open 636 (LDAPS), not 389.
     b.param(LDAP_URL, g, "LDAP URL", "ldap mode: ldaps://host[:636] of your directory (LDAPS only: port 636 is the one the security groups open)", Default="", AllowedPattern=r"^$|^ldaps://[A-Za-z0-9.-]+(:636)?$", ConstraintDescription="empty, or ldaps://host[:636]")
     b.param(LDAP_BIND_DN, g, "LDAP bind DN", "ldap mode: DN of the service account that searches users and groups", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
-    b.param(LDAP_BIND_PASSWORD_SECRET_ARN, g, "LDAP bind password (Secrets Manager ARN or name)", "ldap mode: ARN (preferred) or name of the Secrets Manager secret (this account and region) holding the bind password; the hub task receives it by ARN", Default="", AllowedPattern=SECRET_NAME_PATTERN, ConstraintDescription="empty, or a Secrets Manager secret ARN or name")
     b.param(LDAP_USER_SEARCH_BASE, g, "LDAP user search base", "ldap mode: where users are searched, e.g. ou=people,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
     b.param(LDAP_GROUP_SEARCH_BASE, g, "LDAP group search base", "ldap mode: where groups are searched, e.g. ou=groups,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
 
@@ -405,7 +415,7 @@ def add_hub_secrets(b: Builder, secret_path: str, what: str, reader: str, client
     add_checkov_skip(
         cookie,
         "CKV_AWS_149",
-        f"Encrypted with the account's aws/secretsmanager key; only {reader} may read it (ReadHubSecrets), and it never leaves the account, so a customer-managed key (needed for cross-account sharing) adds cost only",
+        f"Encrypted with the account's aws/secretsmanager key. Readers: {reader} (ReadHubSecrets), the product's launch role (CloudFormation's secret handlers; Service Catalog assumes it only to run this template) and account admins; no user server's role. It never leaves the account, so a customer-managed key (for cross-account sharing) adds cost only",
     )
     client = b.add(
         cognito.UserPoolClient(
@@ -466,34 +476,37 @@ def add_secrets(b: Builder):
     return cookie, client, client_secret
 
 
-def secret_is_arn_condition(param: str) -> str:
-    return f"{param}IsArn"
+def platform_secret_name(leaf: str, path: str = TIER_SECRET_PATH) -> Sub:
+    """Name of a sign-in secret the platform team keeps in the tier's namespace."""
+    return Sub(path + "/" + leaf)
 
 
-def add_secret_arn_conditions(b: Builder) -> None:
-    for param in (OAUTH_CLIENT_SECRET_ARN, LDAP_BIND_PASSWORD_SECRET_ARN):
-        b.t.add_condition(secret_is_arn_condition(param), Equals(Select(0, Split(":", Sub("${" + param + "}:"))), "arn"))
+def platform_secret_arn(leaf: str, path: str = TIER_SECRET_PATH) -> Sub:
+    """IAM resource of that secret: Secrets Manager appends '-' and 6 random characters to its name."""
+    return Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:" + path + "/" + leaf + "-??????")
 
 
-def secret_name_arn(param: str):
-    """IAM resource for a secret given by ARN or by name (Secrets Manager appends 6 random
-    characters to a name)."""
-    return If(
-        secret_is_arn_condition(param),
-        Ref(param),
-        Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + param + "}-??????"),
-    )
+def add_platform_secret_lookups(b: Builder) -> dict:
+    """The full ARN of each sign-in secret of the platform team for this tier, looked up by its
+    fixed name (Custom::SecretArn), under the condition of the mode that reads it."""
+    return {
+        leaf: b.add(
+            custom_resource(
+                logical_id,
+                "Custom::SecretArn",
+                Condition=condition,
+                ServiceToken=Ref(names.SECRET_ARN_FUNCTION_ARN),
+                SecretName=platform_secret_name(leaf),
+            )
+        )
+        for leaf, (logical_id, condition) in SECRET_LOOKUPS.items()
+    }
 
 
-def secret_value_from(param: str):
-    """ECS Secrets ValueFrom for a secret given by ARN or name: always an ARN. ECS reads a value
-    that is not an ARN as the name of an SSM parameter (docs/AWS_NOTES.md); a name becomes the
-    secret's partial ARN (no 6-character suffix), which Secrets Manager resolves."""
-    return If(
-        secret_is_arn_condition(param),
-        Ref(param),
-        Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + param + "}"),
-    )
+def platform_secret_value_from(leaf: str) -> GetAtt:
+    """The full ARN of that secret (add_platform_secret_lookups): what ECS Secrets ValueFrom and
+    the execution role take. Use it only under the lookup's condition."""
+    return GetAtt(SECRET_LOOKUPS[leaf][0], "Arn")
 
 
 def spawn_env_objects():
@@ -521,8 +534,10 @@ def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
     secret_arns = [
         Ref(cookie),
         If("UseCognito", Ref(client_secret), Ref("AWS::NoValue")),
-        If("UseOidc", secret_name_arn(OAUTH_CLIENT_SECRET_ARN), Ref("AWS::NoValue")),
-        If("UseLdap", secret_name_arn(LDAP_BIND_PASSWORD_SECRET_ARN), Ref("AWS::NoValue")),
+        # The platform team's sign-in secret for this tier: its namespace only, never a name
+        # a launcher gives.
+        If("UseOidc", platform_secret_value_from(OIDC_CLIENT_SECRET), Ref("AWS::NoValue")),
+        If("UseLdap", platform_secret_value_from(LDAP_BIND_PASSWORD), Ref("AWS::NoValue")),
     ]
     return b.add(
         iam.Role(
@@ -640,10 +655,11 @@ def hub_secrets(cookie, client_secret) -> list:
         ecs.Secret(Name="LAKEHUB_COOKIE_SECRET", ValueFrom=Ref(cookie)),
         If(
             "UseOAuth",
-            ecs.Secret(Name="LAKEHUB_OAUTH_CLIENT_SECRET", ValueFrom=If("UseCognito", Ref(client_secret), secret_value_from(OAUTH_CLIENT_SECRET_ARN))),
+            # cognito: the stack's app client secret; oidc: the platform team's, looked up.
+            ecs.Secret(Name="LAKEHUB_OAUTH_CLIENT_SECRET", ValueFrom=If("UseCognito", Ref(client_secret), platform_secret_value_from(OIDC_CLIENT_SECRET))),
             Ref("AWS::NoValue"),
         ),
-        If("UseLdap", ecs.Secret(Name="LAKEHUB_LDAP_BIND_PASSWORD", ValueFrom=secret_value_from(LDAP_BIND_PASSWORD_SECRET_ARN)), Ref("AWS::NoValue")),
+        If("UseLdap", ecs.Secret(Name="LAKEHUB_LDAP_BIND_PASSWORD", ValueFrom=platform_secret_value_from(LDAP_BIND_PASSWORD)), Ref("AWS::NoValue")),
     ]
 
 
@@ -849,13 +865,13 @@ def build_tier(settings: Settings):
     b = Builder("lakehub tier: a hub on ECS Fargate whose users reach only the tier's data-lake prefixes")
     add_parameters(b, settings)
     add_conditions(b)
-    add_secret_arn_conditions(b)
     b.t.add_condition("UserSpotOn", Equals(Ref(USER_SPOT), "true"))
     add_rules(b)
     add_schedule_conditions_and_rules(b)
 
     tier_role = add_tier_role(b)
     cookie, client, client_secret = add_secrets(b)
+    add_platform_secret_lookups(b)
     execution_role = add_execution_role(b, cookie, client_secret)
     hub_sg, user_sg = add_security_groups(b)
     hub_role = add_hub_role(b, tier_role, execution_role)

@@ -28,26 +28,37 @@ def moto_server(tmp_path_factory):
     server.stop()
 
 
+class EmulatorURL(str):
+    """The local emulator's endpoint URL, with the token its control API requires."""
+
+    control_token: str = ""
+
+
 @pytest.fixture(scope="session")
 def local_emulator(tmp_path_factory):
     """The local environment's emulator (moto plus the local Lambda runner and its fixes,
-    lakehub.local.emulator_server) on loopback; its endpoint URL. Tests use unique stack names."""
+    lakehub.local.emulator_server) on loopback; its endpoint URL (`.control_token`: what its
+    control API requires). Tests use unique stack names."""
     import subprocess
     import sys
     import time
     import urllib.request
 
     from lakehub.emulator import free_port
+    from lakehub.local import control
 
     port = free_port()
     work = tmp_path_factory.mktemp("local-emulator")
-    proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work)],
+    token_file = work / control.TOKEN_FILE
+    url = EmulatorURL(f"http://127.0.0.1:{port}")
+    url.control_token = control.new_token(token_file)
+    proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work),
+                             "--control-token-file", str(token_file)],
                             cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            control.control_request(url, "/moto-api/", url.control_token, timeout=1)
             break
         except OSError:
             time.sleep(0.1)

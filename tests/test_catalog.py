@@ -132,11 +132,13 @@ def cat(templates) -> dict:
     return templates[names.CATALOG_TEMPLATE]
 
 
-def launch_statements(cat: dict, product: catalog.Product) -> list[dict]:
+def launch_statements(cat: dict, product: catalog.Product, effect: str = "Allow") -> list[dict]:
+    """The launch role's statements of one effect (Deny: what it may never do to main's tiers)."""
     role = cat["Resources"][f"{product.key}LaunchRole"]["Properties"]
     out = []
     for policy in role["Policies"]:
-        out += policy["PolicyDocument"]["Statement"]
+        out += [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == effect]
+    assert all(s["Effect"] in ("Allow", "Deny") for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"])
     return out
 
 
@@ -220,7 +222,7 @@ def test_pass_role_only_for_the_roles_the_product_passes(cat, templates, product
     for logical, role in roles.items():
         props = role["Properties"]
         name = resolved(props["RoleName"]).replace("${TierName}", "pii").replace("<TierName>", "pii") if "RoleName" in props else f"{stack}-{logical}-ABCDEF123456"
-        path = resolved(props["Path"]) if "Path" in props else "/"
+        path = resolved(props["Path"]).replace("<TierName>", product.tier or "pii") if "Path" in props else "/"
         arn = f"arn:aws:iam::{ACCOUNT}:role{path}{name}"
         assert any(fnmatch.fnmatchcase(arn, p) for p in patterns), f"{logical} ({arn}) cannot be passed"
     for other in (f"arn:aws:iam::{ACCOUNT}:role/Admin", f"arn:aws:iam::{ACCOUNT}:role/OrganizationAccountAccessRole", f"arn:aws:iam::{ACCOUNT}:role/lakehub-other"):
@@ -277,11 +279,13 @@ def test_products_load_versioned_artifacts_from_the_platforms_copy(cat, template
         (artifact,) = product["ProvisioningArtifactParameters"]
         assert artifact["Type"] == "CLOUD_FORMATION_TEMPLATE"
         assert artifact["Info"]["LoadTemplateFromURL"] == {"Fn::GetAtt": [f"{p.key}ProductTemplate", "TemplateUrl"]}
-        assert re.fullmatch(r"v\d+\.\d+\.\d+-[0-9a-f]{10}", artifact["Name"])
+        template, values = artifact["Name"]["Fn::Sub"]
+        assert template == "${Version}-${Digest}"
+        assert re.fullmatch(r"v\d+\.\d+\.\d+-[0-9a-f]{10}", values["Version"])
         copy = cat["Resources"][f"{p.key}ProductTemplate"]["Properties"]
         assert copy["SourceKey"] == {"Fn::Sub": "${AssetsKeyPrefix}templates/" + p.filename}
-        assert copy["TargetKey"] == {"Fn::Sub": "${AssetsKeyPrefix}templates/platforms/${PlatformName}/" + p.filename}
-        assert copy["Version"] == artifact["Name"], "a new template version renders a new copy"
+        assert copy["TargetKey"] == {"Fn::Sub": "${AssetsKeyPrefix}templates/platforms/${PlatformName}/" + catalog.copy_filename(p)}
+        assert copy["Version"] == values["Version"], "a new template version renders a new copy"
 
 
 @pytest.mark.parametrize("platform", ["analytics", "lakehub"])
@@ -346,6 +350,23 @@ def test_principals_come_from_the_parameter(cat):
     assert not [r for r in empty.values() if r["Type"] == "AWS::ServiceCatalog::PortfolioPrincipalAssociation"]
 
 
+def test_each_platform_tier_has_its_own_hub_portfolio_and_principals(cat):
+    """Who may launch a hub that reaches a tier's data is the platform team's decision: each
+    platform tier's hub product sits alone in its portfolio, shared with that tier's principals."""
+    pii, nonpii = f"arn:aws:iam::{ACCOUNT}:role/PiiAnalysts", f"arn:aws:iam::{ACCOUNT}:role/Everyone"
+    res = catalog_resolver(cat, PiiHubPrincipalArns=pii, NonpiiHubPrincipalArns=nonpii, PrincipalArns=nonpii).resources()
+    shared = {}
+    for r in res.values():
+        if r["Type"] == "AWS::ServiceCatalog::PortfolioPrincipalAssociation":
+            shared.setdefault(r["Properties"]["PortfolioId"], set()).add(r["Properties"]["PrincipalARN"])
+    assert shared == {"<HubPiiPortfolio>": {pii}, "<HubNonpiiPortfolio>": {nonpii}, "<Portfolio>": {nonpii}}
+    products = {}
+    for r in res.values():
+        if r["Type"] == "AWS::ServiceCatalog::PortfolioProductAssociation":
+            products.setdefault(r["Properties"]["PortfolioId"], set()).add(r["Properties"]["ProductId"])
+    assert products == {"<HubPiiPortfolio>": {"<HubPiiProduct>"}, "<HubNonpiiPortfolio>": {"<HubNonpiiProduct>"}, "<Portfolio>": {"<TierProduct>"}}
+
+
 def test_principal_parameter_accepts_role_and_group_arns_only(cat):
     pattern = re.compile(cat["Parameters"]["PrincipalArns"]["AllowedPattern"])
     assert pattern.match(f"arn:aws:iam::{ACCOUNT}:role/team/DataScientists")
@@ -360,9 +381,9 @@ def test_cost_tag_options_are_associated_with_the_portfolio(cat):
     options = {name: r["Properties"] for name, r in res.items() if r["Type"] == "AWS::ServiceCatalog::TagOption"}
     assert sorted((o["Key"], o["Value"]) for o in options.values()) == [("cost-center", "cc-100"), ("cost-center", "cc-200"), ("team", "risk")]
     assocs = [r["Properties"] for r in res.values() if r["Type"] == "AWS::ServiceCatalog::TagOptionAssociation"]
-    assert len(assocs) == 3
-    assert all(a["ResourceId"] == "<Portfolio>" for a in assocs)
-    assert {a["TagOptionId"] for a in assocs} == {f"<{n}>" for n in options}
+    portfolios = {f"<{k}>" for k, r in res.items() if r["Type"] == "AWS::ServiceCatalog::Portfolio"}
+    assert len(portfolios) == 1 + len(default_settings().tiers), "the tier portfolio and one hub portfolio per platform tier"
+    assert sorted((a["ResourceId"], a["TagOptionId"]) for a in assocs) == sorted((pf, f"<{n}>") for pf in portfolios for n in options)
 
 
 def test_launches_are_pinned_to_the_portfolios_platform(cat):
@@ -377,7 +398,8 @@ def test_main_nests_the_catalog(templates):
         main = templates[name]
         stack = main["Resources"]["CatalogStack"]
         assert stack["Properties"]["TemplateURL"]["Fn::Sub"].endswith("templates/" + names.CATALOG_TEMPLATE)
-        for name in (names.PRINCIPAL_ARNS, catalog.SELF_SERVICE_PREFIXES, *catalog.TAG_OPTION_KEYS):
+        hub_principals = [catalog.hub_principals_param(t.name) for t in default_settings().tiers]
+        for name in (names.PRINCIPAL_ARNS, *hub_principals, catalog.SELF_SERVICE_PREFIXES, *catalog.TAG_OPTION_KEYS):
             assert stack["Properties"]["Parameters"][name] == {"Fn::Join": [",", {"Ref": name}]}
             assert main["Parameters"][name]["Type"] == "CommaDelimitedList"
         assert "ClusterStack" in stack["DependsOn"]
@@ -470,3 +492,69 @@ def test_products_open_no_port_to_the_internet(templates, product):
     for rule in rules:
         text = json.dumps(rule)
         assert "0.0.0.0/0" not in text and "::/0" not in text, rule
+
+
+def allowed(cat: dict, product: catalog.Product, action: str, arn: str, platform: str = "lakehub") -> bool:
+    """IAM's decision on one request by a launch role (identity policy alone, conditions aside:
+    an explicit Deny wins, else any Allow whose action and resource patterns match)."""
+
+    def matches(s: dict) -> bool:
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+        return any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions) and any(
+            fnmatch.fnmatchcase(arn, resolved(r, platform)) for r in resources
+        )
+
+    if any(matches(s) for s in launch_statements(cat, product, "Deny")):
+        return False
+    return any(matches(s) for s in launch_statements(cat, product))
+
+
+TIERS = [t.name for t in default_settings().tiers]
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/"
+SECRET = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:"
+
+
+@pytest.mark.parametrize("product", catalog.PRODUCTS, ids=lambda p: p.key)
+def test_launch_roles_can_neither_rewrite_main_tiers_roles_nor_read_platform_secrets(cat, product):
+    """Issue 14 (high): the launch roles could PutRolePolicy/UpdateAssumeRolePolicy on any
+    <platform>-*-tier role (main's pii tier role among them) and read every secret under
+    <platform>/. Now: none of main's tier roles, none of the platform team's sign-in secrets,
+    and a tier's hub product only its own tier's hub roles and secrets."""
+    for tier in TIERS:
+        for action in ("iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRolePolicy", "iam:PassRole"):
+            assert not allowed(cat, product, action, f"{ROLE}lakehub-{tier}-tier"), (action, tier)
+        for leaf in ("oidc_client_secret", "ldap_bind_password", "cookie-secret", "cognito-client-secret"):
+            for action in ("secretsmanager:GetSecretValue", "secretsmanager:UpdateSecret", "secretsmanager:DeleteSecret"):
+                assert not allowed(cat, product, action, f"{SECRET}lakehub/{tier}/{leaf}-AbCdEf"), (action, tier, leaf)
+        hub_role = f"{ROLE}lakehub/lakehub/{tier}/SC-{ACCOUNT}-pp-abcdefghijklm-InstanceRole-ABCDEF123456"
+        hub_secret = f"{SECRET}lakehub/{tier}/hubs/SC-{ACCOUNT}-pp-abcdefghijklm/cookie-secret-AbCdEf"
+        own = product.tier == tier
+        assert allowed(cat, product, "iam:PutRolePolicy", hub_role) is own, (product.key, tier)
+        assert allowed(cat, product, "secretsmanager:CreateSecret", hub_secret) is own, (product.key, tier)
+    for action in ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"):
+        assert not allowed(cat, product, action, f"{SECRET}payroll/db-password-AbCdEf")
+    if product.key == "Tier":
+        # What the tier product does make stays possible: a self-service tier's roles and secrets.
+        assert allowed(cat, product, "iam:PutRolePolicy", f"{ROLE}lakehub-claims-tier")
+        assert allowed(cat, product, "secretsmanager:CreateSecret", f"{SECRET}lakehub/claims/cookie-secret-AbCdEf")
+
+
+def test_a_products_version_name_carries_the_digest_of_its_platform_copy(cat):
+    """Pinned sign-in values are deploy-time values: the version name must change with them."""
+    products = {k: r for k, r in cat["Resources"].items() if r["Type"] == "AWS::ServiceCatalog::CloudFormationProduct"}
+    assert products
+    for logical_id, product in products.items():
+        name = product["Properties"]["ProvisioningArtifactParameters"][0]["Name"]
+        copy = logical_id.replace("Product", "ProductTemplate")
+        assert name["Fn::Sub"][1]["Digest"] == {"Fn::GetAtt": [copy, "Digest"]}, logical_id
+
+
+def test_the_tier_launch_role_may_run_the_secret_lookup_of_its_platform_only(cat):
+    """A tier in oidc/ldap mode looks its sign-in secret's full ARN up with the platform's
+    Custom::SecretArn (ECS takes full ARNs): its launch role must invoke that function, and
+    no other platform's."""
+    [tier] = [p for p in catalog.PRODUCTS if p.filename == "tier.template.yaml"]
+    fn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:"
+    assert allowed(cat, tier, "lambda:InvokeFunction", fn + "lakehub-secret-arn")
+    assert not allowed(cat, tier, "lambda:InvokeFunction", fn + "other-secret-arn")

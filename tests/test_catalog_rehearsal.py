@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import ssl
 import tempfile
 import threading
@@ -80,6 +81,7 @@ EMULATOR_SKIPS = {
     "AWS::Cognito::UserPoolGroup",
     "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy",
+    "AWS::IAM::RolePolicy",  # the on-demand hub's InstanceAssumesUserRole (lakehub.local.unmodelled lists it)
 }
 
 
@@ -160,6 +162,7 @@ def platform(aws) -> dict[str, str]:
         names.LOAD_BALANCER_FULL_NAME: lb["LoadBalancerArn"].split(":loadbalancer/")[1],
         names.TASK_SECURITY_GROUP_ID: task_sg,
         names.LISTENER_PRIORITY_FUNCTION_ARN: _stub_function(aws, f"{PLATFORM}-listener-priority"),
+        names.SECRET_ARN_FUNCTION_ARN: _stub_function(aws, f"{PLATFORM}-secret-arn"),
         names.LOG_GROUP_NAME: f"/lakehub/{PLATFORM}/tasks",
         names.USER_POOL_ID: pool,
         names.USER_POOL_DOMAIN_URL: f"https://{PLATFORM}-rehearsal.auth.{REGION}.amazoncognito.com",
@@ -230,6 +233,8 @@ def constraints_allow(product: catalog.Product, template: dict, params: dict[str
                 return all(m in ev(arg[1]) for m in ev(arg[0]))
             if fn == "Fn::Not":
                 return not ev(arg[0])
+            if fn == "Fn::Contains":
+                return ev(arg[1]) in ev(arg[0])
             raise AssertionError(f"rule function {fn} not evaluated here")
         return node
 
@@ -241,6 +246,24 @@ def constraints_allow(product: catalog.Product, template: dict, params: dict[str
                     if not ev(a["Assert"]):
                         failed.append(a["AssertDescription"])
     return failed
+
+
+def parameters_refused(template: dict, params: dict[str, str]) -> list[str]:
+    """CloudFormation's own checks of launch parameters, made before it creates anything (the
+    emulator makes none of them): a parameter the template does not declare, a value outside
+    AllowedValues, a String that does not match AllowedPattern. Returns one reason per refusal."""
+    refused = []
+    for name, value in params.items():
+        spec = template["Parameters"].get(name)
+        if spec is None:
+            refused.append(f"Parameters: [{name}] do not exist in the template")
+            continue
+        values = value.split(",") if spec["Type"] == "CommaDelimitedList" else [value]
+        if "AllowedValues" in spec and any(v not in [str(a) for a in spec["AllowedValues"]] for v in values):
+            refused.append(f"Parameter '{name}' must be one of AllowedValues")
+        if "AllowedPattern" in spec and any(not re.fullmatch(spec["AllowedPattern"], v) for v in values):
+            refused.append(f"Parameter '{name}' must match pattern {spec['AllowedPattern']}")
+    return refused
 
 
 def launch_role(aws, product: catalog.Product) -> str:
@@ -275,7 +298,7 @@ def product_template(aws, url: str) -> dict:
 def provision(aws, product: catalog.Product, template: dict, params: dict[str, str], tags: dict[str, str] | None = None) -> dict:
     """CreateStack as Service Catalog calls it, once its template constraints allow the launch;
     returns the finished stack."""
-    refused = constraints_allow(product, template, params)
+    refused = parameters_refused(template, params) + constraints_allow(product, template, params)
     assert not refused, refused
     cfn = aws("cloudformation")
     stack_name = f"SC-{ACCOUNT}-pp-{uuid.uuid4().hex[:13]}"
@@ -346,13 +369,63 @@ def assert_only_emulator_gaps_skipped(stack: dict, expected: dict[str, dict]) ->
 
 
 # --------------------------------------------------------------------------- on-demand hub
-HUB = next(p for p in catalog.PRODUCTS if p.key == "Hub")
-TIER = next(p for p in catalog.PRODUCTS if p.key == "Tier")
+PRODUCT = {p.key: p for p in catalog.PRODUCTS}
+HUB_PII, HUB_NONPII, TIER = PRODUCT["HubPii"], PRODUCT["HubNonpii"], PRODUCT["Tier"]
 
 
 @pytest.fixture(scope="module")
-def hub_template(aws, published):
-    return product_template(aws, published["Hub"])
+def hub_templates(aws, published):
+    return {key: product_template(aws, published[key]) for key in ("HubPii", "HubNonpii")}
+
+
+# What a launcher set before issue 14 to reach PII with their own identity provider: the issuer,
+# client and directory they run, and a secret of the platform's to be sent there.
+ATTACKER_SIGN_IN = {
+    "OidcIssuer": "https://idp.attacker.example",
+    "OAuthClientId": "attacker-client",
+    "LdapUrl": "ldaps://ldap.attacker.example",
+    "LdapBindDn": "cn=attacker,dc=attacker,dc=example",
+    "LdapUserSearchBase": "dc=attacker,dc=example",
+    "LdapGroupSearchBase": "dc=attacker,dc=example",
+    "OAuthClientSecretName": f"{PLATFORM}/pii/cookie-secret",
+    "LdapBindPasswordSecretName": f"{PLATFORM}/pii/cookie-secret",
+}
+
+
+@pytest.mark.parametrize("key", [p.key for p in catalog.PRODUCTS])
+def test_a_launch_can_set_neither_the_identity_provider_nor_a_secret_name(aws, published, key):
+    """Issue 14 (critical, high): every sign-in setting of a product's copy allows only the
+    platform's value (here the platform's: cognito, no issuer), and no secret name is a
+    parameter: each attacker's value is refused before anything is made."""
+    copy = product_template(aws, published[key])
+    for name, value in ATTACKER_SIGN_IN.items():
+        refused = parameters_refused(copy, {name: value})
+        assert refused, f"{key}: a launch could set {name}={value}"
+    for name in tier_mod.SIGN_IN_PARAMS:
+        assert copy["Parameters"][name]["AllowedValues"] == [""] and copy["Parameters"][name]["Default"] == ""
+    # (SecretArnFunctionArn is a platform value, the SSM name of the platform's lookup function; the
+    # launch role may invoke only the platform's functions and read only its SSM values.)
+    assert not [n for n in copy["Parameters"] if ("Secret" in n or "Password" in n) and n != names.SECRET_ARN_FUNCTION_ARN]
+
+
+def test_a_tier_bound_hub_product_cannot_launch_for_another_tier(aws, published, hub_templates):
+    """Issue 14 (critical): the hub product's TierName was a free choice (default pii). Each
+    platform tier's product launches for that tier only (the copy pins it; a template constraint
+    says so too); a launch for the other tier is refused twice."""
+    for product, own, other in ((HUB_PII, "pii", "nonpii"), (HUB_NONPII, "nonpii", "pii")):
+        copy = hub_templates[product.key]
+        assert copy["Parameters"][names.TIER_NAME]["AllowedValues"] == [own]
+        assert parameters_refused(copy, {names.TIER_NAME: other})
+        assert constraints_allow(product, copy, {names.TIER_NAME: other})
+        assert not parameters_refused(copy, {names.TIER_NAME: own}) and not constraints_allow(product, copy, {names.TIER_NAME: own})
+
+
+def test_a_self_service_tier_cannot_take_a_platform_tiers_name(aws, published):
+    copy = product_template(aws, published["Tier"])
+    for taken in ("pii", "nonpii"):
+        refused = constraints_allow(TIER, copy, {names.TIER_NAME: taken, names.TIER_DATA_PREFIXES: "claims/"})
+        assert any("platform's own tiers" in r for r in refused), refused
+    assert not constraints_allow(TIER, copy, {names.TIER_NAME: "claims", names.TIER_DATA_PREFIXES: "claims/"})
 
 
 def test_artifact_urls_serve_the_platforms_copy_of_the_committed_templates(aws, published):
@@ -366,13 +439,14 @@ def test_artifact_urls_serve_the_platforms_copy_of_the_committed_templates(aws, 
             assert copy["Parameters"][name]["Default"] == names.ssm_name(PLATFORM, name)
 
 
-def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_template):
+def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_templates):
+    hub_template = hub_templates["HubNonpii"]
     params = {"Owner": "alice@example.com", "TierName": "nonpii", "InstanceType": "r7g.large", "IdleMinutes": "30", "IdleCpuPercent": "4", "LocalPort": "8890"}
-    stack = provision(aws, HUB, hub_template, params, tags={"team": "risk", "cost-center": "cc-100"})
+    stack = provision(aws, HUB_NONPII, hub_template, params, tags={"team": "risk", "cost-center": "cc-100"})
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     skipped = assert_only_emulator_gaps_skipped(stack, resolved_resources(aws, hub_template, params))
     assert "Instance" in stack["Made"] and "InstanceRole" in stack["Made"]
-    assert skipped == {"CookieSecret", "CognitoClientSecret", "UserPoolClient", "IdleStopAlarm"}
+    assert skipped == {"CookieSecret", "CognitoClientSecret", "UserPoolClient", "IdleStopAlarm", "InstanceAssumesUserRole"}
     out = outputs(stack)
 
     # The instance: type, image for its architecture, subnet, security group, tags, IMDSv2.
@@ -399,20 +473,28 @@ def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_t
     assert volume["VolumeType"] == "gp3"
     assert volume["Size"] == 64
 
-    # The instance role: the tier's prefixes in the real lake and notebook buckets, nothing else.
+    # The instance role (the hub's: image, logs, secrets) holds no data; the user role (what the
+    # hub serves users' servers) holds the tier's prefixes in the real buckets, nothing else.
     role_arn = out[hi.INSTANCE_ROLE_ARN]
-    assert f":role/lakehub/{PLATFORM}/" in role_arn
+    assert f":role/lakehub/{PLATFORM}/nonpii/" in role_arn
     profile_arn = instance["IamInstanceProfile"]["Arn"]
     profile = aws("iam").get_instance_profile(InstanceProfileName=profile_arn.rsplit("/", 1)[1])["InstanceProfile"]
     assert [r["Arn"] for r in profile["Roles"]] == [role_arn]
-    role_name = role_arn.rsplit("/", 1)[1]
-    (policy,) = aws("iam").list_role_policies(RoleName=role_name)["PolicyNames"]
-    doc = aws("iam").get_role_policy(RoleName=role_name, PolicyName=policy)["PolicyDocument"]
-    doc = policy_document(doc)
+
+    def inline(arn):
+        name = arn.rsplit("/", 1)[1]
+        (policy,) = aws("iam").list_role_policies(RoleName=name)["PolicyNames"]
+        return policy_document(aws("iam").get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"])
+
+    assert not [s for s in inline(role_arn)["Statement"] if s and any(a.startswith(("s3:", "kms:")) for a in s["Action"])]
+    user_role_arn = out["UserRoleArn"]
+    assert f":role/lakehub/{PLATFORM}/nonpii/" in user_role_arn
+    doc = inline(user_role_arn)
     objects = sorted(r for s in doc["Statement"] if s and "s3:GetObject" in s["Action"] for r in s["Resource"])
     assert objects == sorted([f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/nonpii/*", f"arn:aws:s3:::{LAKE_BUCKET}/nonpii/*"])
     kms = [s for s in doc["Statement"] if s and "kms:Decrypt" in s["Action"]]
     assert kms and kms[0]["Resource"] == [platform[names.DATA_KMS_KEY_ARN]]
+    assert not [s for s in doc["Statement"] if s and any(a.startswith("secretsmanager:") for a in s["Action"])]
 
     # The hub: the platform's image, run with the tier's configuration.
     user_data = base64.b64decode(ec2.describe_instance_attribute(InstanceId=out["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
@@ -441,9 +523,10 @@ def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_t
     assert ec2.describe_instances(InstanceIds=[out["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
 
 
-def test_hub_launch_behind_the_load_balancer(aws, platform, hub_template):
+def test_hub_launch_behind_the_load_balancer(aws, platform, hub_templates):
+    hub_template = hub_templates["HubPii"]
     params = {"Owner": "bob", "TierName": "pii", "InstanceType": "m7g.large", "AccessMode": "load-balancer", "HostName": "bob", "ListenerPriority": "210", "SubnetChoice": "2"}
-    stack = provision(aws, HUB, hub_template, params)
+    stack = provision(aws, HUB_PII, hub_template, params)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     assert_only_emulator_gaps_skipped(stack, resolved_resources(aws, hub_template, params))
     out = outputs(stack)

@@ -55,11 +55,24 @@ def resolve(template, **params) -> MapResolver:
     return MapResolver(template, {**PLATFORM_VALUES, "Owner": "alice", **params})
 
 
-def role_statements(resources) -> list[dict]:
+def role_statements(resources, role="UserRole") -> list[dict]:
+    """Every statement that applies to `role`: its inline policies and AWS::IAM::RolePolicy
+    resources attached to it."""
     out = []
-    for policy in resources["InstanceRole"]["Properties"]["Policies"]:
+    for policy in resources[role]["Properties"].get("Policies", []):
         out += policy["PolicyDocument"]["Statement"]
+    for res in resources.values():
+        if res["Type"] == "AWS::IAM::RolePolicy" and res["Properties"]["RoleName"] == f"<{role}>":
+            out += res["Properties"]["PolicyDocument"]["Statement"]
     return out
+
+
+def users_role(resources) -> str:
+    """The role users' servers run with: the one the hub serves them (LAKEHUB_USER_ROLE_ARN), or,
+    without one, the instance role (their processes share the host's network and reach IMDS)."""
+    env = hub_env_from_user_data(resources["Instance"]["Properties"]["UserData"])
+    arn = env.get("LAKEHUB_USER_ROLE_ARN", "")
+    return arn[1:-len(".Arn>")] if arn.startswith("<") else "InstanceRole"
 
 
 def actions_on(stmts, action) -> list[str]:
@@ -200,8 +213,49 @@ def test_read_only_tier_hub_cannot_write_data():
     assert "arn:aws:s3:::example-lake/nonpii/*" in actions_on(rw, "s3:PutObject")
 
 
-def test_hub_role_has_no_wildcard_actions_and_only_session_manager_on_star(template):
-    stmts = role_statements(resolve(template).resources())
+@pytest.mark.parametrize("auth", ["cognito", "oidc", "ldap"])
+def test_users_servers_role_reads_no_secret_and_nothing_of_the_hubs(template, auth):
+    """Everyone signed in runs code in a server: the role that code holds must not read the
+    hub's secrets (cookie secret, OAuth client secret, LDAP bind password), pull images, write
+    the hub's logs, or act as the instance (Session Manager)."""
+    res = resolve(template, AuthMode=auth, LdapBindPasswordSecretName="lakehub/ldap").resources()
+    role = users_role(res)
+    assert role != "InstanceRole", "users' servers get the instance role (through IMDS)"
+    actions = {a for s in role_statements(res, role) for a in s["Action"]}
+    assert actions, "the users' role grants nothing"
+    assert not {a for a in actions if a.split(":")[0] in ("secretsmanager", "ecr", "logs", "ssm", "ssmmessages", "sts", "iam", "kms") and a not in (
+        "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey")}, actions
+    for s in role_statements(res, role):
+        assert not any(":secretsmanager:" in str(r) for r in s["Resource"]), s
+
+
+def test_instance_role_holds_no_data_and_assumes_only_the_user_role(template):
+    res = resolve(template).resources()
+    stmts = role_statements(res, "InstanceRole")
+    assert not [s for s in stmts if any(a.startswith(("s3:", "kms:")) for a in s["Action"])], "data access belongs to the user role"
+    assume = [s for s in stmts if "sts:AssumeRole" in s["Action"]]
+    assert [s["Resource"] for s in assume] == [["<UserRole.Arn>"]]
+    assert set(assume[0]["Action"]) == {"sts:AssumeRole", "sts:SetSourceIdentity"}
+    # the hub needs the policy before the first spawn
+    assert res["Instance"]["DependsOn"] == ["InstanceAssumesUserRole"]
+
+
+def test_user_role_trusts_only_the_instance_role_and_lets_it_set_the_source_identity(template):
+    res = resolve(template).resources()
+    (trust,) = res["UserRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": "<InstanceRole.Arn>"}
+    assert set(trust["Action"]) == {"sts:AssumeRole", "sts:SetSourceIdentity"}
+    assert res["UserRole"]["Properties"]["MaxSessionDuration"] == 3600
+
+
+def test_imds_is_v2_only_and_ipv4_only(template):
+    opts = resolve(template).resources()["Instance"]["Properties"]["MetadataOptions"]
+    assert opts["HttpTokens"] == "required" and opts["HttpProtocolIpv6"] == "disabled"
+
+
+@pytest.mark.parametrize("role", ["InstanceRole", "UserRole"])
+def test_hub_role_has_no_wildcard_actions_and_only_session_manager_on_star(template, role):
+    stmts = role_statements(resolve(template).resources(), role)
     for s in stmts:
         for action in s["Action"]:
             assert "*" not in action, action
@@ -218,7 +272,7 @@ def test_hub_role_has_no_wildcard_actions_and_only_session_manager_on_star(templ
 
 def test_owner_and_tier_are_tagged(template):
     res = resolve(template, Owner="alice@example.com", TierName="nonpii").resources()
-    for name in ("Instance", "InstanceRole", "InstanceSecurityGroup", "CookieSecret"):
+    for name in ("Instance", "InstanceRole", "UserRole", "InstanceSecurityGroup", "CookieSecret"):
         tags = {t["Key"]: t["Value"] for t in res[name]["Properties"]["Tags"]}
         assert tags[names.TAG_OWNER] == "alice@example.com", name
         assert tags[names.TAG_TIER] == "nonpii", name
@@ -289,10 +343,12 @@ def test_launch_fails_with_the_reason_when_the_hub_does_not_come_up(template):
     assert "x86 types need a linux/amd64 image" in user_data
 
 
-def test_roles_live_under_the_platform_path(template):
-    res = resolve(template, PlatformName="lakehub").resources()
-    assert res["InstanceRole"]["Properties"]["Path"] == "/lakehub/lakehub/"
-    assert res["InstanceProfile"]["Properties"]["Path"] == "/lakehub/lakehub/"
+def test_roles_live_under_the_platform_and_tier_path(template):
+    """/lakehub/<platform>/<tier>/: the launch role of one tier's hub product manages only these."""
+    for tier in ("pii", "nonpii"):
+        res = resolve(template, PlatformName="lakehub", TierName=tier).resources()
+        assert res["InstanceRole"]["Properties"]["Path"] == f"/lakehub/lakehub/{tier}/"
+        assert res["InstanceProfile"]["Properties"]["Path"] == f"/lakehub/lakehub/{tier}/"
 
 
 def test_user_data_fits_the_ec2_limit(template):
@@ -327,6 +383,7 @@ exit 0""",
   *) exit "${CURL_EXIT:-0}" ;;
 esac""",
     "cfn-signal": "exit 0",
+    "iptables": "exit 0",
 }
 
 
@@ -346,6 +403,8 @@ def run_boot_script(template, tmp_path, env_extra=None, **params):
         user_data.replace("/opt/aws/bin/cfn-signal", str(bin_dir / "cfn-signal"))
         .replace("/var/log/lakehub-hub.log", str(root / "hub.log"))
         .replace("/etc/lakehub", str(root / "etc" / "lakehub"))
+        .replace("/usr/local/sbin/", str(root) + "/")
+        .replace("/etc/systemd/system/", str(root) + "/")
     )
     (tmp_path / "user-data.sh").write_text(script)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), **(env_extra or {})}
@@ -357,7 +416,7 @@ def run_boot_script(template, tmp_path, env_extra=None, **params):
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
 def test_boot_script_runs_the_hub_image_and_signals_success(template, tmp_path):
     code, calls, root = run_boot_script(
-        template, tmp_path, TierName="nonpii", InstanceType="g5.xlarge", VolumeSize="128", AuthMode="ldap", LdapBindPasswordSecretName="lakehub/ldap-bind"
+        template, tmp_path, TierName="nonpii", InstanceType="g5.xlarge", VolumeSize="128", AuthMode="ldap"
     )
     assert code == 0, (root / "hub.log").read_text()
     image = f"{PLATFORM_VALUES['ImageRepositoryUri']}:latest"
@@ -373,7 +432,8 @@ def test_boot_script_runs_the_hub_image_and_signals_success(template, tmp_path):
     env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
     assert env["LAKEHUB_TIER"] == "nonpii"
     assert env["LAKEHUB_COOKIE_SECRET"] == "value-of-<CookieSecret>"
-    assert env["LAKEHUB_LDAP_BIND_PASSWORD"] == "value-of-lakehub/ldap-bind"
+    # The platform team's bind password of the tier, at its fixed name (no parameter names it).
+    assert env["LAKEHUB_LDAP_BIND_PASSWORD"] == "value-of-lakehub/nonpii/ldap_bind_password"
     assert "LAKEHUB_OAUTH_CLIENT_SECRET" not in env
 
 
@@ -415,3 +475,43 @@ def test_boot_script_without_egress_fails_with_the_reason(template, tmp_path):
     assert len([c for c in calls if c.startswith("curl ") and "cloudformation." in c]) == hi.EGRESS_WAIT_ATTEMPTS
     assert not [c for c in calls if c.startswith(("dnf ", "docker "))]
     assert "no egress from the private subnet" in (root / "hub.log").read_text()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_boot_script_keeps_users_off_imds_on_every_boot_before_docker_starts(template, tmp_path):
+    """The hub container shares the host's network: without the rule any user's kernel reads the
+    instance role's credentials from IMDS. Only uid 0 passes; the unit runs before docker on
+    every boot (the idle alarm stops the instance; a start must not reopen IMDS)."""
+    code, calls, root = run_boot_script(template, tmp_path)
+    assert code == 0, (root / "hub.log").read_text()
+    guard = (root / "lakehub-imds-guard").read_text()
+    rules = [line for line in guard.splitlines() if line.startswith("iptables")]
+    assert "iptables -A LAKEHUB-IMDS -m owner --uid-owner 0 -j RETURN" in rules
+    assert rules.index("iptables -A LAKEHUB-IMDS -m owner --uid-owner 0 -j RETURN") < rules.index("iptables -A LAKEHUB-IMDS -j REJECT")
+    assert any("-I OUTPUT 1 -d 169.254.169.254/32 -j LAKEHUB-IMDS" in r for r in rules)
+    unit = (root / "lakehub-imds-guard.service").read_text()
+    assert "Before=docker.service" in unit and "RequiredBy=docker.service" in unit
+    assert f"ExecStart={root}/lakehub-imds-guard" in unit  # hi.IMDS_GUARD, moved under tmp_path
+    order = [c for c in calls if c.startswith(("systemctl enable", "docker run", "iptables -C"))]
+    assert order == [
+        "systemctl enable --now lakehub-imds-guard.service",
+        "iptables -C OUTPUT -d 169.254.169.254/32 -j LAKEHUB-IMDS",
+        "systemctl enable --now docker",
+        order[-1],
+    ] and order[-1].startswith("docker run ")
+    assert any(c.startswith("dnf ") and "iptables-nft" in c for c in calls)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_boot_script_fails_the_launch_without_the_imds_rule(template, tmp_path):
+    # `iptables -C` answers 1: no such rule
+    original = STUBS["iptables"]
+    STUBS["iptables"] = '[ "$1" = -C ] && exit 1\nexit 0'
+    try:
+        code, calls, root = run_boot_script(template, tmp_path)
+    finally:
+        STUBS["iptables"] = original
+    assert code != 0
+    assert not [c for c in calls if c.startswith("docker run ")]
+    (signal,) = [c for c in calls if c.startswith("cfn-signal")]
+    assert "instance metadata service" in signal

@@ -23,9 +23,19 @@ in task exited", like ECS) when the process exits on its own. It also tells the 
 ECS tasks RUNNING until they are stopped (moto otherwise moves a task one state towards
 STOPPED on every describe).
 
+Isolation (issue 14): when the agent runs as root, each task runs as its user's own
+unprivileged Unix account (lakehub.local.accounts: ``lh-<user>``, created when missing, removed
+at stop when the agent made it), in a folder of its own (0700, made by the agent without
+following links, ``HOME`` and ``TMPDIR``) under a root-owned folder outside the supervisor's
+state folder, with umask 077 and a fresh environment (only what the task definition, the
+overrides and the image give, never the agent's own). So code in a kernel cannot read the state
+folder or another process's /proc/<pid>/environ. Not root: tasks run as the agent's own user
+(it cannot switch users; ``lakehub local up`` says so).
+
 Local differences from Fargate, on purpose: no image (the command runs with this machine's
 packages, the agent's Python environment first on PATH); `jupyterhub-singleuser` gets
-`--allow-root` when the agent runs as root; the container's cpu/memory are not enforced.
+`--allow-root` only when the agent runs as root without isolation; the container's cpu/memory
+are not enforced.
 
 Use from Python (``LocalAgent(endpoint_url).start()`` ... ``.stop()``) or as a command:
 ``python -m lakehub.local.agent --endpoint-url http://127.0.0.1:PORT [--cluster NAME]``.
@@ -44,7 +54,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -55,6 +64,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lakehub.emulator import DEFAULT_REGION, LOOPBACK, free_port
 from lakehub.errors import LakehubError
+from lakehub.local import accounts
 from lakehub.processes import terminate_group
 
 log = logging.getLogger("lakehub.local.agent")
@@ -86,17 +96,17 @@ def parse_env_file(text: str) -> dict[str, str]:
     return env
 
 
-def keep_tasks_running(endpoint_url: str) -> None:
+def keep_tasks_running(endpoint_url: str, control_token: str | None = None) -> None:
     """Make the emulator keep ECS tasks RUNNING until stop_task (moto's default advances a task
-    one state towards STOPPED on every describe_tasks)."""
+    one state towards STOPPED on every describe_tasks). The local emulator's control API needs
+    the supervisor's token (lakehub.local.control); a plain moto server ignores it."""
+    from lakehub.local.control import control_request
+
     body = json.dumps(
         {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}}
     ).encode()
-    req = urllib.request.Request(
-        f"{endpoint_url}/moto-api/state-manager/set-transition", data=body, method="POST"
-    )
     try:
-        urllib.request.urlopen(req, timeout=10).read()
+        control_request(endpoint_url, "/moto-api/state-manager/set-transition", control_token, data=body, method="POST")
     except OSError as exc:
         raise LakehubError(
             f"the AWS emulator at {endpoint_url} did not answer ({exc}); start it first (lakehub local up)"
@@ -113,6 +123,7 @@ class LocalTask:
     process: subprocess.Popen
     log_path: Path
     workdir: Path
+    account: "accounts.Account | None" = None
 
 
 def _tags(task: dict) -> dict:
@@ -144,6 +155,8 @@ class LocalAgent:
         poll_interval: float = 0.5,
         role_credentials: dict | RoleCredentials | None = None,
         host: str = LOOPBACK,
+        control_token: str | None = None,
+        isolate: bool | None = None,
     ):
         self.endpoint_url = endpoint_url
         self.clusters = list(clusters or [])
@@ -152,6 +165,15 @@ class LocalAgent:
         self.host = host
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="lakehub-agent-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.control_token = control_token
+        # One Unix account per user when the agent can switch users (root); see the docstring.
+        self.isolate = accounts.can_isolate() if isolate is None else isolate
+        if self.isolate and not accounts.can_isolate():
+            raise LakehubError("the local agent can run servers as their users' own accounts only as root")
+        self.task_root: Path | None = None
+        self._task_root_fd: int | None = None
+        self._accounts: dict[str, accounts.Account] = {}
+        self._opened: list = []
         self._role_credentials = role_credentials
         self._credential_cache: dict[str, dict] = {}
         self.tasks: dict[str, LocalTask] = {}
@@ -166,7 +188,17 @@ class LocalAgent:
 
     def start(self) -> "LocalAgent":
         """Configure the emulator and watch in a background thread."""
-        keep_tasks_running(self.endpoint_url)
+        keep_tasks_running(self.endpoint_url, self.control_token)
+        if self.isolate and self.task_root is None:
+            # Task folders live outside the (private) work and state folders, in a folder only
+            # root writes and others may only pass through.
+            self.task_root = Path(tempfile.mkdtemp(prefix="lakehub-tasks-"))
+            os.chmod(self.task_root, 0o711)
+            self._task_root_fd = os.open(self.task_root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            self._opened = accounts.open_for_others(accounts.interpreter_paths())
+            for folder, _ in self._opened:
+                log.warning("local agent: %s allows others to pass (o+x) while the agent runs, so user "
+                            "servers reach this Python", folder)
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="lakehub-local-agent", daemon=True)
         self._thread.start()
@@ -182,6 +214,22 @@ class LocalAgent:
             terminate_group(local.process, timeout=10)
             if stop_tasks:
                 self._stop_task(local, "lakehub local agent stopped")
+        self._clean_up_isolation()
+
+    def _clean_up_isolation(self) -> None:
+        for account in self._accounts.values():
+            if account.created:  # an account that predates the agent may run other things
+                _kill_account_processes(account.uid)
+                accounts.remove_account(account)
+        self._accounts.clear()
+        if self._task_root_fd is not None:
+            os.close(self._task_root_fd)
+            self._task_root_fd = None
+        if self.task_root is not None:
+            shutil.rmtree(self.task_root, ignore_errors=True)  # fd-based: follows no link
+            self.task_root = None
+        accounts.restore_modes(self._opened)
+        self._opened = []
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -272,7 +320,7 @@ class LocalAgent:
         elif "/" not in exe:
             argv[0] = str(bin_dir / exe) if (bin_dir / exe).exists() else (shutil.which(exe) or exe)
         singleuser = Path(argv[0]).name == "jupyterhub-singleuser" or argv[1:3] == ["-m", "jupyterhub.singleuser"]
-        if singleuser and os.geteuid() == 0 and "--allow-root" not in argv:
+        if singleuser and os.geteuid() == 0 and not self.isolate and "--allow-root" not in argv:
             argv.append("--allow-root")  # the emulator's tasks run as this machine's user
         return argv
 
@@ -346,18 +394,25 @@ class LocalAgent:
         container_def = next((c for c in containers if c.get("essential", True)), containers[0] if containers else {})
         override = overrides.get(container_def.get("name"), {})
         workdir = self.work_dir / task_id
-        workdir.mkdir(parents=True, exist_ok=True)
         log_path = self.work_dir / f"{task_id}.log"
         port = free_port()
+        account = None
         try:
             argv = self._command(container_def, override)
             env = self._environment(container_def, override, task_def, task_id, port)
-            env.setdefault("HOME", str(workdir))
+            as_user = {}
+            if self.isolate:
+                account, workdir = self._prepare_account(_tags(task)[TAG_USER], task_id)
+                env.update(HOME=str(workdir), USER=account.name, LOGNAME=account.name, TMPDIR=str(workdir / "tmp"))
+                as_user = dict(user=account.uid, group=account.gid, extra_groups=[], umask=0o077)
+            else:
+                workdir.mkdir(parents=True, exist_ok=True)
+                env.setdefault("HOME", str(workdir))
             out = open(log_path, "ab")
             try:
                 process = subprocess.Popen(
                     argv, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True,
+                    stdin=subprocess.DEVNULL, start_new_session=True, **as_user,
                 )
             finally:
                 out.close()
@@ -369,18 +424,60 @@ class LocalAgent:
             else:
                 self._stop_task(local, f"CannotStartContainerError: lakehub local agent: {exc}")
             return
-        local = LocalTask(arn, cluster, port, process, log_path, workdir)
+        local = LocalTask(arn, cluster, port, process, log_path, workdir, account)
         self.tasks[arn] = local
         log.info("local agent: task %s runs as pid %s on %s:%s (log %s)", arn, process.pid, self.host, port, log_path)
         self.ecs.tag_resource(
             resourceArn=arn, tags=[{"key": TAG_LOCAL_ENDPOINT, "value": f"{self.host}:{port}"}]
         )
 
+    def _prepare_account(self, hub_user: str, task_id: str) -> tuple["accounts.Account", Path]:
+        """The user's account, and a new task folder (with tmp/) that it owns."""
+        account = self._accounts.get(hub_user)
+        if account is None:
+            account = self._accounts[hub_user] = accounts.ensure_account(hub_user)
+        accounts.make_private_folder(self._task_root_fd, task_id, account)
+        folder_fd = os.open(task_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=self._task_root_fd)
+        try:
+            accounts.make_private_folder(folder_fd, "tmp", account)
+        finally:
+            os.close(folder_fd)
+        return account, self.task_root / task_id
+
     def _stop_task(self, local: LocalTask, reason: str) -> None:
         try:
             self.ecs.stop_task(cluster=local.cluster, task=local.arn, reason=reason[:255])
         except (ClientError, BotoCoreError) as exc:
             log.warning("local agent: could not stop task %s: %s", local.arn, exc)
+
+
+def _account_pids(uid: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat(follow_symlinks=False).st_uid == uid:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _kill_account_processes(uid: int, timeout: float = 5.0) -> None:
+    """What a user's server left running (a kernel in its own session) ends with it."""
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _account_pids(uid):
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        while _account_pids(uid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _account_pids(uid):
+            return
 
 
 def main(argv: list[str] | None = None) -> int:

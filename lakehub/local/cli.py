@@ -80,8 +80,11 @@ def cmd_up(args) -> int:
     base = args.base_port or DEFAULT_BASE_PORT
     check_ports(plan_ports(base, tiers_from_template()))
     console = Console(stderr=True)
-    state.ensure()
-    os.chmod(state.path, 0o755)
+    state.ensure()  # 0700: user servers run as other accounts and must not read it
+    from lakehub.local.accounts import can_isolate, not_isolated_warning
+
+    if not can_isolate():
+        print(f"lakehub local: {not_isolated_warning()}", file=sys.stderr)
 
     if args.foreground:
         console.print(f"[bold]lakehub local[/]: starting in the foreground (Ctrl-C stops everything); state in {state.path}")
@@ -91,7 +94,7 @@ def cmd_up(args) -> int:
 
     run_id = secrets.token_hex(8)
     log_path = state.file(LOG_FILE)
-    with open(log_path, "ab") as out:
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lakehub.local.platform", "--state-dir", str(state.path), "--base-port", str(base),
              "--server-mode", args.server_mode, "--run-id", run_id],

@@ -1,9 +1,10 @@
 """The local environment's AWS emulator: moto in server mode, plus a local Lambda runner.
 
-    python -m lakehub.local.emulator_server --port 4750 --work-dir .lakehub/local/emulator
+    python -m lakehub.local.emulator_server --port 4750 --work-dir .lakehub/local/emulator \
+        --control-token-file .lakehub/local/control-token
 
 moto runs Lambda functions only in Docker, and there is no Docker engine here. This process
-imports moto, changes three things, and serves moto's app on 127.0.0.1:
+imports moto, changes four things, and serves moto's app on 127.0.0.1:
 
 1. Custom resources (``AWS::CloudFormation::CustomResource`` and ``Custom::*``) are run by a
    small local Lambda runner: the function's code zip (which moto took from the emulator's S3
@@ -18,7 +19,13 @@ imports moto, changes three things, and serves moto's app on 127.0.0.1:
    HTTPS relay (certificate from a throw-away CA the child process trusts through
    SSL_CERT_FILE). The relay records the answer on moto's stack like moto's own
    ``cfnresponse`` endpoint does; a FAILED answer fails the stack operation with its reason.
-3. IAM enforcement: moto evaluates the Resource element of a policy only for S3, where it
+3. The control plane: moto's ``/moto-api/...`` (reset-auth turns IAM enforcement off, reset
+   wipes, data.json dumps every secret) and its own ``cfnresponse`` endpoint answer only requests
+   carrying the supervisor's token (lakehub.local.control; ``--control-token-file``); the rest get
+   403, so code in a user's kernel cannot switch enforcement off. The relay's ResponseURL carries
+   a random value per request, as CloudFormation's pre-signed URL does: an answer without it is
+   refused.
+4. IAM enforcement: moto evaluates the Resource element of a policy only for S3, where it
    knows the request's resource. For other services it asks about resource ``*``, which no
    resource-scoped statement matches, so every least-privilege role would be refused. Here a
    request whose resource moto does not know is checked on its action only. S3 (the tier
@@ -63,10 +70,21 @@ class _Answers:
         self._lock = threading.Lock()
         self._answers: dict[str, dict] = {}
         self._events: dict[str, threading.Event] = {}
+        self._signatures: dict[str, str] = {}
 
-    def expect(self, request_id: str) -> threading.Event:
+    def expect(self, request_id: str, signature: str = "") -> threading.Event:
         with self._lock:
+            if signature:
+                self._signatures[request_id] = signature
             return self._events.setdefault(request_id, threading.Event())
+
+    def signed(self, request_id: str, signature: str) -> bool:
+        """The relay URL's per-request value (what CloudFormation's pre-signed URL is)."""
+        import hmac
+
+        with self._lock:
+            expected = self._signatures.get(request_id, "")
+        return bool(expected and signature) and hmac.compare_digest(expected.encode(), signature.encode())
 
     def put(self, request_id: str, body: dict) -> None:
         with self._lock:
@@ -107,12 +125,18 @@ class _RelayHandler(BaseHTTPRequestHandler):
         log.debug("relay: " + fmt, *args)
 
     def do_PUT(self):
+        from urllib.parse import parse_qs, urlsplit
+
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        signature = (parse_qs(urlsplit(self.path).query).get("signature") or [""])[0]
         try:
             body = json.loads(raw or b"{}")
-            _record_answer(body)
-            status, reply = 200, b""
+            if not ANSWERS.signed(str(body.get("RequestId", "")), signature):
+                status, reply = 403, b"not a response URL this emulator gave"
+            else:
+                _record_answer(body)
+                status, reply = 200, b""
         except Exception as exc:  # noqa: BLE001 - the function is told; the stack fails below
             log.exception("relay: cannot record an answer")
             status, reply = 400, str(exc).encode()
@@ -143,10 +167,11 @@ class LambdaRunner:
         self.relay_port = self.relay.server_address[1]
         threading.Thread(target=self.relay.serve_forever, name="cfn-response-relay", daemon=True).start()
 
-    def response_url(self, region: str, stack_id: str) -> str:
+    def response_url(self, region: str, stack_id: str, signature: str) -> str:
         from urllib.parse import quote
 
-        return f"https://{LOOPBACK}:{self.relay_port}/cloudformation_{region}/cfnresponse?stack={quote(stack_id, safe='')}"
+        return (f"https://{LOOPBACK}:{self.relay_port}/cloudformation_{region}/cfnresponse"
+                f"?stack={quote(stack_id, safe='')}&signature={signature}")
 
     def _code_dir(self, fn) -> Path:
         digest = hashlib.sha256(fn.code_bytes).hexdigest()[:16]
@@ -242,7 +267,10 @@ def _create_custom_resource(cls, resource_name, cloudformation_json, account_id,
     properties = cloudformation_json["Properties"]
     service_token = properties["ServiceToken"]
     fn = get_lambda_backend(account_id, region_name).get_function(service_token)
+    import secrets
+
     request_id = str(mock_random.uuid4())
+    signature = secrets.token_urlsafe(24)
     resource = CustomModel(region_name, request_id, logical_id, resource_name)
     stack = cloudformation_backends[account_id][region_name].get_stack(stack_id)
     stack.add_custom_resource(resource)
@@ -251,14 +279,14 @@ def _create_custom_resource(cls, resource_name, cloudformation_json, account_id,
     event = {
         "RequestType": "Create",
         "ServiceToken": service_token,
-        "ResponseURL": RUNNER.response_url(region_name, stack_id),
+        "ResponseURL": RUNNER.response_url(region_name, stack_id, signature),
         "StackId": stack_id,
         "RequestId": request_id,
         "LogicalResourceId": logical_id,
         "ResourceType": resource_type,
         "ResourceProperties": properties,
     }
-    done = ANSWERS.expect(request_id)
+    done = ANSWERS.expect(request_id, signature)
     try:
         proc = RUNNER.invoke(fn, event, region_name)
         code = proc.returncode
@@ -288,7 +316,7 @@ def install_lambda_runner(endpoint_url: str, work_dir: Path) -> LambdaRunner:
 
 
 def install_action_only_iam_for_unknown_resources() -> None:
-    """See point 3 of the module docstring."""
+    """See point 4 of the module docstring."""
     from moto.iam.access_control import IAMPolicyStatement
 
     original = IAMPolicyStatement._check_element_matches
@@ -670,7 +698,7 @@ def install_parallel_nested_stacks() -> None:
     ResourceMap._lakehub_parallel = True
 
 
-def serve(port: int, work_dir: Path) -> None:
+def serve(port: int, work_dir: Path, control_token: str) -> None:
     from werkzeug.serving import make_server
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -689,7 +717,9 @@ def serve(port: int, work_dir: Path) -> None:
     install_fargate_task_memory()
     install_task_definition_properties()
     install_eni_dns_name()
-    app = DomainDispatcherApplication(create_backend_app)
+    from lakehub.local.control import guard
+
+    app = guard(DomainDispatcherApplication(create_backend_app), control_token)
     server = make_server(LOOPBACK, port, app, threaded=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     log.info("emulator on %s (relay https://%s:%s)", endpoint, LOOPBACK, RUNNER.relay_port)
@@ -700,11 +730,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lakehub.local.emulator_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--work-dir", required=True)
+    parser.add_argument("--control-token-file", required=True,
+                        help="file holding the token the control API (/moto-api/...) requires (lakehub.local.control)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from lakehub.local.control import read_token
+
+    try:
+        token = read_token(Path(args.control_token_file))
+    except OSError as exc:
+        parser.error(f"cannot read --control-token-file: {exc}")
+    if len(token) < 16:
+        parser.error("--control-token-file holds no token (16 characters at least)")
     work_dir = Path(args.work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
-    serve(args.port, work_dir)
+    serve(args.port, work_dir, token)
     return 0
 
 

@@ -43,6 +43,8 @@ from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
 from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
 from lakehub.errors import LakehubError
 from lakehub.processes import terminate_group
+from lakehub.settings import default_settings
+from lakehub.local import control
 from lakehub.local.state import LOG_FILE, StateDir
 
 log = logging.getLogger("lakehub.local")
@@ -51,7 +53,9 @@ DEFAULT_BASE_PORT = 8700
 DOMAIN = "lakehub.localhost"
 ASSETS_BUCKET = "lakehub-local-assets"
 ASSETS_PREFIX = "lakehub/"
-OIDC_SECRET_NAME = "lakehub-local/oidc-client-secret"
+# The platform team's OIDC client secret, one per tier at its fixed name <platform>/<tier>/...
+# (lakehub.tier.OIDC_CLIENT_SECRET): created before the deploy, as docs/SELF_SERVICE.md says.
+PLATFORM_NAME = default_settings().platform_name
 STACK_NAME = "lakehub"
 SERVER_MODES = ("per-user", "shared")
 HUB_START_TIMEOUT = 120
@@ -171,6 +175,7 @@ class LocalPlatform:
         self.idp = None
         self.creds = None
         self.agent = None
+        self.control_token = ""
         self.admin: dict = {}
         self.outputs: dict = {}
         self.stop_event = threading.Event()
@@ -192,13 +197,14 @@ class LocalPlatform:
         self.children.append((name, proc))
         return proc
 
-    def _wait_http(self, name: str, url: str, proc: subprocess.Popen | None, timeout: float, log_path: Path) -> None:
+    def _wait_http(self, name: str, url: str, proc: subprocess.Popen | None, timeout: float, log_path: Path,
+                   headers: dict | None = None) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stop_event.is_set():
             if proc is not None and proc.poll() is not None:
                 raise LakehubError(f"{name} exited at start with code {proc.returncode}; see {log_path}")
             try:
-                with urllib.request.urlopen(url, timeout=2) as r:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as r:
                     if r.status == 200:
                         return
             except OSError:
@@ -214,9 +220,14 @@ class LocalPlatform:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         for key in ("AWS_ENDPOINT_URL", "INITIAL_NO_AUTH_ACTION_COUNT"):
             env.pop(key, None)
+        # The emulator's control API (reset-auth, reset, data.json) answers only this token.
+        token_file = self.state.file(control.TOKEN_FILE)
+        self.control_token = control.new_token(token_file)
         proc = self._spawn("emulator", [sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(self.base_port),
-                                        "--work-dir", str(work)], env, ROOT, self.state.path / "emulator.log")
-        self._wait_http("the AWS emulator", f"{self.endpoint}/moto-api/", proc, 60, self.state.path / "emulator.log")
+                                        "--work-dir", str(work), "--control-token-file", str(token_file)],
+                           env, ROOT, self.state.path / "emulator.log")
+        self._wait_http("the AWS emulator", f"{self.endpoint}/moto-api/", proc, 60, self.state.path / "emulator.log",
+                        headers={control.HEADER: self.control_token})
         # The platform's own calls: dummy keys until the admin user exists.
         os.environ.update(AWS_ACCESS_KEY_ID=EMULATOR_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_SECRET_KEY,
                           AWS_DEFAULT_REGION=DEFAULT_REGION, AWS_REGION=DEFAULT_REGION)
@@ -261,7 +272,10 @@ class LocalPlatform:
         zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
         cert = self.client("acm").request_certificate(DomainName=f"*.{DOMAIN}", SubjectAlternativeNames=[DOMAIN],
                                                       ValidationMethod="DNS")["CertificateArn"]
-        self.client("secretsmanager").create_secret(Name=OIDC_SECRET_NAME, SecretString=self.idp.client_secret)
+        from lakehub.tier import OIDC_CLIENT_SECRET
+
+        for t in self.tiers:
+            self.client("secretsmanager").create_secret(Name=f"{PLATFORM_NAME}/{t.name}/{OIDC_CLIENT_SECRET}", SecretString=self.idp.client_secret)
         return {
             names.ASSETS_BUCKET_NAME: ASSETS_BUCKET,
             names.ASSETS_KEY_PREFIX: ASSETS_PREFIX,
@@ -273,7 +287,6 @@ class LocalPlatform:
             # provider's plain-http address (allowed on loopback) below.
             "OidcIssuer": f"https://{LOOPBACK}:{self.base_port + 1}",
             "OAuthClientId": self.idp.client_id,
-            "OAuthClientSecretName": OIDC_SECRET_NAME,
         }
 
     def deploy(self, parameters: dict[str, str]) -> None:
@@ -339,9 +352,8 @@ class LocalPlatform:
                 creds = sts.assume_role(RoleArn=arn, RoleSessionName=f"lakehub-local-{t.name}",
                                         DurationSeconds=ROLE_SESSION_SECONDS)["Credentials"]
                 roles[arn] = {k: creds[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
-        req = urllib.request.Request(f"{self.endpoint}/moto-api/reset-auth", data=b"0", method="POST",
-                                     headers={"Content-Type": "text/plain"})
-        urllib.request.urlopen(req, timeout=10).read()
+        control.control_request(self.endpoint, "/moto-api/reset-auth", self.control_token, data=b"0",
+                                method="POST", content_type="text/plain")
         self.say(f"IAM enforcement on ({len(roles)} roles assumed before it)")
         return roles
 
@@ -377,7 +389,6 @@ class LocalPlatform:
             "LAKEHUB_LOCAL_HUB_API_PORT": str(tier.api_port),
             "LAKEHUB_LOCAL_PROXY_API_PORT": str(tier.proxy_port),
             "LAKEHUB_ECS_ENDPOINT_URL": self.endpoint,
-            "LAKEHUB_LOCAL_EXTRA_CONFIG_PATH": self.user_server_config_dir(),
             "AWS_REGION": DEFAULT_REGION,
             "AWS_DEFAULT_REGION": DEFAULT_REGION,
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"),
@@ -392,16 +403,6 @@ class LocalPlatform:
         env.update(self.creds.add_role(f"{tier.name}-hub", self.roles[role or tier.role_arn], role or tier.role_arn))
         return env
 
-    def user_server_config_dir(self) -> str:
-        """Local processes run as this machine's user; under root (CI) the user servers need
-        allow_root, which the extension-mode server takes from a config file only."""
-        if os.geteuid() != 0:
-            return ""
-        root_dir = self.state.path / "singleuser-root"
-        root_dir.mkdir(parents=True, exist_ok=True)
-        (root_dir / "jupyter_server_config.py").write_text("c = get_config()  # noqa: F821\nc.ServerApp.allow_root = True\n")
-        return str(root_dir)
-
     def start_agent(self) -> None:
         from lakehub.local.agent import LocalAgent
 
@@ -410,8 +411,10 @@ class LocalPlatform:
         tier_roles.update({t.execution_role_arn: self.roles[t.execution_role_arn]
                            for t in self.tiers if getattr(t, "execution_role_arn", None)})
         self.agent = LocalAgent(self.endpoint, clusters=[cluster] if cluster else None, region=DEFAULT_REGION,
-                                work_dir=self.state.path / "agent", role_credentials=tier_roles).start()
-        self.say("local agent watching the emulator's ECS tasks (per-user servers)")
+                                work_dir=self.state.path / "agent", role_credentials=tier_roles,
+                                control_token=self.control_token).start()
+        who = "each as its user's own Unix account" if self.agent.isolate else "as this machine's user (not isolated)"
+        self.say(f"local agent watching the emulator's ECS tasks (per-user servers, {who})")
 
     def start_hubs(self) -> None:
         from lakehub.local.credentials import CredentialsServer
@@ -518,6 +521,8 @@ def unmodelled_types() -> list[dict]:
 
 def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "", say=None, on_ready=None) -> int:
     """Run the platform until SIGTERM/SIGINT. Returns the exit code."""
+    # Everything the supervisor writes (state folder, logs, hub folders) is its own: 0700/0600.
+    os.umask(0o077)
     state.acquire()  # raises LakehubError when another supervisor holds it (state untouched)
     import faulthandler
 

@@ -3,6 +3,8 @@
   lock                  held (flock) by the running supervisor: a second `up` sees it
   supervisor.pid        the supervisor's process id
   state.json            phase, progress lines, endpoints, tiers, demo users and passwords (0600)
+  control-token         what the emulator's control API (/moto-api/...) requires (0600)
+  (the folder is 0700: user servers run as other Unix accounts and cannot enter it)
   supervisor.log        the supervisor's log; emulator/, idp/, hubs/<tier>/, agent/ hold the rest
   notebooks-export/     the notebook bucket, exported by `down`, restored by the next `up`
 """
@@ -40,7 +42,10 @@ class StateDir:
         return self.path / EXPORT_DIR
 
     def ensure(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        """The folder, private to the supervisor (it holds the admin key and the emulator's
+        control token; user servers run as other accounts and must not read it)."""
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.path, 0o700)
 
     def read(self) -> dict:
         try:
@@ -91,7 +96,7 @@ class StateDir:
     def acquire(self) -> None:
         """Hold the lock for this process's life (released when it exits)."""
         self.ensure()
-        fd = os.open(self.file(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.file(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -12,10 +12,15 @@ Properties
   TargetKey    where the copy goes (under <prefix>templates/platforms/<platform>/)
   Defaults     {parameter name: new default}; every name must be a parameter of the template
                with a Default, or the request fails naming it
+  Pins         optional {parameter name: value}: the parameter's only allowed value (its
+               Default and AllowedValues [value]; CloudFormation refuses any other value at
+               launch). The platform's sign-in settings, and a tier's hub product's TierName,
+               so that no launcher chooses them. Every name must be a parameter of the template.
   Version      optional; a new value (the source template's digest) renders again
 
 Create/Update: read SourceKey, replace the `Default:` line of each named parameter in the
-template's top-level Parameters section (nothing else changes), write TargetKey.
+template's top-level Parameters section and the Default and AllowedValues of each pinned one
+(nothing else changes), write TargetKey.
 Delete: remove TargetKey (succeeds when it is already gone). A new TargetKey on Update gives a
 new physical id, so CloudFormation deletes the old copy.
 Data: TemplateUrl (https://<bucket>.s3.<region>.<suffix>/<TargetKey>), TargetKey.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import hashlib
 import re
 
 import boto3
@@ -45,6 +51,7 @@ except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every req
 MAX_TEMPLATE_BYTES = 1_000_000  # CloudFormation's limit for a template in S3
 PARAMETER_NAME = re.compile(r"^[A-Za-z0-9]{1,255}$")
 SIMPLE_DEFAULT = re.compile(r"^[A-Za-z0-9/_.:-]{0,2048}$")
+PIN_VALUE = re.compile(r"^[\x20-\x7e]{0,2048}$")  # printable ASCII on one line (URLs, DNs, client ids)
 
 
 class RenderError(ValueError):
@@ -71,33 +78,59 @@ def _props(event) -> dict:
         if not PARAMETER_NAME.match(str(name)) or not isinstance(value, str) or not SIMPLE_DEFAULT.match(value):
             raise RenderError(f"Invalid property Defaults: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a plain default")
     out["Defaults"] = defaults
+    pins = props.get("Pins") or {}
+    if not isinstance(pins, dict):
+        raise RenderError("Invalid property Pins: a mapping of parameter names to values is required")
+    for name, value in pins.items():
+        if not PARAMETER_NAME.match(str(name)) or not isinstance(value, str) or not PIN_VALUE.match(value):
+            raise RenderError(f"Invalid property Pins: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a one-line printable value")
+        if name in defaults:
+            raise RenderError(f"Invalid property Pins: {name} is also in Defaults")
+    out["Pins"] = pins
     return out
 
 
-def render(text: str, defaults: dict[str, str]) -> str:
-    """The template text with the Default of each named top-level parameter replaced."""
+def render(text: str, defaults: dict[str, str], pins: dict[str, str] | None = None) -> str:
+    """The template text with the Default of each named top-level parameter replaced, and each
+    pinned parameter's Default and AllowedValues set to its one value."""
+    pins = pins or {}
     lines = text.splitlines(keepends=True)
     try:
         start = next(i for i, line in enumerate(lines) if line.rstrip("\r\n") == "Parameters:")
     except StopIteration:
         raise RenderError("the template has no Parameters section") from None
-    current, done = None, set()
+    newline = "\r\n" if lines[start].endswith("\r\n") else "\n"
+    out = lines[: start + 1]
+    current, dropping, done, seen = None, False, set(), set()
+    end = len(lines)
     for i in range(start + 1, len(lines)):
         line = lines[i]
         if line.strip() and not line.startswith(" "):
+            end = i
             break  # the next top-level section
         m = re.match(r"^  ([A-Za-z0-9]+):\s*$", line)
         if m:
-            current = m.group(1)
+            current, dropping = m.group(1), False
+            seen.add(current)
+            out.append(line)
+            if current in pins:
+                value = json.dumps(pins[current])
+                out += [f"    AllowedValues:{newline}", f"      - {value}{newline}", f"    Default: {value}{newline}"]
             continue
+        prop = re.match(r"^    ([A-Za-z0-9]+):", line)
+        if prop:
+            dropping = current in pins and prop.group(1) in ("Default", "AllowedValues")
+        if dropping:
+            continue  # the pinned parameter's old Default or AllowedValues (and its items)
         m = re.match(r"^(    Default: ).*?(\r?\n)?$", line)
         if m and current in defaults:
-            lines[i] = m.group(1) + json.dumps(defaults[current]) + (m.group(2) or "")
+            line = m.group(1) + json.dumps(defaults[current]) + (m.group(2) or "")
             done.add(current)
-    missing = sorted(set(defaults) - done)
+        out.append(line)
+    missing = sorted(set(defaults) - done) + sorted(set(pins) - seen)
     if missing:
         raise RenderError(f"the template has no parameter with a Default named {', '.join(missing)}")
-    return "".join(lines)
+    return "".join(out + lines[end:])
 
 
 def _template_url(bucket: str, key: str) -> str:
@@ -115,9 +148,12 @@ def _write(event) -> str:
     body = obj["Body"].read()
     if len(body) > MAX_TEMPLATE_BYTES:
         raise RenderError(f"s3://{p['Bucket']}/{p['SourceKey']} is over {MAX_TEMPLATE_BYTES} bytes")
-    text = render(body.decode("utf-8"), p["Defaults"])
+    text = render(body.decode("utf-8"), p["Defaults"], p["Pins"])
     s3.put_object(Bucket=p["Bucket"], Key=p["TargetKey"], Body=text.encode("utf-8"), ContentType="application/x-yaml")
-    helper.Data.update({"TemplateUrl": _template_url(p["Bucket"], p["TargetKey"]), "TargetKey": p["TargetKey"]})
+    # Digest: the written copy's hash. The product's version name carries it, so a change of the
+    # platform's pinned values (sign-in) gives the product a new version, read from this copy.
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+    helper.Data.update({"TemplateUrl": _template_url(p["Bucket"], p["TargetKey"]), "TargetKey": p["TargetKey"], "Digest": digest})
     return f"s3://{p['Bucket']}/{p['TargetKey']}"
 
 

@@ -29,6 +29,7 @@ UserModifiedKeys (examples left alone because a user changed them).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -56,6 +57,16 @@ DIR_KEEP_FILE = ".s3keep"  # s3contents' folder marker
 EXAMPLES_FOLDER = "shared/examples/"
 TEXT_SUFFIXES = {".ipynb", ".py", ".r", ".R", ".md", ".txt", ".json", ".csv", ".sql", ".yaml", ".yml"}
 PLACEHOLDER = re.compile(r"\{\{(DATA_BUCKET|DATA_PREFIX|DATA_PREFIXES|TIER_NAME)\}\}")
+# The function's ServiceToken is a platform export any tier stack may call: it trusts no property.
+# A tier's folder is exactly tiers/<Name> (lakehub.names.NOTEBOOK_TIERS_ROOT; a test checks), and
+# every value has the shape the templates allow (their AllowedPatterns).
+TIERS_ROOT = "tiers"
+TIER_NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+BUCKET_NAME = re.compile(r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$")
+DATA_PREFIX = re.compile(r"^([0-9a-zA-Z!_.'()-]+/)+$")
+# What a value put into an example may contain: examples place values inside code strings
+# ('s3://{{DATA_BUCKET}}/{{DATA_PREFIX}}'), where a quote would end the string.
+SAFE_VALUE = re.compile(r"^[0-9a-zA-Z!_.()/,-]*$")
 
 
 def _notebooks_dir() -> Path:
@@ -104,15 +115,25 @@ def _tiers(props: dict) -> tuple[str, list[dict]]:
         data_prefixes = tier.get("DataPrefixes")
         if not isinstance(name, str) or not name:
             raise _fail(f"Invalid property Tiers[{i}].Name: a tier name is required")
+        if not TIER_NAME.match(name):
+            raise _fail(f"Invalid property Tiers[{i}].Name {name!r}: 2-20 of a-z, 0-9 and -, starting with a letter")
         if not isinstance(prefix, str) or not prefix.strip("/"):
             raise _fail(f"Invalid property Tiers[{i}].NotebookPrefix of tier {name}: a prefix is required")
+        own = f"{TIERS_ROOT}/{name}"
+        if prefix not in (own, own + "/"):
+            raise _fail(f"Invalid property Tiers[{i}].NotebookPrefix {prefix!r} of tier {name}: it must be the tier's own folder {own}")
         if not isinstance(data_bucket, str) or not data_bucket:
             raise _fail(f"Invalid property Tiers[{i}].DataBucket of tier {name}: a bucket name is required")
+        if not BUCKET_NAME.match(data_bucket):
+            raise _fail(f"Invalid property Tiers[{i}].DataBucket {data_bucket!r} of tier {name}: not an S3 bucket name")
         if isinstance(data_prefixes, str):  # a comma-separated string, as from a String parameter
             data_prefixes = [p.strip() for p in data_prefixes.split(",") if p.strip()]
         if not isinstance(data_prefixes, list) or not all(isinstance(p, str) for p in data_prefixes):
             raise _fail(f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: a list of prefixes is required")
-        prefix = prefix.strip("/") + "/"
+        bad = [p for p in data_prefixes if not DATA_PREFIX.match(p)]
+        if bad:
+            raise _fail(f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: {bad[0]!r} is not a key prefix ending in '/'")
+        prefix = own + "/"
         if prefix in seen:
             raise _fail(f"Invalid property Tiers: NotebookPrefix {prefix} is used by two tiers")
         seen.add(prefix)
@@ -135,17 +156,56 @@ def _examples() -> list[tuple[str, bytes]]:
     return files
 
 
-def _render(relpath: str, content: bytes, tier: dict) -> bytes:
-    if Path(relpath).suffix not in TEXT_SUFFIXES:
-        return content
-    values = {
+def _values(tier: dict) -> dict[str, str]:
+    return {
         "DATA_BUCKET": tier["DataBucket"],
         "DATA_PREFIX": tier["DataPrefixes"][0] if tier["DataPrefixes"] else "",
         "DATA_PREFIXES": ",".join(tier["DataPrefixes"]),
         "TIER_NAME": tier["Name"],
     }
+
+
+def _check_values(tier: dict, examples: list[tuple[str, bytes]]) -> None:
+    """Refuse, before anything is written, a value an example would receive that could end the
+    code string it is put in (a quote: the data-prefix pattern allows ')."""
+    used = set()
+    for relpath, raw in examples:
+        if Path(relpath).suffix in TEXT_SUFFIXES:
+            used.update(PLACEHOLDER.findall(raw.decode("utf-8", errors="replace")))
+    field = {"DATA_BUCKET": "DataBucket", "DATA_PREFIX": "DataPrefixes", "DATA_PREFIXES": "DataPrefixes", "TIER_NAME": "Name"}
+    for key, value in sorted(_values(tier).items()):
+        if key in used and not SAFE_VALUE.match(value):
+            raise _fail(f"Invalid property {field[key]} of tier {tier['Name']}: {value!r} has a character the example notebooks "
+                        "cannot hold in a code string (quotes); rename the prefix or drop {{" + key + "}} from the examples")
+
+
+def _substitute(text: str, values: dict[str, str]) -> str:
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def _fill_strings(node, values: dict[str, str]):
+    """The notebook with placeholders filled in its string values only (never in keys)."""
+    if isinstance(node, str):
+        return _substitute(node, values)
+    if isinstance(node, list):
+        return [_fill_strings(item, values) for item in node]
+    if isinstance(node, dict):
+        return {key: _fill_strings(item, values) for key, item in node.items()}
+    return node
+
+
+def _render(relpath: str, content: bytes, tier: dict) -> bytes:
+    if Path(relpath).suffix not in TEXT_SUFFIXES:
+        return content
     text = content.decode("utf-8")
-    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text).encode("utf-8")
+    if not PLACEHOLDER.search(text):
+        return content
+    values = _values(tier)
+    if relpath.endswith(".ipynb"):
+        # Parsed and written back (nbformat's layout): a value can never change the JSON around it.
+        notebook = _fill_strings(json.loads(text), values)
+        return (json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    return _substitute(text, values).encode("utf-8")
 
 
 def _sha256(data: bytes) -> str:
@@ -213,6 +273,8 @@ def seed(props: dict) -> str:
     version = str(props.get("ExamplesVersion", ""))[:200]
     _check_bucket(bucket)
     examples = _examples()
+    for tier in tiers:
+        _check_values(tier, examples)
     written, skipped, user_modified = 0, 0, 0
     for tier in tiers:
         for marker in _markers(examples):

@@ -242,3 +242,69 @@ def test_idle_culler_stops_an_idle_server(lake, tmp_path):
             H.remove_unix_users(hub.unix_users & H.unix_users_with_prefix())
         idp.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _restart(tier, user):
+    import requests
+
+    server = tier["server_for"](user)
+    hub = tier["hub"]
+    requests.delete(f"{hub.url}/hub/api/users/{user}/server", headers={"Authorization": f"token {server.token}"}, timeout=60)
+    H.wait_stopped(hub.url, user, server.token)
+    try:
+        H.wait_ready(hub.url, user, server.token)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n--- hub log ---\n{hub.log()[-6000:]}") from None
+    return server
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-user Unix accounts need a root hub")
+def test_a_users_symlinks_in_their_home_never_make_root_hand_them_a_system_folder(tier, tmp_path):
+    """Issue 14 (high): `ln -s /etc ~/.local` and a server restart made the user own /etc (the hub,
+    as root, created and chowned ~/.local and ~/R/library following the user's links)."""
+    decoy = tmp_path / "root-owned"
+    decoy.mkdir()
+    before = {path: (os.stat(path).st_uid, os.stat(path).st_gid) for path in ("/etc", str(decoy))}
+    alice = tier["server_for"]("alice")
+    alice.run("python3", (
+        "import os, uuid\n"
+        "home = os.path.expanduser('~')\n"
+        "for name in ('.local', 'R'):\n"
+        "    path = os.path.join(home, name)\n"
+        "    if os.path.lexists(path): os.rename(path, f'{path}.{uuid.uuid4().hex[:6]}')\n"
+        "os.symlink('/etc', os.path.join(home, '.local'))\n"
+        f"os.symlink({str(decoy)!r}, os.path.join(home, 'R'))\n"
+        "print('linked')"))
+    try:
+        _restart(tier, "alice")
+        after = {path: (os.stat(path).st_uid, os.stat(path).st_gid) for path in before}
+        assert after == before, "root followed a user's symlink and handed them a folder they do not own"
+        assert not (decoy / "library").exists(), "root created a folder through a user's symlink"
+    finally:
+        for path, (uid, gid) in before.items():  # never leave the test machine's /etc changed
+            if (os.stat(path).st_uid, os.stat(path).st_gid) != (uid, gid):
+                os.chown(path, uid, gid)
+        alice.run("python3", "import os\nfor n in ('.local', 'R'):\n    p = os.path.expanduser('~/' + n)\n"
+                             "    os.path.islink(p) and os.remove(p)\nprint('unlinked')")
+        _restart(tier, "alice")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-user Unix accounts need a root hub")
+def test_each_user_has_a_private_temporary_folder_that_python_and_r_use(tier):
+    """Issue 14: users shared the host's /tmp (a cross-user leak), and R could not start its
+    session on a machine whose /tmp is not world-writable."""
+    alice, bob = tier["server_for"]("alice"), tier["server_for"]("bob")
+    info = json.loads(alice.run("python3", (
+        "import os, json, tempfile, stat\n"
+        "d = tempfile.gettempdir(); st = os.stat(d)\n"
+        "open(os.path.join(d, 'alice-secret.txt'), 'w').write('mine')\n"
+        "print(json.dumps({'dir': d, 'env': os.environ.get('TMPDIR'), 'uid': st.st_uid, 'me': os.getuid(),"
+        " 'mode': stat.S_IMODE(st.st_mode)}))")).strip().splitlines()[-1])
+    assert info["dir"] == info["env"] and info["dir"] != "/tmp"
+    assert info["uid"] == info["me"] and info["mode"] == 0o700
+    r_temp = alice.run("ir", "cat(normalizePath(tempdir()))").strip().splitlines()[-1]
+    assert r_temp.startswith(os.path.realpath(info["dir"]) + "/"), r_temp
+    peek = bob.run("python3", (
+        f"import os\ntry:\n    print(open(os.path.join({info['dir']!r}, 'alice-secret.txt')).read())\n"
+        "except OSError as exc:\n    print('refused', type(exc).__name__)"))
+    assert "refused PermissionError" in peek, peek

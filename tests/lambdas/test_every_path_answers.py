@@ -11,11 +11,18 @@ import pytest
 
 HANDLERS = {
     # name: (resource type, client attributes, valid properties for the emulator-less failure)
-    "seed_notebooks": ("Custom::SeedNotebooks", ("s3",), {"NotebookBucket": "b-x", "Tiers": [{"Name": "pii", "NotebookPrefix": "tiers/pii", "DataBucket": "d", "DataPrefixes": ["pii/"]}]}),
+    "seed_notebooks": ("Custom::SeedNotebooks", ("s3",), {"NotebookBucket": "b-x", "Tiers": [{"Name": "pii", "NotebookPrefix": "tiers/pii", "DataBucket": "data-lake", "DataPrefixes": ["pii/"]}]}),
     "wait_for_image": ("Custom::WaitForImage", ("ecr", "codebuild", "cloudformation"), {"ProjectName": "p", "RepositoryName": "r"}),
     "listener_priority": ("Custom::ListenerPriority", ("elbv2",), {"ListenerArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/a/1/2"}),
+    "secret_arn": ("Custom::SecretArn", ("secretsmanager",), {"SecretName": "lakehub/pii/oidc_client_secret"}),
     "product_template": ("Custom::ProductTemplate", ("s3",), {"Bucket": "b", "SourceKey": "t/x.template.yaml", "TargetKey": "t/platforms/p/x.template.yaml", "Defaults": {"PlatformName": "p"}}),
 }
+
+
+@pytest.fixture(autouse=True)
+def _platform_of_the_functions(monkeypatch):
+    """What the templates set on functions that take their platform from the environment."""
+    monkeypatch.setenv("LAKEHUB_PLATFORM_NAME", "lakehub")
 
 
 class Boom:

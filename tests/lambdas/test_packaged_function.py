@@ -42,3 +42,22 @@ def test_the_seed_zip_seeds_the_notebooks_it_carries(tmp_path, monkeypatch, clie
         assert "{{DATA_BUCKET}}" not in body and "{{DATA_PREFIX}}" not in body, rel
         if rel.endswith(".ipynb"):
             json.loads(body)  # placeholders filled in without breaking the notebook
+
+
+def test_the_secret_arn_zip_looks_up_the_full_arn(tmp_path, monkeypatch, client, make_event, invoke):
+    zip_path = packaging.build_function("secret_arn", out_dir=tmp_path / "functions")
+    code = tmp_path / "code"
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(code)
+        assert {"index.py", "lakehub_cr/__init__.py", "crhelper/__init__.py"} <= set(zf.namelist())
+    for mod in [m for m in sys.modules if m == "crhelper" or m.startswith("crhelper.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setenv("LAKEHUB_PLATFORM_NAME", "lakehub")
+    module = load_function("secret_arn", monkeypatch, code=code)
+    assert str(code) in sys.modules["crhelper"].__file__
+
+    arn = client("secretsmanager").create_secret(Name="lakehub/pii/ldap_bind_password", SecretString="bind-password-for-tests")["ARN"]
+    event = make_event("Create", "Custom::SecretArn", {"SecretName": "lakehub/pii/ldap_bind_password"}, function="lakehub-secret-arn")
+    answer = invoke(module, event, function="lakehub-secret-arn")
+    assert answer["Status"] == "SUCCESS", answer
+    assert answer["Data"]["Arn"] == arn and arn.rsplit("-", 1)[1].isalnum() and len(arn.rsplit("-", 1)[1]) == 6

@@ -60,6 +60,42 @@ def test_the_copy_names_the_catalogs_platform_and_changes_nothing_else(product, 
     assert copy == original, "only the named defaults change"
 
 
+SIGN_IN = {"OidcIssuer": "https://login.example.com/realms/data", "OAuthClientId": "lakehub", "LdapUrl": "", "LdapBindDn": "cn=svc,ou=people,dc=example,dc=com",
+           "LdapUserSearchBase": "ou=people,dc=example,dc=com", "LdapGroupSearchBase": "ou=groups,dc=example,dc=com"}
+
+
+@pytest.mark.parametrize(("filename", "tier"), [("tier.template.yaml", None), ("hub-instance.template.yaml", "nonpii")])
+def test_pinned_parameters_allow_only_the_platforms_value(filename, tier, fn, published, make_event, invoke, tmp_path):
+    """Issue 14: the copy's sign-in settings (and a hub product's tier) take one value, the
+    platform's: CloudFormation refuses any other at launch. Nothing else changes."""
+    pins = dict(SIGN_IN, **({"TierName": tier} if tier else {}))
+    props = {"Bucket": BUCKET, "SourceKey": f"lakehub/templates/{filename}", "TargetKey": f"lakehub/templates/platforms/p/{filename}", "Defaults": {"PlatformName": "p"}, "Pins": pins}
+    answer = invoke(fn, make_event("Create", "Custom::ProductTemplate", props, function=FUNCTION), function=FUNCTION)
+    assert answer["Status"] == "SUCCESS", answer
+    (tmp_path / "copy.template.yaml").write_bytes(published.get_object(Bucket=BUCKET, Key=props["TargetKey"])["Body"].read())
+    copy, original = load(tmp_path / "copy.template.yaml"), load(TEMPLATES_DIR / filename)
+    for name, value in pins.items():
+        assert copy["Parameters"][name]["AllowedValues"] == [value], name
+        assert copy["Parameters"][name]["Default"] == value, name
+        original["Parameters"][name].update(AllowedValues=[value], Default=value)
+    original["Parameters"]["PlatformName"]["Default"] = "p"
+    assert copy == original, "only the pinned parameters and the named defaults change"
+
+
+def test_a_change_of_the_platforms_sign_in_gives_the_copy_a_new_digest(fn, published, make_event, invoke):
+    """The product's version name carries the copy's Digest (catalog.add_product): a new
+    identity provider on main must reach the product as a new version, not stay in the old copy."""
+    key = "lakehub/templates/platforms/p/tier.template.yaml"
+    base = {"Bucket": BUCKET, "SourceKey": "lakehub/templates/tier.template.yaml", "TargetKey": key, "Defaults": {"PlatformName": "p"}}
+    digests = []
+    for issuer in ("https://login.example.com/a", "https://login.example.com/a", "https://login.example.com/b"):
+        props = dict(base, Pins=dict(SIGN_IN, OidcIssuer=issuer))
+        answer = invoke(fn, make_event("Create", "Custom::ProductTemplate", props, function=FUNCTION), function=FUNCTION)
+        assert answer["Status"] == "SUCCESS", answer
+        digests.append(answer["Data"]["Digest"])
+    assert digests[0] == digests[1] != digests[2]
+
+
 def test_update_writes_again_and_delete_removes_the_copy(fn, published, make_event, invoke):
     props = {"Bucket": BUCKET, "SourceKey": "lakehub/templates/hub-instance.template.yaml", "TargetKey": "lakehub/templates/platforms/a1/hub-instance.template.yaml", "Defaults": {"PlatformName": "a1"}}
     created = invoke(fn, make_event("Create", "Custom::ProductTemplate", props, function=FUNCTION), function=FUNCTION)
@@ -83,6 +119,8 @@ def test_update_writes_again_and_delete_removes_the_copy(fn, published, make_eve
         ({"SourceKey": "lakehub/templates/missing.template.yaml"}, "run lakehub publish first"),
         ({"TargetKey": "lakehub/templates/tier.template.yaml", "SourceKey": "lakehub/templates/tier.template.yaml"}, "must differ from SourceKey"),
         ({"Defaults": {"PlatformName": "x\nResources: {}"}}, "Invalid property Defaults"),
+        ({"Pins": {"OidcIssuer": "https://x\nResources: {}"}}, "Invalid property Pins"),
+        ({"Pins": {"NoSuchParameter": ""}}, "NoSuchParameter"),
     ],
 )
 def test_bad_requests_fail_with_the_reason(props, says, fn, published, make_event, invoke, failed):

@@ -255,3 +255,51 @@ def test_data_prefixes_may_come_as_a_comma_separated_string(seed, s3):
     answer = seed("Create", {"NotebookBucket": BUCKET, "Tiers": [tier]})
     assert answer["Status"] == "SUCCESS"
     assert "s3://lake-data/nonpii/sample.csv" in read(s3, "tiers/nonpii/shared/examples/pandas-example.ipynb")
+
+
+# Issue 14 (low): the function is a ServiceToken any tier stack may call; it must not write outside
+# the tier's own folder, nor let a value break out of the notebook JSON or a code string.
+@pytest.mark.parametrize(
+    "prefix",
+    ["tiers/pii/users/alice", "tiers/nonpii", "tiers/../tiers/pii/users/alice", "other/pii", "tiers//pii", "/tiers/pii/"],
+)
+def test_a_notebook_prefix_other_than_the_tiers_own_folder_is_refused_and_nothing_is_written(seed, failed, s3, prefix):
+    answer = seed("Create", {"NotebookBucket": BUCKET, "Tiers": [dict(tiers()[0], NotebookPrefix=prefix)]})
+    failed(answer, "Invalid property", "NotebookPrefix", "tiers/pii")
+    assert versions(s3) == {}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("DataPrefixes", ["pii/'); import os; os.system('id'); ('"]),
+        ("DataPrefixes", ['pii/", "x": "']),
+        ("DataPrefixes", ["pii\\/"]),
+        # The templates' prefix pattern allows a quote: enough to leave the example's code string.
+        ("DataPrefixes", ["pii'or(exec(bytes.fromhex('7072696e74283129').decode()))or'/"]),
+        ("DataBucket", "lake-data'\n"),
+        ("Name", 'pii"'),
+    ],
+)
+def test_a_value_that_could_escape_the_notebook_or_its_code_is_refused_and_nothing_is_written(seed, failed, s3, field, value):
+    tier = dict(tiers()[0], **{field: value})
+    answer = seed("Create", {"NotebookBucket": BUCKET, "Tiers": [tier]})
+    failed(answer, "Invalid property", field)
+    assert versions(s3) == {}
+
+
+def test_rendered_notebooks_substitute_inside_json_strings_only(seed, s3, examples):
+    """A placeholder outside a string (in a key or a number position) is left alone: values are
+    put only into the notebook's strings, JSON-escaped, so the result is always a notebook."""
+    nb = dict(PY_NOTEBOOK, metadata={**PY_NOTEBOOK["metadata"], "{{TIER_NAME}}": "key"})
+    (examples / "pandas-example.ipynb").write_text(json.dumps(nb, indent=1))
+    assert seed("Create")["Status"] == "SUCCESS"
+    out = json.loads(read(s3, "tiers/pii/shared/examples/pandas-example.ipynb"))
+    assert "{{TIER_NAME}}" in out["metadata"]  # keys are not rewritten
+    assert out["cells"][0]["source"][1] == "df = pd.read_csv('s3://lake-data/pii/sample.csv')\n"
+
+
+def test_the_functions_tier_folder_is_the_platforms(seed):
+    from lakehub import names
+
+    assert seed.module.TIERS_ROOT == names.NOTEBOOK_TIERS_ROOT

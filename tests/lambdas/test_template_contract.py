@@ -19,7 +19,8 @@ CONTRACT = {
         {"ProjectName", "RepositoryName"},
     ),
     "Custom::ListenerPriority": ({"ListenerArn", "Preferred", "Minimum", "ClaimParameterPrefix"}, {"ListenerArn"}),
-    "Custom::ProductTemplate": ({"Bucket", "SourceKey", "TargetKey", "Defaults", "Version"}, {"Bucket", "SourceKey", "TargetKey", "Defaults"}),
+    "Custom::SecretArn": ({"SecretName"}, {"SecretName"}),
+    "Custom::ProductTemplate": ({"Bucket", "SourceKey", "TargetKey", "Defaults", "Pins", "Version"}, {"Bucket", "SourceKey", "TargetKey", "Defaults"}),
 }
 TIER_KEYS = {"Name", "NotebookPrefix", "DataBucket", "DataPrefixes"}
 

@@ -56,6 +56,12 @@ class Platform:
     def state(self) -> dict:
         return json.loads((self.state_dir / "state.json").read_text())
 
+    def control_token(self) -> str:
+        """What the emulator's control API requires (lakehub.local.control), as the supervisor sends it."""
+        from lakehub.local.control import TOKEN_FILE, read_token
+
+        return read_token(self.state_dir / TOKEN_FILE)
+
     def tier(self, name: str) -> dict:
         return next(t for t in self.status()["tiers"] if t["name"] == name)
 

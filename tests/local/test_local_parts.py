@@ -5,8 +5,10 @@ and the emulator's local Lambda runner answering CloudFormation for a custom res
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -82,7 +84,7 @@ def test_unmodelled_types_come_from_the_templates_and_moto():
 # the local Lambda runner
 # ------------------------------------------------------------------------------------------
 HANDLER = '''
-import json, urllib.request
+import json, urllib.error, urllib.request
 
 def handler(event, context):
     props = event["ResourceProperties"]
@@ -91,8 +93,16 @@ def handler(event, context):
             "PhysicalResourceId": "thing-" + props.get("Name", ""), "StackId": event["StackId"],
             "RequestId": event["RequestId"], "LogicalResourceId": event["LogicalResourceId"],
             "Data": {"Greeting": "hello " + props.get("Name", ""), "Remaining": context.get_remaining_time_in_millis() > 0}}
-    req = urllib.request.Request(event["ResponseURL"], data=json.dumps(body).encode(), method="PUT")
     assert event["ResponseURL"].startswith("https://")  # as CloudFormation's pre-signed URL
+    # A forged answer (the relay's URL without its per-request value) must be refused.
+    forged = urllib.request.Request(event["ResponseURL"].split("&signature=")[0], method="PUT",
+                                    data=json.dumps(dict(body, Status="FAILED", Reason="forged")).encode())
+    try:
+        urllib.request.urlopen(forged, timeout=10).read()
+        body["Data"]["Forged"] = "accepted"
+    except urllib.error.HTTPError as e:
+        body["Data"]["Forged"] = str(e.code)
+    req = urllib.request.Request(event["ResponseURL"], data=json.dumps(body).encode(), method="PUT")
     urllib.request.urlopen(req, timeout=10).read()
 '''
 
@@ -128,6 +138,7 @@ Resources:
 Outputs:
   Greeting: {Value: !GetAtt Thing.Greeting}
   Physical: {Value: !Ref Thing}
+  Forged: {Value: !GetAtt Thing.Forged}
 '''
 
 
@@ -149,7 +160,7 @@ def test_custom_resource_runs_locally_and_its_data_feeds_the_stack(local_emulato
     try:
         ok = deploy({}, stack_name="runner-ok", region="us-east-1", endpoint_url=local_emulator, template_file=template)
         # The answer's Data reached a resource created after it, as in CloudFormation.
-        assert ok.outputs == {"Greeting": "hello world", "Physical": "thing-world"}
+        assert ok.outputs == {"Greeting": "hello world", "Physical": "thing-world", "Forged": "403"}
         ssm = boto3.client("ssm", endpoint_url=local_emulator, region_name="us-east-1")
         assert ssm.get_parameter(Name="/runner-test/runner-ok")["Parameter"]["Value"] == "hello world"
         with pytest.raises(LakehubError, match="Thing .* failed: asked to fail by the test"):
@@ -157,3 +168,54 @@ def test_custom_resource_runs_locally_and_its_data_feeds_the_stack(local_emulato
                    template_file=template)
     finally:
         template.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------
+# the emulator's control plane (issue 14, local mode)
+# ------------------------------------------------------------------------------------------
+@pytest.mark.e2e
+def test_emulator_control_api_answers_only_the_supervisor_token(local_emulator):
+    """Code in a kernel reaches the emulator's port; without the supervisor's token it can
+    neither switch IAM enforcement off, wipe the emulator, dump its secrets, change task states,
+    nor answer for a custom resource through moto's own endpoint."""
+    from lakehub.local.control import HEADER
+
+    attempts = [
+        ("POST", "/moto-api/reset-auth", b"1000000"),
+        ("POST", "/moto-api/reset", b""),
+        ("GET", "/moto-api/data.json", None),
+        ("GET", "//moto-api/data.json", None),
+        ("GET", "/moto-api/%64ata.json", None),
+        ("GET", "/moto-api/", None),
+        ("POST", "/moto-api/state-manager/set-transition",
+         b'{"model_name": "ecs::task", "transition": {"progression": "immediate"}}'),
+        ("POST", "/moto-api/recorder/replay-recording", b""),
+        ("PUT", "/cloudformation_us-east-1/cfnresponse", b"{}"),
+    ]
+    for method, path, data in attempts:
+        for headers in ({}, {HEADER: "not-the-token"}, {HEADER: ""}):
+            req = urllib.request.Request(f"{local_emulator}{path}", data=data, method=method,
+                                         headers=dict(headers, **{"Content-Type": "text/plain"}))
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(req, timeout=10).read()
+            assert refused.value.code == 403, (method, path, headers)
+    # moto's own host name for its control API is refused the same way.
+    req = urllib.request.Request(f"{local_emulator}/moto-api/data.json", headers={"Host": "motoapi.amazonaws.com"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10).read()
+    assert refused.value.code == 403
+    # The supervisor's token opens it; AWS calls need none.
+    req = urllib.request.Request(f"{local_emulator}/moto-api/state-manager/get-transition?model_name=ecs::task",
+                                 headers={HEADER: local_emulator.control_token})
+    assert json.loads(urllib.request.urlopen(req, timeout=10).read())
+    sts = boto3.client("sts", endpoint_url=local_emulator, region_name="us-east-1",
+                       aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
+    assert sts.get_caller_identity()["Account"]
+
+
+def test_the_emulator_will_not_start_without_a_control_token(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lakehub.local.emulator_server", "--port", "1", "--work-dir",
+                           str(tmp_path), "--control-token-file", str(tmp_path / "missing")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and "cannot read --control-token-file" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -170,6 +170,67 @@ def test_a_port_in_use_fails_in_one_line_and_leaves_the_running_one(platform, tm
         assert requests.get(f"{tier['url']}/hub/health", timeout=10).status_code == 200
 
 
+# Code in a kernel that tries what issue 14 found (local mode): switch IAM enforcement off, dump
+# the emulator, read the state folder's keys, and read other processes' credentials in /proc.
+ATTACK = r"""
+import glob, json, os, urllib.error, urllib.request
+def call(path, data=None):
+    req = urllib.request.Request(ENDPOINT + path, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Content-Type": "text/plain"})
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+out = {"uid": os.geteuid(), "reset_auth": call("/moto-api/reset-auth", b"1000000"),
+       "data_json": call("/moto-api/data.json")}
+for name in ("state.json", "control-token"):
+    try:
+        open(os.path.join(STATE, name)).read()
+        out[name] = "read"
+    except OSError as e:
+        out[name] = type(e).__name__
+mine = ("AWS_SECRET_ACCESS_KEY=" + os.environ.get("AWS_SECRET_ACCESS_KEY", "")).encode()
+found = set()
+for path in glob.glob("/proc/[0-9]*/environ"):
+    try:
+        data = open(path, "rb").read()
+    except OSError:
+        continue
+    for line in data.split(b"\0"):
+        if line.startswith(b"AWS_CONTAINER_AUTHORIZATION_TOKEN="):
+            found.add("a container-credentials token")
+        if line.startswith(b"AWS_SECRET_ACCESS_KEY=") and line != mine:
+            found.add("another secret key")
+out["found"] = sorted(found)
+print(json.dumps(out))
+"""
+
+
+def test_code_in_a_kernel_cannot_switch_enforcement_off_nor_read_keys(platform):
+    """Issue 14 (local mode): a nonpii user's kernel, while a pii user's server runs."""
+    import json
+
+    pii = platform.tier("pii")
+    user_server(pii, pii["users"][0])  # another tier's server (its role's keys in its environment)
+    tier = platform.tier("nonpii")
+    server = user_server(tier, tier["users"][0])
+    state = platform.state()
+    code = f"ENDPOINT = {state['emulator_endpoint']!r}\nSTATE = {str(platform.state_dir)!r}\n" + ATTACK
+    seen = json.loads(server.run("python3", code).strip().splitlines()[-1])
+    assert seen["uid"] != 0, seen
+    assert (seen["reset_auth"], seen["data_json"]) == (403, 403), seen
+    assert (seen["state.json"], seen["control-token"]) == ("PermissionError", "PermissionError"), seen
+    assert seen["found"] == [], seen
+    # Enforcement is still on: the pii prefix stays closed to this tier.
+    out = server.run("python3", PROBE.format(bucket=state["outputs"]["DataBucketName"]))
+    assert out.split() == ["pii:", "AccessDenied", "nonpii:", "read"]
+    # The supervisor's token still opens the control API.
+    from lakehub.local.control import control_request
+
+    assert control_request(state["emulator_endpoint"], "/moto-api/state-manager/get-transition?model_name=ecs::task",
+                           platform.control_token())
+
+
 def test_up_save_down_up_keeps_the_notebook(platform):
     tier = platform.tier("nonpii")
     user = tier["users"][0]

@@ -5,7 +5,11 @@ the user server."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import pwd
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +46,12 @@ def http_ok(url):
         return False
 
 
+def task_folder(agent, task_id) -> Path:
+    """Where the agent runs a task: its own folder under the agent's task root when it runs
+    tasks as their users' accounts (root), else under its work folder."""
+    return Path(getattr(agent, "task_root", None) or agent.work_dir) / task_id
+
+
 @pytest.fixture
 def agent(ecs_world, tmp_path):
     agent = LocalAgent(ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path, poll_interval=0.1)
@@ -61,7 +71,7 @@ def test_agent_runs_a_spawned_task_locally_and_ends_it_on_stop(make_spawner, ecs
     # The process got the hub's environment, its own port, and the tier role's credentials.
     task_id = spawner.task_arn.rsplit("/", 1)[-1]
     env = dict(
-        line.split("=", 1) for line in (tmp_path / task_id / "env.txt").read_text().splitlines() if "=" in line
+        line.split("=", 1) for line in (task_folder(agent, task_id) / "env.txt").read_text().splitlines() if "=" in line
     )
     assert env["JUPYTERHUB_USER"] == "olga"
     assert env["JUPYTERHUB_API_TOKEN"] == "test-token-olga"
@@ -174,7 +184,7 @@ def test_agent_merges_environment_files_as_ecs_does(ecs_world, agent, tmp_path):
                                            "environmentFiles": [{"value": arn + "a.env", "type": "s3"}, {"value": arn + "b.env", "type": "s3"}]}]},
         tags=[{"key": "lakehub:user", "value": "fay"}],
     )["tasks"][0]
-    path = tmp_path / task["taskArn"].rsplit("/", 1)[-1] / "env.txt"
+    path = task_folder(agent, task["taskArn"].rsplit("/", 1)[-1]) / "env.txt"
     wait_for(path.exists)
     wait_for(lambda: "D=" in path.read_text())
     env = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
@@ -196,3 +206,71 @@ def test_a_task_whose_environment_file_cannot_be_read_stops_like_on_ecs(make_spa
     message = err.value.jupyterhub_message
     assert message.startswith("Your server's task stopped before it was ready: ResourceInitializationError: failed to download env files:")
     assert "Traceback" not in message
+
+
+# ------------------------------------------------------------------------------------------
+# isolation (issue 14, local mode): a task is code its user controls
+# ------------------------------------------------------------------------------------------
+# Run as a task: what can this code see? Then stay alive, so the next task can look at it.
+PROBE = r"""
+import glob, json, os, sys, time
+markers = [m.encode() for m in sys.argv[1:]]
+out = {"uid": os.geteuid(), "gid": os.getegid(), "groups": os.getgroups(), "home": os.environ.get("HOME"),
+       "cwd": os.getcwd(), "tmp": os.environ.get("TMPDIR")}
+try:
+    out["state"] = open(os.environ["PROBE_STATE_FILE"]).read()
+except OSError as e:
+    out["state"] = type(e).__name__
+out["found"] = []
+for path in glob.glob("/proc/[0-9]*/environ"):
+    try:
+        data = open(path, "rb").read()
+    except OSError:
+        continue
+    out["found"] += [m.decode() for m in markers if m in data]
+open("probe.json.tmp", "w").write(json.dumps(out))
+os.rename("probe.json.tmp", "probe.json")
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can run tasks as other accounts")
+def test_a_task_runs_as_its_users_account_and_sees_neither_the_state_nor_others_credentials(
+        make_spawner, ecs_world, agent, tmp_path):
+    from lakehub.local.state import StateDir
+
+    state = StateDir(tmp_path / "state")
+    state.write({"admin": {"SecretAccessKey": "state-admin-key-marker"}})
+    # Another tier's hub: a process of the supervisor holding a container-credentials token.
+    decoy = subprocess.Popen(["sleep", "120"], env={"AWS_CONTAINER_AUTHORIZATION_TOKEN": "other-tier-token-marker"})
+    probes = {}
+    try:
+        for user in ("olga", "pete"):
+            spawner = make_spawner(user=user, cmd=["python", "-c", PROBE, "other-tier-token-marker", "olga-only-marker"],
+                                   environment={"PROBE_STATE_FILE": str(state.file("state.json")),
+                                                "OLGA_SECRET": "olga-only-marker" if user == "olga" else ""})
+            asyncio.run(spawner.start())
+            folder = task_folder(agent, spawner.task_arn.rsplit("/", 1)[-1])
+            wait_for(lambda: (folder / "probe.json").exists(), timeout=60)
+            probes[user] = (json.loads((folder / "probe.json").read_text()), folder)
+    finally:
+        decoy.kill()
+        decoy.wait()
+    uids = set()
+    for user, (probe, folder) in probes.items():
+        account = pwd.getpwnam(f"lh-{user}")
+        assert (probe["uid"], probe["gid"]) == (account.pw_uid, account.pw_gid) != (0, 0)
+        assert 0 not in probe["groups"]
+        assert probe["state"] == "PermissionError"
+        # Its own processes' environments, yes (the probe works); another's or the supervisor's, no.
+        assert set(probe["found"]) == ({"olga-only-marker"} if user == "olga" else set()), probe["found"]
+        assert probe["home"] == probe["cwd"] == str(folder)
+        st = os.stat(folder, follow_symlinks=False)
+        assert (st.st_uid, st.st_mode & 0o777) == (account.pw_uid, 0o700)
+        assert os.stat(probe["tmp"]).st_uid == account.pw_uid
+        uids.add(probe["uid"])
+    assert len(uids) == 2
+    agent.stop()
+    for user in probes:  # the agent made these accounts, and removes them with its tasks
+        with pytest.raises(KeyError):
+            pwd.getpwnam(f"lh-{user}")

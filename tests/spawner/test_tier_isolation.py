@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 import urllib.request
+from pathlib import Path
 
 import boto3
 import pytest
@@ -132,7 +133,8 @@ def test_users_get_own_tasks_that_read_only_their_tier_prefix(enforced, make_spa
         assert spawners[0].task_arn != spawners[1].task_arn
 
         def result_of(spawner):
-            path = tmp_path / "tasks" / spawner.task_arn.rsplit("/", 1)[-1] / "result.json"
+            # The agent's task folder: its task root when it runs tasks as users' accounts (root).
+            path = Path(agent.task_root or agent.work_dir) / spawner.task_arn.rsplit("/", 1)[-1] / "result.json"
             deadline = time.monotonic() + 30
             while not path.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)

@@ -3,6 +3,7 @@ the hub configuration or the buildspec. The AWS facts behind them: docs/AWS_NOTE
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -22,24 +23,93 @@ def hub_secrets(resolve_tier, **params) -> dict[str, str]:
     return {s["Name"]: s["ValueFrom"] for s in hub["Secrets"]}
 
 
-@pytest.mark.parametrize(
-    "mode, param, variable",
-    [("oidc", "OAuthClientSecretName", "LAKEHUB_OAUTH_CLIENT_SECRET"), ("ldap", "LdapBindPasswordSecretName", "LAKEHUB_LDAP_BIND_PASSWORD")],
-)
-def test_a_secret_given_by_name_reaches_ecs_as_its_arn(resolve_tier, mode, param, variable):
-    # Defect 3: ECS reads a ValueFrom that is not an ARN as an SSM parameter name.
-    by_name = hub_secrets(resolve_tier, AuthMode=mode, **{param: "lakehub/idp-secret"})
-    assert by_name[variable] == "arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/idp-secret"
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/idp-secret-AbCdEf"
-    assert hub_secrets(resolve_tier, AuthMode=mode, **{param: arn})[variable] == arn
+# What a launcher tried to pass before issue 14: a secret of their choosing, which the hub would
+# send to the token endpoint or LDAP server they also chose.
+ATTACKER_SECRETS = {"OAuthClientSecretName": "lakehub/pii/cookie-secret", "LdapBindPasswordSecretName": "payroll/db-password"}
 
 
-def test_the_execution_role_may_read_a_secret_given_by_arn(resolve_tier):
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lakehub/ldap-AbCdEf"
-    res = resolve_tier(AuthMode="ldap", LdapBindPasswordSecretName=arn).resources()
+def given(templates, **params) -> dict:
+    """Only the parameters the tier template still has (the secret names are gone)."""
+    return {k: v for k, v in params.items() if k in templates["tier.template.yaml"]["Parameters"]}
+
+
+SIGN_IN_SECRETS = [("oidc", "LAKEHUB_OAUTH_CLIENT_SECRET", "oidc_client_secret"), ("ldap", "LAKEHUB_LDAP_BIND_PASSWORD", "ldap_bind_password")]
+
+
+@pytest.mark.parametrize("mode, variable, leaf", SIGN_IN_SECRETS)
+def test_the_sign_in_secret_reaches_ecs_as_its_looked_up_full_arn_in_the_tiers_namespace(templates, resolve_tier, mode, variable, leaf):
+    # Defect 3: ECS reads a ValueFrom that is not an ARN as an SSM parameter name. Issue 14: the
+    # secret is the platform team's, at a fixed name under <platform>/<tier>/, whatever a launch
+    # says; ECS asks for its *full* ARN (name + 6 random characters), which only a lookup knows.
+    res = resolve_tier(AuthMode=mode, TierName="nonpii", **given(templates, **ATTACKER_SECRETS)).resources()
+    secrets = hub_secrets(resolve_tier, AuthMode=mode, TierName="nonpii", **given(templates, **ATTACKER_SECRETS))
+    value_from = secrets[variable]
+    assert re.fullmatch(r"<\w+\.Arn>", value_from), f"{variable} takes {value_from}, not a looked-up ARN"
+    lookup = value_from.strip("<>").split(".")[0]
+    assert res[lookup]["Type"] == "Custom::SecretArn"
+    assert res[lookup]["Properties"]["SecretName"] == f"lakehub/nonpii/{leaf}"
+    assert res[lookup]["Properties"]["ServiceToken"] == "<ssm:" + names.SECRET_ARN_FUNCTION_ARN + ">"  # the platform value
+    # The execution role reads exactly that ARN.
+    readable = [r for p in res["ExecutionRole"]["Properties"]["Policies"] for st in p["PolicyDocument"]["Statement"]
+                if "secretsmanager:GetSecretValue" in st["Action"] for r in st["Resource"]]
+    assert value_from in readable
+
+
+@pytest.mark.parametrize("mode, variable, leaf", SIGN_IN_SECRETS)
+def test_a_tier_looks_up_only_the_secret_of_its_mode(resolve_tier, mode, variable, leaf):
+    raw = resolve_tier().template["Resources"]
+    lookups = {n: r for n, r in raw.items() if r["Type"] == "Custom::SecretArn"}
+    assert len(lookups) == 2
+    [(name, lookup)] = [(n, r) for n, r in lookups.items() if r["Properties"]["SecretName"]["Fn::Sub"].endswith("/" + leaf)]
+    assert lookup["Condition"] == {"oidc": "UseOidc", "ldap": "UseLdap"}[mode]
+    # Only in its own mode: in cognito mode (no platform secret to find) and the other mode
+    # no lookup exists, so none can fail the stack.
+    other = {"oidc": "ldap", "ldap": "oidc"}[mode]
+    assert name in resolve_tier(AuthMode=mode).resources()
+    for absent in ("cognito", other):
+        assert name not in resolve_tier(AuthMode=absent).resources()
+
+
+def test_the_platform_publishes_the_lookup_function_that_reads_only_its_own_secrets(templates):
+    cluster = templates["cluster.template.yaml"]["Resources"]
+    fn = cluster["SecretArnFunction"]["Properties"]
+    assert fn["Environment"]["Variables"]["LAKEHUB_PLATFORM_NAME"] == {"Ref": names.PLATFORM_NAME}
+    [policy] = cluster["SecretArnFunctionRole"]["Properties"]["Policies"]
+    grants = [st for st in policy["PolicyDocument"]["Statement"] if not any(a.startswith("logs:") for a in st["Action"])]
+    assert grants == [{
+        "Sid": "DescribePlatformSecrets", "Effect": "Allow", "Action": ["secretsmanager:DescribeSecret"],
+        "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${PlatformName}/*"}],
+    }]
+    published = {r["Properties"]["Name"]["Fn::Sub"]: r["Properties"]["Value"] for r in cluster.values() if r["Type"] == "AWS::SSM::Parameter"}
+    assert published[names.SSM_NAME_SUB + names.SECRET_ARN_FUNCTION_ARN] == {"Fn::GetAtt": ["SecretArnFunction", "Arn"]}
+    tier = templates["tier.template.yaml"]["Parameters"][names.SECRET_ARN_FUNCTION_ARN]
+    assert tier["Type"] == "AWS::SSM::Parameter::Value<String>" and tier["Default"].endswith("/" + names.SECRET_ARN_FUNCTION_ARN)
+
+
+@pytest.mark.parametrize("mode", ["cognito", "oidc", "ldap"])
+def test_the_execution_role_reads_secrets_of_its_tier_namespace_only(templates, resolve_tier, mode):
+    """Issue 14 (high): the execution role read `secret:<any name a launcher gave>-??????`. It
+    may read only secrets under <platform>/<tier>/."""
+    res = resolve_tier(AuthMode=mode, TierName="nonpii", **given(templates, **ATTACKER_SECRETS)).resources()
     docs = [p["PolicyDocument"] for p in res["ExecutionRole"]["Properties"]["Policies"]]
-    resources = [r for d in docs for s in d["Statement"] for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
-    assert arn in resources
+    readable = [
+        r for d in docs for s in d["Statement"] if "secretsmanager:GetSecretValue" in s["Action"]
+        for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    ]
+    assert readable
+    prefix = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+    for r in readable:
+        # A Ref to a secret the stack makes stands for its ARN (<CookieSecret>), the Arn of a
+        # Custom::SecretArn for the full ARN it looked up (<OidcClientSecretArn.Arn>): named under the namespace.
+        if r.startswith("<"):
+            logical = r.strip("<>").removesuffix(".Arn")
+            props = res[logical]["Properties"]
+            name = props["SecretName"] if res[logical]["Type"] == "Custom::SecretArn" else props["Name"]
+            assert name.startswith("lakehub/nonpii/"), name
+            continue
+        assert r.startswith(prefix + "lakehub/nonpii/"), r
+    others = [prefix + n for n in ("lakehub/pii/cookie-secret-AbCdEf", "payroll/db-password-AbCdEf", "lakehub/nonpii-x/oidc_client_secret-AbCdEf")]
+    assert not [o for o in others for r in readable if fnmatch.fnmatchcase(o, r)]
 
 
 def test_functions_reserve_no_concurrency(templates):

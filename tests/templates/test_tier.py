@@ -91,7 +91,7 @@ def test_no_task_gets_a_public_ip(resolve_tier, mode):
 
 def test_secrets_arrive_through_ecs_secrets_never_environment(resolve_tier):
     for mode in ("cognito", "oidc", "ldap"):
-        res = resolve_tier(AuthMode=mode, OAuthClientSecretName="oidc-secret", LdapBindPasswordSecretName="ldap-secret").resources()
+        res = resolve_tier(AuthMode=mode).resources()
         for td in (r for r in res.values() if r["Type"] == "AWS::ECS::TaskDefinition"):
             for c in td["Properties"]["ContainerDefinitions"]:
                 env_names = {e["Name"] for e in c.get("Environment", [])}

@@ -15,10 +15,3 @@ c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ['LAKEHUB_LOCAL_
 if os.environ.get("LAKEHUB_SERVER_MODE") == "per-user":
     # A user's server is a local process started by the agent: it answers in seconds.
     c.Spawner.start_timeout = 120
-
-extra = os.environ.get("LAKEHUB_LOCAL_EXTRA_CONFIG_PATH", "")
-if extra:
-    # Running as root (CI): user servers are local processes of the same user.
-    env = dict(c.Spawner.environment or {})
-    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(p for p in (extra, env.get("JUPYTER_CONFIG_PATH", "")) if p)
-    c.Spawner.environment = env

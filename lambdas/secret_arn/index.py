@@ -1,0 +1,121 @@
+"""Custom::SecretArn: the full ARN of a Secrets Manager secret the platform team created by name.
+
+ECS takes a Secrets Manager secret in a task definition's `Secrets[].ValueFrom` by its full ARN
+(the name, "-" and the 6 random characters Secrets Manager appends); a partial ARN without them
+is undocumented there and reported to fail (docs/AWS_NOTES.md). The sign-in secrets live at fixed
+names (<platform>/<tier>/oidc_client_secret, ...): this function looks the full ARN up.
+
+Properties
+  SecretName   the secret's name; it must lie under <platform>/, where <platform> is the
+               platform this function belongs to (environment variable LAKEHUB_PLATFORM_NAME).
+               The function trusts no property: any other name is refused.
+
+Create/Update: DescribeSecret; a secret that does not exist (or is scheduled for deletion) fails
+the stack with one line naming the secret and the command that fixes it.
+Delete: nothing (the secret is the platform team's, not the stack's).
+Data: Arn (the full ARN), Name.
+PhysicalResourceId: the full ARN (a secret created again gets a new one: the task definition
+is updated with it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+import boto3
+from botocore.exceptions import ClientError
+from crhelper import CfnResource
+from lakehub_cr import short_reason
+
+logger = logging.getLogger(__name__)
+
+helper = CfnResource(
+    json_logging=False,
+    log_level="INFO",
+    boto_level="CRITICAL",
+    sleep_on_delete=5,
+    polling_interval=1,
+)
+
+try:
+    # boto3 honours AWS_ENDPOINT_URL (tests and the local runner point it at the emulator).
+    secretsmanager = boto3.client("secretsmanager")
+except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every request
+    helper.init_failure(exc)
+
+PLATFORM_ENV = "LAKEHUB_PLATFORM_NAME"
+# Secrets Manager names: 1-512 of letters, digits and /_+=.@- (CreateSecret, Name).
+SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+PLATFORM_NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")  # the templates' PlatformName pattern
+
+
+def _platform() -> str:
+    value = os.environ.get(PLATFORM_ENV, "").strip()
+    if not PLATFORM_NAME.match(value):
+        raise RuntimeError(f"environment variable {PLATFORM_ENV} is {value[:40]!r}, not a platform name (the cluster template sets it)")
+    return value
+
+
+def secret_name(event) -> str:
+    """SecretName, when it is a secret name under this function's platform."""
+    platform = _platform()
+    name = (event.get("ResourceProperties") or {}).get("SecretName")
+    if not (isinstance(name, str) and SECRET_NAME.match(name) and name.startswith(platform + "/") and len(name) > len(platform) + 1):
+        # Names only (an ARN could name another account's or platform's secret), under this platform.
+        raise ValueError(f"Refused SecretName {str(name)[:120]!r}: this function reads only secrets named {platform}/... (the platform it belongs to)")
+    return name
+
+
+def _region() -> str:
+    return secretsmanager.meta.region_name or os.environ.get("AWS_REGION", "")
+
+
+def look_up(name: str) -> str:
+    try:
+        secret = secretsmanager.describe_secret(SecretId=name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise ValueError(
+                f"No secret {name}: run `aws secretsmanager create-secret --region {_region()} --name {name} "
+                "--secret-string file://value.txt`, then deploy again"
+            ) from None
+        raise
+    if secret.get("Name") != name:
+        # DescribeSecret also takes ARNs; a name is what was asked for, so the answer must match.
+        raise ValueError(f"Secret lookup for {name} answered another secret ({str(secret.get('Name'))[:80]})")
+    if secret.get("DeletedDate"):
+        raise ValueError(f"Secret {name} is scheduled for deletion: run `aws secretsmanager restore-secret --region {_region()} --secret-id {name}`, then deploy again")
+    return secret["ARN"]
+
+
+def _answer(event) -> str:
+    name = secret_name(event)
+    arn = look_up(name)
+    helper.Data.update({"Arn": arn, "Name": name})
+    logger.info("secret %s is %s", name, arn)
+    return arn
+
+
+@helper.create
+@short_reason
+def create(event, _context):
+    return _answer(event)
+
+
+@helper.update
+@short_reason
+def update(event, _context):
+    return _answer(event)
+
+
+@helper.delete
+@short_reason
+def delete(event, _context):
+    # The secret belongs to the platform team: nothing to undo.
+    logger.info("nothing to delete for %s", event.get("PhysicalResourceId"))
+
+
+def handler(event, context):
+    helper(event, context)

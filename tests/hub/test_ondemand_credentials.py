@@ -1,0 +1,167 @@
+"""On-demand (EC2) hub, end to end: users' servers hold the hub's *user role*, never the hub's
+own credentials or secrets. JupyterHub with hub_images/jupyterhub_config.py in shared mode with
+LAKEHUB_USER_ROLE_ARN (as hub-instance.template.yaml sets it), the OpenID Connect provider on
+loopback, and moto in server mode with IAM enforced.
+
+The hub's own credentials stand in for the instance role (what IMDS gives root on the instance).
+moto does not match an assumed-role session against a role principal in a trust policy, so the
+stand-in is an IAM user the user role trusts; the template's trust (the instance role) and the
+IMDS firewall are checked in tests/test_hub_instance.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import urllib.request
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+import hub_harness as H
+from lakehub.emulator import start_moto_server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+GROUP = "analysts"
+SECRET_VALUE = "cookie-" + uuid.uuid4().hex  # the hub's secret in the emulator
+
+
+def enforce_iam(endpoint_url: str) -> None:
+    req = urllib.request.Request(f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST",
+                                 headers={"Content-Type": "text/plain"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+@pytest.fixture(scope="module")
+def ondemand():
+    if not (H.NODE_BIN / "configurable-http-proxy").exists():
+        pytest.fail("configurable-http-proxy missing; run `make setup`")
+    work = Path(tempfile.mkdtemp(prefix="lakehub-ondemand-"))
+    work.chmod(0o755)
+    server = start_moto_server(log_path=work / "moto.log")
+    url = server.endpoint_url
+    setup = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+                 aws_secret_access_key="setup-not-real")
+    iam, s3, sm = (boto3.client(n, **setup) for n in ("iam", "s3", "secretsmanager"))
+    run = uuid.uuid4().hex[:8]
+    data, notebooks = f"lakehub-data-{run}", f"lakehub-notebooks-{run}"
+    for b in (data, notebooks):
+        s3.create_bucket(Bucket=b)
+    s3.put_object(Bucket=data, Key="pii/rows.csv", Body=b"pii rows")
+    secret_arn = sm.create_secret(Name=f"lakehub/hubs/{run}/cookie", SecretString=SECRET_VALUE)["ARN"]
+    # The hub's own identity (the instance role's stand-in): may assume the user role.
+    hub_arn = iam.create_user(UserName="hub-instance")["User"]["Arn"]
+    iam.put_user_policy(UserName="hub-instance", PolicyName="hub", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": "*"}]}))
+    hub_key = iam.create_access_key(UserName="hub-instance")["AccessKey"]
+    user_role = iam.create_role(RoleName=f"lakehub-hub-users-{run}", Path="/lakehub/", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": hub_arn},
+                                                 "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"]}]}))["Role"]
+    iam.put_role_policy(RoleName=user_role["RoleName"], PolicyName="data", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{data}/pii/*"]},
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{notebooks}"]},
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+         "Resource": [f"arn:aws:s3:::{notebooks}/tiers/pii/*"]}]}))
+    enforce_iam(url)
+
+    port = H.free_port()
+    passwords = {u: "pw-" + secrets.token_urlsafe(12) for u in ("alice", "bob")}
+    idp, extra, sign_in = H.start_idp("oidc", passwords, {GROUP: ["alice", "bob"]}, port, work)
+    extra.update(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_DATA_BUCKET=data, LAKEHUB_DATA_PREFIXES="pii/",
+                 LAKEHUB_USER_ROLE_ARN=user_role["Arn"],
+                 AWS_ACCESS_KEY_ID=hub_key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"],
+                 AWS_ENDPOINT_URL_STS=url, LAKEHUB_COOKIE_SECRET=SECRET_VALUE)
+    env = H.base_hub_env("pii", notebooks, "tiers/pii", port, work, url, "unused", extra)
+    env.pop("AWS_CONTAINER_CREDENTIALS_FULL_URI")  # on EC2 the hub has IMDS, not the ECS agent
+    changed = H.open_interpreter_path() if os.geteuid() == 0 else []
+    before = H.unix_users_with_prefix()
+    hub = None
+    try:
+        hub = H.start_hub(env, work)
+        hub.unix_users.update(H.unix_username_guess(u) for u in passwords)
+        tokens = {}
+        for user in passwords:
+            session, response = sign_in(hub.url, user, passwords[user])
+            assert response.status_code == 200, hub.log()[-3000:]
+            tokens[user] = H.api_token(session, hub.url, user)
+        yield {"hub": hub, "env": env, "tokens": tokens, "secret_arn": secret_arn, "endpoint": url, "data": data,
+               "user_role": user_role["Arn"], "hub_key": hub_key}
+    finally:
+        if hub:
+            hub.stop()
+            if os.environ.get("LAKEHUB_KEEP_HUB_LOG"):
+                shutil.copy(hub.log_path, os.environ["LAKEHUB_KEEP_HUB_LOG"])
+        H.remove_unix_users(H.unix_users_with_prefix() - before)
+        H.restore_modes(changed)
+        idp.stop()
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# What a user runs in a notebook: who am I, read the hub's secret, read the tier's data.
+PROBE = """
+import os, json, boto3
+E = os.environ["LAKEHUB_S3_ENDPOINT_URL"]
+out = {"env": dict(os.environ)}
+out["arn"] = boto3.client("sts", endpoint_url=E).get_caller_identity()["Arn"]
+try:
+    boto3.client("secretsmanager", endpoint_url=E).get_secret_value(SecretId=%r)
+    out["secret"] = "read"
+except Exception as exc:
+    out["secret"] = "refused: " + str(exc)[:300]
+out["data"] = boto3.client("s3", endpoint_url=E).get_object(Bucket=%r, Key="pii/rows.csv")["Body"].read().decode()
+print(json.dumps(out))
+"""
+
+
+def start_server(ondemand, user):
+    hub, token = ondemand["hub"], ondemand["tokens"][user]
+    requests.post(f"{hub.url}/hub/api/users/{user}/server", headers={"Authorization": f"token {token}"}, timeout=30)
+    try:
+        H.wait_ready(hub.url, user, token)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n--- hub log ---\n{hub.log()[-6000:]}") from None
+    return H.UserServer(hub.url, user, token)
+
+
+def test_a_users_server_holds_the_user_role_and_no_hub_secret(ondemand):
+    alice = start_server(ondemand, "alice")
+    out = json.loads(alice.run("python3", PROBE % (ondemand["secret_arn"], ondemand["data"])).strip().splitlines()[-1])
+    values = "\n".join(f"{k}={v}" for k, v in out["env"].items())
+    for secret in (SECRET_VALUE, ondemand["hub_key"]["SecretAccessKey"], ondemand["hub_key"]["AccessKeyId"],
+                   ondemand["env"]["LAKEHUB_OAUTH_CLIENT_SECRET"]):
+        assert secret not in values, "a hub secret reached the user's server"
+    assert out["env"]["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
+    assert out["arn"] == "arn:aws:sts::123456789012:assumed-role/" + ondemand["user_role"].rsplit("/", 1)[1] + "/alice"
+    assert out["secret"].startswith("refused:") and "AccessDenied" in out["secret"], out["secret"]
+    assert out["data"] == "pii rows"
+
+
+def test_the_credential_endpoint_answers_only_a_running_servers_own_user(ondemand):
+    alice = start_server(ondemand, "alice")
+    env = json.loads(alice.run("python3", "import os, json; print(json.dumps(dict(os.environ)))").strip().splitlines()[-1])
+    endpoint = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+    own = requests.get(endpoint, headers={"Authorization": env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]}, timeout=30)
+    assert own.status_code == 200 and set(own.json()) >= {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}
+    assert requests.get(endpoint, timeout=30).status_code == 401
+    assert requests.get(endpoint, headers={"Authorization": "token " + secrets.token_hex(16)}, timeout=30).status_code == 403
+    # bob is signed in but his server is stopped: his token gets nothing
+    hub, bob_token = ondemand["hub"], ondemand["tokens"]["bob"]
+    requests.delete(f"{hub.url}/hub/api/users/bob/server", headers={"Authorization": f"token {bob_token}"}, timeout=30)
+    H.wait_stopped(hub.url, "bob", bob_token)
+    assert requests.get(endpoint, headers={"Authorization": "token " + ondemand["tokens"]["bob"]}, timeout=30).status_code == 403
+    # through the proxy (what a load balancer would forward), even with alice's token: nothing
+    public = ondemand["hub"].url + "/hub/lakehub/aws-credentials"
+    assert requests.get(public, headers={"Authorization": env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]}, timeout=30).status_code == 404
+    # bob's own server gets bob's session, never alice's
+    bob = start_server(ondemand, "bob")
+    out = json.loads(bob.run("python3", PROBE % (ondemand["secret_arn"], ondemand["data"])).strip().splitlines()[-1])
+    assert out["arn"].endswith("/bob")
