@@ -181,6 +181,51 @@ def ecs_list_tasks_on_any_resource(template: dict) -> list[Violation]:
 
 
 # ---------------------------------------------------------------------------------------------
+# ECS task actions scoped by tag
+# ---------------------------------------------------------------------------------------------
+
+ECS_TASK_ACTIONS = ("ecs:describetasks", "ecs:stoptask")
+TAG_CONDITION_KEY = re.compile(r"^(aws|ecs):ResourceTag/.+$", re.IGNORECASE)
+
+
+def _condition_keys(statement: dict, operators: tuple[str, ...]) -> set[str]:
+    keys: set[str] = set()
+    for operator, entries in (statement.get("Condition") or {}).items():
+        if operator in operators and isinstance(entries, dict):
+            keys |= set(entries)
+    return keys
+
+
+def _may_name_tasks(statement: dict) -> bool:
+    """Whether a statement's resources may include ECS tasks ("*", a task ARN pattern, or any
+    ECS resource of an account)."""
+    for resource in items(statement.get("Resource")):
+        for text in sub_text(resource):
+            if text == "*" or ":task/" in text or re.search(r":ecs:[^:]*:[^:]*:\*$", text):
+                return True
+    return False
+
+
+@aws_rule(
+    "ecs-task-access-by-tier-tag",
+    "ecs:DescribeTasks and ecs:StopTask are allowed only with an aws:ResourceTag condition, and "
+    "ecs:TagResource only at creation (ecs:CreateAction): ECS authorizes these per task with its tags; moto ignores the conditions",
+)
+def ecs_task_access_by_tier_tag(template: dict) -> list[Violation]:
+    out = []
+    for where, s in _statements(template):
+        if s.get("Effect") != "Allow":
+            continue
+        actions = {a.lower() for a in items(s.get("Action")) if isinstance(a, str)}
+        task_actions = sorted(actions & set(ECS_TASK_ACTIONS))
+        if task_actions and not any(TAG_CONDITION_KEY.match(k) for k in _condition_keys(s, ("StringEquals",))):
+            out.append(Violation("ecs-task-access-by-tier-tag", where, f"{', '.join(task_actions)} without a StringEquals aws:ResourceTag/<key> condition reaches every task of the cluster (every tier's)"))
+        if "ecs:tagresource" in actions and _may_name_tasks(s) and "ecs:CreateAction" not in _condition_keys(s, ("StringEquals",)):
+            out.append(Violation("ecs-task-access-by-tier-tag", where, "ecs:TagResource without a StringEquals ecs:CreateAction condition can re-tag existing tasks, and so open another tier's tasks"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Listener rule priorities
 # ---------------------------------------------------------------------------------------------
 

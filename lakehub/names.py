@@ -143,6 +143,11 @@ ON_DEMAND_HUB_PRODUCT = "on-demand-hub"  # TAG_PRODUCT of on-demand hub instance
 HUB_PORT = 8000
 HUB_HEALTH_PATH = "/hub/health"
 NOTEBOOK_TIERS_ROOT = "tiers"  # notebook bucket layout: tiers/<tier>/shared, tiers/<tier>/users/<u>
+# Per-user mode: each spawn's secret environment (the server's API token) in the notebook bucket
+# under spawn-env/<tier>/, written and deleted by the tier's hub role, read by ECS with the tier's
+# execution role only (containerOverrides.environmentFiles); outside tiers/, so no tier role
+# reads it. hub_images/lakehub_hub/fargate.py has the same value (SPAWN_ENV_ROOT).
+SPAWN_ENV_ROOT = "spawn-env"
 
 # Listener rule priorities: main's own tiers take explicit ones below AUTO_PRIORITY_MINIMUM (in
 # settings order); tiers and hubs launched later claim the lowest free one from it, atomically,

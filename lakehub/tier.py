@@ -511,6 +511,27 @@ def platform_secret_value_from(leaf: str) -> GetAtt:
     return GetAtt(SECRET_LOOKUPS[leaf][0], "Arn")
 
 
+def spawn_env_objects():
+    """The tier's per-spawn environment files: spawn-env/<tier>/ in the notebook bucket."""
+    from lakehub.policies import objects_arn
+
+    return objects_arn(Ref(names.NOTEBOOK_BUCKET_NAME), Sub(names.SPAWN_ENV_ROOT + "/${TierName}/"))
+
+
+def spawn_env_read_statements() -> list[Statement]:
+    """What ECS needs to read a task's environmentFiles with the execution role: s3:GetObject on
+    the objects and s3:GetBucketLocation on their bucket (docs/AWS_NOTES.md)."""
+    return [
+        Statement(Sid="ReadSpawnEnvironment", Effect=Allow, Action=[awacs_s3.GetObject], Resource=[spawn_env_objects()]),
+        Statement(
+            Sid="LocateSpawnEnvironmentBucket",
+            Effect=Allow,
+            Action=[awacs_s3.GetBucketLocation],
+            Resource=[bucket_arn(Ref(names.NOTEBOOK_BUCKET_NAME))],
+        ),
+    ]
+
+
 def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
     secret_arns = [
         Ref(cookie),
@@ -530,7 +551,7 @@ def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
                     PolicyName="task-execution",
                     PolicyDocument=PolicyDocument(
                         Version="2012-10-17",
-                        Statement=hub_runtime_statements(secret_arns),
+                        Statement=hub_runtime_statements(secret_arns) + spawn_env_read_statements(),
                     ),
                 )
             ],
@@ -626,6 +647,7 @@ def hub_environment(client) -> list:
         "LAKEHUB_USER_PROFILES": Ref(USER_PROFILES),
         "LAKEHUB_USER_SERVER_PORT": str(USER_SERVER_PORT),
         "LAKEHUB_HUB_API_PORT": str(HUB_API_PORT),
+        "LAKEHUB_SPAWN_ENV_PREFIX": Sub(names.SPAWN_ENV_ROOT + "/${TierName}/"),
     }
     return [ecs.Environment(Name=k, Value=v) for k, v in env.items()]
 
@@ -655,11 +677,17 @@ def log_config(stream_prefix: str) -> ecs.LogConfiguration:
 
 
 def add_hub_role(b: Builder, tier_role, execution_role) -> iam.Role:
-    """Per-user mode: the hub may run, watch and stop tasks of the tier's user-server family in
-    the platform cluster, and pass exactly the tier role and execution role to ECS tasks."""
+    """Per-user mode: the hub may run tasks of the tier's user-server family in the platform
+    cluster, tagged with its tier; watch and stop only tasks tagged with its tier (so another
+    tier's hub can neither read a server's overrides nor stop it); write and delete its tier's
+    per-spawn environment files; and pass exactly the tier role and execution role to ECS tasks.
+    ECS authorizes DescribeTasks and StopTask per task with aws:ResourceTag, and TagResource at
+    RunTask with ecs:CreateAction and aws:RequestTag (docs/AWS_NOTES.md; rule
+    ecs-task-access-by-tier-tag)."""
     cluster_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:cluster/${ClusterName}")
     family_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${PlatformName}-${TierName}-user:*")
     task_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/${ClusterName}/*")
+    tier_tag = Ref(names.TIER_NAME)
     statements = [
         Statement(
             Sid="RunUserServers",
@@ -668,28 +696,44 @@ def add_hub_role(b: Builder, tier_role, execution_role) -> iam.Role:
             Resource=[family_arn],
             Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
         ),
+        # Tags only at RunTask (never on an existing task: re-tagging another tier's task would
+        # open it to this hub), and the tier tag only with this tier's name.
         Statement(
             Sid="TagUserServersAtLaunch",
             Effect=Allow,
             Action=[awacs_ecs.TagResource],
             Resource=[task_arn],
-            Condition=Condition(StringEquals("ecs:CreateAction", "RunTask")),
+            Condition=Condition(StringEquals({"ecs:CreateAction": "RunTask", f"aws:RequestTag/{names.TAG_TIER}": tier_tag})),
         ),
         Statement(
             Sid="WatchAndStopUserServers",
             Effect=Allow,
             Action=[awacs_ecs.DescribeTasks, awacs_ecs.StopTask],
             Resource=[task_arn],
-            Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
+            Condition=Condition(
+                [
+                    ArnEquals("ecs:cluster", cluster_arn),
+                    StringEquals(f"aws:ResourceTag/{names.TAG_TIER}", tier_tag),
+                ]
+            ),
         ),
         # ListTasks without a container-instance filter (how the hub lists its users' tasks) is
         # authorized against "*": a container-instance ARN here would deny it (docs/AWS_NOTES.md).
+        # It returns ARNs only; what a task holds takes DescribeTasks, scoped above.
         Statement(
             Sid="FindUserServers",
             Effect=Allow,
             Action=[awacs_ecs.ListTasks],
             Resource=["*"],
             Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
+        ),
+        # Each spawn's secret environment (the server's API token): written before RunTask,
+        # deleted (its one version) when the server stops. Never read back by the hub.
+        Statement(
+            Sid="WriteSpawnEnvironment",
+            Effect=Allow,
+            Action=[awacs_s3.PutObject, awacs_s3.DeleteObject, awacs_s3.DeleteObjectVersion],
+            Resource=[spawn_env_objects()],
         ),
         Statement(
             Sid="PassTierRoles",

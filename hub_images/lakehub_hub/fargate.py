@@ -24,6 +24,9 @@ LAKEHUB_USER_CONTAINER          name of the server container in the task definit
 LAKEHUB_USER_SERVER_PORT        port the server listens on inside the task (default 8888)
 LAKEHUB_TIER                    tier name (tags, startedBy) (required)
 LAKEHUB_HUB_ID                  which hub launched the task (tag lakehub:hub; default: tier)
+LAKEHUB_NOTEBOOK_BUCKET         bucket for the per-spawn environment files (required)
+LAKEHUB_SPAWN_ENV_PREFIX        their prefix in it (default ``spawn-env/<tier>/``)
+LAKEHUB_S3_ENDPOINT_URL         emulator only: S3 endpoint
 LAKEHUB_START_TIMEOUT           seconds to wait for a cold Fargate start (default 300)
 LAKEHUB_ECS_ENDPOINT_URL        emulator only: ECS endpoint (also turns on waiting for the
                                 local agent's endpoint tag, see below)
@@ -51,9 +54,13 @@ Hub configuration: ``configure_per_user_hub(c, fail=fail)`` in jupyterhub_config
 hub's tasks that no spawner in the hub's database owns (``known_task_arns_from_db()``), so no
 orphan task keeps costing; JupyterHub's own start-up poll takes back the others.
 
-Known trade-off: the server's JupyterHub API token travels in the RunTask container override,
-so principals allowed ecs:DescribeTasks on the cluster (and CloudTrail's RunTask records) can read
-it. JupyterHub issues a new token per spawn and deletes it when the server stops.
+Secrets stay out of RunTask: the server's API token (and any variable named like a secret)
+goes into a per-spawn ``.env`` object under LAKEHUB_SPAWN_ENV_PREFIX, which the task reads
+through ``containerOverrides.environmentFiles`` with its *execution* role (ECS fetches it
+before the container starts; the container never holds that role). The tier role, which
+users' kernels hold, cannot read the prefix. Overrides, DescribeTasks and CloudTrail's RunTask
+records show only the object's ARN. The hub deletes the object (every version) when the
+server stops or its start fails.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ import re
 import sys
 import threading
 import time
+import uuid
 from typing import Any, Iterable
 
 import boto3
@@ -111,6 +119,12 @@ FARGATE_SIZES = {
 
 # RunTask accepts at most 8192 characters of overrides (JSON included).
 MAX_OVERRIDES_CHARS = 8192
+
+# Per-spawn environment files (ECS containerOverrides.environmentFiles): under this root, one
+# folder per tier (lakehub.names.SPAWN_ENV_ROOT, which the tier template's roles are built on).
+SPAWN_ENV_ROOT = "spawn-env"
+# Variables that go into the environment file, never into the RunTask overrides.
+SECRET_ENV_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|(^|_)KEY$", re.IGNORECASE)
 
 # ECS task statuses, in lifecycle order, with what the user is told while waiting.
 STATUS_MESSAGES = {
@@ -298,6 +312,64 @@ def ecs_client(region: str | None = None, endpoint_url: str | None = None):
         return _clients[key]
 
 
+def s3_client(region: str | None = None, endpoint_url: str | None = None):
+    """A cached boto3 S3 client for the per-spawn environment files."""
+    region = region or region_from_env()
+    endpoint_url = endpoint_url or os.environ.get("LAKEHUB_S3_ENDPOINT_URL") or None
+    key = ("s3", region, endpoint_url)
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = boto3.session.Session().client(
+                "s3",
+                region_name=region,
+                endpoint_url=endpoint_url,
+                config=BotoConfig(retries={"max_attempts": 5, "mode": "standard"}),
+            )
+        return _clients[key]
+
+
+def split_secret_environment(env: dict[str, str], secrets: Iterable[str] = ()) -> tuple[dict[str, str], dict[str, str]]:
+    """(plain, secret): a variable is secret when its name looks like one (SECRET_ENV_NAME) or
+    its value is one of `secrets` (the server's API token under any name)."""
+    secret_values = {v for v in secrets if v}
+    plain, secret = {}, {}
+    for name, value in env.items():
+        if SECRET_ENV_NAME.search(name) or value in secret_values:
+            secret[name] = value
+        else:
+            plain[name] = value
+    return plain, secret
+
+
+def env_file_text(env: dict[str, str]) -> str:
+    """A Docker env-file (what ECS reads from environmentFiles): VARIABLE=VALUE lines, no
+    quoting or escapes, so a value cannot hold a line break."""
+    lines = []
+    for name, value in sorted(env.items()):
+        if "\n" in value or "\r" in value or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise FargateSpawnError(
+                f"The server setting {name} cannot be passed to ECS in an environment file "
+                "(a line break in its value, or a name that is not a shell variable name); "
+                "tell the platform admins."
+            )
+        lines.append(f"{name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def delete_env_file(s3, bucket: str, key: str, version: str = "") -> None:
+    """Delete an environment file for good: its one version in a versioned bucket (the key is
+    new at every spawn), where a plain delete would only add a delete marker over it."""
+    if version:
+        s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    else:
+        s3.delete_object(Bucket=bucket, Key=key)
+
+
+def s3_object_arn(bucket: str, key: str, region: str) -> str:
+    partition = boto3.session.Session().get_partition_for_region(region) or "aws"
+    return f"arn:{partition}:s3:::{bucket}/{key}"
+
+
 def task_tags(task: dict) -> dict[str, str]:
     return {t["key"]: t.get("value", "") for t in task.get("tags") or []}
 
@@ -328,6 +400,28 @@ def describe_tasks(ecs, cluster: str, arns: list[str], include_tags: bool = True
     return tasks
 
 
+def describe_tier_tasks(ecs, cluster: str, arns: list[str], log=None) -> list[dict]:
+    """describe_tasks for the tasks this hub may describe. The hub role may describe only tasks
+    tagged with its tier, and `startedBy` is whatever RunTask was given, so another tier's hub
+    could start a task that this tier's listing finds: a batch refused for that is described
+    again task by task, and the refused ones (not this tier's) are left out."""
+    try:
+        return describe_tasks(ecs, cluster, arns)
+    except ClientError as exc:
+        if not is_access_denied(exc):
+            raise
+    found = []
+    for arn in arns:
+        try:
+            found.extend(describe_tasks(ecs, cluster, [arn]))
+        except ClientError as exc:
+            if not is_access_denied(exc):
+                raise
+            if log:
+                log.warning("Task %s is not this tier's (describe refused); left alone", arn)
+    return found
+
+
 def list_tier_tasks(
     cluster: str,
     tier: str,
@@ -343,7 +437,7 @@ def list_tier_tasks(
     for page in ecs.get_paginator("list_tasks").paginate(**kwargs):
         arns.extend(page.get("taskArns", []))
     found = []
-    for task in describe_tasks(ecs, cluster, arns):
+    for task in describe_tier_tasks(ecs, cluster, arns):
         tags = task_tags(task)
         if tags.get(TAG_TIER) != tag_value(tier) or TAG_USER not in tags:
             continue
@@ -588,6 +682,17 @@ class FargateSpawner(Spawner):
         2.0, config=True, help="Seconds between describe_tasks calls while a task starts or stops."
     )
     stop_timeout = Integer(120, config=True, help="Seconds stop() waits for the task to reach STOPPED.")
+    spawn_env_bucket = Unicode(
+        config=True,
+        help="Bucket for the per-spawn environment files that carry the server's secrets "
+        "(LAKEHUB_NOTEBOOK_BUCKET).",
+    )
+    spawn_env_prefix = Unicode(
+        config=True,
+        help="Prefix of those files in the bucket; only the hub role writes it and only the "
+        "execution role reads it (LAKEHUB_SPAWN_ENV_PREFIX; default spawn-env/<tier>/).",
+    )
+    s3_endpoint_url = Unicode(config=True, help="S3 endpoint, emulator only (LAKEHUB_S3_ENDPOINT_URL).")
 
     # The server listens on every interface of its own task (the hub reaches it by private IP).
     @default("ip")
@@ -669,6 +774,19 @@ class FargateSpawner(Spawner):
     def _default_ecs_endpoint_url(self):
         return os.environ.get("LAKEHUB_ECS_ENDPOINT_URL", "")
 
+    @default("spawn_env_bucket")
+    def _default_spawn_env_bucket(self):
+        return os.environ.get("LAKEHUB_NOTEBOOK_BUCKET", "").strip()
+
+    @default("spawn_env_prefix")
+    def _default_spawn_env_prefix(self):
+        prefix = os.environ.get("LAKEHUB_SPAWN_ENV_PREFIX", "").strip() or f"{SPAWN_ENV_ROOT}/{self.tier}/"
+        return prefix if prefix.endswith("/") else prefix + "/"
+
+    @default("s3_endpoint_url")
+    def _default_s3_endpoint_url(self):
+        return os.environ.get("LAKEHUB_S3_ENDPOINT_URL", "")
+
     @default("wait_for_local_endpoint")
     def _default_wait_for_local_endpoint(self):
         return bool(self.ecs_endpoint_url)
@@ -677,6 +795,8 @@ class FargateSpawner(Spawner):
 
     task_arn = Unicode("", help="ARN of the running task (persisted in the hub's database).")
     capacity_used = Unicode("", help="Capacity provider the task was started on.")
+    env_file_key = Unicode("", help="S3 key of this spawn's environment file (deleted at stop).")
+    env_file_version = Unicode("", help="Its S3 version id (the notebook bucket is versioned).")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -688,17 +808,24 @@ class FargateSpawner(Spawner):
         if self.task_arn:
             state["task_arn"] = self.task_arn
             state["capacity"] = self.capacity_used
+        if self.env_file_key:
+            state["env_file_key"] = self.env_file_key
+            state["env_file_version"] = self.env_file_version
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self.task_arn = state.get("task_arn", "")
         self.capacity_used = state.get("capacity", "")
+        self.env_file_key = state.get("env_file_key", "")
+        self.env_file_version = state.get("env_file_version", "")
 
     def clear_state(self):
         super().clear_state()
         self.task_arn = ""
         self.capacity_used = ""
+        self.env_file_key = ""
+        self.env_file_version = ""
 
     # ---- options ----------------------------------------------------------------------------
 
@@ -789,6 +916,7 @@ class FargateSpawner(Spawner):
                 (self.subnets, "LAKEHUB_USER_SUBNETS"),
                 (self.security_groups, "LAKEHUB_USER_SECURITY_GROUPS"),
                 (self.tier, "LAKEHUB_TIER"),
+                (self.spawn_env_bucket, "LAKEHUB_NOTEBOOK_BUCKET"),
             )
             if not value
         ]
@@ -826,11 +954,17 @@ class FargateSpawner(Spawner):
         excluded = set(self.task_env_exclude)
         return {k: str(v) for k, v in env.items() if v is not None and k not in excluded}
 
-    def run_task_request(self, profile: dict[str, Any], capacity: str, env: dict[str, str]) -> dict:
+    def run_task_request(
+        self, profile: dict[str, Any], capacity: str, env: dict[str, str], env_file_arn: str | None = None
+    ) -> dict:
+        """The RunTask request. `env` goes into the overrides as it is: split the secrets out
+        first (split_secret_environment) and pass their file's ARN as `env_file_arn`."""
         container: dict[str, Any] = {
             "name": self.container_name,
             "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
         }
+        if env_file_arn:
+            container["environmentFiles"] = [{"value": env_file_arn, "type": "s3"}]
         # The task definition's command runs unless the hub configures another command or
         # extra arguments (Spawner.cmd / Spawner.args).
         cmd, args = list(self.cmd or []), list(self.get_args())
@@ -900,17 +1034,24 @@ class FargateSpawner(Spawner):
 
     async def _start(self):
         profile = self.selected_profile()
-        if self.task_arn:
+        if self.task_arn or self.env_file_key:
             # A task from an earlier spawn that the hub lost track of: do not leave it running.
-            await self._stop_task_quietly(self.task_arn, "Replaced by a new spawn of the same server")
+            if self.task_arn:
+                await self._stop_task_quietly(self.task_arn, "Replaced by a new spawn of the same server")
+            await self._delete_env_file()
             self.clear_state()
-        env = self.task_environment(profile)
+        env, secret_env = split_secret_environment(self.task_environment(profile), [self.api_token])
         capacity = self.capacity_provider
         self._emit(
             10,
             f"Requesting a {profile['display']} server on {'Fargate Spot' if capacity == FARGATE_SPOT else 'Fargate'}",
         )
-        task = await self._run_task(profile, capacity, env)
+        env_file_arn = await self._write_env_file(secret_env)
+        try:
+            task = await self._run_task(profile, capacity, env, env_file_arn)
+        except BaseException:
+            await self._delete_env_file()
+            raise
         self.task_arn = task["taskArn"]
         self.capacity_used = task.get("capacityProviderName") or self.capacity_used
         self._emit(20, f"Task {self.task_arn.rsplit('/', 1)[-1]} submitted on {self.capacity_used}")
@@ -919,17 +1060,64 @@ class FargateSpawner(Spawner):
         except BaseException:
             # Timed out, stopped or cancelled: make sure nothing keeps running (and costing).
             await self._stop_task_quietly(self.task_arn, "Spawn failed or was cancelled")
+            await self._delete_env_file()
             raise
         self._emit(90, f"Server at {url}; waiting for it to answer")
         return url
 
-    async def _run_task(self, profile: dict, capacity: str, env: dict[str, str]) -> dict:
+    # ---- per-spawn environment file ---------------------------------------------------------
+
+    @property
+    def s3(self):
+        return s3_client(self.region, self.s3_endpoint_url or None)
+
+    async def _write_env_file(self, secret_env: dict[str, str]) -> str | None:
+        """Put this spawn's secret variables in a new object under spawn_env_prefix (server-side
+        encrypted); return its ARN for containerOverrides.environmentFiles."""
+        if not secret_env:
+            return None
+        key = f"{self.spawn_env_prefix}{uuid.uuid4().hex}.env"
+        body = env_file_text(secret_env).encode()
+        try:
+            response = await asyncio.to_thread(
+                self.s3.put_object,
+                Bucket=self.spawn_env_bucket,
+                Key=key,
+                Body=body,
+                ServerSideEncryption="AES256",
+                ContentType="text/plain",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            self.log.error("Writing the environment file of %s failed: %s", self._log_name, exc)
+            raise FargateSpawnError(
+                f"The hub could not store your server's settings ({exc}). Try again; if it keeps "
+                "failing, tell the platform admins (the hub role needs s3:PutObject on "
+                f"{self.spawn_env_prefix}* in {self.spawn_env_bucket})."
+            ) from exc
+        self.env_file_key = key
+        self.env_file_version = response.get("VersionId") or ""
+        return s3_object_arn(self.spawn_env_bucket, key, self.region)
+
+    async def _delete_env_file(self) -> None:
+        """Delete this spawn's environment file, every version of it (the bucket is versioned:
+        a plain delete would only hide it)."""
+        key = self.env_file_key
+        if not key:
+            return
+        try:
+            await asyncio.to_thread(delete_env_file, self.s3, self.spawn_env_bucket, key, self.env_file_version)
+        except (ClientError, BotoCoreError) as exc:
+            self.log.warning("Deleting the environment file %s of %s failed: %s", key, self._log_name, exc)
+            return
+        self.env_file_key = self.env_file_version = ""
+
+    async def _run_task(self, profile: dict, capacity: str, env: dict[str, str], env_file_arn: str | None = None) -> dict:
         attempts = [capacity]
         if capacity == FARGATE_SPOT and self.spot_fallback:
             attempts.append(FARGATE)
         last_reason = ""
         for i, provider in enumerate(attempts):
-            request = self.run_task_request(profile, provider, env)
+            request = self.run_task_request(profile, provider, env, env_file_arn)
             try:
                 response = await asyncio.to_thread(self._call_run_task, request)
             except ClientError as exc:
@@ -1082,9 +1270,11 @@ class FargateSpawner(Spawner):
     async def stop(self, now=False):
         """Stop the task; wait (bounded) until ECS reports it STOPPED unless `now`."""
         if not self.task_arn:
+            await self._delete_env_file()
             return
         arn = self.task_arn
         await self._stop_task_quietly(arn, f"Stopped by JupyterHub ({self._log_name})")
+        await self._delete_env_file()
         if now:
             return
         deadline = time.monotonic() + self.stop_timeout

@@ -5,7 +5,10 @@ private IPs it reports are fake. This agent watches the emulator's ECS tasks and
 task of a lakehub user server (a task tagged ``lakehub:user``, as FargateSpawner tags them):
 
 1. reads the container's command and environment from the task definition and the task's
-   overrides (as ECS would merge them),
+   overrides, and its environment files (``environmentFiles``, S3 objects) with the task's
+   *execution* role's credentials, merging them as ECS does: files first (top down), then the
+   container's ``environment``, then the overrides' (an unreadable file stops the task with
+   ``ResourceInitializationError``, as on ECS),
 2. gives the process the task role's credentials (assumed on the emulator, or taken from a
    prepared map when IAM enforcement is on), ``AWS_ENDPOINT_URL`` = the emulator and
    ``AWS_REGION``, the way ECS gives a task its role,
@@ -44,6 +47,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -71,6 +75,25 @@ TAG_USER = "lakehub:user"
 TAG_LOCAL_ENDPOINT = "lakehub:local-endpoint"
 
 RoleCredentials = Callable[[str, str], dict]
+
+ENV_FILE_ARN = re.compile(r"^arn:aws[a-z-]*:s3:::(?P<bucket>[^/]+)/(?P<key>.+)$")
+
+
+class EnvFileError(LakehubError):
+    """A task's environment file cannot be read: ECS stops such a task before it starts."""
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """A Docker env-file as ECS reads it: VARIABLE=VALUE lines, `#` lines and blank lines
+    ignored, no quoting or escapes (the value is everything after the first `=`)."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        if not stripped or stripped.startswith("#") or "=" not in stripped:
+            continue
+        name, value = stripped.split("=", 1)
+        env[name] = value
+    return env
 
 
 def keep_tasks_running(endpoint_url: str, control_token: str | None = None) -> None:
@@ -301,6 +324,39 @@ class LocalAgent:
             argv.append("--allow-root")  # the emulator's tasks run as this machine's user
         return argv
 
+    def _env_files(self, container_def: dict, override: dict, task_def: dict, task_id: str) -> dict[str, str]:
+        """The container's environment files, read as ECS reads them: the overrides' list
+        replaces the task definition's; each object is read with the task's execution role
+        (s3:GetBucketLocation, s3:GetObject); later files win over earlier ones."""
+        files = override["environmentFiles"] if "environmentFiles" in override else container_def.get("environmentFiles")
+        if not files:
+            return {}
+        role = task_def.get("executionRoleArn")
+        if not role:
+            raise EnvFileError("environment files need a task execution role, and the task definition has none")
+        try:
+            creds = self._credentials(role, f"lakehub-local-exec-{task_id}")
+        except LakehubError as exc:
+            raise EnvFileError(str(exc)) from None
+        s3 = boto3.session.Session().client(
+            "s3", region_name=self.region, endpoint_url=self.endpoint_url,
+            aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds.get("SessionToken"),
+        )
+        env: dict[str, str] = {}
+        for item in files:
+            arn = str(item.get("value", ""))
+            match = ENV_FILE_ARN.match(arn)
+            if item.get("type", "s3") != "s3" or not match or not arn.endswith(".env"):
+                raise EnvFileError(f"{arn!r} is not the ARN of an S3 object named *.env")
+            try:
+                s3.get_bucket_location(Bucket=match["bucket"])
+                body = s3.get_object(Bucket=match["bucket"], Key=match["key"])["Body"].read()
+            except (ClientError, BotoCoreError) as exc:
+                raise EnvFileError(f"{arn}: {exc}") from None
+            env.update(parse_env_file(body.decode("utf-8", errors="replace")))
+        return env
+
     def _environment(self, container_def: dict, override: dict, task_def: dict, task_id: str, port: int) -> dict:
         bin_dir = str(Path(sys.executable).parent)
         env = {
@@ -308,6 +364,9 @@ class LocalAgent:
             "LANG": os.environ.get("LANG", "C.UTF-8"),
         }
         env.update(image_environment())  # what the image gives every container; the task's own wins
+        # ECS: the container's environment takes precedence over its environment files, and
+        # the overrides' environment over the container's.
+        env.update(self._env_files(container_def, override, task_def, task_id))
         env.update(_pairs(container_def.get("environment")))
         env.update(_pairs(override.get("environment")))
         service_url = env.get("JUPYTERHUB_SERVICE_URL")
@@ -360,7 +419,10 @@ class LocalAgent:
         except (LakehubError, ClientError, OSError) as exc:
             log.warning("local agent: cannot run task %s: %s", arn, exc)
             local = LocalTask(arn, cluster, port, None, log_path, workdir)  # type: ignore[arg-type]
-            self._stop_task(local, f"CannotStartContainerError: lakehub local agent: {exc}")
+            if isinstance(exc, EnvFileError):  # ECS fails the task before any container starts
+                self._stop_task(local, f"ResourceInitializationError: failed to download env files: {exc}")
+            else:
+                self._stop_task(local, f"CannotStartContainerError: lakehub local agent: {exc}")
             return
         local = LocalTask(arn, cluster, port, process, log_path, workdir, account)
         self.tasks[arn] = local

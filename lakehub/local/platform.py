@@ -342,6 +342,11 @@ class LocalPlatform:
                 wanted.append(hub_arn)
                 setattr(t, "hub_role_arn", hub_arn)
             setattr(t, "role_arn", t_role)
+            # The agent reads tasks' environment files with the execution role, as ECS does.
+            exec_role = info.get("ExecutionRoleArn") if hub_role_name else None
+            if exec_role:
+                wanted.append(exec_role)
+            setattr(t, "execution_role_arn", exec_role)
             setattr(t, "hub_task_definition", info.get("HubTaskDefinitionArn"))
             for arn in wanted:
                 creds = sts.assume_role(RoleArn=arn, RoleSessionName=f"lakehub-local-{t.name}",
@@ -403,6 +408,8 @@ class LocalPlatform:
 
         cluster = self.outputs.get(names.CLUSTER_NAME)
         tier_roles = {t.role_arn: self.roles[t.role_arn] for t in self.tiers}
+        tier_roles.update({t.execution_role_arn: self.roles[t.execution_role_arn]
+                           for t in self.tiers if getattr(t, "execution_role_arn", None)})
         self.agent = LocalAgent(self.endpoint, clusters=[cluster] if cluster else None, region=DEFAULT_REGION,
                                 work_dir=self.state.path / "agent", role_credentials=tier_roles,
                                 control_token=self.control_token).start()

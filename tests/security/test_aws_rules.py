@@ -23,6 +23,7 @@ def test_the_rule_set_covers_each_aws_fact():
         "ecs-secrets-by-arn",
         "no-reserved-concurrency",
         "ecs-list-tasks-on-any-resource",
+        "ecs-task-access-by-tier-tag",
         "listener-priorities-by-construction",
         "cognito-logout-urls-registered",
         "containers-work-where-their-user-can-enter",

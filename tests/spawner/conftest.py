@@ -31,7 +31,11 @@ def ecs_world(aws_client, moto_server, monkeypatch):
     """One tier's per-user infrastructure in the emulator, and the hub task's env pointing at it."""
     keep_tasks_running(moto_server.endpoint_url)
     n = next(_counter)
-    ec2, ecs, iam = aws_client("ec2"), aws_client("ecs"), aws_client("iam")
+    ec2, ecs, iam, s3 = aws_client("ec2"), aws_client("ecs"), aws_client("iam"), aws_client("s3")
+    # The notebook bucket (versioned, as the storage stack makes it): per-spawn environment files.
+    bucket = f"lakehub-notebooks-{n}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     # moto only gives an ENI a private DNS name (which an awsvpc task needs) with DNS hostnames on.
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
@@ -75,16 +79,20 @@ def ecs_world(aws_client, moto_server, monkeypatch):
         "LAKEHUB_USER_SECURITY_GROUPS": sg,
         "LAKEHUB_USER_CAPACITY": "FARGATE",
         "LAKEHUB_TIER": tier,
+        "LAKEHUB_NOTEBOOK_BUCKET": bucket,
         "LAKEHUB_ECS_ENDPOINT_URL": moto_server.endpoint_url,
         "AWS_REGION": "us-east-1",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    for key in ("LAKEHUB_USER_PROFILES", "LAKEHUB_HUB_ID", "LAKEHUB_START_TIMEOUT", "LAKEHUB_USER_SPOT_FALLBACK"):
+    for key in ("LAKEHUB_USER_PROFILES", "LAKEHUB_HUB_ID", "LAKEHUB_START_TIMEOUT", "LAKEHUB_USER_SPOT_FALLBACK",
+                "LAKEHUB_SPAWN_ENV_PREFIX", "LAKEHUB_S3_ENDPOINT_URL"):
         monkeypatch.delenv(key, raising=False)
     return SimpleNamespace(
         ecs=ecs,
         ec2=ec2,
+        s3=s3,
+        bucket=bucket,
         cluster=cluster,
         tier=tier,
         family=family,

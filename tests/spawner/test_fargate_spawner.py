@@ -128,7 +128,8 @@ def test_start_runs_the_tier_task_with_configured_role_network_size_and_tags(mak
     assert "command" not in container  # the task definition's command runs
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env["JUPYTERHUB_API_URL"] == "http://10.20.1.10:8081/hub/api"
-    assert env["JUPYTERHUB_API_TOKEN"] == "test-token-alice"
+    assert "JUPYTERHUB_API_TOKEN" not in env  # in the spawn's environment file (test_spawn_secrets.py)
+    assert container["environmentFiles"][0]["type"] == "s3"
     assert env["JUPYTERHUB_USER"] == "alice"
     assert env["JUPYTERHUB_SERVICE_URL"].startswith("http://0.0.0.0:8888")
     assert env["LAKEHUB_TIER"] == ecs_world.tier and env["LAKEHUB_PROFILE"] == "medium"

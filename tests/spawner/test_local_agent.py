@@ -164,6 +164,50 @@ def test_agent_gives_processes_the_environment_the_image_gives_its_containers():
 
 
 
+def test_agent_merges_environment_files_as_ecs_does(ecs_world, agent, tmp_path):
+    """Files first (later files win), then the container's environment, then the overrides'."""
+    s3 = ecs_world.s3
+    s3.put_object(Bucket=ecs_world.bucket, Key="spawn-env/t/a.env", Body=b"# comment\nA=from-a\nB=from-a\nC=from-a\n\n")
+    s3.put_object(Bucket=ecs_world.bucket, Key="spawn-env/t/b.env", Body=b"B=from-b\nURL=x=y\n")
+    td = ecs_world.ecs.register_task_definition(
+        family=f"{ecs_world.family}-files", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+        cpu="1024", memory="4096", taskRoleArn=ecs_world.tier_role, executionRoleArn=ecs_world.exec_role,
+        containerDefinitions=[{"name": "notebook", "image": "lakehub-hub", "memoryReservation": 512,
+                               "command": SERVER_CMD, "environment": [{"name": "C", "value": "from-definition"}]}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    arn = f"arn:aws:s3:::{ecs_world.bucket}/spawn-env/t/"
+    task = ecs_world.ecs.run_task(
+        cluster=ecs_world.cluster, taskDefinition=td,
+        capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
+        networkConfiguration={"awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}},
+        overrides={"containerOverrides": [{"name": "notebook", "environment": [{"name": "D", "value": "from-overrides"}],
+                                           "environmentFiles": [{"value": arn + "a.env", "type": "s3"}, {"value": arn + "b.env", "type": "s3"}]}]},
+        tags=[{"key": "lakehub:user", "value": "fay"}],
+    )["tasks"][0]
+    path = task_folder(agent, task["taskArn"].rsplit("/", 1)[-1]) / "env.txt"
+    wait_for(path.exists)
+    wait_for(lambda: "D=" in path.read_text())
+    env = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    assert (env["A"], env["B"], env["C"], env["D"], env["URL"]) == ("from-a", "from-b", "from-definition", "from-overrides", "x=y")
+
+
+def test_a_task_whose_environment_file_cannot_be_read_stops_like_on_ecs(make_spawner, ecs_world, agent):
+    """ECS fetches environment files before the container starts and stops the task when one
+    cannot be read; the spawner tells the user why, with no traceback."""
+
+    class LostFileSpawner(fargate.FargateSpawner):
+        def _call_run_task(self, request):
+            self.s3.delete_object(Bucket=self.spawn_env_bucket, Key=self.env_file_key)  # gone before ECS reads it
+            return super()._call_run_task(request)
+
+    spawner = make_spawner(LostFileSpawner, user="gus", wait_for_local_endpoint=True, cmd=SERVER_CMD)
+    with pytest.raises(fargate.FargateSpawnError) as err:
+        asyncio.run(spawner.start())
+    message = err.value.jupyterhub_message
+    assert message.startswith("Your server's task stopped before it was ready: ResourceInitializationError: failed to download env files:")
+    assert "Traceback" not in message
+
+
 # ------------------------------------------------------------------------------------------
 # isolation (issue 14, local mode): a task is code its user controls
 # ------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 import urllib.request
+from pathlib import Path
 
 import boto3
 import pytest
@@ -21,6 +22,7 @@ from lakehub.local.agent import LocalAgent, keep_tasks_running
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BUCKET = "lakehub-isolation-datalake"
+NOTEBOOKS = "lakehub-isolation-notebooks"
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 
@@ -67,6 +69,7 @@ def enforced(tmp_path, monkeypatch):
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
         key = iam.create_access_key(UserName="platform-admin")["AccessKey"]
         s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(Bucket=NOTEBOOKS)  # the spawns' environment files (spawn-env/<tier>/)
         for prefix in ("pii", "nonpii"):
             s3.put_object(Bucket=BUCKET, Key=f"{prefix}/data.csv", Body=f"{prefix} rows".encode())
         roles = {}
@@ -74,10 +77,19 @@ def enforced(tmp_path, monkeypatch):
             arn = iam.create_role(RoleName=f"lakehub-{tier}-tier", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
             iam.put_role_policy(RoleName=f"lakehub-{tier}-tier", PolicyName="data", PolicyDocument=tier_policy(tier))
             roles[tier] = arn
-        # What ECS would hand each task: the tier role's credentials, issued before enforcement
-        # (moto checks trust policies once enforcing, and no user matches ecs-tasks).
+        # The execution roles read only their tier's environment files, as the tier template's do.
+        exec_roles = {}
+        for tier in ("pii", "nonpii"):
+            exec_roles[tier] = iam.create_role(RoleName=f"lakehub-{tier}-exec", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+            iam.put_role_policy(RoleName=f"lakehub-{tier}-exec", PolicyName="env-files", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{NOTEBOOKS}/spawn-env/{tier}/*"]},
+                    {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{NOTEBOOKS}"]}]}))
+        # What ECS would hand each task: the tier role's credentials (and the agent the execution
+        # role's), issued before enforcement (moto checks trust policies once enforcing, and no
+        # user matches ecs-tasks).
         creds = {arn: sts.assume_role(RoleArn=arn, RoleSessionName=f"task-{tier}")["Credentials"]
-                 for tier, arn in roles.items()}
+                 for tier, arn in [*roles.items(), *exec_roles.items()]}
         vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.30.1.0/24")["Subnet"]["SubnetId"]
@@ -86,7 +98,7 @@ def enforced(tmp_path, monkeypatch):
         for tier, role in roles.items():
             ecs.register_task_definition(
                 family=f"lakehub-{tier}-user", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
-                cpu="1024", memory="4096", taskRoleArn=role,
+                cpu="1024", memory="4096", taskRoleArn=role, executionRoleArn=exec_roles[tier],
                 containerDefinitions=[{"name": "notebook", "image": "lakehub-hub", "memoryReservation": 512,
                                        "command": ["python", "-c", PROBE],
                                        "environment": [{"name": "BUCKET", "value": BUCKET}]}])
@@ -96,9 +108,10 @@ def enforced(tmp_path, monkeypatch):
                      "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
                      "LAKEHUB_CLUSTER": "lakehub", "LAKEHUB_USER_TASK_DEFINITION": "lakehub-pii-user",
                      "LAKEHUB_USER_SUBNETS": subnet, "LAKEHUB_USER_SECURITY_GROUPS": sg,
-                     "LAKEHUB_TIER": "pii", "LAKEHUB_ECS_ENDPOINT_URL": url}.items():
+                     "LAKEHUB_TIER": "pii", "LAKEHUB_ECS_ENDPOINT_URL": url, "LAKEHUB_NOTEBOOK_BUCKET": NOTEBOOKS,
+                     "LAKEHUB_S3_ENDPOINT_URL": url}.items():
             monkeypatch.setenv(k, v)
-        for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "LAKEHUB_USER_CAPACITY"):
+        for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "LAKEHUB_USER_CAPACITY", "LAKEHUB_SPAWN_ENV_PREFIX"):
             monkeypatch.delenv(k, raising=False)
         yield server, creds, key
     finally:
@@ -120,7 +133,8 @@ def test_users_get_own_tasks_that_read_only_their_tier_prefix(enforced, make_spa
         assert spawners[0].task_arn != spawners[1].task_arn
 
         def result_of(spawner):
-            path = tmp_path / "tasks" / spawner.task_arn.rsplit("/", 1)[-1] / "result.json"
+            # The agent's task folder: its task root when it runs tasks as users' accounts (root).
+            path = Path(agent.task_root or agent.work_dir) / spawner.task_arn.rsplit("/", 1)[-1] / "result.json"
             deadline = time.monotonic() + 30
             while not path.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
