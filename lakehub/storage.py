@@ -153,7 +153,24 @@ def build_storage(settings: Settings):
         access_log_target=True,
         lifecycle=[s3.LifecycleRule(Id="ExpireAccessLogs", Status="Enabled", ExpirationInDays=365)],
     )
-    notebooks = add_protected_bucket(b, "NotebookBucket", "notebooks", log_bucket=logs_bucket, log_prefix="notebooks/")
+    notebooks = add_protected_bucket(
+        b,
+        "NotebookBucket",
+        "notebooks",
+        log_bucket=logs_bucket,
+        log_prefix="notebooks/",
+        lifecycle=[
+            # Per-spawn environment files (a server's API token, read by ECS once at task start):
+            # the hub deletes each when its server stops; one a crashed hub left behind goes here.
+            s3.LifecycleRule(
+                Id="ExpireSpawnEnvironmentFiles",
+                Status="Enabled",
+                Prefix=names.SPAWN_ENV_ROOT + "/",
+                ExpirationInDays=1,
+                NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=1),
+            )
+        ],
+    )
     add_protected_bucket(b, "DemoLakeBucket", "demo-data-lake", log_bucket=logs_bucket, log_prefix="demo-lake/", condition="CreateDemoLake")
     data_bucket = If("CreateDemoLake", Ref("DemoLakeBucket"), Ref(names.DATA_LAKE_BUCKET_NAME))
 

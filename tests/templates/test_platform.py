@@ -48,6 +48,17 @@ def test_notebook_bucket_expires_old_versions_and_logs_access(templates):
     assert nb["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": "AccessLogsBucket"}
 
 
+def test_spawn_environment_files_a_crashed_hub_left_behind_expire_within_a_day(templates):
+    """A per-user server's API token sits in spawn-env/<tier>/ only until its task started; the
+    hub deletes the file at stop, and the bucket expires what a crashed hub could not."""
+    from lakehub import names
+
+    rules = templates["storage.template.yaml"]["Resources"]["NotebookBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (rule,) = [r for r in rules if r.get("Prefix") == names.SPAWN_ENV_ROOT + "/"]
+    assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == 1
+    assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
+
+
 def test_demo_lake_only_without_an_existing_lake(templates):
     storage = templates["storage.template.yaml"]
     assert Resolver(storage, {"AssetsBucketName": "assets"}).resources().get("DemoLakeBucket")
