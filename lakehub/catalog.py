@@ -34,7 +34,7 @@ from troposphere import Equals, GetAtt, Join, Not, Ref, Select, Split, Sub, Temp
 from troposphere import servicecatalog as sc
 
 from lakehub import __version__, names
-from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, custom_resource, platform_tags, template_url
+from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, custom_resource, platform_tags
 from lakehub.functions import add_function
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings, default_settings

@@ -20,7 +20,6 @@ from troposphere import (
     Equals,
     GetAtt,
     If,
-    Not,
     Ref,
     Sub,
     certificatemanager,

@@ -24,10 +24,7 @@ from troposphere import (
     Equals,
     GetAtt,
     If,
-    Join,
-    Not,
     Ref,
-    Split,
     Sub,
     codebuild,
     codecommit,
@@ -36,7 +33,6 @@ from troposphere import (
     iam,
     logs,
 )
-from troposphere import cloudformation
 
 from lakehub import names
 from lakehub.common import Builder, add_image_tag_param, custom_resource, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags

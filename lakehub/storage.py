@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from awacs import kms as awacs_kms
 from awacs import s3 as awacs_s3
-from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
-from troposphere import Equals, GetAtt, If, Not, Ref, Sub, s3
+from awacs.aws import Allow, Condition, Principal, Statement, StringEquals
+from troposphere import Equals, GetAtt, If, Not, Ref, s3
 
 from lakehub import names
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags

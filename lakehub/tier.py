@@ -20,7 +20,6 @@ instance schedule (lakehub.network), which runs a little longer on each side.
 
 from __future__ import annotations
 
-import json
 
 from awacs import ecs as awacs_ecs
 from awacs import iam as awacs_iam
@@ -40,7 +39,6 @@ from troposphere import (
     Split,
     Sub,
     applicationautoscaling as aas,
-    cloudformation,
     cognito,
     ec2,
     ecs,
@@ -986,7 +984,7 @@ def build_tier(settings: Settings):
             AliasTarget=route53.AliasTarget(DNSName=Ref(names.LOAD_BALANCER_DNS_NAME), HostedZoneId=Ref(names.LOAD_BALANCER_HOSTED_ZONE_ID)),
         )
     )
-    seed = b.add(
+    b.add(
         custom_resource(
             "NotebookFolders",
             "Custom::SeedNotebooks",

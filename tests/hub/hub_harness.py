@@ -5,14 +5,17 @@ to the Jupyter REST and kernel APIs. Used by tests/hub/test_e2e.py and benchmark
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import pwd
-import re
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -183,6 +186,48 @@ def start_idp(mode: str, passwords: dict, groups: dict, hub_port: int, workdir: 
            "LAKEHUB_LDAP_USER_SEARCH_BASE": idp.people_dn, "LAKEHUB_LDAP_BIND_DN": idp.bind_dn,
            "LAKEHUB_LDAP_BIND_PASSWORD": idp.bind_password, "LAKEHUB_LDAP_GROUP_SEARCH_BASE": idp.groups_dn}
     return idp, env, ldap_sign_in
+
+
+@dataclass
+class TierHub:
+    """A running hub with its identity provider (what tier_hub yields)."""
+
+    hub: Hub
+    idp: object
+    sign_in: object
+    passwords: dict
+    env: dict
+    work: Path
+
+
+@contextlib.contextmanager
+def tier_hub(mode: str, name: str, bucket: str, prefix: str, s3_endpoint: str, creds_url: str,
+             users, groups: dict, extra: dict | None = None, edit_env=None):
+    """A hub with the real config and a real identity provider (`mode`: oidc or ldap) on
+    loopback, for `users` (random passwords) in `groups`; `extra` goes into the hub's
+    environment over the provider's settings, `edit_env(env)` may change it last. Stops the hub
+    and the provider, removes the hub's Unix users and the work folder afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=f"lakehub-{name}-"))
+    work.chmod(0o755)
+    port = free_port()
+    passwords = {u: "pw-" + secrets.token_urlsafe(12) for u in users}
+    idp, idp_env, sign_in = start_idp(mode, passwords, groups, port, work)
+    env = base_hub_env(name, bucket, prefix, port, work, s3_endpoint, creds_url, {**idp_env, **(extra or {})})
+    if edit_env:
+        edit_env(env)
+    hub = None
+    try:
+        hub = start_hub(env, work)
+        hub.unix_users.update(unix_username_guess(u) for u in users)
+        yield TierHub(hub, idp, sign_in, passwords, env, work)
+    finally:
+        if hub:
+            hub.stop()
+            if os.environ.get("LAKEHUB_KEEP_HUB_LOG"):
+                shutil.copy(hub.log_path, os.environ["LAKEHUB_KEEP_HUB_LOG"])
+            remove_unix_users(hub.unix_users & unix_users_with_prefix())
+        idp.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------

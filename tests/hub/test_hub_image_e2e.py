@@ -69,23 +69,14 @@ def lake(moto_server):
 def tier(request, lake):
     """One hub per sign-in mode, with its identity provider; users and their API tokens cached."""
     mode = request.param
-    work = Path(tempfile.mkdtemp(prefix=f"lakehub-e2e-{mode}-"))
-    work.chmod(0o755)
-    port = H.free_port()
-    passwords = {u: "pw-" + secrets.token_urlsafe(12) for u in (*MEMBERS, OUTSIDER)}
     groups = {TIER_GROUP: list(MEMBERS), OTHER_GROUP: [OUTSIDER]}
     prefix = f"tiers/{mode}-e2e"
-    idp, extra, sign_in = H.start_idp(mode, passwords, groups, port, work)
-    extra.update(LAKEHUB_ALLOWED_GROUPS=TIER_GROUP, LAKEHUB_DATA_BUCKET=lake["data_bucket"],
-                 LAKEHUB_DATA_PREFIXES="pii/")
-    env = H.base_hub_env(f"{mode}-e2e", lake["notebook_bucket"], prefix, port, work, lake["endpoint"],
-                         lake["creds"].url, extra)
-    hub = None
-    try:
-        hub = H.start_hub(env, work)
-        hub.unix_users.update(H.unix_username_guess(u) for u in (*MEMBERS, OUTSIDER))
-        state = {"mode": mode, "hub": hub, "idp": idp, "passwords": passwords, "prefix": prefix, "sign_in": sign_in,
-                 "servers": {}, "env": env}
+    extra = dict(LAKEHUB_ALLOWED_GROUPS=TIER_GROUP, LAKEHUB_DATA_BUCKET=lake["data_bucket"], LAKEHUB_DATA_PREFIXES="pii/")
+    with H.tier_hub(mode, f"{mode}-e2e", lake["notebook_bucket"], prefix, lake["endpoint"], lake["creds"].url,
+                    (*MEMBERS, OUTSIDER), groups, extra) as t:
+        hub, passwords, sign_in = t.hub, t.passwords, t.sign_in
+        state = {"mode": mode, "hub": hub, "idp": t.idp, "passwords": passwords, "prefix": prefix, "sign_in": sign_in,
+                 "servers": {}, "env": t.env}
 
         def server_for(user):
             if user not in state["servers"]:
@@ -101,12 +92,6 @@ def tier(request, lake):
 
         state["server_for"] = server_for
         yield state
-    finally:
-        if hub:
-            hub.stop()
-            H.remove_unix_users(hub.unix_users & H.unix_users_with_prefix())
-        idp.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_tier_member_signs_in_and_gets_own_server_as_own_unix_user(tier):

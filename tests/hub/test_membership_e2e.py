@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import os
 import pwd
-import secrets
-import shutil
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import boto3
 import psutil
@@ -57,20 +53,12 @@ def lake(moto_server):
 @pytest.fixture(scope="module", params=["oidc", "ldap"])
 def tier(request, lake):
     mode = request.param
-    work = Path(tempfile.mkdtemp(prefix=f"lakehub-membership-{mode}-"))
-    work.chmod(0o755)
-    port = H.free_port()
-    passwords = {u: "pw-" + secrets.token_urlsafe(12) for u in ("alice", "bob", "ada")}
     groups = {GROUP: ["alice", "bob"], ADMINS: ["ada"]}
-    idp, extra, sign_in = H.start_idp(mode, passwords, groups, port, work)
-    extra.update(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_ADMIN_GROUPS=ADMINS,
+    extra = dict(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_ADMIN_GROUPS=ADMINS,
                  LAKEHUB_MEMBERSHIP_CHECK_SECONDS=str(INTERVAL), LAKEHUB_IDLE_TIMEOUT="0")
-    env = H.base_hub_env(f"{mode}-members", lake["bucket"], f"tiers/{mode}-members", port, work, lake["endpoint"],
-                         lake["creds"].url, extra)
-    hub = None
-    try:
-        hub = H.start_hub(env, work)
-        hub.unix_users.update(H.unix_username_guess(u) for u in ("alice", "bob", "ada"))
+    with H.tier_hub(mode, f"{mode}-members", lake["bucket"], f"tiers/{mode}-members", lake["endpoint"], lake["creds"].url,
+                    ("alice", "bob", "ada"), groups, extra) as t:
+        hub, passwords, sign_in = t.hub, t.passwords, t.sign_in
         people = {}
         for user in ("alice", "bob", "ada"):
             session, response = sign_in(hub.url, user, passwords[user])
@@ -81,14 +69,8 @@ def tier(request, lake):
                 H.wait_ready(hub.url, user, people[user]["token"])
             except (TimeoutError, requests.HTTPError) as exc:
                 raise AssertionError(f"{exc}\n--- hub log ---\n{hub.log()[-6000:]}") from None
-        yield {"mode": mode, "hub": hub, "idp": idp, "sign_in": sign_in, "passwords": passwords, "people": people,
+        yield {"mode": mode, "hub": hub, "idp": t.idp, "sign_in": sign_in, "passwords": passwords, "people": people,
                "groups": groups}
-    finally:
-        if hub:
-            hub.stop()
-            H.remove_unix_users(hub.unix_users & H.unix_users_with_prefix())
-        idp.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def as_admin(tier, path):

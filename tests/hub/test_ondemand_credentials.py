@@ -72,36 +72,28 @@ def ondemand():
          "Resource": [f"arn:aws:s3:::{notebooks}/tiers/pii/*"]}]}))
     enforce_iam(url)
 
-    port = H.free_port()
-    passwords = {u: "pw-" + secrets.token_urlsafe(12) for u in ("alice", "bob")}
-    idp, extra, sign_in = H.start_idp("oidc", passwords, {GROUP: ["alice", "bob"]}, port, work)
-    extra.update(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_DATA_BUCKET=data, LAKEHUB_DATA_PREFIXES="pii/",
+    extra = dict(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_DATA_BUCKET=data, LAKEHUB_DATA_PREFIXES="pii/",
                  LAKEHUB_USER_ROLE_ARN=user_role["Arn"],
                  AWS_ACCESS_KEY_ID=hub_key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"],
                  AWS_ENDPOINT_URL_STS=url, LAKEHUB_COOKIE_SECRET=SECRET_VALUE)
-    env = H.base_hub_env("pii", notebooks, "tiers/pii", port, work, url, "unused", extra)
-    env.pop("AWS_CONTAINER_CREDENTIALS_FULL_URI")  # on EC2 the hub has IMDS, not the ECS agent
+
+    def on_ec2(env):
+        env.pop("AWS_CONTAINER_CREDENTIALS_FULL_URI")  # on EC2 the hub has IMDS, not the ECS agent
+
     changed = H.open_interpreter_path() if os.geteuid() == 0 else []
-    before = H.unix_users_with_prefix()
-    hub = None
     try:
-        hub = H.start_hub(env, work)
-        hub.unix_users.update(H.unix_username_guess(u) for u in passwords)
-        tokens = {}
-        for user in passwords:
-            session, response = sign_in(hub.url, user, passwords[user])
-            assert response.status_code == 200, hub.log()[-3000:]
-            tokens[user] = H.api_token(session, hub.url, user)
-        yield {"hub": hub, "env": env, "tokens": tokens, "secret_arn": secret_arn, "endpoint": url, "data": data,
-               "user_role": user_role["Arn"], "hub_key": hub_key}
+        with H.tier_hub("oidc", "pii", notebooks, "tiers/pii", url, "unused", ("alice", "bob"), {GROUP: ["alice", "bob"]},
+                        extra, edit_env=on_ec2) as t:
+            hub = t.hub
+            tokens = {}
+            for user in t.passwords:
+                session, response = t.sign_in(hub.url, user, t.passwords[user])
+                assert response.status_code == 200, hub.log()[-3000:]
+                tokens[user] = H.api_token(session, hub.url, user)
+            yield {"hub": hub, "env": t.env, "tokens": tokens, "secret_arn": secret_arn, "endpoint": url, "data": data,
+                   "user_role": user_role["Arn"], "hub_key": hub_key}
     finally:
-        if hub:
-            hub.stop()
-            if os.environ.get("LAKEHUB_KEEP_HUB_LOG"):
-                shutil.copy(hub.log_path, os.environ["LAKEHUB_KEEP_HUB_LOG"])
-        H.remove_unix_users(H.unix_users_with_prefix() - before)
         H.restore_modes(changed)
-        idp.stop()
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
