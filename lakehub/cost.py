@@ -661,7 +661,10 @@ class Estimate:
             bucket = stack.resources(self.p.region).get(output.get("Ref", "") if isinstance(output, dict) else "")
             for rule in ((bucket or {}).get("Properties", {}).get("LifecycleConfiguration") or {}).get("Rules", []):
                 nc = rule.get("NoncurrentVersionExpiration") or {}
-                if rule.get("Status", "Enabled") == "Enabled" and "NoncurrentDays" in nc:
+                # Only a rule for the whole bucket sets how long notebooks' old versions stay
+                # (a rule with a prefix, such as spawn-env/'s, covers a few objects).
+                whole_bucket = not rule.get("Prefix") and not (rule.get("Filter") or {}).get("Prefix")
+                if rule.get("Status", "Enabled") == "Enabled" and "NoncurrentDays" in nc and whole_bucket:
                     days = int(nc["NoncurrentDays"])
         if not days:
             days = 365

@@ -303,7 +303,7 @@ def test_hub_gets_the_tier_hub_environment_contract(template):
     tier = load(TEMPLATES_DIR / names.TIER_TEMPLATE)
     container = tier["Resources"]["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     tier_env = {e["Name"] for e in container["Environment"]}
-    per_user_only = {n for n in tier_env if n.startswith("LAKEHUB_USER_")} | {"LAKEHUB_CLUSTER", "LAKEHUB_HUB_API_PORT"}
+    per_user_only = {n for n in tier_env if n.startswith("LAKEHUB_USER_")} | {"LAKEHUB_CLUSTER", "LAKEHUB_HUB_API_PORT", "LAKEHUB_SPAWN_ENV_PREFIX"}
     user_data = resolve(template, TierName="nonpii").resources()["Instance"]["Properties"]["UserData"]
     env = hub_env_from_user_data(user_data)
     assert tier_env - per_user_only <= set(env), sorted(tier_env - per_user_only - set(env))
