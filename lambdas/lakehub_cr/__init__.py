@@ -29,3 +29,28 @@ def short_reason(func):
             raise
 
     return wrapper
+
+
+# The same crhelper settings for every function: plain-text logs, quiet boto, a short wait
+# before a Delete's answer, polls a minute apart.
+HELPER_SETTINGS = {"json_logging": False, "log_level": "INFO", "boto_level": "CRITICAL", "sleep_on_delete": 5, "polling_interval": 1}
+
+
+def new_helper(cls=None):
+    """The function's module-level crhelper helper (`cls`: a CfnResource subclass, if any)."""
+    from crhelper import CfnResource
+
+    return (cls or CfnResource)(**HELPER_SETTINGS)
+
+
+def clients(helper, *services: str) -> tuple:
+    """The function's module-level boto3 clients (boto3 honours AWS_ENDPOINT_URL: tests and the
+    local runner point it at the emulator). If they cannot be made, crhelper answers FAILED for
+    every request with the cause."""
+    import boto3
+
+    try:
+        return tuple(boto3.client(service) for service in services)
+    except Exception as exc:  # noqa: BLE001
+        helper.init_failure(exc)
+        return tuple(None for _ in services)

@@ -30,27 +30,14 @@ from __future__ import annotations
 import logging
 import re
 
-import boto3
 from botocore.exceptions import ClientError
-from crhelper import CfnResource
-from lakehub_cr import short_reason
+from lakehub_cr import clients, new_helper, short_reason
 
 logger = logging.getLogger(__name__)
 
-helper = CfnResource(
-    json_logging=False,
-    log_level="INFO",
-    boto_level="CRITICAL",
-    sleep_on_delete=5,
-    polling_interval=1,
-)
+helper = new_helper()
 
-try:
-    # boto3 honours AWS_ENDPOINT_URL (tests and the local runner point it at the emulator).
-    elbv2 = boto3.client("elbv2")
-    ssm = boto3.client("ssm")
-except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every request
-    helper.init_failure(exc)
+elbv2, ssm = clients(helper, "elbv2", "ssm")
 
 MAX_PRIORITY = 50000
 CLAIM_PREFIX = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")

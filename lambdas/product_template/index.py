@@ -33,20 +33,14 @@ import logging
 import hashlib
 import re
 
-import boto3
 from botocore.exceptions import ClientError
-from crhelper import CfnResource
-from lakehub_cr import short, short_reason
+from lakehub_cr import clients, new_helper, short, short_reason
 
 logger = logging.getLogger(__name__)
 
-helper = CfnResource(json_logging=False, log_level="INFO", boto_level="CRITICAL", sleep_on_delete=5, polling_interval=1)
+helper = new_helper()
 
-try:
-    # boto3 honours AWS_ENDPOINT_URL (tests and the local runner point it at the emulator).
-    s3 = boto3.client("s3")
-except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every request
-    helper.init_failure(exc)
+(s3,) = clients(helper, "s3")
 
 MAX_TEMPLATE_BYTES = 1_000_000  # CloudFormation's limit for a template in S3
 PARAMETER_NAME = re.compile(r"^[A-Za-z0-9]{1,255}$")

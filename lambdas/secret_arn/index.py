@@ -24,26 +24,14 @@ import logging
 import os
 import re
 
-import boto3
 from botocore.exceptions import ClientError
-from crhelper import CfnResource
-from lakehub_cr import short_reason
+from lakehub_cr import clients, new_helper, short_reason
 
 logger = logging.getLogger(__name__)
 
-helper = CfnResource(
-    json_logging=False,
-    log_level="INFO",
-    boto_level="CRITICAL",
-    sleep_on_delete=5,
-    polling_interval=1,
-)
+helper = new_helper()
 
-try:
-    # boto3 honours AWS_ENDPOINT_URL (tests and the local runner point it at the emulator).
-    secretsmanager = boto3.client("secretsmanager")
-except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every request
-    helper.init_failure(exc)
+(secretsmanager,) = clients(helper, "secretsmanager")
 
 PLATFORM_ENV = "LAKEHUB_PLATFORM_NAME"
 # Secrets Manager names: 1-512 of letters, digits and /_+=.@- (CreateSecret, Name).

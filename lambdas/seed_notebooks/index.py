@@ -35,20 +35,12 @@ import os
 import re
 from pathlib import Path
 
-import boto3
 from botocore.exceptions import ClientError
-from crhelper import CfnResource
-from lakehub_cr import short, short_reason
+from lakehub_cr import clients, new_helper, short, short_reason
 
 logger = logging.getLogger(__name__)
 
-helper = CfnResource(
-    json_logging=False,
-    log_level="INFO",
-    boto_level="CRITICAL",
-    sleep_on_delete=5,
-    polling_interval=1,
-)
+helper = new_helper()
 
 SEED_HASH_KEY = "lakehub-seed-sha256"
 EXAMPLES_VERSION_KEY = "lakehub-examples-version"
@@ -82,11 +74,7 @@ def _notebooks_dir() -> Path:
     return here.parents[1] / "hub_images" / "notebooks"
 
 
-try:
-    # boto3 honours AWS_ENDPOINT_URL (tests and the local runner point it at the emulator).
-    s3 = boto3.client("s3")
-except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every request
-    helper.init_failure(exc)
+(s3,) = clients(helper, "s3")
 
 
 class PropertyError(ValueError):

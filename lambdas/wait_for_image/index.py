@@ -27,10 +27,9 @@ import os
 import time
 from urllib.parse import quote
 
-import boto3
 from botocore.exceptions import ClientError
 from crhelper import CfnResource
-from lakehub_cr import short, short_reason
+from lakehub_cr import clients, new_helper, short, short_reason
 
 logger = logging.getLogger(__name__)
 
@@ -52,21 +51,9 @@ class _Helper(CfnResource):
         return super()._poll_enabled()
 
 
-helper = _Helper(
-    json_logging=False,
-    log_level="INFO",
-    boto_level="CRITICAL",
-    sleep_on_delete=5,
-    polling_interval=1,
-)
+helper = new_helper(_Helper)
 
-try:
-    # boto3 honours AWS_ENDPOINT_URL (tests and the local runner point it at the emulator).
-    ecr = boto3.client("ecr")
-    codebuild = boto3.client("codebuild")
-    cloudformation = boto3.client("cloudformation")
-except Exception as exc:  # noqa: BLE001 - crhelper answers FAILED for every request
-    helper.init_failure(exc)
+ecr, codebuild, cloudformation = clients(helper, "ecr", "codebuild", "cloudformation")
 
 DEFAULT_TIMEOUT = 1800
 MAX_TIMEOUT = 3300
