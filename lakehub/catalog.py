@@ -894,6 +894,20 @@ def add_product(b: Builder, portfolio, p: Product, template: Template, settings:
         sc.PortfolioProductAssociation(f"{p.key}ProductAssociation", PortfolioId=Ref(portfolio), ProductId=Ref(product))
     )
     role = add_launch_role(b, p, template)
+
+    def constrain(logical_id: str, rules, description: str) -> None:
+        """A template constraint on this product in this portfolio: launches must meet `rules`."""
+        b.add(
+            sc.LaunchTemplateConstraint(
+                logical_id,
+                DependsOn=[association.title],
+                PortfolioId=Ref(portfolio),
+                ProductId=Ref(product),
+                Rules=rules,
+                Description=description,
+            )
+        )
+
     b.add(
         sc.LaunchRoleConstraint(
             f"{p.key}LaunchConstraint",
@@ -904,51 +918,15 @@ def add_product(b: Builder, portfolio, p: Product, template: Template, settings:
             Description=f"Launch the {p.name} with its own least-privilege role",
         )
     )
-    b.add(
-        sc.LaunchTemplateConstraint(
-            f"{p.key}PlatformConstraint",
-            DependsOn=[association.title],
-            PortfolioId=Ref(portfolio),
-            ProductId=Ref(product),
-            Rules=platform_rule(),
-            Description="Launches join this portfolio's platform",
-        )
-    )
+    constrain(f"{p.key}PlatformConstraint", platform_rule(), "Launches join this portfolio's platform")
     if p.tier:
         # Also pinned in the copy (AllowedValues): a launch for another tier is refused twice.
-        b.add(
-            sc.LaunchTemplateConstraint(
-                f"{p.key}TierConstraint",
-                DependsOn=[association.title],
-                PortfolioId=Ref(portfolio),
-                ProductId=Ref(product),
-                Rules=same_tier_rule(p.tier),
-                Description=f"Hubs of this product reach the {p.tier} tier only",
-            )
-        )
+        constrain(f"{p.key}TierConstraint", same_tier_rule(p.tier), f"Hubs of this product reach the {p.tier} tier only")
     if p.key == "Tier":
-        b.add(
-            sc.LaunchTemplateConstraint(
-                "TierNameConstraint",
-                DependsOn=[association.title],
-                PortfolioId=Ref(portfolio),
-                ProductId=Ref(product),
-                Rules=not_a_platform_tier_rule(settings),
-                Description="Tiers launched from the catalog never take the name of one of the platform's own tiers",
-            )
-        )
+        constrain("TierNameConstraint", not_a_platform_tier_rule(settings), "Tiers launched from the catalog never take the name of one of the platform's own tiers")
         # A tier's role reaches the prefixes its launcher names: only those the platform team
         # listed may be named (Fn::EachMemberIn: each asked prefix must be one of them).
-        b.add(
-            sc.LaunchTemplateConstraint(
-                "TierDataPrefixesConstraint",
-                DependsOn=[association.title],
-                PortfolioId=Ref(portfolio),
-                ProductId=Ref(product),
-                Rules=prefixes_rule(),
-                Description="Tiers launched from the catalog reach only the data-lake prefixes the platform team lists",
-            )
-        )
+        constrain("TierDataPrefixesConstraint", prefixes_rule(), "Tiers launched from the catalog reach only the data-lake prefixes the platform team lists")
     b.output(f"{p.key}ProductId", Ref(product), f"Service Catalog product: {p.name}")
     b.output(f"{p.key}ProvisioningArtifactName", Sub("${Version}-${Digest}", Version=version, Digest=GetAtt(copy, "Digest")), f"Version of the {p.name} product")
     b.output(f"{p.key}LaunchRoleArn", GetAtt(role, "Arn"), f"Launch role of the {p.name} product")

@@ -296,36 +296,30 @@ _clients: dict[tuple, Any] = {}
 _clients_lock = threading.Lock()
 
 
-def ecs_client(region: str | None = None, endpoint_url: str | None = None):
-    """A cached boto3 ECS client (clients are thread-safe; sessions are not)."""
+def _client(service: str, region: str | None, endpoint_url: str | None, endpoint_env: str):
+    """A cached boto3 client (clients are thread-safe; sessions are not)."""
     region = region or region_from_env()
-    endpoint_url = endpoint_url or os.environ.get("LAKEHUB_ECS_ENDPOINT_URL") or None
-    key = (region, endpoint_url)
+    endpoint_url = endpoint_url or os.environ.get(endpoint_env) or None
+    key = (service, region, endpoint_url)
     with _clients_lock:
         if key not in _clients:
             _clients[key] = boto3.session.Session().client(
-                "ecs",
+                service,
                 region_name=region,
                 endpoint_url=endpoint_url,
                 config=BotoConfig(retries={"max_attempts": 5, "mode": "standard"}),
             )
         return _clients[key]
+
+
+def ecs_client(region: str | None = None, endpoint_url: str | None = None):
+    """The ECS client (LAKEHUB_ECS_ENDPOINT_URL: the emulator)."""
+    return _client("ecs", region, endpoint_url, "LAKEHUB_ECS_ENDPOINT_URL")
 
 
 def s3_client(region: str | None = None, endpoint_url: str | None = None):
-    """A cached boto3 S3 client for the per-spawn environment files."""
-    region = region or region_from_env()
-    endpoint_url = endpoint_url or os.environ.get("LAKEHUB_S3_ENDPOINT_URL") or None
-    key = ("s3", region, endpoint_url)
-    with _clients_lock:
-        if key not in _clients:
-            _clients[key] = boto3.session.Session().client(
-                "s3",
-                region_name=region,
-                endpoint_url=endpoint_url,
-                config=BotoConfig(retries={"max_attempts": 5, "mode": "standard"}),
-            )
-        return _clients[key]
+    """The S3 client for the per-spawn environment files (LAKEHUB_S3_ENDPOINT_URL: the emulator)."""
+    return _client("s3", region, endpoint_url, "LAKEHUB_S3_ENDPOINT_URL")
 
 
 def split_secret_environment(env: dict[str, str], secrets: Iterable[str] = ()) -> tuple[dict[str, str], dict[str, str]]:
