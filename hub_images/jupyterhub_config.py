@@ -435,19 +435,11 @@ else:
 
     RUN_AS_ROOT = os.geteuid() == 0
 
-    def unix_username(hub_name, prefix=UNIX_USER_PREFIX):
-        """Hub user name -> Unix user name: prefix + [a-z0-9-], at most 32 characters; a short hash
-        keeps names apart when cleaning changed them (alice.b@x.org and alice-b@x.org)."""
-        clean = re.sub(r"[^a-z0-9-]+", "-", hub_name.lower()).strip("-") or "user"
-        name = prefix + clean
-        if clean != hub_name or len(name) > 32:
-            digest = hashlib.sha256(hub_name.encode()).hexdigest()[:6]
-            name = f"{prefix}{clean[:31 - len(prefix) - 6]}-{digest}"
-        return name
+    from lakehub_hub.accounts import stable_uid
+    from lakehub_hub.accounts import unix_username as _unix_username
 
-    def stable_uid(unix_name):
-        """The same uid for a user on every task, so a persistent home (EFS) keeps its owner."""
-        return 200000 + int(hashlib.sha256(unix_name.encode()).hexdigest(), 16) % 1_000_000_000
+    def unix_username(hub_name, prefix=UNIX_USER_PREFIX):
+        return _unix_username(hub_name, prefix)
 
     USER_TMP = ".tmp"  # under the home: TMPDIR of the user's server
 

@@ -6,8 +6,7 @@ admin key, the control token; 0700/0600 of the supervisor) nor other processes' 
 /proc (other tiers' container-credential tokens, other users' role credentials), which Linux
 shows only to the same user.
 
-Names and uids follow the hub image's shared mode (hub_images/jupyterhub_config.py,
-``unix_username`` and ``stable_uid``): ``lh-<name>``, the comment ``lakehub <hub name>``, so the
+Names and uids follow the hub image's shared mode (one rule: ``lakehub_hub.accounts``): ``lh-<name>``, the comment ``lakehub <hub name>``, so the
 same person is the same account on a machine that runs both, and the tests' clean-up of lh-*
 accounts finds these too.
 
@@ -16,10 +15,8 @@ Not root: the supervisor cannot switch users; servers run as its own user (``up`
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pwd
-import re
 import stat
 import subprocess
 import sys
@@ -27,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehub.errors import LakehubError
+from lakehub_hub.accounts import stable_uid, unix_username
 
-PREFIX = "lh-"
 
 
 def can_isolate() -> bool:
@@ -41,21 +38,6 @@ def not_isolated_warning() -> str:
     return (f"warning: user servers will run as {user}, like the platform itself, so code in a notebook can read "
             "the state folder (admin key) and other servers' credentials; run `lakehub local up` as root for "
             "one Unix account per user")
-
-
-def unix_username(hub_name: str, prefix: str = PREFIX) -> str:
-    """Hub user name -> Unix user name (the hub image's rule): prefix + [a-z0-9-], at most 32
-    characters; a short hash keeps names apart when cleaning changed them."""
-    clean = re.sub(r"[^a-z0-9-]+", "-", hub_name.lower()).strip("-") or "user"
-    name = prefix + clean
-    if clean != hub_name or len(name) > 32:
-        digest = hashlib.sha256(hub_name.encode()).hexdigest()[:6]
-        name = f"{prefix}{clean[:31 - len(prefix) - 6]}-{digest}"
-    return name
-
-
-def stable_uid(unix_name: str) -> int:
-    return 200000 + int(hashlib.sha256(unix_name.encode()).hexdigest(), 16) % 1_000_000_000
 
 
 @dataclass(frozen=True)

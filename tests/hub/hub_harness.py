@@ -24,12 +24,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+from lakehub_hub.accounts import PREFIX as UNIX_PREFIX
+from lakehub_hub.accounts import unix_username
+
+from lakehub.local import accounts
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB_CONFIG = ROOT / "hub_images" / "jupyterhub_config.py"
 NODE_BIN = ROOT / "node_modules" / ".bin"
 LOOPBACK = "127.0.0.1"
-UNIX_PREFIX = "lh-"
 
 
 def free_port() -> int:
@@ -240,8 +243,8 @@ from hubclient import HIDDEN, UserServer, api_token, ldap_sign_in, oidc_sign_in,
 # Unix users made by the hub (tests run as root): find and remove them afterwards
 # ------------------------------------------------------------------------------------------
 def unix_username_guess(hub_name: str, prefix: str = UNIX_PREFIX) -> str:
-    """The Unix name hub_images/jupyterhub_config.py gives a plain lower-case hub user name."""
-    return prefix + hub_name
+    """The Unix name the hub gives a hub user (lakehub_hub.accounts)."""
+    return unix_username(hub_name, prefix)
 
 
 def unix_users_with_prefix(prefix: str = UNIX_PREFIX) -> set[str]:
@@ -274,22 +277,12 @@ def kill_unix_user_processes(names) -> None:
 
 
 def open_interpreter_path() -> list[tuple[Path, int]]:
-    """User servers run as other Unix users and must reach this Python. On machines where it lives
-    under a private home (pyenv in /root, mode 0700), add traverse-only permission (o+x, no listing)
-    to the folders on the way, and return what to restore. In the image Python is in /usr/local."""
-    changed = []
-    for target in {Path(os.path.realpath(sys.executable)), Path(os.path.realpath(sys.prefix))}:
-        for folder in reversed(target.parents):
-            mode = folder.stat().st_mode
-            if not mode & 0o001:
-                folder.chmod(mode | 0o001)
-                changed.append((folder, mode))
-    return changed
+    """User servers run as other Unix users and must reach this Python (pyenv in /root, mode
+    0700, on this machine): the local agent's traverse-only opening; returns what to restore."""
+    return accounts.open_for_others(accounts.interpreter_paths())
 
 
-def restore_modes(changed) -> None:
-    for folder, mode in reversed(changed):
-        folder.chmod(mode & 0o7777)
+restore_modes = accounts.restore_modes
 
 
 def remove_unix_users(names) -> None:

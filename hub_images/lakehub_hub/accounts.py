@@ -1,0 +1,26 @@
+"""The Unix account of a hub user, one rule for every place that makes one: the hub's shared
+mode (jupyterhub_config.py) and the local agent's per-user servers (lakehub.local.accounts).
+Standard library only: the agent imports it without JupyterHub."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+PREFIX = "lh-"
+
+
+def unix_username(hub_name: str, prefix: str = PREFIX) -> str:
+    """Hub user name -> Unix user name: prefix + [a-z0-9-], at most 32 characters; a short hash
+    keeps names apart when cleaning changed them (alice.b@x.org and alice-b@x.org)."""
+    clean = re.sub(r"[^a-z0-9-]+", "-", hub_name.lower()).strip("-") or "user"
+    name = prefix + clean
+    if clean != hub_name or len(name) > 32:
+        digest = hashlib.sha256(hub_name.encode()).hexdigest()[:6]
+        name = f"{prefix}{clean[:31 - len(prefix) - 6]}-{digest}"
+    return name
+
+
+def stable_uid(unix_name: str) -> int:
+    """The same uid for a user on every task and machine, so a persistent home keeps its owner."""
+    return 200000 + int(hashlib.sha256(unix_name.encode()).hexdigest(), 16) % 1_000_000_000
