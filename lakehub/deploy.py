@@ -219,12 +219,13 @@ def cfn_client(region: str | None, endpoint_url: str | None, session: boto3.sess
         raise LakehubError(f"--endpoint-url {endpoint_url!r} is not an endpoint URL ({exc}); give http(s)://HOST[:PORT]") from None
 
 
-def unreachable(exc: Exception, service: str, where: str, read_timeout: float | None = None) -> LakehubError | None:
+def unreachable(exc: Exception, service: str, where: str, read_timeout: float | None = None,
+                longer: str = ", or give a longer --timeout") -> LakehubError | None:
     """One line for an endpoint that does not answer, or answers but is not AWS; else None."""
     if isinstance(exc, ReadTimeoutError):
         return LakehubError(
             f"{service} at {where} did not answer within {read_timeout:g} s; check --endpoint-url (for "
-            "`lakehub local`, that it runs: `lakehub local status`) and the network, or give a longer --timeout"
+            f"`lakehub local`, that it runs: `lakehub local status`) and the network{longer}"
         )
     if isinstance(exc, ConnectTimeoutError):
         return LakehubError(f"cannot connect to {service} at {where} (no answer to the connection); check --endpoint-url and the network")

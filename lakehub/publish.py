@@ -91,7 +91,7 @@ def _check_bucket(s3, bucket: str) -> str:
     except EndpointConnectionError as exc:
         raise LakehubError(f"cannot reach S3 at {exc.kwargs.get('endpoint_url', 'its endpoint')}; check --endpoint-url and the network") from None
     except BotoCoreError as exc:
-        error = unreachable(exc, "S3", where, s3.meta.config.read_timeout)
+        error = unreachable(exc, "S3", where, s3.meta.config.read_timeout, longer="")
         if error is None:
             raise LakehubError(f"cannot reach S3 at {where}: {str(exc).splitlines()[0]}") from None
         raise error from None

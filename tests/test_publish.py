@@ -463,3 +463,23 @@ def test_publish_to_an_endpoint_that_is_not_s3_writes_nothing(aws_env, generated
         server.shutdown()
         server.server_close()
     assert "PUT" not in seen and nothing_built == []
+
+
+def test_publish_to_an_endpoint_that_never_answers_times_out_with_a_message(aws_env, generated_templates, nothing_built, monkeypatch):
+    import socket
+    import time
+
+    from lakehub import deploy
+
+    monkeypatch.setattr(deploy, "READ_TIMEOUT", 2.0, raising=False)  # the bound every request has (60 s)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)  # connections complete in the backlog; nothing ever answers
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        with pytest.raises(LakehubError, match=f"^S3 at {url} did not answer within 2 s"):
+            publish("lakehub-assets", "lakehub/", REGION, url, templates_dir=generated_templates)
+    finally:
+        sock.close()
+    assert time.monotonic() - started < 30 and nothing_built == []
