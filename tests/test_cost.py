@@ -353,3 +353,16 @@ def test_off_hours_hub_hours_on_the_command_line(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["profile"]["off_hours_hub_hours_per_month"] == 40
     assert data["configuration"]["schedule"]["nat_instance_hours_for_hubs_per_month"] == 40
+
+
+def test_the_build_side_and_the_image_know_the_same_fargate_sizes():
+    """Two tables name Fargate's sizes (lakehub.settings for settings and cost, the image's
+    lakehub_hub.fargate for profiles at spawn): they must agree, size for size."""
+    from lakehub_hub.fargate import FARGATE_SIZES as IMAGE_SIZES
+
+    from lakehub.settings import FARGATE_USER_SIZES
+
+    image = {}
+    for cpu, (low, high, step) in IMAGE_SIZES.items():
+        image[cpu] = (512, 1024, 2048) if step is None else tuple(range(low, high + 1, step))
+    assert image == FARGATE_USER_SIZES
