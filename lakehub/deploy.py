@@ -207,16 +207,22 @@ def client_config(timeout: float = DEFAULT_TIMEOUT, endpoint_url: str | None = N
                   retries={"total_max_attempts": 1 if endpoint_url else MAX_ATTEMPTS, "mode": "standard"})
 
 
-def cfn_client(region: str | None, endpoint_url: str | None, session: boto3.session.Session | None = None,
-               timeout: float = DEFAULT_TIMEOUT, long_call: bool = False):
+def make_client(service: str, region: str | None, endpoint_url: str | None, config: Config,
+                session: boto3.session.Session | None = None):
+    """A boto3 client, or one LakehubError line for a missing region or a refused endpoint."""
     session = session or boto3.session.Session()
-    config = client_config(timeout, endpoint_url, long_call=long_call)
     try:
-        return session.client("cloudformation", region_name=region, endpoint_url=check_endpoint_url(endpoint_url), config=config)
+        return session.client(service, region_name=region, endpoint_url=check_endpoint_url(endpoint_url), config=config)
     except NoRegionError:
         raise LakehubError("no AWS region set; pass --region or set AWS_REGION") from None
-    except ValueError as exc:  # botocore's own refusal of an endpoint
-        raise LakehubError(f"--endpoint-url {endpoint_url!r} is not an endpoint URL ({exc}); give http(s)://HOST[:PORT]") from None
+    except ValueError as exc:  # botocore's own refusal of an endpoint (also AWS_ENDPOINT_URL's)
+        given = f"--endpoint-url {endpoint_url!r}" if endpoint_url else f"AWS_ENDPOINT_URL {os.environ.get('AWS_ENDPOINT_URL', '')!r}"
+        raise LakehubError(f"{given} is not an endpoint URL ({exc}); give http(s)://HOST[:PORT]") from None
+
+
+def cfn_client(region: str | None, endpoint_url: str | None, session: boto3.session.Session | None = None,
+               timeout: float = DEFAULT_TIMEOUT, long_call: bool = False):
+    return make_client("cloudformation", region, endpoint_url, client_config(timeout, endpoint_url, long_call=long_call), session)
 
 
 def unreachable(exc: Exception, service: str, where: str, read_timeout: float | None = None,

@@ -53,11 +53,9 @@ def assets_to_publish(templates_dir: Path | None = None) -> list[tuple[str, Path
 
 def _s3_client(region: str | None, endpoint_url: str | None):
     """S3 with bounded connect/read timeouts and attempts (lakehub.deploy.client_config)."""
-    import boto3
+    from lakehub.deploy import client_config, make_client
 
-    from lakehub.deploy import check_endpoint_url, client_config
-
-    return boto3.client("s3", region_name=region, endpoint_url=check_endpoint_url(endpoint_url), config=client_config(endpoint_url=endpoint_url))
+    return make_client("s3", region, endpoint_url, client_config(endpoint_url=endpoint_url))
 
 
 def _check_bucket(s3, bucket: str) -> str:
