@@ -14,7 +14,9 @@
 4. Print the stack's outputs (a table, or JSON with --format json).
 
 `lakehub local up` calls `deploy()` with the emulator's endpoint: the same code path.
-Errors a user can cause (no credentials, an unknown parameter, a failed stack) are one line.
+Errors a user can cause (no credentials, an unknown parameter, a failed stack, a malformed
+--endpoint-url, an endpoint that is not AWS or never answers) are one line. The region is
+--region, else AWS_REGION, else AWS_DEFAULT_REGION or the profile's (as the AWS CLI v2 picks it).
 """
 
 from __future__ import annotations

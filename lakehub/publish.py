@@ -3,8 +3,12 @@
 Layout under the assets bucket and key prefix (the templates' AssetsBucketName and
 AssetsKeyPrefix parameters):
   <prefix>templates/<file>             every file of templates/
-  <prefix>functions/<name>-<hash>.zip  every function zip (built first if needed)
+  <prefix>functions/<name>-<hash>.zip  every function zip (built if needed)
   <prefix>source/hub-image.zip         the hub image's build source (pipeline SourceType s3)
+
+Before it builds or uploads anything, publish checks the bucket: it exists, the endpoint
+answers as S3, and it is in the region the stacks will be deployed in (--region, AWS_REGION,
+AWS_DEFAULT_REGION or the profile's; Lambda reads function code only from its own region).
 
 Then `aws cloudformation create-stack --template-url
 https://<bucket>.s3.<region>.amazonaws.com/<prefix>templates/main.template.yaml ...` works.
