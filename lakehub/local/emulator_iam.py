@@ -250,7 +250,10 @@ def _assume_role_checks(iam_request, caller: Caller, role_arn: str) -> Decision:
     trust = _policy_json(role.assume_role_policy_document)
     tags = {m.get("Key", ""): m.get("Value", "") for m in _members(data, "Tags").values()}
     transitive = [m.get("", "") for m in _members(data, "TransitiveTagKeys").values()]
-    source_identity = _first(data, "SourceIdentity") or (caller.session.source_identity if caller.session else "")
+    inherited_identity = caller.session.source_identity if caller.session else ""
+    source_identity = _first(data, "SourceIdentity") or inherited_identity
+    if inherited_identity and source_identity != inherited_identity:
+        return Decision(False, "a source identity cannot change along a role chain")
     inherited = {k: v for k, v in (caller.session.tags if caller.session else {}).items()
                  if caller.session and k in caller.session.transitive_keys}
     context = dict(caller.context)

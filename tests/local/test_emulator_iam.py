@@ -162,6 +162,40 @@ def test_the_hub_assumes_the_tier_role_per_user_only_with_source_identity_and_ta
                                                  Tags=[{"Key": "lakehub-user", "Value": "bob"}]))
 
 
+def test_a_source_identity_cannot_change_along_a_role_chain(emulator):
+    """IAM user guide, "Monitor and control actions taken with assumed roles": once set, the
+    source identity persists across chained sessions and cannot be changed."""
+    endpoint, creds = emulator
+    iam = _client(endpoint, "iam", creds["admin"])
+    iam.put_role_policy(RoleName="iam-tier", PolicyName="rechain", PolicyDocument=_policy(
+        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": creds["tier_arn"]}))
+    doc = iam.get_role(RoleName="iam-tier")["Role"]["AssumeRolePolicyDocument"]
+    trust = json.loads(doc) if isinstance(doc, str) else doc
+    trust["Statement"][0]["Principal"]["AWS"] = [creds["hub_arn"], creds["tier_arn"]]
+    iam.update_assume_role_policy(RoleName="iam-tier", PolicyDocument=json.dumps(trust))
+    try:
+        sts = _client(endpoint, "sts", creds["alice"])
+        tag = [{"Key": "lakehub-user", "Value": "alice"}]
+        assert _denied(lambda: sts.assume_role(RoleArn=creds["tier_arn"], RoleSessionName="again", SourceIdentity="bob", Tags=tag))
+        again = sts.assume_role(RoleArn=creds["tier_arn"], RoleSessionName="again", Tags=tag)
+        who = _client(endpoint, "sts", _creds(again["Credentials"])).get_caller_identity()
+        assert who["Arn"].endswith(":assumed-role/iam-tier/again")
+        # It still carries alice's source identity: a bucket policy on aws:SourceIdentity sees it.
+        admin = _client(endpoint, "s3", creds["admin"])
+        admin.put_bucket_policy(Bucket=BUCKET, Policy=_policy(
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/*",
+             "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}}}))
+        try:
+            s3 = _client(endpoint, "s3", _creds(again["Credentials"]))
+            assert _denied(lambda: s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/notes.txt"))
+        finally:
+            admin.delete_bucket_policy(Bucket=BUCKET)
+    finally:
+        trust["Statement"][0]["Principal"]["AWS"] = creds["hub_arn"]
+        iam.update_assume_role_policy(RoleName="iam-tier", PolicyDocument=json.dumps(trust))
+        iam.delete_role_policy(RoleName="iam-tier", PolicyName="rechain")
+
+
 def test_a_session_policy_narrows_the_tier_role(emulator):
     endpoint, creds = emulator
     read_only = _policy({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
