@@ -24,6 +24,8 @@ lakehub.local.emulator_server, changes that for S3 and STS:
   (or carried along), each against the caller's policies and the role's trust policy, with
   sts:SourceIdentity, sts:RoleSessionName, sts:ExternalId, aws:RequestTag/*, aws:TagKeys and
   sts:TransitiveTagKeys in the context. The trust policy must allow the caller itself.
+- CopyObject (and UploadPartCopy) also needs s3:GetObject (s3:GetObjectVersion with a version
+  id) on the source object, as AWS checks; moto checks only the destination.
 - DeleteObjects is authorized per key as s3:DeleteObject (s3:DeleteObjectVersion for a key
   given with a VersionId); a refused key is an AccessDenied entry in the 200 answer, as in the
   S3 API reference (DeleteObjects), and the others are deleted.
@@ -237,6 +239,18 @@ def _s3_context(iam_request, action: str) -> dict:
     return ctx
 
 
+def _copy_source(headers) -> tuple[str, str] | None:
+    """x-amz-copy-source ("/bucket/key?versionId=v", URL-encoded) -> (object ARN, version id)."""
+    from urllib.parse import unquote
+
+    raw = next((v for k, v in (headers or {}).items() if k.lower() == "x-amz-copy-source"), None)
+    if not raw:
+        return None
+    path, _, query = raw.partition("?")
+    version = (parse_qs(query).get("versionId") or [""])[0]
+    return f"arn:aws:s3:::{unquote(path).lstrip('/')}", version
+
+
 def decide_s3(iam_request, action: str, resource: str, caller: Caller | None = None) -> Decision:
     caller = caller or caller_of(iam_request)
     context = dict(caller.context, **_s3_context(iam_request, action))
@@ -296,6 +310,11 @@ def check_action_permitted(self, resource: str) -> None:
                 _local.bulk_delete = (self, self._headers.get("Authorization"))
                 return None
             decision = decide_s3(self, action, resource)
+            source = _copy_source(self._headers)
+            if decision and action == "s3:PutObject" and source:
+                # CopyObject / UploadPartCopy: AWS also authorizes reading the source object.
+                src_resource, version = source
+                decision = decide_s3(self, "s3:GetObjectVersion" if version else "s3:GetObject", src_resource)
         else:
             caller = caller_of(self)
             role_arn = _first(self._data, "RoleArn") if name == "AssumeRole" else None

@@ -145,6 +145,16 @@ def test_the_principal_tag_in_the_resource_scopes_objects_to_the_user(emulator):
     assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key=f"{USERS}/bob/evil.txt", Body=b"x"))
 
 
+def test_copying_needs_read_access_to_the_source(emulator):
+    """S3 API reference, CopyObject: the caller needs read access to the source object."""
+    endpoint, creds = emulator
+    s3 = _client(endpoint, "s3", creds["alice"])
+    assert _denied(lambda: s3.copy_object(Bucket=BUCKET, Key=f"{USERS}/alice/stolen.txt",
+                                          CopySource={"Bucket": BUCKET, "Key": f"{USERS}/bob/notes.txt"}))
+    s3.copy_object(Bucket=BUCKET, Key=f"{USERS}/alice/copy.txt", CopySource={"Bucket": BUCKET, "Key": f"{USERS}/alice/notes.txt"})
+    assert s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/copy.txt")["Body"].read() == b"alice"
+
+
 def test_the_hub_assumes_the_tier_role_per_user_only_with_source_identity_and_tag(emulator):
     endpoint, creds = emulator
     sts = _client(endpoint, "sts", creds["hub"])
