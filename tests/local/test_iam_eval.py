@@ -42,16 +42,19 @@ LOGS_BUCKET_POLICY = policy({"Effect": "Allow", "Principal": {"AWS": USER.arn}, 
 
 
 def test_single_account_identity_allow_is_enough():
+    """IAM User Guide: "Policy evaluation for requests within a single account"."""
     assert decide("s3:PutObject", "arn:aws:s3:::carlossalazar/report.csv", identity_policies=[CARLOS])
 
 
 def test_single_account_explicit_deny_beats_a_bucket_policy_allow():
+    """IAM User Guide: "Policy evaluation for requests within a single account (Carlos's DenyS3Logs)"."""
     d = decide("s3:PutObject", "arn:aws:s3:::carlossalazar-logs/x.log", identity_policies=[CARLOS],
                resource_policy=LOGS_BUCKET_POLICY)
     assert not d and "explicit deny" in d.reason
 
 
 def test_single_account_resource_policy_naming_the_principal_allows_alone():
+    """IAM User Guide: "Policy evaluation for requests within a single account (either policy type may allow)"."""
     other = policy({"Effect": "Allow", "Principal": {"AWS": USER.arn}, "Action": "s3:GetObject",
                     "Resource": "arn:aws:s3:::shared-bucket/*"})
     assert decide("s3:GetObject", "arn:aws:s3:::shared-bucket/a", identity_policies=[], resource_policy=other)
@@ -59,6 +62,7 @@ def test_single_account_resource_policy_naming_the_principal_allows_alone():
 
 
 def test_single_account_resource_policy_naming_the_account_delegates_to_identity_policies():
+    """IAM User Guide: "AWS JSON policy elements: Principal (AWS account principals)"."""
     # "AWS account principals": naming the account delegates to its identity-based policies.
     acct = policy({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "s3:GetObject",
                    "Resource": "arn:aws:s3:::shared-bucket/*"})
@@ -66,6 +70,7 @@ def test_single_account_resource_policy_naming_the_account_delegates_to_identity
 
 
 def test_nothing_allows_is_implicit_deny():
+    """IAM User Guide: "Policy evaluation logic (implicit deny)"."""
     d = decide("s3:GetObject", "arn:aws:s3:::x/y", identity_policies=[policy(allow("s3:ListBucket"))])
     assert not d and "implicit" in d.reason
 
@@ -73,6 +78,7 @@ def test_nothing_allows_is_implicit_deny():
 # --- "IAM JSON policy elements: Action / NotAction / Resource / NotResource" ---------------------
 
 def test_action_wildcards_are_case_insensitive_and_resource_wildcards_are_not():
+    """IAM User Guide: "IAM JSON policy elements: Action; IAM JSON policy elements: Resource"."""
     p = policy(allow("S3:get*", "arn:aws:s3:::Bucket/*"))
     assert decide("s3:GetObject", "arn:aws:s3:::Bucket/k", identity_policies=[p])
     assert not decide("s3:GetObject", "arn:aws:s3:::bucket/k", identity_policies=[p])
@@ -83,6 +89,7 @@ def test_action_wildcards_are_case_insensitive_and_resource_wildcards_are_not():
 
 
 def test_notaction_with_allow_grants_everything_else():
+    """IAM User Guide: "IAM JSON policy elements: NotAction"."""
     # "NotAction with Allow": everything in S3 except deleting a bucket.
     p = policy({"Effect": "Allow", "NotAction": "s3:DeleteBucket", "Resource": "arn:aws:s3:::*"})
     assert decide("s3:PutObject", "arn:aws:s3:::b/k", identity_policies=[p])
@@ -90,6 +97,7 @@ def test_notaction_with_allow_grants_everything_else():
 
 
 def test_notresource_deny_refuses_all_but_the_listed_resource():
+    """IAM User Guide: "IAM JSON policy elements: NotResource"."""
     p = policy(allow("s3:*"), {"Effect": "Deny", "Action": "s3:*", "NotResource": ["arn:aws:s3:::hr-bucket", "arn:aws:s3:::hr-bucket/*"]})
     assert decide("s3:GetObject", "arn:aws:s3:::hr-bucket/a", identity_policies=[p])
     assert not decide("s3:GetObject", "arn:aws:s3:::other/a", identity_policies=[p])
@@ -105,6 +113,7 @@ HOME = policy(
 
 
 def test_username_variable_in_resource_and_prefix_condition():
+    """IAM User Guide: "IAM policy elements: Variables and tags (Introduction)"."""
     ctx = {"aws:username": "carlossalazar"}
     assert decide("s3:GetObject", "arn:aws:s3:::amzn-s3-demo-bucket/carlossalazar/a.txt", context=ctx, identity_policies=[HOME])
     assert not decide("s3:GetObject", "arn:aws:s3:::amzn-s3-demo-bucket/maria/a.txt", context=ctx, identity_policies=[HOME])
@@ -117,6 +126,7 @@ def test_username_variable_in_resource_and_prefix_condition():
 
 
 def test_variable_with_no_value_matches_nothing():
+    """IAM User Guide: "IAM policy elements: Variables and tags (Policy variables with no value)"."""
     # "Policy variables with no value": aws:username exists only for IAM users; a role session's
     # request has none, so the Resource entry matches nothing (not "amzn-s3-demo-bucket//*").
     assert not decide("s3:GetObject", "arn:aws:s3:::amzn-s3-demo-bucket//a.txt", principal=SESSION, context={},
@@ -124,6 +134,7 @@ def test_variable_with_no_value_matches_nothing():
 
 
 def test_principal_tag_variable_in_resource():
+    """IAM User Guide: "IAM policy elements: Variables and tags (Tags as policy variables)"."""
     # "Tags as policy variables" / the tier role of issue 15: ${aws:PrincipalTag/lakehub-user}.
     p = policy(allow(["s3:GetObject", "s3:PutObject"], "arn:aws:s3:::notebooks/tiers/pii/users/${aws:PrincipalTag/lakehub-user}/*"))
     alice = {"aws:PrincipalTag/lakehub-user": "alice"}
@@ -136,12 +147,14 @@ def test_principal_tag_variable_in_resource():
 
 
 def test_substituted_values_are_literal_not_wildcards():
+    """IAM User Guide: "IAM policy elements: Variables and tags (Using variables in policies)"."""
     p = policy(allow("s3:GetObject", "arn:aws:s3:::b/${aws:PrincipalTag/u}/*"))
     assert not decide("s3:GetObject", "arn:aws:s3:::b/bob/x", SESSION, {"aws:PrincipalTag/u": "*"}, identity_policies=[p])
     assert decide("s3:GetObject", "arn:aws:s3:::b/*/x", SESSION, {"aws:PrincipalTag/u": "*"}, identity_policies=[p])
 
 
 def test_special_characters_escapes():
+    """IAM User Guide: "IAM policy elements: Variables and tags (Special characters)"."""
     # "Special characters": ${*} ${?} ${$} are the literal characters.
     p = policy(allow("s3:GetObject", "arn:aws:s3:::b/${*}${?}${$}/*"))
     assert decide("s3:GetObject", "arn:aws:s3:::b/*?$/x", identity_policies=[p])
@@ -149,6 +162,7 @@ def test_special_characters_escapes():
 
 
 def test_default_value_of_a_variable():
+    """IAM User Guide: "IAM policy elements: Variables and tags (Specifying default values)"."""
     # "Specifying default values": ${aws:PrincipalTag/team, 'company-wide'}.
     p = policy(allow("s3:GetObject", "arn:aws:s3:::b/${aws:PrincipalTag/team, 'company-wide'}/*"))
     assert decide("s3:GetObject", "arn:aws:s3:::b/company-wide/x", SESSION, {}, identity_policies=[p])
@@ -164,6 +178,7 @@ def cond(condition: dict, context: dict) -> bool:
 
 
 def test_string_operators():
+    """IAM User Guide: "IAM JSON policy elements: Condition operators (String condition operators)"."""
     c = {"StringEquals": {"aws:PrincipalTag/job-category": "iamuser-admin"}}
     assert cond(c, {"aws:PrincipalTag/job-category": "iamuser-admin"})
     assert not cond(c, {"aws:PrincipalTag/job-category": "IAMUSER-ADMIN"})
@@ -174,6 +189,7 @@ def test_string_operators():
 
 
 def test_negated_operator_is_nor_of_its_values_and_true_when_the_key_is_absent():
+    """IAM User Guide: "IAM JSON policy elements: Condition operators; Create a condition with multiple context keys or values"."""
     c = {"StringNotEquals": {"aws:PrincipalTag/team": ["red", "blue"]}}
     assert cond(c, {"aws:PrincipalTag/team": "green"})
     assert not cond(c, {"aws:PrincipalTag/team": "blue"})
@@ -182,6 +198,7 @@ def test_negated_operator_is_nor_of_its_values_and_true_when_the_key_is_absent()
 
 
 def test_bool_secure_transport_deny():
+    """IAM User Guide: "IAM JSON policy elements: Condition operators (Boolean condition operators)"."""
     # The TLS-only bucket policy every lakehub bucket carries.
     tls = policy({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"],
                   "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
@@ -191,6 +208,7 @@ def test_bool_secure_transport_deny():
 
 
 def test_numeric_date_ip_and_arn_operators():
+    """IAM User Guide: "IAM JSON policy elements: Condition operators (Numeric, Date, IP address, ARN)"."""
     assert cond({"NumericLessThanEquals": {"s3:max-keys": "10"}}, {"s3:max-keys": "10"})
     assert not cond({"NumericLessThan": {"s3:max-keys": "10"}}, {"s3:max-keys": "10"})
     assert not cond({"NumericLessThan": {"s3:max-keys": "10"}}, {"s3:max-keys": "ten"})
@@ -205,6 +223,7 @@ def test_numeric_date_ip_and_arn_operators():
 
 
 def test_ifexists_and_null():
+    """IAM User Guide: "IAM JSON policy elements: Condition operators (...IfExists; Null)"."""
     # "...IfExists condition operators": StringLikeIfExists ec2:InstanceType.
     c = {"StringLikeIfExists": {"ec2:InstanceType": ["t1.*", "t2.*", "m3.*"]}}
     assert cond(c, {})
@@ -217,6 +236,7 @@ def test_ifexists_and_null():
 
 
 def test_multiple_keys_are_anded_and_multiple_values_ored():
+    """IAM User Guide: "Create a condition with multiple context keys or values"."""
     # "Create a condition with multiple context keys or values".
     c = {"StringEquals": {"aws:PrincipalTag/department": ["finance", "hr", "legal"], "aws:PrincipalTag/role": ["audit", "security"]}}
     assert cond(c, {"aws:PrincipalTag/department": "hr", "aws:PrincipalTag/role": "security"})
@@ -225,6 +245,7 @@ def test_multiple_keys_are_anded_and_multiple_values_ored():
 
 
 def test_set_qualifiers_on_multivalued_keys():
+    """IAM User Guide: "Set operators for multivalued context keys"."""
     # "Set operators for multivalued context keys".
     all_of = {"ForAllValues:StringEquals": {"aws:TagKeys": ["environment", "cost-center"]}}
     assert cond(all_of, {"aws:TagKeys": ["environment"]})
@@ -234,9 +255,18 @@ def test_set_qualifiers_on_multivalued_keys():
     assert cond(any_of, {"aws:TagKeys": ["owner", "cost-center"]})
     assert not cond(any_of, {"aws:TagKeys": ["owner"]})
     assert not cond(any_of, {})
+    # A negated operator under ForAnyValue: some request value matches none of the policy's.
+    any_not = {"ForAnyValue:StringNotEquals": {"aws:TagKeys": ["DataClass", "Owner"]}}
+    assert cond(any_not, {"aws:TagKeys": ["Dept", "DataClass"]})
+    assert not cond(any_not, {"aws:TagKeys": ["DataClass", "Owner"]})
+    assert not cond(any_not, {})
+    all_not = {"ForAllValues:StringNotEquals": {"aws:TagKeys": ["DataClass", "Owner"]}}
+    assert cond(all_not, {"aws:TagKeys": ["Dept", "SIC"]})
+    assert not cond(all_not, {"aws:TagKeys": ["Dept", "DataClass"]})
 
 
 def test_an_unknown_operator_is_an_error_not_a_silent_match():
+    """IAM User Guide: "IAM JSON policy elements: Condition operators (the operators IAM defines)"."""
     with pytest.raises(PolicyError):
         cond({"StringSomething": {"aws:username": "x"}}, {"aws:username": "x"})
 
@@ -247,6 +277,7 @@ ROLE_POLICY = policy(allow("s3:*", ["arn:aws:s3:::lake", "arn:aws:s3:::lake/*"])
 
 
 def test_session_policy_intersects_with_the_identity_policy():
+    """IAM User Guide: "Policies and permissions in IAM (Session policies)"."""
     session = policy(allow("s3:GetObject", "arn:aws:s3:::lake/public/*"))
     assert decide("s3:GetObject", "arn:aws:s3:::lake/public/a", SESSION, identity_policies=[ROLE_POLICY], session_policies=[session])
     assert not decide("s3:PutObject", "arn:aws:s3:::lake/public/a", SESSION, identity_policies=[ROLE_POLICY], session_policies=[session])
@@ -257,6 +288,7 @@ def test_session_policy_intersects_with_the_identity_policy():
 
 
 def test_resource_policy_naming_the_session_is_not_limited_by_the_session_policy():
+    """IAM User Guide: "Policies and permissions in IAM (Session policies)"."""
     session = policy(allow("s3:GetObject", "arn:aws:s3:::lake/public/*"))
     names_session = policy({"Effect": "Allow", "Principal": {"AWS": SESSION.arn}, "Action": "s3:PutObject",
                             "Resource": "arn:aws:s3:::drop/*"})
@@ -267,6 +299,7 @@ def test_resource_policy_naming_the_session_is_not_limited_by_the_session_policy
 
 
 def test_session_policy_deny_wins():
+    """IAM User Guide: "Policies and permissions in IAM (Session policies)"."""
     session = policy(allow("s3:*"), deny("s3:DeleteObject"))
     assert not decide("s3:DeleteObject", "arn:aws:s3:::lake/a", SESSION, identity_policies=[ROLE_POLICY], session_policies=[session])
 
@@ -280,6 +313,7 @@ TRUST = policy({"Effect": "Allow", "Principal": {"AWS": HUB_ROLE}, "Action": ["s
 
 
 def test_trust_policy_must_name_the_caller_and_its_conditions_hold():
+    """IAM User Guide: "Passing session tags in AWS STS; Monitor and control actions taken with assumed roles"."""
     ctx = {"sts:SourceIdentity": "alice", "aws:RequestTag/lakehub-user": "alice"}
     assert decide("sts:AssumeRole", ROLE, HUB, ctx, identity_policies=[], resource_policy=TRUST, resource_required=True)
     assert not decide("sts:AssumeRole", ROLE, HUB, {"sts:SourceIdentity": "alice"}, identity_policies=[], resource_policy=TRUST,
@@ -292,6 +326,7 @@ def test_trust_policy_must_name_the_caller_and_its_conditions_hold():
 
 
 def test_trust_policy_naming_the_account_needs_an_identity_allow():
+    """IAM User Guide: "Grant a user permissions to switch roles; AWS JSON policy elements: Principal"."""
     acct = policy({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"})
     assert not decide("sts:AssumeRole", ROLE, HUB, identity_policies=[], resource_policy=acct, resource_required=True)
     assert decide("sts:AssumeRole", ROLE, HUB, identity_policies=[policy(allow("sts:AssumeRole", ROLE))], resource_policy=acct,
@@ -299,11 +334,13 @@ def test_trust_policy_naming_the_account_needs_an_identity_allow():
 
 
 def test_service_principal_never_matches_a_user_or_session():
+    """IAM User Guide: "AWS JSON policy elements: Principal (AWS service principals)"."""
     ecs = policy({"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"})
     assert not decide("sts:AssumeRole", ROLE, HUB, identity_policies=[policy(allow("*"))], resource_policy=ecs, resource_required=True)
 
 
 def test_notprincipal_deny_exempts_only_a_fully_listed_session():
+    """IAM User Guide: "AWS JSON policy elements: NotPrincipal"."""
     # "NotPrincipal": to exempt a role session, list the session ARN, the role ARN and the account.
     listed = policy(allow("s3:*"), {"Effect": "Deny", "NotPrincipal": {"AWS": [SESSION.arn, ROLE, f"arn:aws:iam::{ACCOUNT}:root"]},
                                      "Action": "s3:*", "Resource": "*"})
