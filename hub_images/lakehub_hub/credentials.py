@@ -174,7 +174,7 @@ def configure_user_credentials(c, role_arn: str, region: str, sts_client=None) -
     hub): the endpoint, the relay switch in each server's environment, and none of the hub's own
     credential variables kept for servers."""
     sessions = UserRoleSessions(role_arn, region, sts_client)
-    c.JupyterHub.extra_handlers = list(c.JupyterHub.extra_handlers or []) + [(ROUTE, make_handler(sessions))]
+    c.JupyterHub.extra_handlers.append((ROUTE, make_handler(sessions)))
     environment = dict(c.Spawner.environment or {})
     # Each server's relay asks <JUPYTERHUB_API_URL>/../lakehub/aws-credentials with the server's
     # own API token (JupyterHub gives every server both).
