@@ -20,6 +20,7 @@ AUTH_MODE = "AuthMode"
 LOG_RETENTION_DAYS = "LogRetentionDays"
 DATA_LAKE_BUCKET_NAME = "DataLakeBucketName"
 DATA_LAKE_KMS_KEY_ARN = "DataLakeKmsKeyArn"
+RECORD_DATA_EVENTS = "RecordDataEvents"  # storage: a CloudTrail trail of S3 data events (attribution)
 SOURCE_TYPE = "SourceType"
 SOURCE_BUCKET_NAME = "SourceBucketName"
 SOURCE_OBJECT_KEY = "SourceObjectKey"

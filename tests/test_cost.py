@@ -331,3 +331,17 @@ def test_off_hours_hub_hours_on_the_command_line(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["profile"]["off_hours_hub_hours_per_month"] == 40
     assert data["configuration"]["schedule"]["nat_instance_hours_for_hubs_per_month"] == 40
+
+
+def test_recording_data_events_adds_their_price_per_user_hour_only():
+    """RecordDataEvents=true: each object call of an active user (notebook saves and opens,
+    data-lake reads) is a data event at $0.10 per 100,000; nothing when nobody works."""
+    off = estimate()
+    on = estimate(parameters={"RecordDataEvents": "true"})
+    assert off["components"]["data_events"]["per_user_hour_usd"] == 0
+    events = A["notebook_puts_per_user_hour"] + A["notebook_gets_per_user_hour"] + A["data_reads_per_user_hour"]
+    price = RAW["regions"]["us-east-1"]["cloudtrail_data_events_per_100k"]["usd"]
+    assert price == 0.10
+    assert on["components"]["data_events"]["per_user_hour_usd"] == pytest.approx(events / 100_000 * price)
+    assert on["components"]["data_events"]["idle_monthly_usd"] == 0
+    assert on["per_user_hour_usd"] == pytest.approx(off["per_user_hour_usd"] + events / 100_000 * price)
