@@ -401,6 +401,8 @@ class LocalPlatform:
             "LAKEHUB_LOCAL_HUB_API_PORT": str(tier.api_port),
             "LAKEHUB_LOCAL_PROXY_API_PORT": str(tier.proxy_port),
             "LAKEHUB_ECS_ENDPOINT_URL": self.endpoint,
+            # The hub assumes the tier role per user (lakehub_hub.credentials) with the emulator's STS.
+            "AWS_ENDPOINT_URL_STS": self.endpoint,
             "AWS_REGION": DEFAULT_REGION,
             "AWS_DEFAULT_REGION": DEFAULT_REGION,
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"),
