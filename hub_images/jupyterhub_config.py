@@ -564,14 +564,16 @@ else:
 # and the `lakehub-user` session tag = the user), served by the hub at <hub API>/lakehub/aws-credentials
 # and relayed on each server's loopback (lakehub_hub.credentials, lakehub_hub.credential_relay). The
 # hub's own role (ECS task role, or the on-demand hub's instance role, which only root reaches)
-# never reaches a server. LAKEHUB_USER_ROLE_ARN is the name on-demand hubs launched before had.
+# never reaches a server. LAKEHUB_USER_ROLE_ARN is the name on-demand hub stacks launched before
+# per-user scope set: their role's trust allows no session tags, so their sessions carry none.
 TIER_ROLE_ARN = optional("LAKEHUB_TIER_ROLE_ARN") or optional("LAKEHUB_USER_ROLE_ARN")
+TAG_SESSIONS = bool(optional("LAKEHUB_TIER_ROLE_ARN"))
 if TIER_ROLE_ARN:
     if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", TIER_ROLE_ARN):
         fail(f"LAKEHUB_TIER_ROLE_ARN must be an IAM role ARN, got {TIER_ROLE_ARN!r}")
     from lakehub_hub.credentials import configure_user_credentials
 
-    configure_user_credentials(c, TIER_ROLE_ARN, AWS_REGION)
+    configure_user_credentials(c, TIER_ROLE_ARN, AWS_REGION, tag_sessions=TAG_SESSIONS)
 elif os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
     # On ECS without it, servers would share the hub's role, which may assume the data role for anyone.
     fail("LAKEHUB_TIER_ROLE_ARN is not set: the hub cannot give users their own AWS session (the tier stack sets it)")

@@ -894,7 +894,7 @@ def build_hub_instance(settings: Settings):
     b.output("StopCommand", Sub("aws ec2 stop-instances --region ${AWS::Region} --instance-ids ${Instance}"), "Stop the hub now (it also stops itself when idle); only the volume is billed while stopped")
     b.output("StartCommand", Sub("aws ec2 start-instances --region ${AWS::Region} --instance-ids ${Instance}"), "Start a stopped hub again")
     b.output(INSTANCE_ROLE_ARN, GetAtt(role, "Arn"), "IAM role of the hub instance (image, logs, this hub's secrets; no data)")
-    b.output(USER_ROLE_ARN, GetAtt(user_role, "Arn"), "IAM role of users' servers (the tier's data-lake prefixes and notebook folder only)")
+    b.output(USER_ROLE_ARN, GetAtt(user_role, "Arn"), "Data role the hub assumes per user for their server (the tier's data-lake prefixes, shared folder and the user's own folder)")
     b.output("NotebookPrefix", Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"), "Where the hub's notebooks are stored (the tier's folder)")
     b.output("IdleStopAlarmName", Ref("IdleStopAlarm"), "CloudWatch alarm that stops the hub when idle")
     return b.finish()

@@ -74,8 +74,11 @@ def session_name(user: str) -> str:
 class UserRoleSessions:
     """One cached session of the data role per hub user."""
 
-    def __init__(self, role_arn: str, region: str, sts_client=None, clock=time.time):
+    def __init__(self, role_arn: str, region: str, sts_client=None, clock=time.time, tag_sessions: bool = True):
         self.role_arn = role_arn
+        # False only for a role whose trust predates session tags (an on-demand hub stack launched
+        # before them, which sets LAKEHUB_USER_ROLE_ARN): AssumeRole with Tags would be refused.
+        self.tag_sessions = tag_sessions
         self.region = region
         self._sts = sts_client
         self._clock = clock
@@ -96,12 +99,9 @@ class UserRoleSessions:
             if cached and cached["_expires"] - self._clock() > REFRESH_MARGIN:
                 return cached
             name = session_name(user)
+            tags = {"Tags": [{"Key": USER_TAG, "Value": storage_name(user)}]} if self.tag_sessions else {}
             answer = self._client().assume_role(
-                RoleArn=self.role_arn,
-                RoleSessionName=name,
-                SourceIdentity=name,
-                Tags=[{"Key": USER_TAG, "Value": storage_name(user)}],
-                DurationSeconds=SESSION_SECONDS,
+                RoleArn=self.role_arn, RoleSessionName=name, SourceIdentity=name, DurationSeconds=SESSION_SECONDS, **tags
             )
             creds = answer["Credentials"]
             expiration = creds["Expiration"]
@@ -169,11 +169,11 @@ def make_handler(sessions: UserRoleSessions):
     return AwsCredentialsHandler
 
 
-def configure_user_credentials(c, role_arn: str, region: str, sts_client=None) -> UserRoleSessions:
+def configure_user_credentials(c, role_arn: str, region: str, sts_client=None, tag_sessions: bool = True) -> UserRoleSessions:
     """Serve per-user sessions of the data role to users' servers (both modes, and the on-demand
     hub): the endpoint, the relay switch in each server's environment, and none of the hub's own
     credential variables kept for servers."""
-    sessions = UserRoleSessions(role_arn, region, sts_client)
+    sessions = UserRoleSessions(role_arn, region, sts_client, tag_sessions=tag_sessions)
     c.JupyterHub.extra_handlers.append((ROUTE, make_handler(sessions)))
     environment = dict(c.Spawner.environment or {})
     # Each server's relay asks <JUPYTERHUB_API_URL>/../lakehub/aws-credentials with the server's

@@ -205,3 +205,14 @@ def test_the_hub_assumes_the_data_role_with_the_users_source_identity_and_folder
     now[0] = creds["_expires"] - REFRESH_MARGIN + 1
     sessions.get(user)
     assert len(sent) == 2
+
+
+def test_a_role_from_before_session_tags_gets_sessions_without_tags(moto_server):
+    """An on-demand hub stack launched before per-user scope sets LAKEHUB_USER_ROLE_ARN and its
+    role's trust allows no sts:TagSession: the hub still names the user, and sends no tag."""
+    sts = boto3.client("sts", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
+                       aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="test-not-real")
+    sent = []
+    sts.meta.events.register("before-call.sts.AssumeRole", lambda params, **kw: sent.append(params))
+    UserRoleSessions("arn:aws:iam::123456789012:role/old-users", "us-east-1", sts, tag_sessions=False).get("carol")
+    assert sent[0]["body"]["SourceIdentity"] == "carol" and not any(k.startswith("Tags") for k in sent[0]["body"])
