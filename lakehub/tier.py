@@ -1,13 +1,15 @@
 """tier.template.yaml: one data-access tier (for example `pii` or `nonpii`).
 
 A tier is a hub on ECS Fargate behind the platform's load balancer at <host>.<domain>, whose
-users reach only the tier's data-lake prefixes and its own notebook folder. The stack reads
+users reach only the tier's data-lake prefixes, its shared notebook folder and their own: each
+user's code holds that user's session of the tier role (the data role), which the hub assumes
+per user with SourceIdentity and a session tag (docs/SECURITY.md, "Per-user scope"). The stack reads
 the platform's values from SSM (/lakehub/<platform>/...), so the same template runs nested
 under main or launched alone from Service Catalog.
 
 Two server modes:
 - `per-user` (default): a small hub task; each user's server is its own Fargate task started
-  by the hub with the tier role, so capacity and cost follow the people using it.
+  by the hub (task role UserTaskRole, no data), so capacity and cost follow the people using it.
 - `shared`: the reference design: users' servers are processes (one Unix user each) inside the
   tier's hub task(s); fast to start, sized for the whole team.
 
