@@ -72,7 +72,10 @@ def tier_notebook_statements(notebook_bucket: Any) -> list[Statement]:
             Sid="ReadWriteSharedAndOwnNotebooks",
             Effect=Allow,
             Action=S3_READ + S3_WRITE,
-            Resource=[objects_arn(notebook_bucket, Sub(shared)), objects_arn(notebook_bucket, Sub(own))],
+            # One Fn::Sub each, never a Sub inside a Sub: the inner one would hand the outer a
+            # literal "${aws:...}" to resolve (moto's CloudFormation does, and fails).
+            Resource=[Sub("arn:${AWS::Partition}:s3:::${B}/" + shared + "*", B=notebook_bucket),
+                      Sub("arn:${AWS::Partition}:s3:::${B}/" + own + "*", B=notebook_bucket)],
         ),
     ]
 
