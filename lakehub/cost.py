@@ -58,6 +58,7 @@ COMPONENTS = {
     "secrets": "Secrets Manager",
     "logs": "CloudWatch Logs",
     "notebook_storage": "Notebook storage (S3)",
+    "data_events": "CloudTrail S3 data events",
     "ecr": "ECR image storage",
     "codebuild": "CodeBuild image builds",
 }
@@ -696,6 +697,17 @@ class Estimate:
         s.per_user_hour = self.p.a("notebook_puts_per_user_hour") / 1000 * self.p.usd("s3_put_per_1000") + self.p.a("notebook_gets_per_user_hour") / 1000 * self.p.usd("s3_get_per_1000")
         s.detail.append(f"{per_user_gb:g} GB per user ({days}-day noncurrent-version expiry); autosave PUTs per user-hour")
 
+    def _data_events(self) -> None:
+        """RecordDataEvents=true: the trail records every object call on the notebook and
+        data-lake buckets; each is a data event ($0.10 per 100,000)."""
+        if not any(t.get("Type") == "AWS::CloudTrail::Trail" for res in self._res(names.STORAGE_TEMPLATE) for t in res.values()):
+            self.c["data_events"].detail.append(f"off ({names.RECORD_DATA_EVENTS}=false)")
+            return
+        per_user_hour = self.p.a("notebook_puts_per_user_hour") + self.p.a("notebook_gets_per_user_hour") + self.p.a("data_reads_per_user_hour")
+        d = self.c["data_events"]
+        d.per_user_hour = per_user_hour / 100_000 * self.p.usd("cloudtrail_data_events_per_100k")
+        d.detail.append(f"{per_user_hour:g} object calls per user-hour (notebook saves and opens, data-lake reads), each a data event")
+
     def _pipeline(self) -> None:
         for res in self._res(names.PIPELINE_TEMPLATE):
             for r in res.values():
@@ -728,6 +740,7 @@ class Estimate:
         self._capacity()
         self._logs()
         self._storage()
+        self._data_events()
         self._pipeline()
         self._off_hours_hubs()
         if any(t.business_hours_per_day is not None for t in self.tiers) and self.egress_mode == "nat-instance" and "nat_instance_hours_per_month" in self.schedule:

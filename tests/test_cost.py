@@ -366,3 +366,17 @@ def test_the_build_side_and_the_image_know_the_same_fargate_sizes():
     for cpu, (low, high, step) in IMAGE_SIZES.items():
         image[cpu] = (512, 1024, 2048) if step is None else tuple(range(low, high + 1, step))
     assert image == FARGATE_USER_SIZES
+
+
+def test_recording_data_events_adds_their_price_per_user_hour_only():
+    """RecordDataEvents=true: each object call of an active user (notebook saves and opens,
+    data-lake reads) is a data event at $0.10 per 100,000; nothing when nobody works."""
+    off = estimate()
+    on = estimate(parameters={"RecordDataEvents": "true"})
+    assert off["components"]["data_events"]["per_user_hour_usd"] == 0
+    events = A["notebook_puts_per_user_hour"] + A["notebook_gets_per_user_hour"] + A["data_reads_per_user_hour"]
+    price = RAW["regions"]["us-east-1"]["cloudtrail_data_events_per_100k"]["usd"]
+    assert price == 0.10
+    assert on["components"]["data_events"]["per_user_hour_usd"] == pytest.approx(events / 100_000 * price)
+    assert on["components"]["data_events"]["idle_monthly_usd"] == 0
+    assert on["per_user_hour_usd"] == pytest.approx(off["per_user_hour_usd"] + events / 100_000 * price)

@@ -20,6 +20,7 @@ through the container-credential variables the hub keeps); no key is ever config
 import os
 import sys
 
+from lakehub_hub.accounts import storage_name
 from lakehub_hub.contents import TierContentsManager
 
 c = get_config()  # noqa: F821
@@ -42,13 +43,16 @@ REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or
 ENDPOINT = os.environ.get("LAKEHUB_S3_ENDPOINT_URL") or f"https://s3.{REGION}.amazonaws.com"
 SHARED = "shared"
 
+# AWS credentials: this user's session of the tier role, through a loopback relay (before the
+# contents manager's S3 clients and any kernel; lakehub_hub.credential_relay).
+c.ServerApp.jpserver_extensions.update({"lakehub_hub.credential_relay": True})
 c.ServerApp.contents_manager_class = TierContentsManager
 c.TierContentsManager.bucket = BUCKET
 c.TierContentsManager.endpoint_url = ENDPOINT
 c.TierContentsManager.region_name = REGION
 c.TierContentsManager.mounts = {
     SHARED: f"{PREFIX}/shared",
-    HOME_FOLDER: f"{PREFIX}/users/{USER}",
+    HOME_FOLDER: f"{PREFIX}/users/{storage_name(USER)}",  # the tier role's ${aws:PrincipalTag/lakehub-user}
 }
 # Open JupyterLab in the user's own folder.
 c.ServerApp.default_url = f"/lab/tree/{HOME_FOLDER}"
