@@ -94,8 +94,11 @@ def start_moto_server(
     log_path: Path | None = None,
     extra_env: dict | None = None,
     timeout: float = 30.0,
+    iam_evaluator: bool = False,
 ) -> MotoServer:
-    """Start `moto_server` on 127.0.0.1 and wait until it answers.
+    """Start `moto_server` on 127.0.0.1 and wait until it answers. With `iam_evaluator`, S3 and
+    STS are decided by lakehub.local.iam_eval once enforcement is on (conditions, policy
+    variables, session policies, trust), as in the local platform's emulator.
 
     Raises LakehubError (one line) when the port is taken or the server does not come up.
     """
@@ -107,8 +110,9 @@ def start_moto_server(
     env = dict(os.environ)
     env.update(extra_env or {})
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    command = [sys.executable, "-m", "lakehub.local.emulator_iam"] if iam_evaluator else moto_server_command()
     proc = subprocess.Popen(
-        moto_server_command() + ["-H", LOOPBACK, "-p", str(port)],
+        command + ["-H", LOOPBACK, "-p", str(port)],
         stdout=out,
         stderr=subprocess.STDOUT,
         env=env,

@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -423,3 +424,17 @@ def install_iam_evaluator() -> None:
     S3Response._bucket_response_delete_keys = _delete_keys
     FakeBucket.get_permission = get_permission
     TokenResponse.assume_role = lambda self: _record_assume_role(self, _ORIGINAL["assume_role"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lakehub.local.emulator_iam -H 127.0.0.1 -p PORT`: moto_server with this
+    evaluator deciding S3 and STS (lakehub.emulator.start_moto_server(iam_evaluator=True))."""
+    from moto.server import main as moto_main
+
+    install_iam_evaluator()
+    moto_main(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -67,7 +67,7 @@ def shared():
         pytest.fail("configurable-http-proxy missing; run `make setup`")
     work = Path(tempfile.mkdtemp(prefix="lakehub-scope-"))
     work.chmod(0o755)
-    server = start_moto_server(log_path=work / "moto.log")
+    server = start_moto_server(log_path=work / "moto.log", iam_evaluator=True)
     url = server.endpoint_url
     setup = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
                  aws_secret_access_key="setup-not-real")
@@ -98,7 +98,8 @@ def shared():
 
     extra = dict(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_DATA_BUCKET=data, LAKEHUB_DATA_PREFIXES="pii/",
                  LAKEHUB_TIER_ROLE_ARN=role_arn, AWS_ACCESS_KEY_ID=hub_key["AccessKeyId"],
-                 AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"], AWS_ENDPOINT_URL_STS=url)
+                 AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"], AWS_ENDPOINT_URL_STS=url,
+                 AWS_ENDPOINT_URL=url, LAKEHUB_KEEP_ENV="AWS_ENDPOINT_URL")  # kernels reach the emulator
     changed = H.open_interpreter_path() if os.geteuid() == 0 else []
     try:
         with H.tier_hub("oidc", "pii", notebooks, "tiers/pii", url, "unused", USERS, {GROUP: list(USERS)}, extra,
