@@ -774,7 +774,7 @@ def user_data(cookie, client_secret) -> Base64:
             "GpuFlag": If("IsGpu", "--gpus all", ""),
             "HomesHostMount": HOMES_HOST_MOUNT,
             "HomesMount": names.HOMES_MOUNT,
-            "HomesAccessPoint": GetAtt(tier_mod.HOMES_ACCESS_POINT, "AccessPointId"),
+            "HomesAccessPoint": Ref(tier_mod.HOMES_ACCESS_POINT),
         }
     )
     return Base64(Sub(text, **variables))

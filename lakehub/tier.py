@@ -783,7 +783,7 @@ def add_task_definitions(b: Builder, tier_role, execution_role, hub_role, client
             RuntimePlatform=ecs.RuntimePlatform(CpuArchitecture="ARM64", OperatingSystemFamily="LINUX"),
             ExecutionRoleArn=GetAtt(execution_role, "Arn"),
             TaskRoleArn=If("IsPerUser", GetAtt("HubRole", "Arn"), GetAtt(tier_role, "Arn")),
-            Volumes=If("IsShared", [homes_volume(GetAtt(HOMES_ACCESS_POINT, "AccessPointId"))], Ref("AWS::NoValue")),
+            Volumes=If("IsShared", [homes_volume(Ref(HOMES_ACCESS_POINT))], Ref("AWS::NoValue")),
             ContainerDefinitions=[
                 ecs.ContainerDefinition(
                     Name="hub",
@@ -882,7 +882,7 @@ def homes_volume(access_point_id) -> ecs.Volume:
 def homes_access_point_arn():
     return Sub(
         "arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:access-point/${AP}",
-        AP=GetAtt(HOMES_ACCESS_POINT, "AccessPointId"),
+        AP=Ref(HOMES_ACCESS_POINT),
     )
 
 
@@ -928,29 +928,16 @@ def add_homes(b: Builder, shared_hub_role, hub_role, user_task_role, hub_sg, use
     b.add(ec2.SecurityGroupEgress("UserServersToHomes", Condition="IsPerUser", GroupId=Ref(user_sg), DestinationSecurityGroupId=homes_sg, Description="NFS to the homes file system", **nfs))
     b.add(ec2.SecurityGroupEgress("HubToHomes", GroupId=Ref(hub_sg), DestinationSecurityGroupId=homes_sg, Description="NFS to the homes file system", **nfs))
 
-    shared_hub_role.Policies.append(
-        If(
-            "IsShared",
-            iam.Policy(
-                PolicyName="homes-hub",
-                PolicyDocument=PolicyDocument(
-                    Version="2012-10-17",
-                    Statement=homes_client_statements(Ref(names.HOMES_FILE_SYSTEM_ID), homes_access_point_arn(), root=True, sid="MountTierHomes"),
-                ),
-            ),
-            Ref("AWS::NoValue"),
-        )
-    )
-    user_task_role.Policies.append(
-        If(
-            "IsPerUser",
-            iam.Policy(
-                PolicyName="homes-user",
-                PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=homes_client_statements(Ref(names.HOMES_FILE_SYSTEM_ID), sid="MountOwnHome")),
-            ),
-            Ref("AWS::NoValue"),
-        )
-    )
+    fs = Ref(names.HOMES_FILE_SYSTEM_ID)
+    hub_doc = PolicyDocument(Version="2012-10-17", Statement=homes_client_statements(fs, homes_access_point_arn(), root=True, sid="MountTierHomes"))
+    user_doc = PolicyDocument(Version="2012-10-17", Statement=homes_client_statements(fs, sid="MountOwnHome"))
+    if shared_hub_role is user_task_role:
+        # One role in both places (today's tier role): one policy whose document follows the
+        # mode (an If around a whole policy would leave Policies a NoValue item in one mode).
+        shared_hub_role.Policies.append(iam.Policy(PolicyName="homes", PolicyDocument=If("IsShared", hub_doc, user_doc)))
+    else:
+        shared_hub_role.Policies.append(If("IsShared", iam.Policy(PolicyName="homes-hub", PolicyDocument=hub_doc), Ref("AWS::NoValue")))
+        user_task_role.Policies.append(If("IsPerUser", iam.Policy(PolicyName="homes-user", PolicyDocument=user_doc), Ref("AWS::NoValue")))
     # In the hub role's one policy (spawn-user-servers): what spawning a user with a home takes.
     hub_role.Policies[0].PolicyDocument.Statement.extend(homes_spawn_statements())
     return ap

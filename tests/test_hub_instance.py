@@ -542,7 +542,7 @@ def test_boot_script_mounts_the_tier_homes_over_tls_with_iam_before_docker_and_b
     source, mount_point, fstype, options, *_ = entry.split()
     assert (source, mount_point, fstype) == ("<ssm:HomesFileSystemId>:/", str(root / "homes"), "efs")
     opts = options.split(",")
-    assert {"tls", "iam", "_netdev", "accesspoint=<HomesAccessPoint.AccessPointId>"} <= set(opts)
+    assert {"tls", "iam", "_netdev", "accesspoint=<HomesAccessPoint>"} <= set(opts)
     assert {"x-systemd.before=docker.service", "x-systemd.required-by=docker.service"} <= set(opts)
     order = [c for c in calls if c.startswith(("mount ", "systemctl enable --now docker", "docker run"))]
     assert order[0] == f"mount {root / 'homes'}" and order[1] == "systemctl enable --now docker"

@@ -490,34 +490,7 @@ class LocalAgent:
         return mounts, posix
 
     def _efs_folder(self, fs_id: str, root: str, creation: dict | None) -> Path:
-        """<efs_dir>/<fs id>/<root>, made without following links: folders on the way as
-        root's 0711, the root itself with CreationInfo's owner and mode when it is missing."""
-        parts = [fs_id] + [p for p in root.split("/") if p]
-        if not re.fullmatch(r"fs-[0-9a-zA-Z]+", fs_id) or any(p in (".", "..") for p in parts):
-            raise LakehubError(f"bad EFS volume {fs_id}:{root}")
-        self.efs_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.efs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        try:
-            for i, part in enumerate(parts):
-                last = i == len(parts) - 1
-                try:
-                    os.mkdir(part, 0o700, dir_fd=fd)
-                    made = True
-                except FileExistsError:
-                    made = False
-                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-                os.close(fd)
-                fd = child
-                if made:
-                    if last and creation:
-                        if os.geteuid() == 0:
-                            os.fchown(fd, int(creation["OwnerUid"]), int(creation["OwnerGid"]))
-                        os.fchmod(fd, int(str(creation["Permissions"]), 8))
-                    else:
-                        os.fchmod(fd, 0o711 if not last else 0o755)
-        finally:
-            os.close(fd)
-        return self.efs_dir.joinpath(*parts)
+        return efs_folder(self.efs_dir, fs_id, root, creation)
 
     def _prepare_account(self, hub_user: str, task_id: str) -> tuple["accounts.Account", Path]:
         """The user's account, and a new task folder (with tmp/) that it owns."""
@@ -537,6 +510,39 @@ class LocalAgent:
             self.ecs.stop_task(cluster=local.cluster, task=local.arn, reason=reason[:255])
         except (ClientError, BotoCoreError) as exc:
             log.warning("local agent: could not stop task %s: %s", local.arn, exc)
+
+
+def efs_folder(efs_dir: Path, fs_id: str, root: str, creation: dict | None) -> Path:
+    """<efs_dir>/<fs id>/<root>, made without following links: folders on the way as the
+    caller's 0711 (traverse only), the root itself with CreationInfo's owner and mode when it is
+    missing (as EFS makes an access point's root on first mount); existing folders untouched."""
+    parts = [fs_id] + [p for p in root.split("/") if p]
+    if not re.fullmatch(r"fs-[0-9a-zA-Z]+", fs_id) or any(p in (".", "..") for p in parts):
+        raise LakehubError(f"bad EFS volume {fs_id}:{root}")
+    efs_dir = Path(efs_dir)
+    efs_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(efs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                os.mkdir(part, 0o700, dir_fd=fd)
+                made = True
+            except FileExistsError:
+                made = False
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            if made:
+                if last and creation:
+                    if os.geteuid() == 0:
+                        os.fchown(fd, int(creation["OwnerUid"]), int(creation["OwnerGid"]))
+                    os.fchmod(fd, int(str(creation["Permissions"]), 8))
+                else:
+                    os.fchmod(fd, 0o711 if not last else 0o755)
+    finally:
+        os.close(fd)
+    return efs_dir.joinpath(*parts)
 
 
 def map_path(value: str, mounts: list[tuple[str, Path]]) -> str:

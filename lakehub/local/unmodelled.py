@@ -32,6 +32,7 @@ MEANING = {
     "AWS::Cognito::UserPoolGroup": "groups come from the loopback provider's groups claim",
     "AWS::CloudWatch::Alarm": "no alarms (on-demand hub instance)",
     "AWS::CodeCommit::Repository": "no source repository (SourceType s3 is the default)",
+    "AWS::EC2::SecurityGroupEgress": "separate egress rules (NFS to the homes) are not applied; local processes share loopback",
     "AWS::S3::BucketPolicy": "bucket policies (TLS-only, log delivery) are not applied",
     "AWS::CodeBuild::Project": "no image build: a placeholder image manifest is put in ECR",
     "AWS::SecretsManager::Secret": "generated secrets do not exist; local mode sets its own",
