@@ -14,11 +14,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from lakehub_hub import fargate
+from lakehub_hub.accounts import stable_uid, unix_username
 
 from lakehub.emulator import port_in_use
 from lakehub.local.agent import LocalAgent
-from lakehub_hub import fargate
-from lakehub_hub.accounts import stable_uid, unix_username
 
 
 def wait_for(predicate, timeout=20.0, interval=0.1):
