@@ -39,6 +39,7 @@ from lakehub.assets import TEMPLATES_DIR
 from lakehub.cfn_template import Resolver
 from lakehub.cfn_template import load as _load_template
 from lakehub.errors import LakehubError
+from lakehub.settings import FARGATE_USER_SIZES
 
 PRICES_FILE = Path(__file__).resolve().parent / "data" / "prices.yaml"
 DEFAULT_REGION = "us-east-1"
@@ -164,12 +165,32 @@ def parse_size(text: str, profiles: dict[str, tuple[int, int]]) -> tuple[int, in
         cpu, mem = int(m.group(1)), int(m.group(2))
         if cpu <= 0 or mem <= 0:
             raise CostError(f"--server-size {text}: CPU units and memory must be positive, e.g. 2048/8192")
+        check_server_size(cpu, mem, text)
         return cpu, mem, f"{cpu / 1024:g} vCPU / {mem / 1024:g} GB"
     if text in profiles:
         cpu, mem = profiles[text]
         return cpu, mem, f"{text} ({cpu / 1024:g} vCPU / {mem / 1024:g} GB)"
     offered = ", ".join(profiles) or "none"
     raise CostError(f"--server-size {text!r}: not CPU/MEMORY (e.g. 2048/8192) nor a size the tiers offer ({offered})")
+
+
+def check_server_size(cpu: int, memory: int, text: str) -> None:
+    """A CostError unless Fargate runs a task of `cpu` units and `memory` MiB (lakehub.settings'
+    FARGATE_USER_SIZES: the sizes a per-user server may have; Amazon ECS developer guide, "Task
+    CPU and memory", and the RegisterTaskDefinition `cpu`/`memory` reference)."""
+    sizes = FARGATE_USER_SIZES
+    if cpu not in sizes:
+        raise CostError(
+            f"--server-size {text}: Fargate has no size of {cpu} CPU units; use one of "
+            f"{', '.join(map(str, sizes))} (1024 = 1 vCPU), e.g. 2048/8192"
+        )
+    allowed = sizes[cpu]
+    if memory not in allowed:
+        if len(allowed) <= 3:
+            choices = f"{', '.join(map(str, allowed[:-1]))} or {allowed[-1]} MiB"
+        else:
+            choices = f"{allowed[0]}-{allowed[-1]} MiB in steps of {allowed[1] - allowed[0]}"
+        raise CostError(f"--server-size {text}: Fargate has no {memory} MiB size with {cpu} CPU units; use {choices}")
 
 
 def parse_profiles(text: str) -> dict[str, tuple[int, int]]:

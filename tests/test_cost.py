@@ -285,6 +285,28 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(capsys, argv, says):
     assert len(err) == 1 and says in err[0]
 
 
+@pytest.mark.parametrize(
+    "size, says",
+    [
+        ("3000/7000", "3000 CPU units"),  # no such CPU size
+        ("1024/30720", "2048-8192 MiB"),  # too much memory for 1 vCPU
+        ("8192/18000", "in steps of 4096"),  # not on 8 vCPU's 4 GB steps
+        ("256/4096", "512, 1024 or 2048 MiB"),  # 0.25 vCPU has three sizes only
+        ("0/0", "must be positive"),
+    ],
+)
+def test_server_size_must_be_a_size_fargate_offers(capsys, size, says):
+    code = cli_main(["cost", "--server-size", size])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert len(err) == 1 and says in err[0], err
+
+
+@pytest.mark.parametrize("size", ["256/512", "2048/16384", "8192/61440", "16384/32768", "16384/122880"])
+def test_every_fargate_size_is_accepted(size):
+    assert estimate(profile=Profile(server_size=size))["per_user_hour_usd"] > 0
+
+
 def test_json_and_table_output(capsys):
     assert cli_main(["cost", "--format", "json", "--users", "20"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -366,3 +388,16 @@ def test_a_file_system_without_backups_or_lifecycle_costs_standard_storage_only(
     edit(d / names.CLUSTER_TEMPLATE, "TransitionToIA: AFTER_30_DAYS", "TransitionToArchive: AFTER_90_DAYS")
     r = estimate(templates_dir=d, profile=Profile(users=20))
     assert r["components"]["homes"]["idle_monthly_usd"] == pytest.approx(20 * A["home_gb_per_user"] * P["efs_standard_gb_month"], abs=1e-3)
+
+
+def test_the_build_side_and_the_image_know_the_same_fargate_sizes():
+    """Two tables name Fargate's sizes (lakehub.settings for settings and cost, the image's
+    lakehub_hub.fargate for profiles at spawn): they must agree, size for size."""
+    from lakehub_hub.fargate import FARGATE_SIZES as IMAGE_SIZES
+
+    from lakehub.settings import FARGATE_USER_SIZES
+
+    image = {}
+    for cpu, (low, high, step) in IMAGE_SIZES.items():
+        image[cpu] = (512, 1024, 2048) if step is None else tuple(range(low, high + 1, step))
+    assert image == FARGATE_USER_SIZES
