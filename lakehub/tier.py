@@ -1080,7 +1080,8 @@ def build_tier(settings: Settings):
     service = b.add(
         ecs.Service(
             "Service",
-            DependsOn=[rule.title],
+            # The homes must be reachable by NFS before a shared hub task mounts them.
+            DependsOn=[rule.title, "HomesNfsFromHub", "HubToHomes"],
             ServiceName=Sub("${TierName}-hub"),
             Cluster=Ref(names.CLUSTER_NAME),
             TaskDefinition=Ref(hub_td),

@@ -107,3 +107,8 @@ def test_only_the_tiers_tasks_reach_the_homes_by_nfs(resolve_tier, mode, rules):
         assert p["GroupId"] == "<ssm:HomesSecurityGroupId>"
         assert (p["IpProtocol"], p["FromPort"], p["ToPort"]) == ("tcp", 2049, 2049)
         assert "CidrIp" not in p and p["SourceSecurityGroupId"]
+
+
+def test_the_hub_service_starts_after_its_tasks_can_reach_the_homes(templates):
+    service = templates["tier.template.yaml"]["Resources"]["Service"]
+    assert {"HomesNfsFromHub", "HubToHomes"} <= set(service["DependsOn"])
