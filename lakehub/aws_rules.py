@@ -347,6 +347,53 @@ def containers_work_where_their_user_can_enter(template: dict) -> list[Violation
 
 
 # ---------------------------------------------------------------------------------------------
+# EFS volumes (users' homes)
+# ---------------------------------------------------------------------------------------------
+
+EFS_MIN_FARGATE_VERSION = (1, 4, 0)
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    return tuple(int(x) for x in text.split(".")) if re.fullmatch(r"\d+(\.\d+)*", text) else None
+
+
+@aws_rule(
+    "efs-volumes-over-tls-with-iam",
+    "every EFS volume of a task definition mounts through an access point with TLS and IAM authorization, on Fargate 1.4.0 or later",
+)
+def efs_volumes_over_tls_with_iam(template: dict) -> list[Violation]:
+    """The homes file system's policy refuses clients without TLS and (having a policy)
+    anonymous ones; only an access point enforces a home's root and POSIX user; Fargate mounts
+    EFS from platform version 1.4.0 (docs/AWS_NOTES.md). moto checks none of this."""
+    rule = "efs-volumes-over-tls-with-iam"
+    out, with_efs = [], set()
+    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
+        for volume in items(props(res).get("Volumes")):
+            for cfg in alternatives(volume.get("EFSVolumeConfiguration") if isinstance(volume, dict) else None):
+                if not isinstance(cfg, dict):
+                    continue
+                with_efs.add(name)
+                vname = volume.get("Name")
+                if any(v != "ENABLED" for v in alternatives(cfg.get("TransitEncryption"))) or not alternatives(cfg.get("TransitEncryption")):
+                    out.append(Violation(rule, name, f"EFS volume {vname} mounts without TLS (TransitEncryption ENABLED); the file system refuses it"))
+                auth = alternatives(cfg.get("AuthorizationConfig"))
+                if not auth or any(not isinstance(a, dict) or a.get("IAM") != "ENABLED" for a in auth):
+                    out.append(Violation(rule, name, f"EFS volume {vname} mounts without IAM authorization (AuthorizationConfig IAM ENABLED): an anonymous client"))
+                if not auth or any(not isinstance(a, dict) or not a.get("AccessPointId") for a in auth):
+                    out.append(Violation(rule, name, f"EFS volume {vname} mounts the file system's root, not an access point"))
+    for name, res in resources_of(template, "AWS::ECS::Service"):
+        if not refs(props(res).get("TaskDefinition")) & with_efs:
+            continue
+        for version in alternatives(props(res).get("PlatformVersion")):
+            if version is None:  # unset: LATEST (1.4.0 or later)
+                continue
+            v = _version(version) if isinstance(version, str) else None
+            if version != "LATEST" and (v is None or v < EFS_MIN_FARGATE_VERSION):
+                out.append(Violation(rule, name, f"runs a task definition with EFS volumes on Fargate platform version {version!r}; EFS needs 1.4.0 or later"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # CodeBuild variables per source type
 # ---------------------------------------------------------------------------------------------
 

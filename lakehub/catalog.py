@@ -249,6 +249,44 @@ def _security_group_ingress(p: Product) -> list[Grant]:
     ]
 
 
+def _security_group_egress(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManagePlatformSecurityGroupEgress",
+            ("ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress", "ec2:UpdateSecurityGroupRuleDescriptionsEgress"),
+            (_in_account("ec2", "security-group/*"),),
+            _platform_tagged(),
+        ),
+        Grant("DescribeSecurityGroups", ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules")),
+    ]
+
+
+def _efs_access_point(p: Product) -> list[Grant]:
+    """The product's access point on the platform's homes file system (tagged with the
+    platform at creation; EFS authorizes the creation's tags as TagResource)."""
+    return [
+        Grant(
+            "CreateHomesAccessPoints",
+            ("elasticfilesystem:CreateAccessPoint",),
+            (_in_account("elasticfilesystem", "file-system/*"),),
+            {"StringEquals": {f"aws:RequestTag/{names.TAG_PLATFORM}": PLATFORM}},
+        ),
+        Grant(
+            "TagHomesAccessPointsAtCreation",
+            ("elasticfilesystem:TagResource",),
+            (_in_account("elasticfilesystem", "access-point/*"),),
+            {"StringEquals": {"elasticfilesystem:CreateAction": "CreateAccessPoint", f"aws:RequestTag/{names.TAG_PLATFORM}": PLATFORM}},
+        ),
+        Grant(
+            "DeletePlatformAccessPoints",
+            ("elasticfilesystem:DeleteAccessPoint", "elasticfilesystem:UntagResource"),
+            (_in_account("elasticfilesystem", "access-point/*"),),
+            _platform_tagged(),
+        ),
+        Grant("DescribeAccessPoints", ("elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:ListTagsForResource")),
+    ]
+
+
 def _instance(p: Product) -> list[Grant]:
     return [
         Grant(
@@ -422,6 +460,8 @@ RESOURCE_PERMISSIONS: dict[str, Grants] = {
     "AWS::Cognito::UserPoolGroup": _user_pool_group,
     "AWS::EC2::SecurityGroup": _security_group,
     "AWS::EC2::SecurityGroupIngress": _security_group_ingress,
+    "AWS::EC2::SecurityGroupEgress": _security_group_egress,
+    "AWS::EFS::AccessPoint": _efs_access_point,
     "AWS::EC2::Instance": _instance,
     "AWS::CloudWatch::Alarm": _alarm,
     "AWS::ElasticLoadBalancingV2::TargetGroup": _target_group,

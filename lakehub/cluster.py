@@ -9,10 +9,11 @@ under main or launched on its own from Service Catalog.
 
 from __future__ import annotations
 
+from awacs import elasticfilesystem as awacs_efs
 from awacs import elasticloadbalancing as awacs_elb
 from awacs import secretsmanager as awacs_secretsmanager
 from awacs import ssm as awacs_ssm
-from awacs.aws import Allow, Statement
+from awacs.aws import Allow, Bool, Condition, Deny, PolicyDocument, Principal, Statement
 from troposphere import (
     FindInMap,
     Or,
@@ -26,6 +27,7 @@ from troposphere import (
     cognito,
     ec2,
     ecs,
+    efs,
     elasticloadbalancingv2 as elb,
     logs,
     ssm,
@@ -204,6 +206,71 @@ def add_security_groups(b: Builder):
         )
     )
     return alb_sg, task_sg
+
+
+HOMES_IA_DAYS = "AFTER_30_DAYS"
+HOMES_CMK_SKIP = (
+    "Encrypted at rest with the account's AWS-managed key (aws/elasticfilesystem); a customer-managed key "
+    "costs $1 a month plus requests and a key policy to keep, and the file system never leaves the account"
+)
+
+
+def add_homes(b: Builder) -> tuple[efs.FileSystem, ec2.SecurityGroup]:
+    """Users' homes (issue 15): one encrypted EFS file system for the platform, elastic
+    throughput (paid per use, nothing when idle), files not read for 30 days move to Infrequent
+    Access, AWS Backup's default daily plan (BackupPolicy ENABLED) keeps versions of every home.
+    Its policy refuses any client that does not use TLS and, because a policy exists, any client
+    that does not mount with IAM (EFS treats those as anonymous, and nothing here allows
+    anonymous): every mount is authorized by the mounting role's ClientMount/ClientWrite.
+    Mount targets in the two private subnets; their security group admits NFS only from the
+    groups that tiers and on-demand hubs add (each stack its own ingress rule)."""
+    homes_sg = b.add(
+        ec2.SecurityGroup(
+            "HomesSecurityGroup",
+            GroupDescription="lakehub homes (EFS mount targets): NFS from the platform tiers and hubs only",
+            VpcId=Ref(names.VPC_ID),
+            # Mount targets only answer (security groups are stateful): no egress at all.
+            SecurityGroupEgress=[
+                ec2.SecurityGroupRule(IpProtocol="-1", CidrIp="127.0.0.1/32", Description="no egress (mount targets only answer)"),
+            ],
+            Tags=platform_tags(("Name", Sub("${PlatformName}-homes"))),
+        )
+    )
+    fs_arn = Sub("arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:file-system/*")
+    policy = PolicyDocument(
+        Version="2012-10-17",
+        Statement=[
+            Statement(
+                Sid="DenyInsecureTransport",
+                Effect=Deny,
+                Principal=Principal("AWS", "*"),
+                Action=[awacs_efs.Action("*")],
+                Resource=[fs_arn],
+                Condition=Condition(Bool("aws:SecureTransport", "false")),
+            ),
+        ],
+    )
+    fs = b.add(
+        efs.FileSystem(
+            "HomesFileSystem",
+            Encrypted=True,
+            PerformanceMode="generalPurpose",
+            ThroughputMode="elastic",
+            LifecyclePolicies=[
+                efs.LifecyclePolicy(TransitionToIA=HOMES_IA_DAYS),
+                efs.LifecyclePolicy(TransitionToPrimaryStorageClass="AFTER_1_ACCESS"),
+            ],
+            BackupPolicy=efs.BackupPolicy(Status="ENABLED"),
+            FileSystemPolicy={"Version": policy.Version, "Statement": list(policy.Statement)},
+            FileSystemTags=platform_tags(("Name", Sub("${PlatformName}-homes")), ("lakehub:purpose", "homes")),
+            DeletionPolicy="Retain",
+            UpdateReplacePolicy="Retain",
+        )
+    )
+    add_checkov_skip(fs, "CKV_AWS_184", HOMES_CMK_SKIP)
+    for i, subnet in enumerate((names.PRIVATE_SUBNET_1_ID, names.PRIVATE_SUBNET_2_ID), start=1):
+        b.add(efs.MountTarget(f"HomesMountTarget{i}", FileSystemId=Ref(fs), SubnetId=Ref(subnet), SecurityGroups=[Ref(homes_sg)]))
+    return fs, homes_sg
 
 
 def add_load_balancer_logs(b: Builder) -> s3.Bucket:
@@ -406,6 +473,7 @@ def build_cluster(settings: Settings):
         "checkov": {"skip": [{"id": "CKV_AWS_65", "comment": "Container Insights costs about $0.30 per task-month plus logs; off by default for low cost, enable it in the console when needed"}]}
     }
     alb_sg, task_sg = add_security_groups(b)
+    homes_fs, homes_sg = add_homes(b)
     lb, https = add_load_balancer(b, alb_sg)
     log_group = b.add(
         logs.LogGroup("TaskLogGroup", LogGroupName=Sub("/lakehub/${PlatformName}/tasks"), RetentionInDays=Ref(names.LOG_RETENTION_DAYS))
@@ -482,6 +550,8 @@ def build_cluster(settings: Settings):
         names.AUTH_MODE: Ref(names.AUTH_MODE),
         names.DOMAIN_NAME: Ref(names.DOMAIN_NAME),
         names.HOSTED_ZONE_ID: Ref(names.HOSTED_ZONE_ID),
+        names.HOMES_FILE_SYSTEM_ID: Ref(homes_fs),
+        names.HOMES_SECURITY_GROUP_ID: Ref(homes_sg),
     }
     missing = set(names.PLATFORM_SSM_VALUES) - set(values)
     assert not missing, f"platform values not published: {missing}"
@@ -504,6 +574,8 @@ def build_cluster(settings: Settings):
     b.output(names.LOAD_BALANCER_HOSTED_ZONE_ID, GetAtt(lb, "CanonicalHostedZoneID"), "Hosted zone of the load balancer (alias records)")
     b.output(names.LOAD_BALANCER_SECURITY_GROUP_ID, Ref(alb_sg), "Security group of the load balancer")
     b.output(names.TASK_SECURITY_GROUP_ID, Ref(task_sg), "Security group of hub tasks")
+    b.output(names.HOMES_FILE_SYSTEM_ID, Ref(homes_fs), "EFS file system of users' homes")
+    b.output(names.HOMES_SECURITY_GROUP_ID, Ref(homes_sg), "Security group of the homes' mount targets")
     b.output(names.LOG_GROUP_NAME, Ref(log_group), "Log group of the platform's tasks")
     b.output(names.USER_POOL_ID, If("UseCognito", Ref(pool), "none"), "Cognito user pool (cognito sign-in), or 'none'")
     b.output(names.LISTENER_PRIORITY_FUNCTION_ARN, GetAtt(priority_fn, "Arn"), "Function that allocates listener-rule priorities (ServiceToken)")

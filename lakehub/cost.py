@@ -59,6 +59,7 @@ COMPONENTS = {
     "logs": "CloudWatch Logs",
     "notebook_storage": "Notebook storage (S3)",
     "data_events": "CloudTrail S3 data events",
+    "homes": "Homes (EFS) and their backups",
     "ecr": "ECR image storage",
     "codebuild": "CodeBuild image builds",
 }
@@ -138,6 +139,8 @@ class Profile:
     # Hours a month on-demand EC2 hubs run outside business hours (together: overlapping hubs
     # count once); the NAT instance runs for them (lambdas/nat_egress).
     off_hours_hub_hours: float = 0.0
+    # GB a user keeps in their EFS home (None: the price file's home_gb_per_user assumption).
+    home_gb_per_user: float | None = None
 
     @property
     def user_hours(self) -> float:
@@ -150,6 +153,8 @@ class Profile:
             raise CostError(f"--hours-per-day {self.hours_per_day:g}: must be between 0 and 24")
         if not 0 <= self.days_per_month <= 31:
             raise CostError(f"--days-per-month {self.days_per_month:g}: must be between 0 and 31")
+        if self.home_gb_per_user is not None and self.home_gb_per_user < 0:
+            raise CostError(f"--home-gb-per-user {self.home_gb_per_user:g}: a home cannot be smaller than 0 GB")
         if not 0 <= self.off_hours_hub_hours <= MAX_MONTH_HOURS:
             raise CostError(f"--off-hours-hub-hours {self.off_hours_hub_hours:g}: must be between 0 and {MAX_MONTH_HOURS} (a month's hours)")
 
@@ -707,6 +712,25 @@ class Estimate:
         d = self.c["data_events"]
         d.per_user_hour = per_user_hour / 100_000 * self.p.usd("cloudtrail_data_events_per_100k")
         d.detail.append(f"{per_user_hour:g} object calls per user-hour (notebook saves and opens, data-lake reads), each a data event")
+    def _homes(self) -> None:
+        """Users' homes on the platform's EFS file system (cluster stack): storage, part of it in
+        Infrequent Access after the lifecycle's days, and AWS Backup's recovery points."""
+        fs = [r for res in self._res(names.CLUSTER_TEMPLATE) for r in res.values() if r["Type"] == "AWS::EFS::FileSystem"]
+        if not fs:
+            return
+        props = fs[0].get("Properties", {})
+        ia = self.p.a("home_ia_share") if any("TransitionToIA" in lp for lp in props.get("LifecyclePolicies") or []) else 0.0
+        backups = (props.get("BackupPolicy") or {}).get("Status") == "ENABLED"
+        gb = self.p.a("home_gb_per_user") if self.profile.home_gb_per_user is None else self.profile.home_gb_per_user
+        per_gb = (1 - ia) * self.p.usd("efs_standard_gb_month") + ia * self.p.usd("efs_ia_gb_month")
+        if backups:
+            per_gb += self.p.a("home_backup_gb_per_home_gb") * self.p.usd("efs_backup_warm_gb_month")
+        h = self.c["homes"]
+        h.idle = self.profile.users * gb * per_gb
+        h.detail.append(
+            f"{gb:g} GB per user, {ia:.0%} in Infrequent Access"
+            + (f", backups {self.p.a('home_backup_gb_per_home_gb'):g} GB per GB" if backups else ", no backups")
+        )
 
     def _pipeline(self) -> None:
         for res in self._res(names.PIPELINE_TEMPLATE):
@@ -741,6 +765,7 @@ class Estimate:
         self._logs()
         self._storage()
         self._data_events()
+        self._homes()
         self._pipeline()
         self._off_hours_hubs()
         if any(t.business_hours_per_day is not None for t in self.tiers) and self.egress_mode == "nat-instance" and "nat_instance_hours_per_month" in self.schedule:
@@ -972,6 +997,7 @@ def run(args: argparse.Namespace) -> int:
         days_per_month=_as_number("--days-per-month", args.days_per_month),
         server_size=args.server_size,
         off_hours_hub_hours=_as_number("--off-hours-hub-hours", args.off_hours_hub_hours),
+        home_gb_per_user=None if args.home_gb_per_user is None else _as_number("--home-gb-per-user", args.home_gb_per_user),
     )
     result = estimate(
         templates_dir=args.templates,
@@ -994,6 +1020,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hours-per-day", default="8", help="active hours per user per working day (default 8)")
     p.add_argument("--days-per-month", default="21", help="working days per month (default 21)")
     p.add_argument("--off-hours-hub-hours", default="0", help="hours a month on-demand EC2 hubs run outside business hours (overlapping hubs count once); the NAT instance runs for them (default 0)")
+    p.add_argument("--home-gb-per-user", default=None, help="GB each user keeps in their EFS home (default: the price file's home_gb_per_user, 2)")
     p.add_argument("--server-size", default=DEFAULT_SERVER_SIZE, help="each user's server: CPU/MEMORY in Fargate units (2048/8192 = 2 vCPU / 8 GB) or a size name the tiers offer (small, medium...)")
     p.add_argument("--region", default=DEFAULT_REGION, help="price region (must be in the price file; default us-east-1)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")

@@ -49,7 +49,7 @@ from lakehub import names
 from lakehub import tier as tier_mod
 from lakehub.common import Builder, add_image_tag_param, custom_resource, platform_tags
 from lakehub.rules import add_checkov_skip
-from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
+from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, tier_notebook_statements
 from lakehub.settings import Settings
 
 # -- parameter names (this template only) --------------------------------------------------
@@ -139,6 +139,8 @@ HUB_SSM_PARAMS = (
     names.LISTENER_PRIORITY_FUNCTION_ARN,
     names.DOMAIN_NAME,
     names.HOSTED_ZONE_ID,
+    names.HOMES_FILE_SYSTEM_ID,
+    names.HOMES_SECURITY_GROUP_ID,
 )
 
 TIERS_MAP = "Tiers"
@@ -149,6 +151,9 @@ ENV_FILE = "/etc/lakehub/hub.env"
 IMDS_GUARD = "/usr/local/sbin/lakehub-imds-guard"
 IMDS_GUARD_UNIT = "/etc/systemd/system/lakehub-imds-guard.service"
 SIGNAL_TIMEOUT = "PT25M"
+# The tier's homes (EFS access point /tiers/<tier>) on the host, bound into the hub container at
+# /home (LAKEHUB_HOME_ROOT): the host's own /home (ec2-user, ssm-user) stays as it is.
+HOMES_HOST_MOUNT = "/mnt/lakehub-homes"
 # Boot waits for egress up to 120 x (5 s + up to 5 s): the NAT instance may be starting.
 EGRESS_WAIT_ATTEMPTS = 120
 
@@ -493,6 +498,9 @@ def add_instance_role(b: Builder, secrets: list) -> iam.Role:
             ],
             Resource=["*"],
         ),
+        # The tier's homes through its access point, as root (the hub creates users' folders
+        # owned by their uids); amazon-efs-utils mounts with these credentials (iam option).
+        *homes_client_statements(Ref(names.HOMES_FILE_SYSTEM_ID), tier_mod.homes_access_point_arn(), root=True, sid="MountTierHomes"),
     ]
     role = iam.Role(
         "InstanceRole",
@@ -576,6 +584,13 @@ def add_security_group(b: Builder) -> ec2.SecurityGroup:
     )
 
 
+def add_homes_access(b: Builder, sg) -> None:
+    """NFS between this hub and the platform's homes file system (its mount targets' group)."""
+    nfs = dict(IpProtocol="tcp", FromPort=names.NFS_PORT, ToPort=names.NFS_PORT)
+    b.add(ec2.SecurityGroupEgress("InstanceToHomes", GroupId=Ref(sg), DestinationSecurityGroupId=Ref(names.HOMES_SECURITY_GROUP_ID), Description="NFS to the homes file system", **nfs))
+    b.add(ec2.SecurityGroupIngress("HomesNfsFromInstance", GroupId=Ref(names.HOMES_SECURITY_GROUP_ID), SourceSecurityGroupId=Ref(sg), Description=Sub("NFS from the on-demand hub ${AWS::StackName}"), **nfs))
+
+
 def hub_env() -> dict:
     """The hub's environment: the same names and meaning as a tier's hub task
     (tier.hub_environment(), docs/HUB_ENV.md), in shared mode. Secrets are added at boot."""
@@ -592,6 +607,8 @@ def hub_env() -> dict:
         "LAKEHUB_HUB_PORT": str(names.HUB_PORT),
         "LAKEHUB_IDLE_TIMEOUT": FindInMap(IDLE_MAP, Ref(IDLE_MINUTES), "Seconds"),
         "LAKEHUB_SERVER_MODE": "shared",
+        # users' homes: the tier's folder of the homes file system (bound at /home, HomesMount)
+        "LAKEHUB_HOME_ROOT": names.HOMES_MOUNT,
         # users' servers get per-user sessions of this role from the hub (lakehub_hub.credentials),
         # never the instance role; the same name as a tier's (its data role)
         "LAKEHUB_TIER_ROLE_ARN": GetAtt("UserRole", "Arn"),
@@ -669,6 +686,16 @@ systemctl daemon-reload
 systemctl enable --now lakehub-imds-guard.service || fail "cannot install the firewall rule that keeps users off the instance metadata service"
 iptables -C OUTPUT -d 169.254.169.254/32 -j LAKEHUB-IMDS || fail "the firewall rule that keeps users off the instance metadata service is missing"
 
+# Users' homes: the tier's folder on the platform's EFS file system (access point
+# ${HomesAccessPoint}), over TLS with this instance's IAM role (the file system refuses
+# anything else), mounted before docker starts on every boot and bound into the hub at /home.
+dnf install -y -q amazon-efs-utils || fail "cannot install amazon-efs-utils"
+mkdir -p ${HomesHostMount}
+grep -q ' ${HomesHostMount} ' /etc/fstab || \
+  echo '${HomesFileSystemId}:/ ${HomesHostMount} efs _netdev,tls,iam,accesspoint=${HomesAccessPoint},x-systemd.before=docker.service,x-systemd.required-by=docker.service 0 0' >> /etc/fstab
+systemctl daemon-reload
+mountpoint -q ${HomesHostMount} || mount ${HomesHostMount} || fail "cannot mount the homes file system ${HomesFileSystemId} (access point ${HomesAccessPoint}): NFS from this hub's security group, or the instance role's elasticfilesystem:ClientMount"
+
 systemctl enable --now docker || fail "cannot start docker"
 
 IMAGE='${ImageRepositoryUri}:${ImageTag}'
@@ -705,7 +732,7 @@ docker rm -f ${Container} >/dev/null 2>&1 || true
 # through IMDSv2 with a hop limit of 1, users' servers cannot (the firewall rule above). The
 # container survives stop and start.
 docker run -d --name ${Container} --restart unless-stopped --network host ${GpuFlag} \
-  --env-file ${EnvFile} \
+  --env-file ${EnvFile} --volume ${HomesHostMount}:${HomesMount} \
   --log-driver awslogs --log-opt awslogs-region="$REGION" --log-opt awslogs-group='${LogGroupName}' \
   --log-opt awslogs-stream='hubs/${TierName}/${AWS::StackName}' \
   "$IMAGE" || fail "cannot start the hub container"
@@ -743,6 +770,9 @@ def user_data(cookie, client_secret) -> Base64:
             "OAuthSecretId": If("UseCognito", Ref(client_secret), If("UseOidc", tier_mod.platform_secret_name(tier_mod.OIDC_CLIENT_SECRET), "")),
             "LdapSecretId": If("UseLdap", tier_mod.platform_secret_name(tier_mod.LDAP_BIND_PASSWORD), ""),
             "GpuFlag": If("IsGpu", "--gpus all", ""),
+            "HomesHostMount": HOMES_HOST_MOUNT,
+            "HomesMount": names.HOMES_MOUNT,
+            "HomesAccessPoint": Ref(tier_mod.HOMES_ACCESS_POINT),
         }
     )
     return Base64(Sub(text, **variables))
@@ -883,6 +913,8 @@ def build_hub_instance(settings: Settings):
     assume = add_assume_user_role(b, role, user_role)
     profile = b.add(iam.InstanceProfile("InstanceProfile", Path=role_path(), Roles=[Ref(role)]))
     sg = add_security_group(b)
+    tier_mod.add_homes_access_point(b, tags=hub_tags())
+    add_homes_access(b, sg)
     instance = add_instance(b, profile, sg, cookie, client_secret)
     instance.DependsOn = [assume.title]  # users' first spawn assumes the user role
     add_idle_alarm(b, instance)

@@ -62,6 +62,10 @@ LOG_GROUP_NAME = "LogGroupName"
 USER_POOL_ID = "UserPoolId"
 USER_POOL_ARN = "UserPoolArn"
 USER_POOL_DOMAIN_URL = "UserPoolDomainUrl"
+# Homes (issue 15): one EFS file system per platform; tiers and on-demand hubs add access points
+# and NFS ingress rules to its security group.
+HOMES_FILE_SYSTEM_ID = "HomesFileSystemId"
+HOMES_SECURITY_GROUP_ID = "HomesSecurityGroupId"
 
 # Values the platform publishes in SSM for tier stacks (name -> description).
 PLATFORM_SSM_VALUES: dict[str, str] = {
@@ -88,6 +92,8 @@ PLATFORM_SSM_VALUES: dict[str, str] = {
     AUTH_MODE: "Sign-in mode: cognito, oidc or ldap",
     DOMAIN_NAME: "Domain under which tiers get host names",
     HOSTED_ZONE_ID: "Route 53 hosted zone of the domain",
+    HOMES_FILE_SYSTEM_ID: "EFS file system of users' homes (/tiers/<tier>/<unix name>)",
+    HOMES_SECURITY_GROUP_ID: "Security group of the homes' mount targets (tiers and hubs add NFS ingress)",
 }
 
 # Where platform values live in SSM. One path per platform name.
@@ -154,6 +160,13 @@ SPAWN_ENV_ROOT = "spawn-env"
 # policy reads it as ${aws:PrincipalTag/lakehub-user}. hub_images/lakehub_hub/credentials.py
 # has the same value (USER_TAG); its value is lakehub_hub.accounts.storage_name(user).
 USER_SESSION_TAG = "lakehub-user"
+
+# Homes on the EFS file system: /tiers/<tier>/<unix name>, seen by every server at
+# /home/<unix name> (HOMES_MOUNT is where the tier's access point is mounted in shared mode and
+# on the on-demand hub; per-user tasks mount their own access point at /home/<unix name>).
+HOMES_TIERS_ROOT = "/tiers"
+HOMES_MOUNT = "/home"
+NFS_PORT = 2049
 
 # Listener rule priorities: main's own tiers take explicit ones below AUTO_PRIORITY_MINIMUM (in
 # settings order); tiers and hubs launched later claim the lowest free one from it, atomically,

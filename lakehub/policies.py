@@ -104,3 +104,24 @@ def hub_runtime_statements(secret_arns: list) -> list[Statement]:
         ),
         Statement(Sid="ReadHubSecrets", Effect=Allow, Action=[awacs_sm.GetSecretValue], Resource=secret_arns),
     ]
+
+
+def homes_file_system_arn(file_system_id: Any) -> Sub:
+    return Sub("arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:file-system/${F}", F=file_system_id)
+
+
+def homes_client_statements(file_system_id: Any, access_point_arn: Any = None, root: bool = False, sid: str = "MountHomes") -> list[Statement]:
+    """Mount the homes file system with IAM authorization (amazon-efs-utils `iam`, or an ECS EFS
+    volume with AuthorizationConfig Iam ENABLED): ClientMount and ClientWrite, plus
+    ClientRootAccess for a hub that creates users' folders as root (shared mode, the on-demand
+    hub). `access_point_arn` (a value or an Fn::If/Sub) narrows the mount to that access point
+    (condition elasticfilesystem:AccessPointArn); per-user tasks mount their own access point,
+    whose PosixUser EFS enforces, so the role needs no narrowing there."""
+    from awacs import elasticfilesystem as awacs_efs
+    from awacs.aws import ArnEquals
+
+    actions = [awacs_efs.ClientMount, awacs_efs.ClientWrite] + ([awacs_efs.ClientRootAccess] if root else [])
+    kwargs = {}
+    if access_point_arn is not None:
+        kwargs["Condition"] = Condition(ArnEquals("elasticfilesystem:AccessPointArn", access_point_arn))
+    return [Statement(Sid=sid, Effect=Allow, Action=actions, Resource=[homes_file_system_arn(file_system_id)], **kwargs)]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 
 from awacs import ecs as awacs_ecs
+from awacs import elasticfilesystem as awacs_efs
 from awacs import iam as awacs_iam
 from awacs import s3 as awacs_s3
 from awacs.aws import Allow, ArnEquals, Condition, ForAllValuesStringEquals, Null, PolicyDocument, Principal, Statement, StringEquals, StringLike
@@ -44,6 +45,7 @@ from troposphere import (
     cognito,
     ec2,
     ecs,
+    efs,
     elasticloadbalancingv2 as elb,
     iam,
     route53,
@@ -63,7 +65,15 @@ from lakehub.network import (
     add_schedule_conditions_and_rules,
     add_schedule_params,
 )
-from lakehub.policies import S3_READ, S3_WRITE, bucket_arn, hub_runtime_statements, tier_notebook_statements
+from lakehub.policies import (
+    S3_READ,
+    S3_WRITE,
+    bucket_arn,
+    homes_client_statements,
+    homes_file_system_arn,
+    hub_runtime_statements,
+    tier_notebook_statements,
+)
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import DEFAULT_USER_PROFILES, FARGATE_SIZES, Settings
 
@@ -96,6 +106,8 @@ TIER_SSM_PARAMS = {
     names.USER_POOL_DOMAIN_URL: "Cognito sign-in URL",
     names.DOMAIN_NAME: "Domain name",
     names.HOSTED_ZONE_ID: "Hosted zone",
+    names.HOMES_FILE_SYSTEM_ID: "Homes file system",
+    names.HOMES_SECURITY_GROUP_ID: "Homes security group",
 }
 
 PLATFORM_GROUP = "Platform values (SSM parameter names; keep the defaults)"
@@ -259,6 +271,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
 def add_conditions(b: Builder) -> None:
     t = b.t
     t.add_condition("IsPerUser", Equals(Ref(names.TIER_SERVER_MODE), "per-user"))
+    t.add_condition("IsShared", Equals(Ref(names.TIER_SERVER_MODE), "shared"))
     for i in range(1, MAX_DATA_PREFIXES):
         t.add_condition(f"HasDataPrefix{i + 1}", Not(Equals(data_prefix(i), "")))
     t.add_condition("IsReadWrite", Equals(Ref(names.TIER_DATA_ACCESS), "read-write"))
@@ -687,6 +700,10 @@ def hub_environment(client) -> list:
         "LAKEHUB_USER_SERVER_PORT": str(USER_SERVER_PORT),
         "LAKEHUB_HUB_API_PORT": str(HUB_API_PORT),
         "LAKEHUB_SPAWN_ENV_PREFIX": Sub(names.SPAWN_ENV_ROOT + "/${TierName}/"),
+        # Homes (issue 15): shared mode mounts the tier's access point at /home; per-user mode
+        # makes one access point per user on this file system (lakehub_hub.fargate).
+        "LAKEHUB_HOME_ROOT": names.HOMES_MOUNT,
+        "LAKEHUB_HOMES_FILE_SYSTEM_ID": Ref(names.HOMES_FILE_SYSTEM_ID),
     }
     return [ecs.Environment(Name=k, Value=v) for k, v in env.items()]
 
@@ -727,8 +744,8 @@ def add_user_task_role(b: Builder) -> iam.Role:
             Description=Sub("lakehub tier ${TierName} users' server tasks: no data (data comes per user through the hub)"),
             AssumeRolePolicyDocument=ecs_trust(),
             MaxSessionDuration=3600,
-            # Homes (issue 15, section 1): the EFS ClientMount/ClientWrite statement on the
-            # platform's homes file system goes here, as this role's only policy.
+            # Its only policy: mount the user's own home (add_homes, EFS ClientMount/ClientWrite).
+            Policies=[],
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
         )
     )
@@ -847,6 +864,7 @@ def add_task_definitions(b: Builder, execution_role, hub_role, user_task_role, c
             ExecutionRoleArn=GetAtt(execution_role, "Arn"),
             # Both modes: the hub role, which holds no data (rule ecs-task-roles-reach-no-data).
             TaskRoleArn=GetAtt(hub_role, "Arn"),
+            Volumes=If("IsShared", [homes_volume(Ref(HOMES_ACCESS_POINT))], Ref("AWS::NoValue")),
             ContainerDefinitions=[
                 ecs.ContainerDefinition(
                     Name="hub",
@@ -859,6 +877,8 @@ def add_task_definitions(b: Builder, execution_role, hub_role, user_task_role, c
                     Environment=hub_environment(client),
                     Secrets=hub_secrets(cookie, client_secret),
                     LogConfiguration=log_config("hub"),
+                    # Shared mode: users' homes (/home/<unix name>) on the tier's access point.
+                    MountPoints=If("IsShared", [ecs.MountPoint(SourceVolume=HOMES_VOLUME, ContainerPath=names.HOMES_MOUNT, ReadOnly=False)], Ref("AWS::NoValue")),
                     # The hub creates one Unix user per data scientist (shared mode) and keeps
                     # its database under /srv/jupyterhub, so the root filesystem stays writable.
                     ReadonlyRootFilesystem=False,
@@ -923,6 +943,142 @@ def add_task_definitions(b: Builder, execution_role, hub_role, user_task_role, c
     return hub, user
 
 
+HOMES_ACCESS_POINT = "HomesAccessPoint"
+HOMES_VOLUME = "homes"
+
+
+def homes_volume(access_point_id) -> ecs.Volume:
+    """An ECS volume of the homes file system through an access point: TLS in transit and IAM
+    authorization (the task role's ClientMount/ClientWrite), as the file system policy demands.
+    Fargate mounts EFS from platform version 1.4.0 (docs/AWS_NOTES.md)."""
+    return ecs.Volume(
+        Name=HOMES_VOLUME,
+        EFSVolumeConfiguration=ecs.EFSVolumeConfiguration(
+            FilesystemId=Ref(names.HOMES_FILE_SYSTEM_ID),
+            TransitEncryption="ENABLED",
+            AuthorizationConfig=ecs.AuthorizationConfig(AccessPointId=access_point_id, IAM="ENABLED"),
+        ),
+    )
+
+
+def homes_access_point_arn():
+    return Sub(
+        "arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:access-point/${AP}",
+        AP=Ref(HOMES_ACCESS_POINT),
+    )
+
+
+def add_homes_access_point(b: Builder, title: str = HOMES_ACCESS_POINT, tags=None) -> efs.AccessPoint:
+    """The tier's folder on the homes file system, /tiers/<tier>, created by EFS as root's 0755
+    on first mount. No PosixUser: a hub (root) mounts it at /home and makes each user's
+    /home/<unix name> (0700, the user's stable uid) itself. Shared by the tier (shared mode)
+    and the on-demand hub."""
+    ap = b.add(
+        efs.AccessPoint(
+            title,
+            FileSystemId=Ref(names.HOMES_FILE_SYSTEM_ID),
+            RootDirectory=efs.RootDirectory(
+                Path=Sub(names.HOMES_TIERS_ROOT + "/${TierName}"),
+                CreationInfo=efs.CreationInfo(OwnerUid="0", OwnerGid="0", Permissions="0755"),
+            ),
+            AccessPointTags=tags or platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+    add_checkov_skip(
+        ap,
+        "CKV_AWS_330",
+        "The hub (root) mounts the tier's folder to create each user's home owned by that user's uid (mode 0700); "
+        "users' own servers in per-user mode mount per-user access points that do set a PosixUser",
+    )
+    return ap
+
+
+def add_homes(b: Builder, shared_hub_role, hub_role, user_task_role, hub_sg, user_sg) -> efs.AccessPoint:
+    """Homes (issue 15): the tier's access point, NFS from the tier's tasks to the homes file
+    system, and the roles' EFS rights.
+    - shared mode: the hub task role mounts the tier's access point with root access
+      (ClientRootAccess: it creates users' folders and runs their servers as their uids);
+    - per-user mode: the hub role creates each user's access point (tagged with this tier only),
+      registers a per-user revision of the user-server task definition (ECS RunTask overrides
+      cannot change volumes: docs/AWS_NOTES.md) and runs it; the user task role mounts (no root
+      access: EFS enforces the access point's PosixUser)."""
+    ap = add_homes_access_point(b)
+    homes_sg = Ref(names.HOMES_SECURITY_GROUP_ID)
+    nfs = dict(IpProtocol="tcp", FromPort=names.NFS_PORT, ToPort=names.NFS_PORT)
+    b.add(ec2.SecurityGroupIngress("HomesNfsFromHub", GroupId=homes_sg, SourceSecurityGroupId=Ref(hub_sg), Description=Sub("NFS from the ${TierName} tier's hub tasks"), **nfs))
+    b.add(ec2.SecurityGroupIngress("HomesNfsFromUserServers", Condition="IsPerUser", GroupId=homes_sg, SourceSecurityGroupId=Ref(user_sg), Description=Sub("NFS from the ${TierName} tier's user servers"), **nfs))
+    b.add(ec2.SecurityGroupEgress("UserServersToHomes", Condition="IsPerUser", GroupId=Ref(user_sg), DestinationSecurityGroupId=homes_sg, Description="NFS to the homes file system", **nfs))
+    b.add(ec2.SecurityGroupEgress("HubToHomes", GroupId=Ref(hub_sg), DestinationSecurityGroupId=homes_sg, Description="NFS to the homes file system", **nfs))
+
+    fs = Ref(names.HOMES_FILE_SYSTEM_ID)
+    hub_doc = PolicyDocument(Version="2012-10-17", Statement=homes_client_statements(fs, homes_access_point_arn(), root=True, sid="MountTierHomes"))
+    user_doc = PolicyDocument(Version="2012-10-17", Statement=homes_client_statements(fs, sid="MountOwnHome"))
+    if shared_hub_role is user_task_role:
+        # One role in both places (today's tier role): one policy whose document follows the
+        # mode (an If around a whole policy would leave Policies a NoValue item in one mode).
+        shared_hub_role.Policies.append(iam.Policy(PolicyName="homes", PolicyDocument=If("IsShared", hub_doc, user_doc)))
+    else:
+        shared_hub_role.Policies.append(If("IsShared", iam.Policy(PolicyName="homes-hub", PolicyDocument=hub_doc), Ref("AWS::NoValue")))
+        user_task_role.Policies.append(If("IsPerUser", iam.Policy(PolicyName="homes-user", PolicyDocument=user_doc), Ref("AWS::NoValue")))
+    # In the hub role's per-user policy (spawn-user-servers): what spawning a user with a home takes.
+    spawn_policy = next(p for p in hub_role.Policies if isinstance(p, If))
+    spawn_policy.data["Fn::If"][1].PolicyDocument.Statement.extend(homes_spawn_statements())
+    return ap
+
+
+def homes_spawn_statements() -> list[Statement]:
+    """Per-user mode: what the hub needs to give each user a home (lakehub_hub.fargate)."""
+    fs_arn = homes_file_system_arn(Ref(names.HOMES_FILE_SYSTEM_ID))
+    access_points = Sub("arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:access-point/*")
+    tier_tag = Ref(names.TIER_NAME)
+    cluster_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:cluster/${ClusterName}")
+    user_families = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${PlatformName}-${TierName}-user-*")
+    return [
+        # Only access points tagged with this tier (the tag rides on CreateAccessPoint, which
+        # EFS authorizes as TagResource too: allowed only inside that call).
+        Statement(
+            Sid="CreateUserHomes",
+            Effect=Allow,
+            Action=[awacs_efs.CreateAccessPoint],
+            Resource=[fs_arn],
+            Condition=Condition(StringEquals(f"aws:RequestTag/{names.TAG_TIER}", tier_tag)),
+        ),
+        Statement(
+            Sid="TagUserHomesAtCreation",
+            Effect=Allow,
+            Action=[awacs_efs.TagResource],
+            Resource=[access_points],
+            Condition=Condition(StringEquals({"elasticfilesystem:CreateAction": "CreateAccessPoint", f"aws:RequestTag/{names.TAG_TIER}": tier_tag})),
+        ),
+        Statement(Sid="FindUserHomes", Effect=Allow, Action=[awacs_efs.DescribeAccessPoints], Resource=[fs_arn, access_points]),
+        # Only this tier's per-user families (<user family>-<unix name>); the roles a definition
+        # names are only those PassTierRoles lets the hub pass.
+        Statement(
+            Sid="RegisterUserTaskDefinitions",
+            Effect=Allow,
+            Action=[awacs_ecs.RegisterTaskDefinition],
+            Resource=[Sub("${F}:*", F=user_families)],
+        ),
+        # DescribeTaskDefinition is authorized against "*" only (Service Authorization
+        # Reference: no resource type); a definition holds no secret (those go by ARN).
+        Statement(Sid="ReadUserTaskDefinitions", Effect=Allow, Action=[awacs_ecs.DescribeTaskDefinition], Resource=["*"]),
+        Statement(
+            Sid="TagUserTaskDefinitionsAtRegistration",
+            Effect=Allow,
+            Action=[awacs_ecs.TagResource],
+            Resource=[Sub("${F}:*", F=user_families)],
+            Condition=Condition(StringEquals({"ecs:CreateAction": "RegisterTaskDefinition", f"aws:RequestTag/{names.TAG_TIER}": tier_tag})),
+        ),
+        Statement(
+            Sid="RunUserHomeServers",
+            Effect=Allow,
+            Action=[awacs_ecs.RunTask],
+            Resource=[Sub("${F}:*", F=user_families)],
+            Condition=Condition(ArnEquals("ecs:cluster", cluster_arn)),
+        ),
+    ]
+
+
 def business_hours_actions() -> list:
     """Scale the hub service to MinTasks/MaxTasks when business hours start and to 0 when they end
     (Application Auto Scaling cron: minutes hours day-of-month month day-of-week year)."""
@@ -958,6 +1114,7 @@ def build_tier(settings: Settings):
     hub_sg, user_sg = add_security_groups(b)
     user_task_role = add_user_task_role(b)
     hub_role = add_hub_role(b, execution_role, user_task_role)
+    add_homes(b, shared_hub_role=hub_role, hub_role=hub_role, user_task_role=user_task_role, hub_sg=hub_sg, user_sg=user_sg)
     hub_td, user_td = add_task_definitions(b, execution_role, hub_role, user_task_role, client, cookie, client_secret)
 
     tg = b.add(
@@ -1005,7 +1162,8 @@ def build_tier(settings: Settings):
     service = b.add(
         ecs.Service(
             "Service",
-            DependsOn=[rule.title],
+            # The homes must be reachable by NFS before a shared hub task mounts them.
+            DependsOn=[rule.title, "HomesNfsFromHub", "HubToHomes"],
             ServiceName=Sub("${TierName}-hub"),
             Cluster=Ref(names.CLUSTER_NAME),
             TaskDefinition=Ref(hub_td),

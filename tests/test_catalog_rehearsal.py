@@ -82,6 +82,7 @@ EMULATOR_SKIPS = {
     "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::IAM::RolePolicy",  # the on-demand hub's InstanceAssumesUserRole (lakehub.local.unmodelled lists it)
+    "AWS::EC2::SecurityGroupEgress",  # NFS to the homes (lakehub.local.unmodelled lists it)
 }
 
 
@@ -137,6 +138,8 @@ def platform(aws) -> dict[str, str]:
         DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
     )["Listeners"][0]["ListenerArn"]
     aws("ecs").create_cluster(clusterName=PLATFORM)
+    homes_sg = ec2.create_security_group(GroupName=f"{PLATFORM}-homes", Description="homes", VpcId=vpc)["GroupId"]
+    homes_fs = aws("efs").create_file_system(CreationToken=f"{PLATFORM}-homes", Encrypted=True)["FileSystemId"]
     zone = aws("route53").create_hosted_zone(Name=DOMAIN, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"].split("/")[-1]
     pool = aws("cognito-idp").create_user_pool(PoolName=f"{PLATFORM}-users")["UserPool"]["Id"]
     key = aws("kms").create_key(Description="data lake (SSE-KMS)")["KeyMetadata"]["Arn"]
@@ -169,6 +172,8 @@ def platform(aws) -> dict[str, str]:
         names.AUTH_MODE: "cognito",
         names.DOMAIN_NAME: DOMAIN,
         names.HOSTED_ZONE_ID: zone,
+        names.HOMES_FILE_SYSTEM_ID: homes_fs,
+        names.HOMES_SECURITY_GROUP_ID: homes_sg,
     }
     assert set(values) == set(names.PLATFORM_SSM_VALUES), "publish every platform value"
     for name, value in values.items():
@@ -446,7 +451,7 @@ def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_t
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     skipped = assert_only_emulator_gaps_skipped(stack, resolved_resources(aws, hub_template, params))
     assert "Instance" in stack["Made"] and "InstanceRole" in stack["Made"]
-    assert skipped == {"CookieSecret", "CognitoClientSecret", "UserPoolClient", "IdleStopAlarm", "InstanceAssumesUserRole"}
+    assert skipped == {"CookieSecret", "CognitoClientSecret", "UserPoolClient", "IdleStopAlarm", "InstanceAssumesUserRole", "InstanceToHomes"}
     out = outputs(stack)
 
     # The instance: type, image for its architecture, subnet, security group, tags, IMDSv2.

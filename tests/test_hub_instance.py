@@ -95,7 +95,13 @@ def test_no_inbound_rule_from_anywhere(template, access):
     for name, r in res.items():
         if r["Type"] == "AWS::EC2::SecurityGroup":
             assert not r["Properties"].get("SecurityGroupIngress"), f"{name} has an inbound rule"
-        assert r["Type"] != "AWS::EC2::SecurityGroupIngress", f"{name} opens a port"
+        if r["Type"] == "AWS::EC2::SecurityGroupIngress":
+            # The one inbound rule the stack adds: NFS into the platform's homes (EFS mount
+            # targets) from this hub, never into the hub.
+            p = r["Properties"]
+            assert name == "HomesNfsFromInstance" and "HomesSecurityGroupId" in str(p["GroupId"]), f"{name} opens a port"
+            assert (p["FromPort"], p["ToPort"], "CidrIp" in p) == (names.NFS_PORT, names.NFS_PORT, False)
+            continue
         for rule in r["Properties"].get("SecurityGroupIngress", []):
             assert rule.get("CidrIp") != "0.0.0.0/0" and rule.get("CidrIpv6") != "::/0"
 
@@ -311,7 +317,7 @@ def test_hub_gets_the_tier_hub_environment_contract(template):
     tier = load(TEMPLATES_DIR / names.TIER_TEMPLATE)
     container = tier["Resources"]["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     tier_env = {e["Name"] for e in container["Environment"]}
-    per_user_only = {n for n in tier_env if n.startswith("LAKEHUB_USER_")} | {"LAKEHUB_CLUSTER", "LAKEHUB_HUB_API_PORT", "LAKEHUB_SPAWN_ENV_PREFIX"}
+    per_user_only = {n for n in tier_env if n.startswith("LAKEHUB_USER_")} | {"LAKEHUB_CLUSTER", "LAKEHUB_HUB_API_PORT", "LAKEHUB_SPAWN_ENV_PREFIX", "LAKEHUB_HOMES_FILE_SYSTEM_ID"}
     user_data = resolve(template, TierName="nonpii").resources()["Instance"]["Properties"]["UserData"]
     env = hub_env_from_user_data(user_data)
     assert tier_env - per_user_only <= set(env), sorted(tier_env - per_user_only - set(env))
@@ -392,6 +398,8 @@ exit 0""",
 esac""",
     "cfn-signal": "exit 0",
     "iptables": "exit 0",
+    "mountpoint": "exit 1",
+    "mount": "exit ${MOUNT_EXIT:-0}",
 }
 
 
@@ -413,7 +421,12 @@ def run_boot_script(template, tmp_path, env_extra=None, **params):
         .replace("/etc/lakehub", str(root / "etc" / "lakehub"))
         .replace("/usr/local/sbin/", str(root) + "/")
         .replace("/etc/systemd/system/", str(root) + "/")
+        .replace("/etc/fstab", str(root / "etc" / "fstab"))
+        .replace(hi.HOMES_HOST_MOUNT, str(root / "homes"))
     )
+    # Nothing of this machine may be touched: every fixed path the script writes is moved.
+    for path in ("/etc/fstab", hi.HOMES_HOST_MOUNT):
+        assert not re.search(r"(?<!/root)" + re.escape(path), script), path
     (tmp_path / "user-data.sh").write_text(script)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), **(env_extra or {})}
     proc = subprocess.run(["bash", str(tmp_path / "user-data.sh")], env=env, capture_output=True, text=True, timeout=60)
@@ -523,3 +536,46 @@ def test_boot_script_fails_the_launch_without_the_imds_rule(template, tmp_path):
     assert not [c for c in calls if c.startswith("docker run ")]
     (signal,) = [c for c in calls if c.startswith("cfn-signal")]
     assert "instance metadata service" in signal
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_boot_script_mounts_the_tier_homes_over_tls_with_iam_before_docker_and_binds_them_at_home(template, tmp_path):
+    """Users' homes on the on-demand hub are the tier's folder of the platform's EFS file system
+    (the same folder the tier's shared-mode hub mounts), through the stack's access point, with
+    TLS and the instance role (the file system's policy refuses anything else); mounted on every
+    boot before docker starts, and seen by the hub at /home (LAKEHUB_HOME_ROOT)."""
+    code, calls, root = run_boot_script(template, tmp_path, TierName="pii")
+    assert code == 0, (root / "hub.log").read_text()
+    (entry,) = (root / "etc" / "fstab").read_text().splitlines()
+    source, mount_point, fstype, options, *_ = entry.split()
+    assert (source, mount_point, fstype) == ("<ssm:HomesFileSystemId>:/", str(root / "homes"), "efs")
+    opts = options.split(",")
+    assert {"tls", "iam", "_netdev", "accesspoint=<HomesAccessPoint>"} <= set(opts)
+    assert {"x-systemd.before=docker.service", "x-systemd.required-by=docker.service"} <= set(opts)
+    order = [c for c in calls if c.startswith(("mount ", "systemctl enable --now docker", "docker run"))]
+    assert order[0] == f"mount {root / 'homes'}" and order[1] == "systemctl enable --now docker"
+    (run,) = [c for c in calls if c.startswith("docker run ")]
+    assert f"--volume {root / 'homes'}:/home" in run
+    env = dict(line.split("=", 1) for line in (root / "etc" / "lakehub" / "hub.env").read_text().splitlines())
+    assert env["LAKEHUB_HOME_ROOT"] == "/home"
+    assert any(c.startswith("dnf ") and "amazon-efs-utils" in c for c in calls)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_boot_script_fails_the_launch_when_the_homes_cannot_be_mounted(template, tmp_path):
+    code, calls, _ = run_boot_script(template, tmp_path, env_extra={"MOUNT_EXIT": "32"})
+    assert code != 0
+    (signal,) = [c for c in calls if c.startswith("cfn-signal")]
+    assert "--exit-code 1" in signal and "cannot mount the homes file system" in signal
+    assert not [c for c in calls if c.startswith("docker run ")]
+
+
+def test_the_hub_mounts_only_its_tiers_homes_access_point_as_root(template):
+    res = resolve(template, TierName="pii").resources()
+    ap = res["HomesAccessPoint"]["Properties"]
+    assert ap["RootDirectory"]["Path"] == "/tiers/pii"
+    assert ap["RootDirectory"]["CreationInfo"] == {"OwnerUid": "0", "OwnerGid": "0", "Permissions": "0755"}
+    statements = [s for p in res["InstanceRole"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    (mount,) = [s for s in statements if any(a.startswith("elasticfilesystem:") for a in s["Action"])]
+    assert sorted(mount["Action"]) == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientRootAccess", "elasticfilesystem:ClientWrite"]
+    assert list(mount["Condition"]) == ["ArnEquals"] and "elasticfilesystem:AccessPointArn" in mount["Condition"]["ArnEquals"]

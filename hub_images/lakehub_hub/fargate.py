@@ -40,6 +40,17 @@ Tags on every task: ``lakehub:user``, ``lakehub:server`` (named server, "" for t
 ``lakehub:tier``, ``lakehub:hub``, plus ECS managed tags and the task definition's tags
 (``propagateTags=TASK_DEFINITION``); ``startedBy`` is ``lakehub-<tier>``.
 
+Homes (issue 15), when LAKEHUB_HOMES_FILE_SYSTEM_ID is set: on a user's first spawn the hub
+creates their EFS access point (root ``/tiers/<tier>/<unix name>``, PosixUser and owner the
+user's stable uid, mode 0700; tags ``lakehub:tier``, ``lakehub:user``; found again by its root
+and tier tag, so creating is idempotent) and registers a per-user revision of the tier's
+user-server task definition (family ``<family>-<unix name>``: an EFS volume ``home`` through that
+access point with TLS and IAM authorization, mounted at ``/home/<unix name>``, ``user``
+``<uid>:<gid>``, ``HOME`` = ``LAKEHUB_HOME`` = the working directory = that path). ECS RunTask
+overrides cannot change volumes, hence a definition per user; it is registered again only when
+what it would contain changes (a digest in the tag ``lakehub:definition-digest``).
+LAKEHUB_EFS_ENDPOINT_URL (emulator only) defaults to the ECS endpoint.
+
 Local environment: the emulator's tasks do not run and their private IPs are fake. The local
 agent (``lakehub.local.agent``) runs each task as a local process on 127.0.0.1 and tags the task
 with ``lakehub:local-endpoint`` = ``127.0.0.1:PORT``. On the emulator (LAKEHUB_ECS_ENDPOINT_URL
@@ -66,6 +77,8 @@ server stops or its start fails.
 from __future__ import annotations
 
 import asyncio
+import copy
+import hashlib
 import html
 import json
 import os
@@ -82,12 +95,26 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jupyterhub.spawner import Spawner
 from traitlets import Bool, Float, Integer, List, Unicode, default, validate
 
+from lakehub_hub.accounts import stable_uid, unix_username
+
 # Tag keys: one definition, used by the spawner, the reconciliation and the local agent.
 TAG_USER = "lakehub:user"
 TAG_SERVER = "lakehub:server"
 TAG_TIER = "lakehub:tier"
 TAG_HUB = "lakehub:hub"
 TAG_LOCAL_ENDPOINT = "lakehub:local-endpoint"
+TAG_DEFINITION_DIGEST = "lakehub:definition-digest"
+
+# Homes on the EFS file system (lakehub.names: HOMES_TIERS_ROOT, HOMES_MOUNT).
+HOMES_TIERS_ROOT = "/tiers"
+HOMES_MOUNT = "/home"
+HOME_VOLUME = "home"
+# What a per-user task definition copies from the tier's (RegisterTaskDefinition's fields).
+TASK_DEFINITION_FIELDS = (
+    "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes", "placementConstraints",
+    "requiresCompatibilities", "cpu", "memory", "pidMode", "ipcMode", "proxyConfiguration",
+    "inferenceAccelerators", "ephemeralStorage", "runtimePlatform",
+)
 
 FARGATE = "FARGATE"
 FARGATE_SPOT = "FARGATE_SPOT"
@@ -362,6 +389,133 @@ def delete_env_file(s3, bucket: str, key: str, version: str = "") -> None:
 def s3_object_arn(bucket: str, key: str, region: str) -> str:
     partition = boto3.session.Session().get_partition_for_region(region) or "aws"
     return f"arn:{partition}:s3:::{bucket}/{key}"
+
+
+def efs_client(region: str | None = None, endpoint_url: str | None = None):
+    """The EFS client for users' access points (LAKEHUB_EFS_ENDPOINT_URL: the emulator)."""
+    return _client("efs", region, endpoint_url, "LAKEHUB_EFS_ENDPOINT_URL")
+
+
+class UserHome(dict):
+    """Where a hub user's home is: `unix_name`, `uid` (= gid), `root` on the file system and
+    `path` in the user's server."""
+
+
+def user_home(hub_name: str, tier: str) -> UserHome:
+    unix = unix_username(hub_name)
+    uid = stable_uid(unix)
+    return UserHome(unix_name=unix, uid=uid, gid=uid, root=f"{HOMES_TIERS_ROOT}/{tier}/{unix}", path=f"{HOMES_MOUNT}/{unix}")
+
+
+def _tag_map(tags, key: str = "Key", value: str = "Value") -> dict[str, str]:
+    return {t[key]: t.get(value, "") for t in tags or []}
+
+
+def find_access_point(efs, file_system_id: str, tier: str, root: str) -> dict | None:
+    """This tier's access point with root `root` on the file system, if any (bounded paging)."""
+    token = None
+    for _ in range(1000):
+        kwargs = {"FileSystemId": file_system_id, "MaxResults": 100}
+        if token:
+            kwargs["NextToken"] = token
+        page = efs.describe_access_points(**kwargs)
+        for ap in page.get("AccessPoints") or []:
+            if (
+                (ap.get("RootDirectory") or {}).get("Path") == root
+                and _tag_map(ap.get("Tags")).get(TAG_TIER) == tier
+                and ap.get("LifeCycleState", "available") in ("available", "creating")
+            ):
+                return ap
+        token = page.get("NextToken")
+        if not token:
+            return None
+    return None
+
+
+def ensure_access_point(efs, file_system_id: str, tier: str, hub_name: str) -> dict:
+    """The user's access point: found by its root and tier tag, else created (the client token
+    makes two concurrent creations one). Its PosixUser must be the user's stable uid."""
+    home = user_home(hub_name, tier)
+    ap = find_access_point(efs, file_system_id, tier, home["root"])
+    if ap is None:
+        token = hashlib.sha256(f"{file_system_id}:{home['root']}".encode()).hexdigest()[:64]
+        uid = home["uid"]
+        ap = efs.create_access_point(
+            ClientToken=token,
+            Tags=[
+                {"Key": "Name", "Value": tag_value(f"{tier}/{home['unix_name']}")},
+                {"Key": TAG_TIER, "Value": tier},
+                {"Key": TAG_USER, "Value": tag_value(hub_name)},
+            ],
+            FileSystemId=file_system_id,
+            PosixUser={"Uid": uid, "Gid": uid},
+            RootDirectory={"Path": home["root"], "CreationInfo": {"OwnerUid": uid, "OwnerGid": uid, "Permissions": "0700"}},
+        )
+    posix = ap.get("PosixUser") or {}
+    if int(posix.get("Uid", -1)) != home["uid"] or int(posix.get("Gid", -1)) != home["gid"]:
+        raise FargateSpawnError(
+            f"The home folder's access point {ap.get('AccessPointId')} does not carry your user id "
+            f"({posix} instead of {home['uid']}); the platform admins must delete it so the hub makes it again."
+        )
+    return ap
+
+
+def user_task_definition_request(base: dict, home: UserHome, file_system_id: str, access_point_id: str, container_name: str) -> dict:
+    """A per-user copy of the tier's user-server task definition: the home volume (TLS, IAM,
+    the user's access point) mounted at /home/<unix name>, run as the user's uid, HOME,
+    LAKEHUB_HOME and the working directory there. No tags (see ensure_user_task_definition)."""
+    request = {k: copy.deepcopy(base[k]) for k in TASK_DEFINITION_FIELDS if base.get(k) not in (None, [], {}, "")}
+    request["family"] = f"{base['family']}-{home['unix_name']}"
+    request["volumes"] = [v for v in request.get("volumes", []) if v.get("name") != HOME_VOLUME] + [
+        {
+            "name": HOME_VOLUME,
+            "efsVolumeConfiguration": {
+                "fileSystemId": file_system_id,
+                "transitEncryption": "ENABLED",
+                "authorizationConfig": {"accessPointId": access_point_id, "iam": "ENABLED"},
+            },
+        }
+    ]
+    containers = request.get("containerDefinitions") or []
+    target = next((c for c in containers if c.get("name") == container_name), None)
+    if target is None:
+        raise FargateSpawnError(
+            f"The tier's user-server task definition has no container named {container_name!r}; tell the platform admins."
+        )
+    target["mountPoints"] = [m for m in target.get("mountPoints") or [] if m.get("containerPath") != home["path"]] + [
+        {"sourceVolume": HOME_VOLUME, "containerPath": home["path"], "readOnly": False}
+    ]
+    target["user"] = f"{home['uid']}:{home['gid']}"
+    target["workingDirectory"] = home["path"]
+    env = {e["name"]: e.get("value", "") for e in target.get("environment") or []}
+    env.update(HOME=home["path"], LAKEHUB_HOME=home["path"])
+    target["environment"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    return request
+
+
+def definition_digest(request: dict) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def ensure_user_task_definition(ecs, base_ref: str, home: UserHome, file_system_id: str, access_point_id: str, container_name: str, tier: str, hub_name: str) -> str:
+    """The ARN of the user's task definition: the registered revision when its digest tag says
+    nothing changed, else a new revision (tagged like the tier's, plus tier, user, digest)."""
+    described = ecs.describe_task_definition(taskDefinition=base_ref, include=["TAGS"])
+    base = described["taskDefinition"]
+    request = user_task_definition_request(base, home, file_system_id, access_point_id, container_name)
+    digest = definition_digest(request)
+    try:
+        current = ecs.describe_task_definition(taskDefinition=request["family"], include=["TAGS"])
+    except ClientError:  # ClientException: no such family yet
+        current = None
+    if current:
+        td = current.get("taskDefinition") or {}
+        if td.get("status", "ACTIVE") == "ACTIVE" and _tag_map(current.get("tags"), "key", "value").get(TAG_DEFINITION_DIGEST) == digest:
+            return td["taskDefinitionArn"]
+    tags = {k: v for k, v in _tag_map(described.get("tags"), "key", "value").items() if not k.startswith("aws:")}
+    tags.update({TAG_TIER: tier, TAG_USER: tag_value(hub_name), TAG_DEFINITION_DIGEST: digest})
+    registered = ecs.register_task_definition(**request, tags=[{"key": k, "value": v} for k, v in sorted(tags.items())])
+    return registered["taskDefinition"]["taskDefinitionArn"]
 
 
 def task_tags(task: dict) -> dict[str, str]:
@@ -687,6 +841,11 @@ class FargateSpawner(Spawner):
         "execution role reads it (LAKEHUB_SPAWN_ENV_PREFIX; default spawn-env/<tier>/).",
     )
     s3_endpoint_url = Unicode(config=True, help="S3 endpoint, emulator only (LAKEHUB_S3_ENDPOINT_URL).")
+    homes_file_system_id = Unicode(
+        config=True,
+        help="EFS file system of users' homes (LAKEHUB_HOMES_FILE_SYSTEM_ID); empty: servers have no persistent home.",
+    )
+    efs_endpoint_url = Unicode(config=True, help="EFS endpoint, emulator only (LAKEHUB_EFS_ENDPOINT_URL; default: the ECS endpoint).")
 
     # The server listens on every interface of its own task (the hub reaches it by private IP).
     @default("ip")
@@ -781,6 +940,14 @@ class FargateSpawner(Spawner):
     def _default_s3_endpoint_url(self):
         return os.environ.get("LAKEHUB_S3_ENDPOINT_URL", "")
 
+    @default("homes_file_system_id")
+    def _default_homes_file_system_id(self):
+        return os.environ.get("LAKEHUB_HOMES_FILE_SYSTEM_ID", "").strip()
+
+    @default("efs_endpoint_url")
+    def _default_efs_endpoint_url(self):
+        return os.environ.get("LAKEHUB_EFS_ENDPOINT_URL", "").strip() or self.ecs_endpoint_url
+
     @default("wait_for_local_endpoint")
     def _default_wait_for_local_endpoint(self):
         return bool(self.ecs_endpoint_url)
@@ -796,6 +963,7 @@ class FargateSpawner(Spawner):
         super().__init__(*args, **kwargs)
         self._progress_events: list[dict] = []
         self._start_done = True
+        self._run_task_definition = ""  # this spawn's task definition (the user's own with a home)
 
     def get_state(self):
         state = super().get_state()
@@ -979,7 +1147,7 @@ class FargateSpawner(Spawner):
             )
         return {
             "cluster": self.cluster,
-            "taskDefinition": self.task_definition,
+            "taskDefinition": self._run_task_definition or self.task_definition,
             "count": 1,
             "capacityProviderStrategy": [{"capacityProvider": capacity, "weight": 1, "base": 0}],
             "networkConfiguration": {
@@ -1040,6 +1208,7 @@ class FargateSpawner(Spawner):
             10,
             f"Requesting a {profile['display']} server on {'Fargate Spot' if capacity == FARGATE_SPOT else 'Fargate'}",
         )
+        self._run_task_definition = await self._prepare_home()
         env_file_arn = await self._write_env_file(secret_env)
         try:
             task = await self._run_task(profile, capacity, env, env_file_arn)
@@ -1058,6 +1227,36 @@ class FargateSpawner(Spawner):
             raise
         self._emit(90, f"Server at {url}; waiting for it to answer")
         return url
+
+    # ---- home ---------------------------------------------------------------------------------
+
+    @property
+    def efs(self):
+        return efs_client(self.region, self.efs_endpoint_url or None)
+
+    def _user_definition(self) -> str:
+        ap = ensure_access_point(self.efs, self.homes_file_system_id, self.tier, self.user.name)
+        home = user_home(self.user.name, self.tier)
+        return ensure_user_task_definition(
+            self.ecs, self.task_definition, home, self.homes_file_system_id, ap["AccessPointId"],
+            self.container_name, self.tier, self.user.name,
+        )
+
+    async def _prepare_home(self) -> str:
+        """The task definition this spawn runs: the user's own (with their home) when the tier
+        has a homes file system, else the tier's."""
+        if not self.homes_file_system_id:
+            return ""
+        self._emit(12, "Preparing your home folder")
+        try:
+            return await asyncio.to_thread(self._user_definition)
+        except (ClientError, BotoCoreError) as exc:
+            self.log.error("Preparing the home of %s failed: %s", self._log_name, exc)
+            raise FargateSpawnError(
+                f"The hub could not prepare your home folder ({exc}). Try again; if it keeps failing, tell the "
+                "platform admins (the hub role needs elasticfilesystem:CreateAccessPoint/DescribeAccessPoints and "
+                "ecs:RegisterTaskDefinition/DescribeTaskDefinition)."
+            ) from exc
 
     # ---- per-spawn environment file ---------------------------------------------------------
 

@@ -32,6 +32,18 @@ overrides and the image give, never the agent's own). So code in a kernel cannot
 folder or another process's /proc/<pid>/environ. Not root: tasks run as the agent's own user
 (it cannot switch users; ``lakehub local up`` says so).
 
+EFS volumes (issue 15's homes): each volume of the task definition with an
+``efsVolumeConfiguration`` is a host folder ``<efs dir>/<file system id>/<access point root>``
+(``efs_dir``: the platform passes ``<state>/efs``), made as EFS makes an access point's root: with
+its ``CreationInfo`` owner and permissions when missing, never changed when present (folders
+above it are root's, traverse-only 0711, a local difference: EFS needs none because the access
+point is the root). The folder persists, so a home outlives its tasks. A process cannot see a
+container path, so every environment value equal to a mount point's ``containerPath`` (or under
+it: ``HOME``, ``LAKEHUB_HOME``, ``LAKEHUB_HOME_ROOT``...) is rewritten to the host folder, and a
+``workingDirectory`` there becomes the process's working directory. When isolating, the process
+runs as the access point's ``PosixUser`` (the uid and gid EFS enforces), which for a lakehub
+home is the user's account's stable uid.
+
 Local differences from Fargate, on purpose: no image (the command runs with this machine's
 packages, the agent's Python environment first on PATH); `jupyterhub-singleuser` gets
 `--allow-root` only when the agent runs as root without isolation; the container's cpu/memory
@@ -157,6 +169,7 @@ class LocalAgent:
         host: str = LOOPBACK,
         control_token: str | None = None,
         isolate: bool | None = None,
+        efs_dir: Path | str | None = None,
     ):
         self.endpoint_url = endpoint_url
         self.clusters = list(clusters or [])
@@ -165,6 +178,8 @@ class LocalAgent:
         self.host = host
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="lakehub-agent-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        # EFS volumes: kept across tasks (and agents), like the file system itself.
+        self.efs_dir = Path(efs_dir) if efs_dir else self.work_dir / "efs"
         self.control_token = control_token
         # One Unix account per user when the agent can switch users (root); see the docstring.
         self.isolate = accounts.can_isolate() if isolate is None else isolate
@@ -182,6 +197,7 @@ class LocalAgent:
         session = boto3.session.Session()
         self.ecs = session.client("ecs", region_name=region, endpoint_url=endpoint_url)
         self.sts = session.client("sts", region_name=region, endpoint_url=endpoint_url)
+        self.efs = session.client("efs", region_name=region, endpoint_url=endpoint_url)
         self._task_definitions: dict[str, dict] = {}
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -196,6 +212,11 @@ class LocalAgent:
             os.chmod(self.task_root, 0o711)
             self._task_root_fd = os.open(self.task_root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             self._opened = accounts.open_for_others(accounts.interpreter_paths())
+            # Users' servers reach their EFS folders: the folders on the way get traverse-only
+            # o+x (nothing listed, nothing readable that is not itself readable).
+            self.efs_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.efs_dir, 0o711)
+            self._opened += accounts.open_for_others([str(self.efs_dir.parent)])
             for folder, _ in self._opened:
                 log.warning("local agent: %s allows others to pass (o+x) while the agent runs, so user "
                             "servers reach this Python", folder)
@@ -401,14 +422,29 @@ class LocalAgent:
         try:
             argv = self._command(container_def, override)
             env = self._environment(container_def, override, task_def, task_id, port)
+            mounts, posix = self._efs_mounts(task_def, container_def)
+            container_home = env.get("HOME")
+            env = rewrite_paths(env, mounts)
+            home_mapped = container_home is not None and env.get("HOME") != container_home
+            cwd = map_path(container_def.get("workingDirectory") or "", mounts)
             as_user = {}
             if self.isolate:
                 account, workdir = self._prepare_account(_tags(task)[TAG_USER], task_id)
-                env.update(HOME=str(workdir), USER=account.name, LOGNAME=account.name, TMPDIR=str(workdir / "tmp"))
-                as_user = dict(user=account.uid, group=account.gid, extra_groups=[], umask=0o077)
+                uid, gid = account.uid, account.gid
+                if posix:  # EFS enforces the access point's identity on every file operation
+                    uid, gid = int(posix["Uid"]), int(posix["Gid"])
+                    if uid != account.uid:
+                        log.warning("local agent: %s's access point says uid %s, the account %s has %s; "
+                                    "running as the access point's", _tags(task)[TAG_USER], uid, account.name, account.uid)
+                if not home_mapped:
+                    env["HOME"] = str(workdir)
+                env.update(USER=account.name, LOGNAME=account.name, TMPDIR=str(workdir / "tmp"))
+                as_user = dict(user=uid, group=gid, extra_groups=[], umask=0o077)
             else:
                 workdir.mkdir(parents=True, exist_ok=True)
                 env.setdefault("HOME", str(workdir))
+            if cwd:
+                workdir = Path(cwd)
             out = open(log_path, "ab")
             try:
                 process = subprocess.Popen(
@@ -432,6 +468,31 @@ class LocalAgent:
             resourceArn=arn, tags=[{"key": TAG_LOCAL_ENDPOINT, "value": f"{self.host}:{port}"}]
         )
 
+    def _efs_mounts(self, task_def: dict, container_def: dict) -> tuple[list[tuple[str, Path]], dict | None]:
+        """[(containerPath, host folder)] for the container's EFS mount points (each folder made
+        as EFS makes an access point's root), and the PosixUser of their access point (if any)."""
+        volumes = {v.get("name"): v.get("efsVolumeConfiguration") for v in task_def.get("volumes") or []}
+        mounts, posix = [], None
+        for mp in container_def.get("mountPoints") or []:
+            cfg = volumes.get(mp.get("sourceVolume"))
+            if not cfg:
+                continue
+            fs_id = cfg["fileSystemId"]
+            root, creation = cfg.get("rootDirectory") or "/", None
+            ap_id = (cfg.get("authorizationConfig") or {}).get("accessPointId")
+            if ap_id:
+                ap = self.efs.describe_access_points(AccessPointId=ap_id)["AccessPoints"][0]
+                if ap["FileSystemId"] != fs_id:
+                    raise LakehubError(f"access point {ap_id} is not on file system {fs_id}")
+                root = (ap.get("RootDirectory") or {}).get("Path") or "/"
+                creation = (ap.get("RootDirectory") or {}).get("CreationInfo")
+                posix = ap.get("PosixUser") or posix
+            mounts.append((mp["containerPath"], self._efs_folder(fs_id, root, creation)))
+        return mounts, posix
+
+    def _efs_folder(self, fs_id: str, root: str, creation: dict | None) -> Path:
+        return efs_folder(self.efs_dir, fs_id, root, creation)
+
     def _prepare_account(self, hub_user: str, task_id: str) -> tuple["accounts.Account", Path]:
         """The user's account, and a new task folder (with tmp/) that it owns."""
         account = self._accounts.get(hub_user)
@@ -450,6 +511,59 @@ class LocalAgent:
             self.ecs.stop_task(cluster=local.cluster, task=local.arn, reason=reason[:255])
         except (ClientError, BotoCoreError) as exc:
             log.warning("local agent: could not stop task %s: %s", local.arn, exc)
+
+
+def efs_folder(efs_dir: Path, fs_id: str, root: str, creation: dict | None) -> Path:
+    """<efs_dir>/<fs id>/<root>, made without following links: folders on the way as the
+    caller's 0711 (traverse only), the root itself with CreationInfo's owner and mode when it is
+    missing (as EFS makes an access point's root on first mount); existing folders untouched."""
+    parts = [fs_id] + [p for p in root.split("/") if p]
+    if not re.fullmatch(r"fs-[0-9a-zA-Z]+", fs_id) or any(p in (".", "..") for p in parts):
+        raise LakehubError(f"bad EFS volume {fs_id}:{root}")
+    efs_dir = Path(efs_dir)
+    efs_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(efs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                os.mkdir(part, 0o700, dir_fd=fd)
+                made = True
+            except FileExistsError:
+                made = False
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            if made:
+                if last and creation:
+                    if os.geteuid() == 0:
+                        os.fchown(fd, int(creation["OwnerUid"]), int(creation["OwnerGid"]))
+                    os.fchmod(fd, int(str(creation["Permissions"]), 8))
+                else:
+                    os.fchmod(fd, 0o711 if not last else 0o755)
+    finally:
+        os.close(fd)
+    return efs_dir.joinpath(*parts)
+
+
+def map_path(value: str, mounts: list[tuple[str, Path]]) -> str:
+    """A container path as the host sees it: under a mount point's containerPath -> under its
+    host folder; anything else unchanged."""
+    for container_path, host in sorted(mounts, key=lambda m: len(m[0]), reverse=True):
+        base = container_path.rstrip("/")
+        if value == (base or "/"):
+            return str(host)
+        if value.startswith(base + "/"):
+            return str(host) + value[len(base):]
+    return value
+
+
+def rewrite_paths(env: dict[str, str], mounts: list[tuple[str, Path]]) -> dict[str, str]:
+    """Environment values that are container paths of a mount (HOME, LAKEHUB_HOME,
+    LAKEHUB_HOME_ROOT...) point at the host folders instead."""
+    if not mounts:
+        return env
+    return {k: (map_path(v, mounts) if v.startswith("/") else v) for k, v in env.items()}
 
 
 def exit_status(returncode: int) -> tuple[int, str | None]:

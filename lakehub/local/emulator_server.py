@@ -574,6 +574,51 @@ def install_task_definition_properties() -> None:
     TaskDefinition.create_from_cloudformation_json = classmethod(create)
 
 
+def install_efs_attributes() -> None:
+    """moto models AWS::EFS::FileSystem and AWS::EFS::AccessPoint but gives neither GetAtt
+    attributes, and `!Ref AccessPoint` returns no id (it has no physical id): the tier's volume
+    and its policies need the access point's id and ARN (CloudFormation: Ref and GetAtt
+    AccessPointId are the id, GetAtt Arn the ARN)."""
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.efs.models import AccessPoint, FileSystem
+
+    def access_point_attribute(self, attribute_name):
+        if attribute_name == "AccessPointId":
+            return self.access_point_id
+        if attribute_name == "Arn":
+            return self.access_point_arn
+        raise ValidationError(message=f"AWS::EFS::AccessPoint has no attribute {attribute_name}")
+
+    def file_system_attribute(self, attribute_name):
+        if attribute_name == "FileSystemId":
+            return self.file_system_id
+        if attribute_name == "Arn":
+            return self.file_system_arn
+        raise ValidationError(message=f"AWS::EFS::FileSystem has no attribute {attribute_name}")
+
+    AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)
+    AccessPoint.get_cfn_attribute = access_point_attribute
+    FileSystem.get_cfn_attribute = file_system_attribute
+
+
+def install_bodyless_request_signatures() -> None:
+    """With IAM enforcement on, moto checks a request's SigV4 signature by signing it again,
+    with `raw_body or data` as the payload: for a GET of a REST API (EFS DescribeAccessPoints,
+    DescribeFileSystems...) that is the parsed query, not the empty payload the client signed,
+    so every such call fails with SignatureDoesNotMatch. Sign what was sent."""
+    from moto.iam.access_control import IAMRequestBase
+
+    original = IAMRequestBase._create_aws_request
+
+    def create(self):
+        request = original(self)
+        if self._method in ("GET", "HEAD", "DELETE") and not self._body:
+            request.data = b""
+        return request
+
+    IAMRequestBase._create_aws_request = create
+
+
 def install_eni_dns_name() -> None:
     """moto's awsvpc RunTask reads an ENI's private DNS name, which it sets only when the VPC
     has DNS host names on in moto's model (its CloudFormation VPC leaves them off)."""
@@ -720,6 +765,8 @@ def serve(port: int, work_dir: Path, control_token: str) -> None:
     install_role_policy_documents()
     install_fargate_task_memory()
     install_task_definition_properties()
+    install_efs_attributes()
+    install_bodyless_request_signatures()
     install_eni_dns_name()
     from lakehub.local.control import guard
 

@@ -44,7 +44,7 @@ from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRE
 from lakehub.errors import LakehubError
 from lakehub.processes import terminate_group
 from lakehub.settings import default_settings
-from lakehub.local import control
+from lakehub.local import accounts, control
 from lakehub.local.state import LOG_FILE, StateDir
 
 log = logging.getLogger("lakehub.local")
@@ -59,6 +59,7 @@ PLATFORM_NAME = default_settings().platform_name
 STACK_NAME = "lakehub"
 SERVER_MODES = ("per-user", "shared")
 HUB_START_TIMEOUT = 120
+EFS_DIR = "efs"  # <state>/efs/<file system id>/<path>: the emulated EFS file systems (homes)
 ROLE_SESSION_SECONDS = 43200
 # Demo users per tier (names for the reference tiers; others get <tier>-user1, <tier>-user2).
 DEMO_USERS = {"pii": ("alice", "bob"), "nonpii": ("carol", "dave")}
@@ -175,6 +176,7 @@ class LocalPlatform:
         self.idp = None
         self.creds = None
         self.agent = None
+        self._opened: list = []  # folders given o+x for shared-mode homes (restored at stop)
         self.control_token = ""
         self.admin: dict = {}
         self.outputs: dict = {}
@@ -397,7 +399,7 @@ class LocalPlatform:
             "LAKEHUB_OIDC_ISSUER": self.idp.issuer,
             "LAKEHUB_SERVER_MODE": self.server_mode,
             "LAKEHUB_CONFIG_D": str(Path(__file__).parent / "hub_config.d"),
-            "LAKEHUB_HOME_ROOT": str(self.state.path / "homes"),
+            "LAKEHUB_HOME_ROOT": str(self.home_root(tier, env.get("LAKEHUB_HOMES_FILE_SYSTEM_ID", ""))),
             "LAKEHUB_LOCAL_HUB_API_PORT": str(tier.api_port),
             "LAKEHUB_LOCAL_PROXY_API_PORT": str(tier.proxy_port),
             "LAKEHUB_ECS_ENDPOINT_URL": self.endpoint,
@@ -418,6 +420,21 @@ class LocalPlatform:
         env.update(self.creds.add_role(f"{tier.name}-hub", self.roles[role], role))
         return env
 
+    def home_root(self, tier: Tier, fs_id: str) -> Path:
+        """Shared mode: the tier's access point folder on the emulated homes file system
+        (<state>/efs/<fs id>/tiers/<tier>, root's 0755, as the tier's HomesAccessPoint says),
+        the same place per-user mode's homes live in (the agent maps their access points there).
+        Users' servers pass through the folders above it (o+x only, restored at stop)."""
+        from lakehub.local.agent import efs_folder
+
+        if not fs_id:
+            return self.state.path / "homes"
+        folder = efs_folder(self.state.path / EFS_DIR, fs_id, f"{names.HOMES_TIERS_ROOT}/{tier.name}",
+                            {"OwnerUid": 0, "OwnerGid": 0, "Permissions": "0755"})
+        if os.geteuid() == 0 and self.server_mode == "shared":
+            self._opened += accounts.open_for_others([str(folder)])
+        return folder
+
     def start_agent(self) -> None:
         from lakehub.local.agent import LocalAgent
 
@@ -428,7 +445,8 @@ class LocalPlatform:
                 if arn:
                     tier_roles[arn] = self.roles[arn]
         self.agent = LocalAgent(self.endpoint, clusters=[cluster] if cluster else None, region=DEFAULT_REGION,
-                                work_dir=self.state.path / "agent", role_credentials=tier_roles,
+                                work_dir=self.state.path / "agent", efs_dir=self.state.path / EFS_DIR,
+                                role_credentials=tier_roles,
                                 control_token=self.control_token).start()
         who = "each as its user's own Unix account" if self.agent.isolate else "as this machine's user (not isolated)"
         self.say(f"local agent watching the emulator's ECS tasks (per-user servers, {who})")
@@ -492,6 +510,8 @@ class LocalPlatform:
             self.idp.stop()
         if self.creds is not None:
             self.creds.stop()
+        accounts.restore_modes(self._opened)
+        self._opened = []
 
 
 def export_notebooks(current: dict, dest: Path) -> int:

@@ -45,7 +45,9 @@ class StateDir:
         """The folder, private to the supervisor (it holds the admin key and the emulator's
         control token; user servers run as other accounts and must not read it)."""
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.path, 0o700)
+        # Private, except the traverse-only o+x the local agent grants while it runs so users'
+        # servers reach their homes under efs/ (names only; nothing here is readable by others).
+        os.chmod(self.path, 0o700 | (os.stat(self.path).st_mode & 0o001))
 
     def read(self) -> dict:
         try:

@@ -33,6 +33,7 @@ MEANING = {
     "AWS::CloudWatch::Alarm": "no alarms (on-demand hub instance)",
     "AWS::CloudTrail::Trail": "no trail of S3 data events (RecordDataEvents, off by default): the emulator records none; a kernel's identity shows in get_caller_identity",
     "AWS::CodeCommit::Repository": "no source repository (SourceType s3 is the default)",
+    "AWS::EC2::SecurityGroupEgress": "separate egress rules (NFS to the homes) are not applied; local processes share loopback",
     "AWS::S3::BucketPolicy": "bucket policies (TLS-only, log delivery) are not applied",
     "AWS::CodeBuild::Project": "no image build: a placeholder image manifest is put in ECR",
     "AWS::SecretsManager::Secret": "generated secrets do not exist; local mode sets its own",

@@ -293,3 +293,25 @@ def test_each_user_has_a_private_temporary_folder_that_python_and_r_use(tier):
         f"import os\ntry:\n    print(open(os.path.join({info['dir']!r}, 'alice-secret.txt')).read())\n"
         "except OSError as exc:\n    print('refused', type(exc).__name__)"))
     assert "refused PermissionError" in peek, peek
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-user Unix accounts need a root hub")
+def test_a_shared_mode_home_survives_a_server_stop_and_start(tier):
+    """Issue 15: in shared mode the hub makes /home/<unix name> under LAKEHUB_HOME_ROOT (on AWS the
+    tier's EFS access point, mounted at /home): the user's own uid, 0700, and what the user's code
+    wrote there is there again after the server stops and starts."""
+    from lakehub_hub.accounts import stable_uid, unix_username
+
+    alice = tier["server_for"]("alice")
+    marker = uuid.uuid4().hex
+    where = alice.run("python3", (
+        "import os\n"
+        f"open(os.path.expanduser('~/kept.txt'), 'w').write({marker!r})\n"
+        "print(os.path.expanduser('~'))")).strip().splitlines()[-1]
+    unix = unix_username("alice")
+    assert where == str(Path(tier["env"]["LAKEHUB_HOME_ROOT"]) / unix)
+    st = os.stat(where)
+    assert (st.st_uid, st.st_mode & 0o777) == (stable_uid(unix), 0o700)
+    _restart(tier, "alice")
+    again = alice.run("python3", "import os\nprint(open(os.path.expanduser('~/kept.txt')).read())")
+    assert marker in again

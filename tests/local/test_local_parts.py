@@ -221,6 +221,33 @@ def test_the_emulator_will_not_start_without_a_control_token(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_shared_mode_homes_live_in_the_tiers_folder_of_the_emulated_homes_file_system(tmp_path):
+    """Issue 15: the local shared-mode hub makes users' homes where the tier's HomesAccessPoint
+    points (<state>/efs/<fs id>/tiers/<tier>, root's 0755), the folder per-user mode's access
+    points live under, so a home outlives the hub's servers like on EFS."""
+    import os
+    import stat
+
+    from lakehub.local import accounts
+    from lakehub.local.platform import LocalPlatform
+
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    platform = LocalPlatform(state, server_mode="shared")
+    tier = platform.tiers[0]
+    try:
+        root = platform.home_root(tier, "fs-0123abcd")
+        assert root == state.path / "efs" / "fs-0123abcd" / "tiers" / tier.name
+        st = root.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o755 and st.st_uid == os.geteuid()
+        assert platform.home_root(tier, "fs-0123abcd") == root  # found again, not remade
+        with pytest.raises(LakehubError):
+            platform.home_root(tier, "../../etc")
+    finally:
+        accounts.restore_modes(platform._opened)
+    assert stat.S_IMODE(state.path.stat().st_mode) == 0o700  # the state folder closed again
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--base-port", "0"], "--base-port"),
     (["--base-port", "-1"], "--base-port"),

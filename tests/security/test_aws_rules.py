@@ -29,6 +29,7 @@ def test_the_rule_set_covers_each_aws_fact():
         "containers-work-where-their-user-can-enter",
         "buildspec-variables-exist-for-source",
         "scheduled-egress-follows-on-demand-instances",
+        "efs-volumes-over-tls-with-iam",
     }
 
 

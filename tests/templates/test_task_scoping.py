@@ -97,8 +97,10 @@ def test_a_hub_tags_tasks_only_at_run_task_and_only_with_its_tier(resolve_tier):
 
 def test_listing_is_the_only_task_action_on_any_resource(resolve_tier):
     """ListTasks returns ARNs only and cannot be scoped by tag (authorized against '*'); it
-    stays narrowed to the cluster."""
+    stays narrowed to the cluster. DescribeTaskDefinition (per-user homes: the tier's
+    definition is read to derive the user's) is authorized against '*' only, and is no task
+    action."""
     stmts = hub_statements(resolve_tier, "pii")
     star = [s for s in stmts if "*" in _listed(s["Resource"])]
-    assert [s["Action"] for s in star] == [["ecs:ListTasks"]]
+    assert [s["Action"] for s in star] == [["ecs:ListTasks"], ["ecs:DescribeTaskDefinition"]]
     assert star[0]["Condition"] == {"ArnEquals": {"ecs:cluster": CLUSTER_ARN}}
