@@ -1019,7 +1019,8 @@ def add_homes(b: Builder, shared_hub_role, hub_role, user_task_role, hub_sg, use
         shared_hub_role.Policies.append(iam.Policy(PolicyName="homes", PolicyDocument=If("IsShared", hub_doc, user_doc)))
     else:
         shared_hub_role.Policies.append(If("IsShared", iam.Policy(PolicyName="homes-hub", PolicyDocument=hub_doc), Ref("AWS::NoValue")))
-        user_task_role.Policies.append(If("IsPerUser", iam.Policy(PolicyName="homes-user", PolicyDocument=user_doc), Ref("AWS::NoValue")))
+        # The user task role exists only in per-user mode (Condition IsPerUser).
+        user_task_role.Policies.append(iam.Policy(PolicyName="homes-user", PolicyDocument=user_doc))
     # In the hub role's per-user policy (spawn-user-servers): what spawning a user with a home takes.
     spawn_policy = next(p for p in hub_role.Policies if isinstance(p, If))
     spawn_policy.data["Fn::If"][1].PolicyDocument.Statement.extend(homes_spawn_statements())

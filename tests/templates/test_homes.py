@@ -68,8 +68,10 @@ def test_a_shared_hub_mounts_its_tiers_homes_at_home_over_tls_with_iam(resolve_t
     assert container["MountPoints"] == [{"SourceVolume": volume["Name"], "ContainerPath": "/home", "ReadOnly": False}]
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert env["LAKEHUB_HOME_ROOT"] == "/home"
-    # The hub task's role mounts only that access point, as root (it makes users' folders).
-    (mount,) = efs_statements(res["TierRole"])
+    # The hub task's role mounts only that access point, as root (it makes users' folders);
+    # the data role mounts nothing.
+    assert not efs_statements(res["TierRole"])
+    (mount,) = efs_statements(res["HubRole"])
     assert "elasticfilesystem:ClientRootAccess" in mount["Action"]
     assert "elasticfilesystem:AccessPointArn" in mount["Condition"]["ArnEquals"]
 
@@ -79,8 +81,9 @@ def test_a_per_user_hub_mounts_nothing_and_its_users_mount_without_root(resolve_
     hub = res["HubTaskDefinition"]["Properties"]
     assert "Volumes" not in hub and "MountPoints" not in hub["ContainerDefinitions"][0]
     assert not efs_statements(res["HubRole"])
-    # Users' tasks (today the tier role) mount their own access point; EFS enforces its PosixUser.
-    (mount,) = efs_statements(res["TierRole"])
+    # Users' tasks (UserTaskRole) mount their own access point; EFS enforces its PosixUser.
+    assert not efs_statements(res["TierRole"])
+    (mount,) = efs_statements(res["UserTaskRole"])
     assert sorted(mount["Action"]) == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
 
 
