@@ -1009,7 +1009,8 @@ class HomeContentsManager(LargeFileManager):
         return super().dir_exists(path) if rest is None else (not rest or self._shared.dir_exists(rest))
 
     def exists(self, path):
-        return self.file_exists(path) or self.dir_exists(path)
+        rest = self._in_shared(path)
+        return super().exists(path) if rest is None else (not rest or self._shared.exists(rest))
 
     def is_hidden(self, path):
         rest = self._in_shared(path)
