@@ -134,7 +134,7 @@ def test_saved_notebook_lands_in_the_notebook_bucket_under_its_tier(platform):
     tier = platform.tier("pii")
     user = tier["users"][0]
     server = user_server(tier, user)
-    server.save_notebook(f"{user['username']}/saved-by-test.ipynb", "print('kept')")
+    server.save_notebook("saved-by-test.ipynb", "print('kept')")  # in the home: its central copy
     bucket = platform.state()["outputs"]["NotebookBucketName"]
     key = f"tiers/pii/users/{user['username']}/saved-by-test.ipynb"
     # As a notebook file on disk: nbformat may keep a cell's source as a list of lines.
