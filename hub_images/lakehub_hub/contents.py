@@ -896,7 +896,9 @@ def _file_sha256(os_path: str) -> str:
 
 class CentralCopyCheckpoints(Checkpoints):
     """Checkpoints of home files = the S3 versions of their central copy (the versioned notebook
-    bucket), newest first, at most `max_checkpoints` of them; the id is the S3 version id.
+    bucket): the newest `max_checkpoints` of them, the id is the S3 version id. The list is in
+    time order, the newest last, as JupyterLab reads it: its "Revert to checkpoint" picker reverses
+    the list to show the newest first, and its "Last Checkpoint" is the list's last entry.
 
     - create_checkpoint makes sure the central copy holds the file as it is now (every save
       through Jupyter already wrote it; a file written by code gets its first copy here) and
@@ -938,7 +940,8 @@ class CentralCopyCheckpoints(Checkpoints):
         pass  # the versions stay behind the delete marker (the trash)
 
     def list_checkpoints(self, path):
-        return [self._model(v["VersionId"], v["LastModified"]) for v in self._home._versions(path, self.max_checkpoints)]
+        newest_first = self._home._versions(path, self.max_checkpoints)
+        return [self._model(v["VersionId"], v["LastModified"]) for v in reversed(newest_first)]
 
 
 class HomeContentsManager(LargeFileManager):

@@ -109,9 +109,10 @@ def test_checkpoints_are_the_central_copys_versions_newest_first_and_restore_wri
         home_manager.save({"type": "notebook", "content": json.loads(nbformat.writes(nb))}, "work.ipynb")
         cp = home_manager.create_checkpoint("work.ipynb")  # JupyterLab: after every save
     cps = home_manager.list_checkpoints("work.ipynb")
-    assert len(cps) == 3 and cps[0] == cp  # no second version of the same bytes
-    assert [c["last_modified"] for c in cps] == sorted((c["last_modified"] for c in cps), reverse=True)
-    home_manager.restore_checkpoint(cps[-1]["id"], "work.ipynb")
+    # no second version of the same bytes; in time order, the newest last (JupyterLab's reading)
+    assert len(cps) == 3 and cps[-1] == cp
+    assert [c["last_modified"] for c in cps] == sorted(c["last_modified"] for c in cps)
+    home_manager.restore_checkpoint(cps[0]["id"], "work.ipynb")
     restored = nbformat.read(home_dir / "work.ipynb", as_version=4)
     assert restored.cells[0].source == "v1"
     after = home_manager.list_checkpoints("work.ipynb")
@@ -125,7 +126,10 @@ def test_checkpoint_list_is_bounded(home_manager):
     home_manager.checkpoints.max_checkpoints = 2
     for i in range(4):
         _text(home_manager, "n.txt", str(i))
-    assert len(home_manager.list_checkpoints("n.txt")) == 2
+    cps = home_manager.list_checkpoints("n.txt")
+    assert len(cps) == 2
+    home_manager.restore_checkpoint(cps[0]["id"], "n.txt")  # the older of the two newest: "2"
+    assert home_manager.get("n.txt")["content"] == "2"
 
 
 def test_a_failing_central_copy_is_an_error_the_user_sees(home_manager, home_dir):
