@@ -1119,7 +1119,7 @@ class HomeContentsManager(LargeFileManager):
             return fn(*args)
         except HTTPError as e:
             raise HTTPError(500, f"{path}: done in your home, but the central copy's {what} failed: {e.log_message}") from e
-        except Exception as e:  # noqa: BLE001 - botocore/s3fs errors of every kind
+        except Exception as e:  # botocore/s3fs errors of every kind
             self.log.exception("central copy %s of %s failed", what, path)
             where = f"s3://{self.bucket}/{self._central._key(path)}"
             raise HTTPError(500, f"{path}: done in your home, but the central copy's {what} ({where}) failed: {e}") from e

@@ -89,7 +89,7 @@ suppress_deprecation_warnings = api_suite.suppress_deprecation_warnings
 
 
 @pytest.fixture
-def contents_dir(tmp_path, jp_serverapp):  # noqa: F811 - the sdist conftest's, as written
+def contents_dir(tmp_path, jp_serverapp):  # the sdist conftest's, as written
     return tmp_path / jp_serverapp.root_dir
 
 
