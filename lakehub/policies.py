@@ -57,7 +57,9 @@ def tier_notebook_statements(notebook_bucket: Any) -> list[Statement]:
         Statement(
             Sid="ListNotebooks",
             Effect=Allow,
-            Action=[awacs_s3.ListBucket],
+            # ListBucketVersions (ListObjectVersions): a home file's checkpoints are the versions
+            # of its central copy (lakehub_hub.contents.CentralCopyCheckpoints)
+            Action=[awacs_s3.ListBucket, awacs_s3.ListBucketVersions],
             Resource=[bucket_arn(notebook_bucket)],
             Condition=Condition(StringLike("s3:prefix", [prefix, Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/*")])),
         ),
