@@ -22,6 +22,27 @@ checkpoint_suite = cs.load_suite_module("test_checkpoints")
 largefile_suite = cs.load_suite_module("test_largefilemanager")
 api_suite = cs.load_suite_module("test_api")
 
+def _upstream_helpers() -> dict:
+    """test_manager's own _make_dir/_make_big_dir (local folders), as written: the S3 run of the
+    same suite (test_jupyter_server_contract_manager.py) replaces them in the shared module."""
+    import ast
+
+    path = cs.SUITE / "services" / "contents" / "test_manager.py"
+    nodes = [n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef) and n.name in ("_make_dir", "_make_big_dir")]
+    namespace = dict(vars(manager_suite))
+    exec(compile(ast.Module(body=nodes, type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102
+    return {name: namespace[name] for name in ("_make_dir", "_make_big_dir")}
+
+
+UPSTREAM_HELPERS = _upstream_helpers()
+
+
+@pytest.fixture(autouse=True)
+def _local_folder_helpers(monkeypatch):
+    for name, func in UPSTREAM_HELPERS.items():
+        monkeypatch.setattr(manager_suite, name, func)
+
+
 VERSIONS = "checkpoints are the central copy's S3 versions: a save adds one, and none is deleted"
 NOT_APPLICABLE = {
     "test_checkpoint_subdir": "FileCheckpoints' local .ipynb_checkpoints folder; " + VERSIONS,
