@@ -922,7 +922,8 @@ class CentralCopyCheckpoints(Checkpoints):
 
     def create_checkpoint(self, contents_mgr, path):
         head = contents_mgr._mirror_file(path, only_if_changed=True)
-        return self._model(head["VersionId"], head["LastModified"])
+        # "null": S3's version id of an object written while the bucket was unversioned
+        return self._model(head.get("VersionId") or "null", head["LastModified"])
 
     def restore_checkpoint(self, contents_mgr, checkpoint_id, path):
         contents_mgr._restore_version(path, checkpoint_id)

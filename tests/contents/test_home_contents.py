@@ -194,3 +194,19 @@ async def test_files_handler_serves_home_files_and_shared_from_s3_not_a_real_sha
     s3.put_object(Bucket=notebook_bucket, Key=f"{tier_prefix}/shared/y.txt", Body=b"s3")
     assert (await jp_fetch("files", "x.txt")).body == b"home"
     assert (await jp_fetch("files", "shared", "y.txt")).body == b"s3"
+
+
+def test_an_unversioned_bucket_still_gives_one_checkpoint(home_config, s3, notebook_bucket):
+    """A bucket without versioning (a test double, or versioning not yet on): S3 names the one
+    version "null"; saving, checkpointing and restoring still work."""
+    from lakehub_hub.contents import HomeContentsManager
+
+    bucket = f"{notebook_bucket}-unversioned"
+    s3.create_bucket(Bucket=bucket)
+    cm = HomeContentsManager(**{**home_config, "bucket": bucket})
+    _text(cm, "u.txt", "one")
+    cp = cm.create_checkpoint("u.txt")
+    assert cp["id"] == "null" and [c["id"] for c in cm.list_checkpoints("u.txt")] == ["null"]
+    _text(cm, "u.txt", "two")
+    cm.restore_checkpoint("null", "u.txt")  # the only version there is: the latest
+    assert cm.get("u.txt")["content"] == "two"

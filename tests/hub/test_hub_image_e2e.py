@@ -49,6 +49,7 @@ def lake(moto_server):
                       aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
     notebook_bucket, data_bucket = f"lakehub-notebooks-{run}", f"lakehub-data-{run}"
     s3.create_bucket(Bucket=notebook_bucket)
+    s3.put_bucket_versioning(Bucket=notebook_bucket, VersioningConfiguration={"Status": "Enabled"})  # as storage.template.yaml
     s3.create_bucket(Bucket=data_bucket)
     rows = [("region", "amount")] + [(r, i) for i, r in enumerate(["north", "south", "north", "east", "south", "north"])]
     buf = io.StringIO()
@@ -116,7 +117,10 @@ def test_saved_notebook_lands_under_tier_prefix_and_another_member_opens_it_from
     alice, prefix = tier["server_for"]("alice"), tier["prefix"]
     root = alice.api("GET", "contents/").json()  # the home, with the tier's shared/ folder
     assert "shared" in [item["name"] for item in root["content"]]
-    alice.save_notebook("mine.ipynb", ["x = 1"])
+    try:
+        alice.save_notebook("mine.ipynb", ["x = 1"])
+    except Exception as exc:  # the user server's log says why (it is in the hub's log)
+        raise AssertionError(f"{exc}\n--- hub log ---\n{tier['hub'].log()[-6000:]}") from None
     alice.save_notebook("shared/report.ipynb", ["print('quarterly report')"])
     keys = {o["Key"] for o in lake["s3"].list_objects_v2(Bucket=lake["notebook_bucket"], Prefix=prefix + "/")["Contents"]}
     assert f"{prefix}/users/alice/mine.ipynb" in keys
