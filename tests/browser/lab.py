@@ -312,8 +312,8 @@ class Lab:
         with self.step(f"upload-{local_file.name}"):
             self.go_to_folder(folder)
             with page.expect_file_chooser() as chooser:
-                page.locator(".jp-FileBrowser-toolbar button[data-command='filebrowser:upload'], "
-                             ".jp-FileBrowser-toolbar [title^='Upload'] button, "
+                page.locator(".jp-FileBrowser-toolbar .jp-id-upload button, "
+                             ".jp-FileBrowser-toolbar .jp-id-upload jp-button, "
                              ".jp-FileBrowser-toolbar button[title^='Upload']").first.click()
             chooser.value.set_files(str(local_file))
             self.wait_for_item(local_file.name)
