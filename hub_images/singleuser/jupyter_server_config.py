@@ -73,5 +73,5 @@ c.HomeContentsManager.region_name = REGION
 c.HomeContentsManager.central_prefix = f"{PREFIX}/users/{USER_FOLDER}"
 c.HomeContentsManager.shared_prefix = f"{PREFIX}/shared"
 # Open JupyterLab in the home (the file browser's root).
-c.ServerApp.default_url = "/lab/tree"
+c.ServerApp.default_url = "/lab"
 c.ServerApp.terminals_enabled = True

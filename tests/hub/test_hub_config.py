@@ -102,7 +102,7 @@ def assert_common(cfg: dict):
     assert "jupyter_server.services.contents.largefilemanager.LargeFileManager" in cfg["contents_manager_bases"]
     assert cfg["contents_root"] is True
     assert (cfg["contents_central_prefix"], cfg["contents_shared_prefix"]) == ("tiers/pii/users/alice", "tiers/pii/shared")
-    assert cfg["default_url"] == "/lab/tree"
+    assert cfg["default_url"] == "/lab"
     assert cfg["user_packages"] == {"PYTHONUSERBASE": "~/.local", "R_LIBS_USER": "~/R/library", "PIP_CACHE_DIR": "~/.cache/pip"}
     assert cfg["contents_bucket"] == "acme-lakehub-notebooks"
     assert cfg["contents_endpoint"] == "https://s3.eu-west-1.amazonaws.com"
