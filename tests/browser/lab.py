@@ -295,6 +295,7 @@ class Lab:
         page = self.page
         with self.step(f"delete-{name}"):
             self.go_to_folder(folder)
+            self.item(name).click()  # select it alone: the folder last opened stays selected otherwise
             self.item(name).click(button="right")
             page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^(Delete|Move to Trash)$")).first.click()
             dialog = page.locator(".jp-Dialog")

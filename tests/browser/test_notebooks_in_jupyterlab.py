@@ -177,5 +177,6 @@ def test_an_earlier_version_is_restored_from_jupyterlabs_checkpoint_ui(tier, peo
     bob.revert_to_checkpoint(1)  # the picker lists the newest first: [two, one, ...]
     bob.wait_notebook_ready("versions.ipynb", has_content=True)
     text = bob.current_panel().locator(".jp-Cell").first.locator(".cm-content").inner_text()
+    bob.shot("after-revert")
     assert "version one" in text and "version two" not in text, text
     assert "versions.ipynb" in tier.notebook_keys(f"users/{bob.username}")
