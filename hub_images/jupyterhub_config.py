@@ -403,9 +403,9 @@ c.JupyterHub.token_expires_in_max_seconds = TOKEN_MAX_AGE_SECONDS
 # --------------------------------------------------------------------------------------------
 # 4. user servers
 # --------------------------------------------------------------------------------------------
-# What reaches a user server's environment. ECS hands the task role's credentials to processes
-# through the container-credential variables; JupyterHub drops them unless kept, and then the
-# user servers would have no S3 access at all (the reference design's reason for static keys).
+# What reaches a user server's environment. The container-credential variables are kept only for
+# a hub without LAKEHUB_TIER_ROLE_ARN (development: servers share the hub's credentials); with it,
+# section "Users' AWS credentials" below drops every one of them (lakehub_hub.credentials).
 ENV_KEEP = [
     "PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "LD_LIBRARY_PATH", "VIRTUAL_ENV",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
@@ -560,18 +560,23 @@ else:
     )
 
 
-# On-demand (EC2) hub: the instance role holds the hub's secrets, and only root may reach IMDS
-# (the instance's firewall). Users' servers get the hub's *user role* instead, one session per
-# user, from the hub's loopback credential endpoint (lakehub_hub.credentials).
-USER_ROLE_ARN = optional("LAKEHUB_USER_ROLE_ARN")
-if USER_ROLE_ARN:
-    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", USER_ROLE_ARN):
-        fail(f"LAKEHUB_USER_ROLE_ARN must be an IAM role ARN, got {USER_ROLE_ARN!r}")
-    if SERVER_MODE != "shared":
-        fail("LAKEHUB_USER_ROLE_ARN is for shared mode (an on-demand hub); per-user tasks get their task role")
+# Users' AWS credentials (every mode): the tier's data role, one session per user (SourceIdentity
+# and the `lakehub-user` session tag = the user), served by the hub at <hub API>/lakehub/aws-credentials
+# and relayed on each server's loopback (lakehub_hub.credentials, lakehub_hub.credential_relay). The
+# hub's own role (ECS task role, or the on-demand hub's instance role, which only root reaches)
+# never reaches a server. LAKEHUB_USER_ROLE_ARN is the name on-demand hub stacks launched before
+# per-user scope set: their role's trust allows no session tags, so their sessions carry none.
+TIER_ROLE_ARN = optional("LAKEHUB_TIER_ROLE_ARN") or optional("LAKEHUB_USER_ROLE_ARN")
+TAG_SESSIONS = bool(optional("LAKEHUB_TIER_ROLE_ARN"))
+if TIER_ROLE_ARN:
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", TIER_ROLE_ARN):
+        fail(f"LAKEHUB_TIER_ROLE_ARN must be an IAM role ARN, got {TIER_ROLE_ARN!r}")
     from lakehub_hub.credentials import configure_user_credentials
 
-    configure_user_credentials(c, USER_ROLE_ARN, AWS_REGION)
+    configure_user_credentials(c, TIER_ROLE_ARN, AWS_REGION, tag_sessions=TAG_SESSIONS)
+elif os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+    # On ECS without it, servers would share the hub's role, which may assume the data role for anyone.
+    fail("LAKEHUB_TIER_ROLE_ARN is not set: the hub cannot give users their own AWS session (the tier stack sets it)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -149,6 +149,8 @@ class Resolver:
         return {k: v for k, v in ((k, self._resolve(v)) for k, v in node.items()) if v is not _NOVALUE}
 
     def _sub_var(self, name: str, variables: dict) -> str:
+        if name.startswith("!"):
+            return "${" + name[1:] + "}"  # Fn::Sub's escape: "${!x}" is the literal "${x}"
         if name in variables:
             return str(variables[name])
         if "." in name:

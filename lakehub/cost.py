@@ -39,6 +39,7 @@ from lakehub.assets import TEMPLATES_DIR
 from lakehub.cfn_template import Resolver
 from lakehub.cfn_template import load as _load_template
 from lakehub.errors import LakehubError
+from lakehub.settings import FARGATE_USER_SIZES
 
 PRICES_FILE = Path(__file__).resolve().parent / "data" / "prices.yaml"
 DEFAULT_REGION = "us-east-1"
@@ -57,6 +58,7 @@ COMPONENTS = {
     "secrets": "Secrets Manager",
     "logs": "CloudWatch Logs",
     "notebook_storage": "Notebook storage (S3)",
+    "data_events": "CloudTrail S3 data events",
     "ecr": "ECR image storage",
     "codebuild": "CodeBuild image builds",
 }
@@ -159,12 +161,32 @@ def parse_size(text: str, profiles: dict[str, tuple[int, int]]) -> tuple[int, in
         cpu, mem = int(m.group(1)), int(m.group(2))
         if cpu <= 0 or mem <= 0:
             raise CostError(f"--server-size {text}: CPU units and memory must be positive, e.g. 2048/8192")
+        check_server_size(cpu, mem, text)
         return cpu, mem, f"{cpu / 1024:g} vCPU / {mem / 1024:g} GB"
     if text in profiles:
         cpu, mem = profiles[text]
         return cpu, mem, f"{text} ({cpu / 1024:g} vCPU / {mem / 1024:g} GB)"
     offered = ", ".join(profiles) or "none"
     raise CostError(f"--server-size {text!r}: not CPU/MEMORY (e.g. 2048/8192) nor a size the tiers offer ({offered})")
+
+
+def check_server_size(cpu: int, memory: int, text: str) -> None:
+    """A CostError unless Fargate runs a task of `cpu` units and `memory` MiB (lakehub.settings'
+    FARGATE_USER_SIZES: the sizes a per-user server may have; Amazon ECS developer guide, "Task
+    CPU and memory", and the RegisterTaskDefinition `cpu`/`memory` reference)."""
+    sizes = FARGATE_USER_SIZES
+    if cpu not in sizes:
+        raise CostError(
+            f"--server-size {text}: Fargate has no size of {cpu} CPU units; use one of "
+            f"{', '.join(map(str, sizes))} (1024 = 1 vCPU), e.g. 2048/8192"
+        )
+    allowed = sizes[cpu]
+    if memory not in allowed:
+        if len(allowed) <= 3:
+            choices = f"{', '.join(map(str, allowed[:-1]))} or {allowed[-1]} MiB"
+        else:
+            choices = f"{allowed[0]}-{allowed[-1]} MiB in steps of {allowed[1] - allowed[0]}"
+        raise CostError(f"--server-size {text}: Fargate has no {memory} MiB size with {cpu} CPU units; use {choices}")
 
 
 def parse_profiles(text: str) -> dict[str, tuple[int, int]]:
@@ -675,6 +697,17 @@ class Estimate:
         s.per_user_hour = self.p.a("notebook_puts_per_user_hour") / 1000 * self.p.usd("s3_put_per_1000") + self.p.a("notebook_gets_per_user_hour") / 1000 * self.p.usd("s3_get_per_1000")
         s.detail.append(f"{per_user_gb:g} GB per user ({days}-day noncurrent-version expiry); autosave PUTs per user-hour")
 
+    def _data_events(self) -> None:
+        """RecordDataEvents=true: the trail records every object call on the notebook and
+        data-lake buckets; each is a data event ($0.10 per 100,000)."""
+        if not any(t.get("Type") == "AWS::CloudTrail::Trail" for res in self._res(names.STORAGE_TEMPLATE) for t in res.values()):
+            self.c["data_events"].detail.append(f"off ({names.RECORD_DATA_EVENTS}=false)")
+            return
+        per_user_hour = self.p.a("notebook_puts_per_user_hour") + self.p.a("notebook_gets_per_user_hour") + self.p.a("data_reads_per_user_hour")
+        d = self.c["data_events"]
+        d.per_user_hour = per_user_hour / 100_000 * self.p.usd("cloudtrail_data_events_per_100k")
+        d.detail.append(f"{per_user_hour:g} object calls per user-hour (notebook saves and opens, data-lake reads), each a data event")
+
     def _pipeline(self) -> None:
         for res in self._res(names.PIPELINE_TEMPLATE):
             for r in res.values():
@@ -707,6 +740,7 @@ class Estimate:
         self._capacity()
         self._logs()
         self._storage()
+        self._data_events()
         self._pipeline()
         self._off_hours_hubs()
         if any(t.business_hours_per_day is not None for t in self.tiers) and self.egress_mode == "nat-instance" and "nat_instance_hours_per_month" in self.schedule:

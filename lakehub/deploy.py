@@ -14,12 +14,16 @@
 4. Print the stack's outputs (a table, or JSON with --format json).
 
 `lakehub local up` calls `deploy()` with the emulator's endpoint: the same code path.
-Errors a user can cause (no credentials, an unknown parameter, a failed stack) are one line.
+Errors a user can cause (no credentials, an unknown parameter, a failed stack, a malformed
+--endpoint-url, an endpoint that is not AWS or never answers) are one line. The region is
+--region, else AWS_REGION, else AWS_DEFAULT_REGION or the profile's (as the AWS CLI v2 picks it).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import threading
 import time
@@ -31,7 +35,15 @@ from typing import Any, Callable
 import boto3
 import yaml
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
+from botocore.parsers import ResponseParserError
 
 from lakehub import names
 from lakehub.assets import TEMPLATES_DIR, template_key
@@ -43,6 +55,13 @@ TEMPLATE_BODY_LIMIT = 51_200  # CloudFormation's limit for TemplateBody
 DEFAULT_TIMEOUT = 3600
 EVENTS_SHOWN = 12
 POLL_SECONDS = 2.0
+# Every request is bounded: connect within CONNECT_TIMEOUT, an answer within READ_TIMEOUT (both
+# at most the deploy's --timeout), MAX_ATTEMPTS tries in all (botocore's standard retry mode;
+# one against an emulator, which answers at once or not at all). Only the emulator's
+# ExecuteChangeSet, which runs the whole stack inside the call, waits up to --timeout.
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+MAX_ATTEMPTS = 4
 
 FAILED_STATES = {
     "CREATE_FAILED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED", "ROLLBACK_COMPLETE",
@@ -126,14 +145,104 @@ def check_parameters(params: dict[str, str], declared: dict[str, dict], existing
 # ------------------------------------------------------------------------------------------
 # the deploy
 # ------------------------------------------------------------------------------------------
-def cfn_client(region: str | None, endpoint_url: str | None, session: boto3.session.Session | None = None):
-    session = session or boto3.session.Session()
-    # An emulator runs the whole change set inside one call: allow it time.
-    config = Config(read_timeout=900 if endpoint_url else 60, retries={"total_max_attempts": 1 if endpoint_url else 8, "mode": "standard"})
+def resolve_region(region: str | None, session: boto3.session.Session | None = None) -> str | None:
+    """--region, else AWS_REGION, else botocore's own choice (AWS_DEFAULT_REGION, then the
+    profile's `region`). botocore reads only AWS_DEFAULT_REGION; the AWS CLI v2 and the other
+    SDKs read AWS_REGION first (AWS SDKs and Tools reference guide, "AWS Region")."""
+    if region:
+        return region
+    if os.environ.get("AWS_REGION", "").strip():
+        return os.environ["AWS_REGION"].strip()
+    return (session or boto3.session.Session()).region_name
+
+
+def check_endpoint_url(url: str | None) -> str | None:
+    """None, or `url` if it is scheme://host[:port] with http(s): else one LakehubError line."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    why = ""
     try:
-        return session.client("cloudformation", region_name=region, endpoint_url=endpoint_url, config=config)
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when out of range or not a number
+    except ValueError as exc:
+        parts, port, why = None, None, str(exc)
+    if not why:
+        if any(c.isspace() for c in url):
+            why = "it contains spaces"
+        elif parts.scheme not in ("http", "https"):
+            why = "it must start with http:// or https://"
+        elif not parts.hostname:
+            why = "it names no host"
+        elif parts.query or parts.fragment or parts.username or parts.password:
+            why = "it may hold only scheme, host, port and path"
+        elif port == 0:
+            why = "port 0 is not a port"
+    if why:
+        raise LakehubError(
+            f"--endpoint-url {url!r} is not an endpoint URL ({why}); give http(s)://HOST[:PORT], "
+            "e.g. http://127.0.0.1:8700 for `lakehub local` (its `status` shows the endpoint), or leave it out for AWS"
+        )
+    return url
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds above 0."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number of seconds above 0, e.g. 600")
+    return value
+
+
+def client_config(timeout: float = DEFAULT_TIMEOUT, endpoint_url: str | None = None, *, long_call: bool = False) -> Config:
+    """Bounded connect and read timeouts and attempts (see CONNECT_TIMEOUT)."""
+    if long_call:  # the emulator's ExecuteChangeSet: the whole stack in one call
+        return Config(connect_timeout=min(CONNECT_TIMEOUT, timeout), read_timeout=timeout,
+                      retries={"total_max_attempts": 1, "mode": "standard"})
+    return Config(connect_timeout=min(CONNECT_TIMEOUT, timeout), read_timeout=min(READ_TIMEOUT, timeout),
+                  retries={"total_max_attempts": 1 if endpoint_url else MAX_ATTEMPTS, "mode": "standard"})
+
+
+def make_client(service: str, region: str | None, endpoint_url: str | None, config: Config,
+                session: boto3.session.Session | None = None):
+    """A boto3 client, or one LakehubError line for a missing region or a refused endpoint."""
+    session = session or boto3.session.Session()
+    try:
+        return session.client(service, region_name=region, endpoint_url=check_endpoint_url(endpoint_url), config=config)
     except NoRegionError:
         raise LakehubError("no AWS region set; pass --region or set AWS_REGION") from None
+    except ValueError as exc:  # botocore's own refusal of an endpoint (also AWS_ENDPOINT_URL's)
+        given = f"--endpoint-url {endpoint_url!r}" if endpoint_url else f"AWS_ENDPOINT_URL {os.environ.get('AWS_ENDPOINT_URL', '')!r}"
+        raise LakehubError(f"{given} is not an endpoint URL ({exc}); give http(s)://HOST[:PORT]") from None
+
+
+def cfn_client(region: str | None, endpoint_url: str | None, session: boto3.session.Session | None = None,
+               timeout: float = DEFAULT_TIMEOUT, long_call: bool = False):
+    return make_client("cloudformation", region, endpoint_url, client_config(timeout, endpoint_url, long_call=long_call), session)
+
+
+def unreachable(exc: Exception, service: str, where: str, read_timeout: float | None = None,
+                longer: str = ", or give a longer --timeout") -> LakehubError | None:
+    """One line for an endpoint that does not answer, or answers but is not AWS; else None."""
+    if isinstance(exc, ReadTimeoutError):
+        return LakehubError(
+            f"{service} at {where} did not answer within {read_timeout:g} s; check --endpoint-url (for "
+            f"`lakehub local`, that it runs: `lakehub local status`) and the network{longer}"
+        )
+    if isinstance(exc, ConnectTimeoutError):
+        return LakehubError(f"cannot connect to {service} at {where} (no answer to the connection); check --endpoint-url and the network")
+    if isinstance(exc, ResponseParserError):
+        return LakehubError(
+            f"{where} does not answer as AWS {service} (its reply is not an AWS API response); "
+            "check --endpoint-url: it must be an AWS endpoint or an emulator's, such as `lakehub local`'s"
+        )
+    return None
 
 
 def template_url_for(params: dict[str, str], region: str, declared: dict[str, dict]) -> str:
@@ -257,7 +366,8 @@ def deploy(
     """
     started = time.time()
     session = session or boto3.session.Session()
-    region = region or session.region_name
+    check_endpoint_url(endpoint_url)
+    region = resolve_region(region, session)
     if not region:
         raise LakehubError("no AWS region set; pass --region or set AWS_REGION")
     local_text = Path(template_file or TEMPLATES_DIR / names.MAIN_TEMPLATE)
@@ -265,10 +375,15 @@ def deploy(
         declared = template_parameters(local_text.read_text())
     except OSError as exc:
         raise LakehubError(f"cannot read the template {local_text}: {exc.strerror}; run `python build_templates.py`") from None
-    cfn = cfn_client(region, endpoint_url, session)
+    cfn = cfn_client(region, endpoint_url, session, timeout=timeout)
+    # The emulator runs the whole change set inside ExecuteChangeSet: that one call may take
+    # up to --timeout (on AWS it returns at once).
+    executor = cfn_client(region, endpoint_url, session, timeout=timeout, long_call=True) if endpoint_url else cfn
+    where = endpoint_url or f"the {region} endpoint"
     try:
+        _first_contact(cfn, stack_name, where, console)
         return _deploy(cfn, parameters, stack_name, region, declared, local_text, template_file, template_url,
-                       timeout, started, console, progress, tags)
+                       timeout, started, console, progress, tags, executor)
     except NoCredentialsError:
         raise LakehubError(
             "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
@@ -281,12 +396,29 @@ def deploy(
         if code == "AccessDenied" or code == "AccessDeniedException":
             raise LakehubError(f"AWS denied a CloudFormation call: {_error_line(exc)}") from None
         raise LakehubError(f"CloudFormation: {_error_line(exc)}") from None
-    except BotoCoreError as exc:
-        raise LakehubError(f"cannot reach CloudFormation ({endpoint_url or region}): {_error_line(exc)}") from None
+    except (BotoCoreError, ResponseParserError) as exc:
+        raise unreachable(exc, "CloudFormation", where, cfn.meta.config.read_timeout) or LakehubError(
+            f"cannot reach CloudFormation ({endpoint_url or region}): {_error_line(exc)}"
+        ) from None
+
+
+def _first_contact(cfn, stack_name: str, where: str, console) -> None:
+    """The first call, with a spinner on a terminal: an endpoint that never answers is seen
+    waiting, then named when the read timeout ends the wait."""
+    try:
+        if console is None:
+            _stack(cfn, stack_name)
+            return
+        with console.status(f"contacting CloudFormation at {where}", spinner="dots"):
+            _stack(cfn, stack_name)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        # botocore read a reply of the wrong shape (an HTML page that happens to be valid XML).
+        raise ResponseParserError(f"{where} answered, but not as CloudFormation") from None
 
 
 def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_file, template_url,
-            timeout, started, console, progress, tags) -> DeployResult:
+            timeout, started, console, progress, tags, executor=None) -> DeployResult:
+    executor = executor or cfn
     existing = _stack(cfn, stack_name)
     if existing and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
         existing_params: set[str] = set()
@@ -366,7 +498,7 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
 
     def execute():
         try:
-            cfn.execute_change_set(ChangeSetName=cs_id, StackName=stack_id)
+            executor.execute_change_set(ChangeSetName=cs_id, StackName=stack_id)
         except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
             failure.append(exc)
 
@@ -401,6 +533,8 @@ def _wait(cfn, stack_id, runner, failure, watcher, timeout, console, progress, s
                 live.update(_events_table(watcher, f"stack {stack_name}"))
             if failure:
                 exc = failure[0]
+                if isinstance(exc, ReadTimeoutError):
+                    raise LakehubError(f"stack {stack_name} did not finish within {timeout:.0f} s in the emulator")
                 if isinstance(exc, (ClientError, BotoCoreError)):
                     raise LakehubError(f"stack {stack_name}: {_error_line(exc)}")
                 raise exc
@@ -449,11 +583,12 @@ def register(subparsers) -> None:
     p.add_argument("--stack-name", default=DEFAULT_STACK_NAME, help=f"stack name (default {DEFAULT_STACK_NAME})")
     p.add_argument("--parameter", "-p", action="append", default=[], metavar="KEY=VALUE", help="a template parameter (repeatable)")
     p.add_argument("--parameters-file", metavar="FILE", help="JSON or YAML: {Key: Value} or [{ParameterKey, ParameterValue}]; --parameter wins")
-    p.add_argument("--region", help="AWS region (default: AWS_REGION / the profile's)")
-    p.add_argument("--endpoint-url", help="an AWS emulator's endpoint, e.g. http://127.0.0.1:4750")
+    p.add_argument("--region", help="AWS region (default: AWS_REGION, then AWS_DEFAULT_REGION, then the profile's)")
+    p.add_argument("--endpoint-url", help="an AWS emulator's endpoint, e.g. http://127.0.0.1:8700")
     p.add_argument("--template-file", help="send this file as the template body instead of the published main template")
     p.add_argument("--template-url", help="deploy this template URL instead of the published main template")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the stack (default 3600)")
+    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT,
+                   help=f"seconds to wait for the stack (default 3600); each request waits at most {READ_TIMEOUT:.0f} s of it")
     p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the outputs")
     p.set_defaults(func=run)
 

@@ -25,7 +25,7 @@ from awacs import ssm as awacs_ssm
 from awacs import ssmmessages as awacs_ssmmessages
 from awacs import s3 as awacs_s3
 from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
-from awacs.sts import AssumeRole, SetSourceIdentity
+from awacs.sts import AssumeRole, SetSourceIdentity, TagSession
 from troposphere import Condition as Condition_
 from troposphere import (
     And,
@@ -461,18 +461,15 @@ def add_user_role(b: Builder, settings: Settings, instance_role: iam.Role) -> ia
 
 
 def user_role_trust(instance_role: iam.Role) -> PolicyDocument:
-    """Only this hub's instance role, and it must be allowed to set the SourceIdentity it sends
-    (AssumeRole with SourceIdentity fails unless the trust policy allows sts:SetSourceIdentity)."""
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            Statement(
-                Effect=Allow,
-                Principal=Principal("AWS", GetAtt(instance_role, "Arn")),
-                Action=[AssumeRole, SetSourceIdentity],
-            )
-        ],
-    )
+    """Only this hub's instance role, for one named user: it must set the SourceIdentity and the
+    `lakehub-user` session tag (the user's own folder in the role's policy), and no other tag
+    (AssumeRole with SourceIdentity or Tags fails unless the trust policy allows
+    sts:SetSourceIdentity / sts:TagSession), as the tier role's trust (lakehub.tier)."""
+    from lakehub.tier import tier_role_trust
+
+    trust = tier_role_trust()
+    trust.Statement[0].Principal = Principal("AWS", GetAtt(instance_role, "Arn"))
+    return trust
 
 
 def add_instance_role(b: Builder, secrets: list) -> iam.Role:
@@ -529,7 +526,7 @@ def add_assume_user_role(b: Builder, instance_role: iam.Role, user_role: iam.Rol
                     Statement(
                         Sid="ServeUsersTheUserRole",
                         Effect=Allow,
-                        Action=[AssumeRole, SetSourceIdentity],
+                        Action=[AssumeRole, SetSourceIdentity, TagSession],
                         Resource=[GetAtt(user_role, "Arn")],
                     )
                 ],
@@ -595,8 +592,9 @@ def hub_env() -> dict:
         "LAKEHUB_HUB_PORT": str(names.HUB_PORT),
         "LAKEHUB_IDLE_TIMEOUT": FindInMap(IDLE_MAP, Ref(IDLE_MINUTES), "Seconds"),
         "LAKEHUB_SERVER_MODE": "shared",
-        # users' servers get this role from the hub (lakehub_hub.credentials), never the instance role
-        "LAKEHUB_USER_ROLE_ARN": GetAtt("UserRole", "Arn"),
+        # users' servers get per-user sessions of this role from the hub (lakehub_hub.credentials),
+        # never the instance role; the same name as a tier's (its data role)
+        "LAKEHUB_TIER_ROLE_ARN": GetAtt("UserRole", "Arn"),
         "AWS_REGION": Ref("AWS::Region"),
         "LAKEHUB_COGNITO_DOMAIN": Ref(names.USER_POOL_DOMAIN_URL),
         # as the tiers: the platform's user pool signs users in by email (its sub is a UUID)
@@ -896,7 +894,7 @@ def build_hub_instance(settings: Settings):
     b.output("StopCommand", Sub("aws ec2 stop-instances --region ${AWS::Region} --instance-ids ${Instance}"), "Stop the hub now (it also stops itself when idle); only the volume is billed while stopped")
     b.output("StartCommand", Sub("aws ec2 start-instances --region ${AWS::Region} --instance-ids ${Instance}"), "Start a stopped hub again")
     b.output(INSTANCE_ROLE_ARN, GetAtt(role, "Arn"), "IAM role of the hub instance (image, logs, this hub's secrets; no data)")
-    b.output(USER_ROLE_ARN, GetAtt(user_role, "Arn"), "IAM role of users' servers (the tier's data-lake prefixes and notebook folder only)")
+    b.output(USER_ROLE_ARN, GetAtt(user_role, "Arn"), "Data role the hub assumes per user for their server (the tier's data-lake prefixes, shared folder and the user's own folder)")
     b.output("NotebookPrefix", Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"), "Where the hub's notebooks are stored (the tier's folder)")
     b.output("IdleStopAlarmName", Ref("IdleStopAlarm"), "CloudWatch alarm that stops the hub when idle")
     return b.finish()

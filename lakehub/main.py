@@ -95,6 +95,7 @@ def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Te
         b.copy_param(children[names.NETWORK_TEMPLATE], names.EGRESS_MODE, g)
     for name in (names.DATA_LAKE_BUCKET_NAME, names.DATA_LAKE_KMS_KEY_ARN):
         b.copy_param(children[names.STORAGE_TEMPLATE], name, "Data lake")
+    b.copy_param(children[names.STORAGE_TEMPLATE], names.RECORD_DATA_EVENTS, "Logging")
     g = "Hub image"
     for name in (names.SOURCE_TYPE, names.IMAGE_TAG, IMAGE_PLATFORMS):
         b.copy_param(children[names.PIPELINE_TEMPLATE], name, g)
@@ -216,7 +217,12 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         "StorageStack",
         children[names.STORAGE_TEMPLATE],
         names.STORAGE_TEMPLATE,
-        {**common, names.DATA_LAKE_BUCKET_NAME: Ref(names.DATA_LAKE_BUCKET_NAME), names.DATA_LAKE_KMS_KEY_ARN: Ref(names.DATA_LAKE_KMS_KEY_ARN)},
+        {
+            **common,
+            names.DATA_LAKE_BUCKET_NAME: Ref(names.DATA_LAKE_BUCKET_NAME),
+            names.DATA_LAKE_KMS_KEY_ARN: Ref(names.DATA_LAKE_KMS_KEY_ARN),
+            names.RECORD_DATA_EVENTS: Ref(names.RECORD_DATA_EVENTS),
+        },
     )
     nested_stack(
         b,

@@ -20,6 +20,7 @@ AUTH_MODE = "AuthMode"
 LOG_RETENTION_DAYS = "LogRetentionDays"
 DATA_LAKE_BUCKET_NAME = "DataLakeBucketName"
 DATA_LAKE_KMS_KEY_ARN = "DataLakeKmsKeyArn"
+RECORD_DATA_EVENTS = "RecordDataEvents"  # storage: a CloudTrail trail of S3 data events (attribution)
 SOURCE_TYPE = "SourceType"
 SOURCE_BUCKET_NAME = "SourceBucketName"
 SOURCE_OBJECT_KEY = "SourceObjectKey"
@@ -148,6 +149,11 @@ NOTEBOOK_TIERS_ROOT = "tiers"  # notebook bucket layout: tiers/<tier>/shared, ti
 # execution role only (containerOverrides.environmentFiles); outside tiers/, so no tier role
 # reads it. hub_images/lakehub_hub/fargate.py has the same value (SPAWN_ENV_ROOT).
 SPAWN_ENV_ROOT = "spawn-env"
+# The STS session tag that names a user's own notebook folder (tiers/<tier>/users/<value>/): the
+# hub sets it (and SourceIdentity) when it assumes the tier role for a user; the tier role's
+# policy reads it as ${aws:PrincipalTag/lakehub-user}. hub_images/lakehub_hub/credentials.py
+# has the same value (USER_TAG); its value is lakehub_hub.accounts.storage_name(user).
+USER_SESSION_TAG = "lakehub-user"
 
 # Listener rule priorities: main's own tiers take explicit ones below AUTO_PRIORITY_MINIMUM (in
 # settings order); tiers and hubs launched later claim the lowest free one from it, atomically,

@@ -46,24 +46,37 @@ def tls_only_bucket_policy(bucket: Any) -> PolicyDocument:
 
 
 def tier_notebook_statements(notebook_bucket: Any) -> list[Statement]:
-    """The tier's notebook folder (tiers/<TierName>/): list it, read and write its objects.
-    Used by the tier role and the on-demand hub's instance role alike."""
+    """The tier's notebook folders a user's session reaches: the tier's `shared/` and the user's
+    own `users/<lakehub-user tag>/`, never a colleague's. The folder comes from the session tag
+    the hub sets when it assumes the role for a user (`${aws:PrincipalTag/lakehub-user}`, a
+    policy variable: a session without the tag matches nothing). Used by the tier role and the
+    on-demand hub's user role alike."""
     from awacs.aws import StringLike
 
     from lakehub import names
 
-    prefix = Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/")
+    root = names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"
+    # In Fn::Sub "${!x}" is the literal "${x}": the IAM policy variable.
+    own = root + "users/${!aws:PrincipalTag/" + names.USER_SESSION_TAG + "}/"
+    shared = root + "shared/"
     return [
         Statement(
-            Sid="ListNotebooks",
+            Sid="ListSharedAndOwnNotebooks",
             Effect=Allow,
-            # ListBucketVersions (ListObjectVersions): a home file's checkpoints are the versions
-            # of its central copy (lakehub_hub.contents.CentralCopyCheckpoints)
+            # ListBucketVersions: the user's restore points (checkpoints are object versions).
             Action=[awacs_s3.ListBucket, awacs_s3.ListBucketVersions],
             Resource=[bucket_arn(notebook_bucket)],
-            Condition=Condition(StringLike("s3:prefix", [prefix, Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}/*")])),
+            Condition=Condition(StringLike("s3:prefix", [Sub(shared), Sub(shared + "*"), Sub(own), Sub(own + "*")])),
         ),
-        Statement(Sid="ReadWriteNotebooks", Effect=Allow, Action=S3_READ + S3_WRITE, Resource=[objects_arn(notebook_bucket, prefix)]),
+        Statement(
+            Sid="ReadWriteSharedAndOwnNotebooks",
+            Effect=Allow,
+            Action=S3_READ + S3_WRITE,
+            # One Fn::Sub each, never a Sub inside a Sub: the inner one would hand the outer a
+            # literal "${aws:...}" to resolve (moto's CloudFormation does, and fails).
+            Resource=[Sub("arn:${AWS::Partition}:s3:::${B}/" + shared + "*", B=notebook_bucket),
+                      Sub("arn:${AWS::Partition}:s3:::${B}/" + own + "*", B=notebook_bucket)],
+        ),
     ]
 
 

@@ -3,8 +3,12 @@
 Layout under the assets bucket and key prefix (the templates' AssetsBucketName and
 AssetsKeyPrefix parameters):
   <prefix>templates/<file>             every file of templates/
-  <prefix>functions/<name>-<hash>.zip  every function zip (built first if needed)
+  <prefix>functions/<name>-<hash>.zip  every function zip (built if needed)
   <prefix>source/hub-image.zip         the hub image's build source (pipeline SourceType s3)
+
+Before it builds or uploads anything, publish checks the bucket: it exists, the endpoint
+answers as S3, and it is in the region the stacks will be deployed in (--region, AWS_REGION,
+AWS_DEFAULT_REGION or the profile's; Lambda reads function code only from its own region).
 
 Then `aws cloudformation create-stack --template-url
 https://<bucket>.s3.<region>.amazonaws.com/<prefix>templates/main.template.yaml ...` works.
@@ -52,23 +56,34 @@ def assets_to_publish(templates_dir: Path | None = None) -> list[tuple[str, Path
 
 
 def _s3_client(region: str | None, endpoint_url: str | None):
-    import boto3
+    """S3 with bounded connect/read timeouts and attempts (lakehub.deploy.client_config)."""
+    from lakehub.deploy import client_config, make_client
 
-    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url)
+    return make_client("s3", region, endpoint_url, client_config(endpoint_url=endpoint_url))
 
 
 def _check_bucket(s3, bucket: str) -> str:
     """The bucket's region; a clear LakehubError when it is missing or out of reach."""
     from botocore.exceptions import (
+        BotoCoreError,
         ClientError,
         EndpointConnectionError,
         NoCredentialsError,
         NoRegionError,
         PartialCredentialsError,
     )
+    from botocore.parsers import ResponseParserError
 
+    from lakehub.deploy import unreachable
+
+    where = s3.meta.endpoint_url
     try:
         response = s3.head_bucket(Bucket=bucket)
+    except (ResponseParserError, ClientError) as exc:
+        # Something that is not S3 answered (HeadBucket has no body: only the headers show it).
+        if isinstance(exc, ResponseParserError) or not _from_aws(exc.response):
+            raise unreachable(ResponseParserError(), "S3", where) from None
+        raise _bucket_error(exc, bucket) from None
     except (NoCredentialsError, PartialCredentialsError):
         raise LakehubError(
             "no AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or run `aws configure`"
@@ -77,21 +92,49 @@ def _check_bucket(s3, bucket: str) -> str:
         raise LakehubError("no AWS region set: pass --region or set AWS_REGION") from None
     except EndpointConnectionError as exc:
         raise LakehubError(f"cannot reach S3 at {exc.kwargs.get('endpoint_url', 'its endpoint')}; check --endpoint-url and the network") from None
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code"))
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            raise LakehubError(
-                f"bucket {bucket} does not exist; create it (aws s3 mb s3://{bucket}) or pass an existing bucket with --bucket"
-            ) from None
-        if code in ("403", "AccessDenied", "Forbidden"):
-            raise LakehubError(
-                f"access denied to bucket {bucket}: the credentials in use need s3:ListBucket and s3:PutObject on it"
-            ) from None
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
-            raise LakehubError(f"the AWS credentials were refused ({code}); refresh them or choose another AWS_PROFILE") from None
-        raise LakehubError(f"cannot use bucket {bucket}: {code}") from None
+    except BotoCoreError as exc:
+        error = unreachable(exc, "S3", where, s3.meta.config.read_timeout, longer="")
+        if error is None:
+            raise LakehubError(f"cannot reach S3 at {where}: {str(exc).splitlines()[0]}") from None
+        raise error from None
+    if not _from_aws(response):
+        # A web server that says 200 to anything is not a bucket, and would take the uploads.
+        raise unreachable(ResponseParserError(), "S3", where)
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     return headers.get("x-amz-bucket-region") or s3.meta.region_name or "us-east-1"
+
+
+def _from_aws(response: dict) -> bool:
+    """S3 marks every answer with a request id (x-amz-request-id; emulators x-amzn-requestid)."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return any(name.lower().startswith("x-amz") for name in headers)
+
+
+def _bucket_error(exc, bucket: str) -> LakehubError:
+    code = str(exc.response.get("Error", {}).get("Code"))
+    if code in ("404", "NoSuchBucket", "NotFound"):
+        return LakehubError(
+            f"bucket {bucket} does not exist; create it (aws s3 mb s3://{bucket}) or pass an existing bucket with --bucket"
+        )
+    if code in ("403", "AccessDenied", "Forbidden"):
+        return LakehubError(
+            f"access denied to bucket {bucket}: the credentials in use need s3:ListBucket and s3:PutObject on it"
+        )
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
+        return LakehubError(f"the AWS credentials were refused ({code}); refresh them or choose another AWS_PROFILE")
+    return LakehubError(f"cannot use bucket {bucket}: {code}")
+
+
+def check_bucket_region(bucket: str, bucket_region: str, region: str | None) -> None:
+    """The stacks' functions read their zips from this bucket, and Lambda reads code only from a
+    bucket in the function's own region (AWS::Lambda::Function Code.S3Bucket): publishing for
+    `region` into a bucket elsewhere would fail the deploy late, so it fails here, first."""
+    if region and region != bucket_region:
+        raise LakehubError(
+            f"bucket {bucket} is in {bucket_region}, not {region} where the stacks would be deployed (Lambda reads "
+            f"function code only from a bucket in its own region); pass --region {bucket_region} (and deploy there) "
+            f"or use an assets bucket in {region}"
+        )
 
 
 def publish(
@@ -110,9 +153,15 @@ def _publish(bucket, prefix, region, endpoint_url, templates_dir=None) -> tuple[
     if not bucket or not BUCKET_PATTERN.match(bucket):
         raise LakehubError(f"--bucket {bucket!r} is not a valid S3 bucket name")
     prefix = normalize_prefix(prefix)
-    files = assets_to_publish(templates_dir)
+    # The bucket first (there, reachable, in the stacks' region): nothing is built or uploaded
+    # for a bucket that cannot take it.
+    from lakehub.deploy import resolve_region
+
+    region = resolve_region(region)
     s3 = _s3_client(region, endpoint_url)
     bucket_region = _check_bucket(s3, bucket)
+    check_bucket_region(bucket, bucket_region, region)
+    files = assets_to_publish(templates_dir)
     from botocore.exceptions import ClientError
 
     uploaded = []
@@ -200,7 +249,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--bucket", help="assets bucket (the templates' AssetsBucketName)")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"key prefix (the templates' AssetsKeyPrefix; default {DEFAULT_PREFIX})")
-    p.add_argument("--region", help="AWS region of the bucket (default: from the AWS configuration)")
+    p.add_argument("--region", help="the region the stacks will be deployed in; the bucket must be there (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's)")
     p.add_argument("--endpoint-url", help="S3 endpoint (an emulator); default: AWS, or AWS_ENDPOINT_URL")
     p.add_argument("--stage-dir", metavar="DIR", help="only lay the files out in DIR (templates/, functions/, source/), as taskcat uploads them")
     p.set_defaults(func=run)

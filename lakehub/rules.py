@@ -815,6 +815,126 @@ def iam_trust_named_principals(template: dict) -> list[Violation]:
     return out
 
 
+# Per-user scope (docs/SECURITY.md): data reaches users only through per-user sessions of a
+# *data role* (the tier role, the on-demand hub's user role), never through a task role.
+S3_READS = ("s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions")
+PRINCIPAL_TAG_VARIABLE = re.compile(r"\$\{(?:!)?aws:PrincipalTag/([^}]+)\}", re.IGNORECASE)
+
+
+def _role_statements(template: dict, role: str) -> list[dict]:
+    """Allow statements of a role's inline policies and of the template's AWS::IAM::Policy /
+    RolePolicy resources attached to it."""
+    resources = template.get("Resources") or {}
+    out: list[dict] = []
+    for name, res in resources.items():
+        p = props(res)
+        if name == role and res.get("Type") == "AWS::IAM::Role":
+            for pol in items(p.get("Policies")):
+                if isinstance(pol, dict):
+                    out += statements(pol.get("PolicyDocument"))
+        elif res.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::RolePolicy", "AWS::IAM::ManagedPolicy"):
+            if role in refs(p.get("Roles")) | refs(p.get("RoleName")):
+                out += statements(p.get("PolicyDocument"))
+    return [s for s in out if s.get("Effect") == "Allow"]
+
+
+def _s3_actions(statement: dict) -> list[str]:
+    return [a for a in _actions(statement) if a.lower().startswith("s3:") or a == "*"]
+
+
+def _reaches_data(statement: dict) -> str | None:
+    """Why an Allow statement reaches data (S3 reads or lists anywhere, or any S3 action on the
+    data-lake bucket), or None."""
+    actions = _s3_actions(statement)
+    reads = [a for a in actions if any(fnmatch.fnmatchcase(r.lower(), a.lower()) for r in S3_READS)]
+    if reads:
+        return f"allows {', '.join(reads)}"
+    if actions and any("DataBucket" in r for r in refs(_resources(statement))):
+        return f"allows {', '.join(actions)} on the data-lake bucket"
+    return None
+
+
+@rule(
+    "ecs-task-roles-reach-no-data",
+    "no ECS task runs with a role that reaches data (S3 reads or lists, or anything on the data lake): "
+    "users get data only as per-user sessions of a data role",
+)
+def ecs_task_roles_reach_no_data(template: dict) -> list[Violation]:
+    name_ = "ecs-task-roles-reach-no-data"
+    resources = template.get("Resources") or {}
+    out: list[Violation] = []
+    for td, res in resources_of(template, "AWS::ECS::TaskDefinition"):
+        for arn in alternatives(props(res).get("TaskRoleArn")):
+            if arn is None:
+                continue
+            targets = refs(arn)
+            role = next((r for r in targets if (resources.get(r) or {}).get("Type") == "AWS::IAM::Role"), None)
+            if role is None:
+                out.append(Violation(name_, td, f"task role {arn!r} is not a role of this template, so what it reaches cannot be checked"))
+                continue
+            if props(resources[role]).get("ManagedPolicyArns"):
+                out.append(Violation(name_, td, f"task role {role} has managed policies, which cannot be checked"))
+            for s in _role_statements(template, role):
+                why = _reaches_data(s)
+                if why:
+                    out.append(Violation(name_, td, f"task role {role} {why} ({s.get('Sid') or 'statement'})"))
+    return out
+
+
+def _condition_requires(condition: dict, key: str) -> bool:
+    """The Condition block requires `key` to be present: Null false, or a String/Arn operator
+    (without IfExists) on it, whose values are not '*' alone."""
+    for operator, tests in (condition or {}).items():
+        if not isinstance(tests, dict):
+            continue
+        for k, values in tests.items():
+            if k.lower() != key.lower():
+                continue
+            op = operator.lower()
+            if op == "null" and all(str(v).lower() == "false" for v in items(values)):
+                return True
+            if op.startswith(("stringequals", "stringlike", "arnequals", "arnlike")) and not op.endswith("ifexists"):
+                if not any(str(v) in ("*", "") for v in items(values)):
+                    return True
+    return False
+
+
+@rule(
+    "data-roles-trust-only-named-sessions",
+    "a data role (one reaching the data-lake bucket or scoped by a session tag) is assumable only by named "
+    "AWS principals that must set a SourceIdentity and every session tag its policies read",
+)
+def data_roles_trust_only_named_sessions(template: dict) -> list[Violation]:
+    name_ = "data-roles-trust-only-named-sessions"
+    out: list[Violation] = []
+    for role, res in resources_of(template, "AWS::IAM::Role"):
+        allowed = _role_statements(template, role)
+        reaches_lake = any(_s3_actions(s) and any("DataBucket" in r for r in refs(_resources(s))) for s in allowed)
+        tags = {m.group(1) for s in allowed for text in strings(s.get("Resource")) for m in PRINCIPAL_TAG_VARIABLE.finditer(text)}
+        if not reaches_lake and not tags:
+            continue
+        trust = [s for s in statements(props(res).get("AssumeRolePolicyDocument")) if s.get("Effect") == "Allow"]
+        if not trust:
+            out.append(Violation(name_, role, "a data role without a trust statement"))
+        for s in trust:
+            principal = s.get("Principal")
+            kinds = set(principal) if isinstance(principal, dict) else {"*"}
+            if kinds != {"AWS"} or "NotPrincipal" in s:
+                out.append(Violation(name_, role, f"trusts {sorted(kinds)} principals; a data role trusts named AWS principals only (the hub's role)"))
+            actions = {a.lower() for a in _actions(s)}
+            if "sts:setsourceidentity" not in actions:
+                out.append(Violation(name_, role, "trust allows no sts:SetSourceIdentity (AssumeRole with a SourceIdentity would fail)"))
+            condition = s.get("Condition") or {}
+            if not _condition_requires(condition, "sts:SourceIdentity"):
+                out.append(Violation(name_, role, "trust does not require a SourceIdentity (CloudTrail could not name the person)"))
+            for tag in sorted(tags):
+                if "sts:tagsession" not in actions:
+                    out.append(Violation(name_, role, f"its policies read session tag {tag} but the trust allows no sts:TagSession"))
+                if not _condition_requires(condition, f"aws:RequestTag/{tag}"):
+                    out.append(Violation(name_, role, f"its policies read session tag {tag} but the trust does not require it"))
+    return out
+
+
 # Values a parameter that ends up inside an IAM ARN must refuse: IAM reads '*' and '?' there as
 # wildcards, so such a value would widen the policy (a tier prefix "*/" reaches every tier).
 WILDCARD_PROBES = ("*", "?", "*/", "a*", "a*/", "a/*/", "a?/", "*.zip", "a/*.zip", "arn:aws:iam::123456789012:role/*")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from awacs import kms as awacs_kms
 from awacs import s3 as awacs_s3
 from awacs.aws import Allow, Condition, Principal, Statement, StringEquals
-from troposphere import Equals, GetAtt, If, Not, Ref, s3
+from troposphere import Equals, GetAtt, If, Not, Ref, Sub, cloudtrail, s3
 
 from lakehub import names
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
@@ -55,6 +55,16 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         ConstraintDescription="1 to 3650 days",
     )
     add_log_retention_param(b, settings.log_retention_days, "Logging")
+    b.param(
+        names.RECORD_DATA_EVENTS,
+        "Logging",
+        "Record S3 data events",
+        "true: a CloudTrail trail records every object read and write in the data lake and notebook buckets, "
+        "with the person's name (SourceIdentity); $0.10 per 100,000 events (lakehub cost)",
+        Default="false",
+        AllowedValues=["true", "false"],
+        ConstraintDescription="true or false",
+    )
 
 
 def add_protected_bucket(
@@ -66,6 +76,7 @@ def add_protected_bucket(
     condition: str | None = None,
     lifecycle: list | None = None,
     access_log_target: bool = False,
+    extra_statements: list | None = None,
 ) -> s3.Bucket:
     """A bucket with public access blocked, versioning, encryption, a TLS-only policy, access
     logging, noncurrent-version expiry and Retain on delete and replace."""
@@ -128,6 +139,7 @@ def add_protected_bucket(
                 Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
             )
         )
+    policy.Statement.extend(extra_statements or [])
     b.add(
         s3.BucketPolicy(
             f"{logical_id}Policy",
@@ -174,6 +186,8 @@ def build_storage(settings: Settings):
     add_protected_bucket(b, "DemoLakeBucket", "demo-data-lake", log_bucket=logs_bucket, log_prefix="demo-lake/", condition="CreateDemoLake")
     data_bucket = If("CreateDemoLake", Ref("DemoLakeBucket"), Ref(names.DATA_LAKE_BUCKET_NAME))
 
+    add_data_events_trail(b, logs_bucket, [Ref(notebooks), data_bucket])
+
     seed = add_function(
         b,
         "SeedNotebooksFunction",
@@ -203,6 +217,93 @@ def build_storage(settings: Settings):
     b.output(names.SEED_FUNCTION_ARN, GetAtt(seed, "Arn"), "Function that seeds a tier's folders and example notebooks (ServiceToken)")
     b.output("AccessLogsBucketName", Ref(logs_bucket), "Bucket that receives S3 server access logs")
     return b.finish()
+
+
+TRAIL = "DataEventsTrail"
+TRAIL_LOG_DAYS = 365 * 7  # auditors ask for years; Standard-IA after 90 days keeps it cheap
+
+
+def add_data_events_trail(b: Builder, logs_bucket, buckets: list) -> cloudtrail.Trail:
+    """Attribution (RecordDataEvents=true): a CloudTrail trail of S3 data events (GetObject,
+    PutObject, DeleteObject, ...) on the notebook and data-lake buckets only. Users' sessions
+    carry SourceIdentity = the user (lakehub_hub.credentials), which CloudTrail records on
+    every event of the session (userIdentity.sessionContext.sourceIdentity), so an auditor can
+    name who read an object (docs/SECURITY.md). Its bucket is protected like the others."""
+    b.t.add_condition("RecordDataEvents", Equals(Ref(names.RECORD_DATA_EVENTS), "true"))
+    trail_arn = Sub("arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/${PlatformName}-data-events")
+    bucket = add_protected_bucket(
+        b,
+        "TrailBucket",
+        "data-events-trail",
+        log_bucket=logs_bucket,
+        log_prefix="trail/",
+        condition="RecordDataEvents",
+        lifecycle=[
+            s3.LifecycleRule(
+                Id="KeepTrailLogs",
+                Status="Enabled",
+                ExpirationInDays=TRAIL_LOG_DAYS,
+                Transitions=[s3.LifecycleRuleTransition(StorageClass="STANDARD_IA", TransitionInDays=90)],
+            )
+        ],
+        # What CloudTrail needs to deliver (CloudTrail user guide, "Amazon S3 bucket policy for
+        # CloudTrail"): the bucket's ACL, and writes under AWSLogs/<account>/ from this trail only.
+        extra_statements=[
+            Statement(
+                Sid="CloudTrailReadsAcl",
+                Effect=Allow,
+                Principal=Principal("Service", "cloudtrail.amazonaws.com"),
+                Action=[awacs_s3.GetBucketAcl],
+                Resource=[bucket_arn(Ref("TrailBucket"))],
+                Condition=Condition(StringEquals("aws:SourceArn", trail_arn)),
+            ),
+            Statement(
+                Sid="CloudTrailWrites",
+                Effect=Allow,
+                Principal=Principal("Service", "cloudtrail.amazonaws.com"),
+                Action=[awacs_s3.PutObject],
+                Resource=[objects_arn(Ref("TrailBucket"), Sub("AWSLogs/${AWS::AccountId}/"))],
+                Condition=Condition(StringEquals({"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceArn": trail_arn})),
+            ),
+        ],
+    )
+    trail = cloudtrail.Trail(
+        TRAIL,
+        Condition="RecordDataEvents",
+        DependsOn=["TrailBucketPolicy"],
+        TrailName=Sub("${PlatformName}-data-events"),
+        S3BucketName=Ref(bucket),
+        IsLogging=True,
+        EnableLogFileValidation=True,
+        # Multi-Region costs nothing more here (only these buckets' data events are selected).
+        IsMultiRegionTrail=True,
+        IncludeGlobalServiceEvents=True,
+        AdvancedEventSelectors=[
+            cloudtrail.AdvancedEventSelector(
+                Name="Object reads and writes in the notebook and data-lake buckets",
+                FieldSelectors=[
+                    cloudtrail.AdvancedFieldSelector(Field="eventCategory", Equals=["Data"]),
+                    cloudtrail.AdvancedFieldSelector(Field="resources.type", Equals=["AWS::S3::Object"]),
+                    cloudtrail.AdvancedFieldSelector(
+                        Field="resources.ARN",
+                        StartsWith=[Sub("arn:${AWS::Partition}:s3:::${B}/", B=bucket_name) for bucket_name in buckets],
+                    ),
+                ],
+            )
+        ],
+        Tags=platform_tags(("lakehub:purpose", "data-events")),
+    )
+    add_checkov_skip(
+        trail,
+        "CKV_AWS_35",
+        "The trail's bucket is encrypted (SSE-S3), versioned, TLS-only, blocks public access and is retained; its readers are the account's administrators. A customer-managed KMS key adds $1 a month plus requests and a key policy to keep right, for an optional, off-by-default trail",
+    )
+    add_checkov_skip(
+        trail,
+        "CKV_AWS_252",
+        "Nothing subscribes to delivery notifications: auditors query the logs (Athena, CloudTrail Lake) when they need them",
+    )
+    return b.add(trail)
 
 
 def kms_statement(key_arn_param: str, write: bool) -> Statement:

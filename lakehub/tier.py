@@ -1,13 +1,15 @@
 """tier.template.yaml: one data-access tier (for example `pii` or `nonpii`).
 
 A tier is a hub on ECS Fargate behind the platform's load balancer at <host>.<domain>, whose
-users reach only the tier's data-lake prefixes and its own notebook folder. The stack reads
+users reach only the tier's data-lake prefixes, its shared notebook folder and their own: each
+user's code holds that user's session of the tier role (the data role), which the hub assumes
+per user with SourceIdentity and a session tag (docs/SECURITY.md, "Per-user scope"). The stack reads
 the platform's values from SSM (/lakehub/<platform>/...), so the same template runs nested
 under main or launched alone from Service Catalog.
 
 Two server modes:
 - `per-user` (default): a small hub task; each user's server is its own Fargate task started
-  by the hub with the tier role, so capacity and cost follow the people using it.
+  by the hub (task role UserTaskRole, no data), so capacity and cost follow the people using it.
 - `shared`: the reference design: users' servers are processes (one Unix user each) inside the
   tier's hub task(s); fast to start, sized for the whole team.
 
@@ -24,8 +26,8 @@ from __future__ import annotations
 from awacs import ecs as awacs_ecs
 from awacs import iam as awacs_iam
 from awacs import s3 as awacs_s3
-from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, ArnEquals, Condition, ForAllValuesStringEquals, Null, PolicyDocument, Principal, Statement, StringEquals, StringLike
+from awacs.sts import AssumeRole, SetSourceIdentity, TagSession
 from troposphere import (
     And,
     Equals,
@@ -311,8 +313,44 @@ def ecs_trust() -> PolicyDocument:
     )
 
 
+def tier_role_arn() -> Sub:
+    """The tier role's ARN as a string (its name is fixed): what the hub role may assume, without
+    a reference that would make the two roles depend on each other."""
+    return Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${PlatformName}-${TierName}-tier")
+
+
+def tier_role_trust() -> PolicyDocument:
+    """Only the tier's hub role, and only for a named user: the hub must set a SourceIdentity
+    (CloudTrail records it on every call of the session, S3 data events included) and the
+    `lakehub-user` session tag (the user's own folder in the role's policy), and no other tag.
+    AssumeRole with SourceIdentity or Tags fails unless the trust policy allows
+    sts:SetSourceIdentity / sts:TagSession (docs/AWS_NOTES.md; rule
+    data-roles-trust-only-named-sessions). The reference to HubRole also orders the two: IAM
+    refuses a trust policy naming a role that does not exist yet."""
+    return PolicyDocument(
+        Version="2012-10-17",
+        Statement=[
+            Statement(
+                Sid="HubAssumesForOneUser",
+                Effect=Allow,
+                Principal=Principal("AWS", GetAtt("HubRole", "Arn")),
+                Action=[AssumeRole, SetSourceIdentity, TagSession],
+                Condition=Condition(
+                    [
+                        Null({"sts:SourceIdentity": "false", f"aws:RequestTag/{names.USER_SESSION_TAG}": "false"}),
+                        ForAllValuesStringEquals("aws:TagKeys", [names.USER_SESSION_TAG]),
+                    ]
+                ),
+            )
+        ],
+    )
+
+
 def add_tier_role(b: Builder) -> iam.Role:
-    """The tier role: the tier's data-lake prefixes, its notebook folder, the lake's KMS key."""
+    """The tier role, the *data role*: the tier's data-lake prefixes, its shared notebook folder
+    and the session's own user folder, the lake's KMS key. No task runs with it: the hub assumes
+    it per user (lakehub_hub.credentials) and each user server's credential relay serves that
+    session to the user's kernels (docs/SECURITY.md, "Per-user scope")."""
     data_bucket = Ref(names.DATA_BUCKET_NAME)
     notebook_bucket = Ref(names.NOTEBOOK_BUCKET_NAME)
     # IAM needs one ARN per prefix and CloudFormation has no loop: the list is padded to
@@ -369,8 +407,9 @@ def add_tier_role(b: Builder) -> iam.Role:
         iam.Role(
             "TierRole",
             RoleName=Sub("${PlatformName}-${TierName}-tier"),
-            Description=Sub("lakehub tier ${TierName}: its data-lake prefixes and notebook folder only"),
-            AssumeRolePolicyDocument=ecs_trust(),
+            Description=Sub("lakehub tier ${TierName}: its data-lake prefixes, shared folder and the session user's folder; assumed per user by the hub"),
+            AssumeRolePolicyDocument=tier_role_trust(),
+            # Role chaining (hub task role -> tier role) caps a session at one hour anyway.
             MaxSessionDuration=3600,
             Policies=policies,
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
@@ -622,6 +661,8 @@ def hub_environment(client) -> list:
         "LAKEHUB_HUB_PORT": str(names.HUB_PORT),
         "LAKEHUB_IDLE_TIMEOUT": Ref(IDLE_TIMEOUT),
         "LAKEHUB_SERVER_MODE": Ref(names.TIER_SERVER_MODE),
+        # The data role the hub assumes per user and serves to users' servers (lakehub_hub.credentials).
+        "LAKEHUB_TIER_ROLE_ARN": tier_role_arn(),
         "AWS_REGION": Ref("AWS::Region"),
         "LAKEHUB_COGNITO_DOMAIN": Ref(names.USER_POOL_DOMAIN_URL),
         # the platform's user pool signs users in by email (its sub is a UUID)
@@ -674,11 +715,42 @@ def log_config(stream_prefix: str) -> ecs.LogConfiguration:
     )
 
 
-def add_hub_role(b: Builder, tier_role, execution_role) -> iam.Role:
-    """Per-user mode: the hub may run tasks of the tier's user-server family in the platform
+def add_user_task_role(b: Builder) -> iam.Role:
+    """Per-user mode: the task role of users' server tasks. No data access at all: a user's
+    kernels get their data through the credential relay (a per-user session of the tier role),
+    and the relay takes this role's container-credential variables out of the server's
+    environment (botocore would prefer them)."""
+    return b.add(
+        iam.Role(
+            "UserTaskRole",
+            Condition="IsPerUser",
+            Description=Sub("lakehub tier ${TierName} users' server tasks: no data (data comes per user through the hub)"),
+            AssumeRolePolicyDocument=ecs_trust(),
+            MaxSessionDuration=3600,
+            # Homes (issue 15, section 1): the EFS ClientMount/ClientWrite statement on the
+            # platform's homes file system goes here, as this role's only policy.
+            Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        )
+    )
+
+
+def assume_tier_role_statement() -> Statement:
+    """The hub (both modes) assumes the tier role for each signed-in user, with SourceIdentity
+    and the user's session tag (the tier role's trust policy requires both)."""
+    return Statement(
+        Sid="AssumeTierRoleForUsers",
+        Effect=Allow,
+        Action=[AssumeRole, SetSourceIdentity, TagSession],
+        Resource=[tier_role_arn()],
+    )
+
+
+def add_hub_role(b: Builder, execution_role, user_task_role) -> iam.Role:
+    """The hub task's role in both modes: it assumes the tier role per user (never holds data
+    itself). Per-user mode adds: the hub may run tasks of the tier's user-server family in the platform
     cluster, tagged with its tier; watch and stop only tasks tagged with its tier (so another
     tier's hub can neither read a server's overrides nor stop it); write and delete its tier's
-    per-spawn environment files; and pass exactly the tier role and execution role to ECS tasks.
+    per-spawn environment files; and pass exactly the user task role and execution role to ECS tasks.
     ECS authorizes DescribeTasks and StopTask per task with aws:ResourceTag, and TagResource at
     RunTask with ecs:CreateAction and aws:RequestTag (docs/AWS_NOTES.md; rule
     ecs-task-access-by-tier-tag)."""
@@ -737,23 +809,31 @@ def add_hub_role(b: Builder, tier_role, execution_role) -> iam.Role:
             Sid="PassTierRoles",
             Effect=Allow,
             Action=[awacs_iam.PassRole],
-            Resource=[GetAtt(tier_role, "Arn"), GetAtt(execution_role, "Arn")],
+            Resource=[GetAtt(user_task_role, "Arn"), GetAtt(execution_role, "Arn")],
             Condition=Condition(StringEquals("iam:PassedToService", "ecs-tasks.amazonaws.com")),
         ),
     ]
     return b.add(
         iam.Role(
             "HubRole",
-            Condition="IsPerUser",
-            Description=Sub("lakehub tier ${TierName} hub (per-user mode): starts and stops users' server tasks"),
+            Description=Sub("lakehub tier ${TierName} hub: assumes the tier role per user; per-user mode: starts and stops users' server tasks"),
             AssumeRolePolicyDocument=ecs_trust(),
-            Policies=[iam.Policy(PolicyName="spawn-user-servers", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+            # Role chaining: the tier role sessions it makes last at most one hour whatever this says.
+            MaxSessionDuration=3600,
+            Policies=[
+                iam.Policy(PolicyName="serve-users-tier-sessions", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[assume_tier_role_statement()])),
+                If(
+                    "IsPerUser",
+                    iam.Policy(PolicyName="spawn-user-servers", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements)),
+                    Ref("AWS::NoValue"),
+                ),
+            ],
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
         )
     )
 
 
-def add_task_definitions(b: Builder, tier_role, execution_role, hub_role, client, cookie, client_secret):
+def add_task_definitions(b: Builder, execution_role, hub_role, user_task_role, client, cookie, client_secret):
     image = Sub("${ImageRepositoryUri}:${ImageTag}")
     hub = b.add(
         ecs.TaskDefinition(
@@ -765,7 +845,8 @@ def add_task_definitions(b: Builder, tier_role, execution_role, hub_role, client
             RequiresCompatibilities=["FARGATE"],
             RuntimePlatform=ecs.RuntimePlatform(CpuArchitecture="ARM64", OperatingSystemFamily="LINUX"),
             ExecutionRoleArn=GetAtt(execution_role, "Arn"),
-            TaskRoleArn=If("IsPerUser", GetAtt("HubRole", "Arn"), GetAtt(tier_role, "Arn")),
+            # Both modes: the hub role, which holds no data (rule ecs-task-roles-reach-no-data).
+            TaskRoleArn=GetAtt(hub_role, "Arn"),
             ContainerDefinitions=[
                 ecs.ContainerDefinition(
                     Name="hub",
@@ -804,7 +885,8 @@ def add_task_definitions(b: Builder, tier_role, execution_role, hub_role, client
             RequiresCompatibilities=["FARGATE"],
             RuntimePlatform=ecs.RuntimePlatform(CpuArchitecture="ARM64", OperatingSystemFamily="LINUX"),
             ExecutionRoleArn=GetAtt(execution_role, "Arn"),
-            TaskRoleArn=GetAtt(tier_role, "Arn"),
+            # No data: the user's data comes through the credential relay (lakehub_hub.credential_relay).
+            TaskRoleArn=GetAtt(user_task_role, "Arn"),
             ContainerDefinitions=[
                 ecs.ContainerDefinition(
                     Name="notebook",
@@ -874,8 +956,9 @@ def build_tier(settings: Settings):
     add_platform_secret_lookups(b)
     execution_role = add_execution_role(b, cookie, client_secret)
     hub_sg, user_sg = add_security_groups(b)
-    hub_role = add_hub_role(b, tier_role, execution_role)
-    hub_td, user_td = add_task_definitions(b, tier_role, execution_role, hub_role, client, cookie, client_secret)
+    user_task_role = add_user_task_role(b)
+    hub_role = add_hub_role(b, execution_role, user_task_role)
+    hub_td, user_td = add_task_definitions(b, execution_role, hub_role, user_task_role, client, cookie, client_secret)
 
     tg = b.add(
         elb.TargetGroup(
@@ -1003,7 +1086,7 @@ def build_tier(settings: Settings):
     )
 
     b.output(names.TIER_URL, Sub("https://${HostName}.${DomainName}"), "Where the tier's users sign in")
-    b.output(names.TIER_ROLE_ARN, GetAtt(tier_role, "Arn"), "IAM role of the tier's servers (its data-lake prefixes only)")
+    b.output(names.TIER_ROLE_ARN, GetAtt(tier_role, "Arn"), "Data role of the tier (its data-lake prefixes, shared folder, each user's own folder), assumed per user by the hub")
     b.output(names.TIER_SERVICE_NAME, GetAtt(service, "Name"), "ECS service of the tier's hub")
     b.output("ExecutionRoleArn", GetAtt(execution_role, "Arn"), "Task execution role (image pull, logs, secrets)")
     b.output("HubTaskDefinitionArn", Ref(hub_td), "Task definition of the tier's hub")

@@ -491,7 +491,9 @@ def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_t
     assert f":role/lakehub/{PLATFORM}/nonpii/" in user_role_arn
     doc = inline(user_role_arn)
     objects = sorted(r for s in doc["Statement"] if s and "s3:GetObject" in s["Action"] for r in s["Resource"])
-    assert objects == sorted([f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/nonpii/*", f"arn:aws:s3:::{LAKE_BUCKET}/nonpii/*"])
+    # the tier's shared folder and the session's own folder (the policy variable reaches IAM as written)
+    assert objects == sorted([f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/nonpii/shared/*", f"arn:aws:s3:::{LAKE_BUCKET}/nonpii/*",
+                              f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/nonpii/users/${{aws:PrincipalTag/lakehub-user}}/*"])
     kms = [s for s in doc["Statement"] if s and "kms:Decrypt" in s["Action"]]
     assert kms and kms[0]["Resource"] == [platform[names.DATA_KMS_KEY_ARN]]
     assert not [s for s in doc["Statement"] if s and any(a.startswith("secretsmanager:") for a in s["Action"])]
@@ -637,7 +639,8 @@ def test_tier_launch_makes_the_tier_on_the_platform(aws, platform, tier_launch):
     assert resources == {
         f"arn:aws:s3:::{LAKE_BUCKET}/claims/*",
         f"arn:aws:s3:::{LAKE_BUCKET}/claims-archive/*",
-        f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/claims/*",
+        f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/claims/shared/*",
+        f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/claims/users/${{aws:PrincipalTag/lakehub-user}}/*",
     }
 
 

@@ -269,6 +269,28 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(capsys, argv, says):
     assert len(err) == 1 and says in err[0]
 
 
+@pytest.mark.parametrize(
+    "size, says",
+    [
+        ("3000/7000", "3000 CPU units"),  # no such CPU size
+        ("1024/30720", "2048-8192 MiB"),  # too much memory for 1 vCPU
+        ("8192/18000", "in steps of 4096"),  # not on 8 vCPU's 4 GB steps
+        ("256/4096", "512, 1024 or 2048 MiB"),  # 0.25 vCPU has three sizes only
+        ("0/0", "must be positive"),
+    ],
+)
+def test_server_size_must_be_a_size_fargate_offers(capsys, size, says):
+    code = cli_main(["cost", "--server-size", size])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert len(err) == 1 and says in err[0], err
+
+
+@pytest.mark.parametrize("size", ["256/512", "2048/16384", "8192/61440", "16384/32768", "16384/122880"])
+def test_every_fargate_size_is_accepted(size):
+    assert estimate(profile=Profile(server_size=size))["per_user_hour_usd"] > 0
+
+
 def test_json_and_table_output(capsys):
     assert cli_main(["cost", "--format", "json", "--users", "20"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -331,3 +353,30 @@ def test_off_hours_hub_hours_on_the_command_line(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["profile"]["off_hours_hub_hours_per_month"] == 40
     assert data["configuration"]["schedule"]["nat_instance_hours_for_hubs_per_month"] == 40
+
+
+def test_the_build_side_and_the_image_know_the_same_fargate_sizes():
+    """Two tables name Fargate's sizes (lakehub.settings for settings and cost, the image's
+    lakehub_hub.fargate for profiles at spawn): they must agree, size for size."""
+    from lakehub_hub.fargate import FARGATE_SIZES as IMAGE_SIZES
+
+    from lakehub.settings import FARGATE_USER_SIZES
+
+    image = {}
+    for cpu, (low, high, step) in IMAGE_SIZES.items():
+        image[cpu] = (512, 1024, 2048) if step is None else tuple(range(low, high + 1, step))
+    assert image == FARGATE_USER_SIZES
+
+
+def test_recording_data_events_adds_their_price_per_user_hour_only():
+    """RecordDataEvents=true: each object call of an active user (notebook saves and opens,
+    data-lake reads) is a data event at $0.10 per 100,000; nothing when nobody works."""
+    off = estimate()
+    on = estimate(parameters={"RecordDataEvents": "true"})
+    assert off["components"]["data_events"]["per_user_hour_usd"] == 0
+    events = A["notebook_puts_per_user_hour"] + A["notebook_gets_per_user_hour"] + A["data_reads_per_user_hour"]
+    price = RAW["regions"]["us-east-1"]["cloudtrail_data_events_per_100k"]["usd"]
+    assert price == 0.10
+    assert on["components"]["data_events"]["per_user_hour_usd"] == pytest.approx(events / 100_000 * price)
+    assert on["components"]["data_events"]["idle_monthly_usd"] == 0
+    assert on["per_user_hour_usd"] == pytest.approx(off["per_user_hour_usd"] + events / 100_000 * price)

@@ -147,3 +147,148 @@ def test_unknown_parameter_fails_before_any_change_set(emulator_env, tmp_path):
                endpoint_url=emulator_env, template_file=template)
     cfn = boto3.client("cloudformation", endpoint_url=emulator_env, region_name="us-east-1")
     assert "deploy-test-2" not in {s["StackName"] for s in cfn.list_stacks()["StackSummaries"]}
+
+
+# ------------------------------------------------------------------ bad input (issue 16)
+DEPLOY_ARGS = ["deploy", "--parameter", "AssetsBucketName=b1", "--parameter", "DomainName=x.example.com",
+               "--parameter", "HostedZoneId=Z1"]
+
+
+def _clean_env(tmp_path, **extra) -> dict:
+    """No AWS settings of the machine: dummy keys (they work nowhere), no config files."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                "AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLELOCALONLY",
+                "AWS_SECRET_ACCESS_KEY": "not-a-secret"})
+    env.update(extra)
+    return env
+
+
+def _deploy_cli(args, env, timeout=120):
+    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=ROOT)
+
+
+def _one_error_line(proc) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("lakehub: error: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("url", ["not a url", "http://", "127.0.0.1:4750", "ftp://127.0.0.1:4750",
+                                 "http://127.0.0.1:99999", "http://127.0.0.1:4750/?x=1"])
+def test_a_malformed_endpoint_url_is_one_line_naming_the_fix(tmp_path, url):
+    line = _one_error_line(_deploy_cli([*DEPLOY_ARGS, "--region", "us-east-1", "--endpoint-url", url], _clean_env(tmp_path)))
+    assert "--endpoint-url" in line and "http://127.0.0.1:" in line  # names the option and a valid form
+
+
+@pytest.fixture
+def not_aws():
+    """An HTTP server on loopback that is not AWS: it answers every request with an HTML page."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def _page(self):
+            body = b"<!DOCTYPE html><html><body><h1>Welcome</h1></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_HEAD = do_PUT = _page
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_endpoint_that_is_not_aws_is_one_line(tmp_path, not_aws):
+    line = _one_error_line(_deploy_cli([*DEPLOY_ARGS, "--region", "us-east-1", "--endpoint-url", not_aws], _clean_env(tmp_path)))
+    assert not_aws in line and "not answer as AWS CloudFormation" in line
+
+
+@pytest.fixture
+def silent_endpoint():
+    """A loopback port that accepts connections (the kernel's backlog) and never answers."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def test_an_endpoint_that_never_answers_times_out_with_a_message(tmp_path, silent_endpoint):
+    import time
+
+    started = time.monotonic()
+    proc = _deploy_cli([*DEPLOY_ARGS, "--region", "us-east-1", "--endpoint-url", silent_endpoint, "--timeout", "3"],
+                       _clean_env(tmp_path), timeout=90)
+    line = _one_error_line(proc)
+    assert time.monotonic() - started < 60
+    assert silent_endpoint in line and "did not answer within 3 s" in line
+
+
+def test_waiting_for_an_endpoint_shows_progress(tmp_path, silent_endpoint, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    for key, value in _clean_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+
+    template = tmp_path / "t.yaml"
+    template.write_text(SMALL_TEMPLATE)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with pytest.raises(LakehubError, match="did not answer within 2 s"):
+        deploy({"BucketSuffix": "p1"}, stack_name="deploy-progress", region="us-east-1", endpoint_url=silent_endpoint,
+               template_file=template, timeout=2, console=console)
+    assert f"contacting CloudFormation at {silent_endpoint}" in out.getvalue()
+
+
+def test_requests_have_bounded_timeouts_and_retries():
+    from lakehub.deploy import cfn_client
+
+    for endpoint in (None, "http://127.0.0.1:4750"):
+        config = cfn_client("us-east-1", endpoint, timeout=3600).meta.config
+        assert config.connect_timeout <= 10 and config.read_timeout <= 60
+        assert config.retries["total_max_attempts"] <= 4
+
+
+def test_aws_region_is_honoured_like_the_aws_cli(tmp_path):
+    # Only AWS_REGION (no --region, no AWS_DEFAULT_REGION, no profile): the deploy gets past the
+    # region and stops at the credentials, which name nothing real.
+    env = _clean_env(tmp_path, AWS_REGION="eu-west-2")
+    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    line = _one_error_line(_deploy_cli(DEPLOY_ARGS, env))
+    assert "no AWS credentials found" in line
+
+
+def test_aws_region_wins_over_aws_default_region(monkeypatch):
+    from lakehub.deploy import resolve_region
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-2")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-1")
+    assert resolve_region(None) == "eu-west-2"
+    assert resolve_region("ap-south-1") == "ap-south-1"  # --region wins over both
+    monkeypatch.delenv("AWS_REGION")
+    assert resolve_region(None) == "us-west-1"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "soon"])
+def test_deploy_timeout_must_be_positive(tmp_path, value):
+    proc = _deploy_cli([*DEPLOY_ARGS, "--region", "us-east-1", "--timeout", value], _clean_env(tmp_path))
+    assert proc.returncode == 2
+    assert "--timeout" in proc.stderr and "Traceback" not in proc.stderr

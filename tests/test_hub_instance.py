@@ -68,10 +68,10 @@ def role_statements(resources, role="UserRole") -> list[dict]:
 
 
 def users_role(resources) -> str:
-    """The role users' servers run with: the one the hub serves them (LAKEHUB_USER_ROLE_ARN), or,
+    """The role users' servers run with: the one the hub serves them (LAKEHUB_TIER_ROLE_ARN), or,
     without one, the instance role (their processes share the host's network and reach IMDS)."""
     env = hub_env_from_user_data(resources["Instance"]["Properties"]["UserData"])
-    arn = env.get("LAKEHUB_USER_ROLE_ARN", "")
+    arn = env.get("LAKEHUB_TIER_ROLE_ARN", "")
     return arn[1:-len(".Arn>")] if arn.startswith("<") else "InstanceRole"
 
 
@@ -180,8 +180,11 @@ def test_tier_is_chosen_from_the_build_time_tiers(template):
 def test_hub_role_reads_only_the_chosen_tiers_prefixes(template):
     pii = role_statements(resolve(template, TierName="pii").resources())
     nonpii = role_statements(resolve(template, TierName="nonpii").resources())
-    assert sorted(actions_on(pii, "s3:GetObject")) == ["arn:aws:s3:::example-lake/pii/*", "arn:aws:s3:::example-notebooks/tiers/pii/*"]
-    assert sorted(actions_on(nonpii, "s3:GetObject")) == ["arn:aws:s3:::example-lake/nonpii/*", "arn:aws:s3:::example-notebooks/tiers/nonpii/*"]
+    own = "users/${aws:PrincipalTag/lakehub-user}/*"
+    assert sorted(actions_on(pii, "s3:GetObject")) == ["arn:aws:s3:::example-lake/pii/*", "arn:aws:s3:::example-notebooks/tiers/pii/shared/*",
+                                                       f"arn:aws:s3:::example-notebooks/tiers/pii/{own}"]
+    assert sorted(actions_on(nonpii, "s3:GetObject")) == ["arn:aws:s3:::example-lake/nonpii/*", "arn:aws:s3:::example-notebooks/tiers/nonpii/shared/*",
+                                                          f"arn:aws:s3:::example-notebooks/tiers/nonpii/{own}"]
     listing = [s for s in pii if "s3:ListBucket" in s["Action"]]
     assert {tuple(s["Resource"]) for s in listing} == {("arn:aws:s3:::example-lake",), ("arn:aws:s3:::example-notebooks",)}
     for s in listing:
@@ -207,9 +210,11 @@ def test_read_only_tier_hub_cannot_write_data():
     assert sorted(actions_on(ro, "s3:GetObject")) == [
         "arn:aws:s3:::example-lake/claims/*",
         "arn:aws:s3:::example-lake/pii/*",
-        "arn:aws:s3:::example-notebooks/tiers/pii/*",
+        "arn:aws:s3:::example-notebooks/tiers/pii/shared/*",
+        "arn:aws:s3:::example-notebooks/tiers/pii/users/${aws:PrincipalTag/lakehub-user}/*",
     ]
-    assert actions_on(ro, "s3:PutObject") == ["arn:aws:s3:::example-notebooks/tiers/pii/*"]
+    assert actions_on(ro, "s3:PutObject") == ["arn:aws:s3:::example-notebooks/tiers/pii/shared/*",
+                                              "arn:aws:s3:::example-notebooks/tiers/pii/users/${aws:PrincipalTag/lakehub-user}/*"]
     assert "arn:aws:s3:::example-lake/nonpii/*" in actions_on(rw, "s3:PutObject")
 
 
@@ -235,7 +240,7 @@ def test_instance_role_holds_no_data_and_assumes_only_the_user_role(template):
     assert not [s for s in stmts if any(a.startswith(("s3:", "kms:")) for a in s["Action"])], "data access belongs to the user role"
     assume = [s for s in stmts if "sts:AssumeRole" in s["Action"]]
     assert [s["Resource"] for s in assume] == [["<UserRole.Arn>"]]
-    assert set(assume[0]["Action"]) == {"sts:AssumeRole", "sts:SetSourceIdentity"}
+    assert set(assume[0]["Action"]) == {"sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"}
     # the hub needs the policy before the first spawn
     assert res["Instance"]["DependsOn"] == ["InstanceAssumesUserRole"]
 
@@ -244,7 +249,10 @@ def test_user_role_trusts_only_the_instance_role_and_lets_it_set_the_source_iden
     res = resolve(template).resources()
     (trust,) = res["UserRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"AWS": "<InstanceRole.Arn>"}
-    assert set(trust["Action"]) == {"sts:AssumeRole", "sts:SetSourceIdentity"}
+    assert set(trust["Action"]) == {"sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"}
+    # only for one named user: SourceIdentity and the lakehub-user session tag, no other tag
+    assert trust["Condition"]["Null"] == {"sts:SourceIdentity": "false", "aws:RequestTag/lakehub-user": "false"}
+    assert trust["Condition"]["ForAllValues:StringEquals"] == {"aws:TagKeys": ["lakehub-user"]}
     assert res["UserRole"]["Properties"]["MaxSessionDuration"] == 3600
 
 

@@ -344,3 +344,142 @@ def test_stage_lays_out_the_bucket_layout(tmp_path, generated_templates):
         assert (tmp_path / key).is_file()
     assert (tmp_path / "templates" / "main.template.yaml").is_file()
     assert (tmp_path / packaging.SOURCE_ZIP_KEY).is_file()
+
+
+# ------------------------------------------------------------------ the bucket first (issue 16)
+@pytest.fixture
+def nothing_built(monkeypatch):
+    """Fails the test if publish builds a function or source zip (it writes build/)."""
+    built = []
+
+    def refuse(*args, **kwargs):
+        built.append(args)
+        raise AssertionError("publish built its zips before it checked the bucket")
+
+    monkeypatch.setattr(packaging, "build_all", refuse)
+    monkeypatch.setattr(packaging, "build_source_zip", refuse)
+    return built
+
+
+def _bucket_in(aws_client, region: str) -> str:
+    import uuid
+
+    name = f"lakehub-assets-{uuid.uuid4().hex[:10]}"
+    aws_client("s3").create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+    return name
+
+
+def _keys(aws_client, bucket: str) -> list[str]:
+    return [o["Key"] for o in aws_client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_a_missing_bucket_is_found_before_anything_is_built(aws_env, generated_templates, nothing_built):
+    with pytest.raises(LakehubError, match=r"^bucket no-such-assets-bucket does not exist"):
+        publish("no-such-assets-bucket", "lakehub/", REGION, aws_env.endpoint_url, templates_dir=generated_templates)
+    assert nothing_built == []
+
+
+def test_a_bucket_in_another_region_than_the_stacks_is_refused_before_writing(aws_env, aws_client, generated_templates, nothing_built):
+    bucket = _bucket_in(aws_client, "eu-west-1")
+    with pytest.raises(LakehubError) as err:
+        publish(bucket, "lakehub/", REGION, aws_env.endpoint_url, templates_dir=generated_templates)
+    message = str(err.value)
+    assert "eu-west-1" in message and REGION in message and "--region eu-west-1" in message
+    assert nothing_built == [] and _keys(aws_client, bucket) == []
+
+
+def test_publish_takes_its_region_from_aws_region(aws_env, aws_client, generated_templates, nothing_built, monkeypatch):
+    # AWS_REGION says eu-west-1 (AWS_DEFAULT_REGION says us-east-1): a us-east-1 bucket is the
+    # wrong region for stacks deployed with this configuration.
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    import uuid
+
+    bucket = f"lakehub-assets-{uuid.uuid4().hex[:10]}"
+    aws_client("s3").create_bucket(Bucket=bucket)  # us-east-1
+    with pytest.raises(LakehubError, match="us-east-1.*eu-west-1|eu-west-1.*us-east-1"):
+        publish(bucket, "lakehub/", None, aws_env.endpoint_url, templates_dir=generated_templates)
+    assert _keys(aws_client, bucket) == []
+
+
+def test_publish_into_a_bucket_of_the_aws_region(aws_env, aws_client, generated_templates, monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    bucket = _bucket_in(aws_client, "eu-west-1")
+    from lakehub.publish import _publish
+
+    keys, region = _publish(bucket, "lakehub/", None, aws_env.endpoint_url, generated_templates)
+    assert region == "eu-west-1" and keys and sorted(keys) == sorted(_keys(aws_client, bucket))
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://127.0.0.1:1", "http://127.0.0.1:99999"])
+def test_publish_refuses_a_malformed_endpoint_url_in_one_line(aws_env, tmp_path, url):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", "publish", "--bucket", "lakehub-assets", "--endpoint-url", url],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, env={**__import__("os").environ},
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lakehub: error: --endpoint-url"), proc.stderr
+
+
+def test_publish_requests_have_bounded_timeouts_and_retries():
+    from lakehub.publish import _s3_client
+
+    config = _s3_client("us-east-1", "http://127.0.0.1:4750").meta.config
+    assert config.connect_timeout <= 10 and config.read_timeout <= 60
+    assert config.retries["total_max_attempts"] <= 4
+
+
+def test_publish_to_an_endpoint_that_is_not_s3_writes_nothing(aws_env, generated_templates, nothing_built):
+    """A web server that answers 200 to everything is not a bucket (HeadBucket has no body)."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def _page(self):
+            seen.append(self.command)
+            body = b"" if self.command == "HEAD" else b"<html><body>hello</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_HEAD = do_PUT = _page
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(LakehubError, match=f"^{url} does not answer as AWS S3"):
+            publish("lakehub-assets", "lakehub/", REGION, url, templates_dir=generated_templates)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "PUT" not in seen and nothing_built == []
+
+
+def test_publish_to_an_endpoint_that_never_answers_times_out_with_a_message(aws_env, generated_templates, nothing_built, monkeypatch):
+    import socket
+    import time
+
+    from lakehub import deploy
+
+    monkeypatch.setattr(deploy, "READ_TIMEOUT", 2.0, raising=False)  # the bound every request has (60 s)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)  # connections complete in the backlog; nothing ever answers
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        with pytest.raises(LakehubError, match=f"^S3 at {url} did not answer within 2 s"):
+            publish("lakehub-assets", "lakehub/", REGION, url, templates_dir=generated_templates)
+    finally:
+        sock.close()
+    assert time.monotonic() - started < 30 and nothing_built == []

@@ -26,17 +26,20 @@ def stable_uid(unix_name: str) -> int:
     return 200000 + int(hashlib.sha256(unix_name.encode()).hexdigest(), 16) % 1_000_000_000
 
 
-# What S3 object keys and STS session-tag values both accept (tag values: letters, digits,
-# spaces and _.:/=+-@, 1..256; the design keeps spaces out and 128 characters at most).
-_STORAGE_NAME = re.compile(r"[A-Za-z0-9_.:/=+\-@]{1,128}")
+# A user's folder name in S3 and the value of the session tag that names it (lakehub-user): what
+# both S3 keys and STS tag values accept, without '/' (a name with '/' would put one user's folder
+# inside another's: users/a/ holds users/a/b/) and without the characters IAM policy variables
+# treat specially. Anything else is cleaned and keeps a short hash, so two users never share one.
+_STORAGE_OK = re.compile(r"[A-Za-z0-9_.:=+@-]{1,128}")
+_STORAGE_BAD = re.compile(r"[^A-Za-z0-9_.:=+@-]+")
 
 
 def storage_name(hub_name: str) -> str:
-    """Hub user name -> the user's folder in S3 (`tiers/<tier>/users/<storage name>/`) and the
-    `lakehub-user` session tag: the name itself when it is a valid tag value, else a cleaned
-    name and a short hash (two names that clean alike stay apart)."""
-    if _STORAGE_NAME.fullmatch(hub_name) and hub_name not in (".", "..") and "//" not in hub_name:
+    """Hub user name -> the user's folder (tiers/<tier>/users/<this>/) and session tag value:
+    the name itself when it is 1-128 of [A-Za-z0-9_.:=+@-] and not only dots, else a cleaned
+    name and 8 hex characters of its hash."""
+    if _STORAGE_OK.fullmatch(hub_name) and hub_name.strip("."):
         return hub_name
-    clean = re.sub(r"[^A-Za-z0-9_.=+\-@]+", "-", hub_name).strip("-.") or "user"
+    clean = _STORAGE_BAD.sub("-", hub_name).strip(".-")[:100] or "user"
     digest = hashlib.sha256(hub_name.encode()).hexdigest()[:8]
-    return f"{clean[:128 - 9]}-{digest}"
+    return f"{clean}-{digest}"

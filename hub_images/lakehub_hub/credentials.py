@@ -1,24 +1,29 @@
-"""AWS credentials for users' servers on an on-demand (EC2) hub, served by the hub itself.
+"""Per-user AWS credentials for users' servers, served by the hub itself (every mode).
 
-On the EC2 hub the hub container runs with host networking, and users' servers are processes
-in it (shared mode). The instance role (reached through IMDS) holds what the hub needs: the hub's
-secrets, the image, the logs. Users' servers must not hold it. Instead:
+The tier's *data role* (`LAKEHUB_TIER_ROLE_ARN`; the on-demand hub's user role is the same kind of
+role) reaches the tier's data prefixes, its shared folder and `users/${aws:PrincipalTag/lakehub-user}/`
+only. No server runs with it: the hub's own role (the tier's HubRole on ECS, the instance role
+on an on-demand hub) assumes it once per user, and users' servers ask the hub for that session:
 
-- the instance's firewall lets only root reach IMDS (hub_instance.py's user data);
-- the hub serves the container-credentials protocol on its loopback API address
-  (`<hub API URL>/lakehub/aws-credentials`). Each user server gets
-  `AWS_CONTAINER_CREDENTIALS_FULL_URI` (botocore accepts plain http there only for a loopback
-  address, `localhost` or the ECS/EKS agent addresses) and `AWS_CONTAINER_AUTHORIZATION_TOKEN`
-  (`token <its JupyterHub API token>`, sent verbatim as the Authorization header);
+- the hub serves the container-credentials protocol at `<hub API URL>/lakehub/aws-credentials`
+  (the hub's API address, not through the proxy: per-user tasks call the hub task's address
+  across the VPC, shared-mode servers the hub's loopback address);
 - a request is answered only with a valid, unexpired API token of a user whose server is
   running, and never when it came through the proxy or a load balancer (X-Forwarded-For);
-- the answer is that user's session of the hub's *user role* (`LAKEHUB_USER_ROLE_ARN`, the tier's
-  data access only), assumed with RoleSessionName and SourceIdentity set from the user name, so
-  CloudTrail attributes every S3 call to a person. Sessions are cached per user and renewed when
-  less than `REFRESH_MARGIN` seconds remain (more than botocore's 15-minute advisory refresh, so
-  a client never gets back credentials it already considers stale).
+- the answer is that user's session of the data role, assumed with RoleSessionName and
+  SourceIdentity = session_name(user) (CloudTrail records both on every call of the session,
+  S3 data events included) and the session tag `lakehub-user` = storage_name(user) (the user's
+  own folder in the role's policy). The role's trust policy requires both. Sessions are cached
+  per user and renewed when less than `REFRESH_MARGIN` seconds remain (more than botocore's
+  15-minute advisory refresh; role chaining caps a session at one hour).
 
-Wired by hub_images/jupyterhub_config.py when LAKEHUB_USER_ROLE_ARN is set (docs/HUB_ENV.md).
+botocore accepts plain-http AWS_CONTAINER_CREDENTIALS_FULL_URI only on loopback and the ECS/EKS
+agent addresses, so each user server runs a credential relay on its own loopback
+(lakehub_hub.credential_relay) that fetches from here with the server's API token; the hub turns
+the relay on by setting `LAKEHUB_CREDENTIAL_RELAY=1` in the server's environment.
+
+Wired by hub_images/jupyterhub_config.py when LAKEHUB_TIER_ROLE_ARN (or its old name
+LAKEHUB_USER_ROLE_ARN) is set (docs/HUB_ENV.md).
 """
 
 from __future__ import annotations
@@ -31,14 +36,27 @@ import re
 import threading
 import time
 
+from lakehub_hub.accounts import storage_name
+
 ROUTE = "/lakehub/aws-credentials"  # under the hub's prefix: /hub/lakehub/aws-credentials
-SESSION_SECONDS = 3600  # role chaining (instance role -> user role) allows at most one hour
+SESSION_SECONDS = 3600  # role chaining (hub role -> data role) allows at most one hour
 REFRESH_MARGIN = 20 * 60
-# The container-credential variables a user server must not inherit from the hub's environment:
-# botocore prefers RELATIVE_URI (the ECS agent) and a token file over what the hub sets.
+USER_TAG = "lakehub-user"  # the session tag naming the user's folder (lakehub.names.USER_SESSION_TAG)
+RELAY_SWITCH = "LAKEHUB_CREDENTIAL_RELAY"  # set to "1" in a server's environment: run the relay
+# The hub's own credential variables, which a user server must never inherit: they are the hub
+# role (which may assume the data role for *any* user) or the instance role.
 INHERITED_CREDENTIAL_VARIABLES = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "ECS_CONTAINER_METADATA_URI",
+    "ECS_CONTAINER_METADATA_URI_V4",
 )
 _NAME_CHARS = re.compile(r"[^\w+=,.@-]")
 
@@ -54,10 +72,13 @@ def session_name(user: str) -> str:
 
 
 class UserRoleSessions:
-    """One cached session of the user role per hub user."""
+    """One cached session of the data role per hub user."""
 
-    def __init__(self, role_arn: str, region: str, sts_client=None, clock=time.time):
+    def __init__(self, role_arn: str, region: str, sts_client=None, clock=time.time, tag_sessions: bool = True):
         self.role_arn = role_arn
+        # False only for a role whose trust predates session tags (an on-demand hub stack launched
+        # before them, which sets LAKEHUB_USER_ROLE_ARN): AssumeRole with Tags would be refused.
+        self.tag_sessions = tag_sessions
         self.region = region
         self._sts = sts_client
         self._clock = clock
@@ -68,7 +89,7 @@ class UserRoleSessions:
         if self._sts is None:
             import boto3
 
-            # The hub's own credentials (the instance role, through IMDS as root).
+            # The hub's own credentials (its task role on ECS; the instance role, through IMDS as root).
             self._sts = boto3.client("sts", region_name=self.region)  # the regional endpoint
         return self._sts
 
@@ -78,8 +99,9 @@ class UserRoleSessions:
             if cached and cached["_expires"] - self._clock() > REFRESH_MARGIN:
                 return cached
             name = session_name(user)
+            tags = {"Tags": [{"Key": USER_TAG, "Value": storage_name(user)}]} if self.tag_sessions else {}
             answer = self._client().assume_role(
-                RoleArn=self.role_arn, RoleSessionName=name, SourceIdentity=name, DurationSeconds=SESSION_SECONDS
+                RoleArn=self.role_arn, RoleSessionName=name, SourceIdentity=name, DurationSeconds=SESSION_SECONDS, **tags
             )
             creds = answer["Credentials"]
             expiration = creds["Expiration"]
@@ -147,14 +169,16 @@ def make_handler(sessions: UserRoleSessions):
     return AwsCredentialsHandler
 
 
-def configure_user_credentials(c, role_arn: str, region: str, sts_client=None) -> UserRoleSessions:
-    """Serve the user role's credentials to users' servers (shared mode on an EC2 hub)."""
-    sessions = UserRoleSessions(role_arn, region, sts_client)
-    c.JupyterHub.extra_handlers = [(ROUTE, make_handler(sessions))]
+def configure_user_credentials(c, role_arn: str, region: str, sts_client=None, tag_sessions: bool = True) -> UserRoleSessions:
+    """Serve per-user sessions of the data role to users' servers (both modes, and the on-demand
+    hub): the endpoint, the relay switch in each server's environment, and none of the hub's own
+    credential variables kept for servers."""
+    sessions = UserRoleSessions(role_arn, region, sts_client, tag_sessions=tag_sessions)
+    c.JupyterHub.extra_handlers.append((ROUTE, make_handler(sessions)))
     environment = dict(c.Spawner.environment or {})
-    # Where and how each server asks: the hub API on loopback, with the server's own token.
-    environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = lambda spawner: spawner.hub.url.rstrip("/") + ROUTE
-    environment["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = lambda spawner: f"token {spawner.api_token}"
+    # Each server's relay asks <JUPYTERHUB_API_URL>/../lakehub/aws-credentials with the server's
+    # own API token (JupyterHub gives every server both).
+    environment[RELAY_SWITCH] = "1"
     c.Spawner.environment = environment
     c.Spawner.env_keep = [k for k in (c.Spawner.env_keep or []) if k not in INHERITED_CREDENTIAL_VARIABLES]
     return sessions

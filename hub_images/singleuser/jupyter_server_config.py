@@ -5,8 +5,6 @@ copies it to /etc/jupyter). The hub passes the non-secret settings in the enviro
 
   LAKEHUB_NOTEBOOK_BUCKET, LAKEHUB_NOTEBOOK_PREFIX   the versioned notebook bucket, the tier root
   LAKEHUB_HOME                                     the home (else HOME): the file browser's root
-  LAKEHUB_USER_FOLDER                              the user's folder under users/ (else
-                                                   lakehub_hub.accounts.storage_name(user))
   LAKEHUB_S3_ENDPOINT_URL                          only for the emulator
   AWS_REGION                                       the bucket's region
   JUPYTERHUB_USER                                  set by JupyterHub for each server
@@ -15,13 +13,14 @@ The file browser shows the home (kernels and terminals start there, so code read
 files next to the notebook by relative paths) and one virtual folder at its root:
   shared/   -> s3://<bucket>/<prefix>/shared/     everyone in the tier
 Every file saved through Jupyter in the home is also copied to
-s3://<bucket>/<prefix>/users/<user folder>/<path> (the central copy, versioned: its versions are
+s3://<bucket>/<prefix>/users/<storage_name(user)>/<path> (the central copy, versioned: its versions are
 the file's checkpoints, "Revert to checkpoint" restores them). A real folder named `shared` in the
 home is not shown. The contents manager is lakehub_hub.contents.HomeContentsManager.
 
 Users' own packages live in the home and survive restarts: `pip install --user` -> ~/.local
 (PYTHONUSERBASE), R's install.packages -> ~/R/library (R_LIBS_USER), pip's cache ~/.cache/pip.
-Credentials come only from the AWS default chain; no key is ever configured here.
+Credentials: this user's session of the tier's data role, served by the credential relay
+(lakehub_hub.credential_relay) through the AWS default chain; no key is ever configured here.
 """
 
 import os
@@ -49,7 +48,7 @@ if not os.path.isdir(HOME):
     print(f"lakehub user server: the home folder {HOME} does not exist; the hub (or the task's volume) makes it",
           file=sys.stderr)
     sys.exit(2)
-USER_FOLDER = (os.environ.get("LAKEHUB_USER_FOLDER") or "").strip() or storage_name(USER)
+USER_FOLDER = storage_name(USER)  # the data role's ${aws:PrincipalTag/lakehub-user}
 REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 ENDPOINT = os.environ.get("LAKEHUB_S3_ENDPOINT_URL") or f"https://s3.{REGION}.amazonaws.com"
 
@@ -64,6 +63,9 @@ for _folder in (os.environ["PYTHONUSERBASE"], os.environ["R_LIBS_USER"]):
     except OSError as _e:  # the server still starts; pip and R say where they cannot write
         print(f"lakehub user server: cannot create {_folder}: {_e}", file=sys.stderr)
 
+# AWS credentials: this user's session of the tier role, through a loopback relay (before the
+# contents manager's S3 clients and any kernel; lakehub_hub.credential_relay).
+c.ServerApp.jpserver_extensions.update({"lakehub_hub.credential_relay": True})
 c.ServerApp.root_dir = HOME  # kernels' and terminals' starting folder, and the file browser's root
 c.ServerApp.contents_manager_class = HomeContentsManager
 c.HomeContentsManager.root_dir = HOME

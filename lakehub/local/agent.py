@@ -278,10 +278,11 @@ class LocalAgent:
                 terminate_group(local.process, timeout=10)
                 del self.tasks[arn]
             elif local.process.poll() is not None:
-                code = local.process.returncode
-                log.info("local agent: process of %s exited with %s; stopping the task", arn, code)
+                code, killer = exit_status(local.process.returncode)
+                how = f"was killed by {killer} (exit code {code})" if killer else f"exited with code {code}"
+                log.info("local agent: process of %s %s; stopping the task", arn, how)
                 del self.tasks[arn]
-                self._stop_task(local, f"Essential container in task exited (exit code {code})")
+                self._stop_task(local, f"Essential container in task exited (exit code {code}{f': killed by {killer}' if killer else ''})")
 
     # ---- running a task ---------------------------------------------------------------------
 
@@ -449,6 +450,20 @@ class LocalAgent:
             self.ecs.stop_task(cluster=local.cluster, task=local.arn, reason=reason[:255])
         except (ClientError, BotoCoreError) as exc:
             log.warning("local agent: could not stop task %s: %s", local.arn, exc)
+
+
+def exit_status(returncode: int) -> tuple[int, str | None]:
+    """(the exit code a container reports, the signal's name or None) from a Popen return code:
+    a process ended by signal N has returncode -N, which a container reports as 128 + N (137 for
+    SIGKILL, the out-of-memory killer's signal; 143 for SIGTERM)."""
+    if returncode >= 0:
+        return returncode, None
+    number = -returncode
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return 128 + number, name
 
 
 def _account_pids(uid: int) -> list[int]:

@@ -24,9 +24,29 @@ from lakehub.local.state import LOG_FILE, StateDir, already_running
 
 UP_TIMEOUT = 600
 DOWN_TIMEOUT = 60
+# The platform's ports run from the base up to base+50+tiers (lakehub.local.platform.plan_ports).
+PORT_SPAN = 100
+
+
+def base_port(text: str) -> int:
+    """argparse type: a base port whose whole block of ports exists."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; give one such as 8700") from None
+    if not 1 <= value <= 65535 - PORT_SPAN:
+        raise argparse.ArgumentTypeError(
+            f"{value} cannot be the first port: the platform uses it and up to {PORT_SPAN} above it; "
+            f"give 1-{65535 - PORT_SPAN}, e.g. 8700"
+        )
+    return value
 
 
 def register(subparsers) -> None:
+    from lakehub.deploy import positive_seconds
+
     local = subparsers.add_parser("local", help="run the whole platform on this machine (AWS emulator)",
                                   description=__doc__.split("\n\n")[0])
     sub = local.add_subparsers(dest="local_command", metavar="ACTION")
@@ -34,14 +54,14 @@ def register(subparsers) -> None:
 
     up = sub.add_parser("up", help="start the local platform (in the background; --foreground to stay attached)")
     up.add_argument("--state-dir", **common)
-    up.add_argument("--base-port", type=int, default=None,
+    up.add_argument("--base-port", type=base_port, default=None,
                     help="first of the fixed loopback ports: emulator = base, identity provider = base+1, "
                          "credentials = base+2, hubs = base+10.. (default 8700)")
     up.add_argument("--server-mode", choices=("per-user", "shared"), default="per-user",
                     help="per-user: each user's server is an emulated ECS task run by the local agent (the "
                          "templates' default); shared: servers are processes of the hub")
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C (then stop everything)")
-    up.add_argument("--timeout", type=float, default=UP_TIMEOUT, help="seconds to wait for every hub (default 600)")
+    up.add_argument("--timeout", type=positive_seconds, default=UP_TIMEOUT, help="seconds to wait for every hub (default 600)")
     up.set_defaults(func=cmd_up)
 
     st = sub.add_parser("status", help="what runs: tiers, URLs, demo users, emulator endpoint")
@@ -77,7 +97,7 @@ def cmd_up(args) -> int:
             "--server-mode shared as root would create a Unix user on this machine for each data scientist "
             "(as the hub image does); run it as a normal user, or use the default per-user mode"
         )
-    base = args.base_port or DEFAULT_BASE_PORT
+    base = DEFAULT_BASE_PORT if args.base_port is None else args.base_port
     check_ports(plan_ports(base, tiers_from_template()))
     console = Console(stderr=True)
     state.ensure()  # 0700: user servers run as other accounts and must not read it

@@ -25,11 +25,12 @@ imports moto, changes four things, and serves moto's app on 127.0.0.1:
    403, so code in a user's kernel cannot switch enforcement off. The relay's ResponseURL carries
    a random value per request, as CloudFormation's pre-signed URL does: an answer without it is
    refused.
-4. IAM enforcement: moto evaluates the Resource element of a policy only for S3, where it
-   knows the request's resource. For other services it asks about resource ``*``, which no
-   resource-scoped statement matches, so every least-privilege role would be refused. Here a
-   request whose resource moto does not know is checked on its action only. S3 (the tier
-   isolation the local environment shows) is evaluated in full.
+4. IAM enforcement: S3 and STS requests are decided by lakehub.local.iam_eval (conditions,
+   policy variables, session tags and policies, SourceIdentity, trust policies, bucket policies,
+   DeleteObjects per key: lakehub.local.emulator_iam says what and how). For other services
+   moto asks about resource ``*``, which no resource-scoped statement matches, so every
+   least-privilege role would be refused: there a request is checked on its action only, by
+   moto's own check (which ignores most Conditions).
 
 The emulator has no build service: before ``Custom::WaitForImage`` runs, a placeholder image
 manifest is pushed to its repository under the wanted tag (the local hubs run from this
@@ -706,6 +707,9 @@ def serve(port: int, work_dir: Path, control_token: str) -> None:
     endpoint = f"http://{LOOPBACK}:{port}"
     install_lambda_runner(endpoint, work_dir)
     install_action_only_iam_for_unknown_resources()
+    from lakehub.local.emulator_iam import install_iam_evaluator
+
+    install_iam_evaluator()
     install_nested_stack_outputs()
     install_parallel_nested_stacks()
     install_generic_custom_resource_type()

@@ -335,15 +335,27 @@ class LocalPlatform:
         for t in self.tiers:
             info = self.tier_stack_resources(t)
             t_role = info[names.TIER_ROLE_ARN]
+            # The tier role is the data role: no task runs with it; the hub (its HubRole, in both
+            # modes) assumes it per user with the user's SourceIdentity and session tag, once
+            # enforcement is on (lakehub_hub.credentials). The platform keeps a session of its own
+            # for its checks only.
             wanted = [t_role]
             hub_role_name = info.get("resource:HubRole")
             if hub_role_name:
                 hub_arn = self.client("iam").get_role(RoleName=hub_role_name)["Role"]["Arn"]
                 wanted.append(hub_arn)
                 setattr(t, "hub_role_arn", hub_arn)
+            # Per-user mode: the users' tasks' role (no data; the agent hands it to each task as
+            # ECS would, and the server's credential relay takes it out of its environment).
+            user_task_role_name = info.get("resource:UserTaskRole")
+            user_task_arn = (self.client("iam").get_role(RoleName=user_task_role_name)["Role"]["Arn"]
+                             if user_task_role_name else None)
+            if user_task_arn:
+                wanted.append(user_task_arn)
+            setattr(t, "user_task_role_arn", user_task_arn)
             setattr(t, "role_arn", t_role)
             # The agent reads tasks' environment files with the execution role, as ECS does.
-            exec_role = info.get("ExecutionRoleArn") if hub_role_name else None
+            exec_role = info.get("ExecutionRoleArn") if user_task_arn else None
             if exec_role:
                 wanted.append(exec_role)
             setattr(t, "execution_role_arn", exec_role)
@@ -389,6 +401,8 @@ class LocalPlatform:
             "LAKEHUB_LOCAL_HUB_API_PORT": str(tier.api_port),
             "LAKEHUB_LOCAL_PROXY_API_PORT": str(tier.proxy_port),
             "LAKEHUB_ECS_ENDPOINT_URL": self.endpoint,
+            # The hub assumes the tier role per user (lakehub_hub.credentials) with the emulator's STS.
+            "AWS_ENDPOINT_URL_STS": self.endpoint,
             "AWS_REGION": DEFAULT_REGION,
             "AWS_DEFAULT_REGION": DEFAULT_REGION,
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"),
@@ -399,8 +413,9 @@ class LocalPlatform:
         })
         if not env.get("LAKEHUB_COOKIE_SECRET"):
             env.pop("LAKEHUB_COOKIE_SECRET", None)  # the hub keeps a generated one in its state dir
-        role = getattr(tier, "hub_role_arn", None) if self.server_mode == "per-user" else None
-        env.update(self.creds.add_role(f"{tier.name}-hub", self.roles[role or tier.role_arn], role or tier.role_arn))
+        # The hub task's role in both modes (HubRole): it holds no data and assumes the tier role per user.
+        role = getattr(tier, "hub_role_arn", None) or tier.role_arn
+        env.update(self.creds.add_role(f"{tier.name}-hub", self.roles[role], role))
         return env
 
     def start_agent(self) -> None:
@@ -408,8 +423,10 @@ class LocalPlatform:
 
         cluster = self.outputs.get(names.CLUSTER_NAME)
         tier_roles = {t.role_arn: self.roles[t.role_arn] for t in self.tiers}
-        tier_roles.update({t.execution_role_arn: self.roles[t.execution_role_arn]
-                           for t in self.tiers if getattr(t, "execution_role_arn", None)})
+        for t in self.tiers:
+            for arn in (getattr(t, "execution_role_arn", None), getattr(t, "user_task_role_arn", None)):
+                if arn:
+                    tier_roles[arn] = self.roles[arn]
         self.agent = LocalAgent(self.endpoint, clusters=[cluster] if cluster else None, region=DEFAULT_REGION,
                                 work_dir=self.state.path / "agent", role_credentials=tier_roles,
                                 control_token=self.control_token).start()

@@ -31,6 +31,7 @@ MEANING = {
     "AWS::Cognito::UserPoolDomain": "local mode signs in with AuthMode oidc (a loopback provider)",
     "AWS::Cognito::UserPoolGroup": "groups come from the loopback provider's groups claim",
     "AWS::CloudWatch::Alarm": "no alarms (on-demand hub instance)",
+    "AWS::CloudTrail::Trail": "no trail of S3 data events (RecordDataEvents, off by default): the emulator records none; a kernel's identity shows in get_caller_identity",
     "AWS::CodeCommit::Repository": "no source repository (SourceType s3 is the default)",
     "AWS::S3::BucketPolicy": "bucket policies (TLS-only, log delivery) are not applied",
     "AWS::CodeBuild::Project": "no image build: a placeholder image manifest is put in ECR",

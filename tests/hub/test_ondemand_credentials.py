@@ -1,7 +1,8 @@
-"""On-demand (EC2) hub, end to end: users' servers hold the hub's *user role*, never the hub's
-own credentials or secrets. JupyterHub with hub_images/jupyterhub_config.py in shared mode with
-LAKEHUB_USER_ROLE_ARN (as hub-instance.template.yaml sets it), the OpenID Connect provider on
-loopback, and moto in server mode with IAM enforced.
+"""On-demand (EC2) hub, end to end: users' servers hold their own session of the hub's *user
+role* (through their credential relay), never the hub's own credentials or secrets. JupyterHub
+with hub_images/jupyterhub_config.py in shared mode with LAKEHUB_TIER_ROLE_ARN (as
+hub-instance.template.yaml sets it; LAKEHUB_USER_ROLE_ARN, its old name, in one test), the
+OpenID Connect provider on loopback, and moto in server mode with IAM enforced.
 
 The hub's own credentials stand in for the instance role (what IMDS gives root on the instance).
 moto does not match an assumed-role session against a role principal in a trust policy, so the
@@ -59,12 +60,12 @@ def ondemand():
     # The hub's own identity (the instance role's stand-in): may assume the user role.
     hub_arn = iam.create_user(UserName="hub-instance")["User"]["Arn"]
     iam.put_user_policy(UserName="hub-instance", PolicyName="hub", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": "*"},
         {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": "*"}]}))
     hub_key = iam.create_access_key(UserName="hub-instance")["AccessKey"]
     user_role = iam.create_role(RoleName=f"lakehub-hub-users-{run}", Path="/lakehub/", AssumeRolePolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": hub_arn},
-                                                 "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"]}]}))["Role"]
+                                                 "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]}]}))["Role"]
     iam.put_role_policy(RoleName=user_role["RoleName"], PolicyName="data", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{data}/pii/*"]},
         {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{notebooks}"]},
@@ -73,7 +74,7 @@ def ondemand():
     enforce_iam(url)
 
     extra = dict(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_DATA_BUCKET=data, LAKEHUB_DATA_PREFIXES="pii/",
-                 LAKEHUB_USER_ROLE_ARN=user_role["Arn"],
+                 LAKEHUB_TIER_ROLE_ARN=user_role["Arn"],
                  AWS_ACCESS_KEY_ID=hub_key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"],
                  AWS_ENDPOINT_URL_STS=url, LAKEHUB_COOKIE_SECRET=SECRET_VALUE)
 
@@ -131,7 +132,10 @@ def test_a_users_server_holds_the_user_role_and_no_hub_secret(ondemand):
     for secret in (SECRET_VALUE, ondemand["hub_key"]["SecretAccessKey"], ondemand["hub_key"]["AccessKeyId"],
                    ondemand["env"]["LAKEHUB_OAUTH_CLIENT_SECRET"]):
         assert secret not in values, "a hub secret reached the user's server"
+    # the server's own relay on loopback, and nothing botocore would prefer to it
     assert out["env"]["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
+    assert out["env"]["AWS_CONTAINER_CREDENTIALS_FULL_URI"].endswith("/aws-credentials")
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_PROFILE"} & set(out["env"])
     assert out["arn"] == "arn:aws:sts::123456789012:assumed-role/" + ondemand["user_role"].rsplit("/", 1)[1] + "/alice"
     assert out["secret"].startswith("refused:") and "AccessDenied" in out["secret"], out["secret"]
     assert out["data"] == "pii rows"
@@ -140,9 +144,14 @@ def test_a_users_server_holds_the_user_role_and_no_hub_secret(ondemand):
 def test_the_credential_endpoint_answers_only_a_running_servers_own_user(ondemand):
     alice = start_server(ondemand, "alice")
     env = json.loads(alice.run("python3", "import os, json; print(json.dumps(dict(os.environ)))").strip().splitlines()[-1])
-    endpoint = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
-    own = requests.get(endpoint, headers={"Authorization": env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]}, timeout=30)
+    relay = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+    own = requests.get(relay, headers={"Authorization": env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]}, timeout=30)
     assert own.status_code == 200 and set(own.json()) >= {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}
+    assert requests.get(relay, timeout=30).status_code == 403  # the relay wants its own random token
+    # The hub's endpoint (what the relay calls, on the hub's API address) with the server's API token.
+    endpoint = env["JUPYTERHUB_API_URL"].rstrip("/")[: -len("/api")] + "/lakehub/aws-credentials"
+    hub_answer = requests.get(endpoint, headers={"Authorization": "token " + env["JUPYTERHUB_API_TOKEN"]}, timeout=30)
+    assert hub_answer.status_code == 200 and hub_answer.json()["AccessKeyId"] == own.json()["AccessKeyId"]
     assert requests.get(endpoint, timeout=30).status_code == 401
     assert requests.get(endpoint, headers={"Authorization": "token " + secrets.token_hex(16)}, timeout=30).status_code == 403
     # bob is signed in but his server is stopped: his token gets nothing
@@ -152,7 +161,7 @@ def test_the_credential_endpoint_answers_only_a_running_servers_own_user(ondeman
     assert requests.get(endpoint, headers={"Authorization": "token " + ondemand["tokens"]["bob"]}, timeout=30).status_code == 403
     # through the proxy (what a load balancer would forward), even with alice's token: nothing
     public = ondemand["hub"].url + "/hub/lakehub/aws-credentials"
-    assert requests.get(public, headers={"Authorization": env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]}, timeout=30).status_code == 404
+    assert requests.get(public, headers={"Authorization": "token " + env["JUPYTERHUB_API_TOKEN"]}, timeout=30).status_code == 404
     # bob's own server gets bob's session, never alice's
     bob = start_server(ondemand, "bob")
     out = json.loads(bob.run("python3", PROBE % (ondemand["secret_arn"], ondemand["data"])).strip().splitlines()[-1])

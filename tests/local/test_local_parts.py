@@ -219,3 +219,31 @@ def test_the_emulator_will_not_start_without_a_control_token(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "cannot read --control-token-file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--base-port", "0"], "--base-port"),
+    (["--base-port", "-1"], "--base-port"),
+    (["--base-port", "65530"], "--base-port"),  # base+10.. would pass 65535
+    (["--base-port", "eighty"], "--base-port"),
+    (["--timeout", "0"], "--timeout"),
+    (["--timeout", "-3"], "--timeout"),
+    (["--timeout", "inf"], "--timeout"),
+])
+def test_local_up_refuses_a_port_or_timeout_it_cannot_use_before_doing_anything(tmp_path, capsys, argv, says):
+    from lakehub.cli import build_parser
+
+    state = tmp_path / "state"
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["local", "up", "--state-dir", str(state), *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert says in err[-1] and err[-1].startswith("lakehub local up: error: argument")
+    assert not state.exists()
+
+
+def test_local_up_takes_a_usable_base_port_and_timeout():
+    from lakehub.cli import build_parser
+
+    args = build_parser().parse_args(["local", "up", "--base-port", "9100", "--timeout", "30"])
+    assert (args.base_port, args.timeout) == (9100, 30.0)

@@ -274,3 +274,19 @@ def test_a_task_runs_as_its_users_account_and_sees_neither_the_state_nor_others_
     for user in probes:  # the agent made these accounts, and removes them with its tasks
         with pytest.raises(KeyError):
             pwd.getpwnam(f"lh-{user}")
+
+
+def test_a_killed_server_is_logged_with_its_signal_and_stops_like_a_killed_container(make_spawner, ecs_world, agent, caplog):
+    """A server killed by SIGKILL (the kernel's OOM killer, a user's `kill -9`): the log names the
+    signal, and the task stops with the exit code a container reports for it (128 + 9)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="lakehub.local.agent")
+    spawner = make_spawner(user="kim", wait_for_local_endpoint=True, cmd=["sh", "-c", "sleep 0.5; kill -KILL $$"])
+    asyncio.run(spawner.start())
+    wait_for(lambda: asyncio.run(spawner.poll()) is not None)
+    task = ecs_world.ecs.describe_tasks(cluster=ecs_world.cluster, tasks=[spawner.task_arn])["tasks"][0]
+    assert task["stoppedReason"] == "Essential container in task exited (exit code 137: killed by SIGKILL)"
+    lines = [r.getMessage() for r in caplog.records if spawner.task_arn in r.getMessage()]
+    assert any("killed by SIGKILL (exit code 137)" in line for line in lines), lines
+    assert not any("-9" in line for line in lines), lines

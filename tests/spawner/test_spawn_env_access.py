@@ -68,6 +68,7 @@ def clients(tmp_path):
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         s3.put_object(Bucket=BUCKET, Key=ENV_KEY, Body=b"JUPYTERHUB_API_TOKEN=not-a-real-token\n")
         s3.put_object(Bucket=BUCKET, Key="tiers/pii/users/alice/a.ipynb", Body=b"{}")
+        s3.put_object(Bucket=BUCKET, Key="tiers/pii/shared/s.ipynb", Body=b"{}")
         out = {}
         for name, statements in resolved_roles("pii").items():
             role = iam.create_role(RoleName=f"pii-{name}", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
@@ -97,8 +98,10 @@ def test_the_tier_role_cannot_read_the_spawn_environment_files(clients):
     assert refused(lambda: kernel.get_object(Bucket=BUCKET, Key=ENV_KEY, VersionId="null"))
     # (Listing spawn-env/ would show key names only; the tier role's ListBucket is limited by an
     # s3:prefix condition, which the emulator ignores: tests/templates/test_tier.py checks it.)
-    # ...while the same credentials still reach the tier's notebooks (enforcement is not refusing all).
-    assert kernel.get_object(Bucket=BUCKET, Key="tiers/pii/users/alice/a.ipynb")["Body"].read() == b"{}"
+    # ...while the same credentials still reach the tier's shared notebooks (enforcement is not
+    # refusing all). (A user's own folder is `${aws:PrincipalTag/lakehub-user}`, a policy variable
+    # the emulator does not resolve: tests/local/test_per_user_scope.py, with the evaluator.)
+    assert kernel.get_object(Bucket=BUCKET, Key="tiers/pii/shared/s.ipynb")["Body"].read() == b"{}"
 
 
 def test_the_execution_role_reads_them_as_ecs_does(clients):

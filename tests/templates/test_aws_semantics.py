@@ -196,7 +196,7 @@ def test_the_image_gives_uid_1000_that_home_and_keeps_its_workdir_closed():
 
 def test_the_hub_may_list_tasks_on_any_resource_in_its_cluster_only(resolve_tier):
     res = resolve_tier(ServerMode="per-user").resources()
-    [policy] = res["HubRole"]["Properties"]["Policies"]
+    [policy] = [p for p in res["HubRole"]["Properties"]["Policies"] if p["PolicyName"] == "spawn-user-servers"]
     [listing] = [s for s in policy["PolicyDocument"]["Statement"] if "ecs:ListTasks" in s["Action"]]
     assert listing["Resource"] == ["*"]
     assert listing["Condition"] == {"ArnEquals": {"ecs:cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/lakehub"}}

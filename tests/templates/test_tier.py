@@ -27,7 +27,8 @@ def test_tier_role_reads_only_its_own_data_prefixes(resolve_tier):
         [
             "arn:aws:s3:::example-lake/pii/*",
             "arn:aws:s3:::example-lake/shared-pii/*",
-            "arn:aws:s3:::example-notebooks/tiers/pii/*",
+            "arn:aws:s3:::example-notebooks/tiers/pii/shared/*",
+            "arn:aws:s3:::example-notebooks/tiers/pii/users/${aws:PrincipalTag/lakehub-user}/*",
         ]
     )
 
@@ -71,7 +72,7 @@ def test_read_only_tier_cannot_write_data(resolve_tier):
     assert "arn:aws:s3:::example-lake/pii/*" not in s3_resources(ro, "s3:PutObject")
     assert "arn:aws:s3:::example-lake/pii/*" in s3_resources(rw, "s3:PutObject")
     # notebooks stay writable in both
-    assert "arn:aws:s3:::example-notebooks/tiers/pii/*" in s3_resources(ro, "s3:PutObject")
+    assert "arn:aws:s3:::example-notebooks/tiers/pii/shared/*" in s3_resources(ro, "s3:PutObject")
 
 
 def test_kms_key_only_when_the_lake_has_one(resolve_tier):
@@ -153,24 +154,66 @@ def test_listener_rule_routes_the_tier_host(resolve_tier):
     assert "ListenerRulePriority" not in fixed
 
 
-def test_per_user_hub_passes_only_tier_roles_to_ecs_tasks(resolve_tier):
+def test_per_user_hub_passes_only_the_user_task_and_execution_roles_to_ecs_tasks(resolve_tier):
     res = resolve_tier(ServerMode="per-user").resources()
     stmts = statements(res, "HubRole")
     pass_role = [s for s in stmts if "iam:PassRole" in s["Action"]]
     assert len(pass_role) == 1
-    assert sorted(pass_role[0]["Resource"]) == ["<ExecutionRole.Arn>", "<TierRole.Arn>"]
+    assert sorted(pass_role[0]["Resource"]) == ["<ExecutionRole.Arn>", "<UserTaskRole.Arn>"]
     assert pass_role[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
     run = next(s for s in stmts if "ecs:RunTask" in s["Action"])
     assert run["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task-definition/lakehub-pii-user:*"]
-    # the hub task runs with the hub role, users' tasks with the tier role
+    # the hub task runs with the hub role, users' tasks with the user task role: neither is the data role
     assert res["HubTaskDefinition"]["Properties"]["TaskRoleArn"] == "<HubRole.Arn>"
-    assert res["UserServerTaskDefinition"]["Properties"]["TaskRoleArn"] == "<TierRole.Arn>"
+    assert res["UserServerTaskDefinition"]["Properties"]["TaskRoleArn"] == "<UserTaskRole.Arn>"
 
 
-def test_shared_mode_hub_runs_with_the_tier_role(resolve_tier):
-    res = resolve_tier(ServerMode="shared").resources()
-    assert res["HubTaskDefinition"]["Properties"]["TaskRoleArn"] == "<TierRole.Arn>"
-    assert "HubRole" not in res and "UserServerTaskDefinition" not in res
+def test_users_tasks_run_with_a_role_without_data(resolve_tier):
+    res = resolve_tier(ServerMode="per-user").resources()
+    role = res["UserTaskRole"]["Properties"]
+    assert not [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"] if any(a.startswith("s3:") for a in s["Action"])]
+    assert not role.get("ManagedPolicyArns")
+
+
+@pytest.mark.parametrize("mode", ["shared", "per-user"])
+def test_the_hub_runs_with_the_hub_role_and_may_assume_the_tier_role_in_both_modes(resolve_tier, mode):
+    res = resolve_tier(ServerMode=mode).resources()
+    assert res["HubTaskDefinition"]["Properties"]["TaskRoleArn"] == "<HubRole.Arn>"
+    stmts = statements(res, "HubRole")
+    [assume] = [s for s in stmts if "sts:AssumeRole" in s["Action"]]
+    assert sorted(assume["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
+    assert assume["Resource"] == ["arn:aws:iam::123456789012:role/lakehub-pii-tier"]
+    # the hub itself holds no data
+    assert not [s for s in stmts if any(a.startswith("s3:Get") or a.startswith("s3:List") for a in s["Action"])]
+    env = {e["Name"]: e["Value"] for e in res["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    assert env["LAKEHUB_TIER_ROLE_ARN"] == "arn:aws:iam::123456789012:role/lakehub-pii-tier"
+    assert res["TierRole"]["Properties"]["RoleName"] == "lakehub-pii-tier"
+    if mode == "shared":
+        assert "UserServerTaskDefinition" not in res and "UserTaskRole" not in res
+
+
+def test_only_the_hub_role_assumes_the_tier_role_and_only_for_a_named_user(resolve_tier):
+    res = resolve_tier().resources()
+    [trust] = res["TierRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": "<HubRole.Arn>"}
+    assert sorted(trust["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
+    assert trust["Condition"]["Null"] == {"sts:SourceIdentity": "false", "aws:RequestTag/lakehub-user": "false"}
+    assert trust["Condition"]["ForAllValues:StringEquals"] == {"aws:TagKeys": ["lakehub-user"]}
+    assert res["TierRole"]["Properties"]["MaxSessionDuration"] == 3600
+
+
+def test_the_tier_role_reaches_the_shared_folder_and_the_sessions_own_folder_only(resolve_tier):
+    stmts = statements(resolve_tier(TierName="pii").resources())
+    own = "tiers/pii/users/${aws:PrincipalTag/lakehub-user}/"
+    [rw] = [s for s in stmts if s.get("Sid") == "ReadWriteSharedAndOwnNotebooks"]
+    assert sorted(rw["Resource"]) == sorted([
+        "arn:aws:s3:::example-notebooks/tiers/pii/shared/*", f"arn:aws:s3:::example-notebooks/{own}*"])
+    [listing] = [s for s in stmts if s.get("Sid") == "ListSharedAndOwnNotebooks"]
+    assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == sorted(
+        ["tiers/pii/shared/", "tiers/pii/shared/*", own, own + "*"])
+    # no statement reaches the tier root or users/ as a whole
+    every = [r for s in stmts for r in s["Resource"]] + [p for s in stmts for p in s.get("Condition", {}).get("StringLike", {}).get("s3:prefix", [])]
+    assert not [r for r in every if r.endswith(("tiers/pii/*", "tiers/pii/users/*", "tiers/pii/", "tiers/pii/users/"))]
 
 
 def test_user_servers_reachable_from_their_hub_only(resolve_tier):
