@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TASKCAT_VENV := .venv-taskcat
 CHECKOV_VENV := .venv-checkov
 STAMP := build/.stamps
-DEBIAN_PACKAGES := slapd ldap-utils chromium r-base-core r-cran-irkernel r-cran-dplyr r-cran-ggplot2 r-cran-jsonlite r-cran-httr r-cran-reticulate
+DEBIAN_PACKAGES := slapd ldap-utils chromium git build-essential gfortran r-base-dev libcurl4-openssl-dev libssl-dev libxml2-dev r-base-core r-cran-irkernel r-cran-dplyr r-cran-ggplot2 r-cran-jsonlite r-cran-httr r-cran-reticulate
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup python-packages node-packages system-packages scanners contract-suite templates check-templates test local local-down bench taskcat clean
@@ -18,9 +18,13 @@ setup: python-packages node-packages system-packages scanners
 $(STAMP):
 	mkdir -p $(STAMP)
 
+# The venv sees the base interpreter's packages (behind its own): without that, Python turns the
+# user site off in a venv and pip refuses `pip install --user`, and the local platform's users'
+# servers (this venv's Python) must keep users' packages in their homes as the image does.
 python-packages: $(STAMP)/python
 $(STAMP)/python: pyproject.toml | $(STAMP)
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	test -x $(BIN)/python || $(PY) -m venv --system-site-packages $(VENV)
+	sed -i 's/^include-system-site-packages = false$$/include-system-site-packages = true/' $(VENV)/pyvenv.cfg
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[local,hub,dev]'
 	touch $@
@@ -30,7 +34,8 @@ $(STAMP)/node: package.json | $(STAMP)
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian packages: OpenLDAP (loopback identity provider for tests and local mode), R, and
+# Debian packages: OpenLDAP (loopback identity provider for tests and local mode), R, git and a
+# C/C++/Fortran toolchain with R's headers (users build packages with C code, as in the image), and
 # chromium (the browser that tests/browser drives through Playwright; Playwright's own browser
 # download cannot reach its host from here).
 system-packages: $(STAMP)/debian

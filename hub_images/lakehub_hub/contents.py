@@ -41,6 +41,7 @@ import base64
 import datetime
 import hashlib
 import mimetypes
+import os
 import posixpath
 import time
 
@@ -49,6 +50,7 @@ from botocore.exceptions import ClientError
 from fsspec.asyn import sync
 from jupyter_server.files.handlers import FilesHandler
 from jupyter_server.services.contents.checkpoints import Checkpoints
+from jupyter_server.services.contents.largefilemanager import LargeFileManager
 from jupyter_server.services.contents.manager import ContentsManager, copy_pat
 from s3contents import S3ContentsManager
 from tornado.web import HTTPError
@@ -875,3 +877,359 @@ class TierContentsManager(ContentsManager):
     def delete_checkpoint(self, checkpoint_id, path):
         _mount, mgr, rest = self._split(path, write=True)
         return mgr.delete_checkpoint(checkpoint_id, rest)
+
+
+# ----------------------------------------------------------------------------------------------
+# The user's home as the file browser's root (issue 15)
+# ----------------------------------------------------------------------------------------------
+SHA256_META = "sha256"  # user metadata on each central copy: the bytes' hash (the ETag is not an
+#                         MD5 under SSE-KMS or for multipart uploads)
+
+
+def _file_sha256(os_path: str) -> str:
+    digest = hashlib.sha256()
+    with open(os_path, "rb") as f:
+        for block in iter(lambda: f.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class CentralCopyCheckpoints(Checkpoints):
+    """Checkpoints of home files = the S3 versions of their central copy (the versioned notebook
+    bucket): the newest `max_checkpoints` of them, the id is the S3 version id. The list is in
+    time order, the newest last, as JupyterLab reads it: its "Revert to checkpoint" picker reverses
+    the list to show the newest first, and its "Last Checkpoint" is the list's last entry.
+
+    - create_checkpoint makes sure the central copy holds the file as it is now (every save
+      through Jupyter already wrote it; a file written by code gets its first copy here) and
+      returns that version: no second version of the same bytes.
+    - restore_checkpoint writes the version's bytes back to the home file and to the central copy
+      (a new version: the restored state is itself a version; nothing is lost).
+    - versions are never deleted here (no version id is ever sent with a delete): delete_checkpoint
+      is refused, deleting or renaming a file leaves the old versions behind a delete marker
+      (the bucket's lifecycle rule expires noncurrent versions).
+    """
+
+    max_checkpoints = Int(20, config=True, help="How many versions of a file the checkpoint list shows (newest first).")
+
+    @property
+    def _home(self) -> HomeContentsManager:
+        return self.parent
+
+    @staticmethod
+    def _model(version_id: str, last_modified) -> dict:
+        return {"id": version_id, "last_modified": _seconds(last_modified)}
+
+    def create_checkpoint(self, contents_mgr, path):
+        head = contents_mgr._mirror_file(path, only_if_changed=True)
+        # "null": S3's version id of an object written while the bucket was unversioned
+        return self._model(head.get("VersionId") or "null", head["LastModified"])
+
+    def restore_checkpoint(self, contents_mgr, checkpoint_id, path):
+        contents_mgr._restore_version(path, checkpoint_id)
+
+    def rename_checkpoint(self, checkpoint_id, old_path, new_path):
+        pass  # the central copy moved with the file (HomeContentsManager.rename_file)
+
+    def rename_all_checkpoints(self, old_path, new_path):
+        pass
+
+    def delete_checkpoint(self, checkpoint_id, path):
+        raise HTTPError(403, "Versions of your files are kept in the notebook bucket and cannot be deleted from JupyterLab")
+
+    def delete_all_checkpoints(self, path):
+        pass  # the versions stay behind the delete marker (the trash)
+
+    def list_checkpoints(self, path):
+        newest_first = self._home._versions(path, self.max_checkpoints)
+        return [self._model(v["VersionId"], v["LastModified"]) for v in reversed(newest_first)]
+
+
+class HomeContentsManager(LargeFileManager):
+    """The single-user server's contents manager: the user's home (jupyter_server's own
+    LargeFileManager, its semantics unchanged) with `shared/` at the root a virtual folder on S3
+    (a LakehubS3ContentsManager on the tier's shared prefix), and a central copy of every file
+    saved through Jupyter in the versioned notebook bucket (`central_prefix`/<path>), whose S3
+    versions are the file's checkpoints (CentralCopyCheckpoints).
+
+    A real folder named `shared` in the home is not shown: the name is the tier's shared folder.
+    A failure to write the central copy is an HTTP error the user sees; the home file is saved.
+    """
+
+    bucket = Unicode(config=True, help="The notebook bucket (versioned).")
+    endpoint_url = Unicode(config=True, help="S3 endpoint (the emulator's in local mode).")
+    region_name = Unicode(config=True)
+    central_prefix = Unicode(config=True, help="Where the central copies go: tiers/<tier>/users/<user folder>.")
+    shared_prefix = Unicode("", config=True, help="The tier's shared folder (tiers/<tier>/shared); empty: none.")
+    shared_name = Unicode("shared", help="The virtual folder's name at the root.")
+    hash_algorithm = Unicode(HASH_ALGORITHM)
+
+    @default("checkpoints_class")
+    def _default_checkpoints_class(self):
+        return CentralCopyCheckpoints
+
+    # /files/<path> reads through get(), so shared/ is served from S3 and a real `shared` folder
+    # in the home never is.
+    @default("files_handler_class")
+    def _default_files_handler_class(self):
+        return FilesHandler
+
+    @default("files_handler_params")
+    def _default_files_handler_params(self):
+        return {"path": FILES_HANDLER_ROOT}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        s3 = {"parent": self, "log": self.log, "bucket": self.bucket, "endpoint_url": self.endpoint_url,
+              "region_name": self.region_name}
+        self._central = LakehubS3ContentsManager(prefix=self.central_prefix.strip("/"), **s3)
+        self._shared = LakehubS3ContentsManager(prefix=self.shared_prefix.strip("/"), **s3) if self.shared_prefix else None
+
+    # --- shared/ routing ------------------------------------------------------------------
+    def _in_shared(self, path) -> str | None:
+        """The path inside shared/ for an API path at or below it, else None."""
+        if self._shared is None:
+            return None
+        head, _, rest = (path or "").strip("/").partition("/")
+        return _norm(rest) if head == self.shared_name else None
+
+    def _outer(self, rest: str) -> str:
+        return f"{self.shared_name}/{rest}" if rest else self.shared_name
+
+    def _prefixed(self, model: dict) -> dict:
+        model["path"] = self._outer(model["path"])
+        model["name"] = model["path"].rsplit("/", 1)[-1]
+        if model.get("type") == "directory" and isinstance(model.get("content"), list):
+            for child in model["content"]:
+                self._prefixed(child)
+        return model
+
+    def file_exists(self, path=""):
+        rest = self._in_shared(path)
+        return super().file_exists(path) if rest is None else bool(rest) and self._shared.file_exists(rest)
+
+    def dir_exists(self, path):
+        rest = self._in_shared(path)
+        return super().dir_exists(path) if rest is None else (not rest or self._shared.dir_exists(rest))
+
+    def exists(self, path):
+        rest = self._in_shared(path)
+        return super().exists(path) if rest is None else (not rest or self._shared.exists(rest))
+
+    def is_hidden(self, path):
+        rest = self._in_shared(path)
+        return super().is_hidden(path) if rest is None else self._shared.is_hidden(rest)
+
+    def get(self, path, content=True, type=None, format=None, require_hash=False, **kwargs):
+        rest = self._in_shared(path)
+        if rest is not None:
+            model = self._shared.get(rest, content=content, type=type, format=format, require_hash=require_hash)
+            model = self._prefixed(model)
+            if not rest:
+                model["writable"] = False  # the folder itself cannot be renamed or deleted
+            return model
+        model = super().get(path, content=content, type=type, format=format, require_hash=require_hash)
+        if self._shared is not None and not path.strip("/") and isinstance(model.get("content"), list):
+            children = [m for m in model["content"] if m["name"] != self.shared_name]
+            shared = self._prefixed(self._shared.get("", content=False))
+            shared["writable"] = False
+            model["content"] = [shared, *children]
+        return model
+
+    def get_kernel_path(self, path, model=None):
+        if self._in_shared(path) is not None:
+            return ""  # a notebook in shared/ runs in the home
+        return super().get_kernel_path(path, model)
+
+    # --- changes --------------------------------------------------------------------------
+    def _refuse_mount(self, rest: str | None, what: str) -> None:
+        if rest == "":
+            raise HTTPError(400, f"{self.shared_name}/ is the tier's shared folder and cannot be {what}")
+
+    def save(self, model, path=""):
+        rest = self._in_shared(path)
+        if rest is not None:
+            self._refuse_mount(rest, "replaced")
+            return self._prefixed(self._shared.save(model, rest))
+        out = super().save(model, path)
+        chunk = model.get("chunk")
+        if model.get("type") in ("file", "notebook") and chunk in (None, -1):
+            # (a notebook's first save already made its first checkpoint: the same bytes)
+            self._mirror_file(path, only_if_changed=True)
+        return out
+
+    def delete(self, path):
+        rest = self._in_shared(path)
+        if rest is None:
+            return super().delete(path)
+        self._refuse_mount(rest, "deleted")
+        self._shared.delete(rest)
+
+    def delete_file(self, path):
+        path = path.strip("/")
+        was_dir = super().dir_exists(path)
+        super().delete_file(path)
+        self._central_call(path, "delete", self._delete_central, path, was_dir)
+
+    def rename(self, old_path, new_path):
+        old_rest, new_rest = self._in_shared(old_path), self._in_shared(new_path)
+        if old_rest is None and new_rest is None:
+            return super().rename(old_path, new_path)
+        self._refuse_mount(old_rest, "renamed")
+        self._refuse_mount(new_rest, "replaced")
+        if old_rest is not None and new_rest is not None:
+            self._shared.rename(old_rest, new_rest)
+        else:  # between the home and shared/: a copy, then the original is deleted
+            if self.exists(new_path):
+                raise HTTPError(409, f"File already exists: {new_path}")
+            if not self.file_exists(old_path):
+                raise HTTPError(400, f"{old_path}: only files move between your home and {self.shared_name}/ (copy a folder's files one by one)")
+            self._save_as(old_path, new_path)
+            self.delete(old_path)
+        self.emit(data={"action": "rename", "path": new_path.strip("/"), "source_path": old_path.strip("/")})
+
+    def rename_file(self, old_path, new_path):
+        old_path, new_path = old_path.strip("/"), new_path.strip("/")
+        super().rename_file(old_path, new_path)
+        if old_path != new_path:
+            self._central_call(new_path, "rename", self._rename_central, old_path, new_path)
+
+    def copy(self, from_path, to_path=None):
+        from_rest = self._in_shared(from_path)
+        if to_path is None:
+            to_path = _split_parent(from_path.strip("/"))[0]
+        to_rest = self._in_shared(to_path)
+        if from_rest is None and to_rest is None:
+            out = super().copy(from_path, to_path)  # files: through save (mirrored there)
+            if out["type"] == "directory":
+                self._central_call(out["path"], "copy", self._mirror_tree, out["path"])
+            return out
+        self._refuse_mount(from_rest, "copied")
+        if from_rest is not None and to_rest is not None:
+            return self._prefixed(self._shared.copy(from_rest, to_rest))
+        return ContentsManager.copy(self, from_path, to_path)  # get + save: files only (400 for folders)
+
+    def _save_as(self, from_path: str, to_path: str) -> None:
+        model = self.get(from_path, content=True)
+        self.save({"type": model["type"], "format": model["format"], "content": model["content"]}, to_path)
+
+    # --- the central copy -----------------------------------------------------------------
+    def _central_call(self, path: str, what: str, fn, *args):
+        """Run an S3 step of the central copy; a failure is the user's error to see."""
+        try:
+            return fn(*args)
+        except HTTPError as e:
+            raise HTTPError(500, f"{path}: done in your home, but the central copy's {what} failed: {e.log_message}") from e
+        except Exception as e:  # botocore/s3fs errors of every kind
+            self.log.exception("central copy %s of %s failed", what, path)
+            where = f"s3://{self.bucket}/{self._central._key(path)}"
+            raise HTTPError(500, f"{path}: done in your home, but the central copy's {what} ({where}) failed: {e}") from e
+
+    def _mirror_file(self, path: str, only_if_changed: bool = False) -> dict:
+        """Write the home file's bytes to its central copy; (with only_if_changed) keep the
+        newest version when it holds the same bytes. Returns the copy's HEAD (VersionId...)."""
+        path = path.strip("/")
+
+        def put():
+            os_path = self._get_os_path(path)
+            if not os.path.isfile(os_path):
+                raise HTTPError(404, f"No such file: {path}")
+            digest = _file_sha256(os_path)
+            key = self._central._key(path)
+            if only_if_changed:
+                head = self._central._head("", key=key)
+                if head is not None and head.get("Metadata", {}).get(SHA256_META) == digest:
+                    return head
+            with open(os_path, "rb") as f:
+                self._central._call("put_object", Bucket=self.bucket, Key=key, Body=f.read(), Metadata={SHA256_META: digest})
+            return self._central._head("", key=key)
+
+        return self._central_call(path, "write", put)
+
+    def _mirror_tree(self, path: str) -> None:
+        root = self._get_os_path(path)
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if self.allow_hidden or not d.startswith(".")]
+            for name in files:
+                if self.allow_hidden or not name.startswith("."):
+                    rel = os.path.relpath(os.path.join(folder, name), self.root_dir).replace(os.sep, "/")
+                    self._mirror_file(rel)
+
+    def _delete_central(self, path: str, was_dir: bool) -> None:
+        if was_dir:
+            _, objects = self._central._list(path, recursive=True)
+            if objects:
+                self._central._delete_keys([o["Key"] for o in objects])
+        elif self._central._head(path) is not None:
+            self._central._delete_key(self._central._key(path))  # a delete marker; versions stay
+
+    def _rename_central(self, old_path: str, new_path: str) -> None:
+        if super().dir_exists(new_path):
+            _, objects = self._central._list(old_path, recursive=True)
+            src, dst = self._central._dir_key(old_path), self._central._dir_key(new_path)
+            keys = [o["Key"] for o in objects]
+            self._central._copy_keys([(k, dst + k[len(src):]) for k in keys], self._central)
+            self._central._delete_keys(keys)
+            return
+        if self._central._head(old_path) is not None:
+            self._central._copy_key(self._central._key(old_path), self._central, self._central._key(new_path))
+            self._central._delete_key(self._central._key(old_path))
+        else:  # a file written by code: its first central copy
+            self._mirror_file(new_path)
+
+    def _versions(self, path: str, limit: int) -> list[dict]:
+        """The central copy's versions (not delete markers), newest first, at most `limit`."""
+        if self._in_shared(path) is not None:
+            return []
+        key = self._central._key(path.strip("/"))
+        found, kwargs = [], {"Bucket": self.bucket, "Prefix": key}
+        for _ in range(100):  # pages of up to 1000 versions; other keys may share the prefix
+            if len(found) >= limit:
+                break
+            page = self._central._call("list_object_versions", **kwargs)
+            found += [v for v in page.get("Versions", []) if v["Key"] == key]
+            if not page.get("IsTruncated"):
+                break
+            kwargs.update(KeyMarker=page["NextKeyMarker"], VersionIdMarker=page.get("NextVersionIdMarker"))
+        return found[:limit]  # S3 lists a key's versions newest first
+
+    def _restore_version(self, path: str, version_id: str) -> None:
+        path = path.strip("/")
+        key = self._central._key(path)
+        s3 = self._central._s3
+
+        async def read():
+            resp = await s3._call_s3("get_object", Bucket=self.bucket, Key=key, VersionId=version_id)
+            try:
+                return await resp["Body"].read()
+            finally:
+                resp["Body"].close()
+
+        try:
+            data = sync(s3.loop, read)
+        except (FileNotFoundError, ClientError) as e:
+            raise HTTPError(404, f"checkpoint does not exist: {path}@{version_id}") from e
+        os_path = self._get_os_path(path)
+        self._save_file(os_path, base64.b64encode(data).decode("ascii"), "base64")
+        self._mirror_file(path)
+
+    # --- shared/ checkpoints go to the S3 manager -------------------------------------------
+    def create_checkpoint(self, path):
+        rest = self._in_shared(path)
+        return super().create_checkpoint(path) if rest is None else self._shared.create_checkpoint(rest)
+
+    def list_checkpoints(self, path):
+        rest = self._in_shared(path)
+        return super().list_checkpoints(path) if rest is None else self._shared.list_checkpoints(rest)
+
+    def restore_checkpoint(self, checkpoint_id, path):
+        rest = self._in_shared(path)
+        if rest is None:
+            return super().restore_checkpoint(checkpoint_id, path)
+        return self._shared.restore_checkpoint(checkpoint_id, rest)
+
+    def delete_checkpoint(self, checkpoint_id, path):
+        rest = self._in_shared(path)
+        if rest is None:
+            return super().delete_checkpoint(checkpoint_id, path)
+        return self._shared.delete_checkpoint(checkpoint_id, rest)

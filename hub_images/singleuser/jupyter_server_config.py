@@ -1,27 +1,33 @@
-"""Single-user server configuration: notebooks in S3 under the tier's prefix.
+"""Single-user server configuration: the file browser opens the user's home, with the tier's shared/ folder from S3.
 
 Loaded by every user's Jupyter server (the hub points JUPYTER_CONFIG_PATH here; the image also
 copies it to /etc/jupyter). The hub passes the non-secret settings in the environment:
 
-  LAKEHUB_NOTEBOOK_BUCKET, LAKEHUB_NOTEBOOK_PREFIX   where notebooks live (tier root)
+  LAKEHUB_NOTEBOOK_BUCKET, LAKEHUB_NOTEBOOK_PREFIX   the versioned notebook bucket, the tier root
+  LAKEHUB_HOME                                     the home (else HOME): the file browser's root
   LAKEHUB_S3_ENDPOINT_URL                          only for the emulator
   AWS_REGION                                       the bucket's region
   JUPYTERHUB_USER                                  set by JupyterHub for each server
 
-The file browser shows two folders:
-  shared/        -> s3://<bucket>/<prefix>/shared/            everyone in the tier
-  <username>/    -> s3://<bucket>/<prefix>/users/<username>/  this user's own notebooks
+The file browser shows the home (kernels and terminals start there, so code reads and writes
+files next to the notebook by relative paths) and one virtual folder at its root:
+  shared/   -> s3://<bucket>/<prefix>/shared/     everyone in the tier
+Every file saved through Jupyter in the home is also copied to
+s3://<bucket>/<prefix>/users/<storage_name(user)>/<path> (the central copy, versioned: its versions are
+the file's checkpoints, "Revert to checkpoint" restores them). A real folder named `shared` in the
+home is not shown. The contents manager is lakehub_hub.contents.HomeContentsManager.
 
-The contents manager (the mount router and the S3 manager of each mount) lives in
-lakehub_hub.contents. Credentials come only from the AWS default chain (on ECS: the task role
-through the container-credential variables the hub keeps); no key is ever configured here.
+Users' own packages live in the home and survive restarts: `pip install --user` -> ~/.local
+(PYTHONUSERBASE), R's install.packages -> ~/R/library (R_LIBS_USER), pip's cache ~/.cache/pip.
+Credentials: this user's session of the tier's data role, served by the credential relay
+(lakehub_hub.credential_relay) through the AWS default chain; no key is ever configured here.
 """
 
 import os
 import sys
 
 from lakehub_hub.accounts import storage_name
-from lakehub_hub.contents import TierContentsManager
+from lakehub_hub.contents import HomeContentsManager
 
 c = get_config()  # noqa: F821
 
@@ -37,24 +43,37 @@ def _setting(name):
 BUCKET = _setting("LAKEHUB_NOTEBOOK_BUCKET")
 PREFIX = _setting("LAKEHUB_NOTEBOOK_PREFIX").strip("/")
 USER = _setting("JUPYTERHUB_USER")
-# The user's own folder is named after them; a user literally called "shared" gets "shared-user".
-HOME_FOLDER = USER if USER != "shared" else "shared-user"
+HOME = (os.environ.get("LAKEHUB_HOME") or "").strip() or _setting("HOME")
+if not os.path.isdir(HOME):
+    print(f"lakehub user server: the home folder {HOME} does not exist; the hub (or the task's volume) makes it",
+          file=sys.stderr)
+    sys.exit(2)
+USER_FOLDER = storage_name(USER)  # the data role's ${aws:PrincipalTag/lakehub-user}
 REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 ENDPOINT = os.environ.get("LAKEHUB_S3_ENDPOINT_URL") or f"https://s3.{REGION}.amazonaws.com"
-SHARED = "shared"
+
+# Users' packages in the home (kernels and terminals inherit this environment).
+os.environ["HOME"] = HOME
+os.environ["PYTHONUSERBASE"] = os.path.join(HOME, ".local")
+os.environ["R_LIBS_USER"] = os.path.join(HOME, "R", "library")
+os.environ["PIP_CACHE_DIR"] = os.path.join(HOME, ".cache", "pip")
+for _folder in (os.environ["PYTHONUSERBASE"], os.environ["R_LIBS_USER"]):
+    try:
+        os.makedirs(_folder, exist_ok=True)
+    except OSError as _e:  # the server still starts; pip and R say where they cannot write
+        print(f"lakehub user server: cannot create {_folder}: {_e}", file=sys.stderr)
 
 # AWS credentials: this user's session of the tier role, through a loopback relay (before the
 # contents manager's S3 clients and any kernel; lakehub_hub.credential_relay).
 c.ServerApp.jpserver_extensions.update({"lakehub_hub.credential_relay": True})
-c.ServerApp.contents_manager_class = TierContentsManager
-c.TierContentsManager.bucket = BUCKET
-c.TierContentsManager.endpoint_url = ENDPOINT
-c.TierContentsManager.region_name = REGION
-c.TierContentsManager.mounts = {
-    SHARED: f"{PREFIX}/shared",
-    HOME_FOLDER: f"{PREFIX}/users/{storage_name(USER)}",  # the tier role's ${aws:PrincipalTag/lakehub-user}
-}
-# Open JupyterLab in the user's own folder.
-c.ServerApp.default_url = f"/lab/tree/{HOME_FOLDER}"
-# Notebooks are trusted per user; no terminals into the shared task's file system beyond home.
+c.ServerApp.root_dir = HOME  # kernels' and terminals' starting folder, and the file browser's root
+c.ServerApp.contents_manager_class = HomeContentsManager
+c.HomeContentsManager.root_dir = HOME
+c.HomeContentsManager.bucket = BUCKET
+c.HomeContentsManager.endpoint_url = ENDPOINT
+c.HomeContentsManager.region_name = REGION
+c.HomeContentsManager.central_prefix = f"{PREFIX}/users/{USER_FOLDER}"
+c.HomeContentsManager.shared_prefix = f"{PREFIX}/shared"
+# Open JupyterLab in the home (the file browser's root).
+c.ServerApp.default_url = "/lab"
 c.ServerApp.terminals_enabled = True

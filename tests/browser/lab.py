@@ -295,6 +295,7 @@ class Lab:
         page = self.page
         with self.step(f"delete-{name}"):
             self.go_to_folder(folder)
+            self.item(name).click()  # select it alone: the folder last opened stays selected otherwise
             self.item(name).click(button="right")
             page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^(Delete|Move to Trash)$")).first.click()
             dialog = page.locator(".jp-Dialog")
@@ -304,3 +305,81 @@ class Lab:
             expect(self.item(name)).to_have_count(0, timeout=30_000)
         self.fail_on_dialog("deleting")
 
+
+    # -- files, the server, checkpoints (issue 15: the home) ---------------------------------
+    def upload(self, folder: str, local_file: Path) -> None:
+        """The file browser's Upload button, a file chooser, the file."""
+        page = self.page
+        with self.step(f"upload-{local_file.name}"):
+            self.go_to_folder(folder)
+            with page.expect_file_chooser() as chooser:
+                page.locator(".jp-FileBrowser-toolbar .jp-id-upload button, "
+                             ".jp-FileBrowser-toolbar .jp-id-upload jp-button, "
+                             ".jp-FileBrowser-toolbar button[title^='Upload']").first.click()
+            chooser.value.set_files(str(local_file))
+            self.wait_for_item(local_file.name)
+        self.fail_on_dialog("uploading")
+
+    def restart_server(self) -> None:
+        """The hub's home page: Stop My Server, then Start My Server; back in JupyterLab."""
+        page = self.page
+        with self.step("server-stop"):
+            page.goto(f"{self.hub_url}/hub/home")
+            page.wait_for_load_state("networkidle")  # the button's handler comes with the page's scripts
+            stop = page.locator("#stop")
+            for _ in range(3):  # a click before the handler was bound does nothing: click again
+                stop.click()
+                try:
+                    expect(stop).to_be_hidden(timeout=SPAWN_TIMEOUT_MS // 3)
+                    break
+                except AssertionError:
+                    continue
+            expect(stop).to_be_hidden(timeout=1000)
+        with self.step("server-start", timed="server_restart_s"):
+            page.locator("#start").click()
+            page.wait_for_load_state()
+            if "/hub/spawn" in page.url and page.locator("form#spawn_form, form[action*='spawn']").count():
+                page.locator("form input[type=submit], form button[type=submit]").first.click()
+            page.wait_for_url(re.compile(r".*/user/[^/]+/lab.*"), timeout=SPAWN_TIMEOUT_MS)
+            page.locator(".jp-DirListing-content").wait_for(timeout=SPAWN_TIMEOUT_MS)
+
+    def close_all_tabs(self) -> None:
+        self.menu("File", "Close All Tabs")
+        page = self.page
+        for _ in range(5):  # "Save your work" prompts for unsaved notebooks: discard
+            dialog = page.locator(".jp-Dialog")
+            if not dialog.count():
+                break
+            dialog.locator("button", has_text=re.compile(r"Discard|Don't Save")).first.click()
+            page.wait_for_timeout(300)
+
+    def set_cell_and_save(self, code: str) -> None:
+        """Replace the first cell's text of the current notebook and save (Ctrl+S: a save and a
+        checkpoint)."""
+        page = self.page
+        editor = self.current_panel().locator(".jp-Cell").first.locator(".cm-content")
+        editor.click()
+        page.keyboard.press("Control+a")
+        page.keyboard.insert_text(code)
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+s")
+        self.wait_saved()
+
+    def revert_to_checkpoint(self, index_from_newest: int) -> None:
+        """File > Revert Notebook to Checkpoint: JupyterLab lists the checkpoints newest first in a
+        picker; choose one, confirm Revert."""
+        page = self.page
+        with self.step("revert-to-checkpoint"):
+            self.menu("File", "Revert Notebook to Checkpoint")
+            dialog = page.locator(".jp-Dialog")
+            dialog.wait_for()
+            select = dialog.locator("select")
+            options = select.locator("option").all_inner_texts()
+            if len(options) <= index_from_newest:
+                raise LabError(f"the checkpoint picker lists {options}")
+            select.select_option(index=index_from_newest)
+            dialog.locator("button.jp-mod-accept").click()
+            confirm = page.locator(".jp-Dialog", has_text=re.compile("Revert"))
+            confirm.wait_for()
+            confirm.locator("button.jp-mod-accept, button.jp-mod-warn").first.click()
+            confirm.wait_for(state="detached")

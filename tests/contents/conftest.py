@@ -109,3 +109,25 @@ def tier_role_manager(tier_role_env, tier_mounts, notebook_bucket, moto_server):
 
     return TierContentsManager(bucket=notebook_bucket, endpoint_url=moto_server.endpoint_url,
                                region_name="us-east-1", mounts=tier_mounts)
+
+
+@pytest.fixture
+def home_dir(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def home_config(aws_env, notebook_bucket, tier_prefix, home_dir) -> dict:
+    """As hub_images/singleuser/jupyter_server_config.py configures HomeContentsManager."""
+    return {"root_dir": str(home_dir), "bucket": notebook_bucket, "endpoint_url": aws_env.endpoint_url,
+            "region_name": "us-east-1", "central_prefix": f"{tier_prefix}/users/{USER}",
+            "shared_prefix": f"{tier_prefix}/shared"}
+
+
+@pytest.fixture
+def home_manager(home_config):
+    from lakehub_hub.contents import HomeContentsManager
+
+    return HomeContentsManager(**home_config)

@@ -10,6 +10,7 @@ with the environment the hub gives a user server, to report the contents manager
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from jupyterhub.app import JupyterHub
@@ -82,11 +83,17 @@ singleuser_dir = out["spawner_environment"].get("JUPYTER_CONFIG_PATH")
 if singleuser_dir:
     os.environ.update(out["spawner_environment"])
     os.environ["JUPYTERHUB_USER"] = "alice"
+    os.environ["LAKEHUB_HOME"] = tempfile.mkdtemp(prefix="lakehub-home-")  # the config makes folders there
     su = PyFileConfigLoader("jupyter_server_config.py", path=singleuser_dir).load_config()
     cm = su.ServerApp.contents_manager_class
     out["contents_manager"] = f"{cm.__module__}.{cm.__qualname__}"
     out["contents_manager_bases"] = [f"{b.__module__}.{b.__qualname__}" for b in cm.__mro__]
-    out["contents_mounts"] = dict(su.TierContentsManager.mounts)
-    out["contents_bucket"] = su.TierContentsManager.bucket
-    out["contents_endpoint"] = su.TierContentsManager.endpoint_url
+    out["contents_root"] = su.HomeContentsManager.root_dir == os.environ["LAKEHUB_HOME"] == su.ServerApp.root_dir
+    out["contents_central_prefix"] = su.HomeContentsManager.central_prefix
+    out["contents_shared_prefix"] = su.HomeContentsManager.shared_prefix
+    out["contents_bucket"] = su.HomeContentsManager.bucket
+    out["contents_endpoint"] = su.HomeContentsManager.endpoint_url
+    out["default_url"] = su.ServerApp.default_url
+    out["user_packages"] = {k: os.environ[k].replace(os.environ["LAKEHUB_HOME"], "~")
+                            for k in ("PYTHONUSERBASE", "R_LIBS_USER", "PIP_CACHE_DIR")}
 print("LAKEHUB-CONFIG " + json.dumps(out, default=str))

@@ -96,10 +96,14 @@ def assert_common(cfg: dict):
     assert "--timeout=1800" in culler["command"]
     (role,) = [r for r in cfg["roles"] if r["name"] == "idle-culler"]
     assert {"delete:servers", "read:users:activity"} <= set(role["scopes"])
-    # notebooks in S3: the tier's shared folder and the user's own, under the tier prefix
-    assert cfg["contents_manager"].endswith("TierContentsManager")
-    assert "jupyter_server.services.contents.manager.ContentsManager" in cfg["contents_manager_bases"]
-    assert cfg["contents_mounts"] == {"shared": "tiers/pii/shared", "alice": "tiers/pii/users/alice"}
+    # the file browser: the home (jupyter_server's file manager) with the tier's shared folder from
+    # S3, and the central copies of the user's files under the tier prefix
+    assert cfg["contents_manager"].endswith("HomeContentsManager")
+    assert "jupyter_server.services.contents.largefilemanager.LargeFileManager" in cfg["contents_manager_bases"]
+    assert cfg["contents_root"] is True
+    assert (cfg["contents_central_prefix"], cfg["contents_shared_prefix"]) == ("tiers/pii/users/alice", "tiers/pii/shared")
+    assert cfg["default_url"] == "/lab"
+    assert cfg["user_packages"] == {"PYTHONUSERBASE": "~/.local", "R_LIBS_USER": "~/R/library", "PIP_CACHE_DIR": "~/.cache/pip"}
     assert cfg["contents_bucket"] == "acme-lakehub-notebooks"
     assert cfg["contents_endpoint"] == "https://s3.eu-west-1.amazonaws.com"
     # shared mode: one Unix user per data scientist, servers run by the hub's Python

@@ -55,6 +55,17 @@ def test_list_bucket_is_limited_by_prefix_condition(resolve_tier):
     assert data["Condition"]["StringLike"]["s3:prefix"] == ["pii/", "pii/*", "claims/", "claims/*"]
 
 
+def test_tier_role_lists_and_reads_versions_of_its_notebook_folder_only(resolve_tier):
+    """A home file's checkpoints are the versions of its central copy in the notebook bucket:
+    ListObjectVersions needs s3:ListBucketVersions (AWS S3 API reference), limited by the same
+    s3:prefix condition as ListBucket; reading an old version needs s3:GetObjectVersion."""
+    stmts = statements(resolve_tier(TierName="pii").resources())
+    versions = [s for s in stmts if "s3:ListBucketVersions" in s["Action"]]
+    assert len(versions) == 1 and versions[0]["Resource"] == ["arn:aws:s3:::example-notebooks"]
+    assert all(p.startswith("tiers/pii/") for p in versions[0]["Condition"]["StringLike"]["s3:prefix"])
+    assert s3_resources(stmts, "s3:GetObjectVersion") == s3_resources(stmts, "s3:GetObject")
+
+
 def test_read_only_tier_cannot_write_data(resolve_tier):
     ro = statements(resolve_tier(DataAccess="read-only").resources())
     rw = statements(resolve_tier(DataAccess="read-write").resources())
