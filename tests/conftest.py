@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import boto3
@@ -42,7 +41,6 @@ def local_emulator(tmp_path_factory):
     import subprocess
     import sys
     import time
-    import urllib.request
 
     from lakehub.emulator import free_port
     from lakehub.local import control
@@ -87,3 +85,35 @@ def aws_client(aws_env):
         )
 
     return make
+
+
+@pytest.fixture
+def not_aws():
+    """An HTTP server on loopback that is not AWS: it answers every request 200 with an HTML page
+    (HEAD with no body). `.url` is its address, `.seen` the methods it was sent."""
+    import http.server
+    import threading
+    from types import SimpleNamespace
+
+    seen: list[str] = []
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def _page(self):
+            seen.append(self.command)
+            body = b"" if self.command == "HEAD" else b"<!DOCTYPE html><html><body><h1>Welcome</h1></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_HEAD = do_PUT = _page
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_address[1]}", seen=seen)
+    server.shutdown()
+    server.server_close()

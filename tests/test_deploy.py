@@ -185,36 +185,9 @@ def test_a_malformed_endpoint_url_is_one_line_naming_the_fix(tmp_path, url):
     assert "--endpoint-url" in line and "http://127.0.0.1:" in line  # names the option and a valid form
 
 
-@pytest.fixture
-def not_aws():
-    """An HTTP server on loopback that is not AWS: it answers every request with an HTML page."""
-    import http.server
-    import threading
-
-    class Page(http.server.BaseHTTPRequestHandler):
-        def _page(self):
-            body = b"<!DOCTYPE html><html><body><h1>Welcome</h1></body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_HEAD = do_PUT = _page
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 def test_an_endpoint_that_is_not_aws_is_one_line(tmp_path, not_aws):
-    line = _one_error_line(_deploy_cli([*DEPLOY_ARGS, "--region", "us-east-1", "--endpoint-url", not_aws], _clean_env(tmp_path)))
-    assert not_aws in line and "not answer as AWS CloudFormation" in line
+    line = _one_error_line(_deploy_cli([*DEPLOY_ARGS, "--region", "us-east-1", "--endpoint-url", not_aws.url], _clean_env(tmp_path)))
+    assert not_aws.url in line and "not answer as AWS CloudFormation" in line
 
 
 @pytest.fixture

@@ -431,38 +431,11 @@ def test_publish_requests_have_bounded_timeouts_and_retries():
     assert config.retries["total_max_attempts"] <= 4
 
 
-def test_publish_to_an_endpoint_that_is_not_s3_writes_nothing(aws_env, generated_templates, nothing_built):
+def test_publish_to_an_endpoint_that_is_not_s3_writes_nothing(aws_env, generated_templates, nothing_built, not_aws):
     """A web server that answers 200 to everything is not a bucket (HeadBucket has no body)."""
-    import http.server
-    import threading
-
-    seen = []
-
-    class Page(http.server.BaseHTTPRequestHandler):
-        def _page(self):
-            seen.append(self.command)
-            body = b"" if self.command == "HEAD" else b"<html><body>hello</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_HEAD = do_PUT = _page
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        with pytest.raises(LakehubError, match=f"^{url} does not answer as AWS S3"):
-            publish("lakehub-assets", "lakehub/", REGION, url, templates_dir=generated_templates)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert "PUT" not in seen and nothing_built == []
+    with pytest.raises(LakehubError, match=f"^{not_aws.url} does not answer as AWS S3"):
+        publish("lakehub-assets", "lakehub/", REGION, not_aws.url, templates_dir=generated_templates)
+    assert "PUT" not in not_aws.seen and nothing_built == []
 
 
 def test_publish_to_an_endpoint_that_never_answers_times_out_with_a_message(aws_env, generated_templates, nothing_built, monkeypatch):

@@ -54,7 +54,7 @@ from jupyter_server.services.contents.largefilemanager import LargeFileManager
 from jupyter_server.services.contents.manager import ContentsManager, copy_pat
 from s3contents import S3ContentsManager
 from tornado.web import HTTPError
-from traitlets import Bool, Dict, Int, Unicode, default, observe
+from traitlets import Bool, Dict, HasTraits, Int, Unicode, default, observe
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 HASH_ALGORITHM = "sha256"
@@ -90,6 +90,21 @@ def _seconds(ts: datetime.datetime | None) -> datetime.datetime:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=datetime.UTC)
     return ts.astimezone(datetime.UTC).replace(microsecond=0)
+
+
+class FilesThroughManager(HasTraits):
+    """/files/<path> (downloads, images in notebooks) read through the manager's get(), never
+    from the local disk: jupyter_server's FilesHandler is a StaticFileHandler whose get() asks the
+    contents manager; tornado still wants a root folder, so it gets one that holds nothing. S3
+    mounts are served from S3, and the home's virtual `shared/` never from a real folder."""
+
+    @default("files_handler_class")
+    def _default_files_handler_class(self):
+        return FilesHandler
+
+    @default("files_handler_params")
+    def _default_files_handler_params(self):
+        return {"path": FILES_HANDLER_ROOT}
 
 
 class S3Checkpoints(Checkpoints):
@@ -153,7 +168,7 @@ class _Upload:
         self.started = time.monotonic()
 
 
-class LakehubS3ContentsManager(S3ContentsManager):
+class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
     """s3contents' S3ContentsManager completed for jupyter_server 2.x (see the module docstring)."""
 
     hash_algorithm = Unicode(HASH_ALGORITHM, help="Hash of the stored bytes in get(require_hash=True); fixed.")
@@ -167,16 +182,6 @@ class LakehubS3ContentsManager(S3ContentsManager):
     )
     always_delete_dir = Bool(False, config=True, help="Delete non-empty folders even when delete_to_trash is False.")
     upload_part_bytes = Int(8 * 1024 * 1024, config=True, help="Multipart part size for chunked uploads (S3: >= 5 MiB).")
-
-    @default("files_handler_class")
-    def _default_files_handler_class(self):
-        return FilesHandler  # /files/ reads through get(), from S3 (s3contents': the local disk)
-
-    @default("files_handler_params")
-    def _default_files_handler_params(self):
-        # FilesHandler is a StaticFileHandler whose get() reads through the manager; tornado still
-        # wants a root folder: one that holds nothing, so the local disk is never served.
-        return {"path": FILES_HANDLER_ROOT}
 
     @default("checkpoints_class")
     def _default_checkpoints_class(self):
@@ -684,7 +689,7 @@ class LakehubS3ContentsManager(S3ContentsManager):
         return ""
 
 
-class TierContentsManager(ContentsManager):
+class TierContentsManager(FilesThroughManager, ContentsManager):
     """Mounts one LakehubS3ContentsManager per top-level folder: `shared` and the user's own.
 
     The root is a read-only listing of the mounts; everything below a mount is handed to that
@@ -704,17 +709,6 @@ class TierContentsManager(ContentsManager):
     always_delete_dir = Bool(False, config=True, help="See LakehubS3ContentsManager.always_delete_dir.")
     # ... and one notary (notebook trust signatures) for the router and every mount.
     _MOUNT_SETTINGS = ("allow_hidden", "max_copy_folder_size_mb", "delete_to_trash", "always_delete_dir", "notary")
-
-    # /files/<path> must read through this manager, not from the local disk.
-    @default("files_handler_class")
-    def _default_files_handler_class(self):
-        return FilesHandler
-
-    @default("files_handler_params")
-    def _default_files_handler_params(self):
-        # FilesHandler is a StaticFileHandler whose get() reads through the manager; tornado still
-        # wants a root folder: one that holds nothing, so the local disk is never served.
-        return {"path": FILES_HANDLER_ROOT}
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -945,7 +939,7 @@ class CentralCopyCheckpoints(Checkpoints):
         return [self._model(v["VersionId"], v["LastModified"]) for v in reversed(newest_first)]
 
 
-class HomeContentsManager(LargeFileManager):
+class HomeContentsManager(FilesThroughManager, LargeFileManager):
     """The single-user server's contents manager: the user's home (jupyter_server's own
     LargeFileManager, its semantics unchanged) with `shared/` at the root a virtual folder on S3
     (a LakehubS3ContentsManager on the tier's shared prefix), and a central copy of every file
@@ -967,16 +961,6 @@ class HomeContentsManager(LargeFileManager):
     @default("checkpoints_class")
     def _default_checkpoints_class(self):
         return CentralCopyCheckpoints
-
-    # /files/<path> reads through get(), so shared/ is served from S3 and a real `shared` folder
-    # in the home never is.
-    @default("files_handler_class")
-    def _default_files_handler_class(self):
-        return FilesHandler
-
-    @default("files_handler_params")
-    def _default_files_handler_params(self):
-        return {"path": FILES_HANDLER_ROOT}
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

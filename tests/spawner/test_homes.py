@@ -8,35 +8,17 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from waiting import http_ok, wait_for
 from lakehub_hub import fargate
 from lakehub_hub.accounts import stable_uid, unix_username
 
 from lakehub.emulator import port_in_use
 from lakehub.local.agent import LocalAgent
 
-
-def wait_for(predicate, timeout=20.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def http_ok(url):
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 pytestmark = pytest.mark.e2e
 
