@@ -18,15 +18,19 @@ setup: python-packages node-packages system-packages scanners
 $(STAMP):
 	mkdir -p $(STAMP)
 
-# The venv sees the base interpreter's packages (behind its own): without that, Python turns the
-# user site off in a venv and pip refuses `pip install --user`, and the local platform's users'
-# servers (this venv's Python) must keep users' packages in their homes as the image does.
+# Every dependency is installed into the venv with the base interpreter's packages hidden
+# (include-system-site-packages = false): pip would otherwise take whatever version the base
+# interpreter happens to hold (moto, boto3, ...) as "already satisfied". Only afterwards does the
+# venv see the base's packages (behind its own): without that, Python turns the user site off in
+# a venv and pip refuses `pip install --user`, and the local platform's users' servers (this
+# venv's Python) keep users' packages in their homes as the image does.
 python-packages: $(STAMP)/python
 $(STAMP)/python: pyproject.toml | $(STAMP)
-	test -x $(BIN)/python || $(PY) -m venv --system-site-packages $(VENV)
-	sed -i 's/^include-system-site-packages = false$$/include-system-site-packages = true/' $(VENV)/pyvenv.cfg
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	sed -i 's/^include-system-site-packages = true$$/include-system-site-packages = false/' $(VENV)/pyvenv.cfg
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[local,hub,dev]'
+	sed -i 's/^include-system-site-packages = false$$/include-system-site-packages = true/' $(VENV)/pyvenv.cfg
 	touch $@
 
 node-packages: $(STAMP)/node
