@@ -469,6 +469,23 @@ def install_security_group_rule_defaults() -> None:
     SecurityGroup.create_from_cloudformation_json = classmethod(create)
 
 
+def install_bucket_versioning() -> None:
+    """AWS::S3::Bucket's VersioningConfiguration: moto's CloudFormation ignores it, so the notebook
+    bucket came up unversioned locally (a user's restore points are its object versions)."""
+    from moto.s3.models import FakeBucket
+
+    original = FakeBucket.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        bucket = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        status = ((cloudformation_json.get("Properties") or {}).get("VersioningConfiguration") or {}).get("Status")
+        if status in ("Enabled", "Suspended"):
+            bucket.versioning_status = status
+        return bucket
+
+    FakeBucket.create_from_cloudformation_json = classmethod(create)
+
+
 def install_ssm_parameter_tags() -> None:
     """AWS::SSM::Parameter's Tags is a JSON map in CloudFormation; moto expects a list."""
     from moto.ssm.models import Parameter
@@ -761,6 +778,7 @@ def serve(port: int, work_dir: Path, control_token: str) -> None:
     install_security_group_rule_defaults()
     install_cidr_function()
     install_ssm_parameter_tags()
+    install_bucket_versioning()
     install_change_set_outputs()
     install_role_policy_documents()
     install_fargate_task_memory()

@@ -150,10 +150,10 @@ def test_a_file_uploaded_next_to_a_notebook_is_read_by_relative_path_and_what_th
 
 
 def test_uploaded_and_kernel_written_files_survive_a_server_stop_and_start(tier, people):
-    """Shared mode: the home is the host's folder. Per-user mode needs the local agent to give the
-    task a persistent home (HOME/LAKEHUB_HOME, issue 15's homes): until it does, this skips."""
-    if tier.mode == "per-user" and not PERSISTENT.get(tier.mode):
-        pytest.skip("the local agent gives per-user tasks no persistent home (LAKEHUB_HOME) yet")
+    """Shared mode: the home is the tier's folder the hub mounts. Per-user mode: the local agent
+    gives each task its user's access-point folder as HOME/LAKEHUB_HOME (issue 15's homes)."""
+    if tier.mode == "per-user":
+        assert PERSISTENT.get(tier.mode), "the per-user task had no LAKEHUB_HOME (see the upload test's output)"
     alice = people(0)
     alice.close_all_tabs()
     alice.restart_server()

@@ -10,8 +10,7 @@ The hub's own identity stands in as an IAM user (moto does not match an assumed-
 a role principal); the trust's principal is that user instead of HubRole.
 
 DEPENDS ON THE EMULATOR'S POLICY EVALUATOR (issue 15 local enforcement, lakehub.local.iam_eval):
-moto alone ignores policy variables, so the user's own folder would be refused too. Skips until
-it is in the tree. (It also needs that evaluator wired into the plain moto server this test
+moto alone ignores policy variables, so the user's own folder would be refused too. (It also needs that evaluator wired into the plain moto server this test
 starts, as `lakehub.emulator.start_moto_server` does once it lands.)
 """
 
@@ -35,10 +34,6 @@ from lakehub.cfn_template import Resolver, load
 from lakehub.assets import TEMPLATES_DIR
 from lakehub.emulator import start_moto_server
 
-pytest.importorskip(
-    "lakehub.local.iam_eval",
-    reason="needs the emulator's IAM policy evaluator (issue 15 local enforcement): moto ignores session tags and policy variables",
-)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 

@@ -140,14 +140,20 @@ def test_saved_notebook_lands_in_the_notebook_bucket_under_its_tier(platform):
     # As a notebook file on disk: nbformat may keep a cell's source as a list of lines.
     body = nbformat.reads(platform.admin_s3().get_object(Bucket=bucket, Key=key)["Body"].read().decode(), as_version=4)
     assert body.cells[0].source == "print('kept')"
+    # Its earlier versions are the user's restore points: the template's VersioningConfiguration
+    # holds in the emulator too (moto's CloudFormation ignored it, and JupyterLab's checkpoint
+    # picker had one entry).
+    assert platform.admin_s3().get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled"
+    server.save_notebook("saved-by-test.ipynb", "print('kept, twice')")
+    versions = platform.admin_s3().list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
+    assert len([v for v in versions if v["Key"] == key]) == 2
 
 
-def _persistent_home_or_skip(server) -> str:
+def _persistent_home(server) -> str:
     """The contract of the local agent (issue 15, homes): a per-user task's HOME and LAKEHUB_HOME
-    are its user's persistent folder. Until the agent gives one, what follows cannot hold."""
+    are its user's persistent folder (the EFS access point's folder under the state folder)."""
     home = server.run("python3", "import os; print(os.environ.get('LAKEHUB_HOME') or '')").strip().splitlines()
-    if not home or not home[-1]:
-        pytest.skip("the local agent gives per-user tasks no persistent home (LAKEHUB_HOME) yet")
+    assert home and home[-1], "the local agent gave the per-user task no LAKEHUB_HOME"
     return home[-1]
 
 
@@ -161,7 +167,7 @@ def test_per_user_mode_users_python_and_r_packages_with_c_code_survive_a_server_
     tier = platform.tier("pii")
     user = tier["users"][1]
     server = user_server(tier, user)
-    _persistent_home_or_skip(server)
+    _persistent_home(server)
     name = "lhtinyperuser"
     installed = UP.install_both(server, name)
     headers = {"Authorization": f"token {server.token}"}

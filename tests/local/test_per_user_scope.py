@@ -10,8 +10,7 @@ DEPENDS ON THE EMULATOR'S POLICY EVALUATOR (issue 15, "Local enforcement": lakeh
 moto alone ignores session tags and policy variables (the tier role's user folder
 `users/${aws:PrincipalTag/lakehub-user}/` would match nothing, so even a user's own folder is
 refused) and does not match an assumed-role caller (the hub's HubRole session) to the role
-principal of the tier role's trust policy (the hub could not assume it at all). The module skips
-until that evaluator is in the tree; then it must pass as it is.
+principal of the tier role's trust policy (the hub could not assume it at all).
 
 Shared mode runs in tests/hub/test_per_user_scope_shared.py (`lakehub local up --server-mode
 shared` refuses to run as root, which CI is).
@@ -28,11 +27,6 @@ from lakehub.local.platform import free_base_port
 
 from .helpers import Platform, user_server
 
-pytest.importorskip(
-    "lakehub.local.iam_eval",
-    reason="needs the emulator's IAM policy evaluator (issue 15 local enforcement): moto ignores session tags, "
-    "policy variables and assumed-role trust principals",
-)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
