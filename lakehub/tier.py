@@ -1013,17 +1013,15 @@ def add_homes(b: Builder, shared_hub_role, hub_role, user_task_role, hub_sg, use
     fs = Ref(names.HOMES_FILE_SYSTEM_ID)
     hub_doc = PolicyDocument(Version="2012-10-17", Statement=homes_client_statements(fs, homes_access_point_arn(), root=True, sid="MountTierHomes"))
     user_doc = PolicyDocument(Version="2012-10-17", Statement=homes_client_statements(fs, sid="MountOwnHome"))
-    if shared_hub_role is user_task_role:
-        # One role in both places (today's tier role): one policy whose document follows the
-        # mode (an If around a whole policy would leave Policies a NoValue item in one mode).
-        shared_hub_role.Policies.append(iam.Policy(PolicyName="homes", PolicyDocument=If("IsShared", hub_doc, user_doc)))
-    else:
-        shared_hub_role.Policies.append(If("IsShared", iam.Policy(PolicyName="homes-hub", PolicyDocument=hub_doc), Ref("AWS::NoValue")))
+    # One "homes" policy on the hub role in both modes, its document chosen by the mode: an If
+    # around a whole policy leaves a NoValue item in Policies, which moto's CloudFormation (and
+    # so the catalog rehearsal) cannot read. Shared: mount the tier's homes as root. Per-user:
+    # give each user a home (access point, per-user task definition).
+    spawn_doc = PolicyDocument(Version="2012-10-17", Statement=homes_spawn_statements())
+    shared_hub_role.Policies.append(iam.Policy(PolicyName="homes", PolicyDocument=If("IsShared", hub_doc, spawn_doc)))
+    if user_task_role is not shared_hub_role:
         # The user task role exists only in per-user mode (Condition IsPerUser).
         user_task_role.Policies.append(iam.Policy(PolicyName="homes-user", PolicyDocument=user_doc))
-    # In the hub role's per-user policy (spawn-user-servers): what spawning a user with a home takes.
-    spawn_policy = next(p for p in hub_role.Policies if isinstance(p, If))
-    spawn_policy.data["Fn::If"][1].PolicyDocument.Statement.extend(homes_spawn_statements())
     return ap
 
 
