@@ -491,7 +491,7 @@ class LocalAgent:
         return mounts, posix
 
     def _efs_folder(self, fs_id: str, root: str, creation: dict | None) -> Path:
-        return efs_folder(self.efs_dir, fs_id, root, creation)
+        return efs_folder(self.efs_dir, efs_folder_name(self.efs, fs_id), root, creation)
 
     def _prepare_account(self, hub_user: str, task_id: str) -> tuple["accounts.Account", Path]:
         """The user's account, and a new task folder (with tmp/) that it owns."""
@@ -513,12 +513,27 @@ class LocalAgent:
             log.warning("local agent: could not stop task %s: %s", local.arn, exc)
 
 
+EFS_FOLDER_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"  # a file system's id (fs-...) or Name tag, no dots
+
+
+def efs_folder_name(efs_client, fs_id: str) -> str:
+    """The host folder's name for an emulated file system: its Name tag (e.g. lakehub-homes),
+    which stays the same across `lakehub local down`/`up` while the emulator gives the file
+    system a new id at each deploy (homes must survive a restart); the id when it has no name."""
+    try:
+        name = efs_client.describe_file_systems(FileSystemId=fs_id)["FileSystems"][0].get("Name") or ""
+    except (ClientError, BotoCoreError, IndexError, KeyError):
+        name = ""
+    return name if name and re.fullmatch(EFS_FOLDER_NAME, name) else fs_id
+
+
 def efs_folder(efs_dir: Path, fs_id: str, root: str, creation: dict | None) -> Path:
-    """<efs_dir>/<fs id>/<root>, made without following links: folders on the way as the
-    caller's 0711 (traverse only), the root itself with CreationInfo's owner and mode when it is
-    missing (as EFS makes an access point's root on first mount); existing folders untouched."""
+    """<efs_dir>/<fs folder>/<root> (the folder: efs_folder_name's, or the file system's id), made
+    without following links: folders on the way as the caller's 0711 (traverse only), the root
+    itself with CreationInfo's owner and mode when it is missing (as EFS makes an access point's
+    root on first mount); existing folders untouched."""
     parts = [fs_id] + [p for p in root.split("/") if p]
-    if not re.fullmatch(r"fs-[0-9a-zA-Z]+", fs_id) or any(p in (".", "..") for p in parts):
+    if not re.fullmatch(EFS_FOLDER_NAME, fs_id) or any(p in (".", "..") for p in parts):
         raise LakehubError(f"bad EFS volume {fs_id}:{root}")
     efs_dir = Path(efs_dir)
     efs_dir.mkdir(parents=True, exist_ok=True)

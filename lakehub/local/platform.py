@@ -425,11 +425,12 @@ class LocalPlatform:
         (<state>/efs/<fs id>/tiers/<tier>, root's 0755, as the tier's HomesAccessPoint says),
         the same place per-user mode's homes live in (the agent maps their access points there).
         Users' servers pass through the folders above it (o+x only, restored at stop)."""
-        from lakehub.local.agent import efs_folder
+        from lakehub.local.agent import efs_folder, efs_folder_name
 
         if not fs_id:
             return self.state.path / "homes"
-        folder = efs_folder(self.state.path / EFS_DIR, fs_id, f"{names.HOMES_TIERS_ROOT}/{tier.name}",
+        folder = efs_folder(self.state.path / EFS_DIR, efs_folder_name(self.client("efs", self.admin), fs_id),
+                            f"{names.HOMES_TIERS_ROOT}/{tier.name}",
                             {"OwnerUid": 0, "OwnerGid": 0, "Permissions": "0755"})
         if os.geteuid() == 0 and self.server_mode == "shared":
             self._opened += accounts.open_for_others([str(folder)])
