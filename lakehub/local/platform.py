@@ -59,7 +59,7 @@ PLATFORM_NAME = default_settings().platform_name
 STACK_NAME = "lakehub"
 SERVER_MODES = ("per-user", "shared")
 HUB_START_TIMEOUT = 120
-EFS_DIR = "efs"  # <state>/efs/<file system id>/<path>: the emulated EFS file systems (homes)
+EFS_DIR = "efs"  # <state>/efs/<file system Name tag or id>/<path>: the emulated EFS file systems (homes)
 ROLE_SESSION_SECONDS = 43200
 # Demo users per tier (names for the reference tiers; others get <tier>-user1, <tier>-user2).
 DEMO_USERS = {"pii": ("alice", "bob"), "nonpii": ("carol", "dave")}
@@ -422,7 +422,7 @@ class LocalPlatform:
 
     def home_root(self, tier: Tier, fs_id: str) -> Path:
         """Shared mode: the tier's access point folder on the emulated homes file system
-        (<state>/efs/<fs id>/tiers/<tier>, root's 0755, as the tier's HomesAccessPoint says),
+        (<state>/efs/<fs Name tag>/tiers/<tier>, root's 0755, as the tier's HomesAccessPoint says),
         the same place per-user mode's homes live in (the agent maps their access points there).
         Users' servers pass through the folders above it (o+x only, restored at stop)."""
         from lakehub.local.agent import efs_folder, efs_folder_name
