@@ -993,7 +993,7 @@ def add_homes_access_point(b: Builder, title: str = HOMES_ACCESS_POINT, tags=Non
     return ap
 
 
-def add_homes(b: Builder, shared_hub_role, hub_role, user_task_role, hub_sg, user_sg) -> efs.AccessPoint:
+def add_homes(b: Builder, hub_role, user_task_role, hub_sg, user_sg) -> efs.AccessPoint:
     """Homes (issue 15): the tier's access point, NFS from the tier's tasks to the homes file
     system, and the roles' EFS rights.
     - shared mode: the hub task role mounts the tier's access point with root access
@@ -1018,10 +1018,9 @@ def add_homes(b: Builder, shared_hub_role, hub_role, user_task_role, hub_sg, use
     # so the catalog rehearsal) cannot read. Shared: mount the tier's homes as root. Per-user:
     # give each user a home (access point, per-user task definition).
     spawn_doc = PolicyDocument(Version="2012-10-17", Statement=homes_spawn_statements())
-    shared_hub_role.Policies.append(iam.Policy(PolicyName="homes", PolicyDocument=If("IsShared", hub_doc, spawn_doc)))
-    if user_task_role is not shared_hub_role:
-        # The user task role exists only in per-user mode (Condition IsPerUser).
-        user_task_role.Policies.append(iam.Policy(PolicyName="homes-user", PolicyDocument=user_doc))
+    hub_role.Policies.append(iam.Policy(PolicyName="homes", PolicyDocument=If("IsShared", hub_doc, spawn_doc)))
+    # The user task role exists only in per-user mode (Condition IsPerUser).
+    user_task_role.Policies.append(iam.Policy(PolicyName="homes-user", PolicyDocument=user_doc))
     return ap
 
 
@@ -1113,7 +1112,7 @@ def build_tier(settings: Settings):
     hub_sg, user_sg = add_security_groups(b)
     user_task_role = add_user_task_role(b)
     hub_role = add_hub_role(b, execution_role, user_task_role)
-    add_homes(b, shared_hub_role=hub_role, hub_role=hub_role, user_task_role=user_task_role, hub_sg=hub_sg, user_sg=user_sg)
+    add_homes(b, hub_role=hub_role, user_task_role=user_task_role, hub_sg=hub_sg, user_sg=user_sg)
     hub_td, user_td = add_task_definitions(b, execution_role, hub_role, user_task_role, client, cookie, client_secret)
 
     tg = b.add(
