@@ -916,10 +916,11 @@ class BucketMirror:
                 self._remove(path)
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
+        self.errors = 0  # writes that failed before are in the folder now
         return len(wanted)
 
     def status(self) -> dict:
-        return {"bucket": self.bucket, "folder": str(self.root), "errors": self.errors,
+        return {"bucket": self.bucket, "folder": str(self.root), "errors_since_last_sync": self.errors,
                 "not_mirrored": sorted(k for k in self.skipped if not k.endswith("/"))}
 
 

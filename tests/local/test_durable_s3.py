@@ -170,3 +170,53 @@ def test_only_the_supervisor_names_the_mirrored_bucket(emulator):
     with pytest.raises(urllib.error.HTTPError) as missing:
         persist(emulator, {"bucket": "no-such-bucket"})
     assert missing.value.code == 404
+
+
+# ------------------------------------------------------------------------------------------
+# `lakehub local down` says when the export failed (a stand-in supervisor holds the state)
+# ------------------------------------------------------------------------------------------
+STAND_IN = """
+import signal, sys, time
+from lakehub.local.state import StateDir
+state = StateDir(sys.argv[1])
+state.acquire()
+state.write({"phase": "ready", "outputs": {"NotebookBucketName": "b"}})
+def stop(*_):
+    if sys.argv[2] == "fail":
+        state.update(export_error="the emulator did not answer ([Errno 111] Connection refused)")
+    else:
+        state.update(exported=3)
+    state.update(phase="stopped")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("outcome", ["fail", "ok"])
+def test_down_exits_non_zero_and_names_the_last_good_copy_when_the_export_failed(tmp_path, outcome):
+    from .helpers import lakehub
+
+    state_dir = tmp_path / "state"
+    supervisor = subprocess.Popen([sys.executable, "-c", STAND_IN, str(state_dir), outcome], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True)
+    import threading
+
+    try:
+        assert supervisor.stdout.readline().strip() == "ready"
+        # Reaped as it exits (`down` waits until the pid is gone, and a zombie still has it).
+        threading.Thread(target=supervisor.wait, daemon=True).start()
+        down = lakehub("local", "down", "--state-dir", str(state_dir), timeout=120)
+    finally:
+        supervisor.kill()
+        supervisor.wait(timeout=10)
+    if outcome == "ok":
+        assert down.returncode == 0, down.stderr
+        assert f"exported 3 notebook files to {state_dir / 'notebooks-export'}" in down.stdout
+        return
+    assert down.returncode != 0, down.stdout + down.stderr
+    lines = down.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in down.stderr, down.stderr
+    assert "not exported" in lines[0] and "Connection refused" in lines[0]
+    assert f"last good copy is {state_dir / 'notebooks-export'}" in lines[0]
