@@ -774,6 +774,14 @@ def install_parallel_nested_stacks() -> None:
 PERSIST_PATH = "/moto-api/lakehub/persist"
 
 
+def _cannot_be_a_file(exc: OSError) -> bool:
+    """A key the folder cannot hold as a file (`a` and `a/b` both keys, a name too long), as
+    opposed to a folder that cannot be written (no space, no permission)."""
+    import errno
+
+    return isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError)) or exc.errno == errno.ENAMETOOLONG
+
+
 def key_path(root: Path, key: str) -> Path | None:
     """Where object `key` lives under `root`, or None when the key cannot be a file there
     (empty, absolute, `.`/`..`/empty segments, a folder marker ending in `/`, a NUL): S3
@@ -877,6 +885,14 @@ class BucketMirror:
                     self._remove(path)
                 else:
                     self._write(path, body)
+            except OSError as exc:
+                if not _cannot_be_a_file(exc):
+                    self.errors += 1
+                    log.error("durable S3: cannot mirror %s/%s to %s: %s", bucket_name, key, path, exc)
+                else:
+                    self.skipped.add(key)
+                    log.warning("durable S3: key %r of %s cannot be a file under %s (%s); not mirrored",
+                                key, bucket_name, self.root, exc)
             except Exception as exc:  # noqa: BLE001 - the request succeeded; say what was not kept
                 # (A body replaced by a concurrent write is closed by moto: that write mirrors it.)
                 self.errors += 1
@@ -908,9 +924,15 @@ class BucketMirror:
             path = key_path(self.root, key)
             if isinstance(obj, FakeKey) and path is not None:
                 wanted[path] = obj.value
-        for path, body in wanted.items():
-            if not (path.is_file() and path.read_bytes() == body):
-                self._write(path, body)
+        for path, body in sorted(wanted.items()):
+            try:
+                if not (path.is_file() and path.read_bytes() == body):
+                    self._write(path, body)
+            except OSError as exc:
+                if not _cannot_be_a_file(exc):
+                    raise
+                self.skipped.add(path.relative_to(self.root).as_posix())
+                log.warning("durable S3: %s cannot be a file (%s); not mirrored", path, exc)
         for path in sorted(self.root.rglob("*"), reverse=True):
             if path.is_file() and path not in wanted:
                 self._remove(path)

@@ -160,6 +160,16 @@ def test_keys_that_cannot_be_files_never_leave_the_folder(emulator):
     assert_mirrored(emulator)
     status = json.loads(control.control_request(emulator["url"], PERSIST_PATH, emulator["token"]))
     assert "../escaped.txt" in status["not_mirrored"]
+    # S3 holds `a` and `a/b` at once; a folder cannot: the second is left out and said, and a
+    # full export still works (it does not fail every `down` from then on).
+    s3.put_object(Bucket=BUCKET, Key="conflict", Body=b"a file")
+    s3.put_object(Bucket=BUCKET, Key="conflict/inner.txt", Body=b"under a file")
+    assert (emulator["mirror"] / "conflict").read_bytes() == b"a file"
+    synced = persist(emulator, {"sync": True})
+    assert "conflict/inner.txt" in synced["not_mirrored"] and synced["errors_since_last_sync"] == 0
+    s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "conflict"}, {"Key": "conflict/inner.txt"}]})
+    assert not (emulator["mirror"] / "conflict").exists()
+    assert_mirrored(emulator)
 
 
 def test_only_the_supervisor_names_the_mirrored_bucket(emulator):
