@@ -72,7 +72,8 @@ def register(subparsers) -> None:
 
     down = sub.add_parser("down", help="export the notebooks and stop everything")
     down.add_argument("--state-dir", **common)
-    down.add_argument("--no-export", action="store_true", help="stop without exporting the notebook bucket")
+    down.add_argument("--no-export", action="store_true", help="stop without the last export (notebooks-export/ still holds "
+                                                             "what the emulator wrote through)")
     down.set_defaults(func=cmd_down)
 
     rt = sub.add_parser("resource-types", help="template resource types the emulator does not model")

@@ -11,8 +11,9 @@ Order (each step is a progress line in state.json, which `lakehub local up` show
     secret in Secrets Manager
  5. `lakehub deploy` of main.template.yaml (the same code path as for AWS)
  6. the demo data lake (CSV files under pii/ and nonpii/), notebooks restored from
-    notebooks-export/ (which the emulator then keeps equal to the notebook bucket), an admin IAM user for the platform's own calls, each tier's role (and, in
-    per-user mode, each hub's role) assumed, then IAM enforcement on
+    notebooks-export/ (which the emulator then keeps equal to the notebook bucket), an admin
+    IAM user for the platform's own calls, each tier's role (and, in per-user mode, each hub's
+    role) assumed, then IAM enforcement on
  7. the container-credentials endpoint, the local agent (per-user mode), one JupyterHub per
     tier with hub_images/jupyterhub_config.py, each waited for on /hub/health
 """
