@@ -87,16 +87,19 @@ def _up(p: Platform) -> None:
 
 def test_a_saved_notebook_survives_killing_the_emulator_and_down_says_it_could_not_export(platform):
     mirror = platform.state_dir / "notebooks-export"
+    bucket = platform.state()["outputs"]["NotebookBucketName"]
+    # A file in the shared folder lives only in S3 (homes are on disk): on disk at once, before
+    # any `down` (only `down` wrote this folder before).
+    platform.admin_s3().put_object(Bucket=bucket, Key="shared/team-note.txt", Body=b"only in S3")
+    assert (mirror / "shared" / "team-note.txt").is_file(), "not in the folder before `down`"
+    assert (mirror / "shared" / "team-note.txt").read_bytes() == b"only in S3"
+    # A notebook saved through the hub: its central copy too.
     tier = platform.tier("nonpii")
     user = tier["users"][0]
     server = user_server(tier, user)
     server.save_notebook("before-crash.ipynb", "print('saved before the crash')")
-    bucket = platform.state()["outputs"]["NotebookBucketName"]
-    platform.admin_s3().put_object(Bucket=bucket, Key="shared/team-note.txt", Body=b"only in S3")
     notebook = mirror / "tiers" / "nonpii" / "users" / user["username"] / "before-crash.ipynb"
-    # On disk at once, before any `down` (only `down` wrote this folder before).
-    assert notebook.is_file(), sorted(str(p.relative_to(mirror)) for p in mirror.rglob("*")) if mirror.exists() else "no folder"
-    assert (mirror / "shared" / "team-note.txt").read_bytes() == b"only in S3"
+    assert notebook.is_file(), sorted(str(p.relative_to(mirror)) for p in mirror.rglob("*"))
 
     os.kill(platform.state()["children"]["emulator"], signal.SIGKILL)
     down = platform.down()
