@@ -13,7 +13,7 @@ import pytest
 
 # pytest-jupyter's server fixtures and its async-test hooks, for this folder only (the plugin
 # has no entry point, and a `pytest_plugins` line is only honoured in the top-level conftest).
-from pytest_jupyter.jupyter_server import *
+from pytest_jupyter.jupyter_server import *  # noqa: F403 - its fixtures, by name
 
 BUCKET = "lakehub-contents-tests"
 USER = "alice"
