@@ -413,39 +413,6 @@ def _service(p: Product) -> list[Grant]:
     ]
 
 
-def _dns_namespace(p: Product) -> list[Grant]:
-    """A per-user tier's private namespace for its hub's address (Cloud Map API permissions
-    reference, CreatePrivateDnsNamespace: a private hosted zone in the VPC)."""
-    namespaces = _in_account("servicediscovery", "namespace/*")
-    # (The template tags neither, so no tagging actions.)
-    return [
-        # Creation takes no resource-level permission (the namespace and its zone do not exist yet).
-        Grant(
-            "CreateHubNamespaces",
-            ("servicediscovery:CreatePrivateDnsNamespace", "servicediscovery:GetOperation", "servicediscovery:ListNamespaces",
-             "route53:CreateHostedZone", "route53:ListHostedZonesByName", "ec2:DescribeVpcs", "ec2:DescribeRegions"),
-        ),
-        Grant(
-            "ManageHubNamespaces",
-            ("servicediscovery:GetNamespace", "servicediscovery:DeleteNamespace"),
-            (namespaces,),
-        ),
-        Grant("HubNamespaceZones", ("route53:GetHostedZone", "route53:DeleteHostedZone"), (_arn("route53:::hostedzone/*"),)),
-    ]
-
-
-def _discovery_service(p: Product) -> list[Grant]:
-    return [
-        Grant(
-            "ManageHubDiscovery",
-            ("servicediscovery:CreateService", "servicediscovery:GetService", "servicediscovery:UpdateService",
-             "servicediscovery:DeleteService"),
-            (_in_account("servicediscovery", "namespace/*"), _in_account("servicediscovery", "service/*")),
-        ),
-        Grant("ListHubDiscovery", ("servicediscovery:ListServices",)),
-    ]
-
-
 def _scalable_target(p: Product) -> list[Grant]:
     return [
         Grant(
@@ -502,8 +469,6 @@ RESOURCE_PERMISSIONS: dict[str, Grants] = {
     "AWS::Route53::RecordSet": _record_set,
     "AWS::ECS::TaskDefinition": _task_definition,
     "AWS::ECS::Service": _service,
-    "AWS::ServiceDiscovery::PrivateDnsNamespace": _dns_namespace,
-    "AWS::ServiceDiscovery::Service": _discovery_service,
     "AWS::ApplicationAutoScaling::ScalableTarget": _scalable_target,
     "AWS::ApplicationAutoScaling::ScalingPolicy": _scaling_policy,
 }
