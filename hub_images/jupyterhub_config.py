@@ -434,7 +434,10 @@ if SERVER_MODE == "per-user":
     from lakehub_hub.fargate import configure_per_user_hub
 
     # User tasks run this image too: the single-user config is at the same path there.
-    c.Spawner.environment = dict(USER_ENV, JUPYTER_CONFIG_PATH=str(SINGLEUSER_CONFIG_DIR))
+    # LAKEHUB_SERVER_IDLE_TIMEOUT: the server ends itself once idle while the hub is away
+    # (nightly stop, replacement), as the idle culler would (singleuser/jupyter_server_config.py).
+    c.Spawner.environment = dict(USER_ENV, JUPYTER_CONFIG_PATH=str(SINGLEUSER_CONFIG_DIR),
+                                 LAKEHUB_SERVER_IDLE_TIMEOUT=str(IDLE_TIMEOUT))
     configure_per_user_hub(c, fail=fail)
 else:
     from jupyterhub.spawner import LocalProcessSpawner

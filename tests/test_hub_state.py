@@ -106,3 +106,30 @@ def test_a_spot_interruption_is_explained_from_the_stop_code_or_the_reason():
     exited = {"stopCode": "EssentialContainerExited", "stoppedReason": "Essential container in task exited"}
     assert not fargate.is_spot_interruption(exited)
     assert "Essential container in task exited" in fargate.stop_explanation(exited)
+
+
+def test_a_per_user_server_ends_itself_once_idle_while_its_hub_is_away(tmp_path):
+    """The nightly stop leaves servers running: each one culls its idle, unconnected kernels and
+    shuts itself down after the tier's idle timeout, as the hub's culler would; busy or connected
+    kernels keep it (unsaved work in an open JupyterLab is never dropped)."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    probe = ("import json, sys\nfrom traitlets.config.loader import PyFileConfigLoader\n"
+             "cfg = PyFileConfigLoader('jupyter_server_config.py', path=sys.argv[1]).load_config()\n"
+             "print(json.dumps({'kernels': dict(cfg.MappingKernelManager), "
+             "'shutdown': cfg.ServerApp.get('shutdown_no_activity_timeout')}))\n")
+    base = dict(os.environ, LAKEHUB_NOTEBOOK_BUCKET="b", LAKEHUB_NOTEBOOK_PREFIX="tiers/pii", JUPYTERHUB_USER="ana",
+                LAKEHUB_HOME=str(tmp_path), HOME=str(tmp_path))
+
+    def load(**env):
+        done = subprocess.run([sys.executable, "-c", probe, str(root / "hub_images" / "singleuser")],
+                              env=dict(base, **env), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    idle = load(LAKEHUB_SERVER_IDLE_TIMEOUT="3600")
+    assert idle["shutdown"] == 3600
+    assert idle["kernels"] == {"cull_idle_timeout": 3600, "cull_interval": 300, "cull_busy": False,
+                               "cull_connected": False}
+    assert load()["shutdown"] is None  # shared mode: the hub's culler alone
