@@ -792,8 +792,8 @@ def stop_time(task: dict) -> str:
 
     when = task.get("stoppedAt") or task.get("stoppingAt")
     if not isinstance(when, datetime.datetime):
-        when = datetime.datetime.now(datetime.timezone.utc)
-    return when.astimezone(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        when = datetime.datetime.now(datetime.UTC)
+    return when.astimezone(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def stop_explanation(task: dict) -> str:
