@@ -75,10 +75,22 @@ class ReplacedHub:
         raise AssertionError("hub did not start:\n" + self.log()[-4000:])
 
     def kill(self):
-        """SIGKILL to the task's whole process group: hub, proxy, Litestream; nothing cleans up."""
+        """SIGKILL to the task's processes: Litestream and the hub (one group), and the proxy,
+        which JupyterHub starts in a session of its own; nothing cleans up."""
+        proxy_pid = int((self.workdir / "jupyterhub-proxy.pid").read_text().strip())
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+        os.kill(proxy_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(proxy_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the proxy outlived SIGKILL")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
