@@ -85,9 +85,11 @@ class ReplacedHub:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                os.kill(proxy_pid, 0)
-            except ProcessLookupError:
-                break
+                state = Path(f"/proc/{proxy_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                break  # gone
+            if state == "Z":
+                break  # dead, not yet reaped by init
             time.sleep(0.1)
         else:
             raise AssertionError("the proxy outlived SIGKILL")
