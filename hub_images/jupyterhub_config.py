@@ -162,13 +162,19 @@ if cookie_secret:
     # Any string from Secrets Manager; JupyterHub wants 32 random bytes.
     c.JupyterHub.cookie_secret = hashlib.sha256(cookie_secret.encode()).digest()
 else:
-    # One task per tier: a secret generated on first start is enough (sessions end on a new task).
+    # Development: a secret generated on first start (sessions end with the state folder). A
+    # replaced hub keeps its users signed in only with LAKEHUB_COOKIE_SECRET (the tier's secret).
     c.JupyterHub.cookie_secret_file = str(STATE_DIR / "jupyterhub_cookie_secret")
 # configurable-http-proxy is started by the hub (on PATH); its API stays on loopback.
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:8001"
 c.ConfigurableHTTPProxy.should_start = True
+# Shared mode: users' servers are processes in the hub task and cannot outlive it, so a hub stop
+# stops them. Per-user mode: configure_per_user_hub keeps them when the database persists
+# (LAKEHUB_HUB_STATE_BUCKET: restored and replicated by lakehub_hub.hub_state, the task's command).
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.template_vars = {"lakehub_tier": TIER}
+# lakehub's page templates extend JupyterHub's (home.html: why a server stopped, per-user mode).
+c.JupyterHub.template_paths = [str(HERE / "templates")]
 c.JupyterHub.shutdown_on_logout = False
 
 
@@ -428,7 +434,10 @@ if SERVER_MODE == "per-user":
     from lakehub_hub.fargate import configure_per_user_hub
 
     # User tasks run this image too: the single-user config is at the same path there.
-    c.Spawner.environment = dict(USER_ENV, JUPYTER_CONFIG_PATH=str(SINGLEUSER_CONFIG_DIR))
+    # LAKEHUB_SERVER_IDLE_TIMEOUT: the server ends itself once idle while the hub is away
+    # (nightly stop, replacement), as the idle culler would (singleuser/jupyter_server_config.py).
+    c.Spawner.environment = dict(USER_ENV, JUPYTER_CONFIG_PATH=str(SINGLEUSER_CONFIG_DIR),
+                                 LAKEHUB_SERVER_IDLE_TIMEOUT=str(IDLE_TIMEOUT))
     configure_per_user_hub(c, fail=fail)
 else:
     from jupyterhub.spawner import LocalProcessSpawner

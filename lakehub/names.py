@@ -155,6 +155,10 @@ NOTEBOOK_TIERS_ROOT = "tiers"  # notebook bucket layout: tiers/<tier>/shared, ti
 # execution role only (containerOverrides.environmentFiles); outside tiers/, so no tier role
 # reads it. hub_images/lakehub_hub/fargate.py has the same value (SPAWN_ENV_ROOT).
 SPAWN_ENV_ROOT = "spawn-env"
+# Per-user mode: the hub's database, replicated by Litestream (lakehub_hub.hub_state) to the
+# notebook bucket under hub-state/<tier>/, read and written by the tier's hub role only; outside
+# tiers/, so no user's session reads it. hub_images/lakehub_hub/hub_state.py has the same value.
+HUB_STATE_ROOT = "hub-state"
 # The STS session tag that names a user's own notebook folder (tiers/<tier>/users/<value>/): the
 # hub sets it (and SourceIdentity) when it assumes the tier role for a user; the tier role's
 # policy reads it as ${aws:PrincipalTag/lakehub-user}. hub_images/lakehub_hub/credentials.py

@@ -842,9 +842,33 @@ def _s3_actions(statement: dict) -> list[str]:
     return [a for a in _actions(statement) if a.lower().startswith("s3:") or a == "*"]
 
 
+# The hub's own database replica (lakehub_hub.hub_state, lakehub.names.HUB_STATE_ROOT): the hub
+# reads and lists it, and it holds no data. Exempt only when every resource, and for a listing
+# every s3:prefix value, is under this root, and the statement names its actions (no wildcard).
+HUB_STATE_PREFIX = "hub-state/"
+HUB_STATE_ACTIONS = ("s3:getobject", "s3:putobject", "s3:deleteobject", "s3:listbucket")
+
+
+def _only_hub_state(statement: dict) -> bool:
+    actions = [a.lower() for a in _s3_actions(statement)]
+    if not actions or any(a not in HUB_STATE_ACTIONS for a in actions) or len(actions) != len(_actions(statement)):
+        return False
+    if "DataBucket" in " ".join(refs(_resources(statement))):
+        return False
+    if "s3:listbucket" in actions:
+        like = {k.lower(): v for k, v in ((statement.get("Condition") or {}).get("StringLike") or {}).items()}
+        prefixes = items(like.get("s3:prefix"))
+        if not prefixes or not all(any(t.startswith(HUB_STATE_PREFIX) for t in strings(p)) for p in prefixes):
+            return False
+        return actions == ["s3:listbucket"]
+    return all(any(HUB_STATE_PREFIX in t for t in strings(r)) for r in _resources(statement))
+
+
 def _reaches_data(statement: dict) -> str | None:
     """Why an Allow statement reaches data (S3 reads or lists anywhere, or any S3 action on the
-    data-lake bucket), or None."""
+    data-lake bucket), or None. The hub's own state prefix is not data (`_only_hub_state`)."""
+    if _only_hub_state(statement):
+        return None
     actions = _s3_actions(statement)
     reads = [a for a in actions if any(fnmatch.fnmatchcase(r.lower(), a.lower()) for r in S3_READS)]
     if reads:

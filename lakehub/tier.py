@@ -16,7 +16,9 @@ Two server modes:
 Off-hours schedule (`Schedule` = business-hours, the default): Application Auto Scaling
 scheduled actions on the service's scalable target set it to 0 tasks outside business hours
 (`BusinessHoursStart`/`End`, `BusinessDays`, in `ScheduleTimezone`) and back to MinTasks/MaxTasks
-at the start; the hub stops users' servers when it stops. Same parameters as the network's NAT
+at the start. Per-user mode: the hub's stop leaves users' servers running (its database is
+replicated to S3 and restored by the next hub, which takes them back and whose idle culler stops
+the idle ones); shared mode: the servers live in the hub task and stop with it. Same parameters as the network's NAT
 instance schedule (lakehub.network), which runs a little longer on each side.
 """
 
@@ -568,6 +570,29 @@ def spawn_env_objects():
     return objects_arn(Ref(names.NOTEBOOK_BUCKET_NAME), Sub(names.SPAWN_ENV_ROOT + "/${TierName}/"))
 
 
+def hub_state_statements() -> list[Statement]:
+    """Litestream's replica of the hub database (per-user mode): list, read, write and delete
+    under hub-state/<tier>/ of the notebook bucket, nothing else (docs/AWS_NOTES.md)."""
+    from lakehub.policies import objects_arn
+
+    prefix = Sub(names.HUB_STATE_ROOT + "/${TierName}/")
+    return [
+        Statement(
+            Sid="ListHubState",
+            Effect=Allow,
+            Action=[awacs_s3.ListBucket],
+            Resource=[bucket_arn(Ref(names.NOTEBOOK_BUCKET_NAME))],
+            Condition=Condition(StringLike("s3:prefix", [Sub(names.HUB_STATE_ROOT + "/${TierName}/*")])),
+        ),
+        Statement(
+            Sid="KeepHubState",
+            Effect=Allow,
+            Action=[awacs_s3.GetObject, awacs_s3.PutObject, awacs_s3.DeleteObject],
+            Resource=[objects_arn(Ref(names.NOTEBOOK_BUCKET_NAME), prefix)],
+        ),
+    ]
+
+
 def spawn_env_read_statements() -> list[Statement]:
     """What ECS needs to read a task's environmentFiles with the execution role: s3:GetObject on
     the objects and s3:GetBucketLocation on their bucket (docs/AWS_NOTES.md)."""
@@ -700,6 +725,11 @@ def hub_environment(client) -> list:
         "LAKEHUB_USER_SERVER_PORT": str(USER_SERVER_PORT),
         "LAKEHUB_HUB_API_PORT": str(HUB_API_PORT),
         "LAKEHUB_SPAWN_ENV_PREFIX": Sub(names.SPAWN_ENV_ROOT + "/${TierName}/"),
+        # Per-user mode: the hub's database outlives the hub task (Litestream replica, restored by
+        # the next task: lakehub_hub.hub_state), so users' servers outlive it too. Shared mode
+        # has none: its servers live in the task, and several shared hub tasks would share one replica.
+        "LAKEHUB_HUB_STATE_BUCKET": If("IsPerUser", Ref(names.NOTEBOOK_BUCKET_NAME), ""),
+        "LAKEHUB_HUB_STATE_PREFIX": Sub(names.HUB_STATE_ROOT + "/${TierName}/"),
         # Homes (issue 15): shared mode mounts the tier's access point at /home; per-user mode
         # makes one access point per user on this file system (lakehub_hub.fargate).
         "LAKEHUB_HOME_ROOT": names.HOMES_MOUNT,
@@ -822,6 +852,7 @@ def add_hub_role(b: Builder, execution_role, user_task_role) -> iam.Role:
             Action=[awacs_s3.PutObject, awacs_s3.DeleteObject, awacs_s3.DeleteObjectVersion],
             Resource=[spawn_env_objects()],
         ),
+        *hub_state_statements(),
         Statement(
             Sid="PassTierRoles",
             Effect=Allow,

@@ -61,7 +61,7 @@ so a tag can never point the hub's proxy at another address.
 Hub configuration: ``configure_per_user_hub(c, fail=fail)`` in jupyterhub_config.py (after
 ``db_url``) does everything per-user mode needs: the spawner, the hub API address user tasks use
 (LAKEHUB_HUB_API_PORT, LAKEHUB_HUB_CONNECT_URL or the task metadata), the timeouts,
-``cleanup_servers`` (True unless LAKEHUB_KEEP_SERVERS_ON_HUB_STOP=true) and, at start-up, ``reconcile_orphans()``: it stops this tier's and
+``cleanup_servers`` (False when the hub's database persists: LAKEHUB_HUB_STATE_BUCKET or LAKEHUB_KEEP_SERVERS_ON_HUB_STOP=true) and, at start-up, ``reconcile_orphans()``: it stops this tier's and
 hub's tasks that no spawner in the hub's database owns (``known_task_arns_from_db()``), so no
 orphan task keeps costing; JupyterHub's own start-up poll takes back the others.
 
@@ -701,6 +701,12 @@ def hub_connect_url_from_metadata(port: int = 8081, timeout: float = 2.0) -> str
     return None
 
 
+def hub_state_persists() -> bool:
+    """True when the hub's database survives the hub task (a Litestream replica, or a persistent
+    state folder): only then may users' servers outlive the hub."""
+    return bool(os.environ.get("LAKEHUB_HUB_STATE_BUCKET", "").strip()) or _env_bool("LAKEHUB_KEEP_SERVERS_ON_HUB_STOP", False)
+
+
 def configure_per_user_hub(c, fail=None, log=None) -> list[str]:
     """Everything jupyterhub_config.py needs for per-user mode, in one call; returns the ARNs of
     orphan tasks it stopped.
@@ -712,8 +718,8 @@ def configure_per_user_hub(c, fail=None, log=None) -> list[str]:
       LAKEHUB_HUB_CONNECT_URL, else this task's private IP (ECS task metadata), else loopback;
     - a start timeout for a cold Fargate start (LAKEHUB_START_TIMEOUT, 300 s) and a longer
       HTTP timeout, set on FargateSpawner so that c.Spawner values for shared mode do not apply;
-    - `cleanup_servers`: a clean hub stop stops users' tasks, unless
-      LAKEHUB_KEEP_SERVERS_ON_HUB_STOP=true (a persistent hub database); either way, start-up
+    - `cleanup_servers`: a clean hub stop stops users' tasks, unless the hub's database persists
+      (LAKEHUB_HUB_STATE_BUCKET: Litestream's replica; or LAKEHUB_KEEP_SERVERS_ON_HUB_STOP=true); either way, start-up
       takes back the tasks its database records and stops the others (`reconcile_orphans`).
 
     Call it after `c.JupyterHub.db_url` is set.
@@ -738,11 +744,13 @@ def configure_per_user_hub(c, fail=None, log=None) -> list[str]:
     )
     c.FargateSpawner.start_timeout = _env_int("LAKEHUB_START_TIMEOUT", DEFAULT_START_TIMEOUT)
     c.FargateSpawner.http_timeout = 120
-    # Stopping the hub (nightly scale-to-0, a Spot interruption, a deployment) stops users'
-    # tasks by default: the hub's database lives in the task, so a new hub could not take them
-    # back, and a task left running would cost all night. Keep them only when the hub's state
-    # directory is persistent (EFS): LAKEHUB_KEEP_SERVERS_ON_HUB_STOP=true.
-    c.JupyterHub.cleanup_servers = not _env_bool("LAKEHUB_KEEP_SERVERS_ON_HUB_STOP", False)
+    # Stopping the hub (a deployment, the nightly scale-to-0, a crash) leaves users' tasks
+    # running when the hub's database outlives the task (replicated to S3 by Litestream,
+    # LAKEHUB_HUB_STATE_BUCKET, lakehub_hub.hub_state; or a persistent folder,
+    # LAKEHUB_KEEP_SERVERS_ON_HUB_STOP=true): the next hub restores it and takes them back.
+    # Without either the database dies with the task, a new hub could not take them back, so a
+    # clean stop stops them (and a crash leaves them to reconcile_orphans at the next start).
+    c.JupyterHub.cleanup_servers = not hub_state_persists()
     db_url = c.JupyterHub.db_url if isinstance(c.JupyterHub.db_url, str) else None
     try:
         stopped = reconcile_orphans(known_task_arns=known_task_arns_from_db(db_url))
@@ -765,6 +773,36 @@ def configure_per_user_hub(c, fail=None, log=None) -> list[str]:
     if stopped:
         say(f"stopped {len(stopped)} orphan user task(s) that no user owns")
     return stopped
+
+
+# DescribeTasks `stopCode` of a task whose Fargate Spot capacity AWS took back (after a
+# two-minute warning, SIGTERM to the containers); its stoppedReason says "Your Spot Task was
+# interrupted." (docs/AWS_NOTES.md).
+SPOT_INTERRUPTION = "SpotInterruption"
+SPOT_REASON = re.compile(r"spot task was interrupted", re.IGNORECASE)
+
+
+def is_spot_interruption(task: dict) -> bool:
+    return task.get("stopCode") == SPOT_INTERRUPTION or bool(SPOT_REASON.search(task.get("stoppedReason") or ""))
+
+
+def stop_time(task: dict) -> str:
+    """When the task stopped (stoppedAt, else stoppingAt, else now), ISO 8601 in UTC."""
+    import datetime
+
+    when = task.get("stoppedAt") or task.get("stoppingAt")
+    if not isinstance(when, datetime.datetime):
+        when = datetime.datetime.now(datetime.UTC)
+    return when.astimezone(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def stop_explanation(task: dict) -> str:
+    """One sentence for the user: why their server stopped, when the hub did not stop it."""
+    if is_spot_interruption(task):
+        return ("AWS reclaimed the Fargate Spot capacity your server ran on (Spot interruption). "
+                "Files saved in your home and notebooks saved to S3 are kept; start your server again.")
+    reason = (task.get("stoppedReason") or "").strip()
+    return f"Your server's task stopped: {reason or 'no reason given'}. Start your server again."
 
 
 ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}
@@ -958,6 +996,10 @@ class FargateSpawner(Spawner):
     capacity_used = Unicode("", help="Capacity provider the task was started on.")
     env_file_key = Unicode("", help="S3 key of this spawn's environment file (deleted at stop).")
     env_file_version = Unicode("", help="Its S3 version id (the notebook bucket is versioned).")
+    # Why the last server stopped when the hub did not stop it (a Spot interruption, the server
+    # exiting): kept across clear_state, shown on the hub's home page, cleared by the next start.
+    last_stop = Unicode("", help="What the user is told about the last stop the hub did not ask for.")
+    last_stop_at = Unicode("", help="When it stopped (ISO 8601, UTC).")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -973,6 +1015,9 @@ class FargateSpawner(Spawner):
         if self.env_file_key:
             state["env_file_key"] = self.env_file_key
             state["env_file_version"] = self.env_file_version
+        if self.last_stop:
+            state["last_stop"] = self.last_stop
+            state["last_stop_at"] = self.last_stop_at
         return state
 
     def load_state(self, state):
@@ -981,6 +1026,8 @@ class FargateSpawner(Spawner):
         self.capacity_used = state.get("capacity", "")
         self.env_file_key = state.get("env_file_key", "")
         self.env_file_version = state.get("env_file_version", "")
+        self.last_stop = state.get("last_stop", "")
+        self.last_stop_at = state.get("last_stop_at", "")
 
     def clear_state(self):
         super().clear_state()
@@ -1187,6 +1234,7 @@ class FargateSpawner(Spawner):
 
     async def start(self):
         self.check_settings()
+        self.last_stop = self.last_stop_at = ""
         self._progress_events = []
         self._start_done = False
         try:
@@ -1446,6 +1494,10 @@ class FargateSpawner(Spawner):
         if task is None:
             return 0
         if task.get("lastStatus") == "STOPPED" or task.get("desiredStatus") == "STOPPED":
+            # Not stopped through this spawner (stop() clears the state first): tell the user why.
+            self.last_stop = stop_explanation(task)
+            self.last_stop_at = stop_time(task)
+            self.log.warning("%s's task %s stopped: %s", self._log_name, self.task_arn, task.get("stoppedReason", ""))
             for container in task.get("containers") or []:
                 if container.get("name") == self.container_name and isinstance(
                     container.get("exitCode"), int
@@ -1462,6 +1514,7 @@ class FargateSpawner(Spawner):
 
     async def stop(self, now=False):
         """Stop the task; wait (bounded) until ECS reports it STOPPED unless `now`."""
+        self.last_stop = self.last_stop_at = ""  # asked for: nothing to explain
         if not self.task_arn:
             await self._delete_env_file()
             return

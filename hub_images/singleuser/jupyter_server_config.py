@@ -77,3 +77,16 @@ c.HomeContentsManager.shared_prefix = f"{PREFIX}/shared"
 # Open JupyterLab in the home (the file browser's root).
 c.ServerApp.default_url = "/lab"
 c.ServerApp.terminals_enabled = True
+
+# Per-user mode: the server ends itself once idle even while its hub is away (the nightly stop,
+# a replacement), as the hub's idle culler would: kernels nobody is connected to and that are not
+# busy are shut down after LAKEHUB_SERVER_IDLE_TIMEOUT seconds without activity, then the server
+# after as long with no kernel, terminal or request (its task then stops). A busy kernel, or one a
+# browser is connected to (an open JupyterLab, which autosaves), keeps the server running.
+_IDLE = os.environ.get("LAKEHUB_SERVER_IDLE_TIMEOUT", "").strip()
+if _IDLE.isdigit() and int(_IDLE) > 0:
+    c.MappingKernelManager.cull_idle_timeout = int(_IDLE)
+    c.MappingKernelManager.cull_interval = max(60, min(300, int(_IDLE) // 4))
+    c.MappingKernelManager.cull_busy = False
+    c.MappingKernelManager.cull_connected = False
+    c.ServerApp.shutdown_no_activity_timeout = int(_IDLE)

@@ -4,29 +4,45 @@ Only what the spawner needs; the product's hub config (hub_images/jupyterhub_con
 own tests. Users are created and servers started through the REST API with a test service token.
 """
 
+import hashlib
 import os
 import sys
+from pathlib import Path
 
 from lakehub_hub.fargate import configure_per_user_hub
 
 c = get_config()  # noqa: F821
 
 work = os.environ["LAKEHUB_E2E_DIR"]
+# The product's layout: the database in LAKEHUB_STATE_DIR (what lakehub_hub.hub_state restores and
+# replicates), the cookie secret from LAKEHUB_COOKIE_SECRET when set (the tier's secret on AWS).
+state = os.environ.get("LAKEHUB_STATE_DIR") or work
+os.makedirs(state, exist_ok=True)
 c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ['LAKEHUB_E2E_PORT']}"
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ['LAKEHUB_E2E_PROXY_API_PORT']}"
-c.JupyterHub.db_url = f"sqlite:///{work}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = f"{work}/cookie_secret"
-c.JupyterHub.pid_file = f"{work}/jupyterhub.pid"
+c.JupyterHub.db_url = f"sqlite:///{state}/jupyterhub.sqlite"
+if os.environ.get("LAKEHUB_COOKIE_SECRET"):
+    c.JupyterHub.cookie_secret = hashlib.sha256(os.environ["LAKEHUB_COOKIE_SECRET"].encode()).digest()
+else:
+    c.JupyterHub.cookie_secret_file = f"{work}/cookie_secret"
+c.JupyterHub.pid_file = f"{state}/jupyterhub.pid"
 c.JupyterHub.cleanup_proxy = True
+c.JupyterHub.template_paths = [str(Path(__file__).resolve().parents[2] / "hub_images" / "templates")]
 c.FargateSpawner.describe_interval = 0.5
+if os.environ.get("LAKEHUB_E2E_POLL_INTERVAL"):
+    c.Spawner.poll_interval = int(os.environ["LAKEHUB_E2E_POLL_INTERVAL"])
 # Users come from the REST API; the null authenticator allows no browser sign-in.
 c.JupyterHub.authenticator_class = "null"
 c.Authenticator.allow_all = True
+if os.environ.get("LAKEHUB_E2E_PASSWORD"):
+    # Browser sign-in (a session cookie) for tests that need one: any user, this password.
+    c.JupyterHub.authenticator_class = "dummy"
+    c.DummyAuthenticator.password = os.environ["LAKEHUB_E2E_PASSWORD"]
 c.JupyterHub.services = [{"name": "e2e", "api_token": os.environ["LAKEHUB_E2E_TOKEN"]}]
 c.JupyterHub.load_roles = [
     {
         "name": "e2e",
-        "scopes": ["admin:users", "admin:servers", "access:servers", "read:users:activity"],
+        "scopes": ["admin:users", "admin:servers", "access:servers", "read:users:activity", "tokens"],
         "services": ["e2e"],
     }
 ]
@@ -50,6 +66,6 @@ if cull_timeout:
     )
 
 # What the product's hub config calls in per-user mode (after db_url): spawner, hub API address
-# (LAKEHUB_HUB_API_PORT, LAKEHUB_HUB_CONNECT_URL), timeouts, cleanup_servers (kept here: LAKEHUB_KEEP_SERVERS_ON_HUB_STOP), orphans.
+# (LAKEHUB_HUB_API_PORT, LAKEHUB_HUB_CONNECT_URL), timeouts, cleanup_servers (off when the database persists: LAKEHUB_KEEP_SERVERS_ON_HUB_STOP or LAKEHUB_HUB_STATE_BUCKET), orphans.
 stopped = configure_per_user_hub(c)
 print(f"lakehub: reconcile_orphans stopped {len(stopped)} task(s): {stopped}", flush=True)

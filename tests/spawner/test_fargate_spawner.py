@@ -479,6 +479,14 @@ def test_configure_per_user_hub_sets_up_the_hub_and_stops_orphans(make_spawner, 
     kept.JupyterHub.db_url = c.JupyterHub.db_url
     fargate.configure_per_user_hub(kept, log=messages.append)
     assert kept.JupyterHub.cleanup_servers is False
+    # the tier template's way: the database replicated to S3 (lakehub_hub.hub_state)
+    monkeypatch.delenv("LAKEHUB_KEEP_SERVERS_ON_HUB_STOP")
+    monkeypatch.setenv("LAKEHUB_HUB_STATE_BUCKET", ecs_world.bucket)
+    replicated = Config()
+    replicated.JupyterHub.db_url = c.JupyterHub.db_url
+    fargate.configure_per_user_hub(replicated, log=messages.append)
+    assert replicated.JupyterHub.cleanup_servers is False
+    monkeypatch.delenv("LAKEHUB_HUB_STATE_BUCKET")
 
     monkeypatch.delenv("LAKEHUB_ECS_ENDPOINT_URL")
     monkeypatch.setenv("LAKEHUB_HUB_CONNECT_URL", "http://10.0.1.5:8181")
@@ -487,3 +495,24 @@ def test_configure_per_user_hub_sets_up_the_hub_and_stops_orphans(make_spawner, 
     assert fargate.configure_per_user_hub(Config(), fail=failures.append) == []
     assert failures == ["FargateSpawner is missing settings: LAKEHUB_CLUSTER (set them on the hub task, "
                         "or the matching c.FargateSpawner traits)"]
+
+
+def test_a_spot_interruption_is_kept_for_the_user_across_clear_state_and_a_hub_restart(make_spawner, ecs_world):
+    """poll() finds the task stopped by Fargate Spot (moto keeps ECS's reason, not the stop code):
+    the reason outlives clear_state() and the hub's database (get_state/load_state), and the next
+    start clears it. A stop the hub asked for leaves nothing to explain."""
+    spawner = make_spawner(user="sami")
+    run(spawner.start())
+    ecs_world.ecs.stop_task(cluster=ecs_world.cluster, task=spawner.task_arn, reason="Your Spot Task was interrupted.")
+    assert run(spawner.poll()) is not None
+    spawner.clear_state()  # what JupyterHub does with a server that stopped by itself
+    state = spawner.get_state()
+    assert "task_arn" not in state
+    assert "AWS reclaimed the Fargate Spot capacity" in state["last_stop"] and state["last_stop_at"].endswith("Z")
+    restored = make_spawner(user="sami")  # the next hub, from its database
+    restored.load_state(state)
+    assert restored.last_stop == state["last_stop"]
+    run(restored.start())
+    assert restored.last_stop == "" and "last_stop" not in restored.get_state()
+    run(restored.stop())
+    assert "last_stop" not in restored.get_state()

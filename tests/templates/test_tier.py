@@ -183,8 +183,9 @@ def test_the_hub_runs_with_the_hub_role_and_may_assume_the_tier_role_in_both_mod
     [assume] = [s for s in stmts if "sts:AssumeRole" in s["Action"]]
     assert sorted(assume["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
     assert assume["Resource"] == ["arn:aws:iam::123456789012:role/lakehub-pii-tier"]
-    # the hub itself holds no data
-    assert not [s for s in stmts if any(a.startswith("s3:Get") or a.startswith("s3:List") for a in s["Action"])]
+    # the hub itself holds no data: it reads and lists only its own database's replica
+    reads = [s for s in stmts if any(a.startswith("s3:Get") or a.startswith("s3:List") for a in s["Action"])]
+    assert [s["Sid"] for s in reads] == (["ListHubState", "KeepHubState"] if mode == "per-user" else [])
     env = {e["Name"]: e["Value"] for e in res["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]}
     assert env["LAKEHUB_TIER_ROLE_ARN"] == "arn:aws:iam::123456789012:role/lakehub-pii-tier"
     assert res["TierRole"]["Properties"]["RoleName"] == "lakehub-pii-tier"
@@ -238,3 +239,49 @@ def test_only_valid_fargate_sizes_are_accepted(templates):
         rule = rules[f"ValidMemoryFor{cpu}Cpu"]
         assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "TaskCpu"}, str(cpu)]}
         assert rule["Assertions"][0]["Assert"]["Fn::Contains"][0] == [str(m) for m in memories]
+
+
+def test_a_per_user_hub_keeps_its_database_under_its_own_hub_state_prefix_only(resolve_tier):
+    """Litestream's replica (lakehub_hub.hub_state): list, read, write, delete under
+    hub-state/<tier>/ of the notebook bucket and nothing else; no user's role reaches it."""
+    res = resolve_tier(ServerMode="per-user").resources()
+    stmts = {s.get("Sid"): s for s in statements(res, "HubRole")}
+    listing, keep = stmts["ListHubState"], stmts["KeepHubState"]
+    assert listing["Action"] == ["s3:ListBucket"]
+    assert listing["Resource"] == ["arn:aws:s3:::example-notebooks"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["hub-state/pii/*"]}}
+    assert sorted(keep["Action"]) == ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+    assert keep["Resource"] == ["arn:aws:s3:::example-notebooks/hub-state/pii/*"]
+    env = {e["Name"]: e["Value"] for e in res["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    assert (env["LAKEHUB_HUB_STATE_BUCKET"], env["LAKEHUB_HUB_STATE_PREFIX"]) == ("example-notebooks", "hub-state/pii/")
+    for role in ("TierRole", "UserTaskRole", "ExecutionRole"):
+        reached = [r for s in statements(res, role) for r in s["Resource"] if isinstance(r, str)]
+        assert not [r for r in reached if "hub-state" in r or r.endswith("example-notebooks/*")], role
+    # one hub at a time writes the replica: a deployment stops the old task before the new one starts
+    deployment = res["Service"]["Properties"]["DeploymentConfiguration"]
+    assert (deployment["MaximumPercent"], deployment["MinimumHealthyPercent"]) == (100, 0)
+
+
+def test_a_shared_hub_keeps_no_replica(resolve_tier):
+    """Shared mode: servers live in the hub task (they cannot outlive it) and several hub tasks
+    would write one replica."""
+    res = resolve_tier(ServerMode="shared").resources()
+    env = {e["Name"]: e["Value"] for e in res["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    assert env["LAKEHUB_HUB_STATE_BUCKET"] == ""
+    assert not [s for s in statements(res, "HubRole") if "hub-state" in str(s)]
+
+
+def test_the_nightly_stop_stops_the_hub_only_and_a_per_user_hub_leaves_servers_running(resolve_tier):
+    """Decision (docs/HUB_ENV.md, "Nightly stop"): the schedule scales the hub service to 0; a
+    per-user hub's database persists (LAKEHUB_HUB_STATE_BUCKET), so the hub config turns
+    cleanup_servers off and users' servers, with their unsaved work, keep running; the morning hub
+    takes them back and its idle culler stops the idle ones."""
+    res = resolve_tier(ServerMode="per-user", Schedule="business-hours").resources()
+    actions = {a["ScheduledActionName"]: a for a in res["ScalableTarget"]["Properties"]["ScheduledActions"]}
+    end = actions["business-hours-end"]["ScalableTargetAction"]
+    assert (end["MinCapacity"], end["MaxCapacity"]) == (0, 0)
+    assert res["ScalableTarget"]["Properties"]["ScalableDimension"] == "ecs:service:DesiredCount"
+    env = {e["Name"]: e["Value"] for e in res["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    assert env["LAKEHUB_HUB_STATE_BUCKET"]  # what makes fargate.hub_state_persists() true
+    # nothing in the template stops users' tasks on a schedule
+    assert not [n for n, r in res.items() if r.get("Type") in ("AWS::Events::Rule", "AWS::Scheduler::Schedule")]
