@@ -173,6 +173,18 @@ def journey(tier: dict, user: dict, timeout: float, barrier: threading.Barrier) 
     return row
 
 
+def hub_log_lines(path: Path, user: str, keep: int = 6) -> list[str]:
+    """The hub's last warning and error lines about a user: why a journey failed."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    words = ("error", "timeout", "failed", "exited", "stopped", "warning")
+    mine = [line[:300] for line in lines
+            if (user in line or f"/user/{user}/" in line) and any(w in line.lower() for w in words)]
+    return mine[-keep:]
+
+
 def run_load(state: dict, users_per_tier: int, timeout: float) -> dict:
     tiers = state["tiers"]
     for t in tiers:
@@ -248,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # noqa: BLE001
             traceback.print_exc()
             return 1
+        for row in result["rows"]:
+            if not row["ok"]:
+                row["hub_log"] = hub_log_lines(state_dir / "hubs" / row["tier"] / "hub.log", row["user"])
     finally:
         if own and not args.keep:
             lakehub("local", "down", "--state-dir", str(state_dir), "--no-export", timeout=600)
