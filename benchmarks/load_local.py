@@ -169,6 +169,9 @@ def journey(tier: dict, user: dict, timeout: float, barrier: threading.Barrier) 
         row["ok"] = True
     except Exception as exc:  # noqa: BLE001 - a failed journey is a result, with its cause
         row["error"] = f"{type(exc).__name__}: {exc}"[:400]
+        request = getattr(exc, "request", None)
+        if request is not None:  # which server the HTTP error came from
+            row["error_url"] = f"{request.method} {request.url}"[:300]
         row["failed_after_s"] = round(time.monotonic() - started, 2)
     return row
 
@@ -235,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     own = args.state_dir is None
+    result: dict = {}
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="lakehub-bench-load-"))
     up_seconds = None
     try:
@@ -251,10 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         state = json.loads((state_dir / "state.json").read_text())
         if state.get("phase") != "ready":
             raise SystemExit(f"the platform in {state_dir} is not ready ({state.get('phase')})")
-        result = {"benchmark": "load_local", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        result.update({"benchmark": "load_local", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                   "server_mode": state.get("server_mode"), "client": "threads + tests/hubclient.py (requests)",
-                  "up_seconds": up_seconds}
+                  "up_seconds": up_seconds})
         try:
             result.update(run_load(state, args.users, args.timeout))
         except Exception:  # noqa: BLE001
@@ -266,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if own and not args.keep:
             lakehub("local", "down", "--state-dir", str(state_dir), "--no-export", timeout=600)
-            shutil.rmtree(state_dir, ignore_errors=True)
+            if result.get("success_rate") == 1:
+                shutil.rmtree(state_dir, ignore_errors=True)
+            else:  # the hubs', agent's and identity provider's logs say why
+                print(f"logs kept in {state_dir}", file=sys.stderr)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"load_local-{result['server_mode']}-n{args.users}-{result['date'][:10]}.json"
