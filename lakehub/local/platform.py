@@ -10,9 +10,10 @@ Order (each step is a progress line in state.json, which `lakehub local up` show
  4. a hosted zone for lakehub.localhost, a certificate from the emulator's ACM, the OIDC client
     secret in Secrets Manager
  5. `lakehub deploy` of main.template.yaml (the same code path as for AWS)
- 6. the demo data lake (CSV files under pii/ and nonpii/), notebooks restored from the last
-    `down`, an admin IAM user for the platform's own calls, each tier's role (and, in
-    per-user mode, each hub's role) assumed, then IAM enforcement on
+ 6. the demo data lake (CSV files under pii/ and nonpii/), notebooks restored from
+    notebooks-export/ (which the emulator then keeps equal to the notebook bucket), an admin
+    IAM user for the platform's own calls, each tier's role (and, in per-user mode, each hub's
+    role) assumed, then IAM enforcement on
  7. the container-credentials endpoint, the local agent (per-user mode), one JupyterHub per
     tier with hub_images/jupyterhub_config.py, each waited for on /hub/health
 """
@@ -31,6 +32,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,7 +241,8 @@ class LocalPlatform:
         token_file = self.state.file(control.TOKEN_FILE)
         self.control_token = control.new_token(token_file)
         proc = self._spawn("emulator", [sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(self.base_port),
-                                        "--work-dir", str(work), "--control-token-file", str(token_file)],
+                                        "--work-dir", str(work), "--control-token-file", str(token_file),
+                                        "--persist-dir", str(self.state.export_dir)],
                            env, ROOT, self.state.path / "emulator.log")
         self._wait_http("the AWS emulator", f"{self.endpoint}/moto-api/", proc, 60, self.state.path / "emulator.log",
                         headers={control.HEADER: self.control_token})
@@ -335,6 +338,20 @@ class LocalPlatform:
             for path in files:
                 s3.put_object(Bucket=bucket, Key=path.relative_to(export).as_posix(), Body=path.read_bytes())
             self.say(f"restored {len(files)} notebook files from {export}")
+
+    def persist_notebooks(self) -> None:
+        """Durable local S3: from now on the emulator mirrors the notebook bucket to
+        <state>/notebooks-export/ as it is written (lakehub.local.emulator_server, point 5), so a
+        crash of the emulator or of this supervisor loses no saved notebook. Call it only after
+        seed_data restored that folder into the bucket: naming the bucket makes the folder
+        equal to it."""
+        bucket = self.outputs[names.NOTEBOOK_BUCKET_NAME]
+        from lakehub.local.emulator_server import PERSIST_PATH
+
+        answer = json.loads(control.control_request(self.endpoint, PERSIST_PATH, self.control_token,
+                                                    data=json.dumps({"bucket": bucket}).encode(), method="POST",
+                                                    content_type="application/json", timeout=120))
+        self.say(f"notebook bucket written through to {self.state.export_dir} ({answer['files']} files now)")
 
     def secure(self) -> dict[str, dict]:
         """Admin user, roles assumed, then IAM enforcement on. Returns {role arn: credentials}."""
@@ -501,6 +518,7 @@ class LocalPlatform:
         params = self.prepare_account()
         self.deploy(params)
         self.seed_data()
+        self.persist_notebooks()
         self.roles = self.secure()
         if self.server_mode == "per-user":
             self.start_agent()
@@ -529,35 +547,27 @@ class LocalPlatform:
         self._opened = []
 
 
-def export_notebooks(current: dict, dest: Path) -> int:
-    """Copy every object of the notebook bucket to `dest` (replaced as a whole)."""
-    import boto3
-
-    admin = current.get("admin") or {}
-    bucket = (current.get("outputs") or {}).get("NotebookBucketName")
-    if not admin or not bucket:
+def export_notebooks(current: dict, dest: Path, token: str) -> int:
+    """Make `dest` equal to the notebook bucket once more (a clean stop's last export). The
+    emulator has kept that folder current as the bucket was written (persist_notebooks); here it
+    checks every file against the bucket again, under the same lock as its writes. Raises when
+    the emulator cannot do it (it died, or it mirrors another folder): then `dest` still holds
+    every object as it was last written."""
+    if not current.get("outputs", {}).get(names.NOTEBOOK_BUCKET_NAME):
         return 0
-    from botocore.config import Config
+    from lakehub.local.emulator_server import PERSIST_PATH
 
-    s3 = boto3.client("s3", endpoint_url=current["emulator_endpoint"], region_name="us-east-1",
-                      aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"],
-                      config=Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 2}))
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            key = obj["Key"]
-            if key.endswith("/") or ".." in key.split("/"):
-                continue
-            target = tmp / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            count += 1
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return count
+    try:
+        answer = json.loads(control.control_request(current["emulator_endpoint"], PERSIST_PATH, token,
+                                                    data=b'{"sync": true}', method="POST",
+                                                    content_type="application/json", timeout=120))
+    except urllib.error.HTTPError as exc:
+        raise LakehubError(f"the emulator could not export: {exc.read().decode(errors='replace')[:200]}") from None
+    except OSError as exc:
+        raise LakehubError(f"the emulator did not answer ({getattr(exc, 'reason', exc)})") from None
+    if Path(answer["folder"]) != Path(dest).resolve():
+        raise LakehubError(f"the emulator mirrors {answer['folder']}, not {dest}")
+    return int(answer["files"])
 
 
 def unmodelled_types() -> list[dict]:
@@ -619,7 +629,7 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
         current = state.read()
         if platform is not None and current.get("phase") == "ready" and not current.get("no_export"):
             try:
-                state.update(exported=export_notebooks(current, state.export_dir))
+                state.update(exported=export_notebooks(current, state.export_dir, platform.control_token))
             except Exception as exc:  # noqa: BLE001 - still stop everything; say what was not saved
                 log.exception("exporting the notebooks")
                 state.update(export_error=str(exc))
