@@ -65,6 +65,12 @@ Hub configuration: ``configure_per_user_hub(c, fail=fail)`` in jupyterhub_config
 hub's tasks that no spawner in the hub's database owns (``known_task_arns_from_db()``), so no
 orphan task keeps costing; JupyterHub's own start-up poll takes back the others.
 
+ECS calls at scale: every DescribeTasks of the hub's spawners (JupyterHub's poll() of each
+running server, the start and stop loops) goes through one shared poller per hub process
+(``lakehub_hub.ecs_poller``): one request per 100 tasks, and a poll accepts an answer up to
+``poll_interval`` old, so a hub with N running servers sends about ceil(N/100) DescribeTasks per
+poll interval instead of N (ECS allows 20 a second per account and Region; docs/AWS_NOTES.md).
+
 Secrets stay out of RunTask: the server's API token (and any variable named like a secret)
 goes into a per-spawn ``.env`` object under LAKEHUB_SPAWN_ENV_PREFIX, which the task reads
 through ``containerOverrides.environmentFiles`` with its *execution* role (ECS fetches it
@@ -96,6 +102,7 @@ from jupyterhub.spawner import Spawner
 from traitlets import Bool, Float, Integer, List, Unicode, default, validate
 
 from lakehub_hub.accounts import stable_uid, unix_username
+from lakehub_hub.ecs_poller import DEFAULT_WINDOW, TaskPoller
 
 # Tag keys: one definition, used by the spawner, the reconciliation and the local agent.
 TAG_USER = "lakehub:user"
@@ -867,6 +874,12 @@ class FargateSpawner(Spawner):
     describe_interval = Float(
         2.0, config=True, help="Seconds between describe_tasks calls while a task starts or stops."
     )
+    describe_window = Float(
+        DEFAULT_WINDOW,
+        config=True,
+        help="Seconds a task question waits for others of this hub to share one DescribeTasks "
+        "(up to 100 tasks a call; lakehub_hub.ecs_poller).",
+    )
     stop_timeout = Integer(120, config=True, help="Seconds stop() waits for the task to reach STOPPED.")
     spawn_env_bucket = Unicode(
         config=True,
@@ -1403,13 +1416,12 @@ class FargateSpawner(Spawner):
             )
         raise FargateSpawnError(f"ECS could not start your server: {last_reason}")
 
-    async def _describe(self, arn: str, include_tags: bool = True) -> dict | None:
-        kwargs: dict[str, Any] = {"cluster": self.cluster, "tasks": [arn]}
-        if include_tags:
-            kwargs["include"] = ["TAGS"]
-        response = await self._ecs("describe_tasks", **kwargs)
-        tasks = response.get("tasks") or []
-        return tasks[0] if tasks else None
+    async def _describe(self, arn: str, include_tags: bool = True, max_age: float = 0.0) -> dict | None:
+        """The task, None when ECS does not know it, through the hub's shared poller: the hub's
+        spawners share one DescribeTasks per 100 tasks (lakehub_hub.ecs_poller). max_age > 0
+        accepts an answer to a request sent that many seconds ago."""
+        poller = TaskPoller.shared(self.ecs, self.cluster, self.describe_window, self.log)
+        return await poller.describe(arn, max_age=max_age, include_tags=include_tags)
 
     def _stopped_error(self, task: dict) -> FargateSpawnError:
         reason = task.get("stoppedReason") or "no reason given"
@@ -1482,7 +1494,8 @@ class FargateSpawner(Spawner):
         if not self.task_arn:
             return 0
         try:
-            task = await self._describe(self.task_arn, include_tags=False)
+            # An answer up to one poll interval old: the hub's polls share their calls.
+            task = await self._describe(self.task_arn, include_tags=False, max_age=self.poll_interval)
         except ClientError as exc:
             self.log.warning("describe_tasks for %s failed: %s", self._log_name, exc)
             # Unknown cluster or task: treat as gone; other errors: assume still running.

@@ -417,7 +417,7 @@ class LocalAgent:
         override = overrides.get(container_def.get("name"), {})
         workdir = self.work_dir / task_id
         log_path = self.work_dir / f"{task_id}.log"
-        port = free_port()
+        port = unused_port({t.port for t in self.tasks.values()})
         account = None
         try:
             argv = self._command(container_def, override)
@@ -514,6 +514,18 @@ class LocalAgent:
 
 
 EFS_FOLDER_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"  # a file system's id (fs-...) or Name tag, no dots
+
+
+def unused_port(taken: set[int], pick=free_port, attempts: int = 100) -> int:
+    """A free loopback port that no live task was given: a server can take a minute to bind its
+    port on a loaded machine, and until then the kernel offers that port again (seen in
+    benchmarks/load_local.py at 25 users per tier: two tasks got one port, and a hub routed a
+    user to another user's server)."""
+    for _ in range(attempts):
+        port = pick()
+        if port not in taken:
+            return port
+    raise LakehubError(f"no free loopback port outside the {len(taken)} the agent's tasks hold")
 
 
 def efs_folder_name(efs_client, fs_id: str) -> str:

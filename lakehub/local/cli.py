@@ -45,6 +45,21 @@ def base_port(text: str) -> int:
     return value
 
 
+def demo_users(text: str) -> int:
+    """argparse type: demo users per tier, 1-100."""
+    import argparse
+
+    from lakehub.local.platform import MAX_DEMO_USERS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of users; give 1-{MAX_DEMO_USERS}, e.g. 10") from None
+    if not 1 <= value <= MAX_DEMO_USERS:
+        raise argparse.ArgumentTypeError(f"{value} demo users per tier: give 1-{MAX_DEMO_USERS}, e.g. 10")
+    return value
+
+
 def register(subparsers) -> None:
     from lakehub.deploy import positive_seconds
 
@@ -61,6 +76,9 @@ def register(subparsers) -> None:
     up.add_argument("--server-mode", choices=("per-user", "shared"), default="per-user",
                     help="per-user: each user's server is an emulated ECS task run by the local agent (the "
                          "templates' default); shared: servers are processes of the hub")
+    up.add_argument("--demo-users", type=demo_users, default=None, metavar="N",
+                    help="demo users per tier, 1-100 (default 2: alice and bob in pii, carol and dave in nonpii; "
+                         "more are <tier>-user3, <tier>-user4, ...), each with a password generated at this up")
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C (then stop everything)")
     up.add_argument("--timeout", type=positive_seconds, default=UP_TIMEOUT, help="seconds to wait for every hub (default 600)")
     up.set_defaults(func=cmd_up)
@@ -89,7 +107,8 @@ def register(subparsers) -> None:
 def cmd_up(args) -> int:
     from rich.console import Console
 
-    from lakehub.local.platform import DEFAULT_BASE_PORT, check_ports, plan_ports, supervise, tiers_from_template
+    from lakehub.local.platform import (DEFAULT_BASE_PORT, DEFAULT_DEMO_USERS, check_ports, plan_ports, supervise,
+                                        tiers_from_template)
 
     state = StateDir(args.state_dir)
     if state.running_pid():
@@ -100,6 +119,7 @@ def cmd_up(args) -> int:
             "(as the hub image does); run it as a normal user, or use the default per-user mode"
         )
     base = DEFAULT_BASE_PORT if args.base_port is None else args.base_port
+    users = DEFAULT_DEMO_USERS if getattr(args, "demo_users", None) is None else args.demo_users
     check_ports(plan_ports(base, tiers_from_template()))
     console = Console(stderr=True)
     state.ensure()  # 0700: user servers run as other accounts and must not read it
@@ -112,14 +132,14 @@ def cmd_up(args) -> int:
         console.print(f"[bold]lakehub local[/]: starting in the foreground (Ctrl-C stops everything); state in {state.path}")
         return supervise(state, base, args.server_mode, run_id="foreground",
                          say=lambda line: console.print(f"  {line}"),
-                         on_ready=lambda: print_ready(state.read(), console))
+                         on_ready=lambda: print_ready(state.read(), console), demo_users=users)
 
     run_id = secrets.token_hex(8)
     log_path = state.file(LOG_FILE)
     with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lakehub.local.platform", "--state-dir", str(state.path), "--base-port", str(base),
-             "--server-mode", args.server_mode, "--run-id", run_id],
+             "--server-mode", args.server_mode, "--run-id", run_id, "--demo-users", str(users)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             cwd=str(Path(__file__).resolve().parents[2]),
         )
@@ -180,8 +200,10 @@ def print_ready(current: dict, console=None) -> None:
         for row in missing:
             t.add_row(row["type"], row["local"])
         out.print(t)
+    per_tier = current.get("demo_users_per_tier") or max((len(t["users"]) for t in current.get("tiers", [])), default=0)
     table = Table(title=f"lakehub local: ready in {current.get('ready_seconds', 0):.0f} s "
-                        f"({current.get('server_mode')} servers; emulator {current.get('emulator_endpoint')})",
+                        f"({current.get('server_mode')} servers; {per_tier} demo users per tier; "
+                        f"emulator {current.get('emulator_endpoint')})",
                   title_justify="left")
     table.add_column("tier")
     table.add_column("URL")
@@ -202,7 +224,8 @@ def print_ready(current: dict, console=None) -> None:
 # ------------------------------------------------------------------------------------------
 def status_json(state: StateDir) -> dict:
     current = state.read()
-    return {"tiers": current.get("tiers", []), "emulator_endpoint": current.get("emulator_endpoint", "")}
+    return {"tiers": current.get("tiers", []), "emulator_endpoint": current.get("emulator_endpoint", ""),
+            "demo_users_per_tier": current.get("demo_users_per_tier", 0)}
 
 
 def cmd_status(args) -> int:

@@ -65,6 +65,8 @@ EFS_DIR = "efs"  # <state>/efs/<file system Name tag or id>/<path>: the emulated
 ROLE_SESSION_SECONDS = 43200
 # Demo users per tier (names for the reference tiers; others get <tier>-user1, <tier>-user2).
 DEMO_USERS = {"pii": ("alice", "bob"), "nonpii": ("carol", "dave")}
+DEFAULT_DEMO_USERS = 2  # per tier (`lakehub local up --demo-users N`)
+MAX_DEMO_USERS = 100
 DEMO_DATA = {
     "pii/customers.csv": "customer_id,name,email,birth_date\n1,Ada Example,ada@example.com,1990-01-02\n"
                          "2,Ben Example,ben@example.com,1985-05-06\n3,Cy Example,cy@example.com,1979-09-10\n",
@@ -111,6 +113,16 @@ def tiers_from_template(templates_dir: Path = TEMPLATES_DIR) -> list[Tier]:
     if not tiers:
         raise LakehubError(f"{names.MAIN_TEMPLATE} nests no tier stack; run `python build_templates.py`")
     return tiers
+
+
+def demo_user_names(tier: str, count: int = DEFAULT_DEMO_USERS) -> list[str]:
+    """The tier's first `count` demo users, the same names at every `up`: the reference tiers'
+    named users first (alice, bob; carol, dave), then <tier>-user<i> numbered from their count
+    on (pii: alice, bob, pii-user3, ...; another tier: <tier>-user1, <tier>-user2, ...)."""
+    if not 1 <= count <= MAX_DEMO_USERS:
+        raise LakehubError(f"demo users per tier must be 1-{MAX_DEMO_USERS}, not {count}")
+    named = list(DEMO_USERS.get(tier, ()))[:count]
+    return named + [f"{tier}-user{i}" for i in range(len(named) + 1, count + 1)]
 
 
 def plan_ports(base: int, tiers: list[Tier]) -> dict[int, str]:
@@ -165,8 +177,9 @@ def check_ports(ports: dict[int, str]) -> None:
 # ------------------------------------------------------------------------------------------
 class LocalPlatform:
     def __init__(self, state: StateDir, base_port: int = DEFAULT_BASE_PORT, server_mode: str = "per-user",
-                 say=None, run_id: str = ""):
+                 say=None, run_id: str = "", demo_users: int = DEFAULT_DEMO_USERS):
         self.state = state
+        self.demo_users = demo_users
         self.base_port = base_port
         self.server_mode = server_mode
         self.run_id = run_id
@@ -260,13 +273,13 @@ class LocalPlatform:
         users, groups = {}, {}
         for t in self.tiers:
             t.users = []
-            for name in DEMO_USERS.get(t.name, (f"{t.name}-user1", f"{t.name}-user2")):
+            for name in demo_user_names(t.name, self.demo_users):
                 password = secrets.token_urlsafe(12)  # generated now, kept in state.json only
                 users[name] = password
                 t.users.append({"username": name, "password": password, "groups": list(t.groups)})
                 for g in t.groups:
                     groups.setdefault(g, []).append(name)
-        self.say(f"starting the identity provider with {len(users)} demo users")
+        self.say(f"starting the identity provider with {len(users)} demo users ({self.demo_users} per tier)")
         workdir = self.state.path / "idp"
         workdir.mkdir(parents=True, exist_ok=True)
         self.idp = start_oidc(users, groups, port=self.base_port + 1,
@@ -496,7 +509,8 @@ class LocalPlatform:
 
     def run(self) -> None:
         self.state.write({"run_id": self.run_id, "phase": "starting", "pid": os.getpid(), "progress": [],
-                          "started": self.started, "server_mode": self.server_mode, "base_port": self.base_port})
+                          "started": self.started, "server_mode": self.server_mode, "base_port": self.base_port,
+                          "demo_users_per_tier": self.demo_users})
         check_ports(self.ports)
         self.start_emulator()
         self.publish_assets()
@@ -567,7 +581,8 @@ def unmodelled_types() -> list[dict]:
         return []
 
 
-def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "", say=None, on_ready=None) -> int:
+def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "", say=None, on_ready=None,
+              demo_users: int = DEFAULT_DEMO_USERS) -> int:
     """Run the platform until SIGTERM/SIGINT. Returns the exit code."""
     # Everything the supervisor writes (state folder, logs, hub folders) is its own: 0700/0600.
     os.umask(0o077)
@@ -588,7 +603,7 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     try:
-        platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id)
+        platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id, demo_users=demo_users)
         try:
             platform.run()
         except KeyboardInterrupt:
@@ -631,10 +646,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
     parser.add_argument("--server-mode", choices=SERVER_MODES, default="per-user")
     parser.add_argument("--run-id", default="")
+    parser.add_argument("--demo-users", type=int, default=DEFAULT_DEMO_USERS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return supervise(StateDir(args.state_dir), args.base_port, args.server_mode, args.run_id)
+        return supervise(StateDir(args.state_dir), args.base_port, args.server_mode, args.run_id,
+                         demo_users=args.demo_users)
     except LakehubError as exc:
         print(f"lakehub: error: {exc}", file=sys.stderr)
         return 3

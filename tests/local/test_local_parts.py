@@ -274,3 +274,61 @@ def test_local_up_takes_a_usable_base_port_and_timeout():
 
     args = build_parser().parse_args(["local", "up", "--base-port", "9100", "--timeout", "30"])
     assert (args.base_port, args.timeout) == (9100, 30.0)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "101", "ten", "2.5", ""])
+def test_local_up_refuses_a_demo_user_count_outside_1_to_100_before_doing_anything(tmp_path, capsys, value):
+    from lakehub.cli import build_parser
+
+    state = tmp_path / "state"
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["local", "up", "--state-dir", str(state), "--demo-users", value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("lakehub local up: error: argument --demo-users") and "1-100" in err[-1]
+    assert not state.exists()
+
+
+def test_the_demo_user_plan_keeps_todays_names_and_adds_predictable_ones_per_tier():
+    from lakehub.cli import build_parser
+    from lakehub.local.platform import demo_user_names
+
+    assert build_parser().parse_args(["local", "up", "--demo-users", "25"]).demo_users == 25
+    assert build_parser().parse_args(["local", "up"]).demo_users is None  # the platform's default, 2
+    assert demo_user_names("pii") == ["alice", "bob"]
+    assert demo_user_names("nonpii") == ["carol", "dave"]
+    assert demo_user_names("pii", 1) == ["alice"]
+    assert demo_user_names("pii", 4) == ["alice", "bob", "pii-user3", "pii-user4"]
+    assert demo_user_names("gold", 3) == ["gold-user1", "gold-user2", "gold-user3"]
+    assert len(set(demo_user_names("nonpii", 100))) == 100
+    with pytest.raises(LakehubError, match="1-100"):
+        demo_user_names("pii", 101)
+
+
+def test_the_identity_provider_gets_n_users_per_tier_in_the_tiers_groups(tmp_path, monkeypatch):
+    """LocalPlatform.start_identity_provider with --demo-users 3: three users per tier, each in the
+    tier's groups only, a password of their own, all of it in state for `status`."""
+    from lakehub.local import platform as P
+
+    seen = {}
+
+    def fake_start_oidc(users, groups, **kw):
+        seen.update(users=users, groups=groups)
+        return None
+
+    import lakehub.idp.oidc as oidc
+
+    monkeypatch.setattr(oidc, "start_oidc", fake_start_oidc)
+    plat = P.LocalPlatform(StateDir(tmp_path / "state"), base_port=9100, demo_users=3)
+    plat.start_identity_provider()
+    status = plat.status()["tiers"]
+    assert [len(t["users"]) for t in status] == [3] * len(plat.tiers)
+    assert len(seen["users"]) == 3 * len(plat.tiers)
+    assert len(set(seen["users"].values())) == len(seen["users"])  # one password each
+    for tier in plat.tiers:
+        names = [u["username"] for u in tier.users]
+        assert names == P.demo_user_names(tier.name, 3)
+        for group in tier.groups:
+            assert set(names) <= set(seen["groups"][group])
+        others = {u["username"] for t in plat.tiers if t is not tier for u in t.users}
+        assert not others & {n for g in tier.groups for n in seen["groups"][g]}
