@@ -330,7 +330,10 @@ def cmd_down(args) -> int:
         print(f"lakehub local: exported {current['exported']} notebook files to {state.export_dir}")
     elif current.get("export_error"):
         print(f"lakehub local: warning: the notebooks were not exported: {current['export_error']}", file=sys.stderr)
-    if not clean:  # the supervisor was killed: end what it could not
+    if not clean:  # the supervisor was killed: end what it could not (once its lock is free)
+        deadline = time.monotonic() + 10
+        while state.running_pid() and time.monotonic() < deadline:
+            time.sleep(0.2)
         cleaned = recover(state, export=False)
         if cleaned:
             print(f"lakehub local: {cleaned}")

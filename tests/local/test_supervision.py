@@ -19,7 +19,6 @@ import requests
 from waiting import http_ok, wait_for
 
 from lakehub.local.platform import check_ports, free_base_port, plan_ports, tiers_from_template
-from lakehub.processes import RUN_MARKER, start_time
 
 from .helpers import Platform, lakehub, sign_in, user_server
 
@@ -52,6 +51,16 @@ def part(p: Platform, name: str) -> dict:
 def answering(p: Platform, name: str, not_pid: int):
     row = part(p, name)
     return row if row["state"] == "answering" and row["pid"] != not_pid else None
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (None when gone or a zombie): the test's own reading."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return None if fields[0] == "Z" else int(fields[19])
 
 
 def descendants(pid: int) -> dict[int, int]:
@@ -87,7 +96,7 @@ def carrying(token: str) -> list[int]:
                 env = open(f"/proc/{entry.name}/environ", "rb").read().split(b"\0")
             except OSError:
                 continue
-            if f"{RUN_MARKER}={token}".encode() in env and start_time(int(entry.name)) is not None:
+            if f"LAKEHUB_LOCAL_RUN={token}".encode() in env and start_time(int(entry.name)) is not None:
                 out.append(int(entry.name))
     return out
 
