@@ -436,7 +436,8 @@ class LocalPlatform:
             # The same provider (its users, groups and client in oidc.json); a new signing key,
             # which the hubs fetch from /jwks at each sign-in.
             proc = self._spawn("identity provider", [sys.executable, "-m", "lakehub.idp.oidc", str(workdir / "oidc.json")],
-                               dict(os.environ), ROOT, workdir / "oidc.log")
+                               {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, ROOT,
+                               workdir / "oidc.log")
             self.idp.process = proc
             return proc
 
