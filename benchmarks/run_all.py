@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["build_time.py", "cost_report.py", "hub_spawn.py", "local_up.py", "browser_journey.py"]
+SCRIPTS = ["build_time.py", "cost_report.py", "hub_spawn.py", "local_up.py", "browser_journey.py", "durable_s3.py"]
 
 
 def main() -> int:

@@ -16,13 +16,14 @@ done here instead:
   same read as the content); the keys are always present (None unless asked), as in
   FileContentsManager. 0.11.2 drops the flag and JupyterLab 4.6 cannot open any notebook.
 - deletes and renames: s3contents deletes through s3fs's `rm`, which sends a multi-object delete
-  (DeleteObjects) even for one key and ignores the per-key `Errors` of its 200 answer. The
-  emulator (moto) authorizes DeleteObjects against the bucket ARN, not per key as AWS does, so a
-  tier role allowed `s3:DeleteObject` only under its prefix gets every key back as AccessDenied
-  in a 200 -- and the file stayed, while s3contents reported success (a rename was a copy that
-  left the old name). Here one file is deleted with DeleteObject, and a folder with
-  DeleteObjects whose per-key errors raise an HTTP error. No version id is ever sent: on the
-  versioned notebook bucket a delete is a delete marker and old versions stay recoverable.
+  (DeleteObjects) even for one key and ignores the per-key `Errors` of its 200 answer: a refused
+  file stayed while s3contents reported success (a rename was a copy that left the old name).
+  Here one file is deleted with DeleteObject, and a folder with DeleteObjects, which S3
+  authorizes per key as s3:DeleteObject; each key it refuses (an `Errors` entry of the 200
+  answer) makes the call an HTTP error naming it -- 403 for AccessDenied, 500 otherwise -- and
+  the keys it did delete are not named as kept. A rename is a copy then a delete: when the delete
+  is refused the error says that both names exist. No version id is ever sent: on the versioned
+  notebook bucket a delete is a delete marker and every old version stays recoverable.
 - hidden files and folders (a name starting with ".") are refused (400 on writes, 404 on
   reads) and not listed unless `allow_hidden`, as FileContentsManager does.
 - copy of files and folders (server-side CopyObject), to another mount as well.
@@ -283,35 +284,50 @@ class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
 
         sync(self._s3.loop, copy_all)
 
+    def _rel(self, key: str) -> str:
+        """A key as the user knows it: its path in this mount."""
+        root = self._root_key
+        return key[len(root) + 1:] if root and key.startswith(root + "/") else key
+
     def _delete_key(self, key: str) -> None:
-        # DeleteObject: authorized per key (AWS and the emulator alike); no version id, so the
-        # versioned bucket keeps the old versions behind a delete marker.
-        self._call("delete_object", Bucket=self.bucket, Key=key)
+        """DeleteObject: authorized per key; no version id, so the versioned bucket keeps the old
+        versions behind a delete marker. A refusal is an HTTP error naming the file (403 for
+        AccessDenied, which s3fs raises as PermissionError)."""
+        try:
+            self._call("delete_object", Bucket=self.bucket, Key=key)
+        except PermissionError as e:
+            raise HTTPError(403, f"S3 refused to delete {self._rel(key)} (AccessDenied): {e}") from e
 
     def _delete_keys(self, keys: list[str]) -> None:
-        """DeleteObjects in batches. S3 reports refused keys in the Errors of a 200 answer: each is
-        tried once more alone with DeleteObject (the emulator authorizes DeleteObjects against the
-        bucket, not per key as AWS does, and refuses them all), and what is still refused is an
-        HTTP error -- never a false success."""
-        failed = []
+        """DeleteObjects in batches of 1000. S3 deletes each key as its own DeleteObject (authorized
+        per key as s3:DeleteObject) and reports each refusal as an entry of the `Errors` list of a
+        200 answer: any entry is an HTTP error naming the keys that stay (403 when every refusal
+        is AccessDenied, 500 otherwise) and counting the ones deleted -- never a false success,
+        and nothing named as kept that S3 deleted. Refused keys are not retried one by one: on AWS
+        and in the emulator alike the answer would be the same refusal."""
+        errors: list[dict] = []
+        done = 0
         for i in range(0, len(keys), DELETE_BATCH):
             batch = keys[i : i + DELETE_BATCH]
-            out = self._call(
-                "delete_objects",
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-            )
-            failed += out.get("Errors", [])
-        still = []
-        for error in failed:
             try:
-                self._delete_key(error["Key"])
-            except (OSError, ClientError) as e:  # AccessDenied (s3fs: PermissionError) and the like
-                still.append({**error, "Message": f"{error.get('Message')}; alone: {e}"})
-        if still:
-            shown = ", ".join(f"{e.get('Key')} ({e.get('Code')}: {e.get('Message')})" for e in still[:5])
-            more = f" and {len(still) - 5} more" if len(still) > 5 else ""
-            raise HTTPError(500, f"S3 did not delete {len(still)} object(s): {shown}{more}")
+                out = self._call(
+                    "delete_objects",
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            except Exception as e:  # the whole request failed (network, the bucket's own errors)
+                status = 403 if isinstance(e, PermissionError) else 500
+                raise HTTPError(status, f"S3 deleted {done} of {len(keys)} object(s), then failed: {e}") from e
+            batch_errors = out.get("Errors", [])
+            errors += batch_errors
+            done += len(batch) - len(batch_errors)
+        if not errors:
+            return
+        status = 403 if all(e.get("Code") == "AccessDenied" for e in errors) else 500
+        shown = ", ".join(f"{self._rel(e.get('Key', ''))} ({e.get('Code')})" for e in errors[:5])
+        more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise HTTPError(status, f"S3 refused to delete {len(errors)} of {len(keys)} object(s), which stay: "
+                                f"{shown}{more}; the other {done} were deleted")
 
     # --- models ---------------------------------------------------------------------------
     def _hidden(self, path: str) -> bool:
@@ -635,14 +651,20 @@ class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
         if parent and not target._is_dir(parent):
             raise HTTPError(404, f"No such directory: {parent}")
         if is_file:
-            self._copy_key(self._key(old_path), target, target._key(new_path))
-            self._delete_key(self._key(old_path))
-            return
-        _, objects = self._list(old_path, recursive=True)
-        src_prefix, dst_prefix = self._dir_key(old_path), target._dir_key(new_path)
-        keys = [o["Key"] for o in objects]
-        self._copy_keys([(k, dst_prefix + k[len(src_prefix):]) for k in keys], target)
-        self._delete_keys(keys)
+            keys = [self._key(old_path)]
+            self._copy_key(keys[0], target, target._key(new_path))
+        else:
+            _, objects = self._list(old_path, recursive=True)
+            src_prefix, dst_prefix = self._dir_key(old_path), target._dir_key(new_path)
+            keys = [o["Key"] for o in objects]
+            self._copy_keys([(k, dst_prefix + k[len(src_prefix):]) for k in keys], target)
+        try:
+            if is_file:
+                self._delete_key(keys[0])
+            else:
+                self._delete_keys(keys)
+        except HTTPError as e:  # the copy is made: say that both names now exist
+            raise HTTPError(e.status_code, f"{new_path} was written, but {old_path} could not be removed: {e.log_message}") from e
 
     def copy(self, from_path, to_path=None, target: LakehubS3ContentsManager | None = None):
         """Copy a file or folder (server-side); `to_path` a folder (the copy gets a free
@@ -1099,15 +1121,18 @@ class HomeContentsManager(FilesThroughManager, LargeFileManager):
 
     # --- the central copy -----------------------------------------------------------------
     def _central_call(self, path: str, what: str, fn, *args):
-        """Run an S3 step of the central copy; a failure is the user's error to see."""
+        """Run an S3 step of the central copy; a failure is the user's error to see, with S3's
+        status where it gave one (403: refused)."""
         try:
             return fn(*args)
         except HTTPError as e:
-            raise HTTPError(500, f"{path}: done in your home, but the central copy's {what} failed: {e.log_message}") from e
+            status = 403 if e.status_code == 403 else 500
+            raise HTTPError(status, f"{path}: done in your home, but the central copy's {what} failed: {e.log_message}") from e
         except Exception as e:  # botocore/s3fs errors of every kind
             self.log.exception("central copy %s of %s failed", what, path)
             where = f"s3://{self.bucket}/{self._central._key(path)}"
-            raise HTTPError(500, f"{path}: done in your home, but the central copy's {what} ({where}) failed: {e}") from e
+            status = 403 if isinstance(e, PermissionError) else 500
+            raise HTTPError(status, f"{path}: done in your home, but the central copy's {what} ({where}) failed: {e}") from e
 
     def _mirror_file(self, path: str, only_if_changed: bool = False) -> dict:
         """Write the home file's bytes to its central copy; (with only_if_changed) keep the

@@ -4,8 +4,9 @@
 provider, the local agent and the hubs, and writes its progress to the state folder), shows the
 progress, and returns once every hub answers, with a table of tiers, URLs, demo users and
 passwords. `--foreground` runs the supervisor in this process instead, until Ctrl-C.
-`down` exports the notebook bucket to <state>/notebooks-export/ and stops everything; the next
-`up` puts those notebooks back.
+While it runs, the emulator writes the notebook bucket through to <state>/notebooks-export/ as
+it is written; `down` exports it there once more and stops everything (non-zero when that export
+failed: the folder then holds each object as last saved); the next `up` puts those notebooks back.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def register(subparsers) -> None:
 
     down = sub.add_parser("down", help="export the notebooks and stop everything")
     down.add_argument("--state-dir", **common)
-    down.add_argument("--no-export", action="store_true", help="stop without exporting the notebook bucket")
+    down.add_argument("--no-export", action="store_true", help="stop without the last export (notebooks-export/ still holds "
+                                                             "what the emulator wrote through)")
     down.set_defaults(func=cmd_down)
 
     rt = sub.add_parser("resource-types", help="template resource types the emulator does not model")
@@ -92,9 +94,11 @@ def cmd_up(args) -> int:
     state = StateDir(args.state_dir)
     if state.running_pid():
         raise already_running(state)
-    cleaned = recover(state)  # a crashed supervisor's processes would hold the ports
+    # A crashed supervisor's processes would hold the ports. Its notebooks are on disk already
+    # (written through as saved); `down` would export them once more, `up` restores that folder.
+    cleaned = recover(state, export=False)
     if cleaned:
-        print(f"lakehub local: {cleaned}", file=sys.stderr)
+        print(f"lakehub local: {cleaned.line}", file=sys.stderr)
     if args.server_mode == "shared" and os.geteuid() == 0:
         raise LakehubError(
             "--server-mode shared as root would create a Unix user on this machine for each data scientist "
@@ -320,25 +324,39 @@ def cmd_down(args) -> int:
     pid = state.running_pid()
     if not pid:
         cleaned = recover(state, export=not args.no_export)
-        print(f"lakehub local: {cleaned}" if cleaned else f"lakehub local: nothing is running from {state.path}")
+        if not cleaned:
+            print(f"lakehub local: nothing is running from {state.path}")
+            return 0
+        print(f"lakehub local: {cleaned.line}")
+        if cleaned.exported is not None:
+            print(f"lakehub local: exported {cleaned.exported} notebook files to {state.export_dir}")
+        elif cleaned.export_error:
+            raise not_exported(state, cleaned.export_error)
         return 0
     # The supervisor exports the notebook bucket as it stops (also on Ctrl-C in --foreground).
-    state.update(no_export=bool(args.no_export), exported=None)
+    was_ready = state.read().get("phase") == "ready"
+    state.update(no_export=bool(args.no_export), exported=None, export_error=None)
     clean = _stop_pid(pid, timeout=DOWN_TIMEOUT + 60)
     current = state.read()
+    print(f"lakehub local: stopped{'' if clean else ' (forced)'}")
     if current.get("exported") is not None:
         print(f"lakehub local: exported {current['exported']} notebook files to {state.export_dir}")
-    elif current.get("export_error"):
-        print(f"lakehub local: warning: the notebooks were not exported: {current['export_error']}", file=sys.stderr)
     if not clean:  # the supervisor was killed: end what it could not (once its lock is free)
         deadline = time.monotonic() + 10
         while state.running_pid() and time.monotonic() < deadline:
             time.sleep(0.2)
         cleaned = recover(state, export=False)
         if cleaned:
-            print(f"lakehub local: {cleaned}")
-    print(f"lakehub local: stopped{'' if clean else ' (forced)'}")
+            print(f"lakehub local: {cleaned.line}")
+    if current.get("exported") is None and was_ready and not args.no_export:
+        why = current.get("export_error") or "the supervisor stopped before exporting"
+        raise not_exported(state, why)
     return 0
+
+
+def not_exported(state: StateDir, why: str) -> LakehubError:
+    return LakehubError(f"the notebooks were not exported ({why}); the last good copy is {state.export_dir} "
+                        "(written as each was saved), and the next `up` restores it")
 
 
 def cmd_resource_types(args) -> int:

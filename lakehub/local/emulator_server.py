@@ -4,7 +4,7 @@
         --control-token-file .lakehub/local/control-token
 
 moto runs Lambda functions only in Docker, and there is no Docker engine here. This process
-imports moto, changes four things, and serves moto's app on 127.0.0.1:
+imports moto, changes five things, and serves moto's app on 127.0.0.1:
 
 1. Custom resources (``AWS::CloudFormation::CustomResource`` and ``Custom::*``) are run by a
    small local Lambda runner: the function's code zip (which moto took from the emulator's S3
@@ -32,6 +32,11 @@ imports moto, changes four things, and serves moto's app on 127.0.0.1:
    least-privilege role would be refused: there a request is checked on its action only, by
    moto's own check (which ignores most Conditions).
 
+5. Durable local S3 (``--persist-dir``): once the supervisor names the notebook bucket
+   (``POST /moto-api/lakehub/persist``, token required), every write to it is mirrored to that
+   folder before the request is answered (``install_bucket_persistence``): the folder always
+   holds the bucket's current objects, so a crash of this process loses no saved notebook.
+
 The emulator has no build service: before ``Custom::WaitForImage`` runs, a placeholder image
 manifest is pushed to its repository under the wanted tag (the local hubs run from this
 machine's Python environment, not from an image).
@@ -45,10 +50,12 @@ import io
 import json
 import logging
 import os
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -761,7 +768,258 @@ def install_parallel_nested_stacks() -> None:
     ResourceMap._lakehub_parallel = True
 
 
-def serve(port: int, work_dir: Path, control_token: str) -> None:
+# ------------------------------------------------------------------------------------------
+# durable local S3: the notebook bucket mirrored to a folder as it is written
+# ------------------------------------------------------------------------------------------
+PERSIST_PATH = "/moto-api/lakehub/persist"
+
+
+def _cannot_be_a_file(exc: OSError) -> bool:
+    """A key the folder cannot hold as a file (`a` and `a/b` both keys, a name too long), as
+    opposed to a folder that cannot be written (no space, no permission)."""
+    import errno
+
+    return isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError)) or exc.errno == errno.ENAMETOOLONG
+
+
+def key_path(root: Path, key: str) -> Path | None:
+    """Where object `key` lives under `root`, or None when the key cannot be a file there
+    (empty, absolute, `.`/`..`/empty segments, a folder marker ending in `/`, a NUL): S3
+    allows such keys; the mirror never writes outside `root`."""
+    parts = key.split("/")
+    if not key or "\0" in key or any(p in ("", ".", "..") for p in parts):
+        return None
+    path = root.joinpath(*parts)
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return None
+    return path
+
+
+class BucketMirror:
+    """Keeps `root` equal to the current objects of one bucket (the notebook bucket): each
+    current object is a file at its key; deleted keys (and keys whose current version is a delete
+    marker) have no file. Writes are atomic (a temporary file in the sibling folder
+    `<root>.writing`, fsync, rename, fsync of the folder), so a crash leaves the old or the new
+    body, never a part. Object bodies only: versions, metadata and tags are not kept."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.scratch = self.root.with_name(self.root.name + ".writing")
+        self.bucket = ""
+        self.lock = threading.Lock()
+        self.skipped: set[str] = set()
+        self.errors = 0
+
+    # -- files ------------------------------------------------------------------------------
+    @staticmethod
+    def _fsync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write(self, path: Path, body: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.scratch)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._fsync_dir(path.parent)
+
+    def _remove(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except IsADirectoryError:
+            return  # a folder of other keys' files, not this key's
+        self._fsync_dir(path.parent)
+        parent = path.parent
+        while parent != self.root and parent.is_relative_to(self.root):
+            try:
+                parent.rmdir()  # only when empty
+            except OSError:
+                break
+            parent = parent.parent
+
+    # -- the bucket ---------------------------------------------------------------------------
+    @staticmethod
+    def _bucket(name: str):
+        from moto.s3.models import s3_backends
+
+        partition, account = s3_backends.bucket_accounts[name]
+        return s3_backends[account][partition].get_bucket(name)
+
+    @staticmethod
+    def _current(bucket, key: str) -> bytes | None:
+        from moto.s3.models import FakeKey
+
+        obj = bucket.keys.get(key)
+        return obj.value if isinstance(obj, FakeKey) else None
+
+    def sync_key(self, bucket_name: str, key: str) -> None:
+        """After a write to `key`: its file is the key's current body, or gone. Reads the bucket
+        under the lock, so concurrent writes to one key end with the last one's body."""
+        if bucket_name != self.bucket:
+            return
+        path = key_path(self.root, key)
+        if path is None:
+            if key not in self.skipped and not key.endswith("/"):
+                log.warning("durable S3: key %r of %s cannot be a file under %s; not mirrored", key, bucket_name, self.root)
+            self.skipped.add(key)
+            return
+        with self.lock:
+            try:
+                body = self._current(self._bucket(bucket_name), key)
+                if body is None:
+                    self._remove(path)
+                else:
+                    self._write(path, body)
+            except OSError as exc:
+                if not _cannot_be_a_file(exc):
+                    self.errors += 1
+                    log.error("durable S3: cannot mirror %s/%s to %s: %s", bucket_name, key, path, exc)
+                else:
+                    self.skipped.add(key)
+                    log.warning("durable S3: key %r of %s cannot be a file under %s (%s); not mirrored",
+                                key, bucket_name, self.root, exc)
+            except Exception as exc:  # noqa: BLE001 - the request succeeded; say what was not kept
+                # (A body replaced by a concurrent write is closed by moto: that write mirrors it.)
+                self.errors += 1
+                log.error("durable S3: cannot mirror %s/%s to %s: %s", bucket_name, key, path, exc)
+
+    def watch(self, bucket_name: str) -> int:
+        """Mirror `bucket_name` from now on (instead of any other), after making the folder equal
+        to its current objects. The caller restores the folder into the bucket first."""
+        bucket = self._bucket(bucket_name)  # KeyError: no such bucket
+        with self.lock:
+            self.bucket = bucket_name
+            return self._sync_all(bucket)
+
+    def sync_all(self) -> int:
+        """Make the folder equal to the watched bucket again (a clean stop's last export)."""
+        if not self.bucket:
+            raise LookupError("no bucket is mirrored")
+        with self.lock:
+            return self._sync_all(self._bucket(self.bucket))
+
+    def _sync_all(self, bucket) -> int:
+        from moto.s3.models import FakeKey
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        wanted: dict[Path, bytes] = {}
+        for key in list(bucket.keys.keys()):
+            obj = bucket.keys.get(key)
+            path = key_path(self.root, key)
+            if isinstance(obj, FakeKey) and path is not None:
+                wanted[path] = obj.value
+        for path, body in sorted(wanted.items()):
+            try:
+                if not (path.is_file() and path.read_bytes() == body):
+                    self._write(path, body)
+            except OSError as exc:
+                if not _cannot_be_a_file(exc):
+                    raise
+                self.skipped.add(path.relative_to(self.root).as_posix())
+                log.warning("durable S3: %s cannot be a file (%s); not mirrored", path, exc)
+        for path in sorted(self.root.rglob("*"), reverse=True):
+            if path.is_file() and path not in wanted:
+                self._remove(path)
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        self.errors = 0  # writes that failed before are in the folder now
+        return len(wanted)
+
+    def status(self) -> dict:
+        return {"bucket": self.bucket, "folder": str(self.root), "errors_since_last_sync": self.errors,
+                "not_mirrored": sorted(k for k in self.skipped if not k.endswith("/"))}
+
+
+MIRROR: BucketMirror | None = None
+
+
+def install_bucket_persistence(root: Path) -> BucketMirror:
+    """Durable local S3 (issue 16): every write that changes a key of the watched bucket
+    (PutObject, CompleteMultipartUpload, CopyObject into it: all end in S3Backend.put_object;
+    DeleteObject, DeleteObjects, delete markers, deleting a version: all end in
+    S3Backend.delete_object) is mirrored to `root` before the request is answered. The bucket
+    to mirror is named later through the control API (`POST /moto-api/lakehub/persist`), since
+    the stack creates it."""
+    global MIRROR
+    from moto.s3.models import S3Backend
+
+    MIRROR = BucketMirror(root)
+    if getattr(S3Backend, "_lakehub_persistence", False):
+        return MIRROR
+    put_object, delete_object = S3Backend.put_object, S3Backend.delete_object
+
+    def put(self, bucket_name, key_name, *args, **kwargs):
+        key = put_object(self, bucket_name, key_name, *args, **kwargs)
+        if MIRROR is not None:
+            MIRROR.sync_key(bucket_name, key_name)
+        return key
+
+    def delete(self, bucket_name, key_name, *args, **kwargs):
+        result = delete_object(self, bucket_name, key_name, *args, **kwargs)
+        if MIRROR is not None:
+            MIRROR.sync_key(bucket_name, key_name)
+        return result
+
+    S3Backend.put_object = put
+    S3Backend.delete_object = delete
+    S3Backend._lakehub_persistence = True
+    return MIRROR
+
+
+def persistence_api(app):
+    """WSGI middleware for the control path PERSIST_PATH (the token guard in front of it lets
+    only the supervisor through): `POST` with `{"bucket": name}` starts mirroring that bucket,
+    `POST` with `{"sync": true}` makes the folder equal to it again, `GET` says what is mirrored.
+    The folder itself is fixed at start (--persist-dir), never given over the network."""
+
+    def answer(start_response, status: str, body: dict):
+        data = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def handle(environ, start_response):
+        if (environ.get("PATH_INFO") or "") != PERSIST_PATH:
+            return app(environ, start_response)
+        if MIRROR is None:
+            return answer(start_response, "409 Conflict", {"error": "the emulator was started without --persist-dir"})
+        try:
+            if environ.get("REQUEST_METHOD") == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                if request.get("bucket"):
+                    count = MIRROR.watch(str(request["bucket"]))
+                elif request.get("sync"):
+                    count = MIRROR.sync_all()
+                else:
+                    return answer(start_response, "400 Bad Request", {"error": 'give {"bucket": name} or {"sync": true}'})
+                return answer(start_response, "200 OK", dict(MIRROR.status(), files=count))
+            return answer(start_response, "200 OK", MIRROR.status())
+        except KeyError as exc:
+            return answer(start_response, "404 Not Found", {"error": f"no bucket {exc}"})
+        except (LookupError, OSError, ValueError) as exc:
+            log.exception("durable S3")
+            return answer(start_response, "500 Internal Server Error", {"error": str(exc)})
+
+    return handle
+
+
+def serve(port: int, work_dir: Path, control_token: str, persist_dir: Path | None = None) -> None:
     from werkzeug.serving import make_server
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -786,9 +1044,11 @@ def serve(port: int, work_dir: Path, control_token: str) -> None:
     install_efs_attributes()
     install_bodyless_request_signatures()
     install_eni_dns_name()
+    if persist_dir is not None:
+        install_bucket_persistence(persist_dir)
     from lakehub.local.control import guard
 
-    app = guard(DomainDispatcherApplication(create_backend_app), control_token)
+    app = guard(persistence_api(DomainDispatcherApplication(create_backend_app)), control_token)
     server = make_server(LOOPBACK, port, app, threaded=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     log.info("emulator on %s (relay https://%s:%s)", endpoint, LOOPBACK, RUNNER.relay_port)
@@ -801,6 +1061,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", required=True)
     parser.add_argument("--control-token-file", required=True,
                         help="file holding the token the control API (/moto-api/...) requires (lakehub.local.control)")
+    parser.add_argument("--persist-dir", default=None,
+                        help="folder the bucket named through POST /moto-api/lakehub/persist is mirrored to as it is written")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from lakehub.local.control import read_token
@@ -813,7 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--control-token-file holds no token (16 characters at least)")
     work_dir = Path(args.work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
-    serve(args.port, work_dir, token)
+    serve(args.port, work_dir, token, Path(args.persist_dir).resolve() if args.persist_dir else None)
     return 0
 
 

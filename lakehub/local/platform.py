@@ -10,9 +10,10 @@ Order (each step is a progress line in state.json, which `lakehub local up` show
  4. a hosted zone for lakehub.localhost, a certificate from the emulator's ACM, the OIDC client
     secret in Secrets Manager
  5. `lakehub deploy` of main.template.yaml (the same code path as for AWS)
- 6. the demo data lake (CSV files under pii/ and nonpii/), notebooks restored from the last
-    `down`, an admin IAM user for the platform's own calls, each tier's role (and, in
-    per-user mode, each hub's role) assumed, then IAM enforcement on
+ 6. the demo data lake (CSV files under pii/ and nonpii/), notebooks restored from
+    notebooks-export/ (which the emulator then keeps equal to the notebook bucket), an admin
+    IAM user for the platform's own calls, each tier's role (and, in per-user mode, each hub's
+    role) assumed, then IAM enforcement on
  7. the container-credentials endpoint, the local agent (per-user mode), one JupyterHub per
     tier with hub_images/jupyterhub_config.py, each waited for on /hub/health
 """
@@ -31,6 +32,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -385,7 +387,8 @@ class LocalPlatform:
         token_file = self.state.file(control.TOKEN_FILE)
         self.control_token = control.new_token(token_file)
         cmd = [sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(self.base_port),
-               "--work-dir", str(work), "--control-token-file", str(token_file)]
+               "--work-dir", str(work), "--control-token-file", str(token_file),
+               "--persist-dir", str(self.state.export_dir)]
         proc = self._spawn("emulator", cmd, env, ROOT, self.state.path / "emulator.log")
         headers = {control.HEADER: self.control_token}
         self._wait_http("the AWS emulator", f"{self.endpoint}/moto-api/", proc, 60, self.state.path / "emulator.log",
@@ -497,6 +500,20 @@ class LocalPlatform:
             for path in files:
                 s3.put_object(Bucket=bucket, Key=path.relative_to(export).as_posix(), Body=path.read_bytes())
             self.say(f"restored {len(files)} notebook files from {export}")
+
+    def persist_notebooks(self) -> None:
+        """Durable local S3: from now on the emulator mirrors the notebook bucket to
+        <state>/notebooks-export/ as it is written (lakehub.local.emulator_server, point 5), so a
+        crash of the emulator or of this supervisor loses no saved notebook. Call it only after
+        seed_data restored that folder into the bucket: naming the bucket makes the folder
+        equal to it."""
+        bucket = self.outputs[names.NOTEBOOK_BUCKET_NAME]
+        from lakehub.local.emulator_server import PERSIST_PATH
+
+        answer = json.loads(control.control_request(self.endpoint, PERSIST_PATH, self.control_token,
+                                                    data=json.dumps({"bucket": bucket}).encode(), method="POST",
+                                                    content_type="application/json", timeout=120))
+        self.say(f"notebook bucket written through to {self.state.export_dir} ({answer['files']} files now)")
 
     def secure(self) -> dict[str, dict]:
         """Admin user, roles assumed, then IAM enforcement on. Returns {role arn: credentials}."""
@@ -670,6 +687,7 @@ class LocalPlatform:
         params = self.prepare_account()
         self.deploy(params)
         self.seed_data()
+        self.persist_notebooks()
         self.roles = self.secure()
         if self.server_mode == "per-user":
             self.start_agent()
@@ -703,65 +721,70 @@ class LocalPlatform:
         self._opened = []
 
 
-def export_notebooks(current: dict, dest: Path) -> int:
-    """Copy every object of the notebook bucket to `dest` (replaced as a whole)."""
-    import boto3
-
-    admin = current.get("admin") or {}
-    bucket = (current.get("outputs") or {}).get("NotebookBucketName")
-    if not admin or not bucket:
+def export_notebooks(current: dict, dest: Path, token: str) -> int:
+    """Make `dest` equal to the notebook bucket once more (a clean stop's last export). The
+    emulator has kept that folder current as the bucket was written (persist_notebooks); here it
+    checks every file against the bucket again, under the same lock as its writes. Raises when
+    the emulator cannot do it (it died, or it mirrors another folder): then `dest` still holds
+    every object as it was last written."""
+    if not current.get("outputs", {}).get(names.NOTEBOOK_BUCKET_NAME):
         return 0
-    from botocore.config import Config
+    from lakehub.local.emulator_server import PERSIST_PATH
 
-    s3 = boto3.client("s3", endpoint_url=current["emulator_endpoint"], region_name="us-east-1",
-                      aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"],
-                      config=Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 2}))
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            key = obj["Key"]
-            if key.endswith("/") or ".." in key.split("/"):
-                continue
-            target = tmp / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            count += 1
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return count
+    try:
+        answer = json.loads(control.control_request(current["emulator_endpoint"], PERSIST_PATH, token,
+                                                    data=b'{"sync": true}', method="POST",
+                                                    content_type="application/json", timeout=120))
+    except urllib.error.HTTPError as exc:
+        raise LakehubError(f"the emulator could not export: {exc.read().decode(errors='replace')[:200]}") from None
+    except OSError as exc:
+        raise LakehubError(f"the emulator did not answer ({getattr(exc, 'reason', exc)})") from None
+    if Path(answer["folder"]) != Path(dest).resolve():
+        raise LakehubError(f"the emulator mirrors {answer['folder']}, not {dest}")
+    return int(answer["files"])
 
 
-def recover(state: StateDir, export: bool = True) -> str | None:
+@dataclass
+class Recovery:
+    """What `recover` did after a crashed supervisor."""
+
+    line: str
+    exported: int | None = None
+    export_error: str = ""
+
+
+def recover(state: StateDir, export: bool = True) -> Recovery | None:
     """After a supervisor that died without stopping (kill -9, out of memory): export the
-    notebooks while its emulator still answers, end every process it recorded (groups whose
-    leader has the recorded start time, agent tasks) or that carries its run's marker, and mark
-    the state stopped. Returns what it did, or None when there was nothing to clean up."""
+    notebooks once more while its emulator still answers, end every process it recorded (groups
+    whose leader has the recorded start time, agent tasks) or that carries its run's marker, and
+    mark the state stopped. None when there was nothing to clean up."""
     from lakehub.processes import is_recorded, marked
 
     if state.running_pid():
         return None
     current = state.read()
-    records = list((current.get("groups") or {}).values()) + list((current.get("tasks") or {}).values())
+    groups = current.get("groups") or {}
+    records = list(groups.values()) + list((current.get("tasks") or {}).values())
     token = current.get("run_token", "")
     running = [r for r in records if is_recorded(r)]
     if current.get("phase") in (None, "stopped") and not running and not marked(token):
         return None
     who = (current.get("supervisor") or {}).get("pid") or current.get("pid") or "?"
-    notes = []
-    if export and current.get("phase") == "ready" and any(
-            r is (current.get("groups") or {}).get("emulator") for r in running):
-        try:
-            count = export_notebooks(current, state.export_dir)
-            notes.append(f"exported {count} notebook files to {state.export_dir}")
-        except Exception as exc:  # noqa: BLE001 - still end everything; say what was not saved
-            notes.append(f"the notebooks were not exported: {exc}")
+    result = Recovery("")
+    if export and current.get("phase") == "ready":
+        if groups.get("emulator") and is_recorded(groups["emulator"]):
+            try:
+                result.exported = export_notebooks(current, state.export_dir,
+                                                   control.read_token(state.file(control.TOKEN_FILE)))
+            except Exception as exc:  # noqa: BLE001 - still end everything; say what was not saved
+                result.export_error = str(exc)
+        else:
+            result.export_error = "its emulator is not running"
     ended = end_processes(records, token, timeout=15)
-    state.update(phase="stopped", stopped=time.time(), recovered={"supervisor": who, "ended": ended})
-    line = f"cleaned up after a crashed supervisor (pid {who}): ended {len(ended)} processes it left running"
-    return "; ".join([line, *notes])
+    state.update(phase="stopped", stopped=time.time(), recovered={"supervisor": who, "ended": ended},
+                 exported=result.exported, export_error=result.export_error or None)
+    result.line = f"cleaned up after a crashed supervisor (pid {who}): ended {len(ended)} processes it left running"
+    return result
 
 
 def unmodelled_types() -> list[dict]:
@@ -824,7 +847,7 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
         current = state.read()
         if platform is not None and current.get("phase") == "ready" and not current.get("no_export"):
             try:
-                state.update(exported=export_notebooks(current, state.export_dir))
+                state.update(exported=export_notebooks(current, state.export_dir, platform.control_token))
             except Exception as exc:  # noqa: BLE001 - still stop everything; say what was not saved
                 log.exception("exporting the notebooks")
                 state.update(export_error=str(exc))

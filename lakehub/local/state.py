@@ -9,7 +9,11 @@
   control-token         what the emulator's control API (/moto-api/...) requires (0600)
   (the folder is 0700: user servers run as other Unix accounts and cannot enter it)
   supervisor.log        the supervisor's log; emulator/, idp/, hubs/<tier>/, agent/ hold the rest
-  notebooks-export/     the notebook bucket, exported by `down`, restored by the next `up`
+  notebooks-export/     the notebook bucket's current objects (bodies only, one file per key):
+                        written through by the emulator as the bucket is written, so it
+                        survives a crash of the emulator or the supervisor; exported once more
+                        by `down`; restored into the new bucket by the next `up`
+  notebooks-export.writing/  the emulator's temporary files (each write is a rename from here)
 """
 
 from __future__ import annotations

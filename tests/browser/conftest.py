@@ -163,10 +163,15 @@ def _artifacts(mode: str) -> Path:
     return path
 
 
+_CLEARED: set[str] = set()
+
+
 @pytest.fixture(scope="module", params=["per-user", "shared"])
 def tier(request, tmp_path_factory):
     mode = request.param
-    shutil.rmtree(ARTIFACTS / mode, ignore_errors=True)
+    if mode not in _CLEARED:  # once per session: each module's screenshots stay
+        shutil.rmtree(ARTIFACTS / mode, ignore_errors=True)
+        _CLEARED.add(mode)
     _artifacts(mode)
     gen = _per_user(tmp_path_factory) if mode == "per-user" else _shared(request.getfixturevalue("moto_server"))
     t = next(gen)

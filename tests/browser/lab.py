@@ -305,6 +305,22 @@ class Lab:
             expect(self.item(name)).to_have_count(0, timeout=30_000)
         self.fail_on_dialog("deleting")
 
+    def rename_in_browser(self, folder: str, name: str, new_name: str) -> None:
+        """Right-click > Rename in the file browser, type the new name in the listing's editor, Enter."""
+        page = self.page
+        with self.step(f"rename-{name}"):
+            self.go_to_folder(folder)
+            self.item(name).click()  # select it alone (see delete)
+            self.item(name).click(button="right")
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Rename$")).first.click()
+            editor = page.locator("input.jp-DirListing-editor")
+            editor.wait_for()
+            editor.fill(new_name)
+            editor.press("Enter")
+            expect(self.item(new_name)).to_have_count(1, timeout=30_000)
+            expect(self.item(name)).to_have_count(0, timeout=30_000)
+        self.fail_on_dialog("renaming")
+
 
     # -- files, the server, checkpoints (issue 15: the home) ---------------------------------
     def upload(self, folder: str, local_file: Path) -> None:

@@ -6,7 +6,6 @@ for the REST tests and jupyter_server's own contract suite."""
 from __future__ import annotations
 
 import json
-import urllib.request
 import uuid
 
 import boto3
@@ -14,7 +13,7 @@ import pytest
 
 # pytest-jupyter's server fixtures and its async-test hooks, for this folder only (the plugin
 # has no entry point, and a `pytest_plugins` line is only honoured in the top-level conftest).
-from pytest_jupyter.jupyter_server import *
+from pytest_jupyter.jupyter_server import *  # noqa: F403 - its fixtures, by name
 
 BUCKET = "lakehub-contents-tests"
 USER = "alice"
@@ -64,51 +63,107 @@ def tier_manager(tier_config):
     return TierContentsManager(**tier_config)
 
 
+@pytest.fixture(scope="session")
+def iam_server(tmp_path_factory):
+    """An emulator with the local platform's IAM evaluator (`start_moto_server(iam_evaluator=True)`:
+    DeleteObjects authorized per key as AWS does, conditions, bucket policies), enforcing IAM from
+    the start, with its own versioned notebook bucket (named as `notebook_bucket`). Yields the
+    server and an admin S3 client (the tests' own look into the bucket)."""
+    from lakehub.emulator import start_moto_server
+
+    server = start_moto_server(log_path=tmp_path_factory.mktemp("moto-iam") / "moto.log", iam_evaluator=True)
+    try:
+        iam = boto3.client("iam", region_name="us-east-1", **_creds(server))
+        iam.create_user(UserName="contents-admin")
+        iam.put_user_policy(UserName="contents-admin", PolicyName="all", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="contents-admin")["AccessKey"]
+        server.enforce_iam()
+        admin = {"endpoint_url": server.endpoint_url, "aws_access_key_id": key["AccessKeyId"],
+                 "aws_secret_access_key": key["SecretAccessKey"]}
+        s3 = boto3.client("s3", region_name="us-east-1", **admin)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield server, admin
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def tier_role_env(moto_server, notebook_bucket, tier_prefix, monkeypatch):
-    """The user server's credentials as in the product: an identity allowed s3:DeleteObject (and
-    the other object actions) only under the tier's prefix, with the emulator enforcing IAM (as
-    local mode does); the test's own `s3` client gets an admin user. Enforcement is turned off
-    again afterwards (the session's emulator is shared)."""
+def tier_role_env(iam_server, tier_prefix, monkeypatch):
+    """The user server's credentials as in the product: an identity allowed the object actions
+    (s3:DeleteObject among them) only under the tier's prefix, on the emulator with the local
+    platform's IAM evaluator (as local mode runs it). Yields a TierRoleS3: the admin's S3 client,
+    and a way to deny the tier identity one key."""
     import s3fs
 
-    iam = boto3.client("iam", region_name="us-east-1", **_creds(moto_server))
-    suffix = uuid.uuid4().hex[:8]
-
-    def user(name, statements):
-        iam.create_user(UserName=name)
-        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": statements}))
-        key = iam.create_access_key(UserName=name)["AccessKey"]
-        return key["AccessKeyId"], key["SecretAccessKey"]
-
-    admin = user(f"admin-{suffix}", [{"Effect": "Allow", "Action": "*", "Resource": "*"}])
-    tier = user(f"tier-{suffix}", [
-        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-         "Resource": f"arn:aws:s3:::{notebook_bucket}/{tier_prefix}/*"},
-        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{notebook_bucket}"},
-    ])
-    for key, value in moto_server.client_env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", tier[0])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", tier[1])
+    server, admin = iam_server
+    iam = boto3.client("iam", region_name="us-east-1", **admin)
+    name = f"tier-{uuid.uuid4().hex[:8]}"
+    bucket_arn = f"arn:aws:s3:::{BUCKET}"
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="tier", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
+                                       "s3:AbortMultipartUpload"], "Resource": f"{bucket_arn}/{tier_prefix}/*"},
+        {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions"], "Resource": bucket_arn},
+    ]}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    for k, v in server.client_env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     s3fs.S3FileSystem.clear_instance_cache()  # s3fs keeps one client per settings: take these keys
-    moto_server.enforce_iam()
+    client = TierRoleS3(boto3.client("s3", region_name="us-east-1", **admin), iam, name,
+                        {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"],
+                         "endpoint_url": server.endpoint_url})
     try:
-        yield boto3.client("s3", region_name="us-east-1", endpoint_url=moto_server.endpoint_url,
-                           aws_access_key_id=admin[0], aws_secret_access_key=admin[1])
+        yield client
     finally:
-        urllib.request.urlopen(urllib.request.Request(f"{moto_server.endpoint_url}/moto-api/reset-auth", data=b"inf",
-                                                      method="POST", headers={"Content-Type": "text/plain"}), timeout=10).read()
         s3fs.S3FileSystem.clear_instance_cache()
 
 
+class TierRoleS3:
+    """The admin's S3 client (attribute access passes through), and what a test changes about the
+    tier identity: `deny_delete(key)` adds an explicit Deny of s3:DeleteObject on one key to its
+    policy; `tier_client()` is an S3 client with the tier identity's own keys."""
+
+    def __init__(self, client, iam, user, tier_keys):
+        self._client, self._iam, self._user, self._tier_keys = client, iam, user, tier_keys
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def deny_delete(self, *keys: str) -> None:
+        self._iam.put_user_policy(UserName=self._user, PolicyName="deny-one", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "s3:DeleteObject",
+                                                     "Resource": [f"arn:aws:s3:::{BUCKET}/{k}" for k in keys]}]}))
+
+    def tier_client(self):
+        return boto3.client("s3", region_name="us-east-1", **self._tier_keys)
+
+
 @pytest.fixture
-def tier_role_manager(tier_role_env, tier_mounts, notebook_bucket, moto_server):
+def tier_role_manager(tier_role_env, tier_mounts, iam_server):
     from lakehub_hub.contents import TierContentsManager
 
-    return TierContentsManager(bucket=notebook_bucket, endpoint_url=moto_server.endpoint_url,
-                               region_name="us-east-1", mounts=tier_mounts)
+    return TierContentsManager(bucket=BUCKET, endpoint_url=iam_server[0].endpoint_url, region_name="us-east-1",
+                               mounts=tier_mounts)
+
+
+@pytest.fixture
+def home_role_manager(tier_role_env, iam_server, tier_prefix, home_dir, monkeypatch):
+    """HomeContentsManager with the tier identity's credentials on the evaluator's emulator, HOME
+    the home as in the product (JupyterLab's "Move to Trash" keeps a deleted file in the home's
+    trash, ~/.local/share/Trash)."""
+    from lakehub_hub.contents import HomeContentsManager
+
+    monkeypatch.setenv("HOME", str(home_dir))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+
+    return HomeContentsManager(root_dir=str(home_dir), bucket=BUCKET, endpoint_url=iam_server[0].endpoint_url,
+                               region_name="us-east-1", central_prefix=f"{tier_prefix}/users/{USER}",
+                               shared_prefix=f"{tier_prefix}/shared")
 
 
 @pytest.fixture

@@ -101,24 +101,6 @@ def test_delete_removes_from_listing_and_keeps_an_old_version(tier_role_manager,
     assert [m["Key"] for m in versions.get("DeleteMarkers", [])] == [key]
 
 
-async def test_folder_delete_with_per_key_errors_is_an_http_error(tier_role_manager, tier_role_env, api, tier_mounts, notebook_bucket):
-    cm, s3 = tier_role_manager, tier_role_env
-    cm.save({"type": "directory"}, f"{USER}/locked")
-    cm.save({"type": "file", "format": "text", "content": "x"}, f"{USER}/locked/a.txt")
-    # S3 answers a multi-object delete with 200 and an Errors list when some keys are refused.
-    s3.put_bucket_policy(Bucket=notebook_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
-        "Resource": f"arn:aws:s3:::{notebook_bucket}/{tier_mounts[USER]}/locked/a.txt"}]}))
-    try:
-        with pytest.raises(tornado.httpclient.HTTPClientError) as e:
-            await api("DELETE", f"{USER}/locked")
-        assert e.value.code == 500
-        assert "a.txt" in json.loads(e.value.response.body)["message"]
-    finally:
-        s3.delete_bucket_policy(Bucket=notebook_bucket)
-    assert "a.txt" in _names(cm, f"{USER}/locked")
-
-
 # --- between the user's folder and shared/ -------------------------------------------------------
 async def test_copy_from_own_folder_into_shared(tier_manager, api):
     cm = tier_manager
