@@ -396,6 +396,10 @@ class LocalAgent:
             parts = urlsplit(service_url)
             env["JUPYTERHUB_SERVICE_URL"] = urlunsplit(parts._replace(netloc=f"{self.host}:{port}"))
         env["PORT"] = env["LAKEHUB_LOCAL_PORT"] = str(port)
+        from lakehub.processes import PART_MARKER, RUN_MARKER
+
+        if os.environ.get(RUN_MARKER):  # the local platform's run: its next `down` finds the task's processes
+            env[RUN_MARKER], env[PART_MARKER] = os.environ[RUN_MARKER], "agent task"
         env["AWS_ENDPOINT_URL"] = self.endpoint_url
         env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.region
         role = task_def.get("taskRoleArn")

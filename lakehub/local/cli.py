@@ -83,7 +83,7 @@ def register(subparsers) -> None:
     up.add_argument("--timeout", type=positive_seconds, default=UP_TIMEOUT, help="seconds to wait for every hub (default 600)")
     up.set_defaults(func=cmd_up)
 
-    st = sub.add_parser("status", help="what runs: tiers, URLs, demo users, emulator endpoint")
+    st = sub.add_parser("status", help="each part's real state (exit 1 when one is not answering), tiers, URLs, demo users")
     st.add_argument("--state-dir", **common)
     st.add_argument("--format", choices=("table", "json"), default="table")
     st.set_defaults(func=cmd_status)
@@ -107,12 +107,17 @@ def register(subparsers) -> None:
 def cmd_up(args) -> int:
     from rich.console import Console
 
-    from lakehub.local.platform import (DEFAULT_BASE_PORT, DEFAULT_DEMO_USERS, check_ports, plan_ports, supervise,
-                                        tiers_from_template)
+    from lakehub.local.platform import (DEFAULT_BASE_PORT, DEFAULT_DEMO_USERS, check_ports, plan_ports, recover,
+                                        supervise, tiers_from_template)
 
     state = StateDir(args.state_dir)
     if state.running_pid():
         raise already_running(state)
+    # A crashed supervisor's processes would hold the ports. Its notebooks are on disk already
+    # (written through as saved); `down` would export them once more, `up` restores that folder.
+    cleaned = recover(state, export=False)
+    if cleaned:
+        print(f"lakehub local: {cleaned.line}", file=sys.stderr)
     if args.server_mode == "shared" and os.geteuid() == 0:
         raise LakehubError(
             "--server-mode shared as root would create a Unix user on this machine for each data scientist "
@@ -228,20 +233,84 @@ def status_json(state: StateDir) -> dict:
             "demo_users_per_tier": current.get("demo_users_per_tier", 0)}
 
 
+def probe_parts(current: dict, supervisor_alive: bool = True) -> list[dict]:
+    """Each part's real state: what the supervisor recorded (restarts, restarting, failed),
+    checked now: does its process run and does it answer (a short probe)?"""
+    from lakehub.local.control import HEADER, TOKEN_FILE, read_token
+    from lakehub.local.platform import probe
+    from lakehub.processes import start_time
+
+    headers = {}
+    try:
+        headers = {HEADER: read_token(Path(current.get("_state_dir", ".")) / TOKEN_FILE)}
+    except (OSError, LakehubError):
+        pass
+    rows = []
+    for part in current.get("parts") or []:
+        row = dict(part)
+        recorded = row.get("state")
+        if recorded in ("restarting", "failed"):
+            pass  # the supervisor's word: down now
+        elif row["name"] in ("agent", "credentials endpoint"):
+            # threads of the supervisor: alive with it
+            answers = supervisor_alive and (not row.get("url") or probe(row["url"], timeout=2, any_status=True))
+            row["state"] = "answering" if answers and recorded == "running" else "not answering"
+        else:
+            alive = bool(row.get("pid")) and start_time(int(row["pid"])) is not None
+            answers = alive and probe(row["url"], headers if row["name"] == "emulator" else None, timeout=2,
+                                      any_status=row["name"] == "emulator")
+            row["state"] = "answering" if answers else ("starting" if recorded == "starting" and alive else "not answering")
+        row["ok"] = row["state"] == "answering" and not row.get("note", "").startswith("restarted with its state lost")
+        if row["name"] == "agent":
+            row["ok"] = row["state"] == "answering"
+        rows.append(row)
+    return rows
+
+
 def cmd_status(args) -> int:
     state = StateDir(args.state_dir)
     pid = state.running_pid()
     current = state.read()
-    if not pid or current.get("phase") != "ready":
+    crashed = not pid and current.get("phase") not in (None, "stopped", "failed")
+    if not crashed and (not pid or current.get("phase") != "ready"):
         if args.format == "json":
-            print(json.dumps({"tiers": [], "emulator_endpoint": ""}))
+            print(json.dumps({"tiers": [], "emulator_endpoint": "", "parts": [], "healthy": False}))
         phase = current.get("phase") if pid else "not running"
         raise LakehubError(f"no local platform is ready ({phase}); start it with `lakehub local up`")
+    rows = probe_parts(dict(current, _state_dir=str(state.path)), supervisor_alive=not crashed)
+    if crashed:
+        rows.insert(0, {"name": "supervisor", "pid": (current.get("supervisor") or {}).get("pid") or current.get("pid"),
+                        "state": "not running", "restarts": 0, "url": "", "ok": False,
+                        "note": "it died without stopping; `lakehub local down` ends what it left"})
+    down = [r for r in rows if not r["ok"]]
     if args.format == "json":
-        print(json.dumps(status_json(state), indent=2))
-        return 0
-    print_ready(current)
+        print(json.dumps(dict(status_json(state), parts=rows, healthy=not down), indent=2))
+    else:
+        print_parts(rows)
+        print_ready(current)
+    if down:
+        print("lakehub local: not all parts are answering: "
+              + ", ".join(f"{r['name']} ({r['state']}{'; ' + r['note'] if r.get('note') else ''})" for r in down),
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def print_parts(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=160)
+    table = Table(title="lakehub local: parts", title_justify="left")
+    for column in ("part", "pid", "state", "restarts", "last exit", "note"):
+        table.add_column(column)
+    for r in rows:
+        colour = "green" if r["ok"] else "red"
+        table.add_row(r["name"], str(r.get("pid") or ""), f"[{colour}]{r['state']}[/]", str(r.get("restarts", 0)),
+                      r.get("last_exit") or "", r.get("note") or "")
+    out.print(table)
 
 
 # ------------------------------------------------------------------------------------------
@@ -272,10 +341,20 @@ def _stop_pid(pid: int, timeout: float = DOWN_TIMEOUT) -> bool:
 
 
 def cmd_down(args) -> int:
+    from lakehub.local.platform import recover
+
     state = StateDir(args.state_dir)
     pid = state.running_pid()
     if not pid:
-        print(f"lakehub local: nothing is running from {state.path}")
+        cleaned = recover(state, export=not args.no_export)
+        if not cleaned:
+            print(f"lakehub local: nothing is running from {state.path}")
+            return 0
+        print(f"lakehub local: {cleaned.line}")
+        if cleaned.exported is not None:
+            print(f"lakehub local: exported {cleaned.exported} notebook files to {state.export_dir}")
+        elif cleaned.export_error:
+            raise not_exported(state, cleaned.export_error)
         return 0
     # The supervisor exports the notebook bucket as it stops (also on Ctrl-C in --foreground).
     was_ready = state.read().get("phase") == "ready"
@@ -285,11 +364,22 @@ def cmd_down(args) -> int:
     print(f"lakehub local: stopped{'' if clean else ' (forced)'}")
     if current.get("exported") is not None:
         print(f"lakehub local: exported {current['exported']} notebook files to {state.export_dir}")
-    elif was_ready and not args.no_export:
+    if not clean:  # the supervisor was killed: end what it could not (once its lock is free)
+        deadline = time.monotonic() + 10
+        while state.running_pid() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        cleaned = recover(state, export=False)
+        if cleaned:
+            print(f"lakehub local: {cleaned.line}")
+    if current.get("exported") is None and was_ready and not args.no_export:
         why = current.get("export_error") or "the supervisor stopped before exporting"
-        raise LakehubError(f"the notebooks were not exported ({why}); the last good copy is {state.export_dir} "
-                           "(written as each was saved), and the next `up` restores it")
+        raise not_exported(state, why)
     return 0
+
+
+def not_exported(state: StateDir, why: str) -> LakehubError:
+    return LakehubError(f"the notebooks were not exported ({why}); the last good copy is {state.export_dir} "
+                        "(written as each was saved), and the next `up` restores it")
 
 
 def cmd_resource_types(args) -> int:

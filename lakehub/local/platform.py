@@ -36,6 +36,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import boto3
 import yaml
@@ -44,7 +45,7 @@ from lakehub import names
 from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
 from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
 from lakehub.errors import LakehubError
-from lakehub.processes import terminate_group
+from lakehub.processes import PART_MARKER, RUN_MARKER, end_processes, record, terminate_group
 from lakehub.settings import default_settings
 from lakehub.local import accounts, control
 from lakehub.local.state import LOG_FILE, StateDir
@@ -63,6 +64,14 @@ SERVER_MODES = ("per-user", "shared")
 HUB_START_TIMEOUT = 120
 EFS_DIR = "efs"  # <state>/efs/<file system Name tag or id>/<path>: the emulated EFS file systems (homes)
 ROLE_SESSION_SECONDS = 43200
+# Supervision (as an ECS service keeps its desired count): a part that exits is started again
+# after 1, 2, 4 ... seconds (at most RESTART_BACKOFF_MAX); a part that stayed up RESTART_RESET_AFTER
+# seconds starts again at 1 s; RESTART_LIMIT restarts within RESTART_WINDOW and it is "failed".
+RESTART_BACKOFF_MAX = 30.0
+RESTART_RESET_AFTER = 60.0
+RESTART_LIMIT = 5
+RESTART_WINDOW = 600.0
+EMULATOR_STATE_LOST = "restarted with its state lost; run `lakehub local down` and `lakehub local up`"
 # Demo users per tier (names for the reference tiers; others get <tier>-user1, <tier>-user2).
 DEMO_USERS = {"pii": ("alice", "bob"), "nonpii": ("carol", "dave")}
 DEFAULT_DEMO_USERS = 2  # per tier (`lakehub local up --demo-users N`)
@@ -92,6 +101,46 @@ class Tier:
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+
+@dataclass
+class Part:
+    """A process the supervisor keeps running: the emulator, the identity provider, a hub."""
+
+    name: str
+    proc: subprocess.Popen
+    url: str  # answers while the part works (its health check)
+    relaunch: Callable[[], subprocess.Popen]
+    ready_timeout: float = 60.0
+    headers: dict = field(default_factory=dict)
+    state: str = "running"  # running, restarting (its back-off), starting (not answering yet), failed
+    restarts: int = 0
+    failures: int = 0  # exits in a row, each within RESTART_RESET_AFTER of its start
+    recent: list = field(default_factory=list)  # restart times (monotonic) for RESTART_LIMIT
+    up_since: float = field(default_factory=time.monotonic)
+    due: float = 0.0
+    last_exit: str = ""
+    note: str = ""
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        return probe(self.url, self.headers, timeout)
+
+    def row(self) -> dict:
+        return {"name": self.name, "pid": self.proc.pid, "state": self.state, "restarts": self.restarts,
+                "url": self.url, "last_exit": self.last_exit, "note": self.note}
+
+
+def probe(url: str, headers: dict | None = None, timeout: float = 1.0, any_status: bool = False) -> bool:
+    """True when `url` answers 200 within `timeout` (any HTTP status with any_status)."""
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
+            return r.status == 200 or any_status
+    except urllib.error.HTTPError:
+        return any_status
+    except OSError:
+        return False
 
 
 class _Loader(yaml.SafeLoader):
@@ -177,9 +226,12 @@ def check_ports(ports: dict[int, str]) -> None:
 # ------------------------------------------------------------------------------------------
 class LocalPlatform:
     def __init__(self, state: StateDir, base_port: int = DEFAULT_BASE_PORT, server_mode: str = "per-user",
-                 say=None, run_id: str = "", demo_users: int = DEFAULT_DEMO_USERS):
+                 say=None, run_id: str = "", token: str = "", demo_users: int = DEFAULT_DEMO_USERS):
         self.state = state
         self.demo_users = demo_users
+        self.token = token or secrets.token_hex(8)  # RUN_MARKER in every process this run starts
+        self.parts: dict[str, Part] = {}
+        self._tasks_recorded: dict = {}
         self.base_port = base_port
         self.server_mode = server_mode
         self.run_id = run_id
@@ -208,11 +260,118 @@ class LocalPlatform:
     # -- children -------------------------------------------------------------------------
     def _spawn(self, name: str, cmd: list[str], env: dict, cwd: Path, log_path: Path) -> subprocess.Popen:
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(env, **{RUN_MARKER: self.token, PART_MARKER: name})
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        self.children.append((name, proc))
+        self.children = [(n, p) for n, p in self.children if n != name] + [(name, proc)]
+        self._record(name, proc)
         return proc
+
+    def _record(self, name: str, proc: subprocess.Popen) -> None:
+        """The process's group in state.json as soon as it starts: a crashed supervisor's next
+        `up` or `down` ends it from there (lakehub.local.platform.recover)."""
+        groups = self.state.read().get("groups") or {}
+        groups[name] = record(proc.pid)
+        self.state.update(groups=groups)
+
+    def add_part(self, name: str, proc: subprocess.Popen, url: str, relaunch: Callable[[], subprocess.Popen],
+                 ready_timeout: float = 60.0, headers: dict | None = None) -> None:
+        self.parts[name] = Part(name, proc, url, relaunch, ready_timeout, dict(headers or {}))
+
+    def restart_part(self, name: str) -> None:
+        """Start a part again (the supervisor calls this once its back-off is over). What the
+        dead process left running (a hub's proxy and culler) is ended first."""
+        part = self.parts[name]
+        left = end_processes([], self.token, part=name, timeout=5)
+        if left:
+            log.info("%s: ended %d processes it left running (%s)", name, len(left), " ".join(map(str, left)))
+        part.proc = part.relaunch()
+        self._record(name, part.proc)
+        part.state = "starting"
+        part.up_since = time.monotonic()
+        part.restarts += 1
+        part.recent.append(part.up_since)
+
+    def after_restart(self, name: str) -> None:
+        """A restarted part answers again. The emulator's state (moto's, in memory) is gone with
+        the old process unless restore_emulator() puts it back."""
+        if name == "emulator" and not self.restore_emulator():
+            self.parts[name].note = EMULATOR_STATE_LOST
+
+    def restore_emulator(self) -> bool:
+        """Put the emulator's state back after a restart; True when it did. (Nothing persists
+        the emulator's whole state yet, so it says the state was lost.)"""
+        return False
+
+    def watch(self) -> bool:
+        """One pass of the supervisor: restart what exited (with its back-off), see restarted
+        parts answer. Returns True when something changed."""
+        from lakehub.local.agent import exit_status
+
+        changed = False
+        now = time.monotonic()
+        for part in self.parts.values():
+            if part.state in ("running", "starting") and part.proc.poll() is not None:
+                code, killer = exit_status(part.proc.returncode)
+                part.last_exit = f"killed by {killer} (exit code {code})" if killer else f"exited with code {code}"
+                part.recent = [t for t in part.recent if now - t < RESTART_WINDOW]
+                if len(part.recent) >= RESTART_LIMIT:
+                    part.state = "failed"
+                    log.error("%s (pid %s) %s; %d restarts within %.0f s, not restarting it again",
+                              part.name, part.proc.pid, part.last_exit, len(part.recent), RESTART_WINDOW)
+                else:
+                    part.failures = part.failures + 1 if now - part.up_since < RESTART_RESET_AFTER else 1
+                    delay = min(RESTART_BACKOFF_MAX, 2.0 ** (part.failures - 1))
+                    part.state, part.due = "restarting", now + delay
+                    log.warning("%s (pid %s) %s; restarting it in %.0f s (restart %d)",
+                                part.name, part.proc.pid, part.last_exit, delay, part.restarts + 1)
+                changed = True
+            elif part.state == "restarting" and now >= part.due:
+                try:
+                    self.restart_part(part.name)
+                except OSError as exc:
+                    part.state, part.due = "restarting", now + RESTART_BACKOFF_MAX
+                    log.error("%s could not be started again: %s", part.name, exc)
+                changed = True
+            elif part.state == "starting":
+                if part.answers():
+                    part.state = "running"
+                    log.info("%s answers again (pid %s)", part.name, part.proc.pid)
+                    self.after_restart(part.name)
+                    changed = True
+                elif now - part.up_since > part.ready_timeout:
+                    log.warning("%s did not answer on %s within %.0f s; ending it", part.name, part.url, part.ready_timeout)
+                    terminate_group(part.proc, timeout=5)  # the next pass counts the exit
+        tasks = self.agent_tasks()
+        if tasks != self._tasks_recorded:
+            self._tasks_recorded = tasks
+            self.state.update(tasks=tasks)
+        if changed:
+            self.record_parts()
+        return changed
+
+    def agent_tasks(self) -> dict:
+        """The local agent's task processes, for state.json (a crashed supervisor's next
+        `up`/`down` ends them)."""
+        if self.agent is None:
+            return {}
+        out = {}
+        for arn, local in list(self.agent.tasks.items()):
+            if local.process is not None and local.process.poll() is None:
+                out[arn] = self._tasks_recorded.get(arn) or record(local.process.pid)
+        return out
+
+    def record_parts(self) -> None:
+        rows = [p.row() for p in self.parts.values()]
+        if self.agent is not None:
+            alive = self.agent._thread is not None and self.agent._thread.is_alive()
+            rows.append({"name": "agent", "pid": os.getpid(), "state": "running" if alive else "failed",
+                         "restarts": 0, "url": "", "last_exit": "", "note": f"{len(self._tasks_recorded)} tasks"})
+        if self.creds is not None:
+            rows.append({"name": "credentials endpoint", "pid": os.getpid(), "state": "running", "restarts": 0,
+                         "url": f"http://{LOOPBACK}:{self.base_port + 2}/", "last_exit": "", "note": ""})
+        self.state.update(parts=rows)
 
     def _wait_http(self, name: str, url: str, proc: subprocess.Popen | None, timeout: float, log_path: Path,
                    headers: dict | None = None) -> None:
@@ -240,12 +399,15 @@ class LocalPlatform:
         # The emulator's control API (reset-auth, reset, data.json) answers only this token.
         token_file = self.state.file(control.TOKEN_FILE)
         self.control_token = control.new_token(token_file)
-        proc = self._spawn("emulator", [sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(self.base_port),
-                                        "--work-dir", str(work), "--control-token-file", str(token_file),
-                                        "--persist-dir", str(self.state.export_dir)],
-                           env, ROOT, self.state.path / "emulator.log")
+        cmd = [sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(self.base_port),
+               "--work-dir", str(work), "--control-token-file", str(token_file),
+               "--persist-dir", str(self.state.export_dir)]
+        proc = self._spawn("emulator", cmd, env, ROOT, self.state.path / "emulator.log")
+        headers = {control.HEADER: self.control_token}
         self._wait_http("the AWS emulator", f"{self.endpoint}/moto-api/", proc, 60, self.state.path / "emulator.log",
-                        headers={control.HEADER: self.control_token})
+                        headers=headers)
+        self.add_part("emulator", proc, f"{self.endpoint}/moto-api/",
+                      lambda: self._spawn("emulator", cmd, env, ROOT, self.state.path / "emulator.log"), 60, headers)
         # The platform's own calls: dummy keys until the admin user exists.
         os.environ.update(AWS_ACCESS_KEY_ID=EMULATOR_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_SECRET_KEY,
                           AWS_DEFAULT_REGION=DEFAULT_REGION, AWS_REGION=DEFAULT_REGION)
@@ -284,6 +446,19 @@ class LocalPlatform:
         workdir.mkdir(parents=True, exist_ok=True)
         self.idp = start_oidc(users, groups, port=self.base_port + 1,
                               redirect_uris=[f"{t.url}/hub/oauth_callback" for t in self.tiers], workdir=workdir)
+        self._record("identity provider", self.idp.process)
+
+        def relaunch() -> subprocess.Popen:
+            # The same provider (its users, groups and client in oidc.json); a new signing key,
+            # which the hubs fetch from /jwks at each sign-in.
+            proc = self._spawn("identity provider", [sys.executable, "-m", "lakehub.idp.oidc", str(workdir / "oidc.json")],
+                               {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, ROOT,
+                               workdir / "oidc.log")
+            self.idp.process = proc
+            return proc
+
+        self.add_part("identity provider", self.idp.process,
+                      f"{self.idp.issuer}/.well-known/openid-configuration", relaunch, 20)
 
     def prepare_account(self) -> dict[str, str]:
         zone = self.client("route53").create_hosted_zone(Name=DOMAIN, CallerReference=f"lakehub-local-{time.time()}")
@@ -494,11 +669,17 @@ class LocalPlatform:
             env = self.hub_environment(t)
             cmd = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(HUB_IMAGES_DIR / "jupyterhub_config.py")]
             procs.append((t, self._spawn(f"{t.name} hub", cmd, env, hub_dir, hub_dir / "hub.log")))
+            # The restarted hub keeps its folder: its sqlite database (users, tokens) and its
+            # proxy's pid file (JupyterHub ends a proxy it finds there before starting its own).
+            self.add_part(f"{t.name} hub", procs[-1][1], f"{t.url}/hub/health",
+                          lambda name=f"{t.name} hub", cmd=cmd, env=env, hub_dir=hub_dir:
+                          self._spawn(name, cmd, env, hub_dir, hub_dir / "hub.log"), HUB_START_TIMEOUT)
             self.say(f"starting the {t.name} hub on {t.url} ({self.server_mode} mode)")
         for t, proc in procs:
             self._wait_http(f"the {t.name} hub", f"{t.url}/hub/health", proc, HUB_START_TIMEOUT,
                             self.state.path / "hubs" / t.name / "hub.log")
             self.say(f"the {t.name} hub answers on {t.url}")
+        self.record_parts()
 
     # -- the whole thing ----------------------------------------------------------------------
     def status(self) -> dict:
@@ -508,9 +689,11 @@ class LocalPlatform:
         }
 
     def run(self) -> None:
+        os.environ[RUN_MARKER] = self.token  # inherited by what starts without an env of its own
         self.state.write({"run_id": self.run_id, "phase": "starting", "pid": os.getpid(), "progress": [],
                           "started": self.started, "server_mode": self.server_mode, "base_port": self.base_port,
-                          "demo_users_per_tier": self.demo_users})
+                          "demo_users_per_tier": self.demo_users,
+                          "supervisor": record(os.getpid()), "run_token": self.token, "groups": {}, "tasks": {}})
         check_ports(self.ports)
         self.start_emulator()
         self.publish_assets()
@@ -543,6 +726,11 @@ class LocalPlatform:
             self.idp.stop()
         if self.creds is not None:
             self.creds.stop()
+        # What the children left (a hub's proxy or culler in their own sessions, a kernel whose
+        # server was killed): every process that carries this run's marker.
+        left = end_processes(list((self.state.read().get("groups") or {}).values()), self.token, timeout=10)
+        if left:
+            log.warning("ended %d processes the platform's parts left running: %s", len(left), " ".join(map(str, left)))
         accounts.restore_modes(self._opened)
         self._opened = []
 
@@ -568,6 +756,49 @@ def export_notebooks(current: dict, dest: Path, token: str) -> int:
     if Path(answer["folder"]) != Path(dest).resolve():
         raise LakehubError(f"the emulator mirrors {answer['folder']}, not {dest}")
     return int(answer["files"])
+
+
+@dataclass
+class Recovery:
+    """What `recover` did after a crashed supervisor."""
+
+    line: str
+    exported: int | None = None
+    export_error: str = ""
+
+
+def recover(state: StateDir, export: bool = True) -> Recovery | None:
+    """After a supervisor that died without stopping (kill -9, out of memory): export the
+    notebooks once more while its emulator still answers, end every process it recorded (groups
+    whose leader has the recorded start time, agent tasks) or that carries its run's marker, and
+    mark the state stopped. None when there was nothing to clean up."""
+    from lakehub.processes import is_recorded, marked
+
+    if state.running_pid():
+        return None
+    current = state.read()
+    groups = current.get("groups") or {}
+    records = list(groups.values()) + list((current.get("tasks") or {}).values())
+    token = current.get("run_token", "")
+    running = [r for r in records if is_recorded(r)]
+    if current.get("phase") in (None, "stopped") and not running and not marked(token):
+        return None
+    who = (current.get("supervisor") or {}).get("pid") or current.get("pid") or "?"
+    result = Recovery("")
+    if export and current.get("phase") == "ready":
+        if groups.get("emulator") and is_recorded(groups["emulator"]):
+            try:
+                result.exported = export_notebooks(current, state.export_dir,
+                                                   control.read_token(state.file(control.TOKEN_FILE)))
+            except Exception as exc:  # noqa: BLE001 - still end everything; say what was not saved
+                result.export_error = str(exc)
+        else:
+            result.export_error = "its emulator is not running"
+    ended = end_processes(records, token, timeout=15)
+    state.update(phase="stopped", stopped=time.time(), recovered={"supervisor": who, "ended": ended},
+                 exported=result.exported, export_error=result.export_error or None)
+    result.line = f"cleaned up after a crashed supervisor (pid {who}): ended {len(ended)} processes it left running"
+    return result
 
 
 def unmodelled_types() -> list[dict]:
@@ -600,7 +831,8 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
         if starting.is_set():
             raise KeyboardInterrupt  # interrupt the start-up where it is; `finally` cleans up
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP too: the terminal of a `--foreground` run closed, or a service manager's hang-up.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
         platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id, demo_users=demo_users)
@@ -621,9 +853,10 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
         if on_ready:
             on_ready()
         while not stop.wait(1.0):
-            for name, proc in platform.children:
-                if proc.poll() is not None and not stop.is_set():
-                    log.warning("%s exited with %s", name, proc.returncode)
+            try:
+                platform.watch()
+            except Exception:  # noqa: BLE001 - keep supervising; the log has it
+                log.exception("supervising the local platform")
         return 0
     finally:
         current = state.read()

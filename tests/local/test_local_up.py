@@ -54,7 +54,7 @@ def _logs(p: Platform) -> str:
 
 def test_up_ends_with_tiers_urls_users_and_the_emulator(platform):
     status = platform.status()
-    assert set(status) == {"tiers", "emulator_endpoint"}
+    assert {"tiers", "emulator_endpoint"} <= set(status)  # and each part's state (tests/local/test_supervision.py)
     assert status["emulator_endpoint"] == f"http://127.0.0.1:{platform.base}"
     assert {t["name"] for t in status["tiers"]} == {"pii", "nonpii"}
     for tier in status["tiers"]:

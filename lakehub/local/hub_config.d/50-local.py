@@ -15,3 +15,12 @@ c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ['LAKEHUB_LOCAL_
 if os.environ.get("LAKEHUB_SERVER_MODE") == "per-user":
     # A user's server is a local process started by the agent: it answers in seconds.
     c.Spawner.start_timeout = 120
+
+# Every process of a local platform run carries its run's marker (lakehub.processes.RUN_MARKER),
+# so `lakehub local down` finds what a crashed supervisor or a killed hub left running: the proxy
+# inherits the hub's environment; the culler and shared-mode servers get it here.
+_MARKERS = {k: os.environ[k] for k in ("LAKEHUB_LOCAL_RUN", "LAKEHUB_LOCAL_PART") if k in os.environ}
+if _MARKERS:
+    c.Spawner.env_keep = list(c.Spawner.env_keep) + [k for k in _MARKERS if k not in c.Spawner.env_keep]
+    for _service in c.JupyterHub.services:
+        _service["environment"] = dict(_service.get("environment") or {}, **_MARKERS)
