@@ -312,15 +312,27 @@ def test_the_identity_provider_gets_n_users_per_tier_in_the_tiers_groups(tmp_pat
 
     seen = {}
 
+    import subprocess
+    import sys
+    import types
+
     def fake_start_oidc(users, groups, **kw):
         seen.update(users=users, groups=groups)
-        return None
+        # a process in the provider's place: the supervisor records and watches it
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+        seen["proc"] = proc
+        return types.SimpleNamespace(process=proc, stop=proc.kill, issuer="http://127.0.0.1:9101")
 
     import lakehub.idp.oidc as oidc
 
     monkeypatch.setattr(oidc, "start_oidc", fake_start_oidc)
     plat = P.LocalPlatform(StateDir(tmp_path / "state"), base_port=9100, demo_users=3)
-    plat.start_identity_provider()
+    try:
+        plat.start_identity_provider()
+    finally:
+        if "proc" in seen:
+            seen["proc"].kill()
+            seen["proc"].wait(timeout=10)
     status = plat.status()["tiers"]
     assert [len(t["users"]) for t in status] == [3] * len(plat.tiers)
     assert len(seen["users"]) == 3 * len(plat.tiers)
