@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime
 import json
 import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import subprocess
@@ -31,8 +33,9 @@ class FakeHub:
     """Answers GET /hub/lakehub/aws-credentials like the hub: 200 with a session for the right
     API token, 403 otherwise. Each answer is a new session expiring `lifetime` seconds ahead."""
 
-    def __init__(self, token: str, lifetime: float = 3600):
+    def __init__(self, token: str, lifetime: float = 3600, delay: float = 0.0, busy_answers: int = 0):
         self.token, self.lifetime, self.calls, self.seen_paths = token, lifetime, 0, []
+        self.delay, self.busy_answers, self.requests = delay, busy_answers, 0
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +44,11 @@ class FakeHub:
 
             def do_GET(self):
                 hub.seen_paths.append(self.path)
+                hub.requests += 1
+                time.sleep(hub.delay)  # a busy hub (at 25 users per tier one answer took 12.7 s)
+                if hub.busy_answers > 0:
+                    hub.busy_answers -= 1
+                    return self._send(503, {"message": "busy"})
                 if self.headers.get("Authorization") != f"token {hub.token}":
                     return self._send(403, {"message": "not a user's API token"})
                 hub.calls += 1
@@ -116,6 +124,63 @@ def test_the_relay_replaces_every_variable_botocore_prefers_and_botocore_takes_t
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["container-role", "ASIA0000000000000001", "session-1"]
         assert hub.seen_paths == ["/hub/lakehub/aws-credentials"]
+    finally:
+        relay.stop()
+
+
+PROBE = ("import boto3; c = boto3.Session().get_credentials(); "
+         "print(c.method, c.access_key, c.get_frozen_credentials().token)")
+
+
+def test_a_hub_slower_than_botocores_container_fetch_does_not_fail_the_servers_clients():
+    """At server start the contents manager's S3 clients resolve credentials through the relay
+    right away; botocore's container provider gives up after 3 attempts of 2 s. A hub that takes
+    10 s to answer must not make them fail (it did: the server exited at start under load)."""
+    slow = FakeHub(token=uuid.uuid4().hex, delay=10)
+    env = server_environ(slow)
+    relay = relay_mod.start(env)  # what the server extension does when it is linked
+    try:
+        out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split() == ["container-role", "ASIA0000000000000001", "session-1"]
+        assert slow.calls == 1
+    finally:
+        relay.stop()
+        slow.stop()
+
+
+def test_the_relay_fetches_once_at_start_and_concurrent_requests_share_one_fetch():
+    slowish = FakeHub(token=uuid.uuid4().hex, delay=2)
+    relay = relay_mod.CredentialRelay(relay_mod.hub_credentials_url(slowish.api_url), slowish.token).start()
+    try:
+        relay.warm()  # start() does this, then waits
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: requests.get(relay.url, headers={"Authorization": relay.token}, timeout=30), range(8)))
+        assert [a.status_code for a in answers] == [200] * 8
+        assert {a.json()["Token"] for a in answers} == {"session-1"}
+        assert slowish.requests == 1 and relay.fetches == 1
+    finally:
+        relay.stop()
+        slowish.stop()
+
+
+def test_a_busy_hub_is_tried_again_with_back_off_a_refusal_is_not(hub):
+    busy = FakeHub(token=uuid.uuid4().hex, busy_answers=2)
+    env = server_environ(busy)
+    relay = relay_mod.start(env)
+    try:
+        ok = requests.get(relay.url, headers={"Authorization": relay.token}, timeout=30)
+        assert ok.status_code == 200 and ok.json()["Token"] == "session-1"
+        assert busy.requests == 3
+    finally:
+        relay.stop()
+        busy.stop()
+    env = server_environ(hub)
+    env["JUPYTERHUB_API_TOKEN"] = "not-the-users-token"
+    started = time.monotonic()
+    relay = relay_mod.start(env)
+    try:
+        assert time.monotonic() - started < 10 and hub.requests == 1
     finally:
         relay.stop()
 
