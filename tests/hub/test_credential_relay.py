@@ -185,6 +185,22 @@ def test_a_busy_hub_is_tried_again_with_back_off_a_refusal_is_not(hub):
         relay.stop()
 
 
+def test_botocores_container_provider_ignores_the_metadata_timeout_settings_so_the_relay_waits_at_start(monkeypatch):
+    """AWS_METADATA_SERVICE_TIMEOUT / _NUM_ATTEMPTS configure IMDS only: botocore's container
+    provider keeps its fixed 3 attempts of 2 s (+1 s between), so setting them in the server's
+    environment would not help; the relay's wait at start must cover a hub slower than that."""
+    import botocore.session
+    from botocore.credentials import ContainerProvider
+
+    monkeypatch.setenv("AWS_METADATA_SERVICE_TIMEOUT", "30")
+    monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "10")
+    resolver = botocore.session.Session().get_component("credential_provider")
+    fetcher = next(p for p in resolver.providers if isinstance(p, ContainerProvider))._fetcher
+    window = fetcher.RETRY_ATTEMPTS * (fetcher.TIMEOUT_SECONDS + fetcher.SLEEP_TIME)
+    assert window <= 15, "botocore's container provider waits longer now: revisit START_WAIT"
+    assert relay_mod.START_WAIT > window and relay_mod.FETCH_TIMEOUT > 12.7
+
+
 def test_the_relay_answers_only_its_token(hub):
     env = server_environ(hub)
     relay = relay_mod.start(env)
