@@ -201,6 +201,49 @@ def test_botocores_container_provider_ignores_the_metadata_timeout_settings_so_t
     assert relay_mod.START_WAIT > window and relay_mod.FETCH_TIMEOUT > 12.7
 
 
+def test_the_s3_mounts_wait_for_credentials_at_start_instead_of_failing(monkeypatch):
+    """What s3contents does while the contents manager is made (touch the folder) needs
+    credentials; a container endpoint that cannot answer for longer than botocore's window
+    (here: 503 for 12 s) fails a plain resolution, and the mounts wait for it instead."""
+    import botocore.session
+    from botocore.exceptions import CredentialRetrievalError
+    from lakehub_hub import contents
+
+    ready_at = time.monotonic() + 12
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if time.monotonic() < ready_at:
+                status, body = 503, {"message": "not yet"}
+            else:
+                status, body = 200, {"AccessKeyId": "ASIAWAITEDFOR0000001", "SecretAccessKey": "relay-test-not-real",
+                                     "Token": "waited", "Expiration": "2099-01-01T00:00:00Z"}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        for name in relay_mod.REMOVED_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{httpd.server_address[1]}/aws-credentials")
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "t")
+        monkeypatch.setattr(contents, "_credentials_ready", False)
+        with pytest.raises(CredentialRetrievalError):  # what s3contents met before
+            botocore.session.Session().get_credentials()
+        contents.wait_for_credentials(timeout=60)
+        assert botocore.session.Session().get_credentials().access_key == "ASIAWAITEDFOR0000001"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_the_relay_answers_only_its_token(hub):
     env = server_environ(hub)
     relay = relay_mod.start(env)
