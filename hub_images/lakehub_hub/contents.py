@@ -41,6 +41,7 @@ import asyncio
 import base64
 import datetime
 import hashlib
+import logging
 import mimetypes
 import os
 import posixpath
@@ -169,6 +170,38 @@ class _Upload:
         self.started = time.monotonic()
 
 
+CREDENTIALS_WAIT = 60.0  # server start: how long the S3 mounts wait for the credential relay's session
+_credentials_ready = False
+
+
+def wait_for_credentials(timeout: float = CREDENTIALS_WAIT, sleep=time.sleep) -> None:
+    """Resolve AWS credentials as the mounts' S3 clients will, retrying with back-off (bounded)
+    while the container provider (the server's credential relay) cannot answer yet.
+
+    s3contents touches each mount's folder as the manager is made; botocore's container provider
+    gives up after 3 attempts of 2 s and a failure there would end the server at start (the hub
+    then waits out http_timeout). Only when the server gets its credentials from a container URI
+    (the relay); once per process."""
+    global _credentials_ready
+    if _credentials_ready or not os.environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        return
+    import botocore.session
+    from botocore.exceptions import CredentialRetrievalError, MetadataRetrievalError
+
+    deadline, delay = time.monotonic() + timeout, 1.0
+    while True:
+        try:
+            botocore.session.Session().get_credentials()
+            _credentials_ready = True
+            return
+        except (CredentialRetrievalError, MetadataRetrievalError) as exc:
+            if time.monotonic() + delay >= deadline:
+                raise
+            logging.getLogger("lakehub.contents").warning("no AWS credentials yet (%s); trying again in %.0f s", exc, delay)
+            sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
     """s3contents' S3ContentsManager completed for jupyter_server 2.x (see the module docstring)."""
 
@@ -189,6 +222,7 @@ class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
         return S3Checkpoints
 
     def __init__(self, *args, **kwargs):
+        wait_for_credentials()  # s3contents touches the folder while it is made (below)
         super().__init__(*args, **kwargs)
         self._uploads: dict[str, _Upload] = {}
 

@@ -9,8 +9,10 @@ and in per-user mode the hub is across the VPC. So each server:
 
 - starts a small HTTP server on 127.0.0.1:<free port> in a thread, which answers only requests
   carrying its random token (other Unix users of a shared task reach the same loopback);
-- fetches the user's session from the hub with the server's own JupyterHub API token, caches it
-  and fetches again when less than REFRESH_MARGIN (20 minutes) remains (role chaining caps a
+- fetches the user's session from the hub with the server's own JupyterHub API token as soon as
+  it starts (server start waits for it, bounded: START_WAIT), one fetch at a time (requests
+  arriving meanwhile wait for it), retrying an unreachable, slow or busy hub with back-off;
+  caches it and fetches again when less than REFRESH_MARGIN (20 minutes) remains (role chaining caps a
   session at one hour; botocore refreshes 15 minutes before expiry, so it never gets back a
   session it already considers stale);
 - points the server's environment at itself (AWS_CONTAINER_CREDENTIALS_FULL_URI and
@@ -41,7 +43,11 @@ ROUTE = "/lakehub/aws-credentials"  # the hub's endpoint, under its prefix (lake
 RELAY_PATH = "/aws-credentials"
 RELAY_SWITCH = "LAKEHUB_CREDENTIAL_RELAY"
 REFRESH_MARGIN = 20 * 60
-FETCH_TIMEOUT = 10.0
+FETCH_TIMEOUT = 30.0  # one request to the hub (a busy hub has taken 12.7 s to answer)
+FETCH_DEADLINE = 90.0  # one fetch retries unreachable/timed-out/5xx answers with back-off until then
+REQUEST_WAIT = 60.0  # a request to the relay waits this long for the fetch in flight
+START_WAIT = 45.0  # server start waits this long for the first session (below the hub's http_timeout)
+EXPIRY_SLACK = 60.0  # a cached session is still served when a refresh fails, until a minute before expiry
 LOOPBACK = "127.0.0.1"
 # What botocore prefers over AWS_CONTAINER_CREDENTIALS_FULL_URI (its provider chain: environment
 # keys, profiles and shared files, then the container provider, where RELATIVE_URI wins over
@@ -64,6 +70,10 @@ class RelayError(Exception):
     """The hub did not give this server a session (the message says why)."""
 
 
+class _Transient(RelayError):
+    """A failure worth trying again (hub unreachable, timed out, busy)."""
+
+
 def hub_credentials_url(api_url: str) -> str:
     """JUPYTERHUB_API_URL (http://host:port/<prefix>hub/api) -> the hub's credential endpoint
     (http://host:port/<prefix>hub/lakehub/aws-credentials)."""
@@ -83,41 +93,119 @@ def _expires(expiration: str) -> float:
 class CredentialRelay:
     """One user's session, fetched from the hub and served on loopback with a random token."""
 
-    def __init__(self, upstream_url: str, api_token: str, clock=time.time, timeout: float = FETCH_TIMEOUT):
+    def __init__(self, upstream_url: str, api_token: str, clock=time.time, timeout: float = FETCH_TIMEOUT,
+                 deadline: float = FETCH_DEADLINE, wait: float = REQUEST_WAIT):
         self.upstream_url = upstream_url
         self._api_token = api_token
         self._clock = clock
         self._timeout = timeout
+        self._deadline = deadline
+        self._wait = wait
         self.token = secrets.token_urlsafe(32)
         self._cached: dict | None = None
+        self._error: str | None = None
+        self._inflight: threading.Event | None = None
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self.fetches = 0
 
     # -- upstream ------------------------------------------------------------------------------
     def credentials(self) -> dict:
-        """The cached session, or a new one from the hub when less than REFRESH_MARGIN remains."""
+        """The cached session, or a new one from the hub when less than REFRESH_MARGIN remains.
+
+        Single-flight: one fetch at a time; a caller arriving while one is in flight waits for it
+        (up to `wait` seconds) instead of starting another. When a refresh fails but the cached
+        session has not expired yet, that session is still served."""
         with self._lock:
-            if self._cached and _expires(self._cached["Expiration"]) - self._clock() > REFRESH_MARGIN:
+            if self._fresh():
                 return self._cached
-            request = urllib.request.Request(self.upstream_url, headers={"Authorization": f"token {self._api_token}"})
+            inflight = self._begin_fetch()
+        inflight.wait(self._wait)
+        with self._lock:
+            if self._fresh() or (self._cached and _expires(self._cached["Expiration"]) - self._clock() > EXPIRY_SLACK):
+                return self._cached
+            if not inflight.is_set():
+                raise RelayError(f"the hub has not answered within {self._wait:.0f} s (still trying)")
+            raise RelayError(self._error or "the hub gave no session")
+
+    def warm(self) -> threading.Event:
+        """Start fetching the session in the background (no-op while one is fresh or in flight)."""
+        with self._lock:
+            if self._fresh():
+                done = threading.Event()
+                done.set()
+                return done
+            return self._begin_fetch()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait (bounded) until a session is cached or the current fetch has given up."""
+        done = self.warm()
+        done.wait(timeout)
+        with self._lock:
+            return self._cached is not None
+
+    def _fresh(self) -> bool:
+        return bool(self._cached) and _expires(self._cached["Expiration"]) - self._clock() > REFRESH_MARGIN
+
+    def _begin_fetch(self) -> threading.Event:
+        # Caller holds self._lock.
+        if self._inflight is None:
+            self._inflight = threading.Event()
+            threading.Thread(target=self._fetch_until_deadline, args=(self._inflight,),
+                             name="lakehub-credential-fetch", daemon=True).start()
+        return self._inflight
+
+    def _fetch_until_deadline(self, done: threading.Event) -> None:
+        """Fetch from the hub, retrying what may pass (unreachable, timed out, 5xx) with back-off
+        until FETCH_DEADLINE; a refusal (4xx) or a malformed answer is final."""
+        deadline = time.monotonic() + self._deadline
+        delay, error, body = 0.5, None, None
+        while True:
+            remaining = deadline - time.monotonic()
             try:
-                with urllib.request.urlopen(request, timeout=self._timeout) as answer:  # noqa: S310 - the hub's URL
-                    body = json.loads(answer.read())
-            except urllib.error.HTTPError as exc:
-                try:
-                    message = json.loads(exc.read()).get("message", "")
-                except (ValueError, AttributeError):
-                    message = ""
-                raise RelayError(f"the hub refused credentials ({exc.code}{': ' + message if message else ''})") from exc
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                raise RelayError(f"the hub's credential endpoint is unreachable: {exc}") from exc
-            missing = [k for k in ("AccessKeyId", "SecretAccessKey", "Token", "Expiration") if not body.get(k)]
-            if missing:
-                raise RelayError(f"the hub's answer lacks {', '.join(missing)}")
-            self.fetches += 1
-            self._cached = {k: body[k] for k in ("AccessKeyId", "SecretAccessKey", "Token", "Expiration", "RoleArn") if k in body}
-            return self._cached
+                body = self._fetch_once(max(1.0, min(self._timeout, remaining)))
+                error = None
+                break
+            except _Transient as exc:
+                error = str(exc)
+            except RelayError as exc:
+                error = str(exc)
+                break
+            if time.monotonic() + delay >= deadline:
+                break
+            log.warning("lakehub credential relay: %s; trying again in %.1f s", error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        with self._lock:
+            if body is not None:
+                self.fetches += 1
+                self._cached = body
+            self._error = error
+            self._inflight = None
+            done.set()
+
+    def _fetch_once(self, timeout: float) -> dict:
+        request = urllib.request.Request(self.upstream_url, headers={"Authorization": f"token {self._api_token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - the hub's URL
+                body = json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("message", "")
+            except (ValueError, AttributeError):
+                message = ""
+            reason = f"the hub refused credentials ({exc.code}{': ' + message if message else ''})"
+            if exc.code >= 500 or exc.code == 429:
+                raise _Transient(reason) from exc
+            raise RelayError(reason) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise _Transient(f"the hub's credential endpoint is unreachable: {exc}") from exc
+        except ValueError as exc:
+            raise RelayError(f"the hub's answer is not JSON: {exc}") from exc
+        missing = [k for k in ("AccessKeyId", "SecretAccessKey", "Token", "Expiration") if not body.get(k)]
+        if missing:
+            raise RelayError(f"the hub's answer lacks {', '.join(missing)}")
+        return {k: body[k] for k in ("AccessKeyId", "SecretAccessKey", "Token", "Expiration", "RoleArn") if k in body}
 
     # -- loopback server -----------------------------------------------------------------------
     @property
@@ -166,7 +254,7 @@ class CredentialRelay:
 _RELAY: CredentialRelay | None = None
 
 
-def start(environ=None) -> CredentialRelay | None:
+def start(environ=None, wait: float = START_WAIT) -> CredentialRelay | None:
     """Start this server's relay once and point `environ` (default os.environ) at it. Does
     nothing unless the hub set LAKEHUB_CREDENTIAL_RELAY=1. When the hub turned it on but this
     server lacks what it needs, the variables are still removed (no fallback to the task role)
@@ -191,6 +279,13 @@ def start(environ=None) -> CredentialRelay | None:
     env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = relay.token
     if environ is None:
         _RELAY = relay
+    # The first session is fetched now, and server start waits for it (bounded): the contents
+    # manager's S3 clients resolve credentials as soon as they are made, through botocore's
+    # container provider, which gives up after 3 attempts of 2 s (fixed in botocore, not
+    # configurable) -- less than a busy hub can take to answer.
+    if not relay.wait_ready(wait):
+        print(f"lakehub credential relay: no session from the hub after {wait:.0f} s; still trying "
+              f"({relay._error or 'no answer yet'})", file=sys.stderr)
     return relay
 
 

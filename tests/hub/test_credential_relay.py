@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime
 import json
 import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import subprocess
@@ -31,8 +33,9 @@ class FakeHub:
     """Answers GET /hub/lakehub/aws-credentials like the hub: 200 with a session for the right
     API token, 403 otherwise. Each answer is a new session expiring `lifetime` seconds ahead."""
 
-    def __init__(self, token: str, lifetime: float = 3600):
+    def __init__(self, token: str, lifetime: float = 3600, delay: float = 0.0, busy_answers: int = 0):
         self.token, self.lifetime, self.calls, self.seen_paths = token, lifetime, 0, []
+        self.delay, self.busy_answers, self.requests = delay, busy_answers, 0
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +44,11 @@ class FakeHub:
 
             def do_GET(self):
                 hub.seen_paths.append(self.path)
+                hub.requests += 1
+                time.sleep(hub.delay)  # a busy hub (at 25 users per tier one answer took 12.7 s)
+                if hub.busy_answers > 0:
+                    hub.busy_answers -= 1
+                    return self._send(503, {"message": "busy"})
                 if self.headers.get("Authorization") != f"token {hub.token}":
                     return self._send(403, {"message": "not a user's API token"})
                 hub.calls += 1
@@ -118,6 +126,122 @@ def test_the_relay_replaces_every_variable_botocore_prefers_and_botocore_takes_t
         assert hub.seen_paths == ["/hub/lakehub/aws-credentials"]
     finally:
         relay.stop()
+
+
+PROBE = ("import boto3; c = boto3.Session().get_credentials(); "
+         "print(c.method, c.access_key, c.get_frozen_credentials().token)")
+
+
+def test_a_hub_slower_than_botocores_container_fetch_does_not_fail_the_servers_clients():
+    """At server start the contents manager's S3 clients resolve credentials through the relay
+    right away; botocore's container provider gives up after 3 attempts of 2 s. A hub that takes
+    10 s to answer must not make them fail (it did: the server exited at start under load)."""
+    slow = FakeHub(token=uuid.uuid4().hex, delay=10)
+    env = server_environ(slow)
+    relay = relay_mod.start(env)  # what the server extension does when it is linked
+    try:
+        out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split() == ["container-role", "ASIA0000000000000001", "session-1"]
+        assert slow.calls == 1
+    finally:
+        relay.stop()
+        slow.stop()
+
+
+def test_the_relay_fetches_once_at_start_and_concurrent_requests_share_one_fetch():
+    slowish = FakeHub(token=uuid.uuid4().hex, delay=2)
+    relay = relay_mod.CredentialRelay(relay_mod.hub_credentials_url(slowish.api_url), slowish.token).start()
+    try:
+        relay.warm()  # start() does this, then waits
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: requests.get(relay.url, headers={"Authorization": relay.token}, timeout=30), range(8)))
+        assert [a.status_code for a in answers] == [200] * 8
+        assert {a.json()["Token"] for a in answers} == {"session-1"}
+        assert slowish.requests == 1 and relay.fetches == 1
+    finally:
+        relay.stop()
+        slowish.stop()
+
+
+def test_a_busy_hub_is_tried_again_with_back_off_a_refusal_is_not(hub):
+    busy = FakeHub(token=uuid.uuid4().hex, busy_answers=2)
+    env = server_environ(busy)
+    relay = relay_mod.start(env)
+    try:
+        ok = requests.get(relay.url, headers={"Authorization": relay.token}, timeout=30)
+        assert ok.status_code == 200 and ok.json()["Token"] == "session-1"
+        assert busy.requests == 3
+    finally:
+        relay.stop()
+        busy.stop()
+    env = server_environ(hub)
+    env["JUPYTERHUB_API_TOKEN"] = "not-the-users-token"
+    started = time.monotonic()
+    relay = relay_mod.start(env)
+    try:
+        assert time.monotonic() - started < 10 and hub.requests == 1
+    finally:
+        relay.stop()
+
+
+def test_botocores_container_provider_ignores_the_metadata_timeout_settings_so_the_relay_waits_at_start(monkeypatch):
+    """AWS_METADATA_SERVICE_TIMEOUT / _NUM_ATTEMPTS configure IMDS only: botocore's container
+    provider keeps its fixed 3 attempts of 2 s (+1 s between), so setting them in the server's
+    environment would not help; the relay's wait at start must cover a hub slower than that."""
+    import botocore.session
+    from botocore.credentials import ContainerProvider
+
+    monkeypatch.setenv("AWS_METADATA_SERVICE_TIMEOUT", "30")
+    monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "10")
+    resolver = botocore.session.Session().get_component("credential_provider")
+    fetcher = next(p for p in resolver.providers if isinstance(p, ContainerProvider))._fetcher
+    window = fetcher.RETRY_ATTEMPTS * (fetcher.TIMEOUT_SECONDS + fetcher.SLEEP_TIME)
+    assert window <= 15, "botocore's container provider waits longer now: revisit START_WAIT"
+    assert relay_mod.START_WAIT > window and relay_mod.FETCH_TIMEOUT > 12.7
+
+
+def test_the_s3_mounts_wait_for_credentials_at_start_instead_of_failing(monkeypatch):
+    """What s3contents does while the contents manager is made (touch the folder) needs
+    credentials; a container endpoint that cannot answer for longer than botocore's window
+    (here: 503 for 12 s) fails a plain resolution, and the mounts wait for it instead."""
+    import botocore.session
+    from botocore.exceptions import CredentialRetrievalError
+    from lakehub_hub import contents
+
+    ready_at = time.monotonic() + 12
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if time.monotonic() < ready_at:
+                status, body = 503, {"message": "not yet"}
+            else:
+                status, body = 200, {"AccessKeyId": "ASIAWAITEDFOR0000001", "SecretAccessKey": "relay-test-not-real",
+                                     "Token": "waited", "Expiration": "2099-01-01T00:00:00Z"}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        for name in relay_mod.REMOVED_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{httpd.server_address[1]}/aws-credentials")
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "t")
+        monkeypatch.setattr(contents, "_credentials_ready", False)
+        with pytest.raises(CredentialRetrievalError):  # what s3contents met before
+            botocore.session.Session().get_credentials()
+        contents.wait_for_credentials(timeout=60)
+        assert botocore.session.Session().get_credentials().access_key == "ASIAWAITEDFOR0000001"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_the_relay_answers_only_its_token(hub):
