@@ -413,6 +413,36 @@ def _service(p: Product) -> list[Grant]:
     ]
 
 
+def _dns_namespace(p: Product) -> list[Grant]:
+    """A per-user tier's private namespace for its hub's address (Cloud Map API permissions
+    reference, CreatePrivateDnsNamespace: a private hosted zone in the VPC)."""
+    return [
+        Grant(
+            "ManageHubNamespaces",
+            ("servicediscovery:CreatePrivateDnsNamespace", "servicediscovery:GetNamespace", "servicediscovery:DeleteNamespace",
+             "servicediscovery:GetOperation", "servicediscovery:ListNamespaces", "servicediscovery:TagResource",
+             "servicediscovery:UntagResource", "servicediscovery:ListTagsForResource",
+             "route53:ListHostedZonesByName", "ec2:DescribeVpcs", "ec2:DescribeRegions"),
+        ),
+        Grant(
+            "HubNamespaceZones",
+            ("route53:CreateHostedZone", "route53:GetHostedZone", "route53:DeleteHostedZone", "route53:ChangeTagsForResource"),
+            (_arn("route53:::hostedzone/*"),),
+        ),
+    ]
+
+
+def _discovery_service(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageHubDiscovery",
+            ("servicediscovery:CreateService", "servicediscovery:GetService", "servicediscovery:UpdateService",
+             "servicediscovery:DeleteService", "servicediscovery:ListServices", "servicediscovery:TagResource",
+             "servicediscovery:UntagResource", "servicediscovery:ListTagsForResource"),
+        ),
+    ]
+
+
 def _scalable_target(p: Product) -> list[Grant]:
     return [
         Grant(
@@ -469,6 +499,8 @@ RESOURCE_PERMISSIONS: dict[str, Grants] = {
     "AWS::Route53::RecordSet": _record_set,
     "AWS::ECS::TaskDefinition": _task_definition,
     "AWS::ECS::Service": _service,
+    "AWS::ServiceDiscovery::PrivateDnsNamespace": _dns_namespace,
+    "AWS::ServiceDiscovery::Service": _discovery_service,
     "AWS::ApplicationAutoScaling::ScalableTarget": _scalable_target,
     "AWS::ApplicationAutoScaling::ScalingPolicy": _scaling_policy,
 }
