@@ -416,19 +416,21 @@ def _service(p: Product) -> list[Grant]:
 def _dns_namespace(p: Product) -> list[Grant]:
     """A per-user tier's private namespace for its hub's address (Cloud Map API permissions
     reference, CreatePrivateDnsNamespace: a private hosted zone in the VPC)."""
+    namespaces = _in_account("servicediscovery", "namespace/*")
+    # (The template tags neither, so no tagging actions.)
     return [
+        # Creation takes no resource-level permission (the namespace and its zone do not exist yet).
+        Grant(
+            "CreateHubNamespaces",
+            ("servicediscovery:CreatePrivateDnsNamespace", "servicediscovery:GetOperation", "servicediscovery:ListNamespaces",
+             "route53:CreateHostedZone", "route53:ListHostedZonesByName", "ec2:DescribeVpcs", "ec2:DescribeRegions"),
+        ),
         Grant(
             "ManageHubNamespaces",
-            ("servicediscovery:CreatePrivateDnsNamespace", "servicediscovery:GetNamespace", "servicediscovery:DeleteNamespace",
-             "servicediscovery:GetOperation", "servicediscovery:ListNamespaces", "servicediscovery:TagResource",
-             "servicediscovery:UntagResource", "servicediscovery:ListTagsForResource",
-             "route53:ListHostedZonesByName", "ec2:DescribeVpcs", "ec2:DescribeRegions"),
+            ("servicediscovery:GetNamespace", "servicediscovery:DeleteNamespace"),
+            (namespaces,),
         ),
-        Grant(
-            "HubNamespaceZones",
-            ("route53:CreateHostedZone", "route53:GetHostedZone", "route53:DeleteHostedZone", "route53:ChangeTagsForResource"),
-            (_arn("route53:::hostedzone/*"),),
-        ),
+        Grant("HubNamespaceZones", ("route53:GetHostedZone", "route53:DeleteHostedZone"), (_arn("route53:::hostedzone/*"),)),
     ]
 
 
@@ -437,9 +439,10 @@ def _discovery_service(p: Product) -> list[Grant]:
         Grant(
             "ManageHubDiscovery",
             ("servicediscovery:CreateService", "servicediscovery:GetService", "servicediscovery:UpdateService",
-             "servicediscovery:DeleteService", "servicediscovery:ListServices", "servicediscovery:TagResource",
-             "servicediscovery:UntagResource", "servicediscovery:ListTagsForResource"),
+             "servicediscovery:DeleteService"),
+            (_in_account("servicediscovery", "namespace/*"), _in_account("servicediscovery", "service/*")),
         ),
+        Grant("ListHubDiscovery", ("servicediscovery:ListServices",)),
     ]
 
 
