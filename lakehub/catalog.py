@@ -698,8 +698,8 @@ def _skip_unnamed_writes(resource, grants: list[Grant]) -> None:
             resource,
             "CKV_AWS_111",
             "Application Auto Scaling targets and policies and new ECS task-definition revisions get their ARNs when "
-            "CloudFormation creates them, so these writes cannot name a resource; the role is assumable by Service "
-            "Catalog only and runs only this product's template",
+            "CloudFormation creates them, so these writes cannot name a resource; the policy is attached only to the "
+            "product's launch role, which Service Catalog alone may assume and which runs only this product's template",
         )
 
 
