@@ -1257,7 +1257,13 @@ def build_tier(settings: Settings):
                 )
             ),
             LoadBalancers=[ecs.LoadBalancer(ContainerName="hub", ContainerPort=names.HUB_PORT, TargetGroupArn=Ref(tg))],
-            ServiceRegistries=If("IsPerUser", [ecs.ServiceRegistry(RegistryArn=GetAtt(discovery, "Arn"))], Ref("AWS::NoValue")),
+            # The Cloud Map service's ARN from its Id (Ref): the same value as GetAtt Arn, which
+            # the emulator cannot give for a type it does not model (lakehub.local.unmodelled).
+            ServiceRegistries=If(
+                "IsPerUser",
+                [ecs.ServiceRegistry(RegistryArn=Sub("arn:${AWS::Partition}:servicediscovery:${AWS::Region}:${AWS::AccountId}:service/${" + discovery.title + "}"))],
+                Ref("AWS::NoValue"),
+            ),
             HealthCheckGracePeriodSeconds=120,
             DeploymentConfiguration=ecs.DeploymentConfiguration(
                 DeploymentCircuitBreaker=ecs.DeploymentCircuitBreaker(Enable=True, Rollback=True),

@@ -297,7 +297,7 @@ def test_users_servers_reach_a_replaced_per_user_hub_by_a_name_that_follows_its_
     discovery = res["HubDiscovery"]["Properties"]
     assert discovery["Name"] == "hub"
     assert discovery["DnsConfig"]["DnsRecords"] == [{"Type": "A", "TTL": 10}]
-    assert res["Service"]["Properties"]["ServiceRegistries"] == [{"RegistryArn": "<HubDiscovery.Arn>"}]
+    assert res["Service"]["Properties"]["ServiceRegistries"] == [{"RegistryArn": "arn:aws:servicediscovery:us-east-1:123456789012:service/<HubDiscovery>"}]
     env = {e["Name"]: e["Value"] for e in res["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]}
     assert env["LAKEHUB_HUB_CONNECT_URL"] == "http://hub.pii.lakehub.lakehub.internal:8081"
     shared = resolve_tier(ServerMode="shared").resources()
