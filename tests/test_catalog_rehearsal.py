@@ -83,6 +83,8 @@ EMULATOR_SKIPS = {
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::IAM::RolePolicy",  # the on-demand hub's InstanceAssumesUserRole (lakehub.local.unmodelled lists it)
     "AWS::EC2::SecurityGroupEgress",  # NFS to the homes (lakehub.local.unmodelled lists it)
+    "AWS::ServiceDiscovery::PrivateDnsNamespace",  # a per-user hub's name (lakehub.local.unmodelled lists it)
+    "AWS::ServiceDiscovery::Service",
 }
 
 
