@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from awacs.aws import Action, Allow, BoolIfExists, Condition, Deny, PolicyDocument, Principal, Statement, StringEquals
 from awacs.sts import AssumeRole
-from troposphere import Equals, GetAtt, Join, Not, Ref, Select, Split, Sub, Template, iam
+from troposphere import Equals, GetAtt, Join, Not, Ref, Select, Split, Sub, Template, encode_to_dict, iam
 from troposphere import servicecatalog as sc
 
 from lakehub import __version__, names
@@ -413,6 +413,41 @@ def _service(p: Product) -> list[Grant]:
     ]
 
 
+def _dns_namespace(p: Product) -> list[Grant]:
+    """A per-user tier's private namespace for its hub's address (Cloud Map API permissions
+    reference, CreatePrivateDnsNamespace: a private hosted zone in the VPC)."""
+    namespaces = _in_account("servicediscovery", "namespace/*")
+    # Tagging: CloudFormation applies the provisioned product's stack tags to both.
+    return [
+        # Creation takes no resource-level permission (the namespace and its zone do not exist yet).
+        Grant(
+            "CreateHubNamespaces",
+            ("servicediscovery:CreatePrivateDnsNamespace", "servicediscovery:GetOperation",
+             "route53:CreateHostedZone", "route53:ListHostedZonesByName", "ec2:DescribeVpcs", "ec2:DescribeRegions"),
+        ),
+        Grant(
+            "ManageHubNamespaces",
+            ("servicediscovery:GetNamespace", "servicediscovery:UpdatePrivateDnsNamespace", "servicediscovery:DeleteNamespace",
+             "servicediscovery:TagResource", "servicediscovery:UntagResource", "servicediscovery:ListTagsForResource"),
+            (namespaces,),
+        ),
+        Grant("HubNamespaceZones", ("route53:GetHostedZone",), (_arn("route53:::hostedzone/*"),)),
+    ]
+
+
+def _discovery_service(p: Product) -> list[Grant]:
+    return [
+        Grant(
+            "ManageHubDiscovery",
+            ("servicediscovery:CreateService", "servicediscovery:GetService", "servicediscovery:UpdateService",
+             "servicediscovery:DeleteService", "servicediscovery:TagResource", "servicediscovery:UntagResource",
+             "servicediscovery:ListTagsForResource"),
+            (_in_account("servicediscovery", "namespace/*"), _in_account("servicediscovery", "service/*")),
+        ),
+        Grant("ListHubDiscovery", ("servicediscovery:ListServices",)),
+    ]
+
+
 def _scalable_target(p: Product) -> list[Grant]:
     return [
         Grant(
@@ -469,6 +504,8 @@ RESOURCE_PERMISSIONS: dict[str, Grants] = {
     "AWS::Route53::RecordSet": _record_set,
     "AWS::ECS::TaskDefinition": _task_definition,
     "AWS::ECS::Service": _service,
+    "AWS::ServiceDiscovery::PrivateDnsNamespace": _dns_namespace,
+    "AWS::ServiceDiscovery::Service": _discovery_service,
     "AWS::ApplicationAutoScaling::ScalableTarget": _scalable_target,
     "AWS::ApplicationAutoScaling::ScalingPolicy": _scaling_policy,
 }
@@ -618,11 +655,71 @@ def deny_statement(p: Product) -> Statement:
     )
 
 
-def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
+# IAM quotas (docs/AWS_NOTES.md, "IAM and AWS STS quotas"): a role's inline policies total at
+# most 10,240 characters and a managed policy at most 6,144, both counted without whitespace; a
+# role has at most 10 managed policies by default. The budget is for the template's text
+# (Fn::Sub forms), which tests/test_catalog.py checks resolved with the longest allowed values.
+MANAGED_POLICY_BUDGET = 5_000
+MAX_MANAGED_POLICIES = 10
+
+
+def _size(statement: Statement) -> int:
+    return len(json.dumps(encode_to_dict(statement), separators=(",", ":")))
+
+
+def launch_policy_split(p: Product, template: Template) -> tuple[list[Grant], list[list[Grant]]]:
+    """The launch role's grants, split to fit IAM's size quotas: the inline policy keeps what
+    every launch needs (base_grants) and the custom-resource functions (and the Deny,
+    add_launch_role); each resource type's grants go, in order and whole, into customer managed
+    policies of at most MANAGED_POLICY_BUDGET characters. The same statements as one policy
+    would hold, split, none widened."""
     grants = launch_grants(p, template)
-    statements = [_statement(g) for g in grants]
+    inline_sids = {g.sid for g in base_grants(p) + custom_grants(template)}
+    inline = [g for g in grants if g.sid in inline_sids]
+    managed: list[list[Grant]] = []
+    for g in grants:
+        if g.sid in inline_sids:
+            continue
+        if not managed or sum(_size(_statement(x)) for x in managed[-1]) + _size(_statement(g)) > MANAGED_POLICY_BUDGET:
+            managed.append([])
+        managed[-1].append(g)
+    if len(managed) > MAX_MANAGED_POLICIES:
+        raise CatalogError(f"the {p.key} launch role would need {len(managed)} managed policies (IAM allows {MAX_MANAGED_POLICIES} by default)")
+    return inline, managed
+
+
+# Writes on "*": only where AWS names the resource at creation (docs/SECURITY.md, P5/P6).
+UNNAMED_WRITES = ("application-autoscaling:", "ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition")
+
+
+def _skip_unnamed_writes(resource, grants: list[Grant]) -> None:
+    if any(tuple(g.resources) == ("*",) and any(a.startswith(UNNAMED_WRITES) for a in g.actions) for g in grants):
+        add_checkov_skip(
+            resource,
+            "CKV_AWS_111",
+            "Application Auto Scaling targets and policies and new ECS task-definition revisions get their ARNs when "
+            "CloudFormation creates them, so these writes cannot name a resource; the policy is attached only to the "
+            "product's launch role, which Service Catalog alone may assume and which runs only this product's template",
+        )
+
+
+def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
+    inline, managed = launch_policy_split(p, template)
+    statements = [_statement(g) for g in inline]
     if p.denied:
         statements.append(deny_statement(p))
+    policies = []
+    for i, grants in enumerate(managed, 1):
+        policy = b.add(
+            iam.ManagedPolicy(
+                f"{p.key}LaunchPolicy{i}",
+                Path=LAUNCH_ROLE_PATH,
+                Description=Sub("lakehub " + PLATFORM + f": Service Catalog launch role of the {p.name} product, its resources ({i} of {len(managed)})"),
+                PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[_statement(g) for g in grants]),
+            )
+        )
+        _skip_unnamed_writes(policy, grants)
+        policies.append(policy)
     role = b.add(
         iam.Role(
             f"{p.key}LaunchRole",
@@ -640,20 +737,13 @@ def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
                 ],
             ),
             MaxSessionDuration=3600,
+            # IAM's quotas: 10,240 characters of inline policy per role (launch_policy_split).
             Policies=[iam.Policy(PolicyName="launch", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+            ManagedPolicyArns=[Ref(m) for m in policies],
             Tags=platform_tags(),
         )
     )
-    # Writes on "*": only where AWS names the resource at creation (docs/SECURITY.md, P5/P6).
-    unnamed_writes = ("application-autoscaling:", "ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition")
-    if any(tuple(g.resources) == ("*",) and any(a.startswith(unnamed_writes) for a in g.actions) for g in grants):
-        add_checkov_skip(
-            role,
-            "CKV_AWS_111",
-            "Application Auto Scaling targets and policies and new ECS task-definition revisions get their ARNs when "
-            "CloudFormation creates them, so these writes cannot name a resource; the role is assumable by Service "
-            "Catalog only and runs only this product's template",
-        )
+    _skip_unnamed_writes(role, inline)
     return role
 
 

@@ -604,6 +604,12 @@ class Estimate:
                 idle_timeout_h=float(env.get("LAKEHUB_IDLE_TIMEOUT") or 0) / 3600,
             )
             self.tiers.append(tier)
+            # A per-user hub's name for users' servers: a Cloud Map private DNS namespace is a
+            # Route 53 private hosted zone (docs/HUB_ENV.md, "Hub replacement").
+            zones = sum(1 for r in res.values() if r["Type"] == "AWS::ServiceDiscovery::PrivateDnsNamespace")
+            if zones:
+                self.c["route53"].idle += zones * self.p.usd("route53_hosted_zone_month")
+                self.c["route53"].detail.append(f"tier {tier.name}: the private zone of its hub's name (Cloud Map namespace)")
             self.c["secrets"].idle += sum(1 for r in res.values() if r["Type"] == "AWS::SecretsManager::Secret") * self.p.usd("secrets_manager_secret_month")
         if not self.tiers:
             raise CostError("the templates define no tier; rebuild them with at least one tier")

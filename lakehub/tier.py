@@ -52,6 +52,7 @@ from troposphere import (
     iam,
     route53,
     secretsmanager,
+    servicediscovery,
 )
 
 from lakehub import names
@@ -685,6 +686,51 @@ def add_security_groups(b: Builder):
     return hub_sg, user_sg
 
 
+HUB_DNS_NAMESPACE = "HubNamespace"
+HUB_DISCOVERY_SERVICE = "HubDiscovery"
+HUB_DNS_LABEL = "hub"
+
+
+def hub_namespace_name() -> Sub:
+    """Private DNS namespace of a per-user tier's hub (Cloud Map): hub.<tier>.<platform>.lakehub.internal."""
+    return Sub("${TierName}.${PlatformName}.lakehub.internal")
+
+
+def hub_connect_url() -> Sub:
+    """How users' tasks reach the hub API: a name that Cloud Map points at whichever hub task
+    runs now (a replaced task has a new IP; the name follows it)."""
+    return Sub(f"http://{HUB_DNS_LABEL}.${{N}}:{HUB_API_PORT}", N=hub_namespace_name())
+
+
+def add_hub_discovery(b: Builder):
+    """Per-user mode: the hub service registers its task's IP as an A record in a private DNS
+    namespace of the VPC (ECS does it at each task start and removes it at stop), so users'
+    servers, which keep the hub API address they were started with, reach a replacement hub."""
+    namespace = b.add(
+        servicediscovery.PrivateDnsNamespace(
+            HUB_DNS_NAMESPACE,
+            Condition="IsPerUser",
+            Name=hub_namespace_name(),
+            Vpc=Ref(names.VPC_ID),
+            Description=Sub("lakehub tier ${TierName}: the hub's address for users' servers"),
+        )
+    )
+    return b.add(
+        servicediscovery.Service(
+            HUB_DISCOVERY_SERVICE,
+            Condition="IsPerUser",
+            Name=HUB_DNS_LABEL,
+            NamespaceId=Ref(namespace),
+            DnsConfig=servicediscovery.DnsConfig(
+                DnsRecords=[servicediscovery.DnsRecord(Type="A", TTL=10)],
+                RoutingPolicy="MULTIVALUE",
+            ),
+            # ECS reports the task's health (its container health check) to Cloud Map.
+            HealthCheckCustomConfig=servicediscovery.HealthCheckCustomConfig(FailureThreshold=1),
+        )
+    )
+
+
 def hub_environment(client) -> list:
     """Environment of the hub container: names and meaning in docs/HUB_ENV.md. No secret here."""
     env = {
@@ -724,6 +770,8 @@ def hub_environment(client) -> list:
         "LAKEHUB_USER_PROFILES": Ref(USER_PROFILES),
         "LAKEHUB_USER_SERVER_PORT": str(USER_SERVER_PORT),
         "LAKEHUB_HUB_API_PORT": str(HUB_API_PORT),
+        # A name, not the task's IP: users' servers outlive the hub task (add_hub_discovery).
+        "LAKEHUB_HUB_CONNECT_URL": If("IsPerUser", hub_connect_url(), ""),
         "LAKEHUB_SPAWN_ENV_PREFIX": Sub(names.SPAWN_ENV_ROOT + "/${TierName}/"),
         # Per-user mode: the hub's database outlives the hub task (Litestream replica, restored by
         # the next task: lakehub_hub.hub_state), so users' servers outlive it too. Shared mode
@@ -1145,6 +1193,7 @@ def build_tier(settings: Settings):
     hub_role = add_hub_role(b, execution_role, user_task_role)
     add_homes(b, hub_role=hub_role, user_task_role=user_task_role, hub_sg=hub_sg, user_sg=user_sg)
     hub_td, user_td = add_task_definitions(b, execution_role, hub_role, user_task_role, client, cookie, client_secret)
+    discovery = add_hub_discovery(b)
 
     tg = b.add(
         elb.TargetGroup(
@@ -1208,6 +1257,13 @@ def build_tier(settings: Settings):
                 )
             ),
             LoadBalancers=[ecs.LoadBalancer(ContainerName="hub", ContainerPort=names.HUB_PORT, TargetGroupArn=Ref(tg))],
+            # The Cloud Map service's ARN from its Id (Ref): the same value as GetAtt Arn, which
+            # the emulator cannot give for a type it does not model (lakehub.local.unmodelled).
+            ServiceRegistries=If(
+                "IsPerUser",
+                [ecs.ServiceRegistry(RegistryArn=Sub("arn:${AWS::Partition}:servicediscovery:${AWS::Region}:${AWS::AccountId}:service/${" + discovery.title + "}"))],
+                Ref("AWS::NoValue"),
+            ),
             HealthCheckGracePeriodSeconds=120,
             DeploymentConfiguration=ecs.DeploymentConfiguration(
                 DeploymentCircuitBreaker=ecs.DeploymentCircuitBreaker(Enable=True, Rollback=True),

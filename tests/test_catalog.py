@@ -63,6 +63,11 @@ NOT_NEEDED: dict[str, dict[str, tuple[str, str]]] = {
         "lambda:DeleteProvisionedConcurrencyConfig": ("ServiceNamespace=lambda", "an ECS service, not a Lambda alias"),
     },
     "AWS::ECS::Service": {"iam:PassRole": ("Role", "the ECS service-linked role is used")},
+    "AWS::ServiceDiscovery::Service": {
+        "servicediscovery:GetServiceAttributes": ("ServiceAttributes", "no custom service attributes"),
+        "servicediscovery:UpdateServiceAttributes": ("ServiceAttributes", "no custom service attributes"),
+        "servicediscovery:DeleteServiceAttributes": ("ServiceAttributes", "no custom service attributes"),
+    },
     "AWS::SecretsManager::Secret": {
         "secretsmanager:ReplicateSecretToRegions": ("ReplicaRegions", "no replicas"),
         "secretsmanager:RemoveRegionsFromReplication": ("ReplicaRegions", "no replicas"),
@@ -134,11 +139,21 @@ def cat(templates) -> dict:
 
 def launch_statements(cat: dict, product: catalog.Product, effect: str = "Allow") -> list[dict]:
     """The launch role's statements of one effect (Deny: what it may never do to main's tiers)."""
-    role = cat["Resources"][f"{product.key}LaunchRole"]["Properties"]
-    out = []
-    for policy in role["Policies"]:
-        out += [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == effect]
-    assert all(s["Effect"] in ("Allow", "Deny") for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"])
+    documents = [policy["PolicyDocument"] for policy in launch_policies(cat, product)]
+    assert all(s["Effect"] in ("Allow", "Deny") for doc in documents for s in doc["Statement"])
+    return [s for doc in documents for s in doc["Statement"] if s["Effect"] == effect]
+
+
+def launch_policies(resources: dict, product: catalog.Product) -> list[dict]:
+    """The launch role's inline policies, then its customer managed policies (ManagedPolicyArns:
+    each a Ref to an AWS::IAM::ManagedPolicy of the catalog), as {PolicyName, PolicyDocument}."""
+    resources = resources.get("Resources", resources)
+    role = resources[f"{product.key}LaunchRole"]["Properties"]
+    out = list(role["Policies"])
+    for arn in role.get("ManagedPolicyArns", []):
+        name = arn["Ref"] if isinstance(arn, dict) else arn.strip("<>")
+        assert resources[name]["Type"] == "AWS::IAM::ManagedPolicy", arn
+        out.append({"PolicyName": name, "PolicyDocument": resources[name]["Properties"]["PolicyDocument"]})
     return out
 
 
@@ -409,15 +424,39 @@ def test_main_nests_the_catalog(templates):
 
 
 def test_launch_and_hub_policies_fit_iam_size_limits(cat, templates):
-    """IAM counts policy text without whitespace: 10,240 characters of inline policy per role,
-    6,144 per managed policy."""
-    res = catalog_resolver(cat).resources()
+    """IAM counts policy text without whitespace (docs/AWS_NOTES.md, IAM quotas): 10,240
+    characters of inline policy per role, 6,144 per managed policy, 10 managed policies per role
+    by default. Measured resolved with the longest platform name and partition allowed."""
+    longest = "p" + "a" * (cat["Parameters"][names.PLATFORM_NAME]["MaxLength"] - 1)
+    pseudo = {"AWS::AccountId": ACCOUNT, "AWS::Region": "ap-southeast-2", "AWS::Partition": "aws-us-gov"}
+    res = Resolver(cat, {"AssetsBucketName": "assets-bucket", names.PLATFORM_NAME: longest}, pseudo=pseudo).resources()
+
+    def size(document) -> int:
+        return len(json.dumps(document, separators=(",", ":")))
+
     for p in catalog.PRODUCTS:
-        policies = res[f"{p.key}LaunchRole"]["Properties"]["Policies"]
-        size = sum(len(json.dumps(x["PolicyDocument"], separators=(",", ":"))) for x in policies)
-        assert size < 10_240, f"{p.key} launch role: {size} characters"
-    managed = res["HubUserPolicy"]["Properties"]["PolicyDocument"]
-    assert len(json.dumps(managed, separators=(",", ":"))) < 6_144
+        role = res[f"{p.key}LaunchRole"]["Properties"]
+        inline = sum(size(x["PolicyDocument"]) for x in role["Policies"])
+        assert inline <= 10_240, f"{p.key} launch role: {inline} characters of inline policy"
+        managed = launch_policies(res, p)[len(role["Policies"]):]
+        assert len(managed) == len(role.get("ManagedPolicyArns", [])) <= 10, f"{p.key} launch role: {len(managed)} managed policies"
+        for m in managed:
+            assert size(m["PolicyDocument"]) <= 6_144, f"{m['PolicyName']}: {size(m['PolicyDocument'])} characters"
+    assert size(res["HubUserPolicy"]["Properties"]["PolicyDocument"]) <= 6_144
+
+
+def test_launch_role_split_keeps_every_statement_once(cat):
+    """The split (inline + managed) holds exactly the grants one policy would, each once."""
+    from lakehub.build import _children
+    from lakehub.hub_instance import build_hub_instance
+
+    children = _children(default_settings())
+    children[names.HUB_INSTANCE_TEMPLATE] = build_hub_instance(default_settings())
+    for p in catalog.PRODUCTS:
+        sids = [s["Sid"] for policy in launch_policies(cat, p) for s in policy["PolicyDocument"]["Statement"]]
+        expected = [g.sid for g in catalog.launch_grants(p, children[p.filename])]
+        assert sorted(sids) == sorted(expected + (["KeepOffPlatformTiers"] if p.denied else []))
+        assert len(sids) == len(set(sids))
 
 
 def test_hub_users_may_only_port_forward_stop_and_start_on_demand_hubs(cat):

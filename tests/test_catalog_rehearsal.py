@@ -83,6 +83,8 @@ EMULATOR_SKIPS = {
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::IAM::RolePolicy",  # the on-demand hub's InstanceAssumesUserRole (lakehub.local.unmodelled lists it)
     "AWS::EC2::SecurityGroupEgress",  # NFS to the homes (lakehub.local.unmodelled lists it)
+    "AWS::ServiceDiscovery::PrivateDnsNamespace",  # a per-user hub's name (lakehub.local.unmodelled lists it)
+    "AWS::ServiceDiscovery::Service",
 }
 
 
@@ -282,6 +284,15 @@ def launch_role(aws, product: catalog.Product) -> str:
         arn = iam.create_role(RoleName=name, Path=props["Path"], AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))["Role"]["Arn"]
     for policy in props["Policies"]:
         iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"]))
+    # Its customer managed policies (catalog.launch_policy_split), attached as the catalog does.
+    raw = load(TEMPLATES_DIR / names.CATALOG_TEMPLATE)["Resources"]
+    for ref in raw[f"{product.key}LaunchRole"]["Properties"].get("ManagedPolicyArns", []):
+        document = catalog_resolver().resources()[ref["Ref"]]["Properties"]["PolicyDocument"]
+        policy_name = f"rehearsal-{ref['Ref']}"
+        attached = {p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]}
+        if policy_name not in attached:
+            policy_arn = iam.create_policy(PolicyName=policy_name, Path=props["Path"], PolicyDocument=json.dumps(document))["Policy"]["Arn"]
+            iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
     return arn
 
 

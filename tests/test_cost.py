@@ -60,10 +60,12 @@ def homes(users, gb=None):
     return users * gb * per_gb
 
 
-def fixed(users, hub_task_hours_total):
-    """Components every configuration here shares: ALB, ALB IPv4, zone, secrets, logs, storage, homes, ECR, CodeBuild."""
+def fixed(users, hub_task_hours_total, hub_zones=2):
+    """Components every configuration here shares: ALB, ALB IPv4, zone, secrets, logs, storage, homes, ECR, CodeBuild;
+    and each per-user tier's private zone of its hub's name (Cloud Map namespace: 2 per-user tiers by default)."""
     return (
         homes(users) +
+        hub_zones * P["route53_hosted_zone_month"] +
         P["alb_hour"] * HOURS
         + 2 * P["public_ipv4_hour"] * HOURS
         + P["route53_hosted_zone_month"]
@@ -114,7 +116,7 @@ def test_shared_mode_matches_hand_computed_figures():
     r = estimate(parameters=params, profile=Profile(users=12, hours_per_day=8, days_per_month=20, server_size="1024/4096"))
     task = arm(4, 16)  # 0.18648 per hour, on-demand
     hub = 2 * task * HUB_HOURS  # MinTasks 1 per tier, on the schedule
-    idle = fixed(12, 2 * HUB_HOURS) + nat_instance_scheduled() + hub
+    idle = fixed(12, 2 * HUB_HOURS, hub_zones=0) + nat_instance_scheduled() + hub
     # 6 users per tier, 4 servers of 1 vCPU / 4 GB per 4 vCPU / 16 GB task: 2 tasks, 1 beyond MinTasks.
     extra = 2 * 1 * task * 8 * 20
     per_hour_other = common_per_hour()

@@ -37,6 +37,8 @@ MEANING = {
     "AWS::S3::BucketPolicy": "bucket policies (TLS-only, log delivery) are not applied",
     "AWS::CodeBuild::Project": "no image build: a placeholder image manifest is put in ECR",
     "AWS::SecretsManager::Secret": "generated secrets do not exist; local mode sets its own",
+    "AWS::ServiceDiscovery::PrivateDnsNamespace": "no hub name in DNS: local user servers call the hub on loopback",
+    "AWS::ServiceDiscovery::Service": "no hub name in DNS: local user servers call the hub on loopback",
     "AWS::ApplicationAutoScaling::ScalableTarget": "no scaling of hub services",
     "AWS::ApplicationAutoScaling::ScalingPolicy": "no scaling of hub services",
     "AWS::ApplicationAutoScaling::ScheduledAction": "no off-hours schedule",

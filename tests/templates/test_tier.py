@@ -285,3 +285,20 @@ def test_the_nightly_stop_stops_the_hub_only_and_a_per_user_hub_leaves_servers_r
     assert env["LAKEHUB_HUB_STATE_BUCKET"]  # what makes fargate.hub_state_persists() true
     # nothing in the template stops users' tasks on a schedule
     assert not [n for n, r in res.items() if r.get("Type") in ("AWS::Events::Rule", "AWS::Scheduler::Schedule")]
+
+
+def test_users_servers_reach_a_replaced_per_user_hub_by_a_name_that_follows_its_task(resolve_tier):
+    """A replaced hub task has a new private IP, and users' servers keep the hub API URL they were
+    started with: the hub service registers its task in a private Cloud Map namespace (an A record
+    ECS updates at each task start) and users' servers are given that name."""
+    res = resolve_tier(ServerMode="per-user").resources()
+    namespace = res["HubNamespace"]["Properties"]
+    assert namespace["Name"] == "pii.lakehub.lakehub.internal" and namespace["Vpc"]
+    discovery = res["HubDiscovery"]["Properties"]
+    assert discovery["Name"] == "hub"
+    assert discovery["DnsConfig"]["DnsRecords"] == [{"Type": "A", "TTL": 10}]
+    assert res["Service"]["Properties"]["ServiceRegistries"] == [{"RegistryArn": "arn:aws:servicediscovery:us-east-1:123456789012:service/<HubDiscovery>"}]
+    env = {e["Name"]: e["Value"] for e in res["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    assert env["LAKEHUB_HUB_CONNECT_URL"] == "http://hub.pii.lakehub.lakehub.internal:8081"
+    shared = resolve_tier(ServerMode="shared").resources()
+    assert "HubNamespace" not in shared and "ServiceRegistries" not in shared["Service"]["Properties"]
