@@ -27,6 +27,7 @@ import requests
 from lakehub.emulator import free_port
 from lakehub.local.agent import LocalAgent
 from lakehub_hub import fargate
+from test_hub_e2e import Hub  # tests/spawner is on sys.path (pytest's prepend import mode)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -37,15 +38,12 @@ BIN = Path(sys.executable).parent
 SPOT_REASON = "Your Spot Task was interrupted."  # ECS's stoppedReason (docs/AWS_NOTES.md)
 
 
-class ReplacedHub:
-    """One hub 'task' at a time: each start gets its own (new, empty) state folder."""
+class ReplacedHub(Hub):
+    """One hub 'task' at a time: each start gets its own (new, empty) state folder. Stopping,
+    the REST calls and waiting for a server are test_hub_e2e.Hub's."""
 
     def __init__(self, env: dict, workdir: Path):
-        self.env, self.workdir = env, workdir
-        self.url = f"http://127.0.0.1:{env['LAKEHUB_E2E_PORT']}"
-        self.api = f"{self.url}/hub/api"
-        self.headers = {"Authorization": f"token {env['LAKEHUB_E2E_TOKEN']}"}
-        self.process = None
+        super().__init__(env, workdir)
         self.generation = 0
 
     @property
@@ -102,29 +100,8 @@ class ReplacedHub:
             time.sleep(0.1)
         raise AssertionError("the hub's process group outlived SIGKILL")
 
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def call(self, method, path, **kwargs):
-        return requests.request(method, f"{self.api}{path}", headers=self.headers, timeout=30, **kwargs)
-
-    def wait_ready(self, user, timeout=90):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            server = self.call("GET", f"/users/{user}").json().get("servers", {}).get("")
-            if server and server.get("ready"):
-                return server
-            time.sleep(0.5)
-        raise AssertionError(f"{user}'s server not ready:\n" + self.log()[-4000:])
 
 
 def sign_in(hub: ReplacedHub, user: str) -> requests.Session:
