@@ -317,7 +317,11 @@ def test_hub_gets_the_tier_hub_environment_contract(template):
     tier = load(TEMPLATES_DIR / names.TIER_TEMPLATE)
     container = tier["Resources"]["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     tier_env = {e["Name"] for e in container["Environment"]}
-    per_user_only = {n for n in tier_env if n.startswith("LAKEHUB_USER_")} | {"LAKEHUB_CLUSTER", "LAKEHUB_HUB_API_PORT", "LAKEHUB_SPAWN_ENV_PREFIX", "LAKEHUB_HOMES_FILE_SYSTEM_ID"}
+    # Per-user mode's: the spawner's, and since issue 16 what lets users' tasks outlive the hub
+    # task (its database's replica, its Cloud Map name); the instance's servers run in the instance.
+    per_user_only = {n for n in tier_env if n.startswith("LAKEHUB_USER_")} | {
+        "LAKEHUB_CLUSTER", "LAKEHUB_HUB_API_PORT", "LAKEHUB_SPAWN_ENV_PREFIX", "LAKEHUB_HOMES_FILE_SYSTEM_ID",
+        "LAKEHUB_HUB_STATE_BUCKET", "LAKEHUB_HUB_STATE_PREFIX", "LAKEHUB_HUB_CONNECT_URL"}
     user_data = resolve(template, TierName="nonpii").resources()["Instance"]["Properties"]["UserData"]
     env = hub_env_from_user_data(user_data)
     assert tier_env - per_user_only <= set(env), sorted(tier_env - per_user_only - set(env))

@@ -172,7 +172,11 @@ def test_the_idle_culler_stops_an_idle_users_task(ecs_world, hub_env, tmp_path):
         assert described["lastStatus"] == "STOPPED", hub.log()[-3000:]
         assert "Stopped by JupyterHub" in described["stoppedReason"]
         assert "culling" in hub.log().lower() or "idle-culler" in hub.log()
-        assert not hub.call("GET", "/users/cora").json()["servers"]
+        # ECS says STOPPED before the hub's stop loop (it polls) has seen it and dropped the server.
+        deadline = time.monotonic() + 30
+        while hub.call("GET", "/users/cora").json()["servers"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not hub.call("GET", "/users/cora").json()["servers"], hub.log()[-3000:]
     finally:
         hub.stop()
         agent.stop()
