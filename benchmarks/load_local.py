@@ -41,9 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import psutil  # noqa: E402
-import requests  # noqa: E402
 
-from hubclient import UserServer, api_token, oidc_sign_in  # noqa: E402
+from hubclient import UserServer, api_token, oidc_sign_in, wait_ready  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -116,33 +115,6 @@ class HubSampler(threading.Thread):
         return out
 
 
-def ask_for_server(hub_url: str, user: str, token: str) -> None:
-    r = requests.post(f"{hub_url}/hub/api/users/{user}/server", headers={"Authorization": f"token {token}"}, timeout=60)
-    if r.status_code not in (201, 202, 400):  # 400: already running or pending
-        r.raise_for_status()
-
-
-def wait_ready(hub_url: str, user: str, token: str, timeout: float) -> None:
-    headers = {"Authorization": f"token {token}"}
-    deadline = time.monotonic() + timeout
-    last = None
-    asked = False
-    while time.monotonic() < deadline:
-        r = requests.get(f"{hub_url}/hub/api/users/{user}", headers=headers, timeout=30)
-        r.raise_for_status()
-        last = r.json()
-        server = (last.get("servers") or {}).get("")
-        if server and server.get("ready"):
-            return
-        if not server and not last.get("pending"):
-            if asked:  # it was asked for and is gone again: the spawn failed
-                raise RuntimeError(f"the server stopped while starting: {last}")
-            ask_for_server(hub_url, user, token)
-            asked = True
-        time.sleep(0.25)
-    raise TimeoutError(f"not ready within {timeout:.0f} s: {last}")
-
-
 def journey(tier: dict, user: dict, timeout: float, barrier: threading.Barrier) -> dict:
     name = user["username"]
     row: dict = {"tier": tier["name"], "user": name, "ok": False}
@@ -156,7 +128,7 @@ def journey(tier: dict, user: dict, timeout: float, barrier: threading.Barrier) 
         response.raise_for_status()
         row["signed_in_s"] = round(time.monotonic() - started, 2)
         token = api_token(session, tier["url"], name)
-        wait_ready(tier["url"], name, token, timeout)
+        wait_ready(tier["url"], name, token, timeout, retry_failed=False, interval=0.25)
         row["sign_in_to_ready_s"] = round(time.monotonic() - started, 2)
         server = UserServer(tier["url"], name, token)
         path = f"load-{name}.ipynb"

@@ -55,21 +55,31 @@ def api_token(session: requests.Session, hub_url: str, username: str) -> str:
     return r.json()["token"]
 
 
-def wait_ready(hub_url: str, username: str, token: str, timeout: float = 90.0) -> dict:
+def wait_ready(hub_url: str, username: str, token: str, timeout: float = 90.0, retry_failed: bool = True,
+               interval: float = 0.1) -> dict:
+    """The user's ready server. With no server and none pending, ask for one: again after each
+    failure, or (retry_failed=False, a load test counting failures) once, and a server that is
+    gone again after that is a failed spawn (RuntimeError)."""
     deadline = time.monotonic() + timeout
     headers = {"Authorization": f"token {token}"}
     last = None
+    asked = False
     while time.monotonic() < deadline:
-        r = requests.get(f"{hub_url}/hub/api/users/{username}", headers=headers, timeout=10)
+        r = requests.get(f"{hub_url}/hub/api/users/{username}", headers=headers, timeout=30)
         r.raise_for_status()
         last = r.json()
         server = (last.get("servers") or {}).get("")
         if server and server.get("ready"):
             return server
         if not server and not last.get("pending"):
+            if asked and not retry_failed:
+                raise RuntimeError(f"{username}'s server stopped while starting: {last}")
             # sign-in did not start a server (or it failed): ask for one
-            requests.post(f"{hub_url}/hub/api/users/{username}/server", headers=headers, timeout=30)
-        time.sleep(0.1)
+            answer = requests.post(f"{hub_url}/hub/api/users/{username}/server", headers=headers, timeout=60)
+            if not retry_failed and answer.status_code not in (201, 202, 400):  # 400: already running or pending
+                answer.raise_for_status()
+            asked = True
+        time.sleep(interval)
     raise TimeoutError(f"{username}'s server was not ready within {timeout:.0f} s: {last}")
 
 
