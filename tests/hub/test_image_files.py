@@ -162,3 +162,28 @@ def test_buildspec_builds_arm64_tags_commit_and_latest_and_pushes():
     header = BUILDSPEC.read_text().split("version:")[0]
     for var in ("REPOSITORY_URI", "AWS_REGION", "IMAGE_PLATFORM", "SOURCE_COMMIT"):
         assert var in header, f"{var} must be documented at the top of buildspec.yml"
+
+
+APT_PIN = re.compile(r"(?<![\w.-])([a-z0-9][a-z0-9+.-]+)=([0-9][^\s\\]*)")
+
+
+def apt_version_pins(dockerfile_text: str) -> dict[str, str]:
+    """package -> version pattern of every `apt-get install ... pkg=version` in a Dockerfile."""
+    pins = {}
+    for block in re.findall(r"apt-get install[^&;]*", dockerfile_text.replace("\\\n", " ")):
+        pins.update(dict(APT_PIN.findall(block)))
+    return pins
+
+
+def bad_apt_version_patterns(dockerfile_text: str) -> list[str]:
+    """apt matches `pkg=version*` as a prefix: a `*` anywhere but at the end is taken literally,
+    and `apt-get install` fails with "Version '3.0.*~deb12u*' for 'libssl-dev' was not found"
+    (seen building the image on Debian bookworm, issue 17)."""
+    return [f"{pkg}={ver}" for pkg, ver in apt_version_pins(dockerfile_text).items() if "*" in ver.rstrip("*")]
+
+
+def test_apt_version_pins_put_a_wildcard_only_at_the_end():
+    pins = apt_version_pins(DOCKERFILE.read_text())
+    assert {"r-base-core", "libssl-dev", "curl", "git"} <= set(pins), pins
+    assert bad_apt_version_patterns(DOCKERFILE.read_text()) == []
+    assert bad_apt_version_patterns("RUN apt-get install -y libssl-dev=3.0.*~deb12u* curl=7.88.1-10+deb12u*") == ["libssl-dev=3.0.*~deb12u*"]
