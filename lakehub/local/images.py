@@ -677,19 +677,23 @@ def ensure_node_standin(base: str, node_image: str, say=print) -> str:
     if not npm_version:
         raise LakehubError(f"which npm Node {version} bundles is not known here: add it to NODE_BUNDLED_NPM in "
                            "lakehub/local/images.py (the \"npm\" field of nodejs.org/dist/index.json)")
-    node_tgz = _npm_pack(f"node-linux-{_arch()[1]}@{version}", say)
-    npm_tgz = _npm_pack(f"npm@{npm_version}", say)
-    base_id = _image_id(base) or ""
-    text = node_containerfile(base, node_image, node_tgz.name, npm_tgz.name, version, npm_version)
-    tag = f"{NODE_STANDIN_REPO}:{version}-bookworm-{_short_hash(base_id, text, _file_sha(node_tgz), _file_sha(npm_tgz), *STANDIN_BUILD_FLAGS)}"
+    node_spec, npm_spec = f"node-linux-{_arch()[1]}@{version}", f"npm@{npm_version}"
+    # The tag names the versions (npm pack checks each tarball against the registry's integrity
+    # hash), so finding the image needs no download; the tarballs are fetched to build it.
+    node_name, npm_name = (spec.replace("@", "-") + ".tgz" for spec in (node_spec, npm_spec))
+    text = node_containerfile(base, node_image, node_name, npm_name, version, npm_version)
+    tag = f"{NODE_STANDIN_REPO}:{version}-bookworm-{_short_hash(_image_id(base) or '', text, *STANDIN_BUILD_FLAGS)}"
     if _image_id(tag):
         return tag
+    tarballs = [_npm_pack(node_spec, say), _npm_pack(npm_spec, say)]
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        for tgz in (node_tgz, npm_tgz):
+        for tgz in tarballs:
             shutil.copy(tgz, Path(tmp) / tgz.name)
         (Path(tmp) / "Containerfile").write_text(text)
+        sums = ",".join(f"{tgz.name}:sha256:{_file_sha(tgz)}" for tgz in tarballs)
         _podman_build(tag, Path(tmp), "standin-node", f"stand-in for {node_image}", say,
-                      [*STANDIN_BUILD_FLAGS, "-f", str(Path(tmp) / "Containerfile")])
+                      [*STANDIN_BUILD_FLAGS, "--label", f"io.lakehub.standin.tarballs={sums}",
+                       "-f", str(Path(tmp) / "Containerfile")])
     return tag
 
 
@@ -734,7 +738,13 @@ def hub_image(say=print, rebuild: bool = False) -> HubImage:
         python_ref = ensure_python_standin(base, bases["PYTHON_IMAGE"], say)
         node_ref = ensure_node_standin(base, bases["NODE_IMAGE"], say)
         python_id, node_id = _image_id(python_ref) or "", _image_id(node_ref) or ""
-        ref = f"{HUB_REPO}:{hub_content_hash(python_id, node_id)}"
+        digests = f"python={python_ref}@{python_id[:12]},node={node_ref}@{node_id[:12]} (local stand-ins)"
+        # GIT_COMMIT keeps the Dockerfile's default: a build argument that changes with every commit
+        # would miss podman's layer cache for every step after its ARG (apt, the Python packages).
+        # The commit is recorded by a --label instead, which podman applies after the last step.
+        recipe = (*HUB_BUILD_FLAGS, "--build-arg", f"PYTHON_IMAGE={python_ref}", "--build-arg",
+                  f"NODE_IMAGE={node_ref}", "--build-arg", f"BASE_DIGESTS={digests}")
+        ref = f"{HUB_REPO}:{hub_content_hash(python_id, node_id, flags=recipe)}"
         if not rebuild:
             found = _image_id(ref)
             if found:
@@ -744,17 +754,13 @@ def hub_image(say=print, rebuild: bool = False) -> HubImage:
             npmrc = Path(tmp) / "npmrc"
             ca = _host_ca_bundle()
             npmrc.write_text("cafile=/etc/ssl/certs/ca-certificates.crt\n")  # where the bundle is mounted
-            digests = f"python={python_ref}@{python_id[:12]},node={node_ref}@{node_id[:12]} (local stand-ins)"
             extra = [
-                *HUB_BUILD_FLAGS,
+                *recipe,
                 # The host's CA bundle (the network here goes through an intercepting proxy with its
                 # own CA) and an npmrc naming it: mounted for the build only, nothing lands in the image.
                 "-v", f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro",
                 "-v", f"{npmrc}:/usr/local/etc/npmrc:ro",
-                "--build-arg", f"PYTHON_IMAGE={python_ref}",
-                "--build-arg", f"NODE_IMAGE={node_ref}",
-                "--build-arg", f"GIT_COMMIT={_git_commit()}",
-                "--build-arg", f"BASE_DIGESTS={digests}",
+                "--label", f"org.opencontainers.image.revision={_git_commit()}",
                 "--label", f"io.lakehub.content-hash={ref.rsplit(':', 1)[1]}",
                 "-f", str(HUB_CONTEXT / "Dockerfile"),
             ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -275,6 +276,7 @@ def test_hub_image_runs_as_the_dockerfile_says(hub):
     assert config["Entrypoint"] == ["/usr/bin/tini", "-g", "--"]
     assert config["Cmd"][:3] == ["python", "-m", "lakehub_hub.hub_state"]
     assert config["Labels"]["io.lakehub.content-hash"] == hub.ref.rsplit(":", 1)[1]
+    assert re.fullmatch(r"[0-9a-f]{40}", config["Labels"]["org.opencontainers.image.revision"])  # the git commit
     assert "lakehub-standin-python" in config["Labels"]["org.opencontainers.image.base.digests"]
     # Docker's image format, as CodeBuild builds it: podman's default (OCI) drops HEALTHCHECK and
     # SHELL (the RUN steps' pipefail).
@@ -295,7 +297,7 @@ def test_hub_image_runs_as_the_dockerfile_says(hub):
 
 @needs_podman
 @pytest.mark.slow
-def test_second_call_finds_the_image_without_building(hub):
+def test_second_call_finds_the_image_without_building(hub, tmp_path, monkeypatch):
     logs = set((images.cache_dir() / "logs").glob("*.log"))
     started = time.monotonic()
     again = images.hub_image(say=lambda line: None)
@@ -303,6 +305,13 @@ def test_second_call_finds_the_image_without_building(hub):
     assert again.ref == hub.ref and not again.built
     assert set((images.cache_dir() / "logs").glob("*.log")) == logs  # no build ran
     assert seconds < 30, f"the cached call took {seconds:.1f} s"
+
+    # podman's storage is what is cached: with an empty download cache nothing is fetched again.
+    monkeypatch.setenv("LAKEHUB_IMAGE_CACHE", str(tmp_path / "empty-cache"))
+    said: list[str] = []
+    assert images.ensure_hub_image(say=said.append) == hub.ref
+    assert said == []
+    assert sorted(p.name for p in (tmp_path / "empty-cache").iterdir()) == ["build.lock"]
 
     out = subprocess.run([str(ROOT / ".venv/bin/lakehub"), "local", "image", "--format", "json"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
