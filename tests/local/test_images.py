@@ -133,6 +133,22 @@ def test_dockerfile_base_tags_give_the_stand_in_versions():
         images.node_version("node:20-alpine")
 
 
+def test_progress_names_the_stage_and_step_of_a_multi_stage_build():
+    said: list[str] = []
+    with images._Progress("hub image", said.append) as progress:  # not a terminal here: one line per step
+        for line in ["[1/3] STEP 1/3: FROM localhost/lakehub-standin-node:20 AS proxy", "added 38 packages",
+                     "[2/3] STEP 1/3: FROM localhost/lakehub-standin-python:3.11 AS python-deps",
+                     "[2/3] STEP 3/3: RUN pip install --prefix=/install -r /tmp/requirements.txt",
+                     "I: Retrieving InRelease", "I: Base system installed successfully."]:
+            progress.line(line)
+    assert [line.rsplit(" (", 1)[0] for line in said] == [
+        "hub image: stage 1/3 proxy STEP 1/3: FROM localhost/lakehub-standin-node:20 AS proxy",
+        "hub image: stage 2/3 python-deps STEP 1/3: FROM localhost/lakehub-standin-python:3.11 AS python-deps",
+        "hub image: stage 2/3 python-deps STEP 3/3: RUN pip install --prefix=/install -r /tmp/requirements.txt",
+        "hub image: Base system installed successfully.",
+    ]
+
+
 def test_concurrent_callers_wait_for_the_build_lock(tmp_path, monkeypatch):
     monkeypatch.setenv("LAKEHUB_IMAGE_CACHE", str(tmp_path))
     said: list[str] = []
