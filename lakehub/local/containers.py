@@ -67,6 +67,9 @@ TASK_LABEL = "lakehub.task"
 # definition says otherwise (podman stop -t), then podman kills it.
 DEFAULT_STOP_TIMEOUT = 10
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# What podman itself reads from its environment: passed from the agent's, so every podman call
+# (image checks, builds, runs) sees the same storage and configuration.
+PODMAN_ENV = re.compile(r"^(HOME|TMPDIR|XDG_[A-Z_]+|CONTAINERS_[A-Z_]+|CONTAINER_[A-Z_]+|REGISTRIES_CONFIG_PATH|STORAGE_[A-Z_]+)$")
 
 
 class ContainerError(LakehubError):
@@ -171,9 +174,14 @@ def start(argv_for: Callable[[str, list[str]], list[str]], env: dict[str, str], 
     env_names)` gives the command line; the pipe's text is written by a thread (a pipe holds
     64 KiB) and the write end is closed once written, so podman reads to its end."""
     text, multiline = split_environment(env)
-    read_fd, write_fd = os.pipe()
+    clash = sorted(name for name in multiline if PODMAN_ENV.match(name) or name in ("PATH", "LANG"))
+    if clash:
+        raise ContainerError("CannotStartContainerError",
+                             f"environment variable {clash[0]} holds a line break, which the local runtime cannot pass")
     podman_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8"}
+    podman_env.update({k: v for k, v in os.environ.items() if PODMAN_ENV.match(k)})
     podman_env.update(multiline)
+    read_fd, write_fd = os.pipe()
 
     def write():
         try:
@@ -187,6 +195,9 @@ def start(argv_for: Callable[[str, list[str]], list[str]], env: dict[str, str], 
 
     try:
         argv = argv_for(f"/dev/fd/{read_fd}", sorted(multiline))
+        name = argv[argv.index("--name") + 1] if "--name" in argv else None
+        if name:  # left by an agent that ended without stopping it: the task starts afresh
+            subprocess.run([argv[0], "rm", "-f", "--ignore", "-t", "5", name], capture_output=True, timeout=60)
         process = subprocess.Popen(
             argv, env=podman_env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             pass_fds=(read_fd,), start_new_session=True,
