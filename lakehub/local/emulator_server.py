@@ -4,7 +4,7 @@
         --control-token-file .lakehub/local/control-token
 
 moto runs Lambda functions only in Docker, and there is no Docker engine here. This process
-imports moto, changes five things, and serves moto's app on 127.0.0.1:
+imports moto, changes six things, and serves moto's app on 127.0.0.1:
 
 1. Custom resources (``AWS::CloudFormation::CustomResource`` and ``Custom::*``) are run by a
    small local Lambda runner: the function's code zip (which moto took from the emulator's S3

@@ -375,3 +375,15 @@ def test_no_value_of_the_environment_is_on_the_podman_command_line():
     tail = argv[argv.index("--env-file"):]
     assert tail == ["--env-file", "/dev/fd/5", "--env", "MULTI", "--user", "1000", "--workdir", "/home/lakehub",
                     "--entrypoint", '["tini", "--"]', "--read-only", "--read-only-tmpfs=false", "img", "b", "c"]
+
+
+def test_the_task_status_endpoint_is_part_of_the_guarded_control_api(local_emulator):
+    from lakehub.local.control import control_request
+
+    url = f"{local_emulator}/moto-api/lakehub/ecs-task"
+    body = {"taskArn": "arn:aws:ecs:us-east-1:123456789012:task/none/0", "healthStatus": "HEALTHY"}
+    assert _request(url, "POST", body)[0] == 403  # no token: what code in a container gets
+    with pytest.raises(urllib.error.HTTPError) as err:
+        control_request(local_emulator, "/moto-api/lakehub/ecs-task", local_emulator.control_token,
+                        data=json.dumps(body).encode(), method="POST")
+    assert err.value.code == 404  # with the token: answered (no such task)
