@@ -592,6 +592,8 @@ class LocalAgent:
         role = task_def.get("taskRoleArn")
         if role and container:
             # As ECS gives a task its role: an endpoint and a token, never keys.
+            if self.credentials_server is None:
+                raise LakehubError("the container runtime's credentials endpoint is not running (call start() first)")
             creds = self._credentials(role, f"lakehub-local-{task_id}")
             env.update(self.credentials_server.add_role(task_id, creds, role))
         elif role:
