@@ -364,7 +364,7 @@ def test_remove_run_containers_removes_only_that_runs_containers(world):
         assert not containers.exists(names[run])
         assert containers.exists(names[other])
     finally:
-        subprocess.run([containers.podman(), "rm", "-f", "-t", "0", names[run], names[other]], capture_output=True, timeout=120)
+        subprocess.run([containers.podman(), "rm", "-f", "--ignore", "-t", "0", names[run], names[other]], capture_output=True, timeout=120)
 
 
 def test_no_value_of_the_environment_is_on_the_podman_command_line():
