@@ -57,6 +57,10 @@ MACHINES = {"aarch64": ("linux/arm64", 17), "x86_64": ("linux/amd64", 5)}
 # PEP 600 aliases of the legacy manylinux tags, inserted where pip's own tag list has them.
 LEGACY = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
 PIP_TIMEOUT = 600
+INDEX_URL = "https://pypi.org/simple"  # where the image's build (the Dockerfile's pip) gets its wheels
+# pip's configuration files and PIP_* settings are not read (a machine's local mirror, find-links or
+# global constraints must not shape the lock), except these, which only say how to reach the index.
+PIP_TRANSPORT_SETTINGS = ("PIP_CERT", "PIP_CLIENT_CERT", "PIP_PROXY", "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES")
 # pip evaluates python_full_version markers with the interpreter it runs on (here, a 3.11); the
 # completeness check does the same, so the two agree (the image's patch release may differ).
 _HERE_VERSION = platform.python_version()
@@ -76,7 +80,8 @@ HEADER = """\
 # Full lock of the hub image's Python packages, CPython {python}, for linux/arm64 (Graviton: Fargate
 # tiers, t4g/m7g/r7g hubs) and linux/amd64 (x86 on-demand hubs, the local container runtime).
 # Generated from requirements.in (the top-level pins) by hub_images/lock.py: pip's resolver, once
-# per platform, with the pins already here as constraints:
+# per platform, from PyPI (pip's configuration files and index settings are not read), with the
+# pins already here as constraints:
 #   pip install --dry-run --ignore-installed --report report.json --only-binary=:all:
 #     --implementation cp --python-version {python} --platform manylinux_2_{glibc}_<machine> ...
 #     --platform manylinux2014_<machine> --target <tmp> -r requirements.in -c <these pins>
@@ -206,27 +211,34 @@ def input_names(text: str) -> set[str]:
 # ------------------------------------------------------------------------------------------------
 # Resolving
 # ------------------------------------------------------------------------------------------------
-def pip_command(machine: str, requirements: Path, constraints: Path, report: Path, target: Path) -> list[str]:
+def pip_command(machine: str, requirements: Path, constraints: Path, report: Path, target: Path,
+                source: tuple[str, str] = ("--index-url", INDEX_URL)) -> list[str]:
     command = [sys.executable, "-c", PIP_SHIM, "install", "--dry-run", "--ignore-installed", "--quiet",
                "--disable-pip-version-check", "--report", str(report), "--only-binary=:all:",
                "--implementation", "cp", "--python-version", PYTHON_VERSION]
     for tag in platform_tags(machine):
         command += ["--platform", tag]
-    return command + ["--target", str(target), "-r", str(requirements), "-c", str(constraints)]
+    if source[0] == "--find-links":
+        command += ["--no-index"]
+    return command + [*source, "--target", str(target), "-r", str(requirements), "-c", str(constraints)]
+
+
+def pip_environment(machine: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in PIP_TRANSPORT_SETTINGS}
+    return {**env, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1", "LAKEHUB_LOCK_MACHINE": machine}
 
 
 def resolve(machine: str, requirements: Path, constraints: dict[str, str], workdir: Path,
-            timeout: float = PIP_TIMEOUT) -> Resolution:
+            timeout: float = PIP_TIMEOUT, source: tuple[str, str] = ("--index-url", INDEX_URL)) -> Resolution:
     """pip's resolution of `requirements` for `machine`, with `constraints` (name -> version)."""
     work = workdir / machine
     work.mkdir(parents=True, exist_ok=True)
     constraints_file = work / "constraints.txt"
     constraints_file.write_text("".join(f"{name}=={version}\n" for name, version in sorted(constraints.items())))
     report = work / "report.json"
-    command = pip_command(machine, requirements, constraints_file, report, work / "target")
-    env = {**os.environ, "LAKEHUB_LOCK_MACHINE": machine, "PIP_NO_INPUT": "1"}
+    command = pip_command(machine, requirements, constraints_file, report, work / "target", source)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=pip_environment(machine))
     except subprocess.TimeoutExpired:
         raise LockError(f"pip's resolver took over {timeout:.0f} s for {machine}; check access to PyPI") from None
     if done.returncode != 0:
@@ -343,7 +355,8 @@ def describe_differences(old: list[Entry], new: list[Entry]) -> list[str]:
 
 
 def lock(input_path: Path, output_path: Path, upgrade: bool = False, upgrade_packages: tuple[str, ...] = (),
-         timeout: float = PIP_TIMEOUT) -> tuple[str, list[Entry], list[Entry]]:
+         timeout: float = PIP_TIMEOUT, source: tuple[str, str] = ("--index-url", INDEX_URL)
+         ) -> tuple[str, list[Entry], list[Entry]]:
     """Resolve input_path for every machine: (the new file's text, its entries, the file's entries)."""
     if not input_path.is_file():
         raise LockError(f"{input_path} does not exist; it lists the image's top-level pins")
@@ -358,7 +371,7 @@ def lock(input_path: Path, output_path: Path, upgrade: bool = False, upgrade_pac
         for machine in MACHINES:
             constraints = {} if upgrade else {
                 e.name: e.version for name, e in pins_for(old, machine).items() if name not in skip}
-            futures.append(pool.submit(resolve, machine, input_path, constraints, Path(tmp), timeout))
+            futures.append(pool.submit(resolve, machine, input_path, constraints, Path(tmp), timeout, source))
         resolutions = [f.result() for f in futures]
     for r in resolutions:
         problems = dependency_problems({n: p.version for n, p in r.pins.items()}, r.requires, r.roots, r.machine)
@@ -378,9 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, default=INPUT, help="top-level pins (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="the lock (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=PIP_TIMEOUT, help="seconds per pip run (default: %(default)s)")
+    parser.add_argument("--index-url", default=INDEX_URL, help="package index (default: %(default)s)")
+    parser.add_argument("--find-links", metavar="DIR", help="resolve from the wheels in DIR only, no index (tests)")
     args = parser.parse_args(argv)
+    source = ("--find-links", args.find_links) if args.find_links else ("--index-url", args.index_url)
     try:
-        text, entries, old = lock(args.input, args.output, args.upgrade, tuple(args.upgrade_package), args.timeout)
+        text, entries, old = lock(args.input, args.output, args.upgrade, tuple(args.upgrade_package), args.timeout, source)
     except LockError as exc:
         print(f"lock.py: error: {exc}", file=sys.stderr)
         return 2

@@ -198,8 +198,13 @@ def test_the_tool_locks_each_platform_with_its_own_markers_and_wheels(tmp_path):
     _wheel(index, "native", "1.1", "cp311-cp311-manylinux_2_28_x86_64")
     (tmp_path / "requirements.in").write_text("probe==1.0\n")
     out = tmp_path / "requirements.txt"
-    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index)}
-    command = [sys.executable, str(LOCK_TOOL), "--input", str(tmp_path / "requirements.in"), "--output", str(out)]
+    # The machine's pip settings are not the lock's: wheels offered through PIP_FIND_LINKS are not seen.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _wheel(elsewhere, "probe-x86", "9.9")
+    env = {**os.environ, "PIP_FIND_LINKS": str(elsewhere)}
+    command = [sys.executable, str(LOCK_TOOL), "--find-links", str(index),
+               "--input", str(tmp_path / "requirements.in"), "--output", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     got = {(e.name, e.version, e.marker) for e in lock.parse_lock(out.read_text())}
