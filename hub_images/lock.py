@@ -363,8 +363,10 @@ def lock(input_path: Path, output_path: Path, upgrade: bool = False, upgrade_pac
     old_text = output_path.read_text() if output_path.is_file() else ""
     try:
         old = parse_lock(old_text)
-    except ValueError as exc:  # packaging's InvalidRequirement / InvalidMarker
-        raise LockError(f"{output_path} does not parse ({exc}); rerun with --upgrade to write it afresh") from None
+    except (ValueError, LockError) as exc:  # packaging's InvalidRequirement / InvalidMarker, or not a pin
+        if not upgrade:
+            raise LockError(f"{output_path} does not parse ({exc}); rerun with --upgrade to write it afresh") from None
+        old = []
     skip = input_names(input_path.read_text()) | {canonicalize_name(n) for n in upgrade_packages}
     with tempfile.TemporaryDirectory(prefix="lakehub-lock-") as tmp, ThreadPoolExecutor(len(MACHINES)) as pool:
         futures = []

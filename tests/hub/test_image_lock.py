@@ -224,6 +224,16 @@ def test_the_tool_locks_each_platform_with_its_own_markers_and_wheels(tmp_path):
     assert out.read_text() == before
 
 
+def test_a_hand_edited_lock_that_does_not_parse_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "requirements.in").write_text("probe==1.0\n")
+    (tmp_path / "requirements.txt").write_text("probe>=1.0\n")
+    result = subprocess.run([sys.executable, str(LOCK_TOOL), "--find-links", str(tmp_path), "--input",
+                             str(tmp_path / "requirements.in"), "--output", str(tmp_path / "requirements.txt")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "rerun with --upgrade" in result.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # Network: pip's resolver against PyPI
 # --------------------------------------------------------------------------------------------
