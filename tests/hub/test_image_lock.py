@@ -162,6 +162,14 @@ def test_merge_shares_a_line_where_platforms_agree_and_marks_where_they_differ()
     assert {n: e.version for n, e in lock.pins_for(merged, "x86_64").items()} == {"same": "1.0", "split": "2.1"}
 
 
+def test_the_build_context_has_the_lock_but_not_its_inputs_or_tool():
+    from lakehub.local import images
+
+    files = images.context_files(HUB)
+    assert "requirements.txt" in files
+    assert "lock.py" not in files and "requirements.in" not in files
+
+
 def test_a_missing_input_is_one_line_and_exit_2(tmp_path):
     result = subprocess.run([sys.executable, str(LOCK_TOOL), "--check", "--input", str(tmp_path / "nope.in"),
                              "--output", str(tmp_path / "out.txt")], capture_output=True, text=True, timeout=60)
