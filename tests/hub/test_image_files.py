@@ -126,13 +126,18 @@ def test_dockerfile_pins_bases_checks_health_and_never_bakes_users():
 
 
 def test_requirements_are_fully_pinned_and_include_the_top_level_pins():
+    # Lines are `name==version [; platform_machine == "..."]`, continued (`\`) by their --hash
+    # options (tests/hub/test_image_lock.py reads the lock per platform).
     pins = {}
-    for line in (HUB / "requirements.txt").read_text().splitlines():
+    text = re.sub(r" \\\n\s*--hash=sha256:[0-9a-f]{64}", "", (HUB / "requirements.txt").read_text())
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        name, sep, version = line.partition("==")
+        requirement, _, marker = line.partition(" ; ")
+        name, sep, version = requirement.partition("==")
         assert sep and re.fullmatch(r"[0-9][\w.+!-]*", version), f"not pinned: {line}"
+        assert not marker or re.fullmatch(r'platform_machine == "(aarch64|x86_64)"', marker), line
         pins[name.lower().replace("_", "-")] = version
     for line in (HUB / "requirements.in").read_text().splitlines():
         line = line.split("#")[0].strip()
