@@ -309,6 +309,13 @@ def test_hub_image_runs_as_the_dockerfile_says(hub):
     kernels = run_in(hub.ref, "jupyter", "kernelspec", "list", "--json", user="1000").stdout
     assert {"python3", "ir"} <= set(json.loads(kernels)["kernelspecs"])
     assert run_in(hub.ref, "configurable-http-proxy", "--version").stdout.strip() == "5.3.0"
+    # One setuptools, the locked one (users' builds use it): the copy of the locked packages over
+    # the base's /usr/local left the base's setuptools-*.dist-info beside the locked one, and
+    # Python reported the base's version.
+    locked = re.search(r"^setuptools==(\S+)", (ROOT / "hub_images" / "requirements.txt").read_text(), re.M)[1]
+    seen = run_in(hub.ref, "python", "-c", "import glob, importlib.metadata as m; "
+                  "print(m.version('setuptools'), len(glob.glob('/usr/local/lib/python3.11/site-packages/setuptools-*.dist-info')))")
+    assert seen.stdout.split() == [locked, "1"], seen.stdout
 
 
 @needs_podman
