@@ -61,6 +61,10 @@ ASSETS_PREFIX = "lakehub/"
 PLATFORM_NAME = default_settings().platform_name
 STACK_NAME = "lakehub"
 SERVER_MODES = ("per-user", "shared")
+# container: hubs and users' servers are podman containers of the hub image, started by the local
+# agent from the emulator's ECS tasks as ECS starts them; process: processes of this machine's
+# Python environment (quick iteration).
+RUNTIMES = ("container", "process")
 HUB_START_TIMEOUT = 120
 EFS_DIR = "efs"  # <state>/efs/<file system Name tag or id>/<path>: the emulated EFS file systems (homes)
 ROLE_SESSION_SECONDS = 43200
@@ -226,7 +230,11 @@ def check_ports(ports: dict[int, str]) -> None:
 # ------------------------------------------------------------------------------------------
 class LocalPlatform:
     def __init__(self, state: StateDir, base_port: int = DEFAULT_BASE_PORT, server_mode: str = "per-user",
-                 say=None, run_id: str = "", token: str = "", demo_users: int = DEFAULT_DEMO_USERS):
+                 say=None, run_id: str = "", token: str = "", demo_users: int = DEFAULT_DEMO_USERS,
+                 runtime: str = "process"):
+        if runtime not in RUNTIMES:
+            raise LakehubError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.runtime = runtime
         self.state = state
         self.demo_users = demo_users
         self.token = token or secrets.token_hex(8)  # RUN_MARKER in every process this run starts
@@ -581,14 +589,14 @@ class LocalPlatform:
         td = ecs.describe_task_definition(taskDefinition=tier.hub_task_definition)["taskDefinition"]
         container = td["containerDefinitions"][0]
         env = {e["name"]: e.get("value", "") for e in container.get("environment") or []}
-        # ECS Secrets: ECS reads them with the execution role; here the platform reads the one
-        # local mode created (the OIDC client secret). Generated secrets are not modelled.
+        # ECS Secrets: ECS reads them with the execution role; here the platform reads them (the
+        # OIDC client secret local mode created, the cookie secret the emulator generated).
         sm = self.client("secretsmanager", self.admin)
         for secret in container.get("secrets") or []:
             try:
                 env[secret["name"]] = sm.get_secret_value(SecretId=secret["valueFrom"])["SecretString"]
-            except Exception:  # noqa: BLE001 - AWS::SecretsManager::Secret has no model in the emulator
-                pass
+            except Exception as exc:  # noqa: BLE001 - ECS would fail the task; the hub says what is missing
+                log.warning("%s hub: secret %s (%s) not readable: %s", tier.name, secret["name"], secret["valueFrom"], exc)
         hub_dir = self.state.path / "hubs" / tier.name
         profiles = env.get("LAKEHUB_USER_PROFILES", "")
         if profiles and not profiles.lstrip().startswith("["):
@@ -686,12 +694,14 @@ class LocalPlatform:
         return {
             "tiers": [{"name": t.name, "url": t.url, "users": t.users} for t in self.tiers],
             "emulator_endpoint": self.endpoint,
+            "runtime": self.runtime,
         }
 
     def run(self) -> None:
         os.environ[RUN_MARKER] = self.token  # inherited by what starts without an env of its own
         self.state.write({"run_id": self.run_id, "phase": "starting", "pid": os.getpid(), "progress": [],
                           "started": self.started, "server_mode": self.server_mode, "base_port": self.base_port,
+                          "runtime": self.runtime,
                           "demo_users_per_tier": self.demo_users,
                           "supervisor": record(os.getpid()), "run_token": self.token, "groups": {}, "tasks": {}})
         check_ports(self.ports)
@@ -813,7 +823,7 @@ def unmodelled_types() -> list[dict]:
 
 
 def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "", say=None, on_ready=None,
-              demo_users: int = DEFAULT_DEMO_USERS) -> int:
+              demo_users: int = DEFAULT_DEMO_USERS, runtime: str = "process") -> int:
     """Run the platform until SIGTERM/SIGINT. Returns the exit code."""
     # Everything the supervisor writes (state folder, logs, hub folders) is its own: 0700/0600.
     os.umask(0o077)
@@ -835,7 +845,8 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
-        platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id, demo_users=demo_users)
+        platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id, demo_users=demo_users,
+                                 runtime=runtime)
         try:
             platform.run()
         except KeyboardInterrupt:
@@ -880,11 +891,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-mode", choices=SERVER_MODES, default="per-user")
     parser.add_argument("--run-id", default="")
     parser.add_argument("--demo-users", type=int, default=DEFAULT_DEMO_USERS)
+    parser.add_argument("--runtime", choices=RUNTIMES, default="process")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return supervise(StateDir(args.state_dir), args.base_port, args.server_mode, args.run_id,
-                         demo_users=args.demo_users)
+                         demo_users=args.demo_users, runtime=args.runtime)
     except LakehubError as exc:
         print(f"lakehub: error: {exc}", file=sys.stderr)
         return 3
