@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 TASKCAT_VENV := .venv-taskcat
 CHECKOV_VENV := .venv-checkov
 STAMP := build/.stamps
-DEBIAN_PACKAGES := slapd ldap-utils chromium git build-essential gfortran r-base-dev libcurl4-openssl-dev libssl-dev libxml2-dev r-base-core r-cran-irkernel r-cran-dplyr r-cran-ggplot2 r-cran-jsonlite r-cran-httr r-cran-reticulate
+DEBIAN_PACKAGES := slapd ldap-utils chromium git build-essential gfortran r-base-dev libcurl4-openssl-dev libssl-dev libxml2-dev r-base-core r-cran-irkernel r-cran-dplyr r-cran-ggplot2 r-cran-jsonlite r-cran-httr r-cran-reticulate \
+	podman runc debootstrap debian-archive-keyring
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup python-packages node-packages system-packages scanners contract-suite templates check-templates test local local-down bench taskcat clean
+.PHONY: setup python-packages node-packages system-packages scanners contract-suite templates check-templates test local local-down image bench taskcat clean
 
 setup: python-packages node-packages system-packages scanners
 
@@ -41,7 +42,11 @@ $(STAMP)/node: package.json | $(STAMP)
 # Debian packages: OpenLDAP (loopback identity provider for tests and local mode), R, git and a
 # C/C++/Fortran toolchain with R's headers (users build packages with C code, as in the image), and
 # chromium (the browser that tests/browser drives through Playwright; Playwright's own browser
-# download cannot reach its host from here).
+# download cannot reach its host from here). podman + runc run the hub image's containers (crun, the
+# other runtime podman accepts, fails on this machine's cgroup layout); debootstrap and Debian's
+# archive keyring build the Debian base of the local stand-in images (lakehub/local/images.py).
+# Rootful podman needs no more: fuse-overlayfs, slirp4netns and uidmap (podman's recommends) serve
+# rootless podman only; the kernel's overlay and podman's own network plugins are used as root.
 system-packages: $(STAMP)/debian
 $(STAMP)/debian: Makefile | $(STAMP)
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -90,6 +95,11 @@ local: setup
 
 local-down: python-packages
 	$(BIN)/lakehub local down
+
+# The hub image from hub_images/Dockerfile, built locally with podman on Debian stand-ins for its
+# base images (no container registry is reachable here); cached in podman's storage by content.
+image: setup
+	$(BIN)/lakehub local image
 
 # Regional tests in real AWS accounts (needs credentials): publish into a staging folder, run taskcat.
 taskcat: python-packages scanners

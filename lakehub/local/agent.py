@@ -49,6 +49,25 @@ packages, the agent's Python environment first on PATH); `jupyterhub-singleuser`
 `--allow-root` only when the agent runs as root without isolation; the container's cpu/memory
 are not enforced.
 
+Container runtime (issue 17, ``LocalAgent(..., runtime="container")``): each task runs as a
+podman container of the image its task definition names (lakehub.local.containers has the
+mechanics and says why host networking), as its definition's User (never root for a user's
+server), with WorkingDirectory, EntryPoint/Command, ReadonlyRootFilesystem, the EFS folders
+bind-mounted at their containerPath (no path rewriting), ``extra_mounts(task)`` for the
+platform's own tasks, and the task role through the agent's own container-credentials endpoint
+(``AWS_CONTAINER_CREDENTIALS_FULL_URI`` + ``AWS_CONTAINER_AUTHORIZATION_TOKEN``, one role entry
+per task, removed at its stop; never keys in the environment). It handles user-server tasks
+and the platform's hub tasks (tag ``lakehub:hub``). The agent runs the definition's HealthCheck
+itself and reports it in DescribeTasks (through the emulator's control API); a task started by
+a service (``startedBy`` ecs-svc/...) whose container turns UNHEALTHY is stopped, as ECS stops
+it ("Task failed container health checks"); a task run by RunTask keeps running, as on ECS.
+Both runtimes: ``secrets`` are resolved with the task's execution role from the emulator's
+Secrets Manager (full ARN, or ``ARN:json-key:version-stage:version-id``) and SSM Parameter Store
+(a parameter ARN, or a name; SecureString decrypted); one that cannot be read stops the task with
+``ResourceInitializationError: unable to pull secrets or registry auth: ...`` as on ECS; a
+container's exit code goes to DescribeTasks (``containers[].exitCode``) when the emulator is the
+local one.
+
 Use from Python (``LocalAgent(endpoint_url).start()`` ... ``.stop()``) or as a command:
 ``python -m lakehub.local.agent --endpoint-url http://127.0.0.1:PORT [--cluster NAME]``.
 """
@@ -84,6 +103,8 @@ log = logging.getLogger("lakehub.local.agent")
 # The same keys FargateSpawner uses (hub_images/lakehub_hub/fargate.py); repeated here so the
 # agent does not import the hub package (and JupyterHub) to run.
 TAG_USER = "lakehub:user"
+TAG_HUB = "lakehub:hub"  # value: the tier's name; the platform's hub tasks (container runtime)
+RUNTIMES = ("process", "container")
 TAG_LOCAL_ENDPOINT = "lakehub:local-endpoint"
 
 RoleCredentials = Callable[[str, str], dict]
@@ -93,6 +114,47 @@ ENV_FILE_ARN = re.compile(r"^arn:aws[a-z-]*:s3:::(?P<bucket>[^/]+)/(?P<key>.+)$"
 
 class EnvFileError(LakehubError):
     """A task's environment file cannot be read: ECS stops such a task before it starts."""
+
+
+class SecretsError(LakehubError):
+    """A task's secret cannot be read with its execution role: ECS stops the task before it
+    starts. `source` is "asm" (Secrets Manager) or "ssm" (Parameter Store), as in ECS's reason."""
+
+    def __init__(self, source: str, message: str):
+        super().__init__(message)
+        self.source = source
+
+    def reason(self) -> str:
+        what = "unable to retrieve secret from asm" if self.source == "asm" else "unable to retrieve secrets from ssm"
+        return f"ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: {what}: {self}"
+
+
+SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[^:]*):(?P<account>\d*):secret:(?P<name>[^:]+)"
+                        r"(?::(?P<key>[^:]*)(?::(?P<stage>[^:]*)(?::(?P<version>[^:]*))?)?)?$")
+PARAMETER_ARN = re.compile(r"^arn:aws[a-z-]*:ssm:[^:]*:\d*:parameter(?P<name>/.+)$")
+
+
+def secret_reference(value_from: str) -> tuple[str, dict]:
+    """("asm", {SecretId, VersionStage?, VersionId?, json_key?}) or ("ssm", {Name}) for an ECS
+    `secrets[].valueFrom`: a Secrets Manager ARN, optionally with `:json-key:version-stage:version-id`;
+    a parameter ARN; anything else is the name of an SSM parameter (ECS reads a bare name so)."""
+    match = SECRET_ARN.match(value_from)
+    if match:
+        arn = value_from.split(":secret:", 1)[0] + ":secret:" + match["name"]
+        ref = {"SecretId": arn}
+        if match["stage"]:
+            ref["VersionStage"] = match["stage"]
+        if match["version"]:
+            ref["VersionId"] = match["version"]
+        if match["key"]:
+            ref["json_key"] = match["key"]
+        return "asm", ref
+    match = PARAMETER_ARN.match(value_from)
+    if match:
+        name = match["name"]
+        # an ARN of a parameter without a leading slash (arn:...:parameter/name) names "name"
+        return "ssm", {"Name": name if name.count("/") > 1 else name[1:]}
+    return "ssm", {"Name": value_from}
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -136,6 +198,12 @@ class LocalTask:
     log_path: Path
     workdir: Path
     account: "accounts.Account | None" = None
+    container: str | None = None  # the container's name (container runtime)
+    health: "object | None" = None  # its containers.HealthMonitor
+    stop_timeout: int = 10
+    role_entry: str | None = None  # its entry in the agent's credentials endpoint
+    essential: str = ""  # the essential container's name
+    started_by: str = ""
 
 
 def _tags(task: dict) -> dict:
@@ -170,7 +238,14 @@ class LocalAgent:
         control_token: str | None = None,
         isolate: bool | None = None,
         efs_dir: Path | str | None = None,
+        runtime: str = "process",
+        extra_mounts: "Callable[[dict], list[tuple[str, str, bool]]] | None" = None,
     ):
+        if runtime not in RUNTIMES:
+            raise LakehubError(f"unknown runtime {runtime!r}: give one of {', '.join(RUNTIMES)}")
+        self.runtime = runtime
+        self.extra_mounts = extra_mounts
+        self.credentials_server = None  # the container runtime's task-role endpoint (start())
         self.endpoint_url = endpoint_url
         self.clusters = list(clusters or [])
         self.region = region
@@ -182,6 +257,9 @@ class LocalAgent:
         self.efs_dir = Path(efs_dir) if efs_dir else self.work_dir / "efs"
         self.control_token = control_token
         # One Unix account per user when the agent can switch users (root); see the docstring.
+        # Containers are their own isolation (their definition's user, their own file system).
+        if runtime == "container":
+            isolate = False
         self.isolate = accounts.can_isolate() if isolate is None else isolate
         if self.isolate and not accounts.can_isolate():
             raise LakehubError("the local agent can run servers as their users' own accounts only as root")
@@ -205,6 +283,12 @@ class LocalAgent:
     def start(self) -> "LocalAgent":
         """Configure the emulator and watch in a background thread."""
         keep_tasks_running(self.endpoint_url, self.control_token)
+        if self.runtime == "container" and self.credentials_server is None:
+            from lakehub.local import containers
+            from lakehub.local.credentials import CredentialsServer
+
+            containers.podman()  # a clear error now rather than at the first task
+            self.credentials_server = CredentialsServer().start()
         if self.isolate and self.task_root is None:
             # Task folders live outside the (private) work and state folders, in a folder only
             # root writes and others may only pass through.
@@ -232,10 +316,30 @@ class LocalAgent:
             self._thread.join(timeout=30)
         for arn in list(self.tasks):
             local = self.tasks.pop(arn)
-            terminate_group(local.process, timeout=10)
+            self._end(local)
             if stop_tasks:
                 self._stop_task(local, "lakehub local agent stopped")
         self._clean_up_isolation()
+        if self.credentials_server is not None:
+            self.credentials_server.stop()
+            self.credentials_server = None
+
+    def _end(self, local: LocalTask) -> None:
+        """End a task's process (its container: podman stop, then the foreground run ends) and
+        forget its credentials; report the container's exit code."""
+        if local.health is not None:
+            local.health.stop()
+        if local.container:
+            from lakehub.local import containers
+
+            containers.stop(local.container, local.process, timeout=local.stop_timeout)
+        else:
+            terminate_group(local.process, timeout=10)
+        if local.role_entry and self.credentials_server is not None:
+            self.credentials_server.remove_role(local.role_entry)
+        if local.process is not None and local.process.returncode is not None:
+            code, _ = exit_status(local.process.returncode)
+            self._report(local, containers=[{"name": local.essential, "lastStatus": "STOPPED", "exitCode": code}])
 
     def _clean_up_isolation(self) -> None:
         for account in self._accounts.values():
@@ -286,7 +390,7 @@ class LocalAgent:
                     cluster=cluster, tasks=arns[i : i + 100], include=["TAGS"]
                 ).get("tasks", [])
                 for task in described:
-                    if TAG_USER not in _tags(task):
+                    if not self._handles(task):
                         continue
                     if task.get("lastStatus") == "STOPPED" or task.get("desiredStatus") == "STOPPED":
                         continue
@@ -295,15 +399,52 @@ class LocalAgent:
                         self._launch(cluster, task)
         for arn, local in list(self.tasks.items()):
             if arn not in live:
-                log.info("local agent: task %s stopped; ending its process", arn)
-                terminate_group(local.process, timeout=10)
+                log.info("local agent: task %s stopped; ending its %s", arn, "container" if local.container else "process")
                 del self.tasks[arn]
+                self._end(local)
             elif local.process.poll() is not None:
                 code, killer = exit_status(local.process.returncode)
                 how = f"was killed by {killer} (exit code {code})" if killer else f"exited with code {code}"
-                log.info("local agent: process of %s %s; stopping the task", arn, how)
+                log.info("local agent: %s of %s %s; stopping the task", "container" if local.container else "process", arn, how)
                 del self.tasks[arn]
-                self._stop_task(local, f"Essential container in task exited (exit code {code}{f': killed by {killer}' if killer else ''})")
+                self._end(local)
+                start_error = self._podman_error(local) if local.container and code in (125, 126, 127) else None
+                if start_error:  # podman could not make or start the container
+                    self._report(local, containers=[{"name": local.essential, "reason": start_error}])
+                    self._stop_task(local, f"CannotStartContainerError: {start_error}")
+                else:
+                    self._stop_task(local, f"Essential container in task exited (exit code {code}{f': killed by {killer}' if killer else ''})")
+            elif local.health is not None and local.health.status == "UNHEALTHY" and local.started_by.startswith("ecs-svc/"):
+                log.info("local agent: task %s of a service is unhealthy; stopping it", arn)
+                del self.tasks[arn]
+                self._end(local)
+                self._stop_task(local, "Task failed container health checks")
+
+    def _handles(self, task: dict) -> bool:
+        """User-server tasks; in the container runtime also the platform's hub tasks."""
+        tags = _tags(task)
+        return TAG_USER in tags or (self.runtime == "container" and TAG_HUB in tags)
+
+    @staticmethod
+    def _podman_error(local: LocalTask) -> str | None:
+        try:
+            lines = local.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        errors = [line for line in lines if line.startswith("Error: ")]
+        return errors[-1].removeprefix("Error: ") if errors else None
+
+    def _report(self, local: LocalTask, **status) -> None:
+        """What DescribeTasks shows of the task (health, exit code): the local emulator's
+        control API (a plain moto server lacks it: then nothing is reported)."""
+        from lakehub.local.control import control_request
+
+        body = json.dumps(dict(status, taskArn=local.arn)).encode()
+        try:
+            control_request(self.endpoint_url, "/moto-api/lakehub/ecs-task", self.control_token, data=body,
+                            method="POST", content_type="application/json")
+        except OSError as exc:
+            log.debug("local agent: cannot report %s's status: %s", local.arn, exc)
 
     # ---- running a task ---------------------------------------------------------------------
 
@@ -379,18 +520,64 @@ class LocalAgent:
             env.update(parse_env_file(body.decode("utf-8", errors="replace")))
         return env
 
+    def _secrets(self, container_def: dict, task_def: dict, task_id: str) -> dict[str, str]:
+        """The container's `secrets`, read as ECS reads them: with the task's execution role."""
+        secrets = container_def.get("secrets") or []
+        if not secrets:
+            return {}
+        role = task_def.get("executionRoleArn")
+        if not role:
+            raise SecretsError("asm", "secrets need a task execution role, and the task definition has none")
+        try:
+            creds = self._credentials(role, f"lakehub-local-exec-{task_id}")
+        except LakehubError as exc:
+            raise SecretsError("asm", str(exc)) from None
+        session = boto3.session.Session(
+            aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds.get("SessionToken"), region_name=self.region,
+        )
+        clients: dict[str, object] = {}
+        out: dict[str, str] = {}
+        for secret in secrets:
+            name, value_from = secret.get("name", ""), str(secret.get("valueFrom", ""))
+            source, ref = secret_reference(value_from)
+            if source not in clients:
+                clients[source] = session.client("secretsmanager" if source == "asm" else "ssm", endpoint_url=self.endpoint_url)
+            client = clients[source]
+            try:
+                if source == "asm":
+                    key = ref.pop("json_key", None)
+                    value = client.get_secret_value(**ref)["SecretString"]
+                    if key:
+                        document = json.loads(value)
+                        if not isinstance(document, dict) or key not in document:
+                            raise SecretsError("asm", f"secret {ref['SecretId']} has no JSON key {key!r}")
+                        value = document[key] if isinstance(document[key], str) else json.dumps(document[key])
+                else:
+                    value = client.get_parameter(Name=ref["Name"], WithDecryption=True)["Parameter"]["Value"]
+            except (ClientError, BotoCoreError, KeyError, ValueError) as exc:
+                what = f"failed to fetch secret {value_from}" if source == "asm" else f"failed to fetch parameter {value_from}"
+                raise SecretsError(source, f"{what}: {exc}") from None
+            out[name] = value
+        return out
+
     def _environment(self, container_def: dict, override: dict, task_def: dict, task_id: str, port: int) -> dict:
-        bin_dir = str(Path(sys.executable).parent)
-        env = {
-            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-        }
-        env.update(image_environment())  # what the image gives every container; the task's own wins
+        container = self.runtime == "container"
+        if container:
+            env: dict[str, str] = {}  # the image's ENV (PATH...) applies; nothing of this machine's
+        else:
+            bin_dir = str(Path(sys.executable).parent)
+            env = {
+                "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+                "LANG": os.environ.get("LANG", "C.UTF-8"),
+            }
+            env.update(image_environment())  # what the image gives every container; the task's own wins
         # ECS: the container's environment takes precedence over its environment files, and
         # the overrides' environment over the container's.
         env.update(self._env_files(container_def, override, task_def, task_id))
         env.update(_pairs(container_def.get("environment")))
         env.update(_pairs(override.get("environment")))
+        env.update(self._secrets(container_def, task_def, task_id))
         service_url = env.get("JUPYTERHUB_SERVICE_URL")
         if service_url:
             parts = urlsplit(service_url)
@@ -398,12 +585,16 @@ class LocalAgent:
         env["PORT"] = env["LAKEHUB_LOCAL_PORT"] = str(port)
         from lakehub.processes import PART_MARKER, RUN_MARKER
 
-        if os.environ.get(RUN_MARKER):  # the local platform's run: its next `down` finds the task's processes
+        if os.environ.get(RUN_MARKER) and not container:  # the local platform's run: its next `down` finds the task's processes
             env[RUN_MARKER], env[PART_MARKER] = os.environ[RUN_MARKER], "agent task"
         env["AWS_ENDPOINT_URL"] = self.endpoint_url
         env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.region
         role = task_def.get("taskRoleArn")
-        if role:
+        if role and container:
+            # As ECS gives a task its role: an endpoint and a token, never keys.
+            creds = self._credentials(role, f"lakehub-local-{task_id}")
+            env.update(self.credentials_server.add_role(task_id, creds, role))
+        elif role:
             creds = self._credentials(role, f"lakehub-local-{task_id}")
             env["AWS_ACCESS_KEY_ID"] = creds["AccessKeyId"]
             env["AWS_SECRET_ACCESS_KEY"] = creds["SecretAccessKey"]
@@ -422,6 +613,8 @@ class LocalAgent:
         workdir = self.work_dir / task_id
         log_path = self.work_dir / f"{task_id}.log"
         port = unused_port({t.port for t in self.tasks.values()})
+        if self.runtime == "container":
+            return self._launch_container(cluster, task, task_def, container_def, override, port, log_path)
         account = None
         try:
             argv = self._command(container_def, override)
@@ -458,19 +651,95 @@ class LocalAgent:
             finally:
                 out.close()
         except (LakehubError, ClientError, OSError) as exc:
-            log.warning("local agent: cannot run task %s: %s", arn, exc)
-            local = LocalTask(arn, cluster, port, None, log_path, workdir)  # type: ignore[arg-type]
-            if isinstance(exc, EnvFileError):  # ECS fails the task before any container starts
-                self._stop_task(local, f"ResourceInitializationError: failed to download env files: {exc}")
-            else:
-                self._stop_task(local, f"CannotStartContainerError: lakehub local agent: {exc}")
+            self._cannot_run(LocalTask(arn, cluster, port, None, log_path, workdir), exc)  # type: ignore[arg-type]
             return
-        local = LocalTask(arn, cluster, port, process, log_path, workdir, account)
+        local = LocalTask(arn, cluster, port, process, log_path, workdir, account, essential=container_def.get("name", ""),
+                          started_by=task.get("startedBy") or "")
         self.tasks[arn] = local
         log.info("local agent: task %s runs as pid %s on %s:%s (log %s)", arn, process.pid, self.host, port, log_path)
         self.ecs.tag_resource(
             resourceArn=arn, tags=[{"key": TAG_LOCAL_ENDPOINT, "value": f"{self.host}:{port}"}]
         )
+
+    def _cannot_run(self, local: LocalTask, exc: Exception) -> None:
+        from lakehub.local.containers import ContainerError
+
+        log.warning("local agent: cannot run task %s: %s", local.arn, exc)
+        if isinstance(exc, EnvFileError):  # ECS fails the task before any container starts
+            self._stop_task(local, f"ResourceInitializationError: failed to download env files: {exc}")
+        elif isinstance(exc, SecretsError):
+            self._stop_task(local, exc.reason())
+        elif isinstance(exc, ContainerError):
+            self._stop_task(local, f"{exc.reason}: {exc}")
+        else:
+            self._stop_task(local, f"CannotStartContainerError: lakehub local agent: {exc}")
+
+    def _launch_container(self, cluster: str, task: dict, task_def: dict, container_def: dict, override: dict,
+                          port: int, log_path: Path) -> None:
+        """Run the task as a podman container of its image (lakehub.local.containers)."""
+        from lakehub.local import containers
+
+        arn = task["taskArn"]
+        task_id = arn.rsplit("/", 1)[-1]
+        name = containers.container_name(task_id)
+        tags = _tags(task)
+        local = LocalTask(arn, cluster, port, None, log_path, self.work_dir, container=name,  # type: ignore[arg-type]
+                          essential=container_def.get("name", ""), started_by=task.get("startedBy") or "",
+                          stop_timeout=int(container_def.get("stopTimeout") or containers.DEFAULT_STOP_TIMEOUT))
+        try:
+            image = container_def.get("image") or ""
+            if not image or not containers.image_exists(image):
+                raise containers.ContainerError(
+                    "CannotPullContainerError",
+                    f"pull image manifest has been retried 1 time(s): {image or '(no image)'}: not found "
+                    "(the local agent pulls nothing: build the image locally first)")
+            mounts, posix = self._efs_mounts(task_def, container_def)
+            read_only = {mp.get("containerPath"): bool(mp.get("readOnly")) for mp in container_def.get("mountPoints") or []}
+            binds = [containers.Mount(str(host), path, read_only.get(path, False)) for path, host in mounts]
+            binds += [containers.Mount(str(h), c, bool(ro)) for h, c, ro in (self.extra_mounts(task) if self.extra_mounts else [])]
+            user = container_def.get("user") or None
+            if posix:  # EFS enforces the access point's identity on every file operation
+                user = f"{posix['Uid']}:{posix['Gid']}"
+            if TAG_USER in tags and (user is None or user.split(":", 1)[0] in ("0", "root")):
+                raise containers.ContainerError(
+                    "CannotStartContainerError",
+                    "a user's server must not run as root: set User in the task definition (the image's is root)")
+            env = self._environment(container_def, override, task_def, task_id, port)
+            local.role_entry = task_id if task_def.get("taskRoleArn") else None
+            labels = {containers.TASK_LABEL: arn}
+            from lakehub.processes import RUN_MARKER
+
+            if os.environ.get(RUN_MARKER):
+                labels[containers.RUN_LABEL] = os.environ[RUN_MARKER]
+            out = open(log_path, "ab")
+            try:
+                local.process = containers.start(
+                    lambda env_file, env_names: containers.run_argv(
+                        name, image, container_def, override, mounts=binds, user=user, labels=labels,
+                        env_file=env_file, env_names=env_names),
+                    env, out)
+            finally:
+                out.close()
+        except (LakehubError, ClientError, OSError, subprocess.SubprocessError) as exc:
+            if local.role_entry and self.credentials_server is not None:
+                self.credentials_server.remove_role(local.role_entry)
+            self._report(local, containers=[{"name": local.essential, "lastStatus": "STOPPED", "exitCode": None,
+                                             "reason": str(exc)}])
+            self._cannot_run(local, exc)
+            return
+        self.tasks[arn] = local
+        health = container_def.get("healthCheck")
+        self._report(local, healthStatus="UNKNOWN", containers=[
+            {"name": local.essential, "lastStatus": "RUNNING", "exitCode": None, "healthStatus": "UNKNOWN"}])
+        if health:
+            def report(status: str, local=local) -> None:
+                log.info("local agent: task %s is %s", local.arn, status)
+                self._report(local, healthStatus=status, containers=[{"name": local.essential, "healthStatus": status}])
+
+            local.health = containers.HealthMonitor(name, health, report).start()
+        log.info("local agent: task %s runs as container %s (pid %s) on %s:%s (log %s)", arn, name,
+                 local.process.pid, self.host, port, log_path)
+        self.ecs.tag_resource(resourceArn=arn, tags=[{"key": TAG_LOCAL_ENDPOINT, "value": f"{self.host}:{port}"}])
 
     def _efs_mounts(self, task_def: dict, container_def: dict) -> tuple[list[tuple[str, Path]], dict | None]:
         """[(containerPath, host folder)] for the container's EFS mount points (each folder made
@@ -655,6 +924,8 @@ def main(argv: list[str] | None = None) -> int:
         "IAM enforcement was turned on (default: assume each task role on the emulator)",
     )
     parser.add_argument("--poll-interval", type=float, default=0.5)
+    parser.add_argument("--runtime", choices=RUNTIMES, default="process",
+                        help="run tasks as host processes (default) or as podman containers of their image")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     creds = None
@@ -666,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         agent = LocalAgent(
-            args.endpoint_url, args.cluster, args.region, args.work_dir, args.poll_interval, creds
+            args.endpoint_url, args.cluster, args.region, args.work_dir, args.poll_interval, creds, runtime=args.runtime
         ).start()
     except LakehubError as exc:
         print(f"lakehub agent: error: {exc}", file=sys.stderr)

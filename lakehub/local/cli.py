@@ -103,6 +103,12 @@ def register(subparsers) -> None:
     rt.add_argument("--format", choices=("table", "json"), default="table")
     rt.set_defaults(func=cmd_resource_types)
 
+    image = sub.add_parser("image", help="build the hub image from hub_images/Dockerfile with podman (or find it in "
+                                         "the cache) and print its reference")
+    image.add_argument("--rebuild", action="store_true", help="build again even when podman has the image")
+    image.add_argument("--format", choices=("table", "json"), default="table")
+    image.set_defaults(func=cmd_image)
+
     local.set_defaults(func=lambda args: (local.print_help(), 2)[1])
 
 
@@ -406,6 +412,23 @@ def cmd_down(args) -> int:
 def not_exported(state: StateDir, why: str) -> LakehubError:
     return LakehubError(f"the notebooks were not exported ({why}); the last good copy is {state.export_dir} "
                         "(written as each was saved), and the next `up` restores it")
+
+
+def cmd_image(args) -> int:
+    """`lakehub local image`: the local hub image (lakehub.local.images), built when missing."""
+    from rich.console import Console
+
+    from lakehub.local.images import hub_image
+
+    console = Console(stderr=True)
+    found = hub_image(say=lambda line: console.print(f"  {line}", markup=False, highlight=False), rebuild=args.rebuild)
+    if args.format == "json":
+        print(json.dumps({"image": found.ref, "id": found.image_id, "size_bytes": found.size_bytes,
+                          "cached": not found.built, "build_seconds": round(found.seconds, 1) if found.built else None}))
+        return 0
+    how = f"built in {found.seconds:.0f} s" if found.built else "cached"
+    print(f"{found.ref}\t{found.size_bytes / 1e9:.2f} GB\t{how}")
+    return 0
 
 
 def cmd_resource_types(args) -> int:

@@ -71,6 +71,10 @@ class CredentialsServer:
             "AWS_CONTAINER_AUTHORIZATION_TOKEN": token,
         }
 
+    def remove_role(self, name: str) -> None:
+        """Stop serving /role/<name> (its token answers 403 from now on)."""
+        self._roles.pop(name, None)
+
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -32,7 +32,13 @@ imports moto, changes five things, and serves moto's app on 127.0.0.1:
    least-privilege role would be refused: there a request is checked on its action only, by
    moto's own check (which ignores most Conditions).
 
-5. Durable local S3 (``--persist-dir``): once the supervisor names the notebook bucket
+5. ECS task status (``POST /moto-api/lakehub/ecs-task``, token required): moto reports every
+   task's container HEALTHY with exit code 0 and runs no health check. The local agent, which
+   runs the tasks, sets what DescribeTasks shows: the task's ``healthStatus``, and each
+   container's ``healthStatus``, ``lastStatus``, ``exitCode`` and ``reason``
+   (``ecs_task_api``).
+
+6. Durable local S3 (``--persist-dir``): once the supervisor names the notebook bucket
    (``POST /moto-api/lakehub/persist``, token required), every write to it is mirrored to that
    folder before the request is answered (``install_bucket_persistence``): the folder always
    holds the bucket's current objects, so a crash of this process loses no saved notebook.
@@ -1110,6 +1116,74 @@ def persistence_api(app):
     return handle
 
 
+ECS_TASK_PATH = "/moto-api/lakehub/ecs-task"
+HEALTH_VALUES = ("HEALTHY", "UNHEALTHY", "UNKNOWN")
+
+
+def set_task_status(request: dict) -> dict:
+    """Set what DescribeTasks shows of a task the local agent runs: `{"taskArn": arn,
+    "healthStatus": "HEALTHY"|"UNHEALTHY"|"UNKNOWN", "containers": [{"name": n, "healthStatus": ...,
+    "lastStatus": ..., "exitCode": int|null, "reason": text}]}` (every key but taskArn optional)."""
+    from moto.ecs.models import ecs_backends
+
+    arn = str(request.get("taskArn") or "")
+    if not arn.startswith("arn:"):
+        raise ValueError("give the task's ARN as taskArn")
+    health = request.get("healthStatus")
+    if health is not None and health not in HEALTH_VALUES:
+        raise ValueError(f"healthStatus must be one of {', '.join(HEALTH_VALUES)}")
+    for account in list(ecs_backends):
+        for backend in ecs_backends[account].values():
+            for cluster_tasks in backend.tasks.values():
+                task = cluster_tasks.get(arn)
+                if task is None:
+                    continue
+                if health is not None:
+                    task.health_status = health
+                for change in request.get("containers") or []:
+                    for container in task.containers:
+                        if change.get("name") not in (None, container.name):
+                            continue
+                        if change.get("healthStatus") in HEALTH_VALUES:
+                            container.health_status = change["healthStatus"]
+                        if "lastStatus" in change:
+                            container.last_status = str(change["lastStatus"])
+                        if "exitCode" in change:
+                            container.exitCode = None if change["exitCode"] is None else int(change["exitCode"])
+                        if "reason" in change:
+                            container.reason = str(change["reason"])[:255]
+                return {"taskArn": arn, "healthStatus": getattr(task, "health_status", None)}
+    raise KeyError(arn)
+
+
+def ecs_task_api(app):
+    """WSGI middleware for the control path ECS_TASK_PATH (behind the token guard):
+    `POST` a set_task_status request."""
+
+    def answer(start_response, status: str, body: dict):
+        data = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def handle(environ, start_response):
+        if (environ.get("PATH_INFO") or "") != ECS_TASK_PATH:
+            return app(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST":
+            return answer(start_response, "405 Method Not Allowed", {"error": "POST a task status"})
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            if not isinstance(request, dict):
+                raise ValueError("the body is a JSON object")
+            return answer(start_response, "200 OK", set_task_status(request))
+        except KeyError as exc:
+            return answer(start_response, "404 Not Found", {"error": f"no task {exc}"})
+        except (TypeError, ValueError) as exc:
+            return answer(start_response, "400 Bad Request", {"error": str(exc)})
+
+    return handle
+
+
 def serve(port: int, work_dir: Path, control_token: str, persist_dir: Path | None = None) -> None:
     from werkzeug.serving import make_server
 
@@ -1139,7 +1213,7 @@ def serve(port: int, work_dir: Path, control_token: str, persist_dir: Path | Non
         install_bucket_persistence(persist_dir)
     from lakehub.local.control import guard
 
-    app = guard(persistence_api(DomainDispatcherApplication(create_backend_app)), control_token)
+    app = guard(ecs_task_api(persistence_api(DomainDispatcherApplication(create_backend_app))), control_token)
     server = make_server(LOOPBACK, port, app, threaded=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     log.info("emulator on %s (relay https://%s:%s)", endpoint, LOOPBACK, RUNNER.relay_port)
