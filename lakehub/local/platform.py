@@ -689,10 +689,9 @@ class LocalPlatform:
     def prepare_image(self) -> str:
         """The hub image built from hub_images/Dockerfile (lakehub.local.images; cached), and its
         tag: deployed as the templates' ImageTag, so every task definition names it."""
-        from lakehub.local import images
+        from lakehub.local.images import ensure_hub_image
 
-        ensure = getattr(images, "ensure_hub_image", None)  # TODO(i17-p1): until merged
-        self.hub_image = ensure(say=self.say) if ensure else "localhost/lakehub-hub:proto"
+        self.hub_image = ensure_hub_image(say=self.say)
         return self.hub_image.rsplit(":", 1)[1]
 
     def push_image(self) -> None:
@@ -701,13 +700,11 @@ class LocalPlatform:
         found a manifest under that tag in the emulator's ECR), and podman's storage is this
         machine's registry, so the local image gets that name too (`podman tag`). Nothing is
         pulled: the agent runs with --pull never."""
-        from lakehub.local.images import _run
-
         repo = self.outputs.get(names.IMAGE_REPOSITORY_URI)
         if not repo:
             raise LakehubError(f"the deploy gave no {names.IMAGE_REPOSITORY_URI} output; cannot name the hub image")
         target = f"{repo}:{self.hub_image.rsplit(':', 1)[1]}"
-        done = _run(["podman", "tag", self.hub_image, target])
+        done = subprocess.run(["podman", "tag", self.hub_image, target], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise LakehubError(f"podman tag {self.hub_image} {target} failed: {(done.stderr or '').strip()[:300]}")
         self.task_image = target
