@@ -145,6 +145,13 @@ def cmd_up(args) -> int:
     if not can_isolate():
         print(f"lakehub local: {not_isolated_warning()}", file=sys.stderr)
 
+    if runtime == "container":
+        # The first build takes minutes: here, with its progress, before the supervisor (and
+        # --timeout) starts; the supervisor finds it cached.
+        from lakehub.local.images import ensure_hub_image
+
+        ensure_hub_image(say=lambda line: console.print(f"  {line}"))
+
     if args.foreground:
         console.print(f"[bold]lakehub local[/]: starting in the foreground (Ctrl-C stops everything); state in {state.path}")
         return supervise(state, base, args.server_mode, run_id="foreground",
