@@ -718,11 +718,13 @@ class LocalPlatform:
         folder at /srv/jupyterhub (its database outlives the container, as a restarted hub keeps
         it in the process runtime), the local config hooks read-only, and in shared mode the tier's
         homes folder at /home (the template mounts the EFS homes only for shared tiers)."""
-        from lakehub.local.agent import TAG_HUB
+        from lakehub.local.agent import TAG_HUB, TAG_USER
 
-        tier_name = {t["key"]: t.get("value", "") for t in task.get("tags") or []}.get(TAG_HUB)
-        tier = next((t for t in self.tiers if t.name == tier_name), None)
-        if tier is None:
+        tags = {t["key"]: t.get("value", "") for t in task.get("tags") or []}
+        # Users' tasks carry lakehub:hub too (FargateSpawner: the hub that started them, by
+        # default the tier's name): they never get the hub's folders.
+        tier = next((t for t in self.tiers if t.name == tags.get(TAG_HUB)), None)
+        if tier is None or TAG_USER in tags:
             return []
         mounts = [(str(self.hub_state_folder(tier)), CONTAINER_STATE_DIR, False),
                   (str(HUB_CONFIG_D), CONTAINER_CONFIG_D, True)]

@@ -77,6 +77,23 @@ def test_the_default_runtime_falls_back_to_processes_with_one_line_why(tmp_path,
     assert err[0].startswith("lakehub local: containers: podman is not installed") and "as processes" in err[0]
 
 
+def test_only_hub_tasks_get_the_hubs_folders_never_a_users_task(tmp_path):
+    """The hub's state folder (its database, cookie secret) and the local hooks are mounted into
+    the tier's hub task only: a user's task carries lakehub:hub = the tier too (the spawner tags
+    the hub that started it), and must get none of them."""
+    from lakehub.local.platform import CONTAINER_CONFIG_D, CONTAINER_STATE_DIR, LocalPlatform
+    from lakehub.local.state import StateDir
+
+    platform = LocalPlatform(StateDir(tmp_path / "state"), base_port=9100, runtime="container")
+    hub_task = {"tags": [{"key": "lakehub:tier", "value": "pii"}, {"key": "lakehub:hub", "value": "pii"}]}
+    user_task = {"tags": hub_task["tags"] + [{"key": "lakehub:user", "value": "alice"}]}
+    mounts = platform.hub_task_mounts(hub_task)
+    assert {(c, ro) for _, c, ro in mounts} == {(CONTAINER_STATE_DIR, False), (CONTAINER_CONFIG_D, True)}
+    assert mounts[0][0] == str(tmp_path / "state" / "hubs" / "pii" / "state")
+    assert platform.hub_task_mounts(user_task) == []
+    assert platform.hub_task_mounts({"tags": [{"key": "lakehub:hub", "value": "elsewhere"}]}) == []
+
+
 # ------------------------------------------------------------------------------------------
 # one platform on containers
 # ------------------------------------------------------------------------------------------
@@ -119,14 +136,16 @@ def _containers(p: Platform) -> dict[str, dict]:
 
 
 def _tasks(p: Platform, tag: str, value: str) -> list[dict]:
-    """The running tasks tagged `tag` = `value` (lakehub:user = a user, lakehub:hub = a tier)."""
+    """The running tasks tagged `tag` = `value`: lakehub:user = a user's; lakehub:hub = a tier's
+    hub task (users' tasks carry lakehub:hub too, the hub that started them: left out)."""
     ecs, cluster = _ecs(p), p.state()["outputs"]["ClusterName"]
     arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
     if not arns:
         return []
     found = []
     for task in ecs.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"]:
-        if {t["key"]: t["value"] for t in task.get("tags", [])}.get(tag) == value:
+        tags = {t["key"]: t["value"] for t in task.get("tags", [])}
+        if tags.get(tag) == value and (tag != "lakehub:hub" or "lakehub:user" not in tags):
             found.append(task)
     return found
 
