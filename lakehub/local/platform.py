@@ -586,6 +586,7 @@ class LocalPlatform:
                 wanted.append(exec_role)
             setattr(t, "execution_role_arn", exec_role)
             setattr(t, "hub_task_definition", info.get("HubTaskDefinitionArn"))
+            setattr(t, "hub_security_group", info.get("resource:HubSecurityGroup"))
             for arn in wanted:
                 creds = sts.assume_role(RoleArn=arn, RoleSessionName=f"lakehub-local-{t.name}",
                                         DurationSeconds=ROLE_SESSION_SECONDS)["Credentials"]
@@ -771,9 +772,11 @@ class LocalPlatform:
         service_name = f"{tier.name}-hub"
         services = ecs.describe_services(cluster=cluster, services=[service_name]).get("services") or []
         service = services[0] if services else {}
-        kwargs = {}
-        if service.get("networkConfiguration"):
-            kwargs["networkConfiguration"] = service["networkConfiguration"]
+        # moto's CloudFormation makes a service of its name, cluster, task definition and count
+        # only: without the service's NetworkConfiguration, the template's (the tier's private
+        # subnets, its hub security group, no public IP).
+        network = service.get("networkConfiguration") or getattr(tier, "hub_network", None)
+        kwargs = {"networkConfiguration": network} if network else {}
         task = ecs.run_task(
             cluster=cluster, taskDefinition=service.get("taskDefinition") or tier.hub_task_definition,
             startedBy=f"ecs-svc/{service_name}", launchType="FARGATE", count=1,
@@ -809,6 +812,10 @@ class LocalPlatform:
             definition = ecs.describe_task_definition(taskDefinition=t.hub_task_definition)["taskDefinition"]
             env = {e["name"]: e.get("value", "") for e in definition["containerDefinitions"][0].get("environment") or []}
             setattr(t, "homes_fs_id", env.get("LAKEHUB_HOMES_FILE_SYSTEM_ID", ""))
+            groups = [g for g in (getattr(t, "hub_security_group", None),) if g]
+            setattr(t, "hub_network", {"awsvpcConfiguration": {
+                "subnets": [n for n in env.get("LAKEHUB_USER_SUBNETS", "").split(",") if n],
+                "securityGroups": groups, "assignPublicIp": "DISABLED"}})
             folder = self.hub_state_folder(t)
             shutil.rmtree(folder.parent, ignore_errors=True)
             folder.mkdir(parents=True)

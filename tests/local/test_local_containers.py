@@ -211,13 +211,15 @@ def test_two_users_of_a_tier_get_their_own_container_running_as_a_non_root_user(
     seen = {}
     for user in tier["users"][:2]:
         server = user_server(tier, user)
-        uid = server.run("python3", "import os; print(os.geteuid(), os.getcwd())").split()
-        assert uid[0] != "0" and uid[1] == "/home/lakehub", uid  # the task definition's User and WorkingDirectory
+        uid, cwd, home = server.run("python3", "import os; print(os.geteuid(), os.getcwd(), os.environ['HOME'])").split()
+        assert uid != "0" and cwd == home, (uid, cwd, home)  # the server starts in its home
         (task,) = _tasks(platform, "lakehub:user", user["username"])
         container = _containers(platform)[task["taskArn"]]
         assert container["State"]["Running"]
         assert container["Image"] == hub_image
-        assert container["Config"]["User"] == "1000"
+        # The user the container runs as: the home's EFS access point's PosixUser (the task
+        # definition's User 1000 otherwise), never root, and the kernel's uid.
+        assert container["Config"]["User"].split(":")[0] == uid, container["Config"]["User"]
         seen[user["username"]] = container["Id"]
     assert len(set(seen.values())) == 2, seen
 
