@@ -201,6 +201,11 @@ def test_each_hub_is_its_services_ecs_task_in_a_container_of_the_hub_image_and_h
                 break
             time.sleep(2)
         assert described.get("healthStatus") == "HEALTHY", described
+        # The image's command replicates the hub's database with Litestream to the emulator's S3
+        # (per-user tiers: LAKEHUB_HUB_STATE_BUCKET, the notebook bucket, under hub-state/<tier>/).
+        listed = platform.admin_s3().list_objects_v2(Bucket=state["outputs"]["NotebookBucketName"],
+                                                      Prefix=f"hub-state/{tier}/")
+        assert any(o["Key"].endswith(".ltx") for o in listed.get("Contents", [])), listed.get("Contents")
 
 
 @pytest.mark.e2e
