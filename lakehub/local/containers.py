@@ -96,24 +96,11 @@ def podman() -> str:
     return exe
 
 
-def _hard_limit(resource: int, wanted: int) -> int:
-    import resource as res
-
-    hard = res.getrlimit(resource)[1]
-    return wanted if hard == res.RLIM_INFINITY else min(wanted, hard)
-
-
 def run_args() -> list[str]:
-    """What `podman run` needs on this machine: runc (crun fails on the hybrid cgroup layout)
-    and ulimits no higher than the hard limits (podman's defaults would raise them: refused)."""
-    try:
-        from lakehub.local.images import run_args as image_run_args  # part P1 (i17-p1)
-    except ImportError:
-        import resource
+    """What `podman run` needs on this machine (runc, ulimits within the hard limits):
+    lakehub.local.images.run_args, one place for the image build and the runtime."""
+    from lakehub.local.images import run_args as image_run_args
 
-        nofile = _hard_limit(resource.RLIMIT_NOFILE, 20000)
-        nproc = _hard_limit(resource.RLIMIT_NPROC, 32768)
-        return ["--runtime", "runc", "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
     return list(image_run_args())
 
 

@@ -30,6 +30,7 @@ import resource
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,10 +363,19 @@ def context_files(context: Path | None = None) -> list[str]:
     return files
 
 
-def hub_content_hash(python_id: str, node_id: str, context: Path | None = None) -> str:
-    """Every file the build reads (name, mode's executable bit, bytes) and the stand-ins' image ids."""
+# How the hub image is built, beyond its inputs (part of its tag: a change here rebuilds).
+# --format docker: the OCI format, podman's default, drops the Dockerfile's SHELL (its RUN steps
+# would lose `pipefail`) and HEALTHCHECK; Docker, as CodeBuild runs it, keeps both.
+HUB_BUILD_FLAGS = ("--format", "docker", "--network", "host", "--pull=never", "--layers")
+STANDIN_BUILD_FLAGS = ("--format", "docker", "--network", "none", "--pull=never")
+
+
+def hub_content_hash(python_id: str, node_id: str, context: Path | None = None,
+                     flags: tuple[str, ...] = HUB_BUILD_FLAGS) -> str:
+    """Every file the build reads (name, executable bit, bytes), the stand-ins' image ids and the
+    build flags."""
     context = context or HUB_CONTEXT
-    parts: list[str | bytes] = [f"python={python_id}", f"node={node_id}"]
+    parts: list[str | bytes] = [f"python={python_id}", f"node={node_id}", " ".join(flags)]
     for rel in context_files(context):
         path = context / rel
         parts += [rel, "x" if os.access(path, os.X_OK) else "-", path.read_bytes()]
@@ -492,16 +502,20 @@ def _stream(cmd: list[str], log_path: Path, progress: _Progress, timeout: float 
         log.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 text=True, errors="replace", bufsize=1, **kwargs)
-        deadline = time.monotonic() + timeout
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            progress.line(line.rstrip("\n"))
-            if time.monotonic() > deadline:
-                proc.kill()
-                log.write(f"\n[lakehub] stopped after {timeout:.0f} s\n")
-                break
-        return proc.wait(timeout=60)
+        # A build that stops printing is still ended on time: the timer kills it, the pipe closes.
+        watchdog = threading.Timer(timeout, proc.kill)
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                progress.line(line.rstrip("\n"))
+            code = proc.wait(timeout=60)
+        finally:
+            watchdog.cancel()
+        if code < 0:
+            log.write(f"\n[lakehub] {cmd[0]} {cmd[1]} ended by signal {-code} (time limit {timeout:.0f} s)\n")
+        return code
 
 
 def _failure_line(log_path: Path, what: str) -> str:
@@ -651,13 +665,13 @@ def ensure_python_standin(base: str, python_image: str, say=print) -> str:
     python_minor(python_image)
     base_id = _image_id(base) or ""
     text = python_containerfile(base, python_image)
-    tag = f"{PYTHON_STANDIN_REPO}:3.11-bookworm-{_short_hash(base_id, text)}"
+    tag = f"{PYTHON_STANDIN_REPO}:3.11-bookworm-{_short_hash(base_id, text, *STANDIN_BUILD_FLAGS)}"
     if _image_id(tag):
         return tag
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         (Path(tmp) / "Containerfile").write_text(text)
         _podman_build(tag, Path(tmp), "standin-python", f"stand-in for {python_image}", say,
-                      ["--network", "none", "--pull=never", "-f", str(Path(tmp) / "Containerfile")])
+                      [*STANDIN_BUILD_FLAGS, "-f", str(Path(tmp) / "Containerfile")])
     return tag
 
 
@@ -671,7 +685,7 @@ def ensure_node_standin(base: str, node_image: str, say=print) -> str:
     npm_tgz = _npm_pack(f"npm@{npm_version}", say)
     base_id = _image_id(base) or ""
     text = node_containerfile(base, node_image, node_tgz.name, npm_tgz.name, version, npm_version)
-    tag = f"{NODE_STANDIN_REPO}:{version}-bookworm-{_short_hash(base_id, text, _file_sha(node_tgz), _file_sha(npm_tgz))}"
+    tag = f"{NODE_STANDIN_REPO}:{version}-bookworm-{_short_hash(base_id, text, _file_sha(node_tgz), _file_sha(npm_tgz), *STANDIN_BUILD_FLAGS)}"
     if _image_id(tag):
         return tag
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
@@ -679,7 +693,7 @@ def ensure_node_standin(base: str, node_image: str, say=print) -> str:
             shutil.copy(tgz, Path(tmp) / tgz.name)
         (Path(tmp) / "Containerfile").write_text(text)
         _podman_build(tag, Path(tmp), "standin-node", f"stand-in for {node_image}", say,
-                      ["--network", "none", "--pull=never", "-f", str(Path(tmp) / "Containerfile")])
+                      [*STANDIN_BUILD_FLAGS, "-f", str(Path(tmp) / "Containerfile")])
     return tag
 
 
@@ -736,7 +750,7 @@ def hub_image(say=print, rebuild: bool = False) -> HubImage:
             npmrc.write_text("cafile=/etc/ssl/certs/ca-certificates.crt\n")  # where the bundle is mounted
             digests = f"python={python_ref}@{python_id[:12]},node={node_ref}@{node_id[:12]} (local stand-ins)"
             extra = [
-                "--network", "host", "--pull=never", "--layers",
+                *HUB_BUILD_FLAGS,
                 # The host's CA bundle (the network here goes through an intercepting proxy with its
                 # own CA) and an npmrc naming it: mounted for the build only, nothing lands in the image.
                 "-v", f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro",

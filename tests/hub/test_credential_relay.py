@@ -285,6 +285,31 @@ def test_a_refused_or_missing_hub_gives_a_502_with_the_reason_never_the_task_rol
     assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in env
 
 
+def test_a_task_role_given_as_full_uri_and_token_never_reaches_kernels(hub):
+    """The local container runtime gives a task its role as ECS does on some platforms:
+    AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN. The relay replaces
+    both; when it cannot start, both are gone (kernels get no credentials, not the task role's)."""
+    def task_env():
+        env = server_environ(hub)
+        del env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"]
+        env.update(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:9/role/task-id",
+                   AWS_CONTAINER_AUTHORIZATION_TOKEN="task-role-token")
+        return env
+
+    env = task_env()
+    relay = relay_mod.start(env)
+    try:
+        assert relay is not None
+        assert env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == relay.url != "http://127.0.0.1:9/role/task-id"
+        assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == relay.token != "task-role-token"
+    finally:
+        relay.stop()
+    env = task_env()
+    del env["JUPYTERHUB_API_URL"]
+    assert relay_mod.start(env) is None
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in env and "AWS_CONTAINER_AUTHORIZATION_TOKEN" not in env
+
+
 def test_without_the_hubs_switch_the_relay_leaves_the_environment_alone(hub):
     env = server_environ(hub)
     del env["LAKEHUB_CREDENTIAL_RELAY"]

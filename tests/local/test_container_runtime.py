@@ -24,7 +24,7 @@ from lakehub.local.agent import LocalAgent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-IMAGE = os.environ.get("LAKEHUB_TEST_HUB_IMAGE", "localhost/lakehub-hub:proto")
+IMAGE = os.environ.get("LAKEHUB_TEST_HUB_IMAGE", "")
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 _n = itertools.count()
@@ -34,15 +34,16 @@ _n = itertools.count()
 def hub_image():
     if not shutil.which("podman"):
         pytest.skip("podman is not installed (apt-get install podman runc)")
-    try:
-        from lakehub.local.images import ensure_hub_image  # part P1
-    except ImportError:
-        ensure_hub_image = None
-    if ensure_hub_image is not None and "LAKEHUB_TEST_HUB_IMAGE" not in os.environ:
-        return ensure_hub_image()
-    if not containers.image_exists(IMAGE):
-        pytest.skip(f"no hub image {IMAGE} (build it: podman build ... -t {IMAGE} hub_images/)")
-    return IMAGE
+    if "LAKEHUB_TEST_HUB_IMAGE" in os.environ:  # an image of one's own (e.g. an older one)
+        if not containers.image_exists(IMAGE):
+            pytest.fail(f"LAKEHUB_TEST_HUB_IMAGE={IMAGE}: podman has no such image")
+        return IMAGE
+    from lakehub.local.images import ensure_hub_image, podman_problem
+
+    problem = podman_problem()
+    if problem:
+        pytest.skip(problem)
+    return ensure_hub_image(say=lambda *a, **k: None)  # cached: built only when missing
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +272,49 @@ def test_a_users_server_never_runs_as_root(world):
                                               "command": ["sleep", "60"]}])["taskDefinition"]["taskDefinitionArn"]
     task = world.stopped(world.run(td))
     assert task["stoppedReason"].startswith("CannotStartContainerError: a user's server must not run as root")
+
+
+def test_efs_volumes_and_extra_mounts_are_bind_mounts_at_their_container_paths(world, tmp_path):
+    """An EFS volume through an access point: its folder is bound at the mount point's
+    containerPath (no path rewriting) and the container runs as the access point's PosixUser;
+    extra_mounts(task) adds the platform's own folders (here read-only)."""
+    efs = world.client("efs")
+    fs = efs.create_file_system(CreationToken=f"p2-homes-{next(_n)}", Encrypted=True)["FileSystemId"]
+    ap = efs.create_access_point(
+        FileSystemId=fs, PosixUser={"Uid": 1000, "Gid": 1000},
+        RootDirectory={"Path": "/homes/efs-user", "CreationInfo": {"OwnerUid": 1000, "OwnerGid": 1000, "Permissions": "700"}},
+    )["AccessPointId"]
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "config.txt").write_text("from the host")
+    os.chmod(tmp_path, 0o755)
+    td = world.ecs.register_task_definition(
+        family=f"lakehub-p2-{next(_n)}", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="1024",
+        memory="4096", taskRoleArn=world.tier_role, executionRoleArn=world.exec_role,
+        volumes=[{"name": "home", "efsVolumeConfiguration": {
+            "fileSystemId": fs, "rootDirectory": "/", "transitEncryption": "ENABLED",
+            "authorizationConfig": {"accessPointId": ap, "iam": "ENABLED"}}}],
+        containerDefinitions=[{
+            "name": "notebook", "image": world.image, "memoryReservation": 512, "user": "1000",
+            "workingDirectory": "/home/efs-user",
+            "mountPoints": [{"sourceVolume": "home", "containerPath": "/home/efs-user", "readOnly": False}],
+            "command": ["sh", "-c", 'id -u > /home/efs-user/written-by; cat /srv/extra/config.txt; '
+                        'touch /srv/extra/nope 2>/dev/null || echo "extra is read-only"; pwd; sleep 600']}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    world.agent.extra_mounts = lambda task: [(str(extra), "/srv/extra", True)]
+    try:
+        arn = world.run(td, user="efs-user")
+        assert wait_for(lambda: "extra is read-only" in world.log_of(arn), timeout=60), world.log_of(arn)
+    finally:
+        world.agent.extra_mounts = None
+    log = world.log_of(arn)
+    assert "from the host" in log and "/home/efs-user" in log
+    written = next(world.agent.efs_dir.rglob("written-by"))
+    assert written.parent.name == "efs-user" and written.read_text().strip() == "1000"
+    assert written.stat().st_uid == 1000
+    assert not (extra / "nope").exists()
+    world.ecs.stop_task(cluster=world.cluster, task=arn, reason="test done")
+    world.stopped(arn)
 
 
 # ---- health checks ----------------------------------------------------------------------------

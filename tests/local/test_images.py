@@ -100,6 +100,7 @@ def test_hub_tag_changes_with_every_input_the_build_reads(tmp_path):
     assert images.hub_content_hash("sha256:py", "sha256:node", context) == before  # deterministic
     assert images.hub_content_hash("sha256:py2", "sha256:node", context) != before  # a new Python stand-in
     assert images.hub_content_hash("sha256:py", "sha256:node2", context) != before  # a new Node stand-in
+    assert images.hub_content_hash("sha256:py", "sha256:node", context, flags=("--format", "oci")) != before
 
     config = context / "jupyterhub_config.py"
     config.write_text(config.read_text() + "\n# changed\n")
@@ -275,8 +276,13 @@ def test_hub_image_runs_as_the_dockerfile_says(hub):
     assert config["Cmd"][:3] == ["python", "-m", "lakehub_hub.hub_state"]
     assert config["Labels"]["io.lakehub.content-hash"] == hub.ref.rsplit(":", 1)[1]
     assert "lakehub-standin-python" in config["Labels"]["org.opencontainers.image.base.digests"]
-    health = inspect(hub.ref).get("HealthCheck") or config.get("Healthcheck") or {}
+    # Docker's image format, as CodeBuild builds it: podman's default (OCI) drops HEALTHCHECK and
+    # SHELL (the RUN steps' pipefail).
+    whole = inspect(hub.ref)
+    assert whole["ManifestType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    health = whole.get("Healthcheck") or {}
     assert "hub/health" in " ".join(health.get("Test", [])), health
+    assert (health["Interval"], health["Timeout"], health["Retries"]) == (30_000_000_000, 5_000_000_000, 3)
 
     assert run_in(hub.ref, "sh", "-c", "id -u; pwd").stdout.split() == ["0", "/srv/jupyterhub"]
     out = run_in(hub.ref, "python", "-c", "import jupyterhub, s3contents, pandas, lakehub_hub; print('imports ok')",

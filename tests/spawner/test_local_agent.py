@@ -273,3 +273,30 @@ def test_a_killed_server_is_logged_with_its_signal_and_stops_like_a_killed_conta
     assert any("killed by SIGKILL (exit code 137)" in line for line in lines), lines
     # never Popen's negative return code (the task's id may itself contain "-9")
     assert not any(re.search(r"(exited with|code) -9\b", line.replace(spawner.task_arn, "")) for line in lines), lines
+
+
+def test_the_process_runtime_resolves_secrets_with_the_execution_role(ecs_world, agent, aws_client):
+    """Secrets Manager (full ARN, and ARN:json-key::) and SSM (name, SecureString decrypted)
+    arrive in the process's environment, as ECS gives them to a container."""
+    sm, ssm = aws_client("secretsmanager"), aws_client("ssm")
+    plain = sm.create_secret(Name=f"{ecs_world.tier}/plain", SecretString="sm-value")["ARN"]
+    doc = sm.create_secret(Name=f"{ecs_world.tier}/doc", SecretString=json.dumps({"k": "json-value"}))["ARN"]
+    ssm.put_parameter(Name=f"/{ecs_world.tier}/secure", Value="ssm-value", Type="SecureString")
+    td = ecs_world.ecs.register_task_definition(
+        family=f"{ecs_world.family}-secrets", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+        cpu="1024", memory="4096", taskRoleArn=ecs_world.tier_role, executionRoleArn=ecs_world.exec_role,
+        containerDefinitions=[{"name": "notebook", "image": "lakehub-hub", "memoryReservation": 512, "command": SERVER_CMD,
+                               "secrets": [{"name": "S1", "valueFrom": plain}, {"name": "S2", "valueFrom": f"{doc}:k::"},
+                                           {"name": "S3", "valueFrom": f"/{ecs_world.tier}/secure"}]}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    task = ecs_world.ecs.run_task(
+        cluster=ecs_world.cluster, taskDefinition=td,
+        capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
+        networkConfiguration={"awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}},
+        tags=[{"key": "lakehub:user", "value": "sid"}],
+    )["tasks"][0]
+    path = task_folder(agent, task["taskArn"].rsplit("/", 1)[-1]) / "env.txt"
+    wait_for(path.exists)
+    wait_for(lambda: "S3=" in path.read_text())
+    env = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    assert (env["S1"], env["S2"], env["S3"]) == ("sm-value", "json-value", "ssm-value")
