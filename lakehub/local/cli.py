@@ -129,12 +129,13 @@ def cmd_up(args) -> int:
     cleaned = recover(state, export=False)
     if cleaned:
         print(f"lakehub local: {cleaned.line}", file=sys.stderr)
-    if args.server_mode == "shared" and os.geteuid() == 0:
+    runtime = choose_runtime(getattr(args, "runtime", None))
+    # In a container the hub makes its users inside the container, as on ECS.
+    if args.server_mode == "shared" and os.geteuid() == 0 and runtime == "process":
         raise LakehubError(
             "--server-mode shared as root would create a Unix user on this machine for each data scientist "
-            "(as the hub image does); run it as a normal user, or use the default per-user mode"
+            "(as the hub image does); run it as a normal user, use --runtime container, or the default per-user mode"
         )
-    runtime = choose_runtime(getattr(args, "runtime", None))
     base = DEFAULT_BASE_PORT if args.base_port is None else args.base_port
     users = DEFAULT_DEMO_USERS if getattr(args, "demo_users", None) is None else args.demo_users
     check_ports(plan_ports(base, tiers_from_template()))
