@@ -1,7 +1,7 @@
 """Load benchmark of the local platform: N users per tier sign in at once, start their servers
 and save a notebook each.
 
-Brings up `lakehub local up --demo-users N` (per-user mode by default: every server is an
+Brings up `lakehub local up --runtime process --demo-users N` (per-user mode by default: every server is an
 emulated ECS task that the local agent runs; a fresh state folder and free loopback ports), or
 uses one that runs already (`--state-dir`, started with at least N demo users per tier). Then
 every demo user of every tier, all at once (one thread each, the project's own HTTP client,
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             from lakehub.local.platform import free_base_port
 
             t0 = time.monotonic()
-            proc = lakehub("local", "up", "--state-dir", str(state_dir), "--base-port", str(free_base_port()),
+            proc = lakehub("local", "up", "--runtime", "process", "--state-dir", str(state_dir), "--base-port", str(free_base_port()),
                            "--demo-users", str(args.users), "--server-mode", args.server_mode, "--timeout", "900")
             up_seconds = round(time.monotonic() - t0, 1)
             if proc.returncode != 0:

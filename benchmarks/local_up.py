@@ -1,7 +1,8 @@
 """Local environment benchmark: time from `lakehub local up` to every hub answering, and the
 memory the whole local platform holds.
 
-Runs `lakehub local up` (background mode, a fresh state folder, free loopback ports) N times.
+Runs `lakehub local up --runtime process` (background mode, a fresh state folder, free loopback
+ports) N times; the container runtime's figures are benchmarks/container_runtime.py's.
 For each run the clock starts when the command is launched and stops when every tier's hub
 answers /hub/health with 200 (polled every 100 ms, independently of the command's own wait).
 Memory is the resident set (RSS) summed over the supervisor and all its descendants (emulator,
@@ -81,8 +82,8 @@ def one_run(with_servers: bool) -> dict:
     urls = [f"http://127.0.0.1:{t.port}/hub/health" for t in tiers]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "lakehub.cli", "local", "up", "--state-dir", str(state_dir),
-                             "--base-port", str(base)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "lakehub.cli", "local", "up", "--runtime", "process",
+                             "--state-dir", str(state_dir), "--base-port", str(base)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     answering: set[str] = set()
     deadline = started + 600

@@ -961,8 +961,11 @@ def add_task_definitions(b: Builder, execution_role, hub_role, user_task_role, c
                     # The hub creates one Unix user per data scientist (shared mode) and keeps
                     # its database under /srv/jupyterhub, so the root filesystem stays writable.
                     ReadonlyRootFilesystem=False,
+                    # The port the hub listens on (LAKEHUB_HUB_PORT, above: 8000 on ECS), as the
+                    # image's own HEALTHCHECK reads it: the local platform's hubs share the host's
+                    # loopback and each listens on a port of its own (lakehub local, container runtime).
                     HealthCheck=ecs.HealthCheck(
-                        Command=["CMD-SHELL", f"curl -fsS http://127.0.0.1:{names.HUB_PORT}{names.HUB_HEALTH_PATH} || exit 1"],
+                        Command=["CMD-SHELL", f"curl -fsS http://127.0.0.1:$LAKEHUB_HUB_PORT{names.HUB_HEALTH_PATH} || exit 1"],
                         Interval=30,
                         Timeout=5,
                         Retries=3,

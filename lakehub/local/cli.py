@@ -24,6 +24,7 @@ from lakehub.errors import LakehubError
 from lakehub.local.state import LOG_FILE, StateDir, already_running
 
 UP_TIMEOUT = 600
+RUNTIMES = ("container", "process")
 DOWN_TIMEOUT = 60
 # The platform's ports run from the base up to base+50+tiers (lakehub.local.platform.plan_ports).
 PORT_SPAN = 100
@@ -76,6 +77,10 @@ def register(subparsers) -> None:
     up.add_argument("--server-mode", choices=("per-user", "shared"), default="per-user",
                     help="per-user: each user's server is an emulated ECS task run by the local agent (the "
                          "templates' default); shared: servers are processes of the hub")
+    up.add_argument("--runtime", choices=RUNTIMES, default=None,
+                    help="container: hubs and users' servers run as podman containers of the hub image, as ECS "
+                         "runs them (the default where podman works); process: as processes of this machine's "
+                         "Python environment (quick iteration; the default where podman does not work)")
     up.add_argument("--demo-users", type=demo_users, default=None, metavar="N",
                     help="demo users per tier, 1-100 (default 2: alice and bob in pii, carol and dave in nonpii; "
                          "more are <tier>-user3, <tier>-user4, ...), each with a password generated at this up")
@@ -124,10 +129,12 @@ def cmd_up(args) -> int:
     cleaned = recover(state, export=False)
     if cleaned:
         print(f"lakehub local: {cleaned.line}", file=sys.stderr)
-    if args.server_mode == "shared" and os.geteuid() == 0:
+    runtime = choose_runtime(getattr(args, "runtime", None))
+    # In a container the hub makes its users inside the container, as on ECS.
+    if args.server_mode == "shared" and os.geteuid() == 0 and runtime == "process":
         raise LakehubError(
             "--server-mode shared as root would create a Unix user on this machine for each data scientist "
-            "(as the hub image does); run it as a normal user, or use the default per-user mode"
+            "(as the hub image does); run it as a normal user, use --runtime container, or the default per-user mode"
         )
     base = DEFAULT_BASE_PORT if args.base_port is None else args.base_port
     users = DEFAULT_DEMO_USERS if getattr(args, "demo_users", None) is None else args.demo_users
@@ -139,22 +146,46 @@ def cmd_up(args) -> int:
     if not can_isolate():
         print(f"lakehub local: {not_isolated_warning()}", file=sys.stderr)
 
+    if runtime == "container":
+        # The first build takes minutes: here, with its progress, before the supervisor (and
+        # --timeout) starts; the supervisor finds it cached.
+        from lakehub.local.images import ensure_hub_image
+
+        ensure_hub_image(say=lambda line: console.print(f"  {line}"))
+
     if args.foreground:
         console.print(f"[bold]lakehub local[/]: starting in the foreground (Ctrl-C stops everything); state in {state.path}")
         return supervise(state, base, args.server_mode, run_id="foreground",
                          say=lambda line: console.print(f"  {line}"),
-                         on_ready=lambda: print_ready(state.read(), console), demo_users=users)
+                         on_ready=lambda: print_ready(state.read(), console), demo_users=users, runtime=runtime)
 
     run_id = secrets.token_hex(8)
     log_path = state.file(LOG_FILE)
     with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lakehub.local.platform", "--state-dir", str(state.path), "--base-port", str(base),
-             "--server-mode", args.server_mode, "--run-id", run_id, "--demo-users", str(users)],
+             "--server-mode", args.server_mode, "--run-id", run_id, "--demo-users", str(users), "--runtime", runtime],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             cwd=str(Path(__file__).resolve().parents[2]),
         )
     return _watch(state, proc, run_id, args.timeout, console)
+
+
+def choose_runtime(asked: str | None) -> str:
+    """The runtime for hubs and users' servers: `asked`, or containers where podman works.
+    An explicit `container` where podman does not work is a one-line error (nothing started);
+    the default falls back to processes and says why in one line."""
+    if asked == "process":
+        return "process"
+    from lakehub.local.images import podman_problem
+
+    problem = podman_problem()
+    if problem is None:
+        return "container"
+    if asked == "container":
+        raise LakehubError(f"--runtime container: {problem}; or run hubs and servers as processes with --runtime process")
+    print(f"lakehub local: containers: {problem}; running hubs and servers as processes", file=sys.stderr)
+    return "process"
 
 
 def _watch(state: StateDir, proc: subprocess.Popen, run_id: str, timeout: float, console) -> int:
@@ -213,7 +244,8 @@ def print_ready(current: dict, console=None) -> None:
         out.print(t)
     per_tier = current.get("demo_users_per_tier") or max((len(t["users"]) for t in current.get("tiers", [])), default=0)
     table = Table(title=f"lakehub local: ready in {current.get('ready_seconds', 0):.0f} s "
-                        f"({current.get('server_mode')} servers; {per_tier} demo users per tier; "
+                        f"({current.get('server_mode')} servers; runtime {current.get('runtime') or 'process'}; "
+                        f"{per_tier} demo users per tier; "
                         f"emulator {current.get('emulator_endpoint')})",
                   title_justify="left")
     table.add_column("tier")
@@ -236,7 +268,8 @@ def print_ready(current: dict, console=None) -> None:
 def status_json(state: StateDir) -> dict:
     current = state.read()
     return {"tiers": current.get("tiers", []), "emulator_endpoint": current.get("emulator_endpoint", ""),
-            "demo_users_per_tier": current.get("demo_users_per_tier", 0)}
+            "demo_users_per_tier": current.get("demo_users_per_tier", 0),
+            "runtime": current.get("runtime") or "process"}
 
 
 def probe_parts(current: dict, supervisor_alive: bool = True) -> list[dict]:
@@ -280,7 +313,8 @@ def cmd_status(args) -> int:
     crashed = not pid and current.get("phase") not in (None, "stopped", "failed")
     if not crashed and (not pid or current.get("phase") != "ready"):
         if args.format == "json":
-            print(json.dumps({"tiers": [], "emulator_endpoint": "", "parts": [], "healthy": False}))
+            print(json.dumps({"tiers": [], "emulator_endpoint": "", "parts": [], "healthy": False,
+                              "runtime": current.get("runtime") or ""}))
         phase = current.get("phase") if pid else "not running"
         raise LakehubError(f"no local platform is ready ({phase}); start it with `lakehub local up`")
     rows = probe_parts(dict(current, _state_dir=str(state.path)), supervisor_alive=not crashed)

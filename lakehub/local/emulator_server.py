@@ -444,18 +444,109 @@ def _placeholder_class():
     return Placeholder
 
 
+def _secret_class():
+    """AWS::SecretsManager::Secret as CloudFormation makes it (moto's CloudFormation has no model
+    for it): a secret in the emulator's Secrets Manager with its SecretString, or one generated as
+    GenerateSecretString says; Ref (the physical id) and GetAtt Id are its full ARN, which is what
+    an ECS task definition's Secrets[].ValueFrom needs (a bare name is read as an SSM parameter).
+    Without it the hub task definition named a secret that did not exist, by a name ECS would
+    take for an SSM parameter (see docs/AWS_NOTES.md)."""
+    from moto.core.common_models import CloudFormationModel
+
+    class Secret(CloudFormationModel):
+        __module__ = "lakehub.secrets"  # moto's model registry keys models by module
+
+        def __init__(self, arn: str, name: str):
+            self.arn, self.name = arn, name
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::SecretsManager::Secret"
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "Name"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+            from moto.secretsmanager.models import secretsmanager_backends
+
+            props = cloudformation_json.get("Properties") or {}
+            name = props.get("Name") or resource_name
+            backend = secretsmanager_backends[account_id][region_name]
+            value = props.get("SecretString")
+            generate = props.get("GenerateSecretString")
+            if value is None and generate is not None:
+                value = generated_secret_string(backend, generate)
+            found = backend.create_secret(name=name, secret_string=value, secret_binary=None,
+                                          description=props.get("Description"), tags=props.get("Tags") or [],
+                                          kms_key_id=props.get("KmsKeyId"), client_request_token=None,
+                                          replica_regions=[], force_overwrite=False)
+            return cls(json.loads(found)["ARN"] if isinstance(found, str) else found["ARN"], name)
+
+        @classmethod
+        def update_from_cloudformation_json(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+            return original_resource
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+            from moto.secretsmanager.models import secretsmanager_backends
+
+            name = (cloudformation_json.get("Properties") or {}).get("Name") or resource_name
+            try:
+                secretsmanager_backends[account_id][region_name].delete_secret(name, None, True)
+            except Exception:  # noqa: BLE001 - already gone: CloudFormation's delete succeeds too
+                pass
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr == "Id"
+
+        def get_cfn_attribute(self, attribute_name: str):
+            return self.arn
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.arn
+
+    return Secret
+
+
+def generated_secret_string(backend, spec: dict) -> str:
+    """A value as Secrets Manager's GenerateSecretString makes it (GetRandomPassword's options,
+    and SecretStringTemplate + GenerateStringKey for a JSON secret)."""
+    def flag(key: str, default: bool = False) -> bool:
+        value = spec.get(key, default)
+        return value if isinstance(value, bool) else str(value).lower() == "true"
+
+    password = json.loads(backend.get_random_password(
+        password_length=int(spec.get("PasswordLength", 32)), exclude_characters=spec.get("ExcludeCharacters", ""),
+        exclude_numbers=flag("ExcludeNumbers"), exclude_punctuation=flag("ExcludePunctuation"),
+        exclude_uppercase=flag("ExcludeUppercase"), exclude_lowercase=flag("ExcludeLowercase"),
+        include_space=flag("IncludeSpace"), require_each_included_type=flag("RequireEachIncludedType", True),
+    ))["RandomPassword"]
+    if spec.get("SecretStringTemplate") and spec.get("GenerateStringKey"):
+        return json.dumps(dict(json.loads(spec["SecretStringTemplate"]), **{spec["GenerateStringKey"]: password}))
+    return password
+
+
 def install_generic_custom_resource_type() -> None:
-    """moto knows `Custom::*` but not the generic AWS::CloudFormation::CustomResource type."""
+    """moto knows `Custom::*` but not the generic AWS::CloudFormation::CustomResource type; it
+    has no model for AWS::SecretsManager::Secret (_secret_class); other types it does not model
+    get a placeholder."""
     import moto.cloudformation.parsing as parsing
     from moto.cloudformation.custom_model import CustomModel
 
     Placeholder = _placeholder_class()
+    Secret = _secret_class()
 
     original = parsing.resource_class_from_type
 
     def resource_class_from_type(resource_type):
         if resource_type == "AWS::CloudFormation::CustomResource":
             return CustomModel
+        if resource_type == "AWS::SecretsManager::Secret":
+            return Secret
         found = original(resource_type)
         if found is None and resource_type not in parsing.NULL_MODELS:
             return Placeholder

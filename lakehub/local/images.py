@@ -174,7 +174,10 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # ca-certificates: both official images carry it. python3.11 + python3-venv: the Python stand-in's
 # interpreter and ensurepip (its pip wheel is Debian's, which trusts the system CA bundle).
-BASE_PACKAGES = ("ca-certificates", "python3.11", "python3-venv")
+# libpython3.11: the shared library the official image has (built --enable-shared) and R's
+# reticulate loads (sysconfig's LIBDIR/LDLIBRARY); without it every R notebook that imports boto3
+# failed with "Python shared library not found" (tests/local/test_local_containers.py).
+BASE_PACKAGES = ("ca-certificates", "python3.11", "python3-venv", "libpython3.11")
 # The apt sources of the official python:*-bookworm and node:*-bookworm images (debootstrap writes
 # only `bookworm main` to sources.list: without updates and security, the Dockerfile's pinned
 # deb12uN revisions are "not found").
@@ -268,7 +271,8 @@ RUN python3.11 -m venv /usr/local \\
  && sed -i 's/^include-system-site-packages = .*/include-system-site-packages = true/' /usr/local/pyvenv.cfg \\
  && ln -sf python3.11 /usr/local/bin/python3 \\
  && /usr/local/bin/python -m pip --version \\
- && /usr/local/bin/python -c "import site, sys, sysconfig; assert site.ENABLE_USER_SITE; assert sysconfig.get_paths()['purelib'] == '/usr/local/lib/python3.11/site-packages', sysconfig.get_paths()"
+ && /usr/local/bin/python -c "import site, sys, sysconfig; assert site.ENABLE_USER_SITE; assert sysconfig.get_paths()['purelib'] == '/usr/local/lib/python3.11/site-packages', sysconfig.get_paths()" \\
+ && /usr/local/bin/python -c "import os, sysconfig; lib = os.path.join(sysconfig.get_config_var('LIBDIR'), 'libpython3.11.so.1.0'); assert os.path.exists(lib), lib"
 ENV PATH={PYTHON_PATH} LANG=C.UTF-8
 LABEL org.opencontainers.image.title="lakehub stand-in for {for_image}" \\
       org.opencontainers.image.description="NOT the official image: Debian bookworm's python3.11 in a venv at /usr/local (the official layout), for building the hub image where no registry is reachable" \\

@@ -61,6 +61,18 @@ ASSETS_PREFIX = "lakehub/"
 PLATFORM_NAME = default_settings().platform_name
 STACK_NAME = "lakehub"
 SERVER_MODES = ("per-user", "shared")
+# container: hubs and users' servers are podman containers of the hub image, started by the local
+# agent from the emulator's ECS tasks as ECS starts them; process: processes of this machine's
+# Python environment (quick iteration).
+RUNTIMES = ("container", "process")
+# Container runtime: what the supervisor mounts into each hub task's container (the agent's
+# extra_mounts), and how long a hub task may take from RunTask until its container runs.
+HUB_CONFIG_D = Path(__file__).resolve().parent / "hub_config.d"
+CONTAINER_CONFIG_D = "/etc/lakehub/local-config.d"  # LAKEHUB_CONFIG_D in the hub's container
+CONTAINER_STATE_DIR = "/srv/jupyterhub"  # the image's LAKEHUB_STATE_DIR
+CONTAINER_HOME_ROOT = "/home"  # shared mode: the hub's users' homes (the template's LAKEHUB_HOME_ROOT)
+HUB_TASK_START_TIMEOUT = 120.0
+IDLE_TIMEOUT_ENV = "LAKEHUB_IDLE_TIMEOUT"  # in `lakehub local up`'s environment: the hubs' culler timeout
 HUB_START_TIMEOUT = 120
 EFS_DIR = "efs"  # <state>/efs/<file system Name tag or id>/<path>: the emulated EFS file systems (homes)
 ROLE_SESSION_SECONDS = 43200
@@ -226,7 +238,11 @@ def check_ports(ports: dict[int, str]) -> None:
 # ------------------------------------------------------------------------------------------
 class LocalPlatform:
     def __init__(self, state: StateDir, base_port: int = DEFAULT_BASE_PORT, server_mode: str = "per-user",
-                 say=None, run_id: str = "", token: str = "", demo_users: int = DEFAULT_DEMO_USERS):
+                 say=None, run_id: str = "", token: str = "", demo_users: int = DEFAULT_DEMO_USERS,
+                 runtime: str = "process"):
+        if runtime not in RUNTIMES:
+            raise LakehubError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.runtime = runtime
         self.state = state
         self.demo_users = demo_users
         self.token = token or secrets.token_hex(8)  # RUN_MARKER in every process this run starts
@@ -243,6 +259,9 @@ class LocalPlatform:
         self.idp = None
         self.creds = None
         self.agent = None
+        self.hub_image = ""  # container runtime: the local hub image, and its name in the emulated ECR
+        self.task_image = ""
+        self.hub_tasks: dict[str, str] = {}  # tier -> its hub's current ECS task
         self._opened: list = []  # folders given o+x for shared-mode homes (restored at stop)
         self.control_token = ""
         self.admin: dict = {}
@@ -330,7 +349,7 @@ class LocalPlatform:
             elif part.state == "restarting" and now >= part.due:
                 try:
                     self.restart_part(part.name)
-                except OSError as exc:
+                except (OSError, LakehubError) as exc:
                     part.state, part.due = "restarting", now + RESTART_BACKOFF_MAX
                     log.error("%s could not be started again: %s", part.name, exc)
                 changed = True
@@ -567,6 +586,7 @@ class LocalPlatform:
                 wanted.append(exec_role)
             setattr(t, "execution_role_arn", exec_role)
             setattr(t, "hub_task_definition", info.get("HubTaskDefinitionArn"))
+            setattr(t, "hub_security_group", info.get("resource:HubSecurityGroup"))
             for arn in wanted:
                 creds = sts.assume_role(RoleArn=arn, RoleSessionName=f"lakehub-local-{t.name}",
                                         DurationSeconds=ROLE_SESSION_SECONDS)["Credentials"]
@@ -581,14 +601,14 @@ class LocalPlatform:
         td = ecs.describe_task_definition(taskDefinition=tier.hub_task_definition)["taskDefinition"]
         container = td["containerDefinitions"][0]
         env = {e["name"]: e.get("value", "") for e in container.get("environment") or []}
-        # ECS Secrets: ECS reads them with the execution role; here the platform reads the one
-        # local mode created (the OIDC client secret). Generated secrets are not modelled.
+        # ECS Secrets: ECS reads them with the execution role; here the platform reads them (the
+        # OIDC client secret local mode created, the cookie secret the emulator generated).
         sm = self.client("secretsmanager", self.admin)
         for secret in container.get("secrets") or []:
             try:
                 env[secret["name"]] = sm.get_secret_value(SecretId=secret["valueFrom"])["SecretString"]
-            except Exception:  # noqa: BLE001 - AWS::SecretsManager::Secret has no model in the emulator
-                pass
+            except Exception as exc:  # noqa: BLE001 - ECS would fail the task; the hub says what is missing
+                log.warning("%s hub: secret %s (%s) not readable: %s", tier.name, secret["name"], secret["valueFrom"], exc)
         hub_dir = self.state.path / "hubs" / tier.name
         profiles = env.get("LAKEHUB_USER_PROFILES", "")
         if profiles and not profiles.lstrip().startswith("["):
@@ -618,6 +638,7 @@ class LocalPlatform:
             "HOME": str(hub_dir),
             "PYTHONPATH": str(HUB_IMAGES_DIR),
         })
+        env.update(local_idle_timeout())
         if not env.get("LAKEHUB_COOKIE_SECRET"):
             env.pop("LAKEHUB_COOKIE_SECRET", None)  # the hub keeps a generated one in its state dir
         # The hub task's role in both modes (HubRole): it holds no data and assumes the tier role per user.
@@ -647,19 +668,176 @@ class LocalPlatform:
         cluster = self.outputs.get(names.CLUSTER_NAME)
         tier_roles = {t.role_arn: self.roles[t.role_arn] for t in self.tiers}
         for t in self.tiers:
-            for arn in (getattr(t, "execution_role_arn", None), getattr(t, "user_task_role_arn", None)):
+            # Containers: the hub tasks too (their task role, and the execution role that reads their secrets).
+            hub_roles = ("hub_role_arn",) if self.runtime == "container" else ()
+            for attr in ("execution_role_arn", "user_task_role_arn") + hub_roles:
+                arn = getattr(t, attr, None)
                 if arn:
                     tier_roles[arn] = self.roles[arn]
         self.agent = LocalAgent(self.endpoint, clusters=[cluster] if cluster else None, region=DEFAULT_REGION,
                                 work_dir=self.state.path / "agent", efs_dir=self.state.path / EFS_DIR,
-                                role_credentials=tier_roles,
-                                control_token=self.control_token).start()
+                                role_credentials=tier_roles, control_token=self.control_token,
+                                runtime=self.runtime,
+                                extra_mounts=self.hub_task_mounts if self.runtime == "container" else None).start()
+        if self.runtime == "container":
+            what = "hubs and per-user servers" if self.server_mode == "per-user" else "hubs"
+            self.say(f"local agent watching the emulator's ECS tasks ({what}, as containers of {self.hub_image})")
+            return
         who = "each as its user's own Unix account" if self.agent.isolate else "as this machine's user (not isolated)"
         self.say(f"local agent watching the emulator's ECS tasks (per-user servers, {who})")
+
+    # -- container runtime: the hub image, hubs as ECS tasks ---------------------------------
+    def prepare_image(self) -> str:
+        """The hub image built from hub_images/Dockerfile (lakehub.local.images; cached), and its
+        tag: deployed as the templates' ImageTag, so every task definition names it."""
+        from lakehub.local.images import ensure_hub_image
+
+        self.hub_image = ensure_hub_image(say=self.say)
+        return self.hub_image.rsplit(":", 1)[1]
+
+    def push_image(self) -> None:
+        """`docker push` to the emulated ECR, as CodeBuild does on AWS: the task definitions name
+        <ECR repository URI>:<ImageTag> (the pipeline stack's repository; its WaitForImage already
+        found a manifest under that tag in the emulator's ECR), and podman's storage is this
+        machine's registry, so the local image gets that name too (`podman tag`). Nothing is
+        pulled: the agent runs with --pull never."""
+        repo = self.outputs.get(names.IMAGE_REPOSITORY_URI)
+        if not repo:
+            raise LakehubError(f"the deploy gave no {names.IMAGE_REPOSITORY_URI} output; cannot name the hub image")
+        target = f"{repo}:{self.hub_image.rsplit(':', 1)[1]}"
+        done = subprocess.run(["podman", "tag", self.hub_image, target], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise LakehubError(f"podman tag {self.hub_image} {target} failed: {(done.stderr or '').strip()[:300]}")
+        self.task_image = target
+        self.say(f"hub image {self.hub_image} is {target} in the emulated ECR (podman tag)")
+
+    def hub_state_folder(self, tier: Tier) -> Path:
+        return self.state.path / "hubs" / tier.name / "state"
+
+    def hub_task_mounts(self, task: dict) -> list[tuple[str, str, bool]]:
+        """The agent's extra mounts for a hub task (tag lakehub:hub = its tier): the hub's state
+        folder at /srv/jupyterhub (its database outlives the container, as a restarted hub keeps
+        it in the process runtime), the local config hooks read-only, and in shared mode the tier's
+        homes folder at /home (the template mounts the EFS homes only for shared tiers)."""
+        from lakehub.local.agent import TAG_HUB, TAG_USER
+
+        tags = {t["key"]: t.get("value", "") for t in task.get("tags") or []}
+        # Users' tasks carry lakehub:hub too (FargateSpawner: the hub that started them, by
+        # default the tier's name): they never get the hub's folders.
+        tier = next((t for t in self.tiers if t.name == tags.get(TAG_HUB)), None)
+        if tier is None or TAG_USER in tags:
+            return []
+        mounts = [(str(self.hub_state_folder(tier)), CONTAINER_STATE_DIR, False),
+                  (str(HUB_CONFIG_D), CONTAINER_CONFIG_D, True)]
+        if self.server_mode == "shared":
+            home = self.home_root(tier, getattr(tier, "homes_fs_id", ""))
+            mounts.append((str(home), CONTAINER_HOME_ROOT, False))
+        return mounts
+
+    def hub_task_environment(self, tier: Tier) -> dict[str, str]:
+        """The hub task's containerOverrides environment: only what local mode must change; the
+        rest is the task definition's (the template's environment, its ECS Secrets, the task role
+        through the agent's container-credentials endpoint, AWS_ENDPOINT_URL from the agent).
+        Every path is a path in the container. Compared with hub_environment (process runtime),
+        left out: the cookie and client secrets (ECS Secrets now), LAKEHUB_STATE_DIR and HOME
+        (the image's), LAKEHUB_HOME_ROOT (the template's /home), PATH and PYTHONPATH (the image's
+        Python), LAKEHUB_USER_PROFILES (the spawner reads the template's name:cpu:memory list),
+        AWS_REGION (the template's), the credentials (the agent's endpoint)."""
+        env = {
+            "LAKEHUB_PUBLIC_URL": tier.url,  # the tier's loopback address, not https://<tier>.<domain>
+            "LAKEHUB_HUB_IP": LOOPBACK,  # host networking: listen on loopback only
+            "LAKEHUB_HUB_PORT": str(tier.port),  # the hubs share the host's loopback: a port each
+            "LAKEHUB_LOCAL_HUB_API_PORT": str(tier.api_port),  # hub_config.d/50-local.py
+            "LAKEHUB_LOCAL_PROXY_API_PORT": str(tier.proxy_port),
+            "LAKEHUB_CONFIG_D": CONTAINER_CONFIG_D,  # the local hooks (mounted read-only)
+            "LAKEHUB_OIDC_ISSUER": self.idp.issuer,  # the template takes https only; the provider is http on loopback
+            "LAKEHUB_SERVER_MODE": self.server_mode,  # --server-mode (the templates deploy per-user)
+            "LAKEHUB_S3_ENDPOINT_URL": self.endpoint,  # notebooks, spawn environments, the hub state replica
+            "LAKEHUB_ECS_ENDPOINT_URL": self.endpoint,  # RunTask of users' servers (+ waits for the agent's endpoint tag)
+            "AWS_ENDPOINT_URL_STS": self.endpoint,  # the hub assumes the tier role per user
+        }
+        env.update(local_idle_timeout())
+        return env
+
+    def run_hub_task(self, tier: Tier) -> subprocess.Popen:
+        """What the tier's ECS service does for its desired count: RunTask of the service's task
+        definition with the service's network configuration, tagged as the service's tasks are
+        (startedBy ecs-svc/<service>, lakehub:tier, lakehub:hub). The agent runs it as a
+        container; its `podman run` process is the hub part's process. A relaunch is a new task,
+        as a service replaces a stopped one."""
+        from lakehub.local.agent import TAG_HUB
+
+        ecs = self.client("ecs", self.admin)
+        cluster = self.outputs[names.CLUSTER_NAME]
+        service_name = f"{tier.name}-hub"
+        services = ecs.describe_services(cluster=cluster, services=[service_name]).get("services") or []
+        service = services[0] if services else {}
+        # moto's CloudFormation makes a service of its name, cluster, task definition and count
+        # only: without the service's NetworkConfiguration, the template's (the tier's private
+        # subnets, its hub security group, no public IP).
+        network = service.get("networkConfiguration") or getattr(tier, "hub_network", None)
+        kwargs = {"networkConfiguration": network} if network else {}
+        task = ecs.run_task(
+            cluster=cluster, taskDefinition=service.get("taskDefinition") or tier.hub_task_definition,
+            startedBy=f"ecs-svc/{service_name}", launchType="FARGATE", count=1,
+            tags=[{"key": names.TAG_TIER, "value": tier.name}, {"key": TAG_HUB, "value": tier.name}],
+            overrides={"containerOverrides": [{"name": "hub", "environment": [
+                {"name": k, "value": v} for k, v in sorted(self.hub_task_environment(tier).items())]}]},
+            **kwargs,
+        )["tasks"][0]
+        arn = task["taskArn"]
+        self.hub_tasks[tier.name] = arn
+        deadline = time.monotonic() + HUB_TASK_START_TIMEOUT
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            local = self.agent.tasks.get(arn) if self.agent else None
+            if local is not None and local.process is not None:
+                part = self.parts.get(f"{tier.name} hub")
+                if part is not None:
+                    part.note = f"ECS task {arn.rsplit('/', 1)[-1]}"
+                return local.process
+            described = ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"]
+            if described and described[0].get("lastStatus") == "STOPPED":
+                raise LakehubError(f"the {tier.name} hub task stopped before its container ran: "
+                                   f"{described[0].get('stoppedReason') or 'no reason given'}")
+            time.sleep(0.3)
+        raise LakehubError(f"the local agent did not start the {tier.name} hub task within {HUB_TASK_START_TIMEOUT:.0f} s; "
+                           f"see {self.state.path / 'agent'}")
+
+    def start_hub_tasks(self) -> None:
+        """Container runtime: each tier's hub is its service's ECS task, run by the agent as a
+        container of the hub image (the image's own command: lakehub_hub.hub_state)."""
+        started = []
+        ecs = self.client("ecs", self.admin)
+        for t in self.tiers:
+            definition = ecs.describe_task_definition(taskDefinition=t.hub_task_definition)["taskDefinition"]
+            env = {e["name"]: e.get("value", "") for e in definition["containerDefinitions"][0].get("environment") or []}
+            setattr(t, "homes_fs_id", env.get("LAKEHUB_HOMES_FILE_SYSTEM_ID", ""))
+            groups = [g for g in (getattr(t, "hub_security_group", None),) if g]
+            setattr(t, "hub_network", {"awsvpcConfiguration": {
+                "subnets": [n for n in env.get("LAKEHUB_USER_SUBNETS", "").split(",") if n],
+                "securityGroups": groups, "assignPublicIp": "DISABLED"}})
+            folder = self.hub_state_folder(t)
+            shutil.rmtree(folder.parent, ignore_errors=True)
+            folder.mkdir(parents=True)
+            name = f"{t.name} hub"
+            proc = self.run_hub_task(t)
+            self._record(name, proc)
+            self.add_part(name, proc, f"{t.url}/hub/health", lambda t=t: self.run_hub_task(t), HUB_START_TIMEOUT)
+            self.parts[name].note = f"ECS task {self.hub_tasks[t.name].rsplit('/', 1)[-1]}"
+            started.append((t, proc))
+            self.say(f"starting the {t.name} hub on {t.url} ({self.server_mode} mode, ECS task "
+                     f"{self.hub_tasks[t.name].rsplit('/', 1)[-1]} in a container)")
+        for t, proc in started:
+            log_path = self.agent.tasks[self.hub_tasks[t.name]].log_path
+            self._wait_http(f"the {t.name} hub", f"{t.url}/hub/health", proc, HUB_START_TIMEOUT, log_path)
+            self.say(f"the {t.name} hub answers on {t.url}")
+        self.record_parts()
 
     def start_hubs(self) -> None:
         from lakehub.local.credentials import CredentialsServer
 
+        if self.runtime == "container":
+            return self.start_hub_tasks()
         self.creds = CredentialsServer(self.base_port + 2).start()
         procs = []
         for t in self.tiers:
@@ -686,12 +864,14 @@ class LocalPlatform:
         return {
             "tiers": [{"name": t.name, "url": t.url, "users": t.users} for t in self.tiers],
             "emulator_endpoint": self.endpoint,
+            "runtime": self.runtime,
         }
 
     def run(self) -> None:
         os.environ[RUN_MARKER] = self.token  # inherited by what starts without an env of its own
         self.state.write({"run_id": self.run_id, "phase": "starting", "pid": os.getpid(), "progress": [],
                           "started": self.started, "server_mode": self.server_mode, "base_port": self.base_port,
+                          "runtime": self.runtime,
                           "demo_users_per_tier": self.demo_users,
                           "supervisor": record(os.getpid()), "run_token": self.token, "groups": {}, "tasks": {}})
         check_ports(self.ports)
@@ -699,18 +879,22 @@ class LocalPlatform:
         self.publish_assets()
         self.start_identity_provider()
         params = self.prepare_account()
+        if self.runtime == "container":
+            params[names.IMAGE_TAG] = self.prepare_image()
         self.deploy(params)
+        if self.runtime == "container":
+            self.push_image()
         self.seed_data()
         self.persist_notebooks()
         self.roles = self.secure()
-        if self.server_mode == "per-user":
-            self.start_agent()
+        if self.server_mode == "per-user" or self.runtime == "container":
+            self.start_agent()  # containers: the hub tasks too, in both modes
         self.start_hubs()
         missing = unmodelled_types()
         seconds = time.time() - self.started
         self.say(f"ready in {seconds:.1f} s")
         self.state.update(phase="ready", ready_seconds=round(seconds, 2), **self.status(), admin=self.admin,
-                          outputs=self.outputs, unmodelled=missing,
+                          outputs=self.outputs, unmodelled=missing, hub_image=self.hub_image, task_image=self.task_image,
                           children={name: p.pid for name, p in self.children})
 
     def stop(self) -> None:
@@ -733,6 +917,29 @@ class LocalPlatform:
             log.warning("ended %d processes the platform's parts left running: %s", len(left), " ".join(map(str, left)))
         accounts.restore_modes(self._opened)
         self._opened = []
+        removed = remove_containers(self.token)
+        if removed:
+            log.warning("removed %d containers the platform's tasks left: %s", len(removed), " ".join(removed))
+
+
+def remove_containers(token: str) -> list[str]:
+    """Every container labelled with this run (the container runtime's tasks), removed by force."""
+    if not token:
+        return []
+    from lakehub.local.containers import remove_run_containers
+
+    try:
+        return remove_run_containers(token)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("could not remove the run's containers: %s", exc)
+        return []
+
+
+def local_idle_timeout() -> dict[str, str]:
+    """LAKEHUB_IDLE_TIMEOUT from `lakehub local up`'s environment, for the hubs (the hub config
+    reads it; the templates' IdleTimeoutSeconds is at least 300 s): tests and demos cull sooner."""
+    value = os.environ.get(IDLE_TIMEOUT_ENV, "").strip()
+    return {IDLE_TIMEOUT_ENV: value} if value else {}
 
 
 def export_notebooks(current: dict, dest: Path, token: str) -> int:
@@ -795,9 +1002,12 @@ def recover(state: StateDir, export: bool = True) -> Recovery | None:
         else:
             result.export_error = "its emulator is not running"
     ended = end_processes(records, token, timeout=15)
-    state.update(phase="stopped", stopped=time.time(), recovered={"supervisor": who, "ended": ended},
+    removed = remove_containers(token)  # the container runtime's tasks (podman keeps them past their `podman run`)
+    state.update(phase="stopped", stopped=time.time(), recovered={"supervisor": who, "ended": ended, "containers": removed},
                  exported=result.exported, export_error=result.export_error or None)
     result.line = f"cleaned up after a crashed supervisor (pid {who}): ended {len(ended)} processes it left running"
+    if removed:
+        result.line += f" and removed {len(removed)} containers"
     return result
 
 
@@ -813,7 +1023,7 @@ def unmodelled_types() -> list[dict]:
 
 
 def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "", say=None, on_ready=None,
-              demo_users: int = DEFAULT_DEMO_USERS) -> int:
+              demo_users: int = DEFAULT_DEMO_USERS, runtime: str = "process") -> int:
     """Run the platform until SIGTERM/SIGINT. Returns the exit code."""
     # Everything the supervisor writes (state folder, logs, hub folders) is its own: 0700/0600.
     os.umask(0o077)
@@ -835,7 +1045,8 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
-        platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id, demo_users=demo_users)
+        platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id, demo_users=demo_users,
+                                 runtime=runtime)
         try:
             platform.run()
         except KeyboardInterrupt:
@@ -880,11 +1091,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-mode", choices=SERVER_MODES, default="per-user")
     parser.add_argument("--run-id", default="")
     parser.add_argument("--demo-users", type=int, default=DEFAULT_DEMO_USERS)
+    parser.add_argument("--runtime", choices=RUNTIMES, default="process")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return supervise(StateDir(args.state_dir), args.base_port, args.server_mode, args.run_id,
-                         demo_users=args.demo_users)
+                         demo_users=args.demo_users, runtime=args.runtime)
     except LakehubError as exc:
         print(f"lakehub: error: {exc}", file=sys.stderr)
         return 3

@@ -22,6 +22,9 @@ from lakehub.assets import TEMPLATES_DIR
 # Types the local environment handles itself.
 HANDLED_LOCALLY = {
     "AWS::CloudFormation::CustomResource": "run by the local Lambda runner",
+    # lakehub.local.emulator_server._secret_class: the secret exists (GenerateSecretString
+    # honoured) and Ref gives its full ARN, as ECS Secrets need.
+    "AWS::SecretsManager::Secret": "created in the emulator's Secrets Manager by the local emulator",
 }
 # What each missing type means for local mode (shown next to the type).
 MEANING = {
@@ -36,7 +39,6 @@ MEANING = {
     "AWS::EC2::SecurityGroupEgress": "separate egress rules (NFS to the homes) are not applied; local processes share loopback",
     "AWS::S3::BucketPolicy": "bucket policies (TLS-only, log delivery) are not applied",
     "AWS::CodeBuild::Project": "no image build: a placeholder image manifest is put in ECR",
-    "AWS::SecretsManager::Secret": "generated secrets do not exist; local mode sets its own",
     "AWS::ServiceDiscovery::PrivateDnsNamespace": "no hub name in DNS: local user servers call the hub on loopback",
     "AWS::ServiceDiscovery::Service": "no hub name in DNS: local user servers call the hub on loopback",
     "AWS::ApplicationAutoScaling::ScalableTarget": "no scaling of hub services",

@@ -28,8 +28,10 @@ def user_server(tier: dict, user: dict) -> UserServer:
     return UserServer(tier["url"], user["username"], token)
 
 
-def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def lakehub(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`lakehub ARGS` in a child process, without the caller's AWS_* variables; `env` adds to
+    (or replaces) the rest of the caller's environment."""
+    env = dict(os.environ, **(env or {}))
     for key in list(env):
         if key.startswith("AWS_"):
             env.pop(key)
@@ -38,12 +40,21 @@ def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 class Platform:
-    def __init__(self, state_dir: Path, base: int):
+    def __init__(self, state_dir: Path, base: int, runtime: str = "process", env: dict | None = None):
         self.state_dir = state_dir
         self.base = base
+        # `up --runtime`: the tests' platforms run processes unless they ask for containers
+        # (tests/local/test_local_containers.py runs the end-to-end checks once on containers).
+        self.runtime = runtime
+        self.env = env  # added to `up`'s environment
 
-    def up(self) -> subprocess.CompletedProcess:
-        return lakehub("local", "up", "--state-dir", str(self.state_dir), "--base-port", str(self.base))
+    def up(self, runtime: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+        """`lakehub local up --runtime RUNTIME` (default: the platform's)."""
+        runtime = runtime or self.runtime
+        extra = ["--runtime", runtime]
+        env = self.env if env is None else env
+        return lakehub("local", "up", "--state-dir", str(self.state_dir), "--base-port", str(self.base), *extra,
+                       timeout=1200 if runtime == "container" else 600, env=env)
 
     def down(self) -> subprocess.CompletedProcess:
         return lakehub("local", "down", "--state-dir", str(self.state_dir), timeout=180)

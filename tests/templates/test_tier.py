@@ -302,3 +302,41 @@ def test_users_servers_reach_a_replaced_per_user_hub_by_a_name_that_follows_its_
     assert env["LAKEHUB_HUB_CONNECT_URL"] == "http://hub.pii.lakehub.lakehub.internal:8081"
     shared = resolve_tier(ServerMode="shared").resources()
     assert "HubNamespace" not in shared and "ServiceRegistries" not in shared["Service"]["Properties"]
+
+
+def test_hub_container_health_check_asks_the_port_the_hub_listens_on(resolve_tier):
+    """The task definition's HealthCheck asks the port in LAKEHUB_HUB_PORT (8000 on ECS), as the
+    image's HEALTHCHECK does: the local platform runs each tier's hub task on a port of its own on
+    the shared loopback (container runtime), where a fixed 8000 made every hub UNHEALTHY."""
+    import os
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    container = resolve_tier().resources()["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["LAKEHUB_HUB_PORT"] == "8000"
+    kind, command = container["HealthCheck"]["Command"]
+    assert kind == "CMD-SHELL"
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/hub/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        def check(port: str) -> int:
+            return subprocess.run(["/bin/sh", "-c", command], env=dict(os.environ, LAKEHUB_HUB_PORT=port),
+                                  capture_output=True, timeout=30).returncode
+
+        port = str(server.server_address[1])
+        assert check(port) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert check(port) != 0  # nothing listens there now: unhealthy
