@@ -44,30 +44,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import psutil  # noqa: E402
 
 from hubclient import api_token, oidc_sign_in, wait_ready  # noqa: E402
+from local_cli import lakehub, tree_rss  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def lakehub(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
-
-
-def tree_rss(pid: int) -> tuple[int, int]:
-    """(RSS bytes, process count) of a process and its descendants."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root] + root.children(recursive=True)
-    except psutil.Error:
-        return 0, 0
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total, len(procs)
 
 
 def container_pid(task_arn: str) -> int | None:
@@ -104,7 +83,7 @@ def one_runtime(runtime: str, users: int) -> dict:
     try:
         started = time.monotonic()
         up = lakehub("local", "up", "--runtime", runtime, "--state-dir", str(state_dir),
-                     "--base-port", str(free_base_port()), "--demo-users", str(users))
+                     "--base-port", str(free_base_port()), "--demo-users", str(users), timeout=1800)
         row["up_seconds"] = round(time.monotonic() - started, 1)
         if up.returncode != 0:
             row["error"] = (up.stderr.strip().splitlines() or ["no message"])[-1]

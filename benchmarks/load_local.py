@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,14 +42,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import psutil  # noqa: E402
 
 from hubclient import UserServer, api_token, oidc_sign_in, wait_ready  # noqa: E402
+from local_cli import lakehub  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def lakehub(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -219,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
             t0 = time.monotonic()
             proc = lakehub("local", "up", "--runtime", "process", "--state-dir", str(state_dir), "--base-port", str(free_base_port()),
-                           "--demo-users", str(args.users), "--server-mode", args.server_mode, "--timeout", "900")
+                           "--demo-users", str(args.users), "--server-mode", args.server_mode, "--timeout", "900", timeout=900)
             up_seconds = round(time.monotonic() - t0, 1)
             if proc.returncode != 0:
                 print(proc.stderr[-2000:], file=sys.stderr)

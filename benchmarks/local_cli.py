@@ -1,0 +1,51 @@
+"""What the local-platform benchmarks share: `lakehub` run as a command (without the caller's
+AWS_* variables) and the resident memory of a process tree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+def _label(p: psutil.Process) -> str:
+    cmd = " ".join(p.cmdline())
+    for needle, label in (("lakehub.local.platform", "supervisor"), ("emulator_server", "emulator (moto)"),
+                          ("lakehub.idp.oidc", "identity provider"), ("configurable-http-proxy", "proxy"),
+                          ("jupyterhub_idle_culler", "idle culler"), ("jupyterhub-singleuser", "user server"),
+                          ("jupyterhub.singleuser", "user server"), ("ipykernel", "kernel"), ("jupyterhub", "hub")):
+        if needle in cmd:
+            return label
+    return p.name()
+
+
+def tree_rss(pid: int, breakdown: dict | None = None) -> tuple[int, int]:
+    """(RSS bytes, process count) of a process and all its descendants; with `breakdown`, MB per
+    kind of process (supervisor, emulator, hub, proxy, user server, kernel ...) added to it."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return 0, 0
+    total = 0
+    for p in procs:
+        try:
+            rss = p.memory_info().rss
+            total += rss
+            if breakdown is not None:
+                label = _label(p)
+                breakdown[label] = round(breakdown.get(label, 0) + rss / 2**20, 1)
+        except psutil.Error:
+            pass
+    return total, len(procs)
