@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
+import uuid
 
 import boto3
-import pytest
-
-from lakehub.emulator import free_port
-from lakehub.local import control
 
 TEMPLATE = {
     "AWSTemplateFormatVersion": "2010-09-09",
@@ -41,38 +36,17 @@ TEMPLATE = {
 FULL_ARN = r"arn:aws:secretsmanager:us-east-1:\d{12}:secret:%s-[A-Za-z0-9]{6}"
 
 
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory):
-    port = free_port()
-    work = tmp_path_factory.mktemp("emulator-secrets")
-    token_file = work / control.TOKEN_FILE
-    token = control.new_token(token_file)
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port),
-                             "--work-dir", str(work), "--control-token-file", str(token_file)],
-                            stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            control.control_request(url, "/moto-api/", token, timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 def _client(service, url):
     return boto3.client(service, endpoint_url=url, region_name="us-east-1",
                         aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 - the emulator's
 
 
-def test_a_template_secret_exists_and_its_ref_is_the_full_arn_ecs_needs(endpoint):
+def test_a_template_secret_exists_and_its_ref_is_the_full_arn_ecs_needs(local_emulator):
+    endpoint, stack_name = local_emulator, f"secrets-{uuid.uuid4().hex[:8]}"
     cfn, sm = _client("cloudformation", endpoint), _client("secretsmanager", endpoint)
-    cfn.create_stack(StackName="secrets", TemplateBody=json.dumps(TEMPLATE))
+    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(TEMPLATE))
     deadline = time.monotonic() + 60
-    while (stack := cfn.describe_stacks(StackName="secrets")["Stacks"][0])["StackStatus"].endswith("IN_PROGRESS"):
+    while (stack := cfn.describe_stacks(StackName=stack_name)["Stacks"][0])["StackStatus"].endswith("IN_PROGRESS"):
         assert time.monotonic() < deadline, stack
         time.sleep(0.5)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack
@@ -89,9 +63,9 @@ def test_a_template_secret_exists_and_its_ref_is_the_full_arn_ecs_needs(endpoint
     assert shaped["username"] == "hub" and len(shaped["password"]) == 20
     assert sm.describe_secret(SecretId=outputs["GeneratedRef"])["Description"] == "generated"
 
-    cfn.delete_stack(StackName="secrets")
+    cfn.delete_stack(StackName=stack_name)
     deadline = time.monotonic() + 60
-    while any(s["StackName"] == "secrets" and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"]):
+    while any(s["StackName"] == stack_name and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"]):
         assert time.monotonic() < deadline
         time.sleep(0.5)
     names = {s["Name"] for s in sm.list_secrets()["SecretList"]}
