@@ -259,6 +259,16 @@ def python_minor(python_image: str) -> str:
 # ------------------------------------------------------------------------------------------
 # Stand-in recipes (Containerfiles built on the base)
 # ------------------------------------------------------------------------------------------
+def _standin_labels(for_image: str, base: str, what: str, built_from: str) -> str:
+    """The LABEL instruction that says a stand-in is one, what it stands in for and what it is built from."""
+    return f"""\
+LABEL org.opencontainers.image.title="lakehub stand-in for {for_image}" \\
+      org.opencontainers.image.description="NOT the official image: {what}, for building the hub image where no registry is reachable" \\
+      org.opencontainers.image.base.name="{base}" \\
+      io.lakehub.standin.for="{for_image}" \\
+      io.lakehub.standin.built-from="{built_from}\""""
+
+
 def python_containerfile(base: str, for_image: str) -> str:
     # A venv at /usr/local over Debian's python3.11 gives the official image's layout:
     # /usr/local/bin/python and pip, purelib /usr/local/lib/python3.11/site-packages, pip allowed
@@ -274,11 +284,8 @@ RUN python3.11 -m venv /usr/local \\
  && /usr/local/bin/python -c "import site, sys, sysconfig; assert site.ENABLE_USER_SITE; assert sysconfig.get_paths()['purelib'] == '/usr/local/lib/python3.11/site-packages', sysconfig.get_paths()" \\
  && /usr/local/bin/python -c "import os, sysconfig; lib = os.path.join(sysconfig.get_config_var('LIBDIR'), 'libpython3.11.so.1.0'); assert os.path.exists(lib), lib"
 ENV PATH={PYTHON_PATH} LANG=C.UTF-8
-LABEL org.opencontainers.image.title="lakehub stand-in for {for_image}" \\
-      org.opencontainers.image.description="NOT the official image: Debian bookworm's python3.11 in a venv at /usr/local (the official layout), for building the hub image where no registry is reachable" \\
-      org.opencontainers.image.base.name="{base}" \\
-      io.lakehub.standin.for="{for_image}" \\
-      io.lakehub.standin.built-from="debootstrap bookworm minbase + Debian python3.11, python3-venv; python3.11 -m venv /usr/local"
+{_standin_labels(for_image, base, "Debian bookworm's python3.11 in a venv at /usr/local (the official layout)",
+                 "debootstrap bookworm minbase + Debian python3.11, python3-venv; python3.11 -m venv /usr/local")}
 CMD ["python3"]
 """
 
@@ -299,11 +306,8 @@ RUN groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash 
  && rm /tmp/{node_tgz} /tmp/{npm_tgz} \\
  && test "$(node --version)" = "v{version}" && test "$(npm --version)" = "{npm_version}"
 ENV PATH={DEFAULT_PATH} NODE_VERSION={version} LANG=C.UTF-8
-LABEL org.opencontainers.image.title="lakehub stand-in for {for_image}" \\
-      org.opencontainers.image.description="NOT the official image: the official Node {version} binary (npm registry package {node_tgz.rsplit('-', 1)[0]}) and npm {npm_version} on Debian bookworm, for building the hub image where no registry is reachable" \\
-      org.opencontainers.image.base.name="{base}" \\
-      io.lakehub.standin.for="{for_image}" \\
-      io.lakehub.standin.built-from="debootstrap bookworm minbase + npm pack {node_tgz[:-4].rsplit('-', 1)[0]}@{version} + npm pack npm@{npm_version}"
+{_standin_labels(for_image, base, f"the official Node {version} binary (npm registry package {node_tgz.rsplit('-', 1)[0]}) and npm {npm_version} on Debian bookworm",
+                 f"debootstrap bookworm minbase + npm pack {node_tgz[:-4].rsplit('-', 1)[0]}@{version} + npm pack npm@{npm_version}")}
 CMD ["node"]
 """
 
