@@ -44,9 +44,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import psutil  # noqa: E402
 
 from hubclient import api_token, oidc_sign_in, wait_ready  # noqa: E402
-from local_cli import lakehub, tree_rss  # noqa: E402
+from common import lakehub, save_result, tree_rss  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def container_pid(task_arn: str) -> int | None:
@@ -148,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(run["runtime"], str(run.get("up_seconds")), str(run.get("sign_in_to_ready_median_s", run.get("error", ""))),
                       " ".join(map(str, run.get("sign_in_to_ready_s", []))), str(run.get("rss_per_user_median_mb")))
     Console(width=160).print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"container_runtime-n{args.users}-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(f"container_runtime-n{args.users}-{result['date']}", result)
     print(json.dumps(result))
     return 0 if all("error" not in r for r in result["runs"]) else 1
 

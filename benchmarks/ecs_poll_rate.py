@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 import math
 import os
 import random
@@ -47,11 +46,11 @@ from jupyterhub.objects import Hub  # noqa: E402
 from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_moto_server  # noqa: E402
 from lakehub.local.agent import keep_tasks_running  # noqa: E402
 from lakehub_hub import ecs_poller, fargate  # noqa: E402
+from common import save_result  # noqa: E402
 
 REAL_POLL_INTERVAL = 30  # JupyterHub's Spawner.poll_interval default
 ECS_SUSTAINED = 20  # DescribeTasks' bucket ("Cluster resource read actions"): refill per second
 ECS_BURST = 100  # bucket size
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 class User:
@@ -183,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             result[name] = asyncio.run(measure(cls, server.endpoint_url, w, args.interval, args.duration, window))
     finally:
         server.stop()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"ecs_poll_rate-n{args.tasks}-{result['date'][:10]}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result(f"ecs_poll_rate-n{args.tasks}-{result['date'][:10]}", result)
 
     from rich.console import Console
     from rich.table import Table

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lakehub.local import images  # noqa: E402
+from common import save_result  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def private_storage(folder: Path) -> None:
@@ -88,9 +88,7 @@ def measure(cold: bool) -> int:
                    if not line.startswith(("hub image: stage", "stand-in for"))],
         "logs": [] if cold else [str(p) for p in logs[-4:]],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"image_build-{'cold' if cold else 'warm'}-{result['date'][:10]}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result(f"image_build-{'cold' if cold else 'warm'}-{result['date'][:10]}", result)
 
     from rich.console import Console
     from rich.table import Table

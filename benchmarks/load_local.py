@@ -42,9 +42,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import psutil  # noqa: E402
 
 from hubclient import UserServer, api_token, oidc_sign_in, wait_ready  # noqa: E402
-from local_cli import lakehub  # noqa: E402
+from common import lakehub, save_result  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -241,9 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             else:  # the hubs', agent's and identity provider's logs say why
                 print(f"logs kept in {state_dir}", file=sys.stderr)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"load_local-{result['server_mode']}-n{args.users}-{result['date'][:10]}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result(f"load_local-{result['server_mode']}-n{args.users}-{result['date'][:10]}", result)
 
     from rich.console import Console
     from rich.table import Table

@@ -34,7 +34,7 @@ sys.path[:0] = [str(ROOT)]
 import requests  # noqa: E402
 
 from lakehub.local.platform import free_base_port, plan_ports, tiers_from_template  # noqa: E402
-from local_cli import lakehub, tree_rss  # noqa: E402
+from common import lakehub, tree_rss  # noqa: E402
 
 
 def one_run(with_servers: bool) -> dict:

@@ -1,8 +1,9 @@
-"""What the local-platform benchmarks share: `lakehub` run as a command (without the caller's
-AWS_* variables) and the resident memory of a process tree."""
+"""What the benchmarks share: `lakehub` run as a command (without the caller's AWS_* variables),
+the resident memory of a process tree, and a result written to benchmarks/results/."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -49,3 +51,11 @@ def tree_rss(pid: int, breakdown: dict | None = None) -> tuple[int, int]:
         except psutil.Error:
             pass
     return total, len(procs)
+
+
+def save_result(name: str, result: dict) -> Path:
+    """benchmarks/results/<name>.json, the result as indented JSON; its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return out
