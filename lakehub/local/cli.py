@@ -1,4 +1,4 @@
-"""`lakehub local up | status | down | resource-types`: the whole platform on this machine.
+"""`lakehub local up | status | down | backup | restore-home | resource-types`: the whole platform on this machine.
 
 `up` starts a supervisor process in the background (it owns the emulator, the identity
 provider, the local agent and the hubs, and writes its progress to the state folder), shows the
@@ -97,7 +97,13 @@ def register(subparsers) -> None:
     down.add_argument("--state-dir", **common)
     down.add_argument("--no-export", action="store_true", help="stop without the last export (notebooks-export/ still holds "
                                                              "what the emulator wrote through)")
+    down.add_argument("--no-backup", action="store_true", help="stop without the backup of homes and hub databases "
+                                                              "(`lakehub local backup`) taken after everything stopped")
     down.set_defaults(func=cmd_down)
+
+    from lakehub.local import backup
+
+    backup.register(sub, common)
 
     rt = sub.add_parser("resource-types", help="template resource types the emulator does not model")
     rt.add_argument("--format", choices=("table", "json"), default="table")
@@ -411,6 +417,10 @@ def cmd_down(args) -> int:
         cleaned = recover(state, export=False)
         if cleaned:
             print(f"lakehub local: {cleaned.line}")
+    if not getattr(args, "no_backup", False):
+        from lakehub.local.backup import backup_at_down
+
+        backup_at_down(state)
     if current.get("exported") is None and was_ready and not args.no_export:
         why = current.get("export_error") or "the supervisor stopped before exporting"
         raise not_exported(state, why)
