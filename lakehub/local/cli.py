@@ -7,6 +7,8 @@ passwords. `--foreground` runs the supervisor in this process instead, until Ctr
 While it runs, the emulator writes the notebook bucket through to <state>/notebooks-export/ as
 it is written; `down` exports it there once more and stops everything (non-zero when that export
 failed: the folder then holds each object as last saved); the next `up` puts those notebooks back.
+`down` then backs up the homes and the hubs' databases (`backup`, lakehub/local/backup.py);
+`restore-home` puts a user's home back from such a backup.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def register(subparsers) -> None:
     st.add_argument("--format", choices=("table", "json"), default="table")
     st.set_defaults(func=cmd_status)
 
-    down = sub.add_parser("down", help="export the notebooks and stop everything")
+    down = sub.add_parser("down", help="export the notebooks, stop everything, and back up the homes and hub databases")
     down.add_argument("--state-dir", **common)
     down.add_argument("--no-export", action="store_true", help="stop without the last export (notebooks-export/ still holds "
                                                              "what the emulator wrote through)")
