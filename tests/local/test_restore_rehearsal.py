@@ -12,6 +12,7 @@ per-user servers, one `up` for the module:
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -143,3 +144,17 @@ def test_the_hub_database_comes_back_from_its_litestream_replica_when_the_task_i
     status = platform.status()
     hub = next(p for p in status["parts"] if p["name"] == "pii hub")
     assert hub["restarts"] >= 1, hub
+
+
+@pytest.mark.e2e
+def test_down_takes_a_backup_of_the_homes_and_the_hub_databases(platform):
+    user = platform.tier("pii")["users"][0]
+    down = platform.down()
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "lakehub local: backup " in down.stdout and "2 hub databases" in down.stdout, down.stdout
+    newest = sorted((platform.state_dir / "backups").iterdir())[-1]
+    manifest = json.loads((newest / "manifest.json").read_text())
+    assert manifest["note"] == "taken by `lakehub local down`" and not manifest["problems"], manifest
+    assert f"pii/{unix_username(user['username'])}" in manifest["homes"]
+    home = next(newest.glob(f"efs/*/tiers/pii/{unix_username(user['username'])}"))
+    assert (home / FILE).read_text() == "months of work"
