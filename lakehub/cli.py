@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "lakehub.publish",  # publish (templates and zips to an assets bucket)
     "lakehub.deploy",  # deploy (change set, progress, outputs)
     "lakehub.local.cli",  # local up / status / down
+    "lakehub.restore",  # restore-home (AWS Backup)
     "lakehub.cost",  # cost (estimate from the generated templates)
 ]
 

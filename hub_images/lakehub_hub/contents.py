@@ -45,6 +45,7 @@ import logging
 import mimetypes
 import os
 import posixpath
+import re
 import time
 
 import nbformat
@@ -932,6 +933,9 @@ class TierContentsManager(FilesThroughManager, ContentsManager):
 # ----------------------------------------------------------------------------------------------
 # The user's home as the file browser's root (issue 15)
 # ----------------------------------------------------------------------------------------------
+# An S3 version id as S3 and the emulator give them (URL-safe characters; "null" for an object
+# written while the bucket was unversioned); a checkpoint id that is not one is refused (400).
+VERSION_ID = re.compile(r"null|[A-Za-z0-9._+=-]{1,1024}")
 SHA256_META = "sha256"  # user metadata on each central copy: the bytes' hash (the ETag is not an
 #                         MD5 under SSE-KMS or for multipart uploads)
 
@@ -1237,7 +1241,13 @@ class HomeContentsManager(FilesThroughManager, LargeFileManager):
         return found[:limit]  # S3 lists a key's versions newest first
 
     def _restore_version(self, path: str, version_id: str) -> None:
+        """Put version `version_id` of the file's central copy back: the home file gets its
+        bytes, and the central copy a new current version made from it by a server-side copy
+        (CopyObject with the version id: its bytes and its sha256 metadata). The version it
+        replaces stays a version: nothing is lost, and the restore itself can be undone."""
         path = path.strip("/")
+        if not VERSION_ID.fullmatch(version_id or ""):
+            raise HTTPError(400, f"{version_id!r} is not a checkpoint of {path}: checkpoint ids are S3 version ids")
         key = self._central._key(path)
         s3 = self._central._s3
 
@@ -1254,7 +1264,13 @@ class HomeContentsManager(FilesThroughManager, LargeFileManager):
             raise HTTPError(404, f"checkpoint does not exist: {path}@{version_id}") from e
         os_path = self._get_os_path(path)
         self._save_file(os_path, base64.b64encode(data).decode("ascii"), "base64")
-        self._mirror_file(path)
+        current = self._central._head("", key=key)
+        if current is None or (current.get("VersionId") or "null") != version_id:
+            # (S3 refuses to copy the current version onto itself; restoring it only rewrites the home file)
+            source = {"Bucket": self.bucket, "Key": key, "VersionId": version_id}
+            self._central_call(path, "restore", lambda: self._central._call(
+                "copy_object", Bucket=self.bucket, Key=key, CopySource=source))
+        self._mirror_file(path, only_if_changed=True)  # (a version written without the hash: once more)
 
     # --- shared/ checkpoints go to the S3 manager -------------------------------------------
     def create_checkpoint(self, path):

@@ -1,4 +1,4 @@
-"""`lakehub local up | status | down | resource-types`: the whole platform on this machine.
+"""`lakehub local up | status | down | backup | restore-home | resource-types`: the whole platform on this machine.
 
 `up` starts a supervisor process in the background (it owns the emulator, the identity
 provider, the local agent and the hubs, and writes its progress to the state folder), shows the
@@ -7,6 +7,8 @@ passwords. `--foreground` runs the supervisor in this process instead, until Ctr
 While it runs, the emulator writes the notebook bucket through to <state>/notebooks-export/ as
 it is written; `down` exports it there once more and stops everything (non-zero when that export
 failed: the folder then holds each object as last saved); the next `up` puts those notebooks back.
+`down` then backs up the homes and the hubs' databases (`backup`, lakehub/local/backup.py);
+`restore-home` puts a user's home back from such a backup.
 """
 
 from __future__ import annotations
@@ -93,11 +95,17 @@ def register(subparsers) -> None:
     st.add_argument("--format", choices=("table", "json"), default="table")
     st.set_defaults(func=cmd_status)
 
-    down = sub.add_parser("down", help="export the notebooks and stop everything")
+    down = sub.add_parser("down", help="export the notebooks, stop everything, and back up the homes and hub databases")
     down.add_argument("--state-dir", **common)
     down.add_argument("--no-export", action="store_true", help="stop without the last export (notebooks-export/ still holds "
                                                              "what the emulator wrote through)")
+    down.add_argument("--no-backup", action="store_true", help="stop without the backup of homes and hub databases "
+                                                              "(`lakehub local backup`) taken after everything stopped")
     down.set_defaults(func=cmd_down)
+
+    from lakehub.local import backup
+
+    backup.register(sub, common)
 
     rt = sub.add_parser("resource-types", help="template resource types the emulator does not model")
     rt.add_argument("--format", choices=("table", "json"), default="table")
@@ -411,6 +419,10 @@ def cmd_down(args) -> int:
         cleaned = recover(state, export=False)
         if cleaned:
             print(f"lakehub local: {cleaned.line}")
+    if not getattr(args, "no_backup", False):
+        from lakehub.local.backup import backup_at_down
+
+        backup_at_down(state)
     if current.get("exported") is None and was_ready and not args.no_export:
         why = current.get("export_error") or "the supervisor stopped before exporting"
         raise not_exported(state, why)

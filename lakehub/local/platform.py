@@ -727,7 +727,12 @@ class LocalPlatform:
         tier = next((t for t in self.tiers if t.name == tags.get(TAG_HUB)), None)
         if tier is None or TAG_USER in tags:
             return []
-        mounts = [(str(self.hub_state_folder(tier)), CONTAINER_STATE_DIR, False),
+        # A replaced task starts with an empty folder, as on ECS: made again when it was lost
+        # (podman refuses a mount whose source is missing); the hub restores its database from
+        # the Litestream replica (lakehub_hub.hub_state).
+        state_folder = self.hub_state_folder(tier)
+        state_folder.mkdir(parents=True, exist_ok=True)
+        mounts = [(str(state_folder), CONTAINER_STATE_DIR, False),
                   (str(HUB_CONFIG_D), CONTAINER_CONFIG_D, True)]
         if self.server_mode == "shared":
             home = self.home_root(tier, getattr(tier, "homes_fs_id", ""))

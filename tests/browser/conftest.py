@@ -50,6 +50,7 @@ class Tier:
     notebook_keys: object  # callable(folder) -> set of keys below the tier's notebook root
     expected_rows: str  # what the tier's first CSV file holds (rows), as the typed cell prints it
     timings: dict = field(default_factory=dict)
+    versions: object = None  # callable(path below the tier's notebook root) -> [(version id, body)], newest first
 
     @property
     def artifacts(self) -> Path:
@@ -90,10 +91,22 @@ def _per_user(tmp_path_factory):
 
         members = [(u["username"], u["password"]) for u in tier["users"]][:2]
         rows = _first_csv_rows(s3, platform)
-        yield Tier("per-user", tier["url"], members, keys, rows)
+        yield Tier("per-user", tier["url"], members, keys, rows, versions=_versions_of(s3, bucket, "tiers/pii"))
     finally:
         platform.down()
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _versions_of(s3, bucket: str, root: str):
+    """The S3 versions (not delete markers) of one key below the tier's notebook root, newest first."""
+
+    def versions(path: str) -> list[tuple[str, bytes]]:
+        key = f"{root}/{path.strip('/')}"
+        listed = s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+        return [(v["VersionId"], s3.get_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])["Body"].read())
+                for v in listed if v["Key"] == key]
+
+    return versions
 
 
 def _first_csv_rows(s3, platform) -> str:
@@ -145,7 +158,8 @@ def _shared(moto_server):
             pages = s3.get_paginator("list_objects_v2").paginate(Bucket=notebook_bucket, Prefix=p)
             return {o["Key"][len(p):] for page in pages for o in page.get("Contents", [])}
 
-        yield Tier("shared", hub.url, [(u, passwords[u]) for u in members], keys, str(len(rows) - 1))
+        yield Tier("shared", hub.url, [(u, passwords[u]) for u in members], keys, str(len(rows) - 1),
+                   versions=_versions_of(s3, notebook_bucket, prefix))
     finally:
         if hub:
             hub.stop()
