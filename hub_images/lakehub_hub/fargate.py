@@ -1560,8 +1560,13 @@ class FargateSpawner(StopReasonState, Spawner):
 
     async def stop(self, now=False):
         """Stop the task; wait (bounded) until ECS reports it STOPPED unless `now`."""
-        # The user's own stop clears the message; the culler's and the drain's are kept.
-        self.record_stop(self.take_requested_stop_reason())
+        # The user's own stop clears the message; the culler's and the drain's are kept. Counted
+        # only when a task runs (JupyterHub also calls stop() after a failed start).
+        reason = self.take_requested_stop_reason()
+        if self.task_arn:
+            self.record_stop(reason)
+        elif reason == "user":
+            self.forget_stop()
         if not self.task_arn:
             await self._delete_env_file()
             return

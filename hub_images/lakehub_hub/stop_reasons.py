@@ -266,6 +266,6 @@ DRAIN_PATH = r"/api/lakehub/drain"
 def configure_hub(c, culler_service: str = CULLER_SERVICE) -> None:
     """jupyterhub_config.py: the culler hook and the drain API (under the hub's prefix, /hub/)."""
     install_stop_hooks(culler_service)
-    handlers = list(c.JupyterHub.extra_handlers) if "extra_handlers" in c.JupyterHub else []
-    handlers.append((DRAIN_PATH, drain_handler()))
-    c.JupyterHub.extra_handlers = handlers
+    # append: a list, or traitlets' lazy value that adds to what other parts configure (the
+    # credentials endpoint, lakehub_hub.credentials, appends its handler the same way)
+    c.JupyterHub.extra_handlers.append((DRAIN_PATH, drain_handler()))

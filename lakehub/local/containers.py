@@ -298,9 +298,12 @@ def start(argv_for: Callable[[str, list[str]], list[str]], env: dict[str, str], 
         name = argv[argv.index("--name") + 1] if "--name" in argv else None
         if name:  # left by an agent that ended without stopping it: the task starts afresh
             subprocess.run([argv[0], "rm", "-f", "--ignore", "-t", "5", name], capture_output=True, timeout=60)
+        # In the log's folder: conmon may leave a file named `oom` in its working directory after
+        # an out-of-memory kill, which must not land in the caller's (a checkout).
+        log_dir = os.path.dirname(getattr(log_file, "name", "") or "") or None
         process = subprocess.Popen(
             argv, env=podman_env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            pass_fds=(read_fd,), start_new_session=True,
+            pass_fds=(read_fd,), start_new_session=True, cwd=log_dir if log_dir and os.path.isdir(log_dir) else None,
         )
     except BaseException:
         os.close(write_fd)

@@ -213,3 +213,16 @@ def test_in_a_hub_an_admins_stop_says_nothing_and_the_drain_stops_only_servers_o
     finally:
         hub.stop()
         agent.stop()
+
+
+def test_the_drain_api_is_added_beside_the_handlers_other_parts_of_the_hub_config_append():
+    """The credentials endpoint (lakehub_hub.credentials) appends its handler to traitlets' lazy
+    value; the drain must add to it, not replace or iterate it (the product's hub died at start)."""
+    from traitlets.config import Config
+
+    c = Config()
+    c.JupyterHub.extra_handlers.append(("/lakehub/aws-credentials", object))
+    stop_reasons.configure_hub(c)
+    c.JupyterHub.extra_handlers.append(("/later", object))
+    paths = [path for path, _ in c.JupyterHub.extra_handlers.get_value([])]
+    assert paths == ["/lakehub/aws-credentials", stop_reasons.DRAIN_PATH, "/later"]
