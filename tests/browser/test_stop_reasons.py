@@ -116,7 +116,7 @@ def test_the_meter_then_an_out_of_memory_server_is_told_to_pick_a_bigger_size(pl
             expect(bar).to_contain_text("Mem:", timeout=60_000)
             expect(bar).to_contain_text("CPU:", timeout=30_000)
             # memory against the size's memory (MEM_LIMIT from the task size), not the host's
-            expect(bar).to_contain_text(re.compile(r"Mem:\s*[\d.]+\s*/\s*(2048\s*MB|2\s*GB)"), timeout=30_000)
+            expect(bar).to_contain_text(re.compile(r"Mem:\s*[\d.]+\s*/\s*(2048(\.0+)?\s*MB|2(\.0+)?\s*GB)"), timeout=30_000)
         lab.new_notebook_from_launcher("")
         with lab.step("oom-cell"):
             editor = lab.current_panel().locator(".jp-Cell").last.locator(".cm-content")
