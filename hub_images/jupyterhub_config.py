@@ -91,6 +91,16 @@ def https_url(name, value, allow_http_loopback=True):
     return value.rstrip("/")
 
 
+def cull_every(timeout):
+    """The idle culler's round (seconds) for a timeout: half of it, 5 s to 5 minutes."""
+    return max(5, min(300, timeout // 2))
+
+
+def server_idle_timeout(timeout):
+    """When a per-user server ends itself: after the culler would have stopped it (0: never)."""
+    return timeout + 2 * cull_every(timeout) if timeout > 0 else 0
+
+
 AUTH_MODES = ("cognito", "oidc", "ldap")
 SERVER_MODES = ("shared", "per-user")
 
@@ -436,8 +446,10 @@ if SERVER_MODE == "per-user":
     # User tasks run this image too: the single-user config is at the same path there.
     # LAKEHUB_SERVER_IDLE_TIMEOUT: the server ends itself once idle while the hub is away
     # (nightly stop, replacement), as the idle culler would (singleuser/jupyter_server_config.py).
+    # A little later than the culler (its timeout plus two of its rounds): while the hub runs, the
+    # culler stops an idle server, and the user is told it was culled (lakehub_hub.stop_reasons).
     c.Spawner.environment = dict(USER_ENV, JUPYTER_CONFIG_PATH=str(SINGLEUSER_CONFIG_DIR),
-                                 LAKEHUB_SERVER_IDLE_TIMEOUT=str(IDLE_TIMEOUT))
+                                 LAKEHUB_SERVER_IDLE_TIMEOUT=str(server_idle_timeout(IDLE_TIMEOUT)))
     configure_per_user_hub(c, fail=fail)
 else:
     from jupyterhub.spawner import LocalProcessSpawner
@@ -469,7 +481,9 @@ else:
         except OSError:
             pass
 
-    class UnixUserSpawner(LocalProcessSpawner):
+    from lakehub_hub.stop_reasons import StopReasonState
+
+    class UnixUserSpawner(StopReasonState, LocalProcessSpawner):
         """Runs each user's server as their own Unix user, created on first spawn.
 
         The hub runs as root only to create users and switch to them; user servers never run as
@@ -524,7 +538,24 @@ else:
         async def start(self):
             entry = self.ensure_unix_user()
             self._entry = entry
+            self.forget_stop()
             return await super().start()
+
+        async def stop(self, now=False):
+            # Why the hub stops it (lakehub_hub.stop_reasons): the culler's stop is kept and shown,
+            # the user's own clears the message.
+            if self.pid:
+                self.record_stop(self.take_requested_stop_reason())
+            return await super().stop(now=now)
+
+        async def poll(self):
+            running = bool(self.pid)
+            status = await super().poll()
+            if running and status is not None:
+                # Ended without the hub asking (a crash; SIGKILL -9 is often the out-of-memory
+                # killer, which a process cannot tell apart from another SIGKILL).
+                self.record_stop("other", f"the server process ended with status {status}")
+            return status
 
         def make_preexec_fn(self, name):
             if not RUN_AS_ROOT:
@@ -591,6 +622,13 @@ elif os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
 # --------------------------------------------------------------------------------------------
 # 5. idle culler
 # --------------------------------------------------------------------------------------------
+# Why a server stopped (lakehub_hub.stop_reasons): the culler's stops are marked "cull" from the
+# request's owner (the idle-culler service), and admins (or `lakehub deploy`) stop the servers on an
+# old image with POST /hub/api/lakehub/drain (scope admin:servers), recorded as "image-update".
+from lakehub_hub.stop_reasons import configure_hub as configure_stop_reasons  # noqa: E402
+
+configure_stop_reasons(c, culler_service="idle-culler")
+
 if IDLE_TIMEOUT > 0:
     c.JupyterHub.services = [
         {
@@ -598,7 +636,7 @@ if IDLE_TIMEOUT > 0:
             "command": [
                 sys.executable, "-m", "jupyterhub_idle_culler",
                 f"--timeout={IDLE_TIMEOUT}",
-                f"--cull-every={max(5, min(300, IDLE_TIMEOUT // 2))}",
+                f"--cull-every={cull_every(IDLE_TIMEOUT)}",
             ],
         }
     ]

@@ -103,6 +103,7 @@ from traitlets import Bool, Float, Integer, List, Unicode, default, validate
 
 from lakehub_hub.accounts import stable_uid, unix_username
 from lakehub_hub.ecs_poller import DEFAULT_WINDOW, TaskPoller
+from lakehub_hub.stop_reasons import StopReasonState, classify_task, explain
 
 # Tag keys: one definition, used by the spawner, the reconciliation and the local agent.
 TAG_USER = "lakehub:user"
@@ -803,13 +804,11 @@ def stop_time(task: dict) -> str:
     return when.astimezone(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def stop_explanation(task: dict) -> str:
-    """One sentence for the user: why their server stopped, when the hub did not stop it."""
-    if is_spot_interruption(task):
-        return ("AWS reclaimed the Fargate Spot capacity your server ran on (Spot interruption). "
-                "Files saved in your home and notebooks saved to S3 are kept; start your server again.")
-    reason = (task.get("stoppedReason") or "").strip()
-    return f"Your server's task stopped: {reason or 'no reason given'}. Start your server again."
+def stop_explanation(task: dict, container_name: str = DEFAULT_CONTAINER) -> str:
+    """One sentence for the user: why their server stopped, when the hub did not stop it
+    (lakehub_hub.stop_reasons)."""
+    reason, detail = classify_task(task, container_name)
+    return explain(reason, detail=detail)
 
 
 ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}
@@ -829,7 +828,7 @@ def _is_capacity_failure(reason: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-class FargateSpawner(Spawner):
+class FargateSpawner(StopReasonState, Spawner):
     """Start each user's server as an ECS task on Fargate (or Fargate Spot)."""
 
     cluster = Unicode(config=True, help="ECS cluster name or ARN (LAKEHUB_CLUSTER).")
@@ -1009,16 +1008,17 @@ class FargateSpawner(Spawner):
     capacity_used = Unicode("", help="Capacity provider the task was started on.")
     env_file_key = Unicode("", help="S3 key of this spawn's environment file (deleted at stop).")
     env_file_version = Unicode("", help="Its S3 version id (the notebook bucket is versioned).")
-    # Why the last server stopped when the hub did not stop it (a Spot interruption, the server
-    # exiting): kept across clear_state, shown on the hub's home page, cleared by the next start.
-    last_stop = Unicode("", help="What the user is told about the last stop the hub did not ask for.")
-    last_stop_at = Unicode("", help="When it stopped (ISO 8601, UTC).")
+    # Why the last server stopped when the user did not stop it (StopReasonState: last_stop,
+    # last_stop_at, last_stop_reason): kept across clear_state, shown on the hub's home page,
+    # cleared by the next start or the user's own stop.
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._progress_events: list[dict] = []
         self._start_done = True
         self._run_task_definition = ""  # this spawn's task definition (the user's own with a home)
+        self._started_here = False  # started by this hub process (else taken back from the database)
+        self._stop_recorded_for = ""  # the task whose stop poll() recorded (poll runs more than once)
 
     def get_state(self):
         state = super().get_state()
@@ -1028,9 +1028,6 @@ class FargateSpawner(Spawner):
         if self.env_file_key:
             state["env_file_key"] = self.env_file_key
             state["env_file_version"] = self.env_file_version
-        if self.last_stop:
-            state["last_stop"] = self.last_stop
-            state["last_stop_at"] = self.last_stop_at
         return state
 
     def load_state(self, state):
@@ -1039,8 +1036,6 @@ class FargateSpawner(Spawner):
         self.capacity_used = state.get("capacity", "")
         self.env_file_key = state.get("env_file_key", "")
         self.env_file_version = state.get("env_file_version", "")
-        self.last_stop = state.get("last_stop", "")
-        self.last_stop_at = state.get("last_stop_at", "")
 
     def clear_state(self):
         super().clear_state()
@@ -1247,7 +1242,8 @@ class FargateSpawner(Spawner):
 
     async def start(self):
         self.check_settings()
-        self.last_stop = self.last_stop_at = ""
+        self.forget_stop()
+        self._started_here = True
         self._progress_events = []
         self._start_done = False
         try:
@@ -1505,11 +1501,18 @@ class FargateSpawner(Spawner):
             self.log.warning("describe_tasks for %s failed: %s", self._log_name, exc)
             return None
         if task is None:
+            if not self._started_here and self._stop_recorded_for != self.task_arn:
+                # Taken back from the database at the hub's start, and ECS no longer knows the
+                # task (it forgets stopped tasks after about an hour): it ended while no hub ran.
+                self._stop_recorded_for = self.task_arn
+                self.record_stop("scheduled", "the task ended while the hub was away")
             return 0
         if task.get("lastStatus") == "STOPPED" or task.get("desiredStatus") == "STOPPED":
             # Not stopped through this spawner (stop() clears the state first): tell the user why.
-            self.last_stop = stop_explanation(task)
-            self.last_stop_at = stop_time(task)
+            if self._stop_recorded_for != self.task_arn:
+                self._stop_recorded_for = self.task_arn
+                reason, detail = classify_task(task, self.container_name)
+                self.record_stop(reason, detail, at=stop_time(task))
             self.log.warning("%s's task %s stopped: %s", self._log_name, self.task_arn, task.get("stoppedReason", ""))
             for container in task.get("containers") or []:
                 if container.get("name") == self.container_name and isinstance(
@@ -1519,6 +1522,36 @@ class FargateSpawner(Spawner):
             return 0
         return None
 
+    def stop_size(self) -> str:
+        try:
+            profile = self.selected_profile()
+        except FargateSpawnError:
+            return ""
+        return str(profile.get("display") or profile.get("name") or "")
+
+    async def runs_current_image(self) -> bool | None:
+        """For the drain (POST /hub/api/lakehub/drain): does the running task's server container
+        run the image the tier's task definition names now? None when it cannot tell."""
+        if not self.task_arn:
+            return None
+        try:
+            task = await self._describe(self.task_arn, include_tags=False)
+            if task is None or not task.get("taskDefinitionArn"):
+                return None
+            running = await self._ecs("describe_task_definition", taskDefinition=task["taskDefinitionArn"])
+            current = await self._ecs("describe_task_definition", taskDefinition=self.task_definition)
+        except (ClientError, BotoCoreError) as exc:
+            self.log.warning("drain: cannot compare %s's image: %s", self._log_name, exc)
+            return None
+
+        def image(described: dict) -> str:
+            for container in (described.get("taskDefinition") or {}).get("containerDefinitions") or []:
+                if container.get("name") == self.container_name:
+                    return container.get("image") or ""
+            return ""
+
+        return image(running) == image(current) != ""
+
     async def _stop_task_quietly(self, arn: str, reason: str) -> None:
         try:
             await self._ecs("stop_task", cluster=self.cluster, task=arn, reason=reason[:255])
@@ -1527,7 +1560,13 @@ class FargateSpawner(Spawner):
 
     async def stop(self, now=False):
         """Stop the task; wait (bounded) until ECS reports it STOPPED unless `now`."""
-        self.last_stop = self.last_stop_at = ""  # asked for: nothing to explain
+        # The user's own stop clears the message; the culler's and the drain's are kept. Counted
+        # only when a task runs (JupyterHub also calls stop() after a failed start).
+        reason = self.take_requested_stop_reason()
+        if self.task_arn:
+            self.record_stop(reason)
+        elif reason == "user":
+            self.forget_stop()
         if not self.task_arn:
             await self._delete_env_file()
             return

@@ -8,6 +8,7 @@ copies it to /etc/jupyter). The hub passes the non-secret settings in the enviro
   LAKEHUB_S3_ENDPOINT_URL                          only for the emulator
   AWS_REGION                                       the bucket's region
   JUPYTERHUB_USER                                  set by JupyterHub for each server
+  MEM_LIMIT, CPU_LIMIT                             the server's size (per-user mode): the meter's scale
 
 The file browser shows the home (kernels and terminals start there, so code reads and writes
 files next to the notebook by relative paths) and one virtual folder at its root:
@@ -90,3 +91,9 @@ if _IDLE.isdigit() and int(_IDLE) > 0:
     c.MappingKernelManager.cull_busy = False
     c.MappingKernelManager.cull_connected = False
     c.ServerApp.shutdown_no_activity_timeout = int(_IDLE)
+
+# The memory and CPU meter in JupyterLab's status bar (jupyter-resource-usage): memory against
+# the server's size and CPU. The per-user spawner sets MEM_LIMIT (bytes) and CPU_LIMIT (vCPUs)
+# from the size the user picked (the task's memory and cpu), which the extension reads by default.
+c.ResourceUseDisplay.track_cpu_percent = True
+c.ResourceUseDisplay.mem_warning_threshold = 0.1  # the meter turns red with 10 % of the memory left

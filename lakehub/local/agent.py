@@ -407,7 +407,16 @@ class LocalAgent:
                 how = f"was killed by {killer} (exit code {code})" if killer else f"exited with code {code}"
                 log.info("local agent: %s of %s %s; stopping the task", "container" if local.container else "process", arn, how)
                 del self.tasks[arn]
+                oom = bool(local.container) and containers_oom_killed(local.container)
                 self._end(local)
+                if oom:  # as ECS reports it: the container's reason and 137 (lakehub.local.containers)
+                    from lakehub.local.containers import OOM_EXIT_CODE, OOM_REASON
+
+                    log.info("local agent: container of %s was killed for using more memory than its task has", arn)
+                    self._report(local, containers=[{"name": local.essential, "lastStatus": "STOPPED",
+                                                     "exitCode": OOM_EXIT_CODE, "reason": OOM_REASON}])
+                    self._stop_task(local, f"Essential container in task exited (exit code {OOM_EXIT_CODE}: {OOM_REASON})")
+                    continue
                 start_error = self._podman_error(local) if local.container and code in (125, 126, 127) else None
                 if start_error:  # podman could not make or start the container
                     self._report(local, containers=[{"name": local.essential, "reason": start_error}])
@@ -713,12 +722,16 @@ class LocalAgent:
 
             if os.environ.get(RUN_MARKER):
                 labels[containers.RUN_LABEL] = os.environ[RUN_MARKER]
+            # A user's server gets its task's size, enforced as Fargate does (out of memory: the
+            # container is killed). Hub tasks run without limits locally: a shared-mode hub task
+            # holds every user's server, and the local sizes are the templates' AWS defaults.
+            limits = containers.task_limits(task, task_def, container_def) if TAG_USER in tags else None
             out = open(log_path, "ab")
             try:
                 local.process = containers.start(
                     lambda env_file, env_names: containers.run_argv(
                         name, image, container_def, override, mounts=binds, user=user, labels=labels,
-                        env_file=env_file, env_names=env_names),
+                        env_file=env_file, env_names=env_names, limits=limits),
                     env, out)
             finally:
                 out.close()
@@ -866,6 +879,12 @@ def rewrite_paths(env: dict[str, str], mounts: list[tuple[str, Path]]) -> dict[s
     if not mounts:
         return env
     return {k: (map_path(v, mounts) if v.startswith("/") else v) for k, v in env.items()}
+
+
+def containers_oom_killed(name: str) -> bool:
+    from lakehub.local.containers import oom_killed
+
+    return oom_killed(name)
 
 
 def exit_status(returncode: int) -> tuple[int, str | None]:

@@ -1,7 +1,7 @@
 """The local agent's container runtime: an ECS task as a podman container of its image.
 
 ``LocalAgent(runtime="container")`` (lakehub.local.agent) runs each task it handles as a
-foreground ``podman run --rm --name lakehub-task-<task id> ...`` under ``subprocess.Popen``:
+foreground ``podman run --name lakehub-task-<task id> ...`` under ``subprocess.Popen``:
 ``podman run``'s exit status is the container's, so the agent's process model (exit watching,
 the task stopped with the container's exit code) is the same for both runtimes. This module
 turns (container definition, container override, resolved environment, mounts) into that
@@ -23,6 +23,14 @@ command, the way ECS turns a task definition into a container:
   definition names, so nothing is rewritten.
 - an image podman does not have stops the task with ``CannotPullContainerError`` (no registry
   is pulled from: ``--pull never``).
+- size: a user-server task's memory (the container's ``memory`` hard limit if set, else the
+  task's: the RunTask override's ``memory``, else the definition's) -> ``--memory`` and
+  ``--memory-swap`` equal (no swap, as on Fargate), its ``cpu`` units / 1024 -> ``--cpus``
+  (at most the host's CPUs). A container the kernel's OOM killer hit (podman's
+  ``State.OOMKilled``, else the kernel log's record of the kill in the container's memory
+  cgroup) stops the task as ECS reports it: the container's ``reason``
+  "OutOfMemoryError: Container killed due to memory usage", exit code 137 (``oom_killed``).
+  The container is kept (no ``--rm``) until the agent has read that; the agent removes it.
 - ``healthCheck``: podman's own health timer needs systemd, which this machine lacks, so the
   agent runs the check itself (``health_check_argv``: ``podman exec``, ``CMD-SHELL`` through
   ``/bin/sh -c``) on the definition's interval, timeout, retries and start period.
@@ -127,10 +135,13 @@ def run_argv(
     labels: dict[str, str] | None = None,
     env_file: str | None = None,
     env_names: list[str] = (),
+    limits: "Limits | None" = None,
 ) -> list[str]:
     """The `podman run` command line of a task's container (no environment values on it)."""
-    argv = [podman(), "run", "--rm", "--name", name, "--pull", "never", "--network", "host",
+    argv = [podman(), "run", "--name", name, "--pull", "never", "--network", "host",
             "--log-driver", "none", *run_args()]
+    if limits is not None:
+        argv += limits.args()
     for key, value in (labels or {}).items():
         argv += ["--label", f"{key}={value}"]
     if env_file:
@@ -151,6 +162,95 @@ def run_argv(
     command = override.get("command") or container_def.get("command") or []
     argv += list(command)
     return argv
+
+
+# What ECS reports on a container the out-of-memory killer ended (DescribeTasks containers[]):
+# "Troubleshooting Amazon ECS OutOfMemoryError errors", ECS developer guide (docs/AWS_NOTES.md).
+OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
+OOM_EXIT_CODE = 137
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A task's size as podman flags: memory in MiB (None: unlimited), cpu in ECS units."""
+
+    memory: int | None = None
+    cpu: int | None = None
+
+    def args(self) -> list[str]:
+        argv = []
+        if self.memory:
+            # --memory-swap equal to --memory: no swap, as on Fargate.
+            argv += ["--memory", f"{self.memory}m", "--memory-swap", f"{self.memory}m"]
+        if self.cpu:
+            cpus = min(self.cpu / 1024, float(os.cpu_count() or 1))
+            argv += ["--cpus", f"{cpus:g}"]
+        return argv
+
+
+def _positive_int(value) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def task_limits(task: dict, task_def: dict, container_def: dict) -> Limits:
+    """The size ECS gives the container: its own hard `memory` limit if set, else the task's
+    memory (RunTask's override, else the definition's); cpu the same way."""
+    overrides = task.get("overrides") or {}
+    memory = (_positive_int(container_def.get("memory")) or _positive_int(overrides.get("memory"))
+              or _positive_int(task.get("memory")) or _positive_int(task_def.get("memory")))
+    cpu = (_positive_int(overrides.get("cpu")) or _positive_int(task.get("cpu"))
+           or _positive_int(task_def.get("cpu")) or _positive_int(container_def.get("cpu")))
+    return Limits(memory, cpu)
+
+
+KERNEL_LOG = "/dev/kmsg"
+
+
+def kernel_oom_kills(container_id: str, log_path: str = KERNEL_LOG, limit: int = 100_000) -> bool:
+    """Whether the kernel's log records an out-of-memory kill in this container's memory cgroup
+    ("oom-kill:constraint=CONSTRAINT_MEMCG,...,oom_memcg=/.../libpod-<id>,..."). Needs root (or
+    dmesg_restrict=0); False when the log cannot be read."""
+    if not re.fullmatch(r"[0-9a-f]{12,64}", container_id or ""):
+        return False
+    marker = f"libpod-{container_id}"
+    try:
+        fd = os.open(log_path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        for _ in range(limit):  # one record per read, EAGAIN at the end
+            try:
+                record = os.read(fd, 8192)
+            except BlockingIOError:
+                return False
+            except OSError:  # EPIPE: records overwritten while reading; go on
+                continue
+            if not record:
+                return False
+            if marker.encode() in record and b"oom" in record.lower():
+                return True
+        return False
+    finally:
+        os.close(fd)
+
+
+def oom_killed(name: str, timeout: float = 30) -> bool:
+    """Whether the kernel's out-of-memory killer hit this exited container: podman's
+    State.OOMKilled, else the kernel's log (podman 4.3's conmon does not see OOM kills on cgroup v1
+    with runc, which this machine has: State.OOMKilled stays false while dmesg shows the kill)."""
+    try:
+        result = subprocess.run([podman(), "container", "inspect", "--format", "{{.State.OOMKilled}} {{.Id}}", name],
+                                capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if result.returncode != 0:
+        return False
+    flag, _, container_id = result.stdout.strip().partition(" ")
+    return flag.lower() == "true" or kernel_oom_kills(container_id.strip())
 
 
 def split_environment(env: dict[str, str]) -> tuple[bytes, dict[str, str]]:
@@ -198,9 +298,12 @@ def start(argv_for: Callable[[str, list[str]], list[str]], env: dict[str, str], 
         name = argv[argv.index("--name") + 1] if "--name" in argv else None
         if name:  # left by an agent that ended without stopping it: the task starts afresh
             subprocess.run([argv[0], "rm", "-f", "--ignore", "-t", "5", name], capture_output=True, timeout=60)
+        # In the log's folder: conmon may leave a file named `oom` in its working directory after
+        # an out-of-memory kill, which must not land in the caller's (a checkout).
+        log_dir = os.path.dirname(getattr(log_file, "name", "") or "") or None
         process = subprocess.Popen(
             argv, env=podman_env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            pass_fds=(read_fd,), start_new_session=True,
+            pass_fds=(read_fd,), start_new_session=True, cwd=log_dir if log_dir and os.path.isdir(log_dir) else None,
         )
     except BaseException:
         os.close(write_fd)

@@ -73,6 +73,7 @@ CONTAINER_STATE_DIR = "/srv/jupyterhub"  # the image's LAKEHUB_STATE_DIR
 CONTAINER_HOME_ROOT = "/home"  # shared mode: the hub's users' homes (the template's LAKEHUB_HOME_ROOT)
 HUB_TASK_START_TIMEOUT = 120.0
 IDLE_TIMEOUT_ENV = "LAKEHUB_IDLE_TIMEOUT"  # in `lakehub local up`'s environment: the hubs' culler timeout
+USER_PROFILES_ENV = "LAKEHUB_LOCAL_USER_PROFILES"  # in `up`'s environment: the sizes users pick from
 HUB_START_TIMEOUT = 120
 EFS_DIR = "efs"  # <state>/efs/<file system Name tag or id>/<path>: the emulated EFS file systems (homes)
 ROLE_SESSION_SECONDS = 43200
@@ -942,9 +943,15 @@ def remove_containers(token: str) -> list[str]:
 
 def local_idle_timeout() -> dict[str, str]:
     """LAKEHUB_IDLE_TIMEOUT from `lakehub local up`'s environment, for the hubs (the hub config
-    reads it; the templates' IdleTimeoutSeconds is at least 300 s): tests and demos cull sooner."""
+    reads it; the templates' IdleTimeoutSeconds is at least 300 s): tests and demos cull sooner.
+    Also LAKEHUB_LOCAL_USER_PROFILES (name:cpu:memory,...): the sizes users pick from, instead of
+    the template's (tests/browser/test_stop_reasons.py gives a 512 MiB size to run out of)."""
     value = os.environ.get(IDLE_TIMEOUT_ENV, "").strip()
-    return {IDLE_TIMEOUT_ENV: value} if value else {}
+    env = {IDLE_TIMEOUT_ENV: value} if value else {}
+    profiles = os.environ.get(USER_PROFILES_ENV, "").strip()
+    if profiles:
+        env["LAKEHUB_USER_PROFILES"] = profiles
+    return env
 
 
 def export_notebooks(current: dict, dest: Path, token: str) -> int:

@@ -249,6 +249,60 @@ def test_a_container_that_exits_stops_its_task_with_its_exit_code(world):
     assert wait_for(lambda: world.describe(arn)["containers"][0].get("exitCode") == 3, timeout=30)
 
 
+# A server that allocates past its task's memory: the cgroup's limit (read inside the container),
+# then 64 MiB chunks written (so the pages are really used) until the kernel kills it.
+HOG = r"""
+import sys, time
+for path in ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"):
+    try:
+        print("LIMIT", open(path).read().strip(), flush=True)
+        break
+    except OSError:
+        pass
+for path in ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu.max"):
+    try:
+        print("CPU", open(path).read().strip(), flush=True)
+        break
+    except OSError:
+        pass
+hog = []
+for i in range(64):  # at most 4 GiB: far past the 512 MiB the task has
+    hog.append(b"x" * (64 << 20))
+    time.sleep(0.02)
+print("SURVIVED", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_users_server_gets_its_tasks_memory_and_cpu_and_is_killed_past_it_like_on_ecs(world):
+    """The RunTask override's size (what the spawner sends for the size a user picked) is enforced:
+    memory without swap, cpu as a quota; past the memory the task stops as ECS reports an OOM kill."""
+    td = world.register(command=["python", "-c", HOG], workingDirectory=tier.USER_SERVER_HOME)
+    arn = world.run(td, overrides={"cpu": "512", "memory": "512"})
+    task = world.stopped(arn, timeout=120)
+    log = world.log_of(arn)
+    assert f"LIMIT {512 * 1024 * 1024}" in log, log
+    assert "CPU 50000" in log or "CPU 50000 100000" in log, log  # 0.5 vCPU: 50 ms per 100 ms period
+    assert "SURVIVED" not in log, log
+    container = wait_for(lambda: (c := world.describe(arn)["containers"][0]).get("reason") and c, timeout=30)
+    assert container["reason"] == "OutOfMemoryError: Container killed due to memory usage", container
+    assert container["exitCode"] == 137, container
+    assert task["stoppedReason"].startswith("Essential container in task exited"), task["stoppedReason"]
+    name = containers.container_name(arn.rsplit("/", 1)[-1])
+    assert wait_for(lambda: not containers.exists(name), timeout=60), "the agent removes the exited container"
+
+
+def test_task_limits_take_the_container_limit_then_the_override_then_the_definition():
+    task_def = {"cpu": "1024", "memory": "4096"}
+    assert containers.task_limits({}, task_def, {}) == containers.Limits(4096, 1024)
+    assert containers.task_limits({"overrides": {"cpu": "2048", "memory": "8192"}}, task_def, {}) == \
+        containers.Limits(8192, 2048)
+    assert containers.task_limits({"overrides": {"memory": "8192"}}, task_def, {"memory": 1024}).memory == 1024
+    args = containers.Limits(512, 1024 * 64).args()
+    assert args[:4] == ["--memory", "512m", "--memory-swap", "512m"]  # no swap, as on Fargate
+    assert float(args[5]) <= (os.cpu_count() or 1)  # podman refuses more CPUs than the host has
+
+
 def test_an_image_podman_does_not_have_stops_the_task_like_a_failed_pull(world):
     arn = world.run(world.register(image="localhost/lakehub-no-such-image:1", command=["true"]))
     task = world.stopped(arn)

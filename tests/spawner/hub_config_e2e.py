@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from lakehub_hub.fargate import configure_per_user_hub
+from lakehub_hub.stop_reasons import configure_hub as configure_stop_reasons
 
 c = get_config()  # noqa: F821
 
@@ -64,6 +65,9 @@ if cull_timeout:
             "services": ["idle-culler"],
         }
     )
+
+# As the product's hub config: the culler's stops recorded as cull, and POST /hub/api/lakehub/drain.
+configure_stop_reasons(c, culler_service="idle-culler")
 
 # What the product's hub config calls in per-user mode (after db_url): spawner, hub API address
 # (LAKEHUB_HUB_API_PORT, LAKEHUB_HUB_CONNECT_URL), timeouts, cleanup_servers (off when the database persists: LAKEHUB_KEEP_SERVERS_ON_HUB_STOP or LAKEHUB_HUB_STATE_BUCKET), orphans.
