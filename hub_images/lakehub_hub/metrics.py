@@ -13,7 +13,7 @@ credentials (namespace `lakehub`, dimensions Platform and Tier):
 | HubUp | 1 when /hub/metrics answers, else 0 (and nothing else is sent that round) | Count |
 | ActiveUsers | REST API: users with a ready server active in the last ACTIVE_WINDOW seconds | Count |
 | RunningServers | jupyterhub_running_servers | Count |
-| SpawnSuccesses | jupyterhub_server_spawn_duration_seconds_count{status="success"}, delta | Count |
+| SpawnSuccesses | jupyterhub_server_spawn_duration_seconds_count{status="success"}, delta (when it moved) | Count |
 | SpawnFailures | the same with status failure or error (not reason already-pending), delta | Count |
 | SpawnDuration | the successful spawns' histogram delta as a StatisticSet (count, sum; min and max are the bounds of the lowest and highest histogram bucket that moved) | Seconds |
 | CapacityErrors | lakehub_capacity_errors_total, delta | Count |
@@ -21,8 +21,11 @@ credentials (namespace `lakehub`, dimensions Platform and Tier):
 | ServersStopped {Reason} | lakehub_servers_stopped_total{reason}, delta, reasons that moved | Count |
 | UserTasks {Size, Capacity} | lakehub_user_servers{size,capacity}, non-zero ones | Count |
 
-Counters go out as deltas since the previous report (the first report counts from zero: the
-exporter starts with the hub; a counter that went down was reset, its value is the delta).
+Counters go out as deltas since the previous report, and only in a round where they moved
+(a custom metric is paid for each hour it is published; alarms read a missing point as
+nothing happened): HubUp, ActiveUsers and RunningServers go out every round (ALWAYS_SENT).
+The first report counts from zero (the exporter starts with the hub; a counter that went down
+was reset, its value is the delta).
 A failure (hub not answering, CloudWatch refusing) is one log line; the loop never ends on one.
 
 Environment (docs/HUB_ENV.md): LAKEHUB_PLATFORM, LAKEHUB_TIER, LAKEHUB_METRICS_INTERVAL,
@@ -82,6 +85,9 @@ CLOUDWATCH = {
     SERVERS_STOPPED: ("Count", (REASON,)),
     USER_TASKS: ("Count", (SIZE, CAPACITY)),
 }
+# Sent every round while the hub answers (the others only when something moved): what the
+# hub's custom metrics cost follows these (lakehub.cost).
+ALWAYS_SENT = (HUB_UP, ACTIVE_USERS, RUNNING_SERVERS)
 PERIOD = 60  # seconds: the default interval, and the period alarms and the dashboard use
 
 DEFAULT_INTERVAL = 60
@@ -223,7 +229,11 @@ class Exporter:
         failed = self.delta(("spawn", "failure"), failure)
         seconds = self.delta(("spawn", "sum"), total)
         moved = {le: self.delta(("spawn", "le", le), n) for le, n in sorted(buckets.items())}
-        out = [self.datum(SPAWN_SUCCESSES, spawned, now), self.datum(SPAWN_FAILURES, failed, now)]
+        # Counters go out only in a round where they moved: a custom metric costs for each hour
+        # it is published (the alarms read a missing point as "nothing happened").
+        out = [self.datum(SPAWN_SUCCESSES, spawned, now)] if spawned > 0 else []
+        if failed > 0:
+            out.append(self.datum(SPAWN_FAILURES, failed, now))
         if spawned > 0:
             out.append(self.spawn_duration(spawned, seconds, moved, now))
         return out
@@ -256,7 +266,9 @@ class Exporter:
         out += self.spawn_datapoints(families, now)
         for metric, family in ((CAPACITY_ERRORS, hub_metrics.CAPACITY_ERRORS), (SPOT_INTERRUPTIONS, hub_metrics.SPOT_INTERRUPTIONS)):
             value = sum(v for _, v in _samples(families, family, family + "_total"))
-            out.append(self.datum(metric, self.delta(metric, value), now))
+            moved = self.delta(metric, value)
+            if moved > 0:
+                out.append(self.datum(metric, moved, now))
         for labels, value in _samples(families, hub_metrics.SERVERS_STOPPED, hub_metrics.SERVERS_STOPPED + "_total"):
             reason = labels.get("reason", "other")
             moved = self.delta((SERVERS_STOPPED, reason), value)
