@@ -306,7 +306,9 @@ class Exporter:
         try:
             self.cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data)
         except Exception as exc:  # noqa: BLE001 - botocore's errors, network: one line, next round
-            log.warning("PutMetricData failed (%s datapoints): %s", len(data), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            error = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+            why = f"{error.get('Code', '')} {error.get('Message', '')}".strip() or (str(exc).splitlines() or [type(exc).__name__])[0]
+            log.warning("PutMetricData failed (%s datapoints): %s", len(data), why)
             return 0
         return len(data)
 
