@@ -124,10 +124,10 @@ def classify_task(task: dict, container_name: str, hub_started_at: datetime.date
 
 def count(reason: str) -> None:
     try:
-        from lakehub_hub.hub_metrics import SERVERS_STOPPED
+        from lakehub_hub.hub_metrics import count_server_stopped
     except ImportError:  # prometheus_client is JupyterHub's; absent only outside a hub
         return
-    SERVERS_STOPPED.labels(reason=reason if reason in REASONS else "other").inc()
+    count_server_stopped(reason)
 
 
 class StopReasonState(HasTraits):

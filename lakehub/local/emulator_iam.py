@@ -296,9 +296,19 @@ def _assume_role_checks(iam_request, caller: Caller, role_arn: str) -> Decision:
     return Decision(True, "trust policy and caller allow it")
 
 
+# Signing names that differ from the IAM service prefix, for the services the platform calls.
+SIGNING_NAMES = {"monitoring": "cloudwatch"}
+
+
 def check_action_permitted(self, resource: str) -> None:
     """Replacement for moto's IAMRequestBase.check_action_permitted (see the module docstring)."""
     service, _, name = self._action.partition(":")
+    if service in SIGNING_NAMES:
+        # moto names the action after the request's signing name (CloudWatch signs as
+        # "monitoring"), IAM after the service prefix: cloudwatch:PutMetricData, which is what
+        # the hub role allows (its metrics exporter, lakehub_hub.metrics).
+        service = SIGNING_NAMES[service]
+        self._action = f"{service}:{name}"
     if service not in ("s3", "sts"):
         return _ORIGINAL["check"](self, resource)
     if self._action == "sts:GetCallerIdentity":  # AWS answers it whatever the policies say

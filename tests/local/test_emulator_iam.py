@@ -69,6 +69,10 @@ def set_up(endpoint: str) -> dict:
         {"Effect": "Allow", "Principal": {"AWS": hub}, "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
          "Condition": {"Null": {"sts:SourceIdentity": "false", "aws:RequestTag/lakehub-user": "false"}}}))
     iam.put_role_policy(RoleName="iam-tier", PolicyName="data", PolicyDocument=TIER_POLICY)
+    # The hub's metrics exporter (issue 18), as lakehub/tier.py grants it.
+    iam.put_role_policy(RoleName="iam-hub", PolicyName="publish-hub-metrics", PolicyDocument=_policy(
+        {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": "lakehub"}}}))
     sts = _client(endpoint, "sts", admin)
     hub_creds = _creds(sts.assume_role(RoleArn=hub, RoleSessionName="hub")["Credentials"])
     # alice's tier session, assumed before enforcement (moto's own check could not do it after:
@@ -253,3 +257,15 @@ def test_the_session_carries_the_users_identity(emulator):
     endpoint, creds = emulator
     who = _client(endpoint, "sts", creds["alice"]).get_caller_identity()
     assert who["Arn"].endswith(":assumed-role/iam-tier/alice")
+
+
+def test_the_hub_role_publishes_its_metrics_and_the_tier_role_does_not(emulator):
+    """CloudWatch signs its requests as "monitoring": moto named the action monitoring:PutMetricData
+    and refused the hub's cloudwatch:PutMetricData grant, so no hub metric reached the local
+    emulator (seen: 403 on every PutMetricData of a local platform's hubs)."""
+    endpoint, creds = emulator
+    datum = [{"MetricName": "HubUp", "Value": 1.0, "Dimensions": [{"Name": "Platform", "Value": "iam"}, {"Name": "Tier", "Value": "pii"}]}]
+    _client(endpoint, "cloudwatch", creds["hub"]).put_metric_data(Namespace="lakehub", MetricData=datum)
+    assert _denied(lambda: _client(endpoint, "cloudwatch", creds["alice"]).put_metric_data(Namespace="lakehub", MetricData=datum))
+    listed = _client(endpoint, "cloudwatch", creds["admin"]).list_metrics(Namespace="lakehub", MetricName="HubUp")["Metrics"]
+    assert any({"Name": "Platform", "Value": "iam"} in m["Dimensions"] for m in listed)
