@@ -157,6 +157,19 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+def series_dimensions(cloudwatch, alarm: dict) -> list[dict]:
+    """The alarm's dimensions in the order the series was published (ListMetrics): moto's
+    GetMetricData compares sorted() lists of its Dimension objects, whose ordering is broken, so
+    the same dimensions in another order find nothing (CloudWatch ignores the order)."""
+    wanted = {(d["Name"], d["Value"]) for d in alarm.get("Dimensions", [])}
+    listed = cloudwatch.list_metrics(Namespace=alarm["Namespace"], MetricName=alarm["MetricName"],
+                                     Dimensions=[{"Name": n, "Value": v} for n, v in sorted(wanted)])
+    for m in listed.get("Metrics", []):
+        if {(d["Name"], d["Value"]) for d in m.get("Dimensions", [])} == wanted:
+            return [{"Name": d["Name"], "Value": d["Value"]} for d in m["Dimensions"]]
+    return [{"Name": n, "Value": v} for n, v in sorted(wanted)]
+
+
 def fetch(cloudwatch, alarm: dict, now: float) -> list[tuple[datetime, float | None]]:
     """One (period start, datapoint or None) per period of the evaluation range, newest first.
     The newest is the current period when it has data already, else the last complete one."""
@@ -166,7 +179,7 @@ def fetch(cloudwatch, alarm: dict, now: float) -> list[tuple[datetime, float | N
     current = int(now // period) * period
     start = current - span * period
     metric = {"Namespace": alarm["Namespace"], "MetricName": alarm["MetricName"],
-              "Dimensions": [{"Name": d["Name"], "Value": d["Value"]} for d in alarm.get("Dimensions", [])]}
+              "Dimensions": series_dimensions(cloudwatch, alarm)}
     extended = alarm.get("ExtendedStatistic")
     stat = {"Metric": metric, "Period": 1 if extended else period, "Stat": "Average" if extended else alarm["Statistic"]}
     if alarm.get("Unit"):
@@ -252,7 +265,8 @@ class AlarmEvaluator:
     start/stop). `session` gives boto3 clients bound to the emulator."""
 
     def __init__(self, client_factory, region: str = "us-east-1", interval: float | None = None):
-        self._client = client_factory
+        self._factory = client_factory
+        self._clients: dict = {}
         self.region = region
         self.interval = interval if interval is not None else float(os.environ.get(INTERVAL_ENV) or EVALUATE_EVERY)
         self._stop = threading.Event()
@@ -260,6 +274,11 @@ class AlarmEvaluator:
         self.passes = 0
         self.last_pass_seconds = 0.0
         self.skipped: dict[str, str] = {}  # alarm -> why it is not evaluated (logged once)
+
+    def _client(self, service: str):
+        if service not in self._clients:
+            self._clients[service] = self._factory(service)
+        return self._clients[service]
 
     def evaluate_once(self, now: float | None = None, prefix: str = "") -> list[Change]:
         """One pass over every metric alarm (whose name starts with `prefix`)."""

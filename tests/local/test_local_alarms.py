@@ -171,7 +171,7 @@ def test_a_change_publishes_cloudwatchs_message_to_the_alarm_actions_topic(aws_c
     name = f"HubDown-{uuid.uuid4().hex[:8]}"
     dims = [{"Name": "Platform", "Value": "lakehub"}, {"Name": "Tier", "Value": name}]
     _put(cw, "HubUp", dims, {1: [1.0]}, now)
-    _alarm(cw, name, "HubUp", dims, EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="LessThanThreshold",
+    _alarm(cw, name, "HubUp", list(reversed(dims)), EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="LessThanThreshold",
            Statistic="Minimum", TreatMissingData="breaching", AlarmActions=[subscriber.arn], OKActions=[subscriber.arn],
            AlarmDescription="the hub does not answer")
     evaluator.evaluate_once(now=now, prefix=name)  # INSUFFICIENT_DATA (moto's initial OK) -> OK
@@ -191,7 +191,7 @@ def test_a_change_publishes_cloudwatchs_message_to_the_alarm_actions_topic(aws_c
     assert body["AlarmArn"].endswith(f":alarm:{name}")
     datetime.strptime(body["StateChangeTime"], "%Y-%m-%dT%H:%M:%S.%f%z")
     assert body["Trigger"]["MetricName"] == "HubUp" and body["Trigger"]["Statistic"] == "MINIMUM"
-    assert body["Trigger"]["Dimensions"] == [{"value": "lakehub", "name": "Platform"}, {"value": name, "name": "Tier"}]
+    assert body["Trigger"]["Dimensions"] == [{"value": name, "name": "Tier"}, {"value": "lakehub", "name": "Platform"}]
     assert body["Trigger"]["TreatMissingData"] == "breaching" and body["Trigger"]["Period"] == PERIOD
     assert evaluator.evaluate_once(now=now, prefix=name) == [] and subscriber.receive() == []  # no change, no message
 
