@@ -118,6 +118,34 @@ def test_an_emulator_that_does_not_answer_is_one_line_quickly():
     assert families["lakehub_dashboard_up"].samples[0].value == 0
 
 
+def test_the_status_tables_show_each_tiers_figures_and_each_alarm():
+    from rich.console import Console
+
+    from lakehub.local.observe import empty_tier, print_observed
+
+    pii = dict(empty_tier(), hub_up=0, active_users=3, running_servers=2, spawns=5, spawn_failures=1,
+               spawn_seconds_mean=6.5, spawn_seconds_max=9.0, servers_stopped={"oom": 1, "cull": 2},
+               user_tasks=[{"size": "small", "capacity": "FARGATE_SPOT", "tasks": 2}])
+    seen = {"metrics": {"pii": pii, "nonpii": empty_tier()}, "error": "",
+            "alarms": [{"name": "lakehub-pii-hub-down", "tier": "pii", "state": "ALARM", "since": "2026-12-02T01:00:00",
+                        "reason": "Threshold Crossed: 1 out of the last 1 datapoints", "evaluated_locally": True},
+                       {"name": "lakehub-spawn-failure-rate", "tier": "", "state": "INSUFFICIENT_DATA", "since": None,
+                        "reason": "Unchecked", "evaluated_locally": False}]}
+    console = Console(width=250, record=True)
+    print_observed(seen, console)
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if line.strip("│ ").startswith("pii"))
+    for cell in ("no", "3", "2", "5", "1", "6.5 / 9.0", "small/FARGATE_SPOT: 2", "cull: 2, oom: 1"):
+        assert cell in row, (cell, row)
+    nonpii = next(line for line in text.splitlines() if line.strip("│ ").startswith("nonpii"))
+    assert nonpii.count("no data") == 3  # hub up, active users, running servers
+    assert "lakehub-pii-hub-down" in text and "ALARM" in text
+    assert "INSUFFICIENT_DATA (not evaluated locally)" in text
+    console = Console(width=250, record=True)
+    print_observed({"metrics": {}, "alarms": [], "error": "the emulator is not answering"}, console)
+    assert console.export_text().strip() == "metrics: the emulator is not answering"
+
+
 def test_the_metrics_port_in_use_is_one_line_and_starts_nothing(tmp_path):
     from lakehub.local.platform import free_base_port
 
@@ -250,6 +278,11 @@ def test_the_hub_down_alarm_fires_when_a_hub_is_stopped_and_clears_when_it_answe
 
     # the hub answers and publishes HubUp 1: OK (from INSUFFICIENT_DATA)
     _wait("the alarm OK while the hub runs", lambda: state() == "OK", timeout=120)
+    started = time.monotonic()
+    healthy = platform.status()
+    healthy_seconds = time.monotonic() - started
+    assert healthy["metrics"][tier]["hub_up"] == 1 and healthy["metrics_error"] == ""
+    assert {a["name"]: a["state"] for a in healthy["alarms"]}[alarm] == "OK"
     while notes("OK") or notes("ALARM"):  # what led there (a pass before the first datapoint: breaching)
         pass
     hub = next(r for r in platform.status()["parts"] if r["name"] == f"{tier} hub")
@@ -272,6 +305,8 @@ def test_the_hub_down_alarm_fires_when_a_hub_is_stopped_and_clears_when_it_answe
         assert f'lakehub_dashboard_hub_up{{tier="{tier}"}} 0.0' in scrape
     finally:
         os.kill(int(hub["pid"]), signal.SIGCONT)
+    resumed = time.monotonic()
     _wait("an OK message once the hub answers again", lambda: notes("OK"), timeout=180)
     assert state() == "OK"
-    print(f"ALARM {took:.0f} s after the hub stopped; status took {status_seconds:.1f} s")
+    print(f"ALARM {took:.0f} s after the hub stopped, OK {time.monotonic() - resumed:.0f} s after it resumed; "
+          f"status {healthy_seconds:.1f} s (healthy), {status_seconds:.1f} s (a hub not answering)")
