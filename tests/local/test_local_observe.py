@@ -192,13 +192,17 @@ def platform(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exporter(platform):
     """HubUp for each tier every EXPORT_INTERVAL, as the hub's exporter publishes it (1 when the
-    hub answers, else 0). A stand-in in this test until the exporter (issue 18, part 1:
-    hub_images/lakehub_hub/metrics.py) runs in the local hubs."""
+    hub answers, else 0): a stand-in while the deployed templates have no hub-down alarm, that
+    is until issue 18's part 1 (the exporter in the hub task and the tier's alarms) is merged;
+    then the hubs' own exporters publish and this does nothing."""
     import threading
 
     from lakehub.settings import default_settings
 
     cw = _admin(platform, "cloudwatch")
+    if _stack_alarm(platform):
+        yield
+        return
     tiers = platform.status()["tiers"]
     stop = threading.Event()
 
@@ -222,6 +226,15 @@ def exporter(platform):
     yield
     stop.set()
     thread.join(timeout=10)
+
+
+def _stack_alarm(p, tier: str = "pii") -> dict | None:
+    """The deployed tier's hub-down alarm (part 1's templates), or None."""
+    from lakehub.settings import default_settings
+
+    name = f"{default_settings().platform_name}-{tier}-hub-down"
+    found = _admin(p, "cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    return found[0] if found else None
 
 
 def _admin(p, service: str):
@@ -253,19 +266,25 @@ def test_the_hub_down_alarm_fires_when_a_hub_is_stopped_and_clears_when_it_answe
 
     tier = "pii"
     cw, sns, sqs = _admin(platform, "cloudwatch"), _admin(platform, "sns"), _admin(platform, "sqs")
+    # The tier's hub-down alarm and the platform's alarm topic (AlarmTopicArn) as deployed; until
+    # part 1's templates are merged, an alarm of the same definition and a topic made here:
+    # HubUp's Minimum below 1 for 3 of 3 minutes, missing data not breaching.
+    alarm = f"{default_settings().platform_name}-{tier}-hub-down"
+    deployed = _stack_alarm(platform, tier)
+    if deployed:
+        topic = platform.state()["outputs"]["AlarmTopicArn"]
+        assert topic in deployed["AlarmActions"] and deployed["MetricName"] == "HubUp"
+    else:
+        topic = sns.create_topic(Name="lakehub-observe-alarms")["TopicArn"]
+        cw.put_metric_alarm(AlarmName=alarm, Namespace="lakehub", MetricName="HubUp", Statistic="Minimum", Period=60,
+                            EvaluationPeriods=3, Threshold=1, ComparisonOperator="LessThanThreshold",
+                            TreatMissingData="notBreaching", AlarmActions=[topic], OKActions=[topic],
+                            Dimensions=[{"Name": "Platform", "Value": default_settings().platform_name},
+                                        {"Name": "Tier", "Value": tier}])
     # The operator subscribes to the alarm topic (here an SQS queue).
-    topic = sns.create_topic(Name="lakehub-observe-alarms")["TopicArn"]
     queue = sqs.create_queue(QueueName="lakehub-observe-operator")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    # The tier's hub-down alarm as part 1's tier template defines it: HubUp's Minimum below 1
-    # for 3 of 3 minutes, missing data not breaching (no hub task at night sends nothing).
-    alarm = f"{default_settings().platform_name}-{tier}-hub-down"
-    cw.put_metric_alarm(AlarmName=alarm, Namespace="lakehub", MetricName="HubUp", Statistic="Minimum", Period=60,
-                        EvaluationPeriods=3, Threshold=1, ComparisonOperator="LessThanThreshold",
-                        TreatMissingData="notBreaching", AlarmActions=[topic], OKActions=[topic],
-                        Dimensions=[{"Name": "Platform", "Value": default_settings().platform_name},
-                                    {"Name": "Tier", "Value": tier}])
 
     def state() -> str:  # moto's initial "OK (Unchecked)" counts as INSUFFICIENT_DATA, as on AWS
         return current_state(cw.describe_alarms(AlarmNames=[alarm])["MetricAlarms"][0])
