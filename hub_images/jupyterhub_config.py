@@ -9,7 +9,7 @@ Layout:
   2. hub, proxy and state
   3. sign-in: cognito | oidc | ldap, tier authorization by group, and membership re-checks
   4. user servers: one Unix user per data scientist (shared mode) or one task each (per-user)
-  5. idle culler service
+  5. services: idle culler, metrics exporter (CloudWatch)
   6. site hooks from jupyterhub_config.d/*.py (sorted), which run last and may override anything
 """
 
@@ -589,10 +589,12 @@ elif os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
 
 
 # --------------------------------------------------------------------------------------------
-# 5. idle culler
+# 5. services: idle culler, metrics exporter
 # --------------------------------------------------------------------------------------------
+c.JupyterHub.services = []
+c.JupyterHub.load_roles = []
 if IDLE_TIMEOUT > 0:
-    c.JupyterHub.services = [
+    c.JupyterHub.services.append(
         {
             "name": "idle-culler",
             "command": [
@@ -601,16 +603,47 @@ if IDLE_TIMEOUT > 0:
                 f"--cull-every={max(5, min(300, IDLE_TIMEOUT // 2))}",
             ],
         }
-    ]
-    c.JupyterHub.load_roles = [
+    )
+    c.JupyterHub.load_roles.append(
         {
             "name": "idle-culler",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
             "services": ["idle-culler"],
         }
-    ]
-else:
-    c.JupyterHub.services = []
+    )
+
+# The metrics exporter (lakehub_hub.metrics): reads /hub/metrics and the users API once a
+# LAKEHUB_METRICS_INTERVAL and sends them to CloudWatch (namespace lakehub, dimensions Platform and
+# Tier) with the hub's own credentials, in one PutMetricData call. On when the hub knows its
+# platform (LAKEHUB_PLATFORM, which the tier template sets); LAKEHUB_METRICS=off turns it off.
+PLATFORM = optional("LAKEHUB_PLATFORM")
+METRICS = optional("LAKEHUB_METRICS", "on").lower()
+if METRICS not in ("on", "off"):
+    fail(f"LAKEHUB_METRICS must be on or off, got {METRICS!r}")
+METRICS_INTERVAL = as_int("LAKEHUB_METRICS_INTERVAL", 60, minimum=1)
+if METRICS == "on" and PLATFORM:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}", PLATFORM):
+        fail(f"LAKEHUB_PLATFORM must be letters, digits and dashes, got {PLATFORM!r}")
+    # A managed service gets none of the hub's environment unless named here: the hub's own AWS
+    # credentials (ECS container credentials, or keys in development), region and endpoints.
+    metrics_env = {k: v for k, v in os.environ.items()
+                   if k.startswith("AWS_") or k in ("PATH", "PYTHONPATH", "LANG", "HOME", "LAKEHUB_ECS_ENDPOINT_URL")}
+    metrics_env.update({
+        "LAKEHUB_PLATFORM": PLATFORM,
+        "LAKEHUB_TIER": TIER,
+        "LAKEHUB_METRICS_INTERVAL": str(METRICS_INTERVAL),
+        "AWS_REGION": AWS_REGION,
+        "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), os.environ.get("PYTHONPATH", "")] if p),
+    })
+    cloudwatch_endpoint = optional("LAKEHUB_CLOUDWATCH_ENDPOINT_URL")
+    if cloudwatch_endpoint:
+        metrics_env["LAKEHUB_CLOUDWATCH_ENDPOINT_URL"] = cloudwatch_endpoint
+    c.JupyterHub.services.append(
+        {"name": "metrics", "command": [sys.executable, "-m", "lakehub_hub.metrics"], "environment": metrics_env}
+    )
+    c.JupyterHub.load_roles.append(
+        {"name": "metrics", "scopes": ["read:metrics", "list:users", "read:servers"], "services": ["metrics"]}
+    )
 
 
 # --------------------------------------------------------------------------------------------

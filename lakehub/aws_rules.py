@@ -577,6 +577,35 @@ def scheduled_egress_follows_on_demand_instances(template: dict) -> list[Violati
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Alarm topics
+# ---------------------------------------------------------------------------------------------
+AWS_MANAGED_SNS_KEY = "alias/aws/sns"
+ALARM_ACTIONS = ("AlarmActions", "OKActions", "InsufficientDataActions")
+
+
+@aws_rule(
+    "alarm-topic-not-aws-managed-key",
+    "a topic that CloudWatch alarms notify is not encrypted with the AWS-managed key alias/aws/sns: its key policy "
+    "cannot be changed to let CloudWatch use it, so the alarms' notifications would never be delivered",
+)
+def alarm_topic_not_aws_managed_key(template: dict) -> list[Violation]:
+    rule = "alarm-topic-not-aws-managed-key"
+    notified: set[str] = set()
+    for _, res in resources_of(template, "AWS::CloudWatch::Alarm"):
+        for key in ALARM_ACTIONS:
+            notified |= refs(props(res).get(key))
+    out = []
+    for name, res in resources_of(template, "AWS::SNS::Topic"):
+        if name not in notified:
+            continue
+        for key in alternatives(props(res).get("KmsMasterKeyId")):
+            if any(AWS_MANAGED_SNS_KEY in text or text.endswith(":alias/aws/sns") for text in sub_text(key)):
+                out.append(Violation(rule, name, "CloudWatch alarms notify it but it is encrypted with alias/aws/sns, which CloudWatch cannot use: "
+                                                 "use a customer managed key whose policy allows cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*, or no SSE"))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m lakehub.aws_rules [TEMPLATE...]`: one line per violation, exit 1 when any."""
     return AWS.main(argv)

@@ -123,7 +123,10 @@ class Resolver:
                 return str(self.resolve(text)).split(sep)
             if key == "Fn::Select":
                 index, items = arg
-                return self.resolve(items)[int(self.resolve(index))]
+                found, i = self.resolve(items), int(self.resolve(index))
+                if i >= len(found):  # a part of a symbolic value (an ARN) stays symbolic
+                    return "<" + ":".join(str(f).strip("<>") for f in found) + f"[{i}]>"
+                return found[i]
             if key == "Fn::If":
                 name, a, b = arg
                 return self._resolve(a if self.condition(name) else b)

@@ -121,6 +121,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     b.param(names.DATA_KMS_KEY_ARN, g, "Data-lake KMS key", "KMS key ARN of the data lake, or 'none'", Default="none", AllowedPattern=r"^none$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$", ConstraintDescription="none, or a KMS key ARN")
     b.param(names.SEED_FUNCTION_ARN, g, "Seeding function", "ARN of the function that seeds tier folders", AllowedPattern=r"^arn:aws[a-z-]*:lambda:.+$", ConstraintDescription="a Lambda function ARN")
     b.param(names.IMAGE_REPOSITORY_URI, g, "Hub image repository", "URI of the hub image ECR repository", AllowedPattern=r"^\S+$", ConstraintDescription="an ECR repository URI")
+    b.param(names.ALARM_TOPIC_ARN, "Monitoring (from main)", "Alarm topic", "SNS topic of the platform's alarms; published in SSM for the tiers' alarms", AllowedPattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$", ConstraintDescription="an SNS topic ARN")
     add_log_retention_param(b, settings.log_retention_days, "Logging")
 
 
@@ -552,6 +553,7 @@ def build_cluster(settings: Settings):
         names.HOSTED_ZONE_ID: Ref(names.HOSTED_ZONE_ID),
         names.HOMES_FILE_SYSTEM_ID: Ref(homes_fs),
         names.HOMES_SECURITY_GROUP_ID: Ref(homes_sg),
+        names.ALARM_TOPIC_ARN: Ref(names.ALARM_TOPIC_ARN),
     }
     missing = set(names.PLATFORM_SSM_VALUES) - set(values)
     assert not missing, f"platform values not published: {missing}"

@@ -60,6 +60,7 @@ COMPONENTS = {
     "notebook_storage": "Notebook storage (S3)",
     "data_events": "CloudTrail S3 data events",
     "homes": "Homes (EFS) and their backups",
+    "monitoring": "CloudWatch alarms, dashboard, hub metrics",
     "ecr": "ECR image storage",
     "codebuild": "CodeBuild image builds",
 }
@@ -773,6 +774,7 @@ class Estimate:
         self._data_events()
         self._homes()
         self._pipeline()
+        self._monitoring()
         self._off_hours_hubs()
         if any(t.business_hours_per_day is not None for t in self.tiers) and self.egress_mode == "nat-instance" and "nat_instance_hours_per_month" in self.schedule:
             nat_h = self.schedule["nat_instance_hours_per_month"]
@@ -786,6 +788,30 @@ class Estimate:
                 "business_hours_per_day": t0.business_hours_per_day,
                 "business_days_per_week": t0.business_days_per_week,
             }
+        )
+
+    def _monitoring(self) -> None:
+        """Observe (issue 18): every alarm of the deployed stacks, the dashboards beyond the
+        account's free three, and each hub's custom metrics and PutMetricData calls while its task
+        runs (lakehub_hub.metrics: the metrics it sends every minute; the sparse ones, sent only
+        in a minute something happened, are left out). SNS e-mail: the first 1,000 a month are free."""
+        from lakehub_hub.metrics import ALWAYS_SENT
+
+        m = self.c["monitoring"]
+        alarms = sum(1 for s in self.stacks.values() for r in s.resources(self.p.region).values() if r["Type"] == "AWS::CloudWatch::Alarm")
+        dashboards = sum(1 for s in self.stacks.values() for r in s.resources(self.p.region).values() if r["Type"] == "AWS::CloudWatch::Dashboard")
+        m.idle += alarms * self.p.usd("cloudwatch_alarm_month")
+        paid_dashboards = max(0, dashboards - 3)
+        m.idle += paid_dashboards * self.p.usd("cloudwatch_dashboard_month")
+        hub_hours = sum(t.hub_task_hours / max(t.min_tasks, 1) for t in self.tiers)
+        metric_months = len(ALWAYS_SENT) * hub_hours / self.hours
+        m.idle += metric_months * self.p.usd("cloudwatch_custom_metric_month")
+        calls = 60 * hub_hours
+        m.idle += calls / 1000 * self.p.usd("cloudwatch_put_metric_data_1k")
+        m.detail.append(
+            f"{alarms} alarms; {dashboards} dashboard(s) ({paid_dashboards} beyond the 3 free); "
+            f"{len(ALWAYS_SENT)} metrics per hub x {hub_hours:.0f} hub-hours ({metric_months:.2f} metric-months); "
+            f"{calls:,.0f} PutMetricData calls; alarm e-mails within SNS's free 1,000"
         )
 
     def _off_hours_hubs(self) -> None:

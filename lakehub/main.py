@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from troposphere import Equals, GetAtt, If, Join, Ref, Sub, Template, cloudformation
+from troposphere import Equals, GetAtt, If, Join, Not, Ref, Sub, Template, cloudformation
 
-from lakehub import names
+from lakehub import monitoring, names
 from lakehub import tier as tier_mod
 from lakehub.cluster import add_domain_params
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags, template_url
@@ -101,6 +101,7 @@ def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Te
         b.copy_param(children[names.PIPELINE_TEMPLATE], name, g)
     add_schedule_params(b, "the tiers' hubs (and users' servers) and the NAT instance stop")
     add_log_retention_param(b, settings.log_retention_days, "Logging")
+    monitoring.add_alarm_email_param(b)
 
 
 SCHEDULE_PARAMS = (SCHEDULE, SCHEDULE_TIMEZONE, BUSINESS_HOURS_START, BUSINESS_HOURS_END, BUSINESS_DAYS)
@@ -212,6 +213,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
             for n in (names.VPC_ID, names.VPC_CIDR, names.PUBLIC_SUBNET_1_ID, names.PUBLIC_SUBNET_2_ID, names.PRIVATE_SUBNET_1_ID, names.PRIVATE_SUBNET_2_ID)
         }
 
+    topic = monitoring.add_alarm_topic(b)
     nested_stack(
         b,
         "StorageStack",
@@ -249,8 +251,10 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
             names.DATA_KMS_KEY_ARN: out("StorageStack", names.DATA_KMS_KEY_ARN),
             names.SEED_FUNCTION_ARN: out("StorageStack", names.SEED_FUNCTION_ARN),
             names.IMAGE_REPOSITORY_URI: out("PipelineStack", names.IMAGE_REPOSITORY_URI),
+            names.ALARM_TOPIC_ARN: Ref(topic),
         },
     )
+    add_platform_monitoring(b, topic, existing_vpc)
     if len(settings.tiers) >= names.AUTO_PRIORITY_MINIMUM:
         raise WiringError(f"at most {names.AUTO_PRIORITY_MINIMUM - 1} default tiers: listener priorities from {names.AUTO_PRIORITY_MINIMUM} are claimed by launched tiers")
     for index, tier in enumerate(settings.tiers):
@@ -291,4 +295,27 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
     b.output(names.LOAD_BALANCER_DNS_NAME, out("ClusterStack", names.LOAD_BALANCER_DNS_NAME), "DNS name of the load balancer")
     b.output(names.USER_POOL_ID, out("ClusterStack", names.USER_POOL_ID), "Cognito user pool (cognito sign-in), or 'none'")
     b.output("PlatformParameterPath", out("ClusterStack", "PlatformParameterPath"), "SSM path of the platform's values (for tiers launched on their own)")
+    b.output(names.ALARM_TOPIC_ARN, Ref(topic), "SNS topic of the platform's alarms: subscribe the operators (e-mail, chat, paging)")
+    b.output("DashboardName", Ref(monitoring.DASHBOARD), "CloudWatch dashboard of the platform")
     return b.finish()
+
+
+# The platform functions behind custom resources (a failure fails a stack): logical name -> ARN.
+def custom_resource_functions() -> dict[str, Any]:
+    return {
+        "SeedFunction": out("StorageStack", names.SEED_FUNCTION_ARN),
+        "ListenerPriorityFunction": out("ClusterStack", names.LISTENER_PRIORITY_FUNCTION_ARN),
+        "SecretArnFunction": out("ClusterStack", names.SECRET_ARN_FUNCTION_ARN),
+    }
+
+
+def add_platform_monitoring(b: Builder, topic, existing_vpc: bool) -> None:
+    """The platform's alarms (custom-resource failures; the NAT instance, new VPC only) and its
+    dashboard (lakehub.monitoring)."""
+    nat_group = None
+    if not existing_vpc:
+        b.t.add_condition("UseNatInstance", Not(Equals(Ref(names.EGRESS_MODE), "nat-gateway")))
+        nat_group = out("NetworkStack", names.NAT_INSTANCE_GROUP_NAME)
+    functions = custom_resource_functions()
+    monitoring.add_platform_alarms(b, Ref(topic), functions, nat_group, "UseNatInstance" if nat_group is not None else None)
+    monitoring.add_dashboard(b, out("StorageStack", names.NOTEBOOK_BUCKET_NAME), functions, nat_group)

@@ -66,6 +66,10 @@ USER_POOL_DOMAIN_URL = "UserPoolDomainUrl"
 # and NFS ingress rules to its security group.
 HOMES_FILE_SYSTEM_ID = "HomesFileSystemId"
 HOMES_SECURITY_GROUP_ID = "HomesSecurityGroupId"
+# Observe (issue 18): the SNS topic every alarm notifies (main makes it; tiers read it from SSM).
+ALARM_TOPIC_ARN = "AlarmTopicArn"
+ALARM_EMAIL = "AlarmEmail"
+NAT_INSTANCE_GROUP_NAME = "NatInstanceGroupName"
 
 # Values the platform publishes in SSM for tier stacks (name -> description).
 PLATFORM_SSM_VALUES: dict[str, str] = {
@@ -94,6 +98,7 @@ PLATFORM_SSM_VALUES: dict[str, str] = {
     HOSTED_ZONE_ID: "Route 53 hosted zone of the domain",
     HOMES_FILE_SYSTEM_ID: "EFS file system of users' homes (/tiers/<tier>/<unix name>)",
     HOMES_SECURITY_GROUP_ID: "Security group of the homes' mount targets (tiers and hubs add NFS ingress)",
+    ALARM_TOPIC_ARN: "SNS topic of the platform's alarms (tiers' alarms notify it)",
 }
 
 # Where platform values live in SSM. One path per platform name.

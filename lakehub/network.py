@@ -291,6 +291,8 @@ def build_network(settings: Settings) -> object:
     b.output(names.PRIVATE_SUBNET_1_ID, Ref(private[0]), "Private subnet in the first AZ (tasks)")
     b.output(names.PRIVATE_SUBNET_2_ID, Ref(private[1]), "Private subnet in the second AZ (tasks)")
     b.output(names.VPC_CIDR, GetAtt(vpc, "CidrBlock"), "CIDR block of the VPC")
+    # Observe (issue 18): main's NAT-down alarm and dashboard read the group's EC2 metrics.
+    b.output(names.NAT_INSTANCE_GROUP_NAME, If("UseNatInstance", Ref("NatInstanceGroup"), "none"), "Auto Scaling group of the NAT instance, or 'none' (NAT gateways)")
     return b.finish()
 
 

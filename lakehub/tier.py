@@ -25,6 +25,7 @@ instance schedule (lakehub.network), which runs a little longer on each side.
 from __future__ import annotations
 
 
+from awacs import cloudwatch as awacs_cloudwatch
 from awacs import ecs as awacs_ecs
 from awacs import elasticfilesystem as awacs_efs
 from awacs import iam as awacs_iam
@@ -58,6 +59,7 @@ from troposphere import (
 from lakehub import names
 from lakehub.assets import function_hash
 from lakehub.common import Builder, add_image_tag_param, custom_resource, platform_tags
+from lakehub.monitoring import add_tier_alarms
 from lakehub.network import (
     BUSINESS_DAYS,
     BUSINESS_HOURS_END,
@@ -111,6 +113,10 @@ TIER_SSM_PARAMS = {
     names.HOSTED_ZONE_ID: "Hosted zone",
     names.HOMES_FILE_SYSTEM_ID: "Homes file system",
     names.HOMES_SECURITY_GROUP_ID: "Homes security group",
+    # Observe (issue 18): the tier's alarms notify the platform's topic; the hub-unhealthy alarm
+    # names the load balancer.
+    names.ALARM_TOPIC_ARN: "Alarm topic",
+    names.LOAD_BALANCER_FULL_NAME: "Load balancer full name",
 }
 
 PLATFORM_GROUP = "Platform values (SSM parameter names; keep the defaults)"
@@ -735,6 +741,8 @@ def hub_environment(client) -> list:
     """Environment of the hub container: names and meaning in docs/HUB_ENV.md. No secret here."""
     env = {
         "LAKEHUB_TIER": Ref(names.TIER_NAME),
+        # The Platform dimension of the hub's CloudWatch metrics (lakehub_hub.metrics, on with it).
+        "LAKEHUB_PLATFORM": Ref(names.PLATFORM_NAME),
         "LAKEHUB_AUTH_MODE": Ref(names.AUTH_MODE),
         "LAKEHUB_ALLOWED_GROUPS": Join(",", Ref(names.TIER_ALLOWED_GROUPS)),
         "LAKEHUB_NOTEBOOK_BUCKET": Ref(names.NOTEBOOK_BUCKET_NAME),
@@ -840,6 +848,20 @@ def assume_tier_role_statement() -> Statement:
     )
 
 
+def publish_metrics_statement() -> Statement:
+    """The hub's metrics exporter (lakehub_hub.metrics): PutMetricData has no resource type
+    (\"*\"), so the namespace condition is what scopes it: only the platform's `lakehub` namespace."""
+    from lakehub_hub.metrics import NAMESPACE
+
+    return Statement(
+        Sid="PublishHubMetrics",
+        Effect=Allow,
+        Action=[awacs_cloudwatch.PutMetricData],
+        Resource=["*"],
+        Condition=Condition(StringEquals("cloudwatch:namespace", NAMESPACE)),
+    )
+
+
 def add_hub_role(b: Builder, execution_role, user_task_role) -> iam.Role:
     """The hub task's role in both modes: it assumes the tier role per user (never holds data
     itself). Per-user mode adds: the hub may run tasks of the tier's user-server family in the platform
@@ -918,6 +940,7 @@ def add_hub_role(b: Builder, execution_role, user_task_role) -> iam.Role:
             MaxSessionDuration=3600,
             Policies=[
                 iam.Policy(PolicyName="serve-users-tier-sessions", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[assume_tier_role_statement()])),
+                iam.Policy(PolicyName="publish-hub-metrics", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[publish_metrics_statement()])),
                 If(
                     "IsPerUser",
                     iam.Policy(PolicyName="spawn-user-servers", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements)),
@@ -1330,6 +1353,8 @@ def build_tier(settings: Settings):
             ExamplesVersion=function_hash("seed_notebooks"),
         )
     )
+
+    add_tier_alarms(b, Ref(names.ALARM_TOPIC_ARN), tg)
 
     b.output(names.TIER_URL, Sub("https://${HostName}.${DomainName}"), "Where the tier's users sign in")
     b.output(names.TIER_ROLE_ARN, GetAtt(tier_role, "Arn"), "Data role of the tier (its data-lake prefixes, shared folder, each user's own folder), assumed per user by the hub")

@@ -101,6 +101,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jupyterhub.spawner import Spawner
 from traitlets import Bool, Float, Integer, List, Unicode, default, validate
 
+from lakehub_hub import hub_metrics
 from lakehub_hub.accounts import stable_uid, unix_username
 from lakehub_hub.ecs_poller import DEFAULT_WINDOW, TaskPoller
 
@@ -1019,6 +1020,11 @@ class FargateSpawner(Spawner):
         self._progress_events: list[dict] = []
         self._start_done = True
         self._run_task_definition = ""  # this spawn's task definition (the user's own with a home)
+        hub_metrics.track_spawner(self)  # lakehub_user_servers{size,capacity} while it holds a task
+
+    def user_server_size(self) -> str:
+        """The size (profile name) of the user's server, for lakehub_user_servers."""
+        return self.selected_profile()["name"]
 
     def get_state(self):
         state = super().get_state()
@@ -1377,6 +1383,8 @@ class FargateSpawner(Spawner):
             except ClientError as exc:
                 err = exc.response.get("Error", {})
                 reason = f"{err.get('Code', 'Error')}: {err.get('Message', exc)}"
+                if _is_capacity_failure(reason):
+                    hub_metrics.count_capacity_error()
                 if provider == FARGATE_SPOT and _is_capacity_failure(reason):
                     response = {"tasks": [], "failures": [{"reason": reason}]}
                 else:
@@ -1401,6 +1409,8 @@ class FargateSpawner(Spawner):
                 for f in failures
             )
             self.log.warning("RunTask on %s for %s failed: %s", provider, self._log_name, last_reason)
+            if _is_capacity_failure(last_reason):
+                hub_metrics.count_capacity_error()
             if provider == FARGATE_SPOT and _is_capacity_failure(last_reason):
                 if i + 1 < len(attempts):
                     self._emit(15, "Fargate Spot has no capacity right now; starting on on-demand Fargate instead")
@@ -1510,6 +1520,9 @@ class FargateSpawner(Spawner):
             # Not stopped through this spawner (stop() clears the state first): tell the user why.
             self.last_stop = stop_explanation(task)
             self.last_stop_at = stop_time(task)
+            if is_spot_interruption(task) and getattr(self, "_spot_counted", "") != self.task_arn:
+                self._spot_counted = self.task_arn  # once per task, however often it is polled
+                hub_metrics.count_spot_interruption()
             self.log.warning("%s's task %s stopped: %s", self._log_name, self.task_arn, task.get("stoppedReason", ""))
             for container in task.get("containers") or []:
                 if container.get("name") == self.container_name and isinstance(

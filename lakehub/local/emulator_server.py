@@ -512,6 +512,96 @@ def _secret_class():
     return Secret
 
 
+def _alarm_class():
+    """AWS::CloudWatch::Alarm as CloudFormation makes it (moto's CloudFormation has no model for
+    it): a metric alarm in the emulator's CloudWatch (PutMetricAlarm with the template's
+    properties), so the tiers' and the platform's alarms exist locally, where the local evaluator
+    reads them; Ref is the alarm's name, as on AWS. Without it they were placeholders."""
+    from moto.core.common_models import CloudFormationModel
+
+    def truth(value, default=True) -> bool:
+        return default if value is None else (value if isinstance(value, bool) else str(value).lower() == "true")
+
+    class Alarm(CloudFormationModel):
+        __module__ = "lakehub.alarms"  # moto's model registry keys models by module
+
+        def __init__(self, name: str, arn: str):
+            self.name, self.arn = name, arn
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::CloudWatch::Alarm"
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "AlarmName"
+
+        @classmethod
+        def _put(cls, name: str, props: dict, account_id: str, region_name: str) -> "Alarm":
+            from moto.cloudwatch.models import cloudwatch_backends
+
+            def number(key, default=None, kind=int):
+                return kind(props[key]) if props.get(key) not in (None, "") else default
+
+            alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(
+                name=name,
+                namespace=props.get("Namespace"),
+                metric_name=props.get("MetricName"),
+                comparison_operator=props.get("ComparisonOperator"),
+                evaluation_periods=number("EvaluationPeriods", 1),
+                period=number("Period"),
+                threshold=number("Threshold", kind=float),
+                statistic=props.get("Statistic"),
+                description=props.get("AlarmDescription", ""),
+                dimensions=[{"Name": d["Name"], "Value": d["Value"]} for d in props.get("Dimensions") or []],
+                alarm_actions=list(props.get("AlarmActions") or []),
+                datapoints_to_alarm=number("DatapointsToAlarm"),
+                extended_statistic=props.get("ExtendedStatistic"),
+                ok_actions=list(props.get("OKActions") or []),
+                insufficient_data_actions=list(props.get("InsufficientDataActions") or []),
+                unit=props.get("Unit"),
+                actions_enabled=truth(props.get("ActionsEnabled")),
+                treat_missing_data=props.get("TreatMissingData"),
+            )
+            return cls(name, alarm.alarm_arn)
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+            props = cloudformation_json.get("Properties") or {}
+            return cls._put(props.get("AlarmName") or resource_name, props, account_id, region_name)
+
+        @classmethod
+        def update_from_cloudformation_json(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+            props = cloudformation_json.get("Properties") or {}
+            name = props.get("AlarmName") or original_resource.name
+            if name != original_resource.name:
+                cls.delete_from_cloudformation_json(original_resource.name, cloudformation_json, account_id, region_name)
+            return cls._put(name, props, account_id, region_name)
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+            from moto.cloudwatch.models import cloudwatch_backends
+
+            name = (cloudformation_json.get("Properties") or {}).get("AlarmName") or resource_name
+            try:
+                cloudwatch_backends[account_id][region_name].delete_alarms([name])
+            except Exception:  # noqa: BLE001 - already gone: CloudFormation's delete succeeds too
+                pass
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr == "Arn"
+
+        def get_cfn_attribute(self, attribute_name: str):
+            return self.arn
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.name
+
+    return Alarm
+
+
 def generated_secret_string(backend, spec: dict) -> str:
     """A value as Secrets Manager's GenerateSecretString makes it (GetRandomPassword's options,
     and SecretStringTemplate + GenerateStringKey for a JSON secret)."""
@@ -539,6 +629,7 @@ def install_generic_custom_resource_type() -> None:
 
     Placeholder = _placeholder_class()
     Secret = _secret_class()
+    Alarm = _alarm_class()
 
     original = parsing.resource_class_from_type
 
@@ -547,6 +638,8 @@ def install_generic_custom_resource_type() -> None:
             return CustomModel
         if resource_type == "AWS::SecretsManager::Secret":
             return Secret
+        if resource_type == "AWS::CloudWatch::Alarm":
+            return Alarm
         found = original(resource_type)
         if found is None and resource_type not in parsing.NULL_MODELS:
             return Placeholder

@@ -25,6 +25,9 @@ HANDLED_LOCALLY = {
     # lakehub.local.emulator_server._secret_class: the secret exists (GenerateSecretString
     # honoured) and Ref gives its full ARN, as ECS Secrets need.
     "AWS::SecretsManager::Secret": "created in the emulator's Secrets Manager by the local emulator",
+    # lakehub.local.emulator_server._alarm_class: PutMetricAlarm in the emulator's CloudWatch
+    # (moto stores alarms and evaluates none; the local platform's evaluator does).
+    "AWS::CloudWatch::Alarm": "created in the emulator's CloudWatch by the local emulator",
 }
 # What each missing type means for local mode (shown next to the type).
 MEANING = {
@@ -33,7 +36,7 @@ MEANING = {
     "AWS::Cognito::UserPoolClient": "local mode signs in with AuthMode oidc (a loopback provider)",
     "AWS::Cognito::UserPoolDomain": "local mode signs in with AuthMode oidc (a loopback provider)",
     "AWS::Cognito::UserPoolGroup": "groups come from the loopback provider's groups claim",
-    "AWS::CloudWatch::Alarm": "no alarms (on-demand hub instance)",
+    "AWS::SNS::TopicPolicy": "the alarm topic's policy is not applied (the emulator delivers to any topic)",
     "AWS::CloudTrail::Trail": "no trail of S3 data events (RecordDataEvents, off by default): the emulator records none; a kernel's identity shows in get_caller_identity",
     "AWS::CodeCommit::Repository": "no source repository (SourceType s3 is the default)",
     "AWS::EC2::SecurityGroupEgress": "separate egress rules (NFS to the homes) are not applied; local processes share loopback",

@@ -238,6 +238,21 @@ def test_idle_timeout_zero_turns_the_culler_off(tmp_path):
     assert cfg["services"] == []
 
 
+def test_metrics_exporter_runs_as_a_service_with_read_only_scopes_when_the_platform_is_known(tmp_path):
+    cfg = load(base_env(tmp_path, **COGNITO, LAKEHUB_PLATFORM="acme", LAKEHUB_METRICS_INTERVAL="30"))
+    (service,) = [s for s in cfg["services"] if s["name"] == "metrics"]
+    assert service["command"][1:] == ["-m", "lakehub_hub.metrics"]
+    env = service["environment"]
+    assert env["LAKEHUB_PLATFORM"] == "acme" and env["LAKEHUB_METRICS_INTERVAL"] == "30"
+    assert not any("SECRET" in k and k.startswith("LAKEHUB") for k in env)
+    (role,) = [r for r in cfg["roles"] if r["name"] == "metrics"]
+    assert sorted(role["scopes"]) == ["list:users", "read:metrics", "read:servers"]
+    # without the platform (a hub outside a tier stack), or turned off: no exporter
+    assert not [s for s in load(base_env(tmp_path, **COGNITO))["services"] if s["name"] == "metrics"]
+    off = load(base_env(tmp_path, **COGNITO, LAKEHUB_PLATFORM="acme", LAKEHUB_METRICS="off"))
+    assert not [s for s in off["services"] if s["name"] == "metrics"]
+
+
 def test_hooks_in_config_d_run_last_in_name_order(tmp_path):
     hooks = tmp_path / "hooks"
     hooks.mkdir()
@@ -268,6 +283,8 @@ def test_missing_required_variable_is_one_clear_line(tmp_path, missing):
     ("LAKEHUB_PUBLIC_URL", "http://pii.example.com", "https://"),
     ("LAKEHUB_IDLE_TIMEOUT", "an hour", "whole number"),
     ("LAKEHUB_SERVER_MODE", "dedicated", "shared, per-user"),
+    ("LAKEHUB_METRICS", "sometimes", "on or off"),
+    ("LAKEHUB_METRICS_INTERVAL", "a minute", "whole number"),
 ])
 def test_wrong_values_are_one_clear_line(tmp_path, name, value, words):
     result = run_jupyterhub(base_env(tmp_path, **dict(COGNITO, **{name: value})))

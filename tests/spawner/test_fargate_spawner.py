@@ -516,3 +516,34 @@ def test_a_spot_interruption_is_kept_for_the_user_across_clear_state_and_a_hub_r
     assert restored.last_stop == "" and "last_stop" not in restored.get_state()
     run(restored.stop())
     assert "last_stop" not in restored.get_state()
+
+
+def _counted(name: str, labels: dict | None = None) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def test_the_spawner_counts_capacity_errors_spot_interruptions_and_its_tasks_for_the_metrics(make_spawner, ecs_world, monkeypatch):
+    """What lakehub_hub.metrics sends as CapacityErrors, SpotInterruptions and UserTasks: the
+    hub's prometheus_client series (issue 18)."""
+    errors = _counted("lakehub_capacity_errors_total")
+    monkeypatch.setenv("LAKEHUB_USER_CAPACITY", "FARGATE_SPOT")
+    spawner = make_spawner(NoSpotCapacitySpawner, user="metrics-cap")
+    run(spawner.start())
+    assert _counted("lakehub_capacity_errors_total") == errors + 1
+    assert _counted("lakehub_user_servers", {"size": spawner.user_server_size(), "capacity": "FARGATE"}) >= 1
+    run(spawner.stop())
+
+    monkeypatch.setenv("LAKEHUB_USER_CAPACITY", "FARGATE")
+    spawner = make_spawner(user="metrics-spot")
+    run(spawner.start())
+    size = spawner.user_server_size()
+    running = _counted("lakehub_user_servers", {"size": size, "capacity": "FARGATE"})
+    interruptions = _counted("lakehub_spot_interruptions_total")
+    ecs_world.ecs.stop_task(cluster=ecs_world.cluster, task=spawner.task_arn, reason="Your Spot Task was interrupted.")
+    assert run(spawner.poll()) is not None
+    assert run(spawner.poll()) is not None  # polled again: still one interruption
+    assert _counted("lakehub_spot_interruptions_total") == interruptions + 1
+    spawner.clear_state()
+    assert _counted("lakehub_user_servers", {"size": size, "capacity": "FARGATE"}) == running - 1

@@ -25,6 +25,7 @@ def cluster(templates):
         "PrivateSubnet1Id": "subnet-priv1", "PrivateSubnet2Id": "subnet-priv2", "NotebookBucketName": "nb",
         "DataBucketName": "lake", "SeedFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:seed",
         "ImageRepositoryUri": "repo", "AssetsBucketName": "assets", "AssetsKeyPrefix": "lakehub/",
+        "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:lakehub-alarms",
     }
     return Resolver(templates[names.CLUSTER_TEMPLATE], params).resources()
 
