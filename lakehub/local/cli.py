@@ -63,6 +63,19 @@ def demo_users(text: str) -> int:
     return value
 
 
+def metrics_port(text: str) -> int:
+    """argparse type: a port for the Prometheus endpoint."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; give one such as 9464") from None
+    if not 1024 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port this user can serve on; give 1024-65535, e.g. 9464")
+    return value
+
+
 def register(subparsers) -> None:
     from lakehub.deploy import positive_seconds
 
@@ -86,6 +99,9 @@ def register(subparsers) -> None:
     up.add_argument("--demo-users", type=demo_users, default=None, metavar="N",
                     help="demo users per tier, 1-100 (default 2: alice and bob in pii, carol and dave in nonpii; "
                          "more are <tier>-user3, <tier>-user4, ...), each with a password generated at this up")
+    up.add_argument("--metrics-port", type=metrics_port, default=None, metavar="PORT",
+                    help="also serve the dashboard's figures (hubs up, users, spawns, tasks, stops, alarms) in "
+                         "Prometheus text format on 127.0.0.1:PORT/metrics")
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C (then stop everything)")
     up.add_argument("--timeout", type=positive_seconds, default=UP_TIMEOUT, help="seconds to wait for every hub (default 600)")
     up.set_defaults(func=cmd_up)
@@ -146,7 +162,13 @@ def cmd_up(args) -> int:
         )
     base = DEFAULT_BASE_PORT if args.base_port is None else args.base_port
     users = DEFAULT_DEMO_USERS if getattr(args, "demo_users", None) is None else args.demo_users
-    check_ports(plan_ports(base, tiers_from_template()))
+    ports = plan_ports(base, tiers_from_template())
+    port = getattr(args, "metrics_port", None)
+    if port:
+        if port in ports:
+            raise LakehubError(f"--metrics-port {port} is {ports[port]}'s port; give one outside {base}-{base + PORT_SPAN}")
+        ports[port] = "the metrics endpoint (--metrics-port)"
+    check_ports(ports)
     console = Console(stderr=True)
     state.ensure()  # 0700: user servers run as other accounts and must not read it
     from lakehub.local.accounts import can_isolate, not_isolated_warning
@@ -165,14 +187,16 @@ def cmd_up(args) -> int:
         console.print(f"[bold]lakehub local[/]: starting in the foreground (Ctrl-C stops everything); state in {state.path}")
         return supervise(state, base, args.server_mode, run_id="foreground",
                          say=lambda line: console.print(f"  {line}"),
-                         on_ready=lambda: print_ready(state.read(), console), demo_users=users, runtime=runtime)
+                         on_ready=lambda: print_ready(state.read(), console), demo_users=users, runtime=runtime,
+                         metrics_port=port)
 
     run_id = secrets.token_hex(8)
     log_path = state.file(LOG_FILE)
     with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lakehub.local.platform", "--state-dir", str(state.path), "--base-port", str(base),
-             "--server-mode", args.server_mode, "--run-id", run_id, "--demo-users", str(users), "--runtime", runtime],
+             "--server-mode", args.server_mode, "--run-id", run_id, "--demo-users", str(users), "--runtime", runtime,
+             *(["--metrics-port", str(port)] if port else [])],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             cwd=str(Path(__file__).resolve().parents[2]),
         )
@@ -322,7 +346,7 @@ def cmd_status(args) -> int:
     if not crashed and (not pid or current.get("phase") != "ready"):
         if args.format == "json":
             print(json.dumps({"tiers": [], "emulator_endpoint": "", "parts": [], "healthy": False,
-                              "runtime": current.get("runtime") or ""}))
+                              "runtime": current.get("runtime") or "", "metrics": {}, "alarms": []}))
         phase = current.get("phase") if pid else "not running"
         raise LakehubError(f"no local platform is ready ({phase}); start it with `lakehub local up`")
     rows = probe_parts(dict(current, _state_dir=str(state.path)), supervisor_alive=not crashed)
@@ -331,17 +355,42 @@ def cmd_status(args) -> int:
                         "state": "not running", "restarts": 0, "url": "", "ok": False,
                         "note": "it died without stopping; `lakehub local down` ends what it left"})
     down = [r for r in rows if not r["ok"]]
+    seen = observed(current, rows)
     if args.format == "json":
-        print(json.dumps(dict(status_json(state), parts=rows, healthy=not down), indent=2))
+        print(json.dumps(dict(status_json(state), parts=rows, healthy=not down, metrics=seen["metrics"],
+                              alarms=seen["alarms"], metrics_error=seen["error"]), indent=2))
     else:
         print_parts(rows)
         print_ready(current)
+        from lakehub.local.observe import print_observed
+
+        print_observed(seen, _console())
     if down:
         print("lakehub local: not all parts are answering: "
               + ", ".join(f"{r['name']} ({r['state']}{'; ' + r['note'] if r.get('note') else ''})" for r in down),
               file=sys.stderr)
         return 1
     return 0
+
+
+def observed(current: dict, rows: list[dict]) -> dict:
+    """The dashboard's figures and the alarms, from the emulator (lakehub.local.observe); a
+    one-line error when the emulator is not answering (no call then: status stays fast)."""
+    from lakehub.local.observe import observe
+    from lakehub.settings import default_settings
+
+    emulator = next((r for r in rows if r["name"] == "emulator"), None)
+    if emulator is not None and emulator["state"] != "answering":
+        return {"metrics": {}, "alarms": [], "error": f"the emulator is {emulator['state']}"}
+    tiers = [t["name"] for t in current.get("tiers", [])]
+    return observe(current.get("emulator_endpoint", ""), current.get("admin"), default_settings().platform_name, tiers)
+
+
+def _console():
+    from rich.console import Console
+
+    out = Console()
+    return out if out.is_terminal else Console(width=160)
 
 
 def print_parts(rows: list[dict]) -> None:

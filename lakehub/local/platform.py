@@ -72,6 +72,7 @@ CONTAINER_CONFIG_D = "/etc/lakehub/local-config.d"  # LAKEHUB_CONFIG_D in the hu
 CONTAINER_STATE_DIR = "/srv/jupyterhub"  # the image's LAKEHUB_STATE_DIR
 CONTAINER_HOME_ROOT = "/home"  # shared mode: the hub's users' homes (the template's LAKEHUB_HOME_ROOT)
 HUB_TASK_START_TIMEOUT = 120.0
+METRICS_INTERVAL_ENV = "LAKEHUB_METRICS_INTERVAL"  # in `up`'s environment: the hubs' exporters' interval
 IDLE_TIMEOUT_ENV = "LAKEHUB_IDLE_TIMEOUT"  # in `lakehub local up`'s environment: the hubs' culler timeout
 USER_PROFILES_ENV = "LAKEHUB_LOCAL_USER_PROFILES"  # in `up`'s environment: the sizes users pick from
 HUB_START_TIMEOUT = 120
@@ -240,7 +241,7 @@ def check_ports(ports: dict[int, str]) -> None:
 class LocalPlatform:
     def __init__(self, state: StateDir, base_port: int = DEFAULT_BASE_PORT, server_mode: str = "per-user",
                  say=None, run_id: str = "", token: str = "", demo_users: int = DEFAULT_DEMO_USERS,
-                 runtime: str = "process"):
+                 runtime: str = "process", metrics_port: int | None = None):
         if runtime not in RUNTIMES:
             raise LakehubError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.runtime = runtime
@@ -256,6 +257,11 @@ class LocalPlatform:
         self.endpoint = f"http://{LOOPBACK}:{base_port}"
         self.tiers = tiers_from_template()
         self.ports = plan_ports(base_port, self.tiers)
+        self.metrics_port = metrics_port
+        if metrics_port:
+            self.ports[metrics_port] = "the metrics endpoint (--metrics-port)"
+        self.alarms = None  # lakehub.local.alarms.AlarmEvaluator: the emulator's alarms, evaluated
+        self.metrics_server = None  # --metrics-port: Prometheus text format of the dashboard's figures
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.idp = None
         self.creds = None
@@ -640,6 +646,7 @@ class LocalPlatform:
             "PYTHONPATH": str(HUB_IMAGES_DIR),
         })
         env.update(local_idle_timeout())
+        env.update(local_metrics_interval())
         if not env.get("LAKEHUB_COOKIE_SECRET"):
             env.pop("LAKEHUB_COOKIE_SECRET", None)  # the hub keeps a generated one in its state dir
         # The hub task's role in both modes (HubRole): it holds no data and assumes the tier role per user.
@@ -763,6 +770,7 @@ class LocalPlatform:
             "AWS_ENDPOINT_URL_STS": self.endpoint,  # the hub assumes the tier role per user
         }
         env.update(local_idle_timeout())
+        env.update(local_metrics_interval())
         return env
 
     def run_hub_task(self, tier: Tier) -> subprocess.Popen:
@@ -896,15 +904,49 @@ class LocalPlatform:
         if self.server_mode == "per-user" or self.runtime == "container":
             self.start_agent()  # containers: the hub tasks too, in both modes
         self.start_hubs()
+        self.start_observing()
         missing = unmodelled_types()
         seconds = time.time() - self.started
         self.say(f"ready in {seconds:.1f} s")
         self.state.update(phase="ready", ready_seconds=round(seconds, 2), **self.status(), admin=self.admin,
                           outputs=self.outputs, unmodelled=missing, hub_image=self.hub_image, task_image=self.task_image,
+                          metrics_url=f"http://{LOOPBACK}:{self.metrics_port}/metrics" if self.metrics_port else "",
                           children={name: p.pid for name, p in self.children})
+
+    def start_observing(self) -> None:
+        """The alarm evaluator (moto evaluates no alarm) and, with --metrics-port, the Prometheus
+        endpoint; both with their own boto3 session (clients of the default one are not made
+        safely from several threads) and the admin user's keys."""
+        from lakehub.local.alarms import AlarmEvaluator
+        from lakehub.local.observe import observe, serve_metrics
+
+        session = boto3.session.Session()
+        admin = dict(self.admin)
+
+        def make(service: str):
+            return session.client(service, endpoint_url=self.endpoint, region_name=DEFAULT_REGION,
+                                  aws_access_key_id=admin.get("AccessKeyId"),
+                                  aws_secret_access_key=admin.get("SecretAccessKey"))
+
+        self.alarms = AlarmEvaluator(make, DEFAULT_REGION).start()
+        self.say(f"evaluating the emulator's CloudWatch alarms every {self.alarms.interval:.0f} s")
+        if self.metrics_port:
+            tiers = [t.name for t in self.tiers]
+            try:
+                self.metrics_server = serve_metrics(self.metrics_port, lambda: observe(self.endpoint, admin, PLATFORM_NAME,
+                                                                                      tiers))
+            except OSError as exc:
+                raise LakehubError(f"port {self.metrics_port} on {LOOPBACK} (for the metrics endpoint) cannot be used "
+                                   f"({exc.strerror or exc}); pass another --metrics-port") from None
+            self.say(f"Prometheus metrics on http://{LOOPBACK}:{self.metrics_port}/metrics")
 
     def stop(self) -> None:
         self.stop_event.set()
+        if self.alarms is not None:
+            self.alarms.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         if self.agent is not None:
             try:
                 self.agent.stop()
@@ -939,6 +981,13 @@ def remove_containers(token: str) -> list[str]:
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("could not remove the run's containers: %s", exc)
         return []
+
+
+def local_metrics_interval() -> dict[str, str]:
+    """LAKEHUB_METRICS_INTERVAL from `lakehub local up`'s environment, for the hubs' metrics
+    exporters (default 60 s): tests and demos see HubUp and the alarms move sooner."""
+    value = os.environ.get(METRICS_INTERVAL_ENV, "").strip()
+    return {METRICS_INTERVAL_ENV: value} if value else {}
 
 
 def local_idle_timeout() -> dict[str, str]:
@@ -1035,7 +1084,7 @@ def unmodelled_types() -> list[dict]:
 
 
 def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "", say=None, on_ready=None,
-              demo_users: int = DEFAULT_DEMO_USERS, runtime: str = "process") -> int:
+              demo_users: int = DEFAULT_DEMO_USERS, runtime: str = "process", metrics_port: int | None = None) -> int:
     """Run the platform until SIGTERM/SIGINT. Returns the exit code."""
     # Everything the supervisor writes (state folder, logs, hub folders) is its own: 0700/0600.
     os.umask(0o077)
@@ -1058,7 +1107,7 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
         signal.signal(sig, on_signal)
     try:
         platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id, demo_users=demo_users,
-                                 runtime=runtime)
+                                 runtime=runtime, metrics_port=metrics_port)
         try:
             platform.run()
         except KeyboardInterrupt:
@@ -1104,11 +1153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", default="")
     parser.add_argument("--demo-users", type=int, default=DEFAULT_DEMO_USERS)
     parser.add_argument("--runtime", choices=RUNTIMES, default="process")
+    parser.add_argument("--metrics-port", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return supervise(StateDir(args.state_dir), args.base_port, args.server_mode, args.run_id,
-                         demo_users=args.demo_users, runtime=args.runtime)
+                         demo_users=args.demo_users, runtime=args.runtime, metrics_port=args.metrics_port)
     except LakehubError as exc:
         print(f"lakehub: error: {exc}", file=sys.stderr)
         return 3
