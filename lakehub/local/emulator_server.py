@@ -244,7 +244,10 @@ RUNNER: LambdaRunner | None = None
 
 
 def _placeholder_image(account_id: str, region: str, properties: dict) -> None:
-    """The emulator builds nothing: give Custom::WaitForImage the tag it waits for."""
+    """The emulator builds nothing: give Custom::WaitForImage the tag it waits for. Its manifest
+    names one layer made of the tag, so each tag has a digest of its own (moto makes an image's
+    digest from its layers' digests; ECR from the manifest: either way another tag, another
+    digest), as each build of another source is another image."""
     from moto.ecr.models import ecr_backends
 
     repo = properties.get("RepositoryName")
@@ -262,7 +265,8 @@ def _placeholder_image(account_id: str, region: str, properties: dict) -> None:
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
                    "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()},
-        "layers": [],
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(tag),
+                    "digest": "sha256:" + hashlib.sha256(f"lakehub-local-image:{tag}".encode()).hexdigest()}],
     }
     backend.put_image(repo, json.dumps(manifest), tag)
 
