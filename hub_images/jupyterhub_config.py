@@ -167,6 +167,12 @@ except OSError as exc:
     fail(f"cannot create LAKEHUB_STATE_DIR {STATE_DIR}: {exc.strerror}")
 c.JupyterHub.db_url = f"sqlite:///{STATE_DIR / 'jupyterhub.sqlite'}"
 c.JupyterHub.pid_file = str(STATE_DIR / "jupyterhub.pid")
+# A new JupyterHub release may bring a new database schema: upgrade it on start (an image update
+# is the only way a release arrives). JupyterHub first copies the SQLite file beside it
+# (jupyterhub.sqlite.<timestamp>); Litestream (lakehub_hub.hub_state) keeps replicating the same
+# file, so the replica's history also holds the pre-upgrade state. Without this a hub started on
+# an older database refuses to start ("Found database schema version ...").
+c.JupyterHub.upgrade_db = True
 cookie_secret = os.environ.get("LAKEHUB_COOKIE_SECRET", "")
 if cookie_secret:
     # Any string from Secrets Manager; JupyterHub wants 32 random bytes.

@@ -34,6 +34,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "nat_egress": (),
     "product_template": (CR_SHARED,),
     "secret_arn": (CR_SHARED,),
+    "image_digest": (CR_SHARED,),
 }
 
 

@@ -515,6 +515,7 @@ CUSTOM_RESOURCE_FUNCTIONS: dict[str, str] = {
     names.SEED_FUNCTION_ARN: "seed_notebooks",
     names.LISTENER_PRIORITY_FUNCTION_ARN: "listener_priority",
     names.SECRET_ARN_FUNCTION_ARN: "secret_arn",
+    names.IMAGE_DIGEST_FUNCTION_ARN: "image_digest",
 }
 CUSTOM_TYPE = "AWS::CloudFormation::CustomResource"
 

@@ -9,6 +9,7 @@ under main or launched on its own from Service Catalog.
 
 from __future__ import annotations
 
+from awacs import ecr as awacs_ecr
 from awacs import elasticfilesystem as awacs_efs
 from awacs import elasticloadbalancing as awacs_elb
 from awacs import secretsmanager as awacs_secretsmanager
@@ -527,6 +528,26 @@ def build_cluster(settings: Settings):
         },
     )
 
+    # Images are promoted, not rolled: tiers and on-demand hubs run their ImageTag by digest
+    # (Custom::ImageDigest), so a task definition changes exactly when the image does.
+    digest_fn = add_function(
+        b,
+        "ImageDigestFunction",
+        "image_digest",
+        "lakehub: resolves a hub image tag to its immutable digest",
+        statements=[
+            Statement(
+                Sid="DescribeHubImages",
+                Effect=Allow,
+                Action=[awacs_ecr.DescribeImages],
+                # The pipeline's repository, ${PlatformName}/hub (lakehub.pipeline).
+                Resource=[Sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${" + names.PLATFORM_NAME + "}/hub")],
+            ),
+        ],
+        retention=Ref(names.LOG_RETENTION_DAYS),
+        timeout=60,
+    )
+
     values = {
         names.VPC_ID: Ref(names.VPC_ID),
         names.VPC_CIDR: Ref(names.VPC_CIDR),
@@ -545,6 +566,7 @@ def build_cluster(settings: Settings):
         names.TASK_SECURITY_GROUP_ID: Ref(task_sg),
         names.LISTENER_PRIORITY_FUNCTION_ARN: GetAtt(priority_fn, "Arn"),
         names.SECRET_ARN_FUNCTION_ARN: GetAtt(secret_arn_fn, "Arn"),
+        names.IMAGE_DIGEST_FUNCTION_ARN: GetAtt(digest_fn, "Arn"),
         names.LOG_GROUP_NAME: Ref(log_group),
         names.USER_POOL_ID: If("UseCognito", Ref(pool), "none"),
         names.USER_POOL_DOMAIN_URL: If("UseCognito", Sub("https://${UserPoolDomain}.auth.${AWS::Region}.amazoncognito.com"), "none"),
@@ -582,5 +604,6 @@ def build_cluster(settings: Settings):
     b.output(names.USER_POOL_ID, If("UseCognito", Ref(pool), "none"), "Cognito user pool (cognito sign-in), or 'none'")
     b.output(names.LISTENER_PRIORITY_FUNCTION_ARN, GetAtt(priority_fn, "Arn"), "Function that allocates listener-rule priorities (ServiceToken)")
     b.output(names.SECRET_ARN_FUNCTION_ARN, GetAtt(secret_arn_fn, "Arn"), "Function that looks up the full ARN of a sign-in secret (ServiceToken)")
+    b.output(names.IMAGE_DIGEST_FUNCTION_ARN, GetAtt(digest_fn, "Arn"), "Function that resolves a hub image tag to its digest (ServiceToken)")
     b.output("PlatformParameterPath", Sub(names.SSM_NAME_SUB), "SSM path under which the platform publishes its values")
     return b.finish()

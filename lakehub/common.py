@@ -157,6 +157,15 @@ def add_assets_params(b: Builder, group: str = "Assets (templates and functions)
 IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 
+def default_image_tag() -> str:
+    """The ImageTag a release's templates name by default: v<project version>. Never `latest`: the
+    repository's tags are immutable, so a tag names one image for ever (images are promoted by
+    deploying another tag, not rolled by moving one)."""
+    from lakehub import __version__
+
+    return f"v{__version__}"
+
+
 def add_image_tag_param(b: Builder, group: str, label: str = "Hub image tag", description: str = "Tag of the hub image in the platform's repository") -> Parameter:
     """The hub image tag (main, pipeline, tier and on-demand hub share its constraint)."""
     return b.param(
@@ -164,7 +173,7 @@ def add_image_tag_param(b: Builder, group: str, label: str = "Hub image tag", de
         group,
         label,
         description,
-        Default="latest",
+        Default=default_image_tag(),
         AllowedPattern=IMAGE_TAG_PATTERN,
         ConstraintDescription="a Docker image tag",
     )

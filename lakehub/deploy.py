@@ -80,6 +80,8 @@ class DeployResult:
     change_set_type: str  # CREATE, UPDATE, or NONE (no changes)
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # --preview: the change set's resource changes (nested stacks' too), nothing executed
+    changes: list[dict] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------
@@ -358,11 +360,14 @@ def deploy(
     console=None,
     progress: Callable[[str], None] | None = None,
     tags: dict[str, str] | None = None,
+    preview: bool = False,
 ) -> DeployResult:
     """Create or update `stack_name` through a change set; returns its outputs.
 
     `console` (a rich Console) shows a live table of the latest events; `progress` (a callback
     taking one line) is told of each new event instead, for callers with their own display.
+    `preview`: make the change set, return its changes (DescribeChangeSet, nested stacks
+    included), delete it (and the empty stack a CREATE change set makes) and change nothing.
     """
     started = time.time()
     session = session or boto3.session.Session()
@@ -383,7 +388,7 @@ def deploy(
     try:
         _first_contact(cfn, stack_name, where, console)
         return _deploy(cfn, parameters, stack_name, region, declared, local_text, template_file, template_url,
-                       timeout, started, console, progress, tags, executor)
+                       timeout, started, console, progress, tags, executor, preview)
     except NoCredentialsError:
         raise LakehubError(
             "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
@@ -417,7 +422,7 @@ def _first_contact(cfn, stack_name: str, where: str, console) -> None:
 
 
 def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_file, template_url,
-            timeout, started, console, progress, tags, executor=None) -> DeployResult:
+            timeout, started, console, progress, tags, executor=None, preview=False) -> DeployResult:
     executor = executor or cfn
     existing = _stack(cfn, stack_name)
     if existing and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
@@ -451,6 +456,8 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
         "Description": "lakehub deploy",
         "Tags": [{"Key": k, "Value": v} for k, v in sorted((tags or {names.TAG_PLATFORM: parameters.get(names.PLATFORM_NAME, "lakehub")}).items())],
     }
+    if preview:
+        args["IncludeNestedStacks"] = True  # the nested stacks' own changes, not only "Modify"
     if template_file:
         body = Path(template_file).read_text()
         if len(body.encode()) > TEMPLATE_BODY_LIMIT:
@@ -490,6 +497,15 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
             raise LakehubError(f"the change set for {stack_name} was not ready within 10 minutes ({status})")
         time.sleep(1.0)
     n = len(cs.get("Changes", []))
+    if preview:
+        changes = change_set_changes(cfn, cs_id, stack_id)
+        _safe(lambda: cfn.delete_change_set(ChangeSetName=cs_id, StackName=stack_id))
+        if change_set_type == "CREATE":
+            _safe(lambda: cfn.delete_stack(StackName=stack_id))  # the empty REVIEW_IN_PROGRESS stack
+        _say(progress, console, f"preview: {len(changes)} change{'s' if len(changes) != 1 else ''}; nothing executed")
+        stack = (_stack(cfn, stack_name) or {}) if change_set_type == "UPDATE" else {}
+        return DeployResult(stack_name, stack_id if change_set_type == "UPDATE" else "", stack.get("StackStatus", "NONE"),
+                            change_set_type, _outputs(stack), time.time() - started, changes)
     _say(progress, console, f"change set ready: {n} change{'s' if n != 1 else ''}; executing")
 
     # An emulator executes the whole change set inside this call, so it runs in a thread while
@@ -513,6 +529,34 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
         detail = f": {reasons[0]}" if reasons else ""
         raise LakehubError(f"stack {stack_name} ended {status}{detail}")
     return DeployResult(stack_name, stack_id, status, change_set_type, _outputs(stack), time.time() - started)
+
+
+def change_set_changes(cfn, change_set_id: str, stack_id: str, stack_label: str = "", depth: int = 0) -> list[dict]:
+    """Each resource change of a change set: stack, resource, type, action, replacement (and the
+    nested stacks' own change sets, as IncludeNestedStacks makes them, to 3 levels)."""
+    rows: list[dict] = []
+    token = None
+    for _ in range(50):
+        kwargs = {"ChangeSetName": change_set_id, **({"StackName": stack_id} if stack_id else {})}
+        if token:
+            kwargs["NextToken"] = token
+        page = cfn.describe_change_set(**kwargs)
+        for change in page.get("Changes", []):
+            rc = change.get("ResourceChange") or {}
+            rows.append({
+                "stack": stack_label or page.get("StackName", ""),
+                "resource": rc.get("LogicalResourceId", ""),
+                "type": rc.get("ResourceType", ""),
+                "action": rc.get("Action", ""),
+                "replacement": rc.get("Replacement", "") or "",
+            })
+            nested = rc.get("ChangeSetId")
+            if nested and depth < 3:
+                rows += change_set_changes(cfn, nested, "", f"{stack_label or page.get('StackName', '')}/{rc.get('LogicalResourceId', '')}", depth + 1)
+        token = page.get("NextToken")
+        if not token:
+            break
+    return rows
 
 
 def _wait(cfn, stack_id, runner, failure, watcher, timeout, console, progress, stack_name, emulator=False) -> str:
@@ -590,12 +634,17 @@ def register(subparsers) -> None:
     p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT,
                    help=f"seconds to wait for the stack (default 3600); each request waits at most {READ_TIMEOUT:.0f} s of it")
     p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the outputs")
+    p.add_argument("--preview", action="store_true",
+                   help="show the change set of the main stack (resource, action, replacement) and the Service Catalog "
+                        "products that --upgrade-products would update; change nothing")
+    p.add_argument("--upgrade-products", action="store_true",
+                   help="after the main stack, update every tier and on-demand hub launched from the platform's Service "
+                        "Catalog products to the product's newest version, and report which runs which version")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     params: dict[str, str] = {}
     if args.parameters_file:
@@ -605,6 +654,8 @@ def run(args) -> int:
         params[k] = v
     as_json = args.format == "json"
     console = Console(stderr=as_json)
+    preview = getattr(args, "preview", False)
+    upgrade = getattr(args, "upgrade_products", False)
     result = deploy(
         params,
         stack_name=args.stack_name,
@@ -615,15 +666,72 @@ def run(args) -> int:
         timeout=args.timeout,
         console=console if console.is_terminal else None,
         progress=None if console.is_terminal else (lambda line: print(f"lakehub: {line}", file=sys.stderr)),
+        preview=preview,
     )
+    products = []
+    if preview or upgrade:
+        products = _products(args, result, preview, console)
+    failed = [p for p in products if p.status == "failed"]
     if as_json:
-        print(json.dumps({"stack_name": result.stack_name, "stack_id": result.stack_id, "status": result.status,
-                          "change_set_type": result.change_set_type, "outputs": result.outputs}, indent=2))
-        return 0
-    table = Table(title=f"stack {result.stack_name}: {result.status} ({result.seconds:.0f} s)")
-    table.add_column("output")
-    table.add_column("value", overflow="fold")
-    for k, v in sorted(result.outputs.items()):
-        table.add_row(k, v)
-    Console().print(table)
-    return 0
+        out = {"stack_name": result.stack_name, "stack_id": result.stack_id, "status": result.status,
+               "change_set_type": result.change_set_type, "outputs": result.outputs}
+        if preview:
+            out["changes"] = result.changes
+        if preview or upgrade:
+            out["products"] = [p.row() for p in products]
+        print(json.dumps(out, indent=2))
+        return 1 if failed else 0
+    _print_tables(result, products, preview, upgrade)
+    for p in failed:
+        print(f"lakehub: error: {p.name} ({p.provisioned_product_id}): {p.detail}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _products(args, result: DeployResult, preview: bool, console) -> list:
+    """--preview: the plan; --upgrade-products: the upgrade's report (after main)."""
+    from lakehub import upgrade
+
+    if preview and result.change_set_type == "CREATE":
+        return []  # no platform yet, so no provisioned products
+    session = boto3.session.Session()
+    region = resolve_region(args.region, session)
+    config = client_config(args.timeout, args.endpoint_url)
+    cfn = make_client("cloudformation", region, args.endpoint_url, config, session)
+    sc = make_client("servicecatalog", region, args.endpoint_url, config, session)
+    try:
+        if preview:
+            return upgrade.plan_upgrades(cfn, sc, args.stack_name)
+        return upgrade.upgrade_products(cfn, sc, args.stack_name, timeout=args.timeout,
+                                        progress=lambda line: print(f"lakehub: {line}", file=sys.stderr))
+    except ClientError as exc:
+        raise LakehubError(f"Service Catalog: {_error_line(exc)}") from None
+    except (BotoCoreError, ResponseParserError) as exc:
+        raise LakehubError(f"cannot reach Service Catalog ({args.endpoint_url or region}): {_error_line(exc)}") from None
+
+
+def _print_tables(result: DeployResult, products: list, preview: bool, upgrade: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console()
+    if preview:
+        table = Table(title=f"preview of stack {result.stack_name} ({result.change_set_type.lower()}): {len(result.changes)} changes, nothing executed")
+        for column in ("stack", "resource", "type", "action", "replacement"):
+            table.add_column(column, overflow="fold")
+        for c in result.changes:
+            table.add_row(c["stack"], c["resource"], c["type"], c["action"], c["replacement"])
+        out.print(table)
+    else:
+        table = Table(title=f"stack {result.stack_name}: {result.status} ({result.seconds:.0f} s)")
+        table.add_column("output")
+        table.add_column("value", overflow="fold")
+        for k, v in sorted(result.outputs.items()):
+            table.add_row(k, v)
+        out.print(table)
+    if preview or upgrade:
+        table = Table(title="Service Catalog provisioned products" + (" (would upgrade)" if preview else ""))
+        for column in ("provisioned product", "id", "before", "after", "status", "detail"):
+            table.add_column(column, overflow="fold")
+        for p in products:
+            table.add_row(p.name, p.provisioned_product_id, p.before, p.after, p.status, p.detail)
+        out.print(table)

@@ -128,6 +128,7 @@ HUB_SSM_PARAMS = (
     names.DATA_BUCKET_NAME,
     names.DATA_KMS_KEY_ARN,
     names.IMAGE_REPOSITORY_URI,
+    names.IMAGE_DIGEST_FUNCTION_ARN,
     names.LOG_GROUP_NAME,
     names.AUTH_MODE,
     names.USER_POOL_ID,
@@ -698,7 +699,7 @@ mountpoint -q ${HomesHostMount} || mount ${HomesHostMount} || fail "cannot mount
 
 systemctl enable --now docker || fail "cannot start docker"
 
-IMAGE='${ImageRepositoryUri}:${ImageTag}'
+IMAGE='${HubImage.ImageUri}'
 REGISTRY="$(echo "$IMAGE" | cut -d/ -f1)"
 aws ecr get-login-password --region "$REGION" | docker login --username AWS --password-stdin "$REGISTRY" \
   || fail "cannot sign in to $REGISTRY (instance role, or no route to ECR)"
@@ -915,6 +916,7 @@ def build_hub_instance(settings: Settings):
     sg = add_security_group(b)
     tier_mod.add_homes_access_point(b, tags=hub_tags())
     add_homes_access(b, sg)
+    tier_mod.add_hub_image(b)  # the user data pulls ${HubImage.ImageUri}: the ImageTag's digest
     instance = add_instance(b, profile, sg, cookie, client_secret)
     instance.DependsOn = [assume.title]  # users' first spawn assumes the user role
     add_idle_alarm(b, instance)

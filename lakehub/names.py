@@ -58,6 +58,7 @@ TASK_SECURITY_GROUP_ID = "TaskSecurityGroupId"
 LOAD_BALANCER_SECURITY_GROUP_ID = "LoadBalancerSecurityGroupId"
 LISTENER_PRIORITY_FUNCTION_ARN = "ListenerPriorityFunctionArn"
 SECRET_ARN_FUNCTION_ARN = "SecretArnFunctionArn"
+IMAGE_DIGEST_FUNCTION_ARN = "ImageDigestFunctionArn"
 LOG_GROUP_NAME = "LogGroupName"
 USER_POOL_ID = "UserPoolId"
 USER_POOL_ARN = "UserPoolArn"
@@ -90,6 +91,7 @@ PLATFORM_SSM_VALUES: dict[str, str] = {
     TASK_SECURITY_GROUP_ID: "Security group of hub tasks (reachable from the load balancer only)",
     LISTENER_PRIORITY_FUNCTION_ARN: "Function that allocates a free listener-rule priority",
     SECRET_ARN_FUNCTION_ARN: "Function that looks up the full ARN of a sign-in secret under the platform's name",
+    IMAGE_DIGEST_FUNCTION_ARN: "Function that resolves a hub image tag to its immutable digest",
     LOG_GROUP_NAME: "Log group for tasks",
     USER_POOL_ID: "Cognito user pool, or 'none'",
     USER_POOL_DOMAIN_URL: "Cognito hosted sign-in URL, or 'none'",

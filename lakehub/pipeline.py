@@ -119,7 +119,7 @@ def build_pipeline(settings: Settings):
             "ImageRepository",
             RepositoryName=Sub("${PlatformName}/hub"),
             ImageScanningConfiguration=ecr.ImageScanningConfiguration(ScanOnPush=True),
-            ImageTagMutability="MUTABLE",
+            ImageTagMutability="IMMUTABLE",
             EncryptionConfiguration=ecr.EncryptionConfiguration(EncryptionType="AES256"),
             LifecyclePolicy=ecr.LifecyclePolicy(LifecyclePolicyText=json.dumps(ECR_LIFECYCLE, sort_keys=True)),
             EmptyOnDelete=False,
@@ -133,11 +133,6 @@ def build_pipeline(settings: Settings):
         repo,
         "CKV_AWS_136",
         "Images hold code and packages only, never data or credentials (tests/security scan the image files); ECR encrypts them at rest with AES-256, and a KMS key would add cost and a key policy for no reader it keeps out",
-    )
-    add_checkov_skip(
-        repo,
-        "CKV_AWS_51",
-        "Each build pushes its source-version tag once and moves 'latest' (and the ImageTag it was asked for), the tiers' default ImageTag; set ImageTag to a source version to pin a tier to an image",
     )
     source_repo = b.add(
         codecommit.Repository(
@@ -178,6 +173,8 @@ def build_pipeline(settings: Settings):
                                     awacs_ecr.BatchCheckLayerAvailability,
                                     awacs_ecr.BatchGetImage,
                                     awacs_ecr.CompleteLayerUpload,
+                                    # Which tags are there already: immutable tags are pushed once.
+                                    awacs_ecr.DescribeImages,
                                     awacs_ecr.GetDownloadUrlForLayer,
                                     awacs_ecr.InitiateLayerUpload,
                                     awacs_ecr.PutImage,

@@ -100,6 +100,7 @@ TIER_SSM_PARAMS = {
     names.TASK_SECURITY_GROUP_ID: "Hub task security group",
     names.LISTENER_PRIORITY_FUNCTION_ARN: "Listener priority function",
     names.SECRET_ARN_FUNCTION_ARN: "Secret ARN lookup function",
+    names.IMAGE_DIGEST_FUNCTION_ARN: "Image digest function",
     names.LOG_GROUP_NAME: "Task log group",
     names.NOTEBOOK_BUCKET_NAME: "Notebook bucket",
     names.DATA_BUCKET_NAME: "Data-lake bucket",
@@ -952,8 +953,24 @@ def add_hub_role(b: Builder, execution_role, user_task_role) -> iam.Role:
     )
 
 
+def add_hub_image(b: Builder) -> GetAtt:
+    """The hub image by digest: `<repository URI>@sha256:...` of the ImageTag parameter, resolved at
+    deploy time by the platform's function (lambdas/image_digest). A new tag is a new digest and a
+    new task definition (a rolling deployment); the same tag changes nothing (docs/AWS_NOTES.md)."""
+    image = b.add(
+        custom_resource(
+            "HubImage",
+            "Custom::ImageDigest",
+            ServiceToken=Ref(names.IMAGE_DIGEST_FUNCTION_ARN),
+            RepositoryUri=Ref(names.IMAGE_REPOSITORY_URI),
+            ImageTag=Ref(names.IMAGE_TAG),
+        )
+    )
+    return GetAtt(image, "ImageUri")
+
+
 def add_task_definitions(b: Builder, execution_role, hub_role, user_task_role, client, cookie, client_secret):
-    image = Sub("${ImageRepositoryUri}:${ImageTag}")
+    image = add_hub_image(b)
     hub = b.add(
         ecs.TaskDefinition(
             "HubTaskDefinition",

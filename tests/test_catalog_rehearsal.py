@@ -27,6 +27,7 @@ Where the emulator differs from AWS, the rehearsal says so instead of papering o
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import re
@@ -50,6 +51,7 @@ from lakehub import hub_instance as hi
 from lakehub import tier as tier_mod
 from lakehub.assets import TEMPLATES_DIR
 from lakehub.cfn_template import Resolver, load
+from lakehub.common import default_image_tag
 from lakehub.idp.ldap import make_ca_and_cert
 from lakehub.settings import default_settings
 
@@ -145,7 +147,14 @@ def platform(aws) -> dict[str, str]:
     zone = aws("route53").create_hosted_zone(Name=DOMAIN, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"].split("/")[-1]
     pool = aws("cognito-idp").create_user_pool(PoolName=f"{PLATFORM}-users")["UserPool"]["Id"]
     key = aws("kms").create_key(Description="data lake (SSE-KMS)")["KeyMetadata"]["Arn"]
-    repo = aws("ecr").create_repository(repositoryName=f"{PLATFORM}/hub")["repository"]["repositoryUri"]
+    repo = aws("ecr").create_repository(repositoryName=f"{PLATFORM}/hub", imageTagMutability="IMMUTABLE")["repository"]["repositoryUri"]
+    # The release's image, as the pipeline's first build pushes it (the products' default ImageTag).
+    layer = "sha256:" + hashlib.sha256(b"rehearsal hub image").hexdigest()
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
+                "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 19, "digest": layer}]}
+    image_digest = aws("ecr").put_image(repositoryName=f"{PLATFORM}/hub", imageManifest=json.dumps(manifest),
+                                        imageTag=default_image_tag())["image"]["imageId"]["imageDigest"]
     aws("logs").create_log_group(logGroupName=f"/lakehub/{PLATFORM}/tasks")
     s3 = aws("s3")
     for bucket in (ASSETS_BUCKET, NOTEBOOK_BUCKET, LAKE_BUCKET):
@@ -168,6 +177,7 @@ def platform(aws) -> dict[str, str]:
         names.TASK_SECURITY_GROUP_ID: task_sg,
         names.LISTENER_PRIORITY_FUNCTION_ARN: _stub_function(aws, f"{PLATFORM}-listener-priority"),
         names.SECRET_ARN_FUNCTION_ARN: _stub_function(aws, f"{PLATFORM}-secret-arn"),
+        names.IMAGE_DIGEST_FUNCTION_ARN: _stub_function(aws, f"{PLATFORM}-image-digest"),
         names.LOG_GROUP_NAME: f"/lakehub/{PLATFORM}/tasks",
         names.USER_POOL_ID: pool,
         names.USER_POOL_DOMAIN_URL: f"https://{PLATFORM}-rehearsal.auth.{REGION}.amazoncognito.com",
@@ -181,6 +191,7 @@ def platform(aws) -> dict[str, str]:
     for name, value in values.items():
         aws("ssm").put_parameter(Name=names.ssm_name(PLATFORM, name), Value=value, Type="String", Overwrite=True)
     values["AlbSecurityGroupId"] = alb_sg
+    values["ImageDigest"] = image_digest
     return values
 
 
@@ -455,10 +466,11 @@ def test_artifact_urls_serve_the_platforms_copy_of_the_committed_templates(aws, 
             assert copy["Parameters"][name]["Default"] == names.ssm_name(PLATFORM, name)
 
 
-def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_templates):
+def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_templates, tmp_path):
     hub_template = hub_templates["HubNonpii"]
     params = {"Owner": "alice@example.com", "TierName": "nonpii", "InstanceType": "r7g.large", "IdleMinutes": "30", "IdleCpuPercent": "4", "LocalPort": "8890"}
     stack = provision(aws, HUB_NONPII, hub_template, params, tags={"team": "risk", "cost-center": "cc-100"})
+    image, stack = answer_image_digest(aws, hub_template, stack, params, tmp_path)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     skipped = assert_only_emulator_gaps_skipped(stack, resolved_resources(aws, hub_template, params))
     assert "Instance" in stack["Made"] and "InstanceRole" in stack["Made"]
@@ -516,7 +528,11 @@ def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_t
 
     # The hub: the platform's image, run with the tier's configuration.
     user_data = base64.b64decode(ec2.describe_instance_attribute(InstanceId=out["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
-    assert f"IMAGE='{platform[names.IMAGE_REPOSITORY_URI]}:latest'" in user_data
+    # The ImageTag's digest, resolved by the real lambdas/image_digest code. (moto makes a stack's
+    # resources in one pass, before a custom resource answers: its GetAtt is empty there; the
+    # local platform's emulator runs functions synchronously and so passes the digest on.)
+    assert image["Data"]["ImageUri"] == f"{platform[names.IMAGE_REPOSITORY_URI]}@{platform['ImageDigest']}"
+    assert re.search(r"^IMAGE='[^']*'$", user_data, re.M) and ":latest" not in user_data
     for line in ("LAKEHUB_TIER=nonpii", f"LAKEHUB_NOTEBOOK_BUCKET={NOTEBOOK_BUCKET}", f"LAKEHUB_DATA_BUCKET={LAKE_BUCKET}", "LAKEHUB_DATA_PREFIXES=nonpii/",
                  "LAKEHUB_ALLOWED_GROUPS=nonpii-users", "LAKEHUB_SERVER_MODE=shared", "LAKEHUB_HUB_IP=127.0.0.1", "LAKEHUB_PUBLIC_URL=http://localhost:8890",
                  "LAKEHUB_IDLE_TIMEOUT=1800", f"LAKEHUB_COGNITO_DOMAIN={platform[names.USER_POOL_DOMAIN_URL]}"):
@@ -541,10 +557,11 @@ def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_t
     assert ec2.describe_instances(InstanceIds=[out["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
 
 
-def test_hub_launch_behind_the_load_balancer(aws, platform, hub_templates):
+def test_hub_launch_behind_the_load_balancer(aws, platform, hub_templates, tmp_path):
     hub_template = hub_templates["HubPii"]
     params = {"Owner": "bob", "TierName": "pii", "InstanceType": "m7g.large", "AccessMode": "load-balancer", "HostName": "bob", "ListenerPriority": "210", "SubnetChoice": "2"}
     stack = provision(aws, HUB_PII, hub_template, params)
+    _, stack = answer_image_digest(aws, hub_template, stack, params, tmp_path)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     assert_only_emulator_gaps_skipped(stack, resolved_resources(aws, hub_template, params))
     out = outputs(stack)
@@ -589,7 +606,16 @@ def tier_launch(aws, platform, published, tmp_path_factory):
     # Service Catalog refuses a tier onto prefixes the platform team did not list.
     assert constraints_allow(TIER, template, {**TIER_PARAMS, names.TIER_DATA_PREFIXES: "claims/,pii/"})
     assert constraints_allow(TIER, template, {**TIER_PARAMS, names.PLATFORM_NAME: "other"})
-    stack = provision(aws, TIER, template, TIER_PARAMS, tags={"team": "claims"})
+    # CloudFormation makes the task definitions once Custom::ImageDigest has answered; moto makes
+    # every resource in one pass (a custom resource's GetAtt is empty then, and moto refuses a
+    # task definition without an image). So the real function answers first, and its ImageUri
+    # stands in for the GetAtt (the second edit of the product template; the resource stays and
+    # is answered once more below, as CloudFormation would ask it).
+    early = run_function(aws, template, {"StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/SC-pending/0"},
+                         tmp_path_factory.mktemp("image0"), "HubImage", "image_digest", "Custom::ImageDigest", TIER_PARAMS)
+    launched = json.loads(json.dumps(template).replace(json.dumps({"Fn::GetAtt": ["HubImage", "ImageUri"]}),
+                                                       json.dumps(early["answer"]["Data"]["ImageUri"])))
+    stack = provision(aws, TIER, launched, TIER_PARAMS, tags={"team": "claims"})
     # The emulator cannot run the seeding function: its request goes to the real code here.
     seeding = run_seed_function(aws, template, stack, tmp_path_factory.mktemp("seed"))
     if "NotebookFolders" in stack["Made"]:
@@ -605,15 +631,13 @@ def tier_launch(aws, platform, published, tmp_path_factory):
             },
         )
         urllib.request.urlopen(request, timeout=30).read()
-        deadline = time.monotonic() + 20
-        while stack["StackStatus"].endswith("_IN_PROGRESS") and time.monotonic() < deadline:
-            time.sleep(0.5)
-            stack = describe(aws, stack["StackName"])
+    image, stack = answer_image_digest(aws, template, stack, TIER_PARAMS, tmp_path_factory.mktemp("image"))
+    seeding["image"] = image
     return template, stack, seeding
 
 
 def test_tier_launch_makes_the_tier_on_the_platform(aws, platform, tier_launch):
-    template, stack, _ = tier_launch
+    template, stack, seeding = tier_launch
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     expected = resolved_resources(aws, template, TIER_PARAMS)
     assert_only_emulator_gaps_skipped(stack, expected)
@@ -631,7 +655,8 @@ def test_tier_launch_makes_the_tier_on_the_platform(aws, platform, tier_launch):
     # (moto's CloudFormation drops the service's network and load-balancer settings;
     # the tier's own tests check them in the template.)
     task = ecs.describe_task_definition(taskDefinition=out["HubTaskDefinitionArn"])["taskDefinition"]
-    assert task["containerDefinitions"][0]["image"] == f"{platform[names.IMAGE_REPOSITORY_URI]}:latest"
+    assert seeding["image"]["Data"]["ImageUri"] == f"{platform[names.IMAGE_REPOSITORY_URI]}@{platform['ImageDigest']}"
+    assert task["containerDefinitions"][0]["image"] == seeding["image"]["Data"]["ImageUri"]  # the digest, not a tag
     assert task["family"] == f"{PLATFORM}-claims-hub"
 
     # The host rule on the platform's listener, and the DNS record.
@@ -706,22 +731,29 @@ class Context:
 def run_seed_function(aws, template: dict, stack: dict, tmp: Path) -> dict:
     """Send the seeding resource's Create request, as CloudFormation would, to the real
     lambdas/seed_notebooks code in this process (against the emulator); return its answer."""
-    props = resolved_resources(aws, template, TIER_PARAMS)["NotebookFolders"]["Properties"]
+    return run_function(aws, template, stack, tmp, "NotebookFolders", "seed_notebooks", "Custom::SeedNotebooks", TIER_PARAMS)
+
+
+def run_function(aws, template: dict, stack: dict, tmp: Path, logical_id: str, function: str, resource_type: str,
+                 params: dict) -> dict:
+    """Send a custom resource's Create request, as CloudFormation would, to the real
+    lambdas/<function> code in this process (against the emulator); return its answer."""
+    props = resolved_resources(aws, template, params)[logical_id]["Properties"]
     response = ResponseURL(tmp)
     env = {**aws.env, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "SSL_CERT_FILE": str(response.cert)}
     try:
         with pytest.MonkeyPatch.context() as mp:
             for key, value in env.items():
                 mp.setenv(key, value)
-            module = load_function("seed_notebooks", mp)
+            module = load_function(function, mp)
             event = {
                 "RequestType": "Create",
                 "ServiceToken": props["ServiceToken"],
                 "ResponseURL": response.url,
                 "StackId": stack["StackId"],
                 "RequestId": str(uuid.uuid4()),
-                "LogicalResourceId": "NotebookFolders",
-                "ResourceType": "Custom::SeedNotebooks",
+                "LogicalResourceId": logical_id,
+                "ResourceType": resource_type,
                 "ResourceProperties": props,
             }
             module.handler(json.loads(json.dumps(event)), Context(props["ServiceToken"]))
@@ -729,6 +761,34 @@ def run_seed_function(aws, template: dict, stack: dict, tmp: Path) -> dict:
         response.close()
     assert len(response.answers) == 1, response.answers
     return {"properties": props, "answer": response.answers[0]}
+
+
+def answer_image_digest(aws, template: dict, stack: dict, params: dict, tmp: Path) -> tuple[dict, dict]:
+    """The stack's Custom::ImageDigest answered by the real lambdas/image_digest code, forwarded
+    to the emulator; returns (the function's answer, the stack once it is done)."""
+    digest = run_function(aws, template, stack, tmp, "HubImage", "image_digest", "Custom::ImageDigest", params)
+    assert digest["answer"]["Status"] == "SUCCESS", digest["answer"]
+    forward_answer(aws, stack, digest["answer"])
+    deadline = time.monotonic() + 20
+    while stack["StackStatus"].endswith("_IN_PROGRESS") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        stack = describe(aws, stack["StackName"])
+    return digest["answer"], stack
+
+
+def forward_answer(aws, stack: dict, answer: dict) -> None:
+    """The function's answer, to the emulator's response endpoint (as CloudFormation receives it)."""
+    request = urllib.request.Request(
+        f"{aws.endpoint_url}/cloudformation_{REGION}/cfnresponse?stack={urllib.parse.quote(stack['StackId'])}",
+        data=json.dumps(answer).encode(),
+        method="PUT",
+        headers={
+            "content-type": "",  # as crhelper and cfn-response send it
+            # moto picks the region (whose stacks it looks in) from a credential scope
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={aws.env['AWS_ACCESS_KEY_ID']}/20260101/{REGION}/cloudformation/aws4_request, SignedHeaders=host, Signature=0",
+        },
+    )
+    urllib.request.urlopen(request, timeout=30).read()
 
 
 def test_tier_notebook_folders_seeded_by_the_real_function(aws, platform, tier_launch):

@@ -265,3 +265,183 @@ def test_deploy_timeout_must_be_positive(tmp_path, value):
     proc = _deploy_cli([*DEPLOY_ARGS, "--region", "us-east-1", "--timeout", value], _clean_env(tmp_path))
     assert proc.returncode == 2
     assert "--timeout" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ preview and product upgrades (issue 18)
+@pytest.mark.e2e
+def test_preview_shows_the_change_set_and_changes_nothing(emulator_env, tmp_path):
+    import boto3
+
+    template = tmp_path / "t.yaml"
+    template.write_text(SMALL_TEMPLATE)
+    cfn = boto3.client("cloudformation", endpoint_url=emulator_env, region_name="us-east-1")
+    # A stack that does not exist yet: the CREATE change set is shown, then no stack is left.
+    new = deploy({"BucketSuffix": "p0"}, stack_name="deploy-preview-new", region="us-east-1", endpoint_url=emulator_env,
+                 template_file=template, preview=True)
+    assert new.change_set_type == "CREATE"
+    assert {(c["resource"], c["action"]) for c in new.changes} == {("Bucket", "Add")}
+    live = {s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"}
+    assert "deploy-preview-new" not in live
+
+    deploy({"BucketSuffix": "p1"}, stack_name="deploy-preview", region="us-east-1", endpoint_url=emulator_env,
+           template_file=template)
+    # A changed template (moto's change sets list template changes only, not parameter-driven ones).
+    changed = tmp_path / "t2.yaml"
+    changed.write_text(SMALL_TEMPLATE.replace("- Key: tag\n", "- Key: tag-v2\n"))
+    seen = deploy({}, stack_name="deploy-preview", region="us-east-1", endpoint_url=emulator_env,
+                  template_file=changed, preview=True)
+    assert seen.change_set_type == "UPDATE"
+    (change,) = seen.changes
+    assert change["resource"] == "Bucket" and change["action"] == "Modify" and change["type"] == "AWS::S3::Bucket"
+    assert "replacement" in change
+    stack = cfn.describe_stacks(StackName="deploy-preview")["Stacks"][0]
+    assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["TagValue"] == "one"  # nothing executed
+    # the preview's change set is gone (moto keeps the executed ones of earlier deploys)
+    assert {c["ExecutionStatus"] for c in cfn.list_change_sets(StackName="deploy-preview")["Summaries"]} == {"EXECUTE_COMPLETE"}
+
+
+def _stubbed_clients(platform_products: dict[str, str], provisioned: list[dict], artifacts: dict[str, list[dict]]):
+    """CloudFormation and Service Catalog clients with botocore's Stubber: moto models none of
+    the Service Catalog calls lakehub.upgrade makes (docs/AWS_NOTES.md)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLELOCALONLY",
+                       aws_secret_access_key="not-a-secret")
+    sc = boto3.client("servicecatalog", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLELOCALONLY",
+                      aws_secret_access_key="not-a-secret")
+    cfn_stub, sc_stub = Stubber(cfn), Stubber(sc)
+    child = "arn:aws:cloudformation:us-east-1:123456789012:stack/lakehub-CatalogStack-X/1"
+    cfn_stub.add_response("describe_stack_resource", {"StackResourceDetail": {
+        "LogicalResourceId": "CatalogStack", "PhysicalResourceId": child, "ResourceType": "AWS::CloudFormation::Stack",
+        "LastUpdatedTimestamp": "2026-01-01T00:00:00Z", "ResourceStatus": "UPDATE_COMPLETE"}},
+        {"StackName": "lakehub", "LogicalResourceId": "CatalogStack"})
+    cfn_stub.add_response("describe_stacks", {"Stacks": [{
+        "StackName": "lakehub-CatalogStack-X", "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE",
+        "Outputs": [{"OutputKey": f"{k}ProductId", "OutputValue": v} for k, v in platform_products.items()]
+        + [{"OutputKey": "PortfolioId", "OutputValue": "port-1"}]}]}, {"StackName": child})
+    return cfn, sc, cfn_stub, sc_stub, child
+
+
+def _artifact(aid: str, name: str, day: int, guidance: str = "DEFAULT") -> dict:
+    return {"Id": aid, "Name": name, "CreatedTime": f"2026-01-{day:02d}T00:00:00Z", "Active": True, "Guidance": guidance}
+
+
+def _pp(ppid: str, name: str, product: str, artifact: str, status: str = "AVAILABLE") -> dict:
+    return {"Id": ppid, "Name": name, "ProductId": product, "ProvisioningArtifactId": artifact, "Status": status, "Type": "CFN_STACK"}
+
+
+def test_upgrade_products_updates_each_to_the_newest_artifact_keeps_parameters_and_reports_failures():
+    from lakehub import upgrade
+
+    tier_artifacts = [_artifact("pa-old", "0.1.0-aaaa", 1), _artifact("pa-new", "0.2.0-bbbb", 9),
+                      _artifact("pa-dep", "0.0.9-zzzz", 20, "DEPRECATED")]
+    hub_artifacts = [_artifact("pa-h1", "0.2.0-cccc", 9)]
+    provisioned = [_pp("pp-claims", "claims", "prod-tier", "pa-old"), _pp("pp-risk", "risk", "prod-tier", "pa-old"),
+                   _pp("pp-hub", "alice-hub", "prod-hub", "pa-h1"), _pp("pp-other", "not-ours", "prod-else", "pa-x")]
+    cfn, sc, cfn_stub, sc_stub, _ = _stubbed_clients({"Tier": "prod-tier", "HubPii": "prod-hub"}, provisioned, {})
+    sc_stub.add_response("search_provisioned_products", {"ProvisionedProducts": provisioned, "TotalResultsCount": 4},
+                         {"AccessLevelFilter": {"Key": "Account", "Value": "self"}, "PageSize": 100})
+    # plan: per product, the newest artifact and the names (claims, risk share prod-tier)
+    sc_stub.add_response("list_provisioning_artifacts", {"ProvisioningArtifactDetails": hub_artifacts}, {"ProductId": "prod-hub"})
+    sc_stub.add_response("list_provisioning_artifacts", {"ProvisioningArtifactDetails": tier_artifacts}, {"ProductId": "prod-tier"})
+    # claims: parameters both versions declare are kept; a new one takes its default
+    from botocore.stub import ANY
+
+    sc_stub.add_response("describe_provisioned_product", {"ProvisionedProductDetail": provisioned[0]}, {"Id": "pp-claims"})
+    sc_stub.add_response("describe_provisioning_parameters", {"ProvisioningArtifactParameters": [
+        {"ParameterKey": "TierName"}, {"ParameterKey": "ImageTag"}]}, {"ProductId": "prod-tier", "ProvisioningArtifactId": "pa-old"})
+    sc_stub.add_response("describe_provisioning_parameters", {"ProvisioningArtifactParameters": [
+        {"ParameterKey": "TierName"}, {"ParameterKey": "ImageTag"}, {"ParameterKey": "NewSetting"}]},
+        {"ProductId": "prod-tier", "ProvisioningArtifactId": "pa-new"})
+    sc_stub.add_response("update_provisioned_product", {"RecordDetail": {"RecordId": "rec-claims", "Status": "CREATED"}}, {
+        "ProvisionedProductId": "pp-claims", "ProductId": "prod-tier", "ProvisioningArtifactId": "pa-new",
+        "ProvisioningParameters": [{"Key": "ImageTag", "UsePreviousValue": True}, {"Key": "TierName", "UsePreviousValue": True}],
+        "UpdateToken": ANY})
+    # risk: Service Catalog refuses the update (one line, the others go on)
+    sc_stub.add_response("describe_provisioned_product", {"ProvisionedProductDetail": provisioned[1]}, {"Id": "pp-risk"})
+    sc_stub.add_response("describe_provisioning_parameters", {"ProvisioningArtifactParameters": [{"ParameterKey": "TierName"}]},
+                         {"ProductId": "prod-tier", "ProvisioningArtifactId": "pa-old"})
+    sc_stub.add_response("describe_provisioning_parameters", {"ProvisioningArtifactParameters": [{"ParameterKey": "TierName"}]},
+                         {"ProductId": "prod-tier", "ProvisioningArtifactId": "pa-new"})
+    sc_stub.add_client_error("update_provisioned_product", "InvalidStateException",
+                             "Provisioned product pp-risk has an operation in progress")
+    # polling: claims in progress, then done
+    sc_stub.add_response("describe_record", {"RecordDetail": {"RecordId": "rec-claims", "Status": "IN_PROGRESS"}}, {"Id": "rec-claims"})
+    sc_stub.add_response("describe_record", {"RecordDetail": {"RecordId": "rec-claims", "Status": "SUCCEEDED"}}, {"Id": "rec-claims"})
+    lines: list[str] = []
+    with cfn_stub, sc_stub:
+        report = upgrade.upgrade_products(cfn, sc, "lakehub", timeout=60, progress=lines.append, sleep=lambda _s: None)
+        sc_stub.assert_no_pending_responses()
+    rows = {r.name: r for r in report}
+    assert set(rows) == {"claims", "risk", "alice-hub"}  # not another platform's product
+    assert (rows["claims"].before, rows["claims"].after, rows["claims"].status) == ("0.1.0-aaaa", "0.2.0-bbbb", "upgraded")
+    assert (rows["alice-hub"].before, rows["alice-hub"].after, rows["alice-hub"].status) == ("0.2.0-cccc", "0.2.0-cccc", "current")
+    assert rows["risk"].status == "failed" and rows["risk"].after == "0.1.0-aaaa"
+    assert "InvalidStateException" in rows["risk"].detail and "\n" not in rows["risk"].detail
+    assert any("claims: upgraded to 0.2.0-bbbb" in line for line in lines)
+
+
+def test_a_failed_update_names_the_record_error_and_an_update_past_the_timeout_fails():
+    from lakehub import upgrade
+
+    artifacts = [_artifact("pa-1", "0.1.0-aaaa", 1), _artifact("pa-2", "0.2.0-bbbb", 2)]
+    provisioned = [_pp("pp-a", "a", "prod-tier", "pa-1"), _pp("pp-b", "b", "prod-tier", "pa-1")]
+    cfn, sc, cfn_stub, sc_stub, _ = _stubbed_clients({"Tier": "prod-tier"}, provisioned, {})
+    sc_stub.add_response("search_provisioned_products", {"ProvisionedProducts": provisioned})
+    sc_stub.add_response("list_provisioning_artifacts", {"ProvisioningArtifactDetails": artifacts})
+    for pp, record in (("pp-a", "rec-a"), ("pp-b", "rec-b")):
+        sc_stub.add_response("describe_provisioned_product", {"ProvisionedProductDetail": provisioned[0]})
+        sc_stub.add_response("describe_provisioning_parameters", {"ProvisioningArtifactParameters": []})
+        sc_stub.add_response("describe_provisioning_parameters", {"ProvisioningArtifactParameters": []})
+        sc_stub.add_response("update_provisioned_product", {"RecordDetail": {"RecordId": record}})
+    sc_stub.add_response("describe_record", {"RecordDetail": {"RecordId": "rec-a", "Status": "FAILED", "RecordErrors": [
+        {"Code": "CFN", "Description": "Resource HubImage failed:\nImage tag v9 is not in ECR repository lakehub/hub"}]}})
+    sc_stub.add_response("describe_record", {"RecordDetail": {"RecordId": "rec-b", "Status": "IN_PROGRESS"}})
+    ticks = iter([0.0, 100.0, 100.0])
+    with cfn_stub, sc_stub:
+        report = upgrade.upgrade_products(cfn, sc, "lakehub", timeout=50, sleep=lambda _s: None, clock=lambda: next(ticks))
+    rows = {r.name: r for r in report}
+    assert rows["a"].status == "failed" and rows["a"].detail == "Resource HubImage failed: Image tag v9 is not in ECR repository lakehub/hub"
+    assert rows["b"].status == "failed" and "still updating after 50 s" in rows["b"].detail
+
+
+def test_plan_changes_nothing_and_a_platform_without_a_catalog_has_no_products():
+    import boto3
+    from botocore.stub import Stubber
+
+    from lakehub import upgrade
+
+    cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLELOCALONLY",
+                       aws_secret_access_key="not-a-secret")
+    sc = boto3.client("servicecatalog", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLELOCALONLY",
+                      aws_secret_access_key="not-a-secret")
+    with Stubber(cfn) as cfn_stub, Stubber(sc):
+        cfn_stub.add_client_error("describe_stack_resource", "ValidationError", "Resource CatalogStack does not exist for stack lakehub")
+        assert upgrade.plan_upgrades(cfn, sc, "lakehub") == []  # and no Service Catalog call (the stub has none)
+
+
+@pytest.mark.e2e
+def test_cli_preview_and_upgrade_products_print_json_reports(emulator_env, tmp_path):
+    import json
+
+    template = tmp_path / "t.yaml"
+    template.write_text(SMALL_TEMPLATE)
+    env = _clean_env(tmp_path, AWS_ACCESS_KEY_ID=EMULATOR_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_SECRET_KEY,
+                     AWS_DEFAULT_REGION="us-east-1")
+    base = ["deploy", "--endpoint-url", emulator_env, "--stack-name", "deploy-cli-upgrade", "--template-file", str(template),
+            "--format", "json"]
+    made = _deploy_cli([*base, "--parameter", "BucketSuffix=c1"], env)
+    assert made.returncode == 0, made.stderr
+    changed = tmp_path / "t2.yaml"
+    changed.write_text(SMALL_TEMPLATE.replace("- Key: tag\n", "- Key: tag-v2\n"))
+    base[base.index(str(template))] = str(changed)
+    preview = _deploy_cli([*base, "--preview"], env)
+    assert preview.returncode == 0, preview.stderr
+    shown = json.loads(preview.stdout)
+    assert [(c["resource"], c["action"]) for c in shown["changes"]] == [("Bucket", "Modify")]
+    assert shown["products"] == []  # this stack has no Service Catalog products
+    upgraded = _deploy_cli([*base, "--upgrade-products"], env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    report = json.loads(upgraded.stdout)
+    assert report["status"] == "UPDATE_COMPLETE" and report["products"] == []

@@ -444,7 +444,7 @@ def test_boot_script_runs_the_hub_image_and_signals_success(template, tmp_path):
         template, tmp_path, TierName="nonpii", InstanceType="g5.xlarge", VolumeSize="128", AuthMode="ldap"
     )
     assert code == 0, (root / "hub.log").read_text()
-    image = f"{PLATFORM_VALUES['ImageRepositoryUri']}:latest"
+    image = "<HubImage.ImageUri>"  # the ImageTag's digest (Custom::ImageDigest), never a tag
     (run,) = [c for c in calls if c.startswith("docker run ")]
     assert "--network host" in run and "--restart unless-stopped" in run and "--gpus all" in run
     assert run.endswith(image)

@@ -47,7 +47,7 @@ def uses_crhelper(name: str) -> bool:
 
 
 def test_custom_resources_carry_crhelper_and_the_nat_egress_function_needs_nothing():
-    assert {n for n in assets.FUNCTIONS if uses_crhelper(n)} == {"seed_notebooks", "wait_for_image", "listener_priority", "product_template", "secret_arn"}
+    assert {n for n in assets.FUNCTIONS if uses_crhelper(n)} == {"seed_notebooks", "wait_for_image", "listener_priority", "product_template", "secret_arn", "image_digest"}
     assert not uses_crhelper("nat_egress")
 
 

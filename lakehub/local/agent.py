@@ -276,6 +276,7 @@ class LocalAgent:
         self.ecs = session.client("ecs", region_name=region, endpoint_url=endpoint_url)
         self.sts = session.client("sts", region_name=region, endpoint_url=endpoint_url)
         self.efs = session.client("efs", region_name=region, endpoint_url=endpoint_url)
+        self.ecr = session.client("ecr", region_name=region, endpoint_url=endpoint_url)
         self._task_definitions: dict[str, dict] = {}
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -698,7 +699,7 @@ class LocalAgent:
                           essential=container_def.get("name", ""), started_by=task.get("startedBy") or "",
                           stop_timeout=int(container_def.get("stopTimeout") or containers.DEFAULT_STOP_TIMEOUT))
         try:
-            image = container_def.get("image") or ""
+            image = self.local_image(container_def.get("image") or "")
             if not image or not containers.image_exists(image):
                 raise containers.ContainerError(
                     "CannotPullContainerError",
@@ -755,6 +756,30 @@ class LocalAgent:
         log.info("local agent: task %s runs as container %s (pid %s) on %s:%s (log %s)", arn, name,
                  local.process.pid, self.host, port, log_path)
         self.ecs.tag_resource(resourceArn=arn, tags=[{"key": TAG_LOCAL_ENDPOINT, "value": f"{self.host}:{port}"}])
+
+    def local_image(self, image: str) -> str:
+        """The podman image of a task definition's image. `<repository URI>@sha256:...` (the
+        tiers run digests: Custom::ImageDigest) is looked up in the emulated ECR: the tags of
+        that digest there name the local image (`lakehub local up` tags the hub image with its
+        repository name, as a push to ECR would). Anything else is used as it is."""
+        from lakehub.local import containers
+
+        repo_uri, sep, digest = image.partition("@")
+        if not sep or "/" not in repo_uri:
+            return image
+        try:
+            details = self.ecr.describe_images(repositoryName=repo_uri.split("/", 1)[1],
+                                               imageIds=[{"imageDigest": digest}])["imageDetails"]
+        except Exception as exc:  # noqa: BLE001 - reported as the task's pull error
+            raise containers.ContainerError(
+                "CannotPullContainerError", f"{image}: not in the emulated ECR ({type(exc).__name__}: {str(exc)[:160]})") from None
+        for tag in (details[0].get("imageTags") or []) if details else []:
+            if containers.image_exists(f"{repo_uri}:{tag}"):
+                return f"{repo_uri}:{tag}"
+        raise containers.ContainerError(
+            "CannotPullContainerError",
+            f"{image}: no local image carries a tag of that digest (the local agent pulls nothing: "
+            "tag the local image as <repository URI>:<tag> and register the tag in the emulated ECR)")
 
     def _efs_mounts(self, task_def: dict, container_def: dict) -> tuple[list[tuple[str, Path]], dict | None]:
         """[(containerPath, host folder)] for the container's EFS mount points (each folder made

@@ -244,7 +244,10 @@ RUNNER: LambdaRunner | None = None
 
 
 def _placeholder_image(account_id: str, region: str, properties: dict) -> None:
-    """The emulator builds nothing: give Custom::WaitForImage the tag it waits for."""
+    """The emulator builds nothing: give Custom::WaitForImage the tag it waits for. Its manifest
+    names one layer made of the tag, so each tag has a digest of its own (moto makes an image's
+    digest from its layers' digests; ECR from the manifest: either way another tag, another
+    digest), as each build of another source is another image."""
     from moto.ecr.models import ecr_backends
 
     repo = properties.get("RepositoryName")
@@ -262,7 +265,8 @@ def _placeholder_image(account_id: str, region: str, properties: dict) -> None:
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
                    "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()},
-        "layers": [],
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(tag),
+                    "digest": "sha256:" + hashlib.sha256(f"lakehub-local-image:{tag}".encode()).hexdigest()}],
     }
     backend.put_image(repo, json.dumps(manifest), tag)
 
@@ -272,7 +276,6 @@ def _create_custom_resource(cls, resource_name, cloudformation_json, account_id,
     from moto.awslambda.utils import get_backend as get_lambda_backend
     from moto.cloudformation import cloudformation_backends
     from moto.cloudformation.custom_model import CustomModel
-    from moto.cloudformation.exceptions import ValidationError
     from moto.moto_api._internal import mock_random
 
     logical_id = kwargs["LogicalId"]
@@ -290,8 +293,19 @@ def _create_custom_resource(cls, resource_name, cloudformation_json, account_id,
     stack.add_custom_resource(resource)
     if resource_type == "Custom::WaitForImage" or {"ProjectName", "RepositoryName"} <= set(properties):
         _placeholder_image(account_id, region_name, properties)
+    # What an Update needs (moto's CustomModel keeps none of it).
+    resource.lakehub_stack_id, resource.lakehub_type, resource.lakehub_properties = stack_id, resource_type, properties
+    return _run_custom_resource(resource, fn, region_name, stack_id, logical_id, resource_type, properties,
+                                request_id, signature)
+
+
+def _run_custom_resource(resource, fn, region_name, stack_id, logical_id, resource_type, properties, request_id,
+                         signature, request_type="Create", old=None, physical_id=None):
+    from moto.cloudformation.exceptions import ValidationError
+
+    service_token = properties["ServiceToken"]
     event = {
-        "RequestType": "Create",
+        "RequestType": request_type,
         "ServiceToken": service_token,
         "ResponseURL": RUNNER.response_url(region_name, stack_id, signature),
         "StackId": stack_id,
@@ -299,6 +313,7 @@ def _create_custom_resource(cls, resource_name, cloudformation_json, account_id,
         "LogicalResourceId": logical_id,
         "ResourceType": resource_type,
         "ResourceProperties": properties,
+        **({"OldResourceProperties": old, "PhysicalResourceId": physical_id} if request_type == "Update" else {}),
     }
     done = ANSWERS.expect(request_id, signature)
     try:
@@ -320,12 +335,43 @@ def _create_custom_resource(cls, resource_name, cloudformation_json, account_id,
     return resource
 
 
+def _update_custom_resource(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+    """Replacement for moto's (absent) CustomModel update: when a custom resource's properties
+    change in a stack update, CloudFormation sends its function an Update request (with the old
+    properties and the physical id); moto leaves the resource and its attributes as they were.
+    Here the function gets that Update, and its answer gives the resource's new attributes (a
+    tier's HubImage resolves a new ImageTag to its digest, so the task definition changes)."""
+    from moto.awslambda.utils import get_backend as get_lambda_backend
+    from moto.cloudformation import cloudformation_backends
+    from moto.cloudformation.custom_model import CustomModel
+    from moto.moto_api._internal import mock_random
+
+    properties = cloudformation_json["Properties"]
+    old = getattr(original_resource, "lakehub_properties", None)
+    stack_id = getattr(original_resource, "lakehub_stack_id", None)
+    if old is None or stack_id is None or old == properties:
+        return original_resource  # unchanged (or not one of ours): no request, as CloudFormation
+    import secrets
+
+    fn = get_lambda_backend(account_id, region_name).get_function(properties["ServiceToken"])
+    if original_resource.lakehub_type == "Custom::WaitForImage":
+        _placeholder_image(account_id, region_name, properties)
+    request_id = str(mock_random.uuid4())
+    resource = CustomModel(region_name, request_id, original_resource.logical_id, original_resource.resource_name)
+    resource.lakehub_stack_id, resource.lakehub_type, resource.lakehub_properties = stack_id, original_resource.lakehub_type, properties
+    cloudformation_backends[account_id][region_name].get_stack(stack_id).add_custom_resource(resource)
+    return _run_custom_resource(resource, fn, region_name, stack_id, original_resource.logical_id,
+                                original_resource.lakehub_type, properties, request_id, secrets.token_urlsafe(24),
+                                request_type="Update", old=old, physical_id=original_resource.physical_resource_id)
+
+
 def install_lambda_runner(endpoint_url: str, work_dir: Path) -> LambdaRunner:
     global RUNNER
     from moto.cloudformation.custom_model import CustomModel
 
     RUNNER = LambdaRunner(endpoint_url, work_dir)
     CustomModel.create_from_cloudformation_json = classmethod(_create_custom_resource)
+    CustomModel.update_from_cloudformation_json = classmethod(_update_custom_resource)
     return RUNNER
 
 

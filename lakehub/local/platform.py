@@ -73,6 +73,7 @@ CONTAINER_STATE_DIR = "/srv/jupyterhub"  # the image's LAKEHUB_STATE_DIR
 CONTAINER_HOME_ROOT = "/home"  # shared mode: the hub's users' homes (the template's LAKEHUB_HOME_ROOT)
 HUB_TASK_START_TIMEOUT = 120.0
 METRICS_INTERVAL_ENV = "LAKEHUB_METRICS_INTERVAL"  # in `up`'s environment: the hubs' exporters' interval
+ROLL_CHECK_SECONDS = 5.0  # how often the supervisor compares each hub service's task definition with its task's
 IDLE_TIMEOUT_ENV = "LAKEHUB_IDLE_TIMEOUT"  # in `lakehub local up`'s environment: the hubs' culler timeout
 USER_PROFILES_ENV = "LAKEHUB_LOCAL_USER_PROFILES"  # in `up`'s environment: the sizes users pick from
 HUB_START_TIMEOUT = 120
@@ -269,6 +270,9 @@ class LocalPlatform:
         self.hub_image = ""  # container runtime: the local hub image, and its name in the emulated ECR
         self.task_image = ""
         self.hub_tasks: dict[str, str] = {}  # tier -> its hub's current ECS task
+        self.hub_task_definitions: dict[str, str] = {}  # tier -> the task definition its hub task runs
+        self._next_roll_check = 0.0
+        self.rolls: list[dict] = []  # each rolling deployment: tier, from, to, seconds
         self._opened: list = []  # folders given o+x for shared-mode homes (restored at stop)
         self.control_token = ""
         self.admin: dict = {}
@@ -369,6 +373,9 @@ class LocalPlatform:
                 elif now - part.up_since > part.ready_timeout:
                     log.warning("%s did not answer on %s within %.0f s; ending it", part.name, part.url, part.ready_timeout)
                     terminate_group(part.proc, timeout=5)  # the next pass counts the exit
+        if self.runtime == "container" and now >= self._next_roll_check and not self.stop_event.is_set():
+            self._next_roll_check = now + ROLL_CHECK_SECONDS
+            changed = self.roll_hubs() or changed
         tasks = self.agent_tasks()
         if tasks != self._tasks_recorded:
             self._tasks_recorded = tasks
@@ -376,6 +383,55 @@ class LocalPlatform:
         if changed:
             self.record_parts()
         return changed
+
+    def roll_hubs(self) -> bool:
+        """A rolling deployment, as the tier's ECS service does when its task definition changes
+        (a stack update with a new ImageTag: a new digest, a new task definition): the service's
+        deployment configuration (minimumHealthyPercent 0, maximumPercent 100: one hub per tier,
+        its SQLite database has one writer) stops the old task, then starts one of the new
+        definition. Returns True when it rolled a hub."""
+        if not self.hub_tasks or self.agent is None:
+            return False
+        ecs = self.client("ecs", self.admin)
+        cluster = self.outputs.get(names.CLUSTER_NAME)
+        rolled = False
+        for tier in self.tiers:
+            name = f"{tier.name} hub"
+            part = self.parts.get(name)
+            running = self.hub_task_definitions.get(tier.name)
+            if part is None or part.state not in ("running", "starting") or not running:
+                continue
+            try:
+                services = ecs.describe_services(cluster=cluster, services=[f"{tier.name}-hub"]).get("services") or []
+            except Exception as exc:  # noqa: BLE001 - the next pass tries again
+                log.warning("%s: cannot read its service: %s", name, exc)
+                continue
+            wanted = (services[0] if services else {}).get("taskDefinition") or ""
+            if not wanted or wanted == running:
+                continue
+            started = time.monotonic()
+            old = self.hub_tasks.get(tier.name, "")
+            log.info("%s: the service's task definition is now %s (was %s): rolling deployment", name, wanted, running)
+            try:
+                ecs.stop_task(cluster=cluster, task=old, reason="ECS Deployment: a new task definition replaces this task")
+            except Exception as exc:  # noqa: BLE001 - the agent's own stop below still ends it
+                log.warning("%s: StopTask of %s: %s", name, old, exc)
+            terminate_group(part.proc, timeout=30)  # the old container (its `podman run` process) ends
+            try:
+                self.restart_part(name)  # RunTask of the service's (new) task definition
+            except (OSError, LakehubError) as exc:
+                part.state, part.due = "restarting", time.monotonic() + RESTART_BACKOFF_MAX
+                log.error("%s could not be started on %s: %s", name, wanted, exc)
+                continue
+            part.restarts -= 1  # a deployment, not a failure
+            part.recent = part.recent[:-1]
+            part.note = f"ECS task {self.hub_tasks[tier.name].rsplit('/', 1)[-1]} ({wanted.rsplit('/', 1)[-1]})"
+            self.rolls.append({"tier": tier.name, "from": running, "to": wanted, "stopped_task": old,
+                               "started_task": self.hub_tasks[tier.name], "at": time.time(),
+                               "seconds_to_new_task": round(time.monotonic() - started, 2)})
+            self.state.update(rolls=self.rolls)
+            rolled = True
+        return rolled
 
     def agent_tasks(self) -> dict:
         """The local agent's task processes, for state.json (a crashed supervisor's next
@@ -801,6 +857,7 @@ class LocalPlatform:
         )["tasks"][0]
         arn = task["taskArn"]
         self.hub_tasks[tier.name] = arn
+        self.hub_task_definitions[tier.name] = task.get("taskDefinitionArn") or service.get("taskDefinition") or ""
         deadline = time.monotonic() + HUB_TASK_START_TIMEOUT
         while time.monotonic() < deadline and not self.stop_event.is_set():
             local = self.agent.tasks.get(arn) if self.agent else None

@@ -14,7 +14,8 @@ project's build already in progress, when the role may call codebuild:ListBuilds
 polling, once a minute) until the tag appears, the build fails (FAILED/FAULT/STOPPED/TIMED_OUT:
 the reason names the build id and links its log), or the timeout passes.
 Update: build again only when SourceVersion, ImageTag, ProjectName or RepositoryName changed;
-otherwise answer at once with the current image. During UPDATE_ROLLBACK_IN_PROGRESS (read with
+otherwise answer at once with the current image. A change of ImageTag alone to a tag already in
+ECR is a promotion (immutable tags): answered at once, nothing built. During UPDATE_ROLLBACK_IN_PROGRESS (read with
 cloudformation:DescribeStacks, best effort) it keeps the image in ECR rather than build again.
 Delete: nothing to undo (the image belongs to the repository); succeeds.
 Data: ImageUri (repository URI:tag), ImageUriDigest (repository URI@digest), ImageDigest, BuildId.
@@ -231,6 +232,12 @@ def update(event, _context):
     image = _image(p)
     if old_p == new_p and image:
         logger.info("nothing that triggers a build changed; %s is in ECR", image["uri"])
+        helper.finished = True
+        return _answer(p, image, "")
+    if image and {k for k in TRIGGERS if old_p[k] != new_p[k]} == {"ImageTag"}:
+        # A promotion: the new tag is already in ECR (tags are immutable: it names that image
+        # for ever) and the source did not change, so there is nothing to build.
+        logger.info("promoting %s, already in ECR: nothing to build", image["uri"])
         helper.finished = True
         return _answer(p, image, "")
     if image and _stack_status(event.get("StackId", "")) == "UPDATE_ROLLBACK_IN_PROGRESS":

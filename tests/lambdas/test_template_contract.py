@@ -20,6 +20,7 @@ CONTRACT = {
     ),
     "Custom::ListenerPriority": ({"ListenerArn", "Preferred", "Minimum", "ClaimParameterPrefix"}, {"ListenerArn"}),
     "Custom::SecretArn": ({"SecretName"}, {"SecretName"}),
+    "Custom::ImageDigest": ({"RepositoryUri", "ImageTag"}, {"RepositoryUri", "ImageTag"}),
     "Custom::ProductTemplate": ({"Bucket", "SourceKey", "TargetKey", "Defaults", "Pins", "Version"}, {"Bucket", "SourceKey", "TargetKey", "Defaults"}),
 }
 TIER_KEYS = {"Name", "NotebookPrefix", "DataBucket", "DataPrefixes"}

@@ -223,6 +223,15 @@ def test_update_whose_build_produces_the_same_digest_succeeds_when_the_build_doe
     assert answer["Status"] == "SUCCESS" and answer["Data"]["ImageDigest"] == digest
 
 
+def test_update_to_a_tag_already_in_ecr_promotes_it_without_a_build(wait, aws):
+    # Issue 18: images are promoted by tag; the repository's tags are immutable.
+    digest = push_image(aws.ecr, tag="v2")
+    _, answer = wait("Update", props(ImageTag="v2"), old_properties=props(), physical_id=f"image/{REPO}:latest")
+    assert answer["Status"] == "SUCCESS" and answer["Data"]["ImageDigest"] == digest
+    assert answer["PhysicalResourceId"] == f"image/{REPO}:v2"
+    assert aws.codebuild.list_builds()["ids"] == []
+
+
 def test_update_during_rollback_keeps_the_image_without_building(wait, aws, monkeypatch):
     push_image(aws.ecr)
     monkeypatch.setattr(wait.module, "_stack_status", lambda stack_id: "UPDATE_ROLLBACK_IN_PROGRESS")

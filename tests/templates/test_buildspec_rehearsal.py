@@ -29,7 +29,18 @@ case "$1 $2 $3" in
 esac
 exit 0
 """,
-    "aws": "#!/bin/bash\nprintf '%s\\n' \"aws $*\" >> \"$STUB_LOG\"\necho not-a-real-token\n",
+    # ECR DescribeImages answers for the tags in EXISTING_TAGS only (ImageNotFoundException: 254).
+    "aws": """#!/bin/bash
+printf '%s\\n' "aws $*" >> "$STUB_LOG"
+if [ "$1 $2" = "ecr describe-images" ]; then
+  for arg in "$@"; do
+    case "$arg" in imageTag=*) case " ${EXISTING_TAGS:-} " in *" ${arg#imageTag=} "*) exit 0 ;; esac ;; esac
+  done
+  echo "An error occurred (ImageNotFoundException) when calling the DescribeImages operation" >&2
+  exit 254
+fi
+echo not-a-real-token
+""",
     "hadolint": "#!/bin/bash\nexit 0\n",
     "uname": "#!/bin/bash\necho aarch64\n",
 }
@@ -60,7 +71,7 @@ def rehearse(tmp_path: Path, source: str = "s3", version_file: bool = True, **en
         "CODEBUILD_SRC_DIR": str(src),
         # ... and what the pipeline stack sets on the project
         "REPOSITORY_URI": REPO,
-        "IMAGE_TAG": "latest",
+        "IMAGE_TAG": "v0.1.0",
         **variables,
         **env,
     }
@@ -75,7 +86,10 @@ def rehearse(tmp_path: Path, source: str = "s3", version_file: bool = True, **en
 
 
 def pushed_tags(calls: list[str]) -> set[str]:
-    [build] = [c for c in calls if c.startswith("docker buildx build ")]
+    builds = [c for c in calls if c.startswith("docker buildx build ")]
+    if not builds:
+        return set()
+    [build] = builds
     words = shlex.split(build)
     return {words[i + 1] for i, w in enumerate(words) if w == "--tag"}
 
@@ -86,7 +100,33 @@ def test_the_first_build_from_the_s3_source_succeeds_with_the_published_version(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     version = (tmp_path / "src" / packaging.SOURCE_VERSION_FILE).read_text().strip()
     assert version.startswith("src-")
-    assert pushed_tags(calls) == {f"{REPO}:{version}", f"{REPO}:latest"}
+    assert pushed_tags(calls) == {f"{REPO}:{version}", f"{REPO}:v0.1.0"}
+
+
+def test_no_build_pushes_latest(tmp_path):
+    # Issue 18: images are promoted by tag, never rolled through a moving `latest`.
+    proc, calls = rehearse(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not any(t.endswith(":latest") for t in pushed_tags(calls))
+    assert ":latest" not in "\n".join(calls)
+
+
+def test_a_tag_already_in_the_immutable_repository_is_not_pushed_again(tmp_path):
+    # The repository's tags are IMMUTABLE: pushing v0.1.0 again would fail the build.
+    proc, calls = rehearse(tmp_path, EXISTING_TAGS="v0.1.0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    version = (tmp_path / "src" / packaging.SOURCE_VERSION_FILE).read_text().strip()
+    assert pushed_tags(calls) == {f"{REPO}:{version}"}
+
+
+def test_a_source_already_built_under_both_tags_builds_nothing(tmp_path):
+    version_zip = packaging.build_source_zip(tmp_path / "zip0")
+    with zipfile.ZipFile(version_zip) as zf:
+        version = zf.read(packaging.SOURCE_VERSION_FILE).decode().strip()
+    proc, calls = rehearse(tmp_path, EXISTING_TAGS=f"v0.1.0 {version}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not [c for c in calls if c.startswith("docker buildx build ")]
+    assert "nothing to build" in proc.stdout
 
 
 def test_a_source_without_a_version_file_is_tagged_with_the_build_id(tmp_path):
