@@ -186,6 +186,7 @@ def platform(aws) -> dict[str, str]:
         names.HOSTED_ZONE_ID: zone,
         names.HOMES_FILE_SYSTEM_ID: homes_fs,
         names.HOMES_SECURITY_GROUP_ID: homes_sg,
+        names.ALARM_TOPIC_ARN: aws("sns").create_topic(Name=f"{PLATFORM}-alarms")["TopicArn"],
     }
     assert set(values) == set(names.PLATFORM_SSM_VALUES), "publish every platform value"
     for name, value in values.items():

@@ -322,6 +322,9 @@ def test_hub_gets_the_tier_hub_environment_contract(template):
     per_user_only = {n for n in tier_env if n.startswith("LAKEHUB_USER_")} | {
         "LAKEHUB_CLUSTER", "LAKEHUB_HUB_API_PORT", "LAKEHUB_SPAWN_ENV_PREFIX", "LAKEHUB_HOMES_FILE_SYSTEM_ID",
         "LAKEHUB_HUB_STATE_BUCKET", "LAKEHUB_HUB_STATE_PREFIX", "LAKEHUB_HUB_CONNECT_URL"}
+    # Issue 18: LAKEHUB_PLATFORM turns on the metrics exporter, which only tier hubs run (the
+    # dashboard and alarms are per tier); an on-demand hub is one owner's and stops when idle.
+    per_user_only |= {"LAKEHUB_PLATFORM"}
     user_data = resolve(template, TierName="nonpii").resources()["Instance"]["Properties"]["UserData"]
     env = hub_env_from_user_data(user_data)
     assert tier_env - per_user_only <= set(env), sorted(tier_env - per_user_only - set(env))
