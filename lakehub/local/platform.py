@@ -72,6 +72,10 @@ CONTAINER_CONFIG_D = "/etc/lakehub/local-config.d"  # LAKEHUB_CONFIG_D in the hu
 CONTAINER_STATE_DIR = "/srv/jupyterhub"  # the image's LAKEHUB_STATE_DIR
 CONTAINER_HOME_ROOT = "/home"  # shared mode: the hub's users' homes (the template's LAKEHUB_HOME_ROOT)
 HUB_TASK_START_TIMEOUT = 120.0
+# A hub that exits while `up` waits for it is started again, as an ECS service replaces a task
+# that stops, up to this many starts in all. JupyterHub gives its proxy a fixed 10 s to answer
+# (jupyterhub.proxy.ConfigurableHTTPProxy.start): on a loaded machine a first start can miss it.
+HUB_START_ATTEMPTS = 3
 METRICS_INTERVAL_ENV = "LAKEHUB_METRICS_INTERVAL"  # in `up`'s environment: the hubs' exporters' interval
 ROLL_CHECK_SECONDS = 5.0  # how often the supervisor compares each hub service's task definition with its task's
 IDLE_TIMEOUT_ENV = "LAKEHUB_IDLE_TIMEOUT"  # in `lakehub local up`'s environment: the hubs' culler timeout
@@ -116,6 +120,10 @@ class Tier:
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+
+class ExitedAtStart(LakehubError):
+    """A part's process exited while `up` waited for it to answer."""
 
 
 @dataclass
@@ -460,7 +468,7 @@ class LocalPlatform:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stop_event.is_set():
             if proc is not None and proc.poll() is not None:
-                raise LakehubError(f"{name} exited at start with code {proc.returncode}; see {log_path}")
+                raise ExitedAtStart(f"{name} exited at start with code {proc.returncode}; see {log_path}")
             try:
                 with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as r:
                     if r.status == 200:
@@ -898,11 +906,26 @@ class LocalPlatform:
             started.append((t, proc))
             self.say(f"starting the {t.name} hub on {t.url} ({self.server_mode} mode, ECS task "
                      f"{self.hub_tasks[t.name].rsplit('/', 1)[-1]} in a container)")
-        for t, proc in started:
-            log_path = self.agent.tasks[self.hub_tasks[t.name]].log_path
-            self._wait_http(f"the {t.name} hub", f"{t.url}/hub/health", proc, HUB_START_TIMEOUT, log_path)
-            self.say(f"the {t.name} hub answers on {t.url}")
+        for t, _proc in started:
+            self.wait_hub(t, lambda t=t: self.agent.tasks[self.hub_tasks[t.name]].log_path)
         self.record_parts()
+
+    def wait_hub(self, tier: Tier, log_path: Callable[[], Path], attempts: int = HUB_START_ATTEMPTS) -> None:
+        """Wait until the tier's hub answers; a hub that exits first is started again (a new ECS
+        task in the container runtime), as its service would, `attempts` starts in all."""
+        name = f"{tier.name} hub"
+        for attempt in range(1, attempts + 1):
+            try:
+                self._wait_http(f"the {tier.name} hub", f"{tier.url}/hub/health", self.parts[name].proc,
+                                HUB_START_TIMEOUT, log_path())
+            except ExitedAtStart as exc:
+                if attempt == attempts:
+                    raise LakehubError(f"{exc} (started {attempts} times)") from None
+                self.say(f"{exc}; starting it again ({attempt + 1} of {attempts})")
+                self.restart_part(name)
+                continue
+            self.say(f"the {tier.name} hub answers on {tier.url}")
+            return
 
     def start_hubs(self) -> None:
         from lakehub.local.credentials import CredentialsServer
@@ -924,10 +947,8 @@ class LocalPlatform:
                           lambda name=f"{t.name} hub", cmd=cmd, env=env, hub_dir=hub_dir:
                           self._spawn(name, cmd, env, hub_dir, hub_dir / "hub.log"), HUB_START_TIMEOUT)
             self.say(f"starting the {t.name} hub on {t.url} ({self.server_mode} mode)")
-        for t, proc in procs:
-            self._wait_http(f"the {t.name} hub", f"{t.url}/hub/health", proc, HUB_START_TIMEOUT,
-                            self.state.path / "hubs" / t.name / "hub.log")
-            self.say(f"the {t.name} hub answers on {t.url}")
+        for t, _proc in procs:
+            self.wait_hub(t, lambda t=t: self.state.path / "hubs" / t.name / "hub.log")
         self.record_parts()
 
     # -- the whole thing ----------------------------------------------------------------------
