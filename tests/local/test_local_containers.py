@@ -187,7 +187,15 @@ def test_each_hub_is_its_services_ecs_task_in_a_container_of_the_hub_image_and_h
         (task,) = _tasks(platform, "lakehub:hub", tier)
         assert task["startedBy"] == f"ecs-svc/{tier}-hub"
         definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
-        assert definition["containerDefinitions"][0]["image"] == state["task_image"]
+        # Issue 18: the task definition names the digest the ImageTag resolved to in the emulated
+        # ECR (Custom::ImageDigest), never the mutable tag.
+        repo_uri, tag = state["task_image"].rsplit(":", 1)
+        image = definition["containerDefinitions"][0]["image"]
+        assert image.startswith(f"{repo_uri}@sha256:"), image
+        ecr = boto3.client("ecr", endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
+                           aws_access_key_id=state["admin"]["AccessKeyId"], aws_secret_access_key=state["admin"]["SecretAccessKey"])
+        (detail,) = ecr.describe_images(repositoryName=repo_uri.split("/", 1)[1], imageIds=[{"imageTag": tag}])["imageDetails"]
+        assert image == f"{repo_uri}@{detail['imageDigest']}", (image, detail)
         container = containers[task["taskArn"]]
         assert container["State"]["Running"], container["State"]
         assert container["Image"] == hub_image
