@@ -152,14 +152,17 @@ def test_requirements_are_fully_pinned_and_include_the_top_level_pins():
 # --------------------------------------------------------------------------------------------
 # buildspec.yml
 # --------------------------------------------------------------------------------------------
-def test_buildspec_builds_arm64_tags_commit_and_latest_and_pushes():
+def test_buildspec_builds_arm64_tags_commit_and_image_tag_never_latest_and_pushes():
     spec = yaml.safe_load(BUILDSPEC.read_text())
     assert spec["version"] == 0.2
     assert spec["env"]["variables"]["IMAGE_PLATFORM"] == "linux/arm64"
     commands = "\n".join(c for phase in spec["phases"].values() for c in phase["commands"])
     assert "docker buildx build hub_images" in commands
     assert '--platform "${IMAGE_PLATFORM}"' in commands
-    assert '--tag "${IMAGE_URI}"' in commands and '--tag "${REPOSITORY_URI}:latest"' in commands
+    # Issue 18: images are promoted, not rolled: the source version's tag and the ImageTag asked
+    # for, each only when the (IMMUTABLE) repository does not hold it yet; never `latest`.
+    assert 'TAGS+=(--tag "${IMAGE_URI}")' in commands and 'TAGS+=(--tag "${REPOSITORY_URI}:${IMAGE_TAG}")' in commands
+    assert ":latest" not in commands
     assert "--push" in commands
     assert "CODEBUILD_RESOLVED_SOURCE_VERSION" in commands
     assert "hadolint" in commands
