@@ -499,7 +499,7 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
     n = len(cs.get("Changes", []))
     if preview:
         changes = change_set_changes(cfn, cs_id, stack_id)
-        _safe(lambda: cfn.delete_change_set(ChangeSetName=cs_id, StackName=stack_id))
+        _delete_change_set(cfn, cs_id, stack_id)
         if change_set_type == "CREATE":
             _safe(lambda: cfn.delete_stack(StackName=stack_id))  # the empty REVIEW_IN_PROGRESS stack
         _say(progress, console, f"preview: {len(changes)} change{'s' if len(changes) != 1 else ''}; nothing executed")
@@ -606,6 +606,21 @@ def _say(progress, console, line: str) -> None:
         progress(line)
     elif console is not None:
         console.print(f"[bold]lakehub[/]: {line}")
+
+
+def _delete_change_set(cfn, cs_id: str, stack_id: str, attempts: int = 5) -> None:
+    """A preview leaves no change set behind: delete it, and look that it is gone (a clean-clone
+    CI run saw a preview's change set still AVAILABLE afterwards); a few tries, then leave it."""
+    for _ in range(attempts):
+        _safe(lambda: cfn.delete_change_set(ChangeSetName=cs_id, StackName=stack_id))
+        try:
+            left = [c for c in cfn.list_change_sets(StackName=stack_id).get("Summaries", [])
+                    if c.get("ChangeSetId") == cs_id and c.get("ExecutionStatus") != "EXECUTE_COMPLETE"]
+        except (ClientError, BotoCoreError):
+            return  # the stack (a CREATE preview's) is gone with it
+        if not left:
+            return
+        time.sleep(1.0)
 
 
 def _safe(fn) -> None:
