@@ -296,8 +296,14 @@ def test_preview_shows_the_change_set_and_changes_nothing(emulator_env, tmp_path
     assert "replacement" in change
     stack = cfn.describe_stacks(StackName="deploy-preview")["Stacks"][0]
     assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["TagValue"] == "one"  # nothing executed
-    # the preview's change set is gone (moto keeps the executed ones of earlier deploys)
-    assert {c["ExecutionStatus"] for c in cfn.list_change_sets(StackName="deploy-preview")["Summaries"]} == {"EXECUTE_COMPLETE"}
+    # the preview's change set is gone (moto keeps the executed ones of earlier deploys). moto's
+    # ListChangeSets ignores StackName and lists every stack's change sets in the region, and other
+    # tests share this emulator: filter by the stack here (a clean-clone CI run failed without it)
+    cfn.create_change_set(StackName="deploy-preview-other", ChangeSetName="left-open", ChangeSetType="CREATE",
+                          TemplateBody=SMALL_TEMPLATE, Parameters=[{"ParameterKey": "BucketSuffix", "ParameterValue": "p9"}])
+    summaries = cfn.list_change_sets(StackName="deploy-preview")["Summaries"]
+    ours = [c for c in summaries if c.get("StackName") == "deploy-preview" or c.get("StackId") == stack["StackId"]]
+    assert ours and {c["ExecutionStatus"] for c in ours} == {"EXECUTE_COMPLETE"}
 
 
 def _stubbed_clients(platform_products: dict[str, str], provisioned: list[dict], artifacts: dict[str, list[dict]]):
