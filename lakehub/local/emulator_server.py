@@ -831,7 +831,16 @@ def install_task_definition_properties() -> None:
             runtime_platform=remap_nested_keys(p["RuntimePlatform"], pascal_to_camelcase) if p.get("RuntimePlatform") else None,
         )
 
+    def update(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        # A changed task definition is a new revision (CloudFormation replaces it; the old one
+        # is deregistered: INACTIVE, still described, as a running task needs). moto's update
+        # registers one with family, containers, volumes and memory only.
+        new = create(cls, new_resource_name, cloudformation_json, account_id, region_name)
+        ecs_backends[account_id][region_name].deregister_task_definition(original_resource.arn)
+        return new
+
     TaskDefinition.create_from_cloudformation_json = classmethod(create)
+    TaskDefinition.update_from_cloudformation_json = classmethod(update)
 
 
 def install_efs_attributes() -> None:
@@ -1002,6 +1011,114 @@ def install_parallel_nested_stacks() -> None:
 
     ResourceMap.create = create
     ResourceMap._lakehub_parallel = True
+
+
+def install_nested_stack_updates() -> None:
+    """A stack update updates its nested stacks in place, as CloudFormation does.
+
+    moto's ``AWS::CloudFormation::Stack`` update deletes the nested stack and creates another
+    under a new name (the upgrade rehearsal saw new child stacks in CREATE_IN_PROGRESS, and
+    their custom resources re-run as Creates). Here the nested stack keeps its id and name,
+    goes UPDATE_IN_PROGRESS -> UPDATE_COMPLETE, and its own resources are updated with its new
+    template and parameters; the parent's resource keeps its physical id.
+
+    moto also decides what changed from the template text alone (plus parameters a resource
+    names with Ref), so a value that changes through another resource (`!GetAtt
+    HubImage.ImageUri` after the digest resource was updated, a nested stack parameter fed by a
+    sibling's output) never reaches the resource. CloudFormation compares resolved values: here
+    the resources are updated in dependency order (Ref, GetAtt, Sub and DependsOn), and one
+    whose resolved properties differ from before the update is updated too. A resource type
+    moto cannot update keeps its resource (moto would drop it).
+    """
+    import copy
+
+    from moto.cloudformation import parsing
+    from moto.cloudformation.models import Stack
+    from moto.cloudformation.utils import get_stack_from_s3_url
+    from moto.utilities.utils import get_partition
+
+    from lakehub.rules import refs
+
+    if getattr(parsing.ResourceMap, "_lakehub_in_place", False):
+        return
+
+    def update_nested(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        props = cloudformation_json["Properties"]
+        body = get_stack_from_s3_url(props["TemplateURL"], account_id=account_id, partition=get_partition(region_name))
+        parameters = props.get("Parameters") or {}
+        if original_resource.has_template(body) and original_resource.parameters == parameters:
+            return original_resource
+        original_resource.status = "UPDATE_IN_PROGRESS"
+        original_resource.update(body, role_arn=original_resource.role_arn, parameters=parameters)
+        return original_resource
+
+    unresolved = object()
+
+    def resolved(resource_map, resource_json):
+        try:
+            return parsing.clean_json(copy.deepcopy(resource_json.get("Properties") or {}), resource_map)
+        except Exception:  # noqa: BLE001 - unresolvable now: only moto's own diff decides
+            return unresolved
+
+    def dependency_order(resource_json_map: dict) -> list[str]:
+        names = set(resource_json_map)
+        order: list[str] = []
+        state: dict[str, int] = {}
+
+        def visit(name: str) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:  # a cycle (CloudFormation refuses it): keep going
+                return
+            state[name] = 1
+            res = resource_json_map[name]
+            depends = res.get("DependsOn") or []
+            for dep in sorted((refs(res.get("Properties") or {}) | set([depends] if isinstance(depends, str) else depends)) & names):
+                visit(dep)
+            state[name] = 2
+            order.append(name)
+
+        for name in resource_json_map:
+            visit(name)
+        return order
+
+    def update(self, template, parameters=None):
+        by_action = self.build_resource_diff(template, parameters)
+        old_json = dict(self._resource_json_map)
+        before = {name: resolved(self, old_json[name]) for name in template["Resources"]
+                  if name in old_json and self._parsed_resources.get(name) is not None}
+        for logical_name in by_action["Remove"]:
+            if logical_name in self._parsed_resources:
+                self._delete_resource(self._parsed_resources.pop(logical_name), old_json[logical_name])
+        self._template = template
+        if parameters:
+            self.input_parameters = parameters
+        self.load_mapping()
+        self.load_parameters()
+        self.load_conditions()
+        self._resource_json_map = template["Resources"]
+        added = set(by_action["Add"])
+        modify = set(by_action["Modify"])
+        for logical_name in dependency_order(self._resource_json_map):
+            if logical_name in added:
+                _ = self[logical_name]  # moto's way of creating a resource
+                continue
+            original = self._parsed_resources.get(logical_name)
+            if original is None:
+                continue  # never created (a false condition)
+            resource_json = self._resource_json_map[logical_name]
+            if logical_name not in modify:
+                was = before.get(logical_name, unresolved)
+                if was is unresolved or resolved(self, resource_json) == was:
+                    continue
+            changed = parsing.parse_and_update_resource(logical_name, resource_json, self, account_id=self._account_id,
+                                                        region_name=self._region_name)
+            if changed is not None:
+                self._parsed_resources[logical_name] = changed
+
+    Stack.update_from_cloudformation_json = classmethod(update_nested)
+    parsing.ResourceMap.update = update
+    parsing.ResourceMap._lakehub_in_place = True
 
 
 # ------------------------------------------------------------------------------------------
@@ -1336,6 +1453,7 @@ def serve(port: int, work_dir: Path, control_token: str, persist_dir: Path | Non
     install_iam_evaluator()
     install_nested_stack_outputs()
     install_parallel_nested_stacks()
+    install_nested_stack_updates()
     install_generic_custom_resource_type()
     install_security_group_rule_defaults()
     install_cidr_function()
