@@ -113,3 +113,67 @@ def test_an_update_updates_nested_stacks_in_place(env, tmp_path):
     assert ssm.get_parameter(Name="/nested-update/child")["Parameter"]["Value"] == "two"
     # Changed only through the sibling's output: updated as CloudFormation does.
     assert ssm.get_parameter(Name="/nested-update/reader")["Parameter"]["Value"] == "two"
+
+
+@pytest.mark.e2e
+def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_place(tmp_path, monkeypatch):
+    """main.template.yaml deployed as `lakehub local up` does (no hubs started), then updated as
+    an operator ships N+1 (`lakehub deploy --template-file` with a changed template and a new
+    ImageTag): the tier stacks stay (ids, names), the hub service's task definition becomes a new
+    revision of the new digest and keeps the task role, CPU and network mode."""
+    import hashlib
+    import json
+    import os
+
+    from lakehub import names
+    from lakehub.assets import TEMPLATES_DIR
+    from lakehub.local.platform import STACK_NAME, LocalPlatform, free_base_port
+    from lakehub.local.state import StateDir
+
+    saved = dict(os.environ)
+    p = LocalPlatform(StateDir(tmp_path / "state"), free_base_port(), runtime="process")
+    try:
+        p.start_emulator()
+        p.publish_assets()
+        p.start_identity_provider()
+        params = p.prepare_account()
+        params[names.IMAGE_TAG] = "rehearsal-n"
+        p.deploy(params)
+        ecs, cfn, ecr = p.client("ecs"), p.client("cloudformation"), p.client("ecr")
+        cluster = p.outputs[names.CLUSTER_NAME]
+
+        def hub_definition() -> dict:
+            (service,) = ecs.describe_services(cluster=cluster, services=["pii-hub"])["services"]
+            return ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+
+        def nested() -> dict[str, str]:
+            return {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                    for r in cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+                    if r["ResourceType"] == "AWS::CloudFormation::Stack"}
+
+        before, stacks = hub_definition(), nested()
+        repo = p.outputs[names.IMAGE_REPOSITORY_URI]
+        layer = "sha256:" + hashlib.sha256(b"lakehub-local-image:rehearsal-n1").hexdigest()
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
+                    "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 12, "digest": layer}]}
+        digest = ecr.put_image(repositoryName=repo.split("/", 1)[1], imageManifest=json.dumps(manifest),
+                               imageTag="rehearsal-n1")["image"]["imageId"]["imageDigest"]
+        template = tmp_path / "main.template.yaml"
+        template.write_text((TEMPLATES_DIR / names.MAIN_TEMPLATE).read_text().replace("\nDescription: '", "\nDescription: '(N+1) ", 1))
+        result = deploy({names.IMAGE_TAG: "rehearsal-n1"}, stack_name=STACK_NAME, region="us-east-1",
+                        endpoint_url=p.endpoint, template_file=template, timeout=600)
+        assert result.status == "UPDATE_COMPLETE"
+        assert nested() == stacks
+        statuses = {s["StackName"]: s["StackStatus"] for s in cfn.list_stacks()["StackSummaries"]}
+        assert statuses[stacks["TierPiiStack"]] == statuses[stacks["PipelineStack"]] == "UPDATE_COMPLETE"
+        assert len(statuses) == len(stacks) + 1  # no new stacks
+        after = hub_definition()
+        assert after["containerDefinitions"][0]["image"] == f"{repo}@{digest}" != before["containerDefinitions"][0]["image"]
+        assert after["revision"] == before["revision"] + 1
+        for key in ("taskRoleArn", "executionRoleArn", "cpu", "memory", "networkMode", "requiresCompatibilities"):
+            assert after.get(key) == before.get(key) and before.get(key), key
+    finally:
+        p.stop()
+        os.environ.clear()
+        os.environ.update(saved)
