@@ -120,7 +120,10 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
     """main.template.yaml deployed as `lakehub local up` does (no hubs started), then updated as
     an operator ships N+1 (`lakehub deploy --template-file` with a changed template and a new
     ImageTag): the tier stacks stay (ids, names), the hub service's task definition becomes a new
-    revision of the new digest and keeps the task role, CPU and network mode."""
+    revision of the new digest and keeps the task role, CPU and network mode. IAM enforcement is
+    on, as after `up`: the functions of the custom resources an update runs (Custom::WaitForImage,
+    Custom::ImageDigest) call the emulator with their execution roles, as on AWS (with the
+    emulator's dummy keys they got 403)."""
     import hashlib
     import json
     import os
@@ -139,7 +142,8 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
         params = p.prepare_account()
         params[names.IMAGE_TAG] = "rehearsal-n"
         p.deploy(params)
-        ecs, cfn, ecr = p.client("ecs"), p.client("cloudformation"), p.client("ecr")
+        p.secure()  # IAM enforcement on, as `up` leaves it: the custom resources run with their roles
+        ecs, cfn, ecr = p.client("ecs", p.admin), p.client("cloudformation", p.admin), p.client("ecr", p.admin)
         cluster = p.outputs[names.CLUSTER_NAME]
 
         def hub_definition() -> dict:

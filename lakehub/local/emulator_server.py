@@ -10,7 +10,8 @@ imports moto, changes six things, and serves moto's app on 127.0.0.1:
    small local Lambda runner: the function's code zip (which moto took from the emulator's S3
    when the stack created the function) is unpacked and its handler (``index.handler``) is
    called in a child Python process, with ``AWS_ENDPOINT_URL`` pointing back at this emulator,
-   the function's environment variables and a Lambda-like context. The call is synchronous, so
+   the function's environment variables, a session of its execution role (made in moto's STS
+   backend, as Lambda gives one) and a Lambda-like context. The call is synchronous, so
    an attribute of a custom resource (``!GetAtt ListenerRulePriority.Priority``) is known
    before the resources that use it are created, as in CloudFormation. Sibling nested stacks
    are created concurrently (``install_parallel_nested_stacks``), as CloudFormation does, so
@@ -197,6 +198,27 @@ class LambdaRunner:
             tmp.rename(folder)
         return folder
 
+    @staticmethod
+    def role_credentials(fn, region: str, timeout: int) -> dict[str, str]:
+        """A session of the function's execution role, as Lambda gives a function (made in
+        moto's STS backend directly: Lambda's service principal needs no caller's permission).
+        Once the supervisor turns IAM enforcement on, what a function does in a stack update (an
+        upgrade's Custom::ImageDigest reading ECR) is allowed or refused by its role, as on
+        AWS; the emulator's dummy keys would be refused outright (403). Without a role, the
+        dummy keys stay."""
+        from moto.sts.models import sts_backends
+        from moto.utilities.utils import get_partition
+
+        role_arn = str(getattr(fn, "role", "") or "")
+        parts = role_arn.split(":")
+        if len(parts) < 6 or not parts[5].startswith("role/"):
+            return {}
+        session = sts_backends[parts[4]][get_partition(region)].assume_role(
+            region_name=region, role_session_name=str(fn.function_name)[:64], role_arn=role_arn, policy=None,
+            duration=max(900, timeout + 60), external_id=None)
+        return {"AWS_ACCESS_KEY_ID": session.access_key_id, "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
+                "AWS_SESSION_TOKEN": session.session_token}
+
     def invoke(self, fn, event: dict, region: str) -> subprocess.CompletedProcess:
         code_dir = self._code_dir(fn)
         timeout = min(int(getattr(fn, "timeout", 3) or 3), MAX_FUNCTION_SECONDS)
@@ -216,6 +238,7 @@ class LambdaRunner:
             # crhelper's HTTPS answer goes to the relay, whose CA only this process trusts.
             "SSL_CERT_FILE": str(self.ca_file),
         }
+        env.update(self.role_credentials(fn, region, timeout))
         env.update({k: str(v) for k, v in (getattr(fn, "environment_vars", None) or {}).items()})
         context = {
             "function_name": fn.function_name,
