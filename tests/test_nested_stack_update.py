@@ -156,6 +156,11 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
                     if r["ResourceType"] == "AWS::CloudFormation::Stack"}
 
         before, stacks = hub_definition(), nested()
+        sns, sqs = p.client("sns", p.admin), p.client("sqs", p.admin)
+        topic = p.outputs["AlarmTopicArn"]
+        queue_url = sqs.create_queue(QueueName="lakehub-upgrade-operator")["QueueUrl"]
+        queue = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue)
         repo = p.outputs[names.IMAGE_REPOSITORY_URI]
         layer = "sha256:" + hashlib.sha256(b"lakehub-local-image:rehearsal-n1").hexdigest()
         manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -169,6 +174,11 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
                         endpoint_url=p.endpoint, template_file=template, timeout=600)
         assert result.status == "UPDATE_COMPLETE"
         assert nested() == stacks
+        # What the new tag does not touch stays: the operator's subscription to the alarm topic
+        # (moto's own diff counted parameters kept with UsePreviousValue as changed and replaced
+        # the topic, which dropped its subscriptions).
+        assert result.outputs["AlarmTopicArn"] == topic
+        assert [s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]] == [queue]
         statuses = {s["StackName"]: s["StackStatus"] for s in cfn.list_stacks()["StackSummaries"]}
         assert statuses[stacks["TierPiiStack"]] == statuses[stacks["PipelineStack"]] == "UPDATE_COMPLETE"
         assert len(statuses) == len(stacks) + 1  # no new stacks

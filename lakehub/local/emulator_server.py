@@ -1121,7 +1121,11 @@ def install_nested_stack_updates() -> None:
         self.load_conditions()
         self._resource_json_map = template["Resources"]
         added = set(by_action["Add"])
-        modify = set(by_action["Modify"])
+        # Template text changed; a changed parameter counts through the resolved values below
+        # (moto's own diff also marks every resource naming a parameter it thinks changed, and
+        # it counts a parameter kept with UsePreviousValue as changed: the platform's alarm
+        # topic was replaced, under a new ARN, on an update that changed only ImageTag).
+        modify = {name for name in by_action["Modify"] if template["Resources"][name] != old_json.get(name)}
         for logical_name in dependency_order(self._resource_json_map):
             if logical_name in added:
                 _ = self[logical_name]  # moto's way of creating a resource
@@ -1134,6 +1138,8 @@ def install_nested_stack_updates() -> None:
                 was = before.get(logical_name, unresolved)
                 if was is unresolved or resolved(self, resource_json) == was:
                     continue
+            log.info("stack %s: updating %s (%s)", self["AWS::StackName"], logical_name,
+                     "its template or a parameter it names" if logical_name in modify else "a value it resolves to")
             changed = parsing.parse_and_update_resource(logical_name, resource_json, self, account_id=self._account_id,
                                                         region_name=self._region_name)
             if changed is not None:
