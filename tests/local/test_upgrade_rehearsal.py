@@ -79,9 +79,6 @@ def _running_hub_task(p: Platform, tier: str) -> dict:
     return running[0]
 
 
-@pytest.mark.skip(reason="not run yet on containers (issue 18, P6): the emulator's update of main now keeps the nested "
-                         "stacks and gives the hub a new task definition of the new digest (tests/test_nested_stack_update.py, "
-                         "IAM enforcement on); the supervisor's roll, the server that runs through and the re-sign-in are unverified")
 def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_new_digest(platform, tmp_path):
     tier = platform.tier("pii")
     user = tier["users"][0]
