@@ -381,7 +381,7 @@ class Lab:
         page.keyboard.press("Control+s")
         self.wait_saved()
 
-    def revert_to_checkpoint(self, index_from_newest: int) -> None:
+    def revert_to_checkpoint(self, index_from_newest: int, expect_options: int | None = None) -> None:
         """File > Revert Notebook to Checkpoint: JupyterLab lists the checkpoints newest first in a
         picker; choose one, confirm Revert."""
         page = self.page
@@ -391,11 +391,17 @@ class Lab:
             dialog.wait_for()
             select = dialog.locator("select")
             options = select.locator("option").all_inner_texts()
-            if len(options) <= index_from_newest:
+            if len(options) <= index_from_newest or (expect_options is not None and len(options) != expect_options):
                 raise LabError(f"the checkpoint picker lists {options}")
             select.select_option(index=index_from_newest)
             dialog.locator("button.jp-mod-accept").click()
             confirm = page.locator(".jp-Dialog", has_text=re.compile("Revert"))
             confirm.wait_for()
-            confirm.locator("button.jp-mod-accept, button.jp-mod-warn").first.click()
+            # JupyterLab restores (POST .../checkpoints/<id>) and then reloads the file after the
+            # dialog has closed: wait for the restore's answer, not only for the dialog.
+            with page.expect_response(lambda r: "/checkpoints/" in r.url and r.request.method == "POST",
+                                      timeout=30_000) as restored:
+                confirm.locator("button.jp-mod-accept, button.jp-mod-warn").first.click()
             confirm.wait_for(state="detached")
+            if restored.value.status >= 300:
+                raise LabError(f"restoring the checkpoint answered HTTP {restored.value.status}")

@@ -16,9 +16,11 @@ step needs what an earlier one made. Screenshots of each step: build/test-artifa
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from .lab import Lab
 
@@ -174,9 +176,22 @@ def test_an_earlier_version_is_restored_from_jupyterlabs_checkpoint_ui(tier, peo
     bob.set_cell_and_save('print("version two")')
     first_cell = bob.current_panel().locator(".jp-Cell").first.locator(".cm-content")
     assert "version two" in first_cell.inner_text()
-    bob.revert_to_checkpoint(1)  # the picker lists the newest first: [two, one, ...]
+    # The picker lists the central copy's S3 versions newest first, by date only: which entry is
+    # "version one" is read from the bucket (a save can be one version or, when JupyterLab's save
+    # and its checkpoint request both write, two: a fixed index failed once in a quiet run).
+    listed = tier.versions(f"users/{bob.username}/versions.ipynb")
+    versions = [[c["source"] for c in json.loads(body)["cells"]] for _vid, body in listed]
+    index = next((i for i, cells in enumerate(versions) if 'print("version one")' in cells[0]), None)
+    assert index is not None and index > 0, versions
+    bob.revert_to_checkpoint(index, expect_options=len(versions))
+    # the notebook reloads after the restore's answer (a read right after it raced the reload and
+    # saw "version two" while the bucket already held the restored version)
+    first_cell = bob.current_panel().locator(".jp-Cell").first.locator(".cm-content")
+    expect(first_cell).to_contain_text("version one", timeout=30_000)
     bob.wait_notebook_ready("versions.ipynb", has_content=True)
-    text = bob.current_panel().locator(".jp-Cell").first.locator(".cm-content").inner_text()
+    text = first_cell.inner_text()
     bob.shot("after-revert")
-    assert "version one" in text and "version two" not in text, text
+    after = [[c["source"] for c in json.loads(body)["cells"]] for _vid, body in tier.versions(f"users/{bob.username}/versions.ipynb")]
+    assert "version one" in text and "version two" not in text, (text, index, after)
+    assert 'print("version one")' in after[0][0], after  # the restore is itself the newest version
     assert "versions.ipynb" in tier.notebook_keys(f"users/{bob.username}")
