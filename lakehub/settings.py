@@ -50,6 +50,8 @@ DATA_ACCESS = ("read-only", "read-write")
 MAX_DATA_PREFIXES = 4  # per tier; the tier template has a slot for each
 SERVER_MODES = ("shared", "per-user")
 COMPLIANCE_PROFILES = ("standard", "strict")
+# strict: CloudWatch log groups kept at least a year (AWS Control Tower control CT.CLOUDWATCH.PR.2)
+STRICT_MIN_LOG_RETENTION_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -311,6 +313,14 @@ def parse_settings(data: Any) -> Settings:
         if profile not in COMPLIANCE_PROFILES:
             raise _fail("compliance", f"{profile!r} is not a compliance profile", f"use {' or '.join(COMPLIANCE_PROFILES)}")
         kwargs["compliance"] = profile
+    if kwargs.get("compliance") == "strict":
+        days = kwargs.setdefault("log_retention_days", STRICT_MIN_LOG_RETENTION_DAYS)
+        if days < STRICT_MIN_LOG_RETENTION_DAYS:
+            raise _fail(
+                "log_retention_days",
+                f"{days} days is less than the {STRICT_MIN_LOG_RETENTION_DAYS} the strict profile keeps logs (Control Tower CT.CLOUDWATCH.PR.2)",
+                f"use {STRICT_MIN_LOG_RETENTION_DAYS} or more, or compliance: standard",
+            )
     if "tiers" in data:
         tiers = data["tiers"]
         if not isinstance(tiers, list):

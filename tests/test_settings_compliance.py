@@ -33,7 +33,7 @@ def test_a_file_holding_only_compliance_strict_is_valid(tmp_path):
     # every other key at its default
     assert settings.tiers == default.tiers
     assert settings.platform_name == default.platform_name
-    assert settings.log_retention_days == default.log_retention_days
+    assert settings.log_retention_days == 365  # the strict profile keeps logs a year (CT.CLOUDWATCH.PR.2)
 
 
 def test_explicit_standard_builds_the_committed_templates():

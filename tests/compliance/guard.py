@@ -7,7 +7,10 @@ control evaluates, and bin/ the cfn-guard binary the rules are written for.
 
 A control *applies* when a template of the set holds a resource of a type it evaluates. A hook
 sees a stack's resolved properties; the templates are evaluated as launched with their parameter
-defaults (a `Ref` to a parameter is replaced by its default), everything else as written.
+defaults (a `Ref` to a parameter is replaced by its default or, without one, a stand-in; a `Fn::Sub`
+of parameters becomes its string; conditions the defaults decide are
+applied: a resource whose condition is false is not created and is not evaluated), everything
+else as written (references to resources stay references, which the rules follow).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from functools import cache
 from pathlib import Path
 
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn_template import load
+from lakehub.cfn_template import PSEUDO, load
 
 ROOT = TEMPLATES_DIR.parent
 PACKAGE = ROOT / "node_modules" / "@cdklabs" / "cdk-validator-cfnguard"
@@ -57,19 +60,86 @@ def controls() -> dict[str, Control]:
     return found
 
 
-def _with_defaults(node, defaults: dict):
+UNKNOWN = object()
+
+
+def _with_defaults(node, defaults: dict, conditions: dict):
     if isinstance(node, dict):
         if set(node) == {"Ref"} and node["Ref"] in defaults:
             return defaults[node["Ref"]]
-        return {k: _with_defaults(v, defaults) for k, v in node.items()}
+        if set(node) == {"Fn::Sub"}:
+            return _sub(node, defaults, conditions)
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            value = conditions.get(name, UNKNOWN)
+            if value is not UNKNOWN:
+                chosen = _with_defaults(yes if value else no, defaults, conditions)
+                return None if chosen == {"Ref": "AWS::NoValue"} else chosen
+        return {k: v for k, v in ((k, _with_defaults(v, defaults, conditions)) for k, v in node.items()) if v is not None}
     if isinstance(node, list):
-        return [_with_defaults(v, defaults) for v in node]
+        return [v for v in (_with_defaults(v, defaults, conditions) for v in node) if v is not None]
     return node
 
 
+SUB_VAR = re.compile(r"\$\{([^}!]+)\}")
+
+
+def _sub(node: dict, defaults: dict, conditions: dict):
+    """A Fn::Sub whose variables are all parameters, pseudo parameters or resolved values of its
+    own map becomes the string a hook sees; one naming a resource's attribute stays as it is."""
+    arg = node["Fn::Sub"]
+    text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+    values = {**{k: v for k, v in PSEUDO.items() if v is not None}, **defaults}
+    for k, v in variables.items():
+        v = _with_defaults(v, defaults, conditions)
+        values[k] = v
+    names = SUB_VAR.findall(text)
+    if all(isinstance(values.get(n), (str, int)) for n in names):
+        return SUB_VAR.sub(lambda m: str(values[m.group(1)]), text)
+    return {"Fn::Sub": text if not variables else [text, {k: _with_defaults(v, defaults, conditions) for k, v in variables.items()}]}
+
+
+def _condition(node, conditions: dict, template: dict, defaults: dict):
+    """A condition's value for the parameter defaults, or UNKNOWN (pseudo parameters, imports...)."""
+    if isinstance(node, dict) and len(node) == 1:
+        (fn, arg), = node.items()
+        if fn == "Condition":
+            if arg not in conditions:
+                conditions[arg] = _condition(template["Conditions"][arg], conditions, template, defaults)
+            return conditions[arg]
+        if fn == "Fn::Equals":
+            a, b = (_with_defaults(x, defaults, {}) for x in arg)
+            return UNKNOWN if isinstance(a, (dict, list)) or isinstance(b, (dict, list)) else str(a) == str(b)
+        parts = [_condition(x, conditions, template, defaults) for x in arg]
+        if UNKNOWN in parts:
+            return UNKNOWN
+        if fn == "Fn::Not":
+            return not parts[0]
+        if fn == "Fn::And":
+            return all(parts)
+        if fn == "Fn::Or":
+            return any(parts)
+    return UNKNOWN
+
+
 def as_launched(template: dict) -> dict:
-    defaults = {name: p["Default"] for name, p in template.get("Parameters", {}).items() if "Default" in p}
-    return {**template, "Resources": _with_defaults(template["Resources"], defaults)}
+    """The template as a stack launched with the parameter defaults gives it to a hook: parameter
+    references replaced by their defaults, conditions that the defaults decide applied (resources
+    not created dropped, `Fn::If` branches chosen)."""
+    # A parameter without a default gets a stand-in value (an operator must give one at launch).
+    defaults = {name: p.get("Default", f"example-{name.lower()}") for name, p in template.get("Parameters", {}).items()}
+    for name, p in template.get("Parameters", {}).items():
+        if p.get("Type") == "Number" and "Default" in p:
+            defaults[name] = float(p["Default"]) if "." in str(p["Default"]) else int(p["Default"])
+    conditions: dict = {}
+    for name in template.get("Conditions", {}):
+        _condition({"Condition": name}, conditions, template, defaults)
+    resources = {
+        name: _with_defaults(r, defaults, conditions)
+        for name, r in template["Resources"].items()
+        if conditions.get(r.get("Condition"), True) is not False
+    }
+    return {**template, "Resources": resources}
 
 
 @dataclass
