@@ -122,7 +122,7 @@ def _condition(node, conditions: dict, template: dict, defaults: dict):
     return UNKNOWN
 
 
-def as_launched(template: dict) -> dict:
+def as_launched(template: dict, values: dict | None = None) -> dict:
     """The template as a stack launched with the parameter defaults gives it to a hook: parameter
     references replaced by their defaults, conditions that the defaults decide applied (resources
     not created dropped, `Fn::If` branches chosen)."""
@@ -131,6 +131,7 @@ def as_launched(template: dict) -> dict:
     for name, p in template.get("Parameters", {}).items():
         if p.get("Type") == "Number" and "Default" in p:
             defaults[name] = float(p["Default"]) if "." in str(p["Default"]) else int(p["Default"])
+    defaults.update({k: v for k, v in (values or {}).items() if k in defaults})
     conditions: dict = {}
     for name in template.get("Conditions", {}):
         _condition({"Condition": name}, conditions, template, defaults)
@@ -175,12 +176,13 @@ def _resources(node, out: set[str]) -> None:
             _resources(v, out)
 
 
-def evaluate(template_dir: Path, work_dir: Path) -> Evaluation:
-    """Run every applicable control over every template in template_dir with cfn-guard."""
+def evaluate(template_dir: Path, work_dir: Path, values: dict | None = None) -> Evaluation:
+    """Run every applicable control over every template in template_dir with cfn-guard, launched
+    with the parameter defaults, or `values` for the parameters it names."""
     work_dir.mkdir(parents=True, exist_ok=True)
     types: set[str] = set()
     for path in sorted(template_dir.glob("*.template.yaml")):
-        template = as_launched(load(path))
+        template = as_launched(load(path), values)
         types |= {r["Type"] for r in template["Resources"].values()}
         (work_dir / f"{path.name}.json").write_text(json.dumps(template))
     applicable = {c.rule: c for c in controls().values() if c.resource_types & types}

@@ -69,6 +69,15 @@ def strict(strict_dir, tmp_path_factory):
     return evaluate(strict_dir, tmp_path_factory.mktemp("strict-guard"))
 
 
+# Optional features an operator turns on at launch; strict must pass with them on too.
+OPTIONAL_FEATURES = {"RecordDataEvents": "true"}
+
+
+@pytest.fixture(scope="module")
+def strict_with_options(strict_dir, tmp_path_factory):
+    return evaluate(strict_dir, tmp_path_factory.mktemp("strict-options-guard"), OPTIONAL_FEATURES)
+
+
 @pytest.fixture(scope="module")
 def standard(tmp_path_factory):
     return evaluate(ROOT / "templates", tmp_path_factory.mktemp("standard-guard"))
@@ -93,6 +102,15 @@ def test_many_controls_apply_to_both_profiles(strict, standard):
 def test_strict_passes_every_applicable_control_but_the_argued_exceptions(strict):
     unexpected = strict.failing - set(STRICT_EXCEPTIONS)
     assert not unexpected, "strict fails controls that are not argued exceptions:\n" + _report(strict, unexpected)
+
+
+def test_strict_with_the_optional_features_on_passes_them_too(strict_with_options, strict):
+    """The data-events trail (RecordDataEvents=true) adds a trail, its bucket, log group and role."""
+    assert set(strict_with_options.applicable) > set(strict.applicable)  # the trail's controls apply
+    unexpected = strict_with_options.failing - set(STRICT_EXCEPTIONS)
+    assert not unexpected, "strict with optional features fails:\n" + _report(strict_with_options, unexpected)
+    for control, (_, allowed) in STRICT_EXCEPTIONS.items():
+        assert strict_with_options.failures.get(control, set()) <= allowed, control
 
 
 @pytest.mark.parametrize("control", sorted(STRICT_EXCEPTIONS))
