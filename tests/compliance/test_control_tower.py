@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.compliance.guard import ROOT, controls, documented, evaluate, guard_binary
+from .guard import ROOT, controls, documented, evaluate, guard_binary
 
 # Control id -> (why it cannot apply to this product, the only resources it may fail on). The long
 # form is in docs/SECURITY.md ("Strict profile: exceptions").
@@ -138,3 +138,14 @@ def test_standard_fails_exactly_the_documented_controls(standard):
 def test_strict_meets_more_controls_than_standard(strict, standard):
     assert strict.failing < standard.failing | set(STRICT_EXCEPTIONS)
     assert len(strict.failing) < len(standard.failing)
+
+
+def test_cfn_lint_finds_nothing_in_the_strict_set(strict_dir):
+    """cfn-lint (errors, warnings, informational; the four regions) over the strict set, as
+    tests/templates/test_build.py does over the committed standard one."""
+    from lakehub.build import LINT_REGIONS, lint
+
+    files = sorted(strict_dir.glob("*.template.yaml"))
+    assert len(files) >= 7
+    findings = lint(files, LINT_REGIONS)
+    assert findings == [], "\n".join(findings)

@@ -13,7 +13,7 @@ from lakehub import names
 from lakehub.build import render_all
 from lakehub.cfn_template import _Loader
 from lakehub.settings import SettingsError, parse_settings
-from tests.compliance.guard import ROOT, RULES_DIR
+from .guard import ROOT, RULES_DIR
 
 
 def _load(text: str) -> dict:
