@@ -122,8 +122,26 @@ def _text(value: Any) -> str:
 
 
 def template_parameters(template_text: str) -> dict[str, dict]:
+    """The template's Parameters; ValueError when it is YAML but not a template (a mapping)."""
     data = yaml.load(template_text, Loader=_CfnLoader)  # noqa: S506 - our own loader, safe subclass
-    return dict((data or {}).get("Parameters") or {})
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"its top level is a {type(data).__name__}, not a mapping")
+    params = data.get("Parameters") or {}
+    if not isinstance(params, dict):
+        raise ValueError("its Parameters is not a mapping")
+    return dict(params)
+
+
+def _yaml_error(exc: Exception) -> str:
+    """One line: the YAML problem and where (line, column; 1-based, as editors count)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{what}{where}".replace("\n", " ")
+    return " ".join(str(exc).split())
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -380,6 +398,8 @@ def deploy(
         declared = template_parameters(local_text.read_text())
     except OSError as exc:
         raise LakehubError(f"cannot read the template {local_text}: {exc.strerror}; run `python build_templates.py`") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        raise LakehubError(f"{local_text} is not a CloudFormation template: {_yaml_error(exc)}") from None
     cfn = cfn_client(region, endpoint_url, session, timeout=timeout)
     # The emulator runs the whole change set inside ExecuteChangeSet: that one call may take
     # up to --timeout (on AWS it returns at once).

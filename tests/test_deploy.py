@@ -185,6 +185,16 @@ def test_a_malformed_endpoint_url_is_one_line_naming_the_fix(tmp_path, url):
     assert "--endpoint-url" in line and "http://127.0.0.1:" in line  # names the option and a valid form
 
 
+@pytest.mark.parametrize("text, says", [("Resources:\n  A: [unclosed\n", "line 3"),
+                                         ("Resources:\n\tA: {}\n", "line 2"),
+                                         ("- just\n- a list\n", "not a mapping")])
+def test_a_template_file_that_is_not_a_template_is_one_line_naming_the_file(tmp_path, text, says):
+    template = tmp_path / "broken.template.yaml"
+    template.write_text(text)
+    line = _one_error_line(_deploy_cli(["deploy", "--region", "us-east-1", "--template-file", str(template)], _clean_env(tmp_path)))
+    assert str(template) in line and says in line, line
+
+
 def test_an_endpoint_that_is_not_aws_is_one_line(tmp_path, not_aws):
     line = _one_error_line(_deploy_cli([*DEPLOY_ARGS, "--region", "us-east-1", "--endpoint-url", not_aws.url], _clean_env(tmp_path)))
     assert not_aws.url in line and "not answer as AWS CloudFormation" in line

@@ -10,7 +10,8 @@ imports moto, changes six things, and serves moto's app on 127.0.0.1:
    small local Lambda runner: the function's code zip (which moto took from the emulator's S3
    when the stack created the function) is unpacked and its handler (``index.handler``) is
    called in a child Python process, with ``AWS_ENDPOINT_URL`` pointing back at this emulator,
-   the function's environment variables and a Lambda-like context. The call is synchronous, so
+   the function's environment variables, a session of its execution role (made in moto's STS
+   backend, as Lambda gives one) and a Lambda-like context. The call is synchronous, so
    an attribute of a custom resource (``!GetAtt ListenerRulePriority.Priority``) is known
    before the resources that use it are created, as in CloudFormation. Sibling nested stacks
    are created concurrently (``install_parallel_nested_stacks``), as CloudFormation does, so
@@ -197,6 +198,27 @@ class LambdaRunner:
             tmp.rename(folder)
         return folder
 
+    @staticmethod
+    def role_credentials(fn, region: str, timeout: int) -> dict[str, str]:
+        """A session of the function's execution role, as Lambda gives a function (made in
+        moto's STS backend directly: Lambda's service principal needs no caller's permission).
+        Once the supervisor turns IAM enforcement on, what a function does in a stack update (an
+        upgrade's Custom::ImageDigest reading ECR) is allowed or refused by its role, as on
+        AWS; the emulator's dummy keys would be refused outright (403). Without a role, the
+        dummy keys stay."""
+        from moto.sts.models import sts_backends
+        from moto.utilities.utils import get_partition
+
+        role_arn = str(getattr(fn, "role", "") or "")
+        parts = role_arn.split(":")
+        if len(parts) < 6 or not parts[5].startswith("role/"):
+            return {}
+        session = sts_backends[parts[4]][get_partition(region)].assume_role(
+            region_name=region, role_session_name=str(fn.function_name)[:64], role_arn=role_arn, policy=None,
+            duration=max(900, timeout + 60), external_id=None)
+        return {"AWS_ACCESS_KEY_ID": session.access_key_id, "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
+                "AWS_SESSION_TOKEN": session.session_token}
+
     def invoke(self, fn, event: dict, region: str) -> subprocess.CompletedProcess:
         code_dir = self._code_dir(fn)
         timeout = min(int(getattr(fn, "timeout", 3) or 3), MAX_FUNCTION_SECONDS)
@@ -216,6 +238,7 @@ class LambdaRunner:
             # crhelper's HTTPS answer goes to the relay, whose CA only this process trusts.
             "SSL_CERT_FILE": str(self.ca_file),
         }
+        env.update(self.role_credentials(fn, region, timeout))
         env.update({k: str(v) for k, v in (getattr(fn, "environment_vars", None) or {}).items()})
         context = {
             "function_name": fn.function_name,
@@ -831,7 +854,16 @@ def install_task_definition_properties() -> None:
             runtime_platform=remap_nested_keys(p["RuntimePlatform"], pascal_to_camelcase) if p.get("RuntimePlatform") else None,
         )
 
+    def update(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        # A changed task definition is a new revision (CloudFormation replaces it; the old one
+        # is deregistered: INACTIVE, still described, as a running task needs). moto's update
+        # registers one with family, containers, volumes and memory only.
+        new = create(cls, new_resource_name, cloudformation_json, account_id, region_name)
+        ecs_backends[account_id][region_name].deregister_task_definition(original_resource.arn)
+        return new
+
     TaskDefinition.create_from_cloudformation_json = classmethod(create)
+    TaskDefinition.update_from_cloudformation_json = classmethod(update)
 
 
 def install_efs_attributes() -> None:
@@ -1002,6 +1034,120 @@ def install_parallel_nested_stacks() -> None:
 
     ResourceMap.create = create
     ResourceMap._lakehub_parallel = True
+
+
+def install_nested_stack_updates() -> None:
+    """A stack update updates its nested stacks in place, as CloudFormation does.
+
+    moto's ``AWS::CloudFormation::Stack`` update deletes the nested stack and creates another
+    under a new name (the upgrade rehearsal saw new child stacks in CREATE_IN_PROGRESS, and
+    their custom resources re-run as Creates). Here the nested stack keeps its id and name,
+    goes UPDATE_IN_PROGRESS -> UPDATE_COMPLETE, and its own resources are updated with its new
+    template and parameters; the parent's resource keeps its physical id.
+
+    moto also decides what changed from the template text alone (plus parameters a resource
+    names with Ref), so a value that changes through another resource (`!GetAtt
+    HubImage.ImageUri` after the digest resource was updated, a nested stack parameter fed by a
+    sibling's output) never reaches the resource. CloudFormation compares resolved values: here
+    the resources are updated in dependency order (Ref, GetAtt, Sub and DependsOn), and one
+    whose resolved properties differ from before the update is updated too. A resource type
+    moto cannot update keeps its resource (moto would drop it).
+    """
+    import copy
+
+    from moto.cloudformation import parsing
+    from moto.cloudformation.models import Stack
+    from moto.cloudformation.utils import get_stack_from_s3_url
+    from moto.utilities.utils import get_partition
+
+    from lakehub.rules import refs
+
+    if getattr(parsing.ResourceMap, "_lakehub_in_place", False):
+        return
+
+    def update_nested(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        props = cloudformation_json["Properties"]
+        body = get_stack_from_s3_url(props["TemplateURL"], account_id=account_id, partition=get_partition(region_name))
+        parameters = props.get("Parameters") or {}
+        if original_resource.has_template(body) and original_resource.parameters == parameters:
+            return original_resource
+        original_resource.status = "UPDATE_IN_PROGRESS"
+        original_resource.update(body, role_arn=original_resource.role_arn, parameters=parameters)
+        return original_resource
+
+    unresolved = object()
+
+    def resolved(resource_map, resource_json):
+        try:
+            return parsing.clean_json(copy.deepcopy(resource_json.get("Properties") or {}), resource_map)
+        except Exception:  # noqa: BLE001 - unresolvable now: only moto's own diff decides
+            return unresolved
+
+    def dependency_order(resource_json_map: dict) -> list[str]:
+        names = set(resource_json_map)
+        order: list[str] = []
+        state: dict[str, int] = {}
+
+        def visit(name: str) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:  # a cycle (CloudFormation refuses it): keep going
+                return
+            state[name] = 1
+            res = resource_json_map[name]
+            depends = res.get("DependsOn") or []
+            for dep in sorted((refs(res.get("Properties") or {}) | set([depends] if isinstance(depends, str) else depends)) & names):
+                visit(dep)
+            state[name] = 2
+            order.append(name)
+
+        for name in resource_json_map:
+            visit(name)
+        return order
+
+    def update(self, template, parameters=None):
+        by_action = self.build_resource_diff(template, parameters)
+        old_json = dict(self._resource_json_map)
+        before = {name: resolved(self, old_json[name]) for name in template["Resources"]
+                  if name in old_json and self._parsed_resources.get(name) is not None}
+        for logical_name in by_action["Remove"]:
+            if logical_name in self._parsed_resources:
+                self._delete_resource(self._parsed_resources.pop(logical_name), old_json[logical_name])
+        self._template = template
+        if parameters:
+            self.input_parameters = parameters
+        self.load_mapping()
+        self.load_parameters()
+        self.load_conditions()
+        self._resource_json_map = template["Resources"]
+        added = set(by_action["Add"])
+        # Template text changed; a changed parameter counts through the resolved values below
+        # (moto's own diff also marks every resource naming a parameter it thinks changed, and
+        # it counts a parameter kept with UsePreviousValue as changed: the platform's alarm
+        # topic was replaced, under a new ARN, on an update that changed only ImageTag).
+        modify = {name for name in by_action["Modify"] if template["Resources"][name] != old_json.get(name)}
+        for logical_name in dependency_order(self._resource_json_map):
+            if logical_name in added:
+                _ = self[logical_name]  # moto's way of creating a resource
+                continue
+            original = self._parsed_resources.get(logical_name)
+            if original is None:
+                continue  # never created (a false condition)
+            resource_json = self._resource_json_map[logical_name]
+            if logical_name not in modify:
+                was = before.get(logical_name, unresolved)
+                if was is unresolved or resolved(self, resource_json) == was:
+                    continue
+            log.info("stack %s: updating %s (%s)", self["AWS::StackName"], logical_name,
+                     "its template or a parameter it names" if logical_name in modify else "a value it resolves to")
+            changed = parsing.parse_and_update_resource(logical_name, resource_json, self, account_id=self._account_id,
+                                                        region_name=self._region_name)
+            if changed is not None:
+                self._parsed_resources[logical_name] = changed
+
+    Stack.update_from_cloudformation_json = classmethod(update_nested)
+    parsing.ResourceMap.update = update
+    parsing.ResourceMap._lakehub_in_place = True
 
 
 # ------------------------------------------------------------------------------------------
@@ -1336,6 +1482,7 @@ def serve(port: int, work_dir: Path, control_token: str, persist_dir: Path | Non
     install_iam_evaluator()
     install_nested_stack_outputs()
     install_parallel_nested_stacks()
+    install_nested_stack_updates()
     install_generic_custom_resource_type()
     install_security_group_rule_defaults()
     install_cidr_function()

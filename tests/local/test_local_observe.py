@@ -189,42 +189,6 @@ def platform(tmp_path_factory):
         p.down()
 
 
-@pytest.fixture(scope="module")
-def exporter(platform):
-    """HubUp for each tier every EXPORT_INTERVAL, as the hub's exporter publishes it (1 when the
-    hub answers, else 0): a stand-in for the hub's own exporter (lakehub_hub.metrics), whose
-    PutMetricData the local emulator refuses today (403 with the hub role: seen in the hubs'
-    logs after merging part 1); remove it once the hubs' exporters publish locally."""
-    import threading
-
-    from lakehub.settings import default_settings
-
-    cw = _admin(platform, "cloudwatch")
-    tiers = platform.status()["tiers"]
-    stop = threading.Event()
-
-    def loop():
-        while not stop.wait(EXPORT_INTERVAL):
-            for t in tiers:
-                try:
-                    up = requests.get(f"{t['url']}/hub/health", timeout=2).status_code == 200
-                except requests.RequestException:
-                    up = False
-                try:
-                    cw.put_metric_data(Namespace="lakehub", MetricData=[{
-                        "MetricName": "HubUp", "Value": 1.0 if up else 0.0, "Unit": "Count",
-                        "Dimensions": [{"Name": "Platform", "Value": default_settings().platform_name},
-                                       {"Name": "Tier", "Value": t["name"]}]}])
-                except Exception:  # noqa: BLE001 - the next round
-                    pass
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    yield
-    stop.set()
-    thread.join(timeout=10)
-
-
 def _stack_alarm(p, tier: str = "pii") -> dict | None:
     """The deployed tier's hub-down alarm (part 1's templates), or None."""
     from lakehub.settings import default_settings
@@ -254,7 +218,6 @@ def _wait(what: str, check, timeout: float, every: float = 2.0):
     raise AssertionError(f"{what} not within {timeout:.0f} s (last: {last!r})")
 
 
-@pytest.mark.usefixtures("exporter")
 def test_the_hub_down_alarm_fires_when_a_hub_is_stopped_and_clears_when_it_answers(platform):
     from lakehub.local.alarms import current_state
     from lakehub.settings import default_settings

@@ -60,6 +60,15 @@ def _hub_image(p: Platform, tier: str) -> str:
     return definition["containerDefinitions"][0]["image"]
 
 
+def _user_tasks(p: Platform) -> set[str]:
+    """The users' servers running as ECS tasks (not a hub's)."""
+    ecs = _client(p, "ecs")
+    cluster = p.state()["outputs"][names.CLUSTER_NAME]
+    arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
+    return {t["taskArn"] for t in tasks if t.get("lastStatus") == "RUNNING" and not (t.get("startedBy") or "").startswith("ecs-svc/")}
+
+
 def _running_hub_task(p: Platform, tier: str) -> dict:
     ecs = _client(p, "ecs")
     cluster = p.state()["outputs"][names.CLUSTER_NAME]
@@ -70,10 +79,6 @@ def _running_hub_task(p: Platform, tier: str) -> dict:
     return running[0]
 
 
-@pytest.mark.skip(reason="not green yet (issue 18, P4): N runs digests, the user signs in, saves a notebook and a home "
-                         "file, the new tag is registered; the `lakehub deploy` UPDATE of main then fails in the emulator: "
-                         "moto re-creates the nested stacks (new stack names, CREATE_IN_PROGRESS) instead of updating them, "
-                         "and its endpoint stops answering as CloudFormation")
 def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_new_digest(platform, tmp_path):
     tier = platform.tier("pii")
     user = tier["users"][0]
@@ -86,6 +91,8 @@ def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_ne
     server.save_notebook("upgrade-rehearsal.ipynb", "print('saved before the upgrade')")
     wrote = server.run("python3", "import pathlib; p = pathlib.Path.home() / 'kept.txt'; p.write_text('home before N+1'); print(p)")
     assert "kept.txt" in wrote
+    servers = _user_tasks(platform)
+    assert servers, "the user's server runs as an ECS task"
 
     # N+1: the image under a new tag, pushed (registered) in the emulated ECR ...
     state = platform.state()
@@ -139,6 +146,12 @@ def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_ne
     assert after_task["taskDefinitionArn"] != before_task["taskDefinitionArn"]
     definition = _client(platform, "ecs").describe_task_definition(taskDefinition=after_task["taskDefinitionArn"])["taskDefinition"]
     assert definition["containerDefinitions"][0]["image"] == f"{repo}@{digest}"  # the hub runs the new digest
+
+    # The server that ran through the upgrade: the same task, usable through the new hub (its
+    # proxy routes it again, the user's token is in the hub's database, which the roll kept).
+    assert servers <= _user_tasks(platform)
+    same = server.api("GET", "contents/upgrade-rehearsal.ipynb")
+    assert same.status_code == 200, same.text[:300]
 
     # After: the user signs in again; the notebook and the home are intact.
     server = user_server(tier, user)
