@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from awacs import kms as awacs_kms
 from awacs import s3 as awacs_s3
-from awacs.aws import Allow, Condition, Principal, Statement, StringEquals
-from troposphere import Equals, GetAtt, If, Not, Ref, Sub, cloudtrail, s3
+from awacs import logs as awacs_logs
+from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.sts import AssumeRole
+from troposphere import Equals, GetAtt, If, Not, Ref, Sub, cloudtrail, iam, logs, s3
 
 from lakehub import names
+from lakehub.compliance import BUCKETS_KEY, finish
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
 from lakehub.functions import add_function
 from lakehub.policies import bucket_arn, objects_arn, tls_only_bucket_policy
@@ -54,7 +57,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         MaxValue=3650,
         ConstraintDescription="1 to 3650 days",
     )
-    add_log_retention_param(b, settings.log_retention_days, "Logging")
+    add_log_retention_param(b, settings, "Logging")
     b.param(
         names.RECORD_DATA_EVENTS,
         "Logging",
@@ -186,7 +189,9 @@ def build_storage(settings: Settings):
     add_protected_bucket(b, "DemoLakeBucket", "demo-data-lake", log_bucket=logs_bucket, log_prefix="demo-lake/", condition="CreateDemoLake")
     data_bucket = If("CreateDemoLake", Ref("DemoLakeBucket"), Ref(names.DATA_LAKE_BUCKET_NAME))
 
-    add_data_events_trail(b, logs_bucket, [Ref(notebooks), data_bucket])
+    trail = add_data_events_trail(b, logs_bucket, [Ref(notebooks), data_bucket])
+    if settings.strict:
+        strict_trail(b, trail)
 
     seed = add_function(
         b,
@@ -216,7 +221,7 @@ def build_storage(settings: Settings):
     b.output(names.DATA_KMS_KEY_ARN, If("HasKmsKey", Ref(names.DATA_LAKE_KMS_KEY_ARN), "none"), "KMS key of the data lake, or 'none' for SSE-S3")
     b.output(names.SEED_FUNCTION_ARN, GetAtt(seed, "Arn"), "Function that seeds a tier's folders and example notebooks (ServiceToken)")
     b.output("AccessLogsBucketName", Ref(logs_bucket), "Bucket that receives S3 server access logs")
-    return b.finish()
+    return finish(b, settings)
 
 
 TRAIL = "DataEventsTrail"
@@ -304,6 +309,57 @@ def add_data_events_trail(b: Builder, logs_bucket, buckets: list) -> cloudtrail.
         "Nothing subscribes to delivery notifications: auditors query the logs (Athena, CloudTrail Lake) when they need them",
     )
     return b.add(trail)
+
+
+def strict_trail(b: Builder, trail: cloudtrail.Trail) -> None:
+    """The strict compliance profile's trail: encrypted with the storage stack's KMS key
+    (CT.CLOUDTRAIL.PR.1; the key's policy lets CloudTrail use it, lakehub.compliance) and delivered
+    to CloudWatch Logs too (CT.CLOUDTRAIL.PR.3: paid ingestion of every recorded data event)."""
+    group = b.add(
+        logs.LogGroup(
+            "DataEventsTrailLogGroup",
+            Condition="RecordDataEvents",
+            LogGroupName=Sub("/lakehub/${PlatformName}/data-events"),
+            RetentionInDays=Ref(names.LOG_RETENTION_DAYS),
+        )
+    )
+    role = b.add(
+        iam.Role(
+            "DataEventsTrailLogsRole",
+            Condition="RecordDataEvents",
+            AssumeRolePolicyDocument=PolicyDocument(
+                Version="2012-10-17",
+                Statement=[
+                    Statement(
+                        Effect=Allow,
+                        Principal=Principal("Service", "cloudtrail.amazonaws.com"),
+                        Action=[AssumeRole],
+                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+                    )
+                ],
+            ),
+            Policies=[
+                iam.Policy(
+                    PolicyName="deliver",
+                    PolicyDocument=PolicyDocument(
+                        Version="2012-10-17",
+                        Statement=[
+                            Statement(
+                                Effect=Allow,
+                                Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
+                                Resource=[Sub("${" + group.title + ".Arn}")],
+                            )
+                        ],
+                    ),
+                )
+            ],
+            Tags=platform_tags(),
+        )
+    )
+    trail.KMSKeyId = GetAtt(BUCKETS_KEY, "Arn")
+    trail.CloudWatchLogsLogGroupArn = GetAtt(group, "Arn")
+    trail.CloudWatchLogsRoleArn = GetAtt(role, "Arn")
+    trail.Metadata = {"checkov": {"skip": [s for s in trail.Metadata["checkov"]["skip"] if s["id"] != "CKV_AWS_35"]}}
 
 
 def kms_statement(key_arn_param: str, write: bool) -> Statement:
