@@ -41,10 +41,23 @@ def arm(vcpu, gb):
     return vcpu * P["fargate_arm_vcpu_hour"] + gb * P["fargate_arm_gb_hour"]
 
 
+ACCESS_LOG_DAYS = 365  # the ALB's log bucket and the storage stack's access-log bucket: ExpireAccessLogs
+
+
+def access_logs_per_hour():
+    """Access logs the standard templates already turn on, stored a year at the S3 price: the
+    ALB's request log lines and the S3 server access log records of the notebook bucket (saves,
+    opens) and the demo lake (reads)."""
+    alb_gb = A["alb_log_bytes_per_user_hour"] / 1e9
+    s3_gb = (A["notebook_puts_per_user_hour"] + A["notebook_gets_per_user_hour"] + A["data_reads_per_user_hour"]) * A["s3_access_log_bytes_per_request"] / 1e9
+    return (alb_gb + s3_gb) * ACCESS_LOG_DAYS / 30 * P["s3_standard_gb_month"]
+
+
 def common_per_hour():
-    """Per user-hour beside the server itself: ALB LCUs, user logs, notebook requests."""
+    """Per user-hour beside the server itself: ALB LCUs, user logs, notebook requests, access logs."""
     return (
-        A["alb_lcu_per_active_user"] * P["alb_lcu_hour"]
+        access_logs_per_hour()
+        + A["alb_lcu_per_active_user"] * P["alb_lcu_hour"]
         + A["user_log_gb_per_user_hour"] * (P["logs_ingest_gb"] + LOG_STORE * P["logs_store_gb_month"])
         + A["notebook_puts_per_user_hour"] / 1000 * P["s3_put_per_1000"]
         + A["notebook_gets_per_user_hour"] / 1000 * P["s3_get_per_1000"]
