@@ -95,20 +95,36 @@ def render_docs(settings: Settings) -> dict[str, str]:
 
 
 def write_all(rendered: dict[str, str], out_dir: Path = TEMPLATES_DIR) -> list[str]:
-    """Write changed files atomically; return the names written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in rendered.items():
-        path = out_dir / name
-        if path.exists() and path.read_text() == text:
-            continue
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        written.append(name)
-    return written
+    """Write the changed files; return the names written.
+
+    Every changed file is first written next to its target under a temporary name and only then
+    are they all renamed into place, so a failure while writing (disk full, permissions) leaves
+    the previous set whole rather than a mix of old and new templates.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise LakehubError(f"--out {out_dir}: not a directory; give a directory for the templates") from None
+    except PermissionError:
+        raise LakehubError(f"--out {out_dir}: cannot create the directory (permission denied); give a writable directory") from None
+    staged: list[tuple[str, str]] = []
+    try:
+        for name, text in rendered.items():
+            path = out_dir / name
+            if path.exists() and path.read_text() == text:
+                continue
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
+            staged.append((name, tmp))
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)
+    except OSError as exc:
+        for _, tmp in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise LakehubError(f"--out {out_dir}: cannot write the templates ({exc.strerror}); no template was changed, free space or fix the permissions") from None
+    for name, tmp in staged:
+        os.replace(tmp, out_dir / name)
+    return [name for name, _ in staged]
 
 
 def drift(rendered: dict[str, str], out_dir: Path = TEMPLATES_DIR) -> list[str]:
@@ -171,36 +187,50 @@ def package_functions() -> list[Path]:
     return packaging.build_all()
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    out_dir = Path(args.out).resolve() if args.out else TEMPLATES_DIR
+    # docs/PARAMETERS.md documents the committed set (templates/); a set built elsewhere (e.g. the
+    # strict profile into build/templates-strict) leaves it alone.
+    committed = out_dir == TEMPLATES_DIR.resolve()
+    if args.out and out_dir.exists() and not out_dir.is_dir():
+        raise LakehubError(f"--out {args.out}: not a directory; give a directory for the templates")
     settings = load_settings(args.settings)
     rendered = render_all(settings)
-    docs = render_docs(settings)
+    docs = render_docs(settings) if committed else {}
     if args.check:
-        differ = drift(rendered) + [f"docs/{n}" for n in drift_docs(docs)]
+        if not out_dir.is_dir():
+            raise LakehubError(f"--out {args.out}: no such directory; build it first with `python build_templates.py --out {args.out}`")
+        differ = drift(rendered, out_dir) + [f"docs/{n}" for n in drift_docs(docs)]
         if differ:
+            build = "python build_templates.py" + (f" --settings {args.settings}" if args.settings else "") + (f" --out {args.out}" if args.out else "")
             print(
-                "templates differ from what the code generates: " + ", ".join(differ) + "; run `python build_templates.py` and commit templates/",
+                f"templates in {_shown(out_dir)}/ differ from what the code generates: " + ", ".join(differ) + f"; run `{build}`" + (" and commit templates/" if committed else ""),
                 file=sys.stderr,
             )
             return 1
-        print(f"templates up to date ({len(rendered)} files)")
+        print(f"templates up to date ({len(rendered)} files in {_shown(out_dir)}/)")
         return 0
-    written = write_all(rendered)
+    written = write_all(rendered, out_dir)
     written += [f"docs/{n}" for n in write_docs(docs)]
-    print(f"wrote {len(written)} of {len(rendered) + len(docs)} files (templates/, docs/{PARAMETERS_DOC}) to {TEMPLATES_DIR.relative_to(Path.cwd()) if TEMPLATES_DIR.is_relative_to(Path.cwd()) else TEMPLATES_DIR}" + (f": {', '.join(written)}" if written else " (unchanged)"))
+    where = f"{_shown(out_dir)}/" + (f", docs/{PARAMETERS_DOC}" if committed else "")
+    print(f"wrote {len(written)} of {len(rendered) + len(docs)} files ({settings.compliance} profile) to {where}" + (f": {', '.join(written)}" if written else " (unchanged)"))
     if args.package:
         zips = package_functions()
         if zips:
             print(f"packaged {len(zips)} functions into build/functions")
     if args.lint:
-        findings = lint([TEMPLATES_DIR / n for n in rendered])
+        findings = lint([out_dir / n for n in rendered])
         if findings:
             print("\n".join(findings), file=sys.stderr)
             print(f"cfn-lint: {len(findings)} findings", file=sys.stderr)
             return 1
         print(f"cfn-lint: 0 findings over {len(rendered)} templates in {', '.join(LINT_REGIONS)}")
-        aws = aws_findings([TEMPLATES_DIR / n for n in rendered])
+        aws = aws_findings([out_dir / n for n in rendered])
         if aws:
             print("\n".join(aws), file=sys.stderr)
             print(f"AWS rules: {len(aws)} findings (docs/AWS_NOTES.md)", file=sys.stderr)
@@ -212,7 +242,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", metavar="FILE", help="YAML build-time settings (default tiers); see settings.example.yaml")
-    parser.add_argument("--check", action="store_true", help="only compare templates/ with what the code generates; exit 1 and name the files that differ")
+    parser.add_argument("--out", metavar="DIR", help="directory the templates are written to (default templates/, the committed standard set); --check compares DIR")
+    parser.add_argument("--check", action="store_true", help="only compare the templates (templates/ or --out DIR) with what the code generates; exit 1 and name the files that differ")
     parser.add_argument("--lint", action="store_true", help="run cfn-lint over every template for several regions, then the AWS-behaviour rules (lakehub/aws_rules.py)")
     parser.add_argument("--no-package", dest="package", action="store_false", help="do not build the function zips")
 

@@ -35,6 +35,7 @@ from troposphere import servicecatalog as sc
 
 from lakehub import __version__, names
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, custom_resource, platform_tags
+from lakehub.compliance import finish
 from lakehub.functions import add_function
 from lakehub.rules import add_checkov_skip
 from lakehub.settings import Settings, default_settings
@@ -1132,7 +1133,7 @@ def add_hub_user_policy(b: Builder) -> iam.ManagedPolicy:
 def build_catalog(settings: Settings, children: dict[str, Template]) -> Template:
     b = Builder("lakehub self-service: Service Catalog portfolios: a tier product, and an on-demand hub product per platform tier")
     add_parameters(b, settings)
-    add_log_retention_param(b, settings.log_retention_days, "Logging")
+    add_log_retention_param(b, settings, "Logging")
     add_product_template_function(b)
     portfolio = b.add(
         sc.Portfolio(
@@ -1168,4 +1169,4 @@ def build_catalog(settings: Settings, children: dict[str, Template]) -> Template
     add_tag_options(b, portfolios)
     add_hub_user_policy(b)
     b.output("PortfolioId", Ref(portfolio), "Service Catalog portfolio of the platform (tier product)")
-    return b.finish()
+    return finish(b, settings)

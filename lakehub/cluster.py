@@ -35,6 +35,7 @@ from troposphere import (
 )
 
 from lakehub import names
+from lakehub.compliance import finish
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
 from lakehub.functions import LOGS_AWS_KEY, add_function
 from lakehub.policies import tls_only_bucket_policy
@@ -123,7 +124,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     b.param(names.SEED_FUNCTION_ARN, g, "Seeding function", "ARN of the function that seeds tier folders", AllowedPattern=r"^arn:aws[a-z-]*:lambda:.+$", ConstraintDescription="a Lambda function ARN")
     b.param(names.IMAGE_REPOSITORY_URI, g, "Hub image repository", "URI of the hub image ECR repository", AllowedPattern=r"^\S+$", ConstraintDescription="an ECR repository URI")
     b.param(names.ALARM_TOPIC_ARN, "Monitoring (from main)", "Alarm topic", "SNS topic of the platform's alarms; published in SSM for the tiers' alarms", AllowedPattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$", ConstraintDescription="an SNS topic ARN")
-    add_log_retention_param(b, settings.log_retention_days, "Logging")
+    add_log_retention_param(b, settings, "Logging")
 
 
 def add_domain_params(b: Builder) -> None:
@@ -474,9 +475,16 @@ def build_cluster(settings: Settings):
     cluster.Metadata = {
         "checkov": {"skip": [{"id": "CKV_AWS_65", "comment": "Container Insights costs about $0.30 per task-month plus logs; off by default for low cost, enable it in the console when needed"}]}
     }
+    if settings.strict:
+        # CT.ECS.PR.2: Container Insights (paid: metrics per task and their log events)
+        cluster.ClusterSettings = [ecs.ClusterSetting(Name="containerInsights", Value="enabled")]
+        del cluster.resource["Metadata"]
     alb_sg, task_sg = add_security_groups(b)
     homes_fs, homes_sg = add_homes(b)
     lb, https = add_load_balancer(b, alb_sg)
+    if settings.strict:
+        # CT.ELASTICLOADBALANCING.PR.5: deleting the stack fails until the attribute is turned off
+        lb.LoadBalancerAttributes.append(elb.LoadBalancerAttributes(Key="deletion_protection.enabled", Value="true"))
     log_group = b.add(
         logs.LogGroup("TaskLogGroup", LogGroupName=Sub("/lakehub/${PlatformName}/tasks"), RetentionInDays=Ref(names.LOG_RETENTION_DAYS))
     )
@@ -606,4 +614,4 @@ def build_cluster(settings: Settings):
     b.output(names.SECRET_ARN_FUNCTION_ARN, GetAtt(secret_arn_fn, "Arn"), "Function that looks up the full ARN of a sign-in secret (ServiceToken)")
     b.output(names.IMAGE_DIGEST_FUNCTION_ARN, GetAtt(digest_fn, "Arn"), "Function that resolves a hub image tag to its digest (ServiceToken)")
     b.output("PlatformParameterPath", Sub(names.SSM_NAME_SUB), "SSM path under which the platform publishes its values")
-    return b.finish()
+    return finish(b, settings)

@@ -179,17 +179,19 @@ def add_image_tag_param(b: Builder, group: str, label: str = "Hub image tag", de
     )
 
 
-def add_log_retention_param(b: Builder, default: int, group: str) -> Parameter:
-    from lakehub.settings import LOG_RETENTION_CHOICES
+def add_log_retention_param(b: Builder, settings: Any, group: str) -> Parameter:
+    """LogRetentionDays; the strict profile allows no less than a year (CT.CLOUDWATCH.PR.2)."""
+    from lakehub.settings import LOG_RETENTION_CHOICES, STRICT_MIN_LOG_RETENTION_DAYS
 
+    minimum = STRICT_MIN_LOG_RETENTION_DAYS if settings.strict else 0
     return b.param(
         names.LOG_RETENTION_DAYS,
         group,
         "Log retention (days)",
         "How long CloudWatch keeps the platform's logs",
         type="Number",
-        Default=default,
-        AllowedValues=list(LOG_RETENTION_CHOICES),
+        Default=settings.log_retention_days,
+        AllowedValues=[d for d in LOG_RETENTION_CHOICES if d >= minimum],
         ConstraintDescription="a CloudWatch Logs retention period",
     )
 

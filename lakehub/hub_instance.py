@@ -46,6 +46,7 @@ from troposphere import (
 from troposphere.policies import CreationPolicy, ResourceSignal
 
 from lakehub import names
+from lakehub.compliance import finish
 from lakehub import tier as tier_mod
 from lakehub.common import Builder, add_image_tag_param, custom_resource, platform_tags
 from lakehub.rules import add_checkov_skip
@@ -99,6 +100,10 @@ INSTANCE_TYPES: tuple[str, ...] = (
     "g6.xlarge", "g6.2xlarge", "g6.4xlarge", "g6.8xlarge",
 )
 DEFAULT_INSTANCE_TYPE = "t4g.large"
+# The strict compliance profile: Nitro types that encrypt traffic between instances in transit
+# (Control Tower CT.EC2.PR.19 lists the families; t4g and g6 are not among them).
+STRICT_INSTANCE_FAMILIES = ("m7g", "m6i", "r7g", "r6i", "g5")
+STRICT_DEFAULT_INSTANCE_TYPE = "m7g.large"
 
 # Root volume sizes (GiB); GPU types boot the Deep Learning Base AMI, which needs the larger ones.
 VOLUME_SIZES = ("32", "64", "128", "256", "512", "1024")
@@ -895,6 +900,11 @@ def port_forward_command() -> Sub:
 def build_hub_instance(settings: Settings):
     b = Builder("lakehub on-demand hub: JupyterHub on one EC2 instance with one tier's data access; stops itself when idle")
     add_parameters(b, settings)
+    if settings.strict:
+        types = b.t.parameters[INSTANCE_TYPE]
+        types.AllowedValues = [t for t in INSTANCE_TYPES if t.split(".")[0] in STRICT_INSTANCE_FAMILIES]
+        types.Default = STRICT_DEFAULT_INSTANCE_TYPE
+        types.Description = "General (m7g, m6i), memory-optimised (r7g, r6i) or GPU (g5): Nitro types that encrypt traffic in transit (strict compliance profile); billed only while running"
     add_mappings(b, settings)
     add_conditions(b, settings)
     add_rules(b)
@@ -918,6 +928,18 @@ def build_hub_instance(settings: Settings):
     add_homes_access(b, sg)
     tier_mod.add_hub_image(b)  # the user data pulls ${HubImage.ImageUri}: the ImageTag's digest
     instance = add_instance(b, profile, sg, cookie, client_secret)
+    if settings.strict:
+        # CT.EC2.PR.13: detailed (1-minute) monitoring, a paid CloudWatch feature; CT.EC2.PR.8: the
+        # network interface is declared, with no public address (the instance is in a private subnet).
+        instance.Monitoring = True
+        interface = ec2.NetworkInterfaceProperty(
+            DeviceIndex="0",
+            SubnetId=instance.properties.pop("SubnetId"),
+            GroupSet=instance.properties.pop("SecurityGroupIds"),
+            AssociatePublicIpAddress=False,
+            DeleteOnTermination=True,
+        )
+        instance.NetworkInterfaces = [interface]
     instance.DependsOn = [assume.title]  # users' first spawn assumes the user role
     add_idle_alarm(b, instance)
     add_load_balancer_access(b, instance)
@@ -931,7 +953,7 @@ def build_hub_instance(settings: Settings):
     b.output(USER_ROLE_ARN, GetAtt(user_role, "Arn"), "Data role the hub assumes per user for their server (the tier's data-lake prefixes, shared folder and the user's own folder)")
     b.output("NotebookPrefix", Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"), "Where the hub's notebooks are stored (the tier's folder)")
     b.output("IdleStopAlarmName", Ref("IdleStopAlarm"), "CloudWatch alarm that stops the hub when idle")
-    return b.finish()
+    return finish(b, settings)
 
 
 def hub_url():

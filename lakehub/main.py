@@ -16,6 +16,7 @@ from lakehub import monitoring, names
 from lakehub import tier as tier_mod
 from lakehub.cluster import add_domain_params
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags, template_url
+from lakehub.compliance import FUNCTION_NETWORK_PARAMS, finish
 from lakehub.network import (
     BUSINESS_DAYS,
     BUSINESS_HOURS_END,
@@ -100,7 +101,7 @@ def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Te
     for name in (names.SOURCE_TYPE, names.IMAGE_TAG, IMAGE_PLATFORMS):
         b.copy_param(children[names.PIPELINE_TEMPLATE], name, g)
     add_schedule_params(b, "the tiers' hubs (and users' servers) and the NAT instance stop")
-    add_log_retention_param(b, settings.log_retention_days, "Logging")
+    add_log_retention_param(b, settings, "Logging")
     monitoring.add_alarm_email_param(b)
 
 
@@ -134,7 +135,7 @@ def tier_parameters(tier: TierSettings, image_tag: Any, priority: int) -> dict[s
     return params
 
 
-def add_catalog(b: Builder, children: dict[str, Template]) -> None:
+def add_catalog(b: Builder, children: dict[str, Template], net: dict | None = None) -> None:
     """The self-service portfolio (tier and on-demand hub products), once the platform's values
     are in SSM; who may launch comes from PrincipalArns."""
     b.param(
@@ -170,6 +171,7 @@ def add_catalog(b: Builder, children: dict[str, Template]) -> None:
             names.ASSETS_BUCKET_NAME: Ref(names.ASSETS_BUCKET_NAME),
             names.ASSETS_KEY_PREFIX: Ref(names.ASSETS_KEY_PREFIX),
             names.LOG_RETENTION_DAYS: Ref(names.LOG_RETENTION_DAYS),
+            **(net or {}),
             **passed,
         },
         depends_on=["ClusterStack"],
@@ -214,6 +216,11 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         }
 
     topic = monitoring.add_alarm_topic(b)
+
+    def functions_net(child: str) -> dict:
+        """The VPC and private subnets for a child whose functions run in the VPC (strict profile)."""
+        return {n: net[n] for n in FUNCTION_NETWORK_PARAMS if n in children[child].parameters}
+
     nested_stack(
         b,
         "StorageStack",
@@ -221,6 +228,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         names.STORAGE_TEMPLATE,
         {
             **common,
+            **functions_net(names.STORAGE_TEMPLATE),
             names.DATA_LAKE_BUCKET_NAME: Ref(names.DATA_LAKE_BUCKET_NAME),
             names.DATA_LAKE_KMS_KEY_ARN: Ref(names.DATA_LAKE_KMS_KEY_ARN),
             names.RECORD_DATA_EVENTS: Ref(names.RECORD_DATA_EVENTS),
@@ -231,7 +239,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         "PipelineStack",
         children[names.PIPELINE_TEMPLATE],
         names.PIPELINE_TEMPLATE,
-        {**common, names.SOURCE_TYPE: Ref(names.SOURCE_TYPE), names.IMAGE_TAG: Ref(names.IMAGE_TAG), IMAGE_PLATFORMS: Ref(IMAGE_PLATFORMS)},
+        {**common, **functions_net(names.PIPELINE_TEMPLATE), names.SOURCE_TYPE: Ref(names.SOURCE_TYPE), names.IMAGE_TAG: Ref(names.IMAGE_TAG), IMAGE_PLATFORMS: Ref(IMAGE_PLATFORMS)},
     )
     nested_stack(
         b,
@@ -286,7 +294,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         b.output(f"Tier{tier.name.capitalize()}RoleArn", If(condition, out(logical, names.TIER_ROLE_ARN), "not deployed"), f"IAM role of the {tier.name} tier's servers")
 
     if names.CATALOG_TEMPLATE in children:
-        add_catalog(b, children)
+        add_catalog(b, children, functions_net(names.CATALOG_TEMPLATE))
 
     b.output(names.NOTEBOOK_BUCKET_NAME, out("StorageStack", names.NOTEBOOK_BUCKET_NAME), "Bucket where notebooks are stored")
     b.output(names.DATA_BUCKET_NAME, out("StorageStack", names.DATA_BUCKET_NAME), "Data-lake bucket the tiers read")
@@ -297,7 +305,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
     b.output("PlatformParameterPath", out("ClusterStack", "PlatformParameterPath"), "SSM path of the platform's values (for tiers launched on their own)")
     b.output(names.ALARM_TOPIC_ARN, Ref(topic), "SNS topic of the platform's alarms: subscribe the operators (e-mail, chat, paging)")
     b.output("DashboardName", Ref(monitoring.DASHBOARD), "CloudWatch dashboard of the platform")
-    return b.finish()
+    return finish(b, settings)
 
 
 # The platform functions behind custom resources (a failure fails a stack): logical name -> ARN.

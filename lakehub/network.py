@@ -47,6 +47,7 @@ from troposphere import (
 )
 
 from lakehub import names
+from lakehub.compliance import finish
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
 from lakehub.functions import add_function
 from lakehub.rules import add_checkov_skip
@@ -217,11 +218,20 @@ SUBNET_BITS = "12"
 def build_network(settings: Settings) -> object:
     b = Builder("lakehub network: VPC over two AZs, public and private subnets, S3 gateway endpoint, NAT egress")
     add_parameters(b)
+    if settings.strict:
+        # The NAT instance's Auto Scaling group and launch template break CT.AUTOSCALING.PR.1/.6 and
+        # CT.EC2.PR.9/.10 (one instance type, one AZ, a public address): strict egress is a managed NAT
+        # gateway per AZ.
+        egress = b.t.parameters[names.EGRESS_MODE]
+        egress.Default = "nat-gateway"
+        egress.AllowedValues = ["nat-gateway"]
+        egress.ConstraintDescription = "nat-gateway (the strict compliance profile)"
+        egress.Description = "nat-gateway: a managed NAT gateway per AZ (the strict compliance profile has no NAT instance)"
     add_schedule_params(b, "the NAT instance stops (it keeps running while an on-demand hub runs)")
     add_schedule_conditions_and_rules(b)
     # The NAT egress function's code and logs.
     add_assets_params(b)
-    add_log_retention_param(b, settings.log_retention_days, "Logging")
+    add_log_retention_param(b, settings, "Logging")
     t = b.t
     t.add_condition("DaysMonSat", Equals(Ref(BUSINESS_DAYS), "MON-SAT"))
     t.add_condition("DaysEveryDay", Equals(Ref(BUSINESS_DAYS), "SUN-SAT"))
@@ -293,7 +303,7 @@ def build_network(settings: Settings) -> object:
     b.output(names.VPC_CIDR, GetAtt(vpc, "CidrBlock"), "CIDR block of the VPC")
     # Observe (issue 18): main's NAT-down alarm and dashboard read the group's EC2 metrics.
     b.output(names.NAT_INSTANCE_GROUP_NAME, If("UseNatInstance", Ref("NatInstanceGroup"), "none"), "Auto Scaling group of the NAT instance, or 'none' (NAT gateways)")
-    return b.finish()
+    return finish(b, settings)
 
 
 def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoScalingGroup:

@@ -35,6 +35,7 @@ from troposphere import (
 )
 
 from lakehub import names
+from lakehub.compliance import finish
 from lakehub.common import Builder, add_image_tag_param, custom_resource, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
 from lakehub.functions import LOGS_AWS_KEY, add_function
 from lakehub.rules import add_checkov_skip
@@ -95,7 +96,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedValues=["linux/arm64", "linux/arm64,linux/amd64"],
         ConstraintDescription="linux/arm64, or linux/arm64,linux/amd64",
     )
-    add_log_retention_param(b, settings.log_retention_days, "Logging")
+    add_log_retention_param(b, settings, "Logging")
 
 
 IMAGE_PLATFORMS = "ImagePlatforms"
@@ -335,4 +336,4 @@ def build_pipeline(settings: Settings):
         If("UseCodeCommit", GetAtt("SourceRepository", "CloneUrlHttp"), "none"),
         "Clone URL of the hub image source (codecommit source), or 'none'",
     )
-    return b.finish()
+    return finish(b, settings)

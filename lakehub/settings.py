@@ -49,6 +49,9 @@ HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DATA_ACCESS = ("read-only", "read-write")
 MAX_DATA_PREFIXES = 4  # per tier; the tier template has a slot for each
 SERVER_MODES = ("shared", "per-user")
+COMPLIANCE_PROFILES = ("standard", "strict")
+# strict: CloudWatch log groups kept at least a year (AWS Control Tower control CT.CLOUDWATCH.PR.2)
+STRICT_MIN_LOG_RETENTION_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,13 @@ class Settings:
     platform_name: str = "lakehub"
     tiers: tuple[TierSettings, ...] = field(default_factory=tuple)
     log_retention_days: int = 30
+    # standard: the low-cost defaults; strict: the templates pass the AWS Control Tower proactive
+    # controls that apply to them, but for the exceptions argued in docs/SECURITY.md.
+    compliance: str = "standard"
+
+    @property
+    def strict(self) -> bool:
+        return self.compliance == "strict"
 
 
 DEFAULT_TIERS = (
@@ -286,7 +296,7 @@ def parse_settings(data: Any) -> Settings:
         data = {}
     if not isinstance(data, dict):
         raise _fail("(top level)", "must be a mapping", "see settings.example.yaml")
-    _check_known(data, {"platform_name", "tiers", "log_retention_days"}, "")
+    _check_known(data, {"platform_name", "tiers", "log_retention_days", "compliance"}, "")
     kwargs: dict[str, Any] = {}
     if "platform_name" in data:
         name = data["platform_name"]
@@ -298,6 +308,19 @@ def parse_settings(data: Any) -> Settings:
         if days not in LOG_RETENTION_CHOICES:
             raise _fail("log_retention_days", f"{days} is not a CloudWatch Logs retention", f"use one of {', '.join(map(str, LOG_RETENTION_CHOICES))}")
         kwargs["log_retention_days"] = days
+    if "compliance" in data:
+        profile = data["compliance"]
+        if profile not in COMPLIANCE_PROFILES:
+            raise _fail("compliance", f"{profile!r} is not a compliance profile", f"use {' or '.join(COMPLIANCE_PROFILES)}")
+        kwargs["compliance"] = profile
+    if kwargs.get("compliance") == "strict":
+        days = kwargs.setdefault("log_retention_days", STRICT_MIN_LOG_RETENTION_DAYS)
+        if days < STRICT_MIN_LOG_RETENTION_DAYS:
+            raise _fail(
+                "log_retention_days",
+                f"{days} days is less than the {STRICT_MIN_LOG_RETENTION_DAYS} the strict profile keeps logs (Control Tower CT.CLOUDWATCH.PR.2)",
+                f"use {STRICT_MIN_LOG_RETENTION_DAYS} or more, or compliance: standard",
+            )
     if "tiers" in data:
         tiers = data["tiers"]
         if not isinstance(tiers, list):

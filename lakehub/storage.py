@@ -13,6 +13,7 @@ from awacs.aws import Allow, Condition, Principal, Statement, StringEquals
 from troposphere import Equals, GetAtt, If, Not, Ref, Sub, cloudtrail, s3
 
 from lakehub import names
+from lakehub.compliance import finish
 from lakehub.common import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
 from lakehub.functions import add_function
 from lakehub.policies import bucket_arn, objects_arn, tls_only_bucket_policy
@@ -54,7 +55,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         MaxValue=3650,
         ConstraintDescription="1 to 3650 days",
     )
-    add_log_retention_param(b, settings.log_retention_days, "Logging")
+    add_log_retention_param(b, settings, "Logging")
     b.param(
         names.RECORD_DATA_EVENTS,
         "Logging",
@@ -216,7 +217,7 @@ def build_storage(settings: Settings):
     b.output(names.DATA_KMS_KEY_ARN, If("HasKmsKey", Ref(names.DATA_LAKE_KMS_KEY_ARN), "none"), "KMS key of the data lake, or 'none' for SSE-S3")
     b.output(names.SEED_FUNCTION_ARN, GetAtt(seed, "Arn"), "Function that seeds a tier's folders and example notebooks (ServiceToken)")
     b.output("AccessLogsBucketName", Ref(logs_bucket), "Bucket that receives S3 server access logs")
-    return b.finish()
+    return finish(b, settings)
 
 
 TRAIL = "DataEventsTrail"

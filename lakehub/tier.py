@@ -57,6 +57,7 @@ from troposphere import (
 )
 
 from lakehub import names
+from lakehub.compliance import finish
 from lakehub.assets import function_hash
 from lakehub.common import Builder, add_image_tag_param, custom_resource, platform_tags
 from lakehub.monitoring import add_tier_alarms
@@ -1278,6 +1279,16 @@ def build_tier(settings: Settings):
     hub_role = add_hub_role(b, execution_role, user_task_role)
     add_homes(b, hub_role=hub_role, user_task_role=user_task_role, hub_sg=hub_sg, user_sg=user_sg)
     hub_td, user_td = add_task_definitions(b, execution_role, hub_role, user_task_role, client, cookie, client_secret)
+    if settings.strict:
+        # CT.ECS.PR.7: a hard memory limit on every container, the task's own memory (one container
+        # per task). A per-user server's size is chosen at spawn: the spawner overrides the
+        # container's limit with the task's (lakehub_hub.fargate), so the limit caps no size.
+        (hub_container,) = hub_td.ContainerDefinitions
+        hub_container.Memory = Ref(TASK_MEMORY)
+        # A number, as the container's limit is (the task's Memory takes it as a string).
+        b.t.parameters[TASK_MEMORY].Type = "Number"
+        (user_container,) = user_td.ContainerDefinitions
+        user_container.Memory = int(user_td.Memory)
     discovery = add_hub_discovery(b)
 
     tg = b.add(
@@ -1423,4 +1434,4 @@ def build_tier(settings: Settings):
     b.output("UserServerTaskDefinitionArn", If("IsPerUser", Ref("UserServerTaskDefinition"), "none"), "Task definition of users' servers (per-user mode), or 'none'")
     b.output("ListenerRulePriorityUsed", If("AutoPriority", GetAtt(priority, "Priority"), Ref(LISTENER_PRIORITY)), "Priority of the tier's listener rule")
     b.output("NotebookPrefix", Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"), "Where the tier's notebooks are stored")
-    return b.finish()
+    return finish(b, settings)

@@ -1184,6 +1184,9 @@ class FargateSpawner(StopReasonState, Spawner):
         first (split_secret_environment) and pass their file's ARN as `env_file_arn`."""
         container: dict[str, Any] = {
             "name": self.container_name,
+            # The container's hard memory limit is the task's, of the size chosen: a definition
+            # that sets one (the strict compliance profile, Control Tower CT.ECS.PR.7) caps no size.
+            "memory": int(profile["memory"]),
             "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
         }
         if env_file_arn:
