@@ -68,6 +68,7 @@ COMPONENTS = {
     "access_logs": "Access logs (ALB, S3) kept in S3",
     "flow_logs": "VPC flow logs",
     "detailed_monitoring": "EC2 detailed monitoring",
+    "container_insights": "ECS Container Insights",
     "image_scanning": "ECR image scanning",
     "secret_rotation": "Secret rotation",
     "waf": "AWS WAF web ACLs",
@@ -826,6 +827,7 @@ class Estimate:
         self._access_logs()
         self._flow_logs()
         self._detailed_monitoring()
+        self._container_insights()
         self._image_scanning()
         self._secret_rotation()
         self._waf()
@@ -892,7 +894,7 @@ class Estimate:
         k.per_user_hour += self.p.a("kms_requests_per_user_hour") / 10_000 * self.p.usd("kms_requests_10k")
         rotating = sum(1 for _s, _k, r in keys if _true(r["Properties"].get("EnableKeyRotation")))
         k.detail.append(
-            f"{len(keys)} key(s) ({', '.join(sorted(name for _s, name, _r in keys))}) x $1; "
+            f"{len(keys)} key(s) ({', '.join(sorted(f'{st.name}.{name}' for st, name, _r in keys))}) x $1; "
             f"{self.p.a('kms_requests_per_user_hour'):g} requests per user-hour; {rotating} with yearly rotation "
             "(each of the first two rotations adds $1 a key-month from the second year: not counted)"
         )
@@ -991,6 +993,33 @@ class Estimate:
                 d.detail.append(f"{name}: {item['count']} metrics x {hours:.0f} h")
         if not d.detail:
             d.detail.append("off (basic 5-minute monitoring is free)")
+
+    def _container_insights(self) -> None:
+        """Container Insights on the cluster: its metrics are custom metrics (prorated by the hours
+        they are published: while the hubs run), its performance log events are ingested into
+        CloudWatch Logs (each running task, about once a minute)."""
+        ci = self.c["container_insights"]
+        clusters = [r for _s, _n, r in self._all("AWS::ECS::Cluster")
+                    if any(x.get("Name") == "containerInsights" and str(x.get("Value")) in ("enabled", "enhanced")
+                           for x in r["Properties"].get("ClusterSettings") or [] if isinstance(x, dict))]
+        if not clusters:
+            ci.detail.append("off")
+            return
+        metric_hour = self.p.usd("cloudwatch_custom_metric_month") / self.hours
+        cluster_hours = max((t.hub_task_hours / max(t.min_tasks, 1) for t in self.tiers), default=0.0)
+        metrics = self.p.a("container_insights_metrics_per_cluster") * cluster_hours
+        for t in self.tiers:
+            families = 2 if t.mode == "per-user" else 1
+            metrics += (self.p.a("container_insights_metrics_per_service") + families * self.p.a("container_insights_metrics_per_task_family")) * t.hub_task_hours / max(t.min_tasks, 1)
+        ci.idle += len(clusters) * metrics * metric_hour
+        gb_per_task_hour = self.p.a("container_insights_log_kb_per_task_minute") * 60 / 1e6
+        log_price = self.p.usd("logs_ingest_gb") + getattr(self, "log_retention_days", 30) / 30 * self.p.usd("logs_store_gb_month")
+        ci.idle += sum(t.hub_task_hours for t in self.tiers) * gb_per_task_hour * log_price
+        ci.per_user_hour += gb_per_task_hour * log_price if any(t.mode == "per-user" for t in self.tiers) else 0.0
+        ci.detail.append(
+            f"{metrics / self.hours:.1f} metric-months (cluster, each tier's service and task families, while the hubs run); "
+            f"{self.p.a('container_insights_log_kb_per_task_minute'):g} KB of performance logs per task-minute"
+        )
 
     def _image_scanning(self) -> None:
         """Basic scan on push is free; enhanced scanning (Amazon Inspector) is paid per image

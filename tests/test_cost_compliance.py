@@ -265,3 +265,70 @@ def test_a_missing_or_garbled_templates_folder_is_one_line(tmp_path, capsys, mak
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0
     assert len(err) == 1 and says in err[0] and "build_templates.py" in err[0], err
+
+
+def test_container_insights_metrics_and_performance_logs_are_priced(tmpl):
+    def enable(res):
+        cluster = next(r for r in res.values() if r["Type"] == "AWS::ECS::Cluster")
+        for setting in cluster["Properties"]["ClusterSettings"]:
+            if setting["Name"] == "containerInsights":
+                setting["Value"] = "enabled"
+
+    assert component(tmpl.cost(), "container_insights")["idle_monthly_usd"] == 0
+    tmpl.edit(names.CLUSTER_TEMPLATE, enable)
+    r = tmpl.cost()
+    hub_hours = r["configuration"]["tiers"][0]["hub_hours_per_month"]  # both tiers: the same schedule
+    # the cluster's metrics, and each per-user tier's service and its two task families (hub, users)
+    metrics = (A["container_insights_metrics_per_cluster"]
+               + 2 * (A["container_insights_metrics_per_service"] + 2 * A["container_insights_metrics_per_task_family"])) * hub_hours
+    logs_gb = 2 * hub_hours * A["container_insights_log_kb_per_task_minute"] * 60 / 1e6
+    expected = metrics * P["cloudwatch_custom_metric_month"] / HOURS + logs_gb * (P["logs_ingest_gb"] + P["logs_store_gb_month"])
+    assert component(r, "container_insights")["idle_monthly_usd"] == pytest.approx(expected, abs=1e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# the strict profile as the build makes it
+# --------------------------------------------------------------------------------------------
+def test_both_profiles_are_priced_from_their_built_templates(tmp_path):
+    """`build_templates.py --settings <compliance: strict> --out DIR`, then `lakehub cost
+    --templates DIR`: each paid feature the strict set carries is priced as the set says."""
+    import subprocess
+    import sys
+
+    from lakehub.assets import ROOT
+
+    settings = tmp_path / "strict.yaml"
+    settings.write_text("compliance: strict\n")
+    out = tmp_path / "strict"
+    built = subprocess.run([sys.executable, "build_templates.py", "--settings", str(settings), "--out", str(out), "--no-package"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    standard, strict = estimate(), estimate(templates_dir=out)
+
+    # What the strict templates hold, read here without the estimate's code.
+    main = load(out / names.MAIN_TEMPLATE)
+    deployed = {names.MAIN_TEMPLATE: 1}
+    for r in main["Resources"].values():
+        if r["Type"] == "AWS::CloudFormation::Stack":
+            child = next(f for f in (names.NETWORK_TEMPLATE, names.STORAGE_TEMPLATE, names.PIPELINE_TEMPLATE, names.CLUSTER_TEMPLATE,
+                                     names.TIER_TEMPLATE, names.CATALOG_TEMPLATE) if f in str(r["Properties"]["TemplateURL"]))
+            deployed[child] = deployed.get(child, 0) + 1
+    keys = sum(n * sum(1 for r in load(out / f)["Resources"].values() if r["Type"] == "AWS::KMS::Key" and "Condition" not in r)
+               for f, n in deployed.items())
+    assert keys >= 1
+    assert component(strict, "kms")["idle_monthly_usd"] == pytest.approx(keys * P["kms_key_month"])
+    assert component(standard, "kms")["idle_monthly_usd"] == 0
+    retention = int(load(out / names.MAIN_TEMPLATE)["Parameters"]["LogRetentionDays"]["Default"])
+    assert retention >= 365 and f"kept {retention} days" in component(strict, "logs")["detail"]
+    cluster = next(r for r in load(out / names.CLUSTER_TEMPLATE)["Resources"].values() if r["Type"] == "AWS::ECS::Cluster")
+    insights = {s["Name"]: s["Value"] for s in cluster["Properties"]["ClusterSettings"]}["containerInsights"]
+    assert (component(strict, "container_insights")["idle_monthly_usd"] > 0) is (insights in ("enabled", "enhanced"))
+    assert strict["configuration"]["egress_mode"] == load(out / names.MAIN_TEMPLATE)["Parameters"]["EgressMode"]["Default"]
+    # The strict profile costs more idle and per user-hour; the standard one keeps its bound.
+    assert strict["idle_monthly_usd"] > standard["idle_monthly_usd"]
+    assert strict["per_user_hour_usd"] > standard["per_user_hour_usd"]
+    assert math_sum(strict) == pytest.approx(strict["idle_monthly_usd"], abs=0.01)
+
+
+def math_sum(r: dict) -> float:
+    return sum(c["idle_monthly_usd"] for c in r["components"].values())
