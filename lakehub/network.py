@@ -220,13 +220,15 @@ def build_network(settings: Settings) -> object:
     add_parameters(b)
     if settings.strict:
         # The NAT instance's Auto Scaling group and launch template break CT.AUTOSCALING.PR.1/.6 and
-        # CT.EC2.PR.9/.10 (one instance type, one AZ, a public address): strict egress is a managed NAT
-        # gateway per AZ.
+        # CT.EC2.PR.9/.10 (one instance type, one AZ, a public address): strict egress defaults to a
+        # managed NAT gateway per AZ. nat-instance stays allowed (the templates keep both), but
+        # Control Tower's hooks refuse it.
         egress = b.t.parameters[names.EGRESS_MODE]
         egress.Default = "nat-gateway"
-        egress.AllowedValues = ["nat-gateway"]
-        egress.ConstraintDescription = "nat-gateway (the strict compliance profile)"
-        egress.Description = "nat-gateway: a managed NAT gateway per AZ (the strict compliance profile has no NAT instance)"
+        egress.Description = (
+            "nat-gateway: a managed NAT gateway per AZ (the strict compliance profile's egress); "
+            "nat-instance: one small self-healing NAT instance, which AWS Control Tower's proactive controls refuse"
+        )
     add_schedule_params(b, "the NAT instance stops (it keeps running while an on-demand hub runs)")
     add_schedule_conditions_and_rules(b)
     # The NAT egress function's code and logs.

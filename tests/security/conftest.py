@@ -23,6 +23,25 @@ def generated_templates() -> dict[str, dict]:
     return {p.name: load(p) for p in template_paths()}
 
 
+def build_strict(out: Path) -> list[Path]:
+    """The strict compliance profile's set (`compliance: strict`, issue 19), written into out."""
+    from lakehub.build import render_all, write_all
+    from lakehub.settings import parse_settings
+
+    write_all(render_all(parse_settings({"compliance": "strict"})), out)
+    return sorted(out.glob("*.template.yaml"))
+
+
+@pytest.fixture(scope="session")
+def strict_template_paths(tmp_path_factory) -> list[Path]:
+    return build_strict(tmp_path_factory.mktemp("strict-templates"))
+
+
+@pytest.fixture(scope="session")
+def strict_templates(strict_template_paths) -> dict[str, dict]:
+    return {p.name: load(p) for p in strict_template_paths}
+
+
 def flagged(violations) -> set[str]:
     # IAM rules name "<Resource> (<policy>)": the logical id is the first word.
     return {v.resource.split(" ")[0] for v in violations}

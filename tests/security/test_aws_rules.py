@@ -77,3 +77,10 @@ def test_build_lint_runs_the_aws_rules_and_fails_on_a_violation(tmp_path):
     bad.write_text(fixture_for("ecs-secrets-by-arn").read_text())
     findings = aws_findings([bad])
     assert findings and all(f.startswith("bad.template.yaml: ecs-secrets-by-arn: ") for f in findings)
+
+
+def test_strict_templates_pass_the_aws_rules(strict_template_paths):
+    from lakehub.build import aws_findings
+
+    assert len(strict_template_paths) >= 7
+    assert aws_findings(strict_template_paths) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, SECURITY_MD, template_paths
+from .conftest import ROOT, SECURITY_MD, build_strict, template_paths
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 DOCKERFILE = ROOT / "hub_images" / "Dockerfile"
@@ -34,16 +34,25 @@ def run_checkov(args: list[str]) -> dict:
     return reports[0]
 
 
+STRICT_DIR = ROOT / "build" / "checkov-strict"  # the strict profile's set, built for the run
+
+
+def strict_paths() -> list[Path]:
+    return sorted(STRICT_DIR.glob("*.template.yaml"))
+
+
 @pytest.fixture(scope="module")
 def checkov_reports() -> dict[str, dict]:
-    """One run per framework (about 10 s together), started in parallel."""
+    """One run per framework and per compliance profile, started in parallel."""
+    build_strict(STRICT_DIR)
     jobs = {
         "cloudformation": ["--framework", "cloudformation", "--directory", "templates"],
         "dockerfile": ["--framework", "dockerfile", "--directory", "hub_images"],
+        "strict": ["--framework", "cloudformation", "--directory", str(STRICT_DIR)],
     }
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {name: pool.submit(run_checkov, args) for name, args in jobs.items()}
         return {name: f.result() for name, f in futures.items()}
 
@@ -52,7 +61,7 @@ def describe(check: dict) -> str:
     return f"{check['check_id']} {check['resource']} ({check.get('file_path')}): {check['check_name']}"
 
 
-@pytest.mark.parametrize("framework", ["cloudformation", "dockerfile"])
+@pytest.mark.parametrize("framework", ["cloudformation", "dockerfile", "strict"])
 def test_checkov_fails_nothing(checkov_reports, framework):
     report = checkov_reports[framework]
     results = report["results"]
@@ -77,7 +86,8 @@ def declared_skips() -> list[tuple[str, str, str]]:
     from lakehub.cfn_template import load
 
     skips = []
-    for path in template_paths():
+    build_strict(STRICT_DIR)  # writes only what changed
+    for path in [*template_paths(), *strict_paths()]:
         for name, res in (load(path).get("Resources") or {}).items():
             for skip in ((res.get("Metadata") or {}).get("checkov") or {}).get("skip", []):
                 skips.append((skip["id"], f"{path.name}:{name}", skip.get("comment", "")))
@@ -124,5 +134,5 @@ def test_checkov_skipped_only_the_declared_checks(checkov_reports):
     declared = {(c, w.split(":")[-1]) for c, w, _ in declared_skips()}
     for framework, report in checkov_reports.items():
         for check in report["results"].get("skipped_checks", []):
-            resource = check["resource"].split(".", 1)[-1] if framework == "cloudformation" else "hub_images/Dockerfile"
+            resource = check["resource"].split(".", 1)[-1] if framework != "dockerfile" else "hub_images/Dockerfile"
             assert (check["check_id"], resource) in declared, describe(check)

@@ -44,6 +44,13 @@ def test_generated_templates_pass_rule(rule_name, generated_templates):
     assert not found, "\n".join(found)
 
 
+def test_strict_templates_pass_every_rule(strict_templates):
+    """The strict compliance profile (KMS keys and their policies, functions in the VPC, ...)."""
+    found = [f"{name}: {v}" for name, t in strict_templates.items() for rule in RULE_NAMES for v in rules.RULES[rule](t)]
+    assert not found, "\n".join(found)
+    assert any(r["Type"] == "AWS::KMS::Key" for t in strict_templates.values() for r in t["Resources"].values())
+
+
 @pytest.mark.parametrize("rule_name", RULE_NAMES)
 def test_rule_fails_on_its_bad_fixture(rule_name, tmp_path):
     path = fixture_for(rule_name)
