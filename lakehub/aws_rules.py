@@ -98,6 +98,13 @@ def _full_arn_problem(template: dict, value: Any) -> str | None:
             return None
         return f"attribute {attr} of a {rtype or 'missing resource'}, not a looked-up secret ARN ({SECRET_LOOKUP_TYPE})"
     if isinstance(value, dict) and "Fn::Sub" in value:
+        arg = value["Fn::Sub"]
+        text, variables = arg if isinstance(arg, list) else (arg, {})
+        # One key of a JSON secret the stack makes: its full ARN (Ref, or GetAtt Id) then
+        # `:json-key:version-stage:version-id` (ECS's documented form, docs/AWS_NOTES.md).
+        keyed = re.fullmatch(r"\$\{([A-Za-z0-9]+)(?:\.Id)?\}(?::[^:${}]*){3}", str(text))
+        if keyed and keyed.group(1) not in (variables or {}) and _resource_type(template, keyed.group(1)) == "AWS::SecretsManager::Secret":
+            return None
         shapes = sub_text(value)
         if shapes and all(t.startswith("arn:") and ":ssm:" in t and ":parameter/" in t for t in shapes):
             return None
@@ -109,7 +116,7 @@ def _full_arn_problem(template: dict, value: Any) -> str | None:
 
 @aws_rule(
     "ecs-secrets-by-arn",
-    "ECS Secrets[].ValueFrom is the full ARN of a Secrets Manager secret (a Ref to a secret, GetAtt Arn of Custom::SecretArn) or of an SSM parameter: a bare name is read as an SSM parameter, a partial ARN is undocumented",
+    "ECS Secrets[].ValueFrom is the full ARN of a Secrets Manager secret (a Ref to a secret, optionally with :json-key:version-stage:version-id; GetAtt Arn of Custom::SecretArn) or of an SSM parameter: a bare name is read as an SSM parameter, a partial ARN is undocumented",
 )
 def ecs_secrets_by_arn(template: dict) -> list[Violation]:
     out: list[Violation] = []

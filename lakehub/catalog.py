@@ -94,9 +94,14 @@ def tier_product(settings: Settings) -> Product:
         # CloudFormation-generated names that start with the provisioned product's stack name.
         role_arns=(_arn(f"iam::{ACCOUNT}:role/{PLATFORM}-*-tier"), _arn(f"iam::{ACCOUNT}:role/{SC_STACK}")),
         passed_to="ecs-tasks.amazonaws.com",
-        # The tier's own generated secrets (<platform>/<tier>/...), never the platform team's
-        # sign-in secrets beside them.
-        secrets=(_secret_arn(f"{PLATFORM}/*/cookie-secret-??????"), _secret_arn(f"{PLATFORM}/*/cognito-client-secret-??????")),
+        # The tier's own generated secret (<platform>/<tier>/hub-secret), never the platform
+        # team's sign-in secrets beside it; and the two a tier had before issue 19, which an
+        # upgrade deletes.
+        secrets=(
+            _secret_arn(f"{PLATFORM}/*/hub-secret-??????"),
+            _secret_arn(f"{PLATFORM}/*/cookie-secret-??????"),
+            _secret_arn(f"{PLATFORM}/*/cognito-client-secret-??????"),
+        ),
         denied=tuple(_arn(f"iam::{ACCOUNT}:role/{PLATFORM}-{t}-tier") for t in settings_tiers)
         + tuple(_secret_arn(f"{PLATFORM}/{t}/*") for t in settings_tiers),
     )

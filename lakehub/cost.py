@@ -63,6 +63,15 @@ COMPONENTS = {
     "monitoring": "CloudWatch alarms, dashboard, hub metrics",
     "ecr": "ECR image storage",
     "codebuild": "CodeBuild image builds",
+    # What a compliance profile adds (issue 19; docs/COST.md), each read from the templates.
+    "kms": "KMS customer managed keys",
+    "access_logs": "Access logs (ALB, S3) kept in S3",
+    "flow_logs": "VPC flow logs",
+    "detailed_monitoring": "EC2 detailed monitoring",
+    "container_insights": "ECS Container Insights",
+    "image_scanning": "ECR image scanning",
+    "secret_rotation": "Secret rotation",
+    "waf": "AWS WAF web ACLs",
 }
 
 # The design lakehub replaces (docs/COST.md): per tier one 1 vCPU / 2 GB x86 task 24x7, one
@@ -295,7 +304,15 @@ def load(path: Path) -> dict:
     if key not in _LOADED:
         if len(_LOADED) > 64:
             _LOADED.clear()
-        _LOADED[key] = _load_template(path)
+        try:
+            template = _load_template(path)
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where else ""
+            raise CostError(f"template {path} is not valid YAML{at}; rebuild the folder with `python build_templates.py --out {path.parent}`") from None
+        if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
+            raise CostError(f"template {path} has no Resources; rebuild the folder with `python build_templates.py --out {path.parent}`")
+        _LOADED[key] = template
     return _LOADED[key]
 
 
@@ -361,6 +378,8 @@ def check_rules(stack: Stack, region: str) -> None:
 
 def read_configuration(templates_dir: Path, main_file: str, overrides: dict[str, str], region: str) -> dict[str, Stack]:
     """main and each nested stack, with the parameter values CloudFormation would give them."""
+    if not templates_dir.is_dir():
+        raise CostError(f"--templates {templates_dir}: no such folder; build one with `python build_templates.py --out {templates_dir}`")
     main_path = templates_dir / main_file
     if not main_path.is_file():
         raise CostError(f"template {main_path} not found; run `python build_templates.py` or give --templates")
@@ -428,6 +447,10 @@ def _strip(ref: Any) -> str:
     return str(ref).strip("<>")
 
 
+def _true(value: Any) -> bool:
+    return str(value).strip().lower() == "true"
+
+
 def _env(container: dict) -> dict[str, Any]:
     return {e["Name"]: e.get("Value") for e in container.get("Environment", []) if isinstance(e, dict)}
 
@@ -492,6 +515,27 @@ class Estimate:
 
     def _res(self, filename: str) -> list[dict[str, dict]]:
         return [s.resources(self.p.region) for s in self._stacks(filename)]
+
+    def _all(self, kind: str) -> list[tuple[Stack, str, dict]]:
+        """(stack, logical id, resource) of every resource of a type in the deployed stacks."""
+        if not hasattr(self, "_resolved"):
+            self._resolved = {name: s.resources(self.p.region) for name, s in self.stacks.items()}
+        return [(self.stacks[n], k, r) for n, res in self._resolved.items() for k, r in res.items() if r["Type"] == kind]
+
+    def _bucket_days(self, ref: Any) -> int | None:
+        """Days a bucket keeps its objects (an enabled whole-bucket expiration rule), found by the
+        bucket's logical id (a Ref) or its name; None when it has none or it is not in the stacks."""
+        for _stack, logical, r in self._all("AWS::S3::Bucket"):
+            props = r.get("Properties", {})
+            text = str(ref)
+            name = text.split(":::", 1)[1].split("/", 1)[0] if text.startswith("arn:") else text  # an S3 ARN: its bucket
+            if _strip(name).split(".")[0] != logical and name != str(props.get("BucketName")):  # a Ref, a GetAtt Arn, a name
+                continue
+            for rule in (props.get("LifecycleConfiguration") or {}).get("Rules", []):
+                whole = not rule.get("Prefix") and not (rule.get("Filter") or {}).get("Prefix")
+                if rule.get("Status", "Enabled") == "Enabled" and whole and rule.get("ExpirationInDays"):
+                    return int(rule["ExpirationInDays"])
+        return None
 
     # -- components ---------------------------------------------------------------------------
     def _cluster(self) -> None:
@@ -611,11 +655,11 @@ class Estimate:
             if zones:
                 self.c["route53"].idle += zones * self.p.usd("route53_hosted_zone_month")
                 self.c["route53"].detail.append(f"tier {tier.name}: the private zone of its hub's name (Cloud Map namespace)")
-            self.c["secrets"].idle += sum(1 for r in res.values() if r["Type"] == "AWS::SecretsManager::Secret") * self.p.usd("secrets_manager_secret_month")
         if not self.tiers:
             raise CostError("the templates define no tier; rebuild them with at least one tier")
-        n = sum(1 for r in self._res(names.TIER_TEMPLATE) for x in r.values() if x["Type"] == "AWS::SecretsManager::Secret")
-        self.c["secrets"].detail.append(f"{n} secrets (cookie secrets, sign-in client secrets)")
+        secrets = self._all("AWS::SecretsManager::Secret")
+        self.c["secrets"].idle += len(secrets) * self.p.usd("secrets_manager_secret_month")
+        self.c["secrets"].detail.append(f"{len(secrets)} secret(s): " + ", ".join(sorted({f'{s.name}.{n}' for s, n, _r in secrets})))
 
     def _capacity(self) -> None:
         prof = self.profile
@@ -680,7 +724,9 @@ class Estimate:
 
     def _logs(self) -> None:
         retention = getattr(self, "log_retention_days", 30)
-        months_kept = min(retention / 30.0, 1.0)  # steady state: about a month of logs at most is stored per month ingested
+        # Steady state: each month's logs are stored for the retention's months (a log group
+        # without RetentionInDays keeps them for ever: counted as ten years).
+        months_kept = retention / 30.0
         hub_gb = sum(t.hub_task_hours for t in self.tiers) / self.hours * self.p.a("hub_log_gb_per_task_month")
         l = self.c["logs"]
         l.idle += hub_gb * (self.p.usd("logs_ingest_gb") + months_kept * self.p.usd("logs_store_gb_month"))
@@ -754,6 +800,7 @@ class Estimate:
                     else:
                         keep = 100
                         self.notes.append("ECR: no lifecycle policy; 100 images counted")
+                    self.ecr_keep = keep
                     gb = self.p.a("image_gb") + self.p.a("image_delta_gb_per_build") * (keep - 1)
                     self.c["ecr"].idle += gb * self.p.usd("ecr_gb_month")
                     self.c["ecr"].detail.append(f"{gb:.1f} GB: one image plus the layers of up to {keep} kept images")
@@ -775,6 +822,15 @@ class Estimate:
         self._homes()
         self._pipeline()
         self._monitoring()
+        self._all("AWS::KMS::Key")  # resolve every stack once for the profile's checks below
+        self._kms()
+        self._access_logs()
+        self._flow_logs()
+        self._detailed_monitoring()
+        self._container_insights()
+        self._image_scanning()
+        self._secret_rotation()
+        self._waf()
         self._off_hours_hubs()
         if any(t.business_hours_per_day is not None for t in self.tiers) and self.egress_mode == "nat-instance" and "nat_instance_hours_per_month" in self.schedule:
             nat_h = self.schedule["nat_instance_hours_per_month"]
@@ -813,6 +869,203 @@ class Estimate:
             f"{len(ALWAYS_SENT)} metrics per hub x {hub_hours:.0f} hub-hours ({metric_months:.2f} metric-months); "
             f"{calls:,.0f} PutMetricData calls; alarm e-mails within SNS's free 1,000"
         )
+
+    # -- what a compliance profile adds (issue 19) --------------------------------------------
+    def _asg_hours(self, stack: Stack, asg: str) -> float:
+        """Instance-hours a month of an Auto Scaling group under its scheduled actions."""
+        res = self._resolved[stack.name]
+        props = res[asg]["Properties"]
+        desired = float(props.get("DesiredCapacity", props.get("MinSize", 1)))
+        actions = [
+            (a["Properties"]["Recurrence"], float(a["Properties"].get("DesiredCapacity", a["Properties"].get("MinSize", 0))))
+            for a in res.values()
+            if a["Type"] == "AWS::AutoScaling::ScheduledAction" and _strip(a["Properties"]["AutoScalingGroupName"]) == asg
+        ]
+        return weekly_hours(actions, desired) * self.weeks
+
+    def _kms(self) -> None:
+        """Customer managed keys ($1 a key-month) and the requests the stores that use them make."""
+        keys = self._all("AWS::KMS::Key")
+        k = self.c["kms"]
+        if not keys:
+            k.detail.append("none (AWS owned and AWS managed keys: no monthly charge)")
+            return
+        k.idle += len(keys) * self.p.usd("kms_key_month")
+        k.per_user_hour += self.p.a("kms_requests_per_user_hour") / 10_000 * self.p.usd("kms_requests_10k")
+        rotating = sum(1 for _s, _k, r in keys if _true(r["Properties"].get("EnableKeyRotation")))
+        k.detail.append(
+            f"{len(keys)} key(s) ({', '.join(sorted(f'{st.name}.{name}' for st, name, _r in keys))}) x $1; "
+            f"{self.p.a('kms_requests_per_user_hour'):g} requests per user-hour; {rotating} with yearly rotation "
+            "(each of the first two rotations adds $1 a key-month from the second year: not counted)"
+        )
+
+    def _log_group_days(self, name: Any) -> int:
+        for _stack, logical, r in self._all("AWS::Logs::LogGroup"):
+            props = r["Properties"]
+            if _strip(name) == logical or str(name) == str(props.get("LogGroupName")) or str(props.get("LogGroupName")) in str(name):
+                return int(props.get("RetentionInDays", 3653))
+        return 3653
+
+    def _access_logs(self) -> None:
+        """ALB access logs and S3 server access logs: delivery is free (ELB and S3 user guides),
+        the log objects are stored at the S3 price for as long as their bucket keeps them."""
+        a = self.c["access_logs"]
+        gb_month = self.p.usd("s3_standard_gb_month")
+        for stack, name, r in self._all("AWS::ElasticLoadBalancingV2::LoadBalancer"):
+            attrs = {x.get("Key"): x.get("Value") for x in r["Properties"].get("LoadBalancerAttributes") or [] if isinstance(x, dict)}
+            if not _true(attrs.get("access_logs.s3.enabled")):
+                a.detail.append(f"{name}: access logs off")
+                continue
+            days = self._bucket_days(attrs.get("access_logs.s3.bucket"))
+            if days is None:
+                days = 365
+                self.notes.append(f"{name}: its access-log bucket expires nothing (or is not in the templates); a year of logs counted")
+            gb = self.p.a("alb_log_bytes_per_user_hour") / 1e9
+            a.per_user_hour += gb * days / 30 * gb_month
+            a.detail.append(f"{name}: {gb * 1e3:g} MB of request logs per user-hour (health checks are not logged), kept {days} days")
+        notebook = self._output_ref(names.STORAGE_TEMPLATE, names.NOTEBOOK_BUCKET_NAME)
+        data = self._output_ref(names.STORAGE_TEMPLATE, names.DATA_BUCKET_NAME)
+        for stack, name, r in self._all("AWS::S3::Bucket"):
+            log = r["Properties"].get("LoggingConfiguration")
+            if not log:
+                continue
+            if name in notebook:
+                requests, what = self.p.a("notebook_puts_per_user_hour") + self.p.a("notebook_gets_per_user_hour"), "notebook saves and opens"
+            elif name in data:
+                requests, what = self.p.a("data_reads_per_user_hour"), "data-lake reads"
+            else:
+                a.detail.append(f"{name}: server access logs (the platform's own few requests: not counted)")
+                continue
+            days = self._bucket_days(log.get("DestinationBucketName"))
+            if days is None:
+                days = 365
+                self.notes.append(f"{name}: its server-access-log bucket expires nothing (or is not in the templates); a year of logs counted")
+            gb = requests * self.p.a("s3_access_log_bytes_per_request") / 1e9
+            a.per_user_hour += gb * days / 30 * gb_month
+            a.detail.append(f"{name}: server access logs, {requests:g} {what} per user-hour, kept {days} days")
+
+    def _output_ref(self, filename: str, output: str) -> str:
+        """The logical ids an output of a template names (Ref, or the branches of an If)."""
+        for stack in self._stacks(filename):
+            return json.dumps((stack.template.get("Outputs") or {}).get(output, {}).get("Value", ""))
+        return ""
+
+    def _flow_logs(self) -> None:
+        """VPC flow logs: vended-log delivery per GB, then storage where they are delivered."""
+        f = self.c["flow_logs"]
+        flows = self._all("AWS::EC2::FlowLog")
+        if not flows:
+            f.detail.append("none")
+            return
+        for _stack, name, r in flows:
+            props = r["Properties"]
+            idle_gb, hour_gb = self.p.a("flow_log_gb_idle_month"), self.p.a("flow_log_bytes_per_user_hour") / 1e9
+            if props.get("LogDestinationType", "cloud-watch-logs") == "s3":
+                days = self._bucket_days(props.get("LogDestination", "")) or 365
+                per_gb = self.p.usd("logs_vended_s3_gb") + days / 30 * self.p.usd("s3_standard_gb_month")
+                where = f"to S3, kept {days} days"
+            else:
+                days = self._log_group_days(props.get("LogGroupName") or props.get("LogDestination"))
+                per_gb = self.p.usd("logs_vended_ingest_gb") + days / 30 * self.p.usd("logs_store_gb_month")
+                where = f"to CloudWatch Logs, kept {days} days"
+            f.idle += idle_gb * per_gb
+            f.per_user_hour += hour_gb * per_gb
+            f.detail.append(f"{name} ({props.get('TrafficType', 'ALL')}) {where}: {idle_gb:g} GB a month idle + {hour_gb * 1e3:g} MB per user-hour")
+
+    def _detailed_monitoring(self) -> None:
+        """EC2 detailed monitoring: 7 metrics an instance at the custom-metric price, for the hours
+        it runs (an instance on the platform's stacks all month; a launch template's through its
+        Auto Scaling group's schedule)."""
+        d = self.c["detailed_monitoring"]
+        item = self.p.items["ec2_detailed_monitoring_metrics"]
+        per_hour = float(item["count"]) * float(item["usd"]) / self.hours
+        for _stack, name, r in self._all("AWS::EC2::Instance"):
+            if _true(r["Properties"].get("Monitoring")):
+                d.idle += per_hour * self.hours
+                d.detail.append(f"{name}: {item['count']} metrics x {self.hours:g} h")
+        for stack, name, r in self._all("AWS::AutoScaling::AutoScalingGroup"):
+            lt_ref = ((r["Properties"].get("LaunchTemplate") or {}).get("LaunchTemplateId"))
+            lt = self._resolved[stack.name].get(_strip(lt_ref), {})
+            data = (lt.get("Properties") or {}).get("LaunchTemplateData") or {}
+            if _true((data.get("Monitoring") or {}).get("Enabled")):
+                hours = self._asg_hours(stack, name)
+                d.idle += per_hour * hours
+                d.detail.append(f"{name}: {item['count']} metrics x {hours:.0f} h")
+        if not d.detail:
+            d.detail.append("off (basic 5-minute monitoring is free)")
+
+    def _container_insights(self) -> None:
+        """Container Insights on the cluster: its metrics are custom metrics (prorated by the hours
+        they are published: while the hubs run), its performance log events are ingested into
+        CloudWatch Logs (each running task, about once a minute)."""
+        ci = self.c["container_insights"]
+        clusters = [r for _s, _n, r in self._all("AWS::ECS::Cluster")
+                    if any(x.get("Name") == "containerInsights" and str(x.get("Value")) in ("enabled", "enhanced")
+                           for x in r["Properties"].get("ClusterSettings") or [] if isinstance(x, dict))]
+        if not clusters:
+            ci.detail.append("off")
+            return
+        metric_hour = self.p.usd("cloudwatch_custom_metric_month") / self.hours
+        cluster_hours = max((t.hub_task_hours / max(t.min_tasks, 1) for t in self.tiers), default=0.0)
+        metrics = self.p.a("container_insights_metrics_per_cluster") * cluster_hours
+        for t in self.tiers:
+            families = 2 if t.mode == "per-user" else 1
+            metrics += (self.p.a("container_insights_metrics_per_service") + families * self.p.a("container_insights_metrics_per_task_family")) * t.hub_task_hours / max(t.min_tasks, 1)
+        ci.idle += len(clusters) * metrics * metric_hour
+        gb_per_task_hour = self.p.a("container_insights_log_kb_per_task_minute") * 60 / 1e6
+        log_price = self.p.usd("logs_ingest_gb") + getattr(self, "log_retention_days", 30) / 30 * self.p.usd("logs_store_gb_month")
+        ci.idle += sum(t.hub_task_hours for t in self.tiers) * gb_per_task_hour * log_price
+        ci.per_user_hour += gb_per_task_hour * log_price if any(t.mode == "per-user" for t in self.tiers) else 0.0
+        ci.detail.append(
+            f"{metrics / self.hours:.1f} metric-months (cluster, each tier's service and task families, while the hubs run); "
+            f"{self.p.a('container_insights_log_kb_per_task_minute'):g} KB of performance logs per task-minute"
+        )
+
+    def _image_scanning(self) -> None:
+        """Basic scan on push is free; enhanced scanning (Amazon Inspector) is paid per image
+        pushed and per re-scan of the images the lifecycle keeps."""
+        s = self.c["image_scanning"]
+        enhanced = [r for _s, _n, r in self._all("AWS::ECR::RegistryScanningConfiguration") if r["Properties"].get("ScanType") == "ENHANCED"]
+        repos = self._all("AWS::ECR::Repository")
+        if enhanced:
+            keep = getattr(self, "ecr_keep", 20)
+            pushes = self.p.a("builds_per_month") * len(repos)
+            rescans = self.p.a("enhanced_rescans_per_image_month") * keep * len(repos)
+            s.idle += pushes * self.p.usd("ecr_enhanced_scan_image") + rescans * self.p.usd("ecr_enhanced_rescan_image")
+            s.detail.append(f"enhanced (Inspector): {pushes:g} images pushed and {rescans:g} re-scans a month")
+            return
+        basic = sum(1 for _s, _n, r in repos if _true((r["Properties"].get("ImageScanningConfiguration") or {}).get("ScanOnPush")))
+        s.detail.append(f"basic scan on push ({basic} repositories): free" if basic else "off")
+
+    def _secret_rotation(self) -> None:
+        """A rotation schedule runs its function four times a rotation (Lambda requests and
+        seconds); the secret's own price is counted under Secrets Manager."""
+        x = self.c["secret_rotation"]
+        schedules = self._all("AWS::SecretsManager::RotationSchedule")
+        if not schedules:
+            x.detail.append("none")
+            return
+        for _stack, name, r in schedules:
+            rules = r["Properties"].get("RotationRules") or {}
+            days = rules.get("AutomaticallyAfterDays")
+            m = re.fullmatch(r"rate\((\d+) days?\)", str(rules.get("ScheduleExpression", "")).strip())
+            per_month = 30.4 / float(days) if days else 30.4 / float(m.group(1)) if m else self.p.a("secret_rotations_per_month")
+            runs = 4 * per_month
+            x.idle += runs / 1e6 * self.p.usd("lambda_request_1m") + runs * self.p.a("rotation_lambda_seconds") / 4 * 0.125 * self.p.usd("lambda_gb_second")
+            x.detail.append(f"{name}: {per_month:.1f} rotations a month")
+
+    def _waf(self) -> None:
+        w = self.c["waf"]
+        acls = self._all("AWS::WAFv2::WebACL")
+        if not acls:
+            w.detail.append("none")
+            return
+        requests = self.p.a("alb_log_bytes_per_user_hour") / 400  # the requests the ALB's logs count
+        for _stack, name, r in acls:
+            rules = len(r["Properties"].get("Rules") or [])
+            w.idle += self.p.usd("waf_web_acl_month") + rules * self.p.usd("waf_rule_month")
+            w.per_user_hour += requests / 1e6 * self.p.usd("waf_requests_1m")
+            w.detail.append(f"{name}: 1 web ACL, {rules} rule(s), {requests:g} requests per user-hour")
 
     def _off_hours_hubs(self) -> None:
         """On-demand EC2 hubs outside business hours keep the NAT instance running (the NAT

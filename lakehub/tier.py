@@ -460,10 +460,42 @@ def awacs_kms_action(name: str):
     return getattr(kms, name)
 
 
-def add_hub_secrets(b: Builder, secret_path: str, what: str, reader: str, client_name: Sub, callbacks, logouts, tags):
+# The tier's own sign-in secrets: one JSON secret (one is $0.40 a month, docs/COST.md), read by
+# ECS key by key (`<ARN>:<json-key>::`, docs/AWS_NOTES.md).
+HUB_SECRET_NAME = "hub-secret"
+COOKIE_SECRET_KEY = "cookie_secret"
+OAUTH_CLIENT_SECRET_KEY = "oauth_client_secret"
+
+
+def add_hub_secrets(b: Builder, secret_path: str, what: str, reader: str, client_name: Sub, callbacks, logouts, tags, one_secret: bool = False):
     """A hub's sign-in secrets: its generated cookie secret and, in cognito mode, its app client
     on the platform's user pool with the client secret kept in Secrets Manager. Shared by the
-    tier (ECS) and the on-demand hub (EC2). `secret_path` is the Sub prefix of the secrets' names."""
+    tier (ECS) and the on-demand hub (EC2). `secret_path` is the Sub prefix of the secrets' names.
+    `one_secret` (the tier): both in one JSON secret, HubSecret, returned for both."""
+    skip = f"Encrypted with the account's aws/secretsmanager key. Readers: {reader} (ReadHubSecrets), the product's launch role (CloudFormation's secret handlers; Service Catalog assumes it only to run this template) and account admins; no user server's role. It never leaves the account, so a customer-managed key (for cross-account sharing) adds cost only"
+    if one_secret:
+        client = add_hub_client(b, client_name, callbacks, logouts)
+        secret = b.add(
+            secretsmanager.Secret(
+                "HubSecret",
+                Name=Sub(secret_path + "/" + HUB_SECRET_NAME),
+                Description=f"{what} sign-in secrets: {COOKIE_SECRET_KEY} (signs users' sessions), {OAUTH_CLIENT_SECRET_KEY} (cognito: its app client's)",
+                GenerateSecretString=secretsmanager.GenerateSecretString(
+                    PasswordLength=64,
+                    ExcludePunctuation=True,
+                    GenerateStringKey=COOKIE_SECRET_KEY,
+                    # Cognito's client secrets are letters and digits: safe inside a JSON string.
+                    SecretStringTemplate=If(
+                        "UseCognito",
+                        Sub('{"' + OAUTH_CLIENT_SECRET_KEY + '":"${Secret}"}', Secret=GetAtt(client, "ClientSecret")),
+                        "{}",
+                    ),
+                ),
+                Tags=tags,
+            )
+        )
+        add_checkov_skip(secret, "CKV_AWS_149", skip)
+        return secret, client, secret
     cookie = b.add(
         secretsmanager.Secret(
             "CookieSecret",
@@ -473,12 +505,24 @@ def add_hub_secrets(b: Builder, secret_path: str, what: str, reader: str, client
             Tags=tags,
         )
     )
-    add_checkov_skip(
-        cookie,
-        "CKV_AWS_149",
-        f"Encrypted with the account's aws/secretsmanager key. Readers: {reader} (ReadHubSecrets), the product's launch role (CloudFormation's secret handlers; Service Catalog assumes it only to run this template) and account admins; no user server's role. It never leaves the account, so a customer-managed key (for cross-account sharing) adds cost only",
+    add_checkov_skip(cookie, "CKV_AWS_149", skip)
+    client = add_hub_client(b, client_name, callbacks, logouts)
+    client_secret = b.add(
+        secretsmanager.Secret(
+            "CognitoClientSecret",
+            Condition="UseCognito",
+            Name=Sub(secret_path + "/cognito-client-secret"),
+            Description=f"{what}: its Cognito app client secret",
+            SecretString=GetAtt(client, "ClientSecret"),
+            Tags=tags,
+        )
     )
-    client = b.add(
+    return cookie, client, client_secret
+
+
+def add_hub_client(b: Builder, client_name: Sub, callbacks, logouts):
+    """cognito mode: the hub's app client on the platform's user pool."""
+    return b.add(
         cognito.UserPoolClient(
             "UserPoolClient",
             Condition="UseCognito",
@@ -501,17 +545,6 @@ def add_hub_secrets(b: Builder, secret_path: str, what: str, reader: str, client
             TokenValidityUnits=cognito.TokenValidityUnits(AccessToken="hours", IdToken="hours", RefreshToken="days"),
         )
     )
-    client_secret = b.add(
-        secretsmanager.Secret(
-            "CognitoClientSecret",
-            Condition="UseCognito",
-            Name=Sub(secret_path + "/cognito-client-secret"),
-            Description=f"{what}: its Cognito app client secret",
-            SecretString=GetAtt(client, "ClientSecret"),
-            Tags=tags,
-        )
-    )
-    return cookie, client, client_secret
 
 
 def add_secrets(b: Builder):
@@ -526,6 +559,7 @@ def add_secrets(b: Builder):
         # redirects only to a registered sign-out URL (rule cognito-logout-urls-registered).
         [Sub("https://${HostName}.${DomainName}" + names.HUB_LOGOUT_RETURN_PATH)],
         platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
+        one_secret=True,
     )
     b.add(
         cognito.UserPoolGroup(
@@ -618,8 +652,7 @@ def spawn_env_read_statements() -> list[Statement]:
 
 def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
     secret_arns = [
-        Ref(cookie),
-        If("UseCognito", Ref(client_secret), Ref("AWS::NoValue")),
+        Ref(cookie),  # HubSecret: the cookie secret and, in cognito mode, the client secret
         # The platform team's sign-in secret for this tier: its namespace only, never a name
         # a launcher gives.
         If("UseOidc", platform_secret_value_from(OIDC_CLIENT_SECRET), Ref("AWS::NoValue")),
@@ -796,13 +829,22 @@ def hub_environment(client) -> list:
     return [ecs.Environment(Name=k, Value=v) for k, v in env.items()]
 
 
+def json_key_value_from(secret, key: str) -> Sub:
+    """ECS `ValueFrom` of one key of a JSON secret: the secret's full ARN (its Ref), then
+    `:json-key:version-stage:version-id` with the current version (docs/AWS_NOTES.md)."""
+    return Sub("${" + secret.title + "}:" + key + "::")
+
+
 def hub_secrets(cookie, client_secret) -> list:
     return [
-        ecs.Secret(Name="LAKEHUB_COOKIE_SECRET", ValueFrom=Ref(cookie)),
+        ecs.Secret(Name="LAKEHUB_COOKIE_SECRET", ValueFrom=json_key_value_from(cookie, COOKIE_SECRET_KEY)),
         If(
             "UseOAuth",
-            # cognito: the stack's app client secret; oidc: the platform team's, looked up.
-            ecs.Secret(Name="LAKEHUB_OAUTH_CLIENT_SECRET", ValueFrom=If("UseCognito", Ref(client_secret), platform_secret_value_from(OIDC_CLIENT_SECRET))),
+            # cognito: the stack's app client secret (a key of HubSecret); oidc: the platform team's, looked up.
+            ecs.Secret(
+                Name="LAKEHUB_OAUTH_CLIENT_SECRET",
+                ValueFrom=If("UseCognito", json_key_value_from(client_secret, OAUTH_CLIENT_SECRET_KEY), platform_secret_value_from(OIDC_CLIENT_SECRET)),
+            ),
             Ref("AWS::NoValue"),
         ),
         If("UseLdap", ecs.Secret(Name="LAKEHUB_LDAP_BIND_PASSWORD", ValueFrom=platform_secret_value_from(LDAP_BIND_PASSWORD)), Ref("AWS::NoValue")),

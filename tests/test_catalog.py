@@ -563,7 +563,7 @@ def test_launch_roles_can_neither_rewrite_main_tiers_roles_nor_read_platform_sec
     for tier in TIERS:
         for action in ("iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRolePolicy", "iam:PassRole"):
             assert not allowed(cat, product, action, f"{ROLE}lakehub-{tier}-tier"), (action, tier)
-        for leaf in ("oidc_client_secret", "ldap_bind_password", "cookie-secret", "cognito-client-secret"):
+        for leaf in ("oidc_client_secret", "ldap_bind_password", "cookie-secret", "cognito-client-secret", "hub-secret"):
             for action in ("secretsmanager:GetSecretValue", "secretsmanager:UpdateSecret", "secretsmanager:DeleteSecret"):
                 assert not allowed(cat, product, action, f"{SECRET}lakehub/{tier}/{leaf}-AbCdEf"), (action, tier, leaf)
         hub_role = f"{ROLE}lakehub/lakehub/{tier}/SC-{ACCOUNT}-pp-abcdefghijklm-InstanceRole-ABCDEF123456"
@@ -576,7 +576,10 @@ def test_launch_roles_can_neither_rewrite_main_tiers_roles_nor_read_platform_sec
     if product.key == "Tier":
         # What the tier product does make stays possible: a self-service tier's roles and secrets.
         assert allowed(cat, product, "iam:PutRolePolicy", f"{ROLE}lakehub-claims-tier")
-        assert allowed(cat, product, "secretsmanager:CreateSecret", f"{SECRET}lakehub/claims/cookie-secret-AbCdEf")
+        assert allowed(cat, product, "secretsmanager:CreateSecret", f"{SECRET}lakehub/claims/hub-secret-AbCdEf")
+        # Issue 19: a tier keeps one secret (hub-secret); an upgrade deletes the two it had.
+        for leaf in ("cookie-secret", "cognito-client-secret"):
+            assert allowed(cat, product, "secretsmanager:DeleteSecret", f"{SECRET}lakehub/claims/{leaf}-AbCdEf")
 
 
 def test_a_products_version_name_carries_the_digest_of_its_platform_copy(cat):

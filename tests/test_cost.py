@@ -41,10 +41,23 @@ def arm(vcpu, gb):
     return vcpu * P["fargate_arm_vcpu_hour"] + gb * P["fargate_arm_gb_hour"]
 
 
+ACCESS_LOG_DAYS = 365  # the ALB's log bucket and the storage stack's access-log bucket: ExpireAccessLogs
+
+
+def access_logs_per_hour():
+    """Access logs the standard templates already turn on, stored a year at the S3 price: the
+    ALB's request log lines and the S3 server access log records of the notebook bucket (saves,
+    opens) and the demo lake (reads)."""
+    alb_gb = A["alb_log_bytes_per_user_hour"] / 1e9
+    s3_gb = (A["notebook_puts_per_user_hour"] + A["notebook_gets_per_user_hour"] + A["data_reads_per_user_hour"]) * A["s3_access_log_bytes_per_request"] / 1e9
+    return (alb_gb + s3_gb) * ACCESS_LOG_DAYS / 30 * P["s3_standard_gb_month"]
+
+
 def common_per_hour():
-    """Per user-hour beside the server itself: ALB LCUs, user logs, notebook requests."""
+    """Per user-hour beside the server itself: ALB LCUs, user logs, notebook requests, access logs."""
     return (
-        A["alb_lcu_per_active_user"] * P["alb_lcu_hour"]
+        access_logs_per_hour()
+        + A["alb_lcu_per_active_user"] * P["alb_lcu_hour"]
         + A["user_log_gb_per_user_hour"] * (P["logs_ingest_gb"] + LOG_STORE * P["logs_store_gb_month"])
         + A["notebook_puts_per_user_hour"] / 1000 * P["s3_put_per_1000"]
         + A["notebook_gets_per_user_hour"] / 1000 * P["s3_get_per_1000"]
@@ -76,7 +89,7 @@ def fixed(users, hub_task_hours_total, hub_zones=2, alarms=12):
         P["alb_hour"] * HOURS
         + 2 * P["public_ipv4_hour"] * HOURS
         + P["route53_hosted_zone_month"]
-        + 4 * P["secrets_manager_secret_month"]  # cookie + Cognito client secret, two tiers
+        + 2 * P["secrets_manager_secret_month"]  # one secret per tier (cookie + Cognito client secret), two tiers
         + hub_task_hours_total / HOURS * A["hub_log_gb_per_task_month"] * (P["logs_ingest_gb"] + LOG_STORE * P["logs_store_gb_month"])
         + users * (A["notebook_gb_per_user"] + A["noncurrent_gb_per_user_per_day"] * NONCURRENT_DAYS) * P["s3_standard_gb_month"]
         + (A["image_gb"] + A["image_delta_gb_per_build"] * (ECR_KEEP - 1)) * P["ecr_gb_month"]
@@ -158,10 +171,11 @@ def test_default_idle_cost_is_at_most_a_third_of_the_reference_design():
     platform_idle = (r["idle_monthly_usd"] - r["components"]["homes"]["idle_monthly_usd"]
                      - r["components"]["monitoring"]["idle_monthly_usd"])
     # Issue 16 added each per-user tier's hub name (a Cloud Map private DNS namespace, a Route 53
-    # private zone at $0.50 a month), without which users' servers lose a replaced hub: the
-    # platform is $0.52 over the third (33.9%). The bound is moved to 34% in the open, not hidden;
-    # recovering it (one secret per tier instead of two: $0.80) is the next step.
-    assert platform_idle <= r["reference_idle_monthly_usd"] * 0.34
+    # private zone at $0.50 a month), without which users' servers lose a replaced hub: that put
+    # the platform $0.52 over the third (33.9%). Issue 19 recovered it by a cost cut, not by
+    # counting less: one Secrets Manager secret per tier instead of two ($0.80 a month).
+    assert r["components"]["secrets"]["idle_monthly_usd"] == pytest.approx(2 * P["secrets_manager_secret_month"])
+    assert platform_idle <= r["reference_idle_monthly_usd"] / 3
 
 
 def test_monitoring_is_priced_and_stays_small():

@@ -87,7 +87,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
@@ -155,6 +155,32 @@ def secret_reference(value_from: str) -> tuple[str, dict]:
         # an ARN of a parameter without a leading slash (arn:...:parameter/name) names "name"
         return "ssm", {"Name": name if name.count("/") > 1 else name[1:]}
     return "ssm", {"Name": value_from}
+
+
+def read_secret(client_for: Callable[[str], Any], value_from: str) -> str:
+    """The value ECS gives a container for one `secrets[].valueFrom`, read with the client
+    `client_for("asm")` (Secrets Manager) or `client_for("ssm")` returns: a JSON secret's key when
+    the ARN names one (`ARN:json-key:version-stage:version-id`), else the whole SecretString.
+    A SecretsError names what could not be read."""
+    source, ref = secret_reference(value_from)
+    client = client_for(source)
+    try:
+        if source == "ssm":
+            return client.get_parameter(Name=ref["Name"], WithDecryption=True)["Parameter"]["Value"]
+        key = ref.pop("json_key", None)
+        value = client.get_secret_value(**ref)["SecretString"]
+        if not key:
+            return value
+        try:
+            document = json.loads(value)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict) or key not in document:
+            raise SecretsError("asm", f"secret {ref['SecretId']} has no JSON key {key!r}")
+        return document[key] if isinstance(document[key], str) else json.dumps(document[key])
+    except (ClientError, BotoCoreError, KeyError) as exc:
+        what = f"failed to fetch secret {value_from}" if source == "asm" else f"failed to fetch parameter {value_from}"
+        raise SecretsError(source, f"{what}: {exc}") from None
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -548,26 +574,15 @@ class LocalAgent:
         )
         clients: dict[str, object] = {}
         out: dict[str, str] = {}
-        for secret in secrets:
-            name, value_from = secret.get("name", ""), str(secret.get("valueFrom", ""))
-            source, ref = secret_reference(value_from)
+
+        def client_for(source: str):
             if source not in clients:
                 clients[source] = session.client("secretsmanager" if source == "asm" else "ssm", endpoint_url=self.endpoint_url)
-            client = clients[source]
-            try:
-                if source == "asm":
-                    key = ref.pop("json_key", None)
-                    value = client.get_secret_value(**ref)["SecretString"]
-                    if key:
-                        document = json.loads(value)
-                        if not isinstance(document, dict) or key not in document:
-                            raise SecretsError("asm", f"secret {ref['SecretId']} has no JSON key {key!r}")
-                        value = document[key] if isinstance(document[key], str) else json.dumps(document[key])
-                else:
-                    value = client.get_parameter(Name=ref["Name"], WithDecryption=True)["Parameter"]["Value"]
-            except (ClientError, BotoCoreError, KeyError, ValueError) as exc:
-                what = f"failed to fetch secret {value_from}" if source == "asm" else f"failed to fetch parameter {value_from}"
-                raise SecretsError(source, f"{what}: {exc}") from None
+            return clients[source]
+
+        for secret in secrets:
+            name, value_from = secret.get("name", ""), str(secret.get("valueFrom", ""))
+            value = read_secret(client_for, value_from)
             out[name] = value
         return out
 

@@ -674,10 +674,13 @@ class LocalPlatform:
         env = {e["name"]: e.get("value", "") for e in container.get("environment") or []}
         # ECS Secrets: ECS reads them with the execution role; here the platform reads them (the
         # OIDC client secret local mode created, the cookie secret the emulator generated).
-        sm = self.client("secretsmanager", self.admin)
+        # A key of a JSON secret (`ARN:json-key::`, the tier's HubSecret) is read as ECS reads it.
+        from lakehub.local.agent import read_secret
+
+        clients = {"asm": self.client("secretsmanager", self.admin), "ssm": self.client("ssm", self.admin)}
         for secret in container.get("secrets") or []:
             try:
-                env[secret["name"]] = sm.get_secret_value(SecretId=secret["valueFrom"])["SecretString"]
+                env[secret["name"]] = read_secret(clients.__getitem__, secret["valueFrom"])
             except Exception as exc:  # noqa: BLE001 - ECS would fail the task; the hub says what is missing
                 log.warning("%s hub: secret %s (%s) not readable: %s", tier.name, secret["name"], secret["valueFrom"], exc)
         hub_dir = self.state.path / "hubs" / tier.name

@@ -70,3 +70,46 @@ def test_a_template_secret_exists_and_its_ref_is_the_full_arn_ecs_needs(local_em
         time.sleep(0.5)
     names = {s["Name"] for s in sm.list_secrets()["SecretList"]}
     assert not names & {"lakehub/test/cookie-secret", "lakehub/test/given", "lakehub/test/json"}, names
+
+
+def test_the_tiers_json_secret_resolves_key_by_key_as_ecs_reads_it(local_emulator):
+    """Issue 19: a tier keeps its cookie secret (and cognito's client secret) in one JSON secret,
+    HubSecret, and its task definition names each by `ARN:json-key::`. The tier template's own
+    HubSecret and hub container secrets, created in the emulator, resolve to the generated
+    value through what local mode reads them with (lakehub.local.agent.read_secret: the agent
+    for tasks, the platform for hubs it runs as processes); a key the secret lacks is one line."""
+    import pytest
+
+    from lakehub.assets import TEMPLATES_DIR
+    from lakehub.cfn_template import load
+    from lakehub.local.agent import SecretsError, read_secret
+
+    tier = load(TEMPLATES_DIR / "tier.template.yaml")["Resources"]
+    hub_secret = tier["HubSecret"]
+    props = {k: v for k, v in hub_secret["Properties"].items() if k != "Tags"}  # tags name the tier's parameters
+    props["Name"] = "lakehub/test/hub-secret"
+    props["GenerateSecretString"] = dict(props["GenerateSecretString"], SecretStringTemplate="{}")  # oidc / ldap mode
+    [container] = tier["HubTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    cookie_value_from = next(s for s in container["Secrets"] if isinstance(s, dict) and s.get("Name") == "LAKEHUB_COOKIE_SECRET")["ValueFrom"]
+    template = {"AWSTemplateFormatVersion": "2010-09-09",
+                "Resources": {"HubSecret": {"Type": "AWS::SecretsManager::Secret", "Properties": props}},
+                "Outputs": {"Cookie": {"Value": cookie_value_from}}}
+    endpoint, stack_name = local_emulator, f"hub-secret-{uuid.uuid4().hex[:8]}"
+    cfn, sm = _client("cloudformation", endpoint), _client("secretsmanager", endpoint)
+    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
+    deadline = time.monotonic() + 60
+    while (stack := cfn.describe_stacks(StackName=stack_name)["Stacks"][0])["StackStatus"].endswith("IN_PROGRESS"):
+        assert time.monotonic() < deadline, stack
+        time.sleep(0.5)
+    assert stack["StackStatus"] == "CREATE_COMPLETE", stack
+    value_from = stack["Outputs"][0]["OutputValue"]
+    assert re.fullmatch(FULL_ARN % "lakehub/test/hub-secret" + ":cookie_secret::", value_from), value_from
+    document = json.loads(sm.get_secret_value(SecretId="lakehub/test/hub-secret")["SecretString"])
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", document["cookie_secret"])
+
+    clients = {"asm": sm, "ssm": _client("ssm", endpoint)}
+    assert read_secret(clients.__getitem__, value_from) == document["cookie_secret"]
+    assert read_secret(clients.__getitem__, value_from.split(":cookie_secret")[0]) == json.dumps(document)  # the whole secret
+    with pytest.raises(SecretsError, match="has no JSON key 'oauth_client_secret'"):
+        read_secret(clients.__getitem__, value_from.replace("cookie_secret", "oauth_client_secret"))
+    cfn.delete_stack(StackName=stack_name)

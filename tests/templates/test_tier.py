@@ -117,6 +117,30 @@ def test_secrets_arrive_through_ecs_secrets_never_environment(resolve_tier):
             assert "LAKEHUB_LDAP_BIND_PASSWORD" in secret_names
 
 
+@pytest.mark.parametrize("mode", ["cognito", "oidc", "ldap"])
+def test_a_tier_keeps_its_own_sign_in_secrets_in_one_secret(resolve_tier, mode):
+    """One Secrets Manager secret per tier ($0.40 a month, not $0.80): a JSON document holding
+    the generated cookie secret and, in cognito mode, the app client's secret; ECS takes each by
+    its JSON key (`ARN:json-key::`, docs/AWS_NOTES.md)."""
+    res = resolve_tier(AuthMode=mode, TierName="nonpii").resources()
+    [(logical, secret)] = [(k, r) for k, r in res.items() if r["Type"] == "AWS::SecretsManager::Secret"]
+    props = secret["Properties"]
+    assert props["Name"] == "lakehub/nonpii/hub-secret"
+    generate = props["GenerateSecretString"]
+    assert generate["GenerateStringKey"] == "cookie_secret" and int(generate["PasswordLength"]) >= 32
+    template = generate["SecretStringTemplate"]
+    hub = {s["Name"]: s["ValueFrom"] for s in res["HubTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Secrets"]}
+    assert hub["LAKEHUB_COOKIE_SECRET"] == f"<{logical}>:cookie_secret::"
+    if mode == "cognito":
+        assert template == '{"oauth_client_secret":"<UserPoolClient.ClientSecret>"}'
+        assert hub["LAKEHUB_OAUTH_CLIENT_SECRET"] == f"<{logical}>:oauth_client_secret::"
+    else:
+        assert template == "{}"
+    readable = [r for p in res["ExecutionRole"]["Properties"]["Policies"] for st in p["PolicyDocument"]["Statement"]
+                if "secretsmanager:GetSecretValue" in st["Action"] for r in st["Resource"]]
+    assert f"<{logical}>" in readable
+
+
 def test_tasks_run_on_graviton(resolve_tier):
     res = resolve_tier().resources()
     for td in (r for r in res.values() if r["Type"] == "AWS::ECS::TaskDefinition"):
