@@ -6,15 +6,18 @@ import time
 import urllib.request
 
 
-def wait_for(predicate, timeout=20.0, interval=0.1):
-    """The predicate's first truthy value, polled until `timeout` seconds have passed."""
+def wait_for(predicate, timeout=20.0, interval=0.1, what="condition", detail=None):
+    """The predicate's first truthy value, polled every `interval` s until `timeout` s have passed;
+    then an AssertionError naming `what`, the last value seen and `detail()` (a log tail...)."""
     deadline = time.monotonic() + timeout
+    last = None
     while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
+        last = predicate()
+        if last:
+            return last
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+    more = f"\n{detail()}" if detail else ""
+    raise AssertionError(f"{what} not met within {timeout:.0f} s (last: {last!r}){more}")
 
 
 def http_ok(url):

@@ -22,13 +22,15 @@ import weakref
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 
+from lakehub_hub.stop_reasons import REASONS
+
 CAPACITY_ERRORS = "lakehub_capacity_errors"  # prometheus_client adds _total to counters
 SPOT_INTERRUPTIONS = "lakehub_spot_interruptions"
 SERVERS_STOPPED = "lakehub_servers_stopped"
 USER_SERVERS = "lakehub_user_servers"
 
-# Why a server stopped (the spawner keeps it as `last_stop_reason`).
-STOP_REASONS = ("cull", "oom", "spot", "scheduled", "image-update", "user", "other")
+# Why a server stopped (the spawner keeps it as `last_stop_reason`): lakehub_hub.stop_reasons' list.
+STOP_REASONS = REASONS
 CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 
 capacity_errors = Counter(CAPACITY_ERRORS, "RunTask refusals for lack of capacity (Fargate Spot, or the Fargate quota)")

@@ -23,7 +23,6 @@ COUNT_WINDOW = 3600
 GAUGES = {"HubUp": "hub_up", "ActiveUsers": "active_users", "RunningServers": "running_servers"}
 COUNTS = {"SpawnSuccesses": "spawns", "SpawnFailures": "spawn_failures", "CapacityErrors": "capacity_errors",
           "SpotInterruptions": "spot_interruptions"}
-REASONS = ("cull", "oom", "spot", "scheduled", "image-update", "user", "other")
 
 
 def client(service: str, endpoint: str, credentials: dict | None = None, region: str = "us-east-1"):

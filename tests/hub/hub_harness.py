@@ -116,6 +116,26 @@ class Hub:
         kill_unix_user_processes(self.unix_users)
 
 
+@contextlib.contextmanager
+def notebook_lake(s3_endpoint: str, access_key: str, secret_key: str):
+    """A fresh notebook bucket in the emulator and a container-credentials endpoint serving the
+    emulator's keys (as the hub's credential relay does); as root, the interpreter's path opened to
+    the tier's Unix users. Yields {bucket, creds, endpoint}; all undone afterwards."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+    bucket = f"lakehub-notebooks-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    creds = CredentialsEndpoint(access_key, secret_key)
+    changed = open_interpreter_path() if os.geteuid() == 0 else []
+    try:
+        yield {"bucket": bucket, "creds": creds, "endpoint": s3_endpoint}
+    finally:
+        creds.stop()
+        restore_modes(changed)
+
+
 def base_hub_env(tier: str, bucket: str, prefix: str, public_port: int, workdir: Path, s3_endpoint: str,
                  creds_url: str, extra: dict) -> dict:
     keep = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")}

@@ -17,9 +17,7 @@ from __future__ import annotations
 import os
 import pwd
 import time
-import uuid
 
-import boto3
 import psutil
 import pytest
 import requests
@@ -39,15 +37,8 @@ DEADLINE = 6 * INTERVAL + 30  # a round, a stop, and slack for a loaded machine
 def lake(moto_server):
     if not (H.NODE_BIN / "configurable-http-proxy").exists():
         pytest.fail("configurable-http-proxy is missing; run `make setup`")
-    s3 = boto3.client("s3", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
-                      aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
-    bucket = f"lakehub-notebooks-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
-    creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
-    changed = H.open_interpreter_path() if os.geteuid() == 0 else []
-    yield {"bucket": bucket, "creds": creds, "endpoint": moto_server.endpoint_url}
-    creds.stop()
-    H.restore_modes(changed)
+    with H.notebook_lake(moto_server.endpoint_url, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY) as lake:
+        yield lake
 
 
 @pytest.fixture(scope="module", params=["oidc", "ldap"])

@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 import hub_harness as H
+import waiting
 from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from lakehub_hub import metrics as M
 
@@ -71,26 +72,13 @@ def total(cw, platform, tier, name, stat="Sum", extra=None) -> float:
 
 
 def wait_for(check, what: str, log, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"{what} not seen within {timeout:.0f} s (last: {last})\n--- hub log ---\n{log()[-5000:]}")
+    return waiting.wait_for(check, timeout=timeout, interval=1.0, what=what, detail=lambda: f"--- hub log ---\n{log()[-5000:]}")
 
 
 @pytest.fixture(scope="module")
 def hub(moto_server, tmp_path_factory):
     if not (H.NODE_BIN / "configurable-http-proxy").exists():
         pytest.fail("configurable-http-proxy is missing; run `make setup`")
-    s3 = boto3.client("s3", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
-                      aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
-    bucket = f"lakehub-notebooks-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
-    creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
-    changed = H.open_interpreter_path() if os.geteuid() == 0 else []
     hooks = tmp_path_factory.mktemp("metrics-hooks")
     (hooks / "90-count.py").write_text(HOOK)
     platform = f"obs{uuid.uuid4().hex[:6]}"
@@ -99,17 +87,14 @@ def hub(moto_server, tmp_path_factory):
                  LAKEHUB_CONFIG_D=str(hooks))
     cw = boto3.client("cloudwatch", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
                       aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
-    try:
-        with H.tier_hub("oidc", "metrics", bucket, "tiers/metrics", moto_server.endpoint_url, creds.url,
-                        ("alice",), {GROUP: ["alice"]}, extra) as t:
-            session, response = t.sign_in(t.hub.url, "alice", t.passwords["alice"])
-            assert response.status_code == 200, f"sign-in: {response.status_code}\n{t.hub.log()[-3000:]}"
-            token = H.api_token(session, t.hub.url, "alice")
-            H.wait_ready(t.hub.url, "alice", token)
-            yield {"hub": t.hub, "cw": cw, "platform": platform, "tier": "metrics", "token": token}
-    finally:
-        creds.stop()
-        H.restore_modes(changed)
+    with H.notebook_lake(moto_server.endpoint_url, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY) as lake, \
+            H.tier_hub("oidc", "metrics", lake["bucket"], "tiers/metrics", moto_server.endpoint_url, lake["creds"].url,
+                       ("alice",), {GROUP: ["alice"]}, extra) as t:
+        session, response = t.sign_in(t.hub.url, "alice", t.passwords["alice"])
+        assert response.status_code == 200, f"sign-in: {response.status_code}\n{t.hub.log()[-3000:]}"
+        token = H.api_token(session, t.hub.url, "alice")
+        H.wait_ready(t.hub.url, "alice", token)
+        yield {"hub": t.hub, "cw": cw, "platform": platform, "tier": "metrics", "token": token}
 
 
 def exporter_process(hub_pid: int) -> psutil.Process:

@@ -129,10 +129,19 @@ def _podman(*args: str) -> str:
 
 def _containers(p: Platform) -> dict[str, dict]:
     """{task ARN: podman's inspect of its container} for the run's containers."""
-    names = _podman("ps", "-a", "--filter", f"label={RUN_LABEL}={p.state()['run_token']}", "--format", "{{.Names}}").split()
-    if not names:
-        return {}
-    return {c["Config"]["Labels"][TASK_LABEL]: c for c in json.loads(_podman("inspect", *names))}
+    for _ in range(5):
+        names = _podman("ps", "-a", "--filter", f"label={RUN_LABEL}={p.state()['run_token']}", "--format", "{{.Names}}").split()
+        if not names:
+            return {}
+        # a container the agent removes between the listing and the inspect fails the whole inspect
+        # (podman exit 125, "no such object"; seen in a run): list again
+        inspected = subprocess.run(["podman", "inspect", *names], capture_output=True, text=True, timeout=60)
+        if inspected.returncode == 0:
+            return {c["Config"]["Labels"][TASK_LABEL]: c for c in json.loads(inspected.stdout)}
+        if "no such" not in inspected.stderr.lower():
+            raise AssertionError(f"podman inspect: {inspected.stderr.strip()}")
+        time.sleep(0.5)
+    raise AssertionError("the run's containers kept changing while they were inspected")
 
 
 def _tasks(p: Platform, tag: str, value: str) -> list[dict]:

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import wait_for
 
 from lakehub.local.observe import DashboardCollector, figures, observe, serve_metrics
 
@@ -208,14 +209,7 @@ def _admin(p, service: str):
 
 
 def _wait(what: str, check, timeout: float, every: float = 2.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what} not within {timeout:.0f} s (last: {last!r})")
+    return wait_for(check, timeout=timeout, interval=every, what=what)
 
 
 def test_the_hub_down_alarm_fires_when_a_hub_is_stopped_and_clears_when_it_answers(platform):
