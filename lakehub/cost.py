@@ -66,12 +66,9 @@ COMPONENTS = {
     # What a compliance profile adds (issue 19; docs/COST.md), each read from the templates.
     "kms": "KMS customer managed keys",
     "access_logs": "Access logs (ALB, S3) kept in S3",
-    "flow_logs": "VPC flow logs",
     "detailed_monitoring": "EC2 detailed monitoring",
     "container_insights": "ECS Container Insights",
     "image_scanning": "ECR image scanning",
-    "secret_rotation": "Secret rotation",
-    "waf": "AWS WAF web ACLs",
 }
 
 # The design lakehub replaces (docs/COST.md): per tier one 1 vCPU / 2 GB x86 task 24x7, one
@@ -825,12 +822,9 @@ class Estimate:
         self._all("AWS::KMS::Key")  # resolve every stack once for the profile's checks below
         self._kms()
         self._access_logs()
-        self._flow_logs()
         self._detailed_monitoring()
         self._container_insights()
         self._image_scanning()
-        self._secret_rotation()
-        self._waf()
         self._off_hours_hubs()
         if any(t.business_hours_per_day is not None for t in self.tiers) and self.egress_mode == "nat-instance" and "nat_instance_hours_per_month" in self.schedule:
             nat_h = self.schedule["nat_instance_hours_per_month"]
@@ -950,28 +944,6 @@ class Estimate:
             return json.dumps((stack.template.get("Outputs") or {}).get(output, {}).get("Value", ""))
         return ""
 
-    def _flow_logs(self) -> None:
-        """VPC flow logs: vended-log delivery per GB, then storage where they are delivered."""
-        f = self.c["flow_logs"]
-        flows = self._all("AWS::EC2::FlowLog")
-        if not flows:
-            f.detail.append("none")
-            return
-        for _stack, name, r in flows:
-            props = r["Properties"]
-            idle_gb, hour_gb = self.p.a("flow_log_gb_idle_month"), self.p.a("flow_log_bytes_per_user_hour") / 1e9
-            if props.get("LogDestinationType", "cloud-watch-logs") == "s3":
-                days = self._bucket_days(props.get("LogDestination", "")) or 365
-                per_gb = self.p.usd("logs_vended_s3_gb") + days / 30 * self.p.usd("s3_standard_gb_month")
-                where = f"to S3, kept {days} days"
-            else:
-                days = self._log_group_days(props.get("LogGroupName") or props.get("LogDestination"))
-                per_gb = self.p.usd("logs_vended_ingest_gb") + days / 30 * self.p.usd("logs_store_gb_month")
-                where = f"to CloudWatch Logs, kept {days} days"
-            f.idle += idle_gb * per_gb
-            f.per_user_hour += hour_gb * per_gb
-            f.detail.append(f"{name} ({props.get('TrafficType', 'ALL')}) {where}: {idle_gb:g} GB a month idle + {hour_gb * 1e3:g} MB per user-hour")
-
     def _detailed_monitoring(self) -> None:
         """EC2 detailed monitoring: 7 metrics an instance at the custom-metric price, for the hours
         it runs (an instance on the platform's stacks all month; a launch template's through its
@@ -1036,36 +1008,6 @@ class Estimate:
             return
         basic = sum(1 for _s, _n, r in repos if _true((r["Properties"].get("ImageScanningConfiguration") or {}).get("ScanOnPush")))
         s.detail.append(f"basic scan on push ({basic} repositories): free" if basic else "off")
-
-    def _secret_rotation(self) -> None:
-        """A rotation schedule runs its function four times a rotation (Lambda requests and
-        seconds); the secret's own price is counted under Secrets Manager."""
-        x = self.c["secret_rotation"]
-        schedules = self._all("AWS::SecretsManager::RotationSchedule")
-        if not schedules:
-            x.detail.append("none")
-            return
-        for _stack, name, r in schedules:
-            rules = r["Properties"].get("RotationRules") or {}
-            days = rules.get("AutomaticallyAfterDays")
-            m = re.fullmatch(r"rate\((\d+) days?\)", str(rules.get("ScheduleExpression", "")).strip())
-            per_month = 30.4 / float(days) if days else 30.4 / float(m.group(1)) if m else self.p.a("secret_rotations_per_month")
-            runs = 4 * per_month
-            x.idle += runs / 1e6 * self.p.usd("lambda_request_1m") + runs * self.p.a("rotation_lambda_seconds") / 4 * 0.125 * self.p.usd("lambda_gb_second")
-            x.detail.append(f"{name}: {per_month:.1f} rotations a month")
-
-    def _waf(self) -> None:
-        w = self.c["waf"]
-        acls = self._all("AWS::WAFv2::WebACL")
-        if not acls:
-            w.detail.append("none")
-            return
-        requests = self.p.a("alb_log_bytes_per_user_hour") / 400  # the requests the ALB's logs count
-        for _stack, name, r in acls:
-            rules = len(r["Properties"].get("Rules") or [])
-            w.idle += self.p.usd("waf_web_acl_month") + rules * self.p.usd("waf_rule_month")
-            w.per_user_hour += requests / 1e6 * self.p.usd("waf_requests_1m")
-            w.detail.append(f"{name}: 1 web ACL, {rules} rule(s), {requests:g} requests per user-hour")
 
     def _off_hours_hubs(self) -> None:
         """On-demand EC2 hubs outside business hours keep the NAT instance running (the NAT

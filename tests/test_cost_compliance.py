@@ -67,7 +67,7 @@ def key(alias: str) -> dict:
 # --------------------------------------------------------------------------------------------
 def test_the_standard_templates_carry_no_paid_compliance_feature():
     r = estimate()
-    for k in ("kms", "flow_logs", "detailed_monitoring", "image_scanning", "secret_rotation", "waf"):
+    for k in ("kms", "detailed_monitoring", "image_scanning"):
         assert component(r, k)["idle_monthly_usd"] == 0 and component(r, k)["per_user_hour_usd"] == 0, k
     assert "free" in component(r, "image_scanning")["detail"]  # basic scan on push
     # The standard set already keeps ALB and S3 access logs a year: priced per user-hour.
@@ -156,30 +156,6 @@ def test_s3_server_access_logs_are_priced_for_the_buckets_that_log(tmpl):
     assert "NotebookBucket" not in after["detail"] and "DemoLakeBucket" in after["detail"]
 
 
-@pytest.mark.parametrize("destination", ["cloud-watch-logs", "s3"])
-def test_vpc_flow_logs_are_priced_where_they_are_delivered(tmpl, destination):
-    def add(res):
-        vpc = next(k for k, r in res.items() if r["Type"] == "AWS::EC2::VPC")
-        flow = {"ResourceId": {"Ref": vpc}, "ResourceType": "VPC", "TrafficType": "ALL"}
-        if destination == "s3":
-            res["FlowLogsBucket"] = {"Type": "AWS::S3::Bucket", "Properties": {"LifecycleConfiguration": {"Rules": [{"Status": "Enabled", "ExpirationInDays": 90}]}}}
-            flow |= {"LogDestinationType": "s3", "LogDestination": {"Fn::GetAtt": ["FlowLogsBucket", "Arn"]}}
-        else:
-            res["FlowLogsGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": "/lakehub/flow-logs", "RetentionInDays": 365}}
-            flow |= {"LogGroupName": "/lakehub/flow-logs", "DeliverLogsPermissionArn": "arn:aws:iam::123456789012:role/x"}
-        res["FlowLog"] = {"Type": "AWS::EC2::FlowLog", "Properties": flow}
-
-    assert component(tmpl.cost(), "flow_logs")["idle_monthly_usd"] == 0
-    tmpl.edit(names.NETWORK_TEMPLATE, add)
-    f = component(tmpl.cost(), "flow_logs")
-    if destination == "s3":
-        per_gb = P["logs_vended_s3_gb"] + 90 / 30 * P["s3_standard_gb_month"]
-    else:
-        per_gb = P["logs_vended_ingest_gb"] + 365 / 30 * P["logs_store_gb_month"]
-    assert f["idle_monthly_usd"] == pytest.approx(A["flow_log_gb_idle_month"] * per_gb, abs=1e-4)
-    assert f["per_user_hour_usd"] == pytest.approx(A["flow_log_bytes_per_user_hour"] / 1e9 * per_gb, abs=1e-6)
-
-
 def test_detailed_monitoring_is_priced_for_the_hours_the_instance_runs(tmpl):
     seven = ITEMS["ec2_detailed_monitoring_metrics"]["count"] * P["ec2_detailed_monitoring_metrics"]
 
@@ -204,31 +180,6 @@ def test_enhanced_image_scanning_is_priced_and_basic_is_free(tmpl):
     kept = 20  # the repository's lifecycle keeps 20 images
     expected = A["builds_per_month"] * P["ecr_enhanced_scan_image"] + A["enhanced_rescans_per_image_month"] * kept * P["ecr_enhanced_rescan_image"]
     assert s["idle_monthly_usd"] == pytest.approx(expected, abs=1e-4)
-
-
-def test_secret_rotation_and_waf_are_read_from_their_resources(tmpl):
-    def rotate(res):
-        res["CookieSecretRotation"] = {"Type": "AWS::SecretsManager::RotationSchedule",
-                                       "Properties": {"SecretId": {"Ref": "CookieSecret"}, "RotationLambdaARN": "arn:aws:lambda:us-east-1:123456789012:function:x",
-                                                      "RotationRules": {"AutomaticallyAfterDays": 30}}}
-
-    def waf(res):
-        res["WebAcl"] = {"Type": "AWS::WAFv2::WebACL", "Properties": {"Scope": "REGIONAL", "DefaultAction": {"Allow": {}},
-                                                                      "Rules": [{"Name": "a"}, {"Name": "b"}], "VisibilityConfig": {}}}
-
-    tmpl.edit(names.TIER_TEMPLATE, rotate)
-    tmpl.edit(names.CLUSTER_TEMPLATE, waf)
-    r = tmpl.cost()
-    rot = component(r, "secret_rotation")
-    assert rot["detail"].count("CookieSecretRotation") == 2  # one per tier stack
-    # Lambda requests and seconds of 4 runs a rotation, 30.4/30 rotations a month, two tiers: a
-    # thousandth of a cent (the figure is rounded to 4 places)
-    runs = 2 * 4 * 30.4 / 30
-    expected = runs / 1e6 * P["lambda_request_1m"] + runs * A["rotation_lambda_seconds"] / 4 * 0.125 * P["lambda_gb_second"]
-    assert rot["idle_monthly_usd"] == pytest.approx(expected, abs=1e-4) and expected < 0.001
-    w = component(r, "waf")
-    assert w["idle_monthly_usd"] == pytest.approx(P["waf_web_acl_month"] + 2 * P["waf_rule_month"])
-    assert w["per_user_hour_usd"] == pytest.approx(A["alb_log_bytes_per_user_hour"] / 400 / 1e6 * P["waf_requests_1m"], abs=1e-7)
 
 
 # --------------------------------------------------------------------------------------------
