@@ -12,6 +12,7 @@ import time
 import uuid
 
 import boto3
+from waiting import wait_for
 
 TEMPLATE = {
     "AWSTemplateFormatVersion": "2010-09-09",
@@ -41,14 +42,18 @@ def _client(service, url):
                         aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 - the emulator's
 
 
+def _created(cfn, stack_name: str, template: dict) -> dict:
+    """Create the stack and return it once it is no longer in progress (60 s at most)."""
+    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
+    return wait_for(lambda: next((st for st in cfn.describe_stacks(StackName=stack_name)["Stacks"]
+                                  if not st["StackStatus"].endswith("IN_PROGRESS")), None),
+                    timeout=60, interval=0.5, what=f"stack {stack_name} created")
+
+
 def test_a_template_secret_exists_and_its_ref_is_the_full_arn_ecs_needs(local_emulator):
     endpoint, stack_name = local_emulator, f"secrets-{uuid.uuid4().hex[:8]}"
     cfn, sm = _client("cloudformation", endpoint), _client("secretsmanager", endpoint)
-    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(TEMPLATE))
-    deadline = time.monotonic() + 60
-    while (stack := cfn.describe_stacks(StackName=stack_name)["Stacks"][0])["StackStatus"].endswith("IN_PROGRESS"):
-        assert time.monotonic() < deadline, stack
-        time.sleep(0.5)
+    stack = _created(cfn, stack_name, TEMPLATE)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     assert re.fullmatch(FULL_ARN % "lakehub/test/cookie-secret", outputs["GeneratedRef"]), outputs
@@ -96,11 +101,7 @@ def test_the_tiers_json_secret_resolves_key_by_key_as_ecs_reads_it(local_emulato
                 "Outputs": {"Cookie": {"Value": cookie_value_from}}}
     endpoint, stack_name = local_emulator, f"hub-secret-{uuid.uuid4().hex[:8]}"
     cfn, sm = _client("cloudformation", endpoint), _client("secretsmanager", endpoint)
-    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
-    deadline = time.monotonic() + 60
-    while (stack := cfn.describe_stacks(StackName=stack_name)["Stacks"][0])["StackStatus"].endswith("IN_PROGRESS"):
-        assert time.monotonic() < deadline, stack
-        time.sleep(0.5)
+    stack = _created(cfn, stack_name, template)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack
     value_from = stack["Outputs"][0]["OutputValue"]
     assert re.fullmatch(FULL_ARN % "lakehub/test/hub-secret" + ":cookie_secret::", value_from), value_from
