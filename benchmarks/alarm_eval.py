@@ -19,7 +19,7 @@ import boto3
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import save_result  # noqa: E402
-from lakehub.emulator import start_moto_server  # noqa: E402
+from lakehub.local.emulator import start_moto_server  # noqa: E402
 from lakehub.local.alarms import AlarmEvaluator  # noqa: E402
 from lakehub.local.observe import observe  # noqa: E402
 

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lakehub.build import LINT_REGIONS, lint, render_all, write_all  # noqa: E402
+from lakehub.release.build import LINT_REGIONS, lint, render_all, write_all  # noqa: E402
 from lakehub.settings import load_settings  # noqa: E402
 
 

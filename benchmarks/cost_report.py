@@ -2,7 +2,7 @@
 """Benchmark: what the committed templates cost in several configurations (lakehub cost).
 
 Prints a Markdown table (the one in docs/COST.md) and a JSON line per scenario. Every figure
-comes from `lakehub.cost.estimate` over templates/ with lakehub/data/prices.yaml.
+comes from `lakehub.cost.estimate` over templates/ with lakehub/cost/prices.yaml.
 Usage: .venv/bin/python benchmarks/cost_report.py [--users 20 --hours-per-day 8 --days-per-month 21]
 """
 

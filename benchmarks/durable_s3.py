@@ -28,7 +28,7 @@ import boto3
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, free_port  # noqa: E402
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, free_port  # noqa: E402
 from lakehub.local import control  # noqa: E402
 from lakehub.local.emulator_server import PERSIST_PATH  # noqa: E402
 

@@ -43,7 +43,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "hub_images")]
 import boto3  # noqa: E402
 from jupyterhub.objects import Hub  # noqa: E402
 
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_moto_server  # noqa: E402
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_moto_server  # noqa: E402
 from lakehub.local.agent import keep_tasks_running  # noqa: E402
 from lakehub_hub import ecs_poller, fargate  # noqa: E402
 from common import save_result  # noqa: E402

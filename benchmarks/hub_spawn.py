@@ -36,7 +36,7 @@ import psutil  # noqa: E402
 import requests  # noqa: E402
 
 import hub_harness as H  # noqa: E402
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_moto_server  # noqa: E402
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_moto_server  # noqa: E402
 
 
 def wait_ready_fast(hub_url: str, user: str, token: str, timeout: float = 120.0) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from lakehub.emulator import start_moto_server
+from lakehub.local.emulator import start_moto_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def local_emulator(tmp_path_factory):
     import sys
     import time
 
-    from lakehub.emulator import free_port
+    from lakehub.local.emulator import free_port
     from lakehub.local import control
 
     port = free_port()

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from troposphere import Template, sqs
 
-from lakehub import catalog, names
+from lakehub.stacks import catalog, names
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn_template import Resolver, load
+from lakehub.cfn.template import Resolver, load
 from lakehub.settings import default_settings
 
 ACCOUNT = "123456789012"
@@ -335,11 +335,11 @@ def test_artifact_version_follows_the_template():
 
 
 def test_unknown_resource_type_fails_the_build():
-    from lakehub.build import _children
+    from lakehub.release.build import _children
 
     settings = default_settings()
     children = _children(settings)
-    from lakehub.hub_instance import build_hub_instance
+    from lakehub.stacks.hub_instance import build_hub_instance
 
     hub = build_hub_instance(settings)
     hub.add_resource(sqs.Queue("Surprise"))
@@ -447,8 +447,8 @@ def test_launch_and_hub_policies_fit_iam_size_limits(cat, templates):
 
 def test_launch_role_split_keeps_every_statement_once(cat):
     """The split (inline + managed) holds exactly the grants one policy would, each once."""
-    from lakehub.build import _children
-    from lakehub.hub_instance import build_hub_instance
+    from lakehub.release.build import _children
+    from lakehub.stacks.hub_instance import build_hub_instance
 
     children = _children(default_settings())
     children[names.HUB_INSTANCE_TEMPLATE] = build_hub_instance(default_settings())
@@ -460,7 +460,7 @@ def test_launch_role_split_keeps_every_statement_once(cat):
 
 
 def test_hub_users_may_only_port_forward_stop_and_start_on_demand_hubs(cat):
-    from lakehub.hub_instance import PRODUCT_TAG_VALUE
+    from lakehub.stacks.hub_instance import PRODUCT_TAG_VALUE
 
     doc = catalog_resolver(cat, PlatformName="analytics").resources()["HubUserPolicy"]["Properties"]["PolicyDocument"]
     by_sid = {s["Sid"]: s for s in doc["Statement"]}

@@ -46,13 +46,13 @@ import boto3
 import pytest
 from function_loader import load_function
 
-from lakehub import catalog, names
-from lakehub import hub_instance as hi
-from lakehub import tier as tier_mod
+from lakehub.stacks import catalog, names
+from lakehub.stacks import hub_instance as hi
+from lakehub.stacks import tier as tier_mod
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn_template import Resolver, load
-from lakehub.common import default_image_tag
-from lakehub.idp.ldap import make_ca_and_cert
+from lakehub.cfn.template import Resolver, load
+from lakehub.stacks.builder import default_image_tag
+from lakehub.local.idp.ldap import make_ca_and_cert
 from lakehub.settings import default_settings
 
 pytestmark = pytest.mark.e2e

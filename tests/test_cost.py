@@ -2,7 +2,7 @@
 
 Expected figures are computed here by hand from the price file's numbers (explicit arithmetic,
 not the estimate's code); schedules are counted from the default business hours:
-hubs 07:05-19:00 and the NAT instance 07:00-19:15, Monday to Friday (lakehub.network).
+hubs 07:05-19:00 and the NAT instance 07:00-19:15, Monday to Friday (lakehub.stacks.network).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakehub import names
+from lakehub.stacks import names
 from lakehub.assets import TEMPLATES_DIR
 from lakehub.cli import main as cli_main
 from lakehub.cost import PRICES_FILE, Profile, estimate, parse_cron, weekly_hours
@@ -219,8 +219,8 @@ def test_spot_and_schedule_each_lower_the_estimate():
 # --------------------------------------------------------------------------------------------
 def build_into(tmp_path: Path, settings) -> Path:
     """Generate the entry point and its children into tmp_path (no catalog: not needed here)."""
-    from lakehub.build import _children, render, write_all
-    from lakehub.main import build_main
+    from lakehub.release.build import _children, render, write_all
+    from lakehub.stacks.main import build_main
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     children = _children(settings)

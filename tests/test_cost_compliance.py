@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakehub import names
+from lakehub.stacks import names
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn_template import load
+from lakehub.cfn.template import load
 from lakehub.cli import main as cli_main
 from lakehub.cost import PRICES_FILE, estimate
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehub.deploy import check_parameters, deploy, parse_parameter, read_parameters_file, template_url_for
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.release.deploy import check_parameters, deploy, parse_parameter, read_parameters_file, template_url_for
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from lakehub.errors import LakehubError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +242,7 @@ def test_waiting_for_an_endpoint_shows_progress(tmp_path, silent_endpoint, monke
 
 
 def test_requests_have_bounded_timeouts_and_retries():
-    from lakehub.deploy import cfn_client
+    from lakehub.release.deploy import cfn_client
 
     for endpoint in (None, "http://127.0.0.1:4750"):
         config = cfn_client("us-east-1", endpoint, timeout=3600).meta.config
@@ -260,7 +260,7 @@ def test_aws_region_is_honoured_like_the_aws_cli(tmp_path):
 
 
 def test_aws_region_wins_over_aws_default_region(monkeypatch):
-    from lakehub.deploy import resolve_region
+    from lakehub.release.deploy import resolve_region
 
     monkeypatch.setenv("AWS_REGION", "eu-west-2")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-1")
@@ -318,7 +318,7 @@ def test_preview_shows_the_change_set_and_changes_nothing(emulator_env, tmp_path
 
 def _stubbed_clients(platform_products: dict[str, str], provisioned: list[dict], artifacts: dict[str, list[dict]]):
     """CloudFormation and Service Catalog clients with botocore's Stubber: moto models none of
-    the Service Catalog calls lakehub.upgrade makes (docs/AWS_NOTES.md)."""
+    the Service Catalog calls lakehub.release.upgrade makes (docs/AWS_NOTES.md)."""
     import boto3
     from botocore.stub import Stubber
 
@@ -348,7 +348,7 @@ def _pp(ppid: str, name: str, product: str, artifact: str, status: str = "AVAILA
 
 
 def test_upgrade_products_updates_each_to_the_newest_artifact_keeps_parameters_and_reports_failures():
-    from lakehub import upgrade
+    from lakehub.release import upgrade
 
     tier_artifacts = [_artifact("pa-old", "0.1.0-aaaa", 1), _artifact("pa-new", "0.2.0-bbbb", 9),
                       _artifact("pa-dep", "0.0.9-zzzz", 20, "DEPRECATED")]
@@ -399,7 +399,7 @@ def test_upgrade_products_updates_each_to_the_newest_artifact_keeps_parameters_a
 
 
 def test_a_failed_update_names_the_record_error_and_an_update_past_the_timeout_fails():
-    from lakehub import upgrade
+    from lakehub.release import upgrade
 
     artifacts = [_artifact("pa-1", "0.1.0-aaaa", 1), _artifact("pa-2", "0.2.0-bbbb", 2)]
     provisioned = [_pp("pp-a", "a", "prod-tier", "pa-1"), _pp("pp-b", "b", "prod-tier", "pa-1")]
@@ -426,7 +426,7 @@ def test_plan_changes_nothing_and_a_platform_without_a_catalog_has_no_products()
     import boto3
     from botocore.stub import Stubber
 
-    from lakehub import upgrade
+    from lakehub.release import upgrade
 
     cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLELOCALONLY",
                        aws_secret_access_key="not-a-secret")

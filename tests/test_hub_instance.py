@@ -9,11 +9,11 @@ import subprocess
 
 import pytest
 
-from lakehub import hub_instance as hi
-from lakehub import names
+from lakehub.stacks import hub_instance as hi
+from lakehub.stacks import names
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.build import render
-from lakehub.cfn_template import Resolver, load
+from lakehub.release.build import render
+from lakehub.cfn.template import Resolver, load
 from lakehub.settings import TierSettings, default_settings, validate
 
 TEMPLATE = TEMPLATES_DIR / names.HUB_INSTANCE_TEMPLATE
@@ -208,7 +208,7 @@ def test_read_only_tier_hub_cannot_write_data():
     )
     import yaml
 
-    from lakehub.cfn_template import _Loader
+    from lakehub.cfn.template import _Loader
 
     template = yaml.load(render(hi.build_hub_instance(settings)), Loader=_Loader)
     ro = role_statements(resolve(template, TierName="pii").resources())

@@ -73,7 +73,7 @@ def test_a_new_state_folder_gets_back_what_the_last_hub_wrote(replica_env, tmp_p
 @needs_litestream
 def test_a_replica_that_cannot_be_read_stops_the_hub_with_one_line(replica_env, tmp_path, monkeypatch):
     """Starting with an empty database would stop every user's server as an orphan."""
-    from lakehub.emulator import free_port
+    from lakehub.local.emulator import free_port
 
     env = dict(os.environ, LAKEHUB_STATE_DIR=str(tmp_path / "state"),
                LAKEHUB_S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", LAKEHUB_HUB_STATE_RESTORE_TIMEOUT="5")

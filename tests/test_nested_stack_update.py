@@ -6,7 +6,7 @@ rehearsal: new child stack names in CREATE_IN_PROGRESS). A value that changes on
 another resource (a nested stack parameter fed by a sibling's output) is updated too, since
 CloudFormation compares resolved values, not template text.
 
-Deployed with `lakehub.deploy.deploy()` and a template file, as `lakehub deploy
+Deployed with `lakehub.release.deploy.deploy()` and a template file, as `lakehub deploy
 --template-file` does, into the local emulator server (tests/conftest.py: local_emulator).
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from lakehub.deploy import deploy
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.release.deploy import deploy
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 
 BUCKET = "lakehub-nested-update"
 
@@ -128,7 +128,7 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
     import json
     import os
 
-    from lakehub import names
+    from lakehub.stacks import names
     from lakehub.assets import TEMPLATES_DIR
     from lakehub.local.platform import STACK_NAME, LocalPlatform, free_base_port
     from lakehub.local.state import StateDir

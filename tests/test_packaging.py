@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehub import assets, packaging
+from lakehub import assets
+from lakehub.release import packaging
 from lakehub.errors import LakehubError
 
 ROOT = Path(__file__).resolve().parents[1]

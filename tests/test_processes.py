@@ -16,7 +16,7 @@ from waiting import wait_for
 
 from lakehub.local import platform as lp
 from lakehub.local.state import StateDir
-from lakehub.processes import PART_MARKER, RUN_MARKER, end_processes, marked, record, start_time
+from lakehub.local.processes import PART_MARKER, RUN_MARKER, end_processes, marked, record, start_time
 
 # A parent that starts a child in a session of its own (as JupyterHub starts its proxy), prints
 # the child's pid and waits.

@@ -21,9 +21,10 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from lakehub import assets, packaging
+from lakehub import assets
+from lakehub.release import packaging
 from lakehub.errors import LakehubError
-from lakehub.publish import normalize_prefix, publish
+from lakehub.release.publish import normalize_prefix, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -210,7 +211,7 @@ def generated_templates(tmp_path_factory):
     """Templates generated now from the code, so this test does not depend on templates/ being
     up to date (test_publish_committed_templates checks those)."""
     try:
-        from lakehub.build import render_all
+        from lakehub.release.build import render_all
         from lakehub.settings import load_settings
     except ImportError as exc:  # pragma: no cover - the template modules are another task's
         pytest.skip(f"template modules not available yet: {exc}")
@@ -337,7 +338,7 @@ def test_bad_prefix_is_refused():
 
 
 def test_stage_lays_out_the_bucket_layout(tmp_path, generated_templates):
-    from lakehub.publish import stage
+    from lakehub.release.publish import stage
 
     keys = stage(tmp_path, templates_dir=generated_templates)
     for key in keys:
@@ -406,7 +407,7 @@ def test_publish_into_a_bucket_of_the_aws_region(aws_env, aws_client, generated_
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     bucket = _bucket_in(aws_client, "eu-west-1")
-    from lakehub.publish import _publish
+    from lakehub.release.publish import _publish
 
     keys, region = _publish(bucket, "lakehub/", None, aws_env.endpoint_url, generated_templates)
     assert region == "eu-west-1" and keys and sorted(keys) == sorted(_keys(aws_client, bucket))
@@ -424,7 +425,7 @@ def test_publish_refuses_a_malformed_endpoint_url_in_one_line(aws_env, tmp_path,
 
 
 def test_publish_requests_have_bounded_timeouts_and_retries():
-    from lakehub.publish import _s3_client
+    from lakehub.release.publish import _s3_client
 
     config = _s3_client("us-east-1", "http://127.0.0.1:4750").meta.config
     assert config.connect_timeout <= 10 and config.read_timeout <= 60
@@ -442,7 +443,7 @@ def test_publish_to_an_endpoint_that_never_answers_times_out_with_a_message(aws_
     import socket
     import time
 
-    from lakehub import deploy
+    from lakehub.release import deploy
 
     monkeypatch.setattr(deploy, "READ_TIMEOUT", 2.0, raising=False)  # the bound every request has (60 s)
     sock = socket.socket()

@@ -1,6 +1,6 @@
 """Restoring what was lost (issue 18):
 
-- `lakehub restore-home` (AWS Backup, lakehub/restore.py): moto has no AWS Backup restore jobs,
+- `lakehub restore-home` (AWS Backup, lakehub/release/restore.py): moto has no AWS Backup restore jobs,
   so each request is checked with botocore's Stubber, which validates it against the service
   model (a wrong parameter name or type fails the test), and with the values the docs give.
 - `lakehub local backup` / `lakehub local restore-home` (lakehub/local/backup.py) on a state
@@ -21,7 +21,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from lakehub import restore
+from lakehub.release import restore
 from lakehub.errors import LakehubError
 from lakehub.local import backup as local_backup
 from lakehub.local.state import StateDir

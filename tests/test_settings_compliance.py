@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.build import render_all
+from lakehub.release.build import render_all
 from lakehub.settings import COMPLIANCE_PROFILES, SettingsError, load_settings, parse_settings
 
 ROOT = TEMPLATES_DIR.parent
@@ -113,7 +113,7 @@ def test_out_that_is_a_file_is_one_line(tmp_path):
 
 
 def test_a_failed_write_leaves_the_previous_set_whole(tmp_path, monkeypatch):
-    from lakehub import build
+    from lakehub.release import build
     from lakehub.errors import LakehubError
 
     out = tmp_path / "set"

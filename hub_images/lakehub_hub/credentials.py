@@ -41,7 +41,7 @@ from lakehub_hub.accounts import storage_name
 ROUTE = "/lakehub/aws-credentials"  # under the hub's prefix: /hub/lakehub/aws-credentials
 SESSION_SECONDS = 3600  # role chaining (hub role -> data role) allows at most one hour
 REFRESH_MARGIN = 20 * 60
-USER_TAG = "lakehub-user"  # the session tag naming the user's folder (lakehub.names.USER_SESSION_TAG)
+USER_TAG = "lakehub-user"  # the session tag naming the user's folder (lakehub.stacks.names.USER_SESSION_TAG)
 RELAY_SWITCH = "LAKEHUB_CREDENTIAL_RELAY"  # set to "1" in a server's environment: run the relay
 # The hub's own credential variables, which a user server must never inherit: they are the hub
 # role (which may assume the data role for *any* user) or the instance role.

@@ -114,7 +114,7 @@ TAG_HUB = "lakehub:hub"
 TAG_LOCAL_ENDPOINT = "lakehub:local-endpoint"
 TAG_DEFINITION_DIGEST = "lakehub:definition-digest"
 
-# Homes on the EFS file system (lakehub.names: HOMES_TIERS_ROOT, HOMES_MOUNT).
+# Homes on the EFS file system (lakehub.stacks.names: HOMES_TIERS_ROOT, HOMES_MOUNT).
 HOMES_TIERS_ROOT = "/tiers"
 HOMES_MOUNT = "/home"
 HOME_VOLUME = "home"
@@ -157,7 +157,7 @@ FARGATE_SIZES = {
 MAX_OVERRIDES_CHARS = 8192
 
 # Per-spawn environment files (ECS containerOverrides.environmentFiles): under this root, one
-# folder per tier (lakehub.names.SPAWN_ENV_ROOT, which the tier template's roles are built on).
+# folder per tier (lakehub.stacks.names.SPAWN_ENV_ROOT, which the tier template's roles are built on).
 SPAWN_ENV_ROOT = "spawn-env"
 # Variables that go into the environment file, never into the RunTask overrides.
 SECRET_ENV_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|(^|_)KEY$", re.IGNORECASE)

@@ -3,7 +3,7 @@
 They appear on the hub's own Prometheus endpoint (`/hub/metrics`, scope `read:metrics`) beside
 JupyterHub's, and the metrics exporter (lakehub_hub.metrics) turns them into CloudWatch metrics
 (namespace `lakehub`; the mapping is `lakehub_hub.metrics.CLOUDWATCH`). The names here are a
-contract shared with the exporter, the tier's alarms and the dashboard (lakehub.monitoring):
+contract shared with the exporter, the tier's alarms and the dashboard (lakehub.stacks.monitoring):
 change them in one place only.
 
 - lakehub_capacity_errors_total            RunTask refused for lack of capacity (Fargate Spot, or

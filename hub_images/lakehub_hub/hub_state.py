@@ -36,7 +36,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HUB_STATE_ROOT = "hub-state"  # lakehub.names.HUB_STATE_ROOT: the tier template's IAM is built on it
+HUB_STATE_ROOT = "hub-state"  # lakehub.stacks.names.HUB_STATE_ROOT: the tier template's IAM is built on it
 DB_NAME = "jupyterhub.sqlite"
 DEFAULT_SYNC_INTERVAL = "10s"
 RESTORE_TIMEOUT = 300

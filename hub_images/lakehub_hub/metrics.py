@@ -48,7 +48,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-# Only the standard library at import: lakehub.monitoring (the templates' alarms and dashboard)
+# Only the standard library at import: lakehub.stacks.monitoring (the templates' alarms and dashboard)
 # imports the names below on machines without the hub's packages.
 
 
@@ -61,7 +61,7 @@ TIER = "Tier"
 REASON = "Reason"
 SIZE = "Size"
 CAPACITY = "Capacity"
-# Metric names (the tier's alarms and the dashboard import these: lakehub.monitoring)
+# Metric names (the tier's alarms and the dashboard import these: lakehub.stacks.monitoring)
 HUB_UP = "HubUp"
 ACTIVE_USERS = "ActiveUsers"
 RUNNING_SERVERS = "RunningServers"

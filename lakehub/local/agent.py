@@ -93,10 +93,10 @@ from urllib.parse import urlsplit, urlunsplit
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lakehub.emulator import DEFAULT_REGION, LOOPBACK, free_port
+from lakehub.local.emulator import DEFAULT_REGION, LOOPBACK, free_port
 from lakehub.errors import LakehubError
 from lakehub.local import accounts
-from lakehub.processes import terminate_group
+from lakehub.local.processes import terminate_group
 
 log = logging.getLogger("lakehub.local.agent")
 
@@ -608,7 +608,7 @@ class LocalAgent:
             parts = urlsplit(service_url)
             env["JUPYTERHUB_SERVICE_URL"] = urlunsplit(parts._replace(netloc=f"{self.host}:{port}"))
         env["PORT"] = env["LAKEHUB_LOCAL_PORT"] = str(port)
-        from lakehub.processes import PART_MARKER, RUN_MARKER
+        from lakehub.local.processes import PART_MARKER, RUN_MARKER
 
         if os.environ.get(RUN_MARKER) and not container:  # the local platform's run: its next `down` finds the task's processes
             env[RUN_MARKER], env[PART_MARKER] = os.environ[RUN_MARKER], "agent task"
@@ -734,7 +734,7 @@ class LocalAgent:
             env = self._environment(container_def, override, task_def, task_id, port)
             local.role_entry = task_id if task_def.get("taskRoleArn") else None
             labels = {containers.TASK_LABEL: arn}
-            from lakehub.processes import RUN_MARKER
+            from lakehub.local.processes import RUN_MARKER
 
             if os.environ.get(RUN_MARKER):
                 labels[containers.RUN_LABEL] = os.environ[RUN_MARKER]

@@ -19,7 +19,7 @@ what, locally") and its versions are the notebooks' checkpoints.
 `restore-home --tier T --user U [--from TIME] [--force]` copies the user's home from the newest
 backup that holds it (or the one named or taken at or before TIME) back to the emulated EFS. It
 refuses to replace a home that holds files unless `--force`, and then first keeps that home as a
-backup of its own. On AWS the same job is `lakehub restore-home` (AWS Backup; lakehub/restore.py).
+backup of its own. On AWS the same job is `lakehub restore-home` (AWS Backup; lakehub/release/restore.py).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def metrics_port(text: str) -> int:
 
 
 def register(subparsers) -> None:
-    from lakehub.deploy import positive_seconds
+    from lakehub.release.deploy import positive_seconds
 
     local = subparsers.add_parser("local", help="run the whole platform on this machine (AWS emulator)",
                                   description=__doc__.split("\n\n")[0])
@@ -309,7 +309,7 @@ def probe_parts(current: dict, supervisor_alive: bool = True) -> list[dict]:
     checked now: does its process run and does it answer (a short probe)?"""
     from lakehub.local.control import HEADER, TOKEN_FILE, read_token
     from lakehub.local.platform import probe
-    from lakehub.processes import start_time
+    from lakehub.local.processes import start_time
 
     headers = {}
     try:

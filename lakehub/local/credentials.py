@@ -17,7 +17,7 @@ import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from lakehub.emulator import LOOPBACK
+from lakehub.local.emulator import LOOPBACK
 
 
 class CredentialsServer:

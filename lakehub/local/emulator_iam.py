@@ -438,7 +438,7 @@ def install_iam_evaluator() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m lakehub.local.emulator_iam -H 127.0.0.1 -p PORT`: moto_server with this
-    evaluator deciding S3 and STS (lakehub.emulator.start_moto_server(iam_evaluator=True))."""
+    evaluator deciding S3 and STS (lakehub.local.emulator.start_moto_server(iam_evaluator=True))."""
     from moto.server import main as moto_main
 
     install_iam_evaluator()

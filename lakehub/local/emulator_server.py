@@ -70,7 +70,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK
+from lakehub.local.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK
 
 log = logging.getLogger("lakehub.local.emulator")
 
@@ -165,7 +165,7 @@ class LambdaRunner:
     """Runs a moto Lambda function's code in a child process (see the module docstring)."""
 
     def __init__(self, endpoint_url: str, work_dir: Path):
-        from lakehub.idp.ldap import make_ca_and_cert
+        from lakehub.local.idp.ldap import make_ca_and_cert
 
         self.endpoint_url = endpoint_url
         self.work_dir = work_dir
@@ -974,7 +974,7 @@ def install_parallel_nested_stacks() -> None:
     from moto.ec2.models import ec2_backends
     from moto.ec2.models.core import TaggedEC2Resource
 
-    from lakehub.rules import refs
+    from lakehub.checks.rules import refs
 
     if getattr(ResourceMap, "_lakehub_parallel", False):
         return
@@ -1060,7 +1060,7 @@ def install_nested_stack_updates() -> None:
     from moto.cloudformation.utils import get_stack_from_s3_url
     from moto.utilities.utils import get_partition
 
-    from lakehub.rules import refs
+    from lakehub.checks.rules import refs
 
     if getattr(parsing.ResourceMap, "_lakehub_in_place", False):
         return

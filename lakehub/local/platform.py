@@ -5,7 +5,7 @@ and stops them all on SIGTERM (what `lakehub local down` sends) or Ctrl-C (--for
 
 Order (each step is a progress line in state.json, which `lakehub local up` shows):
  1. the emulator (lakehub.local.emulator_server: moto + the local Lambda runner) on base port
- 2. templates and function zips published to an assets bucket there (lakehub.publish)
+ 2. templates and function zips published to an assets bucket there (lakehub.release.publish)
  3. demo users with passwords generated now, and the loopback OpenID Connect provider
  4. a hosted zone for lakehub.localhost, a certificate from the emulator's ACM, the OIDC client
     secret in Secrets Manager
@@ -41,11 +41,11 @@ from typing import Callable
 import boto3
 import yaml
 
-from lakehub import names
+from lakehub.stacks import names
 from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
-from lakehub.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
+from lakehub.local.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
 from lakehub.errors import LakehubError
-from lakehub.processes import PART_MARKER, RUN_MARKER, end_processes, record, terminate_group
+from lakehub.local.processes import PART_MARKER, RUN_MARKER, end_processes, record, terminate_group
 from lakehub.settings import default_settings
 from lakehub.local import accounts, control
 from lakehub.local.state import LOG_FILE, StateDir
@@ -57,7 +57,7 @@ DOMAIN = "lakehub.localhost"
 ASSETS_BUCKET = "lakehub-local-assets"
 ASSETS_PREFIX = "lakehub/"
 # The platform team's OIDC client secret, one per tier at its fixed name <platform>/<tier>/...
-# (lakehub.tier.OIDC_CLIENT_SECRET): created before the deploy, as docs/SELF_SERVICE.md says.
+# (lakehub.stacks.tier.OIDC_CLIENT_SECRET): created before the deploy, as docs/SELF_SERVICE.md says.
 PLATFORM_NAME = default_settings().platform_name
 STACK_NAME = "lakehub"
 SERVER_MODES = ("per-user", "shared")
@@ -512,7 +512,7 @@ class LocalPlatform:
         return boto3.client(service, endpoint_url=self.endpoint, region_name=DEFAULT_REGION, **kwargs)
 
     def publish_assets(self) -> None:
-        from lakehub.publish import publish
+        from lakehub.release.publish import publish
 
         self.say("publishing templates and function zips to the emulator's assets bucket")
         self.client("s3").create_bucket(Bucket=ASSETS_BUCKET)
@@ -520,7 +520,7 @@ class LocalPlatform:
         self.say(f"published {len(keys)} files to s3://{ASSETS_BUCKET}/{ASSETS_PREFIX}")
 
     def start_identity_provider(self) -> None:
-        from lakehub.idp.oidc import start_oidc
+        from lakehub.local.idp.oidc import start_oidc
 
         users, groups = {}, {}
         for t in self.tiers:
@@ -541,7 +541,7 @@ class LocalPlatform:
         def relaunch() -> subprocess.Popen:
             # The same provider (its users, groups and client in oidc.json); a new signing key,
             # which the hubs fetch from /jwks at each sign-in.
-            proc = self._spawn("identity provider", [sys.executable, "-m", "lakehub.idp.oidc", str(workdir / "oidc.json")],
+            proc = self._spawn("identity provider", [sys.executable, "-m", "lakehub.local.idp.oidc", str(workdir / "oidc.json")],
                                {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, ROOT,
                                workdir / "oidc.log")
             self.idp.process = proc
@@ -555,7 +555,7 @@ class LocalPlatform:
         zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
         cert = self.client("acm").request_certificate(DomainName=f"*.{DOMAIN}", SubjectAlternativeNames=[DOMAIN],
                                                       ValidationMethod="DNS")["CertificateArn"]
-        from lakehub.tier import OIDC_CLIENT_SECRET
+        from lakehub.stacks.tier import OIDC_CLIENT_SECRET
 
         for t in self.tiers:
             self.client("secretsmanager").create_secret(Name=f"{PLATFORM_NAME}/{t.name}/{OIDC_CLIENT_SECRET}", SecretString=self.idp.client_secret)
@@ -573,7 +573,7 @@ class LocalPlatform:
         }
 
     def deploy(self, parameters: dict[str, str]) -> None:
-        from lakehub.deploy import deploy
+        from lakehub.release.deploy import deploy
 
         self.say("deploying main.template.yaml (change set)")
         result = deploy(parameters, stack_name=STACK_NAME, region=DEFAULT_REGION, endpoint_url=self.endpoint,
@@ -1121,7 +1121,7 @@ def recover(state: StateDir, export: bool = True) -> Recovery | None:
     notebooks once more while its emulator still answers, end every process it recorded (groups
     whose leader has the recorded start time, agent tasks) or that carries its run's marker, and
     mark the state stopped. None when there was nothing to clean up."""
-    from lakehub.processes import is_recorded, marked
+    from lakehub.local.processes import is_recorded, marked
 
     if state.running_pid():
         return None

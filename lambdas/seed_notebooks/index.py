@@ -50,7 +50,7 @@ EXAMPLES_FOLDER = "shared/examples/"
 TEXT_SUFFIXES = {".ipynb", ".py", ".r", ".R", ".md", ".txt", ".json", ".csv", ".sql", ".yaml", ".yml"}
 PLACEHOLDER = re.compile(r"\{\{(DATA_BUCKET|DATA_PREFIX|DATA_PREFIXES|TIER_NAME)\}\}")
 # The function's ServiceToken is a platform export any tier stack may call: it trusts no property.
-# A tier's folder is exactly tiers/<Name> (lakehub.names.NOTEBOOK_TIERS_ROOT; a test checks), and
+# A tier's folder is exactly tiers/<Name> (lakehub.stacks.names.NOTEBOOK_TIERS_ROOT; a test checks), and
 # every value has the shape the templates allow (their AllowedPatterns).
 TIERS_ROOT = "tiers"
 TIER_NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")

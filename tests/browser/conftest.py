@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests" / "hub"))
 import hub_harness as H  # noqa: E402
 from local.helpers import Platform  # noqa: E402
 
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY  # noqa: E402
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY  # noqa: E402
 from lakehub.local.platform import free_base_port  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("LAKEHUB_TEST_ARTIFACTS") or ROOT / "build" / "test-artifacts") / "browser"

@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn_template import PSEUDO, load
+from lakehub.cfn.template import PSEUDO, load
 
 ROOT = TEMPLATES_DIR.parent
 PACKAGE = ROOT / "node_modules" / "@cdklabs" / "cdk-validator-cfnguard"

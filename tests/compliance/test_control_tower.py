@@ -143,7 +143,7 @@ def test_strict_meets_more_controls_than_standard(strict, standard):
 def test_cfn_lint_finds_nothing_in_the_strict_set(strict_dir):
     """cfn-lint (errors, warnings, informational; the four regions) over the strict set, as
     tests/templates/test_build.py does over the committed standard one."""
-    from lakehub.build import LINT_REGIONS, lint
+    from lakehub.release.build import LINT_REGIONS, lint
 
     files = sorted(strict_dir.glob("*.template.yaml"))
     assert len(files) >= 7

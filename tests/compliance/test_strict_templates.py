@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
-from lakehub import names
-from lakehub.build import render_all
-from lakehub.cfn_template import _Loader
+from lakehub.stacks import names
+from lakehub.release.build import render_all
+from lakehub.cfn.template import _Loader
 from lakehub.settings import SettingsError, parse_settings
 from .guard import ROOT, RULES_DIR
 

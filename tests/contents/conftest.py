@@ -69,7 +69,7 @@ def iam_server(tmp_path_factory):
     DeleteObjects authorized per key as AWS does, conditions, bucket policies), enforcing IAM from
     the start, with its own versioned notebook bucket (named as `notebook_bucket`). Yields the
     server and an admin S3 client (the tests' own look into the bucket)."""
-    from lakehub.emulator import start_moto_server
+    from lakehub.local.emulator import start_moto_server
 
     server = start_moto_server(log_path=tmp_path_factory.mktemp("moto-iam") / "moto.log", iam_evaluator=True)
     try:

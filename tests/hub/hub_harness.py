@@ -196,13 +196,13 @@ def start_idp(mode: str, passwords: dict, groups: dict, hub_port: int, workdir: 
     """A real identity provider on loopback for a hub on `hub_port`: (provider, the hub's sign-in
     environment for it, the matching sign-in function). mode: oidc or ldap (LDAPS)."""
     if mode == "oidc":
-        from lakehub.idp.oidc import start_oidc
+        from lakehub.local.idp.oidc import start_oidc
 
         idp = start_oidc(passwords, groups, redirect_uris=[f"http://127.0.0.1:{hub_port}/hub/oauth_callback"], workdir=workdir)
         env = {"LAKEHUB_AUTH_MODE": "oidc", "LAKEHUB_OIDC_ISSUER": idp.issuer,
                "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id, "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret}
         return idp, env, oidc_sign_in
-    from lakehub.idp.ldap import start_ldap
+    from lakehub.local.idp.ldap import start_ldap
 
     idp = start_ldap(passwords, groups)
     env = {"LAKEHUB_AUTH_MODE": "ldap", "LAKEHUB_LDAP_URL": idp.url, "LAKEHUB_LDAP_CA_FILE": str(idp.ca_file),

@@ -26,7 +26,7 @@ from lakehub_hub import credential_relay as relay_mod
 from lakehub_hub.accounts import storage_name
 from lakehub_hub.credentials import REFRESH_MARGIN, USER_TAG, UserRoleSessions, session_name
 
-from lakehub import names
+from lakehub.stacks import names
 
 
 class FakeHub:

@@ -53,7 +53,7 @@ def _old_database(db: Path, user: str, token: str) -> str:
 
 
 def test_hub_upgrades_an_older_database_on_start_and_keeps_its_users(moto_server):
-    from lakehub.idp.oidc import start_oidc
+    from lakehub.local.idp.oidc import start_oidc
 
     work = Path(tempfile.mkdtemp(prefix="lakehub-db-upgrade-"))
     work.chmod(0o755)

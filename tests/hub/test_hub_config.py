@@ -152,7 +152,7 @@ def test_oidc_mode_with_explicit_endpoints_and_custom_groups_claim(tmp_path):
 
 
 def test_oidc_mode_discovers_endpoints_from_a_real_provider(tmp_path):
-    from lakehub.idp.oidc import start_oidc
+    from lakehub.local.idp.oidc import start_oidc
 
     idp = start_oidc({"alice": "x"}, {"pii-analysts": ["alice"]}, workdir=tmp_path)
     try:
@@ -299,7 +299,7 @@ def test_ldap_without_tls_is_refused(tmp_path):
 
 
 def test_unreachable_oidc_issuer_is_one_clear_line(tmp_path):
-    from lakehub.emulator import free_port
+    from lakehub.local.emulator import free_port
 
     env = base_env(tmp_path, **dict(without_urls(OIDC), LAKEHUB_OIDC_ISSUER=f"http://127.0.0.1:{free_port()}"))
     result = run_jupyterhub(env)

@@ -1,6 +1,6 @@
 """End to end on loopback, no mocks: JupyterHub with hub_images/jupyterhub_config.py, the
 configurable-http-proxy from node_modules, moto in server mode as S3, and a real identity provider
-process (the OpenID Connect provider in lakehub/idp/oidc.py, or slapd over LDAPS) holding users in
+process (the OpenID Connect provider in lakehub/local/idp/oidc.py, or slapd over LDAPS) holding users in
 two groups. Users sign in through the provider's own login form with a real HTTP client.
 
 User servers get AWS credentials only the way ECS hands them out: AWS_CONTAINER_CREDENTIALS_FULL_URI
@@ -23,7 +23,7 @@ import boto3
 import pytest
 
 import hub_harness as H
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -193,7 +193,7 @@ def test_users_own_python_and_r_packages_with_c_code_survive_a_server_restart(ti
 
 def test_idle_culler_stops_an_idle_server(lake, tmp_path):
     """The culler service, with its role, really stops servers idle longer than LAKEHUB_IDLE_TIMEOUT."""
-    from lakehub.idp.oidc import start_oidc
+    from lakehub.local.idp.oidc import start_oidc
 
     work = Path(tempfile.mkdtemp(prefix="lakehub-e2e-cull-"))
     work.chmod(0o755)

@@ -16,8 +16,8 @@ import ldap3
 import pytest
 import requests
 
-from lakehub.idp.ldap import start_ldap
-from lakehub.idp.oidc import start_oidc
+from lakehub.local.idp.ldap import start_ldap
+from lakehub.local.idp.oidc import start_oidc
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,7 @@
 
 End to end on loopback, no mocks: JupyterHub with hub_images/jupyterhub_config.py, the
 configurable-http-proxy, S3 in the emulator, and a real identity provider process (the OpenID
-Connect provider in lakehub/idp/oidc.py, or slapd over LDAPS). Membership is re-checked every
+Connect provider in lakehub/local/idp/oidc.py, or slapd over LDAPS). Membership is re-checked every
 LAKEHUB_MEMBERSHIP_CHECK_SECONDS (shortened here to a few seconds).
 
 alice and bob are in the tier's group and have running servers, sessions and API tokens; ada is
@@ -23,8 +23,8 @@ import pytest
 import requests
 
 import hub_harness as H
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
-from lakehub.processes import terminate_group
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.local.processes import terminate_group
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -23,7 +23,7 @@ import pytest
 
 import hub_harness as H
 import waiting
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from lakehub_hub import metrics as M
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

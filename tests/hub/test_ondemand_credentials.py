@@ -26,7 +26,7 @@ import pytest
 import requests
 
 import hub_harness as H
-from lakehub.emulator import start_moto_server
+from lakehub.local.emulator import start_moto_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -11,7 +11,7 @@ a role principal); the trust's principal is that user instead of HubRole.
 
 DEPENDS ON THE EMULATOR'S POLICY EVALUATOR (issue 15 local enforcement, lakehub.local.iam_eval):
 moto alone ignores policy variables, so the user's own folder would be refused too. (It also needs that evaluator wired into the plain moto server this test
-starts, as `lakehub.emulator.start_moto_server` does once it lands.)
+starts, as `lakehub.local.emulator.start_moto_server` does once it lands.)
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import requests
 from scope_probe import assert_scoped, probe
 
 import hub_harness as H
-from lakehub.cfn_template import Resolver, load
+from lakehub.cfn.template import Resolver, load
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.emulator import start_moto_server
+from lakehub.local.emulator import start_moto_server
 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]

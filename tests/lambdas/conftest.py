@@ -31,7 +31,7 @@ import boto3
 import pytest
 from function_loader import load_function
 
-from lakehub.idp.ldap import make_ca_and_cert
+from lakehub.local.idp.ldap import make_ca_and_cert
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS = ROOT / "lambdas"

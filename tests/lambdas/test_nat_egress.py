@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from lakehub import names
+from lakehub.stacks import names
 
 PLATFORM = "analytics"
 FUNCTION = "analytics-nat-egress"

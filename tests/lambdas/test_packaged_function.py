@@ -8,7 +8,7 @@ import zipfile
 
 from function_loader import load_function
 
-from lakehub import packaging
+from lakehub.release import packaging
 
 FUNCTION = "lakehub-seed-notebooks"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from lakehub import catalog, names
+from lakehub.stacks import catalog, names
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn_template import load
+from lakehub.cfn.template import load
 
 FUNCTION = "analytics-product-template"
 BUCKET = "assets-product-template"

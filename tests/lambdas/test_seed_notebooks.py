@@ -300,6 +300,6 @@ def test_rendered_notebooks_substitute_inside_json_strings_only(seed, s3, exampl
 
 
 def test_the_functions_tier_folder_is_the_platforms(seed):
-    from lakehub import names
+    from lakehub.stacks import names
 
     assert seed.module.TIERS_ROOT == names.NOTEBOOK_TIERS_ROOT

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from waiting import wait_for
 
-from lakehub import tier
+from lakehub.stacks import tier
 from lakehub.local import containers
 from lakehub.local.agent import LocalAgent
 

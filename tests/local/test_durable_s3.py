@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, free_port
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, free_port
 from lakehub.local import control
 from lakehub.local.emulator_server import PERSIST_PATH, key_path
 

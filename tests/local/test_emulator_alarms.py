@@ -12,7 +12,7 @@ import uuid
 import boto3
 
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn_template import load
+from lakehub.cfn.template import load
 from lakehub_hub import metrics as M
 
 

@@ -1,7 +1,7 @@
 """IAM enforcement in the local emulator (lakehub.local.emulator_iam + iam_eval) against a real
 server, next to moto's own enforcement on the same set-up.
 
-The set-up is issue 15's per-user data scope, written by hand here (not lakehub/tier.py): a hub
+The set-up is issue 15's per-user data scope, written by hand here (not lakehub/stacks/tier.py): a hub
 role that may assume a tier role with a SourceIdentity and the session tag `lakehub-user`, and a
 tier role whose S3 statements name `users/${aws:PrincipalTag/lakehub-user}/`.
 """
@@ -17,7 +17,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from lakehub.emulator import free_port, start_moto_server
+from lakehub.local.emulator import free_port, start_moto_server
 from lakehub.local import control
 
 REGION = "us-east-1"
@@ -69,7 +69,7 @@ def set_up(endpoint: str) -> dict:
         {"Effect": "Allow", "Principal": {"AWS": hub}, "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
          "Condition": {"Null": {"sts:SourceIdentity": "false", "aws:RequestTag/lakehub-user": "false"}}}))
     iam.put_role_policy(RoleName="iam-tier", PolicyName="data", PolicyDocument=TIER_POLICY)
-    # The hub's metrics exporter (issue 18), as lakehub/tier.py grants it.
+    # The hub's metrics exporter (issue 18), as lakehub/stacks/tier.py grants it.
     iam.put_role_policy(RoleName="iam-hub", PolicyName="publish-hub-metrics", PolicyDocument=_policy(
         {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
          "Condition": {"StringEquals": {"cloudwatch:namespace": "lakehub"}}}))

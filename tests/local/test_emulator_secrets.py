@@ -86,7 +86,7 @@ def test_the_tiers_json_secret_resolves_key_by_key_as_ecs_reads_it(local_emulato
     import pytest
 
     from lakehub.assets import TEMPLATES_DIR
-    from lakehub.cfn_template import load
+    from lakehub.cfn.template import load
     from lakehub.local.agent import SecretsError, read_secret
 
     tier = load(TEMPLATES_DIR / "tier.template.yaml")["Resources"]

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from lakehub.emulator import free_port
+from lakehub.local.emulator import free_port
 from lakehub.errors import LakehubError
 from lakehub.local.platform import LocalPlatform, Tier
 from lakehub.local.state import StateDir

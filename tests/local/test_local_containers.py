@@ -56,7 +56,7 @@ def test_runtime_container_without_podman_fails_in_one_line_and_starts_nothing(t
     assert len(lines) == 1 and "podman is not installed" in lines[0], proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (state / "state.json").exists()
-    from lakehub.emulator import port_in_use
+    from lakehub.local.emulator import port_in_use
 
     assert not port_in_use(base)
 

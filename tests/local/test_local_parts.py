@@ -17,7 +17,7 @@ import boto3
 import botocore.session
 import pytest
 
-from lakehub.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from lakehub.errors import LakehubError
 from lakehub.local.credentials import CredentialsServer
 from lakehub.local.state import StateDir
@@ -144,7 +144,7 @@ Outputs:
 
 @pytest.mark.e2e
 def test_custom_resource_runs_locally_and_its_data_feeds_the_stack(local_emulator, monkeypatch, tmp_path):
-    from lakehub.deploy import deploy
+    from lakehub.release.deploy import deploy
 
     for key, value in {"AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
@@ -323,7 +323,7 @@ def test_the_identity_provider_gets_n_users_per_tier_in_the_tiers_groups(tmp_pat
         seen["proc"] = proc
         return types.SimpleNamespace(process=proc, stop=proc.kill, issuer="http://127.0.0.1:9101")
 
-    import lakehub.idp.oidc as oidc
+    import lakehub.local.idp.oidc as oidc
 
     monkeypatch.setattr(oidc, "start_oidc", fake_start_oidc)
     plat = P.LocalPlatform(StateDir(tmp_path / "state"), base_port=9100, demo_users=3)

@@ -22,7 +22,7 @@ import boto3
 import pytest
 import requests
 
-from lakehub import names
+from lakehub.stacks import names
 from lakehub.assets import TEMPLATES_DIR
 from lakehub.local.platform import free_base_port
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn_template import load
+from lakehub.cfn.template import load
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -25,7 +25,7 @@ def generated_templates() -> dict[str, dict]:
 
 def build_strict(out: Path) -> list[Path]:
     """The strict compliance profile's set (`compliance: strict`, issue 19), written into out."""
-    from lakehub.build import render_all, write_all
+    from lakehub.release.build import render_all, write_all
     from lakehub.settings import parse_settings
 
     write_all(render_all(parse_settings({"compliance": "strict"})), out)

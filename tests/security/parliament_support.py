@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from lakehub import rules
+from lakehub.checks import rules
 
 CONFIG = Path(__file__).resolve().parent / "parliament.yaml"
 WHOLE_POLICY_ISSUES = {"PRIVILEGE_ESCALATION", "DUPLICATE_SID"}

@@ -1,12 +1,12 @@
-"""The AWS-behaviour rules (lakehub/aws_rules.py): every generated template passes each one,
+"""The AWS-behaviour rules (lakehub/checks/aws_rules.py): every generated template passes each one,
 and each fails on a fixture written to break it (tests/security/fixtures/aws/bad_<rule>.yaml)."""
 
 from __future__ import annotations
 
 import pytest
 
-from lakehub import aws_rules
-from lakehub.cfn_template import load
+from lakehub.checks import aws_rules
+from lakehub.cfn.template import load
 
 from .conftest import FIXTURES, assert_rule_meets_fixture
 
@@ -70,7 +70,7 @@ def test_command_line_reports_violations_and_exit_status(capsys):
 
 
 def test_build_lint_runs_the_aws_rules_and_fails_on_a_violation(tmp_path):
-    from lakehub.build import aws_findings
+    from lakehub.release.build import aws_findings
 
     assert aws_findings(sorted((FIXTURES.parent.parent.parent / "templates").glob("*.template.yaml"))) == []
     bad = tmp_path / "bad.template.yaml"
@@ -80,7 +80,7 @@ def test_build_lint_runs_the_aws_rules_and_fails_on_a_violation(tmp_path):
 
 
 def test_strict_templates_pass_the_aws_rules(strict_template_paths):
-    from lakehub.build import aws_findings
+    from lakehub.release.build import aws_findings
 
     assert len(strict_template_paths) >= 7
     assert aws_findings(strict_template_paths) == []

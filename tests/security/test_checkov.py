@@ -83,7 +83,7 @@ def test_checkov_scanned_every_template_and_the_dockerfile(checkov_reports):
 
 def declared_skips() -> list[tuple[str, str, str]]:
     """(check id, where, reason) of every skip in the templates and the Dockerfile."""
-    from lakehub.cfn_template import load
+    from lakehub.cfn.template import load
 
     skips = []
     build_strict(STRICT_DIR)  # writes only what changed

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from lakehub import rules
-from lakehub.cfn_template import Resolver
+from lakehub.checks import rules
+from lakehub.cfn.template import Resolver
 
 from .conftest import ROOT
 

@@ -1,7 +1,7 @@
 """IAM: every policy of every template analysed with parliament (its default and community
 auditors), each resolved to plausible literal ARNs first; zero findings beyond the argued
 ignores of tests/security/parliament.yaml. The structural IAM rules (no wildcard actions,
-PassRole scoped with iam:PassedToService, named trust principals) are in lakehub/rules.py and
+PassRole scoped with iam:PassedToService, named trust principals) are in lakehub/checks/rules.py and
 run in test_rules.py."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from lakehub import rules
+from lakehub.checks import rules
 
 from . import parliament_support as ps
 from .conftest import SECURITY_MD

@@ -1,4 +1,4 @@
-"""lakehub's own rules (lakehub/rules.py): the generated templates pass every one, and each
+"""lakehub's own rules (lakehub/checks/rules.py): the generated templates pass every one, and each
 rule fails on a fixture written to break it, so none can silently stop working."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from datetime import date
 
 import pytest
 
-from lakehub import rules
-from lakehub.cfn_template import load
+from lakehub.checks import rules
+from lakehub.cfn.template import load
 
 from .conftest import FIXTURES, assert_rule_meets_fixture, template_paths
 

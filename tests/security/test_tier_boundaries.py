@@ -32,7 +32,7 @@ def test_build_settings_accept_plain_prefixes():
 def test_tier_template_refuses_a_wildcard_prefix_at_launch(generated_templates, prefix):
     """A team launching the tier product (Service Catalog) types DataPrefixes: CloudFormation
     checks each item against the AllowedPattern."""
-    from lakehub import names
+    from lakehub.stacks import names
 
     pattern = generated_templates["tier.template.yaml"]["Parameters"][names.TIER_DATA_PREFIXES]["AllowedPattern"]
     assert not re.fullmatch(pattern, prefix)

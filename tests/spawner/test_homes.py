@@ -16,7 +16,7 @@ from waiting import http_ok, wait_for
 from lakehub_hub import fargate
 from lakehub_hub.accounts import stable_uid, unix_username
 
-from lakehub.emulator import port_in_use
+from lakehub.local.emulator import port_in_use
 from lakehub.local.agent import LocalAgent
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from lakehub.emulator import free_port
+from lakehub.local.emulator import free_port
 from lakehub.local.agent import LocalAgent
 from lakehub_hub import fargate
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from lakehub.emulator import free_port
+from lakehub.local.emulator import free_port
 from lakehub.local.agent import LocalAgent
 from lakehub_hub import fargate
 from test_hub_e2e import Hub  # tests/spawner is on sys.path (pytest's prepend import mode)

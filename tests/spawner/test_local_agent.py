@@ -18,7 +18,7 @@ import boto3
 import pytest
 from waiting import http_ok, wait_for
 
-from lakehub.emulator import port_in_use
+from lakehub.local.emulator import port_in_use
 from lakehub.local.agent import LocalAgent, image_environment
 from lakehub_hub import fargate
 
@@ -124,7 +124,7 @@ def test_agent_command_names_an_unreachable_emulator_in_one_line():
     import subprocess
     import sys
 
-    from lakehub.emulator import free_port
+    from lakehub.local.emulator import free_port
 
     result = subprocess.run(
         [sys.executable, "-m", "lakehub.local.agent", "--endpoint-url", f"http://127.0.0.1:{free_port()}"],

@@ -16,9 +16,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn_template import Resolver, load
-from lakehub.emulator import start_moto_server
-from lakehub.tier import TIER_SSM_PARAMS
+from lakehub.cfn.template import Resolver, load
+from lakehub.local.emulator import start_moto_server
+from lakehub.stacks.tier import TIER_SSM_PARAMS
 
 from test_tier_isolation import TRUST, enforce_iam  # tests/spawner is on sys.path (rootdir-relative, no package)
 

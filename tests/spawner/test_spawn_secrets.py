@@ -93,6 +93,6 @@ def test_the_spawner_needs_the_bucket_for_environment_files(make_spawner, ecs_wo
 
 
 def test_the_spawner_and_the_tier_template_agree_on_the_prefix():
-    from lakehub import names
+    from lakehub.stacks import names
 
     assert fargate.SPAWN_ENV_ROOT == names.SPAWN_ENV_ROOT

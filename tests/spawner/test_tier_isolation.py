@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from lakehub.emulator import start_moto_server
+from lakehub.local.emulator import start_moto_server
 from lakehub.local.agent import LocalAgent, keep_tasks_running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from lakehub.cfn_template import Resolver, load
-from lakehub.tier import TIER_SSM_PARAMS
+from lakehub.cfn.template import Resolver, load
+from lakehub.stacks.tier import TIER_SSM_PARAMS
 
 # Values the tier stack would read from SSM, for resolving it in tests.
 PLATFORM_VALUES = {name: f"<ssm:{name}>" for name in TIER_SSM_PARAMS}

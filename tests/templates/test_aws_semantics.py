@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehub import aws_rules, names
+from lakehub.checks import aws_rules
+from lakehub.stacks import names
 
 
 def hub_secrets(resolve_tier, **params) -> dict[str, str]:

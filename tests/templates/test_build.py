@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.build import LINT_REGIONS, drift, lint, render_all
+from lakehub.release.build import LINT_REGIONS, drift, lint, render_all
 from lakehub.settings import load_settings
 
 ROOT = TEMPLATES_DIR.parent

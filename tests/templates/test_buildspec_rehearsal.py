@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakehub import packaging
+from lakehub.release import packaging
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDSPEC = yaml.safe_load((ROOT / "buildspec.yml").read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from lakehub import names
-from lakehub.cfn_template import Resolver
+from lakehub.stacks import names
+from lakehub.cfn.template import Resolver
 
 
 def statements(resource: dict) -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lakehub import names
+from lakehub.stacks import names
 
 
 def test_the_image_repository_tags_are_immutable(templates):

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from lakehub import names
-from lakehub.cfn_template import Resolver
+from lakehub.stacks import names
+from lakehub.cfn.template import Resolver
 from lakehub_hub import metrics as M
 
 from .conftest import tier_params

@@ -10,9 +10,9 @@ import importlib.util
 
 import pytest
 
-from lakehub import names
+from lakehub.stacks import names
 from lakehub.assets import LAMBDAS_DIR
-from lakehub.cfn_template import Resolver
+from lakehub.cfn.template import Resolver
 
 PARAMS = {"AssetsBucketName": "assets", "PlatformName": "analytics", "EgressMode": "nat-instance", "Schedule": "business-hours"}
 PENDING = {  # EC2 user guide, "State change events for Amazon EC2 instances" (sample event)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lakehub.cfn_template import Resolver
+from lakehub.cfn.template import Resolver
 
 
 def all_resources(templates):
@@ -51,7 +51,7 @@ def test_notebook_bucket_expires_old_versions_and_logs_access(templates):
 def test_spawn_environment_files_a_crashed_hub_left_behind_expire_within_a_day(templates):
     """A per-user server's API token sits in spawn-env/<tier>/ only until its task started; the
     hub deletes the file at stop, and the bucket expires what a crashed hub could not."""
-    from lakehub import names
+    from lakehub.stacks import names
 
     rules = templates["storage.template.yaml"]["Resources"]["NotebookBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     (rule,) = [r for r in rules if r.get("Prefix") == names.SPAWN_ENV_ROOT + "/"]
@@ -128,7 +128,7 @@ def test_private_subnets_route_through_the_chosen_egress(templates):
 
 
 def test_platform_values_are_published_under_the_platform_path(templates):
-    from lakehub import names
+    from lakehub.stacks import names
 
     res = templates["cluster.template.yaml"]["Resources"]
     published = {
@@ -138,7 +138,7 @@ def test_platform_values_are_published_under_the_platform_path(templates):
     }
     assert published == {"/lakehub/${PlatformName}/" + n for n in names.PLATFORM_SSM_VALUES}
     # every platform value a tier reads is published
-    from lakehub.tier import TIER_SSM_PARAMS
+    from lakehub.stacks.tier import TIER_SSM_PARAMS
 
     assert set(TIER_SSM_PARAMS) <= set(names.PLATFORM_SSM_VALUES)
 

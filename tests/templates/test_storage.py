@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lakehub.cfn_template import Resolver
+from lakehub.cfn.template import Resolver
 
 
 def storage(templates, **params):

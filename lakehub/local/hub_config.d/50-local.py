@@ -16,7 +16,7 @@ if os.environ.get("LAKEHUB_SERVER_MODE") == "per-user":
     # A user's server is a local process started by the agent: it answers in seconds.
     c.Spawner.start_timeout = 120
 
-# Every process of a local platform run carries its run's marker (lakehub.processes.RUN_MARKER),
+# Every process of a local platform run carries its run's marker (lakehub.local.processes.RUN_MARKER),
 # so `lakehub local down` finds what a crashed supervisor or a killed hub left running: the proxy
 # inherits the hub's environment; the culler and shared-mode servers get it here.
 _MARKERS = {k: os.environ[k] for k in ("LAKEHUB_LOCAL_RUN", "LAKEHUB_LOCAL_PART") if k in os.environ}

@@ -1,0 +1,1 @@
+"""Reading CloudFormation: the generated templates loaded and their intrinsic functions resolved."""

@@ -1,0 +1,1313 @@
+"""lakehub's own security rules: what the scanners (checkov, cfn-lint, parliament) do not check.
+
+Each rule is a function over one loaded template (`lakehub.cfn.template.load`: a dict with
+long-form intrinsics) that returns a list of `Violation`s; an empty list means the template
+passes. The rules read the template as written, every branch of every `Fn::If` included, so
+a violation hidden behind a condition still counts. tests/security runs every rule over the
+generated templates (no violation) and over a fixture made to break it (at least one), so no
+rule can silently stop working.
+
+Also here: the Dockerfile rules (functions over the file's text), and the pieces the IAM
+analysis needs: every policy document of a template, resolved to plausible literal ARNs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Callable, Iterator
+
+from lakehub.cfn.template import Resolver
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    resource: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.resource}: {self.message}"
+
+
+Rule = Callable[[dict], list[Violation]]
+
+
+class RuleSet:
+    """A named set of template rules: register with `@rules.rule(name, doc)`, run them all with
+    `check_template`, or from the command line with `main` (one line per violation, exit 1)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.rules: dict[str, Rule] = {}
+        self.docs: dict[str, str] = {}
+
+    def rule(self, name: str, doc: str):
+        def register(fn: Rule) -> Rule:
+            self.rules[name] = fn
+            self.docs[name] = doc
+            fn.rule_name = name  # type: ignore[attr-defined]
+            return fn
+
+        return register
+
+    def check_template(self, template: dict) -> list[Violation]:
+        """Every rule of the set over one template."""
+        out: list[Violation] = []
+        for fn in self.rules.values():
+            out += fn(template)
+        return out
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """Every rule over the given (default: the generated) templates."""
+        import sys
+        from pathlib import Path
+
+        from lakehub.assets import TEMPLATES_DIR
+        from lakehub.cfn.template import load
+
+        args = sys.argv[1:] if argv is None else argv
+        paths = [Path(a) for a in args] or sorted(TEMPLATES_DIR.glob("*.template.yaml"))
+        found = 0
+        for path in paths:
+            for v in self.check_template(load(path)):
+                print(f"{path.name}: {v}")
+                found += 1
+        print(f"{len(self.rules)} {self.label}, {len(paths)} templates, {found} violations", file=sys.stderr)
+        return 1 if found else 0
+
+
+# The project's security rules.
+SECURITY = RuleSet("rules")
+RULES = SECURITY.rules
+RULE_DOCS = SECURITY.docs
+rule = SECURITY.rule
+check_template = SECURITY.check_template
+
+
+# ---------------------------------------------------------------------------------------------
+# reading templates
+# ---------------------------------------------------------------------------------------------
+
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def resources_of(template: dict, *types: str) -> Iterator[tuple[str, dict]]:
+    for name, res in (template.get("Resources") or {}).items():
+        if not types or res.get("Type") in types:
+            yield name, res
+
+
+def props(res: dict) -> dict:
+    p = res.get("Properties") or {}
+    return p if isinstance(p, dict) else {}
+
+
+def alternatives(value: Any) -> list[Any]:
+    """The values `value` may take: both branches of an Fn::If (recursively); AWS::NoValue is
+    dropped. Other intrinsics are returned as they are."""
+    if isinstance(value, dict) and len(value) == 1 and "Fn::If" in value:
+        _, a, b = value["Fn::If"]
+        return alternatives(a) + alternatives(b)
+    if value == NO_VALUE:
+        return []
+    return [value]
+
+
+def items(value: Any) -> list[Any]:
+    """The elements a list property may hold, Fn::If inside and around it expanded."""
+    out: list[Any] = []
+    for alt in alternatives(value):
+        if isinstance(alt, list):
+            for element in alt:
+                out += alternatives(element)
+        elif alt is not None:
+            out.append(alt)
+    return out
+
+
+def get(value: Any, *path: str) -> list[Any]:
+    """Values at `path` below `value`, following every Fn::If branch (missing -> [])."""
+    current = alternatives(value)
+    for key in path:
+        nxt: list[Any] = []
+        for v in current:
+            if isinstance(v, dict) and key in v:
+                nxt += alternatives(v[key])
+        current = nxt
+    return current
+
+
+def refs(value: Any) -> set[str]:
+    """Logical names a value refers to: Ref, GetAtt, and ${X} / ${X.Attr} inside Fn::Sub."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for v in value:
+            found |= refs(v)
+    elif isinstance(value, dict):
+        for key, arg in value.items():
+            if key == "Ref" and isinstance(arg, str):
+                found.add(arg)
+            elif key == "Fn::GetAtt":
+                found.add(arg[0] if isinstance(arg, list) else str(arg).split(".", 1)[0])
+            elif key == "Fn::Sub":
+                text, variables = (arg if isinstance(arg, list) else (arg, {}))
+                for m in re.finditer(r"\$\{([^}!][^}]*)\}", text):
+                    name = m.group(1).split(".", 1)[0]
+                    if name not in variables:
+                        found.add(name)
+                found |= refs(variables)
+            else:
+                found |= refs(arg)
+    return found
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every literal string inside a value (Fn::Sub text included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+
+
+def is_true(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def literal_values(template: dict, value: Any) -> list[Any]:
+    """Literal values a property may take: Fn::If branches, and for a Ref to a parameter its
+    default and allowed values (an unconstrained parameter adds None: "unknown")."""
+    out: list[Any] = []
+    for alt in alternatives(value):
+        if isinstance(alt, dict) and set(alt) == {"Ref"} and alt["Ref"] in (template.get("Parameters") or {}):
+            spec = template["Parameters"][alt["Ref"]]
+            if "Default" in spec:
+                out.append(spec["Default"])
+            out += list(spec.get("AllowedValues", []))
+            if "AllowedValues" not in spec:
+                out.append(None)
+        else:
+            out.append(alt)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# network: public IPs, security groups
+# ---------------------------------------------------------------------------------------------
+
+ECS_NETWORKED = ("AWS::ECS::Service", "AWS::ECS::TaskSet")
+
+
+@rule("tasks-get-no-public-ip", "ECS tasks run in private subnets with AssignPublicIp DISABLED")
+def tasks_get_no_public_ip(template: dict) -> list[Violation]:
+    name_ = "tasks-get-no-public-ip"
+    out: list[Violation] = []
+    public_subnets = {
+        n for n, r in resources_of(template, "AWS::EC2::Subnet")
+        if any(is_true(v) for v in alternatives(props(r).get("MapPublicIpOnLaunch")))
+    }
+
+    def check(where: str, cfgs: list[Any]) -> None:
+        for cfg in cfgs:
+            if not isinstance(cfg, dict):
+                continue
+            for value in alternatives(cfg.get("AssignPublicIp")) or [None]:
+                if value != "DISABLED":
+                    out.append(Violation(name_, where, f"AssignPublicIp is {value!r}, not DISABLED"))
+            for subnet in items(cfg.get("Subnets")):
+                for ref in refs(subnet):
+                    if ref in public_subnets or "public" in ref.lower():
+                        out.append(Violation(name_, where, f"runs tasks in subnet {ref}, a public subnet"))
+
+    for name, res in resources_of(template, *ECS_NETWORKED):
+        p = props(res)
+        if "NetworkConfiguration" not in p:
+            continue  # not awsvpc: no task ENI, no public IP
+        # AwsvpcConfiguration on a service, AwsVpcConfiguration on a task set
+        check(name, get(p, "NetworkConfiguration", "AwsvpcConfiguration") + get(p, "NetworkConfiguration", "AwsVpcConfiguration"))
+    for name, res in resources_of(template, "AWS::Events::Rule"):
+        for target in items(props(res).get("Targets")):
+            check(name, get(target, "EcsParameters", "NetworkConfiguration", "AwsVpcConfiguration"))
+    for name, res in resources_of(template, "AWS::Scheduler::Schedule"):
+        check(name, get(props(res), "Target", "EcsParameters", "NetworkConfiguration", "AwsvpcConfiguration"))
+    return out
+
+
+@rule("no-ecs-exec", "ECS services do not enable ECS Exec (a shell in a task is the task's role: a tier's data)")
+def no_ecs_exec(template: dict) -> list[Violation]:
+    out = []
+    for name, res in resources_of(template, "AWS::ECS::Service"):
+        if any(is_true(v) for v in alternatives(props(res).get("EnableExecuteCommand"))):
+            out.append(Violation("no-ecs-exec", name, "EnableExecuteCommand lets anyone with ecs:ExecuteCommand open a shell with the task's role"))
+    return out
+
+
+WORLD = {"0.0.0.0/0", "::/0"}
+ALB_OPEN_PORTS = {80, 443}
+
+
+@rule(
+    "security-groups-closed-to-internet",
+    "no security group admits 0.0.0.0/0 or ::/0, except the load balancer's on TCP 80 and 443",
+)
+def security_groups_closed_to_internet(template: dict) -> list[Violation]:
+    name_ = "security-groups-closed-to-internet"
+    out: list[Violation] = []
+    lb_groups: set[str] = set()
+    for _, res in resources_of(template, "AWS::ElasticLoadBalancingV2::LoadBalancer"):
+        if any(v in ("application", None) for v in alternatives(props(res).get("Type", "application"))):
+            for sg in items(props(res).get("SecurityGroups")):
+                lb_groups |= refs(sg)
+
+    def check(where: str, group: str | None, rule_: dict) -> None:
+        cidrs = literal_values(template, rule_.get("CidrIp")) + literal_values(template, rule_.get("CidrIpv6"))
+        world = [c for c in cidrs if isinstance(c, str) and c in WORLD]
+        if not world:
+            return
+        proto = str(rule_.get("IpProtocol", "")).lower()
+        ports = (rule_.get("FromPort"), rule_.get("ToPort"))
+        ok = (
+            group in lb_groups
+            and proto in ("tcp", "6")
+            and ports[0] == ports[1]
+            and isinstance(ports[0], int)
+            and ports[0] in ALB_OPEN_PORTS
+        )
+        if not ok:
+            what = "the load balancer's group" if group in lb_groups else "a group that is not the load balancer's"
+            out.append(Violation(name_, where, f"{world[0]} may reach {proto or '?'} {ports[0]}-{ports[1]} ({what})"))
+
+    for name, res in resources_of(template, "AWS::EC2::SecurityGroup"):
+        for r in items(props(res).get("SecurityGroupIngress")):
+            if isinstance(r, dict):
+                check(name, name, r)
+    for name, res in resources_of(template, "AWS::EC2::SecurityGroupIngress"):
+        p = props(res)
+        groups = refs(p.get("GroupId")) | refs(p.get("GroupName"))
+        check(name, next(iter(groups)) if len(groups) == 1 else None, p)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# secrets in environments
+# ---------------------------------------------------------------------------------------------
+
+SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "TOKEN", "CREDENTIAL", "PRIVATE")
+# Names that look secret but are not: each with its reason.
+KNOWN_NON_SECRET_NAMES: dict[str, str] = {
+    "JUPYTERHUB_API_TOKEN_FILE": "a path to a file, not the token",
+}
+# An ARN names a secret or key in AWS; it grants nothing by itself.
+NON_SECRET_SUFFIXES = ("_ARN",)
+
+AWS_ACCESS_KEY_ID = re.compile(r"(?<![A-Z0-9])(AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}(?![A-Z0-9])")
+AWS_SECRET_KEY = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+# A dynamic reference resolved into an environment puts the secret in plain text in the
+# task definition or function configuration.
+SECRET_DYNAMIC_REF = re.compile(r"\{\{resolve:(secretsmanager|ssm-secure):")
+
+
+def secret_name(name: str) -> bool:
+    upper = name.upper()
+    if upper in KNOWN_NON_SECRET_NAMES or upper.endswith(NON_SECRET_SUFFIXES):
+        return False
+    tokens = re.split(r"[^A-Z0-9]+", upper)
+    return any(w in t for t in tokens for w in SECRET_WORDS) or any(
+        t.endswith("KEY") or t == "KEYS" or t == "PWD" for t in tokens
+    )
+
+
+def looks_like_aws_secret_key(text: str) -> bool:
+    for m in AWS_SECRET_KEY.finditer(text):
+        s = m.group(0)
+        if re.fullmatch(r"[0-9a-f]{40}", s) or re.fullmatch(r"[0-9A-F]{40}", s):
+            continue  # a SHA-1 (commit id, content hash), not a key
+        if re.search(r"[A-Z]", s) and re.search(r"[a-z]", s) and re.search(r"[0-9]", s):
+            return True
+    return False
+
+
+def secret_value(value: Any) -> str | None:
+    for s in strings(value):
+        if AWS_ACCESS_KEY_ID.search(s):
+            return "an AWS access key id"
+        if looks_like_aws_secret_key(s):
+            return "what looks like an AWS secret access key"
+        if PRIVATE_KEY.search(s):
+            return "a private key"
+        if SECRET_DYNAMIC_REF.search(s):
+            return "a secret resolved into plain text ({{resolve:...}})"
+    return None
+
+
+def environments(template: dict) -> Iterator[tuple[str, str, Any]]:
+    """(resource, variable name, value) of every environment the template sets."""
+    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
+        for container in items(props(res).get("ContainerDefinitions")):
+            for var in items(container.get("Environment") if isinstance(container, dict) else None):
+                if isinstance(var, dict):
+                    yield name, str(var.get("Name")), var.get("Value")
+    for name, res in resources_of(template, "AWS::Lambda::Function", "AWS::Serverless::Function"):
+        for variables in get(props(res), "Environment", "Variables"):
+            if isinstance(variables, dict):
+                for k, v in variables.items():
+                    yield name, k, v
+    for name, res in resources_of(template, "AWS::CodeBuild::Project"):
+        for variables in get(props(res), "Environment", "EnvironmentVariables"):
+            for var in items(variables):
+                if isinstance(var, dict) and var.get("Type", "PLAINTEXT") == "PLAINTEXT":
+                    yield name, str(var.get("Name")), var.get("Value")
+
+
+@rule("no-secrets-in-environment", "no credential or secret in any Environment (they go in ECS Secrets / Secrets Manager)")
+def no_secrets_in_environment(template: dict) -> list[Violation]:
+    name_ = "no-secrets-in-environment"
+    out: list[Violation] = []
+    for where, var, value in environments(template):
+        if secret_name(var):
+            out.append(Violation(name_, where, f"environment variable {var} is named like a secret (use Secrets)"))
+        found = secret_value(value)
+        if found:
+            out.append(Violation(name_, where, f"environment variable {var} holds {found}"))
+    for name, res in resources_of(template, "AWS::EC2::LaunchTemplate", "AWS::EC2::Instance", "AWS::AutoScaling::LaunchConfiguration"):
+        found = secret_value(get(props(res), "LaunchTemplateData", "UserData") + get(props(res), "UserData"))
+        if found:
+            out.append(Violation(name_, name, f"user data holds {found}"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# buckets
+# ---------------------------------------------------------------------------------------------
+
+BUCKET_ENCRYPTION = {"AES256", "aws:kms", "aws:kms:dsse"}
+PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+
+
+def tls_only_statement(statement: Any) -> bool:
+    if not isinstance(statement, dict) or statement.get("Effect") != "Deny":
+        return False
+    principal = statement.get("Principal")
+    if principal not in ("*", {"AWS": "*"}, {"AWS": ["*"]}):
+        return False
+    actions = [a for a in items(statement.get("Action")) if isinstance(a, str)]
+    if not any(a in ("s3:*", "*") for a in actions):
+        return False
+    cond = statement.get("Condition") or {}
+    secure = (cond.get("Bool") or {}).get("aws:SecureTransport")
+    return secure is False or str(secure).lower() == "false"
+
+
+@rule(
+    "buckets-protected",
+    "every bucket: public access blocked, versioned, encrypted, TLS-only policy, Retain on delete and replace",
+)
+def buckets_protected(template: dict) -> list[Violation]:
+    name_ = "buckets-protected"
+    out: list[Violation] = []
+    policies: dict[str, list[Any]] = {}
+    for _, res in resources_of(template, "AWS::S3::BucketPolicy"):
+        for target in refs(props(res).get("Bucket")):
+            policies.setdefault(target, []).append(props(res).get("PolicyDocument"))
+    for name, res in resources_of(template, "AWS::S3::Bucket"):
+        p = props(res)
+
+        def bad(msg: str) -> None:
+            out.append(Violation(name_, name, msg))
+
+        if res.get("DeletionPolicy") not in ("Retain", "RetainExceptOnCreate"):
+            bad(f"DeletionPolicy is {res.get('DeletionPolicy')!r}, not Retain")
+        if res.get("UpdateReplacePolicy") != "Retain":
+            bad(f"UpdateReplacePolicy is {res.get('UpdateReplacePolicy')!r}, not Retain")
+        pab = p.get("PublicAccessBlockConfiguration") or {}
+        for key in PUBLIC_ACCESS_BLOCK:
+            if not all(is_true(v) for v in (alternatives(pab.get(key)) or [None])):
+                bad(f"PublicAccessBlockConfiguration.{key} is not true")
+        status = get(p, "VersioningConfiguration", "Status")
+        if not status or any(s != "Enabled" for s in status):
+            bad("versioning is not enabled")
+        rules = [r for conf in get(p, "BucketEncryption", "ServerSideEncryptionConfiguration") for r in items(conf)]
+        algorithms = [a for r in rules for a in get(r, "ServerSideEncryptionByDefault", "SSEAlgorithm")]
+        if not algorithms or any(a not in BUCKET_ENCRYPTION for a in algorithms):
+            bad("no default encryption (BucketEncryption with AES256 or aws:kms)")
+        docs = policies.get(name, [])
+        tls = [
+            s for doc in docs for s in items((doc or {}).get("Statement") if isinstance(doc, dict) else None)
+            if tls_only_statement(s)
+        ]
+        if not tls:
+            bad("no bucket policy denying requests without TLS (aws:SecureTransport false)")
+        else:
+            covered = [r for s in tls for r in items(s.get("Resource")) if name in refs(r)]
+            objects = ["/" in "".join(strings(r)) for r in covered]
+            if not (True in objects and False in objects):
+                bad("the TLS-only statement does not cover both the bucket and its objects")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# load balancer
+# ---------------------------------------------------------------------------------------------
+
+# TLS 1.2 or later only (ELBSecurityPolicy-2016-08, the default, also accepts TLS 1.0 and 1.1).
+TLS12_POLICY = re.compile(r"^ELBSecurityPolicy-(TLS13-1-[23]-|TLS-1-2-|FS-1-2-)")
+
+
+@rule("load-balancer-https-only", "port 80 only redirects to HTTPS; HTTPS and TLS listeners use a TLS 1.2+ policy")
+def load_balancer_https_only(template: dict) -> list[Violation]:
+    name_ = "load-balancer-https-only"
+    out: list[Violation] = []
+    rules_by_listener: dict[str, list[tuple[str, dict]]] = {}
+    for name, res in resources_of(template, "AWS::ElasticLoadBalancingV2::ListenerRule"):
+        for listener in refs(props(res).get("ListenerArn")):
+            rules_by_listener.setdefault(listener, []).append((name, res))
+
+    def redirects_to_https(action: Any) -> bool:
+        return (
+            isinstance(action, dict)
+            and action.get("Type") == "redirect"
+            and all(v == "HTTPS" for v in (get(action, "RedirectConfig", "Protocol") or [None]))
+        )
+
+    for name, res in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener"):
+        p = props(res)
+        protocols = alternatives(p.get("Protocol"))
+        ports = alternatives(p.get("Port"))
+        if any(x in ("HTTP",) for x in protocols) or any(str(x) == "80" for x in ports):
+            actions = items(p.get("DefaultActions"))
+            if "HTTPS" in protocols or not actions or not all(redirects_to_https(a) for a in actions):
+                out.append(Violation(name_, name, "a plain-HTTP listener must only redirect to HTTPS"))
+            for rule_name, rule_res in rules_by_listener.get(name, []):
+                if not all(redirects_to_https(a) for a in items(props(rule_res).get("Actions"))):
+                    out.append(Violation(name_, rule_name, f"a rule on plain-HTTP listener {name} does more than redirect"))
+        if any(x in ("HTTPS", "TLS") for x in protocols):
+            policies = alternatives(p.get("SslPolicy"))
+            if not policies:
+                out.append(Violation(name_, name, "no SslPolicy: the default policy accepts TLS 1.0"))
+            for pol in policies:
+                if not (isinstance(pol, str) and TLS12_POLICY.match(pol)):
+                    out.append(Violation(name_, name, f"SslPolicy {pol!r} is not a TLS 1.2+ policy"))
+            if not items(p.get("Certificates")):
+                out.append(Violation(name_, name, "an HTTPS listener without a certificate"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# images, logs, functions, instances
+# ---------------------------------------------------------------------------------------------
+
+
+@rule("ecr-scans-on-push", "every ECR repository scans images on push")
+def ecr_scans_on_push(template: dict) -> list[Violation]:
+    out = []
+    for name, res in resources_of(template, "AWS::ECR::Repository"):
+        values = get(props(res), "ImageScanningConfiguration", "ScanOnPush")
+        if not values or not all(is_true(v) for v in values):
+            out.append(Violation("ecr-scans-on-push", name, "ImageScanningConfiguration.ScanOnPush is not true"))
+    return out
+
+
+@rule(
+    "logs-have-retention",
+    "every log group has a retention; functions, builds and containers log only into such groups",
+)
+def logs_have_retention(template: dict) -> list[Violation]:
+    name_ = "logs-have-retention"
+    out: list[Violation] = []
+    groups = dict(resources_of(template, "AWS::Logs::LogGroup"))
+    for name, res in groups.items():
+        if any(v is None for v in alternatives(props(res).get("RetentionInDays"))):
+            out.append(Violation(name_, name, "no RetentionInDays: logs are kept forever"))
+    group_names = [props(r).get("LogGroupName") for r in groups.values()]
+    for name, res in resources_of(template, "AWS::Lambda::Function"):
+        p = props(res)
+        target = get(p, "LoggingConfig", "LogGroup")
+        if target and all(refs(t) & set(groups) for t in target):
+            continue
+        implicit = _prefixed_name(p.get("FunctionName"), "/aws/lambda/")
+        if implicit is not None and implicit in group_names:
+            continue
+        out.append(Violation(name_, name, "logs into a log group Lambda creates without retention (set LoggingConfig.LogGroup)"))
+    for name, res in resources_of(template, "AWS::CodeBuild::Project"):
+        cw = get(props(res), "LogsConfig", "CloudWatchLogs")
+        if any(c.get("Status") == "DISABLED" for c in cw if isinstance(c, dict)):
+            continue
+        targets = [g for c in cw if isinstance(c, dict) for g in alternatives(c.get("GroupName"))]
+        if not targets or not all(refs(t) & set(groups) for t in targets):
+            out.append(Violation(name_, name, "logs into a log group CodeBuild creates without retention"))
+    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
+        for container in items(props(res).get("ContainerDefinitions")):
+            for options in get(container, "LogConfiguration", "Options"):
+                if isinstance(options, dict) and is_true(options.get("awslogs-create-group")):
+                    out.append(Violation(name_, name, "awslogs-create-group makes a log group without retention"))
+    return out
+
+
+def _prefixed_name(value: Any, prefix: str) -> Any:
+    """The Fn::Sub/literal form of `prefix + value`, to compare with a LogGroupName."""
+    if isinstance(value, str):
+        return prefix + value
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return {"Fn::Sub": prefix + value["Fn::Sub"]}
+    return None
+
+
+# Lambda runtimes lakehub accepts, with the date AWS deprecates each (AWS Lambda "Supported
+# runtimes" table, checked November 2026). Python 3.12 or later only; past its date a runtime
+# stops passing, so the templates move on before AWS blocks updates.
+LAMBDA_RUNTIME_DEPRECATION: dict[str, date] = {
+    "python3.12": date(2028, 10, 31),
+    "python3.13": date(2029, 6, 30),
+    "python3.14": date(2029, 6, 30),
+}
+
+
+@rule("lambda-runtimes-supported", "every function runs a supported runtime (python3.12+, before its deprecation date)")
+def lambda_runtimes_supported(template: dict, today: date | None = None) -> list[Violation]:
+    name_ = "lambda-runtimes-supported"
+    today = today or date.today()
+    out = []
+    for name, res in resources_of(template, "AWS::Lambda::Function", "AWS::Serverless::Function"):
+        p = props(res)
+        if p.get("PackageType") == "Image":
+            continue
+        runtimes = alternatives(p.get("Runtime"))
+        if not runtimes:
+            out.append(Violation(name_, name, "no Runtime"))
+        for runtime in runtimes:
+            ends = LAMBDA_RUNTIME_DEPRECATION.get(runtime) if isinstance(runtime, str) else None
+            if ends is None:
+                out.append(Violation(name_, name, f"runtime {runtime!r} is not a supported one ({', '.join(LAMBDA_RUNTIME_DEPRECATION)})"))
+            elif today >= ends:
+                out.append(Violation(name_, name, f"runtime {runtime} was deprecated on {ends.isoformat()}"))
+    return out
+
+
+@rule("instances-require-imdsv2", "EC2 instances, launch templates and launch configurations require IMDSv2 tokens")
+def instances_require_imdsv2(template: dict) -> list[Violation]:
+    name_ = "instances-require-imdsv2"
+    out: list[Violation] = []
+    good_templates: set[str] = set()
+
+    def required(options: list[Any]) -> bool:
+        return bool(options) and all(isinstance(o, dict) and o.get("HttpTokens") == "required" for o in options)
+
+    for name, res in resources_of(template, "AWS::EC2::LaunchTemplate"):
+        if required(get(props(res), "LaunchTemplateData", "MetadataOptions")):
+            good_templates.add(name)
+        else:
+            out.append(Violation(name_, name, "MetadataOptions.HttpTokens is not 'required'"))
+    for name, res in resources_of(template, "AWS::AutoScaling::LaunchConfiguration"):
+        if not required(get(props(res), "MetadataOptions")):
+            out.append(Violation(name_, name, "MetadataOptions.HttpTokens is not 'required'"))
+    for name, res in resources_of(template, "AWS::EC2::Instance"):
+        p = props(res)
+        if required(get(p, "MetadataOptions")):
+            continue
+        lts = [r for spec in get(p, "LaunchTemplate") for r in refs(spec)]
+        if lts and all(lt in good_templates for lt in lts):
+            continue
+        out.append(Violation(name_, name, "does not require IMDSv2 (use a launch template with HttpTokens 'required')"))
+    return out
+
+
+# Containers that may run as root, each with its reason (task definition, container name).
+ROOT_CONTAINERS: dict[tuple[str, str], str] = {
+    ("HubTaskDefinition", "hub"): (
+        "the hub creates one Unix user per data scientist and starts each server as that user "
+        "(shared mode, uid >= 200000, never 0); it runs no user code itself"
+    ),
+}
+
+
+@rule("containers-run-as-non-root", "ECS containers (users' servers above all) run as a non-root user")
+def containers_run_as_non_root(template: dict) -> list[Violation]:
+    out: list[Violation] = []
+    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
+        for container in items(props(res).get("ContainerDefinitions")):
+            if not isinstance(container, dict):
+                continue
+            cname = str(container.get("Name"))
+            if (name, cname) in ROOT_CONTAINERS:
+                continue
+            users = alternatives(container.get("User"))
+            if not users or any(not isinstance(u, str) or is_root_user(u) for u in users):
+                out.append(Violation("containers-run-as-non-root", name, f"container {cname} runs as {users or 'root (no User)'}"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# IAM
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyDoc:
+    resource: str
+    name: str  # PolicyName, or the property that holds the document
+    kind: str  # identity | resource | trust
+    document: Any
+
+
+# Where each resource type keeps its policy documents.
+POLICY_PROPERTIES: dict[str, tuple[str, str]] = {
+    "AWS::IAM::Policy": ("PolicyDocument", "identity"),
+    "AWS::IAM::RolePolicy": ("PolicyDocument", "identity"),
+    "AWS::IAM::UserPolicy": ("PolicyDocument", "identity"),
+    "AWS::IAM::GroupPolicy": ("PolicyDocument", "identity"),
+    "AWS::IAM::ManagedPolicy": ("PolicyDocument", "identity"),
+    "AWS::S3::BucketPolicy": ("PolicyDocument", "resource"),
+    "AWS::SQS::QueuePolicy": ("PolicyDocument", "resource"),
+    "AWS::SNS::TopicPolicy": ("PolicyDocument", "resource"),
+    "AWS::KMS::Key": ("KeyPolicy", "resource"),
+    "AWS::ECR::Repository": ("RepositoryPolicyText", "resource"),
+    "AWS::SecretsManager::ResourcePolicy": ("ResourcePolicy", "resource"),
+}
+INLINE_POLICY_HOLDERS = ("AWS::IAM::Role", "AWS::IAM::User", "AWS::IAM::Group")
+
+
+def policy_documents(resources: dict[str, dict]) -> list[PolicyDoc]:
+    """Every policy document of `resources` (a template's Resources, raw or resolved)."""
+    out: list[PolicyDoc] = []
+    for name, res in resources.items():
+        rtype, p = res.get("Type"), props(res)
+        if rtype in INLINE_POLICY_HOLDERS:
+            for pol in items(p.get("Policies")):
+                if isinstance(pol, dict):
+                    out.append(PolicyDoc(name, str(pol.get("PolicyName")), "identity", pol.get("PolicyDocument")))
+            if rtype == "AWS::IAM::Role" and p.get("AssumeRolePolicyDocument"):
+                out.append(PolicyDoc(name, "AssumeRolePolicyDocument", "trust", p["AssumeRolePolicyDocument"]))
+        elif rtype in POLICY_PROPERTIES:
+            key, kind = POLICY_PROPERTIES[rtype]
+            if p.get(key) is not None:
+                out.append(PolicyDoc(name, key, kind, p[key]))
+    return out
+
+
+def statements(document: Any) -> list[dict]:
+    if not isinstance(document, dict):
+        return []
+    return [s for s in items(document.get("Statement")) if isinstance(s, dict)]
+
+
+def _actions(statement: dict) -> list[str]:
+    return [a for a in items(statement.get("Action")) if isinstance(a, str)]
+
+
+def _resources(statement: dict) -> list[Any]:
+    return items(statement.get("Resource"))
+
+
+@rule("iam-no-wildcard-actions", "no Allow of '*', of 'service:*' on '*', of 'iam:*', or of NotAction")
+def iam_no_wildcard_actions(template: dict) -> list[Violation]:
+    name_ = "iam-no-wildcard-actions"
+    out: list[Violation] = []
+    for doc in policy_documents(template.get("Resources") or {}):
+        if doc.kind == "trust":
+            continue
+        for s in statements(doc.document):
+            if s.get("Effect") != "Allow":
+                continue
+            where = f"{doc.resource} ({doc.name})"
+            if "NotAction" in s:
+                out.append(Violation(name_, where, "allows NotAction (everything but a list)"))
+            resources = _resources(s)
+            on_everything = any(r == "*" for r in resources) or "NotResource" in s
+            for action in _actions(s):
+                if action == "*":
+                    out.append(Violation(name_, where, "allows every action ('*')"))
+                elif action.lower() == "iam:*":
+                    out.append(Violation(name_, where, "allows iam:*"))
+                elif action.endswith(":*") and on_everything:
+                    out.append(Violation(name_, where, f"allows {action} on '*'"))
+    return out
+
+
+PASS_ROLE = "iam:passrole"
+
+
+def _grants_pass_role(action: str) -> bool:
+    return fnmatch.fnmatchcase(PASS_ROLE, action.lower())
+
+
+def _scoped_role_resource(template: dict, resource: Any) -> bool:
+    """A role ARN that names roles: a role of this template, a parameter, or an ARN whose role
+    name starts with literal text or a variable (never '*' or 'role/*')."""
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        target = next(iter(refs(resource)))
+        return (template.get("Resources") or {}).get(target, {}).get("Type") == "AWS::IAM::Role"
+    if isinstance(resource, dict) and set(resource) == {"Ref"}:
+        return resource["Ref"] in (template.get("Parameters") or {})
+    text: Any = resource
+    if isinstance(resource, dict) and set(resource) == {"Fn::Sub"}:
+        text = resource["Fn::Sub"][0] if isinstance(resource["Fn::Sub"], list) else resource["Fn::Sub"]
+    if not isinstance(text, str):
+        return False
+    m = re.search(r":role/(.*)$", text)
+    return bool(m) and not m.group(1).startswith("*") and bool(m.group(1).strip("*/"))
+
+
+@rule("iam-pass-role-scoped", "iam:PassRole names the roles it passes and carries an iam:PassedToService condition")
+def iam_pass_role_scoped(template: dict) -> list[Violation]:
+    name_ = "iam-pass-role-scoped"
+    out: list[Violation] = []
+    for doc in policy_documents(template.get("Resources") or {}):
+        if doc.kind != "identity":
+            continue
+        for s in statements(doc.document):
+            if s.get("Effect") != "Allow" or not any(_grants_pass_role(a) for a in _actions(s)):
+                continue
+            where = f"{doc.resource} ({doc.name})"
+            resources = _resources(s)
+            if not resources or "NotResource" in s:
+                out.append(Violation(name_, where, "iam:PassRole without a Resource list"))
+            for r in resources:
+                if not _scoped_role_resource(template, r):
+                    out.append(Violation(name_, where, f"iam:PassRole on {r!r}, not on named roles"))
+            cond = s.get("Condition") or {}
+            services = [
+                v for op in ("StringEquals", "StringLike", "ForAnyValue:StringEquals", "ForAnyValue:StringLike")
+                for v in items((cond.get(op) or {}).get("iam:PassedToService"))
+            ]
+            if not services or any(v == "*" for v in services):
+                out.append(Violation(name_, where, "iam:PassRole without an iam:PassedToService condition"))
+    return out
+
+
+def _wildcard_principal(principal: Any) -> bool:
+    if principal == "*":
+        return True
+    if isinstance(principal, dict):
+        return any(v == "*" for key in ("AWS", "Federated", "CanonicalUser") for v in items(principal.get(key)))
+    return False
+
+
+@rule("iam-trust-named-principals", "role trust policies name their principals (no '*' principal)")
+def iam_trust_named_principals(template: dict) -> list[Violation]:
+    out: list[Violation] = []
+    for doc in policy_documents(template.get("Resources") or {}):
+        if doc.kind != "trust":
+            continue
+        for s in statements(doc.document):
+            if s.get("Effect") == "Allow" and (_wildcard_principal(s.get("Principal")) or "NotPrincipal" in s):
+                out.append(Violation("iam-trust-named-principals", f"{doc.resource} ({doc.name})", "anyone may assume the role"))
+    return out
+
+
+# Per-user scope (docs/SECURITY.md): data reaches users only through per-user sessions of a
+# *data role* (the tier role, the on-demand hub's user role), never through a task role.
+S3_READS = ("s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions")
+PRINCIPAL_TAG_VARIABLE = re.compile(r"\$\{(?:!)?aws:PrincipalTag/([^}]+)\}", re.IGNORECASE)
+
+
+def _role_statements(template: dict, role: str) -> list[dict]:
+    """Allow statements of a role's inline policies and of the template's AWS::IAM::Policy /
+    RolePolicy resources attached to it."""
+    resources = template.get("Resources") or {}
+    out: list[dict] = []
+    for name, res in resources.items():
+        p = props(res)
+        if name == role and res.get("Type") == "AWS::IAM::Role":
+            for pol in items(p.get("Policies")):
+                if isinstance(pol, dict):
+                    out += statements(pol.get("PolicyDocument"))
+        elif res.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::RolePolicy", "AWS::IAM::ManagedPolicy"):
+            if role in refs(p.get("Roles")) | refs(p.get("RoleName")):
+                out += statements(p.get("PolicyDocument"))
+    return [s for s in out if s.get("Effect") == "Allow"]
+
+
+def _s3_actions(statement: dict) -> list[str]:
+    return [a for a in _actions(statement) if a.lower().startswith("s3:") or a == "*"]
+
+
+# The hub's own database replica (lakehub_hub.hub_state, lakehub.stacks.names.HUB_STATE_ROOT): the hub
+# reads and lists it, and it holds no data. Exempt only when every resource, and for a listing
+# every s3:prefix value, is under this root, and the statement names its actions (no wildcard).
+HUB_STATE_PREFIX = "hub-state/"
+HUB_STATE_ACTIONS = ("s3:getobject", "s3:putobject", "s3:deleteobject", "s3:listbucket")
+
+
+def _only_hub_state(statement: dict) -> bool:
+    actions = [a.lower() for a in _s3_actions(statement)]
+    if not actions or any(a not in HUB_STATE_ACTIONS for a in actions) or len(actions) != len(_actions(statement)):
+        return False
+    if "DataBucket" in " ".join(refs(_resources(statement))):
+        return False
+    if "s3:listbucket" in actions:
+        like = {k.lower(): v for k, v in ((statement.get("Condition") or {}).get("StringLike") or {}).items()}
+        prefixes = items(like.get("s3:prefix"))
+        if not prefixes or not all(any(t.startswith(HUB_STATE_PREFIX) for t in strings(p)) for p in prefixes):
+            return False
+        return actions == ["s3:listbucket"]
+    return all(any(HUB_STATE_PREFIX in t for t in strings(r)) for r in _resources(statement))
+
+
+def _reaches_data(statement: dict) -> str | None:
+    """Why an Allow statement reaches data (S3 reads or lists anywhere, or any S3 action on the
+    data-lake bucket), or None. The hub's own state prefix is not data (`_only_hub_state`)."""
+    if _only_hub_state(statement):
+        return None
+    actions = _s3_actions(statement)
+    reads = [a for a in actions if any(fnmatch.fnmatchcase(r.lower(), a.lower()) for r in S3_READS)]
+    if reads:
+        return f"allows {', '.join(reads)}"
+    if actions and any("DataBucket" in r for r in refs(_resources(statement))):
+        return f"allows {', '.join(actions)} on the data-lake bucket"
+    return None
+
+
+@rule(
+    "ecs-task-roles-reach-no-data",
+    "no ECS task runs with a role that reaches data (S3 reads or lists, or anything on the data lake): "
+    "users get data only as per-user sessions of a data role",
+)
+def ecs_task_roles_reach_no_data(template: dict) -> list[Violation]:
+    name_ = "ecs-task-roles-reach-no-data"
+    resources = template.get("Resources") or {}
+    out: list[Violation] = []
+    for td, res in resources_of(template, "AWS::ECS::TaskDefinition"):
+        for arn in alternatives(props(res).get("TaskRoleArn")):
+            if arn is None:
+                continue
+            targets = refs(arn)
+            role = next((r for r in targets if (resources.get(r) or {}).get("Type") == "AWS::IAM::Role"), None)
+            if role is None:
+                out.append(Violation(name_, td, f"task role {arn!r} is not a role of this template, so what it reaches cannot be checked"))
+                continue
+            if props(resources[role]).get("ManagedPolicyArns"):
+                out.append(Violation(name_, td, f"task role {role} has managed policies, which cannot be checked"))
+            for s in _role_statements(template, role):
+                why = _reaches_data(s)
+                if why:
+                    out.append(Violation(name_, td, f"task role {role} {why} ({s.get('Sid') or 'statement'})"))
+    return out
+
+
+def _condition_requires(condition: dict, key: str) -> bool:
+    """The Condition block requires `key` to be present: Null false, or a String/Arn operator
+    (without IfExists) on it, whose values are not '*' alone."""
+    for operator, tests in (condition or {}).items():
+        if not isinstance(tests, dict):
+            continue
+        for k, values in tests.items():
+            if k.lower() != key.lower():
+                continue
+            op = operator.lower()
+            if op == "null" and all(str(v).lower() == "false" for v in items(values)):
+                return True
+            if op.startswith(("stringequals", "stringlike", "arnequals", "arnlike")) and not op.endswith("ifexists"):
+                if not any(str(v) in ("*", "") for v in items(values)):
+                    return True
+    return False
+
+
+@rule(
+    "data-roles-trust-only-named-sessions",
+    "a data role (one reaching the data-lake bucket or scoped by a session tag) is assumable only by named "
+    "AWS principals that must set a SourceIdentity and every session tag its policies read",
+)
+def data_roles_trust_only_named_sessions(template: dict) -> list[Violation]:
+    name_ = "data-roles-trust-only-named-sessions"
+    out: list[Violation] = []
+    for role, res in resources_of(template, "AWS::IAM::Role"):
+        allowed = _role_statements(template, role)
+        reaches_lake = any(_s3_actions(s) and any("DataBucket" in r for r in refs(_resources(s))) for s in allowed)
+        tags = {m.group(1) for s in allowed for text in strings(s.get("Resource")) for m in PRINCIPAL_TAG_VARIABLE.finditer(text)}
+        if not reaches_lake and not tags:
+            continue
+        trust = [s for s in statements(props(res).get("AssumeRolePolicyDocument")) if s.get("Effect") == "Allow"]
+        if not trust:
+            out.append(Violation(name_, role, "a data role without a trust statement"))
+        for s in trust:
+            principal = s.get("Principal")
+            kinds = set(principal) if isinstance(principal, dict) else {"*"}
+            if kinds != {"AWS"} or "NotPrincipal" in s:
+                out.append(Violation(name_, role, f"trusts {sorted(kinds)} principals; a data role trusts named AWS principals only (the hub's role)"))
+            actions = {a.lower() for a in _actions(s)}
+            if "sts:setsourceidentity" not in actions:
+                out.append(Violation(name_, role, "trust allows no sts:SetSourceIdentity (AssumeRole with a SourceIdentity would fail)"))
+            condition = s.get("Condition") or {}
+            if not _condition_requires(condition, "sts:SourceIdentity"):
+                out.append(Violation(name_, role, "trust does not require a SourceIdentity (CloudTrail could not name the person)"))
+            for tag in sorted(tags):
+                if "sts:tagsession" not in actions:
+                    out.append(Violation(name_, role, f"its policies read session tag {tag} but the trust allows no sts:TagSession"))
+                if not _condition_requires(condition, f"aws:RequestTag/{tag}"):
+                    out.append(Violation(name_, role, f"its policies read session tag {tag} but the trust does not require it"))
+    return out
+
+
+# Values a parameter that ends up inside an IAM ARN must refuse: IAM reads '*' and '?' there as
+# wildcards, so such a value would widen the policy (a tier prefix "*/" reaches every tier).
+WILDCARD_PROBES = ("*", "?", "*/", "a*", "a*/", "a/*/", "a?/", "*.zip", "a/*.zip", "arn:aws:iam::123456789012:role/*")
+
+
+def _admits_wildcards(spec: dict) -> str | None:
+    if str(spec.get("Type", "")).startswith("AWS::SSM::Parameter::Value"):
+        return None  # written by the platform stacks, not typed in at launch
+    if spec.get("Type") == "Number":
+        return None
+    if "AllowedValues" in spec:
+        bad = [v for v in spec["AllowedValues"] if "*" in str(v) or "?" in str(v)]
+        return f"allowed value {bad[0]!r}" if bad else None
+    pattern = spec.get("AllowedPattern")
+    if pattern is None:
+        return "no AllowedPattern: any value, '*' included"
+    for probe in WILDCARD_PROBES:
+        if re.fullmatch(pattern, probe):
+            return f"its AllowedPattern accepts {probe!r}"
+    return None
+
+
+@rule(
+    "iam-arn-parameters-admit-no-wildcards",
+    "parameters that become part of IAM resource ARNs or *Like condition patterns refuse '*' and '?'",
+)
+def iam_arn_parameters_admit_no_wildcards(template: dict) -> list[Violation]:
+    params = template.get("Parameters") or {}
+    out: list[Violation] = []
+    reported: set[tuple[str, str]] = set()
+    for doc in policy_documents(template.get("Resources") or {}):
+        for s in statements(doc.document):
+            # resource ARNs, and the values of *Like conditions (s3:prefix patterns and the like)
+            patterns = items(s.get("Resource")) + items(s.get("NotResource"))
+            for operator, tests in (s.get("Condition") or {}).items():
+                if "Like" in operator and isinstance(tests, dict):
+                    patterns += [v for values in tests.values() for v in items(values)]
+            for resource in patterns:
+                for name in sorted(refs(resource) & set(params)):
+                    why = _admits_wildcards(params[name])
+                    if why and (doc.resource, name) not in reported:
+                        reported.add((doc.resource, name))
+                        out.append(Violation("iam-arn-parameters-admit-no-wildcards", f"{doc.resource} ({doc.name})",
+                                             f"parameter {name} is part of a resource ARN and {why}"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# resolving templates to plausible literal values (for parliament)
+# ---------------------------------------------------------------------------------------------
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+# Values for parameters, by name, where the default is absent or (for SSM-backed parameters)
+# the name of an SSM parameter rather than the value.
+PLAUSIBLE_PARAMETERS: dict[str, str] = {
+    "AssetsBucketName": "example-assets",
+    "DataBucketName": "example-lake",
+    "DataLakeBucketName": "",
+    "NotebookBucketName": "example-notebooks",
+    "DataKmsKeyArn": "none",
+    "DataLakeKmsKeyArn": "",
+    "AuthMode": "cognito",
+    "ClusterName": "lakehub",
+    "DomainName": "lakehub.example.com",
+    "HostedZoneId": "Z0123456789EXAMPLE",
+    "VpcCidr": "10.20.0.0/16",
+    "VpcId": "vpc-0123456789abcdef0",
+    "TierName": "pii",
+    "DataPrefixes": "pii/",
+    "AllowedGroups": "pii-users",
+    "HostName": "pii",
+    "ImageRepositoryUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/lakehub/hub",
+    "HttpsListenerArn": f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener/app/lakehub-alb/0123456789abcdef/0123456789abcdef",
+    "LoadBalancerDnsName": "lakehub-alb-123.us-east-1.elb.amazonaws.com",
+    "LoadBalancerHostedZoneId": "Z35SXDOTRQ7X7K",
+    "TaskSecurityGroupId": "sg-0123456789abcdef0",
+    "ListenerPriorityFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lakehub-listener-priority",
+    "SeedFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lakehub-seed-notebooks",
+    "SecretArnFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lakehub-secret-arn",
+    "LogGroupName": "/lakehub/lakehub/tasks",
+    "UserPoolId": f"{REGION}_Example01",
+    "UserPoolDomainUrl": f"https://lakehub-{ACCOUNT}.auth.{REGION}.amazoncognito.com",
+    "CertificateArn": "",
+}
+EXAMPLE_KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+_PARAM_TYPE_VALUES = {
+    "AWS::EC2::VPC::Id": "vpc-0123456789abcdef0",
+    "AWS::EC2::Subnet::Id": "subnet-0123456789abcdef0",
+    "AWS::EC2::SecurityGroup::Id": "sg-0123456789abcdef0",
+    "AWS::Route53::HostedZone::Id": "Z0123456789EXAMPLE",
+    "AWS::EC2::KeyPair::KeyName": "example-key",
+    "List<AWS::EC2::Subnet::Id>": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+}
+
+
+def plausible_parameters(template: dict, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A value for every parameter: overrides, then PLAUSIBLE_PARAMETERS, then the default
+    (unless it names an SSM parameter), then one made up from the type and name."""
+    values: dict[str, Any] = {}
+    for name, spec in (template.get("Parameters") or {}).items():
+        ptype = spec.get("Type", "String")
+        if overrides and name in overrides:
+            values[name] = overrides[name]
+        elif name in PLAUSIBLE_PARAMETERS:
+            values[name] = PLAUSIBLE_PARAMETERS[name]
+        elif "Default" in spec and not ptype.startswith("AWS::SSM::Parameter"):
+            values[name] = spec["Default"]
+        elif ptype in _PARAM_TYPE_VALUES:
+            values[name] = _PARAM_TYPE_VALUES[ptype]
+        elif spec.get("AllowedValues"):
+            values[name] = spec["AllowedValues"][0]
+        elif "Arn" in name and "kms" in str(spec.get("AllowedPattern", "")):
+            values[name] = EXAMPLE_KMS_KEY
+        elif "Arn" in name:
+            values[name] = f"arn:aws:iam::{ACCOUNT}:role/example-{name.lower()}"
+        elif ptype == "Number":
+            values[name] = str(spec.get("MinValue", 1))
+        elif ptype == "CommaDelimitedList":
+            values[name] = f"example-{name.lower()}"
+        else:
+            values[name] = f"example-{name.lower()}"
+    return values
+
+
+# Ref and GetAtt Arn of resources, by type ({n}: logical id in lower case, {r}/{a}: region/account).
+_REF_FORMATS = {
+    "AWS::S3::Bucket": "lakehub-{n}",
+    "AWS::IAM::Role": "lakehub-{n}",
+    "AWS::IAM::InstanceProfile": "lakehub-{n}",
+    "AWS::SecretsManager::Secret": "arn:aws:secretsmanager:{r}:{a}:secret:lakehub/{n}-AbCdEf",
+    "AWS::Logs::LogGroup": "/lakehub/{n}",
+    "AWS::ECR::Repository": "lakehub/{n}",
+    "AWS::KMS::Key": "1234abcd-12ab-34cd-56ef-1234567890ab",
+    "AWS::SNS::Topic": "arn:aws:sns:{r}:{a}:lakehub-{n}",
+    "AWS::SQS::Queue": "https://sqs.{r}.amazonaws.com/{a}/lakehub-{n}",
+    "AWS::EC2::SecurityGroup": "sg-0123456789abcdef0",
+    "AWS::EC2::RouteTable": "rtb-0123456789abcdef0",
+    "AWS::EC2::Subnet": "subnet-0123456789abcdef0",
+    "AWS::EC2::VPC": "vpc-0123456789abcdef0",
+    "AWS::EC2::Instance": "i-0123456789abcdef0",
+    "AWS::ECS::TaskDefinition": "arn:aws:ecs:{r}:{a}:task-definition/lakehub-{n}:1",
+    "AWS::ElasticLoadBalancingV2::Listener": "arn:aws:elasticloadbalancing:{r}:{a}:listener/app/lakehub/0123456789abcdef/0123456789abcdef",
+    "AWS::ElasticLoadBalancingV2::TargetGroup": "arn:aws:elasticloadbalancing:{r}:{a}:targetgroup/lakehub-{n}/0123456789abcdef",
+    "AWS::Cognito::UserPool": "{r}_Example01",
+}
+_ARN_FORMATS = {
+    "AWS::S3::Bucket": "arn:aws:s3:::lakehub-{n}",
+    "AWS::IAM::Role": "arn:aws:iam::{a}:role/lakehub-{n}",
+    "AWS::IAM::InstanceProfile": "arn:aws:iam::{a}:instance-profile/lakehub-{n}",
+    "AWS::Logs::LogGroup": "arn:aws:logs:{r}:{a}:log-group:/lakehub/{n}:*",
+    "AWS::ECR::Repository": "arn:aws:ecr:{r}:{a}:repository/lakehub/{n}",
+    "AWS::CodeBuild::Project": "arn:aws:codebuild:{r}:{a}:project/lakehub-{n}",
+    "AWS::CodeCommit::Repository": "arn:aws:codecommit:{r}:{a}:lakehub-{n}",
+    "AWS::Lambda::Function": "arn:aws:lambda:{r}:{a}:function:lakehub-{n}",
+    "AWS::KMS::Key": "arn:aws:kms:{r}:{a}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "AWS::SQS::Queue": "arn:aws:sqs:{r}:{a}:lakehub-{n}",
+    "AWS::ECS::Cluster": "arn:aws:ecs:{r}:{a}:cluster/lakehub",
+    "AWS::Cognito::UserPool": "arn:aws:cognito-idp:{r}:{a}:userpool/{r}_Example01",
+    "AWS::Events::Rule": "arn:aws:events:{r}:{a}:rule/lakehub-{n}",
+    "AWS::ServiceCatalog::Portfolio": "arn:aws:catalog:{r}:{a}:portfolio/port-example",
+    # lambdas/secret_arn: the full ARN of a secret the platform team created (name + 6 characters).
+    "Custom::SecretArn": "arn:aws:secretsmanager:{r}:{a}:secret:lakehub/pii/{n}-AbCdEf",
+}
+
+
+class PlausibleResolver(Resolver):
+    """A Resolver whose Refs and GetAtts of resources become plausible literal names and ARNs
+    (so IAM analysers see real-looking ARNs instead of "<X.Arn>") and which reads Mappings."""
+
+    def __init__(self, template: dict, parameters: dict[str, Any] | None = None):
+        super().__init__(template, plausible_parameters(template, parameters))
+        self._types = {n: r.get("Type", "") for n, r in (template.get("Resources") or {}).items()}
+
+    def _fmt(self, fmt: str, name: str) -> str:
+        return fmt.format(n=re.sub(r"[^a-z0-9]+", "-", name.lower()), r=self.pseudo["AWS::Region"], a=self.pseudo["AWS::AccountId"])
+
+    def _ref_value(self, name: str) -> str:
+        rtype = self._types[name]
+        return self._fmt(_REF_FORMATS.get(rtype, "lakehub-{n}"), name)
+
+    def _getatt_value(self, name: str, attr: str) -> str:
+        rtype = self._types.get(name, "")
+        if attr == "Arn" or attr.endswith("Arn"):
+            if rtype in _ARN_FORMATS:
+                return self._fmt(_ARN_FORMATS[rtype], name)
+            service = rtype.split("::")[1].lower() if "::" in rtype else "example"
+            return self._fmt(f"arn:aws:{service}:{{r}}:{{a}}:lakehub-{{n}}", name)
+        if attr == "RepositoryUri":
+            return self._fmt("{a}.dkr.ecr.{r}.amazonaws.com/lakehub/{n}", name)
+        return self._fmt("lakehub-{n}-" + attr.lower().replace(".", "-"), name)
+
+    def _resolve(self, node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Ref" and arg in self._types and arg not in self.params:
+                return self._ref_value(arg)
+            if key == "Fn::GetAtt":
+                name, attr = (arg if isinstance(arg, list) else str(arg).split(".", 1))
+                return self._getatt_value(name, attr)
+            if key == "Fn::FindInMap":
+                m, k1, k2 = (self.resolve(a) for a in arg)
+                return self.template["Mappings"][m][k1][k2]
+            if key == "Fn::ImportValue":
+                return f"imported-{self.resolve(arg)}"
+        return super()._resolve(node)
+
+    def _sub_var(self, name: str, variables: dict) -> str:
+        if name not in variables and "." in name:
+            res, attr = name.split(".", 1)
+            return self._getatt_value(res, attr)
+        return super()._sub_var(name, variables)
+
+
+def condition_scenarios(template: dict) -> list[dict[str, Any]]:
+    """Parameter sets that between them take every branch of the template's simple conditions:
+    the plausible base, each AllowedValues choice one at a time, and for each condition of the
+    form Equals(Ref P, v) both P = v and P = something else."""
+    params = template.get("Parameters") or {}
+    base: dict[str, Any] = {}
+    scenarios: list[dict[str, Any]] = [base]
+    for name, spec in params.items():
+        for value in spec.get("AllowedValues", []):
+            scenarios.append({name: value})
+
+    def equals(node: Any) -> Iterator[tuple[str, Any]]:
+        if isinstance(node, dict):
+            for key, arg in node.items():
+                if key == "Fn::Equals" and isinstance(arg, list) and len(arg) == 2:
+                    for a, b in (arg, arg[::-1]):
+                        if isinstance(a, dict) and set(a) == {"Ref"} and a["Ref"] in params and not isinstance(b, (dict, list)):
+                            yield a["Ref"], b
+                yield from equals(arg)
+        elif isinstance(node, list):
+            for n in node:
+                yield from equals(n)
+
+    for pname, value in equals(template.get("Conditions") or {}):
+        spec = params[pname]
+        scenarios.append({pname: value})
+        other = _other_value(pname, spec, value)
+        if other is not None:
+            scenarios.append({pname: other})
+    unique: list[dict[str, Any]] = []
+    for s in scenarios:
+        if s not in unique:
+            unique.append(s)
+    return unique
+
+
+def _other_value(name: str, spec: dict, value: Any) -> Any:
+    if spec.get("AllowedValues"):
+        return next((v for v in spec["AllowedValues"] if str(v) != str(value)), None)
+    if spec.get("Type") == "Number":
+        return str(int(value) + 1) if str(value).isdigit() else "1"
+    if str(value) in ("", "none"):
+        if "Kms" in name:
+            return EXAMPLE_KMS_KEY
+        if "Certificate" in name:
+            return f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/1234abcd-12ab-34cd-56ef-1234567890ab"
+        if "Bucket" in name:
+            return "corp-lake"
+        if "Secret" in name:
+            return "lakehub/example-secret"
+        return f"example-{name.lower()}"
+    return f"not-{value}"
+
+
+def resolved_policies(template: dict) -> list[tuple[dict[str, Any], PolicyDoc]]:
+    """Every policy document of the template, resolved under every condition scenario, each
+    distinct (resource, name, document) once, with the parameters of its first scenario."""
+    seen: set[tuple[str, str, str]] = set()
+    out: list[tuple[dict[str, Any], PolicyDoc]] = []
+    import json
+
+    for scenario in condition_scenarios(template):
+        resolver = PlausibleResolver(template, scenario)
+        for doc in policy_documents(resolver.resources()):
+            key = (doc.resource, doc.name, json.dumps(doc.document, sort_keys=True))
+            if key not in seen:
+                seen.add(key)
+                out.append((scenario, doc))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Dockerfile rules (over the file's text)
+# ---------------------------------------------------------------------------------------------
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    buf = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not buf and (not stripped or stripped.startswith("#")):
+            continue
+        if buf and stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            buf += stripped[:-1] + " "
+            continue
+        buf += stripped
+        parts = buf.split(None, 1)
+        out.append((parts[0].upper(), parts[1] if len(parts) > 1 else ""))
+        buf = ""
+    return out
+
+
+def dockerfile_base_images_pinned(text: str, require_digest: bool = False) -> list[str]:
+    """Problems with FROM lines: an untagged or `latest` base (or no digest when required).
+    A FROM naming an earlier stage is fine."""
+    problems: list[str] = []
+    stages: set[str] = set()
+    args: dict[str, str] = {}
+    for instr, rest in dockerfile_instructions(text):
+        if instr == "ARG" and "=" in rest:
+            k, v = rest.split("=", 1)
+            args[k.strip()] = v.strip().strip('"')
+        if instr != "FROM":
+            continue
+        words = [w for w in rest.split() if not w.startswith("--")]
+        image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), words[0])
+        if len(words) >= 3 and words[1].lower() == "as":
+            stages.add(words[2].lower())
+        if image.lower() in stages or image == "scratch":
+            continue
+        name, _, digest = image.partition("@")
+        tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else None
+        if "$" in image:
+            problems.append(f"FROM {words[0]}: the base image comes from an ARG without a default")
+        elif digest:
+            continue
+        elif tag is None or tag == "latest":
+            problems.append(f"FROM {image}: no version tag (or 'latest')")
+        elif require_digest:
+            problems.append(f"FROM {image}: no digest")
+    return problems
+
+
+def dockerfile_final_user(text: str) -> str | None:
+    """The USER of the last stage (None when the last stage sets none: root)."""
+    user = None
+    for instr, rest in dockerfile_instructions(text):
+        if instr == "FROM":
+            user = None
+        elif instr == "USER":
+            user = rest.split()[0] if rest.split() else None
+    return user
+
+
+def is_root_user(user: str | None) -> bool:
+    return user is None or user.split(":")[0] in ("root", "0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lakehub.checks.rules [TEMPLATE...]`: every rule over the given (default: the
+    generated) templates; one line per violation, exit status 1 when there is any."""
+    return SECURITY.main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,262 @@
+"""Building blocks shared by the template modules.
+
+`Builder` wraps a troposphere Template and records a label and a group for every Parameter,
+emitting AWS::CloudFormation::Interface at the end, so no parameter can be added without them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from troposphere import (
+    AWSObject,
+    Export,
+    GetAtt,
+    Join,
+    Output,
+    Parameter,
+    Ref,
+    Sub,
+    Tags,
+    Template,
+)
+from troposphere import logs
+
+from lakehub.stacks import names
+
+LAMBDA_RUNTIME = "python3.13"
+
+# Stateful types whose contents the platform can rebuild: explicit Delete policies.
+DISPOSABLE_STATEFUL = {
+    "AWS::Logs::LogGroup",
+    "AWS::SecretsManager::Secret",
+    "AWS::CloudFormation::Stack",
+}
+LAMBDA_ARCHITECTURE = "arm64"
+
+
+class Builder:
+    """A template under construction: parameters with labels and groups, outputs with descriptions."""
+
+    def __init__(self, description: str):
+        self.t = Template()
+        self.t.set_version("2010-09-09")
+        self.t.set_description(description)
+        self._groups: dict[str, list[str]] = {}
+        self._labels: dict[str, str] = {}
+
+    def param(
+        self,
+        name: str,
+        group: str,
+        label: str,
+        description: str,
+        type: str = "String",
+        **kwargs: Any,
+    ) -> Parameter:
+        """Add a Parameter; `group` is a sentence-case group name, `label` its short label."""
+        if name in self.t.parameters:
+            raise ValueError(f"parameter {name} defined twice")
+        p = self.t.add_parameter(Parameter(name, Type=type, Description=description, **kwargs))
+        self._groups.setdefault(group, []).append(name)
+        self._labels[name] = label
+        return p
+
+    def copy_param(self, child: Template, name: str, group: str) -> Parameter:
+        """Declare a parameter exactly as a nested template declares it (type, constraints,
+        description, label), for an entry point that passes it down unchanged."""
+        props = dict(child.parameters[name].properties)
+        labels = child.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"]
+        return self.param(name, group, labels[name]["default"], props.pop("Description"), type=props.pop("Type"), **props)
+
+    def output(self, name: str, value: Any, description: str, export: bool = False) -> Output:
+        kwargs: dict[str, Any] = {"Description": description, "Value": value}
+        if export:
+            kwargs["Export"] = Export(Sub("${AWS::StackName}-" + name))
+        return self.t.add_output(Output(name, **kwargs))
+
+    def add(self, resource: AWSObject) -> AWSObject:
+        """Add a resource. Stateful resources always carry explicit DeletionPolicy and
+        UpdateReplacePolicy: Delete for rebuildable ones (logs, secrets the stack generates,
+        nested stacks) unless the caller chose otherwise (Retain for users' data)."""
+        if resource.resource_type in DISPOSABLE_STATEFUL and not hasattr(resource, "DeletionPolicy"):
+            resource.DeletionPolicy = "Delete"
+            resource.UpdateReplacePolicy = "Delete"
+        return self.t.add_resource(resource)
+
+    def finish(self) -> Template:
+        if self._groups:
+            self.t.set_metadata(
+                {
+                    "AWS::CloudFormation::Interface": {
+                        "ParameterGroups": [
+                            {"Label": {"default": group}, "Parameters": params}
+                            for group, params in self._groups.items()
+                        ],
+                        "ParameterLabels": {
+                            name: {"default": label} for name, label in self._labels.items()
+                        },
+                    }
+                }
+            )
+        return self.t
+
+
+def custom_resource(logical_id: str, type_name: str, **properties: Any) -> AWSObject:
+    """A custom resource declared with its own type (Custom::<Name>), which names it in the
+    console and in events, served by the ServiceToken in `properties`."""
+    from troposphere import cloudformation
+
+    cls = type(type_name.replace("Custom::", ""), (cloudformation.CustomResource,), {"resource_type": type_name})
+    return cls(logical_id, **properties)
+
+
+def platform_tags(*extra: tuple[str, Any]) -> Tags:
+    """Tags every taggable resource carries: the platform name (cost allocation)."""
+    pairs: dict[str, Any] = {names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)}
+    for key, value in extra:
+        pairs[key] = value
+    return Tags(pairs)
+
+
+def add_platform_name_param(b: Builder, group: str = "Platform") -> Parameter:
+    return b.param(
+        names.PLATFORM_NAME,
+        group,
+        "Platform name",
+        "Short name of this lakehub platform; names resources and the SSM path /lakehub/<name>/",
+        Default="lakehub",
+        AllowedPattern=r"^[a-z][a-z0-9-]{1,19}$",
+        ConstraintDescription="2-20 lower-case letters, digits or hyphens, starting with a letter",
+        MinLength=2,
+        MaxLength=20,
+    )
+
+
+def add_assets_params(b: Builder, group: str = "Assets (templates and functions)") -> None:
+    b.param(
+        names.ASSETS_BUCKET_NAME,
+        group,
+        "Assets bucket",
+        "S3 bucket that holds the published templates and function zips (lakehub publish)",
+        AllowedPattern=r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$",
+        ConstraintDescription="an S3 bucket name: lower-case letters, digits, dots and hyphens",
+    )
+    b.param(
+        names.ASSETS_KEY_PREFIX,
+        group,
+        "Assets key prefix",
+        "Key prefix of the assets in the bucket, ending with '/' (for example lakehub/)",
+        Default="lakehub/",
+        # No '*': the prefix is part of IAM resource ARNs (build and launch roles), where it is a wildcard.
+        AllowedPattern=r"^([0-9a-zA-Z!_.'()-]+/)*$",
+        ConstraintDescription="empty, or key segments (letters, digits, !_.'()-) each followed by '/', such as lakehub/",
+    )
+
+
+IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+
+
+def default_image_tag() -> str:
+    """The ImageTag a release's templates name by default: v<project version>. Never `latest`: the
+    repository's tags are immutable, so a tag names one image for ever (images are promoted by
+    deploying another tag, not rolled by moving one)."""
+    from lakehub import __version__
+
+    return f"v{__version__}"
+
+
+def add_image_tag_param(b: Builder, group: str, label: str = "Hub image tag", description: str = "Tag of the hub image in the platform's repository") -> Parameter:
+    """The hub image tag (main, pipeline, tier and on-demand hub share its constraint)."""
+    return b.param(
+        names.IMAGE_TAG,
+        group,
+        label,
+        description,
+        Default=default_image_tag(),
+        AllowedPattern=IMAGE_TAG_PATTERN,
+        ConstraintDescription="a Docker image tag",
+    )
+
+
+def add_log_retention_param(b: Builder, settings: Any, group: str) -> Parameter:
+    """LogRetentionDays; the strict profile allows no less than a year (CT.CLOUDWATCH.PR.2)."""
+    from lakehub.settings import LOG_RETENTION_CHOICES, STRICT_MIN_LOG_RETENTION_DAYS
+
+    minimum = STRICT_MIN_LOG_RETENTION_DAYS if settings.strict else 0
+    return b.param(
+        names.LOG_RETENTION_DAYS,
+        group,
+        "Log retention (days)",
+        "How long CloudWatch keeps the platform's logs",
+        type="Number",
+        Default=settings.log_retention_days,
+        AllowedValues=[d for d in LOG_RETENTION_CHOICES if d >= minimum],
+        ConstraintDescription="a CloudWatch Logs retention period",
+    )
+
+
+def function_code_key(function: str) -> Sub:
+    from lakehub.assets import function_key
+
+    return Sub("${" + names.ASSETS_KEY_PREFIX + "}" + function_key(function))
+
+
+def template_url(filename: str) -> Sub:
+    from lakehub.assets import template_key
+
+    return Sub(
+        "https://${"
+        + names.ASSETS_BUCKET_NAME
+        + "}.s3.${AWS::Region}.${AWS::URLSuffix}/${"
+        + names.ASSETS_KEY_PREFIX
+        + "}"
+        + template_key(filename)
+    )
+
+
+def add_function_log_group(b: Builder, logical_id: str, retention: Any) -> logs.LogGroup:
+    """A log group for a Lambda function, with retention, retained on stack deletion."""
+    return b.add(
+        logs.LogGroup(
+            logical_id,
+            LogGroupName=Sub("/aws/lambda/${" + names.PLATFORM_NAME + "}-${AWS::StackName}-" + logical_id.replace("LogGroup", "")),
+            RetentionInDays=retention,
+        )
+    )
+
+
+def arn(service: str, resource: str, region: str = "${AWS::Region}", account: str = "${AWS::AccountId}") -> Sub:
+    return Sub(f"arn:${{AWS::Partition}}:{service}:{region}:{account}:{resource}")
+
+
+__all__ = [
+    "Builder",
+    "GetAtt",
+    "Join",
+    "Ref",
+    "Sub",
+    "platform_tags",
+    "add_platform_name_param",
+    "add_assets_params",
+    "add_log_retention_param",
+    "function_code_key",
+    "template_url",
+    "arn",
+    "LAMBDA_RUNTIME",
+    "LAMBDA_ARCHITECTURE",
+]
+
+
+def add_checkov_skip(resource: Any, check_id: str, comment: str) -> Any:
+    """Record a deliberate checkov exception in the resource's Metadata (checkov reads
+    Metadata.checkov.skip). Every skip needs its row in docs/SECURITY.md (a test checks)."""
+    try:
+        metadata = dict(resource.Metadata)
+    except AttributeError:
+        metadata = {}
+    skips = list(metadata.get("checkov", {}).get("skip", []))
+    skips.append({"id": check_id, "comment": comment})
+    metadata["checkov"] = {**metadata.get("checkov", {}), "skip": skips}
+    resource.Metadata = metadata
+    return resource
