@@ -893,13 +893,6 @@ class Estimate:
             "(each of the first two rotations adds $1 a key-month from the second year: not counted)"
         )
 
-    def _log_group_days(self, name: Any) -> int:
-        for _stack, logical, r in self._all("AWS::Logs::LogGroup"):
-            props = r["Properties"]
-            if _strip(name) == logical or str(name) == str(props.get("LogGroupName")) or str(props.get("LogGroupName")) in str(name):
-                return int(props.get("RetentionInDays", 3653))
-        return 3653
-
     def _access_logs(self) -> None:
         """ALB access logs and S3 server access logs: delivery is free (ELB and S3 user guides),
         the log objects are stored at the S3 price for as long as their bucket keeps them."""

@@ -20,7 +20,6 @@ from troposphere import (
     Tags,
     Template,
 )
-from troposphere import logs
 
 from lakehub.stacks import names
 
@@ -212,17 +211,6 @@ def template_url(filename: str) -> Sub:
         + names.ASSETS_KEY_PREFIX
         + "}"
         + template_key(filename)
-    )
-
-
-def add_function_log_group(b: Builder, logical_id: str, retention: Any) -> logs.LogGroup:
-    """A log group for a Lambda function, with retention, retained on stack deletion."""
-    return b.add(
-        logs.LogGroup(
-            logical_id,
-            LogGroupName=Sub("/aws/lambda/${" + names.PLATFORM_NAME + "}-${AWS::StackName}-" + logical_id.replace("LogGroup", "")),
-            RetentionInDays=retention,
-        )
     )
 
 

@@ -7,7 +7,6 @@ notebooks and data are users' work, never collateral of a stack operation.
 
 from __future__ import annotations
 
-from awacs import kms as awacs_kms
 from awacs import s3 as awacs_s3
 from awacs import logs as awacs_logs
 from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
@@ -360,10 +359,3 @@ def strict_trail(b: Builder, trail: cloudtrail.Trail) -> None:
     trail.CloudWatchLogsLogGroupArn = GetAtt(group, "Arn")
     trail.CloudWatchLogsRoleArn = GetAtt(role, "Arn")
     trail.Metadata = {"checkov": {"skip": [s for s in trail.Metadata["checkov"]["skip"] if s["id"] != "CKV_AWS_35"]}}
-
-
-def kms_statement(key_arn_param: str, write: bool) -> Statement:
-    actions = [awacs_kms.Decrypt, awacs_kms.DescribeKey]
-    if write:
-        actions += [awacs_kms.GenerateDataKey, awacs_kms.Encrypt]
-    return Statement(Sid="DataLakeKey", Effect=Allow, Action=actions, Resource=[Ref(key_arn_param)])
