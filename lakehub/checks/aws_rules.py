@@ -17,7 +17,9 @@ from typing import Any, Iterator
 import yaml
 
 from lakehub.stacks.names import HUB_LOGOUT_RETURN_PATH, IMAGE_USER_HOMES
-from lakehub.checks.rules import RuleSet, Violation, alternatives, is_root_user, items, props, refs, resources_of
+from lakehub.cfn.walk import alternatives, items, props, refs, resources_of
+from lakehub.checks.dockerfile import is_root_user
+from lakehub.checks.rules import RuleSet, Violation
 
 AWS = RuleSet("AWS rules")
 AWS_RULES = AWS.rules
@@ -160,7 +162,7 @@ def no_reserved_concurrency(template: dict) -> list[Violation]:
 
 
 def _statements(template: dict) -> Iterator[tuple[str, dict]]:
-    from lakehub.checks.rules import policy_documents, statements
+    from lakehub.checks.iam import policy_documents, statements
 
     for doc in policy_documents(template.get("Resources") or {}):
         if doc.kind != "identity":

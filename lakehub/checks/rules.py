@@ -7,8 +7,9 @@ a violation hidden behind a condition still counts. tests/security runs every ru
 generated templates (no violation) and over a fixture made to break it (at least one), so no
 rule can silently stop working.
 
-Also here: the Dockerfile rules (functions over the file's text), and the pieces the IAM
-analysis needs: every policy document of a template, resolved to plausible literal ARNs.
+Beside it: `lakehub.checks.iam` (every policy document of a template, resolved to plausible
+literal ARNs), `lakehub.checks.dockerfile` (rules over the Dockerfile's text), and
+`lakehub.cfn.walk` (reading a loaded template).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable, Iterator
 
-from lakehub.cfn.template import Resolver
+from lakehub.cfn.walk import alternatives, get, is_true, items, literal_values, props, refs, resources_of, strings
+from lakehub.checks.dockerfile import is_root_user
+from lakehub.checks.iam import policy_documents, statement_actions, statement_resources, statements
 
 
 @dataclass(frozen=True)
@@ -85,116 +88,6 @@ RULES = SECURITY.rules
 RULE_DOCS = SECURITY.docs
 rule = SECURITY.rule
 check_template = SECURITY.check_template
-
-
-# ---------------------------------------------------------------------------------------------
-# reading templates
-# ---------------------------------------------------------------------------------------------
-
-NO_VALUE = {"Ref": "AWS::NoValue"}
-
-
-def resources_of(template: dict, *types: str) -> Iterator[tuple[str, dict]]:
-    for name, res in (template.get("Resources") or {}).items():
-        if not types or res.get("Type") in types:
-            yield name, res
-
-
-def props(res: dict) -> dict:
-    p = res.get("Properties") or {}
-    return p if isinstance(p, dict) else {}
-
-
-def alternatives(value: Any) -> list[Any]:
-    """The values `value` may take: both branches of an Fn::If (recursively); AWS::NoValue is
-    dropped. Other intrinsics are returned as they are."""
-    if isinstance(value, dict) and len(value) == 1 and "Fn::If" in value:
-        _, a, b = value["Fn::If"]
-        return alternatives(a) + alternatives(b)
-    if value == NO_VALUE:
-        return []
-    return [value]
-
-
-def items(value: Any) -> list[Any]:
-    """The elements a list property may hold, Fn::If inside and around it expanded."""
-    out: list[Any] = []
-    for alt in alternatives(value):
-        if isinstance(alt, list):
-            for element in alt:
-                out += alternatives(element)
-        elif alt is not None:
-            out.append(alt)
-    return out
-
-
-def get(value: Any, *path: str) -> list[Any]:
-    """Values at `path` below `value`, following every Fn::If branch (missing -> [])."""
-    current = alternatives(value)
-    for key in path:
-        nxt: list[Any] = []
-        for v in current:
-            if isinstance(v, dict) and key in v:
-                nxt += alternatives(v[key])
-        current = nxt
-    return current
-
-
-def refs(value: Any) -> set[str]:
-    """Logical names a value refers to: Ref, GetAtt, and ${X} / ${X.Attr} inside Fn::Sub."""
-    found: set[str] = set()
-    if isinstance(value, list):
-        for v in value:
-            found |= refs(v)
-    elif isinstance(value, dict):
-        for key, arg in value.items():
-            if key == "Ref" and isinstance(arg, str):
-                found.add(arg)
-            elif key == "Fn::GetAtt":
-                found.add(arg[0] if isinstance(arg, list) else str(arg).split(".", 1)[0])
-            elif key == "Fn::Sub":
-                text, variables = (arg if isinstance(arg, list) else (arg, {}))
-                for m in re.finditer(r"\$\{([^}!][^}]*)\}", text):
-                    name = m.group(1).split(".", 1)[0]
-                    if name not in variables:
-                        found.add(name)
-                found |= refs(variables)
-            else:
-                found |= refs(arg)
-    return found
-
-
-def strings(value: Any) -> Iterator[str]:
-    """Every literal string inside a value (Fn::Sub text included)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from strings(v)
-
-
-def is_true(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() == "true")
-
-
-def literal_values(template: dict, value: Any) -> list[Any]:
-    """Literal values a property may take: Fn::If branches, and for a Ref to a parameter its
-    default and allowed values (an unconstrained parameter adds None: "unknown")."""
-    out: list[Any] = []
-    for alt in alternatives(value):
-        if isinstance(alt, dict) and set(alt) == {"Ref"} and alt["Ref"] in (template.get("Parameters") or {}):
-            spec = template["Parameters"][alt["Ref"]]
-            if "Default" in spec:
-                out.append(spec["Default"])
-            out += list(spec.get("AllowedValues", []))
-            if "AllowedValues" not in spec:
-                out.append(None)
-        else:
-            out.append(alt)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,63 +541,6 @@ def containers_run_as_non_root(template: dict) -> list[Violation]:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PolicyDoc:
-    resource: str
-    name: str  # PolicyName, or the property that holds the document
-    kind: str  # identity | resource | trust
-    document: Any
-
-
-# Where each resource type keeps its policy documents.
-POLICY_PROPERTIES: dict[str, tuple[str, str]] = {
-    "AWS::IAM::Policy": ("PolicyDocument", "identity"),
-    "AWS::IAM::RolePolicy": ("PolicyDocument", "identity"),
-    "AWS::IAM::UserPolicy": ("PolicyDocument", "identity"),
-    "AWS::IAM::GroupPolicy": ("PolicyDocument", "identity"),
-    "AWS::IAM::ManagedPolicy": ("PolicyDocument", "identity"),
-    "AWS::S3::BucketPolicy": ("PolicyDocument", "resource"),
-    "AWS::SQS::QueuePolicy": ("PolicyDocument", "resource"),
-    "AWS::SNS::TopicPolicy": ("PolicyDocument", "resource"),
-    "AWS::KMS::Key": ("KeyPolicy", "resource"),
-    "AWS::ECR::Repository": ("RepositoryPolicyText", "resource"),
-    "AWS::SecretsManager::ResourcePolicy": ("ResourcePolicy", "resource"),
-}
-INLINE_POLICY_HOLDERS = ("AWS::IAM::Role", "AWS::IAM::User", "AWS::IAM::Group")
-
-
-def policy_documents(resources: dict[str, dict]) -> list[PolicyDoc]:
-    """Every policy document of `resources` (a template's Resources, raw or resolved)."""
-    out: list[PolicyDoc] = []
-    for name, res in resources.items():
-        rtype, p = res.get("Type"), props(res)
-        if rtype in INLINE_POLICY_HOLDERS:
-            for pol in items(p.get("Policies")):
-                if isinstance(pol, dict):
-                    out.append(PolicyDoc(name, str(pol.get("PolicyName")), "identity", pol.get("PolicyDocument")))
-            if rtype == "AWS::IAM::Role" and p.get("AssumeRolePolicyDocument"):
-                out.append(PolicyDoc(name, "AssumeRolePolicyDocument", "trust", p["AssumeRolePolicyDocument"]))
-        elif rtype in POLICY_PROPERTIES:
-            key, kind = POLICY_PROPERTIES[rtype]
-            if p.get(key) is not None:
-                out.append(PolicyDoc(name, key, kind, p[key]))
-    return out
-
-
-def statements(document: Any) -> list[dict]:
-    if not isinstance(document, dict):
-        return []
-    return [s for s in items(document.get("Statement")) if isinstance(s, dict)]
-
-
-def _actions(statement: dict) -> list[str]:
-    return [a for a in items(statement.get("Action")) if isinstance(a, str)]
-
-
-def _resources(statement: dict) -> list[Any]:
-    return items(statement.get("Resource"))
-
-
 @rule("iam-no-wildcard-actions", "no Allow of '*', of 'service:*' on '*', of 'iam:*', or of NotAction")
 def iam_no_wildcard_actions(template: dict) -> list[Violation]:
     name_ = "iam-no-wildcard-actions"
@@ -718,9 +554,9 @@ def iam_no_wildcard_actions(template: dict) -> list[Violation]:
             where = f"{doc.resource} ({doc.name})"
             if "NotAction" in s:
                 out.append(Violation(name_, where, "allows NotAction (everything but a list)"))
-            resources = _resources(s)
+            resources = statement_resources(s)
             on_everything = any(r == "*" for r in resources) or "NotResource" in s
-            for action in _actions(s):
+            for action in statement_actions(s):
                 if action == "*":
                     out.append(Violation(name_, where, "allows every action ('*')"))
                 elif action.lower() == "iam:*":
@@ -762,10 +598,10 @@ def iam_pass_role_scoped(template: dict) -> list[Violation]:
         if doc.kind != "identity":
             continue
         for s in statements(doc.document):
-            if s.get("Effect") != "Allow" or not any(_grants_pass_role(a) for a in _actions(s)):
+            if s.get("Effect") != "Allow" or not any(_grants_pass_role(a) for a in statement_actions(s)):
                 continue
             where = f"{doc.resource} ({doc.name})"
-            resources = _resources(s)
+            resources = statement_resources(s)
             if not resources or "NotResource" in s:
                 out.append(Violation(name_, where, "iam:PassRole without a Resource list"))
             for r in resources:
@@ -825,7 +661,7 @@ def _role_statements(template: dict, role: str) -> list[dict]:
 
 
 def _s3_actions(statement: dict) -> list[str]:
-    return [a for a in _actions(statement) if a.lower().startswith("s3:") or a == "*"]
+    return [a for a in statement_actions(statement) if a.lower().startswith("s3:") or a == "*"]
 
 
 # The hub's own database replica (lakehub_hub.hub_state, lakehub.stacks.names.HUB_STATE_ROOT): the hub
@@ -837,9 +673,9 @@ HUB_STATE_ACTIONS = ("s3:getobject", "s3:putobject", "s3:deleteobject", "s3:list
 
 def _only_hub_state(statement: dict) -> bool:
     actions = [a.lower() for a in _s3_actions(statement)]
-    if not actions or any(a not in HUB_STATE_ACTIONS for a in actions) or len(actions) != len(_actions(statement)):
+    if not actions or any(a not in HUB_STATE_ACTIONS for a in actions) or len(actions) != len(statement_actions(statement)):
         return False
-    if "DataBucket" in " ".join(refs(_resources(statement))):
+    if "DataBucket" in " ".join(refs(statement_resources(statement))):
         return False
     if "s3:listbucket" in actions:
         like = {k.lower(): v for k, v in ((statement.get("Condition") or {}).get("StringLike") or {}).items()}
@@ -847,7 +683,7 @@ def _only_hub_state(statement: dict) -> bool:
         if not prefixes or not all(any(t.startswith(HUB_STATE_PREFIX) for t in strings(p)) for p in prefixes):
             return False
         return actions == ["s3:listbucket"]
-    return all(any(HUB_STATE_PREFIX in t for t in strings(r)) for r in _resources(statement))
+    return all(any(HUB_STATE_PREFIX in t for t in strings(r)) for r in statement_resources(statement))
 
 
 def _reaches_data(statement: dict) -> str | None:
@@ -859,7 +695,7 @@ def _reaches_data(statement: dict) -> str | None:
     reads = [a for a in actions if any(fnmatch.fnmatchcase(r.lower(), a.lower()) for r in S3_READS)]
     if reads:
         return f"allows {', '.join(reads)}"
-    if actions and any("DataBucket" in r for r in refs(_resources(statement))):
+    if actions and any("DataBucket" in r for r in refs(statement_resources(statement))):
         return f"allows {', '.join(actions)} on the data-lake bucket"
     return None
 
@@ -919,7 +755,7 @@ def data_roles_trust_only_named_sessions(template: dict) -> list[Violation]:
     out: list[Violation] = []
     for role, res in resources_of(template, "AWS::IAM::Role"):
         allowed = _role_statements(template, role)
-        reaches_lake = any(_s3_actions(s) and any("DataBucket" in r for r in refs(_resources(s))) for s in allowed)
+        reaches_lake = any(_s3_actions(s) and any("DataBucket" in r for r in refs(statement_resources(s))) for s in allowed)
         tags = {m.group(1) for s in allowed for text in strings(s.get("Resource")) for m in PRINCIPAL_TAG_VARIABLE.finditer(text)}
         if not reaches_lake and not tags:
             continue
@@ -931,7 +767,7 @@ def data_roles_trust_only_named_sessions(template: dict) -> list[Violation]:
             kinds = set(principal) if isinstance(principal, dict) else {"*"}
             if kinds != {"AWS"} or "NotPrincipal" in s:
                 out.append(Violation(name_, role, f"trusts {sorted(kinds)} principals; a data role trusts named AWS principals only (the hub's role)"))
-            actions = {a.lower() for a in _actions(s)}
+            actions = {a.lower() for a in statement_actions(s)}
             if "sts:setsourceidentity" not in actions:
                 out.append(Violation(name_, role, "trust allows no sts:SetSourceIdentity (AssumeRole with a SourceIdentity would fail)"))
             condition = s.get("Condition") or {}
@@ -990,317 +826,6 @@ def iam_arn_parameters_admit_no_wildcards(template: dict) -> list[Violation]:
                         out.append(Violation("iam-arn-parameters-admit-no-wildcards", f"{doc.resource} ({doc.name})",
                                              f"parameter {name} is part of a resource ARN and {why}"))
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# resolving templates to plausible literal values (for parliament)
-# ---------------------------------------------------------------------------------------------
-
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-
-# Values for parameters, by name, where the default is absent or (for SSM-backed parameters)
-# the name of an SSM parameter rather than the value.
-PLAUSIBLE_PARAMETERS: dict[str, str] = {
-    "AssetsBucketName": "example-assets",
-    "DataBucketName": "example-lake",
-    "DataLakeBucketName": "",
-    "NotebookBucketName": "example-notebooks",
-    "DataKmsKeyArn": "none",
-    "DataLakeKmsKeyArn": "",
-    "AuthMode": "cognito",
-    "ClusterName": "lakehub",
-    "DomainName": "lakehub.example.com",
-    "HostedZoneId": "Z0123456789EXAMPLE",
-    "VpcCidr": "10.20.0.0/16",
-    "VpcId": "vpc-0123456789abcdef0",
-    "TierName": "pii",
-    "DataPrefixes": "pii/",
-    "AllowedGroups": "pii-users",
-    "HostName": "pii",
-    "ImageRepositoryUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/lakehub/hub",
-    "HttpsListenerArn": f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener/app/lakehub-alb/0123456789abcdef/0123456789abcdef",
-    "LoadBalancerDnsName": "lakehub-alb-123.us-east-1.elb.amazonaws.com",
-    "LoadBalancerHostedZoneId": "Z35SXDOTRQ7X7K",
-    "TaskSecurityGroupId": "sg-0123456789abcdef0",
-    "ListenerPriorityFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lakehub-listener-priority",
-    "SeedFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lakehub-seed-notebooks",
-    "SecretArnFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lakehub-secret-arn",
-    "LogGroupName": "/lakehub/lakehub/tasks",
-    "UserPoolId": f"{REGION}_Example01",
-    "UserPoolDomainUrl": f"https://lakehub-{ACCOUNT}.auth.{REGION}.amazoncognito.com",
-    "CertificateArn": "",
-}
-EXAMPLE_KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-
-_PARAM_TYPE_VALUES = {
-    "AWS::EC2::VPC::Id": "vpc-0123456789abcdef0",
-    "AWS::EC2::Subnet::Id": "subnet-0123456789abcdef0",
-    "AWS::EC2::SecurityGroup::Id": "sg-0123456789abcdef0",
-    "AWS::Route53::HostedZone::Id": "Z0123456789EXAMPLE",
-    "AWS::EC2::KeyPair::KeyName": "example-key",
-    "List<AWS::EC2::Subnet::Id>": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
-}
-
-
-def plausible_parameters(template: dict, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A value for every parameter: overrides, then PLAUSIBLE_PARAMETERS, then the default
-    (unless it names an SSM parameter), then one made up from the type and name."""
-    values: dict[str, Any] = {}
-    for name, spec in (template.get("Parameters") or {}).items():
-        ptype = spec.get("Type", "String")
-        if overrides and name in overrides:
-            values[name] = overrides[name]
-        elif name in PLAUSIBLE_PARAMETERS:
-            values[name] = PLAUSIBLE_PARAMETERS[name]
-        elif "Default" in spec and not ptype.startswith("AWS::SSM::Parameter"):
-            values[name] = spec["Default"]
-        elif ptype in _PARAM_TYPE_VALUES:
-            values[name] = _PARAM_TYPE_VALUES[ptype]
-        elif spec.get("AllowedValues"):
-            values[name] = spec["AllowedValues"][0]
-        elif "Arn" in name and "kms" in str(spec.get("AllowedPattern", "")):
-            values[name] = EXAMPLE_KMS_KEY
-        elif "Arn" in name:
-            values[name] = f"arn:aws:iam::{ACCOUNT}:role/example-{name.lower()}"
-        elif ptype == "Number":
-            values[name] = str(spec.get("MinValue", 1))
-        elif ptype == "CommaDelimitedList":
-            values[name] = f"example-{name.lower()}"
-        else:
-            values[name] = f"example-{name.lower()}"
-    return values
-
-
-# Ref and GetAtt Arn of resources, by type ({n}: logical id in lower case, {r}/{a}: region/account).
-_REF_FORMATS = {
-    "AWS::S3::Bucket": "lakehub-{n}",
-    "AWS::IAM::Role": "lakehub-{n}",
-    "AWS::IAM::InstanceProfile": "lakehub-{n}",
-    "AWS::SecretsManager::Secret": "arn:aws:secretsmanager:{r}:{a}:secret:lakehub/{n}-AbCdEf",
-    "AWS::Logs::LogGroup": "/lakehub/{n}",
-    "AWS::ECR::Repository": "lakehub/{n}",
-    "AWS::KMS::Key": "1234abcd-12ab-34cd-56ef-1234567890ab",
-    "AWS::SNS::Topic": "arn:aws:sns:{r}:{a}:lakehub-{n}",
-    "AWS::SQS::Queue": "https://sqs.{r}.amazonaws.com/{a}/lakehub-{n}",
-    "AWS::EC2::SecurityGroup": "sg-0123456789abcdef0",
-    "AWS::EC2::RouteTable": "rtb-0123456789abcdef0",
-    "AWS::EC2::Subnet": "subnet-0123456789abcdef0",
-    "AWS::EC2::VPC": "vpc-0123456789abcdef0",
-    "AWS::EC2::Instance": "i-0123456789abcdef0",
-    "AWS::ECS::TaskDefinition": "arn:aws:ecs:{r}:{a}:task-definition/lakehub-{n}:1",
-    "AWS::ElasticLoadBalancingV2::Listener": "arn:aws:elasticloadbalancing:{r}:{a}:listener/app/lakehub/0123456789abcdef/0123456789abcdef",
-    "AWS::ElasticLoadBalancingV2::TargetGroup": "arn:aws:elasticloadbalancing:{r}:{a}:targetgroup/lakehub-{n}/0123456789abcdef",
-    "AWS::Cognito::UserPool": "{r}_Example01",
-}
-_ARN_FORMATS = {
-    "AWS::S3::Bucket": "arn:aws:s3:::lakehub-{n}",
-    "AWS::IAM::Role": "arn:aws:iam::{a}:role/lakehub-{n}",
-    "AWS::IAM::InstanceProfile": "arn:aws:iam::{a}:instance-profile/lakehub-{n}",
-    "AWS::Logs::LogGroup": "arn:aws:logs:{r}:{a}:log-group:/lakehub/{n}:*",
-    "AWS::ECR::Repository": "arn:aws:ecr:{r}:{a}:repository/lakehub/{n}",
-    "AWS::CodeBuild::Project": "arn:aws:codebuild:{r}:{a}:project/lakehub-{n}",
-    "AWS::CodeCommit::Repository": "arn:aws:codecommit:{r}:{a}:lakehub-{n}",
-    "AWS::Lambda::Function": "arn:aws:lambda:{r}:{a}:function:lakehub-{n}",
-    "AWS::KMS::Key": "arn:aws:kms:{r}:{a}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-    "AWS::SQS::Queue": "arn:aws:sqs:{r}:{a}:lakehub-{n}",
-    "AWS::ECS::Cluster": "arn:aws:ecs:{r}:{a}:cluster/lakehub",
-    "AWS::Cognito::UserPool": "arn:aws:cognito-idp:{r}:{a}:userpool/{r}_Example01",
-    "AWS::Events::Rule": "arn:aws:events:{r}:{a}:rule/lakehub-{n}",
-    "AWS::ServiceCatalog::Portfolio": "arn:aws:catalog:{r}:{a}:portfolio/port-example",
-    # lambdas/secret_arn: the full ARN of a secret the platform team created (name + 6 characters).
-    "Custom::SecretArn": "arn:aws:secretsmanager:{r}:{a}:secret:lakehub/pii/{n}-AbCdEf",
-}
-
-
-class PlausibleResolver(Resolver):
-    """A Resolver whose Refs and GetAtts of resources become plausible literal names and ARNs
-    (so IAM analysers see real-looking ARNs instead of "<X.Arn>") and which reads Mappings."""
-
-    def __init__(self, template: dict, parameters: dict[str, Any] | None = None):
-        super().__init__(template, plausible_parameters(template, parameters))
-        self._types = {n: r.get("Type", "") for n, r in (template.get("Resources") or {}).items()}
-
-    def _fmt(self, fmt: str, name: str) -> str:
-        return fmt.format(n=re.sub(r"[^a-z0-9]+", "-", name.lower()), r=self.pseudo["AWS::Region"], a=self.pseudo["AWS::AccountId"])
-
-    def _ref_value(self, name: str) -> str:
-        rtype = self._types[name]
-        return self._fmt(_REF_FORMATS.get(rtype, "lakehub-{n}"), name)
-
-    def _getatt_value(self, name: str, attr: str) -> str:
-        rtype = self._types.get(name, "")
-        if attr == "Arn" or attr.endswith("Arn"):
-            if rtype in _ARN_FORMATS:
-                return self._fmt(_ARN_FORMATS[rtype], name)
-            service = rtype.split("::")[1].lower() if "::" in rtype else "example"
-            return self._fmt(f"arn:aws:{service}:{{r}}:{{a}}:lakehub-{{n}}", name)
-        if attr == "RepositoryUri":
-            return self._fmt("{a}.dkr.ecr.{r}.amazonaws.com/lakehub/{n}", name)
-        return self._fmt("lakehub-{n}-" + attr.lower().replace(".", "-"), name)
-
-    def _resolve(self, node: Any) -> Any:
-        if isinstance(node, dict) and len(node) == 1:
-            (key, arg), = node.items()
-            if key == "Ref" and arg in self._types and arg not in self.params:
-                return self._ref_value(arg)
-            if key == "Fn::GetAtt":
-                name, attr = (arg if isinstance(arg, list) else str(arg).split(".", 1))
-                return self._getatt_value(name, attr)
-            if key == "Fn::FindInMap":
-                m, k1, k2 = (self.resolve(a) for a in arg)
-                return self.template["Mappings"][m][k1][k2]
-            if key == "Fn::ImportValue":
-                return f"imported-{self.resolve(arg)}"
-        return super()._resolve(node)
-
-    def _sub_var(self, name: str, variables: dict) -> str:
-        if name not in variables and "." in name:
-            res, attr = name.split(".", 1)
-            return self._getatt_value(res, attr)
-        return super()._sub_var(name, variables)
-
-
-def condition_scenarios(template: dict) -> list[dict[str, Any]]:
-    """Parameter sets that between them take every branch of the template's simple conditions:
-    the plausible base, each AllowedValues choice one at a time, and for each condition of the
-    form Equals(Ref P, v) both P = v and P = something else."""
-    params = template.get("Parameters") or {}
-    base: dict[str, Any] = {}
-    scenarios: list[dict[str, Any]] = [base]
-    for name, spec in params.items():
-        for value in spec.get("AllowedValues", []):
-            scenarios.append({name: value})
-
-    def equals(node: Any) -> Iterator[tuple[str, Any]]:
-        if isinstance(node, dict):
-            for key, arg in node.items():
-                if key == "Fn::Equals" and isinstance(arg, list) and len(arg) == 2:
-                    for a, b in (arg, arg[::-1]):
-                        if isinstance(a, dict) and set(a) == {"Ref"} and a["Ref"] in params and not isinstance(b, (dict, list)):
-                            yield a["Ref"], b
-                yield from equals(arg)
-        elif isinstance(node, list):
-            for n in node:
-                yield from equals(n)
-
-    for pname, value in equals(template.get("Conditions") or {}):
-        spec = params[pname]
-        scenarios.append({pname: value})
-        other = _other_value(pname, spec, value)
-        if other is not None:
-            scenarios.append({pname: other})
-    unique: list[dict[str, Any]] = []
-    for s in scenarios:
-        if s not in unique:
-            unique.append(s)
-    return unique
-
-
-def _other_value(name: str, spec: dict, value: Any) -> Any:
-    if spec.get("AllowedValues"):
-        return next((v for v in spec["AllowedValues"] if str(v) != str(value)), None)
-    if spec.get("Type") == "Number":
-        return str(int(value) + 1) if str(value).isdigit() else "1"
-    if str(value) in ("", "none"):
-        if "Kms" in name:
-            return EXAMPLE_KMS_KEY
-        if "Certificate" in name:
-            return f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/1234abcd-12ab-34cd-56ef-1234567890ab"
-        if "Bucket" in name:
-            return "corp-lake"
-        if "Secret" in name:
-            return "lakehub/example-secret"
-        return f"example-{name.lower()}"
-    return f"not-{value}"
-
-
-def resolved_policies(template: dict) -> list[tuple[dict[str, Any], PolicyDoc]]:
-    """Every policy document of the template, resolved under every condition scenario, each
-    distinct (resource, name, document) once, with the parameters of its first scenario."""
-    seen: set[tuple[str, str, str]] = set()
-    out: list[tuple[dict[str, Any], PolicyDoc]] = []
-    import json
-
-    for scenario in condition_scenarios(template):
-        resolver = PlausibleResolver(template, scenario)
-        for doc in policy_documents(resolver.resources()):
-            key = (doc.resource, doc.name, json.dumps(doc.document, sort_keys=True))
-            if key not in seen:
-                seen.add(key)
-                out.append((scenario, doc))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Dockerfile rules (over the file's text)
-# ---------------------------------------------------------------------------------------------
-
-
-def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    out: list[tuple[str, str]] = []
-    buf = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not buf and (not stripped or stripped.startswith("#")):
-            continue
-        if buf and stripped.startswith("#"):
-            continue
-        if stripped.endswith("\\"):
-            buf += stripped[:-1] + " "
-            continue
-        buf += stripped
-        parts = buf.split(None, 1)
-        out.append((parts[0].upper(), parts[1] if len(parts) > 1 else ""))
-        buf = ""
-    return out
-
-
-def dockerfile_base_images_pinned(text: str, require_digest: bool = False) -> list[str]:
-    """Problems with FROM lines: an untagged or `latest` base (or no digest when required).
-    A FROM naming an earlier stage is fine."""
-    problems: list[str] = []
-    stages: set[str] = set()
-    args: dict[str, str] = {}
-    for instr, rest in dockerfile_instructions(text):
-        if instr == "ARG" and "=" in rest:
-            k, v = rest.split("=", 1)
-            args[k.strip()] = v.strip().strip('"')
-        if instr != "FROM":
-            continue
-        words = [w for w in rest.split() if not w.startswith("--")]
-        image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), words[0])
-        if len(words) >= 3 and words[1].lower() == "as":
-            stages.add(words[2].lower())
-        if image.lower() in stages or image == "scratch":
-            continue
-        name, _, digest = image.partition("@")
-        tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else None
-        if "$" in image:
-            problems.append(f"FROM {words[0]}: the base image comes from an ARG without a default")
-        elif digest:
-            continue
-        elif tag is None or tag == "latest":
-            problems.append(f"FROM {image}: no version tag (or 'latest')")
-        elif require_digest:
-            problems.append(f"FROM {image}: no digest")
-    return problems
-
-
-def dockerfile_final_user(text: str) -> str | None:
-    """The USER of the last stage (None when the last stage sets none: root)."""
-    user = None
-    for instr, rest in dockerfile_instructions(text):
-        if instr == "FROM":
-            user = None
-        elif instr == "USER":
-            user = rest.split()[0] if rest.split() else None
-    return user
-
-
-def is_root_user(user: str | None) -> bool:
-    return user is None or user.split(":")[0] in ("root", "0")
 
 
 def main(argv: list[str] | None = None) -> int:

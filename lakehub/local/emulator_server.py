@@ -974,7 +974,7 @@ def install_parallel_nested_stacks() -> None:
     from moto.ec2.models import ec2_backends
     from moto.ec2.models.core import TaggedEC2Resource
 
-    from lakehub.checks.rules import refs
+    from lakehub.cfn.walk import refs
 
     if getattr(ResourceMap, "_lakehub_parallel", False):
         return
@@ -1060,7 +1060,7 @@ def install_nested_stack_updates() -> None:
     from moto.cloudformation.utils import get_stack_from_s3_url
     from moto.utilities.utils import get_partition
 
-    from lakehub.checks.rules import refs
+    from lakehub.cfn.walk import refs
 
     if getattr(parsing.ResourceMap, "_lakehub_in_place", False):
         return

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from lakehub.checks import rules
+from lakehub.checks import iam
 
 CONFIG = Path(__file__).resolve().parent / "parliament.yaml"
 WHOLE_POLICY_ISSUES = {"PRIVILEGE_ESCALATION", "DUPLICATE_SID"}
@@ -92,7 +92,7 @@ def run(templates: dict[str, dict]) -> Result:
     result = Result()
     seen: set = set()
     for tname, template in sorted(templates.items()):
-        for _scenario, doc in rules.resolved_policies(template):
+        for _scenario, doc in iam.resolved_policies(template):
             if doc.kind == "trust":
                 continue
             result.policies += 1
@@ -100,7 +100,7 @@ def run(templates: dict[str, dict]) -> Result:
             base = f"{tname}:{doc.resource}:{doc.name}"
             found = []
             document = doc.document if isinstance(doc.document, dict) else {}
-            for i, statement in enumerate(rules.statements(document)):
+            for i, statement in enumerate(iam.statements(document)):
                 result.statements += 1
                 place = f"{base}:{statement.get('Sid') or f'#{i}'}"
                 one = {"Version": document.get("Version", "2012-10-17"), "Statement": [statement]}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from lakehub.checks import rules
+from lakehub.checks import dockerfile, iam, rules
 from lakehub.cfn.template import Resolver
 
 from .conftest import ROOT
@@ -19,8 +19,8 @@ BUILDSPEC = ROOT / "buildspec.yml"
 
 def test_every_base_image_resolves_to_a_version_tag():
     text = DOCKERFILE.read_text()
-    assert rules.dockerfile_base_images_pinned(text) == []
-    assert sum(1 for instr, _ in rules.dockerfile_instructions(text) if instr == "FROM") >= 2
+    assert dockerfile.dockerfile_base_images_pinned(text) == []
+    assert sum(1 for instr, _ in dockerfile.dockerfile_instructions(text) if instr == "FROM") >= 2
 
 
 def test_the_build_pins_base_images_by_digest():
@@ -31,7 +31,7 @@ def test_the_build_pins_base_images_by_digest():
 
 
 @pytest.mark.parametrize(
-    "dockerfile, problem",
+    "text, problem",
     [
         ("FROM python\n", "no version tag"),
         ("FROM python:latest\n", "no version tag"),
@@ -40,24 +40,24 @@ def test_the_build_pins_base_images_by_digest():
         ("FROM python:3.12-slim\n", "no digest"),
     ],
 )
-def test_unpinned_bases_are_caught(dockerfile, problem):
-    found = rules.dockerfile_base_images_pinned(dockerfile, require_digest=True)
+def test_unpinned_bases_are_caught(text, problem):
+    found = dockerfile.dockerfile_base_images_pinned(text, require_digest=True)
     assert found and problem in found[0]
 
 
 def test_digest_and_earlier_stages_count_as_pinned():
     text = "FROM python:3.12-slim@sha256:" + "a" * 64 + " AS build\nFROM build\nUSER 1000\n"
-    assert rules.dockerfile_base_images_pinned(text, require_digest=True) == []
-    assert rules.dockerfile_final_user(text) == "1000"
-    assert rules.is_root_user(rules.dockerfile_final_user("FROM x:1\nUSER 1000\nFROM y:1\n"))
+    assert dockerfile.dockerfile_base_images_pinned(text, require_digest=True) == []
+    assert dockerfile.dockerfile_final_user(text) == "1000"
+    assert dockerfile.is_root_user(dockerfile.dockerfile_final_user("FROM x:1\nUSER 1000\nFROM y:1\n"))
 
 
 def test_per_user_servers_run_as_a_non_root_user(generated_templates):
 
     tier = generated_templates["tier.template.yaml"]
-    params = rules.plausible_parameters(tier, {"ServerMode": "per-user"})
+    params = iam.plausible_parameters(tier, {"ServerMode": "per-user"})
     resources = Resolver(tier, params).resources()
     [container] = resources["UserServerTaskDefinition"]["Properties"]["ContainerDefinitions"]
-    assert not rules.is_root_user(container.get("User"))
+    assert not dockerfile.is_root_user(container.get("User"))
     # and only the hub container is allowed root, with its reason
     assert set(rules.ROOT_CONTAINERS) == {("HubTaskDefinition", "hub")}

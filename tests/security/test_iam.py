@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from lakehub.checks import rules
+from lakehub.checks import iam
 
 from . import parliament_support as ps
 from .conftest import SECURITY_MD
@@ -32,7 +32,7 @@ def test_every_policy_bearing_resource_is_analysed(generated_templates, analysis
     """Conditions must not hide a policy from the analysis: every role, policy and resource
     policy appears under at least one parameter scenario."""
     for tname, template in generated_templates.items():
-        for doc in rules.policy_documents(template.get("Resources", {})):
+        for doc in iam.policy_documents(template.get("Resources", {})):
             if doc.kind != "trust":
                 assert (tname, doc.resource) in analysis.analysed, f"{tname}:{doc.resource} was never analysed"
 
@@ -55,7 +55,7 @@ def test_resolved_policies_hold_no_unresolved_placeholders(generated_templates):
     """The resolver must turn every Ref/GetAtt into a literal, or parliament would judge
     "<X.Arn>" instead of an ARN."""
     for tname, template in generated_templates.items():
-        for _, doc in rules.resolved_policies(template):
+        for _, doc in iam.resolved_policies(template):
             text = repr(doc.document)
             assert "<" not in text and "Fn::" not in text and "'Ref'" not in text, f"{tname}:{doc.resource}: {text[:300]}"
 
