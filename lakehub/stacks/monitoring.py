@@ -24,7 +24,7 @@ role per tier (and grants for every Service Catalog launch role), and an alarm t
 all night does not notify again when actions come back in the morning, so a hub that failed to
 start would stay silent unless a third schedule reset it. The gap of the choice: a hub service
 that cannot start any task at all (no capacity, image gone) sends nothing and registers no
-target; ECS reports it in the service's events (docs/OBSERVE.md).
+target; ECS reports it in the service's events (README, "Observe (AWS)").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Names that cross stacks, defined once.
 
 A value that one stack hands to another has one name: the child's Output, the child's
-Parameter and the parent's key are the same string (see DESIGN.md). Platform values are also
+Parameter and the parent's key are the same string, so a rename cannot leave one of them behind. Platform values are also
 published as SSM parameters at `ssm_name(platform, NAME)`, so a tier stack launched on its own
 (from Service Catalog) finds them without the parent.
 """
