@@ -34,7 +34,8 @@ from troposphere import servicecatalog as sc
 
 from lakehub import __version__
 from lakehub.stacks import names
-from lakehub.stacks.builder import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, custom_resource, platform_tags
+from lakehub.stacks.builder import Builder, custom_resource, platform_tags
+from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, KEY_PREFIX_PATTERN, PLATFORM_NAME, log_retention_days, or_empty
 from lakehub.stacks.compliance import finish
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
@@ -376,8 +377,9 @@ def add_sign_in_params(b: Builder) -> None:
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
-    add_platform_name_param(b)
-    add_assets_params(b)
+    b.use(PLATFORM_NAME)
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
     add_sign_in_params(b)
     g = "Self-service portfolio"
     b.param(
@@ -419,7 +421,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "a launch asking for any other prefix is refused. Empty: no tier can be launched from the catalog",
         type="CommaDelimitedList",
         Default="",
-        AllowedPattern=r"^$|^[A-Za-z0-9!_.'()-]+(/[A-Za-z0-9!_.'()-]+)*/$",
+        AllowedPattern=or_empty(KEY_PREFIX_PATTERN),
         ConstraintDescription="key prefixes ending in '/' (no wildcards), separated by commas",
     )
     for name, key in TAG_OPTION_KEYS.items():
@@ -731,7 +733,7 @@ def add_hub_user_policy(b: Builder) -> iam.ManagedPolicy:
 def build_catalog(settings: Settings, children: dict[str, Template]) -> Template:
     b = Builder("lakehub self-service: Service Catalog portfolios: a tier product, and an on-demand hub product per platform tier")
     add_parameters(b, settings)
-    add_log_retention_param(b, settings, "Logging")
+    b.use(log_retention_days(settings))
     add_product_template_function(b)
     portfolio = b.add(
         sc.Portfolio(

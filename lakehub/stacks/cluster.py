@@ -36,7 +36,17 @@ from troposphere import (
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
-from lakehub.stacks.builder import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.parameters import (
+    ASSETS_BUCKET_NAME,
+    ASSETS_KEY_PREFIX,
+    BUCKET_NAME_PATTERN,
+    CIDR_PATTERN,
+    KMS_KEY_ARN_PATTERN,
+    PLATFORM_NAME,
+    log_retention_days,
+    or_empty,
+)
 from lakehub.stacks.functions import LOGS_AWS_KEY, add_function
 from lakehub.stacks.policies import tls_only_bucket_policy
 from lakehub.stacks.builder import add_checkov_skip
@@ -88,8 +98,9 @@ SECRET_ARN_ENV_AWS_KEY = (
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
-    add_platform_name_param(b)
-    add_assets_params(b)
+    b.use(PLATFORM_NAME)
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
     add_domain_params(b)
     b.param(
         names.AUTH_MODE,
@@ -107,7 +118,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         g,
         "VPC CIDR block",
         "CIDR block of the VPC (the load balancer may reach the hub port inside it only)",
-        AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$",
+        AllowedPattern=CIDR_PATTERN,
         ConstraintDescription="a CIDR block such as 10.20.0.0/16",
     )
     for name, label in (
@@ -118,13 +129,13 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     ):
         b.param(name, g, label, f"{label} ({'load balancer' if 'Public' in name else 'tasks'}), in its own AZ", type="AWS::EC2::Subnet::Id")
     g = "Storage and image (from the storage and pipeline stacks)"
-    b.param(names.NOTEBOOK_BUCKET_NAME, g, "Notebook bucket", "Bucket that stores notebooks", AllowedPattern=r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$", ConstraintDescription="an S3 bucket name")
-    b.param(names.DATA_BUCKET_NAME, g, "Data-lake bucket", "Bucket of the data lake", AllowedPattern=r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$", ConstraintDescription="an S3 bucket name")
-    b.param(names.DATA_KMS_KEY_ARN, g, "Data-lake KMS key", "KMS key ARN of the data lake, or 'none'", Default="none", AllowedPattern=r"^none$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$", ConstraintDescription="none, or a KMS key ARN")
+    b.param(names.NOTEBOOK_BUCKET_NAME, g, "Notebook bucket", "Bucket that stores notebooks", AllowedPattern=BUCKET_NAME_PATTERN, ConstraintDescription="an S3 bucket name")
+    b.param(names.DATA_BUCKET_NAME, g, "Data-lake bucket", "Bucket of the data lake", AllowedPattern=BUCKET_NAME_PATTERN, ConstraintDescription="an S3 bucket name")
+    b.param(names.DATA_KMS_KEY_ARN, g, "Data-lake KMS key", "KMS key ARN of the data lake, or 'none'", Default="none", AllowedPattern=or_empty(KMS_KEY_ARN_PATTERN, "none"), ConstraintDescription="none, or a KMS key ARN")
     b.param(names.SEED_FUNCTION_ARN, g, "Seeding function", "ARN of the function that seeds tier folders", AllowedPattern=r"^arn:aws[a-z-]*:lambda:.+$", ConstraintDescription="a Lambda function ARN")
     b.param(names.IMAGE_REPOSITORY_URI, g, "Hub image repository", "URI of the hub image ECR repository", AllowedPattern=r"^\S+$", ConstraintDescription="an ECR repository URI")
     b.param(names.ALARM_TOPIC_ARN, "Monitoring (from main)", "Alarm topic", "SNS topic of the platform's alarms; published in SSM for the tiers' alarms", AllowedPattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$", ConstraintDescription="an SNS topic ARN")
-    add_log_retention_param(b, settings, "Logging")
+    b.use(log_retention_days(settings))
 
 
 def add_domain_params(b: Builder) -> None:
@@ -159,7 +170,7 @@ def add_domain_params(b: Builder) -> None:
         "Allowed client CIDR",
         "Address range that may reach the load balancer on ports 443 and 80 (0.0.0.0/0 for anyone)",
         Default="0.0.0.0/0",
-        AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$",
+        AllowedPattern=CIDR_PATTERN,
         ConstraintDescription="a CIDR block such as 203.0.113.0/24",
     )
 

@@ -48,7 +48,8 @@ from troposphere.policies import CreationPolicy, ResourceSignal
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
 from lakehub.stacks import tier as tier_mod
-from lakehub.stacks.builder import Builder, add_image_tag_param, custom_resource, platform_tags
+from lakehub.stacks.builder import Builder, custom_resource, platform_tags
+from lakehub.stacks.parameters import IMAGE_TAG, joined_platform_name
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, tier_notebook_statements
 from lakehub.settings import Settings
@@ -170,15 +171,7 @@ def instance_arch(instance_type: str) -> tuple[str, str]:
 
 def add_parameters(b: Builder, settings: Settings) -> None:
     g = "On-demand hub"
-    b.param(
-        names.PLATFORM_NAME,
-        g,
-        "Platform name",
-        "Name of the lakehub platform this hub belongs to",
-        Default=settings.platform_name,
-        AllowedPattern=r"^[a-z][a-z0-9-]{1,19}$",
-        ConstraintDescription="2-20 lower-case letters, digits or hyphens, starting with a letter",
-    )
+    b.use(joined_platform_name(settings, g, "Name of the lakehub platform this hub belongs to"))
     b.param(
         names.TIER_NAME,
         g,
@@ -286,7 +279,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedValues=["1", "2"],
         ConstraintDescription="1 or 2",
     )
-    add_image_tag_param(b, g)
+    b.use(IMAGE_TAG, group=g)
     for name, (label, path) in AMI_PARAMETERS.items():
         b.param(
             name,

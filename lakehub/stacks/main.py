@@ -15,7 +15,8 @@ from troposphere import Equals, GetAtt, If, Join, Not, Ref, Sub, Template, cloud
 from lakehub.stacks import monitoring, names
 from lakehub.stacks import tier as tier_mod
 from lakehub.stacks.cluster import add_domain_params
-from lakehub.stacks.builder import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags, template_url
+from lakehub.stacks.builder import Builder, platform_tags, template_url
+from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, CIDR_PATTERN, PLATFORM_NAME, log_retention_days
 from lakehub.stacks.compliance import FUNCTION_NETWORK_PARAMS, finish
 from lakehub.stacks.network import (
     BUSINESS_DAYS,
@@ -66,8 +67,9 @@ def out(stack: str, name: str) -> GetAtt:
 
 def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Template], existing_vpc: bool) -> None:
     """main's parameters: most are a nested template's own, copied as it declares them."""
-    add_platform_name_param(b)
-    add_assets_params(b)
+    b.use(PLATFORM_NAME)
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
     add_domain_params(b)
     b.copy_param(children[names.CLUSTER_TEMPLATE], names.AUTH_MODE, SIGN_IN_GROUP)
     # oidc / ldap settings, handed to every tier
@@ -81,7 +83,7 @@ def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Te
             g,
             "VPC CIDR block",
             "CIDR block of your VPC",
-            AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$",
+            AllowedPattern=CIDR_PATTERN,
             ConstraintDescription="a CIDR block such as 10.0.0.0/16",
         )
         for name, label, what in (
@@ -101,7 +103,7 @@ def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Te
     for name in (names.SOURCE_TYPE, names.IMAGE_TAG, IMAGE_PLATFORMS):
         b.copy_param(children[names.PIPELINE_TEMPLATE], name, g)
     add_schedule_params(b, "the tiers' hubs (and users' servers) and the NAT instance stop")
-    add_log_retention_param(b, settings, "Logging")
+    b.use(log_retention_days(settings))
     monitoring.add_alarm_email_param(b)
 
 

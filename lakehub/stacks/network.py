@@ -48,7 +48,8 @@ from troposphere import (
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
-from lakehub.stacks.builder import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, PLATFORM_NAME, log_retention_days
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.settings import Settings
@@ -164,7 +165,7 @@ done
 
 
 def add_parameters(b: Builder) -> None:
-    add_platform_name_param(b)
+    b.use(PLATFORM_NAME)
     b.param(
         names.VPC_CIDR,
         "Network",
@@ -232,8 +233,9 @@ def build_network(settings: Settings) -> object:
     add_schedule_params(b, "the NAT instance stops (it keeps running while an on-demand hub runs)")
     add_schedule_conditions_and_rules(b)
     # The NAT egress function's code and logs.
-    add_assets_params(b)
-    add_log_retention_param(b, settings, "Logging")
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
+    b.use(log_retention_days(settings))
     t = b.t
     t.add_condition("DaysMonSat", Equals(Ref(BUSINESS_DAYS), "MON-SAT"))
     t.add_condition("DaysEveryDay", Equals(Ref(BUSINESS_DAYS), "SUN-SAT"))

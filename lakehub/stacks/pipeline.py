@@ -36,7 +36,8 @@ from troposphere import (
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
-from lakehub.stacks.builder import Builder, add_image_tag_param, custom_resource, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.stacks.builder import Builder, custom_resource, platform_tags
+from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, IMAGE_TAG, PLATFORM_NAME, log_retention_days
 from lakehub.stacks.functions import LOGS_AWS_KEY, add_function
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.settings import Settings
@@ -65,8 +66,9 @@ ECR_LIFECYCLE = {
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
-    add_platform_name_param(b)
-    add_assets_params(b)
+    b.use(PLATFORM_NAME)
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
     b.param(
         names.SOURCE_TYPE,
         "Hub image source",
@@ -86,7 +88,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[0-9a-zA-Z!_.'()/-]+\.zip$",
         ConstraintDescription="an S3 key ending in .zip (letters, digits, !_.'()/- ; no '*')",
     )
-    add_image_tag_param(b, "Hub image source", description="Tag of the hub image the tiers run; the first deploy builds it")
+    b.use(IMAGE_TAG, group="Hub image source", Description="Tag of the hub image the tiers run; the first deploy builds it")
     b.param(
         IMAGE_PLATFORMS,
         "Hub image source",
@@ -96,7 +98,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedValues=["linux/arm64", "linux/arm64,linux/amd64"],
         ConstraintDescription="linux/arm64, or linux/arm64,linux/amd64",
     )
-    add_log_retention_param(b, settings, "Logging")
+    b.use(log_retention_days(settings))
 
 
 IMAGE_PLATFORMS = "ImagePlatforms"

@@ -15,7 +15,16 @@ from troposphere import Equals, GetAtt, If, Not, Ref, Sub, cloudtrail, iam, logs
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import BUCKETS_KEY, finish
-from lakehub.stacks.builder import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.parameters import (
+    ASSETS_BUCKET_NAME,
+    ASSETS_KEY_PREFIX,
+    BUCKET_NAME_PATTERN,
+    KMS_KEY_ARN_PATTERN,
+    PLATFORM_NAME,
+    log_retention_days,
+    or_empty,
+)
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.policies import bucket_arn, objects_arn, tls_only_bucket_policy
 from lakehub.stacks.builder import add_checkov_skip
@@ -25,15 +34,16 @@ NONCURRENT_DAYS = "NoncurrentVersionDays"
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
-    add_platform_name_param(b)
-    add_assets_params(b)
+    b.use(PLATFORM_NAME)
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
     b.param(
         names.DATA_LAKE_BUCKET_NAME,
         "Data lake",
         "Existing data-lake bucket",
         "Name of the existing S3 data-lake bucket; leave empty to create a demo lake bucket",
         Default="",
-        AllowedPattern=r"^$|^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$",
+        AllowedPattern=or_empty(BUCKET_NAME_PATTERN),
         ConstraintDescription="empty, or an S3 bucket name",
     )
     b.param(
@@ -42,7 +52,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Data-lake KMS key ARN",
         "ARN of the KMS key the data lake is encrypted with (SSE-KMS); leave empty for SSE-S3",
         Default="",
-        AllowedPattern=r"^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$",
+        AllowedPattern=or_empty(KMS_KEY_ARN_PATTERN),
         ConstraintDescription="empty, or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
     )
     b.param(
@@ -56,7 +66,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         MaxValue=3650,
         ConstraintDescription="1 to 3650 days",
     )
-    add_log_retention_param(b, settings, "Logging")
+    b.use(log_retention_days(settings))
     b.param(
         names.RECORD_DATA_EVENTS,
         "Logging",

@@ -59,7 +59,16 @@ from troposphere import (
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
 from lakehub.assets import function_hash
-from lakehub.stacks.builder import Builder, add_image_tag_param, custom_resource, platform_tags
+from lakehub.stacks.builder import Builder, custom_resource, platform_tags
+from lakehub.stacks.parameters import (
+    GROUP_NAME_PATTERN,
+    HOST_LABEL_PATTERN,
+    IMAGE_TAG,
+    KEY_PREFIX_PATTERN,
+    ONE_LINE_PATTERN,
+    TIER_NAME_PATTERN,
+    joined_platform_name,
+)
 from lakehub.stacks.monitoring import add_tier_alarms
 from lakehub.stacks.network import (
     BUSINESS_DAYS,
@@ -160,21 +169,13 @@ USER_PROFILES = "UserServerSizes"
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
-    b.param(
-        names.PLATFORM_NAME,
-        "Tier",
-        "Platform name",
-        "Name of the lakehub platform this tier joins",
-        Default=settings.platform_name,
-        AllowedPattern=r"^[a-z][a-z0-9-]{1,19}$",
-        ConstraintDescription="2-20 lower-case letters, digits or hyphens, starting with a letter",
-    )
+    b.use(joined_platform_name(settings, "Tier", "Name of the lakehub platform this tier joins"))
     b.param(
         names.TIER_NAME,
         "Tier",
         "Tier name",
         "Short name of the tier, for example pii or nonpii",
-        AllowedPattern=r"^[a-z][a-z0-9]{0,15}$",
+        AllowedPattern=TIER_NAME_PATTERN,
         ConstraintDescription="1-16 lower-case letters or digits, starting with a letter",
     )
     b.param(
@@ -184,7 +185,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Comma-separated key prefixes (at most 4) of the data lake this tier may reach, each ending in '/' (for example pii/)",
         type="CommaDelimitedList",
         # No '*': in the tier role's ARNs it would be a wildcard reaching other tiers' prefixes.
-        AllowedPattern=r"^[A-Za-z0-9!_.'()-]+(/[A-Za-z0-9!_.'()-]+)*/$",
+        AllowedPattern=KEY_PREFIX_PATTERN,
         ConstraintDescription="key prefixes ending in '/' (letters, digits and !_.'()- ; no '*'), separated by commas",
     )
     b.param(
@@ -202,7 +203,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Allowed sign-in groups",
         "Comma-separated groups (Cognito, OIDC groups claim or LDAP) whose members may sign in to this tier",
         type="CommaDelimitedList",
-        AllowedPattern=r"^[A-Za-z0-9_.@+-]{1,128}$",
+        AllowedPattern=GROUP_NAME_PATTERN,
         ConstraintDescription="group names of letters, digits and _.@+- separated by commas",
     )
     b.param(
@@ -210,7 +211,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Tier",
         "Host name",
         "Host label of the tier: users open https://<host>.<domain>",
-        AllowedPattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        AllowedPattern=HOST_LABEL_PATTERN,
         ConstraintDescription="a DNS label: lower-case letters, digits and hyphens",
     )
     b.param(
@@ -256,7 +257,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     )
     b.param(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", type="Number", Default=DEFAULT_IDLE_TIMEOUT, MinValue=300, MaxValue=86400, ConstraintDescription="300 to 86400 seconds")
     add_schedule_params(b, "the tier's hub (and in per-user mode its users' servers) stops")
-    add_image_tag_param(b, "Capacity")
+    b.use(IMAGE_TAG, group="Capacity")
     b.param(LISTENER_PRIORITY, "Capacity", "Listener rule priority", f"Priority of the tier's rule on the HTTPS listener; 0 claims the lowest free one from {names.AUTO_PRIORITY_MINIMUM} (1-{names.AUTO_PRIORITY_MINIMUM - 1} are the main stack's own tiers')", type="Number", Default=0, MinValue=0, MaxValue=50000, ConstraintDescription="0 to 50000")
 
     g = "Sign-in (oidc and ldap modes only)"
@@ -264,9 +265,9 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     b.param(OAUTH_CLIENT_ID, g, "OIDC client ID", "oidc mode: client ID registered for https://<host>.<domain>/hub/oauth_callback", Default="", AllowedPattern=r"^[\w.@:/-]*$", ConstraintDescription="a client ID")
     # ldaps:// only: the hub tasks' and the NAT's security groups open 636 (LDAPS), not 389.
     b.param(LDAP_URL, g, "LDAP URL", "ldap mode: ldaps://host[:636] of your directory (LDAPS only: port 636 is the one the security groups open)", Default="", AllowedPattern=r"^$|^ldaps://[A-Za-z0-9.-]+(:636)?$", ConstraintDescription="empty, or ldaps://host[:636]")
-    b.param(LDAP_BIND_DN, g, "LDAP bind DN", "ldap mode: DN of the service account that searches users and groups", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
-    b.param(LDAP_USER_SEARCH_BASE, g, "LDAP user search base", "ldap mode: where users are searched, e.g. ou=people,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
-    b.param(LDAP_GROUP_SEARCH_BASE, g, "LDAP group search base", "ldap mode: where groups are searched, e.g. ou=groups,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
+    b.param(LDAP_BIND_DN, g, "LDAP bind DN", "ldap mode: DN of the service account that searches users and groups", Default="", AllowedPattern=ONE_LINE_PATTERN, ConstraintDescription="a DN")
+    b.param(LDAP_USER_SEARCH_BASE, g, "LDAP user search base", "ldap mode: where users are searched, e.g. ou=people,dc=example,dc=com", Default="", AllowedPattern=ONE_LINE_PATTERN, ConstraintDescription="a DN")
+    b.param(LDAP_GROUP_SEARCH_BASE, g, "LDAP group search base", "ldap mode: where groups are searched, e.g. ou=groups,dc=example,dc=com", Default="", AllowedPattern=ONE_LINE_PATTERN, ConstraintDescription="a DN")
 
     for name, label in TIER_SSM_PARAMS.items():
         b.param(
