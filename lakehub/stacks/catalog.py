@@ -27,8 +27,7 @@ import hashlib
 import json
 from typing import Any
 
-from awacs.aws import Action, Allow, BoolIfExists, Condition, Deny, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
+from awacs.aws import Action, Allow, BoolIfExists, Condition, Deny, PolicyDocument, Statement, StringEquals
 from troposphere import Equals, GetAtt, Join, Not, Ref, Select, Split, Sub, Template, encode_to_dict, iam
 from troposphere import servicecatalog as sc
 
@@ -39,6 +38,7 @@ from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, KEY
 from lakehub.stacks.compliance import finish
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.policies import same_account, service_trust
 from lakehub.settings import Settings, default_settings
 from lakehub.stacks.catalog_permissions import (
     ACCOUNT,
@@ -331,17 +331,7 @@ def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
             f"{p.key}LaunchRole",
             Path=LAUNCH_ROLE_PATH,
             Description=Sub("lakehub " + PLATFORM + f": Service Catalog launch role of the {p.name} product (its resources only)"),
-            AssumeRolePolicyDocument=PolicyDocument(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "servicecatalog.amazonaws.com"),
-                        Action=[AssumeRole],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=service_trust("servicecatalog.amazonaws.com", same_account()),
             MaxSessionDuration=3600,
             # IAM's quotas: 10,240 characters of inline policy per role (launch_policy_split).
             Policies=[iam.Policy(PolicyName="launch", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from awacs import logs as awacs_logs
-from awacs.aws import Allow, PolicyDocument, Principal, Statement
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, PolicyDocument, Statement
 from troposphere import GetAtt, Ref, Sub, iam, logs
 from troposphere import awslambda
 
 from lakehub.stacks import names
 from lakehub.stacks.builder import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, Builder, function_code_key, platform_tags
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.policies import service_trust
 
 # Deliberate checkov exceptions (docs/SECURITY.md lists every one).
 NO_DLQ = (
@@ -33,19 +33,6 @@ LOGS_AWS_KEY = (
     "messages, sign-ins and user names, not data-lake objects, and reading them takes IAM rights on the group; "
     "a customer-managed key would add USD 1 a month and a key policy to every stack"
 )
-
-
-def lambda_trust() -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            Statement(
-                Effect=Allow,
-                Principal=Principal("Service", "lambda.amazonaws.com"),
-                Action=[AssumeRole],
-            )
-        ],
-    )
 
 
 def add_function(
@@ -83,7 +70,7 @@ def add_function(
     role = b.add(
         iam.Role(
             f"{logical_id}Role",
-            AssumeRolePolicyDocument=lambda_trust(),
+            AssumeRolePolicyDocument=service_trust("lambda.amazonaws.com"),
             Policies=[
                 iam.Policy(
                     PolicyName="function",

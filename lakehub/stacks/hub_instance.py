@@ -51,7 +51,7 @@ from lakehub.stacks import tier as tier_mod
 from lakehub.stacks.builder import Builder, custom_resource, platform_tags
 from lakehub.stacks.parameters import IMAGE_TAG, joined_platform_name
 from lakehub.stacks.builder import add_checkov_skip
-from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, tier_notebook_statements
+from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, service_trust, tier_notebook_statements
 from lakehub.settings import Settings
 
 # -- parameter names (this template only) --------------------------------------------------
@@ -396,13 +396,6 @@ def add_rules(b: Builder) -> None:
     )
 
 
-def ec2_trust() -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[Statement(Effect=Allow, Principal=Principal("Service", "ec2.amazonaws.com"), Action=[AssumeRole])],
-    )
-
-
 def role_path() -> Sub:
     """IAM path of the roles this product makes: /lakehub/<platform>/<tier>/. The launch role of
     a tier's hub product may manage only these (lakehub.stacks.catalog)."""
@@ -505,7 +498,7 @@ def add_instance_role(b: Builder, secrets: list) -> iam.Role:
         "InstanceRole",
         Path=role_path(),
         Description=Sub("lakehub on-demand hub (tier ${TierName}, owner ${Owner}): the hub image, its logs and secrets, Session Manager; no data"),
-        AssumeRolePolicyDocument=ec2_trust(),
+        AssumeRolePolicyDocument=service_trust("ec2.amazonaws.com"),
         MaxSessionDuration=3600,
         Policies=[iam.Policy(PolicyName="hub-instance", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
         Tags=hub_tags(),

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from awacs import autoscaling as awacs_autoscaling
 from awacs import ec2 as awacs_ec2
-from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, Condition, PolicyDocument, Statement, StringEquals
 from troposphere import (
     And,
     Base64,
@@ -52,6 +51,7 @@ from lakehub.stacks.builder import Builder, platform_tags
 from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, PLATFORM_NAME, log_retention_days
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.policies import service_trust
 from lakehub.settings import Settings
 
 EGRESS_MODES = ("nat-instance", "nat-gateway")
@@ -336,10 +336,7 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
         iam.Role(
             "NatInstanceRole",
             Condition="UseNatInstance",
-            AssumeRolePolicyDocument=PolicyDocument(
-                Version="2012-10-17",
-                Statement=[Statement(Effect=Allow, Principal=Principal("Service", "ec2.amazonaws.com"), Action=[AssumeRole])],
-            ),
+            AssumeRolePolicyDocument=service_trust("ec2.amazonaws.com"),
             Policies=[
                 iam.Policy(
                     PolicyName="nat",

@@ -18,8 +18,7 @@ from awacs import events as awacs_events
 from awacs import awslambda as awacs_lambda
 from awacs import logs as awacs_logs
 from awacs import s3 as awacs_s3
-from awacs.aws import Allow, PolicyDocument, Principal, Statement
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, PolicyDocument, Statement
 from troposphere import (
     Equals,
     GetAtt,
@@ -40,6 +39,7 @@ from lakehub.stacks.builder import Builder, custom_resource, platform_tags
 from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, IMAGE_TAG, PLATFORM_NAME, log_retention_days
 from lakehub.stacks.functions import LOGS_AWS_KEY, add_function
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.policies import service_trust
 from lakehub.settings import Settings
 
 SOURCE_TYPES = ("s3", "codecommit")
@@ -104,13 +104,6 @@ def add_parameters(b: Builder, settings: Settings) -> None:
 IMAGE_PLATFORMS = "ImagePlatforms"
 
 
-def trust(service: str) -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[Statement(Effect=Allow, Principal=Principal("Service", service), Action=[AssumeRole])],
-    )
-
-
 def build_pipeline(settings: Settings):
     b = Builder("lakehub pipeline: hub image source, CodeBuild (buildspec.yml, ARM64) and ECR, first-image wait")
     add_parameters(b, settings)
@@ -160,7 +153,7 @@ def build_pipeline(settings: Settings):
     build_role = b.add(
         iam.Role(
             "BuildRole",
-            AssumeRolePolicyDocument=trust("codebuild.amazonaws.com"),
+            AssumeRolePolicyDocument=service_trust("codebuild.amazonaws.com"),
             Policies=[
                 iam.Policy(
                     PolicyName="build",
@@ -254,7 +247,7 @@ def build_pipeline(settings: Settings):
         iam.Role(
             "BuildTriggerRole",
             Condition="UseCodeCommit",
-            AssumeRolePolicyDocument=trust("events.amazonaws.com"),
+            AssumeRolePolicyDocument=service_trust("events.amazonaws.com"),
             Policies=[
                 iam.Policy(
                     PolicyName="start-build",

@@ -10,7 +10,6 @@ from __future__ import annotations
 from awacs import s3 as awacs_s3
 from awacs import logs as awacs_logs
 from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
 from troposphere import Equals, GetAtt, If, Not, Ref, Sub, cloudtrail, iam, logs, s3
 
 from lakehub.stacks import names
@@ -26,7 +25,7 @@ from lakehub.stacks.parameters import (
     or_empty,
 )
 from lakehub.stacks.functions import add_function
-from lakehub.stacks.policies import bucket_arn, objects_arn, tls_only_bucket_policy
+from lakehub.stacks.policies import bucket_arn, objects_arn, same_account, service_trust, tls_only_bucket_policy
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.settings import Settings
 
@@ -336,17 +335,7 @@ def strict_trail(b: Builder, trail: cloudtrail.Trail) -> None:
         iam.Role(
             "DataEventsTrailLogsRole",
             Condition="RecordDataEvents",
-            AssumeRolePolicyDocument=PolicyDocument(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "cloudtrail.amazonaws.com"),
-                        Action=[AssumeRole],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=service_trust("cloudtrail.amazonaws.com", same_account()),
             Policies=[
                 iam.Policy(
                     PolicyName="deliver",

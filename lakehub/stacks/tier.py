@@ -87,6 +87,8 @@ from lakehub.stacks.policies import (
     homes_client_statements,
     homes_file_system_arn,
     hub_runtime_statements,
+    same_account,
+    service_trust,
     tier_notebook_statements,
 )
 from lakehub.stacks.builder import add_checkov_skip
@@ -322,20 +324,6 @@ def add_rules(b: Builder) -> None:
     }
     for name, rule in rules.items():
         b.t.add_rule(name, rule)
-
-
-def ecs_trust() -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            Statement(
-                Effect=Allow,
-                Principal=Principal("Service", "ecs-tasks.amazonaws.com"),
-                Action=[AssumeRole],
-                Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-            )
-        ],
-    )
 
 
 def tier_role_arn() -> Sub:
@@ -663,7 +651,7 @@ def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
         iam.Role(
             "ExecutionRole",
             Description=Sub("lakehub tier ${TierName}: pull the hub image, write logs, read the tier's secrets"),
-            AssumeRolePolicyDocument=ecs_trust(),
+            AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", same_account()),
             Policies=[
                 iam.Policy(
                     PolicyName="task-execution",
@@ -873,7 +861,7 @@ def add_user_task_role(b: Builder) -> iam.Role:
             "UserTaskRole",
             Condition="IsPerUser",
             Description=Sub("lakehub tier ${TierName} users' server tasks: no data (data comes per user through the hub)"),
-            AssumeRolePolicyDocument=ecs_trust(),
+            AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", same_account()),
             MaxSessionDuration=3600,
             # Its only policy: mount the user's own home (add_homes, EFS ClientMount/ClientWrite).
             Policies=[],
@@ -980,7 +968,7 @@ def add_hub_role(b: Builder, execution_role, user_task_role) -> iam.Role:
         iam.Role(
             "HubRole",
             Description=Sub("lakehub tier ${TierName} hub: assumes the tier role per user; per-user mode: starts and stops users' server tasks"),
-            AssumeRolePolicyDocument=ecs_trust(),
+            AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", same_account()),
             # Role chaining: the tier role sessions it makes last at most one hour whatever this says.
             MaxSessionDuration=3600,
             Policies=[
