@@ -144,10 +144,6 @@ def template_url(filename: str) -> Sub:
     )
 
 
-def arn(service: str, resource: str, region: str = "${AWS::Region}", account: str = "${AWS::AccountId}") -> Sub:
-    return Sub(f"arn:${{AWS::Partition}}:{service}:{region}:{account}:{resource}")
-
-
 __all__ = [
     "Builder",
     "GetAtt",
@@ -157,7 +153,6 @@ __all__ = [
     "platform_tags",
     "function_code_key",
     "template_url",
-    "arn",
     "LAMBDA_RUNTIME",
     "LAMBDA_ARCHITECTURE",
 ]

@@ -34,7 +34,7 @@ from troposphere import servicecatalog as sc
 from lakehub import __version__
 from lakehub.stacks import names
 from lakehub.stacks.builder import Builder, custom_resource, platform_tags
-from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, KEY_PREFIX_PATTERN, PLATFORM_NAME, log_retention_days, or_empty
+from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, IAM_PRINCIPAL_ARN_PATTERN, KEY_PREFIX_PATTERN, PLATFORM_NAME, log_retention_days, or_empty
 from lakehub.stacks.compliance import finish
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
@@ -350,7 +350,7 @@ def artifact_version(template: Template) -> str:
     return f"v{__version__}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
-PRINCIPALS_PATTERN = r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$"
+PRINCIPALS_PATTERN = or_empty(IAM_PRINCIPAL_ARN_PATTERN)
 
 
 def add_sign_in_params(b: Builder) -> None:
@@ -359,11 +359,8 @@ def add_sign_in_params(b: Builder) -> None:
     from lakehub.stacks import tier as tier_mod
 
     tier_template = tier_mod.build_tier(default_settings())
-    labels = tier_template.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"]
     for name in tier_mod.SIGN_IN_PARAMS:
-        p = tier_template.parameters[name]
-        props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
-        b.param(name, "Platform sign-in (pinned in every product)", labels[name]["default"], p.properties["Description"], **props)
+        b.copy_param(tier_template, name, "Platform sign-in (pinned in every product)")
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
@@ -556,7 +553,6 @@ def add_product_template_function(b: Builder) -> Any:
                 Resource=[Sub(assets + PLATFORM_TEMPLATES + PLATFORM + "/*")],
             ),
         ],
-        Ref(names.LOG_RETENTION_DAYS),
         timeout=60,
         memory=128,
     )

@@ -518,7 +518,6 @@ def build_cluster(settings: Settings):
                 Resource=[Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter" + names.LISTENER_PRIORITY_CLAIMS_SUB + "/*")],
             ),
         ],
-        retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=60,
     )
 
@@ -538,7 +537,6 @@ def build_cluster(settings: Settings):
                 Resource=[Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + names.PLATFORM_NAME + "}/*")],
             ),
         ],
-        retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=60,
         environment={"LAKEHUB_PLATFORM_NAME": Ref(names.PLATFORM_NAME)},
         skip_reasons={
@@ -563,7 +561,6 @@ def build_cluster(settings: Settings):
                 Resource=[Sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${" + names.PLATFORM_NAME + "}/hub")],
             ),
         ],
-        retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=60,
     )
 

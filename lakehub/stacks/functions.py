@@ -41,7 +41,6 @@ def add_function(
     function: str,
     description: str,
     statements: list[Statement],
-    retention: Any,
     timeout: int = 120,
     memory: int = 256,
     environment: dict | None = None,
@@ -50,14 +49,14 @@ def add_function(
 ) -> awslambda.Function:
     """A function `function` (folder lambdas/<function>; a crhelper custom resource unless
     `skip_reasons` argues the checkov exceptions for another kind) with its own least-privilege
-    role and a log group with retention. Its name is <platform>-<function name>."""
+    role and a log group kept LogRetentionDays. Its name is <platform>-<function name>."""
     suffix = function.replace("_", "-")
     fn_name = Sub("${" + names.PLATFORM_NAME + "}-" + suffix)
     log_group = b.add(
         logs.LogGroup(
             f"{logical_id}LogGroup",
             LogGroupName=Sub("/aws/lambda/${" + names.PLATFORM_NAME + "}-" + suffix),
-            RetentionInDays=retention,
+            RetentionInDays=Ref(names.LOG_RETENTION_DAYS),
             **({"Condition": condition} if condition else {}),
         )
     )

@@ -48,7 +48,7 @@ from troposphere.policies import CreationPolicy, ResourceSignal
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
 from lakehub.stacks import tier as tier_mod
-from lakehub.stacks.builder import Builder, custom_resource, platform_tags
+from lakehub.stacks.builder import Builder, platform_tags
 from lakehub.stacks.parameters import IMAGE_TAG, joined_platform_name
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, service_trust, tier_notebook_statements
@@ -293,9 +293,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     tier_template = tier_mod.build_tier(settings)
     group = "Sign-in (oidc and ldap modes only)"
     for name in tier_mod.SIGN_IN_PARAMS:
-        p = tier_template.parameters[name]
-        props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
-        b.param(name, group, tier_template.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"][name]["default"], p.properties["Description"], **props)
+        b.copy_param(tier_template, name, group)
     for name in HUB_SSM_PARAMS:
         label = tier_mod.TIER_SSM_PARAMS[name]
         b.param(
@@ -840,19 +838,7 @@ def add_load_balancer_access(b: Builder, instance) -> None:
             Tags=hub_tags(),
         )
     )
-    # The platform's function (lambdas/listener_priority) picks the lowest free rule priority.
-    priority = b.add(
-        custom_resource(
-            "ListenerRulePriority",
-            "Custom::ListenerPriority",
-            Condition="AutoPriority",
-            ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
-            ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
-            # Claimed atomically in SSM: stacks launched at the same moment never share one.
-            ClaimParameterPrefix=Sub(names.LISTENER_PRIORITY_CLAIMS_SUB),
-            Minimum=str(names.AUTO_PRIORITY_MINIMUM),
-        )
-    )
+    priority = tier_mod.add_listener_rule_priority(b)
     b.add(
         elb.ListenerRule(
             "ListenerRule",

@@ -140,6 +140,8 @@ def tier_parameters(tier: TierSettings, image_tag: Any, priority: int) -> dict[s
 def add_catalog(b: Builder, children: dict[str, Template], net: dict | None = None) -> None:
     """The self-service portfolio (tier and on-demand hub products), once the platform's values
     are in SSM; who may launch comes from PrincipalArns."""
+    from lakehub.stacks import catalog as catalog_mod
+
     b.param(
         names.PRINCIPAL_ARNS,
         "Self-service",
@@ -147,10 +149,9 @@ def add_catalog(b: Builder, children: dict[str, Template], net: dict | None = No
         "Comma-separated ARNs of IAM roles or groups given the self-service tier portfolio (on-demand hubs: one portfolio per tier, below); empty: associate principals later",
         type="CommaDelimitedList",
         Default="",
-        AllowedPattern=r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$",
+        AllowedPattern=catalog_mod.PRINCIPALS_PATTERN,
         ConstraintDescription="IAM role or group ARNs, separated by commas",
     )
-    from lakehub.stacks import catalog as catalog_mod
 
     passed = {names.PRINCIPAL_ARNS: Join(",", Ref(names.PRINCIPAL_ARNS))}
     # The platform's sign-in settings: the catalog pins every product copy to them.
@@ -158,10 +159,7 @@ def add_catalog(b: Builder, children: dict[str, Template], net: dict | None = No
     child = children[names.CATALOG_TEMPLATE]
     hub_principals = [n for n in child.parameters if n.endswith("HubPrincipalArns")]
     for name in (*hub_principals, catalog_mod.SELF_SERVICE_PREFIXES, *catalog_mod.TAG_OPTION_KEYS):
-        p = child.parameters[name]
-        props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
-        label = child.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"][name]["default"]
-        b.param(name, "Self-service", label, p.properties["Description"], type=p.properties["Type"], **props)
+        b.copy_param(child, name, "Self-service")
         passed[name] = Join(",", Ref(name))
     nested_stack(
         b,

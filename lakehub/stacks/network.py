@@ -506,7 +506,6 @@ def add_nat_egress_function(b: Builder, group) -> awslambda.Function:
                 Resource=["*"],
             ),
         ],
-        Ref(names.LOG_RETENTION_DAYS),
         timeout=60,
         memory=128,
         environment={

@@ -304,7 +304,6 @@ def build_pipeline(settings: Settings):
             ),
             Statement(Sid="PollPermission", Effect=Allow, Action=[awacs_lambda.AddPermission, awacs_lambda.RemovePermission], Resource=[fn_arn]),
         ],
-        retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=300,
     )
     first = b.add(

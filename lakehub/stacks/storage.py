@@ -220,7 +220,6 @@ def build_storage(settings: Settings):
                 Resource=[objects_arn(Ref(notebooks), names.NOTEBOOK_TIERS_ROOT + "/")],
             ),
         ],
-        retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=300,
     )
 

@@ -33,6 +33,7 @@ from awacs import s3 as awacs_s3
 from awacs.aws import Allow, ArnEquals, Condition, ForAllValuesStringEquals, Null, PolicyDocument, Principal, Statement, StringEquals, StringLike
 from awacs.sts import AssumeRole, SetSourceIdentity, TagSession
 from troposphere import (
+    AWSObject,
     And,
     Equals,
     GetAtt,
@@ -1251,6 +1252,23 @@ def business_hours_actions() -> list:
     ]
 
 
+def add_listener_rule_priority(b: Builder) -> AWSObject:
+    """The lowest free priority on the HTTPS listener (Custom::ListenerPriority, the platform's
+    function lambdas/listener_priority), when the stack's ListenerPriority is 0 (AutoPriority)."""
+    return b.add(
+        custom_resource(
+            "ListenerRulePriority",
+            "Custom::ListenerPriority",
+            Condition="AutoPriority",
+            ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
+            ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
+            # Claimed atomically in SSM: stacks launched at the same moment never share one.
+            ClaimParameterPrefix=Sub(names.LISTENER_PRIORITY_CLAIMS_SUB),
+            Minimum=str(names.AUTO_PRIORITY_MINIMUM),
+        )
+    )
+
+
 def build_tier(settings: Settings):
     b = Builder("lakehub tier: a hub on ECS Fargate whose users reach only the tier's data-lake prefixes")
     add_parameters(b, settings)
@@ -1301,18 +1319,7 @@ def build_tier(settings: Settings):
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
         )
     )
-    priority = b.add(
-        custom_resource(
-            "ListenerRulePriority",
-            "Custom::ListenerPriority",
-            Condition="AutoPriority",
-            ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
-            ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
-            # Claimed atomically in SSM: stacks launched at the same moment never share one.
-            ClaimParameterPrefix=Sub(names.LISTENER_PRIORITY_CLAIMS_SUB),
-            Minimum=str(names.AUTO_PRIORITY_MINIMUM),
-        )
-    )
+    priority = add_listener_rule_priority(b)
     rule = b.add(
         elb.ListenerRule(
             "ListenerRule",
