@@ -36,7 +36,7 @@ from troposphere import (
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
-from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.builder import Builder, platform_tags, private_bucket
 from lakehub.stacks.parameters import (
     ASSETS_BUCKET_NAME,
     ASSETS_KEY_PREFIX,
@@ -299,20 +299,10 @@ def add_load_balancer_logs(b: Builder) -> s3.Bucket:
         Or(*[Or(*[Equals(Ref("AWS::Region"), r) for r in g]) if len(g) > 1 else Equals(Ref("AWS::Region"), g[0]) for g in groups]),
     )
     bucket = b.add(
-        s3.Bucket(
+        # Load-balancer log delivery supports SSE-S3 only.
+        private_bucket(
             "LoadBalancerLogsBucket",
-            DeletionPolicy="Retain",
-            UpdateReplacePolicy="Retain",
-            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
-                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
-            ),
-            VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
-            # Load-balancer log delivery supports SSE-S3 only.
-            BucketEncryption=s3.BucketEncryption(
-                ServerSideEncryptionConfiguration=[
-                    s3.ServerSideEncryptionRule(ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"))
-                ]
-            ),
+            bucket_key=False,
             OwnershipControls=s3.OwnershipControls(Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]),
             LifecycleConfiguration=s3.LifecycleConfiguration(
                 Rules=[

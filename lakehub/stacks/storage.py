@@ -14,7 +14,7 @@ from troposphere import Equals, GetAtt, If, Not, Ref, Sub, cloudtrail, iam, logs
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import BUCKETS_KEY, finish
-from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.builder import Builder, platform_tags, private_bucket
 from lakehub.stacks.parameters import (
     ASSETS_BUCKET_NAME,
     ASSETS_KEY_PREFIX,
@@ -111,22 +111,9 @@ def add_protected_bucket(
             Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
         )
     bucket = b.add(
-        s3.Bucket(
+        private_bucket(
             logical_id,
-            DeletionPolicy="Retain",
-            UpdateReplacePolicy="Retain",
-            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
-                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
-            ),
-            VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
-            BucketEncryption=s3.BucketEncryption(
-                ServerSideEncryptionConfiguration=[
-                    s3.ServerSideEncryptionRule(
-                        ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"),
-                        BucketKeyEnabled=True,
-                    )
-                ]
-            ),
+            bucket_key=True,
             LifecycleConfiguration=s3.LifecycleConfiguration(Rules=rules),
             Tags=platform_tags(("lakehub:purpose", description)),
             **kwargs,
