@@ -29,6 +29,7 @@ from troposphere import GetAtt, Join, Ref, Sub, Template, awslambda, ec2, iam, k
 from lakehub.stacks import names
 from lakehub.stacks.builder import Builder, platform_tags
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.policies import same_account
 from lakehub.settings import Settings
 
 # Buckets that receive access logs: ELB access logs and S3 server access logs are delivered only to
@@ -72,54 +73,49 @@ GRANTS_FOR_AWS_ONLY = Statement(
 )
 
 
+def _key_policy(*statements: Statement) -> PolicyDocument:
+    """A key policy: the account administers the key, grants only for AWS resources, and `statements`."""
+    return PolicyDocument(Version="2012-10-17", Statement=[ACCOUNT_ADMIN, GRANTS_FOR_AWS_ONLY, *statements])
+
+
 def _logs_key_policy() -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            ACCOUNT_ADMIN,
-            GRANTS_FOR_AWS_ONLY,
-            Statement(
-                Sid="CloudWatchLogsEncryptsThisAccountsGroups",
-                Effect=Allow,
-                Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
-                Action=KMS_USE,
-                Resource=["*"],
-                Condition=Condition(
-                    StringLike("kms:EncryptionContext:aws:logs:arn", Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"))
-                ),
+    return _key_policy(
+        Statement(
+            Sid="CloudWatchLogsEncryptsThisAccountsGroups",
+            Effect=Allow,
+            Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
+            Action=KMS_USE,
+            Resource=["*"],
+            Condition=Condition(
+                StringLike("kms:EncryptionContext:aws:logs:arn", Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"))
             ),
-        ],
+        ),
     )
 
 
 def _buckets_key_policy() -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            ACCOUNT_ADMIN,
-            GRANTS_FOR_AWS_ONLY,
-            Statement(
-                Sid="ThisAccountUsesTheKeyThroughS3",
-                Effect=Allow,
-                Principal=Principal("AWS", "*"),
-                Action=KMS_USE,
-                Resource=["*"],
-                Condition=Condition(
-                    [
-                        StringEquals("kms:CallerAccount", Ref("AWS::AccountId")),
-                        StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com")),
-                    ]
-                ),
+    return _key_policy(
+        Statement(
+            Sid="ThisAccountUsesTheKeyThroughS3",
+            Effect=Allow,
+            Principal=Principal("AWS", "*"),
+            Action=KMS_USE,
+            Resource=["*"],
+            Condition=Condition(
+                [
+                    StringEquals("kms:CallerAccount", Ref("AWS::AccountId")),
+                    StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com")),
+                ]
             ),
-            Statement(
-                Sid="CloudTrailWritesThisAccountsTrails",
-                Effect=Allow,
-                Principal=Principal("Service", "cloudtrail.amazonaws.com"),
-                Action=[awacs_kms.GenerateDataKey, awacs_kms.DescribeKey],
-                Resource=["*"],
-                Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-            ),
-        ],
+        ),
+        Statement(
+            Sid="CloudTrailWritesThisAccountsTrails",
+            Effect=Allow,
+            Principal=Principal("Service", "cloudtrail.amazonaws.com"),
+            Action=[awacs_kms.GenerateDataKey, awacs_kms.DescribeKey],
+            Resource=["*"],
+            Condition=Condition(same_account()),
+        ),
     )
 
 
