@@ -134,7 +134,7 @@ def add_protected_bucket(
                 Principal=Principal("Service", "logging.s3.amazonaws.com"),
                 Action=[awacs_s3.PutObject],
                 Resource=[objects_arn(Ref(bucket))],
-                Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+                Condition=Condition(same_account()),
             )
         )
     policy.Statement.extend(extra_statements or [])
