@@ -53,14 +53,7 @@ def test_settings_and_templates_accept_the_same_names():
         ("secret_arn", "PLATFORM_NAME", parameters.PLATFORM_NAME_PATTERN),
         ("image_digest", "IMAGE_TAG", parameters.IMAGE_TAG_PATTERN),
         ("seed_notebooks", "BUCKET_NAME", parameters.BUCKET_NAME_PATTERN),
-        pytest.param(
-            "seed_notebooks",
-            "TIER_NAME",
-            parameters.TIER_NAME_PATTERN,
-            # The function checks tier names with the platform-name pattern: it refuses a tier "a"
-            # that the settings and the tier template accept.
-            marks=pytest.mark.xfail(strict=True, reason="seed_notebooks checks TierName with the PlatformName pattern"),
-        ),
+        ("seed_notebooks", "TIER_NAME", parameters.TIER_NAME_PATTERN),
     ],
 )
 def test_a_function_checks_a_value_with_the_templates_pattern(function, constant, pattern):
