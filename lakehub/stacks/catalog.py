@@ -38,7 +38,7 @@ from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, IAM
 from lakehub.stacks.compliance import finish
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
-from lakehub.stacks.policies import same_account, service_trust
+from lakehub.stacks.policies import inline_policy, same_account, service_trust
 from lakehub.settings import Settings, default_settings
 from lakehub.stacks.catalog_permissions import (
     ACCOUNT,
@@ -334,7 +334,7 @@ def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
             AssumeRolePolicyDocument=service_trust("servicecatalog.amazonaws.com", same_account()),
             MaxSessionDuration=3600,
             # IAM's quotas: 10,240 characters of inline policy per role (launch_policy_split).
-            Policies=[iam.Policy(PolicyName="launch", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+            Policies=[inline_policy("launch", statements)],
             ManagedPolicyArns=[Ref(m) for m in policies],
             Tags=platform_tags(),
         )

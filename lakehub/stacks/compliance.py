@@ -24,12 +24,12 @@ from __future__ import annotations
 from awacs import kms as awacs_kms
 from awacs.aws import Allow, BoolIfExists, Condition, Deny, PolicyDocument, Principal, Statement, StringEquals, StringLike
 from awacs import ec2 as awacs_ec2
-from troposphere import GetAtt, Join, Ref, Sub, Template, awslambda, ec2, iam, kms, s3
+from troposphere import GetAtt, Join, Ref, Sub, Template, awslambda, ec2, kms, s3
 
 from lakehub.stacks import names
 from lakehub.stacks.builder import Builder, platform_tags
 from lakehub.stacks.builder import add_checkov_skip
-from lakehub.stacks.policies import same_account
+from lakehub.stacks.policies import inline_policy, same_account
 from lakehub.settings import Settings
 
 # Buckets that receive access logs: ELB access logs and S3 server access logs are delivered only to
@@ -250,21 +250,15 @@ def _harden_functions(b: Builder) -> None:
         role = b.t.resources[role_name]
         policies = list(role.properties.get("Policies", []))
         policies.append(
-            iam.Policy(
-                PolicyName="vpc",
-                PolicyDocument=PolicyDocument(
-                    Version="2012-10-17",
-                    Statement=[
-                        Statement(Sid="LambdaFindsTheFunctionsInterfaces", Effect=Allow, Action=LAMBDA_VPC_DESCRIBE, Resource=["*"]),
-                        Statement(
-                            Sid="LambdaAttachesTheFunctionToTheVpc",
-                            Effect=Allow,
-                            Action=LAMBDA_VPC_ACTIONS,
-                            Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*")],
-                        ),
-                    ],
+            inline_policy("vpc", [
+                Statement(Sid="LambdaFindsTheFunctionsInterfaces", Effect=Allow, Action=LAMBDA_VPC_DESCRIBE, Resource=["*"]),
+                Statement(
+                    Sid="LambdaAttachesTheFunctionToTheVpc",
+                    Effect=Allow,
+                    Action=LAMBDA_VPC_ACTIONS,
+                    Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*")],
                 ),
-            )
+            ])
         )
         role.Policies = policies
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from awacs import logs as awacs_logs
-from awacs.aws import Allow, PolicyDocument, Statement
+from awacs.aws import Allow, Statement
 from troposphere import GetAtt, Ref, Sub, iam, logs
 from troposphere import awslambda
 
 from lakehub.stacks import names
 from lakehub.stacks.builder import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, Builder, function_code_key, platform_tags
 from lakehub.stacks.builder import add_checkov_skip
-from lakehub.stacks.policies import service_trust
+from lakehub.stacks.policies import inline_policy, service_trust
 
 # Deliberate checkov exceptions (docs/SECURITY.md lists every one).
 NO_DLQ = (
@@ -71,12 +71,7 @@ def add_function(
             f"{logical_id}Role",
             AssumeRolePolicyDocument=service_trust("lambda.amazonaws.com"),
             Policies=[
-                iam.Policy(
-                    PolicyName="function",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17", Statement=[log_statement, *statements]
-                    ),
-                )
+                inline_policy("function", [log_statement, *statements])
             ],
             Tags=platform_tags(),
             **({"Condition": condition} if condition else {}),

@@ -51,7 +51,7 @@ from lakehub.stacks import tier as tier_mod
 from lakehub.stacks.builder import Builder, platform_tags
 from lakehub.stacks.parameters import IMAGE_TAG, joined_platform_name
 from lakehub.stacks.builder import add_checkov_skip
-from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, service_trust, tier_notebook_statements
+from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, inline_policy, service_trust, tier_notebook_statements
 from lakehub.settings import Settings
 
 # -- parameter names (this template only) --------------------------------------------------
@@ -498,7 +498,7 @@ def add_instance_role(b: Builder, secrets: list) -> iam.Role:
         Description=Sub("lakehub on-demand hub (tier ${TierName}, owner ${Owner}): the hub image, its logs and secrets, Session Manager; no data"),
         AssumeRolePolicyDocument=service_trust("ec2.amazonaws.com"),
         MaxSessionDuration=3600,
-        Policies=[iam.Policy(PolicyName="hub-instance", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+        Policies=[inline_policy("hub-instance", statements)],
         Tags=hub_tags(),
     )
     add_checkov_skip(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from awacs import autoscaling as awacs_autoscaling
 from awacs import ec2 as awacs_ec2
-from awacs.aws import Allow, Condition, PolicyDocument, Statement, StringEquals
+from awacs.aws import Allow, Condition, Statement, StringEquals
 from troposphere import (
     And,
     Base64,
@@ -51,7 +51,7 @@ from lakehub.stacks.builder import Builder, platform_tags
 from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, PLATFORM_NAME, log_retention_days
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
-from lakehub.stacks.policies import service_trust
+from lakehub.stacks.policies import inline_policy, service_trust
 from lakehub.settings import Settings
 
 EGRESS_MODES = ("nat-instance", "nat-gateway")
@@ -338,25 +338,19 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
             Condition="UseNatInstance",
             AssumeRolePolicyDocument=service_trust("ec2.amazonaws.com"),
             Policies=[
-                iam.Policy(
-                    PolicyName="nat",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[
-                            Statement(
-                                Effect=Allow,
-                                Action=[awacs_ec2.ReplaceRoute, awacs_ec2.CreateRoute],
-                                Resource=route_table_arns,
-                            ),
-                            Statement(
-                                Effect=Allow,
-                                Action=[awacs_ec2.ModifyInstanceAttribute],
-                                Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")],
-                                Condition=Condition(StringEquals({"aws:ResourceTag/" + names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)})),
-                            ),
-                        ],
+                inline_policy("nat", [
+                    Statement(
+                        Effect=Allow,
+                        Action=[awacs_ec2.ReplaceRoute, awacs_ec2.CreateRoute],
+                        Resource=route_table_arns,
                     ),
-                )
+                    Statement(
+                        Effect=Allow,
+                        Action=[awacs_ec2.ModifyInstanceAttribute],
+                        Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")],
+                        Condition=Condition(StringEquals({"aws:ResourceTag/" + names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)})),
+                    ),
+                ])
             ],
             Tags=platform_tags(),
         )

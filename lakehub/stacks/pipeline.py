@@ -18,7 +18,7 @@ from awacs import events as awacs_events
 from awacs import awslambda as awacs_lambda
 from awacs import logs as awacs_logs
 from awacs import s3 as awacs_s3
-from awacs.aws import Allow, PolicyDocument, Statement
+from awacs.aws import Allow, Statement
 from troposphere import (
     Equals,
     GetAtt,
@@ -39,7 +39,7 @@ from lakehub.stacks.builder import Builder, custom_resource, platform_tags
 from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, IMAGE_TAG, PLATFORM_NAME, log_retention_days
 from lakehub.stacks.functions import LOGS_AWS_KEY, add_function
 from lakehub.stacks.builder import add_checkov_skip
-from lakehub.stacks.policies import service_trust
+from lakehub.stacks.policies import inline_policy, service_trust
 from lakehub.settings import Settings
 
 SOURCE_TYPES = ("s3", "codecommit")
@@ -155,44 +155,38 @@ def build_pipeline(settings: Settings):
             "BuildRole",
             AssumeRolePolicyDocument=service_trust("codebuild.amazonaws.com"),
             Policies=[
-                iam.Policy(
-                    PolicyName="build",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[
-                            Statement(Sid="Logs", Effect=Allow, Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents], Resource=[Sub("${BuildLogGroup.Arn}")]),
-                            Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
-                            Statement(
-                                Sid="PushImage",
-                                Effect=Allow,
-                                Action=[
-                                    awacs_ecr.BatchCheckLayerAvailability,
-                                    awacs_ecr.BatchGetImage,
-                                    awacs_ecr.CompleteLayerUpload,
-                                    # Which tags are there already: immutable tags are pushed once.
-                                    awacs_ecr.DescribeImages,
-                                    awacs_ecr.GetDownloadUrlForLayer,
-                                    awacs_ecr.InitiateLayerUpload,
-                                    awacs_ecr.PutImage,
-                                    awacs_ecr.UploadLayerPart,
-                                ],
-                                Resource=[GetAtt(repo, "Arn")],
-                            ),
-                            Statement(
-                                Sid="ReadSource",
-                                Effect=Allow,
-                                Action=[awacs_s3.GetObject, awacs_s3.GetObjectVersion],
-                                Resource=[source_object_arn],
-                            ),
-                            Statement(
-                                Sid="PullSource",
-                                Effect=Allow,
-                                Action=[awacs_codecommit.GitPull],
-                                Resource=[Sub("arn:${AWS::Partition}:codecommit:${AWS::Region}:${AWS::AccountId}:${PlatformName}-hub-image")],
-                            ),
+                inline_policy("build", [
+                    Statement(Sid="Logs", Effect=Allow, Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents], Resource=[Sub("${BuildLogGroup.Arn}")]),
+                    Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
+                    Statement(
+                        Sid="PushImage",
+                        Effect=Allow,
+                        Action=[
+                            awacs_ecr.BatchCheckLayerAvailability,
+                            awacs_ecr.BatchGetImage,
+                            awacs_ecr.CompleteLayerUpload,
+                            # Which tags are there already: immutable tags are pushed once.
+                            awacs_ecr.DescribeImages,
+                            awacs_ecr.GetDownloadUrlForLayer,
+                            awacs_ecr.InitiateLayerUpload,
+                            awacs_ecr.PutImage,
+                            awacs_ecr.UploadLayerPart,
                         ],
+                        Resource=[GetAtt(repo, "Arn")],
                     ),
-                )
+                    Statement(
+                        Sid="ReadSource",
+                        Effect=Allow,
+                        Action=[awacs_s3.GetObject, awacs_s3.GetObjectVersion],
+                        Resource=[source_object_arn],
+                    ),
+                    Statement(
+                        Sid="PullSource",
+                        Effect=Allow,
+                        Action=[awacs_codecommit.GitPull],
+                        Resource=[Sub("arn:${AWS::Partition}:codecommit:${AWS::Region}:${AWS::AccountId}:${PlatformName}-hub-image")],
+                    ),
+                ])
             ],
             Tags=platform_tags(),
         )
@@ -249,13 +243,7 @@ def build_pipeline(settings: Settings):
             Condition="UseCodeCommit",
             AssumeRolePolicyDocument=service_trust("events.amazonaws.com"),
             Policies=[
-                iam.Policy(
-                    PolicyName="start-build",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[Statement(Effect=Allow, Action=[awacs_codebuild.StartBuild], Resource=[GetAtt(project, "Arn")])],
-                    ),
-                )
+                inline_policy("start-build", [Statement(Effect=Allow, Action=[awacs_codebuild.StartBuild], Resource=[GetAtt(project, "Arn")])])
             ],
             Tags=platform_tags(),
         )

@@ -33,6 +33,13 @@ def service_trust(service: Any, conditions: ConditionElement | list[ConditionEle
     return PolicyDocument(Version="2012-10-17", Statement=[statement])
 
 
+def inline_policy(name: str, statements: list) -> Any:
+    """A role's inline policy `name` granting `statements`."""
+    from troposphere import iam
+
+    return iam.Policy(PolicyName=name, PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))
+
+
 def same_account() -> ConditionElement:
     """The request comes on behalf of this stack's account (aws:SourceAccount): the confused-deputy
     guard in a service principal's trust."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from awacs import s3 as awacs_s3
 from awacs import logs as awacs_logs
-from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import Allow, Condition, Principal, Statement, StringEquals
 from troposphere import Equals, GetAtt, If, Not, Ref, Sub, cloudtrail, iam, logs, s3
 
 from lakehub.stacks import names
@@ -25,7 +25,7 @@ from lakehub.stacks.parameters import (
     or_empty,
 )
 from lakehub.stacks.functions import add_function
-from lakehub.stacks.policies import bucket_arn, objects_arn, same_account, service_trust, tls_only_bucket_policy
+from lakehub.stacks.policies import bucket_arn, inline_policy, objects_arn, same_account, service_trust, tls_only_bucket_policy
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.settings import Settings
 
@@ -323,19 +323,13 @@ def strict_trail(b: Builder, trail: cloudtrail.Trail) -> None:
             Condition="RecordDataEvents",
             AssumeRolePolicyDocument=service_trust("cloudtrail.amazonaws.com", same_account()),
             Policies=[
-                iam.Policy(
-                    PolicyName="deliver",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[
-                            Statement(
-                                Effect=Allow,
-                                Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
-                                Resource=[Sub("${" + group.title + ".Arn}")],
-                            )
-                        ],
-                    ),
-                )
+                inline_policy("deliver", [
+                    Statement(
+                        Effect=Allow,
+                        Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
+                        Resource=[Sub("${" + group.title + ".Arn}")],
+                    )
+                ])
             ],
             Tags=platform_tags(),
         )

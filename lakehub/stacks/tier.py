@@ -88,6 +88,7 @@ from lakehub.stacks.policies import (
     homes_client_statements,
     homes_file_system_arn,
     hub_runtime_statements,
+    inline_policy,
     same_account,
     service_trust,
     tier_notebook_statements,
@@ -388,32 +389,23 @@ def add_tier_role(b: Builder) -> iam.Role:
         *tier_notebook_statements(notebook_bucket),
     ]
     policies = [
-        iam.Policy(PolicyName="tier-data", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements)),
+        inline_policy("tier-data", statements),
         If(
             "IsReadWrite",
-            iam.Policy(
-                PolicyName="tier-data-write",
-                PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[Statement(Sid="WriteData", Effect=Allow, Action=S3_WRITE, Resource=data_objects)]),
-            ),
+            inline_policy("tier-data-write", [Statement(Sid="WriteData", Effect=Allow, Action=S3_WRITE, Resource=data_objects)]),
             Ref("AWS::NoValue"),
         ),
         If(
             "HasKmsKey",
-            iam.Policy(
-                PolicyName="tier-data-key",
-                PolicyDocument=PolicyDocument(
-                    Version="2012-10-17",
-                    Statement=[
-                        Statement(
-                            Sid="UseDataLakeKey",
-                            Effect=Allow,
-                            Action=[awacs_kms_action("Decrypt"), awacs_kms_action("DescribeKey"), awacs_kms_action("GenerateDataKey")],
-                            Resource=[Ref(names.DATA_KMS_KEY_ARN)],
-                            Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
-                        )
-                    ],
-                ),
-            ),
+            inline_policy("tier-data-key", [
+                Statement(
+                    Sid="UseDataLakeKey",
+                    Effect=Allow,
+                    Action=[awacs_kms_action("Decrypt"), awacs_kms_action("DescribeKey"), awacs_kms_action("GenerateDataKey")],
+                    Resource=[Ref(names.DATA_KMS_KEY_ARN)],
+                    Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
+                )
+            ]),
             Ref("AWS::NoValue"),
         ),
     ]
@@ -654,13 +646,7 @@ def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
             Description=Sub("lakehub tier ${TierName}: pull the hub image, write logs, read the tier's secrets"),
             AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", same_account()),
             Policies=[
-                iam.Policy(
-                    PolicyName="task-execution",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=hub_runtime_statements(secret_arns) + spawn_env_read_statements(),
-                    ),
-                )
+                inline_policy("task-execution", hub_runtime_statements(secret_arns) + spawn_env_read_statements())
             ],
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
         )
@@ -973,11 +959,11 @@ def add_hub_role(b: Builder, execution_role, user_task_role) -> iam.Role:
             # Role chaining: the tier role sessions it makes last at most one hour whatever this says.
             MaxSessionDuration=3600,
             Policies=[
-                iam.Policy(PolicyName="serve-users-tier-sessions", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[assume_tier_role_statement()])),
-                iam.Policy(PolicyName="publish-hub-metrics", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[publish_metrics_statement()])),
+                inline_policy("serve-users-tier-sessions", [assume_tier_role_statement()]),
+                inline_policy("publish-hub-metrics", [publish_metrics_statement()]),
                 If(
                     "IsPerUser",
-                    iam.Policy(PolicyName="spawn-user-servers", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements)),
+                    inline_policy("spawn-user-servers", statements),
                     Ref("AWS::NoValue"),
                 ),
             ],
