@@ -49,7 +49,7 @@ from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
 from lakehub.stacks import tier as tier_mod
 from lakehub.stacks.builder import Builder, platform_tags
-from lakehub.stacks.parameters import IMAGE_TAG, joined_platform_name
+from lakehub.stacks.parameters import IMAGE_TAG, LISTENER_PRIORITY, joined_platform_name
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, inline_policy, service_trust, tier_notebook_statements
 from lakehub.settings import Settings
@@ -258,17 +258,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^$|^[a-z0-9]([a-z0-9-]{0,57}[a-z0-9])?$",
         ConstraintDescription="empty, or a DNS label of at most 59 characters: lower-case letters, digits and hyphens",
     )
-    b.param(
-        tier_mod.LISTENER_PRIORITY,
-        g,
-        "Listener rule priority",
-        "load-balancer access: priority of the hub's rule on the HTTPS listener; 0 picks the lowest free one",
-        type="Number",
-        Default=0,
-        MinValue=0,
-        MaxValue=50000,
-        ConstraintDescription="0 to 50000",
-    )
+    b.use(LISTENER_PRIORITY, group=g, Description="load-balancer access: priority of the hub's rule on the HTTPS listener; 0 picks the lowest free one")
     g = "Placement and image"
     b.param(
         SUBNET_CHOICE,

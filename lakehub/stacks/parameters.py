@@ -116,6 +116,21 @@ IMAGE_TAG = Parameter(
 )
 
 
+# A tier's (or an on-demand hub's, in its own words) rule on the platform's HTTPS listener.
+LISTENER_PRIORITY = Parameter(
+    names.LISTENER_PRIORITY,
+    "Listener rule priority",
+    "Capacity",
+    Type="Number",
+    Description=f"Priority of the tier's rule on the HTTPS listener; 0 claims the lowest free one from {names.AUTO_PRIORITY_MINIMUM} "
+    f"(1-{names.AUTO_PRIORITY_MINIMUM - 1} are the main stack's own tiers')",
+    Default=0,
+    MinValue=0,
+    MaxValue=50000,
+    ConstraintDescription="0 to 50000",
+)
+
+
 def log_retention_days(settings: Any, group: str = "Logging") -> Parameter:
     """LogRetentionDays; the strict profile allows no less than a year (CT.CLOUDWATCH.PR.2)."""
     minimum = _settings.STRICT_MIN_LOG_RETENTION_DAYS if settings.strict else 0

@@ -65,6 +65,7 @@ from lakehub.stacks.parameters import (
     GROUP_NAME_PATTERN,
     HOST_LABEL_PATTERN,
     IMAGE_TAG,
+    LISTENER_PRIORITY as LISTENER_PRIORITY_PARAM,
     KEY_PREFIX_PATTERN,
     ONE_LINE_PATTERN,
     TIER_NAME_PATTERN,
@@ -167,7 +168,7 @@ MIN_TASKS = "MinTasks"
 MAX_TASKS = "MaxTasks"
 USE_SPOT = "UseSpot"
 USER_SPOT = "UserServersOnSpot"
-LISTENER_PRIORITY = "ListenerPriority"
+LISTENER_PRIORITY = names.LISTENER_PRIORITY
 IDLE_TIMEOUT = "IdleTimeoutSeconds"
 USER_PROFILES = "UserServerSizes"
 
@@ -262,7 +263,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     b.param(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", type="Number", Default=DEFAULT_IDLE_TIMEOUT, MinValue=300, MaxValue=86400, ConstraintDescription="300 to 86400 seconds")
     add_schedule_params(b, "the tier's hub (and in per-user mode its users' servers) stops")
     b.use(IMAGE_TAG, group="Capacity")
-    b.param(LISTENER_PRIORITY, "Capacity", "Listener rule priority", f"Priority of the tier's rule on the HTTPS listener; 0 claims the lowest free one from {names.AUTO_PRIORITY_MINIMUM} (1-{names.AUTO_PRIORITY_MINIMUM - 1} are the main stack's own tiers')", type="Number", Default=0, MinValue=0, MaxValue=50000, ConstraintDescription="0 to 50000")
+    b.use(LISTENER_PRIORITY_PARAM)
 
     g = "Sign-in (oidc and ldap modes only)"
     b.param(OIDC_ISSUER, g, "OIDC issuer URL", "oidc mode: issuer URL of your OpenID Connect provider", Default="", AllowedPattern=r"^$|^https://\S+$", ConstraintDescription="empty, or an https URL")
@@ -1240,7 +1241,7 @@ def business_hours_actions() -> list:
 
 def add_listener_rule_priority(b: Builder) -> AWSObject:
     """The lowest free priority on the HTTPS listener (Custom::ListenerPriority, the platform's
-    function lambdas/listener_priority), when the stack's ListenerPriority is 0 (AutoPriority)."""
+    function lambdas/listener_priority), under the stack's AutoPriority condition."""
     return b.add(
         custom_resource(
             "ListenerRulePriority",
