@@ -102,15 +102,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     b.use(ASSETS_BUCKET_NAME)
     b.use(ASSETS_KEY_PREFIX)
     add_domain_params(b)
-    b.param(
-        names.AUTH_MODE,
-        "Sign-in",
-        "Sign-in mode",
-        "cognito: the platform's Cognito user pool; oidc: your OpenID Connect provider; ldap: your LDAP or Active Directory",
-        Default="cognito",
-        AllowedValues=list(AUTH_MODES),
-        ConstraintDescription="cognito, oidc or ldap",
-    )
+    b.choice(names.AUTH_MODE, "Sign-in", "Sign-in mode", "cognito: the platform's Cognito user pool; oidc: your OpenID Connect provider; ldap: your LDAP or Active Directory", AUTH_MODES, "cognito")
     g = "Network (from the network stack or your VPC)"
     b.param(names.VPC_ID, g, "VPC", "VPC of the platform", type="AWS::EC2::VPC::Id")
     b.param(

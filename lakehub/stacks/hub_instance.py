@@ -172,15 +172,7 @@ def instance_arch(instance_type: str) -> tuple[str, str]:
 def add_parameters(b: Builder, settings: Settings) -> None:
     g = "On-demand hub"
     b.use(joined_platform_name(settings, g, "Name of the lakehub platform this hub belongs to"))
-    b.param(
-        names.TIER_NAME,
-        g,
-        "Tier",
-        "Data-access tier: the hub reaches only this tier's data-lake prefixes and notebook folder, and only its groups may sign in",
-        Default=settings.tiers[0].name,
-        AllowedValues=[t.name for t in settings.tiers],
-        ConstraintDescription="one of the platform's tiers: " + ", ".join(t.name for t in settings.tiers),
-    )
+    b.choice(names.TIER_NAME, g, "Tier", "Data-access tier: the hub reaches only this tier's data-lake prefixes and notebook folder, and only its groups may sign in", [t.name for t in settings.tiers], settings.tiers[0].name, constraint="one of the platform's tiers: " + ", ".join(t.name for t in settings.tiers))
     b.param(
         names.OWNER,
         g,
@@ -189,66 +181,14 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[A-Za-z0-9][A-Za-z0-9._%+@-]{0,127}$",
         ConstraintDescription="a user name or e-mail address: letters, digits and ._%+@-",
     )
-    b.param(
-        INSTANCE_TYPE,
-        g,
-        "Instance type",
-        "General (t4g, m7g, m6i), memory-optimised (r7g, r6i) or GPU (g5, g6); billed only while running",
-        Default=DEFAULT_INSTANCE_TYPE,
-        AllowedValues=list(INSTANCE_TYPES),
-        ConstraintDescription="one of the listed instance types",
-    )
-    b.param(
-        VOLUME_SIZE,
-        g,
-        "Disk size (GiB)",
-        "Encrypted gp3 root volume; GPU types need at least 128 GiB. Kept (and billed) while the hub is stopped",
-        Default="64",
-        AllowedValues=list(VOLUME_SIZES),
-        ConstraintDescription="one of " + ", ".join(VOLUME_SIZES),
-    )
+    b.choice(INSTANCE_TYPE, g, "Instance type", "General (t4g, m7g, m6i), memory-optimised (r7g, r6i) or GPU (g5, g6); billed only while running", INSTANCE_TYPES, DEFAULT_INSTANCE_TYPE, constraint="one of the listed instance types")
+    b.choice(VOLUME_SIZE, g, "Disk size (GiB)", "Encrypted gp3 root volume; GPU types need at least 128 GiB. Kept (and billed) while the hub is stopped", VOLUME_SIZES, "64")
     g = "Auto-stop"
-    b.param(
-        IDLE_CPU_PERCENT,
-        g,
-        "Idle CPU threshold (%)",
-        "The hub counts as idle while its average CPU stays below this percentage",
-        type="Number",
-        Default=5,
-        MinValue=1,
-        MaxValue=50,
-        ConstraintDescription="1 to 50",
-    )
-    b.param(
-        IDLE_MINUTES,
-        g,
-        "Idle minutes before stopping",
-        "Stop the instance after this many minutes below the idle CPU threshold; idle servers are culled after the same time",
-        Default="60",
-        AllowedValues=list(IDLE_MINUTES_CHOICES),
-        ConstraintDescription="one of " + ", ".join(IDLE_MINUTES_CHOICES),
-    )
+    b.number(IDLE_CPU_PERCENT, g, "Idle CPU threshold (%)", "The hub counts as idle while its average CPU stays below this percentage", 5, 1, 50)
+    b.choice(IDLE_MINUTES, g, "Idle minutes before stopping", "Stop the instance after this many minutes below the idle CPU threshold; idle servers are culled after the same time", IDLE_MINUTES_CHOICES, "60")
     g = "Access"
-    b.param(
-        ACCESS_MODE,
-        g,
-        "Access",
-        "ssm: no inbound port, open the hub through Session Manager port forwarding; load-balancer: also https://<host>.<domain> on the platform's load balancer",
-        Default=ACCESS_SSM,
-        AllowedValues=[ACCESS_SSM, ACCESS_LOAD_BALANCER],
-        ConstraintDescription="ssm or load-balancer",
-    )
-    b.param(
-        LOCAL_PORT,
-        g,
-        "Local port",
-        "ssm access: the port on your computer that forwards to the hub (http://localhost:<port>)",
-        type="Number",
-        Default=names.HUB_PORT,
-        MinValue=1024,
-        MaxValue=65535,
-        ConstraintDescription="1024 to 65535",
-    )
+    b.choice(ACCESS_MODE, g, "Access", "ssm: no inbound port, open the hub through Session Manager port forwarding; load-balancer: also https://<host>.<domain> on the platform's load balancer", [ACCESS_SSM, ACCESS_LOAD_BALANCER], ACCESS_SSM)
+    b.number(LOCAL_PORT, g, "Local port", "ssm access: the port on your computer that forwards to the hub (http://localhost:<port>)", names.HUB_PORT, 1024, 65535)
     b.param(
         names.TIER_HOST_NAME,
         g,
@@ -260,15 +200,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     )
     b.use(LISTENER_PRIORITY, group=g, Description="load-balancer access: priority of the hub's rule on the HTTPS listener; 0 picks the lowest free one")
     g = "Placement and image"
-    b.param(
-        SUBNET_CHOICE,
-        g,
-        "Private subnet",
-        "Which of the platform's private subnets (availability zones) to launch in; try the other when a type has no capacity",
-        Default="1",
-        AllowedValues=["1", "2"],
-        ConstraintDescription="1 or 2",
-    )
+    b.choice(SUBNET_CHOICE, g, "Private subnet", "Which of the platform's private subnets (availability zones) to launch in; try the other when a type has no capacity", ["1", "2"], "1")
     b.use(IMAGE_TAG, group=g)
     for name, (label, path) in AMI_PARAMETERS.items():
         b.param(

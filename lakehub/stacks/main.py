@@ -270,15 +270,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         # Each default tier can be left out at launch (Deploy<Name>Tier=false), e.g. to start
         # with one tier or to test a single tier regionally.
         switch = f"Deploy{tier.name.capitalize()}Tier"
-        b.param(
-            switch,
-            "Tiers",
-            f"Deploy the {tier.name} tier",
-            f"Create the {tier.name} tier (data prefixes {', '.join(tier.data_prefixes)}; groups {', '.join(tier.allowed_groups)})",
-            Default="true",
-            AllowedValues=["true", "false"],
-            ConstraintDescription="true or false",
-        )
+        b.choice(switch, "Tiers", f"Deploy the {tier.name} tier", f"Create the {tier.name} tier (data prefixes {', '.join(tier.data_prefixes)}; groups {', '.join(tier.allowed_groups)})", ["true", "false"], "true")
         condition = f"{switch}Enabled"
         b.t.add_condition(condition, Equals(Ref(switch), "true"))
         nested_stack(

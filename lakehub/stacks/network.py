@@ -73,15 +73,7 @@ NAT_START_MINUTE, HUB_START_MINUTE, HUB_STOP_MINUTE, NAT_STOP_MINUTE = 0, 5, 0, 
 
 def add_schedule_params(b: Builder, what: str) -> None:
     """Schedule, time zone, business hours and days; `what` names what the schedule stops."""
-    b.param(
-        SCHEDULE,
-        SCHEDULE_GROUP,
-        "Schedule",
-        f"business-hours: {what} outside business hours (scheduled scaling to 0); always: runs 24x7",
-        Default=DEFAULT_SCHEDULE,
-        AllowedValues=list(SCHEDULES),
-        ConstraintDescription="business-hours or always",
-    )
+    b.choice(SCHEDULE, SCHEDULE_GROUP, "Schedule", f"business-hours: {what} outside business hours (scheduled scaling to 0); always: runs 24x7", SCHEDULES, DEFAULT_SCHEDULE)
     b.param(
         SCHEDULE_TIMEZONE,
         SCHEDULE_GROUP,
@@ -113,15 +105,7 @@ def add_schedule_params(b: Builder, what: str) -> None:
         MaxValue=23,
         ConstraintDescription="a whole hour from 1 to 23",
     )
-    b.param(
-        BUSINESS_DAYS,
-        SCHEDULE_GROUP,
-        "Business days",
-        "Days on which hubs run",
-        Default=BUSINESS_DAY_CHOICES[0],
-        AllowedValues=list(BUSINESS_DAY_CHOICES),
-        ConstraintDescription="MON-FRI, MON-SAT or SUN-SAT",
-    )
+    b.choice(BUSINESS_DAYS, SCHEDULE_GROUP, "Business days", "Days on which hubs run", BUSINESS_DAY_CHOICES, BUSINESS_DAY_CHOICES[0])
 
 
 def add_schedule_conditions_and_rules(b: Builder) -> None:
@@ -175,15 +159,7 @@ def add_parameters(b: Builder) -> None:
         AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/1[6-8]$",
         ConstraintDescription="a CIDR block from /16 to /18, such as 10.20.0.0/16",
     )
-    b.param(
-        names.EGRESS_MODE,
-        "Network",
-        "Egress for private subnets",
-        "nat-instance: one small self-healing NAT instance (cheapest); nat-gateway: a managed NAT gateway per AZ",
-        Default="nat-instance",
-        AllowedValues=list(EGRESS_MODES),
-        ConstraintDescription="nat-instance or nat-gateway",
-    )
+    b.choice(names.EGRESS_MODE, "Network", "Egress for private subnets", "nat-instance: one small self-healing NAT instance (cheapest); nat-gateway: a managed NAT gateway per AZ", EGRESS_MODES, "nat-instance")
 
 
 def add_vpc(b: Builder) -> ec2.VPC:

@@ -69,15 +69,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     b.use(PLATFORM_NAME)
     b.use(ASSETS_BUCKET_NAME)
     b.use(ASSETS_KEY_PREFIX)
-    b.param(
-        names.SOURCE_TYPE,
-        "Hub image source",
-        "Source of the hub image",
-        "s3: a zip of hub_images/ and buildspec.yml in S3 (lakehub publish uploads one); codecommit: a new CodeCommit repository (CodeCommit has been closed to new customers since July 2024: only accounts that already use it can create one)",
-        Default="s3",
-        AllowedValues=list(SOURCE_TYPES),
-        ConstraintDescription="s3 or codecommit",
-    )
+    b.choice(names.SOURCE_TYPE, "Hub image source", "Source of the hub image", "s3: a zip of hub_images/ and buildspec.yml in S3 (lakehub publish uploads one); codecommit: a new CodeCommit repository (CodeCommit has been closed to new customers since July 2024: only accounts that already use it can create one)", SOURCE_TYPES, "s3")
     b.param(
         names.SOURCE_OBJECT_KEY,
         "Hub image source",
@@ -89,15 +81,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         ConstraintDescription="an S3 key ending in .zip (letters, digits, !_.'()/- ; no '*')",
     )
     b.use(IMAGE_TAG, group="Hub image source", Description="Tag of the hub image the tiers run; the first deploy builds it")
-    b.param(
-        IMAGE_PLATFORMS,
-        "Hub image source",
-        "Image platforms",
-        "linux/arm64: Graviton only (Fargate tiers, t4g/m7g/r7g hubs); add linux/amd64 for x86 and GPU on-demand hubs (an emulated build, slower)",
-        Default="linux/arm64",
-        AllowedValues=["linux/arm64", "linux/arm64,linux/amd64"],
-        ConstraintDescription="linux/arm64, or linux/arm64,linux/amd64",
-    )
+    b.choice(IMAGE_PLATFORMS, "Hub image source", "Image platforms", "linux/arm64: Graviton only (Fargate tiers, t4g/m7g/r7g hubs); add linux/amd64 for x86 and GPU on-demand hubs (an emulated build, slower)", ["linux/arm64", "linux/arm64,linux/amd64"], "linux/arm64", constraint="linux/arm64, or linux/arm64,linux/amd64")
     b.use(log_retention_days(settings))
 
 

@@ -54,28 +54,10 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=or_empty(KMS_KEY_ARN_PATTERN),
         ConstraintDescription="empty, or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
     )
-    b.param(
-        NONCURRENT_DAYS,
-        "Notebook storage",
-        "Keep old notebook versions (days)",
-        "Days to keep a notebook's previous versions after it is overwritten or deleted",
-        type="Number",
-        Default=90,
-        MinValue=1,
-        MaxValue=3650,
-        ConstraintDescription="1 to 3650 days",
-    )
+    b.number(NONCURRENT_DAYS, "Notebook storage", "Keep old notebook versions (days)", "Days to keep a notebook's previous versions after it is overwritten or deleted", 90, 1, 3650, unit="days")
     b.use(log_retention_days(settings))
-    b.param(
-        names.RECORD_DATA_EVENTS,
-        "Logging",
-        "Record S3 data events",
-        "true: a CloudTrail trail records every object read and write in the data lake and notebook buckets, "
-        "with the person's name (SourceIdentity); $0.10 per 100,000 events (lakehub cost)",
-        Default="false",
-        AllowedValues=["true", "false"],
-        ConstraintDescription="true or false",
-    )
+    b.choice(names.RECORD_DATA_EVENTS, "Logging", "Record S3 data events", "true: a CloudTrail trail records every object read and write in the data lake and notebook buckets, "
+        "with the person's name (SourceIdentity); $0.10 per 100,000 events (lakehub cost)", ["true", "false"], "false")
 
 
 def add_protected_bucket(

@@ -193,15 +193,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=KEY_PREFIX_PATTERN,
         ConstraintDescription="key prefixes ending in '/' (letters, digits and !_.'()- ; no '*'), separated by commas",
     )
-    b.param(
-        names.TIER_DATA_ACCESS,
-        "Tier",
-        "Data access",
-        "read-only: users read the prefixes; read-write: they may also write and delete there",
-        Default="read-only",
-        AllowedValues=["read-only", "read-write"],
-        ConstraintDescription="read-only or read-write",
-    )
+    b.choice(names.TIER_DATA_ACCESS, "Tier", "Data access", "read-only: users read the prefixes; read-write: they may also write and delete there", ["read-only", "read-write"], "read-only")
     b.param(
         names.TIER_ALLOWED_GROUPS,
         "Tier",
@@ -247,10 +239,10 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedValues=[str(m) for m in all_memory],
         ConstraintDescription="a Fargate memory size up to 30720 MiB",
     )
-    b.param(MIN_TASKS, "Capacity", "Minimum hub tasks", "Fewest hub tasks (0 stops the tier; per-user mode runs exactly one)", type="Number", Default=1, MinValue=0, MaxValue=20, ConstraintDescription="0 to 20")
-    b.param(MAX_TASKS, "Capacity", "Maximum hub tasks", "Most hub tasks in shared mode (each is an independent hub; sessions stick to one)", type="Number", Default=1, MinValue=1, MaxValue=20, ConstraintDescription="1 to 20")
-    b.param(USE_SPOT, "Capacity", "Hub on Fargate Spot", "Run hub tasks on Fargate Spot (about 70% cheaper; may be interrupted with two minutes' notice)", Default="false", AllowedValues=["true", "false"], ConstraintDescription="true or false")
-    b.param(USER_SPOT, "Capacity", "User servers on Fargate Spot", "Per-user mode: start users' servers on Fargate Spot, falling back to on-demand when Spot has no capacity", Default="true", AllowedValues=["true", "false"], ConstraintDescription="true or false")
+    b.number(MIN_TASKS, "Capacity", "Minimum hub tasks", "Fewest hub tasks (0 stops the tier; per-user mode runs exactly one)", 1, 0, 20)
+    b.number(MAX_TASKS, "Capacity", "Maximum hub tasks", "Most hub tasks in shared mode (each is an independent hub; sessions stick to one)", 1, 1, 20)
+    b.choice(USE_SPOT, "Capacity", "Hub on Fargate Spot", "Run hub tasks on Fargate Spot (about 70% cheaper; may be interrupted with two minutes' notice)", ["true", "false"], "false")
+    b.choice(USER_SPOT, "Capacity", "User servers on Fargate Spot", "Per-user mode: start users' servers on Fargate Spot, falling back to on-demand when Spot has no capacity", ["true", "false"], "true")
     b.param(
         USER_PROFILES,
         "Capacity",
@@ -260,7 +252,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[a-z0-9-]+:\d+:\d+(,[a-z0-9-]+:\d+:\d+)*$",
         ConstraintDescription="name:cpu:memory items separated by commas, e.g. small:1024:4096",
     )
-    b.param(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", type="Number", Default=DEFAULT_IDLE_TIMEOUT, MinValue=300, MaxValue=86400, ConstraintDescription="300 to 86400 seconds")
+    b.number(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", DEFAULT_IDLE_TIMEOUT, 300, 86400, unit="seconds")
     add_schedule_params(b, "the tier's hub (and in per-user mode its users' servers) stops")
     b.use(IMAGE_TAG, group="Capacity")
     b.use(LISTENER_PRIORITY_PARAM)
