@@ -44,6 +44,8 @@ from lakehub.stacks.parameters import (
     CIDR_PATTERN,
     KMS_KEY_ARN_PATTERN,
     PLATFORM_NAME,
+    VPC_CIDR,
+    VPC_ID,
     log_retention_days,
     or_empty,
 )
@@ -104,13 +106,11 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     add_domain_params(b)
     b.choice(names.AUTH_MODE, "Sign-in", "Sign-in mode", "cognito: the platform's Cognito user pool; oidc: your OpenID Connect provider; ldap: your LDAP or Active Directory", AUTH_MODES, "cognito")
     g = "Network (from the network stack or your VPC)"
-    b.param(names.VPC_ID, g, "VPC", "VPC of the platform", type="AWS::EC2::VPC::Id")
-    b.param(
-        names.VPC_CIDR,
-        g,
-        "VPC CIDR block",
-        "CIDR block of the VPC (the load balancer may reach the hub port inside it only)",
-        AllowedPattern=CIDR_PATTERN,
+    b.use(VPC_ID, group=g)
+    b.use(
+        VPC_CIDR,
+        group=g,
+        Description="CIDR block of the VPC (the load balancer may reach the hub port inside it only)",
         ConstraintDescription="a CIDR block such as 10.20.0.0/16",
     )
     for name, label in (

@@ -29,6 +29,7 @@ from troposphere import GetAtt, Join, Ref, Sub, Template, awslambda, ec2, kms, s
 from lakehub.stacks import names
 from lakehub.stacks.builder import Builder, platform_tags
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.parameters import VPC_ID
 from lakehub.stacks.policies import inline_policy, same_account
 from lakehub.settings import Settings
 
@@ -222,7 +223,7 @@ def _function_network(b: Builder) -> tuple:
         return Ref("Vpc"), [Ref("PrivateSubnet1"), Ref("PrivateSubnet2")]
     group = "Network (the strict profile's functions run in the VPC)"
     if names.VPC_ID not in b.t.parameters:
-        b.param(names.VPC_ID, group, "VPC", "VPC of the platform (its functions run in its private subnets)", type="AWS::EC2::VPC::Id")
+        b.use(VPC_ID, group=group, Description="VPC of the platform (its functions run in its private subnets)")
     for name, label in ((names.PRIVATE_SUBNET_1_ID, "Private subnet 1"), (names.PRIVATE_SUBNET_2_ID, "Private subnet 2")):
         if name not in b.t.parameters:
             b.param(name, group, label, f"{label} of the platform, in its own AZ (the functions run there)", type="AWS::EC2::Subnet::Id")

@@ -16,7 +16,7 @@ from lakehub.stacks import monitoring, names
 from lakehub.stacks import tier as tier_mod
 from lakehub.stacks.cluster import add_domain_params
 from lakehub.stacks.builder import Builder, platform_tags, template_url
-from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, CIDR_PATTERN, PLATFORM_NAME, log_retention_days
+from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, PLATFORM_NAME, VPC_CIDR, VPC_ID, log_retention_days
 from lakehub.stacks.compliance import FUNCTION_NETWORK_PARAMS, finish
 from lakehub.stacks.network import (
     BUSINESS_DAYS,
@@ -77,15 +77,8 @@ def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Te
         b.copy_param(children[names.TIER_TEMPLATE], name, SIGN_IN_GROUP)
     g = "Network"
     if existing_vpc:
-        b.param(names.VPC_ID, g, "VPC", "Your VPC", type="AWS::EC2::VPC::Id")
-        b.param(
-            names.VPC_CIDR,
-            g,
-            "VPC CIDR block",
-            "CIDR block of your VPC",
-            AllowedPattern=CIDR_PATTERN,
-            ConstraintDescription="a CIDR block such as 10.0.0.0/16",
-        )
+        b.use(VPC_ID, group=g, Description="Your VPC")
+        b.use(VPC_CIDR, group=g)
         for name, label, what in (
             (names.PUBLIC_SUBNET_1_ID, "Public subnet 1", "a public subnet (route to an internet gateway) for the load balancer"),
             (names.PUBLIC_SUBNET_2_ID, "Public subnet 2", "a public subnet in a second AZ"),

@@ -116,6 +116,18 @@ IMAGE_TAG = Parameter(
 )
 
 
+# The platform's network where a template takes it as parameters (an existing VPC, the cluster,
+# the strict profile's functions); each template says what it is for.
+VPC_ID = Parameter(names.VPC_ID, "VPC", "Network", Type="AWS::EC2::VPC::Id", Description="VPC of the platform")
+VPC_CIDR = Parameter(
+    names.VPC_CIDR,
+    "VPC CIDR block",
+    "Network",
+    Description="CIDR block of your VPC",
+    AllowedPattern=CIDR_PATTERN,
+    ConstraintDescription="a CIDR block such as 10.0.0.0/16",
+)
+
 # A tier's (or an on-demand hub's, in its own words) rule on the platform's HTTPS listener.
 LISTENER_PRIORITY = Parameter(
     names.LISTENER_PRIORITY,
