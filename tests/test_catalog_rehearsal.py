@@ -51,7 +51,7 @@ from lakehub.stacks import hub_instance as hi
 from lakehub.stacks import tier as tier_mod
 from lakehub.assets import TEMPLATES_DIR
 from lakehub.cfn.template import Resolver, load
-from lakehub.stacks.builder import default_image_tag
+from lakehub.stacks.parameters import default_image_tag
 from lakehub.local.idp.ldap import make_ca_and_cert
 from lakehub.settings import default_settings
 

@@ -61,6 +61,26 @@ class Builder:
         self._labels[name] = label
         return p
 
+    def choice(self, name: str, group: str, label: str, description: str, values: Any, default: Any, constraint: str | None = None) -> Parameter:
+        """A String parameter taking one of `values`; its constraint description lists them ("a, b
+        or c"; "one of a, b, c, d" beyond three) unless `constraint` words it."""
+        words = [str(v) for v in values]
+        if constraint is None:
+            constraint = ", ".join(words[:-1]) + " or " + words[-1] if len(words) <= 3 else "one of " + ", ".join(words)
+        return self.param(name, group, label, description, Default=default, AllowedValues=list(values), ConstraintDescription=constraint)
+
+    def number(self, name: str, group: str, label: str, description: str, default: int, minimum: int, maximum: int, unit: str = "") -> Parameter:
+        """A Number parameter from `minimum` to `maximum` (its constraint description says so, in `unit`)."""
+        constraint = f"{minimum} to {maximum}" + (f" {unit}" if unit else "")
+        return self.param(name, group, label, description, type="Number", Default=default, MinValue=minimum, MaxValue=maximum, ConstraintDescription=constraint)
+
+    def use(self, parameter: Any, **changes: Any) -> Parameter:
+        """Add a shared parameter (lakehub.stacks.parameters), with its label and group, or as
+        `changes` (properties, label, group) word it for this template."""
+        p = parameter.but(**changes) if changes else parameter
+        props = dict(p.properties)
+        return self.param(p.title, p.group, p.label, props.pop("Description"), type=props.pop("Type"), **props)
+
     def copy_param(self, child: Template, name: str, group: str) -> Parameter:
         """Declare a parameter exactly as a nested template declares it (type, constraints,
         description, label), for an entry point that passes it down unchanged."""
@@ -110,89 +130,33 @@ def custom_resource(logical_id: str, type_name: str, **properties: Any) -> AWSOb
     return cls(logical_id, **properties)
 
 
+def private_bucket(logical_id: str, bucket_key: bool, **properties: Any) -> AWSObject:
+    """An S3 bucket kept on delete and replace (it holds data or logs), with public access
+    blocked, versioning and SSE-S3 encryption (with an S3 Bucket Key when `bucket_key`)."""
+    from troposphere import s3
+
+    rule = s3.ServerSideEncryptionRule(ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"))
+    if bucket_key:
+        rule.BucketKeyEnabled = True
+    return s3.Bucket(
+        logical_id,
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+        PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
+            BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
+        ),
+        VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+        BucketEncryption=s3.BucketEncryption(ServerSideEncryptionConfiguration=[rule]),
+        **properties,
+    )
+
+
 def platform_tags(*extra: tuple[str, Any]) -> Tags:
     """Tags every taggable resource carries: the platform name (cost allocation)."""
     pairs: dict[str, Any] = {names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)}
     for key, value in extra:
         pairs[key] = value
     return Tags(pairs)
-
-
-def add_platform_name_param(b: Builder, group: str = "Platform") -> Parameter:
-    return b.param(
-        names.PLATFORM_NAME,
-        group,
-        "Platform name",
-        "Short name of this lakehub platform; names resources and the SSM path /lakehub/<name>/",
-        Default="lakehub",
-        AllowedPattern=r"^[a-z][a-z0-9-]{1,19}$",
-        ConstraintDescription="2-20 lower-case letters, digits or hyphens, starting with a letter",
-        MinLength=2,
-        MaxLength=20,
-    )
-
-
-def add_assets_params(b: Builder, group: str = "Assets (templates and functions)") -> None:
-    b.param(
-        names.ASSETS_BUCKET_NAME,
-        group,
-        "Assets bucket",
-        "S3 bucket that holds the published templates and function zips (lakehub publish)",
-        AllowedPattern=r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$",
-        ConstraintDescription="an S3 bucket name: lower-case letters, digits, dots and hyphens",
-    )
-    b.param(
-        names.ASSETS_KEY_PREFIX,
-        group,
-        "Assets key prefix",
-        "Key prefix of the assets in the bucket, ending with '/' (for example lakehub/)",
-        Default="lakehub/",
-        # No '*': the prefix is part of IAM resource ARNs (build and launch roles), where it is a wildcard.
-        AllowedPattern=r"^([0-9a-zA-Z!_.'()-]+/)*$",
-        ConstraintDescription="empty, or key segments (letters, digits, !_.'()-) each followed by '/', such as lakehub/",
-    )
-
-
-IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
-
-
-def default_image_tag() -> str:
-    """The ImageTag a release's templates name by default: v<project version>. Never `latest`: the
-    repository's tags are immutable, so a tag names one image for ever (images are promoted by
-    deploying another tag, not rolled by moving one)."""
-    from lakehub import __version__
-
-    return f"v{__version__}"
-
-
-def add_image_tag_param(b: Builder, group: str, label: str = "Hub image tag", description: str = "Tag of the hub image in the platform's repository") -> Parameter:
-    """The hub image tag (main, pipeline, tier and on-demand hub share its constraint)."""
-    return b.param(
-        names.IMAGE_TAG,
-        group,
-        label,
-        description,
-        Default=default_image_tag(),
-        AllowedPattern=IMAGE_TAG_PATTERN,
-        ConstraintDescription="a Docker image tag",
-    )
-
-
-def add_log_retention_param(b: Builder, settings: Any, group: str) -> Parameter:
-    """LogRetentionDays; the strict profile allows no less than a year (CT.CLOUDWATCH.PR.2)."""
-    from lakehub.settings import LOG_RETENTION_CHOICES, STRICT_MIN_LOG_RETENTION_DAYS
-
-    minimum = STRICT_MIN_LOG_RETENTION_DAYS if settings.strict else 0
-    return b.param(
-        names.LOG_RETENTION_DAYS,
-        group,
-        "Log retention (days)",
-        "How long CloudWatch keeps the platform's logs",
-        type="Number",
-        Default=settings.log_retention_days,
-        AllowedValues=[d for d in LOG_RETENTION_CHOICES if d >= minimum],
-        ConstraintDescription="a CloudWatch Logs retention period",
-    )
 
 
 def function_code_key(function: str) -> Sub:
@@ -214,10 +178,6 @@ def template_url(filename: str) -> Sub:
     )
 
 
-def arn(service: str, resource: str, region: str = "${AWS::Region}", account: str = "${AWS::AccountId}") -> Sub:
-    return Sub(f"arn:${{AWS::Partition}}:{service}:{region}:{account}:{resource}")
-
-
 __all__ = [
     "Builder",
     "GetAtt",
@@ -225,12 +185,8 @@ __all__ = [
     "Ref",
     "Sub",
     "platform_tags",
-    "add_platform_name_param",
-    "add_assets_params",
-    "add_log_retention_param",
     "function_code_key",
     "template_url",
-    "arn",
     "LAMBDA_RUNTIME",
     "LAMBDA_ARCHITECTURE",
 ]

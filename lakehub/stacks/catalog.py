@@ -27,17 +27,18 @@ import hashlib
 import json
 from typing import Any
 
-from awacs.aws import Action, Allow, BoolIfExists, Condition, Deny, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
+from awacs.aws import Action, Allow, BoolIfExists, Condition, Deny, PolicyDocument, Statement, StringEquals
 from troposphere import Equals, GetAtt, Join, Not, Ref, Select, Split, Sub, Template, encode_to_dict, iam
 from troposphere import servicecatalog as sc
 
 from lakehub import __version__
 from lakehub.stacks import names
-from lakehub.stacks.builder import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, custom_resource, platform_tags
+from lakehub.stacks.builder import Builder, custom_resource, platform_tags
+from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, IAM_PRINCIPAL_ARN_PATTERN, KEY_PREFIX_PATTERN, PLATFORM_NAME, log_retention_days, or_empty
 from lakehub.stacks.compliance import finish
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.policies import inline_policy, same_account, service_trust
 from lakehub.settings import Settings, default_settings
 from lakehub.stacks.catalog_permissions import (
     ACCOUNT,
@@ -330,20 +331,10 @@ def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
             f"{p.key}LaunchRole",
             Path=LAUNCH_ROLE_PATH,
             Description=Sub("lakehub " + PLATFORM + f": Service Catalog launch role of the {p.name} product (its resources only)"),
-            AssumeRolePolicyDocument=PolicyDocument(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "servicecatalog.amazonaws.com"),
-                        Action=[AssumeRole],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=service_trust("servicecatalog.amazonaws.com", same_account()),
             MaxSessionDuration=3600,
             # IAM's quotas: 10,240 characters of inline policy per role (launch_policy_split).
-            Policies=[iam.Policy(PolicyName="launch", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+            Policies=[inline_policy("launch", statements)],
             ManagedPolicyArns=[Ref(m) for m in policies],
             Tags=platform_tags(),
         )
@@ -359,7 +350,7 @@ def artifact_version(template: Template) -> str:
     return f"v{__version__}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
-PRINCIPALS_PATTERN = r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$"
+PRINCIPALS_PATTERN = or_empty(IAM_PRINCIPAL_ARN_PATTERN)
 
 
 def add_sign_in_params(b: Builder) -> None:
@@ -368,16 +359,14 @@ def add_sign_in_params(b: Builder) -> None:
     from lakehub.stacks import tier as tier_mod
 
     tier_template = tier_mod.build_tier(default_settings())
-    labels = tier_template.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"]
     for name in tier_mod.SIGN_IN_PARAMS:
-        p = tier_template.parameters[name]
-        props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
-        b.param(name, "Platform sign-in (pinned in every product)", labels[name]["default"], p.properties["Description"], **props)
+        b.copy_param(tier_template, name, "Platform sign-in (pinned in every product)")
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
-    add_platform_name_param(b)
-    add_assets_params(b)
+    b.use(PLATFORM_NAME)
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
     add_sign_in_params(b)
     g = "Self-service portfolio"
     b.param(
@@ -419,7 +408,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "a launch asking for any other prefix is refused. Empty: no tier can be launched from the catalog",
         type="CommaDelimitedList",
         Default="",
-        AllowedPattern=r"^$|^[A-Za-z0-9!_.'()-]+(/[A-Za-z0-9!_.'()-]+)*/$",
+        AllowedPattern=or_empty(KEY_PREFIX_PATTERN),
         ConstraintDescription="key prefixes ending in '/' (no wildcards), separated by commas",
     )
     for name, key in TAG_OPTION_KEYS.items():
@@ -564,7 +553,6 @@ def add_product_template_function(b: Builder) -> Any:
                 Resource=[Sub(assets + PLATFORM_TEMPLATES + PLATFORM + "/*")],
             ),
         ],
-        Ref(names.LOG_RETENTION_DAYS),
         timeout=60,
         memory=128,
     )
@@ -731,7 +719,7 @@ def add_hub_user_policy(b: Builder) -> iam.ManagedPolicy:
 def build_catalog(settings: Settings, children: dict[str, Template]) -> Template:
     b = Builder("lakehub self-service: Service Catalog portfolios: a tier product, and an on-demand hub product per platform tier")
     add_parameters(b, settings)
-    add_log_retention_param(b, settings, "Logging")
+    b.use(log_retention_days(settings))
     add_product_template_function(b)
     portfolio = b.add(
         sc.Portfolio(

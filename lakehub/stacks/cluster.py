@@ -36,7 +36,19 @@ from troposphere import (
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
-from lakehub.stacks.builder import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.stacks.builder import Builder, platform_tags, private_bucket
+from lakehub.stacks.parameters import (
+    ASSETS_BUCKET_NAME,
+    ASSETS_KEY_PREFIX,
+    BUCKET_NAME_PATTERN,
+    CIDR_PATTERN,
+    KMS_KEY_ARN_PATTERN,
+    PLATFORM_NAME,
+    VPC_CIDR,
+    VPC_ID,
+    log_retention_days,
+    or_empty,
+)
 from lakehub.stacks.functions import LOGS_AWS_KEY, add_function
 from lakehub.stacks.policies import tls_only_bucket_policy
 from lakehub.stacks.builder import add_checkov_skip
@@ -88,26 +100,17 @@ SECRET_ARN_ENV_AWS_KEY = (
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
-    add_platform_name_param(b)
-    add_assets_params(b)
+    b.use(PLATFORM_NAME)
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
     add_domain_params(b)
-    b.param(
-        names.AUTH_MODE,
-        "Sign-in",
-        "Sign-in mode",
-        "cognito: the platform's Cognito user pool; oidc: your OpenID Connect provider; ldap: your LDAP or Active Directory",
-        Default="cognito",
-        AllowedValues=list(AUTH_MODES),
-        ConstraintDescription="cognito, oidc or ldap",
-    )
+    b.choice(names.AUTH_MODE, "Sign-in", "Sign-in mode", "cognito: the platform's Cognito user pool; oidc: your OpenID Connect provider; ldap: your LDAP or Active Directory", AUTH_MODES, "cognito")
     g = "Network (from the network stack or your VPC)"
-    b.param(names.VPC_ID, g, "VPC", "VPC of the platform", type="AWS::EC2::VPC::Id")
-    b.param(
-        names.VPC_CIDR,
-        g,
-        "VPC CIDR block",
-        "CIDR block of the VPC (the load balancer may reach the hub port inside it only)",
-        AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$",
+    b.use(VPC_ID, group=g)
+    b.use(
+        VPC_CIDR,
+        group=g,
+        Description="CIDR block of the VPC (the load balancer may reach the hub port inside it only)",
         ConstraintDescription="a CIDR block such as 10.20.0.0/16",
     )
     for name, label in (
@@ -118,13 +121,13 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     ):
         b.param(name, g, label, f"{label} ({'load balancer' if 'Public' in name else 'tasks'}), in its own AZ", type="AWS::EC2::Subnet::Id")
     g = "Storage and image (from the storage and pipeline stacks)"
-    b.param(names.NOTEBOOK_BUCKET_NAME, g, "Notebook bucket", "Bucket that stores notebooks", AllowedPattern=r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$", ConstraintDescription="an S3 bucket name")
-    b.param(names.DATA_BUCKET_NAME, g, "Data-lake bucket", "Bucket of the data lake", AllowedPattern=r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$", ConstraintDescription="an S3 bucket name")
-    b.param(names.DATA_KMS_KEY_ARN, g, "Data-lake KMS key", "KMS key ARN of the data lake, or 'none'", Default="none", AllowedPattern=r"^none$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$", ConstraintDescription="none, or a KMS key ARN")
+    b.param(names.NOTEBOOK_BUCKET_NAME, g, "Notebook bucket", "Bucket that stores notebooks", AllowedPattern=BUCKET_NAME_PATTERN, ConstraintDescription="an S3 bucket name")
+    b.param(names.DATA_BUCKET_NAME, g, "Data-lake bucket", "Bucket of the data lake", AllowedPattern=BUCKET_NAME_PATTERN, ConstraintDescription="an S3 bucket name")
+    b.param(names.DATA_KMS_KEY_ARN, g, "Data-lake KMS key", "KMS key ARN of the data lake, or 'none'", Default="none", AllowedPattern=or_empty(KMS_KEY_ARN_PATTERN, "none"), ConstraintDescription="none, or a KMS key ARN")
     b.param(names.SEED_FUNCTION_ARN, g, "Seeding function", "ARN of the function that seeds tier folders", AllowedPattern=r"^arn:aws[a-z-]*:lambda:.+$", ConstraintDescription="a Lambda function ARN")
     b.param(names.IMAGE_REPOSITORY_URI, g, "Hub image repository", "URI of the hub image ECR repository", AllowedPattern=r"^\S+$", ConstraintDescription="an ECR repository URI")
     b.param(names.ALARM_TOPIC_ARN, "Monitoring (from main)", "Alarm topic", "SNS topic of the platform's alarms; published in SSM for the tiers' alarms", AllowedPattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$", ConstraintDescription="an SNS topic ARN")
-    add_log_retention_param(b, settings, "Logging")
+    b.use(log_retention_days(settings))
 
 
 def add_domain_params(b: Builder) -> None:
@@ -159,7 +162,7 @@ def add_domain_params(b: Builder) -> None:
         "Allowed client CIDR",
         "Address range that may reach the load balancer on ports 443 and 80 (0.0.0.0/0 for anyone)",
         Default="0.0.0.0/0",
-        AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$",
+        AllowedPattern=CIDR_PATTERN,
         ConstraintDescription="a CIDR block such as 203.0.113.0/24",
     )
 
@@ -288,20 +291,10 @@ def add_load_balancer_logs(b: Builder) -> s3.Bucket:
         Or(*[Or(*[Equals(Ref("AWS::Region"), r) for r in g]) if len(g) > 1 else Equals(Ref("AWS::Region"), g[0]) for g in groups]),
     )
     bucket = b.add(
-        s3.Bucket(
+        # Load-balancer log delivery supports SSE-S3 only.
+        private_bucket(
             "LoadBalancerLogsBucket",
-            DeletionPolicy="Retain",
-            UpdateReplacePolicy="Retain",
-            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
-                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
-            ),
-            VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
-            # Load-balancer log delivery supports SSE-S3 only.
-            BucketEncryption=s3.BucketEncryption(
-                ServerSideEncryptionConfiguration=[
-                    s3.ServerSideEncryptionRule(ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"))
-                ]
-            ),
+            bucket_key=False,
             OwnershipControls=s3.OwnershipControls(Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]),
             LifecycleConfiguration=s3.LifecycleConfiguration(
                 Rules=[
@@ -507,7 +500,6 @@ def build_cluster(settings: Settings):
                 Resource=[Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter" + names.LISTENER_PRIORITY_CLAIMS_SUB + "/*")],
             ),
         ],
-        retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=60,
     )
 
@@ -527,7 +519,6 @@ def build_cluster(settings: Settings):
                 Resource=[Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + names.PLATFORM_NAME + "}/*")],
             ),
         ],
-        retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=60,
         environment={"LAKEHUB_PLATFORM_NAME": Ref(names.PLATFORM_NAME)},
         skip_reasons={
@@ -552,7 +543,6 @@ def build_cluster(settings: Settings):
                 Resource=[Sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${" + names.PLATFORM_NAME + "}/hub")],
             ),
         ],
-        retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=60,
     )
 

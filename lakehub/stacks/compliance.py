@@ -24,11 +24,13 @@ from __future__ import annotations
 from awacs import kms as awacs_kms
 from awacs.aws import Allow, BoolIfExists, Condition, Deny, PolicyDocument, Principal, Statement, StringEquals, StringLike
 from awacs import ec2 as awacs_ec2
-from troposphere import GetAtt, Join, Ref, Sub, Template, awslambda, ec2, iam, kms, s3
+from troposphere import GetAtt, Join, Ref, Sub, Template, awslambda, ec2, kms, s3
 
 from lakehub.stacks import names
 from lakehub.stacks.builder import Builder, platform_tags
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.parameters import VPC_ID
+from lakehub.stacks.policies import inline_policy, same_account
 from lakehub.settings import Settings
 
 # Buckets that receive access logs: ELB access logs and S3 server access logs are delivered only to
@@ -72,54 +74,49 @@ GRANTS_FOR_AWS_ONLY = Statement(
 )
 
 
+def _key_policy(*statements: Statement) -> PolicyDocument:
+    """A key policy: the account administers the key, grants only for AWS resources, and `statements`."""
+    return PolicyDocument(Version="2012-10-17", Statement=[ACCOUNT_ADMIN, GRANTS_FOR_AWS_ONLY, *statements])
+
+
 def _logs_key_policy() -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            ACCOUNT_ADMIN,
-            GRANTS_FOR_AWS_ONLY,
-            Statement(
-                Sid="CloudWatchLogsEncryptsThisAccountsGroups",
-                Effect=Allow,
-                Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
-                Action=KMS_USE,
-                Resource=["*"],
-                Condition=Condition(
-                    StringLike("kms:EncryptionContext:aws:logs:arn", Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"))
-                ),
+    return _key_policy(
+        Statement(
+            Sid="CloudWatchLogsEncryptsThisAccountsGroups",
+            Effect=Allow,
+            Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
+            Action=KMS_USE,
+            Resource=["*"],
+            Condition=Condition(
+                StringLike("kms:EncryptionContext:aws:logs:arn", Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"))
             ),
-        ],
+        ),
     )
 
 
 def _buckets_key_policy() -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            ACCOUNT_ADMIN,
-            GRANTS_FOR_AWS_ONLY,
-            Statement(
-                Sid="ThisAccountUsesTheKeyThroughS3",
-                Effect=Allow,
-                Principal=Principal("AWS", "*"),
-                Action=KMS_USE,
-                Resource=["*"],
-                Condition=Condition(
-                    [
-                        StringEquals("kms:CallerAccount", Ref("AWS::AccountId")),
-                        StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com")),
-                    ]
-                ),
+    return _key_policy(
+        Statement(
+            Sid="ThisAccountUsesTheKeyThroughS3",
+            Effect=Allow,
+            Principal=Principal("AWS", "*"),
+            Action=KMS_USE,
+            Resource=["*"],
+            Condition=Condition(
+                [
+                    StringEquals("kms:CallerAccount", Ref("AWS::AccountId")),
+                    StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com")),
+                ]
             ),
-            Statement(
-                Sid="CloudTrailWritesThisAccountsTrails",
-                Effect=Allow,
-                Principal=Principal("Service", "cloudtrail.amazonaws.com"),
-                Action=[awacs_kms.GenerateDataKey, awacs_kms.DescribeKey],
-                Resource=["*"],
-                Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-            ),
-        ],
+        ),
+        Statement(
+            Sid="CloudTrailWritesThisAccountsTrails",
+            Effect=Allow,
+            Principal=Principal("Service", "cloudtrail.amazonaws.com"),
+            Action=[awacs_kms.GenerateDataKey, awacs_kms.DescribeKey],
+            Resource=["*"],
+            Condition=Condition(same_account()),
+        ),
     )
 
 
@@ -226,7 +223,7 @@ def _function_network(b: Builder) -> tuple:
         return Ref("Vpc"), [Ref("PrivateSubnet1"), Ref("PrivateSubnet2")]
     group = "Network (the strict profile's functions run in the VPC)"
     if names.VPC_ID not in b.t.parameters:
-        b.param(names.VPC_ID, group, "VPC", "VPC of the platform (its functions run in its private subnets)", type="AWS::EC2::VPC::Id")
+        b.use(VPC_ID, group=group, Description="VPC of the platform (its functions run in its private subnets)")
     for name, label in ((names.PRIVATE_SUBNET_1_ID, "Private subnet 1"), (names.PRIVATE_SUBNET_2_ID, "Private subnet 2")):
         if name not in b.t.parameters:
             b.param(name, group, label, f"{label} of the platform, in its own AZ (the functions run there)", type="AWS::EC2::Subnet::Id")
@@ -254,21 +251,15 @@ def _harden_functions(b: Builder) -> None:
         role = b.t.resources[role_name]
         policies = list(role.properties.get("Policies", []))
         policies.append(
-            iam.Policy(
-                PolicyName="vpc",
-                PolicyDocument=PolicyDocument(
-                    Version="2012-10-17",
-                    Statement=[
-                        Statement(Sid="LambdaFindsTheFunctionsInterfaces", Effect=Allow, Action=LAMBDA_VPC_DESCRIBE, Resource=["*"]),
-                        Statement(
-                            Sid="LambdaAttachesTheFunctionToTheVpc",
-                            Effect=Allow,
-                            Action=LAMBDA_VPC_ACTIONS,
-                            Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*")],
-                        ),
-                    ],
+            inline_policy("vpc", [
+                Statement(Sid="LambdaFindsTheFunctionsInterfaces", Effect=Allow, Action=LAMBDA_VPC_DESCRIBE, Resource=["*"]),
+                Statement(
+                    Sid="LambdaAttachesTheFunctionToTheVpc",
+                    Effect=Allow,
+                    Action=LAMBDA_VPC_ACTIONS,
+                    Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*")],
                 ),
-            )
+            ])
         )
         role.Policies = policies
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from awacs import logs as awacs_logs
-from awacs.aws import Allow, PolicyDocument, Principal, Statement
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, Statement
 from troposphere import GetAtt, Ref, Sub, iam, logs
 from troposphere import awslambda
 
 from lakehub.stacks import names
 from lakehub.stacks.builder import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, Builder, function_code_key, platform_tags
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.policies import inline_policy, service_trust
 
 # Deliberate checkov exceptions (docs/SECURITY.md lists every one).
 NO_DLQ = (
@@ -35,26 +35,12 @@ LOGS_AWS_KEY = (
 )
 
 
-def lambda_trust() -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            Statement(
-                Effect=Allow,
-                Principal=Principal("Service", "lambda.amazonaws.com"),
-                Action=[AssumeRole],
-            )
-        ],
-    )
-
-
 def add_function(
     b: Builder,
     logical_id: str,
     function: str,
     description: str,
     statements: list[Statement],
-    retention: Any,
     timeout: int = 120,
     memory: int = 256,
     environment: dict | None = None,
@@ -63,14 +49,14 @@ def add_function(
 ) -> awslambda.Function:
     """A function `function` (folder lambdas/<function>; a crhelper custom resource unless
     `skip_reasons` argues the checkov exceptions for another kind) with its own least-privilege
-    role and a log group with retention. Its name is <platform>-<function name>."""
+    role and a log group kept LogRetentionDays. Its name is <platform>-<function name>."""
     suffix = function.replace("_", "-")
     fn_name = Sub("${" + names.PLATFORM_NAME + "}-" + suffix)
     log_group = b.add(
         logs.LogGroup(
             f"{logical_id}LogGroup",
             LogGroupName=Sub("/aws/lambda/${" + names.PLATFORM_NAME + "}-" + suffix),
-            RetentionInDays=retention,
+            RetentionInDays=Ref(names.LOG_RETENTION_DAYS),
             **({"Condition": condition} if condition else {}),
         )
     )
@@ -83,14 +69,9 @@ def add_function(
     role = b.add(
         iam.Role(
             f"{logical_id}Role",
-            AssumeRolePolicyDocument=lambda_trust(),
+            AssumeRolePolicyDocument=service_trust("lambda.amazonaws.com"),
             Policies=[
-                iam.Policy(
-                    PolicyName="function",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17", Statement=[log_statement, *statements]
-                    ),
-                )
+                inline_policy("function", [log_statement, *statements])
             ],
             Tags=platform_tags(),
             **({"Condition": condition} if condition else {}),

@@ -48,9 +48,10 @@ from troposphere.policies import CreationPolicy, ResourceSignal
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
 from lakehub.stacks import tier as tier_mod
-from lakehub.stacks.builder import Builder, add_image_tag_param, custom_resource, platform_tags
+from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.parameters import IMAGE_TAG, LISTENER_PRIORITY, joined_platform_name
 from lakehub.stacks.builder import add_checkov_skip
-from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, tier_notebook_statements
+from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, inline_policy, service_trust, tier_notebook_statements
 from lakehub.settings import Settings
 
 # -- parameter names (this template only) --------------------------------------------------
@@ -170,24 +171,8 @@ def instance_arch(instance_type: str) -> tuple[str, str]:
 
 def add_parameters(b: Builder, settings: Settings) -> None:
     g = "On-demand hub"
-    b.param(
-        names.PLATFORM_NAME,
-        g,
-        "Platform name",
-        "Name of the lakehub platform this hub belongs to",
-        Default=settings.platform_name,
-        AllowedPattern=r"^[a-z][a-z0-9-]{1,19}$",
-        ConstraintDescription="2-20 lower-case letters, digits or hyphens, starting with a letter",
-    )
-    b.param(
-        names.TIER_NAME,
-        g,
-        "Tier",
-        "Data-access tier: the hub reaches only this tier's data-lake prefixes and notebook folder, and only its groups may sign in",
-        Default=settings.tiers[0].name,
-        AllowedValues=[t.name for t in settings.tiers],
-        ConstraintDescription="one of the platform's tiers: " + ", ".join(t.name for t in settings.tiers),
-    )
+    b.use(joined_platform_name(settings, g, "Name of the lakehub platform this hub belongs to"))
+    b.choice(names.TIER_NAME, g, "Tier", "Data-access tier: the hub reaches only this tier's data-lake prefixes and notebook folder, and only its groups may sign in", [t.name for t in settings.tiers], settings.tiers[0].name, constraint="one of the platform's tiers: " + ", ".join(t.name for t in settings.tiers))
     b.param(
         names.OWNER,
         g,
@@ -196,66 +181,14 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[A-Za-z0-9][A-Za-z0-9._%+@-]{0,127}$",
         ConstraintDescription="a user name or e-mail address: letters, digits and ._%+@-",
     )
-    b.param(
-        INSTANCE_TYPE,
-        g,
-        "Instance type",
-        "General (t4g, m7g, m6i), memory-optimised (r7g, r6i) or GPU (g5, g6); billed only while running",
-        Default=DEFAULT_INSTANCE_TYPE,
-        AllowedValues=list(INSTANCE_TYPES),
-        ConstraintDescription="one of the listed instance types",
-    )
-    b.param(
-        VOLUME_SIZE,
-        g,
-        "Disk size (GiB)",
-        "Encrypted gp3 root volume; GPU types need at least 128 GiB. Kept (and billed) while the hub is stopped",
-        Default="64",
-        AllowedValues=list(VOLUME_SIZES),
-        ConstraintDescription="one of " + ", ".join(VOLUME_SIZES),
-    )
+    b.choice(INSTANCE_TYPE, g, "Instance type", "General (t4g, m7g, m6i), memory-optimised (r7g, r6i) or GPU (g5, g6); billed only while running", INSTANCE_TYPES, DEFAULT_INSTANCE_TYPE, constraint="one of the listed instance types")
+    b.choice(VOLUME_SIZE, g, "Disk size (GiB)", "Encrypted gp3 root volume; GPU types need at least 128 GiB. Kept (and billed) while the hub is stopped", VOLUME_SIZES, "64")
     g = "Auto-stop"
-    b.param(
-        IDLE_CPU_PERCENT,
-        g,
-        "Idle CPU threshold (%)",
-        "The hub counts as idle while its average CPU stays below this percentage",
-        type="Number",
-        Default=5,
-        MinValue=1,
-        MaxValue=50,
-        ConstraintDescription="1 to 50",
-    )
-    b.param(
-        IDLE_MINUTES,
-        g,
-        "Idle minutes before stopping",
-        "Stop the instance after this many minutes below the idle CPU threshold; idle servers are culled after the same time",
-        Default="60",
-        AllowedValues=list(IDLE_MINUTES_CHOICES),
-        ConstraintDescription="one of " + ", ".join(IDLE_MINUTES_CHOICES),
-    )
+    b.number(IDLE_CPU_PERCENT, g, "Idle CPU threshold (%)", "The hub counts as idle while its average CPU stays below this percentage", 5, 1, 50)
+    b.choice(IDLE_MINUTES, g, "Idle minutes before stopping", "Stop the instance after this many minutes below the idle CPU threshold; idle servers are culled after the same time", IDLE_MINUTES_CHOICES, "60")
     g = "Access"
-    b.param(
-        ACCESS_MODE,
-        g,
-        "Access",
-        "ssm: no inbound port, open the hub through Session Manager port forwarding; load-balancer: also https://<host>.<domain> on the platform's load balancer",
-        Default=ACCESS_SSM,
-        AllowedValues=[ACCESS_SSM, ACCESS_LOAD_BALANCER],
-        ConstraintDescription="ssm or load-balancer",
-    )
-    b.param(
-        LOCAL_PORT,
-        g,
-        "Local port",
-        "ssm access: the port on your computer that forwards to the hub (http://localhost:<port>)",
-        type="Number",
-        Default=names.HUB_PORT,
-        MinValue=1024,
-        MaxValue=65535,
-        ConstraintDescription="1024 to 65535",
-    )
+    b.choice(ACCESS_MODE, g, "Access", "ssm: no inbound port, open the hub through Session Manager port forwarding; load-balancer: also https://<host>.<domain> on the platform's load balancer", [ACCESS_SSM, ACCESS_LOAD_BALANCER], ACCESS_SSM)
+    b.number(LOCAL_PORT, g, "Local port", "ssm access: the port on your computer that forwards to the hub (http://localhost:<port>)", names.HUB_PORT, 1024, 65535)
     b.param(
         names.TIER_HOST_NAME,
         g,
@@ -265,28 +198,10 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^$|^[a-z0-9]([a-z0-9-]{0,57}[a-z0-9])?$",
         ConstraintDescription="empty, or a DNS label of at most 59 characters: lower-case letters, digits and hyphens",
     )
-    b.param(
-        tier_mod.LISTENER_PRIORITY,
-        g,
-        "Listener rule priority",
-        "load-balancer access: priority of the hub's rule on the HTTPS listener; 0 picks the lowest free one",
-        type="Number",
-        Default=0,
-        MinValue=0,
-        MaxValue=50000,
-        ConstraintDescription="0 to 50000",
-    )
+    b.use(LISTENER_PRIORITY, group=g, Description="load-balancer access: priority of the hub's rule on the HTTPS listener; 0 picks the lowest free one")
     g = "Placement and image"
-    b.param(
-        SUBNET_CHOICE,
-        g,
-        "Private subnet",
-        "Which of the platform's private subnets (availability zones) to launch in; try the other when a type has no capacity",
-        Default="1",
-        AllowedValues=["1", "2"],
-        ConstraintDescription="1 or 2",
-    )
-    add_image_tag_param(b, g)
+    b.choice(SUBNET_CHOICE, g, "Private subnet", "Which of the platform's private subnets (availability zones) to launch in; try the other when a type has no capacity", ["1", "2"], "1")
+    b.use(IMAGE_TAG, group=g)
     for name, (label, path) in AMI_PARAMETERS.items():
         b.param(
             name,
@@ -300,9 +215,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     tier_template = tier_mod.build_tier(settings)
     group = "Sign-in (oidc and ldap modes only)"
     for name in tier_mod.SIGN_IN_PARAMS:
-        p = tier_template.parameters[name]
-        props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
-        b.param(name, group, tier_template.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"][name]["default"], p.properties["Description"], **props)
+        b.copy_param(tier_template, name, group)
     for name in HUB_SSM_PARAMS:
         label = tier_mod.TIER_SSM_PARAMS[name]
         b.param(
@@ -400,13 +313,6 @@ def add_rules(b: Builder) -> None:
                 }
             ],
         },
-    )
-
-
-def ec2_trust() -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[Statement(Effect=Allow, Principal=Principal("Service", "ec2.amazonaws.com"), Action=[AssumeRole])],
     )
 
 
@@ -512,9 +418,9 @@ def add_instance_role(b: Builder, secrets: list) -> iam.Role:
         "InstanceRole",
         Path=role_path(),
         Description=Sub("lakehub on-demand hub (tier ${TierName}, owner ${Owner}): the hub image, its logs and secrets, Session Manager; no data"),
-        AssumeRolePolicyDocument=ec2_trust(),
+        AssumeRolePolicyDocument=service_trust("ec2.amazonaws.com"),
         MaxSessionDuration=3600,
-        Policies=[iam.Policy(PolicyName="hub-instance", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+        Policies=[inline_policy("hub-instance", statements)],
         Tags=hub_tags(),
     )
     add_checkov_skip(
@@ -854,19 +760,7 @@ def add_load_balancer_access(b: Builder, instance) -> None:
             Tags=hub_tags(),
         )
     )
-    # The platform's function (lambdas/listener_priority) picks the lowest free rule priority.
-    priority = b.add(
-        custom_resource(
-            "ListenerRulePriority",
-            "Custom::ListenerPriority",
-            Condition="AutoPriority",
-            ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
-            ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
-            # Claimed atomically in SSM: stacks launched at the same moment never share one.
-            ClaimParameterPrefix=Sub(names.LISTENER_PRIORITY_CLAIMS_SUB),
-            Minimum=str(names.AUTO_PRIORITY_MINIMUM),
-        )
-    )
+    priority = tier_mod.add_listener_rule_priority(b)
     b.add(
         elb.ListenerRule(
             "ListenerRule",

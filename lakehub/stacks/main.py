@@ -15,7 +15,8 @@ from troposphere import Equals, GetAtt, If, Join, Not, Ref, Sub, Template, cloud
 from lakehub.stacks import monitoring, names
 from lakehub.stacks import tier as tier_mod
 from lakehub.stacks.cluster import add_domain_params
-from lakehub.stacks.builder import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags, template_url
+from lakehub.stacks.builder import Builder, platform_tags, template_url
+from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, PLATFORM_NAME, VPC_CIDR, VPC_ID, log_retention_days
 from lakehub.stacks.compliance import FUNCTION_NETWORK_PARAMS, finish
 from lakehub.stacks.network import (
     BUSINESS_DAYS,
@@ -66,8 +67,9 @@ def out(stack: str, name: str) -> GetAtt:
 
 def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Template], existing_vpc: bool) -> None:
     """main's parameters: most are a nested template's own, copied as it declares them."""
-    add_platform_name_param(b)
-    add_assets_params(b)
+    b.use(PLATFORM_NAME)
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
     add_domain_params(b)
     b.copy_param(children[names.CLUSTER_TEMPLATE], names.AUTH_MODE, SIGN_IN_GROUP)
     # oidc / ldap settings, handed to every tier
@@ -75,15 +77,8 @@ def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Te
         b.copy_param(children[names.TIER_TEMPLATE], name, SIGN_IN_GROUP)
     g = "Network"
     if existing_vpc:
-        b.param(names.VPC_ID, g, "VPC", "Your VPC", type="AWS::EC2::VPC::Id")
-        b.param(
-            names.VPC_CIDR,
-            g,
-            "VPC CIDR block",
-            "CIDR block of your VPC",
-            AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$",
-            ConstraintDescription="a CIDR block such as 10.0.0.0/16",
-        )
+        b.use(VPC_ID, group=g, Description="Your VPC")
+        b.use(VPC_CIDR, group=g)
         for name, label, what in (
             (names.PUBLIC_SUBNET_1_ID, "Public subnet 1", "a public subnet (route to an internet gateway) for the load balancer"),
             (names.PUBLIC_SUBNET_2_ID, "Public subnet 2", "a public subnet in a second AZ"),
@@ -101,7 +96,7 @@ def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Te
     for name in (names.SOURCE_TYPE, names.IMAGE_TAG, IMAGE_PLATFORMS):
         b.copy_param(children[names.PIPELINE_TEMPLATE], name, g)
     add_schedule_params(b, "the tiers' hubs (and users' servers) and the NAT instance stop")
-    add_log_retention_param(b, settings, "Logging")
+    b.use(log_retention_days(settings))
     monitoring.add_alarm_email_param(b)
 
 
@@ -138,6 +133,8 @@ def tier_parameters(tier: TierSettings, image_tag: Any, priority: int) -> dict[s
 def add_catalog(b: Builder, children: dict[str, Template], net: dict | None = None) -> None:
     """The self-service portfolio (tier and on-demand hub products), once the platform's values
     are in SSM; who may launch comes from PrincipalArns."""
+    from lakehub.stacks import catalog as catalog_mod
+
     b.param(
         names.PRINCIPAL_ARNS,
         "Self-service",
@@ -145,10 +142,9 @@ def add_catalog(b: Builder, children: dict[str, Template], net: dict | None = No
         "Comma-separated ARNs of IAM roles or groups given the self-service tier portfolio (on-demand hubs: one portfolio per tier, below); empty: associate principals later",
         type="CommaDelimitedList",
         Default="",
-        AllowedPattern=r"^$|^arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]{1,512}$",
+        AllowedPattern=catalog_mod.PRINCIPALS_PATTERN,
         ConstraintDescription="IAM role or group ARNs, separated by commas",
     )
-    from lakehub.stacks import catalog as catalog_mod
 
     passed = {names.PRINCIPAL_ARNS: Join(",", Ref(names.PRINCIPAL_ARNS))}
     # The platform's sign-in settings: the catalog pins every product copy to them.
@@ -156,10 +152,7 @@ def add_catalog(b: Builder, children: dict[str, Template], net: dict | None = No
     child = children[names.CATALOG_TEMPLATE]
     hub_principals = [n for n in child.parameters if n.endswith("HubPrincipalArns")]
     for name in (*hub_principals, catalog_mod.SELF_SERVICE_PREFIXES, *catalog_mod.TAG_OPTION_KEYS):
-        p = child.parameters[name]
-        props = {k: v for k, v in p.properties.items() if k not in ("Type", "Description")}
-        label = child.metadata["AWS::CloudFormation::Interface"]["ParameterLabels"][name]["default"]
-        b.param(name, "Self-service", label, p.properties["Description"], type=p.properties["Type"], **props)
+        b.copy_param(child, name, "Self-service")
         passed[name] = Join(",", Ref(name))
     nested_stack(
         b,
@@ -270,15 +263,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         # Each default tier can be left out at launch (Deploy<Name>Tier=false), e.g. to start
         # with one tier or to test a single tier regionally.
         switch = f"Deploy{tier.name.capitalize()}Tier"
-        b.param(
-            switch,
-            "Tiers",
-            f"Deploy the {tier.name} tier",
-            f"Create the {tier.name} tier (data prefixes {', '.join(tier.data_prefixes)}; groups {', '.join(tier.allowed_groups)})",
-            Default="true",
-            AllowedValues=["true", "false"],
-            ConstraintDescription="true or false",
-        )
+        b.choice(switch, "Tiers", f"Deploy the {tier.name} tier", f"Create the {tier.name} tier (data prefixes {', '.join(tier.data_prefixes)}; groups {', '.join(tier.allowed_groups)})", ["true", "false"], "true")
         condition = f"{switch}Enabled"
         b.t.add_condition(condition, Equals(Ref(switch), "true"))
         nested_stack(

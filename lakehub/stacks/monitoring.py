@@ -32,12 +32,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement
 from awacs.sns import Publish
 from troposphere import Equals, If, Not, Ref, Select, Split, Sub, cloudwatch, sns
 
 from lakehub.stacks import names
 from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.policies import same_account
 from lakehub_hub import metrics as M
 
 ALARM_TOPIC = "AlarmTopic"
@@ -80,7 +81,7 @@ def topic_policy_document(topic: Any) -> PolicyDocument:
                 Principal=Principal("Service", "cloudwatch.amazonaws.com"),
                 Action=[Publish],
                 Resource=[topic],
-                Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+                Condition=Condition(same_account()),
             )
         ],
     )

@@ -185,6 +185,8 @@ NFS_PORT = 2049
 LISTENER_PRIORITY_CLAIMS = "listener-priorities"
 LISTENER_PRIORITY_CLAIMS_SUB = SSM_NAME_SUB + LISTENER_PRIORITY_CLAIMS
 AUTO_PRIORITY_MINIMUM = 100
+# A tier's or an on-demand hub's rule priority on the HTTPS listener (0: the lowest free one).
+LISTENER_PRIORITY = "ListenerPriority"
 
 # Where the hub asks Cognito's /logout to send users back (logout_uri in
 # hub_images/jupyterhub_config.py): every tier client registers it (rule cognito-logout-urls-registered).

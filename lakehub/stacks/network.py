@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from awacs import autoscaling as awacs_autoscaling
 from awacs import ec2 as awacs_ec2
-from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, Condition, Statement, StringEquals
 from troposphere import (
     And,
     Base64,
@@ -48,9 +47,11 @@ from troposphere import (
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
-from lakehub.stacks.builder import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, PLATFORM_NAME, log_retention_days
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.policies import inline_policy, service_trust
 from lakehub.settings import Settings
 
 EGRESS_MODES = ("nat-instance", "nat-gateway")
@@ -72,15 +73,7 @@ NAT_START_MINUTE, HUB_START_MINUTE, HUB_STOP_MINUTE, NAT_STOP_MINUTE = 0, 5, 0, 
 
 def add_schedule_params(b: Builder, what: str) -> None:
     """Schedule, time zone, business hours and days; `what` names what the schedule stops."""
-    b.param(
-        SCHEDULE,
-        SCHEDULE_GROUP,
-        "Schedule",
-        f"business-hours: {what} outside business hours (scheduled scaling to 0); always: runs 24x7",
-        Default=DEFAULT_SCHEDULE,
-        AllowedValues=list(SCHEDULES),
-        ConstraintDescription="business-hours or always",
-    )
+    b.choice(SCHEDULE, SCHEDULE_GROUP, "Schedule", f"business-hours: {what} outside business hours (scheduled scaling to 0); always: runs 24x7", SCHEDULES, DEFAULT_SCHEDULE)
     b.param(
         SCHEDULE_TIMEZONE,
         SCHEDULE_GROUP,
@@ -112,15 +105,7 @@ def add_schedule_params(b: Builder, what: str) -> None:
         MaxValue=23,
         ConstraintDescription="a whole hour from 1 to 23",
     )
-    b.param(
-        BUSINESS_DAYS,
-        SCHEDULE_GROUP,
-        "Business days",
-        "Days on which hubs run",
-        Default=BUSINESS_DAY_CHOICES[0],
-        AllowedValues=list(BUSINESS_DAY_CHOICES),
-        ConstraintDescription="MON-FRI, MON-SAT or SUN-SAT",
-    )
+    b.choice(BUSINESS_DAYS, SCHEDULE_GROUP, "Business days", "Days on which hubs run", BUSINESS_DAY_CHOICES, BUSINESS_DAY_CHOICES[0])
 
 
 def add_schedule_conditions_and_rules(b: Builder) -> None:
@@ -164,7 +149,7 @@ done
 
 
 def add_parameters(b: Builder) -> None:
-    add_platform_name_param(b)
+    b.use(PLATFORM_NAME)
     b.param(
         names.VPC_CIDR,
         "Network",
@@ -174,15 +159,7 @@ def add_parameters(b: Builder) -> None:
         AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/1[6-8]$",
         ConstraintDescription="a CIDR block from /16 to /18, such as 10.20.0.0/16",
     )
-    b.param(
-        names.EGRESS_MODE,
-        "Network",
-        "Egress for private subnets",
-        "nat-instance: one small self-healing NAT instance (cheapest); nat-gateway: a managed NAT gateway per AZ",
-        Default="nat-instance",
-        AllowedValues=list(EGRESS_MODES),
-        ConstraintDescription="nat-instance or nat-gateway",
-    )
+    b.choice(names.EGRESS_MODE, "Network", "Egress for private subnets", "nat-instance: one small self-healing NAT instance (cheapest); nat-gateway: a managed NAT gateway per AZ", EGRESS_MODES, "nat-instance")
 
 
 def add_vpc(b: Builder) -> ec2.VPC:
@@ -232,8 +209,9 @@ def build_network(settings: Settings) -> object:
     add_schedule_params(b, "the NAT instance stops (it keeps running while an on-demand hub runs)")
     add_schedule_conditions_and_rules(b)
     # The NAT egress function's code and logs.
-    add_assets_params(b)
-    add_log_retention_param(b, settings, "Logging")
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
+    b.use(log_retention_days(settings))
     t = b.t
     t.add_condition("DaysMonSat", Equals(Ref(BUSINESS_DAYS), "MON-SAT"))
     t.add_condition("DaysEveryDay", Equals(Ref(BUSINESS_DAYS), "SUN-SAT"))
@@ -334,30 +312,21 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
         iam.Role(
             "NatInstanceRole",
             Condition="UseNatInstance",
-            AssumeRolePolicyDocument=PolicyDocument(
-                Version="2012-10-17",
-                Statement=[Statement(Effect=Allow, Principal=Principal("Service", "ec2.amazonaws.com"), Action=[AssumeRole])],
-            ),
+            AssumeRolePolicyDocument=service_trust("ec2.amazonaws.com"),
             Policies=[
-                iam.Policy(
-                    PolicyName="nat",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[
-                            Statement(
-                                Effect=Allow,
-                                Action=[awacs_ec2.ReplaceRoute, awacs_ec2.CreateRoute],
-                                Resource=route_table_arns,
-                            ),
-                            Statement(
-                                Effect=Allow,
-                                Action=[awacs_ec2.ModifyInstanceAttribute],
-                                Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")],
-                                Condition=Condition(StringEquals({"aws:ResourceTag/" + names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)})),
-                            ),
-                        ],
+                inline_policy("nat", [
+                    Statement(
+                        Effect=Allow,
+                        Action=[awacs_ec2.ReplaceRoute, awacs_ec2.CreateRoute],
+                        Resource=route_table_arns,
                     ),
-                )
+                    Statement(
+                        Effect=Allow,
+                        Action=[awacs_ec2.ModifyInstanceAttribute],
+                        Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")],
+                        Condition=Condition(StringEquals({"aws:ResourceTag/" + names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)})),
+                    ),
+                ])
             ],
             Tags=platform_tags(),
         )
@@ -507,7 +476,6 @@ def add_nat_egress_function(b: Builder, group) -> awslambda.Function:
                 Resource=["*"],
             ),
         ],
-        Ref(names.LOG_RETENTION_DAYS),
         timeout=60,
         memory=128,
         environment={

@@ -18,8 +18,7 @@ from awacs import events as awacs_events
 from awacs import awslambda as awacs_lambda
 from awacs import logs as awacs_logs
 from awacs import s3 as awacs_s3
-from awacs.aws import Allow, PolicyDocument, Principal, Statement
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, Statement
 from troposphere import (
     Equals,
     GetAtt,
@@ -36,9 +35,11 @@ from troposphere import (
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
-from lakehub.stacks.builder import Builder, add_image_tag_param, custom_resource, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.stacks.builder import Builder, custom_resource, platform_tags
+from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, IMAGE_TAG, PLATFORM_NAME, log_retention_days
 from lakehub.stacks.functions import LOGS_AWS_KEY, add_function
 from lakehub.stacks.builder import add_checkov_skip
+from lakehub.stacks.policies import inline_policy, service_trust
 from lakehub.settings import Settings
 
 SOURCE_TYPES = ("s3", "codecommit")
@@ -65,17 +66,10 @@ ECR_LIFECYCLE = {
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
-    add_platform_name_param(b)
-    add_assets_params(b)
-    b.param(
-        names.SOURCE_TYPE,
-        "Hub image source",
-        "Source of the hub image",
-        "s3: a zip of hub_images/ and buildspec.yml in S3 (lakehub publish uploads one); codecommit: a new CodeCommit repository (CodeCommit has been closed to new customers since July 2024: only accounts that already use it can create one)",
-        Default="s3",
-        AllowedValues=list(SOURCE_TYPES),
-        ConstraintDescription="s3 or codecommit",
-    )
+    b.use(PLATFORM_NAME)
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
+    b.choice(names.SOURCE_TYPE, "Hub image source", "Source of the hub image", "s3: a zip of hub_images/ and buildspec.yml in S3 (lakehub publish uploads one); codecommit: a new CodeCommit repository (CodeCommit has been closed to new customers since July 2024: only accounts that already use it can create one)", SOURCE_TYPES, "s3")
     b.param(
         names.SOURCE_OBJECT_KEY,
         "Hub image source",
@@ -86,27 +80,12 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[0-9a-zA-Z!_.'()/-]+\.zip$",
         ConstraintDescription="an S3 key ending in .zip (letters, digits, !_.'()/- ; no '*')",
     )
-    add_image_tag_param(b, "Hub image source", description="Tag of the hub image the tiers run; the first deploy builds it")
-    b.param(
-        IMAGE_PLATFORMS,
-        "Hub image source",
-        "Image platforms",
-        "linux/arm64: Graviton only (Fargate tiers, t4g/m7g/r7g hubs); add linux/amd64 for x86 and GPU on-demand hubs (an emulated build, slower)",
-        Default="linux/arm64",
-        AllowedValues=["linux/arm64", "linux/arm64,linux/amd64"],
-        ConstraintDescription="linux/arm64, or linux/arm64,linux/amd64",
-    )
-    add_log_retention_param(b, settings, "Logging")
+    b.use(IMAGE_TAG, group="Hub image source", Description="Tag of the hub image the tiers run; the first deploy builds it")
+    b.choice(IMAGE_PLATFORMS, "Hub image source", "Image platforms", "linux/arm64: Graviton only (Fargate tiers, t4g/m7g/r7g hubs); add linux/amd64 for x86 and GPU on-demand hubs (an emulated build, slower)", ["linux/arm64", "linux/arm64,linux/amd64"], "linux/arm64", constraint="linux/arm64, or linux/arm64,linux/amd64")
+    b.use(log_retention_days(settings))
 
 
 IMAGE_PLATFORMS = "ImagePlatforms"
-
-
-def trust(service: str) -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[Statement(Effect=Allow, Principal=Principal("Service", service), Action=[AssumeRole])],
-    )
 
 
 def build_pipeline(settings: Settings):
@@ -158,46 +137,40 @@ def build_pipeline(settings: Settings):
     build_role = b.add(
         iam.Role(
             "BuildRole",
-            AssumeRolePolicyDocument=trust("codebuild.amazonaws.com"),
+            AssumeRolePolicyDocument=service_trust("codebuild.amazonaws.com"),
             Policies=[
-                iam.Policy(
-                    PolicyName="build",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[
-                            Statement(Sid="Logs", Effect=Allow, Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents], Resource=[Sub("${BuildLogGroup.Arn}")]),
-                            Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
-                            Statement(
-                                Sid="PushImage",
-                                Effect=Allow,
-                                Action=[
-                                    awacs_ecr.BatchCheckLayerAvailability,
-                                    awacs_ecr.BatchGetImage,
-                                    awacs_ecr.CompleteLayerUpload,
-                                    # Which tags are there already: immutable tags are pushed once.
-                                    awacs_ecr.DescribeImages,
-                                    awacs_ecr.GetDownloadUrlForLayer,
-                                    awacs_ecr.InitiateLayerUpload,
-                                    awacs_ecr.PutImage,
-                                    awacs_ecr.UploadLayerPart,
-                                ],
-                                Resource=[GetAtt(repo, "Arn")],
-                            ),
-                            Statement(
-                                Sid="ReadSource",
-                                Effect=Allow,
-                                Action=[awacs_s3.GetObject, awacs_s3.GetObjectVersion],
-                                Resource=[source_object_arn],
-                            ),
-                            Statement(
-                                Sid="PullSource",
-                                Effect=Allow,
-                                Action=[awacs_codecommit.GitPull],
-                                Resource=[Sub("arn:${AWS::Partition}:codecommit:${AWS::Region}:${AWS::AccountId}:${PlatformName}-hub-image")],
-                            ),
+                inline_policy("build", [
+                    Statement(Sid="Logs", Effect=Allow, Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents], Resource=[Sub("${BuildLogGroup.Arn}")]),
+                    Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
+                    Statement(
+                        Sid="PushImage",
+                        Effect=Allow,
+                        Action=[
+                            awacs_ecr.BatchCheckLayerAvailability,
+                            awacs_ecr.BatchGetImage,
+                            awacs_ecr.CompleteLayerUpload,
+                            # Which tags are there already: immutable tags are pushed once.
+                            awacs_ecr.DescribeImages,
+                            awacs_ecr.GetDownloadUrlForLayer,
+                            awacs_ecr.InitiateLayerUpload,
+                            awacs_ecr.PutImage,
+                            awacs_ecr.UploadLayerPart,
                         ],
+                        Resource=[GetAtt(repo, "Arn")],
                     ),
-                )
+                    Statement(
+                        Sid="ReadSource",
+                        Effect=Allow,
+                        Action=[awacs_s3.GetObject, awacs_s3.GetObjectVersion],
+                        Resource=[source_object_arn],
+                    ),
+                    Statement(
+                        Sid="PullSource",
+                        Effect=Allow,
+                        Action=[awacs_codecommit.GitPull],
+                        Resource=[Sub("arn:${AWS::Partition}:codecommit:${AWS::Region}:${AWS::AccountId}:${PlatformName}-hub-image")],
+                    ),
+                ])
             ],
             Tags=platform_tags(),
         )
@@ -252,15 +225,9 @@ def build_pipeline(settings: Settings):
         iam.Role(
             "BuildTriggerRole",
             Condition="UseCodeCommit",
-            AssumeRolePolicyDocument=trust("events.amazonaws.com"),
+            AssumeRolePolicyDocument=service_trust("events.amazonaws.com"),
             Policies=[
-                iam.Policy(
-                    PolicyName="start-build",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[Statement(Effect=Allow, Action=[awacs_codebuild.StartBuild], Resource=[GetAtt(project, "Arn")])],
-                    ),
-                )
+                inline_policy("start-build", [Statement(Effect=Allow, Action=[awacs_codebuild.StartBuild], Resource=[GetAtt(project, "Arn")])])
             ],
             Tags=platform_tags(),
         )
@@ -309,7 +276,6 @@ def build_pipeline(settings: Settings):
             ),
             Statement(Sid="PollPermission", Effect=Allow, Action=[awacs_lambda.AddPermission, awacs_lambda.RemovePermission], Resource=[fn_arn]),
         ],
-        retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=300,
     )
     first = b.add(

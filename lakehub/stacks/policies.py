@@ -9,15 +9,41 @@ from awacs.aws import (
     Allow,
     Bool,
     Condition,
+    ConditionElement,
     Deny,
     PolicyDocument,
     Principal,
     Statement,
+    StringEquals,
 )
-from troposphere import Sub
+from awacs.sts import AssumeRole
+from troposphere import Ref, Sub
 
 S3_READ = [awacs_s3.GetObject, awacs_s3.GetObjectVersion, awacs_s3.GetObjectTagging]
 S3_WRITE = [awacs_s3.PutObject, awacs_s3.DeleteObject, awacs_s3.AbortMultipartUpload, awacs_s3.PutObjectTagging]
+
+
+def service_trust(service: Any, conditions: ConditionElement | list[ConditionElement] | None = None) -> PolicyDocument:
+    """A role's trust policy: the AWS service `service` (for example lambda.amazonaws.com) may
+    assume it, under `conditions` when given (same_account() for a service that acts for several
+    accounts)."""
+    statement = Statement(Effect=Allow, Principal=Principal("Service", service), Action=[AssumeRole])
+    if conditions is not None:
+        statement.Condition = Condition(conditions)
+    return PolicyDocument(Version="2012-10-17", Statement=[statement])
+
+
+def inline_policy(name: str, statements: list) -> Any:
+    """A role's inline policy `name` granting `statements`."""
+    from troposphere import iam
+
+    return iam.Policy(PolicyName=name, PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))
+
+
+def same_account() -> ConditionElement:
+    """The request comes on behalf of this stack's account (aws:SourceAccount): the confused-deputy
+    guard in a service principal's trust."""
+    return StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))
 
 
 def bucket_arn(bucket: Any) -> Sub:

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from awacs import s3 as awacs_s3
 from awacs import logs as awacs_logs
-from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, Condition, Principal, Statement, StringEquals
 from troposphere import Equals, GetAtt, If, Not, Ref, Sub, cloudtrail, iam, logs, s3
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import BUCKETS_KEY, finish
-from lakehub.stacks.builder import Builder, add_assets_params, add_log_retention_param, add_platform_name_param, platform_tags
+from lakehub.stacks.builder import Builder, platform_tags, private_bucket
+from lakehub.stacks.parameters import (
+    ASSETS_BUCKET_NAME,
+    ASSETS_KEY_PREFIX,
+    BUCKET_NAME_PATTERN,
+    KMS_KEY_ARN_PATTERN,
+    PLATFORM_NAME,
+    log_retention_days,
+    or_empty,
+)
 from lakehub.stacks.functions import add_function
-from lakehub.stacks.policies import bucket_arn, objects_arn, tls_only_bucket_policy
+from lakehub.stacks.policies import bucket_arn, inline_policy, objects_arn, same_account, service_trust, tls_only_bucket_policy
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.settings import Settings
 
@@ -25,15 +33,16 @@ NONCURRENT_DAYS = "NoncurrentVersionDays"
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
-    add_platform_name_param(b)
-    add_assets_params(b)
+    b.use(PLATFORM_NAME)
+    b.use(ASSETS_BUCKET_NAME)
+    b.use(ASSETS_KEY_PREFIX)
     b.param(
         names.DATA_LAKE_BUCKET_NAME,
         "Data lake",
         "Existing data-lake bucket",
         "Name of the existing S3 data-lake bucket; leave empty to create a demo lake bucket",
         Default="",
-        AllowedPattern=r"^$|^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$",
+        AllowedPattern=or_empty(BUCKET_NAME_PATTERN),
         ConstraintDescription="empty, or an S3 bucket name",
     )
     b.param(
@@ -42,31 +51,13 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Data-lake KMS key ARN",
         "ARN of the KMS key the data lake is encrypted with (SSE-KMS); leave empty for SSE-S3",
         Default="",
-        AllowedPattern=r"^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$",
+        AllowedPattern=or_empty(KMS_KEY_ARN_PATTERN),
         ConstraintDescription="empty, or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
     )
-    b.param(
-        NONCURRENT_DAYS,
-        "Notebook storage",
-        "Keep old notebook versions (days)",
-        "Days to keep a notebook's previous versions after it is overwritten or deleted",
-        type="Number",
-        Default=90,
-        MinValue=1,
-        MaxValue=3650,
-        ConstraintDescription="1 to 3650 days",
-    )
-    add_log_retention_param(b, settings, "Logging")
-    b.param(
-        names.RECORD_DATA_EVENTS,
-        "Logging",
-        "Record S3 data events",
-        "true: a CloudTrail trail records every object read and write in the data lake and notebook buckets, "
-        "with the person's name (SourceIdentity); $0.10 per 100,000 events (lakehub cost)",
-        Default="false",
-        AllowedValues=["true", "false"],
-        ConstraintDescription="true or false",
-    )
+    b.number(NONCURRENT_DAYS, "Notebook storage", "Keep old notebook versions (days)", "Days to keep a notebook's previous versions after it is overwritten or deleted", 90, 1, 3650, unit="days")
+    b.use(log_retention_days(settings))
+    b.choice(names.RECORD_DATA_EVENTS, "Logging", "Record S3 data events", "true: a CloudTrail trail records every object read and write in the data lake and notebook buckets, "
+        "with the person's name (SourceIdentity); $0.10 per 100,000 events (lakehub cost)", ["true", "false"], "false")
 
 
 def add_protected_bucket(
@@ -102,22 +93,9 @@ def add_protected_bucket(
             Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
         )
     bucket = b.add(
-        s3.Bucket(
+        private_bucket(
             logical_id,
-            DeletionPolicy="Retain",
-            UpdateReplacePolicy="Retain",
-            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
-                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
-            ),
-            VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
-            BucketEncryption=s3.BucketEncryption(
-                ServerSideEncryptionConfiguration=[
-                    s3.ServerSideEncryptionRule(
-                        ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"),
-                        BucketKeyEnabled=True,
-                    )
-                ]
-            ),
+            bucket_key=True,
             LifecycleConfiguration=s3.LifecycleConfiguration(Rules=rules),
             Tags=platform_tags(("lakehub:purpose", description)),
             **kwargs,
@@ -138,7 +116,7 @@ def add_protected_bucket(
                 Principal=Principal("Service", "logging.s3.amazonaws.com"),
                 Action=[awacs_s3.PutObject],
                 Resource=[objects_arn(Ref(bucket))],
-                Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+                Condition=Condition(same_account()),
             )
         )
     policy.Statement.extend(extra_statements or [])
@@ -211,7 +189,6 @@ def build_storage(settings: Settings):
                 Resource=[objects_arn(Ref(notebooks), names.NOTEBOOK_TIERS_ROOT + "/")],
             ),
         ],
-        retention=Ref(names.LOG_RETENTION_DAYS),
         timeout=300,
     )
 
@@ -326,31 +303,15 @@ def strict_trail(b: Builder, trail: cloudtrail.Trail) -> None:
         iam.Role(
             "DataEventsTrailLogsRole",
             Condition="RecordDataEvents",
-            AssumeRolePolicyDocument=PolicyDocument(
-                Version="2012-10-17",
-                Statement=[
+            AssumeRolePolicyDocument=service_trust("cloudtrail.amazonaws.com", same_account()),
+            Policies=[
+                inline_policy("deliver", [
                     Statement(
                         Effect=Allow,
-                        Principal=Principal("Service", "cloudtrail.amazonaws.com"),
-                        Action=[AssumeRole],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+                        Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
+                        Resource=[Sub("${" + group.title + ".Arn}")],
                     )
-                ],
-            ),
-            Policies=[
-                iam.Policy(
-                    PolicyName="deliver",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[
-                            Statement(
-                                Effect=Allow,
-                                Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
-                                Resource=[Sub("${" + group.title + ".Arn}")],
-                            )
-                        ],
-                    ),
-                )
+                ])
             ],
             Tags=platform_tags(),
         )

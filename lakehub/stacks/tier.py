@@ -33,6 +33,7 @@ from awacs import s3 as awacs_s3
 from awacs.aws import Allow, ArnEquals, Condition, ForAllValuesStringEquals, Null, PolicyDocument, Principal, Statement, StringEquals, StringLike
 from awacs.sts import AssumeRole, SetSourceIdentity, TagSession
 from troposphere import (
+    AWSObject,
     And,
     Equals,
     GetAtt,
@@ -59,7 +60,17 @@ from troposphere import (
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
 from lakehub.assets import function_hash
-from lakehub.stacks.builder import Builder, add_image_tag_param, custom_resource, platform_tags
+from lakehub.stacks.builder import Builder, custom_resource, platform_tags
+from lakehub.stacks.parameters import (
+    GROUP_NAME_PATTERN,
+    HOST_LABEL_PATTERN,
+    IMAGE_TAG,
+    LISTENER_PRIORITY as LISTENER_PRIORITY_PARAM,
+    KEY_PREFIX_PATTERN,
+    ONE_LINE_PATTERN,
+    TIER_NAME_PATTERN,
+    joined_platform_name,
+)
 from lakehub.stacks.monitoring import add_tier_alarms
 from lakehub.stacks.network import (
     BUSINESS_DAYS,
@@ -78,6 +89,9 @@ from lakehub.stacks.policies import (
     homes_client_statements,
     homes_file_system_arn,
     hub_runtime_statements,
+    inline_policy,
+    same_account,
+    service_trust,
     tier_notebook_statements,
 )
 from lakehub.stacks.builder import add_checkov_skip
@@ -154,27 +168,19 @@ MIN_TASKS = "MinTasks"
 MAX_TASKS = "MaxTasks"
 USE_SPOT = "UseSpot"
 USER_SPOT = "UserServersOnSpot"
-LISTENER_PRIORITY = "ListenerPriority"
+LISTENER_PRIORITY = names.LISTENER_PRIORITY
 IDLE_TIMEOUT = "IdleTimeoutSeconds"
 USER_PROFILES = "UserServerSizes"
 
 
 def add_parameters(b: Builder, settings: Settings) -> None:
-    b.param(
-        names.PLATFORM_NAME,
-        "Tier",
-        "Platform name",
-        "Name of the lakehub platform this tier joins",
-        Default=settings.platform_name,
-        AllowedPattern=r"^[a-z][a-z0-9-]{1,19}$",
-        ConstraintDescription="2-20 lower-case letters, digits or hyphens, starting with a letter",
-    )
+    b.use(joined_platform_name(settings, "Tier", "Name of the lakehub platform this tier joins"))
     b.param(
         names.TIER_NAME,
         "Tier",
         "Tier name",
         "Short name of the tier, for example pii or nonpii",
-        AllowedPattern=r"^[a-z][a-z0-9]{0,15}$",
+        AllowedPattern=TIER_NAME_PATTERN,
         ConstraintDescription="1-16 lower-case letters or digits, starting with a letter",
     )
     b.param(
@@ -184,25 +190,17 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Comma-separated key prefixes (at most 4) of the data lake this tier may reach, each ending in '/' (for example pii/)",
         type="CommaDelimitedList",
         # No '*': in the tier role's ARNs it would be a wildcard reaching other tiers' prefixes.
-        AllowedPattern=r"^[A-Za-z0-9!_.'()-]+(/[A-Za-z0-9!_.'()-]+)*/$",
+        AllowedPattern=KEY_PREFIX_PATTERN,
         ConstraintDescription="key prefixes ending in '/' (letters, digits and !_.'()- ; no '*'), separated by commas",
     )
-    b.param(
-        names.TIER_DATA_ACCESS,
-        "Tier",
-        "Data access",
-        "read-only: users read the prefixes; read-write: they may also write and delete there",
-        Default="read-only",
-        AllowedValues=["read-only", "read-write"],
-        ConstraintDescription="read-only or read-write",
-    )
+    b.choice(names.TIER_DATA_ACCESS, "Tier", "Data access", "read-only: users read the prefixes; read-write: they may also write and delete there", ["read-only", "read-write"], "read-only")
     b.param(
         names.TIER_ALLOWED_GROUPS,
         "Tier",
         "Allowed sign-in groups",
         "Comma-separated groups (Cognito, OIDC groups claim or LDAP) whose members may sign in to this tier",
         type="CommaDelimitedList",
-        AllowedPattern=r"^[A-Za-z0-9_.@+-]{1,128}$",
+        AllowedPattern=GROUP_NAME_PATTERN,
         ConstraintDescription="group names of letters, digits and _.@+- separated by commas",
     )
     b.param(
@@ -210,7 +208,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Tier",
         "Host name",
         "Host label of the tier: users open https://<host>.<domain>",
-        AllowedPattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        AllowedPattern=HOST_LABEL_PATTERN,
         ConstraintDescription="a DNS label: lower-case letters, digits and hyphens",
     )
     b.param(
@@ -241,10 +239,10 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedValues=[str(m) for m in all_memory],
         ConstraintDescription="a Fargate memory size up to 30720 MiB",
     )
-    b.param(MIN_TASKS, "Capacity", "Minimum hub tasks", "Fewest hub tasks (0 stops the tier; per-user mode runs exactly one)", type="Number", Default=1, MinValue=0, MaxValue=20, ConstraintDescription="0 to 20")
-    b.param(MAX_TASKS, "Capacity", "Maximum hub tasks", "Most hub tasks in shared mode (each is an independent hub; sessions stick to one)", type="Number", Default=1, MinValue=1, MaxValue=20, ConstraintDescription="1 to 20")
-    b.param(USE_SPOT, "Capacity", "Hub on Fargate Spot", "Run hub tasks on Fargate Spot (about 70% cheaper; may be interrupted with two minutes' notice)", Default="false", AllowedValues=["true", "false"], ConstraintDescription="true or false")
-    b.param(USER_SPOT, "Capacity", "User servers on Fargate Spot", "Per-user mode: start users' servers on Fargate Spot, falling back to on-demand when Spot has no capacity", Default="true", AllowedValues=["true", "false"], ConstraintDescription="true or false")
+    b.number(MIN_TASKS, "Capacity", "Minimum hub tasks", "Fewest hub tasks (0 stops the tier; per-user mode runs exactly one)", 1, 0, 20)
+    b.number(MAX_TASKS, "Capacity", "Maximum hub tasks", "Most hub tasks in shared mode (each is an independent hub; sessions stick to one)", 1, 1, 20)
+    b.choice(USE_SPOT, "Capacity", "Hub on Fargate Spot", "Run hub tasks on Fargate Spot (about 70% cheaper; may be interrupted with two minutes' notice)", ["true", "false"], "false")
+    b.choice(USER_SPOT, "Capacity", "User servers on Fargate Spot", "Per-user mode: start users' servers on Fargate Spot, falling back to on-demand when Spot has no capacity", ["true", "false"], "true")
     b.param(
         USER_PROFILES,
         "Capacity",
@@ -254,19 +252,19 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[a-z0-9-]+:\d+:\d+(,[a-z0-9-]+:\d+:\d+)*$",
         ConstraintDescription="name:cpu:memory items separated by commas, e.g. small:1024:4096",
     )
-    b.param(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", type="Number", Default=DEFAULT_IDLE_TIMEOUT, MinValue=300, MaxValue=86400, ConstraintDescription="300 to 86400 seconds")
+    b.number(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", DEFAULT_IDLE_TIMEOUT, 300, 86400, unit="seconds")
     add_schedule_params(b, "the tier's hub (and in per-user mode its users' servers) stops")
-    add_image_tag_param(b, "Capacity")
-    b.param(LISTENER_PRIORITY, "Capacity", "Listener rule priority", f"Priority of the tier's rule on the HTTPS listener; 0 claims the lowest free one from {names.AUTO_PRIORITY_MINIMUM} (1-{names.AUTO_PRIORITY_MINIMUM - 1} are the main stack's own tiers')", type="Number", Default=0, MinValue=0, MaxValue=50000, ConstraintDescription="0 to 50000")
+    b.use(IMAGE_TAG, group="Capacity")
+    b.use(LISTENER_PRIORITY_PARAM)
 
     g = "Sign-in (oidc and ldap modes only)"
     b.param(OIDC_ISSUER, g, "OIDC issuer URL", "oidc mode: issuer URL of your OpenID Connect provider", Default="", AllowedPattern=r"^$|^https://\S+$", ConstraintDescription="empty, or an https URL")
     b.param(OAUTH_CLIENT_ID, g, "OIDC client ID", "oidc mode: client ID registered for https://<host>.<domain>/hub/oauth_callback", Default="", AllowedPattern=r"^[\w.@:/-]*$", ConstraintDescription="a client ID")
     # ldaps:// only: the hub tasks' and the NAT's security groups open 636 (LDAPS), not 389.
     b.param(LDAP_URL, g, "LDAP URL", "ldap mode: ldaps://host[:636] of your directory (LDAPS only: port 636 is the one the security groups open)", Default="", AllowedPattern=r"^$|^ldaps://[A-Za-z0-9.-]+(:636)?$", ConstraintDescription="empty, or ldaps://host[:636]")
-    b.param(LDAP_BIND_DN, g, "LDAP bind DN", "ldap mode: DN of the service account that searches users and groups", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
-    b.param(LDAP_USER_SEARCH_BASE, g, "LDAP user search base", "ldap mode: where users are searched, e.g. ou=people,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
-    b.param(LDAP_GROUP_SEARCH_BASE, g, "LDAP group search base", "ldap mode: where groups are searched, e.g. ou=groups,dc=example,dc=com", Default="", AllowedPattern=r"^[^\n]*$", ConstraintDescription="a DN")
+    b.param(LDAP_BIND_DN, g, "LDAP bind DN", "ldap mode: DN of the service account that searches users and groups", Default="", AllowedPattern=ONE_LINE_PATTERN, ConstraintDescription="a DN")
+    b.param(LDAP_USER_SEARCH_BASE, g, "LDAP user search base", "ldap mode: where users are searched, e.g. ou=people,dc=example,dc=com", Default="", AllowedPattern=ONE_LINE_PATTERN, ConstraintDescription="a DN")
+    b.param(LDAP_GROUP_SEARCH_BASE, g, "LDAP group search base", "ldap mode: where groups are searched, e.g. ou=groups,dc=example,dc=com", Default="", AllowedPattern=ONE_LINE_PATTERN, ConstraintDescription="a DN")
 
     for name, label in TIER_SSM_PARAMS.items():
         b.param(
@@ -321,20 +319,6 @@ def add_rules(b: Builder) -> None:
     }
     for name, rule in rules.items():
         b.t.add_rule(name, rule)
-
-
-def ecs_trust() -> PolicyDocument:
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            Statement(
-                Effect=Allow,
-                Principal=Principal("Service", "ecs-tasks.amazonaws.com"),
-                Action=[AssumeRole],
-                Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-            )
-        ],
-    )
 
 
 def tier_role_arn() -> Sub:
@@ -398,32 +382,23 @@ def add_tier_role(b: Builder) -> iam.Role:
         *tier_notebook_statements(notebook_bucket),
     ]
     policies = [
-        iam.Policy(PolicyName="tier-data", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements)),
+        inline_policy("tier-data", statements),
         If(
             "IsReadWrite",
-            iam.Policy(
-                PolicyName="tier-data-write",
-                PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[Statement(Sid="WriteData", Effect=Allow, Action=S3_WRITE, Resource=data_objects)]),
-            ),
+            inline_policy("tier-data-write", [Statement(Sid="WriteData", Effect=Allow, Action=S3_WRITE, Resource=data_objects)]),
             Ref("AWS::NoValue"),
         ),
         If(
             "HasKmsKey",
-            iam.Policy(
-                PolicyName="tier-data-key",
-                PolicyDocument=PolicyDocument(
-                    Version="2012-10-17",
-                    Statement=[
-                        Statement(
-                            Sid="UseDataLakeKey",
-                            Effect=Allow,
-                            Action=[awacs_kms_action("Decrypt"), awacs_kms_action("DescribeKey"), awacs_kms_action("GenerateDataKey")],
-                            Resource=[Ref(names.DATA_KMS_KEY_ARN)],
-                            Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
-                        )
-                    ],
-                ),
-            ),
+            inline_policy("tier-data-key", [
+                Statement(
+                    Sid="UseDataLakeKey",
+                    Effect=Allow,
+                    Action=[awacs_kms_action("Decrypt"), awacs_kms_action("DescribeKey"), awacs_kms_action("GenerateDataKey")],
+                    Resource=[Ref(names.DATA_KMS_KEY_ARN)],
+                    Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
+                )
+            ]),
             Ref("AWS::NoValue"),
         ),
     ]
@@ -662,15 +637,9 @@ def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
         iam.Role(
             "ExecutionRole",
             Description=Sub("lakehub tier ${TierName}: pull the hub image, write logs, read the tier's secrets"),
-            AssumeRolePolicyDocument=ecs_trust(),
+            AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", same_account()),
             Policies=[
-                iam.Policy(
-                    PolicyName="task-execution",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=hub_runtime_statements(secret_arns) + spawn_env_read_statements(),
-                    ),
-                )
+                inline_policy("task-execution", hub_runtime_statements(secret_arns) + spawn_env_read_statements())
             ],
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
         )
@@ -872,7 +841,7 @@ def add_user_task_role(b: Builder) -> iam.Role:
             "UserTaskRole",
             Condition="IsPerUser",
             Description=Sub("lakehub tier ${TierName} users' server tasks: no data (data comes per user through the hub)"),
-            AssumeRolePolicyDocument=ecs_trust(),
+            AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", same_account()),
             MaxSessionDuration=3600,
             # Its only policy: mount the user's own home (add_homes, EFS ClientMount/ClientWrite).
             Policies=[],
@@ -979,15 +948,15 @@ def add_hub_role(b: Builder, execution_role, user_task_role) -> iam.Role:
         iam.Role(
             "HubRole",
             Description=Sub("lakehub tier ${TierName} hub: assumes the tier role per user; per-user mode: starts and stops users' server tasks"),
-            AssumeRolePolicyDocument=ecs_trust(),
+            AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", same_account()),
             # Role chaining: the tier role sessions it makes last at most one hour whatever this says.
             MaxSessionDuration=3600,
             Policies=[
-                iam.Policy(PolicyName="serve-users-tier-sessions", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[assume_tier_role_statement()])),
-                iam.Policy(PolicyName="publish-hub-metrics", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[publish_metrics_statement()])),
+                inline_policy("serve-users-tier-sessions", [assume_tier_role_statement()]),
+                inline_policy("publish-hub-metrics", [publish_metrics_statement()]),
                 If(
                     "IsPerUser",
-                    iam.Policy(PolicyName="spawn-user-servers", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements)),
+                    inline_policy("spawn-user-servers", statements),
                     Ref("AWS::NoValue"),
                 ),
             ],
@@ -1262,6 +1231,23 @@ def business_hours_actions() -> list:
     ]
 
 
+def add_listener_rule_priority(b: Builder) -> AWSObject:
+    """The lowest free priority on the HTTPS listener (Custom::ListenerPriority, the platform's
+    function lambdas/listener_priority), under the stack's AutoPriority condition."""
+    return b.add(
+        custom_resource(
+            "ListenerRulePriority",
+            "Custom::ListenerPriority",
+            Condition="AutoPriority",
+            ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
+            ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
+            # Claimed atomically in SSM: stacks launched at the same moment never share one.
+            ClaimParameterPrefix=Sub(names.LISTENER_PRIORITY_CLAIMS_SUB),
+            Minimum=str(names.AUTO_PRIORITY_MINIMUM),
+        )
+    )
+
+
 def build_tier(settings: Settings):
     b = Builder("lakehub tier: a hub on ECS Fargate whose users reach only the tier's data-lake prefixes")
     add_parameters(b, settings)
@@ -1312,18 +1298,7 @@ def build_tier(settings: Settings):
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
         )
     )
-    priority = b.add(
-        custom_resource(
-            "ListenerRulePriority",
-            "Custom::ListenerPriority",
-            Condition="AutoPriority",
-            ServiceToken=Ref(names.LISTENER_PRIORITY_FUNCTION_ARN),
-            ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
-            # Claimed atomically in SSM: stacks launched at the same moment never share one.
-            ClaimParameterPrefix=Sub(names.LISTENER_PRIORITY_CLAIMS_SUB),
-            Minimum=str(names.AUTO_PRIORITY_MINIMUM),
-        )
-    )
+    priority = add_listener_rule_priority(b)
     rule = b.add(
         elb.ListenerRule(
             "ListenerRule",

@@ -32,7 +32,7 @@ helper = new_helper()
 
 # <registry host>/<repository name>; repository names: lower-case, digits, . _ - and /.
 REPOSITORY_URI = re.compile(r"^(?P<registry>[A-Za-z0-9.:-]+)/(?P<name>[a-z0-9][a-z0-9._/-]{1,255})$")
-IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # lakehub.stacks.builder.IMAGE_TAG_PATTERN
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # lakehub.stacks.parameters.IMAGE_TAG_PATTERN
 
 
 class DigestError(ValueError):

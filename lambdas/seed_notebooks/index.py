@@ -53,7 +53,7 @@ PLACEHOLDER = re.compile(r"\{\{(DATA_BUCKET|DATA_PREFIX|DATA_PREFIXES|TIER_NAME)
 # A tier's folder is exactly tiers/<Name> (lakehub.stacks.names.NOTEBOOK_TIERS_ROOT; a test checks), and
 # every value has the shape the templates allow (their AllowedPatterns).
 TIERS_ROOT = "tiers"
-TIER_NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+TIER_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")  # the tier template's TierName (lakehub.stacks.parameters)
 BUCKET_NAME = re.compile(r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$")
 DATA_PREFIX = re.compile(r"^([0-9a-zA-Z!_.'()-]+/)+$")
 # What a value put into an example may contain: examples place values inside code strings
@@ -104,7 +104,7 @@ def _tiers(props: dict) -> tuple[str, list[dict]]:
         if not isinstance(name, str) or not name:
             raise _fail(f"Invalid property Tiers[{i}].Name: a tier name is required")
         if not TIER_NAME.match(name):
-            raise _fail(f"Invalid property Tiers[{i}].Name {name!r}: 2-20 of a-z, 0-9 and -, starting with a letter")
+            raise _fail(f"Invalid property Tiers[{i}].Name {name!r}: 1-16 lower-case letters or digits, starting with a letter")
         if not isinstance(prefix, str) or not prefix.strip("/"):
             raise _fail(f"Invalid property Tiers[{i}].NotebookPrefix of tier {name}: a prefix is required")
         own = f"{TIERS_ROOT}/{name}"

@@ -189,6 +189,16 @@ def test_missing_or_invalid_properties_fail_create_with_the_cause(seed, failed, 
     failed(seed("Create", props), "Invalid property", cause)
 
 
+def test_a_tier_name_is_what_the_tier_template_allows(seed, failed):
+    """One letter is a tier name (lakehub.settings and the tier template's TierName accept it);
+    a hyphen is not."""
+    one = {"Name": "a", "NotebookPrefix": "tiers/a", "DataBucket": "lake-data", "DataPrefixes": ["a/"]}
+    answer = seed("Create", {"NotebookBucket": BUCKET, "Tiers": [one]})
+    assert answer["Status"] == "SUCCESS", answer
+    hyphen = dict(one, Name="p-ii", NotebookPrefix="tiers/p-ii")
+    failed(seed("Create", {"NotebookBucket": BUCKET, "Tiers": [hyphen]}), "Invalid property", "Tiers[0].Name")
+
+
 def test_create_fails_when_the_bucket_does_not_exist(seed, failed):
     answer = seed("Create", {"NotebookBucket": "no-such-bucket-here", "Tiers": tiers()})
     failed(answer, "no-such-bucket-here", "does not exist")
