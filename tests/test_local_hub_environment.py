@@ -162,3 +162,14 @@ def test_the_container_runtime_hub_tasks_overrides_are_pinned(platform):
         "LAKEHUB_ECS_ENDPOINT_URL": "http://127.0.0.1:8700",
         "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:8700",
     }
+
+
+def test_the_local_platform_sets_only_contract_names(platform):
+    """lakehub_hub.contract names every hub variable local mode sets; the rest is the process's."""
+    from lakehub_hub import contract
+
+    local, tier = platform
+    names = set(contract.HUB_ENV.values())
+    assert set(local.hub_task_environment(tier)) <= names
+    process = {"PATH", "LANG", "HOME", "PYTHONPATH", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN"}
+    assert set(local.hub_environment(tier)) - process - set(contract.HUB_SECRETS) <= names

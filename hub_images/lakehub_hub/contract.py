@@ -86,7 +86,9 @@ def check_fargate_size(cpu: int, memory: int, sizes: dict[int, tuple[int, ...]] 
 # size profiles: what a user picks from at spawn (LAKEHUB_USER_PROFILES, the tier's
 # UserServerSizes). A profile is a dict {"name", "display", "cpu", "memory"} in Fargate units.
 # --------------------------------------------------------------------------------------------
-PROFILES_FORMAT = 'name:cpu:memory items separated by commas (e.g. small:1024:4096), or a JSON list of {"name","display","cpu","memory"}'
+PROFILES_FORMAT = (
+    'name:cpu:memory items separated by commas (e.g. small:1024:4096), or a JSON list of {"name","display","cpu","memory"}'
+)
 
 DEFAULT_PROFILES: tuple[dict[str, Any], ...] = (
     {"name": "small", "display": "Small: 1 vCPU, 4 GB", "cpu": 1024, "memory": 4096},
