@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from lakehub_hub import contract
 
 from lakehub.errors import LakehubError
 
@@ -23,21 +24,11 @@ class SettingsError(LakehubError):
     """A bad settings value: message is `settings: <field>: <cause>; <fix>`."""
 
 
-# Valid Fargate task sizes: CPU units -> allowed memory (MiB). Source: Amazon ECS Developer
-# Guide, "Task CPU and memory". Tier (shared) tasks stop at 4 vCPU / 30 GB.
-FARGATE_SIZES: dict[int, tuple[int, ...]] = {
-    256: (512, 1024, 2048),
-    512: tuple(range(1024, 4096 + 1, 1024)),
-    1024: tuple(range(2048, 8192 + 1, 1024)),
-    2048: tuple(range(4096, 16384 + 1, 1024)),
-    4096: tuple(range(8192, 30720 + 1, 1024)),
-}
-# Per-user servers may be larger (8 vCPU / up to 60 GB, 16 vCPU / up to 120 GB).
-FARGATE_USER_SIZES: dict[int, tuple[int, ...]] = {
-    **FARGATE_SIZES,
-    8192: tuple(range(16384, 61440 + 1, 4096)),
-    16384: tuple(range(32768, 122880 + 1, 8192)),
-}
+# Valid Fargate task sizes: CPU units -> allowed memory (MiB), the hub contract's one table
+# (lakehub_hub.contract). Tier (shared) tasks stop at 4 vCPU / 30 GB; per-user servers may be
+# larger (8 vCPU / up to 60 GB, 16 vCPU / up to 120 GB).
+FARGATE_SIZES = contract.FARGATE_TIER_SIZES
+FARGATE_USER_SIZES = contract.FARGATE_USER_SIZES
 
 TIER_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 PLATFORM_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
@@ -48,31 +39,10 @@ GROUP_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DATA_ACCESS = ("read-only", "read-write")
 MAX_DATA_PREFIXES = 4  # per tier; the tier template has a slot for each
-SERVER_MODES = ("shared", "per-user")
+SERVER_MODES = contract.SERVER_MODES
 COMPLIANCE_PROFILES = ("standard", "strict")
 # strict: CloudWatch log groups kept at least a year (AWS Control Tower control CT.CLOUDWATCH.PR.2)
 STRICT_MIN_LOG_RETENTION_DAYS = 365
-
-
-@dataclass(frozen=True)
-class UserProfile:
-    """A size a data scientist may pick for a per-user server."""
-
-    name: str
-    cpu: int
-    memory: int
-
-    @property
-    def display(self) -> str:
-        return f"{self.cpu / 1024:g} vCPU / {self.memory / 1024:g} GB"
-
-
-DEFAULT_USER_PROFILES = (
-    UserProfile("small", 1024, 4096),
-    UserProfile("medium", 2048, 8192),
-    UserProfile("large", 4096, 16384),
-    UserProfile("xlarge", 8192, 32768),
-)
 
 
 @dataclass(frozen=True)
@@ -82,7 +52,7 @@ class TierSettings:
     allowed_groups: tuple[str, ...]
     data_access: str = "read-write"
     host_name: str = ""  # defaults to the tier name
-    server_mode: str = "per-user"
+    server_mode: str = contract.DEFAULT_SERVER_MODE
     cpu: int = 256  # hub task (per-user) or shared task size
     memory: int = 512
     min_tasks: int = 1
@@ -96,7 +66,7 @@ class TierSettings:
 
     def __post_init__(self) -> None:
         if self.spot is None:
-            object.__setattr__(self, "spot", self.server_mode == "per-user")
+            object.__setattr__(self, "spot", self.server_mode == contract.PER_USER)
 
     @property
     def host(self) -> str:
@@ -176,19 +146,10 @@ def _as_bool(value: Any, where: str) -> bool:
 
 
 def check_fargate_size(cpu: int, memory: int, where: str, sizes=FARGATE_SIZES) -> None:
-    if cpu not in sizes:
-        raise _fail(
-            f"{where}.cpu",
-            f"{cpu} is not a Fargate CPU size",
-            f"use one of {', '.join(map(str, sizes))}",
-        )
-    if memory not in sizes[cpu]:
-        allowed = sizes[cpu]
-        raise _fail(
-            f"{where}.memory",
-            f"{memory} MiB is not valid with cpu {cpu}",
-            f"use {allowed[0]}-{allowed[-1]} MiB in steps of {allowed[1] - allowed[0] if len(allowed) > 1 else allowed[0]}",
-        )
+    try:
+        contract.check_fargate_size(cpu, memory, sizes)
+    except contract.FargateSizeError as exc:
+        raise _fail(f"{where}.{exc.field}", exc.cause, exc.fix) from None
 
 
 def _parse_tier(data: Any, where: str) -> TierSettings:
@@ -231,7 +192,7 @@ def _parse_tier(data: Any, where: str) -> TierSettings:
         kwargs["data_access"] = data["data_access"]
     if "server_mode" in data:
         if data["server_mode"] not in SERVER_MODES:
-            raise _fail(f"{where}.server_mode", f"{data['server_mode']!r} is not allowed", "use shared or per-user")
+            raise _fail(f"{where}.server_mode", f"{data['server_mode']!r} is not allowed", f"use {' or '.join(SERVER_MODES)}")
         kwargs["server_mode"] = data["server_mode"]
     if "host_name" in data:
         host = data["host_name"]
@@ -250,7 +211,7 @@ def _parse_tier(data: Any, where: str) -> TierSettings:
         raise _fail(f"{where}.min_tasks", f"{tier.min_tasks} is not between 0 and max_tasks ({tier.max_tasks})", "lower min_tasks or raise max_tasks")
     if not 1 <= tier.max_tasks <= 20:
         raise _fail(f"{where}.max_tasks", f"{tier.max_tasks} is out of range", "use 1 to 20")
-    if tier.server_mode == "per-user" and tier.max_tasks > 1:
+    if tier.server_mode == contract.PER_USER and tier.max_tasks > 1:
         raise _fail(
             f"{where}.max_tasks",
             "a per-user tier runs exactly one hub task (JupyterHub keeps its state in one process)",

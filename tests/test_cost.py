@@ -436,19 +436,6 @@ def test_a_file_system_without_backups_or_lifecycle_costs_standard_storage_only(
     assert r["components"]["homes"]["idle_monthly_usd"] == pytest.approx(20 * A["home_gb_per_user"] * P["efs_standard_gb_month"], abs=1e-3)
 
 
-def test_the_build_side_and_the_image_know_the_same_fargate_sizes():
-    """Two tables name Fargate's sizes (lakehub.settings for settings and cost, the image's
-    lakehub_hub.fargate for profiles at spawn): they must agree, size for size."""
-    from lakehub_hub.fargate import FARGATE_SIZES as IMAGE_SIZES
-
-    from lakehub.settings import FARGATE_USER_SIZES
-
-    image = {}
-    for cpu, (low, high, step) in IMAGE_SIZES.items():
-        image[cpu] = (512, 1024, 2048) if step is None else tuple(range(low, high + 1, step))
-    assert image == FARGATE_USER_SIZES
-
-
 def test_recording_data_events_adds_their_price_per_user_hour_only():
     """RecordDataEvents=true: each object call of an active user (notebook saves and opens,
     data-lake reads) is a data event at $0.10 per 100,000; nothing when nobody works."""

@@ -101,7 +101,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jupyterhub.spawner import Spawner
 from traitlets import Bool, Float, Integer, List, Unicode, default, validate
 
-from lakehub_hub import hub_metrics
+from lakehub_hub import contract, hub_metrics
 from lakehub_hub.accounts import stable_uid, unix_username
 from lakehub_hub.ecs_poller import DEFAULT_WINDOW, TaskPoller
 from lakehub_hub.stop_reasons import StopReasonState, classify_task, explain
@@ -134,24 +134,9 @@ DEFAULT_CONTAINER = "notebook"
 DEFAULT_PORT = 8888
 DEFAULT_START_TIMEOUT = 300
 
-# Sizes offered at spawn when LAKEHUB_USER_PROFILES is not set (Fargate units).
-DEFAULT_PROFILES: list[dict[str, Any]] = [
-    {"name": "small", "display": "Small: 1 vCPU, 4 GB", "cpu": 1024, "memory": 4096},
-    {"name": "medium", "display": "Medium: 2 vCPU, 8 GB", "cpu": 2048, "memory": 8192},
-    {"name": "large", "display": "Large: 4 vCPU, 16 GB", "cpu": 4096, "memory": 16384},
-    {"name": "xlarge", "display": "Extra large: 8 vCPU, 32 GB", "cpu": 8192, "memory": 32768},
-]
-
-# Valid Fargate task sizes (Linux): cpu units -> (min MiB, max MiB, step MiB).
-FARGATE_SIZES = {
-    256: (512, 2048, None),  # 512, 1024, 2048
-    512: (1024, 4096, 1024),
-    1024: (2048, 8192, 1024),
-    2048: (4096, 16384, 1024),
-    4096: (8192, 30720, 1024),
-    8192: (16384, 61440, 4096),
-    16384: (32768, 122880, 8192),
-}
+# Sizes offered at spawn when LAKEHUB_USER_PROFILES is not set (Fargate units), and the
+# Fargate task sizes a profile may have: the hub contract's (lakehub_hub.contract).
+DEFAULT_PROFILES = contract.DEFAULT_PROFILES
 
 # RunTask accepts at most 8192 characters of overrides (JSON included).
 MAX_OVERRIDES_CHARS = 8192
@@ -250,19 +235,10 @@ def started_by(tier: str) -> str:
 
 def validate_fargate_size(cpu: int, memory: int) -> None:
     """Raise ConfigurationError unless (cpu, memory) is a valid Fargate task size."""
-    if cpu not in FARGATE_SIZES:
-        raise ConfigurationError(
-            f"cpu {cpu} is not a Fargate size; use one of {sorted(FARGATE_SIZES)} (1024 = 1 vCPU)"
-        )
-    low, high, step = FARGATE_SIZES[cpu]
-    ok = low <= memory <= high and (
-        memory in (512, 1024, 2048) if step is None else (memory - low) % step == 0
-    )
-    if not ok:
-        raise ConfigurationError(
-            f"memory {memory} MiB does not go with cpu {cpu} on Fargate; "
-            f"use {low}-{high} MiB" + (f" in steps of {step}" if step else "")
-        )
+    try:
+        contract.check_fargate_size(cpu, memory)
+    except contract.FargateSizeError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def parse_capacity(value: str) -> str:
@@ -277,51 +253,12 @@ def parse_capacity(value: str) -> str:
 
 def parse_profiles(value: Any) -> list[dict[str, Any]]:
     """Profiles from a list, JSON text (`[{"name","display","cpu","memory"}, ...]`) or the tier
-    template's compact form (`small:1024:4096,large:4096:16384`); validated, with `display`
-    filled in when missing."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ConfigurationError(f"LAKEHUB_USER_PROFILES is not valid JSON: {exc}") from None
-        else:
-            value = []
-            for item in filter(None, (i.strip() for i in text.split(","))):
-                parts = item.split(":")
-                if len(parts) != 3:
-                    raise ConfigurationError(
-                        f"LAKEHUB_USER_PROFILES item {item!r} is not name:cpu:memory (e.g. small:1024:4096), "
-                        'nor is the value a JSON list of {"name","display","cpu","memory"}'
-                    )
-                value.append({"name": parts[0], "cpu": parts[1], "memory": parts[2]})
-    if not isinstance(value, list) or not value:
-        raise ConfigurationError(
-            "LAKEHUB_USER_PROFILES must list at least one size: name:cpu:memory items separated "
-            'by commas, or a JSON list of {"name","display","cpu","memory"}'
-        )
-    profiles, names = [], set()
-    for item in value:
-        if not isinstance(item, dict) or not item.get("name"):
-            raise ConfigurationError(f"profile {item!r} needs at least a name, cpu and memory")
-        try:
-            cpu, memory = int(item["cpu"]), int(item["memory"])
-        except (KeyError, TypeError, ValueError):
-            raise ConfigurationError(
-                f"profile {item.get('name')!r}: cpu and memory must be whole numbers (Fargate units)"
-            ) from None
-        try:
-            validate_fargate_size(cpu, memory)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"profile {item['name']!r}: {exc}") from None
-        name = str(item["name"])
-        if name in names:
-            raise ConfigurationError(f"profile name {name!r} appears twice")
-        names.add(name)
-        display = item.get("display") or f"{name[:1].upper()}{name[1:]}: {cpu / 1024:g} vCPU, {memory / 1024:g} GB"
-        profiles.append({"name": name, "display": str(display), "cpu": cpu, "memory": memory})
-    return profiles
+    template's compact form (`small:1024:4096,large:4096:16384`): lakehub_hub.contract's parser,
+    its error a ConfigurationError that names LAKEHUB_USER_PROFILES."""
+    try:
+        return contract.parse_profiles(value)
+    except contract.ContractError as exc:
+        raise ConfigurationError(f"{contract.ENV_USER_PROFILES}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from lakehub.cfn.template import Resolver
 from lakehub.cfn.template import load as _load_template
 from lakehub.errors import LakehubError
 from lakehub.settings import FARGATE_USER_SIZES
+from lakehub_hub import contract
 
 PRICES_FILE = Path(__file__).resolve().parent / "prices.yaml"
 DEFAULT_REGION = "us-east-1"
@@ -183,31 +184,24 @@ def parse_size(text: str, profiles: dict[str, tuple[int, int]]) -> tuple[int, in
 
 
 def check_server_size(cpu: int, memory: int, text: str) -> None:
-    """A CostError unless Fargate runs a task of `cpu` units and `memory` MiB (lakehub.settings'
+    """A CostError unless Fargate runs a task of `cpu` units and `memory` MiB (the hub contract's
     FARGATE_USER_SIZES: the sizes a per-user server may have; Amazon ECS developer guide, "Task
     CPU and memory", and the RegisterTaskDefinition `cpu`/`memory` reference)."""
-    sizes = FARGATE_USER_SIZES
-    if cpu not in sizes:
-        raise CostError(
-            f"--server-size {text}: Fargate has no size of {cpu} CPU units; use one of "
-            f"{', '.join(map(str, sizes))} (1024 = 1 vCPU), e.g. 2048/8192"
-        )
-    allowed = sizes[cpu]
-    if memory not in allowed:
-        if len(allowed) <= 3:
-            choices = f"{', '.join(map(str, allowed[:-1]))} or {allowed[-1]} MiB"
-        else:
-            choices = f"{allowed[0]}-{allowed[-1]} MiB in steps of {allowed[1] - allowed[0]}"
-        raise CostError(f"--server-size {text}: Fargate has no {memory} MiB size with {cpu} CPU units; use {choices}")
+    try:
+        contract.check_fargate_size(cpu, memory, FARGATE_USER_SIZES)
+    except contract.FargateSizeError as exc:
+        hint = ", e.g. 2048/8192" if exc.field == "cpu" else ""
+        raise CostError(f"--server-size {text}: {exc}{hint}") from None
 
 
-def parse_profiles(text: str) -> dict[str, tuple[int, int]]:
-    out = {}
-    for item in str(text or "").split(","):
-        parts = item.split(":")
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-            out[parts[0]] = (int(parts[1]), int(parts[2]))
-    return out
+def parse_profiles(text: str, tier: str = "") -> dict[str, tuple[int, int]]:
+    """name -> (cpu, memory) of a tier's LAKEHUB_USER_PROFILES (the contract's parser); {} when unset."""
+    if not str(text or "").strip():
+        return {}
+    try:
+        return {p["name"]: (p["cpu"], p["memory"]) for p in contract.parse_profiles(str(text))}
+    except contract.ContractError as exc:
+        raise CostError(f"tier {tier}: {contract.ENV_USER_PROFILES}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -642,7 +636,7 @@ class Estimate:
                 business_days_per_week=days,
                 user_arch=((user_td or {}).get("RuntimePlatform") or {}).get("CpuArchitecture", "X86_64"),
                 user_spot=1.0 if env.get("LAKEHUB_USER_CAPACITY") == "FARGATE_SPOT" else 0.0,
-                profiles=parse_profiles(env.get("LAKEHUB_USER_PROFILES", "")),
+                profiles=parse_profiles(env.get(contract.ENV_USER_PROFILES, ""), str(params.get(names.TIER_NAME, stack.name))),
                 idle_timeout_h=float(env.get("LAKEHUB_IDLE_TIMEOUT") or 0) / 3600,
             )
             self.tiers.append(tier)

@@ -48,6 +48,7 @@ from lakehub.errors import LakehubError
 from lakehub.local.processes import PART_MARKER, RUN_MARKER, end_processes, record, terminate_group
 from lakehub.settings import default_settings
 from lakehub.local import accounts, control
+from lakehub_hub import contract
 from lakehub.local.state import LOG_FILE, StateDir
 
 log = logging.getLogger("lakehub.local")
@@ -60,7 +61,6 @@ ASSETS_PREFIX = "lakehub/"
 # (lakehub.stacks.tier.OIDC_CLIENT_SECRET): created before the deploy, as docs/SELF_SERVICE.md says.
 PLATFORM_NAME = default_settings().platform_name
 STACK_NAME = "lakehub"
-SERVER_MODES = ("per-user", "shared")
 # container: hubs and users' servers are podman containers of the hub image, started by the local
 # agent from the emulator's ECS tasks as ECS starts them; process: processes of this machine's
 # Python environment (quick iteration).
@@ -248,7 +248,7 @@ def check_ports(ports: dict[int, str]) -> None:
 # the supervisor
 # ------------------------------------------------------------------------------------------
 class LocalPlatform:
-    def __init__(self, state: StateDir, base_port: int = DEFAULT_BASE_PORT, server_mode: str = "per-user",
+    def __init__(self, state: StateDir, base_port: int = DEFAULT_BASE_PORT, server_mode: str = contract.DEFAULT_SERVER_MODE,
                  say=None, run_id: str = "", token: str = "", demo_users: int = DEFAULT_DEMO_USERS,
                  runtime: str = "process", metrics_port: int | None = None):
         if runtime not in RUNTIMES:
@@ -684,28 +684,20 @@ class LocalPlatform:
             except Exception as exc:  # noqa: BLE001 - ECS would fail the task; the hub says what is missing
                 log.warning("%s hub: secret %s (%s) not readable: %s", tier.name, secret["name"], secret["valueFrom"], exc)
         hub_dir = self.state.path / "hubs" / tier.name
-        profiles = env.get("LAKEHUB_USER_PROFILES", "")
+        profiles = env.get(contract.ENV_USER_PROFILES, "")
         if profiles and not profiles.lstrip().startswith("["):
-            # The template's name:cpu:memory list; the spawner reads JSON.
-            items = [p.split(":") for p in profiles.split(",") if p.count(":") == 2]
-            env["LAKEHUB_USER_PROFILES"] = json.dumps([{"name": n, "cpu": int(c), "memory": int(m)} for n, c, m in items])
+            # The template's name:cpu:memory list, as JSON (the contract's parser reads both).
+            env[contract.ENV_USER_PROFILES] = json.dumps(
+                [{k: p[k] for k in ("name", "cpu", "memory")} for p in contract.parse_profiles(profiles)])
+        env.update(self.local_hub_overrides(tier, config_d=str(HUB_CONFIG_D)))
+        env.update(contract.hub_environment(
+            overrides=True,
+            state_dir=str(hub_dir / "state"),
+            home_root=str(self.home_root(tier, env.get(contract.ENV_HOMES_FILE_SYSTEM_ID, ""))),
+            aws_region=DEFAULT_REGION,
+            aws_default_region=DEFAULT_REGION,
+        ))
         env.update({
-            "LAKEHUB_PUBLIC_URL": tier.url,
-            "LAKEHUB_HUB_IP": LOOPBACK,
-            "LAKEHUB_HUB_PORT": str(tier.port),
-            "LAKEHUB_STATE_DIR": str(hub_dir / "state"),
-            "LAKEHUB_S3_ENDPOINT_URL": self.endpoint,
-            "LAKEHUB_OIDC_ISSUER": self.idp.issuer,
-            "LAKEHUB_SERVER_MODE": self.server_mode,
-            "LAKEHUB_CONFIG_D": str(Path(__file__).parent / "hub_config.d"),
-            "LAKEHUB_HOME_ROOT": str(self.home_root(tier, env.get("LAKEHUB_HOMES_FILE_SYSTEM_ID", ""))),
-            "LAKEHUB_LOCAL_HUB_API_PORT": str(tier.api_port),
-            "LAKEHUB_LOCAL_PROXY_API_PORT": str(tier.proxy_port),
-            "LAKEHUB_ECS_ENDPOINT_URL": self.endpoint,
-            # The hub assumes the tier role per user (lakehub_hub.credentials) with the emulator's STS.
-            "AWS_ENDPOINT_URL_STS": self.endpoint,
-            "AWS_REGION": DEFAULT_REGION,
-            "AWS_DEFAULT_REGION": DEFAULT_REGION,
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"),
                                      os.environ.get("PATH", "/usr/bin:/bin")]),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
@@ -814,6 +806,23 @@ class LocalPlatform:
             mounts.append((str(home), CONTAINER_HOME_ROOT, False))
         return mounts
 
+    def local_hub_overrides(self, tier: Tier, config_d: str) -> dict[str, str]:
+        """What local mode changes in a tier's hub environment, in both runtimes (lakehub_hub.contract)."""
+        return contract.hub_environment(
+            overrides=True,
+            public_url=tier.url,  # the tier's loopback address, not https://<tier>.<domain>
+            hub_ip=LOOPBACK,  # listen on loopback only (host networking in the container runtime)
+            hub_port=tier.port,  # the hubs share the host's loopback: a port each
+            local_hub_api_port=tier.api_port,  # hub_config.d/50-local.py
+            local_proxy_api_port=tier.proxy_port,
+            config_d=config_d,  # the local hooks (hub_config.d)
+            oidc_issuer=self.idp.issuer,  # the template takes https only; the provider is http on loopback
+            server_mode=self.server_mode,  # --server-mode (the templates deploy per-user)
+            s3_endpoint_url=self.endpoint,  # notebooks, spawn environments, the hub state replica
+            ecs_endpoint_url=self.endpoint,  # RunTask of users' servers (+ waits for the agent's endpoint tag)
+            aws_endpoint_url_sts=self.endpoint,  # the hub assumes the tier role per user (lakehub_hub.credentials)
+        )
+
     def hub_task_environment(self, tier: Tier) -> dict[str, str]:
         """The hub task's containerOverrides environment: only what local mode must change; the
         rest is the task definition's (the template's environment, its ECS Secrets, the task role
@@ -823,19 +832,7 @@ class LocalPlatform:
         (the image's), LAKEHUB_HOME_ROOT (the template's /home), PATH and PYTHONPATH (the image's
         Python), LAKEHUB_USER_PROFILES (the spawner reads the template's name:cpu:memory list),
         AWS_REGION (the template's), the credentials (the agent's endpoint)."""
-        env = {
-            "LAKEHUB_PUBLIC_URL": tier.url,  # the tier's loopback address, not https://<tier>.<domain>
-            "LAKEHUB_HUB_IP": LOOPBACK,  # host networking: listen on loopback only
-            "LAKEHUB_HUB_PORT": str(tier.port),  # the hubs share the host's loopback: a port each
-            "LAKEHUB_LOCAL_HUB_API_PORT": str(tier.api_port),  # hub_config.d/50-local.py
-            "LAKEHUB_LOCAL_PROXY_API_PORT": str(tier.proxy_port),
-            "LAKEHUB_CONFIG_D": CONTAINER_CONFIG_D,  # the local hooks (mounted read-only)
-            "LAKEHUB_OIDC_ISSUER": self.idp.issuer,  # the template takes https only; the provider is http on loopback
-            "LAKEHUB_SERVER_MODE": self.server_mode,  # --server-mode (the templates deploy per-user)
-            "LAKEHUB_S3_ENDPOINT_URL": self.endpoint,  # notebooks, spawn environments, the hub state replica
-            "LAKEHUB_ECS_ENDPOINT_URL": self.endpoint,  # RunTask of users' servers (+ waits for the agent's endpoint tag)
-            "AWS_ENDPOINT_URL_STS": self.endpoint,  # the hub assumes the tier role per user
-        }
+        env = self.local_hub_overrides(tier, config_d=CONTAINER_CONFIG_D)  # the hooks, mounted read-only
         env.update(local_idle_timeout())
         env.update(local_metrics_interval())
         return env
@@ -1230,7 +1227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lakehub.local.platform", description=__doc__.split("\n\n")[0])
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
-    parser.add_argument("--server-mode", choices=SERVER_MODES, default="per-user")
+    parser.add_argument("--server-mode", choices=contract.SERVER_MODES, default=contract.DEFAULT_SERVER_MODE)
     parser.add_argument("--run-id", default="")
     parser.add_argument("--demo-users", type=int, default=DEFAULT_DEMO_USERS)
     parser.add_argument("--runtime", choices=RUNTIMES, default="process")

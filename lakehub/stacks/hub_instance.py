@@ -53,6 +53,7 @@ from lakehub.stacks.parameters import IMAGE_TAG, LISTENER_PRIORITY, joined_platf
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, inline_policy, service_trust, tier_notebook_statements
 from lakehub.settings import Settings
+from lakehub_hub import contract
 
 # -- parameter names (this template only) --------------------------------------------------
 INSTANCE_TYPE = "InstanceType"
@@ -505,40 +506,40 @@ def add_homes_access(b: Builder, sg) -> None:
 
 def hub_env() -> dict:
     """The hub's environment: the same names and meaning as a tier's hub task
-    (tier.hub_environment(), docs/HUB_ENV.md), in shared mode. Secrets are added at boot."""
-    return {
-        "LAKEHUB_TIER": Ref(names.TIER_NAME),
-        "LAKEHUB_AUTH_MODE": Ref(names.AUTH_MODE),
-        "LAKEHUB_ALLOWED_GROUPS": tier_value("AllowedGroups"),
-        "LAKEHUB_NOTEBOOK_BUCKET": Ref(names.NOTEBOOK_BUCKET_NAME),
-        "LAKEHUB_NOTEBOOK_PREFIX": Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}"),
-        "LAKEHUB_PUBLIC_URL": hub_url(),
-        "LAKEHUB_DATA_BUCKET": Ref(names.DATA_BUCKET_NAME),
-        "LAKEHUB_DATA_PREFIXES": tier_value("DataPrefixes"),
-        "LAKEHUB_HUB_IP": If("UseLoadBalancer", "0.0.0.0", "127.0.0.1"),
-        "LAKEHUB_HUB_PORT": str(names.HUB_PORT),
-        "LAKEHUB_IDLE_TIMEOUT": FindInMap(IDLE_MAP, Ref(IDLE_MINUTES), "Seconds"),
-        "LAKEHUB_SERVER_MODE": "shared",
+    (tier.hub_environment(), docs/HUB_ENV.md, lakehub_hub.contract), in shared mode. Secrets are added at boot."""
+    return contract.hub_environment(
+        tier=Ref(names.TIER_NAME),
+        auth_mode=Ref(names.AUTH_MODE),
+        allowed_groups=tier_value("AllowedGroups"),
+        notebook_bucket=Ref(names.NOTEBOOK_BUCKET_NAME),
+        notebook_prefix=Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}"),
+        public_url=hub_url(),
+        data_bucket=Ref(names.DATA_BUCKET_NAME),
+        data_prefixes=tier_value("DataPrefixes"),
+        hub_ip=If("UseLoadBalancer", "0.0.0.0", "127.0.0.1"),
+        hub_port=names.HUB_PORT,
+        idle_timeout=FindInMap(IDLE_MAP, Ref(IDLE_MINUTES), "Seconds"),
+        server_mode=contract.SHARED,
         # users' homes: the tier's folder of the homes file system (bound at /home, HomesMount)
-        "LAKEHUB_HOME_ROOT": names.HOMES_MOUNT,
+        home_root=names.HOMES_MOUNT,
         # users' servers get per-user sessions of this role from the hub (lakehub_hub.credentials),
         # never the instance role; the same name as a tier's (its data role)
-        "LAKEHUB_TIER_ROLE_ARN": GetAtt("UserRole", "Arn"),
-        "AWS_REGION": Ref("AWS::Region"),
-        "LAKEHUB_COGNITO_DOMAIN": Ref(names.USER_POOL_DOMAIN_URL),
+        tier_role_arn=GetAtt("UserRole", "Arn"),
+        aws_region=Ref("AWS::Region"),
+        cognito_domain=Ref(names.USER_POOL_DOMAIN_URL),
         # as the tiers: the platform's user pool signs users in by email (its sub is a UUID)
-        "LAKEHUB_COGNITO_USERNAME_CLAIM": "email",
-        "LAKEHUB_OAUTH_CLIENT_ID": If("UseCognito", Ref("UserPoolClient"), Ref(tier_mod.OAUTH_CLIENT_ID)),
-        "LAKEHUB_OIDC_ISSUER": If(
+        cognito_username_claim="email",
+        oauth_client_id=If("UseCognito", Ref("UserPoolClient"), Ref(tier_mod.OAUTH_CLIENT_ID)),
+        oidc_issuer=If(
             "UseCognito",
             Sub("https://cognito-idp.${AWS::Region}.amazonaws.com/${UserPoolId}"),
             Ref(tier_mod.OIDC_ISSUER),
         ),
-        "LAKEHUB_LDAP_URL": Ref(tier_mod.LDAP_URL),
-        "LAKEHUB_LDAP_BIND_DN": Ref(tier_mod.LDAP_BIND_DN),
-        "LAKEHUB_LDAP_USER_SEARCH_BASE": Ref(tier_mod.LDAP_USER_SEARCH_BASE),
-        "LAKEHUB_LDAP_GROUP_SEARCH_BASE": Ref(tier_mod.LDAP_GROUP_SEARCH_BASE),
-    }
+        ldap_url=Ref(tier_mod.LDAP_URL),
+        ldap_bind_dn=Ref(tier_mod.LDAP_BIND_DN),
+        ldap_user_search_base=Ref(tier_mod.LDAP_USER_SEARCH_BASE),
+        ldap_group_search_base=Ref(tier_mod.LDAP_GROUP_SEARCH_BASE),
+    )
 
 
 USER_DATA = r"""#!/bin/bash

@@ -95,12 +95,15 @@ from lakehub.stacks.policies import (
     tier_notebook_statements,
 )
 from lakehub.stacks.builder import add_checkov_skip
-from lakehub.settings import DEFAULT_USER_PROFILES, FARGATE_SIZES, Settings
+from lakehub.settings import FARGATE_SIZES, Settings
+from lakehub_hub import contract
 
 USER_SERVER_PORT = 8888
 USER_SERVER_HOME = names.IMAGE_USER_HOMES["1000"]  # hub_images/Dockerfile: useradd --uid 1000 --home-dir
 HUB_API_PORT = 8081
 DEFAULT_IDLE_TIMEOUT = 3600
+# The ServerMode parameter's choices: the contract's modes, its default first.
+SERVER_MODE_CHOICES = sorted(contract.SERVER_MODES, key=lambda mode: mode != contract.DEFAULT_SERVER_MODE)
 
 # Platform values the tier reads from SSM (parameter name -> label).
 TIER_SSM_PARAMS = {
@@ -216,9 +219,9 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Capacity",
         "Server mode",
         "per-user: a small hub starts one Fargate task per user (cost follows use); shared: users' servers run inside the hub task(s)",
-        Default="per-user",
-        AllowedValues=["per-user", "shared"],
-        ConstraintDescription="per-user or shared",
+        Default=contract.DEFAULT_SERVER_MODE,
+        AllowedValues=SERVER_MODE_CHOICES,
+        ConstraintDescription=" or ".join(SERVER_MODE_CHOICES),
     )
     b.param(
         TASK_CPU,
@@ -248,7 +251,7 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         "Capacity",
         "User server sizes",
         "Per-user mode: sizes offered at spawn, as name:cpu:memory items separated by commas",
-        Default=",".join(f"{p.name}:{p.cpu}:{p.memory}" for p in DEFAULT_USER_PROFILES),
+        Default=contract.format_profiles(contract.DEFAULT_PROFILES),
         AllowedPattern=r"^[a-z0-9-]+:\d+:\d+(,[a-z0-9-]+:\d+:\d+)*$",
         ConstraintDescription="name:cpu:memory items separated by commas, e.g. small:1024:4096",
     )
@@ -279,8 +282,8 @@ def add_parameters(b: Builder, settings: Settings) -> None:
 
 def add_conditions(b: Builder) -> None:
     t = b.t
-    t.add_condition("IsPerUser", Equals(Ref(names.TIER_SERVER_MODE), "per-user"))
-    t.add_condition("IsShared", Equals(Ref(names.TIER_SERVER_MODE), "shared"))
+    t.add_condition("IsPerUser", Equals(Ref(names.TIER_SERVER_MODE), contract.PER_USER))
+    t.add_condition("IsShared", Equals(Ref(names.TIER_SERVER_MODE), contract.SHARED))
     for i in range(1, MAX_DATA_PREFIXES):
         t.add_condition(f"HasDataPrefix{i + 1}", Not(Equals(data_prefix(i), "")))
     t.add_condition("IsReadWrite", Equals(Ref(names.TIER_DATA_ACCESS), "read-write"))
@@ -292,7 +295,7 @@ def add_conditions(b: Builder) -> None:
     t.add_condition("AutoPriority", Equals(Ref(LISTENER_PRIORITY), 0))
     t.add_condition("HubOnSpot", Equals(Ref(USE_SPOT), "true"))
     t.add_condition("Sticky", Not(Equals(Ref(MAX_TASKS), 1)))
-    t.add_condition("ScaleOnCpu", And(Not(Equals(Ref(names.TIER_SERVER_MODE), "per-user")), Not(Equals(Ref(MAX_TASKS), 1))))
+    t.add_condition("ScaleOnCpu", And(Not(Equals(Ref(names.TIER_SERVER_MODE), contract.PER_USER)), Not(Equals(Ref(MAX_TASKS), 1))))
 
 
 def add_rules(b: Builder) -> None:
@@ -309,7 +312,7 @@ def add_rules(b: Builder) -> None:
             ],
         }
     rules["PerUserRunsOneHub"] = {
-        "RuleCondition": {"Fn::Equals": [{"Ref": names.TIER_SERVER_MODE}, "per-user"]},
+        "RuleCondition": {"Fn::Equals": [{"Ref": names.TIER_SERVER_MODE}, contract.PER_USER]},
         "Assertions": [
             {
                 "Assert": {"Fn::Equals": [{"Ref": MAX_TASKS}, "1"]},
@@ -742,59 +745,59 @@ def add_hub_discovery(b: Builder):
 
 
 def hub_environment(client) -> list:
-    """Environment of the hub container: names and meaning in docs/HUB_ENV.md. No secret here."""
-    env = {
-        "LAKEHUB_TIER": Ref(names.TIER_NAME),
+    """Environment of the hub container: names and meaning in docs/HUB_ENV.md (lakehub_hub.contract). No secret here."""
+    env = contract.hub_environment(
+        tier=Ref(names.TIER_NAME),
         # The Platform dimension of the hub's CloudWatch metrics (lakehub_hub.metrics, on with it).
-        "LAKEHUB_PLATFORM": Ref(names.PLATFORM_NAME),
-        "LAKEHUB_AUTH_MODE": Ref(names.AUTH_MODE),
-        "LAKEHUB_ALLOWED_GROUPS": Join(",", Ref(names.TIER_ALLOWED_GROUPS)),
-        "LAKEHUB_NOTEBOOK_BUCKET": Ref(names.NOTEBOOK_BUCKET_NAME),
-        "LAKEHUB_NOTEBOOK_PREFIX": Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}"),
-        "LAKEHUB_PUBLIC_URL": Sub("https://${HostName}.${DomainName}"),
-        "LAKEHUB_DATA_BUCKET": Ref(names.DATA_BUCKET_NAME),
-        "LAKEHUB_DATA_PREFIXES": Join(",", Ref(names.TIER_DATA_PREFIXES)),
-        "LAKEHUB_HUB_PORT": str(names.HUB_PORT),
-        "LAKEHUB_IDLE_TIMEOUT": Ref(IDLE_TIMEOUT),
-        "LAKEHUB_SERVER_MODE": Ref(names.TIER_SERVER_MODE),
+        platform=Ref(names.PLATFORM_NAME),
+        auth_mode=Ref(names.AUTH_MODE),
+        allowed_groups=Join(",", Ref(names.TIER_ALLOWED_GROUPS)),
+        notebook_bucket=Ref(names.NOTEBOOK_BUCKET_NAME),
+        notebook_prefix=Sub(names.NOTEBOOK_TIERS_ROOT + "/${TierName}"),
+        public_url=Sub("https://${HostName}.${DomainName}"),
+        data_bucket=Ref(names.DATA_BUCKET_NAME),
+        data_prefixes=Join(",", Ref(names.TIER_DATA_PREFIXES)),
+        hub_port=names.HUB_PORT,
+        idle_timeout=Ref(IDLE_TIMEOUT),
+        server_mode=Ref(names.TIER_SERVER_MODE),
         # The data role the hub assumes per user and serves to users' servers (lakehub_hub.credentials).
-        "LAKEHUB_TIER_ROLE_ARN": tier_role_arn(),
-        "AWS_REGION": Ref("AWS::Region"),
-        "LAKEHUB_COGNITO_DOMAIN": Ref(names.USER_POOL_DOMAIN_URL),
+        tier_role_arn=tier_role_arn(),
+        aws_region=Ref("AWS::Region"),
+        cognito_domain=Ref(names.USER_POOL_DOMAIN_URL),
         # the platform's user pool signs users in by email (its sub is a UUID)
-        "LAKEHUB_COGNITO_USERNAME_CLAIM": "email",
-        "LAKEHUB_OAUTH_CLIENT_ID": If("UseCognito", Ref(client), Ref(OAUTH_CLIENT_ID)),
-        "LAKEHUB_OIDC_ISSUER": If(
+        cognito_username_claim="email",
+        oauth_client_id=If("UseCognito", Ref(client), Ref(OAUTH_CLIENT_ID)),
+        oidc_issuer=If(
             "UseCognito",
             Sub("https://cognito-idp.${AWS::Region}.amazonaws.com/${UserPoolId}"),
             Ref(OIDC_ISSUER),
         ),
-        "LAKEHUB_LDAP_URL": Ref(LDAP_URL),
-        "LAKEHUB_LDAP_BIND_DN": Ref(LDAP_BIND_DN),
-        "LAKEHUB_LDAP_USER_SEARCH_BASE": Ref(LDAP_USER_SEARCH_BASE),
-        "LAKEHUB_LDAP_GROUP_SEARCH_BASE": Ref(LDAP_GROUP_SEARCH_BASE),
+        ldap_url=Ref(LDAP_URL),
+        ldap_bind_dn=Ref(LDAP_BIND_DN),
+        ldap_user_search_base=Ref(LDAP_USER_SEARCH_BASE),
+        ldap_group_search_base=Ref(LDAP_GROUP_SEARCH_BASE),
         # per-user mode: what the Fargate spawner needs
-        "LAKEHUB_CLUSTER": Ref(names.CLUSTER_NAME),
-        "LAKEHUB_USER_TASK_DEFINITION": Sub("${PlatformName}-${TierName}-user"),
-        "LAKEHUB_USER_SUBNETS": Join(",", [Ref(names.PRIVATE_SUBNET_1_ID), Ref(names.PRIVATE_SUBNET_2_ID)]),
-        "LAKEHUB_USER_SECURITY_GROUPS": If("IsPerUser", Ref("UserServerSecurityGroup"), ""),
-        "LAKEHUB_USER_CAPACITY": If("UserSpotOn", "FARGATE_SPOT", "FARGATE"),
-        "LAKEHUB_USER_PROFILES": Ref(USER_PROFILES),
-        "LAKEHUB_USER_SERVER_PORT": str(USER_SERVER_PORT),
-        "LAKEHUB_HUB_API_PORT": str(HUB_API_PORT),
+        cluster=Ref(names.CLUSTER_NAME),
+        user_task_definition=Sub("${PlatformName}-${TierName}-user"),
+        user_subnets=Join(",", [Ref(names.PRIVATE_SUBNET_1_ID), Ref(names.PRIVATE_SUBNET_2_ID)]),
+        user_security_groups=If("IsPerUser", Ref("UserServerSecurityGroup"), ""),
+        user_capacity=If("UserSpotOn", "FARGATE_SPOT", "FARGATE"),
+        user_profiles=Ref(USER_PROFILES),
+        user_server_port=USER_SERVER_PORT,
+        hub_api_port=HUB_API_PORT,
         # A name, not the task's IP: users' servers outlive the hub task (add_hub_discovery).
-        "LAKEHUB_HUB_CONNECT_URL": If("IsPerUser", hub_connect_url(), ""),
-        "LAKEHUB_SPAWN_ENV_PREFIX": Sub(names.SPAWN_ENV_ROOT + "/${TierName}/"),
+        hub_connect_url=If("IsPerUser", hub_connect_url(), ""),
+        spawn_env_prefix=Sub(names.SPAWN_ENV_ROOT + "/${TierName}/"),
         # Per-user mode: the hub's database outlives the hub task (Litestream replica, restored by
         # the next task: lakehub_hub.hub_state), so users' servers outlive it too. Shared mode
         # has none: its servers live in the task, and several shared hub tasks would share one replica.
-        "LAKEHUB_HUB_STATE_BUCKET": If("IsPerUser", Ref(names.NOTEBOOK_BUCKET_NAME), ""),
-        "LAKEHUB_HUB_STATE_PREFIX": Sub(names.HUB_STATE_ROOT + "/${TierName}/"),
+        hub_state_bucket=If("IsPerUser", Ref(names.NOTEBOOK_BUCKET_NAME), ""),
+        hub_state_prefix=Sub(names.HUB_STATE_ROOT + "/${TierName}/"),
         # Homes (issue 15): shared mode mounts the tier's access point at /home; per-user mode
         # makes one access point per user on this file system (lakehub_hub.fargate).
-        "LAKEHUB_HOME_ROOT": names.HOMES_MOUNT,
-        "LAKEHUB_HOMES_FILE_SYSTEM_ID": Ref(names.HOMES_FILE_SYSTEM_ID),
-    }
+        home_root=names.HOMES_MOUNT,
+        homes_file_system_id=Ref(names.HOMES_FILE_SYSTEM_ID),
+    )
     return [ecs.Environment(Name=k, Value=v) for k, v in env.items()]
 
 
@@ -806,17 +809,17 @@ def json_key_value_from(secret, key: str) -> Sub:
 
 def hub_secrets(cookie, client_secret) -> list:
     return [
-        ecs.Secret(Name="LAKEHUB_COOKIE_SECRET", ValueFrom=json_key_value_from(cookie, COOKIE_SECRET_KEY)),
+        ecs.Secret(Name=contract.ENV_COOKIE_SECRET, ValueFrom=json_key_value_from(cookie, COOKIE_SECRET_KEY)),
         If(
             "UseOAuth",
             # cognito: the stack's app client secret (a key of HubSecret); oidc: the platform team's, looked up.
             ecs.Secret(
-                Name="LAKEHUB_OAUTH_CLIENT_SECRET",
+                Name=contract.ENV_OAUTH_CLIENT_SECRET,
                 ValueFrom=If("UseCognito", json_key_value_from(client_secret, OAUTH_CLIENT_SECRET_KEY), platform_secret_value_from(OIDC_CLIENT_SECRET)),
             ),
             Ref("AWS::NoValue"),
         ),
-        If("UseLdap", ecs.Secret(Name="LAKEHUB_LDAP_BIND_PASSWORD", ValueFrom=platform_secret_value_from(LDAP_BIND_PASSWORD)), Ref("AWS::NoValue")),
+        If("UseLdap", ecs.Secret(Name=contract.ENV_LDAP_BIND_PASSWORD, ValueFrom=platform_secret_value_from(LDAP_BIND_PASSWORD)), Ref("AWS::NoValue")),
     ]
 
 

@@ -367,13 +367,13 @@ def test_the_form_offers_the_profiles_and_rejects_unknown_ones(make_spawner, ecs
 @pytest.mark.parametrize(
     "profiles, message",
     [
-        ('[{"name": "x", "cpu": 1024, "memory": 1024}]', "memory 1024 MiB does not go with cpu 1024"),
-        ('[{"name": "x", "cpu": 3000, "memory": 4096}]', "cpu 3000 is not a Fargate size"),
+        ('[{"name": "x", "cpu": 1024, "memory": 1024}]', "Fargate has no 1024 MiB size with 1024 CPU units"),
+        ('[{"name": "x", "cpu": 3000, "memory": 4096}]', "Fargate has no size of 3000 CPU units"),
         ("[not json", "not valid JSON"),
         ("[]", "at least one size"),
         ("", "at least one size"),
         ("small:1024", "'small:1024' is not name:cpu:memory"),
-        ("small:1024:999", "profile 'small': memory 999 MiB"),
+        ("small:1024:999", "profile 'small': Fargate has no 999 MiB size"),
     ],
 )
 def test_bad_profiles_are_refused_with_the_fix(profiles, message):
@@ -420,7 +420,7 @@ def test_settings_are_checked_at_hub_start_up(ecs_world, monkeypatch):
         FargateSpawner.validate_environment()
     monkeypatch.setenv("LAKEHUB_USER_CAPACITY", "fargate_spot")
     monkeypatch.setenv("LAKEHUB_USER_PROFILES", '[{"name": "x", "cpu": 1024, "memory": 999}]')
-    with pytest.raises(fargate.ConfigurationError, match="profile 'x': memory 999 MiB"):
+    with pytest.raises(fargate.ConfigurationError, match="profile 'x': Fargate has no 999 MiB size"):
         FargateSpawner.validate_environment()
     monkeypatch.delenv("LAKEHUB_USER_PROFILES")
     monkeypatch.delenv("LAKEHUB_USER_SUBNETS")
