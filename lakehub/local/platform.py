@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Callable
 
 import boto3
-import yaml
 
 from lakehub.stacks import names
 from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
+from lakehub.cfn.template import load
 from lakehub.local.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
 from lakehub.errors import LakehubError
 from lakehub.local.processes import PART_MARKER, RUN_MARKER, end_processes, record, terminate_group
@@ -166,16 +166,9 @@ def probe(url: str, headers: dict | None = None, timeout: float = 1.0, any_statu
         return False
 
 
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.add_multi_constructor("!", lambda loader, suffix, node: {"tag": suffix, "value": None})
-
-
 def tiers_from_template(templates_dir: Path = TEMPLATES_DIR) -> list[Tier]:
     """The tiers main.template.yaml nests (TierXStack) and their sign-in groups."""
-    data = yaml.load((templates_dir / names.MAIN_TEMPLATE).read_text(), Loader=_Loader) or {}  # noqa: S506
+    data = load(templates_dir / names.MAIN_TEMPLATE)
     tiers = []
     for logical, res in (data.get("Resources") or {}).items():
         params = ((res or {}).get("Properties") or {}).get("Parameters") or {}

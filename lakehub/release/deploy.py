@@ -47,6 +47,7 @@ from botocore.parsers import ResponseParserError
 
 from lakehub.stacks import names
 from lakehub.assets import TEMPLATES_DIR, template_key
+from lakehub.cfn.template import TemplateError, loads
 from lakehub.errors import LakehubError
 
 DEFAULT_STACK_NAME = "lakehub"
@@ -121,34 +122,12 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def template_parameters(template_text: str) -> dict[str, dict]:
-    """The template's Parameters; ValueError when it is YAML but not a template (a mapping)."""
-    data = yaml.load(template_text, Loader=_CfnLoader)  # noqa: S506 - our own loader, safe subclass
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"its top level is a {type(data).__name__}, not a mapping")
-    params = data.get("Parameters") or {}
+def template_parameters(template_text: str, source: str = "the template") -> dict[str, dict]:
+    """The template's Parameters; TemplateError when it is not a template (names `source`)."""
+    params = loads(template_text, source).get("Parameters") or {}
     if not isinstance(params, dict):
-        raise ValueError("its Parameters is not a mapping")
+        raise TemplateError(source, "its Parameters is not a mapping")
     return dict(params)
-
-
-def _yaml_error(exc: Exception) -> str:
-    """One line: the YAML problem and where (line, column; 1-based, as editors count)."""
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return f"{what}{where}".replace("\n", " ")
-    return " ".join(str(exc).split())
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation YAML (short-form tags such as !Ref) without interpreting it."""
-
-
-_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def check_parameters(params: dict[str, str], declared: dict[str, dict], existing: set[str]) -> None:
@@ -395,11 +374,11 @@ def deploy(
         raise LakehubError("no AWS region set; pass --region or set AWS_REGION")
     local_text = Path(template_file or TEMPLATES_DIR / names.MAIN_TEMPLATE)
     try:
-        declared = template_parameters(local_text.read_text())
+        declared = template_parameters(local_text.read_text(), str(local_text))
     except OSError as exc:
         raise LakehubError(f"cannot read the template {local_text}: {exc.strerror}; run `python build_templates.py`") from None
-    except (yaml.YAMLError, ValueError) as exc:
-        raise LakehubError(f"{local_text} is not a CloudFormation template: {_yaml_error(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise TemplateError(str(local_text), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     cfn = cfn_client(region, endpoint_url, session, timeout=timeout)
     # The emulator runs the whole change set inside ExecuteChangeSet: that one call may take
     # up to --timeout (on AWS it returns at once).
