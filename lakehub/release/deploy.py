@@ -49,6 +49,7 @@ from lakehub.stacks import names
 from lakehub.assets import TEMPLATES_DIR, template_key
 from lakehub.cfn.template import TemplateError, loads
 from lakehub.errors import LakehubError
+from lakehub.waiting import tries
 
 DEFAULT_STACK_NAME = "lakehub"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
@@ -478,8 +479,7 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
         stack = _stack(cfn, stack_name) or {}
         return DeployResult(stack_name, stack.get("StackId", ""), stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started)
     cs_id, stack_id = created["Id"], created["StackId"]
-    deadline = time.monotonic() + min(timeout, 600)
-    while True:
+    for _ in tries(min(timeout, 600), interval=1.0):
         cs = cfn.describe_change_set(ChangeSetName=cs_id, StackName=stack_id)
         status = cs.get("Status")
         if status == "CREATE_COMPLETE":
@@ -492,9 +492,8 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
                 stack = _stack(cfn, stack_name) or {}
                 return DeployResult(stack_name, stack_id, stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started)
             raise LakehubError(f"the change set for {stack_name} failed: {reason}")
-        if time.monotonic() > deadline:
-            raise LakehubError(f"the change set for {stack_name} was not ready within 10 minutes ({status})")
-        time.sleep(1.0)
+    else:
+        raise LakehubError(f"the change set for {stack_name} was not ready within 10 minutes ({status})")
     n = len(cs.get("Changes", []))
     if preview:
         changes = change_set_changes(cfn, cs_id, stack_id)
@@ -607,10 +606,10 @@ def _say(progress, console, line: str) -> None:
         console.print(f"[bold]lakehub[/]: {line}")
 
 
-def _delete_change_set(cfn, cs_id: str, stack_id: str, attempts: int = 5) -> None:
+def _delete_change_set(cfn, cs_id: str, stack_id: str, timeout: float = 4.0) -> None:
     """A preview leaves no change set behind: delete it, and look that it is gone (a clean-clone
     CI run saw a preview's change set still AVAILABLE afterwards); a few tries, then leave it."""
-    for _ in range(attempts):
+    for _ in tries(timeout, interval=1.0):
         _safe(lambda: cfn.delete_change_set(ChangeSetName=cs_id, StackName=stack_id))
         try:
             left = [c for c in cfn.list_change_sets(StackName=stack_id).get("Summaries", [])
@@ -619,7 +618,6 @@ def _delete_change_set(cfn, cs_id: str, stack_id: str, attempts: int = 5) -> Non
             return  # the stack (a CREATE preview's) is gone with it
         if not left:
             return
-        time.sleep(1.0)
 
 
 def _safe(fn) -> None:
