@@ -1,4 +1,4 @@
-"""`python -m lakehub.cli`: the `lakehub` command."""
+"""`python -m lakehub.cli ...`: the `lakehub` command."""
 
 import sys
 

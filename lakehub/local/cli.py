@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from lakehub.errors import LakehubError
-from lakehub.waiting import tries
+from lakehub.local.waiting import tries
 from lakehub.local.state import LOG_FILE, StateDir, already_running
 
 UP_TIMEOUT = 600

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehub.errors import LakehubError
-from lakehub.waiting import tries
+from lakehub.local.waiting import tries
 
 BASE_REPO = "localhost/lakehub-bookworm"
 PROBE_TIMEOUT = 120
