@@ -8,6 +8,7 @@ import boto3
 import pytest
 
 from lakehub.local.emulator import start_moto_server
+from lakehub.local.waiting import tries
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +41,6 @@ def local_emulator(tmp_path_factory):
     control API requires). Tests use unique stack names."""
     import subprocess
     import sys
-    import time
 
     from lakehub.local.emulator import free_port
     from lakehub.local import control
@@ -53,13 +53,12 @@ def local_emulator(tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work),
                              "--control-token-file", str(token_file)],
                             cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    for _ in tries(60, interval=0.1):
         try:
             control.control_request(url, "/moto-api/", url.control_token, timeout=1)
             break
         except OSError:
-            time.sleep(0.1)
+            pass
     yield url
     proc.terminate()
     proc.wait(timeout=30)

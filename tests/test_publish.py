@@ -19,9 +19,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 from lakehub import assets
+from lakehub.cfn.template import loads
 from lakehub.release import packaging
 from lakehub.errors import LakehubError
 from lakehub.release.publish import normalize_prefix, publish
@@ -30,31 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 ENTRY_TEMPLATES = ("main.template.yaml", "main-existing-vpc.template.yaml")
 PSEUDO = {"AWS::Region": REGION, "AWS::URLSuffix": "amazonaws.com", "AWS::Partition": "aws", "AWS::AccountId": "123456789012"}
-
-
-# ----------------------------------------------------------------- reading CloudFormation YAML
-class CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short-form tags (!Sub, !Ref, !If, ...) as long-form dicts."""
-
-
-def _tag(loader, suffix, node):
-    name = "Ref" if suffix == "Ref" else ("Condition" if suffix == "Condition" else f"Fn::{suffix}")
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-CfnLoader.add_multi_constructor("!", _tag)
-
-
-def load_template(text: str) -> dict:
-    return yaml.load(text, Loader=CfnLoader)
 
 
 class Unresolvable(Exception):
@@ -159,7 +134,7 @@ def follow(s3, bucket: str, prefix: str) -> tuple[set[str], set[str]]:
             continue
         seen_templates.add(key)
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-        template = load_template(body)
+        template = loads(body)
         params = parameter_values(template, given)
         if "AssetsKeyPrefix" in (template.get("Parameters") or {}):
             assert params["AssetsKeyPrefix"] == prefix, f"{key}: AssetsKeyPrefix is not passed down ({params['AssetsKeyPrefix']!r})"
@@ -257,7 +232,7 @@ def test_publish_committed_templates(aws_env, aws_client, bucket):
 
 
 def test_reference_parser_understands_join_and_sub_forms():
-    template = load_template(
+    template = loads(
         """
 Parameters:
   AssetsKeyPrefix: {Type: String, Default: 'x/'}

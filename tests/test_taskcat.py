@@ -10,16 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lakehub.cfn.template import load
+
 ROOT = Path(__file__).resolve().parents[1]
 TASKCAT = ROOT / ".venv-taskcat" / "bin" / "taskcat"
 CONFIG = ROOT / ".taskcat.yml"
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def config() -> dict:
@@ -27,7 +22,7 @@ def config() -> dict:
 
 
 def template_parameters(path: str) -> dict:
-    return yaml.load((ROOT / path).read_text(), Loader=_Loader).get("Parameters", {})
+    return load(ROOT / path).get("Parameters", {})
 
 
 def test_taskcat_lint_passes():

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
+
+from lakehub.local.waiting import wait_for as _wait_for
 
 
 def wait_for(predicate, timeout=20.0, interval=0.1, what="condition", detail=None):
     """The predicate's first truthy value, polled every `interval` s until `timeout` s have passed;
     then an AssertionError naming `what`, the last value seen and `detail()` (a log tail...)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    more = f"\n{detail()}" if detail else ""
-    raise AssertionError(f"{what} not met within {timeout:.0f} s (last: {last!r}){more}")
+    return _wait_for(predicate, timeout, interval, what, detail, error=AssertionError)
 
 
 def http_ok(url):

@@ -8,45 +8,66 @@ stays symbolic (`{"Ref": "X"}` -> "<X>", GetAtt -> "<X.Attr>").
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lakehub.assets import TEMPLATES_DIR
+from lakehub.errors import LakehubError
+
+# cfn-lint's decoder logs some parse failures as well as returning them; the TemplateError raised
+# here says it once.
+logging.getLogger("cfnlint.decode").addHandler(logging.NullHandler())
 
 
-class _Loader(yaml.SafeLoader):
-    pass
+class TemplateError(LakehubError):
+    """A file or text that is not a CloudFormation template: the problem and, for a syntax
+    error, where (1-based line and column, as editors count)."""
+
+    def __init__(self, source: str, problem: str, line: int | None = None, column: int | None = None):
+        self.source, self.problem, self.line, self.column = source, problem, line, column
+        where = f" at line {line}, column {column}" if line else ""
+        super().__init__(f"{source} is not a CloudFormation template: {problem}{where}")
 
 
-def _construct(tag: str):
-    def f(loader, node):
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-            if tag == "GetAtt" and isinstance(value, str):
-                value = value.split(".", 1)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        key = "Ref" if tag == "Ref" else "Condition" if tag == "Condition" else f"Fn::{tag}"
-        return {key: value}
+def loads(text: str, source: str = "the text") -> dict:
+    """CloudFormation YAML or JSON as plain dicts and lists, short-form tags (!Ref, !Sub,
+    !GetAtt ...) in their long form ({"Ref": ...}, {"Fn::Sub": ...}), read by cfn-lint's decoder.
+    TemplateError when it is not valid YAML/JSON (duplicate keys included) or not a mapping."""
+    from cfnlint.decode import decode_str  # here: importing cfn-lint takes 1-4 s (sympy, networkx)
 
-    return f
-
-
-for _tag in ("Ref", "Sub", "GetAtt", "Join", "Split", "Select", "If", "Equals", "Not", "And", "Or", "Condition", "FindInMap", "Base64", "Cidr", "GetAZs", "ImportValue", "Contains"):
-    _Loader.add_constructor(f"!{_tag}", _construct(_tag))
+    data, matches = decode_str(text)
+    if matches:
+        first = matches[0]
+        raise TemplateError(source, " ".join(str(first.message).split()), first.linenumber or None, first.columnnumber or None)
+    if not isinstance(data, dict):
+        raise TemplateError(source, f"its top level is a {type(data).__mro__[1].__name__}, not a mapping")
+    return _plain(data)
 
 
 def load(path: str | Path) -> dict:
-    """A template file as a dict, short-form tags turned into long form."""
+    """A template file (a bare name: one of the generated templates) as `loads` reads it."""
     p = Path(path)
     if not p.is_absolute() and not p.exists():
         p = TEMPLATES_DIR / p
-    return yaml.load(p.read_text(), Loader=_Loader)
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError as exc:
+        raise TemplateError(str(p), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return loads(text, str(p))
+
+
+def _plain(node: Any) -> Any:
+    """cfn-lint's nodes (dict, list and str subclasses carrying their position) as the plain
+    types, so a caller may dump or compare them like anything yaml.safe_load returns."""
+    if isinstance(node, dict):
+        return {_plain(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, str):
+        return str(node)
+    return node
 
 
 PSEUDO = {

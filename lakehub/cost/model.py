@@ -36,7 +36,7 @@ import yaml
 
 from lakehub.stacks import names
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.cfn.template import Resolver
+from lakehub.cfn.template import Resolver, TemplateError
 from lakehub.cfn.template import load as _load_template
 from lakehub.errors import LakehubError
 from lakehub.settings import FARGATE_USER_SIZES
@@ -297,10 +297,9 @@ def load(path: Path) -> dict:
             _LOADED.clear()
         try:
             template = _load_template(path)
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            where = getattr(exc, "problem_mark", None)
-            at = f" (line {where.line + 1})" if where else ""
-            raise CostError(f"template {path} is not valid YAML{at}; rebuild the folder with `python build_templates.py --out {path.parent}`") from None
+        except TemplateError as exc:
+            what = f"not valid YAML (line {exc.line}: {exc.problem})" if exc.line else f"not a template ({exc.problem})"
+            raise CostError(f"template {path} is {what}; rebuild the folder with `python build_templates.py --out {path.parent}`") from None
         if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
             raise CostError(f"template {path} has no Resources; rebuild the folder with `python build_templates.py --out {path.parent}`")
         _LOADED[key] = template

@@ -95,6 +95,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lakehub.local.emulator import DEFAULT_REGION, LOOPBACK, free_port
 from lakehub.errors import LakehubError
+from lakehub.local.waiting import tries
 from lakehub.local import accounts
 from lakehub.local.processes import terminate_group
 
@@ -955,7 +956,6 @@ def _account_pids(uid: int) -> list[int]:
 
 def _kill_account_processes(uid: int, timeout: float = 5.0) -> None:
     """What a user's server left running (a kernel in its own session) ends with it."""
-    import time
 
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in _account_pids(uid):
@@ -963,11 +963,9 @@ def _kill_account_processes(uid: int, timeout: float = 5.0) -> None:
                 os.kill(pid, sig)
             except OSError:
                 pass
-        deadline = time.monotonic() + timeout
-        while _account_pids(uid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not _account_pids(uid):
-            return
+        for _ in tries(timeout, interval=0.1):
+            if not _account_pids(uid):
+                return
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,10 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from lakehub.errors import LakehubError
+from lakehub.local.waiting import tries
 from lakehub.local.state import LOG_FILE, StateDir, already_running
 
 UP_TIMEOUT = 600
@@ -222,9 +222,8 @@ def choose_runtime(asked: str | None) -> str:
 
 def _watch(state: StateDir, proc: subprocess.Popen, run_id: str, timeout: float, console) -> int:
     shown = 0
-    deadline = time.monotonic() + timeout
     with console.status("starting the local platform", spinner="dots") as status:
-        while True:
+        for _ in tries(timeout, interval=0.3):
             current = state.read()
             mine = current.get("run_id") == run_id
             if mine:
@@ -243,10 +242,9 @@ def _watch(state: StateDir, proc: subprocess.Popen, run_id: str, timeout: float,
                 if code == 3 and not mine:
                     raise already_running(state)
                 raise LakehubError(f"the local platform exited while starting (code {code}); see {state.file(LOG_FILE)}")
-            if time.monotonic() > deadline:
-                _stop_pid(proc.pid)
-                raise LakehubError(f"the local platform was not ready within {timeout:.0f} s; see {state.file(LOG_FILE)}")
-            time.sleep(0.3)
+        else:
+            _stop_pid(proc.pid)
+            raise LakehubError(f"the local platform was not ready within {timeout:.0f} s; see {state.file(LOG_FILE)}")
     print_ready(state.read(), console)
     return 0
 
@@ -418,8 +416,7 @@ def _stop_pid(pid: int, timeout: float = DOWN_TIMEOUT) -> bool:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _ in tries(timeout, interval=0.2):
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -429,7 +426,6 @@ def _stop_pid(pid: int, timeout: float = DOWN_TIMEOUT) -> bool:
                 return True
         except ChildProcessError:
             pass
-        time.sleep(0.2)
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -462,9 +458,9 @@ def cmd_down(args) -> int:
     if current.get("exported") is not None:
         print(f"lakehub local: exported {current['exported']} notebook files to {state.export_dir}")
     if not clean:  # the supervisor was killed: end what it could not (once its lock is free)
-        deadline = time.monotonic() + 10
-        while state.running_pid() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        for _ in tries(10, interval=0.2):
+            if not state.running_pid():
+                break
         cleaned = recover(state, export=False)
         if cleaned:
             print(f"lakehub local: {cleaned.line}")

@@ -11,12 +11,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakehub.errors import LakehubError
+from lakehub.local.waiting import tries
 from lakehub.local.processes import terminate_group
 
 LOOPBACK = "127.0.0.1"
@@ -119,8 +119,7 @@ def start_moto_server(
         start_new_session=True,
     )
     server = MotoServer(port=port, process=proc, log_path=log_path, env=extra_env or {})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _ in tries(timeout, interval=0.1):
         if proc.poll() is not None:
             raise LakehubError(
                 f"the AWS emulator (moto_server) exited at start with code {proc.returncode}; "
@@ -130,6 +129,6 @@ def start_moto_server(
             urllib.request.urlopen(f"{server.endpoint_url}/moto-api/", timeout=1).read()
             return server
         except OSError:
-            time.sleep(0.1)
+            pass
     server.stop()
     raise LakehubError(f"the AWS emulator did not answer on port {port} within {timeout:.0f} s")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehub.errors import LakehubError
+from lakehub.local.waiting import tries
 
 BASE_REPO = "localhost/lakehub-bookworm"
 PROBE_TIMEOUT = 120
@@ -421,9 +422,8 @@ def _build_lock(say):
     lock_path = cache_dir() / "build.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as handle:
-        deadline = time.monotonic() + BUILD_LOCK_TIMEOUT
         told = False
-        while True:
+        for _ in tries(BUILD_LOCK_TIMEOUT, interval=1):
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
@@ -431,10 +431,9 @@ def _build_lock(say):
                 if not told:
                     say(f"waiting for another lakehub image build on this machine (lock {lock_path})")
                     told = True
-                if time.monotonic() > deadline:
-                    raise LakehubError(f"another lakehub image build held {lock_path} for over {BUILD_LOCK_TIMEOUT} s; "
-                                       "wait for it, or end it and run `lakehub local image` again") from None
-                time.sleep(1)
+        else:
+            raise LakehubError(f"another lakehub image build held {lock_path} for over {BUILD_LOCK_TIMEOUT} s; "
+                               "wait for it, or end it and run `lakehub local image` again")
         try:
             yield
         finally:

@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import Callable
 
 import boto3
-import yaml
 
 from lakehub.stacks import names
 from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
+from lakehub.cfn.template import load
 from lakehub.local.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
 from lakehub.errors import LakehubError
+from lakehub.local.waiting import tries
 from lakehub.local.processes import PART_MARKER, RUN_MARKER, end_processes, record, terminate_group
 from lakehub.settings import default_settings
 from lakehub.local import accounts, control
@@ -166,16 +167,9 @@ def probe(url: str, headers: dict | None = None, timeout: float = 1.0, any_statu
         return False
 
 
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.add_multi_constructor("!", lambda loader, suffix, node: {"tag": suffix, "value": None})
-
-
 def tiers_from_template(templates_dir: Path = TEMPLATES_DIR) -> list[Tier]:
     """The tiers main.template.yaml nests (TierXStack) and their sign-in groups."""
-    data = yaml.load((templates_dir / names.MAIN_TEMPLATE).read_text(), Loader=_Loader) or {}  # noqa: S506
+    data = load(templates_dir / names.MAIN_TEMPLATE)
     tiers = []
     for logical, res in (data.get("Resources") or {}).items():
         params = ((res or {}).get("Properties") or {}).get("Parameters") or {}
@@ -465,8 +459,7 @@ class LocalPlatform:
 
     def _wait_http(self, name: str, url: str, proc: subprocess.Popen | None, timeout: float, log_path: Path,
                    headers: dict | None = None) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.stop_event.is_set():
+        for _ in tries(timeout, interval=0.2, stop=self.stop_event):
             if proc is not None and proc.poll() is not None:
                 raise ExitedAtStart(f"{name} exited at start with code {proc.returncode}; see {log_path}")
             try:
@@ -475,7 +468,6 @@ class LocalPlatform:
                         return
             except OSError:
                 pass
-            time.sleep(0.2)
         raise LakehubError(f"{name} did not answer on {url} within {timeout:.0f} s; see {log_path}")
 
     # -- steps ------------------------------------------------------------------------------
@@ -866,8 +858,7 @@ class LocalPlatform:
         arn = task["taskArn"]
         self.hub_tasks[tier.name] = arn
         self.hub_task_definitions[tier.name] = task.get("taskDefinitionArn") or service.get("taskDefinition") or ""
-        deadline = time.monotonic() + HUB_TASK_START_TIMEOUT
-        while time.monotonic() < deadline and not self.stop_event.is_set():
+        for _ in tries(HUB_TASK_START_TIMEOUT, interval=0.3, stop=self.stop_event):
             local = self.agent.tasks.get(arn) if self.agent else None
             if local is not None and local.process is not None:
                 part = self.parts.get(f"{tier.name} hub")
@@ -878,7 +869,6 @@ class LocalPlatform:
             if described and described[0].get("lastStatus") == "STOPPED":
                 raise LakehubError(f"the {tier.name} hub task stopped before its container ran: "
                                    f"{described[0].get('stoppedReason') or 'no reason given'}")
-            time.sleep(0.3)
         raise LakehubError(f"the local agent did not start the {tier.name} hub task within {HUB_TASK_START_TIMEOUT:.0f} s; "
                            f"see {self.state.path / 'agent'}")
 

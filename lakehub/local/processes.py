@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
+
+from lakehub.local.waiting import tries
 
 
 def terminate_group(proc: subprocess.Popen | None, timeout: float = 15) -> None:
@@ -131,7 +132,7 @@ def end_processes(records: list[dict], token: str = "", part: str | None = None,
                 os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
-        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5)
-        while alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        for _ in tries(timeout if sig == signal.SIGTERM else 5, interval=0.1):
+            if not alive():
+                break
     return sorted(starts)

@@ -15,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
 
 from lakehub.assets import TEMPLATES_DIR
+from lakehub.cfn.template import load
 
 # Types the local environment handles itself.
 HANDLED_LOCALLY = {
@@ -58,18 +58,11 @@ MEANING = {
 }
 
 
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-
-
 def template_types(templates_dir: Path | None = None) -> dict[str, list[str]]:
     """{resource type: [template files using it]} over every generated template."""
     found: dict[str, set[str]] = {}
     for path in sorted((templates_dir or TEMPLATES_DIR).glob("*.template.yaml")):
-        data = yaml.load(path.read_text(), Loader=_Loader) or {}  # noqa: S506 - SafeLoader subclass
+        data = load(path)
         for resource in (data.get("Resources") or {}).values():
             rtype = (resource or {}).get("Type")
             if rtype:

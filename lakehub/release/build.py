@@ -1,7 +1,7 @@
 """Generate every template into templates/, check for drift, lint, package functions.
 
-`python build_templates.py` (or `lakehub build`) writes the templates; `--check` only compares
-and names the files that differ; `--settings FILE` reads build-time settings (tiers). Settings
+`python build_templates.py` (or `lakehub build`) writes the templates; `--check` only compares,
+prints a unified diff of each file that differs and names them; `--settings FILE` reads build-time settings (tiers). Settings
 are validated and every template generated in memory before anything is written, so a bad
 setting changes no file.
 """
@@ -9,6 +9,7 @@ setting changes no file.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -158,6 +159,15 @@ def drift_docs(docs: dict[str, str]) -> list[str]:
     return [n for n, text in docs.items() if not (DOCS_DIR / n).exists() or (DOCS_DIR / n).read_text() != text]
 
 
+def unified_diff(path: Path, generated: str | None, name: str) -> str:
+    """What would change in `path` (absent: empty) to make it `generated` (None: the file goes)."""
+    old = path.read_text() if path.exists() else ""
+    lines = difflib.unified_diff(
+        old.splitlines(keepends=True), (generated or "").splitlines(keepends=True), f"{_shown(path)} (on disk)", f"{name} (generated)"
+    )
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
 def lint(paths: list[Path], regions: tuple[str, ...] = LINT_REGIONS) -> list[str]:
     """cfn-lint with errors, warnings and informational findings, for each region.
     Returns the findings as lines; settings come from .cfnlintrc."""
@@ -207,6 +217,12 @@ def run(args: argparse.Namespace) -> int:
             raise LakehubError(f"--out {args.out}: no such directory; build it first with `python build_templates.py --out {args.out}`")
         differ = drift(rendered, out_dir) + [f"docs/{n}" for n in drift_docs(docs)]
         if differ:
+            for name in differ:
+                if name.startswith("docs/"):
+                    doc = name.removeprefix("docs/")
+                    sys.stdout.write(unified_diff(DOCS_DIR / doc, docs[doc], name))
+                else:
+                    sys.stdout.write(unified_diff(out_dir / name, rendered.get(name), name))
             build = "python build_templates.py" + (f" --settings {args.settings}" if args.settings else "") + (f" --out {args.out}" if args.out else "")
             print(
                 f"templates in {_shown(out_dir)}/ differ from what the code generates: " + ", ".join(differ) + f"; run `{build}`" + (" and commit templates/" if committed else ""),
@@ -243,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", metavar="FILE", help="YAML build-time settings (default tiers); see settings.example.yaml")
     parser.add_argument("--out", metavar="DIR", help="directory the templates are written to (default templates/, the committed standard set); --check compares DIR")
-    parser.add_argument("--check", action="store_true", help="only compare the templates (templates/ or --out DIR) with what the code generates; exit 1 and name the files that differ")
+    parser.add_argument("--check", action="store_true", help="only compare the templates (templates/ or --out DIR) with what the code generates; print a unified diff of each file that differs, name them and exit 1")
     parser.add_argument("--lint", action="store_true", help="run cfn-lint over every template for several regions, then the AWS-behaviour rules (lakehub/checks/aws_rules.py)")
     parser.add_argument("--no-package", dest="package", action="store_false", help="do not build the function zips")
 

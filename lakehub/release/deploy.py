@@ -47,7 +47,9 @@ from botocore.parsers import ResponseParserError
 
 from lakehub.stacks import names
 from lakehub.assets import TEMPLATES_DIR, template_key
+from lakehub.cfn.template import TemplateError, loads
 from lakehub.errors import LakehubError
+from lakehub.local.waiting import tries
 
 DEFAULT_STACK_NAME = "lakehub"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
@@ -121,34 +123,12 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def template_parameters(template_text: str) -> dict[str, dict]:
-    """The template's Parameters; ValueError when it is YAML but not a template (a mapping)."""
-    data = yaml.load(template_text, Loader=_CfnLoader)  # noqa: S506 - our own loader, safe subclass
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"its top level is a {type(data).__name__}, not a mapping")
-    params = data.get("Parameters") or {}
+def template_parameters(template_text: str, source: str = "the template") -> dict[str, dict]:
+    """The template's Parameters; TemplateError when it is not a template (names `source`)."""
+    params = loads(template_text, source).get("Parameters") or {}
     if not isinstance(params, dict):
-        raise ValueError("its Parameters is not a mapping")
+        raise TemplateError(source, "its Parameters is not a mapping")
     return dict(params)
-
-
-def _yaml_error(exc: Exception) -> str:
-    """One line: the YAML problem and where (line, column; 1-based, as editors count)."""
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return f"{what}{where}".replace("\n", " ")
-    return " ".join(str(exc).split())
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation YAML (short-form tags such as !Ref) without interpreting it."""
-
-
-_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def check_parameters(params: dict[str, str], declared: dict[str, dict], existing: set[str]) -> None:
@@ -395,11 +375,11 @@ def deploy(
         raise LakehubError("no AWS region set; pass --region or set AWS_REGION")
     local_text = Path(template_file or TEMPLATES_DIR / names.MAIN_TEMPLATE)
     try:
-        declared = template_parameters(local_text.read_text())
+        declared = template_parameters(local_text.read_text(), str(local_text))
     except OSError as exc:
         raise LakehubError(f"cannot read the template {local_text}: {exc.strerror}; run `python build_templates.py`") from None
-    except (yaml.YAMLError, ValueError) as exc:
-        raise LakehubError(f"{local_text} is not a CloudFormation template: {_yaml_error(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise TemplateError(str(local_text), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     cfn = cfn_client(region, endpoint_url, session, timeout=timeout)
     # The emulator runs the whole change set inside ExecuteChangeSet: that one call may take
     # up to --timeout (on AWS it returns at once).
@@ -499,8 +479,7 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
         stack = _stack(cfn, stack_name) or {}
         return DeployResult(stack_name, stack.get("StackId", ""), stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started)
     cs_id, stack_id = created["Id"], created["StackId"]
-    deadline = time.monotonic() + min(timeout, 600)
-    while True:
+    for _ in tries(min(timeout, 600), interval=1.0):
         cs = cfn.describe_change_set(ChangeSetName=cs_id, StackName=stack_id)
         status = cs.get("Status")
         if status == "CREATE_COMPLETE":
@@ -513,9 +492,8 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
                 stack = _stack(cfn, stack_name) or {}
                 return DeployResult(stack_name, stack_id, stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started)
             raise LakehubError(f"the change set for {stack_name} failed: {reason}")
-        if time.monotonic() > deadline:
-            raise LakehubError(f"the change set for {stack_name} was not ready within 10 minutes ({status})")
-        time.sleep(1.0)
+    else:
+        raise LakehubError(f"the change set for {stack_name} was not ready within 10 minutes ({status})")
     n = len(cs.get("Changes", []))
     if preview:
         changes = change_set_changes(cfn, cs_id, stack_id)
@@ -628,10 +606,10 @@ def _say(progress, console, line: str) -> None:
         console.print(f"[bold]lakehub[/]: {line}")
 
 
-def _delete_change_set(cfn, cs_id: str, stack_id: str, attempts: int = 5) -> None:
+def _delete_change_set(cfn, cs_id: str, stack_id: str, timeout: float = 4.0) -> None:
     """A preview leaves no change set behind: delete it, and look that it is gone (a clean-clone
     CI run saw a preview's change set still AVAILABLE afterwards); a few tries, then leave it."""
-    for _ in range(attempts):
+    for _ in tries(timeout, interval=1.0):
         _safe(lambda: cfn.delete_change_set(ChangeSetName=cs_id, StackName=stack_id))
         try:
             left = [c for c in cfn.list_change_sets(StackName=stack_id).get("Summaries", [])
@@ -640,7 +618,6 @@ def _delete_change_set(cfn, cs_id: str, stack_id: str, attempts: int = 5) -> Non
             return  # the stack (a CREATE preview's) is gone with it
         if not left:
             return
-        time.sleep(1.0)
 
 
 def _safe(fn) -> None:

@@ -7,17 +7,16 @@ import re
 import sys
 
 import pytest
-import yaml
 
 from lakehub.stacks import names
 from lakehub.release.build import render_all
-from lakehub.cfn.template import _Loader
+from lakehub.cfn.template import loads
 from lakehub.settings import SettingsError, parse_settings
 from .guard import ROOT, RULES_DIR
 
 
 def _load(text: str) -> dict:
-    return yaml.load(text, Loader=_Loader)
+    return loads(text)
 
 
 @pytest.fixture(scope="module")

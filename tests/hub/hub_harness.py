@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +27,7 @@ from lakehub_hub.accounts import PREFIX as UNIX_PREFIX
 from lakehub_hub.accounts import unix_username
 
 from lakehub.local import accounts
+from lakehub.local.waiting import tries
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB_CONFIG = ROOT / "hub_images" / "jupyterhub_config.py"
@@ -178,8 +178,7 @@ def start_hub(env: dict, workdir: Path, timeout: float = 60.0) -> Hub:
         process = subprocess.Popen(cmd, cwd=str(workdir), env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     hub = Hub(process, port, workdir, log_path, env)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _ in tries(timeout, interval=0.2):
         if process.poll() is not None:
             raise RuntimeError(f"jupyterhub exited with {process.returncode}:\n{hub.log()[-4000:]}")
         try:
@@ -187,7 +186,6 @@ def start_hub(env: dict, workdir: Path, timeout: float = 60.0) -> Hub:
                 return hub
         except requests.RequestException:
             pass
-        time.sleep(0.2)
     hub.stop()
     raise RuntimeError(f"jupyterhub did not answer within {timeout:.0f} s:\n{hub.log()[-4000:]}")
 

@@ -25,6 +25,7 @@ import requests
 import hub_harness as H
 from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from lakehub.local.processes import terminate_group
+from lakehub.local.waiting import tries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -115,8 +116,9 @@ def test_removed_user_loses_server_session_token_and_sign_in_while_others_keep_t
     remove_from_group(tier, "alice")
     removed_at = time.monotonic()
     deadline = removed_at + DEADLINE
-    while time.monotonic() < deadline and as_admin(tier, "users/alice").get("servers"):
-        time.sleep(0.5)
+    for _ in tries(deadline - time.monotonic(), interval=0.5):
+        if not as_admin(tier, "users/alice").get("servers"):
+            break
     assert not as_admin(tier, "users/alice").get("servers"), f"alice's server still runs\n{hub.log()[-4000:]}"
     assert time.monotonic() - removed_at < DEADLINE
     assert "membership: alice may no longer use this tier" in hub.log()
@@ -143,10 +145,10 @@ def test_an_unreachable_identity_provider_signs_nobody_out(tier):
     assert server_ready(tier, "bob")
     log_before = len(hub.log())
     terminate_group(tier["idp"].process, timeout=10)  # gone, its files left as they were
-    deadline = time.monotonic() + DEADLINE
     warning = "membership: cannot check bob with the identity provider"
-    while time.monotonic() < deadline and warning not in hub.log()[log_before:]:
-        time.sleep(0.5)
+    for _ in tries(DEADLINE, interval=0.5):
+        if warning in hub.log()[log_before:]:
+            break
     new_log = hub.log()[log_before:]
     assert warning in new_log, f"a failed check is a warning in the log\n{new_log[-3000:]}"
     time.sleep(2 * INTERVAL)  # more rounds, and requests past the refresh age, with the provider gone

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
+
+from lakehub.cfn.template import load
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
@@ -26,17 +27,10 @@ CONTRACT = {
 TIER_KEYS = {"Name", "NotebookPrefix", "DataBucket", "DataPrefixes"}
 
 
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.add_multi_constructor("!", lambda loader, suffix, node: {"Fn::" + suffix: None})
-
-
 def _custom_resources():
     found = []
     for path in sorted(TEMPLATES.glob("*.template.yaml")):
-        resources = yaml.load(path.read_text(), Loader=_Loader).get("Resources", {})
+        resources = load(path).get("Resources", {})
         for logical_id, resource in resources.items():
             rtype = resource.get("Type", "")
             if rtype.startswith("Custom::") or rtype == "AWS::CloudFormation::CustomResource":
@@ -84,7 +78,7 @@ def test_custom_resources_are_declared_with_their_custom_type():
 
 def test_the_functions_run_index_handler():
     for path in sorted(TEMPLATES.glob("*.template.yaml")):
-        resources = yaml.load(path.read_text(), Loader=_Loader).get("Resources", {})
+        resources = load(path).get("Resources", {})
         for logical_id, resource in resources.items():
             if resource.get("Type") != "AWS::Lambda::Function":
                 continue

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import boto3
 import pytest
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from lakehub.local.emulator import free_port, start_moto_server
 from lakehub.local import control
+from lakehub.local.waiting import tries
 
 REGION = "us-east-1"
 BUCKET = "lakehub-iam-notebooks"
@@ -109,13 +109,12 @@ def emulator(tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work),
                              "--control-token-file", str(token_file)],
                             stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    for _ in tries(60, interval=0.1):
         try:
             control.control_request(endpoint, "/moto-api/", token, timeout=1)
             break
         except OSError:
-            time.sleep(0.1)
+            pass
     creds = set_up(endpoint)
     control.control_request(endpoint, "/moto-api/reset-auth", token, data=b"0", method="POST", content_type="text/plain")
     yield endpoint, creds

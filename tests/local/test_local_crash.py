@@ -18,6 +18,7 @@ import nbformat
 import pytest
 
 from lakehub.local.platform import free_base_port
+from lakehub.local.waiting import tries
 
 from .helpers import Platform, user_server
 
@@ -60,13 +61,11 @@ def _kill_all(state_dir: Path, timeout: float = 30) -> None:
 
 
 def _wait_gone(pid: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _ in tries(timeout, interval=0.2):
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        time.sleep(0.2)
     raise AssertionError(f"process {pid} still there")
 
 

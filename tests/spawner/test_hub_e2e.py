@@ -16,6 +16,7 @@ import requests
 
 from lakehub.local.emulator import free_port
 from lakehub.local.agent import LocalAgent
+from lakehub.local.waiting import tries
 from lakehub_hub import fargate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -40,15 +41,13 @@ class Hub:
             cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        for _ in tries(timeout, interval=0.2):
             assert self.process.poll() is None, self.log()[-3000:]
             try:
                 if requests.get(f"{self.url}/hub/health", timeout=2).ok:
                     return self
             except requests.RequestException:
                 pass
-            time.sleep(0.2)
         raise AssertionError("hub did not start:\n" + self.log()[-3000:])
 
     def stop(self):
@@ -67,12 +66,10 @@ class Hub:
         return requests.request(method, f"{self.api}{path}", headers=self.headers, timeout=30, **kwargs)
 
     def wait_ready(self, user, timeout=90):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        for _ in tries(timeout, interval=0.5):
             server = self.call("GET", f"/users/{user}").json().get("servers", {}).get("")
             if server and server.get("ready"):
                 return server
-            time.sleep(0.5)
         raise AssertionError(f"{user}'s server not ready:\n" + self.log()[-4000:])
 
     def user_status(self, user):
@@ -141,9 +138,9 @@ def test_two_users_get_two_tasks_that_survive_a_hub_restart(ecs_world, hub_env, 
 
         # Stopping a server stops its task and the agent ends the process.
         assert hub.call("DELETE", "/users/ana/server").status_code in (202, 204)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and tasks["ana"]["taskArn"] in agent.tasks:
-            time.sleep(0.2)
+        for _ in tries(30, interval=0.2):
+            if tasks["ana"]["taskArn"] not in agent.tasks:
+                break
         stopped = ecs_world.ecs.describe_tasks(cluster=ecs_world.cluster, tasks=[tasks["ana"]["taskArn"]])["tasks"][0]
         assert stopped["lastStatus"] == "STOPPED"
         assert tasks["ana"]["taskArn"] not in agent.tasks
@@ -163,12 +160,10 @@ def test_the_idle_culler_stops_an_idle_users_task(ecs_world, hub_env, tmp_path):
         hub.wait_ready("cora")
         (task,) = [t for t in fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)
                    if fargate.task_tags(t)["lakehub:user"] == "cora"]
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline:
+        for _ in tries(45, interval=0.5):
             described = ecs_world.ecs.describe_tasks(cluster=ecs_world.cluster, tasks=[task["taskArn"]])["tasks"][0]
             if described["lastStatus"] == "STOPPED":
                 break
-            time.sleep(0.5)
         assert described["lastStatus"] == "STOPPED", hub.log()[-3000:]
         assert "Stopped by JupyterHub" in described["stoppedReason"]
         assert "culling" in hub.log().lower() or "idle-culler" in hub.log()

@@ -26,6 +26,7 @@ import requests
 
 from lakehub.local.emulator import free_port
 from lakehub.local.agent import LocalAgent
+from lakehub.local.waiting import tries
 from lakehub_hub import fargate
 from test_hub_e2e import Hub  # tests/spawner is on sys.path (pytest's prepend import mode)
 
@@ -61,15 +62,13 @@ class ReplacedHub(Hub):
                 [sys.executable, "-m", "lakehub_hub.hub_state", sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
                 cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        for _ in tries(timeout, interval=0.2):
             assert self.process.poll() is None, self.log()[-4000:]
             try:
                 if requests.get(f"{self.url}/hub/health", timeout=2).ok:
                     return self
             except requests.RequestException:
                 pass
-            time.sleep(0.2)
         raise AssertionError("hub did not start:\n" + self.log()[-4000:])
 
     def kill(self):
@@ -80,24 +79,20 @@ class ReplacedHub(Hub):
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
         os.kill(proxy_pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        for _ in tries(10, interval=0.1):
             try:
                 state = Path(f"/proc/{proxy_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 break  # gone
             if state == "Z":
                 break  # dead, not yet reaped by init
-            time.sleep(0.1)
         else:
             raise AssertionError("the proxy outlived SIGKILL")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        for _ in tries(10, interval=0.1):
             try:
                 os.killpg(self.process.pid, 0)
             except ProcessLookupError:
                 return
-            time.sleep(0.1)
         raise AssertionError("the hub's process group outlived SIGKILL")
 
     def log(self) -> str:
@@ -207,9 +202,9 @@ def test_a_new_hub_from_an_empty_folder_takes_back_both_running_servers_without_
         # Fargate Spot takes ben's capacity back: his home page says so (moto keeps no stopCode:
         # the spawner also knows ECS's stoppedReason for it).
         ecs_world.ecs.stop_task(cluster=ecs_world.cluster, task=before["ben"], reason=SPOT_REASON)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and hub.call("GET", "/users/ben").json()["servers"]:
-            time.sleep(0.5)
+        for _ in tries(30, interval=0.5):
+            if not hub.call("GET", "/users/ben").json()["servers"]:
+                break
         assert not hub.call("GET", "/users/ben").json()["servers"], hub.log()[-3000:]
         # ben's cookie from the first hub still signs him in to the new one (same cookie secret).
         home = ben_browser.get(f"{hub.url}/hub/home", timeout=10, allow_redirects=False)

@@ -8,7 +8,6 @@ import asyncio
 import datetime
 import json
 import sqlite3
-import time
 
 import pytest
 import requests
@@ -18,6 +17,7 @@ import test_hub_e2e  # tests/spawner is on sys.path (prepend import mode)
 from test_hub_e2e import Hub
 
 from lakehub.local.agent import LocalAgent
+from waiting import wait_for
 from lakehub_hub import stop_reasons
 from lakehub_hub.stop_reasons import OOM_REASON, classify_task, explain
 
@@ -151,13 +151,7 @@ def spawner_state(hub, user: str) -> dict:
 
 
 def wait_until(check, timeout, what, hub):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what} within {timeout} s:\n" + hub.log()[-3000:])
+    return wait_for(check, timeout, 0.5, what, detail=lambda: hub.log()[-3000:])
 
 
 @pytest.mark.e2e

@@ -51,7 +51,31 @@ def test_check_names_the_files_that_differ(tmp_path):
     assert "tier.template.yaml," not in result.stderr  # the tier template does not depend on the tiers
 
 
-def test_cfn_lint_finds_nothing_in_any_region():
+def test_check_prints_a_unified_diff_of_each_stale_file(tmp_path, capsys):
+    from lakehub.release.build import main
+
+    out = tmp_path / "t"
+    assert main(["--no-package", "--out", str(out)]) == 0
+    tier = out / "tier.template.yaml"
+    text = tier.read_text()
+    line = next(l for l in text.splitlines() if "AWSTemplateFormatVersion" in l)
+    tier.write_text(text.replace(line, "AWSTemplateFormatVersion: '1999-01-01'"))
+    (out / "storage.template.yaml").unlink()
+    (out / "stray.template.yaml").write_text("Resources: {}\n")
+    capsys.readouterr()
+
+    assert main(["--check", "--out", str(out)]) == 1
+    shown = capsys.readouterr()
+    assert "tier.template.yaml" in shown.err and "storage.template.yaml" in shown.err and "stray.template.yaml" in shown.err
+    diff = shown.out.splitlines()
+    assert f"--- {tier} (on disk)" in diff and "+++ tier.template.yaml (generated)" in diff
+    assert "-AWSTemplateFormatVersion: '1999-01-01'" in diff and f"+{line}" in diff
+    assert any(l.startswith("@@ -") for l in diff)
+    assert "+++ storage.template.yaml (generated)" in diff  # a missing file: all of it is added
+    assert "-Resources: {}" in diff  # a file the code does not generate: all of it goes
+
+
+
     files = sorted(TEMPLATES_DIR.glob("*.template.yaml"))
     assert len(files) >= 7
     findings = lint(files, LINT_REGIONS)

@@ -26,11 +26,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakehub.errors import LakehubError
+from lakehub.local.waiting import tries
 from lakehub.local.processes import terminate_group
 
 LOOPBACK = "127.0.0.1"
@@ -233,9 +233,8 @@ def start_ldap(
     )
     seed = workdir / "seed.ldif"
     seed.write_text(_seed_ldif(users, groups, bind_password))
-    deadline = time.monotonic() + timeout
     last = ""
-    while time.monotonic() < deadline:
+    for _ in tries(timeout, interval=0.2):
         if process.poll() is not None:
             server.stop()
             raise LakehubError(f"slapd exited at start with code {process.returncode}; see {workdir / 'slapd.log'}")
@@ -249,6 +248,5 @@ def start_ldap(
         if result.returncode != 255:  # 255: cannot contact the server yet; anything else is final
             server.stop()
             raise LakehubError(f"seeding slapd failed (ldapadd exit {result.returncode}): {last}")
-        time.sleep(0.2)
     server.stop()
     raise LakehubError(f"slapd on port {port} was not ready within {timeout:.0f} s: {last}")
