@@ -22,7 +22,7 @@ import logging
 import re
 
 from botocore.exceptions import ClientError
-from lakehub_cr import clients, new_helper, short_reason
+from lakehub_cr import Failure, clients, error_code, new_helper, nothing_to_delete, properties, serve
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +35,15 @@ REPOSITORY_URI = re.compile(r"^(?P<registry>[A-Za-z0-9.:-]+)/(?P<name>[a-z0-9][a
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # lakehub.stacks.parameters.IMAGE_TAG_PATTERN
 
 
-class DigestError(ValueError):
-    """One line for CloudFormation's status reason."""
-
-
 def _props(event) -> tuple[str, str, str]:
-    props = event.get("ResourceProperties") or {}
+    props = properties(event)
     uri = str(props.get("RepositoryUri", "")).strip()
     match = REPOSITORY_URI.match(uri)
     if not match:
-        raise DigestError(f"Invalid property RepositoryUri {uri[:120]!r}: an ECR repository URI is required")
+        raise Failure(f"Invalid property RepositoryUri {uri[:120]!r}: an ECR repository URI is required")
     tag = str(props.get("ImageTag", "")).strip()
     if not IMAGE_TAG.match(tag):
-        raise DigestError(f"Invalid property ImageTag {tag[:130]!r}: an image tag is required")
+        raise Failure(f"Invalid property ImageTag {tag[:130]!r}: an image tag is required")
     return uri, match.group("name"), tag
 
 
@@ -56,15 +52,15 @@ def resolve(uri: str, repository: str, tag: str) -> str:
     try:
         images = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
+        code = error_code(exc)
         if code == "ImageNotFoundException":
             images = []
         elif code == "RepositoryNotFoundException":
-            raise DigestError(f"ECR repository {repository} does not exist: deploy the platform's main stack first") from None
+            raise Failure(f"ECR repository {repository} does not exist: deploy the platform's main stack first") from None
         else:
-            raise DigestError(f"ECR DescribeImages of {repository}:{tag} failed: {code}") from None
+            raise Failure(f"ECR DescribeImages of {repository}:{tag} failed: {code}") from None
     if not images:
-        raise DigestError(
+        raise Failure(
             f"Image tag {tag} is not in ECR repository {repository}: build and push it (CodeBuild project "
             f"<platform>-hub-image), or set ImageTag to a tag listed by `aws ecr describe-images --repository-name {repository}`"
         )
@@ -80,24 +76,4 @@ def _answer(event) -> str:
     return image
 
 
-@helper.create
-@short_reason
-def create(event, _context):
-    return _answer(event)
-
-
-@helper.update
-@short_reason
-def update(event, _context):
-    return _answer(event)
-
-
-@helper.delete
-@short_reason
-def delete(event, _context):
-    # The image belongs to the repository (and outlives the stack): nothing to undo.
-    logger.info("nothing to delete for %s", event.get("PhysicalResourceId"))
-
-
-def handler(event, context):
-    helper(event, context)
+handler = serve(helper, create=_answer, update=_answer, delete=nothing_to_delete("the image belongs to the repository"))

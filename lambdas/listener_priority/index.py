@@ -31,7 +31,7 @@ import logging
 import re
 
 from botocore.exceptions import ClientError
-from lakehub_cr import clients, new_helper, short_reason
+from lakehub_cr import clients, error_code, new_helper, physical_id, properties, serve
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _whole(props: dict, key: str, default: int, low: int) -> int:
 
 
 def _props(event) -> tuple[str, int]:
-    props = event.get("ResourceProperties") or {}
+    props = properties(event)
     arn = props.get("ListenerArn")
     if not isinstance(arn, str) or not LISTENER_ARN.match(arn.strip()):
         raise ValueError(f"Invalid property ListenerArn: {str(arn)[:160]!r} is not a load balancer listener ARN")
@@ -64,7 +64,7 @@ def _props(event) -> tuple[str, int]:
 
 
 def _claim_props(event) -> tuple[int, str | None]:
-    props = event.get("ResourceProperties") or {}
+    props = properties(event)
     minimum = _whole(props, "Minimum", 1, 1)
     prefix = props.get("ClaimParameterPrefix") or None
     if prefix is not None and (not isinstance(prefix, str) or not CLAIM_PREFIX.match(prefix)):
@@ -87,8 +87,7 @@ def _used_priorities(arn: str) -> set[int]:
         try:
             page = elbv2.describe_rules(**kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code == "ListenerNotFound":
+            if error_code(exc) == "ListenerNotFound":
                 raise ValueError(f"Listener {arn} does not exist") from exc
             raise
         for rule in page.get("Rules", []):
@@ -111,12 +110,12 @@ def claim(prefix: str, priority: int, owner: str) -> bool:
                           Description="lakehub: listener rule priority claimed by this stack resource")
         return True
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ParameterAlreadyExists":
+        if error_code(exc) != "ParameterAlreadyExists":
             raise
     try:
         return ssm.get_parameter(Name=name)["Parameter"]["Value"] == owner
     except ClientError as exc:  # released between the two calls: try again later in the loop
-        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+        if error_code(exc) == "ParameterNotFound":
             return False
         raise
 
@@ -127,7 +126,7 @@ def release(prefix: str, priority: int, owner: str) -> None:
         if ssm.get_parameter(Name=name)["Parameter"]["Value"] == owner:
             ssm.delete_parameter(Name=name)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+        if error_code(exc) != "ParameterNotFound":
             raise
 
 
@@ -156,35 +155,28 @@ def _answer(arn: str, priority: int) -> str:
     return f"{_listener_id(arn)}/{priority}"
 
 
-
-@helper.create
-@short_reason
-def create(event, _context):
+def create(event):
     arn, preferred = _props(event)
     return _allocate(arn, preferred, event)
 
 
-@helper.update
-@short_reason
-def update(event, _context):
+def update(event):
     arn, preferred = _props(event)
     old_arn = (event.get("OldResourceProperties") or {}).get("ListenerArn")
-    physical_id = event.get("PhysicalResourceId", "")
-    listener_id, _, priority = physical_id.rpartition("/")
+    physical = physical_id(event)
+    listener_id, _, priority = physical.rpartition("/")
     if arn == old_arn and listener_id == _listener_id(arn) and priority.isdigit():
         # Ours already: the tier's rule holds it. Keep it (recomputing would move the rule).
         return _answer(arn, int(priority))
-    logger.info("listener changed (or unknown physical id %r): allocating again", physical_id)
+    logger.info("listener changed (or unknown physical id %r): allocating again", physical)
     return _allocate(arn, preferred, event)
 
 
-@helper.delete
-@short_reason
-def delete(event, _context):
+def delete(event):
     # The rule is gone (or going) with the stack: release this resource's claim, if any.
-    props = event.get("ResourceProperties") or {}
+    props = properties(event)
     prefix = props.get("ClaimParameterPrefix")
-    _, _, priority = str(event.get("PhysicalResourceId", "")).rpartition("/")
+    _, _, priority = physical_id(event).rpartition("/")
     if isinstance(prefix, str) and CLAIM_PREFIX.match(prefix) and priority.isdigit():
         release(prefix, int(priority), _owner(event))
         logger.info("released the claim on priority %s", priority)
@@ -192,5 +184,4 @@ def delete(event, _context):
         logger.info("nothing to release for %s", event.get("PhysicalResourceId"))
 
 
-def handler(event, context):
-    helper(event, context)
+handler = serve(helper, create=create, update=update, delete=delete)

@@ -34,7 +34,7 @@ import hashlib
 import re
 
 from botocore.exceptions import ClientError
-from lakehub_cr import clients, new_helper, short, short_reason
+from lakehub_cr import Failure, clients, dns_suffix, error_code, new_helper, physical_id, properties, serve
 
 logger = logging.getLogger(__name__)
 
@@ -48,38 +48,31 @@ SIMPLE_DEFAULT = re.compile(r"^[A-Za-z0-9/_.:-]{0,2048}$")
 PIN_VALUE = re.compile(r"^[\x20-\x7e]{0,2048}$")  # printable ASCII on one line (URLs, DNs, client ids)
 
 
-class RenderError(ValueError):
-    """A failure whose message is the CloudFormation reason (kept within 256 characters)."""
-
-    def __init__(self, message: str):
-        super().__init__(short(message))
-
-
 def _props(event) -> dict:
-    props = event.get("ResourceProperties") or {}
+    props = properties(event)
     out = {}
     for key in ("Bucket", "SourceKey", "TargetKey"):
         value = props.get(key)
         if not isinstance(value, str) or not value.strip():
-            raise RenderError(f"Invalid property {key}: a non-empty string is required")
+            raise Failure(f"Invalid property {key}: a non-empty string is required")
         out[key] = value.strip()
     if out["TargetKey"] == out["SourceKey"]:
-        raise RenderError("Invalid property TargetKey: it must differ from SourceKey (the published template stays as built)")
+        raise Failure("Invalid property TargetKey: it must differ from SourceKey (the published template stays as built)")
     defaults = props.get("Defaults")
     if not isinstance(defaults, dict) or not defaults:
-        raise RenderError("Invalid property Defaults: a mapping of parameter names to defaults is required")
+        raise Failure("Invalid property Defaults: a mapping of parameter names to defaults is required")
     for name, value in defaults.items():
         if not PARAMETER_NAME.match(str(name)) or not isinstance(value, str) or not SIMPLE_DEFAULT.match(value):
-            raise RenderError(f"Invalid property Defaults: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a plain default")
+            raise Failure(f"Invalid property Defaults: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a plain default")
     out["Defaults"] = defaults
     pins = props.get("Pins") or {}
     if not isinstance(pins, dict):
-        raise RenderError("Invalid property Pins: a mapping of parameter names to values is required")
+        raise Failure("Invalid property Pins: a mapping of parameter names to values is required")
     for name, value in pins.items():
         if not PARAMETER_NAME.match(str(name)) or not isinstance(value, str) or not PIN_VALUE.match(value):
-            raise RenderError(f"Invalid property Pins: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a one-line printable value")
+            raise Failure(f"Invalid property Pins: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a one-line printable value")
         if name in defaults:
-            raise RenderError(f"Invalid property Pins: {name} is also in Defaults")
+            raise Failure(f"Invalid property Pins: {name} is also in Defaults")
     out["Pins"] = pins
     return out
 
@@ -92,7 +85,7 @@ def render(text: str, defaults: dict[str, str], pins: dict[str, str] | None = No
     try:
         start = next(i for i, line in enumerate(lines) if line.rstrip("\r\n") == "Parameters:")
     except StopIteration:
-        raise RenderError("the template has no Parameters section") from None
+        raise Failure("the template has no Parameters section") from None
     newline = "\r\n" if lines[start].endswith("\r\n") else "\n"
     out = lines[: start + 1]
     current, dropping, done, seen = None, False, set(), set()
@@ -123,13 +116,12 @@ def render(text: str, defaults: dict[str, str], pins: dict[str, str] | None = No
         out.append(line)
     missing = sorted(set(defaults) - done) + sorted(set(pins) - seen)
     if missing:
-        raise RenderError(f"the template has no parameter with a Default named {', '.join(missing)}")
+        raise Failure(f"the template has no parameter with a Default named {', '.join(missing)}")
     return "".join(out + lines[end:])
 
 
 def _template_url(bucket: str, key: str) -> str:
-    suffix = "amazonaws.com.cn" if s3.meta.partition == "aws-cn" else "amazonaws.com"
-    return f"https://{bucket}.s3.{s3.meta.region_name}.{suffix}/{key}"
+    return f"https://{bucket}.s3.{s3.meta.region_name}.{dns_suffix(s3)}/{key}"
 
 
 def _write(event) -> str:
@@ -137,11 +129,11 @@ def _write(event) -> str:
     try:
         obj = s3.get_object(Bucket=p["Bucket"], Key=p["SourceKey"])
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
-        raise RenderError(f"cannot read s3://{p['Bucket']}/{p['SourceKey']} ({code}): run lakehub publish first") from exc
+        code = error_code(exc) or "error"
+        raise Failure(f"cannot read s3://{p['Bucket']}/{p['SourceKey']} ({code}): run lakehub publish first") from exc
     body = obj["Body"].read()
     if len(body) > MAX_TEMPLATE_BYTES:
-        raise RenderError(f"s3://{p['Bucket']}/{p['SourceKey']} is over {MAX_TEMPLATE_BYTES} bytes")
+        raise Failure(f"s3://{p['Bucket']}/{p['SourceKey']} is over {MAX_TEMPLATE_BYTES} bytes")
     text = render(body.decode("utf-8"), p["Defaults"], p["Pins"])
     s3.put_object(Bucket=p["Bucket"], Key=p["TargetKey"], Body=text.encode("utf-8"), ContentType="application/x-yaml")
     # Digest: the written copy's hash. The product's version name carries it, so a change of the
@@ -151,22 +143,8 @@ def _write(event) -> str:
     return f"s3://{p['Bucket']}/{p['TargetKey']}"
 
 
-@helper.create
-@short_reason
-def create(event, _context):
-    return _write(event)
-
-
-@helper.update
-@short_reason
-def update(event, _context):
-    return _write(event)
-
-
-@helper.delete
-@short_reason
-def delete(event, _context):
-    physical = str(event.get("PhysicalResourceId") or "")
+def _remove(event) -> str:
+    physical = physical_id(event)
     m = re.match(r"^s3://([^/]+)/(.+)$", physical)
     if not m:
         return physical  # a failed Create: nothing was written
@@ -174,10 +152,9 @@ def delete(event, _context):
     try:
         s3.delete_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("NoSuchBucket", "NoSuchKey", "404"):
+        if error_code(exc) not in ("NoSuchBucket", "NoSuchKey", "404"):
             raise
     return physical
 
 
-def handler(event, context):
-    helper(event, context)
+handler = serve(helper, create=_write, update=_write, delete=_remove)

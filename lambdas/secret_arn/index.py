@@ -25,7 +25,7 @@ import os
 import re
 
 from botocore.exceptions import ClientError
-from lakehub_cr import clients, new_helper, short_reason
+from lakehub_cr import clients, error_code, new_helper, nothing_to_delete, properties, serve
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _platform() -> str:
 def secret_name(event) -> str:
     """SecretName, when it is a secret name under this function's platform."""
     platform = _platform()
-    name = (event.get("ResourceProperties") or {}).get("SecretName")
+    name = properties(event).get("SecretName")
     if not (isinstance(name, str) and SECRET_NAME.match(name) and name.startswith(platform + "/") and len(name) > len(platform) + 1):
         # Names only (an ARN could name another account's or platform's secret), under this platform.
         raise ValueError(f"Refused SecretName {str(name)[:120]!r}: this function reads only secrets named {platform}/... (the platform it belongs to)")
@@ -64,7 +64,7 @@ def look_up(name: str) -> str:
     try:
         secret = secretsmanager.describe_secret(SecretId=name)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             raise ValueError(
                 f"No secret {name}: run `aws secretsmanager create-secret --region {_region()} --name {name} "
                 "--secret-string file://value.txt`, then deploy again"
@@ -86,24 +86,4 @@ def _answer(event) -> str:
     return arn
 
 
-@helper.create
-@short_reason
-def create(event, _context):
-    return _answer(event)
-
-
-@helper.update
-@short_reason
-def update(event, _context):
-    return _answer(event)
-
-
-@helper.delete
-@short_reason
-def delete(event, _context):
-    # The secret belongs to the platform team: nothing to undo.
-    logger.info("nothing to delete for %s", event.get("PhysicalResourceId"))
-
-
-def handler(event, context):
-    helper(event, context)
+handler = serve(helper, create=_answer, update=_answer, delete=nothing_to_delete("the secret is the platform team's"))

@@ -36,7 +36,7 @@ import re
 from pathlib import Path
 
 from botocore.exceptions import ClientError
-from lakehub_cr import clients, new_helper, short, short_reason
+from lakehub_cr import Failure, clients, error_code, new_helper, nothing_to_delete, properties, serve
 
 logger = logging.getLogger(__name__)
 
@@ -77,53 +77,45 @@ def _notebooks_dir() -> Path:
 (s3,) = clients(helper, "s3")
 
 
-class PropertyError(ValueError):
-    """A missing or invalid resource property."""
-
-
-def _fail(message: str) -> PropertyError:
-    return PropertyError(short(message))
-
-
 def _tiers(props: dict) -> tuple[str, list[dict]]:
     bucket = props.get("NotebookBucket")
     if not isinstance(bucket, str) or not bucket.strip():
-        raise _fail("Invalid property NotebookBucket: a bucket name is required")
+        raise Failure("Invalid property NotebookBucket: a bucket name is required")
     tiers = props.get("Tiers")
     if not isinstance(tiers, list) or not tiers:
-        raise _fail("Invalid property Tiers: a non-empty list of tiers is required")
+        raise Failure("Invalid property Tiers: a non-empty list of tiers is required")
     result = []
     seen = set()
     for i, tier in enumerate(tiers):
         if not isinstance(tier, dict):
-            raise _fail(f"Invalid property Tiers[{i}]: expected an object, got {type(tier).__name__}")
+            raise Failure(f"Invalid property Tiers[{i}]: expected an object, got {type(tier).__name__}")
         name = tier.get("Name")
         prefix = tier.get("NotebookPrefix")
         data_bucket = tier.get("DataBucket")
         data_prefixes = tier.get("DataPrefixes")
         if not isinstance(name, str) or not name:
-            raise _fail(f"Invalid property Tiers[{i}].Name: a tier name is required")
+            raise Failure(f"Invalid property Tiers[{i}].Name: a tier name is required")
         if not TIER_NAME.match(name):
-            raise _fail(f"Invalid property Tiers[{i}].Name {name!r}: 1-16 lower-case letters or digits, starting with a letter")
+            raise Failure(f"Invalid property Tiers[{i}].Name {name!r}: 1-16 lower-case letters or digits, starting with a letter")
         if not isinstance(prefix, str) or not prefix.strip("/"):
-            raise _fail(f"Invalid property Tiers[{i}].NotebookPrefix of tier {name}: a prefix is required")
+            raise Failure(f"Invalid property Tiers[{i}].NotebookPrefix of tier {name}: a prefix is required")
         own = f"{TIERS_ROOT}/{name}"
         if prefix not in (own, own + "/"):
-            raise _fail(f"Invalid property Tiers[{i}].NotebookPrefix {prefix!r} of tier {name}: it must be the tier's own folder {own}")
+            raise Failure(f"Invalid property Tiers[{i}].NotebookPrefix {prefix!r} of tier {name}: it must be the tier's own folder {own}")
         if not isinstance(data_bucket, str) or not data_bucket:
-            raise _fail(f"Invalid property Tiers[{i}].DataBucket of tier {name}: a bucket name is required")
+            raise Failure(f"Invalid property Tiers[{i}].DataBucket of tier {name}: a bucket name is required")
         if not BUCKET_NAME.match(data_bucket):
-            raise _fail(f"Invalid property Tiers[{i}].DataBucket {data_bucket!r} of tier {name}: not an S3 bucket name")
+            raise Failure(f"Invalid property Tiers[{i}].DataBucket {data_bucket!r} of tier {name}: not an S3 bucket name")
         if isinstance(data_prefixes, str):  # a comma-separated string, as from a String parameter
             data_prefixes = [p.strip() for p in data_prefixes.split(",") if p.strip()]
         if not isinstance(data_prefixes, list) or not all(isinstance(p, str) for p in data_prefixes):
-            raise _fail(f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: a list of prefixes is required")
+            raise Failure(f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: a list of prefixes is required")
         bad = [p for p in data_prefixes if not DATA_PREFIX.match(p)]
         if bad:
-            raise _fail(f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: {bad[0]!r} is not a key prefix ending in '/'")
+            raise Failure(f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: {bad[0]!r} is not a key prefix ending in '/'")
         prefix = own + "/"
         if prefix in seen:
-            raise _fail(f"Invalid property Tiers: NotebookPrefix {prefix} is used by two tiers")
+            raise Failure(f"Invalid property Tiers: NotebookPrefix {prefix} is used by two tiers")
         seen.add(prefix)
         result.append(
             {"Name": name, "Prefix": prefix, "DataBucket": data_bucket, "DataPrefixes": data_prefixes}
@@ -163,8 +155,8 @@ def _check_values(tier: dict, examples: list[tuple[str, bytes]]) -> None:
     field = {"DATA_BUCKET": "DataBucket", "DATA_PREFIX": "DataPrefixes", "DATA_PREFIXES": "DataPrefixes", "TIER_NAME": "Name"}
     for key, value in sorted(_values(tier).items()):
         if key in used and not SAFE_VALUE.match(value):
-            raise _fail(f"Invalid property {field[key]} of tier {tier['Name']}: {value!r} has a character the example notebooks "
-                        "cannot hold in a code string (quotes); rename the prefix or drop {{" + key + "}} from the examples")
+            raise Failure(f"Invalid property {field[key]} of tier {tier['Name']}: {value!r} has a character the example notebooks "
+                          "cannot hold in a code string (quotes); rename the prefix or drop {{" + key + "}} from the examples")
 
 
 def _substitute(text: str, values: dict[str, str]) -> str:
@@ -205,7 +197,7 @@ def _get(bucket: str, key: str) -> tuple[bytes, dict] | None:
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
+        code = error_code(exc)
         if code in ("NoSuchKey", "404", "NotFound"):
             return None
         raise
@@ -234,11 +226,11 @@ def _check_bucket(bucket: str) -> None:
     try:
         s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
+        code = error_code(exc)
         if code in ("404", "NoSuchBucket", "NotFound"):
-            raise _fail(f"Notebook bucket {bucket} does not exist") from exc
+            raise Failure(f"Notebook bucket {bucket} does not exist") from exc
         if code in ("403", "AccessDenied"):
-            raise _fail(f"Access denied to notebook bucket {bucket}: the function's role needs s3:ListBucket") from exc
+            raise Failure(f"Access denied to notebook bucket {bucket}: the function's role needs s3:ListBucket") from exc
         raise
 
 
@@ -255,8 +247,9 @@ def _markers(examples: list[tuple[str, bytes]]) -> list[str]:
     return sorted({*FOLDERS, *(folder + DIR_KEEP_FILE for folder in folders)})
 
 
-def seed(props: dict) -> str:
+def seed(event) -> str:
     """Write what is missing; returns the physical id. Never overwrites a user's change."""
+    props = properties(event)
     bucket, tiers = _tiers(props)
     version = str(props.get("ExamplesVersion", ""))[:200]
     _check_bucket(bucket)
@@ -305,25 +298,5 @@ def seed(props: dict) -> str:
     return f"seed-{bucket}-{prefixes}"
 
 
-
-@helper.create
-@short_reason
-def create(event, _context):
-    return seed(event.get("ResourceProperties") or {})
-
-
-@helper.update
-@short_reason
-def update(event, _context):
-    return seed(event.get("ResourceProperties") or {})
-
-
-@helper.delete
-@short_reason
-def delete(event, _context):
-    # Notebooks are users' data: leave them. Nothing to undo, so nothing can be "already gone".
-    logger.info("leaving notebooks in place for %s", event.get("PhysicalResourceId"))
-
-
-def handler(event, context):
-    helper(event, context)
+# Delete: notebooks are users' data; nothing to undo, so nothing can be "already gone".
+handler = serve(helper, create=seed, update=seed, delete=nothing_to_delete("notebooks are users' data"))

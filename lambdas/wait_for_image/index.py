@@ -29,30 +29,11 @@ import time
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
-from crhelper import CfnResource
-from lakehub_cr import clients, new_helper, short, short_reason
+from lakehub_cr import Failure, clients, dns_suffix, error_code, new_helper, nothing_to_delete, properties, serve
 
 logger = logging.getLogger(__name__)
 
-
-class _Helper(CfnResource):
-    """crhelper 2.0.12 schedules at least one poll (one minute later) whenever a poll function is
-    registered for the request type. When Create/Update found nothing to wait for, it sets
-    `finished` and the answer goes out in this invocation instead."""
-
-    finished = False
-
-    def __call__(self, event, context):
-        self.finished = False
-        return super().__call__(event, context)
-
-    def _poll_enabled(self):
-        if self.finished and "CrHelperPoll" not in self._event:
-            return False
-        return super()._poll_enabled()
-
-
-helper = new_helper(_Helper)
+helper = new_helper(polling=True)
 
 ecr, codebuild, cloudformation = clients(helper, "ecr", "codebuild", "cloudformation")
 
@@ -69,34 +50,26 @@ def _now() -> float:
     return time.time()
 
 
-class WaitError(RuntimeError):
-    """A failure whose message is the CloudFormation reason (kept within 256 characters, so
-    crhelper never cuts off its beginning)."""
-
-    def __init__(self, message: str):
-        super().__init__(short(message))
-
-
 def _props(event) -> dict:
-    props = event.get("ResourceProperties") or {}
+    props = properties(event)
     out = {}
     for name in ("ProjectName", "RepositoryName"):
         value = props.get(name)
         if not isinstance(value, str) or not value.strip():
-            raise WaitError(f"Invalid property {name}: a name is required")
+            raise Failure(f"Invalid property {name}: a name is required")
         out[name] = value.strip()
     tag = props.get("ImageTag", "latest")
     if not isinstance(tag, str) or not tag.strip():
-        raise WaitError("Invalid property ImageTag: a non-empty tag is required")
+        raise Failure("Invalid property ImageTag: a non-empty tag is required")
     out["ImageTag"] = tag.strip()
     out["SourceVersion"] = str(props.get("SourceVersion", ""))
     raw = props.get("TimeoutSeconds", DEFAULT_TIMEOUT)
     try:
         timeout = int(str(raw).strip())
     except ValueError:
-        raise WaitError(f"Invalid property TimeoutSeconds: {str(raw)[:40]!r} is not a whole number") from None
+        raise Failure(f"Invalid property TimeoutSeconds: {str(raw)[:40]!r} is not a whole number") from None
     if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
-        raise WaitError(
+        raise Failure(
             f"Invalid property TimeoutSeconds: {timeout} is outside {MIN_TIMEOUT}-{MAX_TIMEOUT}"
         )
     out["TimeoutSeconds"] = timeout
@@ -115,17 +88,16 @@ def _image(p: dict) -> dict | None:
             repositoryName=repo, imageIds=[{"imageTag": p["ImageTag"]}]
         )["imageDetails"]
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
+        code = error_code(exc)
         if code == "ImageNotFoundException":
             return None
         if code == "RepositoryNotFoundException":
-            raise WaitError(f"ECR repository {repo} does not exist") from exc
-        raise WaitError(f"ECR DescribeImages on {repo} failed: {code}") from exc
+            raise Failure(f"ECR repository {repo} does not exist") from exc
+        raise Failure(f"ECR DescribeImages on {repo} failed: {code}") from exc
     if not images:
         return None
     # The repository URI from the registry id (spares the role ecr:DescribeRepositories).
-    suffix = "amazonaws.com.cn" if ecr.meta.partition == "aws-cn" else "amazonaws.com"
-    repo_uri = f"{images[0]['registryId']}.dkr.ecr.{ecr.meta.region_name}.{suffix}/{repo}"
+    repo_uri = f"{images[0]['registryId']}.dkr.ecr.{ecr.meta.region_name}.{dns_suffix(ecr)}/{repo}"
     digest = images[0]["imageDigest"]
     return {"digest": digest, "uri": f"{repo_uri}:{p['ImageTag']}", "digest_uri": f"{repo_uri}@{digest}"}
 
@@ -179,10 +151,10 @@ def _start(p: dict) -> dict:
     try:
         return codebuild.start_build(projectName=p["ProjectName"])["build"]
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
+        code = error_code(exc)
         if code == "ResourceNotFoundException":
-            raise WaitError(f"CodeBuild project {p['ProjectName']} does not exist") from exc
-        raise WaitError(f"CodeBuild StartBuild on {p['ProjectName']} failed: {code}: {exc}") from exc
+            raise Failure(f"CodeBuild project {p['ProjectName']} does not exist") from exc
+        raise Failure(f"CodeBuild StartBuild on {p['ProjectName']} failed: {code}: {exc}") from exc
 
 
 def _log_link(build: dict) -> str:
@@ -198,15 +170,12 @@ def _log_link(build: dict) -> str:
     return logs.get("deepLink") or "(no log link)"
 
 
-
-@helper.create
-@short_reason
-def create(event, _context):
+def create(event):
     p = _props(event)
     image = _image(p)
     if image:
         logger.info("%s already in ECR: nothing to build", image["uri"])
-        helper.finished = True
+        helper.answer_now()
         return _answer(p, image, "")
     # A repeated Create (or a build already started by a commit) is waited for, not duplicated.
     _start_build(p, None, reuse_running=True)
@@ -222,9 +191,7 @@ def _stack_status(stack_id: str) -> str:
         return ""
 
 
-@helper.update
-@short_reason
-def update(event, _context):
+def update(event):
     p = _props(event)
     old = event.get("OldResourceProperties") or {}
     old_p = {key: str(old.get(key, "latest" if key == "ImageTag" else "")) for key in TRIGGERS}
@@ -232,26 +199,25 @@ def update(event, _context):
     image = _image(p)
     if old_p == new_p and image:
         logger.info("nothing that triggers a build changed; %s is in ECR", image["uri"])
-        helper.finished = True
+        helper.answer_now()
         return _answer(p, image, "")
     if image and {k for k in TRIGGERS if old_p[k] != new_p[k]} == {"ImageTag"}:
         # A promotion: the new tag is already in ECR (tags are immutable: it names that image
         # for ever) and the source did not change, so there is nothing to build.
         logger.info("promoting %s, already in ECR: nothing to build", image["uri"])
-        helper.finished = True
+        helper.answer_now()
         return _answer(p, image, "")
     if image and _stack_status(event.get("StackId", "")) == "UPDATE_ROLLBACK_IN_PROGRESS":
         # Rolling back after a failed update (often: this very build failed). Building again
         # would likely fail the rollback too; the image in ECR is what the old stack used.
         logger.info("stack is rolling back; keeping %s without a build", image["uri"])
-        helper.finished = True
+        helper.answer_now()
         return _answer(p, image, "")
     _start_build(p, image)
     return _physical_id(p)
 
 
-@short_reason
-def _poll(event, _context):
+def poll(event):
     p = _props(event)
     data = helper.Data
     build_id = data.get("BuildId", "")
@@ -261,20 +227,20 @@ def _poll(event, _context):
         return _answer(p, image, build_id)
     builds = codebuild.batch_get_builds(ids=[build_id]).get("builds", []) if build_id else []
     if not builds:
-        raise WaitError(f"CodeBuild build {build_id or '(none)'} not found while waiting for {_physical_id(p)}")
+        raise Failure(f"CodeBuild build {build_id or '(none)'} not found while waiting for {_physical_id(p)}")
     build = builds[0]
     status = build.get("buildStatus", "IN_PROGRESS")
     if status in FAILED_STATUSES:
-        raise WaitError(f"Image build {status}: {build_id} logs: {_log_link(build)}")
+        raise Failure(f"Image build {status}: {build_id} logs: {_log_link(build)}")
     if status == "SUCCEEDED":
         if image:
             return _answer(p, image, build_id)
-        raise WaitError(
+        raise Failure(
             f"Build {build_id} SUCCEEDED but {p['RepositoryName']}:{p['ImageTag']} is not in ECR; "
             "check that the buildspec pushes this tag"
         )
     if _now() > float(data.get("WaitDeadline", 0)):
-        raise WaitError(
+        raise Failure(
             f"Timed out after {data.get('WaitTimeout', p['TimeoutSeconds'])} s waiting for image "
             f"{p['RepositoryName']}:{p['ImageTag']}; build {build_id} is {status}. logs: {_log_link(build)}"
         )
@@ -282,16 +248,4 @@ def _poll(event, _context):
     return None
 
 
-helper.poll_create(_poll)
-helper.poll_update(_poll)
-
-
-@helper.delete
-@short_reason
-def delete(event, _context):
-    # The image belongs to the repository (and outlives the stack); nothing to undo.
-    logger.info("nothing to delete for %s", event.get("PhysicalResourceId"))
-
-
-def handler(event, context):
-    helper(event, context)
+handler = serve(helper, create=create, update=update, poll=poll, delete=nothing_to_delete("the image belongs to the repository"))
