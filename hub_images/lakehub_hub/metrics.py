@@ -2,7 +2,7 @@
 
     python -m lakehub_hub.metrics
 
-A JupyterHub-managed service in the hub task (hub_images/jupyterhub_config.py, section 5; its
+A JupyterHub-managed service in the hub task (lakehub_hub.hub_config.configure_metrics; its
 role has only `read:metrics`, `list:users` and `read:servers`). Every LAKEHUB_METRICS_INTERVAL
 seconds (default 60) it reads the hub's Prometheus endpoint (`/hub/metrics`) and its REST API
 with the service's token, and makes ONE CloudWatch PutMetricData call with the hub's own

@@ -1,8 +1,10 @@
-"""hub_images/jupyterhub_config.py loaded the way JupyterHub loads it, with sample environments.
+"""The hub configuration (lakehub_hub.hub_config) with sample environments.
 
-Each load runs in a subprocess (tests/hub/load_hub_config.py, JupyterHub's own load_config_file),
-so environments do not leak between cases. Missing or wrong settings are checked through the real
-`jupyterhub -f` command: one line on stderr, exit 2, no traceback.
+`configure(c, env)` runs in this process on a fresh traitlets Config, and tests/hub/load_hub_config.py
+describes what JupyterHub makes of it. The 12 environments of tests/hub/hub_config_snapshot.py give
+exactly the settings recorded from the whole-file jupyterhub_config.py (hub_config_golden.json).
+Missing or wrong settings raise HubConfigError, one line; the real `jupyterhub -f` command (a
+subprocess, where a real process matters) turns it into that line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from traitlets.config import Config
+
+import hub_config_snapshot as snapshots
+from lakehub_hub.hub_config import HubConfigError, configure, run_site_hooks
+from load_hub_config import describe
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "hub_images" / "jupyterhub_config.py"
-LOADER = Path(__file__).with_name("load_hub_config.py")
+HUB = ROOT / "hub_images"
+CONFIG = HUB / "jupyterhub_config.py"
+GOLDEN = json.loads(Path(__file__).with_name("hub_config_golden.json").read_text())
 
 CONTAINER_CREDENTIAL_VARS = {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"}
 
@@ -69,13 +78,31 @@ def without_urls(mode: dict) -> dict:
     return {k: v for k, v in mode.items() if not k.endswith("_URL")}
 
 
-def load(env: dict, sample_auth_state: dict | None = None) -> dict:
-    env = dict(env, SAMPLE_AUTH_STATE=json.dumps(sample_auth_state or {}))
-    result = subprocess.run([sys.executable, str(LOADER), str(CONFIG)], env=env, capture_output=True,
-                            text=True, timeout=120, cwd=str(ROOT))
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = [x for x in result.stdout.splitlines() if x.startswith("LAKEHUB-CONFIG ")][-1]
-    return json.loads(line.split(" ", 1)[1])
+def configured(env: dict, hooks: bool = False) -> Config:
+    c = Config()
+    if env.get("LAKEHUB_SERVER_MODE") == "per-user":
+        # lakehub_hub.fargate reads os.environ itself
+        with mock.patch.dict(os.environ, env, clear=True):
+            configure(c, os.environ, here=HUB)
+    else:
+        configure(c, env, here=HUB)
+    if hooks:
+        run_site_hooks(c, env, here=HUB)
+    return c
+
+
+def load(env: dict, sample_auth_state: dict | None = None, hooks: bool = False) -> dict:
+    """What JupyterHub makes of configure(c, env) (and the single-user config it leads to)."""
+    return json.loads(json.dumps(describe(configured(env, hooks), sample_auth_state), default=str))
+
+
+def config_error(env: dict) -> str:
+    """The one line a wrong environment gives."""
+    with pytest.raises(HubConfigError) as caught:
+        configured(env)
+    line = f"lakehub hub: {caught.value}"
+    assert "\n" not in line and "docs/HUB_ENV.md" in line, line
+    return line
 
 
 def run_jupyterhub(env: dict) -> subprocess.CompletedProcess:
@@ -211,10 +238,7 @@ def test_per_user_mode_hands_over_to_the_fargate_spawner(tmp_path, moto_server):
 
 def test_per_user_mode_without_the_spawner_settings_is_one_clear_line(tmp_path):
     env = base_env(tmp_path, **COGNITO, **dict(PER_USER, LAKEHUB_CLUSTER=""))
-    result = run_jupyterhub(env)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "LAKEHUB_CLUSTER" in lines[0], result.stderr
+    assert "LAKEHUB_CLUSTER" in config_error(env)
 
 
 def test_cookie_secret_is_hashed_to_32_bytes_and_state_dir_holds_the_database(tmp_path):
@@ -258,7 +282,7 @@ def test_hooks_in_config_d_run_last_in_name_order(tmp_path):
     hooks.mkdir()
     (hooks / "10-first.py").write_text("c.Spawner.start_timeout = 11\n")
     (hooks / "20-second.py").write_text("c.Spawner.environment['SITE_FLAG'] = str(c.Spawner.start_timeout)\n")
-    cfg = load(base_env(tmp_path, **COGNITO, LAKEHUB_CONFIG_D=str(hooks)))
+    cfg = load(base_env(tmp_path, **COGNITO, LAKEHUB_CONFIG_D=str(hooks)), hooks=True)
     assert cfg["spawner_environment"]["SITE_FLAG"] == "11"
 
 
@@ -270,11 +294,18 @@ REQUIRED = ["LAKEHUB_TIER", "LAKEHUB_AUTH_MODE", "LAKEHUB_ALLOWED_GROUPS", "LAKE
 def test_missing_required_variable_is_one_clear_line(tmp_path, missing):
     env = base_env(tmp_path, **COGNITO)
     del env[missing]
+    assert missing in config_error(env)
+
+
+def test_the_jupyterhub_command_ends_with_the_one_line_and_exit_2(tmp_path):
+    env = base_env(tmp_path, **COGNITO)
+    del env["LAKEHUB_OAUTH_CLIENT_SECRET"]
     result = run_jupyterhub(env)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert missing in lines[0] and "docs/HUB_ENV.md" in lines[0]
+    assert lines[0].startswith("lakehub hub: missing required environment variable LAKEHUB_OAUTH_CLIENT_SECRET")
+    assert lines[0].endswith("(see docs/HUB_ENV.md)")
     assert "Traceback" not in result.stderr + result.stdout
 
 
@@ -287,24 +318,18 @@ def test_missing_required_variable_is_one_clear_line(tmp_path, missing):
     ("LAKEHUB_METRICS_INTERVAL", "a minute", "whole number"),
 ])
 def test_wrong_values_are_one_clear_line(tmp_path, name, value, words):
-    result = run_jupyterhub(base_env(tmp_path, **dict(COGNITO, **{name: value})))
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
+    assert words in config_error(base_env(tmp_path, **dict(COGNITO, **{name: value})))
 
 
 def test_ldap_without_tls_is_refused(tmp_path):
-    result = run_jupyterhub(base_env(tmp_path, **dict(LDAP, LAKEHUB_LDAP_URL="ldap://ldap.example.com")))
-    assert result.returncode == 2
-    assert "LAKEHUB_LDAP_STARTTLS" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "LAKEHUB_LDAP_STARTTLS" in config_error(base_env(tmp_path, **dict(LDAP, LAKEHUB_LDAP_URL="ldap://ldap.example.com")))
 
 
 def test_unreachable_oidc_issuer_is_one_clear_line(tmp_path):
     from lakehub.local.emulator import free_port
 
     env = base_env(tmp_path, **dict(without_urls(OIDC), LAKEHUB_OIDC_ISSUER=f"http://127.0.0.1:{free_port()}"))
-    result = run_jupyterhub(env)
-    assert result.returncode == 2
-    assert "discovery document" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "discovery document" in config_error(env)
 
 
 def test_oauth_modes_keep_encrypted_auth_state_with_a_key_derived_from_the_cookie_secret(tmp_path):
@@ -325,15 +350,37 @@ def test_oauth_modes_keep_encrypted_auth_state_with_a_key_derived_from_the_cooki
 
 @pytest.mark.parametrize("value,words", [("0", "at least 1"), ("7200", "at most 3600"), ("soon", "whole number")])
 def test_membership_interval_out_of_range_is_one_clear_line(tmp_path, value, words):
-    result = run_jupyterhub(base_env(tmp_path, **dict(COGNITO, LAKEHUB_MEMBERSHIP_CHECK_SECONDS=value)))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "LAKEHUB_MEMBERSHIP_CHECK_SECONDS" in lines[0] and words in lines[0], result.stderr
+    line = config_error(base_env(tmp_path, **dict(COGNITO, LAKEHUB_MEMBERSHIP_CHECK_SECONDS=value)))
+    assert "LAKEHUB_MEMBERSHIP_CHECK_SECONDS" in line and words in line
 
 
 def test_ldap_bind_template_still_needs_the_service_account_to_re_check_groups(tmp_path):
     env = base_env(tmp_path, **dict(LDAP, LAKEHUB_LDAP_BIND_DN_TEMPLATE="uid={username},ou=people,dc=example,dc=com"))
     del env["LAKEHUB_LDAP_BIND_DN"]
-    result = run_jupyterhub(env)
-    assert result.returncode == 2 and "LAKEHUB_LDAP_BIND_DN" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert "LAKEHUB_LDAP_BIND_DN" in config_error(env)
+
+
+# --------------------------------------------------------------------------------------------
+# the same settings as the whole-file configuration gave (hub_config_golden.json)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", sorted(snapshots.CASES))
+def test_configure_gives_the_recorded_settings(tmp_path, case, request):
+    emulator, aws_env = "", {}
+    if case in snapshots.PER_USER_CASES:
+        moto_server = request.getfixturevalue("moto_server")
+        emulator, aws_env = moto_server.endpoint_url, moto_server.client_env()
+    c = configured(snapshots.case_env(case, tmp_path, emulator, aws_env))
+    assert snapshots.snapshot(c, tmp_path, emulator) == GOLDEN[case]
+
+
+def test_the_entry_file_as_jupyterhub_loads_it_gives_the_same_settings_then_runs_the_hooks(tmp_path):
+    """A real process: `jupyterhub -f`'s loader on hub_images/jupyterhub_config.py."""
+    env = snapshots.case_env("cognito-shared", tmp_path)
+    hooks = Path(env["LAKEHUB_CONFIG_D"])
+    hooks.mkdir()
+    (hooks / "50-site.py").write_text("c.Spawner.start_timeout = 7\n")
+    got = snapshots.load_in_subprocess(env, tmp_path)
+    assert got["Spawner"].pop("start_timeout") == 7
+    expected = json.loads(json.dumps(GOLDEN["cognito-shared"]))
+    expected["Spawner"].pop("start_timeout")
+    assert got == expected

@@ -1,5 +1,5 @@
 """docs/HUB_ENV.md lists exactly the LAKEHUB_* variables the hub image reads (the hub
-configuration, in per-user mode lakehub_hub.fargate, the task's command lakehub_hub.hub_state and
+configuration: jupyterhub_config.py and lakehub_hub.hub_config; in per-user mode lakehub_hub.fargate, the task's command lakehub_hub.hub_state and
 the metrics exporter lakehub_hub.metrics)."""
 
 import re
@@ -7,11 +7,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "hub_images" / "jupyterhub_config.py"
+HUB_CONFIG = ROOT / "hub_images" / "lakehub_hub" / "hub_config.py"
 SPAWNER = ROOT / "hub_images" / "lakehub_hub" / "fargate.py"
 HUB_STATE = ROOT / "hub_images" / "lakehub_hub" / "hub_state.py"
 METRICS = ROOT / "hub_images" / "lakehub_hub" / "metrics.py"
 DOC = ROOT / "docs" / "HUB_ENV.md"
-READERS = r"(?:required|optional|as_int|as_bool|os\.environ\.get|os\.environ\[)\(?\s*\"(LAKEHUB_[A-Z0-9_]+)\""
+READERS = r"(?:required|optional|as_int|as_bool|environ\.get|environ\[)\(?\s*\"(LAKEHUB_[A-Z0-9_]+)\""
 
 
 def documented() -> set[str]:
@@ -19,7 +20,7 @@ def documented() -> set[str]:
 
 
 def test_every_variable_the_config_reads_is_documented_and_nothing_else():
-    read = set(re.findall(READERS, CONFIG.read_text()))
+    read = set(re.findall(READERS, CONFIG.read_text() + HUB_CONFIG.read_text()))
     read |= set(re.findall(r"(?:environ\.get|_env_int|_env_list|_env_bool)\(\"(LAKEHUB_[A-Z0-9_]+)\"", SPAWNER.read_text()))
     read |= set(re.findall(r"(?:environ\.get|env\.get)\(\"(LAKEHUB_[A-Z0-9_]+)\"", HUB_STATE.read_text()))
     read |= set(re.findall(r"(?:environ\.get|env_int)\(\"(LAKEHUB_[A-Z0-9_]+)\"", METRICS.read_text()))
