@@ -44,10 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from lakehub_hub.contract import DEFAULT_SERVER_MODE, PER_USER, SERVER_MODES, SHARED
+
 ENV_DOC = "docs/HUB_ENV.md"
 IMAGE_CONFIG_DIR = Path("/etc/jupyterhub")
 AUTH_MODES = ("cognito", "oidc", "ldap")
-SERVER_MODES = ("shared", "per-user")
 # API tokens a user makes (token page, REST API) live at most this long; a removed user's tokens
 # are revoked at once anyway.
 TOKEN_MAX_AGE_SECONDS = 7 * 24 * 3600
@@ -203,7 +204,7 @@ def read_settings(environ: Mapping[str, str], here: Path) -> Settings:
     hub_ip = env.optional("LAKEHUB_HUB_IP", "0.0.0.0")
     hub_port = env.as_int("LAKEHUB_HUB_PORT", 8000, minimum=1)
     idle_timeout = env.as_int("LAKEHUB_IDLE_TIMEOUT", 3600)
-    server_mode = env.optional("LAKEHUB_SERVER_MODE", "shared").lower()
+    server_mode = env.optional("LAKEHUB_SERVER_MODE", DEFAULT_SERVER_MODE).lower()
     if server_mode not in SERVER_MODES:
         fail(f"LAKEHUB_SERVER_MODE must be one of {', '.join(SERVER_MODES)}, got {server_mode!r}")
     state_dir = Path(env.optional("LAKEHUB_STATE_DIR", "/srv/jupyterhub"))
@@ -239,7 +240,7 @@ def configure_hub(c, s: Settings) -> None:
     c.JupyterHub.public_url = s.public_url + "/"  # with JupyterHub's base_url, /
     # The hub's own REST API: user servers in this task reach it on loopback; per-user servers run
     # in other tasks and need it on the task's address.
-    c.JupyterHub.hub_ip = "127.0.0.1" if s.server_mode == "shared" else "0.0.0.0"
+    c.JupyterHub.hub_ip = "127.0.0.1" if s.server_mode == SHARED else "0.0.0.0"
     try:
         s.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -547,7 +548,7 @@ def configure_spawner(c, s: Settings) -> None:
     c.Spawner.default_url = "/lab"
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 60
-    if s.server_mode == "per-user":
+    if s.server_mode == PER_USER:
         configure_per_user_servers(c, s)
     else:
         configure_shared_servers(c, s)

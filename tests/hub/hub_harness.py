@@ -147,6 +147,7 @@ def base_hub_env(tier: str, bucket: str, prefix: str, public_port: int, workdir:
         PATH=os.pathsep.join([str(NODE_BIN), str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin",
                               "/usr/sbin", "/sbin"]),
         LAKEHUB_TIER=tier,
+        LAKEHUB_SERVER_MODE="shared",  # users' servers are this hub's processes
         LAKEHUB_NOTEBOOK_BUCKET=bucket,
         LAKEHUB_NOTEBOOK_PREFIX=prefix,
         LAKEHUB_PUBLIC_URL=f"http://{LOOPBACK}:{public_port}",

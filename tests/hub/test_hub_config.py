@@ -35,6 +35,7 @@ def base_env(tmp_path: Path, **extra) -> dict:
     env = {
         "PATH": os.environ["PATH"],
         "LAKEHUB_TIER": "pii",
+        "LAKEHUB_SERVER_MODE": "shared",
         "LAKEHUB_ALLOWED_GROUPS": "pii-analysts, pii-engineers",
         "LAKEHUB_NOTEBOOK_BUCKET": "acme-lakehub-notebooks",
         "LAKEHUB_NOTEBOOK_PREFIX": "tiers/pii/",

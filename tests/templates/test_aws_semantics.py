@@ -130,6 +130,7 @@ def hub_logout_uri(tmp_path, public_url: str) -> str:
     env = {
         "PATH": os.environ["PATH"],
         "LAKEHUB_TIER": "pii",
+        "LAKEHUB_SERVER_MODE": "shared",
         "LAKEHUB_ALLOWED_GROUPS": "pii-users",
         "LAKEHUB_NOTEBOOK_BUCKET": "example-notebooks",
         "LAKEHUB_NOTEBOOK_PREFIX": "tiers/pii/",

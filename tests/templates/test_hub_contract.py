@@ -15,6 +15,7 @@ from lakehub.cfn.template import Resolver
 ROOT = Path(__file__).resolve().parents[2]
 HUB_CONFIG_SOURCES = [
     ROOT / "hub_images" / "jupyterhub_config.py",
+    ROOT / "hub_images" / "lakehub_hub" / "hub_config.py",
     *sorted((ROOT / "hub_images" / "jupyterhub_config.d").glob("*.py")),
 ]
 
@@ -121,7 +122,6 @@ def test_server_modes_and_their_default_agree(templates):
     assert instance_env(templates)["LAKEHUB_SERVER_MODE"] == contract.SHARED  # the on-demand hub's servers are its processes
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: the lead wires the hub config to lakehub_hub.contract after the merge")
 def test_the_hub_config_takes_the_modes_and_their_default_from_the_contract():
     text = "\n".join(p.read_text() for p in HUB_CONFIG_SOURCES)
     assert not re.search(r"SERVER_MODES\s*=\s*\(", text), "the hub config restates the server modes"
