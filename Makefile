@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := slapd ldap-utils chromium git build-essential gfortran r-base
 	podman runc debootstrap debian-archive-keyring
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup python-packages node-packages system-packages scanners contract-suite templates check-templates test local local-down image bench taskcat clean
+.PHONY: setup python-packages node-packages system-packages scanners contract-suite templates check-templates lint test test-fast local local-down image bench taskcat clean
 
 setup: python-packages node-packages system-packages scanners
 
@@ -87,8 +87,19 @@ $(STAMP)/jupyter-server-tests: $(STAMP)/python | $(STAMP)
 	rm -rf $(JS_TESTS); mv $$tmp/jupyter_server-$$v/tests $(JS_TESTS); echo $$v > $(JS_TESTS)/VERSION; rm -rf $$tmp
 	touch $@
 
-test: setup contract-suite
+# ruff (pyproject.toml [tool.ruff]): lint and format, over the whole tree; `make test` runs it first.
+lint: python-packages
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --check --no-cache .
+
+test: setup contract-suite lint
 	$(BIN)/python -m pytest
+
+# The fast tests: no hub, browser or container, no end-to-end server and no whole-set scanner
+# (markers in pyproject.toml). Under 3 minutes on this machine size; `make test` runs everything.
+FAST_MARKERS := not e2e and not browser and not container and not scanner and not slow
+test-fast: python-packages contract-suite
+	$(BIN)/python -m pytest -q -m "$(FAST_MARKERS)"
 
 local: setup
 	$(BIN)/lakehub local up

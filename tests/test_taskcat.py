@@ -25,6 +25,7 @@ def template_parameters(path: str) -> dict:
     return load(ROOT / path).get("Parameters", {})
 
 
+@pytest.mark.scanner
 def test_taskcat_lint_passes():
     if not TASKCAT.exists():
         pytest.skip(".venv-taskcat is missing: run `make scanners` (CI installs it)")

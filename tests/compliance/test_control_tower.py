@@ -15,6 +15,8 @@ import pytest
 
 from .guard import ROOT, controls, documented, evaluate, guard_binary
 
+pytestmark = pytest.mark.scanner  # cfn-guard / cfn-lint over a whole template set
+
 # Control id -> (why it cannot apply to this product, the only resources it may fail on). The long
 # form is in docs/SECURITY.md ("Strict profile: exceptions").
 STRICT_EXCEPTIONS: dict[str, tuple[str, set[str]]] = {

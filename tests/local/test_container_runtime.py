@@ -22,7 +22,7 @@ from lakehub.stacks import tier
 from lakehub.local import containers
 from lakehub.local.agent import LocalAgent
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.container]
 
 IMAGE = os.environ.get("LAKEHUB_TEST_HUB_IMAGE", "")
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [

@@ -23,7 +23,7 @@ from lakehub.local.platform import free_base_port
 from .helpers import Platform, lakehub, user_server
 from .test_local_up import PROBE
 
-pytestmark = pytest.mark.timeout(1800)  # one `up` on containers (the image cached) for the module
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]  # one `up` on containers (the image cached) for the module
 
 # The R kernel's probe: reticulate + boto3, the way the image's R example notebook reads S3.
 R_PROBE = """

@@ -27,7 +27,7 @@ from lakehub.local.platform import free_base_port
 from .helpers import Platform, lakehub, user_server
 from .test_local_containers import _containers, _tasks
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.e2e, pytest.mark.container, pytest.mark.timeout(1800)]
 
 FILE = "precious-results.txt"
 WRITE = f"""import os

@@ -28,7 +28,7 @@ from lakehub.local.platform import free_base_port
 
 from .helpers import ROOT, Platform, user_server
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
 NEW_TAG = "rehearsal-n1"
 

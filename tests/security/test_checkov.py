@@ -17,9 +17,9 @@ CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 DOCKERFILE = ROOT / "hub_images" / "Dockerfile"
 MIN_REASON = 40  # characters: a reason, not a label
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.scanner, pytest.mark.skipif(
     not CHECKOV.exists(), reason="checkov is not installed in .venv-checkov (run `make scanners`; `make test` does)"
-)
+)]
 
 
 def run_checkov(args: list[str]) -> dict:

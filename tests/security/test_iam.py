@@ -23,6 +23,7 @@ def analysis(generated_templates):
     return ps.run(generated_templates)
 
 
+@pytest.mark.scanner
 def test_parliament_finds_nothing_in_any_policy(analysis):
     assert analysis.policies >= 20 and analysis.statements >= 100, "too few policies analysed"
     assert not analysis.findings, "\n".join(ps.describe(p, f) for p, f in analysis.findings)
