@@ -24,7 +24,7 @@ def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 def _label(p: psutil.Process) -> str:
     cmd = " ".join(p.cmdline())
     for needle, label in (("lakehub.local.platform", "supervisor"), ("emulator_server", "emulator (moto)"),
-                          ("lakehub.local.idp.oidc", "identity provider"), ("configurable-http-proxy", "proxy"),
+                          ("idp/oidc_provider.mjs", "identity provider"), ("configurable-http-proxy", "proxy"),
                           ("jupyterhub_idle_culler", "idle culler"), ("jupyterhub-singleuser", "user server"),
                           ("jupyterhub.singleuser", "user server"), ("ipykernel", "kernel"), ("jupyterhub", "hub")):
         if needle in cmd:

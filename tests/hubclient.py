@@ -20,6 +20,7 @@ from lakehub.local.waiting import tries
 # signing in (the identity provider's real login form) and waiting for the server
 # ------------------------------------------------------------------------------------------
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
 
 
 def oidc_sign_in(hub_url: str, username: str, password: str) -> tuple[requests.Session, requests.Response]:
@@ -30,7 +31,7 @@ def oidc_sign_in(hub_url: str, username: str, password: str) -> tuple[requests.S
     form_page = s.get(f"{hub_url}/hub/oauth_login", timeout=30)
     form_page.raise_for_status()
     fields = {k: html.unescape(v) for k, v in HIDDEN.findall(form_page.text)}
-    action = urllib.parse.urljoin(form_page.url, "/authorize")
+    action = urllib.parse.urljoin(form_page.url, html.unescape(FORM_ACTION.search(form_page.text).group(1)))
     response = s.post(action, data=dict(fields, username=username, password=password), timeout=60)
     return s, response
 

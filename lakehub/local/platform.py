@@ -512,7 +512,7 @@ class LocalPlatform:
         self.say(f"published {len(keys)} files to s3://{ASSETS_BUCKET}/{ASSETS_PREFIX}")
 
     def start_identity_provider(self) -> None:
-        from lakehub.local.idp.oidc import start_oidc
+        from lakehub.local.idp.oidc import provider_command, start_oidc
 
         users, groups = {}, {}
         for t in self.tiers:
@@ -533,7 +533,7 @@ class LocalPlatform:
         def relaunch() -> subprocess.Popen:
             # The same provider (its users, groups and client in oidc.json); a new signing key,
             # which the hubs fetch from /jwks at each sign-in.
-            proc = self._spawn("identity provider", [sys.executable, "-m", "lakehub.local.idp.oidc", str(workdir / "oidc.json")],
+            proc = self._spawn("identity provider", provider_command(workdir / "oidc.json"),
                                {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, ROOT,
                                workdir / "oidc.log")
             self.idp.process = proc
