@@ -9,12 +9,10 @@ setting changes no file.
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 from troposphere import Template
 
@@ -45,28 +43,15 @@ def _children(settings: Settings) -> dict[str, Template]:
     }
 
 
-# Optional stacks added by other modules: (module, function, filename). A module that is not
-# part of this build is skipped.
-OPTIONAL_STACKS: list[tuple[str, str, str]] = [
-    ("lakehub.stacks.hub_instance", "build_hub_instance", names.HUB_INSTANCE_TEMPLATE),
-    ("lakehub.stacks.catalog", "build_catalog", names.CATALOG_TEMPLATE),
-]
-
-
 def build_all(settings: Settings) -> dict[str, Template]:
     """Every template, by file name, in a fixed order."""
+    from lakehub.stacks.catalog import build_catalog
+    from lakehub.stacks.hub_instance import build_hub_instance
     from lakehub.stacks.main import build_main
 
     children = _children(settings)
-    for module_name, func, filename in OPTIONAL_STACKS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        builder: Callable = getattr(module, func)
-        children[filename] = builder(settings, children) if func == "build_catalog" else builder(settings)
+    children[names.HUB_INSTANCE_TEMPLATE] = build_hub_instance(settings)
+    children[names.CATALOG_TEMPLATE] = build_catalog(settings, children)  # its products are the templates above
     templates = {
         names.MAIN_TEMPLATE: build_main(settings, children, existing_vpc=False),
         names.MAIN_EXISTING_VPC_TEMPLATE: build_main(settings, children, existing_vpc=True),
