@@ -5,6 +5,7 @@ tests/test_layout.py."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,23 @@ def test_only_lakehub_cli_registers_commands_or_draws_tables():
         if "add_subparsers" in text or "add_parser(" in text or "def register(subparsers" in text:
             offenders.append(f"{rel}: defines a subcommand")
     assert not offenders, offenders
+
+
+def test_output_cut_short_by_a_closed_pipe_is_no_traceback():
+    """`lakehub local resource-types | head -1`: the reader closes the pipe before all is written
+    (here before anything is: the read end is closed at the start)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lakehub.cli", "local", "resource-types"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+    finally:
+        os.close(write)
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert proc.returncode != 0

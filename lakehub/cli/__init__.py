@@ -10,6 +10,7 @@ LakehubError and printed as one line, with a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from lakehub import __version__
@@ -39,10 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
     except LakehubError as exc:
         print(f"lakehub: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("lakehub: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`lakehub ... | head`): no traceback, and nothing more to write at
+        # exit (Python's signal documentation, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
