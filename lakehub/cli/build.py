@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     docs = build.render_docs(settings) if committed else {}
     if args.check:
         if not out_dir.is_dir():
-            raise LakehubError(f"--out {args.out}: no such directory; build it first with `python build_templates.py --out {args.out}`")
+            raise LakehubError(
+                f"--out {args.out}: no such directory; build it first with `python build_templates.py --out {args.out}`"
+            )
         differ = build.drift(rendered, out_dir) + [f"docs/{n}" for n in build.drift_docs(docs)]
         if differ:
             for name in differ:
@@ -39,9 +41,16 @@ def run(args: argparse.Namespace) -> int:
                     sys.stdout.write(build.unified_diff(build.DOCS_DIR / doc, docs[doc], name))
                 else:
                     sys.stdout.write(build.unified_diff(out_dir / name, rendered.get(name), name))
-            again = "python build_templates.py" + (f" --settings {args.settings}" if args.settings else "") + (f" --out {args.out}" if args.out else "")
+            again = (
+                "python build_templates.py"
+                + (f" --settings {args.settings}" if args.settings else "")
+                + (f" --out {args.out}" if args.out else "")
+            )
             print(
-                f"templates in {build._shown(out_dir)}/ differ from what the code generates: " + ", ".join(differ) + f"; run `{again}`" + (" and commit templates/" if committed else ""),
+                f"templates in {build._shown(out_dir)}/ differ from what the code generates: "
+                + ", ".join(differ)
+                + f"; run `{again}`"
+                + (" and commit templates/" if committed else ""),
                 file=sys.stderr,
             )
             return 1
@@ -50,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
     written = build.write_all(rendered, out_dir)
     written += [f"docs/{n}" for n in build.write_docs(docs)]
     where = f"{build._shown(out_dir)}/" + (f", docs/{build.PARAMETERS_DOC}" if committed else "")
-    print(f"wrote {len(written)} of {len(rendered) + len(docs)} files ({settings.compliance} profile) to {where}" + (f": {', '.join(written)}" if written else " (unchanged)"))
+    print(
+        f"wrote {len(written)} of {len(rendered) + len(docs)} files ({settings.compliance} profile) to {where}"
+        + (f": {', '.join(written)}" if written else " (unchanged)")
+    )
     if args.package:
         zips = packaging.build_all()
         if zips:
@@ -74,9 +86,21 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", metavar="FILE", help="YAML build-time settings (default tiers); see settings.example.yaml")
-    parser.add_argument("--out", metavar="DIR", help="directory the templates are written to (default templates/, the committed standard set); --check compares DIR")
-    parser.add_argument("--check", action="store_true", help="only compare the templates (templates/ or --out DIR) with what the code generates; print a unified diff of each file that differs, name them and exit 1")
-    parser.add_argument("--lint", action="store_true", help="run cfn-lint over every template for several regions, then the AWS-behaviour rules (lakehub/checks/aws_rules.py)")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="directory the templates are written to (default templates/, the committed standard set); --check compares DIR",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only compare the templates (templates/ or --out DIR) with what the code generates; print a unified diff of each file that differs, name them and exit 1",
+    )
+    parser.add_argument(
+        "--lint",
+        action="store_true",
+        help="run cfn-lint over every template for several regions, then the AWS-behaviour rules (lakehub/checks/aws_rules.py)",
+    )
     parser.add_argument("--no-package", dest="package", action="store_false", help="do not build the function zips")
 
 

@@ -27,7 +27,11 @@ def print_table(result: dict[str, Any], file=None) -> None:
     title = (
         f"lakehub cost, {result['region']}: {prof['users']} users x {prof['hours_per_day']:g} h x {prof['days_per_month']:g} days "
         f"({prof['user_hours_per_month']:,.0f} user-hours), {prof['server_size']} servers, egress {result['configuration']['egress_mode']}"
-        + (f", on-demand hubs {prof['off_hours_hub_hours_per_month']:g} h outside business hours" if prof.get("off_hours_hub_hours_per_month") else "")
+        + (
+            f", on-demand hubs {prof['off_hours_hub_hours_per_month']:g} h outside business hours"
+            if prof.get("off_hours_hub_hours_per_month")
+            else ""
+        )
     )
     t = Table(title=title, title_justify="left")
     t.add_column("Component")
@@ -36,9 +40,22 @@ def print_table(result: dict[str, Any], file=None) -> None:
     t.add_column("Profile\n$/month", justify="right")
     t.add_column("What is counted", overflow="fold", max_width=60)
     for c in result["components"].values():
-        t.add_row(c["label"], _money(c["idle_monthly_usd"]), _money(c["per_user_hour_usd"], 4), _money(c["profile_monthly_usd"]), c["detail"])
+        t.add_row(
+            c["label"],
+            _money(c["idle_monthly_usd"]),
+            _money(c["per_user_hour_usd"], 4),
+            _money(c["profile_monthly_usd"]),
+            c["detail"],
+        )
     t.add_section()
-    t.add_row("Total", _money(result["idle_monthly_usd"]), _money(result["per_user_hour_usd"], 4), _money(result["profile_monthly_usd"]), "", style="bold")
+    t.add_row(
+        "Total",
+        _money(result["idle_monthly_usd"]),
+        _money(result["per_user_hour_usd"], 4),
+        _money(result["profile_monthly_usd"]),
+        "",
+        style="bold",
+    )
     console.print(t)
 
     sm = result["sagemaker"]
@@ -47,14 +64,25 @@ def print_table(result: dict[str, Any], file=None) -> None:
     cmp.add_column("Nobody signed in\n$/month", justify="right")
     cmp.add_column("Per active\nuser-hour", justify="right")
     cmp.add_column("Profile\n$/month", justify="right")
-    cmp.add_row("lakehub (this configuration)", _money(result["idle_monthly_usd"]), _money(result["per_user_hour_usd"], 4), _money(result["profile_monthly_usd"]), style="bold")
+    cmp.add_row(
+        "lakehub (this configuration)",
+        _money(result["idle_monthly_usd"]),
+        _money(result["per_user_hour_usd"], 4),
+        _money(result["profile_monthly_usd"]),
+        style="bold",
+    )
     cmp.add_row(
         "Reference design (2 x 1 vCPU / 2 GB x86 24x7, ALB)",
         _money(result["reference_idle_monthly_usd"]),
         _money(result["reference_per_user_hour_usd"], 4),
         _money(result["reference_profile_monthly_usd"]),
     )
-    cmp.add_row(f"SageMaker Studio ({sm['instance'] or 'no matching size'})", _money(0.0), _money(sm["per_user_hour_usd"], 4), _money(sm["profile_monthly_usd"]))
+    cmp.add_row(
+        f"SageMaker Studio ({sm['instance'] or 'no matching size'})",
+        _money(0.0),
+        _money(sm["per_user_hour_usd"], 4),
+        _money(sm["profile_monthly_usd"]),
+    )
     console.print(cmp)
     console.print(f"Idle cost is {result['idle_vs_reference']:.1%} of the reference design's. Prices: {result['prices']}.")
     for note in result["notes"]:
@@ -103,21 +131,49 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--parameter", "-p", action="append", metavar="KEY=VALUE", help="a template parameter, e.g. EgressMode=nat-gateway, ServerMode=shared, TaskCpu=1024, Schedule=always (repeatable)")
+    p.add_argument(
+        "--parameter",
+        "-p",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a template parameter, e.g. EgressMode=nat-gateway, ServerMode=shared, TaskCpu=1024, Schedule=always (repeatable)",
+    )
     p.add_argument("--users", default="20", help="data scientists in the profile (default 20)")
     p.add_argument("--hours-per-day", default="8", help="active hours per user per working day (default 8)")
     p.add_argument("--days-per-month", default="21", help="working days per month (default 21)")
-    p.add_argument("--off-hours-hub-hours", default="0", help="hours a month on-demand EC2 hubs run outside business hours (overlapping hubs count once); the NAT instance runs for them (default 0)")
-    p.add_argument("--home-gb-per-user", default=None, help="GB each user keeps in their EFS home (default: the price file's home_gb_per_user, 2)")
-    p.add_argument("--server-size", default=DEFAULT_SERVER_SIZE, help="each user's server: CPU/MEMORY in Fargate units (2048/8192 = 2 vCPU / 8 GB) or a size name the tiers offer (small, medium...)")
+    p.add_argument(
+        "--off-hours-hub-hours",
+        default="0",
+        help="hours a month on-demand EC2 hubs run outside business hours (overlapping hubs count once); the NAT instance runs for them (default 0)",
+    )
+    p.add_argument(
+        "--home-gb-per-user",
+        default=None,
+        help="GB each user keeps in their EFS home (default: the price file's home_gb_per_user, 2)",
+    )
+    p.add_argument(
+        "--server-size",
+        default=DEFAULT_SERVER_SIZE,
+        help="each user's server: CPU/MEMORY in Fargate units (2048/8192 = 2 vCPU / 8 GB) or a size name the tiers offer (small, medium...)",
+    )
     p.add_argument("--region", default=DEFAULT_REGION, help="price region (must be in the price file; default us-east-1)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
     p.add_argument("--templates", type=Path, default=TEMPLATES_DIR, help="folder of generated templates (default templates/)")
-    p.add_argument("--main", default=names.MAIN_TEMPLATE, choices=(names.MAIN_TEMPLATE, names.MAIN_EXISTING_VPC_TEMPLATE), help="entry-point template")
+    p.add_argument(
+        "--main",
+        default=names.MAIN_TEMPLATE,
+        choices=(names.MAIN_TEMPLATE, names.MAIN_EXISTING_VPC_TEMPLATE),
+        help="entry-point template",
+    )
     p.add_argument("--prices", type=Path, default=None, help="price file (default lakehub/cost/prices.yaml)")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("cost", help="estimate the monthly cost of a configuration from the generated templates", description=model.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "cost",
+        help="estimate the monthly cost of a configuration from the generated templates",
+        description=model.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p)
     p.set_defaults(func=run)

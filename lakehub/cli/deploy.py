@@ -76,21 +76,37 @@ def register(subparsers) -> None:
         description=library.__doc__.split("\n\n")[0],
     )
     p.add_argument("--stack-name", default=DEFAULT_STACK_NAME, help=f"stack name (default {DEFAULT_STACK_NAME})")
-    p.add_argument("--parameter", "-p", action="append", default=[], metavar="KEY=VALUE", help="a template parameter (repeatable)")
-    p.add_argument("--parameters-file", metavar="FILE", help="JSON or YAML: {Key: Value} or [{ParameterKey, ParameterValue}]; --parameter wins")
+    p.add_argument(
+        "--parameter", "-p", action="append", default=[], metavar="KEY=VALUE", help="a template parameter (repeatable)"
+    )
+    p.add_argument(
+        "--parameters-file",
+        metavar="FILE",
+        help="JSON or YAML: {Key: Value} or [{ParameterKey, ParameterValue}]; --parameter wins",
+    )
     p.add_argument("--region", help="AWS region (default: AWS_REGION, then AWS_DEFAULT_REGION, then the profile's)")
     p.add_argument("--endpoint-url", help="an AWS emulator's endpoint, e.g. http://127.0.0.1:8700")
     p.add_argument("--template-file", help="send this file as the template body instead of the published main template")
     p.add_argument("--template-url", help="deploy this template URL instead of the published main template")
-    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT,
-                   help=f"seconds to wait for the stack (default 3600); each request waits at most {READ_TIMEOUT:.0f} s of it")
+    p.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds to wait for the stack (default 3600); each request waits at most {READ_TIMEOUT:.0f} s of it",
+    )
     p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the outputs")
-    p.add_argument("--preview", action="store_true",
-                   help="show the change set of the main stack (resource, action, replacement) and the Service Catalog "
-                        "products that --upgrade-products would update; change nothing")
-    p.add_argument("--upgrade-products", action="store_true",
-                   help="after the main stack, update every tier and on-demand hub launched from the platform's Service "
-                        "Catalog products to the product's newest version, and report which runs which version")
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="show the change set of the main stack (resource, action, replacement) and the Service Catalog "
+        "products that --upgrade-products would update; change nothing",
+    )
+    p.add_argument(
+        "--upgrade-products",
+        action="store_true",
+        help="after the main stack, update every tier and on-demand hub launched from the platform's Service "
+        "Catalog products to the product's newest version, and report which runs which version",
+    )
     p.set_defaults(func=run)
 
 
@@ -126,8 +142,13 @@ def run(args) -> int:
         products = library.catalog_products(result, args.region, args.endpoint_url, args.timeout, preview, progress=_say)
     failed = [p for p in products if p.status == "failed"]
     if as_json:
-        out = {"stack_name": result.stack_name, "stack_id": result.stack_id, "status": result.status,
-               "change_set_type": result.change_set_type, "outputs": result.outputs}
+        out = {
+            "stack_name": result.stack_name,
+            "stack_id": result.stack_id,
+            "status": result.status,
+            "change_set_type": result.change_set_type,
+            "outputs": result.outputs,
+        }
         if preview:
             out["changes"] = result.changes
         if preview or upgrade:
@@ -143,7 +164,9 @@ def run(args) -> int:
 def _print_tables(result: DeployResult, products: list, preview: bool, upgrade: bool) -> None:
     out = Console()
     if preview:
-        table = Table(title=f"preview of stack {result.stack_name} ({result.change_set_type.lower()}): {len(result.changes)} changes, nothing executed")
+        table = Table(
+            title=f"preview of stack {result.stack_name} ({result.change_set_type.lower()}): {len(result.changes)} changes, nothing executed"
+        )
         for column in ("stack", "resource", "type", "action", "replacement"):
             table.add_column(column, overflow="fold")
         for c in result.changes:

@@ -71,29 +71,52 @@ def metrics_port(text: str) -> int:
 
 
 def register(subparsers) -> None:
-    local = subparsers.add_parser("local", help="run the whole platform on this machine (AWS emulator)",
-                                  description=__doc__.split("\n\n")[0])
+    local = subparsers.add_parser(
+        "local", help="run the whole platform on this machine (AWS emulator)", description=__doc__.split("\n\n")[0]
+    )
     sub = local.add_subparsers(dest="local_command", metavar="ACTION")
     common = {"help": "state folder (default .lakehub/local, or LAKEHUB_LOCAL_DIR)"}
 
     up = sub.add_parser("up", help="start the local platform (in the background; --foreground to stay attached)")
     up.add_argument("--state-dir", **common)
-    up.add_argument("--base-port", type=base_port, default=None,
-                    help="first of the fixed loopback ports: emulator = base, identity provider = base+1, "
-                         "credentials = base+2, hubs = base+10.. (default 8700)")
-    up.add_argument("--server-mode", choices=("per-user", "shared"), default="per-user",
-                    help="per-user: each user's server is an emulated ECS task run by the local agent (the "
-                         "templates' default); shared: servers are processes of the hub")
-    up.add_argument("--runtime", choices=RUNTIMES, default=None,
-                    help="container: hubs and users' servers run as podman containers of the hub image, as ECS "
-                         "runs them (the default where podman works); process: as processes of this machine's "
-                         "Python environment (quick iteration; the default where podman does not work)")
-    up.add_argument("--demo-users", type=demo_users, default=None, metavar="N",
-                    help="demo users per tier, 1-100 (default 2: alice and bob in pii, carol and dave in nonpii; "
-                         "more are <tier>-user3, <tier>-user4, ...), each with a password generated at this up")
-    up.add_argument("--metrics-port", type=metrics_port, default=None, metavar="PORT",
-                    help="also serve the dashboard's figures (hubs up, users, spawns, tasks, stops, alarms) in "
-                         "Prometheus text format on 127.0.0.1:PORT/metrics")
+    up.add_argument(
+        "--base-port",
+        type=base_port,
+        default=None,
+        help="first of the fixed loopback ports: emulator = base, identity provider = base+1, "
+        "credentials = base+2, hubs = base+10.. (default 8700)",
+    )
+    up.add_argument(
+        "--server-mode",
+        choices=("per-user", "shared"),
+        default="per-user",
+        help="per-user: each user's server is an emulated ECS task run by the local agent (the "
+        "templates' default); shared: servers are processes of the hub",
+    )
+    up.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=None,
+        help="container: hubs and users' servers run as podman containers of the hub image, as ECS "
+        "runs them (the default where podman works); process: as processes of this machine's "
+        "Python environment (quick iteration; the default where podman does not work)",
+    )
+    up.add_argument(
+        "--demo-users",
+        type=demo_users,
+        default=None,
+        metavar="N",
+        help="demo users per tier, 1-100 (default 2: alice and bob in pii, carol and dave in nonpii; "
+        "more are <tier>-user3, <tier>-user4, ...), each with a password generated at this up",
+    )
+    up.add_argument(
+        "--metrics-port",
+        type=metrics_port,
+        default=None,
+        metavar="PORT",
+        help="also serve the dashboard's figures (hubs up, users, spawns, tasks, stops, alarms) in "
+        "Prometheus text format on 127.0.0.1:PORT/metrics",
+    )
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C (then stop everything)")
     up.add_argument("--timeout", type=positive_seconds, default=UP_TIMEOUT, help="seconds to wait for every hub (default 600)")
     up.set_defaults(func=cmd_up)
@@ -105,10 +128,16 @@ def register(subparsers) -> None:
 
     down = sub.add_parser("down", help="export the notebooks, stop everything, and back up the homes and hub databases")
     down.add_argument("--state-dir", **common)
-    down.add_argument("--no-export", action="store_true", help="stop without the last export (notebooks-export/ still holds "
-                                                             "what the emulator wrote through)")
-    down.add_argument("--no-backup", action="store_true", help="stop without the backup of homes and hub databases "
-                                                              "(`lakehub local backup`) taken after everything stopped")
+    down.add_argument(
+        "--no-export",
+        action="store_true",
+        help="stop without the last export (notebooks-export/ still holds what the emulator wrote through)",
+    )
+    down.add_argument(
+        "--no-backup",
+        action="store_true",
+        help="stop without the backup of homes and hub databases (`lakehub local backup`) taken after everything stopped",
+    )
     down.set_defaults(func=cmd_down)
 
     b = sub.add_parser("backup", help="snapshot users' homes and the hubs' databases into <state>/backups/<UTC time>/")
@@ -121,9 +150,13 @@ def register(subparsers) -> None:
     r.add_argument("--state-dir", **common)
     r.add_argument("--tier", required=True, help="the user's tier, e.g. pii")
     r.add_argument("--user", required=True, help="the hub user name, e.g. alice")
-    r.add_argument("--from", dest="when", metavar="TIME",
-                   help="a backup's name, or the newest backup taken at or before TIME (ISO 8601, UTC by default); "
-                        "default: the newest that holds the home")
+    r.add_argument(
+        "--from",
+        dest="when",
+        metavar="TIME",
+        help="a backup's name, or the newest backup taken at or before TIME (ISO 8601, UTC by default); "
+        "default: the newest that holds the home",
+    )
     r.add_argument("--force", action="store_true", help="replace a home that holds files (they are kept as a backup first)")
     r.set_defaults(func=cmd_restore_home)
 
@@ -131,8 +164,10 @@ def register(subparsers) -> None:
     rt.add_argument("--format", choices=("table", "json"), default="table")
     rt.set_defaults(func=cmd_resource_types)
 
-    image = sub.add_parser("image", help="build the hub image from hub_images/Dockerfile with podman (or find it in "
-                                         "the cache) and print its reference")
+    image = sub.add_parser(
+        "image",
+        help="build the hub image from hub_images/Dockerfile with podman (or find it in the cache) and print its reference",
+    )
     image.add_argument("--rebuild", action="store_true", help="build again even when podman has the image")
     image.add_argument("--format", choices=("table", "json"), default="table")
     image.set_defaults(func=cmd_image)
@@ -155,8 +190,7 @@ def _build_display(console: Console):
     if not console.is_terminal:
         yield None
         return
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                        transient=True)
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True)
     task = progress.add_task("", visible=False)
     shown = {"title": None}
 
@@ -185,8 +219,15 @@ def _wide() -> Console:
 # ------------------------------------------------------------------------------------------
 def cmd_up(args) -> int:
     state = StateDir(args.state_dir)
-    plan = lifecycle.plan_up(state, args.base_port, args.server_mode, getattr(args, "runtime", None),
-                             getattr(args, "demo_users", None), getattr(args, "metrics_port", None), warn=_warn)
+    plan = lifecycle.plan_up(
+        state,
+        args.base_port,
+        args.server_mode,
+        getattr(args, "runtime", None),
+        getattr(args, "demo_users", None),
+        getattr(args, "metrics_port", None),
+        warn=_warn,
+    )
     console = Console(stderr=True)
 
     if plan.runtime == "container":
@@ -199,8 +240,9 @@ def cmd_up(args) -> int:
 
     if args.foreground:
         console.print(f"[bold]lakehub local[/]: starting in the foreground (Ctrl-C stops everything); state in {state.path}")
-        return lifecycle.supervise(state, plan, say=lambda line: console.print(f"  {line}"),
-                                   on_ready=lambda: print_ready(state.read(), console))
+        return lifecycle.supervise(
+            state, plan, say=lambda line: console.print(f"  {line}"), on_ready=lambda: print_ready(state.read(), console)
+        )
 
     proc, run_id = lifecycle.start_background(state, plan)
     with console.status("starting the local platform", spinner="dots") as status:
@@ -225,11 +267,13 @@ def print_ready(current: dict, console=None) -> None:
             t.add_row(row["type"], row["local"])
         out.print(t)
     per_tier = current.get("demo_users_per_tier") or max((len(t["users"]) for t in current.get("tiers", [])), default=0)
-    table = Table(title=f"lakehub local: ready in {current.get('ready_seconds', 0):.0f} s "
-                        f"({current.get('server_mode')} servers; runtime {current.get('runtime') or 'process'}; "
-                        f"{per_tier} demo users per tier; "
-                        f"emulator {current.get('emulator_endpoint')})",
-                  title_justify="left")
+    table = Table(
+        title=f"lakehub local: ready in {current.get('ready_seconds', 0):.0f} s "
+        f"({current.get('server_mode')} servers; runtime {current.get('runtime') or 'process'}; "
+        f"{per_tier} demo users per tier; "
+        f"emulator {current.get('emulator_endpoint')})",
+        title_justify="left",
+    )
     table.add_column("tier")
     table.add_column("URL")
     table.add_column("demo user")
@@ -237,8 +281,13 @@ def print_ready(current: dict, console=None) -> None:
     table.add_column("groups")
     for tier in current.get("tiers", []):
         for i, user in enumerate(tier["users"]):
-            table.add_row(tier["name"] if i == 0 else "", tier["url"] if i == 0 else "", user["username"],
-                          user["password"], ",".join(user["groups"]))
+            table.add_row(
+                tier["name"] if i == 0 else "",
+                tier["url"] if i == 0 else "",
+                user["username"],
+                user["password"],
+                ",".join(user["groups"]),
+            )
     out.print(table)
     how = "Ctrl-C" if current.get("run_id") == "foreground" else "`lakehub local down`"
     out.print(f"Stop with {how} (notebooks are exported and come back on the next `up`).")
@@ -253,21 +302,45 @@ def cmd_status(args) -> int:
         found = lifecycle.status(state)
     except lifecycle.NotReady as exc:
         if args.format == "json":
-            print(json.dumps({"tiers": [], "emulator_endpoint": "", "parts": [], "healthy": False,
-                              "runtime": exc.runtime, "metrics": {}, "alarms": []}))
+            print(
+                json.dumps(
+                    {
+                        "tiers": [],
+                        "emulator_endpoint": "",
+                        "parts": [],
+                        "healthy": False,
+                        "runtime": exc.runtime,
+                        "metrics": {},
+                        "alarms": [],
+                    }
+                )
+            )
         raise
     rows, down, seen = found.parts, found.down, found.observed
     if args.format == "json":
-        print(json.dumps(dict(lifecycle.status_json(state), parts=rows, healthy=not down, metrics=seen["metrics"],
-                              alarms=seen["alarms"], metrics_error=seen["error"]), indent=2))
+        print(
+            json.dumps(
+                dict(
+                    lifecycle.status_json(state),
+                    parts=rows,
+                    healthy=not down,
+                    metrics=seen["metrics"],
+                    alarms=seen["alarms"],
+                    metrics_error=seen["error"],
+                ),
+                indent=2,
+            )
+        )
     else:
         print_parts(rows)
         print_ready(found.current)
         print_observed(seen, _wide())
     if down:
-        print("lakehub local: not all parts are answering: "
-              + ", ".join(f"{r['name']} ({r['state']}{'; ' + r['note'] if r.get('note') else ''})" for r in down),
-              file=sys.stderr)
+        print(
+            "lakehub local: not all parts are answering: "
+            + ", ".join(f"{r['name']} ({r['state']}{'; ' + r['note'] if r.get('note') else ''})" for r in down),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -279,8 +352,14 @@ def print_parts(rows: list[dict]) -> None:
         table.add_column(column)
     for r in rows:
         colour = "green" if r["ok"] else "red"
-        table.add_row(r["name"], str(r.get("pid") or ""), f"[{colour}]{r['state']}[/]", str(r.get("restarts", 0)),
-                      r.get("last_exit") or "", r.get("note") or "")
+        table.add_row(
+            r["name"],
+            str(r.get("pid") or ""),
+            f"[{colour}]{r['state']}[/]",
+            str(r.get("restarts", 0)),
+            r.get("last_exit") or "",
+            r.get("note") or "",
+        )
     out.print(table)
 
 
@@ -292,10 +371,22 @@ def print_observed(seen: dict, console=None) -> None:
     if seen.get("error"):
         out.print(f"metrics: {seen['error']}")
         return
-    t = Table(title=f"lakehub local: dashboard (gauges: latest minute; counts: last {COUNT_WINDOW // 60} min)",
-              title_justify="left")
-    for column in ("tier", "hub up", "active users", "running servers", "spawns", "failures", "spawn s (mean/max)",
-                   "capacity errors", "spot interruptions", "user tasks (size/capacity)", "stopped (reason)"):
+    t = Table(
+        title=f"lakehub local: dashboard (gauges: latest minute; counts: last {COUNT_WINDOW // 60} min)", title_justify="left"
+    )
+    for column in (
+        "tier",
+        "hub up",
+        "active users",
+        "running servers",
+        "spawns",
+        "failures",
+        "spawn s (mean/max)",
+        "capacity errors",
+        "spot interruptions",
+        "user tasks (size/capacity)",
+        "stopped (reason)",
+    ):
         t.add_column(column)
 
     def show(v):
@@ -306,9 +397,19 @@ def print_observed(seen: dict, console=None) -> None:
         latency = "" if f["spawn_seconds_mean"] is None else f"{f['spawn_seconds_mean']:.1f} / {f['spawn_seconds_max']:.1f}"
         tasks = ", ".join(f"{r['size']}/{r['capacity']}: {r['tasks']}" for r in f["user_tasks"])
         stopped = ", ".join(f"{k}: {v}" for k, v in sorted(f["servers_stopped"].items()) if v)
-        t.add_row(name, up, show(f["active_users"]), show(f["running_servers"]), str(f["spawns"]),
-                  str(f["spawn_failures"]), latency, str(f["capacity_errors"]), str(f["spot_interruptions"]), tasks,
-                  stopped)
+        t.add_row(
+            name,
+            up,
+            show(f["active_users"]),
+            show(f["running_servers"]),
+            str(f["spawns"]),
+            str(f["spawn_failures"]),
+            latency,
+            str(f["capacity_errors"]),
+            str(f["spot_interruptions"]),
+            tasks,
+            stopped,
+        )
     out.print(t)
     a = Table(title="lakehub local: alarms (evaluated locally by lakehub.local.alarms)", title_justify="left")
     for column in ("alarm", "tier", "state", "since", "reason"):
@@ -316,8 +417,9 @@ def print_observed(seen: dict, console=None) -> None:
     colours = {"OK": "green", "ALARM": "red", "INSUFFICIENT_DATA": "yellow"}
     for row in seen.get("alarms") or []:
         state = row["state"] if row["evaluated_locally"] else f"{row['state']} (not evaluated locally)"
-        a.add_row(row["name"], row["tier"], f"[{colours.get(row['state'], 'white')}]{state}[/]", row["since"] or "",
-                  row["reason"][:90])
+        a.add_row(
+            row["name"], row["tier"], f"[{colours.get(row['state'], 'white')}]{state}[/]", row["since"] or "", row["reason"][:90]
+        )
     if not seen.get("alarms"):
         a.add_row("(none)", "", "", "", "")
     out.print(a)
@@ -327,8 +429,9 @@ def print_observed(seen: dict, console=None) -> None:
 # down, backup, restore-home
 # ------------------------------------------------------------------------------------------
 def cmd_down(args) -> int:
-    lifecycle.down(StateDir(args.state_dir), no_export=args.no_export, no_backup=getattr(args, "no_backup", False),
-                   say=_say, warn=_warn)
+    lifecycle.down(
+        StateDir(args.state_dir), no_export=args.no_export, no_backup=getattr(args, "no_backup", False), say=_say, warn=_warn
+    )
     return 0
 
 
@@ -360,11 +463,21 @@ def cmd_image(args) -> int:
 
     console = Console(stderr=True)
     with _build_display(console) as step:
-        found = hub_image(say=lambda line: console.print(f"  {line}", markup=False, highlight=False), rebuild=args.rebuild,
-                          step=step)
+        found = hub_image(
+            say=lambda line: console.print(f"  {line}", markup=False, highlight=False), rebuild=args.rebuild, step=step
+        )
     if args.format == "json":
-        print(json.dumps({"image": found.ref, "id": found.image_id, "size_bytes": found.size_bytes,
-                          "cached": not found.built, "build_seconds": round(found.seconds, 1) if found.built else None}))
+        print(
+            json.dumps(
+                {
+                    "image": found.ref,
+                    "id": found.image_id,
+                    "size_bytes": found.size_bytes,
+                    "cached": not found.built,
+                    "build_seconds": round(found.seconds, 1) if found.built else None,
+                }
+            )
+        )
         return 0
     how = f"built in {found.seconds:.0f} s" if found.built else "cached"
     print(f"{found.ref}\t{found.size_bytes / 1e9:.2f} GB\t{how}")

@@ -17,10 +17,21 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--bucket", help="assets bucket (the templates' AssetsBucketName)")
-    p.add_argument("--prefix", default=publish.DEFAULT_PREFIX, help=f"key prefix (the templates' AssetsKeyPrefix; default {publish.DEFAULT_PREFIX})")
-    p.add_argument("--region", help="the region the stacks will be deployed in; the bucket must be there (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's)")
+    p.add_argument(
+        "--prefix",
+        default=publish.DEFAULT_PREFIX,
+        help=f"key prefix (the templates' AssetsKeyPrefix; default {publish.DEFAULT_PREFIX})",
+    )
+    p.add_argument(
+        "--region",
+        help="the region the stacks will be deployed in; the bucket must be there (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's)",
+    )
     p.add_argument("--endpoint-url", help="S3 endpoint (an emulator); default: AWS, or AWS_ENDPOINT_URL")
-    p.add_argument("--stage-dir", metavar="DIR", help="only lay the files out in DIR (templates/, functions/, source/), as taskcat uploads them")
+    p.add_argument(
+        "--stage-dir",
+        metavar="DIR",
+        help="only lay the files out in DIR (templates/, functions/, source/), as taskcat uploads them",
+    )
     p.set_defaults(func=run)
 
 
@@ -52,7 +63,7 @@ def _print(bucket: str, prefix: str, keys: list[str]) -> None:
     table.add_column("key")
     table.add_column("kind")
     for key in keys:
-        rel = key[len(prefix):]
+        rel = key[len(prefix) :]
         table.add_row(key, rel.split("/", 1)[0])
     Console(soft_wrap=True).print(table)
     print(f"{len(keys)} files uploaded")

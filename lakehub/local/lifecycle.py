@@ -49,11 +49,25 @@ class UpPlan:
     metrics_port: int | None
 
 
-def plan_up(state: StateDir, base_port: int | None, server_mode: str, runtime: str | None,
-            demo_users: int | None, metrics_port: int | None, warn: Say = _nothing) -> UpPlan:
+def plan_up(
+    state: StateDir,
+    base_port: int | None,
+    server_mode: str,
+    runtime: str | None,
+    demo_users: int | None,
+    metrics_port: int | None,
+    warn: Say = _nothing,
+) -> UpPlan:
     """Check that `up` can start (nothing running, a runtime that works, free ports), end what a
     crashed supervisor left, and make the state folder. `warn` is told of each notice."""
-    from lakehub.local.platform import DEFAULT_BASE_PORT, DEFAULT_DEMO_USERS, check_ports, plan_ports, recover, tiers_from_template
+    from lakehub.local.platform import (
+        DEFAULT_BASE_PORT,
+        DEFAULT_DEMO_USERS,
+        check_ports,
+        plan_ports,
+        recover,
+        tiers_from_template,
+    )
 
     if state.running_pid():
         raise already_running(state)
@@ -74,7 +88,9 @@ def plan_up(state: StateDir, base_port: int | None, server_mode: str, runtime: s
     ports = plan_ports(base, tiers_from_template())
     if metrics_port:
         if metrics_port in ports:
-            raise LakehubError(f"--metrics-port {metrics_port} is {ports[metrics_port]}'s port; give one outside {base}-{base + PORT_SPAN}")
+            raise LakehubError(
+                f"--metrics-port {metrics_port} is {ports[metrics_port]}'s port; give one outside {base}-{base + PORT_SPAN}"
+            )
         ports[metrics_port] = "the metrics endpoint (--metrics-port)"
     check_ports(ports)
     state.ensure()  # 0700: user servers run as other accounts and must not read it
@@ -106,8 +122,17 @@ def supervise(state: StateDir, plan: UpPlan, say: Say, on_ready: Callable[[], No
     """Run the supervisor in this process until Ctrl-C (`up --foreground`)."""
     from lakehub.local.platform import supervise as run_supervisor
 
-    return run_supervisor(state, plan.base_port, plan.server_mode, run_id="foreground", say=say, on_ready=on_ready,
-                          demo_users=plan.demo_users, runtime=plan.runtime, metrics_port=plan.metrics_port)
+    return run_supervisor(
+        state,
+        plan.base_port,
+        plan.server_mode,
+        run_id="foreground",
+        say=say,
+        on_ready=on_ready,
+        demo_users=plan.demo_users,
+        runtime=plan.runtime,
+        metrics_port=plan.metrics_port,
+    )
 
 
 def start_background(state: StateDir, plan: UpPlan) -> tuple[subprocess.Popen, str]:
@@ -119,10 +144,28 @@ def start_background(state: StateDir, plan: UpPlan) -> tuple[subprocess.Popen, s
     log_path = state.file(LOG_FILE)
     with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lakehub.local.platform", "--state-dir", str(state.path), "--base-port", str(plan.base_port),
-             "--server-mode", plan.server_mode, "--run-id", run_id, "--demo-users", str(plan.demo_users), "--runtime", plan.runtime,
-             *(["--metrics-port", str(plan.metrics_port)] if plan.metrics_port else [])],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "lakehub.local.platform",
+                "--state-dir",
+                str(state.path),
+                "--base-port",
+                str(plan.base_port),
+                "--server-mode",
+                plan.server_mode,
+                "--run-id",
+                run_id,
+                "--demo-users",
+                str(plan.demo_users),
+                "--runtime",
+                plan.runtime,
+                *(["--metrics-port", str(plan.metrics_port)] if plan.metrics_port else []),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             cwd=str(Path(__file__).resolve().parents[2]),
         )
     return proc, run_id
@@ -144,7 +187,9 @@ def wait_ready(state: StateDir, proc: subprocess.Popen, run_id: str, timeout: fl
                 return state.read()
             if current.get("phase") in ("failed", "stopping", "stopped"):
                 _reap(proc)
-                raise LakehubError(current.get("error") or f"the local platform stopped while starting; see {state.file(LOG_FILE)}")
+                raise LakehubError(
+                    current.get("error") or f"the local platform stopped while starting; see {state.file(LOG_FILE)}"
+                )
         code = proc.poll()
         if code is not None:
             if code == 3 and not mine:
@@ -194,17 +239,29 @@ def status(state: StateDir) -> Status:
         raise NotReady(f"no local platform is ready ({phase}); start it with `lakehub local up`", current.get("runtime") or "")
     rows = probe_parts(dict(current, _state_dir=str(state.path)), supervisor_alive=not crashed)
     if crashed:
-        rows.insert(0, {"name": "supervisor", "pid": (current.get("supervisor") or {}).get("pid") or current.get("pid"),
-                        "state": "not running", "restarts": 0, "url": "", "ok": False,
-                        "note": "it died without stopping; `lakehub local down` ends what it left"})
+        rows.insert(
+            0,
+            {
+                "name": "supervisor",
+                "pid": (current.get("supervisor") or {}).get("pid") or current.get("pid"),
+                "state": "not running",
+                "restarts": 0,
+                "url": "",
+                "ok": False,
+                "note": "it died without stopping; `lakehub local down` ends what it left",
+            },
+        )
     return Status(current, rows, observed(current, rows))
 
 
 def status_json(state: StateDir) -> dict:
     current = state.read()
-    return {"tiers": current.get("tiers", []), "emulator_endpoint": current.get("emulator_endpoint", ""),
-            "demo_users_per_tier": current.get("demo_users_per_tier", 0),
-            "runtime": current.get("runtime") or "process"}
+    return {
+        "tiers": current.get("tiers", []),
+        "emulator_endpoint": current.get("emulator_endpoint", ""),
+        "demo_users_per_tier": current.get("demo_users_per_tier", 0),
+        "runtime": current.get("runtime") or "process",
+    }
 
 
 def probe_parts(current: dict, supervisor_alive: bool = True) -> list[dict]:
@@ -231,8 +288,9 @@ def probe_parts(current: dict, supervisor_alive: bool = True) -> list[dict]:
             row["state"] = "answering" if answers and recorded == "running" else "not answering"
         else:
             alive = bool(row.get("pid")) and start_time(int(row["pid"])) is not None
-            answers = alive and probe(row["url"], headers if row["name"] == "emulator" else None, timeout=2,
-                                      any_status=row["name"] == "emulator")
+            answers = alive and probe(
+                row["url"], headers if row["name"] == "emulator" else None, timeout=2, any_status=row["name"] == "emulator"
+            )
             row["state"] = "answering" if answers else ("starting" if recorded == "starting" and alive else "not answering")
         row["ok"] = row["state"] == "answering" and not row.get("note", "").startswith("restarted with its state lost")
         if row["name"] == "agent":
@@ -322,5 +380,7 @@ def down(state: StateDir, no_export: bool, no_backup: bool, say: Say = _nothing,
 
 
 def not_exported(state: StateDir, why: str) -> LakehubError:
-    return LakehubError(f"the notebooks were not exported ({why}); the last good copy is {state.export_dir} "
-                        "(written as each was saved), and the next `up` restores it")
+    return LakehubError(
+        f"the notebooks were not exported ({why}); the last good copy is {state.export_dir} "
+        "(written as each was saved), and the next `up` restores it"
+    )
