@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Generate lakehub's CloudFormation templates into templates/ (see lakehub/release/build.py)."""
+"""Generate lakehub's CloudFormation templates into templates/ (see lakehub/cli/build.py and lakehub/release/build.py)."""
 
 import sys
 
-from lakehub.release.build import main
+from lakehub.cli.build import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -228,6 +228,8 @@ def test_waiting_for_an_endpoint_shows_progress(tmp_path, silent_endpoint, monke
 
     from rich.console import Console
 
+    from lakehub.cli.deploy import Terminal
+
     for key, value in _clean_env(tmp_path).items():
         monkeypatch.setenv(key, value)
 
@@ -237,7 +239,7 @@ def test_waiting_for_an_endpoint_shows_progress(tmp_path, silent_endpoint, monke
     console = Console(file=out, force_terminal=True, width=120)
     with pytest.raises(LakehubError, match="did not answer within 2 s"):
         deploy({"BucketSuffix": "p1"}, stack_name="deploy-progress", region="us-east-1", endpoint_url=silent_endpoint,
-               template_file=template, timeout=2, console=console)
+               template_file=template, timeout=2, display=Terminal(console))
     assert f"contacting CloudFormation at {silent_endpoint}" in out.getvalue()
 
 

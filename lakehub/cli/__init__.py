@@ -1,28 +1,24 @@
-"""The `lakehub` command.
+"""The `lakehub` command: argparse and rich only.
 
-Each subcommand lives in its own module, which exposes `register(subparsers)`; the parser it
-adds sets `func` (called with the parsed arguments, returns an exit code). A user's mistake is
-raised as LakehubError and printed as one line, with a non-zero exit, never a traceback.
+Each subcommand has its module here (build, publish, deploy, local, restore, cost) with
+`register(subparsers)`; the parser it adds sets `func` (called with the parsed arguments, returns
+an exit code). The work is done by the library (lakehub.release, lakehub.cost, lakehub.local),
+which returns data; these modules parse the arguments and print. A user's mistake is raised as
+LakehubError and printed as one line, with a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import os
 import sys
 
 from lakehub import __version__
+from lakehub.cli import build, cost, deploy, local, publish, restore
 from lakehub.errors import LakehubError
 
-# Modules that add subcommands, in the order `lakehub --help` lists them.
-COMMAND_MODULES = [
-    "lakehub.release.build",  # build (templates, zips, lint)
-    "lakehub.release.publish",  # publish (templates and zips to an assets bucket)
-    "lakehub.release.deploy",  # deploy (change set, progress, outputs)
-    "lakehub.local.cli",  # local up / status / down
-    "lakehub.release.restore",  # restore-home (AWS Backup)
-    "lakehub.cost",  # cost (estimate from the generated templates)
-]
+# The subcommands, in the order `lakehub --help` lists them.
+COMMANDS = (build, publish, deploy, local, restore, cost)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,15 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lakehub {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # A command whose module is not part of this build is simply not offered.
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        module.register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 
@@ -51,14 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
     except LakehubError as exc:
         print(f"lakehub: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("lakehub: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    except BrokenPipeError:
+        # The reader went away (`lakehub ... | head`): no traceback, and nothing more to write at
+        # exit (Python's signal documentation, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE

@@ -3,6 +3,6 @@
 The model is in `lakehub.cost.model`, the prices (each with its source) in `prices.yaml` beside it.
 """
 
-from lakehub.cost.model import PRICES_FILE, Profile, estimate, parse_cron, register, weekly_hours
+from lakehub.cost.model import PRICES_FILE, Profile, estimate, parse_cron, weekly_hours
 
-__all__ = ["PRICES_FILE", "Profile", "estimate", "parse_cron", "register", "weekly_hours"]
+__all__ = ["PRICES_FILE", "Profile", "estimate", "parse_cron", "weekly_hours"]

@@ -31,7 +31,6 @@ import re
 import shutil
 import sqlite3
 import stat
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -304,54 +303,14 @@ def restore_home(state: StateDir, tier: str, user: str, when: str | None = None,
     return line
 
 
-# ------------------------------------------------------------------------------------------
-# CLI (registered by lakehub.local.cli)
-# ------------------------------------------------------------------------------------------
-def register(sub, common: dict) -> None:
-    b = sub.add_parser("backup", help="snapshot users' homes and the hubs' databases into <state>/backups/<UTC time>/")
-    b.add_argument("--state-dir", **common)
-    b.add_argument("--keep", type=int, default=KEEP, help=f"backups to keep, the newest (default {KEEP})")
-    b.add_argument("--format", choices=("table", "json"), default="table")
-    b.set_defaults(func=cmd_backup)
-
-    r = sub.add_parser("restore-home", help="put a user's home back from a backup (`lakehub local backup`)")
-    r.add_argument("--state-dir", **common)
-    r.add_argument("--tier", required=True, help="the user's tier, e.g. pii")
-    r.add_argument("--user", required=True, help="the hub user name, e.g. alice")
-    r.add_argument("--from", dest="when", metavar="TIME",
-                   help="a backup's name, or the newest backup taken at or before TIME (ISO 8601, UTC by default); "
-                        "default: the newest that holds the home")
-    r.add_argument("--force", action="store_true", help="replace a home that holds files (they are kept as a backup first)")
-    r.set_defaults(func=cmd_restore_home)
-
-
-def cmd_backup(args) -> int:
-    state = StateDir(args.state_dir)
-    if not state.path.is_dir():
-        raise LakehubError(f"{state.path} is not a local platform's state folder; give --state-dir")
-    if args.keep < 1:
-        raise LakehubError(f"--keep {args.keep}: keep at least 1 backup")
-    backup = take_backup(state, keep=args.keep)
-    if args.format == "json":
-        print(json.dumps(json.loads((backup.path / MANIFEST).read_text()) | {"path": str(backup.path)}, indent=2))
-    else:
-        print(f"lakehub local: {backup.line}")
-    return 1 if backup.problems else 0
-
-
-def cmd_restore_home(args) -> int:
-    state = StateDir(args.state_dir)
-    print(f"lakehub local: {restore_home(state, args.tier, args.user, args.when, args.force)}")
-    return 0
-
-
-def backup_at_down(state: StateDir) -> None:
-    """`down`'s backup, after everything stopped; a failure is one line, not a failed `down`."""
+def backup_at_down(state: StateDir, say=lambda line: None, warn=lambda line: None) -> None:
+    """`down`'s backup, after everything stopped (`say` is told of it); a failure is one line
+    to `warn`, not a failed `down`."""
     if not (state.path / EFS_DIR).is_dir() and not _hub_databases(state):
         return
     try:
         backup = take_backup(state, note="taken by `lakehub local down`")
     except (OSError, LakehubError) as exc:
-        print(f"lakehub local: no backup taken at down: {exc}", file=sys.stderr)
+        warn(f"no backup taken at down: {exc}")
         return
-    print(f"lakehub local: {backup.line}")
+    say(backup.line)

@@ -14,6 +14,10 @@ Public API (the container runtime and the platform call these):
   podman_problem() -> str | None    why containers cannot run here (one line), or None
   run_args() -> list[str]           arguments every `podman run` / `podman build` here needs
   ensure_hub_image(say, rebuild)    the local hub image reference, built when missing
+
+`say` is told each step in one line; a caller with a live display (lakehub.cli.local on a
+terminal) passes `step` too: it is told what each build runs now, (title, current step), and
+`say` then only of the build's start and end.
 """
 
 from __future__ import annotations
@@ -441,38 +445,29 @@ def _build_lock(say):
 
 
 class _Progress:
-    """A live line (rich) on a terminal: what runs now and the elapsed time; elsewhere one line
-    per build step through `say`."""
+    """What a build runs now: to `step` (title, current step; None when it ended) when given, for a
+    live display; else one line per build step through `say`."""
 
     STEP = re.compile(r"^(?:\[(\d+)/(\d+)\] )?STEP (\d+)/(\d+): (.*)$")
     PHASE = re.compile(r"^(Retrieving Release|Installing core|Unpacking required|Configuring required|"
                        r"Unpacking the base|Configuring the base|Base system installed)")
 
-    def __init__(self, title: str, say):
+    def __init__(self, title: str, say, step=None):
         self.title = title
         self.say = say
         self.started = time.monotonic()
         self.stage_names: dict[str, str] = {}
         self.current = "starting"
-        self.live = None
-        from rich.console import Console
-
-        console = Console(stderr=True)
-        if console.is_terminal:
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            self.live = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                 console=console, transient=True)
-            self.task = self.live.add_task(f"{title}: starting")
+        self.live = step
 
     def __enter__(self):
         if self.live:
-            self.live.start()
+            self.live(self.title, self.current)
         return self
 
     def __exit__(self, *exc):
         if self.live:
-            self.live.stop()
+            self.live(self.title, None)  # the build ended
 
     def line(self, text: str) -> None:
         """One line of the build tool's output: update the display."""
@@ -491,7 +486,7 @@ class _Progress:
             if not self.live and self.PHASE.match(self.current):
                 self.say(f"{self.title}: {self.current} ({self.elapsed():.0f} s)")
         if self.live:
-            self.live.update(self.task, description=f"{self.title}: {self.current[:100]}")
+            self.live(self.title, self.current)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -546,13 +541,13 @@ def _new_log(name: str) -> Path:
     return path
 
 
-def _podman_build(tag: str, context: Path, log_name: str, title: str, say, extra: list[str]) -> None:
+def _podman_build(tag: str, context: Path, log_name: str, title: str, say, extra: list[str], step=None) -> None:
     """`podman build` into an image id; the tag is added only once the whole build succeeded."""
     log_path = _new_log(log_name)
     iidfile = cache_dir() / f".{log_name}.iid"
     iidfile.unlink(missing_ok=True)
     cmd = ["podman", "build", *run_args(), "--iidfile", str(iidfile), *extra, str(context)]
-    with _Progress(title, say) as progress:
+    with _Progress(title, say, step) as progress:
         code = _stream(cmd, log_path, progress)
     if code != 0 or not iidfile.exists():
         raise LakehubError(_failure_line(log_path, title))
@@ -590,7 +585,7 @@ def _remove_rootfs(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def ensure_base(say=print) -> str:
+def ensure_base(say=print, step=None) -> str:
     """`localhost/lakehub-bookworm:<recipe hash>`, imported from a debootstrap root file system
     (kept as a tarball in the cache) when podman does not have it."""
     tag = base_tag()
@@ -610,7 +605,7 @@ def ensure_base(say=print) -> str:
         say(f"building the Debian bookworm root file system (debootstrap; about a minute); log {log_path}")
         cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", f"--arch={_arch()[0]}",
                SUITE, str(rootfs), MIRROR]
-        with _Progress("debootstrap bookworm", say) as progress:
+        with _Progress("debootstrap bookworm", say, step) as progress:
             code = _stream(cmd, log_path, progress, timeout=1800)
         if code != 0:
             _remove_rootfs(rootfs)
@@ -664,7 +659,7 @@ def _npm_pack(spec: str, say) -> Path:
     return path
 
 
-def ensure_python_standin(base: str, python_image: str, say=print) -> str:
+def ensure_python_standin(base: str, python_image: str, say=print, step=None) -> str:
     python_minor(python_image)
     base_id = _image_id(base) or ""
     text = python_containerfile(base, python_image)
@@ -674,11 +669,11 @@ def ensure_python_standin(base: str, python_image: str, say=print) -> str:
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         (Path(tmp) / "Containerfile").write_text(text)
         _podman_build(tag, Path(tmp), "standin-python", f"stand-in for {python_image}", say,
-                      [*STANDIN_BUILD_FLAGS, "-f", str(Path(tmp) / "Containerfile")])
+                      [*STANDIN_BUILD_FLAGS, "-f", str(Path(tmp) / "Containerfile")], step)
     return tag
 
 
-def ensure_node_standin(base: str, node_image: str, say=print) -> str:
+def ensure_node_standin(base: str, node_image: str, say=print, step=None) -> str:
     version = node_version(node_image)
     npm_version = NODE_BUNDLED_NPM.get(version)
     if not npm_version:
@@ -700,7 +695,7 @@ def ensure_node_standin(base: str, node_image: str, say=print) -> str:
         sums = ",".join(f"{tgz.name}:sha256:{_file_sha(tgz)}" for tgz in tarballs)
         _podman_build(tag, Path(tmp), "standin-node", f"stand-in for {node_image}", say,
                       [*STANDIN_BUILD_FLAGS, "--label", f"io.lakehub.standin.tarballs={sums}",
-                       "-f", str(Path(tmp) / "Containerfile")])
+                       "-f", str(Path(tmp) / "Containerfile")], step)
     return tag
 
 
@@ -728,22 +723,22 @@ def _git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def ensure_hub_image(say=print, rebuild: bool = False) -> str:
+def ensure_hub_image(say=print, rebuild: bool = False, step=None) -> str:
     """The local hub image reference, `localhost/lakehub-hub:<content hash>`; built (with the
     stand-ins, when missing) only when podman does not have that tag, or with rebuild=True."""
-    return hub_image(say=say, rebuild=rebuild).ref
+    return hub_image(say=say, rebuild=rebuild, step=step).ref
 
 
-def hub_image(say=print, rebuild: bool = False) -> HubImage:
+def hub_image(say=print, rebuild: bool = False, step=None) -> HubImage:
     started = time.monotonic()
     problem = podman_problem()
     if problem:
         raise LakehubError(problem)
     bases = dockerfile_bases()
     with _build_lock(say):
-        base = ensure_base(say)
-        python_ref = ensure_python_standin(base, bases["PYTHON_IMAGE"], say)
-        node_ref = ensure_node_standin(base, bases["NODE_IMAGE"], say)
+        base = ensure_base(say, step)
+        python_ref = ensure_python_standin(base, bases["PYTHON_IMAGE"], say, step)
+        node_ref = ensure_node_standin(base, bases["NODE_IMAGE"], say, step)
         python_id, node_id = _image_id(python_ref) or "", _image_id(node_ref) or ""
         digests = f"python={python_ref}@{python_id[:12]},node={node_ref}@{node_id[:12]} (local stand-ins)"
         # GIT_COMMIT keeps the Dockerfile's default: a build argument that changes with every commit
@@ -772,6 +767,6 @@ def hub_image(say=print, rebuild: bool = False) -> HubImage:
                 "-f", str(HUB_CONTEXT / "Dockerfile"),
             ]
             say(f"building the hub image {ref} from hub_images/Dockerfile (the first build takes several minutes)")
-            _podman_build(ref, HUB_CONTEXT, "hub", "hub image", say, extra)
+            _podman_build(ref, HUB_CONTEXT, "hub", "hub image", say, extra, step)
         image_id = _image_id(ref) or ""
         return HubImage(ref, image_id, _image_size(ref), True, time.monotonic() - started)

@@ -21,10 +21,8 @@ Errors a user can cause (no credentials, an unknown parameter, a failed stack, a
 
 from __future__ import annotations
 
-import json
-import math
+import contextlib
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -187,19 +185,6 @@ def check_endpoint_url(url: str | None) -> str | None:
     return url
 
 
-def positive_seconds(text: str) -> float:
-    """argparse type: a finite number of seconds above 0."""
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a number of seconds above 0, e.g. 600")
-    return value
-
-
 def client_config(timeout: float = DEFAULT_TIMEOUT, endpoint_url: str | None = None, *, long_call: bool = False) -> Config:
     """Bounded connect and read timeouts and attempts (see CONNECT_TIMEOUT)."""
     if long_call:  # the emulator's ExecuteChangeSet: the whole stack in one call
@@ -324,26 +309,38 @@ class EventWatcher:
         return new
 
 
-def _events_table(watcher: EventWatcher, title: str):
-    from rich.table import Table
+class Display:
+    """What deploy() shows while it runs. This one shows nothing; `Lines` passes each step and
+    event on as one line; lakehub.cli.deploy shows a live table of the events on a terminal."""
 
-    table = Table(title=title, expand=False, show_lines=False)
-    table.add_column("time")
-    table.add_column("stack")
-    table.add_column("resource")
-    table.add_column("status")
-    table.add_column("reason", overflow="fold", max_width=60)
-    for e in watcher.latest:
-        status = e.get("ResourceStatus", "")
-        style = "red" if "FAILED" in status or "ROLLBACK" in status else ("green" if status.endswith("COMPLETE") else "")
-        table.add_row(
-            e["Timestamp"].strftime("%H:%M:%S") if e.get("Timestamp") else "",
-            e.get("StackName", "")[-40:],
-            e.get("LogicalResourceId", ""),
-            f"[{style}]{status}[/]" if style else status,
-            (e.get("ResourceStatusReason") or "")[:200],
-        )
-    return table
+    def say(self, line: str) -> None:
+        """A step of the deploy (change set made, executing, no changes...)."""
+
+    def contacting(self, where: str):
+        """A context around the first call to CloudFormation (an endpoint that never answers is
+        seen waiting)."""
+        return contextlib.nullcontext()
+
+    def watching(self, stack_name: str, latest: deque):
+        """A context while the stack runs; `latest` holds its most recent events."""
+        return contextlib.nullcontext()
+
+    def events(self, new: list[dict]) -> None:
+        """After each look at the stack: the events new since the last look (maybe none)."""
+
+
+class Lines(Display):
+    """Each step and each new event as one line to `progress` (logs, `lakehub local up`)."""
+
+    def __init__(self, progress: Callable[[str], None]):
+        self.progress = progress
+
+    def say(self, line: str) -> None:
+        self.progress(line)
+
+    def events(self, new: list[dict]) -> None:
+        for e in new:
+            self.progress(f"{e.get('LogicalResourceId')} {e.get('ResourceStatus')}")
 
 
 def deploy(
@@ -355,19 +352,20 @@ def deploy(
     template_url: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     session: boto3.session.Session | None = None,
-    console=None,
+    display: Display | None = None,
     progress: Callable[[str], None] | None = None,
     tags: dict[str, str] | None = None,
     preview: bool = False,
 ) -> DeployResult:
     """Create or update `stack_name` through a change set; returns its outputs.
 
-    `console` (a rich Console) shows a live table of the latest events; `progress` (a callback
-    taking one line) is told of each new event instead, for callers with their own display.
+    `display` shows the progress (see Display); or `progress`, a callback taking one line, is told
+    of each step and each new event (Lines), for callers with their own display.
     `preview`: make the change set, return its changes (DescribeChangeSet, nested stacks
     included), delete it (and the empty stack a CREATE change set makes) and change nothing.
     """
     started = time.time()
+    display = display or (Lines(progress) if progress else Display())
     session = session or boto3.session.Session()
     check_endpoint_url(endpoint_url)
     region = resolve_region(region, session)
@@ -386,9 +384,9 @@ def deploy(
     executor = cfn_client(region, endpoint_url, session, timeout=timeout, long_call=True) if endpoint_url else cfn
     where = endpoint_url or f"the {region} endpoint"
     try:
-        _first_contact(cfn, stack_name, where, console)
+        _first_contact(cfn, stack_name, where, display)
         return _deploy(cfn, parameters, stack_name, region, declared, local_text, template_file, template_url,
-                       timeout, started, console, progress, tags, executor, preview)
+                       timeout, started, display, tags, executor, preview)
     except NoCredentialsError:
         raise LakehubError(
             "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
@@ -407,14 +405,11 @@ def deploy(
         ) from None
 
 
-def _first_contact(cfn, stack_name: str, where: str, console) -> None:
-    """The first call, with a spinner on a terminal: an endpoint that never answers is seen
-    waiting, then named when the read timeout ends the wait."""
+def _first_contact(cfn, stack_name: str, where: str, display: Display) -> None:
+    """The first call, shown as waiting (a spinner on a terminal): an endpoint that never answers
+    is seen waiting, then named when the read timeout ends the wait."""
     try:
-        if console is None:
-            _stack(cfn, stack_name)
-            return
-        with console.status(f"contacting CloudFormation at {where}", spinner="dots"):
+        with display.contacting(where):
             _stack(cfn, stack_name)
     except (KeyError, TypeError, AttributeError, ValueError):
         # botocore read a reply of the wrong shape (an HTML page that happens to be valid XML).
@@ -422,7 +417,7 @@ def _first_contact(cfn, stack_name: str, where: str, console) -> None:
 
 
 def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_file, template_url,
-            timeout, started, console, progress, tags, executor=None, preview=False) -> DeployResult:
+            timeout, started, display, tags, executor=None, preview=False) -> DeployResult:
     executor = executor or cfn
     existing = _stack(cfn, stack_name)
     if existing and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
@@ -469,13 +464,13 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
     else:
         args["TemplateURL"] = template_url or template_url_for(parameters, region, declared)
 
-    _say(progress, console, f"{change_set_type.lower()} change set for stack {stack_name}")
+    display.say(f"{change_set_type.lower()} change set for stack {stack_name}")
     try:
         created = cfn.create_change_set(**args)
     except ClientError as exc:
         if not any(text in _error_line(exc) for text in NO_CHANGES):
             raise
-        _say(progress, console, f"stack {stack_name}: no changes")
+        display.say(f"stack {stack_name}: no changes")
         stack = _stack(cfn, stack_name) or {}
         return DeployResult(stack_name, stack.get("StackId", ""), stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started)
     cs_id, stack_id = created["Id"], created["StackId"]
@@ -488,7 +483,7 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
             reason = cs.get("StatusReason") or ""
             if any(text in reason for text in NO_CHANGES):
                 _safe(lambda: cfn.delete_change_set(ChangeSetName=cs_id, StackName=stack_id))
-                _say(progress, console, f"stack {stack_name}: no changes")
+                display.say(f"stack {stack_name}: no changes")
                 stack = _stack(cfn, stack_name) or {}
                 return DeployResult(stack_name, stack_id, stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started)
             raise LakehubError(f"the change set for {stack_name} failed: {reason}")
@@ -500,11 +495,11 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
         _delete_change_set(cfn, cs_id, stack_id)
         if change_set_type == "CREATE":
             _safe(lambda: cfn.delete_stack(StackName=stack_id))  # the empty REVIEW_IN_PROGRESS stack
-        _say(progress, console, f"preview: {len(changes)} change{'s' if len(changes) != 1 else ''}; nothing executed")
+        display.say(f"preview: {len(changes)} change{'s' if len(changes) != 1 else ''}; nothing executed")
         stack = (_stack(cfn, stack_name) or {}) if change_set_type == "UPDATE" else {}
         return DeployResult(stack_name, stack_id if change_set_type == "UPDATE" else "", stack.get("StackStatus", "NONE"),
                             change_set_type, _outputs(stack), time.time() - started, changes)
-    _say(progress, console, f"change set ready: {n} change{'s' if n != 1 else ''}; executing")
+    display.say(f"change set ready: {n} change{'s' if n != 1 else ''}; executing")
 
     # An emulator executes the whole change set inside this call, so it runs in a thread while
     # this one shows the events; on AWS the call returns at once.
@@ -520,7 +515,7 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
     runner.start()
     emulator = bool(cfn.meta.endpoint_url) and not cfn.meta.endpoint_url.endswith(".amazonaws.com")
     watcher = EventWatcher(cfn, stack_id, started, emulator=emulator)
-    status = _wait(cfn, stack_id, runner, failure, watcher, timeout, console, progress, stack_name, emulator)
+    status = _wait(cfn, stack_id, runner, failure, watcher, timeout, display, stack_name, emulator)
     stack = _stack(cfn, stack_id) or {}
     if status not in DONE_STATES:
         reasons = [e.get("ResourceStatusReason") for e in watcher.latest if "FAILED" in (e.get("ResourceStatus") or "") and e.get("ResourceStatusReason")]
@@ -557,22 +552,12 @@ def change_set_changes(cfn, change_set_id: str, stack_id: str, stack_label: str 
     return rows
 
 
-def _wait(cfn, stack_id, runner, failure, watcher, timeout, console, progress, stack_name, emulator=False) -> str:
+def _wait(cfn, stack_id, runner, failure, watcher, timeout, display: Display, stack_name, emulator=False) -> str:
     deadline = time.monotonic() + timeout
-    live = None
-    if console is not None:
-        from rich.live import Live
-
-        live = Live(_events_table(watcher, f"stack {stack_name}"), console=console, refresh_per_second=4, transient=False)
-        live.start()
-    try:
+    with display.watching(stack_name, watcher.latest):
         while True:
             runner.join(timeout=POLL_SECONDS)
-            for e in watcher.poll():
-                if progress:
-                    progress(f"{e.get('LogicalResourceId')} {e.get('ResourceStatus')}")
-            if live is not None:
-                live.update(_events_table(watcher, f"stack {stack_name}"))
+            display.events(watcher.poll())
             if failure:
                 exc = failure[0]
                 if isinstance(exc, ReadTimeoutError):
@@ -590,20 +575,10 @@ def _wait(cfn, stack_id, runner, failure, watcher, timeout, console, progress, s
                 return status
             if time.monotonic() > deadline:
                 raise LakehubError(f"stack {stack_name} did not finish within {timeout:.0f} s (now {status}); see the CloudFormation console")
-    finally:
-        if live is not None:
-            live.stop()
 
 
 def _outputs(stack: dict) -> dict[str, str]:
     return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs") or []}
-
-
-def _say(progress, console, line: str) -> None:
-    if progress:
-        progress(line)
-    elif console is not None:
-        console.print(f"[bold]lakehub[/]: {line}")
 
 
 def _delete_change_set(cfn, cs_id: str, stack_id: str, timeout: float = 4.0) -> None:
@@ -627,123 +602,24 @@ def _safe(fn) -> None:
         pass
 
 
-# ------------------------------------------------------------------------------------------
-# the command
-# ------------------------------------------------------------------------------------------
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "deploy",
-        help="create or update the main stack through a change set",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument("--stack-name", default=DEFAULT_STACK_NAME, help=f"stack name (default {DEFAULT_STACK_NAME})")
-    p.add_argument("--parameter", "-p", action="append", default=[], metavar="KEY=VALUE", help="a template parameter (repeatable)")
-    p.add_argument("--parameters-file", metavar="FILE", help="JSON or YAML: {Key: Value} or [{ParameterKey, ParameterValue}]; --parameter wins")
-    p.add_argument("--region", help="AWS region (default: AWS_REGION, then AWS_DEFAULT_REGION, then the profile's)")
-    p.add_argument("--endpoint-url", help="an AWS emulator's endpoint, e.g. http://127.0.0.1:8700")
-    p.add_argument("--template-file", help="send this file as the template body instead of the published main template")
-    p.add_argument("--template-url", help="deploy this template URL instead of the published main template")
-    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT,
-                   help=f"seconds to wait for the stack (default 3600); each request waits at most {READ_TIMEOUT:.0f} s of it")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the outputs")
-    p.add_argument("--preview", action="store_true",
-                   help="show the change set of the main stack (resource, action, replacement) and the Service Catalog "
-                        "products that --upgrade-products would update; change nothing")
-    p.add_argument("--upgrade-products", action="store_true",
-                   help="after the main stack, update every tier and on-demand hub launched from the platform's Service "
-                        "Catalog products to the product's newest version, and report which runs which version")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
-    from rich.console import Console
-
-    params: dict[str, str] = {}
-    if args.parameters_file:
-        params.update(read_parameters_file(args.parameters_file))
-    for item in args.parameter:
-        k, v = parse_parameter(item)
-        params[k] = v
-    as_json = args.format == "json"
-    console = Console(stderr=as_json)
-    preview = getattr(args, "preview", False)
-    upgrade = getattr(args, "upgrade_products", False)
-    result = deploy(
-        params,
-        stack_name=args.stack_name,
-        region=args.region,
-        endpoint_url=args.endpoint_url,
-        template_file=args.template_file,
-        template_url=args.template_url,
-        timeout=args.timeout,
-        console=console if console.is_terminal else None,
-        progress=None if console.is_terminal else (lambda line: print(f"lakehub: {line}", file=sys.stderr)),
-        preview=preview,
-    )
-    products = []
-    if preview or upgrade:
-        products = _products(args, result, preview, console)
-    failed = [p for p in products if p.status == "failed"]
-    if as_json:
-        out = {"stack_name": result.stack_name, "stack_id": result.stack_id, "status": result.status,
-               "change_set_type": result.change_set_type, "outputs": result.outputs}
-        if preview:
-            out["changes"] = result.changes
-        if preview or upgrade:
-            out["products"] = [p.row() for p in products]
-        print(json.dumps(out, indent=2))
-        return 1 if failed else 0
-    _print_tables(result, products, preview, upgrade)
-    for p in failed:
-        print(f"lakehub: error: {p.name} ({p.provisioned_product_id}): {p.detail}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _products(args, result: DeployResult, preview: bool, console) -> list:
-    """--preview: the plan; --upgrade-products: the upgrade's report (after main)."""
+def catalog_products(result: DeployResult, region: str | None, endpoint_url: str | None, timeout: float,
+                     preview: bool, progress: Callable[[str], None] | None = None) -> list:
+    """After the main stack, the platform's Service Catalog provisioned products
+    (lakehub.release.upgrade): with `preview`, the plan; else the upgrade's report."""
     from lakehub.release import upgrade
 
     if preview and result.change_set_type == "CREATE":
         return []  # no platform yet, so no provisioned products
     session = boto3.session.Session()
-    region = resolve_region(args.region, session)
-    config = client_config(args.timeout, args.endpoint_url)
-    cfn = make_client("cloudformation", region, args.endpoint_url, config, session)
-    sc = make_client("servicecatalog", region, args.endpoint_url, config, session)
+    region = resolve_region(region, session)
+    config = client_config(timeout, endpoint_url)
+    cfn = make_client("cloudformation", region, endpoint_url, config, session)
+    sc = make_client("servicecatalog", region, endpoint_url, config, session)
     try:
         if preview:
-            return upgrade.plan_upgrades(cfn, sc, args.stack_name)
-        return upgrade.upgrade_products(cfn, sc, args.stack_name, timeout=args.timeout,
-                                        progress=lambda line: print(f"lakehub: {line}", file=sys.stderr))
+            return upgrade.plan_upgrades(cfn, sc, result.stack_name)
+        return upgrade.upgrade_products(cfn, sc, result.stack_name, timeout=timeout, progress=progress)
     except ClientError as exc:
         raise LakehubError(f"Service Catalog: {_error_line(exc)}") from None
     except (BotoCoreError, ResponseParserError) as exc:
-        raise LakehubError(f"cannot reach Service Catalog ({args.endpoint_url or region}): {_error_line(exc)}") from None
-
-
-def _print_tables(result: DeployResult, products: list, preview: bool, upgrade: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    out = Console()
-    if preview:
-        table = Table(title=f"preview of stack {result.stack_name} ({result.change_set_type.lower()}): {len(result.changes)} changes, nothing executed")
-        for column in ("stack", "resource", "type", "action", "replacement"):
-            table.add_column(column, overflow="fold")
-        for c in result.changes:
-            table.add_row(c["stack"], c["resource"], c["type"], c["action"], c["replacement"])
-        out.print(table)
-    else:
-        table = Table(title=f"stack {result.stack_name}: {result.status} ({result.seconds:.0f} s)")
-        table.add_column("output")
-        table.add_column("value", overflow="fold")
-        for k, v in sorted(result.outputs.items()):
-            table.add_row(k, v)
-        out.print(table)
-    if preview or upgrade:
-        table = Table(title="Service Catalog provisioned products" + (" (would upgrade)" if preview else ""))
-        for column in ("provisioned product", "id", "before", "after", "status", "detail"):
-            table.add_column(column, overflow="fold")
-        for p in products:
-            table.add_row(p.name, p.provisioned_product_id, p.before, p.after, p.status, p.detail)
-        out.print(table)
+        raise LakehubError(f"cannot reach Service Catalog ({endpoint_url or region}): {_error_line(exc)}") from None

@@ -61,20 +61,20 @@ def test_runtime_container_without_podman_fails_in_one_line_and_starts_nothing(t
     assert not port_in_use(base)
 
 
-def test_the_default_runtime_falls_back_to_processes_with_one_line_why(tmp_path, monkeypatch, capsys):
+def test_the_default_runtime_falls_back_to_processes_with_one_line_why(tmp_path, monkeypatch):
     from lakehub.local import images
-    from lakehub.local.cli import choose_runtime
+    from lakehub.local.lifecycle import choose_runtime
 
     monkeypatch.setenv("PATH", str(tmp_path))
     images.podman_problem.cache_clear()
+    err: list[str] = []
     try:
-        assert choose_runtime(None) == "process"
-        assert choose_runtime("process") == "process"
+        assert choose_runtime(None, warn=err.append) == "process"
+        assert choose_runtime("process", warn=err.append) == "process"
     finally:
         images.podman_problem.cache_clear()
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1, err
-    assert err[0].startswith("lakehub local: containers: podman is not installed") and "as processes" in err[0]
+    assert err[0].startswith("containers: podman is not installed") and "as processes" in err[0]
 
 
 def test_only_hub_tasks_get_the_hubs_folders_never_a_users_task(tmp_path):

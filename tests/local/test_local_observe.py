@@ -122,7 +122,8 @@ def test_an_emulator_that_does_not_answer_is_one_line_quickly():
 def test_the_status_tables_show_each_tiers_figures_and_each_alarm():
     from rich.console import Console
 
-    from lakehub.local.observe import empty_tier, print_observed
+    from lakehub.cli.local import print_observed
+    from lakehub.local.observe import empty_tier
 
     pii = dict(empty_tier(), hub_up=0, active_users=3, running_servers=2, spawns=5, spawn_failures=1,
                spawn_seconds_mean=6.5, spawn_seconds_max=9.0, servers_stopped={"oom": 1, "cull": 2},

@@ -52,7 +52,7 @@ def test_check_names_the_files_that_differ(tmp_path):
 
 
 def test_check_prints_a_unified_diff_of_each_stale_file(tmp_path, capsys):
-    from lakehub.release.build import main
+    from lakehub.cli.build import main
 
     out = tmp_path / "t"
     assert main(["--no-package", "--out", str(out)]) == 0
