@@ -24,8 +24,10 @@ SECRET_PATTERNS = {
     "AWS access key id": re.compile(r"\b(AKIA|ASIA|AROA|AIDA)[0-9A-Z]{16}\b"),
     "AWS secret access key": re.compile(r"(?i)aws.{0,20}secret.{0,20}[=:]\s*['\"]?[A-Za-z0-9/+]{40}\b"),
     "private key": re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----"),
+    # (the name of a lakehub environment variable, e.g. contract.ENV_COOKIE_SECRET, is not a secret)
     "password or secret literal": re.compile(
-        r"(?i)\b[\w.]*(?:password|passwd|pwd|secret|token|api_key|apikey)\w*\s*[=:]\s*[rbuf]?['\"][^'\"\s$<{]{4,}['\"]"),
+        r"(?i)\b[\w.]*(?:password|passwd|pwd|secret|token|api_key|apikey)\w*\s*[=:]\s*[rbuf]?['\"]"
+        r"(?!(?-i:LAKEHUB_[A-Z0-9_]+)['\"])[^'\"\s$<{]{4,}['\"]"),
     "password in a URL": re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:[^/\s:@'\"$<{]{3,}@"),
     "GitHub or Slack token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36}|xox[abpr]-[A-Za-z0-9-]{10,})\b"),
     "JupyterHub cookie secret literal": re.compile(r"cookie_secret\s*=\s*(?:bytes\.fromhex\()?['\"][0-9a-f]{32,}"),
@@ -81,7 +83,10 @@ def test_secret_scanner_catches_planted_secrets(tmp_path):
     (tmp_path / "ok.py").write_text(
         'a.client_secret = required("LAKEHUB_OAUTH_CLIENT_SECRET", "the secret")\n'
         'a.lookup_dn_search_password = os.environ["LAKEHUB_LDAP_BIND_PASSWORD"]\n'
-        'url = f"{scheme}://{host}:{port}"\n')
+        'url = f"{scheme}://{host}:{port}"\n'
+        'ENV_COOKIE_SECRET = "LAKEHUB_COOKIE_SECRET"\n')
+    (tmp_path / "named.py").write_text('cookie_secret = "LAKEHUB_COOKIE_SECRET_VALUE_1x"\n')  # not an env name
+    assert scan([tmp_path / "named.py"]) != []
     assert scan([tmp_path / "ok.py"]) == []
 
 
