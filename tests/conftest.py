@@ -116,3 +116,14 @@ def not_aws():
     yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_address[1]}", seen=seen)
     server.shutdown()
     server.server_close()
+
+
+# A test that talks to a server the suite starts (the emulator in server mode, the emulator's IAM
+# front, a threaded moto) is end-to-end, whatever its folder: `make test-fast` leaves it out.
+SERVER_FIXTURES = {"moto_server", "local_emulator", "iam_server", "_threaded_moto"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

@@ -108,6 +108,7 @@ def test_a_spot_interruption_is_explained_from_the_stop_code_or_the_reason():
     assert "Essential container in task exited" in fargate.stop_explanation(exited)
 
 
+@pytest.mark.slow
 def test_a_per_user_server_ends_itself_once_idle_while_its_hub_is_away(tmp_path):
     """The nightly stop leaves servers running: each one culls its idle, unconnected kernels and
     shuts itself down after the tier's idle timeout, as the hub's culler would; busy or connected

@@ -91,6 +91,7 @@ def health():
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_a_dead_part_is_restarted_with_a_growing_back_off_then_failed(tmp_path, health, caplog, monkeypatch):
     monkeypatch.setattr(lp, "RESTART_LIMIT", 3)
     platform = lp.LocalPlatform(StateDir(tmp_path), base_port=8700)

@@ -132,6 +132,7 @@ PROBE = ("import boto3; c = boto3.Session().get_credentials(); "
          "print(c.method, c.access_key, c.get_frozen_credentials().token)")
 
 
+@pytest.mark.slow
 def test_a_hub_slower_than_botocores_container_fetch_does_not_fail_the_servers_clients():
     """At server start the contents manager's S3 clients resolve credentials through the relay
     right away; botocore's container provider gives up after 3 attempts of 2 s. A hub that takes
@@ -201,6 +202,7 @@ def test_botocores_container_provider_ignores_the_metadata_timeout_settings_so_t
     assert relay_mod.START_WAIT > window and relay_mod.FETCH_TIMEOUT > 12.7
 
 
+@pytest.mark.slow
 def test_the_s3_mounts_wait_for_credentials_at_start_instead_of_failing(monkeypatch):
     """What s3contents does while the contents manager is made (touch the folder) needs
     credentials; a container endpoint that cannot answer for longer than botocore's window

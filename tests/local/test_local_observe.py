@@ -213,6 +213,7 @@ def _wait(what: str, check, timeout: float, every: float = 2.0):
     return wait_for(check, timeout=timeout, interval=every, what=what)
 
 
+@pytest.mark.e2e  # a whole local platform (`lakehub local up`)
 def test_the_hub_down_alarm_fires_when_a_hub_is_stopped_and_clears_when_it_answers(platform):
     from lakehub.local.alarms import current_state
     from lakehub.settings import default_settings
