@@ -28,8 +28,9 @@ def run(count: int, passes: int = 5) -> dict:
     server = start_moto_server()
     try:
         env = server.client_env()
-        session = boto3.session.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+        session = boto3.session.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"]
+        )
 
         def client(service: str):
             return session.client(service, endpoint_url=server.endpoint_url, region_name="us-east-1")
@@ -39,13 +40,29 @@ def run(count: int, passes: int = 5) -> dict:
         tiers = [f"tier{i}" for i in range(count)]
         for tier in tiers:
             dims = [{"Name": "Platform", "Value": "bench"}, {"Name": "Tier", "Value": tier}]
-            data = [{"MetricName": "HubUp", "Dimensions": dims, "Value": 1.0,
-                     "Timestamp": datetime.fromtimestamp(now - 60 * i, timezone.utc)} for i in range(60)]
+            data = [
+                {
+                    "MetricName": "HubUp",
+                    "Dimensions": dims,
+                    "Value": 1.0,
+                    "Timestamp": datetime.fromtimestamp(now - 60 * i, timezone.utc),
+                }
+                for i in range(60)
+            ]
             for start in range(0, len(data), 20):
-                cw.put_metric_data(Namespace="lakehub", MetricData=data[start:start + 20])
-            cw.put_metric_alarm(AlarmName=f"bench-{tier}-hub-down", Namespace="lakehub", MetricName="HubUp",
-                                Dimensions=dims, Statistic="Minimum", Period=60, EvaluationPeriods=1, Threshold=1,
-                                ComparisonOperator="LessThanThreshold", TreatMissingData="breaching")
+                cw.put_metric_data(Namespace="lakehub", MetricData=data[start : start + 20])
+            cw.put_metric_alarm(
+                AlarmName=f"bench-{tier}-hub-down",
+                Namespace="lakehub",
+                MetricName="HubUp",
+                Dimensions=dims,
+                Statistic="Minimum",
+                Period=60,
+                EvaluationPeriods=1,
+                Threshold=1,
+                ComparisonOperator="LessThanThreshold",
+                TreatMissingData="breaching",
+            )
         evaluator = AlarmEvaluator(client, interval=3600)
         seconds = []
         for _ in range(passes):
@@ -55,12 +72,21 @@ def run(count: int, passes: int = 5) -> dict:
         reads = []
         for _ in range(passes):
             started = time.monotonic()
-            seen = observe(server.endpoint_url, {"AccessKeyId": env["AWS_ACCESS_KEY_ID"],
-                                                 "SecretAccessKey": env["AWS_SECRET_ACCESS_KEY"]}, "bench", tiers)
+            seen = observe(
+                server.endpoint_url,
+                {"AccessKeyId": env["AWS_ACCESS_KEY_ID"], "SecretAccessKey": env["AWS_SECRET_ACCESS_KEY"]},
+                "bench",
+                tiers,
+            )
             reads.append(time.monotonic() - started)
             assert not seen["error"], seen["error"]
-        return {"alarms": count, "datapoints": count * 60, "pass_seconds_median": round(statistics.median(seconds), 3),
-                "first_pass_seconds": round(seconds[0], 3), "observe_seconds_median": round(statistics.median(reads), 3)}
+        return {
+            "alarms": count,
+            "datapoints": count * 60,
+            "pass_seconds_median": round(statistics.median(seconds), 3),
+            "first_pass_seconds": round(seconds[0], 3),
+            "observe_seconds_median": round(statistics.median(reads), 3),
+        }
     finally:
         server.stop()
 

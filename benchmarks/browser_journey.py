@@ -46,8 +46,14 @@ STEPS = [
 
 def one_run(artifacts: Path) -> dict:
     env = dict(os.environ, LAKEHUB_TEST_ARTIFACTS=str(artifacts))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/browser"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/browser"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
         raise SystemExit(f"browser_journey: the browser suite failed (exit {proc.returncode}); screenshots in {artifacts}")
@@ -81,7 +87,11 @@ def main(argv=None) -> int:
     figures = {}
     for (mode, label), values in samples.items():
         figures.setdefault(mode, {})[label] = {
-            "median_s": round(statistics.median(values), 2), "min_s": min(values), "max_s": max(values), "n": len(values)}
+            "median_s": round(statistics.median(values), 2),
+            "min_s": min(values),
+            "max_s": max(values),
+            "n": len(values),
+        }
     if not args.json_only:
         from rich.console import Console
         from rich.table import Table

@@ -17,16 +17,24 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+    )
 
 
 def _label(p: psutil.Process) -> str:
     cmd = " ".join(p.cmdline())
-    for needle, label in (("lakehub.local.platform", "supervisor"), ("emulator_server", "emulator (moto)"),
-                          ("idp/oidc_provider.mjs", "identity provider"), ("configurable-http-proxy", "proxy"),
-                          ("jupyterhub_idle_culler", "idle culler"), ("jupyterhub-singleuser", "user server"),
-                          ("jupyterhub.singleuser", "user server"), ("ipykernel", "kernel"), ("jupyterhub", "hub")):
+    for needle, label in (
+        ("lakehub.local.platform", "supervisor"),
+        ("emulator_server", "emulator (moto)"),
+        ("idp/oidc_provider.mjs", "identity provider"),
+        ("configurable-http-proxy", "proxy"),
+        ("jupyterhub_idle_culler", "idle culler"),
+        ("jupyterhub-singleuser", "user server"),
+        ("jupyterhub.singleuser", "user server"),
+        ("ipykernel", "kernel"),
+        ("jupyterhub", "hub"),
+    ):
         if needle in cmd:
             return label
     return p.name()

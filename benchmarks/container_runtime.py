@@ -47,14 +47,18 @@ from hubclient import api_token, oidc_sign_in, wait_ready  # noqa: E402
 from common import lakehub, save_result, tree_rss  # noqa: E402
 
 
-
 def container_pid(task_arn: str) -> int | None:
-    out = subprocess.run(["podman", "ps", "--filter", f"label=lakehub.task={task_arn}", "--format", "{{.Names}}"],
-                         capture_output=True, text=True, timeout=60).stdout.split()
+    out = subprocess.run(
+        ["podman", "ps", "--filter", f"label=lakehub.task={task_arn}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
     if not out:
         return None
-    pid = subprocess.run(["podman", "inspect", "--format", "{{.State.Pid}}", out[0]],
-                         capture_output=True, text=True, timeout=60).stdout.strip()
+    pid = subprocess.run(
+        ["podman", "inspect", "--format", "{{.State.Pid}}", out[0]], capture_output=True, text=True, timeout=60
+    ).stdout.strip()
     return int(pid) if pid.isdigit() and int(pid) > 0 else None
 
 
@@ -62,8 +66,13 @@ def user_tasks(state: dict) -> dict[str, str]:
     """{user: task ARN} of the running user-server tasks."""
     import boto3
 
-    ecs = boto3.client("ecs", endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
-                       aws_access_key_id=state["admin"]["AccessKeyId"], aws_secret_access_key=state["admin"]["SecretAccessKey"])
+    ecs = boto3.client(
+        "ecs",
+        endpoint_url=state["emulator_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=state["admin"]["AccessKeyId"],
+        aws_secret_access_key=state["admin"]["SecretAccessKey"],
+    )
     cluster = state["outputs"]["ClusterName"]
     arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
     found = {}
@@ -81,8 +90,19 @@ def one_runtime(runtime: str, users: int) -> dict:
     row: dict = {"runtime": runtime}
     try:
         started = time.monotonic()
-        up = lakehub("local", "up", "--runtime", runtime, "--state-dir", str(state_dir),
-                     "--base-port", str(free_base_port()), "--demo-users", str(users), timeout=1800)
+        up = lakehub(
+            "local",
+            "up",
+            "--runtime",
+            runtime,
+            "--state-dir",
+            str(state_dir),
+            "--base-port",
+            str(free_base_port()),
+            "--demo-users",
+            str(users),
+            timeout=1800,
+        )
         row["up_seconds"] = round(time.monotonic() - started, 1)
         if up.returncode != 0:
             row["error"] = (up.stderr.strip().splitlines() or ["no message"])[-1]
@@ -130,22 +150,35 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     image = hub_image(say=lambda line: print(f"  {line}", file=sys.stderr))
     result = {
-        "benchmark": "container_runtime", "date": datetime.date.today().isoformat(), "cpus": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "server_mode": "per-user",
-        "users": args.users, "hub_image": image.ref, "hub_image_size_mb": round(image.size_bytes / 2**20),
-        "image_step_seconds": round(time.monotonic() - t0, 1), "image_built": image.built,
+        "benchmark": "container_runtime",
+        "date": datetime.date.today().isoformat(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "server_mode": "per-user",
+        "users": args.users,
+        "hub_image": image.ref,
+        "hub_image_size_mb": round(image.size_bytes / 2**20),
+        "image_step_seconds": round(time.monotonic() - t0, 1),
+        "image_built": image.built,
         "runs": [one_runtime(r.strip(), args.users) for r in args.runtimes.split(",") if r.strip()],
     }
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"local platform: containers vs processes ({args.users} pii users, per-user mode; "
-                        f"image step {result['image_step_seconds']} s{' (built)' if image.built else ' (cached)'})")
+    table = Table(
+        title=f"local platform: containers vs processes ({args.users} pii users, per-user mode; "
+        f"image step {result['image_step_seconds']} s{' (built)' if image.built else ' (cached)'})"
+    )
     for column in ("runtime", "up (s)", "sign-in -> ready median (s)", "each (s)", "RSS per user server median (MB)"):
         table.add_column(column)
     for run in result["runs"]:
-        table.add_row(run["runtime"], str(run.get("up_seconds")), str(run.get("sign_in_to_ready_median_s", run.get("error", ""))),
-                      " ".join(map(str, run.get("sign_in_to_ready_s", []))), str(run.get("rss_per_user_median_mb")))
+        table.add_row(
+            run["runtime"],
+            str(run.get("up_seconds")),
+            str(run.get("sign_in_to_ready_median_s", run.get("error", ""))),
+            " ".join(map(str, run.get("sign_in_to_ready_s", []))),
+            str(run.get("rss_per_user_median_mb")),
+        )
     Console(width=160).print(table)
     save_result(f"container_runtime-n{args.users}-{result['date']}", result)
     print(json.dumps(result))

@@ -40,12 +40,20 @@ def start(work: Path, persist: bool) -> tuple[subprocess.Popen, str, str]:
     token_file = work / control.TOKEN_FILE
     token = control.new_token(token_file)
     port = free_port()
-    cmd = [sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work / "emu"),
-           "--control-token-file", str(token_file)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lakehub.local.emulator_server",
+        "--port",
+        str(port),
+        "--work-dir",
+        str(work / "emu"),
+        "--control-token-file",
+        str(token_file),
+    ]
     if persist:
         cmd += ["--persist-dir", str(work / "notebooks-export")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -74,13 +82,24 @@ def main(argv: list[str] | None = None) -> int:
             for label in results:
                 proc, url, token = start(Path(tmp) / label, persist=label == "with")
                 procs.append(proc)
-                s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                                  aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
+                s3 = boto3.client(
+                    "s3",
+                    endpoint_url=url,
+                    region_name="us-east-1",
+                    aws_access_key_id=EMULATOR_ACCESS_KEY,
+                    aws_secret_access_key=EMULATOR_SECRET_KEY,
+                )
                 s3.create_bucket(Bucket=BUCKET)
                 s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
                 if label == "with":
-                    control.control_request(url, PERSIST_PATH, token, data=json.dumps({"bucket": BUCKET}).encode(),
-                                            method="POST", content_type="application/json")
+                    control.control_request(
+                        url,
+                        PERSIST_PATH,
+                        token,
+                        data=json.dumps({"bucket": BUCKET}).encode(),
+                        method="POST",
+                        content_type="application/json",
+                    )
                 s3.put_object(Bucket=BUCKET, Key="warm-up", Body=body)
                 clients[label] = s3
             for r in range(args.rounds):
@@ -98,8 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     def ms(values: list[float], q: float) -> float:
         return round(statistics.quantiles(values, n=100)[int(q) - 1] * 1000, 2) if q < 100 else round(max(values) * 1000, 2)
 
-    figures = {label: {"median_ms": round(statistics.median(v) * 1000, 2), "p95_ms": ms(v, 95),
-                       "mean_ms": round(statistics.mean(v) * 1000, 2)} for label, v in results.items()}
+    figures = {
+        label: {
+            "median_ms": round(statistics.median(v) * 1000, 2),
+            "p95_ms": ms(v, 95),
+            "mean_ms": round(statistics.mean(v) * 1000, 2),
+        }
+        for label, v in results.items()
+    }
     figures["overhead_median_ms"] = round(figures["with"]["median_ms"] - figures["without"]["median_ms"], 2)
     figures.update(puts=args.puts * args.rounds, size_bytes=args.size, files_mirrored=mirrored)
     if not args.json_only:

@@ -75,8 +75,12 @@ class PerSpawnerCalls(fargate.FargateSpawner):
 
 
 def world(endpoint: str, tasks: int) -> dict:
-    kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=EMULATOR_ACCESS_KEY,
-              aws_secret_access_key=EMULATOR_SECRET_KEY)
+    kw = dict(
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=EMULATOR_ACCESS_KEY,
+        aws_secret_access_key=EMULATOR_SECRET_KEY,
+    )
     ec2, ecs = boto3.client("ec2", **kw), boto3.client("ecs", **kw)
     keep_tasks_running(endpoint)
     vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
@@ -85,16 +89,26 @@ def world(endpoint: str, tasks: int) -> dict:
     sg = ec2.create_security_group(GroupName="users", Description="user servers", VpcId=vpc)["GroupId"]
     ecs.create_cluster(clusterName="lakehub-bench")
     ecs.register_task_definition(
-        family="lakehub-bench-user", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256",
-        memory="512", containerDefinitions=[{"name": "notebook", "image": "lakehub-hub:latest", "memoryReservation": 128}],
+        family="lakehub-bench-user",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[{"name": "notebook", "image": "lakehub-hub:latest", "memoryReservation": 128}],
     )
     arns: list[str] = []
     while len(arns) < tasks:
-        arns += [t["taskArn"] for t in ecs.run_task(
-            cluster="lakehub-bench", taskDefinition="lakehub-bench-user", count=min(10, tasks - len(arns)),
-            launchType="FARGATE", startedBy=fargate.started_by("bench"),
-            networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [sg]}},
-        )["tasks"]]
+        arns += [
+            t["taskArn"]
+            for t in ecs.run_task(
+                cluster="lakehub-bench",
+                taskDefinition="lakehub-bench-user",
+                count=min(10, tasks - len(arns)),
+                launchType="FARGATE",
+                startedBy=fargate.started_by("bench"),
+                networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [sg]}},
+            )["tasks"]
+        ]
     return {"arns": arns, "subnet": subnet, "sg": sg}
 
 
@@ -102,10 +116,21 @@ async def measure(cls, endpoint: str, w: dict, interval: int, duration: float, w
     hub = Hub(ip="127.0.0.1", port=8081, base_url="/hub/")
     spawners = []
     for i, arn in enumerate(w["arns"]):
-        s = cls(user=User(f"user{i}"), hub=hub, api_token=f"t{i}", oauth_client_id=f"jupyterhub-user-user{i}",
-                cluster="lakehub-bench", task_definition="lakehub-bench-user", subnets=[w["subnet"]],
-                security_groups=[w["sg"]], tier="bench", region="us-east-1", ecs_endpoint_url=endpoint,
-                poll_interval=interval, describe_window=window)
+        s = cls(
+            user=User(f"user{i}"),
+            hub=hub,
+            api_token=f"t{i}",
+            oauth_client_id=f"jupyterhub-user-user{i}",
+            cluster="lakehub-bench",
+            task_definition="lakehub-bench-user",
+            subnets=[w["subnet"]],
+            security_groups=[w["sg"]],
+            tier="bench",
+            region="us-east-1",
+            ecs_endpoint_url=endpoint,
+            poll_interval=interval,
+            describe_window=window,
+        )
         s.load_state({"task_arn": arn})
         spawners.append(s)
     client = fargate.ecs_client("us-east-1", endpoint)
@@ -152,9 +177,11 @@ async def measure(cls, endpoint: str, w: dict, interval: int, duration: float, w
         "steady_polls_per_s": round(steady_polls / span, 2),
         "steady_describe_calls_per_s": round(rate, 3),
         "describe_calls_per_s_at_30s_interval": round(rate * scale, 3),
-        "expected_per_s_at_30s_interval": round((len(spawners) if cls is PerSpawnerCalls else
-                                                 math.ceil(len(spawners) / ecs_poller.MAX_TASKS_PER_CALL))
-                                                / REAL_POLL_INTERVAL, 3),
+        "expected_per_s_at_30s_interval": round(
+            (len(spawners) if cls is PerSpawnerCalls else math.ceil(len(spawners) / ecs_poller.MAX_TASKS_PER_CALL))
+            / REAL_POLL_INTERVAL,
+            3,
+        ),
     }
 
 
@@ -167,17 +194,27 @@ def main(argv: list[str] | None = None) -> int:
     window = ecs_poller.DEFAULT_WINDOW * args.interval / REAL_POLL_INTERVAL
     for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         os.environ.pop(key, None)
-    os.environ.update(AWS_ACCESS_KEY_ID=EMULATOR_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_SECRET_KEY,
-                      AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=EMULATOR_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_SECRET_KEY, AWS_DEFAULT_REGION="us-east-1"
+    )
     server = start_moto_server()
     try:
         w = world(server.endpoint_url, args.tasks)
-        result = {"benchmark": "ecs_poll_rate",
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "cpus": os.cpu_count(), "tasks": args.tasks, "compressed_poll_interval_s": args.interval,
-                  "duration_s": args.duration, "window_s": round(window, 4),
-                  "ecs_limit": {"bucket": "Cluster resource read actions (DescribeTasks, ListTasks, ...)",
-                                "burst": ECS_BURST, "sustained_per_s": ECS_SUSTAINED, "scope": "account and Region"}}
+        result = {
+            "benchmark": "ecs_poll_rate",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(),
+            "tasks": args.tasks,
+            "compressed_poll_interval_s": args.interval,
+            "duration_s": args.duration,
+            "window_s": round(window, 4),
+            "ecs_limit": {
+                "bucket": "Cluster resource read actions (DescribeTasks, ListTasks, ...)",
+                "burst": ECS_BURST,
+                "sustained_per_s": ECS_SUSTAINED,
+                "scope": "account and Region",
+            },
+        }
         for name, cls in (("per_spawner", PerSpawnerCalls), ("shared_poller", fargate.FargateSpawner)):
             result[name] = asyncio.run(measure(cls, server.endpoint_url, w, args.interval, args.duration, window))
     finally:
@@ -187,17 +224,24 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"DescribeTasks of one hub with {args.tasks} running servers (emulator; poll interval "
-                        f"{args.interval} s compressed from 30 s, {args.duration:.0f} s per mode)", title_justify="left")
+    table = Table(
+        title=f"DescribeTasks of one hub with {args.tasks} running servers (emulator; poll interval "
+        f"{args.interval} s compressed from 30 s, {args.duration:.0f} s per mode)",
+        title_justify="left",
+    )
     table.add_column("measure")
     table.add_column("per spawner (before)", justify="right")
     table.add_column("shared poller", justify="right")
-    for key, label in (("steady_polls_per_s", "polls answered / s (compressed)"),
-                       ("steady_describe_calls_per_s", "DescribeTasks / s (compressed)"),
-                       ("describe_calls_per_s_at_30s_interval", "DescribeTasks / s at JupyterHub's 30 s"),
-                       ("expected_per_s_at_30s_interval", "expected at 30 s (N/30 vs ceil(N/100)/30)")):
+    for key, label in (
+        ("steady_polls_per_s", "polls answered / s (compressed)"),
+        ("steady_describe_calls_per_s", "DescribeTasks / s (compressed)"),
+        ("describe_calls_per_s_at_30s_interval", "DescribeTasks / s at JupyterHub's 30 s"),
+        ("expected_per_s_at_30s_interval", "expected at 30 s (N/30 vs ceil(N/100)/30)"),
+    ):
         table.add_row(label, str(result["per_spawner"][key]), str(result["shared_poller"][key]))
-    table.add_row("ECS limit, account and Region (sustained / burst)", f"{ECS_SUSTAINED} / {ECS_BURST}", f"{ECS_SUSTAINED} / {ECS_BURST}")
+    table.add_row(
+        "ECS limit, account and Region (sustained / burst)", f"{ECS_SUSTAINED} / {ECS_BURST}", f"{ECS_SUSTAINED} / {ECS_BURST}"
+    )
     Console(width=160).print(table)
     print(f"written to {out.relative_to(ROOT)}")
     return 0

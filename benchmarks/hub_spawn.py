@@ -43,8 +43,9 @@ def wait_ready_fast(hub_url: str, user: str, token: str, timeout: float = 120.0)
     headers = {"Authorization": f"token {token}"}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        server = (requests.get(f"{hub_url}/hub/api/users/{user}", headers=headers, timeout=10).json()
-                  .get("servers") or {}).get("")
+        server = (requests.get(f"{hub_url}/hub/api/users/{user}", headers=headers, timeout=10).json().get("servers") or {}).get(
+            ""
+        )
         if server and server.get("ready"):
             return
         time.sleep(0.05)
@@ -83,8 +84,13 @@ def main(argv=None) -> int:
     try:
         changed = H.open_interpreter_path() if os.geteuid() == 0 else []
         moto = start_moto_server(log_path=work / "moto.log")
-        s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name="us-east-1",
-                          aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=moto.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=EMULATOR_ACCESS_KEY,
+            aws_secret_access_key=EMULATOR_SECRET_KEY,
+        )
         bucket = f"lakehub-bench-{run}"
         s3.create_bucket(Bucket=bucket)
         creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
@@ -110,8 +116,11 @@ def main(argv=None) -> int:
         time.sleep(args.idle_seconds)
         rss = [server_rss(u) for u in users]
         hub_rss = psutil.Process(hub.process.pid).memory_info().rss
-        proxy_rss = sum(c.memory_info().rss for c in psutil.Process(hub.process.pid).children()
-                        if "configurable-http-proxy" in " ".join(c.cmdline()))
+        proxy_rss = sum(
+            c.memory_info().rss
+            for c in psutil.Process(hub.process.pid).children()
+            if "configurable-http-proxy" in " ".join(c.cmdline())
+        )
         mib = 1024 * 1024
         result = {
             "idp": args.idp,
@@ -145,8 +154,10 @@ def main(argv=None) -> int:
                 ("proxy RSS", f"{result['proxy_rss_mib']:.1f} MiB"),
             ]
             width = max(len(r[0]) for r in rows)
-            print(f"hub spawn benchmark ({args.idp}, {os.cpu_count()} CPUs, "
-                  f"{'one Unix user per server' if result['runs_as_separate_unix_users'] else 'not root: same user'})")
+            print(
+                f"hub spawn benchmark ({args.idp}, {os.cpu_count()} CPUs, "
+                f"{'one Unix user per server' if result['runs_as_separate_unix_users'] else 'not root: same user'})"
+            )
             print(f"{'measure'.ljust(width)}  value")
             print(f"{'-' * width}  {'-' * 12}")
             for name, value in rows:

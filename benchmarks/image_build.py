@@ -29,7 +29,6 @@ from lakehub.local import images  # noqa: E402
 from common import save_result  # noqa: E402
 
 
-
 def private_storage(folder: Path) -> None:
     """Point podman (and the image cache) at empty folders of this run only."""
     conf = folder / "storage.conf"
@@ -43,14 +42,20 @@ def private_storage(folder: Path) -> None:
 def timed(step: str, say) -> dict:
     started = time.monotonic()
     image = images.hub_image(say=say)
-    return {"step": step, "seconds": round(time.monotonic() - started, 1), "built": image.built, "ref": image.ref,
-            "size_bytes": image.size_bytes}
+    return {
+        "step": step,
+        "seconds": round(time.monotonic() - started, 1),
+        "built": image.built,
+        "ref": image.ref,
+        "size_bytes": image.size_bytes,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cold", action="store_true",
-                        help="remove lakehub's images and the download cache first (a first build from nothing)")
+    parser.add_argument(
+        "--cold", action="store_true", help="remove lakehub's images and the download cache first (a first build from nothing)"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="lakehub-cold-build-", dir="/var/tmp")) if args.cold else None
     try:
@@ -84,8 +89,9 @@ def measure(cold: bool) -> int:
         "cold": cold,
         "calls": [first, second],
         # When each phase started (seconds from the first call's start), from the progress lines.
-        "phases": [{"at_s": at, "line": line[:160]} for at, line in marks
-                   if not line.startswith(("hub image: stage", "stand-in for"))],
+        "phases": [
+            {"at_s": at, "line": line[:160]} for at, line in marks if not line.startswith(("hub image: stage", "stand-in for"))
+        ],
         "logs": [] if cold else [str(p) for p in logs[-4:]],
     }
     out = save_result(f"image_build-{'cold' if cold else 'warm'}-{result['date'][:10]}", result)
@@ -97,11 +103,25 @@ def measure(cold: bool) -> int:
     for column in ("call", "seconds", "built", "size"):
         table.add_column(column)
     for call in (first, second):
-        table.add_row(call["step"], f"{call['seconds']:.1f}", "yes" if call["built"] else "no (cached)",
-                      f"{call['size_bytes'] / 1e9:.2f} GB")
+        table.add_row(
+            call["step"],
+            f"{call['seconds']:.1f}",
+            "yes" if call["built"] else "no (cached)",
+            f"{call['size_bytes'] / 1e9:.2f} GB",
+        )
     Console().print(table)
-    print(json.dumps({"benchmark": "image_build", "cold": cold, "first_s": first["seconds"],
-                      "first_built": first["built"], "cached_s": second["seconds"], "ref": first["ref"]}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "image_build",
+                "cold": cold,
+                "first_s": first["seconds"],
+                "first_built": first["built"],
+                "cached_s": second["seconds"],
+                "ref": first["ref"],
+            }
+        )
+    )
     print(f"written: {out.relative_to(ROOT)}")
     return 0 if not second["built"] else 1
 

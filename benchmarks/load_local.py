@@ -45,7 +45,6 @@ from hubclient import UserServer, api_token, oidc_sign_in, wait_ready  # noqa: E
 from common import lakehub, save_result  # noqa: E402
 
 
-
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100) of the values, None when there are none."""
     if not values:
@@ -103,8 +102,11 @@ class HubSampler(threading.Thread):
                 alive = p.is_running()
             except psutil.Error:
                 cpu, alive = None, False
-            out[name] = {"cpu_s": None if cpu is None else round(cpu, 2),
-                         "peak_rss_mb": round(self.peak_rss[name] / 2**20, 1), "alive_at_end": alive}
+            out[name] = {
+                "cpu_s": None if cpu is None else round(cpu, 2),
+                "peak_rss_mb": round(self.peak_rss[name] / 2**20, 1),
+                "alive_at_end": alive,
+            }
         return out
 
 
@@ -148,8 +150,7 @@ def hub_log_lines(path: Path, user: str, keep: int = 6) -> list[str]:
     except OSError:
         return []
     words = ("error", "timeout", "failed", "exited", "stopped", "warning")
-    mine = [line[:300] for line in lines
-            if (user in line or f"/user/{user}/" in line) and any(w in line.lower() for w in words)]
+    mine = [line[:300] for line in lines if (user in line or f"/user/{user}/" in line) and any(w in line.lower() for w in words)]
     return mine[-keep:]
 
 
@@ -157,8 +158,9 @@ def run_load(state: dict, users_per_tier: int, timeout: float) -> dict:
     tiers = state["tiers"]
     for t in tiers:
         if len(t["users"]) < users_per_tier:
-            raise SystemExit(f"tier {t['name']} has {len(t['users'])} demo users; start the platform with "
-                             f"--demo-users {users_per_tier}")
+            raise SystemExit(
+                f"tier {t['name']} has {len(t['users'])} demo users; start the platform with --demo-users {users_per_tier}"
+            )
     work = [(t, u) for t in tiers for u in t["users"][:users_per_tier]]
     hubs = hub_processes(int(state["pid"]))
     sampler = HubSampler(hubs)
@@ -211,8 +213,23 @@ def main(argv: list[str] | None = None) -> int:
             from lakehub.local.platform import free_base_port
 
             t0 = time.monotonic()
-            proc = lakehub("local", "up", "--runtime", "process", "--state-dir", str(state_dir), "--base-port", str(free_base_port()),
-                           "--demo-users", str(args.users), "--server-mode", args.server_mode, "--timeout", "900", timeout=900)
+            proc = lakehub(
+                "local",
+                "up",
+                "--runtime",
+                "process",
+                "--state-dir",
+                str(state_dir),
+                "--base-port",
+                str(free_base_port()),
+                "--demo-users",
+                str(args.users),
+                "--server-mode",
+                args.server_mode,
+                "--timeout",
+                "900",
+                timeout=900,
+            )
             up_seconds = round(time.monotonic() - t0, 1)
             if proc.returncode != 0:
                 print(proc.stderr[-2000:], file=sys.stderr)
@@ -220,10 +237,17 @@ def main(argv: list[str] | None = None) -> int:
         state = json.loads((state_dir / "state.json").read_text())
         if state.get("phase") != "ready":
             raise SystemExit(f"the platform in {state_dir} is not ready ({state.get('phase')})")
-        result.update({"benchmark": "load_local", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                  "server_mode": state.get("server_mode"), "client": "threads + tests/hubclient.py (requests)",
-                  "up_seconds": up_seconds})
+        result.update(
+            {
+                "benchmark": "load_local",
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "cpus": os.cpu_count(),
+                "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                "server_mode": state.get("server_mode"),
+                "client": "threads + tests/hubclient.py (requests)",
+                "up_seconds": up_seconds,
+            }
+        )
         try:
             result.update(run_load(state, args.users, args.timeout))
         except Exception:  # noqa: BLE001
@@ -245,11 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"load_local: {args.users} users per tier x {result['tiers']} tiers, {result['server_mode']} "
-                        f"servers, {result['cpus']} CPUs / {result['memory_gb']} GB", title_justify="left")
+    table = Table(
+        title=f"load_local: {args.users} users per tier x {result['tiers']} tiers, {result['server_mode']} "
+        f"servers, {result['cpus']} CPUs / {result['memory_gb']} GB",
+        title_justify="left",
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("success (server ready + notebook saved)", f"{result['succeeded']}/{result['users']} ({result['success_rate']:.0%})")
+    table.add_row(
+        "success (server ready + notebook saved)", f"{result['succeeded']}/{result['users']} ({result['success_rate']:.0%})"
+    )
     for key in ("sign_in_to_ready_p50_s", "sign_in_to_ready_p95_s", "sign_in_to_ready_max_s", "wall_s"):
         table.add_row(key.replace("_", " "), str(result[key]))
     for name, h in result["hubs"].items():

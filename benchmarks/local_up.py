@@ -45,9 +45,26 @@ def one_run(with_servers: bool) -> dict:
     urls = [f"http://127.0.0.1:{t.port}/hub/health" for t in tiers]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "lakehub.cli", "local", "up", "--runtime", "process",
-                             "--state-dir", str(state_dir), "--base-port", str(base)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lakehub.cli",
+            "local",
+            "up",
+            "--runtime",
+            "process",
+            "--state-dir",
+            str(state_dir),
+            "--base-port",
+            str(base),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     answering: set[str] = set()
     deadline = started + 600
     while len(answering) < len(urls) and time.monotonic() < deadline:
@@ -76,9 +93,14 @@ def one_run(with_servers: bool) -> dict:
         breakdown: dict = {}
         rss, count = tree_rss(int(state["pid"]), breakdown)
         result["rss_mb_by_process"] = breakdown
-        result.update(up_to_hubs_answering_s=round(hubs_seconds, 2), up_command_s=round(command_seconds, 2),
-                      supervisor_ready_s=state.get("ready_seconds"), platform_rss_mb=round(rss / 2**20, 1),
-                      processes=count, tiers=len(tiers))
+        result.update(
+            up_to_hubs_answering_s=round(hubs_seconds, 2),
+            up_command_s=round(command_seconds, 2),
+            supervisor_ready_s=state.get("ready_seconds"),
+            platform_rss_mb=round(rss / 2**20, 1),
+            processes=count,
+            tiers=len(tiers),
+        )
         if with_servers:
             sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
             from tests.local.helpers import user_server
@@ -116,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.with_servers:
         result["platform_rss_with_one_server_per_tier_mb_median"] = round(
-            statistics.median(r["platform_rss_with_one_server_per_tier_mb"] for r in runs), 1)
+            statistics.median(r["platform_rss_with_one_server_per_tier_mb"] for r in runs), 1
+        )
     if not args.json_only:
         rows = [
             ("CPUs", result["cpus"]),

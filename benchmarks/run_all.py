@@ -12,8 +12,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["build_time.py", "image_build.py", "cost_report.py", "hub_spawn.py", "local_up.py", "browser_journey.py", "durable_s3.py",
-           "ecs_poll_rate.py"]
+SCRIPTS = [
+    "build_time.py",
+    "image_build.py",
+    "cost_report.py",
+    "hub_spawn.py",
+    "local_up.py",
+    "browser_journey.py",
+    "durable_s3.py",
+    "ecs_poll_rate.py",
+]
 # load_local.py (N users per tier at once) takes minutes of the whole machine: run it on its own.
 
 

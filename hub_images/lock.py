@@ -211,11 +211,31 @@ def input_names(text: str) -> set[str]:
 # ------------------------------------------------------------------------------------------------
 # Resolving
 # ------------------------------------------------------------------------------------------------
-def pip_command(machine: str, requirements: Path, constraints: Path, report: Path, target: Path,
-                source: tuple[str, str] = ("--index-url", INDEX_URL)) -> list[str]:
-    command = [sys.executable, "-c", PIP_SHIM, "install", "--dry-run", "--ignore-installed", "--quiet",
-               "--disable-pip-version-check", "--report", str(report), "--only-binary=:all:",
-               "--implementation", "cp", "--python-version", PYTHON_VERSION]
+def pip_command(
+    machine: str,
+    requirements: Path,
+    constraints: Path,
+    report: Path,
+    target: Path,
+    source: tuple[str, str] = ("--index-url", INDEX_URL),
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-c",
+        PIP_SHIM,
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--report",
+        str(report),
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        PYTHON_VERSION,
+    ]
     for tag in platform_tags(machine):
         command += ["--platform", tag]
     if source[0] == "--find-links":
@@ -228,8 +248,14 @@ def pip_environment(machine: str) -> dict[str, str]:
     return {**env, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1", "LAKEHUB_LOCK_MACHINE": machine}
 
 
-def resolve(machine: str, requirements: Path, constraints: dict[str, str], workdir: Path,
-            timeout: float = PIP_TIMEOUT, source: tuple[str, str] = ("--index-url", INDEX_URL)) -> Resolution:
+def resolve(
+    machine: str,
+    requirements: Path,
+    constraints: dict[str, str],
+    workdir: Path,
+    timeout: float = PIP_TIMEOUT,
+    source: tuple[str, str] = ("--index-url", INDEX_URL),
+) -> Resolution:
     """pip's resolution of `requirements` for `machine`, with `constraints` (name -> version)."""
     work = workdir / machine
     work.mkdir(parents=True, exist_ok=True)
@@ -243,8 +269,11 @@ def resolve(machine: str, requirements: Path, constraints: dict[str, str], workd
         raise LockError(f"pip's resolver took over {timeout:.0f} s for {machine}; check access to PyPI") from None
     if done.returncode != 0:
         detail = " | ".join(line.strip() for line in done.stderr.strip().splitlines()[-6:])
-        hint = ("; if a new requirements.in pin conflicts with a locked version, rerun with --upgrade "
-                "(or --upgrade-package NAME)") if constraints else ""
+        hint = (
+            ("; if a new requirements.in pin conflicts with a locked version, rerun with --upgrade (or --upgrade-package NAME)")
+            if constraints
+            else ""
+        )
         raise LockError(f"pip could not resolve {requirements.name} for {machine}: {detail}{hint}")
     data = json.loads(report.read_text())
     seen = data.get("environment", {}).get("platform_machine")
@@ -262,8 +291,7 @@ def resolve(machine: str, requirements: Path, constraints: dict[str, str], workd
     return result
 
 
-def dependency_problems(pins: dict[str, str], requires: dict[str, list[str]], roots: list[str],
-                        machine: str) -> list[str]:
+def dependency_problems(pins: dict[str, str], requires: dict[str, list[str]], roots: list[str], machine: str) -> list[str]:
     """What makes `pins` (canonical name -> version) not a complete install of `roots` on `machine`.
 
     Walks from the roots through each package's Requires-Dist (where `requires` has it),
@@ -354,9 +382,14 @@ def describe_differences(old: list[Entry], new: list[Entry]) -> list[str]:
     return out
 
 
-def lock(input_path: Path, output_path: Path, upgrade: bool = False, upgrade_packages: tuple[str, ...] = (),
-         timeout: float = PIP_TIMEOUT, source: tuple[str, str] = ("--index-url", INDEX_URL)
-         ) -> tuple[str, list[Entry], list[Entry]]:
+def lock(
+    input_path: Path,
+    output_path: Path,
+    upgrade: bool = False,
+    upgrade_packages: tuple[str, ...] = (),
+    timeout: float = PIP_TIMEOUT,
+    source: tuple[str, str] = ("--index-url", INDEX_URL),
+) -> tuple[str, list[Entry], list[Entry]]:
     """Resolve input_path for every machine: (the new file's text, its entries, the file's entries)."""
     if not input_path.is_file():
         raise LockError(f"{input_path} does not exist; it lists the image's top-level pins")
@@ -371,15 +404,16 @@ def lock(input_path: Path, output_path: Path, upgrade: bool = False, upgrade_pac
     with tempfile.TemporaryDirectory(prefix="lakehub-lock-") as tmp, ThreadPoolExecutor(len(MACHINES)) as pool:
         futures = []
         for machine in MACHINES:
-            constraints = {} if upgrade else {
-                e.name: e.version for name, e in pins_for(old, machine).items() if name not in skip}
+            constraints = {} if upgrade else {e.name: e.version for name, e in pins_for(old, machine).items() if name not in skip}
             futures.append(pool.submit(resolve, machine, input_path, constraints, Path(tmp), timeout, source))
         resolutions = [f.result() for f in futures]
     for r in resolutions:
         problems = dependency_problems({n: p.version for n, p in r.pins.items()}, r.requires, r.roots, r.machine)
         if problems:
-            raise LockError(f"pip's resolution for {r.machine} is not complete: {problems[0]}"
-                            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+            raise LockError(
+                f"pip's resolution for {r.machine} is not complete: {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            )
     entries = merge(resolutions)
     return render(entries), entries, old
 
@@ -388,8 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lock.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the lock is stale")
     parser.add_argument("--upgrade", action="store_true", help="ignore the current pins (newest allowed versions)")
-    parser.add_argument("--upgrade-package", action="append", default=[], metavar="NAME",
-                        help="ignore the current pin of NAME (repeatable)")
+    parser.add_argument(
+        "--upgrade-package", action="append", default=[], metavar="NAME", help="ignore the current pin of NAME (repeatable)"
+    )
     parser.add_argument("--input", type=Path, default=INPUT, help="top-level pins (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="the lock (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=PIP_TIMEOUT, help="seconds per pip run (default: %(default)s)")

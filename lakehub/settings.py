@@ -169,7 +169,11 @@ def _parse_tier(data: Any, where: str) -> TierSettings:
         )
     prefixes = _as_list(data["data_prefixes"], f"{where}.data_prefixes")
     if len(prefixes) > MAX_DATA_PREFIXES:
-        raise _fail(f"{where}.data_prefixes", f"{len(prefixes)} prefixes given", f"give at most {MAX_DATA_PREFIXES} (use a common parent prefix)")
+        raise _fail(
+            f"{where}.data_prefixes",
+            f"{len(prefixes)} prefixes given",
+            f"give at most {MAX_DATA_PREFIXES} (use a common parent prefix)",
+        )
     for i, prefix in enumerate(prefixes):
         if not PREFIX_RE.match(prefix):
             raise _fail(
@@ -208,7 +212,11 @@ def _parse_tier(data: Any, where: str) -> TierSettings:
     tier = TierSettings(**kwargs)
     check_fargate_size(tier.cpu, tier.memory, where)
     if not 0 <= tier.min_tasks <= tier.max_tasks:
-        raise _fail(f"{where}.min_tasks", f"{tier.min_tasks} is not between 0 and max_tasks ({tier.max_tasks})", "lower min_tasks or raise max_tasks")
+        raise _fail(
+            f"{where}.min_tasks",
+            f"{tier.min_tasks} is not between 0 and max_tasks ({tier.max_tasks})",
+            "lower min_tasks or raise max_tasks",
+        )
     if not 1 <= tier.max_tasks <= 20:
         raise _fail(f"{where}.max_tasks", f"{tier.max_tasks} is out of range", "use 1 to 20")
     if tier.server_mode == contract.PER_USER and tier.max_tasks > 1:
@@ -232,10 +240,18 @@ def validate(settings: Settings) -> Settings:
     hosts: dict[str, int] = {}
     for i, tier in enumerate(settings.tiers):
         if tier.name in seen:
-            raise _fail(f"tiers[{i}].name", f"duplicate tier name {tier.name!r} (also tiers[{seen[tier.name]}])", "give each tier its own name")
+            raise _fail(
+                f"tiers[{i}].name",
+                f"duplicate tier name {tier.name!r} (also tiers[{seen[tier.name]}])",
+                "give each tier its own name",
+            )
         seen[tier.name] = i
         if tier.host in hosts:
-            raise _fail(f"tiers[{i}].host_name", f"host name {tier.host!r} is used by tiers[{hosts[tier.host]}] too", "give each tier its own host name")
+            raise _fail(
+                f"tiers[{i}].host_name",
+                f"host name {tier.host!r} is used by tiers[{hosts[tier.host]}] too",
+                "give each tier its own host name",
+            )
         hosts[tier.host] = i
     for i, a in enumerate(settings.tiers):
         for j, b in enumerate(settings.tiers):
@@ -262,12 +278,20 @@ def parse_settings(data: Any) -> Settings:
     if "platform_name" in data:
         name = data["platform_name"]
         if not isinstance(name, str) or not PLATFORM_NAME_RE.match(name):
-            raise _fail("platform_name", f"{name!r} is not valid", "use 2-20 lower-case letters, digits or hyphens, starting with a letter")
+            raise _fail(
+                "platform_name",
+                f"{name!r} is not valid",
+                "use 2-20 lower-case letters, digits or hyphens, starting with a letter",
+            )
         kwargs["platform_name"] = name
     if "log_retention_days" in data:
         days = _as_int(data["log_retention_days"], "log_retention_days")
         if days not in LOG_RETENTION_CHOICES:
-            raise _fail("log_retention_days", f"{days} is not a CloudWatch Logs retention", f"use one of {', '.join(map(str, LOG_RETENTION_CHOICES))}")
+            raise _fail(
+                "log_retention_days",
+                f"{days} is not a CloudWatch Logs retention",
+                f"use one of {', '.join(map(str, LOG_RETENTION_CHOICES))}",
+            )
         kwargs["log_retention_days"] = days
     if "compliance" in data:
         profile = data["compliance"]

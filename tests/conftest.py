@@ -50,9 +50,23 @@ def local_emulator(tmp_path_factory):
     token_file = work / control.TOKEN_FILE
     url = EmulatorURL(f"http://127.0.0.1:{port}")
     url.control_token = control.new_token(token_file)
-    proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work),
-                             "--control-token-file", str(token_file)],
-                            cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lakehub.local.emulator_server",
+            "--port",
+            str(port),
+            "--work-dir",
+            str(work),
+            "--control-token-file",
+            str(token_file),
+        ],
+        cwd=ROOT,
+        stdout=open(work / "log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     for _ in tries(60, interval=0.1):
         try:
             control.control_request(url, "/moto-api/", url.control_token, timeout=1)
@@ -79,9 +93,7 @@ def aws_client(aws_env):
     """Factory: aws_client('s3') -> a boto3 client bound to the emulator."""
 
     def make(service: str, **kwargs):
-        return boto3.client(
-            service, endpoint_url=aws_env.endpoint_url, region_name="us-east-1", **kwargs
-        )
+        return boto3.client(service, endpoint_url=aws_env.endpoint_url, region_name="us-east-1", **kwargs)
 
     return make
 

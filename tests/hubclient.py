@@ -52,14 +52,19 @@ def api_token(session: requests.Session, hub_url: str, username: str) -> str:
     """A token for the REST APIs, made with the browser session (as the token page does)."""
     session.get(f"{hub_url}/hub/token", timeout=30)
     xsrf = session.cookies.get("_xsrf", path="/hub/") or session.cookies.get("_xsrf")
-    r = session.post(f"{hub_url}/hub/api/users/{username}/tokens", json={"note": "e2e", "expires_in": 3600},
-                     headers={"X-XSRFToken": xsrf or "", "Referer": f"{hub_url}/hub/token"}, timeout=30)
+    r = session.post(
+        f"{hub_url}/hub/api/users/{username}/tokens",
+        json={"note": "e2e", "expires_in": 3600},
+        headers={"X-XSRFToken": xsrf or "", "Referer": f"{hub_url}/hub/token"},
+        timeout=30,
+    )
     r.raise_for_status()
     return r.json()["token"]
 
 
-def wait_ready(hub_url: str, username: str, token: str, timeout: float = 90.0, retry_failed: bool = True,
-               interval: float = 0.1) -> dict:
+def wait_ready(
+    hub_url: str, username: str, token: str, timeout: float = 90.0, retry_failed: bool = True, interval: float = 0.1
+) -> dict:
     """The user's ready server. With no server and none pending, ask for one: again after each
     failure, or (retry_failed=False, a load test counting failures) once, and a server that is
     gone again after that is a failed spawn (RuntimeError)."""
@@ -104,8 +109,9 @@ class UserServer:
         self.token = token
 
     def api(self, method: str, path: str, **kw) -> requests.Response:
-        return requests.request(method, f"{self.base}/api/{path.lstrip('/')}", headers=self.headers,
-                                timeout=kw.pop("timeout", 60), **kw)
+        return requests.request(
+            method, f"{self.base}/api/{path.lstrip('/')}", headers=self.headers, timeout=kw.pop("timeout", 60), **kw
+        )
 
     def save_notebook(self, path: str, cells: list[str] | str) -> dict:
         """Save a notebook of code cells (one source string, or a list of them)."""
@@ -129,13 +135,30 @@ class UserServer:
             ws = websocket.create_connection(ws_url, header=[f"Authorization: token {self.token}"], timeout=timeout)
             try:
                 msg_id = uuid.uuid4().hex
-                ws.send(json.dumps({
-                    "header": {"msg_id": msg_id, "username": "e2e", "session": uuid.uuid4().hex,
-                               "msg_type": "execute_request", "version": "5.3"},
-                    "parent_header": {}, "metadata": {}, "channel": "shell",
-                    "content": {"code": code, "silent": False, "store_history": False,
-                                "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-                }))
+                ws.send(
+                    json.dumps(
+                        {
+                            "header": {
+                                "msg_id": msg_id,
+                                "username": "e2e",
+                                "session": uuid.uuid4().hex,
+                                "msg_type": "execute_request",
+                                "version": "5.3",
+                            },
+                            "parent_header": {},
+                            "metadata": {},
+                            "channel": "shell",
+                            "content": {
+                                "code": code,
+                                "silent": False,
+                                "store_history": False,
+                                "user_expressions": {},
+                                "allow_stdin": False,
+                                "stop_on_error": True,
+                            },
+                        }
+                    )
+                )
                 out, errors = [], []
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline:

@@ -236,11 +236,19 @@ def test_pass_role_only_for_the_roles_the_product_passes(cat, templates, product
     assert roles
     for logical, role in roles.items():
         props = role["Properties"]
-        name = resolved(props["RoleName"]).replace("${TierName}", "pii").replace("<TierName>", "pii") if "RoleName" in props else f"{stack}-{logical}-ABCDEF123456"
+        name = (
+            resolved(props["RoleName"]).replace("${TierName}", "pii").replace("<TierName>", "pii")
+            if "RoleName" in props
+            else f"{stack}-{logical}-ABCDEF123456"
+        )
         path = resolved(props["Path"]).replace("<TierName>", product.tier or "pii") if "Path" in props else "/"
         arn = f"arn:aws:iam::{ACCOUNT}:role{path}{name}"
         assert any(fnmatch.fnmatchcase(arn, p) for p in patterns), f"{logical} ({arn}) cannot be passed"
-    for other in (f"arn:aws:iam::{ACCOUNT}:role/Admin", f"arn:aws:iam::{ACCOUNT}:role/OrganizationAccountAccessRole", f"arn:aws:iam::{ACCOUNT}:role/lakehub-other"):
+    for other in (
+        f"arn:aws:iam::{ACCOUNT}:role/Admin",
+        f"arn:aws:iam::{ACCOUNT}:role/OrganizationAccountAccessRole",
+        f"arn:aws:iam::{ACCOUNT}:role/lakehub-other",
+    ):
         assert not any(fnmatch.fnmatchcase(other, p) for p in patterns), other
 
 
@@ -249,7 +257,9 @@ def test_products_pass_roles_only_to_their_service(templates):
     for r in tier.values():
         if r["Type"] == "AWS::ECS::TaskDefinition":
             assert {"TaskRoleArn", "ExecutionRoleArn"} & set(r["Properties"])
-    passed = [k for k, r in tier.items() if r["Type"] in ("AWS::EC2::Instance", "AWS::IAM::InstanceProfile", "AWS::Lambda::Function")]
+    passed = [
+        k for k, r in tier.items() if r["Type"] in ("AWS::EC2::Instance", "AWS::IAM::InstanceProfile", "AWS::Lambda::Function")
+    ]
     assert not passed
     hub = templates[names.HUB_INSTANCE_TEMPLATE]["Resources"]
     assert not [k for k, r in hub.items() if r["Type"] in ("AWS::ECS::TaskDefinition", "AWS::Lambda::Function")]
@@ -259,8 +269,11 @@ def test_launch_roles_cannot_change_themselves_or_each_other(cat):
     """No launch role's IAM resources match a launch role: a platform or stack named like the
     catalog's stack must not let a product rewrite its own permissions."""
     launch_arns = [
-        f"arn:aws:iam::{ACCOUNT}:role{catalog.LAUNCH_ROLE_PATH}lakehub-prod-CatalogStack-1AB-{p.key}LaunchRole-XYZ" for p in catalog.PRODUCTS
-    ] + [f"arn:aws:iam::{ACCOUNT}:role{catalog.LAUNCH_ROLE_PATH}SC-{ACCOUNT}-pp-x-{p.key}LaunchRole-XYZ" for p in catalog.PRODUCTS]
+        f"arn:aws:iam::{ACCOUNT}:role{catalog.LAUNCH_ROLE_PATH}lakehub-prod-CatalogStack-1AB-{p.key}LaunchRole-XYZ"
+        for p in catalog.PRODUCTS
+    ] + [
+        f"arn:aws:iam::{ACCOUNT}:role{catalog.LAUNCH_ROLE_PATH}SC-{ACCOUNT}-pp-x-{p.key}LaunchRole-XYZ" for p in catalog.PRODUCTS
+    ]
     for p in catalog.PRODUCTS:
         assert cat["Resources"][f"{p.key}LaunchRole"]["Properties"]["Path"] == catalog.LAUNCH_ROLE_PATH
         for s in launch_statements(cat, p):
@@ -299,7 +312,9 @@ def test_products_load_versioned_artifacts_from_the_platforms_copy(cat, template
         assert re.fullmatch(r"v\d+\.\d+\.\d+-[0-9a-f]{10}", values["Version"])
         copy = cat["Resources"][f"{p.key}ProductTemplate"]["Properties"]
         assert copy["SourceKey"] == {"Fn::Sub": "${AssetsKeyPrefix}templates/" + p.filename}
-        assert copy["TargetKey"] == {"Fn::Sub": "${AssetsKeyPrefix}templates/platforms/${PlatformName}/" + catalog.copy_filename(p)}
+        assert copy["TargetKey"] == {
+            "Fn::Sub": "${AssetsKeyPrefix}templates/platforms/${PlatformName}/" + catalog.copy_filename(p)
+        }
         assert copy["Version"] == values["Version"], "a new template version renders a new copy"
 
 
@@ -318,7 +333,9 @@ def test_catalog_products_default_to_the_ssm_names_of_their_own_platform(platfor
         defaults = res[url[1:].split(".")[0]]["Properties"]["Defaults"] if copy else {}
         product = templates[p.filename]["Parameters"]
         launched = {k: defaults.get(k, spec.get("Default")) for k, spec in product.items()}
-        assert launched[names.PLATFORM_NAME] == platform, f"{p.filename}: PlatformName defaults to {launched[names.PLATFORM_NAME]}"
+        assert launched[names.PLATFORM_NAME] == platform, (
+            f"{p.filename}: PlatformName defaults to {launched[names.PLATFORM_NAME]}"
+        )
         platform_values = [k for k, spec in product.items() if spec["Type"] == "AWS::SSM::Parameter::Value<String>"]
         assert platform_values, p.filename
         for k in platform_values:
@@ -355,7 +372,9 @@ def catalog_resolver(cat, **params) -> Resolver:
 def test_principals_come_from_the_parameter(cat):
     arns = f"arn:aws:iam::{ACCOUNT}:role/DataScientists,arn:aws:iam::{ACCOUNT}:group/analysts"
     res = catalog_resolver(cat, PrincipalArns=arns).resources()
-    assoc = sorted(r["Properties"]["PrincipalARN"] for r in res.values() if r["Type"] == "AWS::ServiceCatalog::PortfolioPrincipalAssociation")
+    assoc = sorted(
+        r["Properties"]["PrincipalARN"] for r in res.values() if r["Type"] == "AWS::ServiceCatalog::PortfolioPrincipalAssociation"
+    )
     assert assoc == sorted(arns.split(","))
     for r in res.values():
         if r["Type"] == "AWS::ServiceCatalog::PortfolioPrincipalAssociation":
@@ -379,7 +398,11 @@ def test_each_platform_tier_has_its_own_hub_portfolio_and_principals(cat):
     for r in res.values():
         if r["Type"] == "AWS::ServiceCatalog::PortfolioProductAssociation":
             products.setdefault(r["Properties"]["PortfolioId"], set()).add(r["Properties"]["ProductId"])
-    assert products == {"<HubPiiPortfolio>": {"<HubPiiProduct>"}, "<HubNonpiiPortfolio>": {"<HubNonpiiProduct>"}, "<Portfolio>": {"<TierProduct>"}}
+    assert products == {
+        "<HubPiiPortfolio>": {"<HubPiiProduct>"},
+        "<HubNonpiiPortfolio>": {"<HubNonpiiProduct>"},
+        "<Portfolio>": {"<TierProduct>"},
+    }
 
 
 def test_principal_parameter_accepts_role_and_group_arns_only(cat):
@@ -394,16 +417,24 @@ def test_principal_parameter_accepts_role_and_group_arns_only(cat):
 def test_cost_tag_options_are_associated_with_the_portfolio(cat):
     res = catalog_resolver(cat, CostCenters="cc-100,cc-200", Teams="risk").resources()
     options = {name: r["Properties"] for name, r in res.items() if r["Type"] == "AWS::ServiceCatalog::TagOption"}
-    assert sorted((o["Key"], o["Value"]) for o in options.values()) == [("cost-center", "cc-100"), ("cost-center", "cc-200"), ("team", "risk")]
+    assert sorted((o["Key"], o["Value"]) for o in options.values()) == [
+        ("cost-center", "cc-100"),
+        ("cost-center", "cc-200"),
+        ("team", "risk"),
+    ]
     assocs = [r["Properties"] for r in res.values() if r["Type"] == "AWS::ServiceCatalog::TagOptionAssociation"]
     portfolios = {f"<{k}>" for k, r in res.items() if r["Type"] == "AWS::ServiceCatalog::Portfolio"}
     assert len(portfolios) == 1 + len(default_settings().tiers), "the tier portfolio and one hub portfolio per platform tier"
-    assert sorted((a["ResourceId"], a["TagOptionId"]) for a in assocs) == sorted((pf, f"<{n}>") for pf in portfolios for n in options)
+    assert sorted((a["ResourceId"], a["TagOptionId"]) for a in assocs) == sorted(
+        (pf, f"<{n}>") for pf in portfolios for n in options
+    )
 
 
 def test_launches_are_pinned_to_the_portfolios_platform(cat):
     for p in catalog.PRODUCTS:
-        rules = catalog_resolver(cat, PlatformName="analytics").resolve(cat["Resources"][f"{p.key}PlatformConstraint"]["Properties"]["Rules"])
+        rules = catalog_resolver(cat, PlatformName="analytics").resolve(
+            cat["Resources"][f"{p.key}PlatformConstraint"]["Properties"]["Rules"]
+        )
         doc = json.loads(rules)
         assert doc["SamePlatform"]["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "PlatformName"}, "analytics"]}
 
@@ -438,8 +469,10 @@ def test_launch_and_hub_policies_fit_iam_size_limits(cat, templates):
         role = res[f"{p.key}LaunchRole"]["Properties"]
         inline = sum(size(x["PolicyDocument"]) for x in role["Policies"])
         assert inline <= 10_240, f"{p.key} launch role: {inline} characters of inline policy"
-        managed = launch_policies(res, p)[len(role["Policies"]):]
-        assert len(managed) == len(role.get("ManagedPolicyArns", [])) <= 10, f"{p.key} launch role: {len(managed)} managed policies"
+        managed = launch_policies(res, p)[len(role["Policies"]) :]
+        assert len(managed) == len(role.get("ManagedPolicyArns", [])) <= 10, (
+            f"{p.key} launch role: {len(managed)} managed policies"
+        )
         for m in managed:
             assert size(m["PolicyDocument"]) <= 6_144, f"{m['PolicyName']}: {size(m['PolicyDocument'])} characters"
     assert size(res["HubUserPolicy"]["Properties"]["PolicyDocument"]) <= 6_144
@@ -465,15 +498,28 @@ def test_hub_users_may_only_port_forward_stop_and_start_on_demand_hubs(cat):
     doc = catalog_resolver(cat, PlatformName="analytics").resources()["HubUserPolicy"]["Properties"]["PolicyDocument"]
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
     actions = {a for s in doc["Statement"] for a in s["Action"]}
-    assert actions == {"ssm:StartSession", "ssm:TerminateSession", "ssm:ResumeSession", "ec2:StopInstances", "ec2:StartInstances", "ec2:DescribeInstances"}
+    assert actions == {
+        "ssm:StartSession",
+        "ssm:TerminateSession",
+        "ssm:ResumeSession",
+        "ec2:StopInstances",
+        "ec2:StartInstances",
+        "ec2:DescribeInstances",
+    }
     start = by_sid["PortForwardToOnDemandHubs"]
     assert start["Condition"]["BoolIfExists"] == {"ssm:SessionDocumentAccessCheck": "true"}, "no shell sessions"
-    assert start["Condition"]["StringEquals"] == {"ssm:resourceTag/lakehub:platform": "analytics", "ssm:resourceTag/lakehub:product": PRODUCT_TAG_VALUE}
+    assert start["Condition"]["StringEquals"] == {
+        "ssm:resourceTag/lakehub:platform": "analytics",
+        "ssm:resourceTag/lakehub:product": PRODUCT_TAG_VALUE,
+    }
     assert by_sid["PortForwardingDocument"]["Resource"] == ["arn:aws:ssm:us-east-1::document/AWS-StartPortForwardingSession"]
     # ${aws:userid} stays for IAM, which fills in the caller's id: only their own sessions.
     assert by_sid["OwnSessions"]["Resource"] == [f"arn:aws:ssm:us-east-1:{ACCOUNT}:session/${{aws:userid}}-*"]
     stop = by_sid["StopAndStartOnDemandHubs"]
-    assert stop["Condition"]["StringEquals"] == {"aws:ResourceTag/lakehub:platform": "analytics", "aws:ResourceTag/lakehub:product": PRODUCT_TAG_VALUE}
+    assert stop["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/lakehub:platform": "analytics",
+        "aws:ResourceTag/lakehub:product": PRODUCT_TAG_VALUE,
+    }
     for s in doc["Statement"]:
         if s["Resource"] == ["*"]:
             assert s["Action"] == ["ec2:DescribeInstances"]

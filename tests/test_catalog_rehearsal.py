@@ -109,12 +109,17 @@ def aws(moto_server):
 
 def _stub_function(aws, name: str) -> str:
     """A platform function as the emulator knows it (moto stores it; it cannot run it)."""
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
     role = aws("iam").create_role(RoleName=f"{name}-rehearsal", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("index.py", "def handler(event, context):\n    raise RuntimeError('the emulator does not run functions')\n")
-    return aws("lambda").create_function(FunctionName=name, Runtime="python3.13", Role=role, Handler="index.handler", Code={"ZipFile": buf.getvalue()})["FunctionArn"]
+    return aws("lambda").create_function(
+        FunctionName=name, Runtime="python3.13", Role=role, Handler="index.handler", Code={"ZipFile": buf.getvalue()}
+    )["FunctionArn"]
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +135,9 @@ def platform(aws) -> dict[str, str]:
     task_sg = ec2.create_security_group(GroupName=f"{PLATFORM}-hub-tasks", Description="hub tasks", VpcId=vpc)["GroupId"]
     ec2.authorize_security_group_ingress(
         GroupId=task_sg,
-        IpPermissions=[{"IpProtocol": "tcp", "FromPort": names.HUB_PORT, "ToPort": names.HUB_PORT, "UserIdGroupPairs": [{"GroupId": alb_sg}]}],
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": names.HUB_PORT, "ToPort": names.HUB_PORT, "UserIdGroupPairs": [{"GroupId": alb_sg}]}
+        ],
     )
     lb = elb.create_load_balancer(Name=f"{PLATFORM}-alb", Subnets=subnets[2:], SecurityGroups=[alb_sg])["LoadBalancers"][0]
     cert = aws("acm").request_certificate(DomainName=f"*.{DOMAIN}")["CertificateArn"]
@@ -147,14 +154,20 @@ def platform(aws) -> dict[str, str]:
     zone = aws("route53").create_hosted_zone(Name=DOMAIN, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"].split("/")[-1]
     pool = aws("cognito-idp").create_user_pool(PoolName=f"{PLATFORM}-users")["UserPool"]["Id"]
     key = aws("kms").create_key(Description="data lake (SSE-KMS)")["KeyMetadata"]["Arn"]
-    repo = aws("ecr").create_repository(repositoryName=f"{PLATFORM}/hub", imageTagMutability="IMMUTABLE")["repository"]["repositoryUri"]
+    repo = aws("ecr").create_repository(repositoryName=f"{PLATFORM}/hub", imageTagMutability="IMMUTABLE")["repository"][
+        "repositoryUri"
+    ]
     # The release's image, as the pipeline's first build pushes it (the products' default ImageTag).
     layer = "sha256:" + hashlib.sha256(b"rehearsal hub image").hexdigest()
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
-                "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 19, "digest": layer}]}
-    image_digest = aws("ecr").put_image(repositoryName=f"{PLATFORM}/hub", imageManifest=json.dumps(manifest),
-                                        imageTag=default_image_tag())["image"]["imageId"]["imageDigest"]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 19, "digest": layer}],
+    }
+    image_digest = aws("ecr").put_image(
+        repositoryName=f"{PLATFORM}/hub", imageManifest=json.dumps(manifest), imageTag=default_image_tag()
+    )["image"]["imageId"]["imageDigest"]
     aws("logs").create_log_group(logGroupName=f"/lakehub/{PLATFORM}/tasks")
     s3 = aws("s3")
     for bucket in (ASSETS_BUCKET, NOTEBOOK_BUCKET, LAKE_BUCKET):
@@ -241,7 +254,7 @@ def constraints_allow(product: catalog.Product, template: dict, params: dict[str
 
     def ev(node):
         if isinstance(node, dict) and len(node) == 1:
-            (fn, arg), = node.items()
+            ((fn, arg),) = node.items()
             if fn == "Ref":
                 spec = template["Parameters"][arg]
                 v = values[arg]
@@ -259,7 +272,10 @@ def constraints_allow(product: catalog.Product, template: dict, params: dict[str
 
     failed = []
     for r in res.values():
-        if r["Type"] == "AWS::ServiceCatalog::LaunchTemplateConstraint" and r["Properties"]["ProductId"] == f"<{product.key}Product>":
+        if (
+            r["Type"] == "AWS::ServiceCatalog::LaunchTemplateConstraint"
+            and r["Properties"]["ProductId"] == f"<{product.key}Product>"
+        ):
             for rule in json.loads(r["Properties"]["Rules"]).values():
                 for a in rule["Assertions"]:
                     if not ev(a["Assert"]):
@@ -293,7 +309,9 @@ def launch_role(aws, product: catalog.Product) -> str:
     try:
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
     except iam.exceptions.NoSuchEntityException:
-        arn = iam.create_role(RoleName=name, Path=props["Path"], AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))["Role"]["Arn"]
+        arn = iam.create_role(
+            RoleName=name, Path=props["Path"], AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"])
+        )["Role"]["Arn"]
     for policy in props["Policies"]:
         iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"]))
     # Its customer managed policies (catalog.launch_policy_split), attached as the catalog does.
@@ -303,7 +321,9 @@ def launch_role(aws, product: catalog.Product) -> str:
         policy_name = f"rehearsal-{ref['Ref']}"
         attached = {p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]}
         if policy_name not in attached:
-            policy_arn = iam.create_policy(PolicyName=policy_name, Path=props["Path"], PolicyDocument=json.dumps(document))["Policy"]["Arn"]
+            policy_arn = iam.create_policy(PolicyName=policy_name, Path=props["Path"], PolicyDocument=json.dumps(document))[
+                "Policy"
+            ]["Arn"]
             iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
     return arn
 
@@ -385,7 +405,9 @@ def resolved_resources(aws, template: dict, params: dict[str, str]) -> dict[str,
     for name, spec in template["Parameters"].items():
         if spec["Type"].startswith("AWS::SSM::Parameter::Value") and name not in values:
             values[name] = aws("ssm").get_parameter(Name=spec["Default"])["Parameter"]["Value"]
-    return Resolver(template, values, pseudo={"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws"}).resources()
+    return Resolver(
+        template, values, pseudo={"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws"}
+    ).resources()
 
 
 def assert_only_emulator_gaps_skipped(stack: dict, expected: dict[str, dict]) -> set[str]:
@@ -445,7 +467,9 @@ def test_a_tier_bound_hub_product_cannot_launch_for_another_tier(aws, published,
         assert copy["Parameters"][names.TIER_NAME]["AllowedValues"] == [own]
         assert parameters_refused(copy, {names.TIER_NAME: other})
         assert constraints_allow(product, copy, {names.TIER_NAME: other})
-        assert not parameters_refused(copy, {names.TIER_NAME: own}) and not constraints_allow(product, copy, {names.TIER_NAME: own})
+        assert not parameters_refused(copy, {names.TIER_NAME: own}) and not constraints_allow(
+            product, copy, {names.TIER_NAME: own}
+        )
 
 
 def test_a_self_service_tier_cannot_take_a_platform_tiers_name(aws, published):
@@ -469,13 +493,27 @@ def test_artifact_urls_serve_the_platforms_copy_of_the_committed_templates(aws, 
 
 def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_templates, tmp_path):
     hub_template = hub_templates["HubNonpii"]
-    params = {"Owner": "alice@example.com", "TierName": "nonpii", "InstanceType": "r7g.large", "IdleMinutes": "30", "IdleCpuPercent": "4", "LocalPort": "8890"}
+    params = {
+        "Owner": "alice@example.com",
+        "TierName": "nonpii",
+        "InstanceType": "r7g.large",
+        "IdleMinutes": "30",
+        "IdleCpuPercent": "4",
+        "LocalPort": "8890",
+    }
     stack = provision(aws, HUB_NONPII, hub_template, params, tags={"team": "risk", "cost-center": "cc-100"})
     image, stack = answer_image_digest(aws, hub_template, stack, params, tmp_path)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     skipped = assert_only_emulator_gaps_skipped(stack, resolved_resources(aws, hub_template, params))
     assert "Instance" in stack["Made"] and "InstanceRole" in stack["Made"]
-    assert skipped == {"CookieSecret", "CognitoClientSecret", "UserPoolClient", "IdleStopAlarm", "InstanceAssumesUserRole", "InstanceToHomes"}
+    assert skipped == {
+        "CookieSecret",
+        "CognitoClientSecret",
+        "UserPoolClient",
+        "IdleStopAlarm",
+        "InstanceAssumesUserRole",
+        "InstanceToHomes",
+    }
     out = outputs(stack)
 
     # The instance: type, image for its architecture, subnet, security group, tags, IMDSv2.
@@ -492,7 +530,9 @@ def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_t
     assert tags[names.TAG_PLATFORM] == PLATFORM
     # moto's CloudFormation passes neither SecurityGroupIds nor MetadataOptions to the instance
     # it runs (test_hub_instance.py checks both in the template); the group the stack made:
-    sg = ec2.describe_security_groups(GroupIds=[stack["Made"]["InstanceSecurityGroup"]["PhysicalResourceId"]])["SecurityGroups"][0]
+    sg = ec2.describe_security_groups(GroupIds=[stack["Made"]["InstanceSecurityGroup"]["PhysicalResourceId"]])["SecurityGroups"][
+        0
+    ]
     assert sg["IpPermissions"] == [], "no inbound rule"
     assert sg["VpcId"] == platform[names.VPC_ID]
     # The root volume: encrypted gp3.
@@ -521,22 +561,38 @@ def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_t
     doc = inline(user_role_arn)
     objects = sorted(r for s in doc["Statement"] if s and "s3:GetObject" in s["Action"] for r in s["Resource"])
     # the tier's shared folder and the session's own folder (the policy variable reaches IAM as written)
-    assert objects == sorted([f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/nonpii/shared/*", f"arn:aws:s3:::{LAKE_BUCKET}/nonpii/*",
-                              f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/nonpii/users/${{aws:PrincipalTag/lakehub-user}}/*"])
+    assert objects == sorted(
+        [
+            f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/nonpii/shared/*",
+            f"arn:aws:s3:::{LAKE_BUCKET}/nonpii/*",
+            f"arn:aws:s3:::{NOTEBOOK_BUCKET}/tiers/nonpii/users/${{aws:PrincipalTag/lakehub-user}}/*",
+        ]
+    )
     kms = [s for s in doc["Statement"] if s and "kms:Decrypt" in s["Action"]]
     assert kms and kms[0]["Resource"] == [platform[names.DATA_KMS_KEY_ARN]]
     assert not [s for s in doc["Statement"] if s and any(a.startswith("secretsmanager:") for a in s["Action"])]
 
     # The hub: the platform's image, run with the tier's configuration.
-    user_data = base64.b64decode(ec2.describe_instance_attribute(InstanceId=out["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
+    user_data = base64.b64decode(
+        ec2.describe_instance_attribute(InstanceId=out["InstanceId"], Attribute="userData")["UserData"]["Value"]
+    ).decode()
     # The ImageTag's digest, resolved by the real lambdas/image_digest code. (moto makes a stack's
     # resources in one pass, before a custom resource answers: its GetAtt is empty there; the
     # local platform's emulator runs functions synchronously and so passes the digest on.)
     assert image["Data"]["ImageUri"] == f"{platform[names.IMAGE_REPOSITORY_URI]}@{platform['ImageDigest']}"
     assert re.search(r"^IMAGE='[^']*'$", user_data, re.M) and ":latest" not in user_data
-    for line in ("LAKEHUB_TIER=nonpii", f"LAKEHUB_NOTEBOOK_BUCKET={NOTEBOOK_BUCKET}", f"LAKEHUB_DATA_BUCKET={LAKE_BUCKET}", "LAKEHUB_DATA_PREFIXES=nonpii/",
-                 "LAKEHUB_ALLOWED_GROUPS=nonpii-users", "LAKEHUB_SERVER_MODE=shared", "LAKEHUB_HUB_IP=127.0.0.1", "LAKEHUB_PUBLIC_URL=http://localhost:8890",
-                 "LAKEHUB_IDLE_TIMEOUT=1800", f"LAKEHUB_COGNITO_DOMAIN={platform[names.USER_POOL_DOMAIN_URL]}"):
+    for line in (
+        "LAKEHUB_TIER=nonpii",
+        f"LAKEHUB_NOTEBOOK_BUCKET={NOTEBOOK_BUCKET}",
+        f"LAKEHUB_DATA_BUCKET={LAKE_BUCKET}",
+        "LAKEHUB_DATA_PREFIXES=nonpii/",
+        "LAKEHUB_ALLOWED_GROUPS=nonpii-users",
+        "LAKEHUB_SERVER_MODE=shared",
+        "LAKEHUB_HUB_IP=127.0.0.1",
+        "LAKEHUB_PUBLIC_URL=http://localhost:8890",
+        "LAKEHUB_IDLE_TIMEOUT=1800",
+        f"LAKEHUB_COGNITO_DOMAIN={platform[names.USER_POOL_DOMAIN_URL]}",
+    ):
         assert line in user_data.splitlines(), line
 
     # The outputs a data scientist uses.
@@ -551,16 +607,33 @@ def test_hub_launch_over_ssm_makes_a_closed_tagged_instance(aws, platform, hub_t
 
     # Stop (what the idle alarm's action does), start again, terminate (delete the product).
     ec2.stop_instances(InstanceIds=[out["InstanceId"]])
-    assert ec2.describe_instances(InstanceIds=[out["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"] in ("stopping", "stopped")
+    assert ec2.describe_instances(InstanceIds=[out["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"] in (
+        "stopping",
+        "stopped",
+    )
     ec2.start_instances(InstanceIds=[out["InstanceId"]])
-    assert ec2.describe_instances(InstanceIds=[out["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"] in ("pending", "running")
+    assert ec2.describe_instances(InstanceIds=[out["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"] in (
+        "pending",
+        "running",
+    )
     aws("cloudformation").delete_stack(StackName=stack["StackName"])
-    assert ec2.describe_instances(InstanceIds=[out["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
+    assert ec2.describe_instances(InstanceIds=[out["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"] in (
+        "shutting-down",
+        "terminated",
+    )
 
 
 def test_hub_launch_behind_the_load_balancer(aws, platform, hub_templates, tmp_path):
     hub_template = hub_templates["HubPii"]
-    params = {"Owner": "bob", "TierName": "pii", "InstanceType": "m7g.large", "AccessMode": "load-balancer", "HostName": "bob", "ListenerPriority": "210", "SubnetChoice": "2"}
+    params = {
+        "Owner": "bob",
+        "TierName": "pii",
+        "InstanceType": "m7g.large",
+        "AccessMode": "load-balancer",
+        "HostName": "bob",
+        "ListenerPriority": "210",
+        "SubnetChoice": "2",
+    }
     stack = provision(aws, HUB_PII, hub_template, params)
     _, stack = answer_image_digest(aws, hub_template, stack, params, tmp_path)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
@@ -570,7 +643,9 @@ def test_hub_launch_behind_the_load_balancer(aws, platform, hub_templates, tmp_p
     ec2 = aws("ec2")
     (instance,) = ec2.describe_instances(InstanceIds=[out["InstanceId"]])["Reservations"][0]["Instances"]
     assert instance["SubnetId"] == platform[names.PRIVATE_SUBNET_2_ID]
-    own = ec2.describe_security_groups(GroupIds=[stack["Made"]["InstanceSecurityGroup"]["PhysicalResourceId"]])["SecurityGroups"][0]
+    own = ec2.describe_security_groups(GroupIds=[stack["Made"]["InstanceSecurityGroup"]["PhysicalResourceId"]])["SecurityGroups"][
+        0
+    ]
     assert own["IpPermissions"] == [], "the load balancer reaches the hub through the platform's hub-task group, not a new rule"
     elb = aws("elbv2")
     rules = elb.describe_rules(ListenerArn=platform[names.HTTPS_LISTENER_ARN])["Rules"]
@@ -581,7 +656,9 @@ def test_hub_launch_behind_the_load_balancer(aws, platform, hub_templates, tmp_p
     # the instance is the target.)
     records = aws("route53").list_resource_record_sets(HostedZoneId=platform[names.HOSTED_ZONE_ID])["ResourceRecordSets"]
     assert any(r["Name"].rstrip(".") == f"hub-bob.{DOMAIN}" and r["Type"] == "A" for r in records)
-    user_data = base64.b64decode(ec2.describe_instance_attribute(InstanceId=out["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
+    user_data = base64.b64decode(
+        ec2.describe_instance_attribute(InstanceId=out["InstanceId"], Attribute="userData")["UserData"]["Value"]
+    ).decode()
     assert "LAKEHUB_HUB_IP=0.0.0.0" in user_data.splitlines()
     assert "LAKEHUB_ALLOWED_GROUPS=pii-users" in user_data.splitlines()
 
@@ -603,7 +680,9 @@ def tier_launch(aws, platform, published, tmp_path_factory):
     template = product_template(aws, published["Tier"])
     assert set(TIER_PARAMS) <= set(template["Parameters"])
     asked = [k for k, p in template["Parameters"].items() if "Default" not in p]
-    assert sorted(asked) == sorted([names.TIER_NAME, names.TIER_DATA_PREFIXES, names.TIER_ALLOWED_GROUPS, names.TIER_HOST_NAME]), "the tier product asks only for tier settings"
+    assert sorted(asked) == sorted(
+        [names.TIER_NAME, names.TIER_DATA_PREFIXES, names.TIER_ALLOWED_GROUPS, names.TIER_HOST_NAME]
+    ), "the tier product asks only for tier settings"
     # Service Catalog refuses a tier onto prefixes the platform team did not list.
     assert constraints_allow(TIER, template, {**TIER_PARAMS, names.TIER_DATA_PREFIXES: "claims/,pii/"})
     assert constraints_allow(TIER, template, {**TIER_PARAMS, names.PLATFORM_NAME: "other"})
@@ -612,10 +691,21 @@ def tier_launch(aws, platform, published, tmp_path_factory):
     # task definition without an image). So the real function answers first, and its ImageUri
     # stands in for the GetAtt (the second edit of the product template; the resource stays and
     # is answered once more below, as CloudFormation would ask it).
-    early = run_function(aws, template, {"StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/SC-pending/0"},
-                         tmp_path_factory.mktemp("image0"), "HubImage", "image_digest", "Custom::ImageDigest", TIER_PARAMS)
-    launched = json.loads(json.dumps(template).replace(json.dumps({"Fn::GetAtt": ["HubImage", "ImageUri"]}),
-                                                       json.dumps(early["answer"]["Data"]["ImageUri"])))
+    early = run_function(
+        aws,
+        template,
+        {"StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/SC-pending/0"},
+        tmp_path_factory.mktemp("image0"),
+        "HubImage",
+        "image_digest",
+        "Custom::ImageDigest",
+        TIER_PARAMS,
+    )
+    launched = json.loads(
+        json.dumps(template).replace(
+            json.dumps({"Fn::GetAtt": ["HubImage", "ImageUri"]}), json.dumps(early["answer"]["Data"]["ImageUri"])
+        )
+    )
     stack = provision(aws, TIER, launched, TIER_PARAMS, tags={"team": "claims"})
     # The emulator cannot run the seeding function: its request goes to the real code here.
     seeding = run_seed_function(aws, template, stack, tmp_path_factory.mktemp("seed"))
@@ -735,8 +825,9 @@ def run_seed_function(aws, template: dict, stack: dict, tmp: Path) -> dict:
     return run_function(aws, template, stack, tmp, "NotebookFolders", "seed_notebooks", "Custom::SeedNotebooks", TIER_PARAMS)
 
 
-def run_function(aws, template: dict, stack: dict, tmp: Path, logical_id: str, function: str, resource_type: str,
-                 params: dict) -> dict:
+def run_function(
+    aws, template: dict, stack: dict, tmp: Path, logical_id: str, function: str, resource_type: str, params: dict
+) -> dict:
     """Send a custom resource's Create request, as CloudFormation would, to the real
     lambdas/<function> code in this process (against the emulator); return its answer."""
     props = resolved_resources(aws, template, params)[logical_id]["Properties"]

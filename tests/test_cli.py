@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["build", "publish", "deploy", "local", "restore-home", "cost"]
 
@@ -60,6 +62,7 @@ def test_only_lakehub_cli_registers_commands_or_draws_tables():
     assert not offenders, offenders
 
 
+@pytest.mark.slow
 def test_output_cut_short_by_a_closed_pipe_is_no_traceback():
     """`lakehub local resource-types | head -1`: the reader closes the pipe before all is written
     (here before anything is: the read end is closed at the start)."""

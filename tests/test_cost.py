@@ -49,7 +49,11 @@ def access_logs_per_hour():
     ALB's request log lines and the S3 server access log records of the notebook bucket (saves,
     opens) and the demo lake (reads)."""
     alb_gb = A["alb_log_bytes_per_user_hour"] / 1e9
-    s3_gb = (A["notebook_puts_per_user_hour"] + A["notebook_gets_per_user_hour"] + A["data_reads_per_user_hour"]) * A["s3_access_log_bytes_per_request"] / 1e9
+    s3_gb = (
+        (A["notebook_puts_per_user_hour"] + A["notebook_gets_per_user_hour"] + A["data_reads_per_user_hour"])
+        * A["s3_access_log_bytes_per_request"]
+        / 1e9
+    )
     return (alb_gb + s3_gb) * ACCESS_LOG_DAYS / 30 * P["s3_standard_gb_month"]
 
 
@@ -69,28 +73,39 @@ def homes(users, gb=None):
     recovery points on top (backup policy ENABLED)."""
     gb = A["home_gb_per_user"] if gb is None else gb
     ia = A["home_ia_share"]
-    per_gb = (1 - ia) * P["efs_standard_gb_month"] + ia * P["efs_ia_gb_month"] + A["home_backup_gb_per_home_gb"] * P["efs_backup_warm_gb_month"]
+    per_gb = (
+        (1 - ia) * P["efs_standard_gb_month"]
+        + ia * P["efs_ia_gb_month"]
+        + A["home_backup_gb_per_home_gb"] * P["efs_backup_warm_gb_month"]
+    )
     return users * gb * per_gb
 
 
 def monitoring(hub_task_hours_total, alarms=12):
     """Issue 18: the alarms (4 per tier, 3 custom-resource functions, the NAT instance's), the
     dashboard (within the 3 free), 3 always-sent metrics per hub while it runs, a PutMetricData a minute."""
-    return (alarms * P["cloudwatch_alarm_month"] + 3 * hub_task_hours_total / HOURS * P["cloudwatch_custom_metric_month"]
-            + 60 * hub_task_hours_total / 1000 * P["cloudwatch_put_metric_data_1k"])
+    return (
+        alarms * P["cloudwatch_alarm_month"]
+        + 3 * hub_task_hours_total / HOURS * P["cloudwatch_custom_metric_month"]
+        + 60 * hub_task_hours_total / 1000 * P["cloudwatch_put_metric_data_1k"]
+    )
 
 
 def fixed(users, hub_task_hours_total, hub_zones=2, alarms=12):
     """Components every configuration here shares: ALB, ALB IPv4, zone, secrets, logs, storage, homes, ECR, CodeBuild,
     monitoring; and each per-user tier's private zone of its hub's name (Cloud Map namespace: 2 per-user tiers by default)."""
     return (
-        homes(users) + monitoring(hub_task_hours_total, alarms) +
-        hub_zones * P["route53_hosted_zone_month"] +
-        P["alb_hour"] * HOURS
+        homes(users)
+        + monitoring(hub_task_hours_total, alarms)
+        + hub_zones * P["route53_hosted_zone_month"]
+        + P["alb_hour"] * HOURS
         + 2 * P["public_ipv4_hour"] * HOURS
         + P["route53_hosted_zone_month"]
         + 2 * P["secrets_manager_secret_month"]  # one secret per tier (cookie + Cognito client secret), two tiers
-        + hub_task_hours_total / HOURS * A["hub_log_gb_per_task_month"] * (P["logs_ingest_gb"] + LOG_STORE * P["logs_store_gb_month"])
+        + hub_task_hours_total
+        / HOURS
+        * A["hub_log_gb_per_task_month"]
+        * (P["logs_ingest_gb"] + LOG_STORE * P["logs_store_gb_month"])
         + users * (A["notebook_gb_per_user"] + A["noncurrent_gb_per_user_per_day"] * NONCURRENT_DAYS) * P["s3_standard_gb_month"]
         + (A["image_gb"] + A["image_delta_gb_per_build"] * (ECR_KEEP - 1)) * P["ecr_gb_month"]
         + A["builds_per_month"] * A["build_minutes"] * 0.005
@@ -110,7 +125,9 @@ def test_default_configuration_matches_hand_computed_figures():
     idle = fixed(20, 2 * HUB_HOURS) + nat_instance_scheduled() + hub
     per_hour = arm(2, 8) * SPOT + common_per_hour()
     assert r["components"]["hub_tasks"]["idle_monthly_usd"] == pytest.approx(hub, abs=1e-3)
-    assert r["components"]["egress"]["idle_monthly_usd"] == pytest.approx(NAT_HOURS * NANO + 8 * 0.08 * NAT_HOURS / HOURS, abs=1e-3)
+    assert r["components"]["egress"]["idle_monthly_usd"] == pytest.approx(
+        NAT_HOURS * NANO + 8 * 0.08 * NAT_HOURS / HOURS, abs=1e-3
+    )
     assert r["idle_monthly_usd"] == pytest.approx(idle, abs=1e-3)
     assert r["per_user_hour_usd"] == pytest.approx(per_hour, abs=1e-5)
     # plus one idle-culler timeout (IdleTimeoutSeconds 3600) a user and working day
@@ -168,8 +185,9 @@ def test_default_idle_cost_is_at_most_a_third_of_the_reference_design():
     # vanished with the task): counted in the estimate, not held against this bound.
     # Issue 18's monitoring (alarms, dashboard, the hubs' metrics) is likewise what the reference
     # design had none of ("nothing tells them that a hub is unhealthy"): counted, bounded below.
-    platform_idle = (r["idle_monthly_usd"] - r["components"]["homes"]["idle_monthly_usd"]
-                     - r["components"]["monitoring"]["idle_monthly_usd"])
+    platform_idle = (
+        r["idle_monthly_usd"] - r["components"]["homes"]["idle_monthly_usd"] - r["components"]["monitoring"]["idle_monthly_usd"]
+    )
     # Issue 16 added each per-user tier's hub name (a Cloud Map private DNS namespace, a Route 53
     # private zone at $0.50 a month), without which users' servers lose a replaced hub: that put
     # the platform $0.52 over the third (33.9%). Issue 19 recovered it by a cost cut, not by
@@ -207,7 +225,10 @@ def test_nat_instance_is_cheaper_than_nat_gateways():
 
 def test_spot_and_schedule_each_lower_the_estimate():
     base = estimate()
-    assert estimate(parameters={"UseSpot": "false"})["components"]["hub_tasks"]["idle_monthly_usd"] > base["components"]["hub_tasks"]["idle_monthly_usd"]
+    assert (
+        estimate(parameters={"UseSpot": "false"})["components"]["hub_tasks"]["idle_monthly_usd"]
+        > base["components"]["hub_tasks"]["idle_monthly_usd"]
+    )
     assert estimate(parameters={"UserServersOnSpot": "false"})["per_user_hour_usd"] > base["per_user_hour_usd"]
     always = estimate(parameters={"Schedule": "always"})
     assert always["components"]["hub_tasks"]["idle_monthly_usd"] == pytest.approx(2 * arm(0.25, 0.5) * SPOT * HOURS, abs=1e-3)
@@ -259,7 +280,9 @@ def test_a_bigger_hub_task_in_the_settings_raises_the_estimate(tmp_path):
     small = estimate(templates_dir=build_into(tmp_path / "a", s))
     big = estimate(templates_dir=build_into(tmp_path / "b", bigger))
     ratio = arm(0.5, 1) / arm(0.25, 0.5)
-    assert big["components"]["hub_tasks"]["idle_monthly_usd"] == pytest.approx(small["components"]["hub_tasks"]["idle_monthly_usd"] * ratio, rel=1e-4)
+    assert big["components"]["hub_tasks"]["idle_monthly_usd"] == pytest.approx(
+        small["components"]["hub_tasks"]["idle_monthly_usd"] * ratio, rel=1e-4
+    )
 
 
 def test_shorter_business_hours_in_the_template_lower_the_estimate(tmp_path):
@@ -271,7 +294,9 @@ def test_shorter_business_hours_in_the_template_lower_the_estimate(tmp_path):
     shorter = estimate(templates_dir=d)
     two_hours = 2 * 5 * WEEKS
     assert shorter["configuration"]["tiers"][0]["hub_hours_per_month"] == pytest.approx(HUB_HOURS - two_hours, abs=0.01)
-    assert shorter["components"]["hub_tasks"]["idle_monthly_usd"] == pytest.approx(2 * arm(0.25, 0.5) * SPOT * (HUB_HOURS - two_hours), abs=1e-3)
+    assert shorter["components"]["hub_tasks"]["idle_monthly_usd"] == pytest.approx(
+        2 * arm(0.25, 0.5) * SPOT * (HUB_HOURS - two_hours), abs=1e-3
+    )
     assert shorter["idle_monthly_usd"] < base["idle_monthly_usd"]
 
 
@@ -357,7 +382,18 @@ def test_json_and_table_output(capsys):
     assert cli_main(["cost", "--format", "json", "--users", "20"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert math.isclose(data["idle_monthly_usd"], sum(c["idle_monthly_usd"] for c in data["components"].values()), abs_tol=1e-2)
-    assert set(data["components"]) >= {"alb", "public_ipv4", "egress", "hub_tasks", "user_capacity", "route53", "logs", "notebook_storage", "ecr", "codebuild"}
+    assert set(data["components"]) >= {
+        "alb",
+        "public_ipv4",
+        "egress",
+        "hub_tasks",
+        "user_capacity",
+        "route53",
+        "logs",
+        "notebook_storage",
+        "ecr",
+        "codebuild",
+    }
     assert cli_main(["cost"]) == 0
     out = capsys.readouterr().out
     assert "Reference design" in out and "SageMaker" in out and "Hub tasks" in out
@@ -373,7 +409,9 @@ def test_a_tier_left_out_at_launch_costs_nothing():
     both = estimate()
     one = estimate(parameters={"DeployNonpiiTier": "false"})
     assert [t["name"] for t in one["configuration"]["tiers"]] == ["pii"]
-    assert one["components"]["hub_tasks"]["idle_monthly_usd"] == pytest.approx(both["components"]["hub_tasks"]["idle_monthly_usd"] / 2, abs=1e-3)
+    assert one["components"]["hub_tasks"]["idle_monthly_usd"] == pytest.approx(
+        both["components"]["hub_tasks"]["idle_monthly_usd"] / 2, abs=1e-3
+    )
     assert one["idle_monthly_usd"] < both["idle_monthly_usd"]
 
 
@@ -430,10 +468,16 @@ def test_homes_are_counted_per_user_with_infrequent_access_and_backups():
 
 def test_a_file_system_without_backups_or_lifecycle_costs_standard_storage_only(tmp_path):
     d = copy_templates(tmp_path)
-    edit(d / names.CLUSTER_TEMPLATE, "      BackupPolicy:\n        Status: ENABLED", "      BackupPolicy:\n        Status: DISABLED")
+    edit(
+        d / names.CLUSTER_TEMPLATE,
+        "      BackupPolicy:\n        Status: ENABLED",
+        "      BackupPolicy:\n        Status: DISABLED",
+    )
     edit(d / names.CLUSTER_TEMPLATE, "TransitionToIA: AFTER_30_DAYS", "TransitionToArchive: AFTER_90_DAYS")
     r = estimate(templates_dir=d, profile=Profile(users=20))
-    assert r["components"]["homes"]["idle_monthly_usd"] == pytest.approx(20 * A["home_gb_per_user"] * P["efs_standard_gb_month"], abs=1e-3)
+    assert r["components"]["homes"]["idle_monthly_usd"] == pytest.approx(
+        20 * A["home_gb_per_user"] * P["efs_standard_gb_month"], abs=1e-3
+    )
 
 
 def test_recording_data_events_adds_their_price_per_user_hour_only():

@@ -59,7 +59,10 @@ def component(r: dict, key: str) -> dict:
 
 
 def key(alias: str) -> dict:
-    return {"Type": "AWS::KMS::Key", "Properties": {"Description": alias, "EnableKeyRotation": True, "KeyPolicy": {"Version": "2012-10-17", "Statement": []}}}
+    return {
+        "Type": "AWS::KMS::Key",
+        "Properties": {"Description": alias, "EnableKeyRotation": True, "KeyPolicy": {"Version": "2012-10-17", "Statement": []}},
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,7 +96,9 @@ def test_customer_managed_keys_cost_a_dollar_each_and_their_requests(tmpl):
 
 def test_a_key_under_a_false_condition_costs_nothing(tmpl):
     def add(res):
-        res["DemoKey"] = key("demo") | {"Condition": next(r["Condition"] for r in res.values() if r["Type"] == "AWS::CloudTrail::Trail")}
+        res["DemoKey"] = key("demo") | {
+            "Condition": next(r["Condition"] for r in res.values() if r["Type"] == "AWS::CloudTrail::Trail")
+        }
 
     tmpl.edit(names.STORAGE_TEMPLATE, add)  # the trail's condition: RecordDataEvents=false by default
     assert component(tmpl.cost(), "kms")["idle_monthly_usd"] == 0
@@ -104,7 +109,9 @@ def test_a_year_of_log_retention_stores_twelve_months_of_logs(tmpl):
     base = component(tmpl.cost(), "logs")
 
     def year(res):
-        group = next(r for k, r in res.items() if r["Type"] == "AWS::Logs::LogGroup" and "tasks" in str(r["Properties"]["LogGroupName"]))
+        group = next(
+            r for k, r in res.items() if r["Type"] == "AWS::Logs::LogGroup" and "tasks" in str(r["Properties"]["LogGroupName"])
+        )
         group["Properties"]["RetentionInDays"] = 365
 
     tmpl.edit(names.CLUSTER_TEMPLATE, year)
@@ -128,6 +135,7 @@ def test_alb_access_logs_follow_the_attribute_and_their_bucket_expiry(tmpl):
             for rule in res["LoadBalancerLogsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]:
                 if "ExpirationInDays" in rule:
                     rule["ExpirationInDays"] = days
+
         return f
 
     tmpl.edit(names.CLUSTER_TEMPLATE, expiry(730))
@@ -150,7 +158,14 @@ def test_s3_server_access_logs_are_priced_for_the_buckets_that_log(tmpl):
     before = component(tmpl.cost(), "access_logs")["per_user_hour_usd"]
     tmpl.edit(names.STORAGE_TEMPLATE, lambda res: res["NotebookBucket"]["Properties"].pop("LoggingConfiguration"))
     after = component(tmpl.cost(), "access_logs")
-    notebook = (A["notebook_puts_per_user_hour"] + A["notebook_gets_per_user_hour"]) * A["s3_access_log_bytes_per_request"] / 1e9 * 365 / 30 * P["s3_standard_gb_month"]
+    notebook = (
+        (A["notebook_puts_per_user_hour"] + A["notebook_gets_per_user_hour"])
+        * A["s3_access_log_bytes_per_request"]
+        / 1e9
+        * 365
+        / 30
+        * P["s3_standard_gb_month"]
+    )
     assert before - after["per_user_hour_usd"] == pytest.approx(notebook, abs=2e-6)
     assert notebook > 5e-6  # so the difference is not rounding
     assert "NotebookBucket" not in after["detail"] and "DemoLakeBucket" in after["detail"]
@@ -172,13 +187,21 @@ def test_detailed_monitoring_is_priced_for_the_hours_the_instance_runs(tmpl):
 
 def test_enhanced_image_scanning_is_priced_and_basic_is_free(tmpl):
     def enhanced(res):
-        res["RegistryScanning"] = {"Type": "AWS::ECR::RegistryScanningConfiguration",
-                                   "Properties": {"ScanType": "ENHANCED", "Rules": [{"ScanFrequency": "CONTINUOUS_SCAN", "RepositoryFilters": [{"Filter": "*", "FilterType": "WILDCARD"}]}]}}
+        res["RegistryScanning"] = {
+            "Type": "AWS::ECR::RegistryScanningConfiguration",
+            "Properties": {
+                "ScanType": "ENHANCED",
+                "Rules": [{"ScanFrequency": "CONTINUOUS_SCAN", "RepositoryFilters": [{"Filter": "*", "FilterType": "WILDCARD"}]}],
+            },
+        }
 
     tmpl.edit(names.PIPELINE_TEMPLATE, enhanced)
     s = component(tmpl.cost(), "image_scanning")
     kept = 20  # the repository's lifecycle keeps 20 images
-    expected = A["builds_per_month"] * P["ecr_enhanced_scan_image"] + A["enhanced_rescans_per_image_month"] * kept * P["ecr_enhanced_rescan_image"]
+    expected = (
+        A["builds_per_month"] * P["ecr_enhanced_scan_image"]
+        + A["enhanced_rescans_per_image_month"] * kept * P["ecr_enhanced_rescan_image"]
+    )
     assert s["idle_monthly_usd"] == pytest.approx(expected, abs=1e-4)
 
 
@@ -230,8 +253,10 @@ def test_container_insights_metrics_and_performance_logs_are_priced(tmpl):
     r = tmpl.cost()
     hub_hours = r["configuration"]["tiers"][0]["hub_hours_per_month"]  # both tiers: the same schedule
     # the cluster's metrics, and each per-user tier's service and its two task families (hub, users)
-    metrics = (A["container_insights_metrics_per_cluster"]
-               + 2 * (A["container_insights_metrics_per_service"] + 2 * A["container_insights_metrics_per_task_family"])) * hub_hours
+    metrics = (
+        A["container_insights_metrics_per_cluster"]
+        + 2 * (A["container_insights_metrics_per_service"] + 2 * A["container_insights_metrics_per_task_family"])
+    ) * hub_hours
     logs_gb = 2 * hub_hours * A["container_insights_log_kb_per_task_minute"] * 60 / 1e6
     expected = metrics * P["cloudwatch_custom_metric_month"] / HOURS + logs_gb * (P["logs_ingest_gb"] + P["logs_store_gb_month"])
     assert component(r, "container_insights")["idle_monthly_usd"] == pytest.approx(expected, abs=1e-3)
@@ -251,8 +276,13 @@ def test_both_profiles_are_priced_from_their_built_templates(tmp_path):
     settings = tmp_path / "strict.yaml"
     settings.write_text("compliance: strict\n")
     out = tmp_path / "strict"
-    built = subprocess.run([sys.executable, "build_templates.py", "--settings", str(settings), "--out", str(out), "--no-package"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [sys.executable, "build_templates.py", "--settings", str(settings), "--out", str(out), "--no-package"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr
     standard, strict = estimate(), estimate(templates_dir=out)
 
@@ -261,11 +291,23 @@ def test_both_profiles_are_priced_from_their_built_templates(tmp_path):
     deployed = {names.MAIN_TEMPLATE: 1}
     for r in main["Resources"].values():
         if r["Type"] == "AWS::CloudFormation::Stack":
-            child = next(f for f in (names.NETWORK_TEMPLATE, names.STORAGE_TEMPLATE, names.PIPELINE_TEMPLATE, names.CLUSTER_TEMPLATE,
-                                     names.TIER_TEMPLATE, names.CATALOG_TEMPLATE) if f in str(r["Properties"]["TemplateURL"]))
+            child = next(
+                f
+                for f in (
+                    names.NETWORK_TEMPLATE,
+                    names.STORAGE_TEMPLATE,
+                    names.PIPELINE_TEMPLATE,
+                    names.CLUSTER_TEMPLATE,
+                    names.TIER_TEMPLATE,
+                    names.CATALOG_TEMPLATE,
+                )
+                if f in str(r["Properties"]["TemplateURL"])
+            )
             deployed[child] = deployed.get(child, 0) + 1
-    keys = sum(n * sum(1 for r in load(out / f)["Resources"].values() if r["Type"] == "AWS::KMS::Key" and "Condition" not in r)
-               for f, n in deployed.items())
+    keys = sum(
+        n * sum(1 for r in load(out / f)["Resources"].values() if r["Type"] == "AWS::KMS::Key" and "Condition" not in r)
+        for f, n in deployed.items()
+    )
     assert keys >= 1
     assert component(strict, "kms")["idle_monthly_usd"] == pytest.approx(keys * P["kms_key_month"])
     assert component(standard, "kms")["idle_monthly_usd"] == 0

@@ -72,7 +72,7 @@ def users_role(resources) -> str:
     without one, the instance role (their processes share the host's network and reach IMDS)."""
     env = hub_env_from_user_data(resources["Instance"]["Properties"]["UserData"])
     arn = env.get("LAKEHUB_TIER_ROLE_ARN", "")
-    return arn[1:-len(".Arn>")] if arn.startswith("<") else "InstanceRole"
+    return arn[1 : -len(".Arn>")] if arn.startswith("<") else "InstanceRole"
 
 
 def actions_on(stmts, action) -> list[str]:
@@ -162,7 +162,14 @@ def test_instance_types_span_general_memory_and_gpu_families(template):
 
 @pytest.mark.parametrize(
     "instance_type, ami",
-    [("t4g.large", "ami-arm64"), ("r7g.4xlarge", "ami-arm64"), ("m6i.large", "ami-x86"), ("r6i.2xlarge", "ami-x86"), ("g5.xlarge", "ami-gpu"), ("g6.2xlarge", "ami-gpu")],
+    [
+        ("t4g.large", "ami-arm64"),
+        ("r7g.4xlarge", "ami-arm64"),
+        ("m6i.large", "ami-x86"),
+        ("r6i.2xlarge", "ami-x86"),
+        ("g5.xlarge", "ami-gpu"),
+        ("g6.2xlarge", "ami-gpu"),
+    ],
 )
 def test_machine_image_follows_the_instance_family(template, instance_type, ami):
     props = resolve(template, InstanceType=instance_type, VolumeSize="128").resources()["Instance"]["Properties"]
@@ -187,10 +194,16 @@ def test_hub_role_reads_only_the_chosen_tiers_prefixes(template):
     pii = role_statements(resolve(template, TierName="pii").resources())
     nonpii = role_statements(resolve(template, TierName="nonpii").resources())
     own = "users/${aws:PrincipalTag/lakehub-user}/*"
-    assert sorted(actions_on(pii, "s3:GetObject")) == ["arn:aws:s3:::example-lake/pii/*", "arn:aws:s3:::example-notebooks/tiers/pii/shared/*",
-                                                       f"arn:aws:s3:::example-notebooks/tiers/pii/{own}"]
-    assert sorted(actions_on(nonpii, "s3:GetObject")) == ["arn:aws:s3:::example-lake/nonpii/*", "arn:aws:s3:::example-notebooks/tiers/nonpii/shared/*",
-                                                          f"arn:aws:s3:::example-notebooks/tiers/nonpii/{own}"]
+    assert sorted(actions_on(pii, "s3:GetObject")) == [
+        "arn:aws:s3:::example-lake/pii/*",
+        "arn:aws:s3:::example-notebooks/tiers/pii/shared/*",
+        f"arn:aws:s3:::example-notebooks/tiers/pii/{own}",
+    ]
+    assert sorted(actions_on(nonpii, "s3:GetObject")) == [
+        "arn:aws:s3:::example-lake/nonpii/*",
+        "arn:aws:s3:::example-notebooks/tiers/nonpii/shared/*",
+        f"arn:aws:s3:::example-notebooks/tiers/nonpii/{own}",
+    ]
     listing = [s for s in pii if "s3:ListBucket" in s["Action"]]
     assert {tuple(s["Resource"]) for s in listing} == {("arn:aws:s3:::example-lake",), ("arn:aws:s3:::example-notebooks",)}
     for s in listing:
@@ -201,8 +214,12 @@ def test_read_only_tier_hub_cannot_write_data():
     settings = validate(
         default_settings().__class__(
             tiers=(
-                TierSettings(name="pii", data_prefixes=("pii/", "claims/"), allowed_groups=("pii-users",), data_access="read-only"),
-                TierSettings(name="nonpii", data_prefixes=("nonpii/",), allowed_groups=("nonpii-users",), data_access="read-write"),
+                TierSettings(
+                    name="pii", data_prefixes=("pii/", "claims/"), allowed_groups=("pii-users",), data_access="read-only"
+                ),
+                TierSettings(
+                    name="nonpii", data_prefixes=("nonpii/",), allowed_groups=("nonpii-users",), data_access="read-write"
+                ),
             )
         )
     )
@@ -215,8 +232,10 @@ def test_read_only_tier_hub_cannot_write_data():
         "arn:aws:s3:::example-notebooks/tiers/pii/shared/*",
         "arn:aws:s3:::example-notebooks/tiers/pii/users/${aws:PrincipalTag/lakehub-user}/*",
     ]
-    assert actions_on(ro, "s3:PutObject") == ["arn:aws:s3:::example-notebooks/tiers/pii/shared/*",
-                                              "arn:aws:s3:::example-notebooks/tiers/pii/users/${aws:PrincipalTag/lakehub-user}/*"]
+    assert actions_on(ro, "s3:PutObject") == [
+        "arn:aws:s3:::example-notebooks/tiers/pii/shared/*",
+        "arn:aws:s3:::example-notebooks/tiers/pii/users/${aws:PrincipalTag/lakehub-user}/*",
+    ]
     assert "arn:aws:s3:::example-lake/nonpii/*" in actions_on(rw, "s3:PutObject")
 
 
@@ -230,8 +249,12 @@ def test_users_servers_role_reads_no_secret_and_nothing_of_the_hubs(template, au
     assert role != "InstanceRole", "users' servers get the instance role (through IMDS)"
     actions = {a for s in role_statements(res, role) for a in s["Action"]}
     assert actions, "the users' role grants nothing"
-    assert not {a for a in actions if a.split(":")[0] in ("secretsmanager", "ecr", "logs", "ssm", "ssmmessages", "sts", "iam", "kms") and a not in (
-        "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey")}, actions
+    assert not {
+        a
+        for a in actions
+        if a.split(":")[0] in ("secretsmanager", "ecr", "logs", "ssm", "ssmmessages", "sts", "iam", "kms")
+        and a not in ("kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey")
+    }, actions
     for s in role_statements(res, role):
         assert not any(":secretsmanager:" in str(r) for r in s["Resource"]), s
 
@@ -239,7 +262,9 @@ def test_users_servers_role_reads_no_secret_and_nothing_of_the_hubs(template, au
 def test_instance_role_holds_no_data_and_assumes_only_the_user_role(template):
     res = resolve(template).resources()
     stmts = role_statements(res, "InstanceRole")
-    assert not [s for s in stmts if any(a.startswith(("s3:", "kms:")) for a in s["Action"])], "data access belongs to the user role"
+    assert not [s for s in stmts if any(a.startswith(("s3:", "kms:")) for a in s["Action"])], (
+        "data access belongs to the user role"
+    )
     assume = [s for s in stmts if "sts:AssumeRole" in s["Action"]]
     assert [s["Resource"] for s in assume] == [["<UserRole.Arn>"]]
     assert set(assume[0]["Action"]) == {"sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"}
@@ -316,8 +341,14 @@ def test_hub_gets_the_tier_hub_environment_contract(template):
     # Per-user mode's: the spawner's, and since issue 16 what lets users' tasks outlive the hub
     # task (its database's replica, its Cloud Map name); the instance's servers run in the instance.
     per_user_only = {n for n in tier_env if n.startswith("LAKEHUB_USER_")} | {
-        "LAKEHUB_CLUSTER", "LAKEHUB_HUB_API_PORT", "LAKEHUB_SPAWN_ENV_PREFIX", "LAKEHUB_HOMES_FILE_SYSTEM_ID",
-        "LAKEHUB_HUB_STATE_BUCKET", "LAKEHUB_HUB_STATE_PREFIX", "LAKEHUB_HUB_CONNECT_URL"}
+        "LAKEHUB_CLUSTER",
+        "LAKEHUB_HUB_API_PORT",
+        "LAKEHUB_SPAWN_ENV_PREFIX",
+        "LAKEHUB_HOMES_FILE_SYSTEM_ID",
+        "LAKEHUB_HUB_STATE_BUCKET",
+        "LAKEHUB_HUB_STATE_PREFIX",
+        "LAKEHUB_HUB_CONNECT_URL",
+    }
     # Issue 18: LAKEHUB_PLATFORM turns on the metrics exporter, which only tier hubs run (the
     # dashboard and alarms are per tier); an on-demand hub is one owner's and stops when idle.
     per_user_only |= {"LAKEHUB_PLATFORM"}
@@ -370,7 +401,9 @@ def test_roles_live_under_the_platform_and_tier_path(template):
 
 def test_user_data_fits_the_ec2_limit(template):
     for auth in ("cognito", "oidc", "ldap"):
-        user_data = resolve(template, AuthMode=auth, AccessMode="load-balancer", HostName="alice").resources()["Instance"]["Properties"]["UserData"]
+        user_data = resolve(template, AuthMode=auth, AccessMode="load-balancer", HostName="alice").resources()["Instance"][
+            "Properties"
+        ]["UserData"]
         assert len(user_data.encode()) < 16 * 1024
 
 
@@ -379,7 +412,7 @@ STUBS = {
     # Each stub records its arguments; `aws` answers the calls the script makes.
     "dnf": "exit 0",
     "systemctl": "exit 0",
-    "uname": 'echo aarch64',
+    "uname": "echo aarch64",
     "sleep": "exit 0",
     "aws": """case "$1 $2" in
   "ecr get-login-password") echo ecr-token ;;
@@ -511,7 +544,9 @@ def test_boot_script_keeps_users_off_imds_on_every_boot_before_docker_starts(tem
     guard = (root / "lakehub-imds-guard").read_text()
     rules = [line for line in guard.splitlines() if line.startswith("iptables")]
     assert "iptables -A LAKEHUB-IMDS -m owner --uid-owner 0 -j RETURN" in rules
-    assert rules.index("iptables -A LAKEHUB-IMDS -m owner --uid-owner 0 -j RETURN") < rules.index("iptables -A LAKEHUB-IMDS -j REJECT")
+    assert rules.index("iptables -A LAKEHUB-IMDS -m owner --uid-owner 0 -j RETURN") < rules.index(
+        "iptables -A LAKEHUB-IMDS -j REJECT"
+    )
     assert any("-I OUTPUT 1 -d 169.254.169.254/32 -j LAKEHUB-IMDS" in r for r in rules)
     unit = (root / "lakehub-imds-guard.service").read_text()
     assert "Before=docker.service" in unit and "RequiredBy=docker.service" in unit
@@ -580,5 +615,9 @@ def test_the_hub_mounts_only_its_tiers_homes_access_point_as_root(template):
     assert ap["RootDirectory"]["CreationInfo"] == {"OwnerUid": "0", "OwnerGid": "0", "Permissions": "0755"}
     statements = [s for p in res["InstanceRole"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
     (mount,) = [s for s in statements if any(a.startswith("elasticfilesystem:") for a in s["Action"])]
-    assert sorted(mount["Action"]) == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientRootAccess", "elasticfilesystem:ClientWrite"]
+    assert sorted(mount["Action"]) == [
+        "elasticfilesystem:ClientMount",
+        "elasticfilesystem:ClientRootAccess",
+        "elasticfilesystem:ClientWrite",
+    ]
     assert list(mount["Condition"]) == ["ArnEquals"] and "elasticfilesystem:AccessPointArn" in mount["Condition"]["ArnEquals"]

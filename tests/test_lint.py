@@ -17,6 +17,11 @@ def test_ruff_finds_nothing():
         ruff = shutil.which("ruff")
     if not ruff:
         pytest.fail("ruff is not installed: run `make setup` (it is in the dev extra)")
-    proc = subprocess.run([str(ruff), "check", "--no-cache", "--output-format", "concise", "."],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(ruff), "check", "--no-cache", "--output-format", "concise", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -65,14 +65,22 @@ Outputs:
 
 
 def _client(service: str, url: str):
-    return boto3.client(service, endpoint_url=url, region_name="us-east-1",
-                        aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=EMULATOR_ACCESS_KEY,
+        aws_secret_access_key=EMULATOR_SECRET_KEY,
+    )
 
 
 @pytest.fixture
 def env(local_emulator, monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     s3 = _client("s3", local_emulator)
@@ -104,8 +112,11 @@ def test_an_update_updates_nested_stacks_in_place(env, tmp_path):
     for name, physical in before.items():
         (child,) = cfn.describe_stacks(StackName=ids[name])["Stacks"]
         assert child["StackName"] == physical and child["StackStatus"] == "UPDATE_COMPLETE", child
-        statuses = [e["ResourceStatus"] for e in cfn.describe_stack_events(StackName=ids[name])["StackEvents"]
-                    if e["LogicalResourceId"] == physical]
+        statuses = [
+            e["ResourceStatus"]
+            for e in cfn.describe_stack_events(StackName=ids[name])["StackEvents"]
+            if e["LogicalResourceId"] == physical
+        ]
         assert "UPDATE_IN_PROGRESS" in statuses and "UPDATE_COMPLETE" in statuses, statuses
     assert second.outputs["Read"] == "two"
     stacks_after = {s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"}
@@ -151,9 +162,11 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
             return ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
 
         def nested() -> dict[str, str]:
-            return {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                    for r in cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
-                    if r["ResourceType"] == "AWS::CloudFormation::Stack"}
+            return {
+                r["LogicalResourceId"]: r["PhysicalResourceId"]
+                for r in cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+                if r["ResourceType"] == "AWS::CloudFormation::Stack"
+            }
 
         before, stacks = hub_definition(), nested()
         sns, sqs = p.client("sns", p.admin), p.client("sqs", p.admin)
@@ -163,15 +176,27 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue)
         repo = p.outputs[names.IMAGE_REPOSITORY_URI]
         layer = "sha256:" + hashlib.sha256(b"lakehub-local-image:rehearsal-n1").hexdigest()
-        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
-                    "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 12, "digest": layer}]}
-        digest = ecr.put_image(repositoryName=repo.split("/", 1)[1], imageManifest=json.dumps(manifest),
-                               imageTag="rehearsal-n1")["image"]["imageId"]["imageDigest"]
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 12, "digest": layer}],
+        }
+        digest = ecr.put_image(repositoryName=repo.split("/", 1)[1], imageManifest=json.dumps(manifest), imageTag="rehearsal-n1")[
+            "image"
+        ]["imageId"]["imageDigest"]
         template = tmp_path / "main.template.yaml"
-        template.write_text((TEMPLATES_DIR / names.MAIN_TEMPLATE).read_text().replace("\nDescription: '", "\nDescription: '(N+1) ", 1))
-        result = deploy({names.IMAGE_TAG: "rehearsal-n1"}, stack_name=STACK_NAME, region="us-east-1",
-                        endpoint_url=p.endpoint, template_file=template, timeout=600)
+        template.write_text(
+            (TEMPLATES_DIR / names.MAIN_TEMPLATE).read_text().replace("\nDescription: '", "\nDescription: '(N+1) ", 1)
+        )
+        result = deploy(
+            {names.IMAGE_TAG: "rehearsal-n1"},
+            stack_name=STACK_NAME,
+            region="us-east-1",
+            endpoint_url=p.endpoint,
+            template_file=template,
+            timeout=600,
+        )
         assert result.status == "UPDATE_COMPLETE"
         assert nested() == stacks
         # What the new tag does not touch stays: the operator's subscription to the alarm topic

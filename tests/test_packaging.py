@@ -48,7 +48,14 @@ def uses_crhelper(name: str) -> bool:
 
 
 def test_custom_resources_carry_crhelper_and_the_nat_egress_function_needs_nothing():
-    assert {n for n in assets.FUNCTIONS if uses_crhelper(n)} == {"seed_notebooks", "wait_for_image", "listener_priority", "product_template", "secret_arn", "image_digest"}
+    assert {n for n in assets.FUNCTIONS if uses_crhelper(n)} == {
+        "seed_notebooks",
+        "wait_for_image",
+        "listener_priority",
+        "product_template",
+        "secret_arn",
+        "image_digest",
+    }
     assert not uses_crhelper("nat_egress")
 
 
@@ -84,7 +91,11 @@ def test_zip_holds_the_function_its_requirements_and_nothing_variable(two_cold_b
 
 def test_seed_zip_carries_the_example_notebooks(two_cold_builds):
     zips, _ = two_cold_builds[0]
-    examples = sorted(p.relative_to(assets.HUB_IMAGES_DIR).as_posix() for p in (assets.HUB_IMAGES_DIR / "notebooks").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    examples = sorted(
+        p.relative_to(assets.HUB_IMAGES_DIR).as_posix()
+        for p in (assets.HUB_IMAGES_DIR / "notebooks").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
     with zipfile.ZipFile(zips["seed_notebooks"]) as zf:
         packed = sorted(n for n in zf.namelist() if n.startswith("notebooks/"))
     assert packed == examples
@@ -98,16 +109,26 @@ def test_the_packaged_handler_imports_with_only_its_zip(two_cold_builds, tmp_pat
         with zipfile.ZipFile(path) as zf:
             zf.extractall(target)
         code = (
-            "import sys; sys.path.insert(0, sys.argv[1]); import index, crhelper; "
-            "assert crhelper.__file__.startswith(sys.argv[1]), crhelper.__file__; "
-            "assert callable(index.handler)"
-        ) if uses_crhelper(name) else "import sys; sys.path.insert(0, sys.argv[1]); import index; assert callable(index.handler)"
+            (
+                "import sys; sys.path.insert(0, sys.argv[1]); import index, crhelper; "
+                "assert crhelper.__file__.startswith(sys.argv[1]), crhelper.__file__; "
+                "assert callable(index.handler)"
+            )
+            if uses_crhelper(name)
+            else "import sys; sys.path.insert(0, sys.argv[1]); import index; assert callable(index.handler)"
+        )
         env = {"PATH": "/usr/bin:/bin", "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
         # -S: no site-packages (crhelper must come from the zip); boto3 added explicitly.
         import boto3
 
         boto_site = str(Path(boto3.__file__).parents[1])
-        proc = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.append({boto_site!r}); exec({code!r})", str(target)], env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-S", "-c", f"import sys; sys.path.append({boto_site!r}); exec({code!r})", str(target)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
 
 
@@ -127,11 +148,15 @@ def test_cached_builds_are_fast_and_do_not_rewrite(tmp_path, monkeypatch, two_co
 
 def test_a_source_change_gives_a_new_zip_and_removes_the_stale_one(tmp_path, monkeypatch):
     lambdas = tmp_path / "lambdas"
-    shutil.copytree(assets.LAMBDAS_DIR / "listener_priority", lambdas / "listener_priority", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        assets.LAMBDAS_DIR / "listener_priority", lambdas / "listener_priority", ignore=shutil.ignore_patterns("__pycache__")
+    )
     monkeypatch.setattr(assets, "LAMBDAS_DIR", lambdas)
     out = tmp_path / "functions"
     first = packaging.build_function("listener_priority", out_dir=out)
-    (lambdas / "listener_priority" / "index.py").write_text((lambdas / "listener_priority" / "index.py").read_text() + "\n# changed\n")
+    (lambdas / "listener_priority" / "index.py").write_text(
+        (lambdas / "listener_priority" / "index.py").read_text() + "\n# changed\n"
+    )
     second = packaging.build_function("listener_priority", out_dir=out)
     assert first.name != second.name
     assert [p.name for p in out.iterdir() if p.suffix == ".zip"] == [second.name]

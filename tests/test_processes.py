@@ -29,8 +29,13 @@ time.sleep(300)
 
 
 def _start(env_extra: dict) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True, env=dict(os.environ, **env_extra))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=dict(os.environ, **env_extra),
+    )
     return proc, int(proc.stdout.readline())
 
 

@@ -44,7 +44,7 @@ def candidates(expr, params: dict) -> list[str]:
         raise Unresolvable(f"list where a string was expected: {expr!r}")
     if not isinstance(expr, dict) or len(expr) != 1:
         raise Unresolvable(f"cannot evaluate {expr!r}")
-    (fn, arg), = expr.items()
+    ((fn, arg),) = expr.items()
     if fn == "Ref":
         if arg == "AWS::NoValue":
             return []
@@ -127,7 +127,9 @@ def follow(s3, bucket: str, prefix: str) -> tuple[set[str], set[str]]:
     Fails when a reference points at something that is not in the bucket."""
     seen_templates: set[str] = set()
     objects: set[str] = set()
-    queue = [(prefix + assets.template_key(name), {"AssetsBucketName": bucket, "AssetsKeyPrefix": prefix}) for name in ENTRY_TEMPLATES]
+    queue = [
+        (prefix + assets.template_key(name), {"AssetsBucketName": bucket, "AssetsKeyPrefix": prefix}) for name in ENTRY_TEMPLATES
+    ]
     while queue:
         key, given = queue.pop()
         if key in seen_templates:
@@ -137,7 +139,9 @@ def follow(s3, bucket: str, prefix: str) -> tuple[set[str], set[str]]:
         template = loads(body)
         params = parameter_values(template, given)
         if "AssetsKeyPrefix" in (template.get("Parameters") or {}):
-            assert params["AssetsKeyPrefix"] == prefix, f"{key}: AssetsKeyPrefix is not passed down ({params['AssetsKeyPrefix']!r})"
+            assert params["AssetsKeyPrefix"] == prefix, (
+                f"{key}: AssetsKeyPrefix is not passed down ({params['AssetsKeyPrefix']!r})"
+            )
         for kind, value, node in references(template, params):
             if kind == "template":
                 url = urlparse(value)
@@ -165,9 +169,8 @@ def follow(s3, bucket: str, prefix: str) -> tuple[set[str], set[str]]:
 
 def _assert_exists(s3, bucket, key, what):
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", [])
-    assert any(o["Key"] == key for o in listing), (
-        f"{what}, but s3://{bucket}/{key} was not uploaded"
-        + ("; templates/ may be stale: run `python build_templates.py`" if "/functions/" in f"/{key}" else "")
+    assert any(o["Key"] == key for o in listing), f"{what}, but s3://{bucket}/{key} was not uploaded" + (
+        "; templates/ may be stale: run `python build_templates.py`" if "/functions/" in f"/{key}" else ""
     )
 
 
@@ -213,7 +216,13 @@ def test_publish_uploads_everything_the_generated_templates_reference(aws_env, a
     assert template_files <= set(uploaded)
     # Every nested template and every function is reached from the entry templates.
     reached_names = {Path(k).name for k in templates}
-    assert {"network.template.yaml", "storage.template.yaml", "pipeline.template.yaml", "cluster.template.yaml", "tier.template.yaml"} <= reached_names
+    assert {
+        "network.template.yaml",
+        "storage.template.yaml",
+        "pipeline.template.yaml",
+        "cluster.template.yaml",
+        "tier.template.yaml",
+    } <= reached_names
     function_keys = {prefix + assets.function_key(name) for name in assets.FUNCTIONS}
     assert function_keys <= objects, f"functions not referenced by any template: {function_keys - objects}"
     assert prefix + packaging.SOURCE_ZIP_KEY in objects  # the pipeline's S3 source
@@ -277,8 +286,23 @@ def test_cli_missing_credentials_is_one_line_and_non_zero(aws_env, tmp_path):
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "lakehub.cli", "publish", "--bucket", "lakehub-assets", "--region", REGION, "--endpoint-url", aws_env.endpoint_url],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "lakehub.cli",
+            "publish",
+            "--bucket",
+            "lakehub-assets",
+            "--region",
+            REGION,
+            "--endpoint-url",
+            aws_env.endpoint_url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
@@ -291,7 +315,10 @@ def test_cli_prints_what_it_uploaded(aws_env, aws_client, bucket):
         pytest.skip("templates/ is empty")
     proc = subprocess.run(
         [sys.executable, "-m", "lakehub.cli", "publish", "--bucket", bucket, "--prefix", "demo"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
         env={**__import__("os").environ, "COLUMNS": "200"},
     )
     assert proc.returncode == 0, proc.stderr
@@ -355,7 +382,9 @@ def test_a_missing_bucket_is_found_before_anything_is_built(aws_env, generated_t
     assert nothing_built == []
 
 
-def test_a_bucket_in_another_region_than_the_stacks_is_refused_before_writing(aws_env, aws_client, generated_templates, nothing_built):
+def test_a_bucket_in_another_region_than_the_stacks_is_refused_before_writing(
+    aws_env, aws_client, generated_templates, nothing_built
+):
     bucket = _bucket_in(aws_client, "eu-west-1")
     with pytest.raises(LakehubError) as err:
         publish(bucket, "lakehub/", REGION, aws_env.endpoint_url, templates_dir=generated_templates)
@@ -392,7 +421,11 @@ def test_publish_into_a_bucket_of_the_aws_region(aws_env, aws_client, generated_
 def test_publish_refuses_a_malformed_endpoint_url_in_one_line(aws_env, tmp_path, url):
     proc = subprocess.run(
         [sys.executable, "-m", "lakehub.cli", "publish", "--bucket", "lakehub-assets", "--endpoint-url", url],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, env={**__import__("os").environ},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**__import__("os").environ},
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -414,7 +447,9 @@ def test_publish_to_an_endpoint_that_is_not_s3_writes_nothing(aws_env, generated
     assert "PUT" not in not_aws.seen and nothing_built == []
 
 
-def test_publish_to_an_endpoint_that_never_answers_times_out_with_a_message(aws_env, generated_templates, nothing_built, monkeypatch):
+def test_publish_to_an_endpoint_that_never_answers_times_out_with_a_message(
+    aws_env, generated_templates, nothing_built, monkeypatch
+):
     import socket
     import time
 

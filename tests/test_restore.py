@@ -38,8 +38,9 @@ POINT_PARTIAL = f"arn:aws:backup:eu-west-1:{ACCOUNT}:recovery-point:11111111-aaa
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env
+    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -83,28 +84,68 @@ class World:
 
     def file_system(self, via_ssm=True):
         if via_ssm:
-            self.stubs["ssm"].add_response("get_parameter", {"Parameter": {"Name": "/lakehub/lakehub/HomesFileSystemId",
-                                                                           "Value": FS_ID, "Type": "String"}},
-                                           {"Name": "/lakehub/lakehub/HomesFileSystemId"})
-        self.stubs["efs"].add_response("describe_file_systems", {"FileSystems": [{
-            "OwnerId": ACCOUNT, "CreationToken": "x", "FileSystemId": FS_ID, "FileSystemArn": FS_ARN,
-            "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=UTC), "LifeCycleState": "available",
-            "NumberOfMountTargets": 2, "SizeInBytes": {"Value": 1}, "PerformanceMode": "generalPurpose",
-            "Encrypted": True, "Tags": []}]}, {"FileSystemId": FS_ID})
+            self.stubs["ssm"].add_response(
+                "get_parameter",
+                {"Parameter": {"Name": "/lakehub/lakehub/HomesFileSystemId", "Value": FS_ID, "Type": "String"}},
+                {"Name": "/lakehub/lakehub/HomesFileSystemId"},
+            )
+        self.stubs["efs"].add_response(
+            "describe_file_systems",
+            {
+                "FileSystems": [
+                    {
+                        "OwnerId": ACCOUNT,
+                        "CreationToken": "x",
+                        "FileSystemId": FS_ID,
+                        "FileSystemArn": FS_ARN,
+                        "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=UTC),
+                        "LifeCycleState": "available",
+                        "NumberOfMountTargets": 2,
+                        "SizeInBytes": {"Value": 1},
+                        "PerformanceMode": "generalPurpose",
+                        "Encrypted": True,
+                        "Tags": [],
+                    }
+                ]
+            },
+            {"FileSystemId": FS_ID},
+        )
 
     def points(self):
-        self.stubs["backup"].add_response("list_recovery_points_by_resource", {"RecoveryPoints": [
-            {"RecoveryPointArn": POINT_OLD, "CreationDate": datetime.datetime(2026, 11, 30, 5, tzinfo=UTC), "Status": "COMPLETED",
-             "BackupVaultName": "aws/efs/automatic-backup-vault"},
-            {"RecoveryPointArn": POINT_NEW, "CreationDate": datetime.datetime(2026, 12, 1, 5, tzinfo=UTC), "Status": "COMPLETED",
-             "BackupVaultName": "aws/efs/automatic-backup-vault"},
-            {"RecoveryPointArn": POINT_PARTIAL, "CreationDate": datetime.datetime(2026, 12, 2, 5, tzinfo=UTC), "Status": "PARTIAL",
-             "BackupVaultName": "aws/efs/automatic-backup-vault"},
-        ]}, {"ResourceArn": FS_ARN})
+        self.stubs["backup"].add_response(
+            "list_recovery_points_by_resource",
+            {
+                "RecoveryPoints": [
+                    {
+                        "RecoveryPointArn": POINT_OLD,
+                        "CreationDate": datetime.datetime(2026, 11, 30, 5, tzinfo=UTC),
+                        "Status": "COMPLETED",
+                        "BackupVaultName": "aws/efs/automatic-backup-vault",
+                    },
+                    {
+                        "RecoveryPointArn": POINT_NEW,
+                        "CreationDate": datetime.datetime(2026, 12, 1, 5, tzinfo=UTC),
+                        "Status": "COMPLETED",
+                        "BackupVaultName": "aws/efs/automatic-backup-vault",
+                    },
+                    {
+                        "RecoveryPointArn": POINT_PARTIAL,
+                        "CreationDate": datetime.datetime(2026, 12, 2, 5, tzinfo=UTC),
+                        "Status": "PARTIAL",
+                        "BackupVaultName": "aws/efs/automatic-backup-vault",
+                    },
+                ]
+            },
+            {"ResourceArn": FS_ARN},
+        )
 
-    def start(self, point, item="/tiers/pii/lh-alice", role=f"arn:aws:iam::{ACCOUNT}:role/service-role/AWSBackupDefaultServiceRole"):
+    def start(
+        self, point, item="/tiers/pii/lh-alice", role=f"arn:aws:iam::{ACCOUNT}:role/service-role/AWSBackupDefaultServiceRole"
+    ):
         expected = {
-            "RecoveryPointArn": point, "IamRoleArn": role, "ResourceType": "EFS",
+            "RecoveryPointArn": point,
+            "IamRoleArn": role,
+            "ResourceType": "EFS",
             "IdempotencyToken": _Token(),
             "Metadata": _Metadata(item),
         }
@@ -112,9 +153,16 @@ class World:
 
     def job(self, *statuses):
         for status in statuses:
-            self.stubs["backup"].add_response("describe_restore_job", {
-                "RestoreJobId": "job-1", "Status": status, "PercentDone": "50%",
-                "CreationDate": datetime.datetime(2026, 12, 2, 1, 0, tzinfo=UTC)}, {"RestoreJobId": "job-1"})
+            self.stubs["backup"].add_response(
+                "describe_restore_job",
+                {
+                    "RestoreJobId": "job-1",
+                    "Status": status,
+                    "PercentDone": "50%",
+                    "CreationDate": datetime.datetime(2026, 12, 2, 1, 0, tzinfo=UTC),
+                },
+                {"RestoreJobId": "job-1"},
+            )
 
     def done(self):
         for stub in self.stubs.values():
@@ -145,13 +193,17 @@ class _Metadata(dict):
         self.item = item
 
     def __eq__(self, other):
-        return (isinstance(other, dict)
-                and set(other) == {"file-system-id", "newFileSystem", "itemsToRestore", "Encrypted", "PerformanceMode",
-                                   "CreationToken"}
-                and other["file-system-id"] == FS_ID and other["newFileSystem"] == "false"
-                and json.loads(other["itemsToRestore"]) == [self.item]
-                and other["Encrypted"] == "true" and other["PerformanceMode"] == "generalPurpose"
-                and other["CreationToken"].startswith("lakehub-restore-"))
+        return (
+            isinstance(other, dict)
+            and set(other)
+            == {"file-system-id", "newFileSystem", "itemsToRestore", "Encrypted", "PerformanceMode", "CreationToken"}
+            and other["file-system-id"] == FS_ID
+            and other["newFileSystem"] == "false"
+            and json.loads(other["itemsToRestore"]) == [self.item]
+            and other["Encrypted"] == "true"
+            and other["PerformanceMode"] == "generalPurpose"
+            and other["CreationToken"].startswith("lakehub-restore-")
+        )
 
     def __ne__(self, other):
         return not self.__eq__(other)
@@ -172,17 +224,26 @@ def test_restore_home_restores_the_users_home_path_from_the_newest_completed_bac
     assert result["restored_under"] == "/aws-backup-restore_<datetime>/tiers/pii/lh-alice"
     assert w.slept == [15, 15]
     commands = restore.move_back_commands(result)
-    assert commands[-1] == "sudo rsync -a /mnt/homes/aws-backup-restore_<datetime>/tiers/pii/lh-alice/ /mnt/homes/tiers/pii/lh-alice/"
+    assert (
+        commands[-1]
+        == "sudo rsync -a /mnt/homes/aws-backup-restore_<datetime>/tiers/pii/lh-alice/ /mnt/homes/tiers/pii/lh-alice/"
+    )
 
 
 def test_before_picks_the_newest_backup_taken_before_that_time_and_a_role_can_be_given():
     w = World()
     w.file_system(via_ssm=False)
     w.points()
-    w.start(POINT_OLD, item=f"/tiers/nonpii/{_unix('Bob.B')}",
-            role=f"arn:aws:iam::{ACCOUNT}:role/restorer")
-    result = restore.restore_home(w.clients, "nonpii", "Bob.B", fs_id=FS_ID, before=datetime.datetime(2026, 12, 1, tzinfo=UTC),
-                                  iam_role_arn=f"arn:aws:iam::{ACCOUNT}:role/restorer", wait=0)
+    w.start(POINT_OLD, item=f"/tiers/nonpii/{_unix('Bob.B')}", role=f"arn:aws:iam::{ACCOUNT}:role/restorer")
+    result = restore.restore_home(
+        w.clients,
+        "nonpii",
+        "Bob.B",
+        fs_id=FS_ID,
+        before=datetime.datetime(2026, 12, 1, tzinfo=UTC),
+        iam_role_arn=f"arn:aws:iam::{ACCOUNT}:role/restorer",
+        wait=0,
+    )
     w.done()
     assert result["status"] == "STARTED" and result["recovery_point_arn"] == POINT_OLD
 
@@ -232,8 +293,13 @@ def test_an_unknown_platform_is_one_line_naming_the_fix():
 
 
 def test_restore_home_cli_mistakes_are_one_line_without_a_traceback():
-    _one_line_error(_cli("restore-home", "--tier", "PII!", "--user", "alice", "--region", "eu-west-1",
-                         "--endpoint-url", "http://127.0.0.1:9"), "--tier", "not a tier name")
+    _one_line_error(
+        _cli(
+            "restore-home", "--tier", "PII!", "--user", "alice", "--region", "eu-west-1", "--endpoint-url", "http://127.0.0.1:9"
+        ),
+        "--tier",
+        "not a tier name",
+    )
     proc = _cli("restore-home", "--tier", "pii", "--user", "alice", "--recovery-point", "rp-1")
     assert proc.returncode == 2 and "not a recovery point ARN" in proc.stderr and "Traceback" not in proc.stderr
     proc = _cli("restore-home", "--tier", "pii", "--user", "alice", "--before", "yesterday")
@@ -360,16 +426,30 @@ def test_from_picks_the_backup_at_or_before_a_time(state):
 def test_local_backup_and_restore_home_cli_say_one_line_for_each_mistake(state, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    _one_line_error(_cli("local", "restore-home", "--state-dir", str(empty), "--tier", "pii", "--user", "alice"),
-                    "no backups in", "lakehub local backup")
+    _one_line_error(
+        _cli("local", "restore-home", "--state-dir", str(empty), "--tier", "pii", "--user", "alice"),
+        "no backups in",
+        "lakehub local backup",
+    )
     proc = _cli("local", "backup", "--state-dir", str(state))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("lakehub local: backup ") and "3 homes" in proc.stdout and "1 hub databases" in proc.stdout
-    _one_line_error(_cli("local", "restore-home", "--state-dir", str(state), "--tier", "gold", "--user", "alice"),
-                    "has no tier 'gold'", "nonpii, pii")
-    _one_line_error(_cli("local", "restore-home", "--state-dir", str(state), "--tier", "pii", "--user", "zed"),
-                    "no home of user 'zed' (lh-zed) in tier pii", "lh-alice, lh-bob")
-    _one_line_error(_cli("local", "restore-home", "--state-dir", str(state), "--tier", "pii", "--user", "alice",
-                         "--from", "last tuesday"), "--from 'last tuesday' is neither a backup")
-    _one_line_error(_cli("local", "restore-home", "--state-dir", str(state), "--tier", "pii", "--user", "alice"),
-                    "exists and holds files", "--force")
+    _one_line_error(
+        _cli("local", "restore-home", "--state-dir", str(state), "--tier", "gold", "--user", "alice"),
+        "has no tier 'gold'",
+        "nonpii, pii",
+    )
+    _one_line_error(
+        _cli("local", "restore-home", "--state-dir", str(state), "--tier", "pii", "--user", "zed"),
+        "no home of user 'zed' (lh-zed) in tier pii",
+        "lh-alice, lh-bob",
+    )
+    _one_line_error(
+        _cli("local", "restore-home", "--state-dir", str(state), "--tier", "pii", "--user", "alice", "--from", "last tuesday"),
+        "--from 'last tuesday' is neither a backup",
+    )
+    _one_line_error(
+        _cli("local", "restore-home", "--state-dir", str(state), "--tier", "pii", "--user", "alice"),
+        "exists and holds files",
+        "--force",
+    )

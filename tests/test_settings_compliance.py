@@ -16,7 +16,13 @@ ROOT = TEMPLATES_DIR.parent
 
 
 def run_build(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "build_templates.py"), "--no-package", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "build_templates.py"), "--no-package", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_default_profile_is_standard():
@@ -57,7 +63,9 @@ def test_bad_profile_exits_non_zero_with_one_line_and_writes_nothing(tmp_path):
     result = run_build("--settings", str(path), "--out", str(out))
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "compliance" in lines[0] and "'paranoid'" in lines[0] and "standard or strict" in lines[0], result.stderr
+    assert len(lines) == 1 and "compliance" in lines[0] and "'paranoid'" in lines[0] and "standard or strict" in lines[0], (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not out.exists()
 
@@ -65,7 +73,13 @@ def test_bad_profile_exits_non_zero_with_one_line_and_writes_nothing(tmp_path):
 def test_lakehub_build_cli_exit_code_for_a_bad_profile(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("compliance: 3\n")
-    result = subprocess.run([sys.executable, "-m", "lakehub.cli", "build", "--no-package", "--settings", str(path), "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", "build", "--no-package", "--settings", str(path), "--out", str(tmp_path / "o")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1 and "compliance" in result.stderr, result.stderr
 
@@ -84,6 +98,7 @@ def test_out_writes_the_whole_set_there_and_leaves_templates_alone(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+@pytest.mark.slow
 def test_check_honours_out(tmp_path):
     settings = tmp_path / "strict.yaml"
     settings.write_text("compliance: strict\n")

@@ -36,7 +36,9 @@ def test_taskcat_lint_passes():
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     for test in config()["tests"].values():
-        assert f"Linting passed for file: {ROOT / test['template']}" in output or f"issues in: {ROOT / test['template']}" in output, output[-3000:]
+        assert (
+            f"Linting passed for file: {ROOT / test['template']}" in output or f"issues in: {ROOT / test['template']}" in output
+        ), output[-3000:]
     assert "[ERROR" not in output, output[-3000:]
 
 

@@ -40,7 +40,7 @@ import json, os, pathlib, subprocess, sys, tempfile
 src = pathlib.Path(tempfile.mkdtemp()) / {name!r}
 src.mkdir()
 (src / "setup.py").write_text({setup!r})
-(src / {name + '.c'!r}).write_text({PY_C.replace("NAME", name)!r})
+(src / {name + ".c"!r}).write_text({PY_C.replace("NAME", name)!r})
 r = subprocess.run([sys.executable, "-m", "pip", "install", "--user", "--no-index", "--no-build-isolation",
                     "--disable-pip-version-check", str(src)], capture_output=True, text=True, timeout=300)
 print(json.dumps({{"returncode": r.returncode, "output": (r.stdout + r.stderr)[-3000:],
@@ -58,11 +58,16 @@ print(json.dumps({{"sum": {name}.add(2, 3), "file": {name}.__file__, "home": os.
 
 def r_sources(name: str) -> str:
     """Python kernel code that writes the R package's sources; prints the folder."""
-    description = (f"Package: {name}\nVersion: 0.1\nTitle: Tiny\nDescription: A tiny package with C code.\n"
-                   "License: MIT\nAuthor: t\nMaintainer: t <t@example.com>\n")
-    files = {"DESCRIPTION": description, "NAMESPACE": f"useDynLib({name})\nexport(tiny_add)\n",
-             "R/add.R": f'tiny_add <- function(a, b) .Call("tiny_add", a, b, PACKAGE = "{name}")\n',
-             "src/add.c": R_C}
+    description = (
+        f"Package: {name}\nVersion: 0.1\nTitle: Tiny\nDescription: A tiny package with C code.\n"
+        "License: MIT\nAuthor: t\nMaintainer: t <t@example.com>\n"
+    )
+    files = {
+        "DESCRIPTION": description,
+        "NAMESPACE": f"useDynLib({name})\nexport(tiny_add)\n",
+        "R/add.R": f'tiny_add <- function(a, b) .Call("tiny_add", a, b, PACKAGE = "{name}")\n',
+        "src/add.c": R_C,
+    }
     return f"""
 import json, pathlib, tempfile
 root = pathlib.Path(tempfile.mkdtemp()) / {name!r}
@@ -75,8 +80,7 @@ print(root)
 
 def r_install(folder: str) -> str:
     """R kernel code: install.packages from the folder (compiles src/add.c); prints the library."""
-    return (f'install.packages("{folder}", repos = NULL, type = "source", quiet = TRUE)\n'
-            'cat("LIB", .libPaths()[1], "\\n")')
+    return f'install.packages("{folder}", repos = NULL, type = "source", quiet = TRUE)\ncat("LIB", .libPaths()[1], "\\n")'
 
 
 def r_check(name: str) -> str:

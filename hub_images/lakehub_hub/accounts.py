@@ -17,7 +17,7 @@ def unix_username(hub_name: str, prefix: str = PREFIX) -> str:
     name = prefix + clean
     if clean != hub_name or len(name) > 32:
         digest = hashlib.sha256(hub_name.encode()).hexdigest()[:6]
-        name = f"{prefix}{clean[:31 - len(prefix) - 6]}-{digest}"
+        name = f"{prefix}{clean[: 31 - len(prefix) - 6]}-{digest}"
     return name
 
 

@@ -278,7 +278,7 @@ class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
             if token:
                 kwargs["ContinuationToken"] = token
             page = self._call("list_objects_v2", **kwargs)
-            dirs += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            dirs += [p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
             objects += page.get("Contents", [])
             if not page.get("IsTruncated"):
                 return dirs, objects
@@ -322,7 +322,7 @@ class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
     def _rel(self, key: str) -> str:
         """A key as the user knows it: its path in this mount."""
         root = self._root_key
-        return key[len(root) + 1:] if root and key.startswith(root + "/") else key
+        return key[len(root) + 1 :] if root and key.startswith(root + "/") else key
 
     def _delete_key(self, key: str) -> None:
         """DeleteObject: authorized per key; no version id, so the versioned bucket keeps the old
@@ -361,8 +361,11 @@ class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
         status = 403 if all(e.get("Code") == "AccessDenied" for e in errors) else 500
         shown = ", ".join(f"{self._rel(e.get('Key', ''))} ({e.get('Code')})" for e in errors[:5])
         more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
-        raise HTTPError(status, f"S3 refused to delete {len(errors)} of {len(keys)} object(s), which stay: "
-                                f"{shown}{more}; the other {done} were deleted")
+        raise HTTPError(
+            status,
+            f"S3 refused to delete {len(errors)} of {len(keys)} object(s), which stay: "
+            f"{shown}{more}; the other {done} were deleted",
+        )
 
     # --- models ---------------------------------------------------------------------------
     def _hidden(self, path: str) -> bool:
@@ -415,7 +418,7 @@ class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
         sub_times = dict(zip(entries, self._many_dir_times([_join(path, n) for n in entries])))
         children = [self._base(_join(path, n), "directory", sub_times[n], None) for n in entries if sub_times[n] is not False]
         for obj in objects:
-            name = obj["Key"][len(prefix):]
+            name = obj["Key"][len(prefix) :]
             if not name or name == DIR_KEEP_FILE or "/" in name:
                 continue
             if not self.should_list(name) or (not self.allow_hidden and name.startswith(".")):
@@ -692,7 +695,7 @@ class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
             _, objects = self._list(old_path, recursive=True)
             src_prefix, dst_prefix = self._dir_key(old_path), target._dir_key(new_path)
             keys = [o["Key"] for o in objects]
-            self._copy_keys([(k, dst_prefix + k[len(src_prefix):]) for k in keys], target)
+            self._copy_keys([(k, dst_prefix + k[len(src_prefix) :]) for k in keys], target)
         try:
             if is_file:
                 self._delete_key(keys[0])
@@ -738,7 +741,7 @@ class LakehubS3ContentsManager(FilesThroughManager, S3ContentsManager):
             if size > self.max_copy_folder_size_mb * 1024 * 1024:
                 raise HTTPError(400, f"Can't copy folders larger than {self.max_copy_folder_size_mb}MB, {path!r} is {size} bytes")
             src_prefix, dst_prefix = self._dir_key(path), target._dir_key(dest)
-            self._copy_keys([(o["Key"], dst_prefix + o["Key"][len(src_prefix):]) for o in objects], target)
+            self._copy_keys([(o["Key"], dst_prefix + o["Key"][len(src_prefix) :]) for o in objects], target)
         target.emit(data={"action": "copy", "path": dest, "source_path": path})
         return target.get(dest, content=False)
 
@@ -813,9 +816,18 @@ class TierContentsManager(FilesThroughManager, ContentsManager):
 
     def _root_model(self, content):
         model = {
-            "name": "", "path": "", "type": "directory", "writable": False, "created": EPOCH,
-            "last_modified": EPOCH, "mimetype": None, "format": None, "content": None, "size": None,
-            "hash": None, "hash_algorithm": None,
+            "name": "",
+            "path": "",
+            "type": "directory",
+            "writable": False,
+            "created": EPOCH,
+            "last_modified": EPOCH,
+            "mimetype": None,
+            "format": None,
+            "content": None,
+            "size": None,
+            "hash": None,
+            "hash_algorithm": None,
         }
         if content:
             children = []
@@ -1024,8 +1036,13 @@ class HomeContentsManager(FilesThroughManager, LargeFileManager):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        s3 = {"parent": self, "log": self.log, "bucket": self.bucket, "endpoint_url": self.endpoint_url,
-              "region_name": self.region_name}
+        s3 = {
+            "parent": self,
+            "log": self.log,
+            "bucket": self.bucket,
+            "endpoint_url": self.endpoint_url,
+            "region_name": self.region_name,
+        }
         self._central = LakehubS3ContentsManager(prefix=self.central_prefix.strip("/"), **s3)
         self._shared = LakehubS3ContentsManager(prefix=self.shared_prefix.strip("/"), **s3) if self.shared_prefix else None
 
@@ -1127,7 +1144,10 @@ class HomeContentsManager(FilesThroughManager, LargeFileManager):
             if self.exists(new_path):
                 raise HTTPError(409, f"File already exists: {new_path}")
             if not self.file_exists(old_path):
-                raise HTTPError(400, f"{old_path}: only files move between your home and {self.shared_name}/ (copy a folder's files one by one)")
+                raise HTTPError(
+                    400,
+                    f"{old_path}: only files move between your home and {self.shared_name}/ (copy a folder's files one by one)",
+                )
             self._save_as(old_path, new_path)
             self.delete(old_path)
         self.emit(data={"action": "rename", "path": new_path.strip("/"), "source_path": old_path.strip("/")})
@@ -1215,7 +1235,7 @@ class HomeContentsManager(FilesThroughManager, LargeFileManager):
             _, objects = self._central._list(old_path, recursive=True)
             src, dst = self._central._dir_key(old_path), self._central._dir_key(new_path)
             keys = [o["Key"] for o in objects]
-            self._central._copy_keys([(k, dst + k[len(src):]) for k in keys], self._central)
+            self._central._copy_keys([(k, dst + k[len(src) :]) for k in keys], self._central)
             self._central._delete_keys(keys)
             return
         if self._central._head(old_path) is not None:
@@ -1268,8 +1288,9 @@ class HomeContentsManager(FilesThroughManager, LargeFileManager):
         if current is None or (current.get("VersionId") or "null") != version_id:
             # (S3 refuses to copy the current version onto itself; restoring it only rewrites the home file)
             source = {"Bucket": self.bucket, "Key": key, "VersionId": version_id}
-            self._central_call(path, "restore", lambda: self._central._call(
-                "copy_object", Bucket=self.bucket, Key=key, CopySource=source))
+            self._central_call(
+                path, "restore", lambda: self._central._call("copy_object", Bucket=self.bucket, Key=key, CopySource=source)
+            )
         self._mirror_file(path, only_if_changed=True)  # (a version written without the hash: once more)
 
     # --- shared/ checkpoints go to the S3 manager -------------------------------------------

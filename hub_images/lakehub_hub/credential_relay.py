@@ -93,8 +93,15 @@ def _expires(expiration: str) -> float:
 class CredentialRelay:
     """One user's session, fetched from the hub and served on loopback with a random token."""
 
-    def __init__(self, upstream_url: str, api_token: str, clock=time.time, timeout: float = FETCH_TIMEOUT,
-                 deadline: float = FETCH_DEADLINE, wait: float = REQUEST_WAIT):
+    def __init__(
+        self,
+        upstream_url: str,
+        api_token: str,
+        clock=time.time,
+        timeout: float = FETCH_TIMEOUT,
+        deadline: float = FETCH_DEADLINE,
+        wait: float = REQUEST_WAIT,
+    ):
         self.upstream_url = upstream_url
         self._api_token = api_token
         self._clock = clock
@@ -151,8 +158,9 @@ class CredentialRelay:
         # Caller holds self._lock.
         if self._inflight is None:
             self._inflight = threading.Event()
-            threading.Thread(target=self._fetch_until_deadline, args=(self._inflight,),
-                             name="lakehub-credential-fetch", daemon=True).start()
+            threading.Thread(
+                target=self._fetch_until_deadline, args=(self._inflight,), name="lakehub-credential-fetch", daemon=True
+            ).start()
         return self._inflight
 
     def _fetch_until_deadline(self, done: threading.Event) -> None:
@@ -284,8 +292,11 @@ def start(environ=None, wait: float = START_WAIT) -> CredentialRelay | None:
     # container provider, which gives up after 3 attempts of 2 s (fixed in botocore, not
     # configurable) -- less than a busy hub can take to answer.
     if not relay.wait_ready(wait):
-        print(f"lakehub credential relay: no session from the hub after {wait:.0f} s; still trying "
-              f"({relay._error or 'no answer yet'})", file=sys.stderr)
+        print(
+            f"lakehub credential relay: no session from the hub after {wait:.0f} s; still trying "
+            f"({relay._error or 'no answer yet'})",
+            file=sys.stderr,
+        )
     return relay
 
 

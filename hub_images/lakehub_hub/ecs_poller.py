@@ -132,13 +132,20 @@ class TaskPoller:
             entry = self.cache.get(arn)
             return now - entry[0] if entry else float("inf")
 
-        others = sorted((a for a in self.asked if a not in chosen and a not in self.solo
-                         and not _is_final(self.cache[a][1] if a in self.cache else {})), key=age, reverse=True)
+        others = sorted(
+            (
+                a
+                for a in self.asked
+                if a not in chosen and a not in self.solo and not _is_final(self.cache[a][1] if a in self.cache else {})
+            ),
+            key=age,
+            reverse=True,
+        )
         stale_after = self.longest_max_age / 2
         stale = [a for a in others if self.longest_max_age and age(a) > stale_after]
         batch += stale
         room = (-len(batch)) % MAX_TASKS_PER_CALL
-        batch += [a for a in others[len(stale):len(stale) + room]]
+        batch += [a for a in others[len(stale) : len(stale) + room]]
         return batch, alone
 
     async def _flush(self) -> None:
@@ -149,7 +156,7 @@ class TaskPoller:
             with_tags, self.pending_tags = self.pending_tags, False
             try:
                 batch, alone = self._plan(list(waiting), time.monotonic())
-                chunks = [batch[i:i + MAX_TASKS_PER_CALL] for i in range(0, len(batch), MAX_TASKS_PER_CALL)]
+                chunks = [batch[i : i + MAX_TASKS_PER_CALL] for i in range(0, len(batch), MAX_TASKS_PER_CALL)]
                 chunks += [[arn] for arn in alone]
                 self._current, self._current_arns = waiting, set(batch) | set(alone)
                 for chunk in chunks:

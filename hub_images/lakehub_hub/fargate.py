@@ -120,9 +120,21 @@ HOMES_MOUNT = "/home"
 HOME_VOLUME = "home"
 # What a per-user task definition copies from the tier's (RegisterTaskDefinition's fields).
 TASK_DEFINITION_FIELDS = (
-    "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes", "placementConstraints",
-    "requiresCompatibilities", "cpu", "memory", "pidMode", "ipcMode", "proxyConfiguration",
-    "inferenceAccelerators", "ephemeralStorage", "runtimePlatform",
+    "taskRoleArn",
+    "executionRoleArn",
+    "networkMode",
+    "containerDefinitions",
+    "volumes",
+    "placementConstraints",
+    "requiresCompatibilities",
+    "cpu",
+    "memory",
+    "pidMode",
+    "ipcMode",
+    "proxyConfiguration",
+    "inferenceAccelerators",
+    "ephemeralStorage",
+    "runtimePlatform",
 )
 
 FARGATE = "FARGATE"
@@ -245,9 +257,7 @@ def parse_capacity(value: str) -> str:
     """FARGATE or FARGATE_SPOT (any case), else ConfigurationError."""
     capacity = value.strip().upper()
     if capacity not in CAPACITY_PROVIDERS:
-        raise ConfigurationError(
-            f"capacity provider {value!r} is not FARGATE or FARGATE_SPOT (LAKEHUB_USER_CAPACITY)"
-        )
+        raise ConfigurationError(f"capacity provider {value!r} is not FARGATE or FARGATE_SPOT (LAKEHUB_USER_CAPACITY)")
     return capacity
 
 
@@ -406,7 +416,9 @@ def ensure_access_point(efs, file_system_id: str, tier: str, hub_name: str) -> d
     return ap
 
 
-def user_task_definition_request(base: dict, home: UserHome, file_system_id: str, access_point_id: str, container_name: str) -> dict:
+def user_task_definition_request(
+    base: dict, home: UserHome, file_system_id: str, access_point_id: str, container_name: str
+) -> dict:
     """A per-user copy of the tier's user-server task definition: the home volume (TLS, IAM,
     the user's access point) mounted at /home/<unix name>, run as the user's uid, HOME,
     LAKEHUB_HOME and the working directory there. No tags (see ensure_user_task_definition)."""
@@ -443,7 +455,9 @@ def definition_digest(request: dict) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def ensure_user_task_definition(ecs, base_ref: str, home: UserHome, file_system_id: str, access_point_id: str, container_name: str, tier: str, hub_name: str) -> str:
+def ensure_user_task_definition(
+    ecs, base_ref: str, home: UserHome, file_system_id: str, access_point_id: str, container_name: str, tier: str, hub_name: str
+) -> str:
     """The ARN of the user's task definition: the registered revision when its digest tag says
     nothing changed, else a new revision (tagged like the tier's, plus tier, user, digest)."""
     described = ecs.describe_task_definition(taskDefinition=base_ref, include=["TAGS"])
@@ -456,7 +470,10 @@ def ensure_user_task_definition(ecs, base_ref: str, home: UserHome, file_system_
         current = None
     if current:
         td = current.get("taskDefinition") or {}
-        if td.get("status", "ACTIVE") == "ACTIVE" and _tag_map(current.get("tags"), "key", "value").get(TAG_DEFINITION_DIGEST) == digest:
+        if (
+            td.get("status", "ACTIVE") == "ACTIVE"
+            and _tag_map(current.get("tags"), "key", "value").get(TAG_DEFINITION_DIGEST) == digest
+        ):
             return td["taskDefinitionArn"]
     tags = {k: v for k, v in _tag_map(described.get("tags"), "key", "value").items() if not k.startswith("aws:")}
     tags.update({TAG_TIER: tier, TAG_USER: tag_value(hub_name), TAG_DEFINITION_DIGEST: digest})
@@ -684,9 +701,7 @@ def configure_per_user_hub(c, fail=None, log=None) -> list[str]:
     c.JupyterHub.hub_ip = "127.0.0.1" if local else "0.0.0.0"
     c.JupyterHub.hub_port = port
     c.JupyterHub.hub_connect_url = (
-        os.environ.get("LAKEHUB_HUB_CONNECT_URL", "").strip()
-        or hub_connect_url_from_metadata(port)
-        or f"http://127.0.0.1:{port}"
+        os.environ.get("LAKEHUB_HUB_CONNECT_URL", "").strip() or hub_connect_url_from_metadata(port) or f"http://127.0.0.1:{port}"
     )
     c.FargateSpawner.start_timeout = _env_int("LAKEHUB_START_TIMEOUT", DEFAULT_START_TIMEOUT)
     c.FargateSpawner.http_timeout = 120
@@ -707,8 +722,10 @@ def configure_per_user_hub(c, fail=None, log=None) -> list[str]:
         # Denied: no start would ever find a task a crashed hub left behind, and such a task
         # runs (and bills) until someone stops it by hand. The hub role needs ecs:ListTasks on
         # "*" with the ecs:cluster condition, and ecs:StopTask on the cluster's tasks.
-        message = (f"cannot find or stop orphan user tasks: {exc}; the hub's task role needs ecs:ListTasks on '*' "
-                   "(condition ecs:cluster) and ecs:StopTask on the cluster's tasks")
+        message = (
+            f"cannot find or stop orphan user tasks: {exc}; the hub's task role needs ecs:ListTasks on '*' "
+            "(condition ecs:cluster) and ecs:StopTask on the cluster's tasks"
+        )
         if fail is None:
             raise ConfigurationError(message) from None
         fail(message)
@@ -776,12 +793,8 @@ class FargateSpawner(StopReasonState, Spawner):
         "the tier role (LAKEHUB_USER_TASK_DEFINITION).",
     )
     subnets = List(Unicode(), config=True, help="Private subnets for user tasks (LAKEHUB_USER_SUBNETS).")
-    security_groups = List(
-        Unicode(), config=True, help="Security groups for user tasks (LAKEHUB_USER_SECURITY_GROUPS)."
-    )
-    capacity_provider = Unicode(
-        config=True, help="FARGATE or FARGATE_SPOT (LAKEHUB_USER_CAPACITY)."
-    )
+    security_groups = List(Unicode(), config=True, help="Security groups for user tasks (LAKEHUB_USER_SECURITY_GROUPS).")
+    capacity_provider = Unicode(config=True, help="FARGATE or FARGATE_SPOT (LAKEHUB_USER_CAPACITY).")
     spot_fallback = Bool(
         config=True,
         help="When Spot has no capacity, start on FARGATE instead of failing (LAKEHUB_USER_SPOT_FALLBACK).",
@@ -792,9 +805,7 @@ class FargateSpawner(StopReasonState, Spawner):
     tier = Unicode(config=True, help="Tier name (LAKEHUB_TIER).")
     hub_id = Unicode(config=True, help="Value of the lakehub:hub tag (LAKEHUB_HUB_ID; default: tier).")
     region = Unicode(config=True, help="AWS region (AWS_REGION).")
-    ecs_endpoint_url = Unicode(
-        config=True, help="ECS endpoint, emulator only (LAKEHUB_ECS_ENDPOINT_URL)."
-    )
+    ecs_endpoint_url = Unicode(config=True, help="ECS endpoint, emulator only (LAKEHUB_ECS_ENDPOINT_URL).")
     wait_for_local_endpoint = Bool(
         config=True,
         help="Wait for the local agent's lakehub:local-endpoint tag before reporting the server "
@@ -808,9 +819,7 @@ class FargateSpawner(StopReasonState, Spawner):
         "environment name them (credentials, metadata endpoint, PATH come from ECS and the image).",
     )
     # Not "poll_interval": that is JupyterHub's interval for poll() on running servers (30 s).
-    describe_interval = Float(
-        2.0, config=True, help="Seconds between describe_tasks calls while a task starts or stops."
-    )
+    describe_interval = Float(2.0, config=True, help="Seconds between describe_tasks calls while a task starts or stops.")
     describe_window = Float(
         DEFAULT_WINDOW,
         config=True,
@@ -820,8 +829,7 @@ class FargateSpawner(StopReasonState, Spawner):
     stop_timeout = Integer(120, config=True, help="Seconds stop() waits for the task to reach STOPPED.")
     spawn_env_bucket = Unicode(
         config=True,
-        help="Bucket for the per-spawn environment files that carry the server's secrets "
-        "(LAKEHUB_NOTEBOOK_BUCKET).",
+        help="Bucket for the per-spawn environment files that carry the server's secrets (LAKEHUB_NOTEBOOK_BUCKET).",
     )
     spawn_env_prefix = Unicode(
         config=True,
@@ -833,7 +841,9 @@ class FargateSpawner(StopReasonState, Spawner):
         config=True,
         help="EFS file system of users' homes (LAKEHUB_HOMES_FILE_SYSTEM_ID); empty: servers have no persistent home.",
     )
-    efs_endpoint_url = Unicode(config=True, help="EFS endpoint, emulator only (LAKEHUB_EFS_ENDPOINT_URL; default: the ECS endpoint).")
+    efs_endpoint_url = Unicode(
+        config=True, help="EFS endpoint, emulator only (LAKEHUB_EFS_ENDPOINT_URL; default: the ECS endpoint)."
+    )
 
     # The server listens on every interface of its own task (the hub reaches it by private IP).
     @default("ip")
@@ -1011,7 +1021,7 @@ class FargateSpawner(StopReasonState, Spawner):
         return (
             '<div class="form-group"><label>Server size</label>'
             + "".join(rows)
-            + "<p class=\"help-block\">Bigger servers cost more while they run; "
+            + '<p class="help-block">Bigger servers cost more while they run; '
             "an idle server is stopped automatically.</p></div>"
         )
 
@@ -1241,8 +1251,14 @@ class FargateSpawner(StopReasonState, Spawner):
         ap = ensure_access_point(self.efs, self.homes_file_system_id, self.tier, self.user.name)
         home = user_home(self.user.name, self.tier)
         return ensure_user_task_definition(
-            self.ecs, self.task_definition, home, self.homes_file_system_id, ap["AccessPointId"],
-            self.container_name, self.tier, self.user.name,
+            self.ecs,
+            self.task_definition,
+            home,
+            self.homes_file_system_id,
+            ap["AccessPointId"],
+            self.container_name,
+            self.tier,
+            self.user.name,
         )
 
     async def _prepare_home(self) -> str:
@@ -1330,9 +1346,7 @@ class FargateSpawner(StopReasonState, Spawner):
                         "Try again; if it keeps failing, tell the platform admins."
                     ) from exc
             except BotoCoreError as exc:
-                raise FargateSpawnError(
-                    f"The hub could not reach ECS to start your server ({exc}). Try again shortly."
-                ) from exc
+                raise FargateSpawnError(f"The hub could not reach ECS to start your server ({exc}). Try again shortly.") from exc
             tasks = response.get("tasks") or []
             if tasks:
                 task = tasks[0]
@@ -1340,10 +1354,7 @@ class FargateSpawner(StopReasonState, Spawner):
                     task["capacityProviderName"] = provider
                 return task
             failures = response.get("failures") or [{"reason": "no task and no reason returned"}]
-            last_reason = "; ".join(
-                str(f.get("reason", "")) + (f" ({f['detail']})" if f.get("detail") else "")
-                for f in failures
-            )
+            last_reason = "; ".join(str(f.get("reason", "")) + (f" ({f['detail']})" if f.get("detail") else "") for f in failures)
             self.log.warning("RunTask on %s for %s failed: %s", provider, self._log_name, last_reason)
             if _is_capacity_failure(last_reason):
                 hub_metrics.count_capacity_error()
@@ -1428,9 +1439,7 @@ class FargateSpawner(StopReasonState, Spawner):
             await asyncio.sleep(self.describe_interval)
             described = await self._describe(self.task_arn, include_tags=self.local_mode)
             if described is None:
-                raise FargateSpawnError(
-                    "Your server's task disappeared while it was starting. Try again."
-                )
+                raise FargateSpawnError("Your server's task disappeared while it was starting. Try again.")
             task = described
 
     # ---- poll and stop ----------------------------------------------------------------------
@@ -1467,9 +1476,7 @@ class FargateSpawner(StopReasonState, Spawner):
                     hub_metrics.count_spot_interruption()
             self.log.warning("%s's task %s stopped: %s", self._log_name, self.task_arn, task.get("stoppedReason", ""))
             for container in task.get("containers") or []:
-                if container.get("name") == self.container_name and isinstance(
-                    container.get("exitCode"), int
-                ):
+                if container.get("name") == self.container_name and isinstance(container.get("exitCode"), int):
                     return container["exitCode"]
             return 0
         return None

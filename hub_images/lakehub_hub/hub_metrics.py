@@ -84,8 +84,9 @@ def user_servers() -> dict[tuple[str, str], int]:
 
 class _UserServersCollector:
     def collect(self):
-        family = GaugeMetricFamily(USER_SERVERS, "Users' server tasks the hub holds now, by size and capacity provider",
-                                   labels=["size", "capacity"])
+        family = GaugeMetricFamily(
+            USER_SERVERS, "Users' server tasks the hub holds now, by size and capacity provider", labels=["size", "capacity"]
+        )
         for (size, capacity), n in sorted(user_servers().items()):
             family.add_metric([size, capacity], n)
         yield family

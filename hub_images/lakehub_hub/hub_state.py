@@ -57,8 +57,9 @@ def replica_prefix(tier: str, prefix: str = "") -> str:
     return prefix
 
 
-def litestream_config(db_path: Path, bucket: str, prefix: str, region: str, endpoint_url: str = "",
-                      sync_interval: str = DEFAULT_SYNC_INTERVAL) -> dict:
+def litestream_config(
+    db_path: Path, bucket: str, prefix: str, region: str, endpoint_url: str = "", sync_interval: str = DEFAULT_SYNC_INTERVAL
+) -> dict:
     """Litestream 0.5 configuration (one database, one S3 replica). JSON is valid YAML."""
     replica = {
         "type": "s3",
@@ -113,8 +114,14 @@ def prepare(environ=None) -> list[str] | None:
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     db_path = folder / DB_NAME
-    config = litestream_config(db_path, bucket, replica_prefix(tier, prefix_setting), region, endpoint,
-                               env.get("LAKEHUB_HUB_STATE_SYNC_INTERVAL", "").strip() or DEFAULT_SYNC_INTERVAL)
+    config = litestream_config(
+        db_path,
+        bucket,
+        replica_prefix(tier, prefix_setting),
+        region,
+        endpoint,
+        env.get("LAKEHUB_HUB_STATE_SYNC_INTERVAL", "").strip() or DEFAULT_SYNC_INTERVAL,
+    )
     config_path = folder / "litestream.yml"
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     where = f"s3://{bucket}/{config['dbs'][0]['replica']['path']}/"
@@ -122,15 +129,20 @@ def prepare(environ=None) -> list[str] | None:
     try:
         done = subprocess.run(
             [binary, "restore", "-config", str(config_path), "-if-db-not-exists", "-if-replica-exists", str(db_path)],
-            env=litestream_env(endpoint), capture_output=True, text=True, timeout=timeout, check=False,
+            env=litestream_env(endpoint),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
-        raise HubStateError(f"cannot restore the hub database from {where}: no answer within {timeout} s; "
-                            "check the S3 endpoint and the hub role's access to that prefix") from None
+        raise HubStateError(
+            f"cannot restore the hub database from {where}: no answer within {timeout} s; "
+            "check the S3 endpoint and the hub role's access to that prefix"
+        ) from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise HubStateError(f"cannot restore the hub database from {where}: {last}; "
-                            "check the hub role's access to that prefix")
+        raise HubStateError(f"cannot restore the hub database from {where}: {last}; check the hub role's access to that prefix")
     restored = "restored" if db_path.exists() else "no replica yet"
     print(f"lakehub hub: state {where} ({restored})", file=sys.stderr, flush=True)
     ensure_wal(db_path)

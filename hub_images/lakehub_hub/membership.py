@@ -117,8 +117,12 @@ class MembershipWatcher:
             except Exception as exc:  # unreachable provider, TLS failure, ...: decide nothing
                 verdict = Verdict(UNKNOWN, f"{type(exc).__name__}: {exc}")
             if verdict.state == UNKNOWN:
-                self.log.warning("membership: cannot check %s with the identity provider (%s); "
-                                 "access stays until the next check in %d s", user.name, verdict.reason, self.interval)
+                self.log.warning(
+                    "membership: cannot check %s with the identity provider (%s); access stays until the next check in %d s",
+                    user.name,
+                    verdict.reason,
+                    self.interval,
+                )
                 # requests do not ask again before the next round: an outage must not slow every request
                 user._auth_refreshed = time.monotonic()
                 return True
@@ -171,8 +175,9 @@ class MembershipWatcher:
             await user.save_auth_state(None)  # the refresh token goes too
         user._auth_refreshed = None
         self._revoked.add(user.name)
-        self.log.warning("membership: %s may no longer use this tier (%s): sessions ended, %d tokens revoked",
-                         user.name, reason, len(tokens))
+        self.log.warning(
+            "membership: %s may no longer use this tier (%s): sessions ended, %d tokens revoked", user.name, reason, len(tokens)
+        )
 
     async def stop_servers(self, user) -> None:
         for name, spawner in list(user.spawners.items()):
@@ -289,19 +294,27 @@ def ldap_lookup(authenticator, username: str, bind_dn: str, bind_password: str, 
     strategy = str(getattr(authenticator.tls_strategy, "name", authenticator.tls_strategy))
     use_ssl = strategy == "on_connect"
     auto_bind = ldap3.AUTO_BIND_TLS_BEFORE_BIND if strategy == "before_bind" else ldap3.AUTO_BIND_NO_TLS
-    server = ldap3.Server(authenticator.server_address, port=authenticator.server_port, use_ssl=use_ssl,
-                          tls=ldap3.Tls(**authenticator.tls_kwargs), connect_timeout=timeout)
+    server = ldap3.Server(
+        authenticator.server_address,
+        port=authenticator.server_port,
+        use_ssl=use_ssl,
+        tls=ldap3.Tls(**authenticator.tls_kwargs),
+        connect_timeout=timeout,
+    )
     try:
-        conn = ldap3.Connection(server, user=bind_dn, password=bind_password, auto_bind=auto_bind,
-                                receive_timeout=timeout)
+        conn = ldap3.Connection(server, user=bind_dn, password=bind_password, auto_bind=auto_bind, receive_timeout=timeout)
     except LDAPBindError as exc:  # the service account, not the user: decide nothing
         return Verdict(UNKNOWN, f"the service account cannot bind: {exc}")
     except LDAPException as exc:
         return Verdict(UNKNOWN, f"{type(exc).__name__}: {exc}")
     try:
         if authenticator.lookup_dn:
-            conn.search(authenticator.user_search_base, f"({authenticator.user_attribute}={escape_filter_chars(username)})",
-                        search_scope=ldap3.SUBTREE, attributes=[])
+            conn.search(
+                authenticator.user_search_base,
+                f"({authenticator.user_attribute}={escape_filter_chars(username)})",
+                search_scope=ldap3.SUBTREE,
+                attributes=[],
+            )
             if len(conn.entries) > 1:
                 return Verdict(UNKNOWN, f"{len(conn.entries)} directory entries match {username}")
             user_dn = conn.entries[0].entry_dn if conn.entries else None
@@ -316,8 +329,9 @@ def ldap_lookup(authenticator, username: str, bind_dn: str, bind_password: str, 
             return Verdict(REMOVED, "the account is no longer in the directory")
         groups = []
         for group in authenticator.allowed_groups:
-            query = authenticator.group_search_filter.format(userdn=escape_filter_chars(user_dn),
-                                                            uid=escape_filter_chars(username))
+            query = authenticator.group_search_filter.format(
+                userdn=escape_filter_chars(user_dn), uid=escape_filter_chars(username)
+            )
             if conn.search(group, query, search_scope=ldap3.BASE, attributes=[]):
                 groups.append(group)
     except LDAPException as exc:

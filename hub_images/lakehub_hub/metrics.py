@@ -151,9 +151,10 @@ def active_users(api_url: str, token: str, now: datetime.datetime, timeout: floa
     count, offset = 0, 0
     for _ in range(1000):  # 200 users a page: bounded
         query = urllib.parse.urlencode({"state": "ready", "offset": offset, "limit": 200})
-        request = urllib.request.Request(f"{api_url.rstrip('/')}/users?{query}",
-                                         headers={"Authorization": f"token {token}",
-                                                  "Accept": "application/jupyterhub-pagination+json"})
+        request = urllib.request.Request(
+            f"{api_url.rstrip('/')}/users?{query}",
+            headers={"Authorization": f"token {token}", "Accept": "application/jupyterhub-pagination+json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                 page = json.load(response)
@@ -199,8 +200,13 @@ class Exporter:
         ]
 
     def datum(self, name: str, value: float, now, **extra: str) -> dict:
-        return {"MetricName": name, "Dimensions": self.dims(**extra), "Timestamp": now, "Value": float(value),
-                "Unit": CLOUDWATCH[name][0]}
+        return {
+            "MetricName": name,
+            "Dimensions": self.dims(**extra),
+            "Timestamp": now,
+            "Value": float(value),
+            "Unit": CLOUDWATCH[name][0],
+        }
 
     def delta(self, key: Any, value: float) -> float:
         """The counter's increase since the last report (a lower value: reset, so all of it is new)."""
@@ -264,7 +270,10 @@ class Exporter:
         if running:
             out.append(self.datum(RUNNING_SERVERS, running[0][1], now))
         out += self.spawn_datapoints(families, now)
-        for metric, family in ((CAPACITY_ERRORS, hub_metrics.CAPACITY_ERRORS), (SPOT_INTERRUPTIONS, hub_metrics.SPOT_INTERRUPTIONS)):
+        for metric, family in (
+            (CAPACITY_ERRORS, hub_metrics.CAPACITY_ERRORS),
+            (SPOT_INTERRUPTIONS, hub_metrics.SPOT_INTERRUPTIONS),
+        ):
             value = sum(v for _, v in _samples(families, family, family + "_total"))
             moved = self.delta(metric, value)
             if moved > 0:
@@ -276,8 +285,14 @@ class Exporter:
                 out.append(self.datum(SERVERS_STOPPED, moved, now, **{REASON: reason}))
         for labels, value in _samples(families, hub_metrics.USER_SERVERS):
             if value > 0:
-                out.append(self.datum(USER_TASKS, value, now, **{SIZE: labels.get("size", "unknown"),
-                                                                   CAPACITY: labels.get("capacity", "FARGATE")}))
+                out.append(
+                    self.datum(
+                        USER_TASKS,
+                        value,
+                        now,
+                        **{SIZE: labels.get("size", "unknown"), CAPACITY: labels.get("capacity", "FARGATE")},
+                    )
+                )
         return out
 
     def collect(self, now) -> list[dict]:
@@ -307,7 +322,10 @@ class Exporter:
             self.cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data)
         except Exception as exc:  # noqa: BLE001 - botocore's errors, network: one line, next round
             error = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
-            why = f"{error.get('Code', '')} {error.get('Message', '')}".strip() or (str(exc).splitlines() or [type(exc).__name__])[0]
+            why = (
+                f"{error.get('Code', '')} {error.get('Message', '')}".strip()
+                or (str(exc).splitlines() or [type(exc).__name__])[0]
+            )
             log.warning("PutMetricData failed (%s datapoints): %s", len(data), why)
             return 0
         return len(data)
@@ -318,9 +336,15 @@ def cloudwatch_client():
     from botocore.config import Config
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    endpoint = (os.environ.get("LAKEHUB_CLOUDWATCH_ENDPOINT_URL") or "").strip() or (os.environ.get("LAKEHUB_ECS_ENDPOINT_URL") or "").strip() or None
+    endpoint = (
+        (os.environ.get("LAKEHUB_CLOUDWATCH_ENDPOINT_URL") or "").strip()
+        or (os.environ.get("LAKEHUB_ECS_ENDPOINT_URL") or "").strip()
+        or None
+    )
     return boto3.session.Session().client(
-        "cloudwatch", region_name=region, endpoint_url=endpoint,
+        "cloudwatch",
+        region_name=region,
+        endpoint_url=endpoint,
         config=Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"}),
     )
 
@@ -351,11 +375,22 @@ def main() -> int:
     tier = (os.environ.get("LAKEHUB_TIER") or "").strip()
     api_url = os.environ.get("JUPYTERHUB_API_URL", "")
     token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-    missing = [n for n, v in (("LAKEHUB_PLATFORM", platform), ("LAKEHUB_TIER", tier),
-                              ("JUPYTERHUB_API_URL", api_url), ("JUPYTERHUB_API_TOKEN", token)) if not v]
+    missing = [
+        n
+        for n, v in (
+            ("LAKEHUB_PLATFORM", platform),
+            ("LAKEHUB_TIER", tier),
+            ("JUPYTERHUB_API_URL", api_url),
+            ("JUPYTERHUB_API_TOKEN", token),
+        )
+        if not v
+    ]
     if missing:
-        print(f"lakehub metrics: {', '.join(missing)} not set; run as a JupyterHub service "
-              "(hub_images/jupyterhub_config.py sets it up)", file=sys.stderr)
+        print(
+            f"lakehub metrics: {', '.join(missing)} not set; run as a JupyterHub service "
+            "(hub_images/jupyterhub_config.py sets it up)",
+            file=sys.stderr,
+        )
         return 2
     interval = env_int("LAKEHUB_METRICS_INTERVAL", DEFAULT_INTERVAL)
     exporter = Exporter(platform, tier, api_url, token, cloudwatch_client())

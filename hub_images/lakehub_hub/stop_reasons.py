@@ -68,26 +68,35 @@ def idle_timeout() -> int:
 def explain(reason: str, size: str = "", detail: str = "") -> str:
     """One plain sentence (or two) for the user: what happened, what was kept, what to do."""
     if reason == "cull":
-        return (f"The hub stopped your server after {_minutes(idle_timeout())} without activity (idle servers are "
-                f"stopped to save cost). {KEPT}; start your server again to continue.")
+        return (
+            f"The hub stopped your server after {_minutes(idle_timeout())} without activity (idle servers are "
+            f"stopped to save cost). {KEPT}; start your server again to continue."
+        )
     if reason == "oom":
         used = f" ({size})" if size else ""
-        return (f"Your server ran out of memory: it needed more than its size{used} has, and was stopped. "
-                f"{KEPT}; what was only in memory (variables, unsaved changes) is lost. Start it again with a "
-                "bigger size, or use less memory (for example read data in chunks).")
+        return (
+            f"Your server ran out of memory: it needed more than its size{used} has, and was stopped. "
+            f"{KEPT}; what was only in memory (variables, unsaved changes) is lost. Start it again with a "
+            "bigger size, or use less memory (for example read data in chunks)."
+        )
     if reason == "spot":
-        return ("AWS reclaimed the Fargate Spot capacity your server ran on (Spot interruption). "
-                f"{KEPT}; start your server again.")
+        return f"AWS reclaimed the Fargate Spot capacity your server ran on (Spot interruption). {KEPT}; start your server again."
     if reason == "scheduled":
-        return (f"Your server stopped itself after {_minutes(idle_timeout())} without activity while the hub was "
-                "away (the tier's off-hours stop, or maintenance). "
-                f"{KEPT}; start your server again.")
+        return (
+            f"Your server stopped itself after {_minutes(idle_timeout())} without activity while the hub was "
+            "away (the tier's off-hours stop, or maintenance). "
+            f"{KEPT}; start your server again."
+        )
     if reason == "image-update":
-        return ("Your server was stopped so that its next start runs the tier's updated software image. "
-                f"{KEPT}; start your server again to use the new version.")
+        return (
+            "Your server was stopped so that its next start runs the tier's updated software image. "
+            f"{KEPT}; start your server again to use the new version."
+        )
     why = detail.strip().rstrip(".") or "no reason given"
-    return (f"Your server stopped unexpectedly ({why}). {KEPT}; start your server again, and tell the platform "
-            "admins if it keeps happening.")
+    return (
+        f"Your server stopped unexpectedly ({why}). {KEPT}; start your server again, and tell the platform "
+        "admins if it keeps happening."
+    )
 
 
 def server_container(task: dict, container_name: str) -> dict:
@@ -117,8 +126,9 @@ def classify_task(task: dict, container_name: str, hub_started_at: datetime.date
     stopped = _as_datetime(task.get("stoppedAt")) or _as_datetime(task.get("stoppingAt"))
     if exit_code == 0 and stopped is not None and stopped < started:
         return "scheduled", reason_text
-    detail = "; ".join(filter(None, [reason_text, container_reason,
-                                     f"exit code {exit_code}" if exit_code not in (None, 0) else ""]))
+    detail = "; ".join(
+        filter(None, [reason_text, container_reason, f"exit code {exit_code}" if exit_code not in (None, 0) else ""])
+    )
     return "other", detail
 
 
@@ -212,8 +222,7 @@ def install_stop_hooks(culler_service: str = CULLER_SERVICE) -> None:
     async def stop_single_user(self, user, server_name=""):
         owner = self.current_user
         spawner = user.spawners.get(server_name) if hasattr(user, "spawners") else None
-        if (spawner is not None and getattr(owner, "kind", "") == "service"
-                and getattr(owner, "name", "") == culler_service):
+        if spawner is not None and getattr(owner, "kind", "") == "service" and getattr(owner, "name", "") == culler_service:
             spawner._requested_stop_reason = "cull"
         return await original(self, user, server_name)
 

@@ -46,8 +46,7 @@ PREFIX = _setting("LAKEHUB_NOTEBOOK_PREFIX").strip("/")
 USER = _setting("JUPYTERHUB_USER")
 HOME = (os.environ.get("LAKEHUB_HOME") or "").strip() or _setting("HOME")
 if not os.path.isdir(HOME):
-    print(f"lakehub user server: the home folder {HOME} does not exist; the hub (or the task's volume) makes it",
-          file=sys.stderr)
+    print(f"lakehub user server: the home folder {HOME} does not exist; the hub (or the task's volume) makes it", file=sys.stderr)
     sys.exit(2)
 USER_FOLDER = storage_name(USER)  # the data role's ${aws:PrincipalTag/lakehub-user}
 REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"

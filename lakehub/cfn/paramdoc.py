@@ -53,5 +53,7 @@ def render(templates: dict[str, Template]) -> str:
                     default = "(empty)"
                 else:
                     default = "`" + _cell(p["Default"]) + "`"
-                out.append(f"| `{name}` | {_cell(labels.get(name, ''))} | {default} | {_constraint(p)} | {_cell(p.get('Description', ''))} |")
+                out.append(
+                    f"| `{name}` | {_cell(labels.get(name, ''))} | {default} | {_constraint(p)} | {_cell(p.get('Description', ''))} |"
+                )
     return "\n".join(out) + "\n"

@@ -71,7 +71,7 @@ def refs(value: Any) -> set[str]:
             elif key == "Fn::GetAtt":
                 found.add(arg[0] if isinstance(arg, list) else str(arg).split(".", 1)[0])
             elif key == "Fn::Sub":
-                text, variables = (arg if isinstance(arg, list) else (arg, {}))
+                text, variables = arg if isinstance(arg, list) else (arg, {})
                 for m in re.finditer(r"\$\{([^}!][^}]*)\}", text):
                     name = m.group(1).split(".", 1)[0]
                     if name not in variables:
@@ -113,5 +113,3 @@ def literal_values(template: dict, value: Any) -> list[Any]:
         else:
             out.append(alt)
     return out
-
-

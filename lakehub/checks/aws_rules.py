@@ -49,7 +49,7 @@ def sub_text(value: Any) -> list[str]:
             out.append(alt)
         elif isinstance(alt, dict) and "Fn::Sub" in alt:
             arg = alt["Fn::Sub"]
-            text, variables = (arg if isinstance(arg, list) else (arg, {}))
+            text, variables = arg if isinstance(arg, list) else (arg, {})
             shapes = [text]
             for var, var_value in (variables or {}).items():
                 shapes = [s.replace("${" + var + "}", v) for s in shapes for v in (sub_text(var_value) or ["${?}"])]
@@ -85,7 +85,11 @@ def _full_arn_problem(template: dict, value: Any) -> str | None:
     if isinstance(value, str):
         if _FULL_SECRET_ARN.match(value) or _SSM_PARAMETER_ARN.match(value):
             return None
-        return "a partial secret ARN (no '-' and 6 random characters)" if ":secretsmanager:" in value else "a name: ECS reads a name as an SSM parameter"
+        return (
+            "a partial secret ARN (no '-' and 6 random characters)"
+            if ":secretsmanager:" in value
+            else "a name: ECS reads a name as an SSM parameter"
+        )
     if isinstance(value, dict) and set(value) == {"Ref"}:
         if _resource_type(template, value["Ref"]) == "AWS::SecretsManager::Secret":
             return None
@@ -105,7 +109,11 @@ def _full_arn_problem(template: dict, value: Any) -> str | None:
         # One key of a JSON secret the stack makes: its full ARN (Ref, or GetAtt Id) then
         # `:json-key:version-stage:version-id` (ECS's documented form, docs/AWS_NOTES.md).
         keyed = re.fullmatch(r"\$\{([A-Za-z0-9]+)(?:\.Id)?\}(?::[^:${}]*){3}", str(text))
-        if keyed and keyed.group(1) not in (variables or {}) and _resource_type(template, keyed.group(1)) == "AWS::SecretsManager::Secret":
+        if (
+            keyed
+            and keyed.group(1) not in (variables or {})
+            and _resource_type(template, keyed.group(1)) == "AWS::SecretsManager::Secret"
+        ):
             return None
         shapes = sub_text(value)
         if shapes and all(t.startswith("arn:") and ":ssm:" in t and ":parameter/" in t for t in shapes):
@@ -127,7 +135,10 @@ def ecs_secrets_by_arn(template: dict) -> list[Violation]:
             if not isinstance(container, dict):
                 continue
             secrets = items(container.get("Secrets")) + [
-                s for lc in alternatives(container.get("LogConfiguration")) if isinstance(lc, dict) for s in items(lc.get("SecretOptions"))
+                s
+                for lc in alternatives(container.get("LogConfiguration"))
+                if isinstance(lc, dict)
+                for s in items(lc.get("SecretOptions"))
             ]
             for secret in secrets:
                 if not isinstance(secret, dict):
@@ -135,7 +146,11 @@ def ecs_secrets_by_arn(template: dict) -> list[Violation]:
                 for value in alternatives(secret.get("ValueFrom")):
                     problem = _full_arn_problem(template, value)
                     if problem:
-                        out.append(Violation("ecs-secrets-by-arn", name, f"secret {secret.get('Name')} takes ValueFrom {value!r}: {problem}"))
+                        out.append(
+                            Violation(
+                                "ecs-secrets-by-arn", name, f"secret {secret.get('Name')} takes ValueFrom {value!r}: {problem}"
+                            )
+                        )
     return out
 
 
@@ -152,7 +167,13 @@ def no_reserved_concurrency(template: dict) -> list[Violation]:
     out = []
     for name, res in resources_of(template, "AWS::Lambda::Function", "AWS::Serverless::Function"):
         if [v for v in alternatives(props(res).get("ReservedConcurrentExecutions")) if v is not None]:
-            out.append(Violation("no-reserved-concurrency", name, "ReservedConcurrentExecutions fails the stack where the account's concurrency quota is below 100 + the reservation"))
+            out.append(
+                Violation(
+                    "no-reserved-concurrency",
+                    name,
+                    "ReservedConcurrentExecutions fails the stack where the account's concurrency quota is below 100 + the reservation",
+                )
+            )
     return out
 
 
@@ -185,7 +206,13 @@ def ecs_list_tasks_on_any_resource(template: dict) -> list[Violation]:
             continue
         resources = items(s.get("Resource"))
         if resources != ["*"] and "*" not in resources:
-            out.append(Violation("ecs-list-tasks-on-any-resource", where, f"ecs:ListTasks on {resources!r} is denied unless the call names a container instance"))
+            out.append(
+                Violation(
+                    "ecs-list-tasks-on-any-resource",
+                    where,
+                    f"ecs:ListTasks on {resources!r} is denied unless the call names a container instance",
+                )
+            )
     return out
 
 
@@ -228,9 +255,25 @@ def ecs_task_access_by_tier_tag(template: dict) -> list[Violation]:
         actions = {a.lower() for a in items(s.get("Action")) if isinstance(a, str)}
         task_actions = sorted(actions & set(ECS_TASK_ACTIONS))
         if task_actions and not any(TAG_CONDITION_KEY.match(k) for k in _condition_keys(s, ("StringEquals",))):
-            out.append(Violation("ecs-task-access-by-tier-tag", where, f"{', '.join(task_actions)} without a StringEquals aws:ResourceTag/<key> condition reaches every task of the cluster (every tier's)"))
-        if "ecs:tagresource" in actions and _may_name_tasks(s) and "ecs:CreateAction" not in _condition_keys(s, ("StringEquals",)):
-            out.append(Violation("ecs-task-access-by-tier-tag", where, "ecs:TagResource without a StringEquals ecs:CreateAction condition can re-tag existing tasks, and so open another tier's tasks"))
+            out.append(
+                Violation(
+                    "ecs-task-access-by-tier-tag",
+                    where,
+                    f"{', '.join(task_actions)} without a StringEquals aws:ResourceTag/<key> condition reaches every task of the cluster (every tier's)",
+                )
+            )
+        if (
+            "ecs:tagresource" in actions
+            and _may_name_tasks(s)
+            and "ecs:CreateAction" not in _condition_keys(s, ("StringEquals",))
+        ):
+            out.append(
+                Violation(
+                    "ecs-task-access-by-tier-tag",
+                    where,
+                    "ecs:TagResource without a StringEquals ecs:CreateAction condition can re-tag existing tasks, and so open another tier's tasks",
+                )
+            )
     return out
 
 
@@ -270,7 +313,13 @@ def listener_priorities_by_construction(template: dict) -> list[Violation]:
             continue
         values = alternatives(params.get(PRIORITY_KEY))
         if PRIORITY_KEY not in params or not values:
-            out.append(Violation(name_, name, f"adds a listener rule without a {PRIORITY_KEY}: it would pick the lowest free priority at the same time as its siblings"))
+            out.append(
+                Violation(
+                    name_,
+                    name,
+                    f"adds a listener rule without a {PRIORITY_KEY}: it would pick the lowest free priority at the same time as its siblings",
+                )
+            )
             continue
         for value in values:
             number = _literal_int(value)
@@ -283,7 +332,13 @@ def listener_priorities_by_construction(template: dict) -> list[Violation]:
     # Allocators must claim atomically.
     for name, res in resources_of(template, "Custom::ListenerPriority"):
         if not [v for v in alternatives(props(res).get(CLAIM_PROPERTY)) if v not in (None, "")]:
-            out.append(Violation(name_, name, f"allocates a priority without {CLAIM_PROPERTY}: two stacks created at once may be given the same one"))
+            out.append(
+                Violation(
+                    name_,
+                    name,
+                    f"allocates a priority without {CLAIM_PROPERTY}: two stacks created at once may be given the same one",
+                )
+            )
     # Rules of one template on one listener.
     by_listener: dict[str, dict[int, str]] = {}
     for name, res in resources_of(template, "AWS::ElasticLoadBalancingV2::ListenerRule"):
@@ -304,6 +359,7 @@ def listener_priorities_by_construction(template: dict) -> list[Violation]:
 # Cognito sign-out
 # ---------------------------------------------------------------------------------------------
 
+
 @aws_rule(
     "cognito-logout-urls-registered",
     f"every Cognito app client registers the sign-out URL the hub sends (<hub URL>{HUB_LOGOUT_RETURN_PATH}); Cognito redirects only to registered ones",
@@ -323,13 +379,20 @@ def cognito_logout_urls_registered(template: dict) -> list[Violation]:
                 continue
             wanted = base + HUB_LOGOUT_RETURN_PATH
             if wanted not in logouts:
-                out.append(Violation("cognito-logout-urls-registered", name, f"the hub at {base} signs out to {wanted}, which is not among LogoutURLs {logouts}"))
+                out.append(
+                    Violation(
+                        "cognito-logout-urls-registered",
+                        name,
+                        f"the hub at {base} signs out to {wanted}, which is not among LogoutURLs {logouts}",
+                    )
+                )
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Container working directories
 # ---------------------------------------------------------------------------------------------
+
 
 @aws_rule(
     "containers-work-where-their-user-can-enter",
@@ -348,10 +411,22 @@ def containers_work_where_their_user_can_enter(template: dict) -> list[Violation
                 dirs = [d for d in alternatives(container.get("WorkingDirectory")) if d is not None]
                 cname = container.get("Name")
                 if not dirs:
-                    out.append(Violation("containers-work-where-their-user-can-enter", name, f"container {cname} runs as {user} in the image's WORKDIR, which that user may not enter (set WorkingDirectory)"))
+                    out.append(
+                        Violation(
+                            "containers-work-where-their-user-can-enter",
+                            name,
+                            f"container {cname} runs as {user} in the image's WORKDIR, which that user may not enter (set WorkingDirectory)",
+                        )
+                    )
                 for d in dirs:
                     if home is None or not isinstance(d, str) or not (d == home or d.startswith(home + "/")):
-                        out.append(Violation("containers-work-where-their-user-can-enter", name, f"container {cname} runs as {user} in {d!r}, not in a directory that user owns ({home or 'unknown user'})"))
+                        out.append(
+                            Violation(
+                                "containers-work-where-their-user-can-enter",
+                                name,
+                                f"container {cname} runs as {user} in {d!r}, not in a directory that user owns ({home or 'unknown user'})",
+                            )
+                        )
     return out
 
 
@@ -383,11 +458,25 @@ def efs_volumes_over_tls_with_iam(template: dict) -> list[Violation]:
                     continue
                 with_efs.add(name)
                 vname = volume.get("Name")
-                if any(v != "ENABLED" for v in alternatives(cfg.get("TransitEncryption"))) or not alternatives(cfg.get("TransitEncryption")):
-                    out.append(Violation(rule, name, f"EFS volume {vname} mounts without TLS (TransitEncryption ENABLED); the file system refuses it"))
+                if any(v != "ENABLED" for v in alternatives(cfg.get("TransitEncryption"))) or not alternatives(
+                    cfg.get("TransitEncryption")
+                ):
+                    out.append(
+                        Violation(
+                            rule,
+                            name,
+                            f"EFS volume {vname} mounts without TLS (TransitEncryption ENABLED); the file system refuses it",
+                        )
+                    )
                 auth = alternatives(cfg.get("AuthorizationConfig"))
                 if not auth or any(not isinstance(a, dict) or a.get("IAM") != "ENABLED" for a in auth):
-                    out.append(Violation(rule, name, f"EFS volume {vname} mounts without IAM authorization (AuthorizationConfig IAM ENABLED): an anonymous client"))
+                    out.append(
+                        Violation(
+                            rule,
+                            name,
+                            f"EFS volume {vname} mounts without IAM authorization (AuthorizationConfig IAM ENABLED): an anonymous client",
+                        )
+                    )
                 if not auth or any(not isinstance(a, dict) or not a.get("AccessPointId") for a in auth):
                     out.append(Violation(rule, name, f"EFS volume {vname} mounts the file system's root, not an access point"))
     for name, res in resources_of(template, "AWS::ECS::Service"):
@@ -398,7 +487,13 @@ def efs_volumes_over_tls_with_iam(template: dict) -> list[Violation]:
                 continue
             v = _version(version) if isinstance(version, str) else None
             if version != "LATEST" and (v is None or v < EFS_MIN_FARGATE_VERSION):
-                out.append(Violation(rule, name, f"runs a task definition with EFS volumes on Fargate platform version {version!r}; EFS needs 1.4.0 or later"))
+                out.append(
+                    Violation(
+                        rule,
+                        name,
+                        f"runs a task definition with EFS volumes on Fargate platform version {version!r}; EFS needs 1.4.0 or later",
+                    )
+                )
     return out
 
 
@@ -409,10 +504,22 @@ def efs_volumes_over_tls_with_iam(template: dict) -> list[Violation]:
 # What CodeBuild sets in every build (CodeBuild user guide, "Environment variables in build
 # environments"), and what it sets only for some source types.
 CODEBUILD_ALWAYS = {
-    "AWS_DEFAULT_REGION", "AWS_REGION", "CODEBUILD_BUILD_ARN", "CODEBUILD_BUILD_ID", "CODEBUILD_BUILD_IMAGE",
-    "CODEBUILD_BUILD_NUMBER", "CODEBUILD_BUILD_SUCCEEDING", "CODEBUILD_INITIATOR", "CODEBUILD_LOG_PATH",
-    "CODEBUILD_PROJECT_ARN", "CODEBUILD_SRC_DIR", "CODEBUILD_START_TIME", "CODEBUILD_SOURCE_REPO_URL",
-    "CODEBUILD_KMS_KEY_ID", "HOME", "PATH",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "CODEBUILD_BUILD_ARN",
+    "CODEBUILD_BUILD_ID",
+    "CODEBUILD_BUILD_IMAGE",
+    "CODEBUILD_BUILD_NUMBER",
+    "CODEBUILD_BUILD_SUCCEEDING",
+    "CODEBUILD_INITIATOR",
+    "CODEBUILD_LOG_PATH",
+    "CODEBUILD_PROJECT_ARN",
+    "CODEBUILD_SRC_DIR",
+    "CODEBUILD_START_TIME",
+    "CODEBUILD_SOURCE_REPO_URL",
+    "CODEBUILD_KMS_KEY_ID",
+    "HOME",
+    "PATH",
 }
 GIT_SOURCES = {"CODECOMMIT", "GITHUB", "GITHUB_ENTERPRISE", "BITBUCKET", "GITLAB", "GITLAB_SELF_MANAGED", "CODEPIPELINE"}
 CODEBUILD_BY_SOURCE = {
@@ -478,9 +585,14 @@ def buildspec_problems(buildspec: dict, source_type: str, guaranteed: set[str]) 
             missing = [n for n in names if n in CODEBUILD_BY_SOURCE and source_type not in CODEBUILD_BY_SOURCE[n]]
             if not missing:
                 continue
-            ok = any(n in guaranteed or n in CODEBUILD_ALWAYS or (n in CODEBUILD_BY_SOURCE and source_type in CODEBUILD_BY_SOURCE[n]) for n in names)
+            ok = any(
+                n in guaranteed or n in CODEBUILD_ALWAYS or (n in CODEBUILD_BY_SOURCE and source_type in CODEBUILD_BY_SOURCE[n])
+                for n in names
+            )
             if not ok and not default:
-                problems.append(f"${{{body}}}: {', '.join(missing)} is not set for a {source_type} source, and nothing after it always is")
+                problems.append(
+                    f"${{{body}}}: {', '.join(missing)} is not set for a {source_type} source, and nothing after it always is"
+                )
     return problems
 
 
@@ -502,8 +614,11 @@ def buildspec_variables_exist_for_source(template: dict) -> list[Violation]:
     for name, res in resources_of(template, "AWS::CodeBuild::Project"):
         p = props(res)
         guaranteed = {
-            str(v.get("Name")) for env in alternatives(p.get("Environment")) if isinstance(env, dict)
-            for v in items(env.get("EnvironmentVariables")) if isinstance(v, dict) and v.get("Value") not in (None, "")
+            str(v.get("Name"))
+            for env in alternatives(p.get("Environment"))
+            if isinstance(env, dict)
+            for v in items(env.get("EnvironmentVariables"))
+            if isinstance(v, dict) and v.get("Value") not in (None, "")
         }
         for source in alternatives(p.get("Source")):
             if not isinstance(source, dict):
@@ -511,7 +626,11 @@ def buildspec_variables_exist_for_source(template: dict) -> list[Violation]:
             stype = str(source.get("Type", ""))
             buildspec = _load_buildspec(source.get("BuildSpec", "buildspec.yml"))
             if buildspec is None:
-                out.append(Violation("buildspec-variables-exist-for-source", name, f"cannot read the buildspec {source.get('BuildSpec')!r}"))
+                out.append(
+                    Violation(
+                        "buildspec-variables-exist-for-source", name, f"cannot read the buildspec {source.get('BuildSpec')!r}"
+                    )
+                )
                 continue
             own = {k for k, v in ((buildspec.get("env") or {}).get("variables") or {}).items() if v not in (None, "")}
             for problem in buildspec_problems(buildspec, stype, guaranteed | own):
@@ -567,22 +686,39 @@ def scheduled_egress_follows_on_demand_instances(template: dict) -> list[Violati
         for group in refs(p.get("AutoScalingGroupName")):
             stopped_groups.setdefault(group, []).append(name)
         if _zero(p.get("DesiredCapacity")):
-            out.append(Violation(rule, name, "sets DesiredCapacity 0: it stops the instance even while an on-demand hub needs egress, fighting the function that keeps it up; lower MinSize only"))
+            out.append(
+                Violation(
+                    rule,
+                    name,
+                    "sets DesiredCapacity 0: it stops the instance even while an on-demand hub needs egress, fighting the function that keeps it up; lower MinSize only",
+                )
+            )
         if _zero(p.get("MaxSize")):
-            out.append(Violation(rule, name, "sets MaxSize 0: nothing can start the instance for an on-demand hub until the next business day; lower MinSize only"))
+            out.append(
+                Violation(
+                    rule,
+                    name,
+                    "sets MaxSize 0: nothing can start the instance for an on-demand hub until the next business day; lower MinSize only",
+                )
+            )
     for group, actions in sorted(stopped_groups.items()):
         managing = [
-            fn for fn, states in keepers.items()
-            if STARTING_STATES <= states and ENDING_STATES <= states
+            fn
+            for fn, states in keepers.items()
+            if STARTING_STATES <= states
+            and ENDING_STATES <= states
             and group in refs((props((template.get("Resources") or {})[fn]).get("Environment") or {}))
         ]
         if not managing:
-            out.append(Violation(
-                rule, group,
-                f"scheduled actions {', '.join(sorted(actions))} stop it, but no EventBridge rule on '{EC2_STATE_CHANGE}' "
-                "(pending, running, stopped, terminated) invokes a function that manages it: an on-demand hub launched "
-                "outside business hours has no egress (Session Manager, ECR, Secrets Manager, cfn-signal)",
-            ))
+            out.append(
+                Violation(
+                    rule,
+                    group,
+                    f"scheduled actions {', '.join(sorted(actions))} stop it, but no EventBridge rule on '{EC2_STATE_CHANGE}' "
+                    "(pending, running, stopped, terminated) invokes a function that manages it: an on-demand hub launched "
+                    "outside business hours has no egress (Session Manager, ECR, Secrets Manager, cfn-signal)",
+                )
+            )
     return out
 
 
@@ -610,8 +746,14 @@ def alarm_topic_not_aws_managed_key(template: dict) -> list[Violation]:
             continue
         for key in alternatives(props(res).get("KmsMasterKeyId")):
             if any(AWS_MANAGED_SNS_KEY in text or text.endswith(":alias/aws/sns") for text in sub_text(key)):
-                out.append(Violation(rule, name, "CloudWatch alarms notify it but it is encrypted with alias/aws/sns, which CloudWatch cannot use: "
-                                                 "use a customer managed key whose policy allows cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*, or no SSE"))
+                out.append(
+                    Violation(
+                        rule,
+                        name,
+                        "CloudWatch alarms notify it but it is encrypted with alias/aws/sns, which CloudWatch cannot use: "
+                        "use a customer managed key whose policy allows cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*, or no SSE",
+                    )
+                )
     return out
 
 
@@ -622,4 +764,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 from lakehub.cfn.template import Resolver
 from lakehub.cfn.walk import items, props
 
+
 @dataclass(frozen=True)
 class PolicyDoc:
     resource: str
@@ -200,7 +201,9 @@ class PlausibleResolver(Resolver):
         self._types = {n: r.get("Type", "") for n, r in (template.get("Resources") or {}).items()}
 
     def _fmt(self, fmt: str, name: str) -> str:
-        return fmt.format(n=re.sub(r"[^a-z0-9]+", "-", name.lower()), r=self.pseudo["AWS::Region"], a=self.pseudo["AWS::AccountId"])
+        return fmt.format(
+            n=re.sub(r"[^a-z0-9]+", "-", name.lower()), r=self.pseudo["AWS::Region"], a=self.pseudo["AWS::AccountId"]
+        )
 
     def _ref_value(self, name: str) -> str:
         rtype = self._types[name]
@@ -219,11 +222,11 @@ class PlausibleResolver(Resolver):
 
     def _resolve(self, node: Any) -> Any:
         if isinstance(node, dict) and len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "Ref" and arg in self._types and arg not in self.params:
                 return self._ref_value(arg)
             if key == "Fn::GetAtt":
-                name, attr = (arg if isinstance(arg, list) else str(arg).split(".", 1))
+                name, attr = arg if isinstance(arg, list) else str(arg).split(".", 1)
                 return self._getatt_value(name, attr)
             if key == "Fn::FindInMap":
                 m, k1, k2 = (self.resolve(a) for a in arg)

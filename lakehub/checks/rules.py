@@ -102,7 +102,8 @@ def tasks_get_no_public_ip(template: dict) -> list[Violation]:
     name_ = "tasks-get-no-public-ip"
     out: list[Violation] = []
     public_subnets = {
-        n for n, r in resources_of(template, "AWS::EC2::Subnet")
+        n
+        for n, r in resources_of(template, "AWS::EC2::Subnet")
         if any(is_true(v) for v in alternatives(props(r).get("MapPublicIpOnLaunch")))
     }
 
@@ -137,7 +138,13 @@ def no_ecs_exec(template: dict) -> list[Violation]:
     out = []
     for name, res in resources_of(template, "AWS::ECS::Service"):
         if any(is_true(v) for v in alternatives(props(res).get("EnableExecuteCommand"))):
-            out.append(Violation("no-ecs-exec", name, "EnableExecuteCommand lets anyone with ecs:ExecuteCommand open a shell with the task's role"))
+            out.append(
+                Violation(
+                    "no-ecs-exec",
+                    name,
+                    "EnableExecuteCommand lets anyone with ecs:ExecuteCommand open a shell with the task's role",
+                )
+            )
     return out
 
 
@@ -199,7 +206,9 @@ KNOWN_NON_SECRET_NAMES: dict[str, str] = {
 # An ARN names a secret or key in AWS; it grants nothing by itself.
 NON_SECRET_SUFFIXES = ("_ARN",)
 
-AWS_ACCESS_KEY_ID = re.compile(r"(?<![A-Z0-9])(AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}(?![A-Z0-9])")
+AWS_ACCESS_KEY_ID = re.compile(
+    r"(?<![A-Z0-9])(AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}(?![A-Z0-9])"
+)
 AWS_SECRET_KEY = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 # A dynamic reference resolved into an environment puts the secret in plain text in the
@@ -269,7 +278,9 @@ def no_secrets_in_environment(template: dict) -> list[Violation]:
         found = secret_value(value)
         if found:
             out.append(Violation(name_, where, f"environment variable {var} holds {found}"))
-    for name, res in resources_of(template, "AWS::EC2::LaunchTemplate", "AWS::EC2::Instance", "AWS::AutoScaling::LaunchConfiguration"):
+    for name, res in resources_of(
+        template, "AWS::EC2::LaunchTemplate", "AWS::EC2::Instance", "AWS::AutoScaling::LaunchConfiguration"
+    ):
         found = secret_value(get(props(res), "LaunchTemplateData", "UserData") + get(props(res), "UserData"))
         if found:
             out.append(Violation(name_, name, f"user data holds {found}"))
@@ -332,7 +343,9 @@ def buckets_protected(template: dict) -> list[Violation]:
             bad("no default encryption (BucketEncryption with AES256 or aws:kms)")
         docs = policies.get(name, [])
         tls = [
-            s for doc in docs for s in items((doc or {}).get("Statement") if isinstance(doc, dict) else None)
+            s
+            for doc in docs
+            for s in items((doc or {}).get("Statement") if isinstance(doc, dict) else None)
             if tls_only_statement(s)
         ]
         if not tls:
@@ -477,7 +490,11 @@ def lambda_runtimes_supported(template: dict, today: date | None = None) -> list
         for runtime in runtimes:
             ends = LAMBDA_RUNTIME_DEPRECATION.get(runtime) if isinstance(runtime, str) else None
             if ends is None:
-                out.append(Violation(name_, name, f"runtime {runtime!r} is not a supported one ({', '.join(LAMBDA_RUNTIME_DEPRECATION)})"))
+                out.append(
+                    Violation(
+                        name_, name, f"runtime {runtime!r} is not a supported one ({', '.join(LAMBDA_RUNTIME_DEPRECATION)})"
+                    )
+                )
             elif today >= ends:
                 out.append(Violation(name_, name, f"runtime {runtime} was deprecated on {ends.isoformat()}"))
     return out
@@ -532,7 +549,9 @@ def containers_run_as_non_root(template: dict) -> list[Violation]:
                 continue
             users = alternatives(container.get("User"))
             if not users or any(not isinstance(u, str) or is_root_user(u) for u in users):
-                out.append(Violation("containers-run-as-non-root", name, f"container {cname} runs as {users or 'root (no User)'}"))
+                out.append(
+                    Violation("containers-run-as-non-root", name, f"container {cname} runs as {users or 'root (no User)'}")
+                )
     return out
 
 
@@ -609,7 +628,8 @@ def iam_pass_role_scoped(template: dict) -> list[Violation]:
                     out.append(Violation(name_, where, f"iam:PassRole on {r!r}, not on named roles"))
             cond = s.get("Condition") or {}
             services = [
-                v for op in ("StringEquals", "StringLike", "ForAnyValue:StringEquals", "ForAnyValue:StringLike")
+                v
+                for op in ("StringEquals", "StringLike", "ForAnyValue:StringEquals", "ForAnyValue:StringLike")
                 for v in items((cond.get(op) or {}).get("iam:PassedToService"))
             ]
             if not services or any(v == "*" for v in services):
@@ -716,7 +736,11 @@ def ecs_task_roles_reach_no_data(template: dict) -> list[Violation]:
             targets = refs(arn)
             role = next((r for r in targets if (resources.get(r) or {}).get("Type") == "AWS::IAM::Role"), None)
             if role is None:
-                out.append(Violation(name_, td, f"task role {arn!r} is not a role of this template, so what it reaches cannot be checked"))
+                out.append(
+                    Violation(
+                        name_, td, f"task role {arn!r} is not a role of this template, so what it reaches cannot be checked"
+                    )
+                )
                 continue
             if props(resources[role]).get("ManagedPolicyArns"):
                 out.append(Violation(name_, td, f"task role {role} has managed policies, which cannot be checked"))
@@ -766,16 +790,28 @@ def data_roles_trust_only_named_sessions(template: dict) -> list[Violation]:
             principal = s.get("Principal")
             kinds = set(principal) if isinstance(principal, dict) else {"*"}
             if kinds != {"AWS"} or "NotPrincipal" in s:
-                out.append(Violation(name_, role, f"trusts {sorted(kinds)} principals; a data role trusts named AWS principals only (the hub's role)"))
+                out.append(
+                    Violation(
+                        name_,
+                        role,
+                        f"trusts {sorted(kinds)} principals; a data role trusts named AWS principals only (the hub's role)",
+                    )
+                )
             actions = {a.lower() for a in statement_actions(s)}
             if "sts:setsourceidentity" not in actions:
-                out.append(Violation(name_, role, "trust allows no sts:SetSourceIdentity (AssumeRole with a SourceIdentity would fail)"))
+                out.append(
+                    Violation(name_, role, "trust allows no sts:SetSourceIdentity (AssumeRole with a SourceIdentity would fail)")
+                )
             condition = s.get("Condition") or {}
             if not _condition_requires(condition, "sts:SourceIdentity"):
-                out.append(Violation(name_, role, "trust does not require a SourceIdentity (CloudTrail could not name the person)"))
+                out.append(
+                    Violation(name_, role, "trust does not require a SourceIdentity (CloudTrail could not name the person)")
+                )
             for tag in sorted(tags):
                 if "sts:tagsession" not in actions:
-                    out.append(Violation(name_, role, f"its policies read session tag {tag} but the trust allows no sts:TagSession"))
+                    out.append(
+                        Violation(name_, role, f"its policies read session tag {tag} but the trust allows no sts:TagSession")
+                    )
                 if not _condition_requires(condition, f"aws:RequestTag/{tag}"):
                     out.append(Violation(name_, role, f"its policies read session tag {tag} but the trust does not require it"))
     return out
@@ -823,8 +859,13 @@ def iam_arn_parameters_admit_no_wildcards(template: dict) -> list[Violation]:
                     why = _admits_wildcards(params[name])
                     if why and (doc.resource, name) not in reported:
                         reported.add((doc.resource, name))
-                        out.append(Violation("iam-arn-parameters-admit-no-wildcards", f"{doc.resource} ({doc.name})",
-                                             f"parameter {name} is part of a resource ARN and {why}"))
+                        out.append(
+                            Violation(
+                                "iam-arn-parameters-admit-no-wildcards",
+                                f"{doc.resource} ({doc.name})",
+                                f"parameter {name} is part of a resource ARN and {why}",
+                            )
+                        )
     return out
 
 

@@ -96,7 +96,9 @@ class Prices:
     def by(self, key: str, sub: str, kind: str) -> float:
         table = self.items[key][sub]
         if kind not in table:
-            raise CostError(f"{self.path.name} has no {key} price for {kind!r} in {self.region}; add it (with its source) or change the template")
+            raise CostError(
+                f"{self.path.name} has no {key} price for {kind!r} in {self.region}; add it (with its source) or change the template"
+            )
         value = table[kind]
         return float(value["usd"] if isinstance(value, dict) else value)
 
@@ -124,7 +126,9 @@ def load_prices(region: str = DEFAULT_REGION, path: str | Path | None = None) ->
         raise CostError(f"price file {p.name} is not valid YAML; fix its syntax") from None
     regions = data.get("regions") or {}
     if region not in regions:
-        raise CostError(f"no prices for region {region!r} in {p.name} (it has {', '.join(sorted(regions))}); use --region {' or '.join(sorted(regions))}, or add the region's prices with their sources")
+        raise CostError(
+            f"no prices for region {region!r} in {p.name} (it has {', '.join(sorted(regions))}); use --region {' or '.join(sorted(regions))}, or add the region's prices with their sources"
+        )
     items = regions[region]
     for key, item in items.items():
         if not item.get("source") or not item.get("recorded"):
@@ -162,7 +166,9 @@ class Profile:
         if self.home_gb_per_user is not None and self.home_gb_per_user < 0:
             raise CostError(f"--home-gb-per-user {self.home_gb_per_user:g}: a home cannot be smaller than 0 GB")
         if not 0 <= self.off_hours_hub_hours <= MAX_MONTH_HOURS:
-            raise CostError(f"--off-hours-hub-hours {self.off_hours_hub_hours:g}: must be between 0 and {MAX_MONTH_HOURS} (a month's hours)")
+            raise CostError(
+                f"--off-hours-hub-hours {self.off_hours_hub_hours:g}: must be between 0 and {MAX_MONTH_HOURS} (a month's hours)"
+            )
 
 
 def parse_size(text: str, profiles: dict[str, tuple[int, int]]) -> tuple[int, int, str]:
@@ -244,7 +250,9 @@ def parse_cron(expr: str) -> tuple[set[int], set[int], set[int]]:
         raise CostError(f"schedule {expr!r}: cannot read this cron expression; use minutes, hours and days of the week only")
     minute, hour, dom, month, dow = fields_[:5]
     if dom not in ("*", "?") or month not in ("*", "?") or (aas and fields_[5] != "*"):
-        raise CostError(f"schedule {expr!r}: the estimate handles weekly schedules only (day of month, month and year must be * or ?)")
+        raise CostError(
+            f"schedule {expr!r}: the estimate handles weekly schedules only (day of month, month and year must be * or ?)"
+        )
     try:
         days = _field(dow, 0, 6, DOW_NAMES, offset=1 if aas else 0)
         return _field(minute, 0, 59), _field(hour, 0, 23), days
@@ -297,9 +305,13 @@ def load(path: Path) -> dict:
             template = _load_template(path)
         except TemplateError as exc:
             what = f"not valid YAML (line {exc.line}: {exc.problem})" if exc.line else f"not a template ({exc.problem})"
-            raise CostError(f"template {path} is {what}; rebuild the folder with `python build_templates.py --out {path.parent}`") from None
+            raise CostError(
+                f"template {path} is {what}; rebuild the folder with `python build_templates.py --out {path.parent}`"
+            ) from None
         if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
-            raise CostError(f"template {path} has no Resources; rebuild the folder with `python build_templates.py --out {path.parent}`")
+            raise CostError(
+                f"template {path} has no Resources; rebuild the folder with `python build_templates.py --out {path.parent}`"
+            )
         _LOADED[key] = template
     return _LOADED[key]
 
@@ -336,7 +348,7 @@ def _check_value(key: str, value: str, spec: dict, where: str) -> None:
 
 def _rule_value(resolver: Resolver, node: Any) -> Any:
     if isinstance(node, dict) and len(node) == 1:
-        (k, arg), = node.items()
+        ((k, arg),) = node.items()
         if k == "Fn::Contains":
             return str(_rule_value(resolver, arg[1])) in [str(v) for v in _rule_value(resolver, arg[0])]
         if k == "Fn::Equals":
@@ -367,7 +379,9 @@ def check_rules(stack: Stack, region: str) -> None:
 def read_configuration(templates_dir: Path, main_file: str, overrides: dict[str, str], region: str) -> dict[str, Stack]:
     """main and each nested stack, with the parameter values CloudFormation would give them."""
     if not templates_dir.is_dir():
-        raise CostError(f"--templates {templates_dir}: no such folder; build one with `python build_templates.py --out {templates_dir}`")
+        raise CostError(
+            f"--templates {templates_dir}: no such folder; build one with `python build_templates.py --out {templates_dir}`"
+        )
     main_path = templates_dir / main_file
     if not main_path.is_file():
         raise CostError(f"template {main_path} not found; run `python build_templates.py` or give --templates")
@@ -381,7 +395,9 @@ def read_configuration(templates_dir: Path, main_file: str, overrides: dict[str,
         url = json.dumps(res["Properties"]["TemplateURL"])
         m = re.search(r"([a-z-]+\.template\.yaml)", url)
         if not m or not (templates_dir / m.group(1)).is_file():
-            raise CostError(f"{main_file}: nested stack {logical} points at a template not in {templates_dir}; rebuild the templates")
+            raise CostError(
+                f"{main_file}: nested stack {logical} points at a template not in {templates_dir}; rebuild the templates"
+            )
         children[logical] = (m.group(1), load(templates_dir / m.group(1)), res["Properties"].get("Parameters", {}))
 
     # Apply overrides: to main if it has the parameter, else to every child that has it.
@@ -403,7 +419,9 @@ def read_configuration(templates_dir: Path, main_file: str, overrides: dict[str,
         if not placed:
             unknown.append(key)
     if unknown:
-        raise CostError(f"--parameter {', '.join(unknown)}: no such parameter in {main_file} or the stacks it nests; see docs/PARAMETERS.md")
+        raise CostError(
+            f"--parameter {', '.join(unknown)}: no such parameter in {main_file} or the stacks it nests; see docs/PARAMETERS.md"
+        )
 
     main_stack = Stack("main", main_file, main_t, main_params)
     check_rules(main_stack, region)
@@ -589,7 +607,8 @@ class Estimate:
             self._nat_instance = {
                 "type": itype,
                 "hours": inst_hours,
-                "instance_hour": self.p.by("ec2_instance_hour", "usd_by_type", itype) + ebs_gb * self.p.usd("ebs_gp3_gb_month") / self.hours,
+                "instance_hour": self.p.by("ec2_instance_hour", "usd_by_type", itype)
+                + ebs_gb * self.p.usd("ebs_gp3_gb_month") / self.hours,
                 "ipv4_hour": public_ips * self.p.usd("public_ipv4_hour"),
             }
             e.idle += inst_hours * self.p.by("ec2_instance_hour", "usd_by_type", itype)
@@ -616,7 +635,14 @@ class Estimate:
             weekly = weekly_hours(actions, min_tasks)
             days = active_days(actions) if actions else 7
             per_day = (weekly / max(min_tasks, 1) / days) if actions and days else None
-            user_td = next((r["Properties"] for k, r in res.items() if r["Type"] == "AWS::ECS::TaskDefinition" and k != _strip(service["TaskDefinition"])), None)
+            user_td = next(
+                (
+                    r["Properties"]
+                    for k, r in res.items()
+                    if r["Type"] == "AWS::ECS::TaskDefinition" and k != _strip(service["TaskDefinition"])
+                ),
+                None,
+            )
             env = _env(hub_td["ContainerDefinitions"][0])
             mode = "per-user" if user_td else "shared"
             tier = Tier(
@@ -647,7 +673,9 @@ class Estimate:
             raise CostError("the templates define no tier; rebuild them with at least one tier")
         secrets = self._all("AWS::SecretsManager::Secret")
         self.c["secrets"].idle += len(secrets) * self.p.usd("secrets_manager_secret_month")
-        self.c["secrets"].detail.append(f"{len(secrets)} secret(s): " + ", ".join(sorted({f'{s.name}.{n}' for s, n, _r in secrets})))
+        self.c["secrets"].detail.append(
+            f"{len(secrets)} secret(s): " + ", ".join(sorted({f"{s.name}.{n}" for s, n, _r in secrets}))
+        )
 
     def _capacity(self) -> None:
         prof = self.profile
@@ -665,16 +693,24 @@ class Estimate:
             price = self.p.fargate_hour(t.hub_vcpu, t.hub_gb, t.hub_arch, t.hub_spot)
             hub.idle += price * t.hub_task_hours
             spot = f" {'Spot' if t.hub_spot == 1 else 'on-demand' if t.hub_spot == 0 else f'{t.hub_spot:.0%} Spot'}"
-            hub.detail.append(f"{t.name}: {t.min_tasks} x {t.hub_vcpu:g} vCPU / {t.hub_gb:g} GB {t.hub_arch}{spot} x {t.hub_task_hours / max(t.min_tasks, 1):.0f} h")
+            hub.detail.append(
+                f"{t.name}: {t.min_tasks} x {t.hub_vcpu:g} vCPU / {t.hub_gb:g} GB {t.hub_arch}{spot} x {t.hub_task_hours / max(t.min_tasks, 1):.0f} h"
+            )
             if t.business_hours_per_day is not None:
                 if prof.hours_per_day > t.business_hours_per_day + 1e-9:
-                    self.notes.append(f"{t.name}: the profile's {prof.hours_per_day:g} h a day exceed the {t.business_hours_per_day:.1f} h the schedule keeps the hub up; widen BusinessHoursStart/End or use Schedule=always")
+                    self.notes.append(
+                        f"{t.name}: the profile's {prof.hours_per_day:g} h a day exceed the {t.business_hours_per_day:.1f} h the schedule keeps the hub up; widen BusinessHoursStart/End or use Schedule=always"
+                    )
                 max_days = t.business_days_per_week * self.weeks
                 if prof.days_per_month > max_days + 1e-9:
-                    self.notes.append(f"{t.name}: the profile's {prof.days_per_month:g} days a month exceed the {max_days:.1f} business days of the schedule")
+                    self.notes.append(
+                        f"{t.name}: the profile's {prof.days_per_month:g} days a month exceed the {max_days:.1f} business days of the schedule"
+                    )
             if t.mode == "per-user":
                 if t.profiles and (cpu, mem) not in t.profiles.values():
-                    self.notes.append(f"{t.name}: {cpu}/{mem} is not one of the sizes the tier offers ({', '.join(t.profiles)}); set UserServerSizes")
+                    self.notes.append(
+                        f"{t.name}: {cpu}/{mem} is not one of the sizes the tier offers ({', '.join(t.profiles)}); set UserServerSizes"
+                    )
                 rate = self.p.fargate_hour(vcpu, gb, t.user_arch, t.user_spot)
                 per_hour_weighted += rate * users_per_tier
                 # After the last activity of a session the server runs until the culler stops it.
@@ -687,19 +723,27 @@ class Estimate:
             else:
                 fit = int(min(t.hub_vcpu / vcpu, t.hub_gb / gb))
                 if fit < 1:
-                    self.notes.append(f"{t.name} (shared): a {vcpu:g} vCPU / {gb:g} GB server does not fit in a {t.hub_vcpu:g} vCPU / {t.hub_gb:g} GB task; counted as one user per task (raise TaskCpu/TaskMemory)")
+                    self.notes.append(
+                        f"{t.name} (shared): a {vcpu:g} vCPU / {gb:g} GB server does not fit in a {t.hub_vcpu:g} vCPU / {t.hub_gb:g} GB task; counted as one user per task (raise TaskCpu/TaskMemory)"
+                    )
                     fit = 1
                 share = price / fit
                 per_hour_weighted += share * users_per_tier
                 needed = math.ceil(users_per_tier / fit) if users_per_tier else 0
                 if needed > t.max_tasks:
-                    self.notes.append(f"{t.name} (shared): {users_per_tier:g} concurrent users need {needed} tasks of {fit} servers; MaxTasks is {t.max_tasks}, so users would share less than the size asked")
+                    self.notes.append(
+                        f"{t.name} (shared): {users_per_tier:g} concurrent users need {needed} tasks of {fit} servers; MaxTasks is {t.max_tasks}, so users would share less than the size asked"
+                    )
                     needed = t.max_tasks
                 extra = max(0, needed - t.min_tasks)
                 user_profile_cost += extra * price * prof.hours_per_day * prof.days_per_month
-                user.detail.append(f"{t.name} (shared): {fit} server(s) per task; {extra} task(s) beyond MinTasks while users work")
+                user.detail.append(
+                    f"{t.name} (shared): {fit} server(s) per task; {extra} task(s) beyond MinTasks while users work"
+                )
         self.users_per_tier = users_per_tier
-        user.per_user_hour = per_hour_weighted / prof.users if prof.users else (per_hour_weighted or self._per_hour_one_user(vcpu, gb))
+        user.per_user_hour = (
+            per_hour_weighted / prof.users if prof.users else (per_hour_weighted or self._per_hour_one_user(vcpu, gb))
+        )
         user.profile = user_profile_cost
 
     def _per_hour_one_user(self, vcpu: float, gb: float) -> float:
@@ -718,8 +762,12 @@ class Estimate:
         hub_gb = sum(t.hub_task_hours for t in self.tiers) / self.hours * self.p.a("hub_log_gb_per_task_month")
         l = self.c["logs"]
         l.idle += hub_gb * (self.p.usd("logs_ingest_gb") + months_kept * self.p.usd("logs_store_gb_month"))
-        l.per_user_hour += self.p.a("user_log_gb_per_user_hour") * (self.p.usd("logs_ingest_gb") + months_kept * self.p.usd("logs_store_gb_month"))
-        l.detail.append(f"{hub_gb:.3f} GB/month from hubs, {self.p.a('user_log_gb_per_user_hour'):g} GB per user-hour, kept {retention} days")
+        l.per_user_hour += self.p.a("user_log_gb_per_user_hour") * (
+            self.p.usd("logs_ingest_gb") + months_kept * self.p.usd("logs_store_gb_month")
+        )
+        l.detail.append(
+            f"{hub_gb:.3f} GB/month from hubs, {self.p.a('user_log_gb_per_user_hour'):g} GB per user-hour, kept {retention} days"
+        )
 
     def _storage(self) -> None:
         days = 0
@@ -740,7 +788,9 @@ class Estimate:
         per_user_gb = self.p.a("notebook_gb_per_user") + self.p.a("noncurrent_gb_per_user_per_day") * days
         s = self.c["notebook_storage"]
         s.idle = self.profile.users * per_user_gb * self.p.usd("s3_standard_gb_month")
-        s.per_user_hour = self.p.a("notebook_puts_per_user_hour") / 1000 * self.p.usd("s3_put_per_1000") + self.p.a("notebook_gets_per_user_hour") / 1000 * self.p.usd("s3_get_per_1000")
+        s.per_user_hour = self.p.a("notebook_puts_per_user_hour") / 1000 * self.p.usd("s3_put_per_1000") + self.p.a(
+            "notebook_gets_per_user_hour"
+        ) / 1000 * self.p.usd("s3_get_per_1000")
         s.detail.append(f"{per_user_gb:g} GB per user ({days}-day noncurrent-version expiry); autosave PUTs per user-hour")
 
     def _data_events(self) -> None:
@@ -749,10 +799,17 @@ class Estimate:
         if not any(t.get("Type") == "AWS::CloudTrail::Trail" for res in self._res(names.STORAGE_TEMPLATE) for t in res.values()):
             self.c["data_events"].detail.append(f"off ({names.RECORD_DATA_EVENTS}=false)")
             return
-        per_user_hour = self.p.a("notebook_puts_per_user_hour") + self.p.a("notebook_gets_per_user_hour") + self.p.a("data_reads_per_user_hour")
+        per_user_hour = (
+            self.p.a("notebook_puts_per_user_hour")
+            + self.p.a("notebook_gets_per_user_hour")
+            + self.p.a("data_reads_per_user_hour")
+        )
         d = self.c["data_events"]
         d.per_user_hour = per_user_hour / 100_000 * self.p.usd("cloudtrail_data_events_per_100k")
-        d.detail.append(f"{per_user_hour:g} object calls per user-hour (notebook saves and opens, data-lake reads), each a data event")
+        d.detail.append(
+            f"{per_user_hour:g} object calls per user-hour (notebook saves and opens, data-lake reads), each a data event"
+        )
+
     def _homes(self) -> None:
         """Users' homes on the platform's EFS file system (cluster stack): storage, part of it in
         Infrequent Access after the lifecycle's days, and AWS Backup's recovery points."""
@@ -817,11 +874,17 @@ class Estimate:
         self._container_insights()
         self._image_scanning()
         self._off_hours_hubs()
-        if any(t.business_hours_per_day is not None for t in self.tiers) and self.egress_mode == "nat-instance" and "nat_instance_hours_per_month" in self.schedule:
+        if (
+            any(t.business_hours_per_day is not None for t in self.tiers)
+            and self.egress_mode == "nat-instance"
+            and "nat_instance_hours_per_month" in self.schedule
+        ):
             nat_h = self.schedule["nat_instance_hours_per_month"]
             for t in self.tiers:
                 if t.hub_task_hours / max(t.min_tasks, 1) > nat_h + 1:
-                    self.notes.append(f"{t.name}: the hub runs {t.hub_task_hours / max(t.min_tasks, 1):.0f} h a month but the NAT instance only {nat_h:.0f} h; give the network stack the same Schedule")
+                    self.notes.append(
+                        f"{t.name}: the hub runs {t.hub_task_hours / max(t.min_tasks, 1):.0f} h a month but the NAT instance only {nat_h:.0f} h; give the network stack the same Schedule"
+                    )
         t0 = self.tiers[0]
         self.schedule.update(
             {
@@ -839,8 +902,15 @@ class Estimate:
         from lakehub_hub.metrics import ALWAYS_SENT
 
         m = self.c["monitoring"]
-        alarms = sum(1 for s in self.stacks.values() for r in s.resources(self.p.region).values() if r["Type"] == "AWS::CloudWatch::Alarm")
-        dashboards = sum(1 for s in self.stacks.values() for r in s.resources(self.p.region).values() if r["Type"] == "AWS::CloudWatch::Dashboard")
+        alarms = sum(
+            1 for s in self.stacks.values() for r in s.resources(self.p.region).values() if r["Type"] == "AWS::CloudWatch::Alarm"
+        )
+        dashboards = sum(
+            1
+            for s in self.stacks.values()
+            for r in s.resources(self.p.region).values()
+            if r["Type"] == "AWS::CloudWatch::Dashboard"
+        )
         m.idle += alarms * self.p.usd("cloudwatch_alarm_month")
         paid_dashboards = max(0, dashboards - 3)
         m.idle += paid_dashboards * self.p.usd("cloudwatch_dashboard_month")
@@ -890,17 +960,23 @@ class Estimate:
         a = self.c["access_logs"]
         gb_month = self.p.usd("s3_standard_gb_month")
         for stack, name, r in self._all("AWS::ElasticLoadBalancingV2::LoadBalancer"):
-            attrs = {x.get("Key"): x.get("Value") for x in r["Properties"].get("LoadBalancerAttributes") or [] if isinstance(x, dict)}
+            attrs = {
+                x.get("Key"): x.get("Value") for x in r["Properties"].get("LoadBalancerAttributes") or [] if isinstance(x, dict)
+            }
             if not _true(attrs.get("access_logs.s3.enabled")):
                 a.detail.append(f"{name}: access logs off")
                 continue
             days = self._bucket_days(attrs.get("access_logs.s3.bucket"))
             if days is None:
                 days = 365
-                self.notes.append(f"{name}: its access-log bucket expires nothing (or is not in the templates); a year of logs counted")
+                self.notes.append(
+                    f"{name}: its access-log bucket expires nothing (or is not in the templates); a year of logs counted"
+                )
             gb = self.p.a("alb_log_bytes_per_user_hour") / 1e9
             a.per_user_hour += gb * days / 30 * gb_month
-            a.detail.append(f"{name}: {gb * 1e3:g} MB of request logs per user-hour (health checks are not logged), kept {days} days")
+            a.detail.append(
+                f"{name}: {gb * 1e3:g} MB of request logs per user-hour (health checks are not logged), kept {days} days"
+            )
         notebook = self._output_ref(names.STORAGE_TEMPLATE, names.NOTEBOOK_BUCKET_NAME)
         data = self._output_ref(names.STORAGE_TEMPLATE, names.DATA_BUCKET_NAME)
         for stack, name, r in self._all("AWS::S3::Bucket"):
@@ -908,7 +984,10 @@ class Estimate:
             if not log:
                 continue
             if name in notebook:
-                requests, what = self.p.a("notebook_puts_per_user_hour") + self.p.a("notebook_gets_per_user_hour"), "notebook saves and opens"
+                requests, what = (
+                    self.p.a("notebook_puts_per_user_hour") + self.p.a("notebook_gets_per_user_hour"),
+                    "notebook saves and opens",
+                )
             elif name in data:
                 requests, what = self.p.a("data_reads_per_user_hour"), "data-lake reads"
             else:
@@ -917,7 +996,9 @@ class Estimate:
             days = self._bucket_days(log.get("DestinationBucketName"))
             if days is None:
                 days = 365
-                self.notes.append(f"{name}: its server-access-log bucket expires nothing (or is not in the templates); a year of logs counted")
+                self.notes.append(
+                    f"{name}: its server-access-log bucket expires nothing (or is not in the templates); a year of logs counted"
+                )
             gb = requests * self.p.a("s3_access_log_bytes_per_request") / 1e9
             a.per_user_hour += gb * days / 30 * gb_month
             a.detail.append(f"{name}: server access logs, {requests:g} {what} per user-hour, kept {days} days")
@@ -940,7 +1021,7 @@ class Estimate:
                 d.idle += per_hour * self.hours
                 d.detail.append(f"{name}: {item['count']} metrics x {self.hours:g} h")
         for stack, name, r in self._all("AWS::AutoScaling::AutoScalingGroup"):
-            lt_ref = ((r["Properties"].get("LaunchTemplate") or {}).get("LaunchTemplateId"))
+            lt_ref = (r["Properties"].get("LaunchTemplate") or {}).get("LaunchTemplateId")
             lt = self._resolved[stack.name].get(_strip(lt_ref), {})
             data = (lt.get("Properties") or {}).get("LaunchTemplateData") or {}
             if _true((data.get("Monitoring") or {}).get("Enabled")):
@@ -955,9 +1036,15 @@ class Estimate:
         they are published: while the hubs run), its performance log events are ingested into
         CloudWatch Logs (each running task, about once a minute)."""
         ci = self.c["container_insights"]
-        clusters = [r for _s, _n, r in self._all("AWS::ECS::Cluster")
-                    if any(x.get("Name") == "containerInsights" and str(x.get("Value")) in ("enabled", "enhanced")
-                           for x in r["Properties"].get("ClusterSettings") or [] if isinstance(x, dict))]
+        clusters = [
+            r
+            for _s, _n, r in self._all("AWS::ECS::Cluster")
+            if any(
+                x.get("Name") == "containerInsights" and str(x.get("Value")) in ("enabled", "enhanced")
+                for x in r["Properties"].get("ClusterSettings") or []
+                if isinstance(x, dict)
+            )
+        ]
         if not clusters:
             ci.detail.append("off")
             return
@@ -966,10 +1053,19 @@ class Estimate:
         metrics = self.p.a("container_insights_metrics_per_cluster") * cluster_hours
         for t in self.tiers:
             families = 2 if t.mode == "per-user" else 1
-            metrics += (self.p.a("container_insights_metrics_per_service") + families * self.p.a("container_insights_metrics_per_task_family")) * t.hub_task_hours / max(t.min_tasks, 1)
+            metrics += (
+                (
+                    self.p.a("container_insights_metrics_per_service")
+                    + families * self.p.a("container_insights_metrics_per_task_family")
+                )
+                * t.hub_task_hours
+                / max(t.min_tasks, 1)
+            )
         ci.idle += len(clusters) * metrics * metric_hour
         gb_per_task_hour = self.p.a("container_insights_log_kb_per_task_minute") * 60 / 1e6
-        log_price = self.p.usd("logs_ingest_gb") + getattr(self, "log_retention_days", 30) / 30 * self.p.usd("logs_store_gb_month")
+        log_price = self.p.usd("logs_ingest_gb") + getattr(self, "log_retention_days", 30) / 30 * self.p.usd(
+            "logs_store_gb_month"
+        )
         ci.idle += sum(t.hub_task_hours for t in self.tiers) * gb_per_task_hour * log_price
         ci.per_user_hour += gb_per_task_hour * log_price if any(t.mode == "per-user" for t in self.tiers) else 0.0
         ci.detail.append(
@@ -981,7 +1077,11 @@ class Estimate:
         """Basic scan on push is free; enhanced scanning (Amazon Inspector) is paid per image
         pushed and per re-scan of the images the lifecycle keeps."""
         s = self.c["image_scanning"]
-        enhanced = [r for _s, _n, r in self._all("AWS::ECR::RegistryScanningConfiguration") if r["Properties"].get("ScanType") == "ENHANCED"]
+        enhanced = [
+            r
+            for _s, _n, r in self._all("AWS::ECR::RegistryScanningConfiguration")
+            if r["Properties"].get("ScanType") == "ENHANCED"
+        ]
         repos = self._all("AWS::ECR::Repository")
         if enhanced:
             keep = getattr(self, "ecr_keep", 20)
@@ -990,7 +1090,9 @@ class Estimate:
             s.idle += pushes * self.p.usd("ecr_enhanced_scan_image") + rescans * self.p.usd("ecr_enhanced_rescan_image")
             s.detail.append(f"enhanced (Inspector): {pushes:g} images pushed and {rescans:g} re-scans a month")
             return
-        basic = sum(1 for _s, _n, r in repos if _true((r["Properties"].get("ImageScanningConfiguration") or {}).get("ScanOnPush")))
+        basic = sum(
+            1 for _s, _n, r in repos if _true((r["Properties"].get("ImageScanningConfiguration") or {}).get("ScanOnPush"))
+        )
         s.detail.append(f"basic scan on push ({basic} repositories): free" if basic else "off")
 
     def _off_hours_hubs(self) -> None:
@@ -1004,20 +1106,28 @@ class Estimate:
             self.notes.append("on-demand hubs outside business hours: egress is your VPC's and not counted")
             return
         if nat is None or nat["hours"] >= self.hours - 1e-6:
-            self.notes.append(f"on-demand hubs outside business hours add nothing: egress ({self.egress_mode}) runs all month anyway")
+            self.notes.append(
+                f"on-demand hubs outside business hours add nothing: egress ({self.egress_mode}) runs all month anyway"
+            )
             return
         spare = max(self.hours - nat["hours"], 0.0)
         hours = min(asked, spare)
         if asked > spare + 1e-9:
-            self.notes.append(f"--off-hours-hub-hours {asked:g}: only {spare:.0f} h a month are outside the NAT instance's schedule; counted {hours:.0f} h")
+            self.notes.append(
+                f"--off-hours-hub-hours {asked:g}: only {spare:.0f} h a month are outside the NAT instance's schedule; counted {hours:.0f} h"
+            )
         self.schedule["nat_instance_hours_for_hubs_per_month"] = round(hours, 2)
         if hours <= 0:
             return
         self.c["egress"].off_hours += hours * nat["instance_hour"]
-        self.c["egress"].detail.append(f"+ {nat['type']} NAT instance and its volume x {hours:.0f} h for on-demand hubs outside business hours (profile)")
+        self.c["egress"].detail.append(
+            f"+ {nat['type']} NAT instance and its volume x {hours:.0f} h for on-demand hubs outside business hours (profile)"
+        )
         if nat["ipv4_hour"]:
             self.c["public_ipv4"].off_hours += hours * nat["ipv4_hour"]
-            self.c["public_ipv4"].detail.append(f"+ the NAT instance's x {hours:.0f} h for on-demand hubs outside business hours (profile)")
+            self.c["public_ipv4"].detail.append(
+                f"+ the NAT instance's x {hours:.0f} h for on-demand hubs outside business hours (profile)"
+            )
 
     # -- totals -------------------------------------------------------------------------------
     def component_profile(self, c: Component) -> float:
@@ -1060,7 +1170,12 @@ class Estimate:
         if not fits:
             return {"instance": None, "per_user_hour_usd": None, "profile_monthly_usd": None, "idle_monthly_usd": 0.0}
         usd, kind = min(fits)
-        return {"instance": kind, "idle_monthly_usd": 0.0, "per_user_hour_usd": usd, "profile_monthly_usd": usd * self.profile.user_hours}
+        return {
+            "instance": kind,
+            "idle_monthly_usd": 0.0,
+            "per_user_hour_usd": usd,
+            "profile_monthly_usd": usd * self.profile.user_hours,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         ref = self.reference()
@@ -1102,7 +1217,11 @@ class Estimate:
             "reference_profile_monthly_usd": r4(ref["profile_monthly_usd"]),
             "reference_servers_24x7_monthly_usd": r4(ref["servers_24x7_monthly_usd"]),
             "idle_vs_reference": round(self.idle / ref["idle_monthly_usd"], 4),
-            "sagemaker": {"instance": sm["instance"], "per_user_hour_usd": r6(sm["per_user_hour_usd"]), "profile_monthly_usd": r4(sm["profile_monthly_usd"])},
+            "sagemaker": {
+                "instance": sm["instance"],
+                "per_user_hour_usd": r6(sm["per_user_hour_usd"]),
+                "profile_monthly_usd": r4(sm["profile_monthly_usd"]),
+            },
             "components": {
                 key: {
                     "label": COMPONENTS[key],

@@ -27,7 +27,6 @@ from lakehub.errors import LakehubError
 from lakehub_hub.accounts import stable_uid, unix_username
 
 
-
 def can_isolate() -> bool:
     """Only root can run a process as another user."""
     return os.geteuid() == 0
@@ -35,9 +34,11 @@ def can_isolate() -> bool:
 
 def not_isolated_warning() -> str:
     user = pwd.getpwuid(os.geteuid()).pw_name
-    return (f"warning: user servers will run as {user}, like the platform itself, so code in a notebook can read "
-            "the state folder (admin key) and other servers' credentials; run `lakehub local up` as root for "
-            "one Unix account per user")
+    return (
+        f"warning: user servers will run as {user}, like the platform itself, so code in a notebook can read "
+        "the state folder (admin key) and other servers' credentials; run `lakehub local up` as root for "
+        "one Unix account per user"
+    )
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,17 @@ def ensure_account(hub_name: str) -> Account:
         entry = pwd.getpwnam(name)
     except KeyError:
         uid = stable_uid(name)
-        cmd = ["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-               "--user-group", "--comment", f"lakehub {hub_name}"[:60]]
+        cmd = [
+            "useradd",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--user-group",
+            "--comment",
+            f"lakehub {hub_name}"[:60],
+        ]
         try:
             pwd.getpwuid(uid)
         except KeyError:

@@ -130,8 +130,10 @@ class SecretsError(LakehubError):
         return f"ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: {what}: {self}"
 
 
-SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[^:]*):(?P<account>\d*):secret:(?P<name>[^:]+)"
-                        r"(?::(?P<key>[^:]*)(?::(?P<stage>[^:]*)(?::(?P<version>[^:]*))?)?)?$")
+SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[^:]*):(?P<account>\d*):secret:(?P<name>[^:]+)"
+    r"(?::(?P<key>[^:]*)(?::(?P<stage>[^:]*)(?::(?P<version>[^:]*))?)?)?$"
+)
 PARAMETER_ARN = re.compile(r"^arn:aws[a-z-]*:ssm:[^:]*:\d*:parameter(?P<name>/.+)$")
 
 
@@ -203,9 +205,7 @@ def keep_tasks_running(endpoint_url: str, control_token: str | None = None) -> N
     the supervisor's token (lakehub.local.control); a plain moto server ignores it."""
     from lakehub.local.control import control_request
 
-    body = json.dumps(
-        {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}}
-    ).encode()
+    body = json.dumps({"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}}).encode()
     try:
         control_request(endpoint_url, "/moto-api/state-manager/set-transition", control_token, data=body, method="POST")
     except OSError as exc:
@@ -330,8 +330,9 @@ class LocalAgent:
             os.chmod(self.efs_dir, 0o711)
             self._opened += accounts.open_for_others([str(self.efs_dir.parent)])
             for folder, _ in self._opened:
-                log.warning("local agent: %s allows others to pass (o+x) while the agent runs, so user "
-                            "servers reach this Python", folder)
+                log.warning(
+                    "local agent: %s allows others to pass (o+x) while the agent runs, so user servers reach this Python", folder
+                )
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="lakehub-local-agent", daemon=True)
         self._thread.start()
@@ -409,14 +410,10 @@ class LocalAgent:
         live: set[str] = set()
         for cluster in self._cluster_names():
             arns = []
-            for page in self.ecs.get_paginator("list_tasks").paginate(
-                cluster=cluster, desiredStatus="RUNNING"
-            ):
+            for page in self.ecs.get_paginator("list_tasks").paginate(cluster=cluster, desiredStatus="RUNNING"):
                 arns.extend(page.get("taskArns", []))
             for i in range(0, len(arns), 100):
-                described = self.ecs.describe_tasks(
-                    cluster=cluster, tasks=arns[i : i + 100], include=["TAGS"]
-                ).get("tasks", [])
+                described = self.ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100], include=["TAGS"]).get("tasks", [])
                 for task in described:
                     if not self._handles(task):
                         continue
@@ -441,8 +438,12 @@ class LocalAgent:
                     from lakehub.local.containers import OOM_EXIT_CODE, OOM_REASON
 
                     log.info("local agent: container of %s was killed for using more memory than its task has", arn)
-                    self._report(local, containers=[{"name": local.essential, "lastStatus": "STOPPED",
-                                                     "exitCode": OOM_EXIT_CODE, "reason": OOM_REASON}])
+                    self._report(
+                        local,
+                        containers=[
+                            {"name": local.essential, "lastStatus": "STOPPED", "exitCode": OOM_EXIT_CODE, "reason": OOM_REASON}
+                        ],
+                    )
                     self._stop_task(local, f"Essential container in task exited (exit code {OOM_EXIT_CODE}: {OOM_REASON})")
                     continue
                 start_error = self._podman_error(local) if local.container and code in (125, 126, 127) else None
@@ -450,7 +451,9 @@ class LocalAgent:
                     self._report(local, containers=[{"name": local.essential, "reason": start_error}])
                     self._stop_task(local, f"CannotStartContainerError: {start_error}")
                 else:
-                    self._stop_task(local, f"Essential container in task exited (exit code {code}{f': killed by {killer}' if killer else ''})")
+                    self._stop_task(
+                        local, f"Essential container in task exited (exit code {code}{f': killed by {killer}' if killer else ''})"
+                    )
             elif local.health is not None and local.health.status == "UNHEALTHY" and local.started_by.startswith("ecs-svc/"):
                 log.info("local agent: task %s of a service is unhealthy; stopping it", arn)
                 del self.tasks[arn]
@@ -478,8 +481,14 @@ class LocalAgent:
 
         body = json.dumps(dict(status, taskArn=local.arn)).encode()
         try:
-            control_request(self.endpoint_url, "/moto-api/lakehub/ecs-task", self.control_token, data=body,
-                            method="POST", content_type="application/json")
+            control_request(
+                self.endpoint_url,
+                "/moto-api/lakehub/ecs-task",
+                self.control_token,
+                data=body,
+                method="POST",
+                content_type="application/json",
+            )
         except OSError as exc:
             log.debug("local agent: cannot report %s's status: %s", local.arn, exc)
 
@@ -487,9 +496,7 @@ class LocalAgent:
 
     def _task_definition(self, arn: str) -> dict:
         if arn not in self._task_definitions:
-            self._task_definitions[arn] = self.ecs.describe_task_definition(taskDefinition=arn)[
-                "taskDefinition"
-            ]
+            self._task_definitions[arn] = self.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
         return self._task_definitions[arn]
 
     def _credentials(self, role_arn: str, session_name: str) -> dict:
@@ -502,9 +509,9 @@ class LocalAgent:
         if callable(source):
             return source(role_arn, session_name)
         if role_arn not in self._credential_cache:
-            self._credential_cache[role_arn] = self.sts.assume_role(
-                RoleArn=role_arn, RoleSessionName=session_name[:64]
-            )["Credentials"]
+            self._credential_cache[role_arn] = self.sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64])[
+                "Credentials"
+            ]
         return self._credential_cache[role_arn]
 
     def _command(self, container_def: dict, override: dict) -> list[str]:
@@ -539,8 +546,11 @@ class LocalAgent:
         except LakehubError as exc:
             raise EnvFileError(str(exc)) from None
         s3 = boto3.session.Session().client(
-            "s3", region_name=self.region, endpoint_url=self.endpoint_url,
-            aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+            "s3",
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds.get("SessionToken"),
         )
         env: dict[str, str] = {}
@@ -570,8 +580,10 @@ class LocalAgent:
         except LakehubError as exc:
             raise SecretsError("asm", str(exc)) from None
         session = boto3.session.Session(
-            aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds.get("SessionToken"), region_name=self.region,
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds.get("SessionToken"),
+            region_name=self.region,
         )
         clients: dict[str, object] = {}
         out: dict[str, str] = {}
@@ -659,8 +671,13 @@ class LocalAgent:
                 if posix:  # EFS enforces the access point's identity on every file operation
                     uid, gid = int(posix["Uid"]), int(posix["Gid"])
                     if uid != account.uid:
-                        log.warning("local agent: %s's access point says uid %s, the account %s has %s; "
-                                    "running as the access point's", _tags(task)[TAG_USER], uid, account.name, account.uid)
+                        log.warning(
+                            "local agent: %s's access point says uid %s, the account %s has %s; running as the access point's",
+                            _tags(task)[TAG_USER],
+                            uid,
+                            account.name,
+                            account.uid,
+                        )
                 if not home_mapped:
                     env["HOME"] = str(workdir)
                 env.update(USER=account.name, LOGNAME=account.name, TMPDIR=str(workdir / "tmp"))
@@ -673,21 +690,34 @@ class LocalAgent:
             out = open(log_path, "ab")
             try:
                 process = subprocess.Popen(
-                    argv, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True, **as_user,
+                    argv,
+                    cwd=workdir,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    **as_user,
                 )
             finally:
                 out.close()
         except (LakehubError, ClientError, OSError) as exc:
             self._cannot_run(LocalTask(arn, cluster, port, None, log_path, workdir), exc)  # type: ignore[arg-type]
             return
-        local = LocalTask(arn, cluster, port, process, log_path, workdir, account, essential=container_def.get("name", ""),
-                          started_by=task.get("startedBy") or "")
+        local = LocalTask(
+            arn,
+            cluster,
+            port,
+            process,
+            log_path,
+            workdir,
+            account,
+            essential=container_def.get("name", ""),
+            started_by=task.get("startedBy") or "",
+        )
         self.tasks[arn] = local
         log.info("local agent: task %s runs as pid %s on %s:%s (log %s)", arn, process.pid, self.host, port, log_path)
-        self.ecs.tag_resource(
-            resourceArn=arn, tags=[{"key": TAG_LOCAL_ENDPOINT, "value": f"{self.host}:{port}"}]
-        )
+        self.ecs.tag_resource(resourceArn=arn, tags=[{"key": TAG_LOCAL_ENDPOINT, "value": f"{self.host}:{port}"}])
 
     def _cannot_run(self, local: LocalTask, exc: Exception) -> None:
         from lakehub.local.containers import ContainerError
@@ -702,8 +732,9 @@ class LocalAgent:
         else:
             self._stop_task(local, f"CannotStartContainerError: lakehub local agent: {exc}")
 
-    def _launch_container(self, cluster: str, task: dict, task_def: dict, container_def: dict, override: dict,
-                          port: int, log_path: Path) -> None:
+    def _launch_container(
+        self, cluster: str, task: dict, task_def: dict, container_def: dict, override: dict, port: int, log_path: Path
+    ) -> None:
         """Run the task as a podman container of its image (lakehub.local.containers)."""
         from lakehub.local import containers
 
@@ -711,27 +742,40 @@ class LocalAgent:
         task_id = arn.rsplit("/", 1)[-1]
         name = containers.container_name(task_id)
         tags = _tags(task)
-        local = LocalTask(arn, cluster, port, None, log_path, self.work_dir, container=name,  # type: ignore[arg-type]
-                          essential=container_def.get("name", ""), started_by=task.get("startedBy") or "",
-                          stop_timeout=int(container_def.get("stopTimeout") or containers.DEFAULT_STOP_TIMEOUT))
+        local = LocalTask(
+            arn,
+            cluster,
+            port,
+            None,
+            log_path,
+            self.work_dir,
+            container=name,  # type: ignore[arg-type]
+            essential=container_def.get("name", ""),
+            started_by=task.get("startedBy") or "",
+            stop_timeout=int(container_def.get("stopTimeout") or containers.DEFAULT_STOP_TIMEOUT),
+        )
         try:
             image = self.local_image(container_def.get("image") or "")
             if not image or not containers.image_exists(image):
                 raise containers.ContainerError(
                     "CannotPullContainerError",
                     f"pull image manifest has been retried 1 time(s): {image or '(no image)'}: not found "
-                    "(the local agent pulls nothing: build the image locally first)")
+                    "(the local agent pulls nothing: build the image locally first)",
+                )
             mounts, posix = self._efs_mounts(task_def, container_def)
             read_only = {mp.get("containerPath"): bool(mp.get("readOnly")) for mp in container_def.get("mountPoints") or []}
             binds = [containers.Mount(str(host), path, read_only.get(path, False)) for path, host in mounts]
-            binds += [containers.Mount(str(h), c, bool(ro)) for h, c, ro in (self.extra_mounts(task) if self.extra_mounts else [])]
+            binds += [
+                containers.Mount(str(h), c, bool(ro)) for h, c, ro in (self.extra_mounts(task) if self.extra_mounts else [])
+            ]
             user = container_def.get("user") or None
             if posix:  # EFS enforces the access point's identity on every file operation
                 user = f"{posix['Uid']}:{posix['Gid']}"
             if TAG_USER in tags and (user is None or user.split(":", 1)[0] in ("0", "root")):
                 raise containers.ContainerError(
                     "CannotStartContainerError",
-                    "a user's server must not run as root: set User in the task definition (the image's is root)")
+                    "a user's server must not run as root: set User in the task definition (the image's is root)",
+                )
             env = self._environment(container_def, override, task_def, task_id, port)
             local.role_entry = task_id if task_def.get("taskRoleArn") else None
             labels = {containers.TASK_LABEL: arn}
@@ -747,30 +791,53 @@ class LocalAgent:
             try:
                 local.process = containers.start(
                     lambda env_file, env_names: containers.run_argv(
-                        name, image, container_def, override, mounts=binds, user=user, labels=labels,
-                        env_file=env_file, env_names=env_names, limits=limits),
-                    env, out)
+                        name,
+                        image,
+                        container_def,
+                        override,
+                        mounts=binds,
+                        user=user,
+                        labels=labels,
+                        env_file=env_file,
+                        env_names=env_names,
+                        limits=limits,
+                    ),
+                    env,
+                    out,
+                )
             finally:
                 out.close()
         except (LakehubError, ClientError, OSError, subprocess.SubprocessError) as exc:
             if local.role_entry and self.credentials_server is not None:
                 self.credentials_server.remove_role(local.role_entry)
-            self._report(local, containers=[{"name": local.essential, "lastStatus": "STOPPED", "exitCode": None,
-                                             "reason": str(exc)}])
+            self._report(
+                local, containers=[{"name": local.essential, "lastStatus": "STOPPED", "exitCode": None, "reason": str(exc)}]
+            )
             self._cannot_run(local, exc)
             return
         self.tasks[arn] = local
         health = container_def.get("healthCheck")
-        self._report(local, healthStatus="UNKNOWN", containers=[
-            {"name": local.essential, "lastStatus": "RUNNING", "exitCode": None, "healthStatus": "UNKNOWN"}])
+        self._report(
+            local,
+            healthStatus="UNKNOWN",
+            containers=[{"name": local.essential, "lastStatus": "RUNNING", "exitCode": None, "healthStatus": "UNKNOWN"}],
+        )
         if health:
+
             def report(status: str, local=local) -> None:
                 log.info("local agent: task %s is %s", local.arn, status)
                 self._report(local, healthStatus=status, containers=[{"name": local.essential, "healthStatus": status}])
 
             local.health = containers.HealthMonitor(name, health, report).start()
-        log.info("local agent: task %s runs as container %s (pid %s) on %s:%s (log %s)", arn, name,
-                 local.process.pid, self.host, port, log_path)
+        log.info(
+            "local agent: task %s runs as container %s (pid %s) on %s:%s (log %s)",
+            arn,
+            name,
+            local.process.pid,
+            self.host,
+            port,
+            log_path,
+        )
         self.ecs.tag_resource(resourceArn=arn, tags=[{"key": TAG_LOCAL_ENDPOINT, "value": f"{self.host}:{port}"}])
 
     def local_image(self, image: str) -> str:
@@ -784,18 +851,21 @@ class LocalAgent:
         if not sep or "/" not in repo_uri:
             return image
         try:
-            details = self.ecr.describe_images(repositoryName=repo_uri.split("/", 1)[1],
-                                               imageIds=[{"imageDigest": digest}])["imageDetails"]
+            details = self.ecr.describe_images(repositoryName=repo_uri.split("/", 1)[1], imageIds=[{"imageDigest": digest}])[
+                "imageDetails"
+            ]
         except Exception as exc:  # noqa: BLE001 - reported as the task's pull error
             raise containers.ContainerError(
-                "CannotPullContainerError", f"{image}: not in the emulated ECR ({type(exc).__name__}: {str(exc)[:160]})") from None
+                "CannotPullContainerError", f"{image}: not in the emulated ECR ({type(exc).__name__}: {str(exc)[:160]})"
+            ) from None
         for tag in (details[0].get("imageTags") or []) if details else []:
             if containers.image_exists(f"{repo_uri}:{tag}"):
                 return f"{repo_uri}:{tag}"
         raise containers.ContainerError(
             "CannotPullContainerError",
             f"{image}: no local image carries a tag of that digest (the local agent pulls nothing: "
-            "tag the local image as <repository URI>:<tag> and register the tag in the emulated ECR)")
+            "tag the local image as <repository URI>:<tag> and register the tag in the emulated ECR)",
+        )
 
     def _efs_mounts(self, task_def: dict, container_def: dict) -> tuple[list[tuple[str, Path]], dict | None]:
         """[(containerPath, host folder)] for the container's EFS mount points (each folder made
@@ -910,7 +980,7 @@ def map_path(value: str, mounts: list[tuple[str, Path]]) -> str:
         if value == (base or "/"):
             return str(host)
         if value.startswith(base + "/"):
-            return str(host) + value[len(base):]
+            return str(host) + value[len(base) :]
     return value
 
 
@@ -983,8 +1053,12 @@ def main(argv: list[str] | None = None) -> int:
         "IAM enforcement was turned on (default: assume each task role on the emulator)",
     )
     parser.add_argument("--poll-interval", type=float, default=0.5)
-    parser.add_argument("--runtime", choices=RUNTIMES, default="process",
-                        help="run tasks as host processes (default) or as podman containers of their image")
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="process",
+        help="run tasks as host processes (default) or as podman containers of their image",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     creds = None

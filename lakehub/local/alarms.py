@@ -52,8 +52,13 @@ OPERATORS = {
     "LessThanThreshold": (lambda v, t: v < t, "less than"),
     "LessThanOrEqualToThreshold": (lambda v, t: v <= t, "less than or equal to"),
 }
-REGION_NAMES = {"us-east-1": "US East (N. Virginia)", "us-east-2": "US East (Ohio)", "us-west-2": "US West (Oregon)",
-                "eu-west-1": "EU (Ireland)", "eu-central-1": "EU (Frankfurt)"}
+REGION_NAMES = {
+    "us-east-1": "US East (N. Virginia)",
+    "us-east-2": "US East (Ohio)",
+    "us-west-2": "US West (Oregon)",
+    "eu-west-1": "EU (Ireland)",
+    "eu-central-1": "EU (Frankfurt)",
+}
 
 
 def compare(value: float, operator: str, threshold: float) -> bool:
@@ -96,11 +101,19 @@ def decide(alarm: dict, points: list[tuple[datetime, float | None]], current: st
         state = "ALARM" if breaching >= m else "OK"
         if not real:
             how = "Breaching" if treat == "breaching" else "NonBreaching"
-            return Verdict(state, f"Threshold Crossed: no datapoints were received for {n} period{'s' * (n > 1)} and "
-                                  f"{missing} missing datapoint{'s were' if missing > 1 else ' was'} treated as [{how}].",
-                           window)
-        return Verdict(state, _crossed(state, breaching if state == "ALARM" else len(window) - breaching, n, real,
-                                       words, threshold, m, treat, missing), window)
+            return Verdict(
+                state,
+                f"Threshold Crossed: no datapoints were received for {n} period{'s' * (n > 1)} and "
+                f"{missing} missing datapoint{'s were' if missing > 1 else ' was'} treated as [{how}].",
+                window,
+            )
+        return Verdict(
+            state,
+            _crossed(
+                state, breaching if state == "ALARM" else len(window) - breaching, n, real, words, threshold, m, treat, missing
+            ),
+            window,
+        )
     # missing / ignore: the most recent real datapoints in the whole range
     real = [(t, v) for t, v in points if v is not None][:n]
     if not real:
@@ -115,13 +128,14 @@ def decide(alarm: dict, points: list[tuple[datetime, float | None]], current: st
     return Verdict("OK", _crossed("OK", len(real) - breaching, n, real, words, threshold, m, treat, 0), real)
 
 
-def _crossed(state: str, count: int, n: int, real: list, words: str, threshold: float, m: int, treat: str,
-             missing: int) -> str:
+def _crossed(state: str, count: int, n: int, real: list, words: str, threshold: float, m: int, treat: str, missing: int) -> str:
     shown = ", ".join(f"{_number(v)} ({_fmt_time(t)})" for t, v in real)
     verb = "was" if count == 1 else "were"
     relation = words if state == "ALARM" else f"not {words}"
-    text = (f"Threshold Crossed: {count} out of the last {n} datapoints [{shown}] {verb} {relation} "
-            f"the threshold ({_number(threshold)})")
+    text = (
+        f"Threshold Crossed: {count} out of the last {n} datapoints [{shown}] {verb} {relation} "
+        f"the threshold ({_number(threshold)})"
+    )
     if missing:
         how = "Breaching" if treat == "breaching" else "NonBreaching"
         text += f" and {missing} missing datapoint{'s were' if missing > 1 else ' was'} treated as [{how}]"
@@ -162,8 +176,11 @@ def series_dimensions(cloudwatch, alarm: dict) -> list[dict]:
     GetMetricData compares sorted() lists of its Dimension objects, whose ordering is broken, so
     the same dimensions in another order find nothing (CloudWatch ignores the order)."""
     wanted = {(d["Name"], d["Value"]) for d in alarm.get("Dimensions", [])}
-    listed = cloudwatch.list_metrics(Namespace=alarm["Namespace"], MetricName=alarm["MetricName"],
-                                     Dimensions=[{"Name": n, "Value": v} for n, v in sorted(wanted)])
+    listed = cloudwatch.list_metrics(
+        Namespace=alarm["Namespace"],
+        MetricName=alarm["MetricName"],
+        Dimensions=[{"Name": n, "Value": v} for n, v in sorted(wanted)],
+    )
     for m in listed.get("Metrics", []):
         if {(d["Name"], d["Value"]) for d in m.get("Dimensions", [])} == wanted:
             return [{"Name": d["Name"], "Value": d["Value"]} for d in m["Dimensions"]]
@@ -178,15 +195,20 @@ def fetch(cloudwatch, alarm: dict, now: float) -> list[tuple[datetime, float | N
     span = n + EXTRA_RANGE
     current = int(now // period) * period
     start = current - span * period
-    metric = {"Namespace": alarm["Namespace"], "MetricName": alarm["MetricName"],
-              "Dimensions": series_dimensions(cloudwatch, alarm)}
+    metric = {
+        "Namespace": alarm["Namespace"],
+        "MetricName": alarm["MetricName"],
+        "Dimensions": series_dimensions(cloudwatch, alarm),
+    }
     extended = alarm.get("ExtendedStatistic")
     stat = {"Metric": metric, "Period": 1 if extended else period, "Stat": "Average" if extended else alarm["Statistic"]}
     if alarm.get("Unit"):
         stat["Unit"] = alarm["Unit"]
     answer = cloudwatch.get_metric_data(
         MetricDataQueries=[{"Id": "m", "MetricStat": stat, "ReturnData": True}],
-        StartTime=datetime.fromtimestamp(start, timezone.utc), EndTime=datetime.fromtimestamp(current + period, timezone.utc))
+        StartTime=datetime.fromtimestamp(start, timezone.utc),
+        EndTime=datetime.fromtimestamp(current + period, timezone.utc),
+    )
     result = (answer.get("MetricDataResults") or [{}])[0]
     by_period: dict[int, list[float]] = {}
     for ts, value in zip(result.get("Timestamps", []), result.get("Values", [])):
@@ -216,25 +238,36 @@ def message(alarm: dict, old: str, new: str, reason: str, when: datetime, region
     format: aws-lambda-go events/testdata/cloudwatch-alarm-sns-payload-single-metric.json)."""
     extended = alarm.get("ExtendedStatistic")
     trigger = {
-        "MetricName": alarm.get("MetricName"), "Namespace": alarm.get("Namespace"),
+        "MetricName": alarm.get("MetricName"),
+        "Namespace": alarm.get("Namespace"),
         "StatisticType": "ExtendedStatistic" if extended else "Statistic",
         "Statistic": extended if extended else str(alarm.get("Statistic", "")).upper(),
         "Unit": alarm.get("Unit"),
         "Dimensions": [{"value": d["Value"], "name": d["Name"]} for d in alarm.get("Dimensions", [])],
-        "Period": alarm.get("Period"), "EvaluationPeriods": alarm.get("EvaluationPeriods"),
+        "Period": alarm.get("Period"),
+        "EvaluationPeriods": alarm.get("EvaluationPeriods"),
         "DatapointsToAlarm": alarm.get("DatapointsToAlarm") or alarm.get("EvaluationPeriods"),
-        "ComparisonOperator": alarm.get("ComparisonOperator"), "Threshold": float(alarm.get("Threshold", 0)),
+        "ComparisonOperator": alarm.get("ComparisonOperator"),
+        "Threshold": float(alarm.get("Threshold", 0)),
         "TreatMissingData": alarm.get("TreatMissingData") or "missing",
         "EvaluateLowSampleCountPercentile": alarm.get("EvaluateLowSampleCountPercentile") or "",
     }
     updated = alarm.get("AlarmConfigurationUpdatedTimestamp")
     return {
-        "AlarmName": alarm["AlarmName"], "AlarmDescription": alarm.get("AlarmDescription"), "AWSAccountId": account,
+        "AlarmName": alarm["AlarmName"],
+        "AlarmDescription": alarm.get("AlarmDescription"),
+        "AWSAccountId": account,
         "AlarmConfigurationUpdatedTimestamp": _aws_time(updated) if isinstance(updated, datetime) else None,
-        "NewStateValue": new, "NewStateReason": reason, "StateChangeTime": _aws_time(when),
-        "Region": REGION_NAMES.get(region, region), "AlarmArn": alarm.get("AlarmArn"), "OldStateValue": old,
-        "OKActions": alarm.get("OKActions", []), "AlarmActions": alarm.get("AlarmActions", []),
-        "InsufficientDataActions": alarm.get("InsufficientDataActions", []), "Trigger": trigger,
+        "NewStateValue": new,
+        "NewStateReason": reason,
+        "StateChangeTime": _aws_time(when),
+        "Region": REGION_NAMES.get(region, region),
+        "AlarmArn": alarm.get("AlarmArn"),
+        "OldStateValue": old,
+        "OKActions": alarm.get("OKActions", []),
+        "AlarmActions": alarm.get("AlarmActions", []),
+        "InsufficientDataActions": alarm.get("InsufficientDataActions", []),
+        "Trigger": trigger,
     }
 
 
@@ -320,14 +353,20 @@ class AlarmEvaluator:
         if new == old and alarm.get("StateReason") != MOTO_INITIAL_REASON:
             return None
         when = datetime.now(timezone.utc)
-        data = {"version": "1.0", "queryDate": _aws_time(when),
-                "statistic": alarm.get("Statistic") or alarm.get("ExtendedStatistic"), "period": alarm["Period"],
-                "recentDatapoints": [v for _, v in verdict.evaluated if v is not None],
-                "threshold": float(alarm["Threshold"]),
-                "evaluatedDatapoints": [{"timestamp": _aws_time(t), **({"value": v} if v is not None else {})}
-                                        for t, v in verdict.evaluated]}
-        cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=new, StateReason=verdict.reason[:1023],
-                                   StateReasonData=json.dumps(data))
+        data = {
+            "version": "1.0",
+            "queryDate": _aws_time(when),
+            "statistic": alarm.get("Statistic") or alarm.get("ExtendedStatistic"),
+            "period": alarm["Period"],
+            "recentDatapoints": [v for _, v in verdict.evaluated if v is not None],
+            "threshold": float(alarm["Threshold"]),
+            "evaluatedDatapoints": [
+                {"timestamp": _aws_time(t), **({"value": v} if v is not None else {})} for t, v in verdict.evaluated
+            ],
+        }
+        cloudwatch.set_alarm_state(
+            AlarmName=alarm["AlarmName"], StateValue=new, StateReason=verdict.reason[:1023], StateReasonData=json.dumps(data)
+        )
         published = []
         if new != old:
             log.info("alarm %s: %s -> %s: %s", alarm["AlarmName"], old, new, verdict.reason)

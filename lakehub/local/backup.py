@@ -61,8 +61,10 @@ class Backup:
 
     @property
     def line(self) -> str:
-        text = (f"backup {self.name}: {len(self.homes)} homes ({self.files} files, {self.bytes / 1e6:.1f} MB, "
-                f"{self.linked} unchanged since the last backup), {len(self.hub_databases)} hub databases in {self.path}")
+        text = (
+            f"backup {self.name}: {len(self.homes)} homes ({self.files} files, {self.bytes / 1e6:.1f} MB, "
+            f"{self.linked} unchanged since the last backup), {len(self.hub_databases)} hub databases in {self.path}"
+        )
         if self.problems:
             text += f"; {len(self.problems)} not copied: {'; '.join(self.problems[:3])}"
         return text
@@ -77,8 +79,10 @@ def list_backups(state: StateDir) -> list[Path]:
     root = backups_root(state)
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if p.is_dir() and NAME.fullmatch(p.name) and (p / MANIFEST).exists()),
-                  key=lambda p: backup_time(p.name))
+    return sorted(
+        (p for p in root.iterdir() if p.is_dir() and NAME.fullmatch(p.name) and (p / MANIFEST).exists()),
+        key=lambda p: backup_time(p.name),
+    )
 
 
 def backup_time(name: str) -> datetime.datetime:
@@ -188,15 +192,21 @@ def _copy_database(src: Path, dst: Path) -> None:
     os.chmod(dst, 0o600)
 
 
-def take_backup(state: StateDir, homes: list[tuple[str, str, str]] | None = None, keep: int = KEEP,
-                now: datetime.datetime | None = None, databases: bool = True, note: str = "") -> Backup:
+def take_backup(
+    state: StateDir,
+    homes: list[tuple[str, str, str]] | None = None,
+    keep: int = KEEP,
+    now: datetime.datetime | None = None,
+    databases: bool = True,
+    note: str = "",
+) -> Backup:
     """A backup of every home (or of `homes`) and each hub's database; prunes to `keep`."""
     efs = state.path / EFS_DIR
     earlier = list_backups(state)
     previous = earlier[-1] if earlier else None
     folder = _new_folder(state, now)
     backup = Backup(folder.name, folder)
-    for fs, tier, unix in (_homes(efs) if homes is None else homes):
+    for fs, tier, unix in _homes(efs) if homes is None else homes:
         rel = Path(EFS_DIR, fs, "tiers", tier, unix)
         # the folders above a home: as on the emulated EFS (traverse-only for others)
         for up in (Path(EFS_DIR), Path(EFS_DIR, fs), Path(EFS_DIR, fs, "tiers"), Path(EFS_DIR, fs, "tiers", tier)):
@@ -214,10 +224,18 @@ def take_backup(state: StateDir, homes: list[tuple[str, str, str]] | None = None
                 backup.hub_databases.append(tier)
             except (sqlite3.Error, OSError) as exc:
                 backup.problems.append(f"hub database {db}: {exc}")
-    manifest = {"name": backup.name, "time": backup_time(backup.name).isoformat(), "homes": backup.homes,
-                "hub_databases": backup.hub_databases, "files": backup.files, "bytes": backup.bytes,
-                "linked": backup.linked, "problems": backup.problems, "note": note,
-                "kind": "backup" if homes is None else "kept"}
+    manifest = {
+        "name": backup.name,
+        "time": backup_time(backup.name).isoformat(),
+        "homes": backup.homes,
+        "hub_databases": backup.hub_databases,
+        "files": backup.files,
+        "bytes": backup.bytes,
+        "linked": backup.linked,
+        "problems": backup.problems,
+        "note": note,
+        "kind": "backup" if homes is None else "kept",
+    }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     for old in list_backups(state)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -242,8 +260,10 @@ def pick_backup(state: StateDir, tier: str, unix: str, when: str | None) -> Path
         try:
             at = datetime.datetime.fromisoformat(when.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise LakehubError(f"--from {when!r} is neither a backup ({', '.join(b.name for b in backups[-3:])}, ...) "
-                               "nor a time (ISO 8601, e.g. 2026-12-01T18:00Z)") from None
+            raise LakehubError(
+                f"--from {when!r} is neither a backup ({', '.join(b.name for b in backups[-3:])}, ...) "
+                "nor a time (ISO 8601, e.g. 2026-12-01T18:00Z)"
+            ) from None
         at = at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
         earlier = [b for b in backups if backup_time(b.name) <= at]
         if not earlier:
@@ -271,8 +291,10 @@ def restore_home(state: StateDir, tier: str, user: str, when: str | None = None,
     found = [h for h in homes if h[1:] == (tier, unix)]
     if not found:
         here = sorted(u for _, t, u in homes if t == tier)
-        raise LakehubError(f"backup {backup.name} has no home of user {user!r} ({unix}) in tier {tier} "
-                           f"(homes there: {', '.join(here) or 'none'}); check the name, or --from an older backup")
+        raise LakehubError(
+            f"backup {backup.name} has no home of user {user!r} ({unix}) in tier {tier} "
+            f"(homes there: {', '.join(here) or 'none'}); check the name, or --from an older backup"
+        )
     fs = found[0][0]
     rel = Path(EFS_DIR, fs, "tiers", tier, unix)
     target = state.path / rel
@@ -281,10 +303,17 @@ def restore_home(state: StateDir, tier: str, user: str, when: str | None = None,
         occupied = target.is_symlink() or not target.is_dir() or any(True for _ in os.scandir(target))
         if occupied:
             if not force:
-                raise LakehubError(f"the home of {user!r} in tier {tier} exists and holds files ({target}); "
-                                   "stop their server and pass --force to replace it (its files are kept as a backup first)")
-            kept = take_backup(state, homes=[(fs, tier, unix)], keep=0, databases=False,
-                               note=f"kept by restore-home --force before restoring {backup.name}").name
+                raise LakehubError(
+                    f"the home of {user!r} in tier {tier} exists and holds files ({target}); "
+                    "stop their server and pass --force to replace it (its files are kept as a backup first)"
+                )
+            kept = take_backup(
+                state,
+                homes=[(fs, tier, unix)],
+                keep=0,
+                databases=False,
+                note=f"kept by restore-home --force before restoring {backup.name}",
+            ).name
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         else:

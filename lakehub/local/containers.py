@@ -77,7 +77,9 @@ DEFAULT_STOP_TIMEOUT = 10
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # What podman itself reads from its environment: passed from the agent's, so every podman call
 # (image checks, builds, runs) sees the same storage and configuration.
-PODMAN_ENV = re.compile(r"^(HOME|TMPDIR|XDG_[A-Z_]+|CONTAINERS_[A-Z_]+|CONTAINER_[A-Z_]+|REGISTRIES_CONFIG_PATH|STORAGE_[A-Z_]+)$")
+PODMAN_ENV = re.compile(
+    r"^(HOME|TMPDIR|XDG_[A-Z_]+|CONTAINERS_[A-Z_]+|CONTAINER_[A-Z_]+|REGISTRIES_CONFIG_PATH|STORAGE_[A-Z_]+)$"
+)
 
 
 class ContainerError(LakehubError):
@@ -138,8 +140,7 @@ def run_argv(
     limits: "Limits | None" = None,
 ) -> list[str]:
     """The `podman run` command line of a task's container (no environment values on it)."""
-    argv = [podman(), "run", "--name", name, "--pull", "never", "--network", "host",
-            "--log-driver", "none", *run_args()]
+    argv = [podman(), "run", "--name", name, "--pull", "never", "--network", "host", "--log-driver", "none", *run_args()]
     if limits is not None:
         argv += limits.args()
     for key, value in (labels or {}).items():
@@ -200,10 +201,18 @@ def task_limits(task: dict, task_def: dict, container_def: dict) -> Limits:
     """The size ECS gives the container: its own hard `memory` limit if set, else the task's
     memory (RunTask's override, else the definition's); cpu the same way."""
     overrides = task.get("overrides") or {}
-    memory = (_positive_int(container_def.get("memory")) or _positive_int(overrides.get("memory"))
-              or _positive_int(task.get("memory")) or _positive_int(task_def.get("memory")))
-    cpu = (_positive_int(overrides.get("cpu")) or _positive_int(task.get("cpu"))
-           or _positive_int(task_def.get("cpu")) or _positive_int(container_def.get("cpu")))
+    memory = (
+        _positive_int(container_def.get("memory"))
+        or _positive_int(overrides.get("memory"))
+        or _positive_int(task.get("memory"))
+        or _positive_int(task_def.get("memory"))
+    )
+    cpu = (
+        _positive_int(overrides.get("cpu"))
+        or _positive_int(task.get("cpu"))
+        or _positive_int(task_def.get("cpu"))
+        or _positive_int(container_def.get("cpu"))
+    )
     return Limits(memory, cpu)
 
 
@@ -243,8 +252,12 @@ def oom_killed(name: str, timeout: float = 30) -> bool:
     State.OOMKilled, else the kernel's log (podman 4.3's conmon does not see OOM kills on cgroup v1
     with runc, which this machine has: State.OOMKilled stays false while dmesg shows the kill)."""
     try:
-        result = subprocess.run([podman(), "container", "inspect", "--format", "{{.State.OOMKilled}} {{.Id}}", name],
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [podman(), "container", "inspect", "--format", "{{.State.OOMKilled}} {{.Id}}", name],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     if result.returncode != 0:
@@ -276,8 +289,10 @@ def start(argv_for: Callable[[str, list[str]], list[str]], env: dict[str, str], 
     text, multiline = split_environment(env)
     clash = sorted(name for name in multiline if PODMAN_ENV.match(name) or name in ("PATH", "LANG"))
     if clash:
-        raise ContainerError("CannotStartContainerError",
-                             f"environment variable {clash[0]} holds a line break, which the local runtime cannot pass")
+        raise ContainerError(
+            "CannotStartContainerError",
+            f"environment variable {clash[0]} holds a line break, which the local runtime cannot pass",
+        )
     podman_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8"}
     podman_env.update({k: v for k, v in os.environ.items() if PODMAN_ENV.match(k)})
     podman_env.update(multiline)
@@ -287,7 +302,7 @@ def start(argv_for: Callable[[str, list[str]], list[str]], env: dict[str, str], 
         try:
             view = memoryview(text)
             while view:
-                view = view[os.write(write_fd, view):]
+                view = view[os.write(write_fd, view) :]
         except OSError:  # podman ended without reading (it failed to start)
             pass
         finally:
@@ -302,8 +317,14 @@ def start(argv_for: Callable[[str, list[str]], list[str]], env: dict[str, str], 
         # an out-of-memory kill, which must not land in the caller's (a checkout).
         log_dir = os.path.dirname(getattr(log_file, "name", "") or "") or None
         process = subprocess.Popen(
-            argv, env=podman_env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            pass_fds=(read_fd,), start_new_session=True, cwd=log_dir if log_dir and os.path.isdir(log_dir) else None,
+            argv,
+            env=podman_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(read_fd,),
+            start_new_session=True,
+            cwd=log_dir if log_dir and os.path.isdir(log_dir) else None,
         )
     except BaseException:
         os.close(write_fd)
@@ -342,7 +363,9 @@ def remove_run_containers(run_token: str, timeout: float = 120) -> list[str]:
         return []
     listed = subprocess.run(
         [podman(), "ps", "-a", "--filter", f"label={RUN_LABEL}={run_token}", "--format", "{{.Names}}"],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     names = [n for n in listed.stdout.split() if n]
     if names:

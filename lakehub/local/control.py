@@ -66,16 +66,22 @@ def guard(app, token: str):
             given = (environ.get(_WSGI_HEADER) or "").encode()
             if not given or not hmac.compare_digest(given, expected):
                 body = b'{"message": "the emulator\'s control API needs the supervisor\'s token"}'
-                start_response("403 Forbidden", [("Content-Type", "application/json"),
-                                                 ("Content-Length", str(len(body)))])
+                start_response("403 Forbidden", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
                 return [body]
         return app(environ, start_response)
 
     return guarded
 
 
-def control_request(endpoint_url: str, path: str, token: str | None, data: bytes | None = None,
-                    method: str | None = None, content_type: str | None = None, timeout: float = 10) -> bytes:
+def control_request(
+    endpoint_url: str,
+    path: str,
+    token: str | None,
+    data: bytes | None = None,
+    method: str | None = None,
+    content_type: str | None = None,
+    timeout: float = 10,
+) -> bytes:
     """Call the emulator's control API (`path` like "/moto-api/reset-auth") with the token.
     A plain moto server (some tests) ignores the header."""
     headers = {"Content-Type": content_type} if content_type else {}

@@ -37,13 +37,16 @@ class CredentialsServer:
                     return self._send(403, {"message": "unknown role or wrong authorization token"})
                 creds = entry[1]
                 expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
-                return self._send(200, {
-                    "AccessKeyId": creds["AccessKeyId"],
-                    "SecretAccessKey": creds["SecretAccessKey"],
-                    "Token": creds.get("SessionToken", ""),
-                    "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "RoleArn": creds.get("RoleArn", ""),
-                })
+                return self._send(
+                    200,
+                    {
+                        "AccessKeyId": creds["AccessKeyId"],
+                        "SecretAccessKey": creds["SecretAccessKey"],
+                        "Token": creds.get("SessionToken", ""),
+                        "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "RoleArn": creds.get("RoleArn", ""),
+                    },
+                )
 
             def _send(self, status, body):
                 data = json.dumps(body).encode()

@@ -104,9 +104,7 @@ def start_moto_server(
     """
     port = port or free_port()
     if port_in_use(port):
-        raise LakehubError(
-            f"port {port} on {LOOPBACK} is already in use; stop what holds it or choose another port"
-        )
+        raise LakehubError(f"port {port} on {LOOPBACK} is already in use; stop what holds it or choose another port")
     env = dict(os.environ)
     env.update(extra_env or {})
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
@@ -122,8 +120,7 @@ def start_moto_server(
     for _ in tries(timeout, interval=0.1):
         if proc.poll() is not None:
             raise LakehubError(
-                f"the AWS emulator (moto_server) exited at start with code {proc.returncode}; "
-                f"see {log_path or 'its output'}"
+                f"the AWS emulator (moto_server) exited at start with code {proc.returncode}; see {log_path or 'its output'}"
             )
         try:
             urllib.request.urlopen(f"{server.endpoint_url}/moto-api/", timeout=1).read()

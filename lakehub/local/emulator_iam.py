@@ -208,8 +208,12 @@ def caller_of(iam_request) -> Caller:
 
 
 # S3 operation names moto sets -> the IAM action AWS authorizes.
-S3_ACTIONS = {"HeadBucket": "ListBucket", "ListObjects": "ListBucket", "ListObjectsV2": "ListBucket",
-              "ListObjectVersions": "ListBucketVersions"}
+S3_ACTIONS = {
+    "HeadBucket": "ListBucket",
+    "ListObjects": "ListBucket",
+    "ListObjectsV2": "ListBucket",
+    "ListObjectVersions": "ListBucketVersions",
+}
 
 
 def _bucket_policy(account: str, resource: str) -> dict | None:
@@ -255,8 +259,12 @@ def _copy_source(headers) -> tuple[str, str] | None:
 def decide_s3(iam_request, action: str, resource: str, caller: Caller | None = None) -> Decision:
     caller = caller or caller_of(iam_request)
     context = dict(caller.context, **_s3_context(iam_request, action))
-    return evaluate(Request(action, resource, caller.principal, context), caller.identity_policies,
-                    caller.session_policies, _bucket_policy(iam_request.account_id, resource))
+    return evaluate(
+        Request(action, resource, caller.principal, context),
+        caller.identity_policies,
+        caller.session_policies,
+        _bucket_policy(iam_request.account_id, resource),
+    )
 
 
 def _assume_role_checks(iam_request, caller: Caller, role_arn: str) -> Decision:
@@ -269,8 +277,11 @@ def _assume_role_checks(iam_request, caller: Caller, role_arn: str) -> Decision:
     source_identity = _first(data, "SourceIdentity") or inherited_identity
     if inherited_identity and source_identity != inherited_identity:
         return Decision(False, "a source identity cannot change along a role chain")
-    inherited = {k: v for k, v in (caller.session.tags if caller.session else {}).items()
-                 if caller.session and k in caller.session.transitive_keys}
+    inherited = {
+        k: v
+        for k, v in (caller.session.tags if caller.session else {}).items()
+        if caller.session and k in caller.session.transitive_keys
+    }
     context = dict(caller.context)
     context["sts:RoleSessionName"] = _first(data, "RoleSessionName")
     if _first(data, "ExternalId"):
@@ -289,8 +300,13 @@ def _assume_role_checks(iam_request, caller: Caller, role_arn: str) -> Decision:
     if source_identity:
         actions.append("sts:SetSourceIdentity")
     for action in actions:
-        decision = evaluate(Request(action, role_arn, caller.principal, context), caller.identity_policies,
-                            caller.session_policies, trust, resource_required=True)
+        decision = evaluate(
+            Request(action, role_arn, caller.principal, context),
+            caller.identity_policies,
+            caller.session_policies,
+            trust,
+            resource_required=True,
+        )
         if not decision:
             return Decision(False, f"{action}: {decision.reason}")
     return Decision(True, "trust policy and caller allow it")
@@ -332,8 +348,11 @@ def check_action_permitted(self, resource: str) -> None:
             if role_arn:
                 decision = _assume_role_checks(self, caller, role_arn)
             else:
-                decision = evaluate(Request(self._action, "*", caller.principal, caller.context), caller.identity_policies,
-                                    caller.session_policies)
+                decision = evaluate(
+                    Request(self._action, "*", caller.principal, caller.context),
+                    caller.identity_policies,
+                    caller.session_policies,
+                )
     except Exception as exc:  # noqa: BLE001 - fail closed, say why in the emulator's log
         log.exception("iam: cannot evaluate %s on %s", self._action, resource)
         decision = Decision(False, f"evaluation error: {exc}")
@@ -365,10 +384,20 @@ def _record_assume_role(self, original):
         if managed:
             policies.append(managed)
     has_session_policy = bool(_first(data, "Policy") or _members(data, "PolicyArns"))
-    SESSIONS.put(role.access_key_id, Session(
-        role_arn=role.role_arn, session_name=role.session_name, account=role.account_id,
-        source_identity=(caller.source_identity if caller and caller.source_identity else _first(data, "SourceIdentity") or ""),
-        tags=tags, transitive_keys=transitive, session_policies=policies if has_session_policy else None))
+    SESSIONS.put(
+        role.access_key_id,
+        Session(
+            role_arn=role.role_arn,
+            session_name=role.session_name,
+            account=role.account_id,
+            source_identity=(
+                caller.source_identity if caller and caller.source_identity else _first(data, "SourceIdentity") or ""
+            ),
+            tags=tags,
+            transitive_keys=transitive,
+            session_policies=policies if has_session_policy else None,
+        ),
+    )
     return result
 
 

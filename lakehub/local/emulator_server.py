@@ -185,8 +185,10 @@ class LambdaRunner:
     def response_url(self, region: str, stack_id: str, signature: str) -> str:
         from urllib.parse import quote
 
-        return (f"https://{LOOPBACK}:{self.relay_port}/cloudformation_{region}/cfnresponse"
-                f"?stack={quote(stack_id, safe='')}&signature={signature}")
+        return (
+            f"https://{LOOPBACK}:{self.relay_port}/cloudformation_{region}/cfnresponse"
+            f"?stack={quote(stack_id, safe='')}&signature={signature}"
+        )
 
     def _code_dir(self, fn) -> Path:
         digest = hashlib.sha256(fn.code_bytes).hexdigest()[:16]
@@ -214,10 +216,18 @@ class LambdaRunner:
         if len(parts) < 6 or not parts[5].startswith("role/"):
             return {}
         session = sts_backends[parts[4]][get_partition(region)].assume_role(
-            region_name=region, role_session_name=str(fn.function_name)[:64], role_arn=role_arn, policy=None,
-            duration=max(900, timeout + 60), external_id=None)
-        return {"AWS_ACCESS_KEY_ID": session.access_key_id, "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
-                "AWS_SESSION_TOKEN": session.session_token}
+            region_name=region,
+            role_session_name=str(fn.function_name)[:64],
+            role_arn=role_arn,
+            policy=None,
+            duration=max(900, timeout + 60),
+            external_id=None,
+        )
+        return {
+            "AWS_ACCESS_KEY_ID": session.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
+            "AWS_SESSION_TOKEN": session.session_token,
+        }
 
     def invoke(self, fn, event: dict, region: str) -> subprocess.CompletedProcess:
         code_dir = self._code_dir(fn)
@@ -286,10 +296,18 @@ def _placeholder_image(account_id: str, region: str, properties: dict) -> None:
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
-                   "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(tag),
-                    "digest": "sha256:" + hashlib.sha256(f"lakehub-local-image:{tag}".encode()).hexdigest()}],
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 2,
+            "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(),
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": len(tag),
+                "digest": "sha256:" + hashlib.sha256(f"lakehub-local-image:{tag}".encode()).hexdigest(),
+            }
+        ],
     }
     backend.put_image(repo, json.dumps(manifest), tag)
 
@@ -318,12 +336,23 @@ def _create_custom_resource(cls, resource_name, cloudformation_json, account_id,
         _placeholder_image(account_id, region_name, properties)
     # What an Update needs (moto's CustomModel keeps none of it).
     resource.lakehub_stack_id, resource.lakehub_type, resource.lakehub_properties = stack_id, resource_type, properties
-    return _run_custom_resource(resource, fn, region_name, stack_id, logical_id, resource_type, properties,
-                                request_id, signature)
+    return _run_custom_resource(resource, fn, region_name, stack_id, logical_id, resource_type, properties, request_id, signature)
 
 
-def _run_custom_resource(resource, fn, region_name, stack_id, logical_id, resource_type, properties, request_id,
-                         signature, request_type="Create", old=None, physical_id=None):
+def _run_custom_resource(
+    resource,
+    fn,
+    region_name,
+    stack_id,
+    logical_id,
+    resource_type,
+    properties,
+    request_id,
+    signature,
+    request_type="Create",
+    old=None,
+    physical_id=None,
+):
     from moto.cloudformation.exceptions import ValidationError
 
     service_token = properties["ServiceToken"]
@@ -381,11 +410,26 @@ def _update_custom_resource(cls, original_resource, new_resource_name, cloudform
         _placeholder_image(account_id, region_name, properties)
     request_id = str(mock_random.uuid4())
     resource = CustomModel(region_name, request_id, original_resource.logical_id, original_resource.resource_name)
-    resource.lakehub_stack_id, resource.lakehub_type, resource.lakehub_properties = stack_id, original_resource.lakehub_type, properties
+    resource.lakehub_stack_id, resource.lakehub_type, resource.lakehub_properties = (
+        stack_id,
+        original_resource.lakehub_type,
+        properties,
+    )
     cloudformation_backends[account_id][region_name].get_stack(stack_id).add_custom_resource(resource)
-    return _run_custom_resource(resource, fn, region_name, stack_id, original_resource.logical_id,
-                                original_resource.lakehub_type, properties, request_id, secrets.token_urlsafe(24),
-                                request_type="Update", old=old, physical_id=original_resource.physical_resource_id)
+    return _run_custom_resource(
+        resource,
+        fn,
+        region_name,
+        stack_id,
+        original_resource.logical_id,
+        original_resource.lakehub_type,
+        properties,
+        request_id,
+        secrets.token_urlsafe(24),
+        request_type="Update",
+        old=old,
+        physical_id=original_resource.physical_resource_id,
+    )
 
 
 def install_lambda_runner(endpoint_url: str, work_dir: Path) -> LambdaRunner:
@@ -420,7 +464,7 @@ def install_nested_stack_outputs() -> None:
 
     def get_cfn_attribute(self, attribute_name):
         if attribute_name.startswith("Outputs."):
-            key = attribute_name[len("Outputs."):]
+            key = attribute_name[len("Outputs.") :]
             for output in self.output_map.values():
                 if output and output.key == key:
                     return output.value
@@ -490,7 +534,9 @@ def _placeholder_class():
             return cls(name, rtype, account_id, region_name)
 
         @classmethod
-        def update_from_cloudformation_json(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        def update_from_cloudformation_json(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+        ):
             return original_resource
 
         @classmethod
@@ -547,14 +593,23 @@ def _secret_class():
             generate = props.get("GenerateSecretString")
             if value is None and generate is not None:
                 value = generated_secret_string(backend, generate)
-            found = backend.create_secret(name=name, secret_string=value, secret_binary=None,
-                                          description=props.get("Description"), tags=props.get("Tags") or [],
-                                          kms_key_id=props.get("KmsKeyId"), client_request_token=None,
-                                          replica_regions=[], force_overwrite=False)
+            found = backend.create_secret(
+                name=name,
+                secret_string=value,
+                secret_binary=None,
+                description=props.get("Description"),
+                tags=props.get("Tags") or [],
+                kms_key_id=props.get("KmsKeyId"),
+                client_request_token=None,
+                replica_regions=[],
+                force_overwrite=False,
+            )
             return cls(json.loads(found)["ARN"] if isinstance(found, str) else found["ARN"], name)
 
         @classmethod
-        def update_from_cloudformation_json(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        def update_from_cloudformation_json(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+        ):
             return original_resource
 
         @classmethod
@@ -640,7 +695,9 @@ def _alarm_class():
             return cls._put(props.get("AlarmName") or resource_name, props, account_id, region_name)
 
         @classmethod
-        def update_from_cloudformation_json(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        def update_from_cloudformation_json(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+        ):
             props = cloudformation_json.get("Properties") or {}
             name = props.get("AlarmName") or original_resource.name
             if name != original_resource.name:
@@ -674,16 +731,23 @@ def _alarm_class():
 def generated_secret_string(backend, spec: dict) -> str:
     """A value as Secrets Manager's GenerateSecretString makes it (GetRandomPassword's options,
     and SecretStringTemplate + GenerateStringKey for a JSON secret)."""
+
     def flag(key: str, default: bool = False) -> bool:
         value = spec.get(key, default)
         return value if isinstance(value, bool) else str(value).lower() == "true"
 
-    password = json.loads(backend.get_random_password(
-        password_length=int(spec.get("PasswordLength", 32)), exclude_characters=spec.get("ExcludeCharacters", ""),
-        exclude_numbers=flag("ExcludeNumbers"), exclude_punctuation=flag("ExcludePunctuation"),
-        exclude_uppercase=flag("ExcludeUppercase"), exclude_lowercase=flag("ExcludeLowercase"),
-        include_space=flag("IncludeSpace"), require_each_included_type=flag("RequireEachIncludedType", True),
-    ))["RandomPassword"]
+    password = json.loads(
+        backend.get_random_password(
+            password_length=int(spec.get("PasswordLength", 32)),
+            exclude_characters=spec.get("ExcludeCharacters", ""),
+            exclude_numbers=flag("ExcludeNumbers"),
+            exclude_punctuation=flag("ExcludePunctuation"),
+            exclude_uppercase=flag("ExcludeUppercase"),
+            exclude_lowercase=flag("ExcludeLowercase"),
+            include_space=flag("IncludeSpace"),
+            require_each_included_type=flag("RequireEachIncludedType", True),
+        )
+    )["RandomPassword"]
     if spec.get("SecretStringTemplate") and spec.get("GenerateStringKey"):
         return json.dumps(dict(json.loads(spec["SecretStringTemplate"]), **{spec["GenerateStringKey"]: password}))
     return password
@@ -936,7 +1000,11 @@ def install_cidr_function() -> None:
             prefix = network.max_prefixlen - int(bits)
             subnets = network.subnets(new_prefix=prefix)
             return [str(next(subnets)) for _ in range(int(count))]
-        if isinstance(resource_json, dict) and isinstance(resource_json.get("Fn::Sub"), list) and len(resource_json["Fn::Sub"]) == 2:
+        if (
+            isinstance(resource_json, dict)
+            and isinstance(resource_json.get("Fn::Sub"), list)
+            and len(resource_json["Fn::Sub"]) == 2
+        ):
             # moto substitutes the variable map first, then reads the result as a template again,
             # so a value such as the IAM policy variable ${aws:userid} becomes a Ref to nothing.
             template, variables = resource_json["Fn::Sub"]
@@ -982,7 +1050,9 @@ def install_parallel_nested_stacks() -> None:
     def create(self, template):
         self._template = template
         self._resource_json_map = template["Resources"]
-        self.tags.update({"aws:cloudformation:stack-name": self["AWS::StackName"], "aws:cloudformation:stack-id": self["AWS::StackId"]})
+        self.tags.update(
+            {"aws:cloudformation:stack-name": self["AWS::StackName"], "aws:cloudformation:stack-id": self["AWS::StackId"]}
+        )
         names = set(self._resource_json_map)
 
         def deps(name: str) -> set[str]:
@@ -1004,7 +1074,9 @@ def install_parallel_nested_stacks() -> None:
             wave = [order[i]]
             if self._resource_json_map[order[i]].get("Type") == NESTED_STACK:
                 j = i + 1
-                while j < len(order) and self._resource_json_map[order[j]].get("Type") == NESTED_STACK and deps(order[j]) <= created:
+                while (
+                    j < len(order) and self._resource_json_map[order[j]].get("Type") == NESTED_STACK and deps(order[j]) <= created
+                ):
                     wave.append(order[j])
                     j += 1
             if len(wave) == 1:
@@ -1096,7 +1168,9 @@ def install_nested_stack_updates() -> None:
             state[name] = 1
             res = resource_json_map[name]
             depends = res.get("DependsOn") or []
-            for dep in sorted((refs(res.get("Properties") or {}) | set([depends] if isinstance(depends, str) else depends)) & names):
+            for dep in sorted(
+                (refs(res.get("Properties") or {}) | set([depends] if isinstance(depends, str) else depends)) & names
+            ):
                 visit(dep)
             state[name] = 2
             order.append(name)
@@ -1108,8 +1182,11 @@ def install_nested_stack_updates() -> None:
     def update(self, template, parameters=None):
         by_action = self.build_resource_diff(template, parameters)
         old_json = dict(self._resource_json_map)
-        before = {name: resolved(self, old_json[name]) for name in template["Resources"]
-                  if name in old_json and self._parsed_resources.get(name) is not None}
+        before = {
+            name: resolved(self, old_json[name])
+            for name in template["Resources"]
+            if name in old_json and self._parsed_resources.get(name) is not None
+        }
         for logical_name in by_action["Remove"]:
             if logical_name in self._parsed_resources:
                 self._delete_resource(self._parsed_resources.pop(logical_name), old_json[logical_name])
@@ -1138,10 +1215,15 @@ def install_nested_stack_updates() -> None:
                 was = before.get(logical_name, unresolved)
                 if was is unresolved or resolved(self, resource_json) == was:
                     continue
-            log.info("stack %s: updating %s (%s)", self["AWS::StackName"], logical_name,
-                     "its template or a parameter it names" if logical_name in modify else "a value it resolves to")
-            changed = parsing.parse_and_update_resource(logical_name, resource_json, self, account_id=self._account_id,
-                                                        region_name=self._region_name)
+            log.info(
+                "stack %s: updating %s (%s)",
+                self["AWS::StackName"],
+                logical_name,
+                "its template or a parameter it names" if logical_name in modify else "a value it resolves to",
+            )
+            changed = parsing.parse_and_update_resource(
+                logical_name, resource_json, self, account_id=self._account_id, region_name=self._region_name
+            )
             if changed is not None:
                 self._parsed_resources[logical_name] = changed
 
@@ -1273,8 +1355,9 @@ class BucketMirror:
                     log.error("durable S3: cannot mirror %s/%s to %s: %s", bucket_name, key, path, exc)
                 else:
                     self.skipped.add(key)
-                    log.warning("durable S3: key %r of %s cannot be a file under %s (%s); not mirrored",
-                                key, bucket_name, self.root, exc)
+                    log.warning(
+                        "durable S3: key %r of %s cannot be a file under %s (%s); not mirrored", key, bucket_name, self.root, exc
+                    )
             except Exception as exc:  # noqa: BLE001 - the request succeeded; say what was not kept
                 # (A body replaced by a concurrent write is closed by moto: that write mirrors it.)
                 self.errors += 1
@@ -1324,8 +1407,12 @@ class BucketMirror:
         return len(wanted)
 
     def status(self) -> dict:
-        return {"bucket": self.bucket, "folder": str(self.root), "errors_since_last_sync": self.errors,
-                "not_mirrored": sorted(k for k in self.skipped if not k.endswith("/"))}
+        return {
+            "bucket": self.bucket,
+            "folder": str(self.root),
+            "errors_since_last_sync": self.errors,
+            "not_mirrored": sorted(k for k in self.skipped if not k.endswith("/")),
+        }
 
 
 MIRROR: BucketMirror | None = None
@@ -1510,10 +1597,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lakehub.local.emulator_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--work-dir", required=True)
-    parser.add_argument("--control-token-file", required=True,
-                        help="file holding the token the control API (/moto-api/...) requires (lakehub.local.control)")
-    parser.add_argument("--persist-dir", default=None,
-                        help="folder the bucket named through POST /moto-api/lakehub/persist is mirrored to as it is written")
+    parser.add_argument(
+        "--control-token-file",
+        required=True,
+        help="file holding the token the control API (/moto-api/...) requires (lakehub.local.control)",
+    )
+    parser.add_argument(
+        "--persist-dir",
+        default=None,
+        help="folder the bucket named through POST /moto-api/lakehub/persist is mirrored to as it is written",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from lakehub.local.control import read_token

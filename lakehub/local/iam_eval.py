@@ -80,8 +80,7 @@ class Principal:
         account = account or parts[4]
         partition = parts[1]
         name = role_arn.rsplit("/", 1)[-1]
-        return cls(arn=f"arn:{partition}:sts::{account}:assumed-role/{name}/{session_name}",
-                   account=account, role_arn=role_arn)
+        return cls(arn=f"arn:{partition}:sts::{account}:assumed-role/{name}/{session_name}", account=account, role_arn=role_arn)
 
     @property
     def is_session(self) -> bool:
@@ -133,7 +132,7 @@ def _resolve(text: str, ctx: dict[str, list[str]]) -> list[tuple[bool, str]] | N
     pos = 0
     for m in _VAR.finditer(text):
         if m.start() > pos:
-            pieces.append((False, text[pos:m.start()]))
+            pieces.append((False, text[pos : m.start()]))
         inner = m.group(1)
         if inner in ("*", "?", "$"):
             pieces.append((True, inner))
@@ -233,8 +232,9 @@ def _date(x: str) -> _dt.datetime | None:
 def _cmp(kind: str, a, b) -> bool:
     if a is None or b is None:
         return False
-    return {"Equals": a == b, "LessThan": a < b, "LessThanEquals": a <= b,
-            "GreaterThan": a > b, "GreaterThanEquals": a >= b}[kind]
+    return {"Equals": a == b, "LessThan": a < b, "LessThanEquals": a <= b, "GreaterThan": a > b, "GreaterThanEquals": a >= b}[
+        kind
+    ]
 
 
 def _ip(value: str, cidr: str) -> bool:
@@ -266,7 +266,7 @@ def _op(name: str):
         return string_ops[name]
     for family, conv in (("Numeric", _num), ("Date", _date)):
         if name.startswith(family):
-            kind = name[len(family):]
+            kind = name[len(family) :]
             if kind == "NotEquals":
                 return True, lambda p, v, c, conv=conv: _cmp("Equals", conv(v), conv(str(p)))
             if kind in ("Equals", "LessThan", "LessThanEquals", "GreaterThan", "GreaterThanEquals"):
@@ -429,8 +429,13 @@ def _scan(policies: Iterable[Any], request: Request, ctx, with_principal: bool):
     return deny, allows
 
 
-def evaluate(request: Request, identity_policies: Iterable[Any] = (), session_policies: Iterable[Any] | None = None,
-             resource_policy: Any = None, resource_required: bool = False) -> Decision:
+def evaluate(
+    request: Request,
+    identity_policies: Iterable[Any] = (),
+    session_policies: Iterable[Any] | None = None,
+    resource_policy: Any = None,
+    resource_required: bool = False,
+) -> Decision:
     """Decide a request within one account (see the module docstring).
 
     ``session_policies`` None: the caller has no session policy (nothing to intersect with); an
@@ -440,8 +445,9 @@ def evaluate(request: Request, identity_policies: Iterable[Any] = (), session_po
     id_deny, id_allows = _scan(_listify(identity_policies), request, ctx, with_principal=False)
     if id_deny:
         return Decision(False, "explicit deny in an identity-based policy")
-    session_deny, session_allows = (False, {NAMED}) if session_policies is None else \
-        _scan(_listify(session_policies), request, ctx, with_principal=False)
+    session_deny, session_allows = (
+        (False, {NAMED}) if session_policies is None else _scan(_listify(session_policies), request, ctx, with_principal=False)
+    )
     if session_deny:
         return Decision(False, "explicit deny in the session policy")
     res_deny, res_allows = _scan([resource_policy] if resource_policy is not None else [], request, ctx, with_principal=True)

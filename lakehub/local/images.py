@@ -120,8 +120,10 @@ def podman_problem() -> str | None:
     if not shutil.which("podman"):
         return "podman is not installed: run `make setup` (or `apt-get install podman runc`)"
     if not shutil.which("runc"):
-        return ("runc is not installed (podman runs containers here with runc; crun fails on this cgroup layout): "
-                "run `make setup` (or `apt-get install runc`)")
+        return (
+            "runc is not installed (podman runs containers here with runc; crun fails on this cgroup layout): "
+            "run `make setup` (or `apt-get install runc`)"
+        )
     try:
         info = _run(["podman", "info", "--format", "json"])
     except subprocess.TimeoutExpired:
@@ -136,8 +138,10 @@ def podman_problem() -> str | None:
     except subprocess.TimeoutExpired:
         return f"a trial `podman run` of {bases[-1]} did not end within {PROBE_TIMEOUT} s"
     if trial.returncode != 0:
-        return (f"a trial `podman run` of {bases[-1]} was refused: {_first_error_line(trial.stderr)} "
-                "(check `podman run --runtime runc` and the ulimits in lakehub.local.images.run_args)")
+        return (
+            f"a trial `podman run` of {bases[-1]} was refused: {_first_error_line(trial.stderr)} "
+            "(check `podman run --runtime runc` and the ulimits in lakehub.local.images.run_args)"
+        )
     return None
 
 
@@ -210,13 +214,22 @@ def _arch() -> tuple[str, str]:
         return "amd64", "x64"
     if machine in ("aarch64", "arm64"):
         return "arm64", "arm64"
-    raise LakehubError(f"no Node.js build for this machine's architecture ({machine}): the local hub image "
-                       "needs x86_64 or aarch64")
+    raise LakehubError(
+        f"no Node.js build for this machine's architecture ({machine}): the local hub image needs x86_64 or aarch64"
+    )
 
 
 def base_recipe() -> dict:
-    return {"suite": SUITE, "mirror": MIRROR, "variant": "minbase", "include": list(BASE_PACKAGES),
-            "arch": _arch()[0], "sources": DEBIAN_SOURCES, "path": DEFAULT_PATH, "lang": "C.UTF-8"}
+    return {
+        "suite": SUITE,
+        "mirror": MIRROR,
+        "variant": "minbase",
+        "include": list(BASE_PACKAGES),
+        "arch": _arch()[0],
+        "sources": DEBIAN_SOURCES,
+        "path": DEFAULT_PATH,
+        "lang": "C.UTF-8",
+    }
 
 
 def base_tag() -> str:
@@ -237,27 +250,32 @@ def dockerfile_bases(dockerfile: Path | None = None) -> dict[str, str]:
     found = dict(re.findall(r"^ARG\s+(PYTHON_IMAGE|NODE_IMAGE)=(\S+)\s*$", text, re.MULTILINE))
     missing = {"PYTHON_IMAGE", "NODE_IMAGE"} - set(found)
     if missing:
-        raise LakehubError(f"hub_images/Dockerfile has no default for {', '.join(sorted(missing))} "
-                           "(`ARG NAME=image:tag`): the local build takes the versions from there")
+        raise LakehubError(
+            f"hub_images/Dockerfile has no default for {', '.join(sorted(missing))} "
+            "(`ARG NAME=image:tag`): the local build takes the versions from there"
+        )
     return found
 
 
 def node_version(node_image: str) -> str:
     match = re.fullmatch(r"node:(\d+\.\d+\.\d+)-bookworm(-slim)?(@sha256:[0-9a-f]+)?", node_image)
     if not match:
-        raise LakehubError(f"NODE_IMAGE {node_image!r} is not node:<x.y.z>-bookworm[-slim]: the local stand-in "
-                           "is built for that form only")
+        raise LakehubError(
+            f"NODE_IMAGE {node_image!r} is not node:<x.y.z>-bookworm[-slim]: the local stand-in is built for that form only"
+        )
     return match.group(1)
 
 
 def python_minor(python_image: str) -> str:
     match = re.fullmatch(r"python:(3\.\d+)(\.\d+)?-slim-bookworm(@sha256:[0-9a-f]+)?", python_image)
     if not match:
-        raise LakehubError(f"PYTHON_IMAGE {python_image!r} is not python:<3.x.y>-slim-bookworm: the local stand-in "
-                           "is built for that form only")
+        raise LakehubError(
+            f"PYTHON_IMAGE {python_image!r} is not python:<3.x.y>-slim-bookworm: the local stand-in is built for that form only"
+        )
     if match.group(1) != "3.11":
-        raise LakehubError(f"PYTHON_IMAGE asks for Python {match.group(1)}; Debian bookworm has 3.11, so the local "
-                           "stand-in cannot provide it")
+        raise LakehubError(
+            f"PYTHON_IMAGE asks for Python {match.group(1)}; Debian bookworm has 3.11, so the local stand-in cannot provide it"
+        )
     return match.group(1)
 
 
@@ -289,8 +307,14 @@ RUN python3.11 -m venv /usr/local \\
  && /usr/local/bin/python -c "import site, sys, sysconfig; assert site.ENABLE_USER_SITE; assert sysconfig.get_paths()['purelib'] == '/usr/local/lib/python3.11/site-packages', sysconfig.get_paths()" \\
  && /usr/local/bin/python -c "import os, sysconfig; lib = os.path.join(sysconfig.get_config_var('LIBDIR'), 'libpython3.11.so.1.0'); assert os.path.exists(lib), lib"
 ENV PATH={PYTHON_PATH} LANG=C.UTF-8
-{_standin_labels(for_image, base, "Debian bookworm's python3.11 in a venv at /usr/local (the official layout)",
-                 "debootstrap bookworm minbase + Debian python3.11, python3-venv; python3.11 -m venv /usr/local")}
+{
+        _standin_labels(
+            for_image,
+            base,
+            "Debian bookworm's python3.11 in a venv at /usr/local (the official layout)",
+            "debootstrap bookworm minbase + Debian python3.11, python3-venv; python3.11 -m venv /usr/local",
+        )
+    }
 CMD ["python3"]
 """
 
@@ -311,8 +335,14 @@ RUN groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash 
  && rm /tmp/{node_tgz} /tmp/{npm_tgz} \\
  && test "$(node --version)" = "v{version}" && test "$(npm --version)" = "{npm_version}"
 ENV PATH={DEFAULT_PATH} NODE_VERSION={version} LANG=C.UTF-8
-{_standin_labels(for_image, base, f"the official Node {version} binary (npm registry package {node_tgz.rsplit('-', 1)[0]}) and npm {npm_version} on Debian bookworm",
-                 f"debootstrap bookworm minbase + npm pack {node_tgz[:-4].rsplit('-', 1)[0]}@{version} + npm pack npm@{npm_version}")}
+{
+        _standin_labels(
+            for_image,
+            base,
+            f"the official Node {version} binary (npm registry package {node_tgz.rsplit('-', 1)[0]}) and npm {npm_version} on Debian bookworm",
+            f"debootstrap bookworm minbase + npm pack {node_tgz[:-4].rsplit('-', 1)[0]}@{version} + npm pack npm@{npm_version}",
+        )
+    }
 CMD ["node"]
 """
 
@@ -379,8 +409,7 @@ HUB_BUILD_FLAGS = ("--format", "docker", "--network", "host", "--pull=never", "-
 STANDIN_BUILD_FLAGS = ("--format", "docker", "--network", "none", "--pull=never")
 
 
-def hub_content_hash(python_id: str, node_id: str, context: Path | None = None,
-                     flags: tuple[str, ...] = HUB_BUILD_FLAGS) -> str:
+def hub_content_hash(python_id: str, node_id: str, context: Path | None = None, flags: tuple[str, ...] = HUB_BUILD_FLAGS) -> str:
     """Every file the build reads (name, executable bit, bytes), the stand-ins' image ids and the
     build flags."""
     context = context or HUB_CONTEXT
@@ -436,8 +465,10 @@ def _build_lock(say):
                     say(f"waiting for another lakehub image build on this machine (lock {lock_path})")
                     told = True
         else:
-            raise LakehubError(f"another lakehub image build held {lock_path} for over {BUILD_LOCK_TIMEOUT} s; "
-                               "wait for it, or end it and run `lakehub local image` again")
+            raise LakehubError(
+                f"another lakehub image build held {lock_path} for over {BUILD_LOCK_TIMEOUT} s; "
+                "wait for it, or end it and run `lakehub local image` again"
+            )
         try:
             yield
         finally:
@@ -449,8 +480,10 @@ class _Progress:
     live display; else one line per build step through `say`."""
 
     STEP = re.compile(r"^(?:\[(\d+)/(\d+)\] )?STEP (\d+)/(\d+): (.*)$")
-    PHASE = re.compile(r"^(Retrieving Release|Installing core|Unpacking required|Configuring required|"
-                       r"Unpacking the base|Configuring the base|Base system installed)")
+    PHASE = re.compile(
+        r"^(Retrieving Release|Installing core|Unpacking required|Configuring required|"
+        r"Unpacking the base|Configuring the base|Base system installed)"
+    )
 
     def __init__(self, title: str, say, step=None):
         self.title = title
@@ -492,14 +525,21 @@ class _Progress:
         return time.monotonic() - self.started
 
 
-def _stream(cmd: list[str], log_path: Path, progress: _Progress, timeout: float = BUILD_TIMEOUT,
-            **kwargs) -> int:
+def _stream(cmd: list[str], log_path: Path, progress: _Progress, timeout: float = BUILD_TIMEOUT, **kwargs) -> int:
     """Run a build command, every output line to the log and to the progress display."""
     with open(log_path, "a") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                text=True, errors="replace", bufsize=1, **kwargs)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            **kwargs,
+        )
         # A build that stops printing is still ended on time: the timer kills it, the pipe closes.
         watchdog = threading.Timer(timeout, proc.kill)
         watchdog.start()
@@ -560,8 +600,7 @@ def _podman_build(tag: str, context: Path, log_name: str, title: str, say, extra
 
 def _require_root(what: str) -> None:
     if os.geteuid() != 0:
-        raise LakehubError(f"{what} needs root (debootstrap and rootful podman): run `lakehub local image` as root, "
-                           "or with sudo")
+        raise LakehubError(f"{what} needs root (debootstrap and rootful podman): run `lakehub local image` as root, or with sudo")
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -580,8 +619,9 @@ def _remove_rootfs(path: Path) -> None:
     for mount in _mounts_under(path):
         subprocess.run(["umount", "--lazy", mount], capture_output=True, timeout=60)
     if _mounts_under(path):
-        raise LakehubError(f"{path} still has mounts inside ({', '.join(_mounts_under(path))}); unmount them, "
-                           "remove it and try again")
+        raise LakehubError(
+            f"{path} still has mounts inside ({', '.join(_mounts_under(path))}); unmount them, remove it and try again"
+        )
     shutil.rmtree(path)
 
 
@@ -603,8 +643,15 @@ def ensure_base(say=print, step=None) -> str:
         _remove_rootfs(rootfs)
         log_path = _new_log("bookworm-debootstrap")
         say(f"building the Debian bookworm root file system (debootstrap; about a minute); log {log_path}")
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", f"--arch={_arch()[0]}",
-               SUITE, str(rootfs), MIRROR]
+        cmd = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES)}",
+            f"--arch={_arch()[0]}",
+            SUITE,
+            str(rootfs),
+            MIRROR,
+        ]
         with _Progress("debootstrap bookworm", say, step) as progress:
             code = _stream(cmd, log_path, progress, timeout=1800)
         if code != 0:
@@ -625,9 +672,13 @@ def ensure_base(say=print, step=None) -> str:
             raise LakehubError(f"could not pack the bookworm root file system: {_first_error_line(tarred.stderr)}")
         partial.rename(tarball)
     say(f"importing {tarball.name} as {tag}")
-    changes = [f"ENV PATH={DEFAULT_PATH}", "ENV LANG=C.UTF-8", 'CMD ["bash"]',
-               "LABEL org.opencontainers.image.title=lakehub-bookworm",
-               f"LABEL io.lakehub.built-from=debootstrap-{SUITE}-minbase+{'+'.join(BASE_PACKAGES)}"]
+    changes = [
+        f"ENV PATH={DEFAULT_PATH}",
+        "ENV LANG=C.UTF-8",
+        'CMD ["bash"]',
+        "LABEL org.opencontainers.image.title=lakehub-bookworm",
+        f"LABEL io.lakehub.built-from=debootstrap-{SUITE}-minbase+{'+'.join(BASE_PACKAGES)}",
+    ]
     cmd = ["podman", "import", "--quiet"]
     for change in changes:
         cmd += ["--change", change]
@@ -646,15 +697,19 @@ def _npm_pack(spec: str, say) -> Path:
     if path.exists():
         return path
     if not shutil.which("npm"):
-        raise LakehubError("npm is not installed on this machine: it fetches the Node stand-in from the npm registry "
-                           "(`apt-get install npm`, or `make setup`)")
+        raise LakehubError(
+            "npm is not installed on this machine: it fetches the Node stand-in from the npm registry "
+            "(`apt-get install npm`, or `make setup`)"
+        )
     say(f"fetching {spec} from the npm registry")
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         out = _run(["npm", "pack", spec, "--pack-destination", tmp, "--json", "--loglevel=error"], timeout=600)
         packed = list(Path(tmp).glob("*.tgz"))
         if out.returncode != 0 or len(packed) != 1:
-            raise LakehubError(f"`npm pack {spec}` failed: {_first_error_line(out.stderr or out.stdout)}; "
-                               "check that the npm registry is reachable (npm config get registry)")
+            raise LakehubError(
+                f"`npm pack {spec}` failed: {_first_error_line(out.stderr or out.stdout)}; "
+                "check that the npm registry is reachable (npm config get registry)"
+            )
         packed[0].rename(path)
     return path
 
@@ -668,8 +723,15 @@ def ensure_python_standin(base: str, python_image: str, say=print, step=None) ->
         return tag
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         (Path(tmp) / "Containerfile").write_text(text)
-        _podman_build(tag, Path(tmp), "standin-python", f"stand-in for {python_image}", say,
-                      [*STANDIN_BUILD_FLAGS, "-f", str(Path(tmp) / "Containerfile")], step)
+        _podman_build(
+            tag,
+            Path(tmp),
+            "standin-python",
+            f"stand-in for {python_image}",
+            say,
+            [*STANDIN_BUILD_FLAGS, "-f", str(Path(tmp) / "Containerfile")],
+            step,
+        )
     return tag
 
 
@@ -677,8 +739,10 @@ def ensure_node_standin(base: str, node_image: str, say=print, step=None) -> str
     version = node_version(node_image)
     npm_version = NODE_BUNDLED_NPM.get(version)
     if not npm_version:
-        raise LakehubError(f"which npm Node {version} bundles is not known here: add it to NODE_BUNDLED_NPM in "
-                           "lakehub/local/images.py (the \"npm\" field of nodejs.org/dist/index.json)")
+        raise LakehubError(
+            f"which npm Node {version} bundles is not known here: add it to NODE_BUNDLED_NPM in "
+            'lakehub/local/images.py (the "npm" field of nodejs.org/dist/index.json)'
+        )
     node_spec, npm_spec = f"node-linux-{_arch()[1]}@{version}", f"npm@{npm_version}"
     # The tag names the versions (npm pack checks each tarball against the registry's integrity
     # hash), so finding the image needs no download; the tarballs are fetched to build it.
@@ -693,9 +757,15 @@ def ensure_node_standin(base: str, node_image: str, say=print, step=None) -> str
             shutil.copy(tgz, Path(tmp) / tgz.name)
         (Path(tmp) / "Containerfile").write_text(text)
         sums = ",".join(f"{tgz.name}:sha256:{_file_sha(tgz)}" for tgz in tarballs)
-        _podman_build(tag, Path(tmp), "standin-node", f"stand-in for {node_image}", say,
-                      [*STANDIN_BUILD_FLAGS, "--label", f"io.lakehub.standin.tarballs={sums}",
-                       "-f", str(Path(tmp) / "Containerfile")], step)
+        _podman_build(
+            tag,
+            Path(tmp),
+            "standin-node",
+            f"stand-in for {node_image}",
+            say,
+            [*STANDIN_BUILD_FLAGS, "--label", f"io.lakehub.standin.tarballs={sums}", "-f", str(Path(tmp) / "Containerfile")],
+            step,
+        )
     return tag
 
 
@@ -711,8 +781,10 @@ def _host_ca_bundle() -> str:
     for candidate in (os.environ.get("SSL_CERT_FILE"), *HOST_CA_BUNDLES):
         if candidate and Path(candidate).is_file():
             return candidate
-    raise LakehubError("no CA bundle on this machine (/etc/ssl/certs/ca-certificates.crt): "
-                       "`apt-get install ca-certificates`; the build reaches PyPI and npm through it")
+    raise LakehubError(
+        "no CA bundle on this machine (/etc/ssl/certs/ca-certificates.crt): "
+        "`apt-get install ca-certificates`; the build reaches PyPI and npm through it"
+    )
 
 
 def _git_commit() -> str:
@@ -744,8 +816,15 @@ def hub_image(say=print, rebuild: bool = False, step=None) -> HubImage:
         # GIT_COMMIT keeps the Dockerfile's default: a build argument that changes with every commit
         # would miss podman's layer cache for every step after its ARG (apt, the Python packages).
         # The commit is recorded by a --label instead, which podman applies after the last step.
-        recipe = (*HUB_BUILD_FLAGS, "--build-arg", f"PYTHON_IMAGE={python_ref}", "--build-arg",
-                  f"NODE_IMAGE={node_ref}", "--build-arg", f"BASE_DIGESTS={digests}")
+        recipe = (
+            *HUB_BUILD_FLAGS,
+            "--build-arg",
+            f"PYTHON_IMAGE={python_ref}",
+            "--build-arg",
+            f"NODE_IMAGE={node_ref}",
+            "--build-arg",
+            f"BASE_DIGESTS={digests}",
+        )
         ref = f"{HUB_REPO}:{hub_content_hash(python_id, node_id, flags=recipe)}"
         if not rebuild:
             found = _image_id(ref)
@@ -760,11 +839,16 @@ def hub_image(say=print, rebuild: bool = False, step=None) -> HubImage:
                 *recipe,
                 # The host's CA bundle (the network here goes through an intercepting proxy with its
                 # own CA) and an npmrc naming it: mounted for the build only, nothing lands in the image.
-                "-v", f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro",
-                "-v", f"{npmrc}:/usr/local/etc/npmrc:ro",
-                "--label", f"org.opencontainers.image.revision={_git_commit()}",
-                "--label", f"io.lakehub.content-hash={ref.rsplit(':', 1)[1]}",
-                "-f", str(HUB_CONTEXT / "Dockerfile"),
+                "-v",
+                f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro",
+                "-v",
+                f"{npmrc}:/usr/local/etc/npmrc:ro",
+                "--label",
+                f"org.opencontainers.image.revision={_git_commit()}",
+                "--label",
+                f"io.lakehub.content-hash={ref.rsplit(':', 1)[1]}",
+                "-f",
+                str(HUB_CONTEXT / "Dockerfile"),
             ]
             say(f"building the hub image {ref} from hub_images/Dockerfile (the first build takes several minutes)")
             _podman_build(ref, HUB_CONTEXT, "hub", "hub image", say, extra, step)

@@ -21,8 +21,12 @@ NAMESPACE = "lakehub"
 GAUGE_WINDOW = 300
 COUNT_WINDOW = 3600
 GAUGES = {"HubUp": "hub_up", "ActiveUsers": "active_users", "RunningServers": "running_servers"}
-COUNTS = {"SpawnSuccesses": "spawns", "SpawnFailures": "spawn_failures", "CapacityErrors": "capacity_errors",
-          "SpotInterruptions": "spot_interruptions"}
+COUNTS = {
+    "SpawnSuccesses": "spawns",
+    "SpawnFailures": "spawn_failures",
+    "CapacityErrors": "capacity_errors",
+    "SpotInterruptions": "spot_interruptions",
+}
 
 
 def client(service: str, endpoint: str, credentials: dict | None = None, region: str = "us-east-1"):
@@ -32,17 +36,30 @@ def client(service: str, endpoint: str, credentials: dict | None = None, region:
 
     keys = {}
     if credentials:
-        keys = dict(aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
-                    aws_session_token=credentials.get("SessionToken"))
+        keys = dict(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials.get("SessionToken"),
+        )
     config = Config(connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 1})
     # a session of its own: the metrics endpoint calls this from its own threads
     return boto3.session.Session().client(service, endpoint_url=endpoint, region_name=region, config=config, **keys)
 
 
 def empty_tier() -> dict:
-    return {"hub_up": None, "active_users": None, "running_servers": None, "spawns": 0, "spawn_failures": 0,
-            "spawn_seconds_mean": None, "spawn_seconds_max": None, "capacity_errors": 0, "spot_interruptions": 0,
-            "servers_stopped": {}, "user_tasks": []}
+    return {
+        "hub_up": None,
+        "active_users": None,
+        "running_servers": None,
+        "spawns": 0,
+        "spawn_failures": 0,
+        "spawn_seconds_mean": None,
+        "spawn_seconds_max": None,
+        "capacity_errors": 0,
+        "spot_interruptions": 0,
+        "servers_stopped": {},
+        "user_tasks": [],
+    }
 
 
 def _series(cloudwatch, platform: str) -> list[dict]:
@@ -51,8 +68,11 @@ def _series(cloudwatch, platform: str) -> list[dict]:
         for m in page.get("Metrics", []):
             dims = {d["Name"]: d["Value"] for d in m.get("Dimensions", [])}
             if dims.get("Platform") == platform and dims.get("Tier"):
-                metrics[(m["MetricName"], tuple(sorted(dims.items())))] = {"name": m["MetricName"], "dims": dims,
-                                                                           "listed": m.get("Dimensions", [])}
+                metrics[(m["MetricName"], tuple(sorted(dims.items())))] = {
+                    "name": m["MetricName"],
+                    "dims": dims,
+                    "listed": m.get("Dimensions", []),
+                }
     return list(metrics.values())
 
 
@@ -63,10 +83,13 @@ def figures(cloudwatch, platform: str, tiers: list[str], now: float | None = Non
     out = {t: empty_tier() for t in tiers}
     queries, meaning = [], {}
     for i, s in enumerate(_series(cloudwatch, platform)):
-        metric = {"Namespace": NAMESPACE, "MetricName": s["name"],
-                  # in the order ListMetrics gives: moto's GetMetricData compares sorted() lists of
-                  # its Dimension objects, whose ordering is broken (another order finds nothing)
-                  "Dimensions": [{"Name": d["Name"], "Value": d["Value"]} for d in s["listed"]]}
+        metric = {
+            "Namespace": NAMESPACE,
+            "MetricName": s["name"],
+            # in the order ListMetrics gives: moto's GetMetricData compares sorted() lists of
+            # its Dimension objects, whose ordering is broken (another order finds nothing)
+            "Dimensions": [{"Name": d["Name"], "Value": d["Value"]} for d in s["listed"]],
+        }
         if s["name"] in GAUGES or s["name"] == "UserTasks":
             stats = [("Maximum", 60)] if s["name"] != "HubUp" else [("Minimum", 60)]
         elif s["name"] == "SpawnDuration":
@@ -84,8 +107,11 @@ def figures(cloudwatch, platform: str, tiers: list[str], now: float | None = Non
         mine = [q for q in queries if (q["MetricStat"]["Period"] == 60) == (window == GAUGE_WINDOW)]
         for start in range(0, len(mine), 500):  # GetMetricData takes at most 500 queries
             answer = cloudwatch.get_metric_data(
-                MetricDataQueries=mine[start:start + 500], StartTime=datetime.fromtimestamp(now - window, timezone.utc),
-                EndTime=datetime.fromtimestamp(now, timezone.utc), ScanBy="TimestampDescending")
+                MetricDataQueries=mine[start : start + 500],
+                StartTime=datetime.fromtimestamp(now - window, timezone.utc),
+                EndTime=datetime.fromtimestamp(now, timezone.utc),
+                ScanBy="TimestampDescending",
+            )
             for r in answer.get("MetricDataResults", []):
                 results[r["Id"]] = list(zip(r.get("Timestamps", []), r.get("Values", [])))
     spawn: dict[str, dict] = {}
@@ -97,8 +123,9 @@ def figures(cloudwatch, platform: str, tiers: list[str], now: float | None = Non
             value = max(recent, key=lambda p: p[0])[1] if recent else None
             if s["name"] == "UserTasks":
                 if value is not None:
-                    tier["user_tasks"].append({"size": s["dims"].get("Size", ""), "capacity": s["dims"].get("Capacity", ""),
-                                               "tasks": int(value)})
+                    tier["user_tasks"].append(
+                        {"size": s["dims"].get("Size", ""), "capacity": s["dims"].get("Capacity", ""), "tasks": int(value)}
+                    )
             else:
                 tier[GAUGES[s["name"]]] = None if value is None else (int(value) if s["name"] != "HubUp" else int(value >= 1))
             continue
@@ -129,10 +156,17 @@ def alarms(cloudwatch) -> list[dict]:
         for a in page.get("MetricAlarms", []):
             dims = {d["Name"]: d["Value"] for d in a.get("Dimensions", [])}
             updated = a.get("StateUpdatedTimestamp")
-            rows.append({"name": a["AlarmName"], "state": current_state(a), "reason": a.get("StateReason", ""),
-                         "since": updated.isoformat() if isinstance(updated, datetime) else None,
-                         "tier": dims.get("Tier", ""), "metric": a.get("MetricName") or "",
-                         "evaluated_locally": not evaluable(a)})
+            rows.append(
+                {
+                    "name": a["AlarmName"],
+                    "state": current_state(a),
+                    "reason": a.get("StateReason", ""),
+                    "since": updated.isoformat() if isinstance(updated, datetime) else None,
+                    "tier": dims.get("Tier", ""),
+                    "metric": a.get("MetricName") or "",
+                    "evaluated_locally": not evaluable(a),
+                }
+            )
     rows.sort(key=lambda r: (r["tier"], r["name"]))
     return rows
 
@@ -172,24 +206,32 @@ class DashboardCollector:
                     family.add_metric([tier], float(f[key]))
             return family
 
-        yield GaugeMetricFamily("lakehub_dashboard_up", "1 when the emulator's CloudWatch answered this scrape",
-                                value=0.0 if seen.get("error") else 1.0)
+        yield GaugeMetricFamily(
+            "lakehub_dashboard_up",
+            "1 when the emulator's CloudWatch answered this scrape",
+            value=0.0 if seen.get("error") else 1.0,
+        )
         yield per_tier("lakehub_dashboard_hub_up", "HubUp: 1 when the tier's hub answers (latest minute)", "hub_up")
         yield per_tier("lakehub_dashboard_active_users", "ActiveUsers (latest minute)", "active_users")
         yield per_tier("lakehub_dashboard_running_servers", "RunningServers (latest minute)", "running_servers")
         yield per_tier("lakehub_dashboard_spawns_last_hour", "SpawnSuccesses in the last hour", "spawns")
         yield per_tier("lakehub_dashboard_spawn_failures_last_hour", "SpawnFailures in the last hour", "spawn_failures")
-        yield per_tier("lakehub_dashboard_spawn_duration_mean_seconds", "SpawnDuration mean over the last hour",
-                       "spawn_seconds_mean")
-        yield per_tier("lakehub_dashboard_spawn_duration_max_seconds", "SpawnDuration maximum over the last hour",
-                       "spawn_seconds_max")
+        yield per_tier(
+            "lakehub_dashboard_spawn_duration_mean_seconds", "SpawnDuration mean over the last hour", "spawn_seconds_mean"
+        )
+        yield per_tier(
+            "lakehub_dashboard_spawn_duration_max_seconds", "SpawnDuration maximum over the last hour", "spawn_seconds_max"
+        )
         yield per_tier("lakehub_dashboard_capacity_errors_last_hour", "CapacityErrors in the last hour", "capacity_errors")
-        yield per_tier("lakehub_dashboard_spot_interruptions_last_hour", "SpotInterruptions in the last hour",
-                       "spot_interruptions")
-        stopped = GaugeMetricFamily("lakehub_dashboard_servers_stopped_last_hour", "ServersStopped in the last hour",
-                                    labels=["tier", "reason"])
-        tasks = GaugeMetricFamily("lakehub_dashboard_user_tasks", "UserTasks (latest minute)",
-                                  labels=["tier", "size", "capacity"])
+        yield per_tier(
+            "lakehub_dashboard_spot_interruptions_last_hour", "SpotInterruptions in the last hour", "spot_interruptions"
+        )
+        stopped = GaugeMetricFamily(
+            "lakehub_dashboard_servers_stopped_last_hour", "ServersStopped in the last hour", labels=["tier", "reason"]
+        )
+        tasks = GaugeMetricFamily(
+            "lakehub_dashboard_user_tasks", "UserTasks (latest minute)", labels=["tier", "size", "capacity"]
+        )
         for tier, f in sorted(tiers.items()):
             for reason, count in sorted(f.get("servers_stopped", {}).items()):
                 stopped.add_metric([tier, reason], float(count))
@@ -197,8 +239,9 @@ class DashboardCollector:
                 tasks.add_metric([tier, row["size"], row["capacity"]], float(row["tasks"]))
         yield stopped
         yield tasks
-        alarm = GaugeMetricFamily("lakehub_dashboard_alarm_state", "1 for each alarm's current state",
-                                  labels=["alarm", "tier", "state"])
+        alarm = GaugeMetricFamily(
+            "lakehub_dashboard_alarm_state", "1 for each alarm's current state", labels=["alarm", "tier", "state"]
+        )
         for a in seen.get("alarms") or []:
             alarm.add_metric([a["name"], a["tier"], a["state"]], 1.0)
         yield alarm

@@ -98,7 +98,7 @@ DEFAULT_DEMO_USERS = 2  # per tier (`lakehub local up --demo-users N`)
 MAX_DEMO_USERS = 100
 DEMO_DATA = {
     "pii/customers.csv": "customer_id,name,email,birth_date\n1,Ada Example,ada@example.com,1990-01-02\n"
-                         "2,Ben Example,ben@example.com,1985-05-06\n3,Cy Example,cy@example.com,1979-09-10\n",
+    "2,Ben Example,ben@example.com,1985-05-06\n3,Cy Example,cy@example.com,1979-09-10\n",
     "pii/claims/2024.csv": "claim_id,customer_id,amount\n10,1,120.50\n11,2,99.00\n12,3,310.25\n",
     "nonpii/sales.csv": "region,month,revenue\nnorth,2024-01,1200\nsouth,2024-01,950\nnorth,2024-02,1330\n",
     "nonpii/products/catalog.csv": "sku,category,price\nA1,tools,9.99\nB2,garden,19.50\nC3,kitchen,4.25\n",
@@ -150,8 +150,15 @@ class Part:
         return probe(self.url, self.headers, timeout)
 
     def row(self) -> dict:
-        return {"name": self.name, "pid": self.proc.pid, "state": self.state, "restarts": self.restarts,
-                "url": self.url, "last_exit": self.last_exit, "note": self.note}
+        return {
+            "name": self.name,
+            "pid": self.proc.pid,
+            "state": self.state,
+            "restarts": self.restarts,
+            "url": self.url,
+            "last_exit": self.last_exit,
+            "note": self.note,
+        }
 
 
 def probe(url: str, headers: dict | None = None, timeout: float = 1.0, any_status: bool = False) -> bool:
@@ -242,9 +249,18 @@ def check_ports(ports: dict[int, str]) -> None:
 # the supervisor
 # ------------------------------------------------------------------------------------------
 class LocalPlatform:
-    def __init__(self, state: StateDir, base_port: int = DEFAULT_BASE_PORT, server_mode: str = contract.DEFAULT_SERVER_MODE,
-                 say=None, run_id: str = "", token: str = "", demo_users: int = DEFAULT_DEMO_USERS,
-                 runtime: str = "process", metrics_port: int | None = None):
+    def __init__(
+        self,
+        state: StateDir,
+        base_port: int = DEFAULT_BASE_PORT,
+        server_mode: str = contract.DEFAULT_SERVER_MODE,
+        say=None,
+        run_id: str = "",
+        token: str = "",
+        demo_users: int = DEFAULT_DEMO_USERS,
+        runtime: str = "process",
+        metrics_port: int | None = None,
+    ):
         if runtime not in RUNTIMES:
             raise LakehubError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.runtime = runtime
@@ -294,8 +310,9 @@ class LocalPlatform:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(env, **{RUN_MARKER: self.token, PART_MARKER: name})
         with open(log_path, "ab") as out:
-            proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, cwd=str(cwd), env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         self.children = [(n, p) for n, p in self.children if n != name] + [(name, proc)]
         self._record(name, proc)
         return proc
@@ -307,8 +324,15 @@ class LocalPlatform:
         groups[name] = record(proc.pid)
         self.state.update(groups=groups)
 
-    def add_part(self, name: str, proc: subprocess.Popen, url: str, relaunch: Callable[[], subprocess.Popen],
-                 ready_timeout: float = 60.0, headers: dict | None = None) -> None:
+    def add_part(
+        self,
+        name: str,
+        proc: subprocess.Popen,
+        url: str,
+        relaunch: Callable[[], subprocess.Popen],
+        ready_timeout: float = 60.0,
+        headers: dict | None = None,
+    ) -> None:
         self.parts[name] = Part(name, proc, url, relaunch, ready_timeout, dict(headers or {}))
 
     def restart_part(self, name: str) -> None:
@@ -350,14 +374,26 @@ class LocalPlatform:
                 part.recent = [t for t in part.recent if now - t < RESTART_WINDOW]
                 if len(part.recent) >= RESTART_LIMIT:
                     part.state = "failed"
-                    log.error("%s (pid %s) %s; %d restarts within %.0f s, not restarting it again",
-                              part.name, part.proc.pid, part.last_exit, len(part.recent), RESTART_WINDOW)
+                    log.error(
+                        "%s (pid %s) %s; %d restarts within %.0f s, not restarting it again",
+                        part.name,
+                        part.proc.pid,
+                        part.last_exit,
+                        len(part.recent),
+                        RESTART_WINDOW,
+                    )
                 else:
                     part.failures = part.failures + 1 if now - part.up_since < RESTART_RESET_AFTER else 1
                     delay = min(RESTART_BACKOFF_MAX, 2.0 ** (part.failures - 1))
                     part.state, part.due = "restarting", now + delay
-                    log.warning("%s (pid %s) %s; restarting it in %.0f s (restart %d)",
-                                part.name, part.proc.pid, part.last_exit, delay, part.restarts + 1)
+                    log.warning(
+                        "%s (pid %s) %s; restarting it in %.0f s (restart %d)",
+                        part.name,
+                        part.proc.pid,
+                        part.last_exit,
+                        delay,
+                        part.restarts + 1,
+                    )
                 changed = True
             elif part.state == "restarting" and now >= part.due:
                 try:
@@ -428,9 +464,17 @@ class LocalPlatform:
             part.restarts -= 1  # a deployment, not a failure
             part.recent = part.recent[:-1]
             part.note = f"ECS task {self.hub_tasks[tier.name].rsplit('/', 1)[-1]} ({wanted.rsplit('/', 1)[-1]})"
-            self.rolls.append({"tier": tier.name, "from": running, "to": wanted, "stopped_task": old,
-                               "started_task": self.hub_tasks[tier.name], "at": time.time(),
-                               "seconds_to_new_task": round(time.monotonic() - started, 2)})
+            self.rolls.append(
+                {
+                    "tier": tier.name,
+                    "from": running,
+                    "to": wanted,
+                    "stopped_task": old,
+                    "started_task": self.hub_tasks[tier.name],
+                    "at": time.time(),
+                    "seconds_to_new_task": round(time.monotonic() - started, 2),
+                }
+            )
             self.state.update(rolls=self.rolls)
             rolled = True
         return rolled
@@ -450,15 +494,34 @@ class LocalPlatform:
         rows = [p.row() for p in self.parts.values()]
         if self.agent is not None:
             alive = self.agent._thread is not None and self.agent._thread.is_alive()
-            rows.append({"name": "agent", "pid": os.getpid(), "state": "running" if alive else "failed",
-                         "restarts": 0, "url": "", "last_exit": "", "note": f"{len(self._tasks_recorded)} tasks"})
+            rows.append(
+                {
+                    "name": "agent",
+                    "pid": os.getpid(),
+                    "state": "running" if alive else "failed",
+                    "restarts": 0,
+                    "url": "",
+                    "last_exit": "",
+                    "note": f"{len(self._tasks_recorded)} tasks",
+                }
+            )
         if self.creds is not None:
-            rows.append({"name": "credentials endpoint", "pid": os.getpid(), "state": "running", "restarts": 0,
-                         "url": f"http://{LOOPBACK}:{self.base_port + 2}/", "last_exit": "", "note": ""})
+            rows.append(
+                {
+                    "name": "credentials endpoint",
+                    "pid": os.getpid(),
+                    "state": "running",
+                    "restarts": 0,
+                    "url": f"http://{LOOPBACK}:{self.base_port + 2}/",
+                    "last_exit": "",
+                    "note": "",
+                }
+            )
         self.state.update(parts=rows)
 
-    def _wait_http(self, name: str, url: str, proc: subprocess.Popen | None, timeout: float, log_path: Path,
-                   headers: dict | None = None) -> None:
+    def _wait_http(
+        self, name: str, url: str, proc: subprocess.Popen | None, timeout: float, log_path: Path, headers: dict | None = None
+    ) -> None:
         for _ in tries(timeout, interval=0.2, stop=self.stop_event):
             if proc is not None and proc.poll() is not None:
                 raise ExitedAtStart(f"{name} exited at start with code {proc.returncode}; see {log_path}")
@@ -481,26 +544,50 @@ class LocalPlatform:
         # The emulator's control API (reset-auth, reset, data.json) answers only this token.
         token_file = self.state.file(control.TOKEN_FILE)
         self.control_token = control.new_token(token_file)
-        cmd = [sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(self.base_port),
-               "--work-dir", str(work), "--control-token-file", str(token_file),
-               "--persist-dir", str(self.state.export_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "lakehub.local.emulator_server",
+            "--port",
+            str(self.base_port),
+            "--work-dir",
+            str(work),
+            "--control-token-file",
+            str(token_file),
+            "--persist-dir",
+            str(self.state.export_dir),
+        ]
         proc = self._spawn("emulator", cmd, env, ROOT, self.state.path / "emulator.log")
         headers = {control.HEADER: self.control_token}
-        self._wait_http("the AWS emulator", f"{self.endpoint}/moto-api/", proc, 60, self.state.path / "emulator.log",
-                        headers=headers)
-        self.add_part("emulator", proc, f"{self.endpoint}/moto-api/",
-                      lambda: self._spawn("emulator", cmd, env, ROOT, self.state.path / "emulator.log"), 60, headers)
+        self._wait_http(
+            "the AWS emulator", f"{self.endpoint}/moto-api/", proc, 60, self.state.path / "emulator.log", headers=headers
+        )
+        self.add_part(
+            "emulator",
+            proc,
+            f"{self.endpoint}/moto-api/",
+            lambda: self._spawn("emulator", cmd, env, ROOT, self.state.path / "emulator.log"),
+            60,
+            headers,
+        )
         # The platform's own calls: dummy keys until the admin user exists.
-        os.environ.update(AWS_ACCESS_KEY_ID=EMULATOR_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=EMULATOR_SECRET_KEY,
-                          AWS_DEFAULT_REGION=DEFAULT_REGION, AWS_REGION=DEFAULT_REGION)
+        os.environ.update(
+            AWS_ACCESS_KEY_ID=EMULATOR_ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=EMULATOR_SECRET_KEY,
+            AWS_DEFAULT_REGION=DEFAULT_REGION,
+            AWS_REGION=DEFAULT_REGION,
+        )
         for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
             os.environ.pop(key, None)
 
     def client(self, service: str, creds: dict | None = None):
         kwargs = {}
         if creds:
-            kwargs = dict(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                          aws_session_token=creds.get("SessionToken"))
+            kwargs = dict(
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds.get("SessionToken"),
+            )
         return boto3.client(service, endpoint_url=self.endpoint, region_name=DEFAULT_REGION, **kwargs)
 
     def publish_assets(self) -> None:
@@ -526,31 +613,42 @@ class LocalPlatform:
         self.say(f"starting the identity provider with {len(users)} demo users ({self.demo_users} per tier)")
         workdir = self.state.path / "idp"
         workdir.mkdir(parents=True, exist_ok=True)
-        self.idp = start_oidc(users, groups, port=self.base_port + 1,
-                              redirect_uris=[f"{t.url}/hub/oauth_callback" for t in self.tiers], workdir=workdir)
+        self.idp = start_oidc(
+            users,
+            groups,
+            port=self.base_port + 1,
+            redirect_uris=[f"{t.url}/hub/oauth_callback" for t in self.tiers],
+            workdir=workdir,
+        )
         self._record("identity provider", self.idp.process)
 
         def relaunch() -> subprocess.Popen:
             # The same provider (its users, groups and client in oidc.json); a new signing key,
             # which the hubs fetch from /jwks at each sign-in.
-            proc = self._spawn("identity provider", provider_command(workdir / "oidc.json"),
-                               {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, ROOT,
-                               workdir / "oidc.log")
+            proc = self._spawn(
+                "identity provider",
+                provider_command(workdir / "oidc.json"),
+                {k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+                ROOT,
+                workdir / "oidc.log",
+            )
             self.idp.process = proc
             return proc
 
-        self.add_part("identity provider", self.idp.process,
-                      f"{self.idp.issuer}/.well-known/openid-configuration", relaunch, 20)
+        self.add_part("identity provider", self.idp.process, f"{self.idp.issuer}/.well-known/openid-configuration", relaunch, 20)
 
     def prepare_account(self) -> dict[str, str]:
         zone = self.client("route53").create_hosted_zone(Name=DOMAIN, CallerReference=f"lakehub-local-{time.time()}")
         zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
-        cert = self.client("acm").request_certificate(DomainName=f"*.{DOMAIN}", SubjectAlternativeNames=[DOMAIN],
-                                                      ValidationMethod="DNS")["CertificateArn"]
+        cert = self.client("acm").request_certificate(
+            DomainName=f"*.{DOMAIN}", SubjectAlternativeNames=[DOMAIN], ValidationMethod="DNS"
+        )["CertificateArn"]
         from lakehub.stacks.tier import OIDC_CLIENT_SECRET
 
         for t in self.tiers:
-            self.client("secretsmanager").create_secret(Name=f"{PLATFORM_NAME}/{t.name}/{OIDC_CLIENT_SECRET}", SecretString=self.idp.client_secret)
+            self.client("secretsmanager").create_secret(
+                Name=f"{PLATFORM_NAME}/{t.name}/{OIDC_CLIENT_SECRET}", SecretString=self.idp.client_secret
+            )
         return {
             names.ASSETS_BUCKET_NAME: ASSETS_BUCKET,
             names.ASSETS_KEY_PREFIX: ASSETS_PREFIX,
@@ -568,17 +666,29 @@ class LocalPlatform:
         from lakehub.release.deploy import deploy
 
         self.say("deploying main.template.yaml (change set)")
-        result = deploy(parameters, stack_name=STACK_NAME, region=DEFAULT_REGION, endpoint_url=self.endpoint,
-                        progress=lambda line: self.say(f"  {line}"), timeout=900)
+        result = deploy(
+            parameters,
+            stack_name=STACK_NAME,
+            region=DEFAULT_REGION,
+            endpoint_url=self.endpoint,
+            progress=lambda line: self.say(f"  {line}"),
+            timeout=900,
+        )
         self.outputs = result.outputs
         self.say(f"stack {STACK_NAME} {result.status} in {result.seconds:.1f} s")
 
     def tier_stack_resources(self, tier: Tier) -> dict[str, str]:
         cfn = self.client("cloudformation")
         logical = f"Tier{tier.name.capitalize()}Stack"
-        stack = next(r["PhysicalResourceId"] for r in cfn.list_stack_resources(StackName=STACK_NAME)["StackResourceSummaries"]
-                     if r["LogicalResourceId"] == logical)
-        resources = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+        stack = next(
+            r["PhysicalResourceId"]
+            for r in cfn.list_stack_resources(StackName=STACK_NAME)["StackResourceSummaries"]
+            if r["LogicalResourceId"] == logical
+        )
+        resources = {
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"]
+        }
         outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])}
         return {"stack": stack, **{f"resource:{k}": v for k, v in resources.items()}, **outputs}
 
@@ -605,17 +715,30 @@ class LocalPlatform:
         bucket = self.outputs[names.NOTEBOOK_BUCKET_NAME]
         from lakehub.local.emulator_server import PERSIST_PATH
 
-        answer = json.loads(control.control_request(self.endpoint, PERSIST_PATH, self.control_token,
-                                                    data=json.dumps({"bucket": bucket}).encode(), method="POST",
-                                                    content_type="application/json", timeout=120))
+        answer = json.loads(
+            control.control_request(
+                self.endpoint,
+                PERSIST_PATH,
+                self.control_token,
+                data=json.dumps({"bucket": bucket}).encode(),
+                method="POST",
+                content_type="application/json",
+                timeout=120,
+            )
+        )
         self.say(f"notebook bucket written through to {self.state.export_dir} ({answer['files']} files now)")
 
     def secure(self) -> dict[str, dict]:
         """Admin user, roles assumed, then IAM enforcement on. Returns {role arn: credentials}."""
         iam = self.client("iam")
         iam.create_user(UserName="lakehub-local-admin")
-        iam.put_user_policy(UserName="lakehub-local-admin", PolicyName="everything", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="lakehub-local-admin",
+            PolicyName="everything",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )
         key = iam.create_access_key(UserName="lakehub-local-admin")["AccessKey"]
         self.admin = {"AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"]}
         os.environ.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"])
@@ -637,8 +760,9 @@ class LocalPlatform:
             # Per-user mode: the users' tasks' role (no data; the agent hands it to each task as
             # ECS would, and the server's credential relay takes it out of its environment).
             user_task_role_name = info.get("resource:UserTaskRole")
-            user_task_arn = (self.client("iam").get_role(RoleName=user_task_role_name)["Role"]["Arn"]
-                             if user_task_role_name else None)
+            user_task_arn = (
+                self.client("iam").get_role(RoleName=user_task_role_name)["Role"]["Arn"] if user_task_role_name else None
+            )
             if user_task_arn:
                 wanted.append(user_task_arn)
             setattr(t, "user_task_role_arn", user_task_arn)
@@ -651,11 +775,13 @@ class LocalPlatform:
             setattr(t, "hub_task_definition", info.get("HubTaskDefinitionArn"))
             setattr(t, "hub_security_group", info.get("resource:HubSecurityGroup"))
             for arn in wanted:
-                creds = sts.assume_role(RoleArn=arn, RoleSessionName=f"lakehub-local-{t.name}",
-                                        DurationSeconds=ROLE_SESSION_SECONDS)["Credentials"]
+                creds = sts.assume_role(
+                    RoleArn=arn, RoleSessionName=f"lakehub-local-{t.name}", DurationSeconds=ROLE_SESSION_SECONDS
+                )["Credentials"]
                 roles[arn] = {k: creds[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
-        control.control_request(self.endpoint, "/moto-api/reset-auth", self.control_token, data=b"0",
-                                method="POST", content_type="text/plain")
+        control.control_request(
+            self.endpoint, "/moto-api/reset-auth", self.control_token, data=b"0", method="POST", content_type="text/plain"
+        )
         self.say(f"IAM enforcement on ({len(roles)} roles assumed before it)")
         return roles
 
@@ -680,22 +806,32 @@ class LocalPlatform:
         if profiles and not profiles.lstrip().startswith("["):
             # The template's name:cpu:memory list, as JSON (the contract's parser reads both).
             env[contract.ENV_USER_PROFILES] = json.dumps(
-                [{k: p[k] for k in ("name", "cpu", "memory")} for p in contract.parse_profiles(profiles)])
+                [{k: p[k] for k in ("name", "cpu", "memory")} for p in contract.parse_profiles(profiles)]
+            )
         env.update(self.local_hub_overrides(tier, config_d=str(HUB_CONFIG_D)))
-        env.update(contract.hub_environment(
-            overrides=True,
-            state_dir=str(hub_dir / "state"),
-            home_root=str(self.home_root(tier, env.get(contract.ENV_HOMES_FILE_SYSTEM_ID, ""))),
-            aws_region=DEFAULT_REGION,
-            aws_default_region=DEFAULT_REGION,
-        ))
-        env.update({
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"),
-                                     os.environ.get("PATH", "/usr/bin:/bin")]),
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "HOME": str(hub_dir),
-            "PYTHONPATH": str(HUB_IMAGES_DIR),
-        })
+        env.update(
+            contract.hub_environment(
+                overrides=True,
+                state_dir=str(hub_dir / "state"),
+                home_root=str(self.home_root(tier, env.get(contract.ENV_HOMES_FILE_SYSTEM_ID, ""))),
+                aws_region=DEFAULT_REGION,
+                aws_default_region=DEFAULT_REGION,
+            )
+        )
+        env.update(
+            {
+                "PATH": os.pathsep.join(
+                    [
+                        str(Path(sys.executable).parent),
+                        str(ROOT / "node_modules" / ".bin"),
+                        os.environ.get("PATH", "/usr/bin:/bin"),
+                    ]
+                ),
+                "LANG": os.environ.get("LANG", "C.UTF-8"),
+                "HOME": str(hub_dir),
+                "PYTHONPATH": str(HUB_IMAGES_DIR),
+            }
+        )
         env.update(local_idle_timeout())
         env.update(local_metrics_interval())
         if not env.get("LAKEHUB_COOKIE_SECRET"):
@@ -714,9 +850,12 @@ class LocalPlatform:
 
         if not fs_id:
             return self.state.path / "homes"
-        folder = efs_folder(self.state.path / EFS_DIR, efs_folder_name(self.client("efs", self.admin), fs_id),
-                            f"{names.HOMES_TIERS_ROOT}/{tier.name}",
-                            {"OwnerUid": 0, "OwnerGid": 0, "Permissions": "0755"})
+        folder = efs_folder(
+            self.state.path / EFS_DIR,
+            efs_folder_name(self.client("efs", self.admin), fs_id),
+            f"{names.HOMES_TIERS_ROOT}/{tier.name}",
+            {"OwnerUid": 0, "OwnerGid": 0, "Permissions": "0755"},
+        )
         if os.geteuid() == 0 and self.server_mode == "shared":
             self._opened += accounts.open_for_others([str(folder)])
         return folder
@@ -733,11 +872,17 @@ class LocalPlatform:
                 arn = getattr(t, attr, None)
                 if arn:
                     tier_roles[arn] = self.roles[arn]
-        self.agent = LocalAgent(self.endpoint, clusters=[cluster] if cluster else None, region=DEFAULT_REGION,
-                                work_dir=self.state.path / "agent", efs_dir=self.state.path / EFS_DIR,
-                                role_credentials=tier_roles, control_token=self.control_token,
-                                runtime=self.runtime,
-                                extra_mounts=self.hub_task_mounts if self.runtime == "container" else None).start()
+        self.agent = LocalAgent(
+            self.endpoint,
+            clusters=[cluster] if cluster else None,
+            region=DEFAULT_REGION,
+            work_dir=self.state.path / "agent",
+            efs_dir=self.state.path / EFS_DIR,
+            role_credentials=tier_roles,
+            control_token=self.control_token,
+            runtime=self.runtime,
+            extra_mounts=self.hub_task_mounts if self.runtime == "container" else None,
+        ).start()
         if self.runtime == "container":
             what = "hubs and per-user servers" if self.server_mode == "per-user" else "hubs"
             self.say(f"local agent watching the emulator's ECS tasks ({what}, as containers of {self.hub_image})")
@@ -791,8 +936,7 @@ class LocalPlatform:
         # the Litestream replica (lakehub_hub.hub_state).
         state_folder = self.hub_state_folder(tier)
         state_folder.mkdir(parents=True, exist_ok=True)
-        mounts = [(str(state_folder), CONTAINER_STATE_DIR, False),
-                  (str(HUB_CONFIG_D), CONTAINER_CONFIG_D, True)]
+        mounts = [(str(state_folder), CONTAINER_STATE_DIR, False), (str(HUB_CONFIG_D), CONTAINER_CONFIG_D, True)]
         if self.server_mode == "shared":
             home = self.home_root(tier, getattr(tier, "homes_fs_id", ""))
             mounts.append((str(home), CONTAINER_HOME_ROOT, False))
@@ -848,11 +992,20 @@ class LocalPlatform:
         network = service.get("networkConfiguration") or getattr(tier, "hub_network", None)
         kwargs = {"networkConfiguration": network} if network else {}
         task = ecs.run_task(
-            cluster=cluster, taskDefinition=service.get("taskDefinition") or tier.hub_task_definition,
-            startedBy=f"ecs-svc/{service_name}", launchType="FARGATE", count=1,
+            cluster=cluster,
+            taskDefinition=service.get("taskDefinition") or tier.hub_task_definition,
+            startedBy=f"ecs-svc/{service_name}",
+            launchType="FARGATE",
+            count=1,
             tags=[{"key": names.TAG_TIER, "value": tier.name}, {"key": TAG_HUB, "value": tier.name}],
-            overrides={"containerOverrides": [{"name": "hub", "environment": [
-                {"name": k, "value": v} for k, v in sorted(self.hub_task_environment(tier).items())]}]},
+            overrides={
+                "containerOverrides": [
+                    {
+                        "name": "hub",
+                        "environment": [{"name": k, "value": v} for k, v in sorted(self.hub_task_environment(tier).items())],
+                    }
+                ]
+            },
             **kwargs,
         )["tasks"][0]
         arn = task["taskArn"]
@@ -867,10 +1020,14 @@ class LocalPlatform:
                 return local.process
             described = ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"]
             if described and described[0].get("lastStatus") == "STOPPED":
-                raise LakehubError(f"the {tier.name} hub task stopped before its container ran: "
-                                   f"{described[0].get('stoppedReason') or 'no reason given'}")
-        raise LakehubError(f"the local agent did not start the {tier.name} hub task within {HUB_TASK_START_TIMEOUT:.0f} s; "
-                           f"see {self.state.path / 'agent'}")
+                raise LakehubError(
+                    f"the {tier.name} hub task stopped before its container ran: "
+                    f"{described[0].get('stoppedReason') or 'no reason given'}"
+                )
+        raise LakehubError(
+            f"the local agent did not start the {tier.name} hub task within {HUB_TASK_START_TIMEOUT:.0f} s; "
+            f"see {self.state.path / 'agent'}"
+        )
 
     def start_hub_tasks(self) -> None:
         """Container runtime: each tier's hub is its service's ECS task, run by the agent as a
@@ -882,9 +1039,17 @@ class LocalPlatform:
             env = {e["name"]: e.get("value", "") for e in definition["containerDefinitions"][0].get("environment") or []}
             setattr(t, "homes_fs_id", env.get("LAKEHUB_HOMES_FILE_SYSTEM_ID", ""))
             groups = [g for g in (getattr(t, "hub_security_group", None),) if g]
-            setattr(t, "hub_network", {"awsvpcConfiguration": {
-                "subnets": [n for n in env.get("LAKEHUB_USER_SUBNETS", "").split(",") if n],
-                "securityGroups": groups, "assignPublicIp": "DISABLED"}})
+            setattr(
+                t,
+                "hub_network",
+                {
+                    "awsvpcConfiguration": {
+                        "subnets": [n for n in env.get("LAKEHUB_USER_SUBNETS", "").split(",") if n],
+                        "securityGroups": groups,
+                        "assignPublicIp": "DISABLED",
+                    }
+                },
+            )
             folder = self.hub_state_folder(t)
             shutil.rmtree(folder.parent, ignore_errors=True)
             folder.mkdir(parents=True)
@@ -894,8 +1059,10 @@ class LocalPlatform:
             self.add_part(name, proc, f"{t.url}/hub/health", lambda t=t: self.run_hub_task(t), HUB_START_TIMEOUT)
             self.parts[name].note = f"ECS task {self.hub_tasks[t.name].rsplit('/', 1)[-1]}"
             started.append((t, proc))
-            self.say(f"starting the {t.name} hub on {t.url} ({self.server_mode} mode, ECS task "
-                     f"{self.hub_tasks[t.name].rsplit('/', 1)[-1]} in a container)")
+            self.say(
+                f"starting the {t.name} hub on {t.url} ({self.server_mode} mode, ECS task "
+                f"{self.hub_tasks[t.name].rsplit('/', 1)[-1]} in a container)"
+            )
         for t, _proc in started:
             self.wait_hub(t, lambda t=t: self.agent.tasks[self.hub_tasks[t.name]].log_path)
         self.record_parts()
@@ -906,8 +1073,9 @@ class LocalPlatform:
         name = f"{tier.name} hub"
         for attempt in range(1, attempts + 1):
             try:
-                self._wait_http(f"the {tier.name} hub", f"{tier.url}/hub/health", self.parts[name].proc,
-                                HUB_START_TIMEOUT, log_path())
+                self._wait_http(
+                    f"the {tier.name} hub", f"{tier.url}/hub/health", self.parts[name].proc, HUB_START_TIMEOUT, log_path()
+                )
             except ExitedAtStart as exc:
                 if attempt == attempts:
                     raise LakehubError(f"{exc} (started {attempts} times)") from None
@@ -933,9 +1101,15 @@ class LocalPlatform:
             procs.append((t, self._spawn(f"{t.name} hub", cmd, env, hub_dir, hub_dir / "hub.log")))
             # The restarted hub keeps its folder: its sqlite database (users, tokens) and its
             # proxy's pid file (JupyterHub ends a proxy it finds there before starting its own).
-            self.add_part(f"{t.name} hub", procs[-1][1], f"{t.url}/hub/health",
-                          lambda name=f"{t.name} hub", cmd=cmd, env=env, hub_dir=hub_dir:
-                          self._spawn(name, cmd, env, hub_dir, hub_dir / "hub.log"), HUB_START_TIMEOUT)
+            self.add_part(
+                f"{t.name} hub",
+                procs[-1][1],
+                f"{t.url}/hub/health",
+                lambda name=f"{t.name} hub", cmd=cmd, env=env, hub_dir=hub_dir: self._spawn(
+                    name, cmd, env, hub_dir, hub_dir / "hub.log"
+                ),
+                HUB_START_TIMEOUT,
+            )
             self.say(f"starting the {t.name} hub on {t.url} ({self.server_mode} mode)")
         for t, _proc in procs:
             self.wait_hub(t, lambda t=t: self.state.path / "hubs" / t.name / "hub.log")
@@ -951,11 +1125,23 @@ class LocalPlatform:
 
     def run(self) -> None:
         os.environ[RUN_MARKER] = self.token  # inherited by what starts without an env of its own
-        self.state.write({"run_id": self.run_id, "phase": "starting", "pid": os.getpid(), "progress": [],
-                          "started": self.started, "server_mode": self.server_mode, "base_port": self.base_port,
-                          "runtime": self.runtime,
-                          "demo_users_per_tier": self.demo_users,
-                          "supervisor": record(os.getpid()), "run_token": self.token, "groups": {}, "tasks": {}})
+        self.state.write(
+            {
+                "run_id": self.run_id,
+                "phase": "starting",
+                "pid": os.getpid(),
+                "progress": [],
+                "started": self.started,
+                "server_mode": self.server_mode,
+                "base_port": self.base_port,
+                "runtime": self.runtime,
+                "demo_users_per_tier": self.demo_users,
+                "supervisor": record(os.getpid()),
+                "run_token": self.token,
+                "groups": {},
+                "tasks": {},
+            }
+        )
         check_ports(self.ports)
         self.start_emulator()
         self.publish_assets()
@@ -976,10 +1162,18 @@ class LocalPlatform:
         missing = unmodelled_types()
         seconds = time.time() - self.started
         self.say(f"ready in {seconds:.1f} s")
-        self.state.update(phase="ready", ready_seconds=round(seconds, 2), **self.status(), admin=self.admin,
-                          outputs=self.outputs, unmodelled=missing, hub_image=self.hub_image, task_image=self.task_image,
-                          metrics_url=f"http://{LOOPBACK}:{self.metrics_port}/metrics" if self.metrics_port else "",
-                          children={name: p.pid for name, p in self.children})
+        self.state.update(
+            phase="ready",
+            ready_seconds=round(seconds, 2),
+            **self.status(),
+            admin=self.admin,
+            outputs=self.outputs,
+            unmodelled=missing,
+            hub_image=self.hub_image,
+            task_image=self.task_image,
+            metrics_url=f"http://{LOOPBACK}:{self.metrics_port}/metrics" if self.metrics_port else "",
+            children={name: p.pid for name, p in self.children},
+        )
 
     def start_observing(self) -> None:
         """The alarm evaluator (moto evaluates no alarm) and, with --metrics-port, the Prometheus
@@ -992,20 +1186,27 @@ class LocalPlatform:
         admin = dict(self.admin)
 
         def make(service: str):
-            return session.client(service, endpoint_url=self.endpoint, region_name=DEFAULT_REGION,
-                                  aws_access_key_id=admin.get("AccessKeyId"),
-                                  aws_secret_access_key=admin.get("SecretAccessKey"))
+            return session.client(
+                service,
+                endpoint_url=self.endpoint,
+                region_name=DEFAULT_REGION,
+                aws_access_key_id=admin.get("AccessKeyId"),
+                aws_secret_access_key=admin.get("SecretAccessKey"),
+            )
 
         self.alarms = AlarmEvaluator(make, DEFAULT_REGION).start()
         self.say(f"evaluating the emulator's CloudWatch alarms every {self.alarms.interval:.0f} s")
         if self.metrics_port:
             tiers = [t.name for t in self.tiers]
             try:
-                self.metrics_server = serve_metrics(self.metrics_port, lambda: observe(self.endpoint, admin, PLATFORM_NAME,
-                                                                                      tiers))
+                self.metrics_server = serve_metrics(
+                    self.metrics_port, lambda: observe(self.endpoint, admin, PLATFORM_NAME, tiers)
+                )
             except OSError as exc:
-                raise LakehubError(f"port {self.metrics_port} on {LOOPBACK} (for the metrics endpoint) cannot be used "
-                                   f"({exc.strerror or exc}); pass another --metrics-port") from None
+                raise LakehubError(
+                    f"port {self.metrics_port} on {LOOPBACK} (for the metrics endpoint) cannot be used "
+                    f"({exc.strerror or exc}); pass another --metrics-port"
+                ) from None
             self.say(f"Prometheus metrics on http://{LOOPBACK}:{self.metrics_port}/metrics")
 
     def stop(self) -> None:
@@ -1082,9 +1283,17 @@ def export_notebooks(current: dict, dest: Path, token: str) -> int:
     from lakehub.local.emulator_server import PERSIST_PATH
 
     try:
-        answer = json.loads(control.control_request(current["emulator_endpoint"], PERSIST_PATH, token,
-                                                    data=b'{"sync": true}', method="POST",
-                                                    content_type="application/json", timeout=120))
+        answer = json.loads(
+            control.control_request(
+                current["emulator_endpoint"],
+                PERSIST_PATH,
+                token,
+                data=b'{"sync": true}',
+                method="POST",
+                content_type="application/json",
+                timeout=120,
+            )
+        )
     except urllib.error.HTTPError as exc:
         raise LakehubError(f"the emulator could not export: {exc.read().decode(errors='replace')[:200]}") from None
     except OSError as exc:
@@ -1124,16 +1333,20 @@ def recover(state: StateDir, export: bool = True) -> Recovery | None:
     if export and current.get("phase") == "ready":
         if groups.get("emulator") and is_recorded(groups["emulator"]):
             try:
-                result.exported = export_notebooks(current, state.export_dir,
-                                                   control.read_token(state.file(control.TOKEN_FILE)))
+                result.exported = export_notebooks(current, state.export_dir, control.read_token(state.file(control.TOKEN_FILE)))
             except Exception as exc:  # noqa: BLE001 - still end everything; say what was not saved
                 result.export_error = str(exc)
         else:
             result.export_error = "its emulator is not running"
     ended = end_processes(records, token, timeout=15)
     removed = remove_containers(token)  # the container runtime's tasks (podman keeps them past their `podman run`)
-    state.update(phase="stopped", stopped=time.time(), recovered={"supervisor": who, "ended": ended, "containers": removed},
-                 exported=result.exported, export_error=result.export_error or None)
+    state.update(
+        phase="stopped",
+        stopped=time.time(),
+        recovered={"supervisor": who, "ended": ended, "containers": removed},
+        exported=result.exported,
+        export_error=result.export_error or None,
+    )
     result.line = f"cleaned up after a crashed supervisor (pid {who}): ended {len(ended)} processes it left running"
     if removed:
         result.line += f" and removed {len(removed)} containers"
@@ -1143,16 +1356,30 @@ def recover(state: StateDir, export: bool = True) -> Recovery | None:
 def unmodelled_types() -> list[dict]:
     """lakehub.local.unmodelled in a short-lived process: it imports moto's model registry,
     which the supervisor (alive as long as the platform) should not keep in memory."""
-    proc = subprocess.run([sys.executable, "-m", "lakehub.local.unmodelled", "--format", "json"],
-                          capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "lakehub.local.unmodelled", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(ROOT),
+    )
     try:
         return json.loads(proc.stdout)
     except ValueError:
         return []
 
 
-def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "", say=None, on_ready=None,
-              demo_users: int = DEFAULT_DEMO_USERS, runtime: str = "process", metrics_port: int | None = None) -> int:
+def supervise(
+    state: StateDir,
+    base_port: int,
+    server_mode: str,
+    run_id: str = "",
+    say=None,
+    on_ready=None,
+    demo_users: int = DEFAULT_DEMO_USERS,
+    runtime: str = "process",
+    metrics_port: int | None = None,
+) -> int:
     """Run the platform until SIGTERM/SIGINT. Returns the exit code."""
     # Everything the supervisor writes (state folder, logs, hub folders) is its own: 0700/0600.
     os.umask(0o077)
@@ -1174,8 +1401,16 @@ def supervise(state: StateDir, base_port: int, server_mode: str, run_id: str = "
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
-        platform = LocalPlatform(state, base_port, server_mode, say=say, run_id=run_id, demo_users=demo_users,
-                                 runtime=runtime, metrics_port=metrics_port)
+        platform = LocalPlatform(
+            state,
+            base_port,
+            server_mode,
+            say=say,
+            run_id=run_id,
+            demo_users=demo_users,
+            runtime=runtime,
+            metrics_port=metrics_port,
+        )
         try:
             platform.run()
         except KeyboardInterrupt:
@@ -1225,8 +1460,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return supervise(StateDir(args.state_dir), args.base_port, args.server_mode, args.run_id,
-                         demo_users=args.demo_users, runtime=args.runtime, metrics_port=args.metrics_port)
+        return supervise(
+            StateDir(args.state_dir),
+            args.base_port,
+            args.server_mode,
+            args.run_id,
+            demo_users=args.demo_users,
+            runtime=args.runtime,
+            metrics_port=args.metrics_port,
+        )
     except LakehubError as exc:
         print(f"lakehub: error: {exc}", file=sys.stderr)
         return 3

@@ -45,7 +45,7 @@ def start_time(pid: int) -> int | None:
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may hold spaces or parentheses.
-    fields = data[data.rfind(b")") + 2:].split()
+    fields = data[data.rfind(b")") + 2 :].split()
     try:
         if fields[0] == b"Z":  # a zombie has ended; only its parent's wait is missing
             return None

@@ -1,19 +1,19 @@
 """The local environment's state folder (default `.lakehub/local/`, gitignored).
 
-  lock                  held (flock) by the running supervisor: a second `up` sees it
-  supervisor.pid        the supervisor's process id
-  state.json            phase, progress lines, endpoints, tiers, demo users and passwords (0600);
-                        run_token (the marker every process of the run carries), groups (each
-                        part's pid, pgid and start time, written as it starts), tasks (the agent's
-                        task processes), parts (each part's state and restarts)
-  control-token         what the emulator's control API (/moto-api/...) requires (0600)
-  (the folder is 0700: user servers run as other Unix accounts and cannot enter it)
-  supervisor.log        the supervisor's log; emulator/, idp/, hubs/<tier>/, agent/ hold the rest
-  notebooks-export/     the notebook bucket's current objects (bodies only, one file per key):
-                        written through by the emulator as the bucket is written, so it
-                        survives a crash of the emulator or the supervisor; exported once more
-                        by `down`; restored into the new bucket by the next `up`
-  notebooks-export.writing/  the emulator's temporary files (each write is a rename from here)
+lock                  held (flock) by the running supervisor: a second `up` sees it
+supervisor.pid        the supervisor's process id
+state.json            phase, progress lines, endpoints, tiers, demo users and passwords (0600);
+                      run_token (the marker every process of the run carries), groups (each
+                      part's pid, pgid and start time, written as it starts), tasks (the agent's
+                      task processes), parts (each part's state and restarts)
+control-token         what the emulator's control API (/moto-api/...) requires (0600)
+(the folder is 0700: user servers run as other Unix accounts and cannot enter it)
+supervisor.log        the supervisor's log; emulator/, idp/, hubs/<tier>/, agent/ hold the rest
+notebooks-export/     the notebook bucket's current objects (bodies only, one file per key):
+                      written through by the emulator as the bucket is written, so it
+                      survives a crash of the emulator or the supervisor; exported once more
+                      by `down`; restored into the new bucket by the next `up`
+notebooks-export.writing/  the emulator's temporary files (each write is a rename from here)
 """
 
 from __future__ import annotations

@@ -89,7 +89,9 @@ def write_all(rendered: dict[str, str], out_dir: Path = TEMPLATES_DIR) -> list[s
     except (FileExistsError, NotADirectoryError):
         raise LakehubError(f"--out {out_dir}: not a directory; give a directory for the templates") from None
     except PermissionError:
-        raise LakehubError(f"--out {out_dir}: cannot create the directory (permission denied); give a writable directory") from None
+        raise LakehubError(
+            f"--out {out_dir}: cannot create the directory (permission denied); give a writable directory"
+        ) from None
     staged: list[tuple[str, str]] = []
     try:
         for name, text in rendered.items():
@@ -104,7 +106,9 @@ def write_all(rendered: dict[str, str], out_dir: Path = TEMPLATES_DIR) -> list[s
     except OSError as exc:
         for _, tmp in staged:
             Path(tmp).unlink(missing_ok=True)
-        raise LakehubError(f"--out {out_dir}: cannot write the templates ({exc.strerror}); no template was changed, free space or fix the permissions") from None
+        raise LakehubError(
+            f"--out {out_dir}: cannot write the templates ({exc.strerror}); no template was changed, free space or fix the permissions"
+        ) from None
     for name, tmp in staged:
         os.replace(tmp, out_dir / name)
     return [name for name, _ in staged]
@@ -149,7 +153,10 @@ def unified_diff(path: Path, generated: str | None, name: str) -> str:
     """What would change in `path` (absent: empty) to make it `generated` (None: the file goes)."""
     old = path.read_text() if path.exists() else ""
     lines = difflib.unified_diff(
-        old.splitlines(keepends=True), (generated or "").splitlines(keepends=True), f"{_shown(path)} (on disk)", f"{name} (generated)"
+        old.splitlines(keepends=True),
+        (generated or "").splitlines(keepends=True),
+        f"{_shown(path)} (on disk)",
+        f"{name} (generated)",
     )
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
@@ -164,7 +171,9 @@ def lint(paths: list[Path], regions: tuple[str, ...] = LINT_REGIONS) -> list[str
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=TEMPLATES_DIR.parent)
     lines = [l for l in proc.stdout.splitlines() if l.strip()]
     if proc.returncode not in (0, 2, 4, 6, 8, 10, 12, 14) and not lines:
-        raise LakehubError(f"cfn-lint failed to run: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        raise LakehubError(
+            f"cfn-lint failed to run: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+        )
     return lines
 
 

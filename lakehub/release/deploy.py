@@ -64,9 +64,16 @@ READ_TIMEOUT = 60.0
 MAX_ATTEMPTS = 4
 
 FAILED_STATES = {
-    "CREATE_FAILED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED", "ROLLBACK_COMPLETE",
-    "DELETE_FAILED", "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_FAILED",
-    "UPDATE_ROLLBACK_COMPLETE", "UPDATE_FAILED", "IMPORT_ROLLBACK_COMPLETE",
+    "CREATE_FAILED",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_FAILED",
+    "ROLLBACK_COMPLETE",
+    "DELETE_FAILED",
+    "UPDATE_ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_FAILED",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "UPDATE_FAILED",
+    "IMPORT_ROLLBACK_COMPLETE",
 }
 DONE_STATES = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
@@ -132,9 +139,7 @@ def template_parameters(template_text: str, source: str = "the template") -> dic
 def check_parameters(params: dict[str, str], declared: dict[str, dict], existing: set[str]) -> None:
     unknown = sorted(set(params) - set(declared))
     if unknown:
-        raise LakehubError(
-            f"the main template has no parameter {', '.join(unknown)}; known: {', '.join(sorted(declared))}"
-        )
+        raise LakehubError(f"the main template has no parameter {', '.join(unknown)}; known: {', '.join(sorted(declared))}")
     missing = sorted(k for k, p in declared.items() if "Default" not in p and k not in params and k not in existing)
     if missing:
         raise LakehubError(f"missing parameter {', '.join(missing)}; pass --parameter {missing[0]}=VALUE")
@@ -188,14 +193,21 @@ def check_endpoint_url(url: str | None) -> str | None:
 def client_config(timeout: float = DEFAULT_TIMEOUT, endpoint_url: str | None = None, *, long_call: bool = False) -> Config:
     """Bounded connect and read timeouts and attempts (see CONNECT_TIMEOUT)."""
     if long_call:  # the emulator's ExecuteChangeSet: the whole stack in one call
-        return Config(connect_timeout=min(CONNECT_TIMEOUT, timeout), read_timeout=timeout,
-                      retries={"total_max_attempts": 1, "mode": "standard"})
-    return Config(connect_timeout=min(CONNECT_TIMEOUT, timeout), read_timeout=min(READ_TIMEOUT, timeout),
-                  retries={"total_max_attempts": 1 if endpoint_url else MAX_ATTEMPTS, "mode": "standard"})
+        return Config(
+            connect_timeout=min(CONNECT_TIMEOUT, timeout),
+            read_timeout=timeout,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+        )
+    return Config(
+        connect_timeout=min(CONNECT_TIMEOUT, timeout),
+        read_timeout=min(READ_TIMEOUT, timeout),
+        retries={"total_max_attempts": 1 if endpoint_url else MAX_ATTEMPTS, "mode": "standard"},
+    )
 
 
-def make_client(service: str, region: str | None, endpoint_url: str | None, config: Config,
-                session: boto3.session.Session | None = None):
+def make_client(
+    service: str, region: str | None, endpoint_url: str | None, config: Config, session: boto3.session.Session | None = None
+):
     """A boto3 client, or one LakehubError line for a missing region or a refused endpoint."""
     session = session or boto3.session.Session()
     try:
@@ -203,17 +215,25 @@ def make_client(service: str, region: str | None, endpoint_url: str | None, conf
     except NoRegionError:
         raise LakehubError("no AWS region set; pass --region or set AWS_REGION") from None
     except ValueError as exc:  # botocore's own refusal of an endpoint (also AWS_ENDPOINT_URL's)
-        given = f"--endpoint-url {endpoint_url!r}" if endpoint_url else f"AWS_ENDPOINT_URL {os.environ.get('AWS_ENDPOINT_URL', '')!r}"
+        given = (
+            f"--endpoint-url {endpoint_url!r}" if endpoint_url else f"AWS_ENDPOINT_URL {os.environ.get('AWS_ENDPOINT_URL', '')!r}"
+        )
         raise LakehubError(f"{given} is not an endpoint URL ({exc}); give http(s)://HOST[:PORT]") from None
 
 
-def cfn_client(region: str | None, endpoint_url: str | None, session: boto3.session.Session | None = None,
-               timeout: float = DEFAULT_TIMEOUT, long_call: bool = False):
+def cfn_client(
+    region: str | None,
+    endpoint_url: str | None,
+    session: boto3.session.Session | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    long_call: bool = False,
+):
     return make_client("cloudformation", region, endpoint_url, client_config(timeout, endpoint_url, long_call=long_call), session)
 
 
-def unreachable(exc: Exception, service: str, where: str, read_timeout: float | None = None,
-                longer: str = ", or give a longer --timeout") -> LakehubError | None:
+def unreachable(
+    exc: Exception, service: str, where: str, read_timeout: float | None = None, longer: str = ", or give a longer --timeout"
+) -> LakehubError | None:
     """One line for an endpoint that does not answer, or answers but is not AWS; else None."""
     if isinstance(exc, ReadTimeoutError):
         return LakehubError(
@@ -221,7 +241,9 @@ def unreachable(exc: Exception, service: str, where: str, read_timeout: float | 
             f"`lakehub local`, that it runs: `lakehub local status`) and the network{longer}"
         )
     if isinstance(exc, ConnectTimeoutError):
-        return LakehubError(f"cannot connect to {service} at {where} (no answer to the connection); check --endpoint-url and the network")
+        return LakehubError(
+            f"cannot connect to {service} at {where} (no answer to the connection); check --endpoint-url and the network"
+        )
     if isinstance(exc, ResponseParserError):
         return LakehubError(
             f"{where} does not answer as AWS {service} (its reply is not an AWS API response); "
@@ -385,8 +407,22 @@ def deploy(
     where = endpoint_url or f"the {region} endpoint"
     try:
         _first_contact(cfn, stack_name, where, display)
-        return _deploy(cfn, parameters, stack_name, region, declared, local_text, template_file, template_url,
-                       timeout, started, display, tags, executor, preview)
+        return _deploy(
+            cfn,
+            parameters,
+            stack_name,
+            region,
+            declared,
+            local_text,
+            template_file,
+            template_url,
+            timeout,
+            started,
+            display,
+            tags,
+            executor,
+            preview,
+        )
     except NoCredentialsError:
         raise LakehubError(
             "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
@@ -394,8 +430,16 @@ def deploy(
         ) from None
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"):
-            raise LakehubError(f"AWS refused the credentials ({code}); refresh them (for example `aws sso login`) and retry") from None
+        if code in (
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "SignatureDoesNotMatch",
+        ):
+            raise LakehubError(
+                f"AWS refused the credentials ({code}); refresh them (for example `aws sso login`) and retry"
+            ) from None
         if code == "AccessDenied" or code == "AccessDeniedException":
             raise LakehubError(f"AWS denied a CloudFormation call: {_error_line(exc)}") from None
         raise LakehubError(f"CloudFormation: {_error_line(exc)}") from None
@@ -416,8 +460,22 @@ def _first_contact(cfn, stack_name: str, where: str, display: Display) -> None:
         raise ResponseParserError(f"{where} answered, but not as CloudFormation") from None
 
 
-def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_file, template_url,
-            timeout, started, display, tags, executor=None, preview=False) -> DeployResult:
+def _deploy(
+    cfn,
+    parameters,
+    stack_name,
+    region,
+    declared,
+    local_text,
+    template_file,
+    template_url,
+    timeout,
+    started,
+    display,
+    tags,
+    executor=None,
+    preview=False,
+) -> DeployResult:
     executor = executor or cfn
     existing = _stack(cfn, stack_name)
     if existing and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
@@ -449,7 +507,10 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
         "Parameters": cf_params,
         "Capabilities": CAPABILITIES,
         "Description": "lakehub deploy",
-        "Tags": [{"Key": k, "Value": v} for k, v in sorted((tags or {names.TAG_PLATFORM: parameters.get(names.PLATFORM_NAME, "lakehub")}).items())],
+        "Tags": [
+            {"Key": k, "Value": v}
+            for k, v in sorted((tags or {names.TAG_PLATFORM: parameters.get(names.PLATFORM_NAME, "lakehub")}).items())
+        ],
     }
     if preview:
         args["IncludeNestedStacks"] = True  # the nested stacks' own changes, not only "Modify"
@@ -472,7 +533,9 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
             raise
         display.say(f"stack {stack_name}: no changes")
         stack = _stack(cfn, stack_name) or {}
-        return DeployResult(stack_name, stack.get("StackId", ""), stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started)
+        return DeployResult(
+            stack_name, stack.get("StackId", ""), stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started
+        )
     cs_id, stack_id = created["Id"], created["StackId"]
     for _ in tries(min(timeout, 600), interval=1.0):
         cs = cfn.describe_change_set(ChangeSetName=cs_id, StackName=stack_id)
@@ -485,7 +548,9 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
                 _safe(lambda: cfn.delete_change_set(ChangeSetName=cs_id, StackName=stack_id))
                 display.say(f"stack {stack_name}: no changes")
                 stack = _stack(cfn, stack_name) or {}
-                return DeployResult(stack_name, stack_id, stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started)
+                return DeployResult(
+                    stack_name, stack_id, stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started
+                )
             raise LakehubError(f"the change set for {stack_name} failed: {reason}")
     else:
         raise LakehubError(f"the change set for {stack_name} was not ready within 10 minutes ({status})")
@@ -497,8 +562,15 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
             _safe(lambda: cfn.delete_stack(StackName=stack_id))  # the empty REVIEW_IN_PROGRESS stack
         display.say(f"preview: {len(changes)} change{'s' if len(changes) != 1 else ''}; nothing executed")
         stack = (_stack(cfn, stack_name) or {}) if change_set_type == "UPDATE" else {}
-        return DeployResult(stack_name, stack_id if change_set_type == "UPDATE" else "", stack.get("StackStatus", "NONE"),
-                            change_set_type, _outputs(stack), time.time() - started, changes)
+        return DeployResult(
+            stack_name,
+            stack_id if change_set_type == "UPDATE" else "",
+            stack.get("StackStatus", "NONE"),
+            change_set_type,
+            _outputs(stack),
+            time.time() - started,
+            changes,
+        )
     display.say(f"change set ready: {n} change{'s' if n != 1 else ''}; executing")
 
     # An emulator executes the whole change set inside this call, so it runs in a thread while
@@ -518,7 +590,11 @@ def _deploy(cfn, parameters, stack_name, region, declared, local_text, template_
     status = _wait(cfn, stack_id, runner, failure, watcher, timeout, display, stack_name, emulator)
     stack = _stack(cfn, stack_id) or {}
     if status not in DONE_STATES:
-        reasons = [e.get("ResourceStatusReason") for e in watcher.latest if "FAILED" in (e.get("ResourceStatus") or "") and e.get("ResourceStatusReason")]
+        reasons = [
+            e.get("ResourceStatusReason")
+            for e in watcher.latest
+            if "FAILED" in (e.get("ResourceStatus") or "") and e.get("ResourceStatusReason")
+        ]
         detail = f": {reasons[0]}" if reasons else ""
         raise LakehubError(f"stack {stack_name} ended {status}{detail}")
     return DeployResult(stack_name, stack_id, status, change_set_type, _outputs(stack), time.time() - started)
@@ -536,16 +612,20 @@ def change_set_changes(cfn, change_set_id: str, stack_id: str, stack_label: str 
         page = cfn.describe_change_set(**kwargs)
         for change in page.get("Changes", []):
             rc = change.get("ResourceChange") or {}
-            rows.append({
-                "stack": stack_label or page.get("StackName", ""),
-                "resource": rc.get("LogicalResourceId", ""),
-                "type": rc.get("ResourceType", ""),
-                "action": rc.get("Action", ""),
-                "replacement": rc.get("Replacement", "") or "",
-            })
+            rows.append(
+                {
+                    "stack": stack_label or page.get("StackName", ""),
+                    "resource": rc.get("LogicalResourceId", ""),
+                    "type": rc.get("ResourceType", ""),
+                    "action": rc.get("Action", ""),
+                    "replacement": rc.get("Replacement", "") or "",
+                }
+            )
             nested = rc.get("ChangeSetId")
             if nested and depth < 3:
-                rows += change_set_changes(cfn, nested, "", f"{stack_label or page.get('StackName', '')}/{rc.get('LogicalResourceId', '')}", depth + 1)
+                rows += change_set_changes(
+                    cfn, nested, "", f"{stack_label or page.get('StackName', '')}/{rc.get('LogicalResourceId', '')}", depth + 1
+                )
         token = page.get("NextToken")
         if not token:
             break
@@ -574,7 +654,9 @@ def _wait(cfn, stack_id, runner, failure, watcher, timeout, display: Display, st
             if not runner.is_alive() and status and not status.endswith("_IN_PROGRESS"):
                 return status
             if time.monotonic() > deadline:
-                raise LakehubError(f"stack {stack_name} did not finish within {timeout:.0f} s (now {status}); see the CloudFormation console")
+                raise LakehubError(
+                    f"stack {stack_name} did not finish within {timeout:.0f} s (now {status}); see the CloudFormation console"
+                )
 
 
 def _outputs(stack: dict) -> dict[str, str]:
@@ -587,8 +669,11 @@ def _delete_change_set(cfn, cs_id: str, stack_id: str, timeout: float = 4.0) -> 
     for _ in tries(timeout, interval=1.0):
         _safe(lambda: cfn.delete_change_set(ChangeSetName=cs_id, StackName=stack_id))
         try:
-            left = [c for c in cfn.list_change_sets(StackName=stack_id).get("Summaries", [])
-                    if c.get("ChangeSetId") == cs_id and c.get("ExecutionStatus") != "EXECUTE_COMPLETE"]
+            left = [
+                c
+                for c in cfn.list_change_sets(StackName=stack_id).get("Summaries", [])
+                if c.get("ChangeSetId") == cs_id and c.get("ExecutionStatus") != "EXECUTE_COMPLETE"
+            ]
         except (ClientError, BotoCoreError):
             return  # the stack (a CREATE preview's) is gone with it
         if not left:
@@ -602,8 +687,14 @@ def _safe(fn) -> None:
         pass
 
 
-def catalog_products(result: DeployResult, region: str | None, endpoint_url: str | None, timeout: float,
-                     preview: bool, progress: Callable[[str], None] | None = None) -> list:
+def catalog_products(
+    result: DeployResult,
+    region: str | None,
+    endpoint_url: str | None,
+    timeout: float,
+    preview: bool,
+    progress: Callable[[str], None] | None = None,
+) -> list:
     """After the main stack, the platform's Service Catalog provisioned products
     (lakehub.release.upgrade): with `preview`, the plan; else the upgrade's report."""
     from lakehub.release import upgrade

@@ -72,14 +72,25 @@ def install_requirements(name: str, cache_dir: Path | None = None) -> Path | Non
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir))
     cmd = [
-        sys.executable, "-m", "pip", "install",
-        "--quiet", "--disable-pip-version-check", "--no-input", "--no-compile",
-        "--target", str(tmp),
-        "--platform", LAMBDA_PLATFORM,
-        "--implementation", "cp",
-        "--python-version", LAMBDA_PYTHON_VERSION,
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--no-compile",
+        "--target",
+        str(tmp),
+        "--platform",
+        LAMBDA_PLATFORM,
+        "--implementation",
+        "cp",
+        "--python-version",
+        LAMBDA_PYTHON_VERSION,
         "--only-binary=:all:",
-        "--requirement", str(req),
+        "--requirement",
+        str(req),
     ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT)

@@ -27,7 +27,12 @@ from lakehub.errors import LakehubError
 DEFAULT_PREFIX = "lakehub/"  # the templates' AssetsKeyPrefix default
 PREFIX_PATTERN = re.compile(r"^([0-9a-zA-Z!_.'()-]+/)*$")  # the templates' AllowedPattern (no '*': IAM wildcard)
 BUCKET_PATTERN = re.compile(r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$")
-CONTENT_TYPES = {".yaml": "application/x-yaml", ".yml": "application/x-yaml", ".json": "application/json", ".zip": "application/zip"}
+CONTENT_TYPES = {
+    ".yaml": "application/x-yaml",
+    ".yml": "application/x-yaml",
+    ".json": "application/json",
+    ".zip": "application/zip",
+}
 
 
 def normalize_prefix(prefix: str | None) -> str:
@@ -46,7 +51,11 @@ def normalize_prefix(prefix: str | None) -> str:
 def assets_to_publish(templates_dir: Path | None = None) -> list[tuple[str, Path]]:
     """(key under the prefix, local file) of everything publish uploads, building zips first."""
     templates_dir = templates_dir or assets.TEMPLATES_DIR
-    templates = sorted(p for p in templates_dir.rglob("*") if p.is_file() and not p.name.startswith(".")) if templates_dir.is_dir() else []
+    templates = (
+        sorted(p for p in templates_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if templates_dir.is_dir()
+        else []
+    )
     if not templates:
         raise LakehubError(f"no templates in {templates_dir}; run `lakehub build` first")
     files = [(assets.template_key(p.relative_to(templates_dir).as_posix()), p) for p in templates]
@@ -92,7 +101,9 @@ def _check_bucket(s3, bucket: str) -> str:
     except NoRegionError:
         raise LakehubError("no AWS region set: pass --region or set AWS_REGION") from None
     except EndpointConnectionError as exc:
-        raise LakehubError(f"cannot reach S3 at {exc.kwargs.get('endpoint_url', 'its endpoint')}; check --endpoint-url and the network") from None
+        raise LakehubError(
+            f"cannot reach S3 at {exc.kwargs.get('endpoint_url', 'its endpoint')}; check --endpoint-url and the network"
+        ) from None
     except BotoCoreError as exc:
         error = unreachable(exc, "S3", where, s3.meta.config.read_timeout, longer="")
         if error is None:
@@ -118,9 +129,7 @@ def _bucket_error(exc, bucket: str) -> LakehubError:
             f"bucket {bucket} does not exist; create it (aws s3 mb s3://{bucket}) or pass an existing bucket with --bucket"
         )
     if code in ("403", "AccessDenied", "Forbidden"):
-        return LakehubError(
-            f"access denied to bucket {bucket}: the credentials in use need s3:ListBucket and s3:PutObject on it"
-        )
+        return LakehubError(f"access denied to bucket {bucket}: the credentials in use need s3:ListBucket and s3:PutObject on it")
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
         return LakehubError(f"the AWS credentials were refused ({code}); refresh them or choose another AWS_PROFILE")
     return LakehubError(f"cannot use bucket {bucket}: {code}")

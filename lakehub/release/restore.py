@@ -75,8 +75,10 @@ def file_system_id(clients, platform: str, given: str | None) -> str:
         return clients("ssm").get_parameter(Name=name)["Parameter"]["Value"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ParameterNotFound":
-            raise LakehubError(f"no platform {platform!r} here: SSM has no {name}; pass --platform (the main "
-                               "stack's PlatformName) or --file-system-id") from None
+            raise LakehubError(
+                f"no platform {platform!r} here: SSM has no {name}; pass --platform (the main "
+                "stack's PlatformName) or --file-system-id"
+            ) from None
         raise
 
 
@@ -112,10 +114,22 @@ def restore_metadata(fs: dict, item: str, token: str) -> dict[str, str]:
     }
 
 
-def restore_home(clients, tier: str, user: str, *, platform: str = DEFAULT_PLATFORM, fs_id: str | None = None,
-                 recovery_point: str | None = None, before: datetime.datetime | None = None,
-                 iam_role_arn: str | None = None, wait: float = DEFAULT_WAIT, poll: float = POLL_SECONDS,
-                 sleep=time.sleep, now=time.monotonic, say=lambda line: None) -> dict:
+def restore_home(
+    clients,
+    tier: str,
+    user: str,
+    *,
+    platform: str = DEFAULT_PLATFORM,
+    fs_id: str | None = None,
+    recovery_point: str | None = None,
+    before: datetime.datetime | None = None,
+    iam_role_arn: str | None = None,
+    wait: float = DEFAULT_WAIT,
+    poll: float = POLL_SECONDS,
+    sleep=time.sleep,
+    now=time.monotonic,
+    say=lambda line: None,
+) -> dict:
     """Start (and wait for) the restore of one user's home; returns what happened."""
     item = home_path(tier, user)
     fs_id = file_system_id(clients, platform, fs_id)
@@ -132,30 +146,46 @@ def restore_home(clients, tier: str, user: str, *, platform: str = DEFAULT_PLATF
     if recovery_point:
         point = next((p for p in points if p["RecoveryPointArn"] == recovery_point), None)
         if point is None:
-            raise LakehubError(f"{recovery_point} is not a recovery point of {fs_id}; leave --recovery-point out "
-                               "to use the newest, or list them with `aws backup list-recovery-points-by-resource "
-                               f"--resource-arn {fs_arn}`")
+            raise LakehubError(
+                f"{recovery_point} is not a recovery point of {fs_id}; leave --recovery-point out "
+                "to use the newest, or list them with `aws backup list-recovery-points-by-resource "
+                f"--resource-arn {fs_arn}`"
+            )
     else:
         point = choose_recovery_point(points, before)
         if point is None:
             when = f" taken before {before.isoformat()}" if before else ""
-            raise LakehubError(f"no completed backup of {fs_id}{when} (AWS Backup's daily plan takes the first "
-                               "within a day of creating the file system); nothing to restore")
+            raise LakehubError(
+                f"no completed backup of {fs_id}{when} (AWS Backup's daily plan takes the first "
+                "within a day of creating the file system); nothing to restore"
+            )
     role = iam_role_arn or f"arn:aws:iam::{fs['OwnerId']}:role/{DEFAULT_ROLE_NAME}"
     token = f"lakehub-restore-{uuid.uuid4().hex[:16]}"
     say(f"restoring {item} from {point['RecoveryPointArn']} ({point['CreationDate']:%Y-%m-%d %H:%M} UTC)")
     try:
         job_id = backup.start_restore_job(
-            RecoveryPointArn=point["RecoveryPointArn"], IamRoleArn=role, ResourceType="EFS",
-            IdempotencyToken=token, Metadata=restore_metadata(fs, item, token),
+            RecoveryPointArn=point["RecoveryPointArn"],
+            IamRoleArn=role,
+            ResourceType="EFS",
+            IdempotencyToken=token,
+            Metadata=restore_metadata(fs, item, token),
         )["RestoreJobId"]
     except ClientError as exc:
         error = exc.response["Error"]
-        hint = " (pass --iam-role-arn: a role AWS Backup may assume, with AWSBackupServiceRolePolicyForRestores)" \
-            if "role" in error.get("Message", "").lower() else ""
+        hint = (
+            " (pass --iam-role-arn: a role AWS Backup may assume, with AWSBackupServiceRolePolicyForRestores)"
+            if "role" in error.get("Message", "").lower()
+            else ""
+        )
         raise LakehubError(f"AWS Backup refused the restore: {error.get('Code')}: {error.get('Message')}{hint}") from None
-    result = {"restore_job_id": job_id, "recovery_point_arn": point["RecoveryPointArn"], "item": item,
-              "file_system_id": fs_id, "status": "STARTED", "restored_under": f"/{RESTORE_FOLDER_PREFIX}<datetime>{item}"}
+    result = {
+        "restore_job_id": job_id,
+        "recovery_point_arn": point["RecoveryPointArn"],
+        "item": item,
+        "file_system_id": fs_id,
+        "status": "STARTED",
+        "restored_under": f"/{RESTORE_FOLDER_PREFIX}<datetime>{item}",
+    }
     if wait <= 0:
         return result
     deadline = now() + wait
@@ -171,8 +201,10 @@ def restore_home(clients, tier: str, user: str, *, platform: str = DEFAULT_PLATF
         say(f"restore job {job_id}: {status} {job.get('PercentDone') or ''}".rstrip())
         sleep(poll)
     if status != "COMPLETED":
-        raise LakehubError(f"restore job {job_id} {status}: {job.get('StatusMessage') or 'no message'}; "
-                           "see `aws backup describe-restore-job --restore-job-id " + job_id + "`")
+        raise LakehubError(
+            f"restore job {job_id} {status}: {job.get('StatusMessage') or 'no message'}; "
+            "see `aws backup describe-restore-job --restore-job-id " + job_id + "`"
+        )
     created = job.get("CreationDate")
     result["started_at"] = created.isoformat() if isinstance(created, datetime.datetime) else created
     return result

@@ -70,8 +70,11 @@ def platform_product_ids(cfn, stack_name: str) -> dict[str, str]:
     if not child:
         return {}
     outputs = cfn.describe_stacks(StackName=child)["Stacks"][0].get("Outputs") or []
-    return {o["OutputKey"][: -len(PRODUCT_ID_SUFFIX)]: o["OutputValue"] for o in outputs
-            if o["OutputKey"].endswith(PRODUCT_ID_SUFFIX) and o.get("OutputValue")}
+    return {
+        o["OutputKey"][: -len(PRODUCT_ID_SUFFIX)]: o["OutputValue"]
+        for o in outputs
+        if o["OutputKey"].endswith(PRODUCT_ID_SUFFIX) and o.get("OutputValue")
+    }
 
 
 def _provisioned(sc, product_ids: set[str]) -> list[dict]:
@@ -124,6 +127,7 @@ def plan_upgrades(cfn, sc, stack_name: str) -> list[ProductUpgrade]:
 
 def _kept_parameters(sc, product_id: str, old: str, new: str) -> list[dict]:
     """UsePreviousValue for every parameter both artifacts declare."""
+
     def keys(artifact: str) -> set[str]:
         answer = sc.describe_provisioning_parameters(ProductId=product_id, ProvisioningArtifactId=artifact)
         return {p["ParameterKey"] for p in answer.get("ProvisioningArtifactParameters", [])}
@@ -138,9 +142,15 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def upgrade_products(cfn, sc, stack_name: str, timeout: float = 3600.0,
-                     progress: Callable[[str], None] | None = None, sleep=time.sleep,
-                     clock=time.monotonic) -> list[ProductUpgrade]:
+def upgrade_products(
+    cfn,
+    sc,
+    stack_name: str,
+    timeout: float = 3600.0,
+    progress: Callable[[str], None] | None = None,
+    sleep=time.sleep,
+    clock=time.monotonic,
+) -> list[ProductUpgrade]:
     """Update every provisioned product of the platform to its product's newest artifact."""
     say = progress or (lambda _line: None)
     plan = plan_upgrades(cfn, sc, stack_name)
@@ -154,9 +164,12 @@ def upgrade_products(cfn, sc, stack_name: str, timeout: float = 3600.0,
             current = pp.get("ProvisioningArtifactId") or ""
             params = _kept_parameters(sc, row.product_id, current, row.artifact_id)
             record = sc.update_provisioned_product(
-                ProvisionedProductId=row.provisioned_product_id, ProductId=row.product_id,
-                ProvisioningArtifactId=row.artifact_id, ProvisioningParameters=params,
-                UpdateToken=str(uuid.uuid4()))["RecordDetail"]
+                ProvisionedProductId=row.provisioned_product_id,
+                ProductId=row.product_id,
+                ProvisioningArtifactId=row.artifact_id,
+                ProvisioningParameters=params,
+                UpdateToken=str(uuid.uuid4()),
+            )["RecordDetail"]
         except (ClientError, BotoCoreError, KeyError) as exc:
             row.status, row.after, row.detail = "failed", row.before, _one_line(exc)
             say(f"{row.name}: cannot start the update: {row.detail}")
@@ -190,7 +203,10 @@ def upgrade_products(cfn, sc, stack_name: str, timeout: float = 3600.0,
             break
         if clock() > deadline:
             for row in pending:
-                row.status, row.detail = "failed", f"still updating after {timeout:.0f} s (record {row.record_id}); see the Service Catalog console"
+                row.status, row.detail = (
+                    "failed",
+                    f"still updating after {timeout:.0f} s (record {row.record_id}); see the Service Catalog console",
+                )
             break
         sleep(POLL_SECONDS)
     return plan

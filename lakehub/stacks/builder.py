@@ -61,18 +61,34 @@ class Builder:
         self._labels[name] = label
         return p
 
-    def choice(self, name: str, group: str, label: str, description: str, values: Any, default: Any, constraint: str | None = None) -> Parameter:
+    def choice(
+        self, name: str, group: str, label: str, description: str, values: Any, default: Any, constraint: str | None = None
+    ) -> Parameter:
         """A String parameter taking one of `values`; its constraint description lists them ("a, b
         or c"; "one of a, b, c, d" beyond three) unless `constraint` words it."""
         words = [str(v) for v in values]
         if constraint is None:
             constraint = ", ".join(words[:-1]) + " or " + words[-1] if len(words) <= 3 else "one of " + ", ".join(words)
-        return self.param(name, group, label, description, Default=default, AllowedValues=list(values), ConstraintDescription=constraint)
+        return self.param(
+            name, group, label, description, Default=default, AllowedValues=list(values), ConstraintDescription=constraint
+        )
 
-    def number(self, name: str, group: str, label: str, description: str, default: int, minimum: int, maximum: int, unit: str = "") -> Parameter:
+    def number(
+        self, name: str, group: str, label: str, description: str, default: int, minimum: int, maximum: int, unit: str = ""
+    ) -> Parameter:
         """A Number parameter from `minimum` to `maximum` (its constraint description says so, in `unit`)."""
         constraint = f"{minimum} to {maximum}" + (f" {unit}" if unit else "")
-        return self.param(name, group, label, description, type="Number", Default=default, MinValue=minimum, MaxValue=maximum, ConstraintDescription=constraint)
+        return self.param(
+            name,
+            group,
+            label,
+            description,
+            type="Number",
+            Default=default,
+            MinValue=minimum,
+            MaxValue=maximum,
+            ConstraintDescription=constraint,
+        )
 
     def use(self, parameter: Any, **changes: Any) -> Parameter:
         """Add a shared parameter (lakehub.stacks.parameters), with its label and group, or as
@@ -109,12 +125,9 @@ class Builder:
                 {
                     "AWS::CloudFormation::Interface": {
                         "ParameterGroups": [
-                            {"Label": {"default": group}, "Parameters": params}
-                            for group, params in self._groups.items()
+                            {"Label": {"default": group}, "Parameters": params} for group, params in self._groups.items()
                         ],
-                        "ParameterLabels": {
-                            name: {"default": label} for name, label in self._labels.items()
-                        },
+                        "ParameterLabels": {name: {"default": label} for name, label in self._labels.items()},
                     }
                 }
             )

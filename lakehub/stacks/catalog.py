@@ -34,7 +34,15 @@ from troposphere import servicecatalog as sc
 from lakehub import __version__
 from lakehub.stacks import names
 from lakehub.stacks.builder import Builder, custom_resource, platform_tags
-from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, IAM_PRINCIPAL_ARN_PATTERN, KEY_PREFIX_PATTERN, PLATFORM_NAME, log_retention_days, or_empty
+from lakehub.stacks.parameters import (
+    ASSETS_BUCKET_NAME,
+    ASSETS_KEY_PREFIX,
+    IAM_PRINCIPAL_ARN_PATTERN,
+    KEY_PREFIX_PATTERN,
+    PLATFORM_NAME,
+    log_retention_days,
+    or_empty,
+)
 from lakehub.stacks.compliance import finish
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
@@ -63,6 +71,7 @@ PROVIDER_NAME = "PortfolioProvider"
 SELF_SERVICE_PREFIXES = "SelfServiceDataPrefixes"
 TAG_OPTION_KEYS = {COST_CENTERS: "cost-center", TEAMS: "team"}
 LAUNCH_ROLE_PATH = "/lakehub-launch/"  # matches none of the IAM resources the launch roles manage
+
 
 def tier_product(settings: Settings) -> Product:
     """The self-service tier product. Its tiers take any name but a settings tier's (a template
@@ -147,7 +156,9 @@ def custom_functions(template: Template) -> list[str]:
         token = r.properties.get("ServiceToken")
         ref = token.data.get("Ref") if isinstance(token, Ref) else None
         if ref not in CUSTOM_RESOURCE_FUNCTIONS:
-            raise CatalogError(f"custom resource {logical_id}: ServiceToken must be a Ref to one of {', '.join(sorted(CUSTOM_RESOURCE_FUNCTIONS))}")
+            raise CatalogError(
+                f"custom resource {logical_id}: ServiceToken must be a Ref to one of {', '.join(sorted(CUSTOM_RESOURCE_FUNCTIONS))}"
+            )
         found.add(CUSTOM_RESOURCE_FUNCTIONS[ref])
     return sorted(found)
 
@@ -176,9 +187,14 @@ def base_grants(p: Product) -> list[Grant]:
         Grant(
             "ProvisionedProductStacks",
             (
-                "cloudformation:CreateStack", "cloudformation:UpdateStack", "cloudformation:DeleteStack",
-                "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents", "cloudformation:SetStackPolicy",
-                "cloudformation:TagResource", "cloudformation:UntagResource",
+                "cloudformation:CreateStack",
+                "cloudformation:UpdateStack",
+                "cloudformation:DeleteStack",
+                "cloudformation:DescribeStacks",
+                "cloudformation:DescribeStackEvents",
+                "cloudformation:SetStackPolicy",
+                "cloudformation:TagResource",
+                "cloudformation:UntagResource",
             ),
             (stack,),
         ),
@@ -186,7 +202,12 @@ def base_grants(p: Product) -> list[Grant]:
         Grant("ReadTemplates", ("cloudformation:GetTemplateSummary", "cloudformation:ValidateTemplate")),
         Grant("ReadProductTemplate", ("s3:GetObject",), (ASSETS_TEMPLATES,)),
         # Service Catalog's own copy of the template (its documented launch-role condition).
-        Grant("ReadServiceCatalogCopy", ("s3:GetObject",), ("*",), {"StringEquals": {"s3:ExistingObjectTag/servicecatalog:provisioning": "true"}}),
+        Grant(
+            "ReadServiceCatalogCopy",
+            ("s3:GetObject",),
+            ("*",),
+            {"StringEquals": {"s3:ExistingObjectTag/servicecatalog:provisioning": "true"}},
+        ),
         Grant(
             "ReadPlatformValues",
             ("ssm:GetParameters",),
@@ -245,10 +266,25 @@ def _statement(g: Grant) -> Statement:
 # What a launch role may never do to the main stack's own tiers (Product.denied): change their
 # roles or pass them, or touch the secrets in their namespaces.
 DENIED_ACTIONS = (
-    "iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRole", "iam:DeleteRolePolicy", "iam:PassRole", "iam:PutRolePolicy",
-    "iam:TagRole", "iam:UntagRole", "iam:UpdateAssumeRolePolicy", "iam:UpdateRole", "iam:UpdateRoleDescription",
-    "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
-    "secretsmanager:PutSecretValue", "secretsmanager:TagResource", "secretsmanager:UntagResource", "secretsmanager:UpdateSecret",
+    "iam:AttachRolePolicy",
+    "iam:CreateRole",
+    "iam:DeleteRole",
+    "iam:DeleteRolePolicy",
+    "iam:PassRole",
+    "iam:PutRolePolicy",
+    "iam:TagRole",
+    "iam:UntagRole",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:UpdateRole",
+    "iam:UpdateRoleDescription",
+    "secretsmanager:CreateSecret",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:TagResource",
+    "secretsmanager:UntagResource",
+    "secretsmanager:UpdateSecret",
 )
 
 
@@ -290,7 +326,9 @@ def launch_policy_split(p: Product, template: Template) -> tuple[list[Grant], li
             managed.append([])
         managed[-1].append(g)
     if len(managed) > MAX_MANAGED_POLICIES:
-        raise CatalogError(f"the {p.key} launch role would need {len(managed)} managed policies (IAM allows {MAX_MANAGED_POLICIES} by default)")
+        raise CatalogError(
+            f"the {p.key} launch role would need {len(managed)} managed policies (IAM allows {MAX_MANAGED_POLICIES} by default)"
+        )
     return inline, managed
 
 
@@ -320,7 +358,11 @@ def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
             iam.ManagedPolicy(
                 f"{p.key}LaunchPolicy{i}",
                 Path=LAUNCH_ROLE_PATH,
-                Description=Sub("lakehub " + PLATFORM + f": Service Catalog launch role of the {p.name} product, its resources ({i} of {len(managed)})"),
+                Description=Sub(
+                    "lakehub "
+                    + PLATFORM
+                    + f": Service Catalog launch role of the {p.name} product, its resources ({i} of {len(managed)})"
+                ),
                 PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[_statement(g) for g in grants]),
             )
         )
@@ -330,7 +372,9 @@ def add_launch_role(b: Builder, p: Product, template: Template) -> iam.Role:
         iam.Role(
             f"{p.key}LaunchRole",
             Path=LAUNCH_ROLE_PATH,
-            Description=Sub("lakehub " + PLATFORM + f": Service Catalog launch role of the {p.name} product (its resources only)"),
+            Description=Sub(
+                "lakehub " + PLATFORM + f": Service Catalog launch role of the {p.name} product (its resources only)"
+            ),
             AssumeRolePolicyDocument=service_trust("servicecatalog.amazonaws.com", same_account()),
             MaxSessionDuration=3600,
             # IAM's quotas: 10,240 characters of inline policy per role (launch_policy_split).
@@ -456,7 +500,14 @@ def add_tag_options(b: Builder, portfolios: dict[str, Any]) -> None:
             b.t.add_condition(cond, Not(Equals(Select(i, items), "")))
             option = b.add(sc.TagOption(f"{stem}TagOption{i + 1}", Condition=cond, Key=key, Value=Select(i, items), Active=True))
             for owner, portfolio in portfolios.items():
-                b.add(sc.TagOptionAssociation(f"{owner}{stem}TagOption{i + 1}Association", Condition=cond, ResourceId=Ref(portfolio), TagOptionId=Ref(option)))
+                b.add(
+                    sc.TagOptionAssociation(
+                        f"{owner}{stem}TagOption{i + 1}Association",
+                        Condition=cond,
+                        ResourceId=Ref(portfolio),
+                        TagOptionId=Ref(option),
+                    )
+                )
 
 
 def platform_rule() -> Sub:
@@ -468,7 +519,7 @@ def platform_rule() -> Sub:
         + names.PLATFORM_NAME
         + '}"]}, "AssertDescription": "This portfolio launches into the ${'
         + names.PLATFORM_NAME
-        + '} platform: keep PlatformName ${'
+        + "} platform: keep PlatformName ${"
         + names.PLATFORM_NAME
         + '}"}]}}'
     )
@@ -528,7 +579,9 @@ def platform_defaults(template: Template, build_platform: str) -> dict[str, Any]
     out: dict[str, Any] = {names.PLATFORM_NAME: Ref(names.PLATFORM_NAME)}
     for name, param in template.parameters.items():
         props = param.properties
-        if props.get("Type", "").startswith("AWS::SSM::Parameter::Value") and props.get("Default") == names.ssm_name(build_platform, name):
+        if props.get("Type", "").startswith("AWS::SSM::Parameter::Value") and props.get("Default") == names.ssm_name(
+            build_platform, name
+        ):
             out[name] = Sub(names.SSM_NAME_SUB + name)
     return out
 
@@ -646,12 +699,24 @@ def add_product(b: Builder, portfolio, p: Product, template: Template, settings:
         # Also pinned in the copy (AllowedValues): a launch for another tier is refused twice.
         constrain(f"{p.key}TierConstraint", same_tier_rule(p.tier), f"Hubs of this product reach the {p.tier} tier only")
     if p.key == "Tier":
-        constrain("TierNameConstraint", not_a_platform_tier_rule(settings), "Tiers launched from the catalog never take the name of one of the platform's own tiers")
+        constrain(
+            "TierNameConstraint",
+            not_a_platform_tier_rule(settings),
+            "Tiers launched from the catalog never take the name of one of the platform's own tiers",
+        )
         # A tier's role reaches the prefixes its launcher names: only those the platform team
         # listed may be named (Fn::EachMemberIn: each asked prefix must be one of them).
-        constrain("TierDataPrefixesConstraint", prefixes_rule(), "Tiers launched from the catalog reach only the data-lake prefixes the platform team lists")
+        constrain(
+            "TierDataPrefixesConstraint",
+            prefixes_rule(),
+            "Tiers launched from the catalog reach only the data-lake prefixes the platform team lists",
+        )
     b.output(f"{p.key}ProductId", Ref(product), f"Service Catalog product: {p.name}")
-    b.output(f"{p.key}ProvisioningArtifactName", Sub("${Version}-${Digest}", Version=version, Digest=GetAtt(copy, "Digest")), f"Version of the {p.name} product")
+    b.output(
+        f"{p.key}ProvisioningArtifactName",
+        Sub("${Version}-${Digest}", Version=version, Digest=GetAtt(copy, "Digest")),
+        f"Version of the {p.name} product",
+    )
     b.output(f"{p.key}LaunchRoleArn", GetAtt(role, "Arn"), f"Launch role of the {p.name} product")
     return product
 
@@ -664,7 +729,10 @@ def add_hub_user_policy(b: Builder) -> iam.ManagedPolicy:
 
     hubs = Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")
     on_demand_hubs = StringEquals(
-        {f"aws:ResourceTag/{names.TAG_PLATFORM}": Ref(names.PLATFORM_NAME), f"aws:ResourceTag/{names.TAG_PRODUCT}": PRODUCT_TAG_VALUE}
+        {
+            f"aws:ResourceTag/{names.TAG_PLATFORM}": Ref(names.PLATFORM_NAME),
+            f"aws:ResourceTag/{names.TAG_PRODUCT}": PRODUCT_TAG_VALUE,
+        }
     )
     statements = [
         Statement(
@@ -675,7 +743,10 @@ def add_hub_user_policy(b: Builder) -> iam.ManagedPolicy:
             Condition=Condition(
                 [
                     StringEquals(
-                        {f"ssm:resourceTag/{names.TAG_PLATFORM}": Ref(names.PLATFORM_NAME), f"ssm:resourceTag/{names.TAG_PRODUCT}": PRODUCT_TAG_VALUE}
+                        {
+                            f"ssm:resourceTag/{names.TAG_PLATFORM}": Ref(names.PLATFORM_NAME),
+                            f"ssm:resourceTag/{names.TAG_PRODUCT}": PRODUCT_TAG_VALUE,
+                        }
                     ),
                     # Only with a session document the policy names: port forwarding, no shell.
                     BoolIfExists("ssm:SessionDocumentAccessCheck", "true"),
@@ -693,7 +764,9 @@ def add_hub_user_policy(b: Builder) -> iam.ManagedPolicy:
             Effect=Allow,
             Action=[Action("ssm", "TerminateSession"), Action("ssm", "ResumeSession")],
             # ${aws:userid} is an IAM policy variable (the caller's id), inserted literally.
-            Resource=[Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:session/${Caller}-*", Caller="${aws:userid}")],
+            Resource=[
+                Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:session/${Caller}-*", Caller="${aws:userid}")
+            ],
         ),
         Statement(
             Sid="StopAndStartOnDemandHubs",
@@ -712,12 +785,18 @@ def add_hub_user_policy(b: Builder) -> iam.ManagedPolicy:
             PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements),
         )
     )
-    b.output("HubUserPolicyArn", Ref(policy), "Attach to the launching roles or groups (with AWSServiceCatalogEndUserFullAccess): open, stop and start on-demand hubs")
+    b.output(
+        "HubUserPolicyArn",
+        Ref(policy),
+        "Attach to the launching roles or groups (with AWSServiceCatalogEndUserFullAccess): open, stop and start on-demand hubs",
+    )
     return policy
 
 
 def build_catalog(settings: Settings, children: dict[str, Template]) -> Template:
-    b = Builder("lakehub self-service: Service Catalog portfolios: a tier product, and an on-demand hub product per platform tier")
+    b = Builder(
+        "lakehub self-service: Service Catalog portfolios: a tier product, and an on-demand hub product per platform tier"
+    )
     add_parameters(b, settings)
     b.use(log_retention_days(settings))
     add_product_template_function(b)

@@ -44,7 +44,6 @@ def secret_arn(name: str) -> str:
     return arn_of(f"secretsmanager:{REGION}:{ACCOUNT}:secret:{name}")
 
 
-
 @dataclass(frozen=True)
 class Grant:
     """Actions on resources (Fn::Sub patterns), with an optional condition."""
@@ -71,9 +70,19 @@ def _iam_role(p: Product) -> list[Grant]:
         Grant(
             "ManageProductRoles",
             (
-                "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateRole", "iam:UpdateRoleDescription",
-                "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
-                "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:TagRole", "iam:UntagRole",
+                "iam:CreateRole",
+                "iam:DeleteRole",
+                "iam:GetRole",
+                "iam:UpdateRole",
+                "iam:UpdateRoleDescription",
+                "iam:UpdateAssumeRolePolicy",
+                "iam:PutRolePolicy",
+                "iam:GetRolePolicy",
+                "iam:DeleteRolePolicy",
+                "iam:ListRolePolicies",
+                "iam:ListAttachedRolePolicies",
+                "iam:TagRole",
+                "iam:UntagRole",
             ),
             p.role_arns,
         )
@@ -84,7 +93,13 @@ def _iam_instance_profile(p: Product) -> list[Grant]:
     return [
         Grant(
             "ManageInstanceProfiles",
-            ("iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile", "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile"),
+            (
+                "iam:CreateInstanceProfile",
+                "iam:DeleteInstanceProfile",
+                "iam:GetInstanceProfile",
+                "iam:AddRoleToInstanceProfile",
+                "iam:RemoveRoleFromInstanceProfile",
+            ),
             p.instance_profiles,
         )
     ]
@@ -97,8 +112,13 @@ def _secret(p: Product) -> list[Grant]:
         Grant(
             "ManageSecrets",
             (
-                "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret",
-                "secretsmanager:UpdateSecret", "secretsmanager:GetSecretValue", "secretsmanager:TagResource", "secretsmanager:UntagResource",
+                "secretsmanager:CreateSecret",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:UpdateSecret",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:TagResource",
+                "secretsmanager:UntagResource",
             ),
             p.secrets,
         ),
@@ -111,8 +131,11 @@ def _user_pool_client(p: Product) -> list[Grant]:
         Grant(
             "ManageSignInClients",
             (
-                "cognito-idp:CreateUserPoolClient", "cognito-idp:DeleteUserPoolClient", "cognito-idp:DescribeUserPoolClient",
-                "cognito-idp:UpdateUserPoolClient", "cognito-idp:ListUserPoolClientSecrets",
+                "cognito-idp:CreateUserPoolClient",
+                "cognito-idp:DeleteUserPoolClient",
+                "cognito-idp:DescribeUserPoolClient",
+                "cognito-idp:UpdateUserPoolClient",
+                "cognito-idp:ListUserPoolClientSecrets",
             ),
             (in_account("cognito-idp", "userpool/*"),),
         )
@@ -131,13 +154,21 @@ def _user_pool_group(p: Product) -> list[Grant]:
 
 def _security_group(p: Product) -> list[Grant]:
     return [
-        Grant("CreateSecurityGroups", ("ec2:CreateSecurityGroup",), (in_account("ec2", "security-group/*"), in_account("ec2", "vpc/*"))),
+        Grant(
+            "CreateSecurityGroups",
+            ("ec2:CreateSecurityGroup",),
+            (in_account("ec2", "security-group/*"), in_account("ec2", "vpc/*")),
+        ),
         Grant(
             "ManagePlatformSecurityGroups",
             (
-                "ec2:DeleteSecurityGroup", "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
-                "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress",
-                "ec2:UpdateSecurityGroupRuleDescriptionsIngress", "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+                "ec2:DeleteSecurityGroup",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
+                "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
             ),
             (in_account("ec2", "security-group/*"),),
             platform_tagged(),
@@ -151,7 +182,11 @@ def _security_group_ingress(p: Product) -> list[Grant]:
     return [
         Grant(
             "ManagePlatformSecurityGroups",
-            ("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:UpdateSecurityGroupRuleDescriptionsIngress"),
+            (
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
+            ),
             (in_account("ec2", "security-group/*"),),
             platform_tagged(),
         ),
@@ -163,7 +198,11 @@ def _security_group_egress(p: Product) -> list[Grant]:
     return [
         Grant(
             "ManagePlatformSecurityGroupEgress",
-            ("ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress", "ec2:UpdateSecurityGroupRuleDescriptionsEgress"),
+            (
+                "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+            ),
             (in_account("ec2", "security-group/*"),),
             platform_tagged(),
         ),
@@ -185,7 +224,12 @@ def _efs_access_point(p: Product) -> list[Grant]:
             "TagHomesAccessPointsAtCreation",
             ("elasticfilesystem:TagResource",),
             (in_account("elasticfilesystem", "access-point/*"),),
-            {"StringEquals": {"elasticfilesystem:CreateAction": "CreateAccessPoint", f"aws:RequestTag/{names.TAG_PLATFORM}": PLATFORM}},
+            {
+                "StringEquals": {
+                    "elasticfilesystem:CreateAction": "CreateAccessPoint",
+                    f"aws:RequestTag/{names.TAG_PLATFORM}": PLATFORM,
+                }
+            },
         ),
         Grant(
             "DeletePlatformAccessPoints",
@@ -214,9 +258,17 @@ def _instance(p: Product) -> list[Grant]:
         Grant(
             "ManagePlatformInstances",
             (
-                "ec2:TerminateInstances", "ec2:StopInstances", "ec2:StartInstances", "ec2:ModifyInstanceAttribute",
-                "ec2:ModifyInstanceMetadataOptions", "ec2:ModifyInstanceCreditSpecification", "ec2:MonitorInstances", "ec2:UnmonitorInstances",
-                "ec2:AssociateIamInstanceProfile", "ec2:ReplaceIamInstanceProfileAssociation", "ec2:DisassociateIamInstanceProfile",
+                "ec2:TerminateInstances",
+                "ec2:StopInstances",
+                "ec2:StartInstances",
+                "ec2:ModifyInstanceAttribute",
+                "ec2:ModifyInstanceMetadataOptions",
+                "ec2:ModifyInstanceCreditSpecification",
+                "ec2:MonitorInstances",
+                "ec2:UnmonitorInstances",
+                "ec2:AssociateIamInstanceProfile",
+                "ec2:ReplaceIamInstanceProfileAssociation",
+                "ec2:DisassociateIamInstanceProfile",
             ),
             (in_account("ec2", "instance/*"),),
             platform_tagged(),
@@ -225,10 +277,18 @@ def _instance(p: Product) -> list[Grant]:
         Grant(
             "DescribeInstances",
             (
-                "ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:DescribeInstanceCreditSpecifications",
-                "ec2:DescribeIamInstanceProfileAssociations", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVolumes",
-                "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeSecurityGroups", "ec2:DescribeKeyPairs",
-                "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions",
+                "ec2:DescribeInstances",
+                "ec2:DescribeInstanceAttribute",
+                "ec2:DescribeInstanceCreditSpecifications",
+                "ec2:DescribeIamInstanceProfileAssociations",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeVolumes",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeVpcs",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeKeyPairs",
+                "ec2:DescribeLaunchTemplates",
+                "ec2:DescribeLaunchTemplateVersions",
             ),
         ),
     ]
@@ -238,7 +298,13 @@ def _alarm(p: Product) -> list[Grant]:
     return [
         Grant(
             "ManageIdleAlarms",
-            ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource", "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource"),
+            (
+                "cloudwatch:PutMetricAlarm",
+                "cloudwatch:DeleteAlarms",
+                "cloudwatch:TagResource",
+                "cloudwatch:UntagResource",
+                "cloudwatch:ListTagsForResource",
+            ),
             (in_account("cloudwatch", f"alarm:{PLATFORM}-*"),),
         ),
         Grant("DescribeAlarms", ("cloudwatch:DescribeAlarms",)),
@@ -257,17 +323,25 @@ def _target_group(p: Product) -> list[Grant]:
         Grant(
             "ManageTargetGroups",
             (
-                "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:ModifyTargetGroup",
-                "elasticloadbalancing:ModifyTargetGroupAttributes", "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets",
-                "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
+                "elasticloadbalancing:CreateTargetGroup",
+                "elasticloadbalancing:DeleteTargetGroup",
+                "elasticloadbalancing:ModifyTargetGroup",
+                "elasticloadbalancing:ModifyTargetGroupAttributes",
+                "elasticloadbalancing:RegisterTargets",
+                "elasticloadbalancing:DeregisterTargets",
+                "elasticloadbalancing:AddTags",
+                "elasticloadbalancing:RemoveTags",
             ),
             (in_account("elasticloadbalancing", "targetgroup/*"),),
         ),
         Grant(
             "DescribeLoadBalancing",
             (
-                "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
-                "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTags", "ec2:DescribeVpcs",
+                "elasticloadbalancing:DescribeTargetGroups",
+                "elasticloadbalancing:DescribeTargetGroupAttributes",
+                "elasticloadbalancing:DescribeTargetHealth",
+                "elasticloadbalancing:DescribeTags",
+                "ec2:DescribeVpcs",
             ),
         ),
     ]
@@ -279,8 +353,12 @@ def _listener_rule(p: Product) -> list[Grant]:
         Grant(
             "ManagePlatformListenerRules",
             (
-                "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule", "elasticloadbalancing:ModifyRule",
-                "elasticloadbalancing:SetRulePriorities", "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
+                "elasticloadbalancing:CreateRule",
+                "elasticloadbalancing:DeleteRule",
+                "elasticloadbalancing:ModifyRule",
+                "elasticloadbalancing:SetRulePriorities",
+                "elasticloadbalancing:AddTags",
+                "elasticloadbalancing:RemoveTags",
             ),
             (in_account("elasticloadbalancing", f"listener/{alb}"), in_account("elasticloadbalancing", f"listener-rule/{alb}")),
         ),
@@ -290,7 +368,11 @@ def _listener_rule(p: Product) -> list[Grant]:
 
 def _record_set(p: Product) -> list[Grant]:
     return [
-        Grant("ChangeRecords", ("route53:ChangeResourceRecordSets", "route53:GetHostedZone", "route53:ListResourceRecordSets"), (arn_of("route53:::hostedzone/*"),)),
+        Grant(
+            "ChangeRecords",
+            ("route53:ChangeResourceRecordSets", "route53:GetHostedZone", "route53:ListResourceRecordSets"),
+            (arn_of("route53:::hostedzone/*"),),
+        ),
         Grant("WatchRecordChanges", ("route53:GetChange",), (arn_of("route53:::change/*"),)),
         Grant("FindHostedZones", ("route53:ListHostedZones",)),
     ]
@@ -300,7 +382,10 @@ def _task_definition(p: Product) -> list[Grant]:
     return [
         # RegisterTaskDefinition, DescribeTaskDefinition and DeregisterTaskDefinition take no
         # resource-level permissions.
-        Grant("RegisterTaskDefinitions", ("ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition")),
+        Grant(
+            "RegisterTaskDefinitions",
+            ("ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition"),
+        ),
         Grant(
             "TagTaskDefinitions",
             ("ecs:TagResource", "ecs:UntagResource", "ecs:ListTagsForResource"),
@@ -314,9 +399,16 @@ def _service(p: Product) -> list[Grant]:
         Grant(
             "ManagePlatformServices",
             (
-                "ecs:CreateService", "ecs:UpdateService", "ecs:DeleteService", "ecs:DescribeServices",
-                "ecs:TagResource", "ecs:UntagResource", "ecs:ListTagsForResource",
-                "ecs:DescribeServiceDeployments", "ecs:ListServiceDeployments", "ecs:StopServiceDeployment",
+                "ecs:CreateService",
+                "ecs:UpdateService",
+                "ecs:DeleteService",
+                "ecs:DescribeServices",
+                "ecs:TagResource",
+                "ecs:UntagResource",
+                "ecs:ListTagsForResource",
+                "ecs:DescribeServiceDeployments",
+                "ecs:ListServiceDeployments",
+                "ecs:StopServiceDeployment",
             ),
             (in_account("ecs", f"service/{PLATFORM}/*"), in_account("ecs", f"service-deployment/{PLATFORM}/*")),
         ),
@@ -332,13 +424,25 @@ def _dns_namespace(p: Product) -> list[Grant]:
         # Creation takes no resource-level permission (the namespace and its zone do not exist yet).
         Grant(
             "CreateHubNamespaces",
-            ("servicediscovery:CreatePrivateDnsNamespace", "servicediscovery:GetOperation",
-             "route53:CreateHostedZone", "route53:ListHostedZonesByName", "ec2:DescribeVpcs", "ec2:DescribeRegions"),
+            (
+                "servicediscovery:CreatePrivateDnsNamespace",
+                "servicediscovery:GetOperation",
+                "route53:CreateHostedZone",
+                "route53:ListHostedZonesByName",
+                "ec2:DescribeVpcs",
+                "ec2:DescribeRegions",
+            ),
         ),
         Grant(
             "ManageHubNamespaces",
-            ("servicediscovery:GetNamespace", "servicediscovery:UpdatePrivateDnsNamespace", "servicediscovery:DeleteNamespace",
-             "servicediscovery:TagResource", "servicediscovery:UntagResource", "servicediscovery:ListTagsForResource"),
+            (
+                "servicediscovery:GetNamespace",
+                "servicediscovery:UpdatePrivateDnsNamespace",
+                "servicediscovery:DeleteNamespace",
+                "servicediscovery:TagResource",
+                "servicediscovery:UntagResource",
+                "servicediscovery:ListTagsForResource",
+            ),
             (namespaces,),
         ),
         Grant("HubNamespaceZones", ("route53:GetHostedZone",), (arn_of("route53:::hostedzone/*"),)),
@@ -349,9 +453,15 @@ def _discovery_service(p: Product) -> list[Grant]:
     return [
         Grant(
             "ManageHubDiscovery",
-            ("servicediscovery:CreateService", "servicediscovery:GetService", "servicediscovery:UpdateService",
-             "servicediscovery:DeleteService", "servicediscovery:TagResource", "servicediscovery:UntagResource",
-             "servicediscovery:ListTagsForResource"),
+            (
+                "servicediscovery:CreateService",
+                "servicediscovery:GetService",
+                "servicediscovery:UpdateService",
+                "servicediscovery:DeleteService",
+                "servicediscovery:TagResource",
+                "servicediscovery:UntagResource",
+                "servicediscovery:ListTagsForResource",
+            ),
             (in_account("servicediscovery", "namespace/*"), in_account("servicediscovery", "service/*")),
         ),
         Grant("ListHubDiscovery", ("servicediscovery:ListServices",)),
@@ -363,10 +473,15 @@ def _scalable_target(p: Product) -> list[Grant]:
         Grant(
             "ManageScaling",
             (
-                "application-autoscaling:RegisterScalableTarget", "application-autoscaling:DeregisterScalableTarget",
-                "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScheduledActions",
-                "application-autoscaling:PutScheduledAction", "application-autoscaling:DeleteScheduledAction",
-                "application-autoscaling:TagResource", "application-autoscaling:UntagResource", "application-autoscaling:ListTagsForResource",
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:DescribeScalableTargets",
+                "application-autoscaling:DescribeScheduledActions",
+                "application-autoscaling:PutScheduledAction",
+                "application-autoscaling:DeleteScheduledAction",
+                "application-autoscaling:TagResource",
+                "application-autoscaling:UntagResource",
+                "application-autoscaling:ListTagsForResource",
             ),
         ),
         # Target tracking's alarms, named after the platform's services.
@@ -379,7 +494,11 @@ def _scalable_target(p: Product) -> list[Grant]:
         Grant(
             "ScalingServiceRole",
             ("iam:CreateServiceLinkedRole",),
-            (arn_of(f"iam::{ACCOUNT}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService"),),
+            (
+                arn_of(
+                    f"iam::{ACCOUNT}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService"
+                ),
+            ),
             {"StringEquals": {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"}},
         ),
     ]
@@ -389,7 +508,12 @@ def _scaling_policy(p: Product) -> list[Grant]:
     return [
         Grant(
             "ManageScalingPolicies",
-            ("application-autoscaling:PutScalingPolicy", "application-autoscaling:DeleteScalingPolicy", "application-autoscaling:DescribeScalingPolicies", "cloudwatch:GetMetricData"),
+            (
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DeleteScalingPolicy",
+                "application-autoscaling:DescribeScalingPolicies",
+                "cloudwatch:GetMetricData",
+            ),
         )
     ]
 

@@ -104,7 +104,14 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     b.use(ASSETS_BUCKET_NAME)
     b.use(ASSETS_KEY_PREFIX)
     add_domain_params(b)
-    b.choice(names.AUTH_MODE, "Sign-in", "Sign-in mode", "cognito: the platform's Cognito user pool; oidc: your OpenID Connect provider; ldap: your LDAP or Active Directory", AUTH_MODES, "cognito")
+    b.choice(
+        names.AUTH_MODE,
+        "Sign-in",
+        "Sign-in mode",
+        "cognito: the platform's Cognito user pool; oidc: your OpenID Connect provider; ldap: your LDAP or Active Directory",
+        AUTH_MODES,
+        "cognito",
+    )
     g = "Network (from the network stack or your VPC)"
     b.use(VPC_ID, group=g)
     b.use(
@@ -119,14 +126,63 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         (names.PRIVATE_SUBNET_1_ID, "Private subnet 1"),
         (names.PRIVATE_SUBNET_2_ID, "Private subnet 2"),
     ):
-        b.param(name, g, label, f"{label} ({'load balancer' if 'Public' in name else 'tasks'}), in its own AZ", type="AWS::EC2::Subnet::Id")
+        b.param(
+            name,
+            g,
+            label,
+            f"{label} ({'load balancer' if 'Public' in name else 'tasks'}), in its own AZ",
+            type="AWS::EC2::Subnet::Id",
+        )
     g = "Storage and image (from the storage and pipeline stacks)"
-    b.param(names.NOTEBOOK_BUCKET_NAME, g, "Notebook bucket", "Bucket that stores notebooks", AllowedPattern=BUCKET_NAME_PATTERN, ConstraintDescription="an S3 bucket name")
-    b.param(names.DATA_BUCKET_NAME, g, "Data-lake bucket", "Bucket of the data lake", AllowedPattern=BUCKET_NAME_PATTERN, ConstraintDescription="an S3 bucket name")
-    b.param(names.DATA_KMS_KEY_ARN, g, "Data-lake KMS key", "KMS key ARN of the data lake, or 'none'", Default="none", AllowedPattern=or_empty(KMS_KEY_ARN_PATTERN, "none"), ConstraintDescription="none, or a KMS key ARN")
-    b.param(names.SEED_FUNCTION_ARN, g, "Seeding function", "ARN of the function that seeds tier folders", AllowedPattern=r"^arn:aws[a-z-]*:lambda:.+$", ConstraintDescription="a Lambda function ARN")
-    b.param(names.IMAGE_REPOSITORY_URI, g, "Hub image repository", "URI of the hub image ECR repository", AllowedPattern=r"^\S+$", ConstraintDescription="an ECR repository URI")
-    b.param(names.ALARM_TOPIC_ARN, "Monitoring (from main)", "Alarm topic", "SNS topic of the platform's alarms; published in SSM for the tiers' alarms", AllowedPattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$", ConstraintDescription="an SNS topic ARN")
+    b.param(
+        names.NOTEBOOK_BUCKET_NAME,
+        g,
+        "Notebook bucket",
+        "Bucket that stores notebooks",
+        AllowedPattern=BUCKET_NAME_PATTERN,
+        ConstraintDescription="an S3 bucket name",
+    )
+    b.param(
+        names.DATA_BUCKET_NAME,
+        g,
+        "Data-lake bucket",
+        "Bucket of the data lake",
+        AllowedPattern=BUCKET_NAME_PATTERN,
+        ConstraintDescription="an S3 bucket name",
+    )
+    b.param(
+        names.DATA_KMS_KEY_ARN,
+        g,
+        "Data-lake KMS key",
+        "KMS key ARN of the data lake, or 'none'",
+        Default="none",
+        AllowedPattern=or_empty(KMS_KEY_ARN_PATTERN, "none"),
+        ConstraintDescription="none, or a KMS key ARN",
+    )
+    b.param(
+        names.SEED_FUNCTION_ARN,
+        g,
+        "Seeding function",
+        "ARN of the function that seeds tier folders",
+        AllowedPattern=r"^arn:aws[a-z-]*:lambda:.+$",
+        ConstraintDescription="a Lambda function ARN",
+    )
+    b.param(
+        names.IMAGE_REPOSITORY_URI,
+        g,
+        "Hub image repository",
+        "URI of the hub image ECR repository",
+        AllowedPattern=r"^\S+$",
+        ConstraintDescription="an ECR repository URI",
+    )
+    b.param(
+        names.ALARM_TOPIC_ARN,
+        "Monitoring (from main)",
+        "Alarm topic",
+        "SNS topic of the platform's alarms; published in SSM for the tiers' alarms",
+        AllowedPattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$",
+        ConstraintDescription="an SNS topic ARN",
+    )
     b.use(log_retention_days(settings))
 
 
@@ -174,11 +230,25 @@ def add_security_groups(b: Builder):
             GroupDescription="lakehub load balancer: HTTPS and HTTP (redirect) from the allowed range",
             VpcId=Ref(names.VPC_ID),
             SecurityGroupIngress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp=Ref(names.ALLOWED_CIDR), Description="HTTPS from clients"),
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp=Ref(names.ALLOWED_CIDR), Description="HTTP from clients (redirected to HTTPS)"),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp=Ref(names.ALLOWED_CIDR), Description="HTTPS from clients"
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=80,
+                    ToPort=80,
+                    CidrIp=Ref(names.ALLOWED_CIDR),
+                    Description="HTTP from clients (redirected to HTTPS)",
+                ),
             ],
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=names.HUB_PORT, ToPort=names.HUB_PORT, CidrIp=Ref(names.VPC_CIDR), Description="to hub tasks"),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=names.HUB_PORT,
+                    ToPort=names.HUB_PORT,
+                    CidrIp=Ref(names.VPC_CIDR),
+                    Description="to hub tasks",
+                ),
             ],
             Tags=platform_tags(("Name", Sub("${PlatformName}-alb"))),
         )
@@ -203,10 +273,26 @@ def add_security_groups(b: Builder):
                 )
             ],
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS: AWS APIs, image pulls, identity provider, package indexes"),
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS (ldap sign-in mode)"),
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=0, ToPort=65535, CidrIp=Ref(names.VPC_CIDR), Description="inside the VPC: per-user servers, DNS"),
-                ec2.SecurityGroupRule(IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=443,
+                    ToPort=443,
+                    CidrIp="0.0.0.0/0",
+                    Description="HTTPS: AWS APIs, image pulls, identity provider, package indexes",
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS (ldap sign-in mode)"
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=0,
+                    ToPort=65535,
+                    CidrIp=Ref(names.VPC_CIDR),
+                    Description="inside the VPC: per-user servers, DNS",
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"
+                ),
             ],
             Tags=platform_tags(("Name", Sub("${PlatformName}-hub-tasks"))),
         )
@@ -237,7 +323,9 @@ def add_homes(b: Builder) -> tuple[efs.FileSystem, ec2.SecurityGroup]:
             VpcId=Ref(names.VPC_ID),
             # Mount targets only answer (security groups are stateful): no egress at all.
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(IpProtocol="-1", CidrIp="127.0.0.1/32", Description="no egress (mount targets only answer)"),
+                ec2.SecurityGroupRule(
+                    IpProtocol="-1", CidrIp="127.0.0.1/32", Description="no egress (mount targets only answer)"
+                ),
             ],
             Tags=platform_tags(("Name", Sub("${PlatformName}-homes"))),
         )
@@ -285,10 +373,12 @@ def add_load_balancer_logs(b: Builder) -> s3.Bucket:
     t = b.t
     t.add_mapping("ElbLogDelivery", {region: {"AccountId": account} for region, account in sorted(ELB_LOG_ACCOUNTS.items())})
     regions = sorted(ELB_LOG_ACCOUNTS)
-    groups = [regions[i:i + 10] for i in range(0, len(regions), 10)]
+    groups = [regions[i : i + 10] for i in range(0, len(regions), 10)]
     t.add_condition(
         "ElbLogsFromRegionalAccount",
-        Or(*[Or(*[Equals(Ref("AWS::Region"), r) for r in g]) if len(g) > 1 else Equals(Ref("AWS::Region"), g[0]) for g in groups]),
+        Or(
+            *[Or(*[Equals(Ref("AWS::Region"), r) for r in g]) if len(g) > 1 else Equals(Ref("AWS::Region"), g[0]) for g in groups]
+        ),
     )
     bucket = b.add(
         # Load-balancer log delivery supports SSE-S3 only.
@@ -324,11 +414,18 @@ def add_load_balancer_logs(b: Builder) -> s3.Bucket:
             # (a plain mapping: awacs' Principal cannot hold an Fn::If)
             "Principal": If(
                 "ElbLogsFromRegionalAccount",
-                {"AWS": Sub("arn:${AWS::Partition}:iam::${Account}:root", Account=FindInMap("ElbLogDelivery", Ref("AWS::Region"), "AccountId"))},
+                {
+                    "AWS": Sub(
+                        "arn:${AWS::Partition}:iam::${Account}:root",
+                        Account=FindInMap("ElbLogDelivery", Ref("AWS::Region"), "AccountId"),
+                    )
+                },
                 {"Service": ELB_LOG_SERVICE},
             ),
             "Action": ["s3:PutObject"],
-            "Resource": [Sub("arn:${AWS::Partition}:s3:::${B}/" + ALB_LOG_PREFIX + "/AWSLogs/${AWS::AccountId}/*", B=Ref(bucket))],
+            "Resource": [
+                Sub("arn:${AWS::Partition}:s3:::${B}/" + ALB_LOG_PREFIX + "/AWSLogs/${AWS::AccountId}/*", B=Ref(bucket))
+            ],
         }
     )
     bucket_policy = b.add(s3.BucketPolicy("LoadBalancerLogsBucketPolicy", Bucket=Ref(bucket), PolicyDocument=policy))
@@ -369,7 +466,9 @@ def add_load_balancer(b: Builder, alb_sg):
             DomainName=Sub("*.${DomainName}"),
             ValidationMethod="DNS",
             DomainValidationOptions=[
-                certificatemanager.DomainValidationOption(DomainName=Sub("*.${DomainName}"), HostedZoneId=Ref(names.HOSTED_ZONE_ID)),
+                certificatemanager.DomainValidationOption(
+                    DomainName=Sub("*.${DomainName}"), HostedZoneId=Ref(names.HOSTED_ZONE_ID)
+                ),
             ],
             Tags=platform_tags(),
         )
@@ -390,7 +489,9 @@ def add_load_balancer(b: Builder, alb_sg):
             DefaultActions=[
                 elb.Action(
                     Type="fixed-response",
-                    FixedResponseConfig=elb.FixedResponseConfig(StatusCode="404", ContentType="text/plain", MessageBody="No lakehub tier here."),
+                    FixedResponseConfig=elb.FixedResponseConfig(
+                        StatusCode="404", ContentType="text/plain", MessageBody="No lakehub tier here."
+                    ),
                 )
             ],
         )
@@ -404,7 +505,9 @@ def add_load_balancer(b: Builder, alb_sg):
             DefaultActions=[
                 elb.Action(
                     Type="redirect",
-                    RedirectConfig=elb.RedirectConfig(Protocol="HTTPS", Port="443", Host="#{host}", Path="/#{path}", Query="#{query}", StatusCode="HTTP_301"),
+                    RedirectConfig=elb.RedirectConfig(
+                        Protocol="HTTPS", Port="443", Host="#{host}", Path="/#{path}", Query="#{query}", StatusCode="HTTP_301"
+                    ),
                 )
             ],
         )
@@ -425,7 +528,12 @@ def add_user_pool(b: Builder):
             EnabledMfas=["SOFTWARE_TOKEN_MFA"],
             Policies=cognito.Policies(
                 PasswordPolicy=cognito.PasswordPolicy(
-                    MinimumLength=12, RequireLowercase=True, RequireUppercase=True, RequireNumbers=True, RequireSymbols=True, TemporaryPasswordValidityDays=3
+                    MinimumLength=12,
+                    RequireLowercase=True,
+                    RequireUppercase=True,
+                    RequireNumbers=True,
+                    RequireSymbols=True,
+                    TemporaryPasswordValidityDays=3,
                 )
             ),
             AccountRecoverySetting=cognito.AccountRecoverySetting(
@@ -466,7 +574,14 @@ def build_cluster(settings: Settings):
         )
     )
     cluster.Metadata = {
-        "checkov": {"skip": [{"id": "CKV_AWS_65", "comment": "Container Insights costs about $0.30 per task-month plus logs; off by default for low cost, enable it in the console when needed"}]}
+        "checkov": {
+            "skip": [
+                {
+                    "id": "CKV_AWS_65",
+                    "comment": "Container Insights costs about $0.30 per task-month plus logs; off by default for low cost, enable it in the console when needed",
+                }
+            ]
+        }
     }
     if settings.strict:
         # CT.ECS.PR.2: Container Insights (paid: metrics per task and their log events)
@@ -479,7 +594,9 @@ def build_cluster(settings: Settings):
         # CT.ELASTICLOADBALANCING.PR.5: deleting the stack fails until the attribute is turned off
         lb.LoadBalancerAttributes.append(elb.LoadBalancerAttributes(Key="deletion_protection.enabled", Value="true"))
     log_group = b.add(
-        logs.LogGroup("TaskLogGroup", LogGroupName=Sub("/lakehub/${PlatformName}/tasks"), RetentionInDays=Ref(names.LOG_RETENTION_DAYS))
+        logs.LogGroup(
+            "TaskLogGroup", LogGroupName=Sub("/lakehub/${PlatformName}/tasks"), RetentionInDays=Ref(names.LOG_RETENTION_DAYS)
+        )
     )
     add_checkov_skip(log_group, "CKV_AWS_158", LOGS_AWS_KEY)
     pool, domain = add_user_pool(b)
@@ -497,7 +614,13 @@ def build_cluster(settings: Settings):
                 Sid="ClaimPriorities",
                 Effect=Allow,
                 Action=[awacs_ssm.PutParameter, awacs_ssm.GetParameter, awacs_ssm.DeleteParameter],
-                Resource=[Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter" + names.LISTENER_PRIORITY_CLAIMS_SUB + "/*")],
+                Resource=[
+                    Sub(
+                        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+                        + names.LISTENER_PRIORITY_CLAIMS_SUB
+                        + "/*"
+                    )
+                ],
             ),
         ],
         timeout=60,
@@ -516,7 +639,13 @@ def build_cluster(settings: Settings):
                 Sid="DescribePlatformSecrets",
                 Effect=Allow,
                 Action=[awacs_secretsmanager.DescribeSecret],
-                Resource=[Sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${" + names.PLATFORM_NAME + "}/*")],
+                Resource=[
+                    Sub(
+                        "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${"
+                        + names.PLATFORM_NAME
+                        + "}/*"
+                    )
+                ],
             ),
         ],
         timeout=60,
@@ -540,7 +669,11 @@ def build_cluster(settings: Settings):
                 Effect=Allow,
                 Action=[awacs_ecr.DescribeImages],
                 # The pipeline's repository, ${PlatformName}/hub (lakehub.stacks.pipeline).
-                Resource=[Sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${" + names.PLATFORM_NAME + "}/hub")],
+                Resource=[
+                    Sub(
+                        "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${" + names.PLATFORM_NAME + "}/hub"
+                    )
+                ],
             ),
         ],
         timeout=60,
@@ -567,7 +700,9 @@ def build_cluster(settings: Settings):
         names.IMAGE_DIGEST_FUNCTION_ARN: GetAtt(digest_fn, "Arn"),
         names.LOG_GROUP_NAME: Ref(log_group),
         names.USER_POOL_ID: If("UseCognito", Ref(pool), "none"),
-        names.USER_POOL_DOMAIN_URL: If("UseCognito", Sub("https://${UserPoolDomain}.auth.${AWS::Region}.amazoncognito.com"), "none"),
+        names.USER_POOL_DOMAIN_URL: If(
+            "UseCognito", Sub("https://${UserPoolDomain}.auth.${AWS::Region}.amazoncognito.com"), "none"
+        ),
         names.AUTH_MODE: Ref(names.AUTH_MODE),
         names.DOMAIN_NAME: Ref(names.DOMAIN_NAME),
         names.HOSTED_ZONE_ID: Ref(names.HOSTED_ZONE_ID),
@@ -593,15 +728,31 @@ def build_cluster(settings: Settings):
     b.output(names.CLUSTER_ARN, GetAtt(cluster, "Arn"), "ARN of the ECS cluster")
     b.output(names.HTTPS_LISTENER_ARN, Ref(https), "HTTPS listener that routes <tier>.<domain> to the tiers")
     b.output(names.LOAD_BALANCER_DNS_NAME, GetAtt(lb, "DNSName"), "DNS name of the load balancer")
-    b.output(names.LOAD_BALANCER_HOSTED_ZONE_ID, GetAtt(lb, "CanonicalHostedZoneID"), "Hosted zone of the load balancer (alias records)")
+    b.output(
+        names.LOAD_BALANCER_HOSTED_ZONE_ID,
+        GetAtt(lb, "CanonicalHostedZoneID"),
+        "Hosted zone of the load balancer (alias records)",
+    )
     b.output(names.LOAD_BALANCER_SECURITY_GROUP_ID, Ref(alb_sg), "Security group of the load balancer")
     b.output(names.TASK_SECURITY_GROUP_ID, Ref(task_sg), "Security group of hub tasks")
     b.output(names.HOMES_FILE_SYSTEM_ID, Ref(homes_fs), "EFS file system of users' homes")
     b.output(names.HOMES_SECURITY_GROUP_ID, Ref(homes_sg), "Security group of the homes' mount targets")
     b.output(names.LOG_GROUP_NAME, Ref(log_group), "Log group of the platform's tasks")
     b.output(names.USER_POOL_ID, If("UseCognito", Ref(pool), "none"), "Cognito user pool (cognito sign-in), or 'none'")
-    b.output(names.LISTENER_PRIORITY_FUNCTION_ARN, GetAtt(priority_fn, "Arn"), "Function that allocates listener-rule priorities (ServiceToken)")
-    b.output(names.SECRET_ARN_FUNCTION_ARN, GetAtt(secret_arn_fn, "Arn"), "Function that looks up the full ARN of a sign-in secret (ServiceToken)")
-    b.output(names.IMAGE_DIGEST_FUNCTION_ARN, GetAtt(digest_fn, "Arn"), "Function that resolves a hub image tag to its digest (ServiceToken)")
+    b.output(
+        names.LISTENER_PRIORITY_FUNCTION_ARN,
+        GetAtt(priority_fn, "Arn"),
+        "Function that allocates listener-rule priorities (ServiceToken)",
+    )
+    b.output(
+        names.SECRET_ARN_FUNCTION_ARN,
+        GetAtt(secret_arn_fn, "Arn"),
+        "Function that looks up the full ARN of a sign-in secret (ServiceToken)",
+    )
+    b.output(
+        names.IMAGE_DIGEST_FUNCTION_ARN,
+        GetAtt(digest_fn, "Arn"),
+        "Function that resolves a hub image tag to its digest (ServiceToken)",
+    )
     b.output("PlatformParameterPath", Sub(names.SSM_NAME_SUB), "SSM path under which the platform publishes its values")
     return finish(b, settings)

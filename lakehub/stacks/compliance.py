@@ -40,7 +40,15 @@ LOGS_KEY = "LogsKey"
 BUCKETS_KEY = "BucketsKey"
 MIN_LOG_RETENTION_DAYS = 365  # CT.CLOUDWATCH.PR.2
 
-KMS_USE = [awacs_kms.Encrypt, awacs_kms.Decrypt, awacs_kms.ReEncryptFrom, awacs_kms.ReEncryptTo, awacs_kms.GenerateDataKey, awacs_kms.Action("GenerateDataKeyWithoutPlaintext"), awacs_kms.DescribeKey]
+KMS_USE = [
+    awacs_kms.Encrypt,
+    awacs_kms.Decrypt,
+    awacs_kms.ReEncryptFrom,
+    awacs_kms.ReEncryptTo,
+    awacs_kms.GenerateDataKey,
+    awacs_kms.Action("GenerateDataKeyWithoutPlaintext"),
+    awacs_kms.DescribeKey,
+]
 ACCOUNT_ADMIN = Statement(
     Sid="AccountAdministersTheKey",
     Effect=Allow,
@@ -50,8 +58,21 @@ ACCOUNT_ADMIN = Statement(
     Action=[
         awacs_kms.Action(a)
         for a in (
-            "Create*", "Describe*", "Enable*", "List*", "Put*", "Update*", "Revoke*", "Disable*", "Get*", "Delete*",
-            "TagResource", "UntagResource", "ScheduleKeyDeletion", "CancelKeyDeletion", "RotateKeyOnDemand",
+            "Create*",
+            "Describe*",
+            "Enable*",
+            "List*",
+            "Put*",
+            "Update*",
+            "Revoke*",
+            "Disable*",
+            "Get*",
+            "Delete*",
+            "TagResource",
+            "UntagResource",
+            "ScheduleKeyDeletion",
+            "CancelKeyDeletion",
+            "RotateKeyOnDemand",
         )
     ],
     Resource=["*"],
@@ -88,7 +109,10 @@ def _logs_key_policy() -> PolicyDocument:
             Action=KMS_USE,
             Resource=["*"],
             Condition=Condition(
-                StringLike("kms:EncryptionContext:aws:logs:arn", Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"))
+                StringLike(
+                    "kms:EncryptionContext:aws:logs:arn",
+                    Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"),
+                )
             ),
         ),
     )
@@ -166,7 +190,9 @@ def _harden_buckets(b: Builder) -> None:
         if "VersioningConfiguration" not in bucket.properties:
             bucket.VersioningConfiguration = s3.VersioningConfiguration(Status="Enabled")
         if "NotificationConfiguration" not in bucket.properties:
-            bucket.NotificationConfiguration = s3.NotificationConfiguration(EventBridgeConfiguration=s3.EventBridgeConfiguration(EventBridgeEnabled=True))
+            bucket.NotificationConfiguration = s3.NotificationConfiguration(
+                EventBridgeConfiguration=s3.EventBridgeConfiguration(EventBridgeEnabled=True)
+            )
         if bucket.title in LOG_DESTINATIONS:
             continue
         new = BUCKETS_KEY not in b.t.resources
@@ -176,7 +202,9 @@ def _harden_buckets(b: Builder) -> None:
         bucket.BucketEncryption = s3.BucketEncryption(
             ServerSideEncryptionConfiguration=[
                 s3.ServerSideEncryptionRule(
-                    ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="aws:kms", KMSMasterKeyID=GetAtt(key, "Arn")),
+                    ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(
+                        SSEAlgorithm="aws:kms", KMSMasterKeyID=GetAtt(key, "Arn")
+                    ),
                     BucketKeyEnabled=True,
                 )
             ]
@@ -226,7 +254,13 @@ def _function_network(b: Builder) -> tuple:
         b.use(VPC_ID, group=group, Description="VPC of the platform (its functions run in its private subnets)")
     for name, label in ((names.PRIVATE_SUBNET_1_ID, "Private subnet 1"), (names.PRIVATE_SUBNET_2_ID, "Private subnet 2")):
         if name not in b.t.parameters:
-            b.param(name, group, label, f"{label} of the platform, in its own AZ (the functions run there)", type="AWS::EC2::Subnet::Id")
+            b.param(
+                name,
+                group,
+                label,
+                f"{label} of the platform, in its own AZ (the functions run there)",
+                type="AWS::EC2::Subnet::Id",
+            )
     return Ref(names.VPC_ID), [Ref(names.PRIVATE_SUBNET_1_ID), Ref(names.PRIVATE_SUBNET_2_ID)]
 
 
@@ -240,7 +274,11 @@ def _harden_functions(b: Builder) -> None:
             FUNCTIONS_SG,
             GroupDescription="lakehub functions: no inbound; HTTPS out to AWS APIs (through the NAT or the S3 endpoint)",
             VpcId=vpc,
-            SecurityGroupEgress=[ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS to AWS APIs")],
+            SecurityGroupEgress=[
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS to AWS APIs"
+                )
+            ],
             Tags=platform_tags(("Name", Sub("${" + names.PLATFORM_NAME + "}-functions"))),
         )
     )
@@ -251,15 +289,18 @@ def _harden_functions(b: Builder) -> None:
         role = b.t.resources[role_name]
         policies = list(role.properties.get("Policies", []))
         policies.append(
-            inline_policy("vpc", [
-                Statement(Sid="LambdaFindsTheFunctionsInterfaces", Effect=Allow, Action=LAMBDA_VPC_DESCRIBE, Resource=["*"]),
-                Statement(
-                    Sid="LambdaAttachesTheFunctionToTheVpc",
-                    Effect=Allow,
-                    Action=LAMBDA_VPC_ACTIONS,
-                    Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*")],
-                ),
-            ])
+            inline_policy(
+                "vpc",
+                [
+                    Statement(Sid="LambdaFindsTheFunctionsInterfaces", Effect=Allow, Action=LAMBDA_VPC_DESCRIBE, Resource=["*"]),
+                    Statement(
+                        Sid="LambdaAttachesTheFunctionToTheVpc",
+                        Effect=Allow,
+                        Action=LAMBDA_VPC_ACTIONS,
+                        Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*")],
+                    ),
+                ],
+            )
         )
         role.Policies = policies
 

@@ -70,9 +70,7 @@ def add_function(
         iam.Role(
             f"{logical_id}Role",
             AssumeRolePolicyDocument=service_trust("lambda.amazonaws.com"),
-            Policies=[
-                inline_policy("function", [log_statement, *statements])
-            ],
+            Policies=[inline_policy("function", [log_statement, *statements])],
             Tags=platform_tags(),
             **({"Condition": condition} if condition else {}),
         )

@@ -51,7 +51,16 @@ from lakehub.stacks import tier as tier_mod
 from lakehub.stacks.builder import Builder, platform_tags
 from lakehub.stacks.parameters import IMAGE_TAG, LISTENER_PRIORITY, joined_platform_name
 from lakehub.stacks.builder import add_checkov_skip
-from lakehub.stacks.policies import S3_READ, S3_WRITE, bucket_arn, homes_client_statements, hub_runtime_statements, inline_policy, service_trust, tier_notebook_statements
+from lakehub.stacks.policies import (
+    S3_READ,
+    S3_WRITE,
+    bucket_arn,
+    homes_client_statements,
+    hub_runtime_statements,
+    inline_policy,
+    service_trust,
+    tier_notebook_statements,
+)
 from lakehub.settings import Settings
 from lakehub_hub import contract
 
@@ -93,13 +102,40 @@ INSTANCE_FAMILIES: dict[str, tuple[str, str]] = {
     "g6": ("x86_64", "gpu"),
 }
 INSTANCE_TYPES: tuple[str, ...] = (
-    "t4g.medium", "t4g.large", "t4g.xlarge", "t4g.2xlarge",
-    "m7g.large", "m7g.xlarge", "m7g.2xlarge", "m7g.4xlarge", "m7g.8xlarge",
-    "m6i.large", "m6i.xlarge", "m6i.2xlarge", "m6i.4xlarge", "m6i.8xlarge",
-    "r7g.large", "r7g.xlarge", "r7g.2xlarge", "r7g.4xlarge", "r7g.8xlarge", "r7g.16xlarge",
-    "r6i.large", "r6i.xlarge", "r6i.2xlarge", "r6i.4xlarge", "r6i.8xlarge", "r6i.16xlarge",
-    "g5.xlarge", "g5.2xlarge", "g5.4xlarge", "g5.8xlarge",
-    "g6.xlarge", "g6.2xlarge", "g6.4xlarge", "g6.8xlarge",
+    "t4g.medium",
+    "t4g.large",
+    "t4g.xlarge",
+    "t4g.2xlarge",
+    "m7g.large",
+    "m7g.xlarge",
+    "m7g.2xlarge",
+    "m7g.4xlarge",
+    "m7g.8xlarge",
+    "m6i.large",
+    "m6i.xlarge",
+    "m6i.2xlarge",
+    "m6i.4xlarge",
+    "m6i.8xlarge",
+    "r7g.large",
+    "r7g.xlarge",
+    "r7g.2xlarge",
+    "r7g.4xlarge",
+    "r7g.8xlarge",
+    "r7g.16xlarge",
+    "r6i.large",
+    "r6i.xlarge",
+    "r6i.2xlarge",
+    "r6i.4xlarge",
+    "r6i.8xlarge",
+    "r6i.16xlarge",
+    "g5.xlarge",
+    "g5.2xlarge",
+    "g5.4xlarge",
+    "g5.8xlarge",
+    "g6.xlarge",
+    "g6.2xlarge",
+    "g6.4xlarge",
+    "g6.8xlarge",
 )
 DEFAULT_INSTANCE_TYPE = "t4g.large"
 # The strict compliance profile: Nitro types that encrypt traffic between instances in transit
@@ -173,7 +209,15 @@ def instance_arch(instance_type: str) -> tuple[str, str]:
 def add_parameters(b: Builder, settings: Settings) -> None:
     g = "On-demand hub"
     b.use(joined_platform_name(settings, g, "Name of the lakehub platform this hub belongs to"))
-    b.choice(names.TIER_NAME, g, "Tier", "Data-access tier: the hub reaches only this tier's data-lake prefixes and notebook folder, and only its groups may sign in", [t.name for t in settings.tiers], settings.tiers[0].name, constraint="one of the platform's tiers: " + ", ".join(t.name for t in settings.tiers))
+    b.choice(
+        names.TIER_NAME,
+        g,
+        "Tier",
+        "Data-access tier: the hub reaches only this tier's data-lake prefixes and notebook folder, and only its groups may sign in",
+        [t.name for t in settings.tiers],
+        settings.tiers[0].name,
+        constraint="one of the platform's tiers: " + ", ".join(t.name for t in settings.tiers),
+    )
     b.param(
         names.OWNER,
         g,
@@ -182,14 +226,59 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[A-Za-z0-9][A-Za-z0-9._%+@-]{0,127}$",
         ConstraintDescription="a user name or e-mail address: letters, digits and ._%+@-",
     )
-    b.choice(INSTANCE_TYPE, g, "Instance type", "General (t4g, m7g, m6i), memory-optimised (r7g, r6i) or GPU (g5, g6); billed only while running", INSTANCE_TYPES, DEFAULT_INSTANCE_TYPE, constraint="one of the listed instance types")
-    b.choice(VOLUME_SIZE, g, "Disk size (GiB)", "Encrypted gp3 root volume; GPU types need at least 128 GiB. Kept (and billed) while the hub is stopped", VOLUME_SIZES, "64")
+    b.choice(
+        INSTANCE_TYPE,
+        g,
+        "Instance type",
+        "General (t4g, m7g, m6i), memory-optimised (r7g, r6i) or GPU (g5, g6); billed only while running",
+        INSTANCE_TYPES,
+        DEFAULT_INSTANCE_TYPE,
+        constraint="one of the listed instance types",
+    )
+    b.choice(
+        VOLUME_SIZE,
+        g,
+        "Disk size (GiB)",
+        "Encrypted gp3 root volume; GPU types need at least 128 GiB. Kept (and billed) while the hub is stopped",
+        VOLUME_SIZES,
+        "64",
+    )
     g = "Auto-stop"
-    b.number(IDLE_CPU_PERCENT, g, "Idle CPU threshold (%)", "The hub counts as idle while its average CPU stays below this percentage", 5, 1, 50)
-    b.choice(IDLE_MINUTES, g, "Idle minutes before stopping", "Stop the instance after this many minutes below the idle CPU threshold; idle servers are culled after the same time", IDLE_MINUTES_CHOICES, "60")
+    b.number(
+        IDLE_CPU_PERCENT,
+        g,
+        "Idle CPU threshold (%)",
+        "The hub counts as idle while its average CPU stays below this percentage",
+        5,
+        1,
+        50,
+    )
+    b.choice(
+        IDLE_MINUTES,
+        g,
+        "Idle minutes before stopping",
+        "Stop the instance after this many minutes below the idle CPU threshold; idle servers are culled after the same time",
+        IDLE_MINUTES_CHOICES,
+        "60",
+    )
     g = "Access"
-    b.choice(ACCESS_MODE, g, "Access", "ssm: no inbound port, open the hub through Session Manager port forwarding; load-balancer: also https://<host>.<domain> on the platform's load balancer", [ACCESS_SSM, ACCESS_LOAD_BALANCER], ACCESS_SSM)
-    b.number(LOCAL_PORT, g, "Local port", "ssm access: the port on your computer that forwards to the hub (http://localhost:<port>)", names.HUB_PORT, 1024, 65535)
+    b.choice(
+        ACCESS_MODE,
+        g,
+        "Access",
+        "ssm: no inbound port, open the hub through Session Manager port forwarding; load-balancer: also https://<host>.<domain> on the platform's load balancer",
+        [ACCESS_SSM, ACCESS_LOAD_BALANCER],
+        ACCESS_SSM,
+    )
+    b.number(
+        LOCAL_PORT,
+        g,
+        "Local port",
+        "ssm access: the port on your computer that forwards to the hub (http://localhost:<port>)",
+        names.HUB_PORT,
+        1024,
+        65535,
+    )
     b.param(
         names.TIER_HOST_NAME,
         g,
@@ -199,9 +288,20 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^$|^[a-z0-9]([a-z0-9-]{0,57}[a-z0-9])?$",
         ConstraintDescription="empty, or a DNS label of at most 59 characters: lower-case letters, digits and hyphens",
     )
-    b.use(LISTENER_PRIORITY, group=g, Description="load-balancer access: priority of the hub's rule on the HTTPS listener; 0 picks the lowest free one")
+    b.use(
+        LISTENER_PRIORITY,
+        group=g,
+        Description="load-balancer access: priority of the hub's rule on the HTTPS listener; 0 picks the lowest free one",
+    )
     g = "Placement and image"
-    b.choice(SUBNET_CHOICE, g, "Private subnet", "Which of the platform's private subnets (availability zones) to launch in; try the other when a type has no capacity", ["1", "2"], "1")
+    b.choice(
+        SUBNET_CHOICE,
+        g,
+        "Private subnet",
+        "Which of the platform's private subnets (availability zones) to launch in; try the other when a type has no capacity",
+        ["1", "2"],
+        "1",
+    )
     b.use(IMAGE_TAG, group=g)
     for name, (label, path) in AMI_PARAMETERS.items():
         b.param(
@@ -337,9 +437,13 @@ def add_user_role(b: Builder, settings: Settings, instance_role: iam.Role) -> ia
             Effect=Allow,
             Action=[awacs_s3.ListBucket],
             Resource=[bucket_arn(data_bucket)],
-            Condition=Condition(StringLike("s3:prefix", by_tier(settings, lambda t: [v for p in t.data_prefixes for v in (p, p + "*")]))),
+            Condition=Condition(
+                StringLike("s3:prefix", by_tier(settings, lambda t: [v for p in t.data_prefixes for v in (p, p + "*")]))
+            ),
         ),
-        Statement(Sid="DataRead", Effect=Allow, Action=S3_READ, Resource=by_tier(settings, lambda t: data_object_arns(t, data_bucket))),
+        Statement(
+            Sid="DataRead", Effect=Allow, Action=S3_READ, Resource=by_tier(settings, lambda t: data_object_arns(t, data_bucket))
+        ),
     ]
     data_write = by_tier(settings, lambda t: data_object_arns(t, data_bucket))
     statements = [
@@ -368,7 +472,9 @@ def add_user_role(b: Builder, settings: Settings, instance_role: iam.Role) -> ia
         iam.Role(
             "UserRole",
             Path=role_path(),
-            Description=Sub("lakehub on-demand hub users' servers (tier ${TierName}, owner ${Owner}): the tier's data-lake prefixes and notebook folder only"),
+            Description=Sub(
+                "lakehub on-demand hub users' servers (tier ${TierName}, owner ${Owner}): the tier's data-lake prefixes and notebook folder only"
+            ),
             AssumeRolePolicyDocument=user_role_trust(instance_role),
             # Role chaining (instance role -> user role) caps a session at one hour anyway.
             MaxSessionDuration=3600,
@@ -413,12 +519,16 @@ def add_instance_role(b: Builder, secrets: list) -> iam.Role:
         ),
         # The tier's homes through its access point, as root (the hub creates users' folders
         # owned by their uids); amazon-efs-utils mounts with these credentials (iam option).
-        *homes_client_statements(Ref(names.HOMES_FILE_SYSTEM_ID), tier_mod.homes_access_point_arn(), root=True, sid="MountTierHomes"),
+        *homes_client_statements(
+            Ref(names.HOMES_FILE_SYSTEM_ID), tier_mod.homes_access_point_arn(), root=True, sid="MountTierHomes"
+        ),
     ]
     role = iam.Role(
         "InstanceRole",
         Path=role_path(),
-        Description=Sub("lakehub on-demand hub (tier ${TierName}, owner ${Owner}): the hub image, its logs and secrets, Session Manager; no data"),
+        Description=Sub(
+            "lakehub on-demand hub (tier ${TierName}, owner ${Owner}): the hub image, its logs and secrets, Session Manager; no data"
+        ),
         AssumeRolePolicyDocument=service_trust("ec2.amazonaws.com"),
         MaxSessionDuration=3600,
         Policies=[inline_policy("hub-instance", statements)],
@@ -463,7 +573,11 @@ def hub_tags(*extra):
 def add_secrets(b: Builder):
     # Cognito accepts plain http only for localhost: the Session Manager tunnel.
     local, public = Sub("http://localhost:${LocalPort}/hub"), Sub("https://" + PUBLIC_HOST + "/hub")
-    callbacks = If("UseLoadBalancer", [Sub("${U}/oauth_callback", U=local), Sub("${U}/oauth_callback", U=public)], [Sub("${U}/oauth_callback", U=local)])
+    callbacks = If(
+        "UseLoadBalancer",
+        [Sub("${U}/oauth_callback", U=local), Sub("${U}/oauth_callback", U=public)],
+        [Sub("${U}/oauth_callback", U=local)],
+    )
     logouts = If("UseLoadBalancer", [Sub("${U}/login", U=local), Sub("${U}/login", U=public)], [Sub("${U}/login", U=local)])
     return tier_mod.add_hub_secrets(
         b,
@@ -487,10 +601,26 @@ def add_security_group(b: Builder) -> ec2.SecurityGroup:
             GroupDescription="lakehub on-demand hub: no inbound port (Session Manager)",
             VpcId=Ref(names.VPC_ID),
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS: AWS APIs, image pulls, identity provider, package indexes"),
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS (ldap sign-in mode)"),
-                ec2.SecurityGroupRule(IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"),
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS over TCP (VPC resolver)"),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=443,
+                    ToPort=443,
+                    CidrIp="0.0.0.0/0",
+                    Description="HTTPS: AWS APIs, image pulls, identity provider, package indexes",
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS (ldap sign-in mode)"
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=53,
+                    ToPort=53,
+                    CidrIp=Ref(names.VPC_CIDR),
+                    Description="DNS over TCP (VPC resolver)",
+                ),
             ],
             Tags=hub_tags(("Name", Sub("${PlatformName}-${TierName}-hub-${Owner}"))),
         )
@@ -500,8 +630,24 @@ def add_security_group(b: Builder) -> ec2.SecurityGroup:
 def add_homes_access(b: Builder, sg) -> None:
     """NFS between this hub and the platform's homes file system (its mount targets' group)."""
     nfs = dict(IpProtocol="tcp", FromPort=names.NFS_PORT, ToPort=names.NFS_PORT)
-    b.add(ec2.SecurityGroupEgress("InstanceToHomes", GroupId=Ref(sg), DestinationSecurityGroupId=Ref(names.HOMES_SECURITY_GROUP_ID), Description="NFS to the homes file system", **nfs))
-    b.add(ec2.SecurityGroupIngress("HomesNfsFromInstance", GroupId=Ref(names.HOMES_SECURITY_GROUP_ID), SourceSecurityGroupId=Ref(sg), Description=Sub("NFS from the on-demand hub ${AWS::StackName}"), **nfs))
+    b.add(
+        ec2.SecurityGroupEgress(
+            "InstanceToHomes",
+            GroupId=Ref(sg),
+            DestinationSecurityGroupId=Ref(names.HOMES_SECURITY_GROUP_ID),
+            Description="NFS to the homes file system",
+            **nfs,
+        )
+    )
+    b.add(
+        ec2.SecurityGroupIngress(
+            "HomesNfsFromInstance",
+            GroupId=Ref(names.HOMES_SECURITY_GROUP_ID),
+            SourceSecurityGroupId=Ref(sg),
+            Description=Sub("NFS from the on-demand hub ${AWS::StackName}"),
+            **nfs,
+        )
+    )
 
 
 def hub_env() -> dict:
@@ -680,7 +826,9 @@ def user_data(cookie, client_secret) -> Base64:
             "HealthPath": names.HUB_HEALTH_PATH,
             "CookieSecret": Ref(cookie),
             # The platform team's sign-in secrets of the tier, at their fixed names (never a parameter).
-            "OAuthSecretId": If("UseCognito", Ref(client_secret), If("UseOidc", tier_mod.platform_secret_name(tier_mod.OIDC_CLIENT_SECRET), "")),
+            "OAuthSecretId": If(
+                "UseCognito", Ref(client_secret), If("UseOidc", tier_mod.platform_secret_name(tier_mod.OIDC_CLIENT_SECRET), "")
+            ),
             "LdapSecretId": If("UseLdap", tier_mod.platform_secret_name(tier_mod.LDAP_BIND_PASSWORD), ""),
             "GpuFlag": If("IsGpu", "--gpus all", ""),
             "HomesHostMount": HOMES_HOST_MOUNT,
@@ -704,11 +852,15 @@ def add_instance(b: Builder, profile, sg, cookie, client_secret) -> ec2.Instance
             BlockDeviceMappings=[
                 ec2.BlockDeviceMapping(
                     DeviceName="/dev/xvda",
-                    Ebs=ec2.EbsBlockDevice(VolumeType="gp3", VolumeSize=Ref(VOLUME_SIZE), Encrypted=True, DeleteOnTermination=True),
+                    Ebs=ec2.EbsBlockDevice(
+                        VolumeType="gp3", VolumeSize=Ref(VOLUME_SIZE), Encrypted=True, DeleteOnTermination=True
+                    ),
                 )
             ],
             # IMDSv2 only; the IPv6 endpoint stays off (the user data's firewall rule is IPv4).
-            MetadataOptions=ec2.MetadataOptions(HttpTokens="required", HttpEndpoint="enabled", HttpPutResponseHopLimit=1, HttpProtocolIpv6="disabled"),
+            MetadataOptions=ec2.MetadataOptions(
+                HttpTokens="required", HttpEndpoint="enabled", HttpPutResponseHopLimit=1, HttpProtocolIpv6="disabled"
+            ),
             Monitoring=False,
             PropagateTagsToVolumeOnCreation=True,
             UserData=user_data(cookie, client_secret),
@@ -723,7 +875,9 @@ def add_idle_alarm(b: Builder, instance) -> cloudwatch.Alarm:
         cloudwatch.Alarm(
             "IdleStopAlarm",
             AlarmName=Sub("${PlatformName}-hub-${AWS::StackName}-idle-stop"),
-            AlarmDescription=Sub("Stops the lakehub on-demand hub ${Instance} (owner ${Owner}) when its CPU stays below ${IdleCpuPercent}% for ${IdleMinutes} minutes"),
+            AlarmDescription=Sub(
+                "Stops the lakehub on-demand hub ${Instance} (owner ${Owner}) when its CPU stays below ${IdleCpuPercent}% for ${IdleMinutes} minutes"
+            ),
             Namespace="AWS/EC2",
             MetricName="CPUUtilization",
             Dimensions=[cloudwatch.MetricDimension(Name="InstanceId", Value=Ref(instance))],
@@ -779,7 +933,9 @@ def add_load_balancer_access(b: Builder, instance) -> None:
             HostedZoneId=Ref(names.HOSTED_ZONE_ID),
             Name=Sub(PUBLIC_HOST),
             Type="A",
-            AliasTarget=route53.AliasTarget(DNSName=Ref(names.LOAD_BALANCER_DNS_NAME), HostedZoneId=Ref(names.LOAD_BALANCER_HOSTED_ZONE_ID)),
+            AliasTarget=route53.AliasTarget(
+                DNSName=Ref(names.LOAD_BALANCER_DNS_NAME), HostedZoneId=Ref(names.LOAD_BALANCER_HOSTED_ZONE_ID)
+            ),
         )
     )
 
@@ -788,7 +944,7 @@ def port_forward_command() -> Sub:
     return Sub(
         "aws ssm start-session --region ${AWS::Region} --target ${Instance}"
         " --document-name AWS-StartPortForwardingSession"
-        " --parameters '{\"portNumber\":[\"" + str(names.HUB_PORT) + "\"],\"localPortNumber\":[\"${LocalPort}\"]}'"
+        ' --parameters \'{"portNumber":["' + str(names.HUB_PORT) + '"],"localPortNumber":["${LocalPort}"]}\''
     )
 
 
@@ -811,7 +967,11 @@ def build_hub_instance(settings: Settings):
         If(
             "UseCognito",
             Ref(client_secret),
-            If("UseOidc", tier_mod.platform_secret_arn(tier_mod.OIDC_CLIENT_SECRET), tier_mod.platform_secret_arn(tier_mod.LDAP_BIND_PASSWORD)),
+            If(
+                "UseOidc",
+                tier_mod.platform_secret_arn(tier_mod.OIDC_CLIENT_SECRET),
+                tier_mod.platform_secret_arn(tier_mod.LDAP_BIND_PASSWORD),
+            ),
         ),
     ]
     role = add_instance_role(b, secrets)
@@ -840,13 +1000,33 @@ def build_hub_instance(settings: Settings):
     add_load_balancer_access(b, instance)
 
     b.output(INSTANCE_ID, Ref(instance), "EC2 instance of the hub (start it again with aws ec2 start-instances)")
-    b.output(PORT_FORWARD_COMMAND, port_forward_command(), "Run this, then open HubUrl in your browser (needs the Session Manager plugin)")
+    b.output(
+        PORT_FORWARD_COMMAND,
+        port_forward_command(),
+        "Run this, then open HubUrl in your browser (needs the Session Manager plugin)",
+    )
     b.output(HUB_URL, hub_url(), "Where the hub answers (through the port forward, or the load balancer)")
-    b.output("StopCommand", Sub("aws ec2 stop-instances --region ${AWS::Region} --instance-ids ${Instance}"), "Stop the hub now (it also stops itself when idle); only the volume is billed while stopped")
-    b.output("StartCommand", Sub("aws ec2 start-instances --region ${AWS::Region} --instance-ids ${Instance}"), "Start a stopped hub again")
+    b.output(
+        "StopCommand",
+        Sub("aws ec2 stop-instances --region ${AWS::Region} --instance-ids ${Instance}"),
+        "Stop the hub now (it also stops itself when idle); only the volume is billed while stopped",
+    )
+    b.output(
+        "StartCommand",
+        Sub("aws ec2 start-instances --region ${AWS::Region} --instance-ids ${Instance}"),
+        "Start a stopped hub again",
+    )
     b.output(INSTANCE_ROLE_ARN, GetAtt(role, "Arn"), "IAM role of the hub instance (image, logs, this hub's secrets; no data)")
-    b.output(USER_ROLE_ARN, GetAtt(user_role, "Arn"), "Data role the hub assumes per user for their server (the tier's data-lake prefixes, shared folder and the user's own folder)")
-    b.output("NotebookPrefix", Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"), "Where the hub's notebooks are stored (the tier's folder)")
+    b.output(
+        USER_ROLE_ARN,
+        GetAtt(user_role, "Arn"),
+        "Data role the hub assumes per user for their server (the tier's data-lake prefixes, shared folder and the user's own folder)",
+    )
+    b.output(
+        "NotebookPrefix",
+        Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"),
+        "Where the hub's notebooks are stored (the tier's folder)",
+    )
     b.output("IdleStopAlarmName", Ref("IdleStopAlarm"), "CloudWatch alarm that stops the hub when idle")
     return finish(b, settings)
 

@@ -36,7 +36,15 @@ class WiringError(Exception):
     """A nested stack is given a key its template does not have, or misses a required one."""
 
 
-def nested_stack(b: Builder, logical_id: str, child: Template, filename: str, params: dict[str, Any], depends_on: list[str] | None = None, condition: str | None = None) -> cloudformation.Stack:
+def nested_stack(
+    b: Builder,
+    logical_id: str,
+    child: Template,
+    filename: str,
+    params: dict[str, Any],
+    depends_on: list[str] | None = None,
+    condition: str | None = None,
+) -> cloudformation.Stack:
     child_params = child.parameters
     unknown = sorted(set(params) - set(child_params))
     if unknown:
@@ -170,7 +178,11 @@ def add_catalog(b: Builder, children: dict[str, Template], net: dict | None = No
         depends_on=["ClusterStack"],
     )
     b.output("PortfolioId", out("CatalogStack", "PortfolioId"), "Service Catalog portfolio (tier and on-demand hub products)")
-    b.output("HubUserPolicyArn", out("CatalogStack", "HubUserPolicyArn"), "Attach to data scientists' roles or groups: open, stop and start on-demand hubs")
+    b.output(
+        "HubUserPolicyArn",
+        out("CatalogStack", "HubUserPolicyArn"),
+        "Attach to data scientists' roles or groups: open, stop and start on-demand hubs",
+    )
 
 
 def build_main(settings: Settings, children: dict[str, Template], existing_vpc: bool = False) -> Template:
@@ -188,7 +200,14 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
     if existing_vpc:
         net = {
             n: Ref(n)
-            for n in (names.VPC_ID, names.VPC_CIDR, names.PUBLIC_SUBNET_1_ID, names.PUBLIC_SUBNET_2_ID, names.PRIVATE_SUBNET_1_ID, names.PRIVATE_SUBNET_2_ID)
+            for n in (
+                names.VPC_ID,
+                names.VPC_CIDR,
+                names.PUBLIC_SUBNET_1_ID,
+                names.PUBLIC_SUBNET_2_ID,
+                names.PRIVATE_SUBNET_1_ID,
+                names.PRIVATE_SUBNET_2_ID,
+            )
         }
     else:
         nested_stack(
@@ -205,7 +224,14 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         )
         net = {
             n: out("NetworkStack", n)
-            for n in (names.VPC_ID, names.VPC_CIDR, names.PUBLIC_SUBNET_1_ID, names.PUBLIC_SUBNET_2_ID, names.PRIVATE_SUBNET_1_ID, names.PRIVATE_SUBNET_2_ID)
+            for n in (
+                names.VPC_ID,
+                names.VPC_CIDR,
+                names.PUBLIC_SUBNET_1_ID,
+                names.PUBLIC_SUBNET_2_ID,
+                names.PRIVATE_SUBNET_1_ID,
+                names.PRIVATE_SUBNET_2_ID,
+            )
         }
 
     topic = monitoring.add_alarm_topic(b)
@@ -232,7 +258,13 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         "PipelineStack",
         children[names.PIPELINE_TEMPLATE],
         names.PIPELINE_TEMPLATE,
-        {**common, **functions_net(names.PIPELINE_TEMPLATE), names.SOURCE_TYPE: Ref(names.SOURCE_TYPE), names.IMAGE_TAG: Ref(names.IMAGE_TAG), IMAGE_PLATFORMS: Ref(IMAGE_PLATFORMS)},
+        {
+            **common,
+            **functions_net(names.PIPELINE_TEMPLATE),
+            names.SOURCE_TYPE: Ref(names.SOURCE_TYPE),
+            names.IMAGE_TAG: Ref(names.IMAGE_TAG),
+            IMAGE_PLATFORMS: Ref(IMAGE_PLATFORMS),
+        },
     )
     nested_stack(
         b,
@@ -257,13 +289,22 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
     )
     add_platform_monitoring(b, topic, existing_vpc)
     if len(settings.tiers) >= names.AUTO_PRIORITY_MINIMUM:
-        raise WiringError(f"at most {names.AUTO_PRIORITY_MINIMUM - 1} default tiers: listener priorities from {names.AUTO_PRIORITY_MINIMUM} are claimed by launched tiers")
+        raise WiringError(
+            f"at most {names.AUTO_PRIORITY_MINIMUM - 1} default tiers: listener priorities from {names.AUTO_PRIORITY_MINIMUM} are claimed by launched tiers"
+        )
     for index, tier in enumerate(settings.tiers):
         logical = f"Tier{tier.name.capitalize()}Stack"
         # Each default tier can be left out at launch (Deploy<Name>Tier=false), e.g. to start
         # with one tier or to test a single tier regionally.
         switch = f"Deploy{tier.name.capitalize()}Tier"
-        b.choice(switch, "Tiers", f"Deploy the {tier.name} tier", f"Create the {tier.name} tier (data prefixes {', '.join(tier.data_prefixes)}; groups {', '.join(tier.allowed_groups)})", ["true", "false"], "true")
+        b.choice(
+            switch,
+            "Tiers",
+            f"Deploy the {tier.name} tier",
+            f"Create the {tier.name} tier (data prefixes {', '.join(tier.data_prefixes)}; groups {', '.join(tier.allowed_groups)})",
+            ["true", "false"],
+            "true",
+        )
         condition = f"{switch}Enabled"
         b.t.add_condition(condition, Equals(Ref(switch), "true"))
         nested_stack(
@@ -275,8 +316,16 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
             depends_on=["ClusterStack"],
             condition=condition,
         )
-        b.output(f"Tier{tier.name.capitalize()}Url", If(condition, out(logical, names.TIER_URL), "not deployed"), f"Sign-in URL of the {tier.name} tier")
-        b.output(f"Tier{tier.name.capitalize()}RoleArn", If(condition, out(logical, names.TIER_ROLE_ARN), "not deployed"), f"IAM role of the {tier.name} tier's servers")
+        b.output(
+            f"Tier{tier.name.capitalize()}Url",
+            If(condition, out(logical, names.TIER_URL), "not deployed"),
+            f"Sign-in URL of the {tier.name} tier",
+        )
+        b.output(
+            f"Tier{tier.name.capitalize()}RoleArn",
+            If(condition, out(logical, names.TIER_ROLE_ARN), "not deployed"),
+            f"IAM role of the {tier.name} tier's servers",
+        )
 
     if names.CATALOG_TEMPLATE in children:
         add_catalog(b, children, functions_net(names.CATALOG_TEMPLATE))
@@ -287,8 +336,14 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
     b.output(names.IMAGE_REPOSITORY_URI, out("PipelineStack", names.IMAGE_REPOSITORY_URI), "Hub image repository")
     b.output(names.LOAD_BALANCER_DNS_NAME, out("ClusterStack", names.LOAD_BALANCER_DNS_NAME), "DNS name of the load balancer")
     b.output(names.USER_POOL_ID, out("ClusterStack", names.USER_POOL_ID), "Cognito user pool (cognito sign-in), or 'none'")
-    b.output("PlatformParameterPath", out("ClusterStack", "PlatformParameterPath"), "SSM path of the platform's values (for tiers launched on their own)")
-    b.output(names.ALARM_TOPIC_ARN, Ref(topic), "SNS topic of the platform's alarms: subscribe the operators (e-mail, chat, paging)")
+    b.output(
+        "PlatformParameterPath",
+        out("ClusterStack", "PlatformParameterPath"),
+        "SSM path of the platform's values (for tiers launched on their own)",
+    )
+    b.output(
+        names.ALARM_TOPIC_ARN, Ref(topic), "SNS topic of the platform's alarms: subscribe the operators (e-mail, chat, paging)"
+    )
     b.output("DashboardName", Ref(monitoring.DASHBOARD), "CloudWatch dashboard of the platform")
     return finish(b, settings)
 

@@ -99,7 +99,9 @@ def add_alarm_topic(b: Builder) -> sns.Topic:
             ALARM_TOPIC,
             TopicName=Sub("${PlatformName}-alarms"),
             DisplayName=Sub("lakehub ${PlatformName} alarms"),
-            Subscription=If(HAS_ALARM_EMAIL, [sns.Subscription(Protocol="email", Endpoint=Ref(names.ALARM_EMAIL))], Ref("AWS::NoValue")),
+            Subscription=If(
+                HAS_ALARM_EMAIL, [sns.Subscription(Protocol="email", Endpoint=Ref(names.ALARM_EMAIL))], Ref("AWS::NoValue")
+            ),
             Tags=platform_tags(),
         )
     )
@@ -171,8 +173,18 @@ def add_tier_alarms(b: Builder, topic: Any, target_group: Any) -> list[cloudwatc
         alarm(
             "HubDownAlarm",
             Sub(name + "hub-down"),
-            Sub(f"lakehub tier ${{TierName}}: the hub does not answer (HubUp below 1 for {HUB_DOWN_MINUTES} minutes while its task runs). Look at the task's log; ECS replaces a task whose health check fails."),
-            topic, M.NAMESPACE, M.HUB_UP, hub_dimensions(), "Minimum", M.PERIOD, HUB_DOWN_MINUTES, 1, "LessThanThreshold",
+            Sub(
+                f"lakehub tier ${{TierName}}: the hub does not answer (HubUp below 1 for {HUB_DOWN_MINUTES} minutes while its task runs). Look at the task's log; ECS replaces a task whose health check fails."
+            ),
+            topic,
+            M.NAMESPACE,
+            M.HUB_UP,
+            hub_dimensions(),
+            "Minimum",
+            M.PERIOD,
+            HUB_DOWN_MINUTES,
+            1,
+            "LessThanThreshold",
             # No data = no hub task (the nightly stop): not a failure; see the module docstring.
             "notBreaching",
         ),
@@ -180,23 +192,48 @@ def add_tier_alarms(b: Builder, topic: Any, target_group: Any) -> list[cloudwatc
             "HubUnhealthyAlarm",
             Sub(name + "hub-unhealthy"),
             Sub("lakehub tier ${TierName}: a hub task fails the load balancer's health check (/hub/health) for 3 minutes"),
-            topic, "AWS/ApplicationELB", "UnHealthyHostCount",
+            topic,
+            "AWS/ApplicationELB",
+            "UnHealthyHostCount",
             [("TargetGroup", target_group_full_name(target_group)), ("LoadBalancer", Ref(names.LOAD_BALANCER_FULL_NAME))],
-            "Maximum", M.PERIOD, UNHEALTHY_MINUTES, 1, "GreaterThanOrEqualToThreshold", "notBreaching",
+            "Maximum",
+            M.PERIOD,
+            UNHEALTHY_MINUTES,
+            1,
+            "GreaterThanOrEqualToThreshold",
+            "notBreaching",
         ),
         alarm(
             "SpawnFailuresAlarm",
             Sub(name + "spawn-failures"),
             Sub(f"lakehub tier ${{TierName}}: {SPAWN_FAILURES_THRESHOLD} or more users' servers failed to start in 15 minutes"),
-            topic, M.NAMESPACE, M.SPAWN_FAILURES, hub_dimensions(), "Sum", SPAWN_FAILURES_WINDOW, 1,
-            SPAWN_FAILURES_THRESHOLD, "GreaterThanOrEqualToThreshold", "notBreaching",
+            topic,
+            M.NAMESPACE,
+            M.SPAWN_FAILURES,
+            hub_dimensions(),
+            "Sum",
+            SPAWN_FAILURES_WINDOW,
+            1,
+            SPAWN_FAILURES_THRESHOLD,
+            "GreaterThanOrEqualToThreshold",
+            "notBreaching",
         ),
         alarm(
             "CapacityErrorsAlarm",
             Sub(name + "capacity-errors"),
-            Sub("lakehub tier ${TierName}: ECS refused users' server tasks for lack of capacity (Fargate Spot, or the account's Fargate vCPU quota)"),
-            topic, M.NAMESPACE, M.CAPACITY_ERRORS, hub_dimensions(), "Sum", CAPACITY_ERRORS_WINDOW, 1,
-            CAPACITY_ERRORS_THRESHOLD, "GreaterThanOrEqualToThreshold", "notBreaching",
+            Sub(
+                "lakehub tier ${TierName}: ECS refused users' server tasks for lack of capacity (Fargate Spot, or the account's Fargate vCPU quota)"
+            ),
+            topic,
+            M.NAMESPACE,
+            M.CAPACITY_ERRORS,
+            hub_dimensions(),
+            "Sum",
+            CAPACITY_ERRORS_WINDOW,
+            1,
+            CAPACITY_ERRORS_THRESHOLD,
+            "GreaterThanOrEqualToThreshold",
+            "notBreaching",
         ),
     ]
     return [b.add(a) for a in made]
@@ -207,27 +244,54 @@ def function_name(arn: Any) -> Select:
     return Select(6, Split(":", arn))
 
 
-def add_platform_alarms(b: Builder, topic: Any, functions: dict[str, Any], nat_group: Any | None, nat_condition: str | None) -> list:
+def add_platform_alarms(
+    b: Builder, topic: Any, functions: dict[str, Any], nat_group: Any | None, nat_condition: str | None
+) -> list:
     """Custom-resource failures (one alarm per platform function behind a custom resource: a
     failed create, update or delete of a tier or the platform) and, with the NAT instance, NAT down."""
     made = []
     for logical, arn in functions.items():
-        made.append(b.add(alarm(
-            f"{logical}ErrorsAlarm",
-            Sub("${PlatformName}-" + logical + "-errors"),
-            f"lakehub: the platform function {logical} failed (a custom resource of a platform or tier stack); see its log group",
-            topic, "AWS/Lambda", "Errors", [("FunctionName", function_name(arn))], "Sum", 300, 1, 1,
-            "GreaterThanOrEqualToThreshold", "notBreaching",
-        )))
+        made.append(
+            b.add(
+                alarm(
+                    f"{logical}ErrorsAlarm",
+                    Sub("${PlatformName}-" + logical + "-errors"),
+                    f"lakehub: the platform function {logical} failed (a custom resource of a platform or tier stack); see its log group",
+                    topic,
+                    "AWS/Lambda",
+                    "Errors",
+                    [("FunctionName", function_name(arn))],
+                    "Sum",
+                    300,
+                    1,
+                    1,
+                    "GreaterThanOrEqualToThreshold",
+                    "notBreaching",
+                )
+            )
+        )
     if nat_group is not None:
-        made.append(b.add(alarm(
-            "NatInstanceDownAlarm",
-            Sub("${PlatformName}-nat-instance-down"),
-            "lakehub: the NAT instance fails its EC2 status checks: private subnets have no internet egress (PyPI, CRAN). Its Auto Scaling group replaces an impaired instance.",
-            topic, "AWS/EC2", "StatusCheckFailed", [("AutoScalingGroupName", nat_group)], "Maximum", M.PERIOD * 5, 2, 1,
-            # A stopped NAT (nightly schedule) sends nothing: not a failure.
-            "GreaterThanOrEqualToThreshold", "notBreaching", condition=nat_condition,
-        )))
+        made.append(
+            b.add(
+                alarm(
+                    "NatInstanceDownAlarm",
+                    Sub("${PlatformName}-nat-instance-down"),
+                    "lakehub: the NAT instance fails its EC2 status checks: private subnets have no internet egress (PyPI, CRAN). Its Auto Scaling group replaces an impaired instance.",
+                    topic,
+                    "AWS/EC2",
+                    "StatusCheckFailed",
+                    [("AutoScalingGroupName", nat_group)],
+                    "Maximum",
+                    M.PERIOD * 5,
+                    2,
+                    1,
+                    # A stopped NAT (nightly schedule) sends nothing: not a failure.
+                    "GreaterThanOrEqualToThreshold",
+                    "notBreaching",
+                    condition=nat_condition,
+                )
+            )
+        )
     return made
 
 
@@ -240,49 +304,124 @@ def _search(metric: str, extra_dims: tuple[str, ...], stat: str, label: str, per
     """A SEARCH over every tier of this platform (tiers launched from Service Catalog included:
     they publish with the same Platform dimension)."""
     dims = ",".join((M.PLATFORM, M.TIER) + extra_dims)
-    found = {"expression": f"SEARCH('{{{M.NAMESPACE},{dims}}} MetricName=\"{metric}\" {M.PLATFORM}=\"{PLATFORM}\"', '{stat}', {period})"}
+    found = {
+        "expression": f"SEARCH('{{{M.NAMESPACE},{dims}}} MetricName=\"{metric}\" {M.PLATFORM}=\"{PLATFORM}\"', '{stat}', {period})"
+    }
     if label:
         found["label"] = label
     return found
 
 
-def _widget(title: str, metrics: list, x: int, y: int, w: int = 12, h: int = 6, stat: str = "Sum", view: str = "timeSeries", stacked: bool = False) -> dict:
-    return {"type": "metric", "x": x, "y": y, "width": w, "height": h,
-            "properties": {"title": title, "region": REGION, "view": view, "stacked": stacked, "stat": stat,
-                           "period": M.PERIOD, "metrics": metrics}}
+def _widget(
+    title: str,
+    metrics: list,
+    x: int,
+    y: int,
+    w: int = 12,
+    h: int = 6,
+    stat: str = "Sum",
+    view: str = "timeSeries",
+    stacked: bool = False,
+) -> dict:
+    return {
+        "type": "metric",
+        "x": x,
+        "y": y,
+        "width": w,
+        "height": h,
+        "properties": {
+            "title": title,
+            "region": REGION,
+            "view": view,
+            "stacked": stacked,
+            "stat": stat,
+            "period": M.PERIOD,
+            "metrics": metrics,
+        },
+    }
 
 
 def dashboard_widgets(nat: bool, functions: list[str]) -> list[dict]:
     """The dashboard's widgets (a Sub template: ${PlatformName}, ${AWS::Region}, ${<Name>})."""
+
     def search(*args, **kwargs):
         return [_search(*args, **kwargs)]
 
     w = []
     w.append(_widget("Hubs up (1 = answering)", [search(M.HUB_UP, (), "Minimum", "")], 0, 0, stat="Minimum"))
-    w.append(_widget("Active users, running servers", [search(M.ACTIVE_USERS, (), "Maximum", "active"),
-                                                       search(M.RUNNING_SERVERS, (), "Maximum", "running")], 12, 0, stat="Maximum"))
-    w.append(_widget("Spawns: successes and failures", [search(M.SPAWN_SUCCESSES, (), "Sum", "ok"),
-                                                         search(M.SPAWN_FAILURES, (), "Sum", "failed")], 0, 6))
-    w.append(_widget("Spawn latency (seconds)", [search(M.SPAWN_DURATION, (), "Average", "mean"),
-                                                 search(M.SPAWN_DURATION, (), "Maximum", "max")], 12, 6, stat="Average"))
-    w.append(_widget("User tasks by size and capacity (cost driver)", [search(M.USER_TASKS, (M.SIZE, M.CAPACITY), "Maximum", "")],
-                     0, 12, stat="Maximum", stacked=True))
-    w.append(_widget("Spot interruptions, capacity errors", [search(M.SPOT_INTERRUPTIONS, (), "Sum", "spot"),
-                                                             search(M.CAPACITY_ERRORS, (), "Sum", "capacity")], 12, 12))
+    w.append(
+        _widget(
+            "Active users, running servers",
+            [search(M.ACTIVE_USERS, (), "Maximum", "active"), search(M.RUNNING_SERVERS, (), "Maximum", "running")],
+            12,
+            0,
+            stat="Maximum",
+        )
+    )
+    w.append(
+        _widget(
+            "Spawns: successes and failures",
+            [search(M.SPAWN_SUCCESSES, (), "Sum", "ok"), search(M.SPAWN_FAILURES, (), "Sum", "failed")],
+            0,
+            6,
+        )
+    )
+    w.append(
+        _widget(
+            "Spawn latency (seconds)",
+            [search(M.SPAWN_DURATION, (), "Average", "mean"), search(M.SPAWN_DURATION, (), "Maximum", "max")],
+            12,
+            6,
+            stat="Average",
+        )
+    )
+    w.append(
+        _widget(
+            "User tasks by size and capacity (cost driver)",
+            [search(M.USER_TASKS, (M.SIZE, M.CAPACITY), "Maximum", "")],
+            0,
+            12,
+            stat="Maximum",
+            stacked=True,
+        )
+    )
+    w.append(
+        _widget(
+            "Spot interruptions, capacity errors",
+            [search(M.SPOT_INTERRUPTIONS, (), "Sum", "spot"), search(M.CAPACITY_ERRORS, (), "Sum", "capacity")],
+            12,
+            12,
+        )
+    )
     w.append(_widget("Servers stopped by reason", [search(M.SERVERS_STOPPED, (M.REASON,), "Sum", "")], 0, 18, stacked=True))
     # S3: the notebook bucket's daily storage metrics are free; 4xx/5xx are request metrics
     # (paid, $0.30 per metric-month, off): the dashboard shows storage, errors show in the
     # custom-resource and hub alarms and in the hubs' logs (docs/COST.md).
-    w.append(_widget("Notebook bucket size (bytes, daily)", [["AWS/S3", "BucketSizeBytes", "BucketName", "${NotebookBucket}", "StorageType", "StandardStorage"]],
-                     12, 18, stat="Average", w=12))
+    w.append(
+        _widget(
+            "Notebook bucket size (bytes, daily)",
+            [["AWS/S3", "BucketSizeBytes", "BucketName", "${NotebookBucket}", "StorageType", "StandardStorage"]],
+            12,
+            18,
+            stat="Average",
+            w=12,
+        )
+    )
     w[-1]["properties"]["period"] = 86400
     lambda_metrics = [["AWS/Lambda", "Errors", "FunctionName", "${" + f + "}"] for f in functions]
     w.append(_widget("Platform functions: errors", lambda_metrics or [search("Errors", (), "Sum", "")], 0, 24))
     if nat:
-        w.append(_widget("NAT instance: status check failures, bytes out (cost driver)", [
-            ["AWS/EC2", "StatusCheckFailed", "AutoScalingGroupName", "${NatGroup}", {"stat": "Maximum"}],
-            ["AWS/EC2", "NetworkOut", "AutoScalingGroupName", "${NatGroup}", {"stat": "Sum", "yAxis": "right"}],
-        ], 12, 24))
+        w.append(
+            _widget(
+                "NAT instance: status check failures, bytes out (cost driver)",
+                [
+                    ["AWS/EC2", "StatusCheckFailed", "AutoScalingGroupName", "${NatGroup}", {"stat": "Maximum"}],
+                    ["AWS/EC2", "NetworkOut", "AutoScalingGroupName", "${NatGroup}", {"stat": "Sum", "yAxis": "right"}],
+                ],
+                12,
+                24,
+            )
+        )
     return w
 
 
@@ -304,4 +443,6 @@ def add_dashboard(b: Builder, notebook_bucket: Any, functions: dict[str, Any], n
     if nat_group is not None:
         variables["NatGroup"] = nat_group
     body = dashboard_body(nat_group is not None, list(functions))
-    return b.add(cloudwatch.Dashboard(DASHBOARD, DashboardName=Sub("${PlatformName}-lakehub"), DashboardBody=Sub(body, **variables)))
+    return b.add(
+        cloudwatch.Dashboard(DASHBOARD, DashboardName=Sub("${PlatformName}-lakehub"), DashboardBody=Sub(body, **variables))
+    )

@@ -195,4 +195,3 @@ HUB_LOGOUT_RETURN_PATH = "/hub/login"
 # them; tests/templates/test_aws_semantics.py checks it still does). The image's own WORKDIR
 # (/srv/jupyterhub, root's, 0700) is not enterable by them.
 IMAGE_USER_HOMES = {"1000": "/home/lakehub", "lakehub": "/home/lakehub"}
-

@@ -73,7 +73,14 @@ NAT_START_MINUTE, HUB_START_MINUTE, HUB_STOP_MINUTE, NAT_STOP_MINUTE = 0, 5, 0, 
 
 def add_schedule_params(b: Builder, what: str) -> None:
     """Schedule, time zone, business hours and days; `what` names what the schedule stops."""
-    b.choice(SCHEDULE, SCHEDULE_GROUP, "Schedule", f"business-hours: {what} outside business hours (scheduled scaling to 0); always: runs 24x7", SCHEDULES, DEFAULT_SCHEDULE)
+    b.choice(
+        SCHEDULE,
+        SCHEDULE_GROUP,
+        "Schedule",
+        f"business-hours: {what} outside business hours (scheduled scaling to 0); always: runs 24x7",
+        SCHEDULES,
+        DEFAULT_SCHEDULE,
+    )
     b.param(
         SCHEDULE_TIMEZONE,
         SCHEDULE_GROUP,
@@ -105,7 +112,9 @@ def add_schedule_params(b: Builder, what: str) -> None:
         MaxValue=23,
         ConstraintDescription="a whole hour from 1 to 23",
     )
-    b.choice(BUSINESS_DAYS, SCHEDULE_GROUP, "Business days", "Days on which hubs run", BUSINESS_DAY_CHOICES, BUSINESS_DAY_CHOICES[0])
+    b.choice(
+        BUSINESS_DAYS, SCHEDULE_GROUP, "Business days", "Days on which hubs run", BUSINESS_DAY_CHOICES, BUSINESS_DAY_CHOICES[0]
+    )
 
 
 def add_schedule_conditions_and_rules(b: Builder) -> None:
@@ -127,6 +136,8 @@ def add_schedule_conditions_and_rules(b: Builder) -> None:
 def unix_cron_days():
     """Business days in Unix cron form (EC2 Auto Scaling: 0 = Sunday; names cannot form ranges)."""
     return If("DaysEveryDay", "0-6", If("DaysMonSat", "1-6", "1-5"))
+
+
 NAT_INSTANCE_AMI_SSM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 
 NAT_USER_DATA = """#!/bin/bash
@@ -159,7 +170,14 @@ def add_parameters(b: Builder) -> None:
         AllowedPattern=r"^(\d{1,3}\.){3}\d{1,3}/1[6-8]$",
         ConstraintDescription="a CIDR block from /16 to /18, such as 10.20.0.0/16",
     )
-    b.choice(names.EGRESS_MODE, "Network", "Egress for private subnets", "nat-instance: one small self-healing NAT instance (cheapest); nat-gateway: a managed NAT gateway per AZ", EGRESS_MODES, "nat-instance")
+    b.choice(
+        names.EGRESS_MODE,
+        "Network",
+        "Egress for private subnets",
+        "nat-instance: one small self-healing NAT instance (cheapest); nat-gateway: a managed NAT gateway per AZ",
+        EGRESS_MODES,
+        "nat-instance",
+    )
 
 
 def add_vpc(b: Builder) -> ec2.VPC:
@@ -226,7 +244,9 @@ def build_network(settings: Settings) -> object:
     public = [add_subnet(b, vpc, f"PublicSubnet{i + 1}", i, i, True) for i in range(2)]
     private = [add_subnet(b, vpc, f"PrivateSubnet{i + 1}", i, i + 2, False) for i in range(2)]
 
-    public_rt = b.add(ec2.RouteTable("PublicRouteTable", VpcId=Ref(vpc), Tags=platform_tags(("Name", Sub("${PlatformName}-public")))))
+    public_rt = b.add(
+        ec2.RouteTable("PublicRouteTable", VpcId=Ref(vpc), Tags=platform_tags(("Name", Sub("${PlatformName}-public"))))
+    )
     b.add(
         ec2.Route(
             "PublicDefaultRoute",
@@ -237,14 +257,32 @@ def build_network(settings: Settings) -> object:
         )
     )
     for i, subnet in enumerate(public):
-        b.add(ec2.SubnetRouteTableAssociation(f"PublicSubnet{i + 1}RouteTableAssociation", SubnetId=Ref(subnet), RouteTableId=Ref(public_rt)))
+        b.add(
+            ec2.SubnetRouteTableAssociation(
+                f"PublicSubnet{i + 1}RouteTableAssociation", SubnetId=Ref(subnet), RouteTableId=Ref(public_rt)
+            )
+        )
 
     private_rts = []
     for i, subnet in enumerate(private):
-        rt = b.add(ec2.RouteTable(f"PrivateRouteTable{i + 1}", VpcId=Ref(vpc), Tags=platform_tags(("Name", Sub(f"${{PlatformName}}-private-{i + 1}")))))
+        rt = b.add(
+            ec2.RouteTable(
+                f"PrivateRouteTable{i + 1}",
+                VpcId=Ref(vpc),
+                Tags=platform_tags(("Name", Sub(f"${{PlatformName}}-private-{i + 1}"))),
+            )
+        )
         private_rts.append(rt)
-        b.add(ec2.SubnetRouteTableAssociation(f"PrivateSubnet{i + 1}RouteTableAssociation", SubnetId=Ref(subnet), RouteTableId=Ref(rt)))
-        eip = b.add(ec2.EIP(f"NatGateway{i + 1}Eip", Condition="UseNatGateway", DependsOn=[attach.title], Domain="vpc", Tags=platform_tags()))
+        b.add(
+            ec2.SubnetRouteTableAssociation(
+                f"PrivateSubnet{i + 1}RouteTableAssociation", SubnetId=Ref(subnet), RouteTableId=Ref(rt)
+            )
+        )
+        eip = b.add(
+            ec2.EIP(
+                f"NatGateway{i + 1}Eip", Condition="UseNatGateway", DependsOn=[attach.title], Domain="vpc", Tags=platform_tags()
+            )
+        )
         nat = b.add(
             ec2.NatGateway(
                 f"NatGateway{i + 1}",
@@ -282,7 +320,11 @@ def build_network(settings: Settings) -> object:
     b.output(names.PRIVATE_SUBNET_2_ID, Ref(private[1]), "Private subnet in the second AZ (tasks)")
     b.output(names.VPC_CIDR, GetAtt(vpc, "CidrBlock"), "CIDR block of the VPC")
     # Observe (issue 18): main's NAT-down alarm and dashboard read the group's EC2 metrics.
-    b.output(names.NAT_INSTANCE_GROUP_NAME, If("UseNatInstance", Ref("NatInstanceGroup"), "none"), "Auto Scaling group of the NAT instance, or 'none' (NAT gateways)")
+    b.output(
+        names.NAT_INSTANCE_GROUP_NAME,
+        If("UseNatInstance", Ref("NatInstanceGroup"), "none"),
+        "Auto Scaling group of the NAT instance, or 'none' (NAT gateways)",
+    )
     return finish(b, settings)
 
 
@@ -295,12 +337,28 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
             GroupDescription="lakehub NAT instance: traffic from the VPC only",
             VpcId=Ref(vpc),
             SecurityGroupIngress=[
-                ec2.SecurityGroupRule(IpProtocol="-1", CidrIp=GetAtt(vpc, "CidrBlock"), Description="forward traffic from the VPC")
+                ec2.SecurityGroupRule(
+                    IpProtocol="-1", CidrIp=GetAtt(vpc, "CidrBlock"), Description="forward traffic from the VPC"
+                )
             ],
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp="0.0.0.0/0", Description="HTTP egress for the private subnets"),
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS egress for the private subnets"),
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS egress (ldap sign-in mode)"),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=80,
+                    ToPort=80,
+                    CidrIp="0.0.0.0/0",
+                    Description="HTTP egress for the private subnets",
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=443,
+                    ToPort=443,
+                    CidrIp="0.0.0.0/0",
+                    Description="HTTPS egress for the private subnets",
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS egress (ldap sign-in mode)"
+                ),
             ],
             Tags=platform_tags(("Name", Sub("${PlatformName}-nat"))),
         )
@@ -314,19 +372,24 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
             Condition="UseNatInstance",
             AssumeRolePolicyDocument=service_trust("ec2.amazonaws.com"),
             Policies=[
-                inline_policy("nat", [
-                    Statement(
-                        Effect=Allow,
-                        Action=[awacs_ec2.ReplaceRoute, awacs_ec2.CreateRoute],
-                        Resource=route_table_arns,
-                    ),
-                    Statement(
-                        Effect=Allow,
-                        Action=[awacs_ec2.ModifyInstanceAttribute],
-                        Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")],
-                        Condition=Condition(StringEquals({"aws:ResourceTag/" + names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)})),
-                    ),
-                ])
+                inline_policy(
+                    "nat",
+                    [
+                        Statement(
+                            Effect=Allow,
+                            Action=[awacs_ec2.ReplaceRoute, awacs_ec2.CreateRoute],
+                            Resource=route_table_arns,
+                        ),
+                        Statement(
+                            Effect=Allow,
+                            Action=[awacs_ec2.ModifyInstanceAttribute],
+                            Resource=[Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")],
+                            Condition=Condition(
+                                StringEquals({"aws:ResourceTag/" + names.TAG_PLATFORM: Ref(names.PLATFORM_NAME)})
+                            ),
+                        ),
+                    ],
+                )
             ],
             Tags=platform_tags(),
         )
@@ -342,7 +405,9 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
                 IamInstanceProfile=ec2.IamInstanceProfile(Arn=GetAtt(profile, "Arn")),
                 MetadataOptions=ec2.MetadataOptions(HttpTokens="required", HttpEndpoint="enabled", HttpPutResponseHopLimit=1),
                 NetworkInterfaces=[
-                    ec2.NetworkInterfaces(DeviceIndex=0, AssociatePublicIpAddress=True, Groups=[Ref(sg)], DeleteOnTermination=True)
+                    ec2.NetworkInterfaces(
+                        DeviceIndex=0, AssociatePublicIpAddress=True, Groups=[Ref(sg)], DeleteOnTermination=True
+                    )
                 ],
                 BlockDeviceMappings=[
                     ec2.LaunchTemplateBlockDeviceMapping(
@@ -491,7 +556,9 @@ def add_nat_egress_function(b: Builder, group) -> awslambda.Function:
             events.Rule(
                 "NatEgressOnInstanceStateRule",
                 Condition=condition,
-                Description=Sub("lakehub ${PlatformName}: an EC2 instance changed state; the NAT egress function decides whether egress stays up"),
+                Description=Sub(
+                    "lakehub ${PlatformName}: an EC2 instance changed state; the NAT egress function decides whether egress stays up"
+                ),
                 EventPattern={
                     "source": ["aws.ec2"],
                     "detail-type": ["EC2 Instance State-change Notification"],

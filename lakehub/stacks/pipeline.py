@@ -69,7 +69,14 @@ def add_parameters(b: Builder, settings: Settings) -> None:
     b.use(PLATFORM_NAME)
     b.use(ASSETS_BUCKET_NAME)
     b.use(ASSETS_KEY_PREFIX)
-    b.choice(names.SOURCE_TYPE, "Hub image source", "Source of the hub image", "s3: a zip of hub_images/ and buildspec.yml in S3 (lakehub publish uploads one); codecommit: a new CodeCommit repository (CodeCommit has been closed to new customers since July 2024: only accounts that already use it can create one)", SOURCE_TYPES, "s3")
+    b.choice(
+        names.SOURCE_TYPE,
+        "Hub image source",
+        "Source of the hub image",
+        "s3: a zip of hub_images/ and buildspec.yml in S3 (lakehub publish uploads one); codecommit: a new CodeCommit repository (CodeCommit has been closed to new customers since July 2024: only accounts that already use it can create one)",
+        SOURCE_TYPES,
+        "s3",
+    )
     b.param(
         names.SOURCE_OBJECT_KEY,
         "Hub image source",
@@ -81,7 +88,15 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         ConstraintDescription="an S3 key ending in .zip (letters, digits, !_.'()/- ; no '*')",
     )
     b.use(IMAGE_TAG, group="Hub image source", Description="Tag of the hub image the tiers run; the first deploy builds it")
-    b.choice(IMAGE_PLATFORMS, "Hub image source", "Image platforms", "linux/arm64: Graviton only (Fargate tiers, t4g/m7g/r7g hubs); add linux/amd64 for x86 and GPU on-demand hubs (an emulated build, slower)", ["linux/arm64", "linux/arm64,linux/amd64"], "linux/arm64", constraint="linux/arm64, or linux/arm64,linux/amd64")
+    b.choice(
+        IMAGE_PLATFORMS,
+        "Hub image source",
+        "Image platforms",
+        "linux/arm64: Graviton only (Fargate tiers, t4g/m7g/r7g hubs); add linux/amd64 for x86 and GPU on-demand hubs (an emulated build, slower)",
+        ["linux/arm64", "linux/arm64,linux/amd64"],
+        "linux/arm64",
+        constraint="linux/arm64, or linux/arm64,linux/amd64",
+    )
     b.use(log_retention_days(settings))
 
 
@@ -132,45 +147,61 @@ def build_pipeline(settings: Settings):
     )
     add_checkov_skip(build_logs, "CKV_AWS_158", LOGS_AWS_KEY)
     source_object_arn = Sub(
-        "arn:${AWS::Partition}:s3:::${" + names.ASSETS_BUCKET_NAME + "}/${" + names.ASSETS_KEY_PREFIX + "}${" + names.SOURCE_OBJECT_KEY + "}"
+        "arn:${AWS::Partition}:s3:::${"
+        + names.ASSETS_BUCKET_NAME
+        + "}/${"
+        + names.ASSETS_KEY_PREFIX
+        + "}${"
+        + names.SOURCE_OBJECT_KEY
+        + "}"
     )
     build_role = b.add(
         iam.Role(
             "BuildRole",
             AssumeRolePolicyDocument=service_trust("codebuild.amazonaws.com"),
             Policies=[
-                inline_policy("build", [
-                    Statement(Sid="Logs", Effect=Allow, Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents], Resource=[Sub("${BuildLogGroup.Arn}")]),
-                    Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
-                    Statement(
-                        Sid="PushImage",
-                        Effect=Allow,
-                        Action=[
-                            awacs_ecr.BatchCheckLayerAvailability,
-                            awacs_ecr.BatchGetImage,
-                            awacs_ecr.CompleteLayerUpload,
-                            # Which tags are there already: immutable tags are pushed once.
-                            awacs_ecr.DescribeImages,
-                            awacs_ecr.GetDownloadUrlForLayer,
-                            awacs_ecr.InitiateLayerUpload,
-                            awacs_ecr.PutImage,
-                            awacs_ecr.UploadLayerPart,
-                        ],
-                        Resource=[GetAtt(repo, "Arn")],
-                    ),
-                    Statement(
-                        Sid="ReadSource",
-                        Effect=Allow,
-                        Action=[awacs_s3.GetObject, awacs_s3.GetObjectVersion],
-                        Resource=[source_object_arn],
-                    ),
-                    Statement(
-                        Sid="PullSource",
-                        Effect=Allow,
-                        Action=[awacs_codecommit.GitPull],
-                        Resource=[Sub("arn:${AWS::Partition}:codecommit:${AWS::Region}:${AWS::AccountId}:${PlatformName}-hub-image")],
-                    ),
-                ])
+                inline_policy(
+                    "build",
+                    [
+                        Statement(
+                            Sid="Logs",
+                            Effect=Allow,
+                            Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
+                            Resource=[Sub("${BuildLogGroup.Arn}")],
+                        ),
+                        Statement(Sid="RegistryLogin", Effect=Allow, Action=[awacs_ecr.GetAuthorizationToken], Resource=["*"]),
+                        Statement(
+                            Sid="PushImage",
+                            Effect=Allow,
+                            Action=[
+                                awacs_ecr.BatchCheckLayerAvailability,
+                                awacs_ecr.BatchGetImage,
+                                awacs_ecr.CompleteLayerUpload,
+                                # Which tags are there already: immutable tags are pushed once.
+                                awacs_ecr.DescribeImages,
+                                awacs_ecr.GetDownloadUrlForLayer,
+                                awacs_ecr.InitiateLayerUpload,
+                                awacs_ecr.PutImage,
+                                awacs_ecr.UploadLayerPart,
+                            ],
+                            Resource=[GetAtt(repo, "Arn")],
+                        ),
+                        Statement(
+                            Sid="ReadSource",
+                            Effect=Allow,
+                            Action=[awacs_s3.GetObject, awacs_s3.GetObjectVersion],
+                            Resource=[source_object_arn],
+                        ),
+                        Statement(
+                            Sid="PullSource",
+                            Effect=Allow,
+                            Action=[awacs_codecommit.GitPull],
+                            Resource=[
+                                Sub("arn:${AWS::Partition}:codecommit:${AWS::Region}:${AWS::AccountId}:${PlatformName}-hub-image")
+                            ],
+                        ),
+                    ],
+                )
             ],
             Tags=platform_tags(),
         )
@@ -184,10 +215,14 @@ def build_pipeline(settings: Settings):
             Artifacts=codebuild.Artifacts(Type="NO_ARTIFACTS"),
             Source=If(
                 "UseCodeCommit",
-                codebuild.Source(Type="CODECOMMIT", Location=GetAtt("SourceRepository", "CloneUrlHttp"), BuildSpec="buildspec.yml"),
+                codebuild.Source(
+                    Type="CODECOMMIT", Location=GetAtt("SourceRepository", "CloneUrlHttp"), BuildSpec="buildspec.yml"
+                ),
                 codebuild.Source(
                     Type="S3",
-                    Location=Sub("${" + names.ASSETS_BUCKET_NAME + "}/${" + names.ASSETS_KEY_PREFIX + "}${" + names.SOURCE_OBJECT_KEY + "}"),
+                    Location=Sub(
+                        "${" + names.ASSETS_BUCKET_NAME + "}/${" + names.ASSETS_KEY_PREFIX + "}${" + names.SOURCE_OBJECT_KEY + "}"
+                    ),
                     BuildSpec="buildspec.yml",
                 ),
             ),
@@ -205,9 +240,7 @@ def build_pipeline(settings: Settings):
                     codebuild.EnvironmentVariable(Name="IMAGE_PLATFORM", Value=Ref(IMAGE_PLATFORMS), Type="PLAINTEXT"),
                 ],
             ),
-            LogsConfig=codebuild.LogsConfig(
-                CloudWatchLogs=codebuild.CloudWatchLogs(Status="ENABLED", GroupName=Ref(build_logs))
-            ),
+            LogsConfig=codebuild.LogsConfig(CloudWatchLogs=codebuild.CloudWatchLogs(Status="ENABLED", GroupName=Ref(build_logs))),
             TimeoutInMinutes=45,
             EncryptionKey=Sub("arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/aws/s3"),
             Tags=platform_tags(),
@@ -227,7 +260,10 @@ def build_pipeline(settings: Settings):
             Condition="UseCodeCommit",
             AssumeRolePolicyDocument=service_trust("events.amazonaws.com"),
             Policies=[
-                inline_policy("start-build", [Statement(Effect=Allow, Action=[awacs_codebuild.StartBuild], Resource=[GetAtt(project, "Arn")])])
+                inline_policy(
+                    "start-build",
+                    [Statement(Effect=Allow, Action=[awacs_codebuild.StartBuild], Resource=[GetAtt(project, "Arn")])],
+                )
             ],
             Tags=platform_tags(),
         )
@@ -241,7 +277,11 @@ def build_pipeline(settings: Settings):
                 "source": ["aws.codecommit"],
                 "detail-type": ["CodeCommit Repository State Change"],
                 "resources": [GetAtt(source_repo, "Arn")],
-                "detail": {"event": ["referenceCreated", "referenceUpdated"], "referenceType": ["branch"], "referenceName": ["main"]},
+                "detail": {
+                    "event": ["referenceCreated", "referenceUpdated"],
+                    "referenceType": ["branch"],
+                    "referenceName": ["main"],
+                },
             },
             State="ENABLED",
             Targets=[events.Target(Id="ImageBuild", Arn=GetAtt(project, "Arn"), RoleArn=GetAtt(events_role, "Arn"))],
@@ -274,7 +314,12 @@ def build_pipeline(settings: Settings):
                 Action=[awacs_events.PutRule, awacs_events.DeleteRule, awacs_events.PutTargets, awacs_events.RemoveTargets],
                 Resource=[rule_arn],
             ),
-            Statement(Sid="PollPermission", Effect=Allow, Action=[awacs_lambda.AddPermission, awacs_lambda.RemovePermission], Resource=[fn_arn]),
+            Statement(
+                Sid="PollPermission",
+                Effect=Allow,
+                Action=[awacs_lambda.AddPermission, awacs_lambda.RemovePermission],
+                Resource=[fn_arn],
+            ),
         ],
         timeout=300,
     )
@@ -286,7 +331,9 @@ def build_pipeline(settings: Settings):
             ProjectName=Ref(project),
             RepositoryName=Ref(repo),
             ImageTag=Ref(names.IMAGE_TAG),
-            SourceVersion=If("UseCodeCommit", "refs/heads/main", Sub("${" + names.ASSETS_KEY_PREFIX + "}${" + names.SOURCE_OBJECT_KEY + "}")),
+            SourceVersion=If(
+                "UseCodeCommit", "refs/heads/main", Sub("${" + names.ASSETS_KEY_PREFIX + "}${" + names.SOURCE_OBJECT_KEY + "}")
+            ),
             TimeoutSeconds=WAIT_TIMEOUT_SECONDS,
         )
     )

@@ -100,8 +100,10 @@ def tier_notebook_statements(notebook_bucket: Any) -> list[Statement]:
             Action=S3_READ + S3_WRITE,
             # One Fn::Sub each, never a Sub inside a Sub: the inner one would hand the outer a
             # literal "${aws:...}" to resolve (moto's CloudFormation does, and fails).
-            Resource=[Sub("arn:${AWS::Partition}:s3:::${B}/" + shared + "*", B=notebook_bucket),
-                      Sub("arn:${AWS::Partition}:s3:::${B}/" + own + "*", B=notebook_bucket)],
+            Resource=[
+                Sub("arn:${AWS::Partition}:s3:::${B}/" + shared + "*", B=notebook_bucket),
+                Sub("arn:${AWS::Partition}:s3:::${B}/" + own + "*", B=notebook_bucket),
+            ],
         ),
     ]
 
@@ -136,7 +138,9 @@ def homes_file_system_arn(file_system_id: Any) -> Sub:
     return Sub("arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:file-system/${F}", F=file_system_id)
 
 
-def homes_client_statements(file_system_id: Any, access_point_arn: Any = None, root: bool = False, sid: str = "MountHomes") -> list[Statement]:
+def homes_client_statements(
+    file_system_id: Any, access_point_arn: Any = None, root: bool = False, sid: str = "MountHomes"
+) -> list[Statement]:
     """Mount the homes file system with IAM authorization (amazon-efs-utils `iam`, or an ECS EFS
     volume with AuthorizationConfig Iam ENABLED): ClientMount and ClientWrite, plus
     ClientRootAccess for a hub that creates users' folders as root (shared mode, the on-demand

@@ -54,10 +54,26 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=or_empty(KMS_KEY_ARN_PATTERN),
         ConstraintDescription="empty, or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
     )
-    b.number(NONCURRENT_DAYS, "Notebook storage", "Keep old notebook versions (days)", "Days to keep a notebook's previous versions after it is overwritten or deleted", 90, 1, 3650, unit="days")
+    b.number(
+        NONCURRENT_DAYS,
+        "Notebook storage",
+        "Keep old notebook versions (days)",
+        "Days to keep a notebook's previous versions after it is overwritten or deleted",
+        90,
+        1,
+        3650,
+        unit="days",
+    )
     b.use(log_retention_days(settings))
-    b.choice(names.RECORD_DATA_EVENTS, "Logging", "Record S3 data events", "true: a CloudTrail trail records every object read and write in the data lake and notebook buckets, "
-        "with the person's name (SourceIdentity); $0.10 per 100,000 events (lakehub cost)", ["true", "false"], "false")
+    b.choice(
+        names.RECORD_DATA_EVENTS,
+        "Logging",
+        "Record S3 data events",
+        "true: a CloudTrail trail records every object read and write in the data lake and notebook buckets, "
+        "with the person's name (SourceIdentity); $0.10 per 100,000 events (lakehub cost)",
+        ["true", "false"],
+        "false",
+    )
 
 
 def add_protected_bucket(
@@ -85,9 +101,7 @@ def add_protected_bucket(
     if condition:
         kwargs["Condition"] = condition
     if log_bucket is not None:
-        kwargs["LoggingConfiguration"] = s3.LoggingConfiguration(
-            DestinationBucketName=Ref(log_bucket), LogFilePrefix=log_prefix
-        )
+        kwargs["LoggingConfiguration"] = s3.LoggingConfiguration(DestinationBucketName=Ref(log_bucket), LogFilePrefix=log_prefix)
     if access_log_target:
         kwargs["OwnershipControls"] = s3.OwnershipControls(
             Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
@@ -163,7 +177,9 @@ def build_storage(settings: Settings):
             )
         ],
     )
-    add_protected_bucket(b, "DemoLakeBucket", "demo-data-lake", log_bucket=logs_bucket, log_prefix="demo-lake/", condition="CreateDemoLake")
+    add_protected_bucket(
+        b, "DemoLakeBucket", "demo-data-lake", log_bucket=logs_bucket, log_prefix="demo-lake/", condition="CreateDemoLake"
+    )
     data_bucket = If("CreateDemoLake", Ref("DemoLakeBucket"), Ref(names.DATA_LAKE_BUCKET_NAME))
 
     trail = add_data_events_trail(b, logs_bucket, [Ref(notebooks), data_bucket])
@@ -192,10 +208,20 @@ def build_storage(settings: Settings):
         timeout=300,
     )
 
-    b.output(names.NOTEBOOK_BUCKET_NAME, Ref(notebooks), "Bucket where notebooks are stored (tiers/<tier>/shared and tiers/<tier>/users/<user>)")
+    b.output(
+        names.NOTEBOOK_BUCKET_NAME,
+        Ref(notebooks),
+        "Bucket where notebooks are stored (tiers/<tier>/shared and tiers/<tier>/users/<user>)",
+    )
     b.output(names.DATA_BUCKET_NAME, data_bucket, "Data-lake bucket the tiers read (the existing one, or the demo lake)")
-    b.output(names.DATA_KMS_KEY_ARN, If("HasKmsKey", Ref(names.DATA_LAKE_KMS_KEY_ARN), "none"), "KMS key of the data lake, or 'none' for SSE-S3")
-    b.output(names.SEED_FUNCTION_ARN, GetAtt(seed, "Arn"), "Function that seeds a tier's folders and example notebooks (ServiceToken)")
+    b.output(
+        names.DATA_KMS_KEY_ARN,
+        If("HasKmsKey", Ref(names.DATA_LAKE_KMS_KEY_ARN), "none"),
+        "KMS key of the data lake, or 'none' for SSE-S3",
+    )
+    b.output(
+        names.SEED_FUNCTION_ARN, GetAtt(seed, "Arn"), "Function that seeds a tier's folders and example notebooks (ServiceToken)"
+    )
     b.output("AccessLogsBucketName", Ref(logs_bucket), "Bucket that receives S3 server access logs")
     return finish(b, settings)
 
@@ -305,13 +331,16 @@ def strict_trail(b: Builder, trail: cloudtrail.Trail) -> None:
             Condition="RecordDataEvents",
             AssumeRolePolicyDocument=service_trust("cloudtrail.amazonaws.com", same_account()),
             Policies=[
-                inline_policy("deliver", [
-                    Statement(
-                        Effect=Allow,
-                        Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
-                        Resource=[Sub("${" + group.title + ".Arn}")],
-                    )
-                ])
+                inline_policy(
+                    "deliver",
+                    [
+                        Statement(
+                            Effect=Allow,
+                            Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
+                            Resource=[Sub("${" + group.title + ".Arn}")],
+                        )
+                    ],
+                )
             ],
             Tags=platform_tags(),
         )

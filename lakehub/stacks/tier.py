@@ -30,7 +30,18 @@ from awacs import ecs as awacs_ecs
 from awacs import elasticfilesystem as awacs_efs
 from awacs import iam as awacs_iam
 from awacs import s3 as awacs_s3
-from awacs.aws import Allow, ArnEquals, Condition, ForAllValuesStringEquals, Null, PolicyDocument, Principal, Statement, StringEquals, StringLike
+from awacs.aws import (
+    Allow,
+    ArnEquals,
+    Condition,
+    ForAllValuesStringEquals,
+    Null,
+    PolicyDocument,
+    Principal,
+    Statement,
+    StringEquals,
+    StringLike,
+)
 from awacs.sts import AssumeRole, SetSourceIdentity, TagSession
 from troposphere import (
     AWSObject,
@@ -196,7 +207,14 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=KEY_PREFIX_PATTERN,
         ConstraintDescription="key prefixes ending in '/' (letters, digits and !_.'()- ; no '*'), separated by commas",
     )
-    b.choice(names.TIER_DATA_ACCESS, "Tier", "Data access", "read-only: users read the prefixes; read-write: they may also write and delete there", ["read-only", "read-write"], "read-only")
+    b.choice(
+        names.TIER_DATA_ACCESS,
+        "Tier",
+        "Data access",
+        "read-only: users read the prefixes; read-write: they may also write and delete there",
+        ["read-only", "read-write"],
+        "read-only",
+    )
     b.param(
         names.TIER_ALLOWED_GROUPS,
         "Tier",
@@ -242,10 +260,40 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedValues=[str(m) for m in all_memory],
         ConstraintDescription="a Fargate memory size up to 30720 MiB",
     )
-    b.number(MIN_TASKS, "Capacity", "Minimum hub tasks", "Fewest hub tasks (0 stops the tier; per-user mode runs exactly one)", 1, 0, 20)
-    b.number(MAX_TASKS, "Capacity", "Maximum hub tasks", "Most hub tasks in shared mode (each is an independent hub; sessions stick to one)", 1, 1, 20)
-    b.choice(USE_SPOT, "Capacity", "Hub on Fargate Spot", "Run hub tasks on Fargate Spot (about 70% cheaper; may be interrupted with two minutes' notice)", ["true", "false"], "false")
-    b.choice(USER_SPOT, "Capacity", "User servers on Fargate Spot", "Per-user mode: start users' servers on Fargate Spot, falling back to on-demand when Spot has no capacity", ["true", "false"], "true")
+    b.number(
+        MIN_TASKS,
+        "Capacity",
+        "Minimum hub tasks",
+        "Fewest hub tasks (0 stops the tier; per-user mode runs exactly one)",
+        1,
+        0,
+        20,
+    )
+    b.number(
+        MAX_TASKS,
+        "Capacity",
+        "Maximum hub tasks",
+        "Most hub tasks in shared mode (each is an independent hub; sessions stick to one)",
+        1,
+        1,
+        20,
+    )
+    b.choice(
+        USE_SPOT,
+        "Capacity",
+        "Hub on Fargate Spot",
+        "Run hub tasks on Fargate Spot (about 70% cheaper; may be interrupted with two minutes' notice)",
+        ["true", "false"],
+        "false",
+    )
+    b.choice(
+        USER_SPOT,
+        "Capacity",
+        "User servers on Fargate Spot",
+        "Per-user mode: start users' servers on Fargate Spot, falling back to on-demand when Spot has no capacity",
+        ["true", "false"],
+        "true",
+    )
     b.param(
         USER_PROFILES,
         "Capacity",
@@ -255,19 +303,76 @@ def add_parameters(b: Builder, settings: Settings) -> None:
         AllowedPattern=r"^[a-z0-9-]+:\d+:\d+(,[a-z0-9-]+:\d+:\d+)*$",
         ConstraintDescription="name:cpu:memory items separated by commas, e.g. small:1024:4096",
     )
-    b.number(IDLE_TIMEOUT, "Capacity", "Idle timeout (seconds)", "Servers idle this long are stopped by the idle culler", DEFAULT_IDLE_TIMEOUT, 300, 86400, unit="seconds")
+    b.number(
+        IDLE_TIMEOUT,
+        "Capacity",
+        "Idle timeout (seconds)",
+        "Servers idle this long are stopped by the idle culler",
+        DEFAULT_IDLE_TIMEOUT,
+        300,
+        86400,
+        unit="seconds",
+    )
     add_schedule_params(b, "the tier's hub (and in per-user mode its users' servers) stops")
     b.use(IMAGE_TAG, group="Capacity")
     b.use(LISTENER_PRIORITY_PARAM)
 
     g = "Sign-in (oidc and ldap modes only)"
-    b.param(OIDC_ISSUER, g, "OIDC issuer URL", "oidc mode: issuer URL of your OpenID Connect provider", Default="", AllowedPattern=r"^$|^https://\S+$", ConstraintDescription="empty, or an https URL")
-    b.param(OAUTH_CLIENT_ID, g, "OIDC client ID", "oidc mode: client ID registered for https://<host>.<domain>/hub/oauth_callback", Default="", AllowedPattern=r"^[\w.@:/-]*$", ConstraintDescription="a client ID")
+    b.param(
+        OIDC_ISSUER,
+        g,
+        "OIDC issuer URL",
+        "oidc mode: issuer URL of your OpenID Connect provider",
+        Default="",
+        AllowedPattern=r"^$|^https://\S+$",
+        ConstraintDescription="empty, or an https URL",
+    )
+    b.param(
+        OAUTH_CLIENT_ID,
+        g,
+        "OIDC client ID",
+        "oidc mode: client ID registered for https://<host>.<domain>/hub/oauth_callback",
+        Default="",
+        AllowedPattern=r"^[\w.@:/-]*$",
+        ConstraintDescription="a client ID",
+    )
     # ldaps:// only: the hub tasks' and the NAT's security groups open 636 (LDAPS), not 389.
-    b.param(LDAP_URL, g, "LDAP URL", "ldap mode: ldaps://host[:636] of your directory (LDAPS only: port 636 is the one the security groups open)", Default="", AllowedPattern=r"^$|^ldaps://[A-Za-z0-9.-]+(:636)?$", ConstraintDescription="empty, or ldaps://host[:636]")
-    b.param(LDAP_BIND_DN, g, "LDAP bind DN", "ldap mode: DN of the service account that searches users and groups", Default="", AllowedPattern=ONE_LINE_PATTERN, ConstraintDescription="a DN")
-    b.param(LDAP_USER_SEARCH_BASE, g, "LDAP user search base", "ldap mode: where users are searched, e.g. ou=people,dc=example,dc=com", Default="", AllowedPattern=ONE_LINE_PATTERN, ConstraintDescription="a DN")
-    b.param(LDAP_GROUP_SEARCH_BASE, g, "LDAP group search base", "ldap mode: where groups are searched, e.g. ou=groups,dc=example,dc=com", Default="", AllowedPattern=ONE_LINE_PATTERN, ConstraintDescription="a DN")
+    b.param(
+        LDAP_URL,
+        g,
+        "LDAP URL",
+        "ldap mode: ldaps://host[:636] of your directory (LDAPS only: port 636 is the one the security groups open)",
+        Default="",
+        AllowedPattern=r"^$|^ldaps://[A-Za-z0-9.-]+(:636)?$",
+        ConstraintDescription="empty, or ldaps://host[:636]",
+    )
+    b.param(
+        LDAP_BIND_DN,
+        g,
+        "LDAP bind DN",
+        "ldap mode: DN of the service account that searches users and groups",
+        Default="",
+        AllowedPattern=ONE_LINE_PATTERN,
+        ConstraintDescription="a DN",
+    )
+    b.param(
+        LDAP_USER_SEARCH_BASE,
+        g,
+        "LDAP user search base",
+        "ldap mode: where users are searched, e.g. ou=people,dc=example,dc=com",
+        Default="",
+        AllowedPattern=ONE_LINE_PATTERN,
+        ConstraintDescription="a DN",
+    )
+    b.param(
+        LDAP_GROUP_SEARCH_BASE,
+        g,
+        "LDAP group search base",
+        "ldap mode: where groups are searched, e.g. ou=groups,dc=example,dc=com",
+        Default="",
+        AllowedPattern=ONE_LINE_PATTERN,
+        ConstraintDescription="a DN",
+    )
 
     for name, label in TIER_SSM_PARAMS.items():
         b.param(
@@ -295,7 +400,9 @@ def add_conditions(b: Builder) -> None:
     t.add_condition("AutoPriority", Equals(Ref(LISTENER_PRIORITY), 0))
     t.add_condition("HubOnSpot", Equals(Ref(USE_SPOT), "true"))
     t.add_condition("Sticky", Not(Equals(Ref(MAX_TASKS), 1)))
-    t.add_condition("ScaleOnCpu", And(Not(Equals(Ref(names.TIER_SERVER_MODE), contract.PER_USER)), Not(Equals(Ref(MAX_TASKS), 1))))
+    t.add_condition(
+        "ScaleOnCpu", And(Not(Equals(Ref(names.TIER_SERVER_MODE), contract.PER_USER)), Not(Equals(Ref(MAX_TASKS), 1)))
+    )
 
 
 def add_rules(b: Builder) -> None:
@@ -393,15 +500,22 @@ def add_tier_role(b: Builder) -> iam.Role:
         ),
         If(
             "HasKmsKey",
-            inline_policy("tier-data-key", [
-                Statement(
-                    Sid="UseDataLakeKey",
-                    Effect=Allow,
-                    Action=[awacs_kms_action("Decrypt"), awacs_kms_action("DescribeKey"), awacs_kms_action("GenerateDataKey")],
-                    Resource=[Ref(names.DATA_KMS_KEY_ARN)],
-                    Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
-                )
-            ]),
+            inline_policy(
+                "tier-data-key",
+                [
+                    Statement(
+                        Sid="UseDataLakeKey",
+                        Effect=Allow,
+                        Action=[
+                            awacs_kms_action("Decrypt"),
+                            awacs_kms_action("DescribeKey"),
+                            awacs_kms_action("GenerateDataKey"),
+                        ],
+                        Resource=[Ref(names.DATA_KMS_KEY_ARN)],
+                        Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
+                    )
+                ],
+            ),
             Ref("AWS::NoValue"),
         ),
     ]
@@ -409,7 +523,9 @@ def add_tier_role(b: Builder) -> iam.Role:
         iam.Role(
             "TierRole",
             RoleName=Sub("${PlatformName}-${TierName}-tier"),
-            Description=Sub("lakehub tier ${TierName}: its data-lake prefixes, shared folder and the session user's folder; assumed per user by the hub"),
+            Description=Sub(
+                "lakehub tier ${TierName}: its data-lake prefixes, shared folder and the session user's folder; assumed per user by the hub"
+            ),
             AssumeRolePolicyDocument=tier_role_trust(),
             # Role chaining (hub task role -> tier role) caps a session at one hour anyway.
             MaxSessionDuration=3600,
@@ -445,7 +561,9 @@ COOKIE_SECRET_KEY = "cookie_secret"
 OAUTH_CLIENT_SECRET_KEY = "oauth_client_secret"
 
 
-def add_hub_secrets(b: Builder, secret_path: str, what: str, reader: str, client_name: Sub, callbacks, logouts, tags, one_secret: bool = False):
+def add_hub_secrets(
+    b: Builder, secret_path: str, what: str, reader: str, client_name: Sub, callbacks, logouts, tags, one_secret: bool = False
+):
     """A hub's sign-in secrets: its generated cookie secret and, in cognito mode, its app client
     on the platform's user pool with the client secret kept in Secrets Manager. Shared by the
     tier (ECS) and the on-demand hub (EC2). `secret_path` is the Sub prefix of the secrets' names.
@@ -641,9 +759,7 @@ def add_execution_role(b: Builder, cookie, client_secret) -> iam.Role:
             "ExecutionRole",
             Description=Sub("lakehub tier ${TierName}: pull the hub image, write logs, read the tier's secrets"),
             AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", same_account()),
-            Policies=[
-                inline_policy("task-execution", hub_runtime_statements(secret_arns) + spawn_env_read_statements())
-            ],
+            Policies=[inline_policy("task-execution", hub_runtime_statements(secret_arns) + spawn_env_read_statements())],
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME))),
         )
     )
@@ -656,7 +772,13 @@ def add_security_groups(b: Builder):
             GroupDescription="lakehub tier hub tasks (this tier only)",
             VpcId=Ref(names.VPC_ID),
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=USER_SERVER_PORT, ToPort=USER_SERVER_PORT, CidrIp=Ref(names.VPC_CIDR), Description="to users' servers (per-user mode)"),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=USER_SERVER_PORT,
+                    ToPort=USER_SERVER_PORT,
+                    CidrIp=Ref(names.VPC_CIDR),
+                    Description="to users' servers (per-user mode)",
+                ),
             ],
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME)), ("Name", Sub("${PlatformName}-${TierName}-hub"))),
         )
@@ -677,9 +799,23 @@ def add_security_groups(b: Builder):
                 )
             ],
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS: S3, AWS APIs, package indexes"),
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=HUB_API_PORT, ToPort=HUB_API_PORT, CidrIp=Ref(names.VPC_CIDR), Description="to the hub API"),
-                ec2.SecurityGroupRule(IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=443,
+                    ToPort=443,
+                    CidrIp="0.0.0.0/0",
+                    Description="HTTPS: S3, AWS APIs, package indexes",
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=HUB_API_PORT,
+                    ToPort=HUB_API_PORT,
+                    CidrIp=Ref(names.VPC_CIDR),
+                    Description="to the hub API",
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"
+                ),
             ],
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME)), ("Name", Sub("${PlatformName}-${TierName}-users"))),
         )
@@ -815,11 +951,19 @@ def hub_secrets(cookie, client_secret) -> list:
             # cognito: the stack's app client secret (a key of HubSecret); oidc: the platform team's, looked up.
             ecs.Secret(
                 Name=contract.ENV_OAUTH_CLIENT_SECRET,
-                ValueFrom=If("UseCognito", json_key_value_from(client_secret, OAUTH_CLIENT_SECRET_KEY), platform_secret_value_from(OIDC_CLIENT_SECRET)),
+                ValueFrom=If(
+                    "UseCognito",
+                    json_key_value_from(client_secret, OAUTH_CLIENT_SECRET_KEY),
+                    platform_secret_value_from(OIDC_CLIENT_SECRET),
+                ),
             ),
             Ref("AWS::NoValue"),
         ),
-        If("UseLdap", ecs.Secret(Name=contract.ENV_LDAP_BIND_PASSWORD, ValueFrom=platform_secret_value_from(LDAP_BIND_PASSWORD)), Ref("AWS::NoValue")),
+        If(
+            "UseLdap",
+            ecs.Secret(Name=contract.ENV_LDAP_BIND_PASSWORD, ValueFrom=platform_secret_value_from(LDAP_BIND_PASSWORD)),
+            Ref("AWS::NoValue"),
+        ),
     ]
 
 
@@ -888,7 +1032,9 @@ def add_hub_role(b: Builder, execution_role, user_task_role) -> iam.Role:
     RunTask with ecs:CreateAction and aws:RequestTag (docs/AWS_NOTES.md; rule
     ecs-task-access-by-tier-tag)."""
     cluster_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:cluster/${ClusterName}")
-    family_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${PlatformName}-${TierName}-user:*")
+    family_arn = Sub(
+        "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${PlatformName}-${TierName}-user:*"
+    )
     task_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/${ClusterName}/*")
     tier_tag = Ref(names.TIER_NAME)
     statements = [
@@ -950,7 +1096,9 @@ def add_hub_role(b: Builder, execution_role, user_task_role) -> iam.Role:
     return b.add(
         iam.Role(
             "HubRole",
-            Description=Sub("lakehub tier ${TierName} hub: assumes the tier role per user; per-user mode: starts and stops users' server tasks"),
+            Description=Sub(
+                "lakehub tier ${TierName} hub: assumes the tier role per user; per-user mode: starts and stops users' server tasks"
+            ),
             AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", same_account()),
             # Role chaining: the tier role sessions it makes last at most one hour whatever this says.
             MaxSessionDuration=3600,
@@ -1012,7 +1160,11 @@ def add_task_definitions(b: Builder, execution_role, hub_role, user_task_role, c
                     Secrets=hub_secrets(cookie, client_secret),
                     LogConfiguration=log_config("hub"),
                     # Shared mode: users' homes (/home/<unix name>) on the tier's access point.
-                    MountPoints=If("IsShared", [ecs.MountPoint(SourceVolume=HOMES_VOLUME, ContainerPath=names.HOMES_MOUNT, ReadOnly=False)], Ref("AWS::NoValue")),
+                    MountPoints=If(
+                        "IsShared",
+                        [ecs.MountPoint(SourceVolume=HOMES_VOLUME, ContainerPath=names.HOMES_MOUNT, ReadOnly=False)],
+                        Ref("AWS::NoValue"),
+                    ),
                     # The hub creates one Unix user per data scientist (shared mode) and keeps
                     # its database under /srv/jupyterhub, so the root filesystem stays writable.
                     ReadonlyRootFilesystem=False,
@@ -1142,13 +1294,49 @@ def add_homes(b: Builder, hub_role, user_task_role, hub_sg, user_sg) -> efs.Acce
     ap = add_homes_access_point(b)
     homes_sg = Ref(names.HOMES_SECURITY_GROUP_ID)
     nfs = dict(IpProtocol="tcp", FromPort=names.NFS_PORT, ToPort=names.NFS_PORT)
-    b.add(ec2.SecurityGroupIngress("HomesNfsFromHub", GroupId=homes_sg, SourceSecurityGroupId=Ref(hub_sg), Description=Sub("NFS from the ${TierName} tier's hub tasks"), **nfs))
-    b.add(ec2.SecurityGroupIngress("HomesNfsFromUserServers", Condition="IsPerUser", GroupId=homes_sg, SourceSecurityGroupId=Ref(user_sg), Description=Sub("NFS from the ${TierName} tier's user servers"), **nfs))
-    b.add(ec2.SecurityGroupEgress("UserServersToHomes", Condition="IsPerUser", GroupId=Ref(user_sg), DestinationSecurityGroupId=homes_sg, Description="NFS to the homes file system", **nfs))
-    b.add(ec2.SecurityGroupEgress("HubToHomes", GroupId=Ref(hub_sg), DestinationSecurityGroupId=homes_sg, Description="NFS to the homes file system", **nfs))
+    b.add(
+        ec2.SecurityGroupIngress(
+            "HomesNfsFromHub",
+            GroupId=homes_sg,
+            SourceSecurityGroupId=Ref(hub_sg),
+            Description=Sub("NFS from the ${TierName} tier's hub tasks"),
+            **nfs,
+        )
+    )
+    b.add(
+        ec2.SecurityGroupIngress(
+            "HomesNfsFromUserServers",
+            Condition="IsPerUser",
+            GroupId=homes_sg,
+            SourceSecurityGroupId=Ref(user_sg),
+            Description=Sub("NFS from the ${TierName} tier's user servers"),
+            **nfs,
+        )
+    )
+    b.add(
+        ec2.SecurityGroupEgress(
+            "UserServersToHomes",
+            Condition="IsPerUser",
+            GroupId=Ref(user_sg),
+            DestinationSecurityGroupId=homes_sg,
+            Description="NFS to the homes file system",
+            **nfs,
+        )
+    )
+    b.add(
+        ec2.SecurityGroupEgress(
+            "HubToHomes",
+            GroupId=Ref(hub_sg),
+            DestinationSecurityGroupId=homes_sg,
+            Description="NFS to the homes file system",
+            **nfs,
+        )
+    )
 
     fs = Ref(names.HOMES_FILE_SYSTEM_ID)
-    hub_doc = PolicyDocument(Version="2012-10-17", Statement=homes_client_statements(fs, homes_access_point_arn(), root=True, sid="MountTierHomes"))
+    hub_doc = PolicyDocument(
+        Version="2012-10-17", Statement=homes_client_statements(fs, homes_access_point_arn(), root=True, sid="MountTierHomes")
+    )
     user_doc = PolicyDocument(Version="2012-10-17", Statement=homes_client_statements(fs, sid="MountOwnHome"))
     # One "homes" policy on the hub role in both modes, its document chosen by the mode: an If
     # around a whole policy leaves a NoValue item in Policies, which moto's CloudFormation (and
@@ -1167,7 +1355,9 @@ def homes_spawn_statements() -> list[Statement]:
     access_points = Sub("arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:access-point/*")
     tier_tag = Ref(names.TIER_NAME)
     cluster_arn = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:cluster/${ClusterName}")
-    user_families = Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${PlatformName}-${TierName}-user-*")
+    user_families = Sub(
+        "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${PlatformName}-${TierName}-user-*"
+    )
     return [
         # Only access points tagged with this tier (the tag rides on CreateAccessPoint, which
         # EFS authorizes as TagResource too: allowed only inside that call).
@@ -1183,7 +1373,11 @@ def homes_spawn_statements() -> list[Statement]:
             Effect=Allow,
             Action=[awacs_efs.TagResource],
             Resource=[access_points],
-            Condition=Condition(StringEquals({"elasticfilesystem:CreateAction": "CreateAccessPoint", f"aws:RequestTag/{names.TAG_TIER}": tier_tag})),
+            Condition=Condition(
+                StringEquals(
+                    {"elasticfilesystem:CreateAction": "CreateAccessPoint", f"aws:RequestTag/{names.TAG_TIER}": tier_tag}
+                )
+            ),
         ),
         Statement(Sid="FindUserHomes", Effect=Allow, Action=[awacs_efs.DescribeAccessPoints], Resource=[fs_arn, access_points]),
         # Only this tier's per-user families (<user family>-<unix name>); the roles a definition
@@ -1202,7 +1396,9 @@ def homes_spawn_statements() -> list[Statement]:
             Effect=Allow,
             Action=[awacs_ecs.TagResource],
             Resource=[Sub("${F}:*", F=user_families)],
-            Condition=Condition(StringEquals({"ecs:CreateAction": "RegisterTaskDefinition", f"aws:RequestTag/{names.TAG_TIER}": tier_tag})),
+            Condition=Condition(
+                StringEquals({"ecs:CreateAction": "RegisterTaskDefinition", f"aws:RequestTag/{names.TAG_TIER}": tier_tag})
+            ),
         ),
         Statement(
             Sid="RunUserHomeServers",
@@ -1307,7 +1503,11 @@ def build_tier(settings: Settings):
             "ListenerRule",
             ListenerArn=Ref(names.HTTPS_LISTENER_ARN),
             Priority=If("AutoPriority", GetAtt(priority, "Priority"), Ref(LISTENER_PRIORITY)),
-            Conditions=[elb.Condition(Field="host-header", HostHeaderConfig=elb.HostHeaderConfig(Values=[Sub("${HostName}.${DomainName}")]))],
+            Conditions=[
+                elb.Condition(
+                    Field="host-header", HostHeaderConfig=elb.HostHeaderConfig(Values=[Sub("${HostName}.${DomainName}")])
+                )
+            ],
             Actions=[elb.ListenerRuleAction(Type="forward", TargetGroupArn=Ref(tg))],
         )
     )
@@ -1335,7 +1535,15 @@ def build_tier(settings: Settings):
             # the emulator cannot give for a type it does not model (lakehub.local.unmodelled).
             ServiceRegistries=If(
                 "IsPerUser",
-                [ecs.ServiceRegistry(RegistryArn=Sub("arn:${AWS::Partition}:servicediscovery:${AWS::Region}:${AWS::AccountId}:service/${" + discovery.title + "}"))],
+                [
+                    ecs.ServiceRegistry(
+                        RegistryArn=Sub(
+                            "arn:${AWS::Partition}:servicediscovery:${AWS::Region}:${AWS::AccountId}:service/${"
+                            + discovery.title
+                            + "}"
+                        )
+                    )
+                ],
                 Ref("AWS::NoValue"),
             ),
             HealthCheckGracePeriodSeconds=120,
@@ -1371,7 +1579,9 @@ def build_tier(settings: Settings):
                 TargetValue=60.0,
                 ScaleInCooldown=1800,
                 ScaleOutCooldown=120,
-                PredefinedMetricSpecification=aas.PredefinedMetricSpecification(PredefinedMetricType="ECSServiceAverageCPUUtilization"),
+                PredefinedMetricSpecification=aas.PredefinedMetricSpecification(
+                    PredefinedMetricType="ECSServiceAverageCPUUtilization"
+                ),
             ),
         )
     )
@@ -1381,7 +1591,9 @@ def build_tier(settings: Settings):
             HostedZoneId=Ref(names.HOSTED_ZONE_ID),
             Name=Sub("${HostName}.${DomainName}"),
             Type="A",
-            AliasTarget=route53.AliasTarget(DNSName=Ref(names.LOAD_BALANCER_DNS_NAME), HostedZoneId=Ref(names.LOAD_BALANCER_HOSTED_ZONE_ID)),
+            AliasTarget=route53.AliasTarget(
+                DNSName=Ref(names.LOAD_BALANCER_DNS_NAME), HostedZoneId=Ref(names.LOAD_BALANCER_HOSTED_ZONE_ID)
+            ),
         )
     )
     b.add(
@@ -1405,11 +1617,27 @@ def build_tier(settings: Settings):
     add_tier_alarms(b, Ref(names.ALARM_TOPIC_ARN), tg)
 
     b.output(names.TIER_URL, Sub("https://${HostName}.${DomainName}"), "Where the tier's users sign in")
-    b.output(names.TIER_ROLE_ARN, GetAtt(tier_role, "Arn"), "Data role of the tier (its data-lake prefixes, shared folder, each user's own folder), assumed per user by the hub")
+    b.output(
+        names.TIER_ROLE_ARN,
+        GetAtt(tier_role, "Arn"),
+        "Data role of the tier (its data-lake prefixes, shared folder, each user's own folder), assumed per user by the hub",
+    )
     b.output(names.TIER_SERVICE_NAME, GetAtt(service, "Name"), "ECS service of the tier's hub")
     b.output("ExecutionRoleArn", GetAtt(execution_role, "Arn"), "Task execution role (image pull, logs, secrets)")
     b.output("HubTaskDefinitionArn", Ref(hub_td), "Task definition of the tier's hub")
-    b.output("UserServerTaskDefinitionArn", If("IsPerUser", Ref("UserServerTaskDefinition"), "none"), "Task definition of users' servers (per-user mode), or 'none'")
-    b.output("ListenerRulePriorityUsed", If("AutoPriority", GetAtt(priority, "Priority"), Ref(LISTENER_PRIORITY)), "Priority of the tier's listener rule")
-    b.output("NotebookPrefix", Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"), "Where the tier's notebooks are stored")
+    b.output(
+        "UserServerTaskDefinitionArn",
+        If("IsPerUser", Ref("UserServerTaskDefinition"), "none"),
+        "Task definition of users' servers (per-user mode), or 'none'",
+    )
+    b.output(
+        "ListenerRulePriorityUsed",
+        If("AutoPriority", GetAtt(priority, "Priority"), Ref(LISTENER_PRIORITY)),
+        "Priority of the tier's listener rule",
+    )
+    b.output(
+        "NotebookPrefix",
+        Sub("s3://${NotebookBucketName}/" + names.NOTEBOOK_TIERS_ROOT + "/${TierName}/"),
+        "Where the tier's notebooks are stored",
+    )
     return finish(b, settings)

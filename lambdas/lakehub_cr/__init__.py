@@ -39,7 +39,13 @@ class Failure(RuntimeError):
 
 # The same crhelper settings for every function: plain-text logs, quiet boto, a short wait
 # before a Delete's answer, polls a minute apart.
-HELPER_SETTINGS = {"json_logging": False, "log_level": "INFO", "boto_level": "CRITICAL", "sleep_on_delete": 5, "polling_interval": 1}
+HELPER_SETTINGS = {
+    "json_logging": False,
+    "log_level": "INFO",
+    "boto_level": "CRITICAL",
+    "sleep_on_delete": 5,
+    "polling_interval": 1,
+}
 
 
 class PollingHelper(CfnResource):

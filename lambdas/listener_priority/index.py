@@ -68,7 +68,9 @@ def _claim_props(event) -> tuple[int, str | None]:
     minimum = _whole(props, "Minimum", 1, 1)
     prefix = props.get("ClaimParameterPrefix") or None
     if prefix is not None and (not isinstance(prefix, str) or not CLAIM_PREFIX.match(prefix)):
-        raise ValueError(f"Invalid property ClaimParameterPrefix: {str(prefix)[:160]!r} is not an SSM path such as /lakehub/x/listener-priorities")
+        raise ValueError(
+            f"Invalid property ClaimParameterPrefix: {str(prefix)[:160]!r} is not an SSM path such as /lakehub/x/listener-priorities"
+        )
     return minimum, prefix
 
 
@@ -106,8 +108,13 @@ def claim(prefix: str, priority: int, owner: str) -> bool:
     only. True when the claim is (or already was) the owner's."""
     name = f"{prefix}/{priority}"
     try:
-        ssm.put_parameter(Name=name, Value=owner, Type="String", Overwrite=False,
-                          Description="lakehub: listener rule priority claimed by this stack resource")
+        ssm.put_parameter(
+            Name=name,
+            Value=owner,
+            Type="String",
+            Overwrite=False,
+            Description="lakehub: listener rule priority claimed by this stack resource",
+        )
         return True
     except ClientError as exc:
         if error_code(exc) != "ParameterAlreadyExists":
@@ -142,7 +149,9 @@ def choose(arn: str, preferred: int, minimum: int = 1, prefix: str | None = None
             if preferred and priority != preferred:
                 logger.info("preferred priority %d is taken; using %d", preferred, priority)
             return priority
-    raise ValueError(f"No free rule priority on listener {_listener_id(arn)}: all of {minimum}-{MAX_PRIORITY} are in use or claimed")
+    raise ValueError(
+        f"No free rule priority on listener {_listener_id(arn)}: all of {minimum}-{MAX_PRIORITY} are in use or claimed"
+    )
 
 
 def _allocate(arn: str, preferred: int, event=None) -> str:

@@ -63,14 +63,18 @@ def _props(event) -> dict:
         raise Failure("Invalid property Defaults: a mapping of parameter names to defaults is required")
     for name, value in defaults.items():
         if not PARAMETER_NAME.match(str(name)) or not isinstance(value, str) or not SIMPLE_DEFAULT.match(value):
-            raise Failure(f"Invalid property Defaults: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a plain default")
+            raise Failure(
+                f"Invalid property Defaults: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a plain default"
+            )
     out["Defaults"] = defaults
     pins = props.get("Pins") or {}
     if not isinstance(pins, dict):
         raise Failure("Invalid property Pins: a mapping of parameter names to values is required")
     for name, value in pins.items():
         if not PARAMETER_NAME.match(str(name)) or not isinstance(value, str) or not PIN_VALUE.match(value):
-            raise Failure(f"Invalid property Pins: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a one-line printable value")
+            raise Failure(
+                f"Invalid property Pins: {str(name)[:40]!r}: {str(value)[:60]!r} is not a parameter name and a one-line printable value"
+            )
         if name in defaults:
             raise Failure(f"Invalid property Pins: {name} is also in Defaults")
     out["Pins"] = pins

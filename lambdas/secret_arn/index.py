@@ -42,7 +42,9 @@ PLATFORM_NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")  # the templates' Platform
 def _platform() -> str:
     value = os.environ.get(PLATFORM_ENV, "").strip()
     if not PLATFORM_NAME.match(value):
-        raise RuntimeError(f"environment variable {PLATFORM_ENV} is {value[:40]!r}, not a platform name (the cluster template sets it)")
+        raise RuntimeError(
+            f"environment variable {PLATFORM_ENV} is {value[:40]!r}, not a platform name (the cluster template sets it)"
+        )
     return value
 
 
@@ -50,9 +52,13 @@ def secret_name(event) -> str:
     """SecretName, when it is a secret name under this function's platform."""
     platform = _platform()
     name = properties(event).get("SecretName")
-    if not (isinstance(name, str) and SECRET_NAME.match(name) and name.startswith(platform + "/") and len(name) > len(platform) + 1):
+    if not (
+        isinstance(name, str) and SECRET_NAME.match(name) and name.startswith(platform + "/") and len(name) > len(platform) + 1
+    ):
         # Names only (an ARN could name another account's or platform's secret), under this platform.
-        raise ValueError(f"Refused SecretName {str(name)[:120]!r}: this function reads only secrets named {platform}/... (the platform it belongs to)")
+        raise ValueError(
+            f"Refused SecretName {str(name)[:120]!r}: this function reads only secrets named {platform}/... (the platform it belongs to)"
+        )
     return name
 
 
@@ -74,7 +80,9 @@ def look_up(name: str) -> str:
         # DescribeSecret also takes ARNs; a name is what was asked for, so the answer must match.
         raise ValueError(f"Secret lookup for {name} answered another secret ({str(secret.get('Name'))[:80]})")
     if secret.get("DeletedDate"):
-        raise ValueError(f"Secret {name} is scheduled for deletion: run `aws secretsmanager restore-secret --region {_region()} --secret-id {name}`, then deploy again")
+        raise ValueError(
+            f"Secret {name} is scheduled for deletion: run `aws secretsmanager restore-secret --region {_region()} --secret-id {name}`, then deploy again"
+        )
     return secret["ARN"]
 
 

@@ -101,7 +101,9 @@ def _tiers(props: dict) -> tuple[str, list[dict]]:
             raise Failure(f"Invalid property Tiers[{i}].NotebookPrefix of tier {name}: a prefix is required")
         own = f"{TIERS_ROOT}/{name}"
         if prefix not in (own, own + "/"):
-            raise Failure(f"Invalid property Tiers[{i}].NotebookPrefix {prefix!r} of tier {name}: it must be the tier's own folder {own}")
+            raise Failure(
+                f"Invalid property Tiers[{i}].NotebookPrefix {prefix!r} of tier {name}: it must be the tier's own folder {own}"
+            )
         if not isinstance(data_bucket, str) or not data_bucket:
             raise Failure(f"Invalid property Tiers[{i}].DataBucket of tier {name}: a bucket name is required")
         if not BUCKET_NAME.match(data_bucket):
@@ -112,14 +114,14 @@ def _tiers(props: dict) -> tuple[str, list[dict]]:
             raise Failure(f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: a list of prefixes is required")
         bad = [p for p in data_prefixes if not DATA_PREFIX.match(p)]
         if bad:
-            raise Failure(f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: {bad[0]!r} is not a key prefix ending in '/'")
+            raise Failure(
+                f"Invalid property Tiers[{i}].DataPrefixes of tier {name}: {bad[0]!r} is not a key prefix ending in '/'"
+            )
         prefix = own + "/"
         if prefix in seen:
             raise Failure(f"Invalid property Tiers: NotebookPrefix {prefix} is used by two tiers")
         seen.add(prefix)
-        result.append(
-            {"Name": name, "Prefix": prefix, "DataBucket": data_bucket, "DataPrefixes": data_prefixes}
-        )
+        result.append({"Name": name, "Prefix": prefix, "DataBucket": data_bucket, "DataPrefixes": data_prefixes})
     return bucket.strip(), result
 
 
@@ -155,8 +157,10 @@ def _check_values(tier: dict, examples: list[tuple[str, bytes]]) -> None:
     field = {"DATA_BUCKET": "DataBucket", "DATA_PREFIX": "DataPrefixes", "DATA_PREFIXES": "DataPrefixes", "TIER_NAME": "Name"}
     for key, value in sorted(_values(tier).items()):
         if key in used and not SAFE_VALUE.match(value):
-            raise Failure(f"Invalid property {field[key]} of tier {tier['Name']}: {value!r} has a character the example notebooks "
-                          "cannot hold in a code string (quotes); rename the prefix or drop {{" + key + "}} from the examples")
+            raise Failure(
+                f"Invalid property {field[key]} of tier {tier['Name']}: {value!r} has a character the example notebooks "
+                "cannot hold in a code string (quotes); rename the prefix or drop {{" + key + "}} from the examples"
+            )
 
 
 def _substitute(text: str, values: dict[str, str]) -> str:

@@ -69,9 +69,7 @@ def _props(event) -> dict:
     except ValueError:
         raise Failure(f"Invalid property TimeoutSeconds: {str(raw)[:40]!r} is not a whole number") from None
     if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
-        raise Failure(
-            f"Invalid property TimeoutSeconds: {timeout} is outside {MIN_TIMEOUT}-{MAX_TIMEOUT}"
-        )
+        raise Failure(f"Invalid property TimeoutSeconds: {timeout} is outside {MIN_TIMEOUT}-{MAX_TIMEOUT}")
     out["TimeoutSeconds"] = timeout
     return out
 
@@ -84,9 +82,7 @@ def _image(p: dict) -> dict | None:
     """{'digest', 'uri'} of the tag in ECR, or None when the tag is not there."""
     repo = p["RepositoryName"]
     try:
-        images = ecr.describe_images(
-            repositoryName=repo, imageIds=[{"imageTag": p["ImageTag"]}]
-        )["imageDetails"]
+        images = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": p["ImageTag"]}])["imageDetails"]
     except ClientError as exc:
         code = error_code(exc)
         if code == "ImageNotFoundException":

@@ -87,7 +87,7 @@ def _per_user(tmp_path_factory):
         def keys(folder: str) -> set[str]:
             prefix = f"tiers/pii/{folder.strip('/')}/"
             pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            return {o["Key"][len(prefix):] for page in pages for o in page.get("Contents", [])}
+            return {o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", [])}
 
         members = [(u["username"], u["password"]) for u in tier["users"]][:2]
         rows = _first_csv_rows(s3, platform)
@@ -103,8 +103,11 @@ def _versions_of(s3, bucket: str, root: str):
     def versions(path: str) -> list[tuple[str, bytes]]:
         key = f"{root}/{path.strip('/')}"
         listed = s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
-        return [(v["VersionId"], s3.get_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])["Body"].read())
-                for v in listed if v["Key"] == key]
+        return [
+            (v["VersionId"], s3.get_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])["Body"].read())
+            for v in listed
+            if v["Key"] == key
+        ]
 
     return versions
 
@@ -122,8 +125,13 @@ def _shared(moto_server):
     if os.geteuid() != 0:
         pytest.skip("shared mode creates a Unix user per data scientist: run the suite as root (CI does)")
     run = uuid.uuid4().hex[:8]
-    s3 = boto3.client("s3", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
-                      aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=EMULATOR_ACCESS_KEY,
+        aws_secret_access_key=EMULATOR_SECRET_KEY,
+    )
     notebook_bucket, data_bucket = f"lakehub-notebooks-{run}", f"lakehub-data-{run}"
     for bucket in (notebook_bucket, data_bucket):
         s3.create_bucket(Bucket=bucket)
@@ -145,8 +153,12 @@ def _shared(moto_server):
     members = ("alice", "bob")
     passwords = {u: "pw-" + secrets.token_urlsafe(12) for u in members}
     idp, extra, _ = H.start_idp("oidc", passwords, {"analysts": list(members)}, port, work)
-    extra.update(LAKEHUB_ALLOWED_GROUPS="analysts", LAKEHUB_DATA_BUCKET=data_bucket, LAKEHUB_DATA_PREFIXES="pii/",
-                 LAKEHUB_SERVER_MODE="shared")
+    extra.update(
+        LAKEHUB_ALLOWED_GROUPS="analysts",
+        LAKEHUB_DATA_BUCKET=data_bucket,
+        LAKEHUB_DATA_PREFIXES="pii/",
+        LAKEHUB_SERVER_MODE="shared",
+    )
     env = H.base_hub_env("browser", notebook_bucket, prefix, port, work, moto_server.endpoint_url, creds.url, extra)
     hub = None
     try:
@@ -156,10 +168,16 @@ def _shared(moto_server):
         def keys(folder: str) -> set[str]:
             p = f"{prefix}/{folder.strip('/')}/"
             pages = s3.get_paginator("list_objects_v2").paginate(Bucket=notebook_bucket, Prefix=p)
-            return {o["Key"][len(p):] for page in pages for o in page.get("Contents", [])}
+            return {o["Key"][len(p) :] for page in pages for o in page.get("Contents", [])}
 
-        yield Tier("shared", hub.url, [(u, passwords[u]) for u in members], keys, str(len(rows) - 1),
-                   versions=_versions_of(s3, notebook_bucket, prefix))
+        yield Tier(
+            "shared",
+            hub.url,
+            [(u, passwords[u]) for u in members],
+            keys,
+            str(len(rows) - 1),
+            versions=_versions_of(s3, notebook_bucket, prefix),
+        )
     finally:
         if hub:
             hub.stop()

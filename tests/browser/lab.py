@@ -18,10 +18,16 @@ CHROMIUM = "/usr/bin/chromium"
 # Chromium as root in a sandbox with no internet: no sandbox, no GPU, and none of the background
 # connections (updates, sync, field trials) that a closed network refuses.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
 ]
-STDERR = 'application/vnd.jupyter.stderr'
+STDERR = "application/vnd.jupyter.stderr"
 SPAWN_TIMEOUT_MS = 180_000
 RUN_TIMEOUT_MS = 120_000
 
@@ -129,8 +135,9 @@ class Lab:
             page.wait_for_timeout(300)
 
     def item(self, name: str):
-        return self.page.locator(".jp-DirListing-item", has=self.page.locator(
-            ".jp-DirListing-itemText", has_text=re.compile(rf"^{re.escape(name)}$")))
+        return self.page.locator(
+            ".jp-DirListing-item", has=self.page.locator(".jp-DirListing-itemText", has_text=re.compile(rf"^{re.escape(name)}$"))
+        )
 
     def wait_for_item(self, name: str, timeout_ms: int = 30_000) -> None:
         deadline = time.monotonic() + timeout_ms / 1000
@@ -180,8 +187,9 @@ class Lab:
 
     def menu(self, top: str, entry: str) -> None:
         self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(rf"^{re.escape(top)}$")).click()
-        self.page.locator(".lm-Menu-item:not(.lm-mod-disabled) .lm-Menu-itemLabel",
-                          has_text=re.compile(rf"^{re.escape(entry)}")).first.click()
+        self.page.locator(
+            ".lm-Menu-item:not(.lm-mod-disabled) .lm-Menu-itemLabel", has_text=re.compile(rf"^{re.escape(entry)}")
+        ).first.click()
 
     def run_all(self, name: str) -> None:
         """Run > Run All Cells. A click that reaches no cell (no prompt turns to [*] or [n] within
@@ -206,7 +214,9 @@ class Lab:
                 break
             self.page.wait_for_timeout(300)
         else:
-            raise LabError(f"cells did not finish running: prompts {panel.locator('.jp-CodeCell .jp-InputPrompt').all_inner_texts()}")
+            raise LabError(
+                f"cells did not finish running: prompts {panel.locator('.jp-CodeCell .jp-InputPrompt').all_inner_texts()}"
+            )
         self.wait_kernel_idle()
 
     def error_outputs(self) -> list[str]:
@@ -220,8 +230,7 @@ class Lab:
         page = self.page
         with self.step("launcher-new-notebook"):
             self.go_to_folder(folder)
-            page.locator(".jp-FileBrowser-toolbar button[title^='New Launcher'], "
-                         "[data-command='launcher:create']").first.click()
+            page.locator(".jp-FileBrowser-toolbar button[title^='New Launcher'], [data-command='launcher:create']").first.click()
             page.locator(".jp-Launcher:visible .jp-LauncherCard[data-category='Notebook'][title^='Python 3']").first.click()
             page.wait_for_timeout(500)
             self.wait_notebook_ready(self.current_tab())
@@ -321,7 +330,6 @@ class Lab:
             expect(self.item(name)).to_have_count(0, timeout=30_000)
         self.fail_on_dialog("renaming")
 
-
     # -- files, the server, checkpoints (issue 15: the home) ---------------------------------
     def upload(self, folder: str, local_file: Path) -> None:
         """The file browser's Upload button, a file chooser, the file."""
@@ -329,9 +337,11 @@ class Lab:
         with self.step(f"upload-{local_file.name}"):
             self.go_to_folder(folder)
             with page.expect_file_chooser() as chooser:
-                page.locator(".jp-FileBrowser-toolbar .jp-id-upload button, "
-                             ".jp-FileBrowser-toolbar .jp-id-upload jp-button, "
-                             ".jp-FileBrowser-toolbar button[title^='Upload']").first.click()
+                page.locator(
+                    ".jp-FileBrowser-toolbar .jp-id-upload button, "
+                    ".jp-FileBrowser-toolbar .jp-id-upload jp-button, "
+                    ".jp-FileBrowser-toolbar button[title^='Upload']"
+                ).first.click()
             chooser.value.set_files(str(local_file))
             self.wait_for_item(local_file.name)
         self.fail_on_dialog("uploading")
@@ -399,8 +409,9 @@ class Lab:
             confirm.wait_for()
             # JupyterLab restores (POST .../checkpoints/<id>) and then reloads the file after the
             # dialog has closed: wait for the restore's answer, not only for the dialog.
-            with page.expect_response(lambda r: "/checkpoints/" in r.url and r.request.method == "POST",
-                                      timeout=30_000) as restored:
+            with page.expect_response(
+                lambda r: "/checkpoints/" in r.url and r.request.method == "POST", timeout=30_000
+            ) as restored:
                 confirm.locator("button.jp-mod-accept, button.jp-mod-warn").first.click()
             confirm.wait_for(state="detached")
             if restored.value.status >= 300:

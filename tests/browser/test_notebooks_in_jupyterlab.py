@@ -136,7 +136,9 @@ print("after restart:", len(pd.read_csv("measurements.csv")), int(pd.read_csv("w
 PERSISTENT: dict[str, bool] = {}
 
 
-def test_a_file_uploaded_next_to_a_notebook_is_read_by_relative_path_and_what_the_kernel_writes_shows_up(tier, people, tmp_path_factory):
+def test_a_file_uploaded_next_to_a_notebook_is_read_by_relative_path_and_what_the_kernel_writes_shows_up(
+    tier, people, tmp_path_factory
+):
     alice = people(0)
     local = tmp_path_factory.mktemp("upload") / UPLOADED
     local.write_text("value\n1\n2\n3\n")
@@ -191,7 +193,9 @@ def test_an_earlier_version_is_restored_from_jupyterlabs_checkpoint_ui(tier, peo
     bob.wait_notebook_ready("versions.ipynb", has_content=True)
     text = first_cell.inner_text()
     bob.shot("after-revert")
-    after = [[c["source"] for c in json.loads(body)["cells"]] for _vid, body in tier.versions(f"users/{bob.username}/versions.ipynb")]
+    after = [
+        [c["source"] for c in json.loads(body)["cells"]] for _vid, body in tier.versions(f"users/{bob.username}/versions.ipynb")
+    ]
     assert "version one" in text and "version two" not in text, (text, index, after)
     assert 'print("version one")' in after[0][0], after  # the restore is itself the newest version
     assert "versions.ipynb" in tier.notebook_keys(f"users/{bob.username}")

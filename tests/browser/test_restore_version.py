@@ -16,8 +16,12 @@ from playwright.sync_api import expect
 
 from .lab import Lab
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(900),
-              pytest.mark.parametrize("tier", ["per-user"], indirect=True)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.browser,
+    pytest.mark.timeout(900),
+    pytest.mark.parametrize("tier", ["per-user"], indirect=True),
+]
 
 NAME = "restore-me.ipynb"
 

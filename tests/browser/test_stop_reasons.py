@@ -58,8 +58,12 @@ def platform():
     if problem:
         pytest.skip(problem)
     state_dir = ROOT / "build" / f"browser-stops-{uuid.uuid4().hex[:8]}"
-    platform = Platform(state_dir, free_base_port(), runtime="container",
-                        env={"LAKEHUB_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "LAKEHUB_LOCAL_USER_PROFILES": SIZE})
+    platform = Platform(
+        state_dir,
+        free_base_port(),
+        runtime="container",
+        env={"LAKEHUB_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "LAKEHUB_LOCAL_USER_PROFILES": SIZE},
+    )
     proc = platform.up()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     try:

@@ -96,13 +96,15 @@ def _sub(node: dict, defaults: dict, conditions: dict):
     names = SUB_VAR.findall(text)
     if all(isinstance(values.get(n), (str, int)) for n in names):
         return SUB_VAR.sub(lambda m: str(values[m.group(1)]), text)
-    return {"Fn::Sub": text if not variables else [text, {k: _with_defaults(v, defaults, conditions) for k, v in variables.items()}]}
+    return {
+        "Fn::Sub": text if not variables else [text, {k: _with_defaults(v, defaults, conditions) for k, v in variables.items()}]
+    }
 
 
 def _condition(node, conditions: dict, template: dict, defaults: dict):
     """A condition's value for the parameter defaults, or UNKNOWN (pseudo parameters, imports...)."""
     if isinstance(node, dict) and len(node) == 1:
-        (fn, arg), = node.items()
+        ((fn, arg),) = node.items()
         if fn == "Condition":
             if arg not in conditions:
                 conditions[arg] = _condition(template["Conditions"][arg], conditions, template, defaults)

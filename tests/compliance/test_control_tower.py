@@ -91,7 +91,9 @@ def _report(evaluation, ids) -> str:
 
 def test_the_pinned_rules_and_cfn_guard_are_installed():
     guard = subprocess.run([str(guard_binary()), "--version"], capture_output=True, text=True, timeout=30)
-    assert guard.returncode == 0 and guard.stdout.startswith("cfn-guard 3."), "run `make setup` (package.json pins @cdklabs/cdk-validator-cfnguard)"
+    assert guard.returncode == 0 and guard.stdout.startswith("cfn-guard 3."), (
+        "run `make setup` (package.json pins @cdklabs/cdk-validator-cfnguard)"
+    )
     assert len(controls()) > 200  # the package's whole Control Tower set, not a sample
 
 
@@ -121,7 +123,9 @@ def test_strict_exception(strict, control):
     assert control in strict.applicable, f"{control} no longer applies to the strict templates: drop the exception"
     assert control in strict.failing, f"strict now passes {control}: drop the exception (code and docs/SECURITY.md)"
     reason, allowed = STRICT_EXCEPTIONS[control]
-    assert strict.failures[control] <= allowed, f"{control} ({reason}) fails on more than its argued resources: {sorted(strict.failures[control] - allowed)}"
+    assert strict.failures[control] <= allowed, (
+        f"{control} ({reason}) fails on more than its argued resources: {sorted(strict.failures[control] - allowed)}"
+    )
 
 
 def test_strict_exceptions_are_few_and_documented():

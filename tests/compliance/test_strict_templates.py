@@ -68,7 +68,10 @@ def test_every_strict_function_runs_in_the_vpc_and_main_passes_the_subnets(stric
     assert len(functions) >= 6
     for name, logical, fn in functions:
         config = fn["Properties"]["VpcConfig"]
-        assert len(config["SubnetIds"]) == 2 and config["SecurityGroupIds"] == [{"Ref": "FunctionsSecurityGroup"}], (name, logical)
+        assert len(config["SubnetIds"]) == 2 and config["SecurityGroupIds"] == [{"Ref": "FunctionsSecurityGroup"}], (
+            name,
+            logical,
+        )
     for main in (names.MAIN_TEMPLATE, names.MAIN_EXISTING_VPC_TEMPLATE):
         stacks = strict[main]["Resources"]
         for logical in ("StorageStack", "PipelineStack", "CatalogStack"):
@@ -100,7 +103,13 @@ def test_the_spawner_gives_the_container_the_tasks_memory():
         name = escaped_name = "alice"
         url = "/user/alice/"
 
-    spawner = fargate.FargateSpawner(user=User(), hub=Hub(ip="127.0.0.1", port=8081, base_url="/hub/"), api_token="t", oauth_client_id="c", hub_connect_url="http://10.0.0.1:8081")
+    spawner = fargate.FargateSpawner(
+        user=User(),
+        hub=Hub(ip="127.0.0.1", port=8081, base_url="/hub/"),
+        api_token="t",
+        oauth_client_id="c",
+        hub_connect_url="http://10.0.0.1:8081",
+    )
     for profile in fargate.DEFAULT_PROFILES:
         overrides = spawner.run_task_request(profile, "FARGATE", {})["overrides"]
         (container,) = overrides["containerOverrides"]

@@ -30,8 +30,11 @@ def notebook_bucket(moto_server):
 
 def _creds(moto_server) -> dict:
     env = moto_server.client_env()
-    return {"endpoint_url": moto_server.endpoint_url, "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}
+    return {
+        "endpoint_url": moto_server.endpoint_url,
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+    }
 
 
 @pytest.fixture
@@ -52,8 +55,7 @@ def tier_mounts(tier_prefix) -> dict:
 
 @pytest.fixture
 def tier_config(aws_env, notebook_bucket, tier_mounts) -> dict:
-    return {"bucket": notebook_bucket, "endpoint_url": aws_env.endpoint_url, "region_name": "us-east-1",
-            "mounts": tier_mounts}
+    return {"bucket": notebook_bucket, "endpoint_url": aws_env.endpoint_url, "region_name": "us-east-1", "mounts": tier_mounts}
 
 
 @pytest.fixture
@@ -75,12 +77,20 @@ def iam_server(tmp_path_factory):
     try:
         iam = boto3.client("iam", region_name="us-east-1", **_creds(server))
         iam.create_user(UserName="contents-admin")
-        iam.put_user_policy(UserName="contents-admin", PolicyName="all", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="contents-admin",
+            PolicyName="all",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )
         key = iam.create_access_key(UserName="contents-admin")["AccessKey"]
         server.enforce_iam()
-        admin = {"endpoint_url": server.endpoint_url, "aws_access_key_id": key["AccessKeyId"],
-                 "aws_secret_access_key": key["SecretAccessKey"]}
+        admin = {
+            "endpoint_url": server.endpoint_url,
+            "aws_access_key_id": key["AccessKeyId"],
+            "aws_secret_access_key": key["SecretAccessKey"],
+        }
         s3 = boto3.client("s3", region_name="us-east-1", **admin)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -102,11 +112,29 @@ def tier_role_env(iam_server, tier_prefix, monkeypatch):
     name = f"tier-{uuid.uuid4().hex[:8]}"
     bucket_arn = f"arn:aws:s3:::{BUCKET}"
     iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="tier", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
-                                       "s3:AbortMultipartUpload"], "Resource": f"{bucket_arn}/{tier_prefix}/*"},
-        {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions"], "Resource": bucket_arn},
-    ]}))
+    iam.put_user_policy(
+        UserName=name,
+        PolicyName="tier",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "s3:GetObject",
+                            "s3:GetObjectVersion",
+                            "s3:PutObject",
+                            "s3:DeleteObject",
+                            "s3:AbortMultipartUpload",
+                        ],
+                        "Resource": f"{bucket_arn}/{tier_prefix}/*",
+                    },
+                    {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions"], "Resource": bucket_arn},
+                ],
+            }
+        ),
+    )
     key = iam.create_access_key(UserName=name)["AccessKey"]
     for k, v in server.client_env().items():
         monkeypatch.setenv(k, v)
@@ -114,9 +142,16 @@ def tier_role_env(iam_server, tier_prefix, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     s3fs.S3FileSystem.clear_instance_cache()  # s3fs keeps one client per settings: take these keys
-    client = TierRoleS3(boto3.client("s3", region_name="us-east-1", **admin), iam, name,
-                        {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"],
-                         "endpoint_url": server.endpoint_url})
+    client = TierRoleS3(
+        boto3.client("s3", region_name="us-east-1", **admin),
+        iam,
+        name,
+        {
+            "aws_access_key_id": key["AccessKeyId"],
+            "aws_secret_access_key": key["SecretAccessKey"],
+            "endpoint_url": server.endpoint_url,
+        },
+    )
     try:
         yield client
     finally:
@@ -135,9 +170,18 @@ class TierRoleS3:
         return getattr(self._client, name)
 
     def deny_delete(self, *keys: str) -> None:
-        self._iam.put_user_policy(UserName=self._user, PolicyName="deny-one", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "s3:DeleteObject",
-                                                     "Resource": [f"arn:aws:s3:::{BUCKET}/{k}" for k in keys]}]}))
+        self._iam.put_user_policy(
+            UserName=self._user,
+            PolicyName="deny-one",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": [f"arn:aws:s3:::{BUCKET}/{k}" for k in keys]}
+                    ],
+                }
+            ),
+        )
 
     def tier_client(self):
         return boto3.client("s3", region_name="us-east-1", **self._tier_keys)
@@ -147,8 +191,9 @@ class TierRoleS3:
 def tier_role_manager(tier_role_env, tier_mounts, iam_server):
     from lakehub_hub.contents import TierContentsManager
 
-    return TierContentsManager(bucket=BUCKET, endpoint_url=iam_server[0].endpoint_url, region_name="us-east-1",
-                               mounts=tier_mounts)
+    return TierContentsManager(
+        bucket=BUCKET, endpoint_url=iam_server[0].endpoint_url, region_name="us-east-1", mounts=tier_mounts
+    )
 
 
 @pytest.fixture
@@ -161,9 +206,14 @@ def home_role_manager(tier_role_env, iam_server, tier_prefix, home_dir, monkeypa
     monkeypatch.setenv("HOME", str(home_dir))
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
 
-    return HomeContentsManager(root_dir=str(home_dir), bucket=BUCKET, endpoint_url=iam_server[0].endpoint_url,
-                               region_name="us-east-1", central_prefix=f"{tier_prefix}/users/{USER}",
-                               shared_prefix=f"{tier_prefix}/shared")
+    return HomeContentsManager(
+        root_dir=str(home_dir),
+        bucket=BUCKET,
+        endpoint_url=iam_server[0].endpoint_url,
+        region_name="us-east-1",
+        central_prefix=f"{tier_prefix}/users/{USER}",
+        shared_prefix=f"{tier_prefix}/shared",
+    )
 
 
 @pytest.fixture
@@ -176,9 +226,14 @@ def home_dir(tmp_path):
 @pytest.fixture
 def home_config(aws_env, notebook_bucket, tier_prefix, home_dir) -> dict:
     """As hub_images/singleuser/jupyter_server_config.py configures HomeContentsManager."""
-    return {"root_dir": str(home_dir), "bucket": notebook_bucket, "endpoint_url": aws_env.endpoint_url,
-            "region_name": "us-east-1", "central_prefix": f"{tier_prefix}/users/{USER}",
-            "shared_prefix": f"{tier_prefix}/shared"}
+    return {
+        "root_dir": str(home_dir),
+        "bucket": notebook_bucket,
+        "endpoint_url": aws_env.endpoint_url,
+        "region_name": "us-east-1",
+        "central_prefix": f"{tier_prefix}/users/{USER}",
+        "shared_prefix": f"{tier_prefix}/shared",
+    }
 
 
 @pytest.fixture

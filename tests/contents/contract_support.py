@@ -62,9 +62,7 @@ def load_suite_module(name: str) -> types.ModuleType:
     installed = importlib.import_module("jupyter_server").__version__
     version_file = SUITE / "VERSION"
     if not version_file.exists() or version_file.read_text().strip() != installed:
-        raise RuntimeError(
-            f"jupyter_server {installed}'s contract tests are not in {SUITE}: run `make contract-suite`"
-        )
+        raise RuntimeError(f"jupyter_server {installed}'s contract tests are not in {SUITE}: run `make contract-suite`")
     if PACKAGE not in sys.modules:
         spec = importlib.util.spec_from_file_location(PACKAGE, SUITE / "__init__.py", submodule_search_locations=[str(SUITE)])
         pkg = importlib.util.module_from_spec(spec)
@@ -84,7 +82,9 @@ def suite_conftest_fixtures() -> dict:
     """The sdist conftest's `contents` and `folders` fixtures (run as written, on a UPath)."""
     src = (SUITE / "conftest.py").read_text()
     tree = ast.parse(src)
-    keep = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and "tests" not in (getattr(n, "module", "") or "")]
+    keep = [
+        n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and "tests" not in (getattr(n, "module", "") or "")
+    ]
     keep += [n for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "dirs" for t in n.targets)]
     keep += [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("contents", "folders")]
     namespace: dict = {}

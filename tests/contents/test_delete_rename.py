@@ -30,7 +30,7 @@ def _current(s3, prefix: str) -> list[str]:
     keys, kwargs = [], {"Bucket": BUCKET, "Prefix": prefix.rstrip("/") + "/"}
     for _ in range(100):
         page = s3.list_objects_v2(**kwargs)
-        keys += [o["Key"][len(kwargs["Prefix"]):] for o in page.get("Contents", [])]
+        keys += [o["Key"][len(kwargs["Prefix"]) :] for o in page.get("Contents", [])]
         if not page.get("IsTruncated"):
             break
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
@@ -39,8 +39,7 @@ def _current(s3, prefix: str) -> list[str]:
 
 def _versions(s3, key: str):
     out = s3.list_object_versions(Bucket=BUCKET, Prefix=key)
-    return ([v for v in out.get("Versions", []) if v["Key"] == key],
-            [m for m in out.get("DeleteMarkers", []) if m["Key"] == key])
+    return ([v for v in out.get("Versions", []) if v["Key"] == key], [m for m in out.get("DeleteMarkers", []) if m["Key"] == key])
 
 
 def _source(s3, key: str, version_id: str) -> str:
@@ -54,9 +53,17 @@ def _no_checkpoints(keys: list[str]) -> list[str]:
 
 @pytest.fixture
 def jp_server_config(tier_role_env, iam_server, tier_mounts):
-    return Config({"ServerApp": {"contents_manager_class": TierContentsManager, "jpserver_extensions": {}},
-                   "TierContentsManager": {"bucket": BUCKET, "endpoint_url": iam_server[0].endpoint_url,
-                                           "region_name": "us-east-1", "mounts": tier_mounts}})
+    return Config(
+        {
+            "ServerApp": {"contents_manager_class": TierContentsManager, "jpserver_extensions": {}},
+            "TierContentsManager": {
+                "bucket": BUCKET,
+                "endpoint_url": iam_server[0].endpoint_url,
+                "region_name": "us-east-1",
+                "mounts": tier_mounts,
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -79,7 +86,9 @@ async def _refused(call) -> tuple[int, str]:
 
 # --- what a delete and a rename leave in S3 --------------------------------------------------------
 @pytest.mark.parametrize("mount", ["shared", USER])
-def test_a_deleted_notebook_is_gone_and_each_version_stays_readable_and_restorable(tier_role_manager, tier_role_env, tier_mounts, mount):
+def test_a_deleted_notebook_is_gone_and_each_version_stays_readable_and_restorable(
+    tier_role_manager, tier_role_env, tier_mounts, mount
+):
     cm, s3 = tier_role_manager, tier_role_env
     path, key = f"{mount}/report.ipynb", f"{tier_mounts[mount]}/report.ipynb"
     cm.save(_nb("one"), path)
@@ -97,7 +106,9 @@ def test_a_deleted_notebook_is_gone_and_each_version_stays_readable_and_restorab
 
 
 @pytest.mark.parametrize("mount", ["shared", USER])
-def test_renaming_a_notebook_leaves_one_current_object_and_its_checkpoint_follows(tier_role_manager, tier_role_env, tier_mounts, mount):
+def test_renaming_a_notebook_leaves_one_current_object_and_its_checkpoint_follows(
+    tier_role_manager, tier_role_env, tier_mounts, mount
+):
     cm, s3 = tier_role_manager, tier_role_env
     cm.save(_nb("draft"), f"{mount}/draft.ipynb")
     cm.rename(f"{mount}/draft.ipynb", f"{mount}/final.ipynb")
@@ -108,7 +119,9 @@ def test_renaming_a_notebook_leaves_one_current_object_and_its_checkpoint_follow
 
 
 @pytest.mark.parametrize("mount", ["shared", USER])
-def test_a_folder_of_notebooks_renamed_leaves_nothing_under_the_old_prefix_and_deleted_leaves_nothing(tier_role_manager, tier_role_env, tier_mounts, mount):
+def test_a_folder_of_notebooks_renamed_leaves_nothing_under_the_old_prefix_and_deleted_leaves_nothing(
+    tier_role_manager, tier_role_env, tier_mounts, mount
+):
     cm, s3 = tier_role_manager, tier_role_env
     cm.save({"type": "directory"}, f"{mount}/project")
     cm.save({"type": "directory"}, f"{mount}/project/data")
@@ -129,7 +142,9 @@ def test_a_folder_of_notebooks_renamed_leaves_nothing_under_the_old_prefix_and_d
         assert len(versions) == 1 and len(markers) == 1, name
 
 
-def test_in_the_home_deletes_and_renames_follow_in_the_central_copy_and_in_shared(home_role_manager, tier_role_env, tier_prefix, home_dir):
+def test_in_the_home_deletes_and_renames_follow_in_the_central_copy_and_in_shared(
+    home_role_manager, tier_role_env, tier_prefix, home_dir
+):
     cm, s3 = home_role_manager, tier_role_env
     central = f"{tier_prefix}/users/{USER}"
     cm.save({"type": "directory"}, "project")
@@ -172,7 +187,9 @@ def test_the_emulator_authorizes_delete_objects_per_key(tier_role_env, tier_moun
     assert _current(s3, tier_mounts[USER]) == ["locked.txt"]
 
 
-async def test_a_folder_delete_with_one_key_refused_is_a_403_naming_it_and_the_others_are_deleted(tier_role_env, tier_role_manager, api, tier_mounts):
+async def test_a_folder_delete_with_one_key_refused_is_a_403_naming_it_and_the_others_are_deleted(
+    tier_role_env, tier_role_manager, api, tier_mounts
+):
     s3, root = tier_role_env, tier_mounts[USER]
     await api("PUT", f"{USER}/project", {"type": "directory"})
     for name in ("a.ipynb", "b.ipynb", "c.ipynb"):
@@ -191,8 +208,22 @@ async def test_a_key_a_bucket_policy_protects_is_a_403_too(tier_role_env, tier_r
     s3, root = tier_role_env, tier_mounts[USER]
     await api("PUT", f"{USER}/locked", {"type": "directory"})
     await api("PUT", f"{USER}/locked/a.txt", {"type": "file", "format": "text", "content": "x"})
-    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{BUCKET}/{root}/locked/a.txt"}]}))
+    s3.put_bucket_policy(
+        Bucket=BUCKET,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:DeleteObject",
+                        "Resource": f"arn:aws:s3:::{BUCKET}/{root}/locked/a.txt",
+                    }
+                ],
+            }
+        ),
+    )
     try:
         code, message = await _refused(api("DELETE", f"{USER}/locked"))
     finally:
@@ -201,7 +232,9 @@ async def test_a_key_a_bucket_policy_protects_is_a_403_too(tier_role_env, tier_r
     assert _current(s3, f"{root}/locked") == ["a.txt"]
 
 
-async def test_a_rename_whose_old_name_s3_refuses_to_delete_is_a_403_that_says_both_names(tier_role_env, tier_role_manager, api, tier_mounts):
+async def test_a_rename_whose_old_name_s3_refuses_to_delete_is_a_403_that_says_both_names(
+    tier_role_env, tier_role_manager, api, tier_mounts
+):
     s3, root = tier_role_env, tier_mounts[USER]
     await api("PUT", f"{USER}/draft.txt", {"type": "file", "format": "text", "content": "x"})
     s3.deny_delete(f"{root}/draft.txt")

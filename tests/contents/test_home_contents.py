@@ -19,21 +19,22 @@ USER = "alice"  # as tests/contents/conftest.py
 
 def _central(s3, bucket, tier_prefix):
     prefix = f"{tier_prefix}/users/{USER}/"
-    keys = (o["Key"][len(prefix):] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
+    keys = (o["Key"][len(prefix) :] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
     return sorted(k for k in keys if k != ".s3keep")  # s3contents' folder marker
 
 
 def _versions(s3, bucket, key):
     out = s3.list_object_versions(Bucket=bucket, Prefix=key)
-    return ([v for v in out.get("Versions", []) if v["Key"] == key],
-            [m for m in out.get("DeleteMarkers", []) if m["Key"] == key])
+    return ([v for v in out.get("Versions", []) if v["Key"] == key], [m for m in out.get("DeleteMarkers", []) if m["Key"] == key])
 
 
 def _text(cm, path, content):
     return cm.save({"type": "file", "format": "text", "content": content}, path)
 
 
-def test_root_is_the_home_with_a_virtual_shared_folder_and_a_real_shared_folder_is_not_shown(home_manager, home_dir, s3, notebook_bucket, tier_prefix):
+def test_root_is_the_home_with_a_virtual_shared_folder_and_a_real_shared_folder_is_not_shown(
+    home_manager, home_dir, s3, notebook_bucket, tier_prefix
+):
     (home_dir / "data.csv").write_text("a,b\n1,2\n")
     (home_dir / "shared").mkdir()
     (home_dir / "shared" / "local-only.txt").write_text("not the tier's")
@@ -62,15 +63,18 @@ def test_save_in_the_home_writes_the_file_and_its_central_copy(home_manager, hom
 def test_chunked_upload_writes_the_central_copy_once_complete(home_manager, s3, notebook_bucket, tier_prefix):
     chunks = [b"x" * 1000, b"y" * 10]
     for number, data in zip((1, -1), chunks):
-        home_manager.save({"type": "file", "format": "base64", "chunk": number,
-                           "content": base64.b64encode(data).decode()}, "big.bin")
+        home_manager.save(
+            {"type": "file", "format": "base64", "chunk": number, "content": base64.b64encode(data).decode()}, "big.bin"
+        )
         if number == 1:
             assert _central(s3, notebook_bucket, tier_prefix) == []  # not before the last chunk
     key = f"{tier_prefix}/users/{USER}/big.bin"
     assert s3.get_object(Bucket=notebook_bucket, Key=key)["Body"].read() == b"".join(chunks)
 
 
-def test_delete_and_rename_follow_in_the_bucket_with_delete_markers_and_old_versions_stay(home_manager, home_dir, s3, notebook_bucket, tier_prefix):
+def test_delete_and_rename_follow_in_the_bucket_with_delete_markers_and_old_versions_stay(
+    home_manager, home_dir, s3, notebook_bucket, tier_prefix
+):
     home_manager.delete_to_trash = False
     home_manager.always_delete_dir = True
     _text(home_manager, "a.txt", "one")
@@ -92,7 +96,9 @@ def test_delete_and_rename_follow_in_the_bucket_with_delete_markers_and_old_vers
     assert len(versions) == 1 and len(markers) == 1
 
 
-def test_a_file_written_by_code_gets_its_central_copy_when_renamed_or_checkpointed(home_manager, home_dir, s3, notebook_bucket, tier_prefix):
+def test_a_file_written_by_code_gets_its_central_copy_when_renamed_or_checkpointed(
+    home_manager, home_dir, s3, notebook_bucket, tier_prefix
+):
     (home_dir / "out.csv").write_text("written by a kernel")
     assert "out.csv" in [m["name"] for m in home_manager.get("")["content"]]
     home_manager.create_checkpoint("out.csv")
@@ -159,14 +165,18 @@ def test_copy_and_move_between_the_home_and_shared(home_manager, home_dir, s3, n
     home_manager.rename("mine-Copy1.txt", "shared/moved.txt")
     assert not (home_dir / "mine-Copy1.txt").exists()
     assert home_manager.get("shared/moved.txt")["content"] == "mine"
-    for bad in (lambda: home_manager.delete("shared"), lambda: home_manager.rename("shared", "x"),
-                lambda: _text(home_manager, "shared", "x")):
+    for bad in (
+        lambda: home_manager.delete("shared"),
+        lambda: home_manager.rename("shared", "x"),
+        lambda: _text(home_manager, "shared", "x"),
+    ):
         with pytest.raises(HTTPError):
             bad()
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("alice", "alice"), ("alice.b@example.org", "alice.b@example.org"), ("a_b-c+d=e:f", "a_b-c+d=e:f")])
+@pytest.mark.parametrize(
+    ("name", "expected"), [("alice", "alice"), ("alice.b@example.org", "alice.b@example.org"), ("a_b-c+d=e:f", "a_b-c+d=e:f")]
+)
 def test_storage_name_keeps_a_valid_tag_value(name, expected):
     assert storage_name(name) == expected
 
@@ -183,11 +193,17 @@ def test_storage_name_cleans_other_names_and_keeps_them_apart(name):
 def jp_server_config(home_config):
     from lakehub_hub.contents import HomeContentsManager
 
-    return Config({"ServerApp": {"contents_manager_class": HomeContentsManager, "jpserver_extensions": {}},
-                   "HomeContentsManager": home_config})
+    return Config(
+        {
+            "ServerApp": {"contents_manager_class": HomeContentsManager, "jpserver_extensions": {}},
+            "HomeContentsManager": home_config,
+        }
+    )
 
 
-async def test_files_handler_serves_home_files_and_shared_from_s3_not_a_real_shared_folder(jp_fetch, home_dir, s3, notebook_bucket, tier_prefix):
+async def test_files_handler_serves_home_files_and_shared_from_s3_not_a_real_shared_folder(
+    jp_fetch, home_dir, s3, notebook_bucket, tier_prefix
+):
     (home_dir / "x.txt").write_text("home")
     (home_dir / "shared").mkdir()
     (home_dir / "shared" / "y.txt").write_text("local")

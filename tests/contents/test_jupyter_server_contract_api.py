@@ -29,10 +29,12 @@ def jp_argv():
 
 @pytest.fixture
 def jp_server_config(tier_config):
-    return Config({
-        "ServerApp": {"contents_manager_class": cs.SuiteRootedTierContentsManager, "jpserver_extensions": {}},
-        "SuiteRootedTierContentsManager": tier_config,
-    })
+    return Config(
+        {
+            "ServerApp": {"contents_manager_class": cs.SuiteRootedTierContentsManager, "jpserver_extensions": {}},
+            "SuiteRootedTierContentsManager": tier_config,
+        }
+    )
 
 
 globals().update(cs.suite_conftest_fixtures())

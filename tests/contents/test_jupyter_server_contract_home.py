@@ -22,13 +22,16 @@ checkpoint_suite = cs.load_suite_module("test_checkpoints")
 largefile_suite = cs.load_suite_module("test_largefilemanager")
 api_suite = cs.load_suite_module("test_api")
 
+
 def _upstream_helpers() -> dict:
     """test_manager's own _make_dir/_make_big_dir (local folders), as written: the S3 run of the
     same suite (test_jupyter_server_contract_manager.py) replaces them in the shared module."""
     import ast
 
     path = cs.SUITE / "services" / "contents" / "test_manager.py"
-    nodes = [n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef) and n.name in ("_make_dir", "_make_big_dir")]
+    nodes = [
+        n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef) and n.name in ("_make_dir", "_make_big_dir")
+    ]
     namespace = dict(vars(manager_suite))
     exec(compile(ast.Module(body=nodes, type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102
     return {name: namespace[name] for name in ("_make_dir", "_make_big_dir")}
@@ -100,8 +103,12 @@ def jp_argv():
 
 @pytest.fixture
 def jp_server_config(home_config):
-    return Config({"ServerApp": {"contents_manager_class": HomeContentsManager, "jpserver_extensions": {}},
-                   "HomeContentsManager": _s3(home_config)})  # root_dir: the server's (the home)
+    return Config(
+        {
+            "ServerApp": {"contents_manager_class": HomeContentsManager, "jpserver_extensions": {}},
+            "HomeContentsManager": _s3(home_config),
+        }
+    )  # root_dir: the server's (the home)
 
 
 globals().update(cs.suite_conftest_fixtures())
@@ -114,7 +121,12 @@ def contents_dir(tmp_path, jp_serverapp):  # the sdist conftest's, as written
     return tmp_path / jp_serverapp.root_dir
 
 
-for _suite, _tag in ((manager_suite, "manager"), (checkpoint_suite, "checkpoints"), (largefile_suite, "largefile"), (api_suite, "api")):
+for _suite, _tag in (
+    (manager_suite, "manager"),
+    (checkpoint_suite, "checkpoints"),
+    (largefile_suite, "largefile"),
+    (api_suite, "api"),
+):
     for _name in dir(_suite):
         if _name.startswith("test_") and callable(getattr(_suite, _name)):
             _func = getattr(_suite, _name)

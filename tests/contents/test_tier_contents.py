@@ -20,7 +20,7 @@ USER = "alice"
 
 
 def _keys(s3, bucket, prefix):
-    return sorted(o["Key"][len(prefix) + 1:] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", []))
+    return sorted(o["Key"][len(prefix) + 1 :] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", []))
 
 
 def _names(cm, path):
@@ -34,8 +34,12 @@ def _notebook_bytes(cm, path):
 
 @pytest.fixture
 def jp_server_config(tier_config):
-    return Config({"ServerApp": {"contents_manager_class": TierContentsManager, "jpserver_extensions": {}},
-                   "TierContentsManager": tier_config})
+    return Config(
+        {
+            "ServerApp": {"contents_manager_class": TierContentsManager, "jpserver_extensions": {}},
+            "TierContentsManager": tier_config,
+        }
+    )
 
 
 @pytest.fixture
@@ -146,8 +150,11 @@ async def test_100_mb_chunked_upload_then_get_and_download(tier_manager, api, ht
         piece = block[i:] + block[:i]  # 100 different chunks
         digest.update(piece)
         number = -1 if i == 99 else i + 1
-        await api("PUT", f"{USER}/big.bin", {"type": "file", "format": "base64", "chunk": number,
-                                             "content": base64.b64encode(piece).decode()})
+        await api(
+            "PUT",
+            f"{USER}/big.bin",
+            {"type": "file", "format": "base64", "chunk": number, "content": base64.b64encode(piece).decode()},
+        )
     model = await api("GET", f"{USER}/big.bin", hash="1", content="0")
     assert model["size"] == total
     assert model["hash"] == digest.hexdigest()
@@ -155,8 +162,9 @@ async def test_100_mb_chunked_upload_then_get_and_download(tier_manager, api, ht
     client = SimpleAsyncHTTPClient(force_instance=True, max_body_size=400 * 2**20)
     try:
         for path, params in (("api/contents/alice/big.bin", "?hash=1"), ("files/alice/big.bin", "")):
-            r = await client.fetch(http_server_client.get_url(f"{jp_base_url}{path}{params}"),
-                                   headers=jp_auth_header, request_timeout=300)
+            r = await client.fetch(
+                http_server_client.get_url(f"{jp_base_url}{path}{params}"), headers=jp_auth_header, request_timeout=300
+            )
             if path.startswith("api"):
                 body = json.loads(r.body)
                 assert body["hash"] == digest.hexdigest()

@@ -44,7 +44,9 @@ def test_each_save_is_a_checkpoint_whose_id_is_its_s3_version_id_newest_last(hom
     assert all(c["last_modified"].tzinfo is not None for c in checkpoints)
 
 
-def test_restoring_an_older_version_makes_it_current_by_copy_and_keeps_every_version(home_manager, home_dir, s3, notebook_bucket, tier_prefix):
+def test_restoring_an_older_version_makes_it_current_by_copy_and_keeps_every_version(
+    home_manager, home_dir, s3, notebook_bucket, tier_prefix
+):
     key = f"{tier_prefix}/users/{USER}/report.ipynb"
     for text in ("old", "new"):
         home_manager.save({"type": "notebook", "content": _notebook(text)}, "report.ipynb")
@@ -60,14 +62,18 @@ def test_restoring_an_older_version_makes_it_current_by_copy_and_keeps_every_ver
     assert {v["VersionId"] for v in before} <= {v["VersionId"] for v in after}  # "new" is still there
     assert _source(s3, notebook_bucket, key, before[0]["VersionId"]) == "new"
     head = s3.head_object(Bucket=notebook_bucket, Key=key)
-    assert head["Metadata"].get("sha256") == s3.head_object(Bucket=notebook_bucket, Key=key, VersionId=old_id)["Metadata"]["sha256"]
+    assert (
+        head["Metadata"].get("sha256") == s3.head_object(Bucket=notebook_bucket, Key=key, VersionId=old_id)["Metadata"]["sha256"]
+    )
     # restoring the current version again changes nothing in the bucket
     home_manager.restore_checkpoint(after[0]["VersionId"], "report.ipynb")
     assert len(_versions(s3, notebook_bucket, key)) == len(after)
 
 
 @pytest.mark.parametrize("bad", ["../other", "a b", "", "x" * 1025, "v1/../../etc"])
-def test_a_checkpoint_id_that_is_not_a_version_id_is_refused_before_s3_is_asked(home_manager, s3, notebook_bucket, tier_prefix, bad):
+def test_a_checkpoint_id_that_is_not_a_version_id_is_refused_before_s3_is_asked(
+    home_manager, s3, notebook_bucket, tier_prefix, bad
+):
     key = f"{tier_prefix}/users/{USER}/n.ipynb"
     home_manager.save({"type": "notebook", "content": _notebook("kept")}, "n.ipynb")
     with pytest.raises(HTTPError) as e:
@@ -88,8 +94,10 @@ def test_a_version_id_of_no_version_of_this_file_is_not_found(home_manager, s3, 
 
 @pytest.fixture
 def jp_server_config(home_config):
-    return {"ServerApp": {"contents_manager_class": "lakehub_hub.contents.HomeContentsManager"},
-            "HomeContentsManager": home_config}
+    return {
+        "ServerApp": {"contents_manager_class": "lakehub_hub.contents.HomeContentsManager"},
+        "HomeContentsManager": home_config,
+    }
 
 
 async def test_the_rest_api_lists_versions_and_restores_one_as_jupyterlab_does(jp_fetch, jp_serverapp, home_config):

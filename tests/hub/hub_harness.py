@@ -50,8 +50,12 @@ class CredentialsEndpoint:
     """Serves temporary credentials the way the ECS agent does (AWS_CONTAINER_CREDENTIALS_FULL_URI)."""
 
     def __init__(self, access_key: str, secret_key: str):
-        creds = {"AccessKeyId": access_key, "SecretAccessKey": secret_key, "Token": "container-session-token",
-                 "RoleArn": "arn:aws:iam::123456789012:role/lakehub-tier-test"}
+        creds = {
+            "AccessKeyId": access_key,
+            "SecretAccessKey": secret_key,
+            "Token": "container-session-token",
+            "RoleArn": "arn:aws:iam::123456789012:role/lakehub-tier-test",
+        }
         self.hits = 0
         outer = self
 
@@ -123,8 +127,9 @@ def notebook_lake(s3_endpoint: str, access_key: str, secret_key: str):
     the tier's Unix users. Yields {bucket, creds, endpoint}; all undone afterwards."""
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                      aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id=access_key, aws_secret_access_key=secret_key
+    )
     bucket = f"lakehub-notebooks-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     creds = CredentialsEndpoint(access_key, secret_key)
@@ -136,16 +141,18 @@ def notebook_lake(s3_endpoint: str, access_key: str, secret_key: str):
         restore_modes(changed)
 
 
-def base_hub_env(tier: str, bucket: str, prefix: str, public_port: int, workdir: Path, s3_endpoint: str,
-                 creds_url: str, extra: dict) -> dict:
+def base_hub_env(
+    tier: str, bucket: str, prefix: str, public_port: int, workdir: Path, s3_endpoint: str, creds_url: str, extra: dict
+) -> dict:
     keep = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")}
     home_root = workdir / "home"
     home_root.mkdir(parents=True, exist_ok=True)
     home_root.chmod(0o755)
     env = dict(
         keep,
-        PATH=os.pathsep.join([str(NODE_BIN), str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin",
-                              "/usr/sbin", "/sbin"]),
+        PATH=os.pathsep.join(
+            [str(NODE_BIN), str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        ),
         LAKEHUB_TIER=tier,
         LAKEHUB_SERVER_MODE="shared",  # users' servers are this hub's processes
         LAKEHUB_NOTEBOOK_BUCKET=bucket,
@@ -172,12 +179,17 @@ def start_hub(env: dict, workdir: Path, timeout: float = 60.0) -> Hub:
     port = int(env["LAKEHUB_HUB_PORT"])
     api_port = free_port()
     hub_port = free_port()
-    cmd = [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG),
-           f"--ConfigurableHTTPProxy.api_url=http://{LOOPBACK}:{api_port}",
-           f"--JupyterHub.hub_port={hub_port}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterhub",
+        "-f",
+        str(HUB_CONFIG),
+        f"--ConfigurableHTTPProxy.api_url=http://{LOOPBACK}:{api_port}",
+        f"--JupyterHub.hub_port={hub_port}",
+    ]
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(cmd, cwd=str(workdir), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(cmd, cwd=str(workdir), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     hub = Hub(process, port, workdir, log_path, env)
     for _ in tries(timeout, interval=0.2):
         if process.poll() is not None:
@@ -198,15 +210,25 @@ def start_idp(mode: str, passwords: dict, groups: dict, hub_port: int, workdir: 
         from lakehub.local.idp.oidc import start_oidc
 
         idp = start_oidc(passwords, groups, redirect_uris=[f"http://127.0.0.1:{hub_port}/hub/oauth_callback"], workdir=workdir)
-        env = {"LAKEHUB_AUTH_MODE": "oidc", "LAKEHUB_OIDC_ISSUER": idp.issuer,
-               "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id, "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret}
+        env = {
+            "LAKEHUB_AUTH_MODE": "oidc",
+            "LAKEHUB_OIDC_ISSUER": idp.issuer,
+            "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id,
+            "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret,
+        }
         return idp, env, oidc_sign_in
     from lakehub.local.idp.ldap import start_ldap
 
     idp = start_ldap(passwords, groups)
-    env = {"LAKEHUB_AUTH_MODE": "ldap", "LAKEHUB_LDAP_URL": idp.url, "LAKEHUB_LDAP_CA_FILE": str(idp.ca_file),
-           "LAKEHUB_LDAP_USER_SEARCH_BASE": idp.people_dn, "LAKEHUB_LDAP_BIND_DN": idp.bind_dn,
-           "LAKEHUB_LDAP_BIND_PASSWORD": idp.bind_password, "LAKEHUB_LDAP_GROUP_SEARCH_BASE": idp.groups_dn}
+    env = {
+        "LAKEHUB_AUTH_MODE": "ldap",
+        "LAKEHUB_LDAP_URL": idp.url,
+        "LAKEHUB_LDAP_CA_FILE": str(idp.ca_file),
+        "LAKEHUB_LDAP_USER_SEARCH_BASE": idp.people_dn,
+        "LAKEHUB_LDAP_BIND_DN": idp.bind_dn,
+        "LAKEHUB_LDAP_BIND_PASSWORD": idp.bind_password,
+        "LAKEHUB_LDAP_GROUP_SEARCH_BASE": idp.groups_dn,
+    }
     return idp, env, ldap_sign_in
 
 
@@ -223,8 +245,18 @@ class TierHub:
 
 
 @contextlib.contextmanager
-def tier_hub(mode: str, name: str, bucket: str, prefix: str, s3_endpoint: str, creds_url: str,
-             users, groups: dict, extra: dict | None = None, edit_env=None):
+def tier_hub(
+    mode: str,
+    name: str,
+    bucket: str,
+    prefix: str,
+    s3_endpoint: str,
+    creds_url: str,
+    users,
+    groups: dict,
+    extra: dict | None = None,
+    edit_env=None,
+):
     """A hub with the real config and a real identity provider (`mode`: oidc or ldap) on
     loopback, for `users` (random passwords) in `groups`; `extra` goes into the hub's
     environment over the provider's settings, `edit_env(env)` may change it last. Stops the hub

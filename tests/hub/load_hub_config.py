@@ -105,8 +105,9 @@ def _singleuser_facts(singleuser_dir: str) -> dict:
     out["contents_bucket"] = su.HomeContentsManager.bucket
     out["contents_endpoint"] = su.HomeContentsManager.endpoint_url
     out["default_url"] = su.ServerApp.default_url
-    out["user_packages"] = {k: os.environ[k].replace(os.environ["LAKEHUB_HOME"], "~")
-                            for k in ("PYTHONUSERBASE", "R_LIBS_USER", "PIP_CACHE_DIR")}
+    out["user_packages"] = {
+        k: os.environ[k].replace(os.environ["LAKEHUB_HOME"], "~") for k in ("PYTHONUSERBASE", "R_LIBS_USER", "PIP_CACHE_DIR")
+    }
     return out
 
 

@@ -53,9 +53,16 @@ class FakeHub:
                     return self._send(403, {"message": "not a user's API token"})
                 hub.calls += 1
                 expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=hub.lifetime)
-                return self._send(200, {"AccessKeyId": f"ASIA{hub.calls:016d}", "SecretAccessKey": "relay-test-not-real",
-                                        "Token": f"session-{hub.calls}", "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                        "RoleArn": "arn:aws:iam::123456789012:role/lakehub-pii-tier"})
+                return self._send(
+                    200,
+                    {
+                        "AccessKeyId": f"ASIA{hub.calls:016d}",
+                        "SecretAccessKey": "relay-test-not-real",
+                        "Token": f"session-{hub.calls}",
+                        "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "RoleArn": "arn:aws:iam::123456789012:role/lakehub-pii-tier",
+                    },
+                )
 
             def _send(self, status, body):
                 data = json.dumps(body).encode()
@@ -103,7 +110,10 @@ def server_environ(hub: FakeHub) -> dict:
 
 def test_the_hub_url_is_derived_from_the_api_url():
     assert relay_mod.hub_credentials_url("http://10.0.1.5:8081/hub/api") == "http://10.0.1.5:8081/hub/lakehub/aws-credentials"
-    assert relay_mod.hub_credentials_url("http://127.0.0.1:8081/prefix/hub/api/") == "http://127.0.0.1:8081/prefix/hub/lakehub/aws-credentials"
+    assert (
+        relay_mod.hub_credentials_url("http://127.0.0.1:8081/prefix/hub/api/")
+        == "http://127.0.0.1:8081/prefix/hub/lakehub/aws-credentials"
+    )
     with pytest.raises(relay_mod.RelayError):
         relay_mod.hub_credentials_url("http://127.0.0.1:8081/hub/")
 
@@ -119,7 +129,9 @@ def test_the_relay_replaces_every_variable_botocore_prefers_and_botocore_takes_t
         assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == relay.token
         # What a kernel started from that environment resolves: the session the hub gave, not
         # the task role or the static keys.
-        probe = "import boto3; c = boto3.Session().get_credentials(); print(c.method, c.access_key, c.get_frozen_credentials().token)"
+        probe = (
+            "import boto3; c = boto3.Session().get_credentials(); print(c.method, c.access_key, c.get_frozen_credentials().token)"
+        )
         out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["container-role", "ASIA0000000000000001", "session-1"]
@@ -128,8 +140,7 @@ def test_the_relay_replaces_every_variable_botocore_prefers_and_botocore_takes_t
         relay.stop()
 
 
-PROBE = ("import boto3; c = boto3.Session().get_credentials(); "
-         "print(c.method, c.access_key, c.get_frozen_credentials().token)")
+PROBE = "import boto3; c = boto3.Session().get_credentials(); print(c.method, c.access_key, c.get_frozen_credentials().token)"
 
 
 @pytest.mark.slow
@@ -156,7 +167,9 @@ def test_the_relay_fetches_once_at_start_and_concurrent_requests_share_one_fetch
     try:
         relay.warm()  # start() does this, then waits
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda _: requests.get(relay.url, headers={"Authorization": relay.token}, timeout=30), range(8)))
+            answers = list(
+                pool.map(lambda _: requests.get(relay.url, headers={"Authorization": relay.token}, timeout=30), range(8))
+            )
         assert [a.status_code for a in answers] == [200] * 8
         assert {a.json()["Token"] for a in answers} == {"session-1"}
         assert slowish.requests == 1 and relay.fetches == 1
@@ -221,8 +234,15 @@ def test_the_s3_mounts_wait_for_credentials_at_start_instead_of_failing(monkeypa
             if time.monotonic() < ready_at:
                 status, body = 503, {"message": "not yet"}
             else:
-                status, body = 200, {"AccessKeyId": "ASIAWAITEDFOR0000001", "SecretAccessKey": "relay-test-not-real",
-                                     "Token": "waited", "Expiration": "2099-01-01T00:00:00Z"}
+                status, body = (
+                    200,
+                    {
+                        "AccessKeyId": "ASIAWAITEDFOR0000001",
+                        "SecretAccessKey": "relay-test-not-real",
+                        "Token": "waited",
+                        "Expiration": "2099-01-01T00:00:00Z",
+                    },
+                )
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(data)))
@@ -252,7 +272,12 @@ def test_the_relay_answers_only_its_token(hub):
     try:
         assert requests.get(relay.url, timeout=10).status_code == 403
         assert requests.get(relay.url, headers={"Authorization": "token " + hub.token}, timeout=10).status_code == 403
-        assert requests.get(relay.url.replace("/aws-credentials", "/other"), headers={"Authorization": relay.token}, timeout=10).status_code == 404
+        assert (
+            requests.get(
+                relay.url.replace("/aws-credentials", "/other"), headers={"Authorization": relay.token}, timeout=10
+            ).status_code
+            == 404
+        )
         ok = requests.get(relay.url, headers={"Authorization": relay.token}, timeout=10)
         assert ok.status_code == 200 and ok.json()["AccessKeyId"].startswith("ASIA")
     finally:
@@ -291,11 +316,14 @@ def test_a_task_role_given_as_full_uri_and_token_never_reaches_kernels(hub):
     """The local container runtime gives a task its role as ECS does on some platforms:
     AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN. The relay replaces
     both; when it cannot start, both are gone (kernels get no credentials, not the task role's)."""
+
     def task_env():
         env = server_environ(hub)
         del env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"]
-        env.update(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:9/role/task-id",
-                   AWS_CONTAINER_AUTHORIZATION_TOKEN="task-role-token")
+        env.update(
+            AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:9/role/task-id",
+            AWS_CONTAINER_AUTHORIZATION_TOKEN="task-role-token",
+        )
         return env
 
     env = task_env()
@@ -336,8 +364,13 @@ def test_storage_name_keeps_valid_names_and_separates_cleaned_ones():
 def test_the_hub_assumes_the_data_role_with_the_users_source_identity_and_folder_tag(moto_server):
     """What the hub sends STS (captured from the real request botocore signs and sends): the
     emulator accepts SourceIdentity and Tags without acting on them."""
-    sts = boto3.client("sts", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
-                       aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="test-not-real")
+    sts = boto3.client(
+        "sts",
+        endpoint_url=moto_server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+        aws_secret_access_key="test-not-real",
+    )
     sent = []
     sts.meta.events.register("before-call.sts.AssumeRole", lambda params, **kw: sent.append(params))
     now = [datetime.datetime.now(datetime.timezone.utc).timestamp()]
@@ -361,8 +394,13 @@ def test_the_hub_assumes_the_data_role_with_the_users_source_identity_and_folder
 def test_a_role_from_before_session_tags_gets_sessions_without_tags(moto_server):
     """An on-demand hub stack launched before per-user scope sets LAKEHUB_USER_ROLE_ARN and its
     role's trust allows no sts:TagSession: the hub still names the user, and sends no tag."""
-    sts = boto3.client("sts", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
-                       aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="test-not-real")
+    sts = boto3.client(
+        "sts",
+        endpoint_url=moto_server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+        aws_secret_access_key="test-not-real",
+    )
     sent = []
     sts.meta.events.register("before-call.sts.AssumeRole", lambda params, **kw: sent.append(params))
     UserRoleSessions("arn:aws:iam::123456789012:role/old-users", "us-east-1", sts, tag_sessions=False).get("carol")

@@ -65,13 +65,28 @@ def test_hub_upgrades_an_older_database_on_start_and_keeps_its_users(moto_server
     assert head != OLD_REVISION and _revision(db) == OLD_REVISION
 
     port = H.free_port()
-    idp = start_oidc({"erin": "pw-" + secrets.token_urlsafe(12)}, {TIER_GROUP: ["erin"]},
-                     redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"], workdir=work)
-    env = H.base_hub_env("db-upgrade", "lakehub-notebooks-db-upgrade", "tiers/db-upgrade", port, work,
-                         moto_server.endpoint_url, "http://127.0.0.1:9/creds", {
-                             "LAKEHUB_AUTH_MODE": "oidc", "LAKEHUB_OIDC_ISSUER": idp.issuer,
-                             "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id, "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret,
-                             "LAKEHUB_ALLOWED_GROUPS": TIER_GROUP})
+    idp = start_oidc(
+        {"erin": "pw-" + secrets.token_urlsafe(12)},
+        {TIER_GROUP: ["erin"]},
+        redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"],
+        workdir=work,
+    )
+    env = H.base_hub_env(
+        "db-upgrade",
+        "lakehub-notebooks-db-upgrade",
+        "tiers/db-upgrade",
+        port,
+        work,
+        moto_server.endpoint_url,
+        "http://127.0.0.1:9/creds",
+        {
+            "LAKEHUB_AUTH_MODE": "oidc",
+            "LAKEHUB_OIDC_ISSUER": idp.issuer,
+            "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id,
+            "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret,
+            "LAKEHUB_ALLOWED_GROUPS": TIER_GROUP,
+        },
+    )
     hub = None
     try:
         try:
@@ -80,7 +95,9 @@ def test_hub_upgrades_an_older_database_on_start_and_keeps_its_users(moto_server
             pytest.fail(f"the hub did not start on a database at revision {OLD_REVISION}: {str(exc)[-1500:]}")
         assert _revision(db) == head, "the schema was not upgraded to this JupyterHub's revision"
         backups = sorted(p.name for p in state.glob("jupyterhub.sqlite.*"))
-        assert backups, f"JupyterHub made no backup of the SQLite file before upgrading: {sorted(p.name for p in state.iterdir())}"
+        assert backups, (
+            f"JupyterHub made no backup of the SQLite file before upgrading: {sorted(p.name for p in state.iterdir())}"
+        )
         # The user and their token outlived the upgrade, in the database the running hub uses.
         with sqlite3.connect(db) as conn:
             assert [r[0] for r in conn.execute("select name from users")] == ["erin"]

@@ -108,15 +108,26 @@ def config_error(env: dict) -> str:
 
 def run_jupyterhub(env: dict) -> subprocess.CompletedProcess:
     """The real command: `jupyterhub -f hub_images/jupyterhub_config.py`."""
-    return subprocess.run([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(ROOT),
+    )
 
 
 def assert_common(cfg: dict):
     # kept env variables: the task role's credentials must reach user servers
     assert CONTAINER_CREDENTIAL_VARS <= set(cfg["env_keep"])
-    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "LAKEHUB_OAUTH_CLIENT_SECRET",
-                "LAKEHUB_LDAP_BIND_PASSWORD", "LAKEHUB_COOKIE_SECRET"} & set(cfg["env_keep"])
+    assert not {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "LAKEHUB_OAUTH_CLIENT_SECRET",
+        "LAKEHUB_LDAP_BIND_PASSWORD",
+        "LAKEHUB_COOKIE_SECRET",
+    } & set(cfg["env_keep"])
     assert not any("SECRET" in k or "PASSWORD" in k for k in cfg["spawner_environment"])
     # the culler, as a hub service with the timeout from the environment, and its role
     (culler,) = [s for s in cfg["services"] if s["name"] == "idle-culler"]
@@ -149,8 +160,7 @@ def assert_common(cfg: dict):
 
 
 def test_cognito_mode_uses_generic_oauth_with_cognito_groups_claim(tmp_path):
-    cfg = load(base_env(tmp_path, **COGNITO),
-               {"oauth_user": {"cognito:groups": ["pii-analysts", "x"], "groups": ["ignored"]}})
+    cfg = load(base_env(tmp_path, **COGNITO), {"oauth_user": {"cognito:groups": ["pii-analysts", "x"], "groups": ["ignored"]}})
     assert "oauthenticator.generic.GenericOAuthenticator" in cfg["authenticator_bases"]
     assert cfg["allowed_groups"] == ["pii-analysts", "pii-engineers"]
     assert cfg["manage_groups"] is True
@@ -166,8 +176,10 @@ def test_cognito_mode_uses_generic_oauth_with_cognito_groups_claim(tmp_path):
 
 
 def test_oidc_mode_with_explicit_endpoints_and_custom_groups_claim(tmp_path):
-    cfg = load(base_env(tmp_path, **OIDC, LAKEHUB_ADMIN_GROUPS="platform-admins"),
-               {"oauth_user": {"roles": ["pii-engineers"], "groups": ["ignored"]}})
+    cfg = load(
+        base_env(tmp_path, **OIDC, LAKEHUB_ADMIN_GROUPS="platform-admins"),
+        {"oauth_user": {"roles": ["pii-engineers"], "groups": ["ignored"]}},
+    )
     assert "oauthenticator.generic.GenericOAuthenticator" in cfg["authenticator_bases"]
     assert cfg["allowed_groups"] == ["pii-analysts", "pii-engineers"]
     assert cfg["admin_groups"] == ["platform-admins"]
@@ -197,8 +209,10 @@ def test_ldap_mode_uses_ldaps_with_certificate_checks_and_group_dns(tmp_path):
     cfg = load(base_env(tmp_path, **LDAP))
     assert cfg["authenticator"].endswith("LakehubLDAPAuthenticator")
     assert "ldapauthenticator.ldapauthenticator.LDAPAuthenticator" in cfg["authenticator_bases"]
-    assert cfg["allowed_groups"] == ["cn=pii-analysts,ou=groups,dc=example,dc=com",
-                                     "cn=pii-engineers,ou=groups,dc=example,dc=com"]
+    assert cfg["allowed_groups"] == [
+        "cn=pii-analysts,ou=groups,dc=example,dc=com",
+        "cn=pii-engineers,ou=groups,dc=example,dc=com",
+    ]
     assert (cfg["server_address"], cfg["server_port"], cfg["tls_strategy"]) == ("ldap.example.com", 636, "on_connect")
     assert cfg["tls_kwargs"]["validate"] in ("2", "VerifyMode.CERT_REQUIRED")  # ssl.CERT_REQUIRED
     assert cfg["lookup_dn"] is True
@@ -207,9 +221,15 @@ def test_ldap_mode_uses_ldaps_with_certificate_checks_and_group_dns(tmp_path):
 
 
 def test_ldap_starttls_and_bind_template(tmp_path):
-    env = base_env(tmp_path, **dict(LDAP, LAKEHUB_LDAP_URL="ldap://ldap.example.com",
-                                    LAKEHUB_LDAP_STARTTLS="true",
-                                    LAKEHUB_LDAP_BIND_DN_TEMPLATE="uid={username},ou=people,dc=example,dc=com"))
+    env = base_env(
+        tmp_path,
+        **dict(
+            LDAP,
+            LAKEHUB_LDAP_URL="ldap://ldap.example.com",
+            LAKEHUB_LDAP_STARTTLS="true",
+            LAKEHUB_LDAP_BIND_DN_TEMPLATE="uid={username},ou=people,dc=example,dc=com",
+        ),
+    )
     cfg = load(env)
     assert (cfg["server_port"], cfg["tls_strategy"]) == (389, "before_bind")
     assert cfg["bind_dn_template"] == ["uid={username},ou=people,dc=example,dc=com"]
@@ -227,8 +247,7 @@ PER_USER = {
 
 def test_per_user_mode_hands_over_to_the_fargate_spawner(tmp_path, moto_server):
     # the spawner's start-up reconciliation lists this tier's tasks: on the emulator, none
-    env = base_env(tmp_path, **COGNITO, **PER_USER, LAKEHUB_ECS_ENDPOINT_URL=moto_server.endpoint_url,
-                   **moto_server.client_env())
+    env = base_env(tmp_path, **COGNITO, **PER_USER, LAKEHUB_ECS_ENDPOINT_URL=moto_server.endpoint_url, **moto_server.client_env())
     env.pop("AWS_ENDPOINT_URL")
     cfg = load(env)
     assert cfg["spawner"] == "lakehub_hub.fargate.FargateSpawner"
@@ -249,8 +268,15 @@ def test_cookie_secret_is_hashed_to_32_bytes_and_state_dir_holds_the_database(tm
 
 
 def test_emulator_endpoint_reaches_user_servers(tmp_path):
-    cfg = load(base_env(tmp_path, **COGNITO, LAKEHUB_S3_ENDPOINT_URL="http://127.0.0.1:5000",
-                        LAKEHUB_DATA_BUCKET="acme-lake", LAKEHUB_DATA_PREFIXES="pii/,shared/"))
+    cfg = load(
+        base_env(
+            tmp_path,
+            **COGNITO,
+            LAKEHUB_S3_ENDPOINT_URL="http://127.0.0.1:5000",
+            LAKEHUB_DATA_BUCKET="acme-lake",
+            LAKEHUB_DATA_PREFIXES="pii/,shared/",
+        )
+    )
     env = cfg["spawner_environment"]
     assert env["LAKEHUB_S3_ENDPOINT_URL"] == env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:5000"
     assert env["LAKEHUB_DATA_BUCKET"] == "acme-lake"
@@ -287,8 +313,14 @@ def test_hooks_in_config_d_run_last_in_name_order(tmp_path):
     assert cfg["spawner_environment"]["SITE_FLAG"] == "11"
 
 
-REQUIRED = ["LAKEHUB_TIER", "LAKEHUB_AUTH_MODE", "LAKEHUB_ALLOWED_GROUPS", "LAKEHUB_NOTEBOOK_BUCKET",
-            "LAKEHUB_NOTEBOOK_PREFIX", "LAKEHUB_PUBLIC_URL"]
+REQUIRED = [
+    "LAKEHUB_TIER",
+    "LAKEHUB_AUTH_MODE",
+    "LAKEHUB_ALLOWED_GROUPS",
+    "LAKEHUB_NOTEBOOK_BUCKET",
+    "LAKEHUB_NOTEBOOK_PREFIX",
+    "LAKEHUB_PUBLIC_URL",
+]
 
 
 @pytest.mark.parametrize("missing", REQUIRED + ["LAKEHUB_COGNITO_DOMAIN", "LAKEHUB_OAUTH_CLIENT_SECRET"])
@@ -298,6 +330,7 @@ def test_missing_required_variable_is_one_clear_line(tmp_path, missing):
     assert missing in config_error(env)
 
 
+@pytest.mark.slow
 def test_the_jupyterhub_command_ends_with_the_one_line_and_exit_2(tmp_path):
     env = base_env(tmp_path, **COGNITO)
     del env["LAKEHUB_OAUTH_CLIENT_SECRET"]
@@ -310,14 +343,17 @@ def test_the_jupyterhub_command_ends_with_the_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize("name,value,words", [
-    ("LAKEHUB_AUTH_MODE", "saml", "cognito, oidc, ldap"),
-    ("LAKEHUB_PUBLIC_URL", "http://pii.example.com", "https://"),
-    ("LAKEHUB_IDLE_TIMEOUT", "an hour", "whole number"),
-    ("LAKEHUB_SERVER_MODE", "dedicated", "shared, per-user"),
-    ("LAKEHUB_METRICS", "sometimes", "on or off"),
-    ("LAKEHUB_METRICS_INTERVAL", "a minute", "whole number"),
-])
+@pytest.mark.parametrize(
+    "name,value,words",
+    [
+        ("LAKEHUB_AUTH_MODE", "saml", "cognito, oidc, ldap"),
+        ("LAKEHUB_PUBLIC_URL", "http://pii.example.com", "https://"),
+        ("LAKEHUB_IDLE_TIMEOUT", "an hour", "whole number"),
+        ("LAKEHUB_SERVER_MODE", "dedicated", "shared, per-user"),
+        ("LAKEHUB_METRICS", "sometimes", "on or off"),
+        ("LAKEHUB_METRICS_INTERVAL", "a minute", "whole number"),
+    ],
+)
 def test_wrong_values_are_one_clear_line(tmp_path, name, value, words):
     assert words in config_error(base_env(tmp_path, **dict(COGNITO, **{name: value})))
 
@@ -374,6 +410,7 @@ def test_configure_gives_the_recorded_settings(tmp_path, case, request):
     assert snapshots.snapshot(c, tmp_path, emulator) == GOLDEN[case]
 
 
+@pytest.mark.slow
 def test_the_entry_file_as_jupyterhub_loads_it_gives_the_same_settings_then_runs_the_hooks(tmp_path):
     """A real process: `jupyterhub -f`'s loader on hub_images/jupyterhub_config.py."""
     env = snapshots.case_env("cognito-shared", tmp_path)

@@ -45,8 +45,13 @@ def lake(moto_server):
     """Buckets in the emulator, the container-credentials endpoint, and (as root) reachable Python."""
     _require_tools()
     run = uuid.uuid4().hex[:8]
-    s3 = boto3.client("s3", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
-                      aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=EMULATOR_ACCESS_KEY,
+        aws_secret_access_key=EMULATOR_SECRET_KEY,
+    )
     notebook_bucket, data_bucket = f"lakehub-notebooks-{run}", f"lakehub-data-{run}"
     s3.create_bucket(Bucket=notebook_bucket)
     s3.put_bucket_versioning(Bucket=notebook_bucket, VersioningConfiguration={"Status": "Enabled"})  # as storage.template.yaml
@@ -59,8 +64,13 @@ def lake(moto_server):
     creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
     changed = H.open_interpreter_path() if os.geteuid() == 0 else []
     before = H.unix_users_with_prefix()
-    yield {"s3": s3, "notebook_bucket": notebook_bucket, "data_bucket": data_bucket, "creds": creds,
-           "endpoint": moto_server.endpoint_url}
+    yield {
+        "s3": s3,
+        "notebook_bucket": notebook_bucket,
+        "data_bucket": data_bucket,
+        "creds": creds,
+        "endpoint": moto_server.endpoint_url,
+    }
     creds.stop()
     H.remove_unix_users(H.unix_users_with_prefix() - before)
     H.restore_modes(changed)
@@ -73,11 +83,28 @@ def tier(request, lake):
     groups = {TIER_GROUP: list(MEMBERS), OTHER_GROUP: [OUTSIDER]}
     prefix = f"tiers/{mode}-e2e"
     extra = dict(LAKEHUB_ALLOWED_GROUPS=TIER_GROUP, LAKEHUB_DATA_BUCKET=lake["data_bucket"], LAKEHUB_DATA_PREFIXES="pii/")
-    with H.tier_hub(mode, f"{mode}-e2e", lake["notebook_bucket"], prefix, lake["endpoint"], lake["creds"].url,
-                    (*MEMBERS, OUTSIDER), groups, extra) as t:
+    with H.tier_hub(
+        mode,
+        f"{mode}-e2e",
+        lake["notebook_bucket"],
+        prefix,
+        lake["endpoint"],
+        lake["creds"].url,
+        (*MEMBERS, OUTSIDER),
+        groups,
+        extra,
+    ) as t:
         hub, passwords, sign_in = t.hub, t.passwords, t.sign_in
-        state = {"mode": mode, "hub": hub, "idp": t.idp, "passwords": passwords, "prefix": prefix, "sign_in": sign_in,
-                 "servers": {}, "env": t.env}
+        state = {
+            "mode": mode,
+            "hub": hub,
+            "idp": t.idp,
+            "passwords": passwords,
+            "prefix": prefix,
+            "sign_in": sign_in,
+            "servers": {},
+            "env": t.env,
+        }
 
         def server_for(user):
             if user not in state["servers"]:
@@ -97,8 +124,11 @@ def tier(request, lake):
 
 def test_tier_member_signs_in_and_gets_own_server_as_own_unix_user(tier):
     alice = tier["server_for"]("alice")
-    out = alice.run("python3", "import os, json; print(json.dumps({'uid': os.getuid(), 'user': os.environ.get('USER'), "
-                               "'home': os.environ.get('HOME'), 'env': sorted(os.environ)}))")
+    out = alice.run(
+        "python3",
+        "import os, json; print(json.dumps({'uid': os.getuid(), 'user': os.environ.get('USER'), "
+        "'home': os.environ.get('HOME'), 'env': sorted(os.environ)}))",
+    )
     info = json.loads(out.strip().splitlines()[-1])
     env_names = set(info["env"])
     if os.geteuid() == 0:
@@ -109,8 +139,14 @@ def test_tier_member_signs_in_and_gets_own_server_as_own_unix_user(tier):
     assert "Starting managed service idle-culler" in tier["hub"].log()
     # The task role's credentials reach the user server; no secret of the hub does.
     assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in env_names
-    assert not env_names & {"LAKEHUB_OAUTH_CLIENT_SECRET", "LAKEHUB_LDAP_BIND_PASSWORD", "LAKEHUB_COOKIE_SECRET",
-                            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CONFIGPROXY_AUTH_TOKEN"}
+    assert not env_names & {
+        "LAKEHUB_OAUTH_CLIENT_SECRET",
+        "LAKEHUB_LDAP_BIND_PASSWORD",
+        "LAKEHUB_COOKIE_SECRET",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "CONFIGPROXY_AUTH_TOKEN",
+    }
 
 
 def test_saved_notebook_lands_under_tier_prefix_and_another_member_opens_it_from_shared(tier, lake):
@@ -154,8 +190,10 @@ def test_member_of_other_group_is_refused_with_a_clear_message(tier):
 
 def test_kernels_run_python_and_r_on_the_tier_data_lake(tier, lake):
     alice = tier["server_for"]("alice")
-    py = alice.run("python3", "import pandas as pd, numpy as np, pyarrow, matplotlib, s3fs\n"
-                              "print(int(pd.DataFrame({'a': np.arange(4)})['a'].sum()))")
+    py = alice.run(
+        "python3",
+        "import pandas as pd, numpy as np, pyarrow, matplotlib, s3fs\nprint(int(pd.DataFrame({'a': np.arange(4)})['a'].sum()))",
+    )
     assert py.strip().splitlines()[-1] == "6"
     r = alice.run("ir", "suppressPackageStartupMessages(library(dplyr)); cat(nrow(filter(mtcars, cyl == 4)))")
     assert r.strip().endswith("11")
@@ -199,13 +237,26 @@ def test_idle_culler_stops_an_idle_server(lake, tmp_path):
     work.chmod(0o755)
     port = H.free_port()
     password = "pw-" + secrets.token_urlsafe(12)
-    idp = start_oidc({"dora": password}, {TIER_GROUP: ["dora"]},
-                     redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"], workdir=work)
-    env = H.base_hub_env("cull-e2e", lake["notebook_bucket"], "tiers/cull-e2e", port, work, lake["endpoint"],
-                         lake["creds"].url, {
-                             "LAKEHUB_AUTH_MODE": "oidc", "LAKEHUB_OIDC_ISSUER": idp.issuer,
-                             "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id, "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret,
-                             "LAKEHUB_ALLOWED_GROUPS": TIER_GROUP, "LAKEHUB_IDLE_TIMEOUT": "10"})
+    idp = start_oidc(
+        {"dora": password}, {TIER_GROUP: ["dora"]}, redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"], workdir=work
+    )
+    env = H.base_hub_env(
+        "cull-e2e",
+        lake["notebook_bucket"],
+        "tiers/cull-e2e",
+        port,
+        work,
+        lake["endpoint"],
+        lake["creds"].url,
+        {
+            "LAKEHUB_AUTH_MODE": "oidc",
+            "LAKEHUB_OIDC_ISSUER": idp.issuer,
+            "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id,
+            "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret,
+            "LAKEHUB_ALLOWED_GROUPS": TIER_GROUP,
+            "LAKEHUB_IDLE_TIMEOUT": "10",
+        },
+    )
     hub = None
     try:
         hub = H.start_hub(env, work)
@@ -246,15 +297,19 @@ def test_a_users_symlinks_in_their_home_never_make_root_hand_them_a_system_folde
     decoy.mkdir()
     before = {path: (os.stat(path).st_uid, os.stat(path).st_gid) for path in ("/etc", str(decoy))}
     alice = tier["server_for"]("alice")
-    alice.run("python3", (
-        "import os, uuid\n"
-        "home = os.path.expanduser('~')\n"
-        "for name in ('.local', 'R'):\n"
-        "    path = os.path.join(home, name)\n"
-        "    if os.path.lexists(path): os.rename(path, f'{path}.{uuid.uuid4().hex[:6]}')\n"
-        "os.symlink('/etc', os.path.join(home, '.local'))\n"
-        f"os.symlink({str(decoy)!r}, os.path.join(home, 'R'))\n"
-        "print('linked')"))
+    alice.run(
+        "python3",
+        (
+            "import os, uuid\n"
+            "home = os.path.expanduser('~')\n"
+            "for name in ('.local', 'R'):\n"
+            "    path = os.path.join(home, name)\n"
+            "    if os.path.lexists(path): os.rename(path, f'{path}.{uuid.uuid4().hex[:6]}')\n"
+            "os.symlink('/etc', os.path.join(home, '.local'))\n"
+            f"os.symlink({str(decoy)!r}, os.path.join(home, 'R'))\n"
+            "print('linked')"
+        ),
+    )
     try:
         _restart(tier, "alice")
         after = {path: (os.stat(path).st_uid, os.stat(path).st_gid) for path in before}
@@ -264,8 +319,11 @@ def test_a_users_symlinks_in_their_home_never_make_root_hand_them_a_system_folde
         for path, (uid, gid) in before.items():  # never leave the test machine's /etc changed
             if (os.stat(path).st_uid, os.stat(path).st_gid) != (uid, gid):
                 os.chown(path, uid, gid)
-        alice.run("python3", "import os\nfor n in ('.local', 'R'):\n    p = os.path.expanduser('~/' + n)\n"
-                             "    os.path.islink(p) and os.remove(p)\nprint('unlinked')")
+        alice.run(
+            "python3",
+            "import os\nfor n in ('.local', 'R'):\n    p = os.path.expanduser('~/' + n)\n"
+            "    os.path.islink(p) and os.remove(p)\nprint('unlinked')",
+        )
         _restart(tier, "alice")
 
 
@@ -274,19 +332,31 @@ def test_each_user_has_a_private_temporary_folder_that_python_and_r_use(tier):
     """Issue 14: users shared the host's /tmp (a cross-user leak), and R could not start its
     session on a machine whose /tmp is not world-writable."""
     alice, bob = tier["server_for"]("alice"), tier["server_for"]("bob")
-    info = json.loads(alice.run("python3", (
-        "import os, json, tempfile, stat\n"
-        "d = tempfile.gettempdir(); st = os.stat(d)\n"
-        "open(os.path.join(d, 'alice-secret.txt'), 'w').write('mine')\n"
-        "print(json.dumps({'dir': d, 'env': os.environ.get('TMPDIR'), 'uid': st.st_uid, 'me': os.getuid(),"
-        " 'mode': stat.S_IMODE(st.st_mode)}))")).strip().splitlines()[-1])
+    info = json.loads(
+        alice.run(
+            "python3",
+            (
+                "import os, json, tempfile, stat\n"
+                "d = tempfile.gettempdir(); st = os.stat(d)\n"
+                "open(os.path.join(d, 'alice-secret.txt'), 'w').write('mine')\n"
+                "print(json.dumps({'dir': d, 'env': os.environ.get('TMPDIR'), 'uid': st.st_uid, 'me': os.getuid(),"
+                " 'mode': stat.S_IMODE(st.st_mode)}))"
+            ),
+        )
+        .strip()
+        .splitlines()[-1]
+    )
     assert info["dir"] == info["env"] and info["dir"] != "/tmp"
     assert info["uid"] == info["me"] and info["mode"] == 0o700
     r_temp = alice.run("ir", "cat(normalizePath(tempdir()))").strip().splitlines()[-1]
     assert r_temp.startswith(os.path.realpath(info["dir"]) + "/"), r_temp
-    peek = bob.run("python3", (
-        f"import os\ntry:\n    print(open(os.path.join({info['dir']!r}, 'alice-secret.txt')).read())\n"
-        "except OSError as exc:\n    print('refused', type(exc).__name__)"))
+    peek = bob.run(
+        "python3",
+        (
+            f"import os\ntry:\n    print(open(os.path.join({info['dir']!r}, 'alice-secret.txt')).read())\n"
+            "except OSError as exc:\n    print('refused', type(exc).__name__)"
+        ),
+    )
     assert "refused PermissionError" in peek, peek
 
 
@@ -299,10 +369,14 @@ def test_a_shared_mode_home_survives_a_server_stop_and_start(tier):
 
     alice = tier["server_for"]("alice")
     marker = uuid.uuid4().hex
-    where = alice.run("python3", (
-        "import os\n"
-        f"open(os.path.expanduser('~/kept.txt'), 'w').write({marker!r})\n"
-        "print(os.path.expanduser('~'))")).strip().splitlines()[-1]
+    where = (
+        alice.run(
+            "python3",
+            (f"import os\nopen(os.path.expanduser('~/kept.txt'), 'w').write({marker!r})\nprint(os.path.expanduser('~'))"),
+        )
+        .strip()
+        .splitlines()[-1]
+    )
     unix = unix_username("alice")
     assert where == str(Path(tier["env"]["LAKEHUB_HOME_ROOT"]) / unix)
     st = os.stat(where)

@@ -27,8 +27,9 @@ REDIRECT = "http://127.0.0.1:9/hub/oauth_callback"
 @pytest.fixture(scope="module")
 def op(tmp_path_factory):
     users = {"alice": "pw-" + secrets.token_urlsafe(8), "carol": "pw-" + secrets.token_urlsafe(8)}
-    server = start_oidc(users, {"analysts": ["alice"], "sales": ["carol"]}, redirect_uris=[REDIRECT],
-                        workdir=tmp_path_factory.mktemp("oidc"))
+    server = start_oidc(
+        users, {"analysts": ["alice"], "sales": ["carol"]}, redirect_uris=[REDIRECT], workdir=tmp_path_factory.mktemp("oidc")
+    )
     yield server
     server.stop()
     assert server.process.poll() is not None
@@ -38,18 +39,28 @@ def authorize(op, username, password, verifier="v" * 50):
     """A browser's sign-in: /authorize -> the login form -> post it -> (consent) -> the redirect
     to the client with ?code&state (not followed), or the form again with an error."""
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    params = {"response_type": "code", "client_id": op.client_id, "redirect_uri": REDIRECT,
-              "scope": "openid profile email groups", "state": "s1", "nonce": "n1", "code_challenge": challenge,
-              "code_challenge_method": "S256"}
+    params = {
+        "response_type": "code",
+        "client_id": op.client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "openid profile email groups",
+        "state": "s1",
+        "nonce": "n1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     browser = requests.Session()
     form = browser.get(f"{op.issuer}/authorize", params=params, timeout=10)
     assert form.status_code == 200 and 'type="password"' in form.text
     action = html.unescape(re.search(r'<form method="post" action="([^"]+)"', form.text).group(1))
-    response = browser.post(urllib.parse.urljoin(form.url, action), data={"username": username, "password": password},
-                            allow_redirects=False, timeout=10)
+    response = browser.post(
+        urllib.parse.urljoin(form.url, action),
+        data={"username": username, "password": password},
+        allow_redirects=False,
+        timeout=10,
+    )
     while response.is_redirect and not response.headers["Location"].startswith(REDIRECT):
-        response = browser.get(urllib.parse.urljoin(form.url, response.headers["Location"]), allow_redirects=False,
-                               timeout=10)
+        response = browser.get(urllib.parse.urljoin(form.url, response.headers["Location"]), allow_redirects=False, timeout=10)
     return response
 
 
@@ -65,19 +76,36 @@ def test_oidc_code_flow_issues_a_signed_id_token_with_groups(op):
     assert response.status_code in (302, 303)
     query = urllib.parse.parse_qs(urllib.parse.urlparse(response.headers["Location"]).query)
     assert query["state"] == ["s1"]
-    tokens = requests.post(doc["token_endpoint"], data={"grant_type": "authorization_code", "code": query["code"][0],
-                                                        "redirect_uri": REDIRECT, "code_verifier": "v" * 50,
-                                                        **client_auth(op)}, timeout=10).json()
+    tokens = requests.post(
+        doc["token_endpoint"],
+        data={
+            "grant_type": "authorization_code",
+            "code": query["code"][0],
+            "redirect_uri": REDIRECT,
+            "code_verifier": "v" * 50,
+            **client_auth(op),
+        },
+        timeout=10,
+    ).json()
     key = jwt.PyJWKClient(doc["jwks_uri"]).get_signing_key_from_jwt(tokens["id_token"]).key
     claims = jwt.decode(tokens["id_token"], key, algorithms=["RS256"], audience=op.client_id, issuer=op.issuer)
     assert claims["preferred_username"] == "alice" and claims["groups"] == ["analysts"] and claims["nonce"] == "n1"
-    info = requests.get(doc["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"},
-                        timeout=10).json()
+    info = requests.get(
+        doc["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10
+    ).json()
     assert info["groups"] == ["analysts"]
     # a code works once
-    again = requests.post(doc["token_endpoint"], data={"grant_type": "authorization_code", "code": query["code"][0],
-                                                       "redirect_uri": REDIRECT, "code_verifier": "v" * 50,
-                                                       **client_auth(op)}, timeout=10)
+    again = requests.post(
+        doc["token_endpoint"],
+        data={
+            "grant_type": "authorization_code",
+            "code": query["code"][0],
+            "redirect_uri": REDIRECT,
+            "code_verifier": "v" * 50,
+            **client_auth(op),
+        },
+        timeout=10,
+    )
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
 
 
@@ -88,18 +116,38 @@ def op_password(op, user):
 def test_oidc_refuses_wrong_password_client_secret_pkce_and_redirect(op):
     wrong = authorize(op, "alice", "not-it")
     assert wrong.status_code == 401 and "Invalid username or password" in wrong.text
-    code = urllib.parse.parse_qs(urllib.parse.urlparse(
-        authorize(op, "carol", op_password(op, "carol")).headers["Location"]).query)["code"][0]
-    bad_client = requests.post(f"{op.issuer}/token", data={"grant_type": "authorization_code", "code": code,
-                                                           "redirect_uri": REDIRECT, "code_verifier": "v" * 50,
-                                                           **client_auth(op, "wrong")}, timeout=10)
+    code = urllib.parse.parse_qs(
+        urllib.parse.urlparse(authorize(op, "carol", op_password(op, "carol")).headers["Location"]).query
+    )["code"][0]
+    bad_client = requests.post(
+        f"{op.issuer}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": "v" * 50,
+            **client_auth(op, "wrong"),
+        },
+        timeout=10,
+    )
     assert bad_client.status_code == 401
-    bad_pkce = requests.post(f"{op.issuer}/token", data={"grant_type": "authorization_code", "code": code,
-                                                         "redirect_uri": REDIRECT, "code_verifier": "w" * 50,
-                                                         **client_auth(op)}, timeout=10)
+    bad_pkce = requests.post(
+        f"{op.issuer}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": "w" * 50,
+            **client_auth(op),
+        },
+        timeout=10,
+    )
     assert bad_pkce.status_code == 400
-    evil = requests.get(f"{op.issuer}/authorize", params={"response_type": "code", "client_id": op.client_id,
-                                                          "redirect_uri": "http://127.0.0.1:9/evil"}, timeout=10)
+    evil = requests.get(
+        f"{op.issuer}/authorize",
+        params={"response_type": "code", "client_id": op.client_id, "redirect_uri": "http://127.0.0.1:9/evil"},
+        timeout=10,
+    )
     assert evil.status_code == 400
     assert requests.get(f"{op.issuer}/userinfo", headers={"Authorization": "Bearer nope"}, timeout=10).status_code == 401
 
@@ -108,16 +156,26 @@ def test_oidc_refresh_shows_current_groups_rotates_and_refuses_reuse_and_removed
     users = {"dora": "pw-" + secrets.token_urlsafe(8), "erin": "pw-" + secrets.token_urlsafe(8)}
     op = start_oidc(users, {"analysts": ["dora", "erin"]}, redirect_uris=[REDIRECT], workdir=tmp_path)
     try:
+
         def sign_in(user):
             location = authorize(op, user, users[user]).headers["Location"]
             code = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)["code"][0]
-            return requests.post(f"{op.issuer}/token", data={"grant_type": "authorization_code", "code": code,
-                                                             "redirect_uri": REDIRECT, "code_verifier": "v" * 50,
-                                                             **client_auth(op)}, timeout=10).json()
+            return requests.post(
+                f"{op.issuer}/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": REDIRECT,
+                    "code_verifier": "v" * 50,
+                    **client_auth(op),
+                },
+                timeout=10,
+            ).json()
 
         def refresh(token):
-            return requests.post(f"{op.issuer}/token", data={"grant_type": "refresh_token", "refresh_token": token,
-                                                             **client_auth(op)}, timeout=10)
+            return requests.post(
+                f"{op.issuer}/token", data={"grant_type": "refresh_token", "refresh_token": token, **client_auth(op)}, timeout=10
+            )
 
         first = sign_in("dora")
         op.set_groups({"analysts": ["erin"], "sales": ["dora"]})
@@ -157,8 +215,7 @@ def test_ldap_binds_users_checks_certificates_and_lists_groups(tls):
         (entry,) = service.entries
         assert str(entry.mail) == "carol@lakehub.test" and not entry.userPassword.values  # hashes stay hidden
         if tls:  # a client that does not trust the throw-away CA is refused
-            untrusting = ldap3.Server("127.0.0.1", port=server.port, use_ssl=True,
-                                      tls=ldap3.Tls(validate=ssl.CERT_REQUIRED))
+            untrusting = ldap3.Server("127.0.0.1", port=server.port, use_ssl=True, tls=ldap3.Tls(validate=ssl.CERT_REQUIRED))
             with pytest.raises(ldap3.core.exceptions.LDAPSocketOpenError):
                 ldap3.Connection(untrusting, user=server.bind_dn, password=server.bind_password, auto_bind=True)
     finally:

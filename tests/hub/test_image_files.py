@@ -27,7 +27,8 @@ SECRET_PATTERNS = {
     # (the name of a lakehub environment variable, e.g. contract.ENV_COOKIE_SECRET, is not a secret)
     "password or secret literal": re.compile(
         r"(?i)\b[\w.]*(?:password|passwd|pwd|secret|token|api_key|apikey)\w*\s*[=:]\s*[rbuf]?['\"]"
-        r"(?!(?-i:LAKEHUB_[A-Z0-9_]+)['\"])[^'\"\s$<{]{4,}['\"]"),
+        r"(?!(?-i:LAKEHUB_[A-Z0-9_]+)['\"])[^'\"\s$<{]{4,}['\"]"
+    ),
     "password in a URL": re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:[^/\s:@'\"$<{]{3,}@"),
     "GitHub or Slack token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36}|xox[abpr]-[A-Za-z0-9-]{10,})\b"),
     "JupyterHub cookie secret literal": re.compile(r"cookie_secret\s*=\s*(?:bytes\.fromhex\()?['\"][0-9a-f]{32,}"),
@@ -84,7 +85,8 @@ def test_secret_scanner_catches_planted_secrets(tmp_path):
         'a.client_secret = required("LAKEHUB_OAUTH_CLIENT_SECRET", "the secret")\n'
         'a.lookup_dn_search_password = os.environ["LAKEHUB_LDAP_BIND_PASSWORD"]\n'
         'url = f"{scheme}://{host}:{port}"\n'
-        'ENV_COOKIE_SECRET = "LAKEHUB_COOKIE_SECRET"\n')
+        'ENV_COOKIE_SECRET = "LAKEHUB_COOKIE_SECRET"\n'
+    )
     (tmp_path / "named.py").write_text('cookie_secret = "LAKEHUB_COOKIE_SECRET_VALUE_1x"\n')  # not an env name
     assert scan([tmp_path / "named.py"]) != []
     assert scan([tmp_path / "ok.py"]) == []
@@ -101,16 +103,18 @@ def hadolint() -> str:
 
 
 def test_dockerfile_is_hadolint_clean():
-    result = subprocess.run([hadolint(), "--config", str(HUB / ".hadolint.yaml"), str(DOCKERFILE)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [hadolint(), "--config", str(HUB / ".hadolint.yaml"), str(DOCKERFILE)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_hadolint_fails_a_bad_dockerfile(tmp_path):
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get install -y r-base\nUSER root\n")
-    result = subprocess.run([hadolint(), "--config", str(HUB / ".hadolint.yaml"), str(bad)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [hadolint(), "--config", str(HUB / ".hadolint.yaml"), str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0 and "DL3007" in result.stdout
 
 
@@ -149,8 +153,20 @@ def test_requirements_are_fully_pinned_and_include_the_top_level_pins():
         if line:
             name, _, version = line.partition("==")
             assert pins.get(name.lower().replace("_", "-")) == version, f"{line} is not what requirements.txt locks"
-    for needed in ("jupyterhub", "oauthenticator", "jupyterhub-ldapauthenticator", "jupyterhub-idle-culler",
-                   "s3contents", "s3fs", "jupyterlab", "pandas", "pyarrow", "boto3", "matplotlib", "ipykernel"):
+    for needed in (
+        "jupyterhub",
+        "oauthenticator",
+        "jupyterhub-ldapauthenticator",
+        "jupyterhub-idle-culler",
+        "s3contents",
+        "s3fs",
+        "jupyterlab",
+        "pandas",
+        "pyarrow",
+        "boto3",
+        "matplotlib",
+        "ipykernel",
+    ):
         assert needed in pins
 
 
@@ -199,4 +215,6 @@ def test_apt_version_pins_put_a_wildcard_only_at_the_end():
     pins = apt_version_pins(DOCKERFILE.read_text())
     assert {"r-base-core", "libssl-dev", "curl", "git"} <= set(pins), pins
     assert bad_apt_version_patterns(DOCKERFILE.read_text()) == []
-    assert bad_apt_version_patterns("RUN apt-get install -y libssl-dev=3.0.*~deb12u* curl=7.88.1-10+deb12u*") == ["libssl-dev=3.0.*~deb12u*"]
+    assert bad_apt_version_patterns("RUN apt-get install -y libssl-dev=3.0.*~deb12u* curl=7.88.1-10+deb12u*") == [
+        "libssl-dev=3.0.*~deb12u*"
+    ]

@@ -125,10 +125,12 @@ def test_the_completeness_check_finds_what_a_platform_misses():
     problems = lock.dependency_problems({"a": "1", "c": "1"}, requires, roots, "aarch64")
     assert problems == ["a==1 needs b>=2 but b is not locked for aarch64"]
     assert lock.dependency_problems({"a": "1", "b": "1", "c": "1"}, requires, roots, "aarch64") == [
-        "a==1 needs b>=2 but b==1 is locked for aarch64"]
+        "a==1 needs b>=2 but b==1 is locked for aarch64"
+    ]
     # With every package's metadata known, a package nothing needs is named too.
     assert lock.dependency_problems({"a": "1", "b": "2", "c": "1"}, requires, roots, "x86_64") == [
-        "b is locked for x86_64 but nothing in requirements.in needs it there"]
+        "b is locked for x86_64 but nothing in requirements.in needs it there"
+    ]
 
 
 def test_the_completeness_check_on_the_real_lock_names_a_removed_dependency(entries):
@@ -147,8 +149,12 @@ def test_merge_shares_a_line_where_platforms_agree_and_marks_where_they_differ()
             r.pins[name] = lock.Pin(name, version, digest * 64)
         return r
 
-    merged = lock.merge([res("aarch64", same=("1.0", "a"), split=("2.0", "b"), armonly=("1", "c")),
-                         res("x86_64", same=("1.0", "d"), split=("2.1", "e"))])
+    merged = lock.merge(
+        [
+            res("aarch64", same=("1.0", "a"), split=("2.0", "b"), armonly=("1", "c")),
+            res("x86_64", same=("1.0", "d"), split=("2.1", "e")),
+        ]
+    )
     text = lock.render(merged)
     assert lock.parse_lock(text) == merged
     got = {(e.name, e.version, e.marker): e.hashes for e in merged}
@@ -171,8 +177,12 @@ def test_the_build_context_has_the_lock_but_not_its_inputs_or_tool():
 
 
 def test_a_missing_input_is_one_line_and_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, str(LOCK_TOOL), "--check", "--input", str(tmp_path / "nope.in"),
-                             "--output", str(tmp_path / "out.txt")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(LOCK_TOOL), "--check", "--input", str(tmp_path / "nope.in"), "--output", str(tmp_path / "out.txt")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "nope.in does not exist" in result.stderr
     assert "Traceback" not in result.stderr
@@ -197,8 +207,12 @@ def test_the_tool_locks_each_platform_with_its_own_markers_and_wheels(tmp_path):
     markers select, and a binary package whose newest release has wheels for x86_64 only."""
     index = tmp_path / "index"
     index.mkdir()
-    _wheel(index, "probe", "1.0", requires=('probe-arm; platform_machine == "aarch64"',
-                                            'probe-x86; platform_machine == "x86_64"', "native"))
+    _wheel(
+        index,
+        "probe",
+        "1.0",
+        requires=('probe-arm; platform_machine == "aarch64"', 'probe-x86; platform_machine == "x86_64"', "native"),
+    )
     _wheel(index, "probe-arm", "1.0")
     _wheel(index, "probe-x86", "1.0")
     _wheel(index, "native", "1.0", "cp311-cp311-manylinux_2_17_aarch64")
@@ -211,8 +225,16 @@ def test_the_tool_locks_each_platform_with_its_own_markers_and_wheels(tmp_path):
     elsewhere.mkdir()
     _wheel(elsewhere, "probe-x86", "9.9")
     env = {**os.environ, "PIP_FIND_LINKS": str(elsewhere)}
-    command = [sys.executable, str(LOCK_TOOL), "--find-links", str(index),
-               "--input", str(tmp_path / "requirements.in"), "--output", str(out)]
+    command = [
+        sys.executable,
+        str(LOCK_TOOL),
+        "--find-links",
+        str(index),
+        "--input",
+        str(tmp_path / "requirements.in"),
+        "--output",
+        str(out),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     got = {(e.name, e.version, e.marker) for e in lock.parse_lock(out.read_text())}
@@ -235,9 +257,21 @@ def test_the_tool_locks_each_platform_with_its_own_markers_and_wheels(tmp_path):
 def test_a_hand_edited_lock_that_does_not_parse_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "requirements.in").write_text("probe==1.0\n")
     (tmp_path / "requirements.txt").write_text("probe>=1.0\n")
-    result = subprocess.run([sys.executable, str(LOCK_TOOL), "--find-links", str(tmp_path), "--input",
-                             str(tmp_path / "requirements.in"), "--output", str(tmp_path / "requirements.txt")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(LOCK_TOOL),
+            "--find-links",
+            str(tmp_path),
+            "--input",
+            str(tmp_path / "requirements.in"),
+            "--output",
+            str(tmp_path / "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "rerun with --upgrade" in result.stderr
 
@@ -246,8 +280,9 @@ def test_a_hand_edited_lock_that_does_not_parse_is_one_line_and_exit_2(tmp_path)
 # Network: pip's resolver against PyPI
 # --------------------------------------------------------------------------------------------
 def _check(*args):
-    return subprocess.run([sys.executable, str(LOCK_TOOL), "--check", "--timeout", "150", *args],
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, str(LOCK_TOOL), "--check", "--timeout", "150", *args], capture_output=True, text=True, timeout=180
+    )
 
 
 @pytest.mark.network

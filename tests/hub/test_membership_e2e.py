@@ -46,10 +46,23 @@ def lake(moto_server):
 def tier(request, lake):
     mode = request.param
     groups = {GROUP: ["alice", "bob"], ADMINS: ["ada"]}
-    extra = dict(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_ADMIN_GROUPS=ADMINS,
-                 LAKEHUB_MEMBERSHIP_CHECK_SECONDS=str(INTERVAL), LAKEHUB_IDLE_TIMEOUT="0")
-    with H.tier_hub(mode, f"{mode}-members", lake["bucket"], f"tiers/{mode}-members", lake["endpoint"], lake["creds"].url,
-                    ("alice", "bob", "ada"), groups, extra) as t:
+    extra = dict(
+        LAKEHUB_ALLOWED_GROUPS=GROUP,
+        LAKEHUB_ADMIN_GROUPS=ADMINS,
+        LAKEHUB_MEMBERSHIP_CHECK_SECONDS=str(INTERVAL),
+        LAKEHUB_IDLE_TIMEOUT="0",
+    )
+    with H.tier_hub(
+        mode,
+        f"{mode}-members",
+        lake["bucket"],
+        f"tiers/{mode}-members",
+        lake["endpoint"],
+        lake["creds"].url,
+        ("alice", "bob", "ada"),
+        groups,
+        extra,
+    ) as t:
         hub, passwords, sign_in = t.hub, t.passwords, t.sign_in
         people = {}
         for user in ("alice", "bob", "ada"):
@@ -61,13 +74,21 @@ def tier(request, lake):
                 H.wait_ready(hub.url, user, people[user]["token"])
             except (TimeoutError, requests.HTTPError) as exc:
                 raise AssertionError(f"{exc}\n--- hub log ---\n{hub.log()[-6000:]}") from None
-        yield {"mode": mode, "hub": hub, "idp": t.idp, "sign_in": sign_in, "passwords": passwords, "people": people,
-               "groups": groups}
+        yield {
+            "mode": mode,
+            "hub": hub,
+            "idp": t.idp,
+            "sign_in": sign_in,
+            "passwords": passwords,
+            "people": people,
+            "groups": groups,
+        }
 
 
 def as_admin(tier, path):
-    r = requests.get(f"{tier['hub'].url}/hub/api/{path}", timeout=10,
-                     headers={"Authorization": f"token {tier['people']['ada']['token']}"})
+    r = requests.get(
+        f"{tier['hub'].url}/hub/api/{path}", timeout=10, headers={"Authorization": f"token {tier['people']['ada']['token']}"}
+    )
     r.raise_for_status()
     return r.json()
 
@@ -78,8 +99,9 @@ def server_ready(tier, user) -> bool:
 
 
 def token_works(tier, user) -> bool:
-    r = requests.get(f"{tier['hub'].url}/hub/api/user", timeout=10,
-                     headers={"Authorization": f"token {tier['people'][user]['token']}"})
+    r = requests.get(
+        f"{tier['hub'].url}/hub/api/user", timeout=10, headers={"Authorization": f"token {tier['people'][user]['token']}"}
+    )
     return r.status_code == 200
 
 
@@ -127,8 +149,11 @@ def test_removed_user_loses_server_session_token_and_sign_in_while_others_keep_t
     assert not token_works(tier, "alice"), "alice's API token is refused"
     home = tier["people"]["alice"]["session"].get(f"{hub.url}/hub/home", allow_redirects=False, timeout=10)
     assert home.status_code == 302 and "/hub/login" in home.headers["Location"], "alice's session cookie is refused"
-    spawn = requests.post(f"{hub.url}/hub/api/users/alice/server", timeout=30,
-                          headers={"Authorization": f"token {tier['people']['alice']['token']}"})
+    spawn = requests.post(
+        f"{hub.url}/hub/api/users/alice/server",
+        timeout=30,
+        headers={"Authorization": f"token {tier['people']['alice']['token']}"},
+    )
     assert spawn.status_code == 403
     _, again = tier["sign_in"](hub.url, "alice", tier["passwords"]["alice"])
     assert again.status_code == 403 and "not a member of a group allowed into the" in again.text

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 GROUP = "analysts"
 INTERVAL = 2
-HOOK = '''
+HOOK = """
 from lakehub_hub import hub_metrics
 
 hub_metrics.count_capacity_error()
@@ -50,15 +50,22 @@ class _Task:  # what FargateSpawner offers the user-task gauge
 
 hub_metrics._kept_for_test = _Task()
 hub_metrics.track_spawner(hub_metrics._kept_for_test)
-'''
+"""
 
 
 def series(cw, platform: str, tier: str, name: str, stat: str = "Sum", extra: dict | None = None) -> list[dict]:
     dims = [{"Name": "Platform", "Value": platform}, {"Name": "Tier", "Value": tier}]
     dims += [{"Name": k, "Value": v} for k, v in (extra or {}).items()]
     now = time.time()
-    answer = cw.get_metric_statistics(Namespace=M.NAMESPACE, MetricName=name, Dimensions=dims,
-                                      StartTime=now - 900, EndTime=now + 60, Period=60, Statistics=[stat])
+    answer = cw.get_metric_statistics(
+        Namespace=M.NAMESPACE,
+        MetricName=name,
+        Dimensions=dims,
+        StartTime=now - 900,
+        EndTime=now + 60,
+        Period=60,
+        Statistics=[stat],
+    )
     return answer["Datapoints"]
 
 
@@ -82,14 +89,35 @@ def hub(moto_server, tmp_path_factory):
     hooks = tmp_path_factory.mktemp("metrics-hooks")
     (hooks / "90-count.py").write_text(HOOK)
     platform = f"obs{uuid.uuid4().hex[:6]}"
-    extra = dict(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_IDLE_TIMEOUT="0", LAKEHUB_PLATFORM=platform,
-                 LAKEHUB_METRICS_INTERVAL=str(INTERVAL), LAKEHUB_CLOUDWATCH_ENDPOINT_URL=moto_server.endpoint_url,
-                 LAKEHUB_CONFIG_D=str(hooks))
-    cw = boto3.client("cloudwatch", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
-                      aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
-    with H.notebook_lake(moto_server.endpoint_url, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY) as lake, \
-            H.tier_hub("oidc", "metrics", lake["bucket"], "tiers/metrics", moto_server.endpoint_url, lake["creds"].url,
-                       ("alice",), {GROUP: ["alice"]}, extra) as t:
+    extra = dict(
+        LAKEHUB_ALLOWED_GROUPS=GROUP,
+        LAKEHUB_IDLE_TIMEOUT="0",
+        LAKEHUB_PLATFORM=platform,
+        LAKEHUB_METRICS_INTERVAL=str(INTERVAL),
+        LAKEHUB_CLOUDWATCH_ENDPOINT_URL=moto_server.endpoint_url,
+        LAKEHUB_CONFIG_D=str(hooks),
+    )
+    cw = boto3.client(
+        "cloudwatch",
+        endpoint_url=moto_server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=EMULATOR_ACCESS_KEY,
+        aws_secret_access_key=EMULATOR_SECRET_KEY,
+    )
+    with (
+        H.notebook_lake(moto_server.endpoint_url, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY) as lake,
+        H.tier_hub(
+            "oidc",
+            "metrics",
+            lake["bucket"],
+            "tiers/metrics",
+            moto_server.endpoint_url,
+            lake["creds"].url,
+            ("alice",),
+            {GROUP: ["alice"]},
+            extra,
+        ) as t,
+    ):
         session, response = t.sign_in(t.hub.url, "alice", t.passwords["alice"])
         assert response.status_code == 200, f"sign-in: {response.status_code}\n{t.hub.log()[-3000:]}"
         token = H.api_token(session, t.hub.url, "alice")

@@ -35,8 +35,9 @@ SECRET_VALUE = "cookie-" + uuid.uuid4().hex  # the hub's secret in the emulator
 
 
 def enforce_iam(endpoint_url: str) -> None:
-    req = urllib.request.Request(f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST",
-                                 headers={"Content-Type": "text/plain"})
+    req = urllib.request.Request(
+        f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+    )
     urllib.request.urlopen(req, timeout=10).read()
 
 
@@ -48,8 +49,12 @@ def ondemand():
     work.chmod(0o755)
     server = start_moto_server(log_path=work / "moto.log")
     url = server.endpoint_url
-    setup = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-                 aws_secret_access_key="setup-not-real")
+    setup = dict(
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+        aws_secret_access_key="setup-not-real",
+    )
     iam, s3, sm = (boto3.client(n, **setup) for n in ("iam", "s3", "secretsmanager"))
     run = uuid.uuid4().hex[:8]
     data, notebooks = f"lakehub-data-{run}", f"lakehub-notebooks-{run}"
@@ -59,40 +64,100 @@ def ondemand():
     secret_arn = sm.create_secret(Name=f"lakehub/hubs/{run}/cookie", SecretString=SECRET_VALUE)["ARN"]
     # The hub's own identity (the instance role's stand-in): may assume the user role.
     hub_arn = iam.create_user(UserName="hub-instance")["User"]["Arn"]
-    iam.put_user_policy(UserName="hub-instance", PolicyName="hub", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": "*"},
-        {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": "*"}]}))
+    iam.put_user_policy(
+        UserName="hub-instance",
+        PolicyName="hub",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": "*"},
+                    {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": "*"},
+                ],
+            }
+        ),
+    )
     hub_key = iam.create_access_key(UserName="hub-instance")["AccessKey"]
-    user_role = iam.create_role(RoleName=f"lakehub-hub-users-{run}", Path="/lakehub/", AssumeRolePolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": hub_arn},
-                                                 "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]}]}))["Role"]
-    iam.put_role_policy(RoleName=user_role["RoleName"], PolicyName="data", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{data}/pii/*"]},
-        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{notebooks}"]},
-        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-         "Resource": [f"arn:aws:s3:::{notebooks}/tiers/pii/*"]}]}))
+    user_role = iam.create_role(
+        RoleName=f"lakehub-hub-users-{run}",
+        Path="/lakehub/",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": hub_arn},
+                        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                    }
+                ],
+            }
+        ),
+    )["Role"]
+    iam.put_role_policy(
+        RoleName=user_role["RoleName"],
+        PolicyName="data",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{data}/pii/*"]},
+                    {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{notebooks}"]},
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        "Resource": [f"arn:aws:s3:::{notebooks}/tiers/pii/*"],
+                    },
+                ],
+            }
+        ),
+    )
     enforce_iam(url)
 
-    extra = dict(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_DATA_BUCKET=data, LAKEHUB_DATA_PREFIXES="pii/",
-                 LAKEHUB_TIER_ROLE_ARN=user_role["Arn"],
-                 AWS_ACCESS_KEY_ID=hub_key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"],
-                 AWS_ENDPOINT_URL_STS=url, LAKEHUB_COOKIE_SECRET=SECRET_VALUE)
+    extra = dict(
+        LAKEHUB_ALLOWED_GROUPS=GROUP,
+        LAKEHUB_DATA_BUCKET=data,
+        LAKEHUB_DATA_PREFIXES="pii/",
+        LAKEHUB_TIER_ROLE_ARN=user_role["Arn"],
+        AWS_ACCESS_KEY_ID=hub_key["AccessKeyId"],
+        AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"],
+        AWS_ENDPOINT_URL_STS=url,
+        LAKEHUB_COOKIE_SECRET=SECRET_VALUE,
+    )
 
     def on_ec2(env):
         env.pop("AWS_CONTAINER_CREDENTIALS_FULL_URI")  # on EC2 the hub has IMDS, not the ECS agent
 
     changed = H.open_interpreter_path() if os.geteuid() == 0 else []
     try:
-        with H.tier_hub("oidc", "pii", notebooks, "tiers/pii", url, "unused", ("alice", "bob"), {GROUP: ["alice", "bob"]},
-                        extra, edit_env=on_ec2) as t:
+        with H.tier_hub(
+            "oidc",
+            "pii",
+            notebooks,
+            "tiers/pii",
+            url,
+            "unused",
+            ("alice", "bob"),
+            {GROUP: ["alice", "bob"]},
+            extra,
+            edit_env=on_ec2,
+        ) as t:
             hub = t.hub
             tokens = {}
             for user in t.passwords:
                 session, response = t.sign_in(hub.url, user, t.passwords[user])
                 assert response.status_code == 200, hub.log()[-3000:]
                 tokens[user] = H.api_token(session, hub.url, user)
-            yield {"hub": hub, "env": t.env, "tokens": tokens, "secret_arn": secret_arn, "endpoint": url, "data": data,
-                   "user_role": user_role["Arn"], "hub_key": hub_key}
+            yield {
+                "hub": hub,
+                "env": t.env,
+                "tokens": tokens,
+                "secret_arn": secret_arn,
+                "endpoint": url,
+                "data": data,
+                "user_role": user_role["Arn"],
+                "hub_key": hub_key,
+            }
     finally:
         H.restore_modes(changed)
         server.stop()
@@ -129,13 +194,19 @@ def test_a_users_server_holds_the_user_role_and_no_hub_secret(ondemand):
     alice = start_server(ondemand, "alice")
     out = json.loads(alice.run("python3", PROBE % (ondemand["secret_arn"], ondemand["data"])).strip().splitlines()[-1])
     values = "\n".join(f"{k}={v}" for k, v in out["env"].items())
-    for secret in (SECRET_VALUE, ondemand["hub_key"]["SecretAccessKey"], ondemand["hub_key"]["AccessKeyId"],
-                   ondemand["env"]["LAKEHUB_OAUTH_CLIENT_SECRET"]):
+    for secret in (
+        SECRET_VALUE,
+        ondemand["hub_key"]["SecretAccessKey"],
+        ondemand["hub_key"]["AccessKeyId"],
+        ondemand["env"]["LAKEHUB_OAUTH_CLIENT_SECRET"],
+    ):
         assert secret not in values, "a hub secret reached the user's server"
     # the server's own relay on loopback, and nothing botocore would prefer to it
     assert out["env"]["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
     assert out["env"]["AWS_CONTAINER_CREDENTIALS_FULL_URI"].endswith("/aws-credentials")
-    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_PROFILE"} & set(out["env"])
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_PROFILE"} & set(
+        out["env"]
+    )
     assert out["arn"] == "arn:aws:sts::123456789012:assumed-role/" + ondemand["user_role"].rsplit("/", 1)[1] + "/alice"
     assert out["secret"].startswith("refused:") and "AccessDenied" in out["secret"], out["secret"]
     assert out["data"] == "pii rows"

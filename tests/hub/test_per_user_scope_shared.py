@@ -42,16 +42,27 @@ USERS = ("alice", "bob")
 
 
 def enforce_iam(endpoint_url: str) -> None:
-    req = urllib.request.Request(f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST",
-                                 headers={"Content-Type": "text/plain"})
+    req = urllib.request.Request(
+        f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+    )
     urllib.request.urlopen(req, timeout=10).read()
 
 
 def tier_role_documents(data: str, notebooks: str) -> tuple[dict, list[dict]]:
     """The pii tier role's trust and policies from the generated tier template."""
-    params = {"TierName": "pii", "DataPrefixes": "pii/", "AllowedGroups": GROUP, "HostName": "pii",
-              "DataBucketName": data, "NotebookBucketName": notebooks, "DataKmsKeyArn": "none", "AuthMode": "oidc",
-              "ClusterName": "lakehub", "DomainName": "lakehub.example.com", "VpcCidr": "10.20.0.0/16"}
+    params = {
+        "TierName": "pii",
+        "DataPrefixes": "pii/",
+        "AllowedGroups": GROUP,
+        "HostName": "pii",
+        "DataBucketName": data,
+        "NotebookBucketName": notebooks,
+        "DataKmsKeyArn": "none",
+        "AuthMode": "oidc",
+        "ClusterName": "lakehub",
+        "DomainName": "lakehub.example.com",
+        "VpcCidr": "10.20.0.0/16",
+    }
     role = Resolver(load(TEMPLATES_DIR / "tier.template.yaml"), params).resources()["TierRole"]["Properties"]
     return role["AssumeRolePolicyDocument"], role["Policies"]
 
@@ -64,8 +75,12 @@ def shared():
     work.chmod(0o755)
     server = start_moto_server(log_path=work / "moto.log", iam_evaluator=True)
     url = server.endpoint_url
-    setup = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-                 aws_secret_access_key="setup-not-real")
+    setup = dict(
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+        aws_secret_access_key="setup-not-real",
+    )
     iam, s3 = (boto3.client(n, **setup) for n in ("iam", "s3"))
     run = uuid.uuid4().hex[:8]
     data, notebooks = f"lakehub-data-{run}", f"lakehub-notebooks-{run}"
@@ -74,31 +89,68 @@ def shared():
     s3.put_object(Bucket=data, Key="pii/rows.csv", Body=b"pii rows")
     s3.put_object(Bucket=data, Key="nonpii/rows.csv", Body=b"nonpii rows")
     iam.create_user(UserName="admin")
-    iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    iam.put_user_policy(
+        UserName="admin",
+        PolicyName="all",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+    )
     admin_key = iam.create_access_key(UserName="admin")["AccessKey"]
     trust, policies = tier_role_documents(data, notebooks)
     hub_arn = iam.create_user(UserName="tier-hub")["User"]["Arn"]
     role_arn = f"arn:aws:iam::123456789012:role/lakehub-pii-tier-{run}"
-    iam.put_user_policy(UserName="tier-hub", PolicyName="hub", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": role_arn}]}))
+    iam.put_user_policy(
+        UserName="tier-hub",
+        PolicyName="hub",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                        "Resource": role_arn,
+                    }
+                ],
+            }
+        ),
+    )
     hub_key = iam.create_access_key(UserName="tier-hub")["AccessKey"]
     for statement in trust["Statement"]:
         statement["Principal"] = {"AWS": hub_arn}  # the stand-in for HubRole
     iam.create_role(RoleName=role_arn.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(trust))
     for policy in policies:
-        iam.put_role_policy(RoleName=role_arn.rsplit("/", 1)[1], PolicyName=policy["PolicyName"],
-                            PolicyDocument=json.dumps(policy["PolicyDocument"]))
+        iam.put_role_policy(
+            RoleName=role_arn.rsplit("/", 1)[1],
+            PolicyName=policy["PolicyName"],
+            PolicyDocument=json.dumps(policy["PolicyDocument"]),
+        )
     enforce_iam(url)
 
-    extra = dict(LAKEHUB_ALLOWED_GROUPS=GROUP, LAKEHUB_DATA_BUCKET=data, LAKEHUB_DATA_PREFIXES="pii/",
-                 LAKEHUB_TIER_ROLE_ARN=role_arn, AWS_ACCESS_KEY_ID=hub_key["AccessKeyId"],
-                 AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"], AWS_ENDPOINT_URL_STS=url,
-                 AWS_ENDPOINT_URL=url, LAKEHUB_KEEP_ENV="AWS_ENDPOINT_URL")  # kernels reach the emulator
+    extra = dict(
+        LAKEHUB_ALLOWED_GROUPS=GROUP,
+        LAKEHUB_DATA_BUCKET=data,
+        LAKEHUB_DATA_PREFIXES="pii/",
+        LAKEHUB_TIER_ROLE_ARN=role_arn,
+        AWS_ACCESS_KEY_ID=hub_key["AccessKeyId"],
+        AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"],
+        AWS_ENDPOINT_URL_STS=url,
+        AWS_ENDPOINT_URL=url,
+        LAKEHUB_KEEP_ENV="AWS_ENDPOINT_URL",
+    )  # kernels reach the emulator
     changed = H.open_interpreter_path() if os.geteuid() == 0 else []
     try:
-        with H.tier_hub("oidc", "pii", notebooks, "tiers/pii", url, "unused", USERS, {GROUP: list(USERS)}, extra,
-                        edit_env=lambda env: env.pop("AWS_CONTAINER_CREDENTIALS_FULL_URI")) as t:
+        with H.tier_hub(
+            "oidc",
+            "pii",
+            notebooks,
+            "tiers/pii",
+            url,
+            "unused",
+            USERS,
+            {GROUP: list(USERS)},
+            extra,
+            edit_env=lambda env: env.pop("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        ) as t:
             servers = {}
             for user in USERS:
                 session, response = t.sign_in(t.hub.url, user, t.passwords[user])
@@ -107,8 +159,13 @@ def shared():
                 requests.post(f"{t.hub.url}/hub/api/users/{user}/server", headers={"Authorization": f"token {token}"}, timeout=30)
                 H.wait_ready(t.hub.url, user, token)
                 servers[user] = H.UserServer(t.hub.url, user, token)
-            admin = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                                 aws_access_key_id=admin_key["AccessKeyId"], aws_secret_access_key=admin_key["SecretAccessKey"])
+            admin = boto3.client(
+                "s3",
+                endpoint_url=url,
+                region_name="us-east-1",
+                aws_access_key_id=admin_key["AccessKeyId"],
+                aws_secret_access_key=admin_key["SecretAccessKey"],
+            )
             yield {"servers": servers, "data": data, "notebooks": notebooks, "role": role_arn, "admin": admin, "hub": t.hub}
     finally:
         H.restore_modes(changed)
@@ -120,8 +177,16 @@ def test_two_users_of_one_tier_reach_their_own_and_the_shared_folder_only_in_sha
     servers, role = shared["servers"], shared["role"].rsplit("/", 1)[-1]
 
     def run(me, other):
-        return probe(servers[me], notebooks=shared["notebooks"], lake=shared["data"], tier="pii", me=me, other=other,
-                     own_data="pii/rows.csv", other_data="nonpii/rows.csv")
+        return probe(
+            servers[me],
+            notebooks=shared["notebooks"],
+            lake=shared["data"],
+            tier="pii",
+            me=me,
+            other=other,
+            own_data="pii/rows.csv",
+            other_data="nonpii/rows.csv",
+        )
 
     results = {"alice": run("alice", "bob"), "bob": run("bob", "alice"), "alice again": run("alice", "bob")}
     for who, out in results.items():

@@ -55,9 +55,7 @@ def _threaded_moto():
 @pytest.fixture
 def emulator(_threaded_moto, monkeypatch):
     """A clean emulator, with this process's AWS environment pointing at it."""
-    urllib.request.urlopen(
-        urllib.request.Request(f"{_threaded_moto}/moto-api/reset", method="POST"), timeout=10
-    ).read()
+    urllib.request.urlopen(urllib.request.Request(f"{_threaded_moto}/moto-api/reset", method="POST"), timeout=10).read()
     env = {
         "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
         "AWS_SECRET_ACCESS_KEY": "emulator-secret-not-real",
@@ -224,9 +222,7 @@ def lambda_function(client):
         iam = client("iam")
         trust = {
             "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-            ],
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
         }
         role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
         buf = io.BytesIO()

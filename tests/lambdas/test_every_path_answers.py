@@ -11,11 +11,35 @@ import pytest
 
 HANDLERS = {
     # name: (resource type, client attributes, valid properties for the emulator-less failure)
-    "seed_notebooks": ("Custom::SeedNotebooks", ("s3",), {"NotebookBucket": "b-x", "Tiers": [{"Name": "pii", "NotebookPrefix": "tiers/pii", "DataBucket": "data-lake", "DataPrefixes": ["pii/"]}]}),
-    "wait_for_image": ("Custom::WaitForImage", ("ecr", "codebuild", "cloudformation"), {"ProjectName": "p", "RepositoryName": "r"}),
-    "listener_priority": ("Custom::ListenerPriority", ("elbv2",), {"ListenerArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/a/1/2"}),
+    "seed_notebooks": (
+        "Custom::SeedNotebooks",
+        ("s3",),
+        {
+            "NotebookBucket": "b-x",
+            "Tiers": [{"Name": "pii", "NotebookPrefix": "tiers/pii", "DataBucket": "data-lake", "DataPrefixes": ["pii/"]}],
+        },
+    ),
+    "wait_for_image": (
+        "Custom::WaitForImage",
+        ("ecr", "codebuild", "cloudformation"),
+        {"ProjectName": "p", "RepositoryName": "r"},
+    ),
+    "listener_priority": (
+        "Custom::ListenerPriority",
+        ("elbv2",),
+        {"ListenerArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/a/1/2"},
+    ),
     "secret_arn": ("Custom::SecretArn", ("secretsmanager",), {"SecretName": "lakehub/pii/oidc_client_secret"}),
-    "product_template": ("Custom::ProductTemplate", ("s3",), {"Bucket": "b", "SourceKey": "t/x.template.yaml", "TargetKey": "t/platforms/p/x.template.yaml", "Defaults": {"PlatformName": "p"}}),
+    "product_template": (
+        "Custom::ProductTemplate",
+        ("s3",),
+        {
+            "Bucket": "b",
+            "SourceKey": "t/x.template.yaml",
+            "TargetKey": "t/platforms/p/x.template.yaml",
+            "Defaults": {"PlatformName": "p"},
+        },
+    ),
 }
 
 
@@ -42,7 +66,9 @@ class Boom:
 
 @pytest.mark.parametrize("name", sorted(HANDLERS))
 @pytest.mark.parametrize("request_type", ["Create", "Update"])
-def test_an_exception_in_create_or_update_answers_failed(name, request_type, load_handler, make_event, invoke, failed, monkeypatch):
+def test_an_exception_in_create_or_update_answers_failed(
+    name, request_type, load_handler, make_event, invoke, failed, monkeypatch
+):
     resource_type, clients, props = HANDLERS[name]
     module = load_handler(name)
     for attr in clients:
@@ -73,7 +99,9 @@ def test_an_exception_in_delete_answers_failed(name, load_handler, make_event, i
 
 
 @pytest.mark.parametrize("name", sorted(HANDLERS))
-def test_a_client_that_cannot_be_created_answers_failed_for_every_request(name, load_handler, make_event, invoke, failed, monkeypatch):
+def test_a_client_that_cannot_be_created_answers_failed_for_every_request(
+    name, load_handler, make_event, invoke, failed, monkeypatch
+):
     resource_type, _, props = HANDLERS[name]
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     for key in ("AWS_REGION", "AWS_DEFAULT_REGION"):
@@ -85,7 +113,9 @@ def test_a_client_that_cannot_be_created_answers_failed_for_every_request(name, 
 
 
 @pytest.mark.parametrize("name", sorted(HANDLERS))
-def test_a_call_that_hangs_is_answered_before_the_lambda_times_out(name, load_handler, make_event, cfn, failed, lambda_context, monkeypatch):
+def test_a_call_that_hangs_is_answered_before_the_lambda_times_out(
+    name, load_handler, make_event, cfn, failed, lambda_context, monkeypatch
+):
     resource_type, clients, props = HANDLERS[name]
     module = load_handler(name)
     for attr in clients:

@@ -17,13 +17,18 @@ def _manifest(label: str) -> str:
     """An image manifest whose one layer is `label` (moto makes the digest from the layers' digests;
     ECR from the manifest's bytes: either way another label is another digest)."""
     layer = "sha256:" + hashlib.sha256(label.encode()).hexdigest()
-    return json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(label),
-                   "digest": "sha256:" + hashlib.sha256(label.encode()).hexdigest()},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(label), "digest": layer}],
-    })
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": len(label),
+                "digest": "sha256:" + hashlib.sha256(label.encode()).hexdigest(),
+            },
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(label), "digest": layer}],
+        }
+    )
 
 
 @pytest.fixture
@@ -41,8 +46,14 @@ def resolve(load_handler, make_event, invoke, repo_uri):
     module = load_handler("image_digest")
 
     def run(request_type, tag, uri=None, **kwargs):
-        event = make_event(request_type, TYPE, {"RepositoryUri": uri or repo_uri, "ImageTag": tag},
-                           function=FUNCTION, logical_id="HubImage", **kwargs)
+        event = make_event(
+            request_type,
+            TYPE,
+            {"RepositoryUri": uri or repo_uri, "ImageTag": tag},
+            function=FUNCTION,
+            logical_id="HubImage",
+            **kwargs,
+        )
         return invoke(module, event, function=FUNCTION)
 
     return run

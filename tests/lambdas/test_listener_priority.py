@@ -16,10 +16,16 @@ def alb(client):
         ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"]["SubnetId"]
         for i, az in enumerate("ab")
     ]
-    lb = elbv2.create_load_balancer(Name="lakehub-alb", Subnets=subnets, Type="application", Scheme="internet-facing")["LoadBalancers"][0]
-    tg = elbv2.create_target_group(Name="lakehub-tier", Protocol="HTTP", Port=8000, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    lb = elbv2.create_load_balancer(Name="lakehub-alb", Subnets=subnets, Type="application", Scheme="internet-facing")[
+        "LoadBalancers"
+    ][0]
+    tg = elbv2.create_target_group(Name="lakehub-tier", Protocol="HTTP", Port=8000, VpcId=vpc, TargetType="ip")["TargetGroups"][
+        0
+    ]["TargetGroupArn"]
     listener = elbv2.create_listener(
-        LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
         DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
     )["Listeners"][0]["ListenerArn"]
 
@@ -30,7 +36,8 @@ def alb(client):
         @staticmethod
         def add_rule(priority: int, host: str) -> str:
             return elbv2.create_rule(
-                ListenerArn=listener, Priority=priority,
+                ListenerArn=listener,
+                Priority=priority,
                 Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": [host]}}],
                 Actions=[{"Type": "forward", "TargetGroupArn": tg}],
             )["Rules"][0]["RuleArn"]
@@ -206,4 +213,6 @@ def test_a_claim_is_kept_by_a_repeated_create_and_released_by_delete(allocate, a
 
 
 def test_an_invalid_claim_prefix_fails_with_the_cause(allocate, alb, failed):
-    failed(allocate("Create", {"ListenerArn": alb.arn, "ClaimParameterPrefix": "no-slash"}), "Invalid property ClaimParameterPrefix")
+    failed(
+        allocate("Create", {"ListenerArn": alb.arn, "ClaimParameterPrefix": "no-slash"}), "Invalid property ClaimParameterPrefix"
+    )

@@ -42,7 +42,10 @@ def nat(client, monkeypatch):
     asg.create_auto_scaling_group(
         AutoScalingGroupName=name,
         LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplate"]["LaunchTemplateId"], "Version": "1"},
-        MinSize=0, MaxSize=1, DesiredCapacity=0, AvailabilityZones=["us-east-1a"],
+        MinSize=0,
+        MaxSize=1,
+        DesiredCapacity=0,
+        AvailabilityZones=["us-east-1a"],
     )
     monkeypatch.setenv("NAT_GROUP_NAME", name)
     monkeypatch.setenv("PLATFORM_NAME", PLATFORM)
@@ -68,7 +71,9 @@ def launch(client):
     def run(platform: str | None = PLATFORM, product: str | None = names.ON_DEMAND_HUB_PRODUCT) -> str:
         tags = [{"Key": k, "Value": v} for k, v in ((names.TAG_PLATFORM, platform), (names.TAG_PRODUCT, product)) if v]
         kwargs = {"TagSpecifications": [{"ResourceType": "instance", "Tags": tags}]} if tags else {}
-        return ec2.run_instances(ImageId=image, InstanceType="t4g.large", MinCount=1, MaxCount=1, **kwargs)["Instances"][0]["InstanceId"]
+        return ec2.run_instances(ImageId=image, InstanceType="t4g.large", MinCount=1, MaxCount=1, **kwargs)["Instances"][0][
+            "InstanceId"
+        ]
 
     return run
 

@@ -19,7 +19,7 @@ def test_the_seed_zip_seeds_the_notebooks_it_carries(tmp_path, monkeypatch, clie
     code = tmp_path / "code"
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(code)
-        examples = sorted(n[len("notebooks/"):] for n in zf.namelist() if n.startswith("notebooks/"))
+        examples = sorted(n[len("notebooks/") :] for n in zf.namelist() if n.startswith("notebooks/"))
     for mod in [m for m in sys.modules if m == "crhelper" or m.startswith("crhelper.")]:
         monkeypatch.delitem(sys.modules, mod)
     module = load_function("seed_notebooks", monkeypatch, code=code)  # crhelper and lakehub_cr from the zip, as in Lambda
@@ -56,8 +56,12 @@ def test_the_secret_arn_zip_looks_up_the_full_arn(tmp_path, monkeypatch, client,
     module = load_function("secret_arn", monkeypatch, code=code)
     assert str(code) in sys.modules["crhelper"].__file__
 
-    arn = client("secretsmanager").create_secret(Name="lakehub/pii/ldap_bind_password", SecretString="bind-password-for-tests")["ARN"]
-    event = make_event("Create", "Custom::SecretArn", {"SecretName": "lakehub/pii/ldap_bind_password"}, function="lakehub-secret-arn")
+    arn = client("secretsmanager").create_secret(Name="lakehub/pii/ldap_bind_password", SecretString="bind-password-for-tests")[
+        "ARN"
+    ]
+    event = make_event(
+        "Create", "Custom::SecretArn", {"SecretName": "lakehub/pii/ldap_bind_password"}, function="lakehub-secret-arn"
+    )
     answer = invoke(module, event, function="lakehub-secret-arn")
     assert answer["Status"] == "SUCCESS", answer
     assert answer["Data"]["Arn"] == arn and arn.rsplit("-", 1)[1].isalnum() and len(arn.rsplit("-", 1)[1]) == 6

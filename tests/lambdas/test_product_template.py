@@ -47,7 +47,10 @@ def test_the_copy_names_the_catalogs_platform_and_changes_nothing_else(product, 
     }
     answer = invoke(fn, make_event("Create", "Custom::ProductTemplate", props, function=FUNCTION), function=FUNCTION)
     assert answer["Status"] == "SUCCESS", answer
-    assert answer["Data"]["TemplateUrl"] == f"https://{BUCKET}.s3.us-east-1.amazonaws.com/lakehub/templates/platforms/analytics/{product.filename}"
+    assert (
+        answer["Data"]["TemplateUrl"]
+        == f"https://{BUCKET}.s3.us-east-1.amazonaws.com/lakehub/templates/platforms/analytics/{product.filename}"
+    )
     body = published.get_object(Bucket=BUCKET, Key=props["TargetKey"])["Body"].read()
     (tmp_path / "copy.template.yaml").write_bytes(body)
     copy, original = load(tmp_path / "copy.template.yaml"), load(TEMPLATES_DIR / product.filename)
@@ -60,8 +63,14 @@ def test_the_copy_names_the_catalogs_platform_and_changes_nothing_else(product, 
     assert copy == original, "only the named defaults change"
 
 
-SIGN_IN = {"OidcIssuer": "https://login.example.com/realms/data", "OAuthClientId": "lakehub", "LdapUrl": "", "LdapBindDn": "cn=svc,ou=people,dc=example,dc=com",
-           "LdapUserSearchBase": "ou=people,dc=example,dc=com", "LdapGroupSearchBase": "ou=groups,dc=example,dc=com"}
+SIGN_IN = {
+    "OidcIssuer": "https://login.example.com/realms/data",
+    "OAuthClientId": "lakehub",
+    "LdapUrl": "",
+    "LdapBindDn": "cn=svc,ou=people,dc=example,dc=com",
+    "LdapUserSearchBase": "ou=people,dc=example,dc=com",
+    "LdapGroupSearchBase": "ou=groups,dc=example,dc=com",
+}
 
 
 @pytest.mark.parametrize(("filename", "tier"), [("tier.template.yaml", None), ("hub-instance.template.yaml", "nonpii")])
@@ -69,7 +78,13 @@ def test_pinned_parameters_allow_only_the_platforms_value(filename, tier, fn, pu
     """Issue 14: the copy's sign-in settings (and a hub product's tier) take one value, the
     platform's: CloudFormation refuses any other at launch. Nothing else changes."""
     pins = dict(SIGN_IN, **({"TierName": tier} if tier else {}))
-    props = {"Bucket": BUCKET, "SourceKey": f"lakehub/templates/{filename}", "TargetKey": f"lakehub/templates/platforms/p/{filename}", "Defaults": {"PlatformName": "p"}, "Pins": pins}
+    props = {
+        "Bucket": BUCKET,
+        "SourceKey": f"lakehub/templates/{filename}",
+        "TargetKey": f"lakehub/templates/platforms/p/{filename}",
+        "Defaults": {"PlatformName": "p"},
+        "Pins": pins,
+    }
     answer = invoke(fn, make_event("Create", "Custom::ProductTemplate", props, function=FUNCTION), function=FUNCTION)
     assert answer["Status"] == "SUCCESS", answer
     (tmp_path / "copy.template.yaml").write_bytes(published.get_object(Bucket=BUCKET, Key=props["TargetKey"])["Body"].read())
@@ -86,7 +101,12 @@ def test_a_change_of_the_platforms_sign_in_gives_the_copy_a_new_digest(fn, publi
     """The product's version name carries the copy's Digest (catalog.add_product): a new
     identity provider on main must reach the product as a new version, not stay in the old copy."""
     key = "lakehub/templates/platforms/p/tier.template.yaml"
-    base = {"Bucket": BUCKET, "SourceKey": "lakehub/templates/tier.template.yaml", "TargetKey": key, "Defaults": {"PlatformName": "p"}}
+    base = {
+        "Bucket": BUCKET,
+        "SourceKey": "lakehub/templates/tier.template.yaml",
+        "TargetKey": key,
+        "Defaults": {"PlatformName": "p"},
+    }
     digests = []
     for issuer in ("https://login.example.com/a", "https://login.example.com/a", "https://login.example.com/b"):
         props = dict(base, Pins=dict(SIGN_IN, OidcIssuer=issuer))
@@ -97,16 +117,34 @@ def test_a_change_of_the_platforms_sign_in_gives_the_copy_a_new_digest(fn, publi
 
 
 def test_update_writes_again_and_delete_removes_the_copy(fn, published, make_event, invoke):
-    props = {"Bucket": BUCKET, "SourceKey": "lakehub/templates/hub-instance.template.yaml", "TargetKey": "lakehub/templates/platforms/a1/hub-instance.template.yaml", "Defaults": {"PlatformName": "a1"}}
+    props = {
+        "Bucket": BUCKET,
+        "SourceKey": "lakehub/templates/hub-instance.template.yaml",
+        "TargetKey": "lakehub/templates/platforms/a1/hub-instance.template.yaml",
+        "Defaults": {"PlatformName": "a1"},
+    }
     created = invoke(fn, make_event("Create", "Custom::ProductTemplate", props, function=FUNCTION), function=FUNCTION)
     physical = created["PhysicalResourceId"]
     assert physical == f"s3://{BUCKET}/{props['TargetKey']}"
     published.delete_object(Bucket=BUCKET, Key=props["TargetKey"])
-    updated = invoke(fn, make_event("Update", "Custom::ProductTemplate", {**props, "Version": "v2"}, old_properties=props, physical_id=physical, function=FUNCTION), function=FUNCTION)
+    updated = invoke(
+        fn,
+        make_event(
+            "Update",
+            "Custom::ProductTemplate",
+            {**props, "Version": "v2"},
+            old_properties=props,
+            physical_id=physical,
+            function=FUNCTION,
+        ),
+        function=FUNCTION,
+    )
     assert updated["Status"] == "SUCCESS" and updated["PhysicalResourceId"] == physical
     published.head_object(Bucket=BUCKET, Key=props["TargetKey"])
     for _ in range(2):  # the second Delete finds nothing and still succeeds
-        deleted = invoke(fn, make_event("Delete", "Custom::ProductTemplate", props, physical_id=physical, function=FUNCTION), function=FUNCTION)
+        deleted = invoke(
+            fn, make_event("Delete", "Custom::ProductTemplate", props, physical_id=physical, function=FUNCTION), function=FUNCTION
+        )
         assert deleted["Status"] == "SUCCESS"
     assert published.list_objects_v2(Bucket=BUCKET, Prefix="lakehub/templates/platforms/").get("KeyCount", 0) == 0
     assert published.head_object(Bucket=BUCKET, Key=props["SourceKey"])  # the published template stays
@@ -117,12 +155,22 @@ def test_update_writes_again_and_delete_removes_the_copy(fn, published, make_eve
     [
         ({"Defaults": {"NoSuchParameter": "/lakehub/x/NoSuchParameter"}}, "no parameter with a Default named NoSuchParameter"),
         ({"SourceKey": "lakehub/templates/missing.template.yaml"}, "run lakehub publish first"),
-        ({"TargetKey": "lakehub/templates/tier.template.yaml", "SourceKey": "lakehub/templates/tier.template.yaml"}, "must differ from SourceKey"),
+        (
+            {"TargetKey": "lakehub/templates/tier.template.yaml", "SourceKey": "lakehub/templates/tier.template.yaml"},
+            "must differ from SourceKey",
+        ),
         ({"Defaults": {"PlatformName": "x\nResources: {}"}}, "Invalid property Defaults"),
         ({"Pins": {"OidcIssuer": "https://x\nResources: {}"}}, "Invalid property Pins"),
         ({"Pins": {"NoSuchParameter": ""}}, "NoSuchParameter"),
     ],
 )
 def test_bad_requests_fail_with_the_reason(props, says, fn, published, make_event, invoke, failed):
-    base = {"Bucket": BUCKET, "SourceKey": "lakehub/templates/tier.template.yaml", "TargetKey": "lakehub/templates/platforms/b/tier.template.yaml", "Defaults": {"PlatformName": "b"}}
-    failed(invoke(fn, make_event("Create", "Custom::ProductTemplate", {**base, **props}, function=FUNCTION), function=FUNCTION), says)
+    base = {
+        "Bucket": BUCKET,
+        "SourceKey": "lakehub/templates/tier.template.yaml",
+        "TargetKey": "lakehub/templates/platforms/b/tier.template.yaml",
+        "Defaults": {"PlatformName": "b"},
+    }
+    failed(
+        invoke(fn, make_event("Create", "Custom::ProductTemplate", {**base, **props}, function=FUNCTION), function=FUNCTION), says
+    )

@@ -19,7 +19,9 @@ def look_up(load_handler, make_event, invoke, monkeypatch):
     module = load_handler("secret_arn")
 
     def run(request_type, name=NAME, **kwargs):
-        event = make_event(request_type, TYPE, {"SecretName": name}, function=FUNCTION, logical_id="OidcClientSecretArn", **kwargs)
+        event = make_event(
+            request_type, TYPE, {"SecretName": name}, function=FUNCTION, logical_id="OidcClientSecretArn", **kwargs
+        )
         return invoke(module, event, function=FUNCTION)
 
     return run

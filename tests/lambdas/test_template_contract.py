@@ -22,7 +22,10 @@ CONTRACT = {
     "Custom::ListenerPriority": ({"ListenerArn", "Preferred", "Minimum", "ClaimParameterPrefix"}, {"ListenerArn"}),
     "Custom::SecretArn": ({"SecretName"}, {"SecretName"}),
     "Custom::ImageDigest": ({"RepositoryUri", "ImageTag"}, {"RepositoryUri", "ImageTag"}),
-    "Custom::ProductTemplate": ({"Bucket", "SourceKey", "TargetKey", "Defaults", "Pins", "Version"}, {"Bucket", "SourceKey", "TargetKey", "Defaults"}),
+    "Custom::ProductTemplate": (
+        {"Bucket", "SourceKey", "TargetKey", "Defaults", "Pins", "Version"},
+        {"Bucket", "SourceKey", "TargetKey", "Defaults"},
+    ),
 }
 TIER_KEYS = {"Name", "NotebookPrefix", "DataBucket", "DataPrefixes"}
 
@@ -40,7 +43,11 @@ def _custom_resources():
 
 def _resource_type(resource: dict) -> str:
     # troposphere puts a resource_type set after construction into Properties by mistake.
-    return resource["Type"] if resource["Type"] != "AWS::CloudFormation::CustomResource" else resource.get("Properties", {}).get("resource_type", "?")
+    return (
+        resource["Type"]
+        if resource["Type"] != "AWS::CloudFormation::CustomResource"
+        else resource.get("Properties", {}).get("resource_type", "?")
+    )
 
 
 pytestmark = pytest.mark.skipif(not list(TEMPLATES.glob("*.template.yaml")), reason="templates/ is empty")

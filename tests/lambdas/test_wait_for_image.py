@@ -63,7 +63,11 @@ def aws(client, lambda_function, builds):
         name=PROJECT,
         source={"type": "S3", "location": "lakehub-assets/hub-image-source.zip"},
         artifacts={"type": "NO_ARTIFACTS"},
-        environment={"type": "ARM_CONTAINER", "image": "aws/codebuild/amazonlinux2-aarch64-standard:3.0", "computeType": "BUILD_GENERAL1_SMALL"},
+        environment={
+            "type": "ARM_CONTAINER",
+            "image": "aws/codebuild/amazonlinux2-aarch64-standard:3.0",
+            "computeType": "BUILD_GENERAL1_SMALL",
+        },
         serviceRole=role,
     )
     lambda_function(FUNCTION)
@@ -90,7 +94,13 @@ def push_image(ecr, tag="latest", content="v1") -> str:
 
 
 def props(**overrides) -> dict:
-    base = {"ProjectName": PROJECT, "RepositoryName": REPO, "ImageTag": "latest", "SourceVersion": "src-1", "TimeoutSeconds": "1800"}
+    base = {
+        "ProjectName": PROJECT,
+        "RepositoryName": REPO,
+        "ImageTag": "latest",
+        "SourceVersion": "src-1",
+        "TimeoutSeconds": "1800",
+    }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -130,7 +140,12 @@ def test_create_answers_at_once_when_the_image_is_already_there(wait, aws):
     _, answer = wait("Create")
     assert answer["Status"] == "SUCCESS", answer
     assert answer["PhysicalResourceId"] == f"image/{REPO}:latest"
-    assert answer["Data"] == {"ImageUri": f"{REPO_URI}:latest", "ImageUriDigest": f"{REPO_URI}@{digest}", "ImageDigest": digest, "BuildId": ""}
+    assert answer["Data"] == {
+        "ImageUri": f"{REPO_URI}:latest",
+        "ImageUriDigest": f"{REPO_URI}@{digest}",
+        "ImageDigest": digest,
+        "BuildId": "",
+    }
     assert aws.codebuild.list_builds()["ids"] == []  # nothing built
     assert polling_rules(aws) == []  # nothing scheduled
 
@@ -149,7 +164,12 @@ def test_create_starts_the_build_and_polls_until_the_image_exists(wait, aws, bui
 
     assert answer["Status"] == "SUCCESS", answer
     assert answer["PhysicalResourceId"] == f"image/{REPO}:latest"
-    assert answer["Data"] == {"ImageUri": f"{REPO_URI}:latest", "ImageUriDigest": f"{REPO_URI}@{digest}", "ImageDigest": digest, "BuildId": build_id}
+    assert answer["Data"] == {
+        "ImageUri": f"{REPO_URI}:latest",
+        "ImageUriDigest": f"{REPO_URI}@{digest}",
+        "ImageDigest": digest,
+        "BuildId": build_id,
+    }
     assert polling_rules(aws) == []  # crhelper removed its rule ...
     with pytest.raises(aws.lambda_.exceptions.ResourceNotFoundException):
         aws.lambda_.get_policy(FunctionName=FUNCTION)  # ... and the permission
@@ -162,7 +182,13 @@ def test_a_failed_build_fails_the_resource_with_build_id_and_log_link(wait, aws,
     builds.set_status(build_id, status)
     answer = wait.poll(event)
     stream = build_id.split(":")[1]
-    failed(answer, f"Image build {status}", build_id, "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEvent:group=%2Faws%2Fcodebuild%2Flakehub-hub-image;stream=" + stream)
+    failed(
+        answer,
+        f"Image build {status}",
+        build_id,
+        "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEvent:group=%2Faws%2Fcodebuild%2Flakehub-hub-image;stream="
+        + stream,
+    )
     assert polling_rules(aws) == []
 
 
@@ -178,7 +204,13 @@ def test_the_wait_is_bounded_by_timeout_seconds(wait, aws, monkeypatch, failed):
 def test_a_long_project_name_still_leaves_the_cause_and_build_id_in_the_reason(wait, aws, builds, client, failed):
     long_project = "lakehub-" + "x" * 80
     role = client("iam").get_role(RoleName="codebuild-role")["Role"]["Arn"]
-    aws.codebuild.create_project(name=long_project, source={"type": "S3", "location": "lakehub-assets/hub-image-source.zip"}, artifacts={"type": "NO_ARTIFACTS"}, environment={"type": "ARM_CONTAINER", "image": "i", "computeType": "BUILD_GENERAL1_SMALL"}, serviceRole=role)
+    aws.codebuild.create_project(
+        name=long_project,
+        source={"type": "S3", "location": "lakehub-assets/hub-image-source.zip"},
+        artifacts={"type": "NO_ARTIFACTS"},
+        environment={"type": "ARM_CONTAINER", "image": "i", "computeType": "BUILD_GENERAL1_SMALL"},
+        serviceRole=role,
+    )
     event, _ = wait("Create", props(ProjectName=long_project))
     [build_id] = aws.codebuild.list_builds()["ids"]
     builds.set_status(build_id, "FAILED")
@@ -235,7 +267,9 @@ def test_update_to_a_tag_already_in_ecr_promotes_it_without_a_build(wait, aws):
 def test_update_during_rollback_keeps_the_image_without_building(wait, aws, monkeypatch):
     push_image(aws.ecr)
     monkeypatch.setattr(wait.module, "_stack_status", lambda stack_id: "UPDATE_ROLLBACK_IN_PROGRESS")
-    _, answer = wait("Update", props(SourceVersion="src-1"), old_properties=props(SourceVersion="src-2"), physical_id=f"image/{REPO}:latest")
+    _, answer = wait(
+        "Update", props(SourceVersion="src-1"), old_properties=props(SourceVersion="src-2"), physical_id=f"image/{REPO}:latest"
+    )
     assert answer["Status"] == "SUCCESS"
     assert aws.codebuild.list_builds()["ids"] == []
 

@@ -35,8 +35,9 @@ def lakehub(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     for key in list(env):
         if key.startswith("AWS_"):
             env.pop(key)
-    return subprocess.run([sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+    )
 
 
 class Platform:
@@ -53,8 +54,17 @@ class Platform:
         runtime = runtime or self.runtime
         extra = ["--runtime", runtime]
         env = self.env if env is None else env
-        return lakehub("local", "up", "--state-dir", str(self.state_dir), "--base-port", str(self.base), *extra,
-                       timeout=1200 if runtime == "container" else 600, env=env)
+        return lakehub(
+            "local",
+            "up",
+            "--state-dir",
+            str(self.state_dir),
+            "--base-port",
+            str(self.base),
+            *extra,
+            timeout=1200 if runtime == "container" else 600,
+            env=env,
+        )
 
     def down(self) -> subprocess.CompletedProcess:
         return lakehub("local", "down", "--state-dir", str(self.state_dir), timeout=180)
@@ -78,6 +88,10 @@ class Platform:
 
     def admin_s3(self):
         state = self.state()
-        return boto3.client("s3", endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
-                            aws_access_key_id=state["admin"]["AccessKeyId"],
-                            aws_secret_access_key=state["admin"]["SecretAccessKey"])
+        return boto3.client(
+            "s3",
+            endpoint_url=state["emulator_endpoint"],
+            region_name="us-east-1",
+            aws_access_key_id=state["admin"]["AccessKeyId"],
+            aws_secret_access_key=state["admin"]["SecretAccessKey"],
+        )

@@ -25,8 +25,12 @@ from lakehub.local.agent import LocalAgent
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.container]
 
 IMAGE = os.environ.get("LAKEHUB_TEST_HUB_IMAGE", "")
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+)
 _n = itertools.count()
 
 
@@ -51,8 +55,12 @@ def world(local_emulator, hub_image, tmp_path_factory):
     """A cluster, a tier role and an execution role in the local emulator, and a container
     agent watching the cluster."""
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }.items():
             mp.setenv(key, value)
         for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
             mp.delenv(key, raising=False)
@@ -70,16 +78,33 @@ def world(local_emulator, hub_image, tmp_path_factory):
         cluster = "lakehub-p2-containers"
         ecs.create_cluster(clusterName=cluster, capacityProviders=["FARGATE"])
         work = tmp_path_factory.mktemp("container-agent")
-        agent = LocalAgent(local_emulator, clusters=[cluster], work_dir=work, poll_interval=0.2,
-                           control_token=local_emulator.control_token, runtime="container").start()
+        agent = LocalAgent(
+            local_emulator,
+            clusters=[cluster],
+            work_dir=work,
+            poll_interval=0.2,
+            control_token=local_emulator.control_token,
+            runtime="container",
+        ).start()
 
         class World:
             pass
 
         w = World()
-        w.__dict__.update(ecs=ecs, sm=client("secretsmanager"), ssm=client("ssm"), cluster=cluster,
-                          tier_role=tier_role, exec_role=exec_role, subnet=subnet, sg=sg, agent=agent,
-                          image=hub_image, endpoint_url=str(local_emulator), client=client)
+        w.__dict__.update(
+            ecs=ecs,
+            sm=client("secretsmanager"),
+            ssm=client("ssm"),
+            cluster=cluster,
+            tier_role=tier_role,
+            exec_role=exec_role,
+            subnet=subnet,
+            sg=sg,
+            agent=agent,
+            image=hub_image,
+            endpoint_url=str(local_emulator),
+            client=client,
+        )
 
         def register(**container):
             container.setdefault("name", "notebook")
@@ -87,17 +112,27 @@ def world(local_emulator, hub_image, tmp_path_factory):
             container.setdefault("memoryReservation", 512)
             container.setdefault("user", "1000")
             return ecs.register_task_definition(
-                family=f"lakehub-p2-{next(_n)}", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
-                cpu="1024", memory="4096", taskRoleArn=tier_role, executionRoleArn=exec_role,
-                containerDefinitions=[container])["taskDefinition"]["taskDefinitionArn"]
+                family=f"lakehub-p2-{next(_n)}",
+                networkMode="awsvpc",
+                requiresCompatibilities=["FARGATE"],
+                cpu="1024",
+                memory="4096",
+                taskRoleArn=tier_role,
+                executionRoleArn=exec_role,
+                containerDefinitions=[container],
+            )["taskDefinition"]["taskDefinitionArn"]
 
         def run(td, user="ann", hub=None, **kwargs):
             tags = [{"key": "lakehub:user", "value": user}] if user else []
             tags += [{"key": "lakehub:hub", "value": hub}] if hub else []
             return ecs.run_task(
-                cluster=cluster, taskDefinition=td, launchType="FARGATE", tags=tags,
+                cluster=cluster,
+                taskDefinition=td,
+                launchType="FARGATE",
+                tags=tags,
                 networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [sg]}},
-                **kwargs)["tasks"][0]["taskArn"]
+                **kwargs,
+            )["tasks"][0]["taskArn"]
 
         def describe(arn):
             return ecs.describe_tasks(cluster=cluster, tasks=[arn], include=["TAGS"])["tasks"][0]
@@ -109,6 +144,7 @@ def world(local_emulator, hub_image, tmp_path_factory):
             def tag():
                 tags = {t["key"]: t["value"] for t in describe(arn).get("tags") or []}
                 return tags.get("lakehub:local-endpoint")
+
             return wait_for(tag, timeout=timeout)
 
         def log_of(arn):
@@ -121,8 +157,12 @@ def world(local_emulator, hub_image, tmp_path_factory):
 
 
 def _request(url, method="GET", body=None, token=None, timeout=10):
-    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": f"token {token}"} if token else {})
+    req = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"token {token}"} if token else {},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read().decode()
@@ -150,8 +190,13 @@ def test_per_user_server_without_working_directory_cannot_start_a_kernel_and_wit
     for which, arn in arns.items():
         url = "http://" + world.endpoint(arn)
         assert wait_for(lambda: _request(f"{url}/api/status", token=token)[0] == 200, timeout=120), world.log_of(arn)
-        answers[which] = _request(f"{url}/api/sessions", "POST", token=token, timeout=60, body={
-            "path": "Untitled.ipynb", "type": "notebook", "name": "", "kernel": {"name": "python3"}})
+        answers[which] = _request(
+            f"{url}/api/sessions",
+            "POST",
+            token=token,
+            timeout=60,
+            body={"path": "Untitled.ipynb", "type": "notebook", "name": "", "kernel": {"name": "python3"}},
+        )
     status, text = answers["old"]
     assert status == 500 and "Permission denied: '/srv/jupyterhub'" in text, answers["old"]
     status, text = answers["fixed"]
@@ -192,21 +237,32 @@ time.sleep(600)
 
 def test_a_container_gets_its_user_environment_secrets_and_role_and_nothing_else(world, monkeypatch):
     sm_arn = world.sm.create_secret(Name=f"lakehub-p2/plain-{next(_n)}", SecretString="sm-secret-value")["ARN"]
-    json_arn = world.sm.create_secret(Name=f"lakehub-p2/json-{next(_n)}",
-                                      SecretString=json.dumps({"password": "json-secret-value"}))["ARN"]
+    json_arn = world.sm.create_secret(
+        Name=f"lakehub-p2/json-{next(_n)}", SecretString=json.dumps({"password": "json-secret-value"})
+    )["ARN"]
     world.ssm.put_parameter(Name="/lakehub-p2/ssm-secure", Value="ssm-secret-value", Type="SecureString")
     world.ssm.put_parameter(Name="/lakehub-p2/ssm-arn", Value="ssm-arn-value", Type="String")
     ssm_arn = "arn:aws:ssm:us-east-1:123456789012:parameter/lakehub-p2/ssm-arn"
     monkeypatch.setenv("AGENT_ONLY_MARKER", "agent-environment-leaked")  # the agent's own: must not arrive
     td = world.register(
-        command=["python", "-c", PROBE], workingDirectory=tier.USER_SERVER_HOME, readonlyRootFilesystem=True,
+        command=["python", "-c", PROBE],
+        workingDirectory=tier.USER_SERVER_HOME,
+        readonlyRootFilesystem=True,
         environment=[{"name": "PLAIN", "value": "plain-value"}],
-        secrets=[{"name": "SM_FULL", "valueFrom": sm_arn},
-                 {"name": "SM_KEY", "valueFrom": f"{json_arn}:password::"},
-                 {"name": "SSM_NAME", "valueFrom": "/lakehub-p2/ssm-secure"},
-                 {"name": "SSM_ARN", "valueFrom": ssm_arn}])
-    arn = world.run(td, user="probe", overrides={"containerOverrides": [
-        {"name": "notebook", "environment": [{"name": "MULTI", "value": "line one\nline two"}]}]})
+        secrets=[
+            {"name": "SM_FULL", "valueFrom": sm_arn},
+            {"name": "SM_KEY", "valueFrom": f"{json_arn}:password::"},
+            {"name": "SSM_NAME", "valueFrom": "/lakehub-p2/ssm-secure"},
+            {"name": "SSM_ARN", "valueFrom": ssm_arn},
+        ],
+    )
+    arn = world.run(
+        td,
+        user="probe",
+        overrides={
+            "containerOverrides": [{"name": "notebook", "environment": [{"name": "MULTI", "value": "line one\nline two"}]}]
+        },
+    )
     line = wait_for(lambda: next((x for x in world.log_of(arn).splitlines() if x.startswith("PROBE ")), None), timeout=120)
     assert line, world.log_of(arn)
     probe = json.loads(line.removeprefix("PROBE "))
@@ -214,7 +270,13 @@ def test_a_container_gets_its_user_environment_secrets_and_role_and_nothing_else
     assert probe["cwd"] == tier.USER_SERVER_HOME
     env = probe["env"]
     assert (env["PLAIN"], env["SM_FULL"], env["SM_KEY"], env["SSM_NAME"], env["SSM_ARN"], env["MULTI"]) == (
-        "plain-value", "sm-secret-value", "json-secret-value", "ssm-secret-value", "ssm-arn-value", "line one\nline two")
+        "plain-value",
+        "sm-secret-value",
+        "json-secret-value",
+        "ssm-secret-value",
+        "ssm-arn-value",
+        "line one\nline two",
+    )
     assert env["AGENT_ONLY_MARKER"] is None
     # The task role, as ECS gives it: an endpoint and a token; boto3 gets the role's identity.
     assert env["AWS_ACCESS_KEY_ID"] is None and env["AWS_SECRET_ACCESS_KEY"] is None
@@ -227,8 +289,14 @@ def test_a_container_gets_its_user_environment_secrets_and_role_and_nothing_else
     local = world.agent.tasks[arn]
     cmdline = open(f"/proc/{local.process.pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
     assert "podman" in cmdline and "--user 1000" in cmdline
-    for value in ("sm-secret-value", "json-secret-value", "ssm-secret-value", "plain-value", "line one",
-                  env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]):
+    for value in (
+        "sm-secret-value",
+        "json-secret-value",
+        "ssm-secret-value",
+        "plain-value",
+        "line one",
+        env["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
+    ):
         assert value not in cmdline
     # Stop: the container goes, DescribeTasks has its exit code, the role entry answers 403.
     world.ecs.stop_task(cluster=world.cluster, task=arn, reason="test done")
@@ -295,8 +363,7 @@ def test_a_users_server_gets_its_tasks_memory_and_cpu_and_is_killed_past_it_like
 def test_task_limits_take_the_container_limit_then_the_override_then_the_definition():
     task_def = {"cpu": "1024", "memory": "4096"}
     assert containers.task_limits({}, task_def, {}) == containers.Limits(4096, 1024)
-    assert containers.task_limits({"overrides": {"cpu": "2048", "memory": "8192"}}, task_def, {}) == \
-        containers.Limits(8192, 2048)
+    assert containers.task_limits({"overrides": {"cpu": "2048", "memory": "8192"}}, task_def, {}) == containers.Limits(8192, 2048)
     assert containers.task_limits({"overrides": {"memory": "8192"}}, task_def, {"memory": 1024}).memory == 1024
     args = containers.Limits(512, 1024 * 64).args()
     assert args[:4] == ["--memory", "512m", "--memory-swap", "512m"]  # no swap, as on Fargate
@@ -316,14 +383,19 @@ def test_an_unreadable_secret_stops_the_task_like_on_ecs(world):
     task = world.stopped(arn)
     assert task["stoppedReason"].startswith(
         "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval "
-        f"failed: unable to retrieve secret from asm: failed to fetch secret {missing}")
+        f"failed: unable to retrieve secret from asm: failed to fetch secret {missing}"
+    )
 
 
 def test_a_users_server_never_runs_as_root(world):
     td = world.ecs.register_task_definition(
-        family=f"lakehub-p2-{next(_n)}", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="1024",
-        memory="4096", containerDefinitions=[{"name": "notebook", "image": world.image, "memoryReservation": 512,
-                                              "command": ["sleep", "60"]}])["taskDefinition"]["taskDefinitionArn"]
+        family=f"lakehub-p2-{next(_n)}",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="4096",
+        containerDefinitions=[{"name": "notebook", "image": world.image, "memoryReservation": 512, "command": ["sleep", "60"]}],
+    )["taskDefinition"]["taskDefinitionArn"]
     task = world.stopped(world.run(td))
     assert task["stoppedReason"].startswith("CannotStartContainerError: a user's server must not run as root")
 
@@ -335,7 +407,8 @@ def test_efs_volumes_and_extra_mounts_are_bind_mounts_at_their_container_paths(w
     efs = world.client("efs")
     fs = efs.create_file_system(CreationToken=f"p2-homes-{next(_n)}", Encrypted=True)["FileSystemId"]
     ap = efs.create_access_point(
-        FileSystemId=fs, PosixUser={"Uid": 1000, "Gid": 1000},
+        FileSystemId=fs,
+        PosixUser={"Uid": 1000, "Gid": 1000},
         RootDirectory={"Path": "/homes/efs-user", "CreationInfo": {"OwnerUid": 1000, "OwnerGid": 1000, "Permissions": "700"}},
     )["AccessPointId"]
     extra = tmp_path / "extra"
@@ -343,17 +416,40 @@ def test_efs_volumes_and_extra_mounts_are_bind_mounts_at_their_container_paths(w
     (extra / "config.txt").write_text("from the host")
     os.chmod(tmp_path, 0o755)
     td = world.ecs.register_task_definition(
-        family=f"lakehub-p2-{next(_n)}", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="1024",
-        memory="4096", taskRoleArn=world.tier_role, executionRoleArn=world.exec_role,
-        volumes=[{"name": "home", "efsVolumeConfiguration": {
-            "fileSystemId": fs, "rootDirectory": "/", "transitEncryption": "ENABLED",
-            "authorizationConfig": {"accessPointId": ap, "iam": "ENABLED"}}}],
-        containerDefinitions=[{
-            "name": "notebook", "image": world.image, "memoryReservation": 512, "user": "1000",
-            "workingDirectory": "/home/efs-user",
-            "mountPoints": [{"sourceVolume": "home", "containerPath": "/home/efs-user", "readOnly": False}],
-            "command": ["sh", "-c", 'id -u > /home/efs-user/written-by; cat /srv/extra/config.txt; '
-                        'touch /srv/extra/nope 2>/dev/null || echo "extra is read-only"; pwd; sleep 600']}],
+        family=f"lakehub-p2-{next(_n)}",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="4096",
+        taskRoleArn=world.tier_role,
+        executionRoleArn=world.exec_role,
+        volumes=[
+            {
+                "name": "home",
+                "efsVolumeConfiguration": {
+                    "fileSystemId": fs,
+                    "rootDirectory": "/",
+                    "transitEncryption": "ENABLED",
+                    "authorizationConfig": {"accessPointId": ap, "iam": "ENABLED"},
+                },
+            }
+        ],
+        containerDefinitions=[
+            {
+                "name": "notebook",
+                "image": world.image,
+                "memoryReservation": 512,
+                "user": "1000",
+                "workingDirectory": "/home/efs-user",
+                "mountPoints": [{"sourceVolume": "home", "containerPath": "/home/efs-user", "readOnly": False}],
+                "command": [
+                    "sh",
+                    "-c",
+                    "id -u > /home/efs-user/written-by; cat /srv/extra/config.txt; "
+                    'touch /srv/extra/nope 2>/dev/null || echo "extra is read-only"; pwd; sleep 600',
+                ],
+            }
+        ],
     )["taskDefinition"]["taskDefinitionArn"]
     world.agent.extra_mounts = lambda task: [(str(extra), "/srv/extra", True)]
     try:
@@ -373,6 +469,7 @@ def test_efs_volumes_and_extra_mounts_are_bind_mounts_at_their_container_paths(w
 
 # ---- health checks ----------------------------------------------------------------------------
 
+
 def _health(world, arn):
     task = world.describe(arn)
     return task.get("healthStatus"), task["containers"][0].get("healthStatus")
@@ -380,12 +477,21 @@ def _health(world, arn):
 
 def test_health_checks_are_run_and_reported_in_describe_tasks(world):
     ready_later = world.register(
-        command=["sh", "-c", "sleep 3; touch /tmp/ready; sleep 600"], workingDirectory=tier.USER_SERVER_HOME,
-        healthCheck={"command": ["CMD-SHELL", "test -e /tmp/ready"], "interval": 1, "timeout": 5, "retries": 2,
-                     "startPeriod": 30})
+        command=["sh", "-c", "sleep 3; touch /tmp/ready; sleep 600"],
+        workingDirectory=tier.USER_SERVER_HOME,
+        healthCheck={
+            "command": ["CMD-SHELL", "test -e /tmp/ready"],
+            "interval": 1,
+            "timeout": 5,
+            "retries": 2,
+            "startPeriod": 30,
+        },
+    )
     failing = world.register(
-        command=["sleep", "600"], workingDirectory=tier.USER_SERVER_HOME,
-        healthCheck={"command": ["CMD", "false"], "interval": 1, "timeout": 5, "retries": 2})
+        command=["sleep", "600"],
+        workingDirectory=tier.USER_SERVER_HOME,
+        healthCheck={"command": ["CMD", "false"], "interval": 1, "timeout": 5, "retries": 2},
+    )
     good = world.run(ready_later, user="healthy")
     bad = world.run(failing, user="unhealthy")
     # a hub task (tag lakehub:hub) of a tier's service
@@ -406,29 +512,74 @@ def test_health_checks_are_run_and_reported_in_describe_tasks(world):
 
 # ---- clean-up after a crash ----------------------------------------------------------------------
 
+
 def test_remove_run_containers_removes_only_that_runs_containers(world):
     run, other = f"p2-run-{time.time_ns()}", f"p2-other-{time.time_ns()}"
     names = {}
     for token in (run, other):
         names[token] = f"lakehub-p2-{token}"
-        subprocess.run([containers.podman(), "run", "-d", "--name", names[token], "--label", f"{containers.RUN_LABEL}={token}",
-                        *containers.run_args(), world.image, "sleep", "600"], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                containers.podman(),
+                "run",
+                "-d",
+                "--name",
+                names[token],
+                "--label",
+                f"{containers.RUN_LABEL}={token}",
+                *containers.run_args(),
+                world.image,
+                "sleep",
+                "600",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     try:
         assert containers.remove_run_containers(run) == [names[run]]
         assert not containers.exists(names[run])
         assert containers.exists(names[other])
     finally:
-        subprocess.run([containers.podman(), "rm", "-f", "--ignore", "-t", "0", names[run], names[other]], capture_output=True, timeout=120)
+        subprocess.run(
+            [containers.podman(), "rm", "-f", "--ignore", "-t", "0", names[run], names[other]], capture_output=True, timeout=120
+        )
 
 
 def test_no_value_of_the_environment_is_on_the_podman_command_line():
-    argv = containers.run_argv("lakehub-task-x", "img", {"user": "1000", "workingDirectory": "/home/lakehub",
-                                                         "entryPoint": ["tini", "--"], "command": ["a"],
-                                                         "readonlyRootFilesystem": True},
-                               {"command": ["b", "c"]}, user="1000", env_file="/dev/fd/5", env_names=["MULTI"])
-    tail = argv[argv.index("--env-file"):]
-    assert tail == ["--env-file", "/dev/fd/5", "--env", "MULTI", "--user", "1000", "--workdir", "/home/lakehub",
-                    "--entrypoint", '["tini", "--"]', "--read-only", "--read-only-tmpfs=false", "img", "b", "c"]
+    argv = containers.run_argv(
+        "lakehub-task-x",
+        "img",
+        {
+            "user": "1000",
+            "workingDirectory": "/home/lakehub",
+            "entryPoint": ["tini", "--"],
+            "command": ["a"],
+            "readonlyRootFilesystem": True,
+        },
+        {"command": ["b", "c"]},
+        user="1000",
+        env_file="/dev/fd/5",
+        env_names=["MULTI"],
+    )
+    tail = argv[argv.index("--env-file") :]
+    assert tail == [
+        "--env-file",
+        "/dev/fd/5",
+        "--env",
+        "MULTI",
+        "--user",
+        "1000",
+        "--workdir",
+        "/home/lakehub",
+        "--entrypoint",
+        '["tini", "--"]',
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "img",
+        "b",
+        "c",
+    ]
 
 
 def test_the_task_status_endpoint_is_part_of_the_guarded_control_api(local_emulator):
@@ -438,6 +589,11 @@ def test_the_task_status_endpoint_is_part_of_the_guarded_control_api(local_emula
     body = {"taskArn": "arn:aws:ecs:us-east-1:123456789012:task/none/0", "healthStatus": "HEALTHY"}
     assert _request(url, "POST", body)[0] == 403  # no token: what code in a container gets
     with pytest.raises(urllib.error.HTTPError) as err:
-        control_request(local_emulator, "/moto-api/lakehub/ecs-task", local_emulator.control_token,
-                        data=json.dumps(body).encode(), method="POST")
+        control_request(
+            local_emulator,
+            "/moto-api/lakehub/ecs-task",
+            local_emulator.control_token,
+            data=json.dumps(body).encode(),
+            method="POST",
+        )
     assert err.value.code == 404  # with the token: answered (no such task)

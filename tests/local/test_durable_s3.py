@@ -34,10 +34,25 @@ def emulator(tmp_path_factory):
     token = control.new_token(token_file)
     port = free_port()
     mirror = work / "state" / "notebooks-export"
-    proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port),
-                             "--work-dir", str(work / "emulator"), "--control-token-file", str(token_file),
-                             "--persist-dir", str(mirror)],
-                            cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lakehub.local.emulator_server",
+            "--port",
+            str(port),
+            "--work-dir",
+            str(work / "emulator"),
+            "--control-token-file",
+            str(token_file),
+            "--persist-dir",
+            str(mirror),
+        ],
+        cwd=ROOT,
+        stdout=open(work / "log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -48,17 +63,29 @@ def emulator(tmp_path_factory):
         except OSError:
             assert time.monotonic() < deadline, "the emulator did not answer"
             time.sleep(0.1)
-    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                      aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=EMULATOR_ACCESS_KEY,
+        aws_secret_access_key=EMULATOR_SECRET_KEY,
+    )
     yield {"url": url, "token": token, "s3": s3, "mirror": mirror, "work": work}
     proc.terminate()
     proc.wait(timeout=30)
 
 
 def persist(emulator, body: dict, token: str | None = None) -> dict:
-    return json.loads(control.control_request(emulator["url"], PERSIST_PATH, emulator["token"] if token is None else token,
-                                              data=json.dumps(body).encode(), method="POST",
-                                              content_type="application/json"))
+    return json.loads(
+        control.control_request(
+            emulator["url"],
+            PERSIST_PATH,
+            emulator["token"] if token is None else token,
+            data=json.dumps(body).encode(),
+            method="POST",
+            content_type="application/json",
+        )
+    )
 
 
 def folder(root: Path) -> dict[str, bytes]:
@@ -108,11 +135,17 @@ def test_the_folder_equals_the_bucket_after_every_write(emulator):
     big = "shared/data/big.bin"
     upload = s3.create_multipart_upload(Bucket=BUCKET, Key=big)["UploadId"]
     part1, part2 = b"a" * (5 * 1024 * 1024), b"tail"
-    etags = [s3.upload_part(Bucket=BUCKET, Key=big, UploadId=upload, PartNumber=n, Body=body)["ETag"]
-             for n, body in ((1, part1), (2, part2))]
+    etags = [
+        s3.upload_part(Bucket=BUCKET, Key=big, UploadId=upload, PartNumber=n, Body=body)["ETag"]
+        for n, body in ((1, part1), (2, part2))
+    ]
     assert not (mirror / big).exists(), "parts are not objects yet"
-    s3.complete_multipart_upload(Bucket=BUCKET, Key=big, UploadId=upload, MultipartUpload={
-        "Parts": [{"ETag": e, "PartNumber": n} for n, e in enumerate(etags, 1)]})
+    s3.complete_multipart_upload(
+        Bucket=BUCKET,
+        Key=big,
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"ETag": e, "PartNumber": n} for n, e in enumerate(etags, 1)]},
+    )
     assert (mirror / big).read_bytes() == part1 + part2
 
     # CopyObject into the bucket, from another bucket and within it (a rename's first half).
@@ -209,8 +242,9 @@ def test_down_exits_non_zero_and_names_the_last_good_copy_when_the_export_failed
     from .helpers import lakehub
 
     state_dir = tmp_path / "state"
-    supervisor = subprocess.Popen([sys.executable, "-c", STAND_IN, str(state_dir), outcome], cwd=ROOT,
-                                  stdout=subprocess.PIPE, text=True)
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, str(state_dir), outcome], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     import threading
 
     try:

@@ -17,8 +17,9 @@ from lakehub_hub import metrics as M
 
 
 def _client(service, url):
-    return boto3.client(service, endpoint_url=url, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 - the emulator's
+    return boto3.client(
+        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )  # noqa: S106 - the emulator's
 
 
 def _wait(cfn, stack_name, timeout=60):
@@ -39,11 +40,20 @@ def template(platform: str) -> dict:
     alarm["Properties"]["AlarmDescription"] = "hub down"
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Parameters": {"PlatformName": {"Type": "String", "Default": platform}, "AlarmEmail": {"Type": "String", "Default": "ops@example.com"}},
+        "Parameters": {
+            "PlatformName": {"Type": "String", "Default": platform},
+            "AlarmEmail": {"Type": "String", "Default": "ops@example.com"},
+        },
         "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}},
-        "Resources": {"AlarmTopic": main["AlarmTopic"], "AlarmTopicPolicy": main["AlarmTopicPolicy"], "HubDownAlarm": alarm,
-                      "Dashboard": {"Type": "AWS::CloudWatch::Dashboard",
-                                    "Properties": {"DashboardName": f"{platform}-lakehub", "DashboardBody": json.dumps({"widgets": []})}}},
+        "Resources": {
+            "AlarmTopic": main["AlarmTopic"],
+            "AlarmTopicPolicy": main["AlarmTopicPolicy"],
+            "HubDownAlarm": alarm,
+            "Dashboard": {
+                "Type": "AWS::CloudWatch::Dashboard",
+                "Properties": {"DashboardName": f"{platform}-lakehub", "DashboardBody": json.dumps({"widgets": []})},
+            },
+        },
         "Outputs": {"AlarmRef": {"Value": {"Ref": "HubDownAlarm"}}, "Topic": {"Value": {"Ref": "AlarmTopic"}}},
     }
 
@@ -71,7 +81,9 @@ def test_the_templates_alarms_exist_in_the_emulators_cloudwatch(local_emulator):
 
     cfn.delete_stack(StackName=stack_name)
     deadline = time.monotonic() + 60
-    while any(s["StackName"] == stack_name and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"]):
+    while any(
+        s["StackName"] == stack_name and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"]
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert cw.describe_alarms(AlarmNames=[outputs["AlarmRef"]])["MetricAlarms"] == []

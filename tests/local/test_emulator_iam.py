@@ -31,17 +31,30 @@ def _policy(*statements):
 
 
 TIER_POLICY = _policy(
-    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-     "Resource": f"arn:aws:s3:::{BUCKET}/{USERS}/${{aws:PrincipalTag/lakehub-user}}/*"},
-    {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{BUCKET}",
-     "Condition": {"StringLike": {"s3:prefix": [f"{USERS}/${{aws:PrincipalTag/lakehub-user}}/*"]}}},
+    {
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        "Resource": f"arn:aws:s3:::{BUCKET}/{USERS}/${{aws:PrincipalTag/lakehub-user}}/*",
+    },
+    {
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": f"arn:aws:s3:::{BUCKET}",
+        "Condition": {"StringLike": {"s3:prefix": [f"{USERS}/${{aws:PrincipalTag/lakehub-user}}/*"]}},
+    },
 )
 
 
 def _client(endpoint, service, creds=None):
     creds = creds or {"AccessKeyId": "testing", "SecretAccessKey": "testing"}
-    return boto3.client(service, endpoint_url=endpoint, region_name=REGION, aws_access_key_id=creds["AccessKeyId"],
-                        aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds.get("SessionToken"))
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds.get("SessionToken"),
+    )
 
 
 def _creds(c):
@@ -56,29 +69,58 @@ def set_up(endpoint: str) -> dict:
     for user in ("alice", "bob"):
         s3.put_object(Bucket=BUCKET, Key=f"{USERS}/{user}/notes.txt", Body=user.encode())
     iam.create_user(UserName="iam-admin")
-    iam.put_user_policy(UserName="iam-admin", PolicyName="all", PolicyDocument=_policy({"Effect": "Allow", "Action": "*", "Resource": "*"}))
+    iam.put_user_policy(
+        UserName="iam-admin", PolicyName="all", PolicyDocument=_policy({"Effect": "Allow", "Action": "*", "Resource": "*"})
+    )
     key = iam.create_access_key(UserName="iam-admin")["AccessKey"]
     admin = {"AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"]}
     admin_arn = iam.get_user(UserName="iam-admin")["User"]["Arn"]
-    hub = iam.create_role(RoleName="iam-hub", AssumeRolePolicyDocument=_policy(
-        {"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}))["Role"]["Arn"]
+    hub = iam.create_role(
+        RoleName="iam-hub",
+        AssumeRolePolicyDocument=_policy({"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}),
+    )["Role"]["Arn"]
     tier_arn = f"arn:aws:iam::{ACCOUNT}:role/iam-tier"
-    iam.put_role_policy(RoleName="iam-hub", PolicyName="assume-tier", PolicyDocument=_policy(
-        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": tier_arn}))
-    iam.create_role(RoleName="iam-tier", AssumeRolePolicyDocument=_policy(
-        {"Effect": "Allow", "Principal": {"AWS": hub}, "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
-         "Condition": {"Null": {"sts:SourceIdentity": "false", "aws:RequestTag/lakehub-user": "false"}}}))
+    iam.put_role_policy(
+        RoleName="iam-hub",
+        PolicyName="assume-tier",
+        PolicyDocument=_policy(
+            {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": tier_arn}
+        ),
+    )
+    iam.create_role(
+        RoleName="iam-tier",
+        AssumeRolePolicyDocument=_policy(
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": hub},
+                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                "Condition": {"Null": {"sts:SourceIdentity": "false", "aws:RequestTag/lakehub-user": "false"}},
+            }
+        ),
+    )
     iam.put_role_policy(RoleName="iam-tier", PolicyName="data", PolicyDocument=TIER_POLICY)
     # The hub's metrics exporter (issue 18), as lakehub/stacks/tier.py grants it.
-    iam.put_role_policy(RoleName="iam-hub", PolicyName="publish-hub-metrics", PolicyDocument=_policy(
-        {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
-         "Condition": {"StringEquals": {"cloudwatch:namespace": "lakehub"}}}))
+    iam.put_role_policy(
+        RoleName="iam-hub",
+        PolicyName="publish-hub-metrics",
+        PolicyDocument=_policy(
+            {
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": "lakehub"}},
+            }
+        ),
+    )
     sts = _client(endpoint, "sts", admin)
     hub_creds = _creds(sts.assume_role(RoleArn=hub, RoleSessionName="hub")["Credentials"])
     # alice's tier session, assumed before enforcement (moto's own check could not do it after:
     # it does not match a session to its role in a trust policy).
-    alice = _creds(_client(endpoint, "sts", hub_creds).assume_role(
-        RoleArn=tier_arn, RoleSessionName="alice", SourceIdentity="alice", Tags=[{"Key": "lakehub-user", "Value": "alice"}])["Credentials"])
+    alice = _creds(
+        _client(endpoint, "sts", hub_creds).assume_role(
+            RoleArn=tier_arn, RoleSessionName="alice", SourceIdentity="alice", Tags=[{"Key": "lakehub-user", "Value": "alice"}]
+        )["Credentials"]
+    )
     return {"admin": admin, "hub": hub_creds, "alice": alice, "tier_arn": tier_arn, "hub_arn": hub}
 
 
@@ -94,7 +136,9 @@ def _denied(call) -> bool:
 def moto_plain(tmp_path_factory):
     server = start_moto_server(log_path=tmp_path_factory.mktemp("moto-iam") / "moto.log")
     creds = set_up(server.endpoint_url)
-    control.control_request(server.endpoint_url, "/moto-api/reset-auth", None, data=b"0", method="POST", content_type="text/plain")
+    control.control_request(
+        server.endpoint_url, "/moto-api/reset-auth", None, data=b"0", method="POST", content_type="text/plain"
+    )
     yield server.endpoint_url, creds
     server.stop()
 
@@ -106,9 +150,22 @@ def emulator(tmp_path_factory):
     token_file = work / control.TOKEN_FILE
     token = control.new_token(token_file)
     endpoint = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "lakehub.local.emulator_server", "--port", str(port), "--work-dir", str(work),
-                             "--control-token-file", str(token_file)],
-                            stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lakehub.local.emulator_server",
+            "--port",
+            str(port),
+            "--work-dir",
+            str(work),
+            "--control-token-file",
+            str(token_file),
+        ],
+        stdout=open(work / "log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     for _ in tries(60, interval=0.1):
         try:
             control.control_request(endpoint, "/moto-api/", token, timeout=1)
@@ -152,8 +209,11 @@ def test_copying_needs_read_access_to_the_source(emulator):
     """S3 API reference, CopyObject: the caller needs read access to the source object."""
     endpoint, creds = emulator
     s3 = _client(endpoint, "s3", creds["alice"])
-    assert _denied(lambda: s3.copy_object(Bucket=BUCKET, Key=f"{USERS}/alice/stolen.txt",
-                                          CopySource={"Bucket": BUCKET, "Key": f"{USERS}/bob/notes.txt"}))
+    assert _denied(
+        lambda: s3.copy_object(
+            Bucket=BUCKET, Key=f"{USERS}/alice/stolen.txt", CopySource={"Bucket": BUCKET, "Key": f"{USERS}/bob/notes.txt"}
+        )
+    )
     s3.copy_object(Bucket=BUCKET, Key=f"{USERS}/alice/copy.txt", CopySource={"Bucket": BUCKET, "Key": f"{USERS}/alice/notes.txt"})
     assert s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/copy.txt")["Body"].read() == b"alice"
 
@@ -161,18 +221,26 @@ def test_copying_needs_read_access_to_the_source(emulator):
 def test_the_hub_assumes_the_tier_role_per_user_only_with_source_identity_and_tag(emulator):
     endpoint, creds = emulator
     sts = _client(endpoint, "sts", creds["hub"])
-    bob = sts.assume_role(RoleArn=creds["tier_arn"], RoleSessionName="bob", SourceIdentity="bob",
-                          Tags=[{"Key": "lakehub-user", "Value": "bob"}])
+    bob = sts.assume_role(
+        RoleArn=creds["tier_arn"], RoleSessionName="bob", SourceIdentity="bob", Tags=[{"Key": "lakehub-user", "Value": "bob"}]
+    )
     s3 = _client(endpoint, "s3", _creds(bob["Credentials"]))
     assert s3.get_object(Bucket=BUCKET, Key=f"{USERS}/bob/notes.txt")["Body"].read() == b"bob"
     assert _denied(lambda: s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/notes.txt"))
     assert _denied(lambda: sts.assume_role(RoleArn=creds["tier_arn"], RoleSessionName="bob", SourceIdentity="bob"))
-    assert _denied(lambda: sts.assume_role(RoleArn=creds["tier_arn"], RoleSessionName="bob",
-                                           Tags=[{"Key": "lakehub-user", "Value": "bob"}]))
+    assert _denied(
+        lambda: sts.assume_role(RoleArn=creds["tier_arn"], RoleSessionName="bob", Tags=[{"Key": "lakehub-user", "Value": "bob"}])
+    )
     # The tier session itself is not trusted to assume the tier role (only the hub role is).
     alice_sts = _client(endpoint, "sts", creds["alice"])
-    assert _denied(lambda: alice_sts.assume_role(RoleArn=creds["tier_arn"], RoleSessionName="xx", SourceIdentity="alice",
-                                                 Tags=[{"Key": "lakehub-user", "Value": "bob"}]))
+    assert _denied(
+        lambda: alice_sts.assume_role(
+            RoleArn=creds["tier_arn"],
+            RoleSessionName="xx",
+            SourceIdentity="alice",
+            Tags=[{"Key": "lakehub-user", "Value": "bob"}],
+        )
+    )
 
 
 def test_a_source_identity_cannot_change_along_a_role_chain(emulator):
@@ -180,8 +248,17 @@ def test_a_source_identity_cannot_change_along_a_role_chain(emulator):
     source identity persists across chained sessions and cannot be changed."""
     endpoint, creds = emulator
     iam = _client(endpoint, "iam", creds["admin"])
-    iam.put_role_policy(RoleName="iam-tier", PolicyName="rechain", PolicyDocument=_policy(
-        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": creds["tier_arn"]}))
+    iam.put_role_policy(
+        RoleName="iam-tier",
+        PolicyName="rechain",
+        PolicyDocument=_policy(
+            {
+                "Effect": "Allow",
+                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                "Resource": creds["tier_arn"],
+            }
+        ),
+    )
     doc = iam.get_role(RoleName="iam-tier")["Role"]["AssumeRolePolicyDocument"]
     trust = json.loads(doc) if isinstance(doc, str) else doc
     trust["Statement"][0]["Principal"]["AWS"] = [creds["hub_arn"], creds["tier_arn"]]
@@ -189,15 +266,26 @@ def test_a_source_identity_cannot_change_along_a_role_chain(emulator):
     try:
         sts = _client(endpoint, "sts", creds["alice"])
         tag = [{"Key": "lakehub-user", "Value": "alice"}]
-        assert _denied(lambda: sts.assume_role(RoleArn=creds["tier_arn"], RoleSessionName="again", SourceIdentity="bob", Tags=tag))
+        assert _denied(
+            lambda: sts.assume_role(RoleArn=creds["tier_arn"], RoleSessionName="again", SourceIdentity="bob", Tags=tag)
+        )
         again = sts.assume_role(RoleArn=creds["tier_arn"], RoleSessionName="again", Tags=tag)
         who = _client(endpoint, "sts", _creds(again["Credentials"])).get_caller_identity()
         assert who["Arn"].endswith(":assumed-role/iam-tier/again")
         # It still carries alice's source identity: a bucket policy on aws:SourceIdentity sees it.
         admin = _client(endpoint, "s3", creds["admin"])
-        admin.put_bucket_policy(Bucket=BUCKET, Policy=_policy(
-            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/*",
-             "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}}}))
+        admin.put_bucket_policy(
+            Bucket=BUCKET,
+            Policy=_policy(
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{BUCKET}/*",
+                    "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}},
+                }
+            ),
+        )
         try:
             s3 = _client(endpoint, "s3", _creds(again["Credentials"]))
             assert _denied(lambda: s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/notes.txt"))
@@ -213,8 +301,12 @@ def test_a_session_policy_narrows_the_tier_role(emulator):
     endpoint, creds = emulator
     read_only = _policy({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
     session = _client(endpoint, "sts", creds["hub"]).assume_role(
-        RoleArn=creds["tier_arn"], RoleSessionName="carol", SourceIdentity="carol", Policy=read_only,
-        Tags=[{"Key": "lakehub-user", "Value": "alice"}])
+        RoleArn=creds["tier_arn"],
+        RoleSessionName="carol",
+        SourceIdentity="carol",
+        Policy=read_only,
+        Tags=[{"Key": "lakehub-user", "Value": "alice"}],
+    )
     s3 = _client(endpoint, "s3", _creds(session["Credentials"]))
     assert s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/notes.txt")["Body"].read() == b"alice"
     assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key=f"{USERS}/alice/x.txt", Body=b"x"))
@@ -224,7 +316,9 @@ def test_delete_objects_is_authorized_per_key(emulator, moto_plain):
     endpoint, creds = emulator
     s3 = _client(endpoint, "s3", creds["alice"])
     s3.put_object(Bucket=BUCKET, Key=f"{USERS}/alice/gone.txt", Body=b"x")
-    answer = s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": f"{USERS}/alice/gone.txt"}, {"Key": f"{USERS}/bob/notes.txt"}]})
+    answer = s3.delete_objects(
+        Bucket=BUCKET, Delete={"Objects": [{"Key": f"{USERS}/alice/gone.txt"}, {"Key": f"{USERS}/bob/notes.txt"}]}
+    )
     assert [d["Key"] for d in answer.get("Deleted", [])] == [f"{USERS}/alice/gone.txt"]
     assert [(e["Key"], e["Code"]) for e in answer.get("Errors", [])] == [(f"{USERS}/bob/notes.txt", "AccessDenied")]
     admin = _client(endpoint, "s3", creds["admin"])
@@ -232,18 +326,33 @@ def test_delete_objects_is_authorized_per_key(emulator, moto_plain):
     # moto alone authorizes DeleteObjects against the bucket: the user's own key is refused too.
     old_endpoint, old_creds = moto_plain
     old = _client(old_endpoint, "s3", old_creds["alice"]).delete_objects(
-        Bucket=BUCKET, Delete={"Objects": [{"Key": f"{USERS}/alice/notes.txt"}]})
+        Bucket=BUCKET, Delete={"Objects": [{"Key": f"{USERS}/alice/notes.txt"}]}
+    )
     assert [e["Code"] for e in old.get("Errors", [])] == ["AccessDenied"]
 
 
 def test_bucket_policies_count_and_the_tls_deny_does_not_block_the_emulators_http(emulator):
     endpoint, creds = emulator
     admin = _client(endpoint, "s3", creds["admin"])
-    admin.put_bucket_policy(Bucket=BUCKET, Policy=_policy(
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
-         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/{USERS}/*/frozen/*",
-         "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}}}))
+    admin.put_bucket_policy(
+        Bucket=BUCKET,
+        Policy=_policy(
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{BUCKET}/{USERS}/*/frozen/*",
+                "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}},
+            },
+        ),
+    )
     try:
         s3 = _client(endpoint, "s3", creds["alice"])
         assert s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/notes.txt")["Body"].read() == b"alice"
@@ -263,7 +372,13 @@ def test_the_hub_role_publishes_its_metrics_and_the_tier_role_does_not(emulator)
     and refused the hub's cloudwatch:PutMetricData grant, so no hub metric reached the local
     emulator (seen: 403 on every PutMetricData of a local platform's hubs)."""
     endpoint, creds = emulator
-    datum = [{"MetricName": "HubUp", "Value": 1.0, "Dimensions": [{"Name": "Platform", "Value": "iam"}, {"Name": "Tier", "Value": "pii"}]}]
+    datum = [
+        {
+            "MetricName": "HubUp",
+            "Value": 1.0,
+            "Dimensions": [{"Name": "Platform", "Value": "iam"}, {"Name": "Tier", "Value": "pii"}],
+        }
+    ]
     _client(endpoint, "cloudwatch", creds["hub"]).put_metric_data(Namespace="lakehub", MetricData=datum)
     assert _denied(lambda: _client(endpoint, "cloudwatch", creds["alice"]).put_metric_data(Namespace="lakehub", MetricData=datum))
     listed = _client(endpoint, "cloudwatch", creds["admin"]).list_metrics(Namespace="lakehub", MetricName="HubUp")["Metrics"]

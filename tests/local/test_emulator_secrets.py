@@ -17,15 +17,29 @@ from waiting import wait_for
 TEMPLATE = {
     "AWSTemplateFormatVersion": "2010-09-09",
     "Resources": {
-        "Generated": {"Type": "AWS::SecretsManager::Secret",
-                      "Properties": {"Name": "lakehub/test/cookie-secret", "Description": "generated",
-                                     "GenerateSecretString": {"PasswordLength": 64, "ExcludePunctuation": True}}},
-        "Given": {"Type": "AWS::SecretsManager::Secret",
-                  "Properties": {"Name": "lakehub/test/given", "SecretString": "a value the template gives"}},
-        "Json": {"Type": "AWS::SecretsManager::Secret",
-                 "Properties": {"Name": "lakehub/test/json",
-                                "GenerateSecretString": {"SecretStringTemplate": '{"username": "hub"}',
-                                                         "GenerateStringKey": "password", "PasswordLength": 20}}},
+        "Generated": {
+            "Type": "AWS::SecretsManager::Secret",
+            "Properties": {
+                "Name": "lakehub/test/cookie-secret",
+                "Description": "generated",
+                "GenerateSecretString": {"PasswordLength": 64, "ExcludePunctuation": True},
+            },
+        },
+        "Given": {
+            "Type": "AWS::SecretsManager::Secret",
+            "Properties": {"Name": "lakehub/test/given", "SecretString": "a value the template gives"},
+        },
+        "Json": {
+            "Type": "AWS::SecretsManager::Secret",
+            "Properties": {
+                "Name": "lakehub/test/json",
+                "GenerateSecretString": {
+                    "SecretStringTemplate": '{"username": "hub"}',
+                    "GenerateStringKey": "password",
+                    "PasswordLength": 20,
+                },
+            },
+        },
     },
     "Outputs": {
         "GeneratedRef": {"Value": {"Ref": "Generated"}},
@@ -38,16 +52,23 @@ FULL_ARN = r"arn:aws:secretsmanager:us-east-1:\d{12}:secret:%s-[A-Za-z0-9]{6}"
 
 
 def _client(service, url):
-    return boto3.client(service, endpoint_url=url, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 - the emulator's
+    return boto3.client(
+        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )  # noqa: S106 - the emulator's
 
 
 def _created(cfn, stack_name: str, template: dict) -> dict:
     """Create the stack and return it once it is no longer in progress (60 s at most)."""
     cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
-    return wait_for(lambda: next((st for st in cfn.describe_stacks(StackName=stack_name)["Stacks"]
-                                  if not st["StackStatus"].endswith("IN_PROGRESS")), None),
-                    timeout=60, interval=0.5, what=f"stack {stack_name} created")
+    return wait_for(
+        lambda: next(
+            (st for st in cfn.describe_stacks(StackName=stack_name)["Stacks"] if not st["StackStatus"].endswith("IN_PROGRESS")),
+            None,
+        ),
+        timeout=60,
+        interval=0.5,
+        what=f"stack {stack_name} created",
+    )
 
 
 def test_a_template_secret_exists_and_its_ref_is_the_full_arn_ecs_needs(local_emulator):
@@ -70,7 +91,9 @@ def test_a_template_secret_exists_and_its_ref_is_the_full_arn_ecs_needs(local_em
 
     cfn.delete_stack(StackName=stack_name)
     deadline = time.monotonic() + 60
-    while any(s["StackName"] == stack_name and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"]):
+    while any(
+        s["StackName"] == stack_name and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"]
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.5)
     names = {s["Name"] for s in sm.list_secrets()["SecretList"]}
@@ -95,10 +118,14 @@ def test_the_tiers_json_secret_resolves_key_by_key_as_ecs_reads_it(local_emulato
     props["Name"] = "lakehub/test/hub-secret"
     props["GenerateSecretString"] = dict(props["GenerateSecretString"], SecretStringTemplate="{}")  # oidc / ldap mode
     [container] = tier["HubTaskDefinition"]["Properties"]["ContainerDefinitions"]
-    cookie_value_from = next(s for s in container["Secrets"] if isinstance(s, dict) and s.get("Name") == "LAKEHUB_COOKIE_SECRET")["ValueFrom"]
-    template = {"AWSTemplateFormatVersion": "2010-09-09",
-                "Resources": {"HubSecret": {"Type": "AWS::SecretsManager::Secret", "Properties": props}},
-                "Outputs": {"Cookie": {"Value": cookie_value_from}}}
+    cookie_value_from = next(s for s in container["Secrets"] if isinstance(s, dict) and s.get("Name") == "LAKEHUB_COOKIE_SECRET")[
+        "ValueFrom"
+    ]
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Resources": {"HubSecret": {"Type": "AWS::SecretsManager::Secret", "Properties": props}},
+        "Outputs": {"Cookie": {"Value": cookie_value_from}},
+    }
     endpoint, stack_name = local_emulator, f"hub-secret-{uuid.uuid4().hex[:8]}"
     cfn, sm = _client("cloudformation", endpoint), _client("secretsmanager", endpoint)
     stack = _created(cfn, stack_name, template)

@@ -37,8 +37,9 @@ def podman(*args: str, timeout: float = 300, check: bool = True) -> subprocess.C
     return out
 
 
-def run_in(image: str, *cmd: str, user: str | None = None, mounts: tuple[str, ...] = (), env: tuple[str, ...] = (),
-           check: bool = True) -> subprocess.CompletedProcess:
+def run_in(
+    image: str, *cmd: str, user: str | None = None, mounts: tuple[str, ...] = (), env: tuple[str, ...] = (), check: bool = True
+) -> subprocess.CompletedProcess:
     args = ["run", "--rm", *images.run_args(), "--network", "none"]
     if user:
         args += ["--user", user]
@@ -60,8 +61,7 @@ def test_run_args_cap_nproc_at_pid_max_and_the_hard_limits(monkeypatch):
     limits = {images.resource.RLIMIT_NOFILE: (1024, 20000), images.resource.RLIMIT_NPROC: (96365, 96365)}
     monkeypatch.setattr(images.resource, "getrlimit", lambda which: limits[which])
     monkeypatch.setattr(images, "_pid_max", lambda: 32768)
-    assert images.run_args() == ["--runtime", "runc", "--ulimit", "nofile=20000:20000",
-                                 "--ulimit", "nproc=32768:32768"]
+    assert images.run_args() == ["--runtime", "runc", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
     limits[images.resource.RLIMIT_NPROC] = (4096, 8192)  # a lower hard limit wins over pid_max
     assert "nproc=8192:8192" in images.run_args()
     limits[images.resource.RLIMIT_NPROC] = (images.resource.RLIM_INFINITY, images.resource.RLIM_INFINITY)
@@ -81,8 +81,9 @@ def test_podman_problem_names_the_missing_tool_and_the_fix(monkeypatch, tmp_path
 
 def test_lakehub_local_image_without_podman_is_one_line_and_non_zero(tmp_path):
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path), "LAKEHUB_IMAGE_CACHE": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, "-m", "lakehub.cli", "local", "image"], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "lakehub.cli", "local", "image"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
     assert out.returncode != 0
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert lines == ["lakehub: error: podman is not installed: run `make setup` (or `apt-get install podman runc`)"]
@@ -136,10 +137,14 @@ def test_dockerfile_base_tags_give_the_stand_in_versions():
 def test_progress_names_the_stage_and_step_of_a_multi_stage_build():
     said: list[str] = []
     with images._Progress("hub image", said.append) as progress:  # not a terminal here: one line per step
-        for line in ["[1/3] STEP 1/3: FROM localhost/lakehub-standin-node:20 AS proxy", "added 38 packages",
-                     "[2/3] STEP 1/3: FROM localhost/lakehub-standin-python:3.11 AS python-deps",
-                     "[2/3] STEP 3/3: RUN pip install --prefix=/install -r /tmp/requirements.txt",
-                     "I: Retrieving InRelease", "I: Base system installed successfully."]:
+        for line in [
+            "[1/3] STEP 1/3: FROM localhost/lakehub-standin-node:20 AS proxy",
+            "added 38 packages",
+            "[2/3] STEP 1/3: FROM localhost/lakehub-standin-python:3.11 AS python-deps",
+            "[2/3] STEP 3/3: RUN pip install --prefix=/install -r /tmp/requirements.txt",
+            "I: Retrieving InRelease",
+            "I: Base system installed successfully.",
+        ]:
             progress.line(line)
     assert [line.rsplit(" (", 1)[0] for line in said] == [
         "hub image: stage 1/3 proxy STEP 1/3: FROM localhost/lakehub-standin-node:20 AS proxy",
@@ -187,9 +192,11 @@ def hub():
 def standins(hub):
     bases = images.dockerfile_bases()
     base = images.ensure_base()
-    return {"base": base,
-            "python": images.ensure_python_standin(base, bases["PYTHON_IMAGE"]),
-            "node": images.ensure_node_standin(base, bases["NODE_IMAGE"])}
+    return {
+        "base": base,
+        "python": images.ensure_python_standin(base, bases["PYTHON_IMAGE"]),
+        "node": images.ensure_node_standin(base, bases["NODE_IMAGE"]),
+    }
 
 
 @needs_podman
@@ -201,10 +208,22 @@ def test_run_args_are_what_this_kernel_accepts_and_one_more_process_is_refused(s
     hard = images.resource.getrlimit(images.resource.RLIMIT_NPROC)[1]
     if not pid_max or hard <= pid_max:
         pytest.skip("the hard nproc limit is below pid_max here: nothing above the cap to refuse")
-    refused = podman("run", "--rm", "--runtime", "runc", "--network", "none",
-                     "--ulimit", f"nofile={images.resource.getrlimit(images.resource.RLIMIT_NOFILE)[1]}:"
-                                 f"{images.resource.getrlimit(images.resource.RLIMIT_NOFILE)[1]}",
-                     "--ulimit", f"nproc={pid_max + 1}:{pid_max + 1}", standins["base"], "true", check=False)
+    refused = podman(
+        "run",
+        "--rm",
+        "--runtime",
+        "runc",
+        "--network",
+        "none",
+        "--ulimit",
+        f"nofile={images.resource.getrlimit(images.resource.RLIMIT_NOFILE)[1]}:"
+        f"{images.resource.getrlimit(images.resource.RLIMIT_NOFILE)[1]}",
+        "--ulimit",
+        f"nproc={pid_max + 1}:{pid_max + 1}",
+        standins["base"],
+        "true",
+        check=False,
+    )
     assert refused.returncode != 0 and "rlimit" in refused.stderr
 
 
@@ -219,10 +238,11 @@ def test_base_has_the_official_images_apt_sources(standins):
 def make_wheel(folder: Path) -> Path:
     """A small pure-Python wheel, written here (no network, no build backend)."""
     name, version = "lakehub_probe", "1.0"
-    files = {f"{name}/__init__.py": b"VALUE = 'probe ok'\n",
-             f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-             f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                                                  b"Tag: py3-none-any\n"}
+    files = {
+        f"{name}/__init__.py": b"VALUE = 'probe ok'\n",
+        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
     record = []
     for path, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
@@ -241,12 +261,22 @@ def make_wheel(folder: Path) -> Path:
 def test_python_stand_in_has_the_official_layout(standins, tmp_path):
     ref = standins["python"]
     assert ref.startswith("localhost/lakehub-standin-python:3.11-bookworm-")
-    out = run_in(ref, "python", "-c", "import json, shutil, site, sys, sysconfig; print(json.dumps({"
-                 "'python': shutil.which('python'), 'pip': shutil.which('pip'), 'version': sys.version_info[:2],"
-                 "'purelib': sysconfig.get_paths()['purelib'], 'user_site': site.ENABLE_USER_SITE}))").stdout
+    out = run_in(
+        ref,
+        "python",
+        "-c",
+        "import json, shutil, site, sys, sysconfig; print(json.dumps({"
+        "'python': shutil.which('python'), 'pip': shutil.which('pip'), 'version': sys.version_info[:2],"
+        "'purelib': sysconfig.get_paths()['purelib'], 'user_site': site.ENABLE_USER_SITE}))",
+    ).stdout
     layout = json.loads(out)
-    assert layout == {"python": "/usr/local/bin/python", "pip": "/usr/local/bin/pip", "version": [3, 11],
-                      "purelib": "/usr/local/lib/python3.11/site-packages", "user_site": True}
+    assert layout == {
+        "python": "/usr/local/bin/python",
+        "pip": "/usr/local/bin/pip",
+        "version": [3, 11],
+        "purelib": "/usr/local/lib/python3.11/site-packages",
+        "user_site": True,
+    }
     assert "pip " in run_in(ref, "pip", "--version").stdout
     config = inspect(ref)["Config"]
     assert "LANG=C.UTF-8" in config["Env"]
@@ -261,8 +291,10 @@ def test_python_stand_in_has_the_official_layout(standins, tmp_path):
     wheels.mkdir()
     make_wheel(wheels)
     wheels.chmod(0o755)
-    script = ("mkdir -p /tmp/h && pip install --no-index --user --no-warn-script-location /wheels/*.whl >/dev/null "
-              "&& python -c 'import lakehub_probe; print(lakehub_probe.VALUE, lakehub_probe.__file__)'")
+    script = (
+        "mkdir -p /tmp/h && pip install --no-index --user --no-warn-script-location /wheels/*.whl >/dev/null "
+        "&& python -c 'import lakehub_probe; print(lakehub_probe.VALUE, lakehub_probe.__file__)'"
+    )
     out = run_in(ref, "sh", "-c", script, user="1000:1000", mounts=(f"{wheels}:/wheels:ro",), env=("HOME=/tmp/h",))
     assert out.stdout.split() == ["probe", "ok", "/tmp/h/.local/lib/python3.11/site-packages/lakehub_probe/__init__.py"]
 
@@ -274,8 +306,12 @@ def test_node_stand_in_has_the_official_layout(standins):
     version = images.node_version(images.dockerfile_bases()["NODE_IMAGE"])
     assert ref.startswith(f"localhost/lakehub-standin-node:{version}-bookworm-")
     out = run_in(ref, "sh", "-c", "command -v node; node --version; npm --version; readlink -f /usr/local/bin/npm").stdout
-    assert out.split() == ["/usr/local/bin/node", f"v{version}", images.NODE_BUNDLED_NPM[version],
-                           "/usr/local/lib/node_modules/npm/bin/npm-cli.js"]
+    assert out.split() == [
+        "/usr/local/bin/node",
+        f"v{version}",
+        images.NODE_BUNDLED_NPM[version],
+        "/usr/local/lib/node_modules/npm/bin/npm-cli.js",
+    ]
     assert run_in(ref, "id", "-un", user="1000").stdout.strip() == "node"
     labels = inspect(ref)["Config"]["Labels"]
     assert labels["io.lakehub.standin.for"] == images.dockerfile_bases()["NODE_IMAGE"]
@@ -303,8 +339,14 @@ def test_hub_image_runs_as_the_dockerfile_says(hub):
     assert (health["Interval"], health["Timeout"], health["Retries"]) == (30_000_000_000, 5_000_000_000, 3)
 
     assert run_in(hub.ref, "sh", "-c", "id -u; pwd").stdout.split() == ["0", "/srv/jupyterhub"]
-    out = run_in(hub.ref, "python", "-c", "import jupyterhub, s3contents, pandas, lakehub_hub; print('imports ok')",
-                 user="1000", env=("HOME=/home/lakehub",))
+    out = run_in(
+        hub.ref,
+        "python",
+        "-c",
+        "import jupyterhub, s3contents, pandas, lakehub_hub; print('imports ok')",
+        user="1000",
+        env=("HOME=/home/lakehub",),
+    )
     assert out.stdout.strip() == "imports ok"
     kernels = run_in(hub.ref, "jupyter", "kernelspec", "list", "--json", user="1000").stdout
     assert {"python3", "ir"} <= set(json.loads(kernels)["kernelspecs"])
@@ -313,8 +355,13 @@ def test_hub_image_runs_as_the_dockerfile_says(hub):
     # the base's /usr/local left the base's setuptools-*.dist-info beside the locked one, and
     # Python reported the base's version.
     locked = re.search(r"^setuptools==(\S+)", (ROOT / "hub_images" / "requirements.txt").read_text(), re.M)[1]
-    seen = run_in(hub.ref, "python", "-c", "import glob, importlib.metadata as m; "
-                  "print(m.version('setuptools'), len(glob.glob('/usr/local/lib/python3.11/site-packages/setuptools-*.dist-info')))")
+    seen = run_in(
+        hub.ref,
+        "python",
+        "-c",
+        "import glob, importlib.metadata as m; "
+        "print(m.version('setuptools'), len(glob.glob('/usr/local/lib/python3.11/site-packages/setuptools-*.dist-info')))",
+    )
     assert seen.stdout.split() == [locked, "1"], seen.stdout
 
 
@@ -336,8 +383,13 @@ def test_second_call_finds_the_image_without_building(hub, tmp_path, monkeypatch
     assert said == []
     assert sorted(p.name for p in (tmp_path / "empty-cache").iterdir()) == ["build.lock"]
 
-    out = subprocess.run([str(ROOT / ".venv/bin/lakehub"), "local", "image", "--format", "json"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = subprocess.run(
+        [str(ROOT / ".venv/bin/lakehub"), "local", "image", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["image"] == hub.ref and report["cached"] is True and report["build_seconds"] is None
@@ -349,12 +401,19 @@ def test_second_call_finds_the_image_without_building(hub, tmp_path, monkeypatch
 def test_failed_build_is_one_line_naming_the_step_and_the_log_and_tags_nothing(standins, tmp_path, monkeypatch):
     context = tmp_path / "ctx"
     context.mkdir()
-    (context / "Containerfile").write_text(f"FROM {standins['base']}\nRUN echo first\n"
-                                           "RUN echo 'lakehub-test: this step fails' >&2 && exit 3\n")
+    (context / "Containerfile").write_text(
+        f"FROM {standins['base']}\nRUN echo first\nRUN echo 'lakehub-test: this step fails' >&2 && exit 3\n"
+    )
     tag = f"localhost/lakehub-p1-failing:{time.time_ns()}"
     with pytest.raises(LakehubError) as caught:
-        images._podman_build(tag, context, "test-failing", "test image", lambda line: None,
-                             ["--network", "none", "--pull=never", "-f", str(context / "Containerfile")])
+        images._podman_build(
+            tag,
+            context,
+            "test-failing",
+            "test image",
+            lambda line: None,
+            ["--network", "none", "--pull=never", "-f", str(context / "Containerfile")],
+        )
     message = str(caught.value)
     assert "\n" not in message
     assert "test image failed at STEP 3/3: RUN echo 'lakehub-test: this step fails'" in message

@@ -53,9 +53,17 @@ def _put(cw, metric: str, dims: list[dict], values_by_age: dict[int, list[float]
 
 
 def _alarm(cw, name: str, metric: str, dims: list[dict], **kwargs) -> None:
-    params = dict(AlarmName=name, Namespace="lakehub-test", MetricName=metric, Dimensions=dims, Period=PERIOD,
-                  EvaluationPeriods=3, Threshold=1.0, ComparisonOperator="GreaterThanOrEqualToThreshold",
-                  Statistic="Maximum")
+    params = dict(
+        AlarmName=name,
+        Namespace="lakehub-test",
+        MetricName=metric,
+        Dimensions=dims,
+        Period=PERIOD,
+        EvaluationPeriods=3,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        Statistic="Maximum",
+    )
     params.update(kwargs)
     cw.put_metric_alarm(**params)
 
@@ -99,11 +107,17 @@ def test_m_of_n_needs_m_breaching_datapoints(aws_client, evaluator, now):
     assert data["recentDatapoints"] == [5.0, 0.0, 5.0] and data["threshold"] == 1.0
 
 
-@pytest.mark.parametrize("operator,value,breaches", [
-    ("GreaterThanThreshold", 1.0, False), ("GreaterThanThreshold", 1.5, True),
-    ("GreaterThanOrEqualToThreshold", 1.0, True), ("LessThanThreshold", 1.0, False),
-    ("LessThanThreshold", 0.0, True), ("LessThanOrEqualToThreshold", 1.0, True),
-])
+@pytest.mark.parametrize(
+    "operator,value,breaches",
+    [
+        ("GreaterThanThreshold", 1.0, False),
+        ("GreaterThanThreshold", 1.5, True),
+        ("GreaterThanOrEqualToThreshold", 1.0, True),
+        ("LessThanThreshold", 1.0, False),
+        ("LessThanThreshold", 0.0, True),
+        ("LessThanOrEqualToThreshold", 1.0, True),
+    ],
+)
 def test_comparison_operators(aws_client, evaluator, now, operator, value, breaches):
     cw = aws_client("cloudwatch")
     name = f"op-{uuid.uuid4().hex[:8]}"
@@ -114,15 +128,18 @@ def test_comparison_operators(aws_client, evaluator, now, operator, value, breac
     assert _state(cw, name)["StateValue"] == ("ALARM" if breaches else "OK")
 
 
-@pytest.mark.parametrize("statistic,threshold,breaches", [
-    ({"Statistic": "Sum"}, 6.0, True),          # 1+2+3 = 6
-    ({"Statistic": "Average"}, 2.5, False),     # 2
-    ({"Statistic": "Maximum"}, 3.0, True),
-    ({"Statistic": "Minimum"}, 1.5, False),
-    ({"Statistic": "SampleCount"}, 3.0, True),
-    ({"ExtendedStatistic": "p50"}, 2.0, True),  # nearest rank of 1, 2, 3
-    ({"ExtendedStatistic": "p50"}, 2.5, False),
-])
+@pytest.mark.parametrize(
+    "statistic,threshold,breaches",
+    [
+        ({"Statistic": "Sum"}, 6.0, True),  # 1+2+3 = 6
+        ({"Statistic": "Average"}, 2.5, False),  # 2
+        ({"Statistic": "Maximum"}, 3.0, True),
+        ({"Statistic": "Minimum"}, 1.5, False),
+        ({"Statistic": "SampleCount"}, 3.0, True),
+        ({"ExtendedStatistic": "p50"}, 2.0, True),  # nearest rank of 1, 2, 3
+        ({"ExtendedStatistic": "p50"}, 2.5, False),
+    ],
+)
 def test_statistics_over_a_period(aws_client, evaluator, now, statistic, threshold, breaches):
     cw = aws_client("cloudwatch")
     name = f"stat-{uuid.uuid4().hex[:8]}"
@@ -138,8 +155,17 @@ def test_statistics_over_a_period(aws_client, evaluator, now, statistic, thresho
 def _describe_params(alarm: dict) -> dict:
     """PutMetricAlarm's parameters for an alarm as DescribeAlarms gives it (without Statistic
     when it has an ExtendedStatistic)."""
-    keep = ("AlarmName", "Namespace", "MetricName", "Dimensions", "Period", "EvaluationPeriods", "Threshold",
-            "ComparisonOperator", "ExtendedStatistic")
+    keep = (
+        "AlarmName",
+        "Namespace",
+        "MetricName",
+        "Dimensions",
+        "Period",
+        "EvaluationPeriods",
+        "Threshold",
+        "ComparisonOperator",
+        "ExtendedStatistic",
+    )
     return {k: alarm[k] for k in keep if alarm.get(k) is not None}
 
 
@@ -171,9 +197,20 @@ def test_a_change_publishes_cloudwatchs_message_to_the_alarm_actions_topic(aws_c
     name = f"HubDown-{uuid.uuid4().hex[:8]}"
     dims = [{"Name": "Platform", "Value": "lakehub"}, {"Name": "Tier", "Value": name}]
     _put(cw, "HubUp", dims, {1: [1.0]}, now)
-    _alarm(cw, name, "HubUp", list(reversed(dims)), EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="LessThanThreshold",
-           Statistic="Minimum", TreatMissingData="breaching", AlarmActions=[subscriber.arn], OKActions=[subscriber.arn],
-           AlarmDescription="the hub does not answer")
+    _alarm(
+        cw,
+        name,
+        "HubUp",
+        list(reversed(dims)),
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="LessThanThreshold",
+        Statistic="Minimum",
+        TreatMissingData="breaching",
+        AlarmActions=[subscriber.arn],
+        OKActions=[subscriber.arn],
+        AlarmDescription="the hub does not answer",
+    )
     evaluator.evaluate_once(now=now, prefix=name)  # INSUFFICIENT_DATA (moto's initial OK) -> OK
     first = subscriber.receive()
     assert [json.loads(n["Message"])["NewStateValue"] for n in first] == ["OK"]
@@ -210,11 +247,20 @@ def test_no_message_when_actions_are_disabled(aws_client, evaluator, now, subscr
 def test_metric_math_alarms_are_left_alone(aws_client, evaluator, now):
     cw = aws_client("cloudwatch")
     name = f"math-{uuid.uuid4().hex[:8]}"
-    cw.put_metric_alarm(AlarmName=name, EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold",
-                        Metrics=[{"Id": "e", "Expression": "m * 2", "ReturnData": True},
-                                 {"Id": "m", "ReturnData": False, "MetricStat": {
-                                     "Metric": {"Namespace": "lakehub-test", "MetricName": "Gauge"},
-                                     "Period": PERIOD, "Stat": "Sum"}}])
+    cw.put_metric_alarm(
+        AlarmName=name,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanThreshold",
+        Metrics=[
+            {"Id": "e", "Expression": "m * 2", "ReturnData": True},
+            {
+                "Id": "m",
+                "ReturnData": False,
+                "MetricStat": {"Metric": {"Namespace": "lakehub-test", "MetricName": "Gauge"}, "Period": PERIOD, "Stat": "Sum"},
+            },
+        ],
+    )
     evaluator.evaluate_once(now=now, prefix=name)
     alarm = _state(cw, name)
     assert alarm["StateReason"] == "Unchecked: Initial alarm creation"

@@ -49,8 +49,18 @@ def test_runtime_container_without_podman_fails_in_one_line_and_starts_nothing(t
     empty.mkdir()
     state = tmp_path / "state"
     base = free_base_port()
-    proc = lakehub("local", "up", "--runtime", "container", "--state-dir", str(state), "--base-port", str(base),
-                   timeout=120, env={"PATH": str(empty)})
+    proc = lakehub(
+        "local",
+        "up",
+        "--runtime",
+        "container",
+        "--state-dir",
+        str(state),
+        "--base-port",
+        str(base),
+        timeout=120,
+        env={"PATH": str(empty)},
+    )
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "podman is not installed" in lines[0], proc.stderr
@@ -101,8 +111,12 @@ def test_only_hub_tasks_get_the_hubs_folders_never_a_users_task(tmp_path):
 def platform(tmp_path_factory):
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed (make setup)")
-    p = Platform(tmp_path_factory.mktemp("lakehub-containers"), free_base_port(), runtime="container",
-                 env={"LAKEHUB_IDLE_TIMEOUT": str(IDLE_TIMEOUT)})
+    p = Platform(
+        tmp_path_factory.mktemp("lakehub-containers"),
+        free_base_port(),
+        runtime="container",
+        env={"LAKEHUB_IDLE_TIMEOUT": str(IDLE_TIMEOUT)},
+    )
     started = time.monotonic()
     proc = p.up()
     assert proc.returncode == 0, proc.stdout + proc.stderr + _logs(p)
@@ -119,8 +133,13 @@ def _logs(p: Platform) -> str:
 
 def _ecs(p: Platform):
     state = p.state()
-    return boto3.client("ecs", endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
-                        aws_access_key_id=state["admin"]["AccessKeyId"], aws_secret_access_key=state["admin"]["SecretAccessKey"])
+    return boto3.client(
+        "ecs",
+        endpoint_url=state["emulator_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=state["admin"]["AccessKeyId"],
+        aws_secret_access_key=state["admin"]["SecretAccessKey"],
+    )
 
 
 def _podman(*args: str) -> str:
@@ -201,8 +220,13 @@ def test_each_hub_is_its_services_ecs_task_in_a_container_of_the_hub_image_and_h
         repo_uri, tag = state["task_image"].rsplit(":", 1)
         image = definition["containerDefinitions"][0]["image"]
         assert image.startswith(f"{repo_uri}@sha256:"), image
-        ecr = boto3.client("ecr", endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
-                           aws_access_key_id=state["admin"]["AccessKeyId"], aws_secret_access_key=state["admin"]["SecretAccessKey"])
+        ecr = boto3.client(
+            "ecr",
+            endpoint_url=state["emulator_endpoint"],
+            region_name="us-east-1",
+            aws_access_key_id=state["admin"]["AccessKeyId"],
+            aws_secret_access_key=state["admin"]["SecretAccessKey"],
+        )
         (detail,) = ecr.describe_images(repositoryName=repo_uri.split("/", 1)[1], imageIds=[{"imageTag": tag}])["imageDetails"]
         assert image == f"{repo_uri}@{detail['imageDigest']}", (image, detail)
         container = containers[task["taskArn"]]
@@ -220,8 +244,7 @@ def test_each_hub_is_its_services_ecs_task_in_a_container_of_the_hub_image_and_h
         assert described.get("healthStatus") == "HEALTHY", described
         # The image's command replicates the hub's database with Litestream to the emulator's S3
         # (per-user tiers: LAKEHUB_HUB_STATE_BUCKET, the notebook bucket, under hub-state/<tier>/).
-        listed = platform.admin_s3().list_objects_v2(Bucket=state["outputs"]["NotebookBucketName"],
-                                                      Prefix=f"hub-state/{tier}/")
+        listed = platform.admin_s3().list_objects_v2(Bucket=state["outputs"]["NotebookBucketName"], Prefix=f"hub-state/{tier}/")
         assert any(o["Key"].endswith(".ltx") for o in listed.get("Contents", [])), listed.get("Contents")
 
 
@@ -249,8 +272,10 @@ def test_two_users_of_a_tier_get_their_own_container_running_as_a_non_root_user(
 @pytest.mark.e2e
 def test_python_and_r_kernels_read_the_tiers_data_and_are_refused_the_other_tiers(platform):
     bucket = platform.state()["outputs"]["DataBucketName"]
-    for name, expected in (("pii", ["pii:", "read", "nonpii:", "AccessDenied"]),
-                           ("nonpii", ["pii:", "AccessDenied", "nonpii:", "read"])):
+    for name, expected in (
+        ("pii", ["pii:", "read", "nonpii:", "AccessDenied"]),
+        ("nonpii", ["pii:", "AccessDenied", "nonpii:", "read"]),
+    ):
         tier = platform.tier(name)
         server = user_server(tier, tier["users"][0])
         assert server.run("python3", PROBE.format(bucket=bucket)).split() == expected

@@ -42,25 +42,39 @@ def _publish(cw, platform: str, tier: str, now: float) -> None:
     data = []
     for age, (up, users, running, spawned, failed) in enumerate([(1, 2, 2, 1, 0), (1, 1, 1, 2, 1), (1, 0, 0, 0, 0)]):
         ts = datetime.fromtimestamp(now - 30 - age * 60, timezone.utc)
-        data += [{"MetricName": "HubUp", "Dimensions": dims, "Timestamp": ts, "Value": up},
-                 {"MetricName": "ActiveUsers", "Dimensions": dims, "Timestamp": ts, "Value": users},
-                 {"MetricName": "RunningServers", "Dimensions": dims, "Timestamp": ts, "Value": running},
-                 {"MetricName": "SpawnSuccesses", "Dimensions": dims, "Timestamp": ts, "Value": spawned},
-                 {"MetricName": "SpawnFailures", "Dimensions": dims, "Timestamp": ts, "Value": failed}]
+        data += [
+            {"MetricName": "HubUp", "Dimensions": dims, "Timestamp": ts, "Value": up},
+            {"MetricName": "ActiveUsers", "Dimensions": dims, "Timestamp": ts, "Value": users},
+            {"MetricName": "RunningServers", "Dimensions": dims, "Timestamp": ts, "Value": running},
+            {"MetricName": "SpawnSuccesses", "Dimensions": dims, "Timestamp": ts, "Value": spawned},
+            {"MetricName": "SpawnFailures", "Dimensions": dims, "Timestamp": ts, "Value": failed},
+        ]
     ts = datetime.fromtimestamp(now - 30, timezone.utc)
     data += [
-        {"MetricName": "SpawnDuration", "Dimensions": dims, "Timestamp": ts, "Unit": "Seconds",
-         "StatisticValues": {"SampleCount": 3, "Sum": 18.0, "Minimum": 4.0, "Maximum": 8.0}},
+        {
+            "MetricName": "SpawnDuration",
+            "Dimensions": dims,
+            "Timestamp": ts,
+            "Unit": "Seconds",
+            "StatisticValues": {"SampleCount": 3, "Sum": 18.0, "Minimum": 4.0, "Maximum": 8.0},
+        },
         {"MetricName": "CapacityErrors", "Dimensions": dims, "Timestamp": ts, "Value": 2},
         {"MetricName": "SpotInterruptions", "Dimensions": dims, "Timestamp": ts, "Value": 1},
         {"MetricName": "ServersStopped", "Dimensions": dims + [{"Name": "Reason", "Value": "cull"}], "Timestamp": ts, "Value": 2},
         {"MetricName": "ServersStopped", "Dimensions": dims + [{"Name": "Reason", "Value": "oom"}], "Timestamp": ts, "Value": 1},
-        {"MetricName": "UserTasks", "Dimensions": dims + [{"Name": "Size", "Value": "small"},
-                                                          {"Name": "Capacity", "Value": "FARGATE_SPOT"}],
-         "Timestamp": ts, "Value": 2},
+        {
+            "MetricName": "UserTasks",
+            "Dimensions": dims + [{"Name": "Size", "Value": "small"}, {"Name": "Capacity", "Value": "FARGATE_SPOT"}],
+            "Timestamp": ts,
+            "Value": 2,
+        },
         # an hour and more ago: outside the counts' window
-        {"MetricName": "SpawnFailures", "Dimensions": dims, "Timestamp": datetime.fromtimestamp(now - 4000, timezone.utc),
-         "Value": 50},
+        {
+            "MetricName": "SpawnFailures",
+            "Dimensions": dims,
+            "Timestamp": datetime.fromtimestamp(now - 4000, timezone.utc),
+            "Value": 50,
+        },
     ]
     cw.put_metric_data(Namespace="lakehub", MetricData=data)
 
@@ -85,9 +99,17 @@ def test_a_scrape_of_the_prometheus_endpoint_parses(aws_client, aws_env):
     cw = aws_client("cloudwatch")
     platform = f"{PLATFORM}-{uuid.uuid4().hex[:6]}"
     _publish(cw, platform, "pii", time.time())
-    cw.put_metric_alarm(AlarmName=f"{platform}-pii-hub-down", Namespace="lakehub", MetricName="HubUp", Period=60,
-                        EvaluationPeriods=1, Threshold=1, ComparisonOperator="LessThanThreshold", Statistic="Minimum",
-                        Dimensions=[{"Name": "Platform", "Value": platform}, {"Name": "Tier", "Value": "pii"}])
+    cw.put_metric_alarm(
+        AlarmName=f"{platform}-pii-hub-down",
+        Namespace="lakehub",
+        MetricName="HubUp",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="LessThanThreshold",
+        Statistic="Minimum",
+        Dimensions=[{"Name": "Platform", "Value": platform}, {"Name": "Tier", "Value": "pii"}],
+    )
     port = _free_port()
     server = serve_metrics(port, lambda: observe(aws_env.endpoint_url, None, platform, ["pii"]))
     try:
@@ -96,16 +118,25 @@ def test_a_scrape_of_the_prometheus_endpoint_parses(aws_client, aws_env):
         server.shutdown()
         server.server_close()
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(response.text) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
     assert samples[("lakehub_dashboard_up", ())] == 1
     assert samples[("lakehub_dashboard_hub_up", (("tier", "pii"),))] == 1
     assert samples[("lakehub_dashboard_spawns_last_hour", (("tier", "pii"),))] == 3
     assert samples[("lakehub_dashboard_servers_stopped_last_hour", (("reason", "oom"), ("tier", "pii")))] == 1
-    assert samples[("lakehub_dashboard_user_tasks",
-                    (("capacity", "FARGATE_SPOT"), ("size", "small"), ("tier", "pii")))] == 2
-    assert samples[("lakehub_dashboard_alarm_state",
-                    (("alarm", f"{platform}-pii-hub-down"), ("state", "INSUFFICIENT_DATA"), ("tier", "pii")))] == 1
+    assert samples[("lakehub_dashboard_user_tasks", (("capacity", "FARGATE_SPOT"), ("size", "small"), ("tier", "pii")))] == 2
+    assert (
+        samples[
+            (
+                "lakehub_dashboard_alarm_state",
+                (("alarm", f"{platform}-pii-hub-down"), ("state", "INSUFFICIENT_DATA"), ("tier", "pii")),
+            )
+        ]
+        == 1
+    )
 
 
 def test_an_emulator_that_does_not_answer_is_one_line_quickly():
@@ -125,14 +156,40 @@ def test_the_status_tables_show_each_tiers_figures_and_each_alarm():
     from lakehub.cli.local import print_observed
     from lakehub.local.observe import empty_tier
 
-    pii = dict(empty_tier(), hub_up=0, active_users=3, running_servers=2, spawns=5, spawn_failures=1,
-               spawn_seconds_mean=6.5, spawn_seconds_max=9.0, servers_stopped={"oom": 1, "cull": 2},
-               user_tasks=[{"size": "small", "capacity": "FARGATE_SPOT", "tasks": 2}])
-    seen = {"metrics": {"pii": pii, "nonpii": empty_tier()}, "error": "",
-            "alarms": [{"name": "lakehub-pii-hub-down", "tier": "pii", "state": "ALARM", "since": "2026-12-02T01:00:00",
-                        "reason": "Threshold Crossed: 1 out of the last 1 datapoints", "evaluated_locally": True},
-                       {"name": "lakehub-spawn-failure-rate", "tier": "", "state": "INSUFFICIENT_DATA", "since": None,
-                        "reason": "Unchecked", "evaluated_locally": False}]}
+    pii = dict(
+        empty_tier(),
+        hub_up=0,
+        active_users=3,
+        running_servers=2,
+        spawns=5,
+        spawn_failures=1,
+        spawn_seconds_mean=6.5,
+        spawn_seconds_max=9.0,
+        servers_stopped={"oom": 1, "cull": 2},
+        user_tasks=[{"size": "small", "capacity": "FARGATE_SPOT", "tasks": 2}],
+    )
+    seen = {
+        "metrics": {"pii": pii, "nonpii": empty_tier()},
+        "error": "",
+        "alarms": [
+            {
+                "name": "lakehub-pii-hub-down",
+                "tier": "pii",
+                "state": "ALARM",
+                "since": "2026-12-02T01:00:00",
+                "reason": "Threshold Crossed: 1 out of the last 1 datapoints",
+                "evaluated_locally": True,
+            },
+            {
+                "name": "lakehub-spawn-failure-rate",
+                "tier": "",
+                "state": "INSUFFICIENT_DATA",
+                "since": None,
+                "reason": "Unchecked",
+                "evaluated_locally": False,
+            },
+        ],
+    }
     console = Console(width=250, record=True)
     print_observed(seen, console)
     text = console.export_text()
@@ -158,8 +215,19 @@ def test_the_metrics_port_in_use_is_one_line_and_starts_nothing(tmp_path):
         held.listen()
         port = held.getsockname()[1]
         base = free_base_port()
-        proc = lakehub("local", "up", "--runtime", "process", "--state-dir", str(tmp_path / "s"), "--base-port", str(base),
-                       "--metrics-port", str(port), timeout=60)
+        proc = lakehub(
+            "local",
+            "up",
+            "--runtime",
+            "process",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--base-port",
+            str(base),
+            "--metrics-port",
+            str(port),
+            timeout=60,
+        )
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"port {port}" in lines[0] and "metrics endpoint" in lines[0], proc.stderr
@@ -183,8 +251,20 @@ def platform(tmp_path_factory):
     p = Platform(tmp_path_factory.mktemp("lakehub-observe"), free_base_port(), runtime="process")
     p.metrics_port = _free_port()
     env = {"LAKEHUB_ALARM_INTERVAL": str(ALARM_INTERVAL), "LAKEHUB_METRICS_INTERVAL": str(EXPORT_INTERVAL)}
-    proc = lakehub("local", "up", "--runtime", "process", "--state-dir", str(p.state_dir), "--base-port", str(p.base),
-                   "--metrics-port", str(p.metrics_port), timeout=600, env=env)
+    proc = lakehub(
+        "local",
+        "up",
+        "--runtime",
+        "process",
+        "--state-dir",
+        str(p.state_dir),
+        "--base-port",
+        str(p.base),
+        "--metrics-port",
+        str(p.metrics_port),
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     yield p
     if p.state().get("phase") == "ready":
@@ -204,9 +284,13 @@ def _admin(p, service: str):
     import boto3
 
     state = p.state()
-    return boto3.client(service, endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
-                        aws_access_key_id=state["admin"]["AccessKeyId"],
-                        aws_secret_access_key=state["admin"]["SecretAccessKey"])
+    return boto3.client(
+        service,
+        endpoint_url=state["emulator_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=state["admin"]["AccessKeyId"],
+        aws_secret_access_key=state["admin"]["SecretAccessKey"],
+    )
 
 
 def _wait(what: str, check, timeout: float, every: float = 2.0):
@@ -232,11 +316,20 @@ def test_the_hub_down_alarm_fires_when_a_hub_is_stopped_and_clears_when_it_answe
         assert topic in deployed["AlarmActions"] and deployed["MetricName"] == "HubUp"
     else:
         topic = sns.create_topic(Name="lakehub-observe-alarms")["TopicArn"]
-        cw.put_metric_alarm(AlarmName=alarm, Namespace="lakehub", MetricName="HubUp", Statistic="Minimum", Period=60,
-                            EvaluationPeriods=3, Threshold=1, ComparisonOperator="LessThanThreshold",
-                            TreatMissingData="notBreaching", AlarmActions=[topic], OKActions=[topic],
-                            Dimensions=[{"Name": "Platform", "Value": default_settings().platform_name},
-                                        {"Name": "Tier", "Value": tier}])
+        cw.put_metric_alarm(
+            AlarmName=alarm,
+            Namespace="lakehub",
+            MetricName="HubUp",
+            Statistic="Minimum",
+            Period=60,
+            EvaluationPeriods=3,
+            Threshold=1,
+            ComparisonOperator="LessThanThreshold",
+            TreatMissingData="notBreaching",
+            AlarmActions=[topic],
+            OKActions=[topic],
+            Dimensions=[{"Name": "Platform", "Value": default_settings().platform_name}, {"Name": "Tier", "Value": tier}],
+        )
     # The operator subscribes to the alarm topic (here an SQS queue).
     queue = sqs.create_queue(QueueName="lakehub-observe-operator")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -287,5 +380,7 @@ def test_the_hub_down_alarm_fires_when_a_hub_is_stopped_and_clears_when_it_answe
     # the next minute that has HubUp 1 only ends the 3 of 3
     _wait("an OK message once the hub answers again", lambda: notes("OK"), timeout=180)
     assert state() == "OK"
-    print(f"ALARM {took:.0f} s after the hub stopped, OK {time.monotonic() - resumed:.0f} s after it resumed; "
-          f"status {healthy_seconds:.1f} s (healthy), {status_seconds:.1f} s (a hub not answering)")
+    print(
+        f"ALARM {took:.0f} s after the hub stopped, OK {time.monotonic() - resumed:.0f} s after it resumed; "
+        f"status {healthy_seconds:.1f} s (healthy), {status_seconds:.1f} s (a hub not answering)"
+    )

@@ -32,8 +32,17 @@ def test_a_second_supervisor_cannot_take_the_state_folder(tmp_path):
     try:
         assert StateDir(tmp_path).running_pid() == int((tmp_path / "supervisor.pid").read_text())
         child = subprocess.run(
-            [sys.executable, "-c", "from lakehub.local.state import StateDir; import sys; StateDir(sys.argv[1]).acquire()", str(tmp_path)],
-            capture_output=True, text=True, cwd=ROOT, timeout=60)
+            [
+                sys.executable,
+                "-c",
+                "from lakehub.local.state import StateDir; import sys; StateDir(sys.argv[1]).acquire()",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
         assert child.returncode != 0 and "already running" in child.stderr
     finally:
         first.release()
@@ -49,7 +58,9 @@ def test_state_file_is_private(tmp_path):
 def test_botocore_reads_the_tier_role_from_the_credentials_endpoint(monkeypatch):
     server = CredentialsServer(0).start()
     try:
-        env = server.add_role("pii-hub", {"AccessKeyId": "ASIALOCALTEST", "SecretAccessKey": "not-a-secret", "SessionToken": "tok"})
+        env = server.add_role(
+            "pii-hub", {"AccessKeyId": "ASIALOCALTEST", "SecretAccessKey": "not-a-secret", "SessionToken": "tok"}
+        )
         assert env["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
             monkeypatch.delenv(key, raising=False)
@@ -83,7 +94,7 @@ def test_unmodelled_types_come_from_the_templates_and_moto():
 # ------------------------------------------------------------------------------------------
 # the local Lambda runner
 # ------------------------------------------------------------------------------------------
-HANDLER = '''
+HANDLER = """
 import json, urllib.error, urllib.request
 
 def handler(event, context):
@@ -104,9 +115,9 @@ def handler(event, context):
         body["Data"]["Forged"] = str(e.code)
     req = urllib.request.Request(event["ResponseURL"], data=json.dumps(body).encode(), method="PUT")
     urllib.request.urlopen(req, timeout=10).read()
-'''
+"""
 
-TEMPLATE = '''
+TEMPLATE = """
 Parameters:
   Fail: {Type: String, Default: "no"}
 Resources:
@@ -139,15 +150,18 @@ Outputs:
   Greeting: {Value: !GetAtt Thing.Greeting}
   Physical: {Value: !Ref Thing}
   Forged: {Value: !GetAtt Thing.Forged}
-'''
+"""
 
 
 @pytest.mark.e2e
 def test_custom_resource_runs_locally_and_its_data_feeds_the_stack(local_emulator, monkeypatch, tmp_path):
     from lakehub.release.deploy import deploy
 
-    for key, value in {"AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     s3 = boto3.client("s3", endpoint_url=local_emulator, region_name="us-east-1")
     s3.create_bucket(Bucket="runner-test")
@@ -164,8 +178,9 @@ def test_custom_resource_runs_locally_and_its_data_feeds_the_stack(local_emulato
         ssm = boto3.client("ssm", endpoint_url=local_emulator, region_name="us-east-1")
         assert ssm.get_parameter(Name="/runner-test/runner-ok")["Parameter"]["Value"] == "hello world"
         with pytest.raises(LakehubError, match="Thing .* failed: asked to fail by the test"):
-            deploy({"Fail": "yes"}, stack_name="runner-fail", region="us-east-1", endpoint_url=local_emulator,
-                   template_file=template)
+            deploy(
+                {"Fail": "yes"}, stack_name="runner-fail", region="us-east-1", endpoint_url=local_emulator, template_file=template
+            )
     finally:
         template.unlink(missing_ok=True)
 
@@ -187,15 +202,19 @@ def test_emulator_control_api_answers_only_the_supervisor_token(local_emulator):
         ("GET", "//moto-api/data.json", None),
         ("GET", "/moto-api/%64ata.json", None),
         ("GET", "/moto-api/", None),
-        ("POST", "/moto-api/state-manager/set-transition",
-         b'{"model_name": "ecs::task", "transition": {"progression": "immediate"}}'),
+        (
+            "POST",
+            "/moto-api/state-manager/set-transition",
+            b'{"model_name": "ecs::task", "transition": {"progression": "immediate"}}',
+        ),
         ("POST", "/moto-api/recorder/replay-recording", b""),
         ("PUT", "/cloudformation_us-east-1/cfnresponse", b"{}"),
     ]
     for method, path, data in attempts:
         for headers in ({}, {HEADER: "not-the-token"}, {HEADER: ""}):
-            req = urllib.request.Request(f"{local_emulator}{path}", data=data, method=method,
-                                         headers=dict(headers, **{"Content-Type": "text/plain"}))
+            req = urllib.request.Request(
+                f"{local_emulator}{path}", data=data, method=method, headers=dict(headers, **{"Content-Type": "text/plain"})
+            )
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(req, timeout=10).read()
             assert refused.value.code == 403, (method, path, headers)
@@ -205,18 +224,39 @@ def test_emulator_control_api_answers_only_the_supervisor_token(local_emulator):
         urllib.request.urlopen(req, timeout=10).read()
     assert refused.value.code == 403
     # The supervisor's token opens it; AWS calls need none.
-    req = urllib.request.Request(f"{local_emulator}/moto-api/state-manager/get-transition?model_name=ecs::task",
-                                 headers={HEADER: local_emulator.control_token})
+    req = urllib.request.Request(
+        f"{local_emulator}/moto-api/state-manager/get-transition?model_name=ecs::task",
+        headers={HEADER: local_emulator.control_token},
+    )
     assert json.loads(urllib.request.urlopen(req, timeout=10).read())
-    sts = boto3.client("sts", endpoint_url=local_emulator, region_name="us-east-1",
-                       aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY)
+    sts = boto3.client(
+        "sts",
+        endpoint_url=local_emulator,
+        region_name="us-east-1",
+        aws_access_key_id=EMULATOR_ACCESS_KEY,
+        aws_secret_access_key=EMULATOR_SECRET_KEY,
+    )
     assert sts.get_caller_identity()["Account"]
 
 
 def test_the_emulator_will_not_start_without_a_control_token(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "lakehub.local.emulator_server", "--port", "1", "--work-dir",
-                           str(tmp_path), "--control-token-file", str(tmp_path / "missing")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lakehub.local.emulator_server",
+            "--port",
+            "1",
+            "--work-dir",
+            str(tmp_path),
+            "--control-token-file",
+            str(tmp_path / "missing"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "cannot read --control-token-file" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -248,15 +288,18 @@ def test_shared_mode_homes_live_in_the_tiers_folder_of_the_emulated_homes_file_s
     assert stat.S_IMODE(state.path.stat().st_mode) == 0o700  # the state folder closed again
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["--base-port", "0"], "--base-port"),
-    (["--base-port", "-1"], "--base-port"),
-    (["--base-port", "65530"], "--base-port"),  # base+10.. would pass 65535
-    (["--base-port", "eighty"], "--base-port"),
-    (["--timeout", "0"], "--timeout"),
-    (["--timeout", "-3"], "--timeout"),
-    (["--timeout", "inf"], "--timeout"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--base-port", "0"], "--base-port"),
+        (["--base-port", "-1"], "--base-port"),
+        (["--base-port", "65530"], "--base-port"),  # base+10.. would pass 65535
+        (["--base-port", "eighty"], "--base-port"),
+        (["--timeout", "0"], "--timeout"),
+        (["--timeout", "-3"], "--timeout"),
+        (["--timeout", "inf"], "--timeout"),
+    ],
+)
 def test_local_up_refuses_a_port_or_timeout_it_cannot_use_before_doing_anything(tmp_path, capsys, argv, says):
     from lakehub.cli import build_parser
 

@@ -71,8 +71,12 @@ def test_both_default_tiers_get_distinct_listener_priorities(platform):
     """Issue 13, defect 1: the tier stacks are created concurrently (as CloudFormation does,
     and the emulator now does too), and each tier's rule holds its own priority."""
     state = platform.state()
-    kwargs = dict(endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
-                  aws_access_key_id=state["admin"]["AccessKeyId"], aws_secret_access_key=state["admin"]["SecretAccessKey"])
+    kwargs = dict(
+        endpoint_url=state["emulator_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=state["admin"]["AccessKeyId"],
+        aws_secret_access_key=state["admin"]["SecretAccessKey"],
+    )
     cfn, elbv2 = boto3.client("cloudformation", **kwargs), boto3.client("elbv2", **kwargs)
     priorities, listeners = {}, set()
     for stack in cfn.describe_stacks()["Stacks"]:
@@ -81,8 +85,17 @@ def test_both_default_tiers_get_distinct_listener_priorities(platform):
             priorities[outputs["TierUrl"]] = int(outputs["ListenerRulePriorityUsed"])
     assert len(priorities) == 2 and len(set(priorities.values())) == 2, priorities
     for lb in elbv2.describe_load_balancers()["LoadBalancers"]:
-        listeners |= {x["ListenerArn"] for x in elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"] if x["Port"] == 443}
-    held = sorted(int(r["Priority"]) for arn in listeners for r in elbv2.describe_rules(ListenerArn=arn)["Rules"] if r["Priority"] != "default")
+        listeners |= {
+            x["ListenerArn"]
+            for x in elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+            if x["Port"] == 443
+        }
+    held = sorted(
+        int(r["Priority"])
+        for arn in listeners
+        for r in elbv2.describe_rules(ListenerArn=arn)["Rules"]
+        if r["Priority"] != "default"
+    )
     assert held == sorted(priorities.values())
 
 
@@ -113,8 +126,13 @@ def test_two_users_of_one_tier_get_two_tasks_with_the_user_task_role(platform):
     for user in tier["users"][:2]:
         user_server(tier, user)
     state = platform.state()
-    ecs = boto3.client("ecs", endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
-                       aws_access_key_id=state["admin"]["AccessKeyId"], aws_secret_access_key=state["admin"]["SecretAccessKey"])
+    ecs = boto3.client(
+        "ecs",
+        endpoint_url=state["emulator_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=state["admin"]["AccessKeyId"],
+        aws_secret_access_key=state["admin"]["SecretAccessKey"],
+    )
     cluster = state["outputs"]["ClusterName"]
     arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"]
@@ -266,8 +284,9 @@ def test_code_in_a_kernel_cannot_switch_enforcement_off_nor_read_keys(platform):
     # The supervisor's token still opens the control API.
     from lakehub.local.control import control_request
 
-    assert control_request(state["emulator_endpoint"], "/moto-api/state-manager/get-transition?model_name=ecs::task",
-                           platform.control_token())
+    assert control_request(
+        state["emulator_endpoint"], "/moto-api/state-manager/get-transition?model_name=ecs::task", platform.control_token()
+    )
 
 
 def test_up_save_down_up_keeps_the_notebook(platform):
@@ -277,7 +296,9 @@ def test_up_save_down_up_keeps_the_notebook(platform):
     server.save_notebook("survives.ipynb", "print('still here')")  # in the home (its central copy in S3)
     down = platform.down()
     assert down.returncode == 0, down.stderr
-    assert (platform.state_dir / "notebooks-export" / "tiers" / "nonpii" / "users" / user["username"] / "survives.ipynb").is_file()
+    assert (
+        platform.state_dir / "notebooks-export" / "tiers" / "nonpii" / "users" / user["username"] / "survives.ipynb"
+    ).is_file()
     for t in platform.state()["tiers"]:
         with pytest.raises(requests.RequestException):
             requests.get(f"{t['url']}/hub/health", timeout=3)

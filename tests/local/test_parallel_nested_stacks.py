@@ -21,8 +21,12 @@ Resources:
 def parent(n: int, depends: bool = False) -> str:
     lines = ["Resources:"]
     for i in range(n):
-        lines += [f"  Child{i}:", "    Type: AWS::CloudFormation::Stack", "    Properties:",
-                  "      TemplateURL: https://lakehub-parallel.s3.amazonaws.com/child.yaml"]
+        lines += [
+            f"  Child{i}:",
+            "    Type: AWS::CloudFormation::Stack",
+            "    Properties:",
+            "      TemplateURL: https://lakehub-parallel.s3.amazonaws.com/child.yaml",
+        ]
         if depends and i:
             lines.append(f"    DependsOn: [Child{i - 1}]")
     return "\n".join(lines) + "\n"

@@ -42,8 +42,16 @@ def platform(tmp_path_factory):
 
 def run(platform, server, me: str, other: str) -> dict:
     outputs = platform.state()["outputs"]
-    return probe(server, notebooks=outputs["NotebookBucketName"], lake=outputs["DataBucketName"], tier="pii", me=me,
-                 other=other, own_data="pii/customers.csv", other_data="nonpii/sales.csv")
+    return probe(
+        server,
+        notebooks=outputs["NotebookBucketName"],
+        lake=outputs["DataBucketName"],
+        tier="pii",
+        me=me,
+        other=other,
+        own_data="pii/customers.csv",
+        other_data="nonpii/sales.csv",
+    )
 
 
 def test_two_users_of_one_tier_reach_their_own_and_the_shared_folder_only(platform):
@@ -68,4 +76,9 @@ def test_a_kernel_holds_none_of_the_task_roles_keys(platform):
     server = user_server(tier, tier["users"][0])
     env = json.loads(server.run("python3", "import os, json; print(json.dumps(dict(os.environ)))").strip().splitlines()[-1])
     assert env["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
-    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} & set(env)
+    assert not {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    } & set(env)

@@ -50,7 +50,9 @@ def test_a_replaced_hub_task_gets_an_empty_state_folder_when_its_folder_was_dele
     platform = LocalPlatform(StateDir(tmp_path / "state"), base_port=9100, runtime="container")
     hub_task = {"tags": [{"key": "lakehub:tier", "value": "pii"}, {"key": "lakehub:hub", "value": "pii"}]}
     source = next(src for src, dst, _ in platform.hub_task_mounts(hub_task) if dst == CONTAINER_STATE_DIR)
-    assert (tmp_path / "state" / "hubs" / "pii" / "state").is_dir() and source == str(tmp_path / "state" / "hubs" / "pii" / "state")
+    assert (tmp_path / "state" / "hubs" / "pii" / "state").is_dir() and source == str(
+        tmp_path / "state" / "hubs" / "pii" / "state"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +91,18 @@ def test_a_deleted_home_is_restored_from_a_local_backup_and_the_users_server_see
     wait_stopped(tier["url"], user["username"], server.token, timeout=120)
     shutil.rmtree(home)
 
-    restored = lakehub("local", "restore-home", "--state-dir", str(platform.state_dir), "--tier", "pii",
-                       "--user", user["username"], timeout=300)
+    restored = lakehub(
+        "local", "restore-home", "--state-dir", str(platform.state_dir), "--tier", "pii", "--user", user["username"], timeout=300
+    )
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert f"restored the home of '{user['username']}' in tier pii" in restored.stdout
 
     again = user_server(tier, user)
     assert again.run("python3", READ).strip() == "read: months of work"
     # a second restore does not overwrite the home the user has now
-    refused = lakehub("local", "restore-home", "--state-dir", str(platform.state_dir), "--tier", "pii",
-                      "--user", user["username"], timeout=120)
+    refused = lakehub(
+        "local", "restore-home", "--state-dir", str(platform.state_dir), "--tier", "pii", "--user", user["username"], timeout=120
+    )
     assert refused.returncode == 2 and "--force" in refused.stderr and "Traceback" not in refused.stderr
 
 

@@ -59,7 +59,7 @@ def start_time(pid: int) -> int | None:
         stat = open(f"/proc/{pid}/stat").read()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     return None if fields[0] == "Z" else int(fields[19])
 
 
@@ -72,7 +72,7 @@ def descendants(pid: int) -> dict[int, int]:
                 stat = open(f"/proc/{entry.name}/stat").read()
             except OSError:
                 continue
-            parents[int(entry.name)] = int(stat[stat.rfind(")") + 2:].split()[1])
+            parents[int(entry.name)] = int(stat[stat.rfind(")") + 2 :].split()[1])
     found, todo = {}, [pid]
     while todo:
         parent = todo.pop()

@@ -48,8 +48,13 @@ def platform(tmp_path_factory):
 
 def _client(p: Platform, service: str):
     state = p.state()
-    return boto3.client(service, endpoint_url=state["emulator_endpoint"], region_name="us-east-1",
-                        aws_access_key_id=state["admin"]["AccessKeyId"], aws_secret_access_key=state["admin"]["SecretAccessKey"])
+    return boto3.client(
+        service,
+        endpoint_url=state["emulator_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=state["admin"]["AccessKeyId"],
+        aws_secret_access_key=state["admin"]["SecretAccessKey"],
+    )
 
 
 def _hub_image(p: Platform, tier: str) -> str:
@@ -66,7 +71,9 @@ def _user_tasks(p: Platform) -> set[str]:
     cluster = p.state()["outputs"][names.CLUSTER_NAME]
     arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
-    return {t["taskArn"] for t in tasks if t.get("lastStatus") == "RUNNING" and not (t.get("startedBy") or "").startswith("ecs-svc/")}
+    return {
+        t["taskArn"] for t in tasks if t.get("lastStatus") == "RUNNING" and not (t.get("startedBy") or "").startswith("ecs-svc/")
+    }
 
 
 def _running_hub_task(p: Platform, tier: str) -> dict:
@@ -89,7 +96,9 @@ def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_ne
     # N: sign in, save a notebook (its central copy in S3) and a file in the home.
     server = user_server(tier, user)
     server.save_notebook("upgrade-rehearsal.ipynb", "print('saved before the upgrade')")
-    wrote = server.run("python3", "import pathlib; p = pathlib.Path.home() / 'kept.txt'; p.write_text('home before N+1'); print(p)")
+    wrote = server.run(
+        "python3", "import pathlib; p = pathlib.Path.home() / 'kept.txt'; p.write_text('home before N+1'); print(p)"
+    )
     assert "kept.txt" in wrote
     servers = _user_tasks(platform)
     assert servers, "the user's server runs as an ECS task"
@@ -97,14 +106,20 @@ def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_ne
     # N+1: the image under a new tag, pushed (registered) in the emulated ECR ...
     state = platform.state()
     repo = state["outputs"][names.IMAGE_REPOSITORY_URI]
-    tagged = subprocess.run(["podman", "tag", state["hub_image"], f"{repo}:{NEW_TAG}"], capture_output=True, text=True, timeout=120)
+    tagged = subprocess.run(
+        ["podman", "tag", state["hub_image"], f"{repo}:{NEW_TAG}"], capture_output=True, text=True, timeout=120
+    )
     assert tagged.returncode == 0, tagged.stderr
     layer = "sha256:" + hashlib.sha256(f"lakehub-local-image:{NEW_TAG}".encode()).hexdigest()
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
-                "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 12, "digest": layer}]}
-    digest = _client(platform, "ecr").put_image(repositoryName=repo.split("/", 1)[1], imageManifest=json.dumps(manifest),
-                                                imageTag=NEW_TAG)["image"]["imageId"]["imageDigest"]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 12, "digest": layer}],
+    }
+    digest = _client(platform, "ecr").put_image(
+        repositoryName=repo.split("/", 1)[1], imageManifest=json.dumps(manifest), imageTag=NEW_TAG
+    )["image"]["imageId"]["imageDigest"]
     # ... and a changed main template, deployed as an operator does.
     template = tmp_path / "main.template.yaml"
     text = (TEMPLATES_DIR / names.MAIN_TEMPLATE).read_text()
@@ -112,12 +127,37 @@ def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_ne
     template.write_text(text.replace("\nDescription: '", "\nDescription: '(N+1) ", 1))
     started = time.monotonic()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID=state["admin"]["AccessKeyId"], AWS_SECRET_ACCESS_KEY=state["admin"]["SecretAccessKey"],
-               AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
-    deployed = subprocess.run([sys.executable, "-m", "lakehub.cli", "deploy", "--endpoint-url", state["emulator_endpoint"],
-                               "--region", "us-east-1", "--stack-name", "lakehub", "--template-file", str(template),
-                               "--parameter", f"{names.IMAGE_TAG}={NEW_TAG}", "--format", "json"],
-                              capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    env.update(
+        AWS_ACCESS_KEY_ID=state["admin"]["AccessKeyId"],
+        AWS_SECRET_ACCESS_KEY=state["admin"]["SecretAccessKey"],
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+    )
+    deployed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lakehub.cli",
+            "deploy",
+            "--endpoint-url",
+            state["emulator_endpoint"],
+            "--region",
+            "us-east-1",
+            "--stack-name",
+            "lakehub",
+            "--template-file",
+            str(template),
+            "--parameter",
+            f"{names.IMAGE_TAG}={NEW_TAG}",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     deploy_seconds = time.monotonic() - started
     assert json.loads(deployed.stdout)["status"] == "UPDATE_COMPLETE"
@@ -144,7 +184,9 @@ def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_ne
     after_task = _running_hub_task(platform, "pii")
     assert after_task["taskArn"] != before_task["taskArn"]
     assert after_task["taskDefinitionArn"] != before_task["taskDefinitionArn"]
-    definition = _client(platform, "ecs").describe_task_definition(taskDefinition=after_task["taskDefinitionArn"])["taskDefinition"]
+    definition = _client(platform, "ecs").describe_task_definition(taskDefinition=after_task["taskDefinitionArn"])[
+        "taskDefinition"
+    ]
     assert definition["containerDefinitions"][0]["image"] == f"{repo}@{digest}"  # the hub runs the new digest
 
     # The server that ran through the upgrade: the same task, usable through the new hub (its
@@ -159,6 +201,8 @@ def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_ne
     assert got.status_code == 200 and "saved before the upgrade" in json.dumps(got.json()["content"])
     out = server.run("python3", "import pathlib; print((pathlib.Path.home() / 'kept.txt').read_text())")
     assert "home before N+1" in out
-    figures = {"deploy_seconds": round(deploy_seconds, 1),
-               "hub_unavailable_seconds": round(answered - down_since, 1) if down_since else 0.0}
+    figures = {
+        "deploy_seconds": round(deploy_seconds, 1),
+        "hub_unavailable_seconds": round(answered - down_since, 1) if down_since else 0.0,
+    }
     print(f"upgrade rehearsal figures: {json.dumps(figures)}")

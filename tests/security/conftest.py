@@ -59,4 +59,3 @@ def assert_rule_meets_fixture(rule_name: str, rule_fn, template: dict) -> None:
     assert not wrongly, f"{rule_name} flagged compliant resources {sorted(wrongly)}: {[str(v) for v in violations]}"
     for v in violations:
         assert v.rule == rule_name and v.message
-

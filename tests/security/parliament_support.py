@@ -107,7 +107,12 @@ def run(templates: dict[str, dict]) -> Result:
                 found += [(place, f) for f in _analyse(json.dumps(one), place)]
             found += [(base, f) for f in _analyse_whole(json.dumps(document), base)]
             for place, f in found:
-                key = (place, f.issue, json.dumps(f.detail, sort_keys=True, default=str), json.dumps(f.location, sort_keys=True, default=str))
+                key = (
+                    place,
+                    f.issue,
+                    json.dumps(f.detail, sort_keys=True, default=str),
+                    json.dumps(f.location, sort_keys=True, default=str),
+                )
                 if key in seen:
                     continue
                 seen.add(key)

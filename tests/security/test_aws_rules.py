@@ -54,8 +54,16 @@ def test_every_aws_fixture_belongs_to_a_rule():
 def test_the_templates_hold_what_the_aws_rules_check(generated_templates):
     """Guard against rules passing because there is nothing to check."""
     types = [r["Type"] for t in generated_templates.values() for r in t.get("Resources", {}).values()]
-    for rtype in ("AWS::ECS::TaskDefinition", "AWS::Lambda::Function", "AWS::Cognito::UserPoolClient", "AWS::CodeBuild::Project", "Custom::ListenerPriority", "AWS::CloudFormation::Stack",
-                  "AWS::SNS::Topic", "AWS::CloudWatch::Alarm"):
+    for rtype in (
+        "AWS::ECS::TaskDefinition",
+        "AWS::Lambda::Function",
+        "AWS::Cognito::UserPoolClient",
+        "AWS::CodeBuild::Project",
+        "Custom::ListenerPriority",
+        "AWS::CloudFormation::Stack",
+        "AWS::SNS::Topic",
+        "AWS::CloudWatch::Alarm",
+    ):
         assert rtype in types, rtype
     tier = generated_templates["tier.template.yaml"]["Resources"]
     secrets = [s for c in tier["HubTaskDefinition"]["Properties"]["ContainerDefinitions"] for s in c["Secrets"]]

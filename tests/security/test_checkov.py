@@ -17,15 +17,21 @@ CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 DOCKERFILE = ROOT / "hub_images" / "Dockerfile"
 MIN_REASON = 40  # characters: a reason, not a label
 
-pytestmark = [pytest.mark.scanner, pytest.mark.skipif(
-    not CHECKOV.exists(), reason="checkov is not installed in .venv-checkov (run `make scanners`; `make test` does)"
-)]
+pytestmark = [
+    pytest.mark.scanner,
+    pytest.mark.skipif(
+        not CHECKOV.exists(), reason="checkov is not installed in .venv-checkov (run `make scanners`; `make test` does)"
+    ),
+]
 
 
 def run_checkov(args: list[str]) -> dict:
     proc = subprocess.run(
         [str(CHECKOV), "--skip-download", "--output", "json", *args],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert proc.returncode in (0, 1), f"checkov failed to run ({proc.returncode}): {proc.stderr[-2000:]}"
     data = json.loads(proc.stdout)
@@ -116,7 +122,9 @@ def test_security_md_gives_each_skip_the_reason_argued_in_place():
     rows = skip_rows()
     for check_id, where, reason in declared_skips():
         if (check_id, where) in rows:
-            assert rows[(check_id, where)] == reason, f"{check_id} on {where}: docs/SECURITY.md says {rows[(check_id, where)]!r}, the skip says {reason!r}"
+            assert rows[(check_id, where)] == reason, (
+                f"{check_id} on {where}: docs/SECURITY.md says {rows[(check_id, where)]!r}, the skip says {reason!r}"
+            )
 
 
 def test_every_skip_is_argued_in_place_and_listed_in_security_md():

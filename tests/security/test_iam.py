@@ -63,11 +63,22 @@ def test_resolved_policies_hold_no_unresolved_placeholders(generated_templates):
 
 def test_parliament_really_reports_a_bad_policy():
     """The harness is live: a wildcard admin statement is reported."""
-    bad = {"Resources": {"Admin": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {"PolicyDocument": {
-        "Version": "2012-10-17",
-        "Statement": [{"Sid": "Everything", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["*"]},
-                      {"Sid": "Typo", "Effect": "Allow", "Action": ["s3:GetObjekt"], "Resource": ["arn:aws:s3:::b/*"]}],
-    }}}}}
+    bad = {
+        "Resources": {
+            "Admin": {
+                "Type": "AWS::IAM::ManagedPolicy",
+                "Properties": {
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {"Sid": "Everything", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["*"]},
+                            {"Sid": "Typo", "Effect": "Allow", "Action": ["s3:GetObjekt"], "Resource": ["arn:aws:s3:::b/*"]},
+                        ],
+                    }
+                },
+            }
+        }
+    }
     result = ps.run({"bad.template.yaml": bad})
     issues = {f.issue for _, f in result.findings}
     assert {"RESOURCE_STAR", "UNKNOWN_ACTION"} <= issues

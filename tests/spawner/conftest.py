@@ -19,9 +19,7 @@ _counter = itertools.count()
 ECS_TASKS_TRUST = json.dumps(
     {
         "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}],
     }
 )
 
@@ -39,12 +37,10 @@ def ecs_world(aws_client, moto_server, monkeypatch):
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     # moto only gives an ENI a private DNS name (which an awsvpc task needs) with DNS hostnames on.
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
+    sg = ec2.create_security_group(GroupName=f"lakehub-users-{n}", Description="user servers, from the hub only", VpcId=vpc)[
+        "GroupId"
     ]
-    sg = ec2.create_security_group(
-        GroupName=f"lakehub-users-{n}", Description="user servers, from the hub only", VpcId=vpc
-    )["GroupId"]
     tier = f"pii{n}"
     tier_role = iam.create_role(RoleName=f"lakehub-{tier}-tier", AssumeRolePolicyDocument=ECS_TASKS_TRUST)["Role"]["Arn"]
     exec_role = iam.create_role(RoleName=f"lakehub-{tier}-exec", AssumeRolePolicyDocument=ECS_TASKS_TRUST)["Role"]["Arn"]
@@ -85,8 +81,14 @@ def ecs_world(aws_client, moto_server, monkeypatch):
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    for key in ("LAKEHUB_USER_PROFILES", "LAKEHUB_HUB_ID", "LAKEHUB_START_TIMEOUT", "LAKEHUB_USER_SPOT_FALLBACK",
-                "LAKEHUB_SPAWN_ENV_PREFIX", "LAKEHUB_S3_ENDPOINT_URL"):
+    for key in (
+        "LAKEHUB_USER_PROFILES",
+        "LAKEHUB_HUB_ID",
+        "LAKEHUB_START_TIMEOUT",
+        "LAKEHUB_USER_SPOT_FALLBACK",
+        "LAKEHUB_SPAWN_ENV_PREFIX",
+        "LAKEHUB_S3_ENDPOINT_URL",
+    ):
         monkeypatch.delenv(key, raising=False)
     return SimpleNamespace(
         ecs=ecs,

@@ -54,8 +54,7 @@ if cull_timeout:
     c.JupyterHub.services.append(
         {
             "name": "idle-culler",
-            "command": [sys.executable, "-m", "jupyterhub_idle_culler",
-                        f"--timeout={cull_timeout}", "--cull-every=1"],
+            "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={cull_timeout}", "--cull-every=1"],
         }
     )
     c.JupyterHub.load_roles.append(

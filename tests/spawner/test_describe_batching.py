@@ -23,10 +23,12 @@ def run_tasks(world, count: int) -> list[str]:
     arns: list[str] = []
     while len(arns) < count:
         response = world.ecs.run_task(
-            cluster=world.cluster, taskDefinition=world.family, count=min(10, count - len(arns)),
-            launchType="FARGATE", startedBy=fargate.started_by(world.tier),
-            networkConfiguration={"awsvpcConfiguration": {"subnets": world.subnets,
-                                                          "securityGroups": [world.security_group]}},
+            cluster=world.cluster,
+            taskDefinition=world.family,
+            count=min(10, count - len(arns)),
+            launchType="FARGATE",
+            startedBy=fargate.started_by(world.tier),
+            networkConfiguration={"awsvpcConfiguration": {"subnets": world.subnets, "securityGroups": [world.security_group]}},
             tags=[{"key": fargate.TAG_TIER, "value": world.tier}],
         )
         arns += [t["taskArn"] for t in response["tasks"]]
@@ -105,8 +107,7 @@ def test_start_and_stop_loops_get_an_answer_asked_after_they_asked(make_spawner,
     assert asyncio.run(scenario())["lastStatus"] == "STOPPED"
 
 
-def test_a_refused_batch_is_described_task_by_task_and_only_the_refused_task_errs(make_spawner, ecs_world,
-                                                                                  describe_calls):
+def test_a_refused_batch_is_described_task_by_task_and_only_the_refused_task_errs(make_spawner, ecs_world, describe_calls):
     """The hub role may describe only its tier's tasks: ECS refuses a whole DescribeTasks that
     names another tier's task (injected here at the client, as ECS answers; moto has no such
     condition). Every other spawner still gets its task; the foreign one gets its own refusal,
@@ -117,9 +118,13 @@ def test_a_refused_batch_is_described_task_by_task_and_only_the_refused_task_err
 
     def refuse_foreign(params, **_):  # before-call: params is the request, its body the JSON sent
         if foreign in json.loads(params.get("body") or b"{}").get("tasks", []):
-            return (SimpleNamespace(status_code=400, headers={}),
-                    {"Error": {"Code": "AccessDeniedException", "Message": "not authorized to perform: ecs:DescribeTasks"},
-                     "ResponseMetadata": {"HTTPStatusCode": 400}})
+            return (
+                SimpleNamespace(status_code=400, headers={}),
+                {
+                    "Error": {"Code": "AccessDeniedException", "Message": "not authorized to perform: ecs:DescribeTasks"},
+                    "ResponseMetadata": {"HTTPStatusCode": 400},
+                },
+            )
         return None
 
     client.meta.events.register_first("before-call.ecs.DescribeTasks", refuse_foreign)

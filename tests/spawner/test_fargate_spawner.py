@@ -36,7 +36,15 @@ class NoSpotCapacitySpawner(RecordingSpawner):
         provider = request["capacityProviderStrategy"][0]["capacityProvider"]
         if provider == "FARGATE_SPOT":
             self.requests = getattr(self, "requests", []) + [request]
-            return {"tasks": [], "failures": [{"arn": "", "reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone"}]}
+            return {
+                "tasks": [],
+                "failures": [
+                    {
+                        "arn": "",
+                        "reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone",
+                    }
+                ],
+            }
         return super()._call_run_task(request)
 
 
@@ -288,9 +296,7 @@ def test_a_task_that_stops_during_start_gives_the_user_its_reason(make_spawner, 
                 break
             await asyncio.sleep(0.05)
         assert spawner.task_arn, "start() never submitted a task"
-        await asyncio.to_thread(
-            ecs_world.ecs.stop_task, cluster=ecs_world.cluster, task=spawner.task_arn, reason=reason
-        )
+        await asyncio.to_thread(ecs_world.ecs.stop_task, cluster=ecs_world.cluster, task=spawner.task_arn, reason=reason)
         with pytest.raises(FargateSpawnError) as err:
             await asyncio.wait_for(start, 20)
         return err.value
@@ -330,9 +336,10 @@ def test_the_local_agent_endpoint_tag_is_the_server_url(make_spawner, ecs_world)
 def test_on_aws_the_local_endpoint_tag_is_ignored(make_spawner, monkeypatch):
     monkeypatch.delenv("LAKEHUB_ECS_ENDPOINT_URL", raising=False)
     spawner = make_spawner(user="una")
-    task = {"tags": [{"key": fargate.TAG_LOCAL_ENDPOINT, "value": "198.51.100.7:80"}],
-            "attachments": [{"type": "ElasticNetworkInterface",
-                             "details": [{"name": "privateIPv4Address", "value": "10.0.5.9"}]}]}
+    task = {
+        "tags": [{"key": fargate.TAG_LOCAL_ENDPOINT, "value": "198.51.100.7:80"}],
+        "attachments": [{"type": "ElasticNetworkInterface", "details": [{"name": "privateIPv4Address", "value": "10.0.5.9"}]}],
+    }
     assert spawner.server_url(task) == "http://10.0.5.9:8888"
 
 
@@ -405,8 +412,14 @@ def test_profiles_in_the_tier_templates_compact_form(monkeypatch):
 
 
 def test_missing_settings_name_the_variables(make_spawner, monkeypatch):
-    for key in ("LAKEHUB_CLUSTER", "LAKEHUB_USER_SUBNETS", "LAKEHUB_USER_SECURITY_GROUPS",
-                "LAKEHUB_USER_TASK_DEFINITION", "LAKEHUB_TIER", "LAKEHUB_ECS_ENDPOINT_URL"):
+    for key in (
+        "LAKEHUB_CLUSTER",
+        "LAKEHUB_USER_SUBNETS",
+        "LAKEHUB_USER_SECURITY_GROUPS",
+        "LAKEHUB_USER_TASK_DEFINITION",
+        "LAKEHUB_TIER",
+        "LAKEHUB_ECS_ENDPOINT_URL",
+    ):
         monkeypatch.delenv(key, raising=False)
     spawner = make_spawner(user="nobody")
     with pytest.raises(fargate.ConfigurationError, match="LAKEHUB_CLUSTER, LAKEHUB_USER_TASK_DEFINITION"):
@@ -434,8 +447,9 @@ def test_hub_connect_url_comes_from_the_task_metadata_endpoint(monkeypatch):
 
     class Metadata(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = json.dumps({"Containers": [{"Networks": [{"NetworkMode": "awsvpc",
-                                                             "IPv4Addresses": ["10.0.3.17"]}]}]}).encode()
+            body = json.dumps(
+                {"Containers": [{"Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.3.17"]}]}]}
+            ).encode()
             self.send_response(200 if self.path == "/v4/abc/task" else 404)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -493,8 +507,9 @@ def test_configure_per_user_hub_sets_up_the_hub_and_stops_orphans(make_spawner, 
     monkeypatch.delenv("LAKEHUB_CLUSTER")
     failures = []
     assert fargate.configure_per_user_hub(Config(), fail=failures.append) == []
-    assert failures == ["FargateSpawner is missing settings: LAKEHUB_CLUSTER (set them on the hub task, "
-                        "or the matching c.FargateSpawner traits)"]
+    assert failures == [
+        "FargateSpawner is missing settings: LAKEHUB_CLUSTER (set them on the hub task, or the matching c.FargateSpawner traits)"
+    ]
 
 
 def test_a_spot_interruption_is_kept_for_the_user_across_clear_state_and_a_hub_restart(make_spawner, ecs_world):
@@ -524,7 +539,9 @@ def _counted(name: str, labels: dict | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
-def test_the_spawner_counts_capacity_errors_spot_interruptions_and_its_tasks_for_the_metrics(make_spawner, ecs_world, monkeypatch):
+def test_the_spawner_counts_capacity_errors_spot_interruptions_and_its_tasks_for_the_metrics(
+    make_spawner, ecs_world, monkeypatch
+):
     """What lakehub_hub.metrics sends as CapacityErrors, SpotInterruptions and UserTasks: the
     hub's prometheus_client series (issue 18)."""
     errors = _counted("lakehub_capacity_errors_total")

@@ -117,8 +117,14 @@ def test_a_changed_tier_definition_gives_the_user_a_new_revision(make_spawner, e
     base = ecs_world.ecs.describe_task_definition(taskDefinition=ecs_world.family)["taskDefinition"]
     container = dict(base["containerDefinitions"][0], image=base["containerDefinitions"][0]["image"] + "-v2")
     ecs_world.ecs.register_task_definition(
-        family=ecs_world.family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="1024", memory="4096",
-        taskRoleArn=ecs_world.tier_role, executionRoleArn=ecs_world.exec_role, containerDefinitions=[container],
+        family=ecs_world.family,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="4096",
+        taskRoleArn=ecs_world.tier_role,
+        executionRoleArn=ecs_world.exec_role,
+        containerDefinitions=[container],
     )
     run(spawner.start())
     after = definition_of(ecs_world, spawner)["taskDefinition"]
@@ -130,7 +136,9 @@ def test_a_changed_tier_definition_gives_the_user_a_new_revision(make_spawner, e
 def test_an_access_point_with_another_uid_is_refused_with_the_fix(make_spawner, ecs_world, homes):
     unix = unix_username("dora")
     homes.efs.create_access_point(
-        ClientToken="tampered", FileSystemId=homes.fs, PosixUser={"Uid": 0, "Gid": 0},
+        ClientToken="tampered",
+        FileSystemId=homes.fs,
+        PosixUser={"Uid": 0, "Gid": 0},
         RootDirectory={"Path": f"/tiers/{ecs_world.tier}/{unix}"},
         Tags=[{"Key": "lakehub:tier", "Value": ecs_world.tier}],
     )
@@ -154,8 +162,13 @@ def test_without_a_homes_file_system_the_tier_definition_runs(make_spawner, ecs_
 
 @pytest.fixture
 def agent(ecs_world, tmp_path):
-    agent = LocalAgent(ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path / "agent",
-                       efs_dir=tmp_path / "efs", poll_interval=0.1)
+    agent = LocalAgent(
+        ecs_world.endpoint_url,
+        clusters=[ecs_world.cluster],
+        work_dir=tmp_path / "agent",
+        efs_dir=tmp_path / "efs",
+        poll_interval=0.1,
+    )
     agent.start()
     yield agent
     agent.stop()

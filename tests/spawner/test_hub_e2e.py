@@ -38,7 +38,11 @@ class Hub:
         log = open(self.workdir / "hub.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
-            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         for _ in tries(timeout, interval=0.2):
@@ -98,8 +102,9 @@ def hub_env(ecs_world, moto_server, tmp_path):
 
 
 def test_two_users_get_two_tasks_that_survive_a_hub_restart(ecs_world, hub_env, tmp_path):
-    agent = LocalAgent(ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path / "tasks",
-                       poll_interval=0.2).start()
+    agent = LocalAgent(
+        ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path / "tasks", poll_interval=0.2
+    ).start()
     hub = Hub(hub_env, tmp_path)
     try:
         hub.start()
@@ -113,8 +118,10 @@ def test_two_users_get_two_tasks_that_survive_a_hub_restart(ecs_world, hub_env, 
         assert hub.user_status("ana").status_code == 200  # through the proxy to ana's process
         assert hub.user_status("ben").status_code == 200
 
-        tasks = {fargate.task_tags(t)["lakehub:user"]: t for t in
-                 fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)}
+        tasks = {
+            fargate.task_tags(t)["lakehub:user"]: t
+            for t in fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)
+        }
         assert set(tasks) == {"ana", "ben"}
         assert tasks["ana"]["taskArn"] != tasks["ben"]["taskArn"]
         assert (tasks["ana"]["overrides"]["cpu"], tasks["ben"]["overrides"]["cpu"]) == ("1024", "2048")
@@ -122,12 +129,18 @@ def test_two_users_get_two_tasks_that_survive_a_hub_restart(ecs_world, hub_env, 
         # Hub restart: the tasks keep running; a task no user owns is stopped at start-up.
         hub.stop()
         ghost = ecs_world.ecs.run_task(
-            cluster=ecs_world.cluster, taskDefinition=ecs_world.family, startedBy=fargate.started_by(ecs_world.tier),
+            cluster=ecs_world.cluster,
+            taskDefinition=ecs_world.family,
+            startedBy=fargate.started_by(ecs_world.tier),
             capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
-            networkConfiguration={"awsvpcConfiguration": {"subnets": ecs_world.subnets,
-                                                          "securityGroups": [ecs_world.security_group]}},
-            tags=[{"key": "lakehub:user", "value": "ghost"}, {"key": "lakehub:tier", "value": ecs_world.tier},
-                  {"key": "lakehub:hub", "value": ecs_world.tier}],
+            networkConfiguration={
+                "awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}
+            },
+            tags=[
+                {"key": "lakehub:user", "value": "ghost"},
+                {"key": "lakehub:tier", "value": ecs_world.tier},
+                {"key": "lakehub:hub", "value": ecs_world.tier},
+            ],
         )["tasks"][0]["taskArn"]
         hub.start()
         assert "reconcile_orphans stopped 1 task(s)" in hub.log()
@@ -150,16 +163,20 @@ def test_two_users_get_two_tasks_that_survive_a_hub_restart(ecs_world, hub_env, 
 
 
 def test_the_idle_culler_stops_an_idle_users_task(ecs_world, hub_env, tmp_path):
-    agent = LocalAgent(ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path / "tasks",
-                       poll_interval=0.2).start()
+    agent = LocalAgent(
+        ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path / "tasks", poll_interval=0.2
+    ).start()
     hub = Hub(dict(hub_env, LAKEHUB_E2E_CULL_TIMEOUT="3"), tmp_path)
     try:
         hub.start()
         assert hub.call("POST", "/users", json={"usernames": ["cora"]}).status_code == 201
         assert hub.call("POST", "/users/cora/server", json={}).status_code in (201, 202)
         hub.wait_ready("cora")
-        (task,) = [t for t in fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)
-                   if fargate.task_tags(t)["lakehub:user"] == "cora"]
+        (task,) = [
+            t
+            for t in fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)
+            if fargate.task_tags(t)["lakehub:user"] == "cora"
+        ]
         for _ in tries(45, interval=0.5):
             described = ecs_world.ecs.describe_tasks(cluster=ecs_world.cluster, tasks=[task["taskArn"]])["tasks"][0]
             if described["lastStatus"] == "STOPPED":

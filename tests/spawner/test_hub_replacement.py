@@ -60,7 +60,11 @@ class ReplacedHub(Hub):
             # The hub task's command (tier template): hub_state restores, then runs the hub under Litestream.
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "lakehub_hub.hub_state", sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
-                cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         for _ in tries(timeout, interval=0.2):
             assert self.process.poll() is None, self.log()[-4000:]
@@ -103,9 +107,12 @@ def sign_in(hub: ReplacedHub, user: str) -> requests.Session:
     """A browser's sign-in: the login form with its XSRF cookie, then the hub's session cookie."""
     browser = requests.Session()
     browser.get(f"{hub.url}/hub/login", timeout=10).raise_for_status()
-    done = browser.post(f"{hub.url}/hub/login", timeout=10, allow_redirects=False,
-                        data={"username": user, "password": hub.env["LAKEHUB_E2E_PASSWORD"],
-                              "_xsrf": browser.cookies.get("_xsrf", "")})
+    done = browser.post(
+        f"{hub.url}/hub/login",
+        timeout=10,
+        allow_redirects=False,
+        data={"username": user, "password": hub.env["LAKEHUB_E2E_PASSWORD"], "_xsrf": browser.cookies.get("_xsrf", "")},
+    )
     assert done.status_code == 302, done.text[-2000:]
     return browser
 
@@ -146,11 +153,10 @@ def replicated_hub_env(ecs_world, moto_server, tmp_path):
     return env
 
 
-def test_a_new_hub_from_an_empty_folder_takes_back_both_running_servers_without_a_spawn(
-    ecs_world, replicated_hub_env, tmp_path
-):
-    agent = LocalAgent(ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path / "tasks",
-                       poll_interval=0.2).start()
+def test_a_new_hub_from_an_empty_folder_takes_back_both_running_servers_without_a_spawn(ecs_world, replicated_hub_env, tmp_path):
+    agent = LocalAgent(
+        ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=tmp_path / "tasks", poll_interval=0.2
+    ).start()
     hub = ReplacedHub(replicated_hub_env, tmp_path)
     prefix = f"hub-state/{ecs_world.tier}/"
     try:
@@ -167,8 +173,10 @@ def test_a_new_hub_from_an_empty_folder_takes_back_both_running_servers_without_
             assert made.status_code == 201, made.text
             tokens[user] = made.json()["token"]
         ben_browser = sign_in(hub, "ben")  # ben's session cookie, signed with the tier's secret
-        before = {fargate.task_tags(t)["lakehub:user"]: t["taskArn"] for t in
-                  fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)}
+        before = {
+            fargate.task_tags(t)["lakehub:user"]: t["taskArn"]
+            for t in fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)
+        }
         assert set(before) == {"ana", "ben"}
         pids = {arn: agent.tasks[arn].process.pid for arn in before.values()}
         # The state reached the replica (sync interval 1 s) and no user can read it: it is not
@@ -188,14 +196,19 @@ def test_a_new_hub_from_an_empty_folder_takes_back_both_running_servers_without_
             hub.wait_ready(user, timeout=30)
             # Through the new hub's proxy to the same server, with the token made before: the
             # server checks it with the new hub (its own API token, restored, is still valid).
-            reached = requests.get(f"{hub.url}/user/{user}/api/status",
-                                   headers={"Authorization": f"token {tokens[user]}"}, timeout=10)
+            reached = requests.get(
+                f"{hub.url}/user/{user}/api/status", headers={"Authorization": f"token {tokens[user]}"}, timeout=10
+            )
             assert reached.status_code == 200, (user, reached.status_code, hub.log()[-3000:])
-        after = {fargate.task_tags(t)["lakehub:user"]: t["taskArn"] for t in
-                 fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)}
+        after = {
+            fargate.task_tags(t)["lakehub:user"]: t["taskArn"]
+            for t in fargate.list_tier_tasks(ecs_world.cluster, ecs_world.tier, ecs=ecs_world.ecs)
+        }
         assert after == before  # the same tasks, still running
-        every_task = ecs_world.ecs.list_tasks(cluster=ecs_world.cluster)["taskArns"] + \
-            ecs_world.ecs.list_tasks(cluster=ecs_world.cluster, desiredStatus="STOPPED")["taskArns"]
+        every_task = (
+            ecs_world.ecs.list_tasks(cluster=ecs_world.cluster)["taskArns"]
+            + ecs_world.ecs.list_tasks(cluster=ecs_world.cluster, desiredStatus="STOPPED")["taskArns"]
+        )
         assert sorted(every_task) == sorted(before.values())  # no RunTask since
         assert {arn: agent.tasks[arn].process.pid for arn in before.values()} == pids  # the same processes
 

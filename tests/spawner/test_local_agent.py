@@ -52,9 +52,7 @@ def test_agent_runs_a_spawned_task_locally_and_ends_it_on_stop(make_spawner, ecs
 
     # The process got the hub's environment, its own port, and the tier role's credentials.
     task_id = spawner.task_arn.rsplit("/", 1)[-1]
-    env = dict(
-        line.split("=", 1) for line in (task_folder(agent, task_id) / "env.txt").read_text().splitlines() if "=" in line
-    )
+    env = dict(line.split("=", 1) for line in (task_folder(agent, task_id) / "env.txt").read_text().splitlines() if "=" in line)
     assert env["JUPYTERHUB_USER"] == "olga"
     assert env["JUPYTERHUB_API_TOKEN"] == "test-token-olga"
     assert env["JUPYTERHUB_SERVICE_URL"] == f"http://127.0.0.1:{port}/"
@@ -100,7 +98,9 @@ def test_agent_leaves_tasks_that_are_not_user_servers_alone(ecs_world, agent):
         cluster=ecs_world.cluster,
         taskDefinition=ecs_world.family,
         capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
-        networkConfiguration={"awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}},
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}
+        },
     )["tasks"][0]["taskArn"]
     time.sleep(0.5)
     assert other not in agent.tasks
@@ -128,7 +128,9 @@ def test_agent_command_names_an_unreachable_emulator_in_one_line():
 
     result = subprocess.run(
         [sys.executable, "-m", "lakehub.local.agent", "--endpoint-url", f"http://127.0.0.1:{free_port()}"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.startswith("lakehub agent: error: the AWS emulator at http://127.0.0.1:")
@@ -145,32 +147,59 @@ def test_agent_gives_processes_the_environment_the_image_gives_its_containers():
     assert "RETICULATE_PYTHON" in image_environment()
 
 
-
 def test_agent_merges_environment_files_as_ecs_does(ecs_world, agent, tmp_path):
     """Files first (later files win), then the container's environment, then the overrides'."""
     s3 = ecs_world.s3
     s3.put_object(Bucket=ecs_world.bucket, Key="spawn-env/t/a.env", Body=b"# comment\nA=from-a\nB=from-a\nC=from-a\n\n")
     s3.put_object(Bucket=ecs_world.bucket, Key="spawn-env/t/b.env", Body=b"B=from-b\nURL=x=y\n")
     td = ecs_world.ecs.register_task_definition(
-        family=f"{ecs_world.family}-files", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
-        cpu="1024", memory="4096", taskRoleArn=ecs_world.tier_role, executionRoleArn=ecs_world.exec_role,
-        containerDefinitions=[{"name": "notebook", "image": "lakehub-hub", "memoryReservation": 512,
-                               "command": SERVER_CMD, "environment": [{"name": "C", "value": "from-definition"}]}],
+        family=f"{ecs_world.family}-files",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="4096",
+        taskRoleArn=ecs_world.tier_role,
+        executionRoleArn=ecs_world.exec_role,
+        containerDefinitions=[
+            {
+                "name": "notebook",
+                "image": "lakehub-hub",
+                "memoryReservation": 512,
+                "command": SERVER_CMD,
+                "environment": [{"name": "C", "value": "from-definition"}],
+            }
+        ],
     )["taskDefinition"]["taskDefinitionArn"]
     arn = f"arn:aws:s3:::{ecs_world.bucket}/spawn-env/t/"
     task = ecs_world.ecs.run_task(
-        cluster=ecs_world.cluster, taskDefinition=td,
+        cluster=ecs_world.cluster,
+        taskDefinition=td,
         capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
-        networkConfiguration={"awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}},
-        overrides={"containerOverrides": [{"name": "notebook", "environment": [{"name": "D", "value": "from-overrides"}],
-                                           "environmentFiles": [{"value": arn + "a.env", "type": "s3"}, {"value": arn + "b.env", "type": "s3"}]}]},
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}
+        },
+        overrides={
+            "containerOverrides": [
+                {
+                    "name": "notebook",
+                    "environment": [{"name": "D", "value": "from-overrides"}],
+                    "environmentFiles": [{"value": arn + "a.env", "type": "s3"}, {"value": arn + "b.env", "type": "s3"}],
+                }
+            ]
+        },
         tags=[{"key": "lakehub:user", "value": "fay"}],
     )["tasks"][0]
     path = task_folder(agent, task["taskArn"].rsplit("/", 1)[-1]) / "env.txt"
     wait_for(path.exists)
     wait_for(lambda: "D=" in path.read_text())
     env = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    assert (env["A"], env["B"], env["C"], env["D"], env["URL"]) == ("from-a", "from-b", "from-definition", "from-overrides", "x=y")
+    assert (env["A"], env["B"], env["C"], env["D"], env["URL"]) == (
+        "from-a",
+        "from-b",
+        "from-definition",
+        "from-overrides",
+        "x=y",
+    )
 
 
 def test_a_task_whose_environment_file_cannot_be_read_stops_like_on_ecs(make_spawner, ecs_world, agent):
@@ -186,7 +215,9 @@ def test_a_task_whose_environment_file_cannot_be_read_stops_like_on_ecs(make_spa
     with pytest.raises(fargate.FargateSpawnError) as err:
         asyncio.run(spawner.start())
     message = err.value.jupyterhub_message
-    assert message.startswith("Your server's task stopped before it was ready: ResourceInitializationError: failed to download env files:")
+    assert message.startswith(
+        "Your server's task stopped before it was ready: ResourceInitializationError: failed to download env files:"
+    )
     assert "Traceback" not in message
 
 
@@ -218,7 +249,8 @@ time.sleep(120)
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can run tasks as other accounts")
 def test_a_task_runs_as_its_users_account_and_sees_neither_the_state_nor_others_credentials(
-        make_spawner, ecs_world, agent, tmp_path):
+    make_spawner, ecs_world, agent, tmp_path
+):
     from lakehub.local.state import StateDir
 
     state = StateDir(tmp_path / "state")
@@ -228,9 +260,14 @@ def test_a_task_runs_as_its_users_account_and_sees_neither_the_state_nor_others_
     probes = {}
     try:
         for user in ("olga", "pete"):
-            spawner = make_spawner(user=user, cmd=["python", "-c", PROBE, "other-tier-token-marker", "olga-only-marker"],
-                                   environment={"PROBE_STATE_FILE": str(state.file("state.json")),
-                                                "OLGA_SECRET": "olga-only-marker" if user == "olga" else ""})
+            spawner = make_spawner(
+                user=user,
+                cmd=["python", "-c", PROBE, "other-tier-token-marker", "olga-only-marker"],
+                environment={
+                    "PROBE_STATE_FILE": str(state.file("state.json")),
+                    "OLGA_SECRET": "olga-only-marker" if user == "olga" else "",
+                },
+            )
             asyncio.run(spawner.start())
             folder = task_folder(agent, spawner.task_arn.rsplit("/", 1)[-1])
             wait_for(lambda: (folder / "probe.json").exists(), timeout=60)
@@ -283,16 +320,34 @@ def test_the_process_runtime_resolves_secrets_with_the_execution_role(ecs_world,
     doc = sm.create_secret(Name=f"{ecs_world.tier}/doc", SecretString=json.dumps({"k": "json-value"}))["ARN"]
     ssm.put_parameter(Name=f"/{ecs_world.tier}/secure", Value="ssm-value", Type="SecureString")
     td = ecs_world.ecs.register_task_definition(
-        family=f"{ecs_world.family}-secrets", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
-        cpu="1024", memory="4096", taskRoleArn=ecs_world.tier_role, executionRoleArn=ecs_world.exec_role,
-        containerDefinitions=[{"name": "notebook", "image": "lakehub-hub", "memoryReservation": 512, "command": SERVER_CMD,
-                               "secrets": [{"name": "S1", "valueFrom": plain}, {"name": "S2", "valueFrom": f"{doc}:k::"},
-                                           {"name": "S3", "valueFrom": f"/{ecs_world.tier}/secure"}]}],
+        family=f"{ecs_world.family}-secrets",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="4096",
+        taskRoleArn=ecs_world.tier_role,
+        executionRoleArn=ecs_world.exec_role,
+        containerDefinitions=[
+            {
+                "name": "notebook",
+                "image": "lakehub-hub",
+                "memoryReservation": 512,
+                "command": SERVER_CMD,
+                "secrets": [
+                    {"name": "S1", "valueFrom": plain},
+                    {"name": "S2", "valueFrom": f"{doc}:k::"},
+                    {"name": "S3", "valueFrom": f"/{ecs_world.tier}/secure"},
+                ],
+            }
+        ],
     )["taskDefinition"]["taskDefinitionArn"]
     task = ecs_world.ecs.run_task(
-        cluster=ecs_world.cluster, taskDefinition=td,
+        cluster=ecs_world.cluster,
+        taskDefinition=td,
         capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
-        networkConfiguration={"awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}},
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}
+        },
         tags=[{"key": "lakehub:user", "value": "sid"}],
     )["tasks"][0]
     path = task_folder(agent, task["taskArn"].rsplit("/", 1)[-1]) / "env.txt"

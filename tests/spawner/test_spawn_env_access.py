@@ -31,13 +31,27 @@ ENV_KEY = "spawn-env/pii/0123456789abcdef.env"
 def resolved_roles(tier: str) -> dict[str, list[dict]]:
     """{logical id: statements} of the tier template's roles, resolved for `tier`."""
     params = {name: f"<ssm:{name}>" for name in TIER_SSM_PARAMS}
-    params.update({"NotebookBucketName": BUCKET, "DataBucketName": "lakehub-spawn-env-lake", "DataKmsKeyArn": "none",
-                   "AuthMode": "cognito", "ClusterName": "lakehub", "DomainName": "lakehub.example.com",
-                   "VpcCidr": "10.20.0.0/16", "TierName": tier, "DataPrefixes": f"{tier}/",
-                   "AllowedGroups": f"{tier}-users", "HostName": tier, "ServerMode": "per-user"})
+    params.update(
+        {
+            "NotebookBucketName": BUCKET,
+            "DataBucketName": "lakehub-spawn-env-lake",
+            "DataKmsKeyArn": "none",
+            "AuthMode": "cognito",
+            "ClusterName": "lakehub",
+            "DomainName": "lakehub.example.com",
+            "VpcCidr": "10.20.0.0/16",
+            "TierName": tier,
+            "DataPrefixes": f"{tier}/",
+            "AllowedGroups": f"{tier}-users",
+            "HostName": tier,
+            "ServerMode": "per-user",
+        }
+    )
     res = Resolver(load(TEMPLATES_DIR / "tier.template.yaml"), params).resources()
-    return {name: [s for p in res[name]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
-            for name in ("TierRole", "ExecutionRole", "HubRole")}
+    return {
+        name: [s for p in res[name]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        for name in ("TierRole", "ExecutionRole", "HubRole")
+    }
 
 
 def emulator_policy(statements: list[dict]) -> str:
@@ -45,8 +59,9 @@ def emulator_policy(statements: list[dict]) -> str:
     (another stack's secrets, shown as <Name>) are left out; nothing is added."""
     kept = []
     for s in statements:
-        resources = [r for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
-                     if r == "*" or r.startswith("arn:")]
+        resources = [
+            r for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]) if r == "*" or r.startswith("arn:")
+        ]
         if resources:
             kept.append({**s, "Resource": resources})
     return json.dumps({"Version": "2012-10-17", "Statement": kept})
@@ -57,12 +72,21 @@ def clients(tmp_path):
     server = start_moto_server(log_path=tmp_path / "moto.log")
     try:
         url = server.endpoint_url
-        setup = dict(endpoint_url=url, region_name="us-east-1",
-                     aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="setup-not-real")
+        setup = dict(
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+            aws_secret_access_key="setup-not-real",
+        )
         iam, s3, sts = (boto3.client(n, **setup) for n in ("iam", "s3", "sts"))
         iam.create_user(UserName="platform-admin")
-        iam.put_user_policy(UserName="platform-admin", PolicyName="admin", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="platform-admin",
+            PolicyName="admin",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )
         iam.create_access_key(UserName="platform-admin")
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -74,10 +98,14 @@ def clients(tmp_path):
             role = iam.create_role(RoleName=f"pii-{name}", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
             iam.put_role_policy(RoleName=f"pii-{name}", PolicyName="p", PolicyDocument=emulator_policy(statements))
             creds = sts.assume_role(RoleArn=role, RoleSessionName=name)["Credentials"]
-            out[name] = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                                     aws_access_key_id=creds["AccessKeyId"],
-                                     aws_secret_access_key=creds["SecretAccessKey"],
-                                     aws_session_token=creds["SessionToken"])
+            out[name] = boto3.client(
+                "s3",
+                endpoint_url=url,
+                region_name="us-east-1",
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+            )
         enforce_iam(url)
         yield out
     finally:

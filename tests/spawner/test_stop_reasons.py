@@ -34,10 +34,14 @@ def run(coro):
 def stopped_task(**fields) -> dict:
     """A DescribeTasks task as ECS reports a stopped one (its essential container: notebook)."""
     container = fields.pop("container", {})
-    task = {"lastStatus": "STOPPED", "desiredStatus": "STOPPED", "stopCode": "EssentialContainerExited",
-            "stoppedReason": "Essential container in task exited",
-            "stoppedAt": HUB_START + datetime.timedelta(hours=1),
-            "containers": [dict({"name": "notebook", "lastStatus": "STOPPED", "exitCode": 1}, **container)]}
+    task = {
+        "lastStatus": "STOPPED",
+        "desiredStatus": "STOPPED",
+        "stopCode": "EssentialContainerExited",
+        "stoppedReason": "Essential container in task exited",
+        "stoppedAt": HUB_START + datetime.timedelta(hours=1),
+        "containers": [dict({"name": "notebook", "lastStatus": "STOPPED", "exitCode": 1}, **container)],
+    }
     task.update(fields)
     return task
 
@@ -130,8 +134,9 @@ def test_a_stop_the_culler_asked_for_is_kept_and_the_users_own_clears_it(make_sp
 
 
 def start_hub(ecs_world, env, workdir, **extra):
-    agent = LocalAgent(ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=workdir / "tasks",
-                       poll_interval=0.2).start()
+    agent = LocalAgent(
+        ecs_world.endpoint_url, clusters=[ecs_world.cluster], work_dir=workdir / "tasks", poll_interval=0.2
+    ).start()
     hub = Hub(dict(env, **extra), workdir)
     try:
         hub.start()
@@ -145,8 +150,11 @@ def spawner_state(hub, user: str) -> dict:
     """The user's default server's state as the hub keeps it (its database)."""
     db = hub.workdir / "jupyterhub.sqlite"
     with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT spawners.state FROM spawners JOIN users ON users.id = spawners.user_id "
-                           "WHERE users.name = ? AND spawners.name = ''", (user,)).fetchone()
+        row = conn.execute(
+            "SELECT spawners.state FROM spawners JOIN users ON users.id = spawners.user_id "
+            "WHERE users.name = ? AND spawners.name = ''",
+            (user,),
+        ).fetchone()
     return json.loads(row[0]) if row and row[0] else {}
 
 
@@ -164,8 +172,9 @@ def test_in_a_hub_the_idle_cullers_stop_is_recorded_as_cull(ecs_world, hub_env, 
         assert hub.call("POST", "/users/cora/server", json={}).status_code in (201, 202)
         hub.wait_ready("cora")
         wait_until(lambda: not hub.call("GET", "/users/cora").json()["servers"], 60, "cora culled", hub)
-        state = wait_until(lambda: (s := spawner_state(hub, "cora")).get("last_stop_reason") and s,
-                           20, "cora's stop recorded", hub)
+        state = wait_until(
+            lambda: (s := spawner_state(hub, "cora")).get("last_stop_reason") and s, 20, "cora's stop recorded", hub
+        )
         assert state["last_stop_reason"] == "cull", state
         assert "4 minutes without activity" in state["last_stop"]
     finally:
@@ -196,9 +205,15 @@ def test_in_a_hub_an_admins_stop_says_nothing_and_the_drain_stops_only_servers_o
         container = dict(td["containerDefinitions"][0])
         container["image"] = container["image"].replace(":latest", ":v2")
         ecs_world.ecs.register_task_definition(
-            family=ecs_world.family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="1024",
-            memory="4096", taskRoleArn=ecs_world.tier_role, executionRoleArn=ecs_world.exec_role,
-            containerDefinitions=[container])
+            family=ecs_world.family,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="1024",
+            memory="4096",
+            taskRoleArn=ecs_world.tier_role,
+            executionRoleArn=ecs_world.exec_role,
+            containerDefinitions=[container],
+        )
         answer = hub.call("POST", "/lakehub/drain")
         assert answer.status_code == 200 and answer.json()["stopped"] == ["emil/"], answer.text
         assert not hub.call("GET", "/users/emil").json()["servers"]

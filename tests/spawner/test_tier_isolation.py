@@ -23,8 +23,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BUCKET = "lakehub-isolation-datalake"
 NOTEBOOKS = "lakehub-isolation-notebooks"
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+)
 
 # The stand-in user server: tries both tiers' objects with its own (task role) credentials,
 # writes what happened, then serves on its port like a server would.
@@ -45,14 +49,19 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), http.server.Simpl
 def enforce_iam(endpoint_url: str) -> None:
     """POST /moto-api/reset-auth with body 0. (MotoServer.enforce_iam sends the body as a form,
     which moto reads as empty and answers 500; a text/plain body works.)"""
-    req = urllib.request.Request(f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST",
-                                 headers={"Content-Type": "text/plain"})
+    req = urllib.request.Request(
+        f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+    )
     urllib.request.urlopen(req, timeout=10).read()
 
 
 def tier_policy(prefix: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{BUCKET}/{prefix}/*"]}]})
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{BUCKET}/{prefix}/*"]}],
+        }
+    )
 
 
 @pytest.fixture
@@ -60,13 +69,22 @@ def enforced(tmp_path, monkeypatch):
     server = start_moto_server(log_path=tmp_path / "moto.log")
     try:
         url = server.endpoint_url
-        setup = dict(endpoint_url=url, region_name="us-east-1",
-                     aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="setup-not-real")
+        setup = dict(
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+            aws_secret_access_key="setup-not-real",
+        )
         iam, s3, ec2, ecs, sts = (boto3.client(n, **setup) for n in ("iam", "s3", "ec2", "ecs", "sts"))
         # The platform's own calls need a real (emulated) IAM user once enforcement is on.
         iam.create_user(UserName="platform-admin")
-        iam.put_user_policy(UserName="platform-admin", PolicyName="admin", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="platform-admin",
+            PolicyName="admin",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )
         key = iam.create_access_key(UserName="platform-admin")["AccessKey"]
         s3.create_bucket(Bucket=BUCKET)
         s3.create_bucket(Bucket=NOTEBOOKS)  # the spawns' environment files (spawn-env/<tier>/)
@@ -81,15 +99,30 @@ def enforced(tmp_path, monkeypatch):
         exec_roles = {}
         for tier in ("pii", "nonpii"):
             exec_roles[tier] = iam.create_role(RoleName=f"lakehub-{tier}-exec", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
-            iam.put_role_policy(RoleName=f"lakehub-{tier}-exec", PolicyName="env-files", PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [
-                    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{NOTEBOOKS}/spawn-env/{tier}/*"]},
-                    {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{NOTEBOOKS}"]}]}))
+            iam.put_role_policy(
+                RoleName=f"lakehub-{tier}-exec",
+                PolicyName="env-files",
+                PolicyDocument=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["s3:GetObject"],
+                                "Resource": [f"arn:aws:s3:::{NOTEBOOKS}/spawn-env/{tier}/*"],
+                            },
+                            {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{NOTEBOOKS}"]},
+                        ],
+                    }
+                ),
+            )
         # What ECS would hand each task: the tier role's credentials (and the agent the execution
         # role's), issued before enforcement (moto checks trust policies once enforcing, and no
         # user matches ecs-tasks).
-        creds = {arn: sts.assume_role(RoleArn=arn, RoleSessionName=f"task-{tier}")["Credentials"]
-                 for tier, arn in [*roles.items(), *exec_roles.items()]}
+        creds = {
+            arn: sts.assume_role(RoleArn=arn, RoleSessionName=f"task-{tier}")["Credentials"]
+            for tier, arn in [*roles.items(), *exec_roles.items()]
+        }
         vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.30.1.0/24")["Subnet"]["SubnetId"]
@@ -97,19 +130,39 @@ def enforced(tmp_path, monkeypatch):
         ecs.create_cluster(clusterName="lakehub", capacityProviders=["FARGATE", "FARGATE_SPOT"])
         for tier, role in roles.items():
             ecs.register_task_definition(
-                family=f"lakehub-{tier}-user", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
-                cpu="1024", memory="4096", taskRoleArn=role, executionRoleArn=exec_roles[tier],
-                containerDefinitions=[{"name": "notebook", "image": "lakehub-hub", "memoryReservation": 512,
-                                       "command": ["python", "-c", PROBE],
-                                       "environment": [{"name": "BUCKET", "value": BUCKET}]}])
+                family=f"lakehub-{tier}-user",
+                networkMode="awsvpc",
+                requiresCompatibilities=["FARGATE"],
+                cpu="1024",
+                memory="4096",
+                taskRoleArn=role,
+                executionRoleArn=exec_roles[tier],
+                containerDefinitions=[
+                    {
+                        "name": "notebook",
+                        "image": "lakehub-hub",
+                        "memoryReservation": 512,
+                        "command": ["python", "-c", PROBE],
+                        "environment": [{"name": "BUCKET", "value": BUCKET}],
+                    }
+                ],
+            )
         keep_tasks_running(url)
         enforce_iam(url)
-        for k, v in {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-                     "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-                     "LAKEHUB_CLUSTER": "lakehub", "LAKEHUB_USER_TASK_DEFINITION": "lakehub-pii-user",
-                     "LAKEHUB_USER_SUBNETS": subnet, "LAKEHUB_USER_SECURITY_GROUPS": sg,
-                     "LAKEHUB_TIER": "pii", "LAKEHUB_ECS_ENDPOINT_URL": url, "LAKEHUB_NOTEBOOK_BUCKET": NOTEBOOKS,
-                     "LAKEHUB_S3_ENDPOINT_URL": url}.items():
+        for k, v in {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "LAKEHUB_CLUSTER": "lakehub",
+            "LAKEHUB_USER_TASK_DEFINITION": "lakehub-pii-user",
+            "LAKEHUB_USER_SUBNETS": subnet,
+            "LAKEHUB_USER_SECURITY_GROUPS": sg,
+            "LAKEHUB_TIER": "pii",
+            "LAKEHUB_ECS_ENDPOINT_URL": url,
+            "LAKEHUB_NOTEBOOK_BUCKET": NOTEBOOKS,
+            "LAKEHUB_S3_ENDPOINT_URL": url,
+        }.items():
             monkeypatch.setenv(k, v)
         for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "LAKEHUB_USER_CAPACITY", "LAKEHUB_SPAWN_ENV_PREFIX"):
             monkeypatch.delenv(k, raising=False)
@@ -120,14 +173,14 @@ def enforced(tmp_path, monkeypatch):
 
 def test_users_get_own_tasks_that_read_only_their_tier_prefix(enforced, make_spawner, tmp_path):
     server, creds, key = enforced
-    agent = LocalAgent(server.endpoint_url, clusters=["lakehub"], work_dir=tmp_path / "tasks",
-                       poll_interval=0.2, role_credentials=creds)
+    agent = LocalAgent(
+        server.endpoint_url, clusters=["lakehub"], work_dir=tmp_path / "tasks", poll_interval=0.2, role_credentials=creds
+    )
     agent.start()  # its own calls use the platform user's keys (from the environment)
     try:
         spawners = [make_spawner(user=u, wait_for_local_endpoint=True) for u in ("uma", "vic")]
         # The non-PII tier's hub: another task definition (its role is the non-PII tier role).
-        other = make_spawner(user="wes", wait_for_local_endpoint=True, tier="nonpii",
-                             task_definition="lakehub-nonpii-user")
+        other = make_spawner(user="wes", wait_for_local_endpoint=True, tier="nonpii", task_definition="lakehub-nonpii-user")
         for s in spawners + [other]:
             asyncio.run(s.start())
         assert spawners[0].task_arn != spawners[1].task_arn

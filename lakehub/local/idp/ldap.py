@@ -69,9 +69,12 @@ def make_ca_and_cert(folder: Path, hostnames=("localhost",), ips=(LOOPBACK,)) ->
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lakehub test CA")])
     ca = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .sign(ca_key, hashes.SHA256())
@@ -81,9 +84,11 @@ def make_ca_and_cert(folder: Path, hostnames=("localhost",), ips=(LOOPBACK,)) ->
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
-        .issuer_name(ca_name).public_key(key.public_key())
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -91,8 +96,9 @@ def make_ca_and_cert(folder: Path, hostnames=("localhost",), ips=(LOOPBACK,)) ->
     ca_file, cert_file, key_file = folder / "ca.pem", folder / "server.pem", folder / "server.key"
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     key_file.chmod(0o600)
     return ca_file, cert_file, key_file
 
@@ -136,11 +142,16 @@ class LdapServer:
     def set_members(self, group: str, members: list[str]) -> None:
         """Replace a group's members while slapd runs (as the directory's administrator)."""
         member_dns = [self.user_dn(m) for m in members] or [self.bind_dn]  # groupOfNames needs one
-        ldif = f"dn: {self.group_dn(group)}\nchangetype: modify\nreplace: member\n" + \
-            "".join(f"member: {dn}\n" for dn in member_dns)
+        ldif = f"dn: {self.group_dn(group)}\nchangetype: modify\nreplace: member\n" + "".join(
+            f"member: {dn}\n" for dn in member_dns
+        )
         result = subprocess.run(
             [_find("ldapmodify"), "-x", "-H", self.url, "-D", self.root_dn, "-w", self.root_password],
-            input=ldif, capture_output=True, text=True, env=self.client_env(), timeout=30,
+            input=ldif,
+            capture_output=True,
+            text=True,
+            env=self.client_env(),
+            timeout=30,
         )
         if result.returncode != 0:
             raise LakehubError(f"ldapmodify of {group} failed (exit {result.returncode}): {result.stderr.strip()}")
@@ -195,8 +206,9 @@ def _seed_ldif(users: dict, groups: dict, bind_password: str) -> str:
             f"userPassword: {ssha(password)}"
         )
     for group, members in sorted(groups.items()):
-        member_lines = "\n".join(f"member: uid={m},ou=people,{BASE_DN}" for m in members) or \
-            f"member: cn=hub,ou=services,{BASE_DN}"
+        member_lines = (
+            "\n".join(f"member: uid={m},ou=people,{BASE_DN}" for m in members) or f"member: cn=hub,ou=services,{BASE_DN}"
+        )
         entries.append(f"dn: cn={group},ou=groups,{BASE_DN}\nobjectClass: groupOfNames\ncn: {group}\n{member_lines}")
     return "\n\n".join(entries) + "\n"
 
@@ -224,12 +236,21 @@ def start_ldap(
     log = open(workdir / "slapd.log", "ab")
     process = subprocess.Popen(
         [slapd, "-d", "0", "-h", f"{scheme}://{LOOPBACK}:{port}/", "-f", str(conf)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     server = LdapServer(
-        port=port, process=process, workdir=workdir, tls=tls, bind_password=bind_password,
-        root_password=root_password, ca_file=tls_files[0] if tls_files else None,
-        users=dict(users), groups={g: list(m) for g, m in groups.items()}, _own_workdir=own,
+        port=port,
+        process=process,
+        workdir=workdir,
+        tls=tls,
+        bind_password=bind_password,
+        root_password=root_password,
+        ca_file=tls_files[0] if tls_files else None,
+        users=dict(users),
+        groups={g: list(m) for g, m in groups.items()},
+        _own_workdir=own,
     )
     seed = workdir / "seed.ldif"
     seed.write_text(_seed_ldif(users, groups, bind_password))
@@ -240,7 +261,10 @@ def start_ldap(
             raise LakehubError(f"slapd exited at start with code {process.returncode}; see {workdir / 'slapd.log'}")
         result = subprocess.run(
             [ldapadd, "-x", "-H", server.url, "-D", server.root_dn, "-w", root_password, "-f", str(seed)],
-            capture_output=True, text=True, env=server.client_env(), timeout=10,
+            capture_output=True,
+            text=True,
+            env=server.client_env(),
+            timeout=10,
         )
         if result.returncode == 0:
             return server

@@ -131,16 +131,16 @@ def start_oidc(
         "port": port,
         "users": users,
         "groups": groups,
-        "clients": [{"client_id": client_id, "client_secret": client_secret,
-                     "redirect_uris": list(redirect_uris or [])}],
+        "clients": [{"client_id": client_id, "client_secret": client_secret, "redirect_uris": list(redirect_uris or [])}],
     }
     path = workdir / "oidc.json"
     path.write_text(json.dumps(config))
     path.chmod(0o600)
     command = provider_command(path)
     with open(workdir / "oidc.log", "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   stdin=subprocess.DEVNULL, cwd=str(ROOT))
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, stdin=subprocess.DEVNULL, cwd=str(ROOT)
+        )
     server = OidcServer(port, process, client_id, client_secret, workdir, dict(users), dict(groups))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
