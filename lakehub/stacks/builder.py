@@ -20,6 +20,7 @@ from troposphere import (
     Tags,
     Template,
 )
+from troposphere import ec2
 
 from lakehub.stacks import names
 
@@ -217,3 +218,11 @@ def add_checkov_skip(resource: Any, check_id: str, comment: str) -> Any:
     metadata["checkov"] = {**metadata.get("checkov", {}), "skip": skips}
     resource.Metadata = metadata
     return resource
+
+
+def port_rule(port, description: str, *, cidr: Any = None, source: Any = None, protocol: str = "tcp") -> ec2.SecurityGroupRule:
+    """One rule of a security group: a port, or a (first, last) range, from or to a CIDR range
+    (`cidr`) or another security group (`source`)."""
+    first, last = port if isinstance(port, tuple) else (port, port)
+    peer = {"CidrIp": cidr} if source is None else {"SourceSecurityGroupId": source}
+    return ec2.SecurityGroupRule(IpProtocol=protocol, FromPort=first, ToPort=last, **peer, Description=description)

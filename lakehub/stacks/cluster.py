@@ -36,7 +36,7 @@ from troposphere import (
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
-from lakehub.stacks.builder import Builder, platform_tags, private_bucket
+from lakehub.stacks.builder import port_rule, Builder, platform_tags, private_bucket
 from lakehub.stacks.parameters import (
     ASSETS_BUCKET_NAME,
     ASSETS_KEY_PREFIX,
@@ -230,25 +230,11 @@ def add_security_groups(b: Builder):
             GroupDescription="lakehub load balancer: HTTPS and HTTP (redirect) from the allowed range",
             VpcId=Ref(names.VPC_ID),
             SecurityGroupIngress=[
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp=Ref(names.ALLOWED_CIDR), Description="HTTPS from clients"
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=80,
-                    ToPort=80,
-                    CidrIp=Ref(names.ALLOWED_CIDR),
-                    Description="HTTP from clients (redirected to HTTPS)",
-                ),
+                port_rule(443, "HTTPS from clients", cidr=Ref(names.ALLOWED_CIDR)),
+                port_rule(80, "HTTP from clients (redirected to HTTPS)", cidr=Ref(names.ALLOWED_CIDR)),
             ],
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=names.HUB_PORT,
-                    ToPort=names.HUB_PORT,
-                    CidrIp=Ref(names.VPC_CIDR),
-                    Description="to hub tasks",
-                ),
+                port_rule(names.HUB_PORT, "to hub tasks", cidr=Ref(names.VPC_CIDR)),
             ],
             Tags=platform_tags(("Name", Sub("${PlatformName}-alb"))),
         )
@@ -263,36 +249,12 @@ def add_security_groups(b: Builder):
             "TaskSecurityGroup",
             GroupDescription="lakehub hub tasks: the hub port from the load balancer only",
             VpcId=Ref(names.VPC_ID),
-            SecurityGroupIngress=[
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=names.HUB_PORT,
-                    ToPort=names.HUB_PORT,
-                    SourceSecurityGroupId=Ref(alb_sg),
-                    Description="hub port from the load balancer",
-                )
-            ],
+            SecurityGroupIngress=[port_rule(names.HUB_PORT, "hub port from the load balancer", source=Ref(alb_sg))],
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=443,
-                    ToPort=443,
-                    CidrIp="0.0.0.0/0",
-                    Description="HTTPS: AWS APIs, image pulls, identity provider, package indexes",
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS (ldap sign-in mode)"
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=0,
-                    ToPort=65535,
-                    CidrIp=Ref(names.VPC_CIDR),
-                    Description="inside the VPC: per-user servers, DNS",
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"
-                ),
+                port_rule(443, "HTTPS: AWS APIs, image pulls, identity provider, package indexes", cidr="0.0.0.0/0"),
+                port_rule(636, "LDAPS (ldap sign-in mode)", cidr="0.0.0.0/0"),
+                port_rule((0, 65535), "inside the VPC: per-user servers, DNS", cidr=Ref(names.VPC_CIDR)),
+                port_rule(53, "DNS (VPC resolver)", cidr=Ref(names.VPC_CIDR), protocol="udp"),
             ],
             Tags=platform_tags(("Name", Sub("${PlatformName}-hub-tasks"))),
         )

@@ -27,7 +27,7 @@ from awacs import ec2 as awacs_ec2
 from troposphere import GetAtt, Join, Ref, Sub, Template, awslambda, ec2, kms, s3
 
 from lakehub.stacks import names
-from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.builder import port_rule, Builder, platform_tags
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.stacks.parameters import VPC_ID
 from lakehub.stacks.policies import inline_policy, same_account
@@ -274,11 +274,7 @@ def _harden_functions(b: Builder) -> None:
             FUNCTIONS_SG,
             GroupDescription="lakehub functions: no inbound; HTTPS out to AWS APIs (through the NAT or the S3 endpoint)",
             VpcId=vpc,
-            SecurityGroupEgress=[
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS to AWS APIs"
-                )
-            ],
+            SecurityGroupEgress=[port_rule(443, "HTTPS to AWS APIs", cidr="0.0.0.0/0")],
             Tags=platform_tags(("Name", Sub("${" + names.PLATFORM_NAME + "}-functions"))),
         )
     )

@@ -48,7 +48,7 @@ from troposphere.policies import CreationPolicy, ResourceSignal
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
 from lakehub.stacks import tier as tier_mod
-from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.builder import port_rule, Builder, platform_tags
 from lakehub.stacks.parameters import IMAGE_TAG, LISTENER_PRIORITY, joined_platform_name
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.stacks.policies import (
@@ -601,26 +601,10 @@ def add_security_group(b: Builder) -> ec2.SecurityGroup:
             GroupDescription="lakehub on-demand hub: no inbound port (Session Manager)",
             VpcId=Ref(names.VPC_ID),
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=443,
-                    ToPort=443,
-                    CidrIp="0.0.0.0/0",
-                    Description="HTTPS: AWS APIs, image pulls, identity provider, package indexes",
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS (ldap sign-in mode)"
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=53,
-                    ToPort=53,
-                    CidrIp=Ref(names.VPC_CIDR),
-                    Description="DNS over TCP (VPC resolver)",
-                ),
+                port_rule(443, "HTTPS: AWS APIs, image pulls, identity provider, package indexes", cidr="0.0.0.0/0"),
+                port_rule(636, "LDAPS (ldap sign-in mode)", cidr="0.0.0.0/0"),
+                port_rule(53, "DNS (VPC resolver)", cidr=Ref(names.VPC_CIDR), protocol="udp"),
+                port_rule(53, "DNS over TCP (VPC resolver)", cidr=Ref(names.VPC_CIDR)),
             ],
             Tags=hub_tags(("Name", Sub("${PlatformName}-${TierName}-hub-${Owner}"))),
         )

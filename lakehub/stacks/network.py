@@ -47,7 +47,7 @@ from troposphere import (
 
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
-from lakehub.stacks.builder import Builder, platform_tags
+from lakehub.stacks.builder import port_rule, Builder, platform_tags
 from lakehub.stacks.parameters import ASSETS_BUCKET_NAME, ASSETS_KEY_PREFIX, PLATFORM_NAME, log_retention_days
 from lakehub.stacks.functions import add_function
 from lakehub.stacks.builder import add_checkov_skip
@@ -342,23 +342,9 @@ def add_nat_instance(b: Builder, vpc, public, private_rts) -> autoscaling.AutoSc
                 )
             ],
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=80,
-                    ToPort=80,
-                    CidrIp="0.0.0.0/0",
-                    Description="HTTP egress for the private subnets",
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=443,
-                    ToPort=443,
-                    CidrIp="0.0.0.0/0",
-                    Description="HTTPS egress for the private subnets",
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp", FromPort=636, ToPort=636, CidrIp="0.0.0.0/0", Description="LDAPS egress (ldap sign-in mode)"
-                ),
+                port_rule(80, "HTTP egress for the private subnets", cidr="0.0.0.0/0"),
+                port_rule(443, "HTTPS egress for the private subnets", cidr="0.0.0.0/0"),
+                port_rule(636, "LDAPS egress (ldap sign-in mode)", cidr="0.0.0.0/0"),
             ],
             Tags=platform_tags(("Name", Sub("${PlatformName}-nat"))),
         )

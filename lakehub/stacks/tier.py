@@ -71,7 +71,7 @@ from troposphere import (
 from lakehub.stacks import names
 from lakehub.stacks.compliance import finish
 from lakehub.assets import function_hash
-from lakehub.stacks.builder import Builder, custom_resource, platform_tags
+from lakehub.stacks.builder import port_rule, Builder, custom_resource, platform_tags
 from lakehub.stacks.parameters import (
     GROUP_NAME_PATTERN,
     HOST_LABEL_PATTERN,
@@ -772,13 +772,7 @@ def add_security_groups(b: Builder):
             GroupDescription="lakehub tier hub tasks (this tier only)",
             VpcId=Ref(names.VPC_ID),
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=USER_SERVER_PORT,
-                    ToPort=USER_SERVER_PORT,
-                    CidrIp=Ref(names.VPC_CIDR),
-                    Description="to users' servers (per-user mode)",
-                ),
+                port_rule(USER_SERVER_PORT, "to users' servers (per-user mode)", cidr=Ref(names.VPC_CIDR)),
             ],
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME)), ("Name", Sub("${PlatformName}-${TierName}-hub"))),
         )
@@ -789,33 +783,11 @@ def add_security_groups(b: Builder):
             Condition="IsPerUser",
             GroupDescription="lakehub per-user servers: reachable from the hub of the tier only",
             VpcId=Ref(names.VPC_ID),
-            SecurityGroupIngress=[
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=USER_SERVER_PORT,
-                    ToPort=USER_SERVER_PORT,
-                    SourceSecurityGroupId=Ref(hub_sg),
-                    Description="single-user server port from the tier's hub",
-                )
-            ],
+            SecurityGroupIngress=[port_rule(USER_SERVER_PORT, "single-user server port from the tier's hub", source=Ref(hub_sg))],
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=443,
-                    ToPort=443,
-                    CidrIp="0.0.0.0/0",
-                    Description="HTTPS: S3, AWS APIs, package indexes",
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=HUB_API_PORT,
-                    ToPort=HUB_API_PORT,
-                    CidrIp=Ref(names.VPC_CIDR),
-                    Description="to the hub API",
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="udp", FromPort=53, ToPort=53, CidrIp=Ref(names.VPC_CIDR), Description="DNS (VPC resolver)"
-                ),
+                port_rule(443, "HTTPS: S3, AWS APIs, package indexes", cidr="0.0.0.0/0"),
+                port_rule(HUB_API_PORT, "to the hub API", cidr=Ref(names.VPC_CIDR)),
+                port_rule(53, "DNS (VPC resolver)", cidr=Ref(names.VPC_CIDR), protocol="udp"),
             ],
             Tags=platform_tags((names.TAG_TIER, Ref(names.TIER_NAME)), ("Name", Sub("${PlatformName}-${TierName}-users"))),
         )
