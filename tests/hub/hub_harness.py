@@ -1,6 +1,6 @@
 """Drive a real JupyterHub (hub_images/jupyterhub_config.py) on loopback: start it, sign in through
 the identity provider's own login form with a real HTTP client, wait for the user's server, talk
-to the Jupyter REST and kernel APIs. Used by tests/hub/test_e2e.py and benchmarks/hub_spawn.py.
+to the Jupyter REST and kernel APIs. Used by the tests in tests/hub and benchmarks/hub_spawn.py.
 """
 
 from __future__ import annotations
