@@ -49,30 +49,8 @@ def base_env(tmp_path: Path, **extra) -> dict:
     return env
 
 
-COGNITO = {
-    "LAKEHUB_AUTH_MODE": "cognito",
-    "LAKEHUB_COGNITO_DOMAIN": "https://acme-lakehub.auth.eu-west-1.amazoncognito.com",
-    "LAKEHUB_OAUTH_CLIENT_ID": "cognito-client-id",
-    "LAKEHUB_OAUTH_CLIENT_SECRET": "sample-not-a-secret",
-}
-OIDC = {
-    "LAKEHUB_AUTH_MODE": "oidc",
-    "LAKEHUB_OIDC_ISSUER": "https://login.example.com/realms/acme",
-    "LAKEHUB_OIDC_AUTHORIZE_URL": "https://login.example.com/realms/acme/auth",
-    "LAKEHUB_OIDC_TOKEN_URL": "https://login.example.com/realms/acme/token",
-    "LAKEHUB_OIDC_USERINFO_URL": "https://login.example.com/realms/acme/userinfo",
-    "LAKEHUB_OAUTH_CLIENT_ID": "oidc-client-id",
-    "LAKEHUB_OAUTH_CLIENT_SECRET": "sample-not-a-secret",
-    "LAKEHUB_OIDC_GROUPS_CLAIM": "roles",
-}
-LDAP = {
-    "LAKEHUB_AUTH_MODE": "ldap",
-    "LAKEHUB_LDAP_URL": "ldaps://ldap.example.com:636",
-    "LAKEHUB_LDAP_USER_SEARCH_BASE": "ou=people,dc=example,dc=com",
-    "LAKEHUB_LDAP_BIND_DN": "cn=jupyterhub,ou=services,dc=example,dc=com",
-    "LAKEHUB_LDAP_BIND_PASSWORD": "sample-not-a-secret",
-    "LAKEHUB_LDAP_GROUP_SEARCH_BASE": "ou=groups,dc=example,dc=com",
-}
+# The sign-in modes' sample variables: the snapshot tool's, so the golden cases and these tests agree.
+COGNITO, OIDC, LDAP = snapshots.COGNITO, snapshots.OIDC, snapshots.LDAP
 
 
 def without_urls(mode: dict) -> dict:
