@@ -69,24 +69,21 @@ def client_auth(op, secret=None):
     return {"client_id": op.client_id, "client_secret": op.client_secret if secret is None else secret}
 
 
+def redeem(op, code, verifier="v" * 50, secret=None):
+    """The token endpoint's answer to an authorization code (the code flow's second leg)."""
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
+    return requests.post(f"{op.issuer}/token", data={**data, **client_auth(op, secret)}, timeout=10)
+
+
 def test_oidc_code_flow_issues_a_signed_id_token_with_groups(op):
     doc = requests.get(f"{op.issuer}/.well-known/openid-configuration", timeout=10).json()
     assert doc["issuer"] == op.issuer and doc["jwks_uri"] == f"{op.issuer}/jwks"
+    assert doc["token_endpoint"] == f"{op.issuer}/token"  # where redeem() posts
     response = authorize(op, "alice", op_password(op, "alice"))
     assert response.status_code in (302, 303)
     query = urllib.parse.parse_qs(urllib.parse.urlparse(response.headers["Location"]).query)
     assert query["state"] == ["s1"]
-    tokens = requests.post(
-        doc["token_endpoint"],
-        data={
-            "grant_type": "authorization_code",
-            "code": query["code"][0],
-            "redirect_uri": REDIRECT,
-            "code_verifier": "v" * 50,
-            **client_auth(op),
-        },
-        timeout=10,
-    ).json()
+    tokens = redeem(op, query["code"][0]).json()
     key = jwt.PyJWKClient(doc["jwks_uri"]).get_signing_key_from_jwt(tokens["id_token"]).key
     claims = jwt.decode(tokens["id_token"], key, algorithms=["RS256"], audience=op.client_id, issuer=op.issuer)
     assert claims["preferred_username"] == "alice" and claims["groups"] == ["analysts"] and claims["nonce"] == "n1"
@@ -95,17 +92,7 @@ def test_oidc_code_flow_issues_a_signed_id_token_with_groups(op):
     ).json()
     assert info["groups"] == ["analysts"]
     # a code works once
-    again = requests.post(
-        doc["token_endpoint"],
-        data={
-            "grant_type": "authorization_code",
-            "code": query["code"][0],
-            "redirect_uri": REDIRECT,
-            "code_verifier": "v" * 50,
-            **client_auth(op),
-        },
-        timeout=10,
-    )
+    again = redeem(op, query["code"][0])
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
 
 
@@ -119,29 +106,9 @@ def test_oidc_refuses_wrong_password_client_secret_pkce_and_redirect(op):
     code = urllib.parse.parse_qs(
         urllib.parse.urlparse(authorize(op, "carol", op_password(op, "carol")).headers["Location"]).query
     )["code"][0]
-    bad_client = requests.post(
-        f"{op.issuer}/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": "v" * 50,
-            **client_auth(op, "wrong"),
-        },
-        timeout=10,
-    )
+    bad_client = redeem(op, code, secret="wrong")
     assert bad_client.status_code == 401
-    bad_pkce = requests.post(
-        f"{op.issuer}/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": "w" * 50,
-            **client_auth(op),
-        },
-        timeout=10,
-    )
+    bad_pkce = redeem(op, code, verifier="w" * 50)
     assert bad_pkce.status_code == 400
     evil = requests.get(
         f"{op.issuer}/authorize",
@@ -160,17 +127,7 @@ def test_oidc_refresh_shows_current_groups_rotates_and_refuses_reuse_and_removed
         def sign_in(user):
             location = authorize(op, user, users[user]).headers["Location"]
             code = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)["code"][0]
-            return requests.post(
-                f"{op.issuer}/token",
-                data={
-                    "grant_type": "authorization_code",
-                    "code": code,
-                    "redirect_uri": REDIRECT,
-                    "code_verifier": "v" * 50,
-                    **client_auth(op),
-                },
-                timeout=10,
-            ).json()
+            return redeem(op, code).json()
 
         def refresh(token):
             return requests.post(
