@@ -127,6 +127,11 @@ class Lab:
         """Walk there through the file browser: the breadcrumb's home, then double-click each folder."""
         page = self.page
         page.locator(".jp-BreadCrumbs-home").first.click()
+        # The listing of the folder we came from stays on the page until the home folder's arrives:
+        # an item looked up before that may be the old folder's (a notebook of the same name in
+        # shared/), and a click on it lands on whatever the new listing puts there.
+        expect(page.locator(".jp-BreadCrumbs")).to_have_text(re.compile(r"^[\s/]*$"), timeout=30_000)
+        page.wait_for_timeout(300)
         page.locator(".jp-DirListing-item").first.wait_for()
         for part in [p for p in path.strip("/").split("/") if p]:
             item = self.item(part)
