@@ -4,13 +4,13 @@ tests/test_layout.py."""
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_layout import imports_of  # one AST import scan for the layout rules and this one
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["build", "publish", "deploy", "local", "restore-home", "cost"]
@@ -36,16 +36,6 @@ def test_a_users_mistake_is_one_line_and_a_non_zero_exit():
     ]
 
 
-def _imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
-
-
 def test_only_lakehub_cli_registers_commands_or_draws_tables():
     """argparse subcommands and rich output live in lakehub/cli; the library returns data.
     (Programs of their own, run with `python -m` by the local platform, keep their argparse.)"""
@@ -55,7 +45,7 @@ def test_only_lakehub_cli_registers_commands_or_draws_tables():
         if rel.startswith("lakehub/cli/"):
             continue
         text = path.read_text()
-        if any(name == "rich" or name.startswith("rich.") for name in _imports(path)):
+        if any(name == "rich" or name.startswith("rich.") for name in imports_of(path)):
             offenders.append(f"{rel}: imports rich")
         if "add_subparsers" in text or "add_parser(" in text or "def register(subparsers" in text:
             offenders.append(f"{rel}: defines a subcommand")
