@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from lakehub.local.emulator import start_moto_server
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import uuid
 
 import requests
 
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 
 # ------------------------------------------------------------------------------------------
 # signing in (the identity provider's real login form) and waiting for the server

@@ -1,4 +1,4 @@
-"""lakehub.local.waiting: the one bounded poll loop (tests/waiting.py is built on it)."""
+"""lakehub.waiting: the one bounded poll loop (tests/waiting.py is built on it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from lakehub.errors import LakehubError
-from lakehub.local.waiting import tries, wait_for
+from lakehub.waiting import tries, wait_for
 
 
 def test_tries_ends_at_the_deadline_with_a_last_try_there():

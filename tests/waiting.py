@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from lakehub.local.waiting import wait_for as _wait_for
+from lakehub.waiting import wait_for as _wait_for
 
 
 def wait_for(predicate, timeout=20.0, interval=0.1, what="condition", detail=None):

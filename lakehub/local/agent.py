@@ -95,7 +95,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lakehub.local.emulator import DEFAULT_REGION, LOOPBACK, free_port
 from lakehub.errors import LakehubError
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 from lakehub.local import accounts
 from lakehub.local.processes import terminate_group
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehub.errors import LakehubError
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 
 BASE_REPO = "localhost/lakehub-bookworm"
 PROBE_TIMEOUT = 120

@@ -20,7 +20,7 @@ from typing import Callable
 
 from lakehub.errors import LakehubError
 from lakehub.local.state import LOG_FILE, StateDir, already_running
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 
 UP_TIMEOUT = 600
 RUNTIMES = ("container", "process")

@@ -45,7 +45,7 @@ from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
 from lakehub.cfn.template import load
 from lakehub.local.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
 from lakehub.errors import LakehubError
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 from lakehub.local.processes import PART_MARKER, RUN_MARKER, end_processes, record, terminate_group
 from lakehub.settings import default_settings
 from lakehub.local import accounts, control

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 
 
 def terminate_group(proc: subprocess.Popen | None, timeout: float = 15) -> None:

@@ -47,7 +47,7 @@ from lakehub.stacks import names
 from lakehub.assets import TEMPLATES_DIR, template_key
 from lakehub.cfn.template import TemplateError, loads
 from lakehub.errors import LakehubError
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 
 DEFAULT_STACK_NAME = "lakehub"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]

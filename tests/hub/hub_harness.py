@@ -27,7 +27,7 @@ from lakehub_hub.accounts import PREFIX as UNIX_PREFIX
 from lakehub_hub.accounts import unix_username
 
 from lakehub.local import accounts
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB_CONFIG = ROOT / "hub_images" / "jupyterhub_config.py"

@@ -25,7 +25,7 @@ import requests
 import hub_harness as H
 from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from lakehub.local.processes import terminate_group
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

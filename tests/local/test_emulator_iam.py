@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from lakehub.local.emulator import free_port, start_moto_server
 from lakehub.local import control
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 
 REGION = "us-east-1"
 BUCKET = "lakehub-iam-notebooks"

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from lakehub.local.platform import free_base_port
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 
 from .helpers import Platform, user_server
 

@@ -16,7 +16,7 @@ import requests
 
 from lakehub.local.emulator import free_port
 from lakehub.local.agent import LocalAgent
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 from lakehub_hub import fargate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -26,7 +26,7 @@ import requests
 
 from lakehub.local.emulator import free_port
 from lakehub.local.agent import LocalAgent
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 from lakehub_hub import fargate
 from test_hub_e2e import Hub  # tests/spawner is on sys.path (pytest's prepend import mode)
 

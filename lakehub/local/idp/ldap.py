@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakehub.errors import LakehubError
-from lakehub.local.waiting import tries
+from lakehub.waiting import tries
 from lakehub.local.processes import terminate_group
 
 LOOPBACK = "127.0.0.1"
