@@ -684,6 +684,10 @@ def configure_shared_servers(c, s: Settings) -> None:
                 # A private temporary folder (Python's tempfile, R's tempdir(), most tools): the
                 # host's /tmp is shared by every user, and may not be writable by them at all.
                 env["TMPDIR"] = f"{entry.pw_dir}/{USER_TMP}"
+                # Jupyter's runtime files (the server's and kernels' connection files) there too,
+                # not under ~/.local/share/jupyter: a user who points ~/.local somewhere they cannot
+                # write (`ln -s /etc ~/.local`) must still be able to start their server and undo it.
+                env["JUPYTER_RUNTIME_DIR"] = f"{entry.pw_dir}/{USER_TMP}/jupyter-runtime"
             if sys.prefix == sys.base_prefix:
                 env["PIP_USER"] = "1"  # in the image: `pip install x` lands in ~/.local
             return env

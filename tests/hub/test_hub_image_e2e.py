@@ -340,7 +340,7 @@ def test_each_user_has_a_private_temporary_folder_that_python_and_r_use(tier):
                 "d = tempfile.gettempdir(); st = os.stat(d)\n"
                 "open(os.path.join(d, 'alice-secret.txt'), 'w').write('mine')\n"
                 "print(json.dumps({'dir': d, 'env': os.environ.get('TMPDIR'), 'uid': st.st_uid, 'me': os.getuid(),"
-                " 'mode': stat.S_IMODE(st.st_mode)}))"
+                " 'mode': stat.S_IMODE(st.st_mode), 'runtime': os.environ.get('JUPYTER_RUNTIME_DIR')}))"
             ),
         )
         .strip()
@@ -348,6 +348,8 @@ def test_each_user_has_a_private_temporary_folder_that_python_and_r_use(tier):
     )
     assert info["dir"] == info["env"] and info["dir"] != "/tmp"
     assert info["uid"] == info["me"] and info["mode"] == 0o700
+    # The server's and kernels' connection files are in that private folder too (not ~/.local).
+    assert info["runtime"] and info["runtime"].startswith(info["dir"] + "/"), info
     r_temp = alice.run("ir", "cat(normalizePath(tempdir()))").strip().splitlines()[-1]
     assert r_temp.startswith(os.path.realpath(info["dir"]) + "/"), r_temp
     peek = bob.run(
