@@ -237,7 +237,14 @@ class Lab:
             self.go_to_folder(folder)
             page.locator(".jp-FileBrowser-toolbar button[title^='New Launcher'], [data-command='launcher:create']").first.click()
             page.locator(".jp-Launcher:visible .jp-LauncherCard[data-category='Notebook'][title^='Python 3']").first.click()
-            page.wait_for_timeout(500)
+            # The new notebook's tab replaces the Launcher's only once the server made the file:
+            # wait for it (a fixed pause read "Launcher" on a loaded machine and waited for that).
+            deadline = time.monotonic() + 60
+            while not self.current_tab().endswith(".ipynb"):
+                if time.monotonic() > deadline:
+                    self.fail_on_dialog("creating a notebook from the Launcher")
+                    raise LabError(f"no new notebook tab after the Launcher's click (current tab: {self.current_tab()!r})")
+                page.wait_for_timeout(250)
             self.wait_notebook_ready(self.current_tab())
 
     def current_tab(self) -> str:
