@@ -236,23 +236,15 @@ def validate(settings: Settings) -> Settings:
     """Cross-tier checks: unique names and hosts, no shared or nested data prefixes."""
     if not settings.tiers:
         raise _fail("tiers", "no tier is defined", "define at least one tier")
-    seen: dict[str, int] = {}
-    hosts: dict[str, int] = {}
+    first: dict[str, dict[str, int]] = {"name": {}, "host_name": {}}  # key -> value -> first tier
     for i, tier in enumerate(settings.tiers):
-        if tier.name in seen:
-            raise _fail(
-                f"tiers[{i}].name",
-                f"duplicate tier name {tier.name!r} (also tiers[{seen[tier.name]}])",
-                "give each tier its own name",
-            )
-        seen[tier.name] = i
-        if tier.host in hosts:
-            raise _fail(
-                f"tiers[{i}].host_name",
-                f"host name {tier.host!r} is used by tiers[{hosts[tier.host]}] too",
-                "give each tier its own host name",
-            )
-        hosts[tier.host] = i
+        for key, value, clash, hint in (
+            ("name", tier.name, "duplicate tier name {value!r} (also tiers[{j}])", "give each tier its own name"),
+            ("host_name", tier.host, "host name {value!r} is used by tiers[{j}] too", "give each tier its own host name"),
+        ):
+            if value in first[key]:
+                raise _fail(f"tiers[{i}].{key}", clash.format(value=value, j=first[key][value]), hint)
+            first[key][value] = i
     for i, a in enumerate(settings.tiers):
         for j, b in enumerate(settings.tiers):
             if j <= i:
