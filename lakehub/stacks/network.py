@@ -452,28 +452,20 @@ def add_nat_schedule(b: Builder, group) -> None:
     to 1; the stop lowers only the floor (MinSize 0): whether the NAT keeps running after hours
     is the NAT egress function's decision (any on-demand hub pending or running)."""
     days = unix_cron_days()
-    b.add(
-        autoscaling.ScheduledAction(
-            "NatInstanceStart",
-            Condition="UseNatInstanceOnSchedule",
-            AutoScalingGroupName=Ref(group),
-            Recurrence=Sub(f"{NAT_START_MINUTE} ${{{BUSINESS_HOURS_START}}} * * ${{Days}}", Days=days),
-            TimeZone=Ref(SCHEDULE_TIMEZONE),
-            MinSize=1,
-            MaxSize=1,
-            DesiredCapacity=1,
+    for title, minute, hour, sizes in (
+        ("NatInstanceStart", NAT_START_MINUTE, BUSINESS_HOURS_START, dict(MinSize=1, MaxSize=1, DesiredCapacity=1)),
+        ("NatInstanceStop", NAT_STOP_MINUTE, BUSINESS_HOURS_END, dict(MinSize=0)),
+    ):
+        b.add(
+            autoscaling.ScheduledAction(
+                title,
+                Condition="UseNatInstanceOnSchedule",
+                AutoScalingGroupName=Ref(group),
+                Recurrence=Sub(f"{minute} ${{{hour}}} * * ${{Days}}", Days=days),
+                TimeZone=Ref(SCHEDULE_TIMEZONE),
+                **sizes,
+            )
         )
-    )
-    b.add(
-        autoscaling.ScheduledAction(
-            "NatInstanceStop",
-            Condition="UseNatInstanceOnSchedule",
-            AutoScalingGroupName=Ref(group),
-            Recurrence=Sub(f"{NAT_STOP_MINUTE} ${{{BUSINESS_HOURS_END}}} * * ${{Days}}", Days=days),
-            TimeZone=Ref(SCHEDULE_TIMEZONE),
-            MinSize=0,
-        )
-    )
 
 
 # The function runs this often besides EC2 state changes: it lowers the NAT after business
