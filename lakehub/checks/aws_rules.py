@@ -19,7 +19,7 @@ import yaml
 from lakehub.stacks.names import HUB_LOGOUT_RETURN_PATH, IMAGE_USER_HOMES
 from lakehub.cfn.walk import alternatives, items, props, refs, resources_of
 from lakehub.checks.dockerfile import is_root_user
-from lakehub.checks.rules import Finding, RuleSet
+from lakehub.checks.rules import Finding, RuleSet, containers
 
 AWS = RuleSet("AWS rules")
 AWS_RULES = AWS.rules
@@ -129,23 +129,20 @@ def _full_arn_problem(template: dict, value: Any) -> str | None:
     "ECS Secrets[].ValueFrom is the full ARN of a Secrets Manager secret (a Ref to a secret, optionally with :json-key:version-stage:version-id; GetAtt Arn of Custom::SecretArn) or of an SSM parameter: a bare name is read as an SSM parameter, a partial ARN is undocumented",
 )
 def ecs_secrets_by_arn(template: dict) -> Iterator[Finding]:
-    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
-        for container in items(props(res).get("ContainerDefinitions")):
-            if not isinstance(container, dict):
+    for name, container in containers(template):
+        secrets = items(container.get("Secrets")) + [
+            s
+            for lc in alternatives(container.get("LogConfiguration"))
+            if isinstance(lc, dict)
+            for s in items(lc.get("SecretOptions"))
+        ]
+        for secret in secrets:
+            if not isinstance(secret, dict):
                 continue
-            secrets = items(container.get("Secrets")) + [
-                s
-                for lc in alternatives(container.get("LogConfiguration"))
-                if isinstance(lc, dict)
-                for s in items(lc.get("SecretOptions"))
-            ]
-            for secret in secrets:
-                if not isinstance(secret, dict):
-                    continue
-                for value in alternatives(secret.get("ValueFrom")):
-                    problem = _full_arn_problem(template, value)
-                    if problem:
-                        yield name, f"secret {secret.get('Name')} takes ValueFrom {value!r}: {problem}"
+            for value in alternatives(secret.get("ValueFrom")):
+                problem = _full_arn_problem(template, value)
+                if problem:
+                    yield name, f"secret {secret.get('Name')} takes ValueFrom {value!r}: {problem}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,27 +349,24 @@ def cognito_logout_urls_registered(template: dict) -> Iterator[Finding]:
     "every container that runs as a non-root user sets a WorkingDirectory that user owns (the image's WORKDIR is root's)",
 )
 def containers_work_where_their_user_can_enter(template: dict) -> Iterator[Finding]:
-    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
-        for container in items(props(res).get("ContainerDefinitions")):
-            if not isinstance(container, dict):
+    for name, container in containers(template):
+        for user in alternatives(container.get("User")):
+            if not isinstance(user, str) or is_root_user(user):
                 continue
-            for user in alternatives(container.get("User")):
-                if not isinstance(user, str) or is_root_user(user):
-                    continue
-                home = IMAGE_USER_HOMES.get(user.split(":")[0])
-                dirs = [d for d in alternatives(container.get("WorkingDirectory")) if d is not None]
-                cname = container.get("Name")
-                if not dirs:
+            home = IMAGE_USER_HOMES.get(user.split(":")[0])
+            dirs = [d for d in alternatives(container.get("WorkingDirectory")) if d is not None]
+            cname = container.get("Name")
+            if not dirs:
+                yield (
+                    name,
+                    f"container {cname} runs as {user} in the image's WORKDIR, which that user may not enter (set WorkingDirectory)",
+                )
+            for d in dirs:
+                if home is None or not isinstance(d, str) or not (d == home or d.startswith(home + "/")):
                     yield (
                         name,
-                        f"container {cname} runs as {user} in the image's WORKDIR, which that user may not enter (set WorkingDirectory)",
+                        f"container {cname} runs as {user} in {d!r}, not in a directory that user owns ({home or 'unknown user'})",
                     )
-                for d in dirs:
-                    if home is None or not isinstance(d, str) or not (d == home or d.startswith(home + "/")):
-                        yield (
-                            name,
-                            f"container {cname} runs as {user} in {d!r}, not in a directory that user owns ({home or 'unknown user'})",
-                        )
 
 
 # ---------------------------------------------------------------------------------------------

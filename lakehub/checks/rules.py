@@ -246,13 +246,20 @@ def secret_value(value: Any) -> str | None:
     return None
 
 
-def environments(template: dict) -> Iterator[tuple[str, str, Any]]:
-    """(resource, variable name, value) of every environment the template sets."""
+def containers(template: dict) -> Iterator[tuple[str, dict]]:
+    """(task definition, container definition) of every container of the template's task definitions."""
     for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
         for container in items(props(res).get("ContainerDefinitions")):
-            for var in items(container.get("Environment") if isinstance(container, dict) else None):
-                if isinstance(var, dict):
-                    yield name, str(var.get("Name")), var.get("Value")
+            if isinstance(container, dict):
+                yield name, container
+
+
+def environments(template: dict) -> Iterator[tuple[str, str, Any]]:
+    """(resource, variable name, value) of every environment the template sets."""
+    for name, container in containers(template):
+        for var in items(container.get("Environment")):
+            if isinstance(var, dict):
+                yield name, str(var.get("Name")), var.get("Value")
     for name, res in resources_of(template, "AWS::Lambda::Function", "AWS::Serverless::Function"):
         for variables in get(props(res), "Environment", "Variables"):
             if isinstance(variables, dict):
@@ -509,16 +516,13 @@ ROOT_CONTAINERS: dict[tuple[str, str], str] = {
 
 @rule("containers-run-as-non-root", "ECS containers (users' servers above all) run as a non-root user")
 def containers_run_as_non_root(template: dict) -> Iterator[Finding]:
-    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
-        for container in items(props(res).get("ContainerDefinitions")):
-            if not isinstance(container, dict):
-                continue
-            cname = str(container.get("Name"))
-            if (name, cname) in ROOT_CONTAINERS:
-                continue
-            users = alternatives(container.get("User"))
-            if not users or any(not isinstance(u, str) or is_root_user(u) for u in users):
-                yield name, f"container {cname} runs as {users or 'root (no User)'}"
+    for name, container in containers(template):
+        cname = str(container.get("Name"))
+        if (name, cname) in ROOT_CONTAINERS:
+            continue
+        users = alternatives(container.get("User"))
+        if not users or any(not isinstance(u, str) or is_root_user(u) for u in users):
+            yield name, f"container {cname} runs as {users or 'root (no User)'}"
 
 
 # ---------------------------------------------------------------------------------------------
