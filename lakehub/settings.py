@@ -133,6 +133,13 @@ def _as_list(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _each_matches(values: tuple[str, ...], pattern: re.Pattern, where: str, what: str, fix: str) -> None:
+    """Every item of a list setting matches `pattern`; else the first that does not is named."""
+    for i, value in enumerate(values):
+        if not pattern.match(value):
+            raise _fail(f"{where}[{i}]", f"{value!r} is not a valid {what}", fix)
+
+
 def _as_int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(where, f"must be a whole number, got {value!r}", "write it without quotes")
@@ -174,21 +181,11 @@ def _parse_tier(data: Any, where: str) -> TierSettings:
             f"{len(prefixes)} prefixes given",
             f"give at most {MAX_DATA_PREFIXES} (use a common parent prefix)",
         )
-    for i, prefix in enumerate(prefixes):
-        if not PREFIX_RE.match(prefix):
-            raise _fail(
-                f"{where}.data_prefixes[{i}]",
-                f"{prefix!r} is not a valid S3 prefix",
-                "use a relative key prefix ending in '/', such as 'pii/'",
-            )
+    _each_matches(
+        prefixes, PREFIX_RE, f"{where}.data_prefixes", "S3 prefix", "use a relative key prefix ending in '/', such as 'pii/'"
+    )
     groups = _as_list(data["allowed_groups"], f"{where}.allowed_groups")
-    for i, group in enumerate(groups):
-        if not GROUP_RE.match(group):
-            raise _fail(
-                f"{where}.allowed_groups[{i}]",
-                f"{group!r} is not a valid group name",
-                "use letters, digits and _.@+- only",
-            )
+    _each_matches(groups, GROUP_RE, f"{where}.allowed_groups", "group name", "use letters, digits and _.@+- only")
     kwargs: dict[str, Any] = {"name": name, "data_prefixes": prefixes, "allowed_groups": groups}
     if "data_access" in data:
         if data["data_access"] not in DATA_ACCESS:
@@ -236,23 +233,15 @@ def validate(settings: Settings) -> Settings:
     """Cross-tier checks: unique names and hosts, no shared or nested data prefixes."""
     if not settings.tiers:
         raise _fail("tiers", "no tier is defined", "define at least one tier")
-    seen: dict[str, int] = {}
-    hosts: dict[str, int] = {}
+    first: dict[str, dict[str, int]] = {"name": {}, "host_name": {}}  # key -> value -> first tier
     for i, tier in enumerate(settings.tiers):
-        if tier.name in seen:
-            raise _fail(
-                f"tiers[{i}].name",
-                f"duplicate tier name {tier.name!r} (also tiers[{seen[tier.name]}])",
-                "give each tier its own name",
-            )
-        seen[tier.name] = i
-        if tier.host in hosts:
-            raise _fail(
-                f"tiers[{i}].host_name",
-                f"host name {tier.host!r} is used by tiers[{hosts[tier.host]}] too",
-                "give each tier its own host name",
-            )
-        hosts[tier.host] = i
+        for key, value, clash, hint in (
+            ("name", tier.name, "duplicate tier name {value!r} (also tiers[{j}])", "give each tier its own name"),
+            ("host_name", tier.host, "host name {value!r} is used by tiers[{j}] too", "give each tier its own host name"),
+        ):
+            if value in first[key]:
+                raise _fail(f"tiers[{i}].{key}", clash.format(value=value, j=first[key][value]), hint)
+            first[key][value] = i
     for i, a in enumerate(settings.tiers):
         for j, b in enumerate(settings.tiers):
             if j <= i:

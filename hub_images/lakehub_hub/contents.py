@@ -842,30 +842,25 @@ class TierContentsManager(FilesThroughManager, ContentsManager):
         return not (path or "").strip("/")
 
     # --- queries ----------------------------------------------------------------------------
-    def dir_exists(self, path):
+    def _ask(self, path, at_root, question):
+        """A yes/no query: `at_root` at the top level, False for a path in no mount, else what
+        `question(manager, path inside it)` answers."""
         if self._is_root(path):
-            return True
+            return at_root
         try:
             _mount, mgr, rest = self._split(path)
         except HTTPError:
             return False
-        return mgr.dir_exists(rest)
+        return question(mgr, rest)
+
+    def dir_exists(self, path):
+        return self._ask(path, True, lambda mgr, rest: mgr.dir_exists(rest))
 
     def file_exists(self, path=""):
-        try:
-            _mount, mgr, rest = self._split(path)
-        except HTTPError:
-            return False
-        return bool(rest) and mgr.file_exists(rest)
+        return self._ask(path, False, lambda mgr, rest: bool(rest) and mgr.file_exists(rest))
 
     def is_hidden(self, path):
-        if self._is_root(path):
-            return False
-        try:
-            _mount, mgr, rest = self._split(path)
-        except HTTPError:
-            return False
-        return mgr.is_hidden(rest)
+        return self._ask(path, False, lambda mgr, rest: mgr.is_hidden(rest))
 
     def get(self, path, content=True, type=None, format=None, require_hash=False, **kwargs):
         if self._is_root(path):

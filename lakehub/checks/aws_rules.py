@@ -2,8 +2,8 @@
 
 Each rule here guards one fact of docs/AWS_NOTES.md: a template can pass cfn-lint and deploy
 into moto, and still fail (or break at run time) in a real account. Same shape as the security
-rules (lakehub.checks.rules): a function over one loaded template that returns `Violation`s, every
-branch of every Fn::If read. tests/security/test_aws_rules.py runs each rule over the generated
+rules (lakehub.checks.rules): a function over one loaded template that yields (resource, message)
+and, registered, returns `Violation`s; every branch of every Fn::If read. tests/security/test_aws_rules.py runs each rule over the generated
 templates (no violation) and over tests/security/fixtures/aws/bad_<rule>.yaml (at least one).
 `lakehub build --lint` and `python -m lakehub.checks.aws_rules` run them too.
 """
@@ -19,7 +19,7 @@ import yaml
 from lakehub.stacks.names import HUB_LOGOUT_RETURN_PATH, IMAGE_USER_HOMES
 from lakehub.cfn.walk import alternatives, items, props, refs, resources_of
 from lakehub.checks.dockerfile import is_root_user
-from lakehub.checks.rules import RuleSet, Violation
+from lakehub.checks.rules import Finding, RuleSet, containers
 
 AWS = RuleSet("AWS rules")
 AWS_RULES = AWS.rules
@@ -128,30 +128,21 @@ def _full_arn_problem(template: dict, value: Any) -> str | None:
     "ecs-secrets-by-arn",
     "ECS Secrets[].ValueFrom is the full ARN of a Secrets Manager secret (a Ref to a secret, optionally with :json-key:version-stage:version-id; GetAtt Arn of Custom::SecretArn) or of an SSM parameter: a bare name is read as an SSM parameter, a partial ARN is undocumented",
 )
-def ecs_secrets_by_arn(template: dict) -> list[Violation]:
-    out: list[Violation] = []
-    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
-        for container in items(props(res).get("ContainerDefinitions")):
-            if not isinstance(container, dict):
+def ecs_secrets_by_arn(template: dict) -> Iterator[Finding]:
+    for name, container in containers(template):
+        secrets = items(container.get("Secrets")) + [
+            s
+            for lc in alternatives(container.get("LogConfiguration"))
+            if isinstance(lc, dict)
+            for s in items(lc.get("SecretOptions"))
+        ]
+        for secret in secrets:
+            if not isinstance(secret, dict):
                 continue
-            secrets = items(container.get("Secrets")) + [
-                s
-                for lc in alternatives(container.get("LogConfiguration"))
-                if isinstance(lc, dict)
-                for s in items(lc.get("SecretOptions"))
-            ]
-            for secret in secrets:
-                if not isinstance(secret, dict):
-                    continue
-                for value in alternatives(secret.get("ValueFrom")):
-                    problem = _full_arn_problem(template, value)
-                    if problem:
-                        out.append(
-                            Violation(
-                                "ecs-secrets-by-arn", name, f"secret {secret.get('Name')} takes ValueFrom {value!r}: {problem}"
-                            )
-                        )
-    return out
+            for value in alternatives(secret.get("ValueFrom")):
+                problem = _full_arn_problem(template, value)
+                if problem:
+                    yield name, f"secret {secret.get('Name')} takes ValueFrom {value!r}: {problem}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,18 +154,13 @@ def ecs_secrets_by_arn(template: dict) -> list[Violation]:
     "no-reserved-concurrency",
     "functions reserve no concurrency (an account keeps 100 unreserved; new accounts' quota may be 10)",
 )
-def no_reserved_concurrency(template: dict) -> list[Violation]:
-    out = []
+def no_reserved_concurrency(template: dict) -> Iterator[Finding]:
     for name, res in resources_of(template, "AWS::Lambda::Function", "AWS::Serverless::Function"):
         if [v for v in alternatives(props(res).get("ReservedConcurrentExecutions")) if v is not None]:
-            out.append(
-                Violation(
-                    "no-reserved-concurrency",
-                    name,
-                    "ReservedConcurrentExecutions fails the stack where the account's concurrency quota is below 100 + the reservation",
-                )
+            yield (
+                name,
+                "ReservedConcurrentExecutions fails the stack where the account's concurrency quota is below 100 + the reservation",
             )
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,8 +182,7 @@ def _statements(template: dict) -> Iterator[tuple[str, dict]]:
     "ecs-list-tasks-on-any-resource",
     "ecs:ListTasks is allowed on '*' (narrow it with the ecs:cluster condition): without a container-instance filter it is authorized against '*'",
 )
-def ecs_list_tasks_on_any_resource(template: dict) -> list[Violation]:
-    out = []
+def ecs_list_tasks_on_any_resource(template: dict) -> Iterator[Finding]:
     for where, s in _statements(template):
         if s.get("Effect") != "Allow":
             continue
@@ -206,14 +191,7 @@ def ecs_list_tasks_on_any_resource(template: dict) -> list[Violation]:
             continue
         resources = items(s.get("Resource"))
         if resources != ["*"] and "*" not in resources:
-            out.append(
-                Violation(
-                    "ecs-list-tasks-on-any-resource",
-                    where,
-                    f"ecs:ListTasks on {resources!r} is denied unless the call names a container instance",
-                )
-            )
-    return out
+            yield where, f"ecs:ListTasks on {resources!r} is denied unless the call names a container instance"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,34 +225,26 @@ def _may_name_tasks(statement: dict) -> bool:
     "ecs:DescribeTasks and ecs:StopTask are allowed only with an aws:ResourceTag condition, and "
     "ecs:TagResource only at creation (ecs:CreateAction): ECS authorizes these per task with its tags; moto ignores the conditions",
 )
-def ecs_task_access_by_tier_tag(template: dict) -> list[Violation]:
-    out = []
+def ecs_task_access_by_tier_tag(template: dict) -> Iterator[Finding]:
     for where, s in _statements(template):
         if s.get("Effect") != "Allow":
             continue
         actions = {a.lower() for a in items(s.get("Action")) if isinstance(a, str)}
         task_actions = sorted(actions & set(ECS_TASK_ACTIONS))
         if task_actions and not any(TAG_CONDITION_KEY.match(k) for k in _condition_keys(s, ("StringEquals",))):
-            out.append(
-                Violation(
-                    "ecs-task-access-by-tier-tag",
-                    where,
-                    f"{', '.join(task_actions)} without a StringEquals aws:ResourceTag/<key> condition reaches every task of the cluster (every tier's)",
-                )
+            yield (
+                where,
+                f"{', '.join(task_actions)} without a StringEquals aws:ResourceTag/<key> condition reaches every task of the cluster (every tier's)",
             )
         if (
             "ecs:tagresource" in actions
             and _may_name_tasks(s)
             and "ecs:CreateAction" not in _condition_keys(s, ("StringEquals",))
         ):
-            out.append(
-                Violation(
-                    "ecs-task-access-by-tier-tag",
-                    where,
-                    "ecs:TagResource without a StringEquals ecs:CreateAction condition can re-tag existing tasks, and so open another tier's tasks",
-                )
+            yield (
+                where,
+                "ecs:TagResource without a StringEquals ecs:CreateAction condition can re-tag existing tasks, and so open another tier's tasks",
             )
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,9 +272,7 @@ def _literal_int(value: Any) -> int | None:
     "listener-priorities-by-construction",
     "stacks that add rules to one listener never pick priorities independently: siblings get distinct literal priorities, and an allocator claims atomically",
 )
-def listener_priorities_by_construction(template: dict) -> list[Violation]:
-    name_ = "listener-priorities-by-construction"
-    out: list[Violation] = []
+def listener_priorities_by_construction(template: dict) -> Iterator[Finding]:
     # Sibling nested stacks that share a listener: CloudFormation creates them in parallel.
     taken: dict[int, str] = {}
     for name, res in resources_of(template, "AWS::CloudFormation::Stack"):
@@ -313,32 +281,23 @@ def listener_priorities_by_construction(template: dict) -> list[Violation]:
             continue
         values = alternatives(params.get(PRIORITY_KEY))
         if PRIORITY_KEY not in params or not values:
-            out.append(
-                Violation(
-                    name_,
-                    name,
-                    f"adds a listener rule without a {PRIORITY_KEY}: it would pick the lowest free priority at the same time as its siblings",
-                )
+            yield (
+                name,
+                f"adds a listener rule without a {PRIORITY_KEY}: it would pick the lowest free priority at the same time as its siblings",
             )
             continue
         for value in values:
             number = _literal_int(value)
             if number is None or number <= 0:
-                out.append(Violation(name_, name, f"{PRIORITY_KEY} {value!r} is not a literal priority of its own (1-50000)"))
+                yield name, f"{PRIORITY_KEY} {value!r} is not a literal priority of its own (1-50000)"
             elif number in taken:
-                out.append(Violation(name_, name, f"{PRIORITY_KEY} {number} is also given to {taken[number]}"))
+                yield name, f"{PRIORITY_KEY} {number} is also given to {taken[number]}"
             else:
                 taken[number] = name
     # Allocators must claim atomically.
     for name, res in resources_of(template, "Custom::ListenerPriority"):
         if not [v for v in alternatives(props(res).get(CLAIM_PROPERTY)) if v not in (None, "")]:
-            out.append(
-                Violation(
-                    name_,
-                    name,
-                    f"allocates a priority without {CLAIM_PROPERTY}: two stacks created at once may be given the same one",
-                )
-            )
+            yield name, f"allocates a priority without {CLAIM_PROPERTY}: two stacks created at once may be given the same one"
     # Rules of one template on one listener.
     by_listener: dict[str, dict[int, str]] = {}
     for name, res in resources_of(template, "AWS::ElasticLoadBalancingV2::ListenerRule"):
@@ -350,9 +309,8 @@ def listener_priorities_by_construction(template: dict) -> list[Violation]:
                 continue
             seen = by_listener.setdefault(listener, {})
             if number in seen:
-                out.append(Violation(name_, name, f"priority {number} is also {seen[number]}'s on the same listener"))
+                yield name, f"priority {number} is also {seen[number]}'s on the same listener"
             seen[number] = name
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,8 +322,7 @@ def listener_priorities_by_construction(template: dict) -> list[Violation]:
     "cognito-logout-urls-registered",
     f"every Cognito app client registers the sign-out URL the hub sends (<hub URL>{HUB_LOGOUT_RETURN_PATH}); Cognito redirects only to registered ones",
 )
-def cognito_logout_urls_registered(template: dict) -> list[Violation]:
-    out = []
+def cognito_logout_urls_registered(template: dict) -> Iterator[Finding]:
     for name, res in resources_of(template, "AWS::Cognito::UserPoolClient"):
         p = props(res)
         flows = [f for f in items(p.get("AllowedOAuthFlows"))]
@@ -379,14 +336,7 @@ def cognito_logout_urls_registered(template: dict) -> list[Violation]:
                 continue
             wanted = base + HUB_LOGOUT_RETURN_PATH
             if wanted not in logouts:
-                out.append(
-                    Violation(
-                        "cognito-logout-urls-registered",
-                        name,
-                        f"the hub at {base} signs out to {wanted}, which is not among LogoutURLs {logouts}",
-                    )
-                )
-    return out
+                yield name, f"the hub at {base} signs out to {wanted}, which is not among LogoutURLs {logouts}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,36 +348,25 @@ def cognito_logout_urls_registered(template: dict) -> list[Violation]:
     "containers-work-where-their-user-can-enter",
     "every container that runs as a non-root user sets a WorkingDirectory that user owns (the image's WORKDIR is root's)",
 )
-def containers_work_where_their_user_can_enter(template: dict) -> list[Violation]:
-    out = []
-    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
-        for container in items(props(res).get("ContainerDefinitions")):
-            if not isinstance(container, dict):
+def containers_work_where_their_user_can_enter(template: dict) -> Iterator[Finding]:
+    for name, container in containers(template):
+        for user in alternatives(container.get("User")):
+            if not isinstance(user, str) or is_root_user(user):
                 continue
-            for user in alternatives(container.get("User")):
-                if not isinstance(user, str) or is_root_user(user):
-                    continue
-                home = IMAGE_USER_HOMES.get(user.split(":")[0])
-                dirs = [d for d in alternatives(container.get("WorkingDirectory")) if d is not None]
-                cname = container.get("Name")
-                if not dirs:
-                    out.append(
-                        Violation(
-                            "containers-work-where-their-user-can-enter",
-                            name,
-                            f"container {cname} runs as {user} in the image's WORKDIR, which that user may not enter (set WorkingDirectory)",
-                        )
+            home = IMAGE_USER_HOMES.get(user.split(":")[0])
+            dirs = [d for d in alternatives(container.get("WorkingDirectory")) if d is not None]
+            cname = container.get("Name")
+            if not dirs:
+                yield (
+                    name,
+                    f"container {cname} runs as {user} in the image's WORKDIR, which that user may not enter (set WorkingDirectory)",
+                )
+            for d in dirs:
+                if home is None or not isinstance(d, str) or not (d == home or d.startswith(home + "/")):
+                    yield (
+                        name,
+                        f"container {cname} runs as {user} in {d!r}, not in a directory that user owns ({home or 'unknown user'})",
                     )
-                for d in dirs:
-                    if home is None or not isinstance(d, str) or not (d == home or d.startswith(home + "/")):
-                        out.append(
-                            Violation(
-                                "containers-work-where-their-user-can-enter",
-                                name,
-                                f"container {cname} runs as {user} in {d!r}, not in a directory that user owns ({home or 'unknown user'})",
-                            )
-                        )
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,12 +384,11 @@ def _version(text: str) -> tuple[int, ...] | None:
     "efs-volumes-over-tls-with-iam",
     "every EFS volume of a task definition mounts through an access point with TLS and IAM authorization, on Fargate 1.4.0 or later",
 )
-def efs_volumes_over_tls_with_iam(template: dict) -> list[Violation]:
+def efs_volumes_over_tls_with_iam(template: dict) -> Iterator[Finding]:
     """The homes file system's policy refuses clients without TLS and (having a policy)
     anonymous ones; only an access point enforces a home's root and POSIX user; Fargate mounts
     EFS from platform version 1.4.0 (docs/AWS_NOTES.md). moto checks none of this."""
-    rule = "efs-volumes-over-tls-with-iam"
-    out, with_efs = [], set()
+    with_efs = set()
     for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
         for volume in items(props(res).get("Volumes")):
             for cfg in alternatives(volume.get("EFSVolumeConfiguration") if isinstance(volume, dict) else None):
@@ -461,24 +399,15 @@ def efs_volumes_over_tls_with_iam(template: dict) -> list[Violation]:
                 if any(v != "ENABLED" for v in alternatives(cfg.get("TransitEncryption"))) or not alternatives(
                     cfg.get("TransitEncryption")
                 ):
-                    out.append(
-                        Violation(
-                            rule,
-                            name,
-                            f"EFS volume {vname} mounts without TLS (TransitEncryption ENABLED); the file system refuses it",
-                        )
-                    )
+                    yield name, f"EFS volume {vname} mounts without TLS (TransitEncryption ENABLED); the file system refuses it"
                 auth = alternatives(cfg.get("AuthorizationConfig"))
                 if not auth or any(not isinstance(a, dict) or a.get("IAM") != "ENABLED" for a in auth):
-                    out.append(
-                        Violation(
-                            rule,
-                            name,
-                            f"EFS volume {vname} mounts without IAM authorization (AuthorizationConfig IAM ENABLED): an anonymous client",
-                        )
+                    yield (
+                        name,
+                        f"EFS volume {vname} mounts without IAM authorization (AuthorizationConfig IAM ENABLED): an anonymous client",
                     )
                 if not auth or any(not isinstance(a, dict) or not a.get("AccessPointId") for a in auth):
-                    out.append(Violation(rule, name, f"EFS volume {vname} mounts the file system's root, not an access point"))
+                    yield name, f"EFS volume {vname} mounts the file system's root, not an access point"
     for name, res in resources_of(template, "AWS::ECS::Service"):
         if not refs(props(res).get("TaskDefinition")) & with_efs:
             continue
@@ -487,14 +416,10 @@ def efs_volumes_over_tls_with_iam(template: dict) -> list[Violation]:
                 continue
             v = _version(version) if isinstance(version, str) else None
             if version != "LATEST" and (v is None or v < EFS_MIN_FARGATE_VERSION):
-                out.append(
-                    Violation(
-                        rule,
-                        name,
-                        f"runs a task definition with EFS volumes on Fargate platform version {version!r}; EFS needs 1.4.0 or later",
-                    )
+                yield (
+                    name,
+                    f"runs a task definition with EFS volumes on Fargate platform version {version!r}; EFS needs 1.4.0 or later",
                 )
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,8 +534,7 @@ def _load_buildspec(spec: Any) -> dict | None:
     "buildspec-variables-exist-for-source",
     "the buildspec relies only on CodeBuild variables that exist for each source type the project offers (no resolved source version for S3)",
 )
-def buildspec_variables_exist_for_source(template: dict) -> list[Violation]:
-    out = []
+def buildspec_variables_exist_for_source(template: dict) -> Iterator[Finding]:
     for name, res in resources_of(template, "AWS::CodeBuild::Project"):
         p = props(res)
         guaranteed = {
@@ -626,16 +550,11 @@ def buildspec_variables_exist_for_source(template: dict) -> list[Violation]:
             stype = str(source.get("Type", ""))
             buildspec = _load_buildspec(source.get("BuildSpec", "buildspec.yml"))
             if buildspec is None:
-                out.append(
-                    Violation(
-                        "buildspec-variables-exist-for-source", name, f"cannot read the buildspec {source.get('BuildSpec')!r}"
-                    )
-                )
+                yield name, f"cannot read the buildspec {source.get('BuildSpec')!r}"
                 continue
             own = {k for k, v in ((buildspec.get("env") or {}).get("variables") or {}).items() if v not in (None, "")}
             for problem in buildspec_problems(buildspec, stype, guaranteed | own):
-                out.append(Violation("buildspec-variables-exist-for-source", name, problem))
-    return out
+                yield name, problem
 
 
 # ---------------------------------------------------------------------------------------------
@@ -674,9 +593,7 @@ def _state_change_functions(template: dict) -> dict[str, set[str]]:
     "a schedule that stops an Auto Scaling group (the NAT instance) lowers its floor only, and an EC2 state-change "
     "rule invokes a function that manages that group, so instances launched outside business hours get egress",
 )
-def scheduled_egress_follows_on_demand_instances(template: dict) -> list[Violation]:
-    rule = "scheduled-egress-follows-on-demand-instances"
-    out = []
+def scheduled_egress_follows_on_demand_instances(template: dict) -> Iterator[Finding]:
     keepers = _state_change_functions(template)
     stopped_groups: dict[str, list[str]] = {}
     for name, res in resources_of(template, "AWS::AutoScaling::ScheduledAction"):
@@ -686,20 +603,14 @@ def scheduled_egress_follows_on_demand_instances(template: dict) -> list[Violati
         for group in refs(p.get("AutoScalingGroupName")):
             stopped_groups.setdefault(group, []).append(name)
         if _zero(p.get("DesiredCapacity")):
-            out.append(
-                Violation(
-                    rule,
-                    name,
-                    "sets DesiredCapacity 0: it stops the instance even while an on-demand hub needs egress, fighting the function that keeps it up; lower MinSize only",
-                )
+            yield (
+                name,
+                "sets DesiredCapacity 0: it stops the instance even while an on-demand hub needs egress, fighting the function that keeps it up; lower MinSize only",
             )
         if _zero(p.get("MaxSize")):
-            out.append(
-                Violation(
-                    rule,
-                    name,
-                    "sets MaxSize 0: nothing can start the instance for an on-demand hub until the next business day; lower MinSize only",
-                )
+            yield (
+                name,
+                "sets MaxSize 0: nothing can start the instance for an on-demand hub until the next business day; lower MinSize only",
             )
     for group, actions in sorted(stopped_groups.items()):
         managing = [
@@ -710,16 +621,12 @@ def scheduled_egress_follows_on_demand_instances(template: dict) -> list[Violati
             and group in refs((props((template.get("Resources") or {})[fn]).get("Environment") or {}))
         ]
         if not managing:
-            out.append(
-                Violation(
-                    rule,
-                    group,
-                    f"scheduled actions {', '.join(sorted(actions))} stop it, but no EventBridge rule on '{EC2_STATE_CHANGE}' "
-                    "(pending, running, stopped, terminated) invokes a function that manages it: an on-demand hub launched "
-                    "outside business hours has no egress (Session Manager, ECR, Secrets Manager, cfn-signal)",
-                )
+            yield (
+                group,
+                f"scheduled actions {', '.join(sorted(actions))} stop it, but no EventBridge rule on '{EC2_STATE_CHANGE}' "
+                "(pending, running, stopped, terminated) invokes a function that manages it: an on-demand hub launched "
+                "outside business hours has no egress (Session Manager, ECR, Secrets Manager, cfn-signal)",
             )
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -734,27 +641,21 @@ ALARM_ACTIONS = ("AlarmActions", "OKActions", "InsufficientDataActions")
     "a topic that CloudWatch alarms notify is not encrypted with the AWS-managed key alias/aws/sns: its key policy "
     "cannot be changed to let CloudWatch use it, so the alarms' notifications would never be delivered",
 )
-def alarm_topic_not_aws_managed_key(template: dict) -> list[Violation]:
-    rule = "alarm-topic-not-aws-managed-key"
+def alarm_topic_not_aws_managed_key(template: dict) -> Iterator[Finding]:
     notified: set[str] = set()
     for _, res in resources_of(template, "AWS::CloudWatch::Alarm"):
         for key in ALARM_ACTIONS:
             notified |= refs(props(res).get(key))
-    out = []
     for name, res in resources_of(template, "AWS::SNS::Topic"):
         if name not in notified:
             continue
         for key in alternatives(props(res).get("KmsMasterKeyId")):
             if any(AWS_MANAGED_SNS_KEY in text or text.endswith(":alias/aws/sns") for text in sub_text(key)):
-                out.append(
-                    Violation(
-                        rule,
-                        name,
-                        "CloudWatch alarms notify it but it is encrypted with alias/aws/sns, which CloudWatch cannot use: "
-                        "use a customer managed key whose policy allows cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*, or no SSE",
-                    )
+                yield (
+                    name,
+                    "CloudWatch alarms notify it but it is encrypted with alias/aws/sns, which CloudWatch cannot use: "
+                    "use a customer managed key whose policy allows cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*, or no SSE",
                 )
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """lakehub's own security rules: what the scanners (checkov, cfn-lint, parliament) do not check.
 
 Each rule is a function over one loaded template (`lakehub.cfn.template.load`: a dict with
-long-form intrinsics) that returns a list of `Violation`s; an empty list means the template
-passes. The rules read the template as written, every branch of every `Fn::If` included, so
+long-form intrinsics) that yields (resource, message) for each violation; registered with
+`@rule(name, doc)`, it returns a list of `Violation`s of that name; an empty list means the
+template passes. The rules read the template as written, every branch of every `Fn::If` included, so
 a violation hidden behind a condition still counts. tests/security runs every rule over the
 generated templates (no violation) and over a fixture made to break it (at least one), so no
 rule can silently stop working.
@@ -15,10 +16,11 @@ literal ARNs), `lakehub.checks.dockerfile` (rules over the Dockerfile's text), a
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from lakehub.cfn.walk import alternatives, get, is_true, items, literal_values, props, refs, resources_of, strings
 from lakehub.checks.dockerfile import is_root_user
@@ -36,11 +38,14 @@ class Violation:
 
 
 Rule = Callable[[dict], list[Violation]]
+Finding = tuple[str, str]  # what a rule function yields: (resource, message)
 
 
 class RuleSet:
     """A named set of template rules: register with `@rules.rule(name, doc)`, run them all with
-    `check_template`, or from the command line with `main` (one line per violation, exit 1)."""
+    `check_template`, or from the command line with `main` (one line per violation, exit 1).
+    A rule function yields a `Finding` (resource, message) for each violation; it is registered,
+    and stays in its module, as a `Rule`: one that returns the list of `Violation`s of `name`."""
 
     def __init__(self, label: str):
         self.label = label
@@ -48,11 +53,15 @@ class RuleSet:
         self.docs: dict[str, str] = {}
 
     def rule(self, name: str, doc: str):
-        def register(fn: Rule) -> Rule:
-            self.rules[name] = fn
+        def register(fn: Callable[[dict], Iterable[Finding]]) -> Rule:
+            @functools.wraps(fn)
+            def check(template: dict, **options: Any) -> list[Violation]:
+                return [Violation(name, resource, message) for resource, message in fn(template, **options)]
+
+            self.rules[name] = check
             self.docs[name] = doc
-            fn.rule_name = name  # type: ignore[attr-defined]
-            return fn
+            check.rule_name = name  # type: ignore[attr-defined]
+            return check
 
         return register
 
@@ -98,54 +107,45 @@ ECS_NETWORKED = ("AWS::ECS::Service", "AWS::ECS::TaskSet")
 
 
 @rule("tasks-get-no-public-ip", "ECS tasks run in private subnets with AssignPublicIp DISABLED")
-def tasks_get_no_public_ip(template: dict) -> list[Violation]:
-    name_ = "tasks-get-no-public-ip"
-    out: list[Violation] = []
+def tasks_get_no_public_ip(template: dict) -> Iterator[Finding]:
     public_subnets = {
         n
         for n, r in resources_of(template, "AWS::EC2::Subnet")
         if any(is_true(v) for v in alternatives(props(r).get("MapPublicIpOnLaunch")))
     }
 
-    def check(where: str, cfgs: list[Any]) -> None:
+    def check(where: str, cfgs: list[Any]) -> Iterator[Finding]:
         for cfg in cfgs:
             if not isinstance(cfg, dict):
                 continue
             for value in alternatives(cfg.get("AssignPublicIp")) or [None]:
                 if value != "DISABLED":
-                    out.append(Violation(name_, where, f"AssignPublicIp is {value!r}, not DISABLED"))
+                    yield where, f"AssignPublicIp is {value!r}, not DISABLED"
             for subnet in items(cfg.get("Subnets")):
                 for ref in refs(subnet):
                     if ref in public_subnets or "public" in ref.lower():
-                        out.append(Violation(name_, where, f"runs tasks in subnet {ref}, a public subnet"))
+                        yield where, f"runs tasks in subnet {ref}, a public subnet"
 
     for name, res in resources_of(template, *ECS_NETWORKED):
         p = props(res)
         if "NetworkConfiguration" not in p:
             continue  # not awsvpc: no task ENI, no public IP
         # AwsvpcConfiguration on a service, AwsVpcConfiguration on a task set
-        check(name, get(p, "NetworkConfiguration", "AwsvpcConfiguration") + get(p, "NetworkConfiguration", "AwsVpcConfiguration"))
+        yield from check(
+            name, get(p, "NetworkConfiguration", "AwsvpcConfiguration") + get(p, "NetworkConfiguration", "AwsVpcConfiguration")
+        )
     for name, res in resources_of(template, "AWS::Events::Rule"):
         for target in items(props(res).get("Targets")):
-            check(name, get(target, "EcsParameters", "NetworkConfiguration", "AwsVpcConfiguration"))
+            yield from check(name, get(target, "EcsParameters", "NetworkConfiguration", "AwsVpcConfiguration"))
     for name, res in resources_of(template, "AWS::Scheduler::Schedule"):
-        check(name, get(props(res), "Target", "EcsParameters", "NetworkConfiguration", "AwsvpcConfiguration"))
-    return out
+        yield from check(name, get(props(res), "Target", "EcsParameters", "NetworkConfiguration", "AwsvpcConfiguration"))
 
 
 @rule("no-ecs-exec", "ECS services do not enable ECS Exec (a shell in a task is the task's role: a tier's data)")
-def no_ecs_exec(template: dict) -> list[Violation]:
-    out = []
+def no_ecs_exec(template: dict) -> Iterator[Finding]:
     for name, res in resources_of(template, "AWS::ECS::Service"):
         if any(is_true(v) for v in alternatives(props(res).get("EnableExecuteCommand"))):
-            out.append(
-                Violation(
-                    "no-ecs-exec",
-                    name,
-                    "EnableExecuteCommand lets anyone with ecs:ExecuteCommand open a shell with the task's role",
-                )
-            )
-    return out
+            yield name, "EnableExecuteCommand lets anyone with ecs:ExecuteCommand open a shell with the task's role"
 
 
 WORLD = {"0.0.0.0/0", "::/0"}
@@ -156,16 +156,14 @@ ALB_OPEN_PORTS = {80, 443}
     "security-groups-closed-to-internet",
     "no security group admits 0.0.0.0/0 or ::/0, except the load balancer's on TCP 80 and 443",
 )
-def security_groups_closed_to_internet(template: dict) -> list[Violation]:
-    name_ = "security-groups-closed-to-internet"
-    out: list[Violation] = []
+def security_groups_closed_to_internet(template: dict) -> Iterator[Finding]:
     lb_groups: set[str] = set()
     for _, res in resources_of(template, "AWS::ElasticLoadBalancingV2::LoadBalancer"):
         if any(v in ("application", None) for v in alternatives(props(res).get("Type", "application"))):
             for sg in items(props(res).get("SecurityGroups")):
                 lb_groups |= refs(sg)
 
-    def check(where: str, group: str | None, rule_: dict) -> None:
+    def check(where: str, group: str | None, rule_: dict) -> Iterator[Finding]:
         cidrs = literal_values(template, rule_.get("CidrIp")) + literal_values(template, rule_.get("CidrIpv6"))
         world = [c for c in cidrs if isinstance(c, str) and c in WORLD]
         if not world:
@@ -181,17 +179,16 @@ def security_groups_closed_to_internet(template: dict) -> list[Violation]:
         )
         if not ok:
             what = "the load balancer's group" if group in lb_groups else "a group that is not the load balancer's"
-            out.append(Violation(name_, where, f"{world[0]} may reach {proto or '?'} {ports[0]}-{ports[1]} ({what})"))
+            yield where, f"{world[0]} may reach {proto or '?'} {ports[0]}-{ports[1]} ({what})"
 
     for name, res in resources_of(template, "AWS::EC2::SecurityGroup"):
         for r in items(props(res).get("SecurityGroupIngress")):
             if isinstance(r, dict):
-                check(name, name, r)
+                yield from check(name, name, r)
     for name, res in resources_of(template, "AWS::EC2::SecurityGroupIngress"):
         p = props(res)
         groups = refs(p.get("GroupId")) | refs(p.get("GroupName"))
-        check(name, next(iter(groups)) if len(groups) == 1 else None, p)
-    return out
+        yield from check(name, next(iter(groups)) if len(groups) == 1 else None, p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,13 +246,20 @@ def secret_value(value: Any) -> str | None:
     return None
 
 
-def environments(template: dict) -> Iterator[tuple[str, str, Any]]:
-    """(resource, variable name, value) of every environment the template sets."""
+def containers(template: dict) -> Iterator[tuple[str, dict]]:
+    """(task definition, container definition) of every container of the template's task definitions."""
     for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
         for container in items(props(res).get("ContainerDefinitions")):
-            for var in items(container.get("Environment") if isinstance(container, dict) else None):
-                if isinstance(var, dict):
-                    yield name, str(var.get("Name")), var.get("Value")
+            if isinstance(container, dict):
+                yield name, container
+
+
+def environments(template: dict) -> Iterator[tuple[str, str, Any]]:
+    """(resource, variable name, value) of every environment the template sets."""
+    for name, container in containers(template):
+        for var in items(container.get("Environment")):
+            if isinstance(var, dict):
+                yield name, str(var.get("Name")), var.get("Value")
     for name, res in resources_of(template, "AWS::Lambda::Function", "AWS::Serverless::Function"):
         for variables in get(props(res), "Environment", "Variables"):
             if isinstance(variables, dict):
@@ -269,22 +273,19 @@ def environments(template: dict) -> Iterator[tuple[str, str, Any]]:
 
 
 @rule("no-secrets-in-environment", "no credential or secret in any Environment (they go in ECS Secrets / Secrets Manager)")
-def no_secrets_in_environment(template: dict) -> list[Violation]:
-    name_ = "no-secrets-in-environment"
-    out: list[Violation] = []
+def no_secrets_in_environment(template: dict) -> Iterator[Finding]:
     for where, var, value in environments(template):
         if secret_name(var):
-            out.append(Violation(name_, where, f"environment variable {var} is named like a secret (use Secrets)"))
+            yield where, f"environment variable {var} is named like a secret (use Secrets)"
         found = secret_value(value)
         if found:
-            out.append(Violation(name_, where, f"environment variable {var} holds {found}"))
+            yield where, f"environment variable {var} holds {found}"
     for name, res in resources_of(
         template, "AWS::EC2::LaunchTemplate", "AWS::EC2::Instance", "AWS::AutoScaling::LaunchConfiguration"
     ):
         found = secret_value(get(props(res), "LaunchTemplateData", "UserData") + get(props(res), "UserData"))
         if found:
-            out.append(Violation(name_, name, f"user data holds {found}"))
-    return out
+            yield name, f"user data holds {found}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,9 +314,7 @@ def tls_only_statement(statement: Any) -> bool:
     "buckets-protected",
     "every bucket: public access blocked, versioned, encrypted, TLS-only policy, Retain on delete and replace",
 )
-def buckets_protected(template: dict) -> list[Violation]:
-    name_ = "buckets-protected"
-    out: list[Violation] = []
+def buckets_protected(template: dict) -> Iterator[Finding]:
     policies: dict[str, list[Any]] = {}
     for _, res in resources_of(template, "AWS::S3::BucketPolicy"):
         for target in refs(props(res).get("Bucket")):
@@ -323,24 +322,21 @@ def buckets_protected(template: dict) -> list[Violation]:
     for name, res in resources_of(template, "AWS::S3::Bucket"):
         p = props(res)
 
-        def bad(msg: str) -> None:
-            out.append(Violation(name_, name, msg))
-
         if res.get("DeletionPolicy") not in ("Retain", "RetainExceptOnCreate"):
-            bad(f"DeletionPolicy is {res.get('DeletionPolicy')!r}, not Retain")
+            yield name, f"DeletionPolicy is {res.get('DeletionPolicy')!r}, not Retain"
         if res.get("UpdateReplacePolicy") != "Retain":
-            bad(f"UpdateReplacePolicy is {res.get('UpdateReplacePolicy')!r}, not Retain")
+            yield name, f"UpdateReplacePolicy is {res.get('UpdateReplacePolicy')!r}, not Retain"
         pab = p.get("PublicAccessBlockConfiguration") or {}
         for key in PUBLIC_ACCESS_BLOCK:
             if not all(is_true(v) for v in (alternatives(pab.get(key)) or [None])):
-                bad(f"PublicAccessBlockConfiguration.{key} is not true")
+                yield name, f"PublicAccessBlockConfiguration.{key} is not true"
         status = get(p, "VersioningConfiguration", "Status")
         if not status or any(s != "Enabled" for s in status):
-            bad("versioning is not enabled")
+            yield name, "versioning is not enabled"
         rules = [r for conf in get(p, "BucketEncryption", "ServerSideEncryptionConfiguration") for r in items(conf)]
         algorithms = [a for r in rules for a in get(r, "ServerSideEncryptionByDefault", "SSEAlgorithm")]
         if not algorithms or any(a not in BUCKET_ENCRYPTION for a in algorithms):
-            bad("no default encryption (BucketEncryption with AES256 or aws:kms)")
+            yield name, "no default encryption (BucketEncryption with AES256 or aws:kms)"
         docs = policies.get(name, [])
         tls = [
             s
@@ -349,13 +345,12 @@ def buckets_protected(template: dict) -> list[Violation]:
             if tls_only_statement(s)
         ]
         if not tls:
-            bad("no bucket policy denying requests without TLS (aws:SecureTransport false)")
+            yield name, "no bucket policy denying requests without TLS (aws:SecureTransport false)"
         else:
             covered = [r for s in tls for r in items(s.get("Resource")) if name in refs(r)]
             objects = ["/" in "".join(strings(r)) for r in covered]
             if not (True in objects and False in objects):
-                bad("the TLS-only statement does not cover both the bucket and its objects")
-    return out
+                yield name, "the TLS-only statement does not cover both the bucket and its objects"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,9 +362,7 @@ TLS12_POLICY = re.compile(r"^ELBSecurityPolicy-(TLS13-1-[23]-|TLS-1-2-|FS-1-2-)"
 
 
 @rule("load-balancer-https-only", "port 80 only redirects to HTTPS; HTTPS and TLS listeners use a TLS 1.2+ policy")
-def load_balancer_https_only(template: dict) -> list[Violation]:
-    name_ = "load-balancer-https-only"
-    out: list[Violation] = []
+def load_balancer_https_only(template: dict) -> Iterator[Finding]:
     rules_by_listener: dict[str, list[tuple[str, dict]]] = {}
     for name, res in resources_of(template, "AWS::ElasticLoadBalancingV2::ListenerRule"):
         for listener in refs(props(res).get("ListenerArn")):
@@ -389,20 +382,19 @@ def load_balancer_https_only(template: dict) -> list[Violation]:
         if any(x in ("HTTP",) for x in protocols) or any(str(x) == "80" for x in ports):
             actions = items(p.get("DefaultActions"))
             if "HTTPS" in protocols or not actions or not all(redirects_to_https(a) for a in actions):
-                out.append(Violation(name_, name, "a plain-HTTP listener must only redirect to HTTPS"))
+                yield name, "a plain-HTTP listener must only redirect to HTTPS"
             for rule_name, rule_res in rules_by_listener.get(name, []):
                 if not all(redirects_to_https(a) for a in items(props(rule_res).get("Actions"))):
-                    out.append(Violation(name_, rule_name, f"a rule on plain-HTTP listener {name} does more than redirect"))
+                    yield rule_name, f"a rule on plain-HTTP listener {name} does more than redirect"
         if any(x in ("HTTPS", "TLS") for x in protocols):
             policies = alternatives(p.get("SslPolicy"))
             if not policies:
-                out.append(Violation(name_, name, "no SslPolicy: the default policy accepts TLS 1.0"))
+                yield name, "no SslPolicy: the default policy accepts TLS 1.0"
             for pol in policies:
                 if not (isinstance(pol, str) and TLS12_POLICY.match(pol)):
-                    out.append(Violation(name_, name, f"SslPolicy {pol!r} is not a TLS 1.2+ policy"))
+                    yield name, f"SslPolicy {pol!r} is not a TLS 1.2+ policy"
             if not items(p.get("Certificates")):
-                out.append(Violation(name_, name, "an HTTPS listener without a certificate"))
-    return out
+                yield name, "an HTTPS listener without a certificate"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,26 +403,22 @@ def load_balancer_https_only(template: dict) -> list[Violation]:
 
 
 @rule("ecr-scans-on-push", "every ECR repository scans images on push")
-def ecr_scans_on_push(template: dict) -> list[Violation]:
-    out = []
+def ecr_scans_on_push(template: dict) -> Iterator[Finding]:
     for name, res in resources_of(template, "AWS::ECR::Repository"):
         values = get(props(res), "ImageScanningConfiguration", "ScanOnPush")
         if not values or not all(is_true(v) for v in values):
-            out.append(Violation("ecr-scans-on-push", name, "ImageScanningConfiguration.ScanOnPush is not true"))
-    return out
+            yield name, "ImageScanningConfiguration.ScanOnPush is not true"
 
 
 @rule(
     "logs-have-retention",
     "every log group has a retention; functions, builds and containers log only into such groups",
 )
-def logs_have_retention(template: dict) -> list[Violation]:
-    name_ = "logs-have-retention"
-    out: list[Violation] = []
+def logs_have_retention(template: dict) -> Iterator[Finding]:
     groups = dict(resources_of(template, "AWS::Logs::LogGroup"))
     for name, res in groups.items():
         if any(v is None for v in alternatives(props(res).get("RetentionInDays"))):
-            out.append(Violation(name_, name, "no RetentionInDays: logs are kept forever"))
+            yield name, "no RetentionInDays: logs are kept forever"
     group_names = [props(r).get("LogGroupName") for r in groups.values()]
     for name, res in resources_of(template, "AWS::Lambda::Function"):
         p = props(res)
@@ -440,20 +428,19 @@ def logs_have_retention(template: dict) -> list[Violation]:
         implicit = _prefixed_name(p.get("FunctionName"), "/aws/lambda/")
         if implicit is not None and implicit in group_names:
             continue
-        out.append(Violation(name_, name, "logs into a log group Lambda creates without retention (set LoggingConfig.LogGroup)"))
+        yield name, "logs into a log group Lambda creates without retention (set LoggingConfig.LogGroup)"
     for name, res in resources_of(template, "AWS::CodeBuild::Project"):
         cw = get(props(res), "LogsConfig", "CloudWatchLogs")
         if any(c.get("Status") == "DISABLED" for c in cw if isinstance(c, dict)):
             continue
         targets = [g for c in cw if isinstance(c, dict) for g in alternatives(c.get("GroupName"))]
         if not targets or not all(refs(t) & set(groups) for t in targets):
-            out.append(Violation(name_, name, "logs into a log group CodeBuild creates without retention"))
+            yield name, "logs into a log group CodeBuild creates without retention"
     for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
         for container in items(props(res).get("ContainerDefinitions")):
             for options in get(container, "LogConfiguration", "Options"):
                 if isinstance(options, dict) and is_true(options.get("awslogs-create-group")):
-                    out.append(Violation(name_, name, "awslogs-create-group makes a log group without retention"))
-    return out
+                    yield name, "awslogs-create-group makes a log group without retention"
 
 
 def _prefixed_name(value: Any, prefix: str) -> Any:
@@ -476,34 +463,25 @@ LAMBDA_RUNTIME_DEPRECATION: dict[str, date] = {
 
 
 @rule("lambda-runtimes-supported", "every function runs a supported runtime (python3.12+, before its deprecation date)")
-def lambda_runtimes_supported(template: dict, today: date | None = None) -> list[Violation]:
-    name_ = "lambda-runtimes-supported"
+def lambda_runtimes_supported(template: dict, today: date | None = None) -> Iterator[Finding]:
     today = today or date.today()
-    out = []
     for name, res in resources_of(template, "AWS::Lambda::Function", "AWS::Serverless::Function"):
         p = props(res)
         if p.get("PackageType") == "Image":
             continue
         runtimes = alternatives(p.get("Runtime"))
         if not runtimes:
-            out.append(Violation(name_, name, "no Runtime"))
+            yield name, "no Runtime"
         for runtime in runtimes:
             ends = LAMBDA_RUNTIME_DEPRECATION.get(runtime) if isinstance(runtime, str) else None
             if ends is None:
-                out.append(
-                    Violation(
-                        name_, name, f"runtime {runtime!r} is not a supported one ({', '.join(LAMBDA_RUNTIME_DEPRECATION)})"
-                    )
-                )
+                yield name, f"runtime {runtime!r} is not a supported one ({', '.join(LAMBDA_RUNTIME_DEPRECATION)})"
             elif today >= ends:
-                out.append(Violation(name_, name, f"runtime {runtime} was deprecated on {ends.isoformat()}"))
-    return out
+                yield name, f"runtime {runtime} was deprecated on {ends.isoformat()}"
 
 
 @rule("instances-require-imdsv2", "EC2 instances, launch templates and launch configurations require IMDSv2 tokens")
-def instances_require_imdsv2(template: dict) -> list[Violation]:
-    name_ = "instances-require-imdsv2"
-    out: list[Violation] = []
+def instances_require_imdsv2(template: dict) -> Iterator[Finding]:
     good_templates: set[str] = set()
 
     def required(options: list[Any]) -> bool:
@@ -513,10 +491,10 @@ def instances_require_imdsv2(template: dict) -> list[Violation]:
         if required(get(props(res), "LaunchTemplateData", "MetadataOptions")):
             good_templates.add(name)
         else:
-            out.append(Violation(name_, name, "MetadataOptions.HttpTokens is not 'required'"))
+            yield name, "MetadataOptions.HttpTokens is not 'required'"
     for name, res in resources_of(template, "AWS::AutoScaling::LaunchConfiguration"):
         if not required(get(props(res), "MetadataOptions")):
-            out.append(Violation(name_, name, "MetadataOptions.HttpTokens is not 'required'"))
+            yield name, "MetadataOptions.HttpTokens is not 'required'"
     for name, res in resources_of(template, "AWS::EC2::Instance"):
         p = props(res)
         if required(get(p, "MetadataOptions")):
@@ -524,8 +502,7 @@ def instances_require_imdsv2(template: dict) -> list[Violation]:
         lts = [r for spec in get(p, "LaunchTemplate") for r in refs(spec)]
         if lts and all(lt in good_templates for lt in lts):
             continue
-        out.append(Violation(name_, name, "does not require IMDSv2 (use a launch template with HttpTokens 'required')"))
-    return out
+        yield name, "does not require IMDSv2 (use a launch template with HttpTokens 'required')"
 
 
 # Containers that may run as root, each with its reason (task definition, container name).
@@ -538,21 +515,14 @@ ROOT_CONTAINERS: dict[tuple[str, str], str] = {
 
 
 @rule("containers-run-as-non-root", "ECS containers (users' servers above all) run as a non-root user")
-def containers_run_as_non_root(template: dict) -> list[Violation]:
-    out: list[Violation] = []
-    for name, res in resources_of(template, "AWS::ECS::TaskDefinition"):
-        for container in items(props(res).get("ContainerDefinitions")):
-            if not isinstance(container, dict):
-                continue
-            cname = str(container.get("Name"))
-            if (name, cname) in ROOT_CONTAINERS:
-                continue
-            users = alternatives(container.get("User"))
-            if not users or any(not isinstance(u, str) or is_root_user(u) for u in users):
-                out.append(
-                    Violation("containers-run-as-non-root", name, f"container {cname} runs as {users or 'root (no User)'}")
-                )
-    return out
+def containers_run_as_non_root(template: dict) -> Iterator[Finding]:
+    for name, container in containers(template):
+        cname = str(container.get("Name"))
+        if (name, cname) in ROOT_CONTAINERS:
+            continue
+        users = alternatives(container.get("User"))
+        if not users or any(not isinstance(u, str) or is_root_user(u) for u in users):
+            yield name, f"container {cname} runs as {users or 'root (no User)'}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,9 +531,7 @@ def containers_run_as_non_root(template: dict) -> list[Violation]:
 
 
 @rule("iam-no-wildcard-actions", "no Allow of '*', of 'service:*' on '*', of 'iam:*', or of NotAction")
-def iam_no_wildcard_actions(template: dict) -> list[Violation]:
-    name_ = "iam-no-wildcard-actions"
-    out: list[Violation] = []
+def iam_no_wildcard_actions(template: dict) -> Iterator[Finding]:
     for doc in policy_documents(template.get("Resources") or {}):
         if doc.kind == "trust":
             continue
@@ -572,17 +540,16 @@ def iam_no_wildcard_actions(template: dict) -> list[Violation]:
                 continue
             where = f"{doc.resource} ({doc.name})"
             if "NotAction" in s:
-                out.append(Violation(name_, where, "allows NotAction (everything but a list)"))
+                yield where, "allows NotAction (everything but a list)"
             resources = statement_resources(s)
             on_everything = any(r == "*" for r in resources) or "NotResource" in s
             for action in statement_actions(s):
                 if action == "*":
-                    out.append(Violation(name_, where, "allows every action ('*')"))
+                    yield where, "allows every action ('*')"
                 elif action.lower() == "iam:*":
-                    out.append(Violation(name_, where, "allows iam:*"))
+                    yield where, "allows iam:*"
                 elif action.endswith(":*") and on_everything:
-                    out.append(Violation(name_, where, f"allows {action} on '*'"))
-    return out
+                    yield where, f"allows {action} on '*'"
 
 
 PASS_ROLE = "iam:passrole"
@@ -610,9 +577,7 @@ def _scoped_role_resource(template: dict, resource: Any) -> bool:
 
 
 @rule("iam-pass-role-scoped", "iam:PassRole names the roles it passes and carries an iam:PassedToService condition")
-def iam_pass_role_scoped(template: dict) -> list[Violation]:
-    name_ = "iam-pass-role-scoped"
-    out: list[Violation] = []
+def iam_pass_role_scoped(template: dict) -> Iterator[Finding]:
     for doc in policy_documents(template.get("Resources") or {}):
         if doc.kind != "identity":
             continue
@@ -622,10 +587,10 @@ def iam_pass_role_scoped(template: dict) -> list[Violation]:
             where = f"{doc.resource} ({doc.name})"
             resources = statement_resources(s)
             if not resources or "NotResource" in s:
-                out.append(Violation(name_, where, "iam:PassRole without a Resource list"))
+                yield where, "iam:PassRole without a Resource list"
             for r in resources:
                 if not _scoped_role_resource(template, r):
-                    out.append(Violation(name_, where, f"iam:PassRole on {r!r}, not on named roles"))
+                    yield where, f"iam:PassRole on {r!r}, not on named roles"
             cond = s.get("Condition") or {}
             services = [
                 v
@@ -633,8 +598,7 @@ def iam_pass_role_scoped(template: dict) -> list[Violation]:
                 for v in items((cond.get(op) or {}).get("iam:PassedToService"))
             ]
             if not services or any(v == "*" for v in services):
-                out.append(Violation(name_, where, "iam:PassRole without an iam:PassedToService condition"))
-    return out
+                yield where, "iam:PassRole without an iam:PassedToService condition"
 
 
 def _wildcard_principal(principal: Any) -> bool:
@@ -646,15 +610,13 @@ def _wildcard_principal(principal: Any) -> bool:
 
 
 @rule("iam-trust-named-principals", "role trust policies name their principals (no '*' principal)")
-def iam_trust_named_principals(template: dict) -> list[Violation]:
-    out: list[Violation] = []
+def iam_trust_named_principals(template: dict) -> Iterator[Finding]:
     for doc in policy_documents(template.get("Resources") or {}):
         if doc.kind != "trust":
             continue
         for s in statements(doc.document):
             if s.get("Effect") == "Allow" and (_wildcard_principal(s.get("Principal")) or "NotPrincipal" in s):
-                out.append(Violation("iam-trust-named-principals", f"{doc.resource} ({doc.name})", "anyone may assume the role"))
-    return out
+                yield f"{doc.resource} ({doc.name})", "anyone may assume the role"
 
 
 # Per-user scope (docs/SECURITY.md): data reaches users only through per-user sessions of a
@@ -725,10 +687,8 @@ def _reaches_data(statement: dict) -> str | None:
     "no ECS task runs with a role that reaches data (S3 reads or lists, or anything on the data lake): "
     "users get data only as per-user sessions of a data role",
 )
-def ecs_task_roles_reach_no_data(template: dict) -> list[Violation]:
-    name_ = "ecs-task-roles-reach-no-data"
+def ecs_task_roles_reach_no_data(template: dict) -> Iterator[Finding]:
     resources = template.get("Resources") or {}
-    out: list[Violation] = []
     for td, res in resources_of(template, "AWS::ECS::TaskDefinition"):
         for arn in alternatives(props(res).get("TaskRoleArn")):
             if arn is None:
@@ -736,19 +696,14 @@ def ecs_task_roles_reach_no_data(template: dict) -> list[Violation]:
             targets = refs(arn)
             role = next((r for r in targets if (resources.get(r) or {}).get("Type") == "AWS::IAM::Role"), None)
             if role is None:
-                out.append(
-                    Violation(
-                        name_, td, f"task role {arn!r} is not a role of this template, so what it reaches cannot be checked"
-                    )
-                )
+                yield td, f"task role {arn!r} is not a role of this template, so what it reaches cannot be checked"
                 continue
             if props(resources[role]).get("ManagedPolicyArns"):
-                out.append(Violation(name_, td, f"task role {role} has managed policies, which cannot be checked"))
+                yield td, f"task role {role} has managed policies, which cannot be checked"
             for s in _role_statements(template, role):
                 why = _reaches_data(s)
                 if why:
-                    out.append(Violation(name_, td, f"task role {role} {why} ({s.get('Sid') or 'statement'})"))
-    return out
+                    yield td, f"task role {role} {why} ({s.get('Sid') or 'statement'})"
 
 
 def _condition_requires(condition: dict, key: str) -> bool:
@@ -774,9 +729,7 @@ def _condition_requires(condition: dict, key: str) -> bool:
     "a data role (one reaching the data-lake bucket or scoped by a session tag) is assumable only by named "
     "AWS principals that must set a SourceIdentity and every session tag its policies read",
 )
-def data_roles_trust_only_named_sessions(template: dict) -> list[Violation]:
-    name_ = "data-roles-trust-only-named-sessions"
-    out: list[Violation] = []
+def data_roles_trust_only_named_sessions(template: dict) -> Iterator[Finding]:
     for role, res in resources_of(template, "AWS::IAM::Role"):
         allowed = _role_statements(template, role)
         reaches_lake = any(_s3_actions(s) and any("DataBucket" in r for r in refs(statement_resources(s))) for s in allowed)
@@ -785,36 +738,23 @@ def data_roles_trust_only_named_sessions(template: dict) -> list[Violation]:
             continue
         trust = [s for s in statements(props(res).get("AssumeRolePolicyDocument")) if s.get("Effect") == "Allow"]
         if not trust:
-            out.append(Violation(name_, role, "a data role without a trust statement"))
+            yield role, "a data role without a trust statement"
         for s in trust:
             principal = s.get("Principal")
             kinds = set(principal) if isinstance(principal, dict) else {"*"}
             if kinds != {"AWS"} or "NotPrincipal" in s:
-                out.append(
-                    Violation(
-                        name_,
-                        role,
-                        f"trusts {sorted(kinds)} principals; a data role trusts named AWS principals only (the hub's role)",
-                    )
-                )
+                yield role, f"trusts {sorted(kinds)} principals; a data role trusts named AWS principals only (the hub's role)"
             actions = {a.lower() for a in statement_actions(s)}
             if "sts:setsourceidentity" not in actions:
-                out.append(
-                    Violation(name_, role, "trust allows no sts:SetSourceIdentity (AssumeRole with a SourceIdentity would fail)")
-                )
+                yield role, "trust allows no sts:SetSourceIdentity (AssumeRole with a SourceIdentity would fail)"
             condition = s.get("Condition") or {}
             if not _condition_requires(condition, "sts:SourceIdentity"):
-                out.append(
-                    Violation(name_, role, "trust does not require a SourceIdentity (CloudTrail could not name the person)")
-                )
+                yield role, "trust does not require a SourceIdentity (CloudTrail could not name the person)"
             for tag in sorted(tags):
                 if "sts:tagsession" not in actions:
-                    out.append(
-                        Violation(name_, role, f"its policies read session tag {tag} but the trust allows no sts:TagSession")
-                    )
+                    yield role, f"its policies read session tag {tag} but the trust allows no sts:TagSession"
                 if not _condition_requires(condition, f"aws:RequestTag/{tag}"):
-                    out.append(Violation(name_, role, f"its policies read session tag {tag} but the trust does not require it"))
-    return out
+                    yield role, f"its policies read session tag {tag} but the trust does not require it"
 
 
 # Values a parameter that ends up inside an IAM ARN must refuse: IAM reads '*' and '?' there as
@@ -843,9 +783,8 @@ def _admits_wildcards(spec: dict) -> str | None:
     "iam-arn-parameters-admit-no-wildcards",
     "parameters that become part of IAM resource ARNs or *Like condition patterns refuse '*' and '?'",
 )
-def iam_arn_parameters_admit_no_wildcards(template: dict) -> list[Violation]:
+def iam_arn_parameters_admit_no_wildcards(template: dict) -> Iterator[Finding]:
     params = template.get("Parameters") or {}
-    out: list[Violation] = []
     reported: set[tuple[str, str]] = set()
     for doc in policy_documents(template.get("Resources") or {}):
         for s in statements(doc.document):
@@ -859,14 +798,7 @@ def iam_arn_parameters_admit_no_wildcards(template: dict) -> list[Violation]:
                     why = _admits_wildcards(params[name])
                     if why and (doc.resource, name) not in reported:
                         reported.add((doc.resource, name))
-                        out.append(
-                            Violation(
-                                "iam-arn-parameters-admit-no-wildcards",
-                                f"{doc.resource} ({doc.name})",
-                                f"parameter {name} is part of a resource ARN and {why}",
-                            )
-                        )
-    return out
+                        yield f"{doc.resource} ({doc.name})", f"parameter {name} is part of a resource ARN and {why}"
 
 
 def main(argv: list[str] | None = None) -> int:

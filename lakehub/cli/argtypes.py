@@ -15,3 +15,14 @@ def positive_seconds(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text} must be a number of seconds above 0, e.g. 600")
     return value
+
+
+def whole_number(text: str, low: int, high: int, not_number: str, outside: str) -> int:
+    """A whole number from `low` to `high`; else "'TEXT' is not <not_number>" or "VALUE <outside>"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {not_number}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} {outside}")
+    return value

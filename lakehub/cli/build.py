@@ -68,20 +68,28 @@ def run(args: argparse.Namespace) -> int:
         if zips:
             print(f"packaged {len(zips)} functions into build/functions")
     if args.lint:
-        findings = build.lint([out_dir / n for n in rendered])
-        if findings:
-            print("\n".join(findings), file=sys.stderr)
-            print(f"cfn-lint: {len(findings)} findings", file=sys.stderr)
+        paths = [out_dir / n for n in rendered]
+        if not _passes("cfn-lint", "", build.lint(paths), f"over {len(rendered)} templates in {', '.join(build.LINT_REGIONS)}"):
             return 1
-        print(f"cfn-lint: 0 findings over {len(rendered)} templates in {', '.join(build.LINT_REGIONS)}")
-        aws = build.aws_findings([out_dir / n for n in rendered])
-        if aws:
-            print("\n".join(aws), file=sys.stderr)
-            print(f"AWS rules: {len(aws)} findings (docs/AWS_NOTES.md)", file=sys.stderr)
+        if not _passes(
+            "AWS rules",
+            " (docs/AWS_NOTES.md)",
+            build.aws_findings(paths),
+            f"({len(AWS_RULES)} rules: what cfn-lint and the emulator do not check)",
+        ):
             return 1
-        print(f"AWS rules: 0 findings ({len(AWS_RULES)} rules: what cfn-lint and the emulator do not check)")
     print(f"done in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def _passes(checker: str, note: str, findings: list[str], clean: str) -> bool:
+    """Print a checker's findings and their count to stderr (False), or its clean line (True)."""
+    if findings:
+        print("\n".join(findings), file=sys.stderr)
+        print(f"{checker}: {len(findings)} findings{note}", file=sys.stderr)
+        return False
+    print(f"{checker}: 0 findings {clean}")
+    return True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,6 @@ the arguments and what is printed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -25,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lakehub.cli.argtypes import positive_seconds
+from lakehub.cli.argtypes import positive_seconds, whole_number
 from lakehub.errors import LakehubError
 from lakehub.local import backup, lifecycle
 from lakehub.local.lifecycle import PORT_SPAN, RUNTIMES, UP_TIMEOUT
@@ -34,40 +33,37 @@ from lakehub.local.state import StateDir
 
 def base_port(text: str) -> int:
     """argparse type: a base port whose whole block of ports exists."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; give one such as 8700") from None
-    if not 1 <= value <= 65535 - PORT_SPAN:
-        raise argparse.ArgumentTypeError(
-            f"{value} cannot be the first port: the platform uses it and up to {PORT_SPAN} above it; "
-            f"give 1-{65535 - PORT_SPAN}, e.g. 8700"
-        )
-    return value
+    return whole_number(
+        text,
+        1,
+        65535 - PORT_SPAN,
+        "a port number; give one such as 8700",
+        f"cannot be the first port: the platform uses it and up to {PORT_SPAN} above it; give 1-{65535 - PORT_SPAN}, e.g. 8700",
+    )
 
 
 def demo_users(text: str) -> int:
     """argparse type: demo users per tier, 1-100."""
     from lakehub.local.platform import MAX_DEMO_USERS
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of users; give 1-{MAX_DEMO_USERS}, e.g. 10") from None
-    if not 1 <= value <= MAX_DEMO_USERS:
-        raise argparse.ArgumentTypeError(f"{value} demo users per tier: give 1-{MAX_DEMO_USERS}, e.g. 10")
-    return value
+    return whole_number(
+        text,
+        1,
+        MAX_DEMO_USERS,
+        f"a number of users; give 1-{MAX_DEMO_USERS}, e.g. 10",
+        f"demo users per tier: give 1-{MAX_DEMO_USERS}, e.g. 10",
+    )
 
 
 def metrics_port(text: str) -> int:
     """argparse type: a port for the Prometheus endpoint."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; give one such as 9464") from None
-    if not 1024 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port this user can serve on; give 1024-65535, e.g. 9464")
-    return value
+    return whole_number(
+        text,
+        1024,
+        65535,
+        "a port number; give one such as 9464",
+        "is not a port this user can serve on; give 1024-65535, e.g. 9464",
+    )
 
 
 def register(subparsers) -> None:

@@ -966,12 +966,7 @@ class Estimate:
             if not _true(attrs.get("access_logs.s3.enabled")):
                 a.detail.append(f"{name}: access logs off")
                 continue
-            days = self._bucket_days(attrs.get("access_logs.s3.bucket"))
-            if days is None:
-                days = 365
-                self.notes.append(
-                    f"{name}: its access-log bucket expires nothing (or is not in the templates); a year of logs counted"
-                )
+            days = self._log_days(name, attrs.get("access_logs.s3.bucket"), "access-log")
             gb = self.p.a("alb_log_bytes_per_user_hour") / 1e9
             a.per_user_hour += gb * days / 30 * gb_month
             a.detail.append(
@@ -993,15 +988,18 @@ class Estimate:
             else:
                 a.detail.append(f"{name}: server access logs (the platform's own few requests: not counted)")
                 continue
-            days = self._bucket_days(log.get("DestinationBucketName"))
-            if days is None:
-                days = 365
-                self.notes.append(
-                    f"{name}: its server-access-log bucket expires nothing (or is not in the templates); a year of logs counted"
-                )
+            days = self._log_days(name, log.get("DestinationBucketName"), "server-access-log")
             gb = requests * self.p.a("s3_access_log_bytes_per_request") / 1e9
             a.per_user_hour += gb * days / 30 * gb_month
             a.detail.append(f"{name}: server access logs, {requests:g} {what} per user-hour, kept {days} days")
+
+    def _log_days(self, name: str, bucket: Any, logs: str) -> int:
+        """The days `name`'s log bucket keeps its `logs`: a year (and a note) when it expires nothing."""
+        days = self._bucket_days(bucket)
+        if days is None:
+            days = 365
+            self.notes.append(f"{name}: its {logs} bucket expires nothing (or is not in the templates); a year of logs counted")
+        return days
 
     def _output_ref(self, filename: str, output: str) -> str:
         """The logical ids an output of a template names (Ref, or the branches of an If)."""

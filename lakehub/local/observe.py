@@ -29,18 +29,23 @@ COUNTS = {
 }
 
 
+def session_keys(credentials: dict | None) -> dict:
+    """boto3's keyword arguments for STS-style credentials (AccessKeyId...); none for None."""
+    if not credentials:
+        return {}
+    return dict(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials.get("SessionToken"),
+    )
+
+
 def client(service: str, endpoint: str, credentials: dict | None = None, region: str = "us-east-1"):
     """A boto3 client on the emulator that gives up fast (status must stay bounded)."""
     import boto3
     from botocore.config import Config
 
-    keys = {}
-    if credentials:
-        keys = dict(
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials.get("SessionToken"),
-        )
+    keys = session_keys(credentials)
     config = Config(connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 1})
     # a session of its own: the metrics endpoint calls this from its own threads
     return boto3.session.Session().client(service, endpoint_url=endpoint, region_name=region, config=config, **keys)

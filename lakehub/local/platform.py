@@ -51,6 +51,7 @@ from lakehub.settings import default_settings
 from lakehub.local import accounts, control
 from lakehub_hub import contract
 from lakehub.local.state import LOG_FILE, StateDir
+from lakehub.local.observe import session_keys
 
 log = logging.getLogger("lakehub.local")
 
@@ -581,14 +582,7 @@ class LocalPlatform:
             os.environ.pop(key, None)
 
     def client(self, service: str, creds: dict | None = None):
-        kwargs = {}
-        if creds:
-            kwargs = dict(
-                aws_access_key_id=creds["AccessKeyId"],
-                aws_secret_access_key=creds["SecretAccessKey"],
-                aws_session_token=creds.get("SessionToken"),
-            )
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=DEFAULT_REGION, **kwargs)
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=DEFAULT_REGION, **session_keys(creds))
 
     def publish_assets(self) -> None:
         from lakehub.release.publish import publish

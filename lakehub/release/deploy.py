@@ -407,22 +407,10 @@ def deploy(
     where = endpoint_url or f"the {region} endpoint"
     try:
         _first_contact(cfn, stack_name, where, display)
-        return _deploy(
-            cfn,
-            parameters,
-            stack_name,
-            region,
-            declared,
-            local_text,
-            template_file,
-            template_url,
-            timeout,
-            started,
-            display,
-            tags,
-            executor,
-            preview,
+        request = _Request(
+            parameters, stack_name, region, declared, template_file, template_url, timeout, started, display, tags, preview
         )
+        return _deploy(cfn, request, executor)
     except NoCredentialsError:
         raise LakehubError(
             "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
@@ -460,48 +448,50 @@ def _first_contact(cfn, stack_name: str, where: str, display: Display) -> None:
         raise ResponseParserError(f"{where} answered, but not as CloudFormation") from None
 
 
-def _deploy(
-    cfn,
-    parameters,
-    stack_name,
-    region,
-    declared,
-    local_text,
-    template_file,
-    template_url,
-    timeout,
-    started,
-    display,
-    tags,
-    executor=None,
-    preview=False,
-) -> DeployResult:
+@dataclass
+class _Request:
+    """What one deploy() asks for, as _deploy() reads it."""
+
+    parameters: dict[str, str]
+    stack_name: str
+    region: str
+    declared: dict[str, dict]
+    template_file: str | Path | None
+    template_url: str | None
+    timeout: float
+    started: float
+    display: Display
+    tags: dict[str, str] | None
+    preview: bool = False
+
+
+def _deploy(cfn, req: _Request, executor=None) -> DeployResult:
     executor = executor or cfn
-    existing = _stack(cfn, stack_name)
+    existing = _stack(cfn, req.stack_name)
     if existing and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
         existing_params: set[str] = set()
         change_set_type = "CREATE"  # a change set was made before but never run
     elif existing:
         status = existing["StackStatus"]
         if status.endswith("_IN_PROGRESS"):
-            raise LakehubError(f"stack {stack_name} is busy ({status}); wait for it to finish and retry")
+            raise LakehubError(f"stack {req.stack_name} is busy ({status}); wait for it to finish and retry")
         if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED"):
-            raise LakehubError(f"stack {stack_name} failed to create ({status}); delete it and deploy again")
+            raise LakehubError(f"stack {req.stack_name} failed to create ({status}); delete it and deploy again")
         existing_params = {p["ParameterKey"] for p in existing.get("Parameters", [])}
         change_set_type = "UPDATE"
     else:
         existing_params = set()
         change_set_type = "CREATE"
-    check_parameters(parameters, declared, existing_params)
+    check_parameters(req.parameters, req.declared, existing_params)
 
-    cf_params = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())]
+    cf_params = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(req.parameters.items())]
     if change_set_type == "UPDATE":
         # Parameters not given keep their current value (CloudFormation's UsePreviousValue).
-        for key in sorted(existing_params - set(parameters)):
-            if key in declared:
+        for key in sorted(existing_params - set(req.parameters)):
+            if key in req.declared:
                 cf_params.append({"ParameterKey": key, "UsePreviousValue": True})
     args: dict[str, Any] = {
-        "StackName": stack_name,
+        "StackName": req.stack_name,
         "ChangeSetName": f"lakehub-{time.strftime('%Y%m%d-%H%M%S')}",
         "ChangeSetType": change_set_type,
         "Parameters": cf_params,
@@ -509,35 +499,40 @@ def _deploy(
         "Description": "lakehub deploy",
         "Tags": [
             {"Key": k, "Value": v}
-            for k, v in sorted((tags or {names.TAG_PLATFORM: parameters.get(names.PLATFORM_NAME, "lakehub")}).items())
+            for k, v in sorted((req.tags or {names.TAG_PLATFORM: req.parameters.get(names.PLATFORM_NAME, "lakehub")}).items())
         ],
     }
-    if preview:
+    if req.preview:
         args["IncludeNestedStacks"] = True  # the nested stacks' own changes, not only "Modify"
-    if template_file:
-        body = Path(template_file).read_text()
+    if req.template_file:
+        body = Path(req.template_file).read_text()
         if len(body.encode()) > TEMPLATE_BODY_LIMIT:
             raise LakehubError(
-                f"{template_file} is over CloudFormation's {TEMPLATE_BODY_LIMIT}-byte template body limit; "
+                f"{req.template_file} is over CloudFormation's {TEMPLATE_BODY_LIMIT}-byte template body limit; "
                 "publish it (lakehub publish) and deploy without --template-file"
             )
         args["TemplateBody"] = body
     else:
-        args["TemplateURL"] = template_url or template_url_for(parameters, region, declared)
+        args["TemplateURL"] = req.template_url or template_url_for(req.parameters, req.region, req.declared)
 
-    display.say(f"{change_set_type.lower()} change set for stack {stack_name}")
+    req.display.say(f"{change_set_type.lower()} change set for stack {req.stack_name}")
     try:
         created = cfn.create_change_set(**args)
     except ClientError as exc:
         if not any(text in _error_line(exc) for text in NO_CHANGES):
             raise
-        display.say(f"stack {stack_name}: no changes")
-        stack = _stack(cfn, stack_name) or {}
+        req.display.say(f"stack {req.stack_name}: no changes")
+        stack = _stack(cfn, req.stack_name) or {}
         return DeployResult(
-            stack_name, stack.get("StackId", ""), stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started
+            req.stack_name,
+            stack.get("StackId", ""),
+            stack.get("StackStatus", ""),
+            "NONE",
+            _outputs(stack),
+            time.time() - req.started,
         )
     cs_id, stack_id = created["Id"], created["StackId"]
-    for _ in tries(min(timeout, 600), interval=1.0):
+    for _ in tries(min(req.timeout, 600), interval=1.0):
         cs = cfn.describe_change_set(ChangeSetName=cs_id, StackName=stack_id)
         status = cs.get("Status")
         if status == "CREATE_COMPLETE":
@@ -546,32 +541,32 @@ def _deploy(
             reason = cs.get("StatusReason") or ""
             if any(text in reason for text in NO_CHANGES):
                 _safe(lambda: cfn.delete_change_set(ChangeSetName=cs_id, StackName=stack_id))
-                display.say(f"stack {stack_name}: no changes")
-                stack = _stack(cfn, stack_name) or {}
+                req.display.say(f"stack {req.stack_name}: no changes")
+                stack = _stack(cfn, req.stack_name) or {}
                 return DeployResult(
-                    stack_name, stack_id, stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - started
+                    req.stack_name, stack_id, stack.get("StackStatus", ""), "NONE", _outputs(stack), time.time() - req.started
                 )
-            raise LakehubError(f"the change set for {stack_name} failed: {reason}")
+            raise LakehubError(f"the change set for {req.stack_name} failed: {reason}")
     else:
-        raise LakehubError(f"the change set for {stack_name} was not ready within 10 minutes ({status})")
+        raise LakehubError(f"the change set for {req.stack_name} was not ready within 10 minutes ({status})")
     n = len(cs.get("Changes", []))
-    if preview:
+    if req.preview:
         changes = change_set_changes(cfn, cs_id, stack_id)
         _delete_change_set(cfn, cs_id, stack_id)
         if change_set_type == "CREATE":
             _safe(lambda: cfn.delete_stack(StackName=stack_id))  # the empty REVIEW_IN_PROGRESS stack
-        display.say(f"preview: {len(changes)} change{'s' if len(changes) != 1 else ''}; nothing executed")
-        stack = (_stack(cfn, stack_name) or {}) if change_set_type == "UPDATE" else {}
+        req.display.say(f"preview: {len(changes)} change{'s' if len(changes) != 1 else ''}; nothing executed")
+        stack = (_stack(cfn, req.stack_name) or {}) if change_set_type == "UPDATE" else {}
         return DeployResult(
-            stack_name,
+            req.stack_name,
             stack_id if change_set_type == "UPDATE" else "",
             stack.get("StackStatus", "NONE"),
             change_set_type,
             _outputs(stack),
-            time.time() - started,
+            time.time() - req.started,
             changes,
         )
-    display.say(f"change set ready: {n} change{'s' if n != 1 else ''}; executing")
+    req.display.say(f"change set ready: {n} change{'s' if n != 1 else ''}; executing")
 
     # An emulator executes the whole change set inside this call, so it runs in a thread while
     # this one shows the events; on AWS the call returns at once.
@@ -586,8 +581,8 @@ def _deploy(
     runner = threading.Thread(target=execute, name="execute-change-set", daemon=True)
     runner.start()
     emulator = bool(cfn.meta.endpoint_url) and not cfn.meta.endpoint_url.endswith(".amazonaws.com")
-    watcher = EventWatcher(cfn, stack_id, started, emulator=emulator)
-    status = _wait(cfn, stack_id, runner, failure, watcher, timeout, display, stack_name, emulator)
+    watcher = EventWatcher(cfn, stack_id, req.started, emulator=emulator)
+    status = _wait(cfn, stack_id, runner, failure, watcher, req.timeout, req.display, req.stack_name, emulator)
     stack = _stack(cfn, stack_id) or {}
     if status not in DONE_STATES:
         reasons = [
@@ -596,8 +591,8 @@ def _deploy(
             if "FAILED" in (e.get("ResourceStatus") or "") and e.get("ResourceStatusReason")
         ]
         detail = f": {reasons[0]}" if reasons else ""
-        raise LakehubError(f"stack {stack_name} ended {status}{detail}")
-    return DeployResult(stack_name, stack_id, status, change_set_type, _outputs(stack), time.time() - started)
+        raise LakehubError(f"stack {req.stack_name} ended {status}{detail}")
+    return DeployResult(req.stack_name, stack_id, status, change_set_type, _outputs(stack), time.time() - req.started)
 
 
 def change_set_changes(cfn, change_set_id: str, stack_id: str, stack_label: str = "", depth: int = 0) -> list[dict]:

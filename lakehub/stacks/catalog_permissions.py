@@ -178,36 +178,26 @@ def _security_group(p: Product) -> list[Grant]:
     ]
 
 
-def _security_group_ingress(p: Product) -> list[Grant]:
-    return [
-        Grant(
-            "ManagePlatformSecurityGroups",
-            (
-                "ec2:AuthorizeSecurityGroupIngress",
-                "ec2:RevokeSecurityGroupIngress",
-                "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
-            ),
-            (in_account("ec2", "security-group/*"),),
-            platform_tagged(),
-        ),
-        Grant("DescribeSecurityGroups", ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules")),
-    ]
+def _security_group_rules(direction: str, sid: str) -> Grants:
+    """A stand-alone SecurityGroupIngress or SecurityGroupEgress (`direction`): its rules on the
+    platform's security groups."""
 
-
-def _security_group_egress(p: Product) -> list[Grant]:
-    return [
-        Grant(
-            "ManagePlatformSecurityGroupEgress",
-            (
-                "ec2:AuthorizeSecurityGroupEgress",
-                "ec2:RevokeSecurityGroupEgress",
-                "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+    def grants(p: Product) -> list[Grant]:
+        return [
+            Grant(
+                sid,
+                (
+                    f"ec2:AuthorizeSecurityGroup{direction}",
+                    f"ec2:RevokeSecurityGroup{direction}",
+                    f"ec2:UpdateSecurityGroupRuleDescriptions{direction}",
+                ),
+                (in_account("ec2", "security-group/*"),),
+                platform_tagged(),
             ),
-            (in_account("ec2", "security-group/*"),),
-            platform_tagged(),
-        ),
-        Grant("DescribeSecurityGroups", ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules")),
-    ]
+            Grant("DescribeSecurityGroups", ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules")),
+        ]
+
+    return grants
 
 
 def _efs_access_point(p: Product) -> list[Grant]:
@@ -528,8 +518,8 @@ RESOURCE_PERMISSIONS: dict[str, Grants] = {
     "AWS::Cognito::UserPoolClient": _user_pool_client,
     "AWS::Cognito::UserPoolGroup": _user_pool_group,
     "AWS::EC2::SecurityGroup": _security_group,
-    "AWS::EC2::SecurityGroupIngress": _security_group_ingress,
-    "AWS::EC2::SecurityGroupEgress": _security_group_egress,
+    "AWS::EC2::SecurityGroupIngress": _security_group_rules("Ingress", "ManagePlatformSecurityGroups"),
+    "AWS::EC2::SecurityGroupEgress": _security_group_rules("Egress", "ManagePlatformSecurityGroupEgress"),
     "AWS::EFS::AccessPoint": _efs_access_point,
     "AWS::EC2::Instance": _instance,
     "AWS::CloudWatch::Alarm": _alarm,

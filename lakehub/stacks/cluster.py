@@ -14,7 +14,7 @@ from awacs import elasticfilesystem as awacs_efs
 from awacs import elasticloadbalancing as awacs_elb
 from awacs import secretsmanager as awacs_secretsmanager
 from awacs import ssm as awacs_ssm
-from awacs.aws import Allow, Bool, Condition, Deny, PolicyDocument, Principal, Statement
+from awacs.aws import Allow, PolicyDocument, Principal, Statement
 from troposphere import (
     FindInMap,
     Or,
@@ -50,7 +50,7 @@ from lakehub.stacks.parameters import (
     or_empty,
 )
 from lakehub.stacks.functions import LOGS_AWS_KEY, add_function
-from lakehub.stacks.policies import tls_only_bucket_policy
+from lakehub.stacks.policies import deny_insecure_transport, tls_only_bucket_policy
 from lakehub.stacks.builder import add_checkov_skip
 from lakehub.settings import Settings
 
@@ -295,16 +295,7 @@ def add_homes(b: Builder) -> tuple[efs.FileSystem, ec2.SecurityGroup]:
     fs_arn = Sub("arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:file-system/*")
     policy = PolicyDocument(
         Version="2012-10-17",
-        Statement=[
-            Statement(
-                Sid="DenyInsecureTransport",
-                Effect=Deny,
-                Principal=Principal("AWS", "*"),
-                Action=[awacs_efs.Action("*")],
-                Resource=[fs_arn],
-                Condition=Condition(Bool("aws:SecureTransport", "false")),
-            ),
-        ],
+        Statement=[deny_insecure_transport(Principal("AWS", "*"), [awacs_efs.Action("*")], [fs_arn])],
     )
     fs = b.add(
         efs.FileSystem(

@@ -109,6 +109,15 @@ def add_common_parameters(b: Builder, settings: Settings, children: dict[str, Te
 
 
 SCHEDULE_PARAMS = (SCHEDULE, SCHEDULE_TIMEZONE, BUSINESS_HOURS_START, BUSINESS_HOURS_END, BUSINESS_DAYS)
+# The network every child reads: the given VPC's parameters, or the network stack's outputs.
+NETWORK_PARAMS = (
+    names.VPC_ID,
+    names.VPC_CIDR,
+    names.PUBLIC_SUBNET_1_ID,
+    names.PUBLIC_SUBNET_2_ID,
+    names.PRIVATE_SUBNET_1_ID,
+    names.PRIVATE_SUBNET_2_ID,
+)
 
 
 def tier_parameters(tier: TierSettings, image_tag: Any, priority: int) -> dict[str, Any]:
@@ -198,17 +207,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
         names.LOG_RETENTION_DAYS: Ref(names.LOG_RETENTION_DAYS),
     }
     if existing_vpc:
-        net = {
-            n: Ref(n)
-            for n in (
-                names.VPC_ID,
-                names.VPC_CIDR,
-                names.PUBLIC_SUBNET_1_ID,
-                names.PUBLIC_SUBNET_2_ID,
-                names.PRIVATE_SUBNET_1_ID,
-                names.PRIVATE_SUBNET_2_ID,
-            )
-        }
+        net = {n: Ref(n) for n in NETWORK_PARAMS}
     else:
         nested_stack(
             b,
@@ -222,17 +221,7 @@ def build_main(settings: Settings, children: dict[str, Template], existing_vpc: 
                 **{n: Ref(n) for n in SCHEDULE_PARAMS},
             },
         )
-        net = {
-            n: out("NetworkStack", n)
-            for n in (
-                names.VPC_ID,
-                names.VPC_CIDR,
-                names.PUBLIC_SUBNET_1_ID,
-                names.PUBLIC_SUBNET_2_ID,
-                names.PRIVATE_SUBNET_1_ID,
-                names.PRIVATE_SUBNET_2_ID,
-            )
-        }
+        net = {n: out("NetworkStack", n) for n in NETWORK_PARAMS}
 
     topic = monitoring.add_alarm_topic(b)
 

@@ -322,6 +322,7 @@ def _widget(
     stat: str = "Sum",
     view: str = "timeSeries",
     stacked: bool = False,
+    period: int = M.PERIOD,
 ) -> dict:
     return {
         "type": "metric",
@@ -335,7 +336,7 @@ def _widget(
             "view": view,
             "stacked": stacked,
             "stat": stat,
-            "period": M.PERIOD,
+            "period": period,
             "metrics": metrics,
         },
     }
@@ -347,82 +348,58 @@ def dashboard_widgets(nat: bool, functions: list[str]) -> list[dict]:
     def search(*args, **kwargs):
         return [_search(*args, **kwargs)]
 
-    w = []
-    w.append(_widget("Hubs up (1 = answering)", [search(M.HUB_UP, (), "Minimum", "")], 0, 0, stat="Minimum"))
-    w.append(
-        _widget(
+    lambda_metrics = [["AWS/Lambda", "Errors", "FunctionName", "${" + f + "}"] for f in functions]
+    # (title, metrics, _widget's options): laid out in two columns, left to right, then down.
+    panels: list[tuple[str, list, dict]] = [
+        ("Hubs up (1 = answering)", [search(M.HUB_UP, (), "Minimum", "")], {"stat": "Minimum"}),
+        (
             "Active users, running servers",
             [search(M.ACTIVE_USERS, (), "Maximum", "active"), search(M.RUNNING_SERVERS, (), "Maximum", "running")],
-            12,
-            0,
-            stat="Maximum",
-        )
-    )
-    w.append(
-        _widget(
+            {"stat": "Maximum"},
+        ),
+        (
             "Spawns: successes and failures",
             [search(M.SPAWN_SUCCESSES, (), "Sum", "ok"), search(M.SPAWN_FAILURES, (), "Sum", "failed")],
-            0,
-            6,
-        )
-    )
-    w.append(
-        _widget(
+            {},
+        ),
+        (
             "Spawn latency (seconds)",
             [search(M.SPAWN_DURATION, (), "Average", "mean"), search(M.SPAWN_DURATION, (), "Maximum", "max")],
-            12,
-            6,
-            stat="Average",
-        )
-    )
-    w.append(
-        _widget(
+            {"stat": "Average"},
+        ),
+        (
             "User tasks by size and capacity (cost driver)",
             [search(M.USER_TASKS, (M.SIZE, M.CAPACITY), "Maximum", "")],
-            0,
-            12,
-            stat="Maximum",
-            stacked=True,
-        )
-    )
-    w.append(
-        _widget(
+            {"stat": "Maximum", "stacked": True},
+        ),
+        (
             "Spot interruptions, capacity errors",
             [search(M.SPOT_INTERRUPTIONS, (), "Sum", "spot"), search(M.CAPACITY_ERRORS, (), "Sum", "capacity")],
-            12,
-            12,
-        )
-    )
-    w.append(_widget("Servers stopped by reason", [search(M.SERVERS_STOPPED, (M.REASON,), "Sum", "")], 0, 18, stacked=True))
-    # S3: the notebook bucket's daily storage metrics are free; 4xx/5xx are request metrics
-    # (paid, $0.30 per metric-month, off): the dashboard shows storage, errors show in the
-    # custom-resource and hub alarms and in the hubs' logs (docs/COST.md).
-    w.append(
-        _widget(
+            {},
+        ),
+        ("Servers stopped by reason", [search(M.SERVERS_STOPPED, (M.REASON,), "Sum", "")], {"stacked": True}),
+        # S3: the notebook bucket's daily storage metrics are free; 4xx/5xx are request metrics
+        # (paid, $0.30 per metric-month, off): the dashboard shows storage, errors show in the
+        # custom-resource and hub alarms and in the hubs' logs (docs/COST.md).
+        (
             "Notebook bucket size (bytes, daily)",
             [["AWS/S3", "BucketSizeBytes", "BucketName", "${NotebookBucket}", "StorageType", "StandardStorage"]],
-            12,
-            18,
-            stat="Average",
-            w=12,
-        )
-    )
-    w[-1]["properties"]["period"] = 86400
-    lambda_metrics = [["AWS/Lambda", "Errors", "FunctionName", "${" + f + "}"] for f in functions]
-    w.append(_widget("Platform functions: errors", lambda_metrics or [search("Errors", (), "Sum", "")], 0, 24))
+            {"stat": "Average", "period": 86400},
+        ),
+        ("Platform functions: errors", lambda_metrics or [search("Errors", (), "Sum", "")], {}),
+    ]
     if nat:
-        w.append(
-            _widget(
+        panels.append(
+            (
                 "NAT instance: status check failures, bytes out (cost driver)",
                 [
                     ["AWS/EC2", "StatusCheckFailed", "AutoScalingGroupName", "${NatGroup}", {"stat": "Maximum"}],
                     ["AWS/EC2", "NetworkOut", "AutoScalingGroupName", "${NatGroup}", {"stat": "Sum", "yAxis": "right"}],
                 ],
-                12,
-                24,
+                {},
             )
         )
-    return w
+    return [_widget(title, metrics, 12 * (i % 2), 6 * (i // 2), **options) for i, (title, metrics, options) in enumerate(panels)]
 
 
 def dashboard_body(nat: bool, functions: list[str]) -> str:

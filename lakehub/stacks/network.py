@@ -90,28 +90,33 @@ def add_schedule_params(b: Builder, what: str) -> None:
         AllowedPattern=r"^[A-Za-z][A-Za-z0-9_+/-]{1,63}$",
         ConstraintDescription="an IANA time zone name such as Europe/Paris",
     )
-    b.param(
-        BUSINESS_HOURS_START,
-        SCHEDULE_GROUP,
-        "Business hours start (hour)",
-        "Hour of the day (0-23, in the time zone) when hubs start on business days",
-        type="Number",
-        Default=DEFAULT_HOURS[0],
-        MinValue=0,
-        MaxValue=23,
-        ConstraintDescription="a whole hour from 0 to 23",
-    )
-    b.param(
-        BUSINESS_HOURS_END,
-        SCHEDULE_GROUP,
-        "Business hours end (hour)",
-        "Hour of the day (1-23, in the time zone, later than the start) when hubs stop and users' servers with them",
-        type="Number",
-        Default=DEFAULT_HOURS[1],
-        MinValue=1,
-        MaxValue=23,
-        ConstraintDescription="a whole hour from 1 to 23",
-    )
+    for name, label, first, description, default in (
+        (
+            BUSINESS_HOURS_START,
+            "start",
+            0,
+            "Hour of the day (0-23, in the time zone) when hubs start on business days",
+            DEFAULT_HOURS[0],
+        ),
+        (
+            BUSINESS_HOURS_END,
+            "end",
+            1,
+            "Hour of the day (1-23, in the time zone, later than the start) when hubs stop and users' servers with them",
+            DEFAULT_HOURS[1],
+        ),
+    ):
+        b.param(
+            name,
+            SCHEDULE_GROUP,
+            f"Business hours {label} (hour)",
+            description,
+            type="Number",
+            Default=default,
+            MinValue=first,
+            MaxValue=23,
+            ConstraintDescription=f"a whole hour from {first} to 23",
+        )
     b.choice(
         BUSINESS_DAYS, SCHEDULE_GROUP, "Business days", "Days on which hubs run", BUSINESS_DAY_CHOICES, BUSINESS_DAY_CHOICES[0]
     )
@@ -447,28 +452,20 @@ def add_nat_schedule(b: Builder, group) -> None:
     to 1; the stop lowers only the floor (MinSize 0): whether the NAT keeps running after hours
     is the NAT egress function's decision (any on-demand hub pending or running)."""
     days = unix_cron_days()
-    b.add(
-        autoscaling.ScheduledAction(
-            "NatInstanceStart",
-            Condition="UseNatInstanceOnSchedule",
-            AutoScalingGroupName=Ref(group),
-            Recurrence=Sub(f"{NAT_START_MINUTE} ${{{BUSINESS_HOURS_START}}} * * ${{Days}}", Days=days),
-            TimeZone=Ref(SCHEDULE_TIMEZONE),
-            MinSize=1,
-            MaxSize=1,
-            DesiredCapacity=1,
+    for title, minute, hour, sizes in (
+        ("NatInstanceStart", NAT_START_MINUTE, BUSINESS_HOURS_START, dict(MinSize=1, MaxSize=1, DesiredCapacity=1)),
+        ("NatInstanceStop", NAT_STOP_MINUTE, BUSINESS_HOURS_END, dict(MinSize=0)),
+    ):
+        b.add(
+            autoscaling.ScheduledAction(
+                title,
+                Condition="UseNatInstanceOnSchedule",
+                AutoScalingGroupName=Ref(group),
+                Recurrence=Sub(f"{minute} ${{{hour}}} * * ${{Days}}", Days=days),
+                TimeZone=Ref(SCHEDULE_TIMEZONE),
+                **sizes,
+            )
         )
-    )
-    b.add(
-        autoscaling.ScheduledAction(
-            "NatInstanceStop",
-            Condition="UseNatInstanceOnSchedule",
-            AutoScalingGroupName=Ref(group),
-            Recurrence=Sub(f"{NAT_STOP_MINUTE} ${{{BUSINESS_HOURS_END}}} * * ${{Days}}", Days=days),
-            TimeZone=Ref(SCHEDULE_TIMEZONE),
-            MinSize=0,
-        )
-    )
 
 
 # The function runs this often besides EC2 state changes: it lowers the NAT after business

@@ -54,19 +54,24 @@ def objects_arn(bucket: Any, prefix: Any = "") -> Sub:
     return Sub("arn:${AWS::Partition}:s3:::${B}/${P}*", B=bucket, P=prefix)
 
 
+def deny_insecure_transport(principal: Principal, actions: list, resources: list) -> Statement:
+    """Deny `actions` on `resources` to every request that does not use TLS (aws:SecureTransport false)."""
+    return Statement(
+        Sid="DenyInsecureTransport",
+        Effect=Deny,
+        Principal=principal,
+        Action=actions,
+        Resource=resources,
+        Condition=Condition(Bool("aws:SecureTransport", "false")),
+    )
+
+
 def tls_only_bucket_policy(bucket: Any) -> PolicyDocument:
     """Deny every request that does not use TLS (aws:SecureTransport false)."""
     return PolicyDocument(
         Version="2012-10-17",
         Statement=[
-            Statement(
-                Sid="DenyInsecureTransport",
-                Effect=Deny,
-                Principal=Principal("*"),
-                Action=[awacs_s3.Action("*")],
-                Resource=[bucket_arn(bucket), objects_arn(bucket)],
-                Condition=Condition(Bool("aws:SecureTransport", "false")),
-            )
+            deny_insecure_transport(Principal("*"), [awacs_s3.Action("*")], [bucket_arn(bucket), objects_arn(bucket)]),
         ],
     )
 

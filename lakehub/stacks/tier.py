@@ -1266,44 +1266,32 @@ def add_homes(b: Builder, hub_role, user_task_role, hub_sg, user_sg) -> efs.Acce
     ap = add_homes_access_point(b)
     homes_sg = Ref(names.HOMES_SECURITY_GROUP_ID)
     nfs = dict(IpProtocol="tcp", FromPort=names.NFS_PORT, ToPort=names.NFS_PORT)
-    b.add(
-        ec2.SecurityGroupIngress(
-            "HomesNfsFromHub",
-            GroupId=homes_sg,
-            SourceSecurityGroupId=Ref(hub_sg),
-            Description=Sub("NFS from the ${TierName} tier's hub tasks"),
-            **nfs,
+    # NFS both ways between the homes and the tier's tasks: the hub's always, the user servers'
+    # in per-user mode only.
+    for task_sg, ingress, egress, tasks, only in (
+        (hub_sg, "HomesNfsFromHub", "HubToHomes", "hub tasks", {}),
+        (user_sg, "HomesNfsFromUserServers", "UserServersToHomes", "user servers", {"Condition": "IsPerUser"}),
+    ):
+        b.add(
+            ec2.SecurityGroupIngress(
+                ingress,
+                GroupId=homes_sg,
+                SourceSecurityGroupId=Ref(task_sg),
+                Description=Sub(f"NFS from the ${{TierName}} tier's {tasks}"),
+                **only,
+                **nfs,
+            )
         )
-    )
-    b.add(
-        ec2.SecurityGroupIngress(
-            "HomesNfsFromUserServers",
-            Condition="IsPerUser",
-            GroupId=homes_sg,
-            SourceSecurityGroupId=Ref(user_sg),
-            Description=Sub("NFS from the ${TierName} tier's user servers"),
-            **nfs,
+        b.add(
+            ec2.SecurityGroupEgress(
+                egress,
+                GroupId=Ref(task_sg),
+                DestinationSecurityGroupId=homes_sg,
+                Description="NFS to the homes file system",
+                **only,
+                **nfs,
+            )
         )
-    )
-    b.add(
-        ec2.SecurityGroupEgress(
-            "UserServersToHomes",
-            Condition="IsPerUser",
-            GroupId=Ref(user_sg),
-            DestinationSecurityGroupId=homes_sg,
-            Description="NFS to the homes file system",
-            **nfs,
-        )
-    )
-    b.add(
-        ec2.SecurityGroupEgress(
-            "HubToHomes",
-            GroupId=Ref(hub_sg),
-            DestinationSecurityGroupId=homes_sg,
-            Description="NFS to the homes file system",
-            **nfs,
-        )
-    )
 
     fs = Ref(names.HOMES_FILE_SYSTEM_ID)
     hub_doc = PolicyDocument(
