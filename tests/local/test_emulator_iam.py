@@ -9,16 +9,13 @@ tier role whose S3 statements name `users/${aws:PrincipalTag/lakehub-user}/`.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from lakehub.local.emulator import free_port, start_moto_server
+from lakehub.local.emulator import start_emulator_server, start_moto_server
 from lakehub.local import control
-from lakehub.waiting import tries
 
 REGION = "us-east-1"
 BUCKET = "lakehub-iam-notebooks"
@@ -145,38 +142,12 @@ def moto_plain(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    port = free_port()
-    work = tmp_path_factory.mktemp("emulator-iam")
-    token_file = work / control.TOKEN_FILE
-    token = control.new_token(token_file)
-    endpoint = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lakehub.local.emulator_server",
-            "--port",
-            str(port),
-            "--work-dir",
-            str(work),
-            "--control-token-file",
-            str(token_file),
-        ],
-        stdout=open(work / "log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    for _ in tries(60, interval=0.1):
-        try:
-            control.control_request(endpoint, "/moto-api/", token, timeout=1)
-            break
-        except OSError:
-            pass
+    server = start_emulator_server(tmp_path_factory.mktemp("emulator-iam"))
+    endpoint, token = server.endpoint_url, server.control_token
     creds = set_up(endpoint)
     control.control_request(endpoint, "/moto-api/reset-auth", token, data=b"0", method="POST", content_type="text/plain")
     yield endpoint, creds
-    proc.terminate()
-    proc.wait(timeout=30)
+    server.stop()
 
 
 def test_moto_enforcement_lets_a_user_list_another_users_folder(moto_plain):
