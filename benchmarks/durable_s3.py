@@ -22,13 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lakehub.errors import LakehubError  # noqa: E402
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_emulator_server  # noqa: E402
+from lakehub.local.emulator import emulator_client, start_emulator_server  # noqa: E402
 from lakehub.local import control  # noqa: E402
 from lakehub.local.emulator_server import PERSIST_PATH  # noqa: E402
 
@@ -58,13 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"the emulator did not start: {exc}") from None
                 servers.append(server)
                 url, token = server.endpoint_url, server.control_token
-                s3 = boto3.client(
-                    "s3",
-                    endpoint_url=url,
-                    region_name="us-east-1",
-                    aws_access_key_id=EMULATOR_ACCESS_KEY,
-                    aws_secret_access_key=EMULATOR_SECRET_KEY,
-                )
+                s3 = emulator_client("s3", url)
                 s3.create_bucket(Bucket=BUCKET)
                 s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
                 if label == "with":

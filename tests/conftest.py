@@ -7,7 +7,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from lakehub.local.emulator import start_emulator_server, start_moto_server
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_emulator_server, start_moto_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,6 +43,20 @@ def local_emulator(tmp_path_factory):
     url.control_token = server.control_token
     yield url
     server.stop()
+
+
+@pytest.fixture
+def emulator_env(local_emulator, monkeypatch):
+    """boto3 in this process takes the local emulator's dummy keys (region us-east-1, no
+    profile); calls name its endpoint themselves. Returns the local emulator's URL."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return local_emulator
 
 
 @pytest.fixture

@@ -15,10 +15,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import boto3
 import pytest
 
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_emulator_server
+from lakehub.local.emulator import emulator_client, start_emulator_server
 from lakehub.local import control
 from lakehub.local.emulator_server import PERSIST_PATH, key_path
 
@@ -32,13 +31,7 @@ def emulator(tmp_path_factory):
     mirror = work / "state" / "notebooks-export"
     server = start_emulator_server(work, work_dir=work / "emulator", persist_dir=mirror)
     url, token = server.endpoint_url, server.control_token
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=EMULATOR_ACCESS_KEY,
-        aws_secret_access_key=EMULATOR_SECRET_KEY,
-    )
+    s3 = emulator_client("s3", url)
     yield {"url": url, "token": token, "s3": s3, "mirror": mirror, "work": work}
     server.stop()
 
