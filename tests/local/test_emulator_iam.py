@@ -9,6 +9,7 @@ tier role whose S3 statements name `users/${aws:PrincipalTag/lakehub-user}/`.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import boto3
 import pytest
@@ -52,6 +53,27 @@ def _client(endpoint, service, creds=None):
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds.get("SessionToken"),
     )
+
+
+@contextmanager
+def _bucket_policy(admin, *statements):
+    """The bucket's policy is these statements for the block's duration."""
+    admin.put_bucket_policy(Bucket=BUCKET, Policy=_policy(*statements))
+    try:
+        yield
+    finally:
+        admin.delete_bucket_policy(Bucket=BUCKET)
+
+
+def _deny_to_alice(action, resource):
+    """A bucket policy statement refusing `action` on `resource` to sessions with alice's source identity."""
+    return {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": action,
+        "Resource": resource,
+        "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}},
+    }
 
 
 def _creds(c):
@@ -245,23 +267,9 @@ def test_a_source_identity_cannot_change_along_a_role_chain(emulator):
         assert who["Arn"].endswith(":assumed-role/iam-tier/again")
         # It still carries alice's source identity: a bucket policy on aws:SourceIdentity sees it.
         admin = _client(endpoint, "s3", creds["admin"])
-        admin.put_bucket_policy(
-            Bucket=BUCKET,
-            Policy=_policy(
-                {
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:GetObject",
-                    "Resource": f"arn:aws:s3:::{BUCKET}/*",
-                    "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}},
-                }
-            ),
-        )
-        try:
+        with _bucket_policy(admin, _deny_to_alice("s3:GetObject", f"arn:aws:s3:::{BUCKET}/*")):
             s3 = _client(endpoint, "s3", _creds(again["Credentials"]))
             assert _denied(lambda: s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/notes.txt"))
-        finally:
-            admin.delete_bucket_policy(Bucket=BUCKET)
     finally:
         trust["Statement"][0]["Principal"]["AWS"] = creds["hub_arn"]
         iam.update_assume_role_policy(RoleName="iam-tier", PolicyDocument=json.dumps(trust))
@@ -305,31 +313,17 @@ def test_delete_objects_is_authorized_per_key(emulator, moto_plain):
 def test_bucket_policies_count_and_the_tls_deny_does_not_block_the_emulators_http(emulator):
     endpoint, creds = emulator
     admin = _client(endpoint, "s3", creds["admin"])
-    admin.put_bucket_policy(
-        Bucket=BUCKET,
-        Policy=_policy(
-            {
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
-            {
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:PutObject",
-                "Resource": f"arn:aws:s3:::{BUCKET}/{USERS}/*/frozen/*",
-                "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}},
-            },
-        ),
-    )
-    try:
+    tls_only = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    with _bucket_policy(admin, tls_only, _deny_to_alice("s3:PutObject", f"arn:aws:s3:::{BUCKET}/{USERS}/*/frozen/*")):
         s3 = _client(endpoint, "s3", creds["alice"])
         assert s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/notes.txt")["Body"].read() == b"alice"
         assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key=f"{USERS}/alice/frozen/x.txt", Body=b"x"))
-    finally:
-        admin.delete_bucket_policy(Bucket=BUCKET)
 
 
 def test_the_session_carries_the_users_identity(emulator):
