@@ -118,11 +118,11 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
     Custom::ImageDigest) call the emulator with their execution roles, as on AWS (with the
     emulator's dummy keys they got 403)."""
     import hashlib
-    import json
     import os
 
     from lakehub.stacks import names
     from lakehub.assets import TEMPLATES_DIR
+    from lakehub.local.emulator_server import image_manifest
     from lakehub.local.platform import STACK_NAME, LocalPlatform, free_base_port
     from lakehub.local.state import StateDir
 
@@ -158,15 +158,11 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue)
         repo = p.outputs[names.IMAGE_REPOSITORY_URI]
         layer = "sha256:" + hashlib.sha256(b"lakehub-local-image:rehearsal-n1").hexdigest()
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 12, "digest": layer}],
-        }
-        digest = ecr.put_image(repositoryName=repo.split("/", 1)[1], imageManifest=json.dumps(manifest), imageTag="rehearsal-n1")[
-            "image"
-        ]["imageId"]["imageDigest"]
+        digest = ecr.put_image(
+            repositoryName=repo.split("/", 1)[1],
+            imageManifest=image_manifest(layer, 12, config_digest=layer),
+            imageTag="rehearsal-n1",
+        )["image"]["imageId"]["imageDigest"]
         template = tmp_path / "main.template.yaml"
         template.write_text(
             (TEMPLATES_DIR / names.MAIN_TEMPLATE).read_text().replace("\nDescription: '", "\nDescription: '(N+1) ", 1)

@@ -276,6 +276,24 @@ class LambdaRunner:
 RUNNER: LambdaRunner | None = None
 
 
+def image_manifest(layer_digest: str, layer_size: int, config_digest: str | None = None) -> str:
+    """An image manifest (Docker schema 2, JSON) of one layer, for an image nothing builds (the
+    config's digest: that of `{}` unless given)."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 2,
+            "digest": config_digest or "sha256:" + hashlib.sha256(b"{}").hexdigest(),
+        },
+        "layers": [
+            {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": layer_size, "digest": layer_digest}
+        ],
+    }
+    return json.dumps(manifest)
+
+
 def _placeholder_image(account_id: str, region: str, properties: dict) -> None:
     """The emulator builds nothing: give Custom::WaitForImage the tag it waits for. Its manifest
     names one layer made of the tag, so each tag has a digest of its own (moto makes an image's
@@ -293,23 +311,8 @@ def _placeholder_image(account_id: str, region: str, properties: dict) -> None:
         return
     except Exception:  # noqa: BLE001 - not there yet
         pass
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 2,
-            "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(),
-        },
-        "layers": [
-            {
-                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                "size": len(tag),
-                "digest": "sha256:" + hashlib.sha256(f"lakehub-local-image:{tag}".encode()).hexdigest(),
-            }
-        ],
-    }
-    backend.put_image(repo, json.dumps(manifest), tag)
+    layer = "sha256:" + hashlib.sha256(f"lakehub-local-image:{tag}".encode()).hexdigest()
+    backend.put_image(repo, image_manifest(layer, len(tag)), tag)
 
 
 def _create_custom_resource(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
