@@ -17,53 +17,21 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import boto3
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, free_port  # noqa: E402
+from lakehub.errors import LakehubError  # noqa: E402
+from lakehub.local.emulator import emulator_client, start_emulator_server  # noqa: E402
 from lakehub.local import control  # noqa: E402
 from lakehub.local.emulator_server import PERSIST_PATH  # noqa: E402
 
 BUCKET = "bench-notebooks"
-
-
-def start(work: Path, persist: bool) -> tuple[subprocess.Popen, str, str]:
-    work.mkdir(parents=True)
-    token_file = work / control.TOKEN_FILE
-    token = control.new_token(token_file)
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "lakehub.local.emulator_server",
-        "--port",
-        str(port),
-        "--work-dir",
-        str(work / "emu"),
-        "--control-token-file",
-        str(token_file),
-    ]
-    if persist:
-        cmd += ["--persist-dir", str(work / "notebooks-export")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            control.control_request(url, "/moto-api/", token, timeout=1)
-            return proc, url, token
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the emulator did not start; see {work / 'log'}")
-            time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,20 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     body = os.urandom(args.size)
     results: dict[str, list[float]] = {"without": [], "with": []}
-    procs = []
+    servers = []
     with tempfile.TemporaryDirectory(prefix="lakehub-bench-durable-") as tmp:
         try:
             clients = {}
             for label in results:
-                proc, url, token = start(Path(tmp) / label, persist=label == "with")
-                procs.append(proc)
-                s3 = boto3.client(
-                    "s3",
-                    endpoint_url=url,
-                    region_name="us-east-1",
-                    aws_access_key_id=EMULATOR_ACCESS_KEY,
-                    aws_secret_access_key=EMULATOR_SECRET_KEY,
-                )
+                work = Path(tmp) / label
+                try:
+                    server = start_emulator_server(
+                        work, work_dir=work / "emu", persist_dir=work / "notebooks-export" if label == "with" else None
+                    )
+                except LakehubError as exc:
+                    raise SystemExit(f"the emulator did not start: {exc}") from None
+                servers.append(server)
+                url, token = server.endpoint_url, server.control_token
+                s3 = emulator_client("s3", url)
                 s3.create_bucket(Bucket=BUCKET)
                 s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
                 if label == "with":
@@ -110,9 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                         results[label].append(time.perf_counter() - started)
             mirrored = sum(1 for p in (Path(tmp) / "with" / "notebooks-export").rglob("*") if p.is_file())
         finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=30)
+            for server in servers:
+                server.stop()
 
     def ms(values: list[float], q: float) -> float:
         return round(statistics.quantiles(values, n=100)[int(q) - 1] * 1000, 2) if q < 100 else round(max(values) * 1000, 2)

@@ -7,8 +7,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from lakehub.local.emulator import start_moto_server
-from lakehub.waiting import tries
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_emulator_server, start_moto_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,43 +38,25 @@ def local_emulator(tmp_path_factory):
     """The local environment's emulator (moto plus the local Lambda runner and its fixes,
     lakehub.local.emulator_server) on loopback; its endpoint URL (`.control_token`: what its
     control API requires). Tests use unique stack names."""
-    import subprocess
-    import sys
-
-    from lakehub.local.emulator import free_port
-    from lakehub.local import control
-
-    port = free_port()
-    work = tmp_path_factory.mktemp("local-emulator")
-    token_file = work / control.TOKEN_FILE
-    url = EmulatorURL(f"http://127.0.0.1:{port}")
-    url.control_token = control.new_token(token_file)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lakehub.local.emulator_server",
-            "--port",
-            str(port),
-            "--work-dir",
-            str(work),
-            "--control-token-file",
-            str(token_file),
-        ],
-        cwd=ROOT,
-        stdout=open(work / "log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    for _ in tries(60, interval=0.1):
-        try:
-            control.control_request(url, "/moto-api/", url.control_token, timeout=1)
-            break
-        except OSError:
-            pass
+    server = start_emulator_server(tmp_path_factory.mktemp("local-emulator"))
+    url = EmulatorURL(server.endpoint_url)
+    url.control_token = server.control_token
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    server.stop()
+
+
+@pytest.fixture
+def emulator_env(local_emulator, monkeypatch):
+    """boto3 in this process takes the local emulator's dummy keys (region us-east-1, no
+    profile); calls name its endpoint themselves. Returns the local emulator's URL."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return local_emulator
 
 
 @pytest.fixture

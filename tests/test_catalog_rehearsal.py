@@ -52,6 +52,7 @@ from lakehub.stacks import tier as tier_mod
 from lakehub.assets import TEMPLATES_DIR
 from lakehub.cfn.template import Resolver, load
 from lakehub.stacks.parameters import default_image_tag
+from lakehub.local.emulator_server import image_manifest
 from lakehub.local.idp.ldap import make_ca_and_cert
 from lakehub.settings import default_settings
 
@@ -159,14 +160,10 @@ def platform(aws) -> dict[str, str]:
     ]
     # The release's image, as the pipeline's first build pushes it (the products' default ImageTag).
     layer = "sha256:" + hashlib.sha256(b"rehearsal hub image").hexdigest()
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 19, "digest": layer}],
-    }
     image_digest = aws("ecr").put_image(
-        repositoryName=f"{PLATFORM}/hub", imageManifest=json.dumps(manifest), imageTag=default_image_tag()
+        repositoryName=f"{PLATFORM}/hub",
+        imageManifest=image_manifest(layer, 19, config_digest=layer),
+        imageTag=default_image_tag(),
     )["image"]["imageId"]["imageDigest"]
     aws("logs").create_log_group(logGroupName=f"/lakehub/{PLATFORM}/tasks")
     s3 = aws("s3")

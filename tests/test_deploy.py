@@ -91,45 +91,8 @@ def test_without_credentials_deploy_says_so_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    env = {k: v for k, v in os.environ.items()}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lakehub.cli",
-            "deploy",
-            "--region",
-            "us-east-1",
-            "--parameter",
-            "AssetsBucketName=b1",
-            "--parameter",
-            "DomainName=x.example.com",
-            "--parameter",
-            "HostedZoneId=Z1",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert proc.returncode != 0
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("lakehub: error: no AWS credentials found")
-    assert "Traceback" not in proc.stderr
-
-
-@pytest.fixture
-def emulator_env(local_emulator, monkeypatch):
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return local_emulator
+    line = _one_error_line(_deploy_cli([*DEPLOY_ARGS, "--region", "us-east-1"], dict(os.environ)))
+    assert line.startswith("lakehub: error: no AWS credentials found")
 
 
 @pytest.mark.e2e

@@ -12,11 +12,10 @@ Deployed with `lakehub.release.deploy.deploy()` and a template file, as `lakehub
 
 from __future__ import annotations
 
-import boto3
 import pytest
 
 from lakehub.release.deploy import deploy
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.local.emulator import emulator_client
 
 BUCKET = "lakehub-nested-update"
 
@@ -64,29 +63,12 @@ Outputs:
 """
 
 
-def _client(service: str, url: str):
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=EMULATOR_ACCESS_KEY,
-        aws_secret_access_key=EMULATOR_SECRET_KEY,
-    )
-
-
 @pytest.fixture
-def env(local_emulator, monkeypatch):
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    s3 = _client("s3", local_emulator)
+def env(emulator_env):
+    s3 = emulator_client("s3", emulator_env)
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="child.yaml", Body=CHILD.encode())
-    return local_emulator
+    return emulator_env
 
 
 def _nested(cfn, stack: str) -> dict[str, str]:
@@ -98,7 +80,7 @@ def _nested(cfn, stack: str) -> dict[str, str]:
 def test_an_update_updates_nested_stacks_in_place(env, tmp_path):
     template = tmp_path / "parent.yaml"
     template.write_text(PARENT)
-    cfn, ssm = _client("cloudformation", env), _client("ssm", env)
+    cfn, ssm = emulator_client("cloudformation", env), emulator_client("ssm", env)
     first = deploy({}, stack_name="nested-update", region="us-east-1", endpoint_url=env, template_file=template)
     assert first.status == "CREATE_COMPLETE", first
     before = _nested(cfn, "nested-update")
@@ -136,11 +118,11 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
     Custom::ImageDigest) call the emulator with their execution roles, as on AWS (with the
     emulator's dummy keys they got 403)."""
     import hashlib
-    import json
     import os
 
     from lakehub.stacks import names
     from lakehub.assets import TEMPLATES_DIR
+    from lakehub.local.emulator_server import image_manifest
     from lakehub.local.platform import STACK_NAME, LocalPlatform, free_base_port
     from lakehub.local.state import StateDir
 
@@ -176,15 +158,11 @@ def test_a_new_image_tag_on_main_gives_the_tier_hub_a_new_task_definition_in_pla
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue)
         repo = p.outputs[names.IMAGE_REPOSITORY_URI]
         layer = "sha256:" + hashlib.sha256(b"lakehub-local-image:rehearsal-n1").hexdigest()
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 12, "digest": layer}],
-        }
-        digest = ecr.put_image(repositoryName=repo.split("/", 1)[1], imageManifest=json.dumps(manifest), imageTag="rehearsal-n1")[
-            "image"
-        ]["imageId"]["imageDigest"]
+        digest = ecr.put_image(
+            repositoryName=repo.split("/", 1)[1],
+            imageManifest=image_manifest(layer, 12, config_digest=layer),
+            imageTag="rehearsal-n1",
+        )["image"]["imageId"]["imageDigest"]
         template = tmp_path / "main.template.yaml"
         template.write_text(
             (TEMPLATES_DIR / names.MAIN_TEMPLATE).read_text().replace("\nDescription: '", "\nDescription: '(N+1) ", 1)

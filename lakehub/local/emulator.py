@@ -15,8 +15,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lakehub.assets import ROOT
 from lakehub.errors import LakehubError
 from lakehub.waiting import tries
+from lakehub.local import control
 from lakehub.local.processes import terminate_group
 
 LOOPBACK = "127.0.0.1"
@@ -37,6 +39,19 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
+
+
+def emulator_client(service: str, endpoint_url: str):
+    """A boto3 client of the emulator at `endpoint_url` with its dummy keys (DEFAULT_REGION)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=DEFAULT_REGION,
+        aws_access_key_id=EMULATOR_ACCESS_KEY,
+        aws_secret_access_key=EMULATOR_SECRET_KEY,
+    )
 
 
 @dataclass
@@ -129,3 +144,76 @@ def start_moto_server(
             pass
     server.stop()
     raise LakehubError(f"the AWS emulator did not answer on port {port} within {timeout:.0f} s")
+
+
+@dataclass
+class EmulatorServer:
+    """A running local emulator (lakehub.local.emulator_server: moto with the local Lambda
+    runner and the local environment's fixes), started by start_emulator_server."""
+
+    port: int
+    process: subprocess.Popen
+    control_token: str  # what its control API (/moto-api/...) requires
+    log_path: Path
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def emulator_server_command(port: int, work_dir: Path, control_token_file: Path, persist_dir: Path | None = None) -> list[str]:
+    """The command line of the local emulator (`python -m lakehub.local.emulator_server`)."""
+    command = [
+        sys.executable,
+        "-m",
+        "lakehub.local.emulator_server",
+        "--port",
+        str(port),
+        "--work-dir",
+        str(work_dir),
+        "--control-token-file",
+        str(control_token_file),
+    ]
+    if persist_dir is not None:
+        command += ["--persist-dir", str(persist_dir)]
+    return command
+
+
+def start_emulator_server(
+    folder: Path, work_dir: Path | None = None, persist_dir: Path | None = None, timeout: float = 60.0
+) -> EmulatorServer:
+    """Start the local emulator on a free loopback port and wait until its control API answers.
+    A new control token goes to `folder`/control-token, its output to `folder`/log; its work
+    folder is `work_dir` (default: `folder`); with `persist_dir`, durable local S3 mirrors to it.
+    Used by the tests and the benchmarks (the local platform supervises its own).
+
+    Raises LakehubError (one line) when it exits at start or does not answer within `timeout` s.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    token_file = folder / control.TOKEN_FILE
+    token = control.new_token(token_file)
+    port = free_port()
+    log_path = folder / "log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(
+            emulator_server_command(port, work_dir or folder, token_file, persist_dir),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = EmulatorServer(port=port, process=proc, control_token=token, log_path=log_path)
+    for _ in tries(timeout, interval=0.1):
+        if proc.poll() is not None:
+            raise LakehubError(f"the local emulator exited at start with code {proc.returncode}; see {log_path}")
+        try:
+            control.control_request(server.endpoint_url, "/moto-api/", token, timeout=1)
+            return server
+        except OSError:
+            pass
+    server.stop()
+    raise LakehubError(f"the local emulator did not answer on port {port} within {timeout:.0f} s; see {log_path}")

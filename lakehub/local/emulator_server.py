@@ -276,6 +276,24 @@ class LambdaRunner:
 RUNNER: LambdaRunner | None = None
 
 
+def image_manifest(layer_digest: str, layer_size: int, config_digest: str | None = None) -> str:
+    """An image manifest (Docker schema 2, JSON) of one layer, for an image nothing builds (the
+    config's digest: that of `{}` unless given)."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 2,
+            "digest": config_digest or "sha256:" + hashlib.sha256(b"{}").hexdigest(),
+        },
+        "layers": [
+            {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": layer_size, "digest": layer_digest}
+        ],
+    }
+    return json.dumps(manifest)
+
+
 def _placeholder_image(account_id: str, region: str, properties: dict) -> None:
     """The emulator builds nothing: give Custom::WaitForImage the tag it waits for. Its manifest
     names one layer made of the tag, so each tag has a digest of its own (moto makes an image's
@@ -293,23 +311,8 @@ def _placeholder_image(account_id: str, region: str, properties: dict) -> None:
         return
     except Exception:  # noqa: BLE001 - not there yet
         pass
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 2,
-            "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(),
-        },
-        "layers": [
-            {
-                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                "size": len(tag),
-                "digest": "sha256:" + hashlib.sha256(f"lakehub-local-image:{tag}".encode()).hexdigest(),
-            }
-        ],
-    }
-    backend.put_image(repo, json.dumps(manifest), tag)
+    layer = "sha256:" + hashlib.sha256(f"lakehub-local-image:{tag}".encode()).hexdigest()
+    backend.put_image(repo, image_manifest(layer, len(tag)), tag)
 
 
 def _create_custom_resource(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
@@ -504,26 +507,66 @@ def install_nested_stack_outputs() -> None:
 PLACEHOLDERS: dict[str, set[str]] = {}
 
 
+class _LocalModel:
+    """What the emulator's own CloudFormation models share (placeholders, secrets, alarms),
+    mixed in before moto's CloudFormationModel: each model stays a direct subclass of it, which
+    is how moto's parser finds models. A model names its type (CFN_TYPE), its name property
+    (NAME_PROPERTY), its GetAtt attributes (ATTRIBUTES; None: any) and the field its Ref gives
+    (REF); GetAtt gives its ARN. An update keeps the resource as it is, a delete does nothing,
+    unless the model says otherwise."""
+
+    CFN_TYPE = "?"
+    NAME_PROPERTY = ""
+    ATTRIBUTES: tuple[str, ...] | None = ()
+    REF = "name"
+
+    def __init__(self, name: str, arn: str):
+        self.name, self.arn = name, arn
+
+    @classmethod
+    def cloudformation_type(cls) -> str:
+        return cls.CFN_TYPE
+
+    @classmethod
+    def cloudformation_name_type(cls) -> str:
+        return cls.NAME_PROPERTY
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        return original_resource
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+        return None
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return cls.ATTRIBUTES is None or attr in cls.ATTRIBUTES
+
+    def get_cfn_attribute(self, attribute_name: str):
+        return self.arn
+
+    @property
+    def physical_resource_id(self) -> str:
+        return getattr(self, self.REF)
+
+
 def _placeholder_class():
     from moto.core.common_models import CloudFormationModel
 
-    class Placeholder(CloudFormationModel):
+    class Placeholder(_LocalModel, CloudFormationModel):
         """A resource of a type moto does not model: it gets a name, an ARN-shaped Arn and
         nothing else, so Ref and GetAtt on it resolve and the stack completes. Local mode
         lists these types (see lakehub.local.unmodelled)."""
 
         __module__ = "lakehub.placeholders"  # moto's model registry keys models by module
+        ATTRIBUTES = None
 
         def __init__(self, name: str, resource_type: str, account_id: str, region_name: str):
-            self.name = name
             self.resource_type = resource_type
             service = resource_type.split("::")[1].lower() if "::" in resource_type else "unknown"
             kind = resource_type.rsplit("::", 1)[-1].lower()
-            self.arn = f"arn:aws:{service}:{region_name}:{account_id}:{kind}/{name}"
-
-        @staticmethod
-        def cloudformation_type() -> str:
-            return "?"
+            super().__init__(name, f"arn:aws:{service}:{region_name}:{account_id}:{kind}/{name}")
 
         @classmethod
         def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
@@ -533,27 +576,9 @@ def _placeholder_class():
             name = next((props[k] for k in ("Name", "ProjectName", "RoleName") if isinstance(props.get(k), str)), resource_name)
             return cls(name, rtype, account_id, region_name)
 
-        @classmethod
-        def update_from_cloudformation_json(
-            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
-        ):
-            return original_resource
-
-        @classmethod
-        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
-            return None
-
-        @classmethod
-        def has_cfn_attr(cls, attr: str) -> bool:
-            return True
-
         def get_cfn_attribute(self, attribute_name: str):
             if attribute_name == "Arn" or attribute_name.endswith("Arn"):
                 return self.arn
-            return self.name
-
-        @property
-        def physical_resource_id(self) -> str:
             return self.name
 
     return Placeholder
@@ -568,19 +593,9 @@ def _secret_class():
     take for an SSM parameter (see docs/AWS_NOTES.md)."""
     from moto.core.common_models import CloudFormationModel
 
-    class Secret(CloudFormationModel):
+    class Secret(_LocalModel, CloudFormationModel):
         __module__ = "lakehub.secrets"  # moto's model registry keys models by module
-
-        def __init__(self, arn: str, name: str):
-            self.arn, self.name = arn, name
-
-        @staticmethod
-        def cloudformation_type() -> str:
-            return "AWS::SecretsManager::Secret"
-
-        @staticmethod
-        def cloudformation_name_type() -> str:
-            return "Name"
+        CFN_TYPE, NAME_PROPERTY, ATTRIBUTES, REF = "AWS::SecretsManager::Secret", "Name", ("Id",), "arn"
 
         @classmethod
         def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
@@ -604,13 +619,7 @@ def _secret_class():
                 replica_regions=[],
                 force_overwrite=False,
             )
-            return cls(json.loads(found)["ARN"] if isinstance(found, str) else found["ARN"], name)
-
-        @classmethod
-        def update_from_cloudformation_json(
-            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
-        ):
-            return original_resource
+            return cls(name, json.loads(found)["ARN"] if isinstance(found, str) else found["ARN"])
 
         @classmethod
         def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
@@ -621,17 +630,6 @@ def _secret_class():
                 secretsmanager_backends[account_id][region_name].delete_secret(name, None, True)
             except Exception:  # noqa: BLE001 - already gone: CloudFormation's delete succeeds too
                 pass
-
-        @classmethod
-        def has_cfn_attr(cls, attr: str) -> bool:
-            return attr == "Id"
-
-        def get_cfn_attribute(self, attribute_name: str):
-            return self.arn
-
-        @property
-        def physical_resource_id(self) -> str:
-            return self.arn
 
     return Secret
 
@@ -646,19 +644,9 @@ def _alarm_class():
     def truth(value, default=True) -> bool:
         return default if value is None else (value if isinstance(value, bool) else str(value).lower() == "true")
 
-    class Alarm(CloudFormationModel):
+    class Alarm(_LocalModel, CloudFormationModel):
         __module__ = "lakehub.alarms"  # moto's model registry keys models by module
-
-        def __init__(self, name: str, arn: str):
-            self.name, self.arn = name, arn
-
-        @staticmethod
-        def cloudformation_type() -> str:
-            return "AWS::CloudWatch::Alarm"
-
-        @staticmethod
-        def cloudformation_name_type() -> str:
-            return "AlarmName"
+        CFN_TYPE, NAME_PROPERTY, ATTRIBUTES = "AWS::CloudWatch::Alarm", "AlarmName", ("Arn",)
 
         @classmethod
         def _put(cls, name: str, props: dict, account_id: str, region_name: str) -> "Alarm":
@@ -713,17 +701,6 @@ def _alarm_class():
                 cloudwatch_backends[account_id][region_name].delete_alarms([name])
             except Exception:  # noqa: BLE001 - already gone: CloudFormation's delete succeeds too
                 pass
-
-        @classmethod
-        def has_cfn_attr(cls, attr: str) -> bool:
-            return attr == "Arn"
-
-        def get_cfn_attribute(self, attribute_name: str):
-            return self.arn
-
-        @property
-        def physical_resource_id(self) -> str:
-            return self.name
 
     return Alarm
 
@@ -938,23 +915,19 @@ def install_efs_attributes() -> None:
     from moto.cloudformation.exceptions import ValidationError
     from moto.efs.models import AccessPoint, FileSystem
 
-    def access_point_attribute(self, attribute_name):
-        if attribute_name == "AccessPointId":
-            return self.access_point_id
-        if attribute_name == "Arn":
-            return self.access_point_arn
-        raise ValidationError(message=f"AWS::EFS::AccessPoint has no attribute {attribute_name}")
+    def attributes(resource_type: str, **fields: str):
+        """get_cfn_attribute giving each GetAtt attribute named in `fields` from that field."""
 
-    def file_system_attribute(self, attribute_name):
-        if attribute_name == "FileSystemId":
-            return self.file_system_id
-        if attribute_name == "Arn":
-            return self.file_system_arn
-        raise ValidationError(message=f"AWS::EFS::FileSystem has no attribute {attribute_name}")
+        def get_cfn_attribute(self, attribute_name):
+            if attribute_name in fields:
+                return getattr(self, fields[attribute_name])
+            raise ValidationError(message=f"{resource_type} has no attribute {attribute_name}")
+
+        return get_cfn_attribute
 
     AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)
-    AccessPoint.get_cfn_attribute = access_point_attribute
-    FileSystem.get_cfn_attribute = file_system_attribute
+    AccessPoint.get_cfn_attribute = attributes("AWS::EFS::AccessPoint", AccessPointId="access_point_id", Arn="access_point_arn")
+    FileSystem.get_cfn_attribute = attributes("AWS::EFS::FileSystem", FileSystemId="file_system_id", Arn="file_system_arn")
 
 
 def install_bodyless_request_signatures() -> None:
@@ -1451,39 +1424,46 @@ def install_bucket_persistence(root: Path) -> BucketMirror:
     return MIRROR
 
 
+def _answer(start_response, status: str, body: dict):
+    """A JSON answer of the control paths' middlewares (persistence_api, ecs_task_api)."""
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _request_body(environ):
+    """The request's JSON body ({} when empty)."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return json.loads(environ["wsgi.input"].read(length) or b"{}")
+
+
 def persistence_api(app):
     """WSGI middleware for the control path PERSIST_PATH (the token guard in front of it lets
     only the supervisor through): `POST` with `{"bucket": name}` starts mirroring that bucket,
     `POST` with `{"sync": true}` makes the folder equal to it again, `GET` says what is mirrored.
     The folder itself is fixed at start (--persist-dir), never given over the network."""
 
-    def answer(start_response, status: str, body: dict):
-        data = json.dumps(body).encode()
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-        return [data]
-
     def handle(environ, start_response):
         if (environ.get("PATH_INFO") or "") != PERSIST_PATH:
             return app(environ, start_response)
         if MIRROR is None:
-            return answer(start_response, "409 Conflict", {"error": "the emulator was started without --persist-dir"})
+            return _answer(start_response, "409 Conflict", {"error": "the emulator was started without --persist-dir"})
         try:
             if environ.get("REQUEST_METHOD") == "POST":
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-                request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                request = _request_body(environ)
                 if request.get("bucket"):
                     count = MIRROR.watch(str(request["bucket"]))
                 elif request.get("sync"):
                     count = MIRROR.sync_all()
                 else:
-                    return answer(start_response, "400 Bad Request", {"error": 'give {"bucket": name} or {"sync": true}'})
-                return answer(start_response, "200 OK", dict(MIRROR.status(), files=count))
-            return answer(start_response, "200 OK", MIRROR.status())
+                    return _answer(start_response, "400 Bad Request", {"error": 'give {"bucket": name} or {"sync": true}'})
+                return _answer(start_response, "200 OK", dict(MIRROR.status(), files=count))
+            return _answer(start_response, "200 OK", MIRROR.status())
         except KeyError as exc:
-            return answer(start_response, "404 Not Found", {"error": f"no bucket {exc}"})
+            return _answer(start_response, "404 Not Found", {"error": f"no bucket {exc}"})
         except (LookupError, OSError, ValueError) as exc:
             log.exception("durable S3")
-            return answer(start_response, "500 Internal Server Error", {"error": str(exc)})
+            return _answer(start_response, "500 Internal Server Error", {"error": str(exc)})
 
     return handle
 
@@ -1532,26 +1512,20 @@ def ecs_task_api(app):
     """WSGI middleware for the control path ECS_TASK_PATH (behind the token guard):
     `POST` a set_task_status request."""
 
-    def answer(start_response, status: str, body: dict):
-        data = json.dumps(body).encode()
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-        return [data]
-
     def handle(environ, start_response):
         if (environ.get("PATH_INFO") or "") != ECS_TASK_PATH:
             return app(environ, start_response)
         if environ.get("REQUEST_METHOD") != "POST":
-            return answer(start_response, "405 Method Not Allowed", {"error": "POST a task status"})
+            return _answer(start_response, "405 Method Not Allowed", {"error": "POST a task status"})
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            request = _request_body(environ)
             if not isinstance(request, dict):
                 raise ValueError("the body is a JSON object")
-            return answer(start_response, "200 OK", set_task_status(request))
+            return _answer(start_response, "200 OK", set_task_status(request))
         except KeyError as exc:
-            return answer(start_response, "404 Not Found", {"error": f"no task {exc}"})
+            return _answer(start_response, "404 Not Found", {"error": f"no task {exc}"})
         except (TypeError, ValueError) as exc:
-            return answer(start_response, "400 Bad Request", {"error": str(exc)})
+            return _answer(start_response, "400 Bad Request", {"error": str(exc)})
 
     return handle
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import boto3
 from hubclient import UserServer, api_token, oidc_sign_in, wait_ready
+from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +27,36 @@ def user_server(tier: dict, user: dict) -> UserServer:
     token = api_token(session, tier["url"], user["username"])
     wait_ready(tier["url"], user["username"], token, timeout=120.0)
     return UserServer(tier["url"], user["username"], token)
+
+
+def create_stack(cfn, stack_name: str, template: dict, timeout: float = 60) -> dict:
+    """Create the stack and return it once it is no longer in progress."""
+    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
+    return wait_for(
+        lambda: next(
+            (st for st in cfn.describe_stacks(StackName=stack_name)["Stacks"] if not st["StackStatus"].endswith("IN_PROGRESS")),
+            None,
+        ),
+        timeout=timeout,
+        interval=0.5,
+        what=f"stack {stack_name} created",
+    )
+
+
+def delete_stack(cfn, stack_name: str, timeout: float = 60) -> None:
+    """Delete the stack and wait until it is gone (DELETE_COMPLETE)."""
+    cfn.delete_stack(StackName=stack_name)
+    wait_for(
+        lambda: (
+            not any(
+                s["StackName"] == stack_name and s["StackStatus"] != "DELETE_COMPLETE"
+                for s in cfn.list_stacks()["StackSummaries"]
+            )
+        ),
+        timeout=timeout,
+        interval=0.5,
+        what=f"stack {stack_name} deleted",
+    )
 
 
 def lakehub(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

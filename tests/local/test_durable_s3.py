@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import boto3
 import pytest
 
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, free_port
+from lakehub.local.emulator import emulator_client, start_emulator_server
 from lakehub.local import control
 from lakehub.local.emulator_server import PERSIST_PATH, key_path
 
@@ -30,49 +28,12 @@ BUCKET = "lakehub-local-notebooks"
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     work = tmp_path_factory.mktemp("durable-s3")
-    token_file = work / control.TOKEN_FILE
-    token = control.new_token(token_file)
-    port = free_port()
     mirror = work / "state" / "notebooks-export"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lakehub.local.emulator_server",
-            "--port",
-            str(port),
-            "--work-dir",
-            str(work / "emulator"),
-            "--control-token-file",
-            str(token_file),
-            "--persist-dir",
-            str(mirror),
-        ],
-        cwd=ROOT,
-        stdout=open(work / "log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, (work / "log").read_text()[-2000:]
-        try:
-            control.control_request(url, "/moto-api/", token, timeout=1)
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the emulator did not answer"
-            time.sleep(0.1)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=EMULATOR_ACCESS_KEY,
-        aws_secret_access_key=EMULATOR_SECRET_KEY,
-    )
+    server = start_emulator_server(work, work_dir=work / "emulator", persist_dir=mirror)
+    url, token = server.endpoint_url, server.control_token
+    s3 = emulator_client("s3", url)
     yield {"url": url, "token": token, "s3": s3, "mirror": mirror, "work": work}
-    proc.terminate()
-    proc.wait(timeout=30)
+    server.stop()
 
 
 def persist(emulator, body: dict, token: str | None = None) -> dict:

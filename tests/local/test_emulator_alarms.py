@@ -6,28 +6,14 @@ tier template's hub-down alarm and main's alarm topic, topic policy and dashboar
 from __future__ import annotations
 
 import json
-import time
 import uuid
-
-import boto3
 
 from lakehub.assets import TEMPLATES_DIR
 from lakehub.cfn.template import load
+from lakehub.local.emulator import emulator_client
 from lakehub_hub import metrics as M
 
-
-def _client(service, url):
-    return boto3.client(
-        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-    )  # noqa: S106 - the emulator's
-
-
-def _wait(cfn, stack_name, timeout=60):
-    deadline = time.monotonic() + timeout
-    while (stack := cfn.describe_stacks(StackName=stack_name)["Stacks"][0])["StackStatus"].endswith("IN_PROGRESS"):
-        assert time.monotonic() < deadline, stack
-        time.sleep(0.5)
-    return stack
+from .helpers import create_stack, delete_stack
 
 
 def template(platform: str) -> dict:
@@ -60,10 +46,9 @@ def template(platform: str) -> dict:
 
 def test_the_templates_alarms_exist_in_the_emulators_cloudwatch(local_emulator):
     endpoint, platform = local_emulator, f"al{uuid.uuid4().hex[:6]}"
-    cfn, cw, sns = _client("cloudformation", endpoint), _client("cloudwatch", endpoint), _client("sns", endpoint)
+    cfn, cw, sns = (emulator_client(service, endpoint) for service in ("cloudformation", "cloudwatch", "sns"))
     stack_name = f"{platform}-alarms"
-    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(template(platform)))
-    stack = _wait(cfn, stack_name)
+    stack = create_stack(cfn, stack_name, template(platform))
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     assert outputs["AlarmRef"] == f"{platform}-pii-hub-down"  # Ref: the alarm's name, as on AWS
@@ -79,11 +64,5 @@ def test_the_templates_alarms_exist_in_the_emulators_cloudwatch(local_emulator):
     assert [(s["Protocol"], s["Endpoint"]) for s in subs] == [("email", "ops@example.com")]
     assert cw.get_dashboard(DashboardName=f"{platform}-lakehub")["DashboardName"] == f"{platform}-lakehub"
 
-    cfn.delete_stack(StackName=stack_name)
-    deadline = time.monotonic() + 60
-    while any(
-        s["StackName"] == stack_name and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"]
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    delete_stack(cfn, stack_name)
     assert cw.describe_alarms(AlarmNames=[outputs["AlarmRef"]])["MetricAlarms"] == []

@@ -9,16 +9,14 @@ tier role whose S3 statements name `users/${aws:PrincipalTag/lakehub-user}/`.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from contextlib import contextmanager
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from lakehub.local.emulator import free_port, start_moto_server
+from lakehub.local.emulator import start_emulator_server, start_moto_server
 from lakehub.local import control
-from lakehub.waiting import tries
 
 REGION = "us-east-1"
 BUCKET = "lakehub-iam-notebooks"
@@ -55,6 +53,27 @@ def _client(endpoint, service, creds=None):
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds.get("SessionToken"),
     )
+
+
+@contextmanager
+def _bucket_policy(admin, *statements):
+    """The bucket's policy is these statements for the block's duration."""
+    admin.put_bucket_policy(Bucket=BUCKET, Policy=_policy(*statements))
+    try:
+        yield
+    finally:
+        admin.delete_bucket_policy(Bucket=BUCKET)
+
+
+def _deny_to_alice(action, resource):
+    """A bucket policy statement refusing `action` on `resource` to sessions with alice's source identity."""
+    return {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": action,
+        "Resource": resource,
+        "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}},
+    }
 
 
 def _creds(c):
@@ -145,38 +164,12 @@ def moto_plain(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    port = free_port()
-    work = tmp_path_factory.mktemp("emulator-iam")
-    token_file = work / control.TOKEN_FILE
-    token = control.new_token(token_file)
-    endpoint = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lakehub.local.emulator_server",
-            "--port",
-            str(port),
-            "--work-dir",
-            str(work),
-            "--control-token-file",
-            str(token_file),
-        ],
-        stdout=open(work / "log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    for _ in tries(60, interval=0.1):
-        try:
-            control.control_request(endpoint, "/moto-api/", token, timeout=1)
-            break
-        except OSError:
-            pass
+    server = start_emulator_server(tmp_path_factory.mktemp("emulator-iam"))
+    endpoint, token = server.endpoint_url, server.control_token
     creds = set_up(endpoint)
     control.control_request(endpoint, "/moto-api/reset-auth", token, data=b"0", method="POST", content_type="text/plain")
     yield endpoint, creds
-    proc.terminate()
-    proc.wait(timeout=30)
+    server.stop()
 
 
 def test_moto_enforcement_lets_a_user_list_another_users_folder(moto_plain):
@@ -274,23 +267,9 @@ def test_a_source_identity_cannot_change_along_a_role_chain(emulator):
         assert who["Arn"].endswith(":assumed-role/iam-tier/again")
         # It still carries alice's source identity: a bucket policy on aws:SourceIdentity sees it.
         admin = _client(endpoint, "s3", creds["admin"])
-        admin.put_bucket_policy(
-            Bucket=BUCKET,
-            Policy=_policy(
-                {
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:GetObject",
-                    "Resource": f"arn:aws:s3:::{BUCKET}/*",
-                    "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}},
-                }
-            ),
-        )
-        try:
+        with _bucket_policy(admin, _deny_to_alice("s3:GetObject", f"arn:aws:s3:::{BUCKET}/*")):
             s3 = _client(endpoint, "s3", _creds(again["Credentials"]))
             assert _denied(lambda: s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/notes.txt"))
-        finally:
-            admin.delete_bucket_policy(Bucket=BUCKET)
     finally:
         trust["Statement"][0]["Principal"]["AWS"] = creds["hub_arn"]
         iam.update_assume_role_policy(RoleName="iam-tier", PolicyDocument=json.dumps(trust))
@@ -334,31 +313,17 @@ def test_delete_objects_is_authorized_per_key(emulator, moto_plain):
 def test_bucket_policies_count_and_the_tls_deny_does_not_block_the_emulators_http(emulator):
     endpoint, creds = emulator
     admin = _client(endpoint, "s3", creds["admin"])
-    admin.put_bucket_policy(
-        Bucket=BUCKET,
-        Policy=_policy(
-            {
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
-            {
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:PutObject",
-                "Resource": f"arn:aws:s3:::{BUCKET}/{USERS}/*/frozen/*",
-                "Condition": {"StringEquals": {"aws:SourceIdentity": "alice"}},
-            },
-        ),
-    )
-    try:
+    tls_only = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    with _bucket_policy(admin, tls_only, _deny_to_alice("s3:PutObject", f"arn:aws:s3:::{BUCKET}/{USERS}/*/frozen/*")):
         s3 = _client(endpoint, "s3", creds["alice"])
         assert s3.get_object(Bucket=BUCKET, Key=f"{USERS}/alice/notes.txt")["Body"].read() == b"alice"
         assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key=f"{USERS}/alice/frozen/x.txt", Body=b"x"))
-    finally:
-        admin.delete_bucket_policy(Bucket=BUCKET)
 
 
 def test_the_session_carries_the_users_identity(emulator):

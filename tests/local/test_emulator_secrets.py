@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 
-import boto3
-from waiting import wait_for
+from lakehub.local.emulator import emulator_client
+
+from .helpers import create_stack, delete_stack
 
 TEMPLATE = {
     "AWSTemplateFormatVersion": "2010-09-09",
@@ -51,30 +51,10 @@ TEMPLATE = {
 FULL_ARN = r"arn:aws:secretsmanager:us-east-1:\d{12}:secret:%s-[A-Za-z0-9]{6}"
 
 
-def _client(service, url):
-    return boto3.client(
-        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-    )  # noqa: S106 - the emulator's
-
-
-def _created(cfn, stack_name: str, template: dict) -> dict:
-    """Create the stack and return it once it is no longer in progress (60 s at most)."""
-    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
-    return wait_for(
-        lambda: next(
-            (st for st in cfn.describe_stacks(StackName=stack_name)["Stacks"] if not st["StackStatus"].endswith("IN_PROGRESS")),
-            None,
-        ),
-        timeout=60,
-        interval=0.5,
-        what=f"stack {stack_name} created",
-    )
-
-
 def test_a_template_secret_exists_and_its_ref_is_the_full_arn_ecs_needs(local_emulator):
     endpoint, stack_name = local_emulator, f"secrets-{uuid.uuid4().hex[:8]}"
-    cfn, sm = _client("cloudformation", endpoint), _client("secretsmanager", endpoint)
-    stack = _created(cfn, stack_name, TEMPLATE)
+    cfn, sm = emulator_client("cloudformation", endpoint), emulator_client("secretsmanager", endpoint)
+    stack = create_stack(cfn, stack_name, TEMPLATE)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     assert re.fullmatch(FULL_ARN % "lakehub/test/cookie-secret", outputs["GeneratedRef"]), outputs
@@ -89,13 +69,7 @@ def test_a_template_secret_exists_and_its_ref_is_the_full_arn_ecs_needs(local_em
     assert shaped["username"] == "hub" and len(shaped["password"]) == 20
     assert sm.describe_secret(SecretId=outputs["GeneratedRef"])["Description"] == "generated"
 
-    cfn.delete_stack(StackName=stack_name)
-    deadline = time.monotonic() + 60
-    while any(
-        s["StackName"] == stack_name and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"]
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    delete_stack(cfn, stack_name)
     names = {s["Name"] for s in sm.list_secrets()["SecretList"]}
     assert not names & {"lakehub/test/cookie-secret", "lakehub/test/given", "lakehub/test/json"}, names
 
@@ -127,15 +101,15 @@ def test_the_tiers_json_secret_resolves_key_by_key_as_ecs_reads_it(local_emulato
         "Outputs": {"Cookie": {"Value": cookie_value_from}},
     }
     endpoint, stack_name = local_emulator, f"hub-secret-{uuid.uuid4().hex[:8]}"
-    cfn, sm = _client("cloudformation", endpoint), _client("secretsmanager", endpoint)
-    stack = _created(cfn, stack_name, template)
+    cfn, sm = emulator_client("cloudformation", endpoint), emulator_client("secretsmanager", endpoint)
+    stack = create_stack(cfn, stack_name, template)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack
     value_from = stack["Outputs"][0]["OutputValue"]
     assert re.fullmatch(FULL_ARN % "lakehub/test/hub-secret" + ":cookie_secret::", value_from), value_from
     document = json.loads(sm.get_secret_value(SecretId="lakehub/test/hub-secret")["SecretString"])
     assert re.fullmatch(r"[A-Za-z0-9]{64}", document["cookie_secret"])
 
-    clients = {"asm": sm, "ssm": _client("ssm", endpoint)}
+    clients = {"asm": sm, "ssm": emulator_client("ssm", endpoint)}
     assert read_secret(clients.__getitem__, value_from) == document["cookie_secret"]
     assert read_secret(clients.__getitem__, value_from.split(":cookie_secret")[0]) == json.dumps(document)  # the whole secret
     with pytest.raises(SecretsError, match="has no JSON key 'oauth_client_secret'"):

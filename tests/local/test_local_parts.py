@@ -17,8 +17,8 @@ import boto3
 import botocore.session
 import pytest
 
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from lakehub.errors import LakehubError
+from lakehub.local.emulator import emulator_client
 from lakehub.local.credentials import CredentialsServer
 from lakehub.local.state import StateDir
 from lakehub.local.unmodelled import template_types, unmodelled
@@ -154,15 +154,9 @@ Outputs:
 
 
 @pytest.mark.e2e
-def test_custom_resource_runs_locally_and_its_data_feeds_the_stack(local_emulator, monkeypatch, tmp_path):
+def test_custom_resource_runs_locally_and_its_data_feeds_the_stack(local_emulator, emulator_env, tmp_path):
     from lakehub.release.deploy import deploy
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY,
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
     s3 = boto3.client("s3", endpoint_url=local_emulator, region_name="us-east-1")
     s3.create_bucket(Bucket="runner-test")
     buf = io.BytesIO()
@@ -229,13 +223,7 @@ def test_emulator_control_api_answers_only_the_supervisor_token(local_emulator):
         headers={HEADER: local_emulator.control_token},
     )
     assert json.loads(urllib.request.urlopen(req, timeout=10).read())
-    sts = boto3.client(
-        "sts",
-        endpoint_url=local_emulator,
-        region_name="us-east-1",
-        aws_access_key_id=EMULATOR_ACCESS_KEY,
-        aws_secret_access_key=EMULATOR_SECRET_KEY,
-    )
+    sts = emulator_client("sts", local_emulator)
     assert sts.get_caller_identity()["Account"]
 
 
