@@ -1,5 +1,6 @@
 """Drive `lakehub local up/status/down` from tests, and sign in to a local tier hub and get its
-user's server (the client itself: tests/hubclient.py). Used by tests/local and tests/browser."""
+user's server (the client itself: tests/hubclient.py); register a Fargate task definition on
+the emulator's ECS. Used by tests/local, tests/spawner and tests/browser."""
 
 from __future__ import annotations
 
@@ -26,6 +27,20 @@ def user_server(tier: dict, user: dict) -> UserServer:
     token = api_token(session, tier["url"], user["username"])
     wait_ready(tier["url"], user["username"], token, timeout=120.0)
     return UserServer(tier["url"], user["username"], token)
+
+
+def register_fargate_definition(ecs, family: str, containers: list[dict], **fields) -> dict:
+    """RegisterTaskDefinition of a Fargate task sized as the tier template's user-server one
+    (awsvpc, 1 vCPU, 4 GB); `fields` adds the rest (roles, volumes, tags). Its taskDefinition."""
+    return ecs.register_task_definition(
+        family=family,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="4096",
+        containerDefinitions=containers,
+        **fields,
+    )["taskDefinition"]
 
 
 def lakehub(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

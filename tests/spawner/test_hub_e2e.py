@@ -128,20 +128,15 @@ def test_two_users_get_two_tasks_that_survive_a_hub_restart(ecs_world, hub_env, 
 
         # Hub restart: the tasks keep running; a task no user owns is stopped at start-up.
         hub.stop()
-        ghost = ecs_world.ecs.run_task(
-            cluster=ecs_world.cluster,
-            taskDefinition=ecs_world.family,
+        ghost = ecs_world.run_task(
+            ecs_world.family,
             startedBy=fargate.started_by(ecs_world.tier),
-            capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
-            networkConfiguration={
-                "awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}
-            },
             tags=[
                 {"key": "lakehub:user", "value": "ghost"},
                 {"key": "lakehub:tier", "value": ecs_world.tier},
                 {"key": "lakehub:hub", "value": ecs_world.tier},
             ],
-        )["tasks"][0]["taskArn"]
+        )["taskArn"]
         hub.start()
         assert "reconcile_orphans stopped 1 task(s)" in hub.log()
         ghost_task = ecs_world.ecs.describe_tasks(cluster=ecs_world.cluster, tasks=[ghost])["tasks"][0]
