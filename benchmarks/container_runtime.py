@@ -64,23 +64,9 @@ def container_pid(task_arn: str) -> int | None:
 
 def user_tasks(state: dict) -> dict[str, str]:
     """{user: task ARN} of the running user-server tasks."""
-    import boto3
+    from local.helpers import running_tasks  # tests/local/helpers.py
 
-    ecs = boto3.client(
-        "ecs",
-        endpoint_url=state["emulator_endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id=state["admin"]["AccessKeyId"],
-        aws_secret_access_key=state["admin"]["SecretAccessKey"],
-    )
-    cluster = state["outputs"]["ClusterName"]
-    arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
-    found = {}
-    for task in ecs.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"] if arns else []:
-        tags = {t["key"]: t["value"] for t in task.get("tags", [])}
-        if "lakehub:user" in tags:
-            found[tags["lakehub:user"]] = task["taskArn"]
-    return found
+    return {tags["lakehub:user"]: task["taskArn"] for task, tags in running_tasks(state) if "lakehub:user" in tags}
 
 
 def one_runtime(runtime: str, users: int) -> dict:

@@ -1,5 +1,6 @@
 """Drive `lakehub local up/status/down` from tests, and sign in to a local tier hub and get its
-user's server (the client itself: tests/hubclient.py). Used by tests/local and tests/browser."""
+user's server (the client itself: tests/hubclient.py); register a Fargate task definition on
+the emulator's ECS. Used by tests/local, tests/spawner and tests/browser."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -59,6 +61,40 @@ def delete_stack(cfn, stack_name: str, timeout: float = 60) -> None:
     )
 
 
+def admin_client(state: dict, service: str):
+    """A boto3 client on the platform's emulator with the admin's keys (state.json's)."""
+    return boto3.client(
+        service,
+        endpoint_url=state["emulator_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=state["admin"]["AccessKeyId"],
+        aws_secret_access_key=state["admin"]["SecretAccessKey"],
+    )
+
+
+def running_tasks(state: dict) -> list[tuple[dict, dict[str, str]]]:
+    """The platform cluster's running tasks (DescribeTasks, with their tags), each with its tags
+    as a dict."""
+    ecs, cluster = admin_client(state, "ecs"), state["outputs"]["ClusterName"]
+    arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"] if arns else []
+    return [(task, {t["key"]: t["value"] for t in task.get("tags", [])}) for task in tasks]
+
+
+def register_fargate_definition(ecs, family: str, containers: list[dict], **fields) -> dict:
+    """RegisterTaskDefinition of a Fargate task sized as the tier template's user-server one
+    (awsvpc, 1 vCPU, 4 GB); `fields` adds the rest (roles, volumes, tags). Its taskDefinition."""
+    return ecs.register_task_definition(
+        family=family,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="4096",
+        containerDefinitions=containers,
+        **fields,
+    )["taskDefinition"]
+
+
 def lakehub(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """`lakehub ARGS` in a child process, without the caller's AWS_* variables; `env` adds to
     (or replaces) the rest of the caller's environment."""
@@ -97,6 +133,21 @@ class Platform:
             env=env,
         )
 
+    def up_ok(self, log_tail: int | None = 3000) -> subprocess.CompletedProcess:
+        """`up` that must succeed, else the test fails with its output and the supervisor's log
+        (its last `log_tail` characters; None: all of it). `up_seconds`: how long it took."""
+        started = time.monotonic()
+        proc = self.up()
+        assert proc.returncode == 0, proc.stdout + proc.stderr + self.supervisor_log(log_tail)
+        self.up_seconds = time.monotonic() - started
+        return proc
+
+    def supervisor_log(self, last: int | None = None) -> str:
+        """The supervisor's log (its last `last` characters), "" before there is one."""
+        path = self.state_dir / "supervisor.log"
+        text = path.read_text() if path.exists() else ""
+        return text[-last:] if last else text
+
     def down(self) -> subprocess.CompletedProcess:
         return lakehub("local", "down", "--state-dir", str(self.state_dir), timeout=180)
 
@@ -117,12 +168,16 @@ class Platform:
     def tier(self, name: str) -> dict:
         return next(t for t in self.status()["tiers"] if t["name"] == name)
 
+    def admin_client(self, service: str):
+        return admin_client(self.state(), service)
+
     def admin_s3(self):
-        state = self.state()
-        return boto3.client(
-            "s3",
-            endpoint_url=state["emulator_endpoint"],
-            region_name="us-east-1",
-            aws_access_key_id=state["admin"]["AccessKeyId"],
-            aws_secret_access_key=state["admin"]["SecretAccessKey"],
-        )
+        return self.admin_client("s3")
+
+
+def running(p: Platform, log_tail: int | None = 3000):
+    """A module fixture's platform, `yield from running(Platform(...))`: up (it must succeed,
+    see Platform.up_ok), then down."""
+    p.up_ok(log_tail)
+    yield p
+    p.down()

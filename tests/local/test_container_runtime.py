@@ -22,6 +22,8 @@ from lakehub.stacks import tier
 from lakehub.local import containers
 from lakehub.local.agent import LocalAgent
 
+from .helpers import register_fargate_definition
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.container]
 
 IMAGE = os.environ.get("LAKEHUB_TEST_HUB_IMAGE", "")
@@ -106,21 +108,21 @@ def world(local_emulator, hub_image, tmp_path_factory):
             client=client,
         )
 
-        def register(**container):
+        def register(volumes=None, **container):
+            """A user-server definition with the tier's roles, of one container (user 1000, the hub
+            image); with `volumes`, the task's volumes. Its ARN."""
             container.setdefault("name", "notebook")
             container.setdefault("image", hub_image)
             container.setdefault("memoryReservation", 512)
             container.setdefault("user", "1000")
-            return ecs.register_task_definition(
-                family=f"lakehub-p2-{next(_n)}",
-                networkMode="awsvpc",
-                requiresCompatibilities=["FARGATE"],
-                cpu="1024",
-                memory="4096",
+            return register_fargate_definition(
+                ecs,
+                f"lakehub-p2-{next(_n)}",
+                [container],
                 taskRoleArn=tier_role,
                 executionRoleArn=exec_role,
-                containerDefinitions=[container],
-            )["taskDefinition"]["taskDefinitionArn"]
+                **({"volumes": volumes} if volumes else {}),
+            )["taskDefinitionArn"]
 
         def run(td, user="ann", hub=None, **kwargs):
             tags = [{"key": "lakehub:user", "value": user}] if user else []
@@ -321,18 +323,14 @@ def test_a_container_that_exits_stops_its_task_with_its_exit_code(world):
 # then 64 MiB chunks written (so the pages are really used) until the kernel kills it.
 HOG = r"""
 import sys, time
-for path in ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"):
-    try:
-        print("LIMIT", open(path).read().strip(), flush=True)
-        break
-    except OSError:
-        pass
-for path in ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu.max"):
-    try:
-        print("CPU", open(path).read().strip(), flush=True)
-        break
-    except OSError:
-        pass
+for label, paths in (("LIMIT", ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")),
+                     ("CPU", ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu.max"))):
+    for path in paths:  # cgroup v1, then v2
+        try:
+            print(label, open(path).read().strip(), flush=True)
+            break
+        except OSError:
+            pass
 hog = []
 for i in range(64):  # at most 4 GiB: far past the 512 MiB the task has
     hog.append(b"x" * (64 << 20))
@@ -388,14 +386,11 @@ def test_an_unreadable_secret_stops_the_task_like_on_ecs(world):
 
 
 def test_a_users_server_never_runs_as_root(world):
-    td = world.ecs.register_task_definition(
-        family=f"lakehub-p2-{next(_n)}",
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
-        cpu="1024",
-        memory="4096",
-        containerDefinitions=[{"name": "notebook", "image": world.image, "memoryReservation": 512, "command": ["sleep", "60"]}],
-    )["taskDefinition"]["taskDefinitionArn"]
+    td = register_fargate_definition(
+        world.ecs,
+        f"lakehub-p2-{next(_n)}",
+        [{"name": "notebook", "image": world.image, "memoryReservation": 512, "command": ["sleep", "60"]}],
+    )["taskDefinitionArn"]
     task = world.stopped(world.run(td))
     assert task["stoppedReason"].startswith("CannotStartContainerError: a user's server must not run as root")
 
@@ -415,14 +410,7 @@ def test_efs_volumes_and_extra_mounts_are_bind_mounts_at_their_container_paths(w
     extra.mkdir()
     (extra / "config.txt").write_text("from the host")
     os.chmod(tmp_path, 0o755)
-    td = world.ecs.register_task_definition(
-        family=f"lakehub-p2-{next(_n)}",
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
-        cpu="1024",
-        memory="4096",
-        taskRoleArn=world.tier_role,
-        executionRoleArn=world.exec_role,
+    td = world.register(
         volumes=[
             {
                 "name": "home",
@@ -434,23 +422,15 @@ def test_efs_volumes_and_extra_mounts_are_bind_mounts_at_their_container_paths(w
                 },
             }
         ],
-        containerDefinitions=[
-            {
-                "name": "notebook",
-                "image": world.image,
-                "memoryReservation": 512,
-                "user": "1000",
-                "workingDirectory": "/home/efs-user",
-                "mountPoints": [{"sourceVolume": "home", "containerPath": "/home/efs-user", "readOnly": False}],
-                "command": [
-                    "sh",
-                    "-c",
-                    "id -u > /home/efs-user/written-by; cat /srv/extra/config.txt; "
-                    'touch /srv/extra/nope 2>/dev/null || echo "extra is read-only"; pwd; sleep 600',
-                ],
-            }
+        workingDirectory="/home/efs-user",
+        mountPoints=[{"sourceVolume": "home", "containerPath": "/home/efs-user", "readOnly": False}],
+        command=[
+            "sh",
+            "-c",
+            "id -u > /home/efs-user/written-by; cat /srv/extra/config.txt; "
+            'touch /srv/extra/nope 2>/dev/null || echo "extra is read-only"; pwd; sleep 600',
         ],
-    )["taskDefinition"]["taskDefinitionArn"]
+    )
     world.agent.extra_mounts = lambda task: [(str(extra), "/srv/extra", True)]
     try:
         arn = world.run(td, user="efs-user")

@@ -13,14 +13,13 @@ import shutil
 import subprocess
 import time
 
-import boto3
 import nbformat
 import pytest
 import requests
 
 from lakehub.local.platform import free_base_port
 
-from .helpers import Platform, lakehub, user_server
+from .helpers import Platform, admin_client, lakehub, running_tasks, user_server
 from .test_local_up import PROBE
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]  # one `up` on containers (the image cached) for the module
@@ -117,29 +116,10 @@ def platform(tmp_path_factory):
         runtime="container",
         env={"LAKEHUB_IDLE_TIMEOUT": str(IDLE_TIMEOUT)},
     )
-    started = time.monotonic()
-    proc = p.up()
-    assert proc.returncode == 0, proc.stdout + proc.stderr + _logs(p)
-    p.up_seconds = time.monotonic() - started
+    p.up_ok(log_tail=4000)
     yield p
     if p.state().get("phase") == "ready":
         p.down()
-
-
-def _logs(p: Platform) -> str:
-    log = p.state_dir / "supervisor.log"
-    return log.read_text()[-4000:] if log.exists() else ""
-
-
-def _ecs(p: Platform):
-    state = p.state()
-    return boto3.client(
-        "ecs",
-        endpoint_url=state["emulator_endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id=state["admin"]["AccessKeyId"],
-        aws_secret_access_key=state["admin"]["SecretAccessKey"],
-    )
 
 
 def _podman(*args: str) -> str:
@@ -166,16 +146,11 @@ def _containers(p: Platform) -> dict[str, dict]:
 def _tasks(p: Platform, tag: str, value: str) -> list[dict]:
     """The running tasks tagged `tag` = `value`: lakehub:user = a user's; lakehub:hub = a tier's
     hub task (users' tasks carry lakehub:hub too, the hub that started them: left out)."""
-    ecs, cluster = _ecs(p), p.state()["outputs"]["ClusterName"]
-    arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
-    if not arns:
-        return []
-    found = []
-    for task in ecs.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"]:
-        tags = {t["key"]: t["value"] for t in task.get("tags", [])}
-        if tags.get(tag) == value and (tag != "lakehub:hub" or "lakehub:user" not in tags):
-            found.append(task)
-    return found
+    return [
+        task
+        for task, tags in running_tasks(p.state())
+        if tags.get(tag) == value and (tag != "lakehub:hub" or "lakehub:user" not in tags)
+    ]
 
 
 def _image_id(reference: str) -> str:
@@ -208,7 +183,7 @@ def test_status_says_the_platform_runs_on_containers(platform):
 def test_each_hub_is_its_services_ecs_task_in_a_container_of_the_hub_image_and_healthy(platform):
     state = platform.state()
     containers = _containers(platform)
-    ecs, cluster = _ecs(platform), state["outputs"]["ClusterName"]
+    ecs, cluster = platform.admin_client("ecs"), state["outputs"]["ClusterName"]
     hub_image = _image_id(state["task_image"])
     assert hub_image == _image_id(state["hub_image"])  # the local build, under its emulated ECR name
     for tier in ("pii", "nonpii"):
@@ -220,13 +195,7 @@ def test_each_hub_is_its_services_ecs_task_in_a_container_of_the_hub_image_and_h
         repo_uri, tag = state["task_image"].rsplit(":", 1)
         image = definition["containerDefinitions"][0]["image"]
         assert image.startswith(f"{repo_uri}@sha256:"), image
-        ecr = boto3.client(
-            "ecr",
-            endpoint_url=state["emulator_endpoint"],
-            region_name="us-east-1",
-            aws_access_key_id=state["admin"]["AccessKeyId"],
-            aws_secret_access_key=state["admin"]["SecretAccessKey"],
-        )
+        ecr = admin_client(state, "ecr")
         (detail,) = ecr.describe_images(repositoryName=repo_uri.split("/", 1)[1], imageIds=[{"imageTag": tag}])["imageDetails"]
         assert image == f"{repo_uri}@{detail['imageDigest']}", (image, detail)
         container = containers[task["taskArn"]]
@@ -296,7 +265,7 @@ def test_a_saved_notebook_lands_in_the_notebook_bucket_under_its_tier(platform):
 
 @pytest.mark.e2e
 def test_the_idle_culler_stops_an_idle_users_container(platform, idle_user):
-    ecs, cluster = _ecs(platform), platform.state()["outputs"]["ClusterName"]
+    ecs, cluster = platform.admin_client("ecs"), platform.state()["outputs"]["ClusterName"]
     arn = idle_user["task"]["taskArn"]
     url = f"{idle_user['tier']['url']}/hub/api/users/{idle_user['user']['username']}"
     headers = {"Authorization": f"token {idle_user['server'].token}"}

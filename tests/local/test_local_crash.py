@@ -20,14 +20,9 @@ import pytest
 from lakehub.local.platform import free_base_port
 from lakehub.waiting import tries
 
-from .helpers import Platform, user_server
+from .helpers import Platform, running, user_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
-
-
-def _logs(p: Platform) -> str:
-    log = p.state_dir / "supervisor.log"
-    return log.read_text()[-3000:] if log.exists() else ""
 
 
 def _processes_of(state_dir: Path) -> list[int]:
@@ -72,16 +67,8 @@ def _wait_gone(pid: int, timeout: float = 30) -> None:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     p = Platform(tmp_path_factory.mktemp("lakehub-crash"), free_base_port())
-    proc = p.up()
-    assert proc.returncode == 0, proc.stdout + proc.stderr + _logs(p)
-    yield p
-    p.down()
+    yield from running(p)
     _kill_all(p.state_dir)
-
-
-def _up(p: Platform) -> None:
-    up = p.up()
-    assert up.returncode == 0, up.stdout + up.stderr + _logs(p)
 
 
 def test_a_saved_notebook_survives_killing_the_emulator_and_down_says_it_could_not_export(platform):
@@ -107,7 +94,7 @@ def test_a_saved_notebook_survives_killing_the_emulator_and_down_says_it_could_n
     assert len(down.stderr.strip().splitlines()) == 1, down.stderr
     assert notebook.is_file() and (mirror / "shared" / "team-note.txt").is_file()
 
-    _up(platform)
+    platform.up_ok()
     s3 = platform.admin_s3()
     bucket = platform.state()["outputs"]["NotebookBucketName"]
     key = f"tiers/nonpii/users/{user['username']}/before-crash.ipynb"
@@ -131,7 +118,7 @@ def test_writes_and_deletes_survive_killing_the_supervisor(platform):
     assert (mirror / "shared" / "after-restart.txt").read_bytes() == b"written after the restart"
     assert not (mirror / "shared" / "team-note.txt").exists()
 
-    _up(platform)
+    platform.up_ok()
     s3 = platform.admin_s3()
     bucket = platform.state()["outputs"]["NotebookBucketName"]
     assert s3.get_object(Bucket=bucket, Key="shared/after-restart.txt")["Body"].read() == b"written after the restart"

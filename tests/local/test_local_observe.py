@@ -281,16 +281,7 @@ def _stack_alarm(p, tier: str = "pii") -> dict | None:
 
 
 def _admin(p, service: str):
-    import boto3
-
-    state = p.state()
-    return boto3.client(
-        service,
-        endpoint_url=state["emulator_endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id=state["admin"]["AccessKeyId"],
-        aws_secret_access_key=state["admin"]["SecretAccessKey"],
-    )
+    return p.admin_client(service)
 
 
 def _wait(what: str, check, timeout: float, every: float = 2.0):

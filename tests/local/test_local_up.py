@@ -8,17 +8,15 @@ One `up` is shared by the module's tests (CI time); the last test takes it down 
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
-import boto3
 import nbformat
 import pytest
 import requests
 
 from lakehub.local.platform import free_base_port
 
-from .helpers import Platform, lakehub, user_server
+from .helpers import Platform, admin_client, lakehub, running, running_tasks, user_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -38,18 +36,7 @@ print("pii:", probe("pii/customers.csv"), "nonpii:", probe("nonpii/sales.csv"))
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("lakehub-local"), free_base_port())
-    started = time.monotonic()
-    proc = p.up()
-    assert proc.returncode == 0, proc.stdout + proc.stderr + _logs(p)
-    p.up_seconds = time.monotonic() - started
-    yield p
-    p.down()
-
-
-def _logs(p: Platform) -> str:
-    log = p.state_dir / "supervisor.log"
-    return log.read_text()[-3000:] if log.exists() else ""
+    yield from running(Platform(tmp_path_factory.mktemp("lakehub-local"), free_base_port()))
 
 
 def test_up_ends_with_tiers_urls_users_and_the_emulator(platform):
@@ -70,14 +57,7 @@ def test_up_ends_with_tiers_urls_users_and_the_emulator(platform):
 def test_both_default_tiers_get_distinct_listener_priorities(platform):
     """Issue 13, defect 1: the tier stacks are created concurrently (as CloudFormation does,
     and the emulator now does too), and each tier's rule holds its own priority."""
-    state = platform.state()
-    kwargs = dict(
-        endpoint_url=state["emulator_endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id=state["admin"]["AccessKeyId"],
-        aws_secret_access_key=state["admin"]["SecretAccessKey"],
-    )
-    cfn, elbv2 = boto3.client("cloudformation", **kwargs), boto3.client("elbv2", **kwargs)
+    cfn, elbv2 = platform.admin_client("cloudformation"), platform.admin_client("elbv2")
     priorities, listeners = {}, set()
     for stack in cfn.describe_stacks()["Stacks"]:
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
@@ -126,19 +106,9 @@ def test_two_users_of_one_tier_get_two_tasks_with_the_user_task_role(platform):
     for user in tier["users"][:2]:
         user_server(tier, user)
     state = platform.state()
-    ecs = boto3.client(
-        "ecs",
-        endpoint_url=state["emulator_endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id=state["admin"]["AccessKeyId"],
-        aws_secret_access_key=state["admin"]["SecretAccessKey"],
-    )
-    cluster = state["outputs"]["ClusterName"]
-    arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
-    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"]
+    ecs = admin_client(state, "ecs")
     owners = {}
-    for task in tasks:
-        tags = {t["key"]: t["value"] for t in task.get("tags", [])}
+    for task, tags in running_tasks(state):
         if tags.get("lakehub:tier") == "pii":
             owners.setdefault(tags.get("lakehub:user"), []).append(task)
     assert {u["username"] for u in tier["users"][:2]} <= set(owners)
@@ -302,8 +272,7 @@ def test_up_save_down_up_keeps_the_notebook(platform):
     for t in platform.state()["tiers"]:
         with pytest.raises(requests.RequestException):
             requests.get(f"{t['url']}/hub/health", timeout=3)
-    up = platform.up()
-    assert up.returncode == 0, up.stdout + up.stderr + _logs(platform)
+    platform.up_ok()
     tier = platform.tier("nonpii")
     user = next(u for u in tier["users"] if u["username"] == user["username"])  # new password
     server = user_server(tier, user)

@@ -20,23 +20,14 @@ from waiting import http_ok, wait_for
 
 from lakehub.local.platform import check_ports, free_base_port, plan_ports, tiers_from_template
 
-from .helpers import Platform, lakehub, sign_in, user_server
+from .helpers import Platform, lakehub, running, sign_in, user_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("lakehub-supervision"), free_base_port())
-    proc = p.up()
-    assert proc.returncode == 0, proc.stdout + proc.stderr + _log(p)
-    yield p
-    p.down()
-
-
-def _log(p: Platform) -> str:
-    path = p.state_dir / "supervisor.log"
-    return path.read_text() if path.exists() else ""
+    yield from running(Platform(tmp_path_factory.mktemp("lakehub-supervision"), free_base_port()), log_tail=None)
 
 
 def status(p: Platform, fmt: str = "json"):
@@ -146,7 +137,7 @@ def test_a_killed_hub_is_restarted_with_one_log_line_and_leaves_nothing_behind(p
     row = wait_for(lambda: answering(platform, "pii hub", hub["pid"]), timeout=150, interval=1)
     assert row["restarts"] == 1
     assert requests.get(f"{tier['url']}/hub/health", timeout=10).status_code == 200
-    lines = [line for line in _log(platform).splitlines() if "pii hub" in line and "restarting it" in line]
+    lines = [line for line in platform.supervisor_log().splitlines() if "pii hub" in line and "restarting it" in line]
     assert len(lines) == 1, lines
     assert f"(pid {hub['pid']}) killed by SIGKILL (exit code 137)" in lines[0]
     assert still_running(children) == []  # the old proxy and culler are gone
@@ -171,8 +162,7 @@ def test_down_after_a_killed_supervisor_ends_everything_and_up_works_again(platf
     assert still_running(procs) == []
     assert carrying(token) == []
     check_ports(plan_ports(platform.base, tiers_from_template()))  # every port free again
-    up = platform.up()
-    assert up.returncode == 0, up.stdout + up.stderr + _log(platform)
+    platform.up_ok(log_tail=None)
     assert status(platform)[0] == 0
 
 

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 
-import boto3
 import pytest
 import requests
 
@@ -47,14 +46,7 @@ def platform(tmp_path_factory):
 
 
 def _client(p: Platform, service: str):
-    state = p.state()
-    return boto3.client(
-        service,
-        endpoint_url=state["emulator_endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id=state["admin"]["AccessKeyId"],
-        aws_secret_access_key=state["admin"]["SecretAccessKey"],
-    )
+    return p.admin_client(service)
 
 
 def _hub_image(p: Platform, tier: str) -> str:

@@ -12,6 +12,7 @@ from jupyterhub.objects import Hub
 
 from lakehub.local.agent import keep_tasks_running
 from lakehub_hub import fargate
+from local.helpers import register_fargate_definition  # tests/local/helpers.py (tests/ is on sys.path)
 
 _counter = itertools.count()
 
@@ -26,7 +27,9 @@ ECS_TASKS_TRUST = json.dumps(
 
 @pytest.fixture
 def ecs_world(aws_client, moto_server, monkeypatch):
-    """One tier's per-user infrastructure in the emulator, and the hub task's env pointing at it."""
+    """One tier's per-user infrastructure in the emulator, and the hub task's env pointing at it;
+    `register_definition(family, containers, **fields)` and `run_task(task_definition, **fields)`
+    register and run more tasks of the tier."""
     keep_tasks_running(moto_server.endpoint_url)
     n = next(_counter)
     ec2, ecs, iam, s3 = aws_client("ec2"), aws_client("ecs"), aws_client("iam"), aws_client("s3")
@@ -47,15 +50,24 @@ def ecs_world(aws_client, moto_server, monkeypatch):
     cluster = f"lakehub-test-{n}"
     ecs.create_cluster(clusterName=cluster, capacityProviders=["FARGATE", "FARGATE_SPOT"])
     family = f"lakehub-{tier}-user"
-    td = ecs.register_task_definition(
-        family=family,
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
-        cpu="1024",
-        memory="4096",
-        taskRoleArn=tier_role,
-        executionRoleArn=exec_role,
-        containerDefinitions=[
+
+    def register_definition(family: str, containers: list[dict], **fields) -> dict:
+        """A Fargate task definition with the tier's task and execution roles: its taskDefinition."""
+        return register_fargate_definition(ecs, family, containers, taskRoleArn=tier_role, executionRoleArn=exec_role, **fields)
+
+    def run_task(task_definition: str, **fields) -> dict:
+        """RunTask on the tier's cluster, subnets and security group, on demand: the task."""
+        return ecs.run_task(
+            cluster=cluster,
+            taskDefinition=task_definition,
+            capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
+            networkConfiguration={"awsvpcConfiguration": {"subnets": subnets, "securityGroups": [sg]}},
+            **fields,
+        )["tasks"][0]
+
+    td = register_definition(
+        family,
+        [
             {
                 "name": "notebook",
                 "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/lakehub-hub:latest",
@@ -67,7 +79,7 @@ def ecs_world(aws_client, moto_server, monkeypatch):
             }
         ],
         tags=[{"key": "lakehub:component", "value": "user-server"}],
-    )["taskDefinition"]
+    )
     env = {
         "LAKEHUB_CLUSTER": cluster,
         "LAKEHUB_USER_TASK_DEFINITION": family,
@@ -105,6 +117,8 @@ def ecs_world(aws_client, moto_server, monkeypatch):
         security_group=sg,
         env=env,
         endpoint_url=moto_server.endpoint_url,
+        register_definition=register_definition,
+        run_task=run_task,
     )
 
 

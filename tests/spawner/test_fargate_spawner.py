@@ -79,6 +79,16 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def submitted_start(spawner) -> asyncio.Future:
+    """The spawner's start() under way, once it has submitted its task (or after 20 s)."""
+    start = asyncio.ensure_future(spawner.start())
+    for _ in range(400):  # up to 20 s on a loaded machine
+        if spawner.task_arn:
+            break
+        await asyncio.sleep(0.05)
+    return start
+
+
 async def start_with_progress(spawner):
     """Run start() and progress() together, as JupyterHub does; return (url, messages)."""
     spawner._start_done = False  # JupyterHub may ask for progress before start() runs
@@ -290,11 +300,7 @@ def test_a_task_that_stops_during_start_gives_the_user_its_reason(make_spawner, 
     reason = "CannotPullContainerError: pull image manifest has been retried 5 time(s)"
 
     async def scenario():
-        start = asyncio.ensure_future(spawner.start())
-        for _ in range(400):  # up to 20 s on a loaded machine
-            if spawner.task_arn:
-                break
-            await asyncio.sleep(0.05)
+        start = await submitted_start(spawner)
         assert spawner.task_arn, "start() never submitted a task"
         await asyncio.to_thread(ecs_world.ecs.stop_task, cluster=ecs_world.cluster, task=spawner.task_arn, reason=reason)
         with pytest.raises(FargateSpawnError) as err:
@@ -318,11 +324,7 @@ def test_the_local_agent_endpoint_tag_is_the_server_url(make_spawner, ecs_world)
     spawner = make_spawner(user="lee", wait_for_local_endpoint=True)
 
     async def scenario():
-        start = asyncio.ensure_future(spawner.start())
-        for _ in range(400):  # up to 20 s on a loaded machine
-            if spawner.task_arn:
-                break
-            await asyncio.sleep(0.05)
+        start = await submitted_start(spawner)
         await asyncio.to_thread(
             ecs_world.ecs.tag_resource,
             resourceArn=spawner.task_arn,

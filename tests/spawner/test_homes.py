@@ -116,16 +116,7 @@ def test_a_changed_tier_definition_gives_the_user_a_new_revision(make_spawner, e
     # The platform publishes a new image: a new revision of the tier's definition.
     base = ecs_world.ecs.describe_task_definition(taskDefinition=ecs_world.family)["taskDefinition"]
     container = dict(base["containerDefinitions"][0], image=base["containerDefinitions"][0]["image"] + "-v2")
-    ecs_world.ecs.register_task_definition(
-        family=ecs_world.family,
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
-        cpu="1024",
-        memory="4096",
-        taskRoleArn=ecs_world.tier_role,
-        executionRoleArn=ecs_world.exec_role,
-        containerDefinitions=[container],
-    )
+    ecs_world.register_definition(ecs_world.family, [container])
     run(spawner.start())
     after = definition_of(ecs_world, spawner)["taskDefinition"]
     assert after["family"] == before["family"] and after["revision"] == before["revision"] + 1

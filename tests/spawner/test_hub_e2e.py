@@ -27,6 +27,8 @@ CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
 
 
 class Hub:
+    log_tail = 3000  # how much of its log a failed start shows
+
     def __init__(self, env: dict, workdir: Path):
         self.env, self.workdir = env, workdir
         self.url = f"http://127.0.0.1:{env['LAKEHUB_E2E_PORT']}"
@@ -34,25 +36,28 @@ class Hub:
         self.headers = {"Authorization": f"token {env['LAKEHUB_E2E_TOKEN']}"}
         self.process = None
 
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "hub.log"
+
     def start(self, timeout=60):
-        log = open(self.workdir / "hub.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        return self.launch([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)], self.env, timeout)
+
+    def launch(self, command: list[str], env: dict, timeout: float):
+        """Start `command` (the hub, in a session of its own, its output appended to its log) and
+        wait until the hub answers /hub/health."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         for _ in tries(timeout, interval=0.2):
-            assert self.process.poll() is None, self.log()[-3000:]
+            assert self.process.poll() is None, self.log()[-self.log_tail :]
             try:
                 if requests.get(f"{self.url}/hub/health", timeout=2).ok:
                     return self
             except requests.RequestException:
                 pass
-        raise AssertionError("hub did not start:\n" + self.log()[-3000:])
+        raise AssertionError("hub did not start:\n" + self.log()[-self.log_tail :])
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -64,7 +69,7 @@ class Hub:
                 self.process.wait(timeout=10)
 
     def log(self) -> str:
-        return (self.workdir / "hub.log").read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def call(self, method, path, **kwargs):
         return requests.request(method, f"{self.api}{path}", headers=self.headers, timeout=30, **kwargs)
@@ -80,8 +85,9 @@ class Hub:
         return requests.get(f"{self.url}/user/{user}/api/status", headers=self.headers, timeout=10)
 
 
-@pytest.fixture
-def hub_env(ecs_world, moto_server, tmp_path):
+def e2e_hub_env(ecs_world, moto_server, tmp_path, **more) -> dict:
+    """The environment of a hub run with hub_config_e2e.py on the emulator (skips without the
+    proxy): the emulator's client variables, the tier's, free ports, an admin token; `more` adds."""
     if not CHP.exists():
         pytest.skip("configurable-http-proxy is not installed (npm install)")
     env = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TZ", "HOME")}
@@ -95,10 +101,15 @@ def hub_env(ecs_world, moto_server, tmp_path):
         LAKEHUB_E2E_PROXY_API_PORT=str(free_port()),
         LAKEHUB_E2E_TOKEN=secrets.token_hex(16),
         LAKEHUB_START_TIMEOUT="90",
-        # the hub's database survives its restart here (same folder), as with EFS
-        LAKEHUB_KEEP_SERVERS_ON_HUB_STOP="true",
+        **more,
     )
     return env
+
+
+@pytest.fixture
+def hub_env(ecs_world, moto_server, tmp_path):
+    # the hub's database survives its restart here (same folder), as with EFS
+    return e2e_hub_env(ecs_world, moto_server, tmp_path, LAKEHUB_KEEP_SERVERS_ON_HUB_STOP="true")
 
 
 def test_two_users_get_two_tasks_that_survive_a_hub_restart(ecs_world, hub_env, tmp_path):
@@ -128,20 +139,15 @@ def test_two_users_get_two_tasks_that_survive_a_hub_restart(ecs_world, hub_env, 
 
         # Hub restart: the tasks keep running; a task no user owns is stopped at start-up.
         hub.stop()
-        ghost = ecs_world.ecs.run_task(
-            cluster=ecs_world.cluster,
-            taskDefinition=ecs_world.family,
+        ghost = ecs_world.run_task(
+            ecs_world.family,
             startedBy=fargate.started_by(ecs_world.tier),
-            capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
-            networkConfiguration={
-                "awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}
-            },
             tags=[
                 {"key": "lakehub:user", "value": "ghost"},
                 {"key": "lakehub:tier", "value": ecs_world.tier},
                 {"key": "lakehub:hub", "value": ecs_world.tier},
             ],
-        )["tasks"][0]["taskArn"]
+        )["taskArn"]
         hub.start()
         assert "reconcile_orphans stopped 1 task(s)" in hub.log()
         ghost_task = ecs_world.ecs.describe_tasks(cluster=ecs_world.cluster, tasks=[ghost])["tasks"][0]

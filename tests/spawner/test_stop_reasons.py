@@ -204,16 +204,7 @@ def test_in_a_hub_an_admins_stop_says_nothing_and_the_drain_stops_only_servers_o
         td = ecs_world.ecs.describe_task_definition(taskDefinition=ecs_world.family)["taskDefinition"]
         container = dict(td["containerDefinitions"][0])
         container["image"] = container["image"].replace(":latest", ":v2")
-        ecs_world.ecs.register_task_definition(
-            family=ecs_world.family,
-            networkMode="awsvpc",
-            requiresCompatibilities=["FARGATE"],
-            cpu="1024",
-            memory="4096",
-            taskRoleArn=ecs_world.tier_role,
-            executionRoleArn=ecs_world.exec_role,
-            containerDefinitions=[container],
-        )
+        ecs_world.register_definition(ecs_world.family, [container])
         answer = hub.call("POST", "/lakehub/drain")
         assert answer.status_code == 200 and answer.json()["stopped"] == ["emil/"], answer.text
         assert not hub.call("GET", "/users/emil").json()["servers"]
