@@ -31,7 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "hub")]
 
-import boto3  # noqa: E402
 import psutil  # noqa: E402
 import requests  # noqa: E402
 
@@ -84,13 +83,7 @@ def main(argv=None) -> int:
     try:
         changed = H.open_interpreter_path() if os.geteuid() == 0 else []
         moto = start_moto_server(log_path=work / "moto.log")
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=moto.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id=EMULATOR_ACCESS_KEY,
-            aws_secret_access_key=EMULATOR_SECRET_KEY,
-        )
+        s3 = H.emulator_client("s3", moto.endpoint_url)
         bucket = f"lakehub-bench-{run}"
         s3.create_bucket(Bucket=bucket)
         creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
