@@ -49,8 +49,10 @@ class Platform:
         self.runtime = runtime
         self.env = env  # added to `up`'s environment
 
-    def up(self, runtime: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-        """`lakehub local up --runtime RUNTIME` (default: the platform's)."""
+    def up(
+        self, runtime: str | None = None, env: dict | None = None, args: tuple = (), timeout: float | None = None
+    ) -> subprocess.CompletedProcess:
+        """`lakehub local up --runtime RUNTIME` (default: the platform's), `args` added."""
         runtime = runtime or self.runtime
         extra = ["--runtime", runtime]
         env = self.env if env is None else env
@@ -62,7 +64,8 @@ class Platform:
             "--base-port",
             str(self.base),
             *extra,
-            timeout=1200 if runtime == "container" else 600,
+            *args,
+            timeout=timeout or (1200 if runtime == "container" else 600),
             env=env,
         )
 
@@ -86,12 +89,34 @@ class Platform:
     def tier(self, name: str) -> dict:
         return next(t for t in self.status()["tiers"] if t["name"] == name)
 
-    def admin_s3(self):
+    def admin(self, service: str):
+        """A boto3 client of the platform's emulator with its admin user's keys."""
         state = self.state()
         return boto3.client(
-            "s3",
+            service,
             endpoint_url=state["emulator_endpoint"],
             region_name="us-east-1",
             aws_access_key_id=state["admin"]["AccessKeyId"],
             aws_secret_access_key=state["admin"]["SecretAccessKey"],
         )
+
+    def admin_s3(self):
+        return self.admin("s3")
+
+
+def put_hub_down_alarm(cw, name: str, platform: str, tier: str, periods: int = 1, **extra) -> None:
+    """A tier's hub-down alarm as the monitoring stack defines it (HubUp's Minimum below 1 for
+    `periods` one-minute periods, dimensions Platform and Tier); `extra` adds to the call
+    (TreatMissingData, actions)."""
+    cw.put_metric_alarm(
+        AlarmName=name,
+        Namespace="lakehub",
+        MetricName="HubUp",
+        Statistic="Minimum",
+        Period=60,
+        EvaluationPeriods=periods,
+        Threshold=1,
+        ComparisonOperator="LessThanThreshold",
+        Dimensions=[{"Name": "Platform", "Value": platform}, {"Name": "Tier", "Value": tier}],
+        **extra,
+    )
