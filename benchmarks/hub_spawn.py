@@ -35,6 +35,7 @@ import psutil  # noqa: E402
 import requests  # noqa: E402
 
 import hub_harness as H  # noqa: E402
+from common import print_measures  # noqa: E402
 from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_moto_server  # noqa: E402
 
 
@@ -146,15 +147,11 @@ def main(argv=None) -> int:
                 (f"hub RSS with {len(users)} servers", f"{result['hub_rss_mib']:.1f} MiB"),
                 ("proxy RSS", f"{result['proxy_rss_mib']:.1f} MiB"),
             ]
-            width = max(len(r[0]) for r in rows)
             print(
                 f"hub spawn benchmark ({args.idp}, {os.cpu_count()} CPUs, "
                 f"{'one Unix user per server' if result['runs_as_separate_unix_users'] else 'not root: same user'})"
             )
-            print(f"{'measure'.ljust(width)}  value")
-            print(f"{'-' * width}  {'-' * 12}")
-            for name, value in rows:
-                print(f"{name.ljust(width)}  {value}")
+            print_measures(rows, rule=12)
         print(json.dumps(result))
         return 0
     finally:
