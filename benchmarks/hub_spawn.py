@@ -36,7 +36,7 @@ import requests  # noqa: E402
 
 import hub_harness as H  # noqa: E402
 from common import print_measures  # noqa: E402
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_moto_server  # noqa: E402
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, emulator_client, start_moto_server  # noqa: E402
 
 
 def wait_ready_fast(hub_url: str, user: str, token: str, timeout: float = 120.0) -> None:
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     try:
         changed = H.open_interpreter_path() if os.geteuid() == 0 else []
         moto = start_moto_server(log_path=work / "moto.log")
-        s3 = H.emulator_client("s3", moto.endpoint_url)
+        s3 = emulator_client("s3", moto.endpoint_url)
         bucket = f"lakehub-bench-{run}"
         s3.create_bucket(Bucket=bucket)
         creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)

@@ -12,11 +12,10 @@ Deployed with `lakehub.release.deploy.deploy()` and a template file, as `lakehub
 
 from __future__ import annotations
 
-import boto3
 import pytest
 
 from lakehub.release.deploy import deploy
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, emulator_client
 
 BUCKET = "lakehub-nested-update"
 
@@ -64,16 +63,6 @@ Outputs:
 """
 
 
-def _client(service: str, url: str):
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=EMULATOR_ACCESS_KEY,
-        aws_secret_access_key=EMULATOR_SECRET_KEY,
-    )
-
-
 @pytest.fixture
 def env(local_emulator, monkeypatch):
     for key, value in {
@@ -83,7 +72,7 @@ def env(local_emulator, monkeypatch):
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    s3 = _client("s3", local_emulator)
+    s3 = emulator_client("s3", local_emulator)
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="child.yaml", Body=CHILD.encode())
     return local_emulator
@@ -98,7 +87,7 @@ def _nested(cfn, stack: str) -> dict[str, str]:
 def test_an_update_updates_nested_stacks_in_place(env, tmp_path):
     template = tmp_path / "parent.yaml"
     template.write_text(PARENT)
-    cfn, ssm = _client("cloudformation", env), _client("ssm", env)
+    cfn, ssm = emulator_client("cloudformation", env), emulator_client("ssm", env)
     first = deploy({}, stack_name="nested-update", region="us-east-1", endpoint_url=env, template_file=template)
     assert first.status == "CREATE_COMPLETE", first
     before = _nested(cfn, "nested-update")

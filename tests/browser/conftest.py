@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests" / "hub"))
 import hub_harness as H  # noqa: E402
 from local.helpers import Platform  # noqa: E402
 
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY  # noqa: E402
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, emulator_client  # noqa: E402
 from lakehub.local.platform import free_base_port  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("LAKEHUB_TEST_ARTIFACTS") or ROOT / "build" / "test-artifacts") / "browser"
@@ -123,7 +123,7 @@ def _first_csv_rows(s3, platform) -> str:
 def _shared(moto_server):
     if os.geteuid() != 0:
         pytest.skip("shared mode creates a Unix user per data scientist: run the suite as root (CI does)")
-    s3 = H.emulator_client("s3", moto_server.endpoint_url)
+    s3 = emulator_client("s3", moto_server.endpoint_url)
     notebook_bucket, data_bucket, rows = H.sales_lake(s3, ["north", "south", "north", "east", "south"])
     prefix = "tiers/browser"
     for nb in sorted(NOTEBOOKS.glob("*.ipynb")):  # what the seeding function puts in shared/examples/

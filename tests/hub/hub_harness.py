@@ -143,21 +143,6 @@ def notebook_lake(s3_endpoint: str, access_key: str, secret_key: str):
         restore_modes(changed)
 
 
-def emulator_client(service: str, endpoint: str):
-    """A boto3 client of the emulator (moto) at `endpoint`, with the emulator's keys."""
-    import boto3
-
-    from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
-
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=EMULATOR_ACCESS_KEY,
-        aws_secret_access_key=EMULATOR_SECRET_KEY,
-    )
-
-
 def sales_lake(s3, regions: list[str]) -> tuple[str, str, list[tuple]]:
     """A fresh notebook bucket (versioned, as storage.template.yaml makes it) and data bucket, the
     data bucket holding pii/sales/2026.csv: one row (region, amount) per region, amounts 0, 1, ...

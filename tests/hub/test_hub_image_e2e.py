@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import hub_harness as H
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, emulator_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -41,7 +41,7 @@ def _require_tools():
 def lake(moto_server):
     """Buckets in the emulator, the container-credentials endpoint, and (as root) reachable Python."""
     _require_tools()
-    s3 = H.emulator_client("s3", moto_server.endpoint_url)
+    s3 = emulator_client("s3", moto_server.endpoint_url)
     notebook_bucket, data_bucket, _ = H.sales_lake(s3, ["north", "south", "north", "east", "south", "north"])
     s3.put_object(Bucket=data_bucket, Key="other-tier/secret.csv", Body=b"a,b\n1,2\n")
     creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
