@@ -201,13 +201,7 @@ def test_ldap_starttls_and_bind_template(tmp_path):
     assert cfg["lookup_dn"] is False
 
 
-PER_USER = {
-    "LAKEHUB_SERVER_MODE": "per-user",
-    "LAKEHUB_CLUSTER": "lakehub-cluster",
-    "LAKEHUB_USER_TASK_DEFINITION": "lakehub-pii-user",
-    "LAKEHUB_USER_SUBNETS": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
-    "LAKEHUB_USER_SECURITY_GROUPS": "sg-0123456789abcdef0",
-}
+PER_USER = snapshots.PER_USER  # the snapshot tool's per-user variables, as the sign-in modes'
 
 
 def test_per_user_mode_hands_over_to_the_fargate_spawner(tmp_path, moto_server):
