@@ -1,5 +1,6 @@
 """Drive `lakehub local up/status/down` from tests, and sign in to a local tier hub and get its
-user's server (the client itself: tests/hubclient.py). Used by tests/local and tests/browser."""
+user's server (the client itself: tests/hubclient.py); put a tier's hub-down alarm. Used by
+tests/local, tests/browser and benchmarks."""
 
 from __future__ import annotations
 
