@@ -16,12 +16,14 @@ from pathlib import Path
 
 import boto3
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from benchmarks.common import save_result  # noqa: E402
 from lakehub.local.emulator import start_moto_server  # noqa: E402
 from lakehub.local.alarms import AlarmEvaluator  # noqa: E402
 from lakehub.local.observe import observe  # noqa: E402
+from tests.local.helpers import put_hub_down_alarm  # noqa: E402
 
 
 def run(count: int, passes: int = 5) -> dict:
@@ -51,18 +53,7 @@ def run(count: int, passes: int = 5) -> dict:
             ]
             for start in range(0, len(data), 20):
                 cw.put_metric_data(Namespace="lakehub", MetricData=data[start : start + 20])
-            cw.put_metric_alarm(
-                AlarmName=f"bench-{tier}-hub-down",
-                Namespace="lakehub",
-                MetricName="HubUp",
-                Dimensions=dims,
-                Statistic="Minimum",
-                Period=60,
-                EvaluationPeriods=1,
-                Threshold=1,
-                ComparisonOperator="LessThanThreshold",
-                TreatMissingData="breaching",
-            )
+            put_hub_down_alarm(cw, f"bench-{tier}-hub-down", "bench", tier, TreatMissingData="breaching")
         evaluator = AlarmEvaluator(client, interval=3600)
         seconds = []
         for _ in range(passes):

@@ -1,5 +1,6 @@
 """What the benchmarks share: `lakehub` run as a command (without the caller's AWS_* variables),
-the resident memory of a process tree, and a result written to benchmarks/results/."""
+the resident memory of a process tree, a result written to benchmarks/results/, and the tables
+of measures they print."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def local_up_args(state_dir: Path, base: int, *more: str) -> list[str]:
+    """The arguments of `lakehub local up` on the process runtime in `state_dir` from port
+    `base`, `more` added."""
+    return ["local", "up", "--runtime", "process", "--state-dir", str(state_dir), "--base-port", str(base), *more]
 
 
 def lakehub(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -67,3 +74,23 @@ def save_result(name: str, result: dict) -> Path:
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     return out
+
+
+def measure_table(title: str, *columns: str):
+    """A rich table titled `title` (left-aligned): a measure column, then `columns` right-aligned."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("measure")
+    for column in columns:
+        table.add_column(column, justify="right")
+    return table
+
+
+def print_measures(rows: list[tuple], rule: int) -> None:
+    """(measure, value) rows as plain text under a `measure  value` header ruled `rule` wide."""
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure'.ljust(width)}  value")
+    print(f"{'-' * width}  {'-' * rule}")
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")

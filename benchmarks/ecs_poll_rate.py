@@ -46,7 +46,7 @@ from jupyterhub.objects import Hub  # noqa: E402
 from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_moto_server  # noqa: E402
 from lakehub.local.agent import keep_tasks_running  # noqa: E402
 from lakehub_hub import ecs_poller, fargate  # noqa: E402
-from common import save_result  # noqa: E402
+from common import measure_table, save_result  # noqa: E402
 
 REAL_POLL_INTERVAL = 30  # JupyterHub's Spawner.poll_interval default
 ECS_SUSTAINED = 20  # DescribeTasks' bucket ("Cluster resource read actions"): refill per second
@@ -222,16 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     out = save_result(f"ecs_poll_rate-n{args.tasks}-{result['date'][:10]}", result)
 
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(
-        title=f"DescribeTasks of one hub with {args.tasks} running servers (emulator; poll interval "
+    table = measure_table(
+        f"DescribeTasks of one hub with {args.tasks} running servers (emulator; poll interval "
         f"{args.interval} s compressed from 30 s, {args.duration:.0f} s per mode)",
-        title_justify="left",
+        "per spawner (before)",
+        "shared poller",
     )
-    table.add_column("measure")
-    table.add_column("per spawner (before)", justify="right")
-    table.add_column("shared poller", justify="right")
     for key, label in (
         ("steady_polls_per_s", "polls answered / s (compressed)"),
         ("steady_describe_calls_per_s", "DescribeTasks / s (compressed)"),

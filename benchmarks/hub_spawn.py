@@ -31,12 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "hub")]
 
-import boto3  # noqa: E402
 import psutil  # noqa: E402
 import requests  # noqa: E402
 
 import hub_harness as H  # noqa: E402
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, start_moto_server  # noqa: E402
+from common import print_measures  # noqa: E402
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, emulator_client, start_moto_server  # noqa: E402
 
 
 def wait_ready_fast(hub_url: str, user: str, token: str, timeout: float = 120.0) -> None:
@@ -84,13 +84,7 @@ def main(argv=None) -> int:
     try:
         changed = H.open_interpreter_path() if os.geteuid() == 0 else []
         moto = start_moto_server(log_path=work / "moto.log")
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=moto.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id=EMULATOR_ACCESS_KEY,
-            aws_secret_access_key=EMULATOR_SECRET_KEY,
-        )
+        s3 = emulator_client("s3", moto.endpoint_url)
         bucket = f"lakehub-bench-{run}"
         s3.create_bucket(Bucket=bucket)
         creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
@@ -153,15 +147,11 @@ def main(argv=None) -> int:
                 (f"hub RSS with {len(users)} servers", f"{result['hub_rss_mib']:.1f} MiB"),
                 ("proxy RSS", f"{result['proxy_rss_mib']:.1f} MiB"),
             ]
-            width = max(len(r[0]) for r in rows)
             print(
                 f"hub spawn benchmark ({args.idp}, {os.cpu_count()} CPUs, "
                 f"{'one Unix user per server' if result['runs_as_separate_unix_users'] else 'not root: same user'})"
             )
-            print(f"{'measure'.ljust(width)}  value")
-            print(f"{'-' * width}  {'-' * 12}")
-            for name, value in rows:
-                print(f"{name.ljust(width)}  {value}")
+            print_measures(rows, rule=12)
         print(json.dumps(result))
         return 0
     finally:

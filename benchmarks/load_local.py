@@ -42,7 +42,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import psutil  # noqa: E402
 
 from hubclient import UserServer, api_token, oidc_sign_in, wait_ready  # noqa: E402
-from common import lakehub, save_result  # noqa: E402
+from common import lakehub, local_up_args, measure_table, save_result  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -213,23 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             from lakehub.local.platform import free_base_port
 
             t0 = time.monotonic()
-            proc = lakehub(
-                "local",
-                "up",
-                "--runtime",
-                "process",
-                "--state-dir",
-                str(state_dir),
-                "--base-port",
-                str(free_base_port()),
-                "--demo-users",
-                str(args.users),
-                "--server-mode",
-                args.server_mode,
-                "--timeout",
-                "900",
-                timeout=900,
-            )
+            load = ("--demo-users", str(args.users), "--server-mode", args.server_mode, "--timeout", "900")
+            proc = lakehub(*local_up_args(state_dir, free_base_port(), *load), timeout=900)
             up_seconds = round(time.monotonic() - t0, 1)
             if proc.returncode != 0:
                 print(proc.stderr[-2000:], file=sys.stderr)
@@ -267,15 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     out = save_result(f"load_local-{result['server_mode']}-n{args.users}-{result['date'][:10]}", result)
 
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(
-        title=f"load_local: {args.users} users per tier x {result['tiers']} tiers, {result['server_mode']} "
+    table = measure_table(
+        f"load_local: {args.users} users per tier x {result['tiers']} tiers, {result['server_mode']} "
         f"servers, {result['cpus']} CPUs / {result['memory_gb']} GB",
-        title_justify="left",
+        "value",
     )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
     table.add_row(
         "success (server ready + notebook saved)", f"{result['succeeded']}/{result['users']} ({result['success_rate']:.0%})"
     )

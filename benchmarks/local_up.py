@@ -34,7 +34,7 @@ sys.path[:0] = [str(ROOT)]
 import requests  # noqa: E402
 
 from lakehub.local.platform import free_base_port, plan_ports, tiers_from_template  # noqa: E402
-from common import lakehub, tree_rss  # noqa: E402
+from common import lakehub, local_up_args, print_measures, tree_rss  # noqa: E402
 
 
 def one_run(with_servers: bool) -> dict:
@@ -46,19 +46,7 @@ def one_run(with_servers: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     started = time.monotonic()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lakehub.cli",
-            "local",
-            "up",
-            "--runtime",
-            "process",
-            "--state-dir",
-            str(state_dir),
-            "--base-port",
-            str(base),
-        ],
+        [sys.executable, "-m", "lakehub.cli", *local_up_args(state_dir, base)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -153,12 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.with_servers:
             rows.append(("platform RSS, one server per tier (MB)", result["platform_rss_with_one_server_per_tier_mb_median"]))
-        width = max(len(r[0]) for r in rows)
         print(f"local up benchmark ({os.cpu_count()} CPUs)")
-        print(f"{'measure'.ljust(width)}  value")
-        print(f"{'-' * width}  {'-' * 10}")
-        for name, value in rows:
-            print(f"{name.ljust(width)}  {value}")
+        print_measures(rows, rule=10)
     print(json.dumps(result))
     return 0
 

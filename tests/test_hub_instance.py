@@ -494,21 +494,25 @@ def test_boot_script_runs_the_hub_image_and_signals_success(template, tmp_path):
     assert "LAKEHUB_OAUTH_CLIENT_SECRET" not in env
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
-def test_boot_script_fails_the_launch_with_the_reason(template, tmp_path):
-    code, calls, _ = run_boot_script(template, tmp_path, env_extra={"FAIL_PULL": "1"}, InstanceType="m6i.large")
+def failed_launch(template, tmp_path, reason: str, env_extra: dict, **params) -> list[str]:
+    """Run the boot script where it must fail: a non-zero exit, and its one cfn-signal says exit
+    code 1 and `reason`. Returns the calls."""
+    code, calls, _ = run_boot_script(template, tmp_path, env_extra=env_extra, **params)
     assert code != 0
     (signal,) = [c for c in calls if c.startswith("cfn-signal")]
-    assert "--exit-code 1" in signal and "x86 types need a linux/amd64 image" in signal
+    assert "--exit-code 1" in signal and reason in signal
+    return calls
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_boot_script_fails_the_launch_with_the_reason(template, tmp_path):
+    calls = failed_launch(template, tmp_path, "x86 types need a linux/amd64 image", {"FAIL_PULL": "1"}, InstanceType="m6i.large")
     assert not [c for c in calls if c.startswith("docker run ")]
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
 def test_boot_script_fails_when_the_hub_never_answers(template, tmp_path):
-    code, calls, _ = run_boot_script(template, tmp_path, env_extra={"CURL_EXIT": "7"})
-    assert code != 0
-    (signal,) = [c for c in calls if c.startswith("cfn-signal")]
-    assert "--exit-code 1" in signal and "did not answer /hub/health" in signal
+    calls = failed_launch(template, tmp_path, "did not answer /hub/health", {"CURL_EXIT": "7"})
     assert len([c for c in calls if c.startswith("curl ") and "/hub/health" in c]) == 60
 
 
@@ -601,10 +605,7 @@ def test_boot_script_mounts_the_tier_homes_over_tls_with_iam_before_docker_and_b
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
 def test_boot_script_fails_the_launch_when_the_homes_cannot_be_mounted(template, tmp_path):
-    code, calls, _ = run_boot_script(template, tmp_path, env_extra={"MOUNT_EXIT": "32"})
-    assert code != 0
-    (signal,) = [c for c in calls if c.startswith("cfn-signal")]
-    assert "--exit-code 1" in signal and "cannot mount the homes file system" in signal
+    calls = failed_launch(template, tmp_path, "cannot mount the homes file system", {"MOUNT_EXIT": "32"})
     assert not [c for c in calls if c.startswith("docker run ")]
 
 

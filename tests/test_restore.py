@@ -164,6 +164,17 @@ class World:
                 {"RestoreJobId": "job-1"},
             )
 
+    @classmethod
+    def restoring(cls, *statuses):
+        """The platform's file system and its backups, a restore of alice's home from the newest
+        completed one started, and its job reporting `statuses`."""
+        w = cls()
+        w.file_system()
+        w.points()
+        w.start(POINT_NEW)
+        w.job(*statuses)
+        return w
+
     def done(self):
         for stub in self.stubs.values():
             stub.assert_no_pending_responses()
@@ -212,11 +223,7 @@ class _Metadata(dict):
 
 
 def test_restore_home_restores_the_users_home_path_from_the_newest_completed_backup_and_waits():
-    w = World()
-    w.file_system()
-    w.points()
-    w.start(POINT_NEW)
-    w.job("RUNNING", "RUNNING", "COMPLETED")
+    w = World.restoring("RUNNING", "RUNNING", "COMPLETED")
     result = restore.restore_home(w.clients, "pii", "alice", sleep=w.sleep, now=w.now, poll=15)
     w.done()
     assert result["status"] == "COMPLETED" and result["recovery_point_arn"] == POINT_NEW
@@ -255,22 +262,14 @@ def _unix(user):
 
 
 def test_the_wait_is_bounded_and_says_the_job_still_runs():
-    w = World()
-    w.file_system()
-    w.points()
-    w.start(POINT_NEW)
-    w.job("RUNNING", "RUNNING", "RUNNING")
+    w = World.restoring("RUNNING", "RUNNING", "RUNNING")
     result = restore.restore_home(w.clients, "pii", "alice", wait=40, poll=15, sleep=w.sleep, now=w.now)
     assert result["status"].startswith("RUNNING (still running after 40 s)")
     assert sum(w.slept) <= 40
 
 
 def test_a_failed_job_no_backup_and_an_unknown_recovery_point_are_one_line_each():
-    w = World()
-    w.file_system()
-    w.points()
-    w.start(POINT_NEW)
-    w.job("FAILED")
+    w = World.restoring("FAILED")
     with pytest.raises(LakehubError, match="restore job job-1 FAILED"):
         restore.restore_home(w.clients, "pii", "alice", sleep=w.sleep, now=w.now)
     w = World()

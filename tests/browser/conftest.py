@@ -23,7 +23,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests" / "hub"))
 import hub_harness as H  # noqa: E402
 from local.helpers import Platform  # noqa: E402
 
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY  # noqa: E402
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, emulator_client  # noqa: E402
 from lakehub.local.platform import free_base_port  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("LAKEHUB_TEST_ARTIFACTS") or ROOT / "build" / "test-artifacts") / "browser"
@@ -124,22 +123,8 @@ def _first_csv_rows(s3, platform) -> str:
 def _shared(moto_server):
     if os.geteuid() != 0:
         pytest.skip("shared mode creates a Unix user per data scientist: run the suite as root (CI does)")
-    run = uuid.uuid4().hex[:8]
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=EMULATOR_ACCESS_KEY,
-        aws_secret_access_key=EMULATOR_SECRET_KEY,
-    )
-    notebook_bucket, data_bucket = f"lakehub-notebooks-{run}", f"lakehub-data-{run}"
-    for bucket in (notebook_bucket, data_bucket):
-        s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_versioning(Bucket=notebook_bucket, VersioningConfiguration={"Status": "Enabled"})
-    rows = [("region", "amount")] + [(r, i) for i, r in enumerate(["north", "south", "north", "east", "south"])]
-    buf = io.StringIO()
-    csv.writer(buf).writerows(rows)
-    s3.put_object(Bucket=data_bucket, Key="pii/sales/2026.csv", Body=buf.getvalue().encode())
+    s3 = emulator_client("s3", moto_server.endpoint_url)
+    notebook_bucket, data_bucket, rows = H.sales_lake(s3, ["north", "south", "north", "east", "south"])
     prefix = "tiers/browser"
     for nb in sorted(NOTEBOOKS.glob("*.ipynb")):  # what the seeding function puts in shared/examples/
         s3.put_object(Bucket=notebook_bucket, Key=f"{prefix}/shared/examples/{nb.name}", Body=nb.read_bytes())

@@ -92,6 +92,19 @@ def suite_conftest_fixtures() -> dict:
     return {"contents": namespace["contents"], "folders": namespace["folders"]}
 
 
+def suite_tests(module: types.ModuleType, not_applicable: dict, tag: str = "") -> dict:
+    """The suite module's test functions, run as written, by the name to collect them under
+    (`test_<tag>_...` with a tag); those in `not_applicable` marked skip with their reason."""
+    tests = {}
+    for name in dir(module):
+        if name.startswith("test_") and callable(getattr(module, name)):
+            func = getattr(module, name)
+            if name in not_applicable:
+                func = pytest.mark.skip(reason=f"not applicable: {not_applicable[name]}")(func)
+            tests[f"test_{tag}_{name[5:]}" if tag else name] = func
+    return tests
+
+
 class MarkedS3Path(S3Path):
     """A UPath on S3 whose mkdir leaves the folder marker the product uses (s3contents' .s3keep,
     as JupyterLab's "new folder" and the seeding Lambda write): S3 has no empty folders, and a

@@ -48,9 +48,4 @@ def _s3_pathlib(tier_config, monkeypatch):
     monkeypatch.setattr(api_suite, "pathlib", shim)
 
 
-for _name in dir(api_suite):
-    if _name.startswith("test_") and callable(getattr(api_suite, _name)):
-        _func = getattr(api_suite, _name)
-        if _name in NOT_APPLICABLE:
-            _func = pytest.mark.skip(reason=f"not applicable: {NOT_APPLICABLE[_name]}")(_func)
-        globals()[_name] = _func
+globals().update(cs.suite_tests(api_suite, NOT_APPLICABLE))

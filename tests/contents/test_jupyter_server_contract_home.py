@@ -127,9 +127,4 @@ for _suite, _tag in (
     (largefile_suite, "largefile"),
     (api_suite, "api"),
 ):
-    for _name in dir(_suite):
-        if _name.startswith("test_") and callable(getattr(_suite, _name)):
-            _func = getattr(_suite, _name)
-            if _name in NOT_APPLICABLE:
-                _func = pytest.mark.skip(reason=f"not applicable: {NOT_APPLICABLE[_name]}")(_func)
-            globals()[f"test_{_tag}_{_name[5:]}"] = _func
+    globals().update(cs.suite_tests(_suite, NOT_APPLICABLE, _tag))

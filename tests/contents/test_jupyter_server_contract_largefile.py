@@ -18,9 +18,4 @@ def jp_large_contents_manager(tier_config):
     return cs.make_suite_manager(tier_config)
 
 
-for _name in dir(largefile_suite):
-    if _name.startswith("test_") and callable(getattr(largefile_suite, _name)):
-        _func = getattr(largefile_suite, _name)
-        if _name in NOT_APPLICABLE:
-            _func = pytest.mark.skip(reason=f"not applicable: {NOT_APPLICABLE[_name]}")(_func)
-        globals()[_name] = _func
+globals().update(cs.suite_tests(largefile_suite, NOT_APPLICABLE))

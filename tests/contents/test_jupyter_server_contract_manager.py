@@ -108,14 +108,5 @@ globals().update(cs.suite_conftest_fixtures())
 contents_dir = cs.contents_dir
 
 
-def _collect(module):
-    for name in dir(module):
-        if name.startswith("test_") and callable(getattr(module, name)):
-            func = getattr(module, name)
-            if name in NOT_APPLICABLE:
-                func = pytest.mark.skip(reason=f"not applicable: {NOT_APPLICABLE[name]}")(func)
-            globals()[name] = func
-
-
-_collect(manager_suite)
-_collect(checkpoint_suite)
+globals().update(cs.suite_tests(manager_suite, NOT_APPLICABLE))
+globals().update(cs.suite_tests(checkpoint_suite, NOT_APPLICABLE))

@@ -6,7 +6,9 @@ to the Jupyter REST and kernel APIs. Used by the tests in tests/hub and benchmar
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
+import io
 import json
 import os
 import pwd
@@ -139,6 +141,22 @@ def notebook_lake(s3_endpoint: str, access_key: str, secret_key: str):
     finally:
         creds.stop()
         restore_modes(changed)
+
+
+def sales_lake(s3, regions: list[str]) -> tuple[str, str, list[tuple]]:
+    """A fresh notebook bucket (versioned, as storage.template.yaml makes it) and data bucket, the
+    data bucket holding pii/sales/2026.csv: one row (region, amount) per region, amounts 0, 1, ...
+    Returns (notebook bucket, data bucket, the CSV file's rows with its header)."""
+    run = uuid.uuid4().hex[:8]
+    notebook_bucket, data_bucket = f"lakehub-notebooks-{run}", f"lakehub-data-{run}"
+    for bucket in (notebook_bucket, data_bucket):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=notebook_bucket, VersioningConfiguration={"Status": "Enabled"})
+    rows = [("region", "amount")] + [(r, i) for i, r in enumerate(regions)]
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    s3.put_object(Bucket=data_bucket, Key="pii/sales/2026.csv", Body=buf.getvalue().encode())
+    return notebook_bucket, data_bucket, rows
 
 
 def base_hub_env(

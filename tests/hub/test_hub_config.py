@@ -32,21 +32,8 @@ CONTAINER_CREDENTIAL_VARS = {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONT
 
 
 def base_env(tmp_path: Path, **extra) -> dict:
-    env = {
-        "PATH": os.environ["PATH"],
-        "LAKEHUB_TIER": "pii",
-        "LAKEHUB_SERVER_MODE": "shared",
-        "LAKEHUB_ALLOWED_GROUPS": "pii-analysts, pii-engineers",
-        "LAKEHUB_NOTEBOOK_BUCKET": "acme-lakehub-notebooks",
-        "LAKEHUB_NOTEBOOK_PREFIX": "tiers/pii/",
-        "LAKEHUB_PUBLIC_URL": "https://pii.example.com/",
-        "LAKEHUB_STATE_DIR": str(tmp_path / "state"),
-        "LAKEHUB_IDLE_TIMEOUT": "1800",
-        "AWS_REGION": "eu-west-1",
-        "LAKEHUB_CONFIG_D": str(tmp_path / "no-hooks"),
-    }
-    env.update(extra)
-    return env
+    """The snapshot tool's base environment (a shared-mode pii tier), with `extra` over it."""
+    return {**snapshots.base_env(tmp_path), **extra}
 
 
 # The sign-in modes' sample variables: the snapshot tool's, so the golden cases and these tests agree.
@@ -214,13 +201,7 @@ def test_ldap_starttls_and_bind_template(tmp_path):
     assert cfg["lookup_dn"] is False
 
 
-PER_USER = {
-    "LAKEHUB_SERVER_MODE": "per-user",
-    "LAKEHUB_CLUSTER": "lakehub-cluster",
-    "LAKEHUB_USER_TASK_DEFINITION": "lakehub-pii-user",
-    "LAKEHUB_USER_SUBNETS": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
-    "LAKEHUB_USER_SECURITY_GROUPS": "sg-0123456789abcdef0",
-}
+PER_USER = snapshots.PER_USER  # the snapshot tool's per-user variables, as the sign-in modes'
 
 
 def test_per_user_mode_hands_over_to_the_fargate_spawner(tmp_path, moto_server):

@@ -9,8 +9,6 @@ User servers get AWS credentials only the way ECS hands them out: AWS_CONTAINER_
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import secrets
@@ -19,11 +17,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import boto3
 import pytest
 
 import hub_harness as H
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, emulator_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -44,22 +41,8 @@ def _require_tools():
 def lake(moto_server):
     """Buckets in the emulator, the container-credentials endpoint, and (as root) reachable Python."""
     _require_tools()
-    run = uuid.uuid4().hex[:8]
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=EMULATOR_ACCESS_KEY,
-        aws_secret_access_key=EMULATOR_SECRET_KEY,
-    )
-    notebook_bucket, data_bucket = f"lakehub-notebooks-{run}", f"lakehub-data-{run}"
-    s3.create_bucket(Bucket=notebook_bucket)
-    s3.put_bucket_versioning(Bucket=notebook_bucket, VersioningConfiguration={"Status": "Enabled"})  # as storage.template.yaml
-    s3.create_bucket(Bucket=data_bucket)
-    rows = [("region", "amount")] + [(r, i) for i, r in enumerate(["north", "south", "north", "east", "south", "north"])]
-    buf = io.StringIO()
-    csv.writer(buf).writerows(rows)
-    s3.put_object(Bucket=data_bucket, Key="pii/sales/2026.csv", Body=buf.getvalue().encode())
+    s3 = emulator_client("s3", moto_server.endpoint_url)
+    notebook_bucket, data_bucket, _ = H.sales_lake(s3, ["north", "south", "north", "east", "south", "north"])
     s3.put_object(Bucket=data_bucket, Key="other-tier/secret.csv", Body=b"a,b\n1,2\n")
     creds = H.CredentialsEndpoint(EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
     changed = H.open_interpreter_path() if os.geteuid() == 0 else []

@@ -17,13 +17,12 @@ import signal
 import time
 import uuid
 
-import boto3
 import psutil
 import pytest
 
 import hub_harness as H
 import waiting
-from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
+from lakehub.local.emulator import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, emulator_client
 from lakehub_hub import metrics as M
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -97,13 +96,7 @@ def hub(moto_server, tmp_path_factory):
         LAKEHUB_CLOUDWATCH_ENDPOINT_URL=moto_server.endpoint_url,
         LAKEHUB_CONFIG_D=str(hooks),
     )
-    cw = boto3.client(
-        "cloudwatch",
-        endpoint_url=moto_server.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=EMULATOR_ACCESS_KEY,
-        aws_secret_access_key=EMULATOR_SECRET_KEY,
-    )
+    cw = emulator_client("cloudwatch", moto_server.endpoint_url)
     with (
         H.notebook_lake(moto_server.endpoint_url, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY) as lake,
         H.tier_hub(

@@ -135,17 +135,22 @@ def polling_rules(aws) -> list[dict]:
     return aws.events.list_rules()["Rules"]
 
 
-def test_create_answers_at_once_when_the_image_is_already_there(wait, aws):
-    digest = push_image(aws.ecr)
-    _, answer = wait("Create")
+def assert_image_answer(answer, digest: str, build_id: str) -> None:
+    """A SUCCESS answer for the latest tag's image with this digest, built by `build_id` ("" for none)."""
     assert answer["Status"] == "SUCCESS", answer
     assert answer["PhysicalResourceId"] == f"image/{REPO}:latest"
     assert answer["Data"] == {
         "ImageUri": f"{REPO_URI}:latest",
         "ImageUriDigest": f"{REPO_URI}@{digest}",
         "ImageDigest": digest,
-        "BuildId": "",
+        "BuildId": build_id,
     }
+
+
+def test_create_answers_at_once_when_the_image_is_already_there(wait, aws):
+    digest = push_image(aws.ecr)
+    _, answer = wait("Create")
+    assert_image_answer(answer, digest, build_id="")
     assert aws.codebuild.list_builds()["ids"] == []  # nothing built
     assert polling_rules(aws) == []  # nothing scheduled
 
@@ -162,14 +167,7 @@ def test_create_starts_the_build_and_polls_until_the_image_exists(wait, aws, bui
     digest = push_image(aws.ecr)  # the build pushes the image
     answer = wait.poll(event)
 
-    assert answer["Status"] == "SUCCESS", answer
-    assert answer["PhysicalResourceId"] == f"image/{REPO}:latest"
-    assert answer["Data"] == {
-        "ImageUri": f"{REPO_URI}:latest",
-        "ImageUriDigest": f"{REPO_URI}@{digest}",
-        "ImageDigest": digest,
-        "BuildId": build_id,
-    }
+    assert_image_answer(answer, digest, build_id)
     assert polling_rules(aws) == []  # crhelper removed its rule ...
     with pytest.raises(aws.lambda_.exceptions.ResourceNotFoundException):
         aws.lambda_.get_policy(FunctionName=FUNCTION)  # ... and the permission

@@ -1,6 +1,7 @@
 """Drive `lakehub local up/status/down` from tests, and sign in to a local tier hub and get its
 user's server (the client itself: tests/hubclient.py); register a Fargate task definition on
-the emulator's ECS. Used by tests/local, tests/spawner and tests/browser."""
+the emulator's ECS; put a tier's hub-down alarm. Used by tests/local, tests/spawner, tests/browser
+and benchmarks."""
 
 from __future__ import annotations
 
@@ -116,8 +117,10 @@ class Platform:
         self.runtime = runtime
         self.env = env  # added to `up`'s environment
 
-    def up(self, runtime: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-        """`lakehub local up --runtime RUNTIME` (default: the platform's)."""
+    def up(
+        self, runtime: str | None = None, env: dict | None = None, args: tuple = (), timeout: float | None = None
+    ) -> subprocess.CompletedProcess:
+        """`lakehub local up --runtime RUNTIME` (default: the platform's), `args` added."""
         runtime = runtime or self.runtime
         extra = ["--runtime", runtime]
         env = self.env if env is None else env
@@ -129,7 +132,8 @@ class Platform:
             "--base-port",
             str(self.base),
             *extra,
-            timeout=1200 if runtime == "container" else 600,
+            *args,
+            timeout=timeout or (1200 if runtime == "container" else 600),
             env=env,
         )
 
@@ -181,3 +185,21 @@ def running(p: Platform, log_tail: int | None = 3000):
     p.up_ok(log_tail)
     yield p
     p.down()
+
+
+def put_hub_down_alarm(cw, name: str, platform: str, tier: str, periods: int = 1, **extra) -> None:
+    """A tier's hub-down alarm as the monitoring stack defines it (HubUp's Minimum below 1 for
+    `periods` one-minute periods, dimensions Platform and Tier); `extra` adds to the call
+    (TreatMissingData, actions)."""
+    cw.put_metric_alarm(
+        AlarmName=name,
+        Namespace="lakehub",
+        MetricName="HubUp",
+        Statistic="Minimum",
+        Period=60,
+        EvaluationPeriods=periods,
+        Threshold=1,
+        ComparisonOperator="LessThanThreshold",
+        Dimensions=[{"Name": "Platform", "Value": platform}, {"Name": "Tier", "Value": tier}],
+        **extra,
+    )

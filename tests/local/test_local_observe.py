@@ -27,6 +27,8 @@ from waiting import wait_for
 
 from lakehub.local.observe import DashboardCollector, figures, observe, serve_metrics
 
+from .helpers import put_hub_down_alarm
+
 PLATFORM = "lakehub-test"
 
 
@@ -99,17 +101,7 @@ def test_a_scrape_of_the_prometheus_endpoint_parses(aws_client, aws_env):
     cw = aws_client("cloudwatch")
     platform = f"{PLATFORM}-{uuid.uuid4().hex[:6]}"
     _publish(cw, platform, "pii", time.time())
-    cw.put_metric_alarm(
-        AlarmName=f"{platform}-pii-hub-down",
-        Namespace="lakehub",
-        MetricName="HubUp",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="LessThanThreshold",
-        Statistic="Minimum",
-        Dimensions=[{"Name": "Platform", "Value": platform}, {"Name": "Tier", "Value": "pii"}],
-    )
+    put_hub_down_alarm(cw, f"{platform}-pii-hub-down", platform, "pii")
     port = _free_port()
     server = serve_metrics(port, lambda: observe(aws_env.endpoint_url, None, platform, ["pii"]))
     try:
@@ -208,26 +200,13 @@ def test_the_status_tables_show_each_tiers_figures_and_each_alarm():
 def test_the_metrics_port_in_use_is_one_line_and_starts_nothing(tmp_path):
     from lakehub.local.platform import free_base_port
 
-    from .helpers import lakehub
+    from .helpers import Platform
 
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        base = free_base_port()
-        proc = lakehub(
-            "local",
-            "up",
-            "--runtime",
-            "process",
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--base-port",
-            str(base),
-            "--metrics-port",
-            str(port),
-            timeout=60,
-        )
+        proc = Platform(tmp_path / "s", free_base_port()).up(args=("--metrics-port", str(port)), timeout=60)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"port {port}" in lines[0] and "metrics endpoint" in lines[0], proc.stderr
@@ -246,25 +225,12 @@ EXPORT_INTERVAL = 5  # LAKEHUB_METRICS_INTERVAL: the hubs' exporters
 def platform(tmp_path_factory):
     from lakehub.local.platform import free_base_port
 
-    from .helpers import Platform, lakehub
+    from .helpers import Platform
 
     p = Platform(tmp_path_factory.mktemp("lakehub-observe"), free_base_port(), runtime="process")
     p.metrics_port = _free_port()
     env = {"LAKEHUB_ALARM_INTERVAL": str(ALARM_INTERVAL), "LAKEHUB_METRICS_INTERVAL": str(EXPORT_INTERVAL)}
-    proc = lakehub(
-        "local",
-        "up",
-        "--runtime",
-        "process",
-        "--state-dir",
-        str(p.state_dir),
-        "--base-port",
-        str(p.base),
-        "--metrics-port",
-        str(p.metrics_port),
-        timeout=600,
-        env=env,
-    )
+    proc = p.up(env=env, args=("--metrics-port", str(p.metrics_port)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     yield p
     if p.state().get("phase") == "ready":
@@ -276,12 +242,8 @@ def _stack_alarm(p, tier: str = "pii") -> dict | None:
     from lakehub.settings import default_settings
 
     name = f"{default_settings().platform_name}-{tier}-hub-down"
-    found = _admin(p, "cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    found = p.admin_client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"]
     return found[0] if found else None
-
-
-def _admin(p, service: str):
-    return p.admin_client(service)
 
 
 def _wait(what: str, check, timeout: float, every: float = 2.0):
@@ -296,7 +258,7 @@ def test_the_hub_down_alarm_fires_when_a_hub_is_stopped_and_clears_when_it_answe
     from .helpers import lakehub
 
     tier = "pii"
-    cw, sns, sqs = _admin(platform, "cloudwatch"), _admin(platform, "sns"), _admin(platform, "sqs")
+    cw, sns, sqs = platform.admin_client("cloudwatch"), platform.admin_client("sns"), platform.admin_client("sqs")
     # The tier's hub-down alarm and the platform's alarm topic (AlarmTopicArn) as deployed; until
     # part 1's templates are merged, an alarm of the same definition and a topic made here:
     # HubUp's Minimum below 1 for 3 of 3 minutes, missing data not breaching.
@@ -307,19 +269,15 @@ def test_the_hub_down_alarm_fires_when_a_hub_is_stopped_and_clears_when_it_answe
         assert topic in deployed["AlarmActions"] and deployed["MetricName"] == "HubUp"
     else:
         topic = sns.create_topic(Name="lakehub-observe-alarms")["TopicArn"]
-        cw.put_metric_alarm(
-            AlarmName=alarm,
-            Namespace="lakehub",
-            MetricName="HubUp",
-            Statistic="Minimum",
-            Period=60,
-            EvaluationPeriods=3,
-            Threshold=1,
-            ComparisonOperator="LessThanThreshold",
+        put_hub_down_alarm(
+            cw,
+            alarm,
+            default_settings().platform_name,
+            tier,
+            periods=3,
             TreatMissingData="notBreaching",
             AlarmActions=[topic],
             OKActions=[topic],
-            Dimensions=[{"Name": "Platform", "Value": default_settings().platform_name}, {"Name": "Tier", "Value": tier}],
         )
     # The operator subscribes to the alarm topic (here an SQS queue).
     queue = sqs.create_queue(QueueName="lakehub-observe-operator")["QueueUrl"]

@@ -53,13 +53,19 @@ def rendezvous(monkeypatch):
     return state
 
 
-@mock_aws
-def test_sibling_nested_stacks_are_created_concurrently(rendezvous):
+def parallel_cloudformation():
+    """(Inside mock_aws) the emulator's parallel nested stacks installed and the child template
+    uploaded where parent() points: a CloudFormation client."""
     emulator_server.install_parallel_nested_stacks()
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="lakehub-parallel")
     s3.put_object(Bucket="lakehub-parallel", Key="child.yaml", Body=CHILD.encode())
-    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    return boto3.client("cloudformation", region_name="us-east-1")
+
+
+@mock_aws
+def test_sibling_nested_stacks_are_created_concurrently(rendezvous):
+    cfn = parallel_cloudformation()
     rendezvous["barrier"] = threading.Barrier(3, timeout=20)  # sequential creation breaks it
     cfn.create_stack(StackName="siblings", TemplateBody=parent(3))
     assert cfn.describe_stacks(StackName="siblings")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
@@ -68,11 +74,7 @@ def test_sibling_nested_stacks_are_created_concurrently(rendezvous):
 
 @mock_aws
 def test_a_nested_stack_waits_for_the_stack_it_depends_on(rendezvous):
-    emulator_server.install_parallel_nested_stacks()
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="lakehub-parallel")
-    s3.put_object(Bucket="lakehub-parallel", Key="child.yaml", Body=CHILD.encode())
-    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    cfn = parallel_cloudformation()
     cfn.create_stack(StackName="chain", TemplateBody=parent(3, depends=True))
     assert cfn.describe_stacks(StackName="chain")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
     assert len(rendezvous["threads"]) == 1  # one after another, in this thread

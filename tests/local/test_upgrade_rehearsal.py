@@ -45,12 +45,8 @@ def platform(tmp_path_factory):
         subprocess.run(["podman", "untag", p.state().get("hub_image", ""), f"{repo}:{NEW_TAG}"], capture_output=True, timeout=60)
 
 
-def _client(p: Platform, service: str):
-    return p.admin_client(service)
-
-
 def _hub_image(p: Platform, tier: str) -> str:
-    ecs = _client(p, "ecs")
+    ecs = p.admin_client("ecs")
     cluster = p.state()["outputs"][names.CLUSTER_NAME]
     (service,) = ecs.describe_services(cluster=cluster, services=[f"{tier}-hub"])["services"]
     definition = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
@@ -59,7 +55,7 @@ def _hub_image(p: Platform, tier: str) -> str:
 
 def _user_tasks(p: Platform) -> set[str]:
     """The users' servers running as ECS tasks (not a hub's)."""
-    ecs = _client(p, "ecs")
+    ecs = p.admin_client("ecs")
     cluster = p.state()["outputs"][names.CLUSTER_NAME]
     arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
@@ -69,7 +65,7 @@ def _user_tasks(p: Platform) -> set[str]:
 
 
 def _running_hub_task(p: Platform, tier: str) -> dict:
-    ecs = _client(p, "ecs")
+    ecs = p.admin_client("ecs")
     cluster = p.state()["outputs"][names.CLUSTER_NAME]
     arns = ecs.list_tasks(cluster=cluster, startedBy=f"ecs-svc/{tier}-hub", desiredStatus="RUNNING")["taskArns"]
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
@@ -109,7 +105,7 @@ def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_ne
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
         "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 12, "digest": layer}],
     }
-    digest = _client(platform, "ecr").put_image(
+    digest = platform.admin_client("ecr").put_image(
         repositoryName=repo.split("/", 1)[1], imageManifest=json.dumps(manifest), imageTag=NEW_TAG
     )["image"]["imageId"]["imageDigest"]
     # ... and a changed main template, deployed as an operator does.
@@ -176,7 +172,7 @@ def test_upgrade_n_to_n_plus_1_keeps_notebooks_homes_and_rolls_the_hub_to_the_ne
     after_task = _running_hub_task(platform, "pii")
     assert after_task["taskArn"] != before_task["taskArn"]
     assert after_task["taskDefinitionArn"] != before_task["taskDefinitionArn"]
-    definition = _client(platform, "ecs").describe_task_definition(taskDefinition=after_task["taskDefinitionArn"])[
+    definition = platform.admin_client("ecs").describe_task_definition(taskDefinition=after_task["taskDefinitionArn"])[
         "taskDefinition"
     ]
     assert definition["containerDefinitions"][0]["image"] == f"{repo}@{digest}"  # the hub runs the new digest
