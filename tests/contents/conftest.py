@@ -72,19 +72,11 @@ def iam_server(tmp_path_factory):
     the start, with its own versioned notebook bucket (named as `notebook_bucket`). Yields the
     server and an admin S3 client (the tests' own look into the bucket)."""
     from lakehub.local.emulator import start_moto_server
+    from lakehub.local.platform import create_admin_user
 
     server = start_moto_server(log_path=tmp_path_factory.mktemp("moto-iam") / "moto.log", iam_evaluator=True)
     try:
-        iam = boto3.client("iam", region_name="us-east-1", **_creds(server))
-        iam.create_user(UserName="contents-admin")
-        iam.put_user_policy(
-            UserName="contents-admin",
-            PolicyName="all",
-            PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-            ),
-        )
-        key = iam.create_access_key(UserName="contents-admin")["AccessKey"]
+        key = create_admin_user(boto3.client("iam", region_name="us-east-1", **_creds(server)), "contents-admin", "all")
         server.enforce_iam()
         admin = {
             "endpoint_url": server.endpoint_url,
