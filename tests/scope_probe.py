@@ -53,3 +53,13 @@ def assert_scoped(out: dict, user: str, role_name: str) -> None:
     assert out["list_other"] == out["read_other"] == out["write_other"] == "AccessDenied", out
     assert out["list_users"] == "AccessDenied", out
     assert out["own_tier_data"] is True and out["other_tier_data"] == "AccessDenied", out
+
+
+def assert_two_users_scoped(servers: dict, role_name: str, **where) -> None:
+    """Two users (`servers`: {user: their server}, in order) probe in their own kernels, the first,
+    the second, then the first again (the second's object exists now); each probe is scoped.
+    `where`: probe's notebooks, lake, tier, own_data and other_data."""
+    a, b = servers
+    results = [(me, probe(servers[me], me=me, other=other, **where)) for me, other in ((a, b), (b, a), (a, b))]
+    for me, out in results:
+        assert_scoped(out, me, role_name)

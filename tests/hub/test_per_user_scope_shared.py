@@ -21,7 +21,7 @@ import json
 import boto3
 import pytest
 import requests
-from scope_probe import assert_scoped, probe
+from scope_probe import assert_two_users_scoped
 
 import hub_harness as H
 from lakehub.cfn.template import Resolver, load
@@ -98,23 +98,15 @@ def shared():
 
 
 def test_two_users_of_one_tier_reach_their_own_and_the_shared_folder_only_in_shared_mode(shared):
-    servers, role = shared["servers"], shared["role"].rsplit("/", 1)[-1]
-
-    def run(me, other):
-        return probe(
-            servers[me],
-            notebooks=shared["notebooks"],
-            lake=shared["data"],
-            tier="pii",
-            me=me,
-            other=other,
-            own_data="pii/rows.csv",
-            other_data="nonpii/rows.csv",
-        )
-
-    results = {"alice": run("alice", "bob"), "bob": run("bob", "alice"), "alice again": run("alice", "bob")}
-    for who, out in results.items():
-        assert_scoped(out, who.split()[0], role)
+    assert_two_users_scoped(
+        shared["servers"],
+        shared["role"].rsplit("/", 1)[-1],
+        notebooks=shared["notebooks"],
+        lake=shared["data"],
+        tier="pii",
+        own_data="pii/rows.csv",
+        other_data="nonpii/rows.csv",
+    )
     admin, bucket = shared["admin"], shared["notebooks"]
     for user in USERS:
         assert admin.get_object(Bucket=bucket, Key=f"tiers/pii/users/{user}/scope.txt")["Body"].read() == user.encode()
