@@ -39,6 +39,19 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def emulator_client(service: str, endpoint_url: str):
+    """A boto3 client of the emulator at `endpoint_url` with its dummy keys (DEFAULT_REGION)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=DEFAULT_REGION,
+        aws_access_key_id=EMULATOR_ACCESS_KEY,
+        aws_secret_access_key=EMULATOR_SECRET_KEY,
+    )
+
+
 @dataclass
 class MotoServer:
     """A running moto server child process."""
