@@ -22,12 +22,11 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
-import boto3
 import pytest
 import requests
 
 import hub_harness as H
-from lakehub.local.emulator import start_moto_server
+from lakehub.local.emulator import emulator_client, start_moto_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -39,19 +38,14 @@ SECRET_VALUE = "cookie-" + uuid.uuid4().hex  # the hub's secret in the emulator
 def pii_lake_emulator(prefix: str, *services: str, iam_evaluator: bool = False):
     """A work folder and an emulator of the test's own (it enforces IAM once set up), a data lake
     with pii/rows.csv and a notebook bucket named for this run, and set-up clients for `services`
-    (any keys pass before enforcement). Yields (the lake: .server, .url, .run, .data, .notebooks;
-    [s3 client, *the services' clients]); stops the emulator and removes the folder afterwards."""
+    (the emulator's dummy keys: any keys pass before enforcement). Yields (the lake: .server,
+    .url, .run, .data, .notebooks; [s3 client, *the services' clients]); stops the emulator and
+    removes the folder afterwards."""
     work = Path(tempfile.mkdtemp(prefix=prefix))
     work.chmod(0o755)
     server = start_moto_server(log_path=work / "moto.log", iam_evaluator=iam_evaluator)
     try:
-        setup = dict(
-            endpoint_url=server.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-            aws_secret_access_key="setup-not-real",
-        )
-        s3 = boto3.client("s3", **setup)
+        s3 = emulator_client("s3", server.endpoint_url)
         run = uuid.uuid4().hex[:8]
         lake = SimpleNamespace(
             server=server, url=server.endpoint_url, run=run, data=f"lakehub-data-{run}", notebooks=f"lakehub-notebooks-{run}"
@@ -59,10 +53,15 @@ def pii_lake_emulator(prefix: str, *services: str, iam_evaluator: bool = False):
         for b in (lake.data, lake.notebooks):
             s3.create_bucket(Bucket=b)
         s3.put_object(Bucket=lake.data, Key="pii/rows.csv", Body=b"pii rows")
-        yield lake, [s3, *(boto3.client(n, **setup) for n in services)]
+        yield lake, [s3, *(emulator_client(n, server.endpoint_url) for n in services)]
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def policy(*statements: dict) -> str:
+    """An IAM policy document of `statements`, as IAM's calls take it."""
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
 def hub_identity(iam, user_name: str, role: str, *statements: dict) -> tuple[str, dict]:
@@ -72,11 +71,7 @@ def hub_identity(iam, user_name: str, role: str, *statements: dict) -> tuple[str
     its access key)."""
     arn = iam.create_user(UserName=user_name)["User"]["Arn"]
     assume = {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": role}
-    iam.put_user_policy(
-        UserName=user_name,
-        PolicyName="hub",
-        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [assume, *statements]}),
-    )
+    iam.put_user_policy(UserName=user_name, PolicyName="hub", PolicyDocument=policy(assume, *statements))
     return arn, iam.create_access_key(UserName=user_name)["AccessKey"]
 
 
@@ -128,35 +123,25 @@ def ondemand():
         user_role = iam.create_role(
             RoleName=f"lakehub-hub-users-{run}",
             Path="/lakehub/",
-            AssumeRolePolicyDocument=json.dumps(
+            AssumeRolePolicyDocument=policy(
                 {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"AWS": hub_arn},
-                            "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
-                        }
-                    ],
+                    "Effect": "Allow",
+                    "Principal": {"AWS": hub_arn},
+                    "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
                 }
             ),
         )["Role"]
         iam.put_role_policy(
             RoleName=user_role["RoleName"],
             PolicyName="data",
-            PolicyDocument=json.dumps(
+            PolicyDocument=policy(
+                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{data}/pii/*"]},
+                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{notebooks}"]},
                 {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{data}/pii/*"]},
-                        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{notebooks}"]},
-                        {
-                            "Effect": "Allow",
-                            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                            "Resource": [f"arn:aws:s3:::{notebooks}/tiers/pii/*"],
-                        },
-                    ],
-                }
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    "Resource": [f"arn:aws:s3:::{notebooks}/tiers/pii/*"],
+                },
             ),
         )
         lake.server.enforce_iam()

@@ -13,10 +13,9 @@ import json
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 
-from lakehub.local.emulator import start_moto_server
+from lakehub.local.emulator import emulator_client, start_moto_server
 from lakehub.local.agent import LocalAgent, keep_tasks_running
 from lakehub.local.platform import create_admin_user
 
@@ -51,19 +50,13 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), http.server.Simpl
 def own_emulator(tmp_path: Path, *services: str):
     """An emulator of the test's own, the platform's admin user on it (the platform's own calls
     need a real (emulated) IAM user once enforcement is on) and set-up clients for `services`
-    (any keys pass before enforcement). Yields (server, the admin's access key, [iam client,
-    *the services' clients]); stops the emulator afterwards."""
+    (the emulator's dummy keys: any keys pass before enforcement). Yields (server, the admin's
+    access key, [iam client, *the services' clients]); stops the emulator afterwards."""
     server = start_moto_server(log_path=tmp_path / "moto.log")
     try:
-        setup = dict(
-            endpoint_url=server.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-            aws_secret_access_key="setup-not-real",
-        )
-        iam = boto3.client("iam", **setup)
+        iam = emulator_client("iam", server.endpoint_url)
         key = create_admin_user(iam, "platform-admin", "admin")
-        yield server, key, [iam, *(boto3.client(n, **setup) for n in services)]
+        yield server, key, [iam, *(emulator_client(n, server.endpoint_url) for n in services)]
     finally:
         server.stop()
 
