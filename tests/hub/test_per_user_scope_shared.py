@@ -98,15 +98,8 @@ def shared():
 
 
 def test_two_users_of_one_tier_reach_their_own_and_the_shared_folder_only_in_shared_mode(shared):
-    assert_two_users_scoped(
-        shared["servers"],
-        shared["role"].rsplit("/", 1)[-1],
-        notebooks=shared["notebooks"],
-        lake=shared["data"],
-        tier="pii",
-        own_data="pii/rows.csv",
-        other_data="nonpii/rows.csv",
-    )
+    data_keys = ("pii/rows.csv", "nonpii/rows.csv")
+    assert_two_users_scoped(shared["servers"], shared["role"], shared["notebooks"], shared["data"], data_keys)
     admin, bucket = shared["admin"], shared["notebooks"]
     for user in USERS:
         assert admin.get_object(Bucket=bucket, Key=f"tiers/pii/users/{user}/scope.txt")["Body"].read() == user.encode()

@@ -46,15 +46,8 @@ def test_two_users_of_one_tier_reach_their_own_and_the_shared_folder_only(platfo
     servers = {u["username"]: user_server(tier, u) for u in (alice, bob)}
     a, b = alice["username"], bob["username"]
     outputs = platform.state()["outputs"]
-    assert_two_users_scoped(  # alice's second probe meets bob's object
-        servers,
-        outputs["TierPiiRoleArn"].rsplit("/", 1)[-1],
-        notebooks=outputs["NotebookBucketName"],
-        lake=outputs["DataBucketName"],
-        tier="pii",
-        own_data="pii/customers.csv",
-        other_data="nonpii/sales.csv",
-    )
+    notebooks, lake = outputs["NotebookBucketName"], outputs["DataBucketName"]
+    assert_two_users_scoped(servers, outputs["TierPiiRoleArn"], notebooks, lake, ("pii/customers.csv", "nonpii/sales.csv"))
     # nothing of bob's was overwritten by alice's attempts (read with the platform's admin keys)
     s3 = platform.admin_s3()
     bucket = platform.state()["outputs"]["NotebookBucketName"]
