@@ -53,3 +53,15 @@ def assert_scoped(out: dict, user: str, role_name: str) -> None:
     assert out["list_other"] == out["read_other"] == out["write_other"] == "AccessDenied", out
     assert out["list_users"] == "AccessDenied", out
     assert out["own_tier_data"] is True and out["other_tier_data"] == "AccessDenied", out
+
+
+def assert_two_users_scoped(servers: dict, role_arn: str, notebooks: str, lake: str, data_keys: tuple[str, str]) -> None:
+    """Two users of the pii tier (`servers`: {user: their server}, in order) probe in their own
+    kernels, the first, the second, then the first again (the second's object exists now), and
+    each probe is scoped to the user's session of `role_arn`. `data_keys`: an object of the pii
+    tier in the `lake` bucket, and one of the other tier."""
+    (a, b), (own_data, other_data) = servers, data_keys
+    where = dict(notebooks=notebooks, lake=lake, tier="pii", own_data=own_data, other_data=other_data)
+    results = [(me, probe(servers[me], me=me, other=other, **where)) for me, other in ((a, b), (b, a), (a, b))]
+    for me, out in results:
+        assert_scoped(out, me, role_arn.rsplit("/", 1)[-1])

@@ -20,6 +20,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from lakehub.local.emulator import LOOPBACK
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: dict) -> None:
+    """Answer `handler`'s request with `status` and `body` as JSON (what credential endpoints send)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class CredentialsServer:
     def __init__(self, port: int = 0):
         self._roles: dict[str, tuple[str, dict]] = {}  # name -> (token, credentials)
@@ -34,10 +44,11 @@ class CredentialsServer:
                 entry = server._roles.get(name)
                 token = self.headers.get("Authorization", "")
                 if not self.path.startswith("/role/") or entry is None or not hmac.compare_digest(token, entry[0]):
-                    return self._send(403, {"message": "unknown role or wrong authorization token"})
+                    return send_json(self, 403, {"message": "unknown role or wrong authorization token"})
                 creds = entry[1]
                 expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
-                return self._send(
+                return send_json(
+                    self,
                     200,
                     {
                         "AccessKeyId": creds["AccessKeyId"],
@@ -47,14 +58,6 @@ class CredentialsServer:
                         "RoleArn": creds.get("RoleArn", ""),
                     },
                 )
-
-            def _send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
         self.httpd = ThreadingHTTPServer((LOOPBACK, port), Handler)
         self.httpd.daemon_threads = True

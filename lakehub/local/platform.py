@@ -246,6 +246,19 @@ def check_ports(ports: dict[int, str]) -> None:
             )
 
 
+def create_admin_user(iam, user_name: str, policy_name: str = "everything") -> dict:
+    """An IAM user allowed every action, made with `iam` before IAM enforcement is on, for the
+    caller's own calls after it (the platform's, or a test's on an emulator of its own).
+    Returns its access key (IAM's AccessKey: AccessKeyId, SecretAccessKey)."""
+    iam.create_user(UserName=user_name)
+    iam.put_user_policy(
+        UserName=user_name,
+        PolicyName=policy_name,
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+    )
+    return iam.create_access_key(UserName=user_name)["AccessKey"]
+
+
 # ------------------------------------------------------------------------------------------
 # the supervisor
 # ------------------------------------------------------------------------------------------
@@ -724,16 +737,7 @@ class LocalPlatform:
 
     def secure(self) -> dict[str, dict]:
         """Admin user, roles assumed, then IAM enforcement on. Returns {role arn: credentials}."""
-        iam = self.client("iam")
-        iam.create_user(UserName="lakehub-local-admin")
-        iam.put_user_policy(
-            UserName="lakehub-local-admin",
-            PolicyName="everything",
-            PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-            ),
-        )
-        key = iam.create_access_key(UserName="lakehub-local-admin")["AccessKey"]
+        key = create_admin_user(self.client("iam"), "lakehub-local-admin")
         self.admin = {"AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"]}
         os.environ.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"])
         sts = self.client("sts", self.admin)

@@ -11,6 +11,8 @@ import uuid
 import boto3
 import pytest
 
+from lakehub.local.emulator import emulator_client
+
 # pytest-jupyter's server fixtures and its async-test hooks, for this folder only (the plugin
 # has no entry point, and a `pytest_plugins` line is only honoured in the top-level conftest).
 from pytest_jupyter.jupyter_server import *  # noqa: F403 - its fixtures, by name
@@ -22,19 +24,10 @@ USER = "alice"
 @pytest.fixture(scope="session")
 def notebook_bucket(moto_server):
     """The notebook bucket, versioned as on AWS (storage.template.yaml) and in local mode."""
-    s3 = boto3.client("s3", region_name="us-east-1", **_creds(moto_server))
+    s3 = emulator_client("s3", moto_server.endpoint_url)
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     return BUCKET
-
-
-def _creds(moto_server) -> dict:
-    env = moto_server.client_env()
-    return {
-        "endpoint_url": moto_server.endpoint_url,
-        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
-    }
 
 
 @pytest.fixture
@@ -72,19 +65,11 @@ def iam_server(tmp_path_factory):
     the start, with its own versioned notebook bucket (named as `notebook_bucket`). Yields the
     server and an admin S3 client (the tests' own look into the bucket)."""
     from lakehub.local.emulator import start_moto_server
+    from lakehub.local.platform import create_admin_user
 
     server = start_moto_server(log_path=tmp_path_factory.mktemp("moto-iam") / "moto.log", iam_evaluator=True)
     try:
-        iam = boto3.client("iam", region_name="us-east-1", **_creds(server))
-        iam.create_user(UserName="contents-admin")
-        iam.put_user_policy(
-            UserName="contents-admin",
-            PolicyName="all",
-            PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-            ),
-        )
-        key = iam.create_access_key(UserName="contents-admin")["AccessKey"]
+        key = create_admin_user(emulator_client("iam", server.endpoint_url), "contents-admin", "all")
         server.enforce_iam()
         admin = {
             "endpoint_url": server.endpoint_url,

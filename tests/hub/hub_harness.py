@@ -9,7 +9,6 @@ import contextlib
 import csv
 import datetime
 import io
-import json
 import os
 import pwd
 import secrets
@@ -29,6 +28,7 @@ from lakehub_hub.accounts import PREFIX as UNIX_PREFIX
 from lakehub_hub.accounts import unix_username
 
 from lakehub.local import accounts
+from lakehub.local.credentials import send_json
 from lakehub.waiting import tries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,12 +65,7 @@ class CredentialsEndpoint:
             def do_GET(self):
                 outer.hits += 1
                 expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
-                body = json.dumps(dict(creds, Expiration=expires.strftime("%Y-%m-%dT%H:%M:%SZ"))).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, 200, dict(creds, Expiration=expires.strftime("%Y-%m-%dT%H:%M:%SZ")))
 
             def log_message(self, *args):
                 pass

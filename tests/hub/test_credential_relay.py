@@ -19,13 +19,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import subprocess
 import sys
 
-import boto3
 import pytest
 import requests
 from lakehub_hub import credential_relay as relay_mod
 from lakehub_hub.accounts import storage_name
 from lakehub_hub.credentials import REFRESH_MARGIN, USER_TAG, UserRoleSessions, session_name
 
+from lakehub.local.credentials import send_json
+from lakehub.local.emulator import emulator_client
 from lakehub.stacks import names
 
 
@@ -48,12 +49,13 @@ class FakeHub:
                 time.sleep(hub.delay)  # a busy hub (at 25 users per tier one answer took 12.7 s)
                 if hub.busy_answers > 0:
                     hub.busy_answers -= 1
-                    return self._send(503, {"message": "busy"})
+                    return send_json(self, 503, {"message": "busy"})
                 if self.headers.get("Authorization") != f"token {hub.token}":
-                    return self._send(403, {"message": "not a user's API token"})
+                    return send_json(self, 403, {"message": "not a user's API token"})
                 hub.calls += 1
                 expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=hub.lifetime)
-                return self._send(
+                return send_json(
+                    self,
                     200,
                     {
                         "AccessKeyId": f"ASIA{hub.calls:016d}",
@@ -63,14 +65,6 @@ class FakeHub:
                         "RoleArn": "arn:aws:iam::123456789012:role/lakehub-pii-tier",
                     },
                 )
-
-            def _send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -361,18 +355,20 @@ def test_storage_name_keeps_valid_names_and_separates_cleaned_ones():
     assert len(storage_name("x" * 300)) <= 128
 
 
-def test_the_hub_assumes_the_data_role_with_the_users_source_identity_and_folder_tag(moto_server):
-    """What the hub sends STS (captured from the real request botocore signs and sends): the
-    emulator accepts SourceIdentity and Tags without acting on them."""
-    sts = boto3.client(
-        "sts",
-        endpoint_url=moto_server.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-        aws_secret_access_key="test-not-real",
-    )
+@pytest.fixture
+def sts_calls(moto_server):
+    """An STS client on the emulator (it accepts SourceIdentity and Tags without acting on them)
+    and the AssumeRole requests it sends, as botocore signs and sends them."""
+    sts = emulator_client("sts", moto_server.endpoint_url)
     sent = []
     sts.meta.events.register("before-call.sts.AssumeRole", lambda params, **kw: sent.append(params))
+    return sts, sent
+
+
+def test_the_hub_assumes_the_data_role_with_the_users_source_identity_and_folder_tag(sts_calls):
+    """What the hub sends STS (captured from the real request botocore signs and sends): the
+    emulator accepts SourceIdentity and Tags without acting on them."""
+    sts, sent = sts_calls
     now = [datetime.datetime.now(datetime.timezone.utc).timestamp()]
     sessions = UserRoleSessions("arn:aws:iam::123456789012:role/lakehub-pii-tier", "us-east-1", sts, clock=lambda: now[0])
     user = "alice.b@example.com"
@@ -391,17 +387,9 @@ def test_the_hub_assumes_the_data_role_with_the_users_source_identity_and_folder
     assert len(sent) == 2
 
 
-def test_a_role_from_before_session_tags_gets_sessions_without_tags(moto_server):
+def test_a_role_from_before_session_tags_gets_sessions_without_tags(sts_calls):
     """An on-demand hub stack launched before per-user scope sets LAKEHUB_USER_ROLE_ARN and its
     role's trust allows no sts:TagSession: the hub still names the user, and sends no tag."""
-    sts = boto3.client(
-        "sts",
-        endpoint_url=moto_server.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-        aws_secret_access_key="test-not-real",
-    )
-    sent = []
-    sts.meta.events.register("before-call.sts.AssumeRole", lambda params, **kw: sent.append(params))
+    sts, sent = sts_calls
     UserRoleSessions("arn:aws:iam::123456789012:role/old-users", "us-east-1", sts, tag_sessions=False).get("carol")
     assert sent[0]["body"]["SourceIdentity"] == "carol" and not any(k.startswith("Tags") for k in sent[0]["body"])

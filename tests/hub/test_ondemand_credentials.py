@@ -12,21 +12,21 @@ IMDS firewall are checked in tests/test_hub_instance.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
 import tempfile
-import urllib.request
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
-import boto3
 import pytest
 import requests
 
 import hub_harness as H
-from lakehub.local.emulator import start_moto_server
+from lakehub.local.emulator import emulator_client, start_moto_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -34,95 +34,63 @@ GROUP = "analysts"
 SECRET_VALUE = "cookie-" + uuid.uuid4().hex  # the hub's secret in the emulator
 
 
-def enforce_iam(endpoint_url: str) -> None:
-    req = urllib.request.Request(
-        f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
-    )
-    urllib.request.urlopen(req, timeout=10).read()
+@contextlib.contextmanager
+def pii_lake_emulator(prefix: str, *services: str, iam_evaluator: bool = False):
+    """A work folder and an emulator of the test's own (it enforces IAM once set up), a data lake
+    with pii/rows.csv and a notebook bucket named for this run, and set-up clients for `services`
+    (the emulator's dummy keys: any keys pass before enforcement). Yields (the lake: .server,
+    .url, .run, .data, .notebooks; [s3 client, *the services' clients]); stops the emulator and
+    removes the folder afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    work.chmod(0o755)
+    server = start_moto_server(log_path=work / "moto.log", iam_evaluator=iam_evaluator)
+    try:
+        s3 = emulator_client("s3", server.endpoint_url)
+        run = uuid.uuid4().hex[:8]
+        lake = SimpleNamespace(
+            server=server, url=server.endpoint_url, run=run, data=f"lakehub-data-{run}", notebooks=f"lakehub-notebooks-{run}"
+        )
+        for b in (lake.data, lake.notebooks):
+            s3.create_bucket(Bucket=b)
+        s3.put_object(Bucket=lake.data, Key="pii/rows.csv", Body=b"pii rows")
+        yield lake, [s3, *(emulator_client(n, server.endpoint_url) for n in services)]
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def ondemand():
+def policy(*statements: dict) -> str:
+    """An IAM policy document of `statements`, as IAM's calls take it."""
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def hub_identity(iam, user_name: str, role: str, *statements: dict) -> tuple[str, dict]:
+    """The hub's own identity, an IAM user (moto does not match an assumed-role session to a role
+    principal, so a user stands in for the instance role or HubRole): may assume `role` for a
+    user (with SourceIdentity and session tags), and what `statements` allow. Returns (its ARN,
+    its access key)."""
+    arn = iam.create_user(UserName=user_name)["User"]["Arn"]
+    assume = {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": role}
+    iam.put_user_policy(UserName=user_name, PolicyName="hub", PolicyDocument=policy(assume, *statements))
+    return arn, iam.create_access_key(UserName=user_name)["AccessKey"]
+
+
+@contextlib.contextmanager
+def ec2_hub(lake, role_arn: str, hub_key: dict, users, extra: dict):
+    """The pii tier's hub in shared mode as on an EC2 instance (no ECS agent: `hub_key`, the hub's
+    own identity, stands in for the instance role) on `lake` (pii_lake_emulator's), with `users`
+    of GROUP signed in; `extra` goes into its environment too. Yields (TierHub, {user: API token})."""
     if not (H.NODE_BIN / "configurable-http-proxy").exists():
         pytest.fail("configurable-http-proxy missing; run `make setup`")
-    work = Path(tempfile.mkdtemp(prefix="lakehub-ondemand-"))
-    work.chmod(0o755)
-    server = start_moto_server(log_path=work / "moto.log")
-    url = server.endpoint_url
-    setup = dict(
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-        aws_secret_access_key="setup-not-real",
-    )
-    iam, s3, sm = (boto3.client(n, **setup) for n in ("iam", "s3", "secretsmanager"))
-    run = uuid.uuid4().hex[:8]
-    data, notebooks = f"lakehub-data-{run}", f"lakehub-notebooks-{run}"
-    for b in (data, notebooks):
-        s3.create_bucket(Bucket=b)
-    s3.put_object(Bucket=data, Key="pii/rows.csv", Body=b"pii rows")
-    secret_arn = sm.create_secret(Name=f"lakehub/hubs/{run}/cookie", SecretString=SECRET_VALUE)["ARN"]
-    # The hub's own identity (the instance role's stand-in): may assume the user role.
-    hub_arn = iam.create_user(UserName="hub-instance")["User"]["Arn"]
-    iam.put_user_policy(
-        UserName="hub-instance",
-        PolicyName="hub",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"], "Resource": "*"},
-                    {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": "*"},
-                ],
-            }
-        ),
-    )
-    hub_key = iam.create_access_key(UserName="hub-instance")["AccessKey"]
-    user_role = iam.create_role(
-        RoleName=f"lakehub-hub-users-{run}",
-        Path="/lakehub/",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"AWS": hub_arn},
-                        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
-                    }
-                ],
-            }
-        ),
-    )["Role"]
-    iam.put_role_policy(
-        RoleName=user_role["RoleName"],
-        PolicyName="data",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{data}/pii/*"]},
-                    {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{notebooks}"]},
-                    {
-                        "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                        "Resource": [f"arn:aws:s3:::{notebooks}/tiers/pii/*"],
-                    },
-                ],
-            }
-        ),
-    )
-    enforce_iam(url)
-
-    extra = dict(
+    env = dict(
         LAKEHUB_ALLOWED_GROUPS=GROUP,
-        LAKEHUB_DATA_BUCKET=data,
+        LAKEHUB_DATA_BUCKET=lake.data,
         LAKEHUB_DATA_PREFIXES="pii/",
-        LAKEHUB_TIER_ROLE_ARN=user_role["Arn"],
+        LAKEHUB_TIER_ROLE_ARN=role_arn,
         AWS_ACCESS_KEY_ID=hub_key["AccessKeyId"],
         AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"],
-        AWS_ENDPOINT_URL_STS=url,
-        LAKEHUB_COOKIE_SECRET=SECRET_VALUE,
+        AWS_ENDPOINT_URL_STS=lake.url,
+        **extra,
     )
 
     def on_ec2(env):
@@ -131,37 +99,63 @@ def ondemand():
     changed = H.open_interpreter_path() if os.geteuid() == 0 else []
     try:
         with H.tier_hub(
-            "oidc",
-            "pii",
-            notebooks,
-            "tiers/pii",
-            url,
-            "unused",
-            ("alice", "bob"),
-            {GROUP: ["alice", "bob"]},
-            extra,
-            edit_env=on_ec2,
+            "oidc", "pii", lake.notebooks, "tiers/pii", lake.url, "unused", users, {GROUP: list(users)}, env, edit_env=on_ec2
         ) as t:
-            hub = t.hub
             tokens = {}
-            for user in t.passwords:
-                session, response = t.sign_in(hub.url, user, t.passwords[user])
-                assert response.status_code == 200, hub.log()[-3000:]
-                tokens[user] = H.api_token(session, hub.url, user)
+            for user in users:
+                session, response = t.sign_in(t.hub.url, user, t.passwords[user])
+                assert response.status_code == 200, t.hub.log()[-3000:]
+                tokens[user] = H.api_token(session, t.hub.url, user)
+            yield t, tokens
+    finally:
+        H.restore_modes(changed)
+
+
+@pytest.fixture(scope="module")
+def ondemand():
+    with pii_lake_emulator("lakehub-ondemand-", "iam", "secretsmanager") as (lake, (_, iam, sm)):
+        run, data, notebooks = lake.run, lake.data, lake.notebooks
+        secret_arn = sm.create_secret(Name=f"lakehub/hubs/{run}/cookie", SecretString=SECRET_VALUE)["ARN"]
+        # The hub's own identity (the instance role's stand-in): may assume the user role.
+        hub_arn, hub_key = hub_identity(
+            iam, "hub-instance", "*", {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": "*"}
+        )
+        user_role = iam.create_role(
+            RoleName=f"lakehub-hub-users-{run}",
+            Path="/lakehub/",
+            AssumeRolePolicyDocument=policy(
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": hub_arn},
+                    "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                }
+            ),
+        )["Role"]
+        iam.put_role_policy(
+            RoleName=user_role["RoleName"],
+            PolicyName="data",
+            PolicyDocument=policy(
+                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{data}/pii/*"]},
+                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{notebooks}"]},
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    "Resource": [f"arn:aws:s3:::{notebooks}/tiers/pii/*"],
+                },
+            ),
+        )
+        lake.server.enforce_iam()
+        with ec2_hub(lake, user_role["Arn"], hub_key, ("alice", "bob"), dict(LAKEHUB_COOKIE_SECRET=SECRET_VALUE)) as (t, tokens):
             yield {
-                "hub": hub,
+                "hub": t.hub,
                 "env": t.env,
                 "tokens": tokens,
                 "secret_arn": secret_arn,
-                "endpoint": url,
+                "endpoint": lake.url,
                 "data": data,
                 "user_role": user_role["Arn"],
                 "hub_key": hub_key,
             }
-    finally:
-        H.restore_modes(changed)
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 # What a user runs in a notebook: who am I, read the hub's secret, read the tier's data.

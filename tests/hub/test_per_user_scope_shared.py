@@ -17,35 +17,27 @@ starts, as `lakehub.local.emulator.start_moto_server` does once it lands.)
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-import urllib.request
-import uuid
-from pathlib import Path
 
 import boto3
 import pytest
 import requests
-from scope_probe import assert_scoped, probe
+from scope_probe import assert_two_users_scoped
 
 import hub_harness as H
 from lakehub.cfn.template import Resolver, load
 from lakehub.assets import TEMPLATES_DIR
-from lakehub.local.emulator import start_moto_server
+from lakehub.local.platform import create_admin_user
+from test_ondemand_credentials import (
+    GROUP,
+    ec2_hub,
+    hub_identity,
+    pii_lake_emulator,
+)  # tests/hub is on sys.path (pytest's prepend import mode)
 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
-GROUP = "analysts"
 USERS = ("alice", "bob")
-
-
-def enforce_iam(endpoint_url: str) -> None:
-    req = urllib.request.Request(
-        f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
-    )
-    urllib.request.urlopen(req, timeout=10).read()
 
 
 def tier_role_documents(data: str, notebooks: str) -> tuple[dict, list[dict]]:
@@ -69,128 +61,45 @@ def tier_role_documents(data: str, notebooks: str) -> tuple[dict, list[dict]]:
 
 @pytest.fixture(scope="module")
 def shared():
-    if not (H.NODE_BIN / "configurable-http-proxy").exists():
-        pytest.fail("configurable-http-proxy missing; run `make setup`")
-    work = Path(tempfile.mkdtemp(prefix="lakehub-scope-"))
-    work.chmod(0o755)
-    server = start_moto_server(log_path=work / "moto.log", iam_evaluator=True)
-    url = server.endpoint_url
-    setup = dict(
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-        aws_secret_access_key="setup-not-real",
-    )
-    iam, s3 = (boto3.client(n, **setup) for n in ("iam", "s3"))
-    run = uuid.uuid4().hex[:8]
-    data, notebooks = f"lakehub-data-{run}", f"lakehub-notebooks-{run}"
-    for b in (data, notebooks):
-        s3.create_bucket(Bucket=b)
-    s3.put_object(Bucket=data, Key="pii/rows.csv", Body=b"pii rows")
-    s3.put_object(Bucket=data, Key="nonpii/rows.csv", Body=b"nonpii rows")
-    iam.create_user(UserName="admin")
-    iam.put_user_policy(
-        UserName="admin",
-        PolicyName="all",
-        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
-    )
-    admin_key = iam.create_access_key(UserName="admin")["AccessKey"]
-    trust, policies = tier_role_documents(data, notebooks)
-    hub_arn = iam.create_user(UserName="tier-hub")["User"]["Arn"]
-    role_arn = f"arn:aws:iam::123456789012:role/lakehub-pii-tier-{run}"
-    iam.put_user_policy(
-        UserName="tier-hub",
-        PolicyName="hub",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
-                        "Resource": role_arn,
-                    }
-                ],
-            }
-        ),
-    )
-    hub_key = iam.create_access_key(UserName="tier-hub")["AccessKey"]
-    for statement in trust["Statement"]:
-        statement["Principal"] = {"AWS": hub_arn}  # the stand-in for HubRole
-    iam.create_role(RoleName=role_arn.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(trust))
-    for policy in policies:
-        iam.put_role_policy(
-            RoleName=role_arn.rsplit("/", 1)[1],
-            PolicyName=policy["PolicyName"],
-            PolicyDocument=json.dumps(policy["PolicyDocument"]),
-        )
-    enforce_iam(url)
-
-    extra = dict(
-        LAKEHUB_ALLOWED_GROUPS=GROUP,
-        LAKEHUB_DATA_BUCKET=data,
-        LAKEHUB_DATA_PREFIXES="pii/",
-        LAKEHUB_TIER_ROLE_ARN=role_arn,
-        AWS_ACCESS_KEY_ID=hub_key["AccessKeyId"],
-        AWS_SECRET_ACCESS_KEY=hub_key["SecretAccessKey"],
-        AWS_ENDPOINT_URL_STS=url,
-        AWS_ENDPOINT_URL=url,
-        LAKEHUB_KEEP_ENV="AWS_ENDPOINT_URL",
-    )  # kernels reach the emulator
-    changed = H.open_interpreter_path() if os.geteuid() == 0 else []
-    try:
-        with H.tier_hub(
-            "oidc",
-            "pii",
-            notebooks,
-            "tiers/pii",
-            url,
-            "unused",
-            USERS,
-            {GROUP: list(USERS)},
-            extra,
-            edit_env=lambda env: env.pop("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
-        ) as t:
+    with pii_lake_emulator("lakehub-scope-", "iam", iam_evaluator=True) as (lake, (s3, iam)):
+        run, data, notebooks = lake.run, lake.data, lake.notebooks
+        s3.put_object(Bucket=data, Key="nonpii/rows.csv", Body=b"nonpii rows")
+        admin_key = create_admin_user(iam, "admin", "all")
+        trust, policies = tier_role_documents(data, notebooks)
+        role_arn = f"arn:aws:iam::123456789012:role/lakehub-pii-tier-{run}"
+        hub_arn, hub_key = hub_identity(iam, "tier-hub", role_arn)
+        for statement in trust["Statement"]:
+            statement["Principal"] = {"AWS": hub_arn}  # the stand-in for HubRole
+        iam.create_role(RoleName=role_arn.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(trust))
+        for policy in policies:
+            iam.put_role_policy(
+                RoleName=role_arn.rsplit("/", 1)[1],
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=json.dumps(policy["PolicyDocument"]),
+            )
+        lake.server.enforce_iam()
+        kernels_env = dict(AWS_ENDPOINT_URL=lake.url, LAKEHUB_KEEP_ENV="AWS_ENDPOINT_URL")  # kernels reach the emulator
+        with ec2_hub(lake, role_arn, hub_key, USERS, kernels_env) as (t, tokens):
             servers = {}
             for user in USERS:
-                session, response = t.sign_in(t.hub.url, user, t.passwords[user])
-                assert response.status_code == 200, t.hub.log()[-3000:]
-                token = H.api_token(session, t.hub.url, user)
-                requests.post(f"{t.hub.url}/hub/api/users/{user}/server", headers={"Authorization": f"token {token}"}, timeout=30)
-                H.wait_ready(t.hub.url, user, token)
-                servers[user] = H.UserServer(t.hub.url, user, token)
+                requests.post(
+                    f"{t.hub.url}/hub/api/users/{user}/server", headers={"Authorization": f"token {tokens[user]}"}, timeout=30
+                )
+                H.wait_ready(t.hub.url, user, tokens[user])
+                servers[user] = H.UserServer(t.hub.url, user, tokens[user])
             admin = boto3.client(
                 "s3",
-                endpoint_url=url,
+                endpoint_url=lake.url,
                 region_name="us-east-1",
                 aws_access_key_id=admin_key["AccessKeyId"],
                 aws_secret_access_key=admin_key["SecretAccessKey"],
             )
             yield {"servers": servers, "data": data, "notebooks": notebooks, "role": role_arn, "admin": admin, "hub": t.hub}
-    finally:
-        H.restore_modes(changed)
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_two_users_of_one_tier_reach_their_own_and_the_shared_folder_only_in_shared_mode(shared):
-    servers, role = shared["servers"], shared["role"].rsplit("/", 1)[-1]
-
-    def run(me, other):
-        return probe(
-            servers[me],
-            notebooks=shared["notebooks"],
-            lake=shared["data"],
-            tier="pii",
-            me=me,
-            other=other,
-            own_data="pii/rows.csv",
-            other_data="nonpii/rows.csv",
-        )
-
-    results = {"alice": run("alice", "bob"), "bob": run("bob", "alice"), "alice again": run("alice", "bob")}
-    for who, out in results.items():
-        assert_scoped(out, who.split()[0], role)
+    data_keys = ("pii/rows.csv", "nonpii/rows.csv")
+    assert_two_users_scoped(shared["servers"], shared["role"], shared["notebooks"], shared["data"], data_keys)
     admin, bucket = shared["admin"], shared["notebooks"]
     for user in USERS:
         assert admin.get_object(Bucket=bucket, Key=f"tiers/pii/users/{user}/scope.txt")["Body"].read() == user.encode()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from scope_probe import assert_scoped, probe
+from scope_probe import assert_two_users_scoped
 
 from lakehub.local.platform import free_base_port
 
@@ -40,30 +40,14 @@ def platform(tmp_path_factory):
     p.down()
 
 
-def run(platform, server, me: str, other: str) -> dict:
-    outputs = platform.state()["outputs"]
-    return probe(
-        server,
-        notebooks=outputs["NotebookBucketName"],
-        lake=outputs["DataBucketName"],
-        tier="pii",
-        me=me,
-        other=other,
-        own_data="pii/customers.csv",
-        other_data="nonpii/sales.csv",
-    )
-
-
 def test_two_users_of_one_tier_reach_their_own_and_the_shared_folder_only(platform):
     tier = platform.tier("pii")
     alice, bob = tier["users"][:2]
     servers = {u["username"]: user_server(tier, u) for u in (alice, bob)}
     a, b = alice["username"], bob["username"]
-    results = {a: run(platform, servers[a], a, b), b: run(platform, servers[b], b, a)}
-    results[a + " again"] = run(platform, servers[a], a, b)  # bob's object exists now
-    role = platform.state()["outputs"]["TierPiiRoleArn"].rsplit("/", 1)[-1]
-    for who, out in results.items():
-        assert_scoped(out, who.split()[0], role)
+    outputs = platform.state()["outputs"]
+    notebooks, lake = outputs["NotebookBucketName"], outputs["DataBucketName"]
+    assert_two_users_scoped(servers, outputs["TierPiiRoleArn"], notebooks, lake, ("pii/customers.csv", "nonpii/sales.csv"))
     # nothing of bob's was overwritten by alice's attempts (read with the platform's admin keys)
     s3 = platform.admin_s3()
     bucket = platform.state()["outputs"]["NotebookBucketName"]

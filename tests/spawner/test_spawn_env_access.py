@@ -17,10 +17,9 @@ from botocore.exceptions import ClientError
 
 from lakehub.assets import TEMPLATES_DIR
 from lakehub.cfn.template import Resolver, load
-from lakehub.local.emulator import start_moto_server
 from lakehub.stacks.tier import TIER_SSM_PARAMS
 
-from test_tier_isolation import TRUST, enforce_iam  # tests/spawner is on sys.path (rootdir-relative, no package)
+from test_tier_isolation import TRUST, own_emulator  # tests/spawner is on sys.path (rootdir-relative, no package)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -69,25 +68,8 @@ def emulator_policy(statements: list[dict]) -> str:
 
 @pytest.fixture
 def clients(tmp_path):
-    server = start_moto_server(log_path=tmp_path / "moto.log")
-    try:
+    with own_emulator(tmp_path, "s3", "sts") as (server, _, (iam, s3, sts)):
         url = server.endpoint_url
-        setup = dict(
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-            aws_secret_access_key="setup-not-real",
-        )
-        iam, s3, sts = (boto3.client(n, **setup) for n in ("iam", "s3", "sts"))
-        iam.create_user(UserName="platform-admin")
-        iam.put_user_policy(
-            UserName="platform-admin",
-            PolicyName="admin",
-            PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-            ),
-        )
-        iam.create_access_key(UserName="platform-admin")
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         s3.put_object(Bucket=BUCKET, Key=ENV_KEY, Body=b"JUPYTERHUB_API_TOKEN=not-a-real-token\n")
@@ -106,10 +88,8 @@ def clients(tmp_path):
                 aws_secret_access_key=creds["SecretAccessKey"],
                 aws_session_token=creds["SessionToken"],
             )
-        enforce_iam(url)
+        server.enforce_iam()
         yield out
-    finally:
-        server.stop()
 
 
 def refused(call) -> bool:

@@ -8,16 +8,16 @@ Uses its own emulator: enforcing IAM on the shared one would break other tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-import urllib.request
 from pathlib import Path
 
-import boto3
 import pytest
 
-from lakehub.local.emulator import start_moto_server
+from lakehub.local.emulator import emulator_client, start_moto_server
 from lakehub.local.agent import LocalAgent, keep_tasks_running
+from lakehub.local.platform import create_admin_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -46,13 +46,19 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), http.server.Simpl
 """
 
 
-def enforce_iam(endpoint_url: str) -> None:
-    """POST /moto-api/reset-auth with body 0. (MotoServer.enforce_iam sends the body as a form,
-    which moto reads as empty and answers 500; a text/plain body works.)"""
-    req = urllib.request.Request(
-        f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
-    )
-    urllib.request.urlopen(req, timeout=10).read()
+@contextlib.contextmanager
+def own_emulator(tmp_path: Path, *services: str):
+    """An emulator of the test's own, the platform's admin user on it (the platform's own calls
+    need a real (emulated) IAM user once enforcement is on) and set-up clients for `services`
+    (the emulator's dummy keys: any keys pass before enforcement). Yields (server, the admin's
+    access key, [iam client, *the services' clients]); stops the emulator afterwards."""
+    server = start_moto_server(log_path=tmp_path / "moto.log")
+    try:
+        iam = emulator_client("iam", server.endpoint_url)
+        key = create_admin_user(iam, "platform-admin", "admin")
+        yield server, key, [iam, *(emulator_client(n, server.endpoint_url) for n in services)]
+    finally:
+        server.stop()
 
 
 def tier_policy(prefix: str) -> str:
@@ -66,26 +72,8 @@ def tier_policy(prefix: str) -> str:
 
 @pytest.fixture
 def enforced(tmp_path, monkeypatch):
-    server = start_moto_server(log_path=tmp_path / "moto.log")
-    try:
+    with own_emulator(tmp_path, "s3", "ec2", "ecs", "sts") as (server, key, (iam, s3, ec2, ecs, sts)):
         url = server.endpoint_url
-        setup = dict(
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-            aws_secret_access_key="setup-not-real",
-        )
-        iam, s3, ec2, ecs, sts = (boto3.client(n, **setup) for n in ("iam", "s3", "ec2", "ecs", "sts"))
-        # The platform's own calls need a real (emulated) IAM user once enforcement is on.
-        iam.create_user(UserName="platform-admin")
-        iam.put_user_policy(
-            UserName="platform-admin",
-            PolicyName="admin",
-            PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-            ),
-        )
-        key = iam.create_access_key(UserName="platform-admin")["AccessKey"]
         s3.create_bucket(Bucket=BUCKET)
         s3.create_bucket(Bucket=NOTEBOOKS)  # the spawns' environment files (spawn-env/<tier>/)
         for prefix in ("pii", "nonpii"):
@@ -148,7 +136,7 @@ def enforced(tmp_path, monkeypatch):
                 ],
             )
         keep_tasks_running(url)
-        enforce_iam(url)
+        server.enforce_iam()
         for k, v in {
             "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
             "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
@@ -167,8 +155,6 @@ def enforced(tmp_path, monkeypatch):
         for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "LAKEHUB_USER_CAPACITY", "LAKEHUB_SPAWN_ENV_PREFIX"):
             monkeypatch.delenv(k, raising=False)
         yield server, creds, key
-    finally:
-        server.stop()
 
 
 def test_users_get_own_tasks_that_read_only_their_tier_prefix(enforced, make_spawner, tmp_path):
