@@ -113,7 +113,9 @@ def not_aws():
 
 # A test that talks to a server the suite starts (the emulator in server mode, the emulator's IAM
 # front, a threaded moto) is end-to-end, whatever its folder: `make test-fast` leaves it out.
-SERVER_FIXTURES = {"moto_server", "local_emulator", "iam_server", "_threaded_moto"}
+# `emulator` and `moto_plain` are the module fixtures of test_durable_s3 and test_emulator_iam that
+# start their own emulator server (and tests/lambdas' `emulator`, on a threaded moto).
+SERVER_FIXTURES = {"moto_server", "local_emulator", "iam_server", "_threaded_moto", "emulator", "moto_plain"}
 
 
 def pytest_collection_modifyitems(config, items):
