@@ -378,7 +378,18 @@ class Lab:
             page.wait_for_load_state()
             if "/hub/spawn" in page.url and page.locator("form#spawn_form, form[action*='spawn']").count():
                 page.locator("form input[type=submit], form button[type=submit]").first.click()
-            page.wait_for_url(re.compile(r".*/user/[^/]+/lab.*"), timeout=SPAWN_TIMEOUT_MS)
+            # A server slow to stop: Start leads to the hub's "stop pending" page, which reloads
+            # itself into "not running" with a Launch button once the stop is done; a person
+            # clicks it, and so does this.
+            lab_url = re.compile(r".*/user/[^/]+/lab.*")
+            deadline = time.monotonic() + SPAWN_TIMEOUT_MS / 1000
+            while not lab_url.match(page.url):
+                if time.monotonic() > deadline:
+                    raise LabError(f"the server did not start again within {SPAWN_TIMEOUT_MS // 1000} s (at {page.url})")
+                launch = page.locator("a#start")
+                if "/hub/spawn-pending/" in page.url and launch.count() and launch.first.is_visible():
+                    launch.first.click()
+                page.wait_for_timeout(1000)
             page.locator(".jp-DirListing-content").wait_for(timeout=SPAWN_TIMEOUT_MS)
 
     def close_all_tabs(self) -> None:
