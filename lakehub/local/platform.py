@@ -43,7 +43,14 @@ import boto3
 from lakehub.stacks import names
 from lakehub.assets import HUB_IMAGES_DIR, ROOT, TEMPLATES_DIR
 from lakehub.cfn.template import load
-from lakehub.local.emulator import DEFAULT_REGION, EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, LOOPBACK, port_in_use
+from lakehub.local.emulator import (
+    DEFAULT_REGION,
+    EMULATOR_ACCESS_KEY,
+    EMULATOR_SECRET_KEY,
+    LOOPBACK,
+    emulator_server_command,
+    port_in_use,
+)
 from lakehub.errors import LakehubError
 from lakehub.waiting import tries
 from lakehub.local.processes import PART_MARKER, RUN_MARKER, end_processes, record, terminate_group
@@ -558,19 +565,7 @@ class LocalPlatform:
         # The emulator's control API (reset-auth, reset, data.json) answers only this token.
         token_file = self.state.file(control.TOKEN_FILE)
         self.control_token = control.new_token(token_file)
-        cmd = [
-            sys.executable,
-            "-m",
-            "lakehub.local.emulator_server",
-            "--port",
-            str(self.base_port),
-            "--work-dir",
-            str(work),
-            "--control-token-file",
-            str(token_file),
-            "--persist-dir",
-            str(self.state.export_dir),
-        ]
+        cmd = emulator_server_command(self.base_port, work, token_file, self.state.export_dir)
         proc = self._spawn("emulator", cmd, env, ROOT, self.state.path / "emulator.log")
         headers = {control.HEADER: self.control_token}
         self._wait_http(
