@@ -408,7 +408,17 @@ def deploy(
     try:
         _first_contact(cfn, stack_name, where, display)
         request = _Request(
-            parameters, stack_name, region, declared, template_file, template_url, timeout, started, display, tags, preview
+            parameters=parameters,
+            stack_name=stack_name,
+            region=region,
+            declared=declared,
+            template_file=template_file,
+            template_url=template_url,
+            timeout=timeout,
+            started=started,
+            display=display,
+            tags=tags,
+            preview=preview,
         )
         return _deploy(cfn, request, executor)
     except NoCredentialsError:
