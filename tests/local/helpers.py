@@ -16,6 +16,9 @@ import boto3
 from hubclient import UserServer, api_token, oidc_sign_in, wait_ready
 from waiting import wait_for
 
+from lakehub.local.emulator import DEFAULT_REGION
+from lakehub.local.observe import session_keys
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -65,11 +68,7 @@ def delete_stack(cfn, stack_name: str, timeout: float = 60) -> None:
 def admin_client(state: dict, service: str):
     """A boto3 client on the platform's emulator with the admin's keys (state.json's)."""
     return boto3.client(
-        service,
-        endpoint_url=state["emulator_endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id=state["admin"]["AccessKeyId"],
-        aws_secret_access_key=state["admin"]["SecretAccessKey"],
+        service, endpoint_url=state["emulator_endpoint"], region_name=DEFAULT_REGION, **session_keys(state["admin"])
     )
 
 
