@@ -11,6 +11,7 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser, Page, expect
 
@@ -269,7 +270,7 @@ class Lab:
     def save_with_name(self, name: str) -> None:
         """Ctrl+S on a new notebook: JupyterLab 4 asks for its name on the first save (a rename)."""
         page = self.page
-        with self.step("save-first-time"):
+        with self.step("save-first-time"), self.saving():
             self.current_panel().click()
             page.keyboard.press("Control+s")
             dialog = page.locator(".jp-Dialog")
@@ -278,8 +279,22 @@ class Lab:
             field.fill(name)
             dialog.locator("button.jp-mod-accept").click()
             dialog.wait_for(state="detached")
-            expect(page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabLabel").first).to_have_text(name)
-            self.wait_saved()
+        expect(page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabLabel").first).to_have_text(name)
+        self.wait_saved()
+
+    @contextmanager
+    def saving(self):
+        """Around a save: wait for JupyterLab's whole save command, not only for the tab to lose
+        its unsaved mark. The command is save, (rename), then a checkpoint (POST .../checkpoints),
+        and JupyterLab silently ignores another save of the same document until that checkpoint
+        has answered: a Ctrl+S pressed in between is lost (seen in CI on a loaded machine, and
+        every time with the checkpoint slowed by 4 s)."""
+        with self.page.expect_response(
+            lambda r: urlsplit(r.url).path.endswith("/checkpoints") and r.request.method == "POST", timeout=60_000
+        ) as checkpoint:
+            yield
+        if checkpoint.value.status >= 300:
+            raise LabError(f"the checkpoint after a save answered {checkpoint.value.status}: {checkpoint.value.text()[:300]}")
 
     def wait_saved(self) -> None:
         expect(self.page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty")).to_have_count(0, timeout=30_000)
@@ -411,7 +426,8 @@ class Lab:
         page.keyboard.press("Control+a")
         page.keyboard.insert_text(code)
         page.keyboard.press("Escape")
-        page.keyboard.press("Control+s")
+        with self.saving():
+            page.keyboard.press("Control+s")
         self.wait_saved()
 
     def revert_to_checkpoint(self, index_from_newest: int, expect_options: int | None = None) -> None:
