@@ -108,6 +108,40 @@ def as_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+
+
+def ldap_group_list(name: str, value: str) -> list[str]:
+    """LDAP groups: names (`cn=<name>,<group search base>`) and full DNs. A DN holds commas, so
+    a list with DNs separates its entries with ';' ("pii-analysts; cn=ops,ou=teams,dc=example,dc=org");
+    without ';' the value is comma-separated names, or one DN. A value that reads as names and a DN
+    run together, or as two DNs (a cn= after dc=: domain components end a DN), is refused."""
+    from ldap3.core.exceptions import LDAPInvalidDnError
+    from ldap3.utils.dn import parse_dn
+
+    groups = []
+    for entry in value.split(";") if ";" in value else [value]:
+        pieces = [p.strip() for p in UNESCAPED_COMMA.split(entry)]
+        if not any("=" in p for p in pieces):
+            groups += [p for p in pieces if p]
+            continue
+        if not all("=" in p for p in pieces if p):
+            fail(
+                f"{name} {entry.strip()!r} mixes group names and a DN; separate DNs with ';' (e.g. analysts; cn=admins,ou=groups,dc=example,dc=org)"
+            )
+        dn = ",".join(pieces)
+        try:
+            types = [attr.lower() for attr, _value, _sep in parse_dn(dn)]
+        except LDAPInvalidDnError as e:
+            fail(f"{name} {dn!r} is not a valid DN ({e}); write it as cn=<group>,ou=groups,dc=example,dc=org")
+        after_dc = types[types.index("dc") :] if "dc" in types else []
+        if any(t != "dc" for t in after_dc):
+            again = next(t for t in after_dc if t != "dc")
+            fail(f"{name} {dn!r} reads as more than one DN (a {again}= after dc=); separate DNs with ';'")
+        groups.append(dn)
+    return groups
+
+
 def https_url(name: str, value: str, allow_http_loopback: bool = True) -> str:
     """An absolute URL without a trailing slash; plain http only on loopback (tests, local mode)."""
     parsed = urllib.parse.urlparse(value)
@@ -191,8 +225,11 @@ def read_settings(environ: Mapping[str, str], here: Path) -> Settings:
     auth_mode = env.required("LAKEHUB_AUTH_MODE", "how users sign in: cognito, oidc or ldap").lower()
     if auth_mode not in AUTH_MODES:
         fail(f"LAKEHUB_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
-    allowed_groups = as_list(env.required("LAKEHUB_ALLOWED_GROUPS", "comma-separated groups allowed into this tier"))
-    admin_groups = as_list(env.optional("LAKEHUB_ADMIN_GROUPS"))
+    groups = ldap_group_list if auth_mode == "ldap" else (lambda _name, value: as_list(value))
+    allowed_groups = groups(
+        "LAKEHUB_ALLOWED_GROUPS", env.required("LAKEHUB_ALLOWED_GROUPS", "comma-separated groups allowed into this tier")
+    )
+    admin_groups = groups("LAKEHUB_ADMIN_GROUPS", env.optional("LAKEHUB_ADMIN_GROUPS"))
     notebook_bucket = env.required("LAKEHUB_NOTEBOOK_BUCKET", "the S3 bucket that holds notebooks")
     notebook_prefix = env.required("LAKEHUB_NOTEBOOK_PREFIX", "the tier's root in the notebook bucket, e.g. tiers/pii").strip("/")
     public_url = https_url(

@@ -185,6 +185,36 @@ def test_ldap_mode_uses_ldaps_with_certificate_checks_and_group_dns(tmp_path):
     assert_common(cfg)
 
 
+def test_ldap_group_dns_keep_their_commas(tmp_path):
+    """A full DN holds commas: it is one group, not four (an admin group given as a DN used to be
+    split into cn=admins, ou=groups, dc=example, dc=com, and its members were never admins)."""
+    admins = "cn=admins,ou=groups,dc=example,dc=com"
+    cfg = load(
+        base_env(
+            tmp_path,
+            **dict(
+                LDAP, LAKEHUB_ALLOWED_GROUPS="pii-analysts; cn=pii-ops,ou=teams,dc=example,dc=com", LAKEHUB_ADMIN_GROUPS=admins
+            ),
+        )
+    )
+    assert sorted(cfg["allowed_groups"]) == sorted(
+        ["cn=pii-analysts,ou=groups,dc=example,dc=com", "cn=pii-ops,ou=teams,dc=example,dc=com", admins]
+    )
+
+
+@pytest.mark.parametrize(
+    "value,words",
+    [
+        # two DNs with only a comma between them: dc= ends a DN, so a cn= after it starts another
+        ("cn=a,ou=groups,dc=example,dc=com,cn=b,ou=groups,dc=example,dc=com", "separate DNs with ';'"),
+        ("pii-analysts,cn=admins,ou=groups,dc=example,dc=com", "separate DNs with ';'"),
+        ("cn=admins,,dc=com", "not a valid DN"),
+    ],
+)
+def test_ldap_group_lists_that_cannot_be_read_are_one_clear_line(tmp_path, value, words):
+    assert words in config_error(base_env(tmp_path, **dict(LDAP, LAKEHUB_ADMIN_GROUPS=value)))
+
+
 def test_ldap_starttls_and_bind_template(tmp_path):
     env = base_env(
         tmp_path,
