@@ -25,7 +25,9 @@ Credentials: this user's session of the tier's data role, served by the credenti
 """
 
 import os
+import stat
 import sys
+import tempfile
 
 from lakehub_hub.accounts import storage_name
 from lakehub_hub.contents import HomeContentsManager
@@ -62,6 +64,27 @@ for _folder in (os.environ["PYTHONUSERBASE"], os.environ["R_LIBS_USER"]):
         os.makedirs(_folder, exist_ok=True)
     except OSError as _e:  # the server still starts; pip and R say where they cannot write
         print(f"lakehub user server: cannot create {_folder}: {_e}", file=sys.stderr)
+
+# Jupyter's runtime files (the server's and kernels' connection files) in the server's own
+# temporary folder, not under ~/.local/share/jupyter: a user who points ~/.local somewhere they
+# cannot write (`ln -s /etc ~/.local`) must still be able to start their server and undo it. The
+# shared-mode hub already sets a private folder in the home; a per-user task's temporary folder is
+# its own (the container's /tmp; the local agent's TMPDIR). A folder there that is not this user's
+# own, private directory is not used.
+if not os.environ.get("JUPYTER_RUNTIME_DIR"):
+    _runtime = os.path.join(tempfile.gettempdir(), f"jupyter-runtime-{os.getuid()}")
+    try:
+        os.makedirs(_runtime, mode=0o700, exist_ok=True)
+        _st = os.lstat(_runtime)
+        if stat.S_ISDIR(_st.st_mode) and _st.st_uid == os.getuid() and not _st.st_mode & 0o077:
+            os.environ["JUPYTER_RUNTIME_DIR"] = _runtime
+        else:
+            print(
+                f"lakehub user server: {_runtime} is not a private folder of this user; Jupyter's default is used",
+                file=sys.stderr,
+            )
+    except OSError as _e:
+        print(f"lakehub user server: cannot create {_runtime}: {_e}; Jupyter's default is used", file=sys.stderr)
 
 # AWS credentials: this user's session of the tier role, through a loopback relay (before the
 # contents manager's S3 clients and any kernel; lakehub_hub.credential_relay).

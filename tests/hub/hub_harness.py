@@ -103,17 +103,22 @@ class Hub:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def stop(self):
+    def stop(self, grace: float = 30.0):
+        # The hub's managed services (the idle culler) and user servers run in sessions of their
+        # own: a hub that had to be killed leaves them running, still calling its API. Note them
+        # while the hub is alive; whatever outlives it is stopped here.
+        children = descendants(self.process.pid)
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)  # the hub stops user servers and the proxy
             except ProcessLookupError:
                 pass
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+        stop_processes(children)
         kill_unix_user_processes(self.unix_users)
 
 
@@ -326,7 +331,24 @@ def kill_unix_user_processes(names) -> None:
             pass
     if not uids:
         return
-    procs = [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real in uids]
+    stop_processes([p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real in uids])
+
+
+def descendants(pid: int) -> list:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def stop_processes(procs) -> None:
+    """SIGTERM, 5 s, then SIGKILL for those still running (psutil checks each is still the same
+    process, not a later one with its pid)."""
+    import psutil
+
+    procs = [p for p in procs if p.is_running()]
     for p in procs:
         try:
             p.terminate()

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import uuid
 from pathlib import Path
@@ -254,6 +255,60 @@ def test_idle_culler_stops_an_idle_server(lake, tmp_path):
         if hub:
             hub.stop()
             H.remove_unix_users(hub.unix_users & H.unix_users_with_prefix())
+        idp.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_hub_that_must_be_killed_leaves_no_culler_calling_its_api(lake):
+    """The test harness, not the product: a hub that does not stop on SIGTERM is killed, and its
+    idle culler (a managed service in a session of its own) goes with it; before, one was left
+    running per killed hub, polling a port a later hub may get."""
+    import psutil
+
+    from lakehub.local.idp.oidc import start_oidc
+
+    work = Path(tempfile.mkdtemp(prefix="lakehub-e2e-kill-"))
+    work.chmod(0o755)
+    port = H.free_port()
+    idp = start_oidc({}, {TIER_GROUP: []}, redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"], workdir=work)
+    env = H.base_hub_env(
+        "kill-e2e",
+        lake["notebook_bucket"],
+        "tiers/kill-e2e",
+        port,
+        work,
+        lake["endpoint"],
+        lake["creds"].url,
+        {
+            "LAKEHUB_AUTH_MODE": "oidc",
+            "LAKEHUB_OIDC_ISSUER": idp.issuer,
+            "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id,
+            "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret,
+            "LAKEHUB_ALLOWED_GROUPS": TIER_GROUP,
+        },
+    )
+    hub, culler = None, None
+    try:
+        hub = H.start_hub(env, work)
+        for _ in H.tries(30, interval=0.2):
+            found = [p for p in H.descendants(hub.process.pid) if "jupyterhub_idle_culler" in " ".join(p.cmdline())]
+            if found:
+                culler = found[0]
+                break
+        assert culler is not None, "the hub started no idle culler"
+        os.kill(hub.process.pid, signal.SIGSTOP)  # a hub that answers nothing: SIGTERM waits, SIGKILL ends it
+        hub.stop(grace=2)
+        assert hub.process.poll() is not None
+        try:
+            culler.wait(timeout=10)
+        except psutil.TimeoutExpired:
+            pass
+        assert not culler.is_running(), f"the killed hub's idle culler (pid {culler.pid}) is still running"
+    finally:
+        if hub and hub.process.poll() is None:
+            os.killpg(hub.process.pid, signal.SIGKILL)
+        if culler is not None and culler.is_running():
+            culler.kill()
         idp.stop()
         shutil.rmtree(work, ignore_errors=True)
 

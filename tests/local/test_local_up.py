@@ -167,6 +167,39 @@ def test_per_user_mode_users_python_and_r_packages_with_c_code_survive_a_server_
     UP.assert_in_home(installed, UP.check_both(server, name), name)
 
 
+@pytest.mark.per_user_homes
+def test_per_user_mode_a_user_who_points_their_local_folder_elsewhere_still_gets_their_server(platform):
+    """`ln -s /etc ~/.local` from a kernel: Jupyter's runtime files (the server's and kernels'
+    connection files) must not be under ~/.local, or the server fails at every start and the user
+    cannot undo it from JupyterLab (seen in shared mode in stop 27's CI). They go to the task's
+    own temporary folder."""
+    from hubclient import wait_ready, wait_stopped
+
+    tier = platform.tier("pii")
+    user = tier["users"][1]
+    server = user_server(tier, user)
+    home = Path(_persistent_home(server))  # the host folder (the local agent's process runtime)
+    local, saved = home / ".local", home / ".local-before-the-test"
+    server.run(
+        "python3",
+        f"import os\nif os.path.lexists({str(local)!r}): os.rename({str(local)!r}, {str(saved)!r})\nos.symlink('/etc', {str(local)!r})",
+    )
+    try:
+        assert local.is_symlink()
+        headers = {"Authorization": f"token {server.token}"}
+        requests.delete(f"{tier['url']}/hub/api/users/{user['username']}/server", headers=headers, timeout=60)
+        wait_stopped(tier["url"], user["username"], server.token, timeout=180)
+        wait_ready(tier["url"], user["username"], server.token, timeout=180)  # a new task, ~/.local still /etc
+        out = server.run("python3", "import os; print('runtime:', os.environ.get('JUPYTER_RUNTIME_DIR'))")
+        runtime = out.strip().splitlines()[-1].split("runtime: ", 1)[-1]
+        assert runtime not in ("", "None") and not runtime.startswith(str(home)), out
+    finally:  # as root, from outside: the home as it was, for the later tests
+        if local.is_symlink():
+            local.unlink()
+        if saved.exists() and not local.exists():
+            saved.rename(local)
+
+
 def _settled(status: dict) -> dict:
     """The status without its live CloudWatch figures (`metrics`), which move on their own as the
     emulator's metric windows take in earlier tests' sign-ins and servers."""
