@@ -213,34 +213,32 @@ def test_users_own_python_and_r_packages_with_c_code_survive_a_server_restart(ti
     UP.assert_in_home(installed, UP.check_both(alice, name), name)
 
 
-def test_idle_culler_stops_an_idle_server(lake, tmp_path):
-    """The culler service, with its role, really stops servers idle longer than LAKEHUB_IDLE_TIMEOUT."""
+def _oidc_hub_env(lake, name: str, passwords: dict, **extra) -> tuple[Path, object, dict]:
+    """A work folder, an OpenID Connect provider holding `passwords`' users (all in the tier's
+    group) and the environment of a hub that signs in through it."""
     from lakehub.local.idp.oidc import start_oidc
 
-    work = Path(tempfile.mkdtemp(prefix="lakehub-e2e-cull-"))
+    work = Path(tempfile.mkdtemp(prefix=f"lakehub-e2e-{name}-"))
     work.chmod(0o755)
     port = H.free_port()
+    redirect = f"http://127.0.0.1:{port}/hub/oauth_callback"
+    idp = start_oidc(passwords, {TIER_GROUP: list(passwords)}, redirect_uris=[redirect], workdir=work)
+    oidc = {
+        "LAKEHUB_AUTH_MODE": "oidc",
+        "LAKEHUB_OIDC_ISSUER": idp.issuer,
+        "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id,
+        "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret,
+        "LAKEHUB_ALLOWED_GROUPS": TIER_GROUP,
+    }
+    bucket, endpoint, creds = lake["notebook_bucket"], lake["endpoint"], lake["creds"].url
+    env = H.base_hub_env(f"{name}-e2e", bucket, f"tiers/{name}-e2e", port, work, endpoint, creds, {**oidc, **extra})
+    return work, idp, env
+
+
+def test_idle_culler_stops_an_idle_server(lake, tmp_path):
+    """The culler service, with its role, really stops servers idle longer than LAKEHUB_IDLE_TIMEOUT."""
     password = "pw-" + secrets.token_urlsafe(12)
-    idp = start_oidc(
-        {"dora": password}, {TIER_GROUP: ["dora"]}, redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"], workdir=work
-    )
-    env = H.base_hub_env(
-        "cull-e2e",
-        lake["notebook_bucket"],
-        "tiers/cull-e2e",
-        port,
-        work,
-        lake["endpoint"],
-        lake["creds"].url,
-        {
-            "LAKEHUB_AUTH_MODE": "oidc",
-            "LAKEHUB_OIDC_ISSUER": idp.issuer,
-            "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id,
-            "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret,
-            "LAKEHUB_ALLOWED_GROUPS": TIER_GROUP,
-            "LAKEHUB_IDLE_TIMEOUT": "10",
-        },
-    )
+    work, idp, env = _oidc_hub_env(lake, "cull", {"dora": password}, LAKEHUB_IDLE_TIMEOUT="10")
     hub = None
     try:
         hub = H.start_hub(env, work)
@@ -265,28 +263,7 @@ def test_a_hub_that_must_be_killed_leaves_no_culler_calling_its_api(lake):
     running per killed hub, polling a port a later hub may get."""
     import psutil
 
-    from lakehub.local.idp.oidc import start_oidc
-
-    work = Path(tempfile.mkdtemp(prefix="lakehub-e2e-kill-"))
-    work.chmod(0o755)
-    port = H.free_port()
-    idp = start_oidc({}, {TIER_GROUP: []}, redirect_uris=[f"http://127.0.0.1:{port}/hub/oauth_callback"], workdir=work)
-    env = H.base_hub_env(
-        "kill-e2e",
-        lake["notebook_bucket"],
-        "tiers/kill-e2e",
-        port,
-        work,
-        lake["endpoint"],
-        lake["creds"].url,
-        {
-            "LAKEHUB_AUTH_MODE": "oidc",
-            "LAKEHUB_OIDC_ISSUER": idp.issuer,
-            "LAKEHUB_OAUTH_CLIENT_ID": idp.client_id,
-            "LAKEHUB_OAUTH_CLIENT_SECRET": idp.client_secret,
-            "LAKEHUB_ALLOWED_GROUPS": TIER_GROUP,
-        },
-    )
+    work, idp, env = _oidc_hub_env(lake, "kill", {})
     hub, culler = None, None
     try:
         hub = H.start_hub(env, work)
